@@ -1,0 +1,184 @@
+"""cnnrt's intermediate representation: Values, Nodes and the Graph that owns them.
+
+Edges are value names. A Graph keeps its nodes in topological order; constants (weights)
+live in ``Graph.constants`` as numpy arrays and are not produced by any node. Every shape
+is concrete: the frontend resolves symbolic dimensions for the input shapes a session runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import GraphError
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Value:
+    """A tensor edge: name, concrete shape and numpy dtype name (``"float32"``, ``"int64"``...)."""
+
+    name: str
+    shape: Shape
+    dtype: str = "float32"
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class Node:
+    """One operation. ``inputs`` may contain ``""`` for an omitted optional input.
+
+    ``attrs`` is treated as immutable: rewrite with :meth:`with_attrs` / ``dataclasses.replace``.
+    ``origin`` holds the names of the ONNX nodes this node stands for (several after fusion).
+    """
+
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    name: str = ""
+    origin: tuple[str, ...] = ()
+
+    def with_attrs(self, **changes: Any) -> Node:
+        return dataclasses.replace(self, attrs={**self.attrs, **changes})
+
+    def replace(self, **changes: Any) -> Node:
+        return dataclasses.replace(self, **changes)
+
+
+class Graph:
+    """Nodes in topological order, value table, constants, graph inputs and outputs."""
+
+    def __init__(
+        self,
+        nodes: Iterable[Node],
+        values: Mapping[str, Value],
+        constants: Mapping[str, np.ndarray],
+        inputs: Iterable[str],
+        outputs: Iterable[str],
+        name: str = "graph",
+    ) -> None:
+        self.nodes: list[Node] = list(nodes)
+        self.values: dict[str, Value] = dict(values)
+        self.constants: dict[str, np.ndarray] = dict(constants)
+        self.inputs: list[str] = list(inputs)
+        self.outputs: list[str] = list(outputs)
+        self.name = name
+
+    # -- derived maps (recomputed on demand: graphs are small, passes rewrite freely) --
+
+    def producers(self) -> dict[str, Node]:
+        """Value name -> node that defines it."""
+        return {out: n for n in self.nodes for out in n.outputs if out}
+
+    def consumers(self) -> dict[str, list[Node]]:
+        """Value name -> nodes reading it (a node appears once per input slot)."""
+        users: dict[str, list[Node]] = {}
+        for n in self.nodes:
+            for i in n.inputs:
+                if i:
+                    users.setdefault(i, []).append(n)
+        return users
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def is_constant(self, name: str) -> bool:
+        return name in self.constants
+
+    def copy(self) -> Graph:
+        """Shallow copy: new containers, shared (immutable) nodes and constant arrays."""
+        return Graph(self.nodes, self.values, self.constants, self.inputs, self.outputs, self.name)
+
+    def to_networkx(self):
+        """A networkx DiGraph view (node names as vertices), built on demand."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        prod = self.producers()
+        for n in self.nodes:
+            g.add_node(n.name, op=n.op)
+            for i in n.inputs:
+                if i in prod:
+                    g.add_edge(prod[i].name, n.name, value=i)
+        return g
+
+    def op_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for n in self.nodes:
+            counts[n.op] = counts.get(n.op, 0) + 1
+        return counts
+
+    # -- invariants --
+
+    def verify(self) -> None:
+        """Raise :class:`GraphError` unless the graph is well formed.
+
+        Checks: unique node names, one definition per value, nodes in topological order
+        (which also rules out cycles), every input defined, every used value has a Value
+        entry, constants agree with their Value's shape and dtype, outputs defined.
+        """
+        defined: set[str] = set(self.inputs) | set(self.constants)
+        if len(set(self.inputs) & set(self.constants)):
+            raise GraphError(f"values both graph input and constant: {sorted(set(self.inputs) & set(self.constants))}")
+        seen_names: set[str] = set()
+        for name, arr in self.constants.items():
+            v = self.values.get(name)
+            if v is None:
+                raise GraphError(f"constant {name!r} has no Value entry")
+            if tuple(arr.shape) != v.shape or arr.dtype != np.dtype(v.dtype):
+                raise GraphError(
+                    f"constant {name!r} is {arr.dtype}{list(arr.shape)} but its Value says {v.dtype}{list(v.shape)}"
+                )
+        for name in self.inputs:
+            if name not in self.values:
+                raise GraphError(f"graph input {name!r} has no Value entry")
+        for n in self.nodes:
+            if not n.name:
+                raise GraphError(f"a {n.op} node has no name")
+            if n.name in seen_names:
+                raise GraphError(f"two nodes are named {n.name!r}")
+            seen_names.add(n.name)
+            for i in n.inputs:
+                if i and i not in defined:
+                    raise GraphError(
+                        f"node {n.name!r} ({n.op}) reads {i!r}, which is not defined before it "
+                        "(undefined value or a cycle)"
+                    )
+            for o in n.outputs:
+                if not o:
+                    continue
+                if o in defined:
+                    raise GraphError(f"value {o!r} is defined twice (again by node {n.name!r})")
+                if o not in self.values:
+                    raise GraphError(f"node {n.name!r} output {o!r} has no Value entry")
+                defined.add(o)
+        for o in self.outputs:
+            if o not in defined:
+                raise GraphError(f"graph output {o!r} is never defined")
+
+    def __repr__(self) -> str:
+        return f"Graph({self.name!r}, {len(self.nodes)} nodes, inputs={self.inputs}, outputs={self.outputs})"
+
+    def summary(self) -> str:
+        """One line per node: name, op, inputs -> outputs with shapes."""
+        lines = []
+        for n in self.nodes:
+            outs = ", ".join(f"{o}{list(self.values[o].shape)}" for o in n.outputs if o)
+            lines.append(f"{n.name}: {n.op}({', '.join(n.inputs)}) -> {outs}")
+        return "\n".join(lines)

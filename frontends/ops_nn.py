@@ -1,0 +1,292 @@
+"""Converters for the neural-network ops: convolutions, normalisation, pooling, Gemm/MatMul."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .onnx import ConvertContext, onnx_op
+
+
+def _ints(v, n: int, default: int) -> tuple[int, ...]:
+    return tuple(int(x) for x in v) if v is not None else (default,) * n
+
+
+def _require_4d(ctx: ConvertContext, what: str = "input") -> tuple[int, int, int, int]:
+    shape = ctx.shape(0)
+    if len(shape) != 4:
+        raise ctx.unsupported(f"only 2-D spatial (NCHW, rank 4) {what} is supported, got shape {list(shape)}")
+    return shape  # type: ignore[return-value]
+
+
+def resolve_pads(
+    ctx: ConvertContext, in_hw: tuple[int, int], kernel: tuple[int, int], strides, dilations, ceil_mode: bool = False
+) -> tuple[int, int, int, int]:
+    """Explicit (top, left, bottom, right) padding from ``auto_pad`` / ``pads``."""
+    auto = ctx.attr("auto_pad", "NOTSET")
+    if auto in ("NOTSET", ""):
+        pads = _ints(ctx.attr("pads"), 4, 0)
+        if len(pads) != 4:
+            raise ctx.fail(f"pads must have 4 entries for a 2-D op, got {list(pads)}")
+        if any(p < 0 for p in pads):
+            raise ctx.fail(f"pads must be non-negative, got {list(pads)}")
+        return pads[0], pads[1], pads[2], pads[3]
+    if auto == "VALID":
+        return 0, 0, 0, 0
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        raise ctx.fail(f"unknown auto_pad {auto!r}")
+    begin, end = [], []
+    for size, k, s, d in zip(in_hw, kernel, strides, dilations):
+        out = -(-size // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        small = total // 2
+        if auto == "SAME_UPPER":
+            begin.append(small), end.append(total - small)
+        else:
+            begin.append(total - small), end.append(small)
+    return begin[0], begin[1], end[0], end[1]
+
+
+def out_size(ctx: ConvertContext, size: int, k: int, s: int, d: int, pb: int, pe: int, ceil_mode: bool = False) -> int:
+    span = (k - 1) * d + 1
+    avail = size + pb + pe - span
+    if avail < 0:
+        raise ctx.fail(f"kernel extent {span} is larger than the padded input ({size}+{pb}+{pe})")
+    n = (-(-avail // s) if ceil_mode else avail // s) + 1
+    if ceil_mode and (n - 1) * s >= size + pb:
+        n -= 1  # the last window must start inside the input or its leading padding
+    return n
+
+
+def _spatial_attrs(ctx: ConvertContext, kernel, ceil_mode=False):
+    strides = _ints(ctx.attr("strides"), 2, 1)
+    dilations = _ints(ctx.attr("dilations"), 2, 1)
+    if len(strides) != 2 or len(dilations) != 2 or len(kernel) != 2:
+        raise ctx.unsupported("only 2-D kernels/strides/dilations are supported")
+    if min(strides) < 1 or min(dilations) < 1 or min(kernel) < 1:
+        raise ctx.fail(f"strides {strides}, dilations {dilations} and kernel {kernel} must be positive")
+    n, c, h, w = _require_4d(ctx)
+    pads = resolve_pads(ctx, (h, w), kernel, strides, dilations, ceil_mode)
+    oh = out_size(ctx, h, kernel[0], strides[0], dilations[0], pads[0], pads[2], ceil_mode)
+    ow = out_size(ctx, w, kernel[1], strides[1], dilations[1], pads[1], pads[3], ceil_mode)
+    return strides, dilations, pads, (oh, ow)
+
+
+@onnx_op("Conv", since=1)
+def conv(ctx: ConvertContext) -> None:
+    n, c, h, w = _require_4d(ctx)
+    wshape = ctx.shape(1)
+    if len(wshape) != 4:
+        raise ctx.fail(f"weight {ctx.inputs[1]!r} must have rank 4 (M, C/group, kH, kW), got {list(wshape)}")
+    group = int(ctx.attr("group", 1))
+    m = wshape[0]
+    if group < 1 or c % group or m % group:
+        raise ctx.fail(f"group={group} must divide input channels {c} and output channels {m}")
+    if wshape[1] * group != c:
+        raise ctx.fail(f"weight {list(wshape)} expects {wshape[1] * group} input channels with group={group}, input has {c}")
+    kernel = _ints(ctx.attr("kernel_shape"), 2, 0) if ctx.attr("kernel_shape") else tuple(wshape[2:])
+    if tuple(kernel) != tuple(wshape[2:]):
+        raise ctx.fail(f"kernel_shape {list(kernel)} does not match weight shape {list(wshape)}")
+    strides, dilations, pads, (oh, ow) = _spatial_attrs(ctx, kernel)
+    ins = [ctx.inputs[0], ctx.inputs[1]]
+    if ctx.has_input(2):
+        if ctx.shape(2) != (m,):
+            raise ctx.fail(f"bias {ctx.inputs[2]!r} must have shape [{m}], got {list(ctx.shape(2))}")
+        ins.append(ctx.inputs[2])
+    ctx.emit(
+        "Conv",
+        ins,
+        [ctx.out(0, (n, m, oh, ow), ctx.value(0).dtype)],
+        dict(strides=strides, pads=pads, dilations=dilations, group=group, kernel=tuple(kernel), activation="none", act_alpha=0.0, act_beta=0.0),
+    )
+
+
+@onnx_op("ConvTranspose", since=1)
+def conv_transpose(ctx: ConvertContext) -> None:
+    n, c, h, w = _require_4d(ctx)
+    wshape = ctx.shape(1)
+    if len(wshape) != 4:
+        raise ctx.fail(f"weight must have rank 4 (C, M/group, kH, kW), got {list(wshape)}")
+    group = int(ctx.attr("group", 1))
+    if group < 1 or c % group or wshape[0] != c:
+        raise ctx.fail(f"weight {list(wshape)} does not fit {c} input channels with group={group}")
+    m = wshape[1] * group
+    kernel = tuple(wshape[2:])
+    if ctx.attr("kernel_shape") and tuple(ctx.attr("kernel_shape")) != kernel:
+        raise ctx.fail(f"kernel_shape {ctx.attr('kernel_shape')} does not match weight shape {list(wshape)}")
+    strides = _ints(ctx.attr("strides"), 2, 1)
+    dilations = _ints(ctx.attr("dilations"), 2, 1)
+    out_pad = _ints(ctx.attr("output_padding"), 2, 0)
+    if len(strides) != 2 or len(dilations) != 2 or len(out_pad) != 2:
+        raise ctx.unsupported("only 2-D ConvTranspose is supported")
+    full = [s * (i - 1) + op + (k - 1) * d + 1 for s, i, op, k, d in zip(strides, (h, w), out_pad, kernel, dilations)]
+    auto = ctx.attr("auto_pad", "NOTSET")
+    out_shape = ctx.attr("output_shape")
+    if out_shape is not None:
+        out_shape = [int(x) for x in out_shape][-2:]
+    elif auto in ("SAME_UPPER", "SAME_LOWER"):
+        out_shape = [i * s for i, s in zip((h, w), strides)]
+    if out_shape is not None:
+        begin, end = [], []
+        for f, o in zip(full, out_shape):
+            total = f - o
+            if total < 0:
+                raise ctx.fail(f"output_shape {out_shape} is larger than the full transposed output {full}")
+            if auto == "SAME_UPPER":
+                begin.append(total // 2), end.append(total - total // 2)
+            else:
+                begin.append(total - total // 2), end.append(total // 2)
+        pads = (begin[0], begin[1], end[0], end[1])
+    elif auto == "VALID":
+        pads = (0, 0, 0, 0)
+    else:
+        pads = _ints(ctx.attr("pads"), 4, 0)
+        if any(p < 0 for p in pads):
+            raise ctx.fail(f"pads must be non-negative, got {list(pads)}")
+    oh, ow = full[0] - pads[0] - pads[2], full[1] - pads[1] - pads[3]
+    if oh < 1 or ow < 1:
+        raise ctx.fail(f"pads {list(pads)} leave an empty output")
+    ins = [ctx.inputs[0], ctx.inputs[1]]
+    if ctx.has_input(2):
+        if ctx.shape(2) != (m,):
+            raise ctx.fail(f"bias must have shape [{m}], got {list(ctx.shape(2))}")
+        ins.append(ctx.inputs[2])
+    ctx.emit(
+        "ConvTranspose",
+        ins,
+        [ctx.out(0, (n, m, oh, ow), ctx.value(0).dtype)],
+        dict(strides=strides, pads=tuple(pads), dilations=dilations, group=group, kernel=kernel, activation="none", act_alpha=0.0, act_beta=0.0),
+    )
+
+
+@onnx_op("BatchNormalization", since=1)
+def batch_norm(ctx: ConvertContext) -> None:
+    # Old versions carry is_test / spatial / consumed_inputs; inference only needs Y, and a
+    # per-activation (spatial=0) BN shows up as parameters shaped like x.shape[1:].
+    if int(ctx.attr("training_mode", 0)) or len([o for o in ctx.outputs if o]) > 1:
+        raise ctx.unsupported("BatchNormalization's mean/var/saved outputs (training mode) are not supported")
+    shape = ctx.shape(0)
+    if len(shape) < 2:
+        raise ctx.fail(f"input must have rank >= 2, got {list(shape)}")
+    c = shape[1]
+    for i, what in zip(range(1, 5), ("scale", "B", "mean", "var")):
+        ps = ctx.shape(i)
+        if ps != (c,) and ps != tuple(shape[1:]):
+            raise ctx.fail(f"{what} {ctx.inputs[i]!r} must have shape [{c}] (or per-activation {list(shape[1:])}), got {list(ps)}")
+    ctx.emit("BatchNormalization", ctx.inputs[:5], [ctx.out(0, shape, ctx.value(0).dtype)], dict(epsilon=float(ctx.attr("epsilon", 1e-5))))
+
+
+@onnx_op("LRN", since=1)
+def lrn(ctx: ConvertContext) -> None:
+    shape = ctx.shape(0)
+    if len(shape) < 3:
+        raise ctx.fail(f"LRN input must have rank >= 3, got {list(shape)}")
+    size = ctx.attr("size")
+    if size is None or int(size) < 1:
+        raise ctx.fail("attribute 'size' is required and must be positive")
+    ctx.emit(
+        "LRN",
+        [ctx.inputs[0]],
+        [ctx.out(0, shape)],
+        dict(size=int(size), alpha=float(ctx.attr("alpha", 1e-4)), beta=float(ctx.attr("beta", 0.75)), bias=float(ctx.attr("bias", 1.0))),
+    )
+
+
+def _pool(ctx: ConvertContext, op: str) -> None:
+    n, c, h, w = _require_4d(ctx)
+    kernel = ctx.attr("kernel_shape")
+    if kernel is None:
+        raise ctx.fail("attribute 'kernel_shape' is required")
+    kernel = tuple(int(k) for k in kernel)
+    ceil_mode = bool(int(ctx.attr("ceil_mode", 0)))
+    strides, dilations, pads, (oh, ow) = _spatial_attrs(ctx, kernel, ceil_mode)
+    for k, p0, p1 in ((kernel[0], pads[0], pads[2]), (kernel[1], pads[1], pads[3])):
+        if p0 >= k or p1 >= k:
+            raise ctx.fail(f"pads {list(pads)} must be smaller than the kernel {list(kernel)}")
+    attrs = dict(kernel=kernel, strides=strides, pads=pads, dilations=dilations)
+    outs = [ctx.out(0, (n, c, oh, ow), ctx.value(0).dtype)]
+    if op == "AveragePool":
+        attrs["count_include_pad"] = bool(int(ctx.attr("count_include_pad", 0)))
+    else:
+        attrs["storage_order"] = int(ctx.attr("storage_order", 0))
+        if len(ctx.outputs) > 1 and ctx.outputs[1]:
+            outs.append(ctx.out(1, (n, c, oh, ow), "int64"))
+    ctx.emit(op, [ctx.inputs[0]], outs, attrs)
+
+
+@onnx_op("MaxPool", since=1)
+def max_pool(ctx: ConvertContext) -> None:
+    _pool(ctx, "MaxPool")
+
+
+@onnx_op("AveragePool", since=1)
+def average_pool(ctx: ConvertContext) -> None:
+    _pool(ctx, "AveragePool")
+
+
+@onnx_op("GlobalAveragePool", since=1)
+def global_average_pool(ctx: ConvertContext) -> None:
+    shape = ctx.shape(0)
+    if len(shape) < 3:
+        raise ctx.fail(f"input must have rank >= 3, got {list(shape)}")
+    ctx.emit("GlobalAveragePool", [ctx.inputs[0]], [ctx.out(0, shape[:2] + (1,) * (len(shape) - 2), ctx.value(0).dtype)])
+
+
+@onnx_op("GlobalMaxPool", since=1)
+def global_max_pool(ctx: ConvertContext) -> None:
+    shape = ctx.shape(0)
+    if len(shape) < 3:
+        raise ctx.fail(f"input must have rank >= 3, got {list(shape)}")
+    ctx.emit("GlobalMaxPool", [ctx.inputs[0]], [ctx.out(0, shape[:2] + (1,) * (len(shape) - 2), ctx.value(0).dtype)])
+
+
+@onnx_op("Gemm", since=1)
+def gemm(ctx: ConvertContext) -> None:
+    a, b = ctx.shape(0), ctx.shape(1)
+    if len(a) != 2 or len(b) != 2:
+        raise ctx.fail(f"Gemm needs 2-D A and B, got {list(a)} and {list(b)}")
+    ta, tb = int(ctx.attr("transA", 0)), int(ctx.attr("transB", 0))
+    m, k = (a[1], a[0]) if ta else a
+    k2, nn = (b[1], b[0]) if tb else b
+    if k != k2:
+        raise ctx.fail(f"inner dimensions differ: A{list(a)} (transA={ta}) and B{list(b)} (transB={tb})")
+    ins = [ctx.inputs[0], ctx.inputs[1]]
+    if ctx.has_input(2):
+        cshape = ctx.shape(2)
+        try:
+            if np.broadcast_shapes(cshape, (m, nn)) != (m, nn):
+                raise ValueError
+        except ValueError:
+            raise ctx.fail(f"C {list(cshape)} does not broadcast to the output [{m}, {nn}]") from None
+        ins.append(ctx.inputs[2])
+    ctx.emit(
+        "Gemm",
+        ins,
+        [ctx.out(0, (m, nn), ctx.value(0).dtype)],
+        dict(alpha=float(ctx.attr("alpha", 1.0)), beta=float(ctx.attr("beta", 1.0)), trans_a=ta, trans_b=tb, activation="none", act_alpha=0.0, act_beta=0.0),
+    )
+
+
+@onnx_op("MatMul", since=1)
+def matmul(ctx: ConvertContext) -> None:
+    a, b = ctx.shape(0), ctx.shape(1)
+    try:
+        shape = _matmul_shape(a, b)
+    except ValueError:
+        raise ctx.fail(f"shapes {list(a)} and {list(b)} cannot be multiplied") from None
+    ctx.emit("MatMul", ctx.inputs[:2], [ctx.out(0, shape, ctx.value(0).dtype)])
+
+
+def _matmul_shape(a, b):
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError
+    a2 = (1,) + tuple(a) if len(a) == 1 else tuple(a)
+    b2 = tuple(b) + (1,) if len(b) == 1 else tuple(b)
+    if a2[-1] != b2[-2]:
+        raise ValueError
+    batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    shape = batch + (a2[-2], b2[-1])
+    if len(a) == 1:
+        shape = shape[:-2] + shape[-1:]
+    if len(b) == 1:
+        shape = shape[:-1]
+    return shape

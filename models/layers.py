@@ -1,0 +1,84 @@
+"""Building blocks shared by several zoo nets, written so they export to clean ONNX.
+
+Export constraints shape the code here: the zoo is exported with
+``training=TrainingMode.PRESERVE`` (to keep BatchNormalization nodes), which also turns
+off the exporter's constant folding. Anything computed from ``x.shape`` would therefore
+survive as Shape/Gather/Concat chains, so shapes are turned into Python ints first.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _LRNFunction(torch.autograd.Function):
+    """Local response normalisation that exports as one ONNX ``LRN`` node.
+
+    ``nn.LocalResponseNorm`` traces to ~60 nodes (including ``If``); the symbolic here
+    emits the single node. Torch and ONNX agree on the formula
+    ``y = x / (bias + alpha / size * sum_window x^2) ** beta``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, size: int, alpha: float, beta: float, k: float):  # noqa: ANN001
+        return F.local_response_norm(x, size, alpha=alpha, beta=beta, k=k)
+
+    @staticmethod
+    def symbolic(g, x, size: int, alpha: float, beta: float, k: float):  # noqa: ANN001
+        return g.op("LRN", x, size_i=size, alpha_f=alpha, beta_f=beta, bias_f=k)
+
+
+class LRN(nn.Module):
+    """Cross-channel LRN; defaults are AlexNet's (n=5, alpha=1e-4, beta=0.75, k=2)."""
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _LRNFunction.apply(x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+def static_shape(x: torch.Tensor) -> tuple[int, ...]:
+    """``x.shape`` as Python ints, so the trace records constants, not Shape ops."""
+    return tuple(int(d) for d in x.shape)
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle; exports as Reshape -> Transpose -> Reshape."""
+    _, c, h, w = static_shape(x)
+    x = x.reshape(-1, groups, c // groups, h, w).transpose(1, 2)
+    return x.reshape(-1, c, h, w)
+
+
+def conv_bn(
+    cin: int,
+    cout: int,
+    kernel: int,
+    stride: int = 1,
+    groups: int = 1,
+    act: type[nn.Module] | None = nn.ReLU,
+    padding: int | None = None,
+) -> nn.Sequential:
+    """Conv (no bias) + BatchNorm (+ activation): the post-2015 workhorse."""
+    pad = kernel // 2 if padding is None else padding
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, pad, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if act is not None:
+        layers.append(act(inplace=True) if act in (nn.ReLU, nn.ReLU6, nn.SiLU) else act())
+    return nn.Sequential(*layers)
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """Round channel counts as the MobileNet/EfficientNet reference code does."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v

@@ -1,0 +1,73 @@
+"""VGG configurations A, D and E (Simonyan & Zisserman 2014), with and without BN.
+
+3x224x224 input, five max-pool stages down to 7x7x512, then 4096-4096-1000 fully
+connected layers (these hold ~124M of the ~133-144M parameters).  The _bn variants
+put BatchNorm between every conv and its ReLU.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+_CONFIGS: dict[str, list[int | str]] = {
+    "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+          512, 512, 512, "M"],  # fmt: skip
+    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+          512, 512, 512, 512, "M"],  # fmt: skip
+}
+
+
+def _vgg(config: str, batch_norm: bool, num_classes: int = 1000) -> nn.Module:
+    layers: list[nn.Module] = []
+    cin = 3
+    for v in _CONFIGS[config]:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+            continue
+        layers.append(nn.Conv2d(cin, v, 3, padding=1, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(v))
+        layers.append(nn.ReLU(inplace=True))
+        cin = v
+    classifier = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(512 * 7 * 7, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(4096, num_classes),
+    )
+    return nn.Sequential(nn.Sequential(*layers), classifier)
+
+
+def vgg11() -> nn.Module:
+    """VGG-11 (configuration A): 132.9M parameters."""
+    return _vgg("A", False)
+
+
+def vgg16() -> nn.Module:
+    """VGG-16 (configuration D): 138.4M parameters."""
+    return _vgg("D", False)
+
+
+def vgg19() -> nn.Module:
+    """VGG-19 (configuration E): 143.7M parameters."""
+    return _vgg("E", False)
+
+
+def vgg11_bn() -> nn.Module:
+    """VGG-11 with BatchNorm."""
+    return _vgg("A", True)
+
+
+def vgg16_bn() -> nn.Module:
+    """VGG-16 with BatchNorm."""
+    return _vgg("D", True)
+
+
+def vgg19_bn() -> nn.Module:
+    """VGG-19 with BatchNorm."""
+    return _vgg("E", True)
