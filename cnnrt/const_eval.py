@@ -36,7 +36,10 @@ def evaluate_node(node: Node, inputs: Sequence[np.ndarray | None], outs: Sequenc
         return None
     with np.errstate(all="ignore"):
         res = fn(node, list(inputs), list(outs))
-    return [np.ascontiguousarray(np.asarray(r).astype(v.dtype, copy=False).reshape(v.shape)) for r, v in zip(res, outs)]
+    # np.asarray(order="C"), not ascontiguousarray: the latter turns 0-d results into shape (1,)
+    return [
+        np.asarray(np.asarray(r).astype(v.dtype, copy=False).reshape(v.shape), order="C") for r, v in zip(res, outs)
+    ]
 
 
 @_ev("Identity", "Dropout", "Reshape")
@@ -64,11 +67,29 @@ def _concat(node, x, outs):
     return [np.concatenate([a for a in x], axis=node.attrs["axis"])]
 
 
+def slice_index(starts: Sequence[int], ends: Sequence[int], steps: Sequence[int]) -> tuple[slice, ...]:
+    """numpy index for IR Slice attrs: a negative step's ``end == -1`` means "through index 0"."""
+    return tuple(slice(s, None if e < 0 else e, st) for s, e, st in zip(starts, ends, steps))
+
+
 @_ev("Slice")
 def _slice(node, x, outs):
     a = node.attrs
-    idx = tuple(slice(s, e, st) for s, e, st in zip(a["starts"], a["ends"], a["steps"]))
-    return [x[0][idx]]
+    return [x[0][slice_index(a["starts"], a["ends"], a["steps"])]]
+
+
+def pad_widths(pads: Sequence[int]) -> list[tuple[int, int]]:
+    """IR Pad ``pads`` (begin.., end..) as numpy.pad's per-axis (before, after) pairs."""
+    n = len(pads) // 2
+    return [(int(pads[i]), int(pads[i + n])) for i in range(n)]
+
+
+@_ev("Pad")
+def _pad(node, x, outs):
+    a = node.attrs
+    if a["mode"] == "constant":
+        return [np.pad(x[0], pad_widths(a["pads"]), mode="constant", constant_values=a["value"])]
+    return [np.pad(x[0], pad_widths(a["pads"]), mode=a["mode"])]
 
 
 @_ev("Transpose")
@@ -97,7 +118,8 @@ def _binary(node, x, outs):
 def _div(node, x, outs):
     a, b = x
     if np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer):
-        return [np.trunc(a / b).astype(a.dtype)]  # ONNX integer Div truncates toward zero
+        # ONNX integer Div truncates toward zero; a - fmod(a, b) divides exactly (no float detour).
+        return [(a - np.fmod(a, b)) // b]
     return [a / b]
 
 

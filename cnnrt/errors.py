@@ -41,3 +41,7 @@ class BackendUnavailableError(CnnrtError):
 
 class ResourceLimitError(CnnrtError):
     """The model needs more memory than the configured limit."""
+
+
+class SessionClosedError(CnnrtError):
+    """The session was closed: its plans and arena are gone."""

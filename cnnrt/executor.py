@@ -1,4 +1,12 @@
-"""Executor: a plan built once (kernel per step, buffers resolved), and a tiny run loop."""
+"""Executor: a plan built once (kernel per step, buffers resolved), and a tiny run loop.
+
+Every value's array is made once from the memory plan: a root is a typed view of its arena
+bytes, an alias is its base reshaped (never a copy), a slice is a numpy view of a range of
+its container (strided when the axes in front of the slice are not all 1). Nodes the plan
+marks as no-ops (views, in-place Concat) get no step. With ``poison=True`` a step after the
+last reader of a region fills it with NaN (integers: their max, bool: True), so reading a
+dead or wrongly shared region shows up as a wrong answer.
+"""
 
 from __future__ import annotations
 
@@ -25,38 +33,71 @@ class Step:
 class Executor:
     """Binds every value of ``graph`` to an array (arena view or constant) and a kernel per node."""
 
-    def __init__(self, graph: Graph, plan: MemoryPlan, backend: str = "cpu") -> None:
+    def __init__(self, graph: Graph, plan: MemoryPlan, backend: str = "cpu", poison: bool = False) -> None:
         self.graph = graph
         self.plan = plan
         self.backend = backend
-        missing = [n for n in graph.nodes if get_builder(n.op, backend) is None]
+        self.poison = poison
+        live_nodes = [n for n in graph.nodes if n.name not in plan.noop_nodes]
+        missing = [n for n in live_nodes if get_builder(n.op, backend) is None]
         if missing:
             raise UnsupportedOpError(
-                f"no {backend} kernel for {len(missing)} node(s): "
-                + "; ".join(f"{n.name} ({n.op})" for n in missing)
+                f"no {backend} kernel for {len(missing)} node(s): " + "; ".join(f"{n.name} ({n.op})" for n in missing)
             )
         self.arena = np.empty(max(plan.arena_bytes, 1), dtype=np.uint8)
-        self.arrays: dict[str, np.ndarray] = {}
-        for name, arr in graph.constants.items():
-            self.arrays[name] = arr
-        for name, r in plan.alias_of.items():
-            v = graph.values[name]
-            buf = plan.buffers[r]
-            raw = self.arena[buf.offset : buf.offset + v.nbytes]
-            self.arrays[name] = raw.view(v.dtype).reshape(v.shape)
+        self.arrays: dict[str, np.ndarray] = dict(graph.constants)
+        for name in plan.places:
+            self._array(name)
+        dying = plan.dying_after() if poison else [[] for _ in graph.nodes]
         self.steps: list[Step] = []
-        for node in graph.nodes:
-            try:
-                run = get_builder(node.op, backend)(node, graph)
-            except CnnrtError:
-                raise
-            except Exception as e:
-                raise KernelError(_describe(node, graph, f"kernel build failed: {type(e).__name__}: {e}")) from e
-            ins = [self.arrays[i] if i else None for i in node.inputs]
-            outs = [self.arrays[o] if o else None for o in node.outputs]
-            self.steps.append(Step(node, run, ins, outs))
+        for i, node in enumerate(graph.nodes):
+            if node.name not in plan.noop_nodes:
+                try:
+                    run = get_builder(node.op, backend)(node, graph)
+                except CnnrtError:
+                    raise
+                except Exception as e:
+                    raise KernelError(_describe(node, graph, f"kernel build failed: {type(e).__name__}: {e}")) from e
+                ins = [self.arrays[i] if i else None for i in node.inputs]
+                outs = [self.arrays[o] if o else None for o in node.outputs]
+                self.steps.append(Step(node, run, ins, outs))
+            for root in dying[i]:
+                self.steps.append(self._poison_step(node, root))
         self.input_arrays = [self.arrays[i] for i in graph.inputs]
         self.output_arrays = [self.arrays[o] for o in graph.outputs]
+
+    def _array(self, name: str) -> np.ndarray:
+        arr = self.arrays.get(name)
+        if arr is not None:
+            return arr
+        v = self.graph.values[name]
+        place = self.plan.places[name]
+        if place.kind == "buffer":
+            buf = self.plan.buffers[name]
+            arr = self.arena[buf.offset : buf.offset + v.nbytes].view(v.dtype).reshape(v.shape)
+        elif place.kind == "alias":
+            arr = self._array(place.base).view()
+            arr.shape = v.shape  # raises instead of copying
+        else:
+            base = self._array(place.base)
+            index = [slice(None)] * base.ndim
+            index[place.axis] = slice(place.start, place.start + v.shape[place.axis])
+            arr = base[tuple(index)]
+        assert arr.dtype == np.dtype(v.dtype) and arr.shape == v.shape
+        self.arrays[name] = arr
+        return arr
+
+    def _poison_step(self, node: Node, root: str) -> Step:
+        buf = self.plan.buffers[root]
+        v = self.graph.values[root]
+        region = self.arena[buf.offset : buf.offset + v.nbytes].view(v.dtype)
+        dt = region.dtype
+        value = np.nan if dt.kind in "fc" else True if dt.kind == "b" else np.iinfo(dt).max
+
+        def fill(ins, outs):
+            region.fill(value)
+
+        return Step(node.replace(name=f"{node.name}/poison:{root}", op="Poison"), fill, [], [])
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Copy feeds in, run every step, return copies of the outputs (the arena is reused)."""

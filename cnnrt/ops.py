@@ -2,7 +2,8 @@
 
 The frontend normalises every ONNX op into one of these forms with *concrete* attributes
 (auto_pad, ceil_mode, output_shape, Clip bounds, Slice/Pad/Resize parameters given as
-inputs are all resolved at import), so kernels and passes never see ONNX versions.
+inputs are all resolved at import), so kernels and passes never see ONNX versions. ONNX Constant and Shape nodes become graph
+constants under their output names (shapes are concrete), so no node is emitted for them.
 
 Spatial ops work on NCHW. ``pads`` are ``(top, left, bottom, right)``.
 
@@ -30,13 +31,14 @@ Sum Max Min        X1..Xn                           numpy broadcasting
 Softmax            X                                axis, coerce_2d (pre-13 semantics), log
 Concat             X1..Xn                           axis
 Split              X                                axis, sizes
-Slice              X                                starts, ends, steps (one per axis, normalised)
+Slice              X                                starts, ends, steps (one per axis, normalised; with a
+                                                    negative step, end == -1 means "through index 0")
 Reshape            X                                shape (concrete; Flatten/Squeeze/Unsqueeze too)
 Transpose          X                                perm
 Pad                X                                mode (constant|reflect|edge), pads (begin.., end..),
                                                     value
-Resize             X                                mode (nearest|linear), coord_mode, nearest_mode,
-                                                    scales (per axis)
+Resize             X                                mode (nearest|linear), coord_mode, nearest_mode
+                                                    (incl. "simple", opset 10's rule), scales (per axis)
 Identity/Dropout   X                                -  (views)
 Shape              X                                start, end -> int64
 ConstantOfShape    [shape]                          value (0-d array); output shape is the Value's

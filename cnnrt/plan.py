@@ -1,19 +1,39 @@
 """Memory planning: liveness over the execution order, every intermediate placed in one arena.
 
-Values produced by view ops (Reshape, Identity, Dropout) share their input's bytes; a
-buffer lives from its producer's step to the last step that reads it or any of its views.
-Graph outputs live to the end. Offsets are assigned greedily, largest buffer first, each at
-the lowest offset where it overlaps no already-placed buffer with an overlapping lifetime.
+Each non-constant value gets a :class:`Place`:
+
+- ``buffer``: it owns an arena region (a *root*);
+- ``alias``: it is another value's bytes under a new shape. View ops (Reshape, Identity,
+  Dropout) are aliases, and so is the output of an op in :data:`IN_PLACE_OPS` when its
+  input's region dies at that op (same bytes, same dtype, shapes equal);
+- ``slice``: it is a range along one axis of a bigger value: the inputs of a Concat marked
+  ``in_place`` by the concat_in_place pass live inside the Concat's output, so their
+  producers write straight into it and the Concat step does nothing.
+
+A root's lifetime runs from the first step that writes any value placed in it to the last
+step that reads any of them (graph outputs: to the end). Offsets are found by several
+greedy orderings (by size, by lifetime, by start) with first-fit and best-fit gap choice;
+the smallest arena wins. ``peak_live_bytes`` (the most bytes live at any one step) is a
+lower bound on any arena for these lifetimes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .ir import Graph
-from .ops import VIEW_OPS
+import numpy as np
+
+from .ir import Graph, Node
+from .ops import UNARY_ACTIVATION_OPS, VIEW_OPS
 
 ALIGN = 64
+
+# Ops whose kernel may write its output over its (first or any equal-shaped) input: the
+# kernel reads element i before writing element i and nothing else. Binary ops only when
+# both inputs already have the output's shape (numpy ufuncs handle exact overlap).
+IN_PLACE_OPS = frozenset((*UNARY_ACTIVATION_OPS, "ChannelAffine", "Add", "Sub", "Mul", "Div"))
+_BINARY = ("Add", "Sub", "Mul", "Div")
 
 
 def _align(n: int) -> int:
@@ -31,10 +51,23 @@ class Buffer:
     last: int  # last step that reads it (len(nodes): a graph output)
 
 
+@dataclass(frozen=True)
+class Place:
+    """How a value's array is made: its own ``buffer``, an ``alias`` of ``base``, or a ``slice``
+    ``[start, start + len)`` of ``base`` along ``axis``."""
+
+    kind: str
+    base: str = ""
+    axis: int = 0
+    start: int = 0
+
+
 @dataclass
 class MemoryPlan:
     buffers: dict[str, Buffer]  # root value -> region
     alias_of: dict[str, str]  # every arena value -> its root value
+    places: dict[str, Place]  # every arena value -> how its array is built
+    noop_nodes: frozenset[str]  # nodes whose step does nothing (views, in-place Concat)
     arena_bytes: int
     peak_live_bytes: int
     naive_bytes: int
@@ -44,59 +77,280 @@ class MemoryPlan:
     def region(self, value: str) -> Buffer:
         return self.buffers[self.alias_of[value]]
 
+    def dying_after(self) -> list[list[str]]:
+        """Per step, the roots whose last reader is that step (graph outputs never die)."""
+        out: list[list[str]] = [[] for _ in range(self.steps)]
+        for b in self.buffers.values():
+            if 0 <= b.last < self.steps:
+                out[b.last].append(b.root)
+        return out
 
-def plan_memory(graph: Graph) -> MemoryPlan:
+
+# ---------------------------------------------------------------------------- concat layout
+
+
+def concat_axis(graph: Graph, node: Node) -> int:
+    return int(node.attrs["axis"]) % len(graph.values[node.outputs[0]].shape)
+
+
+def concat_layout(graph: Graph, concats: Sequence[Node]) -> tuple[dict[str, Place], dict[str, str]]:
+    """Nest the inputs of ``concats`` inside their outputs, latest Concat first.
+
+    Returns the ``slice`` places (member value -> its container) and, per Concat that cannot
+    be laid out consistently, the reason. A value can sit in only one place, so a value read
+    by several Concats (DenseNet) works only when those Concats nest: then the smaller
+    Concat's output is itself placed as a slice of the bigger one, at the same offset as
+    its inputs. Values written by real kernels never overlap.
+    """
+    parent: dict[str, Place] = {}
+    rejected: dict[str, str] = {}
+    noop_outputs: set[str] = set()
+
+    def resolve(v: str) -> tuple[str, int, int | None]:
+        axis = None
+        start = 0
+        while v in parent:
+            p = parent[v]
+            if axis is not None and p.axis != axis:
+                return v, -1, None
+            axis, start, v = p.axis, start + p.start, p.base
+        return v, start, axis
+
+    for node in reversed(concats):
+        snapshot = dict(parent)
+        why = _place_concat(graph, node, parent, resolve)
+        if why is None:
+            noop_outputs.add(node.outputs[0])
+            why = _check_disjoint(graph, parent, noop_outputs, resolve)
+            if why is not None:
+                noop_outputs.discard(node.outputs[0])
+        if why is not None:
+            parent.clear()
+            parent.update(snapshot)
+            rejected[node.name] = why
+    return parent, rejected
+
+
+def _place_concat(graph: Graph, node: Node, parent: dict[str, Place], resolve) -> str | None:
+    out = node.outputs[0]
+    axis = concat_axis(graph, node)
+    shape = graph.values[out].shape
+    if len(set(node.inputs)) != len(node.inputs):
+        return "an input appears twice"
+    offsets = np.concatenate([[0], np.cumsum([graph.values[i].shape[axis] for i in node.inputs])]).tolist()
+    for x, o in zip(node.inputs, offsets):
+        xr, xs, xa = resolve(x)
+        cr, cs, ca = resolve(out)
+        if x not in parent:
+            if xr == cr:
+                return f"{x!r} already contains the Concat output"
+            parent[x] = Place("slice", out, axis, int(o))
+            continue
+        if xa is not None and xa != axis:
+            return f"{x!r} is already a slice along axis {xa}"
+        if xr == cr:
+            if xs != cs + o:
+                return f"{x!r} already sits at offset {xs} of {xr!r}, the Concat needs {cs + o}"
+            continue
+        if out in parent:
+            return f"{x!r} is already placed inside {xr!r}, the Concat output inside {cr!r}"
+        # move the whole Concat (not yet placed anywhere) inside x's container
+        start = xs - o
+        if start < 0 or start + shape[axis] > graph.values[xr].shape[axis] or _other_dims(graph, xr, out, axis):
+            return f"{x!r} is already placed inside {xr!r} where the Concat does not fit"
+        parent[out] = Place("slice", xr, axis, int(start))
+    return None
+
+
+def _other_dims(graph: Graph, a: str, b: str, axis: int) -> bool:
+    sa, sb = graph.values[a].shape, graph.values[b].shape
+    return len(sa) != len(sb) or any(x != y for i, (x, y) in enumerate(zip(sa, sb)) if i != axis)
+
+
+def _check_disjoint(graph: Graph, parent: dict[str, Place], noop_outputs: set[str], resolve) -> str | None:
+    """Values that some kernel writes must not overlap inside one root."""
+    spans: dict[str, list[tuple[int, int, str]]] = {}
+    members = set(parent) | {p.base for p in parent.values()}
+    for v in members:
+        if v in noop_outputs:
+            continue
+        r, s, a = resolve(v)
+        if a is None and v != r:
+            return f"{v!r} is nested along different axes"
+        axis = a if a is not None else 0
+        spans.setdefault(r, []).append((s, s + graph.values[v].shape[axis] if v != r else 0, v))
+    for r, lst in spans.items():
+        lst = sorted(x for x in lst if x[1] > x[0])
+        for (_, e0, v0), (s1, _, v1) in zip(lst, lst[1:]):
+            if s1 < e0:
+                return f"{v0!r} and {v1!r} would overlap inside {r!r}"
+    return None
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+def plan_memory(graph: Graph, in_place: bool = True) -> MemoryPlan:
     """Place every non-constant value in one arena; see the module docstring."""
+    nsteps = len(graph.nodes)
+    notes: list[str] = []
+    marked = [n for n in graph.nodes if n.op == "Concat" and n.attrs.get("in_place")]
+    slices, rejected = concat_layout(graph, marked)
+    for name, why in rejected.items():
+        notes.append(f"Concat {name!r} copies: {why}")
+    noop = {n.name for n in marked if n.name not in rejected}
+
+    defined_at: dict[str, int] = {v: -1 for v in graph.inputs}
+    last_read: dict[str, int] = {v: -1 for v in graph.inputs}
+    for i, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            if v in last_read:
+                last_read[v] = i
+        for o in node.outputs:
+            if o:
+                defined_at[o] = i
+                last_read[o] = i  # written even if never read
+    for o in graph.outputs:
+        if o in last_read:
+            last_read[o] = nsteps
+
+    places: dict[str, Place] = {v: Place("buffer") for v in defined_at}
+    places.update(slices)
     root: dict[str, str] = {}
+
+    def find(v: str) -> str:
+        while places[v].kind != "buffer":
+            v = places[v].base
+        return v
+
+    def contiguous(v: str) -> bool:
+        """Whether v's array is one contiguous run of bytes (slices of a leading axis of 1s are)."""
+        while places[v].kind != "buffer":
+            p = places[v]
+            if p.kind == "slice" and int(np.prod(graph.values[p.base].shape[: p.axis])) != 1:
+                return False
+            v = p.base
+        return True
+
+    sliced = set(slices) | {p.base for p in slices.values()}
+    # values sharing each root so far, to tell whether a root dies at a step
+    members: dict[str, list[str]] = {v: [v] for v in graph.inputs}
+    for i, node in enumerate(graph.nodes):
+        for o in node.outputs[1:]:
+            if o and o not in sliced:
+                members.setdefault(o, [o])
+        out = node.outputs[0] if node.outputs else ""
+        if not out or out in sliced:
+            continue
+        x = node.inputs[0] if node.inputs else ""
+        if node.op in VIEW_OPS and x in places and contiguous(x):
+            places[out] = Place("alias", x)
+            if not any(node.outputs[1:]):  # a Dropout mask output still has to be written
+                noop.add(node.name)
+        elif in_place and node.op in IN_PLACE_OPS:
+            cand = _in_place_input(graph, node, places, find, sliced, members, last_read, i)
+            if cand:
+                places[out] = Place("alias", cand)
+        r = find(out)
+        members.setdefault(r, [r])
+        if out != r:
+            members[r].append(out)
+    for v in defined_at:
+        root[v] = find(v)
+
     first: dict[str, int] = {}
     last: dict[str, int] = {}
-    nsteps = len(graph.nodes)
-    for name in graph.inputs:
-        root[name] = name
-        first[name] = -1
-        last[name] = -1
-    for i, node in enumerate(graph.nodes):
-        for inp in node.inputs:
-            if inp in root:
-                r = root[inp]
-                last[r] = max(last[r], i)
-        view = node.op in VIEW_OPS and node.inputs[0] in root
-        for o in node.outputs:
-            if not o:
-                continue
-            if view and o == node.outputs[0]:
-                root[o] = root[node.inputs[0]]
-                last[root[o]] = max(last[root[o]], i)
-            else:
-                root[o] = o
-                first[o] = i
-                last[o] = i  # written even if never read
-    for o in graph.outputs:
-        if o in root:
-            last[root[o]] = nsteps
+    for v, r in root.items():
+        first[r] = min(first.get(r, nsteps), defined_at[v])
+        last[r] = max(last.get(r, -1), last_read[v])
     sizes = {r: _align(graph.values[r].nbytes) for r in first}
-    # peak live: the largest total of bytes live at any one step
-    peak = 0
-    for step in range(-1, nsteps + 1):
-        live = sum(s for r, s in sizes.items() if first[r] <= step <= last[r])
-        peak = max(peak, live)
-    placed: list[Buffer] = []
-    for r in sorted(sizes, key=lambda r: (-sizes[r], first[r], r)):
-        conflicts = sorted(
-            (b.offset, b.offset + b.nbytes) for b in placed if not (b.last < first[r] or last[r] < b.first)
-        )
-        offset = 0
-        for lo, hi in conflicts:
-            if offset + sizes[r] <= lo:
-                break
-            offset = max(offset, hi)
-        placed.append(Buffer(r, offset, sizes[r], first[r], last[r]))
-    arena = max((b.offset + b.nbytes for b in placed), default=0)
+    peak = _peak_live(sizes, first, last)
+    buffers, arena = _place_best(sizes, first, last)
     return MemoryPlan(
-        buffers={b.root: b for b in placed},
+        buffers={r: Buffer(r, buffers[r], sizes[r], first[r], last[r]) for r in sizes},
         alias_of=root,
+        places=places,
+        noop_nodes=frozenset(noop),
         arena_bytes=arena,
         peak_live_bytes=peak,
-        naive_bytes=sum(sizes.values()),
+        naive_bytes=sum(_align(graph.values[v].nbytes) for v in defined_at),
         steps=nsteps,
+        notes=notes,
     )
+
+
+def _in_place_input(graph, node, places, find, sliced, members, last_read, step) -> str | None:
+    """An input of ``node`` whose whole region dies here and whose bytes the output can take."""
+    out = graph.values[node.outputs[0]]
+    cands = node.inputs[:1] if node.op not in _BINARY else node.inputs
+    if node.op in _BINARY and any(graph.values[i].shape != out.shape for i in node.inputs if i):
+        return None
+    for x in cands:
+        if not x or x not in places or x in sliced:
+            continue
+        r = find(x)
+        if r in sliced or places[x].kind == "slice":
+            continue
+        v = graph.values[x]
+        if v.dtype != out.dtype or v.nbytes != out.nbytes or graph.values[r].nbytes != out.nbytes:
+            continue
+        group = members.get(r, [r])
+        if max(last_read[m] for m in group) == step:
+            return x
+    return None
+
+
+def _peak_live(sizes: dict[str, int], first: dict[str, int], last: dict[str, int]) -> int:
+    """Most bytes live at any one step (a root is live on [first, last])."""
+    events: dict[int, int] = {}
+    for r, s in sizes.items():
+        events[first[r]] = events.get(first[r], 0) + s
+        events[last[r] + 1] = events.get(last[r] + 1, 0) - s
+    live = peak = 0
+    for step in sorted(events):
+        live += events[step]
+        peak = max(peak, live)
+    return peak
+
+
+def _place_best(sizes, first, last) -> tuple[dict[str, int], int]:
+    """Try a few greedy orderings x {first-fit, best-fit}; keep the smallest arena."""
+    orders = [
+        lambda r: (-sizes[r], first[r], r),
+        lambda r: (-(last[r] - first[r]), -sizes[r], r),
+        lambda r: (first[r], -sizes[r], r),
+        lambda r: (-sizes[r] * (last[r] - first[r] + 1), r),
+    ]
+    best: tuple[dict[str, int], int] | None = None
+    for key in orders:
+        for best_fit in (False, True):
+            res = _place_greedy(sorted(sizes, key=key), sizes, first, last, best_fit)
+            if best is None or res[1] < best[1]:
+                best = res
+    return best if best is not None else ({}, 0)
+
+
+def _place_greedy(order: Iterable[str], sizes, first, last, best_fit: bool) -> tuple[dict[str, int], int]:
+    placed: list[tuple[int, int, int, int]] = []  # (first, last, offset, end)
+    offsets: dict[str, int] = {}
+    arena = 0
+    for r in order:
+        f, l_, size = first[r], last[r], sizes[r]
+        busy = sorted((o, e) for pf, pl, o, e in placed if not (pl < f or l_ < pf))
+        choice = None
+        gap_best = None
+        cursor = 0
+        for lo, hi in busy:
+            if lo - cursor >= size:
+                if not best_fit:
+                    choice = cursor
+                    break
+                if gap_best is None or lo - cursor < gap_best:
+                    gap_best, choice = lo - cursor, cursor
+            cursor = max(cursor, hi)
+        if choice is None:
+            choice = cursor
+        offsets[r] = choice
+        placed.append((f, l_, choice, choice + size))
+        arena = max(arena, choice + size)
+    return offsets, arena

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BackendUnavailableError, CnnrtError, InputError
+from .errors import BackendUnavailableError, CnnrtError, InputError, ResourceLimitError, SessionClosedError
 from .executor import Executor
 from .ir import Graph
 from .plan import MemoryPlan, plan_memory
+from .threads import apply_threads, default_threads
 
 _ORT_TYPES = {
     "float32": "tensor(float)",
@@ -22,10 +23,35 @@ _ORT_TYPES = {
     "float16": "tensor(float16)",
     "int64": "tensor(int64)",
     "int32": "tensor(int32)",
+    "int16": "tensor(int16)",
+    "uint16": "tensor(uint16)",
+    "uint32": "tensor(uint32)",
+    "uint64": "tensor(uint64)",
     "int8": "tensor(int8)",
     "uint8": "tensor(uint8)",
     "bool": "tensor(bool)",
 }
+
+
+def default_memory_limit() -> int:
+    """Bytes an arena may take: $CNNRT_MEMORY_LIMIT, else half of physical memory."""
+    env = os.environ.get("CNNRT_MEMORY_LIMIT")
+    if env:
+        try:
+            limit = int(env)
+        except ValueError:
+            limit = -1
+        if limit <= 0:
+            raise CnnrtError(f"CNNRT_MEMORY_LIMIT must be a positive number of bytes, not {env!r}")
+        return limit
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
 
 
 @dataclass(frozen=True)
@@ -53,8 +79,10 @@ class InferenceSession:
 
     ``model`` is a path, bytes or ``onnx.ModelProto``. ``threads=None`` uses every core.
     A session may be used from several threads: runs are serialised by a lock, because
-    all runs share one arena.
+    all runs share one arena. ``close()`` (or leaving a ``with`` block) frees the plans.
     """
+
+    MAX_PLANS = 8  # compiled plans (one per input-shape set) kept before the oldest goes
 
     def __init__(
         self,
@@ -64,24 +92,35 @@ class InferenceSession:
         opt_level: int = 2,
         disabled_passes: Iterable[str] = (),
         poison: bool | None = None,
+        memory_limit: int | None = None,
     ) -> None:
         from cnnrt.frontends.onnx import OnnxModel
 
         if backend not in ("cpu", "cuda"):
             raise BackendUnavailableError(f"unknown backend {backend!r}; choose 'cpu' or 'cuda'")
+        if backend == "cuda":
+            from cnnrt.kernels.cuda.device import cuda_unavailable_reason
+
+            why = cuda_unavailable_reason()
+            if why:
+                raise BackendUnavailableError(f"backend='cuda' cannot run here: {why}")
         if opt_level not in (0, 1, 2):
             raise CnnrtError(f"opt_level must be 0, 1 or 2, not {opt_level!r}")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise CnnrtError(f"threads must be a positive int or None, not {threads!r}")
         self.backend = backend
-        self.threads = threads
+        self.threads = threads if threads is not None else default_threads()
         self.opt_level = opt_level
         self.disabled_passes = tuple(disabled_passes)
+        if memory_limit is not None and (isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit < 1):
+            raise CnnrtError(f"memory_limit must be a positive int (bytes) or None, not {memory_limit!r}")
+        self.memory_limit = memory_limit if memory_limit is not None else default_memory_limit()
         self.poison = bool(int(os.environ.get("CNNRT_POISON", "0"))) if poison is None else poison
         t0 = time.perf_counter()
         self.model = OnnxModel(model)
         self._import_s = time.perf_counter() - t0
         self._lock = threading.Lock()
+        self._closed = False
         self._compiled: dict[tuple, Compiled] = {}
         self._inputs = [NodeArg(s.name, list(s.shape), _ORT_TYPES[s.dtype]) for s in self.model.inputs]
         self._default_key = self._key(self.model.bind_shapes(), frozenset())
@@ -93,26 +132,31 @@ class InferenceSession:
         return list(self._inputs)
 
     def get_outputs(self) -> list[NodeArg]:
-        g = self._current.graph
+        g = self._live()._current.graph
         return [NodeArg(o, list(g.values[o].shape), _ORT_TYPES.get(g.values[o].dtype, g.values[o].dtype)) for o in g.outputs]
 
     @property
     def graph(self) -> Graph:
         """The optimised IR graph that executes (for the most recent input shapes)."""
-        return self._current.graph
+        return self._live()._current.graph
+
+    @property
+    def executor(self):
+        """The executor of the current plan: ``.steps`` (node, kernel, bound arrays) for tools."""
+        return self._live()._current.executor
 
     @property
     def plan(self) -> MemoryPlan:
-        return self._current.plan
+        return self._live()._current.plan
 
     @property
     def pass_log(self):
-        return self._current.pass_log
+        return self._live()._current.pass_log
 
     @property
     def build_timings(self) -> dict[str, float]:
         """Seconds spent in import, passes, planning and kernel build for the current plan."""
-        return dict(self._current.timings)
+        return dict(self._live()._current.timings)
 
     # -- building --
 
@@ -135,14 +179,70 @@ class InferenceSession:
         t1 = time.perf_counter()
         graph, log = run_pipeline(graph, self.opt_level, self.disabled_passes)
         t2 = time.perf_counter()
-        plan = plan_memory(graph)
+        try:
+            plan = plan_memory(graph)
+        except CnnrtError:
+            raise
+        except Exception as e:
+            raise CnnrtError(f"memory planning failed for graph {graph.name!r}: {type(e).__name__}: {e}") from e
+        if plan.arena_bytes > self.memory_limit:
+            raise ResourceLimitError(
+                f"the activations for input shapes {shapes} need a {_fmt_bytes(plan.arena_bytes)} arena, "
+                f"above the memory limit of {_fmt_bytes(self.memory_limit)} "
+                "(InferenceSession(memory_limit=...) or CNNRT_MEMORY_LIMIT bytes raise it)"
+            )
         t3 = time.perf_counter()
-        executor = Executor(graph, plan, self.backend)
+        try:
+            if self.backend == "cuda":
+                from cnnrt.cuda_executor import CudaExecutor
+
+                executor = CudaExecutor(graph, plan)
+            else:
+                executor = Executor(graph, plan, self.backend, poison=self.poison)
+        except CnnrtError:
+            raise
+        except MemoryError:
+            raise ResourceLimitError(f"cannot allocate the {_fmt_bytes(plan.arena_bytes)} arena for input shapes {shapes}") from None
+        except Exception as e:  # safety net: binding arrays or building a kernel tripped
+            raise CnnrtError(f"building the {self.backend} executor failed: {type(e).__name__}: {e}") from e
         t4 = time.perf_counter()
         timings = {"import": self._import_s + (t1 - t0), "passes": t2 - t1, "planning": t3 - t2, "kernels": t4 - t3}
         compiled = Compiled(graph, plan, executor, log, timings)
         self._compiled[key] = compiled
+        self._evict(keep=compiled)
         return compiled
+
+    def _evict(self, keep: Compiled) -> None:
+        """Drop the oldest plans beyond MAX_PLANS, or while their arenas together pass the limit.
+
+        A stream of new input shapes would otherwise keep one arena per shape forever.
+        """
+        total = sum(c.plan.arena_bytes for c in self._compiled.values())
+        for key in list(self._compiled):
+            if len(self._compiled) <= self.MAX_PLANS and total <= self.memory_limit:
+                break
+            c = self._compiled[key]
+            if c is keep:  # the caller makes it current right away; the old current may go
+                continue
+            del self._compiled[key]
+            total -= c.plan.arena_bytes
+
+    def prepare(self, input_shapes: Mapping[str, Sequence[int]] | None = None, batch: int | None = None) -> None:
+        """Build (or reuse) the plan for these input shapes and make it current.
+
+        ``batch`` fills every symbolic dimension 0; ``input_shapes`` names shapes per input.
+        """
+        shapes = {}
+        for spec in self.model.inputs:
+            if input_shapes and spec.name in input_shapes:
+                shapes[spec.name] = tuple(int(d) for d in input_shapes[spec.name])
+            else:
+                shapes[spec.name] = tuple(
+                    d if isinstance(d, int) else (batch if batch and axis == 0 else 1) for axis, d in enumerate(spec.shape)
+                )
+        with self._lock:
+            self._live()
+            self._current = self._compile(shapes, frozenset())
 
     # -- running --
 
@@ -153,22 +253,51 @@ class InferenceSession:
         run_options: Any = None,
     ) -> list[np.ndarray]:
         """Run the model; same call shape as ``onnxruntime.InferenceSession.run``."""
+        self._live()
         if not isinstance(input_feed, Mapping):
             raise InputError(f"input_feed must be a dict of name -> array, not {type(input_feed).__name__}")
+        names = list(self.model.outputs)
+        if output_names is not None:
+            if isinstance(output_names, (str, bytes)) or not isinstance(output_names, Iterable):
+                raise InputError(f"output_names must be a list of output names or None, not {output_names!r}")
+            output_names = list(output_names)
+            unknown = [n for n in output_names if not isinstance(n, str) or n not in names]
+            if unknown:
+                raise InputError(f"unknown output name(s) {unknown}; the model's outputs are {names}")
         feeds, shapes, fed = self._check_feeds(input_feed)
         with self._lock:
+            self._live()
+            if self.backend == "cpu":
+                apply_threads(self.threads)
             compiled = self._compile(shapes, fed)
             self._current = compiled
-            outs = compiled.executor.run([feeds[n] for n in compiled.graph.inputs])
-        names = compiled.graph.outputs
+            # NaN/Inf inputs must propagate (as in onnxruntime), whatever np.seterr or the
+            # warnings filters of the caller say: no FloatingPointError, no RuntimeWarning.
+            with np.errstate(all="ignore"):
+                outs = compiled.executor.run([feeds[n] for n in compiled.graph.inputs])
         if output_names is None:
             return outs
-        result = []
-        for n in output_names:
-            if n not in names:
-                raise InputError(f"unknown output name {n!r}; the model's outputs are {names}")
-            result.append(outs[names.index(n)])
-        return result
+        return [outs[names.index(n)] for n in output_names]
+
+    # -- lifetime --
+
+    def close(self) -> None:
+        """Drop every compiled plan and its arena; later calls to ``run`` raise. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._compiled.clear()
+            self._current = None
+
+    def __enter__(self) -> InferenceSession:
+        return self._live()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _live(self) -> InferenceSession:
+        if self._closed:
+            raise SessionClosedError("this InferenceSession is closed (close() or the end of its 'with' block)")
+        return self
 
     def _check_feeds(self, input_feed: Mapping[str, Any]):
         known = {s.name: s for s in self.model.inputs}

@@ -10,8 +10,12 @@ bounds, Pad amounts and Resize scales resolve to attributes.
 
 from __future__ import annotations
 
+import functools
+import heapq
+import math
 import os
-from collections.abc import Callable, Mapping
+import stat
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +25,18 @@ import onnx
 from onnx import helper, numpy_helper
 
 from cnnrt.const_eval import evaluate_node
-from cnnrt.errors import ModelLoadError, ShapeError, UnsupportedOpError
+from cnnrt.errors import CnnrtError, ModelLoadError, ResourceLimitError, ShapeError, UnsupportedOpError
 from cnnrt.ir import Graph, Node, Value
 
-MIN_OPSET = 7
+# Converters handle the pre-7 attribute forms too; opset 6 is what the ONNX backend suite's
+# pytorch-converted models use, so it is tested.
+MIN_OPSET = 6
 MAX_OPSET = onnx.defs.onnx_opset_version()
 # Known values larger than this are not propagated (they are weights, not shape arithmetic).
 _KNOWN_VALUE_LIMIT = 1 << 16
+# No tensor may need more bytes than this (256 TiB): far beyond any memory limit, far below
+# int64 overflow in the size arithmetic of the IR and the planner.
+MAX_TENSOR_BYTES = 1 << 48
 
 Converter = Callable[["ConvertContext"], None]
 _REGISTRY: dict[str, list[tuple[int, Converter]]] = {}
@@ -38,6 +47,10 @@ ONNX_DTYPES = {
     onnx.TensorProto.FLOAT16: "float16",
     onnx.TensorProto.INT64: "int64",
     onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT16: "int16",
+    onnx.TensorProto.UINT16: "uint16",
+    onnx.TensorProto.UINT32: "uint32",
+    onnx.TensorProto.UINT64: "uint64",
     onnx.TensorProto.INT8: "int8",
     onnx.TensorProto.UINT8: "uint8",
     onnx.TensorProto.BOOL: "bool",
@@ -69,7 +82,7 @@ def _pick_converter(op_type: str, opset: int) -> Converter | None:
 
 
 def _load_converters() -> None:
-    from . import ops_nn, ops_tensor, ops_elementwise  # noqa: F401  (registers converters)
+    from . import ops_elementwise, ops_nn, ops_tensor  # noqa: F401  (registers converters)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -78,16 +91,22 @@ def _load_converters() -> None:
 def load_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> tuple[onnx.ModelProto, Path | None]:
     """Read a model from a path, bytes or a ModelProto; returns it and its folder (or None)."""
     if isinstance(model, onnx.ModelProto):
+        _check_proto(model)
         return model, None
     if isinstance(model, (bytes, bytearray, memoryview)):
         data, folder = bytes(model), None
     elif isinstance(model, (str, os.PathLike)):
         path = Path(model)
         try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise ModelLoadError(f"cannot read model file {str(path)!r}: {e.strerror or e}") from None
-        folder = path.resolve().parent
+            # O_NONBLOCK + a regular-file check: a FIFO or /dev/zero must not hang the load.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise ModelLoadError(f"model path {str(path)!r} is not a regular file")
+                data = f.read()
+            folder = path.resolve().parent
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"cannot read model file {str(path)!r}: {getattr(e, 'strerror', None) or e}") from None
     else:
         raise ModelLoadError(
             f"model must be a path, bytes or onnx.ModelProto, not {type(model).__name__}"
@@ -99,9 +118,32 @@ def load_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> tuple[onnx
         proto.ParseFromString(data)
     except Exception as e:  # protobuf raises DecodeError, RuntimeWarning-ish errors
         raise ModelLoadError(f"not a valid ONNX protobuf ({len(data)} bytes): {e}") from None
+    _check_proto(proto)
+    return proto, folder
+
+
+def _check_proto(proto: onnx.ModelProto) -> None:
     if not proto.HasField("graph") or not proto.graph.node and not proto.graph.output:
         raise ModelLoadError("the file parsed but holds no ONNX graph (truncated or not an ONNX model?)")
-    return proto, folder
+    where = _first_non_utf8(proto, "model")
+    if where is not None:
+        raise ModelLoadError(f"{where} is not valid UTF-8 text (corrupt or not an ONNX model)")
+
+
+def _first_non_utf8(msg: Any, path: str) -> str | None:
+    """Path of the first string field that protobuf could not decode (it hands back bytes)."""
+    for fd, value in msg.ListFields():
+        repeated = fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED
+        items = value if repeated else [value]
+        if fd.type == fd.TYPE_MESSAGE:
+            for k, item in enumerate(items):
+                label = getattr(item, "name", "") if isinstance(getattr(item, "name", None), str) else ""
+                where = _first_non_utf8(item, f"{path}.{fd.name}[{label or k}]" if repeated else f"{path}.{fd.name}")
+                if where is not None:
+                    return where
+        elif fd.type == fd.TYPE_STRING and any(isinstance(v, bytes) for v in items):
+            return f"{path}.{fd.name}"
+    return None
 
 
 def _external_bytes(tensor: onnx.TensorProto, folder: Path | None) -> bytes:
@@ -116,7 +158,12 @@ def _external_bytes(tensor: onnx.TensorProto, folder: Path | None) -> bytes:
         )
     if os.path.isabs(loc) or Path(loc).drive:
         raise ModelLoadError(f"initializer {tensor.name!r}: external data location {loc!r} is absolute")
-    target = (folder / loc).resolve()
+    if "\0" in loc:
+        raise ModelLoadError(f"initializer {tensor.name!r}: external data location {loc!r} contains a NUL byte")
+    try:
+        target = (folder / loc).resolve()
+    except (OSError, RuntimeError, ValueError) as e:  # symlink loops, over-long names
+        raise ModelLoadError(f"initializer {tensor.name!r}: external data location {loc!r} cannot be resolved: {e}") from None
     if not target.is_relative_to(folder):
         raise ModelLoadError(
             f"initializer {tensor.name!r}: external data location {loc!r} escapes the model's folder"
@@ -127,25 +174,39 @@ def _external_bytes(tensor: onnx.TensorProto, folder: Path | None) -> bytes:
     except ValueError:
         raise ModelLoadError(f"initializer {tensor.name!r}: bad external data offset/length") from None
     try:
-        size = target.stat().st_size
-        if offset < 0 or offset > size or (length is not None and (length < 0 or offset + length > size)):
-            raise ModelLoadError(
-                f"initializer {tensor.name!r}: external data range offset={offset} length={length} "
-                f"exceeds {loc!r} ({size} bytes)"
-            )
-        with open(target, "rb") as f:
+        # O_NOFOLLOW + fstat on the opened descriptor: the file checked is the file read (no
+        # symlink swapped in after resolve()), and O_NONBLOCK keeps a FIFO from hanging open().
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ModelLoadError(
+                    f"initializer {tensor.name!r}: external data location {loc!r} is not a regular file"
+                )
+            size = st.st_size
+            if offset < 0 or offset > size or (length is not None and (length < 0 or offset + length > size)):
+                raise ModelLoadError(
+                    f"initializer {tensor.name!r}: external data range offset={offset} length={length} "
+                    f"exceeds {loc!r} ({size} bytes)"
+                )
             f.seek(offset)
             return f.read(length if length is not None else size - offset)
-    except OSError as e:
-        raise ModelLoadError(f"initializer {tensor.name!r}: cannot read external data {loc!r}: {e.strerror}") from None
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or e
+        raise ModelLoadError(f"initializer {tensor.name!r}: cannot read external data {loc!r}: {why}") from None
+
+
+def _dtype_name(code: int) -> str:
+    if code in onnx.TensorProto.DataType.values():
+        return onnx.TensorProto.DataType.Name(code)
+    return f"<unknown element type {code}>"
 
 
 def tensor_to_array(tensor: onnx.TensorProto, folder: Path | None = None, where: str = "") -> np.ndarray:
     """Decode a TensorProto (external data read safely from ``folder``)."""
     if tensor.data_type not in ONNX_DTYPES:
-        name = onnx.TensorProto.DataType.Name(tensor.data_type) if tensor.data_type in onnx.TensorProto.DataType.values() else tensor.data_type
         raise UnsupportedOpError(
-            f"tensor {tensor.name or where!r} has dtype {name}; supported: "
+            f"tensor {tensor.name or where!r} has dtype {_dtype_name(tensor.data_type)}; supported: "
             + ", ".join(sorted(set(ONNX_DTYPES.values())))
         )
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -159,7 +220,7 @@ def tensor_to_array(tensor: onnx.TensorProto, folder: Path | None = None, where:
         arr = numpy_helper.to_array(tensor)
     except Exception as e:
         raise ModelLoadError(f"tensor {tensor.name or where!r} cannot be decoded: {e}") from None
-    return np.ascontiguousarray(arr)
+    return np.asarray(arr, order="C")  # not ascontiguousarray: it turns 0-d arrays into shape (1,)
 
 
 def opset_of(proto: onnx.ModelProto) -> int:
@@ -218,7 +279,24 @@ class OnnxModel:
         self.outputs = [o.name for o in g.output]
         if len(set(self.outputs)) != len(self.outputs):
             raise ModelLoadError(f"graph outputs repeat a name: {self.outputs}")
+        if not self.outputs:
+            raise ModelLoadError("the graph declares no outputs")
         self._check_supported()
+        self._check_signatures()
+
+    def _check_signatures(self) -> None:
+        """Every node against its ONNX schema: input/output counts, required inputs, attribute
+        names and types. Converters may then trust ``int(ctx.attr(...))`` and ``ctx.inputs[i]``.
+        All problems are listed at once."""
+        bad = []
+        for i, n in enumerate(self.proto.graph.node):
+            schema = _schema(n.op_type, self.opset)
+            if schema is None:
+                bad.append(f"{n.name or f'#{i}'} ({n.op_type}): no such op in opset {self.opset}")
+                continue
+            bad.extend(f"{n.name or f'#{i}'} ({n.op_type}-{schema.since_version}): {why}" for why in _signature_problems(n, schema))
+        if bad:
+            raise ModelLoadError(f"{len(bad)} node(s) do not match their ONNX schema: " + "; ".join(bad))
 
     def _check_supported(self) -> None:
         """Scan every node first, then raise once listing all that cannot be imported."""
@@ -255,6 +333,132 @@ class OnnxModel:
         return _GraphBuilder(self, input_shapes, fed_initializers).build()
 
 
+@functools.cache
+def _schema(op_type: str, opset: int) -> onnx.defs.OpSchema | None:
+    try:
+        return onnx.defs.get_schema(op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return None
+
+
+_SINGLE = onnx.defs.OpSchema.FormalParameterOption.Single
+_VARIADIC = onnx.defs.OpSchema.FormalParameterOption.Variadic
+
+
+def _signature_problems(n: onnx.NodeProto, schema: onnx.defs.OpSchema) -> list[str]:
+    out = []
+    for what, actual, formals, lo, hi in (
+        ("input", list(n.input), schema.inputs, schema.min_input, schema.max_input),
+        ("output", list(n.output), schema.outputs, schema.min_output, schema.max_output),
+    ):
+        if not lo <= len(actual) <= hi:
+            want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi < 2**31 - 1 else f"at least {lo}"
+            out.append(f"has {len(actual)} {what}s, the schema wants {want}")
+            continue
+        for k, name in enumerate(actual):
+            formal = formals[min(k, len(formals) - 1)]
+            if not name and (formal.option == _SINGLE or (formal.option == _VARIADIC and k < lo)):
+                out.append(f"required {what} {k} ({formal.name}) is empty")
+    seen = set()
+    for a in n.attribute:
+        spec = schema.attributes.get(a.name)
+        if a.name in seen:
+            out.append(f"attribute {a.name!r} is given twice")
+        seen.add(a.name)
+        if spec is None:
+            out.append(f"unknown attribute {a.name!r} (the schema has {sorted(schema.attributes) or 'none'})")
+        elif a.ref_attr_name:
+            continue
+        elif int(a.type) != int(spec.type):
+            got = onnx.AttributeProto.AttributeType.Name(a.type) if a.type in onnx.AttributeProto.AttributeType.values() else a.type
+            out.append(f"attribute {a.name!r} must be {spec.type.name}, got {got}")
+    for name, spec in schema.attributes.items():
+        if spec.required and name not in seen:
+            out.append(f"required attribute {name!r} is missing")
+    return out
+
+
+def _onnx_type_str(dtype: str) -> str:
+    return "tensor(" + {"float32": "float", "float64": "double"}.get(dtype, dtype) + ")"
+
+
+def _type_problems(
+    n: onnx.NodeProto, schema: onnx.defs.OpSchema | None, values: Mapping[str, Value]
+) -> list[tuple[type[CnnrtError], str]]:
+    """Input dtypes against the schema's type constraints (one dtype per type parameter):
+    (UnsupportedOpError, why) for a dtype the op does not take, (ShapeError, why) for
+    inputs that must share a dtype and do not."""
+    if schema is None or not schema.inputs:
+        return []
+    constraints = {t.type_param_str: t.allowed_type_strs for t in schema.type_constraints}
+    bound: dict[str, tuple[str, str]] = {}
+    out = []
+    for k, name in enumerate(n.input):
+        if not name or name not in values:
+            continue
+        formal = schema.inputs[min(k, len(schema.inputs) - 1)]
+        got = _onnx_type_str(values[name].dtype)
+        allowed = constraints.get(formal.type_str, [formal.type_str])
+        if got not in allowed:
+            out.append((UnsupportedOpError, f"input {k} ({formal.name}) {name!r} has dtype {got}; the op takes {', '.join(allowed)}"))
+        elif formal.type_str in constraints and formal.is_homogeneous:
+            first = bound.setdefault(formal.type_str, (name, got))
+            if first[1] != got:
+                out.append((ShapeError, f"inputs {first[0]!r} ({first[1]}) and {name!r} ({got}) must have the same dtype ({formal.type_str})"))
+    return out
+
+
+def _topological_order(nodes: Sequence[onnx.NodeProto], defined: set[str]) -> list[int]:
+    """Node indices in a dependency order (the file's order when it already is one).
+
+    ONNX requires sorted graphs but onnxruntime sorts unsorted ones itself, so we do too.
+    Raises ModelLoadError naming the value for an undefined input, the nodes for a cycle.
+    """
+    producer: dict[str, int] = {}
+    for k, n in enumerate(nodes):
+        for o in n.output:
+            if o and o not in defined:
+                producer.setdefault(o, k)
+    deps: list[set[int]] = []
+    for k, n in enumerate(nodes):
+        d = set()
+        for i in n.input:
+            if not i or i in defined:
+                continue
+            if i not in producer:
+                raise ModelLoadError(
+                    f"node {n.name or f'#{k}'!r} ({n.op_type}) reads {i!r}, which no node, graph input or initializer defines"
+                )
+            d.add(producer[i])
+        deps.append(d)
+    users: dict[int, list[int]] = {}
+    for k, d in enumerate(deps):
+        for p in d:
+            users.setdefault(p, []).append(k)
+    waiting = [len(d) for d in deps]
+    ready = [k for k, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        k = heapq.heappop(ready)
+        order.append(k)
+        for u in users.get(k, ()):
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) < len(nodes):
+        # walk back along unfinished dependencies until a node repeats: that is a cycle
+        left = {k for k, w in enumerate(waiting) if w > 0}
+        path, k = [], min(left)
+        while k not in path:
+            path.append(k)
+            k = min(p for p in deps[k] if p in left)
+        cycle = path[path.index(k) :]
+        names = [f"{nodes[j].name or f'#{j}'} ({nodes[j].op_type})" for j in reversed(cycle)]
+        raise ModelLoadError(f"the graph has a cycle: {' -> '.join(names + names[:1])}")
+    return order
+
+
 def _input_spec(vi: onnx.ValueInfoProto) -> InputSpec:
     tt = vi.type.tensor_type
     if not vi.type.HasField("tensor_type"):
@@ -262,7 +466,7 @@ def _input_spec(vi: onnx.ValueInfoProto) -> InputSpec:
     dtype = ONNX_DTYPES.get(tt.elem_type)
     if dtype is None:
         raise UnsupportedOpError(
-            f"graph input {vi.name!r} has element type {tt.elem_type}; supported: "
+            f"graph input {vi.name!r} has element type {_dtype_name(tt.elem_type)}; supported: "
             + ", ".join(sorted(set(ONNX_DTYPES.values())))
         )
     dims: list[int | str | None] = []
@@ -339,7 +543,14 @@ class ConvertContext:
         return f"{self.name}/{suffix}{self._count}"
 
     def add_constant(self, base: str, array: np.ndarray) -> str:
+        """A new graph constant named after this node (a fresh name); returns the name."""
         return self._b.add_constant(f"{self.name}/{base}", array)
+
+    def define_constant(self, i: int, array: np.ndarray) -> None:
+        """Make ONNX output ``i`` a graph constant under its own name (no node is emitted)."""
+        if self.outputs[i] in self._b.values:
+            raise self.fail(f"output {self.outputs[i]!r} is already defined")
+        self._b.add_constant(self.outputs[i], np.asarray(array))
 
     # outputs
     def emit(
@@ -351,9 +562,16 @@ class ConvertContext:
         suffix: str = "",
     ) -> Node:
         """Add an IR node; ``outputs`` are (name, shape, dtype)."""
-        for name, shape, _ in outputs:
+        for name, shape, dtype in outputs:
             if any((not isinstance(d, (int, np.integer))) or d < 0 for d in shape):
                 raise self.fail(f"computed an invalid shape {list(shape)} for output {name!r}")
+            # exact (Python int) size: int64 products of huge dims would wrap and fool the planner
+            nbytes = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
+            if nbytes > MAX_TENSOR_BYTES:
+                raise self.fail(
+                    f"output {name!r} of shape {list(shape)} would take {nbytes} bytes (more than 2**48)",
+                    ResourceLimitError,
+                )
         node = Node(
             op=op,
             inputs=tuple(inputs),
@@ -395,7 +613,7 @@ class _GraphBuilder:
     def add_constant(self, name: str, arr: np.ndarray) -> str:
         while name in self.values:
             name += "_"
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr, order="C")
         self.values[name] = Value(name, tuple(arr.shape), str(arr.dtype))
         self.constants[name] = arr
         self.known[name] = arr
@@ -424,7 +642,8 @@ class _GraphBuilder:
 
     def build(self) -> Graph:
         g = self.model.proto.graph
-        for idx, n in enumerate(g.node):
+        for idx in _topological_order(g.node, set(self.values)):
+            n = g.node[idx]
             name = n.name or f"{n.op_type}_{idx}"
             for i in n.input:
                 if i and i not in self.values:
@@ -433,14 +652,36 @@ class _GraphBuilder:
                         "initializer defines (undefined input, or the graph is not topologically sorted / has a cycle)"
                     )
             conv = _pick_converter(n.op_type, self.model.opset)
-            ctx = ConvertContext(self, n, name)
-            conv(ctx)
+            type_problems = _type_problems(n, _schema(n.op_type, self.model.opset), self.values)
+            if type_problems:
+                cls = ShapeError if any(c is ShapeError for c, _ in type_problems) else UnsupportedOpError
+                raise cls(f"node {name!r} ({n.op_type}, opset {self.model.opset}): " + "; ".join(w for _, w in type_problems))
+            try:
+                ctx = ConvertContext(self, n, name)
+                conv(ctx)
+            except CnnrtError:
+                raise
+            except Exception as e:
+                # Safety net: a converter that trips over a malformed node (a bad attribute
+                # type, an impossible shape) must still fail as a load error naming the node.
+                ins = ", ".join(f"{i}{list(self.values[i].shape)}" if i in self.values else repr(i) for i in n.input)
+                raise ModelLoadError(
+                    f"node {name!r} ({n.op_type}, opset {self.model.opset}) with inputs [{ins}] cannot be "
+                    f"imported: {type(e).__name__}: {e}"
+                ) from e
             for o in n.output:
                 if o and o not in self.values:
                     raise ModelLoadError(f"node {name!r} ({n.op_type}): output {o!r} is not supported by cnnrt")
         for o in self.model.outputs:
             if o not in self.values:
                 raise ModelLoadError(f"graph output {o!r} is never produced")
+        for vi in g.output:
+            declared = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+            got = self.values[vi.name].dtype
+            if declared and ONNX_DTYPES.get(declared) != got:
+                raise ModelLoadError(
+                    f"graph output {vi.name!r} is declared {_dtype_name(declared)} but the graph computes {got}"
+                )
         graph = Graph(self.nodes, self.values, self.constants, self.inputs, self.model.outputs, g.name or "graph")
         graph.verify()
         return graph

@@ -128,13 +128,14 @@ def conv_transpose(ctx: ConvertContext) -> None:
     if out_shape is not None:
         begin, end = [], []
         for f, o in zip(full, out_shape):
+            # A negative total (output_shape beyond the full output) is implicit output
+            # padding: a negative end pad, rows that only receive the bias.
             total = f - o
-            if total < 0:
-                raise ctx.fail(f"output_shape {out_shape} is larger than the full transposed output {full}")
+            t = max(total, 0)
             if auto == "SAME_UPPER":
-                begin.append(total // 2), end.append(total - total // 2)
+                begin.append(t // 2), end.append(t - t // 2 + min(total, 0))
             else:
-                begin.append(total - total // 2), end.append(total // 2)
+                begin.append(t - t // 2), end.append(t // 2 + min(total, 0))
         pads = (begin[0], begin[1], end[0], end[1])
     elif auto == "VALID":
         pads = (0, 0, 0, 0)

@@ -51,7 +51,7 @@ def export(
 
     ``batch=None`` makes the batch dimension symbolic ("batch"); an int fixes it.
     """
-    from .export import export as _export
+    from .onnx_export import export as _export
 
     return _export(name, path, opset=opset, batch=batch)
 
@@ -66,6 +66,6 @@ def export_cached(
 
     ``cache_dir`` defaults to ``$CNNRT_ZOO_CACHE`` or ``~/.cache/cnnrt/zoo``.
     """
-    from .export import export_cached as _export_cached
+    from .onnx_export import export_cached as _export_cached
 
     return _export_cached(name, opset=opset, batch=batch, cache_dir=cache_dir)

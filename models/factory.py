@@ -5,7 +5,9 @@ The weights are random but reproducible: every draw happens under
 state is left alone).  Random BatchNorm statistics make deep nets explode, so the
 running statistics are measured on one fixed random batch, in eval mode, one layer at a
 time (each layer sees its predecessors' already-final statistics), and then perturbed so
-that they are not exactly the batch statistics of any input.
+that they are not exactly the batch statistics of any input.  In the same pass, conv
+biases are centred (data-dependent init) so that nets without BN do not drown the
+input-dependent part of their output under a constant offset.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import zlib
 import torch
 from torch import nn
 
+from .layers import BranchEndBatchNorm
 from .registry import entry
 
 # How far the stored statistics are pushed away from the measured ones.
 _MEAN_SHIFT = 0.1  # in units of the channel's standard deviation
 _LOG_VAR_SPREAD = 0.3  # running_var *= exp(U(-s, s)), symmetric so the scale does not drift
+_BIAS_NOISE = 0.1  # centred conv biases keep this much random offset (outputs have std 1)
+_MIN_CENTRING_PIXELS = 16  # do not centre 1x1 maps: two samples per channel say nothing
 _CALIBRATION_BATCH = 2
 
 
@@ -39,7 +44,7 @@ def build(name: str) -> nn.Module:
         model = factory()
         init_weights(model)
         model.eval()
-        calibrate_batchnorm(model, torch.randn(_CALIBRATION_BATCH, *e.input_chw))
+        calibrate(model, torch.randn(_CALIBRATION_BATCH, *e.input_chw))
     return model
 
 
@@ -54,7 +59,8 @@ def _fan_in(m: nn.Module) -> float:
 
 
 def init_weights(model: nn.Module) -> None:
-    """He-normal weights (ReLU gain), small non-zero biases, BN affine U(0.5, 1.5) / N(0, .1).
+    """He-normal weights (ReLU gain), small non-zero biases, BN gamma U(0.5, 1.5) and
+    beta N(0, 0.1); gamma U(0.1, 0.5) for BNs closing a residual branch.
 
     Non-zero biases and non-unit BN affine parameters matter: the engine's folding passes
     must be exercised with values that would expose a mistake.
@@ -65,23 +71,28 @@ def init_weights(model: nn.Module) -> None:
             if m.bias is not None:
                 nn.init.normal_(m.bias, 0.0, 0.05)
         elif isinstance(m, nn.BatchNorm2d):
-            nn.init.uniform_(m.weight, 0.5, 1.5)
+            if isinstance(m, BranchEndBatchNorm):
+                nn.init.uniform_(m.weight, 0.1, 0.5)
+            else:
+                nn.init.uniform_(m.weight, 0.5, 1.5)
             nn.init.normal_(m.bias, 0.0, 0.1)
 
 
-def calibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> int:
-    """Set every BatchNorm2d's running stats from ``x``, then perturb them.
+def calibrate(model: nn.Module, x: torch.Tensor) -> None:
+    """Calibrate BN running statistics and centre conv biases on the batch ``x``.
 
-    Runs one eval-mode forward pass; a pre-hook on each BN measures its input's
-    per-channel mean and variance and stores them (perturbed) before the layer uses them,
-    so later layers are calibrated on what the final model actually feeds them.
-    Returns the number of BN layers calibrated.
+    One eval-mode forward pass with hooks that fire in execution order, so each layer
+    is calibrated on what the finished layers before it actually produce:
+    a pre-hook on each BatchNorm2d stores its input's per-channel mean and variance,
+    perturbed; a forward hook on each biased conv (mostly the convs not followed by
+    BN; for those that are, BN undoes the change) whose output map has at least ``_MIN_CENTRING_PIXELS`` pixels rescales its
+    weights to unit output std and sets its bias so each channel's mean output is a
+    small random offset (N(0, 0.1)) instead of whatever the random weights produced.
     """
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    if not bns:
-        return 0
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d) and m.bias is not None]
 
-    def hook(bn: nn.BatchNorm2d, args: tuple[torch.Tensor, ...]) -> None:
+    def bn_hook(bn: nn.BatchNorm2d, args: tuple[torch.Tensor, ...]) -> None:
         (inp,) = args
         mean = inp.mean(dim=(0, 2, 3))
         var = inp.var(dim=(0, 2, 3), unbiased=False).clamp_min(1e-4)
@@ -91,13 +102,26 @@ def calibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> int:
         bn.running_var.copy_(var * scale)
         bn.num_batches_tracked.fill_(1)
 
-    handles = [bn.register_forward_pre_hook(hook) for bn in bns]
+    def conv_hook(conv: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor | None:
+        if out.shape[2] * out.shape[3] < _MIN_CENTRING_PIXELS:
+            return None
+        # Centring alone would shrink activations layer by layer (a post-ReLU input's
+        # mean no longer contributes), so also rescale to unit std, LSUV-style; one
+        # scalar per layer, so the channels keep their random relative scales.
+        mean = out.mean(dim=(0, 2, 3))
+        scale = 1.0 / (out - mean[:, None, None]).std().clamp_min(1e-6)
+        offset = _BIAS_NOISE * torch.randn(mean.shape)
+        conv.weight.mul_(scale)
+        conv.bias.copy_((conv.bias - mean) * scale + offset)
+        return (out - mean[:, None, None]) * scale + offset[:, None, None]
+
+    handles = [bn.register_forward_pre_hook(bn_hook) for bn in bns]
+    handles += [c.register_forward_hook(conv_hook) for c in convs]
     try:
         model(x)
     finally:
         for h in handles:
             h.remove()
-    return len(bns)
 
 
 def parameter_count(model: nn.Module) -> int:

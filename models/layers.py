@@ -56,6 +56,16 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.reshape(-1, c, h, w)
 
 
+class BranchEndBatchNorm(nn.BatchNorm2d):
+    """A BatchNorm that closes a residual branch (exports as plain BatchNormalization).
+
+    Only a marker for the zoo's initialiser, which gives these a small gamma: with
+    gamma ~ 1 everywhere a random ResNet-101 amplifies relative input perturbations
+    ~100x, so float32 rounding alone moves its output by ~5e-4.  Trained residual nets
+    have small branch-end gammas too (cf. torchvision's ``zero_init_residual``).
+    """
+
+
 def conv_bn(
     cin: int,
     cout: int,
@@ -64,12 +74,17 @@ def conv_bn(
     groups: int = 1,
     act: type[nn.Module] | None = nn.ReLU,
     padding: int | None = None,
+    branch_end: bool = False,
 ) -> nn.Sequential:
-    """Conv (no bias) + BatchNorm (+ activation): the post-2015 workhorse."""
+    """Conv (no bias) + BatchNorm (+ activation): the post-2015 workhorse.
+
+    ``branch_end`` marks the BN as the last layer of a residual branch.
+    """
     pad = kernel // 2 if padding is None else padding
+    bn_cls = BranchEndBatchNorm if branch_end else nn.BatchNorm2d
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride, pad, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
+        bn_cls(cout),
     ]
     if act is not None:
         layers.append(act(inplace=True) if act in (nn.ReLU, nn.ReLU6, nn.SiLU) else act())

@@ -43,12 +43,12 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand != 1:
             layers.append(conv_bn(cin, hidden, 1, act=nn.ReLU6))
+        self.residual = stride == 1 and cin == cout
         layers += [
             conv_bn(hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6),
-            conv_bn(hidden, cout, 1, act=None),
+            conv_bn(hidden, cout, 1, act=None, branch_end=self.residual),
         ]
         self.body = nn.Sequential(*layers)
-        self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)

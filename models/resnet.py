@@ -22,7 +22,7 @@ class BasicBlock(nn.Module):
         cout = width * self.expansion
         self.body = nn.Sequential(
             conv_bn(cin, width, 3, stride),
-            conv_bn(width, cout, 3, act=None),
+            conv_bn(width, cout, 3, act=None, branch_end=True),
         )
         self.shortcut = _shortcut(cin, cout, stride)
         self.relu = nn.ReLU(inplace=True)
@@ -42,7 +42,7 @@ class Bottleneck(nn.Module):
         self.body = nn.Sequential(
             conv_bn(cin, width, 1),
             conv_bn(width, width, 3, stride),
-            conv_bn(width, cout, 1, act=None),
+            conv_bn(width, cout, 1, act=None, branch_end=True),
         )
         self.shortcut = _shortcut(cin, cout, stride)
         self.relu = nn.ReLU(inplace=True)

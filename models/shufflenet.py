@@ -28,7 +28,7 @@ class ShuffleUnit(nn.Module):
         self.shuffle_groups = g1
         self.reduce = conv_bn(cin, mid, 1, groups=g1)
         self.depthwise = conv_bn(mid, mid, 3, stride, groups=mid, act=None)
-        self.expand = conv_bn(mid, branch_out, 1, groups=groups, act=None)
+        self.expand = conv_bn(mid, branch_out, 1, groups=groups, act=None, branch_end=stride == 1)
         self.pool = nn.AvgPool2d(3, 2, padding=1) if stride == 2 else None
         self.relu = nn.ReLU(inplace=True)
 
@@ -54,9 +54,7 @@ def shufflenet(num_classes: int = 1000, groups: int = 3) -> nn.Module:
     for stage, (width, repeats) in enumerate(zip(widths, (4, 8, 4))):
         for i in range(repeats):
             first = i == 0
-            layers.append(
-                ShuffleUnit(cin, width, 2 if first else 1, groups, not (stage == 0 and first))
-            )
+            layers.append(ShuffleUnit(cin, width, 2 if first else 1, groups, not (stage == 0 and first)))
             cin = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
     return nn.Sequential(*layers)

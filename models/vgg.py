@@ -2,19 +2,19 @@
 
 3x224x224 input, five max-pool stages down to 7x7x512, then 4096-4096-1000 fully
 connected layers (these hold ~124M of the ~133-144M parameters).  The _bn variants
-put BatchNorm between every conv and its ReLU.
+put BatchNorm between every conv and its ReLU and, like torchvision's, keep the conv
+bias (redundant before BN, but it makes Conv+BN folding handle an existing bias).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+# conv widths, "M" = 2x2 max pool; VGG paper Table 1, configurations A, D and E
 _CONFIGS: dict[str, list[int | str]] = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-          512, 512, 512, "M"],  # fmt: skip
-    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-          512, 512, 512, 512, "M"],  # fmt: skip
+    "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "E": [64, 64, "M", 128, 128, "M", *[256] * 4, "M", *[512] * 4, "M", *[512] * 4, "M"],
 }
 
 
@@ -25,7 +25,7 @@ def _vgg(config: str, batch_norm: bool, num_classes: int = 1000) -> nn.Module:
         if v == "M":
             layers.append(nn.MaxPool2d(2, 2))
             continue
-        layers.append(nn.Conv2d(cin, v, 3, padding=1, bias=not batch_norm))
+        layers.append(nn.Conv2d(cin, v, 3, padding=1))
         if batch_norm:
             layers.append(nn.BatchNorm2d(v))
         layers.append(nn.ReLU(inplace=True))
@@ -59,15 +59,15 @@ def vgg19() -> nn.Module:
 
 
 def vgg11_bn() -> nn.Module:
-    """VGG-11 with BatchNorm."""
+    """VGG-11 with BatchNorm: 132.9M parameters."""
     return _vgg("A", True)
 
 
 def vgg16_bn() -> nn.Module:
-    """VGG-16 with BatchNorm."""
+    """VGG-16 with BatchNorm: 138.4M parameters."""
     return _vgg("D", True)
 
 
 def vgg19_bn() -> nn.Module:
-    """VGG-19 with BatchNorm."""
+    """VGG-19 with BatchNorm: 143.7M parameters."""
     return _vgg("E", True)

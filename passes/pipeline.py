@@ -1,4 +1,9 @@
-"""The ordered list of passes and the manager that runs them."""
+"""The ordered list of passes and the manager that runs them.
+
+opt_level 0 runs the graph as imported; 1 adds the cleanups (identity removal, constant
+folding, dead-node elimination); 2 adds every rewrite. The passes repeat, in order, until a
+round changes nothing (at most ``MAX_ROUNDS``).
+"""
 
 from __future__ import annotations
 
@@ -9,31 +14,63 @@ from cnnrt.errors import CnnrtError, PassError
 from cnnrt.ir import Graph
 
 from . import PassResult
+from .concat_in_place import concat_in_place
+from .eliminate_dead_nodes import eliminate_dead_nodes
+from .fold_batchnorm import fold_batchnorm
+from .fold_constants import fold_constants
+from .fold_pad import fold_pad
+from .fuse_epilogue import fuse_epilogue
+from .remove_identity import remove_identity
 
 PassFn = Callable[[Graph], PassResult]
 
-# (name, function, minimum opt_level). Filled in by the passes issue; order matters.
-PASSES: list[tuple[str, PassFn, int]] = []
+# (name, function, minimum opt_level). Order matters: cleanups expose patterns, BN folds
+# before the epilogue fusion sees Conv+Relu, and concat_in_place looks at final producers.
+PASSES: list[tuple[str, PassFn, int]] = [
+    ("remove_identity", remove_identity, 1),
+    ("fold_constants", fold_constants, 1),
+    ("fold_batchnorm", fold_batchnorm, 2),
+    ("fold_pad", fold_pad, 2),
+    ("fuse_epilogue", fuse_epilogue, 2),
+    ("eliminate_dead_nodes", eliminate_dead_nodes, 1),
+    ("concat_in_place", concat_in_place, 2),
+]
 
 MAX_ROUNDS = 8
 
 
 @dataclass
 class PipelineLog:
-    """Per pass: what fired (rule, node) and what was declined (rule, node, reason)."""
+    """Per pass: what fired (rule, node) and what was declined (rule, node, reason).
+
+    Both accumulate over the rounds; a decline repeated in later rounds is listed once.
+    """
 
     fired: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     declined: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     rounds: int = 0
+    order: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per pass, how often each rule fired."""
+        out: dict[str, dict[str, int]] = {}
+        for name, items in self.fired.items():
+            for rule, _ in items:
+                out.setdefault(name, {}).setdefault(rule, 0)
+                out[name][rule] += 1
+        return out
 
     def lines(self) -> list[str]:
-        out = []
-        for name in self.fired.keys() | self.declined.keys():
+        out = [f"{self.rounds} round(s); passes: {', '.join(self.order) or '(none)'}"]
+        for name in self.order:
             for rule, node in self.fired.get(name, []):
                 out.append(f"[{name}] fired {rule}: {node}")
             for rule, node, why in self.declined.get(name, []):
                 out.append(f"[{name}] declined {rule} at {node}: {why}")
         return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
 
 
 def pass_names() -> list[str]:
@@ -47,23 +84,23 @@ def run_pipeline(graph: Graph, opt_level: int = 2, disabled: Iterable[str] = ())
     if unknown:
         raise PassError(f"unknown pass name(s) {sorted(unknown)}; passes are {pass_names()}")
     active = [(n, f) for n, f, lvl in PASSES if lvl <= opt_level and n not in disabled]
-    log = PipelineLog()
+    log = PipelineLog(order=[n for n, _ in active])
     for rnd in range(MAX_ROUNDS if active else 0):
         log.rounds = rnd + 1
         changed = False
-        declined: dict[str, list[tuple[str, str, str]]] = {}
         for i, (name, fn) in enumerate(active):
             try:
                 res = fn(graph)
                 res.graph.verify()
-            except CnnrtError as e:
+            except Exception as e:
                 before = [n for n, _ in active[:i]]
-                raise PassError(f"pass {name!r} failed (after {before}): {e}") from e
+                what = str(e) if isinstance(e, CnnrtError) else f"{type(e).__name__}: {e}"
+                raise PassError(f"pass {name!r} failed in round {rnd + 1} (after {before}): {what}") from e
             graph = res.graph
             changed |= res.changed
             log.fired.setdefault(name, []).extend(res.fired)
-            declined.setdefault(name, []).extend(res.declined)
-        log.declined = declined  # what still blocks a rewrite in the final graph
+            seen = log.declined.setdefault(name, [])
+            seen.extend(d for d in res.declined if d not in seen)
         if not changed:
             break
     return graph, log

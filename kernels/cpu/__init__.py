@@ -1,3 +1,13 @@
 """Numba CPU kernels; importing this package registers them."""
 
-from . import activation  # noqa: F401,E402
+from . import (
+    activation,  # noqa: F401,E402
+    conv,  # noqa: F401,E402
+    conv_transpose,  # noqa: F401,E402
+    elementwise,  # noqa: F401,E402
+    gemm,  # noqa: F401,E402
+    norm,  # noqa: F401,E402
+    pool,  # noqa: F401,E402
+    resize,  # noqa: F401,E402
+    tensor,  # noqa: F401,E402
+)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from cnnrt.kernels import register
+from cnnrt.kernels._jit import njit, pjit
 from numba import prange
 
 from cnnrt.ops import ACTIVATIONS, activation_params
-from cnnrt.kernels import register
-from cnnrt.kernels._jit import njit, pjit
 
 _CHUNK = 1 << 14
 

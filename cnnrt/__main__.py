@@ -1,0 +1,5 @@
+import sys
+
+from cnnrt.cli import main
+
+sys.exit(main())

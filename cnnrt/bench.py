@@ -1,0 +1,228 @@
+"""Benchmark sweeps: cnnrt against onnxruntime (and PyTorch) on one machine, in one process.
+
+For every model and (batch, threads) setting each backend's outputs are first checked
+against onnxruntime's; a backend that disagrees is marked ``WRONG`` and never timed (a fast
+wrong answer is not a result). The rest are warmed up and timed alternately
+(:func:`cnnrt.timing.time_alternating`), and reported as min / median / p90 and the ratio
+of medians to onnxruntime.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .timing import geomean, max_rel_error, ort_providers, ort_session, stats_ms, time_alternating
+
+REFERENCE = "onnxruntime"
+BACKENDS = ("cnnrt", "cnnrt-cuda", "onnxruntime", "onnxruntime-cuda", "torch")
+DEFAULT_BACKENDS = ("cnnrt", "onnxruntime", "torch")
+
+Runner = Callable[[], Sequence[np.ndarray]]
+
+
+class Skip(Exception):
+    """A backend that cannot run this case here; the message is the one-line reason."""
+
+
+@dataclass
+class BackendResult:
+    """One backend in one case: ``status`` is ok, WRONG, skipped or error."""
+
+    backend: str
+    status: str
+    max_rel_error: float | None = None
+    times: list[float] = field(default_factory=list)
+    note: str = ""
+
+
+def _as_numpy_list(out: Any) -> list[np.ndarray]:
+    if isinstance(out, (list, tuple)):
+        return [_as_numpy_list(o)[0] if not isinstance(o, np.ndarray) else o for o in out]
+    if hasattr(out, "detach"):  # a torch tensor
+        return [out.detach().cpu().numpy()]
+    return [np.asarray(out)]
+
+
+def bench_case(
+    runners: dict[str, Runner],
+    reference: str = REFERENCE,
+    runs: int = 20,
+    warmup: int = 2,
+    rtol: float = 1e-3,
+    max_seconds: float | None = None,
+) -> dict[str, BackendResult]:
+    """Check every runner against ``runners[reference]``, then time those that agree.
+
+    Agreement is :func:`cnnrt.timing.max_rel_error` <= ``rtol`` on every output. A runner
+    that raises is an ``error``; one that disagrees is ``WRONG``; neither is timed.
+    """
+    if reference not in runners:
+        raise ValueError(f"the reference backend {reference!r} is not among {list(runners)}")
+    results: dict[str, BackendResult] = {}
+    ref = _as_numpy_list(runners[reference]())
+    ok: dict[str, Runner] = {}
+    for name, fn in runners.items():
+        try:
+            got = ref if name == reference else _as_numpy_list(fn())
+        except Exception as e:  # noqa: BLE001  (any backend failure is reported, not raised)
+            results[name] = BackendResult(name, "error", note=f"{type(e).__name__}: {e}".splitlines()[0])
+            continue
+        if len(got) != len(ref):
+            results[name] = BackendResult(name, "WRONG", math.inf, note=f"{len(got)} outputs, reference has {len(ref)}")
+            continue
+        err = max((max_rel_error(np.asarray(g), r) for g, r in zip(got, ref)), default=0.0)
+        if not err <= rtol:
+            results[name] = BackendResult(name, "WRONG", err, note=f"max rel error {err:.2e} > {rtol:g}")
+            continue
+        results[name] = BackendResult(name, "ok", err)
+        ok[name] = fn
+    times = time_alternating(ok, runs=runs, warmup=warmup, max_seconds=max_seconds)
+    for name, ts in times.items():
+        results[name].times = ts
+    return results
+
+
+def records_for(model: str, batch: int, threads: int, results: dict[str, BackendResult]) -> list[dict]:
+    """JSON-ready records, one per backend, with the ratio of medians to onnxruntime."""
+    ref = results.get(REFERENCE)
+    ref_med = stats_ms(ref.times)["median_ms"] if ref is not None and ref.times else None
+    out = []
+    for name, r in results.items():
+        rec: dict[str, Any] = {
+            "model": model,
+            "backend": name,
+            "batch": batch,
+            "threads": threads,
+            "status": r.status,
+            "min_ms": None,
+            "median_ms": None,
+            "p90_ms": None,
+            "ratio_vs_onnxruntime": None,
+            "max_rel_error": None if r.max_rel_error is None or not math.isfinite(r.max_rel_error) else r.max_rel_error,
+            "runs": len(r.times),
+            "note": r.note,
+        }
+        if r.status == "ok" and r.times:
+            rec.update(stats_ms(r.times))
+            if ref_med:
+                rec["ratio_vs_onnxruntime"] = rec["median_ms"] / ref_med
+        out.append(rec)
+    return out
+
+
+# ---------------------------------------------------------------------------- backends
+
+
+def _cuda_reason() -> str | None:
+    try:
+        from cnnrt.kernels.cuda.device import cuda_unavailable_reason
+    except Exception as e:  # noqa: BLE001  (the module may be missing or broken)
+        return f"cnnrt's CUDA backend is not available ({type(e).__name__}: {e})"
+    try:
+        return cuda_unavailable_reason()
+    except Exception as e:  # noqa: BLE001
+        return f"cannot probe CUDA ({type(e).__name__}: {e})"
+
+
+def make_runner(
+    backend: str, path, zoo_name: str | None, feeds: dict[str, np.ndarray], threads: int, cache: dict | None = None
+) -> Runner:
+    """A zero-argument callable running ``backend`` on ``feeds``; raises :class:`Skip`.
+
+    ``cache`` (keyed by backend) lets sessions be reused across batch sizes of one model and
+    thread count, since cnnrt and onnxruntime both accept a new batch without a rebuild.
+    """
+    cache = {} if cache is None else cache
+    if backend in ("cnnrt", "cnnrt-cuda"):
+        import cnnrt
+
+        dev = "cpu"
+        if backend == "cnnrt-cuda":
+            why = _cuda_reason()
+            if why:
+                raise Skip(why)
+            dev = "cuda"
+        sess = cache.get(backend) or cnnrt.InferenceSession(path, backend=dev, threads=threads)
+        cache[backend] = sess
+        return lambda: sess.run(None, feeds)
+    if backend in ("onnxruntime", "onnxruntime-cuda"):
+        if backend == "onnxruntime-cuda":
+            if "CUDAExecutionProvider" not in ort_providers():
+                raise Skip("onnxruntime has no CUDAExecutionProvider here")
+            sess = cache.get(backend)
+            if sess is None:
+                import onnxruntime as ort
+
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = threads
+                sess = ort.InferenceSession(str(path), so, providers=["CUDAExecutionProvider"])
+        else:
+            sess = cache.get(backend) or ort_session(path, threads=threads)
+        cache[backend] = sess
+        return lambda: sess.run(None, feeds)
+    if backend == "torch":
+        if zoo_name is None:
+            raise Skip("torch runs zoo models only (it needs the PyTorch definition)")
+        try:
+            import torch
+        except ImportError as e:
+            raise Skip(f"torch is not installed ({e})") from None
+        from cnnrt import models
+
+        module = cache.get(backend) or models.build(zoo_name)
+        cache[backend] = module
+        torch.set_num_threads(threads)
+        if len(feeds) != 1:
+            raise Skip(f"zoo model with {len(feeds)} inputs")
+        x = torch.from_numpy(next(iter(feeds.values())))
+
+        def run_torch():
+            with torch.inference_mode():
+                return module(x)
+
+        return run_torch
+    raise Skip(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+# ---------------------------------------------------------------------------- reporting
+
+
+def _fmt(x: float | None, spec: str = ".3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+HEADER = f"{'model':16s} {'batch':>5s} {'thr':>3s} {'backend':16s} {'min ms':>9s} {'median ms':>9s} {'p90 ms':>9s} {'vs ort':>7s}"
+
+
+def format_rows(records: list[dict]) -> list[str]:
+    """Table rows (see HEADER); WRONG / skipped / error rows show no time, only the reason."""
+    rows = []
+    for r in records:
+        head = f"{r['model'][:16]:16s} {r['batch']:5d} {r['threads']:3d} {r['backend']:16s}"
+        if r["status"] == "ok":
+            ratio = "-" if r["ratio_vs_onnxruntime"] is None else f"{r['ratio_vs_onnxruntime']:.2f}x"
+            rows.append(
+                f"{head} {_fmt(r['min_ms']):>9s} {_fmt(r['median_ms']):>9s} {_fmt(r['p90_ms']):>9s} {ratio:>7s}"
+            )
+        else:
+            label = r["status"] if r["status"] != "skipped" else "skip"
+            rows.append(f"{head} {label:>9s}  {r['note']}")
+    return rows
+
+
+def geomean_summary(records: list[dict]) -> list[dict]:
+    """Per (batch, threads, backend): geometric mean over models of the ratio to onnxruntime."""
+    groups: dict[tuple[int, int, str], list[float]] = {}
+    for r in records:
+        if r["backend"] == REFERENCE or r["ratio_vs_onnxruntime"] is None:
+            continue
+        groups.setdefault((r["batch"], r["threads"], r["backend"]), []).append(r["ratio_vs_onnxruntime"])
+    return [
+        {"batch": b, "threads": t, "backend": be, "geomean_ratio_vs_onnxruntime": geomean(v), "models": len(v)}
+        for (b, t, be), v in sorted(groups.items())
+    ]

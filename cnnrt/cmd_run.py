@@ -1,0 +1,129 @@
+"""``cnnrt run MODEL``: run a model on given (or random) inputs, save the outputs, optionally
+check them against onnxruntime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+EPILOG = """examples:
+  cnnrt run lenet5 --check
+  cnnrt run model.onnx --input input=x.npy --output y.npz --json run.json
+  cnnrt run resnet18 --batch 4 --input inputs.npz --check --rtol 1e-4"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a model on .npy/.npz (or random) inputs, save outputs, optionally check against onnxruntime",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", help="an .onnx path or a zoo name (see `cnnrt zoo list`)")
+    p.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="NAME=FILE.npy, NAME=FILE.npz, or FILE.npz keyed by input names (repeatable); "
+        "inputs not given are random (seeded) of the right shape",
+    )
+    p.add_argument("--output", "-o", default=None, metavar="OUT.npz", help="save outputs (keyed by output name)")
+    p.add_argument("--backend", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--batch", type=int, default=None, help="batch size for random inputs of a symbolic batch dimension")
+    p.add_argument("--threads", type=int, default=None, help="threads for cnnrt and the onnxruntime check")
+    p.add_argument("--seed", type=int, default=0, help="seed for random inputs")
+    p.add_argument("--check", action="store_true", help="compare with onnxruntime; exit 1 on mismatch")
+    p.add_argument(
+        "--rtol", type=float, default=1e-3, help="--check bound on max|cnnrt-ort|/max(1,max|ort|) (default 1e-3)"
+    )
+    p.add_argument("--json", default=None, metavar="PATH", help="write a JSON report")
+    p.set_defaults(func=run)
+
+
+def _describe(a) -> dict:
+    import numpy as np
+
+    d = {"shape": list(a.shape), "dtype": str(a.dtype)}
+    if a.size and a.dtype.kind in "fiub":
+        f = a.astype(np.float64)
+        d.update(min=float(np.nanmin(f)), max=float(np.nanmax(f)), mean=float(np.nanmean(f)))
+        d["nan"] = int(np.isnan(f).sum())
+    return d
+
+
+def run(args) -> int:
+    import numpy as np
+
+    import cnnrt
+    from cnnrt.modelsource import load_feeds, random_feeds, resolve_model
+    from cnnrt.progress import Spinner
+    from cnnrt.timing import max_rel_error, ort_session
+
+    path = resolve_model(args.model)
+    t0 = time.perf_counter()
+    with Spinner(f"building {args.model}"):
+        sess = cnnrt.InferenceSession(path, backend=args.backend, threads=args.threads)
+    build_s = time.perf_counter() - t0
+    given, notes = load_feeds(args.input, sess)
+    batch = args.batch
+    if batch is None:  # random inputs beside given ones take the given batch size
+        batch = next((a.shape[0] for a in given.values() if a.ndim), None)
+    feeds = random_feeds(sess, batch=batch, seed=args.seed)
+    sources = {n: "random" for n in feeds}
+    for n, a in given.items():
+        feeds[n] = a
+        sources[n] = "file"
+    for note in notes:
+        print(f"note: {note}")
+    t0 = time.perf_counter()
+    with Spinner("first run (JIT)"):
+        outs = sess.run(None, feeds)
+    first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    outs = sess.run(None, feeds)
+    run_ms = (time.perf_counter() - t0) * 1e3
+    out_names = [o.name for o in sess.get_outputs()]
+    report: dict = {
+        "model": args.model,
+        "path": str(path),
+        "backend": args.backend,
+        "inputs": {n: {**_describe(a), "source": sources[n]} for n, a in feeds.items()},
+        "outputs": {n: _describe(a) for n, a in zip(out_names, outs)},
+        "build_s": build_s,
+        "build": sess.build_timings,
+        "first_run_s": first_s,
+        "run_ms": run_ms,
+        "output_file": args.output,
+        "check": None,
+    }
+    print(f"model   {args.model} ({path})  backend {args.backend}")
+    for n, a in feeds.items():
+        print(f"input   {n} {a.dtype}{list(a.shape)} ({sources[n]})")
+    for n, a in zip(out_names, outs):
+        d = report["outputs"][n]
+        extra = f"  min {d['min']:.4g} max {d['max']:.4g} mean {d['mean']:.4g}" if "min" in d else ""
+        print(f"output  {n} {a.dtype}{list(a.shape)}{extra}")
+    print(f"time    build {build_s:.2f} s, first run (JIT) {first_s:.2f} s, run {run_ms:.3f} ms")
+    if args.output:
+        np.savez(args.output, **dict(zip(out_names, outs)))
+        print(f"wrote   {args.output}")
+    ok = True
+    if args.check:
+        ref = ort_session(path, threads=args.threads).run(None, feeds)
+        errs = {n: max_rel_error(a, b) for n, a, b in zip(out_names, outs, ref)}
+        ok = all(e <= args.rtol for e in errs.values())
+        report["check"] = {"against": "onnxruntime", "rtol": args.rtol, "errors": errs, "ok": ok}
+        for n, e in errs.items():
+            print(f"check   {n}: max|cnnrt-ort|/max(1,|ort|) = {e:.2e}  {'OK' if e <= args.rtol else 'MISMATCH'}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if not ok:
+        print(f"cnnrt: error: outputs differ from onnxruntime by more than {args.rtol:g}", file=sys.stderr)
+        return 1
+    return 0

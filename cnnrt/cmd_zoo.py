@@ -1,0 +1,47 @@
+"""``cnnrt zoo list`` / ``cnnrt zoo export NAME``: the built-in classic CNNs."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("zoo", help="list or export the built-in classic CNNs", description=__doc__,
+                       epilog="example: cnnrt zoo export resnet50 -o resnet50.onnx --opset 13 --batch 1")
+    zs = p.add_subparsers(dest="zoo_command", metavar="ACTION")
+    ls = zs.add_parser("list", help="list zoo models with their input shapes", epilog="example: cnnrt zoo list")
+    ls.set_defaults(func=_list)
+    ex = zs.add_parser("export", help="export a zoo model to ONNX", epilog="example: cnnrt zoo export lenet5 -o lenet5.onnx")
+    ex.add_argument("name")
+    ex.add_argument("-o", "--output", default=None, help="output path (default NAME.onnx)")
+    ex.add_argument("--opset", type=int, default=17)
+    ex.add_argument("--batch", type=int, default=None, help="fixed batch size (default: symbolic 'batch')")
+    ex.set_defaults(func=_export)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _models():
+    from cnnrt.errors import CnnrtError
+
+    try:
+        from cnnrt import models
+    except ImportError as e:
+        raise CnnrtError(f"the zoo needs torch: pip install -e '.[zoo]' ({e})") from None
+    return models
+
+
+def _list(args) -> int:
+    models = _models()
+    for name in models.names():
+        print(f"{name:18s} input {list(models.input_shape(name))}")
+    return 0
+
+
+def _export(args) -> int:
+    from cnnrt.errors import CnnrtError
+
+    models = _models()
+    if args.name not in models.names():
+        raise CnnrtError(f"unknown zoo model {args.name!r}; choose from: {', '.join(models.names())}")
+    out = args.output or f"{args.name}.onnx"
+    models.export(args.name, out, opset=args.opset, batch=args.batch)
+    print(f"wrote {out}")
+    return 0

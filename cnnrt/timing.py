@@ -1,0 +1,162 @@
+"""Timing helpers: backends timed alternately in one process, medians of many runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+
+def time_alternating(
+    fns: Mapping[str, Callable[[], object]], runs: int = 20, warmup: int = 2, max_seconds: float | None = None
+) -> dict[str, list[float]]:
+    """Call each function ``warmup`` times, then alternate them ``runs`` times; seconds per call.
+
+    Alternating (a, b, a, b, ...) instead of timing one backend then the other keeps a noisy,
+    shared machine's drift from favouring whichever ran during a quiet moment.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    start = time.perf_counter()
+    for _ in range(runs):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+        if max_seconds is not None and time.perf_counter() - start > max_seconds and len(times[k]) >= 3:
+            break
+    return times
+
+
+def stats_ms(samples: list[float]) -> dict[str, float]:
+    a = np.asarray(samples) * 1e3
+    return {"min_ms": float(a.min()), "median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90))}
+
+
+def ort_session(model_path_or_bytes, threads: int | None = None, optimize: bool = True):
+    """An onnxruntime CPU session with the given intra-op threads and graph optimizations."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    src = (
+        str(model_path_or_bytes)
+        if not isinstance(model_path_or_bytes, (bytes, bytearray))
+        else bytes(model_path_or_bytes)
+    )
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def max_rel_error(got: np.ndarray, ref: np.ndarray) -> float:
+    """max|got - ref| / max(1, max|ref|): the project's agreement measure."""
+    if got.shape != ref.shape:
+        return float("inf")
+    if got.size == 0:
+        return 0.0
+    scale = max(1.0, float(np.nanmax(np.abs(ref))) if np.isfinite(ref).any() else 1.0)
+    diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+    nan_mismatch = np.isnan(got) != np.isnan(ref)
+    if nan_mismatch.any():
+        return float("inf")
+    return float(np.nanmax(diff) / scale) if diff.size else 0.0
+
+
+def geomean(xs) -> float:
+    """Geometric mean of positive numbers (nan when there are none)."""
+    a = np.asarray([x for x in xs if x is not None and x > 0 and np.isfinite(x)], dtype=np.float64)
+    return float(np.exp(np.log(a).mean())) if a.size else float("nan")
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def ort_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def _cache_dir():
+    import os
+    from pathlib import Path
+
+    return Path(os.environ.get("CNNRT_CACHE_DIR") or Path.home() / ".cache" / "cnnrt")
+
+
+def _machine_key(threads: int) -> str:
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{platform.node()}|{cpu}|numpy {np.__version__}|threads {threads}"
+
+
+def measure_peak_gflops(threads: int, n: int = 2048, repeats: int = 3) -> float:
+    """Best GFLOP/s of an ``n``-cube float32 numpy matmul on ``threads`` BLAS threads.
+
+    A large sgemm in the vendor BLAS is as close to this machine's practical fp32 peak as
+    a few lines can get; kernels are reported as a percentage of it.
+    """
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    best = float("inf")
+    with threadpool_limits(limits=threads, user_api="blas"):
+        np.matmul(a, b, out=c)  # warm up the pool and the pages
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            np.matmul(a, b, out=c)
+            best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best / 1e9
+
+
+def peak_gflops(threads: int, refresh: bool = False) -> tuple[float, bool]:
+    """(GFLOP/s, from_cache): the sgemm probe, cached per machine and thread count.
+
+    The cache is ``$CNNRT_CACHE_DIR/peak.json`` (default ``~/.cache/cnnrt/peak.json``).
+    """
+    import json
+
+    path = _cache_dir() / "peak.json"
+    key = _machine_key(threads)
+    data: dict = {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    if not refresh and isinstance(data.get(key), (int, float)):
+        return float(data[key]), True
+    value = measure_peak_gflops(threads)
+    data[key] = value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home is not worth failing a profile for
+    return value, False

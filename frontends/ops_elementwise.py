@@ -1,0 +1,314 @@
+"""Converters for elementwise ops: activations, arithmetic, Softmax, Cast, Identity/Dropout.
+
+Every converter produces exactly the IR form in :mod:`cnnrt.ops`: attributes given as inputs
+(Clip bounds, Dropout's training_mode) are resolved at import and must be known then.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from .onnx import ONNX_DTYPES, ConvertContext, onnx_op
+
+FLOAT_DTYPES = ("float16", "float32", "float64")
+# Clip before opset 11 defaults its attributes to +-FLT_MAX (the schema's defaults).
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def _float_input(ctx: ConvertContext, i: int = 0) -> str:
+    dtype = ctx.value(i).dtype
+    if dtype not in FLOAT_DTYPES:
+        raise ctx.unsupported(f"input {ctx.inputs[i]!r} has dtype {dtype}; expected one of {', '.join(FLOAT_DTYPES)}")
+    return dtype
+
+
+def _unary(ctx: ConvertContext, op: str, attrs: dict | None = None, ints_ok: bool = False) -> None:
+    v = ctx.value(0)
+    if not ints_ok or v.dtype == "bool":
+        _float_input(ctx)
+    ctx.emit(op, [ctx.inputs[0]], [ctx.out(0, v.shape, v.dtype)], attrs)
+
+
+def reshape_input(ctx: ConvertContext, i: int, shape: tuple[int, ...], what: str) -> str:
+    """Name of input ``i`` seen with ``shape`` (an extra IR Reshape when the shape differs)."""
+    v = ctx.value(i)
+    if tuple(shape) == v.shape:
+        return ctx.inputs[i]
+    out = ctx.fresh(what)
+    ctx.emit("Reshape", [ctx.inputs[i]], [(out, tuple(shape), v.dtype)], dict(shape=tuple(shape)), suffix=f"/{what}")
+    return out
+
+
+# ---------------------------------------------------------------------------- activations
+
+
+@onnx_op("Relu", since=1)
+def relu(ctx: ConvertContext) -> None:
+    _unary(ctx, "Relu", ints_ok=True)  # opset 14 allows integer tensors
+
+
+@onnx_op("LeakyRelu", since=1)
+def leaky_relu(ctx: ConvertContext) -> None:
+    _unary(ctx, "LeakyRelu", dict(alpha=float(ctx.attr("alpha", 0.01))))
+
+
+@onnx_op("Elu", since=1)
+def elu(ctx: ConvertContext) -> None:
+    _unary(ctx, "Elu", dict(alpha=float(ctx.attr("alpha", 1.0))))
+
+
+@onnx_op("Sigmoid", since=1)
+def sigmoid(ctx: ConvertContext) -> None:
+    _unary(ctx, "Sigmoid")
+
+
+@onnx_op("Tanh", since=1)
+def tanh(ctx: ConvertContext) -> None:
+    _unary(ctx, "Tanh")
+
+
+@onnx_op("HardSigmoid", since=1)
+def hard_sigmoid(ctx: ConvertContext) -> None:
+    _unary(ctx, "HardSigmoid", dict(alpha=float(ctx.attr("alpha", 0.2)), beta=float(ctx.attr("beta", 0.5))))
+
+
+@onnx_op("HardSwish", since=14)
+def hard_swish(ctx: ConvertContext) -> None:
+    _unary(ctx, "HardSwish")
+
+
+def _emit_clip(ctx: ConvertContext, lo, hi) -> None:
+    v = ctx.value(0)
+    if v.dtype == "bool":
+        raise ctx.unsupported("Clip of a bool tensor")
+    if v.dtype in FLOAT_DTYPES:
+        lo = -np.inf if lo is None else float(lo)
+        hi = np.inf if hi is None else float(hi)
+    else:
+        info = np.iinfo(v.dtype)
+        lo = int(info.min) if lo is None else int(lo)
+        hi = int(info.max) if hi is None else int(hi)
+    # ONNX: when min > max every element becomes max; the kernels clamp to min first, so
+    # lowering min to max gives exactly that.
+    lo = min(lo, hi)
+    ctx.emit("Clip", [ctx.inputs[0]], [ctx.out(0, v.shape, v.dtype)], dict(min=lo, max=hi))
+
+
+@onnx_op("Clip", since=1)
+def clip_attrs(ctx: ConvertContext) -> None:
+    _emit_clip(ctx, ctx.attr("min", -_FLT_MAX), ctx.attr("max", _FLT_MAX))
+
+
+@onnx_op("Clip", since=11)
+def clip_inputs(ctx: ConvertContext) -> None:
+    bounds = []
+    for i, what in ((1, "min"), (2, "max")):
+        if not ctx.has_input(i):
+            bounds.append(None)
+            continue
+        b = ctx.require_known(i, f"Clip's {what}")
+        if b.size != 1:
+            raise ctx.fail(f"{what} must be a scalar, got shape {list(b.shape)}")
+        bounds.append(b.reshape(()).item())
+    _emit_clip(ctx, *bounds)
+
+
+@onnx_op("PRelu", since=1)
+def prelu(ctx: ConvertContext) -> None:
+    dtype = _float_input(ctx)
+    x, slope = ctx.shape(0), ctx.shape(1)
+    if ctx.value(1).dtype != dtype:
+        raise ctx.fail(f"slope dtype {ctx.value(1).dtype} differs from the input's {dtype}")
+    # Before opset 7 a 1-D slope of length C is per channel (axis 1), not numpy-aligned.
+    if ctx.opset < 7 and len(slope) == 1 and len(x) >= 2 and slope[0] == x[1] != x[-1]:
+        slope = (slope[0],) + (1,) * (len(x) - 2)
+    try:
+        ok = np.broadcast_shapes(x, slope) == tuple(x)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ctx.fail(f"slope {list(ctx.shape(1))} does not broadcast to the input {list(x)}")
+    s = reshape_input(ctx, 1, slope, "slope")
+    ctx.emit("PRelu", [ctx.inputs[0], s], [ctx.out(0, x, dtype)])
+
+
+# ---------------------------------------------------------------------------- Softmax
+
+
+def _softmax(ctx: ConvertContext, log: bool) -> None:
+    dtype = _float_input(ctx)
+    shape = ctx.shape(0)
+    rank = len(shape)
+    coerce_2d = ctx.opset < 13
+    axis = int(ctx.attr("axis", 1 if coerce_2d else -1))
+    if rank == 0 or not -rank <= axis < rank:
+        raise ctx.fail(f"axis {axis} is out of range for an input of shape {list(shape)}")
+    axis %= rank
+    ctx.emit("Softmax", [ctx.inputs[0]], [ctx.out(0, shape, dtype)], dict(axis=axis, coerce_2d=coerce_2d, log=log))
+
+
+@onnx_op("Softmax", since=1)
+def softmax(ctx: ConvertContext) -> None:
+    _softmax(ctx, log=False)
+
+
+@onnx_op("LogSoftmax", since=1)
+def log_softmax(ctx: ConvertContext) -> None:
+    _softmax(ctx, log=True)
+
+
+# ---------------------------------------------------------------------------- arithmetic
+
+
+def _check_same_dtype(ctx: ConvertContext, n: int) -> str:
+    dtypes = [ctx.value(i).dtype for i in range(n)]
+    if len(set(dtypes)) != 1:
+        raise ctx.fail(f"inputs must share one dtype, got {dtypes}")
+    if dtypes[0] == "bool":
+        raise ctx.unsupported("arithmetic on bool tensors is not defined")
+    return dtypes[0]
+
+
+def _binary(ctx: ConvertContext, op: str) -> None:
+    if len(ctx.inputs) != 2 or not ctx.has_input(0) or not ctx.has_input(1):
+        raise ctx.fail(f"expects 2 inputs, got {ctx.inputs}")
+    dtype = _check_same_dtype(ctx, 2)
+    a, b = ctx.shape(0), ctx.shape(1)
+    b_name = ctx.inputs[1]
+    if ctx.opset < 7:
+        # Legacy broadcasting: B's shape matches A's dims starting at `axis` (default:
+        # the trailing dims). Appending 1s to B makes it numpy-broadcastable.
+        if int(ctx.attr("broadcast", 0)):
+            axis = int(ctx.attr("axis", len(a) - len(b)))
+            if axis < 0:
+                axis += len(a)
+            if not 0 <= axis <= len(a) - len(b):
+                raise ctx.fail(f"legacy broadcast axis {ctx.attr('axis')} does not fit B {list(b)} into A {list(a)}")
+            b = tuple(b) + (1,) * (len(a) - axis - len(b))
+            b_name = reshape_input(ctx, 1, b, "legacy_broadcast")
+        elif tuple(a) != tuple(b):
+            raise ctx.fail(
+                f"shapes {list(a)} and {list(b)} differ and broadcast=0 (opset {ctx.opset} needs broadcast=1)"
+            )
+    try:
+        shape = np.broadcast_shapes(a, b)
+    except ValueError:
+        raise ctx.fail(f"shapes {list(a)} and {list(b)} do not broadcast") from None
+    ctx.emit(op, [ctx.inputs[0], b_name], [ctx.out(0, shape, dtype)])
+
+
+@onnx_op("Add", since=1)
+def add(ctx: ConvertContext) -> None:
+    _binary(ctx, "Add")
+
+
+@onnx_op("Sub", since=1)
+def sub(ctx: ConvertContext) -> None:
+    _binary(ctx, "Sub")
+
+
+@onnx_op("Mul", since=1)
+def mul(ctx: ConvertContext) -> None:
+    _binary(ctx, "Mul")
+
+
+@onnx_op("Div", since=1)
+def div(ctx: ConvertContext) -> None:
+    _binary(ctx, "Div")
+
+
+def _variadic(ctx: ConvertContext, op: str) -> None:
+    n = len(ctx.inputs)
+    if n == 0 or not all(ctx.has_input(i) for i in range(n)):
+        raise ctx.fail(f"expects one or more inputs, got {ctx.inputs}")
+    dtype = _check_same_dtype(ctx, n)
+    shapes = [ctx.shape(i) for i in range(n)]
+    try:
+        shape = np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ctx.fail(f"shapes {[list(s) for s in shapes]} do not broadcast") from None
+    ctx.emit(op, list(ctx.inputs), [ctx.out(0, shape, dtype)])
+
+
+@onnx_op("Sum", since=1)
+def sum_(ctx: ConvertContext) -> None:
+    _variadic(ctx, "Sum")
+
+
+@onnx_op("Max", since=1)
+def max_(ctx: ConvertContext) -> None:
+    _variadic(ctx, "Max")
+
+
+@onnx_op("Min", since=1)
+def min_(ctx: ConvertContext) -> None:
+    _variadic(ctx, "Min")
+
+
+# ---------------------------------------------------------------------------- Cast, views
+
+
+def onnx_dtype_name(ctx: ConvertContext, code, what: str) -> str:
+    """numpy dtype name for an ONNX element type (int code, or a name as Cast-1 gives it)."""
+    if isinstance(code, str):
+        try:
+            code = onnx.TensorProto.DataType.Value(code.upper())
+        except ValueError:
+            raise ctx.fail(f"{what} names an unknown element type {code!r}") from None
+    name = ONNX_DTYPES.get(int(code))
+    if name is None:
+        label = onnx.TensorProto.DataType.Name(code) if code in onnx.TensorProto.DataType.values() else code
+        raise ctx.unsupported(f"{what} is {label}; supported: {', '.join(sorted(set(ONNX_DTYPES.values())))}")
+    return name
+
+
+@onnx_op("Cast", since=1)
+def cast(ctx: ConvertContext) -> None:
+    if ctx.attr("to") is None:
+        raise ctx.fail("attribute 'to' is required")
+    to = onnx_dtype_name(ctx, ctx.attr("to"), "target type 'to'")
+    ctx.emit("Cast", [ctx.inputs[0]], [ctx.out(0, ctx.shape(0), to)], dict(to=to))
+
+
+@onnx_op("Identity", since=1)
+def identity(ctx: ConvertContext) -> None:
+    v = ctx.value(0)
+    ctx.emit("Identity", [ctx.inputs[0]], [ctx.out(0, v.shape, v.dtype)])
+
+
+def _dropout(ctx: ConvertContext, mask_dtype: str) -> None:
+    v = ctx.value(0)
+    ctx.emit("Dropout", [ctx.inputs[0]], [ctx.out(0, v.shape, v.dtype)])
+    if len(ctx.outputs) > 1 and ctx.outputs[1]:
+        # Inference keeps every element: the mask is all ones / all True.
+        ctx.emit(
+            "ConstantOfShape",
+            [],
+            [ctx.out(1, v.shape, mask_dtype)],
+            dict(value=np.array(1, dtype=mask_dtype)),
+            suffix="/mask",
+        )
+
+
+@onnx_op("Dropout", since=1)
+def dropout_v1(ctx: ConvertContext) -> None:
+    if ctx.opset < 7 and not int(ctx.attr("is_test", 0)) and len([o for o in ctx.outputs if o]) > 1:
+        raise ctx.unsupported("Dropout in training mode (is_test=0 with a mask output) is not supported")
+    _dropout(ctx, ctx.value(0).dtype)  # the mask had the input's type before opset 10
+
+
+@onnx_op("Dropout", since=10)
+def dropout_v10(ctx: ConvertContext) -> None:
+    _dropout(ctx, "bool")
+
+
+@onnx_op("Dropout", since=12)
+def dropout_v12(ctx: ConvertContext) -> None:
+    if ctx.has_input(2):
+        mode = ctx.require_known(2, "training_mode")
+        if mode.size != 1:
+            raise ctx.fail(f"training_mode must be a scalar, got shape {list(mode.shape)}")
+        if bool(mode.reshape(())):
+            raise ctx.unsupported("training_mode=true is not supported (inference only)")
+    _dropout(ctx, "bool")

@@ -1,0 +1,391 @@
+"""2-D convolution (NCHW) with a fused epilogue: bias, residual add, activation.
+
+The builder fixes everything that depends only on shapes: a :class:`ConvSpec`, the algorithm
+(:func:`select_algorithm`, a separate step; a node attribute ``algorithm`` set by a pass
+overrides it), prepacked weights and scratch buffers. Algorithms, each a builder
+``(spec, w_const, b_const) -> run(ins, outs)`` (constants None when they are runtime inputs):
+
+- ``pointwise``: 1x1, stride 1, no padding: the input already is the GEMM operand, so one
+  batched ``np.matmul`` (W[g] @ X[n, g]) writes the output, then the epilogue.
+- ``depthwise``: group == C (channel multiplier M/C >= 1): a direct Numba loop per output
+  channel starting from the bias, since a GEMM with K = kh*kw would be all overhead.
+- ``im2col``: everything else: Numba im2col over a block of output rows (kept small enough
+  to stay in cache), ``np.matmul`` per group into the output.
+
+The epilogue ``act(y + bias + residual)`` is one parallel Numba pass over the output, shared by
+all algorithms (and ConvTranspose). A Winograd path slots in as another entry of
+``ALGORITHMS`` plus a rule in ``select_algorithm`` / ``applicable``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from cnnrt.kernels import register
+from cnnrt.kernels._jit import njit, pjit
+from cnnrt.kernels.cpu.activation import act_scalar
+from numba import prange
+
+from cnnrt.ops import ACTIVATIONS
+
+# im2col block: output rows per block are chosen so one block of columns is about this big
+# (fits in L2 beside the GEMM's packed panels).
+_COL_BLOCK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """Everything about one convolution that is fixed when the session is built."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    m: int
+    oh: int
+    ow: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+    pb: int
+    pr: int
+    dh: int
+    dw: int
+    group: int
+    dtype: str = "float32"
+    has_bias: bool = False
+    has_res: bool = False
+    act: int = 0
+    alpha: float = 0.0
+    beta: float = 0.0
+
+    @property
+    def cg(self) -> int:
+        return self.c // self.group
+
+    @property
+    def mg(self) -> int:
+        return self.m // self.group
+
+    @property
+    def k(self) -> int:
+        """GEMM reduction length per group: Cg * kh * kw."""
+        return self.cg * self.kh * self.kw
+
+    @property
+    def has_epilogue(self) -> bool:
+        return self.has_bias or self.has_res or self.act != 0
+
+
+def readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view. Constants reach the jitted kernels read-only (the frontend's arrays
+    are), and Numba compiles read-only and writable arrays separately: passing every constant
+    and dummy this way keeps one signature per kernel."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def conv_out_size(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
+    return (size + pb + pe - (k - 1) * d - 1) // s + 1
+
+
+def select_algorithm(spec: ConvSpec) -> str:
+    """Pick the algorithm for a layer from its shape alone."""
+    if spec.group == spec.c and spec.group > 1:
+        return "depthwise"
+    if (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr)):
+        return "pointwise"
+    return "im2col"
+
+
+def applicable(spec: ConvSpec, algorithm: str) -> bool:
+    """Whether ``algorithm`` can compute ``spec`` (for overrides coming from node attributes)."""
+    if algorithm == "depthwise":
+        return spec.group == spec.c
+    if algorithm == "pointwise":
+        return (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr))
+    return algorithm in ALGORITHMS
+
+
+# ----------------------------------------------------------------------------- jitted parts
+
+
+@njit(inline="always")
+def _valid_range(off, s, size, out_count):
+    """[lo, hi): the outputs o whose input index o*s + off lies in [0, size)."""
+    lo = 0 if off >= 0 else (s - 1 - off) // s
+    hi = (size - 1 - off) // s + 1 if size - 1 - off >= 0 else 0
+    hi = min(hi, out_count)
+    return min(lo, hi), hi
+
+
+@pjit
+def _epilogue(out, bias, res, has_res, kind, alpha, beta):
+    """out[p, s] = act(out[p, s] + bias[p % M] (+ res[p, s])); rows p = n*M + m in parallel."""
+    p_count, s_count = out.shape
+    m_count = bias.shape[0]
+    for p in prange(p_count):
+        b = bias[p % m_count]
+        if has_res:
+            for s in range(s_count):
+                out[p, s] = act_scalar(out[p, s] + b + res[p, s], kind, alpha, beta)
+        else:
+            for s in range(s_count):
+                out[p, s] = act_scalar(out[p, s] + b, kind, alpha, beta)
+
+
+@pjit
+def _im2col(x, col, kh, kw, sh, sw, pt, pl, dh, dw, oh0, oh1, ow_count):
+    """col[(c, i, j), (oh - oh0) * OW + ow] = x[c, oh*sh + i*dh - pt, ow*sw + j*dw - pl] (0 outside)."""
+    c_count, h, w = x.shape
+    kk = kh * kw
+    for r in prange(c_count * kk):
+        c = r // kk
+        i = (r - c * kk) // kw
+        j = r - c * kk - i * kw
+        lo, hi = _valid_range(j * dw - pl, sw, w, ow_count)
+        off = j * dw - pl
+        crow = col[r]
+        # slice copies compile to memcpy-like loops; element loops here were 2x slower
+        for oh in range(oh0, oh1):
+            ih = oh * sh + i * dh - pt
+            base = (oh - oh0) * ow_count
+            if ih < 0 or ih >= h:
+                crow[base : base + ow_count] = 0
+                continue
+            crow[base : base + lo] = 0
+            if hi > lo:
+                if sw == 1:
+                    crow[base + lo : base + hi] = x[c, ih, lo + off : hi + off]
+                else:
+                    crow[base + lo : base + hi] = x[c, ih, lo * sw + off : (hi - 1) * sw + off + 1 : sw]
+            crow[base + hi : base + ow_count] = 0
+
+
+@pjit
+def _depthwise(x, w, bias, out, mult, kh, kw, sh, sw, pt, pl, dh, dw):
+    """Direct conv for group == C (+ bias): output channel m reads input channel m // mult.
+
+    Per output plane, tap by tap: the block of outputs whose tap lands inside the input is a 2-D
+    view, updated with the tap's weight times the matching (strided) input view. Views indexed
+    from 0 matter: indexing rows as xrow[o + off] (off may be negative) was 8x slower. Residual
+    and activation are left to _epilogue: fusing them here doubled this kernel's compile time.
+    """
+    n_count, m_count, oh_count, ow_count = out.shape
+    h = x.shape[2]
+    wd = x.shape[3]
+    for p in prange(n_count * m_count):
+        n = p // m_count
+        m = p - n * m_count
+        xc = x[n, m // mult]
+        oc = out[n, m]
+        oc[:, :] = bias[m]
+        for i in range(kh):
+            r0, r1 = _valid_range(i * dh - pt, sh, h, oh_count)
+            if r1 <= r0:
+                continue
+            ih0 = r0 * sh + i * dh - pt
+            for j in range(kw):
+                c0, c1 = _valid_range(j * dw - pl, sw, wd, ow_count)
+                if c1 <= c0:
+                    continue
+                wv = w[m, i * kw + j]
+                iw0 = c0 * sw + j * dw - pl
+                iw1 = (c1 - 1) * sw + j * dw - pl + 1
+                for a in range(r1 - r0):
+                    # rows sliced from the planes (not from a strided 2-D view) stay contiguous
+                    # for unit stride, so the loop vectorises
+                    orow = oc[r0 + a, c0:c1]
+                    if sw == 1:
+                        xrow = xc[ih0 + a * sh, iw0:iw1]
+                        for b in range(c1 - c0):
+                            orow[b] += wv * xrow[b]
+                    else:
+                        xrow2 = xc[ih0 + a * sh, iw0:iw1:sw]
+                        for b in range(c1 - c0):
+                            orow[b] += wv * xrow2[b]
+
+
+# ----------------------------------------------------------------------------- algorithms
+
+
+def _epilogue_fn(spec: ConvSpec, bias_const):
+    """run_epilogue(out4d, bias_in, res_in), or None when there is nothing to do."""
+    if not spec.has_epilogue:
+        return None
+    dt = np.dtype(spec.dtype)
+    zeros = readonly(np.zeros(spec.m, dt))
+    dummy_res = np.zeros((1, 1), dt)  # writable, like the arena arrays real residuals come in
+    alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
+    rows, cols = spec.n * spec.m, spec.oh * spec.ow
+
+    def run_epilogue(out, bias, res):
+        b = bias_const if bias_const is not None else (zeros if bias is None else readonly(bias))
+        r = dummy_res if res is None else res.reshape(rows, cols)
+        _epilogue(out.reshape(rows, cols), b, r, res is not None, spec.act, alpha, beta)
+
+    return run_epilogue
+
+
+def build_pointwise(spec: ConvSpec, w_const, b_const):
+    g, mg, cg, hw = spec.group, spec.mg, spec.cg, spec.h * spec.w
+    wg = None if w_const is None else np.ascontiguousarray(w_const.reshape(g, mg, cg))
+    epi = _epilogue_fn(spec, b_const)
+    xshape, oshape = (spec.n, g, cg, hw), (spec.n, g, mg, hw)
+
+    def run(ins, outs):
+        w = wg if wg is not None else ins[1].reshape(g, mg, cg)
+        out = outs[0]
+        np.matmul(w, ins[0].reshape(xshape), out=out.reshape(oshape))
+        if epi is not None:
+            epi(out, _opt(ins, 2), _opt(ins, 3))
+
+    return run
+
+
+def build_im2col(spec: ConvSpec, w_const, b_const):
+    g, mg, k = spec.group, spec.mg, spec.k
+    ohw = spec.oh * spec.ow
+    dt = np.dtype(spec.dtype)
+    wg = None if w_const is None else np.ascontiguousarray(w_const.reshape(g, mg, k))
+    row_bytes = g * k * spec.ow * dt.itemsize
+    rows_per_block = max(1, min(spec.oh, _COL_BLOCK_BYTES // max(row_bytes, 1)))
+    blocks = [(a, min(spec.oh, a + rows_per_block)) for a in range(0, spec.oh, rows_per_block)]
+    col = np.empty(g * k * rows_per_block * spec.ow, dt)
+    epi = _epilogue_fn(spec, b_const)
+    s = spec
+
+    def run(ins, outs):
+        x, out = ins[0], outs[0]
+        w = wg if wg is not None else ins[1].reshape(g, mg, k)
+        for n in range(s.n):
+            xn = x[n]
+            on = out[n].reshape(g, mg, ohw)
+            for oh0, oh1 in blocks:
+                ncol = (oh1 - oh0) * s.ow
+                cb = col[: g * k * ncol].reshape(g * k, ncol)
+                _im2col(xn, cb, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw, oh0, oh1, s.ow)
+                np.matmul(w, cb.reshape(g, k, ncol), out=on[:, :, oh0 * s.ow : oh1 * s.ow])
+        if epi is not None:
+            epi(out, _opt(ins, 2), _opt(ins, 3))
+
+    return run
+
+
+def build_depthwise(spec: ConvSpec, w_const, b_const):
+    dt = np.dtype(spec.dtype)
+    kk = spec.kh * spec.kw
+    w2 = None if w_const is None else readonly(np.ascontiguousarray(w_const.reshape(spec.m, kk)))
+    zeros = readonly(np.zeros(spec.m, dt))
+    # the bias is added by _depthwise; the epilogue (if any) only adds residual + activation
+    epi = _epilogue_fn(replace(spec, has_bias=False), zeros)
+    mult = spec.m // spec.c
+    s = spec
+
+    def run(ins, outs):
+        # runtime weights are passed read-only too: one compiled signature either way
+        w = w2 if w2 is not None else readonly(ins[1].reshape(s.m, kk))
+        b = b_const if b_const is not None else _opt(ins, 2)
+        b = zeros if b is None else readonly(b)
+        out = outs[0]
+        _depthwise(ins[0], w, b, out, mult, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw)
+        if epi is not None:
+            epi(out, None, _opt(ins, 3))
+
+    return run
+
+
+ALGORITHMS = {"pointwise": build_pointwise, "depthwise": build_depthwise, "im2col": build_im2col}
+
+
+def _opt(ins, i):
+    return ins[i] if i < len(ins) else None
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def spec_from_node(node, graph) -> ConvSpec:
+    """ConvSpec from an IR Conv node and its graph's Values (checks shapes)."""
+    a = node.attrs
+    xv, wv, yv = graph.values[node.inputs[0]], graph.values[node.inputs[1]], graph.values[node.outputs[0]]
+    n, c, h, w = xv.shape
+    m, cg, kh, kw = wv.shape
+    ins = list(node.inputs) + [""] * (4 - len(node.inputs))
+    if ins[3] and graph.values[ins[3]].shape != yv.shape:
+        raise ValueError(
+            f"residual {ins[3]!r} has shape {list(graph.values[ins[3]].shape)}, output is {list(yv.shape)}"
+        )
+    alpha, beta = float(a.get("act_alpha", 0.0)), float(a.get("act_beta", 0.0))
+    spec = ConvSpec(
+        n, c, h, w, m, yv.shape[2], yv.shape[3], kh, kw, *a.get("strides", (1, 1)), *a.get("pads", (0, 0, 0, 0)),
+        *a.get("dilations", (1, 1)), int(a.get("group", 1)), xv.dtype, bool(ins[2]), bool(ins[3]),
+        ACTIVATIONS[a.get("activation", "none")], alpha, beta,
+    )  # fmt: skip
+    _check(spec, yv.shape, wv.shape)
+    return spec
+
+
+def _check(spec: ConvSpec, out_shape, w_shape) -> None:
+    if spec.c % spec.group or spec.m % spec.group or w_shape[1] * spec.group != spec.c:
+        raise ValueError(f"weight {list(w_shape)} with group {spec.group} does not fit C={spec.c}, M={spec.m}")
+    oh = conv_out_size(spec.h, spec.kh, spec.sh, spec.dh, spec.pt, spec.pb)
+    ow = conv_out_size(spec.w, spec.kw, spec.sw, spec.dw, spec.pl, spec.pr)
+    if tuple(out_shape) != (spec.n, spec.m, oh, ow):
+        raise ValueError(f"output shape {list(out_shape)} != computed {[spec.n, spec.m, oh, ow]}")
+    if spec.dtype not in ("float32", "float64"):
+        raise TypeError(f"Conv supports float32/float64, got {spec.dtype}")
+
+
+def build_conv_spec(spec: ConvSpec, w_const, b_const, algorithm: str | None = None):
+    """run(ins, outs) for ``spec`` with ``algorithm`` (default: :func:`select_algorithm`)."""
+    algorithm = algorithm or select_algorithm(spec)
+    if not applicable(spec, algorithm):
+        raise ValueError(f"conv algorithm {algorithm!r} cannot compute {spec}")
+    dt = np.dtype(spec.dtype)
+    if w_const is not None:
+        w_const = readonly(np.ascontiguousarray(w_const, dtype=dt))
+    if b_const is not None:
+        b_const = readonly(np.ascontiguousarray(b_const, dtype=dt))
+    return ALGORITHMS[algorithm](spec, w_const, b_const)
+
+
+@register("Conv")
+def build_conv(node, graph):
+    spec = spec_from_node(node, graph)
+    ins = list(node.inputs) + [""] * 4
+    w_const = graph.constants.get(ins[1])
+    b_const = graph.constants.get(ins[2]) if ins[2] else None
+    return build_conv_spec(spec, w_const, b_const, node.attrs.get("algorithm"))
+
+
+def conv2d(x, w, b=None, r=None, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1,
+           activation="none", act_alpha=0.0, act_beta=0.0, algorithm=None, out=None):  # fmt: skip
+    """Convolve NCHW ``x`` with ``w`` [M, C/group, kh, kw] (+ bias ``b``, residual ``r``, activation).
+
+    A convenience wrapper (builds and runs once); sessions use the registered builder.
+    """
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    if x.ndim != 4 or w.ndim != 4 or x.dtype != w.dtype:
+        raise ValueError(f"need 4-D x and w of one dtype, got {x.dtype}{list(x.shape)}, {w.dtype}{list(w.shape)}")
+    n, c, h, wd = x.shape
+    m, _, kh, kw = w.shape
+    oh = conv_out_size(h, kh, strides[0], dilations[0], pads[0], pads[2])
+    ow = conv_out_size(wd, kw, strides[1], dilations[1], pads[1], pads[3])
+    spec = ConvSpec(n, c, h, wd, m, oh, ow, kh, kw, *strides, *pads, *dilations, group, str(x.dtype), b is not None,
+                    r is not None, ACTIVATIONS[activation], act_alpha, act_beta)  # fmt: skip
+    _check(spec, (n, m, oh, ow), w.shape)
+    if r is not None:
+        r = np.ascontiguousarray(r, dtype=x.dtype)
+        if r.shape != (n, m, oh, ow):
+            raise ValueError(f"residual shape {list(r.shape)} != output {[n, m, oh, ow]}")
+    if out is None:
+        out = np.empty((n, m, oh, ow), x.dtype)
+    run = build_conv_spec(spec, w, b, algorithm)
+    run([x, w, b, r], [out])
+    return out

@@ -1,0 +1,89 @@
+"""Gemm (``Y = act(alpha * A' @ B' + beta * C)``) and MatMul (numpy matmul semantics).
+
+The product goes to BLAS through ``np.matmul(..., out=)``: transposes stay views (BLAS takes
+them as flags), so a constant B is not copied — for batch-1 fully connected layers the weight
+is the whole cost and a copy would double its memory. One Numba pass applies alpha, beta*C
+(C reshaped to (1|M, 1|N), broadcast by indexing) and the activation, skipped when all are
+trivial.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from cnnrt.kernels import register
+from cnnrt.kernels._jit import pjit
+from cnnrt.kernels.cpu.activation import act_scalar
+from cnnrt.kernels.cpu.conv import readonly
+from numba import prange
+
+from cnnrt.ops import ACTIVATIONS
+
+
+@pjit
+def _gemm_epilogue(out, c, alpha, beta_c, kind, a, b):
+    """out[i, j] = act(alpha * out[i, j] + beta_c * c[i or 0, j or 0]); rows in parallel."""
+    m_count, n_count = out.shape
+    cm, cn = c.shape
+    for i in prange(m_count):
+        ci = i % cm  # cm is 1 or M (a conditional here would unify the index with float64)
+        if cn > 1:
+            for j in range(n_count):
+                out[i, j] = act_scalar(alpha * out[i, j] + beta_c * c[ci, j], kind, a, b)
+        else:
+            cv = beta_c * c[ci, 0]
+            for j in range(n_count):
+                out[i, j] = act_scalar(alpha * out[i, j] + cv, kind, a, b)
+
+
+def _c_shape(shape, m: int, n: int) -> tuple[int, int]:
+    """C's shape as (1|M, 1|N); C broadcasts unidirectionally to (M, N)."""
+    if len(shape) > 2 or np.broadcast_shapes(tuple(shape), (m, n)) != (m, n):
+        raise ValueError(f"C {list(shape)} does not broadcast to [{m}, {n}]")
+    full = (1,) * (2 - len(shape)) + tuple(shape)
+    return int(full[0]), int(full[1])
+
+
+@register("Gemm")
+def build_gemm(node, graph):
+    a = node.attrs
+    av, bv, yv = graph.values[node.inputs[0]], graph.values[node.inputs[1]], graph.values[node.outputs[0]]
+    ta, tb = int(a.get("trans_a", 0)), int(a.get("trans_b", 0))
+    m, k = (av.shape[1], av.shape[0]) if ta else av.shape
+    kb, n = (bv.shape[1], bv.shape[0]) if tb else bv.shape
+    if k != kb or tuple(yv.shape) != (m, n):
+        raise ValueError(f"A{list(av.shape)} (trans_a={ta}) @ B{list(bv.shape)} (trans_b={tb}) != Y{list(yv.shape)}")
+    dt = np.dtype(yv.dtype)
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    kind = ACTIVATIONS[a.get("activation", "none")]
+    act_a, act_b = dt.type(a.get("act_alpha", 0.0)), dt.type(a.get("act_beta", 0.0))
+    has_c = len(node.inputs) > 2 and bool(node.inputs[2]) and beta != 0.0  # beta=0 ignores C (also inf/NaN)
+    c_shape = _c_shape(graph.values[node.inputs[2]].shape, m, n) if has_c else (1, 1)
+    dummy_c = readonly(np.zeros((1, 1), dt))
+    c_const = graph.constants.get(node.inputs[2]) if has_c else None
+    c_fixed = None if c_const is None else readonly(np.ascontiguousarray(c_const, dt).reshape(c_shape))
+    b_const = graph.constants.get(node.inputs[1])
+    b_fixed = None
+    if b_const is not None:
+        b_fixed = np.ascontiguousarray(b_const, dt)
+        b_fixed = b_fixed.T if tb else b_fixed
+    epilogue = has_c or kind != 0 or alpha != 1.0
+    alpha_t, beta_t = dt.type(alpha), dt.type(beta if has_c else 0.0)
+
+    def run(ins, outs):
+        x = ins[0].T if ta else ins[0]
+        w = b_fixed if b_fixed is not None else (ins[1].T if tb else ins[1])
+        out = outs[0]
+        np.matmul(x, w, out=out)
+        if epilogue:
+            c = c_fixed if c_fixed is not None else (readonly(ins[2].reshape(c_shape)) if has_c else dummy_c)
+            _gemm_epilogue(out, c, alpha_t, beta_t, kind, act_a, act_b)
+
+    return run
+
+
+@register("MatMul")
+def build_matmul(node, graph):
+    def run(ins, outs):
+        np.matmul(ins[0], ins[1], out=outs[0])
+
+    return run

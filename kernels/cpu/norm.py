@@ -1,0 +1,158 @@
+"""Normalisation: BatchNormalization, ChannelAffine (BN after folding, + activation), LRN.
+
+BatchNormalization and ChannelAffine share one kernel, ``y = act(x * s + t)`` with ``s``/``t``
+per channel ``(C, 1)`` or per activation ``(C, S)`` (BN's spatial=0 form, parameters shaped
+like ``x.shape[1:]``). For BN, ``s = scale / sqrt(var + eps)`` and ``t = B - mean * s`` are
+computed once at build time when the parameters are constants (in float64, then rounded),
+else at every run into preallocated buffers (in the input dtype, as onnxruntime does).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from cnnrt.kernels import register
+from cnnrt.kernels._jit import pjit
+from cnnrt.kernels.cpu.activation import act_scalar
+from cnnrt.kernels.cpu.conv import readonly
+from numba import prange
+
+from cnnrt.ops import ACTIVATIONS
+
+
+@pjit
+def _affine(x, s, t, out, kind, alpha, beta):
+    """out[n, c, i] = act(x[n, c, i] * s[c, i or 0] + t[c, i or 0]); rows (n, c) in parallel."""
+    n_count, c_count, s_count = x.shape
+    per_elem = s.shape[1] > 1
+    for p in prange(n_count * c_count):
+        n = p // c_count
+        c = p - n * c_count
+        if per_elem:
+            for i in range(s_count):
+                out[n, c, i] = act_scalar(x[n, c, i] * s[c, i] + t[c, i], kind, alpha, beta)
+        else:
+            sc = s[c, 0]
+            sh = t[c, 0]
+            for i in range(s_count):
+                out[n, c, i] = act_scalar(x[n, c, i] * sc + sh, kind, alpha, beta)
+
+
+@pjit
+def _lrn(x, out, lo, hi, alpha_over_size, beta, bias):
+    """ONNX LRN: sum of squares over channels [c - lo, c + hi], y = x / (bias + a/size * sum)^beta.
+
+    Per (n, c) row: squares summed into the output row (float32, vectorised), then the power
+    in float64. beta = 0.75 (AlexNet, GoogLeNet) takes sqrt(b) * sqrt(sqrt(b)) instead of pow,
+    which does not vectorise.
+    """
+    n_count, c_count, s_count = x.shape
+    for p in prange(n_count * c_count):
+        n = p // c_count
+        c = p - n * c_count
+        orow = out[n, c]
+        orow[:] = 0
+        for cc in range(max(0, c - lo), min(c_count - 1, c + hi) + 1):
+            xr = x[n, cc]
+            for i in range(s_count):
+                orow[i] += xr[i] * xr[i]
+        xc = x[n, c]
+        if beta == 0.75:
+            for i in range(s_count):
+                base = bias + alpha_over_size * orow[i]
+                r = math.sqrt(base)
+                orow[i] = xc[i] / (r * math.sqrt(r))
+        else:
+            for i in range(s_count):
+                orow[i] = xc[i] / math.pow(bias + alpha_over_size * orow[i], beta)
+
+
+def _as_rows(shape):
+    """(N, C, S) view shape of an (N, C, ...) tensor."""
+    return shape[0], shape[1], int(np.prod(shape[2:], dtype=np.int64))
+
+
+def _param_shape(pshape, xshape):
+    """(C, 1) for per-channel parameters, (C, S) for per-activation ones."""
+    c = xshape[1]
+    if tuple(pshape) == (c,):
+        return (c, 1)
+    if tuple(pshape) == tuple(xshape[1:]):
+        return (c, int(np.prod(xshape[2:], dtype=np.int64)))
+    raise ValueError(f"parameter shape {list(pshape)} fits neither [{c}] nor {list(xshape[1:])}")
+
+
+@register("BatchNormalization")
+def build_batch_norm(node, graph):
+    xshape = graph.values[node.inputs[0]].shape
+    if len(xshape) < 2:
+        raise ValueError(f"BatchNormalization needs rank >= 2, got {list(xshape)}")
+    dt = np.dtype(graph.values[node.inputs[0]].dtype)
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    rows = _as_rows(xshape)
+    pshapes = [_param_shape(graph.values[i].shape, xshape) for i in node.inputs[1:5]]
+    # scale/B and mean/var may differ in form (one per channel, one per activation)
+    pshape = max(pshapes, key=lambda s: s[1])
+    consts = [graph.constants.get(i) for i in node.inputs[1:5]]
+    no_act = dt.type(0)  # alpha/beta of the 'none' activation (unused)
+    if all(cst is not None for cst in consts):
+        sc, b, mean, var = (np.asarray(cst, np.float64).reshape(ps) for cst, ps in zip(consts, pshapes))
+        s64 = sc / np.sqrt(var + eps)
+        s = readonly(np.ascontiguousarray(np.broadcast_to(s64, pshape), dt))
+        t = readonly(np.ascontiguousarray(np.broadcast_to(b - mean * s64, pshape), dt))
+
+        def run(ins, outs):
+            _affine(ins[0].reshape(rows), s, t, outs[0].reshape(rows), 0, no_act, no_act)
+
+        return run
+
+    s_buf, t_buf = np.empty(pshape, dt), np.empty(pshape, dt)
+    s_ro, t_ro = readonly(s_buf), readonly(t_buf)  # what the kernel sees: one signature
+    eps_t = dt.type(eps)
+
+    def run_dynamic(ins, outs):
+        sc, b, mean, var = (p.reshape(ps) for p, ps in zip(ins[1:5], pshapes))
+        np.copyto(s_buf, sc / np.sqrt(var + eps_t))
+        np.copyto(t_buf, b - mean * s_buf)
+        _affine(ins[0].reshape(rows), s_ro, t_ro, outs[0].reshape(rows), 0, no_act, no_act)
+
+    return run_dynamic
+
+
+@register("ChannelAffine")
+def build_channel_affine(node, graph):
+    xshape = graph.values[node.inputs[0]].shape
+    dt = np.dtype(graph.values[node.inputs[0]].dtype)
+    rows = _as_rows(xshape)
+    pshape = _param_shape(graph.values[node.inputs[1]].shape, xshape)
+    if _param_shape(graph.values[node.inputs[2]].shape, xshape) != pshape:
+        raise ValueError("ChannelAffine scale and shift must have the same shape")
+    kind = ACTIVATIONS[node.attrs.get("activation", "none")]
+    alpha, beta = dt.type(node.attrs.get("act_alpha", 0.0)), dt.type(node.attrs.get("act_beta", 0.0))
+    fixed = [graph.constants.get(i) for i in node.inputs[1:3]]
+    fixed = [None if f is None else readonly(np.ascontiguousarray(f, dt).reshape(pshape)) for f in fixed]
+
+    def run(ins, outs):
+        s = fixed[0] if fixed[0] is not None else readonly(ins[1].reshape(pshape))
+        t = fixed[1] if fixed[1] is not None else readonly(ins[2].reshape(pshape))
+        _affine(ins[0].reshape(rows), s, t, outs[0].reshape(rows), kind, alpha, beta)
+
+    return run
+
+
+@register("LRN")
+def build_lrn(node, graph):
+    xshape = graph.values[node.inputs[0]].shape
+    if len(xshape) < 3:
+        raise ValueError(f"LRN needs rank >= 3, got {list(xshape)}")
+    rows = _as_rows(xshape)
+    size = int(node.attrs["size"])
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2  # floor and ceil of (size-1)/2
+    a = float(node.attrs.get("alpha", 1e-4)) / size
+    beta, bias = float(node.attrs.get("beta", 0.75)), float(node.attrs.get("bias", 1.0))
+
+    def run(ins, outs):
+        _lrn(ins[0].reshape(rows), outs[0].reshape(rows), lo, hi, a, beta, bias)
+
+    return run

@@ -1,0 +1,144 @@
+"""Shared pieces of the CUDA kernels: the activation epilogue, constants, small host helpers.
+
+Conventions every CUDA builder follows (see kernels/cuda/__init__.py): ``run(ins, outs)``
+receives *flat 1-D* device arrays (the executor hands out flat views of the arena and of
+the uploaded constants); shapes come from ``graph.values`` at build time and reach the
+kernels as scalar arguments or small int64 device arrays uploaded once.
+
+Float constants are numpy float32 scalars so that float32 tensors stay in float32 on the
+device (a bare ``1.0`` literal is float64 to numba and would promote the arithmetic).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from cnnrt.errors import UnsupportedOpError
+from cnnrt.ops import ACTIVATIONS
+
+from . import config
+from .device import is_simulator, upload_flat
+
+F0 = np.float32(0.0)
+F1 = np.float32(1.0)
+F6 = np.float32(6.0)
+HALF = np.float32(0.5)
+NEG_INF = np.float32(-np.inf)
+
+
+# numba 0.68's built-in CUDA target cannot compile the builtin min()/max() (their overloads
+# take *args, which its device-function compiler rejects): use these in kernels instead.
+@cuda.jit(device=True, inline=True)
+def dmin(a, b):
+    return a if a < b else b
+
+
+@cuda.jit(device=True, inline=True)
+def dmax(a, b):
+    return a if a > b else b
+
+
+def configure(kernel, blocks, threads):
+    """``kernel[blocks, threads]``: every launch is configured here (the PTX check hooks it).
+
+    The simulator's ``kernel[...]`` sets the geometry on the shared kernel object and returns
+    it, so a configuration made at build time would be overwritten by later builders; there
+    the geometry is applied at each launch instead.
+    """
+    if is_simulator():
+        return lambda *args: kernel[blocks, threads](*args)
+    return kernel[blocks, threads]
+
+
+@cuda.jit(device=True, inline=True)
+def act(v, kind, alpha, beta):
+    """Activation ``kind`` (cnnrt.ops.ACTIVATIONS) of one value; mirrors the CPU act_scalar."""
+    if kind == 0:
+        return v
+    if kind == 1:  # Relu; NaN stays NaN
+        return v if not v < F0 else F0
+    if kind == 2:  # LeakyRelu
+        return v if v >= F0 else v * alpha
+    if kind == 3:  # Clip(min=alpha, max=beta); NaN propagates
+        if v < alpha:
+            return alpha
+        if v > beta:
+            return beta
+        return v
+    if kind == 4:  # Sigmoid without overflow for large |v|
+        if v >= F0:
+            return F1 / (F1 + math.exp(-v))
+        e = math.exp(v)
+        return e / (F1 + e)
+    if kind == 5:  # HardSigmoid
+        return dmax(F0, dmin(F1, alpha * v + beta))
+    if kind == 6:  # HardSwish
+        return v * dmax(F0, dmin(F1, v / F6 + HALF))
+    if kind == 7:
+        return math.tanh(v)
+    if kind == 8:  # Elu
+        return v if v >= F0 else alpha * (math.exp(v) - F1)
+    if kind == 9:  # SiLU
+        if v >= F0:
+            return v / (F1 + math.exp(-v))
+        e = math.exp(v)
+        return v * e / (F1 + e)
+    return v
+
+
+def epilogue_params(node, dtype) -> tuple[int, object, object]:
+    """(kind, alpha, beta) of a node's fused activation, scalars in the tensor's dtype."""
+    name = node.attrs.get("activation", "none") or "none"
+    if name not in ACTIVATIONS:
+        raise UnsupportedOpError(f"node {node.name!r} ({node.op}): unknown fused activation {name!r}")
+    t = np.dtype(dtype).type
+    return ACTIVATIONS[name], t(node.attrs.get("act_alpha", 0.0)), t(node.attrs.get("act_beta", 0.0))
+
+
+def require_float(node, graph, *names: str) -> np.dtype:
+    """The dtype shared by ``names`` (default: the first input); raise unless it is float."""
+    names = names or (node.inputs[0],)
+    dtypes = {np.dtype(graph.values[n].dtype) for n in names if n}
+    if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
+        raise UnsupportedOpError(
+            f"node {node.name!r} ({node.op}): the CUDA kernel needs one floating-point dtype, got {sorted(map(str, dtypes))}"
+        )
+    return next(iter(dtypes))
+
+
+def int_array(values) -> object:
+    """Upload a small int64 table (shapes, strides, offsets); never empty, so kernels get an array."""
+    arr = np.asarray(list(values) or [0], dtype=np.int64)
+    return upload_flat(arr)
+
+
+def launcher_1d(kernel, n: int):
+    """``kernel`` configured for a grid-stride loop over ``n`` items (geometry from config)."""
+    blocks, threads = config.current().grid_1d(n)
+    return configure(kernel, blocks, threads)
+
+
+def launcher_tiles(kernel, tiles: int):
+    """``kernel`` configured for a tile-stride loop over ``tiles`` output tiles."""
+    blocks, threads = config.current().grid_tiles(tiles)
+    return configure(kernel, blocks, threads)
+
+
+def c_strides(shape) -> list[int]:
+    """Element strides of a C-contiguous array of ``shape``."""
+    out, acc = [], 1
+    for d in reversed(tuple(shape)):
+        out.append(acc)
+        acc *= int(d)
+    return out[::-1]
+
+
+def shape_of(graph, name: str) -> tuple[int, ...]:
+    return tuple(int(d) for d in graph.values[name].shape)
+
+
+def size_of(graph, name: str) -> int:
+    return int(np.prod(shape_of(graph, name), dtype=np.int64))

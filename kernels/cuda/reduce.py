@@ -1,0 +1,105 @@
+"""Reductions on CUDA: Softmax / LogSoftmax and ReduceMean, one thread per reduced row.
+
+Softmax over ``axis`` sees X as [outer, length, inner] and reduces over ``length``;
+with ``coerce_2d`` (opset < 13 semantics) X is [prod(shape[:axis]), prod(shape[axis:])].
+The row maximum is subtracted before exponentiating, as onnxruntime does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from cnnrt.kernels import register
+from numba import cuda
+
+from .common import F0, c_strides, int_array, launcher_1d, require_float, shape_of, size_of
+
+
+@cuda.jit
+def _softmax(X, Y, rows, length, inner, log):
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        o = r // inner
+        base = o * length * inner + (r - o * inner)
+        m = X[base]
+        for j in range(1, length):
+            v = X[base + j * inner]
+            if v > m or v != v:
+                m = v
+        s = F0
+        for j in range(length):
+            s += math.exp(X[base + j * inner] - m)
+        if log:
+            ls = math.log(s)
+            for j in range(length):
+                Y[base + j * inner] = X[base + j * inner] - m - ls
+        else:
+            for j in range(length):
+                Y[base + j * inner] = math.exp(X[base + j * inner] - m) / s
+
+
+@cuda.jit
+def _reduce_mean(X, Y, nout, nred, krank, kshape, kstr, rrank, rshape, rstr):
+    for o in range(cuda.grid(1), nout, cuda.gridsize(1)):
+        rem = o
+        base = 0
+        for d in range(krank - 1, -1, -1):
+            dim = kshape[d]
+            base += (rem % dim) * kstr[d]
+            rem = rem // dim
+        acc = F0
+        for r in range(nred):
+            rem = r
+            off = base
+            for d in range(rrank - 1, -1, -1):
+                dim = rshape[d]
+                off += (rem % dim) * rstr[d]
+                rem = rem // dim
+            acc += X[off]
+        Y[o] = acc / np.float32(nred)
+
+
+@register("Softmax", backend="cuda")
+def build_softmax(node, graph):
+    require_float(node, graph)
+    shape = shape_of(graph, node.inputs[0])
+    rank = max(len(shape), 1)
+    axis = int(node.attrs.get("axis", -1)) % rank
+    if node.attrs.get("coerce_2d", False):
+        outer, length, inner = (
+            int(np.prod(shape[:axis], dtype=np.int64)),
+            int(np.prod(shape[axis:], dtype=np.int64)),
+            1,
+        )
+    else:
+        outer, length, inner = (
+            int(np.prod(shape[:axis], dtype=np.int64)),
+            shape[axis] if shape else 1,
+            int(np.prod(shape[axis + 1 :], dtype=np.int64)),
+        )
+    rows = outer * inner
+    log = 1 if node.attrs.get("log", False) else 0
+    launch = launcher_1d(_softmax, rows)
+    return lambda ins, outs: launch(ins[0], outs[0], rows, length, inner, log)
+
+
+@register("ReduceMean", backend="cuda")
+def build_reduce_mean(node, graph):
+    require_float(node, graph)
+    shape = shape_of(graph, node.inputs[0])
+    axes = node.attrs.get("axes")
+    red = sorted({int(a) % len(shape) for a in axes}) if axes is not None and len(axes) else list(range(len(shape)))
+    kept = [d for d in range(len(shape)) if d not in red]
+    st = c_strides(shape)
+    nout = size_of(graph, node.outputs[0])
+    nred = int(np.prod([shape[d] for d in red], dtype=np.int64))
+    tables = (
+        len(kept),
+        int_array([shape[d] for d in kept]),
+        int_array([st[d] for d in kept]),
+        len(red),
+        int_array([shape[d] for d in red]),
+        int_array([st[d] for d in red]),
+    )
+    launch = launcher_1d(_reduce_mean, nout)
+    return lambda ins, outs: launch(ins[0], outs[0], nout, nred, *tables)

@@ -1,0 +1,84 @@
+"""concat_in_place: let a Concat's producers write straight into its output (zero-copy Concat).
+
+A Concat marked ``in_place=True`` is a no-op step: the planner places each input as a
+slice of the output along the concat axis (see :func:`cnnrt.plan.concat_layout`), and the
+executor hands each producer a numpy view of that slice. Concats that feed a bigger Concat
+(DenseNet's growing feature maps) nest: the smaller one becomes a slice of the bigger one.
+
+The slice of a value along ``axis`` is contiguous only when every axis in front of it has
+size 1 (NCHW channel slices at batch 1). Strided slices need kernels that accept strided
+outputs; the kernels are not known to, so this pass only marks contiguous cases for now
+(``ALLOW_STRIDED``), and declines the rest with the reason.
+
+Requires: a verified graph; run after the fusion passes (it looks at final producers) and
+after remove_identity. It re-decides every Concat on each run, so later rewrites cannot
+leave a stale mark.
+Guarantees: ``in_place`` is True exactly on Concats the planner can lay out: every input is
+produced by a node or fed as a graph input (not a constant, not a view op output), no input
+appears twice, the slices are contiguous, and nesting with other marked Concats is
+consistent (a value can sit in one place only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnrt.ir import Graph
+from cnnrt.ops import VIEW_OPS
+from cnnrt.plan import concat_axis, concat_layout
+
+from . import PassResult
+
+RULE = "Concat -> in-place Concat (producers write into slices)"
+ALLOW_STRIDED = False
+
+
+def _local_reason(graph: Graph, node, producers) -> str | None:
+    axis = concat_axis(graph, node)
+    shape = graph.values[node.outputs[0]].shape
+    lead = int(np.prod(shape[:axis]))
+    if lead != 1 and not ALLOW_STRIDED:
+        return f"slices along axis {axis} of {list(shape)} are strided (kernels write contiguous outputs only)"
+    if len(set(node.inputs)) != len(node.inputs):
+        return "an input appears twice"
+    for x in node.inputs:
+        if x in graph.constants:
+            return f"input {x!r} is a constant"
+        p = producers.get(x)
+        if p is not None and p.op in VIEW_OPS:
+            return f"input {x!r} is a {p.op} view of another tensor"
+        if graph.values[x].dtype != graph.values[node.outputs[0]].dtype:
+            return f"input {x!r} has dtype {graph.values[x].dtype}"
+    return None
+
+
+def concat_in_place(graph: Graph) -> PassResult:
+    """Mark the Concats whose inputs can be written in place; see the module docstring."""
+    producers = graph.producers()
+    declined: list[tuple[str, str, str]] = []
+    candidates = []
+    for node in graph.nodes:
+        if node.op != "Concat":
+            continue
+        why = _local_reason(graph, node, producers)
+        if why:
+            declined.append((RULE, node.name, why))
+        else:
+            candidates.append(node)
+    _, rejected = concat_layout(graph, candidates)
+    declined.extend((RULE, name, why) for name, why in rejected.items())
+    accept = {n.name for n in candidates} - set(rejected)
+    fired: list[tuple[str, str]] = []
+    nodes = []
+    for node in graph.nodes:
+        if node.op == "Concat":
+            want = node.name in accept
+            if bool(node.attrs.get("in_place", False)) != want:
+                node = node.with_attrs(in_place=want)
+                if want:
+                    fired.append((RULE, node.name))
+        nodes.append(node)
+    changed = any(a is not b for a, b in zip(nodes, graph.nodes))
+    g = graph.copy()
+    g.nodes = nodes
+    return PassResult(g, changed, fired, declined)

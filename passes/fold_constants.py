@@ -1,0 +1,73 @@
+"""fold_constants: evaluate nodes whose inputs are all constants; resolve Shape from shapes.
+
+Requires: a verified graph with concrete shapes (the importer guarantees both).
+Guarantees: every node whose inputs are all constants and whose op has a numpy evaluator
+in :mod:`cnnrt.const_eval` is gone; its outputs are constants under the same value names
+(so graph outputs keep their names). ``Shape`` nodes become constants whatever their
+input, since every shape is concrete. Heavy ops (Conv, pools...) are never evaluated here:
+passes do not call kernels, so those stay and are logged as declined. Folding that would
+materialise more than ``MAX_FOLDED_BYTES`` of new constant data is declined too.
+Run before: nothing; it is cheap and exposes constants to the other passes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnrt.const_eval import can_evaluate, evaluate_node
+from cnnrt.errors import GraphError
+from cnnrt.ir import Graph
+
+from . import PassResult
+
+RULE = "all-constant node -> constant"
+SHAPE_RULE = "Shape -> constant"
+MAX_FOLDED_BYTES = 64 << 20
+
+
+def fold_constants(graph: Graph) -> PassResult:
+    """Replace all-constant nodes (and every Shape) by constants; see the module docstring."""
+    g = graph.copy()
+    fired: list[tuple[str, str]] = []
+    declined: list[tuple[str, str, str]] = []
+    kept = []
+    for node in g.nodes:
+        outs = [o for o in node.outputs if o]
+        if node.op == "Shape" and node.inputs[0] not in g.constants:
+            shape = g.values[node.inputs[0]].shape
+            a = node.attrs
+            arr = np.array(shape[a.get("start", 0) : a.get("end")], dtype=np.int64)
+            if arr.shape != g.values[outs[0]].shape:
+                raise GraphError(
+                    f"Shape node {node.name!r}: its Value says {g.values[outs[0]].shape}, the input gives {arr.shape}"
+                )
+            g.constants[outs[0]] = arr
+            fired.append((SHAPE_RULE, node.name))
+            continue
+        if not outs or not all(i == "" or i in g.constants for i in node.inputs):
+            kept.append(node)
+            continue
+        if len(outs) != len(node.outputs):
+            declined.append((RULE, node.name, "some outputs are omitted"))
+            kept.append(node)
+            continue
+        if not can_evaluate(node.op):
+            declined.append((RULE, node.name, f"no numpy evaluator for {node.op} (passes never call kernels)"))
+            kept.append(node)
+            continue
+        new_bytes = sum(g.values[o].nbytes for o in outs)
+        if new_bytes > MAX_FOLDED_BYTES:
+            declined.append((RULE, node.name, f"result would be {new_bytes} bytes of new constants"))
+            kept.append(node)
+            continue
+        ins = [g.constants[i] if i else None for i in node.inputs]
+        results = evaluate_node(node, ins, [g.values[o] for o in node.outputs if o])
+        if results is None:
+            declined.append((RULE, node.name, f"no numpy evaluator for {node.op}"))
+            kept.append(node)
+            continue
+        for o, arr in zip(outs, results):
+            g.constants[o] = arr
+        fired.append((RULE, node.name))
+    g.nodes = kept
+    return PassResult(g, bool(fired), fired, declined)

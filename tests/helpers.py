@@ -1,0 +1,46 @@
+"""Small builders shared by tests: one-node ONNX models and the onnxruntime reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+# onnx 1.23 writes IR version 14 by default; onnxruntime 1.31 reads at most 13.
+IR_VERSION = 10
+
+_NP_TO_ONNX = {np.dtype("float32"): TensorProto.FLOAT, np.dtype("int64"): TensorProto.INT64}
+
+
+def make_model(nodes, inputs, outputs, initializers=None, opset=17, ir_version=IR_VERSION, name="test"):
+    """inputs/outputs: list of (name, shape or None, dtype); initializers: dict name -> array."""
+    def vi(n, shape, dtype=np.float32):
+        return helper.make_tensor_value_info(n, _NP_TO_ONNX[np.dtype(dtype)], shape)
+
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [vi(*i) for i in inputs],
+        [vi(*o) for o in outputs],
+        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in (initializers or {}).items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version
+    return model
+
+
+def ort_run(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def assert_close_to(got: np.ndarray, ref: np.ndarray, rel: float = 1e-3) -> None:
+    """max|got - ref| <= rel * max(1, max|ref|), the project's agreement bound."""
+    assert got.shape == ref.shape, (got.shape, ref.shape)
+    assert got.dtype == ref.dtype, (got.dtype, ref.dtype)
+    scale = max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
+    err = float(np.max(np.abs(got.astype(np.float64) - ref))) if ref.size else 0.0
+    assert err <= rel * scale, f"max abs error {err:.3e} > {rel:g} * {scale:.3e}"

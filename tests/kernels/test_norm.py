@@ -1,0 +1,159 @@
+"""BatchNormalization, ChannelAffine and LRN: against the naive references, then vs onnxruntime."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from onnx import helper
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from reference import (  # noqa: E402
+    U32,
+    act_params,
+    activation_ref,
+    assert_within,
+    batchnorm_reference,
+    lrn_reference,
+    run_node,
+    sum_bound,
+)
+
+import cnnrt  # noqa: E402
+from cnnrt.ops import ACTIVATIONS  # noqa: E402
+
+
+def _bn_params(rng, shape):
+    scale = rng.standard_normal(shape).astype(np.float32)
+    bias = rng.standard_normal(shape).astype(np.float32)
+    mean = rng.standard_normal(shape).astype(np.float32)
+    var = rng.uniform(0.05, 2.0, shape).astype(np.float32)
+    return scale, bias, mean, var
+
+
+def _bn_bound(x, scale, bias, mean, var, eps):
+    """y = x*s + t with s = scale/sqrt(var+eps), t = bias - mean*s: a handful of roundings, each
+    relative to one of |x s|, |bias|, |mean s| (8u covers computing s and t in float32)."""
+    p = (lambda a: a.reshape((1, -1) + (1,) * (x.ndim - 2))) if scale.ndim == 1 else (lambda a: a[None])
+    s = np.abs(p(scale.astype(np.float64)) / np.sqrt(p(var.astype(np.float64)) + eps))
+    return 8 * U32 * (np.abs(x) * s + np.abs(p(bias)) + np.abs(p(mean)) * s) + 1e-30
+
+
+@pytest.mark.parametrize("xshape", [(3, 5), (2, 4, 6), (2, 3, 4, 5), (1, 2, 3, 2, 2)])
+@pytest.mark.parametrize("per_activation", [False, True], ids=["per_channel", "per_activation"])
+@pytest.mark.parametrize("const", [True, False], ids=["const", "runtime"])
+def test_batch_norm_vs_reference(xshape, per_activation, const):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(xshape) * 3).astype(np.float32)
+    pshape = xshape[1:] if per_activation else (xshape[1],)
+    params = _bn_params(rng, pshape)
+    eps = 1e-3
+    (got,) = run_node(
+        "BatchNormalization", [x, *params], dict(epsilon=eps), [xshape], const=(1, 2, 3, 4) if const else ()
+    )
+    want = batchnorm_reference(x, *params, eps)
+    assert_within(got, want, _bn_bound(x, *params, eps), f"{xshape}")
+
+
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+@pytest.mark.parametrize("xshape", [(2, 4, 3, 5), (3, 6)])
+def test_channel_affine_vs_reference(act, xshape):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(xshape).astype(np.float32)
+    c = xshape[1]
+    s, t = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    alpha, beta = act_params(act)
+    attrs = dict(activation=act, act_alpha=alpha, act_beta=beta)
+    (got,) = run_node("ChannelAffine", [x, s, t], attrs, [xshape], const=(1, 2))
+    bshape = (1, c) + (1,) * (len(xshape) - 2)
+    pre = x.astype(np.float64) * s.reshape(bshape) + t.reshape(bshape)
+    want = activation_ref(pre, act, alpha, beta)
+    mag = np.abs(x) * np.abs(s.reshape(bshape)) + np.abs(t.reshape(bshape))
+    assert_within(got, want, sum_bound(2, mag, want, act, alpha), act)
+
+
+def _lrn_bound(size, beta, want):
+    """Float32 sum of ``size`` squares and the power: relative error ~ (beta*(size+2) + 4) u."""
+    return (beta * (size + 2) + 4) * U32 * np.abs(want) + 1e-30
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.6])  # 0.75 has its own sqrt path
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("xshape", [(2, 7, 3, 4), (1, 6, 5)])
+def test_lrn_vs_reference(size, xshape, beta):
+    x = (np.random.default_rng(2).standard_normal(xshape) * 2).astype(np.float32)
+    attrs = dict(size=size, alpha=0.3, beta=beta, bias=1.5)
+    (got,) = run_node("LRN", [x], attrs, [xshape])
+    want = lrn_reference(x, size, 0.3, beta, 1.5)
+    assert_within(got, want, _lrn_bound(size, beta, want), f"size={size} beta={beta}")
+
+
+def test_lrn_window_is_asymmetric_for_even_size():
+    """size=2: channels [c, c+1] (floor/ceil of (size-1)/2), a one-hot input shows the window."""
+    x = np.zeros((1, 4, 1, 1), np.float32)
+    x[0, 2] = 1.0
+    (got,) = run_node("LRN", [x], dict(size=2, alpha=2.0, beta=1.0, bias=1.0), [x.shape])
+    (ones,) = run_node("LRN", [np.ones_like(x)], dict(size=2, alpha=2.0, beta=1.0, bias=1.0), [x.shape])
+    assert got[0, 2, 0, 0] == pytest.approx(1 / (1 + 1))
+    # channel 3 (last) sums only itself, channels 0..2 sum two ones: 1/(1 + 2/2*2) = 1/3
+    np.testing.assert_allclose(ones.ravel(), [1 / 3, 1 / 3, 1 / 3, 1 / 2], rtol=4 * U32)
+
+
+# ----------------------------------------------------------------------------- vs onnxruntime
+
+
+def _both(model, feeds):
+    from helpers import ort_run
+
+    got = cnnrt.InferenceSession(model, opt_level=0).run(None, feeds)
+    want = ort_run(model, feeds)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype, (g.shape, w.shape, g.dtype, w.dtype)
+    return got, want
+
+
+@pytest.mark.parametrize(
+    "opset,spatial,xshape",
+    [(15, None, (2, 3, 4, 5)), (15, None, (4, 3)), (9, None, (2, 3, 4)), (7, 1, (2, 3, 4, 5)), (7, 0, (2, 3, 4, 5)),
+     (7, 0, (3, 4))],
+)  # fmt: skip
+@pytest.mark.parametrize("as_inputs", [False, True], ids=["initializers", "graph_inputs"])
+def test_batch_norm_vs_onnxruntime(opset, spatial, xshape, as_inputs):
+    from helpers import make_model
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(xshape) * 2).astype(np.float32)
+    pshape = xshape[1:] if spatial == 0 else (xshape[1],)
+    params = dict(zip(("s", "b", "m", "v"), _bn_params(rng, pshape)))
+    attrs = dict(epsilon=1e-4)
+    if spatial is not None:
+        attrs["spatial"] = spatial
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], **attrs)
+    inputs = [("x", list(xshape), np.float32)]
+    if as_inputs:
+        inputs += [(k, list(pshape), np.float32) for k in params]
+    model = make_model([node], inputs, [("y", None, np.float32)], None if as_inputs else params, opset=opset)
+    feeds = {"x": x, **(params if as_inputs else {})}
+    (got,), (want,) = _both(model, feeds)
+    assert_within(got, want.astype(np.float64), 2 * _bn_bound(x, *params.values(), 1e-4), f"opset {opset}")
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
+def test_lrn_vs_onnxruntime(size):
+    """Even sizes: onnxruntime refuses them (and onnx's ReferenceEvaluator LRN loops over the batch
+    axis instead of channels), so the naive reference stands in, still through the frontend."""
+    from helpers import make_model
+
+    xshape = (2, 7, 4, 3)
+    x = (np.random.default_rng(4).standard_normal(xshape) * 2).astype(np.float32)
+    node = helper.make_node("LRN", ["x"], ["y"], size=size, alpha=0.3, beta=0.75, bias=1.5)
+    model = make_model([node], [("x", list(xshape), np.float32)], [("y", None, np.float32)])
+    if size % 2:
+        (got,), (want,) = _both(model, {"x": x})
+    else:
+        (got,) = cnnrt.InferenceSession(model, opt_level=0).run(None, {"x": x})
+        want = lrn_reference(x, size, 0.3, 0.75, 1.5)
+    assert_within(got, want.astype(np.float64), 2 * _lrn_bound(size, 0.75, want), f"size={size}")

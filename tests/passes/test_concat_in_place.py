@@ -1,0 +1,109 @@
+"""concat_in_place: which Concats become zero-copy, and the guards that keep the others copying."""
+
+from __future__ import annotations
+
+from cnnrt.passes.concat_in_place import concat_in_place
+from pass_helpers import GB, run_pass
+
+from cnnrt.plan import plan_memory
+
+
+def _marked(graph):
+    return {n.name for n in graph.nodes if n.op == "Concat" and n.attrs.get("in_place")}
+
+
+def test_inception_concat_marked_and_planned_as_slices():
+    b = GB()
+    x = b.input("x", (1, 3, 6, 6))
+    branches = [b.conv(x, 2), b.conv(x, 3, k=1), b.pool("MaxPool", x, k=3, pads=(1, 1, 1, 1))]
+    y = b.conv(b.concat(branches, name="cat"), 4)
+    res = run_pass(concat_in_place, b.build([y]))
+    assert _marked(res.graph) == {"cat"} and res.fired
+    plan = plan_memory(res.graph)
+    cat_out = res.graph.node("cat").outputs[0]
+    starts = [plan.places[v].start for v in branches]
+    assert starts == [0, 2, 5] and all(plan.places[v].base == cat_out for v in branches)
+    assert "cat" in plan.noop_nodes
+    assert len({plan.alias_of[v] for v in branches} | {plan.alias_of[cat_out]}) == 1
+
+
+def test_densenet_nested_concats_share_one_buffer():
+    b = GB()
+    x0 = b.input("x", (1, 4, 5, 5))
+    feats = [b.act("Relu", x0)]
+    cats = []
+    for i in range(3):
+        cat = b.concat(list(feats), name=f"cat{i}") if len(feats) > 1 else feats[0]
+        cats.append(cat)
+        feats.append(b.conv(b.act("Relu", cat), 2, name=f"conv{i}"))
+    final = b.concat(feats, name="final")
+    res = run_pass(concat_in_place, b.build([final]))
+    assert _marked(res.graph) == {"cat1", "cat2", "final"}
+    plan = plan_memory(res.graph)
+    roots = {plan.alias_of[v] for v in feats} | {plan.alias_of[c] for c in cats[1:]}
+    assert roots == {final}
+    assert [plan.places[f].start for f in feats[1:]] == [4, 6, 8]
+
+
+def test_guard_batch_two_is_strided():
+    b = GB()
+    x = b.input("x", (2, 3, 4, 4))
+    y = b.concat([b.conv(x, 2), b.conv(x, 2)], name="cat")
+    res = run_pass(concat_in_place, b.build([y]))
+    assert not _marked(res.graph)
+    assert "strided" in res.declined[0][2]
+
+
+def test_spatial_axis_at_batch_one_channel_one_is_contiguous():
+    b = GB()
+    x = b.input("x", (1, 1, 4, 4))
+    y = b.concat([b.act("Relu", x), b.act("Tanh", x)], axis=2, name="cat")
+    res = run_pass(concat_in_place, b.build([y]))
+    assert _marked(res.graph) == {"cat"}
+
+
+def test_guard_constant_input():
+    b = GB()
+    x = b.input("x", (1, 2, 3, 3))
+    y = b.concat([b.act("Relu", x), b.rand(1, 2, 3, 3)], name="cat")
+    res = run_pass(concat_in_place, b.build([y]))
+    assert not _marked(res.graph) and "is a constant" in res.declined[0][2]
+
+
+def test_guard_view_input():
+    b = GB()
+    x = b.input("x", (1, 18))
+    r = b.node("Reshape", [b.act("Relu", x)], (1, 2, 3, 3), shape=(1, 2, 3, 3))
+    y = b.concat([r, b.input("z", (1, 2, 3, 3))], name="cat")
+    res = run_pass(concat_in_place, b.build([y]))
+    assert not _marked(res.graph) and "Reshape view" in res.declined[0][2]
+
+
+def test_guard_input_twice():
+    b = GB()
+    x = b.input("x", (1, 2, 3, 3))
+    r = b.act("Relu", x)
+    y = b.concat([r, r], name="cat")
+    res = run_pass(concat_in_place, b.build([y]))
+    assert not _marked(res.graph) and "twice" in res.declined[0][2]
+
+
+def test_guard_value_in_two_unrelated_concats():
+    b = GB()
+    x = b.input("x", (1, 2, 3, 3))
+    r = b.act("Relu", x)
+    c1 = b.concat([r, b.act("Tanh", x)], name="cat1")
+    c2 = b.concat([b.act("Sigmoid", x), r], name="cat2")  # r would need to sit in two places
+    res = run_pass(concat_in_place, b.build([c1, c2]))
+    assert _marked(res.graph) == {"cat2"}
+    assert [n for _, n, _ in res.declined] == ["cat1"]
+
+
+def test_marks_are_recomputed_and_removed_when_invalid():
+    b = GB()
+    x = b.input("x", (2, 2, 3, 3))
+    y = b.concat([b.act("Relu", x), b.act("Tanh", x)], name="cat")
+    g = b.build([y])
+    g.nodes[-1] = g.nodes[-1].with_attrs(in_place=True)  # stale mark from an earlier round
+    res = run_pass(concat_in_place, g)
+    assert not _marked(res.graph) and res.changed
