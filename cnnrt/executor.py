@@ -65,6 +65,8 @@ class Executor:
                 self.steps.append(self._poison_step(node, root))
         self.input_arrays = [self.arrays[i] for i in graph.inputs]
         self.output_arrays = [self.arrays[o] for o in graph.outputs]
+        # what the hot loop touches: no attribute lookups per step
+        self._calls = [(s.run, s.ins, s.outs) for s in self.steps]
 
     def _array(self, name: str) -> np.ndarray:
         arr = self.arrays.get(name)
@@ -105,8 +107,8 @@ class Executor:
             np.copyto(dst, src)
         i = 0
         try:
-            for i, step in enumerate(self.steps):  # noqa: B007  (i names the failing step)
-                step.run(step.ins, step.outs)
+            for i, (run, ins, outs) in enumerate(self._calls):  # noqa: B007  (i names the failing step)
+                run(ins, outs)
         except CnnrtError:
             raise
         except Exception as e:

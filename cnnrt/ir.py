@@ -8,6 +8,7 @@ is concrete: the frontend resolves symbolic dimensions for the input shapes a se
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,7 @@ class Value:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # Python ints: np.prod would wrap silently past 2**63
 
     @property
     def nbytes(self) -> int:

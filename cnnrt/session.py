@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -33,6 +34,12 @@ _ORT_TYPES = {
 }
 
 
+def _is_device_array(x: Any) -> bool:
+    from cnnrt.kernels.cuda.device import is_device_array
+
+    return is_device_array(x)
+
+
 def default_memory_limit() -> int:
     """Bytes an arena may take: $CNNRT_MEMORY_LIMIT, else half of physical memory."""
     env = os.environ.get("CNNRT_MEMORY_LIMIT")
@@ -48,6 +55,41 @@ def default_memory_limit() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
     except (ValueError, OSError, AttributeError):
         return 8 << 30
+
+
+def _checked_shape(spec, shape) -> tuple[int, ...]:
+    """A shape given to ``prepare`` for input ``spec``: positive ints, the right rank, fixed dims kept."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise InputError(f"shape for input {spec.name!r} must be a sequence of ints, not {shape!r}") from None
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise InputError(f"shape for input {spec.name!r} must hold positive ints, got {list(dims)}")
+    if spec.shape and len(dims) != len(spec.shape):
+        raise InputError(f"input {spec.name!r} has rank {len(spec.shape)} (shape {list(spec.shape)}), got shape {list(dims)}")
+    for axis, (want, got) in enumerate(zip(spec.shape, dims)):
+        if isinstance(want, int) and want != got:
+            raise InputError(f"input {spec.name!r} dimension {axis} must be {want} (shape {list(spec.shape)}), got {list(dims)}")
+    return tuple(int(d) for d in dims)
+
+
+# Numba's "workqueue" threading layer (the fallback without OpenMP or TBB) aborts the whole
+# process when two threads enter parallel regions at once, so with it, runs of *different*
+# sessions are serialised too. Unknown until the first parallel region has run: guard till then.
+_PROCESS_LOCK = threading.RLock()
+_layer_is_safe: bool | None = None
+
+
+def _parallel_guard():
+    global _layer_is_safe
+    if _layer_is_safe is None:
+        import numba
+
+        try:
+            _layer_is_safe = numba.threading_layer() != "workqueue"
+        except ValueError:  # no parallel region has run yet
+            return _PROCESS_LOCK
+    return contextlib.nullcontext() if _layer_is_safe else _PROCESS_LOCK
 
 
 def _fmt_bytes(n: int) -> str:
@@ -106,11 +148,13 @@ class InferenceSession:
                 raise BackendUnavailableError(f"backend='cuda' cannot run here: {why}")
         if opt_level not in (0, 1, 2):
             raise CnnrtError(f"opt_level must be 0, 1 or 2, not {opt_level!r}")
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise CnnrtError(f"threads must be a positive int or None, not {threads!r}")
         self.backend = backend
         self.threads = threads if threads is not None else default_threads()
         self.opt_level = opt_level
+        if isinstance(disabled_passes, str) or not isinstance(disabled_passes, Iterable):
+            raise CnnrtError(f"disabled_passes must be a list of pass names, not {disabled_passes!r}")
         self.disabled_passes = tuple(disabled_passes)
         if memory_limit is not None and (isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit < 1):
             raise CnnrtError(f"memory_limit must be a positive int (bytes) or None, not {memory_limit!r}")
@@ -124,7 +168,8 @@ class InferenceSession:
         self._compiled: dict[tuple, Compiled] = {}
         self._inputs = [NodeArg(s.name, list(s.shape), _ORT_TYPES[s.dtype]) for s in self.model.inputs]
         self._default_key = self._key(self.model.bind_shapes(), frozenset())
-        self._current = self._compile(*self._default_key_args())
+        with _parallel_guard():
+            self._current = self._compile(*self._default_key_args())
 
     # -- onnxruntime-shaped introspection --
 
@@ -177,7 +222,8 @@ class InferenceSession:
         t0 = time.perf_counter()
         graph = self.model.to_graph(shapes, fed)
         t1 = time.perf_counter()
-        graph, log = run_pipeline(graph, self.opt_level, self.disabled_passes)
+        with np.errstate(all="ignore"):  # folding Inf/NaN weights must not trip np.seterr(all="raise")
+            graph, log = run_pipeline(graph, self.opt_level, self.disabled_passes)
         t2 = time.perf_counter()
         try:
             plan = plan_memory(graph)
@@ -196,7 +242,7 @@ class InferenceSession:
             if self.backend == "cuda":
                 from cnnrt.cuda_executor import CudaExecutor
 
-                executor = CudaExecutor(graph, plan)
+                executor = CudaExecutor(graph, plan, poison=self.poison)
             else:
                 executor = Executor(graph, plan, self.backend, poison=self.poison)
         except CnnrtError:
@@ -232,15 +278,23 @@ class InferenceSession:
 
         ``batch`` fills every symbolic dimension 0; ``input_shapes`` names shapes per input.
         """
+        if input_shapes is not None and not isinstance(input_shapes, Mapping):
+            raise InputError(f"input_shapes must be a dict of name -> shape, not {type(input_shapes).__name__}")
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+            raise InputError(f"batch must be a positive int or None, not {batch!r}")
+        known = {s.name: s for s in self.model.inputs}
+        unknown = [k for k in (input_shapes or {}) if k not in known]
+        if unknown:
+            raise InputError(f"unknown input name(s) {unknown}; the model's inputs are {list(known)}")
         shapes = {}
         for spec in self.model.inputs:
             if input_shapes and spec.name in input_shapes:
-                shapes[spec.name] = tuple(int(d) for d in input_shapes[spec.name])
+                shapes[spec.name] = _checked_shape(spec, input_shapes[spec.name])
             else:
                 shapes[spec.name] = tuple(
                     d if isinstance(d, int) else (batch if batch and axis == 0 else 1) for axis, d in enumerate(spec.shape)
                 )
-        with self._lock:
+        with self._lock, _parallel_guard():
             self._live()
             self._current = self._compile(shapes, frozenset())
 
@@ -251,9 +305,16 @@ class InferenceSession:
         output_names: Sequence[str] | None,
         input_feed: Mapping[str, Any],
         run_options: Any = None,
+        return_device: bool = False,
     ) -> list[np.ndarray]:
-        """Run the model; same call shape as ``onnxruntime.InferenceSession.run``."""
+        """Run the model; same call shape as ``onnxruntime.InferenceSession.run``.
+
+        With ``backend="cuda"``, feeds may also be numba device arrays, and
+        ``return_device=True`` returns device arrays so data can stay on the GPU.
+        """
         self._live()
+        if return_device and self.backend != "cuda":
+            raise InputError("return_device=True needs backend='cuda'")
         if not isinstance(input_feed, Mapping):
             raise InputError(f"input_feed must be a dict of name -> array, not {type(input_feed).__name__}")
         names = list(self.model.outputs)
@@ -265,7 +326,7 @@ class InferenceSession:
             if unknown:
                 raise InputError(f"unknown output name(s) {unknown}; the model's outputs are {names}")
         feeds, shapes, fed = self._check_feeds(input_feed)
-        with self._lock:
+        with self._lock, _parallel_guard():
             self._live()
             if self.backend == "cpu":
                 apply_threads(self.threads)
@@ -274,7 +335,8 @@ class InferenceSession:
             # NaN/Inf inputs must propagate (as in onnxruntime), whatever np.seterr or the
             # warnings filters of the caller say: no FloatingPointError, no RuntimeWarning.
             with np.errstate(all="ignore"):
-                outs = compiled.executor.run([feeds[n] for n in compiled.graph.inputs])
+                ins = [feeds[n] for n in compiled.graph.inputs]
+                outs = compiled.executor.run(ins, return_device=True) if return_device else compiled.executor.run(ins)
         if output_names is None:
             return outs
         return [outs[names.index(n)] for n in output_names]
@@ -313,9 +375,9 @@ class InferenceSession:
         bound: dict[str, int] = {}
         for name, x in input_feed.items():
             spec = known.get(name) or overridable[name]
-            if not isinstance(x, np.ndarray):
-                if np.isscalar(x) or isinstance(x, (list, tuple)):
-                    raise InputError(f"input {name!r} must be a numpy.ndarray, not {type(x).__name__}")
+            if self.backend == "cuda" and not isinstance(x, np.ndarray) and _is_device_array(x):
+                pass  # a device array stays on the device: shape and dtype are checked below
+            elif not isinstance(x, np.ndarray):
                 raise InputError(f"input {name!r} must be a numpy.ndarray, not {type(x).__name__}")
             if x.dtype != np.dtype(spec.dtype):
                 raise InputError(f"input {name!r} must have dtype {spec.dtype}, got {x.dtype}")

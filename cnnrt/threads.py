@@ -1,9 +1,15 @@
-"""Thread counts for the two pools cnnrt uses: Numba's (prange kernels) and BLAS's (sgemm).
+"""Threads: all of cnnrt's parallelism comes from ONE pool, Numba's.
 
-Numba's count is per calling thread, so it is applied at the start of every run; BLAS's is
-process-wide and costly to change, so it is changed only when it differs from what was last
-applied. With OMP_WAIT_POLICY=PASSIVE (set in kernels/_jit.py before numba loads) neither
-pool spins while the other works.
+Kernels split their work (GEMMs included) into tasks that Numba's threads claim
+(kernels/cpu/blas.py), each task calling a single-threaded BLAS. So a run sets Numba's thread
+count for the calling thread (it is per thread in Numba) and keeps the BLAS that the kernels
+call (numpy's OpenBLAS) at one thread. Two pools that alternate on two cores fought
+(FIELD-NOTES: 3-8x slower medians), and OpenBLAS's static split of a GEMM made a single
+descheduled thread stall every call.
+
+Without a CBLAS the kernels can call (``blas.HAVE_BLAS`` False), GEMMs go through np.matmul
+and BLAS gets ``n`` threads instead, as before. Both settings are checked on every run (a few
+hundred nanoseconds), so a user who changed them in between gets them back.
 """
 
 from __future__ import annotations
@@ -23,19 +29,34 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def apply_threads(n: int) -> None:
-    """Make Numba (for this thread) and BLAS (process-wide) use ``n`` threads."""
+def blas_threads_for(n: int) -> int:
+    """The BLAS thread count cnnrt uses when it runs with ``n`` threads."""
+    from cnnrt.kernels.cpu import blas
+
+    return 1 if blas.HAVE_BLAS else n
+
+
+def apply_threads(n: int) -> int:
+    """Make Numba (for this thread) use ``n`` threads and BLAS what :func:`blas_threads_for` says.
+
+    Returns the Numba thread count applied (``n`` clipped to the pool's size)."""
     global _blas_threads, _controller
     import numba
+
+    from cnnrt.kernels.cpu import blas
 
     n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
     if numba.get_num_threads() != n:
         numba.set_num_threads(n)
-    if _blas_threads != n:
+    want = blas_threads_for(n)
+    if blas.set_blas_threads(want):
+        return n
+    if _blas_threads != want:  # no direct handle on this BLAS: go through threadpoolctl
         with _lock:
             if _controller is None:
                 from threadpoolctl import ThreadpoolController
 
                 _controller = ThreadpoolController()
-            _controller.limit(limits=n, user_api="blas")
-            _blas_threads = n
+            _controller.limit(limits=want, user_api="blas")
+            _blas_threads = want
+    return n

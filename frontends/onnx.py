@@ -342,6 +342,11 @@ def _schema(op_type: str, opset: int) -> onnx.defs.OpSchema | None:
 
 
 _SINGLE = onnx.defs.OpSchema.FormalParameterOption.Single
+# INT attributes the ONNX spec defines as 0/1 flags
+_FLAG_ATTRS = frozenset(
+    ("ceil_mode", "count_include_pad", "storage_order", "transA", "transB", "keepdims", "training_mode",
+     "noop_with_empty_axes", "allowzero", "spatial", "is_test")
+)
 _VARIADIC = onnx.defs.OpSchema.FormalParameterOption.Variadic
 
 
@@ -369,6 +374,9 @@ def _signature_problems(n: onnx.NodeProto, schema: onnx.defs.OpSchema) -> list[s
             out.append(f"unknown attribute {a.name!r} (the schema has {sorted(schema.attributes) or 'none'})")
         elif a.ref_attr_name:
             continue
+        elif a.name in _FLAG_ATTRS and int(a.type) == int(spec.type) and a.i not in (0, 1):
+            # onnxruntime reads some of these as "== 1", we as truthy: refuse, do not guess
+            out.append(f"attribute {a.name!r} must be 0 or 1, got {a.i}")
         elif int(a.type) != int(spec.type):
             got = onnx.AttributeProto.AttributeType.Name(a.type) if a.type in onnx.AttributeProto.AttributeType.values() else a.type
             out.append(f"attribute {a.name!r} must be {spec.type.name}, got {got}")

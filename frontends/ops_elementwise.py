@@ -83,8 +83,11 @@ def _emit_clip(ctx: ConvertContext, lo, hi) -> None:
     if v.dtype == "bool":
         raise ctx.unsupported("Clip of a bool tensor")
     if v.dtype in FLOAT_DTYPES:
-        lo = -np.inf if lo is None else float(lo)
-        hi = np.inf if hi is None else float(hi)
+        # ONNX: a missing bound is the dtype's lowest/highest finite value (not ±inf), so
+        # Clip(-inf) gives -max, as onnxruntime does.
+        info = np.finfo(v.dtype)
+        lo = float(info.min) if lo is None else float(lo)
+        hi = float(info.max) if hi is None else float(hi)
     else:
         info = np.iinfo(v.dtype)
         lo = int(info.min) if lo is None else int(lo)

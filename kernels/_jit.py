@@ -7,10 +7,13 @@ does that as early as cnnrt is imported (see cnnrt/__init__.py for why).
 from __future__ import annotations
 
 import os
+import sys
 
 # fastmath is off: it lets LLVM reassociate reductions and drop NaN/Inf semantics, and
-# results must propagate NaN/Inf as onnxruntime does.
-JIT_FLAGS = dict(cache=True, fastmath=False, nogil=True)
+# results must propagate NaN/Inf as onnxruntime does. error_model="numpy": a float division
+# by zero gives inf/NaN as IEEE says (Numba's default raises ZeroDivisionError), and without
+# that check per division LLVM vectorises loops that divide (tanh, AveragePool: 3-10x).
+JIT_FLAGS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
 PARALLEL_FLAGS = dict(JIT_FLAGS, parallel=True)
 
 
@@ -35,3 +38,28 @@ def configure_env_defaults() -> None:
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        os.environ["NUMBA_CACHE_DIR"] = kernel_cache_dir()
+        numba_config = sys.modules.get("numba.core.config")
+        if numba_config is not None:  # numba was imported first: it read its config already
+            numba_config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+
+
+def kernel_cache_dir() -> str:
+    """Numba's on-disk cache, in a folder named by a hash of every kernel source file.
+
+    Numba keys a cached function by its own file's timestamp only: a kernel inlining a helper
+    from another module (act_row, blas.gemm, ...) kept running the helper's OLD code from the
+    cache after that module changed. A new folder per kernel-source state rules that out;
+    unchanged sources (a second process, the next session) reuse the cache.
+    """
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "cnnrt", f"numba-{h.hexdigest()[:16]}")

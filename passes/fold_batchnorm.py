@@ -82,6 +82,9 @@ def _rewrite_fold(ctx: Ctx, m) -> Replacement | str:
     new_w, new_b, extra = _fold(p, w, b, k, t)
     if isinstance(new_w, str):
         return new_w
+    if not (np.isfinite(new_w).all() and np.isfinite(new_b).all()) and np.isfinite(w).all():
+        # the unfolded graph may stay finite (or saturate differently): never trade an answer for speed
+        return "folded weights would overflow float32 (weight x BN scale beyond the float32 range)"
     wn = fresh_value_name(ctx, p.inputs[1] + "_bnfold")
     bname = fresh_value_name(ctx, (b_name or p.outputs[0] + "_bias") + "_bnfold", reserved=[wn])
     inputs = (p.inputs[0], wn, bname) + tuple(p.inputs[3:])

@@ -19,12 +19,36 @@ _CHUNK = 1 << 14
 
 
 @njit(inline="always")
+def tanh_rational(v):
+    """tanh as Eigen's float rational approximation (a 13/6 odd/even polynomial pair, clamped
+    where float32 tanh is +-1 within an ulp), evaluated in float64: LLVM vectorises it,
+    libm's tanh is a call per element (3x slower here). Relative error <= 4 float32 ulps
+    (measured on 4M points over [-12, 12] and 1e-8..10 geometric: the worst is at the clamp)."""
+    x = min(max(v, -7.99881172180175781), 7.99881172180175781)
+    x2 = x * x
+    p = x2 * -2.76076847742355e-16 + 2.00018790482477e-13
+    p = p * x2 + -8.60467152213735e-11
+    p = p * x2 + 5.12229709037114e-08
+    p = p * x2 + 1.48572235717979e-05
+    p = p * x2 + 6.37261928875436e-04
+    p = p * x2 + 4.89352455891786e-03
+    q = x2 * 1.19825839466702e-06 + 1.18534705686654e-04
+    q = q * x2 + 2.26843463243900e-03
+    q = q * x2 + 4.89352518554385e-03
+    r = p * x / q
+    # selects, not branches, so the loop vectorises; tiny |v|: tanh(v) = v to float32 precision;
+    # NaN stays NaN (min/max would have clamped it)
+    r = v if abs(v) < 0.0004 else r
+    return r if v == v else v
+
+
+@njit(inline="always")
 def act_scalar(v, kind, alpha, beta):
     """Apply activation ``kind`` (see cnnrt.ops.ACTIVATIONS) to one value."""
     if kind == 0:
         return v
-    if kind == 1:  # Relu (NaN stays NaN, as onnxruntime's max(x, 0) keeps it)
-        return v if not v < 0 else 0.0 * v
+    if kind == 1:  # Relu (NaN stays NaN, as onnxruntime's max(x, 0) keeps it; -Inf gives 0)
+        return v if not v < 0 else 0.0
     if kind == 2:  # LeakyRelu
         return v if v >= 0 else v * alpha
     if kind == 3:  # Clip(min=alpha, max=beta); NaN propagates
@@ -38,12 +62,14 @@ def act_scalar(v, kind, alpha, beta):
             return 1.0 / (1.0 + math.exp(-v))
         e = math.exp(v)
         return e / (1.0 + e)
-    if kind == 5:  # HardSigmoid
+    if kind == 5:  # HardSigmoid; min/max would turn NaN into a bound
+        if v != v:
+            return v
         return max(0.0, min(1.0, alpha * v + beta))
     if kind == 6:  # HardSwish: x * max(0, min(1, x/6 + 1/2))
         return v * max(0.0, min(1.0, v / 6.0 + 0.5))
     if kind == 7:
-        return math.tanh(v)
+        return tanh_rational(v)
     if kind == 8:  # Elu
         return v if v >= 0 else alpha * (math.exp(v) - 1.0)
     if kind == 9:  # SiLU = x * sigmoid(x)
@@ -52,6 +78,36 @@ def act_scalar(v, kind, alpha, beta):
         e = math.exp(v)
         return v * e / (1.0 + e)
     return v
+
+
+@njit
+def act_row(o, b, r, has_res, kind, alpha, beta):
+    """o[q] = act(o[q] + b (+ r[q])) along a row, with the activation's kind decided once per
+    row (a per-element dispatch kept LLVM from vectorising the loop)."""
+    n = o.shape[0]
+    if has_res:
+        for q in range(n):
+            o[q] = o[q] + b + r[q]
+    else:
+        for q in range(n):
+            o[q] = o[q] + b
+    if kind == 0:
+        return
+    if kind == 1:
+        for q in range(n):
+            v = o[q]
+            o[q] = v if not v < 0 else 0
+    elif kind == 3:  # Clip (ReLU6): selects, NaN propagates
+        for q in range(n):
+            v = o[q]
+            v = alpha if v < alpha else v
+            o[q] = beta if v > beta else v
+    elif kind == 7:
+        for q in range(n):
+            o[q] = tanh_rational(o[q])
+    else:
+        for q in range(n):
+            o[q] = act_scalar(o[q], kind, alpha, beta)
 
 
 @pjit
@@ -77,7 +133,9 @@ def build_activation(node, graph):
             return lambda ins, outs: np.maximum(ins[0], 0, out=outs[0])
         if node.op == "Clip":
             lo, hi = node.attrs["min"], node.attrs["max"]
-            return lambda ins, outs: np.clip(ins[0], max(lo, np.iinfo(dtype).min), min(hi, np.iinfo(dtype).max), out=outs[0])
+            return lambda ins, outs: np.clip(
+                ins[0], max(lo, np.iinfo(dtype).min), min(hi, np.iinfo(dtype).max), out=outs[0]
+            )
         raise TypeError(f"{node.op} needs a floating-point input, got {dtype}")
     a, b = dtype.type(alpha), dtype.type(beta)
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import njit, pjit
-from cnnrt.kernels.cpu.activation import act_scalar
+from cnnrt.kernels.cpu.activation import act_row
+from cnnrt.kernels.cpu.blas import HAVE_BLAS
 from numba import prange
 
 from cnnrt.ops import ACTIVATIONS
@@ -94,10 +95,25 @@ def conv_out_size(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
     return (size + pb + pe - (k - 1) * d - 1) // s + 1
 
 
+# Winograd F(4x4, 3x3) pays when its 36 GEMMs are not starved: enough tiles over the batch
+# (4x4 outputs each) and enough channels on both sides. Measured on the 2-core Xeon (1 thread,
+# ms, im2col -> winograd): 56x56x64 3.3 -> 1.5, 28x28x128 3.3 -> 1.8, 14x14x256 3.0 -> 2.7,
+# 7x7x512 3.2 -> 4.6 (4 tiles at batch 1: the 36 transformed weight matrices, 4x the bytes,
+# are streamed for too little work).
+WINOGRAD_MIN_TILES = 16
+WINOGRAD_MIN_CHANNELS = 32
+
+
 def select_algorithm(spec: ConvSpec) -> str:
     """Pick the algorithm for a layer from its shape alone."""
     if spec.group == spec.c and spec.group > 1:
         return "depthwise"
+    if (
+        applicable(spec, "winograd")
+        and spec.n * -(-spec.oh // 4) * -(-spec.ow // 4) >= WINOGRAD_MIN_TILES
+        and min(spec.c, spec.m) >= WINOGRAD_MIN_CHANNELS
+    ):
+        return "winograd"
     if (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr)):
         return "pointwise"
     return "im2col"
@@ -107,8 +123,10 @@ def applicable(spec: ConvSpec, algorithm: str) -> bool:
     """Whether ``algorithm`` can compute ``spec`` (for overrides coming from node attributes)."""
     if algorithm == "depthwise":
         return spec.group == spec.c
-    if algorithm == "pointwise":
+    if algorithm in ("pointwise", "pointwise_numpy"):
         return (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr))
+    if algorithm == "winograd":
+        return HAVE_BLAS and (spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, spec.group) == (3, 3, 1, 1, 1, 1, 1)
     return algorithm in ALGORITHMS
 
 
@@ -130,13 +148,10 @@ def _epilogue(out, bias, res, has_res, kind, alpha, beta):
     p_count, s_count = out.shape
     m_count = bias.shape[0]
     for p in prange(p_count):
-        b = bias[p % m_count]
         if has_res:
-            for s in range(s_count):
-                out[p, s] = act_scalar(out[p, s] + b + res[p, s], kind, alpha, beta)
+            act_row(out[p], bias[p % m_count], res[p], True, kind, alpha, beta)
         else:
-            for s in range(s_count):
-                out[p, s] = act_scalar(out[p, s] + b, kind, alpha, beta)
+            act_row(out[p], bias[p % m_count], res[0], False, kind, alpha, beta)
 
 
 @pjit
@@ -209,6 +224,49 @@ def _depthwise(x, w, bias, out, mult, kh, kw, sh, sw, pt, pl, dh, dw):
                         xrow2 = xc[ih0 + a * sh, iw0:iw1:sw]
                         for b in range(c1 - c0):
                             orow[b] += wv * xrow2[b]
+
+
+@pjit
+def _depthwise3x3(x, w, bias, out, mult, sh, sw, pt, pl):
+    """_depthwise for 3x3 taps, dilation 1, stride 1 or 2: each input plane is copied once into
+    a zero-padded plane, then every output row is ONE pass over 3 padded input rows with all 9
+    taps (the general kernel makes 9 passes over each row, with two slices per pass)."""
+    n_count, m_count, oh_count, ow_count = out.shape
+    h = x.shape[2]
+    wd = x.shape[3]
+    hp = (oh_count - 1) * sh + 3
+    wp = (ow_count - 1) * sw + 3
+    for p in prange(n_count * m_count):
+        n = p // m_count
+        m = p - n * m_count
+        xc = x[n, m // mult]
+        xp = np.zeros((hp, wp), x.dtype)
+        r1 = min(h, hp - pt)
+        c1 = min(wd, wp - pl)
+        for r in range(r1):
+            dst = xp[r + pt, pl : pl + c1]
+            src = xc[r, :c1]
+            for q in range(c1):
+                dst[q] = src[q]
+        w0, w1, w2 = w[m, 0], w[m, 1], w[m, 2]
+        w3, w4, w5 = w[m, 3], w[m, 4], w[m, 5]
+        w6, w7, w8 = w[m, 6], w[m, 7], w[m, 8]
+        b = bias[m]
+        oc = out[n, m]
+        for o in range(oh_count):
+            orow = oc[o]
+            a0 = xp[o * sh]
+            a1 = xp[o * sh + 1]
+            a2 = xp[o * sh + 2]
+            if sw == 1:
+                for q in range(ow_count):
+                    orow[q] = (b + w0 * a0[q] + w1 * a0[q + 1] + w2 * a0[q + 2] + w3 * a1[q] + w4 * a1[q + 1]
+                               + w5 * a1[q + 2] + w6 * a2[q] + w7 * a2[q + 1] + w8 * a2[q + 2])  # fmt: skip
+            else:
+                for q in range(ow_count):
+                    i = q * sw
+                    orow[q] = (b + w0 * a0[i] + w1 * a0[i + 1] + w2 * a0[i + 2] + w3 * a1[i] + w4 * a1[i + 1]
+                               + w5 * a1[i + 2] + w6 * a2[i] + w7 * a2[i + 1] + w8 * a2[i + 2])  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- algorithms
@@ -286,6 +344,7 @@ def build_depthwise(spec: ConvSpec, w_const, b_const):
     epi = _epilogue_fn(replace(spec, has_bias=False), zeros)
     mult = spec.m // spec.c
     s = spec
+    fast3x3 = (s.kh, s.kw, s.dh, s.dw) == (3, 3, 1, 1) and s.sh in (1, 2) and s.sw in (1, 2)
 
     def run(ins, outs):
         # runtime weights are passed read-only too: one compiled signature either way
@@ -293,14 +352,43 @@ def build_depthwise(spec: ConvSpec, w_const, b_const):
         b = b_const if b_const is not None else _opt(ins, 2)
         b = zeros if b is None else readonly(b)
         out = outs[0]
-        _depthwise(ins[0], w, b, out, mult, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw)
+        if fast3x3:
+            _depthwise3x3(ins[0], w, b, out, mult, s.sh, s.sw, s.pt, s.pl)
+        else:
+            _depthwise(ins[0], w, b, out, mult, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw)
         if epi is not None:
             epi(out, None, _opt(ins, 3))
 
     return run
 
 
-ALGORITHMS = {"pointwise": build_pointwise, "depthwise": build_depthwise, "im2col": build_im2col}
+def build_pointwise_tasks(spec: ConvSpec, w_const, b_const):
+    from cnnrt.kernels.cpu.conv_gemm import build_tasks
+
+    return build_tasks(spec, w_const, b_const, direct=True)
+
+
+def build_im2col_tasks(spec: ConvSpec, w_const, b_const):
+    from cnnrt.kernels.cpu.conv_gemm import build_tasks
+
+    return build_tasks(spec, w_const, b_const, direct=False)
+
+
+def build_winograd(spec: ConvSpec, w_const, b_const):
+    from cnnrt.kernels.cpu.winograd import build_winograd as build
+
+    return build(spec, w_const, b_const)
+
+
+ALGORITHMS = {
+    "winograd": build_winograd,
+    "pointwise": build_pointwise_tasks if HAVE_BLAS else build_pointwise,
+    "depthwise": build_depthwise,
+    "im2col": build_im2col_tasks if HAVE_BLAS else build_im2col,
+    # the same GEMMs through np.matmul (BLAS's own threads): the fallback without a CBLAS
+    "pointwise_numpy": build_pointwise,
+    "im2col_numpy": build_im2col,
+}
 
 
 def _opt(ins, i):

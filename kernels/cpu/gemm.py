@@ -1,7 +1,8 @@
 """Gemm (``Y = act(alpha * A' @ B' + beta * C)``) and MatMul (numpy matmul semantics).
 
-The product goes to BLAS through ``np.matmul(..., out=)``: transposes stay views (BLAS takes
-them as flags), so a constant B is not copied — for batch-1 fully connected layers the weight
+With a constant B the product is cut into column blocks that Numba's threads claim, each a
+single-threaded BLAS call (one pool: see cnnrt/threads.py); otherwise it goes to BLAS through
+``np.matmul(..., out=)``. Transposes stay views (BLAS takes them as flags), so B is not copied — for batch-1 fully connected layers the weight
 is the whole cost and a copy would double its memory. One Numba pass applies alpha, beta*C
 (C reshaped to (1|M, 1|N), broadcast by indexing) and the activation, skipped when all are
 trivial.
@@ -12,8 +13,10 @@ from __future__ import annotations
 import numpy as np
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import pjit
+from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_scalar
 from cnnrt.kernels.cpu.conv import readonly
+from cnnrt.kernels.cpu.conv_gemm import _MIN_TASK_MACS
 from numba import prange
 
 from cnnrt.ops import ACTIVATIONS
@@ -33,6 +36,48 @@ def _gemm_epilogue(out, c, alpha, beta_c, kind, a, b):
             cv = beta_c * c[ci, 0]
             for j in range(n_count):
                 out[i, j] = act_scalar(alpha * out[i, j] + cv, kind, a, b)
+
+
+@pjit
+def _gemm_tasks(a, b, out, transb, nb, counter, nthreads):
+    """out (M, N) = a (M, K) @ op(b), op(b) = b (K, N) or b (N, K) transposed; column blocks of
+    nb claimed by the threads (single-threaded BLAS per block)."""
+    m, k = a.shape
+    n = out.shape[1]
+    ntasks = (n + nb - 1) // nb
+    for _t in prange(nthreads):
+        while True:
+            i = blas.claim(counter)
+            if i >= ntasks:
+                break
+            n0 = i * nb
+            n1 = min(n, n0 + nb)
+            if transb:
+                blas.gemm(True, m, n1 - n0, k, a, 0, k, b, n0 * k, k, 0.0, out, n0, n)
+            else:
+                blas.gemm(False, m, n1 - n0, k, a, 0, k, b, n0, n, 0.0, out, n0, n)
+
+
+def _gemm_runner(b_stored, transb: bool, m: int, n: int, k: int):
+    """mm(x, out): out = x @ op(b_stored) split into column tasks, or None without a CBLAS."""
+    if not blas.HAVE_BLAS or b_stored.dtype not in (np.float32, np.float64):
+        return None
+    import numba
+
+    b_c = readonly(np.ascontiguousarray(b_stored))
+    # blocks of >= 16 columns and ~_MIN_TASK_MACS each, at most 16 tasks
+    nb = max(16, blas.split(n, max(1, min(16, m * n * k // _MIN_TASK_MACS)), 16))
+    counter = np.zeros(1, np.int64)
+    max_threads = numba.config.NUMBA_NUM_THREADS
+
+    def mm(x, out):
+        if x.dtype != b_c.dtype or not x.flags.c_contiguous or not out.flags.c_contiguous:
+            np.matmul(x, b_c.T if transb else b_c, out=out)
+            return
+        counter[0] = 0
+        _gemm_tasks(x, b_c, out, transb, nb, counter, min(numba.get_num_threads(), max_threads))
+
+    return mm
 
 
 def _c_shape(shape, m: int, n: int) -> tuple[int, int]:
@@ -63,8 +108,10 @@ def build_gemm(node, graph):
     c_fixed = None if c_const is None else readonly(np.ascontiguousarray(c_const, dt).reshape(c_shape))
     b_const = graph.constants.get(node.inputs[1])
     b_fixed = None
+    mm = None
     if b_const is not None:
         b_fixed = np.ascontiguousarray(b_const, dt)
+        mm = None if ta else _gemm_runner(b_fixed, bool(tb), m, n, k)
         b_fixed = b_fixed.T if tb else b_fixed
     epilogue = has_c or kind != 0 or alpha != 1.0
     alpha_t, beta_t = dt.type(alpha), dt.type(beta if has_c else 0.0)
@@ -73,7 +120,10 @@ def build_gemm(node, graph):
         x = ins[0].T if ta else ins[0]
         w = b_fixed if b_fixed is not None else (ins[1].T if tb else ins[1])
         out = outs[0]
-        np.matmul(x, w, out=out)
+        if mm is not None:
+            mm(x, out)
+        else:
+            np.matmul(x, w, out=out)
         if epilogue:
             c = c_fixed if c_fixed is not None else (readonly(ins[2].reshape(c_shape)) if has_c else dummy_c)
             _gemm_epilogue(out, c, alpha_t, beta_t, kind, act_a, act_b)

@@ -73,7 +73,9 @@ def act(v, kind, alpha, beta):
             return F1 / (F1 + math.exp(-v))
         e = math.exp(v)
         return e / (F1 + e)
-    if kind == 5:  # HardSigmoid
+    if kind == 5:  # HardSigmoid; NaN stays NaN
+        if v != v:
+            return v
         return dmax(F0, dmin(F1, alpha * v + beta))
     if kind == 6:  # HardSwish
         return v * dmax(F0, dmin(F1, v / F6 + HALF))

@@ -93,3 +93,27 @@ def test_model_matches_onnxruntime(build, opt_level):
     if opt_level == 2 and build is mixed:
         ops = sess.graph.op_counts()
         assert "BatchNormalization" not in ops  # folded: the conv epilogue carries it
+
+
+def test_device_array_feeds_and_outputs_stay_on_the_device():
+    from numba import cuda
+
+    model = lenet_like()
+    sess = cnnrt.InferenceSession(model, backend="cuda", poison=True)
+    shape = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    [want] = ort_run(model, {"x": x})
+    [dev] = sess.run(None, {"x": cuda.to_device(x)}, return_device=True)
+    assert not isinstance(dev, np.ndarray)
+    got = dev.copy_to_host()
+    assert float(np.abs(got - want).max()) <= 1e-4 * max(1.0, float(np.abs(want).max()))
+    [host] = sess.run(None, {"x": x})  # numpy in, numpy out, same answer
+    np.testing.assert_array_equal(host, got)
+
+
+def test_return_device_needs_the_cuda_backend():
+    from cnnrt.errors import InputError
+
+    sess = cnnrt.InferenceSession(lenet_like())
+    with pytest.raises(InputError, match="backend='cuda'"):
+        sess.run(None, {"x": np.zeros((1, 1, 12, 12), np.float32)}, return_device=True)

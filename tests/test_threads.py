@@ -1,0 +1,133 @@
+"""Threads: one pool (Numba's), BLAS kept single-threaded, answers independent of the count.
+
+Every GEMM-based kernel cuts its work into blocks fixed at build time and threads claim
+them dynamically; a block's result does not depend on which thread computed it, so runs
+with 1 and 2 threads, and repeated runs, must agree bit for bit (a race would break that).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from cnnrt.kernels.cpu import blas
+from helpers import make_model
+from onnx import helper
+from threadpoolctl import threadpool_info
+
+import cnnrt
+from cnnrt.threads import apply_threads, blas_threads_for
+
+
+def _numpy_blas_threads() -> int | None:
+    for info in threadpool_info():
+        if info.get("user_api") == "blas" and info.get("filepath") == blas.BLAS_PATH:
+            return info["num_threads"]
+    return None
+
+
+def _model():
+    """A small net touching every parallel kernel: Winograd, im2col (3x3 s2), pointwise,
+    depthwise, pooling, residual + ReLU epilogues and a Gemm."""
+    rng = np.random.default_rng(0)
+
+    def w(*shape):
+        return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+    inits = {
+        "w1": w(32, 8, 3, 3), "b1": w(32), "w2": w(32, 32, 3, 3), "b2": w(32),
+        "w3": w(48, 32, 3, 3), "w4": w(48, 1, 3, 3), "w5": w(64, 48, 1, 1), "b5": w(64),
+        "wf": w(64, 10), "bf": w(10), "shape": np.array([2, 64], np.int64),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),  # Winograd
+        helper.make_node("Add", ["c2", "r1"], ["a2"]),
+        helper.make_node("Relu", ["a2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"], pads=[1, 1, 1, 1], strides=[2, 2]),  # im2col
+        helper.make_node("Conv", ["c3", "w4"], ["c4"], pads=[1, 1, 1, 1], group=48),  # depthwise
+        helper.make_node("Conv", ["c4", "w5", "b5"], ["c5"]),  # pointwise
+        helper.make_node("MaxPool", ["c5"], ["p5"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["p5"], ["g"]),
+        helper.make_node("Reshape", ["g", "shape"], ["f"]),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"]),
+    ]
+    return make_model(nodes, [("x", [2, 8, 32, 32], np.float32)], [("y", None, np.float32)], inits)
+
+
+@pytest.fixture(scope="module")
+def feeds():
+    return {"x": np.random.default_rng(1).standard_normal((2, 8, 32, 32)).astype(np.float32)}
+
+
+def test_model_uses_the_parallel_algorithms():
+    sess = cnnrt.InferenceSession(_model(), threads=2)
+    algos = set()
+    for step in sess.executor.steps:
+        if step.node.op == "Conv":
+            from cnnrt.kernels.cpu.conv import select_algorithm, spec_from_node
+
+            algos.add(select_algorithm(spec_from_node(step.node, sess.graph)))
+    assert {"winograd", "im2col", "pointwise", "depthwise"} <= algos
+
+
+def test_threads_1_and_2_give_identical_answers(feeds):
+    (y1,) = cnnrt.InferenceSession(_model(), threads=1).run(None, feeds)
+    sess2 = cnnrt.InferenceSession(_model(), threads=2)
+    runs = [sess2.run(None, feeds)[0] for _ in range(5)]
+    for y2 in runs:
+        np.testing.assert_array_equal(y2, y1)  # bit for bit: no thread-count-dependent rounding, no race
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pools_are_set_as_claimed(feeds, threads):
+    if numba.config.NUMBA_NUM_THREADS < threads:
+        pytest.skip(f"Numba's pool has {numba.config.NUMBA_NUM_THREADS} thread(s)")
+    sess = cnnrt.InferenceSession(_model(), threads=threads)
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)  # something else changed them...
+    blas.set_blas_threads(3)
+    sess.run(None, feeds)  # ...a run puts them back
+    assert numba.get_num_threads() == threads
+    if blas.HAVE_BLAS:
+        assert blas_threads_for(threads) == 1
+        assert blas.blas_threads() == 1
+        assert _numpy_blas_threads() == 1  # as threadpoolctl sees numpy's BLAS
+    else:
+        assert _numpy_blas_threads() in (None, threads)
+
+
+def test_apply_threads_clips_to_the_pool():
+    assert apply_threads(10**6) == numba.config.NUMBA_NUM_THREADS
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+    assert apply_threads(1) == 1 and numba.get_num_threads() == 1
+
+
+def test_blas_claim_and_gemm_tasks():
+    """The two intrinsics under every task kernel: the counter hands out each id once, and a
+    GEMM cut into claimed column blocks equals numpy's."""
+    from cnnrt.kernels._jit import pjit
+
+    @pjit
+    def blocked(a, b, c, counter, nthreads, nb, seen):
+        m, k = a.shape
+        n = b.shape[1]
+        for _t in numba.prange(nthreads):
+            while True:
+                i = blas.claim(counter)
+                if i >= (n + nb - 1) // nb:
+                    break
+                seen[i] += 1
+                n0 = i * nb
+                blas.gemm(False, m, min(n, n0 + nb) - n0, k, a, 0, k, b, n0, n, 0.0, c, n0, n)
+
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((37, 53)).astype(np.float32), rng.standard_normal((53, 300)).astype(np.float32)
+    c = np.zeros((37, 300), np.float32)
+    seen = np.zeros(300 // 16 + 1, np.int64)
+    counter = np.zeros(1, np.int64)
+    blocked(a, b, c, counter, 2, 16, seen)
+    assert (seen == 1).all()
+    np.testing.assert_allclose(
+        c, a.astype(np.float64) @ b, rtol=0, atol=53 * 2 * 2**-24 * (np.abs(a) @ np.abs(b)).max()
+    )
