@@ -23,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"cnnrt.cmd_{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"cnnrt.cmd_{name}":
-                continue  # command not built yet
-            raise
-        mod.add_parser(sub)
+        importlib.import_module(f"cnnrt.cmd_{name}").add_parser(sub)
     return p
 
 

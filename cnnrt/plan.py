@@ -19,6 +19,7 @@ lower bound on any arena for these lifetimes.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -216,47 +217,46 @@ def plan_memory(graph: Graph, in_place: bool = True) -> MemoryPlan:
 
     places: dict[str, Place] = {v: Place("buffer") for v in defined_at}
     places.update(slices)
-    root: dict[str, str] = {}
+    # value -> (its root, whether its array is one contiguous run of bytes: slices of a leading
+    # axis of 1s are). Filled as values are resolved; a value's place is final before anything
+    # resolves through it, so a deep chain of aliases costs one step per value, not one per link.
+    resolved: dict[str, tuple[str, bool]] = {}
+
+    def resolve(v: str) -> tuple[str, bool]:
+        path = []
+        while v not in resolved and places[v].kind != "buffer":
+            path.append(v)
+            v = places[v].base
+        root, flat = resolved.get(v, (v, True))
+        for u in reversed(path):
+            p = places[u]
+            flat = flat and (p.kind != "slice" or int(np.prod(graph.values[p.base].shape[: p.axis])) == 1)
+            resolved[u] = (root, flat)
+        return root, flat
 
     def find(v: str) -> str:
-        while places[v].kind != "buffer":
-            v = places[v].base
-        return v
-
-    def contiguous(v: str) -> bool:
-        """Whether v's array is one contiguous run of bytes (slices of a leading axis of 1s are)."""
-        while places[v].kind != "buffer":
-            p = places[v]
-            if p.kind == "slice" and int(np.prod(graph.values[p.base].shape[: p.axis])) != 1:
-                return False
-            v = p.base
-        return True
+        return resolve(v)[0]
 
     sliced = set(slices) | {p.base for p in slices.values()}
-    # values sharing each root so far, to tell whether a root dies at a step
-    members: dict[str, list[str]] = {v: [v] for v in graph.inputs}
+    # per root, the last step that reads any value placed in it so far: an in-place output
+    # may take a root's bytes only at the step where all of them die
+    dies_at = dict(last_read)
     for i, node in enumerate(graph.nodes):
-        for o in node.outputs[1:]:
-            if o and o not in sliced:
-                members.setdefault(o, [o])
         out = node.outputs[0] if node.outputs else ""
         if not out or out in sliced:
             continue
         x = node.inputs[0] if node.inputs else ""
-        if node.op in VIEW_OPS and x in places and contiguous(x):
+        if node.op in VIEW_OPS and x in places and resolve(x)[1]:
             places[out] = Place("alias", x)
             if not any(node.outputs[1:]):  # a Dropout mask output still has to be written
                 noop.add(node.name)
         elif in_place and node.op in IN_PLACE_OPS:
-            cand = _in_place_input(graph, node, places, find, sliced, members, last_read, i)
+            cand = _in_place_input(graph, node, places, find, sliced, dies_at, i)
             if cand:
                 places[out] = Place("alias", cand)
         r = find(out)
-        members.setdefault(r, [r])
-        if out != r:
-            members[r].append(out)
-    for v in defined_at:
-        root[v] = find(v)
+        dies_at[r] = max(dies_at[r], last_read[out])
+    root = {v: find(v) for v in defined_at}
 
     first: dict[str, int] = {}
     last: dict[str, int] = {}
@@ -279,7 +279,7 @@ def plan_memory(graph: Graph, in_place: bool = True) -> MemoryPlan:
     )
 
 
-def _in_place_input(graph, node, places, find, sliced, members, last_read, step) -> str | None:
+def _in_place_input(graph, node, places, find, sliced, dies_at, step) -> str | None:
     """An input of ``node`` whose whole region dies here and whose bytes the output can take."""
     out = graph.values[node.outputs[0]]
     cands = node.inputs[:1] if node.op not in _BINARY else node.inputs
@@ -294,8 +294,7 @@ def _in_place_input(graph, node, places, find, sliced, members, last_read, step)
         v = graph.values[x]
         if v.dtype != out.dtype or v.nbytes != out.nbytes or graph.values[r].nbytes != out.nbytes:
             continue
-        group = members.get(r, [r])
-        if max(last_read[m] for m in group) == step:
+        if dies_at[r] == step:
             return x
     return None
 
@@ -321,22 +320,42 @@ def _place_best(sizes, first, last) -> tuple[dict[str, int], int]:
         lambda r: (first[r], -sizes[r], r),
         lambda r: (-sizes[r] * (last[r] - first[r] + 1), r),
     ]
+    overlaps = _overlaps(first, last)
     best: tuple[dict[str, int], int] | None = None
     for key in orders:
         for best_fit in (False, True):
-            res = _place_greedy(sorted(sizes, key=key), sizes, first, last, best_fit)
+            res = _place_greedy(sorted(sizes, key=key), sizes, overlaps, best_fit)
             if best is None or res[1] < best[1]:
                 best = res
     return best if best is not None else ({}, 0)
 
 
-def _place_greedy(order: Iterable[str], sizes, first, last, best_fit: bool) -> tuple[dict[str, int], int]:
-    placed: list[tuple[int, int, int, int]] = []  # (first, last, offset, end)
+def _overlaps(first: dict[str, int], last: dict[str, int]) -> dict[str, list[str]]:
+    """Per root, the roots whose lifetimes intersect its own.
+
+    One sweep in order of first step keeps the roots still live; the cost is the number of
+    intersecting pairs, so a long chain (few live at a time) plans in linear time.
+    """
+    out: dict[str, list[str]] = {r: [] for r in first}
+    ends: list[tuple[int, str]] = []  # heap of (last, root) over `live`
+    live: set[str] = set()
+    for r in sorted(first, key=lambda r: (first[r], r)):
+        while ends and ends[0][0] < first[r]:
+            live.discard(heapq.heappop(ends)[1])
+        for q in live:
+            out[q].append(r)
+            out[r].append(q)
+        live.add(r)
+        heapq.heappush(ends, (last[r], r))
+    return out
+
+
+def _place_greedy(order: Iterable[str], sizes, overlaps, best_fit: bool) -> tuple[dict[str, int], int]:
     offsets: dict[str, int] = {}
     arena = 0
     for r in order:
-        f, l_, size = first[r], last[r], sizes[r]
-        busy = sorted((o, e) for pf, pl, o, e in placed if not (pl < f or l_ < pf))
+        size = sizes[r]
+        busy = sorted((offsets[q], offsets[q] + sizes[q]) for q in overlaps[r] if q in offsets)
         choice = None
         gap_best = None
         cursor = 0
@@ -351,6 +370,5 @@ def _place_greedy(order: Iterable[str], sizes, first, last, best_fit: bool) -> t
         if choice is None:
             choice = cursor
         offsets[r] = choice
-        placed.append((f, l_, choice, choice + size))
         arena = max(arena, choice + size)
     return offsets, arena

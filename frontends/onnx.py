@@ -82,7 +82,7 @@ def _pick_converter(op_type: str, opset: int) -> Converter | None:
 
 
 def _load_converters() -> None:
-    from . import ops_elementwise, ops_nn, ops_tensor  # noqa: F401  (registers converters)
+    from . import ops_elementwise, ops_nn, ops_resize, ops_tensor  # noqa: F401  (registers converters)
 
 
 # ---------------------------------------------------------------------------- loading

@@ -57,6 +57,23 @@ def out_size(ctx: ConvertContext, size: int, k: int, s: int, d: int, pb: int, pe
     return n
 
 
+def _reject_pads_beside_auto_pad(ctx: ConvertContext) -> None:
+    """Conv and ConvTranspose refuse ``pads`` (even all zeros) beside an ``auto_pad`` other than
+    NOTSET, as onnxruntime does; pools keep auto_pad and ignore pads, as onnxruntime does too."""
+    auto = ctx.attr("auto_pad", "NOTSET")
+    if auto not in ("NOTSET", "") and ctx.attr("pads") is not None:
+        raise ctx.fail(f"attributes auto_pad={auto!r} and pads={list(ctx.attr('pads'))} cannot both be set")
+
+
+def _check_kernel_shape(ctx: ConvertContext, wshape) -> tuple[int, ...]:
+    """The kernel from the weight; an explicit ``kernel_shape`` (even ``[]``) must agree with it."""
+    kernel = tuple(wshape[2:])
+    given = ctx.attr("kernel_shape")
+    if given is not None and tuple(int(k) for k in given) != kernel:
+        raise ctx.fail(f"kernel_shape {list(given)} does not match weight shape {list(wshape)}")
+    return kernel
+
+
 def _spatial_attrs(ctx: ConvertContext, kernel, ceil_mode=False):
     strides = _ints(ctx.attr("strides"), 2, 1)
     dilations = _ints(ctx.attr("dilations"), 2, 1)
@@ -83,9 +100,8 @@ def conv(ctx: ConvertContext) -> None:
         raise ctx.fail(f"group={group} must divide input channels {c} and output channels {m}")
     if wshape[1] * group != c:
         raise ctx.fail(f"weight {list(wshape)} expects {wshape[1] * group} input channels with group={group}, input has {c}")
-    kernel = _ints(ctx.attr("kernel_shape"), 2, 0) if ctx.attr("kernel_shape") else tuple(wshape[2:])
-    if tuple(kernel) != tuple(wshape[2:]):
-        raise ctx.fail(f"kernel_shape {list(kernel)} does not match weight shape {list(wshape)}")
+    kernel = _check_kernel_shape(ctx, wshape)
+    _reject_pads_beside_auto_pad(ctx)
     strides, dilations, pads, (oh, ow) = _spatial_attrs(ctx, kernel)
     ins = [ctx.inputs[0], ctx.inputs[1]]
     if ctx.has_input(2):
@@ -96,7 +112,7 @@ def conv(ctx: ConvertContext) -> None:
         "Conv",
         ins,
         [ctx.out(0, (n, m, oh, ow), ctx.value(0).dtype)],
-        dict(strides=strides, pads=pads, dilations=dilations, group=group, kernel=tuple(kernel), activation="none", act_alpha=0.0, act_beta=0.0),
+        dict(strides=strides, pads=pads, dilations=dilations, group=group, kernel=kernel, activation="none", act_alpha=0.0, act_beta=0.0),
     )
 
 
@@ -110,9 +126,8 @@ def conv_transpose(ctx: ConvertContext) -> None:
     if group < 1 or c % group or wshape[0] != c:
         raise ctx.fail(f"weight {list(wshape)} does not fit {c} input channels with group={group}")
     m = wshape[1] * group
-    kernel = tuple(wshape[2:])
-    if ctx.attr("kernel_shape") and tuple(ctx.attr("kernel_shape")) != kernel:
-        raise ctx.fail(f"kernel_shape {ctx.attr('kernel_shape')} does not match weight shape {list(wshape)}")
+    kernel = _check_kernel_shape(ctx, wshape)
+    _reject_pads_beside_auto_pad(ctx)
     strides = _ints(ctx.attr("strides"), 2, 1)
     dilations = _ints(ctx.attr("dilations"), 2, 1)
     out_pad = _ints(ctx.attr("output_padding"), 2, 0)

@@ -38,6 +38,12 @@ def configure_env_defaults() -> None:
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+    # ...but a short spin (libgomp: iterations before sleeping; GOMP_SPINCOUNT wins over the
+    # wait policy) keeps the worker awake across back-to-back layers: MobileNetV2 at 2 threads
+    # 11.5 -> 9.7 ms (spin 0 -> 1000; 7.7 at 20000) on an idle machine, while with another
+    # process on one core 20000 made it 12.5 -> 20.6 ms and 1000 only -> 14.9 (resnet18 equal).
+    # BLAS is single-threaded under cnnrt (cnnrt/threads.py), so no second pool spins.
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
     if "NUMBA_CACHE_DIR" not in os.environ:
         os.environ["NUMBA_CACHE_DIR"] = kernel_cache_dir()
         numba_config = sys.modules.get("numba.core.config")
@@ -63,3 +69,33 @@ def kernel_cache_dir() -> str:
         h.update(f.read_bytes())
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "cnnrt", f"numba-{h.hexdigest()[:16]}")
+
+
+def serial_twin(dispatcher):
+    """The same kernel compiled without ``parallel``: its prange loops run in the calling
+    thread, with no parallel region at all. Tiny layers (LeNet's, late 7x7 ones) and 1-thread
+    sessions use it: waking a second thread for a few microseconds of work cost more than the
+    work (LeNet-5 at 2 threads: 0.25 ms vs 0.12 at 1).
+
+    The twin is a copy of the Python function under another qualified name, so Numba's
+    on-disk cache (keyed by name and signature, not by the parallel flag) keeps them apart.
+    """
+    import types
+
+    import numba
+
+    f = dispatcher.py_func
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
+    g.__qualname__ = f.__qualname__ + "_serial"
+    g.__module__ = f.__module__
+    g.__doc__ = f.__doc__
+    return numba.njit(**JIT_FLAGS)(g)
+
+
+def pick(parallel, serial, work: float, nthreads: int):
+    """``parallel`` when there are threads to use and ``work`` (about MACs or element-ops) is
+    worth a parallel region (>= SERIAL_BELOW), else ``serial``."""
+    return parallel if nthreads > 1 and work >= SERIAL_BELOW else serial
+
+
+SERIAL_BELOW = 1 << 19  # ~5-20 us of work on one core: a parallel region's wake-up costs as much

@@ -11,7 +11,7 @@ shallow copy and swaps whole nodes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,26 +181,24 @@ def fused_node(anchor: Node, absorbed: Iterable[Node], label: Sequence[str] | No
     return anchor.replace(name=name, origin=tuple(origin), **changes)
 
 
-def unique_node_name(ctx: Ctx, name: str, ignore: Iterable[str] = ()) -> str:
-    """``name`` or ``name_2``, ``name_3``... not used by another node (``ignore`` is being removed)."""
-    taken = set(ctx.by_name) - set(ignore)
-    if name not in taken:
-        return name
-    k = 2
-    while f"{name}_{k}" in taken:
-        k += 1
-    return f"{name}_{k}"
-
-
-def fresh_value_name(ctx: Ctx, base: str, reserved: Iterable[str] = ()) -> str:
-    """A value name not yet in the graph (nor in ``reserved``)."""
-    taken = ctx.graph.values.keys() | set(reserved)
+def _untaken(base: str, taken: Container[str]) -> str:
+    """``base``, else the first of ``base_2``, ``base_3``... not in ``taken``."""
     if base not in taken:
         return base
     k = 2
     while f"{base}_{k}" in taken:
         k += 1
     return f"{base}_{k}"
+
+
+def unique_node_name(ctx: Ctx, name: str, ignore: Iterable[str] = ()) -> str:
+    """``name`` or ``name_2``, ``name_3``... not used by another node (``ignore`` is being removed)."""
+    return _untaken(name, set(ctx.by_name) - set(ignore))
+
+
+def fresh_value_name(ctx: Ctx, base: str, reserved: Iterable[str] = ()) -> str:
+    """A value name not yet in the graph (nor in ``reserved``)."""
+    return _untaken(base, ctx.graph.values.keys() | set(reserved))
 
 
 def sole_use(ctx: Ctx, value: str, reader: Node | None = None) -> str | None:

@@ -131,3 +131,17 @@ def test_blas_claim_and_gemm_tasks():
     np.testing.assert_allclose(
         c, a.astype(np.float64) @ b, rtol=0, atol=53 * 2 * 2**-24 * (np.abs(a) @ np.abs(b)).max()
     )
+
+
+def test_serial_twins_give_identical_answers(feeds, monkeypatch):
+    """Small layers run the serial twin of each kernel (no parallel region): the same blocks in
+    the same order, so the same bits as the parallel kernel."""
+    from cnnrt.kernels import _jit
+
+    (y_default,) = cnnrt.InferenceSession(_model(), threads=2).run(None, feeds)
+    monkeypatch.setattr(_jit, "SERIAL_BELOW", 0)  # every kernel parallel
+    (y_parallel,) = cnnrt.InferenceSession(_model(), threads=2).run(None, feeds)
+    monkeypatch.setattr(_jit, "SERIAL_BELOW", float("inf"))  # every kernel serial
+    (y_serial,) = cnnrt.InferenceSession(_model(), threads=2).run(None, feeds)
+    np.testing.assert_array_equal(y_parallel, y_default)
+    np.testing.assert_array_equal(y_serial, y_default)

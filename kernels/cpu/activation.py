@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from cnnrt.kernels import register
-from cnnrt.kernels._jit import njit, pjit
+from cnnrt.kernels._jit import njit, pick, pjit, serial_twin
 from numba import prange
 
 from cnnrt.ops import ACTIVATIONS, activation_params
@@ -91,12 +92,19 @@ def act_row(o, b, r, has_res, kind, alpha, beta):
     else:
         for q in range(n):
             o[q] = o[q] + b
+    act_inplace(o, kind, alpha, beta)
+
+
+@njit
+def act_inplace(o, kind, alpha, beta):
+    """o[q] = act(o[q]) along a row; the kind is dispatched once, the common ones vectorise."""
+    n = o.shape[0]
     if kind == 0:
         return
     if kind == 1:
         for q in range(n):
             v = o[q]
-            o[q] = v if not v < 0 else 0
+            o[q] = v if not v < 0 else 0.0  # not 0 * v: Relu(-Inf) is 0, not NaN
     elif kind == 3:  # Clip (ReLU6): selects, NaN propagates
         for q in range(n):
             v = o[q]
@@ -122,6 +130,9 @@ def activate_flat(x, out, kind, alpha, beta):
             out[i] = act_scalar(x[i], kind, alpha, beta)
 
 
+_activate_flat_serial = serial_twin(activate_flat)
+
+
 @register("Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu")
 def build_activation(node, graph):
     kind = ACTIVATIONS[node.op]
@@ -140,6 +151,7 @@ def build_activation(node, graph):
     a, b = dtype.type(alpha), dtype.type(beta)
 
     def run(ins, outs):
-        activate_flat(ins[0].reshape(-1), outs[0].reshape(-1), kind, a, b)
+        x = ins[0].reshape(-1)
+        pick(activate_flat, _activate_flat_serial, x.size, numba.get_num_threads())(x, outs[0].reshape(-1), kind, a, b)
 
     return run

@@ -5,25 +5,30 @@ The builder fixes everything that depends only on shapes: a :class:`ConvSpec`, t
 overrides it), prepacked weights and scratch buffers. Algorithms, each a builder
 ``(spec, w_const, b_const) -> run(ins, outs)`` (constants None when they are runtime inputs):
 
-- ``pointwise``: 1x1, stride 1, no padding: the input already is the GEMM operand, so one
-  batched ``np.matmul`` (W[g] @ X[n, g]) writes the output, then the epilogue.
-- ``depthwise``: group == C (channel multiplier M/C >= 1): a direct Numba loop per output
-  channel starting from the bias, since a GEMM with K = kh*kw would be all overhead.
-- ``im2col``: everything else: Numba im2col over a block of output rows (kept small enough
-  to stay in cache), ``np.matmul`` per group into the output.
+- ``winograd``: 3x3, stride 1, dilation 1, ungrouped, enough tiles or small weights:
+  F(4x4, 3x3) in winograd.py (a quarter of the multiplications).
+- ``pointwise``: 1x1, stride 1, no padding: the input already is the GEMM operand.
+- ``im2col``: everything else that is not depthwise.
+  Both as GEMM tasks on Numba's pool (conv_gemm.py): im2col of a block of output pixels,
+  a single-threaded sgemm, the epilogue while the block is in cache.
+- ``depthwise``: group == C (channel multiplier M/C >= 1): direct, per output channel from
+  the bias, since a GEMM with K = kh*kw would be all overhead (dilation 1: depthwise.py, taps
+  as whole-plane vector passes; else _depthwise below).
+- ``pointwise_numpy`` / ``im2col_numpy``: the same GEMMs through ``np.matmul`` (BLAS's own
+  threads): the fallback when no CBLAS can be called from Numba, and a second reference.
 
-The epilogue ``act(y + bias + residual)`` is one parallel Numba pass over the output, shared by
-all algorithms (and ConvTranspose). A Winograd path slots in as another entry of
-``ALGORITHMS`` plus a rule in ``select_algorithm`` / ``applicable``.
+The epilogue ``act(y + bias + residual)`` is fused into the task kernels; the others share
+one parallel Numba pass over the output (also used by ConvTranspose).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numba
 import numpy as np
 from cnnrt.kernels import register
-from cnnrt.kernels._jit import njit, pjit
+from cnnrt.kernels._jit import njit, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_row
 from cnnrt.kernels.cpu.blas import HAVE_BLAS
 from numba import prange
@@ -96,24 +101,29 @@ def conv_out_size(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
 
 
 # Winograd F(4x4, 3x3) pays when its 36 GEMMs are not starved: enough tiles over the batch
-# (4x4 outputs each) and enough channels on both sides. Measured on the 2-core Xeon (1 thread,
-# ms, im2col -> winograd): 56x56x64 3.3 -> 1.5, 28x28x128 3.3 -> 1.8, 14x14x256 3.0 -> 2.7,
-# 7x7x512 3.2 -> 4.6 (4 tiles at batch 1: the 36 transformed weight matrices, 4x the bytes,
-# are streamed for too little work).
+# (4x4 outputs each), or transformed weights small enough that few tiles still amortise them.
+# Measured on the 2-core Xeon (1 thread, ms, im2col -> winograd): 56x56x64 2.9 -> 1.4,
+# 28x28x128 3.0 -> 1.4, 14x14x256 2.8 -> 1.9, 7x7 128->32 0.15 -> 0.05, but 7x7x512 at batch 1
+# 3.1 -> 3.6 (4 tiles; the 36 transformed 512x512 matrices, 38 MB, are streamed for them).
+# Small images whose tiles hang far over the output lose too: SqueezeNet's 13x13 layers (16
+# tiles for 169 outputs, 66% used) 0.57 -> 0.77 ms (64->256), 0.34 -> 0.48 (48->192); 14x14
+# (77% used) still wins. 16 input channels (55x55x16->64) came out even.
 WINOGRAD_MIN_TILES = 16
+WINOGRAD_SMALL_WEIGHTS = 2 << 20  # bytes of transformed weights below which tiles do not matter
 WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_MIN_TILE_USE = 0.75  # outputs / (tiles * 16)
 
 
 def select_algorithm(spec: ConvSpec) -> str:
     """Pick the algorithm for a layer from its shape alone."""
     if spec.group == spec.c and spec.group > 1:
         return "depthwise"
-    if (
-        applicable(spec, "winograd")
-        and spec.n * -(-spec.oh // 4) * -(-spec.ow // 4) >= WINOGRAD_MIN_TILES
-        and min(spec.c, spec.m) >= WINOGRAD_MIN_CHANNELS
-    ):
-        return "winograd"
+    if applicable(spec, "winograd") and min(spec.c, spec.m) >= WINOGRAD_MIN_CHANNELS:
+        tiles = spec.n * -(-spec.oh // 4) * -(-spec.ow // 4)
+        use = spec.n * spec.oh * spec.ow / (16 * tiles)
+        u_bytes = 36 * spec.c * spec.m * np.dtype(spec.dtype).itemsize
+        if use >= WINOGRAD_MIN_TILE_USE and (tiles >= WINOGRAD_MIN_TILES or u_bytes <= WINOGRAD_SMALL_WEIGHTS):
+            return "winograd"
     if (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr)):
         return "pointwise"
     return "im2col"
@@ -226,50 +236,10 @@ def _depthwise(x, w, bias, out, mult, kh, kw, sh, sw, pt, pl, dh, dw):
                             orow[b] += wv * xrow2[b]
 
 
-@pjit
-def _depthwise3x3(x, w, bias, out, mult, sh, sw, pt, pl):
-    """_depthwise for 3x3 taps, dilation 1, stride 1 or 2: each input plane is copied once into
-    a zero-padded plane, then every output row is ONE pass over 3 padded input rows with all 9
-    taps (the general kernel makes 9 passes over each row, with two slices per pass)."""
-    n_count, m_count, oh_count, ow_count = out.shape
-    h = x.shape[2]
-    wd = x.shape[3]
-    hp = (oh_count - 1) * sh + 3
-    wp = (ow_count - 1) * sw + 3
-    for p in prange(n_count * m_count):
-        n = p // m_count
-        m = p - n * m_count
-        xc = x[n, m // mult]
-        xp = np.zeros((hp, wp), x.dtype)
-        r1 = min(h, hp - pt)
-        c1 = min(wd, wp - pl)
-        for r in range(r1):
-            dst = xp[r + pt, pl : pl + c1]
-            src = xc[r, :c1]
-            for q in range(c1):
-                dst[q] = src[q]
-        w0, w1, w2 = w[m, 0], w[m, 1], w[m, 2]
-        w3, w4, w5 = w[m, 3], w[m, 4], w[m, 5]
-        w6, w7, w8 = w[m, 6], w[m, 7], w[m, 8]
-        b = bias[m]
-        oc = out[n, m]
-        for o in range(oh_count):
-            orow = oc[o]
-            a0 = xp[o * sh]
-            a1 = xp[o * sh + 1]
-            a2 = xp[o * sh + 2]
-            if sw == 1:
-                for q in range(ow_count):
-                    orow[q] = (b + w0 * a0[q] + w1 * a0[q + 1] + w2 * a0[q + 2] + w3 * a1[q] + w4 * a1[q + 1]
-                               + w5 * a1[q + 2] + w6 * a2[q] + w7 * a2[q + 1] + w8 * a2[q + 2])  # fmt: skip
-            else:
-                for q in range(ow_count):
-                    i = q * sw
-                    orow[q] = (b + w0 * a0[i] + w1 * a0[i + 1] + w2 * a0[i + 2] + w3 * a1[i] + w4 * a1[i + 1]
-                               + w5 * a1[i + 2] + w6 * a2[i] + w7 * a2[i + 1] + w8 * a2[i + 2])  # fmt: skip
-
-
 # ----------------------------------------------------------------------------- algorithms
+
+
+_epilogue_serial = serial_twin(_epilogue)
 
 
 def _epilogue_fn(spec: ConvSpec, bias_const):
@@ -285,7 +255,8 @@ def _epilogue_fn(spec: ConvSpec, bias_const):
     def run_epilogue(out, bias, res):
         b = bias_const if bias_const is not None else (zeros if bias is None else readonly(bias))
         r = dummy_res if res is None else res.reshape(rows, cols)
-        _epilogue(out.reshape(rows, cols), b, r, res is not None, spec.act, alpha, beta)
+        kern = pick(_epilogue, _epilogue_serial, rows * cols, numba.get_num_threads())
+        kern(out.reshape(rows, cols), b, r, res is not None, spec.act, alpha, beta)
 
     return run_epilogue
 
@@ -342,9 +313,12 @@ def build_depthwise(spec: ConvSpec, w_const, b_const):
     zeros = readonly(np.zeros(spec.m, dt))
     # the bias is added by _depthwise; the epilogue (if any) only adds residual + activation
     epi = _epilogue_fn(replace(spec, has_bias=False), zeros)
+    if (spec.dh, spec.dw) == (1, 1):
+        from cnnrt.kernels.cpu.depthwise import build_flat
+
+        return build_flat(spec, w2, b_const, zeros, epi)
     mult = spec.m // spec.c
     s = spec
-    fast3x3 = (s.kh, s.kw, s.dh, s.dw) == (3, 3, 1, 1) and s.sh in (1, 2) and s.sw in (1, 2)
 
     def run(ins, outs):
         # runtime weights are passed read-only too: one compiled signature either way
@@ -352,10 +326,7 @@ def build_depthwise(spec: ConvSpec, w_const, b_const):
         b = b_const if b_const is not None else _opt(ins, 2)
         b = zeros if b is None else readonly(b)
         out = outs[0]
-        if fast3x3:
-            _depthwise3x3(ins[0], w, b, out, mult, s.sh, s.sw, s.pt, s.pl)
-        else:
-            _depthwise(ins[0], w, b, out, mult, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw)
+        _depthwise(ins[0], w, b, out, mult, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw)
         if epi is not None:
             epi(out, None, _opt(ins, 3))
 

@@ -10,9 +10,10 @@ trivial.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from cnnrt.kernels import register
-from cnnrt.kernels._jit import pjit
+from cnnrt.kernels._jit import pick, pjit, serial_twin
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_scalar
 from cnnrt.kernels.cpu.conv import readonly
@@ -58,6 +59,10 @@ def _gemm_tasks(a, b, out, transb, nb, counter, nthreads):
                 blas.gemm(False, m, n1 - n0, k, a, 0, k, b, n0, n, 0.0, out, n0, n)
 
 
+_gemm_tasks_serial = serial_twin(_gemm_tasks)
+_gemm_epilogue_serial = serial_twin(_gemm_epilogue)
+
+
 def _gemm_runner(b_stored, transb: bool, m: int, n: int, k: int):
     """mm(x, out): out = x @ op(b_stored) split into column tasks, or None without a CBLAS."""
     if not blas.HAVE_BLAS or b_stored.dtype not in (np.float32, np.float64):
@@ -75,7 +80,8 @@ def _gemm_runner(b_stored, transb: bool, m: int, n: int, k: int):
             np.matmul(x, b_c.T if transb else b_c, out=out)
             return
         counter[0] = 0
-        _gemm_tasks(x, b_c, out, transb, nb, counter, min(numba.get_num_threads(), max_threads))
+        nthreads = min(numba.get_num_threads(), max_threads)
+        pick(_gemm_tasks, _gemm_tasks_serial, m * n * k, nthreads)(x, b_c, out, transb, nb, counter, nthreads)
 
     return mm
 
@@ -126,7 +132,8 @@ def build_gemm(node, graph):
             np.matmul(x, w, out=out)
         if epilogue:
             c = c_fixed if c_fixed is not None else (readonly(ins[2].reshape(c_shape)) if has_c else dummy_c)
-            _gemm_epilogue(out, c, alpha_t, beta_t, kind, act_a, act_b)
+            kern = pick(_gemm_epilogue, _gemm_epilogue_serial, out.size, numba.get_num_threads())
+            kern(out, c, alpha_t, beta_t, kind, act_a, act_b)
 
     return run
 

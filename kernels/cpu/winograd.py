@@ -21,7 +21,7 @@ tests/kernels/test_winograd.py for the bound that its transform magnitudes give.
 from __future__ import annotations
 
 import numpy as np
-from cnnrt.kernels._jit import njit, pjit
+from cnnrt.kernels._jit import njit, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_row
 from numba import prange
@@ -150,6 +150,9 @@ def _winograd_tasks(x, u, bias, res, out, vbuf, mbuf, ybuf, pbuf, tbuf, counter,
                 _output_scatter(ys, mm * nt, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, (g - g0) * tw,
                                 kind, alpha, beta)  # fmt: skip
                 g += ty1 - ty0
+
+
+_winograd_tasks_serial = serial_twin(_winograd_tasks)
 
 
 @njit
@@ -354,6 +357,8 @@ def _output_stage(ms, ys, ln):
         ys[13 * ln + q] = d12 + _C2 * d34
         ys[14 * ln + q] = a12 + _C4 * a34
         ys[15 * ln + q] = d12 + _C8 * d34 + t35
+
+
 @njit
 def _output_scatter(ys, ln, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, j0, kind, alpha, beta):
     """out[n, m0 + m, 4ty + a, 4tx + b] = act(ys[a*4 + b, tile, m] + bias (+ res)) for the tiles of
@@ -408,14 +413,18 @@ def build_winograd(spec, w_const, b_const):
     counter = np.zeros(1, np.int64)
     alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
     s = spec
+    ntasks = -(-(spec.n * th) // rows) * -(-spec.m // mb)
+    work = 36 * spec.n * th * tw * spec.c * spec.m if ntasks > 1 else 0  # multiply-adds of the GEMMs
 
     def run(ins, outs):
         u = u_const if u_const is not None else readonly(transform_weights(ins[1], dt))
         b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         counter[0] = 0
-        _winograd_tasks(ins[0], u, b, dummy_res if r is None else r, outs[0], vbuf, mbuf, ybuf, pbuf, tbuf, counter,
-                        min(numba.get_num_threads(), max_threads), s.pt, s.pl, rows, mb, r is not None,
+        nthreads = min(numba.get_num_threads(), max_threads)
+        kern = pick(_winograd_tasks, _winograd_tasks_serial, work, nthreads)
+        kern(ins[0], u, b, dummy_res if r is None else r, outs[0], vbuf, mbuf, ybuf, pbuf, tbuf, counter,
+                        nthreads, s.pt, s.pl, rows, mb, r is not None,
                         s.act, alpha, beta)  # fmt: skip
 
     run.blocks = (rows, mb)

@@ -7,48 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
-from onnx import helper, numpy_helper
+from frontend_helpers import check, cnnrt_run, make_model
+from helpers import ort_run
+from onnx import helper
 
 import cnnrt
 from cnnrt.errors import ShapeError, UnsupportedOpError
-
-IR_VERSION = 10  # onnx 1.23 writes 14 by default; onnxruntime 1.31 reads at most 13
-
-
-def make_model(nodes, inputs, outputs, inits=(), opset=13, ir_version=IR_VERSION):
-    """inputs: (name, dtype, shape); outputs: names (types left to inference); inits: (name, array)."""
-    vis = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(np.dtype(d)), s) for n, d, s in inputs]
-    graph = helper.make_graph(
-        nodes,
-        "test",
-        vis,
-        [helper.make_empty_tensor_value_info(o) for o in outputs],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version)
-
-
-def ort_run(model, feeds):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)
-
-
-def cnnrt_run(model, feeds):
-    return cnnrt.InferenceSession(model, opt_level=0).run(None, feeds)
-
-
-def check(model, feeds, rtol=1e-6, atol=1e-6):
-    """cnnrt and onnxruntime agree on every output (values, shape and dtype)."""
-    got, ref = cnnrt_run(model, feeds), ort_run(model, feeds)
-    assert len(got) == len(ref)
-    for g, r in zip(got, ref):
-        assert g.dtype == r.dtype and g.shape == r.shape, (g.dtype, g.shape, r.dtype, r.shape)
-        np.testing.assert_allclose(g, r, rtol=rtol, atol=atol)
-    return got
 
 
 def one_node(op, x, opset=13, attrs=None, extra=(), n_out=1):

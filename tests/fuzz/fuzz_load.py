@@ -42,6 +42,7 @@ if atheris is not None:
         import cnnrt.frontends.onnx  # noqa: F401
         import cnnrt.frontends.ops_elementwise  # noqa: F401
         import cnnrt.frontends.ops_nn  # noqa: F401
+        import cnnrt.frontends.ops_resize  # noqa: F401
         import cnnrt.frontends.ops_tensor  # noqa: F401
         import cnnrt.passes.pipeline  # noqa: F401
         import fuzz_lib

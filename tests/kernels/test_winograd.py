@@ -139,7 +139,7 @@ def test_winograd_runtime_weights_and_blocks(monkeypatch):
     monkeypatch.setattr(wg, "_V_BUDGET", 1)
     monkeypatch.setattr(wg, "_MIN_TASKS", 64)
     monkeypatch.setattr(wg, "_MIN_TILES", 1)
-    n, c, h, w, m, pads = 2, 33, 13, 11, 72, (1, 1, 1, 1)
+    n, c, h, w, m, pads = 2, 33, 13, 11, 144, (1, 1, 1, 1)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     wt = rng.standard_normal((m, c, 3, 3)).astype(np.float32)
@@ -162,7 +162,10 @@ def test_select_algorithm_winograd_rule():
     assert conv_mod.select_algorithm(spec(512, 7, 512)) == "im2col"  # 4 tiles at batch 1
     assert conv_mod.select_algorithm(spec(512, 7, 512, n=8)) == "winograd"
     assert conv_mod.select_algorithm(spec(64, 56, 64, s=2)) == "im2col"
+    assert conv_mod.select_algorithm(spec(128, 7, 32)) == "winograd"  # 4 tiles, but 0.6 MB of weights
     assert conv_mod.select_algorithm(spec(8, 56, 64)) == "im2col"  # too few channels
+    assert conv_mod.select_algorithm(spec(64, 13, 256)) == "im2col"  # 16 tiles, a third of them unused
+    assert conv_mod.select_algorithm(spec(256, 14, 256)) == "winograd"
     assert conv_mod.select_algorithm(spec(64, 56, 64, g=2)) == "im2col"
 
 

@@ -6,33 +6,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from reference_ops import act_ref, conv_ref, conv_transpose_ref
 
 from cnnrt.ir import Graph, Node
-
-
-def act(x: np.ndarray, kind: str, alpha: float, beta: float) -> np.ndarray:
-    x = x.astype(np.float64)
-    if kind == "none":
-        return x
-    if kind == "Relu":
-        return np.maximum(x, 0)
-    if kind == "LeakyRelu":
-        return np.where(x >= 0, x, alpha * x)
-    if kind == "Clip":
-        return np.clip(x, alpha, beta)
-    if kind == "Sigmoid":
-        return 1 / (1 + np.exp(-x))
-    if kind == "HardSigmoid":
-        return np.clip(alpha * x + beta, 0, 1)
-    if kind == "HardSwish":
-        return x * np.clip(x / 6 + 0.5, 0, 1)
-    if kind == "Tanh":
-        return np.tanh(x)
-    if kind == "Elu":
-        return np.where(x >= 0, x, alpha * (np.exp(x) - 1))
-    if kind == "SiLU":
-        return x / (1 + np.exp(-x))
-    raise NotImplementedError(kind)
 
 
 def _unary_params(node: Node) -> tuple[float, float]:
@@ -60,56 +36,16 @@ def _windows(x: np.ndarray, kernel, strides, pads, dilations, fill: float, out_h
     return out
 
 
-def conv(x, w, b, attrs, out_shape):
-    g = attrs["group"]
-    n, c = x.shape[:2]
-    m = w.shape[0]
-    pat = _windows(
-        x.astype(np.float64), w.shape[2:], attrs["strides"], attrs["pads"], attrs["dilations"], 0.0, out_shape[2:]
-    )
-    y = np.zeros(out_shape, dtype=np.float64)
-    cg, mg = c // g, m // g
-    for gi in range(g):
-        p = pat[:, gi * cg : (gi + 1) * cg]
-        y[:, gi * mg : (gi + 1) * mg] = np.einsum("ncHWij,mcij->nmHW", p, w[gi * mg : (gi + 1) * mg].astype(np.float64))
-    if b is not None:
-        y += b.reshape(1, -1, 1, 1)
-    return y
+def _conv(x, w, b, attrs):
+    return conv_ref(x, w, b, attrs["strides"], attrs["pads"], attrs["dilations"], attrs["group"])
 
 
-def conv_transpose(x, w, b, attrs, out_shape):
-    g = attrs["group"]
-    n, c, h, wd = x.shape
-    mg = w.shape[1]
-    kh, kw = w.shape[2:]
-    s, d, pads = attrs["strides"], attrs["dilations"], attrs["pads"]
-    full_h = out_shape[2] + pads[0] + pads[2]
-    full_w = out_shape[3] + pads[1] + pads[3]
-    full = np.zeros(
-        (
-            n,
-            mg * g,
-            max(full_h, s[0] * (h - 1) + d[0] * (kh - 1) + 1),
-            max(full_w, s[1] * (wd - 1) + d[1] * (kw - 1) + 1),
-        )
-    )
-    cg = c // g
-    for gi in range(g):
-        xs = x[:, gi * cg : (gi + 1) * cg].astype(np.float64)
-        ws = w[gi * cg : (gi + 1) * cg].astype(np.float64)
-        for i in range(kh):
-            for j in range(kw):
-                contrib = np.einsum("nchw,cm->nmhw", xs, ws[:, :, i, j])
-                full[
-                    :,
-                    gi * mg : (gi + 1) * mg,
-                    i * d[0] : i * d[0] + s[0] * (h - 1) + 1 : s[0],
-                    j * d[1] : j * d[1] + s[1] * (wd - 1) + 1 : s[1],
-                ] += contrib
-    y = full[:, :, pads[0] : pads[0] + out_shape[2], pads[1] : pads[1] + out_shape[3]]
-    if b is not None:
-        y = y + b.reshape(1, -1, 1, 1)
-    return y
+def _conv_transpose(x, w, b, attrs, out_shape):
+    """The IR keeps no output_padding: it is whatever the output shape adds past the pads."""
+    s, d, p = attrs["strides"], attrs["dilations"], attrs["pads"]
+    natural = [s[i] * (x.shape[2 + i] - 1) + d[i] * (w.shape[2 + i] - 1) + 1 for i in range(2)]
+    extra = [out_shape[2 + i] + p[i] + p[i + 2] - natural[i] for i in range(2)]
+    return conv_transpose_ref(x, w, b, s, p, d, attrs["group"], extra)
 
 
 def evaluate(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -131,12 +67,12 @@ def _run(node: Node, x, shapes):
     op, a = node.op, node.attrs
     ep = (a.get("activation", "none"), a.get("act_alpha", 0.0), a.get("act_beta", 0.0))
     if op == "Conv":
-        y = conv(x[0], x[1], x[2] if len(x) > 2 else None, a, shapes[0])
+        y = _conv(x[0], x[1], x[2] if len(x) > 2 else None, a)
         if len(x) > 3 and x[3] is not None:
             y = y + x[3]
-        return [act(y, *ep)]
+        return [act_ref(y, *ep)]
     if op == "ConvTranspose":
-        return [act(conv_transpose(x[0], x[1], x[2] if len(x) > 2 else None, a, shapes[0]), *ep)]
+        return [act_ref(_conv_transpose(x[0], x[1], x[2] if len(x) > 2 else None, a, shapes[0]), *ep)]
     if op == "BatchNormalization":
         c = x[0].shape[1]
         shp = (1, c) + (1,) * (x[0].ndim - 2)
@@ -144,18 +80,18 @@ def _run(node: Node, x, shapes):
         return [(x[0] - m) / np.sqrt(v + a["epsilon"]) * s + b]
     if op == "ChannelAffine":
         shp = (1, -1) + (1,) * (x[0].ndim - 2)
-        return [act(x[0] * x[1].astype(np.float64).reshape(shp) + x[2].astype(np.float64).reshape(shp), *ep)]
+        return [act_ref(x[0] * x[1].astype(np.float64).reshape(shp) + x[2].astype(np.float64).reshape(shp), *ep)]
     if op == "Gemm":
         A = x[0].T if a.get("trans_a") else x[0]
         B = x[1].T if a.get("trans_b") else x[1]
         y = a.get("alpha", 1.0) * (A.astype(np.float64) @ B.astype(np.float64))
         if len(x) > 2 and x[2] is not None:
             y = y + a.get("beta", 1.0) * x[2]
-        return [act(y, *ep)]
+        return [act_ref(y, *ep)]
     if op == "MatMul":
         return [x[0].astype(np.float64) @ x[1]]
     if op in ("Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu"):
-        return [act(x[0], op, *_unary_params(node))]
+        return [act_ref(x[0], op, *_unary_params(node))]
     if op in ("Add", "Sub", "Mul", "Div"):
         f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[op]
         return [f(x[0].astype(np.float64), x[1])]

@@ -56,14 +56,32 @@ class GB:
         self.nodes.append(Node(op, tuple(inputs), tuple(outs), dict(attrs), name, (name,)))
         return outs[0] if len(outs) == 1 else outs
 
-    def conv(self, x, cout, k=3, stride=1, pad=None, group=1, bias=True, dilation=1, name=None, **extra):
+    def conv(
+        self,
+        x,
+        cout,
+        k=3,
+        stride=1,
+        pad=None,
+        group=1,
+        bias=True,
+        dilation=1,
+        name=None,
+        weight=None,
+        residual=None,
+        **extra,
+    ):
+        """A Conv with a random constant weight (or ``weight``, any value), a random bias unless
+        ``bias=False``, and optionally a ``residual`` input added before the activation."""
         n, c, h, w = self.shape(x)
         pad = k // 2 if pad is None else pad
         pads = (pad,) * 4 if isinstance(pad, int) else tuple(pad)
         oh = (h + pads[0] + pads[2] - dilation * (k - 1) - 1) // stride + 1
         ow = (w + pads[1] + pads[3] - dilation * (k - 1) - 1) // stride + 1
-        wname = self.rand(cout, c // group, k, k)
+        wname = weight or self.rand(cout, c // group, k, k)
         ins = [x, wname] + ([self.rand(cout)] if bias else [])
+        if residual:
+            ins += [""] * (3 - len(ins)) + [residual]
         attrs = dict(
             strides=(stride, stride),
             pads=pads,

@@ -46,20 +46,7 @@ def test_graph_output_folded_keeps_its_name():
 
 def test_heavy_all_constant_op_is_declined_not_evaluated():
     b = GB()
-    c = b.node(
-        "Conv",
-        [b.rand(1, 2, 4, 4), b.rand(2, 2, 3, 3)],
-        (1, 2, 2, 2),
-        strides=(1, 1),
-        pads=(0, 0, 0, 0),
-        dilations=(1, 1),
-        group=1,
-        kernel=(3, 3),
-        activation="none",
-        act_alpha=0.0,
-        act_beta=0.0,
-        name="conv",
-    )
+    c = b.conv(b.rand(1, 2, 4, 4), 2, pad=0, bias=False, name="conv")
     b.input("x", (1,))
     res = run_pass(fold_constants, b.build([c]))
     assert ops(res.graph) == ["Conv"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cnnrt.passes.fold_batchnorm import fold_batchnorm
-from pass_helpers import GB, ops, run_pass
+from ir_reference import evaluate
+from pass_helpers import GB, assert_same_outputs, ops, run_pass
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -125,20 +126,7 @@ def test_guard_conv_output_is_graph_output():
 def test_guard_conv_weight_not_constant():
     b = GB()
     x = b.input("x", (1, 3, 5, 5))
-    w = b.input("w", (4, 3, 3, 3))
-    c = b.node(
-        "Conv",
-        [x, w],
-        (1, 4, 5, 5),
-        strides=(1, 1),
-        pads=(1, 1, 1, 1),
-        dilations=(1, 1),
-        group=1,
-        kernel=(3, 3),
-        activation="none",
-        act_alpha=0.0,
-        act_beta=0.0,
-    )
+    c = b.conv(x, 4, bias=False, weight=b.input("w", (4, 3, 3, 3)))
     _blocked(b.build([b.bn(c)]), "is not a constant")
 
 
@@ -153,20 +141,7 @@ def test_guard_conv_has_residual():
     b = GB()
     x = b.input("x", (1, 4, 5, 5))
     r = b.input("r", (1, 4, 5, 5))
-    w = b.rand(4, 4, 3, 3)
-    c = b.node(
-        "Conv",
-        [x, w, "", r],
-        (1, 4, 5, 5),
-        strides=(1, 1),
-        pads=(1, 1, 1, 1),
-        dilations=(1, 1),
-        group=1,
-        kernel=(3, 3),
-        activation="none",
-        act_alpha=0.0,
-        act_beta=0.0,
-    )
+    c = b.conv(x, 4, bias=False, residual=r)
     _blocked(b.build([b.bn(c)]), "residual")
 
 
@@ -209,3 +184,24 @@ def test_guard_dtype_mismatch():
                group=1, kernel=(1, 1), activation="none", act_alpha=0.0, act_beta=0.0)  # fmt: skip
     reasons = [r for _, _, r in fold_declines(b.build([b.bn(c)]))]
     assert any("dtypes" in r for r in reasons), reasons
+
+
+def test_guard_folded_weight_would_overflow_float32():
+    # 3e38 x BN scale 10 is past float32's 3.4e38: a folded weight would be Inf, while the
+    # unfolded Conv and BN stay finite on small inputs
+    b = GB()
+    x = b.input("x", (1, 2, 3, 3))
+    c = b.conv(x, 2, k=1, bias=False)
+    b.constants[b.nodes[-1].inputs[1]][...] = 3e38
+    ones, zeros = np.ones(2, np.float32), np.zeros(2, np.float32)
+    params = [b.const(10 * ones), b.const(zeros), b.const(zeros), b.const(ones)]
+    g = b.build([b.node("BatchNormalization", [c, *params], b.shape(c), epsilon=1e-5)])
+    with np.errstate(over="ignore"):  # as the session runs passes; the guard sees the Inf
+        res = run_pass(fold_batchnorm, g, check=False)
+        reasons = [r for _, _, r in fold_declines(g)]
+    assert ops(res.graph) == ["Conv", "ChannelAffine"]
+    assert any("overflow float32" in r for r in reasons), reasons
+    feeds = {x: np.random.default_rng(2).uniform(-1e-3, 1e-3, (1, 2, 3, 3)).astype(np.float32)}
+    [want] = evaluate(g, feeds)
+    assert np.isfinite(want).all() and np.abs(want).max() > 1e35
+    assert_same_outputs(g, res.graph, feeds)

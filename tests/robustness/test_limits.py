@@ -40,20 +40,13 @@ def _build_seconds(m) -> float:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "BUG cnnrt/plan.py plan_memory is quadratic in the node count: find() walks alias chains "
-        "without path compression and _in_place_input takes max(last_read) over a root's whole "
-        "member list (in-place chains), and _place_greedy scans every placed buffer per root "
-        "(any chain). 4,000 nodes plan in ~2 s, 100,000 would take ~20 min."
-    ),
-)
 @pytest.mark.parametrize("op", ["Relu", "MatMul"], ids=["in-place-chain", "buffer-chain"])
 def test_build_time_grows_about_linearly(op):
     _build_seconds(_chain(200, op))  # warm the kernels
-    small = min(_build_seconds(_chain(1000, op)) for _ in range(2))
-    big = _build_seconds(_chain(8000, op))
+    # best of 3 and a 20x bound (linear is 8x, the old quadratic planner took ~50x) so a busy
+    # 2-core machine does not fail it
+    small = min(_build_seconds(_chain(1000, op)) for _ in range(3))
+    big = min(_build_seconds(_chain(8000, op)) for _ in range(3))
     print(f"{op}: 1000 nodes {small:.2f} s, 8000 nodes {big:.2f} s (x{big / small:.1f}; linear is x8)")
     assert big < 20 * small, f"8x the nodes took {big / small:.0f}x the time"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cuda_sim_helpers import act_ref, assert_close, rand, run_op
+from cuda_sim_helpers import assert_close, rand, run_op
+from reference_ops import act_ref
 
 from cnnrt.ops import UNARY_ACTIVATION_OPS
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cuda_sim_helpers import act_ref, assert_close, conv_ref, rand
+from cuda_sim_helpers import assert_close, rand
 from numba import cuda
+from reference_ops import act_ref, conv_ref
 
 from cnnrt.cuda_executor import CudaExecutor
 from cnnrt.errors import InputError, UnsupportedOpError

@@ -10,8 +10,9 @@ import time
 
 import numpy as np
 import pytest
-from cuda_sim_helpers import assert_close, conv_ref, rand, run_op, tol_for
+from cuda_sim_helpers import assert_close, rand, run_op, tol_for
 from helpers import ort_run
+from reference_ops import conv_ref
 from test_cuda_end_to_end import mixed
 
 import cnnrt
