@@ -1,0 +1,34 @@
+"""The passes on the whole zoo: each pass disabled in turn and all on, in poison mode, must
+match onnxruntime; the arena stays within 5% of the peak-live lower bound; BN and standalone
+epilogue ops are gone from the nets where they must fuse."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import assert_close_to
+
+import cnnrt
+from cnnrt.passes.pipeline import pass_names
+from cnnrt.timing import ort_session
+
+pytest.importorskip("torch", reason="the zoo needs torch (pip install -e '.[zoo]')")
+from cnnrt import models  # noqa: E402
+
+FULLY_FUSED = {"resnet50", "vgg16_bn", "googlenet", "mobilenet_v2"}
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_each_pass_disabled_in_turn_matches_onnxruntime_in_poison_mode(name):
+    path = models.export_cached(name)
+    x = models.sample_input(name, batch=1, seed=3)
+    [ref] = ort_session(path).run(None, {"input": x})
+    for disabled in [[]] + [[p] for p in pass_names()]:
+        sess = cnnrt.InferenceSession(path, disabled_passes=disabled, poison=True)
+        [got] = sess.run(None, {"input": x})
+        assert_close_to(got, ref)
+        plan = sess.plan
+        assert plan.arena_bytes <= 1.05 * plan.peak_live_bytes, (disabled, plan.arena_bytes, plan.peak_live_bytes)
+        if not disabled and name in FULLY_FUSED:
+            ops = sess.graph.op_counts()
+            left = {op: ops[op] for op in ("BatchNormalization", "Relu", "Clip", "Add", "Sum") if op in ops}
+            assert not left, f"{name} still has {left}"
