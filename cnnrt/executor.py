@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnrt.kernels import get_builder
+from cnnrt.kernels.aligned import aligned_empty
 
 from .errors import CnnrtError, KernelError, UnsupportedOpError
 from .ir import Graph, Node
@@ -44,7 +45,7 @@ class Executor:
             raise UnsupportedOpError(
                 f"no {backend} kernel for {len(missing)} node(s): " + "; ".join(f"{n.name} ({n.op})" for n in missing)
             )
-        self.arena = np.empty(max(plan.arena_bytes, 1), dtype=np.uint8)
+        self.arena = aligned_empty(max(plan.arena_bytes, 1), np.uint8)
         self.arrays: dict[str, np.ndarray] = dict(graph.constants)
         for name in plan.places:
             self._array(name)

@@ -27,16 +27,16 @@ def _numpy_blas_threads() -> int | None:
 
 
 def _model():
-    """A small net touching every parallel kernel: Winograd, im2col (3x3 s2), pointwise,
-    depthwise, pooling, residual + ReLU epilogues and a Gemm."""
+    """A small net touching every parallel kernel: Winograd, direct (3x3 s2), im2col (1x1 s2),
+    pointwise, depthwise, pooling, residual + ReLU epilogues and a Gemm."""
     rng = np.random.default_rng(0)
 
     def w(*shape):
         return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
 
     inits = {
-        "w1": w(32, 8, 3, 3), "b1": w(32), "w2": w(32, 32, 3, 3), "b2": w(32),
-        "w3": w(48, 32, 3, 3), "w4": w(48, 1, 3, 3), "w5": w(64, 48, 1, 1), "b5": w(64),
+        "w1": w(64, 8, 3, 3), "b1": w(64), "w2": w(64, 64, 3, 3), "b2": w(64),
+        "w3": w(48, 64, 3, 3), "w4": w(48, 1, 3, 3), "w5": w(64, 48, 1, 1), "b5": w(64), "w6": w(64, 64, 1, 1),
         "wf": w(64, 10), "bf": w(10), "shape": np.array([2, 64], np.int64),
     }  # fmt: skip
     nodes = [
@@ -45,10 +45,11 @@ def _model():
         helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),  # Winograd
         helper.make_node("Add", ["c2", "r1"], ["a2"]),
         helper.make_node("Relu", ["a2"], ["r2"]),
-        helper.make_node("Conv", ["r2", "w3"], ["c3"], pads=[1, 1, 1, 1], strides=[2, 2]),  # im2col
+        helper.make_node("Conv", ["r2", "w3"], ["c3"], pads=[1, 1, 1, 1], strides=[2, 2]),  # direct
         helper.make_node("Conv", ["c3", "w4"], ["c4"], pads=[1, 1, 1, 1], group=48),  # depthwise
         helper.make_node("Conv", ["c4", "w5", "b5"], ["c5"]),  # pointwise
-        helper.make_node("MaxPool", ["c5"], ["p5"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["c5", "w6"], ["c6"], strides=[2, 2]),  # im2col
+        helper.make_node("MaxPool", ["c6"], ["p5"], kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("GlobalAveragePool", ["p5"], ["g"]),
         helper.make_node("Reshape", ["g", "shape"], ["f"]),
         helper.make_node("Gemm", ["f", "wf", "bf"], ["y"]),
@@ -69,7 +70,7 @@ def test_model_uses_the_parallel_algorithms():
             from cnnrt.kernels.cpu.conv import select_algorithm, spec_from_node
 
             algos.add(select_algorithm(spec_from_node(step.node, sess.graph)))
-    assert {"winograd", "im2col", "pointwise", "depthwise"} <= algos
+    assert {"winograd", "direct", "im2col", "pointwise", "depthwise"} <= algos
 
 
 def test_threads_1_and_2_give_identical_answers(feeds):

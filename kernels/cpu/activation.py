@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from cnnrt.kernels import register
-from cnnrt.kernels._jit import njit, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from numba import prange
 
 from cnnrt.ops import ACTIVATIONS, activation_params
@@ -152,6 +151,6 @@ def build_activation(node, graph):
 
     def run(ins, outs):
         x = ins[0].reshape(-1)
-        pick(activate_flat, _activate_flat_serial, x.size, numba.get_num_threads())(x, outs[0].reshape(-1), kind, a, b)
+        pick(activate_flat, _activate_flat_serial, x.size, num_threads())(x, outs[0].reshape(-1), kind, a, b)
 
     return run

@@ -8,14 +8,17 @@ overrides it), prepacked weights and scratch buffers. Algorithms, each a builder
 - ``winograd``: 3x3, stride 1, dilation 1, ungrouped, enough tiles or small weights:
   F(4x4, 3x3) in winograd.py (a quarter of the multiplications).
 - ``pointwise``: 1x1, stride 1, no padding: the input already is the GEMM operand.
-- ``im2col``: everything else that is not depthwise.
-  Both as GEMM tasks on Numba's pool (conv_gemm.py): im2col of a block of output pixels,
-  a single-threaded sgemm, the epilogue while the block is in cache.
+- ``direct``: every other kernel size (conv_direct.py): the taps read the zero-padded input
+  (split into stride phases) in place, no im2col.
+- ``im2col``: strided or padded 1x1 (and any conv, as an alternative).
+  ``pointwise`` and ``im2col`` are GEMM tasks on Numba's pool (conv_gemm.py).
+  All three GEMM-based algorithms run cnnrt's own register tile (microkernel.py) on weights
+  packed at build, with the epilogue applied while the output tile is in registers or cache.
 - ``depthwise``: group == C (channel multiplier M/C >= 1): direct, per output channel from
   the bias, since a GEMM with K = kh*kw would be all overhead (dilation 1: depthwise.py, taps
   as whole-plane vector passes; else _depthwise below).
 - ``pointwise_numpy`` / ``im2col_numpy``: the same GEMMs through ``np.matmul`` (BLAS's own
-  threads): the fallback when no CBLAS can be called from Numba, and a second reference.
+  threads): a second, independent reference for the tests.
 
 The epilogue ``act(y + bias + residual)`` is fused into the task kernels; the others share
 one parallel Numba pass over the output (also used by ConvTranspose).
@@ -30,7 +33,6 @@ import numpy as np
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import njit, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_row
-from cnnrt.kernels.cpu.blas import HAVE_BLAS
 from numba import prange
 
 from cnnrt.ops import ACTIVATIONS
@@ -100,17 +102,14 @@ def conv_out_size(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
     return (size + pb + pe - (k - 1) * d - 1) // s + 1
 
 
-# Winograd F(4x4, 3x3) pays when its 36 GEMMs are not starved: enough tiles over the batch
-# (4x4 outputs each), or transformed weights small enough that few tiles still amortise them.
-# Measured on the 2-core Xeon (1 thread, ms, im2col -> winograd): 56x56x64 2.9 -> 1.4,
-# 28x28x128 3.0 -> 1.4, 14x14x256 2.8 -> 1.9, 7x7 128->32 0.15 -> 0.05, but 7x7x512 at batch 1
-# 3.1 -> 3.6 (4 tiles; the 36 transformed 512x512 matrices, 38 MB, are streamed for them).
-# Small images whose tiles hang far over the output lose too: SqueezeNet's 13x13 layers (16
-# tiles for 169 outputs, 66% used) 0.57 -> 0.77 ms (64->256), 0.34 -> 0.48 (48->192); 14x14
-# (77% used) still wins. 16 input channels (55x55x16->64) came out even.
-WINOGRAD_MIN_TILES = 16
-WINOGRAD_SMALL_WEIGHTS = 2 << 20  # bytes of transformed weights below which tiles do not matter
-WINOGRAD_MIN_CHANNELS = 32
+# Winograd F(4x4, 3x3) against the direct algorithm (both on the register tile), 1 thread,
+# thread CPU time, ms (winograd / direct): 56x56x64 1.37 / 1.79, 28x28x128 1.11 / 1.88,
+# 14x14x256 1.24 / 1.93, 7x7x512 1.78 / 2.52 (batch 8: 8.6 / 17.1), 7x7 160->320 0.46 / 0.57.
+# It loses with few input channels (the transforms are paid per channel, the GEMMs get a
+# short reduction): 56x56 32->32 0.54 / 0.47, 16->64 0.77 / 0.54; and when tiles hang far over
+# the output: SqueezeNet's 13x13 (66% of the tile outputs used) 64->256 0.60 / 0.45.
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_MIN_OUTPUTS = 32
 WINOGRAD_MIN_TILE_USE = 0.75  # outputs / (tiles * 16)
 
 
@@ -118,15 +117,15 @@ def select_algorithm(spec: ConvSpec) -> str:
     """Pick the algorithm for a layer from its shape alone."""
     if spec.group == spec.c and spec.group > 1:
         return "depthwise"
-    if applicable(spec, "winograd") and min(spec.c, spec.m) >= WINOGRAD_MIN_CHANNELS:
-        tiles = spec.n * -(-spec.oh // 4) * -(-spec.ow // 4)
-        use = spec.n * spec.oh * spec.ow / (16 * tiles)
-        u_bytes = 36 * spec.c * spec.m * np.dtype(spec.dtype).itemsize
-        if use >= WINOGRAD_MIN_TILE_USE and (tiles >= WINOGRAD_MIN_TILES or u_bytes <= WINOGRAD_SMALL_WEIGHTS):
+    if applicable(spec, "winograd") and spec.c >= WINOGRAD_MIN_CHANNELS and spec.m >= WINOGRAD_MIN_OUTPUTS:
+        tiles = -(-spec.oh // 4) * -(-spec.ow // 4)
+        if spec.oh * spec.ow / (16 * tiles) >= WINOGRAD_MIN_TILE_USE:
             return "winograd"
     if (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr)):
         return "pointwise"
-    return "im2col"
+    if spec.kh * spec.kw == 1:  # strided 1x1: im2col gathers the 1/s^2 of the input it uses
+        return "im2col"
+    return "direct"
 
 
 def applicable(spec: ConvSpec, algorithm: str) -> bool:
@@ -136,7 +135,7 @@ def applicable(spec: ConvSpec, algorithm: str) -> bool:
     if algorithm in ("pointwise", "pointwise_numpy"):
         return (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr))
     if algorithm == "winograd":
-        return HAVE_BLAS and (spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, spec.group) == (3, 3, 1, 1, 1, 1, 1)
+        return (spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, spec.group) == (3, 3, 1, 1, 1, 1, 1)
     return algorithm in ALGORITHMS
 
 
@@ -311,12 +310,12 @@ def build_depthwise(spec: ConvSpec, w_const, b_const):
     kk = spec.kh * spec.kw
     w2 = None if w_const is None else readonly(np.ascontiguousarray(w_const.reshape(spec.m, kk)))
     zeros = readonly(np.zeros(spec.m, dt))
-    # the bias is added by _depthwise; the epilogue (if any) only adds residual + activation
-    epi = _epilogue_fn(replace(spec, has_bias=False), zeros)
     if (spec.dh, spec.dw) == (1, 1):
         from cnnrt.kernels.cpu.depthwise import build_flat
 
-        return build_flat(spec, w2, b_const, zeros, epi)
+        return build_flat(spec, w2, b_const, zeros)
+    # the bias is added by _depthwise; the epilogue (if any) only adds residual + activation
+    epi = _epilogue_fn(replace(spec, has_bias=False), zeros)
     mult = spec.m // spec.c
     s = spec
 
@@ -345,6 +344,12 @@ def build_im2col_tasks(spec: ConvSpec, w_const, b_const):
     return build_tasks(spec, w_const, b_const, direct=False)
 
 
+def build_direct(spec: ConvSpec, w_const, b_const):
+    from cnnrt.kernels.cpu.conv_direct import build_direct as build
+
+    return build(spec, w_const, b_const)
+
+
 def build_winograd(spec: ConvSpec, w_const, b_const):
     from cnnrt.kernels.cpu.winograd import build_winograd as build
 
@@ -353,10 +358,11 @@ def build_winograd(spec: ConvSpec, w_const, b_const):
 
 ALGORITHMS = {
     "winograd": build_winograd,
-    "pointwise": build_pointwise_tasks if HAVE_BLAS else build_pointwise,
+    "pointwise": build_pointwise_tasks,
     "depthwise": build_depthwise,
-    "im2col": build_im2col_tasks if HAVE_BLAS else build_im2col,
-    # the same GEMMs through np.matmul (BLAS's own threads): the fallback without a CBLAS
+    "im2col": build_im2col_tasks,
+    "direct": build_direct,
+    # the same GEMMs through np.matmul (BLAS's own threads): a second reference
     "pointwise_numpy": build_pointwise,
     "im2col_numpy": build_im2col,
 }

@@ -1,12 +1,15 @@
-"""Convolution as GEMM tasks on one pool: im2col (or the input itself, for 1x1) per block of
-output pixels, a single-threaded sgemm per block, the epilogue while the block is in cache.
+"""Convolution as GEMM tasks on one pool: 1x1 convs read the input in place, other kernels
+(strided or padded 1x1 by default; any, on request) gather im2col blocks; the product runs on
+cnnrt's register tile (microkernel.py) with the weights packed at build and the epilogue
+(bias, residual, Relu/Clip) applied in registers.
 
 One parallel region per layer. The output of image ``n``, group ``g`` is the GEMM
-``W[g] (Mg x K) @ col (K x P)`` with P = OH*OW; it is cut into tasks (n, g, pixel block,
+``W[g] (Mg x K) @ B (K x P)`` with P = OH*OW; it is cut into tasks (n, g, pixel block,
 row block) that threads claim from a shared counter (:func:`blas.claim`), so a thread that
-is descheduled (a busy machine) delays only the block it holds. Each thread keeps its own
-im2col scratch and recomputes it only when its next task is on another pixel block; row
-blocks are used only when pixel blocks are too few to keep the threads busy (late layers).
+is descheduled (a busy machine) delays only the block it holds. Within a task, column panels
+(NR pixels) are outermost and K is cut into blocks that keep the B panel in L1 while every
+row panel's weights stream past it. Tiles whose columns are ragged or span images go through
+a scratch tile and get their epilogue when copied out.
 
 Block sizes are fixed when the session is built (:func:`plan_blocks`) from the shape alone.
 """
@@ -15,53 +18,55 @@ from __future__ import annotations
 
 import numpy as np
 from cnnrt.kernels._jit import njit, pick, pjit, serial_twin
+from cnnrt.kernels.aligned import aligned_copy, per_thread
 from cnnrt.kernels.cpu import blas
-from cnnrt.kernels.cpu.activation import act_row
+from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.conv import _valid_range
+from cnnrt.kernels.cpu.microkernel import MR
 from numba import prange
+
+from cnnrt.ops import ACTIVATIONS
 
 _COL_BUDGET = 1 << 20  # bytes of im2col scratch per task (L2 is 2 MB)
 _MIN_TASKS = 8  # pixel blocks are halved (down to 64) until there are this many tasks
 _MIN_ROW_TASKS = 4  # below this many, output rows (channels) are split too
 _MIN_TASK_MACS = 1 << 19  # ~5 us of GEMM: smaller tasks cost more to hand out than they save
-_FOLD_BELOW = 256  # images with fewer output pixels share column blocks at batch > 1
 
 
-def plan_blocks(n: int, g: int, mg: int, k: int, p: int, itemsize: int, direct: bool) -> tuple[int, int]:
+def plan_blocks(n: int, g: int, mg: int, k: int, p: int, itemsize: int, nr: int) -> tuple[int, int]:
     """(column block, row block) for ``g`` GEMMs of (mg x k) @ (k x n*p).
 
     Columns are the output pixels of all images, (n, p) flattened. Blocks stay inside an
     image when images are big; small images at batch > 1 (late layers, LeNet) are folded
     together, a block spanning images going through per-thread scratch, so the GEMMs get
-    enough columns (OpenBLAS ran at ~90 GFLOP/s on 49 columns, ~125 on 392). Few tasks are
-    made up by splitting rows (output channels) into tall blocks first (64 / 128 / 256-row
-    blocks on 49 columns: 72 / 85 / 94 GFLOP/s), columns second."""
-    if direct:  # 1x1: no im2col scratch, blocks only for parallelism and cache reuse
-        want = 1024
-    else:
-        want = max(128, min(2048, _COL_BUDGET // max(1, k * itemsize)))
+    enough columns (49 columns fill two 32-wide tiles 77%; OpenBLAS, before the register
+    tile, ran at ~90 GFLOP/s on 49 columns, ~125 on 392). Few tasks are made up by splitting
+    rows (output channels) into tall blocks first (OpenBLAS on 64 / 128 / 256-row blocks of
+    49 columns: 72 / 85 / 94 GFLOP/s), columns second. Blocks are whole tiles (nr columns,
+    MR rows)."""
+    want = max(4 * nr, min(2048, _COL_BUDGET // max(1, k * itemsize)))
     total = n * p
     fold = n > 1 and p < want
     pb = min(total, want) if fold else min(p, want)
-    pb = min(total, -(-pb // 16) * 16)
+    pb = min(total, -(-pb // nr) * nr)
     # no more tasks than the work pays for: a task of under ~_MIN_TASK_MACS is mostly overhead
     while pb < total and mg * k * pb < _MIN_TASK_MACS:
         pb = min(total, pb * 2)
     tasks = g * _blocks(n, p, pb)
     mb = mg
     if tasks < _MIN_TASKS and mg >= 256 and mg * k * total >= 2 * _MIN_TASK_MACS:
-        mb = blas.split(mg, min(-(-_MIN_TASKS // tasks), mg // 128), 16)
+        mb = blas.split(mg, min(-(-_MIN_TASKS // tasks), mg // 128), MR)
         tasks *= -(-mg // mb)
     floor = 128 if fold else 64
     while (
         tasks < (_MIN_ROW_TASKS if mb < mg else _MIN_TASKS) and pb >= 2 * floor and mg * k * (pb // 2) >= _MIN_TASK_MACS
     ):
-        pb = -(-(pb // 2) // 16) * 16
+        pb = -(-(pb // 2) // nr) * nr
         tasks = g * _blocks(n, p, pb) * -(-mg // mb)
     if pb < p:  # inside images: split each image evenly
         per = -(-p // pb)  # blocks per image
         even = -(-p // per)  # their even size
-        pb = min(p, -(-even // 16) * 16)
+        pb = min(p, -(-even // nr) * nr)
     return pb, mb
 
 
@@ -133,33 +138,79 @@ def _im2col_block(x, n, c0, cg, col, ld, coff, kh, kw, sh, sw, pt, pl, dh, dw, o
                 col[np.uint64(dst + q)] = 0
 
 
-@pjit
-def _conv_tasks(x, wg, bias, res, out, col, cbuf, counter, nthreads, direct,
-                kh, kw, sh, sw, pt, pl, dh, dw, ow, pb, mb, has_res, kind, alpha, beta):  # fmt: skip
-    """out[n, g*Mg + m, p] = act(sum_k wg[g, m, k] col[k, (n, p)] + bias + res), task by task.
+@njit
+def _gather_block(x, xf, c0, cg, k, col, ld, q0, q1, p_count, direct, kh, kw, sh, sw, pt, pl, dh, dw, ow):
+    """col[r*ld + q - q0] = B[r, q] for the columns q in [q0, q1) (output pixels of all images,
+    (n, p) flattened), image by image: the im2col rows (c, i, j), or for 1x1 (``direct``) the
+    input channels themselves (only needed when the block spans images)."""
+    c_count = x.shape[1]
+    hw = x.shape[2] * x.shape[3]
+    q = q0
+    while q < q1:
+        n = q // p_count
+        pa = q - n * p_count
+        pe = min(p_count, pa + q1 - q)
+        if direct:
+            for r in range(k):
+                src = np.uint64((n * c_count + c0 + r) * hw + pa)
+                dst = np.uint64(r * ld + q - q0)
+                for j in range(pe - pa):
+                    col[dst + j] = xf[src + j]
+        else:
+            _im2col_block(x, n, c0, cg, col, ld, q - q0, kh, kw, sh, sw, pt, pl, dh, dw, ow, pa, pe)
+        q += pe - pa
 
-    x (N, C, H, W); wg (G, Mg, K); out, res (N, M, P) contiguous; per thread: col (K * pb)
-    for im2col or folded input, cbuf (mb * pb) for the product of a block spanning images."""
-    n_count, c, h, w = x.shape
-    g_count, mg, k = wg.shape
-    m_count = out.shape[1]
-    p_count = out.shape[2]
+
+@njit
+def _pack_panel(src, off, ld, k, width, nr, dst):
+    """dst[r*nr + j] = src[off + r*ld + j] for j < width, 0 for width <= j < nr: a ragged last
+    panel, so the register tile never reads past its operand."""
+    for r in range(k):
+        s = np.uint64(off + r * ld)
+        d = np.uint64(r * nr)
+        for j in range(width):
+            dst[d + j] = src[s + j]
+        for j in range(width, nr):
+            dst[d + j] = 0
+
+
+@pjit
+def _conv_tasks(x, xf, ap, bias, res, out, col, pbuf, tbuf, counter, nthreads, direct, kc,
+                kh, kw, sh, sw, pt, pl, dh, dw, ow, pb, mb, has_res, kind, alpha, beta, flags):  # fmt: skip
+    """out[n, g*Mg + m, p] = act(sum_k W[g, m, k] B[k, (n, p)] + bias + res), task by task.
+
+    x (N, C, H, W) and xf, its flat view; ap: the packed weights (G, panels, K, MR); out, res
+    flat (N*M*P). Per thread: col (K x ld) for the block's im2col (or its input columns when
+    it spans images; a 1x1 block inside an image is read in place), pbuf (K*NR) for a ragged
+    last panel, tbuf (rows of a task x NR) for tiles whose columns are ragged or span images. ``flags``: the epilogue
+    the register tile applies (microkernel.py); other activations (``kind``) run per row after."""
+    n_count, c = x.shape[0], x.shape[1]
+    g_count, n_panels, k = ap.shape[0], ap.shape[1], ap.shape[2]
+    nr = pbuf.shape[1] // k
+    ld = col.shape[1] // k
+    m_count = bias.shape[0]
+    mg = m_count // g_count
+    p_count = out.shape[0] // (n_count * m_count)
+    hw = x.shape[2] * x.shape[3]
     cg = c // g_count
     total = n_count * p_count
     per_img = (p_count + pb - 1) // pb  # pb <= P: blocks inside images; pb > P: folded
     n_pb = n_count * per_img if pb <= p_count else (total + pb - 1) // pb
     n_mb = (mg + mb - 1) // mb
     ntasks = g_count * n_pb * n_mb
-    hw = h * w
+    post = kind != 0 and flags >> mk.ACT_SHIFT == 0  # an activation the tile does not apply
+    tile_flags = flags if not post else flags & (mk.BIAS | mk.RESIDUAL)
+    zero = bias[0] * 0
     for t in prange(nthreads):
-        scratch = col[t]
-        cs = cbuf[t]
+        cs = col[t]
+        ps = pbuf[t]
+        ts = tbuf[t]
         held = -1
         while True:
             i = blas.claim(counter)
             if i >= ntasks:
                 break
-            blk = i // n_mb  # (g, column block), row block fastest: a thread keeps its col
+            blk = i // n_mb  # (g, column block), row block fastest: a thread keeps its columns
             mi = i - blk * n_mb
             g = blk // n_pb
             b = blk - g * n_pb
@@ -170,73 +221,86 @@ def _conv_tasks(x, wg, bias, res, out, col, cbuf, counter, nthreads, direct,
             else:
                 q0 = b * pb
                 q1 = min(total, q0 + pb)
-            nq = q1 - q0
+            n0 = q0 // p_count
+            inside = (q1 - 1) // p_count == n0
+            if direct and inside:  # B is the input itself: rows of length HW
+                bsrc = xf
+                b0 = (n0 * c + g * cg) * hw + q0 - n0 * p_count
+                ldb = hw
+            else:
+                if blk != held:
+                    _gather_block(x, xf, g * cg, cg, k, cs, ld, q0, q1, p_count, direct,
+                                  kh, kw, sh, sw, pt, pl, dh, dw, ow)  # fmt: skip
+                    held = blk
+                bsrc = cs
+                b0 = 0
+                ldb = ld
+            n_q = (q1 - q0 + nr - 1) // nr
+            width = q1 - q0 - (n_q - 1) * nr  # of the last panel
+            if width < nr:
+                _pack_panel(bsrc, b0 + (n_q - 1) * nr, ldb, k, width, nr, ps)
             m0 = mi * mb
             m1 = min(mg, m0 + mb)
-            n = q0 // p_count
-            p0 = q0 - n * p_count
-            if (q1 - 1) // p_count == n:  # inside image n: straight into the output
-                p1 = p0 + nq
-                orow = n * m_count + g * mg  # first output row (n, g*Mg) in the (N*M, P) view
-                if direct:
-                    blas.gemm(False, m1 - m0, nq, k, wg, (g * mg + m0) * k, k,
-                              x, (n * c + g * cg) * hw + p0, hw, 0.0, out, (orow + m0) * p_count + p0, p_count)  # fmt: skip
+            p0 = m0 // MR
+            p1 = (m1 + MR - 1) // MR
+            for tq in range(n_q):
+                qa = q0 + tq * nr
+                qe = min(q1, qa + nr)
+                n = qa // p_count
+                pa = qa - n * p_count
+                if qe - qa == nr:
+                    src, s_off, s_ld = bsrc, b0 + tq * nr, ldb
                 else:
-                    if blk != held:
-                        _im2col_block(x, n, g * cg, cg, scratch, nq, 0, kh, kw, sh, sw, pt, pl, dh, dw, ow, p0, p1)
-                        held = blk
-                    blas.gemm(False, m1 - m0, nq, k, wg, (g * mg + m0) * k, k,
-                              scratch, 0, nq, 0.0, out, (orow + m0) * p_count + p0, p_count)  # fmt: skip
-                for m in range(m0, m1):
-                    ch = g * mg + m
-                    if has_res:
-                        act_row(out[n, ch, p0:p1], bias[ch], res[n, ch, p0:p1], True, kind, alpha, beta)
-                    else:
-                        act_row(out[n, ch, p0:p1], bias[ch], res[0, 0, 0:1], False, kind, alpha, beta)
-                continue
-            # spanning images: gather the columns image by image, GEMM into scratch, scatter
-            if blk != held:
-                q = q0
-                while q < q1:
+                    src, s_off, s_ld = ps, 0, nr
+                direct_out = qe - qa == nr and (qe - 1) // p_count == n  # a whole tile inside image n
+                # K in blocks of kc: the B panel block (kc x NR) stays in L1 across the row
+                # panels, whose A blocks stream from L2
+                for k0 in range(0, k, kc):
+                    kl = min(kc, k - k0)
+                    last = k0 + kl == k
+                    acc = mk.ACCUMULATE if k0 > 0 else 0
+                    for pnl in range(p0, p1):
+                        r0 = pnl * MR  # first row of the panel within the group
+                        mr = min(MR, m1 - r0)
+                        ch0 = g * mg + r0
+                        a_off = ((g * n_panels + pnl) * k + k0) * MR
+                        if direct_out:
+                            o_off = (n * m_count + ch0) * p_count + pa
+                            mk.tile(ap, a_off, 1, MR, src, s_off + k0 * s_ld, s_ld, kl, out, o_off, p_count, mr,
+                                    acc | (tile_flags if last else 0), bias, ch0, res, o_off, alpha, beta)  # fmt: skip
+                            if last and post:
+                                for r in range(mr):
+                                    d = o_off + r * p_count
+                                    mk.emit_row(out, d, out, d, nr, zero, out, False, False, kind, alpha, beta)
+                        else:  # ragged or spanning images: into scratch, the epilogue per image after
+                            mk.tile(ap, a_off, 1, MR, src, s_off + k0 * s_ld, s_ld, kl, ts, (r0 - p0 * MR) * nr, nr,
+                                    mr, acc, bias, 0, res, 0, alpha, beta)  # fmt: skip
+                if direct_out:
+                    continue
+                q = qa
+                while q < qe:
                     n = q // p_count
                     pa = q - n * p_count
-                    pe = min(p_count, pa + q1 - q)
-                    if direct:
-                        for r in range(k):
-                            src = x[n, g * cg + r]
-                            _copy_plane_cols(src, scratch, r * nq + q - q0, pa, pe, ow)
-                    else:
-                        _im2col_block(x, n, g * cg, cg, scratch, nq, q - q0, kh, kw, sh, sw, pt, pl, dh, dw, ow, pa, pe)
+                    pe = min(p_count, pa + qe - q)
+                    for r in range(m1 - m0):
+                        ch = g * mg + m0 + r
+                        d = (n * m_count + ch) * p_count + pa
+                        mk.emit_row(ts, (m0 - p0 * MR + r) * nr + q - qa, out, d, pe - pa, bias[ch], res, has_res,
+                                    False, kind, alpha, beta)  # fmt: skip
                     q += pe - pa
-                held = blk
-            blas.gemm(False, m1 - m0, nq, k, wg, (g * mg + m0) * k, k, scratch, 0, nq, 0.0, cs, 0, nq)
-            q = q0
-            while q < q1:
-                n = q // p_count
-                pa = q - n * p_count
-                pe = min(p_count, pa + q1 - q)
-                for m in range(m0, m1):
-                    ch = g * mg + m
-                    o = out[n, ch, pa:pe]
-                    src = cs[(m - m0) * nq + q - q0 : (m - m0) * nq + q - q0 + pe - pa]
-                    for e in range(pe - pa):
-                        o[e] = src[e]
-                    if has_res:
-                        act_row(o, bias[ch], res[n, ch, pa:pe], True, kind, alpha, beta)
-                    else:
-                        act_row(o, bias[ch], res[0, 0, 0:1], False, kind, alpha, beta)
-                q += pe - pa
 
 
 _conv_tasks_serial = serial_twin(_conv_tasks)
 
 
-@njit
-def _copy_plane_cols(plane, dst, off, pa, pe, ow):
-    """dst[off + (p - pa)] = plane.flat[p] for p in [pa, pe) (plane: one (OH, OW) input channel)."""
-    for p in range(pa, pe):
-        oh = p // ow
-        dst[np.uint64(off + p - pa)] = plane[np.uint64(oh), np.uint64(p - oh * ow)]
+def tile_flags(spec) -> int:
+    """The epilogue flags for the register tile (microkernel.py) of a conv with ``spec``."""
+    f = (mk.BIAS if spec.has_bias else 0) | (mk.RESIDUAL if spec.has_res else 0)
+    if spec.act == ACTIVATIONS["Relu"]:
+        f |= mk.ACT_RELU << mk.ACT_SHIFT
+    elif spec.act == ACTIVATIONS["Clip"]:
+        f |= mk.ACT_CLIP << mk.ACT_SHIFT
+    return f
 
 
 def build_tasks(spec, w_const, b_const, direct: bool):
@@ -246,31 +310,44 @@ def build_tasks(spec, w_const, b_const, direct: bool):
 
     dt = np.dtype(spec.dtype)
     g, mg, k, p = spec.group, spec.mg, spec.k, spec.oh * spec.ow
-    pb, mb = plan_blocks(spec.n, g, mg, k, p, dt.itemsize, direct)
-    wg = None if w_const is None else readonly(np.ascontiguousarray(w_const.reshape(g, mg, k)))
+    nr = mk.nr(dt)
+    pb, mb = plan_blocks(spec.n, g, mg, k, p, dt.itemsize, nr)
+
+    def pack(w):
+        w3 = np.asarray(w, dt).reshape(g, mg, k)
+        return readonly(aligned_copy(np.stack([mk.pack_a(w3[i]) for i in range(g)])))
+
+    ap_const = None if w_const is None else pack(w_const)
     zeros = readonly(np.zeros(spec.m, dt))
-    dummy_res = np.zeros((1, 1, 1), dt)
+    dummy_res = np.zeros(1, dt)
     max_threads = numba.config.NUMBA_NUM_THREADS
     folds = pb > p  # some column blocks span images
-    col = np.zeros((max_threads, k * pb if folds or not direct else 1), dt)
-    cbuf = np.zeros((max_threads, mb * pb if folds else 1), dt)
+    # col rows padded to whole panels plus one vector: a row pitch of a large power of two
+    # would map every row of a panel to the same few L1 sets
+    ld = -(-pb // nr) * nr + nr // 2
+    # (the kernel reads nr and ld back from these widths: both are whole cache lines)
+    col = per_thread(max_threads, k * ld if folds or not direct else 1, dt)
+    pbuf = per_thread(max_threads, k * nr, dt)
+    tbuf = per_thread(max_threads, -(-mb // mk.MR) * mk.MR * nr, dt)
+    kc = mk.k_block(dt)
     counter = np.zeros(1, np.int64)
     alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
-    oshape = (spec.n, spec.m, p)
     ntasks = g * _blocks(spec.n, p, pb) * -(-mg // mb)
     work = spec.n * spec.m * p * k if ntasks > 1 else 0  # one task: nothing to share
+    flags = tile_flags(spec)
     s = spec
 
     def run(ins, outs):
-        w = wg if wg is not None else readonly(np.ascontiguousarray(ins[1]).reshape(g, mg, k))
+        ap = ap_const if ap_const is not None else pack(ins[1])
         b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         counter[0] = 0
         nthreads = min(numba.get_num_threads(), max_threads)
         kern = pick(_conv_tasks, _conv_tasks_serial, work, nthreads)
-        kern(ins[0], w, b, dummy_res if r is None else r.reshape(oshape), outs[0].reshape(oshape), col, cbuf,
-                    counter, nthreads, direct, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl,
-                    s.dh, s.dw, s.ow, pb, mb, r is not None, s.act, alpha, beta)  # fmt: skip
+        x = ins[0]
+        kern(x, x.reshape(-1), ap, b, dummy_res if r is None else r.reshape(-1), outs[0].reshape(-1), col, pbuf, tbuf,
+             counter, nthreads, direct, kc, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl,
+             s.dh, s.dw, s.ow, pb, mb, r is not None, s.act, alpha, beta, flags)  # fmt: skip
 
     run.blocks = (pb, mb)
     return run

@@ -1,15 +1,56 @@
-"""Depthwise convolution (group == C, dilation 1) with taps as whole-plane vector passes.
+"""Depthwise convolution (group == C, dilation 1): two direct kernels, fused epilogue.
 
-The layout trick of pool.py's _pool_flat: each input plane is copied, zero padded, into sw
-column phases (phase k holds padded columns k, k + sw, ...) of owv values per row; output
-(oh, ow) gets the virtual flat index o = oh*R + ow with R = sh*owv, and tap (i, j) adds
-w[i, j] times element o + i*owv + j // sw of phase j % sw to it. Each tap is one contiguous
-loop over the whole plane, which LLVM vectorises, where row-wise loops over rows of 7-28
-outputs (MobileNet's late layers) were mostly overhead. The junk between output rows is
-dropped when the plane is copied out (with the activation, when there is no residual).
+Both compute act(bias + taps (+ residual)) per output plane, straight from a per-thread padded
+copy of the input plane, with the residual and the activation applied in the same loop:
+
+- ``_depthwise_3x3``: 3x3, pads 1, stride 1, or stride 2 on even planes (every MobileNetV2
+  layer). The padded copy is laid out so that tap (i, j) of output p (flat, oh*OW + ow) is at
+  a fixed offset from p: one flat loop over the whole output plane, written straight into
+  the output. Column taps that wrap into the neighbouring row are dropped by a select.
+- ``_depthwise_flat``: everything else. The plane is split into sh*sw phases (padded rows
+  a, a + sh, ... and columns b, b + sw, ...) of owv values per row; output (oh, ow) gets the
+  virtual index oh*owv + ow, and tap (i, j) reads element (i // sh)*owv + j // sw further on
+  in phase (i % sh, j % sw): one flat loop per tap, then the 1-2 junk columns per row are
+  dropped when the accumulator is copied out. (Row phases matter for stride 2: with column
+  phases only, every other accumulator row was junk, twice the work.)
+
+Whole-plane loops vectorise where row loops over MobileNet's 7-28 wide rows were mostly
+overhead. What else made the difference, measured: an explicit fused multiply-add (an LLVM
+intrinsic: one rounding, NaN/Inf as IEEE says; fastmath stays off, so LLVM never contracts
+mul + add itself); no array views per plane or per row (each costs an atomic reference-count
+increment and decrement: with ~13 per plane they took 3x a 7x7 plane's arithmetic); indices
+LLVM can see are non-negative (else Numba's wraparound select turns loads into gathers);
+no integer divisions per plane or row.
+
+Median ms per MobileNetV2 layer shape (3x3 pad 1, bias + ReLU6), 2 threads on the shared
+2-core Xeon (another process held about one core), timed alternately in one process against
+onnxruntime 1.31 running the same Conv(group=C)+Clip node (NCHW in and out, 2 intra-op
+threads, no spinning). "before" is the previous version of this module (column phases only,
+accumulator copied out, residual and activation in a separate pass):
+
+    layer (C, H -> OH, stride)   batch 1: before  after   ort  | batch 8: before  after    ort
+    32,  112 -> 112, s1                   0.378   0.301  0.446 |          3.235   2.096  4.368
+    96,  112 -> 56,  s2                   0.615   0.457  0.731 |          6.730   4.866 11.463
+    144, 56 -> 56,   s1                   0.434   0.297  0.497 |          3.968   2.346  5.638
+    144, 56 -> 28,   s2                   0.331   0.193  0.281 |          2.181   1.230  2.430
+    192, 28 -> 28,   s1                   0.230   0.115  0.193 |          1.385   0.720  1.299
+    192, 28 -> 14,   s2                   0.170   0.076  0.079 |          1.137   0.644  0.820
+    384, 14 -> 14,   s1                   0.163   0.086  0.090 |          1.076   0.436  0.841
+    576, 14 -> 14,   s1                   0.234   0.113  0.150 |          1.630   0.633  1.247
+    576, 14 -> 7,    s2                   0.199   0.061  0.058 |          1.381   0.524  0.630
+    960, 7 -> 7,     s1                   0.187   0.056  0.095 |          1.221   0.467  0.487
+    all 17 layers                         4.08    2.30   3.33  |          31.4    17.1   34.8
+
+On one thread the 7x7 layers are the closest (960x7x7 s1: 0.052 ms vs onnxruntime's 0.044;
+576 14 -> 7: 0.059 vs 0.042): ~4 us of each call is Python and Numba dispatch, and the
+stride-2 split of 7-wide rows runs scalar. Inside the whole model onnxruntime runs these
+convolutions in its blocked NCHWc layout, which is faster again on the 7x7 and 14x14 layers.
+Off the fast path (5x5, odd stride-2 planes, no padding), _depthwise_flat went 0.31-0.62x of
+its previous time on one thread (e.g. 240x28x28 5x5 0.60 -> 0.37 ms, 576x15x15 3x3 s2
+0.34 -> 0.11).
 
 Threads claim chunks of planes from a counter (as the GEMM kernels do) and keep their padded
-plane (border zeroed once) and accumulator across planes.
+plane (borders zeroed once per call) and accumulator across planes.
 """
 
 from __future__ import annotations
@@ -18,37 +59,65 @@ import numpy as np
 from cnnrt.kernels._jit import pick, pjit, serial_twin
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
-from numba import prange
+from numba import prange, types
+from numba.extending import intrinsic
 
 
-def geometry(oh: int, ow: int, kh: int, kw: int, sh: int, sw: int) -> tuple[int, int, int, int]:
-    """(owv, plane, r, n_acc): phase row length, phase size, virtual row pitch, accumulator size."""
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c with one rounding (llvm.fma; vectorises, unlike a libm call)."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
+def geometry(oh: int, ow: int, kh: int, kw: int, sh: int, sw: int) -> tuple[int, int, int]:
+    """(owv, sub, n_acc): phase row length, size of one of the sh*sw phases, accumulator size."""
     owv = -(-((ow - 1) * sw + kw) // sw)
-    plane = ((oh - 1) * sh + kh) * owv
-    r = sh * owv
-    return owv, plane, r, (oh - 1) * r + ow
+    hq = oh + (kh - 1) // sh
+    return owv, hq * owv, (oh - 1) * owv + ow
 
 
 @pjit
-def _depthwise_flat(x, w, bias, out, mult, kh, kw, sh, sw, pt, pl, kind, alpha, beta, xbuf, abuf, counter,
-                    nthreads, chunk):  # fmt: skip
-    """out[n, m] = act(bias[m] + sum_ij w[m, i*kw + j] x[n, m // mult] (window)); see module doc.
-    kind = 0 leaves the activation to a later pass (with the residual)."""
+def _depthwise_flat(x, w, bias, res, out, mult, kh, kw, sh, sw, pt, pl, has_res, lo, hi, kind, alpha, beta, xbuf,
+                    abuf, counter, nthreads, chunk):  # fmt: skip
+    """out[n, m] = act(bias[m] + sum_ij w[m, i*kw + j] x[n, m // mult] (window) (+ res[n, m]));
+    see the module doc."""
     n_count, m_count, oh_count, ow_count = out.shape
     h, wd = x.shape[2], x.shape[3]
     owv = -(-((ow_count - 1) * sw + kw) // sw)
-    hp = (oh_count - 1) * sh + kh
-    plane = hp * owv
-    r = sh * owv
-    n_acc = (oh_count - 1) * r + ow_count
+    hq = oh_count + (kh - 1) // sh
+    sub = hq * owv
+    n_acc = (oh_count - 1) * owv + ow_count
     c1 = max(0, min(wd, sw * owv - pl))  # input columns that land in the padded plane
-    rows = max(0, min(h, hp - pt))
+    rows = max(0, min(h, sh * hq - pt))  # and rows
+    kk = kh * kw
     p_count = n_count * m_count
     n_tasks = (p_count + chunk - 1) // chunk
+    # tap offsets and the row phases, once: integer divisions per plane or per row cost as
+    # much as a 7x7 plane's arithmetic
+    toff = np.empty(kh * kw, np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            toff[i * kw + j] = ((i % sh) * sw + j % sw) * sub + (i // sh) * owv + j // sw
+    rbase = np.empty(rows, np.int64)
+    for row in range(rows):
+        pr = row + pt
+        rbase[row] = (pr % sh) * sw * sub + (pr // sh) * owv
+    ev0 = (pl % 2) * sub + pl // 2
+    od0 = (1 - pl % 2) * sub + (pl + 1) // 2
     for t in prange(nthreads):
         xph = xbuf[t]
         acc = abuf[t]
         xph[:] = 0  # the border; every plane overwrites the same interior
+        # views once per thread, uint64 offsets per plane: see _depthwise_3x3
+        s00, s01, s02 = xph[toff[0] :], xph[toff[1 % kk] :], xph[toff[2 % kk] :]
+        s10, s11, s12 = xph[toff[3 % kk] :], xph[toff[4 % kk] :], xph[toff[5 % kk] :]
+        s20, s21, s22 = xph[toff[6 % kk] :], xph[toff[7 % kk] :], xph[toff[8 % kk] :]
         while True:
             task = blas.claim(counter)
             if task >= n_tasks:
@@ -56,93 +125,240 @@ def _depthwise_flat(x, w, bias, out, mult, kh, kw, sh, sw, pt, pl, kind, alpha, 
             for p in range(task * chunk, min(p_count, task * chunk + chunk)):
                 n = p // m_count
                 m = p - n * m_count
-                xp = x[n, m // mult]
+                ci = m // mult
                 for row in range(rows):
-                    base = (row + pt) * owv
+                    base = rbase[row]
                     ur = np.uint64(row)
                     if sw == 1:
                         for q in range(c1):
-                            xph[np.uint64(base + pl + q)] = xp[ur, np.uint64(q)]
+                            xph[np.uint64(base + pl + q)] = x[n, ci, ur, np.uint64(q)]
                     elif sw == 2:  # column pairs: both phases in one loop (an interleaved load)
                         half = c1 // 2
-                        ev = xph[(pl % 2) * plane + base + pl // 2 :]
-                        od = xph[(1 - pl % 2) * plane + base + (pl + 1) // 2 :]
                         for u in range(half):
-                            ev[u] = xp[ur, np.uint64(2 * u)]
-                            od[u] = xp[ur, np.uint64(2 * u + 1)]
+                            xph[np.uint64(base + ev0 + u)] = x[n, ci, ur, np.uint64(2 * u)]
+                            xph[np.uint64(base + od0 + u)] = x[n, ci, ur, np.uint64(2 * u + 1)]
                         if c1 % 2:
-                            ev[half] = xp[ur, np.uint64(c1 - 1)]
+                            xph[np.uint64(base + ev0 + half)] = x[n, ci, ur, np.uint64(c1 - 1)]
                     else:
                         for q in range(c1):
                             pc = q + pl
-                            xph[np.uint64((pc % sw) * plane + base + pc // sw)] = xp[ur, np.uint64(q)]
+                            xph[np.uint64(base + (pc % sw) * sub + pc // sw)] = x[n, ci, ur, np.uint64(q)]
                 b = bias[m]
                 if kh == 3 and kw == 3:  # all 9 taps in one pass: acc is written once
-                    s00 = xph[0 * owv :]
-                    s01 = xph[(1 % sw) * plane + 0 * owv + 1 // sw :]
-                    s02 = xph[(2 % sw) * plane + 0 * owv + 2 // sw :]
-                    s10 = xph[1 * owv :]
-                    s11 = xph[(1 % sw) * plane + 1 * owv + 1 // sw :]
-                    s12 = xph[(2 % sw) * plane + 1 * owv + 2 // sw :]
-                    s20 = xph[2 * owv :]
-                    s21 = xph[(1 % sw) * plane + 2 * owv + 1 // sw :]
-                    s22 = xph[(2 % sw) * plane + 2 * owv + 2 // sw :]
                     w0, w1, w2 = w[m, 0], w[m, 1], w[m, 2]
                     w3, w4, w5 = w[m, 3], w[m, 4], w[m, 5]
                     w6, w7, w8 = w[m, 6], w[m, 7], w[m, 8]
                     for q in range(n_acc):
-                        acc[q] = (b + w0 * s00[q] + w1 * s01[q] + w2 * s02[q] + w3 * s10[q] + w4 * s11[q]
-                                  + w5 * s12[q] + w6 * s20[q] + w7 * s21[q] + w8 * s22[q])  # fmt: skip
+                        v = fma(w0, s00[q], b)
+                        v = fma(w1, s01[q], v)
+                        v = fma(w2, s02[q], v)
+                        v = fma(w3, s10[q], v)
+                        v = fma(w4, s11[q], v)
+                        v = fma(w5, s12[q], v)
+                        v = fma(w6, s20[q], v)
+                        v = fma(w7, s21[q], v)
+                        acc[q] = fma(w8, s22[q], v)
                 else:
                     for q in range(n_acc):
                         acc[q] = b
-                    for i in range(kh):
-                        for j in range(kw):
-                            wv = w[m, i * kw + j]
-                            src = xph[(j % sw) * plane + i * owv + j // sw :]
-                            for q in range(n_acc):
-                                acc[q] += wv * src[q]
-                op = out[n, m]
+                    for k in range(kk):
+                        wv = w[m, k]
+                        off = toff[k]
+                        for q in range(n_acc):
+                            acc[q] = fma(wv, xph[np.uint64(off + q)], acc[q])
+                # copy out without the junk columns, with residual and clamp (the plane is in L1)
                 for o in range(oh_count):
-                    orow = op[o]
+                    uo = np.uint64(o)
                     for q in range(ow_count):
-                        orow[q] = acc[np.uint64(o * r + q)]
-                    act_inplace(orow, kind, alpha, beta)
+                        uq = np.uint64(q)
+                        v = acc[np.uint64(o * owv + q)]
+                        if has_res:
+                            v = v + res[n, m, uo, uq]
+                        v = lo if v < lo else v
+                        out[n, m, uo, uq] = hi if v > hi else v
+                if kind != 0 and kind != 1 and kind != 3:
+                    for o in range(oh_count):
+                        act_inplace(out[n, m, o], kind, alpha, beta)
 
 
 _depthwise_flat_serial = serial_twin(_depthwise_flat)
 
 
-def build_flat(spec, w2, b_const, zeros, epi):
-    """run(ins, outs) for a dilation-1 depthwise spec (w2: (M, kh*kw) constant or None)."""
+@pjit
+def _depthwise_3x3(x, w, bias, res, out, mult, stride, h, wd, has_res, lo, hi, kind, alpha, beta, toff, seg,
+                   keep_l, keep_r, xbuf, counter, nthreads, chunk, band):  # fmt: skip
+    """3x3, pads 1, stride 1 (output plane = input plane) or 2 (even H, W: half of it), as flat
+    loops over the output plane: x (N*C, H*W), out and res (N*M, OH*OW); see build_flat.
+
+    Stride 1: the plane is copied once (one contiguous loop) between a zero row above and below
+    (``seg[0]`` = W + 1 is where it starts); output p = oh*W + ow reads p + i*W + j. Stride 2:
+    the plane is split into 4 (row, column) parity planes of OH x OW, each after OW + 1 zeros
+    (starts ``seg``: even/even, even/odd, odd/even, odd/odd); input row 2*oh + i - 1 and column
+    2*ow + j - 1 are then at p (+ -OW for i = 0) (+ -1 for j = 0) of one of them. Either way
+    tap t reads xbuf[toff[t] + p]: linear in p, so one flat loop over the plane computes it
+    straight into ``out``: no accumulator to copy out, no junk columns between rows (the
+    padded layout of _depthwise_flat spent 2-5x the arithmetic in copies on 7x7-14x14 planes).
+    Large planes go in bands of ``band`` output rows: copy the input rows a band needs, then
+    compute it while they are in L1.
+
+    Column taps that would wrap into the neighbouring row are dropped by a select on keep_l /
+    keep_r (a multiplication by 0 would turn an Inf or NaN there into NaN). The activation is
+    a clamp to [lo, hi] (identity, Relu and Clip; NaN passes), others run over the plane after.
+
+    Per plane there are no array views: each view costs an atomic reference count increment
+    and decrement, which with ~13 views was 3x the arithmetic of a 7x7 plane. Views are made
+    once per thread and indexed with uint64 offsets (a signed index that LLVM cannot prove
+    non-negative goes through Numba's wraparound select, and the loads became gathers).
+    """
+    p_count, m_count = out.shape[0], bias.shape[0]
+    oh, ow = h // stride, wd // stride
+    n_tasks = (p_count + chunk - 1) // chunk
+    for t in prange(nthreads):
+        xs = xbuf[t]
+        xs[:] = 0  # the zero borders; every plane overwrites the same interior
+        s00, s01, s02 = xs[toff[0] :], xs[toff[1] :], xs[toff[2] :]
+        s10, s11, s12 = xs[toff[3] :], xs[toff[4] :], xs[toff[5] :]
+        s20, s21, s22 = xs[toff[6] :], xs[toff[7] :], xs[toff[8] :]
+        d0, d1, d2, d3 = xs[seg[0] :], xs[seg[1 % seg.size] :], xs[seg[2 % seg.size] :], xs[seg[3 % seg.size] :]
+        while True:
+            task = blas.claim(counter)
+            if task >= n_tasks:
+                break
+            m = task * chunk % m_count - 1  # output channel, counted on (a division per plane shows)
+            for p in range(task * chunk, min(p_count, task * chunk + chunk)):
+                m = m + 1 if m + 1 < m_count else 0
+                pin = (p - m) // mult + m // mult if mult > 1 else p
+                b = bias[m]
+                w0, w1, w2 = w[m, 0], w[m, 1], w[m, 2]
+                w3, w4, w5 = w[m, 3], w[m, 4], w[m, 5]
+                w6, w7, w8 = w[m, 6], w[m, 7], w[m, 8]
+                done = 0  # input rows copied so far
+                for o0 in range(0, oh, band):
+                    o1 = min(oh, o0 + band)
+                    r1 = min(h, o1 + 1) if stride == 1 else 2 * o1
+                    if stride == 1:
+                        for q in range(done * wd, r1 * wd):
+                            u = np.uint64(q)
+                            d0[u] = x[pin, u]
+                    elif ow >= 12:  # one input row at a time: 2x faster than 4 streams at 112x112
+                        for r in range(done, r1):
+                            ev = d0 if r % 2 == 0 else d2
+                            od = d1 if r % 2 == 0 else d3
+                            base = (r // 2) * ow
+                            src = r * wd
+                            for k in range(ow):
+                                ev[np.uint64(base + k)] = x[pin, np.uint64(src + 2 * k)]
+                                od[np.uint64(base + k)] = x[pin, np.uint64(src + 2 * k + 1)]
+                    else:  # row pairs: fewer, longer loops for 7-wide rows (96 -> 124 ns at 14x14)
+                        for r in range(done // 2, r1 // 2):
+                            base = r * ow
+                            s0 = 2 * r * wd
+                            s1 = s0 + wd
+                            for k in range(ow):
+                                u = np.uint64(base + k)
+                                d0[u] = x[pin, np.uint64(s0 + 2 * k)]
+                                d1[u] = x[pin, np.uint64(s0 + 2 * k + 1)]
+                                d2[u] = x[pin, np.uint64(s1 + 2 * k)]
+                                d3[u] = x[pin, np.uint64(s1 + 2 * k + 1)]
+                    done = r1
+                    for q in range(o0 * ow, o1 * ow):
+                        u = np.uint64(q)
+                        v = fma(w1, s01[u], b)
+                        v = fma(w4, s11[u], v)
+                        v = fma(w7, s21[u], v)
+                        left = fma(w6, s20[u], fma(w3, s10[u], w0 * s00[u]))
+                        right = fma(w8, s22[u], fma(w5, s12[u], w2 * s02[u]))
+                        v = v + left if keep_l[u] else v
+                        v = v + right if keep_r[u] else v
+                        if has_res:
+                            v = v + res[p, u]
+                        v = lo if v < lo else v
+                        out[p, u] = hi if v > hi else v
+                if kind != 0 and kind != 1 and kind != 3:
+                    act_inplace(out[p], kind, alpha, beta)
+
+
+_depthwise_3x3_serial = serial_twin(_depthwise_3x3)
+
+
+# output values per band of _depthwise_3x3: its rows of input and output stay in L1
+BAND_OUTPUTS = 2048
+
+
+def flat3x3_applies(s) -> bool:
+    """True when _depthwise_3x3 computes the ConvSpec ``s`` (else _depthwise_flat does): 3x3,
+    top/left pads 1, and stride 1 with the output plane as big as the input, or stride 2 on
+    even H, W with half of it (every MobileNetV2 / EfficientNet-style 3x3 depthwise layer)."""
+    if (s.kh, s.kw, s.pt, s.pl, s.dh, s.dw) != (3, 3, 1, 1, 1, 1) or s.sh != s.sw:
+        return False
+    if s.sh == 1:
+        return (s.oh, s.ow) == (s.h, s.w)
+    return s.sh == 2 and s.h % 2 == 0 and s.w % 2 == 0 and (s.oh, s.ow) == (s.h // 2, s.w // 2)
+
+
+def build_flat(spec, w2, b_const, zeros):
+    """run(ins, outs) for a dilation-1 depthwise spec (w2: (M, kh*kw) constant or None).
+
+    Bias, residual and activation are all applied by the kernel."""
     import numba
     from cnnrt.kernels.cpu.conv import _opt, readonly
 
     s = spec
     dt = np.dtype(s.dtype)
     kk = s.kh * s.kw
-    owv, plane, _, n_acc = geometry(s.oh, s.ow, s.kh, s.kw, s.sh, s.sw)
+    mult = s.m // s.c
+    alpha, beta = dt.type(s.alpha), dt.type(s.beta)
+    # Identity, Relu and Clip are a clamp to [lo, hi] in the kernels' loops (NaN passes)
+    inf = dt.type(np.inf)
+    lo, hi = {1: (dt.type(0), inf), 3: (alpha, beta)}.get(s.act, (-inf, inf))
+    no_res = np.zeros((1, 1, 1, 1), dt)  # writable, like the arena arrays residuals come in
     t = numba.config.NUMBA_NUM_THREADS
-    xbuf, abuf = np.zeros((t, s.sw * plane), dt), np.zeros((t, n_acc), dt)
     counter = np.zeros(1, np.int64)
     chunk = max(1, min(64, s.n * s.m // 16))
-    mult = s.m // s.c
-    # with a residual, the activation comes after it (the epilogue pass); else fused here
-    kind = 0 if s.has_res else s.act
-    alpha, beta = dt.type(s.alpha), dt.type(s.beta)
-    work = s.n * s.m * n_acc * kk
+    stride = s.sh
+    flat = flat3x3_applies(s)
+    if flat:  # _depthwise_3x3: tap offsets into its plane buffer and the column masks
+        ohw, ow = s.oh * s.ow, s.ow
+        if stride == 1:
+            seg = np.array([s.w + 1], np.int64)
+            toff = np.array([seg[0] + (i - 1) * s.w + j - 1 for i in range(3) for j in range(3)], np.int64)
+            size = ohw + 2 * s.w + 2
+        else:
+            step = ohw + ow + 1  # OW + 1 zeros, then one parity plane
+            seg = np.array([ow + 1 + k * step for k in range(4)], np.int64)
+            ee, eo, oe, oo = seg
+            toff = np.array([oo - ow - 1, oe - ow, oo - ow, eo - 1, ee, eo, oo - 1, oe, oo], np.int64)
+            size = 4 * step
+        xbuf = np.zeros((t, size), dt)
+        col = np.arange(ohw) % ow
+        keep_l, keep_r = readonly(col != 0), readonly((col != ow - 1) | (stride == 2))
+        work = s.n * s.m * ohw * kk
+        band = max(1, BAND_OUTPUTS // ow)
+    else:
+        owv, sub, n_acc = geometry(s.oh, s.ow, s.kh, s.kw, s.sh, s.sw)
+        xbuf, abuf = np.zeros((t, s.sh * s.sw * sub), dt), np.zeros((t, n_acc), dt)
+        work = s.n * s.m * n_acc * kk
 
     def run(ins, outs):
         w = w2 if w2 is not None else readonly(ins[1].reshape(s.m, kk))
         b = b_const if b_const is not None else _opt(ins, 2)
         b = zeros if b is None else readonly(b)
-        out = outs[0]
+        res = _opt(ins, 3) if s.has_res else None
+        if res is None:
+            res = no_res
+        elif not (res.flags.c_contiguous and res.flags.writeable):
+            res = np.array(res, dt)  # one compiled signature: C-contiguous and writable
+        x, out = ins[0], outs[0]
         counter[0] = 0
         nthreads = min(numba.get_num_threads(), t)
+        if flat:
+            kern = pick(_depthwise_3x3, _depthwise_3x3_serial, work, nthreads)
+            kern(x.reshape(s.n * s.c, s.h * s.w), w, b, res.reshape(res.shape[0] * res.shape[1], -1),
+                 out.reshape(s.n * s.m, ohw), mult, stride, s.h, s.w, s.has_res, lo, hi, s.act, alpha, beta, toff,
+                 seg, keep_l, keep_r, xbuf, counter, nthreads, chunk, band)  # fmt: skip
+            return
         kern = pick(_depthwise_flat, _depthwise_flat_serial, work, nthreads)
-        kern(ins[0], w, b, out, mult, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, kind, alpha, beta, xbuf, abuf,
-                        counter, nthreads, chunk)  # fmt: skip
-        if epi is not None and s.has_res:
-            epi(out, None, _opt(ins, 3))
+        kern(x, w, b, res, out, mult, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.has_res, lo, hi, s.act, alpha, beta,
+             xbuf, abuf, counter, nthreads, chunk)  # fmt: skip
 
     return run

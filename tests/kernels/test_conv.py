@@ -111,7 +111,9 @@ def test_conv_runtime_weights(name):
 @pytest.mark.parametrize(
     "name,algorithm",
     [("pointwise", "im2col"), ("pointwise_g4", "im2col"), ("dw3x3", "im2col"), ("dw_mult2_dil", "im2col"),
-     ("pointwise", "depthwise"), ("cin1_5x5", "depthwise"), ("1x1_s2", "im2col")],
+     ("pointwise", "depthwise"), ("cin1_5x5", "depthwise"), ("1x1_s2", "im2col"), ("1x1_s2", "direct"),
+     ("dw3x3", "direct"), ("dw_mult2_dil", "direct"), ("3x3_pad1", "im2col"), ("g2_s23_d21", "im2col"),
+     ("7x7_s2_stem", "im2col"), ("stride_gt_kernel", "im2col"), ("even_k_g2_n3", "im2col")],
 )  # fmt: skip
 def test_conv_forced_algorithm(name, algorithm):
     """Every algorithm agrees with the reference wherever it applies (the node attr overrides)."""
@@ -138,7 +140,7 @@ def test_select_algorithm():
         return conv_mod.select_algorithm(conv_mod.ConvSpec(n, c, h, w, m, oh, ow, kh, kw, sh, sw, *pads, dh, dw, g))
 
     assert [algo(n) for n in ("pointwise", "pointwise_g4", "dw3x3", "dw_mult2_dil", "3x3_pad1", "1x1_s2", "1x1_pad2")] == [
-        "pointwise", "pointwise", "depthwise", "depthwise", "im2col", "im2col", "im2col"]  # fmt: skip
+        "pointwise", "pointwise", "depthwise", "depthwise", "direct", "im2col", "im2col"]  # fmt: skip
 
 
 def test_conv_im2col_row_blocks(monkeypatch):
@@ -147,7 +149,7 @@ def test_conv_im2col_row_blocks(monkeypatch):
     for name in ("3x3_pad1", "g2_s23_d21", "stride_gt_kernel"):
         case = CONV_CASES[name]
         x, wt, b, r, oshape = _data(case, seed=2, residual=True)
-        got = _run_conv(case, x, wt, b, r, oshape, act="Relu")
+        got = _run_conv(case, x, wt, b, r, oshape, act="Relu", algorithm="im2col_numpy")
         ref, bound = _expected(case, x, wt, b, r, "Relu")
         assert_within(got, ref, bound, name)
 

@@ -48,6 +48,24 @@ def test_gemm_vs_reference(ta, tb, cname, b_const):
     assert_within(got, want, bound, f"ta={ta} tb={tb} C={cname}")
 
 
+@pytest.mark.parametrize("m,k,n", [(1, 300, 250), (3, 300, 250), (8, 4096, 100)])
+@pytest.mark.parametrize("tb", [0, 1])
+def test_gemm_few_rows_split_in_column_tasks(m, k, n, tb):
+    """Fully connected layers at small batch: B constant and wide enough for many column tasks
+    (a partial last block too; 8x4096 takes blocks of 16 columns), each a BLAS call on its own
+    columns of B."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    c = rng.standard_normal((n,)).astype(np.float32)
+    attrs = dict(alpha=1.0, beta=1.0, trans_a=0, trans_b=tb, activation="Relu", act_alpha=0.0, act_beta=0.0)
+    (got,) = run_node("Gemm", [a, b, c], attrs, [(m, n)], const=(1, 2))
+    pre = gemm_reference(a, b, c, 1.0, 1.0, 0, tb)
+    mag = gemm_reference(np.abs(a), np.abs(b), np.abs(c), 1.0, 1.0, 0, tb)
+    want = activation_ref(pre, "Relu", 0.0, 0.0)
+    assert_within(got, want, sum_bound(k + 2, mag, want, "Relu", 0.0), f"m={m} tb={tb}")
+
+
 @pytest.mark.parametrize("act", ["Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSwish", "SiLU"])
 def test_gemm_fused_activation(act):
     a, b, c = _gemm_case(0, 1, "row", seed=1)

@@ -58,6 +58,27 @@ def test_batch_norm_vs_reference(xshape, per_activation, const):
     assert_within(got, want, _bn_bound(x, *params, eps), f"{xshape}")
 
 
+@pytest.mark.parametrize("act", ["none", "Relu"])
+def test_channel_affine_nan_and_inf(act):
+    """NaN stays NaN through the affine map and Relu (as onnxruntime's BatchNormalization +
+    Relu); -Inf after the map gives 0 under Relu, +Inf stays."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 5, 7, 7)).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[rng.random(x.shape) < 0.1] = np.inf
+    x[rng.random(x.shape) < 0.1] = -np.inf
+    s = np.array([1.5, -2.0, 0.5, 1.0, -0.25], np.float32)
+    t = rng.standard_normal(5).astype(np.float32)
+    (got,) = run_node("ChannelAffine", [x, s, t], dict(activation=act, act_alpha=0.0, act_beta=0.0), [x.shape],
+                      const=(1, 2))  # fmt: skip
+    pre = x.astype(np.float64) * s.reshape(1, 5, 1, 1) + t.reshape(1, 5, 1, 1)
+    want = np.where(pre < 0, 0.0, pre) if act == "Relu" else pre
+    special = ~np.isfinite(want)
+    np.testing.assert_array_equal(got[special], want[special].astype(np.float32))
+    mag = np.abs(np.where(np.isfinite(x), x, 0)) * np.abs(s.reshape(1, 5, 1, 1)) + np.abs(t.reshape(1, 5, 1, 1))
+    assert_within(got[~special], want[~special], (4 * U32 * mag + 1e-30)[~special], act)
+
+
 @pytest.mark.parametrize("act", list(ACTIVATIONS))
 @pytest.mark.parametrize("xshape", [(2, 4, 3, 5), (3, 6)])
 def test_channel_affine_vs_reference(act, xshape):

@@ -39,6 +39,16 @@ POOL_CASES = {
     "k3s1_p1": (2, 3, 6, 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), False),  # GoogLeNet's branch pool
     "k2x3s1_asym": (1, 2, 5, 7, (2, 3), (1, 1), (0, 2, 1, 0), (1, 1), True),
     "k3s3_ceil": (1, 2, 10, 11, (3, 3), (3, 3), (1, 2, 1, 0), (1, 1), True),  # generic phase copy
+    # enough planes that a task holds several (the flat passes then run across plane borders)
+    "planes_k3s1_p1": (2, 40, 7, 7, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), False),
+    "planes_k3s1_p1_wide": (1, 24, 5, 9, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), False),
+    "planes_k3s1_pad_end": (2, 20, 6, 6, (3, 3), (1, 1), (0, 0, 2, 2), (1, 1), False),
+    "planes_k5s1_p2": (1, 30, 6, 7, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), False),
+    "planes_k3s1_dil2": (1, 30, 8, 8, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), False),
+    "planes_k3s2_ceil": (3, 20, 14, 14, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), True),
+    "planes_k2s2": (2, 40, 10, 10, (2, 2), (2, 2), (0, 0, 0, 0), (1, 1), False),
+    "planes_k3s1_valid": (1, 30, 7, 9, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), False),
+    "planes_k1s1": (1, 20, 4, 5, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), False),
 }
 
 
@@ -79,7 +89,34 @@ def test_average_pool_vs_reference(name, count_include_pad):
     assert_within(got, want, 2 * (k + 2) * U32 * mag + 1e-30, name)
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 5), (2, 3, 4, 5), (1, 2, 3, 2, 4), (1, 4, 1, 1)])
+@pytest.mark.parametrize("name", ["k3s2_p1_ceil", "planes_k3s1_p1", "planes_k3s2_ceil", "planes_k2s2"])
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pool_nan_and_inf(name, mode):
+    """MaxPool skips NaN (a window of only NaN gives -inf) and takes +-Inf as values; an average
+    with a NaN or opposite infinities in its window is NaN, with one infinity +-Inf."""
+    x, attrs, oshape = _setup(name, seed=8)
+    rng = np.random.default_rng(9)
+    for value in (np.nan, np.inf, -np.inf):
+        x[rng.random(x.shape) < 0.05] = value
+    x[0, 0] = np.nan  # a whole plane of NaN
+    args = (attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"], oshape[2:])
+    if mode == "max":
+        (got,) = run_node("MaxPool", [x], attrs, [oshape])
+        want, _ = pool_reference(np.where(np.isnan(x), -np.inf, x), *args, "max")
+        np.testing.assert_array_equal(got, want.astype(np.float32))
+    else:
+        (got,) = run_node("AveragePool", [x], attrs, [oshape])
+        with np.errstate(invalid="ignore"):
+            want = pool_reference(x, *args, "avg")
+        special = ~np.isfinite(want)
+        np.testing.assert_array_equal(got[special], want[special].astype(np.float32))
+        finite = np.where(np.isfinite(x), x, 0)
+        mag = pool_reference(np.abs(finite), *args, "avg")
+        k = attrs["kernel"][0] * attrs["kernel"][1]
+        assert_within(got[~special], want[~special], (2 * (k + 2) * U32 * mag + 1e-30)[~special], name)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5), (2, 3, 4, 5), (1, 2, 3, 2, 4), (1, 4, 1, 1), (2, 5, 13, 13), (1, 3, 8, 8)])
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
 def test_global_pool_vs_reference(shape, op):
     x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)

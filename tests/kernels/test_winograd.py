@@ -159,14 +159,13 @@ def test_select_algorithm_winograd_rule():
         return conv_mod.ConvSpec(n, c, h, h, m, oh, oh, k, k, s, s, 1, 1, 1, 1, 1, 1, g)
 
     assert conv_mod.select_algorithm(spec(64, 56, 64)) == "winograd"
-    assert conv_mod.select_algorithm(spec(512, 7, 512)) == "im2col"  # 4 tiles at batch 1
-    assert conv_mod.select_algorithm(spec(512, 7, 512, n=8)) == "winograd"
-    assert conv_mod.select_algorithm(spec(64, 56, 64, s=2)) == "im2col"
-    assert conv_mod.select_algorithm(spec(128, 7, 32)) == "winograd"  # 4 tiles, but 0.6 MB of weights
-    assert conv_mod.select_algorithm(spec(8, 56, 64)) == "im2col"  # too few channels
-    assert conv_mod.select_algorithm(spec(64, 13, 256)) == "im2col"  # 16 tiles, a third of them unused
+    assert conv_mod.select_algorithm(spec(512, 7, 512)) == "winograd"  # 4 tiles, 77% of them used
+    assert conv_mod.select_algorithm(spec(64, 56, 64, s=2)) == "direct"
+    assert conv_mod.select_algorithm(spec(32, 56, 64)) == "direct"  # too few input channels
+    assert conv_mod.select_algorithm(spec(128, 56, 16)) == "direct"  # too few output channels
+    assert conv_mod.select_algorithm(spec(64, 13, 256)) == "direct"  # 16 tiles, a third of them unused
     assert conv_mod.select_algorithm(spec(256, 14, 256)) == "winograd"
-    assert conv_mod.select_algorithm(spec(64, 56, 64, g=2)) == "im2col"
+    assert conv_mod.select_algorithm(spec(64, 56, 64, g=2)) == "direct"
 
 
 def test_winograd_blocks_spanning_images(monkeypatch):

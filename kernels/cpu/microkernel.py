@@ -1,0 +1,214 @@
+"""The register-tile kernel of cnnrt's own float32 GEMM: C[MR x NR] (+)= A_panel @ B_panel.
+
+Written as LLVM IR with explicit vector types (a Numba intrinsic), because LLVM does not turn
+a plain Numba loop nest into a register-blocked kernel: ``MR * NV`` vector accumulators
+live in registers for the whole reduction, each step loads NV = 2 vectors of the B panel and
+broadcasts MR scalars of the A panel into fused multiply-adds. With AVX-512 the float32 tile
+is 12 x 32: 24 accumulators, 2 B vectors and a broadcast fit the 32 vector registers (the
+inner loop compiles to 24 vfmadd231ps, 12 vbroadcastss and 2 loads, nothing else); with
+AVX2 it is 6 x 16 (12 of 16 registers). float64 tiles have half the columns. The same IR is
+correct on any CPU; LLVM splits vectors wider than the hardware's.
+
+Operands (float32, flat offsets in elements):
+
+- A: MR rows of ``k`` steps, ``a[a_off + i*a_rs + kk*a_ks]``: weights packed once at session
+  build by :func:`pack_a` (a_rs = 1, a_ks = MR: one contiguous stream, rows past M zero), or
+  rows as they lie (Winograd's transformed input: a_rs = C, a_ks = 1; rows past the last
+  are read but their results not stored).
+- B panel: ``k`` steps of NR values, ``b[b_off + kk*ldb + j]`` (packed per task from the input
+  or im2col; columns past N are zero).
+- C: row-major with leading dimension ``ldc``; only the first ``mr`` rows are stored (a row
+  panel hanging past M), all NR columns (callers pass a scratch tile for a ragged column edge).
+
+``flags``: bit 0 accumulate into C (a later K block), bit 1 add ``bias[bias_off + i]`` per
+row, bit 2 add the residual ``res[res_off + i*ldc + j]``, bits 3-4 the activation applied last:
+1 = Relu (``x < 0 ? 0 : x``: NaN stays NaN as in onnxruntime), 2 = Clip(lo, hi) (selects, so
+NaN stays NaN). Other activations are applied by the caller afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from cnnrt.kernels._jit import njit
+from cnnrt.kernels.cpu.activation import act_inplace
+from llvmlite import binding as ll
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+ACCUMULATE, BIAS, RESIDUAL = 1, 2, 4
+ACT_SHIFT, ACT_RELU, ACT_CLIP = 3, 1, 2
+
+
+def _vector_bytes() -> int:
+    try:
+        features = ll.get_host_cpu_features()
+    except RuntimeError:
+        return 32
+    return 64 if features.get("avx512f", False) else 32
+
+
+VECTOR_BYTES = _vector_bytes()
+NV = 2  # vectors per tile row
+MR = 8 if VECTOR_BYTES == 64 else 6
+
+
+def nr(dtype) -> int:
+    """Columns of a tile for ``dtype`` (float32: 32 with AVX-512, float64: 16)."""
+    return NV * VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def k_block(dtype) -> int:
+    """Reduction steps per call so the B panel (steps x NR) takes half of a 48 KB L1."""
+    return (24 << 10) // (nr(dtype) * np.dtype(dtype).itemsize)
+
+
+def pack_a(w: np.ndarray) -> np.ndarray:
+    """(M, K) -> panels (ceil(M/MR), K, MR): panel p, step k holds rows p*MR.. of column k."""
+    m, k = w.shape
+    panels = -(-m // MR)
+    a = np.zeros((panels * MR, k), w.dtype)
+    a[:m] = w
+    return np.ascontiguousarray(a.reshape(panels, MR, k).transpose(0, 2, 1))
+
+
+def _ptr(context, builder, arrty, arr, off):
+    data = context.make_array(arrty)(context, builder, arr).data
+    return builder.gep(data, [off])
+
+
+_ONE_TAP = np.zeros(1, np.int64)
+
+
+@njit(inline="always")
+def tile(a, a_off, a_rs, a_ks, b, b_off, ldb, k, c, c_off, ldc, mr, flags, bias, bias_off, res, res_off, lo, hi):
+    """One GEMM tile (see the module doc): :func:`tile_taps` with a single tap."""
+    tile_taps(a, a_off, a_rs, a_ks, 0, b, b_off, ldb, _ONE_TAP, 1, k, c, c_off, ldc, mr, flags,
+              bias, bias_off, res, res_off, lo, hi)  # fmt: skip
+
+
+@intrinsic
+def tile_taps(typingctx, a, a_off, a_rs, a_ks, a_ts, b, b_off, ldb, taps, ntaps, k, c, c_off, ldc, mr, flags,
+              bias, bias_off, res, res_off, lo, hi):  # fmt: skip
+    """The register tile summed over ``ntaps`` reductions of ``k`` steps: reduction ``t`` reads
+    A from ``a_off + t*a_ts`` and B from ``b_off + taps[t]`` (conv_direct.py: one per kernel
+    tap), the accumulators staying in registers throughout. Arrays of one dtype (float32 or
+    float64) but ``taps`` (int64); offsets and counts int64."""
+    arrs = (a, b, c, bias, res)
+    if not isinstance(a, types.Array) or a.dtype not in (types.float32, types.float64):
+        return None
+    if not all(isinstance(x, types.Array) and x.dtype == a.dtype for x in arrs):
+        return None
+    if not (isinstance(taps, types.Array) and taps.dtype == types.int64):
+        return None
+    dt = a.dtype
+    i64 = types.int64
+    sig = types.void(a, i64, i64, i64, i64, b, i64, i64, taps, i64, i64, c, i64, i64, i64, i64,
+                     bias, i64, res, i64, dt, dt)  # fmt: skip
+    lanes = VECTOR_BYTES // (4 if dt == types.float32 else 8)
+
+    def codegen(context, builder, sig, args):
+        (a_v, a_off_v, a_rs_v, a_ks_v, a_ts_v, b_v, b_off_v, ldb_v, taps_v, ntaps_v, k_v, c_v, c_off_v, ldc_v,
+         mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args  # fmt: skip
+        fty = ir.FloatType() if dt == types.float32 else ir.DoubleType()
+        i32 = ir.IntType(32)
+        i64 = ir.IntType(64)
+        vty = ir.VectorType(fty, lanes)
+        vptr = vty.as_pointer()
+        zero_v = ir.Constant(vty, [0.0] * lanes)
+        splat_mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+        fma_name = f"llvm.fma.v{lanes}{'f32' if dt == types.float32 else 'f64'}"
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), fma_name)
+
+        def splat(x):
+            v = builder.insert_element(ir.Constant(vty, ir.Undefined), x, ir.Constant(i32, 0))
+            return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined), splat_mask)
+
+        def vload(p):
+            ld = builder.load(builder.bitcast(p, vptr))
+            ld.align = 4
+            return ld
+
+        def vstore(v, p):
+            st = builder.store(v, builder.bitcast(p, vptr))
+            st.align = 4
+
+        pa0 = _ptr(context, builder, sig.args[0], a_v, a_off_v)
+        pb0 = _ptr(context, builder, sig.args[5], b_v, b_off_v)
+        ptaps = context.make_array(sig.args[8])(context, builder, taps_v).data
+        pc = _ptr(context, builder, sig.args[11], c_v, c_off_v)
+        pbias = _ptr(context, builder, sig.args[16], bias_v, bias_off_v)
+        pres = _ptr(context, builder, sig.args[18], res_v, res_off_v)
+
+        arow = [builder.mul(ir.Constant(i64, i), a_rs_v) for i in range(MR)]
+        accs = [[cgutils.alloca_once_value(builder, zero_v) for _ in range(NV)] for _ in range(MR)]
+        with cgutils.for_range(builder, ntaps_v) as tap_loop:
+            tp = tap_loop.index
+            pa = builder.gep(pa0, [builder.mul(tp, a_ts_v)])
+            pb = builder.gep(pb0, [builder.load(builder.gep(ptaps, [tp]))])
+            with cgutils.for_range(builder, k_v) as loop:
+                kk = loop.index
+                bvec = [vload(builder.gep(pb, [builder.add(builder.mul(kk, ldb_v), ir.Constant(i64, v * lanes))]))
+                        for v in range(NV)]  # fmt: skip
+                abase = builder.mul(kk, a_ks_v)
+                for i in range(MR):
+                    av = splat(builder.load(builder.gep(pa, [builder.add(abase, arow[i])])))
+                    for v in range(NV):
+                        builder.store(builder.call(fma, [av, bvec[v], builder.load(accs[i][v])]), accs[i][v])
+
+        def flag(bit):
+            return builder.icmp_unsigned("!=", builder.and_(flags_v, ir.Constant(i64, bit)), ir.Constant(i64, 0))
+
+        acc_on, bias_on, res_on = flag(ACCUMULATE), flag(BIAS), flag(RESIDUAL)
+        act = builder.lshr(flags_v, ir.Constant(i64, ACT_SHIFT))
+        relu_on = builder.icmp_unsigned("==", act, ir.Constant(i64, ACT_RELU))
+        clip_on = builder.icmp_unsigned("==", act, ir.Constant(i64, ACT_CLIP))
+        lo_s, hi_s = splat(lo_v), splat(hi_v)
+        for i in range(MR):
+            with cgutils.if_likely(builder, builder.icmp_signed("<", ir.Constant(i64, i), mr_v)):
+                row = builder.mul(ir.Constant(i64, i), ldc_v)
+                for v in range(NV):
+                    off = builder.add(row, ir.Constant(i64, v * lanes))
+                    cp = builder.gep(pc, [off])
+                    slot = accs[i][v]
+                    with cgutils.if_unlikely(builder, acc_on):
+                        builder.store(builder.fadd(builder.load(slot), vload(cp)), slot)
+                    with builder.if_then(bias_on):
+                        bval = builder.load(builder.gep(pbias, [ir.Constant(i64, i)]))
+                        builder.store(builder.fadd(builder.load(slot), splat(bval)), slot)
+                    with builder.if_then(res_on):
+                        builder.store(builder.fadd(builder.load(slot), vload(builder.gep(pres, [off]))), slot)
+                    x = builder.load(slot)
+                    relu = builder.select(builder.fcmp_ordered("<", x, zero_v), zero_v, x)
+                    x = builder.select(relu_on, relu, x)
+                    clipped = builder.select(builder.fcmp_ordered("<", x, lo_s), lo_s, x)
+                    clipped = builder.select(builder.fcmp_ordered(">", clipped, hi_s), hi_s, clipped)
+                    x = builder.select(clip_on, clipped, x)
+                    vstore(x, cp)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(inline="always")
+def emit_row(ob, s, of, d, count, b, rf, has_res, done, kind, alpha, beta):
+    """of[d + q] = act(ob[s + q] + b (+ rf[d + q])) for q < count, or a plain copy when the
+    tile applied bias and activation already (``done``): the epilogue of results that went
+    through scratch. Flat arrays with unsigned indices: no wraparound checks (LLVM
+    vectorises); the activation runs as a second pass over the row with its kind dispatched
+    once (act_inplace), as a per-element dispatch kept tanh & co. scalar."""
+    s = np.uint64(s)
+    d = np.uint64(d)
+    if done:
+        for q in range(count):
+            of[d + q] = ob[s + q]
+        return
+    if has_res:
+        for q in range(count):
+            of[d + q] = ob[s + q] + b + rf[d + q]
+    else:
+        for q in range(count):
+            of[d + q] = ob[s + q] + b
+    if kind != 0:
+        act_inplace(of[d : d + np.uint64(count)], kind, alpha, beta)
