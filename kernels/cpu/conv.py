@@ -10,7 +10,9 @@ overrides it), prepacked weights and scratch buffers. Algorithms, each a builder
 - ``pointwise``: 1x1, stride 1, no padding: the input already is the GEMM operand.
 - ``direct``: every other kernel size (conv_direct.py): the taps read the zero-padded input
   (split into stride phases) in place, no im2col.
-- ``im2col``: strided or padded 1x1 (and any conv, as an alternative).
+- ``im2col``: strided or padded 1x1, strided convs with many channels and outputs (and any
+  conv, as an alternative).
+- ``fc``: a kernel covering the whole unpadded input (one output pixel): a Gemm.
   ``pointwise`` and ``im2col`` are GEMM tasks on Numba's pool (conv_gemm.py).
   All three GEMM-based algorithms run cnnrt's own register tile (microkernel.py) on weights
   packed at build, with the epilogue applied while the output tile is in registers or cache.
@@ -28,10 +30,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numba
 import numpy as np
 from cnnrt.kernels import register
-from cnnrt.kernels._jit import njit, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_row
 from numba import prange
 
@@ -108,9 +109,15 @@ def conv_out_size(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
 # It loses with few input channels (the transforms are paid per channel, the GEMMs get a
 # short reduction): 56x56 32->32 0.54 / 0.47, 16->64 0.77 / 0.54; and when tiles hang far over
 # the output: SqueezeNet's 13x13 (66% of the tile outputs used) 64->256 0.60 / 0.45.
+# Those isolated runs keep the weights in cache; inside a model they come from memory
+# (~8 GB/s here), and the transformed weights are 4x the direct ones (36 vs 9 per channel
+# pair): ResNet-18 at batch 1, 2 threads, 14x14x256 1.3 ms winograd vs 0.8 for onnxruntime's
+# direct conv, 7x7x512 2.7 vs 1.1. So few tiles need the transformed weights to fit in L2.
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MIN_OUTPUTS = 32
 WINOGRAD_MIN_TILE_USE = 0.75  # outputs / (tiles * 16)
+WINOGRAD_MIN_TILES = 40  # over the batch; below it, only with transformed weights in L2
+WINOGRAD_L2_BYTES = 2 << 20
 
 
 def select_algorithm(spec: ConvSpec) -> str:
@@ -119,11 +126,20 @@ def select_algorithm(spec: ConvSpec) -> str:
         return "depthwise"
     if applicable(spec, "winograd") and spec.c >= WINOGRAD_MIN_CHANNELS and spec.m >= WINOGRAD_MIN_OUTPUTS:
         tiles = -(-spec.oh // 4) * -(-spec.ow // 4)
-        if spec.oh * spec.ow / (16 * tiles) >= WINOGRAD_MIN_TILE_USE:
+        u_bytes = 36 * spec.c * spec.m * np.dtype(spec.dtype).itemsize
+        enough = spec.n * tiles >= WINOGRAD_MIN_TILES or u_bytes <= WINOGRAD_L2_BYTES
+        if enough and spec.oh * spec.ow / (16 * tiles) >= WINOGRAD_MIN_TILE_USE:
             return "winograd"
     if (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr)):
         return "pointwise"
+    if covers_input(spec):
+        return "fc"
     if spec.kh * spec.kw == 1:  # strided 1x1: im2col gathers the 1/s^2 of the input it uses
+        return "im2col"
+    # strided, many channels, large output: the gathered columns beat reading s*s phase planes
+    # (2 threads, cold caches, ms im2col / direct: 56x56 64->128 s2 0.98 / 1.20, batch 8
+    # 5.05 / 6.15, 28x28 128->256 s2 0.99 / 1.05; but 14x14 256->512 s2 1.21 / 1.08)
+    if max(spec.sh, spec.sw) > 1 and spec.c >= 64 and spec.oh * spec.ow >= 400:
         return "im2col"
     return "direct"
 
@@ -134,6 +150,8 @@ def applicable(spec: ConvSpec, algorithm: str) -> bool:
         return spec.group == spec.c
     if algorithm in ("pointwise", "pointwise_numpy"):
         return (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr))
+    if algorithm == "fc":
+        return covers_input(spec)
     if algorithm == "winograd":
         return (spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, spec.group) == (3, 3, 1, 1, 1, 1, 1)
     return algorithm in ALGORITHMS
@@ -254,7 +272,7 @@ def _epilogue_fn(spec: ConvSpec, bias_const):
     def run_epilogue(out, bias, res):
         b = bias_const if bias_const is not None else (zeros if bias is None else readonly(bias))
         r = dummy_res if res is None else res.reshape(rows, cols)
-        kern = pick(_epilogue, _epilogue_serial, rows * cols, numba.get_num_threads())
+        kern = pick(_epilogue, _epilogue_serial, rows * cols, num_threads())
         kern(out.reshape(rows, cols), b, r, res is not None, spec.act, alpha, beta)
 
     return run_epilogue
@@ -350,6 +368,46 @@ def build_direct(spec: ConvSpec, w_const, b_const):
     return build(spec, w_const, b_const)
 
 
+def covers_input(spec: ConvSpec) -> bool:
+    """The kernel spans the whole unpadded input (LeNet's last conv, FC-as-conv heads): one
+    output pixel per image, whose im2col column is the image itself, flattened."""
+    return (spec.kh, spec.kw, spec.oh, spec.ow) == (spec.h, spec.w, 1, 1) and not any(
+        (spec.pt, spec.pl, spec.pb, spec.pr)
+    ) and spec.group == 1 and (spec.dh, spec.dw) == (1, 1)
+
+
+def build_fc(spec: ConvSpec, w_const, b_const):
+    """A conv that :func:`covers_input` is a fully connected layer: (N, K) @ W^T (K = C*kh*kw)
+    by the Gemm kernel's column tasks and epilogue. As a GEMM tile it filled 1 of 32 columns
+    (LeNet-5's 16x5x5 -> 120: ~25 us a run)."""
+    from cnnrt.kernels.cpu.gemm import _gemm_epilogue, _gemm_epilogue_serial, _gemm_runner
+
+    dt = np.dtype(spec.dtype)
+    n, m, k = spec.n, spec.m, spec.k
+    w2 = None if w_const is None else np.ascontiguousarray(w_const.reshape(m, k))
+    mm = None if w2 is None else _gemm_runner(w2, True, n, m, k)
+    zeros = readonly(np.zeros((1, m), dt))
+    one = dt.type(1.0)
+    alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
+    s = spec
+
+    def run(ins, outs):
+        x, out = ins[0].reshape(n, k), outs[0].reshape(n, m)
+        if mm is not None:
+            mm(x, out)
+        else:
+            np.matmul(x, (w2 if w2 is not None else ins[1].reshape(m, k)).T, out=out)
+        b = b_const if b_const is not None else _opt(ins, 2)
+        if s.has_res:
+            out += ins[3].reshape(n, m)
+        if b is not None or s.act != 0:
+            c = zeros if b is None else readonly(b.reshape(1, m))
+            kern = pick(_gemm_epilogue, _gemm_epilogue_serial, out.size, num_threads())
+            kern(out, c, one, one, s.act, alpha, beta)
+
+    return run
+
+
 def build_winograd(spec: ConvSpec, w_const, b_const):
     from cnnrt.kernels.cpu.winograd import build_winograd as build
 
@@ -362,6 +420,7 @@ ALGORITHMS = {
     "depthwise": build_depthwise,
     "im2col": build_im2col_tasks,
     "direct": build_direct,
+    "fc": build_fc,
     # the same GEMMs through np.matmul (BLAS's own threads): a second reference
     "pointwise_numpy": build_pointwise,
     "im2col_numpy": build_im2col,

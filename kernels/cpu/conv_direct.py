@@ -18,7 +18,7 @@ output channels) are claimed from a shared counter, as in conv_gemm.py.
 from __future__ import annotations
 
 import numpy as np
-from cnnrt.kernels._jit import pick, pjit, serial_twin
+from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, aligned_zeros, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
@@ -225,7 +225,7 @@ def build_direct(spec, w_const, b_const):
         ap = ap_const if ap_const is not None else pack(ins[1])
         b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
-        nthreads = min(numba.get_num_threads(), max_threads)
+        nthreads = min(num_threads(), max_threads)
         prep = pick(_to_phases, _to_phases_serial, s.n * s.c * s.h * s.w * 8, nthreads)
         prep(ins[0], xph, s.pt, s.pl, s.sh, s.sw, geo.hq, geo.wq, per_n)
         counter[0] = 0

@@ -17,7 +17,7 @@ Block sizes are fixed when the session is built (:func:`plan_blocks`) from the s
 from __future__ import annotations
 
 import numpy as np
-from cnnrt.kernels._jit import njit, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
@@ -342,7 +342,7 @@ def build_tasks(spec, w_const, b_const, direct: bool):
         b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         counter[0] = 0
-        nthreads = min(numba.get_num_threads(), max_threads)
+        nthreads = min(num_threads(), max_threads)
         kern = pick(_conv_tasks, _conv_tasks_serial, work, nthreads)
         x = ins[0]
         kern(x, x.reshape(-1), ap, b, dummy_res if r is None else r.reshape(-1), outs[0].reshape(-1), col, pbuf, tbuf,

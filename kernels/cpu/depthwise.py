@@ -56,7 +56,7 @@ plane (borders zeroed once per call) and accumulator across planes.
 from __future__ import annotations
 
 import numpy as np
-from cnnrt.kernels._jit import pick, pjit, serial_twin
+from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from numba import prange, types
@@ -350,7 +350,7 @@ def build_flat(spec, w2, b_const, zeros):
             res = np.array(res, dt)  # one compiled signature: C-contiguous and writable
         x, out = ins[0], outs[0]
         counter[0] = 0
-        nthreads = min(numba.get_num_threads(), t)
+        nthreads = min(num_threads(), t)
         if flat:
             kern = pick(_depthwise_3x3, _depthwise_3x3_serial, work, nthreads)
             kern(x.reshape(s.n * s.c, s.h * s.w), w, b, res.reshape(res.shape[0] * res.shape[1], -1),

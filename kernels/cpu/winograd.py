@@ -22,7 +22,7 @@ tests/kernels/test_winograd.py for the bound that its transform magnitudes give.
 from __future__ import annotations
 
 import numpy as np
-from cnnrt.kernels._jit import njit, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
@@ -448,7 +448,7 @@ def build_winograd(spec, w_const, b_const):
         b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         counter[0] = 0
-        nthreads = min(numba.get_num_threads(), max_threads)
+        nthreads = min(num_threads(), max_threads)
         kern = pick(_winograd_tasks, _winograd_tasks_serial, work, nthreads)
         kern(ins[0], u, b, dummy_res if r is None else r, outs[0], vbuf, mbuf, ybuf, pbuf, tbuf, counter,
                         nthreads, s.pt, s.pl, rows, mb, r is not None,

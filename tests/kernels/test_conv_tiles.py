@@ -111,6 +111,7 @@ MEDIUM = {
     "1x1_wide": (2, 300, 7, 7, 70, 1, 1, 1, 0, 1, 1),
     "1x1_fold": (5, 24, 3, 3, 50, 1, 1, 1, 0, 1, 1),
     "1x1_s2": (3, 20, 9, 9, 28, 1, 1, 2, 0, 1, 1),
+    "covers_input": (3, 16, 5, 4, 120, 5, 4, 1, 0, 1, 1),  # LeNet's last conv: a Gemm ("fc")
 }
 
 
@@ -125,9 +126,10 @@ def _medium_data(case, dtype, seed):
     return x, wt, b, r
 
 
-# every algorithm on every case it computes (pointwise: 1x1 stride 1 only)
-MEDIUM_RUNS = [(name, alg) for name, case in MEDIUM.items() for alg in ("direct", "im2col", "pointwise")
-               if alg != "pointwise" or (case[5] * case[6], case[7]) == (1, 1)]  # fmt: skip
+# every algorithm on every case it computes (pointwise: 1x1 stride 1; fc: kernel == input)
+MEDIUM_RUNS = [(name, alg) for name, case in MEDIUM.items() for alg in ("direct", "im2col", "pointwise", "fc")
+               if (alg != "pointwise" or (case[5] * case[6], case[7]) == (1, 1))
+               and (alg != "fc" or case[2:4] == case[5:7])]  # fmt: skip
 
 
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
@@ -159,6 +161,19 @@ def test_float64_convs(algorithm):
     assert got.dtype == np.float64
     ref = np.maximum(conv2d_reference(x, wt, b, (1, 1), (p,) * 4, (1, 1), 1) + r, 0)
     np.testing.assert_allclose(got, ref, rtol=1e-11, atol=1e-11)
+
+
+def test_select_fc_for_kernels_covering_the_input():
+    def algo(h, w, kh, kw, p=0, g=1):
+        return conv_mod.select_algorithm(
+            conv_mod.ConvSpec(2, 4, h, w, 8, (h + 2 * p - kh) + 1, (w + 2 * p - kw) + 1, kh, kw, 1, 1, p, p, p, p, 1, 1, g)
+        )
+
+    assert algo(5, 5, 5, 5) == "fc"
+    assert algo(5, 4, 5, 4) == "fc"
+    assert algo(5, 5, 5, 5, p=1) == "direct"  # padded: 3x3 outputs
+    assert algo(5, 5, 5, 5, g=2) == "direct"  # grouped
+    assert algo(5, 5, 3, 3) == "direct"
 
 
 def test_direct_geometry_keeps_taps_inside_their_planes():

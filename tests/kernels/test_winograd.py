@@ -159,12 +159,18 @@ def test_select_algorithm_winograd_rule():
         return conv_mod.ConvSpec(n, c, h, h, m, oh, oh, k, k, s, s, 1, 1, 1, 1, 1, 1, g)
 
     assert conv_mod.select_algorithm(spec(64, 56, 64)) == "winograd"
-    assert conv_mod.select_algorithm(spec(512, 7, 512)) == "winograd"  # 4 tiles, 77% of them used
-    assert conv_mod.select_algorithm(spec(64, 56, 64, s=2)) == "direct"
+    assert conv_mod.select_algorithm(spec(512, 7, 512)) == "direct"  # 4 tiles, 38 MB of weights
+    assert conv_mod.select_algorithm(spec(512, 7, 512, n=16)) == "winograd"  # 64 tiles
+    assert conv_mod.select_algorithm(spec(128, 7, 64)) == "winograd"  # 4 tiles, 1.2 MB of weights
+    assert conv_mod.select_algorithm(spec(64, 56, 64, s=2)) == "im2col"
+    assert conv_mod.select_algorithm(spec(256, 14, 512, s=2)) == "direct"
+    assert conv_mod.select_algorithm(spec(3, 224, 64, k=7, s=2)) == "direct"
     assert conv_mod.select_algorithm(spec(32, 56, 64)) == "direct"  # too few input channels
     assert conv_mod.select_algorithm(spec(128, 56, 16)) == "direct"  # too few output channels
     assert conv_mod.select_algorithm(spec(64, 13, 256)) == "direct"  # 16 tiles, a third of them unused
-    assert conv_mod.select_algorithm(spec(256, 14, 256)) == "winograd"
+    assert conv_mod.select_algorithm(spec(256, 14, 256)) == "direct"  # 16 tiles, 9.4 MB
+    assert conv_mod.select_algorithm(spec(256, 14, 256, n=4)) == "winograd"
+    assert conv_mod.select_algorithm(spec(128, 28, 128)) == "winograd"
     assert conv_mod.select_algorithm(spec(64, 56, 64, g=2)) == "direct"
 
 
