@@ -111,12 +111,14 @@ def conv_out_size(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
 # the output: SqueezeNet's 13x13 (66% of the tile outputs used) 64->256 0.60 / 0.45.
 # Those isolated runs keep the weights in cache; inside a model they come from memory
 # (~8 GB/s here), and the transformed weights are 4x the direct ones (36 vs 9 per channel
-# pair): ResNet-18 at batch 1, 2 threads, 14x14x256 1.3 ms winograd vs 0.8 for onnxruntime's
-# direct conv, 7x7x512 2.7 vs 1.1. So few tiles need the transformed weights to fit in L2.
+# pair): ResNet-18 at batch 1, 2 threads, 7x7x512 2.7 ms with Winograd (4 tiles) vs 2.0 direct
+# (onnxruntime 1.1). With 16 tiles (14x14) Winograd still pays on the whole model: sessions
+# alternating in one process, batch 1, ms with 16 / 40 as the minimum: vgg16 129 / 137,
+# resnet18 24.8 / 25.2, densenet121 50.3 / 51.1, resnet50 58.8 / 57.3.
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MIN_OUTPUTS = 32
 WINOGRAD_MIN_TILE_USE = 0.75  # outputs / (tiles * 16)
-WINOGRAD_MIN_TILES = 40  # over the batch; below it, only with transformed weights in L2
+WINOGRAD_MIN_TILES = 16  # over the batch; below it, only with transformed weights in L2
 WINOGRAD_L2_BYTES = 2 << 20
 
 

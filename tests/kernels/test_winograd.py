@@ -160,7 +160,7 @@ def test_select_algorithm_winograd_rule():
 
     assert conv_mod.select_algorithm(spec(64, 56, 64)) == "winograd"
     assert conv_mod.select_algorithm(spec(512, 7, 512)) == "direct"  # 4 tiles, 38 MB of weights
-    assert conv_mod.select_algorithm(spec(512, 7, 512, n=16)) == "winograd"  # 64 tiles
+    assert conv_mod.select_algorithm(spec(512, 7, 512, n=4)) == "winograd"  # 16 tiles
     assert conv_mod.select_algorithm(spec(128, 7, 64)) == "winograd"  # 4 tiles, 1.2 MB of weights
     assert conv_mod.select_algorithm(spec(64, 56, 64, s=2)) == "im2col"
     assert conv_mod.select_algorithm(spec(256, 14, 512, s=2)) == "direct"
@@ -168,8 +168,7 @@ def test_select_algorithm_winograd_rule():
     assert conv_mod.select_algorithm(spec(32, 56, 64)) == "direct"  # too few input channels
     assert conv_mod.select_algorithm(spec(128, 56, 16)) == "direct"  # too few output channels
     assert conv_mod.select_algorithm(spec(64, 13, 256)) == "direct"  # 16 tiles, a third of them unused
-    assert conv_mod.select_algorithm(spec(256, 14, 256)) == "direct"  # 16 tiles, 9.4 MB
-    assert conv_mod.select_algorithm(spec(256, 14, 256, n=4)) == "winograd"
+    assert conv_mod.select_algorithm(spec(256, 14, 256)) == "winograd"  # 16 tiles
     assert conv_mod.select_algorithm(spec(128, 28, 128)) == "winograd"
     assert conv_mod.select_algorithm(spec(64, 56, 64, g=2)) == "direct"
 
