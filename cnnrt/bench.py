@@ -19,7 +19,9 @@ import numpy as np
 from .timing import geomean, max_rel_error, ort_providers, ort_session, stats_ms, time_alternating
 
 REFERENCE = "onnxruntime"
-BACKENDS = ("cnnrt", "cnnrt-cuda", "onnxruntime", "onnxruntime-cuda", "torch")
+# onnxruntime-nchw: onnxruntime without its layout optimisations (ORT_ENABLE_EXTENDED), i.e.
+# its convs on plain NCHW tensors as cnnrt's are; the reference stays the fully optimised one
+BACKENDS = ("cnnrt", "cnnrt-cuda", "onnxruntime", "onnxruntime-nchw", "onnxruntime-cuda", "torch")
 DEFAULT_BACKENDS = ("cnnrt", "onnxruntime", "torch")
 
 Runner = Callable[[], Sequence[np.ndarray]]
@@ -150,7 +152,7 @@ def make_runner(
         sess = cache.get(backend) or cnnrt.InferenceSession(path, backend=dev, threads=threads)
         cache[backend] = sess
         return lambda: sess.run(None, feeds)
-    if backend in ("onnxruntime", "onnxruntime-cuda"):
+    if backend in ("onnxruntime", "onnxruntime-nchw", "onnxruntime-cuda"):
         if backend == "onnxruntime-cuda":
             if "CUDAExecutionProvider" not in ort_providers():
                 raise Skip("onnxruntime has no CUDAExecutionProvider here")
@@ -162,7 +164,8 @@ def make_runner(
                 so.intra_op_num_threads = threads
                 sess = ort.InferenceSession(str(path), so, providers=["CUDAExecutionProvider"])
         else:
-            sess = cache.get(backend) or ort_session(path, threads=threads)
+            optimize = "extended" if backend == "onnxruntime-nchw" else True
+            sess = cache.get(backend) or ort_session(path, threads=threads, optimize=optimize)
         cache[backend] = sess
         return lambda: sess.run(None, feeds)
     if backend == "torch":

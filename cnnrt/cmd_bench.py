@@ -15,7 +15,8 @@ import sys
 EPILOG = """examples:
   cnnrt bench lenet5 resnet18 --batch 1,8 --threads 1,2 --runs 20
   cnnrt bench model.onnx --backends cnnrt,onnxruntime --json bench.json --plot bench.png
-  cnnrt bench resnet18 --backends cnnrt,cnnrt-cuda,onnxruntime,onnxruntime-cuda,torch"""
+  cnnrt bench resnet18 --backends cnnrt,cnnrt-cuda,onnxruntime,onnxruntime-cuda,torch
+  cnnrt bench resnet50 --backends cnnrt,onnxruntime,onnxruntime-nchw   # ort without NCHWc"""
 
 
 def _int_list(s: str) -> list[int]:

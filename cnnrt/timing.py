@@ -36,8 +36,10 @@ def stats_ms(samples: list[float]) -> dict[str, float]:
     return {"min_ms": float(a.min()), "median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90))}
 
 
-def ort_session(model_path_or_bytes, threads: int | None = None, optimize: bool = True):
-    """An onnxruntime CPU session with the given intra-op threads and graph optimizations."""
+def ort_session(model_path_or_bytes, threads: int | None = None, optimize: bool | str = True):
+    """An onnxruntime CPU session with the given intra-op threads and graph optimizations:
+    ``optimize`` True (all), False (none) or "extended" (all but the layout ones: no NCHWc
+    transformer, so convs run on plain NCHW as cnnrt's do)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -46,9 +48,8 @@ def ort_session(model_path_or_bytes, threads: int | None = None, optimize: bool 
     # onnxruntime's pool otherwise spins after each run and takes a core from whatever runs
     # next (the alternating cnnrt run: 25 ms alone became ~40 ms); it costs ort itself ~5%.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.graph_optimization_level = (
-        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    )
+    levels = {True: "ORT_ENABLE_ALL", False: "ORT_DISABLE_ALL", "extended": "ORT_ENABLE_EXTENDED"}
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, levels[optimize])
     src = (
         str(model_path_or_bytes)
         if not isinstance(model_path_or_bytes, (bytes, bytearray))

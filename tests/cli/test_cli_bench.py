@@ -61,7 +61,7 @@ def test_bench_lenet5_all_backends(cnnrt_cli, tmp_path):
         "bench",
         "lenet5",
         "--backends",
-        "cnnrt,onnxruntime,torch",
+        "cnnrt,onnxruntime,onnxruntime-nchw,torch",
         "--runs",
         "3",
         "--threads",
@@ -73,7 +73,7 @@ def test_bench_lenet5_all_backends(cnnrt_cli, tmp_path):
     )
     assert r.rc == 0, r.out + r.err
     recs = r.json(tmp_path / "b.json")
-    assert {x["backend"] for x in recs} == {"cnnrt", "onnxruntime", "torch"}
+    assert {x["backend"] for x in recs} == {"cnnrt", "onnxruntime", "onnxruntime-nchw", "torch"}
     for rec in recs:
         assert REQUIRED <= set(rec)
         assert rec["status"] == "ok" and rec["model"] == "lenet5" and rec["batch"] == 1 and rec["threads"] == 1
@@ -135,3 +135,16 @@ def test_bench_explicit_unavailable_backend_is_skipped_with_reason(cnnrt_cli, ti
 def test_bench_unknown_backend(cnnrt_cli, tiny_path):
     r = cnnrt_cli("bench", tiny_path, "--backends", "cnnrt,tensorflow")
     assert r.rc == 1 and "tensorflow" in r.err
+
+
+def test_onnxruntime_nchw_turns_the_layout_transformer_off(tiny_path):
+    """onnxruntime-nchw is onnxruntime at ORT_ENABLE_EXTENDED: no NCHWc conversion."""
+    import onnxruntime as ort
+    from cnnrt.timing import ort_session
+
+    assert ort_session(tiny_path, 1, optimize="extended").get_session_options().graph_optimization_level == (
+        ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    )
+    assert ort_session(tiny_path, 1).get_session_options().graph_optimization_level == (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
