@@ -140,6 +140,7 @@ def test_bench_unknown_backend(cnnrt_cli, tiny_path):
 def test_onnxruntime_nchw_turns_the_layout_transformer_off(tiny_path):
     """onnxruntime-nchw is onnxruntime at ORT_ENABLE_EXTENDED: no NCHWc conversion."""
     import onnxruntime as ort
+
     from cnnrt.timing import ort_session
 
     assert ort_session(tiny_path, 1, optimize="extended").get_session_options().graph_optimization_level == (
