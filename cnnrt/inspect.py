@@ -29,11 +29,25 @@ def epilogue(node: Node) -> str:
     return " ".join(parts)
 
 
-def _node_record(node: Node, graph: Graph, step: int) -> dict[str, Any]:
+def conv_algorithm(node: Node, graph: Graph) -> str | None:
+    """The CPU algorithm a Conv node runs with (kernels/cpu/conv.py: the node's ``algorithm``
+    attribute, else the shape rule), None for other nodes."""
+    if node.op != "Conv":
+        return None
+    from cnnrt.kernels.cpu.conv import select_algorithm, spec_from_node
+
+    try:
+        return node.attrs.get("algorithm") or select_algorithm(spec_from_node(node, graph))
+    except (ValueError, TypeError):  # shapes the CPU kernel rejects: the build says why
+        return None
+
+
+def _node_record(node: Node, graph: Graph, step: int, backend: str = "cpu") -> dict[str, Any]:
     return {
         "step": step,
         "name": node.name,
         "op": node.op,
+        "algorithm": conv_algorithm(node, graph) if backend == "cpu" else None,
         "epilogue": epilogue(node),
         "origin": list(node.origin),
         "inputs": [{"name": i, "shape": list(graph.values[i].shape), "constant": i in graph.constants} for i in node.inputs if i],
@@ -67,7 +81,7 @@ def report(session) -> dict[str, Any]:
     return {
         "model": graph.name,
         "opt_level": session.opt_level,
-        "nodes": [_node_record(n, graph, i) for i, n in enumerate(graph.nodes)],
+        "nodes": [_node_record(n, graph, i, session.backend) for i, n in enumerate(graph.nodes)],
         "op_counts": graph.op_counts(),
         "total_macs": sum(node_macs(n, graph) for n in graph.nodes),
         "passes": {
@@ -98,7 +112,8 @@ def to_text(rep: dict[str, Any]) -> str:
     for n in rep["nodes"]:
         shape = "x".join(str(d) for d in n["outputs"][0]["shape"]) if n["outputs"] else ""
         origin = ", ".join(n["origin"])
-        lines.append(f"{n['step']:>4} {n['name'][:32]:32s} {n['op']:18s} {n['epilogue'][:22]:22s} {shape:20s} "
+        op = n["op"] + (f"/{n['algorithm']}" if n.get("algorithm") else "")
+        lines.append(f"{n['step']:>4} {n['name'][:32]:32s} {op[:18]:18s} {n['epilogue'][:22]:22s} {shape:20s} "
                      f"{n['macs'] / 1e6:9.2f}  {origin}")
     lines.append("")
     lines.append(f"passes ({rep['passes']['rounds']} rounds):")
