@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from cnnrt.models import export_cached
+
 import cnnrt
 from cnnrt import inspect as insp
-from cnnrt.models import export_cached
 
 
 def test_report_names_the_conv_algorithm_per_layer():
