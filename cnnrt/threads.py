@@ -1,13 +1,14 @@
 """Threads: all of cnnrt's parallelism comes from ONE pool, Numba's.
 
 Kernels split their work (GEMMs included) into tasks that Numba's threads claim
-(kernels/cpu/blas.py), each task calling a single-threaded BLAS. So a run sets Numba's thread
-count for the calling thread (it is per thread in Numba) and keeps the BLAS that the kernels
-call (numpy's OpenBLAS) at one thread. Two pools that alternate on two cores fought
+(kernels/cpu/blas.py); conv tasks run cnnrt's own register tile (kernels/cpu/microkernel.py),
+Gemm/MatMul tasks a single-threaded BLAS. So a run sets Numba's thread count for the calling
+thread (it is per thread in Numba) and keeps the BLAS that the kernels call (numpy's
+OpenBLAS) at one thread. Two pools that alternate on two cores fought
 (FIELD-NOTES: 3-8x slower medians), and OpenBLAS's static split of a GEMM made a single
 descheduled thread stall every call.
 
-Without a CBLAS the kernels can call (``blas.HAVE_BLAS`` False), GEMMs go through np.matmul
+Without a CBLAS the kernels can call (``blas.HAVE_BLAS`` False), Gemm/MatMul go through np.matmul
 and BLAS gets ``n`` threads instead, as before. Both settings are checked on every run (a few
 hundred nanoseconds), so a user who changed them in between gets them back.
 """

@@ -1,4 +1,5 @@
-"""Single-threaded sgemm/dgemm callable from Numba kernels, plus the two intrinsics they need.
+"""Single-threaded sgemm/dgemm callable from Numba kernels (the Gemm/MatMul tasks; convs run
+cnnrt's own register tile, microkernel.py), plus the two intrinsics every task kernel needs.
 
 cnnrt draws all its parallelism from ONE pool, Numba's: BLAS is kept single-threaded
 (:func:`cnnrt.threads.apply_threads`) and kernels split a GEMM into tasks themselves, each
