@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import numpy as np
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from numba import prange, types
@@ -329,14 +330,14 @@ def build_flat(spec, w2, b_const, zeros):
             ee, eo, oe, oo = seg
             toff = np.array([oo - ow - 1, oe - ow, oo - ow, eo - 1, ee, eo, oo - 1, oe, oo], np.int64)
             size = 4 * step
-        xbuf = np.zeros((t, size), dt)
+        xbuf = per_thread(t, size, dt)
         col = np.arange(ohw) % ow
         keep_l, keep_r = readonly(col != 0), readonly((col != ow - 1) | (stride == 2))
         work = s.n * s.m * ohw * kk
         band = max(1, BAND_OUTPUTS // ow)
     else:
         owv, sub, n_acc = geometry(s.oh, s.ow, s.kh, s.kw, s.sh, s.sw)
-        xbuf, abuf = np.zeros((t, s.sh * s.sw * sub), dt), np.zeros((t, n_acc), dt)
+        xbuf, abuf = per_thread(t, s.sh * s.sw * sub, dt), per_thread(t, n_acc, dt)
         work = s.n * s.m * n_acc * kk
 
     def run(ins, outs):

@@ -29,6 +29,7 @@ import numba
 import numpy as np
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.conv import _valid_range, readonly
 from numba import prange
@@ -309,7 +310,7 @@ class _Pooler:
         # ~8K input elements per task (in L1/L2 with its scratch), >= 8 tasks when there are
         # planes enough
         self.chunk = max(1, min(-(-8192 // (h * w)), p // 8))
-        self.vbuf = np.zeros((t, -(-self.chunk * oh * w // 16) * 16 + 16), count.dtype)
+        self.vbuf = per_thread(t, -(-self.chunk * oh * w // 16) * 16 + 16, count.dtype)
         self.args = (h, w, kh, kw, sh, sw, pt, pl, dh, dw, is_max, init, count)
         self.work = p * (oh * w * kh + oh * ow * kw)
 
