@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnrt.passes.block_layout import logical_value, unblock
+
 from .costs import accumulation_length
 from .errors import CnnrtError
 from .ir import Graph, Node
@@ -91,6 +93,9 @@ def derive_tolerances(graph: Graph) -> dict[str, float]:
         for o in node.outputs:
             if o:
                 rtol[o] = here
+                base = logical_value(o)  # a blocked twin: compared as its logical value
+                if base is not None and base not in rtol:
+                    rtol[base] = here
     return rtol
 
 
@@ -119,7 +124,12 @@ def snapshot_steps(sess, feeds: dict[str, np.ndarray]) -> tuple[Graph, list[tupl
                 f"node {step.node.name!r} ({step.node.op}, from ONNX {list(step.node.origin)}) failed: "
                 f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             ) from e
-        out.append((step.node, {o: np.array(a, copy=True) for o, a in zip(step.node.outputs, step.outs) if o}))
+        outs = {o: np.array(a, copy=True) for o, a in zip(step.node.outputs, step.outs) if o}
+        for o in list(outs):  # a channel-blocked twin is its logical NCHW value for the comparison
+            base = logical_value(o)
+            if base is not None and outs[o].ndim == 5:
+                outs[base] = unblock(outs[o])
+        out.append((step.node, outs))
     return ex.graph, out
 
 

@@ -47,9 +47,15 @@ def _gemm_mnk(node: Node, graph: Graph) -> tuple[int, int, int]:
     return m, n, k
 
 
+def _logical_op(node: Node) -> str:
+    """The NCHW op a channel-blocked one stands for (passes/block_layout.py): the counts are
+    the same, from the output's size and the weights' shape, except global pools' windows."""
+    return node.op.removeprefix("Blocked")
+
+
 def node_macs(node: Node, graph: Graph) -> int:
     """Multiply-accumulates one execution of ``node`` performs (see the module table)."""
-    op = node.op
+    op = _logical_op(node)
     try:
         if op == "Conv":
             return _prod(_shape(graph, node.outputs[0])) * _prod(_shape(graph, node.inputs[1])[1:])
@@ -77,7 +83,7 @@ def node_macs(node: Node, graph: Graph) -> int:
 
 def accumulation_length(node: Node, graph: Graph) -> int:
     """K of the longest sum behind one output element (1 for elementwise ops)."""
-    op = node.op
+    op = _logical_op(node)
     try:
         if op == "Conv":
             k = _prod(_shape(graph, node.inputs[1])[1:])
@@ -97,7 +103,7 @@ def accumulation_length(node: Node, graph: Graph) -> int:
         if op == "AveragePool":
             return _prod(node.attrs.get("kernel", node.attrs.get("kernel_shape", (1,))))
         if op == "GlobalAveragePool":
-            return _prod(_shape(graph, node.inputs[0])[2:])
+            return _prod(_shape(graph, node.inputs[0])[2:4])  # H, W (not a blocked input's lanes)
         if op == "LRN":
             return int(node.attrs.get("size", 1))
         if op == "Softmax":

@@ -22,6 +22,8 @@ from .errors import CnnrtError, KernelError, UnsupportedOpError
 from .ir import Graph, Node
 from .plan import MemoryPlan
 
+ARENA_READ_SLACK = 4096
+
 
 @dataclass(frozen=True)
 class Step:
@@ -45,7 +47,9 @@ class Executor:
             raise UnsupportedOpError(
                 f"no {backend} kernel for {len(missing)} node(s): " + "; ".join(f"{n.name} ({n.op})" for n in missing)
             )
-        self.arena = aligned_empty(max(plan.arena_bytes, 1), np.uint8)
+        # slack: the register tile reads (never stores) a few pixels past an unpadded input's
+        # end (conv_blocked.py: rows of a tile beyond the last pixel)
+        self.arena = aligned_empty(plan.arena_bytes + ARENA_READ_SLACK, np.uint8)
         self.arrays: dict[str, np.ndarray] = dict(graph.constants)
         for name in plan.places:
             self._array(name)

@@ -31,12 +31,16 @@ def epilogue(node: Node) -> str:
 
 def conv_algorithm(node: Node, graph: Graph) -> str | None:
     """The CPU algorithm a Conv node runs with (kernels/cpu/conv.py: the node's ``algorithm``
-    attribute, else the shape rule), None for other nodes."""
-    if node.op != "Conv":
+    attribute, else the shape rule; BlockedConv: conv_blocked.py's rule), None for other nodes."""
+    if node.op not in ("Conv", "BlockedConv"):
         return None
     from cnnrt.kernels.cpu.conv import select_algorithm, spec_from_node
+    from cnnrt.kernels.cpu.conv_blocked import blocked_algorithm, logical_shape
 
     try:
+        if node.op == "BlockedConv":
+            blocked_input = len(graph.values[node.inputs[0]].shape) == 5
+            return blocked_algorithm(spec_from_node(node, graph, logical_shape), blocked_input)
         return node.attrs.get("algorithm") or select_algorithm(spec_from_node(node, graph))
     except (ValueError, TypeError):  # shapes the CPU kernel rejects: the build says why
         return None

@@ -46,6 +46,25 @@ Gather             data, indices                    axis
 Cast               X                                to (numpy dtype name)
 ReduceMean         X                                axes, keepdims
 =================  ===============================  ==================================================
+
+Channel-blocked ops (CPU; made by passes/block_layout.py, never imported from ONNX). A blocked
+value stores logical NCHW with C a multiple of B as (N, C/B, H, W, B); elementwise ops and
+Concat(axis=1) also run on blocked values unchanged.
+
+========================  ==========================  ===========================================
+op                        inputs                      attributes
+========================  ==========================  ===========================================
+ReorderToBlocked          X (NCHW)                    block
+ReorderFromBlocked        X (blocked)                 -
+BlockedConv               X (blocked, or NCHW when C  as Conv; output blocked
+                          is not whole blocks), W,
+                          [B], [R (blocked)]
+BlockedMaxPool            X                           as MaxPool
+BlockedAveragePool        X                           as AveragePool
+BlockedGlobalAveragePool  X                           - (output (N, C/B, 1, 1, B))
+BlockedGlobalMaxPool      X                           -
+BlockedChannelAffine      X, scale (C,), shift (C,)   as ChannelAffine
+========================  ==========================  ===========================================
 """
 
 from __future__ import annotations

@@ -208,6 +208,14 @@ class InferenceSession:
 
     # -- building --
 
+    def _vector_bytes(self) -> int | None:
+        """The CPU's vector width for the layout pass (None: not a CPU session)."""
+        if self.backend != "cpu":
+            return None
+        from cnnrt.kernels.cpu.microkernel import VECTOR_BYTES
+
+        return VECTOR_BYTES
+
     def _key(self, shapes: Mapping[str, tuple[int, ...]], fed: frozenset[str]) -> tuple:
         return (tuple(sorted(shapes.items())), fed)
 
@@ -226,7 +234,7 @@ class InferenceSession:
         graph = self.model.to_graph(shapes, fed)
         t1 = time.perf_counter()
         with np.errstate(all="ignore"):  # folding Inf/NaN weights must not trip np.seterr(all="raise")
-            graph, log = run_pipeline(graph, self.opt_level, self.disabled_passes)
+            graph, log = run_pipeline(graph, self.opt_level, self.disabled_passes, self._vector_bytes())
         t2 = time.perf_counter()
         try:
             plan = plan_memory(graph)

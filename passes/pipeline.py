@@ -14,6 +14,7 @@ from cnnrt.errors import CnnrtError, PassError
 from cnnrt.ir import Graph
 
 from . import PassResult
+from .block_layout import block_layout
 from .concat_in_place import concat_in_place
 from .eliminate_dead_nodes import eliminate_dead_nodes
 from .fold_batchnorm import fold_batchnorm
@@ -35,6 +36,11 @@ PASSES: list[tuple[str, PassFn, int]] = [
     ("eliminate_dead_nodes", eliminate_dead_nodes, 1),
     ("concat_in_place", concat_in_place, 2),
 ]
+
+# Target-specific passes, run once after the fixed point (the rules above match NCHW ops):
+# the blocked layout for a CPU with ``vector_bytes``-wide vectors, then the in-place Concat
+# decision again for the Concats it rewrote.
+LAYOUT_PASSES: list[tuple[str, int]] = [("block_layout", 2)]
 
 MAX_ROUNDS = 8
 
@@ -74,33 +80,46 @@ class PipelineLog:
 
 
 def pass_names() -> list[str]:
-    return [n for n, _, _ in PASSES]
+    return [n for n, _, _ in PASSES] + [n for n, _ in LAYOUT_PASSES]
 
 
-def run_pipeline(graph: Graph, opt_level: int = 2, disabled: Iterable[str] = ()) -> tuple[Graph, PipelineLog]:
-    """Run the enabled passes in order, repeating until nothing changes (at most MAX_ROUNDS)."""
+def run_pipeline(
+    graph: Graph, opt_level: int = 2, disabled: Iterable[str] = (), vector_bytes: int | None = None
+) -> tuple[Graph, PipelineLog]:
+    """Run the enabled passes in order, repeating until nothing changes (at most MAX_ROUNDS);
+    then, for a CPU target (``vector_bytes`` given), the layout passes once."""
     disabled = set(disabled)
     unknown = disabled - set(pass_names())
     if unknown:
         raise PassError(f"unknown pass name(s) {sorted(unknown)}; passes are {pass_names()}")
     active = [(n, f) for n, f, lvl in PASSES if lvl <= opt_level and n not in disabled]
-    log = PipelineLog(order=[n for n, _ in active])
+    layout = []
+    if vector_bytes is not None:
+        layout = [(n, lvl) for n, lvl in LAYOUT_PASSES if lvl <= opt_level and n not in disabled]
+    log = PipelineLog(order=[n for n, _ in active] + [n for n, _ in layout])
     for rnd in range(MAX_ROUNDS if active else 0):
         log.rounds = rnd + 1
         changed = False
         for i, (name, fn) in enumerate(active):
-            try:
-                res = fn(graph)
-                res.graph.verify()
-            except Exception as e:
-                before = [n for n, _ in active[:i]]
-                what = str(e) if isinstance(e, CnnrtError) else f"{type(e).__name__}: {e}"
-                raise PassError(f"pass {name!r} failed in round {rnd + 1} (after {before}): {what}") from e
-            graph = res.graph
-            changed |= res.changed
-            log.fired.setdefault(name, []).extend(res.fired)
-            seen = log.declined.setdefault(name, [])
-            seen.extend(d for d in res.declined if d not in seen)
+            graph, did = _run_one(graph, name, fn, log, f"in round {rnd + 1} (after {[n for n, _ in active[:i]]})")
+            changed |= did
         if not changed:
             break
+    if layout:
+        graph, did = _run_one(graph, "block_layout", lambda g: block_layout(g, vector_bytes), log, "(layout)")
+        if did and "concat_in_place" in dict(active):
+            graph, _ = _run_one(graph, "concat_in_place", concat_in_place, log, "(after block_layout)")
     return graph, log
+
+
+def _run_one(graph: Graph, name: str, fn: PassFn, log: PipelineLog, where: str) -> tuple[Graph, bool]:
+    try:
+        res = fn(graph)
+        res.graph.verify()
+    except Exception as e:
+        what = str(e) if isinstance(e, CnnrtError) else f"{type(e).__name__}: {e}"
+        raise PassError(f"pass {name!r} failed {where}: {what}") from e
+    log.fired.setdefault(name, []).extend(res.fired)
+    seen = log.declined.setdefault(name, [])
+    seen.extend(d for d in res.declined if d not in seen)
+    return res.graph, res.changed

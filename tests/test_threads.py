@@ -62,20 +62,27 @@ def feeds():
     return {"x": np.random.default_rng(1).standard_normal((2, 8, 32, 32)).astype(np.float32)}
 
 
-def test_model_uses_the_parallel_algorithms():
-    sess = cnnrt.InferenceSession(_model(), threads=2)
-    algos = set()
-    for step in sess.executor.steps:
-        if step.node.op == "Conv":
-            from cnnrt.kernels.cpu.conv import select_algorithm, spec_from_node
-
-            algos.add(select_algorithm(spec_from_node(step.node, sess.graph)))
-    assert {"winograd", "direct", "im2col", "pointwise", "depthwise"} <= algos
+# the channel-blocked layout (default on the CPU) and plain NCHW run different conv kernels
+LAYOUTS = {"blocked": (), "nchw": ("block_layout",)}
+EXPECTED_ALGORITHMS = {
+    "blocked": {"BlockedConv/winograd", "BlockedConv/direct", "BlockedConv/depthwise"},
+    "nchw": {"Conv/winograd", "Conv/direct", "Conv/im2col", "Conv/pointwise", "Conv/depthwise"},
+}
 
 
-def test_threads_1_and_2_give_identical_answers(feeds):
-    (y1,) = cnnrt.InferenceSession(_model(), threads=1).run(None, feeds)
-    sess2 = cnnrt.InferenceSession(_model(), threads=2)
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_model_uses_the_parallel_algorithms(layout):
+    from cnnrt.inspect import conv_algorithm
+
+    sess = cnnrt.InferenceSession(_model(), threads=2, disabled_passes=LAYOUTS[layout])
+    algos = {f"{s.node.op}/{conv_algorithm(s.node, sess.graph)}" for s in sess.executor.steps if "Conv" in s.node.op}
+    assert EXPECTED_ALGORITHMS[layout] <= algos
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_threads_1_and_2_give_identical_answers(feeds, layout):
+    (y1,) = cnnrt.InferenceSession(_model(), threads=1, disabled_passes=LAYOUTS[layout]).run(None, feeds)
+    sess2 = cnnrt.InferenceSession(_model(), threads=2, disabled_passes=LAYOUTS[layout])
     runs = [sess2.run(None, feeds)[0] for _ in range(5)]
     for y2 in runs:
         np.testing.assert_array_equal(y2, y1)  # bit for bit: no thread-count-dependent rounding, no race

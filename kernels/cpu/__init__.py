@@ -2,7 +2,9 @@
 
 from . import (
     activation,  # noqa: F401,E402
+    blocked,  # noqa: F401,E402
     conv,  # noqa: F401,E402
+    conv_blocked,  # noqa: F401,E402
     conv_transpose,  # noqa: F401,E402
     elementwise,  # noqa: F401,E402
     gemm,  # noqa: F401,E402

@@ -436,12 +436,14 @@ def _opt(ins, i):
 # ----------------------------------------------------------------------------- entry points
 
 
-def spec_from_node(node, graph) -> ConvSpec:
-    """ConvSpec from an IR Conv node and its graph's Values (checks shapes)."""
+def spec_from_node(node, graph, logical=lambda shape: shape) -> ConvSpec:
+    """ConvSpec from an IR Conv node and its graph's Values (checks shapes). ``logical`` maps a
+    stored shape to its NCHW one (blocked layouts: conv_blocked.py)."""
     a = node.attrs
     xv, wv, yv = graph.values[node.inputs[0]], graph.values[node.inputs[1]], graph.values[node.outputs[0]]
-    n, c, h, w = xv.shape
+    n, c, h, w = logical(xv.shape)
     m, cg, kh, kw = wv.shape
+    y_shape = logical(yv.shape)
     ins = list(node.inputs) + [""] * (4 - len(node.inputs))
     if ins[3] and graph.values[ins[3]].shape != yv.shape:
         raise ValueError(
@@ -449,11 +451,11 @@ def spec_from_node(node, graph) -> ConvSpec:
         )
     alpha, beta = float(a.get("act_alpha", 0.0)), float(a.get("act_beta", 0.0))
     spec = ConvSpec(
-        n, c, h, w, m, yv.shape[2], yv.shape[3], kh, kw, *a.get("strides", (1, 1)), *a.get("pads", (0, 0, 0, 0)),
+        n, c, h, w, m, y_shape[2], y_shape[3], kh, kw, *a.get("strides", (1, 1)), *a.get("pads", (0, 0, 0, 0)),
         *a.get("dilations", (1, 1)), int(a.get("group", 1)), xv.dtype, bool(ins[2]), bool(ins[3]),
         ACTIVATIONS[a.get("activation", "none")], alpha, beta,
     )  # fmt: skip
-    _check(spec, yv.shape, wv.shape)
+    _check(spec, y_shape, wv.shape)
     return spec
 
 

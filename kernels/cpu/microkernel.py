@@ -4,8 +4,8 @@ Written as LLVM IR with explicit vector types (a Numba intrinsic), because LLVM 
 a plain Numba loop nest into a register-blocked kernel: ``MR * NV`` vector accumulators
 live in registers for the whole reduction, each step loads NV = 2 vectors of the B panel and
 broadcasts MR scalars of the A panel into fused multiply-adds. With AVX-512 the float32 tile
-is 12 x 32: 24 accumulators, 2 B vectors and a broadcast fit the 32 vector registers (the
-inner loop compiles to 24 vfmadd231ps, 12 vbroadcastss and 2 loads, nothing else); with
+is 8 x 32: 16 accumulators, 2 B vectors and a broadcast (the inner loop compiles to 16
+vfmadd231ps, 8 vbroadcastss and 2 loads, nothing else); with
 AVX2 it is 6 x 16 (12 of 16 registers). float64 tiles have half the columns. The same IR is
 correct on any CPU; LLVM splits vectors wider than the hardware's.
 
@@ -23,7 +23,8 @@ Operands (float32, flat offsets in elements):
 ``flags``: bit 0 accumulate into C (a later K block), bit 1 add ``bias[bias_off + i]`` per
 row, bit 2 add the residual ``res[res_off + i*ldc + j]``, bits 3-4 the activation applied last:
 1 = Relu (``x < 0 ? 0 : x``: NaN stays NaN as in onnxruntime), 2 = Clip(lo, hi) (selects, so
-NaN stays NaN). Other activations are applied by the caller afterwards.
+NaN stays NaN). Other activations are applied by the caller afterwards. :func:`tile_blocked`
+is the same tile for the channel-blocked layout (pixels as rows, channels as columns).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 ACCUMULATE, BIAS, RESIDUAL = 1, 2, 4
+VECTORS_SHIFT = 5  # tile_blocked only: flags >> 5 = vectors of a row to store (0: all)
 ACT_SHIFT, ACT_RELU, ACT_CLIP = 3, 1, 2
 
 
@@ -52,6 +54,9 @@ def _vector_bytes() -> int:
 VECTOR_BYTES = _vector_bytes()
 NV = 2  # vectors per tile row
 MR = 8 if VECTOR_BYTES == 64 else 6
+
+
+BLOCKED_MR, BLOCKED_NV = 4, 4  # tile_blocked: pixels x channel blocks (whole-layer timings in conv_blocked.py)
 
 
 def nr(dtype) -> int:
@@ -88,29 +93,29 @@ def tile(a, a_off, a_rs, a_ks, b, b_off, ldb, k, c, c_off, ldc, mr, flags, bias,
               bias, bias_off, res, res_off, lo, hi)  # fmt: skip
 
 
-@intrinsic
-def tile_taps(typingctx, a, a_off, a_rs, a_ks, a_ts, b, b_off, ldb, taps, ntaps, k, c, c_off, ldc, mr, flags,
-              bias, bias_off, res, res_off, lo, hi):  # fmt: skip
-    """The register tile summed over ``ntaps`` reductions of ``k`` steps: reduction ``t`` reads
-    A from ``a_off + t*a_ts`` and B from ``b_off + taps[t]`` (conv_direct.py: one per kernel
-    tap), the accumulators staying in registers throughout. Arrays of one dtype (float32 or
-    float64) but ``taps`` (int64); offsets and counts int64."""
-    arrs = (a, b, c, bias, res)
+def _check_operands(a, b, c, bias, res, taps):
     if not isinstance(a, types.Array) or a.dtype not in (types.float32, types.float64):
-        return None
-    if not all(isinstance(x, types.Array) and x.dtype == a.dtype for x in arrs):
-        return None
-    if not (isinstance(taps, types.Array) and taps.dtype == types.int64):
-        return None
-    dt = a.dtype
-    i64 = types.int64
-    sig = types.void(a, i64, i64, i64, i64, b, i64, i64, taps, i64, i64, c, i64, i64, i64, i64,
-                     bias, i64, res, i64, dt, dt)  # fmt: skip
+        return False
+    if not all(isinstance(x, types.Array) and x.dtype == a.dtype for x in (b, c, bias, res)):
+        return False
+    return isinstance(taps, types.Array) and taps.dtype == types.int64
+
+
+def _tile_codegen(dt, blocked, mr_max, nv):
+    """Codegen of the register tile. Plain (``blocked`` False): tap t reads A at a_ts * t and
+    B at taps[t]; C row i vector v at i*ldc + v*lanes; bias per row. Blocked: tap t reads A
+    at taps[t] and B at b_ts * t; vector v of C row i at i*ldc + v*c_vs; bias per column."""
     lanes = VECTOR_BYTES // (4 if dt == types.float32 else 8)
 
     def codegen(context, builder, sig, args):
-        (a_v, a_off_v, a_rs_v, a_ks_v, a_ts_v, b_v, b_off_v, ldb_v, taps_v, ntaps_v, k_v, c_v, c_off_v, ldc_v,
-         mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args  # fmt: skip
+        if blocked:
+            (a_v, a_off_v, a_rs_v, a_ks_v, taps_v, ntaps_v, b_v, b_off_v, b_ts_v, ldb_v, k_v, c_v, c_off_v, ldc_v,
+             c_vs_v, mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args  # fmt: skip
+            a_ty, taps_ty, b_ty, c_ty, bias_ty, res_ty = (sig.args[i] for i in (0, 4, 6, 11, 17, 19))
+        else:
+            (a_v, a_off_v, a_rs_v, a_ks_v, a_ts_v, b_v, b_off_v, ldb_v, taps_v, ntaps_v, k_v, c_v, c_off_v, ldc_v,
+             mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args  # fmt: skip
+            a_ty, b_ty, taps_ty, c_ty, bias_ty, res_ty = (sig.args[i] for i in (0, 5, 8, 11, 16, 18))
         fty = ir.FloatType() if dt == types.float32 else ir.DoubleType()
         i32 = ir.IntType(32)
         i64 = ir.IntType(64)
@@ -134,61 +139,110 @@ def tile_taps(typingctx, a, a_off, a_rs, a_ks, a_ts, b, b_off, ldb, taps, ntaps,
             st = builder.store(v, builder.bitcast(p, vptr))
             st.align = 4
 
-        pa0 = _ptr(context, builder, sig.args[0], a_v, a_off_v)
-        pb0 = _ptr(context, builder, sig.args[5], b_v, b_off_v)
-        ptaps = context.make_array(sig.args[8])(context, builder, taps_v).data
-        pc = _ptr(context, builder, sig.args[11], c_v, c_off_v)
-        pbias = _ptr(context, builder, sig.args[16], bias_v, bias_off_v)
-        pres = _ptr(context, builder, sig.args[18], res_v, res_off_v)
+        pa0 = _ptr(context, builder, a_ty, a_v, a_off_v)
+        pb0 = _ptr(context, builder, b_ty, b_v, b_off_v)
+        ptaps = context.make_array(taps_ty)(context, builder, taps_v).data
+        pc = _ptr(context, builder, c_ty, c_v, c_off_v)
+        pbias = _ptr(context, builder, bias_ty, bias_v, bias_off_v)
+        pres = _ptr(context, builder, res_ty, res_v, res_off_v)
 
-        arow = [builder.mul(ir.Constant(i64, i), a_rs_v) for i in range(MR)]
-        accs = [[cgutils.alloca_once_value(builder, zero_v) for _ in range(NV)] for _ in range(MR)]
+        arow = [builder.mul(ir.Constant(i64, i), a_rs_v) for i in range(mr_max)]
+        accs = [[cgutils.alloca_once_value(builder, zero_v) for _ in range(nv)] for _ in range(mr_max)]
         with cgutils.for_range(builder, ntaps_v) as tap_loop:
             tp = tap_loop.index
-            pa = builder.gep(pa0, [builder.mul(tp, a_ts_v)])
-            pb = builder.gep(pb0, [builder.load(builder.gep(ptaps, [tp]))])
+            tap = builder.load(builder.gep(ptaps, [tp]))
+            if blocked:
+                pa = builder.gep(pa0, [tap])
+                pb = builder.gep(pb0, [builder.mul(tp, b_ts_v)])
+            else:
+                pa = builder.gep(pa0, [builder.mul(tp, a_ts_v)])
+                pb = builder.gep(pb0, [tap])
             with cgutils.for_range(builder, k_v) as loop:
                 kk = loop.index
                 bvec = [vload(builder.gep(pb, [builder.add(builder.mul(kk, ldb_v), ir.Constant(i64, v * lanes))]))
-                        for v in range(NV)]  # fmt: skip
+                        for v in range(nv)]  # fmt: skip
                 abase = builder.mul(kk, a_ks_v)
-                for i in range(MR):
+                for i in range(mr_max):
                     av = splat(builder.load(builder.gep(pa, [builder.add(abase, arow[i])])))
-                    for v in range(NV):
+                    for v in range(nv):
                         builder.store(builder.call(fma, [av, bvec[v], builder.load(accs[i][v])]), accs[i][v])
 
         def flag(bit):
             return builder.icmp_unsigned("!=", builder.and_(flags_v, ir.Constant(i64, bit)), ir.Constant(i64, 0))
 
         acc_on, bias_on, res_on = flag(ACCUMULATE), flag(BIAS), flag(RESIDUAL)
-        act = builder.lshr(flags_v, ir.Constant(i64, ACT_SHIFT))
+        nstore = builder.lshr(flags_v, ir.Constant(i64, VECTORS_SHIFT))
+        nstore = builder.select(builder.icmp_unsigned("==", nstore, ir.Constant(i64, 0)), ir.Constant(i64, nv), nstore)
+        act = builder.and_(builder.lshr(flags_v, ir.Constant(i64, ACT_SHIFT)), ir.Constant(i64, 3))
         relu_on = builder.icmp_unsigned("==", act, ir.Constant(i64, ACT_RELU))
         clip_on = builder.icmp_unsigned("==", act, ir.Constant(i64, ACT_CLIP))
         lo_s, hi_s = splat(lo_v), splat(hi_v)
-        for i in range(MR):
+        for i in range(mr_max):
             with cgutils.if_likely(builder, builder.icmp_signed("<", ir.Constant(i64, i), mr_v)):
                 row = builder.mul(ir.Constant(i64, i), ldc_v)
-                for v in range(NV):
-                    off = builder.add(row, ir.Constant(i64, v * lanes))
+                for v in range(nv):
+                    if blocked:
+                        off = builder.add(row, builder.mul(ir.Constant(i64, v), c_vs_v))
+                    else:
+                        off = builder.add(row, ir.Constant(i64, v * lanes))
                     cp = builder.gep(pc, [off])
                     slot = accs[i][v]
-                    with cgutils.if_unlikely(builder, acc_on):
-                        builder.store(builder.fadd(builder.load(slot), vload(cp)), slot)
-                    with builder.if_then(bias_on):
-                        bval = builder.load(builder.gep(pbias, [ir.Constant(i64, i)]))
-                        builder.store(builder.fadd(builder.load(slot), splat(bval)), slot)
-                    with builder.if_then(res_on):
-                        builder.store(builder.fadd(builder.load(slot), vload(builder.gep(pres, [off]))), slot)
-                    x = builder.load(slot)
-                    relu = builder.select(builder.fcmp_ordered("<", x, zero_v), zero_v, x)
-                    x = builder.select(relu_on, relu, x)
-                    clipped = builder.select(builder.fcmp_ordered("<", x, lo_s), lo_s, x)
-                    clipped = builder.select(builder.fcmp_ordered(">", clipped, hi_s), hi_s, clipped)
-                    x = builder.select(clip_on, clipped, x)
-                    vstore(x, cp)
+                    pred = builder.icmp_signed("<", ir.Constant(i64, v), nstore)
+                    with builder.if_then(pred):
+                        with cgutils.if_unlikely(builder, acc_on):
+                            builder.store(builder.fadd(builder.load(slot), vload(cp)), slot)
+                        with builder.if_then(bias_on):
+                            if blocked:
+                                bval = vload(builder.gep(pbias, [ir.Constant(i64, v * lanes)]))
+                            else:
+                                bval = splat(builder.load(builder.gep(pbias, [ir.Constant(i64, i)])))
+                            builder.store(builder.fadd(builder.load(slot), bval), slot)
+                        with builder.if_then(res_on):
+                            builder.store(builder.fadd(builder.load(slot), vload(builder.gep(pres, [off]))), slot)
+                        x = builder.load(slot)
+                        relu = builder.select(builder.fcmp_ordered("<", x, zero_v), zero_v, x)
+                        x = builder.select(relu_on, relu, x)
+                        clipped = builder.select(builder.fcmp_ordered("<", x, lo_s), lo_s, x)
+                        clipped = builder.select(builder.fcmp_ordered(">", clipped, hi_s), hi_s, clipped)
+                        x = builder.select(clip_on, clipped, x)
+                        vstore(x, cp)
         return context.get_dummy_value()
 
-    return sig, codegen
+    return codegen
+
+
+@intrinsic
+def tile_taps(typingctx, a, a_off, a_rs, a_ks, a_ts, b, b_off, ldb, taps, ntaps, k, c, c_off, ldc, mr, flags,
+              bias, bias_off, res, res_off, lo, hi):  # fmt: skip
+    """The register tile summed over ``ntaps`` reductions of ``k`` steps: reduction ``t`` reads
+    A from ``a_off + t*a_ts`` and B from ``b_off + taps[t]`` (conv_direct.py: one per kernel
+    tap), the accumulators staying in registers throughout. Arrays of one dtype (float32 or
+    float64) but ``taps`` (int64); offsets and counts int64."""
+    if not _check_operands(a, b, c, bias, res, taps):
+        return None
+    dt = a.dtype
+    i64 = types.int64
+    sig = types.void(a, i64, i64, i64, i64, b, i64, i64, taps, i64, i64, c, i64, i64, i64, i64,
+                     bias, i64, res, i64, dt, dt)  # fmt: skip
+    return sig, _tile_codegen(dt, False, MR, NV)
+
+
+@intrinsic
+def tile_blocked(typingctx, a, a_off, a_rs, a_ks, taps, ntaps, b, b_off, b_ts, ldb, k, c, c_off, ldc, c_vs, mr,
+                 flags, bias, bias_off, res, res_off, lo, hi):  # fmt: skip
+    """The register tile for channel-blocked convs (conv_blocked.py): rows are output pixels
+    (A: the input, ``a[a_off + taps[t] + i*a_rs + kk*a_ks]``), columns output channels (B: the
+    packed weights, ``b[b_off + t*b_ts + kk*ldb + j]``). Vector v of C row i (one channel
+    block of one pixel) lies at ``c_off + i*ldc + v*c_vs``, the residual alike; BIAS adds
+    ``bias[bias_off + j]`` per column; ``flags >> VECTORS_SHIFT`` > 0 stores only that many
+    vectors of a row (a last panel of fewer blocks). BLOCKED_MR x BLOCKED_NV vectors."""
+    if not _check_operands(a, b, c, bias, res, taps):
+        return None
+    dt = a.dtype
+    i64 = types.int64
+    sig = types.void(a, i64, i64, i64, taps, i64, b, i64, i64, i64, i64, c, i64, i64, i64, i64, i64,
+                     bias, i64, res, i64, dt, dt)  # fmt: skip
+    return sig, _tile_codegen(dt, True, BLOCKED_MR, BLOCKED_NV)
 
 
 @njit(inline="always")

@@ -26,7 +26,7 @@ from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
-from cnnrt.kernels.cpu.activation import act_row
+from cnnrt.kernels.cpu.activation import act_inplace, act_row
 from cnnrt.kernels.cpu.microkernel import MR
 from numba import prange
 
@@ -111,14 +111,18 @@ def plan_blocks(n: int, c: int, m: int, th: int, tw: int, itemsize: int, nr: int
 
 @pjit
 def _winograd_tasks(x, up, bias, res, out, vbuf, mbuf, ybuf, pbuf, tbuf, counter, nthreads, pt, pl, rows, mb,
-                    has_res, kind, alpha, beta):  # fmt: skip
+                    has_res, kind, alpha, beta, lanes):  # fmt: skip
     """out = act(conv3x3(x, g) + bias (+ res)) with up = pack_u(transform_weights(g)); see module doc.
 
     Per-thread scratch: vbuf (36*nt*C + MR*C), mbuf (36*mbp*nt), ybuf (16*mbp*nt) with mbp = mb
     rounded up to whole tile columns, pbuf ((rows*4+2)*(TW*4+2)*C),
-    tbuf (6*(TW*4+2)*C) with nt = rows*TW tiles."""
-    n_count, c_count, h, w = x.shape
-    m_count, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    tbuf (6*(TW*4+2)*C) with nt = rows*TW tiles.
+
+    ``lanes`` > 0: x, out and res are channel-blocked (N, C/lanes, H, W, lanes), passed as
+    4-D views (N, C/lanes, H, W*lanes)."""
+    b_in = max(1, lanes)
+    n_count, c_count = x.shape[0], x.shape[1] * b_in
+    m_count, oh, ow = out.shape[1] * b_in, out.shape[2], out.shape[3] // b_in
     th = (oh + 3) // 4
     tw = (ow + 3) // 4
     g_count = n_count * th  # tile rows of all images: a block may span images (small ones)
@@ -149,7 +153,7 @@ def _winograd_tasks(x, up, bias, res, out, vbuf, mbuf, ybuf, pbuf, tbuf, counter
                     n = g // th
                     ty0 = g - n * th
                     ty1 = min(th, ty0 + g1 - g)
-                    _input_transform(x, n, ty0, ty1, tw, pt, pl, ph, tv, vs, nt, (g - g0) * tw)
+                    _input_transform(x, n, ty0, ty1, tw, pt, pl, ph, tv, vs, nt, (g - g0) * tw, lanes)
                     g += ty1 - ty0
                 held = blk
             m0 = mi * mb
@@ -172,8 +176,12 @@ def _winograd_tasks(x, up, bias, res, out, vbuf, mbuf, ybuf, pbuf, tbuf, counter
                 n = g // th
                 ty0 = g - n * th
                 ty1 = min(th, ty0 + g1 - g)
-                _output_scatter(ys, ldm * nt, ldm, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, (g - g0) * tw,
-                                kind, alpha, beta)  # fmt: skip
+                if lanes > 0:
+                    _output_scatter_blocked(ys, ldm * nt, ldm, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw,
+                                            (g - g0) * tw, kind, alpha, beta, lanes)  # fmt: skip
+                else:
+                    _output_scatter(ys, ldm * nt, ldm, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw,
+                                    (g - g0) * tw, kind, alpha, beta)  # fmt: skip
                 g += ty1 - ty0
 
 
@@ -181,14 +189,16 @@ _winograd_tasks_serial = serial_twin(_winograd_tasks)
 
 
 @njit
-def _input_transform(x, n, ty0, ty1, tw, pt, pl, xt, tv, vs, nt, j0):
+def _input_transform(x, n, ty0, ty1, tw, pt, pl, xt, tv, vs, nt, j0, lanes):
     """vs[((r*6 + s)*nt + j0 + j)*C + c] = (B^T d B)[r, s] for tile j of rows [ty0, ty1), channel c.
 
     Tiles are short rows (14 tiles for a 56-wide image), channels are many: the padded input
     rows are first copied channel-last into xt (prow x wp x C), so both passes of the
     transform run along contiguous vectors of channels, and V comes out as (36, tiles, C),
-    the transposed B operand of the GEMMs."""
-    c_count, h, w = x.shape[1], x.shape[2], x.shape[3]
+    the transposed B operand of the GEMMs. A blocked input (``lanes`` > 0, see
+    _winograd_tasks) is channel-last within a block already: whole vectors copy."""
+    b_in = max(1, lanes)
+    c_count, h, w = x.shape[1] * b_in, x.shape[2], x.shape[3] // b_in
     prow = (ty1 - ty0) * 4 + 2
     wp = tw * 4 + 2
     ih0 = ty0 * 4 - pt
@@ -206,6 +216,15 @@ def _input_transform(x, n, ty0, ty1, tw, pt, pl, xt, tv, vs, nt, j0):
             xt[base + q] = 0
         for q in range(hi * c_count, rowlen):
             xt[base + q] = 0
+        if lanes > 0:
+            for cb in range(c_count // lanes):
+                xrow = x[n, cb, ih]
+                for col in range(lo, hi):
+                    src = xrow[(col - pl) * lanes : (col - pl + 1) * lanes]
+                    d = xt[base + col * c_count + cb * lanes : base + col * c_count + (cb + 1) * lanes]
+                    for q in range(lanes):
+                        d[q] = src[q]
+            continue
         for c in range(c_count):
             xrow = x[n, c, ih, lo - pl : hi - pl]
             dst = xt[base + lo * c_count + c : base + hi * c_count : c_count]
@@ -413,12 +432,44 @@ def _output_scatter(ys, ln, ld, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw
                     act_row(orow, b, orow, False, kind, alpha, beta)
 
 
+@njit
+def _output_scatter_blocked(ys, ln, ld, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, j0, kind, alpha, beta,
+                            lanes):  # fmt: skip
+    """_output_scatter for a blocked output (the 4-D view of _winograd_tasks): per output row
+    of each channel block, every pixel's lanes are one contiguous vector of ys (tile, m)."""
+    oh, ow = out.shape[2], out.shape[3] // lanes
+    for k in range(mm // lanes):
+        ob = m0 // lanes + k
+        bv = bias[m0 + k * lanes : m0 + (k + 1) * lanes]
+        for ty in range(ty1 - ty0):
+            for a in range(4):
+                o = (ty0 + ty) * 4 + a
+                if o >= oh:
+                    break
+                orow = out[n, ob, o]
+                rrow = res[n, ob, o] if has_res else orow
+                for q in range(ow):
+                    src = (a * 4 + q % 4) * ln + (j0 + ty * tw + q // 4) * ld + k * lanes
+                    y = ys[src : src + lanes]
+                    d = orow[q * lanes : (q + 1) * lanes]
+                    if has_res:
+                        r = rrow[q * lanes : (q + 1) * lanes]
+                        for v in range(lanes):
+                            d[v] = y[v] + bv[v] + r[v]
+                    else:
+                        for v in range(lanes):
+                            d[v] = y[v] + bv[v]
+                if kind != 0:
+                    act_inplace(orow, kind, alpha, beta)
+
+
 def applicable(spec) -> bool:
     return (spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, spec.group) == (3, 3, 1, 1, 1, 1, 1)
 
 
-def build_winograd(spec, w_const, b_const):
-    """run(ins, outs) for a 3x3 stride-1 ungrouped conv via F(4x4, 3x3) tasks."""
+def build_winograd(spec, w_const, b_const, lanes: int = 0):
+    """run(ins, outs) for a 3x3 stride-1 ungrouped conv via F(4x4, 3x3) tasks; ``lanes`` > 0:
+    input, output and residual in the channel-blocked layout (conv_blocked.py)."""
     import numba
     from cnnrt.kernels.cpu.conv import readonly
 
@@ -428,7 +479,12 @@ def build_winograd(spec, w_const, b_const):
     rows, mb = plan_blocks(spec.n, spec.c, spec.m, th, tw, dt.itemsize, nr)
     u_const = None if w_const is None else readonly(pack_u(transform_weights(w_const, dt), nr))
     zeros = readonly(np.zeros(spec.m, dt))
-    dummy_res = np.zeros((1, 1, 1, 1), dt)
+    dummy_res = np.zeros((1, 1, 1, max(1, lanes)), dt)
+    b_in = max(1, lanes)
+
+    def view(a):  # blocked (N, C/B, H, W, B) as the 4-D (N, C/B, H, W*B) the kernel takes
+        return a if lanes == 0 else a.reshape(a.shape[0], a.shape[1], a.shape[2], a.shape[3] * b_in)
+
     max_threads = numba.config.NUMBA_NUM_THREADS
     nt_max = rows * tw
     mbp = -(-mb // nr) * nr
@@ -450,9 +506,8 @@ def build_winograd(spec, w_const, b_const):
         counter[0] = 0
         nthreads = min(num_threads(), max_threads)
         kern = pick(_winograd_tasks, _winograd_tasks_serial, work, nthreads)
-        kern(ins[0], u, b, dummy_res if r is None else r, outs[0], vbuf, mbuf, ybuf, pbuf, tbuf, counter,
-                        nthreads, s.pt, s.pl, rows, mb, r is not None,
-                        s.act, alpha, beta)  # fmt: skip
+        kern(view(ins[0]), u, b, dummy_res if r is None else view(r), view(outs[0]), vbuf, mbuf, ybuf, pbuf, tbuf,
+             counter, nthreads, s.pt, s.pl, rows, mb, r is not None, s.act, alpha, beta, lanes)  # fmt: skip
 
     run.blocks = (rows, mb)
     return run

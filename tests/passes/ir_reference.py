@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from cnnrt.passes.block_layout import block, unblock
 from reference_ops import act_ref, conv_ref, conv_transpose_ref
 
 from cnnrt.ir import Graph, Node
@@ -63,8 +64,26 @@ def evaluate(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     return [env[o] for o in graph.outputs]
 
 
+def _unblock(x):
+    """(N, C/B, H, W, B) -> NCHW; other ranks as they are."""
+    return x if x is None or x.ndim != 5 else unblock(x)
+
+
+def _block(y, shape):
+    return block(y, shape[-1])
+
+
 def _run(node: Node, x, shapes):
     op, a = node.op, node.attrs
+    if op == "ReorderToBlocked":
+        return [_block(x[0], shapes[0])]
+    if op == "ReorderFromBlocked":
+        return [_unblock(x[0])]
+    if op.startswith("Blocked"):  # the NCHW op on unblocked inputs, its output blocked again
+        plain = node.replace(op=op.removeprefix("Blocked"))
+        n, cb, h, w, b = shapes[0]
+        y = _run(plain, [_unblock(v) for v in x], [(n, cb * b, h, w)])[0]
+        return [_block(np.asarray(y), shapes[0])]
     ep = (a.get("activation", "none"), a.get("act_alpha", 0.0), a.get("act_beta", 0.0))
     if op == "Conv":
         y = _conv(x[0], x[1], x[2] if len(x) > 2 else None, a)
@@ -79,7 +98,9 @@ def _run(node: Node, x, shapes):
         s, b, m, v = (p.astype(np.float64).reshape(shp) for p in x[1:5])
         return [(x[0] - m) / np.sqrt(v + a["epsilon"]) * s + b]
     if op == "ChannelAffine":
-        shp = (1, -1) + (1,) * (x[0].ndim - 2)
+        c = x[0].shape[1]
+        # per channel (C,) or per activation (C, H, W) (BN's spatial=0 form)
+        shp = (1, -1) + (1,) * (x[0].ndim - 2) if x[1].size == c else (1, *x[0].shape[1:])
         return [act_ref(x[0] * x[1].astype(np.float64).reshape(shp) + x[2].astype(np.float64).reshape(shp), *ep)]
     if op == "Gemm":
         A = x[0].T if a.get("trans_a") else x[0]

@@ -94,4 +94,5 @@ def test_pass_order_is_the_documented_one():
         "fuse_epilogue",
         "eliminate_dead_nodes",
         "concat_in_place",
+        "block_layout",  # once, after the fixed point, for a CPU target
     ]

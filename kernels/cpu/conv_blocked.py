@@ -1,0 +1,316 @@
+"""Convolution in the channel-blocked layout (NCHWc): outputs written in place, no copy-out.
+
+A blocked tensor stores logical NCHW as (N, C/B, H, W, B) with B = one vector of channels
+(:func:`block_size`). The register tile (microkernel.tile_blocked) runs with output pixels as
+rows and output channels as columns: each reduction step broadcasts one input value per
+pixel and loads two vectors of packed weights (two channel blocks), so an output tile is
+MR pixels x 2 blocks, stored straight into the output at its final place, with bias,
+residual and Relu/Clip applied in registers. Stride and dilation only change the distance
+between the pixels a tile reads (``a_rs``), so strided and 7x7 convs run the same tile as
+3x3 and 1x1 ones.
+
+The input is blocked (N, C/B, H, W, B), or plain NCHW when C is not a multiple of B (stems
+with 3 input channels: the reduction steps then run over channels one plane apart); either
+way a padded conv first copies it into a zero-bordered buffer, so every tap of every pixel
+is a valid read. Tasks are (block of output panels, block of output rows over the batch),
+claimed from a shared counter; which way the work is cut depends on whether the weights or
+the input are the bigger stream (:func:`plan_tasks`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from cnnrt.kernels import register
+from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.aligned import aligned_copy, aligned_zeros
+from cnnrt.kernels.cpu import blas
+from cnnrt.kernels.cpu import microkernel as mk
+from cnnrt.kernels.cpu.activation import act_inplace
+from cnnrt.kernels.cpu.microkernel import BLOCKED_MR as BMR
+from numba import prange
+
+from cnnrt.ops import ACTIVATIONS
+
+_OUT_BLOCK_BYTES = 256 << 10  # a task's output block: it is re-read per reduction chunk
+_MIN_TASKS = 8
+_B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by every pixel
+
+# the int64 geometry vector handed to the task kernel (one array instead of ~18 scalars:
+# Numba's dispatcher unboxes every argument, ~0.1-0.2 us each)
+(G_THREADS, G_PER_N_IN, G_A_ROW, G_A_RS, G_A_KS, G_KSTEP, G_NTAPS, G_TCHUNK, G_OH, G_OW, G_M, G_LANES,
+ G_PANELS, G_PG, G_ROWS, G_RB, G_PER_N_OUT, G_CBW, G_LEN) = range(19)  # fmt: skip
+
+
+def block_size(dtype) -> int:
+    """Channels per block for ``dtype``: one vector (16 float32 with AVX-512)."""
+    return mk.VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+@pjit
+def _pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
+    """xp's interior from x: planes (N, P, H, W*lanes) at row pt, column pl*lanes of planes
+    of per_plane elements (per_n per image). Borders are zero from the build and stay so."""
+    n_count, p_count, h, wl = x.shape
+    for q in prange(n_count * p_count):
+        n = q // p_count
+        p = q - n * p_count
+        base = n * per_n + p * per_plane + pt * wp_l + pl * lanes
+        src = x[n, p]
+        for ih in range(h):
+            d = xp[base + ih * wp_l : base + ih * wp_l + wl]
+            s = src[ih]
+            for e in range(wl):
+                d[e] = s[e]
+
+
+@pjit
+def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, beta):
+    """Every task: out[pixels of its rows, channels of its panels] by tiles of MR pixels x
+    2 blocks, the reduction (taps x kstep) cut into chunks whose weights stay in L1."""
+    nthreads, per_n_in, a_row, a_rs, a_ks = g[G_THREADS], g[G_PER_N_IN], g[G_A_ROW], g[G_A_RS], g[G_A_KS]
+    kstep, ntaps, tchunk, oh, ow, m = g[G_KSTEP], g[G_NTAPS], g[G_TCHUNK], g[G_OH], g[G_OW], g[G_M]
+    lanes, n_panels, pg, rows, rb, per_n_out = g[G_LANES], g[G_PANELS], g[G_PG], g[G_ROWS], g[G_RB], g[G_PER_N_OUT]
+    cbw = g[G_CBW]
+    nv = mk.BLOCKED_NV
+    nr = nv * lanes
+    plane = oh * ow * lanes
+    n_pgroups = (n_panels + pg - 1) // pg
+    n_cblocks = (ow + cbw - 1) // cbw
+    ntasks = n_pgroups * n_cblocks * ((rows + rb - 1) // rb)
+    for _t in prange(nthreads):
+        while True:
+            i = blas.claim(counter)
+            if i >= ntasks:
+                break
+            p0 = (i % n_pgroups) * pg
+            p1 = min(n_panels, p0 + pg)
+            rest = i // n_pgroups
+            xa = (rest % n_cblocks) * cbw
+            xb = min(ow, xa + cbw)
+            r0 = (rest // n_cblocks) * rb
+            r1 = min(rows, r0 + rb)
+            for t0 in range(0, ntaps, tchunk):
+                tn = min(tchunk, ntaps - t0)
+                fl = mk.ACCUMULATE if t0 > 0 else 0
+                if t0 + tn == ntaps:
+                    fl |= tflags
+                tv = taps[t0 : t0 + tn]
+                for p in range(p0, p1):
+                    f = fl | min(nv, (m - p * nr) // lanes) << mk.VECTORS_SHIFT
+                    b_off = (p * ntaps + t0) * kstep * nr
+                    for r in range(r0, r1):
+                        n = r // oh
+                        y = r - n * oh
+                        abase = n * per_n_in + y * a_row
+                        cbase = n * per_n_out + nv * p * plane + y * ow * lanes
+                        for x0 in range(xa, xb, BMR):
+                            c_off = cbase + x0 * lanes
+                            mk.tile_blocked(xp, abase + x0 * a_rs, a_rs, a_ks, tv, tn, wp, b_off, kstep * nr, nr,
+                                            kstep, of, c_off, lanes, plane, min(BMR, xb - x0), f, bias, p * nr, rf,
+                                            c_off, alpha, beta)  # fmt: skip
+            if kind != 0:  # an activation the tile lacks, over the task's outputs row by row
+                for p in range(p0, p1):
+                    for v in range(nv):
+                        if (nv * p + v) * lanes >= m:
+                            break
+                        for r in range(r0, r1):
+                            n = r // oh
+                            base = n * per_n_out + (nv * p + v) * plane + (r - n * oh) * ow * lanes
+                            act_inplace(of[base + xa * lanes : base + xb * lanes], kind, alpha, beta)
+
+
+_blocked_tasks_serial = serial_twin(_blocked_tasks)
+_pad_planes_serial = serial_twin(_pad_planes)
+
+
+def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int) -> tuple[int, int, int]:
+    """(panels per task, output rows per task (rows run over the batch), pixels of a row
+    per task).
+
+    Whichever stream is bigger is read once: late layers (weights bigger than the input)
+    get one panel per task and all rows, so each weight panel crosses memory once; early
+    layers get all panels and blocks of rows. The output block a task re-reads per
+    reduction chunk stays under _OUT_BLOCK_BYTES; rows too long for it (pointwise convs run
+    as one row per image) are cut into column blocks."""
+    panels = -(-spec.m // nr)
+    rows = spec.n * spec.oh
+    pg = 1 if w_bytes >= in_bytes else panels
+    px_bytes = nr * itemsize * pg
+    rb = max(1, min(rows, _OUT_BLOCK_BYTES // (spec.ow * px_bytes)))
+    cbw = spec.ow
+    if spec.ow * px_bytes > _OUT_BLOCK_BYTES:
+        cbw = max(BMR, _OUT_BLOCK_BYTES // px_bytes // BMR * BMR)
+
+    def tasks():
+        return -(-panels // pg) * -(-rows // rb) * -(-spec.ow // cbw)
+
+    while tasks() < _MIN_TASKS and rb > 1:
+        rb = -(-rb // 2)
+    while tasks() < _MIN_TASKS and cbw > 8 * BMR:
+        cbw = -(-cbw // (2 * BMR)) * BMR
+    while tasks() < _MIN_TASKS and pg > 1:
+        pg = -(-pg // 2)
+    return pg, rb, cbw
+
+
+def pack_weights(w: np.ndarray, nr: int, kstep: int) -> np.ndarray:
+    """(M, C, kh, kw) -> (panels, C/kstep, kh, kw, kstep, nr): per panel of nr output
+    channels (the last zero padded), the taps in the order of the tap table, each kstep input
+    channels of nr weights."""
+    m, c, kh, kw = w.shape
+    panels = -(-m // nr)
+    wpad = np.zeros((panels * nr, c, kh, kw), w.dtype)
+    wpad[:m] = w
+    w6 = wpad.reshape(panels, nr, c // kstep, kstep, kh, kw)
+    return aligned_copy(np.ascontiguousarray(w6.transpose(0, 2, 4, 5, 3, 1)))
+
+
+class Geometry:
+    """How one conv's input is addressed: padded copy or in place, tap table, strides."""
+
+    def __init__(self, spec, blocked_input: bool, lanes: int):
+        s = spec
+        self.padded = any((s.pt, s.pl, s.pb, s.pr))
+        # pixels a row of taps reaches: enough for every output row and column
+        hp = max(s.h + s.pt + s.pb, (s.oh - 1) * s.sh + (s.kh - 1) * s.dh + 1)
+        wp = max(s.w + s.pl + s.pr, (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1)
+        if not self.padded:
+            hp, wp = s.h, s.w
+        self.hp, self.wp = hp, wp
+        self.layout_lanes = lanes if blocked_input else 1  # elements per pixel in a plane
+        self.planes = s.c // lanes if blocked_input else s.c
+        self.plane = hp * wp * self.layout_lanes
+        self.kstep = lanes if blocked_input else s.c
+        self.a_ks = 1 if blocked_input else self.plane
+        self.a_rs = s.sw * self.layout_lanes
+        self.a_row = s.sh * wp * self.layout_lanes
+        per_block = self.plane if blocked_input else 0
+        taps = [
+            cb * per_block + (i * s.dh * wp + j * s.dw) * self.layout_lanes
+            for cb in range(s.c // self.kstep)
+            for i in range(s.kh)
+            for j in range(s.kw)
+        ]
+        self.taps = np.array(taps, np.int64)
+        self.per_n = self.planes * self.plane
+        # a tile reads all MR pixel rows even when fewer are stored: slack past the last image
+        self.slack = BMR * self.a_rs + 64
+
+
+def build_blocked_conv(spec, w_const, b_const, blocked_input: bool):
+    """run(ins, outs) for ungrouped ``spec`` with a blocked output (N, M/B, OH, OW, B); the
+    input blocked (N, C/B, H, W, B) or, with ``blocked_input`` False, NCHW."""
+    import numba
+    from cnnrt.kernels.cpu.conv import readonly
+    from cnnrt.kernels.cpu.conv_gemm import tile_flags
+
+    if spec.group != 1:
+        raise ValueError(f"blocked conv needs group 1 (or depthwise), got group {spec.group}")
+    dt = np.dtype(spec.dtype)
+    lanes = block_size(dt)
+    nr = mk.BLOCKED_NV * lanes
+    if spec.m % lanes or (blocked_input and spec.c % lanes):
+        raise ValueError(f"blocked conv needs channels in whole blocks of {lanes}: C={spec.c}, M={spec.m}")
+    if (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr)):
+        # pointwise: the pixels of all rows are one run in input and output alike, so tiles
+        # fill up across row ends (14x14: 49 tiles of 4 rather than 4 + 4 + 4 + 2 per row)
+        spec = replace(spec, h=1, w=spec.h * spec.w, oh=1, ow=spec.oh * spec.ow)
+    geo = Geometry(spec, blocked_input, lanes)
+    ntaps = len(geo.taps)
+    w_bytes = spec.m * spec.c * spec.kh * spec.kw * dt.itemsize
+    in_bytes = spec.n * spec.c * spec.h * spec.w * dt.itemsize
+    pg, rb, cbw = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes)
+    xp = aligned_zeros(spec.n * geo.per_n + geo.slack, dt) if geo.padded else None
+    wp_const = None if w_const is None else readonly(pack_weights(np.asarray(w_const, dt), nr, geo.kstep))
+    zeros = readonly(np.zeros(spec.m, dt))
+    dummy_res = np.zeros(1, dt)
+    tflags = tile_flags(spec)
+    kind = 0 if spec.act in (0, ACTIVATIONS["Relu"], ACTIVATIONS["Clip"]) else spec.act
+    geom = np.zeros(G_LEN, np.int64)
+    values = {
+        G_PER_N_IN: geo.per_n, G_A_ROW: geo.a_row, G_A_RS: geo.a_rs, G_A_KS: geo.a_ks, G_KSTEP: geo.kstep,
+        G_NTAPS: ntaps, G_TCHUNK: max(1, _B_CHUNK_BYTES // (geo.kstep * nr * dt.itemsize)), G_OH: spec.oh, G_OW: spec.ow, G_M: spec.m,
+        G_LANES: lanes, G_PANELS: -(-spec.m // nr), G_PG: pg, G_ROWS: spec.n * spec.oh, G_RB: rb,
+        G_PER_N_OUT: spec.m * spec.oh * spec.ow, G_CBW: cbw,
+    }  # fmt: skip
+    for k, v in values.items():
+        geom[k] = v
+    max_threads = numba.config.NUMBA_NUM_THREADS
+    counter = np.zeros(1, np.int64)
+    alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
+    ntasks = -(-values[G_PANELS] // pg) * -(-values[G_ROWS] // rb) * -(-spec.ow // cbw)
+    work = spec.n * spec.m * spec.oh * spec.ow * spec.c * spec.kh * spec.kw if ntasks > 1 else 0
+    lead = spec.n * geo.planes
+    s = spec
+
+    def run(ins, outs):
+        wp = wp_const if wp_const is not None else readonly(pack_weights(ins[1], nr, geo.kstep))
+        b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
+        r = ins[3] if len(ins) > 3 and ins[3] is not None else None
+        nthreads = min(num_threads(), max_threads)
+        x = ins[0]
+        if xp is not None:
+            prep = pick(_pad_planes, _pad_planes_serial, x.size * 8, nthreads)
+            prep(x.reshape(s.n, geo.planes, s.h, s.w * geo.layout_lanes), xp, s.pt, s.pl, geo.layout_lanes,
+                 geo.wp * geo.layout_lanes, geo.plane, geo.per_n)  # fmt: skip
+            src = xp
+        else:
+            src = x.reshape(lead * geo.plane)
+        geom[G_THREADS] = nthreads
+        counter[0] = 0
+        kern = pick(_blocked_tasks, _blocked_tasks_serial, work, nthreads)
+        kern(src, wp, geo.taps, b, dummy_res if r is None else r.reshape(-1), outs[0].reshape(-1), counter, geom,
+             tflags, kind, alpha, beta)  # fmt: skip
+
+    run.tasks = (pg, rb, cbw)
+    return run
+
+
+def logical_shape(shape) -> tuple[int, ...]:
+    """NCHW shape of a stored one: (N, C/B, H, W, B) -> (N, C, H, W); 4-D shapes as they are."""
+    if len(shape) == 5:
+        n, cb, h, w, b = shape
+        return (n, cb * b, h, w)
+    return tuple(shape)
+
+
+@register("BlockedConv")
+def build_blocked_conv_node(node, graph):
+    """Conv with a blocked output (passes/block_layout.py): ungrouped on the register tile,
+    depthwise by blocked.py."""
+    from cnnrt.kernels.cpu.conv import readonly, spec_from_node
+
+    spec = spec_from_node(node, graph, logical_shape)
+    dt = np.dtype(spec.dtype)
+    ins = list(node.inputs) + [""] * 4
+    w_const = graph.constants.get(ins[1])
+    b_const = graph.constants.get(ins[2]) if ins[2] else None
+    w_const = None if w_const is None else readonly(np.ascontiguousarray(w_const, dt))
+    b_const = None if b_const is None else readonly(np.ascontiguousarray(b_const, dt))
+    blocked_input = len(graph.values[ins[0]].shape) == 5
+    algorithm = blocked_algorithm(spec, blocked_input)
+    if algorithm == "depthwise":
+        from cnnrt.kernels.cpu.blocked import build_blocked_depthwise
+
+        return build_blocked_depthwise(spec, w_const, b_const, block_size(dt))
+    if algorithm == "winograd":
+        from cnnrt.kernels.cpu.winograd import build_winograd
+
+        return build_winograd(spec, w_const, b_const, block_size(dt))
+    return build_blocked_conv(spec, w_const, b_const, blocked_input)
+
+
+def blocked_algorithm(spec, blocked_input: bool) -> str:
+    """depthwise (group == C), winograd (blocked input, where conv.select_algorithm picks it
+    for NCHW; per layer, 1 thread, ms blocked winograd / blocked direct / NCHW winograd:
+    3x3 64@56 0.98 / 1.55 / 1.34, 128@28 0.85 / 1.54 / 1.06, 256@14 1.49 / 1.79 / 1.70,
+    VGG's 64@224 17.7 / 26.1 / 29.4), else direct (the register tile, any stride)."""
+    from cnnrt.kernels.cpu.conv import select_algorithm
+
+    if spec.group > 1:
+        return "depthwise"
+    if blocked_input and select_algorithm(spec) == "winograd":
+        return "winograd"
+    return "direct"

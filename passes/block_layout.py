@@ -1,0 +1,243 @@
+"""block_layout: run the convolution chains in the channel-blocked layout (NCHWc).
+
+A blocked value stores a logical NCHW tensor whose C is a multiple of the block B (one CPU
+vector of channels: 16 float32 with AVX-512) as (N, C/B, H, W, B). Convs in that layout read
+and write whole channel vectors (kernels/cpu/conv_blocked.py): no copy-out, strides and
+padding free, and pools, BN affines, residual adds and channel Concats stay in it between
+them, so the reorders are paid once at the chain's edges — onnxruntime's NCHWc transformer
+is the model (the layout is what its convs were measured 1.2-2x faster with).
+
+Rules, in topological order (each value's blocked twin is named ``<value>/nchw<B>c``):
+
+- ``Conv`` -> ``BlockedConv`` when ungrouped (or depthwise) with M a multiple of B and no
+  algorithm override; its input is the blocked twin, or a ``ReorderToBlocked`` of it when C
+  is a multiple of B, else the NCHW value itself (stems: 3 input channels). A residual input
+  is reordered to blocked if it is not already.
+- ``MaxPool``, ``AveragePool``, ``GlobalAveragePool``, ``GlobalMaxPool``, per-channel
+  ``ChannelAffine`` -> their ``Blocked`` form when the input is blocked already.
+- Elementwise ops (activations, Add/Sub/Mul/Div, Sum/Max/Min) whose inputs all have the
+  output's shape, and channel Concats of whole blocks, stay the same op on blocked values
+  when at least one input is blocked (the others get reordered).
+- Graphs where fewer than MIN_BLOCKED_CONVS convs could be blocked stay as they are.
+- Any other reader of a blocked value gets its NCHW version from one ``ReorderFromBlocked``
+  (a Reshape view when H = W = 1: (N, C/B, 1, 1, B) and (N, C, 1, 1) are the same bytes),
+  and so do graph outputs.
+
+Requires: the fusion passes done (it runs once, after the pipeline's fixed point: the
+rewrite rules match NCHW ops). Guarantees: every logical value keeps its name and shape
+where it is read in NCHW; numerics unchanged (the kernels compute the same sums).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from cnnrt.ir import Graph, Node, Value
+from cnnrt.ops import BINARY_OPS, UNARY_ACTIVATION_OPS, VARIADIC_OPS
+
+from . import PassResult
+
+RULE = "NCHW -> channel-blocked"
+BLOCKED_FORMS = {
+    "MaxPool": "BlockedMaxPool",
+    "AveragePool": "BlockedAveragePool",
+    "GlobalAveragePool": "BlockedGlobalAveragePool",
+    "GlobalMaxPool": "BlockedGlobalMaxPool",
+    "ChannelAffine": "BlockedChannelAffine",
+}
+ELEMENTWISE = (*UNARY_ACTIVATION_OPS, *BINARY_OPS, *VARIADIC_OPS)
+# A lone blocked conv pays two reorders and extra steps for one layer (LeNet-5's middle conv,
+# a ~0.1 ms model where each step counts): the whole graph stays NCHW below this many.
+MIN_BLOCKED_CONVS = 2
+_TWIN = re.compile(r"^(.*)/nchw\d+c$")
+
+
+def twin_name(name: str, block: int) -> str:
+    """The name of logical value ``name``'s blocked twin."""
+    return f"{name}/nchw{block}c"
+
+
+def logical_value(name: str) -> str | None:
+    """The logical value a blocked twin stands for (None for other names): tools that compare
+    tensors by name (cnnrt compare) look at twins through this and :func:`unblock`."""
+    m = _TWIN.match(name)
+    return m.group(1) if m else None
+
+
+def unblock(a: np.ndarray) -> np.ndarray:
+    """(N, C/B, H, W, B) -> the NCHW array it stores."""
+    n, cb, h, w, b = a.shape
+    return np.ascontiguousarray(a.transpose(0, 1, 4, 2, 3).reshape(n, cb * b, h, w))
+
+
+def block(a: np.ndarray, lanes: int) -> np.ndarray:
+    """NCHW -> (N, C/lanes, H, W, lanes) (numpy; the kernel is ReorderToBlocked's)."""
+    n, c, h, w = a.shape
+    return np.ascontiguousarray(a.reshape(n, c // lanes, lanes, h, w).transpose(0, 1, 3, 4, 2))
+
+
+class _Rewriter:
+    def __init__(self, graph: Graph, vector_bytes: int) -> None:
+        self.graph = graph
+        self.vector_bytes = vector_bytes
+        self.values = dict(graph.values)
+        self.nodes: list[Node] = []
+        self.blocked: dict[str, str] = {}  # logical value -> blocked twin
+        self.plain: set[str] = set(graph.inputs) | set(graph.constants)  # NCHW form exists
+        self.taken = {n.name for n in graph.nodes}
+        self.fired: list[tuple[str, str]] = []
+        self.declined: list[tuple[str, str, str]] = []
+
+    def block(self, name: str) -> int | None:
+        """B for a value that can be blocked (rank 4, float, C a multiple of B), else None."""
+        v = self.values[name]
+        if len(v.shape) != 4 or v.dtype not in ("float32", "float64"):
+            return None
+        b = self.vector_bytes // np.dtype(v.dtype).itemsize
+        return b if v.shape[1] % b == 0 else None
+
+    def _name(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.taken:
+            i += 1
+            name = f"{base}:{i}"
+        self.taken.add(name)
+        return name
+
+    def twin(self, name: str) -> str:
+        """Declare the blocked twin of logical value ``name`` (its Value entry)."""
+        v = self.values[name]
+        b = self.block(name)
+        n, c, h, w = v.shape
+        twin = twin_name(name, b)
+        self.values[twin] = Value(twin, (n, c // b, h, w, b), v.dtype)
+        self.blocked[name] = twin
+        return twin
+
+    def to_blocked(self, name: str, origin) -> str:
+        if name in self.blocked:
+            return self.blocked[name]
+        twin = self.twin(name)
+        b = self.values[twin].shape[-1]
+        self.nodes.append(Node("ReorderToBlocked", (name,), (twin,), {"block": b}, self._name(f"{twin}/reorder"), origin))
+        return twin
+
+    def to_plain(self, name: str) -> str:
+        if not name or name in self.plain or name not in self.blocked:
+            return name
+        twin = self.blocked[name]
+        v = self.values[name]
+        producer = next((n for n in reversed(self.nodes) if twin in n.outputs), None)
+        origin = producer.origin if producer is not None else ()
+        if v.shape[2:] == (1, 1):  # the same bytes: a view, no step
+            node = Node("Reshape", (twin,), (name,), {"shape": v.shape}, self._name(f"{name}/unblock"), origin)
+        else:
+            node = Node("ReorderFromBlocked", (twin,), (name,), {}, self._name(f"{name}/unblock"), origin)
+        self.nodes.append(node)
+        self.plain.add(name)
+        return name
+
+    def emit(self, node: Node, op: str, inputs, outputs_blocked: bool) -> None:
+        outs = tuple(self.twin(o) if outputs_blocked and o else o for o in node.outputs)
+        self.nodes.append(node.replace(op=op, inputs=tuple(inputs), outputs=outs))
+        self.fired.append((f"{node.op} -> {op}" if op != node.op else f"{op} on blocked values", node.name))
+
+    def plain_node(self, node: Node) -> None:
+        self.nodes.append(node.replace(inputs=tuple(self.to_plain(i) for i in node.inputs)))
+        self.plain.update(o for o in node.outputs if o)
+
+    # -- per op kind --
+
+    def conv(self, node: Node) -> bool:
+        x, w = node.inputs[0], node.inputs[1]
+        y = node.outputs[0]
+        group = int(node.attrs.get("group", 1))
+        xv, wv = self.values[x], self.values[w]
+        if len(xv.shape) != 4 or len(wv.shape) != 4 or self.block(y) is None:
+            return False
+        if "algorithm" in node.attrs:
+            self.declined.append((RULE, node.name, "an algorithm override keeps it NCHW"))
+            return False
+        c = xv.shape[1]
+        depthwise = group > 1 and group == c == wv.shape[0]
+        if group != 1 and not depthwise:
+            self.declined.append((RULE, node.name, f"grouped conv (group {group}) has no blocked kernel"))
+            return False
+        if depthwise and self.block(x) is None:
+            return False
+        h, wd = xv.shape[2:]
+        if not depthwise and (wv.shape[2], wv.shape[3]) == (h, wd) and not any(node.attrs.get("pads", (0,) * 4)):
+            return False  # the kernel covers the input: one pixel, a Gemm ("fc") does it better
+        xin = self.to_blocked(x, node.origin) if (x in self.blocked or self.block(x)) else x
+        ins = [xin, *node.inputs[1:3]]
+        if len(node.inputs) > 3 and node.inputs[3]:
+            ins.append(self.to_blocked(node.inputs[3], node.origin))
+        self.emit(node, "BlockedConv", ins, True)
+        return True
+
+    def follows(self, node: Node) -> bool:
+        """Pools and per-channel affines on a blocked input."""
+        x = node.inputs[0]
+        if x not in self.blocked or len(self.values[x].shape) != 4:
+            return False
+        c = self.values[x].shape[1]
+        if node.op == "ChannelAffine" and any(self.values[i].size != c for i in node.inputs[1:3]):
+            return False  # per-activation parameters (BN's spatial=0 form)
+        self.emit(node, BLOCKED_FORMS[node.op], [self.blocked[x], *node.inputs[1:]], True)
+        return True
+
+    def elementwise(self, node: Node) -> bool:
+        shape = self.values[node.outputs[0]].shape
+        ins = [i for i in node.inputs if i]
+        if not any(i in self.blocked for i in ins) or self.block(node.outputs[0]) is None:
+            return False
+        if any(i in self.graph.constants or self.values[i].shape != shape for i in ins):
+            return False
+        self.emit(node, node.op, [self.to_blocked(i, node.origin) for i in ins], True)
+        return True
+
+    def concat(self, node: Node) -> bool:
+        out = node.outputs[0]
+        if self.block(out) is None or int(node.attrs["axis"]) % 4 != 1:
+            return False
+        if not any(i in self.blocked for i in node.inputs):
+            return False
+        if any(i in self.graph.constants or self.block(i) is None for i in node.inputs):
+            return False
+        self.emit(node, "Concat", [self.to_blocked(i, node.origin) for i in node.inputs], True)
+        return True
+
+    def run(self) -> Graph:
+        for node in self.graph.nodes:
+            done = False
+            if node.op == "Conv":
+                done = self.conv(node)
+            elif node.op in BLOCKED_FORMS:
+                done = self.follows(node)
+            elif node.op in ELEMENTWISE:
+                done = self.elementwise(node)
+            elif node.op == "Concat":
+                done = self.concat(node)
+            if not done:
+                self.plain_node(node)
+        for o in self.graph.outputs:
+            self.to_plain(o)
+        used = {i for n in self.nodes for i in n.inputs} | set(self.graph.outputs) | set(self.graph.inputs)
+        used |= {o for n in self.nodes for o in n.outputs}
+        values = {k: v for k, v in self.values.items() if k in used or k in self.graph.constants}
+        return Graph(self.nodes, values, self.graph.constants, self.graph.inputs, self.graph.outputs, self.graph.name)
+
+
+def block_layout(graph: Graph, vector_bytes: int = 64) -> PassResult:
+    """Rewrite conv chains to the blocked layout; see the module docstring."""
+    if any(n.op.startswith("Blocked") for n in graph.nodes):
+        return PassResult(graph, False)
+    rw = _Rewriter(graph, vector_bytes)
+    new = rw.run()
+    convs = sum(rule.endswith("BlockedConv") for rule, _ in rw.fired)
+    if convs < MIN_BLOCKED_CONVS:
+        why = f"{convs} conv(s) could be blocked, fewer than {MIN_BLOCKED_CONVS}: reorders would cost more"
+        return PassResult(graph, False, [], [*rw.declined, (RULE, graph.name, why)] if convs else rw.declined)
+    return PassResult(new, True, rw.fired, rw.declined)

@@ -1,0 +1,361 @@
+"""Channel-blocked (NCHWc) kernels of kernels/cpu/blocked.py against the naive float64
+references, the layouts converted with plain numpy.
+
+B = 16 (float32) and 8 (float64) are AVX-512's vector widths: those, and 32, run the vector
+kernel (_lane_taps); 4, and 8 with float32, its plain-Numba twin (_lane_taps_any). Numba
+compiles per dtype, not per B, so B is swept freely and float64 on a few cases only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from cnnrt.kernels.cpu.blocked import build_blocked_depthwise, lanes  # noqa: E402
+from cnnrt.kernels.cpu.conv import ConvSpec  # noqa: E402
+from cnnrt.passes.block_layout import block as to_blocked  # noqa: E402
+from cnnrt.passes.block_layout import unblock as from_blocked  # noqa: E402
+from reference import (  # noqa: E402
+    ACT_LIPSCHITZ,
+    act_params,
+    activation_ref,
+    assert_within,
+    conv2d_reference,
+    conv_out,
+    pool_reference,
+    run_node,
+)
+
+from cnnrt.ops import ACTIVATIONS  # noqa: E402
+
+F32, F64 = np.dtype("float32"), np.dtype("float64")
+
+
+def unit(dt) -> float:
+    """Unit roundoff of dt."""
+    return float(np.finfo(dt).eps) / 2
+
+
+def bound(k, magnitude, result, dt, act="none", alpha=0.0):
+    """act(a sum of k terms in dt): accumulation (k+1) u mag times the activation's slope, plus
+    a few ulps (of float32: the rational tanh is float32-accurate) for the activation."""
+    slope = max(ACT_LIPSCHITZ[act], abs(alpha) if act in ("HardSigmoid", "Elu") else 0)
+    u = unit(dt)
+    act_u = u if act in ("none", "Relu", "Clip", "LeakyRelu") else unit(F32)
+    return 2 * (k + 1) * u * np.asarray(magnitude) * slope + 4 * act_u * np.abs(result) + 1e-300
+
+
+def test_b_grid_reaches_both_lane_kernels():
+    assert 16 % lanes(F32) == 0 and 8 % lanes(F64) == 0 and 4 % lanes(F32) != 0
+
+
+# ----------------------------------------------------------------------------- reorders
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 5, 7), (1, 16, 1, 1), (3, 16, 13, 11), (1, 32, 40, 40)])
+@pytest.mark.parametrize("b", [16, 8, 4])
+@pytest.mark.parametrize("dt", [F32, F64], ids=str)
+def test_reorder_round_trip(shape, b, dt):
+    x = np.random.default_rng(0).standard_normal(shape).astype(dt)
+    n, c, h, w = shape
+    (y,) = run_node("ReorderToBlocked", [x], dict(block=b), [(n, c // b, h, w, b)], [dt.name])
+    np.testing.assert_array_equal(y, to_blocked(x, b))
+    (back,) = run_node("ReorderFromBlocked", [y], {}, [shape], [dt.name])
+    np.testing.assert_array_equal(back, x)
+
+
+def test_reorder_rejects_a_channel_count_off_the_block():
+    with pytest.raises(ValueError, match="block"):
+        run_node("ReorderToBlocked", [np.zeros((1, 12, 2, 2), F32)], dict(block=8), [(1, 1, 2, 2, 8)])
+
+
+# ----------------------------------------------------------------------------- pools
+
+
+def pool_out(size, k, s, d, pb, pe, ceil_mode):
+    """ONNX's output length; a ceil_mode window must start inside the input or leading pad."""
+    avail = size + pb + pe - ((k - 1) * d + 1)
+    n = (-(-avail // s) if ceil_mode else avail // s) + 1
+    return n - 1 if ceil_mode and (n - 1) * s >= size + pb else n
+
+
+# (N, H, W, kernel, strides, pads (t, l, b, r), dilations, ceil_mode); C = 32
+POOL_CASES = {
+    "k3s2": (2, 7, 7, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), False),
+    "k3s2_p1_ceil": (1, 7, 7, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), True),
+    "asym_ceil": (1, 8, 7, (2, 3), (2, 1), (1, 0, 0, 2), (1, 1), True),
+    "dil2_p2": (1, 9, 9, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), False),
+    "hanging_ceil_dil": (1, 5, 8, (3, 2), (3, 3), (1, 1, 1, 1), (1, 2), True),
+    "whole_plane": (2, 4, 4, (4, 4), (1, 1), (0, 0, 0, 0), (1, 1), False),
+    "k3s1_p1": (2, 6, 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), False),
+    "k5s1_p2": (1, 6, 7, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), False),
+    "k2s2_ceil_padend": (1, 5, 5, (2, 2), (2, 2), (0, 0, 1, 1), (1, 1), True),
+    "bands_k3s1_p1": (1, 40, 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), False),  # several tasks per plane
+}
+
+
+def _pool(name, op, b, dt, x=None, **extra):
+    """(blocked result as NCHW, float64 reference, reference on |x|, tap count)."""
+    n, h, w, kernel, strides, pads, dil, ceil = POOL_CASES[name]
+    oh = pool_out(h, kernel[0], strides[0], dil[0], pads[0], pads[2], ceil)
+    ow = pool_out(w, kernel[1], strides[1], dil[1], pads[1], pads[3], ceil)
+    if x is None:
+        x = np.random.default_rng(1).standard_normal((n, 32, h, w)).astype(dt)
+    attrs = dict(kernel=kernel, strides=strides, pads=pads, dilations=dil, **extra)
+    (got,) = run_node(op, [to_blocked(x, b)], attrs, [(n, 32 // b, oh, ow, b)], [dt.name])
+    mode, cip = ("max", False) if op == "BlockedMaxPool" else ("avg", extra.get("count_include_pad", False))
+    args = (kernel, strides, pads, dil, (oh, ow), mode, cip)
+    with np.errstate(invalid="ignore"):
+        want = pool_reference(np.where(np.isnan(x), -np.inf, x) if mode == "max" else x, *args)
+    mag = None if mode == "max" else pool_reference(np.abs(np.where(np.isfinite(x), x, 0)), *args)
+    return from_blocked(got), want[0] if mode == "max" else want, mag, kernel[0] * kernel[1]
+
+
+@pytest.mark.parametrize("name", list(POOL_CASES))
+@pytest.mark.parametrize("b", [16, 8, 4])
+def test_blocked_max_pool_vs_reference(name, b):
+    got, want, _, _ = _pool(name, "BlockedMaxPool", b, F32)
+    np.testing.assert_array_equal(got, want.astype(F32))  # a max is exact
+
+
+@pytest.mark.parametrize("name", list(POOL_CASES))
+@pytest.mark.parametrize("b", [16, 4])
+@pytest.mark.parametrize("count_include_pad", [False, True])
+def test_blocked_average_pool_vs_reference(name, b, count_include_pad):
+    got, want, mag, k = _pool(name, "BlockedAveragePool", b, F32, count_include_pad=count_include_pad)
+    assert_within(got, want, bound(k, mag, want, F32), name)
+
+
+@pytest.mark.parametrize("name", ["k3s2_p1_ceil", "dil2_p2", "hanging_ceil_dil"])
+@pytest.mark.parametrize("op", ["BlockedMaxPool", "BlockedAveragePool"])
+def test_blocked_pool_float64(name, op):
+    got, want, mag, k = _pool(name, op, 8, F64)
+    if mag is None:
+        np.testing.assert_array_equal(got, want)
+    else:
+        assert_within(got, want, bound(k, mag, want, F64), name)
+
+
+@pytest.mark.parametrize("name", ["k3s2_p1_ceil", "k3s1_p1", "asym_ceil"])
+@pytest.mark.parametrize("b", [16, 4])
+@pytest.mark.parametrize("op", ["BlockedMaxPool", "BlockedAveragePool"])
+def test_blocked_pool_nan_and_inf(name, b, op):
+    """MaxPool skips NaN (a window of only NaN gives -inf, as pool.py); an average with a NaN or
+    opposite infinities in its window is NaN, with one infinity +-Inf."""
+    n, h, w = POOL_CASES[name][:3]
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((n, 32, h, w)).astype(F32)
+    for value in (np.nan, np.inf, -np.inf):
+        x[rng.random(x.shape) < 0.05] = value
+    x[0, 5] = np.nan  # a whole plane of NaN
+    got, want, mag, k = _pool(name, op, b, F32, x=x)
+    special = ~np.isfinite(want)
+    np.testing.assert_array_equal(got[special], want[special].astype(F32))
+    if mag is not None:
+        assert_within(got[~special], want[~special], bound(k, mag, want, F32)[~special], name)
+    else:
+        np.testing.assert_array_equal(got, want.astype(F32))
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 5, 7), (1, 16, 1, 1), (1, 48, 13, 13)])
+@pytest.mark.parametrize("b", [16, 8, 4])
+@pytest.mark.parametrize("dt", [F32, F64], ids=str)
+def test_blocked_global_pools(shape, b, dt):
+    """The mean accumulates in float64 (only the final rounding in float32); the max skips NaN."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(dt)
+    n, c, h, w = shape
+    oshape = (n, c // b, 1, 1, b)
+    (avg,) = run_node("BlockedGlobalAveragePool", [to_blocked(x, b)], {}, [oshape], [dt.name])
+    x64 = x.astype(F64)
+    mean_abs = np.abs(x64).mean(axis=(2, 3), keepdims=True)
+    assert_within(
+        from_blocked(avg), x64.mean(axis=(2, 3), keepdims=True), (2 * unit(dt) + h * w * unit(F64)) * mean_abs
+    )
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[0, 1] = np.nan  # all NaN: -inf
+    (mx,) = run_node("BlockedGlobalMaxPool", [to_blocked(x, b)], {}, [oshape], [dt.name])
+    np.testing.assert_array_equal(from_blocked(mx), np.where(np.isnan(x), -np.inf, x).max(axis=(2, 3), keepdims=True))
+
+
+# ----------------------------------------------------------------------------- ChannelAffine
+
+
+def _affine(x, s, t, b, act, const=(1, 2)):
+    alpha, beta = act_params(act)
+    attrs = dict(activation=act, act_alpha=alpha, act_beta=beta)
+    (got,) = run_node("BlockedChannelAffine", [to_blocked(x, b), s, t], attrs, [to_blocked(x, b).shape],
+                      [x.dtype.name], const=const)  # fmt: skip
+    s64, t64 = (a.astype(F64).reshape(1, -1, 1, 1) for a in (s, t))
+    want = activation_ref(x.astype(F64) * s64 + t64, act, alpha, beta)
+    mag = np.abs(np.where(np.isfinite(x), x, 0)) * np.abs(s64) + np.abs(t64)
+    return from_blocked(got), want, bound(1, mag, want, x.dtype, act, alpha)
+
+
+def _affine_data(dt, shape=(2, 32, 5, 7), seed=3):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(dt) * 2 for s in (shape, shape[1:2], shape[1:2])]
+
+
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+def test_blocked_channel_affine_activations(act):
+    x, s, t = _affine_data(F32)
+    got, want, bnd = _affine(x, s, t, 16, act)
+    assert_within(got, want, bnd, act)
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 1, 1), (1, 32, 40, 40), (3, 32, 3, 2)])
+@pytest.mark.parametrize("b", [32, 16, 8, 4])
+@pytest.mark.parametrize("const", [True, False], ids=["const", "runtime"])
+def test_blocked_channel_affine_shapes_and_runtime_params(shape, b, const):
+    x, s, t = _affine_data(F32, shape)
+    got, want, bnd = _affine(x, s, t, b, "Clip", const=(1, 2) if const else ())
+    assert_within(got, want, bnd, f"{shape}/{b}")
+
+
+@pytest.mark.parametrize("b", [8, 4])
+def test_blocked_channel_affine_float64(b):
+    x, s, t = _affine_data(F64)
+    got, want, bnd = _affine(x, s, t, b, "Relu")
+    assert_within(got, want, bnd)
+
+
+@pytest.mark.parametrize("act", ["none", "Relu", "Clip"])
+@pytest.mark.parametrize("b", [16, 4])
+def test_blocked_channel_affine_nan_and_inf(act, b):
+    """NaN stays NaN through the map, Relu and Clip; -Inf after the map gives 0 under Relu."""
+    x, s, t = _affine_data(F32, seed=4)
+    rng = np.random.default_rng(5)
+    for value in (np.nan, np.inf, -np.inf):
+        x[rng.random(x.shape) < 0.1] = value
+    got, want, bnd = _affine(x, s, t, b, act)
+    special = ~np.isfinite(want)
+    np.testing.assert_array_equal(got[special], want[special].astype(F32))
+    assert_within(got[~special], want[~special], bnd[~special], act)
+
+
+# ----------------------------------------------------------------------------- depthwise
+
+# (N, C, H, W, k, strides, pads (t, l, b, r), dilations)
+DW_CASES = {
+    "s1_8x8": (2, 32, 8, 8, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    "s2_8x8": (2, 32, 8, 8, 3, (2, 2), (1, 1, 1, 1), (1, 1)),
+    "s2_odd": (1, 32, 9, 7, 3, (2, 2), (1, 1, 1, 1), (1, 1)),
+    "s1_14x14": (1, 32, 14, 14, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    "s1_nopad": (1, 16, 8, 9, 3, (1, 1), (0, 0, 0, 0), (1, 1)),
+    "s1_asym": (1, 16, 8, 9, 3, (1, 1), (1, 2, 0, 1), (1, 1)),
+    "k5_p2": (2, 16, 9, 9, 5, (1, 1), (2, 2, 2, 2), (1, 1)),
+    "k5_s2": (1, 16, 12, 11, 5, (2, 2), (2, 2, 2, 2), (1, 1)),
+    "s3_s21": (1, 16, 13, 11, 3, (3, 2), (1, 1, 1, 1), (1, 1)),
+    "dil2": (1, 16, 10, 9, 3, (1, 1), (2, 2, 2, 2), (2, 2)),
+    "dil23_s2_asym": (1, 32, 11, 12, 3, (2, 2), (1, 2, 2, 1), (2, 3)),
+    "plane_1x1": (2, 16, 1, 1, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    "wide": (1, 16, 3, 17, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    "tall": (1, 16, 19, 2, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    "k1": (1, 16, 5, 5, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    "pad_past_kernel": (1, 16, 4, 4, 3, (1, 1), (3, 3, 3, 3), (1, 1)),  # border windows: bias only
+    "bands": (1, 16, 40, 40, 3, (1, 1), (1, 1, 1, 1), (1, 1)),  # several tasks per plane
+}
+
+
+def _dw_spec(case, dt, act="none", res=False, mult=1):
+    n, c, h, w, k, (sh, sw), pads, (dh, dw) = case
+    oh, ow = conv_out(h, k, sh, dh, pads[0], pads[2]), conv_out(w, k, sw, dw, pads[1], pads[3])
+    alpha, beta = act_params(act)
+    return ConvSpec(n, c, h, w, c * mult, oh, ow, k, k, sh, sw, *pads, dh, dw, c, dt.name, True, res,
+                    ACTIVATIONS[act], alpha, beta)  # fmt: skip
+
+
+def _readonly(a):
+    a = a.copy()
+    a.flags.writeable = False  # as the frontend's constants
+    return a
+
+
+def _dw(name, b, dt=F32, act="none", residual=False, const=True, bias=True, x=None, seed=0):
+    """(blocked result as NCHW, float64 reference, error bound)."""
+    case = DW_CASES[name]
+    spec = _dw_spec(case, dt, act, residual)
+    rng = np.random.default_rng(seed)
+    if x is None:
+        x = rng.standard_normal(case[:4]).astype(dt)
+    w = rng.standard_normal((spec.m, 1, spec.kh, spec.kw)).astype(dt)
+    bv = rng.standard_normal(spec.m).astype(dt) if bias else None
+    r = rng.standard_normal((spec.n, spec.m, spec.oh, spec.ow)).astype(dt) if residual else None
+    run = build_blocked_depthwise(spec, _readonly(w) if const else None, _readonly(bv) if const and bias else None, b)
+    y = np.full((spec.n, spec.m // b, spec.oh, spec.ow, b), np.nan, dt)
+    run([to_blocked(x, b), w, bv, None if r is None else to_blocked(r, b)], [y])
+    pre = conv2d_reference(
+        x, w, bv, (spec.sh, spec.sw), (spec.pt, spec.pl, spec.pb, spec.pr), (spec.dh, spec.dw), spec.c
+    )
+    fin = np.where(np.isfinite(x), x, 0)
+    mag = conv2d_reference(np.abs(fin), np.abs(w), None if bv is None else np.abs(bv), (spec.sh, spec.sw),
+                           (spec.pt, spec.pl, spec.pb, spec.pr), (spec.dh, spec.dw), spec.c)  # fmt: skip
+    if r is not None:
+        pre, mag = pre + r, mag + np.abs(r)
+    want = activation_ref(pre, act, spec.alpha, spec.beta)
+    return from_blocked(y), want, bound(spec.kh * spec.kw + 2, mag, want, dt, act, spec.alpha)
+
+
+@pytest.mark.parametrize("name", list(DW_CASES))
+@pytest.mark.parametrize("b", [16, 8, 4])
+def test_blocked_depthwise_vs_reference(name, b):
+    got, want, bnd = _dw(name, b)
+    assert_within(got, want, bnd, name)
+
+
+@pytest.mark.parametrize("act", ["Relu", "Clip", "LeakyRelu", "HardSwish", "Sigmoid", "Tanh"])
+@pytest.mark.parametrize("name", ["s1_8x8", "s2_odd", "k5_p2"])
+@pytest.mark.parametrize("b", [16, 4])
+def test_blocked_depthwise_residual_and_activation(name, act, b):
+    """act(conv + bias + residual): the residual goes in before the activation."""
+    got, want, bnd = _dw(name, b, act=act, residual=True, seed=1)
+    assert_within(got, want, bnd, f"{name}/{act}")
+
+
+@pytest.mark.parametrize("name", ["s1_14x14", "s2_odd", "dil23_s2_asym"])
+@pytest.mark.parametrize("b", [32, 16, 4])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_blocked_depthwise_runtime_weights(name, b, bias):
+    """Weights (and bias) as run-time inputs, packed at every run; or no bias at all."""
+    got, want, bnd = _dw(name, b, const=False, bias=bias, seed=2)
+    assert_within(got, want, bnd, name)
+
+
+@pytest.mark.parametrize("name", ["s1_8x8", "s2_odd", "k5_s2", "pad_past_kernel"])
+@pytest.mark.parametrize("b", [8, 4])
+def test_blocked_depthwise_float64(name, b):
+    got, want, bnd = _dw(name, b, dt=F64, act="Clip", residual=True, seed=3)
+    assert_within(got, want, bnd, name)
+
+
+@pytest.mark.parametrize("act", ["none", "Relu", "Clip"])
+@pytest.mark.parametrize("name", ["s1_8x8", "s2_odd", "wide"])
+@pytest.mark.parametrize("b", [16, 4])
+def test_blocked_depthwise_nan_and_inf_stay_in_their_windows(name, act, b):
+    """NaN and Inf at the borders reach exactly the outputs whose window holds them; Relu and
+    Clip keep NaN."""
+    case = DW_CASES[name]
+    x = np.random.default_rng(5).standard_normal(case[:4]).astype(F32)
+    x[0, 0, 1, 0] = x[-1, -1, 0, 0] = x[0, 3, -1, 2] = np.nan
+    x[0, 0, 2, -1] = np.inf
+    x[-1, -1, -1, -1] = -np.inf
+    got, want, bnd = _dw(name, b, act=act, x=x, seed=5)
+    got = got.astype(F64)
+    assert np.array_equal(np.isnan(got), np.isnan(want)), name
+    inf = np.isinf(want)
+    assert np.array_equal(got[inf], want[inf]), name
+    fin = np.isfinite(want)
+    assert_within(got[fin], want[fin], bnd[fin], name)
+
+
+def test_blocked_depthwise_rejects_multiplier_and_off_block_channels():
+    with pytest.raises(ValueError, match="group == C == M"):
+        build_blocked_depthwise(_dw_spec(DW_CASES["s1_8x8"], F32, mult=2), None, None, 16)
+    with pytest.raises(ValueError, match="multiple of the block"):
+        build_blocked_depthwise(_dw_spec(DW_CASES["s1_8x8"], F32), None, None, 64)

@@ -1,0 +1,159 @@
+"""The channel-blocked conv (conv_blocked.py) and its tile (microkernel.tile_blocked) against
+float64 numpy: blocked and NCHW inputs, strides, dilation, padding, ragged pixel rows
+(OW not a multiple of MR), an odd last channel block (ONE_VECTOR), reductions longer than
+a chunk, batch, every epilogue. Bounds from reference.sum_bound, not tuned."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402
+from cnnrt.kernels.cpu import conv_blocked as cb  # noqa: E402
+from cnnrt.passes.block_layout import block as to_blocked  # noqa: E402
+from cnnrt.passes.block_layout import unblock as from_blocked  # noqa: E402
+from reference import U32, activation_ref, assert_within, conv2d_reference, conv_out, sum_bound  # noqa: E402
+
+from cnnrt.ops import ACTIVATIONS  # noqa: E402
+
+
+def run_blocked(x, wt, b, r, s, p, d, act="none", alpha=0.0, beta=0.0, blocked_input=True, winograd=False):
+    n, c, h, w = x.shape
+    m, _, kh, kw = wt.shape
+    lanes = cb.block_size(x.dtype)
+    oh, ow = conv_out(h, kh, s, d, p, p), conv_out(w, kw, s, d, p, p)
+    spec = conv_mod.ConvSpec(n, c, h, w, m, oh, ow, kh, kw, s, s, p, p, p, p, d, d, 1, str(x.dtype), b is not None,
+                             r is not None, ACTIVATIONS[act], alpha, beta)  # fmt: skip
+    if winograd:
+        from cnnrt.kernels.cpu.winograd import build_winograd
+
+        run = build_winograd(spec, wt, b, lanes)
+    else:
+        run = cb.build_blocked_conv(spec, wt, b, blocked_input)
+    xin = to_blocked(x, lanes) if blocked_input else x
+    # the tile may read past an unpadded input's end (rows it does not store): arena slack
+    buf = np.zeros(xin.size + 4096, x.dtype)
+    buf[: xin.size] = xin.reshape(-1)
+    xin = buf[: xin.size].reshape(xin.shape)
+    out = np.full((n, m // lanes, oh, ow, lanes), np.nan, x.dtype)
+    run([xin, wt, b, None if r is None else to_blocked(r, lanes)], [out])
+    return from_blocked(out)
+
+
+# (N, C, H, W, M, kh, stride, pad, dilation)
+CASES = {
+    "3x3": (1, 32, 9, 11, 48, 3, 1, 1, 1),  # ragged rows (11 = 8 + 3), odd last block
+    "3x3_long_k": (2, 48, 6, 7, 32, 3, 1, 1, 1),  # 27 taps: > one reduction chunk
+    "3x3_s2": (1, 16, 12, 13, 32, 3, 2, 1, 1),
+    "5x5_d2": (1, 16, 13, 12, 16, 5, 1, 4, 2),
+    "1x1": (3, 64, 5, 6, 96, 1, 1, 0, 1),  # in place, an image's pixels as one row
+    "1x1_column_blocks": (1, 16, 12, 12, 32, 1, 1, 0, 1),  # 144 pixels cut into tasks
+    "1x1_s2": (2, 32, 9, 9, 32, 1, 2, 0, 1),
+    "7x7_s2": (1, 16, 19, 20, 32, 7, 2, 3, 1),
+}
+
+
+def _data(case, dtype, seed, nchw_c=None):
+    n, c, h, w, m, k, s, p, d = case
+    c = nchw_c or c
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((m, c, k, k)).astype(dtype)
+    b = rng.standard_normal(m).astype(dtype)
+    r = rng.standard_normal((n, m, conv_out(h, k, s, d, p, p), conv_out(w, k, s, d, p, p))).astype(dtype)
+    return x, wt, b, r
+
+
+def _check(x, wt, b, r, s, p, d, act, alpha, beta, got):
+    pre = conv2d_reference(x, wt, b, (s, s), (p,) * 4, (d, d), 1)
+    mag = conv2d_reference(np.abs(x), np.abs(wt), np.abs(b), (s, s), (p,) * 4, (d, d), 1)
+    if r is not None:
+        pre, mag = pre + r, mag + np.abs(r)
+    ref = activation_ref(pre, act, alpha, beta)
+    k = x.shape[1] * wt.shape[2] * wt.shape[3] + 2
+    bound = sum_bound(k, mag, ref, act, alpha) * (1 if x.dtype == np.float32 else 1e-8)
+    assert_within(got, ref, bound, act)
+
+
+@pytest.mark.parametrize("act", ["none", "Relu", "Clip", "Sigmoid"])
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_blocked_conv(name, residual, act):
+    case = CASES[name]
+    n, c, h, w, m, k, s, p, d = case
+    x, wt, b, r = _data(case, np.float32, seed=len(name))
+    r = r if residual else None
+    alpha, beta = {"Clip": (-0.5, 0.5)}.get(act, (0.0, 0.0))
+    got = run_blocked(x, wt, b, r, s, p, d, act, alpha, beta)
+    _check(x, wt, b, r, s, p, d, act, alpha, beta, got)
+
+
+@pytest.mark.parametrize("name", ["3x3", "7x7_s2", "1x1_s2"])
+def test_blocked_conv_from_nchw_input(name):
+    """Stems: 3 input channels, not a whole block, read from NCHW."""
+    n, c, h, w, m, k, s, p, d = CASES[name]
+    x, wt, b, r = _data(CASES[name], np.float32, seed=3, nchw_c=3)
+    got = run_blocked(x, wt, b, None, s, p, d, "Relu", blocked_input=False)
+    _check(x, wt, b, None, s, p, d, "Relu", 0.0, 0.0, got)
+
+
+def test_blocked_conv_float64_and_no_bias():
+    case = CASES["3x3"]
+    n, c, h, w, m, k, s, p, d = case
+    x, wt, _, r = _data(case, np.float64, seed=5)
+    got = run_blocked(x, wt, None, r, s, p, d, "Relu")
+    assert got.dtype == np.float64
+    _check(x, wt, np.zeros(m), r, s, p, d, "Relu", 0.0, 0.0, got)
+
+
+def test_blocked_conv_keeps_nan_through_relu():
+    case = CASES["3x3"]
+    n, c, h, w, m, k, s, p, d = case
+    x, wt, b, _ = _data(case, np.float32, seed=9)
+    x[0, 5, 4, 6] = np.nan
+    got = run_blocked(x, wt, b, None, s, p, d, "Relu")
+    # the NaN reaches every output whose 3x3 window covers (4, 6), in every channel
+    assert np.isnan(got[0, :, 3:6, 5:8]).all()
+    assert np.isnan(got).sum() == m * 9
+
+
+@pytest.mark.parametrize("act", ["Relu", "Sigmoid"])
+@pytest.mark.parametrize("shape", [(2, 32, 9, 11, 48), (1, 16, 8, 8, 32)])
+def test_blocked_winograd(shape, act):
+    """Winograd F(4x4, 3x3) on blocked tensors (winograd.py with lanes): tiles hanging past
+    the output, residual; its error bound is test_winograd.py's (transform magnitudes)."""
+    from test_winograd import _gamma, winograd_reference
+
+    n, c, h, w, m = shape
+    x, wt, b, r = _data((n, c, h, w, m, 3, 1, 1, 1), np.float32, seed=11)
+    got = run_blocked(x, wt, b, r, 1, 1, 1, act, winograd=True)
+    pre = conv2d_reference(x, wt, b, (1, 1), (1,) * 4, (1, 1), 1) + r
+    ref = activation_ref(pre, act)
+    mag = winograd_reference(x, wt, (1,) * 4, absolute=True) + np.abs(b)[None, :, None, None] + np.abs(r)
+    # Relu and Sigmoid are 1-Lipschitz: the pre-activation bound holds after them (+ evaluation)
+    assert_within(got, ref, _gamma(c + 17) * mag + 4 * U32 * np.abs(ref), act)
+
+
+def test_blocked_conv_rejects_partial_blocks():
+    lanes = cb.block_size(np.float32)
+    spec = conv_mod.ConvSpec(1, lanes, 4, 4, lanes + 1, 4, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
+    with pytest.raises(ValueError, match="whole blocks"):
+        cb.build_blocked_conv(spec, np.zeros((lanes + 1, lanes, 1, 1), np.float32), None, True)
+
+
+def test_plan_tasks_reads_the_bigger_stream_once():
+    big_weights = conv_mod.ConvSpec(1, 512, 7, 7, 512, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    pg, rb, cbw = cb.plan_tasks(big_weights, 4, 32, 512 * 512 * 9 * 4, 512 * 49 * 4)
+    assert (pg, rb, cbw) == (1, 7, 7)  # one weight panel per task, all rows
+    big_input = conv_mod.ConvSpec(1, 64, 56, 56, 64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    pg, rb, cbw = cb.plan_tasks(big_input, 4, 32, 64 * 64 * 9 * 4, 64 * 56 * 56 * 4)
+    assert pg == 2 and rb < 56 and cbw == 56  # all panels, blocks of rows
+    # a pointwise conv at batch 1 is one row of 3136 pixels: cut into column blocks
+    one_row = conv_mod.ConvSpec(1, 256, 1, 3136, 64, 1, 3136, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
+    pg, rb, cbw = cb.plan_tasks(one_row, 4, 64, 256 * 64 * 4, 256 * 3136 * 4)
+    assert rb == 1 and -(-3136 // cbw) >= 8 and cbw % 4 == 0

@@ -1,0 +1,143 @@
+"""block_layout: the conv chains move to the channel-blocked layout, with reorders only at
+their edges; numerics equal (reference interpreter, which runs the blocked ops as NCHW ops
+between explicit reorders); the guards keep NCHW where no blocked kernel applies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cnnrt.passes import block_layout as bl
+from cnnrt.passes.block_layout import block_layout
+from cnnrt.passes.pipeline import run_pipeline
+from pass_helpers import GB, assert_same_outputs, feeds_for, ops
+
+from cnnrt.executor import Executor
+from cnnrt.plan import plan_memory
+
+
+def _resnetish(c=32):
+    b = GB()
+    x = b.input("x", (2, 3, 12, 12))
+    stem = b.conv(x, c, k=3, stride=2, name="stem", activation="Relu")  # 3 input channels: NCHW input
+    p = b.pool("MaxPool", stem, k=3, stride=2, pads=(1, 1, 1, 1), name="pool")
+    a = b.conv(p, c, name="conv_a", activation="Relu")
+    y = b.conv(a, c, name="conv_b", residual=p, activation="Relu")
+    g = b.node("GlobalAveragePool", [y], (2, c, 1, 1), name="gap")
+    f = b.node("Reshape", [g], (2, c), name="flatten", shape=(2, c))
+    return b.build([b.gemm(f, 10, name="fc")])
+
+
+def _run_kernels(graph, feeds):
+    ex = Executor(graph, plan_memory(graph))
+    return ex.run([feeds[i] for i in graph.inputs])
+
+
+def test_conv_chain_is_blocked_between_reorders_at_its_edges():
+    before = _resnetish()
+    res = block_layout(before, vector_bytes=64)
+    after = res.graph
+    after.verify()
+    assert res.changed
+    assert ops(after) == [
+        "BlockedConv", "BlockedMaxPool", "BlockedConv", "BlockedConv", "BlockedGlobalAveragePool", "Reshape",
+        "Reshape", "Gemm",
+    ]  # fmt: skip
+    # the stem reads the NCHW input (3 channels), everything else blocked (N, C/16, H, W, 16)
+    stem = after.node("stem")
+    assert after.values[stem.inputs[0]].shape == (2, 3, 12, 12)
+    assert after.values[stem.outputs[0]].shape == (2, 2, 6, 6, 16)
+    conv_b = after.node("conv_b")
+    assert after.values[conv_b.inputs[3]].shape == (2, 2, 3, 3, 16)  # the residual is the pool's blocked output
+    # the GAP's blocked (N, C/B, 1, 1, B) output is the NCHW (N, C, 1, 1) value as a view
+    unblock = after.nodes[5]
+    assert unblock.outputs[0] == "gap_out" and after.values["gap_out"].shape == (2, 32, 1, 1)
+    assert_same_outputs(before, after)
+    want = _run_kernels(before, feeds_for(before))
+    got = _run_kernels(after, feeds_for(before))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture
+def one_conv_suffices(monkeypatch):
+    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+
+
+def test_a_lone_blockable_conv_leaves_the_graph_nchw():
+    b = GB()
+    x = b.input("x", (1, 16, 6, 6))
+    g = b.build([b.pool("MaxPool", b.conv(x, 16, name="conv"), k=2, stride=2)])
+    res = block_layout(g, vector_bytes=64)
+    assert not res.changed and res.graph is g
+    assert any("fewer than 2" in why for _, _, why in res.declined)
+
+
+def test_reorders_where_nchw_readers_and_outputs_need_them(one_conv_suffices):
+    b = GB()
+    x = b.input("x", (1, 16, 6, 6))
+    a = b.conv(x, 16, name="conv")  # blocked input: a reorder of the graph input
+    t = b.act("Tanh", a, name="tanh")  # elementwise on a blocked value: stays blocked
+    s = b.pad(t, name="pad")  # no blocked form: reorder back
+    g = b.build([s, t])
+    after = block_layout(g, vector_bytes=64).graph
+    assert ops(after) == ["ReorderToBlocked", "BlockedConv", "Tanh", "ReorderFromBlocked", "Pad"]
+    assert after.outputs == ["pad_out", "tanh_out"]
+    assert after.values["tanh_out"].shape == (1, 16, 6, 6)  # produced once, by the reorder
+    assert_same_outputs(g, after)
+
+
+@pytest.mark.parametrize(
+    "case,reason",
+    [("odd_channels", None), ("grouped", "group 2"), ("override", "algorithm override")],
+)
+def test_guards_keep_convs_nchw(case, reason, one_conv_suffices):
+    b = GB()
+    x = b.input("x", (1, 32, 5, 5))
+    if case == "odd_channels":
+        y = b.conv(x, 20, name="conv")  # 20 output channels: not whole blocks
+    elif case == "grouped":
+        y = b.conv(x, 32, group=2, name="conv")
+    else:
+        y = b.conv(x, 32, name="conv", algorithm="im2col")
+    g = b.build([y])
+    res = block_layout(g, vector_bytes=64)
+    assert not res.changed and res.graph is g
+    if reason:
+        assert any(reason in why for _, node, why in res.declined if node == "conv")
+
+
+def test_broadcasting_and_per_activation_affine_stay_nchw(one_conv_suffices):
+    b = GB()
+    x = b.input("x", (1, 16, 4, 4))
+    a = b.conv(x, 16, name="conv")
+    m = b.node("Mul", [a, b.rand(16, 1, 1)], (1, 16, 4, 4), name="scale")  # broadcast constant
+    aff = b.node("ChannelAffine", [a, b.rand(16, 4, 4), b.rand(16, 4, 4)], (1, 16, 4, 4), name="affine",
+                 activation="none")  # fmt: skip
+    g = b.build([m, aff])
+    after = block_layout(g, vector_bytes=64).graph
+    assert ops(after) == ["ReorderToBlocked", "BlockedConv", "ReorderFromBlocked", "Mul", "ChannelAffine"]
+    assert_same_outputs(g, after)
+
+
+def test_concat_of_whole_blocks_stays_blocked_and_block_follows_vector_width():
+    b = GB()
+    x = b.input("x", (1, 8, 5, 5))
+    a = b.conv(x, 8, name="a")
+    c = b.conv(x, 16, k=1, name="c")
+    y = b.concat([a, c], name="cat")
+    g = b.build([b.pool("AveragePool", y, k=2, stride=2, name="avg")])
+    after = block_layout(g, vector_bytes=32).graph  # float32, 8 per block (AVX2)
+    assert ops(after) == ["ReorderToBlocked", "BlockedConv", "BlockedConv", "Concat", "BlockedAveragePool",
+                          "ReorderFromBlocked"]  # fmt: skip
+    assert after.values[after.node("cat").outputs[0]].shape == (1, 3, 5, 5, 8)
+    assert_same_outputs(g, after)
+
+
+def test_pipeline_runs_it_last_and_only_for_a_cpu_target():
+    g = _resnetish()
+    plain, log = run_pipeline(g, 2)
+    assert "BlockedConv" not in ops(plain) and "block_layout" not in log.order
+    blocked, log = run_pipeline(g, 2, vector_bytes=64)
+    assert ops(blocked).count("BlockedConv") == 3 and log.order[-1] == "block_layout"
+    off, _ = run_pipeline(g, 2, disabled=["block_layout"], vector_bytes=64)
+    assert "BlockedConv" not in ops(off)
+    assert_same_outputs(g, blocked)
