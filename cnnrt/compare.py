@@ -127,8 +127,9 @@ def snapshot_steps(sess, feeds: dict[str, np.ndarray]) -> tuple[Graph, list[tupl
         outs = {o: np.array(a, copy=True) for o, a in zip(step.node.outputs, step.outs) if o}
         for o in list(outs):  # a channel-blocked twin is its logical NCHW value for the comparison
             base = logical_value(o)
-            if base is not None and outs[o].ndim == 5:
-                outs[base] = unblock(outs[o])
+            if base is not None and outs[o].ndim == 5:  # (cropped to the channels it stands for)
+                v = ex.graph.values.get(base)
+                outs[base] = unblock(outs[o])[:, : v.shape[1]] if v is not None else unblock(outs[o])
         out.append((step.node, outs))
     return ex.graph, out
 

@@ -13,6 +13,8 @@ Rules, in topological order (each value's blocked twin is named ``<value>/nchw<B
   algorithm override; its input is the blocked twin, or a ``ReorderToBlocked`` of it when C
   is a multiple of B, else the NCHW value itself (stems: 3 input channels). A residual input
   is reordered to blocked if it is not already.
+- A conv with M not a multiple of B on a blocked input becomes a ``BlockedConv`` writing
+  whole blocks (zero weights past M) read only by a ``ReorderFromBlocked`` that crops.
 - ``MaxPool``, ``AveragePool``, ``GlobalAveragePool``, ``GlobalMaxPool``, per-channel
   ``ChannelAffine`` -> their ``Blocked`` form when the input is blocked already.
 - Elementwise ops (activations, Add/Sub/Mul/Div, Sum/Max/Min) whose inputs all have the
@@ -155,8 +157,13 @@ class _Rewriter:
         y = node.outputs[0]
         group = int(node.attrs.get("group", 1))
         xv, wv = self.values[x], self.values[w]
-        if len(xv.shape) != 4 or len(wv.shape) != 4 or self.block(y) is None:
+        if len(xv.shape) != 4 or len(wv.shape) != 4:
             return False
+        h, wd = xv.shape[2:]
+        if (wv.shape[2], wv.shape[3]) == (h, wd) and not any(node.attrs.get("pads", (0,) * 4)):
+            return False  # the kernel covers the input: one pixel, a Gemm ("fc") does it better
+        if self.block(y) is None:
+            return self.conv_cropped(node)
         if "algorithm" in node.attrs:
             self.declined.append((RULE, node.name, "an algorithm override keeps it NCHW"))
             return False
@@ -167,14 +174,31 @@ class _Rewriter:
             return False
         if depthwise and self.block(x) is None:
             return False
-        h, wd = xv.shape[2:]
-        if not depthwise and (wv.shape[2], wv.shape[3]) == (h, wd) and not any(node.attrs.get("pads", (0,) * 4)):
-            return False  # the kernel covers the input: one pixel, a Gemm ("fc") does it better
         xin = self.to_blocked(x, node.origin) if (x in self.blocked or self.block(x)) else x
         ins = [xin, *node.inputs[1:3]]
         if len(node.inputs) > 3 and node.inputs[3]:
             ins.append(self.to_blocked(node.inputs[3], node.origin))
         self.emit(node, "BlockedConv", ins, True)
+        return True
+
+    def conv_cropped(self, node: Node) -> bool:
+        """A conv with M not whole blocks on a blocked input (SqueezeNet's 1000-class 1x1): it
+        writes whole blocks (the channels past M from zero weights) into a twin that only a
+        cropping ReorderFromBlocked reads, which gives the NCHW value."""
+        x, y = node.inputs[0], node.outputs[0]
+        v = self.values[y]
+        if x not in self.blocked or int(node.attrs.get("group", 1)) != 1 or "algorithm" in node.attrs:
+            return False
+        if (len(node.inputs) > 3 and node.inputs[3]) or len(v.shape) != 4:
+            return False
+        b = self.values[self.blocked[x]].shape[-1]
+        n, m, h, w = v.shape
+        twin = twin_name(y, b)
+        self.values[twin] = Value(twin, (n, -(-m // b), h, w, b), v.dtype)
+        self.nodes.append(node.replace(op="BlockedConv", inputs=(self.blocked[x], *node.inputs[1:]), outputs=(twin,)))
+        self.nodes.append(Node("ReorderFromBlocked", (twin,), (y,), {}, self._name(f"{y}/unblock"), node.origin))
+        self.plain.add(y)
+        self.fired.append(("Conv -> BlockedConv (cropped to its channels)", node.name))
         return True
 
     def follows(self, node: Node) -> bool:
@@ -236,7 +260,7 @@ def block_layout(graph: Graph, vector_bytes: int = 64) -> PassResult:
         return PassResult(graph, False)
     rw = _Rewriter(graph, vector_bytes)
     new = rw.run()
-    convs = sum(rule.endswith("BlockedConv") for rule, _ in rw.fired)
+    convs = sum("-> BlockedConv" in rule for rule, _ in rw.fired)
     if convs < MIN_BLOCKED_CONVS:
         why = f"{convs} conv(s) could be blocked, fewer than {MIN_BLOCKED_CONVS}: reorders would cost more"
         return PassResult(graph, False, [], [*rw.declined, (RULE, graph.name, why)] if convs else rw.declined)

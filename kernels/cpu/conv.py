@@ -436,14 +436,15 @@ def _opt(ins, i):
 # ----------------------------------------------------------------------------- entry points
 
 
-def spec_from_node(node, graph, logical=lambda shape: shape) -> ConvSpec:
-    """ConvSpec from an IR Conv node and its graph's Values (checks shapes). ``logical`` maps a
-    stored shape to its NCHW one (blocked layouts: conv_blocked.py)."""
+def spec_from_node(node, graph, logical=lambda shape, channels=None: shape) -> ConvSpec:
+    """ConvSpec from an IR Conv node and its graph's Values (checks shapes). ``logical(shape,
+    channels)`` maps a stored shape to its NCHW one (blocked layouts: conv_blocked.py; the
+    output's with the weights' channel count)."""
     a = node.attrs
     xv, wv, yv = graph.values[node.inputs[0]], graph.values[node.inputs[1]], graph.values[node.outputs[0]]
     n, c, h, w = logical(xv.shape)
     m, cg, kh, kw = wv.shape
-    y_shape = logical(yv.shape)
+    y_shape = logical(yv.shape, m)
     ins = list(node.inputs) + [""] * (4 - len(node.inputs))
     if ins[3] and graph.values[ins[3]].shape != yv.shape:
         raise ValueError(

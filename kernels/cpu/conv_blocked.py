@@ -24,11 +24,11 @@ from dataclasses import replace
 import numpy as np
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.aligned import aligned_copy, aligned_zeros
+from cnnrt.kernels.aligned import aligned_copy, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.microkernel import BLOCKED_MR as BMR
+from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
 from numba import prange
 
 from cnnrt.ops import ACTIVATIONS
@@ -40,7 +40,7 @@ _B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by 
 # the int64 geometry vector handed to the task kernel (one array instead of ~18 scalars:
 # Numba's dispatcher unboxes every argument, ~0.1-0.2 us each)
 (G_THREADS, G_PER_N_IN, G_A_ROW, G_A_RS, G_A_KS, G_KSTEP, G_NTAPS, G_TCHUNK, G_OH, G_OW, G_M, G_LANES,
- G_PANELS, G_PG, G_ROWS, G_RB, G_PER_N_OUT, G_CBW, G_LEN) = range(19)  # fmt: skip
+ G_PANELS, G_PG, G_ROWS, G_RB, G_PER_N_OUT, G_CBW, G_NV, G_LEN) = range(20)  # fmt: skip
 
 
 def block_size(dtype) -> int:
@@ -50,30 +50,43 @@ def block_size(dtype) -> int:
 
 @pjit
 def _pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
-    """xp's interior from x: planes (N, P, H, W*lanes) at row pt, column pl*lanes of planes
-    of per_plane elements (per_n per image). Borders are zero from the build and stay so."""
+    """xp's planes from x (N, P, H, W*lanes): each plane of per_plane elements (per_n per
+    image) holds x's at row pt, column pl*lanes, zeros around; every element written (the
+    buffer is shared with other layers)."""
     n_count, p_count, h, wl = x.shape
     for q in prange(n_count * p_count):
         n = q // p_count
         p = q - n * p_count
-        base = n * per_n + p * per_plane + pt * wp_l + pl * lanes
+        plane = n * per_n + p * per_plane
+        top = plane + pt * wp_l
+        for e in range(plane, top):
+            xp[e] = 0
         src = x[n, p]
         for ih in range(h):
-            d = xp[base + ih * wp_l : base + ih * wp_l + wl]
+            row = top + ih * wp_l
+            d = xp[row : row + wp_l]
             s = src[ih]
+            for e in range(pl * lanes):
+                d[e] = 0
             for e in range(wl):
-                d[e] = s[e]
+                d[pl * lanes + e] = s[e]
+            for e in range(pl * lanes + wl, wp_l):
+                d[e] = 0
+        for e in range(top + h * wp_l, plane + per_plane):
+            xp[e] = 0
 
 
 @pjit
 def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, beta):
-    """Every task: out[pixels of its rows, channels of its panels] by tiles of MR pixels x
-    2 blocks, the reduction (taps x kstep) cut into chunks whose weights stay in L1."""
+    """Every task: out[pixels of its rows, channels of its panels] by tiles of pixels x nv
+    blocks (microkernel.BLOCKED_TILES), the reduction (taps x kstep) cut into chunks whose
+    weights stay in L1. A last block past M (M not whole blocks) is computed from zero
+    weights and bias and stored: the output has whole blocks."""
     nthreads, per_n_in, a_row, a_rs, a_ks = g[G_THREADS], g[G_PER_N_IN], g[G_A_ROW], g[G_A_RS], g[G_A_KS]
     kstep, ntaps, tchunk, oh, ow, m = g[G_KSTEP], g[G_NTAPS], g[G_TCHUNK], g[G_OH], g[G_OW], g[G_M]
     lanes, n_panels, pg, rows, rb, per_n_out = g[G_LANES], g[G_PANELS], g[G_PG], g[G_ROWS], g[G_RB], g[G_PER_N_OUT]
-    cbw = g[G_CBW]
-    nv = mk.BLOCKED_NV
+    cbw, nv = g[G_CBW], g[G_NV]
+    bmr = 4 if nv == 4 else (8 if nv == 2 else 16)  # BLOCKED_TILES
     nr = nv * lanes
     plane = oh * ow * lanes
     n_pgroups = (n_panels + pg - 1) // pg
@@ -98,18 +111,26 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
                     fl |= tflags
                 tv = taps[t0 : t0 + tn]
                 for p in range(p0, p1):
-                    f = fl | min(nv, (m - p * nr) // lanes) << mk.VECTORS_SHIFT
+                    f = fl | min(nv, (m - p * nr + lanes - 1) // lanes) << mk.VECTORS_SHIFT
                     b_off = (p * ntaps + t0) * kstep * nr
                     for r in range(r0, r1):
                         n = r // oh
                         y = r - n * oh
                         abase = n * per_n_in + y * a_row
                         cbase = n * per_n_out + nv * p * plane + y * ow * lanes
-                        for x0 in range(xa, xb, BMR):
+                        for x0 in range(xa, xb, bmr):
                             c_off = cbase + x0 * lanes
-                            mk.tile_blocked(xp, abase + x0 * a_rs, a_rs, a_ks, tv, tn, wp, b_off, kstep * nr, nr,
-                                            kstep, of, c_off, lanes, plane, min(BMR, xb - x0), f, bias, p * nr, rf,
-                                            c_off, alpha, beta)  # fmt: skip
+                            a_off = abase + x0 * a_rs
+                            mr = min(bmr, xb - x0)
+                            if nv == 4:
+                                mk.tile_blocked4(xp, a_off, a_rs, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of,
+                                                 c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta)
+                            elif nv == 2:
+                                mk.tile_blocked2(xp, a_off, a_rs, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of,
+                                                 c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta)
+                            else:
+                                mk.tile_blocked1(xp, a_off, a_rs, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of,
+                                                 c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta)
             if kind != 0:  # an activation the tile lacks, over the task's outputs row by row
                 for p in range(p0, p1):
                     for v in range(nv):
@@ -125,7 +146,18 @@ _blocked_tasks_serial = serial_twin(_blocked_tasks)
 _pad_planes_serial = serial_twin(_pad_planes)
 
 
-def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int) -> tuple[int, int, int]:
+def panel_blocks(m: int, lanes: int) -> int:
+    """Channel blocks per panel (microkernel.BLOCKED_TILES) for M output channels: 4 unless a
+    narrower panel wastes less (M = 16, 32, 96: 1, 2, 2 blocks)."""
+    blocks = -(-m // lanes)
+    if blocks == 1:
+        return 1
+    if blocks % 4 and blocks % 2 == 0 and blocks < 8:
+        return 2
+    return 4
+
+
+def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: int = 4) -> tuple[int, int, int]:
     """(panels per task, output rows per task (rows run over the batch), pixels of a row
     per task).
 
@@ -141,15 +173,15 @@ def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int) -> tup
     rb = max(1, min(rows, _OUT_BLOCK_BYTES // (spec.ow * px_bytes)))
     cbw = spec.ow
     if spec.ow * px_bytes > _OUT_BLOCK_BYTES:
-        cbw = max(BMR, _OUT_BLOCK_BYTES // px_bytes // BMR * BMR)
+        cbw = max(bmr, _OUT_BLOCK_BYTES // px_bytes // bmr * bmr)
 
     def tasks():
         return -(-panels // pg) * -(-rows // rb) * -(-spec.ow // cbw)
 
     while tasks() < _MIN_TASKS and rb > 1:
         rb = -(-rb // 2)
-    while tasks() < _MIN_TASKS and cbw > 8 * BMR:
-        cbw = -(-cbw // (2 * BMR)) * BMR
+    while tasks() < _MIN_TASKS and cbw > 8 * bmr:
+        cbw = -(-cbw // (2 * bmr)) * bmr
     while tasks() < _MIN_TASKS and pg > 1:
         pg = -(-pg // 2)
     return pg, rb, cbw
@@ -170,7 +202,7 @@ def pack_weights(w: np.ndarray, nr: int, kstep: int) -> np.ndarray:
 class Geometry:
     """How one conv's input is addressed: padded copy or in place, tap table, strides."""
 
-    def __init__(self, spec, blocked_input: bool, lanes: int):
+    def __init__(self, spec, blocked_input: bool, lanes: int, bmr: int):
         s = spec
         self.padded = any((s.pt, s.pl, s.pb, s.pr))
         # pixels a row of taps reaches: enough for every output row and column
@@ -196,12 +228,15 @@ class Geometry:
         self.taps = np.array(taps, np.int64)
         self.per_n = self.planes * self.plane
         # a tile reads all MR pixel rows even when fewer are stored: slack past the last image
-        self.slack = BMR * self.a_rs + 64
+        self.slack = bmr * self.a_rs + 64
 
 
-def build_blocked_conv(spec, w_const, b_const, blocked_input: bool):
-    """run(ins, outs) for ungrouped ``spec`` with a blocked output (N, M/B, OH, OW, B); the
-    input blocked (N, C/B, H, W, B) or, with ``blocked_input`` False, NCHW."""
+def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
+    """run(ins, outs) for ungrouped ``spec`` with a blocked output (N, ceil(M/B), OH, OW, B):
+    when M is not whole blocks, the channels past it are computed from zero weights and bias
+    (passes/block_layout.py crops them off right after). The input blocked (N, C/B, H, W, B)
+    or, with ``blocked_input`` False, NCHW. ``owner`` (the graph) shares the padded-input
+    scratch among its convs (aligned.shared_scratch)."""
     import numba
     from cnnrt.kernels.cpu.conv import readonly
     from cnnrt.kernels.cpu.conv_gemm import tile_flags
@@ -210,21 +245,30 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool):
         raise ValueError(f"blocked conv needs group 1 (or depthwise), got group {spec.group}")
     dt = np.dtype(spec.dtype)
     lanes = block_size(dt)
-    nr = mk.BLOCKED_NV * lanes
-    if spec.m % lanes or (blocked_input and spec.c % lanes):
-        raise ValueError(f"blocked conv needs channels in whole blocks of {lanes}: C={spec.c}, M={spec.m}")
+    nv = panel_blocks(spec.m, lanes)
+    bmr = BLOCKED_TILES[nv][0]
+    nr = nv * lanes
+    m_pad = -(-spec.m // lanes) * lanes
+    if blocked_input and spec.c % lanes:
+        raise ValueError(f"blocked conv needs input channels in whole blocks of {lanes}: C={spec.c}")
     if (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr)):
         # pointwise: the pixels of all rows are one run in input and output alike, so tiles
         # fill up across row ends (14x14: 49 tiles of 4 rather than 4 + 4 + 4 + 2 per row)
         spec = replace(spec, h=1, w=spec.h * spec.w, oh=1, ow=spec.oh * spec.ow)
-    geo = Geometry(spec, blocked_input, lanes)
+    geo = Geometry(spec, blocked_input, lanes, bmr)
     ntaps = len(geo.taps)
     w_bytes = spec.m * spec.c * spec.kh * spec.kw * dt.itemsize
     in_bytes = spec.n * spec.c * spec.h * spec.w * dt.itemsize
-    pg, rb, cbw = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes)
-    xp = aligned_zeros(spec.n * geo.per_n + geo.slack, dt) if geo.padded else None
+    pg, rb, cbw = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes, bmr)
+    xp_len = spec.n * geo.per_n + geo.slack
+    xp = shared_scratch(owner, "conv_blocked.padded", (xp_len,), dt) if geo.padded else None
     wp_const = None if w_const is None else readonly(pack_weights(np.asarray(w_const, dt), nr, geo.kstep))
-    zeros = readonly(np.zeros(spec.m, dt))
+    zeros = readonly(np.zeros(m_pad, dt))
+    bias_pad = np.zeros(m_pad, dt)  # the tile reads bias vectors of whole blocks
+    if b_const is not None:
+        bias_pad[: spec.m] = b_const
+        b_const = readonly(bias_pad)
+    bias_runtime = readonly(bias_pad)  # read-only like constants: one compiled signature
     dummy_res = np.zeros(1, dt)
     tflags = tile_flags(spec)
     kind = 0 if spec.act in (0, ACTIVATIONS["Relu"], ACTIVATIONS["Clip"]) else spec.act
@@ -233,7 +277,7 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool):
         G_PER_N_IN: geo.per_n, G_A_ROW: geo.a_row, G_A_RS: geo.a_rs, G_A_KS: geo.a_ks, G_KSTEP: geo.kstep,
         G_NTAPS: ntaps, G_TCHUNK: max(1, _B_CHUNK_BYTES // (geo.kstep * nr * dt.itemsize)), G_OH: spec.oh, G_OW: spec.ow, G_M: spec.m,
         G_LANES: lanes, G_PANELS: -(-spec.m // nr), G_PG: pg, G_ROWS: spec.n * spec.oh, G_RB: rb,
-        G_PER_N_OUT: spec.m * spec.oh * spec.ow, G_CBW: cbw,
+        G_PER_N_OUT: m_pad * spec.oh * spec.ow, G_CBW: cbw, G_NV: nv,
     }  # fmt: skip
     for k, v in values.items():
         geom[k] = v
@@ -247,15 +291,18 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool):
 
     def run(ins, outs):
         wp = wp_const if wp_const is not None else readonly(pack_weights(ins[1], nr, geo.kstep))
-        b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
+        b = b_const if b_const is not None else zeros
+        if b_const is None and len(ins) > 2 and ins[2] is not None:
+            bias_pad[: s.m] = ins[2]
+            b = bias_runtime
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         nthreads = min(num_threads(), max_threads)
         x = ins[0]
         if xp is not None:
             prep = pick(_pad_planes, _pad_planes_serial, x.size * 8, nthreads)
-            prep(x.reshape(s.n, geo.planes, s.h, s.w * geo.layout_lanes), xp, s.pt, s.pl, geo.layout_lanes,
+            src = xp.view((xp_len,), dt)
+            prep(x.reshape(s.n, geo.planes, s.h, s.w * geo.layout_lanes), src, s.pt, s.pl, geo.layout_lanes,
                  geo.wp * geo.layout_lanes, geo.plane, geo.per_n)  # fmt: skip
-            src = xp
         else:
             src = x.reshape(lead * geo.plane)
         geom[G_THREADS] = nthreads
@@ -268,11 +315,13 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool):
     return run
 
 
-def logical_shape(shape) -> tuple[int, ...]:
-    """NCHW shape of a stored one: (N, C/B, H, W, B) -> (N, C, H, W); 4-D shapes as they are."""
+def logical_shape(shape, channels: int | None = None) -> tuple[int, ...]:
+    """NCHW shape of a stored one: (N, C/B, H, W, B) -> (N, C, H, W), C = ``channels`` when
+    they fill the last block partly (a cropped conv's output), else all; 4-D as it is."""
     if len(shape) == 5:
         n, cb, h, w, b = shape
-        return (n, cb * b, h, w)
+        c = channels if channels is not None and (cb - 1) * b < channels <= cb * b else cb * b
+        return (n, c, h, w)
     return tuple(shape)
 
 
@@ -298,8 +347,8 @@ def build_blocked_conv_node(node, graph):
     if algorithm == "winograd":
         from cnnrt.kernels.cpu.winograd import build_winograd
 
-        return build_winograd(spec, w_const, b_const, block_size(dt))
-    return build_blocked_conv(spec, w_const, b_const, blocked_input)
+        return build_winograd(spec, w_const, b_const, block_size(dt), owner=graph)
+    return build_blocked_conv(spec, w_const, b_const, blocked_input, owner=graph)
 
 
 def blocked_algorithm(spec, blocked_input: bool) -> str:

@@ -23,8 +23,8 @@ Operands (float32, flat offsets in elements):
 ``flags``: bit 0 accumulate into C (a later K block), bit 1 add ``bias[bias_off + i]`` per
 row, bit 2 add the residual ``res[res_off + i*ldc + j]``, bits 3-4 the activation applied last:
 1 = Relu (``x < 0 ? 0 : x``: NaN stays NaN as in onnxruntime), 2 = Clip(lo, hi) (selects, so
-NaN stays NaN). Other activations are applied by the caller afterwards. :func:`tile_blocked`
-is the same tile for the channel-blocked layout (pixels as rows, channels as columns).
+NaN stays NaN). Other activations are applied by the caller afterwards. :func:`_blocked_tile`
+makes the same tile for the channel-blocked layout (pixels as rows, channels as columns).
 """
 
 from __future__ import annotations
@@ -54,9 +54,6 @@ def _vector_bytes() -> int:
 VECTOR_BYTES = _vector_bytes()
 NV = 2  # vectors per tile row
 MR = 8 if VECTOR_BYTES == 64 else 6
-
-
-BLOCKED_MR, BLOCKED_NV = 4, 4  # tile_blocked: pixels x channel blocks (whole-layer timings in conv_blocked.py)
 
 
 def nr(dtype) -> int:
@@ -227,22 +224,36 @@ def tile_taps(typingctx, a, a_off, a_rs, a_ks, a_ts, b, b_off, ldb, taps, ntaps,
     return sig, _tile_codegen(dt, False, MR, NV)
 
 
-@intrinsic
-def tile_blocked(typingctx, a, a_off, a_rs, a_ks, taps, ntaps, b, b_off, b_ts, ldb, k, c, c_off, ldc, c_vs, mr,
-                 flags, bias, bias_off, res, res_off, lo, hi):  # fmt: skip
-    """The register tile for channel-blocked convs (conv_blocked.py): rows are output pixels
-    (A: the input, ``a[a_off + taps[t] + i*a_rs + kk*a_ks]``), columns output channels (B: the
-    packed weights, ``b[b_off + t*b_ts + kk*ldb + j]``). Vector v of C row i (one channel
-    block of one pixel) lies at ``c_off + i*ldc + v*c_vs``, the residual alike; BIAS adds
-    ``bias[bias_off + j]`` per column; ``flags >> VECTORS_SHIFT`` > 0 stores only that many
-    vectors of a row (a last panel of fewer blocks). BLOCKED_MR x BLOCKED_NV vectors."""
-    if not _check_operands(a, b, c, bias, res, taps):
-        return None
-    dt = a.dtype
-    i64 = types.int64
-    sig = types.void(a, i64, i64, i64, taps, i64, b, i64, i64, i64, i64, c, i64, i64, i64, i64, i64,
-                     bias, i64, res, i64, dt, dt)  # fmt: skip
-    return sig, _tile_codegen(dt, True, BLOCKED_MR, BLOCKED_NV)
+def _blocked_tile(mr_max: int, nv: int):
+    """tile_blocked with ``mr_max`` pixel rows of ``nv`` channel-block vectors."""
+
+    @intrinsic
+    def tile_blocked(typingctx, a, a_off, a_rs, a_ks, taps, ntaps, b, b_off, b_ts, ldb, k, c, c_off, ldc, c_vs, mr,
+                     flags, bias, bias_off, res, res_off, lo, hi):  # fmt: skip
+        if not _check_operands(a, b, c, bias, res, taps):
+            return None
+        dt = a.dtype
+        i64 = types.int64
+        sig = types.void(a, i64, i64, i64, taps, i64, b, i64, i64, i64, i64, c, i64, i64, i64, i64, i64,
+                         bias, i64, res, i64, dt, dt)  # fmt: skip
+        return sig, _tile_codegen(dt, True, mr_max, nv)
+
+    tile_blocked.__doc__ = f"""The register tile for channel-blocked convs (conv_blocked.py), {mr_max} pixels x {nv}
+    channel blocks: rows are output pixels (A: the input, ``a[a_off + taps[t] + i*a_rs +
+    kk*a_ks]``), columns output channels (B: the packed weights, ``b[b_off + t*b_ts + kk*ldb +
+    j]``). Vector v of C row i (one channel block of one pixel) lies at ``c_off + i*ldc +
+    v*c_vs``, the residual alike; BIAS adds ``bias[bias_off + j]`` per column; ``flags >>
+    VECTORS_SHIFT`` > 0 stores only that many vectors of a row (a last panel of fewer blocks)."""
+    return tile_blocked
+
+
+# (pixels, channel blocks) of the blocked tiles, by blocks per panel: 4 blocks (16
+# accumulators: 4 weight loads and 4 broadcasts per 16 FMAs) for wide layers; 16-32 channel
+# layers (SqueezeNet's squeezes, GoogLeNet's reduces) would waste half or 3/4 of it.
+BLOCKED_TILES = {4: (4, 4), 2: (8, 2), 1: (16, 1)}
+tile_blocked4 = _blocked_tile(*BLOCKED_TILES[4])
+tile_blocked2 = _blocked_tile(*BLOCKED_TILES[2])
+tile_blocked1 = _blocked_tile(*BLOCKED_TILES[1])
 
 
 @njit(inline="always")

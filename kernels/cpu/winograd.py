@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.aligned import aligned_copy, per_thread
+from cnnrt.kernels.aligned import aligned_copy, per_thread_shape, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace, act_row
@@ -467,9 +467,10 @@ def applicable(spec) -> bool:
     return (spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, spec.group) == (3, 3, 1, 1, 1, 1, 1)
 
 
-def build_winograd(spec, w_const, b_const, lanes: int = 0):
+def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None):
     """run(ins, outs) for a 3x3 stride-1 ungrouped conv via F(4x4, 3x3) tasks; ``lanes`` > 0:
-    input, output and residual in the channel-blocked layout (conv_blocked.py)."""
+    input, output and residual in the channel-blocked layout (conv_blocked.py). ``owner``:
+    the graph whose Winograd layers share scratch."""
     import numba
     from cnnrt.kernels.cpu.conv import readonly
 
@@ -488,11 +489,14 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0):
     max_threads = numba.config.NUMBA_NUM_THREADS
     nt_max = rows * tw
     mbp = -(-mb // nr) * nr
-    vbuf = per_thread(max_threads, (36 * nt_max + MR) * spec.c, dt)
-    mbuf = per_thread(max_threads, 36 * mbp * nt_max, dt)
-    ybuf = per_thread(max_threads, 16 * mbp * nt_max, dt)
-    pbuf = per_thread(max_threads, (min(rows, th) * 4 + 2) * (tw * 4 + 2) * spec.c, dt)
-    tbuf = per_thread(max_threads, 6 * (tw * 4 + 2) * spec.c, dt)
+    # scratch shared by the graph's Winograd layers (owner: aligned.shared_scratch); every
+    # element a task reads it wrote first
+    sizes = {
+        "v": (36 * nt_max + MR) * spec.c, "m": 36 * mbp * nt_max, "y": 16 * mbp * nt_max,
+        "p": (min(rows, th) * 4 + 2) * (tw * 4 + 2) * spec.c, "t": 6 * (tw * 4 + 2) * spec.c,
+    }  # fmt: skip
+    shapes = {k: per_thread_shape(max_threads, v, dt) for k, v in sizes.items()}
+    scratch = {k: shared_scratch(owner, f"winograd.{k}", shapes[k], dt) for k in sizes}
     counter = np.zeros(1, np.int64)
     alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
     s = spec
@@ -506,8 +510,9 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0):
         counter[0] = 0
         nthreads = min(num_threads(), max_threads)
         kern = pick(_winograd_tasks, _winograd_tasks_serial, work, nthreads)
-        kern(view(ins[0]), u, b, dummy_res if r is None else view(r), view(outs[0]), vbuf, mbuf, ybuf, pbuf, tbuf,
-             counter, nthreads, s.pt, s.pl, rows, mb, r is not None, s.act, alpha, beta, lanes)  # fmt: skip
+        bufs = [scratch[k].view(shapes[k], dt) for k in "vmypt"]
+        kern(view(ins[0]), u, b, dummy_res if r is None else view(r), view(outs[0]), *bufs, counter, nthreads, s.pt,
+             s.pl, rows, mb, r is not None, s.act, alpha, beta, lanes)  # fmt: skip
 
     run.blocks = (rows, mb)
     return run

@@ -69,6 +69,17 @@ def test_reorder_round_trip(shape, b, dt):
     np.testing.assert_array_equal(back, x)
 
 
+@pytest.mark.parametrize("c", [1, 5, 7, 8])
+def test_reorder_from_blocked_crops_to_the_channel_count(c):
+    """A conv with C not whole blocks writes a last partial block; the reorder keeps its first
+    C channels only (the rest, past the output array, are never written)."""
+    x = np.random.default_rng(c).standard_normal((2, 2, 3, 5, 8)).astype(F32)
+    (y,) = run_node("ReorderFromBlocked", [x], {}, [(2, 8 + c, 3, 5)], ["float32"])
+    np.testing.assert_array_equal(y, from_blocked(x)[:, : 8 + c])
+    with pytest.raises(ValueError, match="cannot give"):
+        run_node("ReorderFromBlocked", [x], {}, [(2, c, 3, 5)], ["float32"])
+
+
 def test_reorder_rejects_a_channel_count_off_the_block():
     with pytest.raises(ValueError, match="block"):
         run_node("ReorderToBlocked", [np.zeros((1, 12, 2, 2), F32)], dict(block=8), [(1, 1, 2, 2, 8)])

@@ -139,11 +139,35 @@ def test_blocked_winograd(shape, act):
     assert_within(got, ref, _gamma(c + 17) * mag + 4 * U32 * np.abs(ref), act)
 
 
-def test_blocked_conv_rejects_partial_blocks():
+def test_blocked_conv_rejects_partial_input_blocks():
     lanes = cb.block_size(np.float32)
-    spec = conv_mod.ConvSpec(1, lanes, 4, 4, lanes + 1, 4, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
+    spec = conv_mod.ConvSpec(1, lanes + 1, 4, 4, lanes, 4, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
     with pytest.raises(ValueError, match="whole blocks"):
-        cb.build_blocked_conv(spec, np.zeros((lanes + 1, lanes, 1, 1), np.float32), None, True)
+        cb.build_blocked_conv(spec, np.zeros((lanes, lanes + 1, 1, 1), np.float32), None, True)
+
+
+@pytest.mark.parametrize("m", [8, 24, 40, 56, 1000 % 64])
+def test_blocked_conv_output_channels_past_whole_blocks(m):
+    """M not whole blocks (SqueezeNet's 1000 classes): the last block's extra channels come
+    from zero weights and bias (0 after Relu); the first M are the conv."""
+    lanes = cb.block_size(np.float32)
+    rng = np.random.default_rng(m)
+    x = rng.standard_normal((2, 32, 5, 6)).astype(np.float32)
+    wt = rng.standard_normal((m, 32, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    spec = conv_mod.ConvSpec(2, 32, 5, 6, m, 5, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, "float32", True, False,
+                             ACTIVATIONS["Relu"])  # fmt: skip
+    out = np.full((2, -(-m // lanes), 5, 6, lanes), np.nan, np.float32)
+    xin = np.zeros(x.size + 4096, np.float32)
+    xin[: x.size] = to_blocked(x, lanes).reshape(-1)
+    cb.build_blocked_conv(spec, wt, b, True)([xin[: x.size].reshape(2, 32 // lanes, 5, 6, lanes), wt, b, None], [out])
+    got = from_blocked(out)
+    _check(x, wt, b, None, 1, 0, 1, "Relu", 0.0, 0.0, got[:, :m])
+    assert (got[:, m:] == 0).all()
+
+
+def test_panel_blocks_fit_the_channel_count():
+    assert [cb.panel_blocks(m, 16) for m in (16, 32, 48, 64, 96, 128, 208, 1000)] == [1, 2, 4, 4, 2, 4, 4, 4]
 
 
 def test_plan_tasks_reads_the_bigger_stream_once():
@@ -155,5 +179,5 @@ def test_plan_tasks_reads_the_bigger_stream_once():
     assert pg == 2 and rb < 56 and cbw == 56  # all panels, blocks of rows
     # a pointwise conv at batch 1 is one row of 3136 pixels: cut into column blocks
     one_row = conv_mod.ConvSpec(1, 256, 1, 3136, 64, 1, 3136, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
-    pg, rb, cbw = cb.plan_tasks(one_row, 4, 64, 256 * 64 * 4, 256 * 3136 * 4)
+    pg, rb, cbw = cb.plan_tasks(one_row, 4, 64, 256 * 64 * 4, 256 * 3136 * 4, 4)
     assert rb == 1 and -(-3136 // cbw) >= 8 and cbw % 4 == 0

@@ -70,7 +70,11 @@ def _unblock(x):
 
 
 def _block(y, shape):
-    return block(y, shape[-1])
+    """Blocked ``shape`` from NCHW ``y``; channels past y's (a cropped conv's last block) zero."""
+    n, cb, h, w, b = shape
+    if y.shape[1] < cb * b:
+        y = np.concatenate([y, np.zeros((n, cb * b - y.shape[1], h, w), y.dtype)], axis=1)
+    return block(y, b)
 
 
 def _run(node: Node, x, shapes):
@@ -78,11 +82,12 @@ def _run(node: Node, x, shapes):
     if op == "ReorderToBlocked":
         return [_block(x[0], shapes[0])]
     if op == "ReorderFromBlocked":
-        return [_unblock(x[0])]
+        return [_unblock(x[0])[:, : shapes[0][1]]]
     if op.startswith("Blocked"):  # the NCHW op on unblocked inputs, its output blocked again
         plain = node.replace(op=op.removeprefix("Blocked"))
         n, cb, h, w, b = shapes[0]
-        y = _run(plain, [_unblock(v) for v in x], [(n, cb * b, h, w)])[0]
+        c = x[1].shape[0] if op == "BlockedConv" else cb * b  # a conv's channels: its weights'
+        y = _run(plain, [_unblock(v) for v in x], [(n, c, h, w)])[0]
         return [_block(np.asarray(y), shapes[0])]
     ep = (a.get("activation", "none"), a.get("act_alpha", 0.0), a.get("act_beta", 0.0))
     if op == "Conv":

@@ -105,6 +105,22 @@ def test_guards_keep_convs_nchw(case, reason, one_conv_suffices):
         assert any(reason in why for _, node, why in res.declined if node == "conv")
 
 
+def test_conv_with_channels_past_whole_blocks_is_cropped_back(one_conv_suffices):
+    b = GB()
+    x = b.input("x", (1, 32, 5, 5))
+    a = b.conv(x, 32, name="conv")
+    y = b.conv(a, 20, k=1, name="head", activation="Relu")  # 20 classes: not whole blocks
+    g = b.build([b.node("GlobalAveragePool", [y], (1, 20, 1, 1), name="gap")])
+    after = block_layout(g, vector_bytes=64).graph
+    assert ops(after) == ["ReorderToBlocked", "BlockedConv", "BlockedConv", "ReorderFromBlocked", "GlobalAveragePool"]
+    head = after.node("head")
+    assert after.values[head.outputs[0]].shape == (1, 2, 5, 5, 16)  # whole blocks
+    assert after.values["head_out"].shape == (1, 20, 5, 5)  # the reorder crops
+    assert_same_outputs(g, after)
+    np.testing.assert_allclose(_run_kernels(after, feeds_for(g))[0], _run_kernels(g, feeds_for(g))[0], rtol=1e-4,
+                               atol=1e-5)  # fmt: skip
+
+
 def test_broadcasting_and_per_activation_affine_stay_nchw(one_conv_suffices):
     b = GB()
     x = b.input("x", (1, 16, 4, 4))
