@@ -59,21 +59,16 @@ def _pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
         p = q - n * p_count
         plane = n * per_n + p * per_plane
         top = plane + pt * wp_l
-        for e in range(plane, top):
-            xp[e] = 0
+        xp[plane:top] = 0
         src = x[n, p]
+        left = pl * lanes
+        # slice assignments: element loops over views here ran at ~2 GB/s (256x14x14: 99 us)
         for ih in range(h):
             row = top + ih * wp_l
-            d = xp[row : row + wp_l]
-            s = src[ih]
-            for e in range(pl * lanes):
-                d[e] = 0
-            for e in range(wl):
-                d[pl * lanes + e] = s[e]
-            for e in range(pl * lanes + wl, wp_l):
-                d[e] = 0
-        for e in range(top + h * wp_l, plane + per_plane):
-            xp[e] = 0
+            xp[row : row + left] = 0
+            xp[row + left : row + left + wl] = src[ih]
+            xp[row + left + wl : row + wp_l] = 0
+        xp[top + h * wp_l : plane + per_plane] = 0
 
 
 @pjit
