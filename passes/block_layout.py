@@ -141,8 +141,9 @@ class _Rewriter:
         self.plain.add(name)
         return name
 
-    def emit(self, node: Node, op: str, inputs, outputs_blocked: bool) -> None:
-        outs = tuple(self.twin(o) if outputs_blocked and o else o for o in node.outputs)
+    def emit(self, node: Node, op: str, inputs) -> None:
+        """``node`` as ``op`` on ``inputs``, its outputs blocked twins."""
+        outs = tuple(self.twin(o) if o else o for o in node.outputs)
         self.nodes.append(node.replace(op=op, inputs=tuple(inputs), outputs=outs))
         self.fired.append((f"{node.op} -> {op}" if op != node.op else f"{op} on blocked values", node.name))
 
@@ -178,7 +179,7 @@ class _Rewriter:
         ins = [xin, *node.inputs[1:3]]
         if len(node.inputs) > 3 and node.inputs[3]:
             ins.append(self.to_blocked(node.inputs[3], node.origin))
-        self.emit(node, "BlockedConv", ins, True)
+        self.emit(node, "BlockedConv", ins)
         return True
 
     def conv_cropped(self, node: Node) -> bool:
@@ -204,12 +205,12 @@ class _Rewriter:
     def follows(self, node: Node) -> bool:
         """Pools and per-channel affines on a blocked input."""
         x = node.inputs[0]
-        if x not in self.blocked or len(self.values[x].shape) != 4:
-            return False
+        if x not in self.blocked or len(self.values[x].shape) != 4 or len([o for o in node.outputs if o]) != 1:
+            return False  # (MaxPool's Indices output has no blocked form)
         c = self.values[x].shape[1]
         if node.op == "ChannelAffine" and any(self.values[i].size != c for i in node.inputs[1:3]):
             return False  # per-activation parameters (BN's spatial=0 form)
-        self.emit(node, BLOCKED_FORMS[node.op], [self.blocked[x], *node.inputs[1:]], True)
+        self.emit(node, BLOCKED_FORMS[node.op], [self.blocked[x], *node.inputs[1:]])
         return True
 
     def elementwise(self, node: Node) -> bool:
@@ -219,7 +220,7 @@ class _Rewriter:
             return False
         if any(i in self.graph.constants or self.values[i].shape != shape for i in ins):
             return False
-        self.emit(node, node.op, [self.to_blocked(i, node.origin) for i in ins], True)
+        self.emit(node, node.op, [self.to_blocked(i, node.origin) for i in ins])
         return True
 
     def concat(self, node: Node) -> bool:
@@ -230,7 +231,7 @@ class _Rewriter:
             return False
         if any(i in self.graph.constants or self.block(i) is None for i in node.inputs):
             return False
-        self.emit(node, "Concat", [self.to_blocked(i, node.origin) for i in node.inputs], True)
+        self.emit(node, "Concat", [self.to_blocked(i, node.origin) for i in node.inputs])
         return True
 
     def run(self) -> Graph:

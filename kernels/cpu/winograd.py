@@ -73,7 +73,9 @@ _MIN_TILES = 16
 
 def transform_weights(w: np.ndarray, dtype) -> np.ndarray:
     """(M, C, 3, 3) -> U (36, C, M) = G g G^T per (m, c), computed in float64, rounded once."""
-    u = np.einsum("ai,mcij,bj->abcm", G, np.asarray(w, np.float64), G)
+    # two tensordots (BLAS) rather than one einsum: ResNet-50's 11 layers 0.33 s -> ~0.02 s
+    t = np.tensordot(G, np.asarray(w, np.float64), axes=(1, 2))  # (a, m, c, j)
+    u = np.tensordot(t, G, axes=(3, 1)).transpose(0, 3, 2, 1)  # (a, b, c, m)
     return np.ascontiguousarray(u.reshape(ALPHA * ALPHA, w.shape[1], w.shape[0]), dtype=dtype)
 
 
