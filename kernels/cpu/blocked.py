@@ -54,6 +54,7 @@ from cnnrt.kernels import KernelFn, register
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv import ConvSpec, _opt, readonly
+from cnnrt.kernels.cpu.conv_blocked import block_size  # the vector width _lane_taps runs on
 from cnnrt.kernels.cpu.depthwise import fma
 from cnnrt.kernels.cpu.microkernel import VECTOR_BYTES
 from cnnrt.kernels.cpu.pool import _taps_inside, _window
@@ -67,11 +68,6 @@ from cnnrt.ops import ACTIVATIONS
 FMA, MAX, SUM = 0, 1, 2  # what a tap does to the accumulator (_lane_taps' mode)
 GROUP = 4  # pixels per register block of _lane_taps (6 or 8: no faster here)
 TASK_ELEMS = 4096  # output elements per task at least (a task is a band of rows of one plane)
-
-
-def lanes(dtype) -> int:
-    """Vector width of _lane_taps in elements; B must be a multiple of it for the fast path."""
-    return VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
 @intrinsic
@@ -331,7 +327,7 @@ class _Windows:
         self.rows, self.tx, self.tw = (readonly(a.reshape(-1).astype(np.int64)) for a in (rows, tx, tw))
         self.segs = readonly(np.concatenate([np.stack([starts, ends], 1), counts], 1).astype(np.int64))
         band = max(1, min(oh, -(-TASK_ELEMS // (ow * b))))
-        self.geo = tuple(int(v) for v in (h, w, oh, ow, sh, sw, pt, pl, b, band, cb, kk, lanes(dt)))
+        self.geo = tuple(int(v) for v in (h, w, oh, ow, sh, sw, pt, pl, b, band, cb, kk, block_size(dt)))
         self.count = readonly(np.ones((1, 1), dt) if count is None else np.ascontiguousarray(count, dt))
         # Identity, Relu and Clip are a clamp to [lo, hi] in the lane kernels (NaN passes)
         lo, hi = {1: (0.0, np.inf), 3: (alpha, beta)}.get(act, (-np.inf, np.inf))

@@ -1,19 +1,19 @@
 """Convolution in the channel-blocked layout (NCHWc): outputs written in place, no copy-out.
 
 A blocked tensor stores logical NCHW as (N, C/B, H, W, B) with B = one vector of channels
-(:func:`block_size`). The register tile (microkernel.tile_blocked) runs with output pixels as
-rows and output channels as columns: each reduction step broadcasts one input value per
-pixel and loads two vectors of packed weights (two channel blocks), so an output tile is
-MR pixels x 2 blocks, stored straight into the output at its final place, with bias,
-residual and Relu/Clip applied in registers. Stride and dilation only change the distance
-between the pixels a tile reads (``a_rs``), so strided and 7x7 convs run the same tile as
-3x3 and 1x1 ones.
+(:func:`block_size`). The register tile (microkernel._blocked_tile) runs with output pixels
+as rows and output channels as columns: each reduction step broadcasts one input value per
+pixel and loads nv vectors of packed weights (nv channel blocks: 4, or 2 / 1 for layers of
+16-32 channels, :func:`panel_blocks`), so an output tile is a few pixels x nv blocks,
+stored straight into the output at its final place, with bias, residual and Relu/Clip
+applied in registers. Stride and dilation only change the distance between the pixels a
+tile reads (``a_rs``), so strided and 7x7 convs run the same tile as 3x3 and 1x1 ones.
 
 The input is blocked (N, C/B, H, W, B), or plain NCHW when C is not a multiple of B (stems
 with 3 input channels: the reduction steps then run over channels one plane apart); either
 way a padded conv first copies it into a zero-bordered buffer, so every tap of every pixel
-is a valid read. Tasks are (block of output panels, block of output rows over the batch),
-claimed from a shared counter; which way the work is cut depends on whether the weights or
+is a valid read. Tasks are (block of output panels, block of output rows over the batch,
+block of a row's pixels), claimed from a shared counter; which way the work is cut depends on whether the weights or
 the input are the bigger stream (:func:`plan_tasks`).
 """
 

@@ -16,8 +16,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cnnrt.kernels.cpu.blocked import build_blocked_depthwise, lanes  # noqa: E402
+from cnnrt.kernels.cpu.blocked import build_blocked_depthwise  # noqa: E402
 from cnnrt.kernels.cpu.conv import ConvSpec  # noqa: E402
+from cnnrt.kernels.cpu.conv_blocked import block_size as lanes  # noqa: E402
 from cnnrt.passes.block_layout import block as to_blocked  # noqa: E402
 from cnnrt.passes.block_layout import unblock as from_blocked  # noqa: E402
 from reference import (  # noqa: E402
