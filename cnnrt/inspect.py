@@ -19,9 +19,9 @@ _EPILOGUE_KEYS = ("activation", "act_alpha", "act_beta")
 def epilogue(node: Node) -> str:
     """The fused epilogue in words: '+bias +residual Relu' (empty for plain nodes)."""
     parts = []
-    if node.op in ("Conv", "ConvTranspose", "Gemm") and len(node.inputs) > 2 and node.inputs[2]:
+    if node.op in ("Conv", "BlockedConv", "ConvTranspose", "Gemm") and len(node.inputs) > 2 and node.inputs[2]:
         parts.append("+bias")
-    if node.op == "Conv" and len(node.inputs) > 3 and node.inputs[3]:
+    if node.op in ("Conv", "BlockedConv") and len(node.inputs) > 3 and node.inputs[3]:
         parts.append("+residual")
     act = node.attrs.get("activation")
     if act and act != "none":
@@ -112,12 +112,12 @@ def to_text(rep: dict[str, Any]) -> str:
              f"{rep['total_macs'] / 1e6:.1f} MMACs"]
     lines.append("ops: " + ", ".join(f"{k}×{v}" for k, v in sorted(rep["op_counts"].items())))
     lines.append("")
-    lines.append(f"{'#':>4} {'node':32s} {'op':18s} {'epilogue':22s} {'output shape':20s} {'MMACs':>9}  origin")
+    lines.append(f"{'#':>4} {'node':32s} {'op':22s} {'epilogue':22s} {'output shape':20s} {'MMACs':>9}  origin")
     for n in rep["nodes"]:
         shape = "x".join(str(d) for d in n["outputs"][0]["shape"]) if n["outputs"] else ""
         origin = ", ".join(n["origin"])
         op = n["op"] + (f"/{n['algorithm']}" if n.get("algorithm") else "")
-        lines.append(f"{n['step']:>4} {n['name'][:32]:32s} {op[:18]:18s} {n['epilogue'][:22]:22s} {shape:20s} "
+        lines.append(f"{n['step']:>4} {n['name'][:32]:32s} {op[:22]:22s} {n['epilogue'][:22]:22s} {shape:20s} "
                      f"{n['macs'] / 1e6:9.2f}  {origin}")
     lines.append("")
     lines.append(f"passes ({rep['passes']['rounds']} rounds):")

@@ -16,3 +16,15 @@ def test_report_names_the_conv_algorithm_per_layer():
     assert convs == ["direct", "direct", "fc"]
     assert all(n["algorithm"] is None for n in rep["nodes"] if n["op"] != "Conv")
     assert "Conv/fc" in insp.to_text(rep)
+
+
+def test_report_shows_blocked_convs_with_their_algorithm_and_epilogue():
+    """ResNet-18 runs in the channel-blocked layout: BlockedConv steps, each with the
+    algorithm it runs (Winograd on the 3x3 stride-1 56x56 layers) and its fused epilogue."""
+    sess = cnnrt.InferenceSession(str(export_cached("resnet18")), threads=1)
+    rep = insp.report(sess)
+    convs = [n for n in rep["nodes"] if n["op"] == "BlockedConv"]
+    assert len(convs) == 20 and not [n for n in rep["nodes"] if n["op"] == "Conv"]
+    assert {n["algorithm"] for n in convs} == {"direct", "winograd"}
+    assert {n["epilogue"] for n in convs} >= {"+bias Relu", "+bias +residual Relu"}
+    assert "BlockedConv/winograd   +bias +residual Relu" in insp.to_text(rep)
