@@ -16,13 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnrt.kernels import get_builder
-from cnnrt.kernels.aligned import aligned_empty
+from cnnrt.kernels.aligned import READ_SLACK, aligned_empty
 
 from .errors import CnnrtError, KernelError, UnsupportedOpError
 from .ir import Graph, Node
 from .plan import MemoryPlan
-
-ARENA_READ_SLACK = 4096
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class Executor:
             )
         # slack: the register tile reads (never stores) a few pixels past an unpadded input's
         # end (conv_blocked.py: rows of a tile beyond the last pixel)
-        self.arena = aligned_empty(plan.arena_bytes + ARENA_READ_SLACK, np.uint8)
+        self.arena = aligned_empty(plan.arena_bytes + READ_SLACK, np.uint8)
         self.arrays: dict[str, np.ndarray] = dict(graph.constants)
         for name in plan.places:
             self._array(name)

@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.aligned import aligned_copy, shared_scratch
+from cnnrt.kernels.aligned import READ_SLACK, aligned_copy, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
@@ -251,6 +251,8 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
         # fill up across row ends (14x14: 49 tiles of 4 rather than 4 + 4 + 4 + 2 per row)
         spec = replace(spec, h=1, w=spec.h * spec.w, oh=1, ow=spec.oh * spec.ow)
     geo = Geometry(spec, blocked_input, lanes, bmr)
+    if geo.slack * dt.itemsize > READ_SLACK:  # wide strides: read a copy, not past the arena
+        geo.padded = True
     ntaps = len(geo.taps)
     w_bytes = spec.m * spec.c * spec.kh * spec.kw * dt.itemsize
     in_bytes = spec.n * spec.c * spec.h * spec.w * dt.itemsize

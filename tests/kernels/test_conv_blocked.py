@@ -55,6 +55,7 @@ CASES = {
     "1x1_column_blocks": (1, 16, 12, 12, 32, 1, 1, 0, 1),  # 144 pixels cut into tasks
     "1x1_s2": (2, 32, 9, 9, 32, 1, 2, 0, 1),
     "7x7_s2": (1, 16, 19, 20, 32, 7, 2, 3, 1),
+    "1x1_s6_narrow": (1, 16, 31, 31, 16, 1, 6, 0, 1),  # 16-pixel tile rows span > READ_SLACK: copied
 }
 
 
@@ -168,6 +169,17 @@ def test_blocked_conv_output_channels_past_whole_blocks(m):
 
 def test_panel_blocks_fit_the_channel_count():
     assert [cb.panel_blocks(m, 16) for m in (16, 32, 48, 64, 96, 128, 208, 1000)] == [1, 2, 4, 4, 2, 4, 4, 4]
+
+
+def test_unpadded_input_read_in_place_only_within_the_read_slack():
+    from cnnrt.kernels.aligned import READ_SLACK
+
+    lanes = cb.block_size(np.float32)
+    for stride, copied in [(1, False), (6, True)]:
+        spec = conv_mod.ConvSpec(1, 16, 31, 31, 16, 31 // stride + (31 % stride > 0), 31 // stride + (31 % stride > 0),
+                                 1, 1, stride, stride, 0, 0, 0, 0, 1, 1, 1)  # fmt: skip
+        geo = cb.Geometry(spec, True, lanes, 16)
+        assert (geo.slack * 4 > READ_SLACK) == copied
 
 
 def test_plan_tasks_reads_the_bigger_stream_once():
