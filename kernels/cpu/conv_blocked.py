@@ -40,7 +40,7 @@ _B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by 
 # the int64 geometry vector handed to the task kernel (one array instead of ~18 scalars:
 # Numba's dispatcher unboxes every argument, ~0.1-0.2 us each)
 (G_THREADS, G_PER_N_IN, G_A_ROW, G_A_RS, G_A_KS, G_KSTEP, G_NTAPS, G_TCHUNK, G_OH, G_OW, G_M, G_LANES,
- G_PANELS, G_PG, G_ROWS, G_RB, G_PER_N_OUT, G_CBW, G_NV, G_LEN) = range(20)  # fmt: skip
+ G_PANELS, G_PG, G_ROWS, G_RB, G_PER_N_OUT, G_CBW, G_NV, G_BMR, G_LEN) = range(21)  # fmt: skip
 
 
 def block_size(dtype) -> int:
@@ -80,8 +80,7 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
     nthreads, per_n_in, a_row, a_rs, a_ks = g[G_THREADS], g[G_PER_N_IN], g[G_A_ROW], g[G_A_RS], g[G_A_KS]
     kstep, ntaps, tchunk, oh, ow, m = g[G_KSTEP], g[G_NTAPS], g[G_TCHUNK], g[G_OH], g[G_OW], g[G_M]
     lanes, n_panels, pg, rows, rb, per_n_out = g[G_LANES], g[G_PANELS], g[G_PG], g[G_ROWS], g[G_RB], g[G_PER_N_OUT]
-    cbw, nv = g[G_CBW], g[G_NV]
-    bmr = 4 if nv == 4 else (8 if nv == 2 else 16)  # BLOCKED_TILES
+    cbw, nv, bmr = g[G_CBW], g[G_NV], g[G_BMR]  # the tile: bmr pixels x nv blocks (BLOCKED_TILES)
     nr = nv * lanes
     plane = oh * ow * lanes
     n_pgroups = (n_panels + pg - 1) // pg
@@ -197,9 +196,9 @@ def pack_weights(w: np.ndarray, nr: int, kstep: int) -> np.ndarray:
 class Geometry:
     """How one conv's input is addressed: padded copy or in place, tap table, strides."""
 
-    def __init__(self, spec, blocked_input: bool, lanes: int, bmr: int):
+    def __init__(self, spec, blocked_input: bool, lanes: int, bmr: int, itemsize: int):
         s = spec
-        self.padded = any((s.pt, s.pl, s.pb, s.pr))
+        self.padded = any((s.pt, s.pl, s.pb, s.pr))  # read through a zero-bordered copy
         # pixels a row of taps reaches: enough for every output row and column
         hp = max(s.h + s.pt + s.pb, (s.oh - 1) * s.sh + (s.kh - 1) * s.dh + 1)
         wp = max(s.w + s.pl + s.pr, (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1)
@@ -224,6 +223,8 @@ class Geometry:
         self.per_n = self.planes * self.plane
         # a tile reads all MR pixel rows even when fewer are stored: slack past the last image
         self.slack = bmr * self.a_rs + 64
+        if self.slack * itemsize > READ_SLACK:  # wide strides: read a copy, not past the arena
+            self.padded = True
 
 
 def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
@@ -250,9 +251,7 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
         # pointwise: the pixels of all rows are one run in input and output alike, so tiles
         # fill up across row ends (14x14: 49 tiles of 4 rather than 4 + 4 + 4 + 2 per row)
         spec = replace(spec, h=1, w=spec.h * spec.w, oh=1, ow=spec.oh * spec.ow)
-    geo = Geometry(spec, blocked_input, lanes, bmr)
-    if geo.slack * dt.itemsize > READ_SLACK:  # wide strides: read a copy, not past the arena
-        geo.padded = True
+    geo = Geometry(spec, blocked_input, lanes, bmr, dt.itemsize)
     ntaps = len(geo.taps)
     w_bytes = spec.m * spec.c * spec.kh * spec.kw * dt.itemsize
     in_bytes = spec.n * spec.c * spec.h * spec.w * dt.itemsize
@@ -274,7 +273,7 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
         G_PER_N_IN: geo.per_n, G_A_ROW: geo.a_row, G_A_RS: geo.a_rs, G_A_KS: geo.a_ks, G_KSTEP: geo.kstep,
         G_NTAPS: ntaps, G_TCHUNK: max(1, _B_CHUNK_BYTES // (geo.kstep * nr * dt.itemsize)), G_OH: spec.oh, G_OW: spec.ow, G_M: spec.m,
         G_LANES: lanes, G_PANELS: -(-spec.m // nr), G_PG: pg, G_ROWS: spec.n * spec.oh, G_RB: rb,
-        G_PER_N_OUT: m_pad * spec.oh * spec.ow, G_CBW: cbw, G_NV: nv,
+        G_PER_N_OUT: m_pad * spec.oh * spec.ow, G_CBW: cbw, G_NV: nv, G_BMR: bmr,
     }  # fmt: skip
     for k, v in values.items():
         geom[k] = v

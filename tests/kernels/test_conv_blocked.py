@@ -178,7 +178,7 @@ def test_unpadded_input_read_in_place_only_within_the_read_slack():
     for stride, copied in [(1, False), (6, True)]:
         spec = conv_mod.ConvSpec(1, 16, 31, 31, 16, 31 // stride + (31 % stride > 0), 31 // stride + (31 % stride > 0),
                                  1, 1, stride, stride, 0, 0, 0, 0, 1, 1, 1)  # fmt: skip
-        geo = cb.Geometry(spec, True, lanes, 16)
+        geo = cb.Geometry(spec, True, lanes, 16, 4)
         assert (geo.slack * 4 > READ_SLACK) == copied
 
 
