@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnrt.kernels import get_builder
-from cnnrt.kernels.aligned import READ_SLACK, aligned_empty
+from cnnrt.kernels.aligned import aligned_empty
 
 from .errors import CnnrtError, KernelError, UnsupportedOpError
 from .ir import Graph, Node
@@ -45,9 +45,7 @@ class Executor:
             raise UnsupportedOpError(
                 f"no {backend} kernel for {len(missing)} node(s): " + "; ".join(f"{n.name} ({n.op})" for n in missing)
             )
-        # slack: the register tile reads (never stores) a few pixels past an unpadded input's
-        # end (conv_blocked.py: rows of a tile beyond the last pixel)
-        self.arena = aligned_empty(plan.arena_bytes + READ_SLACK, np.uint8)
+        self.arena = aligned_empty(plan.arena_bytes, np.uint8)
         self.arrays: dict[str, np.ndarray] = dict(graph.constants)
         for name in plan.places:
             self._array(name)

@@ -12,9 +12,6 @@ import weakref
 import numpy as np
 
 LINE = 64
-# bytes past the arena's end that kernels may read (never store): a register tile loads all
-# its pixel rows even when fewer are stored (conv_blocked.py reads unpadded inputs in place)
-READ_SLACK = 4096
 
 
 def aligned_empty(shape, dtype) -> np.ndarray:

@@ -6,25 +6,24 @@ as rows and output channels as columns: each reduction step broadcasts one input
 pixel and loads nv vectors of packed weights (nv channel blocks: 4, or 2 / 1 for layers of
 16-32 channels, :func:`panel_blocks`), so an output tile is a few pixels x nv blocks,
 stored straight into the output at its final place, with bias, residual and Relu/Clip
-applied in registers. Stride and dilation only change the distance between the pixels a
-tile reads (``a_rs``), so strided and 7x7 convs run the same tile as 3x3 and 1x1 ones.
+applied in registers. A tile's pixels are consecutive output pixels of one image, across
+row ends; stride and dilation only change where each reads its input (a per-pixel offset
+table), so strided and 7x7 convs run the same tile as 3x3 and 1x1 ones.
 
 The input is blocked (N, C/B, H, W, B), or plain NCHW when C is not a multiple of B (stems
 with 3 input channels: the reduction steps then run over channels one plane apart); either
 way a padded conv first copies it into a zero-bordered buffer, so every tap of every pixel
-is a valid read. Tasks are (block of output panels, block of output rows over the batch,
-block of a row's pixels), claimed from a shared counter; which way the work is cut depends on whether the weights or
+is a valid read. Tasks are (block of output panels, block of one image's output pixels),
+claimed from a shared counter; which way the work is cut depends on whether the weights or
 the input are the bigger stream (:func:`plan_tasks`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.aligned import READ_SLACK, aligned_copy, shared_scratch
+from cnnrt.kernels.aligned import aligned_copy, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
@@ -40,7 +39,7 @@ _B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by 
 # the int64 geometry vector handed to the task kernel (one array instead of ~18 scalars:
 # Numba's dispatcher unboxes every argument, ~0.1-0.2 us each)
 (G_THREADS, G_PER_N_IN, G_A_ROW, G_A_RS, G_A_KS, G_KSTEP, G_NTAPS, G_TCHUNK, G_OH, G_OW, G_M, G_LANES,
- G_PANELS, G_PG, G_ROWS, G_RB, G_PER_N_OUT, G_CBW, G_NV, G_BMR, G_LEN) = range(21)  # fmt: skip
+ G_PANELS, G_PG, G_IMAGES, G_PXB, G_PER_N_OUT, G_NV, G_BMR, G_LEN) = range(20)  # fmt: skip
 
 
 def block_size(dtype) -> int:
@@ -73,20 +72,26 @@ def _pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
 
 @pjit
 def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, beta):
-    """Every task: out[pixels of its rows, channels of its panels] by tiles of pixels x nv
-    blocks (microkernel.BLOCKED_TILES), the reduction (taps x kstep) cut into chunks whose
-    weights stay in L1. A last block past M (M not whole blocks) is computed from zero
+    """Every task: out[a block of one image's pixels, channels of its panels] by tiles of
+    pixels x nv blocks (microkernel.BLOCKED_TILES), the reduction (taps x kstep) cut into
+    chunks whose weights stay in L1. An image's output pixels are one run (OH x OW of a
+    block lie contiguous), so tiles run across output-row ends: every pixel gets its input
+    offset from a table made once per task, and the tile's rows past the task's last pixel
+    re-read that pixel (no read past the input, no tile wasted on a row's ragged end: 7x7 is
+    13 tiles of 4, not 7 x 2). A last block past M (M not whole blocks) is computed from zero
     weights and bias and stored: the output has whole blocks."""
     nthreads, per_n_in, a_row, a_rs, a_ks = g[G_THREADS], g[G_PER_N_IN], g[G_A_ROW], g[G_A_RS], g[G_A_KS]
     kstep, ntaps, tchunk, oh, ow, m = g[G_KSTEP], g[G_NTAPS], g[G_TCHUNK], g[G_OH], g[G_OW], g[G_M]
-    lanes, n_panels, pg, rows, rb, per_n_out = g[G_LANES], g[G_PANELS], g[G_PG], g[G_ROWS], g[G_RB], g[G_PER_N_OUT]
-    cbw, nv, bmr = g[G_CBW], g[G_NV], g[G_BMR]  # the tile: bmr pixels x nv blocks (BLOCKED_TILES)
+    lanes, n_panels, pg, images, pxb, per_n_out = g[G_LANES], g[G_PANELS], g[G_PG], g[G_IMAGES], g[G_PXB], g[G_PER_N_OUT]
+    nv, bmr = g[G_NV], g[G_BMR]  # the tile: bmr pixels x nv blocks (BLOCKED_TILES)
     nr = nv * lanes
-    plane = oh * ow * lanes
+    npix = oh * ow
+    plane = npix * lanes
     n_pgroups = (n_panels + pg - 1) // pg
-    n_cblocks = (ow + cbw - 1) // cbw
-    ntasks = n_pgroups * n_cblocks * ((rows + rb - 1) // rb)
+    n_pblocks = (npix + pxb - 1) // pxb
+    ntasks = n_pgroups * n_pblocks * images
     for _t in prange(nthreads):
+        pix = np.empty(pxb + bmr, np.int64)
         while True:
             i = blas.claim(counter)
             if i >= ntasks:
@@ -94,10 +99,21 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
             p0 = (i % n_pgroups) * pg
             p1 = min(n_panels, p0 + pg)
             rest = i // n_pgroups
-            xa = (rest % n_cblocks) * cbw
-            xb = min(ow, xa + cbw)
-            r0 = (rest // n_cblocks) * rb
-            r1 = min(rows, r0 + rb)
+            q0 = (rest % n_pblocks) * pxb
+            q1 = min(npix, q0 + pxb)
+            n = rest // n_pblocks
+            y = q0 // ow
+            x = q0 - y * ow
+            for j in range(q1 - q0):
+                pix[j] = y * a_row + x * a_rs
+                x += 1
+                if x == ow:
+                    x = 0
+                    y += 1
+            for j in range(q1 - q0, q1 - q0 + bmr):
+                pix[j] = pix[q1 - q0 - 1]
+            abase = n * per_n_in
+            obase = n * per_n_out
             for t0 in range(0, ntaps, tchunk):
                 tn = min(tchunk, ntaps - t0)
                 fl = mk.ACCUMULATE if t0 > 0 else 0
@@ -107,33 +123,26 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
                 for p in range(p0, p1):
                     f = fl | min(nv, (m - p * nr + lanes - 1) // lanes) << mk.VECTORS_SHIFT
                     b_off = (p * ntaps + t0) * kstep * nr
-                    for r in range(r0, r1):
-                        n = r // oh
-                        y = r - n * oh
-                        abase = n * per_n_in + y * a_row
-                        cbase = n * per_n_out + nv * p * plane + y * ow * lanes
-                        for x0 in range(xa, xb, bmr):
-                            c_off = cbase + x0 * lanes
-                            a_off = abase + x0 * a_rs
-                            mr = min(bmr, xb - x0)
-                            if nv == 4:
-                                mk.tile_blocked4(xp, a_off, a_rs, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of,
-                                                 c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta)
-                            elif nv == 2:
-                                mk.tile_blocked2(xp, a_off, a_rs, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of,
-                                                 c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta)
-                            else:
-                                mk.tile_blocked1(xp, a_off, a_rs, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of,
-                                                 c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta)
-            if kind != 0:  # an activation the tile lacks, over the task's outputs row by row
+                    cbase = obase + nv * p * plane
+                    for q in range(q0, q1, bmr):
+                        c_off = cbase + q * lanes
+                        mr = min(bmr, q1 - q)
+                        if nv == 4:
+                            mk.tile_blocked4(xp, abase, pix, q - q0, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of,
+                                             c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta)
+                        elif nv == 2:
+                            mk.tile_blocked2(xp, abase, pix, q - q0, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of,
+                                             c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta)
+                        else:
+                            mk.tile_blocked1(xp, abase, pix, q - q0, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of,
+                                             c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta)
+            if kind != 0:  # an activation the tile lacks, over the task's outputs block by block
                 for p in range(p0, p1):
                     for v in range(nv):
                         if (nv * p + v) * lanes >= m:
                             break
-                        for r in range(r0, r1):
-                            n = r // oh
-                            base = n * per_n_out + (nv * p + v) * plane + (r - n * oh) * ow * lanes
-                            act_inplace(of[base + xa * lanes : base + xb * lanes], kind, alpha, beta)
+                        base = obase + (nv * p + v) * plane
+                        act_inplace(of[base + q0 * lanes : base + q1 * lanes], kind, alpha, beta)
 
 
 _blocked_tasks_serial = serial_twin(_blocked_tasks)
@@ -151,34 +160,32 @@ def panel_blocks(m: int, lanes: int) -> int:
     return 4
 
 
-def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: int = 4) -> tuple[int, int, int]:
-    """(panels per task, output rows per task (rows run over the batch), pixels of a row
-    per task).
+def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: int = 4) -> tuple[int, int]:
+    """(panels per task, output pixels per task): a task is a block of one image's pixels
+    (a multiple of the tile's bmr) for a group of weight panels.
 
     Whichever stream is bigger is read once: late layers (weights bigger than the input)
-    get one panel per task and all rows, so each weight panel crosses memory once; early
-    layers get all panels and blocks of rows. The output block a task re-reads per
-    reduction chunk stays under _OUT_BLOCK_BYTES; rows too long for it (pointwise convs run
-    as one row per image) are cut into column blocks."""
+    get one panel per task and all pixels, so each weight panel crosses memory once; early
+    layers get all panels and blocks of pixels. The output block a task re-reads per
+    reduction chunk stays under _OUT_BLOCK_BYTES."""
     panels = -(-spec.m // nr)
-    rows = spec.n * spec.oh
+    npix = spec.oh * spec.ow
     pg = 1 if w_bytes >= in_bytes else panels
     px_bytes = nr * itemsize * pg
-    rb = max(1, min(rows, _OUT_BLOCK_BYTES // (spec.ow * px_bytes)))
-    cbw = spec.ow
-    if spec.ow * px_bytes > _OUT_BLOCK_BYTES:
-        cbw = max(bmr, _OUT_BLOCK_BYTES // px_bytes // bmr * bmr)
+
+    def fit(pixels):
+        return npix if pixels >= npix else max(bmr, pixels // bmr * bmr)
+
+    pxb = fit(_OUT_BLOCK_BYTES // px_bytes)
 
     def tasks():
-        return -(-panels // pg) * -(-rows // rb) * -(-spec.ow // cbw)
+        return -(-panels // pg) * spec.n * -(-npix // pxb)
 
-    while tasks() < _MIN_TASKS and rb > 1:
-        rb = -(-rb // 2)
-    while tasks() < _MIN_TASKS and cbw > 8 * bmr:
-        cbw = -(-cbw // (2 * bmr)) * bmr
+    while tasks() < _MIN_TASKS and pxb > 4 * bmr:
+        pxb = fit(-(-pxb // 2))
     while tasks() < _MIN_TASKS and pg > 1:
         pg = -(-pg // 2)
-    return pg, rb, cbw
+    return pg, pxb
 
 
 def pack_weights(w: np.ndarray, nr: int, kstep: int) -> np.ndarray:
@@ -196,7 +203,7 @@ def pack_weights(w: np.ndarray, nr: int, kstep: int) -> np.ndarray:
 class Geometry:
     """How one conv's input is addressed: padded copy or in place, tap table, strides."""
 
-    def __init__(self, spec, blocked_input: bool, lanes: int, bmr: int, itemsize: int):
+    def __init__(self, spec, blocked_input: bool, lanes: int):
         s = spec
         self.padded = any((s.pt, s.pl, s.pb, s.pr))  # read through a zero-bordered copy
         # pixels a row of taps reaches: enough for every output row and column
@@ -221,10 +228,6 @@ class Geometry:
         ]
         self.taps = np.array(taps, np.int64)
         self.per_n = self.planes * self.plane
-        # a tile reads all MR pixel rows even when fewer are stored: slack past the last image
-        self.slack = bmr * self.a_rs + 64
-        if self.slack * itemsize > READ_SLACK:  # wide strides: read a copy, not past the arena
-            self.padded = True
 
 
 def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
@@ -247,16 +250,12 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
     m_pad = -(-spec.m // lanes) * lanes
     if blocked_input and spec.c % lanes:
         raise ValueError(f"blocked conv needs input channels in whole blocks of {lanes}: C={spec.c}")
-    if (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr)):
-        # pointwise: the pixels of all rows are one run in input and output alike, so tiles
-        # fill up across row ends (14x14: 49 tiles of 4 rather than 4 + 4 + 4 + 2 per row)
-        spec = replace(spec, h=1, w=spec.h * spec.w, oh=1, ow=spec.oh * spec.ow)
-    geo = Geometry(spec, blocked_input, lanes, bmr, dt.itemsize)
+    geo = Geometry(spec, blocked_input, lanes)
     ntaps = len(geo.taps)
     w_bytes = spec.m * spec.c * spec.kh * spec.kw * dt.itemsize
     in_bytes = spec.n * spec.c * spec.h * spec.w * dt.itemsize
-    pg, rb, cbw = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes, bmr)
-    xp_len = spec.n * geo.per_n + geo.slack
+    pg, pxb = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes, bmr)
+    xp_len = spec.n * geo.per_n
     xp = shared_scratch(owner, "conv_blocked.padded", (xp_len,), dt) if geo.padded else None
     wp_const = None if w_const is None else readonly(pack_weights(np.asarray(w_const, dt), nr, geo.kstep))
     zeros = readonly(np.zeros(m_pad, dt))
@@ -272,15 +271,15 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
     values = {
         G_PER_N_IN: geo.per_n, G_A_ROW: geo.a_row, G_A_RS: geo.a_rs, G_A_KS: geo.a_ks, G_KSTEP: geo.kstep,
         G_NTAPS: ntaps, G_TCHUNK: max(1, _B_CHUNK_BYTES // (geo.kstep * nr * dt.itemsize)), G_OH: spec.oh, G_OW: spec.ow, G_M: spec.m,
-        G_LANES: lanes, G_PANELS: -(-spec.m // nr), G_PG: pg, G_ROWS: spec.n * spec.oh, G_RB: rb,
-        G_PER_N_OUT: m_pad * spec.oh * spec.ow, G_CBW: cbw, G_NV: nv, G_BMR: bmr,
+        G_LANES: lanes, G_PANELS: -(-spec.m // nr), G_PG: pg, G_IMAGES: spec.n, G_PXB: pxb,
+        G_PER_N_OUT: m_pad * spec.oh * spec.ow, G_NV: nv, G_BMR: bmr,
     }  # fmt: skip
     for k, v in values.items():
         geom[k] = v
     max_threads = numba.config.NUMBA_NUM_THREADS
     counter = np.zeros(1, np.int64)
     alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
-    ntasks = -(-values[G_PANELS] // pg) * -(-values[G_ROWS] // rb) * -(-spec.ow // cbw)
+    ntasks = -(-values[G_PANELS] // pg) * spec.n * -(-spec.oh * spec.ow // pxb)
     work = spec.n * spec.m * spec.oh * spec.ow * spec.c * spec.kh * spec.kw if ntasks > 1 else 0
     lead = spec.n * geo.planes
     s = spec
@@ -307,7 +306,6 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
         kern(src, wp, geo.taps, b, dummy_res if r is None else r.reshape(-1), outs[0].reshape(-1), counter, geom,
              tflags, kind, alpha, beta)  # fmt: skip
 
-    run.tasks = (pg, rb, cbw)
     return run
 
 

@@ -106,9 +106,9 @@ def _tile_codegen(dt, blocked, mr_max, nv):
 
     def codegen(context, builder, sig, args):
         if blocked:
-            (a_v, a_off_v, a_rs_v, a_ks_v, taps_v, ntaps_v, b_v, b_off_v, b_ts_v, ldb_v, k_v, c_v, c_off_v, ldc_v,
-             c_vs_v, mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args  # fmt: skip
-            a_ty, taps_ty, b_ty, c_ty, bias_ty, res_ty = (sig.args[i] for i in (0, 4, 6, 11, 17, 19))
+            (a_v, a_off_v, pix_v, pix_off_v, a_ks_v, taps_v, ntaps_v, b_v, b_off_v, b_ts_v, ldb_v, k_v, c_v, c_off_v,
+             ldc_v, c_vs_v, mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args  # fmt: skip
+            a_ty, pix_ty, taps_ty, b_ty, c_ty, bias_ty, res_ty = (sig.args[i] for i in (0, 2, 5, 7, 12, 18, 20))
         else:
             (a_v, a_off_v, a_rs_v, a_ks_v, a_ts_v, b_v, b_off_v, ldb_v, taps_v, ntaps_v, k_v, c_v, c_off_v, ldc_v,
              mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args  # fmt: skip
@@ -143,7 +143,11 @@ def _tile_codegen(dt, blocked, mr_max, nv):
         pbias = _ptr(context, builder, bias_ty, bias_v, bias_off_v)
         pres = _ptr(context, builder, res_ty, res_v, res_off_v)
 
-        arow = [builder.mul(ir.Constant(i64, i), a_rs_v) for i in range(mr_max)]
+        if blocked:  # each pixel row's own input offset (a tile may cross output rows)
+            ppix = _ptr(context, builder, pix_ty, pix_v, pix_off_v)
+            arow = [builder.load(builder.gep(ppix, [ir.Constant(i64, i)])) for i in range(mr_max)]
+        else:
+            arow = [builder.mul(ir.Constant(i64, i), a_rs_v) for i in range(mr_max)]
         accs = [[cgutils.alloca_once_value(builder, zero_v) for _ in range(nv)] for _ in range(mr_max)]
         with cgutils.for_range(builder, ntaps_v) as tap_loop:
             tp = tap_loop.index
@@ -228,19 +232,22 @@ def _blocked_tile(mr_max: int, nv: int):
     """tile_blocked with ``mr_max`` pixel rows of ``nv`` channel-block vectors."""
 
     @intrinsic
-    def tile_blocked(typingctx, a, a_off, a_rs, a_ks, taps, ntaps, b, b_off, b_ts, ldb, k, c, c_off, ldc, c_vs, mr,
-                     flags, bias, bias_off, res, res_off, lo, hi):  # fmt: skip
+    def tile_blocked(typingctx, a, a_off, pix, pix_off, a_ks, taps, ntaps, b, b_off, b_ts, ldb, k, c, c_off, ldc,
+                     c_vs, mr, flags, bias, bias_off, res, res_off, lo, hi):  # fmt: skip
         if not _check_operands(a, b, c, bias, res, taps):
+            return None
+        if not isinstance(pix, types.Array) or pix.dtype != types.int64:
             return None
         dt = a.dtype
         i64 = types.int64
-        sig = types.void(a, i64, i64, i64, taps, i64, b, i64, i64, i64, i64, c, i64, i64, i64, i64, i64,
+        sig = types.void(a, i64, pix, i64, i64, taps, i64, b, i64, i64, i64, i64, c, i64, i64, i64, i64, i64,
                          bias, i64, res, i64, dt, dt)  # fmt: skip
         return sig, _tile_codegen(dt, True, mr_max, nv)
 
     tile_blocked.__doc__ = f"""The register tile for channel-blocked convs (conv_blocked.py), {mr_max} pixels x {nv}
-    channel blocks: rows are output pixels (A: the input, ``a[a_off + taps[t] + i*a_rs +
-    kk*a_ks]``), columns output channels (B: the packed weights, ``b[b_off + t*b_ts + kk*ldb +
+    channel blocks: rows are output pixels (A: the input, ``a[a_off + pix[pix_off + i] + taps[t] +
+    kk*a_ks]``: every pixel row has its own offset, so a tile runs across the end of an output
+    row), columns output channels (B: the packed weights, ``b[b_off + t*b_ts + kk*ldb +
     j]``). Vector v of C row i (one channel block of one pixel) lies at ``c_off + i*ldc +
     v*c_vs``, the residual alike; BIAS adds ``bias[bias_off + j]`` per column; ``flags >>
     VECTORS_SHIFT`` > 0 stores only that many vectors of a row (a last panel of fewer blocks)."""

@@ -36,10 +36,6 @@ def run_blocked(x, wt, b, r, s, p, d, act="none", alpha=0.0, beta=0.0, blocked_i
     else:
         run = cb.build_blocked_conv(spec, wt, b, blocked_input)
     xin = to_blocked(x, lanes) if blocked_input else x
-    # the tile may read past an unpadded input's end (rows it does not store): arena slack
-    buf = np.zeros(xin.size + 4096, x.dtype)
-    buf[: xin.size] = xin.reshape(-1)
-    xin = buf[: xin.size].reshape(xin.shape)
     out = np.full((n, m // lanes, oh, ow, lanes), np.nan, x.dtype)
     run([xin, wt, b, None if r is None else to_blocked(r, lanes)], [out])
     return from_blocked(out)
@@ -55,7 +51,8 @@ CASES = {
     "1x1_column_blocks": (1, 16, 12, 12, 32, 1, 1, 0, 1),  # 144 pixels cut into tasks
     "1x1_s2": (2, 32, 9, 9, 32, 1, 2, 0, 1),
     "7x7_s2": (1, 16, 19, 20, 32, 7, 2, 3, 1),
-    "1x1_s6_narrow": (1, 16, 31, 31, 16, 1, 6, 0, 1),  # 16-pixel tile rows span > READ_SLACK: copied
+    "1x1_s6_narrow": (1, 16, 31, 31, 16, 1, 6, 0, 1),  # 16-pixel tiles over several output rows
+    "3x3_7x7_batch": (3, 32, 7, 7, 64, 3, 1, 1, 1),  # 49 pixels: 12 tiles across row ends + 1
 }
 
 
@@ -159,9 +156,7 @@ def test_blocked_conv_output_channels_past_whole_blocks(m):
     spec = conv_mod.ConvSpec(2, 32, 5, 6, m, 5, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, "float32", True, False,
                              ACTIVATIONS["Relu"])  # fmt: skip
     out = np.full((2, -(-m // lanes), 5, 6, lanes), np.nan, np.float32)
-    xin = np.zeros(x.size + 4096, np.float32)
-    xin[: x.size] = to_blocked(x, lanes).reshape(-1)
-    cb.build_blocked_conv(spec, wt, b, True)([xin[: x.size].reshape(2, 32 // lanes, 5, 6, lanes), wt, b, None], [out])
+    cb.build_blocked_conv(spec, wt, b, True)([to_blocked(x, lanes), wt, b, None], [out])
     got = from_blocked(out)
     _check(x, wt, b, None, 1, 0, 1, "Relu", 0.0, 0.0, got[:, :m])
     assert (got[:, m:] == 0).all()
@@ -171,25 +166,14 @@ def test_panel_blocks_fit_the_channel_count():
     assert [cb.panel_blocks(m, 16) for m in (16, 32, 48, 64, 96, 128, 208, 1000)] == [1, 2, 4, 4, 2, 4, 4, 4]
 
 
-def test_unpadded_input_read_in_place_only_within_the_read_slack():
-    from cnnrt.kernels.aligned import READ_SLACK
-
-    lanes = cb.block_size(np.float32)
-    for stride, copied in [(1, False), (6, True)]:
-        spec = conv_mod.ConvSpec(1, 16, 31, 31, 16, 31 // stride + (31 % stride > 0), 31 // stride + (31 % stride > 0),
-                                 1, 1, stride, stride, 0, 0, 0, 0, 1, 1, 1)  # fmt: skip
-        geo = cb.Geometry(spec, True, lanes, 16, 4)
-        assert (geo.slack * 4 > READ_SLACK) == copied
-
-
 def test_plan_tasks_reads_the_bigger_stream_once():
     big_weights = conv_mod.ConvSpec(1, 512, 7, 7, 512, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-    pg, rb, cbw = cb.plan_tasks(big_weights, 4, 32, 512 * 512 * 9 * 4, 512 * 49 * 4)
-    assert (pg, rb, cbw) == (1, 7, 7)  # one weight panel per task, all rows
+    pg, pxb = cb.plan_tasks(big_weights, 4, 64, 512 * 512 * 9 * 4, 512 * 49 * 4)
+    assert (pg, pxb) == (1, 49)  # one weight panel per task, all pixels
     big_input = conv_mod.ConvSpec(1, 64, 56, 56, 64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-    pg, rb, cbw = cb.plan_tasks(big_input, 4, 32, 64 * 64 * 9 * 4, 64 * 56 * 56 * 4)
-    assert pg == 2 and rb < 56 and cbw == 56  # all panels, blocks of rows
-    # a pointwise conv at batch 1 is one row of 3136 pixels: cut into column blocks
-    one_row = conv_mod.ConvSpec(1, 256, 1, 3136, 64, 1, 3136, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
-    pg, rb, cbw = cb.plan_tasks(one_row, 4, 64, 256 * 64 * 4, 256 * 3136 * 4, 4)
-    assert rb == 1 and -(-3136 // cbw) >= 8 and cbw % 4 == 0
+    pg, pxb = cb.plan_tasks(big_input, 4, 64, 64 * 64 * 9 * 4, 64 * 56 * 56 * 4)
+    assert pg == 1 and pxb < 3136 and pxb % 4 == 0  # all (one) panels, blocks of pixels
+    # a pointwise conv at batch 1: its 3136 pixels cut into at least _MIN_TASKS blocks
+    pointwise = conv_mod.ConvSpec(1, 256, 56, 56, 64, 56, 56, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
+    pg, pxb = cb.plan_tasks(pointwise, 4, 64, 256 * 64 * 4, 256 * 3136 * 4, 4)
+    assert -(-3136 // pxb) >= cb._MIN_TASKS and pxb % 4 == 0
