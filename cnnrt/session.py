@@ -224,12 +224,12 @@ class InferenceSession:
         return dict(shapes), fed
 
     def _compile(self, shapes: dict[str, tuple[int, ...]], fed: frozenset[str]) -> Compiled:
-        from cnnrt.passes.pipeline import run_pipeline
-
         key = self._key(shapes, fed)
         hit = self._compiled.get(key)
         if hit is not None:
             return hit
+        from cnnrt.passes.pipeline import run_pipeline
+
         t0 = time.perf_counter()
         graph = self.model.to_graph(shapes, fed)
         t1 = time.perf_counter()

@@ -30,11 +30,26 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def _modules():
+    """(numba, kernels._jit.num_threads, kernels.cpu.blas), imported on first use (not at
+    ``import cnnrt``) and kept: an import statement per run cost ~1.5 us of LeNet's ~60."""
+    global _mods
+    if _mods is None:
+        import numba
+
+        from cnnrt.kernels._jit import num_threads
+        from cnnrt.kernels.cpu import blas
+
+        _mods = (numba, num_threads, blas)
+    return _mods
+
+
+_mods = None
+
+
 def blas_threads_for(n: int) -> int:
     """The BLAS thread count cnnrt uses when it runs with ``n`` threads."""
-    from cnnrt.kernels.cpu import blas
-
-    return 1 if blas.HAVE_BLAS else n
+    return 1 if _modules()[2].HAVE_BLAS else n
 
 
 def apply_threads(n: int) -> int:
@@ -42,12 +57,9 @@ def apply_threads(n: int) -> int:
 
     Returns the Numba thread count applied (``n`` clipped to the pool's size)."""
     global _blas_threads, _controller
-    import numba
-
-    from cnnrt.kernels.cpu import blas
-
+    numba, num_threads, blas = _modules()
     n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
-    if numba.get_num_threads() != n:
+    if num_threads() != n:  # not numba.get_num_threads(): its pool-launch lock costs 0.6 us a run
         numba.set_num_threads(n)
     want = blas_threads_for(n)
     if blas.set_blas_threads(want):

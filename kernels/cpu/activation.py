@@ -11,7 +11,9 @@ import math
 import numpy as np
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
-from numba import prange
+from cnnrt.kernels.cpu.vector_ir import TANH_CLAMP, TANH_P, TANH_Q, TANH_SMALL, fma, tanh_run
+from numba import prange, types
+from numba.extending import overload
 
 from cnnrt.ops import ACTIVATIONS, activation_params
 
@@ -20,26 +22,43 @@ _CHUNK = 1 << 14
 
 @njit(inline="always")
 def tanh_rational(v):
-    """tanh as Eigen's float rational approximation (a 13/6 odd/even polynomial pair, clamped
-    where float32 tanh is +-1 within an ulp), evaluated in float64: LLVM vectorises it,
-    libm's tanh is a call per element (3x slower here). Relative error <= 4 float32 ulps
-    (measured on 4M points over [-12, 12] and 1e-8..10 geometric: the worst is at the clamp)."""
-    x = min(max(v, -7.99881172180175781), 7.99881172180175781)
+    """tanh as Eigen's float rational approximation (vector_ir.TANH_*: a 13/6 odd/even
+    polynomial pair, clamped where float32 tanh is +-1 within an ulp), evaluated in float64
+    (in float32 the worst error grew from 3.5 to 6.6 ulps). libm's tanh is a call per element.
+    Relative error <= 4 float32 ulps (measured on 4M points over [-12, 12] and 1e-8..10
+    geometric: the worst is at the clamp). This is the scalar twin of vector_ir.tanh_run."""
+    x = min(max(v, -TANH_CLAMP), TANH_CLAMP)
     x2 = x * x
-    p = x2 * -2.76076847742355e-16 + 2.00018790482477e-13
-    p = p * x2 + -8.60467152213735e-11
-    p = p * x2 + 5.12229709037114e-08
-    p = p * x2 + 1.48572235717979e-05
-    p = p * x2 + 6.37261928875436e-04
-    p = p * x2 + 4.89352455891786e-03
-    q = x2 * 1.19825839466702e-06 + 1.18534705686654e-04
-    q = q * x2 + 2.26843463243900e-03
-    q = q * x2 + 4.89352518554385e-03
+    p = fma(x2, TANH_P[0], TANH_P[1])
+    p = fma(p, x2, TANH_P[2])
+    p = fma(p, x2, TANH_P[3])
+    p = fma(p, x2, TANH_P[4])
+    p = fma(p, x2, TANH_P[5])
+    p = fma(p, x2, TANH_P[6])
+    q = fma(x2, TANH_Q[0], TANH_Q[1])
+    q = fma(q, x2, TANH_Q[2])
+    q = fma(q, x2, TANH_Q[3])
     r = p * x / q
-    # selects, not branches, so the loop vectorises; tiny |v|: tanh(v) = v to float32 precision;
-    # NaN stays NaN (min/max would have clamped it)
-    r = v if abs(v) < 0.0004 else r
+    # tiny |v|: tanh(v) = v to float32 precision; NaN stays NaN (min/max would have clamped it)
+    r = v if abs(v) < TANH_SMALL else r
     return r if v == v else v
+
+
+def tanh_inplace(o):
+    """o[:] = tanh_rational(o[:]): vector_ir.tanh_run on contiguous arrays (LLVM leaves the
+    scalar loop scalar: 1 ns per element, LeNet's largest epilogue cost), else the loop."""
+
+
+@overload(tanh_inplace)
+def _tanh_inplace(o):
+    if isinstance(o, types.Array) and o.layout == "C" and o.dtype in (types.float32, types.float64):
+        return lambda o: tanh_run(o, 0, o.shape[0])
+
+    def loop(o):
+        for q in range(o.shape[0]):
+            o[q] = tanh_rational(o[q])
+
+    return loop
 
 
 @njit(inline="always")
@@ -110,8 +129,7 @@ def act_inplace(o, kind, alpha, beta):
             v = alpha if v < alpha else v
             o[q] = beta if v > beta else v
     elif kind == 7:
-        for q in range(n):
-            o[q] = tanh_rational(o[q])
+        tanh_inplace(o)
     else:
         for q in range(n):
             o[q] = act_scalar(o[q], kind, alpha, beta)

@@ -55,9 +55,8 @@ from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv import ConvSpec, _opt, readonly
 from cnnrt.kernels.cpu.conv_blocked import block_size  # the vector width _lane_taps runs on
-from cnnrt.kernels.cpu.depthwise import fma
-from cnnrt.kernels.cpu.microkernel import VECTOR_BYTES
 from cnnrt.kernels.cpu.pool import _taps_inside, _window
+from cnnrt.kernels.cpu.vector_ir import VECTOR_BYTES, fma
 from llvmlite import ir
 from numba import config, prange, types
 from numba.core import cgutils

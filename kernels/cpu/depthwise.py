@@ -16,7 +16,7 @@ copy of the input plane, with the residual and the activation applied in the sam
 
 Whole-plane loops vectorise where row loops over MobileNet's 7-28 wide rows were mostly
 overhead. What else made the difference, measured: an explicit fused multiply-add (an LLVM
-intrinsic: one rounding, NaN/Inf as IEEE says; fastmath stays off, so LLVM never contracts
+intrinsic, vector_ir.fma: one rounding, NaN/Inf as IEEE says; fastmath stays off, so LLVM never contracts
 mul + add itself); no array views per plane or per row (each costs an atomic reference-count
 increment and decrement: with ~13 per plane they took 3x a 7x7 plane's arithmetic); indices
 LLVM can see are non-negative (else Numba's wraparound select turns loads into gathers);
@@ -60,20 +60,8 @@ from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
-from numba import prange, types
-from numba.extending import intrinsic
-
-
-@intrinsic
-def fma(typingctx, a, b, c):
-    """a * b + c with one rounding (llvm.fma; vectorises, unlike a libm call)."""
-    if not (isinstance(a, types.Float) and a == b == c):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.fma(*args)
-
-    return a(a, b, c), codegen
+from cnnrt.kernels.cpu.vector_ir import fma
+from numba import prange
 
 
 def geometry(oh: int, ow: int, kh: int, kw: int, sh: int, sw: int) -> tuple[int, int, int]:

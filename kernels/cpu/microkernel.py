@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from cnnrt.kernels._jit import njit
 from cnnrt.kernels.cpu.activation import act_inplace
-from llvmlite import binding as ll
+from cnnrt.kernels.cpu.vector_ir import VECTOR_BYTES, vector_run
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -43,15 +43,6 @@ VECTORS_SHIFT = 5  # tile_blocked only: flags >> 5 = vectors of a row to store (
 ACT_SHIFT, ACT_RELU, ACT_CLIP = 3, 1, 2
 
 
-def _vector_bytes() -> int:
-    try:
-        features = ll.get_host_cpu_features()
-    except RuntimeError:
-        return 32
-    return 64 if features.get("avx512f", False) else 32
-
-
-VECTOR_BYTES = _vector_bytes()
 NV = 2  # vectors per tile row
 MR = 8 if VECTOR_BYTES == 64 else 6
 
@@ -267,20 +258,9 @@ tile_blocked1 = _blocked_tile(*BLOCKED_TILES[1])
 def emit_row(ob, s, of, d, count, b, rf, has_res, done, kind, alpha, beta):
     """of[d + q] = act(ob[s + q] + b (+ rf[d + q])) for q < count, or a plain copy when the
     tile applied bias and activation already (``done``): the epilogue of results that went
-    through scratch. Flat arrays with unsigned indices: no wraparound checks (LLVM
-    vectorises); the activation runs as a second pass over the row with its kind dispatched
-    once (act_inplace), as a per-element dispatch kept tanh & co. scalar."""
-    s = np.uint64(s)
-    d = np.uint64(d)
-    if done:
-        for q in range(count):
-            of[d + q] = ob[s + q]
-        return
-    if has_res:
-        for q in range(count):
-            of[d + q] = ob[s + q] + b + rf[d + q]
-    else:
-        for q in range(count):
-            of[d + q] = ob[s + q] + b
+    through scratch (:func:`vector_run`); the activation runs as a second pass over the row
+    with its kind dispatched once (act_inplace), as a per-element dispatch kept tanh & co.
+    scalar."""
+    vector_run(ob, s, of, d, count, b, rf, not done, has_res and not done)
     if kind != 0:
-        act_inplace(of[d : d + np.uint64(count)], kind, alpha, beta)
+        act_inplace(of[d : d + count], kind, alpha, beta)

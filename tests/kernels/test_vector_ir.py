@@ -1,0 +1,80 @@
+"""vector_ir's explicit-vector loops: whole vectors plus one masked vector, at every count
+around the vector width (the masked rest must neither drop nor touch elements past it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cnnrt.kernels.cpu.activation import act_inplace, tanh_rational
+from cnnrt.kernels.cpu.vector_ir import VECTOR_BYTES, vector_run
+from numba import njit
+
+COUNTS = [0, 1, 7, 15, 16, 17, 28, 31, 32, 33, 100]
+
+
+@njit
+def _run(src, s, dst, d, count, b, res, add_bias, add_res):
+    vector_run(src, s, dst, d, count, b, res, add_bias, add_res)
+
+
+@njit
+def _tanh_scalar(o):
+    for q in range(o.shape[0]):
+        o[q] = tanh_rational(o[q])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("add_bias,add_res", [(False, False), (True, False), (True, True)])
+def test_vector_run_at_every_count(dtype, add_bias, add_res):
+    rng = np.random.default_rng(0)
+    for count in COUNTS:
+        src = rng.standard_normal(count + 40).astype(dtype)
+        res = rng.standard_normal(count + 40).astype(dtype)
+        dst = np.full(count + 40, np.nan, dtype)
+        b = dtype(0.375)
+        _run(src, 3, dst, 5, count, b, res, add_bias, add_res)
+        want = src[3 : 3 + count].copy()
+        if add_bias:
+            want = want + b
+        if add_res:
+            want = want + res[5 : 5 + count]
+        np.testing.assert_array_equal(dst[5 : 5 + count], want)
+        assert np.isnan(dst[:5]).all() and np.isnan(dst[5 + count :]).all(), "stored outside the run"
+
+
+def test_vector_run_copies_exactly():
+    """A plain copy keeps -0.0, NaN payloads and infinities (no + 0.0 on the way)."""
+    src = np.array([-0.0, np.inf, -np.inf, np.nan] * 9, np.float32)
+    dst = np.zeros_like(src)
+    _run(src, 0, dst, 0, src.size, np.float32(0), src, False, False)
+    assert dst.tobytes() == src.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_vectors_match_the_scalar_twin_and_tanh(dtype):
+    x = np.concatenate([np.linspace(-12, 12, 20001), np.geomspace(1e-8, 10, 5000),
+                        [np.nan, np.inf, -np.inf, 0.0, -0.0, 4e-4, -4e-4, 7.99881172180175781]]).astype(dtype)  # fmt: skip
+    for count in COUNTS + [x.size]:
+        got, twin = x[:count].copy(), x[:count].copy()
+        act_inplace(got, 7, dtype(0), dtype(0))
+        _tanh_scalar(twin)
+        np.testing.assert_array_equal(got, twin)  # same operations in the same order
+    ref = np.tanh(x.astype(np.float64))
+    err = np.abs(got.astype(np.float64) - ref)
+    number = ~np.isnan(x)
+    # Eigen's rational approximation: within 4 float32 ulps of tanh (measured max 3.5), +-Inf too
+    ulp32 = np.spacing(np.abs(ref[number]).astype(np.float32)).astype(np.float64)
+    assert (err[number] <= 4 * ulp32).all()
+    assert np.isnan(got[np.isnan(x)]).all()
+
+
+def test_tanh_on_a_strided_view_takes_the_scalar_loop():
+    x = np.linspace(-3, 3, 64).astype(np.float32)
+    view = x[::2]
+    act_inplace(view, 7, np.float32(0), np.float32(0))
+    np.testing.assert_allclose(x[::2], np.tanh(np.linspace(-3, 3, 64).astype(np.float32)[::2]), rtol=1e-6)
+    np.testing.assert_array_equal(x[1::2], np.linspace(-3, 3, 64).astype(np.float32)[1::2])  # untouched
+
+
+def test_vector_width_is_a_power_of_two_of_at_least_16_bytes():
+    assert VECTOR_BYTES in (32, 64)
