@@ -272,21 +272,24 @@ def _reorder(x, y, hw, b, chunk, to_blocked, cbk, c):
 
 
 @pjit
-def _global(x, out, hw, b, is_max):
+def _global(x, out, acc, hw, b, is_max):
     """x (P, HW, B) -> out (P, B), flat: per lane the max over the pixels (NaN skipped, as
-    GlobalMaxPool) or the mean (accumulated in float64, as GlobalAveragePool)."""
+    GlobalMaxPool) or the mean (accumulated in float64, as GlobalAveragePool). acc: (P, B)
+    float64 scratch (an array allocated per plane inside the loop cost more than 7x7 sums)."""
     for p in prange(out.size // b):
         base = p * hw * b
-        acc = np.full(b, -np.inf) if is_max else np.zeros(b)
+        a = acc[p]
+        for lane in range(b):
+            a[lane] = -np.inf if is_max else 0.0
         for s in range(hw):
             for lane in range(b):
                 v = x[base + s * b + lane]
                 if is_max:
-                    acc[lane] = v if v > acc[lane] else acc[lane]
+                    a[lane] = v if v > a[lane] else a[lane]
                 else:
-                    acc[lane] += v
+                    a[lane] += v
         for lane in range(b):
-            out[p * b + lane] = acc[lane] if is_max else acc[lane] / hw
+            out[p * b + lane] = a[lane] if is_max else a[lane] / hw
 
 
 _windows_serial = serial_twin(_windows)
@@ -410,10 +413,11 @@ def build_blocked_global_pool(node, graph) -> KernelFn:
     if ys != (n, cb, 1, 1, b):
         raise ValueError(f"{node.op}: {[n, cb, h, w, b]} -> {list(ys)}")
     is_max = node.op == "BlockedGlobalMaxPool"
+    acc = np.empty((n * cb, b))
 
     def run(ins, outs):
         x = ins[0].reshape(-1)
-        pick(_global, _global_serial, x.size, num_threads())(x, outs[0].reshape(-1), h * w, b, is_max)
+        pick(_global, _global_serial, x.size, num_threads())(x, outs[0].reshape(-1), acc, h * w, b, is_max)
 
     return run
 

@@ -18,7 +18,7 @@ output channels) are claimed from a shared counter, as in conv_gemm.py.
 from __future__ import annotations
 
 import numpy as np
-from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, aligned_zeros, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
@@ -56,42 +56,43 @@ class Geometry:
         self.tap_offsets = np.array(taps, np.int64)
 
 
-@pjit
-def _to_phases(x, xph, pt, pl, sh, sw, hq, wq, per_n):
-    """The interior of xph[n, c]: x[n, c] split into sh*sw stride phases (hq x wq planes) at
-    its padded position. Borders and the slack after the last channel are zeroed once at
-    build and never written."""
-    n_count, c_count, h, w = x.shape
+@njit(inline="always")
+def _phase_plane(x, xph, p, pt, pl, sh, sw, hq, wq, per_n):
+    """The interior of xph[n, c] for p = n*C + c: x[n, c] split into sh*sw stride phases
+    (hq x wq planes) at its padded position. Borders and the slack after the last channel are
+    zeroed once at build and never written."""
+    c_count, h, w = x.shape[1], x.shape[2], x.shape[3]
     plane = hq * wq
     per_c = sh * sw * plane
-    for p in prange(n_count * c_count):
-        n = p // c_count
-        c = p - n * c_count
-        dst = xph[n * per_n + c * per_c : n * per_n + (c + 1) * per_c]
-        xc = x[n, c]
-        if sh == 1 and sw == 1:
-            for ih in range(h):
-                d = dst[(ih + pt) * wq + pl : (ih + pt) * wq + pl + w]
-                src = xc[ih]
-                for iw in range(w):
-                    d[iw] = src[iw]
-            continue
+    n = p // c_count
+    c = p - n * c_count
+    dst = xph[n * per_n + c * per_c : n * per_n + (c + 1) * per_c]
+    xc = x[n, c]
+    if sh == 1 and sw == 1:
         for ih in range(h):
-            r = ih + pt  # padded row
-            row0 = ((r % sh) * sw) * plane + (r // sh) * wq
+            d = dst[(ih + pt) * wq + pl : (ih + pt) * wq + pl + w]
             src = xc[ih]
-            for b in range(sw):  # column phase b holds padded columns b, b + sw, ...
-                iw0 = (b - pl) % sw  # first input column landing in phase b
-                d = dst[row0 + b * plane :]
-                q0 = (iw0 + pl) // sw
-                for k in range((w - iw0 + sw - 1) // sw):
-                    d[q0 + k] = src[iw0 + k * sw]
+            for iw in range(w):
+                d[iw] = src[iw]
+        return
+    for ih in range(h):
+        r = ih + pt  # padded row
+        row0 = ((r % sh) * sw) * plane + (r // sh) * wq
+        src = xc[ih]
+        for b in range(sw):  # column phase b holds padded columns b, b + sw, ...
+            iw0 = (b - pl) % sw  # first input column landing in phase b
+            d = dst[row0 + b * plane :]
+            q0 = (iw0 + pl) // sw
+            for k in range((w - iw0 + sw - 1) // sw):
+                d[q0 + k] = src[iw0 + k * sw]
 
 
 @pjit
-def _direct_tasks(xph, ap, taps, bias, rf, of, out_shape, obuf, counter, nthreads, per_n, per_c, wq, vb, mb, kc,
-                  has_res, kind, alpha, beta, tflags, nr):  # fmt: skip
-    """out[n, g*Mg + m] = act(sum_{tap, c} W[m, tap, c] xph[n, c, tap shift + v] + bias + res).
+def _direct_tasks(x, xph, ap, taps, bias, rf, of, out_shape, obuf, counter, nthreads, per_n, per_c, wq, vb, mb, kc,
+                  has_res, kind, alpha, beta, tflags, nr, pads, hq):  # fmt: skip
+    """out[n, g*Mg + m] = act(sum_{tap, c} W[m, tap, c] xph[n, c, tap shift + v] + bias + res),
+    after copying x into its phase planes xph (pads: top, left, stride h, stride w; one
+    kernel call for both: a Numba call costs ~1 us, LeNet's convs take 5-12).
 
     ap: packed weights (G, panels, taps*Cg, MR) with the reduction ordered (tap, channel);
     of, rf: the output and residual (N, M, OH, OW = out_shape) flat; obuf per thread (mb
@@ -107,6 +108,8 @@ def _direct_tasks(xph, ap, taps, bias, rf, of, out_shape, obuf, counter, nthread
     n_mb = (mg + mb - 1) // mb
     ntasks = n_count * g_count * n_vb * n_mb
     done = tflags != 0 or (kind == 0 and not has_res)
+    for p in prange(x.shape[0] * x.shape[1]):
+        _phase_plane(x, xph, p, pads[0], pads[1], pads[2], pads[3], hq, wq, per_n)
     for t in prange(nthreads):
         ob = obuf[t]
         while True:
@@ -164,7 +167,6 @@ def _direct_tasks(xph, ap, taps, bias, rf, of, out_shape, obuf, counter, nthread
 
 
 _direct_tasks_serial = serial_twin(_direct_tasks)
-_to_phases_serial = serial_twin(_to_phases)
 
 
 def plan_blocks(n: int, g: int, mg: int, k: int, vcols: int, itemsize: int, nr: int) -> tuple[int, int]:
@@ -217,6 +219,7 @@ def build_direct(spec, w_const, b_const):
     counter = np.zeros(1, np.int64)
     alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
     kc = mk.k_block(dt)
+    pads = np.array([spec.pt, spec.pl, spec.sh, spec.sw], np.int64)
     ntasks = spec.n * g * n_vblocks * -(-mg // mb)
     work = spec.n * spec.m * geo.vcols * cg * ntaps if ntasks > 1 else 0
     s = spec
@@ -226,13 +229,11 @@ def build_direct(spec, w_const, b_const):
         b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         nthreads = min(num_threads(), max_threads)
-        prep = pick(_to_phases, _to_phases_serial, s.n * s.c * s.h * s.w * 8, nthreads)
-        prep(ins[0], xph, s.pt, s.pl, s.sh, s.sw, geo.hq, geo.wq, per_n)
         counter[0] = 0
         kern = pick(_direct_tasks, _direct_tasks_serial, work, nthreads)
-        kern(xph, ap, taps, b, dummy_res if r is None else r.reshape(-1), outs[0].reshape(-1), oshape, obuf, counter,
-             nthreads, per_n, per_c, geo.wq, vb, mb, kc, r is not None, s.act, alpha, beta,
-             0 if r is not None else tflags, nr)  # fmt: skip
+        kern(ins[0], xph, ap, taps, b, dummy_res if r is None else r.reshape(-1), outs[0].reshape(-1), oshape, obuf,
+             counter, nthreads, per_n, per_c, geo.wq, vb, mb, kc, r is not None, s.act, alpha, beta,
+             0 if r is not None else tflags, nr, pads, geo.hq)  # fmt: skip
 
     run.blocks = (vb, mb)
     return run
