@@ -56,7 +56,7 @@ from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv import ConvSpec, _opt, readonly
 from cnnrt.kernels.cpu.conv_blocked import block_size  # the vector width _lane_taps runs on
 from cnnrt.kernels.cpu.pool import _taps_inside, _window
-from cnnrt.kernels.cpu.vector_ir import VECTOR_BYTES, fma
+from cnnrt.kernels.cpu.vector_ir import VECTOR_BYTES, fma, pixel_reduce
 from llvmlite import ir
 from numba import config, prange, types
 from numba.core import cgutils
@@ -274,10 +274,15 @@ def _reorder(x, y, hw, b, chunk, to_blocked, cbk, c):
 @pjit
 def _global(x, out, acc, hw, b, is_max):
     """x (P, HW, B) -> out (P, B), flat: per lane the max over the pixels (NaN skipped, as
-    GlobalMaxPool) or the mean (accumulated in float64, as GlobalAveragePool). acc: (P, B)
-    float64 scratch (an array allocated per plane inside the loop cost more than 7x7 sums)."""
+    GlobalMaxPool) or the mean (accumulated in float64, as GlobalAveragePool): vector_ir's
+    pixel_reduce when B is the vector width, else scalar loops over acc, (P, B) float64
+    scratch (an array allocated per plane inside the loop cost more than 7x7 sums)."""
+    vector = b * x.itemsize == VECTOR_BYTES
     for p in prange(out.size // b):
         base = p * hw * b
+        if vector:
+            pixel_reduce(x, base, hw, out, p * b, is_max)
+            continue
         a = acc[p]
         for lane in range(b):
             a[lane] = -np.inf if is_max else 0.0

@@ -191,3 +191,38 @@ def tanh_run(typingctx, o, start, count):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def pixel_reduce(typingctx, x, base, count, out, o, is_max):
+    """One channel block's pixels reduced lane by lane: out[o + lane] = the mean of (sum in
+    float64, in pixel order) or the max over (NaN skipped, -inf when none) x[base + i*B +
+    lane], i < count, B = the vector width in elements. A global pool's plane: the scalar
+    loop kept its 16 float64 sums in memory (0.8 ns per element)."""
+    if not _floats(x, out):
+        return None
+    sig = types.void(x, types.int64, types.int64, out, types.int64, types.boolean)
+    dt = x.dtype
+
+    def codegen(context, builder, sig, args):
+        _, base_v, n_v, _, o_v, max_on = args
+        px, pout = (context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 3))
+        vec = _Vectors(builder, dt)
+        f64 = ir.DoubleType()
+        v64 = ir.VectorType(f64, vec.lanes)
+        start = builder.select(max_on, vec.const(float("-inf"), f64), vec.const(0.0, f64))
+        acc = cgutils.alloca_once_value(builder, start)
+        with cgutils.for_range(builder, n_v) as loop:
+            off = builder.add(base_v, builder.mul(loop.index, ir.Constant(vec.i64, vec.lanes)))
+            v = vec.load(px, off, None)
+            v = builder.fpext(v, v64) if dt == types.float32 else v
+            a = builder.load(acc)
+            bigger = builder.select(builder.fcmp_ordered(">", v, a), v, a)
+            builder.store(builder.select(max_on, bigger, builder.fadd(a, v)), acc)
+        a = builder.load(acc)
+        mean = builder.fdiv(a, vec.splat(builder.sitofp(n_v, f64), v64))
+        r = builder.select(max_on, a, mean)
+        vec.store(builder.fptrunc(r, vec.vty) if dt == types.float32 else r, pout, o_v, None)
+        return context.get_dummy_value()
+
+    return sig, codegen
