@@ -45,8 +45,11 @@ def tanh_rational(v):
 
 
 def tanh_inplace(o):
-    """o[:] = tanh_rational(o[:]): vector_ir.tanh_run on contiguous arrays (LLVM leaves the
-    scalar loop scalar: 1 ns per element, LeNet's largest epilogue cost), else the loop."""
+    """o[:] = tanh_rational(o[:]). Jitted callers get :func:`_tanh_inplace`'s choice:
+    vector_ir.tanh_run on contiguous arrays (LLVM leaves the scalar loop scalar: 1 ns per
+    element, LeNet's largest epilogue cost), else the loop; from Python, the loop."""
+    for q in range(o.shape[0]):
+        o[q] = tanh_rational(o[q])
 
 
 @overload(tanh_inplace)

@@ -76,5 +76,15 @@ def test_tanh_on_a_strided_view_takes_the_scalar_loop():
     np.testing.assert_array_equal(x[1::2], np.linspace(-3, 3, 64).astype(np.float32)[1::2])  # untouched
 
 
+def test_tanh_inplace_from_python_computes_too():
+    from cnnrt.kernels.cpu.activation import tanh_inplace
+
+    x = np.linspace(-3, 3, 40).astype(np.float32)
+    want = x.copy()
+    act_inplace(want, 7, np.float32(0), np.float32(0))
+    tanh_inplace(x)
+    np.testing.assert_array_equal(x, want)
+
+
 def test_vector_width_is_a_power_of_two_of_at_least_16_bytes():
     assert VECTOR_BYTES in (32, 64)
