@@ -3,10 +3,10 @@
 A blocked tensor stores logical NCHW as (N, C/B, H, W, B) with B = one vector of channels
 (:func:`block_size`). The register tile (microkernel._blocked_tile) runs with output pixels
 as rows and output channels as columns: each reduction step broadcasts one input value per
-pixel and loads nv vectors of packed weights (nv channel blocks: 4, or 2 / 1 for layers of
-16-32 channels, :func:`panel_blocks`), so an output tile is a few pixels x nv blocks,
-stored straight into the output at its final place, with bias, residual and Relu/Clip
-applied in registers. A tile's pixels are consecutive output pixels of one image, across
+pixel and loads nv vectors of packed weights (nv channel blocks: 4, 2 or 1, whichever
+computes the fewest blocks past M, :func:`panel_blocks`), so an output tile is a few
+pixels x nv blocks, stored straight into the output at its final place, with bias, residual
+and Relu/Clip applied in registers. A tile's pixels are consecutive output pixels of one image, across
 row ends; stride and dilation only change where each reads its input (a per-pixel offset
 table), so strided and 7x7 convs run the same tile as 3x3 and 1x1 ones.
 
