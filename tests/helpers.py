@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+# zoo nets that only repeat another's layer types at more cost (vgg11_bn and resnet50 stand
+# for them): skipped unless CNNRT_ZOO_FULL=1
+ZOO_FULL = os.environ.get("CNNRT_ZOO_FULL") == "1"
+ZOO_HEAVY = {"vgg11", "vgg16", "vgg19", "vgg16_bn", "vgg19_bn", "resnet101"}
+
+
+def zoo_params(names: list[str]) -> list:
+    """pytest params of zoo ``names``, the ZOO_HEAVY ones marked slow and skipped unless
+    CNNRT_ZOO_FULL=1."""
+    import pytest
+
+    heavy = [pytest.mark.slow, pytest.mark.skipif(not ZOO_FULL, reason="repeats a lighter zoo net; CNNRT_ZOO_FULL=1")]
+    return [pytest.param(n, marks=heavy) if n in ZOO_HEAVY else n for n in names]
+
 
 # onnx 1.23 writes IR version 14 by default; onnxruntime 1.31 reads at most 13.
 IR_VERSION = 10

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from cnnrt.passes.pipeline import pass_names
-from helpers import assert_close_to
+from helpers import assert_close_to, zoo_params
 
 import cnnrt
 from cnnrt.timing import ort_session
@@ -14,10 +14,10 @@ from cnnrt.timing import ort_session
 pytest.importorskip("torch", reason="the zoo needs torch (pip install -e '.[zoo]')")
 from cnnrt import models  # noqa: E402
 
-FULLY_FUSED = {"resnet50", "vgg16_bn", "googlenet", "mobilenet_v2"}
+FULLY_FUSED = {"resnet50", "vgg11_bn", "vgg16_bn", "googlenet", "mobilenet_v2"}
 
 
-@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("name", zoo_params(models.names()))
 def test_each_pass_disabled_in_turn_matches_onnxruntime_in_poison_mode(name):
     path = models.export_cached(name)
     x = models.sample_input(name, batch=1, seed=3)

@@ -11,7 +11,6 @@ the graph without its weights, so the structural tests need not export again.
 from __future__ import annotations
 
 import importlib
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -27,18 +26,11 @@ torch = pytest.importorskip("torch")
 import cnnrt.models as zoo  # noqa: E402
 from cnnrt.models.onnx_export import export_module  # noqa: E402
 from cnnrt.models.registry import entry  # noqa: E402
-
-FULL = os.environ.get("CNNRT_ZOO_FULL") == "1"
-HEAVY = {"vgg11", "vgg16", "vgg19", "vgg16_bn", "vgg19_bn", "resnet101"}
+from helpers import zoo_params  # noqa: E402
 
 # float32 vs float64 PyTorch differs by at most ~1e-4 * max|y| on these nets (worst:
 # vgg19_bn), so 1e-3 leaves a 10x margin for onnxruntime's different summation order.
 REL_TOL = 1e-3
-
-
-def _zoo_params(names: list[str]) -> list:
-    heavy = [pytest.mark.slow, pytest.mark.skipif(not FULL, reason="repeats a lighter zoo net; CNNRT_ZOO_FULL=1")]
-    return [pytest.param(n, marks=heavy) if n in HEAVY else n for n in names]
 
 
 def _skeleton(name: str) -> torch.nn.Module:
@@ -113,7 +105,7 @@ def _attrs(node: onnx.NodeProto) -> dict:
 # ---------------------------------------------------------------- end to end
 
 
-@pytest.mark.parametrize("name", _zoo_params(zoo.names()))
+@pytest.mark.parametrize("name", zoo_params(zoo.names()))
 def test_onnxruntime_matches_torch(name: str, graphs: dict[str, onnx.ModelProto]) -> None:
     model = zoo.build(name)
     # the same call export() makes: traced at batch 1, symbolic batch dimension
