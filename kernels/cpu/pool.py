@@ -318,8 +318,7 @@ def _pool2x2(x, out, count, h, w, is_max, init):
                     u = b0 if b0 > u else u
                     v = a1 if a1 > init else init
                     v = b1 if b1 > v else v
-                    m = u if u > init else init
-                    out[o + np.uint64(q)] = v if v > m else m
+                    out[o + np.uint64(q)] = v if v > u else u  # u >= init already
                 else:
                     out[o + np.uint64(q)] = (init + (init + a0 + b0) + (init + a1 + b1)) / cflat[r * ow + q]
 
