@@ -157,6 +157,7 @@ ORT_POOL = [
     ("k3s2_p1", (2, 3, 9, 9), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
     ("ceil_p1", (1, 2, 8, 8), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)),
     ("ceil_nopad", (1, 2, 7, 6), dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)),
+    ("k2s2_odd", (2, 3, 9, 10), dict(kernel_shape=[2, 2], strides=[2, 2])),  # pool._pool2x2
     ("ceil_asym", (1, 2, 9, 7), dict(kernel_shape=[3, 2], strides=[2, 3], pads=[1, 0, 0, 1], ceil_mode=1)),
     ("ceil_k3s3", (1, 2, 7, 8), dict(kernel_shape=[3, 3], strides=[3, 3], pads=[1, 1, 0, 1], ceil_mode=1)),
     ("dilated", (1, 2, 9, 8), dict(kernel_shape=[3, 2], dilations=[2, 3], pads=[2, 1, 1, 1])),
