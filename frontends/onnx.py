@@ -24,9 +24,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from cnnrt.const_eval import evaluate_node
+from cnnrt.core.const_eval import evaluate_node
+from cnnrt.core.ir import Graph, Node, Value
 from cnnrt.errors import CnnrtError, ModelLoadError, ResourceLimitError, ShapeError, UnsupportedOpError
-from cnnrt.ir import Graph, Node, Value
 
 # Converters handle the pre-7 attribute forms too; opset 6 is what the ONNX backend suite's
 # pytorch-converted models use, so it is tested.
@@ -108,9 +108,7 @@ def load_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> tuple[onnx
         except (OSError, ValueError) as e:
             raise ModelLoadError(f"cannot read model file {str(path)!r}: {getattr(e, 'strerror', None) or e}") from None
     else:
-        raise ModelLoadError(
-            f"model must be a path, bytes or onnx.ModelProto, not {type(model).__name__}"
-        )
+        raise ModelLoadError(f"model must be a path, bytes or onnx.ModelProto, not {type(model).__name__}")
     if not data:
         raise ModelLoadError("model is empty (0 bytes)")
     proto = onnx.ModelProto()
@@ -163,11 +161,11 @@ def _external_bytes(tensor: onnx.TensorProto, folder: Path | None) -> bytes:
     try:
         target = (folder / loc).resolve()
     except (OSError, RuntimeError, ValueError) as e:  # symlink loops, over-long names
-        raise ModelLoadError(f"initializer {tensor.name!r}: external data location {loc!r} cannot be resolved: {e}") from None
-    if not target.is_relative_to(folder):
         raise ModelLoadError(
-            f"initializer {tensor.name!r}: external data location {loc!r} escapes the model's folder"
-        )
+            f"initializer {tensor.name!r}: external data location {loc!r} cannot be resolved: {e}"
+        ) from None
+    if not target.is_relative_to(folder):
+        raise ModelLoadError(f"initializer {tensor.name!r}: external data location {loc!r} escapes the model's folder")
     try:
         offset = int(info.get("offset", 0))
         length = int(info["length"]) if "length" in info else None
@@ -294,7 +292,10 @@ class OnnxModel:
             if schema is None:
                 bad.append(f"{n.name or f'#{i}'} ({n.op_type}): no such op in opset {self.opset}")
                 continue
-            bad.extend(f"{n.name or f'#{i}'} ({n.op_type}-{schema.since_version}): {why}" for why in _signature_problems(n, schema))
+            bad.extend(
+                f"{n.name or f'#{i}'} ({n.op_type}-{schema.since_version}): {why}"
+                for why in _signature_problems(n, schema)
+            )
         if bad:
             raise ModelLoadError(f"{len(bad)} node(s) do not match their ONNX schema: " + "; ".join(bad))
 
@@ -328,7 +329,9 @@ class OnnxModel:
                 out[spec.name] = tuple(d if isinstance(d, int) else 1 for d in spec.shape)
         return out
 
-    def to_graph(self, input_shapes: Mapping[str, tuple[int, ...]], fed_initializers: frozenset[str] = frozenset()) -> Graph:
+    def to_graph(
+        self, input_shapes: Mapping[str, tuple[int, ...]], fed_initializers: frozenset[str] = frozenset()
+    ) -> Graph:
         """Import the graph for these concrete input shapes."""
         return _GraphBuilder(self, input_shapes, fed_initializers).build()
 
@@ -344,8 +347,19 @@ def _schema(op_type: str, opset: int) -> onnx.defs.OpSchema | None:
 _SINGLE = onnx.defs.OpSchema.FormalParameterOption.Single
 # INT attributes the ONNX spec defines as 0/1 flags
 _FLAG_ATTRS = frozenset(
-    ("ceil_mode", "count_include_pad", "storage_order", "transA", "transB", "keepdims", "training_mode",
-     "noop_with_empty_axes", "allowzero", "spatial", "is_test")
+    (
+        "ceil_mode",
+        "count_include_pad",
+        "storage_order",
+        "transA",
+        "transB",
+        "keepdims",
+        "training_mode",
+        "noop_with_empty_axes",
+        "allowzero",
+        "spatial",
+        "is_test",
+    )
 )
 _VARIADIC = onnx.defs.OpSchema.FormalParameterOption.Variadic
 
@@ -378,7 +392,11 @@ def _signature_problems(n: onnx.NodeProto, schema: onnx.defs.OpSchema) -> list[s
             # onnxruntime reads some of these as "== 1", we as truthy: refuse, do not guess
             out.append(f"attribute {a.name!r} must be 0 or 1, got {a.i}")
         elif int(a.type) != int(spec.type):
-            got = onnx.AttributeProto.AttributeType.Name(a.type) if a.type in onnx.AttributeProto.AttributeType.values() else a.type
+            got = (
+                onnx.AttributeProto.AttributeType.Name(a.type)
+                if a.type in onnx.AttributeProto.AttributeType.values()
+                else a.type
+            )
             out.append(f"attribute {a.name!r} must be {spec.type.name}, got {got}")
     for name, spec in schema.attributes.items():
         if spec.required and name not in seen:
@@ -408,11 +426,21 @@ def _type_problems(
         got = _onnx_type_str(values[name].dtype)
         allowed = constraints.get(formal.type_str, [formal.type_str])
         if got not in allowed:
-            out.append((UnsupportedOpError, f"input {k} ({formal.name}) {name!r} has dtype {got}; the op takes {', '.join(allowed)}"))
+            out.append(
+                (
+                    UnsupportedOpError,
+                    f"input {k} ({formal.name}) {name!r} has dtype {got}; the op takes {', '.join(allowed)}",
+                )
+            )
         elif formal.type_str in constraints and formal.is_homogeneous:
             first = bound.setdefault(formal.type_str, (name, got))
             if first[1] != got:
-                out.append((ShapeError, f"inputs {first[0]!r} ({first[1]}) and {name!r} ({got}) must have the same dtype ({formal.type_str})"))
+                out.append(
+                    (
+                        ShapeError,
+                        f"inputs {first[0]!r} ({first[1]}) and {name!r} ({got}) must have the same dtype ({formal.type_str})",
+                    )
+                )
     return out
 
 
@@ -663,7 +691,9 @@ class _GraphBuilder:
             type_problems = _type_problems(n, _schema(n.op_type, self.model.opset), self.values)
             if type_problems:
                 cls = ShapeError if any(c is ShapeError for c, _ in type_problems) else UnsupportedOpError
-                raise cls(f"node {name!r} ({n.op_type}, opset {self.model.opset}): " + "; ".join(w for _, w in type_problems))
+                raise cls(
+                    f"node {name!r} ({n.op_type}, opset {self.model.opset}): " + "; ".join(w for _, w in type_problems)
+                )
             try:
                 ctx = ConvertContext(self, n, name)
                 conv(ctx)

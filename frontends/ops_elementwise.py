@@ -1,6 +1,6 @@
 """Converters for elementwise ops: activations, arithmetic, Softmax, Cast, Identity/Dropout.
 
-Every converter produces exactly the IR form in :mod:`cnnrt.ops`: attributes given as inputs
+Every converter produces exactly the IR form in :mod:`cnnrt.core.ops`: attributes given as inputs
 (Clip bounds, Dropout's training_mode) are resolved at import and must be known then.
 """
 

@@ -99,7 +99,9 @@ def conv(ctx: ConvertContext) -> None:
     if group < 1 or c % group or m % group:
         raise ctx.fail(f"group={group} must divide input channels {c} and output channels {m}")
     if wshape[1] * group != c:
-        raise ctx.fail(f"weight {list(wshape)} expects {wshape[1] * group} input channels with group={group}, input has {c}")
+        raise ctx.fail(
+            f"weight {list(wshape)} expects {wshape[1] * group} input channels with group={group}, input has {c}"
+        )
     kernel = _check_kernel_shape(ctx, wshape)
     _reject_pads_beside_auto_pad(ctx)
     strides, dilations, pads, (oh, ow) = _spatial_attrs(ctx, kernel)
@@ -112,7 +114,16 @@ def conv(ctx: ConvertContext) -> None:
         "Conv",
         ins,
         [ctx.out(0, (n, m, oh, ow), ctx.value(0).dtype)],
-        dict(strides=strides, pads=pads, dilations=dilations, group=group, kernel=kernel, activation="none", act_alpha=0.0, act_beta=0.0),
+        dict(
+            strides=strides,
+            pads=pads,
+            dilations=dilations,
+            group=group,
+            kernel=kernel,
+            activation="none",
+            act_alpha=0.0,
+            act_beta=0.0,
+        ),
     )
 
 
@@ -170,7 +181,16 @@ def conv_transpose(ctx: ConvertContext) -> None:
         "ConvTranspose",
         ins,
         [ctx.out(0, (n, m, oh, ow), ctx.value(0).dtype)],
-        dict(strides=strides, pads=tuple(pads), dilations=dilations, group=group, kernel=kernel, activation="none", act_alpha=0.0, act_beta=0.0),
+        dict(
+            strides=strides,
+            pads=tuple(pads),
+            dilations=dilations,
+            group=group,
+            kernel=kernel,
+            activation="none",
+            act_alpha=0.0,
+            act_beta=0.0,
+        ),
     )
 
 
@@ -187,8 +207,15 @@ def batch_norm(ctx: ConvertContext) -> None:
     for i, what in zip(range(1, 5), ("scale", "B", "mean", "var")):
         ps = ctx.shape(i)
         if ps != (c,) and ps != tuple(shape[1:]):
-            raise ctx.fail(f"{what} {ctx.inputs[i]!r} must have shape [{c}] (or per-activation {list(shape[1:])}), got {list(ps)}")
-    ctx.emit("BatchNormalization", ctx.inputs[:5], [ctx.out(0, shape, ctx.value(0).dtype)], dict(epsilon=float(ctx.attr("epsilon", 1e-5))))
+            raise ctx.fail(
+                f"{what} {ctx.inputs[i]!r} must have shape [{c}] (or per-activation {list(shape[1:])}), got {list(ps)}"
+            )
+    ctx.emit(
+        "BatchNormalization",
+        ctx.inputs[:5],
+        [ctx.out(0, shape, ctx.value(0).dtype)],
+        dict(epsilon=float(ctx.attr("epsilon", 1e-5))),
+    )
 
 
 @onnx_op("LRN", since=1)
@@ -203,7 +230,12 @@ def lrn(ctx: ConvertContext) -> None:
         "LRN",
         [ctx.inputs[0]],
         [ctx.out(0, shape)],
-        dict(size=int(size), alpha=float(ctx.attr("alpha", 1e-4)), beta=float(ctx.attr("beta", 0.75)), bias=float(ctx.attr("bias", 1.0))),
+        dict(
+            size=int(size),
+            alpha=float(ctx.attr("alpha", 1e-4)),
+            beta=float(ctx.attr("beta", 0.75)),
+            bias=float(ctx.attr("bias", 1.0)),
+        ),
     )
 
 
@@ -244,7 +276,9 @@ def global_average_pool(ctx: ConvertContext) -> None:
     shape = ctx.shape(0)
     if len(shape) < 3:
         raise ctx.fail(f"input must have rank >= 3, got {list(shape)}")
-    ctx.emit("GlobalAveragePool", [ctx.inputs[0]], [ctx.out(0, shape[:2] + (1,) * (len(shape) - 2), ctx.value(0).dtype)])
+    ctx.emit(
+        "GlobalAveragePool", [ctx.inputs[0]], [ctx.out(0, shape[:2] + (1,) * (len(shape) - 2), ctx.value(0).dtype)]
+    )
 
 
 @onnx_op("GlobalMaxPool", since=1)
@@ -278,7 +312,15 @@ def gemm(ctx: ConvertContext) -> None:
         "Gemm",
         ins,
         [ctx.out(0, (m, nn), ctx.value(0).dtype)],
-        dict(alpha=float(ctx.attr("alpha", 1.0)), beta=float(ctx.attr("beta", 1.0)), trans_a=ta, trans_b=tb, activation="none", act_alpha=0.0, act_beta=0.0),
+        dict(
+            alpha=float(ctx.attr("alpha", 1.0)),
+            beta=float(ctx.attr("beta", 1.0)),
+            trans_a=ta,
+            trans_b=tb,
+            activation="none",
+            act_alpha=0.0,
+            act_beta=0.0,
+        ),
     )
 
 

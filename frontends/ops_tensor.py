@@ -2,7 +2,7 @@
 
 Everything an op takes as an input tensor in newer opsets (Reshape's shape, Slice bounds,
 Pad amounts, Split sizes, axes) must be known at import time and is turned into concrete
-IR attributes (see :mod:`cnnrt.ops`). Flatten, Squeeze and Unsqueeze become IR
+IR attributes (see :mod:`cnnrt.core.ops`). Flatten, Squeeze and Unsqueeze become IR
 ``Reshape``; Shape and Constant become graph constants, since shapes are concrete for
 every import. Resize and Upsample live in :mod:`ops_resize`.
 """

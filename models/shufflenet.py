@@ -44,8 +44,9 @@ class ShuffleUnit(nn.Module):
 
 def shufflenet(num_classes: int = 1000, groups: int = 3) -> nn.Module:
     """ShuffleNet v1 1.0x g=3: 1.9M parameters, output (N, 1000)."""
-    widths = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960),
-              4: (272, 544, 1088), 8: (384, 768, 1536)}[groups]  # fmt: skip
+    widths = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 544, 1088), 8: (384, 768, 1536)}[
+        groups
+    ]
     layers: list[nn.Module] = [
         conv_bn(3, 24, 3, 2),  # 224 -> 112
         nn.MaxPool2d(3, 2, padding=1),  # -> 56

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cnnrt.ir import Graph
+from cnnrt.core.ir import Graph
 
 
 @dataclass

@@ -36,8 +36,8 @@ import re
 
 import numpy as np
 
-from cnnrt.ir import Graph, Node, Value
-from cnnrt.ops import BINARY_OPS, UNARY_ACTIVATION_OPS, VARIADIC_OPS
+from cnnrt.core.ir import Graph, Node, Value
+from cnnrt.core.ops import BINARY_OPS, UNARY_ACTIVATION_OPS, VARIADIC_OPS
 
 from . import PassResult
 
@@ -123,7 +123,9 @@ class _Rewriter:
             return self.blocked[name]
         twin = self.twin(name)
         b = self.values[twin].shape[-1]
-        self.nodes.append(Node("ReorderToBlocked", (name,), (twin,), {"block": b}, self._name(f"{twin}/reorder"), origin))
+        self.nodes.append(
+            Node("ReorderToBlocked", (name,), (twin,), {"block": b}, self._name(f"{twin}/reorder"), origin)
+        )
         return twin
 
     def to_plain(self, name: str) -> str:

@@ -9,7 +9,7 @@ Run after: the rewriting passes (it sweeps up what they disconnect); it is idemp
 
 from __future__ import annotations
 
-from cnnrt.ir import Graph
+from cnnrt.core.ir import Graph
 
 from . import PassResult
 

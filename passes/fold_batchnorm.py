@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnrt.ir import Graph, Node
+from cnnrt.core.ir import Graph, Node
 
 from . import PassResult
 from .rewrite import Ctx, Replacement, Rule, apply_rules, fresh_value_name, fused_node, sole_use, unique_node_name

@@ -2,7 +2,7 @@
 
 Requires: a verified graph with concrete shapes (the importer guarantees both).
 Guarantees: every node whose inputs are all constants and whose op has a numpy evaluator
-in :mod:`cnnrt.const_eval` is gone; its outputs are constants under the same value names
+in :mod:`cnnrt.core.const_eval` is gone; its outputs are constants under the same value names
 (so graph outputs keep their names). ``Shape`` nodes become constants whatever their
 input, since every shape is concrete. Heavy ops (Conv, pools...) are never evaluated here:
 passes do not call kernels, so those stay and are logged as declined. Folding that would
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnrt.const_eval import can_evaluate, evaluate_node
+from cnnrt.core.const_eval import can_evaluate, evaluate_node
+from cnnrt.core.ir import Graph
 from cnnrt.errors import GraphError
-from cnnrt.ir import Graph
 
 from . import PassResult
 

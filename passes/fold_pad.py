@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from cnnrt.ir import Graph, Node
+from cnnrt.core.ir import Graph, Node
 
 from . import PassResult
 from .rewrite import Ctx, Replacement, Rule, apply_rules, fused_node, sole_use, unique_node_name

@@ -16,7 +16,7 @@ Rules (each anchored at the node that disappears):
 Requires: a verified graph; BN already folded (fold_batchnorm) so Conv+BN+Relu chains
 are Conv+Relu here; constants folded.
 Guarantees: the fused node computes exactly what the removed nodes did (R is added before
-the activation, as cnnrt.ops specifies), keeps the last removed node's output name, is named
+the activation, as cnnrt.core.ops specifies), keeps the last removed node's output name, is named
 ``<anchor>+<Op>+<Op>`` and its origin is the union of the origins.
 Guards (logged when they block): the intermediate has exactly one reader and is not a graph
 output; the anchor has no activation yet (and no residual, for residual and bias rules);
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnrt.ir import Graph, Node
-from cnnrt.ops import ACTIVATIONS, UNARY_ACTIVATION_OPS, activation_params
+from cnnrt.core.ir import Graph, Node
+from cnnrt.core.ops import ACTIVATIONS, UNARY_ACTIVATION_OPS, activation_params
 
 from . import PassResult
 from .rewrite import (

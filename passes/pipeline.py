@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from cnnrt.core.ir import Graph
 from cnnrt.errors import CnnrtError, PassError
-from cnnrt.ir import Graph
 
 from . import PassResult
 from .block_layout import block_layout

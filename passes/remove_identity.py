@@ -12,7 +12,7 @@ Run before: the fusion passes, which look through nothing.
 
 from __future__ import annotations
 
-from cnnrt.ir import Graph, Node
+from cnnrt.core.ir import Graph, Node
 
 from . import PassResult
 from .rewrite import Ctx, Replacement, Rule, apply_rules

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnrt.ir import Graph, Node, Value
+from cnnrt.core.ir import Graph, Node, Value
 
 from . import PassResult
 

@@ -32,6 +32,7 @@ _NP_TO_ONNX = {np.dtype("float32"): TensorProto.FLOAT, np.dtype("int64"): Tensor
 
 def make_model(nodes, inputs, outputs, initializers=None, opset=17, ir_version=IR_VERSION, name="test"):
     """inputs/outputs: list of (name, shape or None, dtype); initializers: dict name -> array."""
+
     def vi(n, shape, dtype=np.float32):
         return helper.make_tensor_value_info(n, _NP_TO_ONNX[np.dtype(dtype)], shape)
 

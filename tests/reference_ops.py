@@ -8,7 +8,7 @@ import numpy as np
 
 
 def act_ref(x, name="none", alpha=0.0, beta=0.0) -> np.ndarray:
-    """The fused-activation formulas (kind names as in ``cnnrt.ops``), in float64."""
+    """The fused-activation formulas (kind names as in ``cnnrt.core.ops``), in float64."""
     x = x.astype(np.float64)
     if name == "none":
         return x

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cnnrt.core.ir import Graph, Node, Value
 from cnnrt.errors import GraphError
-from cnnrt.ir import Graph, Node, Value
 
 
 def _graph(nodes, constants=None, outputs=("y",)):

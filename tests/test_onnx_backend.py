@@ -1,6 +1,6 @@
-"""ONNX's backend test suite (onnx.backend.test) for cnnrt's op set, through cnnrt.backend.
+"""ONNX's backend test suite (onnx.backend.test) for cnnrt's op set, through cnnrt.runtime.onnx_backend.
 
-Included: the node tests of every op in cnnrt.ops' op set, plus the pytorch-converted and
+Included: the node tests of every op in cnnrt.core.ops' op set, plus the pytorch-converted and
 pytorch-operator model tests built only from those ops. Everything excluded is listed in
 EXCLUDE with the reason; the list should shrink over time, not grow.
 """
@@ -16,40 +16,164 @@ import onnx.backend.test
 from onnx import TensorProto, helper
 from onnx.backend.test.loader import load_model_tests
 
-import cnnrt.backend
+import cnnrt.runtime.onnx_backend
 
 # Node-test name prefixes (test_<prefix>_..._cpu) of the ops cnnrt supports.
 _NODE_OPS = (
-    "conv", "basic_conv", "convtranspose", "batchnorm", "lrn", "maxpool", "averagepool", "globalaveragepool",
-    "globalmaxpool", "gemm", "matmul", "relu", "leakyrelu", "prelu", "elu", "sigmoid", "tanh", "hardsigmoid",
-    "hardswish", "clip", "softmax", "logsoftmax", "add", "sub", "mul", "div", "sum", "max", "min", "concat",
-    "split", "slice", "flatten", "reshape", "transpose", "squeeze", "unsqueeze", "constant_pad", "edge_pad",
-    "reflect_pad", "resize", "upsample", "dropout", "identity", "constant", "constantofshape", "shape", "gather",
-    "cast", "reduce_mean",
-)  # fmt: skip
+    "conv",
+    "basic_conv",
+    "convtranspose",
+    "batchnorm",
+    "lrn",
+    "maxpool",
+    "averagepool",
+    "globalaveragepool",
+    "globalmaxpool",
+    "gemm",
+    "matmul",
+    "relu",
+    "leakyrelu",
+    "prelu",
+    "elu",
+    "sigmoid",
+    "tanh",
+    "hardsigmoid",
+    "hardswish",
+    "clip",
+    "softmax",
+    "logsoftmax",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "sum",
+    "max",
+    "min",
+    "concat",
+    "split",
+    "slice",
+    "flatten",
+    "reshape",
+    "transpose",
+    "squeeze",
+    "unsqueeze",
+    "constant_pad",
+    "edge_pad",
+    "reflect_pad",
+    "resize",
+    "upsample",
+    "dropout",
+    "identity",
+    "constant",
+    "constantofshape",
+    "shape",
+    "gather",
+    "cast",
+    "reduce_mean",
+)
 
 # pytorch-converted / pytorch-operator model tests whose every node is in the op set
 _MODEL_TESTS = (
-    "PReLU_1d", "PReLU_1d_multiparam", "PReLU_2d", "PReLU_2d_multiparam", "PReLU_3d", "PReLU_3d_multiparam",
-    "BatchNorm1d_3d_input_eval", "BatchNorm2d_eval", "BatchNorm2d_momentum_eval", "BatchNorm3d_eval",
-    "BatchNorm3d_momentum_eval", "Conv1d", "Conv1d_dilated", "Conv1d_groups", "Conv1d_pad1", "Conv1d_pad1size1",
-    "Conv1d_pad2", "Conv1d_pad2size1", "Conv1d_stride", "Conv2d", "Conv2d_depthwise", "Conv2d_depthwise_padded",
-    "Conv2d_depthwise_strided", "Conv2d_depthwise_with_multiplier", "Conv2d_dilated", "Conv2d_groups",
-    "Conv2d_groups_thnn", "Conv2d_no_bias", "Conv2d_padding", "Conv2d_strided", "Conv3d", "Conv3d_dilated",
-    "Conv3d_dilated_strided", "Conv3d_groups", "Conv3d_no_bias", "Conv3d_stride", "Conv3d_stride_padding",
-    "ConvTranspose2d", "ConvTranspose2d_no_bias", "AvgPool1d", "AvgPool1d_stride", "AvgPool2d", "AvgPool2d_stride",
-    "AvgPool3d", "AvgPool3d_stride", "AvgPool3d_stride1_pad0_gpu_input", "MaxPool1d", "MaxPool1d_stride",
-    "MaxPool1d_stride_padding_dilation", "MaxPool2d", "MaxPool2d_stride_padding_dilation", "MaxPool3d",
-    "MaxPool3d_stride", "MaxPool3d_stride_padding", "ConstantPad2d", "ZeroPad2d", "ReflectionPad2d",
-    "ReplicationPad2d", "ELU", "GLU", "GLU_dim", "LeakyReLU", "LeakyReLU_with_negval", "Linear", "Linear_no_bias",
-    "LogSoftmax", "PixelShuffle", "ReLU", "Sigmoid", "Softmax", "Tanh", "Embedding", "Embedding_sparse",
-    "log_softmax_dim3", "log_softmax_lastdim", "softmax_functional_dim3", "softmax_lastdim",
-    "operator_add_broadcast", "operator_add_size1_broadcast", "operator_add_size1_right_broadcast",
-    "operator_add_size1_singleton_broadcast", "operator_addconstant", "operator_addmm", "operator_chunk",
-    "operator_clip", "operator_concat2", "operator_conv", "operator_convtranspose", "operator_flatten",
-    "operator_index", "operator_max", "operator_maxpool", "operator_min", "operator_mm", "operator_non_float_params",
-    "operator_permute2", "operator_reduced_mean", "operator_reduced_mean_keepdim", "operator_view",
-)  # fmt: skip
+    "PReLU_1d",
+    "PReLU_1d_multiparam",
+    "PReLU_2d",
+    "PReLU_2d_multiparam",
+    "PReLU_3d",
+    "PReLU_3d_multiparam",
+    "BatchNorm1d_3d_input_eval",
+    "BatchNorm2d_eval",
+    "BatchNorm2d_momentum_eval",
+    "BatchNorm3d_eval",
+    "BatchNorm3d_momentum_eval",
+    "Conv1d",
+    "Conv1d_dilated",
+    "Conv1d_groups",
+    "Conv1d_pad1",
+    "Conv1d_pad1size1",
+    "Conv1d_pad2",
+    "Conv1d_pad2size1",
+    "Conv1d_stride",
+    "Conv2d",
+    "Conv2d_depthwise",
+    "Conv2d_depthwise_padded",
+    "Conv2d_depthwise_strided",
+    "Conv2d_depthwise_with_multiplier",
+    "Conv2d_dilated",
+    "Conv2d_groups",
+    "Conv2d_groups_thnn",
+    "Conv2d_no_bias",
+    "Conv2d_padding",
+    "Conv2d_strided",
+    "Conv3d",
+    "Conv3d_dilated",
+    "Conv3d_dilated_strided",
+    "Conv3d_groups",
+    "Conv3d_no_bias",
+    "Conv3d_stride",
+    "Conv3d_stride_padding",
+    "ConvTranspose2d",
+    "ConvTranspose2d_no_bias",
+    "AvgPool1d",
+    "AvgPool1d_stride",
+    "AvgPool2d",
+    "AvgPool2d_stride",
+    "AvgPool3d",
+    "AvgPool3d_stride",
+    "AvgPool3d_stride1_pad0_gpu_input",
+    "MaxPool1d",
+    "MaxPool1d_stride",
+    "MaxPool1d_stride_padding_dilation",
+    "MaxPool2d",
+    "MaxPool2d_stride_padding_dilation",
+    "MaxPool3d",
+    "MaxPool3d_stride",
+    "MaxPool3d_stride_padding",
+    "ConstantPad2d",
+    "ZeroPad2d",
+    "ReflectionPad2d",
+    "ReplicationPad2d",
+    "ELU",
+    "GLU",
+    "GLU_dim",
+    "LeakyReLU",
+    "LeakyReLU_with_negval",
+    "Linear",
+    "Linear_no_bias",
+    "LogSoftmax",
+    "PixelShuffle",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "Embedding",
+    "Embedding_sparse",
+    "log_softmax_dim3",
+    "log_softmax_lastdim",
+    "softmax_functional_dim3",
+    "softmax_lastdim",
+    "operator_add_broadcast",
+    "operator_add_size1_broadcast",
+    "operator_add_size1_right_broadcast",
+    "operator_add_size1_singleton_broadcast",
+    "operator_addconstant",
+    "operator_addmm",
+    "operator_chunk",
+    "operator_clip",
+    "operator_concat2",
+    "operator_conv",
+    "operator_convtranspose",
+    "operator_flatten",
+    "operator_index",
+    "operator_max",
+    "operator_maxpool",
+    "operator_min",
+    "operator_mm",
+    "operator_non_float_params",
+    "operator_permute2",
+    "operator_reduced_mean",
+    "operator_reduced_mean_keepdim",
+    "operator_view",
+)
 
 EXCLUDE = {
     r"_expanded(_ver\d+)?_": "function-expanded variants are built from ops outside the set (Exp, ReduceMax, Where, ...)",
@@ -85,11 +209,11 @@ def _old_opset_models() -> dict[str, str]:
 
 EXCLUDE.update(_old_opset_models())
 
-_DEVICES = "|".join(d.lower() for d in ("CPU", "CUDA") if cnnrt.backend.supports_device(d))
+_DEVICES = "|".join(d.lower() for d in ("CPU", "CUDA") if cnnrt.runtime.onnx_backend.supports_device(d))
 INCLUDE = [rf"^test_{op}(_.*)?_({_DEVICES})$" for op in _NODE_OPS]
 INCLUDE += [rf"^test_{name}_({_DEVICES})$" for name in _MODEL_TESTS]
 
-backend_test = onnx.backend.test.BackendTest(cnnrt.backend, __name__)
+backend_test = onnx.backend.test.BackendTest(cnnrt.runtime.onnx_backend, __name__)
 for _pattern in INCLUDE:
     backend_test.include(_pattern)
 for _pattern in EXCLUDE:
@@ -115,9 +239,9 @@ globals().update(_selected(backend_test.test_cases))
 def test_run_node_and_devices():
     node = helper.make_node("Sub", ["a", "b"], ["c"])
     a, b = np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(3, np.float32)
-    (c,) = cnnrt.backend.run_node(node, [a, b])
+    (c,) = cnnrt.runtime.onnx_backend.run_node(node, [a, b])
     np.testing.assert_array_equal(c, a - b)
-    assert cnnrt.backend.supports_device("CPU")
+    assert cnnrt.runtime.onnx_backend.supports_device("CPU")
 
 
 def test_parameter_inputs_are_compiled_in_per_value():
@@ -132,7 +256,7 @@ def test_parameter_inputs_are_compiled_in_per_value():
         [helper.make_empty_tensor_value_info("y")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=10)
-    rep = cnnrt.backend.prepare(model)
+    rep = cnnrt.runtime.onnx_backend.prepare(model)
     assert rep.parameters == ["shape"]
     x = np.arange(12, dtype=np.float32).reshape(2, 6)
     for shape in ([3, 4], [4, -1], [3, 4]):

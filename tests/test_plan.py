@@ -10,13 +10,13 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "passes"))
 
-from cnnrt.passes.concat_in_place import concat_in_place  # noqa: E402
 from ir_reference import evaluate  # noqa: E402
 from pass_helpers import GB, feeds_for  # noqa: E402
 
-from cnnrt.executor import Executor  # noqa: E402
-from cnnrt.ir import Graph  # noqa: E402
-from cnnrt.plan import IN_PLACE_OPS, Buffer, MemoryPlan, plan_memory  # noqa: E402
+from cnnrt.core.ir import Graph  # noqa: E402
+from cnnrt.passes.concat_in_place import concat_in_place  # noqa: E402
+from cnnrt.runtime.executor import Executor  # noqa: E402
+from cnnrt.runtime.plan import IN_PLACE_OPS, Buffer, MemoryPlan, plan_memory  # noqa: E402
 
 UNARY = ["Relu", "Tanh", "Sigmoid"]
 

@@ -21,7 +21,14 @@ def _relu_add_model(ir_version=10, initializer_as_input=False):
     inputs = [("x", ["batch", 4], np.float32)]
     if initializer_as_input:
         inputs.append(("w", [1, 4], np.float32))
-    return make_model(nodes, inputs, [("y", ["batch", 4], np.float32)], {"w": w}, opset=9 if ir_version == 3 else 17, ir_version=ir_version)
+    return make_model(
+        nodes,
+        inputs,
+        [("y", ["batch", 4], np.float32)],
+        {"w": w},
+        opset=9 if ir_version == 3 else 17,
+        ir_version=ir_version,
+    )
 
 
 def test_run_matches_onnxruntime_and_exposes_api(tmp_path):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
-from cnnrt.kernels.cpu import blas
 from helpers import make_model
 from onnx import helper
 from threadpoolctl import threadpool_info
 
 import cnnrt
-from cnnrt.threads import apply_threads, blas_threads_for
+from cnnrt.kernels.cpu import blas
+from cnnrt.runtime.threads import apply_threads, blas_threads_for
 
 
 def _numpy_blas_threads() -> int | None:
@@ -35,10 +35,19 @@ def _model():
         return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
 
     inits = {
-        "w1": w(64, 8, 3, 3), "b1": w(64), "w2": w(64, 64, 3, 3), "b2": w(64),
-        "w3": w(48, 64, 3, 3), "w4": w(48, 1, 3, 3), "w5": w(64, 48, 1, 1), "b5": w(64), "w6": w(64, 64, 1, 1),
-        "wf": w(64, 10), "bf": w(10), "shape": np.array([2, 64], np.int64),
-    }  # fmt: skip
+        "w1": w(64, 8, 3, 3),
+        "b1": w(64),
+        "w2": w(64, 64, 3, 3),
+        "b2": w(64),
+        "w3": w(48, 64, 3, 3),
+        "w4": w(48, 1, 3, 3),
+        "w5": w(64, 48, 1, 1),
+        "b5": w(64),
+        "w6": w(64, 64, 1, 1),
+        "wf": w(64, 10),
+        "bf": w(10),
+        "shape": np.array([2, 64], np.int64),
+    }
     nodes = [
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"]),
@@ -72,7 +81,7 @@ EXPECTED_ALGORITHMS = {
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_model_uses_the_parallel_algorithms(layout):
-    from cnnrt.inspect import conv_algorithm
+    from cnnrt.tools.inspect import conv_algorithm
 
     sess = cnnrt.InferenceSession(_model(), threads=2, disabled_passes=LAYOUTS[layout])
     algos = {f"{s.node.op}/{conv_algorithm(s.node, sess.graph)}" for s in sess.executor.steps if "Conv" in s.node.op}

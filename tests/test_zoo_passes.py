@@ -5,11 +5,11 @@ and BN and standalone epilogue ops are gone from the nets where they must fuse."
 from __future__ import annotations
 
 import pytest
-from cnnrt.passes.pipeline import pass_names
 from helpers import assert_close_to, zoo_params
 
 import cnnrt
-from cnnrt.timing import ort_session
+from cnnrt.passes.pipeline import pass_names
+from cnnrt.tools.timing import ort_session
 
 pytest.importorskip("torch", reason="the zoo needs torch (pip install -e '.[zoo]')")
 from cnnrt import models  # noqa: E402

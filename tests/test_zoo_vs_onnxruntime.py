@@ -11,7 +11,7 @@ import pytest
 from helpers import assert_close_to
 
 import cnnrt
-from cnnrt.timing import ort_session
+from cnnrt.tools.timing import ort_session
 
 pytest.importorskip("torch", reason="the zoo needs torch (pip install -e '.[zoo]')")
 from cnnrt import models  # noqa: E402

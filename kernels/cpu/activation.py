@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from cnnrt.kernels import register
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.cpu.vector_ir import TANH_CLAMP, TANH_P, TANH_Q, TANH_SMALL, fma, tanh_run
 from numba import prange, types
 from numba.extending import overload
 
-from cnnrt.ops import ACTIVATIONS, activation_params
+from cnnrt.core.ops import ACTIVATIONS, activation_params
+from cnnrt.kernels import register
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.cpu.vector_ir import TANH_CLAMP, TANH_P, TANH_Q, TANH_SMALL, fma, tanh_run
 
 _CHUNK = 1 << 14
 
@@ -66,7 +66,7 @@ def _tanh_inplace(o):
 
 @njit(inline="always")
 def act_scalar(v, kind, alpha, beta):
-    """Apply activation ``kind`` (see cnnrt.ops.ACTIVATIONS) to one value."""
+    """Apply activation ``kind`` (see cnnrt.core.ops.ACTIVATIONS) to one value."""
     if kind == 0:
         return v
     if kind == 1:  # Relu (NaN stays NaN, as onnxruntime's max(x, 0) keeps it; -Inf gives 0)

@@ -2,7 +2,7 @@
 cnnrt's own register tile, microkernel.py), plus the two intrinsics every task kernel needs.
 
 cnnrt draws all its parallelism from ONE pool, Numba's: BLAS is kept single-threaded
-(:func:`cnnrt.threads.apply_threads`) and kernels split a GEMM into tasks themselves, each
+(:func:`cnnrt.runtime.threads.apply_threads`) and kernels split a GEMM into tasks themselves, each
 task calling the BLAS of numpy (its bundled OpenBLAS) on a block. Two pools on two cores
 fought (FIELD-NOTES), and OpenBLAS splits a GEMM statically, so one descheduled thread
 stalls the whole call; tasks claimed from a shared counter (:func:`claim`) do not wait for
@@ -123,7 +123,7 @@ _GEMM_SIG = {
         dt,
         types.voidptr,
         _BI,
-    )  # fmt: skip
+    )
     for dt in (types.float32, types.float64)
 }
 if HAVE_BLAS:
@@ -189,8 +189,22 @@ def _ol_gemm(transb, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc)
     def impl(transb, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc):
         # callers never pass an empty block (CBLAS would return at once anyway); a branch here
         # made Numba warn about a phi node of the inlined overload (so does a conditional expression)
-        fn(ROW_MAJOR, NO_TRANS, NO_TRANS + (TRANS - NO_TRANS) * transb, m, n, k, one, ptr_at(a, a_off), lda,
-           ptr_at(b, b_off), ldb, cast(beta), ptr_at(c, c_off), ldc)  # fmt: skip
+        fn(
+            ROW_MAJOR,
+            NO_TRANS,
+            NO_TRANS + (TRANS - NO_TRANS) * transb,
+            m,
+            n,
+            k,
+            one,
+            ptr_at(a, a_off),
+            lda,
+            ptr_at(b, b_off),
+            ldb,
+            cast(beta),
+            ptr_at(c, c_off),
+            ldc,
+        )
 
     return impl
 

@@ -50,6 +50,12 @@ memory-bound and ~20% slower than norm.py's on 8x256x56x56 (2.5 vs 2.1 ms at 1 t
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
+from numba import config, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import KernelFn, register
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace
@@ -57,12 +63,6 @@ from cnnrt.kernels.cpu.conv import ConvSpec, _opt, readonly
 from cnnrt.kernels.cpu.conv_blocked import block_size  # the vector width _lane_taps runs on
 from cnnrt.kernels.cpu.pool import _taps_inside, _window
 from cnnrt.kernels.cpu.vector_ir import VECTOR_BYTES, fma, pixel_reduce
-from llvmlite import ir
-from numba import config, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
-
-from cnnrt.ops import ACTIVATIONS
 
 FMA, MAX, SUM = 0, 1, 2  # what a tap does to the accumulator (_lane_taps' mode)
 GROUP = 4  # pixels per register block of _lane_taps (6 or 8: no faster here)
@@ -70,8 +70,32 @@ TASK_ELEMS = 4096  # output elements per task at least (a task is a band of rows
 
 
 @intrinsic
-def _lane_taps(typingctx, x, xo, xstep, xrstep, tx, tw, t0, nt, w, wo, init, io, res, out, oo, ostep, orstep, ncol,
-               count, mode, has_res, lo, hi):  # fmt: skip
+def _lane_taps(
+    typingctx,
+    x,
+    xo,
+    xstep,
+    xrstep,
+    tx,
+    tw,
+    t0,
+    nt,
+    w,
+    wo,
+    init,
+    io,
+    res,
+    out,
+    oo,
+    ostep,
+    orstep,
+    ncol,
+    count,
+    mode,
+    has_res,
+    lo,
+    hi,
+):
     """``count`` pixels, ``ncol`` per row: pixel (r, c) reads x from xo + r*xrstep + c*xstep and
     writes one vector at out[oo + r*orstep + c*ostep]. acc = init[io:] (FMA), lo (MAX) or 0
     (SUM); per tap t in [t0, t0 + nt), v = x[... + tx[t]]: acc = fma(w[wo + tw[t]], v, acc),
@@ -85,13 +109,59 @@ def _lane_taps(typingctx, x, xo, xstep, xrstep, tx, tw, t0, nt, w, wo, init, io,
     if tx.dtype != types.int64 or tw.dtype != types.int64:
         return None
     dt, i64 = x.dtype, types.int64
-    sig = types.void(x, i64, i64, i64, tx, tw, i64, i64, w, i64, init, i64, res, out, i64, i64, i64, i64, i64, i64,
-                     types.boolean, dt, dt)  # fmt: skip
+    sig = types.void(
+        x,
+        i64,
+        i64,
+        i64,
+        tx,
+        tw,
+        i64,
+        i64,
+        w,
+        i64,
+        init,
+        i64,
+        res,
+        out,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        types.boolean,
+        dt,
+        dt,
+    )
     width, align = VECTOR_BYTES // (dt.bitwidth // 8), dt.bitwidth // 8
 
     def codegen(context, builder, sig, args):
-        (_, xo_v, xstep_v, xrstep_v, _, _, t0_v, nt_v, _, wo_v, _, io_v, _, _, oo_v, ostep_v, orstep_v, ncol_v, count_v,
-         mode_v, res_on, lo_v, hi_v) = args  # fmt: skip
+        (
+            _,
+            xo_v,
+            xstep_v,
+            xrstep_v,
+            _,
+            _,
+            t0_v,
+            nt_v,
+            _,
+            wo_v,
+            _,
+            io_v,
+            _,
+            _,
+            oo_v,
+            ostep_v,
+            orstep_v,
+            ncol_v,
+            count_v,
+            mode_v,
+            res_on,
+            lo_v,
+            hi_v,
+        ) = args
         px, ptx, ptw, pw, pinit, pres, pout = (
             context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 4, 5, 8, 10, 12, 13)
         )
@@ -175,8 +245,32 @@ def _lane_taps(typingctx, x, xo, xstep, xrstep, tx, tw, t0, nt, w, wo, init, io,
 
 
 @njit(inline="always")
-def _lane_taps_any(x, xo, xstep, xrstep, tx, tw, t0, nt, w, wo, init, io, res, out, oo, ostep, orstep, ncol, count,
-                   mode, has_res, lo, hi, width):  # fmt: skip
+def _lane_taps_any(
+    x,
+    xo,
+    xstep,
+    xrstep,
+    tx,
+    tw,
+    t0,
+    nt,
+    w,
+    wo,
+    init,
+    io,
+    res,
+    out,
+    oo,
+    ostep,
+    orstep,
+    ncol,
+    count,
+    mode,
+    has_res,
+    lo,
+    hi,
+    width,
+):
     """_lane_taps for any vector width, in plain Numba: the same operations in the same order."""
     for q in range(count):
         r, c = q // ncol, q % ncol
@@ -227,11 +321,58 @@ def _windows(x, w, init, res, out, count, geo, rows, segs, tx, tw, mode, has_res
                 xo, oo, n_px = xrow + (o0 * sw - pl) * b, orow + o0 * b, (o1 - o0) * (e1 - e0)
                 if b % vl == 0:
                     for c in range(0, b, vl):
-                        _lane_taps(x, xo + c, sw * b, sh * wd * b, tx, tw, t0, nt, w, wo + c, init, io + c, res, out,
-                                   oo + c, b, ow_n * b, o1 - o0, n_px, mode, has_res, lo, hi)  # fmt: skip
+                        _lane_taps(
+                            x,
+                            xo + c,
+                            sw * b,
+                            sh * wd * b,
+                            tx,
+                            tw,
+                            t0,
+                            nt,
+                            w,
+                            wo + c,
+                            init,
+                            io + c,
+                            res,
+                            out,
+                            oo + c,
+                            b,
+                            ow_n * b,
+                            o1 - o0,
+                            n_px,
+                            mode,
+                            has_res,
+                            lo,
+                            hi,
+                        )
                 else:
-                    _lane_taps_any(x, xo, sw * b, sh * wd * b, tx, tw, t0, nt, w, wo, init, io, res, out, oo, b,
-                                   ow_n * b, o1 - o0, n_px, mode, has_res, lo, hi, b)  # fmt: skip
+                    _lane_taps_any(
+                        x,
+                        xo,
+                        sw * b,
+                        sh * wd * b,
+                        tx,
+                        tw,
+                        t0,
+                        nt,
+                        w,
+                        wo,
+                        init,
+                        io,
+                        res,
+                        out,
+                        oo,
+                        b,
+                        ow_n * b,
+                        o1 - o0,
+                        n_px,
+                        mode,
+                        has_res,
+                        lo,
+                        hi,
+                        b,
+                    )
             if mode == SUM:
                 for oh in range(e0, e1):
                     for o in range(ow_n):
@@ -345,9 +486,22 @@ class _Windows:
 
     def __call__(self, x, out, w=None, init=None, res=None):
         kern = pick(_windows, _windows_serial, self.work, num_threads())
-        kern(x.reshape(-1), self.dummy if w is None else w, self.dummy if init is None else init,
-             self.no_res if res is None else res.reshape(-1), out.reshape(-1), self.count, self.geo, self.rows,
-             self.segs, self.tx, self.tw, self.scalars[0], res is not None, *self.scalars[1:])  # fmt: skip
+        kern(
+            x.reshape(-1),
+            self.dummy if w is None else w,
+            self.dummy if init is None else init,
+            self.no_res if res is None else res.reshape(-1),
+            out.reshape(-1),
+            self.count,
+            self.geo,
+            self.rows,
+            self.segs,
+            self.tx,
+            self.tw,
+            self.scalars[0],
+            res is not None,
+            *self.scalars[1:],
+        )
 
 
 def _shapes(graph, node, rank_in, rank_out):
@@ -449,8 +603,9 @@ def build_blocked_channel_affine(node, graph) -> KernelFn:
     return run
 
 
-def build_blocked_depthwise(spec: ConvSpec, w_const: np.ndarray | None, b_const: np.ndarray | None,
-                            block: int) -> KernelFn:  # fmt: skip
+def build_blocked_depthwise(
+    spec: ConvSpec, w_const: np.ndarray | None, b_const: np.ndarray | None, block: int
+) -> KernelFn:
     """run(ins, outs) of a depthwise conv (group == C == M) in the blocked layout, block B.
 
     ins = [x (N, C/B, H, W, B), w (M, 1, kh, kw), bias (M,) or None, residual (N, M/B, OH, OW, B)

@@ -31,12 +31,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numba import prange
+
+from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_row
-from numba import prange
-
-from cnnrt.ops import ACTIVATIONS
 
 # im2col block: output rows per block are chosen so one block of columns is about this big
 # (fits in L2 beside the GEMM's packed panels).
@@ -373,9 +373,12 @@ def build_direct(spec: ConvSpec, w_const, b_const):
 def covers_input(spec: ConvSpec) -> bool:
     """The kernel spans the whole unpadded input (LeNet's last conv, FC-as-conv heads): one
     output pixel per image, whose im2col column is the image itself, flattened."""
-    return (spec.kh, spec.kw, spec.oh, spec.ow) == (spec.h, spec.w, 1, 1) and not any(
-        (spec.pt, spec.pl, spec.pb, spec.pr)
-    ) and spec.group == 1 and (spec.dh, spec.dw) == (1, 1)
+    return (
+        (spec.kh, spec.kw, spec.oh, spec.ow) == (spec.h, spec.w, 1, 1)
+        and not any((spec.pt, spec.pl, spec.pb, spec.pr))
+        and spec.group == 1
+        and (spec.dh, spec.dw) == (1, 1)
+    )
 
 
 def build_fc(spec: ConvSpec, w_const, b_const):
@@ -452,10 +455,26 @@ def spec_from_node(node, graph, logical=lambda shape, channels=None: shape) -> C
         )
     alpha, beta = float(a.get("act_alpha", 0.0)), float(a.get("act_beta", 0.0))
     spec = ConvSpec(
-        n, c, h, w, m, y_shape[2], y_shape[3], kh, kw, *a.get("strides", (1, 1)), *a.get("pads", (0, 0, 0, 0)),
-        *a.get("dilations", (1, 1)), int(a.get("group", 1)), xv.dtype, bool(ins[2]), bool(ins[3]),
-        ACTIVATIONS[a.get("activation", "none")], alpha, beta,
-    )  # fmt: skip
+        n,
+        c,
+        h,
+        w,
+        m,
+        y_shape[2],
+        y_shape[3],
+        kh,
+        kw,
+        *a.get("strides", (1, 1)),
+        *a.get("pads", (0, 0, 0, 0)),
+        *a.get("dilations", (1, 1)),
+        int(a.get("group", 1)),
+        xv.dtype,
+        bool(ins[2]),
+        bool(ins[3]),
+        ACTIVATIONS[a.get("activation", "none")],
+        alpha,
+        beta,
+    )
     _check(spec, y_shape, wv.shape)
     return spec
 
@@ -493,8 +512,21 @@ def build_conv(node, graph):
     return build_conv_spec(spec, w_const, b_const, node.attrs.get("algorithm"))
 
 
-def conv2d(x, w, b=None, r=None, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1,
-           activation="none", act_alpha=0.0, act_beta=0.0, algorithm=None, out=None):  # fmt: skip
+def conv2d(
+    x,
+    w,
+    b=None,
+    r=None,
+    strides=(1, 1),
+    pads=(0, 0, 0, 0),
+    dilations=(1, 1),
+    group=1,
+    activation="none",
+    act_alpha=0.0,
+    act_beta=0.0,
+    algorithm=None,
+    out=None,
+):
     """Convolve NCHW ``x`` with ``w`` [M, C/group, kh, kw] (+ bias ``b``, residual ``r``, activation).
 
     A convenience wrapper (builds and runs once); sessions use the registered builder.
@@ -506,8 +538,27 @@ def conv2d(x, w, b=None, r=None, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1
     m, _, kh, kw = w.shape
     oh = conv_out_size(h, kh, strides[0], dilations[0], pads[0], pads[2])
     ow = conv_out_size(wd, kw, strides[1], dilations[1], pads[1], pads[3])
-    spec = ConvSpec(n, c, h, wd, m, oh, ow, kh, kw, *strides, *pads, *dilations, group, str(x.dtype), b is not None,
-                    r is not None, ACTIVATIONS[activation], act_alpha, act_beta)  # fmt: skip
+    spec = ConvSpec(
+        n,
+        c,
+        h,
+        wd,
+        m,
+        oh,
+        ow,
+        kh,
+        kw,
+        *strides,
+        *pads,
+        *dilations,
+        group,
+        str(x.dtype),
+        b is not None,
+        r is not None,
+        ACTIVATIONS[activation],
+        act_alpha,
+        act_beta,
+    )
     _check(spec, (n, m, oh, ow), w.shape)
     if r is not None:
         r = np.ascontiguousarray(r, dtype=x.dtype)

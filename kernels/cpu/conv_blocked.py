@@ -21,6 +21,9 @@ the input are the bigger stream (:func:`plan_tasks`).
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
+
+from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, shared_scratch
@@ -28,9 +31,6 @@ from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
-from numba import prange
-
-from cnnrt.ops import ACTIVATIONS
 
 _OUT_BLOCK_BYTES = 256 << 10  # a task's output block: it is re-read per reduction chunk
 _MIN_TASKS = 8
@@ -38,8 +38,28 @@ _B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by 
 
 # the int64 geometry vector handed to the task kernel (one array instead of ~18 scalars:
 # Numba's dispatcher unboxes every argument, ~0.1-0.2 us each)
-(G_THREADS, G_PER_N_IN, G_A_ROW, G_A_RS, G_A_KS, G_KSTEP, G_NTAPS, G_TCHUNK, G_OH, G_OW, G_M, G_LANES,
- G_PANELS, G_PG, G_IMAGES, G_PXB, G_PER_N_OUT, G_NV, G_BMR, G_LEN) = range(20)  # fmt: skip
+(
+    G_THREADS,
+    G_PER_N_IN,
+    G_A_ROW,
+    G_A_RS,
+    G_A_KS,
+    G_KSTEP,
+    G_NTAPS,
+    G_TCHUNK,
+    G_OH,
+    G_OW,
+    G_M,
+    G_LANES,
+    G_PANELS,
+    G_PG,
+    G_IMAGES,
+    G_PXB,
+    G_PER_N_OUT,
+    G_NV,
+    G_BMR,
+    G_LEN,
+) = range(20)
 
 
 def block_size(dtype) -> int:
@@ -82,7 +102,14 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
     weights and bias and stored: the output has whole blocks."""
     nthreads, per_n_in, a_row, a_rs, a_ks = g[G_THREADS], g[G_PER_N_IN], g[G_A_ROW], g[G_A_RS], g[G_A_KS]
     kstep, ntaps, tchunk, oh, ow, m = g[G_KSTEP], g[G_NTAPS], g[G_TCHUNK], g[G_OH], g[G_OW], g[G_M]
-    lanes, n_panels, pg, images, pxb, per_n_out = g[G_LANES], g[G_PANELS], g[G_PG], g[G_IMAGES], g[G_PXB], g[G_PER_N_OUT]
+    lanes, n_panels, pg, images, pxb, per_n_out = (
+        g[G_LANES],
+        g[G_PANELS],
+        g[G_PG],
+        g[G_IMAGES],
+        g[G_PXB],
+        g[G_PER_N_OUT],
+    )
     nv, bmr = g[G_NV], g[G_BMR]  # the tile: bmr pixels x nv blocks (BLOCKED_TILES)
     nr = nv * lanes
     npix = oh * ow
@@ -128,14 +155,86 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
                         c_off = cbase + q * lanes
                         mr = min(bmr, q1 - q)
                         if nv == 4:
-                            mk.tile_blocked4(xp, abase, pix, q - q0, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of,
-                                             c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta)
+                            mk.tile_blocked4(
+                                xp,
+                                abase,
+                                pix,
+                                q - q0,
+                                a_ks,
+                                tv,
+                                tn,
+                                wp,
+                                b_off,
+                                kstep * nr,
+                                nr,
+                                kstep,
+                                of,
+                                c_off,
+                                lanes,
+                                plane,
+                                mr,
+                                f,
+                                bias,
+                                p * nr,
+                                rf,
+                                c_off,
+                                alpha,
+                                beta,
+                            )
                         elif nv == 2:
-                            mk.tile_blocked2(xp, abase, pix, q - q0, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of,
-                                             c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta)
+                            mk.tile_blocked2(
+                                xp,
+                                abase,
+                                pix,
+                                q - q0,
+                                a_ks,
+                                tv,
+                                tn,
+                                wp,
+                                b_off,
+                                kstep * nr,
+                                nr,
+                                kstep,
+                                of,
+                                c_off,
+                                lanes,
+                                plane,
+                                mr,
+                                f,
+                                bias,
+                                p * nr,
+                                rf,
+                                c_off,
+                                alpha,
+                                beta,
+                            )
                         else:
-                            mk.tile_blocked1(xp, abase, pix, q - q0, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of,
-                                             c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta)
+                            mk.tile_blocked1(
+                                xp,
+                                abase,
+                                pix,
+                                q - q0,
+                                a_ks,
+                                tv,
+                                tn,
+                                wp,
+                                b_off,
+                                kstep * nr,
+                                nr,
+                                kstep,
+                                of,
+                                c_off,
+                                lanes,
+                                plane,
+                                mr,
+                                f,
+                                bias,
+                                p * nr,
+                                rf,
+                                c_off,
+                                alpha,
+                                beta,
+                            )
             if kind != 0:  # an activation the tile lacks, over the task's outputs block by block
                 for p in range(p0, p1):
                     for v in range(nv):
@@ -237,6 +336,7 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
     or, with ``blocked_input`` False, NCHW. ``owner`` (the graph) shares the padded-input
     scratch among its convs (aligned.shared_scratch)."""
     import numba
+
     from cnnrt.kernels.cpu.conv import readonly
     from cnnrt.kernels.cpu.conv_gemm import tile_flags
 
@@ -269,11 +369,25 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
     kind = 0 if spec.act in (0, ACTIVATIONS["Relu"], ACTIVATIONS["Clip"]) else spec.act
     geom = np.zeros(G_LEN, np.int64)
     values = {
-        G_PER_N_IN: geo.per_n, G_A_ROW: geo.a_row, G_A_RS: geo.a_rs, G_A_KS: geo.a_ks, G_KSTEP: geo.kstep,
-        G_NTAPS: ntaps, G_TCHUNK: max(1, _B_CHUNK_BYTES // (geo.kstep * nr * dt.itemsize)), G_OH: spec.oh, G_OW: spec.ow, G_M: spec.m,
-        G_LANES: lanes, G_PANELS: -(-spec.m // nr), G_PG: pg, G_IMAGES: spec.n, G_PXB: pxb,
-        G_PER_N_OUT: m_pad * spec.oh * spec.ow, G_NV: nv, G_BMR: bmr,
-    }  # fmt: skip
+        G_PER_N_IN: geo.per_n,
+        G_A_ROW: geo.a_row,
+        G_A_RS: geo.a_rs,
+        G_A_KS: geo.a_ks,
+        G_KSTEP: geo.kstep,
+        G_NTAPS: ntaps,
+        G_TCHUNK: max(1, _B_CHUNK_BYTES // (geo.kstep * nr * dt.itemsize)),
+        G_OH: spec.oh,
+        G_OW: spec.ow,
+        G_M: spec.m,
+        G_LANES: lanes,
+        G_PANELS: -(-spec.m // nr),
+        G_PG: pg,
+        G_IMAGES: spec.n,
+        G_PXB: pxb,
+        G_PER_N_OUT: m_pad * spec.oh * spec.ow,
+        G_NV: nv,
+        G_BMR: bmr,
+    }
     for k, v in values.items():
         geom[k] = v
     max_threads = numba.config.NUMBA_NUM_THREADS
@@ -296,15 +410,35 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
         if xp is not None:
             prep = pick(_pad_planes, _pad_planes_serial, x.size * 8, nthreads)
             src = xp.view((xp_len,), dt)
-            prep(x.reshape(s.n, geo.planes, s.h, s.w * geo.layout_lanes), src, s.pt, s.pl, geo.layout_lanes,
-                 geo.wp * geo.layout_lanes, geo.plane, geo.per_n)  # fmt: skip
+            prep(
+                x.reshape(s.n, geo.planes, s.h, s.w * geo.layout_lanes),
+                src,
+                s.pt,
+                s.pl,
+                geo.layout_lanes,
+                geo.wp * geo.layout_lanes,
+                geo.plane,
+                geo.per_n,
+            )
         else:
             src = x.reshape(lead * geo.plane)
         geom[G_THREADS] = nthreads
         counter[0] = 0
         kern = pick(_blocked_tasks, _blocked_tasks_serial, work, nthreads)
-        kern(src, wp, geo.taps, b, dummy_res if r is None else r.reshape(-1), outs[0].reshape(-1), counter, geom,
-             tflags, kind, alpha, beta)  # fmt: skip
+        kern(
+            src,
+            wp,
+            geo.taps,
+            b,
+            dummy_res if r is None else r.reshape(-1),
+            outs[0].reshape(-1),
+            counter,
+            geom,
+            tflags,
+            kind,
+            alpha,
+            beta,
+        )
 
     return run
 

@@ -18,15 +18,15 @@ output channels) are claimed from a shared counter, as in conv_gemm.py.
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
+
+from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, aligned_zeros, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.microkernel import MR
-from numba import prange
-
-from cnnrt.ops import ACTIVATIONS
 
 _BLOCK_BUDGET = 512 << 10  # bytes of the per-thread block of virtual outputs (mb x vb)
 _MIN_TASKS = 8
@@ -88,8 +88,33 @@ def _phase_plane(x, xph, p, pt, pl, sh, sw, hq, wq, per_n):
 
 
 @pjit
-def _direct_tasks(x, xph, ap, taps, bias, rf, of, out_shape, obuf, counter, nthreads, per_n, per_c, wq, vb, mb, kc,
-                  has_res, kind, alpha, beta, tflags, nr, pads, hq):  # fmt: skip
+def _direct_tasks(
+    x,
+    xph,
+    ap,
+    taps,
+    bias,
+    rf,
+    of,
+    out_shape,
+    obuf,
+    counter,
+    nthreads,
+    per_n,
+    per_c,
+    wq,
+    vb,
+    mb,
+    kc,
+    has_res,
+    kind,
+    alpha,
+    beta,
+    tflags,
+    nr,
+    pads,
+    hq,
+):
     """out[n, g*Mg + m] = act(sum_{tap, c} W[m, tap, c] xph[n, c, tap shift + v] + bias + res),
     after copying x into its phase planes xph (pads: top, left, stride h, stride w; one
     kernel call for both: a Numba call costs ~1 us, LeNet's convs take 5-12).
@@ -141,8 +166,30 @@ def _direct_tasks(x, xph, ap, taps, bias, rf, of, out_shape, obuf, counter, nthr
                         mr = min(MR, m1 - pnl * MR)
                         a_off = (g * n_panels + pnl) * ktot * MR + c0 * MR
                         o_off = (pnl * MR - p0 * MR) * ldo + tq * nr
-                        mk.tile_taps(ap, a_off, 1, MR, cg * MR, xph, xbase + c0 * per_c + va, per_c, taps, ntaps, kl,
-                                     ob, o_off, ldo, mr, acc, bias, g * mg + pnl * MR, ob, 0, alpha, beta)  # fmt: skip
+                        mk.tile_taps(
+                            ap,
+                            a_off,
+                            1,
+                            MR,
+                            cg * MR,
+                            xph,
+                            xbase + c0 * per_c + va,
+                            per_c,
+                            taps,
+                            ntaps,
+                            kl,
+                            ob,
+                            o_off,
+                            ldo,
+                            mr,
+                            acc,
+                            bias,
+                            g * mg + pnl * MR,
+                            ob,
+                            0,
+                            alpha,
+                            beta,
+                        )
             # copy the valid columns out, output row by output row (with what the tile did not
             # do); an activation left over runs once per channel over the task's outputs, which
             # are one contiguous run of the plane (per-row calls cost more than tanh itself)
@@ -158,8 +205,7 @@ def _direct_tasks(x, xph, ap, taps, bias, rf, of, out_shape, obuf, counter, nthr
                     e = min(ow, v1 - y * wq)
                     if e > a:
                         d = ((n * m_count + ch) * oh + y) * ow + a
-                        mk.emit_row(ob, r * ldo + y * wq + a - v0, of, d, e - a, bch, rf, has_res, done, 0,
-                                    alpha, beta)  # fmt: skip
+                        mk.emit_row(ob, r * ldo + y * wq + a - v0, of, d, e - a, bch, rf, has_res, done, 0, alpha, beta)
                         first = d if first < 0 else first
                         end = d + e - a
                 if not done and kind != 0 and first >= 0:
@@ -185,6 +231,7 @@ def plan_blocks(n: int, g: int, mg: int, k: int, vcols: int, itemsize: int, nr: 
 def build_direct(spec, w_const, b_const):
     """run(ins, outs) for ``spec`` (any ungrouped or grouped 2-D conv) by direct tiles."""
     import numba
+
     from cnnrt.kernels.cpu.conv import readonly
     from cnnrt.kernels.cpu.conv_gemm import tile_flags
 
@@ -231,9 +278,33 @@ def build_direct(spec, w_const, b_const):
         nthreads = min(num_threads(), max_threads)
         counter[0] = 0
         kern = pick(_direct_tasks, _direct_tasks_serial, work, nthreads)
-        kern(ins[0], xph, ap, taps, b, dummy_res if r is None else r.reshape(-1), outs[0].reshape(-1), oshape, obuf,
-             counter, nthreads, per_n, per_c, geo.wq, vb, mb, kc, r is not None, s.act, alpha, beta,
-             0 if r is not None else tflags, nr, pads, geo.hq)  # fmt: skip
+        kern(
+            ins[0],
+            xph,
+            ap,
+            taps,
+            b,
+            dummy_res if r is None else r.reshape(-1),
+            outs[0].reshape(-1),
+            oshape,
+            obuf,
+            counter,
+            nthreads,
+            per_n,
+            per_c,
+            geo.wq,
+            vb,
+            mb,
+            kc,
+            r is not None,
+            s.act,
+            alpha,
+            beta,
+            0 if r is not None else tflags,
+            nr,
+            pads,
+            geo.hq,
+        )
 
     run.blocks = (vb, mb)
     return run

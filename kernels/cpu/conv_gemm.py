@@ -17,15 +17,15 @@ Block sizes are fixed when the session is built (:func:`plan_blocks`) from the s
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
+
+from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.conv import _valid_range
 from cnnrt.kernels.cpu.microkernel import MR
-from numba import prange
-
-from cnnrt.ops import ACTIVATIONS
 
 _COL_BUDGET = 1 << 20  # bytes of im2col scratch per task (L2 is 2 MB)
 _MIN_TASKS = 8  # pixel blocks are halved (down to 64) until there are this many tasks
@@ -175,8 +175,37 @@ def _pack_panel(src, off, ld, k, width, nr, dst):
 
 
 @pjit
-def _conv_tasks(x, xf, ap, bias, res, out, col, pbuf, tbuf, counter, nthreads, direct, kc,
-                kh, kw, sh, sw, pt, pl, dh, dw, ow, pb, mb, has_res, kind, alpha, beta, flags):  # fmt: skip
+def _conv_tasks(
+    x,
+    xf,
+    ap,
+    bias,
+    res,
+    out,
+    col,
+    pbuf,
+    tbuf,
+    counter,
+    nthreads,
+    direct,
+    kc,
+    kh,
+    kw,
+    sh,
+    sw,
+    pt,
+    pl,
+    dh,
+    dw,
+    ow,
+    pb,
+    mb,
+    has_res,
+    kind,
+    alpha,
+    beta,
+    flags,
+):
     """out[n, g*Mg + m, p] = act(sum_k W[g, m, k] B[k, (n, p)] + bias + res), task by task.
 
     x (N, C, H, W) and xf, its flat view; ap: the packed weights (G, panels, K, MR); out, res
@@ -229,8 +258,9 @@ def _conv_tasks(x, xf, ap, bias, res, out, col, pbuf, tbuf, counter, nthreads, d
                 ldb = hw
             else:
                 if blk != held:
-                    _gather_block(x, xf, g * cg, cg, k, cs, ld, q0, q1, p_count, direct,
-                                  kh, kw, sh, sw, pt, pl, dh, dw, ow)  # fmt: skip
+                    _gather_block(
+                        x, xf, g * cg, cg, k, cs, ld, q0, q1, p_count, direct, kh, kw, sh, sw, pt, pl, dh, dw, ow
+                    )
                     held = blk
                 bsrc = cs
                 b0 = 0
@@ -266,15 +296,53 @@ def _conv_tasks(x, xf, ap, bias, res, out, col, pbuf, tbuf, counter, nthreads, d
                         a_off = ((g * n_panels + pnl) * k + k0) * MR
                         if direct_out:
                             o_off = (n * m_count + ch0) * p_count + pa
-                            mk.tile(ap, a_off, 1, MR, src, s_off + k0 * s_ld, s_ld, kl, out, o_off, p_count, mr,
-                                    acc | (tile_flags if last else 0), bias, ch0, res, o_off, alpha, beta)  # fmt: skip
+                            mk.tile(
+                                ap,
+                                a_off,
+                                1,
+                                MR,
+                                src,
+                                s_off + k0 * s_ld,
+                                s_ld,
+                                kl,
+                                out,
+                                o_off,
+                                p_count,
+                                mr,
+                                acc | (tile_flags if last else 0),
+                                bias,
+                                ch0,
+                                res,
+                                o_off,
+                                alpha,
+                                beta,
+                            )
                             if last and post:
                                 for r in range(mr):
                                     d = o_off + r * p_count
                                     mk.emit_row(out, d, out, d, nr, zero, out, False, False, kind, alpha, beta)
                         else:  # ragged or spanning images: into scratch, the epilogue per image after
-                            mk.tile(ap, a_off, 1, MR, src, s_off + k0 * s_ld, s_ld, kl, ts, (r0 - p0 * MR) * nr, nr,
-                                    mr, acc, bias, 0, res, 0, alpha, beta)  # fmt: skip
+                            mk.tile(
+                                ap,
+                                a_off,
+                                1,
+                                MR,
+                                src,
+                                s_off + k0 * s_ld,
+                                s_ld,
+                                kl,
+                                ts,
+                                (r0 - p0 * MR) * nr,
+                                nr,
+                                mr,
+                                acc,
+                                bias,
+                                0,
+                                res,
+                                0,
+                                alpha,
+                                beta,
+                            )
                 if direct_out:
                     continue
                 q = qa
@@ -285,8 +353,20 @@ def _conv_tasks(x, xf, ap, bias, res, out, col, pbuf, tbuf, counter, nthreads, d
                     for r in range(m1 - m0):
                         ch = g * mg + m0 + r
                         d = (n * m_count + ch) * p_count + pa
-                        mk.emit_row(ts, (m0 - p0 * MR + r) * nr + q - qa, out, d, pe - pa, bias[ch], res, has_res,
-                                    False, kind, alpha, beta)  # fmt: skip
+                        mk.emit_row(
+                            ts,
+                            (m0 - p0 * MR + r) * nr + q - qa,
+                            out,
+                            d,
+                            pe - pa,
+                            bias[ch],
+                            res,
+                            has_res,
+                            False,
+                            kind,
+                            alpha,
+                            beta,
+                        )
                     q += pe - pa
 
 
@@ -306,6 +386,7 @@ def tile_flags(spec) -> int:
 def build_tasks(spec, w_const, b_const, direct: bool):
     """run(ins, outs) computing ``spec`` as GEMM tasks (``direct``: 1x1 stride 1 unpadded)."""
     import numba
+
     from cnnrt.kernels.cpu.conv import readonly
 
     dt = np.dtype(spec.dtype)
@@ -345,9 +426,37 @@ def build_tasks(spec, w_const, b_const, direct: bool):
         nthreads = min(num_threads(), max_threads)
         kern = pick(_conv_tasks, _conv_tasks_serial, work, nthreads)
         x = ins[0]
-        kern(x, x.reshape(-1), ap, b, dummy_res if r is None else r.reshape(-1), outs[0].reshape(-1), col, pbuf, tbuf,
-             counter, nthreads, direct, kc, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl,
-             s.dh, s.dw, s.ow, pb, mb, r is not None, s.act, alpha, beta, flags)  # fmt: skip
+        kern(
+            x,
+            x.reshape(-1),
+            ap,
+            b,
+            dummy_res if r is None else r.reshape(-1),
+            outs[0].reshape(-1),
+            col,
+            pbuf,
+            tbuf,
+            counter,
+            nthreads,
+            direct,
+            kc,
+            s.kh,
+            s.kw,
+            s.sh,
+            s.sw,
+            s.pt,
+            s.pl,
+            s.dh,
+            s.dw,
+            s.ow,
+            pb,
+            mb,
+            r is not None,
+            s.act,
+            alpha,
+            beta,
+            flags,
+        )
 
     run.blocks = (pb, mb)
     return run

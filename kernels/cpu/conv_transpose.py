@@ -16,12 +16,12 @@ into pads by the frontend, and positions no input reaches just get the bias.
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
+
+from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.cpu.conv import ConvSpec, _epilogue_fn, _valid_range, readonly
-from numba import prange
-
-from cnnrt.ops import ACTIVATIONS
 
 
 @pjit
@@ -101,8 +101,32 @@ def build_conv_transpose(node, graph):
     if kind != 0 or has_res:
         # residual + activation in conv's shared epilogue (bias is already in from _col2im); the
         # epilogue reads only n, m, oh, ow and the activation fields of the spec
-        spec = ConvSpec(n, c, h, w, m, yv.shape[2], yv.shape[3], kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, group,
-                        str(dt), False, has_res, kind, float(a.get("act_alpha", 0.0)), float(a.get("act_beta", 0.0)))  # fmt: skip
+        spec = ConvSpec(
+            n,
+            c,
+            h,
+            w,
+            m,
+            yv.shape[2],
+            yv.shape[3],
+            kh,
+            kw,
+            sh,
+            sw,
+            pt,
+            pl,
+            pb,
+            pr,
+            dh,
+            dw,
+            group,
+            str(dt),
+            False,
+            has_res,
+            kind,
+            float(a.get("act_alpha", 0.0)),
+            float(a.get("act_beta", 0.0)),
+        )
         epi = _epilogue_fn(spec, readonly(np.zeros(m, dt)))
 
     def run(ins_, outs):

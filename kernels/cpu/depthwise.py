@@ -56,12 +56,13 @@ plane (borders zeroed once per call) and accumulator across planes.
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
+
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.vector_ir import fma
-from numba import prange
 
 
 def geometry(oh: int, ow: int, kh: int, kw: int, sh: int, sw: int) -> tuple[int, int, int]:
@@ -72,8 +73,31 @@ def geometry(oh: int, ow: int, kh: int, kw: int, sh: int, sw: int) -> tuple[int,
 
 
 @pjit
-def _depthwise_flat(x, w, bias, res, out, mult, kh, kw, sh, sw, pt, pl, has_res, lo, hi, kind, alpha, beta, xbuf,
-                    abuf, counter, nthreads, chunk):  # fmt: skip
+def _depthwise_flat(
+    x,
+    w,
+    bias,
+    res,
+    out,
+    mult,
+    kh,
+    kw,
+    sh,
+    sw,
+    pt,
+    pl,
+    has_res,
+    lo,
+    hi,
+    kind,
+    alpha,
+    beta,
+    xbuf,
+    abuf,
+    counter,
+    nthreads,
+    chunk,
+):
     """out[n, m] = act(bias[m] + sum_ij w[m, i*kw + j] x[n, m // mult] (window) (+ res[n, m]));
     see the module doc."""
     n_count, m_count, oh_count, ow_count = out.shape
@@ -174,8 +198,32 @@ _depthwise_flat_serial = serial_twin(_depthwise_flat)
 
 
 @pjit
-def _depthwise_3x3(x, w, bias, res, out, mult, stride, h, wd, has_res, lo, hi, kind, alpha, beta, toff, seg,
-                   keep_l, keep_r, xbuf, counter, nthreads, chunk, band):  # fmt: skip
+def _depthwise_3x3(
+    x,
+    w,
+    bias,
+    res,
+    out,
+    mult,
+    stride,
+    h,
+    wd,
+    has_res,
+    lo,
+    hi,
+    kind,
+    alpha,
+    beta,
+    toff,
+    seg,
+    keep_l,
+    keep_r,
+    xbuf,
+    counter,
+    nthreads,
+    chunk,
+    band,
+):
     """3x3, pads 1, stride 1 (output plane = input plane) or 2 (even H, W: half of it), as flat
     loops over the output plane: x (N*C, H*W), out and res (N*M, OH*OW); see build_flat.
 
@@ -290,6 +338,7 @@ def build_flat(spec, w2, b_const, zeros):
 
     Bias, residual and activation are all applied by the kernel."""
     import numba
+
     from cnnrt.kernels.cpu.conv import _opt, readonly
 
     s = spec
@@ -342,12 +391,58 @@ def build_flat(spec, w2, b_const, zeros):
         nthreads = min(num_threads(), t)
         if flat:
             kern = pick(_depthwise_3x3, _depthwise_3x3_serial, work, nthreads)
-            kern(x.reshape(s.n * s.c, s.h * s.w), w, b, res.reshape(res.shape[0] * res.shape[1], -1),
-                 out.reshape(s.n * s.m, ohw), mult, stride, s.h, s.w, s.has_res, lo, hi, s.act, alpha, beta, toff,
-                 seg, keep_l, keep_r, xbuf, counter, nthreads, chunk, band)  # fmt: skip
+            kern(
+                x.reshape(s.n * s.c, s.h * s.w),
+                w,
+                b,
+                res.reshape(res.shape[0] * res.shape[1], -1),
+                out.reshape(s.n * s.m, ohw),
+                mult,
+                stride,
+                s.h,
+                s.w,
+                s.has_res,
+                lo,
+                hi,
+                s.act,
+                alpha,
+                beta,
+                toff,
+                seg,
+                keep_l,
+                keep_r,
+                xbuf,
+                counter,
+                nthreads,
+                chunk,
+                band,
+            )
             return
         kern = pick(_depthwise_flat, _depthwise_flat_serial, work, nthreads)
-        kern(x, w, b, res, out, mult, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.has_res, lo, hi, s.act, alpha, beta,
-             xbuf, abuf, counter, nthreads, chunk)  # fmt: skip
+        kern(
+            x,
+            w,
+            b,
+            res,
+            out,
+            mult,
+            s.kh,
+            s.kw,
+            s.sh,
+            s.sw,
+            s.pt,
+            s.pl,
+            s.has_res,
+            lo,
+            hi,
+            s.act,
+            alpha,
+            beta,
+            xbuf,
+            abuf,
+            counter,
+            nthreads,
+            chunk,
+        )
 
     return run

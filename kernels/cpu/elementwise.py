@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import prange
+
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
-from numba import prange
 
 _UFUNCS = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 _VARIADIC = {"Sum": np.add, "Max": np.maximum, "Min": np.minimum}

@@ -30,13 +30,14 @@ makes the same tile for the channel-blocked layout (pixels as rows, channels as 
 from __future__ import annotations
 
 import numpy as np
-from cnnrt.kernels._jit import njit
-from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.vector_ir import VECTOR_BYTES, vector_run
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from cnnrt.kernels._jit import njit
+from cnnrt.kernels.cpu.activation import act_inplace
+from cnnrt.kernels.cpu.vector_ir import VECTOR_BYTES, vector_run
 
 ACCUMULATE, BIAS, RESIDUAL = 1, 2, 4
 VECTORS_SHIFT = 5  # tile_blocked only: flags >> 5 = vectors of a row to store (0: all)
@@ -77,8 +78,30 @@ _ONE_TAP = np.zeros(1, np.int64)
 @njit(inline="always")
 def tile(a, a_off, a_rs, a_ks, b, b_off, ldb, k, c, c_off, ldc, mr, flags, bias, bias_off, res, res_off, lo, hi):
     """One GEMM tile (see the module doc): :func:`tile_taps` with a single tap."""
-    tile_taps(a, a_off, a_rs, a_ks, 0, b, b_off, ldb, _ONE_TAP, 1, k, c, c_off, ldc, mr, flags,
-              bias, bias_off, res, res_off, lo, hi)  # fmt: skip
+    tile_taps(
+        a,
+        a_off,
+        a_rs,
+        a_ks,
+        0,
+        b,
+        b_off,
+        ldb,
+        _ONE_TAP,
+        1,
+        k,
+        c,
+        c_off,
+        ldc,
+        mr,
+        flags,
+        bias,
+        bias_off,
+        res,
+        res_off,
+        lo,
+        hi,
+    )
 
 
 def _check_operands(a, b, c, bias, res, taps):
@@ -97,12 +120,58 @@ def _tile_codegen(dt, blocked, mr_max, nv):
 
     def codegen(context, builder, sig, args):
         if blocked:
-            (a_v, a_off_v, pix_v, pix_off_v, a_ks_v, taps_v, ntaps_v, b_v, b_off_v, b_ts_v, ldb_v, k_v, c_v, c_off_v,
-             ldc_v, c_vs_v, mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args  # fmt: skip
+            (
+                a_v,
+                a_off_v,
+                pix_v,
+                pix_off_v,
+                a_ks_v,
+                taps_v,
+                ntaps_v,
+                b_v,
+                b_off_v,
+                b_ts_v,
+                ldb_v,
+                k_v,
+                c_v,
+                c_off_v,
+                ldc_v,
+                c_vs_v,
+                mr_v,
+                flags_v,
+                bias_v,
+                bias_off_v,
+                res_v,
+                res_off_v,
+                lo_v,
+                hi_v,
+            ) = args
             a_ty, pix_ty, taps_ty, b_ty, c_ty, bias_ty, res_ty = (sig.args[i] for i in (0, 2, 5, 7, 12, 18, 20))
         else:
-            (a_v, a_off_v, a_rs_v, a_ks_v, a_ts_v, b_v, b_off_v, ldb_v, taps_v, ntaps_v, k_v, c_v, c_off_v, ldc_v,
-             mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args  # fmt: skip
+            (
+                a_v,
+                a_off_v,
+                a_rs_v,
+                a_ks_v,
+                a_ts_v,
+                b_v,
+                b_off_v,
+                ldb_v,
+                taps_v,
+                ntaps_v,
+                k_v,
+                c_v,
+                c_off_v,
+                ldc_v,
+                mr_v,
+                flags_v,
+                bias_v,
+                bias_off_v,
+                res_v,
+                res_off_v,
+                lo_v,
+                hi_v,
+            ) = args
             a_ty, b_ty, taps_ty, c_ty, bias_ty, res_ty = (sig.args[i] for i in (0, 5, 8, 11, 16, 18))
         fty = ir.FloatType() if dt == types.float32 else ir.DoubleType()
         i32 = ir.IntType(32)
@@ -151,8 +220,10 @@ def _tile_codegen(dt, blocked, mr_max, nv):
                 pb = builder.gep(pb0, [tap])
             with cgutils.for_range(builder, k_v) as loop:
                 kk = loop.index
-                bvec = [vload(builder.gep(pb, [builder.add(builder.mul(kk, ldb_v), ir.Constant(i64, v * lanes))]))
-                        for v in range(nv)]  # fmt: skip
+                bvec = [
+                    vload(builder.gep(pb, [builder.add(builder.mul(kk, ldb_v), ir.Constant(i64, v * lanes))]))
+                    for v in range(nv)
+                ]
                 abase = builder.mul(kk, a_ks_v)
                 for i in range(mr_max):
                     av = splat(builder.load(builder.gep(pa, [builder.add(abase, arow[i])])))
@@ -204,8 +275,31 @@ def _tile_codegen(dt, blocked, mr_max, nv):
 
 
 @intrinsic
-def tile_taps(typingctx, a, a_off, a_rs, a_ks, a_ts, b, b_off, ldb, taps, ntaps, k, c, c_off, ldc, mr, flags,
-              bias, bias_off, res, res_off, lo, hi):  # fmt: skip
+def tile_taps(
+    typingctx,
+    a,
+    a_off,
+    a_rs,
+    a_ks,
+    a_ts,
+    b,
+    b_off,
+    ldb,
+    taps,
+    ntaps,
+    k,
+    c,
+    c_off,
+    ldc,
+    mr,
+    flags,
+    bias,
+    bias_off,
+    res,
+    res_off,
+    lo,
+    hi,
+):
     """The register tile summed over ``ntaps`` reductions of ``k`` steps: reduction ``t`` reads
     A from ``a_off + t*a_ts`` and B from ``b_off + taps[t]`` (conv_direct.py: one per kernel
     tap), the accumulators staying in registers throughout. Arrays of one dtype (float32 or
@@ -214,8 +308,9 @@ def tile_taps(typingctx, a, a_off, a_rs, a_ks, a_ts, b, b_off, ldb, taps, ntaps,
         return None
     dt = a.dtype
     i64 = types.int64
-    sig = types.void(a, i64, i64, i64, i64, b, i64, i64, taps, i64, i64, c, i64, i64, i64, i64,
-                     bias, i64, res, i64, dt, dt)  # fmt: skip
+    sig = types.void(
+        a, i64, i64, i64, i64, b, i64, i64, taps, i64, i64, c, i64, i64, i64, i64, bias, i64, res, i64, dt, dt
+    )
     return sig, _tile_codegen(dt, False, MR, NV)
 
 
@@ -223,16 +318,65 @@ def _blocked_tile(mr_max: int, nv: int):
     """tile_blocked with ``mr_max`` pixel rows of ``nv`` channel-block vectors."""
 
     @intrinsic
-    def tile_blocked(typingctx, a, a_off, pix, pix_off, a_ks, taps, ntaps, b, b_off, b_ts, ldb, k, c, c_off, ldc,
-                     c_vs, mr, flags, bias, bias_off, res, res_off, lo, hi):  # fmt: skip
+    def tile_blocked(
+        typingctx,
+        a,
+        a_off,
+        pix,
+        pix_off,
+        a_ks,
+        taps,
+        ntaps,
+        b,
+        b_off,
+        b_ts,
+        ldb,
+        k,
+        c,
+        c_off,
+        ldc,
+        c_vs,
+        mr,
+        flags,
+        bias,
+        bias_off,
+        res,
+        res_off,
+        lo,
+        hi,
+    ):
         if not _check_operands(a, b, c, bias, res, taps):
             return None
         if not isinstance(pix, types.Array) or pix.dtype != types.int64:
             return None
         dt = a.dtype
         i64 = types.int64
-        sig = types.void(a, i64, pix, i64, i64, taps, i64, b, i64, i64, i64, i64, c, i64, i64, i64, i64, i64,
-                         bias, i64, res, i64, dt, dt)  # fmt: skip
+        sig = types.void(
+            a,
+            i64,
+            pix,
+            i64,
+            i64,
+            taps,
+            i64,
+            b,
+            i64,
+            i64,
+            i64,
+            i64,
+            c,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            bias,
+            i64,
+            res,
+            i64,
+            dt,
+            dt,
+        )
         return sig, _tile_codegen(dt, True, mr_max, nv)
 
     tile_blocked.__doc__ = f"""The register tile for channel-blocked convs (conv_blocked.py), {mr_max} pixels x {nv}

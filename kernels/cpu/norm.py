@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import prange
+
+from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv import readonly
-from numba import prange
-
-from cnnrt.ops import ACTIVATIONS
 
 
 @pjit

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import prange
+
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.conv import _valid_range, readonly
-from numba import prange
 
 # Every helper below takes flat arrays and element offsets, never slices: a slice (or an array
 # passed to a non-inlined function) costs a reference-count update, and once per short row
@@ -222,8 +223,29 @@ def _pool(x, out, h, w, kh, kw, sh, sw, pt, pl, dh, dw, is_max, init, count, vbu
                 break
             p0 = task * chunk
             npl = min(p_count, p0 + chunk) - p0
-            _pool_planes(x, p0 * h * w, out, p0 * oh * ow, vb, npl, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw,
-                         is_max, init, count)  # fmt: skip
+            _pool_planes(
+                x,
+                p0 * h * w,
+                out,
+                p0 * oh * ow,
+                vb,
+                npl,
+                h,
+                w,
+                oh,
+                ow,
+                kh,
+                kw,
+                sh,
+                sw,
+                pt,
+                pl,
+                dh,
+                dw,
+                is_max,
+                init,
+                count,
+            )
 
 
 @pjit
@@ -352,8 +374,7 @@ class _Pooler:
             return
         self.counter[0] = 0
         kern = pick(_pool, _pool_serial, self.work, nthreads)
-        kern(x.reshape(-1), y.reshape(-1), *self.args, self.vbuf, self.counter, nthreads,
-             self.chunk)  # fmt: skip
+        kern(x.reshape(-1), y.reshape(-1), *self.args, self.vbuf, self.counter, nthreads, self.chunk)
 
 
 def _taps_inside(out_count: int, k: int, s: int, d: int, pad: int, lo: int, hi: int) -> np.ndarray:

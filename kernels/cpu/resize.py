@@ -1,4 +1,4 @@
-"""Resize (nearest / linear) for every coordinate transformation mode in cnnrt.ops.
+"""Resize (nearest / linear) for every coordinate transformation mode in cnnrt.core.ops.
 
 Interpolation is separable, so each axis gets a table at build time: the source index
 (nearest) or the two source indices and weights (linear) of every output position, computed
@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import prange
+
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import pjit
-from numba import prange
 
 
 def source_coords(n_in: int, n_out: int, scale: float, coord: str) -> np.ndarray:

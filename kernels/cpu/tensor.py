@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from cnnrt.kernels import register
-from cnnrt.kernels._jit import pjit
 from numba import prange
 
-from cnnrt.const_eval import pad_widths, slice_index
+from cnnrt.core.const_eval import pad_widths, slice_index
+from cnnrt.kernels import register
+from cnnrt.kernels._jit import pjit
 
 
 @register("Reshape", "Identity", "Dropout")

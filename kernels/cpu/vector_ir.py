@@ -29,8 +29,15 @@ VECTOR_BYTES = _vector_bytes()
 # Eigen's float rational approximation of tanh (activation.tanh_rational is the scalar twin:
 # the same operations in the same order, so both give the same bits)
 TANH_CLAMP = 7.99881172180175781
-TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
-          1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)  # fmt: skip
+TANH_P = (
+    -2.76076847742355e-16,
+    2.00018790482477e-13,
+    -8.60467152213735e-11,
+    5.12229709037114e-08,
+    1.48572235717979e-05,
+    6.37261928875436e-04,
+    4.89352455891786e-03,
+)
 TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 TANH_SMALL = 0.0004
 
@@ -50,8 +57,9 @@ class _Vectors:
         suffix = f"v{self.lanes}f{dt.bitwidth}.p0"
         pty = self.vty.as_pointer()
         mod = builder.module
-        self.mload = cgutils.get_or_insert_function(mod, ir.FunctionType(self.vty, [pty, self.i32, mty, self.vty]),
-                                                    f"llvm.masked.load.{suffix}")  # fmt: skip
+        self.mload = cgutils.get_or_insert_function(
+            mod, ir.FunctionType(self.vty, [pty, self.i32, mty, self.vty]), f"llvm.masked.load.{suffix}"
+        )
         self.mstore = cgutils.get_or_insert_function(
             mod, ir.FunctionType(ir.VoidType(), [self.vty, pty, self.i32, mty]), f"llvm.masked.store.{suffix}"
         )
@@ -74,8 +82,10 @@ class _Vectors:
             ld = self.b.load(self.ptr(base, off))
             ld.align = self.align
             return ld
-        return self.b.call(self.mload, [self.ptr(base, off), ir.Constant(self.i32, self.align), mask,
-                                        ir.Constant(self.vty, ir.Undefined)])  # fmt: skip
+        return self.b.call(
+            self.mload,
+            [self.ptr(base, off), ir.Constant(self.i32, self.align), mask, ir.Constant(self.vty, ir.Undefined)],
+        )
 
     def store(self, v, base, off, mask):
         if mask is None:
@@ -110,8 +120,9 @@ def fma(typingctx, a, b, c):
 
 def _floats(*arrays) -> bool:
     """Contiguous arrays of one float dtype: the intrinsics address them by data pointer."""
-    ok = all(isinstance(a, types.Array) and a.dtype in (types.float32, types.float64) and a.layout == "C"
-             for a in arrays)  # fmt: skip
+    ok = all(
+        isinstance(a, types.Array) and a.dtype in (types.float32, types.float64) and a.layout == "C" for a in arrays
+    )
     return ok and len({a.dtype for a in arrays}) == 1
 
 
@@ -158,13 +169,16 @@ def tanh_run(typingctx, o, start, count):
         vec = _Vectors(builder, dt)
         f64 = ir.DoubleType()
         v64 = ir.VectorType(f64, vec.lanes)
-        fma_v = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v64, [v64] * 3), f"llvm.fma.v{vec.lanes}f64")
+        fma_v = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(v64, [v64] * 3), f"llvm.fma.v{vec.lanes}f64"
+        )
 
         def fma(a, b, c):
             return builder.call(fma_v, [a, b, c])
 
         fabs = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VectorType(f64, vec.lanes), [ir.VectorType(f64, vec.lanes)]),
+            builder.module,
+            ir.FunctionType(ir.VectorType(f64, vec.lanes), [ir.VectorType(f64, vec.lanes)]),
             f"llvm.fabs.v{vec.lanes}f64",
         )
 

@@ -22,13 +22,14 @@ tests/kernels/test_winograd.py for the bound that its transform magnitudes give.
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
+
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, per_thread_shape, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace, act_row
 from cnnrt.kernels.cpu.microkernel import MR
-from numba import prange
 
 # the transforms, for the reference implementation and the tests (the kernels inline them)
 BT = np.array(
@@ -112,8 +113,29 @@ def plan_blocks(n: int, c: int, m: int, th: int, tw: int, itemsize: int, nr: int
 
 
 @pjit
-def _winograd_tasks(x, up, bias, res, out, vbuf, mbuf, ybuf, pbuf, tbuf, counter, nthreads, pt, pl, rows, mb,
-                    has_res, kind, alpha, beta, lanes):  # fmt: skip
+def _winograd_tasks(
+    x,
+    up,
+    bias,
+    res,
+    out,
+    vbuf,
+    mbuf,
+    ybuf,
+    pbuf,
+    tbuf,
+    counter,
+    nthreads,
+    pt,
+    pl,
+    rows,
+    mb,
+    has_res,
+    kind,
+    alpha,
+    beta,
+    lanes,
+):
     """out = act(conv3x3(x, g) + bias (+ res)) with up = pack_u(transform_weights(g)); see module doc.
 
     Per-thread scratch: vbuf (36*nt*C + MR*C), mbuf (36*mbp*nt), ybuf (16*mbp*nt) with mbp = mb
@@ -170,8 +192,27 @@ def _winograd_tasks(x, up, bias, res, out, vbuf, mbuf, ybuf, pbuf, tbuf, counter
                     mr = min(MR, nt - p * MR)
                     for q in range(n_q):
                         b_off = ((pos * u_panels + m0 // nr + q) * c_count) * nr
-                        mk.tile(vs, a_off, c_count, 1, up, b_off, nr, c_count, ms, c_off + q * nr, ldm, mr, 0,
-                                bias, 0, bias, 0, zero, zero)  # fmt: skip
+                        mk.tile(
+                            vs,
+                            a_off,
+                            c_count,
+                            1,
+                            up,
+                            b_off,
+                            nr,
+                            c_count,
+                            ms,
+                            c_off + q * nr,
+                            ldm,
+                            mr,
+                            0,
+                            bias,
+                            0,
+                            bias,
+                            0,
+                            zero,
+                            zero,
+                        )
             _output_stage(ms, ys, ldm * nt)
             g = g0
             while g < g1:
@@ -179,11 +220,46 @@ def _winograd_tasks(x, up, bias, res, out, vbuf, mbuf, ybuf, pbuf, tbuf, counter
                 ty0 = g - n * th
                 ty1 = min(th, ty0 + g1 - g)
                 if lanes > 0:
-                    _output_scatter_blocked(ys, ldm * nt, ldm, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw,
-                                            (g - g0) * tw, kind, alpha, beta, lanes)  # fmt: skip
+                    _output_scatter_blocked(
+                        ys,
+                        ldm * nt,
+                        ldm,
+                        mm,
+                        out,
+                        res,
+                        has_res,
+                        bias,
+                        n,
+                        m0,
+                        ty0,
+                        ty1,
+                        tw,
+                        (g - g0) * tw,
+                        kind,
+                        alpha,
+                        beta,
+                        lanes,
+                    )
                 else:
-                    _output_scatter(ys, ldm * nt, ldm, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw,
-                                    (g - g0) * tw, kind, alpha, beta)  # fmt: skip
+                    _output_scatter(
+                        ys,
+                        ldm * nt,
+                        ldm,
+                        mm,
+                        out,
+                        res,
+                        has_res,
+                        bias,
+                        n,
+                        m0,
+                        ty0,
+                        ty1,
+                        tw,
+                        (g - g0) * tw,
+                        kind,
+                        alpha,
+                        beta,
+                    )
                 g += ty1 - ty0
 
 
@@ -435,8 +511,7 @@ def _output_scatter(ys, ln, ld, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw
 
 
 @njit
-def _output_scatter_blocked(ys, ln, ld, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, j0, kind, alpha, beta,
-                            lanes):  # fmt: skip
+def _output_scatter_blocked(ys, ln, ld, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, j0, kind, alpha, beta, lanes):
     """_output_scatter for a blocked output (the 4-D view of _winograd_tasks): per output row
     of each channel block, every pixel's lanes are one contiguous vector of ys (tile, m)."""
     oh, ow = out.shape[2], out.shape[3] // lanes
@@ -474,6 +549,7 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None):
     input, output and residual in the channel-blocked layout (conv_blocked.py). ``owner``:
     the graph whose Winograd layers share scratch."""
     import numba
+
     from cnnrt.kernels.cpu.conv import readonly
 
     dt = np.dtype(spec.dtype)
@@ -494,9 +570,12 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None):
     # scratch shared by the graph's Winograd layers (owner: aligned.shared_scratch); every
     # element a task reads it wrote first
     sizes = {
-        "v": (36 * nt_max + MR) * spec.c, "m": 36 * mbp * nt_max, "y": 16 * mbp * nt_max,
-        "p": (min(rows, th) * 4 + 2) * (tw * 4 + 2) * spec.c, "t": 6 * (tw * 4 + 2) * spec.c,
-    }  # fmt: skip
+        "v": (36 * nt_max + MR) * spec.c,
+        "m": 36 * mbp * nt_max,
+        "y": 16 * mbp * nt_max,
+        "p": (min(rows, th) * 4 + 2) * (tw * 4 + 2) * spec.c,
+        "t": 6 * (tw * 4 + 2) * spec.c,
+    }
     shapes = {k: per_thread_shape(max_threads, v, dt) for k, v in sizes.items()}
     scratch = {k: shared_scratch(owner, f"winograd.{k}", shapes[k], dt) for k in sizes}
     counter = np.zeros(1, np.int64)
@@ -513,8 +592,25 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None):
         nthreads = min(num_threads(), max_threads)
         kern = pick(_winograd_tasks, _winograd_tasks_serial, work, nthreads)
         bufs = [scratch[k].view(shapes[k], dt) for k in "vmypt"]
-        kern(view(ins[0]), u, b, dummy_res if r is None else view(r), view(outs[0]), *bufs, counter, nthreads, s.pt,
-             s.pl, rows, mb, r is not None, s.act, alpha, beta, lanes)  # fmt: skip
+        kern(
+            view(ins[0]),
+            u,
+            b,
+            dummy_res if r is None else view(r),
+            view(outs[0]),
+            *bufs,
+            counter,
+            nthreads,
+            s.pt,
+            s.pl,
+            rows,
+            mb,
+            r is not None,
+            s.act,
+            alpha,
+            beta,
+            lanes,
+        )
 
     run.blocks = (rows, mb)
     return run

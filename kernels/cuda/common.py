@@ -16,8 +16,8 @@ import math
 import numpy as np
 from numba import cuda
 
+from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.errors import UnsupportedOpError
-from cnnrt.ops import ACTIVATIONS
 
 from . import config
 from .device import is_simulator, upload_flat
@@ -55,7 +55,7 @@ def configure(kernel, blocks, threads):
 
 @cuda.jit(device=True, inline=True)
 def act(v, kind, alpha, beta):
-    """Activation ``kind`` (cnnrt.ops.ACTIVATIONS) of one value; mirrors the CPU act_scalar."""
+    """Activation ``kind`` (cnnrt.core.ops.ACTIVATIONS) of one value; mirrors the CPU act_scalar."""
     if kind == 0:
         return v
     if kind == 1:  # Relu; NaN stays NaN

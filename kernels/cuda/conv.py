@@ -19,10 +19,10 @@ import functools
 
 import numba
 import numpy as np
-from cnnrt.kernels import register
 from numba import cuda
 
 from cnnrt.errors import UnsupportedOpError
+from cnnrt.kernels import register
 
 from . import config
 from .common import act, epilogue_params, launcher_1d, launcher_tiles, require_float, shape_of

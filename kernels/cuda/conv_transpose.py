@@ -10,10 +10,10 @@ the output shape, so outputs no input reaches simply get the bias.
 from __future__ import annotations
 
 import numpy as np
-from cnnrt.kernels import register
 from numba import cuda
 
 from cnnrt.errors import UnsupportedOpError
+from cnnrt.kernels import register
 
 from .common import act, epilogue_params, launcher_1d, require_float, shape_of
 from .device import upload_flat

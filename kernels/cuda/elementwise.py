@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from cnnrt.kernels import register
 from numba import cuda
 
+from cnnrt.core.ops import ACTIVATIONS, BINARY_OPS, UNARY_ACTIVATION_OPS, VARIADIC_OPS, activation_params
 from cnnrt.errors import UnsupportedOpError
-from cnnrt.ops import ACTIVATIONS, BINARY_OPS, UNARY_ACTIVATION_OPS, VARIADIC_OPS, activation_params
+from cnnrt.kernels import register
 
 from .common import F0, act, c_strides, epilogue_params, int_array, launcher_1d, require_float, shape_of, size_of
 from .device import upload_flat

@@ -17,10 +17,10 @@ import functools
 
 import numba
 import numpy as np
-from cnnrt.kernels import register
 from numba import cuda
 
 from cnnrt.errors import ShapeError
+from cnnrt.kernels import register
 
 from . import config
 from .common import act, epilogue_params, int_array, launcher_tiles, require_float, shape_of

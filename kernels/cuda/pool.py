@@ -10,10 +10,10 @@ its overhang). The frontend folded auto_pad and ceil_mode into pads and the outp
 from __future__ import annotations
 
 import numpy as np
-from cnnrt.kernels import register
 from numba import cuda
 
 from cnnrt.errors import UnsupportedOpError
+from cnnrt.kernels import register
 
 from .common import F0, NEG_INF, dmax, dmin, launcher_1d, require_float, shape_of, size_of
 from .device import placeholder

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from cnnrt.kernels import register
 from numba import cuda
+
+from cnnrt.kernels import register
 
 from .common import F0, c_strides, int_array, launcher_1d, require_float, shape_of, size_of
 

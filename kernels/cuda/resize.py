@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from cnnrt.kernels import register
 from numba import cuda
 
 from cnnrt.errors import UnsupportedOpError
+from cnnrt.kernels import register
 
 from .common import F0, F1, HALF, c_strides, dmax, dmin, launcher_1d, require_float, shape_of, size_of
 from .device import upload_flat

@@ -10,10 +10,10 @@ output to their input; otherwise (a constant input) they copy.
 from __future__ import annotations
 
 import numpy as np
-from cnnrt.kernels import register
 from numba import cuda
 
 from cnnrt.errors import ShapeError, UnsupportedOpError
+from cnnrt.kernels import register
 
 from .common import c_strides, int_array, launcher_1d, shape_of, size_of
 from .device import upload_flat

@@ -33,7 +33,7 @@ def cli_env(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cnnrt-cache")
     env["CNNRT_CACHE_DIR"] = str(cache)
     # a seeded peak keeps the 1-2 s sgemm probe out of every profile test (tested on its own)
-    from cnnrt.timing import _machine_key, cpu_count
+    from cnnrt.tools.timing import _machine_key, cpu_count
 
     peaks = {_machine_key(t): 100.0 for t in range(1, cpu_count() + 1)}
     (cache / "peak.json").write_text(json.dumps(peaks))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cnnrt.bench import bench_case, format_rows, geomean_summary, records_for
+from cnnrt.tools.bench import bench_case, format_rows, geomean_summary, records_for
 
 REQUIRED = {"model", "backend", "batch", "threads", "min_ms", "median_ms", "p90_ms", "ratio_vs_onnxruntime", "status"}
 
@@ -119,7 +119,7 @@ def test_bench_torch_skipped_for_file_models_without_failing(cnnrt_cli, tiny_pat
 
 
 def test_bench_explicit_unavailable_backend_is_skipped_with_reason(cnnrt_cli, tiny_path, tmp_path):
-    from cnnrt.bench import _cuda_reason
+    from cnnrt.tools.bench import _cuda_reason
 
     why = _cuda_reason()
     if why is None:
@@ -141,7 +141,7 @@ def test_onnxruntime_nchw_turns_the_layout_transformer_off(tiny_path):
     """onnxruntime-nchw is onnxruntime at ORT_ENABLE_EXTENDED: no NCHWc conversion."""
     import onnxruntime as ort
 
-    from cnnrt.timing import ort_session
+    from cnnrt.tools.timing import ort_session
 
     assert ort_session(tiny_path, 1, optimize="extended").get_session_options().graph_optimization_level == (
         ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from cli_helpers import perturb_initializer, tiny_model
 
-from cnnrt.compare import derive_tolerances, diff_tensor
+from cnnrt.tools.compare import derive_tolerances, diff_tensor
 
 JSON_NODE_KEYS = {"node", "op", "origin", "status", "tensors"}
 
@@ -76,11 +76,10 @@ def test_compare_fixed_tolerances_flag_the_perturbed_tiny(cnnrt_cli, tmp_path):
 
 def test_bisect_names_a_planted_bad_pass(monkeypatch, tmp_path):
     """A pass that scales a conv weight by 1.01 is what bisecting must name."""
-    from cnnrt.passes import PassResult, pipeline
-
     import cnnrt
-    from cnnrt.compare import bisect_passes, cnnrt_tensors, run_compare
-    from cnnrt.ir import Value
+    from cnnrt.core.ir import Value
+    from cnnrt.passes import PassResult, pipeline
+    from cnnrt.tools.compare import bisect_passes, cnnrt_tensors, run_compare
 
     def scale_conv_weight(graph):
         for i, node in enumerate(graph.nodes):

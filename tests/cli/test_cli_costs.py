@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnrt.costs import accumulation_length, graph_macs, node_macs
-from cnnrt.ir import Graph, Node, Value
+from cnnrt.core.ir import Graph, Node, Value
+from cnnrt.tools.costs import accumulation_length, graph_macs, node_macs
 
 
 def _graph(nodes, values, consts):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from cnnrt.models import export_cached
-
 import cnnrt
-from cnnrt import inspect as insp
+from cnnrt.models import export_cached
+from cnnrt.tools import inspect as insp
 
 
 def test_report_names_the_conv_algorithm_per_layer():

@@ -96,7 +96,7 @@ def test_profile_lenet5_macs_match_the_onnx_model(cnnrt_cli, lenet5_path, tmp_pa
 
 
 def test_peak_probe_is_cached(monkeypatch, tmp_path):
-    from cnnrt import timing
+    from cnnrt.tools import timing
 
     monkeypatch.setenv("CNNRT_CACHE_DIR", str(tmp_path))
     calls = []
@@ -109,6 +109,6 @@ def test_peak_probe_is_cached(monkeypatch, tmp_path):
 
 
 def test_peak_probe_measures_something():
-    from cnnrt.timing import measure_peak_gflops
+    from cnnrt.tools.timing import measure_peak_gflops
 
     assert measure_peak_gflops(1, n=256, repeats=2) > 0.1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 
-from cnnrt.progress import Progress, Spinner
+from cnnrt.tools.progress import Progress, Spinner
 
 
 def test_progress_silent_when_not_a_tty():

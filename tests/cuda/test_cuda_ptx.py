@@ -123,7 +123,7 @@ CASES = [
 
 
 def _graph(op, inputs, outputs, attrs):
-    from cnnrt.ir import Graph, Node, Value
+    from cnnrt.core.ir import Graph, Node, Value
 
     rng = np.random.default_rng(0)
     values, consts, feeds, names = {}, {}, [], []
@@ -151,10 +151,10 @@ def dry_run(monkeypatch):
     why = _nvvm_missing()
     if why:
         pytest.skip(why)
-    from cnnrt.kernels.cuda import common, config, device
     from numba import cuda
 
-    import cnnrt.cuda_executor as cx
+    import cnnrt.runtime.cuda_executor as cx
+    from cnnrt.kernels.cuda import common, config, device
 
     fake = pytypes.SimpleNamespace(
         to_device=lambda a: np.array(a, copy=True),
@@ -194,9 +194,8 @@ def dry_run(monkeypatch):
 
 def test_every_kernel_compiles_to_ptx(dry_run):
     from cnnrt.kernels.cuda import conv, conv_transpose, elementwise, gemm, pool, reduce, resize, tensor
-
-    from cnnrt.cuda_executor import CudaExecutor
-    from cnnrt.plan import plan_memory
+    from cnnrt.runtime.cuda_executor import CudaExecutor
+    from cnnrt.runtime.plan import plan_memory
 
     compiled, failures = dry_run
     t0 = time.perf_counter()

@@ -4,7 +4,6 @@ inputs), run by cnnrt at opt_level=0."""
 
 from __future__ import annotations
 
-import cnnrt.frontends.onnx
 import numpy as np
 import onnx
 import pytest
@@ -14,6 +13,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import cnnrt
+import cnnrt.frontends.onnx
 from cnnrt.errors import ShapeError, UnsupportedOpError
 
 I64 = np.int64
@@ -468,8 +468,13 @@ def test_pytorch_flatten_chain_resolves_to_one_reshape():
     inits = [("axes0", np.array([0], I64)), ("minus1", np.array([-1], I64))]
     # batch is symbolic: the chain must resolve for each batch size the session sees
     vi = [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 4, 5])]
-    graph = helper.make_graph(nodes, "flatten", vi, [helper.make_empty_tensor_value_info("z")],
-                              [numpy_helper.from_array(v, k) for k, v in inits])  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "flatten",
+        vi,
+        [helper.make_empty_tensor_value_info("z")],
+        [numpy_helper.from_array(v, k) for k, v in inits],
+    )
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=IR_VERSION)
     sess = cnnrt.InferenceSession(m, opt_level=0)
     for n in (1, 3):

@@ -39,15 +39,15 @@ if atheris is not None:
     # coverage feedback. Not the kernels: numba compiles from bytecode and would choke on the
     # instrumentation. numpy / onnx stay uninstrumented (slow, and not what we are testing).
     with atheris.instrument_imports(include=["cnnrt", "fuzz_lib", "robust_models"], exclude=["cnnrt.kernels"]):
+        import fuzz_lib
+
         import cnnrt.frontends.onnx  # noqa: F401
         import cnnrt.frontends.ops_elementwise  # noqa: F401
         import cnnrt.frontends.ops_nn  # noqa: F401
         import cnnrt.frontends.ops_resize  # noqa: F401
         import cnnrt.frontends.ops_tensor  # noqa: F401
         import cnnrt.passes.pipeline  # noqa: F401
-        import fuzz_lib
-
-        import cnnrt.session  # noqa: F401
+        import cnnrt.runtime.session  # noqa: F401
 else:
     import fuzz_lib
 

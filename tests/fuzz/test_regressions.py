@@ -338,7 +338,7 @@ def test_average_pool_ceil_mode_2_after_asymmetric_conv_pads():
 
 
 def test_value_size_does_not_wrap():
-    from cnnrt.ir import Value
+    from cnnrt.core.ir import Value
 
     v = Value("v", (2**33, 2**33), "float32")  # the frontend refuses such shapes; passes could still make one
     assert v.size == 2**66 and v.nbytes == 2**68

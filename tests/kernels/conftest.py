@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numba
 import pytest
+
 from cnnrt.kernels import _jit
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from cnnrt.kernels import get_builder
 from reference_ops import act_ref
 
-from cnnrt.ir import Graph, Node, Value
-from cnnrt.ops import ACTIVATIONS
+from cnnrt.core.ir import Graph, Node, Value
+from cnnrt.core.ops import ACTIVATIONS
+from cnnrt.kernels import get_builder
 
 U32 = 2.0**-24  # float32 unit roundoff
 
@@ -93,8 +93,18 @@ def activation_ref(v, kind: str, alpha=0.0, beta=0.0):
 
 
 # largest slope of each activation: input errors grow at most by this factor
-ACT_LIPSCHITZ = {"none": 1, "Relu": 1, "LeakyRelu": 1, "Clip": 1, "Sigmoid": 0.25, "HardSigmoid": 1, "HardSwish": 1.5,
-                 "Tanh": 1, "Elu": 1, "SiLU": 1.1}  # fmt: skip
+ACT_LIPSCHITZ = {
+    "none": 1,
+    "Relu": 1,
+    "LeakyRelu": 1,
+    "Clip": 1,
+    "Sigmoid": 0.25,
+    "HardSigmoid": 1,
+    "HardSwish": 1.5,
+    "Tanh": 1,
+    "Elu": 1,
+    "SiLU": 1.1,
+}
 assert set(ACT_LIPSCHITZ) == set(ACTIVATIONS)
 
 

@@ -16,11 +16,6 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cnnrt.kernels.cpu.blocked import build_blocked_depthwise  # noqa: E402
-from cnnrt.kernels.cpu.conv import ConvSpec  # noqa: E402
-from cnnrt.kernels.cpu.conv_blocked import block_size as lanes  # noqa: E402
-from cnnrt.passes.block_layout import block as to_blocked  # noqa: E402
-from cnnrt.passes.block_layout import unblock as from_blocked  # noqa: E402
 from reference import (  # noqa: E402
     ACT_LIPSCHITZ,
     act_params,
@@ -32,7 +27,12 @@ from reference import (  # noqa: E402
     run_node,
 )
 
-from cnnrt.ops import ACTIVATIONS  # noqa: E402
+from cnnrt.core.ops import ACTIVATIONS  # noqa: E402
+from cnnrt.kernels.cpu.blocked import build_blocked_depthwise  # noqa: E402
+from cnnrt.kernels.cpu.conv import ConvSpec  # noqa: E402
+from cnnrt.kernels.cpu.conv_blocked import block_size as lanes  # noqa: E402
+from cnnrt.passes.block_layout import block as to_blocked  # noqa: E402
+from cnnrt.passes.block_layout import unblock as from_blocked  # noqa: E402
 
 F32, F64 = np.dtype("float32"), np.dtype("float64")
 
@@ -201,8 +201,9 @@ def test_blocked_global_pools(shape, b, dt):
 def _affine(x, s, t, b, act, const=(1, 2)):
     alpha, beta = act_params(act)
     attrs = dict(activation=act, act_alpha=alpha, act_beta=beta)
-    (got,) = run_node("BlockedChannelAffine", [to_blocked(x, b), s, t], attrs, [to_blocked(x, b).shape],
-                      [x.dtype.name], const=const)  # fmt: skip
+    (got,) = run_node(
+        "BlockedChannelAffine", [to_blocked(x, b), s, t], attrs, [to_blocked(x, b).shape], [x.dtype.name], const=const
+    )
     s64, t64 = (a.astype(F64).reshape(1, -1, 1, 1) for a in (s, t))
     want = activation_ref(x.astype(F64) * s64 + t64, act, alpha, beta)
     mag = np.abs(np.where(np.isfinite(x), x, 0)) * np.abs(s64) + np.abs(t64)
@@ -279,8 +280,9 @@ def _dw_spec(case, dt, act="none", res=False, mult=1):
     n, c, h, w, k, (sh, sw), pads, (dh, dw) = case
     oh, ow = conv_out(h, k, sh, dh, pads[0], pads[2]), conv_out(w, k, sw, dw, pads[1], pads[3])
     alpha, beta = act_params(act)
-    return ConvSpec(n, c, h, w, c * mult, oh, ow, k, k, sh, sw, *pads, dh, dw, c, dt.name, True, res,
-                    ACTIVATIONS[act], alpha, beta)  # fmt: skip
+    return ConvSpec(
+        n, c, h, w, c * mult, oh, ow, k, k, sh, sw, *pads, dh, dw, c, dt.name, True, res, ACTIVATIONS[act], alpha, beta
+    )
 
 
 def _readonly(a):
@@ -306,8 +308,15 @@ def _dw(name, b, dt=F32, act="none", residual=False, const=True, bias=True, x=No
         x, w, bv, (spec.sh, spec.sw), (spec.pt, spec.pl, spec.pb, spec.pr), (spec.dh, spec.dw), spec.c
     )
     fin = np.where(np.isfinite(x), x, 0)
-    mag = conv2d_reference(np.abs(fin), np.abs(w), None if bv is None else np.abs(bv), (spec.sh, spec.sw),
-                           (spec.pt, spec.pl, spec.pb, spec.pr), (spec.dh, spec.dw), spec.c)  # fmt: skip
+    mag = conv2d_reference(
+        np.abs(fin),
+        np.abs(w),
+        None if bv is None else np.abs(bv),
+        (spec.sh, spec.sw),
+        (spec.pt, spec.pl, spec.pb, spec.pr),
+        (spec.dh, spec.dw),
+        spec.c,
+    )
     if r is not None:
         pre, mag = pre + r, mag + np.abs(r)
     want = activation_ref(pre, act, spec.alpha, spec.beta)

@@ -11,7 +11,6 @@ from onnx import helper
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402
 from reference import (  # noqa: E402
     act_params,
     activation_ref,
@@ -24,7 +23,8 @@ from reference import (  # noqa: E402
 )
 
 import cnnrt  # noqa: E402
-from cnnrt.ops import ACTIVATIONS  # noqa: E402
+from cnnrt.core.ops import ACTIVATIONS  # noqa: E402
+from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402
 
 # (N, C, H, W, M, kh, kw, strides, pads (t, l, b, r), dilations, group)
 CONV_CASES = {
@@ -68,8 +68,17 @@ def _data(case, seed=0, bias=True, residual=False):
 def _attrs(case, act="none", **extra):
     *_, kh, kw, strides, pads, dil, group = case
     alpha, beta = act_params(act)
-    return dict(strides=strides, pads=pads, dilations=dil, group=group, kernel=(kh, kw), activation=act,
-                act_alpha=alpha, act_beta=beta, **extra)  # fmt: skip
+    return dict(
+        strides=strides,
+        pads=pads,
+        dilations=dil,
+        group=group,
+        kernel=(kh, kw),
+        activation=act,
+        act_alpha=alpha,
+        act_beta=beta,
+        **extra,
+    )
 
 
 def _expected(case, x, wt, b, r, act="none"):
@@ -110,11 +119,24 @@ def test_conv_runtime_weights(name):
 
 @pytest.mark.parametrize(
     "name,algorithm",
-    [("pointwise", "im2col"), ("pointwise_g4", "im2col"), ("dw3x3", "im2col"), ("dw_mult2_dil", "im2col"),
-     ("pointwise", "depthwise"), ("cin1_5x5", "depthwise"), ("1x1_s2", "im2col"), ("1x1_s2", "direct"),
-     ("dw3x3", "direct"), ("dw_mult2_dil", "direct"), ("3x3_pad1", "im2col"), ("g2_s23_d21", "im2col"),
-     ("7x7_s2_stem", "im2col"), ("stride_gt_kernel", "im2col"), ("even_k_g2_n3", "im2col")],
-)  # fmt: skip
+    [
+        ("pointwise", "im2col"),
+        ("pointwise_g4", "im2col"),
+        ("dw3x3", "im2col"),
+        ("dw_mult2_dil", "im2col"),
+        ("pointwise", "depthwise"),
+        ("cin1_5x5", "depthwise"),
+        ("1x1_s2", "im2col"),
+        ("1x1_s2", "direct"),
+        ("dw3x3", "direct"),
+        ("dw_mult2_dil", "direct"),
+        ("3x3_pad1", "im2col"),
+        ("g2_s23_d21", "im2col"),
+        ("7x7_s2_stem", "im2col"),
+        ("stride_gt_kernel", "im2col"),
+        ("even_k_g2_n3", "im2col"),
+    ],
+)
 def test_conv_forced_algorithm(name, algorithm):
     """Every algorithm agrees with the reference wherever it applies (the node attr overrides)."""
     case = CONV_CASES[name]
@@ -139,8 +161,9 @@ def test_select_algorithm():
         oh, ow = conv_out(h, kh, sh, dh, pads[0], pads[2]), conv_out(w, kw, sw, dw, pads[1], pads[3])
         return conv_mod.select_algorithm(conv_mod.ConvSpec(n, c, h, w, m, oh, ow, kh, kw, sh, sw, *pads, dh, dw, g))
 
-    assert [algo(n) for n in ("pointwise", "pointwise_g4", "dw3x3", "dw_mult2_dil", "3x3_pad1", "1x1_s2", "1x1_pad2")] == [
-        "pointwise", "pointwise", "depthwise", "depthwise", "direct", "im2col", "im2col"]  # fmt: skip
+    assert [
+        algo(n) for n in ("pointwise", "pointwise_g4", "dw3x3", "dw_mult2_dil", "3x3_pad1", "1x1_s2", "1x1_pad2")
+    ] == ["pointwise", "pointwise", "depthwise", "depthwise", "direct", "im2col", "im2col"]
 
 
 def test_conv_im2col_row_blocks(monkeypatch):
@@ -220,8 +243,16 @@ def test_conv_transpose_vs_reference(name, act):
     b = rng.standard_normal(mg * group).astype(np.float32)
     oshape = _ct_out(case)
     alpha, beta = act_params(act)
-    attrs = dict(strides=strides, pads=pads, dilations=dil, group=group, kernel=(kh, kw), activation=act,
-                 act_alpha=alpha, act_beta=beta)  # fmt: skip
+    attrs = dict(
+        strides=strides,
+        pads=pads,
+        dilations=dil,
+        group=group,
+        kernel=(kh, kw),
+        activation=act,
+        act_alpha=alpha,
+        act_beta=beta,
+    )
     for const in ((1, 2), ()):
         got = run_node("ConvTranspose", [x, wt, b], attrs, [oshape], const=const)[0]
         pre = conv_transpose2d_reference(x, wt, b, strides, pads, dil, group, oshape[2:])
@@ -239,8 +270,16 @@ def test_conv_transpose_residual():
     wt = rng.standard_normal((c, mg, kh, kw)).astype(np.float32)
     oshape = _ct_out(case)
     r = rng.standard_normal(oshape).astype(np.float32)
-    attrs = dict(strides=strides, pads=pads, dilations=dil, group=group, kernel=(kh, kw), activation="LeakyRelu",
-                 act_alpha=0.1, act_beta=0.0)  # fmt: skip
+    attrs = dict(
+        strides=strides,
+        pads=pads,
+        dilations=dil,
+        group=group,
+        kernel=(kh, kw),
+        activation="LeakyRelu",
+        act_alpha=0.1,
+        act_beta=0.0,
+    )
     (got,) = run_node("ConvTranspose", [x, wt, None, r], attrs, [oshape], const=(1,))
     pre = conv_transpose2d_reference(x, wt, None, strides, pads, dil, group, oshape[2:]) + r
     mag = conv_transpose2d_reference(np.abs(x), np.abs(wt), None, strides, pads, dil, group, oshape[2:]) + np.abs(r)
@@ -346,8 +385,9 @@ def test_conv_transpose_vs_onnxruntime(xshape, wshape, attrs):
     node = helper.make_node("ConvTranspose", ["x", "w"] + (["b"] if with_bias else []), ["y"], **attrs)
     model = make_model([node], [("x", list(xshape), np.float32)], [("y", None, np.float32)], inits)
     (got,), (want,) = _ort_compare(model, {"x": x})
-    abs_model = make_model([node], [("x", list(xshape), np.float32)], [("y", None, np.float32)],
-                           {k: np.abs(v) for k, v in inits.items()})  # fmt: skip
+    abs_model = make_model(
+        [node], [("x", list(xshape), np.float32)], [("y", None, np.float32)], {k: np.abs(v) for k, v in inits.items()}
+    )
     (mag,) = ort_run(abs_model, {"x": np.abs(x)})
     k = xshape[1] // group * wshape[2] * wshape[3] + with_bias
     assert_within(got, want.astype(np.float64), 2 * sum_bound(k, mag, want), str(attrs))

@@ -13,13 +13,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from reference import U32, activation_ref, assert_within, conv2d_reference, conv_out, sum_bound  # noqa: E402
+
+from cnnrt.core.ops import ACTIVATIONS  # noqa: E402
 from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402
 from cnnrt.kernels.cpu import conv_blocked as cb  # noqa: E402
 from cnnrt.passes.block_layout import block as to_blocked  # noqa: E402
 from cnnrt.passes.block_layout import unblock as from_blocked  # noqa: E402
-from reference import U32, activation_ref, assert_within, conv2d_reference, conv_out, sum_bound  # noqa: E402
-
-from cnnrt.ops import ACTIVATIONS  # noqa: E402
 
 
 def run_blocked(x, wt, b, r, s, p, d, act="none", alpha=0.0, beta=0.0, blocked_input=True, winograd=False):
@@ -27,8 +27,32 @@ def run_blocked(x, wt, b, r, s, p, d, act="none", alpha=0.0, beta=0.0, blocked_i
     m, _, kh, kw = wt.shape
     lanes = cb.block_size(x.dtype)
     oh, ow = conv_out(h, kh, s, d, p, p), conv_out(w, kw, s, d, p, p)
-    spec = conv_mod.ConvSpec(n, c, h, w, m, oh, ow, kh, kw, s, s, p, p, p, p, d, d, 1, str(x.dtype), b is not None,
-                             r is not None, ACTIVATIONS[act], alpha, beta)  # fmt: skip
+    spec = conv_mod.ConvSpec(
+        n,
+        c,
+        h,
+        w,
+        m,
+        oh,
+        ow,
+        kh,
+        kw,
+        s,
+        s,
+        p,
+        p,
+        p,
+        p,
+        d,
+        d,
+        1,
+        str(x.dtype),
+        b is not None,
+        r is not None,
+        ACTIVATIONS[act],
+        alpha,
+        beta,
+    )
     if winograd:
         from cnnrt.kernels.cpu.winograd import build_winograd
 
@@ -153,8 +177,9 @@ def test_blocked_conv_output_channels_past_whole_blocks(m):
     x = rng.standard_normal((2, 32, 5, 6)).astype(np.float32)
     wt = rng.standard_normal((m, 32, 1, 1)).astype(np.float32)
     b = rng.standard_normal(m).astype(np.float32)
-    spec = conv_mod.ConvSpec(2, 32, 5, 6, m, 5, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, "float32", True, False,
-                             ACTIVATIONS["Relu"])  # fmt: skip
+    spec = conv_mod.ConvSpec(
+        2, 32, 5, 6, m, 5, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, "float32", True, False, ACTIVATIONS["Relu"]
+    )
     out = np.full((2, -(-m // lanes), 5, 6, lanes), np.nan, np.float32)
     cb.build_blocked_conv(spec, wt, b, True)([to_blocked(x, lanes), wt, b, None], [out])
     got = from_blocked(out)

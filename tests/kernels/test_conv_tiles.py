@@ -18,10 +18,11 @@ from numba import njit
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from reference import activation_ref, assert_within, conv2d_reference, conv_out, sum_bound  # noqa: E402
+
 from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402
 from cnnrt.kernels.cpu import conv_direct  # noqa: E402
 from cnnrt.kernels.cpu import microkernel as mk  # noqa: E402
-from reference import activation_ref, assert_within, conv2d_reference, conv_out, sum_bound  # noqa: E402
 
 
 @njit
@@ -31,8 +32,9 @@ def _one_tile(a, a_off, a_rs, a_ks, b, b_off, ldb, k, c, c_off, ldc, mr, flags, 
 
 @njit
 def _one_tile_taps(a, a_ts, b, b_off, ldb, taps, k, c, ldc):
-    mk.tile_taps(a, 0, 1, mk.MR, a_ts, b, b_off, ldb, taps, taps.shape[0], k, c, 0, ldc, mk.MR, 0,
-                 c, 0, c, 0, c[0], c[0])  # fmt: skip
+    mk.tile_taps(
+        a, 0, 1, mk.MR, a_ts, b, b_off, ldb, taps, taps.shape[0], k, c, 0, ldc, mk.MR, 0, c, 0, c, 0, c[0], c[0]
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -57,8 +59,25 @@ def test_tile_products_and_epilogue(dtype, mr, k):
         (mk.ACT_CLIP << mk.ACT_SHIFT, np.clip(prod, -0.5, 0.75)),
     ]:
         c = old.astype(dtype)
-        _one_tile(packed, 0, 1, mk.MR, b.astype(dtype).ravel(), 0, nr + 5, k, c.ravel(), 0, nr + 3, mr, flags,
-                  bias.astype(dtype), res.astype(dtype).ravel(), dtype(-0.5), dtype(0.75))  # fmt: skip
+        _one_tile(
+            packed,
+            0,
+            1,
+            mk.MR,
+            b.astype(dtype).ravel(),
+            0,
+            nr + 5,
+            k,
+            c.ravel(),
+            0,
+            nr + 3,
+            mr,
+            flags,
+            bias.astype(dtype),
+            res.astype(dtype).ravel(),
+            dtype(-0.5),
+            dtype(0.75),
+        )
         mag = np.abs(a) @ np.abs(b[:, :nr]) + np.abs(old[:, :nr]) + np.abs(bias)[:, None] + np.abs(res[:, :nr])
         assert_within(c[:mr, :nr], want[:mr], sum_bound(k + 3, mag[:mr], want[:mr], "none"), f"flags {flags}")
         assert np.array_equal(c[mr:], old[mr:].astype(dtype)), "rows past mr were written"
@@ -73,8 +92,25 @@ def test_tile_activation_keeps_nan_and_maps_minus_inf():
     b[0, :3] = [np.nan, -np.inf, np.inf]
     for act, want in [(mk.ACT_RELU, [np.nan, 0, np.inf]), (mk.ACT_CLIP, [np.nan, 0, 6])]:
         c = np.zeros((mk.MR, nr), np.float32)
-        _one_tile(a, 0, 1, mk.MR, b.ravel(), 0, nr, 1, c.ravel(), 0, nr, mk.MR, act << mk.ACT_SHIFT,
-                  np.zeros(mk.MR, np.float32), c.ravel(), np.float32(0), np.float32(6))  # fmt: skip
+        _one_tile(
+            a,
+            0,
+            1,
+            mk.MR,
+            b.ravel(),
+            0,
+            nr,
+            1,
+            c.ravel(),
+            0,
+            nr,
+            mk.MR,
+            act << mk.ACT_SHIFT,
+            np.zeros(mk.MR, np.float32),
+            c.ravel(),
+            np.float32(0),
+            np.float32(6),
+        )
         np.testing.assert_array_equal(c[:, :3], np.tile(want, (mk.MR, 1)).astype(np.float32))
 
 
@@ -86,8 +122,25 @@ def test_tile_reads_a_in_place_and_sums_taps():
     rows = rng.standard_normal((mk.MR, k)).astype(np.float32)  # row-major: a_rs = k, a_ks = 1
     c = np.zeros(mk.MR * nr, np.float32)
     b = rng.standard_normal(k * 64 + 16).astype(np.float32)
-    _one_tile(rows.ravel(), 0, k, 1, b, 0, 64, k, c, 0, nr, mk.MR, 0, np.zeros(mk.MR, np.float32), c,
-              np.float32(0), np.float32(0))  # fmt: skip
+    _one_tile(
+        rows.ravel(),
+        0,
+        k,
+        1,
+        b,
+        0,
+        64,
+        k,
+        c,
+        0,
+        nr,
+        mk.MR,
+        0,
+        np.zeros(mk.MR, np.float32),
+        c,
+        np.float32(0),
+        np.float32(0),
+    )
     bm = np.stack([b[i * 64 : i * 64 + nr] for i in range(k)]).astype(np.float64)
     want = rows.astype(np.float64) @ bm
     assert_within(c.reshape(mk.MR, nr), want, sum_bound(k, np.abs(rows) @ np.abs(bm), want, "none"), "in place")
@@ -127,9 +180,12 @@ def _medium_data(case, dtype, seed):
 
 
 # every algorithm on every case it computes (pointwise: 1x1 stride 1; fc: kernel == input)
-MEDIUM_RUNS = [(name, alg) for name, case in MEDIUM.items() for alg in ("direct", "im2col", "pointwise", "fc")
-               if (alg != "pointwise" or (case[5] * case[6], case[7]) == (1, 1))
-               and (alg != "fc" or case[2:4] == case[5:7])]  # fmt: skip
+MEDIUM_RUNS = [
+    (name, alg)
+    for name, case in MEDIUM.items()
+    for alg in ("direct", "im2col", "pointwise", "fc")
+    if (alg != "pointwise" or (case[5] * case[6], case[7]) == (1, 1)) and (alg != "fc" or case[2:4] == case[5:7])
+]
 
 
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
@@ -142,8 +198,20 @@ def test_medium_convs(name, algorithm, act, residual, monkeypatch):
     x, wt, b, r = _medium_data(case, np.float32, seed=len(name))
     r = r if residual else None
     alpha, beta = {"Clip": (-0.5, 0.5)}.get(act, (0.0, 0.0))
-    got = conv_mod.conv2d(x, wt, b, r, strides=(s, s), pads=(p,) * 4, dilations=(d, d), group=g, activation=act,
-                          act_alpha=alpha, act_beta=beta, algorithm=algorithm)  # fmt: skip
+    got = conv_mod.conv2d(
+        x,
+        wt,
+        b,
+        r,
+        strides=(s, s),
+        pads=(p,) * 4,
+        dilations=(d, d),
+        group=g,
+        activation=act,
+        act_alpha=alpha,
+        act_beta=beta,
+        algorithm=algorithm,
+    )
     pre = conv2d_reference(x, wt, b, (s, s), (p,) * 4, (d, d), g)
     mag = conv2d_reference(np.abs(x), np.abs(wt), np.abs(b), (s, s), (p,) * 4, (d, d), g)
     if r is not None:
@@ -166,7 +234,9 @@ def test_float64_convs(algorithm):
 def test_select_fc_for_kernels_covering_the_input():
     def algo(h, w, kh, kw, p=0, g=1):
         return conv_mod.select_algorithm(
-            conv_mod.ConvSpec(2, 4, h, w, 8, (h + 2 * p - kh) + 1, (w + 2 * p - kw) + 1, kh, kw, 1, 1, p, p, p, p, 1, 1, g)
+            conv_mod.ConvSpec(
+                2, 4, h, w, 8, (h + 2 * p - kh) + 1, (w + 2 * p - kw) + 1, kh, kw, 1, 1, p, p, p, p, 1, 1, g
+            )
         )
 
     assert algo(5, 5, 5, 5) == "fc"

@@ -18,8 +18,6 @@ from onnx import helper
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cnnrt.kernels.cpu.conv import ConvSpec  # noqa: E402
-from cnnrt.kernels.cpu.depthwise import flat3x3_applies  # noqa: E402
 from reference import (  # noqa: E402
     act_params,
     activation_ref,
@@ -31,6 +29,8 @@ from reference import (  # noqa: E402
 )
 
 import cnnrt  # noqa: E402
+from cnnrt.kernels.cpu.conv import ConvSpec  # noqa: E402
+from cnnrt.kernels.cpu.depthwise import flat3x3_applies  # noqa: E402
 
 # name: (N, C, H, W, multiplier, k, stride, pads (t, l, b, r), fast path expected)
 CASES = {
@@ -79,8 +79,17 @@ def _data(case, seed=0, residual=False):
 def _run(case, x, wt, b, r, oshape, act="none", const=(1, 2)):
     n, c, h, w, mult, k, s, pads, _ = case
     alpha, beta = act_params(act)
-    attrs = dict(strides=(s, s), pads=pads, dilations=(1, 1), group=c, kernel=(k, k), activation=act,
-                 act_alpha=alpha, act_beta=beta, algorithm="depthwise")  # fmt: skip
+    attrs = dict(
+        strides=(s, s),
+        pads=pads,
+        dilations=(1, 1),
+        group=c,
+        kernel=(k, k),
+        activation=act,
+        act_alpha=alpha,
+        act_beta=beta,
+        algorithm="depthwise",
+    )
     return run_node("Conv", [x, wt, b, r], attrs, [oshape], const=const)[0]
 
 
@@ -181,10 +190,17 @@ def test_depthwise_vs_onnxruntime(xshape, stride, residual):
     n, c, h, w = xshape
     oh, ow = conv_out(h, 3, stride, 1, 1, 1), conv_out(w, 3, stride, 1, 1, 1)
     x = rng.standard_normal(xshape).astype(np.float32)
-    inits = {"w": rng.standard_normal((c, 1, 3, 3)).astype(np.float32), "b": rng.standard_normal(c).astype(np.float32),
-             "lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32)}  # fmt: skip
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["t"], group=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-                              strides=[stride, stride])]  # fmt: skip
+    inits = {
+        "w": rng.standard_normal((c, 1, 3, 3)).astype(np.float32),
+        "b": rng.standard_normal(c).astype(np.float32),
+        "lo": np.array(0.0, np.float32),
+        "hi": np.array(6.0, np.float32),
+    }
+    nodes = [
+        helper.make_node(
+            "Conv", ["x", "w", "b"], ["t"], group=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[stride, stride]
+        )
+    ]
     inputs, feeds = [("x", list(xshape), np.float32)], {"x": x}
     if residual:
         feeds["r"] = rng.standard_normal((n, c, oh, ow)).astype(np.float32)
@@ -209,8 +225,17 @@ def test_depthwise_float64(name):
     x, wt, b, r = (a.astype(np.float64) for a in arrays)
     n, c, h, w, mult, k, s, pads, _ = case
     alpha, beta = act_params("Clip")
-    attrs = dict(strides=(s, s), pads=pads, dilations=(1, 1), group=c, kernel=(k, k), activation="Clip",
-                 act_alpha=alpha, act_beta=beta, algorithm="depthwise")  # fmt: skip
+    attrs = dict(
+        strides=(s, s),
+        pads=pads,
+        dilations=(1, 1),
+        group=c,
+        kernel=(k, k),
+        activation="Clip",
+        act_alpha=alpha,
+        act_beta=beta,
+        algorithm="depthwise",
+    )
     (got,) = run_node("Conv", [x, wt, b, r], attrs, [oshape], out_dtypes=["float64"], const=(1, 2))
     assert got.dtype == np.float64
     ref, bound = _expected(case, x, wt, b, r, "Clip")

@@ -132,9 +132,16 @@ def _both(model, feeds):
 
 @pytest.mark.parametrize(
     "opset,ta,tb,cname,alpha,beta",
-    [(17, 0, 0, "none", 1.0, 1.0), (17, 0, 1, "row", 1.0, 1.0), (17, 1, 0, "full", 0.5, 2.0), (17, 1, 1, "col", -1.0, 0.5),
-     (17, 0, 1, "scalar", 2.0, 1.0), (9, 0, 1, "row2d", 1.0, 1.0), (7, 1, 1, "full", 1.5, -0.5)],
-)  # fmt: skip
+    [
+        (17, 0, 0, "none", 1.0, 1.0),
+        (17, 0, 1, "row", 1.0, 1.0),
+        (17, 1, 0, "full", 0.5, 2.0),
+        (17, 1, 1, "col", -1.0, 0.5),
+        (17, 0, 1, "scalar", 2.0, 1.0),
+        (9, 0, 1, "row2d", 1.0, 1.0),
+        (7, 1, 1, "full", 1.5, -0.5),
+    ],
+)
 @pytest.mark.parametrize("b_init", [True, False], ids=["B_initializer", "B_input"])
 def test_gemm_vs_onnxruntime(opset, ta, tb, cname, alpha, beta, b_init):
     from helpers import make_model

@@ -23,7 +23,7 @@ from reference import (  # noqa: E402
 )
 
 import cnnrt  # noqa: E402
-from cnnrt.ops import ACTIVATIONS  # noqa: E402
+from cnnrt.core.ops import ACTIVATIONS  # noqa: E402
 
 
 def _bn_params(rng, shape):
@@ -69,8 +69,9 @@ def test_channel_affine_nan_and_inf(act):
     x[rng.random(x.shape) < 0.1] = -np.inf
     s = np.array([1.5, -2.0, 0.5, 1.0, -0.25], np.float32)
     t = rng.standard_normal(5).astype(np.float32)
-    (got,) = run_node("ChannelAffine", [x, s, t], dict(activation=act, act_alpha=0.0, act_beta=0.0), [x.shape],
-                      const=(1, 2))  # fmt: skip
+    (got,) = run_node(
+        "ChannelAffine", [x, s, t], dict(activation=act, act_alpha=0.0, act_beta=0.0), [x.shape], const=(1, 2)
+    )
     pre = x.astype(np.float64) * s.reshape(1, 5, 1, 1) + t.reshape(1, 5, 1, 1)
     want = np.where(pre < 0, 0.0, pre) if act == "Relu" else pre
     special = ~np.isfinite(want)
@@ -141,9 +142,15 @@ def _both(model, feeds):
 
 @pytest.mark.parametrize(
     "opset,spatial,xshape",
-    [(15, None, (2, 3, 4, 5)), (15, None, (4, 3)), (9, None, (2, 3, 4)), (7, 1, (2, 3, 4, 5)), (7, 0, (2, 3, 4, 5)),
-     (7, 0, (3, 4))],
-)  # fmt: skip
+    [
+        (15, None, (2, 3, 4, 5)),
+        (15, None, (4, 3)),
+        (9, None, (2, 3, 4)),
+        (7, 1, (2, 3, 4, 5)),
+        (7, 0, (2, 3, 4, 5)),
+        (7, 0, (3, 4)),
+    ],
+)
 @pytest.mark.parametrize("as_inputs", [False, True], ids=["initializers", "graph_inputs"])
 def test_batch_norm_vs_onnxruntime(opset, spatial, xshape, as_inputs):
     from helpers import make_model

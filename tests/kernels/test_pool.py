@@ -66,13 +66,22 @@ def _setup(name, seed=0):
 @pytest.mark.parametrize("storage_order", [None, 0, 1], ids=["noidx", "idx0", "idx1"])
 def test_max_pool_vs_reference(name, storage_order):
     x, attrs, oshape = _setup(name)
-    want, want_idx = pool_reference(x, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"], oshape[2:],
-                                    "max", storage_order=storage_order or 0)  # fmt: skip
+    want, want_idx = pool_reference(
+        x,
+        attrs["kernel"],
+        attrs["strides"],
+        attrs["pads"],
+        attrs["dilations"],
+        oshape[2:],
+        "max",
+        storage_order=storage_order or 0,
+    )
     if storage_order is None:
         (got,) = run_node("MaxPool", [x], dict(attrs, storage_order=0), [oshape])
     else:
-        got, idx = run_node("MaxPool", [x], dict(attrs, storage_order=storage_order), [oshape, oshape],
-                            ["float32", "int64"])  # fmt: skip
+        got, idx = run_node(
+            "MaxPool", [x], dict(attrs, storage_order=storage_order), [oshape, oshape], ["float32", "int64"]
+        )
         np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_array_equal(got, want.astype(np.float32))  # max is exact
 
@@ -82,10 +91,19 @@ def test_max_pool_vs_reference(name, storage_order):
 def test_average_pool_vs_reference(name, count_include_pad):
     x, attrs, oshape = _setup(name, seed=1)
     (got,) = run_node("AveragePool", [x], dict(attrs, count_include_pad=count_include_pad), [oshape])
-    want = pool_reference(x, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"], oshape[2:], "avg",
-                          count_include_pad)  # fmt: skip
-    mag = pool_reference(np.abs(x), attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"], oshape[2:],
-                         "avg", count_include_pad)  # fmt: skip
+    want = pool_reference(
+        x, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"], oshape[2:], "avg", count_include_pad
+    )
+    mag = pool_reference(
+        np.abs(x),
+        attrs["kernel"],
+        attrs["strides"],
+        attrs["pads"],
+        attrs["dilations"],
+        oshape[2:],
+        "avg",
+        count_include_pad,
+    )
     k = attrs["kernel"][0] * attrs["kernel"][1]
     assert_within(got, want, 2 * (k + 2) * U32 * mag + 1e-30, name)
 
@@ -117,7 +135,9 @@ def test_pool_nan_and_inf(name, mode):
         assert_within(got[~special], want[~special], (2 * (k + 2) * U32 * mag + 1e-30)[~special], name)
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 5), (2, 3, 4, 5), (1, 2, 3, 2, 4), (1, 4, 1, 1), (2, 5, 13, 13), (1, 3, 8, 8)])
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 5), (2, 3, 4, 5), (1, 2, 3, 2, 4), (1, 4, 1, 1), (2, 5, 13, 13), (1, 3, 8, 8)]
+)
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
 def test_global_pool_vs_reference(shape, op):
     x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)

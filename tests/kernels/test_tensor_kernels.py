@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 import pytest
-from cnnrt.kernels import get_builder
 from reference import U32, assert_within, run_node
 
-from cnnrt.ir import Graph, Node, Value
+from cnnrt.core.ir import Graph, Node, Value
+from cnnrt.kernels import get_builder
 
 rng = np.random.default_rng(7)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba import njit
+
 from cnnrt.kernels.cpu.activation import act_inplace, tanh_rational
 from cnnrt.kernels.cpu.vector_ir import VECTOR_BYTES, vector_run
-from numba import njit
 
 COUNTS = [0, 1, 7, 15, 16, 17, 28, 31, 32, 33, 100]
 
@@ -52,8 +53,13 @@ def test_vector_run_copies_exactly():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tanh_vectors_match_the_scalar_twin_and_tanh(dtype):
-    x = np.concatenate([np.linspace(-12, 12, 20001), np.geomspace(1e-8, 10, 5000),
-                        [np.nan, np.inf, -np.inf, 0.0, -0.0, 4e-4, -4e-4, 7.99881172180175781]]).astype(dtype)  # fmt: skip
+    x = np.concatenate(
+        [
+            np.linspace(-12, 12, 20001),
+            np.geomspace(1e-8, 10, 5000),
+            [np.nan, np.inf, -np.inf, 0.0, -0.0, 4e-4, -4e-4, 7.99881172180175781],
+        ]
+    ).astype(dtype)
     for count in COUNTS + [x.size]:
         got, twin = x[:count].copy(), x[:count].copy()
         act_inplace(got, 7, dtype(0), dtype(0))

@@ -33,9 +33,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from reference import U32, conv2d_reference, conv_out  # noqa: E402
+
 from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402
 from cnnrt.kernels.cpu import winograd as wg  # noqa: E402
-from reference import U32, conv2d_reference, conv_out  # noqa: E402
 
 
 def winograd_reference(x, w, pads, absolute=False):

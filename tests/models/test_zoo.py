@@ -23,10 +23,11 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
+from helpers import zoo_params  # noqa: E402
+
 import cnnrt.models as zoo  # noqa: E402
 from cnnrt.models.onnx_export import export_module  # noqa: E402
 from cnnrt.models.registry import entry  # noqa: E402
-from helpers import zoo_params  # noqa: E402
 
 # float32 vs float64 PyTorch differs by at most ~1e-4 * max|y| on these nets (worst:
 # vgg19_bn), so 1e-3 leaves a 10x margin for onnxruntime's different summation order.

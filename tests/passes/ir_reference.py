@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from cnnrt.passes.block_layout import block, unblock
 from reference_ops import act_ref, conv_ref, conv_transpose_ref
 
-from cnnrt.ir import Graph, Node
+from cnnrt.core.ir import Graph, Node
+from cnnrt.passes.block_layout import block, unblock
 
 
 def _unary_params(node: Node) -> tuple[float, float]:
-    from cnnrt.ops import activation_params
+    from cnnrt.core.ops import activation_params
 
     return activation_params(node.op, node.attrs)
 

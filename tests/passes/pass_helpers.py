@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from ir_reference import evaluate
 
-from cnnrt.ir import Graph, Node, Value
+from cnnrt.core.ir import Graph, Node, Value
 
 
 class GB:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pass_helpers import GB, assert_same_outputs, feeds_for, ops
+
 from cnnrt.passes import block_layout as bl
 from cnnrt.passes.block_layout import block_layout
 from cnnrt.passes.pipeline import run_pipeline
-from pass_helpers import GB, assert_same_outputs, feeds_for, ops
-
-from cnnrt.executor import Executor
-from cnnrt.plan import plan_memory
+from cnnrt.runtime.executor import Executor
+from cnnrt.runtime.plan import plan_memory
 
 
 def _resnetish(c=32):
@@ -39,9 +39,15 @@ def test_conv_chain_is_blocked_between_reorders_at_its_edges():
     after.verify()
     assert res.changed
     assert ops(after) == [
-        "BlockedConv", "BlockedMaxPool", "BlockedConv", "BlockedConv", "BlockedGlobalAveragePool", "Reshape",
-        "Reshape", "Gemm",
-    ]  # fmt: skip
+        "BlockedConv",
+        "BlockedMaxPool",
+        "BlockedConv",
+        "BlockedConv",
+        "BlockedGlobalAveragePool",
+        "Reshape",
+        "Reshape",
+        "Gemm",
+    ]
     # the stem reads the NCHW input (3 channels), everything else blocked (N, C/16, H, W, 16)
     stem = after.node("stem")
     assert after.values[stem.inputs[0]].shape == (2, 3, 12, 12)
@@ -117,8 +123,9 @@ def test_conv_with_channels_past_whole_blocks_is_cropped_back(one_conv_suffices)
     assert after.values[head.outputs[0]].shape == (1, 2, 5, 5, 16)  # whole blocks
     assert after.values["head_out"].shape == (1, 20, 5, 5)  # the reorder crops
     assert_same_outputs(g, after)
-    np.testing.assert_allclose(_run_kernels(after, feeds_for(g))[0], _run_kernels(g, feeds_for(g))[0], rtol=1e-4,
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        _run_kernels(after, feeds_for(g))[0], _run_kernels(g, feeds_for(g))[0], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_broadcasting_and_per_activation_affine_stay_nchw(one_conv_suffices):
@@ -126,8 +133,9 @@ def test_broadcasting_and_per_activation_affine_stay_nchw(one_conv_suffices):
     x = b.input("x", (1, 16, 4, 4))
     a = b.conv(x, 16, name="conv")
     m = b.node("Mul", [a, b.rand(16, 1, 1)], (1, 16, 4, 4), name="scale")  # broadcast constant
-    aff = b.node("ChannelAffine", [a, b.rand(16, 4, 4), b.rand(16, 4, 4)], (1, 16, 4, 4), name="affine",
-                 activation="none")  # fmt: skip
+    aff = b.node(
+        "ChannelAffine", [a, b.rand(16, 4, 4), b.rand(16, 4, 4)], (1, 16, 4, 4), name="affine", activation="none"
+    )
     g = b.build([m, aff])
     after = block_layout(g, vector_bytes=64).graph
     assert ops(after) == ["ReorderToBlocked", "BlockedConv", "ReorderFromBlocked", "Mul", "ChannelAffine"]
@@ -142,8 +150,14 @@ def test_concat_of_whole_blocks_stays_blocked_and_block_follows_vector_width():
     y = b.concat([a, c], name="cat")
     g = b.build([b.pool("AveragePool", y, k=2, stride=2, name="avg")])
     after = block_layout(g, vector_bytes=32).graph  # float32, 8 per block (AVX2)
-    assert ops(after) == ["ReorderToBlocked", "BlockedConv", "BlockedConv", "Concat", "BlockedAveragePool",
-                          "ReorderFromBlocked"]  # fmt: skip
+    assert ops(after) == [
+        "ReorderToBlocked",
+        "BlockedConv",
+        "BlockedConv",
+        "Concat",
+        "BlockedAveragePool",
+        "ReorderFromBlocked",
+    ]
     assert after.values[after.node("cat").outputs[0]].shape == (1, 3, 5, 5, 8)
     assert_same_outputs(g, after)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from pass_helpers import GB, ops, run_pass
+
 from cnnrt.passes.eliminate_dead_nodes import eliminate_dead_nodes
 from cnnrt.passes.fold_constants import fold_constants
 from cnnrt.passes.remove_identity import remove_identity
-from pass_helpers import GB, ops, run_pass
 
 # ---------------------------------------------------------------------------- fold_constants
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from cnnrt.passes.concat_in_place import concat_in_place
 from pass_helpers import GB, run_pass
 
-from cnnrt.plan import plan_memory
+from cnnrt.passes.concat_in_place import concat_in_place
+from cnnrt.runtime.plan import plan_memory
 
 
 def _marked(graph):

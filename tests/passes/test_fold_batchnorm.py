@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cnnrt.passes.fold_batchnorm import fold_batchnorm
 from ir_reference import evaluate
 from pass_helpers import GB, assert_same_outputs, ops, run_pass
+
+from cnnrt.passes.fold_batchnorm import fold_batchnorm
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -180,8 +181,20 @@ def test_guard_dtype_mismatch():
     b = GB()
     x = b.input("x", (1, 3, 4, 4), dtype="float64")
     w = b.const(np.ones((2, 3, 1, 1), np.float32))
-    c = b.node("Conv", [x, w], (1, 2, 4, 4), dtype="float64", strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1),
-               group=1, kernel=(1, 1), activation="none", act_alpha=0.0, act_beta=0.0)  # fmt: skip
+    c = b.node(
+        "Conv",
+        [x, w],
+        (1, 2, 4, 4),
+        dtype="float64",
+        strides=(1, 1),
+        pads=(0, 0, 0, 0),
+        dilations=(1, 1),
+        group=1,
+        kernel=(1, 1),
+        activation="none",
+        act_alpha=0.0,
+        act_beta=0.0,
+    )
     reasons = [r for _, _, r in fold_declines(b.build([b.bn(c)]))]
     assert any("dtypes" in r for r in reasons), reasons
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from cnnrt.passes.fold_pad import fold_pad
 from pass_helpers import GB, ops, run_pass
+
+from cnnrt.passes.fold_pad import fold_pad
 
 
 def test_pad_into_conv_adds_pads():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cnnrt.passes.fuse_epilogue import fuse_epilogue
 from pass_helpers import GB, ops, run_pass
 
-from cnnrt.ops import ACTIVATIONS
+from cnnrt.core.ops import ACTIVATIONS
+from cnnrt.passes.fuse_epilogue import fuse_epilogue
 
 ACTS = [
     ("Relu", {}),

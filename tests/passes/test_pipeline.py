@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from cnnrt.passes import PassResult, pipeline
-from cnnrt.passes.pipeline import pass_names, run_pipeline
 from pass_helpers import GB, assert_same_outputs, ops
 
 from cnnrt.errors import PassError
+from cnnrt.passes import PassResult, pipeline
+from cnnrt.passes.pipeline import pass_names, run_pipeline
 
 
 def _resnetish():

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from robust_models import conv_net, input_for, lenet5, ort_session
 
 import cnnrt
-import cnnrt.session as session_mod
+import cnnrt.runtime.session as session_mod
 from cnnrt.errors import (
     CnnrtError,
     ModelLoadError,

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cnnrt.cuda_executor import CudaExecutor
-from cnnrt.ir import Graph, Node, Value
-from cnnrt.plan import plan_memory
+from cnnrt.core.ir import Graph, Node, Value
+from cnnrt.runtime.cuda_executor import CudaExecutor
+from cnnrt.runtime.plan import plan_memory
 
 
 def run_op(

@@ -6,10 +6,11 @@ import dataclasses
 
 import numpy as np
 import pytest
-from cnnrt.kernels.cuda import config
-from cnnrt.kernels.cuda.conv import conv_algorithm
 from cuda_sim_helpers import assert_close, rand, run_op, tol_for
 from reference_ops import act_ref, conv_out, conv_ref, conv_transpose_ref
+
+from cnnrt.kernels.cuda import config
+from cnnrt.kernels.cuda.conv import conv_algorithm
 
 ACTS = {
     "none": (0.0, 0.0),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from cnnrt.kernels.cuda import config, device
 from cuda_test_env import SIMULATOR
+
+from cnnrt.kernels.cuda import config, device
 
 
 def test_device_is_usable_and_described():

@@ -7,7 +7,7 @@ import pytest
 from cuda_sim_helpers import assert_close, rand, run_op
 from reference_ops import act_ref
 
-from cnnrt.ops import UNARY_ACTIVATION_OPS
+from cnnrt.core.ops import UNARY_ACTIVATION_OPS
 
 ACT_ATTRS = {
     "LeakyRelu": dict(alpha=0.2),

@@ -8,10 +8,10 @@ from cuda_sim_helpers import assert_close, rand
 from numba import cuda
 from reference_ops import act_ref, conv_ref
 
-from cnnrt.cuda_executor import CudaExecutor
+from cnnrt.core.ir import Graph, Node, Value
 from cnnrt.errors import InputError, UnsupportedOpError
-from cnnrt.ir import Graph, Node, Value
-from cnnrt.plan import plan_memory
+from cnnrt.runtime.cuda_executor import CudaExecutor
+from cnnrt.runtime.plan import plan_memory
 
 CONV = dict(
     strides=(1, 1),

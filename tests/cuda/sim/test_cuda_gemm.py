@@ -6,9 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-from cnnrt.kernels.cuda import config
 from cuda_sim_helpers import assert_close, rand, run_op, tol_for
 from reference_ops import act_ref
+
+from cnnrt.kernels.cuda import config
 
 
 @pytest.mark.parametrize("trans_a", [0, 1])

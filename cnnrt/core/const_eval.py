@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .ir import Node, Value
+from cnnrt.core.ir import Node, Value
 
 _EVAL: dict[str, Callable[[Node, list[np.ndarray], list[Value]], list[np.ndarray]]] = {}
 

@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import cnnrt
     from cnnrt.errors import CnnrtError
-    from cnnrt.inspect import draw_graph, draw_memory, report, to_dot, to_json, to_text
-    from cnnrt.modelsource import resolve_model
+    from cnnrt.tools.inspect import draw_graph, draw_memory, report, to_dot, to_json, to_text
+    from cnnrt.tools.modelsource import resolve_model
 
     path = resolve_model(args.model)
     sess = cnnrt.InferenceSession(path, opt_level=args.opt_level, disabled_passes=args.disable)

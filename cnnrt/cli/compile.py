@@ -68,8 +68,8 @@ def _jit_counts() -> dict[str, dict]:
 
 def run(args) -> int:
     import cnnrt
-    from cnnrt.modelsource import random_feeds, resolve_model
-    from cnnrt.progress import Spinner
+    from cnnrt.tools.modelsource import random_feeds, resolve_model
+    from cnnrt.tools.progress import Spinner
 
     reports = []
     for model in args.models:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .costs import node_macs
-from .errors import CnnrtError
+from cnnrt.errors import CnnrtError
+from cnnrt.tools.costs import node_macs
 
 AGREEMENT = 0.10  # per-step sum and end-to-end must agree within this fraction
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GraphError
+from cnnrt.errors import GraphError
 
 Shape = tuple[int, ...]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import CnnrtError
+from cnnrt.errors import CnnrtError
 
 
 def _pyplot():

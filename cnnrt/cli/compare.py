@@ -51,7 +51,7 @@ def _producers(path) -> dict[str, str]:
 
 def run(args) -> int:
     import cnnrt
-    from cnnrt.compare import (
+    from cnnrt.tools.compare import (
         bisect_passes,
         cnnrt_tensors,
         compare_steps,
@@ -60,8 +60,8 @@ def run(args) -> int:
         rows_json,
         snapshot_steps,
     )
-    from cnnrt.modelsource import load_feeds, random_feeds, resolve_model
-    from cnnrt.progress import Spinner
+    from cnnrt.tools.modelsource import load_feeds, random_feeds, resolve_model
+    from cnnrt.tools.progress import Spinner
 
     path = resolve_model(args.model)
     ref_path = resolve_model(args.reference_model) if args.reference_model else path

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BackendUnavailableError, CnnrtError, InputError, ResourceLimitError, SessionClosedError
-from .executor import Executor
-from .ir import Graph
-from .plan import MemoryPlan, plan_memory
-from .threads import apply_threads, default_threads
+from cnnrt.core.ir import Graph
+from cnnrt.errors import BackendUnavailableError, CnnrtError, InputError, ResourceLimitError, SessionClosedError
+from cnnrt.runtime.executor import Executor
+from cnnrt.runtime.plan import MemoryPlan, plan_memory
+from cnnrt.runtime.threads import apply_threads, default_threads
 
 _ORT_TYPES = {
     "float32": "tensor(float)",
@@ -66,10 +66,14 @@ def _checked_shape(spec, shape) -> tuple[int, ...]:
     if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims):
         raise InputError(f"shape for input {spec.name!r} must hold positive ints, got {list(dims)}")
     if spec.shape and len(dims) != len(spec.shape):
-        raise InputError(f"input {spec.name!r} has rank {len(spec.shape)} (shape {list(spec.shape)}), got shape {list(dims)}")
+        raise InputError(
+            f"input {spec.name!r} has rank {len(spec.shape)} (shape {list(spec.shape)}), got shape {list(dims)}"
+        )
     for axis, (want, got) in enumerate(zip(spec.shape, dims)):
         if isinstance(want, int) and want != got:
-            raise InputError(f"input {spec.name!r} dimension {axis} must be {want} (shape {list(spec.shape)}), got {list(dims)}")
+            raise InputError(
+                f"input {spec.name!r} dimension {axis} must be {want} (shape {list(spec.shape)}), got {list(dims)}"
+            )
     return tuple(int(d) for d in dims)
 
 
@@ -156,7 +160,9 @@ class InferenceSession:
         if isinstance(disabled_passes, str) or not isinstance(disabled_passes, Iterable):
             raise CnnrtError(f"disabled_passes must be a list of pass names, not {disabled_passes!r}")
         self.disabled_passes = tuple(disabled_passes)
-        if memory_limit is not None and (isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit < 1):
+        if memory_limit is not None and (
+            isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit < 1
+        ):
             raise CnnrtError(f"memory_limit must be a positive int (bytes) or None, not {memory_limit!r}")
         self.memory_limit = memory_limit if memory_limit is not None else default_memory_limit()
         self.poison = bool(int(os.environ.get("CNNRT_POISON", "0"))) if poison is None else poison
@@ -181,7 +187,9 @@ class InferenceSession:
 
     def get_outputs(self) -> list[NodeArg]:
         g = self._live()._current.graph
-        return [NodeArg(o, list(g.values[o].shape), _ORT_TYPES.get(g.values[o].dtype, g.values[o].dtype)) for o in g.outputs]
+        return [
+            NodeArg(o, list(g.values[o].shape), _ORT_TYPES.get(g.values[o].dtype, g.values[o].dtype)) for o in g.outputs
+        ]
 
     @property
     def graph(self) -> Graph:
@@ -251,7 +259,7 @@ class InferenceSession:
         t3 = time.perf_counter()
         try:
             if self.backend == "cuda":
-                from cnnrt.cuda_executor import CudaExecutor
+                from cnnrt.runtime.cuda_executor import CudaExecutor
 
                 executor = CudaExecutor(graph, plan, poison=self.poison)
             else:
@@ -259,7 +267,9 @@ class InferenceSession:
         except CnnrtError:
             raise
         except MemoryError:
-            raise ResourceLimitError(f"cannot allocate the {_fmt_bytes(plan.arena_bytes)} arena for input shapes {shapes}") from None
+            raise ResourceLimitError(
+                f"cannot allocate the {_fmt_bytes(plan.arena_bytes)} arena for input shapes {shapes}"
+            ) from None
         except Exception as e:  # safety net: binding arrays or building a kernel tripped
             raise CnnrtError(f"building the {self.backend} executor failed: {type(e).__name__}: {e}") from e
         t4 = time.perf_counter()
@@ -303,7 +313,8 @@ class InferenceSession:
                 shapes[spec.name] = _checked_shape(spec, input_shapes[spec.name])
             else:
                 shapes[spec.name] = tuple(
-                    d if isinstance(d, int) else (batch if batch and axis == 0 else 1) for axis, d in enumerate(spec.shape)
+                    d if isinstance(d, int) else (batch if batch and axis == 0 else 1)
+                    for axis, d in enumerate(spec.shape)
                 )
         with self._lock, _parallel_guard():
             self._live()

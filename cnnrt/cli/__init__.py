@@ -1,6 +1,6 @@
 """The ``cnnrt`` command: one entry point, one subcommand per job.
 
-Each subcommand lives in its own module ``cnnrt/cmd_<name>.py`` exposing
+Each subcommand lives in its own module ``cnnrt/cli/<name>.py`` exposing
 ``add_parser(subparsers)`` (which sets ``func``) so adding a command never touches the others.
 Errors print one line (the CnnrtError message) unless ``--debug``.
 """
@@ -23,12 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"cnnrt.cmd_{name}").add_parser(sub)
+        importlib.import_module(f"cnnrt.cli.{name}").add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import CnnrtError
+    from cnnrt.errors import CnnrtError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -11,7 +11,7 @@ every node output exposed as a graph output and graph optimizations off, or cnnr
 at ``opt_level=0`` (no passes).
 
 Tolerances, when not given, come from the computation. Let eps = 2**-23 (float32 machine
-epsilon), K(n) the accumulation length of node n (see :func:`cnnrt.costs.accumulation_length`:
+epsilon), K(n) the accumulation length of node n (see :func:`cnnrt.tools.costs.accumulation_length`:
 Cin/group*kh*kw (+bias, +residual) for Conv, K for Gemm/MatMul, the window for pools) and
 T(n) = 16 if n evaluates a transcendental function (Tanh, Sigmoid, Elu, Softmax, LRN, ...,
 or fuses one), else 0. Then, along the graph in execution order:
@@ -35,12 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from cnnrt.core.ir import Graph, Node
+from cnnrt.core.ops import ACTIVATIONS
+from cnnrt.errors import CnnrtError
 from cnnrt.passes.block_layout import logical_value, unblock
-
-from .costs import accumulation_length
-from .errors import CnnrtError
-from .ir import Graph, Node
-from .ops import ACTIVATIONS
+from cnnrt.tools.costs import accumulation_length
 
 EPS32 = float(np.finfo(np.float32).eps)
 SAFETY = 8.0

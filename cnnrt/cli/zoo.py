@@ -4,12 +4,18 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("zoo", help="list or export the built-in classic CNNs", description=__doc__,
-                       epilog="example: cnnrt zoo export resnet50 -o resnet50.onnx --opset 13 --batch 1")
+    p = sub.add_parser(
+        "zoo",
+        help="list or export the built-in classic CNNs",
+        description=__doc__,
+        epilog="example: cnnrt zoo export resnet50 -o resnet50.onnx --opset 13 --batch 1",
+    )
     zs = p.add_subparsers(dest="zoo_command", metavar="ACTION")
     ls = zs.add_parser("list", help="list zoo models with their input shapes", epilog="example: cnnrt zoo list")
     ls.set_defaults(func=_list)
-    ex = zs.add_parser("export", help="export a zoo model to ONNX", epilog="example: cnnrt zoo export lenet5 -o lenet5.onnx")
+    ex = zs.add_parser(
+        "export", help="export a zoo model to ONNX", epilog="example: cnnrt zoo export lenet5 -o lenet5.onnx"
+    )
     ex.add_argument("name")
     ex.add_argument("-o", "--output", default=None, help="output path (default NAME.onnx)")
     ex.add_argument("--opset", type=int, default=17)

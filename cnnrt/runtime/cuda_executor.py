@@ -1,6 +1,6 @@
 """The CUDA executor: one device arena laid out by the memory plan, weights uploaded once.
 
-Mirrors :class:`cnnrt.executor.Executor`: a list of steps built once (kernel per node,
+Mirrors :class:`cnnrt.runtime.executor.Executor`: a list of steps built once (kernel per node,
 buffers resolved), and a small run loop. Host<->device copies happen only at the graph's
 inputs and outputs. Every value is bound to a flat 1-D device array: a root is a typed
 view of its arena bytes, an alias is its base array, a Concat slice is a range of its
@@ -17,13 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from cnnrt.core.ir import Graph, Node
+from cnnrt.core.ops import VIEW_OPS
+from cnnrt.errors import BackendUnavailableError, CnnrtError, InputError, KernelError, UnsupportedOpError
 from cnnrt.kernels import get_builder
 from cnnrt.kernels.cuda.device import cuda_unavailable_reason, device_array, is_device_array, upload_flat
-
-from .errors import BackendUnavailableError, CnnrtError, InputError, KernelError, UnsupportedOpError
-from .ir import Graph, Node
-from .ops import VIEW_OPS
-from .plan import MemoryPlan
+from cnnrt.runtime.plan import MemoryPlan
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .costs import node_macs
-from .ir import Graph, Node
+from cnnrt.core.ir import Graph, Node
+from cnnrt.tools.costs import node_macs
 
 _EPILOGUE_KEYS = ("activation", "act_alpha", "act_beta")
 
@@ -54,8 +54,14 @@ def _node_record(node: Node, graph: Graph, step: int, backend: str = "cpu") -> d
         "algorithm": conv_algorithm(node, graph) if backend == "cpu" else None,
         "epilogue": epilogue(node),
         "origin": list(node.origin),
-        "inputs": [{"name": i, "shape": list(graph.values[i].shape), "constant": i in graph.constants} for i in node.inputs if i],
-        "outputs": [{"name": o, "shape": list(graph.values[o].shape), "dtype": graph.values[o].dtype} for o in node.outputs if o],
+        "inputs": [
+            {"name": i, "shape": list(graph.values[i].shape), "constant": i in graph.constants}
+            for i in node.inputs
+            if i
+        ],
+        "outputs": [
+            {"name": o, "shape": list(graph.values[o].shape), "dtype": graph.values[o].dtype} for o in node.outputs if o
+        ],
         "macs": node_macs(node, graph),
         "attrs": {k: _jsonable(v) for k, v in node.attrs.items() if k not in _EPILOGUE_KEYS},
     }
@@ -78,8 +84,16 @@ def report(session) -> dict[str, Any]:
     for value, root in plan.alias_of.items():
         b = plan.buffers[root]
         buffers.append(
-            {"tensor": value, "root": root, "offset": b.offset, "bytes": graph.values[value].nbytes,
-             "region_bytes": b.nbytes, "first_step": b.first, "last_step": b.last, "alias": value != root}
+            {
+                "tensor": value,
+                "root": root,
+                "offset": b.offset,
+                "bytes": graph.values[value].nbytes,
+                "region_bytes": b.nbytes,
+                "first_step": b.first,
+                "last_step": b.last,
+                "alias": value != root,
+            }
         )
     buffers.sort(key=lambda r: (r["offset"], r["first_step"]))
     return {
@@ -108,8 +122,10 @@ def to_json(rep: dict[str, Any]) -> str:
 
 
 def to_text(rep: dict[str, Any]) -> str:
-    lines = [f"model {rep['model']}  opt_level {rep['opt_level']}  {len(rep['nodes'])} nodes  "
-             f"{rep['total_macs'] / 1e6:.1f} MMACs"]
+    lines = [
+        f"model {rep['model']}  opt_level {rep['opt_level']}  {len(rep['nodes'])} nodes  "
+        f"{rep['total_macs'] / 1e6:.1f} MMACs"
+    ]
     lines.append("ops: " + ", ".join(f"{k}×{v}" for k, v in sorted(rep["op_counts"].items())))
     lines.append("")
     lines.append(f"{'#':>4} {'node':32s} {'op':22s} {'epilogue':22s} {'output shape':20s} {'MMACs':>9}  origin")
@@ -117,8 +133,10 @@ def to_text(rep: dict[str, Any]) -> str:
         shape = "x".join(str(d) for d in n["outputs"][0]["shape"]) if n["outputs"] else ""
         origin = ", ".join(n["origin"])
         op = n["op"] + (f"/{n['algorithm']}" if n.get("algorithm") else "")
-        lines.append(f"{n['step']:>4} {n['name'][:32]:32s} {op[:22]:22s} {n['epilogue'][:22]:22s} {shape:20s} "
-                     f"{n['macs'] / 1e6:9.2f}  {origin}")
+        lines.append(
+            f"{n['step']:>4} {n['name'][:32]:32s} {op[:22]:22s} {n['epilogue'][:22]:22s} {shape:20s} "
+            f"{n['macs'] / 1e6:9.2f}  {origin}"
+        )
     lines.append("")
     lines.append(f"passes ({rep['passes']['rounds']} rounds):")
     for name, fired in rep["passes"]["fired"].items():
@@ -126,19 +144,25 @@ def to_text(rep: dict[str, Any]) -> str:
         for rule, node in fired:
             rules.setdefault(rule, []).append(node)
         for rule, nodes in rules.items():
-            lines.append(f"  [{name}] fired {rule} ×{len(nodes)}: {', '.join(nodes[:6])}{' ...' if len(nodes) > 6 else ''}")
+            lines.append(
+                f"  [{name}] fired {rule} ×{len(nodes)}: {', '.join(nodes[:6])}{' ...' if len(nodes) > 6 else ''}"
+            )
     for name, declined in rep["passes"]["declined"].items():
         for rule, node, why in declined:
             lines.append(f"  [{name}] declined {rule} at {node}: {why}")
     m = rep["memory"]
     lines.append("")
-    lines.append(f"memory: arena {m['arena_bytes'] / 2**20:.2f} MiB, peak live {m['peak_live_bytes'] / 2**20:.2f} MiB "
-                 f"({m['arena_bytes'] / max(1, m['peak_live_bytes']):.3f}×), naive {m['naive_bytes'] / 2**20:.2f} MiB, "
-                 f"weights {m['constant_bytes'] / 2**20:.2f} MiB")
+    lines.append(
+        f"memory: arena {m['arena_bytes'] / 2**20:.2f} MiB, peak live {m['peak_live_bytes'] / 2**20:.2f} MiB "
+        f"({m['arena_bytes'] / max(1, m['peak_live_bytes']):.3f}×), naive {m['naive_bytes'] / 2**20:.2f} MiB, "
+        f"weights {m['constant_bytes'] / 2**20:.2f} MiB"
+    )
     lines.append(f"  {'offset':>12} {'bytes':>10} {'steps':>11}  tensor")
     for b in m["buffers"]:
         alias = f" (view of {b['root']})" if b["alias"] else ""
-        lines.append(f"  {b['offset']:>12} {b['bytes']:>10} {b['first_step']:>5}-{b['last_step']:<5}  {b['tensor']}{alias}")
+        lines.append(
+            f"  {b['offset']:>12} {b['bytes']:>10} {b['first_step']:>5}-{b['last_step']:<5}  {b['tensor']}{alias}"
+        )
     return "\n".join(lines)
 
 
@@ -187,8 +211,15 @@ def draw_graph(session, path: str) -> None:
     labels = {k: ops[k] + ("\n" + epilogue(by_name[k]) if epilogue(by_name[k]) else "") for k in g}
     nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=8, edge_color="#888")
     for k, (x, y) in pos.items():
-        ax.text(x, y, labels[k], ha="center", va="center", fontsize=7,
-                bbox=dict(boxstyle="round", fc="#cde" if epilogue(by_name[k]) else "white", ec="#333"))
+        ax.text(
+            x,
+            y,
+            labels[k],
+            ha="center",
+            va="center",
+            fontsize=7,
+            bbox=dict(boxstyle="round", fc="#cde" if epilogue(by_name[k]) else "white", ec="#333"),
+        )
     ax.set_axis_off()
     fig.tight_layout()
     fig.savefig(path)
@@ -211,15 +242,25 @@ def draw_memory(rep: dict[str, Any], path: str) -> None:
             roots[b["root"]] = b
     cmap = plt.get_cmap("tab20")
     for k, b in enumerate(roots.values()):
-        ax.add_patch(Rectangle((b["first_step"] - 0.5, b["offset"] / 2**20), b["last_step"] - b["first_step"] + 1,
-                               b["region_bytes"] / 2**20, fc=cmap(k % 20), ec="black", lw=0.3))
+        ax.add_patch(
+            Rectangle(
+                (b["first_step"] - 0.5, b["offset"] / 2**20),
+                b["last_step"] - b["first_step"] + 1,
+                b["region_bytes"] / 2**20,
+                fc=cmap(k % 20),
+                ec="black",
+                lw=0.3,
+            )
+        )
     steps = max((b["last_step"] for b in roots.values()), default=1)
     ax.set_xlim(-1.5, steps + 1.5)
     ax.set_ylim(0, max(m["arena_bytes"], 1) / 2**20 * 1.05)
     ax.axhline(m["peak_live_bytes"] / 2**20, color="red", ls="--", lw=0.8, label="peak live")
     ax.set_xlabel("step")
     ax.set_ylabel("arena offset (MiB)")
-    ax.set_title(f"memory plan: arena {m['arena_bytes'] / 2**20:.2f} MiB, peak live {m['peak_live_bytes'] / 2**20:.2f} MiB")
+    ax.set_title(
+        f"memory plan: arena {m['arena_bytes'] / 2**20:.2f} MiB, peak live {m['peak_live_bytes'] / 2**20:.2f} MiB"
+    )
     ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path)

@@ -3,7 +3,7 @@
 For every model and (batch, threads) setting each backend's outputs are first checked
 against onnxruntime's; a backend that disagrees is marked ``WRONG`` and never timed (a fast
 wrong answer is not a result). The rest are warmed up and timed alternately
-(:func:`cnnrt.timing.time_alternating`), and reported as min / median / p90 and the ratio
+(:func:`cnnrt.tools.timing.time_alternating`), and reported as min / median / p90 and the ratio
 of medians to onnxruntime.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .timing import geomean, max_rel_error, ort_providers, ort_session, stats_ms, time_alternating
+from cnnrt.tools.timing import geomean, max_rel_error, ort_providers, ort_session, stats_ms, time_alternating
 
 REFERENCE = "onnxruntime"
 # onnxruntime-nchw: onnxruntime without its layout optimisations (ORT_ENABLE_EXTENDED), i.e.
@@ -60,7 +60,7 @@ def bench_case(
 ) -> dict[str, BackendResult]:
     """Check every runner against ``runners[reference]``, then time those that agree.
 
-    Agreement is :func:`cnnrt.timing.max_rel_error` <= ``rtol`` on every output. A runner
+    Agreement is :func:`cnnrt.tools.timing.max_rel_error` <= ``rtol`` on every output. A runner
     that raises is an ``error``; one that disagrees is ``WRONG``; neither is timed.
     """
     if reference not in runners:

@@ -44,10 +44,10 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import cnnrt
     from cnnrt.errors import CnnrtError
-    from cnnrt.modelsource import random_feeds, resolve_model
-    from cnnrt.profile import AGREEMENT, chrome_trace, profile_session
-    from cnnrt.progress import Spinner
-    from cnnrt.timing import cpu_count, peak_gflops
+    from cnnrt.tools.modelsource import random_feeds, resolve_model
+    from cnnrt.tools.profile import AGREEMENT, chrome_trace, profile_session
+    from cnnrt.tools.progress import Spinner
+    from cnnrt.tools.timing import cpu_count, peak_gflops
 
     if args.runs < 1:
         raise CnnrtError("--runs must be at least 1")
@@ -94,7 +94,7 @@ def run(args) -> int:
             json.dump(chrome_trace(rep), f)
         print(f"wrote {args.chrome_trace}")
     if args.plot:
-        from cnnrt.plots import profile_chart
+        from cnnrt.tools.plots import profile_chart
 
         profile_chart(
             rep["steps"], args.plot, title=f"cnnrt profile {args.model} (batch {rep['batch']}, {threads} threads)"

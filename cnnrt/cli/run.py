@@ -60,9 +60,9 @@ def run(args) -> int:
     import numpy as np
 
     import cnnrt
-    from cnnrt.modelsource import load_feeds, random_feeds, resolve_model
-    from cnnrt.progress import Spinner
-    from cnnrt.timing import max_rel_error, ort_session
+    from cnnrt.tools.modelsource import load_feeds, random_feeds, resolve_model
+    from cnnrt.tools.progress import Spinner
+    from cnnrt.tools.timing import max_rel_error, ort_session
 
     path = resolve_model(args.model)
     t0 = time.perf_counter()

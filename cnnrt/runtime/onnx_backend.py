@@ -16,8 +16,8 @@ import onnx
 from onnx import helper, numpy_helper
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType, namedtupledict
 
-from .errors import BackendUnavailableError
-from .session import InferenceSession
+from cnnrt.errors import BackendUnavailableError
+from cnnrt.runtime.session import InferenceSession
 
 _IR_VERSION = 10  # what run_node's wrapper model declares (onnxruntime 1.31 reads <= 13)
 
@@ -167,7 +167,7 @@ def _cuda_runs() -> bool:
     return cuda_unavailable_reason() is None and bool(supported("cuda"))
 
 
-# module-level functions, so ``onnx.backend.test.BackendTest(cnnrt.backend, ...)`` works
+# module-level functions, so ``onnx.backend.test.BackendTest(cnnrt.runtime.onnx_backend, ...)`` works
 prepare = CnnrtBackend.prepare
 run_model = CnnrtBackend.run_model
 run_node = CnnrtBackend.run_node

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CnnrtError, ModelLoadError
+from cnnrt.errors import CnnrtError, ModelLoadError
 
 
 def is_zoo_name(arg: str) -> bool:
@@ -92,7 +92,7 @@ def load_feeds(specs: list[str], session) -> tuple[dict[str, np.ndarray], list[s
     A float array of another float width is cast to the model's dtype (with a note); any
     other mismatch is left for the session to reject with its own message.
     """
-    from .errors import InputError
+    from cnnrt.errors import InputError
 
     names = [a.name for a in session.get_inputs()]
     dtypes = {

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnrt.core.ir import Graph, Node
+from cnnrt.errors import CnnrtError, KernelError, UnsupportedOpError
 from cnnrt.kernels import get_builder
 from cnnrt.kernels.aligned import aligned_empty
-
-from .errors import CnnrtError, KernelError, UnsupportedOpError
-from .ir import Graph, Node
-from .plan import MemoryPlan
+from cnnrt.runtime.plan import MemoryPlan
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def _int_list(s: str) -> list[int]:
 
 
 def add_parser(sub) -> None:
-    from cnnrt.bench import BACKENDS, DEFAULT_BACKENDS
+    from cnnrt.tools.bench import BACKENDS, DEFAULT_BACKENDS
 
     p = sub.add_parser(
         "bench",
@@ -58,11 +58,19 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from cnnrt.bench import BACKENDS, DEFAULT_BACKENDS, HEADER, REFERENCE, format_rows, geomean_summary, records_for
     from cnnrt.errors import CnnrtError
-    from cnnrt.modelsource import is_zoo_name, resolve_model
-    from cnnrt.progress import Progress
-    from cnnrt.timing import cpu_count
+    from cnnrt.tools.bench import (
+        BACKENDS,
+        DEFAULT_BACKENDS,
+        HEADER,
+        REFERENCE,
+        format_rows,
+        geomean_summary,
+        records_for,
+    )
+    from cnnrt.tools.modelsource import is_zoo_name, resolve_model
+    from cnnrt.tools.progress import Progress
+    from cnnrt.tools.timing import cpu_count
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
@@ -115,7 +123,7 @@ def run(args) -> int:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
     if args.plot:
-        from cnnrt.plots import bench_chart
+        from cnnrt.tools.plots import bench_chart
 
         bench_chart(records, args.plot)
         print(f"wrote {args.plot}")
@@ -124,8 +132,8 @@ def run(args) -> int:
 
 def _bench_setting(args, backends, path, zoo, batch, threads, cache) -> dict:
     """Results per backend for one model at one (batch, threads); never raises for a backend."""
-    from cnnrt.bench import REFERENCE, BackendResult, Skip, bench_case, make_runner
-    from cnnrt.modelsource import fixed_batch, random_feeds
+    from cnnrt.tools.bench import REFERENCE, BackendResult, Skip, bench_case, make_runner
+    from cnnrt.tools.modelsource import fixed_batch, random_feeds
 
     def all_(status, note):
         return {b: BackendResult(b, status, note=note) for b in backends}

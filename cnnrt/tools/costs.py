@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from .ir import Graph, Node
+from cnnrt.core.ir import Graph, Node
 
 
 def _prod(shape) -> int:

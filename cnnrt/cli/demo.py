@@ -26,8 +26,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import cnnrt
     from cnnrt.errors import CnnrtError
-    from cnnrt.modelsource import random_feeds, resolve_model
-    from cnnrt.timing import max_rel_error, ort_session, stats_ms, time_alternating
+    from cnnrt.tools.modelsource import random_feeds, resolve_model
+    from cnnrt.tools.timing import max_rel_error, ort_session, stats_ms, time_alternating
 
     t0 = time.perf_counter()
     path = resolve_model(args.model)
@@ -51,8 +51,12 @@ def run(args) -> int:
     print(f"check       max|cnnrt-ort|/max(1,|ort|) = {err:.2e}  {'OK' if ok else 'MISMATCH'}")
     if not ok:
         raise CnnrtError(f"cnnrt and onnxruntime disagree on {args.model} (relative error {err:.2e} > 1e-3)")
-    times = time_alternating({"cnnrt": lambda: sess.run(None, feeds), "onnxruntime": lambda: ort.run(None, feeds)}, runs=args.runs)
+    times = time_alternating(
+        {"cnnrt": lambda: sess.run(None, feeds), "onnxruntime": lambda: ort.run(None, feeds)}, runs=args.runs
+    )
     c, o = stats_ms(times["cnnrt"]), stats_ms(times["onnxruntime"])
-    print(f"latency     cnnrt {c['median_ms']:.2f} ms   onnxruntime {o['median_ms']:.2f} ms   "
-          f"ratio {c['median_ms'] / o['median_ms']:.2f}  (batch {args.batch}, median of {len(times['cnnrt'])} alternating runs)")
+    print(
+        f"latency     cnnrt {c['median_ms']:.2f} ms   onnxruntime {o['median_ms']:.2f} ms   "
+        f"ratio {c['median_ms'] / o['median_ms']:.2f}  (batch {args.batch}, median of {len(times['cnnrt'])} alternating runs)"
+    )
     return 0

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ir import Graph, Node
-from .ops import UNARY_ACTIVATION_OPS, VIEW_OPS
+from cnnrt.core.ir import Graph, Node
+from cnnrt.core.ops import UNARY_ACTIVATION_OPS, VIEW_OPS
 
 ALIGN = 64
 
