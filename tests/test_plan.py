@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "passes"))
-
 from ir_reference import evaluate  # noqa: E402
 from pass_helpers import GB, feeds_for  # noqa: E402
 

@@ -8,14 +8,8 @@ compiles per dtype, not per B, so B is swept freely and float64 on a few cases o
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-
 from reference import (  # noqa: E402
     ACT_LIPSCHITZ,
     act_params,

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 from onnx import helper
-
-sys.path.insert(0, os.path.dirname(__file__))
-
 from reference import (  # noqa: E402
     act_params,
     activation_ref,

@@ -5,14 +5,8 @@ a chunk, batch, every epilogue. Bounds from reference.sum_bound, not tuned."""
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-
 from reference import U32, activation_ref, assert_within, conv2d_reference, conv_out, sum_bound  # noqa: E402
 
 from cnnrt.core.ops import ACTIVATIONS  # noqa: E402

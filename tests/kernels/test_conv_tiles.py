@@ -9,15 +9,9 @@ the magnitude of the same sum on absolute values), not tuned.
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 from numba import njit
-
-sys.path.insert(0, os.path.dirname(__file__))
-
 from reference import activation_ref, assert_within, conv2d_reference, conv_out, sum_bound  # noqa: E402
 
 from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402

@@ -9,15 +9,9 @@ below name which one they are meant for, and a test checks that they still reach
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 from onnx import helper
-
-sys.path.insert(0, os.path.dirname(__file__))
-
 from reference import (  # noqa: E402
     act_params,
     activation_ref,

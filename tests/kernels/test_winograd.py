@@ -25,14 +25,8 @@ of the direct one, so a loose bound cannot hide a broken kernel.
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-
 from reference import U32, conv2d_reference, conv_out  # noqa: E402
 
 from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402
