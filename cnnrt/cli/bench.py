@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 
+from cnnrt.cli import options
+
 EPILOG = """examples:
   cnnrt bench lenet5 resnet18 --batch 1,8 --threads 1,2 --runs 20
   cnnrt bench model.onnx --backends cnnrt,onnxruntime --json bench.json --plot bench.png
@@ -32,14 +34,14 @@ def _int_list(s: str) -> list[int]:
 def add_parser(sub) -> None:
     from cnnrt.tools.bench import BACKENDS, DEFAULT_BACKENDS
 
-    p = sub.add_parser(
+    p = options.command_parser(
+        sub,
         "bench",
         help="time cnnrt vs onnxruntime (and torch) after checking their answers agree",
-        description=__doc__,
+        doc=__doc__,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("models", nargs="+", metavar="MODEL", help=".onnx paths or zoo names")
+    options.add_model(p, many=True)
     p.add_argument(
         "--backends",
         default=",".join(DEFAULT_BACKENDS),
@@ -50,9 +52,9 @@ def add_parser(sub) -> None:
     p.add_argument("--runs", type=int, default=20, help="timed runs per backend (default 20)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs per backend first (default 2)")
     p.add_argument("--max-seconds", type=float, default=None, help="stop timing a case after this long (>=3 runs)")
-    p.add_argument("--rtol", type=float, default=1e-3, help="agreement bound vs onnxruntime (default 1e-3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    p.add_argument("--json", default=None, metavar="PATH", help="write the records as a JSON list")
+    options.add_rtol(p)
+    options.add_seed(p)
+    options.add_json(p, "the records (a list)")
     p.add_argument("--plot", default=None, metavar="PATH", help="bar chart of medians (.png or .svg)")
     p.set_defaults(func=run)
 

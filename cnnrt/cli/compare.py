@@ -9,8 +9,9 @@ unless --rtol/--atol are given. Exit code 1 when a divergence is found."""
 
 from __future__ import annotations
 
-import argparse
 import json
+
+from cnnrt.cli import options
 
 EPILOG = """examples:
   cnnrt compare resnet18
@@ -20,25 +21,25 @@ EPILOG = """examples:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = options.command_parser(
+        sub,
         "compare",
         help="compare every intermediate tensor with onnxruntime (or unoptimized cnnrt); find the first divergence",
-        description=__doc__,
+        doc=__doc__,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="an .onnx path or a zoo name (the model cnnrt runs)")
+    options.add_model(p, note="the model cnnrt runs")
     p.add_argument("--reference-model", default=None, metavar="PATH", help="model the reference runs (default MODEL)")
     p.add_argument("--against", choices=["onnxruntime", "unoptimized"], default="onnxruntime")
     p.add_argument("--rtol", type=float, default=None, help="relative tolerance (of max|ref|) for every tensor")
     p.add_argument("--atol", type=float, default=None, help="absolute tolerance for every tensor")
     p.add_argument("--bisect-passes", action="store_true", help="on divergence, find the pass that introduces it")
-    p.add_argument("--batch", type=int, default=None, help="batch size of a symbolic batch dimension")
-    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE", help="inputs as in `cnnrt run`")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    options.add_batch(p)
+    options.add_inputs(p)
+    options.add_seed(p)
+    options.add_threads(p)
     p.add_argument("--all", action="store_true", help="also list nodes that have no reference tensor")
-    p.add_argument("--json", default=None, metavar="PATH", help="write the comparison as JSON")
+    options.add_json(p, "the comparison")
     p.set_defaults(func=run)
 
 

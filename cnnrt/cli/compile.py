@@ -7,10 +7,11 @@ type signatures were compiled now and how many were loaded from the cache."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+
+from cnnrt.cli import options
 
 EPILOG = """examples:
   cnnrt compile resnet18
@@ -19,17 +20,13 @@ EPILOG = """examples:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "compile",
-        help="build and run once to pre-warm Numba's on-disk kernel cache",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = options.command_parser(
+        sub, "compile", help="build and run once to pre-warm Numba's on-disk kernel cache", doc=__doc__, epilog=EPILOG
     )
-    p.add_argument("models", nargs="+", metavar="MODEL", help=".onnx paths or zoo names")
-    p.add_argument("--batch", type=int, default=None, help="batch size of a symbolic batch dimension")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", default=None, metavar="PATH", help="write what was compiled as JSON")
+    options.add_model(p, many=True)
+    options.add_batch(p)
+    options.add_threads(p)
+    options.add_json(p, "what was compiled")
     p.set_defaults(func=run)
 
 

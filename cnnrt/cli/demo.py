@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
 import time
+
+from cnnrt.cli import options
 
 DEFAULT_MODEL = "resnet18"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = options.command_parser(
+        sub,
         "demo",
         help="export a zoo model, run it with cnnrt, check it against onnxruntime, print both latencies",
-        description=__doc__,
+        doc=__doc__,
         epilog="example: cnnrt demo resnet18 --batch 1 --runs 20",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"zoo name or .onnx path (default {DEFAULT_MODEL})")
+    p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"{options.MODEL_HELP} (default {DEFAULT_MODEL})")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--threads", type=int, default=None)
+    options.add_threads(p)
     p.set_defaults(func=run)
 
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
+from cnnrt.cli import options
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = options.command_parser(
+        sub,
         "inspect",
         help="show the optimised graph, the pass log and the memory plan",
-        description=__doc__,
+        doc=__doc__,
         epilog="examples:\n  cnnrt inspect resnet50\n  cnnrt inspect resnet50 --format json -o resnet50.json\n"
         "  cnnrt inspect googlenet --format svg -o googlenet.svg --memory-plot googlenet-mem.png",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="zoo name or .onnx path")
+    options.add_model(p)
     p.add_argument("--opt-level", type=int, default=2, choices=(0, 1, 2))
     p.add_argument("--disable", action="append", default=[], metavar="PASS", help="disable a pass (repeatable)")
     p.add_argument("--batch", type=int, default=1)

@@ -8,10 +8,11 @@ Session build time is split into import, passes, planning, kernels and the first
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+
+from cnnrt.cli import options
 
 EPILOG = """examples:
   cnnrt profile resnet18 --runs 20
@@ -20,22 +21,22 @@ EPILOG = """examples:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = options.command_parser(
+        sub,
         "profile",
         help="per-step time, MACs, GFLOP/s and %% of peak of the executed plan",
-        description=__doc__,
+        doc=__doc__,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="an .onnx path or a zoo name")
+    options.add_model(p)
     p.add_argument("--runs", type=int, default=20, help="profiled runs; medians are reported (default 20)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--batch", type=int, default=None, help="batch size of a symbolic batch dimension")
-    p.add_argument("--threads", type=int, default=None, help="cnnrt threads (default: all cores)")
+    options.add_batch(p)
+    options.add_threads(p)
     p.add_argument("--top", type=int, default=0, help="print only the N slowest steps (default: all, in order)")
     p.add_argument("--no-peak", action="store_true", help="skip the machine-peak probe")
     p.add_argument("--refresh-peak", action="store_true", help="re-measure the peak instead of using the cache")
-    p.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON")
+    options.add_json(p, "the report")
     p.add_argument("--chrome-trace", default=None, metavar="PATH", help="write a Chrome trace-event JSON (Perfetto)")
     p.add_argument("--plot", default=None, metavar="PATH", help="bar chart of the 30 slowest steps (.png/.svg)")
     p.set_defaults(func=run)

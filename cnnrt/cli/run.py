@@ -3,10 +3,11 @@ check them against onnxruntime."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+
+from cnnrt.cli import options
 
 EPILOG = """examples:
   cnnrt run lenet5 --check
@@ -15,33 +16,23 @@ EPILOG = """examples:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = options.command_parser(
+        sub,
         "run",
         help="run a model on .npy/.npz (or random) inputs, save outputs, optionally check against onnxruntime",
-        description=__doc__,
+        doc=__doc__,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="an .onnx path or a zoo name (see `cnnrt zoo list`)")
-    p.add_argument(
-        "--input",
-        "-i",
-        action="append",
-        default=[],
-        metavar="NAME=FILE",
-        help="NAME=FILE.npy, NAME=FILE.npz, or FILE.npz keyed by input names (repeatable); "
-        "inputs not given are random (seeded) of the right shape",
-    )
+    options.add_model(p)
+    options.add_inputs(p)
     p.add_argument("--output", "-o", default=None, metavar="OUT.npz", help="save outputs (keyed by output name)")
     p.add_argument("--backend", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--batch", type=int, default=None, help="batch size for random inputs of a symbolic batch dimension")
-    p.add_argument("--threads", type=int, default=None, help="threads for cnnrt and the onnxruntime check")
-    p.add_argument("--seed", type=int, default=0, help="seed for random inputs")
+    options.add_batch(p)
+    options.add_threads(p, "threads for cnnrt and the onnxruntime check (default: all cores)")
+    options.add_seed(p)
     p.add_argument("--check", action="store_true", help="compare with onnxruntime; exit 1 on mismatch")
-    p.add_argument(
-        "--rtol", type=float, default=1e-3, help="--check bound on max|cnnrt-ort|/max(1,max|ort|) (default 1e-3)"
-    )
-    p.add_argument("--json", default=None, metavar="PATH", help="write a JSON report")
+    options.add_rtol(p)
+    options.add_json(p, "a report")
     p.set_defaults(func=run)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from cnnrt.cli import options
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = options.command_parser(
+        sub,
         "zoo",
         help="list or export the built-in classic CNNs",
-        description=__doc__,
+        doc=__doc__,
         epilog="example: cnnrt zoo export resnet50 -o resnet50.onnx --opset 13 --batch 1",
     )
     zs = p.add_subparsers(dest="zoo_command", metavar="ACTION")

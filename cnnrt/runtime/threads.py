@@ -4,13 +4,12 @@ Kernels split their work (GEMMs included) into tasks that Numba's threads claim
 (kernels/cpu/blas.py); conv tasks run cnnrt's own register tile (kernels/cpu/microkernel.py),
 Gemm/MatMul tasks a single-threaded BLAS. So a run sets Numba's thread count for the calling
 thread (it is per thread in Numba) and keeps the BLAS that the kernels call (numpy's
-OpenBLAS) at one thread. Two pools that alternate on two cores fought
-(FIELD-NOTES: 3-8x slower medians), and OpenBLAS's static split of a GEMM made a single
-descheduled thread stall every call.
+OpenBLAS) at one thread. Two pools that alternate on two cores fight over them, and
+OpenBLAS's static split of a GEMM makes a single descheduled thread stall every call.
 
 Without a CBLAS the kernels can call (``blas.HAVE_BLAS`` False), Gemm/MatMul go through np.matmul
-and BLAS gets ``n`` threads instead, as before. Both settings are checked on every run (a few
-hundred nanoseconds), so a user who changed them in between gets them back.
+and BLAS gets ``n`` threads instead. Both settings are checked on every run (cheaply), so a user
+who changed them in between gets them back.
 """
 
 from __future__ import annotations
@@ -32,7 +31,8 @@ def default_threads() -> int:
 
 def _modules():
     """(numba, kernels._jit.num_threads, kernels.cpu.blas), imported on first use (not at
-    ``import cnnrt``) and kept: an import statement per run cost ~1.5 us of LeNet's ~60."""
+    ``import cnnrt``) and kept: an import statement on every run is a measurable share of a small
+    model's run time."""
     global _mods
     if _mods is None:
         import numba
@@ -59,7 +59,7 @@ def apply_threads(n: int) -> int:
     global _blas_threads, _controller
     numba, num_threads, blas = _modules()
     n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
-    if num_threads() != n:  # not numba.get_num_threads(): its pool-launch lock costs 0.6 us a run
+    if num_threads() != n:  # not numba.get_num_threads(): it takes the pool-launch lock on every run
         numba.set_num_threads(n)
     want = blas_threads_for(n)
     if blas.set_blas_threads(want):

@@ -46,7 +46,7 @@ def ort_session(model_path_or_bytes, threads: int | None = None, optimize: bool 
     if threads:
         so.intra_op_num_threads = threads
     # onnxruntime's pool otherwise spins after each run and takes a core from whatever runs
-    # next (the alternating cnnrt run: 25 ms alone became ~40 ms); it costs ort itself ~5%.
+    # next (the alternating cnnrt run); turning spinning off costs onnxruntime itself little.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     levels = {True: "ORT_ENABLE_ALL", False: "ORT_DISABLE_ALL", "extended": "ORT_ENABLE_EXTENDED"}
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, levels[optimize])

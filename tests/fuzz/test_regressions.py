@@ -1,6 +1,6 @@
-"""Inputs the fuzzers (tests/fuzz/fuzz_load.py, test_fuzz_models.py, a long random-mutation
-loop) once crashed cnnrt with or made it answer differently from onnxruntime, rebuilt as
-readable models. Each test names what used to escape (or, as xfail, a bug still open in a
+"""Inputs found by the fuzzers (tests/fuzz/fuzz_load.py, test_fuzz_models.py, a long random-mutation
+loop) that crashed cnnrt or made it answer differently from onnxruntime, rebuilt as readable
+models. Each test names the defect it guards against (or, as xfail, a bug still open in a
 file this suite does not own).
 """
 
@@ -314,7 +314,7 @@ def test_sample_model_still_matches_after_all_checks():
     [
         ("pool", "ceil_mode", 2),
         ("pool", "storage_order", 2**63 - 1),
-        ("gemm", "transB", 2**62),  # onnxruntime: shape error; cnnrt used to transpose
+        ("gemm", "transB", 2**62),  # onnxruntime: shape error; cnnrt must not read it as "transpose"
         ("gemm", "transA", -1),
     ],
 )
