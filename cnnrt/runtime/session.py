@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from cnnrt.core.ir import Graph
-from cnnrt.errors import BackendUnavailableError, CnnrtError, InputError, ResourceLimitError, SessionClosedError
-from cnnrt.runtime.executor import Executor
-from cnnrt.runtime.plan import MemoryPlan, plan_memory
+from cnnrt.errors import BackendUnavailableError, CnnrtError, InputError, SessionClosedError
+from cnnrt.runtime.build import BuildOptions, Compiled, PlanCache, build, default_memory_limit, shape_key
+from cnnrt.runtime.feeds import check_feeds, checked_shape
+from cnnrt.runtime.plan import MemoryPlan
 from cnnrt.runtime.threads import apply_threads, default_threads
 
 _ORT_TYPES = {
@@ -32,49 +33,6 @@ _ORT_TYPES = {
     "uint8": "tensor(uint8)",
     "bool": "tensor(bool)",
 }
-
-
-def _is_device_array(x: Any) -> bool:
-    from cnnrt.kernels.cuda.device import is_device_array
-
-    return is_device_array(x)
-
-
-def default_memory_limit() -> int:
-    """Bytes an arena may take: $CNNRT_MEMORY_LIMIT, else half of physical memory."""
-    env = os.environ.get("CNNRT_MEMORY_LIMIT")
-    if env:
-        try:
-            limit = int(env)
-        except ValueError:
-            limit = -1
-        if limit <= 0:
-            raise CnnrtError(f"CNNRT_MEMORY_LIMIT must be a positive number of bytes, not {env!r}")
-        return limit
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
-
-
-def _checked_shape(spec, shape) -> tuple[int, ...]:
-    """A shape given to ``prepare`` for input ``spec``: positive ints, the right rank, fixed dims kept."""
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        raise InputError(f"shape for input {spec.name!r} must be a sequence of ints, not {shape!r}") from None
-    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims):
-        raise InputError(f"shape for input {spec.name!r} must hold positive ints, got {list(dims)}")
-    if spec.shape and len(dims) != len(spec.shape):
-        raise InputError(
-            f"input {spec.name!r} has rank {len(spec.shape)} (shape {list(spec.shape)}), got shape {list(dims)}"
-        )
-    for axis, (want, got) in enumerate(zip(spec.shape, dims)):
-        if isinstance(want, int) and want != got:
-            raise InputError(
-                f"input {spec.name!r} dimension {axis} must be {want} (shape {list(spec.shape)}), got {list(dims)}"
-            )
-    return tuple(int(d) for d in dims)
 
 
 # Numba's "workqueue" threading layer (the fallback without OpenMP or TBB) aborts the whole
@@ -96,10 +54,6 @@ def _parallel_guard():
     return contextlib.nullcontext() if _layer_is_safe else _PROCESS_LOCK
 
 
-def _fmt_bytes(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
-
-
 @dataclass(frozen=True)
 class NodeArg:
     """Like onnxruntime's NodeArg: name, shape (ints or symbolic names), type string."""
@@ -107,17 +61,6 @@ class NodeArg:
     name: str
     shape: list[int | str | None]
     type: str
-
-
-@dataclass
-class Compiled:
-    """Everything built for one set of concrete input shapes."""
-
-    graph: Graph
-    plan: MemoryPlan
-    executor: Executor
-    pass_log: Any
-    timings: dict[str, float]
 
 
 class InferenceSession:
@@ -171,22 +114,26 @@ class InferenceSession:
         self._import_s = time.perf_counter() - t0
         self._lock = threading.Lock()
         self._closed = False
-        self._compiled: dict[tuple, Compiled] = {}
+        self._build_options = BuildOptions(backend, opt_level, self.disabled_passes, self.poison, self.memory_limit)
+        self._plans = PlanCache(self.MAX_PLANS, self.memory_limit)
         # feed signatures (name, type, dtype, shape per feed) that passed _check_feeds: a run
-        # with the same ones skips the checks (13 us of LeNet-5's ~100 us run)
+        # with the same ones skips the checks, a large share of a small model's run time
         self._checked_feeds: dict[tuple, tuple] = {}
         self._inputs = [NodeArg(s.name, list(s.shape), _ORT_TYPES[s.dtype]) for s in self.model.inputs]
-        self._default_key = self._key(self.model.bind_shapes(), frozenset())
         with _parallel_guard():
-            self._current = self._compile(*self._default_key_args())
+            self._current = self._compile(dict(self.model.bind_shapes()), frozenset())
 
     # -- onnxruntime-shaped introspection --
 
     def get_inputs(self) -> list[NodeArg]:
         return list(self._inputs)
 
+    def _now(self) -> Compiled:
+        """The plan of the most recent input shapes (SessionClosedError once closed)."""
+        return self._live()._current
+
     def get_outputs(self) -> list[NodeArg]:
-        g = self._live()._current.graph
+        g = self._now().graph
         return [
             NodeArg(o, list(g.values[o].shape), _ORT_TYPES.get(g.values[o].dtype, g.values[o].dtype)) for o in g.outputs
         ]
@@ -194,105 +141,37 @@ class InferenceSession:
     @property
     def graph(self) -> Graph:
         """The optimised IR graph that executes (for the most recent input shapes)."""
-        return self._live()._current.graph
+        return self._now().graph
 
     @property
     def executor(self):
         """The executor of the current plan: ``.steps`` (node, kernel, bound arrays) for tools."""
-        return self._live()._current.executor
+        return self._now().executor
 
     @property
     def plan(self) -> MemoryPlan:
-        return self._live()._current.plan
+        return self._now().plan
 
     @property
     def pass_log(self):
-        return self._live()._current.pass_log
+        return self._now().pass_log
 
     @property
     def build_timings(self) -> dict[str, float]:
         """Seconds spent in import, passes, planning and kernel build for the current plan."""
-        return dict(self._live()._current.timings)
+        return dict(self._now().timings)
 
     # -- building --
 
-    def _vector_bytes(self) -> int | None:
-        """The CPU's vector width for the layout pass (None: not a CPU session)."""
-        if self.backend != "cpu":
-            return None
-        from cnnrt.kernels.cpu.microkernel import VECTOR_BYTES
-
-        return VECTOR_BYTES
-
-    def _key(self, shapes: Mapping[str, tuple[int, ...]], fed: frozenset[str]) -> tuple:
-        return (tuple(sorted(shapes.items())), fed)
-
-    def _default_key_args(self):
-        shapes, fed = self._default_key
-        return dict(shapes), fed
-
     def _compile(self, shapes: dict[str, tuple[int, ...]], fed: frozenset[str]) -> Compiled:
-        key = self._key(shapes, fed)
-        hit = self._compiled.get(key)
-        if hit is not None:
-            return hit
-        from cnnrt.passes.pipeline import run_pipeline
-
-        t0 = time.perf_counter()
-        graph = self.model.to_graph(shapes, fed)
-        t1 = time.perf_counter()
-        with np.errstate(all="ignore"):  # folding Inf/NaN weights must not trip np.seterr(all="raise")
-            graph, log = run_pipeline(graph, self.opt_level, self.disabled_passes, self._vector_bytes())
-        t2 = time.perf_counter()
-        try:
-            plan = plan_memory(graph)
-        except CnnrtError:
-            raise
-        except Exception as e:
-            raise CnnrtError(f"memory planning failed for graph {graph.name!r}: {type(e).__name__}: {e}") from e
-        if plan.arena_bytes > self.memory_limit:
-            raise ResourceLimitError(
-                f"the activations for input shapes {shapes} need a {_fmt_bytes(plan.arena_bytes)} arena, "
-                f"above the memory limit of {_fmt_bytes(self.memory_limit)} "
-                "(InferenceSession(memory_limit=...) or CNNRT_MEMORY_LIMIT bytes raise it)"
-            )
-        t3 = time.perf_counter()
-        try:
-            if self.backend == "cuda":
-                from cnnrt.runtime.cuda_executor import CudaExecutor
-
-                executor = CudaExecutor(graph, plan, poison=self.poison)
-            else:
-                executor = Executor(graph, plan, self.backend, poison=self.poison)
-        except CnnrtError:
-            raise
-        except MemoryError:
-            raise ResourceLimitError(
-                f"cannot allocate the {_fmt_bytes(plan.arena_bytes)} arena for input shapes {shapes}"
-            ) from None
-        except Exception as e:  # safety net: binding arrays or building a kernel tripped
-            raise CnnrtError(f"building the {self.backend} executor failed: {type(e).__name__}: {e}") from e
-        t4 = time.perf_counter()
-        timings = {"import": self._import_s + (t1 - t0), "passes": t2 - t1, "planning": t3 - t2, "kernels": t4 - t3}
-        compiled = Compiled(graph, plan, executor, log, timings)
-        self._compiled[key] = compiled
-        self._evict(keep=compiled)
+        """The plan for these input shapes, from the cache or built now."""
+        key = shape_key(shapes, fed)
+        compiled = self._plans.get(key)
+        if compiled is None:
+            compiled = build(self.model, shapes, fed, self._build_options)
+            compiled.timings["import"] += self._import_s
+            self._plans.add(key, compiled)
         return compiled
-
-    def _evict(self, keep: Compiled) -> None:
-        """Drop the oldest plans beyond MAX_PLANS, or while their arenas together pass the limit.
-
-        A stream of new input shapes would otherwise keep one arena per shape forever.
-        """
-        total = sum(c.plan.arena_bytes for c in self._compiled.values())
-        for key in list(self._compiled):
-            if len(self._compiled) <= self.MAX_PLANS and total <= self.memory_limit:
-                break
-            c = self._compiled[key]
-            if c is keep:  # the caller makes it current right away; the old current may go
-                continue
-            del self._compiled[key]
-            total -= c.plan.arena_bytes
 
     def prepare(self, input_shapes: Mapping[str, Sequence[int]] | None = None, batch: int | None = None) -> None:
         """Build (or reuse) the plan for these input shapes and make it current.
@@ -310,7 +189,7 @@ class InferenceSession:
         shapes = {}
         for spec in self.model.inputs:
             if input_shapes and spec.name in input_shapes:
-                shapes[spec.name] = _checked_shape(spec, input_shapes[spec.name])
+                shapes[spec.name] = checked_shape(spec, input_shapes[spec.name])
             else:
                 shapes[spec.name] = tuple(
                     d if isinstance(d, int) else (batch if batch and axis == 0 else 1)
@@ -369,7 +248,7 @@ class InferenceSession:
         """Drop every compiled plan and its arena; later calls to ``run`` raise. Idempotent."""
         with self._lock:
             self._closed = True
-            self._compiled.clear()
+            self._plans.clear()
             self._current = None
 
     def __enter__(self) -> InferenceSession:
@@ -391,49 +270,7 @@ class InferenceSession:
         hit = self._checked_feeds.get(sig) if sig is not None else None
         if hit is not None:
             return dict(input_feed), hit[0], hit[1]
-        feeds, shapes, fed = self._check_feeds_fully(input_feed)
+        feeds, shapes, fed = check_feeds(self.model, self.backend, input_feed)
         if sig is not None and len(self._checked_feeds) < 64:
             self._checked_feeds[sig] = (shapes, fed)
-        return feeds, shapes, fed
-
-    def _check_feeds_fully(self, input_feed: Mapping[str, Any]):
-        known = {s.name: s for s in self.model.inputs}
-        overridable = {s.name: s for s in self.model.overridable}
-        unknown = [k for k in input_feed if k not in known and k not in overridable]
-        if unknown:
-            raise InputError(f"unknown input name(s) {unknown}; the model's inputs are {list(known)}")
-        missing = [k for k in known if k not in input_feed]
-        if missing:
-            raise InputError(f"missing input(s) {missing}; the model's inputs are {list(known)}")
-        feeds: dict[str, np.ndarray] = {}
-        shapes: dict[str, tuple[int, ...]] = {}
-        bound: dict[str, int] = {}
-        for name, x in input_feed.items():
-            spec = known.get(name) or overridable[name]
-            if self.backend == "cuda" and not isinstance(x, np.ndarray) and _is_device_array(x):
-                pass  # a device array stays on the device: shape and dtype are checked below
-            elif not isinstance(x, np.ndarray):
-                raise InputError(f"input {name!r} must be a numpy.ndarray, not {type(x).__name__}")
-            if x.dtype != np.dtype(spec.dtype):
-                raise InputError(f"input {name!r} must have dtype {spec.dtype}, got {x.dtype}")
-            if len(x.shape) != len(spec.shape) and spec.shape:
-                raise InputError(
-                    f"input {name!r} must have rank {len(spec.shape)} (shape {list(spec.shape)}), got shape {list(x.shape)}"
-                )
-            for axis, (want, got) in enumerate(zip(spec.shape, x.shape)):
-                if isinstance(want, int) and want != got:
-                    raise InputError(
-                        f"input {name!r} dimension {axis} must be {want} (shape {list(spec.shape)}), got shape {list(x.shape)}"
-                    )
-                if got <= 0:
-                    raise InputError(f"input {name!r} has an empty dimension {axis}: shape {list(x.shape)}")
-                if isinstance(want, str):
-                    if bound.setdefault(want, got) != got:
-                        raise InputError(
-                            f"symbolic dimension {want!r} is {bound[want]} in one input but {got} in {name!r}"
-                        )
-            feeds[name] = x
-            if name in known:
-                shapes[name] = tuple(x.shape)
-        fed = frozenset(n for n in input_feed if n in overridable)
         return feeds, shapes, fed

@@ -115,7 +115,7 @@ def test_new_shapes_do_not_keep_a_plan_each_forever():
     [want] = sess.run(None, first)
     for b in range(2, 3 * sess.MAX_PLANS):
         assert sess.run(None, input_for(m, batch=b))[0].shape == (b, 5)
-        assert len(sess._compiled) <= sess.MAX_PLANS
+        assert len(sess._plans) <= sess.MAX_PLANS
     np.testing.assert_array_equal(sess.run(None, first)[0], want)  # evicted plan rebuilt on demand
 
 
@@ -125,7 +125,7 @@ def test_cached_plans_stay_within_the_memory_limit():
     sess = cnnrt.InferenceSession(m, memory_limit=40 * one)
     for b in (8, 16, 24, 32, 8, 16):
         sess.run(None, input_for(m, batch=b))
-        assert sum(c.plan.arena_bytes for c in sess._compiled.values()) <= 40 * one
+        assert sum(c.plan.arena_bytes for c in sess._plans.plans()) <= 40 * one
 
 
 def test_close_frees_the_arena_and_run_after_close_raises():

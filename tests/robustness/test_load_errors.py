@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from robust_models import conv_net, input_for, lenet5, ort_session
 
 import cnnrt
-import cnnrt.runtime.session as session_mod
+import cnnrt.runtime.build as build_mod
 from cnnrt.errors import (
     CnnrtError,
     ModelLoadError,
@@ -421,7 +421,7 @@ class _NoExecutor:
 
 
 def test_memory_limit_refuses_before_allocating(monkeypatch):
-    monkeypatch.setattr(session_mod, "Executor", _NoExecutor)
+    monkeypatch.setattr(build_mod, "Executor", _NoExecutor)
     with pytest.raises(ResourceLimitError, match=r"need a \d+ bytes arena, above the memory limit of 1000 bytes"):
         _load(conv_net(), memory_limit=1000)
 

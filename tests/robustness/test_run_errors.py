@@ -216,7 +216,7 @@ def test_loading_overflowing_weights_ignores_the_callers_numpy_error_settings():
         ({"input_shapes": {"x": (-1, 3, 8, 8)}}, "must hold positive ints"),
         ({"input_shapes": {"x": ("a", 3, 8, 8)}}, "must hold positive ints"),
         ({"input_shapes": {"x": 7}}, "must be a sequence of ints"),
-        ({"input_shapes": {"x": (1, 3)}}, r"has rank 4 \(shape \['N', 3, 8, 8\]\)"),
+        ({"input_shapes": {"x": (1, 3)}}, r"must have rank 4 \(shape \['N', 3, 8, 8\]\), got shape \[1, 3\]"),
         ({"input_shapes": {"x": (1, 4, 8, 8)}}, "dimension 1 must be 3"),
         ({"input_shapes": {"zz": (1, 3, 8, 8)}}, r"unknown input name\(s\) \['zz'\]"),
         ({"input_shapes": 5}, "input_shapes must be a dict"),

@@ -1,0 +1,157 @@
+"""From an imported model to something that runs, once per set of input shapes: the IR for those shapes, the
+pass pipeline, the memory plan and the backend's executor; and the cache that keeps the recent ones."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cnnrt.core.ir import Graph
+from cnnrt.errors import CnnrtError, ResourceLimitError
+from cnnrt.runtime.executor import Executor
+from cnnrt.runtime.plan import MemoryPlan, plan_memory
+
+
+@dataclass
+class Compiled:
+    """Everything built for one set of concrete input shapes."""
+
+    graph: Graph
+    plan: MemoryPlan
+    executor: Executor
+    pass_log: Any
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """The session's settings that shape what gets built."""
+
+    backend: str
+    opt_level: int
+    disabled_passes: tuple[str, ...]
+    poison: bool
+    memory_limit: int
+
+
+def default_memory_limit() -> int:
+    """Bytes an arena may take: $CNNRT_MEMORY_LIMIT, else half of physical memory."""
+    env = os.environ.get("CNNRT_MEMORY_LIMIT")
+    if env:
+        try:
+            limit = int(env)
+        except ValueError:
+            limit = -1
+        if limit <= 0:
+            raise CnnrtError(f"CNNRT_MEMORY_LIMIT must be a positive number of bytes, not {env!r}")
+        return limit
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def _vector_bytes(backend: str) -> int | None:
+    """The CPU's vector width for the layout pass (None: not a CPU session)."""
+    if backend != "cpu":
+        return None
+    from cnnrt.kernels.cpu.microkernel import VECTOR_BYTES
+
+    return VECTOR_BYTES
+
+
+def _make_executor(graph: Graph, plan: MemoryPlan, opts: BuildOptions):
+    if opts.backend == "cuda":
+        from cnnrt.runtime.cuda_executor import CudaExecutor
+
+        return CudaExecutor(graph, plan, poison=opts.poison)
+    return Executor(graph, plan, opts.backend, poison=opts.poison)
+
+
+def build(model, shapes: dict[str, tuple[int, ...]], fed: frozenset[str], opts: BuildOptions) -> Compiled:
+    """Import ``model`` (a frontends.onnx.OnnxModel) at ``shapes``, optimise, plan and bind an executor.
+
+    ``fed`` names the initializers the caller feeds (they stay graph inputs). The timings' "import" is the
+    graph construction only; the session adds its model load to it.
+    """
+    from cnnrt.passes.pipeline import run_pipeline
+
+    t0 = time.perf_counter()
+    graph = model.to_graph(shapes, fed)
+    t1 = time.perf_counter()
+    with np.errstate(all="ignore"):  # folding Inf/NaN weights must not trip np.seterr(all="raise")
+        graph, log = run_pipeline(graph, opts.opt_level, opts.disabled_passes, _vector_bytes(opts.backend))
+    t2 = time.perf_counter()
+    try:
+        plan = plan_memory(graph)
+    except CnnrtError:
+        raise
+    except Exception as e:
+        raise CnnrtError(f"memory planning failed for graph {graph.name!r}: {type(e).__name__}: {e}") from e
+    if plan.arena_bytes > opts.memory_limit:
+        raise ResourceLimitError(
+            f"the activations for input shapes {shapes} need a {fmt_bytes(plan.arena_bytes)} arena, "
+            f"above the memory limit of {fmt_bytes(opts.memory_limit)} "
+            "(InferenceSession(memory_limit=...) or CNNRT_MEMORY_LIMIT bytes raise it)"
+        )
+    t3 = time.perf_counter()
+    try:
+        executor = _make_executor(graph, plan, opts)
+    except CnnrtError:
+        raise
+    except MemoryError:
+        raise ResourceLimitError(
+            f"cannot allocate the {fmt_bytes(plan.arena_bytes)} arena for input shapes {shapes}"
+        ) from None
+    except Exception as e:  # safety net: binding arrays or building a kernel tripped
+        raise CnnrtError(f"building the {opts.backend} executor failed: {type(e).__name__}: {e}") from e
+    t4 = time.perf_counter()
+    timings = {"import": t1 - t0, "passes": t2 - t1, "planning": t3 - t2, "kernels": t4 - t3}
+    return Compiled(graph, plan, executor, log, timings)
+
+
+def shape_key(shapes: dict[str, tuple[int, ...]], fed: frozenset[str]) -> tuple:
+    return (tuple(sorted(shapes.items())), fed)
+
+
+class PlanCache:
+    """Compiled plans by input shapes, the oldest dropped beyond ``max_plans`` or while their arenas together
+    pass ``memory_limit``: a stream of new input shapes would otherwise keep one arena per shape forever."""
+
+    def __init__(self, max_plans: int, memory_limit: int) -> None:
+        self.max_plans = max_plans
+        self.memory_limit = memory_limit
+        self._plans: dict[tuple, Compiled] = {}
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+    def plans(self) -> list[Compiled]:
+        return list(self._plans.values())
+
+    def get(self, key: tuple) -> Compiled | None:
+        return self._plans.get(key)
+
+    def add(self, key: tuple, compiled: Compiled) -> None:
+        """Keep ``compiled`` (the caller makes it current right away), evicting others as needed."""
+        self._plans[key] = compiled
+        total = sum(c.plan.arena_bytes for c in self._plans.values())
+        for k in list(self._plans):
+            if len(self._plans) <= self.max_plans and total <= self.memory_limit:
+                break
+            c = self._plans[k]
+            if c is compiled:  # the old current plan may go, the new one stays
+                continue
+            del self._plans[k]
+            total -= c.plan.arena_bytes
+
+    def clear(self) -> None:
+        self._plans.clear()
