@@ -7,15 +7,7 @@ calibrated, perturbed BatchNorm statistics, so outputs are reproducible and well
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 from .registry import ZOO, UnknownModelError, input_shape, sample_input
-
-if TYPE_CHECKING:
-    import onnx
-    import torch
 
 __all__ = [
     "UnknownModelError",
@@ -33,39 +25,14 @@ def names() -> list[str]:
     return sorted(ZOO)
 
 
-def build(name: str) -> torch.nn.Module:
-    """The PyTorch module for ``name``: eval mode, deterministic weights."""
-    from .factory import build as _build
-
-    return _build(name)
+# build and the exports live in modules that import torch (and onnx): loaded on first use, so that
+# `names()` and the shapes cost no torch import.
+_LAZY = {"build": ".factory", "export": ".onnx_export", "export_cached": ".onnx_export"}
 
 
-def export(
-    name: str,
-    path: str | os.PathLike | None = None,
-    *,
-    opset: int = 17,
-    batch: int | None = None,
-) -> onnx.ModelProto:
-    """Export ``name`` to ONNX (input "input", output "output"); also write to ``path``.
+def __getattr__(attr: str):
+    if attr in _LAZY:
+        import importlib
 
-    ``batch=None`` makes the batch dimension symbolic ("batch"); an int fixes it.
-    """
-    from .onnx_export import export as _export
-
-    return _export(name, path, opset=opset, batch=batch)
-
-
-def export_cached(
-    name: str,
-    opset: int = 17,
-    batch: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> Path:
-    """Path to an exported copy of ``name``, re-exported only when the zoo source changed.
-
-    ``cache_dir`` defaults to ``$CNNRT_ZOO_CACHE`` or ``~/.cache/cnnrt/zoo``.
-    """
-    from .onnx_export import export_cached as _export_cached
-
-    return _export_cached(name, opset=opset, batch=batch, cache_dir=cache_dir)
+        return getattr(importlib.import_module(_LAZY[attr], __name__), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

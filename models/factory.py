@@ -122,8 +122,3 @@ def calibrate(model: nn.Module, x: torch.Tensor) -> None:
     finally:
         for h in handles:
             h.remove()
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Number of learnable parameters (BN running statistics not counted)."""
-    return sum(p.numel() for p in model.parameters())

@@ -91,9 +91,50 @@ def conv_bn(
     return nn.Sequential(*layers)
 
 
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """Round channel counts as the MobileNet/EfficientNet reference code does."""
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
+class SqueezeExcite(nn.Module):
+    """x * sigmoid(W2 silu(W1 mean_hw(x))): GlobalAveragePool, two 1x1 convs, Mul."""
+
+    def __init__(self, channels: int, squeezed: int):
+        super().__init__()
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, squeezed, 1),
+            nn.SiLU(inplace=True),
+            nn.Conv2d(squeezed, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNet v2's block, and EfficientNet's MBConv when given ``squeezed``: 1x1 expand (unless
+    ``expand`` is 1) -> kxk depthwise -> [squeeze-and-excitation to ``squeezed`` channels] -> linear 1x1
+    projection, plus the input when stride 1 and widths match."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        stride: int,
+        expand: int,
+        kernel: int = 3,
+        act: type[nn.Module] = nn.ReLU6,
+        squeezed: int | None = None,
+    ):
+        super().__init__()
+        hidden = cin * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers.append(conv_bn(cin, hidden, 1, act=act))
+        self.residual = stride == 1 and cin == cout
+        layers.append(conv_bn(hidden, hidden, kernel, stride, groups=hidden, act=act))
+        if squeezed is not None:
+            layers.append(SqueezeExcite(hidden, squeezed))
+        layers.append(conv_bn(hidden, cout, 1, act=None, branch_end=self.residual))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y

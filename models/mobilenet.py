@@ -8,10 +8,9 @@ which exports as Clip(0, 6); residual add when stride 1 and widths match.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from .layers import conv_bn
+from .layers import InvertedResidual, conv_bn
 
 # (output channels, stride) of v1's depthwise-separable blocks
 _V1_BLOCKS = [
@@ -44,27 +43,6 @@ def mobilenet_v1(num_classes: int = 1000) -> nn.Module:
         cin = cout
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
     return nn.Sequential(*layers)
-
-
-class InvertedResidual(nn.Module):
-    """MobileNet v2 block: expand (ReLU6) -> depthwise (ReLU6) -> linear projection."""
-
-    def __init__(self, cin: int, cout: int, stride: int, expand: int):
-        super().__init__()
-        hidden = cin * expand
-        layers: list[nn.Module] = []
-        if expand != 1:
-            layers.append(conv_bn(cin, hidden, 1, act=nn.ReLU6))
-        self.residual = stride == 1 and cin == cout
-        layers += [
-            conv_bn(hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6),
-            conv_bn(hidden, cout, 1, act=None, branch_end=self.residual),
-        ]
-        self.body = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.body(x)
-        return x + y if self.residual else y
 
 
 def mobilenet_v2(num_classes: int = 1000) -> nn.Module:

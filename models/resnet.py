@@ -12,43 +12,51 @@ from torch import nn
 from .layers import conv_bn
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convs with an identity (or projection) shortcut."""
+class _ResidualBlock(nn.Module):
+    """relu(body(x) + shortcut(x)); subclasses give the body and how much it widens (``expansion``)."""
 
     expansion = 1
 
     def __init__(self, cin: int, width: int, stride: int = 1):
         super().__init__()
         cout = width * self.expansion
-        self.body = nn.Sequential(
-            conv_bn(cin, width, 3, stride),
-            conv_bn(width, cout, 3, act=None, branch_end=True),
-        )
+        self.body = self._body(cin, width, cout, stride)
         self.shortcut = _shortcut(cin, cout, stride)
         self.relu = nn.ReLU(inplace=True)
+
+    @staticmethod
+    def _body(cin: int, width: int, cout: int, stride: int) -> nn.Sequential:
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.body(x) + self.shortcut(x))
 
 
-class Bottleneck(nn.Module):
+class BasicBlock(_ResidualBlock):
+    """Two 3x3 convs with an identity (or projection) shortcut."""
+
+    expansion = 1
+
+    @staticmethod
+    def _body(cin: int, width: int, cout: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(
+            conv_bn(cin, width, 3, stride),
+            conv_bn(width, cout, 3, act=None, branch_end=True),
+        )
+
+
+class Bottleneck(_ResidualBlock):
     """1x1 reduce, 3x3 (strided), 1x1 expand by 4, plus shortcut."""
 
     expansion = 4
 
-    def __init__(self, cin: int, width: int, stride: int = 1):
-        super().__init__()
-        cout = width * self.expansion
-        self.body = nn.Sequential(
+    @staticmethod
+    def _body(cin: int, width: int, cout: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(
             conv_bn(cin, width, 1),
             conv_bn(width, width, 3, stride),
             conv_bn(width, cout, 1, act=None, branch_end=True),
         )
-        self.shortcut = _shortcut(cin, cout, stride)
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.body(x) + self.shortcut(x))
 
 
 def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
@@ -57,7 +65,7 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
     return conv_bn(cin, cout, 1, stride, act=None)
 
 
-def _resnet(block: type[BasicBlock | Bottleneck], depths: tuple[int, ...]) -> nn.Module:
+def _resnet(block: type[_ResidualBlock], depths: tuple[int, ...]) -> nn.Module:
     layers: list[nn.Module] = [
         conv_bn(3, 64, 7, 2),  # 224 -> 112
         nn.MaxPool2d(3, 2, padding=1),  # -> 56

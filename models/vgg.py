@@ -43,31 +43,17 @@ def _vgg(config: str, batch_norm: bool, num_classes: int = 1000) -> nn.Module:
     return nn.Sequential(nn.Sequential(*layers), classifier)
 
 
-def vgg11() -> nn.Module:
-    """VGG-11 (configuration A): 132.9M parameters."""
-    return _vgg("A", False)
+def _variant(cfg: str, batch_norm: bool, doc: str):
+    def factory() -> nn.Module:
+        return _vgg(cfg, batch_norm)
+
+    factory.__doc__ = doc
+    return factory
 
 
-def vgg16() -> nn.Module:
-    """VGG-16 (configuration D): 138.4M parameters."""
-    return _vgg("D", False)
-
-
-def vgg19() -> nn.Module:
-    """VGG-19 (configuration E): 143.7M parameters."""
-    return _vgg("E", False)
-
-
-def vgg11_bn() -> nn.Module:
-    """VGG-11 with BatchNorm: 132.9M parameters."""
-    return _vgg("A", True)
-
-
-def vgg16_bn() -> nn.Module:
-    """VGG-16 with BatchNorm: 138.4M parameters."""
-    return _vgg("D", True)
-
-
-def vgg19_bn() -> nn.Module:
-    """VGG-19 with BatchNorm: 143.7M parameters."""
-    return _vgg("E", True)
+vgg11 = _variant("A", False, "VGG-11 (configuration A): 132.9M parameters.")
+vgg16 = _variant("D", False, "VGG-16 (configuration D): 138.4M parameters.")
+vgg19 = _variant("E", False, "VGG-19 (configuration E): 143.7M parameters.")
+vgg11_bn = _variant("A", True, "VGG-11 with BatchNorm: 132.9M parameters.")
+vgg16_bn = _variant("D", True, "VGG-16 with BatchNorm: 138.4M parameters.")
+vgg19_bn = _variant("E", True, "VGG-19 with BatchNorm: 143.7M parameters.")
