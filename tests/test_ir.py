@@ -25,28 +25,30 @@ def test_valid_graph_verifies_and_maps():
     assert list(g.to_networkx().edges) == [("r1", "r2")]
 
 
-def test_undefined_input_is_rejected():
-    g = _graph([Node("Relu", ("nope",), ("y",), name="r")])
-    with pytest.raises(GraphError, match="'nope'"):
-        g.verify()
-
-
-def test_out_of_order_nodes_are_rejected_as_cycle_or_undefined():
-    g = _graph([Node("Relu", ("a",), ("y",), name="r2"), Node("Relu", ("x",), ("a",), name="r1")])
-    with pytest.raises(GraphError, match="cycle"):
-        g.verify()
-
-
-def test_double_definition_is_rejected():
-    g = _graph([Node("Relu", ("x",), ("y",), name="r1"), Node("Relu", ("x",), ("y",), name="r2")])
-    with pytest.raises(GraphError, match="defined twice"):
-        g.verify()
-
-
-def test_duplicate_node_names_are_rejected():
-    g = _graph([Node("Relu", ("x",), ("a",), name="r"), Node("Relu", ("a",), ("y",), name="r")])
-    with pytest.raises(GraphError, match="two nodes"):
-        g.verify()
+@pytest.mark.parametrize(
+    "nodes, match",
+    [
+        pytest.param([Node("Relu", ("nope",), ("y",), name="r")], "'nope'", id="undefined-input"),
+        pytest.param(
+            [Node("Relu", ("a",), ("y",), name="r2"), Node("Relu", ("x",), ("a",), name="r1")],
+            "cycle",
+            id="out-of-order-nodes",
+        ),
+        pytest.param(
+            [Node("Relu", ("x",), ("y",), name="r1"), Node("Relu", ("x",), ("y",), name="r2")],
+            "defined twice",
+            id="double-definition",
+        ),
+        pytest.param(
+            [Node("Relu", ("x",), ("a",), name="r"), Node("Relu", ("a",), ("y",), name="r")],
+            "two nodes",
+            id="duplicate-node-names",
+        ),
+    ],
+)
+def test_malformed_node_lists_are_rejected(nodes, match):
+    with pytest.raises(GraphError, match=match):
+        _graph(nodes).verify()
 
 
 def test_constant_shape_must_match_value():

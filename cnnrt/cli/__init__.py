@@ -1,7 +1,9 @@
 """The ``cnnrt`` command: one entry point, one subcommand per job.
 
-Each subcommand lives in its own module ``cnnrt/cli/<name>.py`` exposing
-``add_parser(subparsers)`` (which sets ``func``) so adding a command never touches the others.
+Each subcommand lives in its own module ``cnnrt/cli/<name>.py``: its docstring is the command's
+description, and it exposes ``HELP`` (one line for the command list), ``EPILOG`` (examples),
+``add_arguments(parser)`` and ``run(args)``, so adding a command never touches the others.
+The options several commands share are defined once, in ``cnnrt/cli/options.py``.
 Errors print one line (the CnnrtError message) unless ``--debug``.
 """
 
@@ -23,7 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"cnnrt.cli.{name}").add_parser(sub)
+        command = importlib.import_module(f"cnnrt.cli.{name}")
+        cp = sub.add_parser(
+            name,
+            help=command.HELP,
+            description=command.__doc__,
+            epilog=command.EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the docstring's and examples' lines
+        )
+        cp.set_defaults(func=getattr(command, "run", None))
+        command.add_arguments(cp)
     return p
 
 

@@ -31,16 +31,12 @@ def _int_list(s: str) -> list[int]:
     return vals
 
 
-def add_parser(sub) -> None:
+HELP = "time cnnrt vs onnxruntime (and torch) after checking their answers agree"
+
+
+def add_arguments(p) -> None:
     from cnnrt.tools.bench import BACKENDS, DEFAULT_BACKENDS
 
-    p = options.command_parser(
-        sub,
-        "bench",
-        help="time cnnrt vs onnxruntime (and torch) after checking their answers agree",
-        doc=__doc__,
-        epilog=EPILOG,
-    )
     options.add_model(p, many=True)
     p.add_argument(
         "--backends",
@@ -56,7 +52,6 @@ def add_parser(sub) -> None:
     options.add_seed(p)
     options.add_json(p, "the records (a list)")
     p.add_argument("--plot", default=None, metavar="PATH", help="bar chart of medians (.png or .svg)")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

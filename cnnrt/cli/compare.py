@@ -20,14 +20,10 @@ EPILOG = """examples:
   cnnrt compare model.onnx --rtol 1e-4 --atol 1e-6 --batch 2"""
 
 
-def add_parser(sub) -> None:
-    p = options.command_parser(
-        sub,
-        "compare",
-        help="compare every intermediate tensor with onnxruntime (or unoptimized cnnrt); find the first divergence",
-        doc=__doc__,
-        epilog=EPILOG,
-    )
+HELP = "compare every intermediate tensor with onnxruntime (or unoptimized cnnrt); find the first divergence"
+
+
+def add_arguments(p) -> None:
     options.add_model(p, note="the model cnnrt runs")
     p.add_argument("--reference-model", default=None, metavar="PATH", help="model the reference runs (default MODEL)")
     p.add_argument("--against", choices=["onnxruntime", "unoptimized"], default="onnxruntime")
@@ -40,7 +36,6 @@ def add_parser(sub) -> None:
     options.add_threads(p)
     p.add_argument("--all", action="store_true", help="also list nodes that have no reference tensor")
     options.add_json(p, "the comparison")
-    p.set_defaults(func=run)
 
 
 def _producers(path) -> dict[str, str]:

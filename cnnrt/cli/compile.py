@@ -19,15 +19,14 @@ EPILOG = """examples:
   cnnrt compile lenet5 resnet50 mobilenet_v2"""
 
 
-def add_parser(sub) -> None:
-    p = options.command_parser(
-        sub, "compile", help="build and run once to pre-warm Numba's on-disk kernel cache", doc=__doc__, epilog=EPILOG
-    )
+HELP = "build and run once to pre-warm Numba's on-disk kernel cache"
+
+
+def add_arguments(p) -> None:
     options.add_model(p, many=True)
     options.add_batch(p)
     options.add_threads(p)
     options.add_json(p, "what was compiled")
-    p.set_defaults(func=run)
 
 
 def jit_functions() -> list[tuple[str, object]]:

@@ -9,19 +9,15 @@ from cnnrt.cli import options
 DEFAULT_MODEL = "resnet18"
 
 
-def add_parser(sub) -> None:
-    p = options.command_parser(
-        sub,
-        "demo",
-        help="export a zoo model, run it with cnnrt, check it against onnxruntime, print both latencies",
-        doc=__doc__,
-        epilog="example: cnnrt demo resnet18 --batch 1 --runs 20",
-    )
+HELP = "export a zoo model, run it with cnnrt, check it against onnxruntime, print both latencies"
+EPILOG = "example: cnnrt demo resnet18 --batch 1 --runs 20"
+
+
+def add_arguments(p) -> None:
     p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"{options.MODEL_HELP} (default {DEFAULT_MODEL})")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--runs", type=int, default=20)
     options.add_threads(p)
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from cnnrt.cli import options
 
+HELP = "show the optimised graph, the pass log and the memory plan"
+EPILOG = (
+    "examples:\n  cnnrt inspect resnet50\n  cnnrt inspect resnet50 --format json -o resnet50.json\n"
+    "  cnnrt inspect googlenet --format svg -o googlenet.svg --memory-plot googlenet-mem.png"
+)
 
-def add_parser(sub) -> None:
-    p = options.command_parser(
-        sub,
-        "inspect",
-        help="show the optimised graph, the pass log and the memory plan",
-        doc=__doc__,
-        epilog="examples:\n  cnnrt inspect resnet50\n  cnnrt inspect resnet50 --format json -o resnet50.json\n"
-        "  cnnrt inspect googlenet --format svg -o googlenet.svg --memory-plot googlenet-mem.png",
-    )
+
+def add_arguments(p) -> None:
     options.add_model(p)
     p.add_argument("--opt-level", type=int, default=2, choices=(0, 1, 2))
     p.add_argument("--disable", action="append", default=[], metavar="PASS", help="disable a pass (repeatable)")
@@ -22,7 +20,6 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", help="write here instead of stdout (required for svg/png)")
     p.add_argument("--json", metavar="PATH", help="also write the JSON report here")
     p.add_argument("--memory-plot", metavar="PATH", help="draw the memory plan (PNG or SVG)")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

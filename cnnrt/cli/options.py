@@ -8,14 +8,6 @@ import argparse
 MODEL_HELP = "an .onnx path or a zoo name (see `cnnrt zoo list`)"
 
 
-def command_parser(sub, name: str, *, help: str, doc: str | None, epilog: str) -> argparse.ArgumentParser:
-    """The subcommand's parser: the module docstring as description, examples in the epilog, both kept as
-    written (line breaks included)."""
-    return sub.add_parser(
-        name, help=help, description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-
-
 def add_model(p: argparse.ArgumentParser, *, many: bool = False, note: str = "") -> None:
     """The MODEL positional (one, or ``many`` for commands that loop over models)."""
     helptext = MODEL_HELP + (f"; {note}" if note else "")

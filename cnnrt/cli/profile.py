@@ -20,14 +20,10 @@ EPILOG = """examples:
   (open trace.json in https://ui.perfetto.dev or chrome://tracing)"""
 
 
-def add_parser(sub) -> None:
-    p = options.command_parser(
-        sub,
-        "profile",
-        help="per-step time, MACs, GFLOP/s and %% of peak of the executed plan",
-        doc=__doc__,
-        epilog=EPILOG,
-    )
+HELP = "per-step time, MACs, GFLOP/s and %% of peak of the executed plan"
+
+
+def add_arguments(p) -> None:
     options.add_model(p)
     p.add_argument("--runs", type=int, default=20, help="profiled runs; medians are reported (default 20)")
     p.add_argument("--warmup", type=int, default=2)
@@ -39,7 +35,6 @@ def add_parser(sub) -> None:
     options.add_json(p, "the report")
     p.add_argument("--chrome-trace", default=None, metavar="PATH", help="write a Chrome trace-event JSON (Perfetto)")
     p.add_argument("--plot", default=None, metavar="PATH", help="bar chart of the 30 slowest steps (.png/.svg)")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -15,14 +15,10 @@ EPILOG = """examples:
   cnnrt run resnet18 --batch 4 --input inputs.npz --check --rtol 1e-4"""
 
 
-def add_parser(sub) -> None:
-    p = options.command_parser(
-        sub,
-        "run",
-        help="run a model on .npy/.npz (or random) inputs, save outputs, optionally check against onnxruntime",
-        doc=__doc__,
-        epilog=EPILOG,
-    )
+HELP = "run a model on .npy/.npz (or random) inputs, save outputs, optionally check against onnxruntime"
+
+
+def add_arguments(p) -> None:
     options.add_model(p)
     options.add_inputs(p)
     p.add_argument("--output", "-o", default=None, metavar="OUT.npz", help="save outputs (keyed by output name)")
@@ -33,7 +29,6 @@ def add_parser(sub) -> None:
     p.add_argument("--check", action="store_true", help="compare with onnxruntime; exit 1 on mismatch")
     options.add_rtol(p)
     options.add_json(p, "a report")
-    p.set_defaults(func=run)
 
 
 def _describe(a) -> dict:

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from cnnrt.cli import options
+HELP = "list or export the built-in classic CNNs"
+EPILOG = "example: cnnrt zoo export resnet50 -o resnet50.onnx --opset 13 --batch 1"
 
 
-def add_parser(sub) -> None:
-    p = options.command_parser(
-        sub,
-        "zoo",
-        help="list or export the built-in classic CNNs",
-        doc=__doc__,
-        epilog="example: cnnrt zoo export resnet50 -o resnet50.onnx --opset 13 --batch 1",
-    )
+def add_arguments(p) -> None:
     zs = p.add_subparsers(dest="zoo_command", metavar="ACTION")
     ls = zs.add_parser("list", help="list zoo models with their input shapes", epilog="example: cnnrt zoo list")
     ls.set_defaults(func=_list)

@@ -12,11 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from cnnrt.core.ir import Graph
 from cnnrt.errors import BackendUnavailableError, CnnrtError, InputError, SessionClosedError
 from cnnrt.runtime.build import BuildOptions, Compiled, PlanCache, build, default_memory_limit, shape_key
 from cnnrt.runtime.feeds import check_feeds, checked_shape
-from cnnrt.runtime.plan import MemoryPlan
 from cnnrt.runtime.threads import apply_threads, default_threads
 
 _ORT_TYPES = {
@@ -61,6 +59,11 @@ class NodeArg:
     name: str
     shape: list[int | str | None]
     type: str
+
+
+def _current(field: str, doc: str) -> property:
+    """A read-only property giving ``field`` of the session's current ``Compiled`` plan."""
+    return property(lambda self: getattr(self._now(), field), doc=doc)
 
 
 class InferenceSession:
@@ -138,23 +141,11 @@ class InferenceSession:
             NodeArg(o, list(g.values[o].shape), _ORT_TYPES.get(g.values[o].dtype, g.values[o].dtype)) for o in g.outputs
         ]
 
-    @property
-    def graph(self) -> Graph:
-        """The optimised IR graph that executes (for the most recent input shapes)."""
-        return self._now().graph
-
-    @property
-    def executor(self):
-        """The executor of the current plan: ``.steps`` (node, kernel, bound arrays) for tools."""
-        return self._now().executor
-
-    @property
-    def plan(self) -> MemoryPlan:
-        return self._now().plan
-
-    @property
-    def pass_log(self):
-        return self._now().pass_log
+    # the current plan's parts, for tools; each raises SessionClosedError once the session is closed
+    graph = _current("graph", "The optimised IR graph that executes (for the most recent input shapes).")
+    executor = _current("executor", "The executor of the current plan: ``.steps`` (node, kernel, bound arrays).")
+    plan = _current("plan", "The current plan's MemoryPlan (arena size, offsets).")
+    pass_log = _current("pass_log", "What each pass did while building the current plan.")
 
     @property
     def build_timings(self) -> dict[str, float]:

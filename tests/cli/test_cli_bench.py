@@ -60,16 +60,8 @@ def test_bench_lenet5_all_backends(cnnrt_cli, tmp_path):
     r = cnnrt_cli(
         "bench",
         "lenet5",
-        "--backends",
-        "cnnrt,onnxruntime,onnxruntime-nchw,torch",
-        "--runs",
-        "3",
-        "--threads",
-        "1",
-        "--json",
-        "b.json",
-        "--plot",
-        "b.png",
+        *"--backends cnnrt,onnxruntime,onnxruntime-nchw,torch --runs 3 --threads 1".split(),
+        *"--json b.json --plot b.png".split(),
     )
     assert r.rc == 0, r.out + r.err
     recs = r.json(tmp_path / "b.json")
@@ -90,18 +82,8 @@ def test_bench_sweep_file_model_svg(cnnrt_cli, tiny_path, tmp_path):
     r = cnnrt_cli(
         "bench",
         tiny_path,
-        "--backends",
-        "cnnrt,onnxruntime",
-        "--batch",
-        "1,2",
-        "--threads",
-        "1,2",
-        "--runs",
-        "2",
-        "--json",
-        "b.json",
-        "--plot",
-        "b.svg",
+        *"--backends cnnrt,onnxruntime --batch 1,2 --threads 1,2 --runs 2".split(),
+        *"--json b.json --plot b.svg".split(),
     )
     assert r.rc == 0, r.out + r.err
     recs = r.json(tmp_path / "b.json")

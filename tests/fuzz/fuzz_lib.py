@@ -110,7 +110,8 @@ _ATTR_CANDIDATES = {
 _COMMON_ATTRS = ["axis", "alpha", "strides", "pads", "foo"]
 _STRINGS = ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID", "constant", "reflect", "edge", "", "garbage"]
 _BIG = [2**31 - 1, 2**31, 2**62, 2**63 - 1, -(2**63)]
-_DTYPES = [
+# element types numpy can hold (an initializer can be retyped to these with real data)
+_NUMPY_DTYPES = [
     TensorProto.FLOAT,
     TensorProto.DOUBLE,
     TensorProto.FLOAT16,
@@ -119,6 +120,8 @@ _DTYPES = [
     TensorProto.INT8,
     TensorProto.UINT8,
     TensorProto.BOOL,
+]
+_DTYPES = _NUMPY_DTYPES + [
     TensorProto.BFLOAT16,
     TensorProto.STRING,
     TensorProto.COMPLEX64,
@@ -281,20 +284,7 @@ def mut_dtype(c: Chooser, m: onnx.ModelProto) -> str:
     if where == 0 and m.graph.initializer:
         t = c.choice(list(m.graph.initializer))
         dt = c.choice(_DTYPES)
-        if (
-            dt
-            in (
-                TensorProto.FLOAT,
-                TensorProto.DOUBLE,
-                TensorProto.FLOAT16,
-                TensorProto.INT64,
-                TensorProto.INT32,
-                TensorProto.INT8,
-                TensorProto.UINT8,
-                TensorProto.BOOL,
-            )
-            and c.bool()
-        ):
+        if dt in _NUMPY_DTYPES and c.bool():
             try:
                 arr = numpy_helper.to_array(t)
             except Exception:

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from fuzz_lib import check
 from onnx import TensorProto, helper, numpy_helper
-from robust_models import IR_VERSION, conv_net, input_for, ort_session, tensor_net
+from robust_models import IR_VERSION, conv_net, input_for, ort_session, set_initializer, tensor_net
 
 import cnnrt
 from cnnrt.errors import CnnrtError, ModelLoadError, ResourceLimitError, ShapeError, UnsupportedOpError
@@ -156,18 +156,15 @@ def test_huge_pads_on_the_last_node_do_not_reach_the_executor():
 
 def test_conv_with_float_input_and_double_weights_is_refused():
     m = conv_net()
-    for t in m.graph.initializer:
-        if t.name == "w":
-            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), "w"))
+    w = next(t for t in m.graph.initializer if t.name == "w")
+    set_initializer(m, "w", numpy_helper.to_array(w).astype(np.float64))
     with pytest.raises(ShapeError, match=r"'conv'.*must have the same dtype"):
         cnnrt.InferenceSession(m)
 
 
 def test_gemm_with_int8_bias_is_refused():
     m = conv_net()
-    for t in m.graph.initializer:
-        if t.name == "fb":
-            t.CopyFrom(numpy_helper.from_array(np.zeros(5, np.int8), "fb"))
+    set_initializer(m, "fb", np.zeros(5, np.int8))
     with pytest.raises(UnsupportedOpError, match=r"'gemm'.*'fb' has dtype tensor\(int8\)"):
         cnnrt.InferenceSession(m)
 

@@ -181,20 +181,7 @@ def test_guard_dtype_mismatch():
     b = GB()
     x = b.input("x", (1, 3, 4, 4), dtype="float64")
     w = b.const(np.ones((2, 3, 1, 1), np.float32))
-    c = b.node(
-        "Conv",
-        [x, w],
-        (1, 2, 4, 4),
-        dtype="float64",
-        strides=(1, 1),
-        pads=(0, 0, 0, 0),
-        dilations=(1, 1),
-        group=1,
-        kernel=(1, 1),
-        activation="none",
-        act_alpha=0.0,
-        act_beta=0.0,
-    )
+    c = b.conv(x, 2, k=1, pad=0, bias=False, weight=w, dtype="float64")  # a float64 conv on float32 weights
     reasons = [r for _, _, r in fold_declines(b.build([b.bn(c)]))]
     assert any("dtypes" in r for r in reasons), reasons
 

@@ -39,73 +39,63 @@ def test_pad_into_unpadded_avgpool_turns_count_include_pad_on():
     assert ops(res.graph) == ["AveragePool"] and res.graph.nodes[0].attrs["count_include_pad"] is True
 
 
-def test_guard_avgpool_excluding_own_pads():
-    b = GB()
-    x = b.input("x", (1, 2, 6, 6))
-    y = b.pool("AveragePool", b.pad(x, (1, 1, 1, 1)), k=3, pads=(1, 1, 1, 1))
-    res = run_pass(fold_pad, b.build([y]))
-    assert ops(res.graph) == ["Pad", "AveragePool"]
-    assert any("excludes its own padding" in r for _, _, r in res.declined)
+def _avgpool_excluding_own_pads(b, x):
+    return b.pool("AveragePool", b.pad(x, (1, 1, 1, 1)), k=3, pads=(1, 1, 1, 1))
 
 
-def test_maxpool_minus_inf_pad_folds():
-    b = GB()
-    x = b.input("x", (1, 2, 6, 6))
-    y = b.pool("MaxPool", b.pad(x, (1, 1, 1, 1), value=-math.inf), k=3, stride=2)
-    res = run_pass(fold_pad, b.build([y]))
-    assert ops(res.graph) == ["MaxPool"]
+def _maxpool_minus_inf_pad(b, x):
+    return b.pool("MaxPool", b.pad(x, (1, 1, 1, 1), value=-math.inf), k=3, stride=2)
 
 
-def test_maxpool_zero_pad_after_relu_folds():
-    b = GB()
-    x = b.input("x", (1, 2, 6, 6))
-    r = b.act("Relu", x)
-    y = b.pool("MaxPool", b.pad(r, (1, 1, 1, 1)), k=3, stride=2)
-    res = run_pass(fold_pad, b.build([y]))
-    assert ops(res.graph) == ["Relu", "MaxPool"]
+def _maxpool_zero_pad_after_relu(b, x):
+    return b.pool("MaxPool", b.pad(b.act("Relu", x), (1, 1, 1, 1)), k=3, stride=2)
 
 
-def test_maxpool_zero_pad_after_fused_relu6_conv_folds():
-    b = GB()
-    x = b.input("x", (1, 2, 6, 6))
+def _maxpool_zero_pad_after_fused_relu6_conv(b, x):
     c = b.conv(x, 2, activation="Clip", act_alpha=0.0, act_beta=6.0)
-    y = b.pool("MaxPool", b.pad(c, (0, 0, 1, 1)), k=2, stride=2)
-    res = run_pass(fold_pad, b.build([y]))
-    assert ops(res.graph) == ["Conv", "MaxPool"]
+    return b.pool("MaxPool", b.pad(c, (0, 0, 1, 1)), k=2, stride=2)
 
 
-def test_guard_maxpool_zero_pad_on_signed_input():
+def _maxpool_zero_pad_on_signed_input(b, x):
+    return b.pool("MaxPool", b.pad(x, (1, 1, 1, 1)), k=3)
+
+
+@pytest.mark.parametrize(
+    "net, want_ops, declined",
+    [
+        (_avgpool_excluding_own_pads, ["Pad", "AveragePool"], "excludes its own padding"),
+        (_maxpool_minus_inf_pad, ["MaxPool"], None),
+        (_maxpool_zero_pad_after_relu, ["Relu", "MaxPool"], None),
+        (_maxpool_zero_pad_after_fused_relu6_conv, ["Conv", "MaxPool"], None),
+        (_maxpool_zero_pad_on_signed_input, ["Pad", "MaxPool"], "neither -inf nor 0 on an input known to be >= 0"),
+    ],
+    ids=lambda v: v.__name__.strip("_") if callable(v) else None,
+)
+def test_pool_pad_folds_only_when_the_padding_value_cannot_win(net, want_ops, declined):
     b = GB()
-    x = b.input("x", (1, 2, 6, 6))
-    y = b.pool("MaxPool", b.pad(x, (1, 1, 1, 1)), k=3)
+    y = net(b, b.input("x", (1, 2, 6, 6)))
     res = run_pass(fold_pad, b.build([y]))
-    assert ops(res.graph) == ["Pad", "MaxPool"]
-    assert any("neither -inf nor 0 on an input known to be >= 0" in r for _, _, r in res.declined)
+    assert ops(res.graph) == want_ops
+    if declined:
+        assert any(declined in r for _, _, r in res.declined)
 
 
-def test_guard_nonzero_value_for_conv():
+@pytest.mark.parametrize(
+    "pad_kwargs, reason",
+    [
+        ({"value": 1.0}, "not 0"),
+        ({"mode": "reflect"}, "mode"),
+        ({"mode": "edge"}, "mode"),
+        ({"pads": (0, 1, 1, 1, 0, 0, 1, 1)}, "channel"),
+    ],
+    ids=["nonzero-value", "reflect", "edge", "channel-pad"],
+)
+def test_guard_pad_that_conv_padding_cannot_express(pad_kwargs, reason):
     b = GB()
     x = b.input("x", (1, 2, 5, 5))
-    y = b.conv(b.pad(x, value=1.0), 2, pad=0)
+    y = b.conv(b.pad(x, **pad_kwargs), 2, pad=0)
     res = run_pass(fold_pad, b.build([y]))
-    assert ops(res.graph) == ["Pad", "Conv"] and "not 0" in res.declined[0][2]
-
-
-@pytest.mark.parametrize("mode", ["reflect", "edge"])
-def test_guard_mode(mode):
-    b = GB()
-    x = b.input("x", (1, 2, 5, 5))
-    y = b.conv(b.pad(x, mode=mode), 2, pad=0)
-    res = run_pass(fold_pad, b.build([y]))
-    assert ops(res.graph) == ["Pad", "Conv"] and "mode" in res.declined[0][2]
-
-
-def test_guard_channel_pad():
-    b = GB()
-    x = b.input("x", (1, 2, 5, 5))
-    y = b.conv(b.pad(x, pads=(0, 1, 1, 1, 0, 0, 1, 1)), 2, pad=0)
-    res = run_pass(fold_pad, b.build([y]))
-    assert ops(res.graph) == ["Pad", "Conv"] and "channel" in res.declined[0][2]
+    assert ops(res.graph) == ["Pad", "Conv"] and reason in res.declined[0][2]
 
 
 def test_guard_negative_pad():

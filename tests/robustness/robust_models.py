@@ -101,6 +101,15 @@ def lenet5() -> onnx.ModelProto:
     return m
 
 
+def set_initializer(model: onnx.ModelProto, name: str, array: np.ndarray) -> None:
+    """Replace initializer ``name`` of ``model`` by ``array`` (its dtype and shape included)."""
+    for t in model.graph.initializer:
+        if t.name == name:
+            t.CopyFrom(numpy_helper.from_array(array, name))
+            return
+    raise KeyError(name)
+
+
 def input_for(model: onnx.ModelProto, seed: int = 0, batch: int = 1) -> dict[str, np.ndarray]:
     """Random float32 feeds for every non-initializer graph input (symbolic dims -> batch/1)."""
     rng = np.random.default_rng(seed)

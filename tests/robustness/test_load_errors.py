@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from robust_models import conv_net, input_for, lenet5, ort_session
+from robust_models import conv_net, input_for, lenet5, ort_session, set_initializer
 
 import cnnrt
 import cnnrt.runtime.build as build_mod
@@ -37,14 +37,6 @@ def _set_attr(node: onnx.NodeProto, name: str, value) -> None:
     node.attribute.extend(keep)
     if value is not None:
         node.attribute.append(helper.make_attribute(name, value))
-
-
-def _set_init(model: onnx.ModelProto, name: str, array: np.ndarray) -> None:
-    for t in model.graph.initializer:
-        if t.name == name:
-            t.CopyFrom(numpy_helper.from_array(array, name))
-            return
-    raise KeyError(name)
 
 
 def _node(model: onnx.ModelProto, name: str) -> onnx.NodeProto:
@@ -114,20 +106,72 @@ def test_string_field_that_is_not_utf8_names_the_field():
 # ---------------------------------------------------------------------------- broken graphs
 
 
-def test_cycle_names_the_nodes_on_it():
-    m = conv_net()
-    _node(m, "relu").input[0] = "p"  # relu <- pool <- relu
-    with pytest.raises(
-        ModelLoadError,
-        match=r"cycle: (pool \(MaxPool\) -> relu \(Relu\) -> pool|relu \(Relu\) -> pool \(MaxPool\) -> relu)",
-    ):
-        _load(m)
+def _rewire(name: str, slot: int, value: str):
+    def edit(m):
+        _node(m, name).input[slot] = value
+
+    return edit
 
 
-def test_self_loop_is_a_cycle():
+def _duplicate_first(field: str):
+    def edit(m):
+        entries = getattr(m.graph, field)
+        entries.append(copy.deepcopy(entries[0]))
+
+    return edit
+
+
+def _set(getter, attr: str, value):
+    def edit(m):
+        setattr(getter(m), attr, value)
+
+    return edit
+
+
+def _clear_outputs(m):
+    del m.graph.output[:]
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        pytest.param(  # relu <- pool <- relu
+            _rewire("relu", 0, "p"),
+            r"cycle: (pool \(MaxPool\) -> relu \(Relu\) -> pool|relu \(Relu\) -> pool \(MaxPool\) -> relu)",
+            id="cycle",
+        ),
+        pytest.param(_rewire("relu", 0, "r"), r"cycle: relu \(Relu\) -> relu", id="self-loop"),
+        pytest.param(
+            _rewire("gemm", 1, "no_such_weight"), r"'gemm' \(Gemm\) reads 'no_such_weight'", id="undefined-input"
+        ),
+        pytest.param(
+            lambda m: m.graph.node.insert(1, helper.make_node("Identity", ["x"], ["c"], name="dup")),
+            r"'c' is produced twice",
+            id="value-produced-twice",
+        ),
+        pytest.param(
+            lambda m: m.graph.node.append(helper.make_node("Identity", ["y"], ["x"], name="writes_x")),
+            r"'x' is produced twice.*writes_x",
+            id="node-overwrites-graph-input",
+        ),
+        pytest.param(_duplicate_first("output"), r"repeat a name: \['y', 'y'\]", id="duplicate-output"),
+        pytest.param(_duplicate_first("input"), r"graph input 'x' is listed twice", id="duplicate-input"),
+        pytest.param(_duplicate_first("initializer"), r"initializer 'w' appears twice", id="duplicate-initializer"),
+        pytest.param(
+            _set(lambda m: m.graph.output[0], "name", "nowhere"), "'nowhere' is never produced", id="output-unproduced"
+        ),
+        pytest.param(_clear_outputs, "no outputs", id="no-outputs"),
+        pytest.param(
+            _set(lambda m: m.graph.output[0].type.tensor_type, "elem_type", TensorProto.DOUBLE),
+            "'y' is declared DOUBLE but the graph computes float32",
+            id="output-dtype",
+        ),
+    ],
+)
+def test_broken_graph_names_what_is_wrong(edit, match):
     m = conv_net()
-    _node(m, "relu").input[0] = "r"
-    with pytest.raises(ModelLoadError, match=r"cycle: relu \(Relu\) -> relu"):
+    edit(m)
+    with pytest.raises(ModelLoadError, match=match):
         _load(m)
 
 
@@ -140,60 +184,6 @@ def test_unsorted_but_acyclic_graph_loads_like_onnxruntime():
     [got] = _load(m).run(None, x)
     [ref] = ort_session(m).run(None, x)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
-
-
-def test_undefined_input_names_node_and_value():
-    m = conv_net()
-    _node(m, "gemm").input[1] = "no_such_weight"
-    with pytest.raises(ModelLoadError, match=r"'gemm' \(Gemm\) reads 'no_such_weight'"):
-        _load(m)
-
-
-def test_value_produced_twice():
-    m = conv_net()
-    m.graph.node.insert(1, helper.make_node("Identity", ["x"], ["c"], name="dup"))
-    with pytest.raises(ModelLoadError, match=r"'c' is produced twice"):
-        _load(m)
-
-
-def test_node_overwriting_a_graph_input():
-    m = conv_net()
-    m.graph.node.append(helper.make_node("Identity", ["y"], ["x"], name="writes_x"))
-    with pytest.raises(ModelLoadError, match=r"'x' is produced twice.*writes_x"):
-        _load(m)
-
-
-def test_duplicate_graph_outputs_and_inputs():
-    m = conv_net()
-    m.graph.output.append(copy.deepcopy(m.graph.output[0]))
-    with pytest.raises(ModelLoadError, match=r"repeat a name: \['y', 'y'\]"):
-        _load(m)
-    m = conv_net()
-    m.graph.input.append(copy.deepcopy(m.graph.input[0]))
-    with pytest.raises(ModelLoadError, match=r"graph input 'x' is listed twice"):
-        _load(m)
-    m = conv_net()
-    m.graph.initializer.append(copy.deepcopy(m.graph.initializer[0]))
-    with pytest.raises(ModelLoadError, match=r"initializer 'w' appears twice"):
-        _load(m)
-
-
-def test_graph_output_never_produced_and_no_outputs():
-    m = conv_net()
-    m.graph.output[0].name = "nowhere"
-    with pytest.raises(ModelLoadError, match="'nowhere' is never produced"):
-        _load(m)
-    m = conv_net()
-    del m.graph.output[:]
-    with pytest.raises(ModelLoadError, match="no outputs"):
-        _load(m)
-
-
-def test_declared_output_dtype_must_match():
-    m = conv_net()
-    m.graph.output[0].type.tensor_type.elem_type = TensorProto.DOUBLE
-    with pytest.raises(ModelLoadError, match="'y' is declared DOUBLE but the graph computes float32"):
-        _load(m)
 
 
 # ---------------------------------------------------------------------------- unsupported
@@ -267,7 +257,7 @@ def test_op_that_does_not_take_a_dtype():
 
 def test_inputs_bound_to_one_type_must_agree():
     m = conv_net()
-    _set_init(m, "w", np.ones((4, 3, 3, 3), np.float64))
+    set_initializer(m, "w", np.ones((4, 3, 3, 3), np.float64))
     with pytest.raises(
         ShapeError, match=r"'conv'.*'x' \(tensor\(float\)\) and 'w' \(tensor\(double\)\) must have the same dtype"
     ):
@@ -277,13 +267,18 @@ def test_inputs_bound_to_one_type_must_agree():
 # ---------------------------------------------------------------------------- schema violations
 
 
+def _load_error_message(m) -> str:
+    """The ModelLoadError's message: these checks report every violation in one error."""
+    with pytest.raises(ModelLoadError) as e:
+        _load(m)
+    return str(e.value)
+
+
 def test_attribute_of_the_wrong_type_names_node_and_attribute():
     m = conv_net()
     _set_attr(_node(m, "conv"), "group", [1, 1])
     _set_attr(_node(m, "softmax"), "axis", 1.5)
-    with pytest.raises(ModelLoadError) as e:
-        _load(m)
-    msg = str(e.value)
+    msg = _load_error_message(m)
     assert "conv (Conv-11): attribute 'group' must be INT, got INTS" in msg
     assert "softmax (Softmax-13): attribute 'axis' must be INT, got FLOAT" in msg
 
@@ -292,9 +287,7 @@ def test_unknown_and_missing_attributes():
     m = conv_net()
     _set_attr(_node(m, "relu"), "slope", 0.1)
     _set_attr(_node(m, "pool"), "kernel_shape", None)
-    with pytest.raises(ModelLoadError) as e:
-        _load(m)
-    msg = str(e.value)
+    msg = _load_error_message(m)
     assert "relu (Relu-14): unknown attribute 'slope'" in msg
     assert "pool (MaxPool-12): required attribute 'kernel_shape' is missing" in msg
 
@@ -304,9 +297,7 @@ def test_input_counts_and_empty_required_inputs():
     del _node(m, "conv").input[1:]
     _node(m, "relu").input.append("x")
     _node(m, "gemm").input[1] = ""
-    with pytest.raises(ModelLoadError) as e:
-        _load(m)
-    msg = str(e.value)
+    msg = _load_error_message(m)
     assert "conv (Conv-11): has 1 inputs, the schema wants 2 to 3" in msg
     assert "relu (Relu-14): has 2 inputs, the schema wants 1" in msg
     assert "gemm (Gemm-13): required input 1 (B) is empty" in msg
@@ -319,11 +310,11 @@ def test_input_counts_and_empty_required_inputs():
     "edit, cls, match",
     [
         (
-            lambda m: _set_init(m, "w", np.ones((4, 3, 3), np.float32)),
+            lambda m: set_initializer(m, "w", np.ones((4, 3, 3), np.float32)),
             ShapeError,
             r"'conv' \(Conv.*weight 'w' must have rank 4",
         ),
-        (lambda m: _set_init(m, "w", np.ones((4, 3, 3, 3, 1), np.float32)), ShapeError, r"'conv'.*rank 4"),
+        (lambda m: set_initializer(m, "w", np.ones((4, 3, 3, 3, 1), np.float32)), ShapeError, r"'conv'.*rank 4"),
         (
             lambda m: _set_attr(_node(m, "conv"), "group", 2),
             ShapeError,
@@ -331,16 +322,20 @@ def test_input_counts_and_empty_required_inputs():
         ),
         (lambda m: _set_attr(_node(m, "conv"), "group", 0), ShapeError, r"'conv'.*group=0"),
         (
-            lambda m: _set_init(m, "w", np.ones((4, 2, 3, 3), np.float32)),
+            lambda m: set_initializer(m, "w", np.ones((4, 2, 3, 3), np.float32)),
             ShapeError,
             r"'conv'.*expects 2 input channels",
         ),
-        (lambda m: _set_init(m, "b", np.ones((5,), np.float32)), ShapeError, r"'conv'.*bias 'b' must have shape \[4\]"),
+        (
+            lambda m: set_initializer(m, "b", np.ones((5,), np.float32)),
+            ShapeError,
+            r"'conv'.*bias 'b' must have shape \[4\]",
+        ),
         (
             lambda m: (
                 _set_attr(_node(m, "conv"), "pads", [0, 0, 0, 0]),
                 _set_attr(_node(m, "conv"), "kernel_shape", [11, 11]),
-                _set_init(m, "w", np.ones((4, 3, 11, 11), np.float32)),
+                set_initializer(m, "w", np.ones((4, 3, 11, 11), np.float32)),
             ),
             ShapeError,
             r"'conv'.*kernel extent 11 is larger than the padded input \(8\+0\+0\)",
@@ -363,7 +358,7 @@ def test_input_counts_and_empty_required_inputs():
             r"'pool' \(MaxPool.*kernel extent 9 is larger",
         ),
         (
-            lambda m: _set_init(m, "fw", np.ones((5, 63), np.float32)),
+            lambda m: set_initializer(m, "fw", np.ones((5, 63), np.float32)),
             ShapeError,
             r"'gemm' \(Gemm.*inner dimensions differ",
         ),
@@ -490,7 +485,7 @@ def model_dir(tmp_path):
 def test_external_data_inside_the_folder_loads(model_dir):
     path = _external_model(model_dir, "w.bin")
     ref = conv_net()
-    _set_init(ref, "w", W)
+    set_initializer(ref, "w", W)
     x = input_for(ref)
     np.testing.assert_allclose(_load(path).run(None, x)[0], ort_session(ref).run(None, x)[0], rtol=1e-5, atol=1e-6)
     (model_dir / "sub").mkdir()
