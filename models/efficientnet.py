@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .layers import InvertedResidual, conv_bn
+from .layers import inverted_residual_net
 
 # (expansion, kernel, first stride, output channels, repeats) for B0
 _B0 = [
@@ -26,19 +26,4 @@ _B0 = [
 
 def efficientnet_b0(num_classes: int = 1000) -> nn.Module:
     """EfficientNet-B0: 5.3M parameters, output (N, 1000)."""
-    layers: list[nn.Module] = [conv_bn(3, 32, 3, 2, act=nn.SiLU)]
-    cin = 32
-    for expand, kernel, stride, cout, repeats in _B0:
-        for i in range(repeats):
-            stride_i = stride if i == 0 else 1
-            block = InvertedResidual(cin, cout, stride_i, expand, kernel, act=nn.SiLU, squeezed=max(1, cin // 4))
-            layers.append(block)
-            cin = cout
-    layers += [
-        conv_bn(cin, 1280, 1, act=nn.SiLU),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(0.2),
-        nn.Linear(1280, num_classes),
-    ]
-    return nn.Sequential(*layers)
+    return inverted_residual_net(_B0, nn.SiLU, squeeze=True, num_classes=num_classes)

@@ -138,3 +138,26 @@ class InvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
         return x + y if self.residual else y
+
+
+def inverted_residual_net(
+    stages: list[tuple[int, int, int, int, int]], act: type[nn.Module], squeeze: bool, num_classes: int
+) -> nn.Sequential:
+    """MobileNet v2 / EfficientNet: a 3x3/2 stem to 32 channels, the ``stages`` of inverted residuals
+    (expansion, kernel, first stride, output channels, repeats), then 1x1 to 1280, pool, dropout, linear.
+    ``squeeze`` adds squeeze-and-excitation to a quarter of each block's input channels."""
+    layers: list[nn.Module] = [conv_bn(3, 32, 3, 2, act=act)]
+    cin = 32
+    for expand, kernel, stride, cout, repeats in stages:
+        for i in range(repeats):
+            squeezed = max(1, cin // 4) if squeeze else None
+            layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand, kernel, act, squeezed))
+            cin = cout
+    layers += [
+        conv_bn(cin, 1280, 1, act=act),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(1280, num_classes),
+    ]
+    return nn.Sequential(*layers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .layers import InvertedResidual, conv_bn
+from .layers import conv_bn, inverted_residual_net
 
 # (output channels, stride) of v1's depthwise-separable blocks
 _V1_BLOCKS = [
@@ -47,17 +47,5 @@ def mobilenet_v1(num_classes: int = 1000) -> nn.Module:
 
 def mobilenet_v2(num_classes: int = 1000) -> nn.Module:
     """MobileNet v2 1.0-224: 3.5M parameters, output (N, 1000)."""
-    layers: list[nn.Module] = [conv_bn(3, 32, 3, 2, act=nn.ReLU6)]
-    cin = 32
-    for t, c, n, s in _V2_BLOCKS:
-        for i in range(n):
-            layers.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
-            cin = c
-    layers += [
-        conv_bn(cin, 1280, 1, act=nn.ReLU6),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(0.2),
-        nn.Linear(1280, num_classes),
-    ]
-    return nn.Sequential(*layers)
+    stages = [(t, 3, s, c, n) for t, c, n, s in _V2_BLOCKS]
+    return inverted_residual_net(stages, nn.ReLU6, squeeze=False, num_classes=num_classes)

@@ -61,10 +61,10 @@ def export_module(
     return buf.getvalue()
 
 
-def _export_bytes(name: str, opset: int, batch: int | None) -> bytes:
+def _export_bytes(name: str, opset: int, batch: int | None, model: torch.nn.Module | None = None) -> bytes:
     if batch is not None and (not isinstance(batch, int) or batch < 1):
         raise ValueError(f"batch must be a positive int or None, got {batch!r}")
-    model = build(name)
+    model = build(name) if model is None else model
     x = torch.from_numpy(sample_input(name, batch or 1))
     return export_module(model, x, opset=opset, dynamic_batch=batch is None)
 
@@ -121,16 +121,19 @@ def export_cached(
     opset: int = 17,
     batch: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    model: torch.nn.Module | None = None,
 ) -> Path:
     """Path of the exported model, exporting only if the cache lacks this version.
 
     Files are keyed by name, opset, batch and :func:`source_hash`, so editing any zoo
     module (or upgrading torch) invalidates old entries; stale files are not removed.
+    ``model``, if given, must be ``build(name)`` already built by the caller: a miss exports
+    it instead of building the net again.
     """
     entry(name)  # unknown names fail before touching the disk
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     tag = "dyn" if batch is None else f"b{batch}"
     path = root / f"{name}-op{opset}-{tag}-{source_hash()}.onnx"
     if not path.exists():
-        _write_atomic(path, _export_bytes(name, opset, batch))
+        _write_atomic(path, _export_bytes(name, opset, batch, model))
     return path

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import assert_close_to
+from helpers import assert_close_to, zoo_params
 
 import cnnrt
 from cnnrt.tools.timing import ort_session
@@ -17,7 +17,7 @@ pytest.importorskip("torch", reason="the zoo needs torch (pip install -e '.[zoo]
 from cnnrt import models  # noqa: E402
 
 
-@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("name", zoo_params(models.names()))
 def test_zoo_model_matches_onnxruntime(name):
     path = models.export_cached(name)
     sess = cnnrt.InferenceSession(path)

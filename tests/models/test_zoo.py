@@ -4,8 +4,9 @@ exported graphs have the structure the engine's passes are written against.
 Heavy variants that only repeat another zoo net's layer types (vgg11/16/19 and
 vgg16_bn/vgg19_bn: ~550 MB and ~10 s apiece to export and load; resnet101) are
 marked slow and skipped unless CNNRT_ZOO_FULL=1; vgg11_bn and resnet50 stand for them.
-The numeric test exports each net once from the module it already built and remembers
-the graph without its weights, so the structural tests need not export again.
+The numeric test exports each net once (into the zoo's export cache, from the module it
+already built) and remembers the graph without its weights: the structural tests and the
+engine's zoo tests reuse that export.
 """
 
 from __future__ import annotations
@@ -88,8 +89,7 @@ def graph_of(graphs: dict[str, onnx.ModelProto]):
 
     def get(name: str) -> onnx.ModelProto:
         if name not in graphs:
-            x = torch.from_numpy(zoo.sample_input(name))
-            graphs[name] = _skeleton_graph(export_module(zoo.build(name), x))
+            graphs[name] = _skeleton_graph(zoo.export_cached(name).read_bytes())
         return graphs[name]
 
     return get
@@ -109,8 +109,8 @@ def _attrs(node: onnx.NodeProto) -> dict:
 @pytest.mark.parametrize("name", zoo_params(zoo.names()))
 def test_onnxruntime_matches_torch(name: str, graphs: dict[str, onnx.ModelProto]) -> None:
     model = zoo.build(name)
-    # the same call export() makes: traced at batch 1, symbolic batch dimension
-    data = export_module(model, torch.from_numpy(zoo.sample_input(name)))
+    # the default export (traced at batch 1, symbolic batch dimension) that the engine's zoo tests read too
+    data = zoo.export_cached(name, model=model).read_bytes()
     graphs[name] = graph = _skeleton_graph(data)
     sess = _session(data)
 
