@@ -18,6 +18,7 @@ from numba import cuda
 
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.errors import UnsupportedOpError
+from cnnrt.kernels.activation import activation_formula
 
 from . import config
 from .device import is_simulator, upload_flat
@@ -53,42 +54,8 @@ def configure(kernel, blocks, threads):
     return kernel[blocks, threads]
 
 
-@cuda.jit(device=True, inline=True)
-def act(v, kind, alpha, beta):
-    """Activation ``kind`` (cnnrt.core.ops.ACTIVATIONS) of one value; mirrors the CPU act_scalar."""
-    if kind == 0:
-        return v
-    if kind == 1:  # Relu; NaN stays NaN
-        return v if not v < F0 else F0
-    if kind == 2:  # LeakyRelu
-        return v if v >= F0 else v * alpha
-    if kind == 3:  # Clip(min=alpha, max=beta); NaN propagates
-        if v < alpha:
-            return alpha
-        if v > beta:
-            return beta
-        return v
-    if kind == 4:  # Sigmoid without overflow for large |v|
-        if v >= F0:
-            return F1 / (F1 + math.exp(-v))
-        e = math.exp(v)
-        return e / (F1 + e)
-    if kind == 5:  # HardSigmoid; NaN stays NaN
-        if v != v:
-            return v
-        return dmax(F0, dmin(F1, alpha * v + beta))
-    if kind == 6:  # HardSwish
-        return v * dmax(F0, dmin(F1, v / F6 + HALF))
-    if kind == 7:
-        return math.tanh(v)
-    if kind == 8:  # Elu
-        return v if v >= F0 else alpha * (math.exp(v) - F1)
-    if kind == 9:  # SiLU
-        if v >= F0:
-            return v / (F1 + math.exp(-v))
-        e = math.exp(v)
-        return v * e / (F1 + e)
-    return v
+# Activation ``kind`` of one value: kernels/activation.py's formulas with float32 constants
+act = activation_formula(F0, F1, F6, HALF, math.tanh)
 
 
 def epilogue_params(node, dtype) -> tuple[int, object, object]:
