@@ -4,6 +4,29 @@ A kernel *builder* takes a node and its graph at plan-build time (shapes known, 
 available for prepacking) and returns ``run(ins, outs)``, which reads the input arrays and
 writes into the preallocated output arrays. Missing kernels are found when the plan is
 built, never halfway through a run.
+
+An op family registers in the same-named module on both backends (kernels/cpu/ and
+kernels/cuda/), so the two implementations of an op sit side by side:
+
+    elementwise.py     Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Elu,
+                       Add, Sub, Mul, Div, Sum, Max, Min, PRelu, Cast
+    norm.py            BatchNormalization, ChannelAffine, LRN
+    reduce.py          Softmax (and LogSoftmax), ReduceMean, GlobalAveragePool, GlobalMaxPool
+    pool.py            MaxPool, AveragePool
+    gemm.py            Gemm, MatMul
+    conv.py            Conv
+    conv_transpose.py  ConvTranspose
+    resize.py          Resize
+    tensor.py          Reshape, Identity, Dropout, Concat, Split, Slice, Transpose, Gather,
+                       Shape, ConstantOfShape, Pad
+
+The activation formulas themselves are kernels/activation.py's, one definition for both.
+CPU-only modules have no CUDA twin: activation.py (the fused activation epilogue helpers),
+blocked.py (the channel-blocked NCHWc layout and its Blocked* ops), conv_gemm.py,
+conv_direct.py, conv_blocked.py, winograd.py, depthwise.py (the conv algorithms conv.py
+chooses from), microkernel.py (register tiles), vector_ir.py and llvm_ir.py (explicit-vector
+LLVM IR), blas.py (the BLAS gemm binding and task counters). CUDA-only: common.py (launch and
+epilogue helpers), config.py (launch geometry), device.py (device arrays, the simulator).
 """
 
 from __future__ import annotations

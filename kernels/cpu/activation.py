@@ -1,4 +1,4 @@
-"""Elementwise activations, standalone and as the fused epilogue other kernels call.
+"""The activations as the fused epilogue other CPU kernels call (the ops are elementwise.py's).
 
 ``act_scalar`` is the CPU instance of kernels/activation.py's formulas (shared with the CUDA
 kernels); fused kernels (Conv, Gemm, ChannelAffine, ...) call it per element while the value
@@ -7,17 +7,12 @@ is in a register, and the row helpers dispatch the kind once per row so the comm
 
 from __future__ import annotations
 
-import numpy as np
-from numba import prange, types
+from numba import types
 from numba.extending import overload
 
-from cnnrt.core.ops import ACTIVATIONS, activation_params
-from cnnrt.kernels import register
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit
 from cnnrt.kernels.activation import CLIP, NONE, RELU, TANH, activation_formula
 from cnnrt.kernels.cpu.vector_ir import TANH_CLAMP, TANH_P, TANH_Q, TANH_SMALL, fma, tanh_run
-
-_CHUNK = 1 << 14
 
 
 @njit(inline="always")
@@ -102,42 +97,3 @@ def act_inplace(o, kind, alpha, beta):
     else:
         for q in range(n):
             o[q] = act_scalar(o[q], kind, alpha, beta)
-
-
-@pjit
-def activate_flat(x, out, kind, alpha, beta):
-    """out[i] = act(x[i]) over flat arrays, split in chunks across threads."""
-    n = x.size
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for c in prange(nchunks):
-        lo = c * _CHUNK
-        hi = min(n, lo + _CHUNK)
-        for i in range(lo, hi):
-            out[i] = act_scalar(x[i], kind, alpha, beta)
-
-
-_activate_flat_serial = serial_twin(activate_flat)
-
-
-@register("Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu")
-def build_activation(node, graph):
-    kind = ACTIVATIONS[node.op]
-    alpha, beta = activation_params(node.op, node.attrs)
-    dtype = np.dtype(graph.values[node.inputs[0]].dtype)
-    if dtype.kind != "f":
-        # Relu/Clip on integer tensors (rare: shape arithmetic) go through numpy.
-        if node.op == "Relu":
-            return lambda ins, outs: np.maximum(ins[0], 0, out=outs[0])
-        if node.op == "Clip":
-            lo, hi = node.attrs["min"], node.attrs["max"]
-            return lambda ins, outs: np.clip(
-                ins[0], max(lo, np.iinfo(dtype).min), min(hi, np.iinfo(dtype).max), out=outs[0]
-            )
-        raise TypeError(f"{node.op} needs a floating-point input, got {dtype}")
-    a, b = dtype.type(alpha), dtype.type(beta)
-
-    def run(ins, outs):
-        x = ins[0].reshape(-1)
-        pick(activate_flat, _activate_flat_serial, x.size, num_threads())(x, outs[0].reshape(-1), kind, a, b)
-
-    return run

@@ -1,4 +1,4 @@
-"""Pooling (NCHW): MaxPool (+ Indices), AveragePool, GlobalAveragePool, GlobalMaxPool.
+"""Pooling (NCHW): MaxPool (+ Indices) and AveragePool (the global pools are reduce.py's).
 
 Every kernel runs over the N*C planes in parallel. The output size comes from the output
 Value (the frontend resolved auto_pad and ceil_mode), so a window may hang past the padded
@@ -34,6 +34,7 @@ from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.conv import _valid_range, readonly
+from cnnrt.kernels.cpu.reduce import _global_pool, _global_pool_serial
 
 # Every helper below takes flat arrays and element offsets, never slices: a slice (or an array
 # passed to a non-inlined function) costs a reference-count update, and once per short row
@@ -280,45 +281,6 @@ def _max_pool_indices(x, out, idx, kh, kw, sh, sw, pt, pl, dh, dw, storage_order
 
 
 @pjit
-def _global_pool(x, out, is_max, lanes):
-    """x (P, S) -> out (P,): mean (accumulated in float64) or max of each row.
-
-    The mean sums in ``lanes`` (a power of 2, 16) float64 lanes (element s into lane s % lanes),
-    the lanes then added pairwise: one running sum is a chain of dependent adds that LLVM may
-    not reorder without fastmath; lanes are a vector add. ``lanes`` is an argument so the lane
-    loop is not unrolled (unrolled, it was not vectorised: an alias check is needed).
-    SqueezeNet's 1000x13x13 on one thread: 74 -> 38 us."""
-    p_count, s_count = x.shape
-    nb = s_count // lanes
-    n_chunks = (p_count + 63) // 64
-    for ch in prange(n_chunks):
-        acc = np.empty(lanes)
-        for p in range(ch * 64, min(p_count, ch * 64 + 64)):
-            if is_max:
-                best = -np.inf
-                for s in range(s_count):
-                    v = x[p, s]
-                    best = v if v > best else best  # NaN skipped, as in MaxPool
-                out[p] = best
-                continue
-            for k in range(lanes):
-                acc[k] = 0.0
-            for j in range(nb):
-                base = np.uint64(j * lanes)
-                for k in range(lanes):  # a runtime trip count: vectorised with an alias check
-                    acc[np.uint64(k)] += x[p, base + np.uint64(k)]
-            tail = 0.0
-            for s in range(nb * lanes, s_count):
-                tail += x[p, s]
-            w = lanes
-            while w > 1:
-                w //= 2
-                for k in range(w):
-                    acc[k] += acc[k + w]
-            out[p] = (acc[0] + tail) / s_count
-
-
-@pjit
 def _pool2x2(x, out, count, h, w, is_max, init):
     """2x2 windows at stride 2, every one inside its plane (LeNet's and VGG's pools): out
     (P*OH*OW,) from x (P*H*W,), in the generic path's order (two rows per column, then two
@@ -347,7 +309,6 @@ def _pool2x2(x, out, count, h, w, is_max, init):
 
 _pool_serial = serial_twin(_pool)
 _pool2x2_serial = serial_twin(_pool2x2)
-_global_pool_serial = serial_twin(_global_pool)
 
 
 class _Pooler:
@@ -446,20 +407,5 @@ def build_average_pool(node, graph):
 
     def run(ins, outs):
         pooler(ins[0], outs[0])
-
-    return run
-
-
-@register("GlobalAveragePool", "GlobalMaxPool")
-def build_global_pool(node, graph):
-    shape = graph.values[node.inputs[0]].shape
-    if len(shape) < 3:
-        raise ValueError(f"{node.op} needs rank >= 3, got {list(shape)}")
-    p = shape[0] * shape[1]
-    is_max = node.op == "GlobalMaxPool"
-
-    def run(ins, outs):
-        x = ins[0].reshape(p, -1)
-        pick(_global_pool, _global_pool_serial, x.size, num_threads())(x, outs[0].reshape(p), is_max, 16)
 
     return run

@@ -1,4 +1,4 @@
-"""Pooling and LRN on CUDA: one thread per output in grid-stride loops.
+"""MaxPool and AveragePool on CUDA: one thread per output in grid-stride loops.
 
 MaxPool may also write Indices (int64, flat over the whole input, row-major or, with
 ``storage_order=1``, column-major within each H x W plane, as onnxruntime does).
@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels import register
 
-from .common import F0, NEG_INF, dmax, dmin, launcher_1d, require_float, shape_of, size_of
+from .common import F0, NEG_INF, launcher_1d, require_float, shape_of
 from .device import placeholder
 
 
@@ -66,35 +65,6 @@ def _avg_pool(X, Y, total, H, W, OH, OW, KH, KW, sh, sw, pt, pl, pb, pr, dh, dw,
         Y[i] = acc / np.float32(count) if count > 0 else acc
 
 
-@cuda.jit
-def _global_pool(X, Y, rows, hw, is_max):
-    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
-        base = r * hw
-        acc = X[base]
-        for j in range(1, hw):
-            v = X[base + j]
-            if is_max:
-                if v > acc or v != v:
-                    acc = v
-            else:
-                acc += v
-        Y[r] = acc if is_max else acc / np.float32(hw)
-
-
-@cuda.jit
-def _lrn(X, Y, total, C, inner, size, alpha_over_size, beta, bias):
-    for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        c = (i // inner) % C
-        base = i - c * inner
-        lo = dmax(0, c - (size - 1) // 2)
-        hi = dmin(C - 1, c + size // 2)
-        s = F0
-        for j in range(lo, hi + 1):
-            v = X[base + j * inner]
-            s += v * v
-        Y[i] = X[i] / (bias + alpha_over_size * s) ** beta
-
-
 def _window(node, graph):
     n, c, h, w = shape_of(graph, node.inputs[0])
     _, _, oh, ow = shape_of(graph, node.outputs[0])
@@ -129,36 +99,3 @@ def build_average_pool(node, graph):
     include = 1 if node.attrs.get("count_include_pad", False) else 0
     launch = launcher_1d(_avg_pool, total)
     return lambda ins, outs: launch(ins[0], outs[0], total, *geo, *pads, *dil, include)
-
-
-@register("GlobalAveragePool", "GlobalMaxPool", backend="cuda")
-def build_global_pool(node, graph):
-    require_float(node, graph)
-    shape = shape_of(graph, node.inputs[0])
-    rows = shape[0] * shape[1]
-    hw = int(np.prod(shape[2:], dtype=np.int64))
-    if hw < 1:
-        raise UnsupportedOpError(f"node {node.name!r} ({node.op}): empty spatial extent {list(shape)}")
-    is_max = 1 if node.op == "GlobalMaxPool" else 0
-    launch = launcher_1d(_global_pool, rows)
-    return lambda ins, outs: launch(ins[0], outs[0], rows, hw, is_max)
-
-
-@register("LRN", backend="cuda")
-def build_lrn(node, graph):
-    dtype = require_float(node, graph)
-    shape = shape_of(graph, node.inputs[0])
-    total = size_of(graph, node.inputs[0])
-    inner = int(np.prod(shape[2:], dtype=np.int64))
-    size = int(node.attrs["size"])
-    t = dtype.type
-    args = (
-        shape[1],
-        inner,
-        size,
-        t(float(node.attrs.get("alpha", 1e-4)) / size),
-        t(node.attrs.get("beta", 0.75)),
-        t(node.attrs.get("bias", 1.0)),
-    )
-    launch = launcher_1d(_lrn, total)
-    return lambda ins, outs: launch(ins[0], outs[0], total, *args)

@@ -193,7 +193,7 @@ def dry_run(monkeypatch):
 
 
 def test_every_kernel_compiles_to_ptx(dry_run):
-    from cnnrt.kernels.cuda import conv, conv_transpose, elementwise, gemm, pool, reduce, resize, tensor
+    from cnnrt.kernels.cuda import conv, conv_transpose, elementwise, gemm, norm, pool, reduce, resize, tensor
     from cnnrt.runtime.cuda_executor import CudaExecutor
     from cnnrt.runtime.plan import plan_memory
 
@@ -208,7 +208,7 @@ def test_every_kernel_compiles_to_ptx(dry_run):
     names = {f.__qualname__.split(".<locals>")[0] for f, _ in compiled}
     kernels = {
         name
-        for mod in (conv, conv_transpose, elementwise, gemm, pool, reduce, resize, tensor)
+        for mod in (conv, conv_transpose, elementwise, gemm, norm, pool, reduce, resize, tensor)
         for name, obj in vars(mod).items()
         if hasattr(obj, "py_func")
         and not getattr(obj, "targetoptions", {}).get("device", False)
