@@ -4,7 +4,7 @@ cnnrt's own register tile, microkernel.py), plus the two intrinsics every task k
 cnnrt draws all its parallelism from ONE pool, Numba's: BLAS is kept single-threaded
 (:func:`cnnrt.runtime.threads.apply_threads`) and kernels split a GEMM into tasks themselves, each
 task calling the BLAS of numpy (its bundled OpenBLAS) on a block. Two pools on two cores
-fought (FIELD-NOTES), and OpenBLAS splits a GEMM statically, so one descheduled thread
+fight (each spins while the other wants the core), and OpenBLAS splits a GEMM statically, so one descheduled thread
 stalls the whole call; tasks claimed from a shared counter (:func:`claim`) do not wait for
 a late thread: whoever is running takes the next block.
 

@@ -11,16 +11,9 @@ input when ceil_mode was set; the loops clip every window to the real input.
   window order, as onnxruntime does, flattened over the whole input:
   ``(n*C + c)*H*W + h*W + w`` (storage_order 0) or ``(n*C + c)*H*W + w*H + h`` (1).
 - AveragePool is the same separable kernel with sums, divided by a per-pixel count fixed at
-  build time: the window's taps inside the
-  real input (count_include_pad=0) or inside the padded input ``[-pad_begin, size + pad_end)``
-  (count_include_pad=1), the part of a ceil_mode window hanging past that excluded.
-
-The separable kernel replaced per-tap passes over a padded copy of each plane. Measured side
-by side on 2 threads (step medians, a shared machine; onnxruntime one-node models with
-spinning off in brackets): SqueezeNet's 3 MaxPools 0.98 -> 0.67 ms at batch 1, 6.06 -> 3.86 at
-batch 8; GoogLeNet's 13: 3.65 -> 2.37 and 27.2 -> 17.1 ms; 8x832x7x7 3x3/s1/p1 2.08 -> 0.32
-(0.39); 8x512x14x14 1.88 -> 0.43 (0.64); 1x64x111x111 3x3/s2 0.39 -> 0.30 (0.39); DenseNet's
-3 AveragePools 0.81 -> 0.45 ms at batch 1; LeNet's 2: 22 -> 12 us, 127 -> 53 us at batch 8.
+  build time: the window's taps inside the real input (count_include_pad=0) or inside the
+  padded input ``[-pad_begin, size + pad_end)`` (count_include_pad=1), the part of a ceil_mode
+  window hanging past that excluded.
 """
 
 from __future__ import annotations
@@ -38,14 +31,13 @@ from cnnrt.kernels.cpu.reduce import _global_pool, _global_pool_serial
 
 # Every helper below takes flat arrays and element offsets, never slices: a slice (or an array
 # passed to a non-inlined function) costs a reference-count update, and once per short row
-# that was most of the time on GoogLeNet's 7x7 planes (3.8 ns per output for the vertical pass
-# alone with two row slices per plane, vs ~0.6 ns on 28x28).
+# that was most of the time on small planes such as GoogLeNet's 7x7.
 
 
 @njit(inline="always")
 def _tap(d, do, s, so, n, is_max):
     """d[do : do+n] = max(d, s[so : so+n]) (a NaN-skipping select) or d + s. The branch is
-    outside the loops: one per element kept LLVM from vectorising them (2-3x)."""
+    outside the loops: one per element kept LLVM from vectorising them."""
     do, so = np.uint64(do), np.uint64(so)  # unsigned: no wraparound test, the loops vectorise
     if is_max:
         for q in range(n):
@@ -218,35 +210,13 @@ def _pool(x, out, h, w, kh, kw, sh, sw, pt, pl, dh, dw, is_max, init, count, vbu
     n_tasks = (p_count + chunk - 1) // chunk
     for t in prange(nthreads):
         vb = vbuf[t]
-        while True:
-            task = blas.claim(counter)
-            if task >= n_tasks:
-                break
+        task = blas.claim(counter)
+        while task < n_tasks:
             p0 = task * chunk
             npl = min(p_count, p0 + chunk) - p0
-            _pool_planes(
-                x,
-                p0 * h * w,
-                out,
-                p0 * oh * ow,
-                vb,
-                npl,
-                h,
-                w,
-                oh,
-                ow,
-                kh,
-                kw,
-                sh,
-                sw,
-                pt,
-                pl,
-                dh,
-                dw,
-                is_max,
-                init,
-                count,
-            )
+            xo, oo = p0 * h * w, p0 * oh * ow
+            _pool_planes(x, xo, out, oo, vb, npl, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, is_max, init, count)
+            task = blas.claim(counter)
 
 
 @pjit
@@ -257,9 +227,7 @@ def _max_pool_indices(x, out, idx, kh, kw, sh, sw, pt, pl, dh, dw, storage_order
     for p in prange(p_count):
         for oh in range(oh_count):
             for ow in range(ow_count):
-                best = -np.inf
-                bh = -1
-                bw = -1
+                best, bh, bw = -np.inf, -1, -1
                 for i in range(kh):
                     ih = oh * sh + i * dh - pt
                     if ih < 0 or ih >= h:

@@ -35,7 +35,7 @@ def softmax_3d(x, out, log):
                 out[o, k, j] = x[o, k, j] - c
         else:
             # each exp once, kept in out (rounded once more: <= 1 ulp): exp is a libm call per
-            # element and was most of the time (8x1000: 94 -> 52 us)
+            # element and most of the time
             for k in range(n):
                 e = math.exp(x[o, k, j] - m)
                 out[o, k, j] = e
@@ -58,8 +58,7 @@ def build_softmax(node, graph):
     else:
         shape3 = (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))
 
-    # the serial twin below ~2^19 element-ops: a parallel region made a 1x1000 softmax 39 us
-    # (now 8; onnxruntime's whole run 6, its exp is vectorised, math.exp here is not)
+    # the serial twin below ~2^19 element-ops: a parallel region costs more than a small softmax
     work = 8 * math.prod(shape)
 
     def run(ins, outs):
@@ -94,8 +93,7 @@ def _global_pool(x, out, is_max, lanes):
     The mean sums in ``lanes`` (a power of 2, 16) float64 lanes (element s into lane s % lanes),
     the lanes then added pairwise: one running sum is a chain of dependent adds that LLVM may
     not reorder without fastmath; lanes are a vector add. ``lanes`` is an argument so the lane
-    loop is not unrolled (unrolled, it was not vectorised: an alias check is needed).
-    SqueezeNet's 1000x13x13 on one thread: 74 -> 38 us."""
+    loop is not unrolled (unrolled, it was not vectorised: an alias check is needed)."""
     p_count, s_count = x.shape
     nb = s_count // lanes
     n_chunks = (p_count + 63) // 64

@@ -42,6 +42,57 @@ def dmax(a, b):
     return a if a > b else b
 
 
+@cuda.jit(device=True, inline=True)
+def split_index(i, n):
+    """(i // n, i % n) of a non-negative index, with one division."""
+    q = i // n
+    return q, i - q * n
+
+
+@cuda.jit(device=True, inline=True)
+def plane_index(i, H, W):
+    """(plane, h, w) of flat index ``i`` of a (planes, H, W) tensor."""
+    q, w = split_index(i, W)
+    p, h = split_index(q, H)
+    return p, h, w
+
+
+@cuda.jit(device=True, inline=True)
+def nchw_index(i, C, H, W):
+    """(n, c, h, w) of flat index ``i`` of an (N, C, H, W) tensor."""
+    p, h, w = plane_index(i, H, W)
+    n, c = split_index(p, C)
+    return n, c, h, w
+
+
+@cuda.jit(device=True, inline=True)
+def tile_origin(t, per_batch, tiles_n, tile):
+    """Tile ``t`` of a batch of problems, each ``per_batch`` tiles in rows of ``tiles_n``:
+    (problem, first row, first column), tiles ``tile`` square."""
+    b, rem = split_index(t, per_batch)
+    r, c = split_index(rem, tiles_n)
+    return b, r * tile, c * tile
+
+
+@cuda.jit(device=True, inline=True)
+def strided_offset(i, rank, shape, strides):
+    """Where row-major index ``i`` of ``shape`` lies in an array with element ``strides``."""
+    off = 0
+    for d in range(rank - 1, -1, -1):
+        i, j = split_index(i, shape[d])
+        off += j * strides[d]
+    return off
+
+
+@cuda.jit(device=True, inline=True)
+def valid_taps(o, s, pad, d, k, size):
+    """Taps [t0, t1) of output ``o``'s window (start o*s - pad, step d, k taps) inside [0, size)."""
+    start = o * s - pad
+    t0 = 0 if start >= 0 else (d - 1 - start) // d
+    t1 = k if start + (k - 1) * d < size else (size - 1 - start) // d + 1
+    return t0, dmax(t0, t1)
+
+
 def configure(kernel, blocks, threads):
     """``kernel[blocks, threads]``: every launch is configured here (the PTX check hooks it).
 

@@ -23,7 +23,7 @@ from cnnrt.errors import ShapeError
 from cnnrt.kernels import register
 
 from . import config
-from .common import act, epilogue_params, int_array, launcher_tiles, require_float, shape_of
+from .common import act, epilogue_params, int_array, launcher_tiles, require_float, shape_of, split_index, tile_origin
 from .device import placeholder
 
 
@@ -50,10 +50,7 @@ def gemm_kernel(tb: int, micro: int, bk: int, dtype: str):
         tiles_n = (N + bm - 1) // bm
         per_batch = tiles_m * tiles_n
         for t in range(cuda.blockIdx.x, nbatch * per_batch, cuda.gridDim.x):
-            bt = t // per_batch
-            rem = t - bt * per_batch
-            m0 = (rem // tiles_n) * bm
-            n0 = (rem % tiles_n) * bm
+            bt, m0, n0 = tile_origin(t, per_batch, tiles_n, bm)
             aoff = aoffs[bt]
             boff = boffs[bt]
             for i in range(micro):
@@ -63,21 +60,17 @@ def gemm_kernel(tb: int, micro: int, bk: int, dtype: str):
                 # Stage A[m0:m0+bm, k0:k0+bk] as sa[k, m]; walk memory-contiguous first.
                 for e in range(tid, bm * bk, nthreads):
                     if sak == 1:
-                        mm = e // bk
-                        kk = e - mm * bk
+                        mm, kk = split_index(e, bk)
                     else:
-                        kk = e // bm
-                        mm = e - kk * bm
+                        kk, mm = split_index(e, bm)
                     m = m0 + mm
                     k = k0 + kk
                     sa[kk, mm] = A[aoff + m * sam + k * sak] if (m < M and k < K) else zero
                 for e in range(tid, bk * bm, nthreads):
                     if sbn == 1:
-                        kk = e // bm
-                        nn = e - kk * bm
+                        kk, nn = split_index(e, bm)
                     else:
-                        nn = e // bk
-                        kk = e - nn * bk
+                        nn, kk = split_index(e, bk)
                     n = n0 + nn
                     k = k0 + kk
                     sb[kk, nn] = B[boff + k * sbk + n * sbn] if (n < N and k < K) else zero

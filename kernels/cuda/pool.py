@@ -14,30 +14,24 @@ from numba import cuda
 
 from cnnrt.kernels import register
 
-from .common import F0, NEG_INF, launcher_1d, require_float, shape_of
+from .common import F0, NEG_INF, launcher_1d, plane_index, require_float, shape_of, valid_taps
 from .device import placeholder
 
 
 @cuda.jit
 def _max_pool(X, Y, Idx, total, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, want_idx, col_major):
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = i % OW
-        oh = (i // OW) % OH
-        nc = i // (OW * OH)
-        best = NEG_INF
-        bh = -1
-        bw = -1
-        for kh in range(KH):
+        nc, oh, ow = plane_index(i, OH, OW)
+        best, bh, bw = NEG_INF, -1, -1
+        kh0, kh1 = valid_taps(oh, sh, pt, dh, KH, H)
+        kw0, kw1 = valid_taps(ow, sw, pl, dw, KW, W)
+        for kh in range(kh0, kh1):  # row-major window order: the first maximum wins
             ih = oh * sh - pt + kh * dh
-            if 0 <= ih < H:
-                for kw in range(KW):
-                    iw = ow * sw - pl + kw * dw
-                    if 0 <= iw < W:
-                        v = X[(nc * H + ih) * W + iw]
-                        if v > best or bh < 0:
-                            best = v
-                            bh = ih
-                            bw = iw
+            for kw in range(kw0, kw1):
+                iw = ow * sw - pl + kw * dw
+                v = X[(nc * H + ih) * W + iw]
+                if v > best or bh < 0:
+                    best, bh, bw = v, ih, iw
         Y[i] = best
         if want_idx:
             Idx[i] = nc * H * W + (bw * H + bh if col_major else bh * W + bw)
@@ -46,9 +40,7 @@ def _max_pool(X, Y, Idx, total, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, wa
 @cuda.jit
 def _avg_pool(X, Y, total, H, W, OH, OW, KH, KW, sh, sw, pt, pl, pb, pr, dh, dw, include_pad):
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = i % OW
-        oh = (i // OW) % OH
-        nc = i // (OW * OH)
+        nc, oh, ow = plane_index(i, OH, OW)
         acc = F0
         count = 0
         for kh in range(KH):

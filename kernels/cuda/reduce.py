@@ -15,7 +15,7 @@ from numba import cuda
 from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels import register
 
-from .common import F0, c_strides, int_array, launcher_1d, require_float, shape_of, size_of
+from .common import F0, c_strides, int_array, launcher_1d, require_float, shape_of, size_of, strided_offset
 
 
 @cuda.jit
@@ -43,21 +43,10 @@ def _softmax(X, Y, rows, length, inner, log):
 @cuda.jit
 def _reduce_mean(X, Y, nout, nred, krank, kshape, kstr, rrank, rshape, rstr):
     for o in range(cuda.grid(1), nout, cuda.gridsize(1)):
-        rem = o
-        base = 0
-        for d in range(krank - 1, -1, -1):
-            dim = kshape[d]
-            base += (rem % dim) * kstr[d]
-            rem = rem // dim
+        base = strided_offset(o, krank, kshape, kstr)
         acc = F0
         for r in range(nred):
-            rem = r
-            off = base
-            for d in range(rrank - 1, -1, -1):
-                dim = rshape[d]
-                off += (rem % dim) * rstr[d]
-                rem = rem // dim
-            acc += X[off]
+            acc += X[base + strided_offset(r, rrank, rshape, rstr)]
         Y[o] = acc / np.float32(nred)
 
 

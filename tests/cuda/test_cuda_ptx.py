@@ -19,6 +19,7 @@ import types as pytypes
 import numba
 import numpy as np
 import pytest
+from cuda_sim_helpers import conv_attrs
 from cuda_test_env import SIMULATOR, real_gpu
 
 pytestmark = pytest.mark.skipif(SIMULATOR, reason="compiles for the real CUDA target; the simulator has no compiler")
@@ -37,16 +38,7 @@ def _nvvm_missing() -> str | None:
 
 F = "float32"
 I64 = "int64"
-CONV = dict(
-    strides=(1, 1),
-    pads=(1, 1, 1, 1),
-    dilations=(1, 1),
-    group=1,
-    kernel=(3, 3),
-    activation="Relu",
-    act_alpha=0.0,
-    act_beta=0.0,
-)
+CONV = conv_attrs((3, 3), pads=(1, 1, 1, 1), activation="Relu")
 GEMM = dict(alpha=1.0, beta=1.0, trans_a=0, trans_b=1, activation="HardSwish", act_alpha=0.0, act_beta=0.0)
 POOL = dict(kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), dilations=(1, 1))
 
