@@ -26,6 +26,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from cnnrt.kernels._jit import njit
+
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 # (symbol, int width) in order of preference: numpy >= 2 wheels bundle scipy-openblas (ILP64)
@@ -162,6 +164,14 @@ def claim(typingctx, counter):
         return builder.atomic_rmw("add", a.data, ir.Constant(ir.IntType(64), 1), "monotonic")
 
     return types.int64(counter), codegen
+
+
+@njit(inline="always")
+def split_index(t, n):
+    """(t // n, t % n) of a non-negative task index, with one division: a task kernel's flat
+    prange index split into its coordinates."""
+    q = t // n
+    return q, t - q * n
 
 
 # ----------------------------------------------------------------------------- gemm

@@ -16,6 +16,7 @@ from cnnrt.core.ops import ACTIVATIONS, activation_params
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_scalar
+from cnnrt.kernels.cpu.blas import split_index
 
 _UFUNCS = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 _VARIADIC = {"Sum": np.add, "Max": np.maximum, "Min": np.minimum}
@@ -85,8 +86,7 @@ def prelu_blocks(x, slope, out):
     """x, out: (outer, n, inner); slope: (n,). out = x if x >= 0 else x * slope[j]."""
     outer, n, inner = x.shape
     for t in prange(outer * n):
-        o = t // n
-        j = t - o * n
+        o, j = split_index(t, n)
         s = slope[j]
         for k in range(inner):
             v = x[o, j, k]

@@ -9,6 +9,7 @@ from numba import prange
 
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.cpu.blas import split_index
 from cnnrt.kernels.cpu.elementwise import dtype_of, require_float
 
 # ---------------------------------------------------------------------------- Softmax
@@ -19,8 +20,7 @@ def softmax_3d(x, out, log):
     """Softmax along axis 1 of (outer, n, inner) arrays; one (outer, inner) pair per task."""
     outer, n, inner = x.shape
     for t in prange(outer * inner):
-        o = t // inner
-        j = t - o * inner
+        o, j = split_index(t, inner)
         m = -np.inf
         for k in range(n):
             v = x[o, k, j]

@@ -93,6 +93,33 @@ def valid_taps(o, s, pad, d, k, size):
     return t0, dmax(t0, t1)
 
 
+@cuda.jit(device=True, inline=True)
+def stage_tile(dst, src, off, x0, nx, sx, k0, nk, sk, first, step, bx, bk, k_fast, zero):
+    """One thread's share (elements first, first + step, ...) of staging a bk x bx block of a
+    GEMM operand in shared memory: dst[kk, xx] = src[off + x*sx + k*sk] at x = x0 + xx,
+    k = k0 + kk, zero past nx or nk. ``k_fast``: consecutive threads take consecutive k (when
+    that is the operand's contiguous axis), else consecutive x: coalesced loads either way."""
+    for e in range(first, bx * bk, step):
+        if k_fast:
+            xx, kk = split_index(e, bk)
+        else:
+            kk, xx = split_index(e, bx)
+        x = x0 + xx
+        k = k0 + kk
+        dst[kk, xx] = src[off + x * sx + k * sk] if (x < nx and k < nk) else zero
+
+
+@cuda.jit(device=True, inline=True)
+def tile_products(acc, sa, sb, bk, micro, tb, tx, ty):
+    """acc[i, j] += sum over the staged k of sa[k, ty + i*tb] * sb[k, tx + j*tb]: a thread's
+    micro x micro outputs, strided by the tb x tb thread block so neighbours read neighbours."""
+    for kk in range(bk):
+        for i in range(micro):
+            av = sa[kk, ty + i * tb]
+            for j in range(micro):
+                acc[i, j] += av * sb[kk, tx + j * tb]
+
+
 def configure(kernel, blocks, threads):
     """``kernel[blocks, threads]``: every launch is configured here (the PTX check hooks it).
 

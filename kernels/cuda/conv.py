@@ -25,7 +25,17 @@ from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels import register
 
 from . import config
-from .common import act, epilogue_params, launcher_1d, launcher_tiles, nchw_index, require_float, shape_of, tile_origin
+from .common import (
+    act,
+    epilogue_params,
+    launcher_1d,
+    launcher_tiles,
+    nchw_index,
+    require_float,
+    shape_of,
+    tile_origin,
+    tile_products,
+)
 from .device import placeholder, upload_flat
 
 ALGORITHMS = ("implicit_gemm", "pointwise", "direct")
@@ -119,11 +129,7 @@ def implicit_gemm_kernel(tb: int, micro: int, bk: int, dtype: str, pointwise: bo
                                 v = X[((n * C + g * ICg + ic) * H + ih) * W + iw]
                     sb[kk, pp] = v
                 cuda.syncthreads()
-                for kk in range(bk):
-                    for i in range(micro):
-                        av = sa[kk, ty + i * tb]
-                        for j in range(micro):
-                            acc[i, j] += av * sb[kk, tx + j * tb]
+                tile_products(acc, sa, sb, bk, micro, tb, tx, ty)
                 cuda.syncthreads()
             for i in range(micro):
                 m = m0 + ty + i * tb
