@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from .onnx import ConvertContext, onnx_op
+from .context import ConvertContext
+from .registry import onnx_op
 
 
 def _ints(v, n: int, default: int) -> tuple[int, ...]:
@@ -105,26 +108,21 @@ def conv(ctx: ConvertContext) -> None:
     kernel = _check_kernel_shape(ctx, wshape)
     _reject_pads_beside_auto_pad(ctx)
     strides, dilations, pads, (oh, ow) = _spatial_attrs(ctx, kernel)
+    bias = f"bias {ctx.inputs[2]!r}" if ctx.has_input(2) else ""
+    _emit_conv(ctx, "Conv", (n, m, oh, ow), bias, dict(strides=strides, pads=pads, dilations=dilations), group, kernel)
+
+
+def _emit_conv(ctx: ConvertContext, op: str, out_shape, bias: str, geometry: dict, group: int, kernel) -> None:
+    """A Conv or ConvTranspose IR node (no fused activation); ``bias`` names the optional
+    bias input in errors, which must hold one value per output channel."""
+    m = out_shape[1]
     ins = [ctx.inputs[0], ctx.inputs[1]]
     if ctx.has_input(2):
         if ctx.shape(2) != (m,):
-            raise ctx.fail(f"bias {ctx.inputs[2]!r} must have shape [{m}], got {list(ctx.shape(2))}")
+            raise ctx.fail(f"{bias} must have shape [{m}], got {list(ctx.shape(2))}")
         ins.append(ctx.inputs[2])
-    ctx.emit(
-        "Conv",
-        ins,
-        [ctx.out(0, (n, m, oh, ow), ctx.value(0).dtype)],
-        dict(
-            strides=strides,
-            pads=pads,
-            dilations=dilations,
-            group=group,
-            kernel=kernel,
-            activation="none",
-            act_alpha=0.0,
-            act_beta=0.0,
-        ),
-    )
+    attrs = dict(geometry, group=group, kernel=kernel, activation="none", act_alpha=0.0, act_beta=0.0)
+    ctx.emit(op, ins, [ctx.out(0, out_shape, ctx.value(0).dtype)], attrs)
 
 
 @onnx_op("ConvTranspose", since=1)
@@ -172,26 +170,8 @@ def conv_transpose(ctx: ConvertContext) -> None:
     oh, ow = full[0] - pads[0] - pads[2], full[1] - pads[1] - pads[3]
     if oh < 1 or ow < 1:
         raise ctx.fail(f"pads {list(pads)} leave an empty output")
-    ins = [ctx.inputs[0], ctx.inputs[1]]
-    if ctx.has_input(2):
-        if ctx.shape(2) != (m,):
-            raise ctx.fail(f"bias must have shape [{m}], got {list(ctx.shape(2))}")
-        ins.append(ctx.inputs[2])
-    ctx.emit(
-        "ConvTranspose",
-        ins,
-        [ctx.out(0, (n, m, oh, ow), ctx.value(0).dtype)],
-        dict(
-            strides=strides,
-            pads=tuple(pads),
-            dilations=dilations,
-            group=group,
-            kernel=kernel,
-            activation="none",
-            act_alpha=0.0,
-            act_beta=0.0,
-        ),
-    )
+    geometry = dict(strides=strides, pads=tuple(pads), dilations=dilations)
+    _emit_conv(ctx, "ConvTranspose", (n, m, oh, ow), "bias", geometry, group, kernel)
 
 
 @onnx_op("BatchNormalization", since=1)
@@ -261,32 +241,17 @@ def _pool(ctx: ConvertContext, op: str) -> None:
     ctx.emit(op, [ctx.inputs[0]], outs, attrs)
 
 
-@onnx_op("MaxPool", since=1)
-def max_pool(ctx: ConvertContext) -> None:
-    _pool(ctx, "MaxPool")
-
-
-@onnx_op("AveragePool", since=1)
-def average_pool(ctx: ConvertContext) -> None:
-    _pool(ctx, "AveragePool")
-
-
-@onnx_op("GlobalAveragePool", since=1)
-def global_average_pool(ctx: ConvertContext) -> None:
+def _global_pool(ctx: ConvertContext, op: str) -> None:
     shape = ctx.shape(0)
     if len(shape) < 3:
         raise ctx.fail(f"input must have rank >= 3, got {list(shape)}")
-    ctx.emit(
-        "GlobalAveragePool", [ctx.inputs[0]], [ctx.out(0, shape[:2] + (1,) * (len(shape) - 2), ctx.value(0).dtype)]
-    )
+    ctx.emit(op, [ctx.inputs[0]], [ctx.out(0, shape[:2] + (1,) * (len(shape) - 2), ctx.value(0).dtype)])
 
 
-@onnx_op("GlobalMaxPool", since=1)
-def global_max_pool(ctx: ConvertContext) -> None:
-    shape = ctx.shape(0)
-    if len(shape) < 3:
-        raise ctx.fail(f"input must have rank >= 3, got {list(shape)}")
-    ctx.emit("GlobalMaxPool", [ctx.inputs[0]], [ctx.out(0, shape[:2] + (1,) * (len(shape) - 2), ctx.value(0).dtype)])
+for _op in ("MaxPool", "AveragePool"):
+    onnx_op(_op, since=1)(functools.partial(_pool, op=_op))
+for _op in ("GlobalAveragePool", "GlobalMaxPool"):
+    onnx_op(_op, since=1)(functools.partial(_global_pool, op=_op))
 
 
 @onnx_op("Gemm", since=1)
