@@ -31,6 +31,8 @@ ONNX_DTYPES = {
     onnx.TensorProto.UINT8: "uint8",
     onnx.TensorProto.BOOL: "bool",
 }
+# for error messages
+SUPPORTED_DTYPES = ", ".join(sorted(set(ONNX_DTYPES.values())))
 
 
 def load_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> tuple[onnx.ModelProto, Path | None]:
@@ -150,8 +152,7 @@ def tensor_to_array(tensor: onnx.TensorProto, folder: Path | None = None, where:
     """Decode a TensorProto (external data read safely from ``folder``)."""
     if tensor.data_type not in ONNX_DTYPES:
         raise UnsupportedOpError(
-            f"tensor {tensor.name or where!r} has dtype {dtype_name(tensor.data_type)}; supported: "
-            + ", ".join(sorted(set(ONNX_DTYPES.values())))
+            f"tensor {tensor.name or where!r} has dtype {dtype_name(tensor.data_type)}; supported: " + SUPPORTED_DTYPES
         )
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
         t = onnx.TensorProto()
@@ -177,14 +178,14 @@ class InputSpec:
 
 
 def input_spec(vi: onnx.ValueInfoProto) -> InputSpec:
+    """A graph input's name, dims and dtype; it must be a tensor of a supported dtype."""
     tt = vi.type.tensor_type
     if not vi.type.HasField("tensor_type"):
         raise UnsupportedOpError(f"graph input {vi.name!r} is not a tensor (sequences/maps are not supported)")
     dtype = ONNX_DTYPES.get(tt.elem_type)
     if dtype is None:
         raise UnsupportedOpError(
-            f"graph input {vi.name!r} has element type {dtype_name(tt.elem_type)}; supported: "
-            + ", ".join(sorted(set(ONNX_DTYPES.values())))
+            f"graph input {vi.name!r} has element type {dtype_name(tt.elem_type)}; supported: " + SUPPORTED_DTYPES
         )
     dims: list[int | str | None] = []
     if tt.HasField("shape"):

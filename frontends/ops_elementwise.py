@@ -13,7 +13,7 @@ import onnx
 
 from .context import ConvertContext
 from .convert_helpers import FLOAT_DTYPES, float_input, known_scalar, require_all_inputs, reshape_input
-from .loader import ONNX_DTYPES
+from .loader import ONNX_DTYPES, SUPPORTED_DTYPES
 from .registry import onnx_op
 
 # Clip before opset 11 defaults its attributes to +-FLT_MAX (the schema's defaults).
@@ -202,7 +202,7 @@ def onnx_dtype_name(ctx: ConvertContext, code, what: str) -> str:
     name = ONNX_DTYPES.get(int(code))
     if name is None:
         label = onnx.TensorProto.DataType.Name(code) if code in onnx.TensorProto.DataType.values() else code
-        raise ctx.unsupported(f"{what} is {label}; supported: {', '.join(sorted(set(ONNX_DTYPES.values())))}")
+        raise ctx.unsupported(f"{what} is {label}; supported: {SUPPORTED_DTYPES}")
     return name
 
 

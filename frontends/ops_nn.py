@@ -91,13 +91,18 @@ def _spatial_attrs(ctx: ConvertContext, kernel, ceil_mode=False):
     return strides, dilations, pads, (oh, ow)
 
 
-@onnx_op("Conv", since=1)
-def conv(ctx: ConvertContext) -> None:
-    n, c, h, w = _require_4d(ctx)
+def _conv_operands(ctx: ConvertContext, weight: str, layout: str):
+    """The NCHW input shape, the weight's shape (rank 4, ``layout``) and ``group``."""
+    shape = _require_4d(ctx)
     wshape = ctx.shape(1)
     if len(wshape) != 4:
-        raise ctx.fail(f"weight {ctx.inputs[1]!r} must have rank 4 (M, C/group, kH, kW), got {list(wshape)}")
-    group = int(ctx.attr("group", 1))
+        raise ctx.fail(f"{weight} must have rank 4 ({layout}), got {list(wshape)}")
+    return shape, wshape, int(ctx.attr("group", 1))
+
+
+@onnx_op("Conv", since=1)
+def conv(ctx: ConvertContext) -> None:
+    (n, c, h, w), wshape, group = _conv_operands(ctx, f"weight {ctx.inputs[1]!r}", "M, C/group, kH, kW")
     m = wshape[0]
     if group < 1 or c % group or m % group:
         raise ctx.fail(f"group={group} must divide input channels {c} and output channels {m}")
@@ -127,11 +132,7 @@ def _emit_conv(ctx: ConvertContext, op: str, out_shape, bias: str, geometry: dic
 
 @onnx_op("ConvTranspose", since=1)
 def conv_transpose(ctx: ConvertContext) -> None:
-    n, c, h, w = _require_4d(ctx)
-    wshape = ctx.shape(1)
-    if len(wshape) != 4:
-        raise ctx.fail(f"weight must have rank 4 (C, M/group, kH, kW), got {list(wshape)}")
-    group = int(ctx.attr("group", 1))
+    (n, c, h, w), wshape, group = _conv_operands(ctx, "weight", "C, M/group, kH, kW")
     if group < 1 or c % group or wshape[0] != c:
         raise ctx.fail(f"weight {list(wshape)} does not fit {c} input channels with group={group}")
     m = wshape[1] * group
