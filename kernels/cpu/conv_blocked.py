@@ -20,17 +20,24 @@ the input are the bigger stream (:func:`plan_tasks`).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
+from cnnrt.core.layout import is_blocked
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, shared_scratch
-from cnnrt.kernels.cpu import blas
+from cnnrt.kernels.conv_spec import spec_from_node
+from cnnrt.kernels.cpu import blas, conv_algorithm
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
+from cnnrt.kernels.cpu.blocked import build_blocked_depthwise
+from cnnrt.kernels.cpu.conv_common import block_size, readonly
+from cnnrt.kernels.cpu.conv_gemm import tile_flags
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
+from cnnrt.kernels.cpu.winograd import build_winograd
 
 _OUT_BLOCK_BYTES = 256 << 10  # a task's output block: it is re-read per reduction chunk
 _MIN_TASKS = 8
@@ -60,11 +67,6 @@ _B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by 
     G_BMR,
     G_LEN,
 ) = range(20)
-
-
-def block_size(dtype) -> int:
-    """Channels per block for ``dtype``: one vector (16 float32 with AVX-512)."""
-    return mk.VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
 @pjit
@@ -335,11 +337,6 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
     (passes/block_layout.py crops them off right after). The input blocked (N, C/B, H, W, B)
     or, with ``blocked_input`` False, NCHW. ``owner`` (the graph) shares the padded-input
     scratch among its convs (aligned.shared_scratch)."""
-    import numba
-
-    from cnnrt.kernels.cpu.conv import readonly
-    from cnnrt.kernels.cpu.conv_gemm import tile_flags
-
     if spec.group != 1:
         raise ValueError(f"blocked conv needs group 1 (or depthwise), got group {spec.group}")
     dt = np.dtype(spec.dtype)
@@ -443,51 +440,22 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
     return run
 
 
-def logical_shape(shape, channels: int | None = None) -> tuple[int, ...]:
-    """NCHW shape of a stored one: (N, C/B, H, W, B) -> (N, C, H, W), C = ``channels`` when
-    they fill the last block partly (a cropped conv's output), else all; 4-D as it is."""
-    if len(shape) == 5:
-        n, cb, h, w, b = shape
-        c = channels if channels is not None and (cb - 1) * b < channels <= cb * b else cb * b
-        return (n, c, h, w)
-    return tuple(shape)
-
-
 @register("BlockedConv")
 def build_blocked_conv_node(node, graph):
-    """Conv with a blocked output (passes/block_layout.py): ungrouped on the register tile,
-    depthwise by blocked.py."""
-    from cnnrt.kernels.cpu.conv import readonly, spec_from_node
-
-    spec = spec_from_node(node, graph, logical_shape)
+    """Conv with a blocked output (passes/block_layout.py) by the node's ``algorithm``:
+    ungrouped on the register tile or by Winograd, depthwise by blocked.py."""
+    spec = spec_from_node(node, graph)
     dt = np.dtype(spec.dtype)
     ins = list(node.inputs) + [""] * 4
     w_const = graph.constants.get(ins[1])
     b_const = graph.constants.get(ins[2]) if ins[2] else None
     w_const = None if w_const is None else readonly(np.ascontiguousarray(w_const, dt))
     b_const = None if b_const is None else readonly(np.ascontiguousarray(b_const, dt))
-    blocked_input = len(graph.values[ins[0]].shape) == 5
-    algorithm = blocked_algorithm(spec, blocked_input)
+    blocked_input = is_blocked(graph.values[ins[0]])
+    algorithm = node.attrs.get("algorithm") or conv_algorithm.choose(spec, node.op, blocked_input)[0]
+    conv_algorithm.check(spec, algorithm, node.name, node.op, blocked_input)
     if algorithm == "depthwise":
-        from cnnrt.kernels.cpu.blocked import build_blocked_depthwise
-
         return build_blocked_depthwise(spec, w_const, b_const, block_size(dt))
     if algorithm == "winograd":
-        from cnnrt.kernels.cpu.winograd import build_winograd
-
         return build_winograd(spec, w_const, b_const, block_size(dt), owner=graph)
     return build_blocked_conv(spec, w_const, b_const, blocked_input, owner=graph)
-
-
-def blocked_algorithm(spec, blocked_input: bool) -> str:
-    """depthwise (group == C), winograd (blocked input, where conv.select_algorithm picks it
-    for NCHW; per layer, 1 thread, ms blocked winograd / blocked direct / NCHW winograd:
-    3x3 64@56 0.98 / 1.55 / 1.34, 128@28 0.85 / 1.54 / 1.06, 256@14 1.49 / 1.79 / 1.70,
-    VGG's 64@224 17.7 / 26.1 / 29.4), else direct (the register tile, any stride)."""
-    from cnnrt.kernels.cpu.conv import select_algorithm
-
-    if spec.group > 1:
-        return "depthwise"
-    if blocked_input and select_algorithm(spec) == "winograd":
-        return "winograd"
-    return "direct"

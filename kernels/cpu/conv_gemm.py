@@ -16,6 +16,7 @@ Block sizes are fixed when the session is built (:func:`plan_blocks`) from the s
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -24,7 +25,7 @@ from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
-from cnnrt.kernels.cpu.conv import _valid_range
+from cnnrt.kernels.cpu.conv_common import readonly, valid_range
 from cnnrt.kernels.cpu.microkernel import MR
 
 _COL_BUDGET = 1 << 20  # bytes of im2col scratch per task (L2 is 2 MB)
@@ -112,7 +113,7 @@ def _im2col_block(x, n, c0, cg, col, ld, coff, kh, kw, sh, sw, pt, pl, dh, dw, o
         i = (r - c * kk) // kw
         j = r - c * kk - i * kw
         off = j * dw - pl
-        lo, hi = _valid_range(off, sw, w, ow)
+        lo, hi = valid_range(off, sw, w, ow)
         if r == c * kk:  # one plane view per channel (a view per row cost ~20 ns: LeNet's 5x5)
             xc = x[n, c0 + c]
         base = r * ld + coff
@@ -385,10 +386,6 @@ def tile_flags(spec) -> int:
 
 def build_tasks(spec, w_const, b_const, direct: bool):
     """run(ins, outs) computing ``spec`` as GEMM tasks (``direct``: 1x1 stride 1 unpadded)."""
-    import numba
-
-    from cnnrt.kernels.cpu.conv import readonly
-
     dt = np.dtype(spec.dtype)
     g, mg, k, p = spec.group, spec.mg, spec.k, spec.oh * spec.ow
     nr = mk.nr(dt)

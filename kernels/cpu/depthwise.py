@@ -55,6 +55,7 @@ plane (borders zeroed once per call) and accumulator across planes.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -62,6 +63,7 @@ from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
+from cnnrt.kernels.cpu.conv_common import opt_input, readonly
 from cnnrt.kernels.cpu.vector_ir import fma
 
 
@@ -337,10 +339,6 @@ def build_flat(spec, w2, b_const, zeros):
     """run(ins, outs) for a dilation-1 depthwise spec (w2: (M, kh*kw) constant or None).
 
     Bias, residual and activation are all applied by the kernel."""
-    import numba
-
-    from cnnrt.kernels.cpu.conv import _opt, readonly
-
     s = spec
     dt = np.dtype(s.dtype)
     kk = s.kh * s.kw
@@ -379,9 +377,9 @@ def build_flat(spec, w2, b_const, zeros):
 
     def run(ins, outs):
         w = w2 if w2 is not None else readonly(ins[1].reshape(s.m, kk))
-        b = b_const if b_const is not None else _opt(ins, 2)
+        b = b_const if b_const is not None else opt_input(ins, 2)
         b = zeros if b is None else readonly(b)
-        res = _opt(ins, 3) if s.has_res else None
+        res = opt_input(ins, 3) if s.has_res else None
         if res is None:
             res = no_res
         elif not (res.flags.c_contiguous and res.flags.writeable):

@@ -23,7 +23,7 @@ from reference import (  # noqa: E402
 )
 
 import cnnrt  # noqa: E402
-from cnnrt.kernels.cpu.conv import ConvSpec  # noqa: E402
+from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu.depthwise import flat3x3_applies  # noqa: E402
 
 # name: (N, C, H, W, multiplier, k, stride, pads (t, l, b, r), fast path expected)
