@@ -75,18 +75,8 @@ def _bt(src, s0, sstep, dst, d0, dstep, n):
 
     Views indexed by the bare loop variable: Numba then emits no negative-index wraparound
     and LLVM vectorises (indexing with o + c did not)."""
-    e0 = src[s0 : s0 + n]
-    e1 = src[s0 + sstep : s0 + sstep + n]
-    e2 = src[s0 + 2 * sstep : s0 + 2 * sstep + n]
-    e3 = src[s0 + 3 * sstep : s0 + 3 * sstep + n]
-    e4 = src[s0 + 4 * sstep : s0 + 4 * sstep + n]
-    e5 = src[s0 + 5 * sstep : s0 + 5 * sstep + n]
-    v0 = dst[d0 : d0 + n]
-    v1 = dst[d0 + dstep : d0 + dstep + n]
-    v2 = dst[d0 + 2 * dstep : d0 + 2 * dstep + n]
-    v3 = dst[d0 + 3 * dstep : d0 + 3 * dstep + n]
-    v4 = dst[d0 + 4 * dstep : d0 + 4 * dstep + n]
-    v5 = dst[d0 + 5 * dstep : d0 + 5 * dstep + n]
+    e0, e1, e2, e3, e4, e5 = _six(src, s0, sstep, n)
+    v0, v1, v2, v3, v4, v5 = _six(dst, d0, dstep, n)
     for q in range(n):
         v0[q] = _C4 * e0[q] - _C5 * e2[q] + e4[q]
         v1[q] = -_C4 * (e1[q] + e2[q]) + e3[q] + e4[q]
@@ -94,6 +84,19 @@ def _bt(src, s0, sstep, dst, d0, dstep, n):
         v3[q] = _C2 * (e3[q] - e1[q]) - e2[q] + e4[q]
         v4[q] = _C2 * (e1[q] - e3[q]) - e2[q] + e4[q]
         v5[q] = _C4 * e1[q] - _C5 * e3[q] + e5[q]
+
+
+@njit(inline="always")
+def _six(a, start, step, n):
+    """The 6 views a[start + i*step : start + i*step + n] a transform pass reads or writes."""
+    return (
+        a[start : start + n],
+        a[start + step : start + step + n],
+        a[start + 2 * step : start + 2 * step + n],
+        a[start + 3 * step : start + 3 * step + n],
+        a[start + 4 * step : start + 4 * step + n],
+        a[start + 5 * step : start + 5 * step + n],
+    )
 
 
 @njit(inline="always")
