@@ -52,7 +52,7 @@ BLOCKED_FORMS = {
 }
 ELEMENTWISE = (*UNARY_ACTIVATION_OPS, *BINARY_OPS, *VARIADIC_OPS)
 # A lone blocked conv pays two reorders and extra steps for one layer (LeNet-5's middle conv,
-# a ~0.1 ms model where each step counts): the whole graph stays NCHW below this many.
+# a small model where each step counts): the whole graph stays NCHW below this many.
 MIN_BLOCKED_CONVS = 2
 
 

@@ -44,7 +44,7 @@ _MIN_TASKS = 8
 _B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by every pixel
 
 # the int64 geometry vector handed to the task kernel (one array instead of ~18 scalars:
-# Numba's dispatcher unboxes every argument, ~0.1-0.2 us each)
+# Numba's dispatcher unboxes every argument, a cost per argument on every call)
 (
     G_THREADS,
     G_PER_N_IN,
@@ -83,7 +83,7 @@ def _pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
         xp[plane:top] = 0
         src = x[n, p]
         left = pl * lanes
-        # slice assignments: element loops over views here ran at ~2 GB/s (256x14x14: 99 us)
+        # slice assignments: element loops over views here ran far below memory bandwidth
         for ih in range(h):
             row = top + ih * wp_l
             xp[row : row + left] = 0
@@ -253,8 +253,8 @@ _pad_planes_serial = serial_twin(_pad_planes)
 def panel_blocks(m: int, lanes: int) -> int:
     """Channel blocks per panel (microkernel.BLOCKED_TILES) for M output channels: the tile
     computing the fewest blocks past M, 4 on a tie (M = 16, 32, 96, 160, 208: 1, 2, 2, 2, 2;
-    the 8x2 and 4x4 tiles load as much per FMA, and where both fit M 4x4 was no slower:
-    1x1 convs 960->160 at 7x7 0.093 ms with 4 blocks, 0.084 with 2; 320->1280 0.196 / 0.211)."""
+    the 8x2 and 4x4 tiles load as much per FMA, and where both fit M the 4x4 tile measured
+    about as fast)."""
     blocks = -(-m // lanes)
     if blocks == 1:
         return 1

@@ -120,7 +120,7 @@ def _direct_tasks(
 ):
     """out[n, g*Mg + m] = act(sum_{tap, c} W[m, tap, c] xph[n, c, tap shift + v] + bias + res),
     after copying x into its phase planes xph (pads: top, left, stride h, stride w; one
-    kernel call for both: a Numba call costs ~1 us, LeNet's convs take 5-12).
+    kernel call for both: a Numba call's fixed cost is a sizeable share of LeNet's small convs).
 
     ap: packed weights (G, panels, taps*Cg, MR) with the reduction ordered (tap, channel);
     of, rf: the output and residual (N, M, OH, OW = out_shape) flat; obuf per thread (mb

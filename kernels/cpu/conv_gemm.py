@@ -31,7 +31,7 @@ from cnnrt.kernels.cpu.microkernel import MR
 _COL_BUDGET = 1 << 20  # bytes of im2col scratch per task (L2 is 2 MB)
 _MIN_TASKS = 8  # pixel blocks are halved (down to 64) until there are this many tasks
 _MIN_ROW_TASKS = 4  # below this many, output rows (channels) are split too
-_MIN_TASK_MACS = 1 << 19  # ~5 us of GEMM: smaller tasks cost more to hand out than they save
+_MIN_TASK_MACS = 1 << 19  # smaller tasks cost more to hand out than they save
 
 
 def plan_blocks(n: int, g: int, mg: int, k: int, p: int, itemsize: int, nr: int) -> tuple[int, int]:

