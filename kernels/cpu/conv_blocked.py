@@ -4,7 +4,7 @@ A blocked tensor stores logical NCHW as (N, C/B, H, W, B) with B = one vector of
 (:func:`block_size`). The register tile (microkernel._blocked_tile) runs with output pixels
 as rows and output channels as columns: each reduction step broadcasts one input value per
 pixel and loads nv vectors of packed weights (nv channel blocks: 4, 2 or 1, whichever
-computes the fewest blocks past M, :func:`panel_blocks`), so an output tile is a few
+computes the fewest blocks past M, conv_blocked_plan.panel_blocks), so an output tile is a few
 pixels x nv blocks, stored straight into the output at its final place, with bias, residual
 and Relu/Clip applied in registers. A tile's pixels are consecutive output pixels of one image, across
 row ends; stride and dilation only change where each reads its input (a per-pixel offset
@@ -15,7 +15,7 @@ with 3 input channels: the reduction steps then run over channels one plane apar
 way a padded conv first copies it into a zero-bordered buffer, so every tap of every pixel
 is a valid read. Tasks are (block of output panels, block of one image's output pixels),
 claimed from a shared counter; which way the work is cut depends on whether the weights or
-the input are the bigger stream (:func:`plan_tasks`).
+the input are the bigger stream (conv_blocked_plan.plan_tasks).
 """
 
 from __future__ import annotations
@@ -28,19 +28,17 @@ from cnnrt.core.layout import is_blocked
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.aligned import aligned_copy, shared_scratch
+from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.conv_spec import spec_from_node
 from cnnrt.kernels.cpu import blas, conv_algorithm
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.blocked import build_blocked_depthwise
-from cnnrt.kernels.cpu.conv_common import block_size, readonly
-from cnnrt.kernels.cpu.conv_gemm import tile_flags
+from cnnrt.kernels.cpu.conv_blocked_plan import Geometry, pack_weights, panel_blocks, plan_tasks
+from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
 from cnnrt.kernels.cpu.winograd import build_winograd
 
-_OUT_BLOCK_BYTES = 256 << 10  # a task's output block: it is re-read per reduction chunk
-_MIN_TASKS = 8
 _B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by every pixel
 
 # the int64 geometry vector handed to the task kernel (one array instead of ~18 scalars:
@@ -248,87 +246,6 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
 
 _blocked_tasks_serial = serial_twin(_blocked_tasks)
 _pad_planes_serial = serial_twin(_pad_planes)
-
-
-def panel_blocks(m: int, lanes: int) -> int:
-    """Channel blocks per panel (microkernel.BLOCKED_TILES) for M output channels: the tile
-    computing the fewest blocks past M, 4 on a tie (M = 16, 32, 96, 160, 208: 1, 2, 2, 2, 2;
-    the 8x2 and 4x4 tiles load as much per FMA, and where both fit M the 4x4 tile measured
-    about as fast)."""
-    blocks = -(-m // lanes)
-    if blocks == 1:
-        return 1
-    return min((4, 2), key=lambda nv: (-(-blocks // nv) * nv, -nv))
-
-
-def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: int = 4) -> tuple[int, int]:
-    """(panels per task, output pixels per task): a task is a block of one image's pixels
-    (a multiple of the tile's bmr) for a group of weight panels.
-
-    Whichever stream is bigger is read once: late layers (weights bigger than the input)
-    get one panel per task and all pixels, so each weight panel crosses memory once; early
-    layers get all panels and blocks of pixels. The output block a task re-reads per
-    reduction chunk stays under _OUT_BLOCK_BYTES."""
-    panels = -(-spec.m // nr)
-    npix = spec.oh * spec.ow
-    pg = 1 if w_bytes >= in_bytes else panels
-    px_bytes = nr * itemsize * pg
-
-    def fit(pixels):
-        return npix if pixels >= npix else max(bmr, pixels // bmr * bmr)
-
-    pxb = fit(_OUT_BLOCK_BYTES // px_bytes)
-
-    def tasks():
-        return -(-panels // pg) * spec.n * -(-npix // pxb)
-
-    while tasks() < _MIN_TASKS and pxb > 4 * bmr:
-        pxb = fit(-(-pxb // 2))
-    while tasks() < _MIN_TASKS and pg > 1:
-        pg = -(-pg // 2)
-    return pg, pxb
-
-
-def pack_weights(w: np.ndarray, nr: int, kstep: int) -> np.ndarray:
-    """(M, C, kh, kw) -> (panels, C/kstep, kh, kw, kstep, nr): per panel of nr output
-    channels (the last zero padded), the taps in the order of the tap table, each kstep input
-    channels of nr weights."""
-    m, c, kh, kw = w.shape
-    panels = -(-m // nr)
-    wpad = np.zeros((panels * nr, c, kh, kw), w.dtype)
-    wpad[:m] = w
-    w6 = wpad.reshape(panels, nr, c // kstep, kstep, kh, kw)
-    return aligned_copy(np.ascontiguousarray(w6.transpose(0, 2, 4, 5, 3, 1)))
-
-
-class Geometry:
-    """How one conv's input is addressed: padded copy or in place, tap table, strides."""
-
-    def __init__(self, spec, blocked_input: bool, lanes: int):
-        s = spec
-        self.padded = any((s.pt, s.pl, s.pb, s.pr))  # read through a zero-bordered copy
-        # pixels a row of taps reaches: enough for every output row and column
-        hp = max(s.h + s.pt + s.pb, (s.oh - 1) * s.sh + (s.kh - 1) * s.dh + 1)
-        wp = max(s.w + s.pl + s.pr, (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1)
-        if not self.padded:
-            hp, wp = s.h, s.w
-        self.hp, self.wp = hp, wp
-        self.layout_lanes = lanes if blocked_input else 1  # elements per pixel in a plane
-        self.planes = s.c // lanes if blocked_input else s.c
-        self.plane = hp * wp * self.layout_lanes
-        self.kstep = lanes if blocked_input else s.c
-        self.a_ks = 1 if blocked_input else self.plane
-        self.a_rs = s.sw * self.layout_lanes
-        self.a_row = s.sh * wp * self.layout_lanes
-        per_block = self.plane if blocked_input else 0
-        taps = [
-            cb * per_block + (i * s.dh * wp + j * s.dw) * self.layout_lanes
-            for cb in range(s.c // self.kstep)
-            for i in range(s.kh)
-            for j in range(s.kw)
-        ]
-        self.taps = np.array(taps, np.int64)
-        self.per_n = self.planes * self.plane
 
 
 def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):

@@ -1,11 +1,13 @@
 """What the CPU convolution kernels share: read-only constants, the block width of the
-channel-blocked layout, index ranges of taps, and the fused epilogue pass over an output."""
+channel-blocked layout, index ranges of taps, the register tile's epilogue flags, and the
+epilogue pass over an output for the algorithms that do not fuse it."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import prange
 
+from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_row
@@ -72,3 +74,13 @@ def epilogue_fn(spec, bias_const):
         kern(out.reshape(rows, cols), b, r, res is not None, spec.act, alpha, beta)
 
     return run_epilogue
+
+
+def tile_flags(spec) -> int:
+    """The epilogue flags for the register tile (microkernel.py) of a conv with ``spec``."""
+    f = (mk.BIAS if spec.has_bias else 0) | (mk.RESIDUAL if spec.has_res else 0)
+    if spec.act == ACTIVATIONS["Relu"]:
+        f |= mk.ACT_RELU << mk.ACT_SHIFT
+    elif spec.act == ACTIVATIONS["Clip"]:
+        f |= mk.ACT_CLIP << mk.ACT_SHIFT
+    return f

@@ -27,8 +27,7 @@ from cnnrt.kernels.aligned import aligned_copy, aligned_zeros, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv_common import readonly
-from cnnrt.kernels.cpu.conv_gemm import tile_flags
+from cnnrt.kernels.cpu.conv_common import readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import MR
 
 _BLOCK_BUDGET = 512 << 10  # bytes of the per-thread block of virtual outputs (mb x vb)

@@ -14,6 +14,7 @@ from cnnrt.core.layout import unblock as from_blocked  # noqa: E402
 from cnnrt.core.ops import ACTIVATIONS  # noqa: E402
 from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu import conv_blocked as cb  # noqa: E402
+from cnnrt.kernels.cpu import conv_blocked_plan as plan  # noqa: E402
 from cnnrt.kernels.cpu.conv_common import block_size  # noqa: E402
 
 
@@ -182,17 +183,17 @@ def test_blocked_conv_output_channels_past_whole_blocks(m):
 
 def test_panel_blocks_fit_the_channel_count():
     # 48: 4 blocks either way; 160 and 208 (10 and 13 blocks): 2-block panels compute 10 and 14
-    assert [cb.panel_blocks(m, 16) for m in (16, 32, 48, 64, 96, 128, 160, 208, 1000)] == [1, 2, 4, 4, 2, 4, 2, 2, 4]
+    assert [plan.panel_blocks(m, 16) for m in (16, 32, 48, 64, 96, 128, 160, 208, 1000)] == [1, 2, 4, 4, 2, 4, 2, 2, 4]
 
 
 def test_plan_tasks_reads_the_bigger_stream_once():
     big_weights = ConvSpec(1, 512, 7, 7, 512, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-    pg, pxb = cb.plan_tasks(big_weights, 4, 64, 512 * 512 * 9 * 4, 512 * 49 * 4)
+    pg, pxb = plan.plan_tasks(big_weights, 4, 64, 512 * 512 * 9 * 4, 512 * 49 * 4)
     assert (pg, pxb) == (1, 49)  # one weight panel per task, all pixels
     big_input = ConvSpec(1, 64, 56, 56, 64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-    pg, pxb = cb.plan_tasks(big_input, 4, 64, 64 * 64 * 9 * 4, 64 * 56 * 56 * 4)
+    pg, pxb = plan.plan_tasks(big_input, 4, 64, 64 * 64 * 9 * 4, 64 * 56 * 56 * 4)
     assert pg == 1 and pxb < 3136 and pxb % 4 == 0  # all (one) panels, blocks of pixels
     # a pointwise conv at batch 1: its 3136 pixels cut into at least _MIN_TASKS blocks
     pointwise = ConvSpec(1, 256, 56, 56, 64, 56, 56, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
-    pg, pxb = cb.plan_tasks(pointwise, 4, 64, 256 * 64 * 4, 256 * 3136 * 4, 4)
-    assert -(-3136 // pxb) >= cb._MIN_TASKS and pxb % 4 == 0
+    pg, pxb = plan.plan_tasks(pointwise, 4, 64, 256 * 64 * 4, 256 * 3136 * 4, 4)
+    assert -(-3136 // pxb) >= plan._MIN_TASKS and pxb % 4 == 0
