@@ -28,8 +28,7 @@ from numba.extending import intrinsic
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv import readonly
-from cnnrt.kernels.cpu.conv_blocked import block_size  # the vector width _lane_taps runs on
+from cnnrt.kernels.cpu.conv_common import block_size, readonly  # block_size: the vector width _lane_taps runs on
 from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers
 from cnnrt.kernels.cpu.vector_ir import fma
 
