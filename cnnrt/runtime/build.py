@@ -88,7 +88,9 @@ def build(model, shapes: dict[str, tuple[int, ...]], fed: frozenset[str], opts: 
     graph = model.to_graph(shapes, fed)
     t1 = time.perf_counter()
     with np.errstate(all="ignore"):  # folding Inf/NaN weights must not trip np.seterr(all="raise")
-        graph, log = run_pipeline(graph, opts.opt_level, opts.disabled_passes, _vector_bytes(opts.backend))
+        graph, log = run_pipeline(
+            graph, opts.opt_level, opts.disabled_passes, _vector_bytes(opts.backend), opts.backend
+        )
     t2 = time.perf_counter()
     try:
         plan = plan_memory(graph)

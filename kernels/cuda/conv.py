@@ -1,7 +1,7 @@
 """Conv on CUDA with the fused epilogue: bias, residual (added before the activation), activation.
 
-Three algorithms; :func:`conv_algorithm` picks one at build time (a node attribute
-``cuda_algorithm`` overrides it, which is how tests pin each path):
+Three algorithms; the node's ``algorithm`` attribute names the one to run (conv_algorithm.py
+decides, passes/select_algorithm.py writes it; tests pin each path by setting it):
 
 ``implicit_gemm``  the general case. Per group, Y[oc, p] = sum_k W[oc, k] * im2col(X)[k, p]
                    with p over (n, oh, ow) and k over (ic, kh, kw); the im2col tile is
@@ -23,12 +23,21 @@ from numba import cuda
 
 from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels import register
+from cnnrt.kernels.conv_spec import spec_from_node
 
-from . import config
-from .common import act, epilogue_params, launcher_1d, launcher_tiles, require_float, shape_of
+from . import config, conv_algorithm
+from .common import (
+    act,
+    epilogue_params,
+    launcher_1d,
+    launcher_tiles,
+    nchw_index,
+    require_float,
+    shape_of,
+    tile_origin,
+    tile_products,
+)
 from .device import placeholder, upload_flat
-
-ALGORITHMS = ("implicit_gemm", "pointwise", "direct")
 
 
 @functools.cache
@@ -85,10 +94,7 @@ def implicit_gemm_kernel(tb: int, micro: int, bk: int, dtype: str, pointwise: bo
         tiles_n = (P + bm - 1) // bm
         per_group = tiles_m * tiles_n
         for t in range(cuda.blockIdx.x, groups * per_group, cuda.gridDim.x):
-            g = t // per_group
-            rem = t - g * per_group
-            m0 = (rem // tiles_n) * bm
-            p0 = (rem % tiles_n) * bm
+            g, m0, p0 = tile_origin(t, per_group, tiles_n, bm)
             for i in range(micro):
                 for j in range(micro):
                     acc[i, j] = zero
@@ -122,11 +128,7 @@ def implicit_gemm_kernel(tb: int, micro: int, bk: int, dtype: str, pointwise: bo
                                 v = X[((n * C + g * ICg + ic) * H + ih) * W + iw]
                     sb[kk, pp] = v
                 cuda.syncthreads()
-                for kk in range(bk):
-                    for i in range(micro):
-                        av = sa[kk, ty + i * tb]
-                        for j in range(micro):
-                            acc[i, j] += av * sb[kk, tx + j * tb]
+                tile_products(acc, sa, sb, bk, micro, tb, tx, ty)
                 cuda.syncthreads()
             for i in range(micro):
                 m = m0 + ty + i * tb
@@ -152,10 +154,7 @@ def _conv_direct(
     X, Wt, Bias, R, Y, total, C, H, W, OC, OH, OW, ICg, OCg, KH, KW, sh, sw, pt, pl, dh, dw, has_res, kind, aa, ab
 ):
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = i % OW
-        oh = (i // OW) % OH
-        oc = (i // (OW * OH)) % OC
-        n = i // (OW * OH * OC)
+        n, oc, oh, ow = nchw_index(i, OC, OH, OW)
         g = oc // OCg
         acc = Bias[oc]  # the builder passes zeros when the conv has no bias
         for icl in range(ICg):
@@ -171,25 +170,6 @@ def _conv_direct(
         if has_res:
             acc += R[i]
         Y[i] = act(acc, kind, aa, ab)
-
-
-def conv_algorithm(x_shape, w_shape, attrs) -> str:
-    """Which CUDA conv algorithm fits this convolution (see module docstring)."""
-    forced = attrs.get("cuda_algorithm")
-    if forced:
-        if forced not in ALGORITHMS:
-            raise UnsupportedOpError(f"unknown cuda_algorithm {forced!r}; choose one of {ALGORITHMS}")
-        return forced
-    _, icg, kh, kw = w_shape
-    if icg == 1:
-        return "direct"
-    if (
-        (kh, kw) == (1, 1)
-        and tuple(attrs.get("strides", (1, 1))) == (1, 1)
-        and not any(attrs.get("pads", (0, 0, 0, 0)))
-    ):
-        return "pointwise"
-    return "implicit_gemm"
 
 
 @register("Conv", backend="cuda")
@@ -211,11 +191,9 @@ def build_conv(node, graph):
         )
     if res is not None and shape_of(graph, res) != shape_of(graph, node.outputs[0]):
         raise UnsupportedOpError(f"node {node.name!r} (Conv): residual {res!r} must have the output's shape")
-    algo = conv_algorithm((nb, c, h, wd), (oc, icg, kh, kw), node.attrs)
-    if algo == "pointwise" and ((kh, kw) != (1, 1) or (sh, sw) != (1, 1) or (oh, ow) != (h, wd)):
-        raise UnsupportedOpError(
-            f"node {node.name!r} (Conv): the pointwise path needs a 1x1 kernel, stride 1, no padding"
-        )
+    spec = spec_from_node(node, graph)
+    algo = node.attrs.get("algorithm") or conv_algorithm.choose(spec)[0]
+    conv_algorithm.check(spec, algo, node.name)
     kind, aa, ab = epilogue_params(node, dtype)
     ocg = oc // groups
     dummy = placeholder(dtype.name)

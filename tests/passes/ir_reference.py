@@ -9,7 +9,7 @@ import numpy as np
 from reference_ops import act_ref, conv_ref, conv_transpose_ref
 
 from cnnrt.core.ir import Graph, Node
-from cnnrt.passes.block_layout import block, unblock
+from cnnrt.core.layout import block, unblock
 
 
 def _unary_params(node: Node) -> tuple[float, float]:

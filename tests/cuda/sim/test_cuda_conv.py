@@ -6,11 +6,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-from cuda_sim_helpers import assert_close, rand, run_op, tol_for
+from cuda_sim_helpers import assert_close, conv_attrs, rand, run_op, tol_for
 from reference_ops import act_ref, conv_out, conv_ref, conv_transpose_ref
 
+from cnnrt.errors import UnsupportedOpError
+from cnnrt.kernels.conv_spec import ConvSpec
 from cnnrt.kernels.cuda import config
-from cnnrt.kernels.cuda.conv import conv_algorithm
+from cnnrt.kernels.cuda.conv_algorithm import check, choose
 
 ACTS = {
     "none": (0.0, 0.0),
@@ -44,16 +46,7 @@ def _conv_case(rng, case):
     out_shape = (xs[0], ws[0], oh, ow)
     r = rand(rng, *out_shape) if has_r else None
     alpha, beta = ACTS[act]
-    attrs = dict(
-        strides=strides,
-        pads=pads,
-        dilations=dil,
-        group=group,
-        kernel=ws[2:],
-        activation=act,
-        act_alpha=alpha,
-        act_beta=beta,
-    )
+    attrs = conv_attrs(ws[2:], strides, pads, dil, group, act, alpha, beta)
     ref = conv_ref(x, w, b, strides, pads, dil, group)
     if r is not None:
         ref = ref + r
@@ -73,16 +66,27 @@ def test_conv_every_path_matches_reference(index):
     rng = np.random.default_rng(index)
     x, w, b, r, out_shape, attrs, ref, k = _conv_case(rng, case)
     for path in _paths(case[1], case[2], case[3]):
-        [y] = run_op("Conv", [x, w, b, r], [out_shape], {**attrs, "cuda_algorithm": path}, const=(1, 2))
+        [y] = run_op("Conv", [x, w, b, r], [out_shape], {**attrs, "algorithm": path}, const=(1, 2))
         assert_close(y, ref, tol_for(k))
 
 
+def _spec(m, k, s=1, group=1, pad=0):
+    o = (5 + 2 * pad - k) // s + 1
+    return ConvSpec(1, 8, 5, 5, m, o, o, k, k, s, s, pad, pad, pad, pad, 1, 1, group)
+
+
 def test_conv_algorithm_choice():
-    base = dict(strides=(1, 1), pads=(0, 0, 0, 0))
-    assert conv_algorithm((1, 8, 5, 5), (8, 1, 3, 3), dict(base, group=8)) == "direct"
-    assert conv_algorithm((1, 8, 5, 5), (4, 8, 1, 1), base) == "pointwise"
-    assert conv_algorithm((1, 8, 5, 5), (4, 8, 1, 1), dict(base, strides=(2, 2))) == "implicit_gemm"
-    assert conv_algorithm((1, 8, 5, 5), (4, 8, 3, 3), base) == "implicit_gemm"
+    assert choose(_spec(8, 3, group=8))[0] == "direct"
+    assert choose(_spec(4, 1))[0] == "pointwise"
+    assert choose(_spec(4, 1, s=2))[0] == "implicit_gemm"
+    assert choose(_spec(4, 3))[0] == "implicit_gemm"
+
+
+def test_conv_algorithm_override_that_cannot_compute_names_the_node():
+    with pytest.raises(UnsupportedOpError, match="'c1'.*pointwise path needs a 1x1 kernel"):
+        check(_spec(4, 3, pad=1), "pointwise", "c1")
+    with pytest.raises(UnsupportedOpError, match="'c1'.*unknown conv algorithm 'winograd'"):
+        check(_spec(4, 3), "winograd", "c1")
 
 
 GEOMETRIES = {
@@ -106,7 +110,7 @@ def test_conv_tiling_geometries_agree(geometry, index):
     paths = [p for p in _paths(CONV_CASES[index][1], CONV_CASES[index][2], CONV_CASES[index][3]) if p != "direct"]
     with config.override(**GEOMETRIES[geometry]):
         for path in paths:
-            [y] = run_op("Conv", [x, w, b, r], [out_shape], {**attrs, "cuda_algorithm": path}, const=(1, 2))
+            [y] = run_op("Conv", [x, w, b, r], [out_shape], {**attrs, "algorithm": path}, const=(1, 2))
             assert_close(y, ref, tol_for(k))
 
 
@@ -135,16 +139,7 @@ def test_conv_transpose_matches_reference(case):
     b = rand(rng, ws[1] * group) if has_b else None
     alpha, beta = ACTS[act]
     ref = act_ref(conv_transpose_ref(x, w, b, strides, pads, dil, group, opad), act, alpha, beta)
-    attrs = dict(
-        strides=strides,
-        pads=pads,
-        dilations=dil,
-        group=group,
-        kernel=ws[2:],
-        activation=act,
-        act_alpha=alpha,
-        act_beta=beta,
-    )
+    attrs = conv_attrs(ws[2:], strides, pads, dil, group, act, alpha, beta)
     [y] = run_op("ConvTranspose", [x, w, b], [ref.shape], attrs, const=(1, 2))
     assert_close(y, ref, tol_for(ws[0] * ws[2] * ws[3]))
 
