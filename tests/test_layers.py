@@ -26,8 +26,6 @@ PYPROJECT = REPO / "pyproject.toml"
 KNOWN_CYCLIC_PACKAGES = {
     # kernels/__init__ imports every kernel module to register it; they import `register` back from it
     "cnnrt.kernels": "kernel registration",
-    # the ONNX loader imports the op modules to fill its table; they import the loader's helpers back
-    "cnnrt.frontends": "op-handler registration",
 }
 
 
