@@ -13,7 +13,7 @@ import onnx
 import pytest
 from fuzz_lib import check
 from onnx import TensorProto, helper, numpy_helper
-from robust_models import IR_VERSION, conv_net, input_for, ort_session, set_initializer, tensor_net
+from robust_models import IR_VERSION, conv_net, external_model, input_for, ort_session, set_initializer, tensor_net
 
 import cnnrt
 from cnnrt.errors import CnnrtError, ModelLoadError, ResourceLimitError, ShapeError, UnsupportedOpError
@@ -136,8 +136,8 @@ def test_huge_pads_are_refused_before_planning(pad):
 
 
 def test_huge_pads_on_the_last_node_do_not_reach_the_executor():
-    # no Flatten after the conv to stop it: this once reached Executor._array and raised
-    # "ValueError: Maximum allowed dimension exceeded", or OverflowError in the planner
+    # no Flatten after the conv to stop it: unchecked, the shape reaches Executor._array (numpy's
+    # "ValueError: Maximum allowed dimension exceeded") or the planner (OverflowError)
     g = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["y"], name="c", pads=[2**62] * 4)],
         "g",
@@ -219,13 +219,7 @@ def test_integer_maxpool_with_padding_matches_onnxruntime(dtype):
 def test_external_data_fifo_does_not_hang(tmp_path):
     import os
 
-    m = conv_net()
-    t = m.graph.initializer[0]
-    t.ClearField("raw_data")
-    t.ClearField("float_data")
-    t.data_location = TensorProto.EXTERNAL
-    t.external_data.add(key="location", value="pipe")
-    (tmp_path / "m.onnx").write_bytes(m.SerializeToString())
+    external_model(tmp_path, "pipe")
     os.mkfifo(tmp_path / "pipe")
     done = []
     th = threading.Thread(target=lambda: done.append(_load_error(tmp_path / "m.onnx")), daemon=True)
@@ -243,13 +237,7 @@ def _load_error(path) -> str:
 
 
 def test_external_location_with_nul_byte(tmp_path):
-    m = conv_net()
-    t = m.graph.initializer[0]
-    t.ClearField("raw_data")
-    t.ClearField("float_data")
-    t.data_location = TensorProto.EXTERNAL
-    t.external_data.add(key="location", value="w\0.bin")  # ValueError: embedded null byte escaped
-    (tmp_path / "m.onnx").write_bytes(m.SerializeToString())
+    external_model(tmp_path, "w\0.bin")  # not a bare ValueError "embedded null byte"
     with pytest.raises(ModelLoadError, match="NUL byte"):
         cnnrt.InferenceSession(tmp_path / "m.onnx")
 
@@ -259,7 +247,7 @@ def test_external_location_with_nul_byte(tmp_path):
 
 def test_executor_property_does_not_recurse():
     s = cnnrt.InferenceSession(conv_net())
-    assert s.executor is s._current.executor  # was `return self.executor`: RecursionError
+    assert s.executor is s._current.executor  # the property reads the plan, not itself (no RecursionError)
 
 
 def test_memory_limit_env_that_is_not_a_number(monkeypatch):

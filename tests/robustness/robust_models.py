@@ -110,6 +110,25 @@ def set_initializer(model: onnx.ModelProto, name: str, array: np.ndarray) -> Non
     raise KeyError(name)
 
 
+def external_model(folder, location, offset=None, length=None, name="m.onnx"):
+    """conv_net written to ``folder/name`` with weight "w" stored at external ``location`` (optionally a range
+    of it); returns the path."""
+    m = conv_net()
+    t = m.graph.initializer[0]
+    assert t.name == "w"
+    t.ClearField("raw_data")
+    t.ClearField("float_data")
+    t.data_location = TensorProto.EXTERNAL
+    t.external_data.add(key="location", value=location)
+    if offset is not None:
+        t.external_data.add(key="offset", value=str(offset))
+    if length is not None:
+        t.external_data.add(key="length", value=str(length))
+    path = folder / name
+    path.write_bytes(m.SerializeToString())
+    return path
+
+
 def input_for(model: onnx.ModelProto, seed: int = 0, batch: int = 1) -> dict[str, np.ndarray]:
     """Random float32 feeds for every non-initializer graph input (symbolic dims -> batch/1)."""
     rng = np.random.default_rng(seed)
