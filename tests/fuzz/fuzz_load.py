@@ -4,7 +4,7 @@
     .venv/bin/python tests/fuzz/fuzz_load.py -max_total_time=300 -artifact_prefix=/tmp/cnnrt-fuzz/
 
 Each input is either (first byte even) raw bytes handed to ``InferenceSession`` as a model,
-or (odd) a recipe: the rest of the bytes drive the structured mutators of fuzz_lib.py on a
+or (odd) a recipe: the rest of the bytes drive the structured mutators of fuzz_mutators.py on a
 valid base model (hand-built conv nets, LeNet-5). Anything but a CnnrtError escaping cnnrt,
 or a disagreement with onnxruntime, is a crash: libFuzzer saves the input as
 ``<artifact_prefix>crash-<sha1>``. Replay one with ``python tests/fuzz/fuzz_load.py FILE``.
@@ -38,8 +38,11 @@ if atheris is not None:
     # instrument cnnrt's own Python (frontend + converters, session, passes, planner) for
     # coverage feedback. Not the kernels: numba compiles from bytecode and would choke on the
     # instrumentation. numpy / onnx stay uninstrumented (slow, and not what we are testing).
-    with atheris.instrument_imports(include=["cnnrt", "fuzz_lib", "robust_models"], exclude=["cnnrt.kernels"]):
+    with atheris.instrument_imports(
+        include=["cnnrt", "fuzz_lib", "fuzz_mutators", "robust_models"], exclude=["cnnrt.kernels"]
+    ):
         import fuzz_lib
+        import fuzz_mutators
 
         import cnnrt.frontends.onnx  # noqa: F401
         import cnnrt.frontends.ops_elementwise  # noqa: F401
@@ -50,9 +53,10 @@ if atheris is not None:
         import cnnrt.runtime.session  # noqa: F401
 else:
     import fuzz_lib
+    import fuzz_mutators
 
 
-class _ByteChooser(fuzz_lib.Chooser):
+class _ByteChooser(fuzz_mutators.Chooser):
     """Decisions from a byte string (the plain fallback's stand-in for FuzzedDataProvider)."""
 
     def __init__(self, data: bytes) -> None:
@@ -74,7 +78,7 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802  (atheris' name)
     if data[0] % 2 == 0:
         fuzz_lib.check(data[1:], compare_ort=False)
     else:
-        chooser = fuzz_lib.FdpChooser(atheris.FuzzedDataProvider(data[1:])) if atheris else _ByteChooser(data[1:])
+        chooser = fuzz_mutators.FdpChooser(atheris.FuzzedDataProvider(data[1:])) if atheris else _ByteChooser(data[1:])
         fuzz_lib.fuzz_one(chooser)
 
 

@@ -2,7 +2,7 @@
 onnxruntime (when onnxruntime accepts it too), or raises a CnnrtError. Never another
 exception, never a hang.
 
-Mutations (tests/fuzz/fuzz_lib.py): attributes (strides, pads, group, kernel_shape, axis,
+Mutations (tests/fuzz/fuzz_mutators.py): attributes (strides, pads, group, kernel_shape, axis,
 perm, auto_pad...), initializer and graph input/output shapes, dtypes, rewired edges,
 deleted initializers/nodes/inputs/outputs, op types, opsets, domains, node order, then
 maybe a truncation or byte flips of the serialized model. The whole file runs in about a
@@ -16,14 +16,8 @@ import warnings
 from collections import Counter
 
 import pytest
-from fuzz_lib import (
-    BASE_MODELS,
-    HypothesisChooser,
-    base_model,
-    check,
-    fuzz_one,
-    mutate_bytes,
-)
+from fuzz_lib import BASE_MODELS, base_model, check, fuzz_one
+from fuzz_mutators import HypothesisChooser, mutate_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
