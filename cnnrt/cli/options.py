@@ -43,13 +43,14 @@ def add_inputs(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_rtol(p: argparse.ArgumentParser) -> None:
-    """The agreement bound with onnxruntime, the project's one measure of a right answer."""
+def add_rtol(p: argparse.ArgumentParser, when: str = "") -> None:
+    """The agreement bound with onnxruntime, the project's one measure of a right answer (``when``: the option
+    that turns the check on, if one does)."""
     p.add_argument(
         "--rtol",
         type=float,
         default=1e-3,
-        help="agreement bound with onnxruntime on max|x-ort|/max(1,max|ort|) (default 1e-3)",
+        help=f"{when}agreement bound with onnxruntime on max|x-ort|/max(1,max|ort|) (default 1e-3)",
     )
 
 

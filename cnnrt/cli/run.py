@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
     options.add_threads(p, "threads for cnnrt and the onnxruntime check (default: all cores)")
     options.add_seed(p)
     p.add_argument("--check", action="store_true", help="compare with onnxruntime; exit 1 on mismatch")
-    options.add_rtol(p)
+    options.add_rtol(p, when="with --check: ")
     options.add_json(p, "a report")
 
 
