@@ -132,8 +132,11 @@ class Graph:
 
         Checks: unique node names, one definition per value, nodes in topological order
         (which also rules out cycles), every input defined, every used value has a Value
-        entry, constants agree with their Value's shape and dtype, outputs defined.
+        entry, constants agree with their Value's shape and dtype, outputs defined, and every
+        node is an IR op with the ports and attributes its definition requires and output
+        shapes that agree with its shape inference (cnnrt.core.ops).
         """
+        from cnnrt.core.ops import OPS, infer  # the op table's modules import this one
         defined: set[str] = set(self.inputs) | set(self.constants)
         if len(set(self.inputs) & set(self.constants)):
             raise GraphError(f"values both graph input and constant: {sorted(set(self.inputs) & set(self.constants))}")
@@ -155,6 +158,8 @@ class Graph:
             if n.name in seen_names:
                 raise GraphError(f"two nodes are named {n.name!r}")
             seen_names.add(n.name)
+            if n.op not in OPS:
+                raise GraphError(f"node {n.name!r} has op {n.op!r}, which is not an IR op (cnnrt.core.ops.OPS)")
             for i in n.inputs:
                 if i and i not in defined:
                     raise GraphError(
@@ -169,9 +174,22 @@ class Graph:
                 if o not in self.values:
                     raise GraphError(f"node {n.name!r} output {o!r} has no Value entry")
                 defined.add(o)
+            self._check_shapes(n, infer(n, [self.values[i] if i else None for i in n.inputs]))
         for o in self.outputs:
             if o not in defined:
                 raise GraphError(f"graph output {o!r} is never defined")
+
+    def _check_shapes(self, node: Node, inferred: list) -> None:
+        for o, want in zip(node.outputs, inferred):
+            if not o or want is None:
+                continue
+            have = self.values[o].shape
+            if len(have) != len(want) or any(w is not None and h != w for h, w in zip(have, want)):
+                shown = ["?" if w is None else w for w in want]
+                raise GraphError(
+                    f"node {node.name!r} ({node.op}) output {o!r} has shape {list(have)}, "
+                    f"but its inputs and attributes give {shown}"
+                )
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {len(self.nodes)} nodes, inputs={self.inputs}, outputs={self.outputs})"
