@@ -37,19 +37,16 @@ import re
 import numpy as np
 
 from cnnrt.core.ir import Graph, Node, Value
-from cnnrt.core.ops import BINARY_OPS, UNARY_ACTIVATION_OPS, VARIADIC_OPS
+from cnnrt.core.ops import OPS
 
 from . import PassResult
 
 RULE = "NCHW -> channel-blocked"
-BLOCKED_FORMS = {
-    "MaxPool": "BlockedMaxPool",
-    "AveragePool": "BlockedAveragePool",
-    "GlobalAveragePool": "BlockedGlobalAveragePool",
-    "GlobalMaxPool": "BlockedGlobalMaxPool",
-    "ChannelAffine": "BlockedChannelAffine",
-}
-ELEMENTWISE = (*UNARY_ACTIVATION_OPS, *BINARY_OPS, *VARIADIC_OPS)
+# What may run on blocked values is the op table's (cnnrt.core.ops): an op it does not
+# declare blocked-capable reads NCHW, and the rewrite logs why its input was reordered.
+BLOCKED_FORMS = {op: d.blocked_form for op, d in OPS.items() if d.blocked_form}
+ELEMENTWISE = tuple(op for op, d in OPS.items() if d.blocked == "elementwise")
+CHANNEL_CONCAT = tuple(op for op, d in OPS.items() if d.blocked == "channel_concat")
 # A lone blocked conv pays two reorders and extra steps for one layer (LeNet-5's middle conv,
 # a ~0.1 ms model where each step counts): the whole graph stays NCHW below this many.
 MIN_BLOCKED_CONVS = 2
@@ -149,6 +146,17 @@ class _Rewriter:
         self.nodes.append(node.replace(op=op, inputs=tuple(inputs), outputs=outs))
         self.fired.append((f"{node.op} -> {op}" if op != node.op else f"{op} on blocked values", node.name))
 
+    def refuse(self, node: Node) -> None:
+        """Log why a node with a blocked input reads it back in NCHW."""
+        if not any(i in self.blocked for i in node.inputs):
+            return
+        d = OPS[node.op]
+        if d.blocked or d.blocked_form or node.op == "Conv":
+            why = "its blocked form does not apply here: the input is reordered to NCHW"
+        else:
+            why = f"{node.op} is not blocked-capable in the op table: the input is reordered to NCHW"
+        self.declined.append((RULE, node.name, why))
+
     def plain_node(self, node: Node) -> None:
         self.nodes.append(node.replace(inputs=tuple(self.to_plain(i) for i in node.inputs)))
         self.plain.update(o for o in node.outputs if o)
@@ -245,9 +253,10 @@ class _Rewriter:
                 done = self.follows(node)
             elif node.op in ELEMENTWISE:
                 done = self.elementwise(node)
-            elif node.op == "Concat":
+            elif node.op in CHANNEL_CONCAT:
                 done = self.concat(node)
             if not done:
+                self.refuse(node)
                 self.plain_node(node)
         for o in self.graph.outputs:
             self.to_plain(o)

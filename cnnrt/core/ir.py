@@ -137,6 +137,7 @@ class Graph:
         shapes that agree with its shape inference (cnnrt.core.ops).
         """
         from cnnrt.core.ops import OPS, infer  # the op table's modules import this one
+
         defined: set[str] = set(self.inputs) | set(self.constants)
         if len(set(self.inputs) & set(self.constants)):
             raise GraphError(f"values both graph input and constant: {sorted(set(self.inputs) & set(self.constants))}")

@@ -1,9 +1,8 @@
 """The IR op set: one :class:`OpDef` per op in :data:`OPS`, the one place that says what an op is.
 
 The frontend normalises every ONNX op into one of these forms with *concrete* attributes
-(auto_pad, ceil_mode, output_shape, Clip bounds, Slice/Pad/Resize parameters given as
-inputs are all resolved at import), so kernels and passes never see ONNX versions. ONNX
-Constant and Shape-of-a-known-shape become graph constants, so no node is emitted for them.
+(auto_pad, ceil_mode, output_shape, Clip bounds, Slice/Pad/Resize parameters given as inputs
+are resolved at import), so kernels and passes never see ONNX versions.
 
 Spatial ops work on NCHW; ``pads`` are ``(top, left, bottom, right)`` for convolutions and
 pools, ``(begin.., end..)`` for Pad. Channel-blocked ops are made by passes/block_layout.py
@@ -18,7 +17,6 @@ its constant evaluator (const_eval), its origin, and why a backend needs no kern
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from cnnrt.core import const_eval as ev
@@ -38,7 +36,7 @@ from cnnrt.core.op_schema import (
     variadic_op,
     view_op,
 )
-from cnnrt.errors import UnsupportedOpError
+from cnnrt.errors import GraphError, UnsupportedOpError
 
 # Activation kinds fused into Conv/ConvTranspose/Gemm/ChannelAffine, as small integers so
 # Numba kernels can branch on them cheaply. Order is part of the kernel ABI.
@@ -352,14 +350,10 @@ OPS: dict[str, OpDef] = {
 }
 
 
-def _ops(pred: Callable[[OpDef], bool]) -> tuple[str, ...]:
-    return tuple(op for op, d in OPS.items() if pred(d))
-
-
 UNARY_ACTIVATION_OPS = tuple(k for k in ACTIVATIONS if k in OPS)  # in kernel-ABI order
-BINARY_OPS = _ops(lambda d: d.category == "binary")
-VARIADIC_OPS = _ops(lambda d: d.category == "variadic")
-VIEW_OPS = _ops(lambda d: d.view)
+BINARY_OPS = tuple(op for op, d in OPS.items() if d.category == "binary")
+VARIADIC_OPS = tuple(op for op, d in OPS.items() if d.category == "variadic")
+VIEW_OPS = tuple(op for op, d in OPS.items() if d.view)
 
 
 def op_def(op: str) -> OpDef:
@@ -377,7 +371,12 @@ def op_attrs(node) -> dict[str, Any]:
 
 def attr(node, name: str) -> Any:
     """One attribute of ``node``, its default when absent (see :func:`op_attrs`)."""
-    return node.attrs[name] if name in node.attrs else op_attrs(node)[name]
+    if name in node.attrs:
+        return node.attrs[name]
+    a = op_attrs(node)
+    if name not in a:
+        raise GraphError(f"node {node.name!r} ({node.op}) has no attribute {name!r}, nor a default for it")
+    return a[name]
 
 
 def activation_params(op: str, attrs) -> tuple[float, float]:
