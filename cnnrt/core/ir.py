@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnrt.core.ops import OPS, infer
 from cnnrt.errors import GraphError
 
 Shape = tuple[int, ...]
@@ -136,8 +137,6 @@ class Graph:
         node is an IR op with the ports and attributes its definition requires and output
         shapes that agree with its shape inference (cnnrt.core.ops).
         """
-        from cnnrt.core.ops import OPS, infer  # the op table's modules import this one
-
         defined: set[str] = set(self.inputs) | set(self.constants)
         if len(set(self.inputs) & set(self.constants)):
             raise GraphError(f"values both graph input and constant: {sorted(set(self.inputs) & set(self.constants))}")
