@@ -116,7 +116,13 @@ def test_a_declared_reason_exempts_and_a_stale_one_is_reported():
 def test_missing_fields_are_named():
     ops = {"FakeOp": _fake(infer=None, category="misc", onnx=(), blocked_form="Nowhere", fused_params=("alpha",))}
     problems = "\n".join(table_problems(ops, {}, builder=lambda op, backend: None))
-    for what in ("shape inference", "a category", "exactly one origin", "a blocked form", "defaults for its fused parameters"):
+    for what in (
+        "shape inference",
+        "a category",
+        "exactly one origin",
+        "a blocked form",
+        "defaults for its fused parameters",
+    ):
         assert f"FakeOp: lacks {what}" in problems
 
 
