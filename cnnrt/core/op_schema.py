@@ -40,7 +40,7 @@ NO_CUDA_BLOCKED = "channel-blocked ops are made by block_layout, which runs for 
 
 @dataclass(frozen=True)
 class OpDef:
-    """What the project knows about one IR op (see the module docstring for each field's use)."""
+    """What the project knows about one IR op (how each field is used: cnnrt.core.ops' docstring)."""
 
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]

@@ -52,8 +52,6 @@ ACTIVATIONS = {
     "Elu": 8,
     "SiLU": 9,
 }
-# Fused activation kinds that evaluate exp/tanh (SiLU is a kind, not an op).
-TRANSCENDENTAL_ACTIVATIONS = frozenset(("Sigmoid", "Tanh", "Elu", "SiLU"))
 
 
 _CONV = OpDef(
@@ -354,6 +352,9 @@ UNARY_ACTIVATION_OPS = tuple(k for k in ACTIVATIONS if k in OPS)  # in kernel-AB
 BINARY_OPS = tuple(op for op, d in OPS.items() if d.category == "binary")
 VARIADIC_OPS = tuple(op for op, d in OPS.items() if d.category == "variadic")
 VIEW_OPS = tuple(op for op, d in OPS.items() if d.view)
+# Fused activation kinds that evaluate exp/tanh: the transcendental activation ops, and SiLU
+# (x * Sigmoid(x), a kind that is no op of its own).
+TRANSCENDENTAL_ACTIVATIONS = frozenset((*(k for k in UNARY_ACTIVATION_OPS if OPS[k].transcendental), "SiLU"))
 
 
 def op_def(op: str) -> OpDef:

@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cnnrt.core import op_shapes
 from cnnrt.core.ir import Graph, Node
-from cnnrt.core.ops import OPS
+from cnnrt.core.ops import OPS, OpDef
 
 ALIGN = 64
+_NO_FACTS = OpDef((), (), op_shapes.unknown, "")  # neither a view nor in place
 
 
 def _align(n: int) -> int:
@@ -240,7 +242,9 @@ def plan_memory(graph: Graph, in_place: bool = True) -> MemoryPlan:
         if not out or out in sliced:
             continue
         x = node.inputs[0] if node.inputs else ""
-        d = OPS[node.op]
+        # an op outside the table owns its output; it has no kernel either, and the executor
+        # reports it with every other node it cannot run
+        d = OPS.get(node.op, _NO_FACTS)
         if d.view and x in places and resolve(x)[1]:
             places[out] = Place("alias", x)
             if not any(node.outputs[1:]):  # a Dropout mask output still has to be written
