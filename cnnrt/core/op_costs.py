@@ -23,13 +23,16 @@ The accumulation length is the K of the longest sum that forms one output elemen
 is what float32 rounding error grows with (``cnnrt compare`` derives tolerances from it).
 
 Each function takes the node's attributes with defaults filled (``cnnrt.core.ops.op_attrs``),
-the input shapes (None for an omitted optional input) and the output shapes.
+the input shapes (None for an omitted optional input) and the output shapes. Every op of the
+table names its :class:`Numerics` (no default): a new op cannot silently count no MACs or get
+a tolerance that ignores its sums.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 Attrs = Mapping[str, Any]
@@ -141,3 +144,36 @@ def inputs_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
 
 def affine_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
     return 2  # a scale and a shift
+
+
+def zero(a: Attrs, ins: Shapes, outs: Shapes) -> int:
+    return 0
+
+
+def one(a: Attrs, ins: Shapes, outs: Shapes) -> int:
+    return 1
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """An op's MACs, its accumulation length, and whether it evaluates a transcendental
+    function (exp, tanh, pow, interpolation weights: ``cnnrt compare`` widens its tolerance)."""
+
+    macs: Callable[[Attrs, Shapes, Shapes], int]
+    accumulation: Callable[[Attrs, Shapes, Shapes], int]
+    transcendental: bool = False
+
+
+NO_SUMS = Numerics(zero, one)  # elementwise arithmetic, comparisons, data movement
+TRANSCENDENTAL = Numerics(zero, one, True)
+CONV = Numerics(conv_macs, conv_accumulation)
+CONV_TRANSPOSE = Numerics(conv_transpose_macs, conv_transpose_accumulation)
+GEMM = Numerics(gemm_macs, gemm_accumulation)
+MATMUL = Numerics(matmul_macs, matmul_accumulation)
+AFFINE = Numerics(per_output_macs, affine_accumulation)
+AVERAGE_POOL = Numerics(average_pool_macs, window_accumulation)
+GLOBAL_AVERAGE_POOL = Numerics(global_average_pool_macs, global_pool_accumulation)
+LRN = Numerics(lrn_macs, lrn_accumulation, True)
+SOFTMAX = Numerics(zero, softmax_accumulation, True)
+REDUCE_MEAN = Numerics(zero, reduce_mean_accumulation)
+VARIADIC = Numerics(zero, inputs_accumulation)

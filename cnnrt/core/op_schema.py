@@ -45,15 +45,12 @@ class OpDef:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     infer: Callable[..., list]
-    category: str  # activation, binary, variadic, conv, pool, norm, linear, tensor, shape, blocked
+    category: str  # activation, binary, variadic, conv, pool, norm, linear, tensor, blocked
     doc: str = ""
     attrs: Mapping[str, Any] = field(default_factory=dict)
     in_place: bool = False  # the kernel may write its output over its first input
     broadcasts: bool = False  # numpy broadcasting of the inputs (in place only when none broadcasts)
     view: bool = False  # the output is the input's bytes under a new shape
-    macs: Callable[..., int] | None = None  # None: 0
-    accumulation: Callable[..., int] | None = None  # None: 1
-    transcendental: bool = False
     blocked: str = ""  # "elementwise" | "channel_concat": runs on blocked values; "native": is blocked
     blocked_form: str = ""  # the op it becomes when its input is blocked
     epilogue: bool = False  # carries a fused activation (activation, act_alpha, act_beta)
@@ -63,6 +60,7 @@ class OpDef:
     made_by: str = ""  # the pass that makes it (ops never imported)
     no_cpu_kernel: str = ""  # why the CPU backend needs no kernel ("" : one must exist)
     no_cuda_kernel: str = ""  # why the CUDA backend has no kernel ("" : one must exist)
+    numerics: cost.Numerics = field(kw_only=True)  # MACs, accumulation, transcendental: no default
 
     def filled_attrs(self, node) -> dict[str, Any]:
         """``node``'s attributes over these defaults; GraphError for a missing required one."""
@@ -88,7 +86,7 @@ class OpDef:
                     raise GraphError(f"node {node.name!r} ({node.op}) omits its required {what[:-1]} {name!r}")
 
 
-def activation_op(onnx: str, params=(), attrs=None, transcendental=False, evaluate=None) -> OpDef:
+def activation_op(onnx: str, params=(), attrs=None, numerics=cost.NO_SUMS, evaluate=None) -> OpDef:
     return OpDef(
         ("X",),
         ("Y",),
@@ -96,7 +94,7 @@ def activation_op(onnx: str, params=(), attrs=None, transcendental=False, evalua
         "activation",
         attrs=attrs or {},
         in_place=True,
-        transcendental=transcendental,
+        numerics=numerics,
         blocked="elementwise",
         fused_params=params,
         evaluate=evaluate,
@@ -115,6 +113,7 @@ def binary_op(onnx: str, evaluate) -> OpDef:
         blocked="elementwise",
         evaluate=evaluate,
         onnx=(onnx,),
+        numerics=cost.NO_SUMS,
     )
 
 
@@ -125,15 +124,31 @@ def variadic_op(onnx: str, evaluate) -> OpDef:
         shp.broadcast,
         "variadic",
         broadcasts=True,
-        accumulation=cost.inputs_accumulation,
+        numerics=cost.VARIADIC,
         blocked="elementwise",
         evaluate=evaluate,
         onnx=(onnx,),
     )
 
 
+def data_op(infer, doc: str, attrs, evaluate, onnx: tuple[str, ...], inputs=("X",), outputs=("Y",)) -> OpDef:
+    """An op that moves or describes data (no arithmetic), evaluable on constants."""
+    return OpDef(inputs, outputs, infer, "tensor", doc, attrs, evaluate=evaluate, onnx=onnx, numerics=cost.NO_SUMS)
+
+
 def view_op(onnx: tuple[str, ...], doc: str, outputs=("Y",), attrs=None, infer=shp.same) -> OpDef:
-    return OpDef(("X",), outputs, infer, "tensor", doc, attrs or {}, view=True, evaluate=ev.view, onnx=onnx)
+    return OpDef(
+        ("X",),
+        outputs,
+        infer,
+        "tensor",
+        doc,
+        attrs or {},
+        view=True,
+        evaluate=ev.view,
+        onnx=onnx,
+        numerics=cost.NO_SUMS,
+    )
 
 
 def blocked_op(plain: OpDef, infer, doc: str) -> OpDef:
@@ -145,8 +160,7 @@ def blocked_op(plain: OpDef, infer, doc: str) -> OpDef:
         "blocked",
         doc,
         plain.attrs,
-        macs=plain.macs,
-        accumulation=plain.accumulation,
+        numerics=plain.numerics,
         blocked="native",
         epilogue=plain.epilogue,
         made_by="block_layout",

@@ -11,7 +11,8 @@ pools, ``(begin.., end..)`` for Pad. Channel-blocked ops are made by passes/bloc
 Per op the table gives its ports (``?`` optional, ``*`` one or more), attribute defaults
 (:data:`REQUIRED` when the IR always carries one; read through :func:`op_attrs` / :func:`attr`),
 shape inference (op_shapes, checked by ``Graph.verify``), in-place and view facts (the
-planner), MACs and accumulation length (op_costs), blocked-layout and epilogue facts (passes),
+planner), numerics (MACs, accumulation length, transcendental: op_costs; no default, so a new
+op says what it costs), blocked-layout and epilogue facts (passes),
 its constant evaluator (const_eval), its origin, and why a backend needs no kernel.
 """
 
@@ -33,6 +34,7 @@ from cnnrt.core.op_schema import (
     activation_op,
     binary_op,
     blocked_op,
+    data_op,
     variadic_op,
     view_op,
 )
@@ -61,8 +63,7 @@ _CONV = OpDef(
     "conv",
     "W (M, C/group, kh, kw); R (residual, fused by fuse_epilogue) is added before the activation",
     CONV_ATTRS,
-    macs=cost.conv_macs,
-    accumulation=cost.conv_accumulation,
+    numerics=cost.CONV,
     epilogue=True,
     onnx=("Conv",),
 )
@@ -74,6 +75,7 @@ _MAX_POOL = OpDef(
     attrs=MAX_POOL_ATTRS,
     blocked_form="BlockedMaxPool",
     onnx=("MaxPool",),
+    numerics=cost.NO_SUMS,
 )
 _AVERAGE_POOL = OpDef(
     ("X",),
@@ -81,8 +83,7 @@ _AVERAGE_POOL = OpDef(
     shp.pool,
     "pool",
     attrs=AVERAGE_POOL_ATTRS,
-    macs=cost.average_pool_macs,
-    accumulation=cost.window_accumulation,
+    numerics=cost.AVERAGE_POOL,
     blocked_form="BlockedAveragePool",
     onnx=("AveragePool",),
 )
@@ -91,13 +92,18 @@ _GLOBAL_AVERAGE_POOL = OpDef(
     ("Y",),
     shp.global_pool,
     "pool",
-    macs=cost.global_average_pool_macs,
-    accumulation=cost.global_pool_accumulation,
+    numerics=cost.GLOBAL_AVERAGE_POOL,
     blocked_form="BlockedGlobalAveragePool",
     onnx=("GlobalAveragePool",),
 )
 _GLOBAL_MAX_POOL = OpDef(
-    ("X",), ("Y",), shp.global_pool, "pool", blocked_form="BlockedGlobalMaxPool", onnx=("GlobalMaxPool",)
+    ("X",),
+    ("Y",),
+    shp.global_pool,
+    "pool",
+    blocked_form="BlockedGlobalMaxPool",
+    onnx=("GlobalMaxPool",),
+    numerics=cost.NO_SUMS,
 )
 _CHANNEL_AFFINE = OpDef(
     ("X", "scale", "shift"),
@@ -107,8 +113,7 @@ _CHANNEL_AFFINE = OpDef(
     "y = act(x * scale + shift); scale/shift per channel (C,) or per activation (C, H, W)",
     EPILOGUE,
     in_place=True,
-    macs=cost.per_output_macs,
-    accumulation=cost.affine_accumulation,
+    numerics=cost.AFFINE,
     blocked_form="BlockedChannelAffine",
     epilogue=True,
     made_by="fold_batchnorm",
@@ -123,8 +128,7 @@ OPS: dict[str, OpDef] = {
         "conv",
         "W (C, M/group, kh, kw); output_padding is what the output shape adds past the pads",
         CONV_ATTRS,
-        macs=cost.conv_transpose_macs,
-        accumulation=cost.conv_transpose_accumulation,
+        numerics=cost.CONV_TRANSPOSE,
         epilogue=True,
         onnx=("ConvTranspose",),
     ),
@@ -135,8 +139,7 @@ OPS: dict[str, OpDef] = {
         "norm",
         "mean/var shaped (C,) or per activation; folded into ChannelAffine or a Conv by fold_batchnorm",
         {"epsilon": 1e-5},
-        macs=cost.per_output_macs,
-        accumulation=cost.affine_accumulation,
+        numerics=cost.AFFINE,
         onnx=("BatchNormalization",),
     ),
     "ChannelAffine": _CHANNEL_AFFINE,
@@ -146,9 +149,7 @@ OPS: dict[str, OpDef] = {
         shp.same,
         "norm",
         attrs={"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0},
-        macs=cost.lrn_macs,
-        accumulation=cost.lrn_accumulation,
-        transcendental=True,
+        numerics=cost.LRN,
         onnx=("LRN",),
     ),
     "MaxPool": _MAX_POOL,
@@ -162,8 +163,7 @@ OPS: dict[str, OpDef] = {
         "linear",
         "y = act(alpha * A' B' + beta * C); MatMul + Add(constant) becomes Gemm in fuse_epilogue",
         {"alpha": 1.0, "beta": 1.0, "trans_a": 0, "trans_b": 0, **EPILOGUE},
-        macs=cost.gemm_macs,
-        accumulation=cost.gemm_accumulation,
+        numerics=cost.GEMM,
         epilogue=True,
         onnx=("Gemm",),
     ),
@@ -173,19 +173,20 @@ OPS: dict[str, OpDef] = {
         shp.matmul,
         "linear",
         "numpy matmul (batched, 1-D operands promoted)",
-        macs=cost.matmul_macs,
-        accumulation=cost.matmul_accumulation,
+        numerics=cost.MATMUL,
         onnx=("MatMul",),
     ),
     "Relu": activation_op("Relu", evaluate=ev.relu),
     "LeakyRelu": activation_op("LeakyRelu", ("alpha",), {"alpha": 0.01}),
     "Clip": activation_op("Clip", ("min", "max"), {"min": REQUIRED, "max": REQUIRED}, evaluate=ev.clip),
-    "Sigmoid": activation_op("Sigmoid", transcendental=True),
+    "Sigmoid": activation_op("Sigmoid", numerics=cost.TRANSCENDENTAL),
     "HardSigmoid": activation_op("HardSigmoid", ("alpha", "beta"), {"alpha": 0.2, "beta": 0.5}),
     "HardSwish": activation_op("HardSwish"),
-    "Tanh": activation_op("Tanh", transcendental=True),
-    "Elu": activation_op("Elu", ("alpha",), {"alpha": 1.0}, transcendental=True),
-    "PRelu": OpDef(("X", "slope"), ("Y",), shp.same, "activation", "slope broadcasts to X", onnx=("PRelu",)),
+    "Tanh": activation_op("Tanh", numerics=cost.TRANSCENDENTAL),
+    "Elu": activation_op("Elu", ("alpha",), {"alpha": 1.0}, numerics=cost.TRANSCENDENTAL),
+    "PRelu": OpDef(
+        ("X", "slope"), ("Y",), shp.same, "activation", "slope broadcasts to X", onnx=("PRelu",), numerics=cost.NO_SUMS
+    ),
     "Add": binary_op("Add", ev.add),
     "Sub": binary_op("Sub", ev.sub),
     "Mul": binary_op("Mul", ev.mul),
@@ -200,8 +201,7 @@ OPS: dict[str, OpDef] = {
         "norm",
         "coerce_2d: pre-13 semantics (flatten from axis on); log: LogSoftmax",
         {"axis": -1, "coerce_2d": False, "log": False},
-        accumulation=cost.softmax_accumulation,
-        transcendental=True,
+        numerics=cost.SOFTMAX,
         onnx=("Softmax", "LogSoftmax"),
     ),
     "Concat": OpDef(
@@ -214,25 +214,15 @@ OPS: dict[str, OpDef] = {
         blocked="channel_concat",
         evaluate=ev.concat,
         onnx=("Concat",),
+        numerics=cost.NO_SUMS,
     ),
-    "Split": OpDef(
-        ("X",),
-        ("Y*",),
-        shp.split,
-        "tensor",
-        attrs={"axis": REQUIRED, "sizes": REQUIRED},
-        evaluate=ev.split,
-        onnx=("Split",),
-    ),
-    "Slice": OpDef(
-        ("X",),
-        ("Y",),
+    "Split": data_op(shp.split, "", {"axis": REQUIRED, "sizes": REQUIRED}, ev.split, ("Split",), outputs=("Y*",)),
+    "Slice": data_op(
         shp.slice_,
-        "tensor",
         "one start/end/step per axis, normalised; with a negative step, end == -1 means through index 0",
         {"starts": REQUIRED, "ends": REQUIRED, "steps": REQUIRED},
-        evaluate=ev.slice_,
-        onnx=("Slice",),
+        ev.slice_,
+        ("Slice",),
     ),
     "Reshape": view_op(
         ("Reshape", "Flatten", "Squeeze", "Unsqueeze"),
@@ -242,18 +232,13 @@ OPS: dict[str, OpDef] = {
     ),
     "Identity": view_op(("Identity",), "ReduceMean with noop_with_empty_axes imports as Identity too"),
     "Dropout": view_op(("Dropout",), "inference: the identity; a mask output is all ones", outputs=("Y", "mask?")),
-    "Transpose": OpDef(
-        ("X",), ("Y",), shp.transpose, "tensor", attrs={"perm": REQUIRED}, evaluate=ev.transpose, onnx=("Transpose",)
-    ),
-    "Pad": OpDef(
-        ("X",),
-        ("Y",),
+    "Transpose": data_op(shp.transpose, "", {"perm": REQUIRED}, ev.transpose, ("Transpose",)),
+    "Pad": data_op(
         shp.pad,
-        "tensor",
         "mode constant|reflect|edge; negative ONNX pads import as a Slice first",
         {"mode": "constant", "pads": REQUIRED, "value": 0.0},
-        evaluate=ev.pad,
-        onnx=("Pad",),
+        ev.pad,
+        ("Pad",),
     ),
     "Resize": OpDef(
         ("X",),
@@ -262,48 +247,20 @@ OPS: dict[str, OpDef] = {
         "tensor",
         "mode nearest|linear; nearest_mode includes 'simple' (opset 10's rule); scales per axis",
         {"mode": REQUIRED, "coord_mode": REQUIRED, "nearest_mode": REQUIRED, "scales": REQUIRED},
-        transcendental=True,
+        numerics=cost.TRANSCENDENTAL,
         onnx=("Resize", "Upsample"),
     ),
-    "Shape": OpDef(
-        ("X",),
-        ("Y",),
-        shp.shape,
-        "shape",
-        "int64 dims [start:end]",
-        {"start": 0, "end": None},
-        evaluate=ev.shape,
-        onnx=("Shape",),
-    ),
-    "ConstantOfShape": OpDef(
-        (),
-        ("Y",),
+    "Shape": data_op(shp.shape, "int64 dims [start:end]", {"start": 0, "end": None}, ev.shape, ("Shape",)),
+    "ConstantOfShape": data_op(
         shp.unknown,
-        "shape",
         "value is a 0-d array; the output shape is the Value's (also Dropout's mask)",
         {"value": REQUIRED},
-        evaluate=ev.constant_of_shape,
-        onnx=("ConstantOfShape", "Dropout"),
+        ev.constant_of_shape,
+        ("ConstantOfShape", "Dropout"),
+        inputs=(),
     ),
-    "Gather": OpDef(
-        ("data", "indices"),
-        ("Y",),
-        shp.gather,
-        "shape",
-        attrs={"axis": REQUIRED},
-        evaluate=ev.gather,
-        onnx=("Gather",),
-    ),
-    "Cast": OpDef(
-        ("X",),
-        ("Y",),
-        shp.same,
-        "shape",
-        "to: a numpy dtype name",
-        {"to": REQUIRED},
-        evaluate=ev.cast,
-        onnx=("Cast",),
-    ),
+    "Gather": data_op(shp.gather, "", {"axis": REQUIRED}, ev.gather, ("Gather",), inputs=("data", "indices")),
+    "Cast": data_op(shp.same, "to: a numpy dtype name", {"to": REQUIRED}, ev.cast, ("Cast",)),
     "ReduceMean": OpDef(
         ("X",),
         ("Y",),
@@ -311,7 +268,7 @@ OPS: dict[str, OpDef] = {
         "norm",
         "axes sorted and non-negative",
         {"axes": REQUIRED, "keepdims": True},
-        accumulation=cost.reduce_mean_accumulation,
+        numerics=cost.REDUCE_MEAN,
         evaluate=ev.reduce_mean,
         onnx=("ReduceMean",),
     ),
@@ -326,6 +283,7 @@ OPS: dict[str, OpDef] = {
         blocked="native",
         made_by="block_layout",
         no_cuda_kernel=NO_CUDA_BLOCKED,
+        numerics=cost.NO_SUMS,
     ),
     "ReorderFromBlocked": OpDef(
         ("X",),
@@ -336,6 +294,7 @@ OPS: dict[str, OpDef] = {
         blocked="native",
         made_by="block_layout",
         no_cuda_kernel=NO_CUDA_BLOCKED,
+        numerics=cost.NO_SUMS,
     ),
     "BlockedConv": blocked_op(
         _CONV, shp.blocked_conv, "as Conv; X blocked (or NCHW when C is not whole blocks), R blocked; output blocked"
@@ -354,7 +313,7 @@ VARIADIC_OPS = tuple(op for op, d in OPS.items() if d.category == "variadic")
 VIEW_OPS = tuple(op for op, d in OPS.items() if d.view)
 # Fused activation kinds that evaluate exp/tanh: the transcendental activation ops, and SiLU
 # (x * Sigmoid(x), a kind that is no op of its own).
-TRANSCENDENTAL_ACTIVATIONS = frozenset((*(k for k in UNARY_ACTIVATION_OPS if OPS[k].transcendental), "SiLU"))
+TRANSCENDENTAL_ACTIVATIONS = frozenset((*(k for k in UNARY_ACTIVATION_OPS if OPS[k].numerics.transcendental), "SiLU"))
 
 
 def op_def(op: str) -> OpDef:

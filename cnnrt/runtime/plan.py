@@ -25,12 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnnrt.core import op_shapes
 from cnnrt.core.ir import Graph, Node
-from cnnrt.core.ops import OPS, OpDef
+from cnnrt.core.ops import OPS
 
 ALIGN = 64
-_NO_FACTS = OpDef((), (), op_shapes.unknown, "")  # neither a view nor in place
 
 
 def _align(n: int) -> int:
@@ -244,12 +242,12 @@ def plan_memory(graph: Graph, in_place: bool = True) -> MemoryPlan:
         x = node.inputs[0] if node.inputs else ""
         # an op outside the table owns its output; it has no kernel either, and the executor
         # reports it with every other node it cannot run
-        d = OPS.get(node.op, _NO_FACTS)
-        if d.view and x in places and resolve(x)[1]:
+        d = OPS.get(node.op)
+        if d is not None and d.view and x in places and resolve(x)[1]:
             places[out] = Place("alias", x)
             if not any(node.outputs[1:]):  # a Dropout mask output still has to be written
                 noop.add(node.name)
-        elif in_place and d.in_place:
+        elif in_place and d is not None and d.in_place:
             cand = _in_place_input(graph, node, places, find, sliced, dies_at, i)
             if cand:
                 places[out] = Place("alias", cand)

@@ -13,7 +13,7 @@ at ``opt_level=0`` (no passes).
 Tolerances, when not given, come from the computation. Let eps = 2**-23 (float32 machine
 epsilon), K(n) the accumulation length of node n (see :func:`cnnrt.tools.costs.accumulation_length`:
 Cin/group*kh*kw (+bias, +residual) for Conv, K for Gemm/MatMul, the window for pools) and
-T(n) = 16 if n evaluates a transcendental function (the op table's ``transcendental``:
+T(n) = 16 if n evaluates a transcendental function (the op table's ``numerics.transcendental``:
 Tanh, Sigmoid, Elu, Softmax, LRN, Resize; or fuses one), else 0. Then, along the graph in execution order:
 
     rtol(v) = max(rtol(u) for u in the inputs of n) + 8 * eps * (sqrt(K(n)) + T(n))
@@ -50,7 +50,7 @@ _ACT_NAMES = {v: k for k, v in ACTIVATIONS.items()}
 
 def _is_transcendental(node: Node) -> bool:
     """The op evaluates exp/tanh/pow/interpolation weights, or fuses an activation that does."""
-    if op_def(node.op).transcendental:
+    if op_def(node.op).numerics.transcendental:
         return True
     act = node.attrs.get("activation")
     if isinstance(act, (int, np.integer)):

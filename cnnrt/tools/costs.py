@@ -1,7 +1,7 @@
 """Arithmetic cost of a graph's nodes: multiply-accumulates (MACs) and accumulation lengths.
 
-The formulas are the op table's (cnnrt.core.ops, fields ``macs`` and ``accumulation``; see
-cnnrt.core.op_costs for what they count); this module applies them to a node in its graph.
+The formulas are the op table's (cnnrt.core.ops, field ``numerics``; cnnrt.core.op_costs says
+what they count); this module applies them to a node in its graph.
 """
 
 from __future__ import annotations
@@ -15,19 +15,15 @@ def _shapes(graph: Graph, names) -> list[tuple[int, ...] | None]:
 
 
 def node_macs(node: Node, graph: Graph) -> int:
-    """Multiply-accumulates one execution of ``node`` performs (0 for an op that has none)."""
-    f = op_def(node.op).macs
-    if f is None:
-        return 0
-    return f(op_attrs(node), _shapes(graph, node.inputs), _shapes(graph, node.outputs))
+    """Multiply-accumulates one execution of ``node`` performs."""
+    return op_def(node.op).numerics.macs(op_attrs(node), _shapes(graph, node.inputs), _shapes(graph, node.outputs))
 
 
 def accumulation_length(node: Node, graph: Graph) -> int:
     """K of the longest sum behind one output element (1 for elementwise ops)."""
-    f = op_def(node.op).accumulation
-    if f is None:
-        return 1
-    return f(op_attrs(node), _shapes(graph, node.inputs), _shapes(graph, node.outputs))
+    return op_def(node.op).numerics.accumulation(
+        op_attrs(node), _shapes(graph, node.inputs), _shapes(graph, node.outputs)
+    )
 
 
 def graph_macs(graph: Graph) -> int:

@@ -17,11 +17,12 @@ from ir_reference import INTERPRET
 
 from cnnrt.core import op_shapes
 from cnnrt.core.ir import Graph, Node, Value
+from cnnrt.core.op_costs import NO_SUMS, Numerics
 from cnnrt.core.ops import ACTIVATIONS, OPS, REQUIRED, OpDef, op_attrs
 from cnnrt.errors import GraphError
 from cnnrt.kernels import get_builder, supported
 
-CATEGORIES = {"activation", "binary", "variadic", "conv", "pool", "norm", "linear", "tensor", "shape", "blocked"}
+CATEGORIES = {"activation", "binary", "variadic", "conv", "pool", "norm", "linear", "tensor", "blocked"}
 BLOCKED_KINDS = {"", "elementwise", "channel_concat", "native"}
 
 
@@ -42,6 +43,8 @@ def table_problems(ops, interpret, builder=get_builder) -> list[str]:
         lacks = _port_problems(d)
         if not callable(d.infer):
             lacks.append("shape inference (infer)")
+        if not isinstance(d.numerics, Numerics):
+            lacks.append("numerics (MACs, accumulation length, transcendental: cnnrt.core.op_costs.Numerics)")
         if d.category not in CATEGORIES:
             lacks.append(f"a category (one of {sorted(CATEGORIES)}), has {d.category!r}")
         if bool(d.onnx) == bool(d.made_by):
@@ -92,7 +95,7 @@ def test_activation_codes_are_the_kernel_abi():
 
 
 def _fake(**changes) -> OpDef:
-    base = OpDef(("X",), ("Y",), op_shapes.same, "activation", onnx=("Fake",))
+    base = OpDef(("X",), ("Y",), op_shapes.same, "activation", onnx=("Fake",), numerics=NO_SUMS)
     return dataclasses.replace(base, **changes)
 
 
@@ -114,10 +117,15 @@ def test_a_declared_reason_exempts_and_a_stale_one_is_reported():
 
 
 def test_missing_fields_are_named():
-    ops = {"FakeOp": _fake(infer=None, category="misc", onnx=(), blocked_form="Nowhere", fused_params=("alpha",))}
+    ops = {
+        "FakeOp": _fake(
+            infer=None, category="misc", onnx=(), blocked_form="Nowhere", fused_params=("alpha",), numerics=None
+        )
+    }
     problems = "\n".join(table_problems(ops, {}, builder=lambda op, backend: None))
     for what in (
         "shape inference",
+        "numerics",
         "a category",
         "exactly one origin",
         "a blocked form",
