@@ -122,11 +122,11 @@ _CHANNEL_AFFINE = OpDef(
 OPS: dict[str, OpDef] = {
     "Conv": _CONV,
     "ConvTranspose": OpDef(
-        ("X", "W", "B?"),
+        ("X", "W", "B?", "R?"),
         ("Y",),
         shp.conv_transpose,
         "conv",
-        "W (C, M/group, kh, kw); output_padding is what the output shape adds past the pads",
+        "W (C, M/group, kh, kw); R as Conv's; output_padding is what the output shape adds past the pads",
         CONV_ATTRS,
         numerics=cost.CONV_TRANSPOSE,
         epilogue=True,

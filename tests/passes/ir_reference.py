@@ -54,18 +54,22 @@ def _opt(x, i):
     return x[i] if len(x) > i else None
 
 
-def _conv(node, a, x, shapes):
-    y = conv2d_reference(x[0], x[1], _opt(x, 2), a["strides"], a["pads"], a["dilations"], a["group"])
+def _residual_epilogue(y, a, x):
     if _opt(x, 3) is not None:
         y = y + x[3]  # the residual, before the activation
     return [activation_ref(y, *_epilogue(a))]
+
+
+def _conv(node, a, x, shapes):
+    y = conv2d_reference(x[0], x[1], _opt(x, 2), a["strides"], a["pads"], a["dilations"], a["group"])
+    return _residual_epilogue(y, a, x)
 
 
 def _conv_transpose(node, a, x, shapes):
     y = conv_transpose2d_reference(
         x[0], x[1], _opt(x, 2), a["strides"], a["pads"], a["dilations"], a["group"], shapes[0][2:]
     )
-    return [activation_ref(y, *_epilogue(a))]
+    return _residual_epilogue(y, a, x)
 
 
 def _channel_affine(node, a, x, shapes):
