@@ -37,7 +37,7 @@ import re
 import numpy as np
 
 from cnnrt.core.ir import Graph, Node, Value
-from cnnrt.core.ops import OPS
+from cnnrt.core.ops import OPS, op_def
 
 from . import PassResult
 
@@ -147,15 +147,11 @@ class _Rewriter:
         self.fired.append((f"{node.op} -> {op}" if op != node.op else f"{op} on blocked values", node.name))
 
     def refuse(self, node: Node) -> None:
-        """Log why a node with a blocked input reads it back in NCHW."""
-        if not any(i in self.blocked for i in node.inputs):
-            return
-        d = OPS[node.op]
-        if d.blocked or d.blocked_form or node.op == "Conv":
-            why = "its blocked form does not apply here: the input is reordered to NCHW"
-        else:
-            why = f"{node.op} is not blocked-capable in the op table: the input is reordered to NCHW"
-        self.declined.append((RULE, node.name, why))
+        """Log a node with a blocked input whose op the table does not declare blocked-capable
+        (the rules above log their own guards)."""
+        d = op_def(node.op)  # an op outside the table is an error, not an NCHW reader
+        if any(i in self.blocked for i in node.inputs) and not (d.blocked or d.blocked_form or node.op == "Conv"):
+            self.declined.append((RULE, node.name, f"{node.op} is not blocked-capable in the op table: it reads NCHW"))
 
     def plain_node(self, node: Node) -> None:
         self.nodes.append(node.replace(inputs=tuple(self.to_plain(i) for i in node.inputs)))
