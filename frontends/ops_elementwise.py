@@ -6,46 +6,34 @@ Every converter produces exactly the IR form in :mod:`cnnrt.core.ops`: attribute
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import onnx
 
-from .onnx import ONNX_DTYPES, ConvertContext, onnx_op
+from .context import ConvertContext
+from .convert_helpers import FLOAT_DTYPES, float_input, known_scalar, require_all_inputs, reshape_input
+from .loader import ONNX_DTYPES, SUPPORTED_DTYPES
+from .registry import onnx_op
 
-FLOAT_DTYPES = ("float16", "float32", "float64")
 # Clip before opset 11 defaults its attributes to +-FLT_MAX (the schema's defaults).
 _FLT_MAX = float(np.finfo(np.float32).max)
-
-
-def _float_input(ctx: ConvertContext, i: int = 0) -> str:
-    dtype = ctx.value(i).dtype
-    if dtype not in FLOAT_DTYPES:
-        raise ctx.unsupported(f"input {ctx.inputs[i]!r} has dtype {dtype}; expected one of {', '.join(FLOAT_DTYPES)}")
-    return dtype
 
 
 def _unary(ctx: ConvertContext, op: str, attrs: dict | None = None, ints_ok: bool = False) -> None:
     v = ctx.value(0)
     if not ints_ok or v.dtype == "bool":
-        _float_input(ctx)
+        float_input(ctx)
     ctx.emit(op, [ctx.inputs[0]], [ctx.out(0, v.shape, v.dtype)], attrs)
-
-
-def reshape_input(ctx: ConvertContext, i: int, shape: tuple[int, ...], what: str) -> str:
-    """Name of input ``i`` seen with ``shape`` (an extra IR Reshape when the shape differs)."""
-    v = ctx.value(i)
-    if tuple(shape) == v.shape:
-        return ctx.inputs[i]
-    out = ctx.fresh(what)
-    ctx.emit("Reshape", [ctx.inputs[i]], [(out, tuple(shape), v.dtype)], dict(shape=tuple(shape)), suffix=f"/{what}")
-    return out
 
 
 # ---------------------------------------------------------------------------- activations
 
 
-@onnx_op("Relu", since=1)
-def relu(ctx: ConvertContext) -> None:
-    _unary(ctx, "Relu", ints_ok=True)  # opset 14 allows integer tensors
+onnx_op("Relu", since=1)(functools.partial(_unary, op="Relu", ints_ok=True))  # opset 14 allows integer tensors
+onnx_op("Sigmoid", since=1)(functools.partial(_unary, op="Sigmoid"))
+onnx_op("Tanh", since=1)(functools.partial(_unary, op="Tanh"))
+onnx_op("HardSwish", since=14)(functools.partial(_unary, op="HardSwish"))
 
 
 @onnx_op("LeakyRelu", since=1)
@@ -58,24 +46,9 @@ def elu(ctx: ConvertContext) -> None:
     _unary(ctx, "Elu", dict(alpha=float(ctx.attr("alpha", 1.0))))
 
 
-@onnx_op("Sigmoid", since=1)
-def sigmoid(ctx: ConvertContext) -> None:
-    _unary(ctx, "Sigmoid")
-
-
-@onnx_op("Tanh", since=1)
-def tanh(ctx: ConvertContext) -> None:
-    _unary(ctx, "Tanh")
-
-
 @onnx_op("HardSigmoid", since=1)
 def hard_sigmoid(ctx: ConvertContext) -> None:
     _unary(ctx, "HardSigmoid", dict(alpha=float(ctx.attr("alpha", 0.2)), beta=float(ctx.attr("beta", 0.5))))
-
-
-@onnx_op("HardSwish", since=14)
-def hard_swish(ctx: ConvertContext) -> None:
-    _unary(ctx, "HardSwish")
 
 
 def _emit_clip(ctx: ConvertContext, lo, hi) -> None:
@@ -110,16 +83,13 @@ def clip_inputs(ctx: ConvertContext) -> None:
         if not ctx.has_input(i):
             bounds.append(None)
             continue
-        b = ctx.require_known(i, f"Clip's {what}")
-        if b.size != 1:
-            raise ctx.fail(f"{what} must be a scalar, got shape {list(b.shape)}")
-        bounds.append(b.reshape(()).item())
+        bounds.append(known_scalar(ctx, i, what, f"Clip's {what}").item())
     _emit_clip(ctx, *bounds)
 
 
 @onnx_op("PRelu", since=1)
 def prelu(ctx: ConvertContext) -> None:
-    dtype = _float_input(ctx)
+    dtype = float_input(ctx)
     x, slope = ctx.shape(0), ctx.shape(1)
     if ctx.value(1).dtype != dtype:
         raise ctx.fail(f"slope dtype {ctx.value(1).dtype} differs from the input's {dtype}")
@@ -140,7 +110,7 @@ def prelu(ctx: ConvertContext) -> None:
 
 
 def _softmax(ctx: ConvertContext, log: bool) -> None:
-    dtype = _float_input(ctx)
+    dtype = float_input(ctx)
     shape = ctx.shape(0)
     rank = len(shape)
     coerce_2d = ctx.opset < 13
@@ -194,59 +164,29 @@ def _binary(ctx: ConvertContext, op: str) -> None:
             raise ctx.fail(
                 f"shapes {list(a)} and {list(b)} differ and broadcast=0 (opset {ctx.opset} needs broadcast=1)"
             )
-    try:
-        shape = np.broadcast_shapes(a, b)
-    except ValueError:
-        raise ctx.fail(f"shapes {list(a)} and {list(b)} do not broadcast") from None
+    shape = _broadcast(ctx, (a, b), f"{list(a)} and {list(b)}")
     ctx.emit(op, [ctx.inputs[0], b_name], [ctx.out(0, shape, dtype)])
 
 
-@onnx_op("Add", since=1)
-def add(ctx: ConvertContext) -> None:
-    _binary(ctx, "Add")
-
-
-@onnx_op("Sub", since=1)
-def sub(ctx: ConvertContext) -> None:
-    _binary(ctx, "Sub")
-
-
-@onnx_op("Mul", since=1)
-def mul(ctx: ConvertContext) -> None:
-    _binary(ctx, "Mul")
-
-
-@onnx_op("Div", since=1)
-def div(ctx: ConvertContext) -> None:
-    _binary(ctx, "Div")
-
-
 def _variadic(ctx: ConvertContext, op: str) -> None:
-    n = len(ctx.inputs)
-    if n == 0 or not all(ctx.has_input(i) for i in range(n)):
-        raise ctx.fail(f"expects one or more inputs, got {ctx.inputs}")
+    n = require_all_inputs(ctx)
     dtype = _check_same_dtype(ctx, n)
     shapes = [ctx.shape(i) for i in range(n)]
-    try:
-        shape = np.broadcast_shapes(*shapes)
-    except ValueError:
-        raise ctx.fail(f"shapes {[list(s) for s in shapes]} do not broadcast") from None
+    shape = _broadcast(ctx, shapes, f"{[list(s) for s in shapes]}")
     ctx.emit(op, list(ctx.inputs), [ctx.out(0, shape, dtype)])
 
 
-@onnx_op("Sum", since=1)
-def sum_(ctx: ConvertContext) -> None:
-    _variadic(ctx, "Sum")
+def _broadcast(ctx: ConvertContext, shapes, described: str) -> tuple[int, ...]:
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ctx.fail(f"shapes {described} do not broadcast") from None
 
 
-@onnx_op("Max", since=1)
-def max_(ctx: ConvertContext) -> None:
-    _variadic(ctx, "Max")
-
-
-@onnx_op("Min", since=1)
-def min_(ctx: ConvertContext) -> None:
-    _variadic(ctx, "Min")
+for _op in ("Add", "Sub", "Mul", "Div"):
+    onnx_op(_op, since=1)(functools.partial(_binary, op=_op))
+for _op in ("Sum", "Max", "Min"):
+    onnx_op(_op, since=1)(functools.partial(_variadic, op=_op))
 
 
 # ---------------------------------------------------------------------------- Cast, views
@@ -262,7 +202,7 @@ def onnx_dtype_name(ctx: ConvertContext, code, what: str) -> str:
     name = ONNX_DTYPES.get(int(code))
     if name is None:
         label = onnx.TensorProto.DataType.Name(code) if code in onnx.TensorProto.DataType.values() else code
-        raise ctx.unsupported(f"{what} is {label}; supported: {', '.join(sorted(set(ONNX_DTYPES.values())))}")
+        raise ctx.unsupported(f"{what} is {label}; supported: {SUPPORTED_DTYPES}")
     return name
 
 
@@ -309,9 +249,6 @@ def dropout_v10(ctx: ConvertContext) -> None:
 @onnx_op("Dropout", since=12)
 def dropout_v12(ctx: ConvertContext) -> None:
     if ctx.has_input(2):
-        mode = ctx.require_known(2, "training_mode")
-        if mode.size != 1:
-            raise ctx.fail(f"training_mode must be a scalar, got shape {list(mode.shape)}")
-        if bool(mode.reshape(())):
+        if bool(known_scalar(ctx, 2, "training_mode")):
             raise ctx.unsupported("training_mode=true is not supported (inference only)")
     _dropout(ctx, "bool")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from .onnx import ConvertContext, onnx_op
+from .context import ConvertContext
+from .registry import onnx_op
 
 
 def _ints(v, n: int, default: int) -> tuple[int, ...]:
@@ -88,13 +91,18 @@ def _spatial_attrs(ctx: ConvertContext, kernel, ceil_mode=False):
     return strides, dilations, pads, (oh, ow)
 
 
-@onnx_op("Conv", since=1)
-def conv(ctx: ConvertContext) -> None:
-    n, c, h, w = _require_4d(ctx)
+def _conv_operands(ctx: ConvertContext, weight: str, layout: str):
+    """The NCHW input shape, the weight's shape (rank 4, ``layout``) and ``group``."""
+    shape = _require_4d(ctx)
     wshape = ctx.shape(1)
     if len(wshape) != 4:
-        raise ctx.fail(f"weight {ctx.inputs[1]!r} must have rank 4 (M, C/group, kH, kW), got {list(wshape)}")
-    group = int(ctx.attr("group", 1))
+        raise ctx.fail(f"{weight} must have rank 4 ({layout}), got {list(wshape)}")
+    return shape, wshape, int(ctx.attr("group", 1))
+
+
+@onnx_op("Conv", since=1)
+def conv(ctx: ConvertContext) -> None:
+    (n, c, h, w), wshape, group = _conv_operands(ctx, f"weight {ctx.inputs[1]!r}", "M, C/group, kH, kW")
     m = wshape[0]
     if group < 1 or c % group or m % group:
         raise ctx.fail(f"group={group} must divide input channels {c} and output channels {m}")
@@ -105,35 +113,26 @@ def conv(ctx: ConvertContext) -> None:
     kernel = _check_kernel_shape(ctx, wshape)
     _reject_pads_beside_auto_pad(ctx)
     strides, dilations, pads, (oh, ow) = _spatial_attrs(ctx, kernel)
+    bias = f"bias {ctx.inputs[2]!r}" if ctx.has_input(2) else ""
+    _emit_conv(ctx, "Conv", (n, m, oh, ow), bias, dict(strides=strides, pads=pads, dilations=dilations), group, kernel)
+
+
+def _emit_conv(ctx: ConvertContext, op: str, out_shape, bias: str, geometry: dict, group: int, kernel) -> None:
+    """A Conv or ConvTranspose IR node (no fused activation); ``bias`` names the optional
+    bias input in errors, which must hold one value per output channel."""
+    m = out_shape[1]
     ins = [ctx.inputs[0], ctx.inputs[1]]
     if ctx.has_input(2):
         if ctx.shape(2) != (m,):
-            raise ctx.fail(f"bias {ctx.inputs[2]!r} must have shape [{m}], got {list(ctx.shape(2))}")
+            raise ctx.fail(f"{bias} must have shape [{m}], got {list(ctx.shape(2))}")
         ins.append(ctx.inputs[2])
-    ctx.emit(
-        "Conv",
-        ins,
-        [ctx.out(0, (n, m, oh, ow), ctx.value(0).dtype)],
-        dict(
-            strides=strides,
-            pads=pads,
-            dilations=dilations,
-            group=group,
-            kernel=kernel,
-            activation="none",
-            act_alpha=0.0,
-            act_beta=0.0,
-        ),
-    )
+    attrs = dict(geometry, group=group, kernel=kernel, activation="none", act_alpha=0.0, act_beta=0.0)
+    ctx.emit(op, ins, [ctx.out(0, out_shape, ctx.value(0).dtype)], attrs)
 
 
 @onnx_op("ConvTranspose", since=1)
 def conv_transpose(ctx: ConvertContext) -> None:
-    n, c, h, w = _require_4d(ctx)
-    wshape = ctx.shape(1)
-    if len(wshape) != 4:
-        raise ctx.fail(f"weight must have rank 4 (C, M/group, kH, kW), got {list(wshape)}")
-    group = int(ctx.attr("group", 1))
+    (n, c, h, w), wshape, group = _conv_operands(ctx, "weight", "C, M/group, kH, kW")
     if group < 1 or c % group or wshape[0] != c:
         raise ctx.fail(f"weight {list(wshape)} does not fit {c} input channels with group={group}")
     m = wshape[1] * group
@@ -172,26 +171,8 @@ def conv_transpose(ctx: ConvertContext) -> None:
     oh, ow = full[0] - pads[0] - pads[2], full[1] - pads[1] - pads[3]
     if oh < 1 or ow < 1:
         raise ctx.fail(f"pads {list(pads)} leave an empty output")
-    ins = [ctx.inputs[0], ctx.inputs[1]]
-    if ctx.has_input(2):
-        if ctx.shape(2) != (m,):
-            raise ctx.fail(f"bias must have shape [{m}], got {list(ctx.shape(2))}")
-        ins.append(ctx.inputs[2])
-    ctx.emit(
-        "ConvTranspose",
-        ins,
-        [ctx.out(0, (n, m, oh, ow), ctx.value(0).dtype)],
-        dict(
-            strides=strides,
-            pads=tuple(pads),
-            dilations=dilations,
-            group=group,
-            kernel=kernel,
-            activation="none",
-            act_alpha=0.0,
-            act_beta=0.0,
-        ),
-    )
+    geometry = dict(strides=strides, pads=tuple(pads), dilations=dilations)
+    _emit_conv(ctx, "ConvTranspose", (n, m, oh, ow), "bias", geometry, group, kernel)
 
 
 @onnx_op("BatchNormalization", since=1)
@@ -261,32 +242,17 @@ def _pool(ctx: ConvertContext, op: str) -> None:
     ctx.emit(op, [ctx.inputs[0]], outs, attrs)
 
 
-@onnx_op("MaxPool", since=1)
-def max_pool(ctx: ConvertContext) -> None:
-    _pool(ctx, "MaxPool")
-
-
-@onnx_op("AveragePool", since=1)
-def average_pool(ctx: ConvertContext) -> None:
-    _pool(ctx, "AveragePool")
-
-
-@onnx_op("GlobalAveragePool", since=1)
-def global_average_pool(ctx: ConvertContext) -> None:
+def _global_pool(ctx: ConvertContext, op: str) -> None:
     shape = ctx.shape(0)
     if len(shape) < 3:
         raise ctx.fail(f"input must have rank >= 3, got {list(shape)}")
-    ctx.emit(
-        "GlobalAveragePool", [ctx.inputs[0]], [ctx.out(0, shape[:2] + (1,) * (len(shape) - 2), ctx.value(0).dtype)]
-    )
+    ctx.emit(op, [ctx.inputs[0]], [ctx.out(0, shape[:2] + (1,) * (len(shape) - 2), ctx.value(0).dtype)])
 
 
-@onnx_op("GlobalMaxPool", since=1)
-def global_max_pool(ctx: ConvertContext) -> None:
-    shape = ctx.shape(0)
-    if len(shape) < 3:
-        raise ctx.fail(f"input must have rank >= 3, got {list(shape)}")
-    ctx.emit("GlobalMaxPool", [ctx.inputs[0]], [ctx.out(0, shape[:2] + (1,) * (len(shape) - 2), ctx.value(0).dtype)])
+for _op in ("MaxPool", "AveragePool"):
+    onnx_op(_op, since=1)(functools.partial(_pool, op=_op))
+for _op in ("GlobalAveragePool", "GlobalMaxPool"):
+    onnx_op(_op, since=1)(functools.partial(_global_pool, op=_op))
 
 
 @onnx_op("Gemm", since=1)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .onnx import ConvertContext, onnx_op
-from .ops_elementwise import FLOAT_DTYPES
-from .ops_tensor import _axes, _known_ints
+from .context import ConvertContext
+from .convert_helpers import FLOAT_DTYPES, attr_or_input, known_floats, known_ints, normalize_axes
+from .registry import onnx_op
 
 _COORD_MODES = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "half_pixel_symmetric")
 _NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
@@ -26,7 +26,7 @@ def _emit_resize(
     if v.dtype not in FLOAT_DTYPES:
         raise ctx.unsupported(f"Resize of {v.dtype} tensors is not supported (floating point only)")
     rank = len(v.shape)
-    axes = list(range(rank)) if axes is None else _axes(ctx, axes, rank)
+    axes = list(range(rank)) if axes is None else normalize_axes(ctx, axes, rank)
     if (scales is None) == (sizes is None):
         raise ctx.fail("exactly one of scales and sizes must be given")
     out, sc = list(v.shape), [1.0] * rank
@@ -65,18 +65,13 @@ def _resize_mode(ctx: ConvertContext, mode: str) -> str:
     return mode
 
 
-def _known_floats(ctx: ConvertContext, i: int, what: str):
-    v = ctx.require_known(i, what)
-    return None if v.size == 0 else [float(x) for x in v.reshape(-1)]
-
-
 @onnx_op("Resize", since=10)
 def resize(ctx: ConvertContext) -> None:
     mode = _resize_mode(ctx, ctx.attr("mode", "nearest"))
     if ctx.opset < 11:
         # Resize-10 is Upsample with downsampling: asymmetric coordinates, and nearest
         # rounding as onnxruntime does it ("simple": ceil when shrinking an axis, else floor).
-        return _emit_resize(ctx, mode, "asymmetric", "simple", _known_floats(ctx, 1, "scales"), None)
+        return _emit_resize(ctx, mode, "asymmetric", "simple", known_floats(ctx, 1, "scales"), None)
     coord = ctx.attr("coordinate_transformation_mode", "half_pixel")
     if coord == "tf_crop_and_resize":
         raise ctx.unsupported("coordinate_transformation_mode 'tf_crop_and_resize' is not supported")
@@ -90,8 +85,8 @@ def resize(ctx: ConvertContext) -> None:
     if int(ctx.attr("exclude_outside", 0)) and mode == "nearest":
         # For linear it changes nothing (out-of-range neighbours get the edge value either way).
         raise ctx.unsupported("exclude_outside=1 with nearest mode is not supported")
-    scales = _known_floats(ctx, 2, "scales") if ctx.has_input(2) else None
-    sizes = _known_ints(ctx, 3, "sizes") if ctx.has_input(3) else None
+    scales = known_floats(ctx, 2, "scales") if ctx.has_input(2) else None
+    sizes = known_ints(ctx, 3, "sizes") if ctx.has_input(3) else None
     if sizes is not None and not sizes:
         sizes = None
     axes = ctx.attr("axes") if ctx.opset >= 18 else None
@@ -99,20 +94,12 @@ def resize(ctx: ConvertContext) -> None:
     _emit_resize(ctx, mode, coord, nearest, scales, sizes, axes, policy)
 
 
-def _upsample(ctx: ConvertContext, scales) -> None:
+@onnx_op("Upsample", since=7)
+def upsample(ctx: ConvertContext) -> None:
+    scales = attr_or_input(ctx, "scales", 9, 1, known_floats)
     mode = _resize_mode(ctx, ctx.attr("mode", "nearest"))
     if scales is None:
         raise ctx.fail("scales are required")
     if min(scales) < 1:
         raise ctx.fail(f"Upsample scales {list(scales)} must be >= 1")
     _emit_resize(ctx, mode, "asymmetric", "floor", scales, None)
-
-
-@onnx_op("Upsample", since=7)
-def upsample_v7(ctx: ConvertContext) -> None:
-    _upsample(ctx, ctx.attr("scales"))
-
-
-@onnx_op("Upsample", since=9)
-def upsample_v9(ctx: ConvertContext) -> None:
-    _upsample(ctx, _known_floats(ctx, 1, "scales"))

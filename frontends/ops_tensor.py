@@ -13,43 +13,18 @@ import math
 
 import numpy as np
 
-from .onnx import ConvertContext, onnx_op
-from .ops_elementwise import FLOAT_DTYPES
-
-
-def _axis(ctx: ConvertContext, axis, rank: int, what: str = "axis") -> int:
-    axis = int(axis)
-    if not -rank <= axis < rank:
-        raise ctx.fail(f"{what} {axis} is out of range for rank {rank}")
-    return axis % rank
-
-
-def _axes(ctx: ConvertContext, axes, rank: int, what: str = "axes") -> list[int]:
-    out = [_axis(ctx, a, rank, what) for a in axes]
-    if len(set(out)) != len(out):
-        raise ctx.fail(f"{what} {list(axes)} repeat an axis")
-    return out
-
-
-def _known_ints(ctx: ConvertContext, i: int, what: str) -> list[int]:
-    v = ctx.require_known(i, what)
-    if v.dtype.kind not in "iu" or v.ndim > 1:
-        raise ctx.fail(f"{what} must be a 1-D integer tensor, got {v.dtype}{list(v.shape)}")
-    return [int(x) for x in v.reshape(-1)]
-
-
-def _define_constant(ctx: ConvertContext, i: int, array: np.ndarray) -> None:
-    """Make output ``i`` a graph constant under its ONNX name (no node is emitted)."""
-    ctx.define_constant(i, array)
-
-
-def _reshape(ctx: ConvertContext, shape) -> None:
-    v = ctx.value(0)
-    shape = tuple(int(d) for d in shape)
-    if math.prod(shape) != v.size:
-        raise ctx.fail(f"cannot reshape {list(v.shape)} ({v.size} elements) to {list(shape)}")
-    ctx.emit("Reshape", [ctx.inputs[0]], [ctx.out(0, shape, v.dtype)], dict(shape=shape))
-
+from .context import ConvertContext
+from .convert_helpers import (
+    FLOAT_DTYPES,
+    attr_or_input,
+    emit_reshape,
+    known_ints,
+    known_scalar,
+    normalize_axes,
+    normalize_axis,
+    require_all_inputs,
+)
+from .registry import onnx_op
 
 # ---------------------------------------------------------------------------- constants, shapes
 
@@ -71,12 +46,12 @@ def constant(ctx: ConvertContext) -> None:
         raise ctx.unsupported(f"Constant attribute {sorted(a)[0]!r} (sparse or string values) is not supported")
     else:
         raise ctx.fail("has no value attribute")
-    _define_constant(ctx, 0, np.asarray(arr, order="C"))
+    ctx.define_constant(0, np.asarray(arr, order="C"))
 
 
 @onnx_op("ConstantOfShape", since=9)
 def constant_of_shape(ctx: ConvertContext) -> None:
-    shape = _known_ints(ctx, 0, "the shape")
+    shape = known_ints(ctx, 0, "the shape")
     if any(d < 0 for d in shape):
         raise ctx.fail(f"shape {shape} has a negative dimension")
     value = ctx.attr("value")
@@ -98,7 +73,7 @@ def shape_(ctx: ConvertContext) -> None:
     # opset 15: negative values count from the back; out-of-range values are clamped.
     start = min(max(start + rank if start < 0 else start, 0), rank)
     end = min(max(end + rank if end < 0 else end, 0), rank)
-    _define_constant(ctx, 0, np.array(shape[start:end], dtype=np.int64))
+    ctx.define_constant(0, np.array(shape[start:end], dtype=np.int64))
 
 
 # ---------------------------------------------------------------------------- reshapes
@@ -109,7 +84,7 @@ def reshape(ctx: ConvertContext) -> None:
     if ctx.opset < 5:
         target = [int(d) for d in ctx.attr("shape", [])]
     else:
-        target = _known_ints(ctx, 1, "the target shape")
+        target = known_ints(ctx, 1, "the target shape")
     src = ctx.shape(0)
     allowzero = int(ctx.attr("allowzero", 0))
     if allowzero and 0 in target and -1 in target:
@@ -131,7 +106,7 @@ def reshape(ctx: ConvertContext) -> None:
         if known == 0 or total % known:
             raise ctx.fail(f"cannot infer the -1 in {target} for an input of shape {list(src)}")
         out[out.index(-1)] = total // known
-    _reshape(ctx, out)
+    emit_reshape(ctx, out)
 
 
 @onnx_op("Flatten", since=1)
@@ -143,49 +118,33 @@ def flatten(ctx: ConvertContext) -> None:
         raise ctx.fail(f"axis {axis} is out of range for rank {rank}")
     if axis < 0:
         axis += rank
-    _reshape(ctx, (math.prod(shape[:axis]), math.prod(shape[axis:])))
-
-
-def _squeeze(ctx: ConvertContext, axes) -> None:
-    shape = ctx.shape(0)
-    if axes is None:
-        axes = [i for i, d in enumerate(shape) if d == 1]
-    axes = _axes(ctx, axes, len(shape))
-    bad = [a for a in axes if shape[a] != 1]
-    if bad:
-        raise ctx.fail(f"cannot squeeze axes {bad} of shape {list(shape)}: their size is not 1")
-    _reshape(ctx, [d for i, d in enumerate(shape) if i not in axes])
+    emit_reshape(ctx, (math.prod(shape[:axis]), math.prod(shape[axis:])))
 
 
 @onnx_op("Squeeze", since=1)
-def squeeze_v1(ctx: ConvertContext) -> None:
-    _squeeze(ctx, ctx.attr("axes"))
+def squeeze(ctx: ConvertContext) -> None:
+    shape = ctx.shape(0)
+    axes = attr_or_input(ctx, "axes", 13, 1, known_ints)
+    if axes is None:
+        axes = [i for i, d in enumerate(shape) if d == 1]
+    axes = normalize_axes(ctx, axes, len(shape))
+    bad = [a for a in axes if shape[a] != 1]
+    if bad:
+        raise ctx.fail(f"cannot squeeze axes {bad} of shape {list(shape)}: their size is not 1")
+    emit_reshape(ctx, [d for i, d in enumerate(shape) if i not in axes])
 
 
-@onnx_op("Squeeze", since=13)
-def squeeze_v13(ctx: ConvertContext) -> None:
-    _squeeze(ctx, _known_ints(ctx, 1, "axes") if ctx.has_input(1) else None)
-
-
-def _unsqueeze(ctx: ConvertContext, axes) -> None:
+@onnx_op("Unsqueeze", since=1)
+def unsqueeze(ctx: ConvertContext) -> None:
+    axes = attr_or_input(ctx, "axes", 13, 1, known_ints)
     if axes is None:
         raise ctx.fail("axes are required")
     shape = list(ctx.shape(0))
     rank = len(shape) + len(axes)
-    axes = sorted(_axes(ctx, axes, rank))
+    axes = sorted(normalize_axes(ctx, axes, rank))
     for a in axes:
         shape.insert(a, 1)
-    _reshape(ctx, shape)
-
-
-@onnx_op("Unsqueeze", since=1)
-def unsqueeze_v1(ctx: ConvertContext) -> None:
-    _unsqueeze(ctx, ctx.attr("axes"))
-
-
-@onnx_op("Unsqueeze", since=13)
-def unsqueeze_v13(ctx: ConvertContext) -> None:
-    _unsqueeze(ctx, _known_ints(ctx, 1, "axes"))
+    emit_reshape(ctx, shape)
 
 
 @onnx_op("Transpose", since=1)
@@ -204,9 +163,7 @@ def transpose(ctx: ConvertContext) -> None:
 
 @onnx_op("Concat", since=1)
 def concat(ctx: ConvertContext) -> None:
-    n = len(ctx.inputs)
-    if n == 0 or not all(ctx.has_input(i) for i in range(n)):
-        raise ctx.fail(f"expects one or more inputs, got {ctx.inputs}")
+    n = require_all_inputs(ctx)
     shapes = [ctx.shape(i) for i in range(n)]
     dtypes = {ctx.value(i).dtype for i in range(n)}
     if len(dtypes) != 1:
@@ -214,7 +171,7 @@ def concat(ctx: ConvertContext) -> None:
     rank = len(shapes[0])
     if ctx.attr("axis") is None and ctx.opset >= 4:
         raise ctx.fail("attribute 'axis' is required")
-    axis = _axis(ctx, ctx.attr("axis", 1), rank)
+    axis = normalize_axis(ctx, ctx.attr("axis", 1), rank)
     for s in shapes:
         if len(s) != rank or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0])) if i != axis):
             raise ctx.fail(f"input shapes {[list(s) for s in shapes]} differ outside axis {axis}")
@@ -225,7 +182,7 @@ def concat(ctx: ConvertContext) -> None:
 
 def _split(ctx: ConvertContext, sizes, num_outputs=None) -> None:
     v = ctx.value(0)
-    axis = _axis(ctx, ctx.attr("axis", 0), len(v.shape))
+    axis = normalize_axis(ctx, ctx.attr("axis", 0), len(v.shape))
     dim = v.shape[axis]
     n = len(ctx.outputs)
     if not all(ctx.outputs):
@@ -256,7 +213,7 @@ def _split(ctx: ConvertContext, sizes, num_outputs=None) -> None:
 @onnx_op("Split", since=1)
 def split_v1(ctx: ConvertContext) -> None:
     if ctx.has_input(1):  # Split-1 took the sizes as an optional input
-        _split(ctx, _known_ints(ctx, 1, "split"))
+        _split(ctx, known_ints(ctx, 1, "split"))
     else:
         _split(ctx, ctx.attr("split"))
 
@@ -268,7 +225,7 @@ def split_v2(ctx: ConvertContext) -> None:
 
 @onnx_op("Split", since=13)
 def split_v13(ctx: ConvertContext) -> None:
-    sizes = _known_ints(ctx, 1, "split") if ctx.has_input(1) else None
+    sizes = known_ints(ctx, 1, "split") if ctx.has_input(1) else None
     num = ctx.attr("num_outputs") if ctx.opset >= 18 else None
     if sizes is not None and num is not None:
         raise ctx.fail("give either the split input or num_outputs, not both")
@@ -301,7 +258,7 @@ def _slice(ctx: ConvertContext, starts, ends, axes, steps) -> None:
     rank = len(v.shape)
     if len(starts) != len(ends):
         raise ctx.fail(f"starts {starts} and ends {ends} differ in length")
-    axes = list(range(len(starts))) if axes is None else _axes(ctx, axes, rank)
+    axes = list(range(len(starts))) if axes is None else normalize_axes(ctx, axes, rank)
     steps = [1] * len(starts) if steps is None else list(steps)
     if not len(axes) == len(steps) == len(starts):
         raise ctx.fail(f"starts, ends, axes {axes} and steps {steps} must have one entry each per sliced axis")
@@ -324,10 +281,10 @@ def slice_v1(ctx: ConvertContext) -> None:
 
 @onnx_op("Slice", since=10)
 def slice_v10(ctx: ConvertContext) -> None:
-    starts = _known_ints(ctx, 1, "starts")
-    ends = _known_ints(ctx, 2, "ends")
-    axes = _known_ints(ctx, 3, "axes") if ctx.has_input(3) else None
-    steps = _known_ints(ctx, 4, "steps") if ctx.has_input(4) else None
+    starts = known_ints(ctx, 1, "starts")
+    ends = known_ints(ctx, 2, "ends")
+    axes = known_ints(ctx, 3, "axes") if ctx.has_input(3) else None
+    steps = known_ints(ctx, 4, "steps") if ctx.has_input(4) else None
     _slice(ctx, starts, ends, axes, steps)
 
 
@@ -336,7 +293,7 @@ def gather(ctx: ConvertContext) -> None:
     data, idx = ctx.value(0), ctx.value(1)
     if idx.dtype not in ("int32", "int64"):
         raise ctx.fail(f"indices must be int32 or int64, got {idx.dtype}")
-    axis = _axis(ctx, ctx.attr("axis", 0), len(data.shape))
+    axis = normalize_axis(ctx, ctx.attr("axis", 0), len(data.shape))
     dim = data.shape[axis]
     known = ctx.known(1)
     if known is not None and known.size and (known.min() < -dim or known.max() >= dim):
@@ -354,7 +311,7 @@ def _emit_pad(ctx: ConvertContext, pads, mode: str, value, axes=None) -> None:
     if mode not in ("constant", "reflect", "edge"):
         raise ctx.unsupported(f"pad mode {mode!r} is not supported (constant, reflect, edge)")
     pads = [int(p) for p in pads]
-    axes = list(range(rank)) if axes is None else _axes(ctx, axes, rank)
+    axes = list(range(rank)) if axes is None else normalize_axes(ctx, axes, rank)
     if len(pads) != 2 * len(axes):
         raise ctx.fail(f"pads {pads} must have 2 entries per padded axis ({len(axes)} axes)")
     begin, end = [0] * rank, [0] * rank
@@ -397,21 +354,20 @@ def pad_v1(ctx: ConvertContext) -> None:
 
 @onnx_op("Pad", since=11)
 def pad_v11(ctx: ConvertContext) -> None:
-    pads = _known_ints(ctx, 1, "pads")
+    pads = known_ints(ctx, 1, "pads")
     value = 0
     if ctx.has_input(2):
-        cv = ctx.require_known(2, "constant_value")
-        if cv.size != 1:
-            raise ctx.fail(f"constant_value must be a scalar, got shape {list(cv.shape)}")
-        value = cv.reshape(()).item()
-    axes = _known_ints(ctx, 3, "axes") if ctx.opset >= 18 and ctx.has_input(3) else None
+        value = known_scalar(ctx, 2, "constant_value").item()
+    axes = known_ints(ctx, 3, "axes") if ctx.opset >= 18 and ctx.has_input(3) else None
     _emit_pad(ctx, pads, ctx.attr("mode", "constant"), value, axes)
 
 
 # ---------------------------------------------------------------------------- ReduceMean
 
 
-def _reduce_mean(ctx: ConvertContext, axes) -> None:
+@onnx_op("ReduceMean", since=1)
+def reduce_mean(ctx: ConvertContext) -> None:
+    axes = attr_or_input(ctx, "axes", 18, 1, known_ints)
     v = ctx.value(0)
     if v.dtype not in FLOAT_DTYPES:
         raise ctx.unsupported(f"ReduceMean of {v.dtype} tensors is not supported (floating point only)")
@@ -422,16 +378,6 @@ def _reduce_mean(ctx: ConvertContext, axes) -> None:
             ctx.emit("Identity", [ctx.inputs[0]], [ctx.out(0, v.shape, v.dtype)])
             return
         axes = range(rank)
-    axes = tuple(sorted(_axes(ctx, axes, rank)))
+    axes = tuple(sorted(normalize_axes(ctx, axes, rank)))
     shape = [1 if i in axes else d for i, d in enumerate(v.shape) if keepdims or i not in axes]
     ctx.emit("ReduceMean", [ctx.inputs[0]], [ctx.out(0, shape, v.dtype)], dict(axes=axes, keepdims=keepdims))
-
-
-@onnx_op("ReduceMean", since=1)
-def reduce_mean_v1(ctx: ConvertContext) -> None:
-    _reduce_mean(ctx, ctx.attr("axes"))
-
-
-@onnx_op("ReduceMean", since=18)
-def reduce_mean_v18(ctx: ConvertContext) -> None:
-    _reduce_mean(ctx, _known_ints(ctx, 1, "axes") if ctx.has_input(1) else None)

@@ -7,7 +7,8 @@ padding free, and pools, BN affines, residual adds and channel Concats stay in i
 them, so the reorders are paid once at the chain's edges — onnxruntime's NCHWc transformer
 is the model (the layout is what its convs were measured 1.2-2x faster with).
 
-Rules, in topological order (each value's blocked twin is named ``<value>/nchw<B>c``):
+Rules, in topological order (each value's blocked twin is named ``<value>/nchw<B>c``; its
+Value carries the layout and the logical value it stores, cnnrt.core.layout):
 
 - ``Conv`` -> ``BlockedConv`` when ungrouped (or depthwise) with M a multiple of B and no
   algorithm override; its input is the blocked twin, or a ``ReorderToBlocked`` of it when C
@@ -32,12 +33,12 @@ where it is read in NCHW; numerics unchanged (the kernels compute the same sums)
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
+from cnnrt.core import layout
 from cnnrt.core.ir import Graph, Node, Value
 from cnnrt.core.ops import OPS, op_def
+from cnnrt.kernels.conv_spec import spec_from_node
 
 from . import PassResult
 
@@ -48,33 +49,13 @@ BLOCKED_FORMS = {op: d.blocked_form for op, d in OPS.items() if d.blocked_form}
 ELEMENTWISE = tuple(op for op, d in OPS.items() if d.blocked == "elementwise")
 CHANNEL_CONCAT = tuple(op for op, d in OPS.items() if d.blocked == "channel_concat")
 # A lone blocked conv pays two reorders and extra steps for one layer (LeNet-5's middle conv,
-# a ~0.1 ms model where each step counts): the whole graph stays NCHW below this many.
+# a small model where each step counts): the whole graph stays NCHW below this many.
 MIN_BLOCKED_CONVS = 2
-_TWIN = re.compile(r"^(.*)/nchw\d+c$")
 
 
 def twin_name(name: str, block: int) -> str:
     """The name of logical value ``name``'s blocked twin."""
     return f"{name}/nchw{block}c"
-
-
-def logical_value(name: str) -> str | None:
-    """The logical value a blocked twin stands for (None for other names): tools that compare
-    tensors by name (cnnrt compare) look at twins through this and :func:`unblock`."""
-    m = _TWIN.match(name)
-    return m.group(1) if m else None
-
-
-def unblock(a: np.ndarray) -> np.ndarray:
-    """(N, C/B, H, W, B) -> the NCHW array it stores."""
-    n, cb, h, w, b = a.shape
-    return np.ascontiguousarray(a.transpose(0, 1, 4, 2, 3).reshape(n, cb * b, h, w))
-
-
-def block(a: np.ndarray, lanes: int) -> np.ndarray:
-    """NCHW -> (N, C/lanes, H, W, lanes) (numpy; the kernel is ReorderToBlocked's)."""
-    n, c, h, w = a.shape
-    return np.ascontiguousarray(a.reshape(n, c // lanes, lanes, h, w).transpose(0, 1, 3, 4, 2))
 
 
 class _Rewriter:
@@ -111,7 +92,7 @@ class _Rewriter:
         b = self.block(name)
         n, c, h, w = v.shape
         twin = twin_name(name, b)
-        self.values[twin] = Value(twin, (n, c // b, h, w, b), v.dtype)
+        self.values[twin] = Value(twin, (n, c // b, h, w, b), v.dtype, layout.blocked(b), name)
         self.blocked[name] = twin
         return twin
 
@@ -119,7 +100,7 @@ class _Rewriter:
         if name in self.blocked:
             return self.blocked[name]
         twin = self.twin(name)
-        b = self.values[twin].shape[-1]
+        b = layout.block_of(self.values[twin].layout)
         self.nodes.append(
             Node("ReorderToBlocked", (name,), (twin,), {"block": b}, self._name(f"{twin}/reorder"), origin)
         )
@@ -166,9 +147,8 @@ class _Rewriter:
         xv, wv = self.values[x], self.values[w]
         if len(xv.shape) != 4 or len(wv.shape) != 4:
             return False
-        h, wd = xv.shape[2:]
-        if (wv.shape[2], wv.shape[3]) == (h, wd) and not any(node.attrs.get("pads", (0,) * 4)):
-            return False  # the kernel covers the input: one pixel, a Gemm ("fc") does it better
+        if spec_from_node(node, self.graph).covers_input:
+            return False  # one output pixel: a Gemm ("fc") does it better
         if self.block(y) is None:
             return self.conv_cropped(node)
         if "algorithm" in node.attrs:
@@ -198,10 +178,10 @@ class _Rewriter:
             return False
         if (len(node.inputs) > 3 and node.inputs[3]) or len(v.shape) != 4:
             return False
-        b = self.values[self.blocked[x]].shape[-1]
+        b = layout.block_of(self.values[self.blocked[x]].layout)
         n, m, h, w = v.shape
         twin = twin_name(y, b)
-        self.values[twin] = Value(twin, (n, -(-m // b), h, w, b), v.dtype)
+        self.values[twin] = Value(twin, (n, -(-m // b), h, w, b), v.dtype, layout.blocked(b), y)
         self.nodes.append(node.replace(op="BlockedConv", inputs=(self.blocked[x], *node.inputs[1:]), outputs=(twin,)))
         self.nodes.append(Node("ReorderFromBlocked", (twin,), (y,), {}, self._name(f"{y}/unblock"), node.origin))
         self.plain.add(y)

@@ -2,7 +2,8 @@
 
 opt_level 0 runs the graph as imported; 1 adds the cleanups (identity removal, constant
 folding, dead-node elimination); 2 adds every rewrite. The passes repeat, in order, until a
-round changes nothing (at most ``MAX_ROUNDS``).
+round changes nothing (at most ``MAX_ROUNDS``). Last, for a session's backend and at every
+opt_level, select_algorithm records on each conv node the algorithm its kernel runs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .fold_constants import fold_constants
 from .fold_pad import fold_pad
 from .fuse_epilogue import fuse_epilogue
 from .remove_identity import remove_identity
+from .select_algorithm import select_algorithm
 
 PassFn = Callable[[Graph], PassResult]
 
@@ -57,15 +59,6 @@ class PipelineLog:
     rounds: int = 0
     order: list[str] = field(default_factory=list)
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Per pass, how often each rule fired."""
-        out: dict[str, dict[str, int]] = {}
-        for name, items in self.fired.items():
-            for rule, _ in items:
-                out.setdefault(name, {}).setdefault(rule, 0)
-                out[name][rule] += 1
-        return out
-
     def lines(self) -> list[str]:
         out = [f"{self.rounds} round(s); passes: {', '.join(self.order) or '(none)'}"]
         for name in self.order:
@@ -84,10 +77,16 @@ def pass_names() -> list[str]:
 
 
 def run_pipeline(
-    graph: Graph, opt_level: int = 2, disabled: Iterable[str] = (), vector_bytes: int | None = None
+    graph: Graph,
+    opt_level: int = 2,
+    disabled: Iterable[str] = (),
+    vector_bytes: int | None = None,
+    backend: str | None = None,
 ) -> tuple[Graph, PipelineLog]:
     """Run the enabled passes in order, repeating until nothing changes (at most MAX_ROUNDS);
-    then, for a CPU target (``vector_bytes`` given), the layout passes once."""
+    then, for a CPU target (``vector_bytes`` given), the layout passes once; then, for a
+    ``backend``, select_algorithm (not a rewrite: the kernels need it, so it cannot be
+    disabled, and an override it rejects raises its UnsupportedOpError unwrapped)."""
     disabled = set(disabled)
     unknown = disabled - set(pass_names())
     if unknown:
@@ -96,7 +95,8 @@ def run_pipeline(
     layout = []
     if vector_bytes is not None:
         layout = [(n, lvl) for n, lvl in LAYOUT_PASSES if lvl <= opt_level and n not in disabled]
-    log = PipelineLog(order=[n for n, _ in active] + [n for n, _ in layout])
+    select = ["select_algorithm"] if backend is not None else []
+    log = PipelineLog(order=[n for n, _ in active] + [n for n, _ in layout] + select)
     for rnd in range(MAX_ROUNDS if active else 0):
         log.rounds = rnd + 1
         changed = False
@@ -109,6 +109,8 @@ def run_pipeline(
         graph, did = _run_one(graph, "block_layout", lambda g: block_layout(g, vector_bytes), log, "(layout)")
         if did and "concat_in_place" in dict(active):
             graph, _ = _run_one(graph, "concat_in_place", concat_in_place, log, "(after block_layout)")
+    if backend is not None:
+        graph = _record(select_algorithm(graph, backend), "select_algorithm", log).graph
     return graph, log
 
 
@@ -119,7 +121,12 @@ def _run_one(graph: Graph, name: str, fn: PassFn, log: PipelineLog, where: str) 
     except Exception as e:
         what = str(e) if isinstance(e, CnnrtError) else f"{type(e).__name__}: {e}"
         raise PassError(f"pass {name!r} failed {where}: {what}") from e
+    _record(res, name, log)
+    return res.graph, res.changed
+
+
+def _record(res: PassResult, name: str, log: PipelineLog) -> PassResult:
     log.fired.setdefault(name, []).extend(res.fired)
     seen = log.declined.setdefault(name, [])
     seen.extend(d for d in res.declined if d not in seen)
-    return res.graph, res.changed
+    return res

@@ -152,7 +152,7 @@ EXCLUDE = {
 
 def _old_opset_models() -> dict[str, str]:
     """The pytorch model tests older than the importer's MIN_OPSET (most are opset 6)."""
-    from cnnrt.frontends.onnx import MIN_OPSET
+    from cnnrt.frontends.schema_checks import MIN_OPSET
 
     old = {}
     for kind in ("pytorch-converted", "pytorch-operator"):

@@ -23,11 +23,17 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class Value:
-    """A tensor edge: name, concrete shape and numpy dtype name (``"float32"``, ``"int64"``...)."""
+    """A tensor edge: name, concrete shape and numpy dtype name (``"float32"``, ``"int64"``...).
+
+    ``layout`` says how the shape stores its tensor (cnnrt.core.layout): ``"nchw"`` as it is,
+    ``"nchw16c"`` a channel-blocked (N, C/16, H, W, 16) copy of the NCHW value named ``logical``.
+    """
 
     name: str
     shape: Shape
     dtype: str = "float32"
+    layout: str = "nchw"
+    logical: str = ""
 
     @property
     def size(self) -> int:

@@ -242,7 +242,7 @@ class InferenceSession:
         graph = self.model.to_graph(shapes, fed)
         t1 = time.perf_counter()
         with np.errstate(all="ignore"):  # folding Inf/NaN weights must not trip np.seterr(all="raise")
-            graph, log = run_pipeline(graph, self.opt_level, self.disabled_passes, self._vector_bytes())
+            graph, log = run_pipeline(graph, self.opt_level, self.disabled_passes, self._vector_bytes(), self.backend)
         t2 = time.perf_counter()
         try:
             plan = plan_memory(graph)

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from cnnrt.core.ir import Graph, Node
+from cnnrt.core.layout import unblock
 from cnnrt.core.ops import ACTIVATIONS, TRANSCENDENTAL_ACTIVATIONS, op_def
 from cnnrt.errors import CnnrtError
-from cnnrt.passes.block_layout import logical_value, unblock
 from cnnrt.tools.costs import accumulation_length
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -73,8 +73,8 @@ def derive_tolerances(graph: Graph) -> dict[str, float]:
         for o in node.outputs:
             if o:
                 rtol[o] = here
-                base = logical_value(o)  # a blocked twin: compared as its logical value
-                if base is not None and base not in rtol:
+                base = graph.values[o].logical  # a blocked twin: compared as its logical value
+                if base and base not in rtol:
                     rtol[base] = here
     return rtol
 
@@ -106,8 +106,8 @@ def snapshot_steps(sess, feeds: dict[str, np.ndarray]) -> tuple[Graph, list[tupl
             ) from e
         outs = {o: np.array(a, copy=True) for o, a in zip(step.node.outputs, step.outs) if o}
         for o in list(outs):  # a channel-blocked twin is its logical NCHW value for the comparison
-            base = logical_value(o)
-            if base is not None and outs[o].ndim == 5:  # (cropped to the channels it stands for)
+            base = ex.graph.values[o].logical
+            if base and outs[o].ndim == 5:  # (cropped to the channels it stands for)
                 v = ex.graph.values.get(base)
                 outs[base] = unblock(outs[o])[:, : v.shape[1]] if v is not None else unblock(outs[o])
         out.append((step.node, outs))

@@ -13,7 +13,8 @@ from typing import Any
 from cnnrt.core.ir import Graph, Node
 from cnnrt.tools.costs import node_macs
 
-_EPILOGUE_KEYS = ("activation", "act_alpha", "act_beta")
+# shown in their own columns, not among the attributes
+_SHOWN_KEYS = ("activation", "act_alpha", "act_beta", "algorithm", "algorithm_reason")
 
 
 def epilogue(node: Node) -> str:
@@ -29,29 +30,14 @@ def epilogue(node: Node) -> str:
     return " ".join(parts)
 
 
-def conv_algorithm(node: Node, graph: Graph) -> str | None:
-    """The CPU algorithm a Conv node runs with (kernels/cpu/conv.py: the node's ``algorithm``
-    attribute, else the shape rule; BlockedConv: conv_blocked.py's rule), None for other nodes."""
-    if node.op not in ("Conv", "BlockedConv"):
-        return None
-    from cnnrt.kernels.cpu.conv import select_algorithm, spec_from_node
-    from cnnrt.kernels.cpu.conv_blocked import blocked_algorithm, logical_shape
-
-    try:
-        if node.op == "BlockedConv":
-            blocked_input = len(graph.values[node.inputs[0]].shape) == 5
-            return blocked_algorithm(spec_from_node(node, graph, logical_shape), blocked_input)
-        return node.attrs.get("algorithm") or select_algorithm(spec_from_node(node, graph))
-    except (ValueError, TypeError):  # shapes the CPU kernel rejects: the build says why
-        return None
-
-
-def _node_record(node: Node, graph: Graph, step: int, backend: str = "cpu") -> dict[str, Any]:
+def _node_record(node: Node, graph: Graph, step: int) -> dict[str, Any]:
     return {
         "step": step,
         "name": node.name,
         "op": node.op,
-        "algorithm": conv_algorithm(node, graph) if backend == "cpu" else None,
+        # written by passes/select_algorithm.py for the session's backend
+        "algorithm": node.attrs.get("algorithm"),
+        "algorithm_reason": node.attrs.get("algorithm_reason"),
         "epilogue": epilogue(node),
         "origin": list(node.origin),
         "inputs": [
@@ -63,7 +49,7 @@ def _node_record(node: Node, graph: Graph, step: int, backend: str = "cpu") -> d
             {"name": o, "shape": list(graph.values[o].shape), "dtype": graph.values[o].dtype} for o in node.outputs if o
         ],
         "macs": node_macs(node, graph),
-        "attrs": {k: _jsonable(v) for k, v in node.attrs.items() if k not in _EPILOGUE_KEYS},
+        "attrs": {k: _jsonable(v) for k, v in node.attrs.items() if k not in _SHOWN_KEYS},
     }
 
 
@@ -99,7 +85,7 @@ def report(session) -> dict[str, Any]:
     return {
         "model": graph.name,
         "opt_level": session.opt_level,
-        "nodes": [_node_record(n, graph, i, session.backend) for i, n in enumerate(graph.nodes)],
+        "nodes": [_node_record(n, graph, i) for i, n in enumerate(graph.nodes)],
         "op_counts": graph.op_counts(),
         "total_macs": sum(node_macs(n, graph) for n in graph.nodes),
         "passes": {
@@ -137,6 +123,12 @@ def to_text(rep: dict[str, Any]) -> str:
             f"{n['step']:>4} {n['name'][:32]:32s} {op[:22]:22s} {n['epilogue'][:22]:22s} {shape:20s} "
             f"{n['macs'] / 1e6:9.2f}  {origin}"
         )
+    chosen = [n for n in rep["nodes"] if n.get("algorithm")]
+    if chosen:
+        lines.append("")
+        lines.append("algorithms:")
+        for n in chosen:
+            lines.append(f"  {n['name'][:32]:32s} {n['algorithm']}: {n['algorithm_reason']}")
     lines.append("")
     lines.append(f"passes ({rep['passes']['rounds']} rounds):")
     for name, fired in rep["passes"]["fired"].items():

@@ -58,9 +58,10 @@ from numba.extending import intrinsic
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import KernelFn, register
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.conv_spec import ConvSpec
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv import ConvSpec, _opt, readonly
-from cnnrt.kernels.cpu.conv_blocked import block_size  # the vector width _lane_taps runs on
+from cnnrt.kernels.cpu.conv_common import block_size, readonly  # block_size: the vector width _lane_taps runs on
+from cnnrt.kernels.cpu.conv_common import opt_input as _opt
 from cnnrt.kernels.cpu.pool import _taps_inside, _window
 from cnnrt.kernels.cpu.vector_ir import VECTOR_BYTES, fma, pixel_reduce
 

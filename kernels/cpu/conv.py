@@ -1,186 +1,41 @@
 """2-D convolution (NCHW) with a fused epilogue: bias, residual add, activation.
 
-The builder fixes everything that depends only on shapes: a :class:`ConvSpec`, the algorithm
-(:func:`select_algorithm`, a separate step; a node attribute ``algorithm`` set by a pass
-overrides it), prepacked weights and scratch buffers. Algorithms, each a builder
+The builder fixes everything that depends only on shapes: a ConvSpec (kernels/conv_spec.py),
+the algorithm (the node's ``algorithm`` attribute, written by passes/select_algorithm.py from
+conv_algorithm.py's rule), prepacked weights and scratch buffers. Each algorithm is a builder
 ``(spec, w_const, b_const) -> run(ins, outs)`` (constants None when they are runtime inputs):
-
-- ``winograd``: 3x3, stride 1, dilation 1, ungrouped, enough tiles or small weights:
-  F(4x4, 3x3) in winograd.py (a quarter of the multiplications).
-- ``pointwise``: 1x1, stride 1, no padding: the input already is the GEMM operand.
-- ``direct``: every other kernel size (conv_direct.py): the taps read the zero-padded input
-  (split into stride phases) in place, no im2col.
-- ``im2col``: strided or padded 1x1, strided convs with many channels and outputs (and any
-  conv, as an alternative).
-- ``fc``: a kernel covering the whole unpadded input (one output pixel): a Gemm.
-  ``pointwise`` and ``im2col`` are GEMM tasks on Numba's pool (conv_gemm.py).
-  All three GEMM-based algorithms run cnnrt's own register tile (microkernel.py) on weights
-  packed at build, with the epilogue applied while the output tile is in registers or cache.
-- ``depthwise``: group == C (channel multiplier M/C >= 1): direct, per output channel from
-  the bias, since a GEMM with K = kh*kw would be all overhead (dilation 1: depthwise.py, taps
-  as whole-plane vector passes; else _depthwise below).
-- ``pointwise_numpy`` / ``im2col_numpy``: the same GEMMs through ``np.matmul`` (BLAS's own
-  threads): a second, independent reference for the tests.
+``winograd`` in winograd.py, ``direct`` in conv_direct.py, ``pointwise`` and ``im2col`` as GEMM
+tasks on Numba's pool in conv_gemm.py (cnnrt's register tile, microkernel.py, on weights
+packed at build, the epilogue applied while the output tile is in cache), ``depthwise`` in
+depthwise.py (dilation 1: taps as whole-plane vector passes) or _depthwise below, and here
+``fc`` (a Gemm) and the ``np.matmul`` references ``pointwise_numpy`` / ``im2col_numpy``.
 
 The epilogue ``act(y + bias + residual)`` is fused into the task kernels; the others share
-one parallel Numba pass over the output (also used by ConvTranspose).
+one parallel Numba pass over the output (conv_common.epilogue_fn, also used by ConvTranspose).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 from numba import prange
 
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import register
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.cpu.activation import act_row
+from cnnrt.kernels._jit import num_threads, pick, pjit
+from cnnrt.kernels.conv_spec import ConvSpec, check_shapes, conv_out_size, spec_from_node
+from cnnrt.kernels.cpu import conv_algorithm
+from cnnrt.kernels.cpu.conv_common import epilogue_fn, opt_input, readonly, valid_range
+from cnnrt.kernels.cpu.conv_direct import build_direct
+from cnnrt.kernels.cpu.conv_gemm import build_tasks
+from cnnrt.kernels.cpu.depthwise import build_flat
+from cnnrt.kernels.cpu.gemm import _gemm_epilogue, _gemm_epilogue_serial, _gemm_runner
+from cnnrt.kernels.cpu.winograd import build_winograd
 
 # im2col block: output rows per block are chosen so one block of columns is about this big
 # (fits in L2 beside the GEMM's packed panels).
 _COL_BLOCK_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class ConvSpec:
-    """Everything about one convolution that is fixed when the session is built."""
-
-    n: int
-    c: int
-    h: int
-    w: int
-    m: int
-    oh: int
-    ow: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    pt: int
-    pl: int
-    pb: int
-    pr: int
-    dh: int
-    dw: int
-    group: int
-    dtype: str = "float32"
-    has_bias: bool = False
-    has_res: bool = False
-    act: int = 0
-    alpha: float = 0.0
-    beta: float = 0.0
-
-    @property
-    def cg(self) -> int:
-        return self.c // self.group
-
-    @property
-    def mg(self) -> int:
-        return self.m // self.group
-
-    @property
-    def k(self) -> int:
-        """GEMM reduction length per group: Cg * kh * kw."""
-        return self.cg * self.kh * self.kw
-
-    @property
-    def has_epilogue(self) -> bool:
-        return self.has_bias or self.has_res or self.act != 0
-
-
-def readonly(a: np.ndarray) -> np.ndarray:
-    """A read-only view. Constants reach the jitted kernels read-only (the frontend's arrays
-    are), and Numba compiles read-only and writable arrays separately: passing every constant
-    and dummy this way keeps one signature per kernel."""
-    v = a.view()
-    v.flags.writeable = False
-    return v
-
-
-def conv_out_size(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
-    return (size + pb + pe - (k - 1) * d - 1) // s + 1
-
-
-# Winograd F(4x4, 3x3) against the direct algorithm (both on the register tile), 1 thread,
-# thread CPU time, ms (winograd / direct): 56x56x64 1.37 / 1.79, 28x28x128 1.11 / 1.88,
-# 14x14x256 1.24 / 1.93, 7x7x512 1.78 / 2.52 (batch 8: 8.6 / 17.1), 7x7 160->320 0.46 / 0.57.
-# It loses with few input channels (the transforms are paid per channel, the GEMMs get a
-# short reduction): 56x56 32->32 0.54 / 0.47, 16->64 0.77 / 0.54; and when tiles hang far over
-# the output: SqueezeNet's 13x13 (66% of the tile outputs used) 64->256 0.60 / 0.45.
-# Those isolated runs keep the weights in cache; inside a model they come from memory
-# (~8 GB/s here), and the transformed weights are 4x the direct ones (36 vs 9 per channel
-# pair): ResNet-18 at batch 1, 2 threads, 7x7x512 2.7 ms with Winograd (4 tiles) vs 2.0 direct
-# (onnxruntime 1.1). With 16 tiles (14x14) Winograd still pays on the whole model: sessions
-# alternating in one process, batch 1, ms with 16 / 40 as the minimum: vgg16 129 / 137,
-# resnet18 24.8 / 25.2, densenet121 50.3 / 51.1, resnet50 58.8 / 57.3.
-WINOGRAD_MIN_CHANNELS = 64
-WINOGRAD_MIN_OUTPUTS = 32
-WINOGRAD_MIN_TILE_USE = 0.75  # outputs / (tiles * 16)
-WINOGRAD_MIN_TILES = 16  # over the batch; below it, only with transformed weights in L2
-WINOGRAD_L2_BYTES = 2 << 20
-
-
-def select_algorithm(spec: ConvSpec) -> str:
-    """Pick the algorithm for a layer from its shape alone."""
-    if spec.group == spec.c and spec.group > 1:
-        return "depthwise"
-    if applicable(spec, "winograd") and spec.c >= WINOGRAD_MIN_CHANNELS and spec.m >= WINOGRAD_MIN_OUTPUTS:
-        tiles = -(-spec.oh // 4) * -(-spec.ow // 4)
-        u_bytes = 36 * spec.c * spec.m * np.dtype(spec.dtype).itemsize
-        enough = spec.n * tiles >= WINOGRAD_MIN_TILES or u_bytes <= WINOGRAD_L2_BYTES
-        if enough and spec.oh * spec.ow / (16 * tiles) >= WINOGRAD_MIN_TILE_USE:
-            return "winograd"
-    if (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr)):
-        return "pointwise"
-    if covers_input(spec):
-        return "fc"
-    if spec.kh * spec.kw == 1:  # strided 1x1: im2col gathers the 1/s^2 of the input it uses
-        return "im2col"
-    # strided, many channels, large output: the gathered columns beat reading s*s phase planes
-    # (2 threads, cold caches, ms im2col / direct: 56x56 64->128 s2 0.98 / 1.20, batch 8
-    # 5.05 / 6.15, 28x28 128->256 s2 0.99 / 1.05; but 14x14 256->512 s2 1.21 / 1.08)
-    if max(spec.sh, spec.sw) > 1 and spec.c >= 64 and spec.oh * spec.ow >= 400:
-        return "im2col"
-    return "direct"
-
-
-def applicable(spec: ConvSpec, algorithm: str) -> bool:
-    """Whether ``algorithm`` can compute ``spec`` (for overrides coming from node attributes)."""
-    if algorithm == "depthwise":
-        return spec.group == spec.c
-    if algorithm in ("pointwise", "pointwise_numpy"):
-        return (spec.kh, spec.kw, spec.sh, spec.sw) == (1, 1, 1, 1) and not any((spec.pt, spec.pl, spec.pb, spec.pr))
-    if algorithm == "fc":
-        return covers_input(spec)
-    if algorithm == "winograd":
-        return (spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, spec.group) == (3, 3, 1, 1, 1, 1, 1)
-    return algorithm in ALGORITHMS
-
-
-# ----------------------------------------------------------------------------- jitted parts
-
-
-@njit(inline="always")
-def _valid_range(off, s, size, out_count):
-    """[lo, hi): the outputs o whose input index o*s + off lies in [0, size)."""
-    lo = 0 if off >= 0 else (s - 1 - off) // s
-    hi = (size - 1 - off) // s + 1 if size - 1 - off >= 0 else 0
-    hi = min(hi, out_count)
-    return min(lo, hi), hi
-
-
-@pjit
-def _epilogue(out, bias, res, has_res, kind, alpha, beta):
-    """out[p, s] = act(out[p, s] + bias[p % M] (+ res[p, s])); rows p = n*M + m in parallel."""
-    p_count, s_count = out.shape
-    m_count = bias.shape[0]
-    for p in prange(p_count):
-        if has_res:
-            act_row(out[p], bias[p % m_count], res[p], True, kind, alpha, beta)
-        else:
-            act_row(out[p], bias[p % m_count], res[0], False, kind, alpha, beta)
 
 
 @pjit
@@ -192,7 +47,7 @@ def _im2col(x, col, kh, kw, sh, sw, pt, pl, dh, dw, oh0, oh1, ow_count):
         c = r // kk
         i = (r - c * kk) // kw
         j = r - c * kk - i * kw
-        lo, hi = _valid_range(j * dw - pl, sw, w, ow_count)
+        lo, hi = valid_range(j * dw - pl, sw, w, ow_count)
         off = j * dw - pl
         crow = col[r]
         # slice copies compile to memcpy-like loops; element loops here were 2x slower
@@ -230,12 +85,12 @@ def _depthwise(x, w, bias, out, mult, kh, kw, sh, sw, pt, pl, dh, dw):
         oc = out[n, m]
         oc[:, :] = bias[m]
         for i in range(kh):
-            r0, r1 = _valid_range(i * dh - pt, sh, h, oh_count)
+            r0, r1 = valid_range(i * dh - pt, sh, h, oh_count)
             if r1 <= r0:
                 continue
             ih0 = r0 * sh + i * dh - pt
             for j in range(kw):
-                c0, c1 = _valid_range(j * dw - pl, sw, wd, ow_count)
+                c0, c1 = valid_range(j * dw - pl, sw, wd, ow_count)
                 if c1 <= c0:
                     continue
                 wv = w[m, i * kw + j]
@@ -258,32 +113,10 @@ def _depthwise(x, w, bias, out, mult, kh, kw, sh, sw, pt, pl, dh, dw):
 # ----------------------------------------------------------------------------- algorithms
 
 
-_epilogue_serial = serial_twin(_epilogue)
-
-
-def _epilogue_fn(spec: ConvSpec, bias_const):
-    """run_epilogue(out4d, bias_in, res_in), or None when there is nothing to do."""
-    if not spec.has_epilogue:
-        return None
-    dt = np.dtype(spec.dtype)
-    zeros = readonly(np.zeros(spec.m, dt))
-    dummy_res = np.zeros((1, 1), dt)  # writable, like the arena arrays real residuals come in
-    alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
-    rows, cols = spec.n * spec.m, spec.oh * spec.ow
-
-    def run_epilogue(out, bias, res):
-        b = bias_const if bias_const is not None else (zeros if bias is None else readonly(bias))
-        r = dummy_res if res is None else res.reshape(rows, cols)
-        kern = pick(_epilogue, _epilogue_serial, rows * cols, num_threads())
-        kern(out.reshape(rows, cols), b, r, res is not None, spec.act, alpha, beta)
-
-    return run_epilogue
-
-
 def build_pointwise(spec: ConvSpec, w_const, b_const):
     g, mg, cg, hw = spec.group, spec.mg, spec.cg, spec.h * spec.w
     wg = None if w_const is None else np.ascontiguousarray(w_const.reshape(g, mg, cg))
-    epi = _epilogue_fn(spec, b_const)
+    epi = epilogue_fn(spec, b_const)
     xshape, oshape = (spec.n, g, cg, hw), (spec.n, g, mg, hw)
 
     def run(ins, outs):
@@ -291,7 +124,7 @@ def build_pointwise(spec: ConvSpec, w_const, b_const):
         out = outs[0]
         np.matmul(w, ins[0].reshape(xshape), out=out.reshape(oshape))
         if epi is not None:
-            epi(out, _opt(ins, 2), _opt(ins, 3))
+            epi(out, opt_input(ins, 2), opt_input(ins, 3))
 
     return run
 
@@ -305,7 +138,7 @@ def build_im2col(spec: ConvSpec, w_const, b_const):
     rows_per_block = max(1, min(spec.oh, _COL_BLOCK_BYTES // max(row_bytes, 1)))
     blocks = [(a, min(spec.oh, a + rows_per_block)) for a in range(0, spec.oh, rows_per_block)]
     col = np.empty(g * k * rows_per_block * spec.ow, dt)
-    epi = _epilogue_fn(spec, b_const)
+    epi = epilogue_fn(spec, b_const)
     s = spec
 
     def run(ins, outs):
@@ -320,7 +153,7 @@ def build_im2col(spec: ConvSpec, w_const, b_const):
                 _im2col(xn, cb, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw, oh0, oh1, s.ow)
                 np.matmul(w, cb.reshape(g, k, ncol), out=on[:, :, oh0 * s.ow : oh1 * s.ow])
         if epi is not None:
-            epi(out, _opt(ins, 2), _opt(ins, 3))
+            epi(out, opt_input(ins, 2), opt_input(ins, 3))
 
     return run
 
@@ -331,62 +164,29 @@ def build_depthwise(spec: ConvSpec, w_const, b_const):
     w2 = None if w_const is None else readonly(np.ascontiguousarray(w_const.reshape(spec.m, kk)))
     zeros = readonly(np.zeros(spec.m, dt))
     if (spec.dh, spec.dw) == (1, 1):
-        from cnnrt.kernels.cpu.depthwise import build_flat
-
         return build_flat(spec, w2, b_const, zeros)
     # the bias is added by _depthwise; the epilogue (if any) only adds residual + activation
-    epi = _epilogue_fn(replace(spec, has_bias=False), zeros)
+    epi = epilogue_fn(replace(spec, has_bias=False), zeros)
     mult = spec.m // spec.c
     s = spec
 
     def run(ins, outs):
         # runtime weights are passed read-only too: one compiled signature either way
         w = w2 if w2 is not None else readonly(ins[1].reshape(s.m, kk))
-        b = b_const if b_const is not None else _opt(ins, 2)
+        b = b_const if b_const is not None else opt_input(ins, 2)
         b = zeros if b is None else readonly(b)
         out = outs[0]
         _depthwise(ins[0], w, b, out, mult, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw)
         if epi is not None:
-            epi(out, None, _opt(ins, 3))
+            epi(out, None, opt_input(ins, 3))
 
     return run
 
 
-def build_pointwise_tasks(spec: ConvSpec, w_const, b_const):
-    from cnnrt.kernels.cpu.conv_gemm import build_tasks
-
-    return build_tasks(spec, w_const, b_const, direct=True)
-
-
-def build_im2col_tasks(spec: ConvSpec, w_const, b_const):
-    from cnnrt.kernels.cpu.conv_gemm import build_tasks
-
-    return build_tasks(spec, w_const, b_const, direct=False)
-
-
-def build_direct(spec: ConvSpec, w_const, b_const):
-    from cnnrt.kernels.cpu.conv_direct import build_direct as build
-
-    return build(spec, w_const, b_const)
-
-
-def covers_input(spec: ConvSpec) -> bool:
-    """The kernel spans the whole unpadded input (LeNet's last conv, FC-as-conv heads): one
-    output pixel per image, whose im2col column is the image itself, flattened."""
-    return (
-        (spec.kh, spec.kw, spec.oh, spec.ow) == (spec.h, spec.w, 1, 1)
-        and not any((spec.pt, spec.pl, spec.pb, spec.pr))
-        and spec.group == 1
-        and (spec.dh, spec.dw) == (1, 1)
-    )
-
-
 def build_fc(spec: ConvSpec, w_const, b_const):
-    """A conv that :func:`covers_input` is a fully connected layer: (N, K) @ W^T (K = C*kh*kw)
-    by the Gemm kernel's column tasks and epilogue. As a GEMM tile it filled 1 of 32 columns
-    (LeNet-5's 16x5x5 -> 120: ~25 us a run)."""
-    from cnnrt.kernels.cpu.gemm import _gemm_epilogue, _gemm_epilogue_serial, _gemm_runner
-
+    """A conv that covers its input (ConvSpec.covers_input) is a fully connected layer:
+    (N, K) @ W^T (K = C*kh*kw) by the Gemm kernel's column tasks and epilogue; as a GEMM tile
+    its single output pixel would fill 1 of 32 columns."""
     dt = np.dtype(spec.dtype)
     n, m, k = spec.n, spec.m, spec.k
     w2 = None if w_const is None else np.ascontiguousarray(w_const.reshape(m, k))
@@ -402,7 +202,7 @@ def build_fc(spec: ConvSpec, w_const, b_const):
             mm(x, out)
         else:
             np.matmul(x, (w2 if w2 is not None else ins[1].reshape(m, k)).T, out=out)
-        b = b_const if b_const is not None else _opt(ins, 2)
+        b = b_const if b_const is not None else opt_input(ins, 2)
         if s.has_res:
             out += ins[3].reshape(n, m)
         if b is not None or s.act != 0:
@@ -413,88 +213,25 @@ def build_fc(spec: ConvSpec, w_const, b_const):
     return run
 
 
-def build_winograd(spec: ConvSpec, w_const, b_const):
-    from cnnrt.kernels.cpu.winograd import build_winograd as build
-
-    return build(spec, w_const, b_const)
-
-
 ALGORITHMS = {
     "winograd": build_winograd,
-    "pointwise": build_pointwise_tasks,
+    "pointwise": lambda spec, w, b: build_tasks(spec, w, b, direct=True),
     "depthwise": build_depthwise,
-    "im2col": build_im2col_tasks,
+    "im2col": lambda spec, w, b: build_tasks(spec, w, b, direct=False),
     "direct": build_direct,
     "fc": build_fc,
-    # the same GEMMs through np.matmul (BLAS's own threads): a second reference
     "pointwise_numpy": build_pointwise,
     "im2col_numpy": build_im2col,
 }
 
 
-def _opt(ins, i):
-    return ins[i] if i < len(ins) else None
-
-
-# ----------------------------------------------------------------------------- entry points
-
-
-def spec_from_node(node, graph, logical=lambda shape, channels=None: shape) -> ConvSpec:
-    """ConvSpec from an IR Conv node and its graph's Values (checks shapes). ``logical(shape,
-    channels)`` maps a stored shape to its NCHW one (blocked layouts: conv_blocked.py; the
-    output's with the weights' channel count)."""
-    a = node.attrs
-    xv, wv, yv = graph.values[node.inputs[0]], graph.values[node.inputs[1]], graph.values[node.outputs[0]]
-    n, c, h, w = logical(xv.shape)
-    m, cg, kh, kw = wv.shape
-    y_shape = logical(yv.shape, m)
-    ins = list(node.inputs) + [""] * (4 - len(node.inputs))
-    if ins[3] and graph.values[ins[3]].shape != yv.shape:
-        raise ValueError(
-            f"residual {ins[3]!r} has shape {list(graph.values[ins[3]].shape)}, output is {list(yv.shape)}"
-        )
-    alpha, beta = float(a.get("act_alpha", 0.0)), float(a.get("act_beta", 0.0))
-    spec = ConvSpec(
-        n,
-        c,
-        h,
-        w,
-        m,
-        y_shape[2],
-        y_shape[3],
-        kh,
-        kw,
-        *a.get("strides", (1, 1)),
-        *a.get("pads", (0, 0, 0, 0)),
-        *a.get("dilations", (1, 1)),
-        int(a.get("group", 1)),
-        xv.dtype,
-        bool(ins[2]),
-        bool(ins[3]),
-        ACTIVATIONS[a.get("activation", "none")],
-        alpha,
-        beta,
-    )
-    _check(spec, y_shape, wv.shape)
-    return spec
-
-
-def _check(spec: ConvSpec, out_shape, w_shape) -> None:
-    if spec.c % spec.group or spec.m % spec.group or w_shape[1] * spec.group != spec.c:
-        raise ValueError(f"weight {list(w_shape)} with group {spec.group} does not fit C={spec.c}, M={spec.m}")
-    oh = conv_out_size(spec.h, spec.kh, spec.sh, spec.dh, spec.pt, spec.pb)
-    ow = conv_out_size(spec.w, spec.kw, spec.sw, spec.dw, spec.pl, spec.pr)
-    if tuple(out_shape) != (spec.n, spec.m, oh, ow):
-        raise ValueError(f"output shape {list(out_shape)} != computed {[spec.n, spec.m, oh, ow]}")
+def build_conv_spec(spec: ConvSpec, w_const, b_const, algorithm: str | None = None, node: str = ""):
+    """run(ins, outs) for ``spec`` with ``algorithm`` (None: conv_algorithm.choose's, for
+    callers without a resolved node: conv2d and kernel tests)."""
     if spec.dtype not in ("float32", "float64"):
         raise TypeError(f"Conv supports float32/float64, got {spec.dtype}")
-
-
-def build_conv_spec(spec: ConvSpec, w_const, b_const, algorithm: str | None = None):
-    """run(ins, outs) for ``spec`` with ``algorithm`` (default: :func:`select_algorithm`)."""
-    algorithm = algorithm or select_algorithm(spec)
-    if not applicable(spec, algorithm):
-        raise ValueError(f"conv algorithm {algorithm!r} cannot compute {spec}")
+    algorithm = algorithm or conv_algorithm.choose(spec)[0]
+    conv_algorithm.check(spec, algorithm, node)
     dt = np.dtype(spec.dtype)
     if w_const is not None:
         w_const = readonly(np.ascontiguousarray(w_const, dtype=dt))
@@ -509,7 +246,7 @@ def build_conv(node, graph):
     ins = list(node.inputs) + [""] * 4
     w_const = graph.constants.get(ins[1])
     b_const = graph.constants.get(ins[2]) if ins[2] else None
-    return build_conv_spec(spec, w_const, b_const, node.attrs.get("algorithm"))
+    return build_conv_spec(spec, w_const, b_const, node.attrs.get("algorithm"), node.name)
 
 
 def conv2d(
@@ -559,7 +296,7 @@ def conv2d(
         act_alpha,
         act_beta,
     )
-    _check(spec, (n, m, oh, ow), w.shape)
+    check_shapes(spec, (n, m, oh, ow), w.shape)
     if r is not None:
         r = np.ascontiguousarray(r, dtype=x.dtype)
         if r.shape != (n, m, oh, ow):

@@ -4,7 +4,7 @@ A blocked tensor stores logical NCHW as (N, C/B, H, W, B) with B = one vector of
 (:func:`block_size`). The register tile (microkernel._blocked_tile) runs with output pixels
 as rows and output channels as columns: each reduction step broadcasts one input value per
 pixel and loads nv vectors of packed weights (nv channel blocks: 4, 2 or 1, whichever
-computes the fewest blocks past M, :func:`panel_blocks`), so an output tile is a few
+computes the fewest blocks past M, conv_blocked_plan.panel_blocks), so an output tile is a few
 pixels x nv blocks, stored straight into the output at its final place, with bias, residual
 and Relu/Clip applied in registers. A tile's pixels are consecutive output pixels of one image, across
 row ends; stride and dilation only change where each reads its input (a per-pixel offset
@@ -15,29 +15,34 @@ with 3 input channels: the reduction steps then run over channels one plane apar
 way a padded conv first copies it into a zero-bordered buffer, so every tap of every pixel
 is a valid read. Tasks are (block of output panels, block of one image's output pixels),
 claimed from a shared counter; which way the work is cut depends on whether the weights or
-the input are the bigger stream (:func:`plan_tasks`).
+the input are the bigger stream (conv_blocked_plan.plan_tasks).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
+from cnnrt.core.layout import is_blocked
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.aligned import aligned_copy, shared_scratch
-from cnnrt.kernels.cpu import blas
+from cnnrt.kernels.aligned import shared_scratch
+from cnnrt.kernels.conv_spec import spec_from_node
+from cnnrt.kernels.cpu import blas, conv_algorithm
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
+from cnnrt.kernels.cpu.blocked import build_blocked_depthwise
+from cnnrt.kernels.cpu.conv_blocked_plan import Geometry, pack_weights, panel_blocks, plan_tasks
+from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
+from cnnrt.kernels.cpu.winograd import build_winograd
 
-_OUT_BLOCK_BYTES = 256 << 10  # a task's output block: it is re-read per reduction chunk
-_MIN_TASKS = 8
 _B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by every pixel
 
 # the int64 geometry vector handed to the task kernel (one array instead of ~18 scalars:
-# Numba's dispatcher unboxes every argument, ~0.1-0.2 us each)
+# Numba's dispatcher unboxes every argument, a cost per argument on every call)
 (
     G_THREADS,
     G_PER_N_IN,
@@ -62,11 +67,6 @@ _B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by 
 ) = range(20)
 
 
-def block_size(dtype) -> int:
-    """Channels per block for ``dtype``: one vector (16 float32 with AVX-512)."""
-    return mk.VECTOR_BYTES // np.dtype(dtype).itemsize
-
-
 @pjit
 def _pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
     """xp's planes from x (N, P, H, W*lanes): each plane of per_plane elements (per_n per
@@ -81,7 +81,7 @@ def _pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
         xp[plane:top] = 0
         src = x[n, p]
         left = pl * lanes
-        # slice assignments: element loops over views here ran at ~2 GB/s (256x14x14: 99 us)
+        # slice assignments: element loops over views here ran far below memory bandwidth
         for ih in range(h):
             row = top + ih * wp_l
             xp[row : row + left] = 0
@@ -248,98 +248,12 @@ _blocked_tasks_serial = serial_twin(_blocked_tasks)
 _pad_planes_serial = serial_twin(_pad_planes)
 
 
-def panel_blocks(m: int, lanes: int) -> int:
-    """Channel blocks per panel (microkernel.BLOCKED_TILES) for M output channels: the tile
-    computing the fewest blocks past M, 4 on a tie (M = 16, 32, 96, 160, 208: 1, 2, 2, 2, 2;
-    the 8x2 and 4x4 tiles load as much per FMA, and where both fit M 4x4 was no slower:
-    1x1 convs 960->160 at 7x7 0.093 ms with 4 blocks, 0.084 with 2; 320->1280 0.196 / 0.211)."""
-    blocks = -(-m // lanes)
-    if blocks == 1:
-        return 1
-    return min((4, 2), key=lambda nv: (-(-blocks // nv) * nv, -nv))
-
-
-def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: int = 4) -> tuple[int, int]:
-    """(panels per task, output pixels per task): a task is a block of one image's pixels
-    (a multiple of the tile's bmr) for a group of weight panels.
-
-    Whichever stream is bigger is read once: late layers (weights bigger than the input)
-    get one panel per task and all pixels, so each weight panel crosses memory once; early
-    layers get all panels and blocks of pixels. The output block a task re-reads per
-    reduction chunk stays under _OUT_BLOCK_BYTES."""
-    panels = -(-spec.m // nr)
-    npix = spec.oh * spec.ow
-    pg = 1 if w_bytes >= in_bytes else panels
-    px_bytes = nr * itemsize * pg
-
-    def fit(pixels):
-        return npix if pixels >= npix else max(bmr, pixels // bmr * bmr)
-
-    pxb = fit(_OUT_BLOCK_BYTES // px_bytes)
-
-    def tasks():
-        return -(-panels // pg) * spec.n * -(-npix // pxb)
-
-    while tasks() < _MIN_TASKS and pxb > 4 * bmr:
-        pxb = fit(-(-pxb // 2))
-    while tasks() < _MIN_TASKS and pg > 1:
-        pg = -(-pg // 2)
-    return pg, pxb
-
-
-def pack_weights(w: np.ndarray, nr: int, kstep: int) -> np.ndarray:
-    """(M, C, kh, kw) -> (panels, C/kstep, kh, kw, kstep, nr): per panel of nr output
-    channels (the last zero padded), the taps in the order of the tap table, each kstep input
-    channels of nr weights."""
-    m, c, kh, kw = w.shape
-    panels = -(-m // nr)
-    wpad = np.zeros((panels * nr, c, kh, kw), w.dtype)
-    wpad[:m] = w
-    w6 = wpad.reshape(panels, nr, c // kstep, kstep, kh, kw)
-    return aligned_copy(np.ascontiguousarray(w6.transpose(0, 2, 4, 5, 3, 1)))
-
-
-class Geometry:
-    """How one conv's input is addressed: padded copy or in place, tap table, strides."""
-
-    def __init__(self, spec, blocked_input: bool, lanes: int):
-        s = spec
-        self.padded = any((s.pt, s.pl, s.pb, s.pr))  # read through a zero-bordered copy
-        # pixels a row of taps reaches: enough for every output row and column
-        hp = max(s.h + s.pt + s.pb, (s.oh - 1) * s.sh + (s.kh - 1) * s.dh + 1)
-        wp = max(s.w + s.pl + s.pr, (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1)
-        if not self.padded:
-            hp, wp = s.h, s.w
-        self.hp, self.wp = hp, wp
-        self.layout_lanes = lanes if blocked_input else 1  # elements per pixel in a plane
-        self.planes = s.c // lanes if blocked_input else s.c
-        self.plane = hp * wp * self.layout_lanes
-        self.kstep = lanes if blocked_input else s.c
-        self.a_ks = 1 if blocked_input else self.plane
-        self.a_rs = s.sw * self.layout_lanes
-        self.a_row = s.sh * wp * self.layout_lanes
-        per_block = self.plane if blocked_input else 0
-        taps = [
-            cb * per_block + (i * s.dh * wp + j * s.dw) * self.layout_lanes
-            for cb in range(s.c // self.kstep)
-            for i in range(s.kh)
-            for j in range(s.kw)
-        ]
-        self.taps = np.array(taps, np.int64)
-        self.per_n = self.planes * self.plane
-
-
 def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
     """run(ins, outs) for ungrouped ``spec`` with a blocked output (N, ceil(M/B), OH, OW, B):
     when M is not whole blocks, the channels past it are computed from zero weights and bias
     (passes/block_layout.py crops them off right after). The input blocked (N, C/B, H, W, B)
     or, with ``blocked_input`` False, NCHW. ``owner`` (the graph) shares the padded-input
     scratch among its convs (aligned.shared_scratch)."""
-    import numba
-
-    from cnnrt.kernels.cpu.conv import readonly
-    from cnnrt.kernels.cpu.conv_gemm import tile_flags
-
     if spec.group != 1:
         raise ValueError(f"blocked conv needs group 1 (or depthwise), got group {spec.group}")
     dt = np.dtype(spec.dtype)
@@ -443,51 +357,22 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
     return run
 
 
-def logical_shape(shape, channels: int | None = None) -> tuple[int, ...]:
-    """NCHW shape of a stored one: (N, C/B, H, W, B) -> (N, C, H, W), C = ``channels`` when
-    they fill the last block partly (a cropped conv's output), else all; 4-D as it is."""
-    if len(shape) == 5:
-        n, cb, h, w, b = shape
-        c = channels if channels is not None and (cb - 1) * b < channels <= cb * b else cb * b
-        return (n, c, h, w)
-    return tuple(shape)
-
-
 @register("BlockedConv")
 def build_blocked_conv_node(node, graph):
-    """Conv with a blocked output (passes/block_layout.py): ungrouped on the register tile,
-    depthwise by blocked.py."""
-    from cnnrt.kernels.cpu.conv import readonly, spec_from_node
-
-    spec = spec_from_node(node, graph, logical_shape)
+    """Conv with a blocked output (passes/block_layout.py) by the node's ``algorithm``:
+    ungrouped on the register tile or by Winograd, depthwise by blocked.py."""
+    spec = spec_from_node(node, graph)
     dt = np.dtype(spec.dtype)
     ins = list(node.inputs) + [""] * 4
     w_const = graph.constants.get(ins[1])
     b_const = graph.constants.get(ins[2]) if ins[2] else None
     w_const = None if w_const is None else readonly(np.ascontiguousarray(w_const, dt))
     b_const = None if b_const is None else readonly(np.ascontiguousarray(b_const, dt))
-    blocked_input = len(graph.values[ins[0]].shape) == 5
-    algorithm = blocked_algorithm(spec, blocked_input)
+    blocked_input = is_blocked(graph.values[ins[0]])
+    algorithm = node.attrs.get("algorithm") or conv_algorithm.choose(spec, node.op, blocked_input)[0]
+    conv_algorithm.check(spec, algorithm, node.name, node.op, blocked_input)
     if algorithm == "depthwise":
-        from cnnrt.kernels.cpu.blocked import build_blocked_depthwise
-
         return build_blocked_depthwise(spec, w_const, b_const, block_size(dt))
     if algorithm == "winograd":
-        from cnnrt.kernels.cpu.winograd import build_winograd
-
         return build_winograd(spec, w_const, b_const, block_size(dt), owner=graph)
     return build_blocked_conv(spec, w_const, b_const, blocked_input, owner=graph)
-
-
-def blocked_algorithm(spec, blocked_input: bool) -> str:
-    """depthwise (group == C), winograd (blocked input, where conv.select_algorithm picks it
-    for NCHW; per layer, 1 thread, ms blocked winograd / blocked direct / NCHW winograd:
-    3x3 64@56 0.98 / 1.55 / 1.34, 128@28 0.85 / 1.54 / 1.06, 256@14 1.49 / 1.79 / 1.70,
-    VGG's 64@224 17.7 / 26.1 / 29.4), else direct (the register tile, any stride)."""
-    from cnnrt.kernels.cpu.conv import select_algorithm
-
-    if spec.group > 1:
-        return "depthwise"
-    if blocked_input and select_algorithm(spec) == "winograd":
-        return "winograd"
-    return "direct"

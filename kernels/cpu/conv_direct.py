@@ -17,6 +17,7 @@ output channels) are claimed from a shared counter, as in conv_gemm.py.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -26,6 +27,7 @@ from cnnrt.kernels.aligned import aligned_copy, aligned_zeros, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
+from cnnrt.kernels.cpu.conv_common import readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import MR
 
 _BLOCK_BUDGET = 512 << 10  # bytes of the per-thread block of virtual outputs (mb x vb)
@@ -117,7 +119,7 @@ def _direct_tasks(
 ):
     """out[n, g*Mg + m] = act(sum_{tap, c} W[m, tap, c] xph[n, c, tap shift + v] + bias + res),
     after copying x into its phase planes xph (pads: top, left, stride h, stride w; one
-    kernel call for both: a Numba call costs ~1 us, LeNet's convs take 5-12).
+    kernel call for both: a Numba call's fixed cost is a sizeable share of LeNet's small convs).
 
     ap: packed weights (G, panels, taps*Cg, MR) with the reduction ordered (tap, channel);
     of, rf: the output and residual (N, M, OH, OW = out_shape) flat; obuf per thread (mb
@@ -230,11 +232,6 @@ def plan_blocks(n: int, g: int, mg: int, k: int, vcols: int, itemsize: int, nr: 
 
 def build_direct(spec, w_const, b_const):
     """run(ins, outs) for ``spec`` (any ungrouped or grouped 2-D conv) by direct tiles."""
-    import numba
-
-    from cnnrt.kernels.cpu.conv import readonly
-    from cnnrt.kernels.cpu.conv_gemm import tile_flags
-
     dt = np.dtype(spec.dtype)
     geo = Geometry(spec)
     g, mg, cg = spec.group, spec.mg, spec.cg

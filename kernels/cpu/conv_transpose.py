@@ -21,7 +21,8 @@ from numba import prange
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import pjit
-from cnnrt.kernels.cpu.conv import ConvSpec, _epilogue_fn, _valid_range, readonly
+from cnnrt.kernels.conv_spec import ConvSpec
+from cnnrt.kernels.cpu.conv_common import epilogue_fn, readonly, valid_range
 
 
 @pjit
@@ -37,7 +38,7 @@ def _col2im(cols, bias, out, h, w, kh, kw, sh, sw, pt, pl, dh, dw):
                 crow = cols[m * kk + i * kw + j]
                 off = j * dw - pl
                 # input columns iw whose output column iw*sw + off lies in [0, OW)
-                lo, hi = _valid_range(off, sw, ow_count, w)
+                lo, hi = valid_range(off, sw, ow_count, w)
                 if hi <= lo:
                     continue
                 for ih in range(h):
@@ -127,7 +128,7 @@ def build_conv_transpose(node, graph):
             float(a.get("act_alpha", 0.0)),
             float(a.get("act_beta", 0.0)),
         )
-        epi = _epilogue_fn(spec, readonly(np.zeros(m, dt)))
+        epi = epilogue_fn(spec, readonly(np.zeros(m, dt)))
 
     def run(ins_, outs):
         x, out = ins_[0], outs[0]

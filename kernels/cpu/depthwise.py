@@ -3,7 +3,7 @@
 Both compute act(bias + taps (+ residual)) per output plane, straight from a per-thread padded
 copy of the input plane, with the residual and the activation applied in the same loop:
 
-- ``_depthwise_3x3``: 3x3, pads 1, stride 1, or stride 2 on even planes (every MobileNetV2
+- ``depthwise_3x3`` (depthwise_3x3.py): 3x3, pads 1, stride 1, or stride 2 on even planes (every MobileNetV2
   layer). The padded copy is laid out so that tap (i, j) of output p (flat, oh*OW + ow) is at
   a fixed offset from p: one flat loop over the whole output plane, written straight into
   the output. Column taps that wrap into the neighbouring row are dropped by a select.
@@ -22,32 +22,10 @@ increment and decrement: with ~13 per plane they took 3x a 7x7 plane's arithmeti
 LLVM can see are non-negative (else Numba's wraparound select turns loads into gathers);
 no integer divisions per plane or row.
 
-Median ms per MobileNetV2 layer shape (3x3 pad 1, bias + ReLU6), 2 threads on the shared
-2-core Xeon (another process held about one core), timed alternately in one process against
-onnxruntime 1.31 running the same Conv(group=C)+Clip node (NCHW in and out, 2 intra-op
-threads, no spinning). "before" is the previous version of this module (column phases only,
-accumulator copied out, residual and activation in a separate pass):
-
-    layer (C, H -> OH, stride)   batch 1: before  after   ort  | batch 8: before  after    ort
-    32,  112 -> 112, s1                   0.378   0.301  0.446 |          3.235   2.096  4.368
-    96,  112 -> 56,  s2                   0.615   0.457  0.731 |          6.730   4.866 11.463
-    144, 56 -> 56,   s1                   0.434   0.297  0.497 |          3.968   2.346  5.638
-    144, 56 -> 28,   s2                   0.331   0.193  0.281 |          2.181   1.230  2.430
-    192, 28 -> 28,   s1                   0.230   0.115  0.193 |          1.385   0.720  1.299
-    192, 28 -> 14,   s2                   0.170   0.076  0.079 |          1.137   0.644  0.820
-    384, 14 -> 14,   s1                   0.163   0.086  0.090 |          1.076   0.436  0.841
-    576, 14 -> 14,   s1                   0.234   0.113  0.150 |          1.630   0.633  1.247
-    576, 14 -> 7,    s2                   0.199   0.061  0.058 |          1.381   0.524  0.630
-    960, 7 -> 7,     s1                   0.187   0.056  0.095 |          1.221   0.467  0.487
-    all 17 layers                         4.08    2.30   3.33  |          31.4    17.1   34.8
-
-On one thread the 7x7 layers are the closest (960x7x7 s1: 0.052 ms vs onnxruntime's 0.044;
-576 14 -> 7: 0.059 vs 0.042): ~4 us of each call is Python and Numba dispatch, and the
-stride-2 split of 7-wide rows runs scalar. Inside the whole model onnxruntime runs these
-convolutions in its blocked NCHWc layout, which is faster again on the 7x7 and 14x14 layers.
-Off the fast path (5x5, odd stride-2 planes, no padding), _depthwise_flat went 0.31-0.62x of
-its previous time on one thread (e.g. 240x28x28 5x5 0.60 -> 0.37 ms, 576x15x15 3x3 s2
-0.34 -> 0.11).
+On MobileNetV2's layer shapes these kernels run at or ahead of onnxruntime's NCHW depthwise
+conv; the 7x7 layers are the closest, since a fixed Python and Numba dispatch cost is a
+large share of so small a call and the stride-2 split of 7-wide rows runs scalar (inside
+the whole model onnxruntime runs them in its blocked NCHWc layout, faster again there).
 
 Threads claim chunks of planes from a counter (as the GEMM kernels do) and keep their padded
 plane (borders zeroed once per call) and accumulator across planes.
@@ -55,6 +33,7 @@ plane (borders zeroed once per call) and accumulator across planes.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -62,6 +41,8 @@ from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
+from cnnrt.kernels.cpu.conv_common import opt_input, readonly
+from cnnrt.kernels.cpu.depthwise_3x3 import depthwise_3x3, depthwise_3x3_serial
 from cnnrt.kernels.cpu.vector_ir import fma
 
 
@@ -127,7 +108,7 @@ def _depthwise_flat(
         xph = xbuf[t]
         acc = abuf[t]
         xph[:] = 0  # the border; every plane overwrites the same interior
-        # views once per thread, uint64 offsets per plane: see _depthwise_3x3
+        # views once per thread, uint64 offsets per plane: see depthwise_3x3
         s00, s01, s02 = xph[toff[0] :], xph[toff[1 % kk] :], xph[toff[2 % kk] :]
         s10, s11, s12 = xph[toff[3 % kk] :], xph[toff[4 % kk] :], xph[toff[5 % kk] :]
         s20, s21, s22 = xph[toff[6 % kk] :], xph[toff[7 % kk] :], xph[toff[8 % kk] :]
@@ -197,133 +178,12 @@ def _depthwise_flat(
 _depthwise_flat_serial = serial_twin(_depthwise_flat)
 
 
-@pjit
-def _depthwise_3x3(
-    x,
-    w,
-    bias,
-    res,
-    out,
-    mult,
-    stride,
-    h,
-    wd,
-    has_res,
-    lo,
-    hi,
-    kind,
-    alpha,
-    beta,
-    toff,
-    seg,
-    keep_l,
-    keep_r,
-    xbuf,
-    counter,
-    nthreads,
-    chunk,
-    band,
-):
-    """3x3, pads 1, stride 1 (output plane = input plane) or 2 (even H, W: half of it), as flat
-    loops over the output plane: x (N*C, H*W), out and res (N*M, OH*OW); see build_flat.
-
-    Stride 1: the plane is copied once (one contiguous loop) between a zero row above and below
-    (``seg[0]`` = W + 1 is where it starts); output p = oh*W + ow reads p + i*W + j. Stride 2:
-    the plane is split into 4 (row, column) parity planes of OH x OW, each after OW + 1 zeros
-    (starts ``seg``: even/even, even/odd, odd/even, odd/odd); input row 2*oh + i - 1 and column
-    2*ow + j - 1 are then at p (+ -OW for i = 0) (+ -1 for j = 0) of one of them. Either way
-    tap t reads xbuf[toff[t] + p]: linear in p, so one flat loop over the plane computes it
-    straight into ``out``: no accumulator to copy out, no junk columns between rows (the
-    padded layout of _depthwise_flat spent 2-5x the arithmetic in copies on 7x7-14x14 planes).
-    Large planes go in bands of ``band`` output rows: copy the input rows a band needs, then
-    compute it while they are in L1.
-
-    Column taps that would wrap into the neighbouring row are dropped by a select on keep_l /
-    keep_r (a multiplication by 0 would turn an Inf or NaN there into NaN). The activation is
-    a clamp to [lo, hi] (identity, Relu and Clip; NaN passes), others run over the plane after.
-
-    Per plane there are no array views: each view costs an atomic reference count increment
-    and decrement, which with ~13 views was 3x the arithmetic of a 7x7 plane. Views are made
-    once per thread and indexed with uint64 offsets (a signed index that LLVM cannot prove
-    non-negative goes through Numba's wraparound select, and the loads became gathers).
-    """
-    p_count, m_count = out.shape[0], bias.shape[0]
-    oh, ow = h // stride, wd // stride
-    n_tasks = (p_count + chunk - 1) // chunk
-    for t in prange(nthreads):
-        xs = xbuf[t]
-        xs[:] = 0  # the zero borders; every plane overwrites the same interior
-        s00, s01, s02 = xs[toff[0] :], xs[toff[1] :], xs[toff[2] :]
-        s10, s11, s12 = xs[toff[3] :], xs[toff[4] :], xs[toff[5] :]
-        s20, s21, s22 = xs[toff[6] :], xs[toff[7] :], xs[toff[8] :]
-        d0, d1, d2, d3 = xs[seg[0] :], xs[seg[1 % seg.size] :], xs[seg[2 % seg.size] :], xs[seg[3 % seg.size] :]
-        while True:
-            task = blas.claim(counter)
-            if task >= n_tasks:
-                break
-            m = task * chunk % m_count - 1  # output channel, counted on (a division per plane shows)
-            for p in range(task * chunk, min(p_count, task * chunk + chunk)):
-                m = m + 1 if m + 1 < m_count else 0
-                pin = (p - m) // mult + m // mult if mult > 1 else p
-                b = bias[m]
-                w0, w1, w2 = w[m, 0], w[m, 1], w[m, 2]
-                w3, w4, w5 = w[m, 3], w[m, 4], w[m, 5]
-                w6, w7, w8 = w[m, 6], w[m, 7], w[m, 8]
-                done = 0  # input rows copied so far
-                for o0 in range(0, oh, band):
-                    o1 = min(oh, o0 + band)
-                    r1 = min(h, o1 + 1) if stride == 1 else 2 * o1
-                    if stride == 1:
-                        for q in range(done * wd, r1 * wd):
-                            u = np.uint64(q)
-                            d0[u] = x[pin, u]
-                    elif ow >= 12:  # one input row at a time: 2x faster than 4 streams at 112x112
-                        for r in range(done, r1):
-                            ev = d0 if r % 2 == 0 else d2
-                            od = d1 if r % 2 == 0 else d3
-                            base = (r // 2) * ow
-                            src = r * wd
-                            for k in range(ow):
-                                ev[np.uint64(base + k)] = x[pin, np.uint64(src + 2 * k)]
-                                od[np.uint64(base + k)] = x[pin, np.uint64(src + 2 * k + 1)]
-                    else:  # row pairs: fewer, longer loops for 7-wide rows (96 -> 124 ns at 14x14)
-                        for r in range(done // 2, r1 // 2):
-                            base = r * ow
-                            s0 = 2 * r * wd
-                            s1 = s0 + wd
-                            for k in range(ow):
-                                u = np.uint64(base + k)
-                                d0[u] = x[pin, np.uint64(s0 + 2 * k)]
-                                d1[u] = x[pin, np.uint64(s0 + 2 * k + 1)]
-                                d2[u] = x[pin, np.uint64(s1 + 2 * k)]
-                                d3[u] = x[pin, np.uint64(s1 + 2 * k + 1)]
-                    done = r1
-                    for q in range(o0 * ow, o1 * ow):
-                        u = np.uint64(q)
-                        v = fma(w1, s01[u], b)
-                        v = fma(w4, s11[u], v)
-                        v = fma(w7, s21[u], v)
-                        left = fma(w6, s20[u], fma(w3, s10[u], w0 * s00[u]))
-                        right = fma(w8, s22[u], fma(w5, s12[u], w2 * s02[u]))
-                        v = v + left if keep_l[u] else v
-                        v = v + right if keep_r[u] else v
-                        if has_res:
-                            v = v + res[p, u]
-                        v = lo if v < lo else v
-                        out[p, u] = hi if v > hi else v
-                if kind != 0 and kind != 1 and kind != 3:
-                    act_inplace(out[p], kind, alpha, beta)
-
-
-_depthwise_3x3_serial = serial_twin(_depthwise_3x3)
-
-
-# output values per band of _depthwise_3x3: its rows of input and output stay in L1
+# output values per band of depthwise_3x3: its rows of input and output stay in L1
 BAND_OUTPUTS = 2048
 
 
 def flat3x3_applies(s) -> bool:
-    """True when _depthwise_3x3 computes the ConvSpec ``s`` (else _depthwise_flat does): 3x3,
+    """True when depthwise_3x3 computes the ConvSpec ``s`` (else _depthwise_flat does): 3x3,
     top/left pads 1, and stride 1 with the output plane as big as the input, or stride 2 on
     even H, W with half of it (every MobileNetV2 / EfficientNet-style 3x3 depthwise layer)."""
     if (s.kh, s.kw, s.pt, s.pl, s.dh, s.dw) != (3, 3, 1, 1, 1, 1) or s.sh != s.sw:
@@ -337,10 +197,6 @@ def build_flat(spec, w2, b_const, zeros):
     """run(ins, outs) for a dilation-1 depthwise spec (w2: (M, kh*kw) constant or None).
 
     Bias, residual and activation are all applied by the kernel."""
-    import numba
-
-    from cnnrt.kernels.cpu.conv import _opt, readonly
-
     s = spec
     dt = np.dtype(s.dtype)
     kk = s.kh * s.kw
@@ -355,7 +211,7 @@ def build_flat(spec, w2, b_const, zeros):
     chunk = max(1, min(64, s.n * s.m // 16))
     stride = s.sh
     flat = flat3x3_applies(s)
-    if flat:  # _depthwise_3x3: tap offsets into its plane buffer and the column masks
+    if flat:  # depthwise_3x3: tap offsets into its plane buffer and the column masks
         ohw, ow = s.oh * s.ow, s.ow
         if stride == 1:
             seg = np.array([s.w + 1], np.int64)
@@ -379,9 +235,9 @@ def build_flat(spec, w2, b_const, zeros):
 
     def run(ins, outs):
         w = w2 if w2 is not None else readonly(ins[1].reshape(s.m, kk))
-        b = b_const if b_const is not None else _opt(ins, 2)
+        b = b_const if b_const is not None else opt_input(ins, 2)
         b = zeros if b is None else readonly(b)
-        res = _opt(ins, 3) if s.has_res else None
+        res = opt_input(ins, 3) if s.has_res else None
         if res is None:
             res = no_res
         elif not (res.flags.c_contiguous and res.flags.writeable):
@@ -390,7 +246,7 @@ def build_flat(spec, w2, b_const, zeros):
         counter[0] = 0
         nthreads = min(num_threads(), t)
         if flat:
-            kern = pick(_depthwise_3x3, _depthwise_3x3_serial, work, nthreads)
+            kern = pick(depthwise_3x3, depthwise_3x3_serial, work, nthreads)
             kern(
                 x.reshape(s.n * s.c, s.h * s.w),
                 w,

@@ -18,7 +18,7 @@ from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv import readonly
+from cnnrt.kernels.cpu.conv_common import readonly
 
 
 @pjit

@@ -33,7 +33,8 @@ from cnnrt.kernels import register
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
-from cnnrt.kernels.cpu.conv import _valid_range, readonly
+from cnnrt.kernels.cpu.conv_common import readonly
+from cnnrt.kernels.cpu.conv_common import valid_range as _valid_range
 
 # Every helper below takes flat arrays and element offsets, never slices: a slice (or an array
 # passed to a non-inlined function) costs a reference-count update, and once per short row

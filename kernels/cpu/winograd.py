@@ -21,15 +21,22 @@ tests/kernels/test_winograd.py for the bound that its transform magnitudes give.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, per_thread_shape, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
-from cnnrt.kernels.cpu.activation import act_inplace, act_row
+from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.microkernel import MR
+from cnnrt.kernels.cpu.winograd_transforms import (
+    input_transform,
+    output_scatter,
+    output_scatter_blocked,
+    output_stage,
+)
 
 # the transforms, for the reference implementation and the tests (the kernels inline them)
 BT = np.array(
@@ -64,8 +71,6 @@ AT = np.array(
     np.float64,
 )
 TILE, ALPHA = 4, 6
-# typed constants: a Python int times float32 is float64 in Numba, which halved the vector width
-_C2, _C4, _C5, _C8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
 
 _V_BUDGET = 256 << 10  # bytes of transformed input per task
 _MIN_TASKS = 8
@@ -74,7 +79,7 @@ _MIN_TILES = 16
 
 def transform_weights(w: np.ndarray, dtype) -> np.ndarray:
     """(M, C, 3, 3) -> U (36, C, M) = G g G^T per (m, c), computed in float64, rounded once."""
-    # two tensordots (BLAS) rather than one einsum: ResNet-50's 11 layers 0.33 s -> ~0.02 s
+    # two tensordots (BLAS) rather than one einsum: an order of magnitude faster at build
     t = np.tensordot(G, np.asarray(w, np.float64), axes=(1, 2))  # (a, m, c, j)
     u = np.tensordot(t, G, axes=(3, 1)).transpose(0, 3, 2, 1)  # (a, b, c, m)
     return np.ascontiguousarray(u.reshape(ALPHA * ALPHA, w.shape[1], w.shape[0]), dtype=dtype)
@@ -177,7 +182,7 @@ def _winograd_tasks(
                     n = g // th
                     ty0 = g - n * th
                     ty1 = min(th, ty0 + g1 - g)
-                    _input_transform(x, n, ty0, ty1, tw, pt, pl, ph, tv, vs, nt, (g - g0) * tw, lanes)
+                    input_transform(x, n, ty0, ty1, tw, pt, pl, ph, tv, vs, nt, (g - g0) * tw, lanes)
                     g += ty1 - ty0
                 held = blk
             m0 = mi * mb
@@ -213,345 +218,29 @@ def _winograd_tasks(
                             zero,
                             zero,
                         )
-            _output_stage(ms, ys, ldm * nt)
+            output_stage(ms, ys, ldm * nt)
             g = g0
             while g < g1:
                 n = g // th
                 ty0 = g - n * th
                 ty1 = min(th, ty0 + g1 - g)
+                seg = (n, m0, ty0, ty1, tw, (g - g0) * tw)
                 if lanes > 0:
-                    _output_scatter_blocked(
-                        ys,
-                        ldm * nt,
-                        ldm,
-                        mm,
-                        out,
-                        res,
-                        has_res,
-                        bias,
-                        n,
-                        m0,
-                        ty0,
-                        ty1,
-                        tw,
-                        (g - g0) * tw,
-                        kind,
-                        alpha,
-                        beta,
-                        lanes,
+                    output_scatter_blocked(
+                        ys, ldm * nt, ldm, mm, out, res, has_res, bias, seg, kind, alpha, beta, lanes
                     )
                 else:
-                    _output_scatter(
-                        ys,
-                        ldm * nt,
-                        ldm,
-                        mm,
-                        out,
-                        res,
-                        has_res,
-                        bias,
-                        n,
-                        m0,
-                        ty0,
-                        ty1,
-                        tw,
-                        (g - g0) * tw,
-                        kind,
-                        alpha,
-                        beta,
-                    )
+                    output_scatter(ys, ldm * nt, ldm, mm, out, res, has_res, bias, seg, kind, alpha, beta)
                 g += ty1 - ty0
 
 
 _winograd_tasks_serial = serial_twin(_winograd_tasks)
 
 
-@njit
-def _input_transform(x, n, ty0, ty1, tw, pt, pl, xt, tv, vs, nt, j0, lanes):
-    """vs[((r*6 + s)*nt + j0 + j)*C + c] = (B^T d B)[r, s] for tile j of rows [ty0, ty1), channel c.
-
-    Tiles are short rows (14 tiles for a 56-wide image), channels are many: the padded input
-    rows are first copied channel-last into xt (prow x wp x C), so both passes of the
-    transform run along contiguous vectors of channels, and V comes out as (36, tiles, C),
-    the transposed B operand of the GEMMs. A blocked input (``lanes`` > 0, see
-    _winograd_tasks) is channel-last within a block already: whole vectors copy."""
-    b_in = max(1, lanes)
-    c_count, h, w = x.shape[1] * b_in, x.shape[2], x.shape[3] // b_in
-    prow = (ty1 - ty0) * 4 + 2
-    wp = tw * 4 + 2
-    ih0 = ty0 * 4 - pt
-    lo = min(wp, max(0, pl))  # padded columns [lo, hi) lie inside the input
-    hi = max(lo, min(wp, w + pl))
-    rowlen = wp * c_count
-    for r in range(prow):
-        ih = ih0 + r
-        base = r * rowlen
-        if ih < 0 or ih >= h:
-            for q in range(rowlen):
-                xt[base + q] = 0
-            continue
-        for q in range(lo * c_count):
-            xt[base + q] = 0
-        for q in range(hi * c_count, rowlen):
-            xt[base + q] = 0
-        if lanes > 0:
-            for cb in range(c_count // lanes):
-                xrow = x[n, cb, ih]
-                for col in range(lo, hi):
-                    src = xrow[(col - pl) * lanes : (col - pl + 1) * lanes]
-                    d = xt[base + col * c_count + cb * lanes : base + col * c_count + (cb + 1) * lanes]
-                    for q in range(lanes):
-                        d[q] = src[q]
-            continue
-        for c in range(c_count):
-            xrow = x[n, c, ih, lo - pl : hi - pl]
-            dst = xt[base + lo * c_count + c : base + hi * c_count : c_count]
-            for q in range(hi - lo):
-                dst[q] = xrow[q]
-    for ty in range(ty1 - ty0):
-        r0 = ty * 4 * rowlen
-        # B^T over the 6 rows, along whole padded rows (all columns and channels at once).
-        # Views indexed by the bare loop variable: Numba then emits no negative-index
-        # wraparound and LLVM vectorises (indexing with o + c did not).
-        d0 = xt[r0 : r0 + rowlen]
-        d1 = xt[r0 + rowlen : r0 + 2 * rowlen]
-        d2 = xt[r0 + 2 * rowlen : r0 + 3 * rowlen]
-        d3 = xt[r0 + 3 * rowlen : r0 + 4 * rowlen]
-        d4 = xt[r0 + 4 * rowlen : r0 + 5 * rowlen]
-        d5 = xt[r0 + 5 * rowlen : r0 + 6 * rowlen]
-        t0 = tv[0:rowlen]
-        t1 = tv[rowlen : 2 * rowlen]
-        t2 = tv[2 * rowlen : 3 * rowlen]
-        t3 = tv[3 * rowlen : 4 * rowlen]
-        t4 = tv[4 * rowlen : 5 * rowlen]
-        t5 = tv[5 * rowlen : 6 * rowlen]
-        for q in range(rowlen):
-            t0[q] = _C4 * d0[q] - _C5 * d2[q] + d4[q]
-            t1[q] = -_C4 * (d1[q] + d2[q]) + d3[q] + d4[q]
-            t2[q] = _C4 * (d1[q] - d2[q]) - d3[q] + d4[q]
-            t3[q] = _C2 * (d3[q] - d1[q]) - d2[q] + d4[q]
-            t4[q] = _C2 * (d1[q] - d3[q]) - d2[q] + d4[q]
-            t5[q] = _C4 * d1[q] - _C5 * d3[q] + d5[q]
-        step = nt * c_count
-        for r in range(6):  # B over the 6 columns of each tile
-            for tx in range(tw):
-                src = r * rowlen + tx * 4 * c_count
-                e0 = tv[src : src + c_count]
-                e1 = tv[src + c_count : src + 2 * c_count]
-                e2 = tv[src + 2 * c_count : src + 3 * c_count]
-                e3 = tv[src + 3 * c_count : src + 4 * c_count]
-                e4 = tv[src + 4 * c_count : src + 5 * c_count]
-                e5 = tv[src + 5 * c_count : src + 6 * c_count]
-                dst = ((r * 6) * nt + j0 + ty * tw + tx) * c_count
-                v0 = vs[dst : dst + c_count]
-                v1 = vs[dst + step : dst + step + c_count]
-                v2 = vs[dst + 2 * step : dst + 2 * step + c_count]
-                v3 = vs[dst + 3 * step : dst + 3 * step + c_count]
-                v4 = vs[dst + 4 * step : dst + 4 * step + c_count]
-                v5 = vs[dst + 5 * step : dst + 5 * step + c_count]
-                for c in range(c_count):
-                    v0[c] = _C4 * e0[c] - _C5 * e2[c] + e4[c]
-                    v1[c] = -_C4 * (e1[c] + e2[c]) + e3[c] + e4[c]
-                    v2[c] = _C4 * (e1[c] - e2[c]) - e3[c] + e4[c]
-                    v3[c] = _C2 * (e3[c] - e1[c]) - e2[c] + e4[c]
-                    v4[c] = _C2 * (e1[c] - e3[c]) - e2[c] + e4[c]
-                    v5[c] = _C4 * e1[c] - _C5 * e3[c] + e5[c]
-
-
-@njit
-def _output_stage(ms, ys, ln):
-    """ys[a*4 + b, q] = (A^T Mo A)[a, b] for every (tile, channel) q at once, along the
-    contiguous (tile, channel) axis of Mo (36 x ln) into ys (16 x ln)."""
-    for q in range(ln):
-        m00 = ms[0 * ln + q]
-        m10 = ms[6 * ln + q]
-        m20 = ms[12 * ln + q]
-        m30 = ms[18 * ln + q]
-        m40 = ms[24 * ln + q]
-        m50 = ms[30 * ln + q]
-        a12 = m10 + m20
-        d12 = m10 - m20
-        a34 = m30 + m40
-        d34 = m30 - m40
-        t00 = m00 + a12 + a34
-        t10 = d12 + _C2 * d34
-        t20 = a12 + _C4 * a34
-        t30 = d12 + _C8 * d34 + m50
-        m01 = ms[1 * ln + q]
-        m11 = ms[7 * ln + q]
-        m21 = ms[13 * ln + q]
-        m31 = ms[19 * ln + q]
-        m41 = ms[25 * ln + q]
-        m51 = ms[31 * ln + q]
-        a12 = m11 + m21
-        d12 = m11 - m21
-        a34 = m31 + m41
-        d34 = m31 - m41
-        t01 = m01 + a12 + a34
-        t11 = d12 + _C2 * d34
-        t21 = a12 + _C4 * a34
-        t31 = d12 + _C8 * d34 + m51
-        m02 = ms[2 * ln + q]
-        m12 = ms[8 * ln + q]
-        m22 = ms[14 * ln + q]
-        m32 = ms[20 * ln + q]
-        m42 = ms[26 * ln + q]
-        m52 = ms[32 * ln + q]
-        a12 = m12 + m22
-        d12 = m12 - m22
-        a34 = m32 + m42
-        d34 = m32 - m42
-        t02 = m02 + a12 + a34
-        t12 = d12 + _C2 * d34
-        t22 = a12 + _C4 * a34
-        t32 = d12 + _C8 * d34 + m52
-        m03 = ms[3 * ln + q]
-        m13 = ms[9 * ln + q]
-        m23 = ms[15 * ln + q]
-        m33 = ms[21 * ln + q]
-        m43 = ms[27 * ln + q]
-        m53 = ms[33 * ln + q]
-        a12 = m13 + m23
-        d12 = m13 - m23
-        a34 = m33 + m43
-        d34 = m33 - m43
-        t03 = m03 + a12 + a34
-        t13 = d12 + _C2 * d34
-        t23 = a12 + _C4 * a34
-        t33 = d12 + _C8 * d34 + m53
-        m04 = ms[4 * ln + q]
-        m14 = ms[10 * ln + q]
-        m24 = ms[16 * ln + q]
-        m34 = ms[22 * ln + q]
-        m44 = ms[28 * ln + q]
-        m54 = ms[34 * ln + q]
-        a12 = m14 + m24
-        d12 = m14 - m24
-        a34 = m34 + m44
-        d34 = m34 - m44
-        t04 = m04 + a12 + a34
-        t14 = d12 + _C2 * d34
-        t24 = a12 + _C4 * a34
-        t34 = d12 + _C8 * d34 + m54
-        m05 = ms[5 * ln + q]
-        m15 = ms[11 * ln + q]
-        m25 = ms[17 * ln + q]
-        m35 = ms[23 * ln + q]
-        m45 = ms[29 * ln + q]
-        m55 = ms[35 * ln + q]
-        a12 = m15 + m25
-        d12 = m15 - m25
-        a34 = m35 + m45
-        d34 = m35 - m45
-        t05 = m05 + a12 + a34
-        t15 = d12 + _C2 * d34
-        t25 = a12 + _C4 * a34
-        t35 = d12 + _C8 * d34 + m55
-        a12 = t01 + t02
-        d12 = t01 - t02
-        a34 = t03 + t04
-        d34 = t03 - t04
-        ys[0 * ln + q] = t00 + a12 + a34
-        ys[1 * ln + q] = d12 + _C2 * d34
-        ys[2 * ln + q] = a12 + _C4 * a34
-        ys[3 * ln + q] = d12 + _C8 * d34 + t05
-        a12 = t11 + t12
-        d12 = t11 - t12
-        a34 = t13 + t14
-        d34 = t13 - t14
-        ys[4 * ln + q] = t10 + a12 + a34
-        ys[5 * ln + q] = d12 + _C2 * d34
-        ys[6 * ln + q] = a12 + _C4 * a34
-        ys[7 * ln + q] = d12 + _C8 * d34 + t15
-        a12 = t21 + t22
-        d12 = t21 - t22
-        a34 = t23 + t24
-        d34 = t23 - t24
-        ys[8 * ln + q] = t20 + a12 + a34
-        ys[9 * ln + q] = d12 + _C2 * d34
-        ys[10 * ln + q] = a12 + _C4 * a34
-        ys[11 * ln + q] = d12 + _C8 * d34 + t25
-        a12 = t31 + t32
-        d12 = t31 - t32
-        a34 = t33 + t34
-        d34 = t33 - t34
-        ys[12 * ln + q] = t30 + a12 + a34
-        ys[13 * ln + q] = d12 + _C2 * d34
-        ys[14 * ln + q] = a12 + _C4 * a34
-        ys[15 * ln + q] = d12 + _C8 * d34 + t35
-
-
-@njit
-def _output_scatter(ys, ln, ld, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, j0, kind, alpha, beta):
-    """out[n, m0 + m, 4ty + a, 4tx + b] = act(ys[a*4 + b, tile, m] + bias (+ res)) for the tiles of
-    rows [ty0, ty1) (block tiles from j0 on), clipped to the output: per output row, the 4 column
-    phases are interleaved into the row and the epilogue runs along it."""
-    oh, ow = out.shape[2], out.shape[3]
-    full = min(tw, ow // 4)
-    for m in range(mm):
-        b = bias[m0 + m]
-        for ty in range(ty1 - ty0):
-            for a in range(4):
-                o = (ty0 + ty) * 4 + a
-                if o >= oh:
-                    break
-                orow = out[n, m0 + m, o]
-                y0 = (a * 4) * ln + (j0 + ty * tw) * ld + m  # ys is (tile, m): tile tx at y0 + tx*ld
-                for tx in range(full):
-                    orow[tx * 4] = ys[y0 + tx * ld]
-                    orow[tx * 4 + 1] = ys[y0 + ln + tx * ld]
-                    orow[tx * 4 + 2] = ys[y0 + 2 * ln + tx * ld]
-                    orow[tx * 4 + 3] = ys[y0 + 3 * ln + tx * ld]
-                for q in range(full * 4, ow):
-                    orow[q] = ys[y0 + (q - full * 4) * ln + full * ld]
-                if has_res:
-                    act_row(orow, b, res[n, m0 + m, o], True, kind, alpha, beta)
-                else:
-                    act_row(orow, b, orow, False, kind, alpha, beta)
-
-
-@njit
-def _output_scatter_blocked(ys, ln, ld, mm, out, res, has_res, bias, n, m0, ty0, ty1, tw, j0, kind, alpha, beta, lanes):
-    """_output_scatter for a blocked output (the 4-D view of _winograd_tasks): per output row
-    of each channel block, every pixel's lanes are one contiguous vector of ys (tile, m)."""
-    oh, ow = out.shape[2], out.shape[3] // lanes
-    for k in range(mm // lanes):
-        ob = m0 // lanes + k
-        bv = bias[m0 + k * lanes : m0 + (k + 1) * lanes]
-        for ty in range(ty1 - ty0):
-            for a in range(4):
-                o = (ty0 + ty) * 4 + a
-                if o >= oh:
-                    break
-                orow = out[n, ob, o]
-                rrow = res[n, ob, o] if has_res else orow
-                for q in range(ow):
-                    src = (a * 4 + q % 4) * ln + (j0 + ty * tw + q // 4) * ld + k * lanes
-                    y = ys[src : src + lanes]
-                    d = orow[q * lanes : (q + 1) * lanes]
-                    if has_res:
-                        r = rrow[q * lanes : (q + 1) * lanes]
-                        for v in range(lanes):
-                            d[v] = y[v] + bv[v] + r[v]
-                    else:
-                        for v in range(lanes):
-                            d[v] = y[v] + bv[v]
-                if kind != 0:
-                    act_inplace(orow, kind, alpha, beta)
-
-
-def applicable(spec) -> bool:
-    return (spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, spec.group) == (3, 3, 1, 1, 1, 1, 1)
-
-
 def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None):
     """run(ins, outs) for a 3x3 stride-1 ungrouped conv via F(4x4, 3x3) tasks; ``lanes`` > 0:
     input, output and residual in the channel-blocked layout (conv_blocked.py). ``owner``:
     the graph whose Winograd layers share scratch."""
-    import numba
-
-    from cnnrt.kernels.cpu.conv import readonly
-
     dt = np.dtype(spec.dtype)
     th, tw = -(-spec.oh // 4), -(-spec.ow // 4)
     nr = mk.nr(dt)

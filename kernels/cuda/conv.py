@@ -1,7 +1,7 @@
 """Conv on CUDA with the fused epilogue: bias, residual (added before the activation), activation.
 
-Three algorithms; :func:`conv_algorithm` picks one at build time (a node attribute
-``cuda_algorithm`` overrides it, which is how tests pin each path):
+Three algorithms; the node's ``algorithm`` attribute names the one to run (conv_algorithm.py
+decides, passes/select_algorithm.py writes it; tests pin each path by setting it):
 
 ``implicit_gemm``  the general case. Per group, Y[oc, p] = sum_k W[oc, k] * im2col(X)[k, p]
                    with p over (n, oh, ow) and k over (ic, kh, kw); the im2col tile is
@@ -23,12 +23,11 @@ from numba import cuda
 
 from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels import register
+from cnnrt.kernels.conv_spec import spec_from_node
 
-from . import config
+from . import config, conv_algorithm
 from .common import act, epilogue_params, launcher_1d, launcher_tiles, require_float, shape_of
 from .device import placeholder, upload_flat
-
-ALGORITHMS = ("implicit_gemm", "pointwise", "direct")
 
 
 @functools.cache
@@ -173,25 +172,6 @@ def _conv_direct(
         Y[i] = act(acc, kind, aa, ab)
 
 
-def conv_algorithm(x_shape, w_shape, attrs) -> str:
-    """Which CUDA conv algorithm fits this convolution (see module docstring)."""
-    forced = attrs.get("cuda_algorithm")
-    if forced:
-        if forced not in ALGORITHMS:
-            raise UnsupportedOpError(f"unknown cuda_algorithm {forced!r}; choose one of {ALGORITHMS}")
-        return forced
-    _, icg, kh, kw = w_shape
-    if icg == 1:
-        return "direct"
-    if (
-        (kh, kw) == (1, 1)
-        and tuple(attrs.get("strides", (1, 1))) == (1, 1)
-        and not any(attrs.get("pads", (0, 0, 0, 0)))
-    ):
-        return "pointwise"
-    return "implicit_gemm"
-
-
 @register("Conv", backend="cuda")
 def build_conv(node, graph):
     x, w = node.inputs[:2]
@@ -211,11 +191,9 @@ def build_conv(node, graph):
         )
     if res is not None and shape_of(graph, res) != shape_of(graph, node.outputs[0]):
         raise UnsupportedOpError(f"node {node.name!r} (Conv): residual {res!r} must have the output's shape")
-    algo = conv_algorithm((nb, c, h, wd), (oc, icg, kh, kw), node.attrs)
-    if algo == "pointwise" and ((kh, kw) != (1, 1) or (sh, sw) != (1, 1) or (oh, ow) != (h, wd)):
-        raise UnsupportedOpError(
-            f"node {node.name!r} (Conv): the pointwise path needs a 1x1 kernel, stride 1, no padding"
-        )
+    spec = spec_from_node(node, graph)
+    algo = node.attrs.get("algorithm") or conv_algorithm.choose(spec)[0]
+    conv_algorithm.check(spec, algo, node.name)
     kind, aa, ab = epilogue_params(node, dtype)
     ocg = oc // groups
     dummy = placeholder(dtype.name)

@@ -27,3 +27,19 @@ def test_report_shows_blocked_convs_with_their_algorithm_and_epilogue():
     assert {n["algorithm"] for n in convs} == {"direct", "winograd"}
     assert {n["epilogue"] for n in convs} >= {"+bias Relu", "+bias +residual Relu"}
     assert "BlockedConv/winograd   +bias +residual Relu" in insp.to_text(rep)
+
+
+def test_report_reads_the_algorithm_and_reason_from_the_node():
+    """inspect shows what select_algorithm wrote on the node (it does not work the choice out
+    again): an attribute changed after the fact is what it reports."""
+    sess = cnnrt.InferenceSession(str(export_cached("lenet5")), threads=1)
+    rep = insp.report(sess)
+    fc = [n for n in rep["nodes"] if n["algorithm"] == "fc"]
+    assert len(fc) == 1 and "covers the whole input" in fc[0]["algorithm_reason"]
+    assert f"{fc[0]['name'][:32]:32s} fc: {fc[0]['algorithm_reason']}" in insp.to_text(rep)
+    g = sess.graph
+    k = next(i for i, n in enumerate(g.nodes) if n.op == "Conv")
+    g.nodes[k] = g.nodes[k].with_attrs(algorithm="im2col_numpy", algorithm_reason="requested")
+    rec = insp.report(sess)["nodes"][k]
+    assert (rec["algorithm"], rec["algorithm_reason"]) == ("im2col_numpy", "requested")
+    assert "algorithm" not in rec["attrs"]

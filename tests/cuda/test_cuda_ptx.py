@@ -56,7 +56,7 @@ CASES = [
         "Conv",
         [((1, 4, 6, 6), F, 0), ((4, 4, 3, 3), F, 1), ((4,), F, 1), ((1, 4, 6, 6), F, 0)],
         [((1, 4, 6, 6), F)],
-        dict(CONV, cuda_algorithm="implicit_gemm"),
+        dict(CONV, algorithm="implicit_gemm"),
     ),
     (
         "Conv",

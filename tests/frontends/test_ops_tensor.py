@@ -39,7 +39,7 @@ def _zero_d_survives_import() -> bool:
 
 
 ZERO_D_BROKEN = not _zero_d_survives_import()
-ZERO_D_REASON = "frontends/onnx.py turns 0-d tensors 1-D (np.ascontiguousarray in tensor_to_array / add_constant)"
+ZERO_D_REASON = "the importer turns 0-d tensors 1-D (np.ascontiguousarray in tensor_to_array / add_constant)"
 
 rng = np.random.default_rng(1)
 X = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)

@@ -56,7 +56,7 @@ def test_mutated_models_load_and_agree_or_raise_cnnrt_error(base):
     def prop(data):
         outcome, _detail, log = fuzz_one(HypothesisChooser(data), base_names=[base])
         OUTCOMES[outcome] += 1
-        # the safety nets in frontends/onnx.py and session.py still give a typed error, but a
+        # the safety nets in frontends/graph_builder.py and session.py still give a typed error, but a
         # hit means a converter or kernel builder crashed instead of validating: a bug
         assert not outcome.endswith("safety-net"), (log, _detail)
 

@@ -13,12 +13,12 @@ import pytest
 from kernel_helpers import ACT_LIPSCHITZ, act_params, assert_within, run_node  # noqa: E402
 from reference import activation_ref, conv2d_reference, conv_out, pool_reference  # noqa: E402
 
+from cnnrt.core.layout import block as to_blocked  # noqa: E402
+from cnnrt.core.layout import unblock as from_blocked  # noqa: E402
 from cnnrt.core.ops import ACTIVATIONS  # noqa: E402
+from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu.blocked import build_blocked_depthwise  # noqa: E402
-from cnnrt.kernels.cpu.conv import ConvSpec  # noqa: E402
-from cnnrt.kernels.cpu.conv_blocked import block_size as lanes  # noqa: E402
-from cnnrt.passes.block_layout import block as to_blocked  # noqa: E402
-from cnnrt.passes.block_layout import unblock as from_blocked  # noqa: E402
+from cnnrt.kernels.cpu.conv_common import block_size as lanes  # noqa: E402
 
 F32, F64 = np.dtype("float32"), np.dtype("float64")
 

@@ -10,19 +10,21 @@ import pytest
 from kernel_helpers import U32, assert_within, sum_bound  # noqa: E402
 from reference import activation_ref, conv2d_reference, conv_out  # noqa: E402
 
+from cnnrt.core.layout import block as to_blocked  # noqa: E402
+from cnnrt.core.layout import unblock as from_blocked  # noqa: E402
 from cnnrt.core.ops import ACTIVATIONS  # noqa: E402
-from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402
+from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu import conv_blocked as cb  # noqa: E402
-from cnnrt.passes.block_layout import block as to_blocked  # noqa: E402
-from cnnrt.passes.block_layout import unblock as from_blocked  # noqa: E402
+from cnnrt.kernels.cpu import conv_blocked_plan as plan  # noqa: E402
+from cnnrt.kernels.cpu.conv_common import block_size  # noqa: E402
 
 
 def run_blocked(x, wt, b, r, s, p, d, act="none", alpha=0.0, beta=0.0, blocked_input=True, winograd=False):
     n, c, h, w = x.shape
     m, _, kh, kw = wt.shape
-    lanes = cb.block_size(x.dtype)
+    lanes = block_size(x.dtype)
     oh, ow = conv_out(h, kh, s, d, p, p), conv_out(w, kw, s, d, p, p)
-    spec = conv_mod.ConvSpec(
+    spec = ConvSpec(
         n,
         c,
         h,
@@ -157,8 +159,8 @@ def test_blocked_winograd(shape, act):
 
 
 def test_blocked_conv_rejects_partial_input_blocks():
-    lanes = cb.block_size(np.float32)
-    spec = conv_mod.ConvSpec(1, lanes + 1, 4, 4, lanes, 4, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
+    lanes = block_size(np.float32)
+    spec = ConvSpec(1, lanes + 1, 4, 4, lanes, 4, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
     with pytest.raises(ValueError, match="whole blocks"):
         cb.build_blocked_conv(spec, np.zeros((lanes, lanes + 1, 1, 1), np.float32), None, True)
 
@@ -167,14 +169,12 @@ def test_blocked_conv_rejects_partial_input_blocks():
 def test_blocked_conv_output_channels_past_whole_blocks(m):
     """M not whole blocks (SqueezeNet's 1000 classes): the last block's extra channels come
     from zero weights and bias (0 after Relu); the first M are the conv."""
-    lanes = cb.block_size(np.float32)
+    lanes = block_size(np.float32)
     rng = np.random.default_rng(m)
     x = rng.standard_normal((2, 32, 5, 6)).astype(np.float32)
     wt = rng.standard_normal((m, 32, 1, 1)).astype(np.float32)
     b = rng.standard_normal(m).astype(np.float32)
-    spec = conv_mod.ConvSpec(
-        2, 32, 5, 6, m, 5, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, "float32", True, False, ACTIVATIONS["Relu"]
-    )
+    spec = ConvSpec(2, 32, 5, 6, m, 5, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, "float32", True, False, ACTIVATIONS["Relu"])
     out = np.full((2, -(-m // lanes), 5, 6, lanes), np.nan, np.float32)
     cb.build_blocked_conv(spec, wt, b, True)([to_blocked(x, lanes), wt, b, None], [out])
     got = from_blocked(out)
@@ -184,17 +184,17 @@ def test_blocked_conv_output_channels_past_whole_blocks(m):
 
 def test_panel_blocks_fit_the_channel_count():
     # 48: 4 blocks either way; 160 and 208 (10 and 13 blocks): 2-block panels compute 10 and 14
-    assert [cb.panel_blocks(m, 16) for m in (16, 32, 48, 64, 96, 128, 160, 208, 1000)] == [1, 2, 4, 4, 2, 4, 2, 2, 4]
+    assert [plan.panel_blocks(m, 16) for m in (16, 32, 48, 64, 96, 128, 160, 208, 1000)] == [1, 2, 4, 4, 2, 4, 2, 2, 4]
 
 
 def test_plan_tasks_reads_the_bigger_stream_once():
-    big_weights = conv_mod.ConvSpec(1, 512, 7, 7, 512, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-    pg, pxb = cb.plan_tasks(big_weights, 4, 64, 512 * 512 * 9 * 4, 512 * 49 * 4)
+    big_weights = ConvSpec(1, 512, 7, 7, 512, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    pg, pxb = plan.plan_tasks(big_weights, 4, 64, 512 * 512 * 9 * 4, 512 * 49 * 4)
     assert (pg, pxb) == (1, 49)  # one weight panel per task, all pixels
-    big_input = conv_mod.ConvSpec(1, 64, 56, 56, 64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-    pg, pxb = cb.plan_tasks(big_input, 4, 64, 64 * 64 * 9 * 4, 64 * 56 * 56 * 4)
+    big_input = ConvSpec(1, 64, 56, 56, 64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    pg, pxb = plan.plan_tasks(big_input, 4, 64, 64 * 64 * 9 * 4, 64 * 56 * 56 * 4)
     assert pg == 1 and pxb < 3136 and pxb % 4 == 0  # all (one) panels, blocks of pixels
     # a pointwise conv at batch 1: its 3136 pixels cut into at least _MIN_TASKS blocks
-    pointwise = conv_mod.ConvSpec(1, 256, 56, 56, 64, 56, 56, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
-    pg, pxb = cb.plan_tasks(pointwise, 4, 64, 256 * 64 * 4, 256 * 3136 * 4, 4)
-    assert -(-3136 // pxb) >= cb._MIN_TASKS and pxb % 4 == 0
+    pointwise = ConvSpec(1, 256, 56, 56, 64, 56, 56, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
+    pg, pxb = plan.plan_tasks(pointwise, 4, 64, 256 * 64 * 4, 256 * 3136 * 4, 4)
+    assert -(-3136 // pxb) >= plan._MIN_TASKS and pxb % 4 == 0

@@ -15,9 +15,11 @@ from kernel_helpers import assert_within, sum_bound  # noqa: E402
 from numba import njit
 from reference import activation_ref, conv2d_reference, conv_out  # noqa: E402
 
+from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402
 from cnnrt.kernels.cpu import conv_direct  # noqa: E402
 from cnnrt.kernels.cpu import microkernel as mk  # noqa: E402
+from cnnrt.kernels.cpu.conv_algorithm import choose  # noqa: E402
 
 
 @njit
@@ -228,11 +230,9 @@ def test_float64_convs(algorithm):
 
 def test_select_fc_for_kernels_covering_the_input():
     def algo(h, w, kh, kw, p=0, g=1):
-        return conv_mod.select_algorithm(
-            conv_mod.ConvSpec(
-                2, 4, h, w, 8, (h + 2 * p - kh) + 1, (w + 2 * p - kw) + 1, kh, kw, 1, 1, p, p, p, p, 1, 1, g
-            )
-        )
+        return choose(
+            ConvSpec(2, 4, h, w, 8, (h + 2 * p - kh) + 1, (w + 2 * p - kw) + 1, kh, kw, 1, 1, p, p, p, p, 1, 1, g)
+        )[0]
 
     assert algo(5, 5, 5, 5) == "fc"
     assert algo(5, 4, 5, 4) == "fc"
@@ -245,7 +245,7 @@ def test_direct_geometry_keeps_taps_inside_their_planes():
     """Every tap of every valid output reads inside its phase plane, for strides and dilations."""
     for kh, s, d, p, h in [(3, 1, 1, 1, 7), (3, 2, 1, 1, 8), (7, 2, 1, 3, 15), (3, 3, 2, 2, 11), (2, 2, 1, 0, 5)]:
         oh = conv_out(h, kh, s, d, p, p)
-        spec = conv_mod.ConvSpec(1, 1, h, h, 1, oh, oh, kh, kh, s, s, p, p, p, p, d, d, 1)
+        spec = ConvSpec(1, 1, h, h, 1, oh, oh, kh, kh, s, s, p, p, p, p, d, d, 1)
         geo = conv_direct.Geometry(spec)
         for tap, off in enumerate(geo.tap_offsets):
             within = off % geo.plane

@@ -1,7 +1,7 @@
 """Depthwise convolution (kernels/cpu/depthwise.py): both of its kernels against the naive
 float64 reference, over the edges of their layouts, then end to end against onnxruntime.
 
-_depthwise_3x3 (3x3, pads 1, stride 1 or 2 on even planes) reads taps as flat offsets into a
+depthwise_3x3 (3x3, pads 1, stride 1 or 2 on even planes) reads taps as flat offsets into a
 padded copy of the plane and drops column taps that wrap into the neighbouring row by a
 select; _depthwise_flat (everything else, dilation 1) uses per-phase padded planes. The cases
 below name which one they are meant for, and a test checks that they still reach it.
@@ -16,7 +16,7 @@ from onnx import helper
 from reference import activation_ref, conv2d_reference, conv_out  # noqa: E402
 
 import cnnrt  # noqa: E402
-from cnnrt.kernels.cpu.conv import ConvSpec  # noqa: E402
+from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu.depthwise import flat3x3_applies  # noqa: E402
 
 # name: (N, C, H, W, multiplier, k, stride, pads (t, l, b, r), fast path expected)
@@ -139,7 +139,7 @@ def test_depthwise_runtime_weights(name):
 @pytest.mark.parametrize("act", ["none", "Clip"])
 @pytest.mark.parametrize("name", ["s1_7x7_n3", "s1_wide", "s2_8x8", "s2_14x28", "s2_odd"])
 def test_depthwise_nan_and_inf_stay_in_their_windows(name, act):
-    """NaN and Inf in the first and last columns (where _depthwise_3x3's column taps wrap into
+    """NaN and Inf in the first and last columns (where depthwise_3x3's column taps wrap into
     the neighbouring row and are dropped) reach exactly the outputs whose window holds them."""
     case = CASES[name]
     x, wt, b, r, oshape = _data(case, seed=5)

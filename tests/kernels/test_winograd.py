@@ -30,8 +30,10 @@ import pytest
 from kernel_helpers import U32  # noqa: E402
 from reference import conv2d_reference, conv_out  # noqa: E402
 
+from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402
 from cnnrt.kernels.cpu import winograd as wg  # noqa: E402
+from cnnrt.kernels.cpu.conv_algorithm import choose  # noqa: E402
 
 
 def winograd_reference(x, w, pads, absolute=False):
@@ -139,7 +141,7 @@ def test_winograd_runtime_weights_and_blocks(monkeypatch):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     wt = rng.standard_normal((m, c, 3, 3)).astype(np.float32)
-    spec = conv_mod.ConvSpec(n, c, h, w, m, h, w, 3, 3, 1, 1, *pads, 1, 1, 1)
+    spec = ConvSpec(n, c, h, w, m, h, w, 3, 3, 1, 1, *pads, 1, 1, 1)
     run = conv_mod.build_conv_spec(spec, None, None, "winograd")
     assert run.blocks[0] == 1 and run.blocks[1] < m  # one tile row, output channels split
     out = np.empty((n, m, h, w), np.float32)
@@ -152,21 +154,21 @@ def test_winograd_runtime_weights_and_blocks(monkeypatch):
 def test_select_algorithm_winograd_rule():
     def spec(c, h, m, n=1, k=3, s=1, g=1):
         oh = (h + 2 - k) // s + 1
-        return conv_mod.ConvSpec(n, c, h, h, m, oh, oh, k, k, s, s, 1, 1, 1, 1, 1, 1, g)
+        return ConvSpec(n, c, h, h, m, oh, oh, k, k, s, s, 1, 1, 1, 1, 1, 1, g)
 
-    assert conv_mod.select_algorithm(spec(64, 56, 64)) == "winograd"
-    assert conv_mod.select_algorithm(spec(512, 7, 512)) == "direct"  # 4 tiles, 38 MB of weights
-    assert conv_mod.select_algorithm(spec(512, 7, 512, n=4)) == "winograd"  # 16 tiles
-    assert conv_mod.select_algorithm(spec(128, 7, 64)) == "winograd"  # 4 tiles, 1.2 MB of weights
-    assert conv_mod.select_algorithm(spec(64, 56, 64, s=2)) == "im2col"
-    assert conv_mod.select_algorithm(spec(256, 14, 512, s=2)) == "direct"
-    assert conv_mod.select_algorithm(spec(3, 224, 64, k=7, s=2)) == "direct"
-    assert conv_mod.select_algorithm(spec(32, 56, 64)) == "direct"  # too few input channels
-    assert conv_mod.select_algorithm(spec(128, 56, 16)) == "direct"  # too few output channels
-    assert conv_mod.select_algorithm(spec(64, 13, 256)) == "direct"  # 16 tiles, a third of them unused
-    assert conv_mod.select_algorithm(spec(256, 14, 256)) == "winograd"  # 16 tiles
-    assert conv_mod.select_algorithm(spec(128, 28, 128)) == "winograd"
-    assert conv_mod.select_algorithm(spec(64, 56, 64, g=2)) == "direct"
+    assert choose(spec(64, 56, 64))[0] == "winograd"
+    assert choose(spec(512, 7, 512))[0] == "direct"  # 4 tiles, 38 MB of weights
+    assert choose(spec(512, 7, 512, n=4))[0] == "winograd"  # 16 tiles
+    assert choose(spec(128, 7, 64))[0] == "winograd"  # 4 tiles, 1.2 MB of weights
+    assert choose(spec(64, 56, 64, s=2))[0] == "im2col"
+    assert choose(spec(256, 14, 512, s=2))[0] == "direct"
+    assert choose(spec(3, 224, 64, k=7, s=2))[0] == "direct"
+    assert choose(spec(32, 56, 64))[0] == "direct"  # too few input channels
+    assert choose(spec(128, 56, 16))[0] == "direct"  # too few output channels
+    assert choose(spec(64, 13, 256))[0] == "direct"  # 16 tiles, a third of them unused
+    assert choose(spec(256, 14, 256))[0] == "winograd"  # 16 tiles
+    assert choose(spec(128, 28, 128))[0] == "winograd"
+    assert choose(spec(64, 56, 64, g=2))[0] == "direct"
 
 
 def test_winograd_blocks_spanning_images(monkeypatch):
@@ -174,7 +176,7 @@ def test_winograd_blocks_spanning_images(monkeypatch):
     3-row images here, blocks starting and ending mid-image), each written to its own image."""
     monkeypatch.setattr(wg, "_V_BUDGET", 1)  # rows from _MIN_TILES alone: 16 tiles = 8 rows
     n, c, h, w, m = 5, 32, 9, 7, 40  # 3 x 2 tiles per image
-    spec = conv_mod.ConvSpec(n, c, h, w, m, h, w, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, "float32", False, True, 1)
+    spec = ConvSpec(n, c, h, w, m, h, w, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, "float32", False, True, 1)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     wt = rng.standard_normal((m, c, 3, 3)).astype(np.float32)

@@ -22,8 +22,8 @@ from reference import (
 )
 
 from cnnrt.core.ir import Graph, Node
+from cnnrt.core.layout import block, unblock
 from cnnrt.core.ops import OPS, UNARY_ACTIVATION_OPS, activation_params, op_attrs
-from cnnrt.passes.block_layout import block, unblock
 
 
 def evaluate(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

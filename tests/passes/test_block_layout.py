@@ -4,15 +4,20 @@ between explicit reorders); the guards keep NCHW where no blocked kernel applies
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from pass_helpers import GB, assert_same_outputs, feeds_for, ops
 
+from cnnrt.core import layout
+from cnnrt.core.ir import Graph
 from cnnrt.passes import block_layout as bl
 from cnnrt.passes.block_layout import block_layout
 from cnnrt.passes.pipeline import run_pipeline
 from cnnrt.runtime.executor import Executor
 from cnnrt.runtime.plan import plan_memory
+from cnnrt.tools.compare import derive_tolerances
 
 
 def _resnetish(c=32):
@@ -171,3 +176,36 @@ def test_pipeline_runs_it_last_and_only_for_a_cpu_target():
     off, _ = run_pipeline(g, 2, disabled=["block_layout"], vector_bytes=64)
     assert "BlockedConv" not in ops(off)
     assert_same_outputs(g, blocked)
+
+
+def test_blocked_values_carry_their_layout_and_logical_value():
+    after = block_layout(_resnetish(), vector_bytes=64).graph
+    stem_out = after.values[after.node("stem").outputs[0]]
+    assert (stem_out.layout, stem_out.logical, layout.block_of(stem_out.layout)) == ("nchw16c", "stem_out", 16)
+    assert layout.is_blocked(stem_out) and not layout.is_blocked(after.values["x"])
+    assert all(v.layout == "nchw" and not v.logical for v in after.values.values() if len(v.shape) != 5)
+
+
+def test_the_layout_is_read_from_the_value_not_its_name():
+    """Twins renamed to names without any layout in them still run blocked and still map to
+    their logical values (cnnrt compare's tolerances)."""
+    g = block_layout(_resnetish(), vector_bytes=64).graph
+    renamed = {v: f"t{k}" for k, v in enumerate(n for n in g.values if g.values[n].logical)}
+    g = Graph(
+        [
+            n.replace(
+                inputs=tuple(renamed.get(i, i) for i in n.inputs), outputs=tuple(renamed.get(o, o) for o in n.outputs)
+            )
+            for n in g.nodes
+        ],
+        {renamed.get(k, k): dataclasses.replace(v, name=renamed.get(k, k)) for k, v in g.values.items()},
+        g.constants,
+        g.inputs,
+        g.outputs,
+    )
+    g.verify()
+    rtol = derive_tolerances(g)
+    assert "stem_out" in rtol and "conv_b_out" in rtol
+    feeds = feeds_for(g)
+    want = _run_kernels(block_layout(_resnetish(), vector_bytes=64).graph, feeds)
+    np.testing.assert_array_equal(_run_kernels(g, feeds)[0], want[0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from pass_helpers import GB, assert_same_outputs, ops
 
@@ -30,7 +32,7 @@ def test_opt_levels():
     g2.verify()
     assert ops(g2) == ["Conv", "Conv"]
     assert_same_outputs(g, g2)
-    counts = log2.counts()
+    counts = {name: Counter(rule for rule, _ in fired) for name, fired in log2.fired.items()}
     assert counts["fold_batchnorm"] == {"Conv/ConvTranspose/Gemm + BatchNormalization -> Conv/ConvTranspose/Gemm": 2}
     assert sum(counts["fuse_epilogue"].values()) == 3
     assert counts["fold_pad"] and counts["remove_identity"]

@@ -14,8 +14,10 @@ from reference import (
     conv_transpose2d_reference,
 )
 
+from cnnrt.errors import UnsupportedOpError
+from cnnrt.kernels.conv_spec import ConvSpec
 from cnnrt.kernels.cuda import config
-from cnnrt.kernels.cuda.conv import conv_algorithm
+from cnnrt.kernels.cuda.conv_algorithm import check, choose
 
 ACTS = {
     "none": (0.0, 0.0),
@@ -78,16 +80,27 @@ def test_conv_every_path_matches_reference(index):
     rng = np.random.default_rng(index)
     x, w, b, r, out_shape, attrs, ref, k = _conv_case(rng, case)
     for path in _paths(case[1], case[2], case[3]):
-        [y] = run_op("Conv", [x, w, b, r], [out_shape], {**attrs, "cuda_algorithm": path}, const=(1, 2))
+        [y] = run_op("Conv", [x, w, b, r], [out_shape], {**attrs, "algorithm": path}, const=(1, 2))
         assert_close(y, ref, tol_for(k))
 
 
+def _spec(m, k, s=1, group=1, pad=0):
+    o = (5 + 2 * pad - k) // s + 1
+    return ConvSpec(1, 8, 5, 5, m, o, o, k, k, s, s, pad, pad, pad, pad, 1, 1, group)
+
+
 def test_conv_algorithm_choice():
-    base = dict(strides=(1, 1), pads=(0, 0, 0, 0))
-    assert conv_algorithm((1, 8, 5, 5), (8, 1, 3, 3), dict(base, group=8)) == "direct"
-    assert conv_algorithm((1, 8, 5, 5), (4, 8, 1, 1), base) == "pointwise"
-    assert conv_algorithm((1, 8, 5, 5), (4, 8, 1, 1), dict(base, strides=(2, 2))) == "implicit_gemm"
-    assert conv_algorithm((1, 8, 5, 5), (4, 8, 3, 3), base) == "implicit_gemm"
+    assert choose(_spec(8, 3, group=8))[0] == "direct"
+    assert choose(_spec(4, 1))[0] == "pointwise"
+    assert choose(_spec(4, 1, s=2))[0] == "implicit_gemm"
+    assert choose(_spec(4, 3))[0] == "implicit_gemm"
+
+
+def test_conv_algorithm_override_that_cannot_compute_names_the_node():
+    with pytest.raises(UnsupportedOpError, match="'c1'.*pointwise path needs a 1x1 kernel"):
+        check(_spec(4, 3, pad=1), "pointwise", "c1")
+    with pytest.raises(UnsupportedOpError, match="'c1'.*unknown conv algorithm 'winograd'"):
+        check(_spec(4, 3), "winograd", "c1")
 
 
 GEOMETRIES = {
@@ -111,7 +124,7 @@ def test_conv_tiling_geometries_agree(geometry, index):
     paths = [p for p in _paths(CONV_CASES[index][1], CONV_CASES[index][2], CONV_CASES[index][3]) if p != "direct"]
     with config.override(**GEOMETRIES[geometry]):
         for path in paths:
-            [y] = run_op("Conv", [x, w, b, r], [out_shape], {**attrs, "cuda_algorithm": path}, const=(1, 2))
+            [y] = run_op("Conv", [x, w, b, r], [out_shape], {**attrs, "algorithm": path}, const=(1, 2))
             assert_close(y, ref, tol_for(k))
 
 

@@ -1,0 +1,54 @@
+"""Tensor layouts: plain NCHW and the channel-blocked NCHWc.
+
+A blocked value stores a logical NCHW tensor whose channels come in blocks of B (one CPU
+vector of channels) as (N, C/B, H, W, B); its :class:`~cnnrt.core.ir.Value` carries the
+layout (``"nchw<B>c"``) and the name of the NCHW value it stores (``Value.logical``), so
+passes, kernels and tools read both from the Value instead of from its name.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+NCHW = "nchw"
+_BLOCKED = re.compile(r"^nchw(\d+)c$")
+
+
+def blocked(block: int) -> str:
+    """The layout name for channel blocks of ``block``."""
+    return f"nchw{block}c"
+
+
+def block_of(layout: str) -> int:
+    """Channels per block of ``layout``; 0 for a plain layout."""
+    m = _BLOCKED.match(layout)
+    return int(m.group(1)) if m else 0
+
+
+def is_blocked(value) -> bool:
+    """Whether ``value`` (a Value) is stored channel-blocked."""
+    return block_of(value.layout) > 0
+
+
+def logical_shape(shape, channels: int | None = None) -> tuple[int, ...]:
+    """NCHW shape of a stored one: (N, C/B, H, W, B) -> (N, C, H, W), C = ``channels`` when
+    they fill the last block partly (a cropped conv's output), else all; 4-D as it is."""
+    if len(shape) == 5:
+        n, cb, h, w, b = shape
+        c = channels if channels is not None and (cb - 1) * b < channels <= cb * b else cb * b
+        return (n, c, h, w)
+    return tuple(shape)
+
+
+def unblock(a: np.ndarray) -> np.ndarray:
+    """(N, C/B, H, W, B) -> the NCHW array it stores."""
+    n, cb, h, w, b = a.shape
+    return np.ascontiguousarray(a.transpose(0, 1, 4, 2, 3).reshape(n, cb * b, h, w))
+
+
+def block(a: np.ndarray, lanes: int) -> np.ndarray:
+    """NCHW -> (N, C/lanes, H, W, lanes) (numpy; the kernel is ReorderToBlocked's)."""
+    n, c, h, w = a.shape
+    return np.ascontiguousarray(a.reshape(n, c // lanes, lanes, h, w).transpose(0, 1, 3, 4, 2))

@@ -1,0 +1,199 @@
+"""Reading ONNX files: the ModelProto from a path, bytes or a proto (with checks that a
+corrupt file fails as a ModelLoadError), tensors decoded to numpy (external data read only
+from inside the model's folder), and graph inputs as :class:`InputSpec`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from cnnrt.errors import ModelLoadError, UnsupportedOpError
+
+ONNX_DTYPES = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.DOUBLE: "float64",
+    onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT16: "int16",
+    onnx.TensorProto.UINT16: "uint16",
+    onnx.TensorProto.UINT32: "uint32",
+    onnx.TensorProto.UINT64: "uint64",
+    onnx.TensorProto.INT8: "int8",
+    onnx.TensorProto.UINT8: "uint8",
+    onnx.TensorProto.BOOL: "bool",
+}
+# for error messages
+SUPPORTED_DTYPES = ", ".join(sorted(set(ONNX_DTYPES.values())))
+
+
+def load_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> tuple[onnx.ModelProto, Path | None]:
+    """Read a model from a path, bytes or a ModelProto; returns it and its folder (or None)."""
+    if isinstance(model, onnx.ModelProto):
+        _check_proto(model)
+        return model, None
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        data, folder = bytes(model), None
+    elif isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        try:
+            # O_NONBLOCK + a regular-file check: a FIFO or /dev/zero must not hang the load.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise ModelLoadError(f"model path {str(path)!r} is not a regular file")
+                data = f.read()
+            folder = path.resolve().parent
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"cannot read model file {str(path)!r}: {getattr(e, 'strerror', None) or e}") from None
+    else:
+        raise ModelLoadError(f"model must be a path, bytes or onnx.ModelProto, not {type(model).__name__}")
+    if not data:
+        raise ModelLoadError("model is empty (0 bytes)")
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except Exception as e:  # protobuf raises DecodeError, RuntimeWarning-ish errors
+        raise ModelLoadError(f"not a valid ONNX protobuf ({len(data)} bytes): {e}") from None
+    _check_proto(proto)
+    return proto, folder
+
+
+def _check_proto(proto: onnx.ModelProto) -> None:
+    if not proto.HasField("graph") or not proto.graph.node and not proto.graph.output:
+        raise ModelLoadError("the file parsed but holds no ONNX graph (truncated or not an ONNX model?)")
+    where = _first_non_utf8(proto, "model")
+    if where is not None:
+        raise ModelLoadError(f"{where} is not valid UTF-8 text (corrupt or not an ONNX model)")
+
+
+def _first_non_utf8(msg: Any, path: str) -> str | None:
+    """Path of the first string field that protobuf could not decode (it hands back bytes)."""
+    for fd, value in msg.ListFields():
+        repeated = fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED
+        items = value if repeated else [value]
+        if fd.type == fd.TYPE_MESSAGE:
+            for k, item in enumerate(items):
+                label = getattr(item, "name", "") if isinstance(getattr(item, "name", None), str) else ""
+                where = _first_non_utf8(item, f"{path}.{fd.name}[{label or k}]" if repeated else f"{path}.{fd.name}")
+                if where is not None:
+                    return where
+        elif fd.type == fd.TYPE_STRING and any(isinstance(v, bytes) for v in items):
+            return f"{path}.{fd.name}"
+    return None
+
+
+def _external_bytes(tensor: onnx.TensorProto, folder: Path | None) -> bytes:
+    info = {e.key: e.value for e in tensor.external_data}
+    loc = info.get("location")
+    if not loc:
+        raise ModelLoadError(f"initializer {tensor.name!r} has external data without a location")
+    if folder is None:
+        raise ModelLoadError(
+            f"initializer {tensor.name!r} stores its data in external file {loc!r}; "
+            "load the model from its path so the file can be found"
+        )
+    if os.path.isabs(loc) or Path(loc).drive:
+        raise ModelLoadError(f"initializer {tensor.name!r}: external data location {loc!r} is absolute")
+    if "\0" in loc:
+        raise ModelLoadError(f"initializer {tensor.name!r}: external data location {loc!r} contains a NUL byte")
+    try:
+        target = (folder / loc).resolve()
+    except (OSError, RuntimeError, ValueError) as e:  # symlink loops, over-long names
+        raise ModelLoadError(
+            f"initializer {tensor.name!r}: external data location {loc!r} cannot be resolved: {e}"
+        ) from None
+    if not target.is_relative_to(folder):
+        raise ModelLoadError(f"initializer {tensor.name!r}: external data location {loc!r} escapes the model's folder")
+    try:
+        offset = int(info.get("offset", 0))
+        length = int(info["length"]) if "length" in info else None
+    except ValueError:
+        raise ModelLoadError(f"initializer {tensor.name!r}: bad external data offset/length") from None
+    try:
+        # O_NOFOLLOW + fstat on the opened descriptor: the file checked is the file read (no
+        # symlink swapped in after resolve()), and O_NONBLOCK keeps a FIFO from hanging open().
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ModelLoadError(
+                    f"initializer {tensor.name!r}: external data location {loc!r} is not a regular file"
+                )
+            size = st.st_size
+            if offset < 0 or offset > size or (length is not None and (length < 0 or offset + length > size)):
+                raise ModelLoadError(
+                    f"initializer {tensor.name!r}: external data range offset={offset} length={length} "
+                    f"exceeds {loc!r} ({size} bytes)"
+                )
+            f.seek(offset)
+            return f.read(length if length is not None else size - offset)
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or e
+        raise ModelLoadError(f"initializer {tensor.name!r}: cannot read external data {loc!r}: {why}") from None
+
+
+def dtype_name(code: int) -> str:
+    """The ONNX name of an element type code (also for codes this onnx package does not know)."""
+    if code in onnx.TensorProto.DataType.values():
+        return onnx.TensorProto.DataType.Name(code)
+    return f"<unknown element type {code}>"
+
+
+def tensor_to_array(tensor: onnx.TensorProto, folder: Path | None = None, where: str = "") -> np.ndarray:
+    """Decode a TensorProto (external data read safely from ``folder``)."""
+    if tensor.data_type not in ONNX_DTYPES:
+        raise UnsupportedOpError(
+            f"tensor {tensor.name or where!r} has dtype {dtype_name(tensor.data_type)}; supported: " + SUPPORTED_DTYPES
+        )
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        t = onnx.TensorProto()
+        t.CopyFrom(tensor)
+        t.raw_data = _external_bytes(tensor, folder)
+        t.data_location = onnx.TensorProto.DEFAULT
+        del t.external_data[:]
+        tensor = t
+    try:
+        arr = numpy_helper.to_array(tensor)
+    except Exception as e:
+        raise ModelLoadError(f"tensor {tensor.name or where!r} cannot be decoded: {e}") from None
+    return np.asarray(arr, order="C")  # not ascontiguousarray: it turns 0-d arrays into shape (1,)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A graph input as users see it: dims are ints or symbolic names (str) or None."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: str
+
+
+def input_spec(vi: onnx.ValueInfoProto) -> InputSpec:
+    """A graph input's name, dims and dtype; it must be a tensor of a supported dtype."""
+    tt = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise UnsupportedOpError(f"graph input {vi.name!r} is not a tensor (sequences/maps are not supported)")
+    dtype = ONNX_DTYPES.get(tt.elem_type)
+    if dtype is None:
+        raise UnsupportedOpError(
+            f"graph input {vi.name!r} has element type {dtype_name(tt.elem_type)}; supported: " + SUPPORTED_DTYPES
+        )
+    dims: list[int | str | None] = []
+    if tt.HasField("shape"):
+        for d in tt.shape.dim:
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(int(d.dim_value))
+            elif d.HasField("dim_param"):
+                dims.append(d.dim_param)
+            else:
+                dims.append(None)
+    return InputSpec(vi.name, tuple(dims), dtype)

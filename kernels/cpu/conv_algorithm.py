@@ -1,0 +1,118 @@
+"""Which CPU algorithm computes a convolution: the one place the choice is made.
+
+:func:`choose` picks from the layer's shape alone and says why; :func:`check` validates an
+algorithm asked for by name (a node's ``algorithm`` attribute). passes/select_algorithm.py
+writes the result on every conv node; the kernels read it.
+
+``Conv`` (NCHW, kernels/cpu/conv.py dispatches):
+
+- ``winograd``: 3x3, stride 1, dilation 1, ungrouped, enough channels, tiles or small
+  weights: F(4x4, 3x3) in winograd.py (a quarter of the multiplications).
+- ``pointwise``: 1x1, stride 1, no padding: the input already is the GEMM operand.
+- ``fc``: a kernel covering the whole unpadded input (one output pixel): a Gemm.
+- ``im2col``: strided 1x1, and strided convs with many channels and outputs.
+- ``direct``: every other layer (conv_direct.py): taps read the zero-padded input in place.
+- ``depthwise``: group == C: per output channel, since a GEMM with K = kh*kw is all overhead.
+- ``pointwise_numpy`` / ``im2col_numpy``: the same GEMMs through ``np.matmul``, never chosen:
+  a second, independent reference for the tests.
+
+``BlockedConv`` (channel-blocked output, kernels/cpu/conv_blocked.py): ``depthwise``,
+``winograd`` (blocked input, where the NCHW rule picks it) or ``direct`` (the register tile).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnrt.errors import UnsupportedOpError
+from cnnrt.kernels.conv_spec import ConvSpec
+
+ALGORITHMS = {
+    "Conv": ("winograd", "pointwise", "depthwise", "im2col", "direct", "fc", "pointwise_numpy", "im2col_numpy"),
+    "BlockedConv": ("depthwise", "winograd", "direct"),
+}
+
+# Winograd wins over the direct algorithm once the transforms, paid per channel, are spread
+# over enough input and output channels; below these counts the GEMMs get a short reduction
+# and the direct algorithm is faster.
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_MIN_OUTPUTS = 32
+# Tiles hanging far over the output (SqueezeNet's 13x13: 66% of the tile outputs used) waste
+# the work of the unused outputs: below this share the direct algorithm is faster.
+WINOGRAD_MIN_TILE_USE = 0.75  # outputs / (tiles * 16)
+# Inside a model the transformed weights (4x the direct ones) come from memory: with few tiles
+# (7x7 outputs: 4) that stream dominates, unless the transformed weights fit in L2.
+WINOGRAD_MIN_TILES = 16  # over the batch
+WINOGRAD_L2_BYTES = 2 << 20
+# Strided convs with many channels and a large output: the gathered im2col columns beat
+# reading s*s phase planes; on small outputs (14x14 and below) the direct algorithm wins.
+IM2COL_MIN_CHANNELS = 64
+IM2COL_MIN_OUTPUTS = 400
+
+
+def _winograd_declined(spec: ConvSpec) -> str | None:
+    """Why Winograd does not pay for a 3x3 stride-1 layer (None: it does)."""
+    if spec.c < WINOGRAD_MIN_CHANNELS or spec.m < WINOGRAD_MIN_OUTPUTS:
+        return f"3x3 stride 1 with fewer than {WINOGRAD_MIN_CHANNELS} input or {WINOGRAD_MIN_OUTPUTS} output channels"
+    tiles = -(-spec.oh // 4) * -(-spec.ow // 4)
+    u_bytes = 36 * spec.c * spec.m * np.dtype(spec.dtype).itemsize
+    if spec.n * tiles < WINOGRAD_MIN_TILES and u_bytes > WINOGRAD_L2_BYTES:
+        return "3x3 stride 1 with few tiles and transformed weights larger than L2"
+    if spec.oh * spec.ow / (16 * tiles) < WINOGRAD_MIN_TILE_USE:
+        return "3x3 stride 1 whose tiles hang far over the output"
+    return None
+
+
+def choose(spec: ConvSpec, op: str = "Conv", blocked_input: bool = False) -> tuple[str, str]:
+    """(algorithm, reason) for a layer from its shape alone; ``op`` "BlockedConv" picks among
+    the blocked kernels (``blocked_input``: the input is blocked too)."""
+    if op == "BlockedConv":
+        if spec.group > 1:
+            return "depthwise", "one input channel per group"
+        if blocked_input and choose(spec)[0] == "winograd":
+            return "winograd", "3x3 stride 1 with enough channels and tiles, blocked input"
+        return "direct", "the blocked register tile computes any ungrouped conv"
+    if spec.group == spec.c and spec.group > 1:
+        return "depthwise", "one input channel per group"
+    declined = None
+    if spec.winograd_shape:
+        declined = _winograd_declined(spec)
+        if declined is None:
+            return "winograd", "3x3 stride 1 with enough channels and tiles"
+    if spec.pointwise:
+        return "pointwise", "1x1, stride 1, no padding: the input is the GEMM operand"
+    if spec.covers_input:
+        return "fc", "the kernel covers the whole input: one output pixel, a Gemm"
+    if spec.kh * spec.kw == 1:
+        return "im2col", "strided 1x1: im2col gathers only the pixels it reads"
+    if max(spec.sh, spec.sw) > 1 and spec.c >= IM2COL_MIN_CHANNELS and spec.oh * spec.ow >= IM2COL_MIN_OUTPUTS:
+        return "im2col", "strided with many channels and a large output"
+    return "direct", declined or "taps read the padded input in place"
+
+
+def computes(spec: ConvSpec, algorithm: str, op: str = "Conv", blocked_input: bool = False) -> bool:
+    """Whether ``algorithm`` can compute ``spec``."""
+    if algorithm not in ALGORITHMS.get(op, ()):
+        return False
+    if algorithm == "depthwise":
+        return spec.group == spec.c and (op == "Conv" or spec.group > 1)
+    if op == "BlockedConv":
+        return spec.group == 1 and (algorithm == "direct" or (blocked_input and spec.winograd_shape))
+    if algorithm in ("pointwise", "pointwise_numpy"):
+        return spec.pointwise
+    if algorithm == "fc":
+        return spec.covers_input
+    if algorithm == "winograd":
+        return spec.winograd_shape
+    return True
+
+
+def check(spec: ConvSpec, algorithm: str, node: str = "", op: str = "Conv", blocked_input: bool = False) -> None:
+    """Raise UnsupportedOpError naming ``node`` when ``algorithm`` cannot compute ``spec``."""
+    if computes(spec, algorithm, op, blocked_input):
+        return
+    where = f"node {node!r} ({op}): " if node else ""
+    known = ALGORITHMS.get(op, ())
+    if algorithm not in known:
+        raise UnsupportedOpError(f"{where}unknown conv algorithm {algorithm!r}; the CPU has {list(known)}")
+    raise UnsupportedOpError(f"{where}conv algorithm {algorithm!r} cannot compute {spec}")

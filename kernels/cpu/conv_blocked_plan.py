@@ -1,0 +1,92 @@
+"""How a blocked conv (conv_blocked.py) is laid out: channel blocks per weight panel, the
+task split, the packed weights and the input addressing (tap table, strides, padded copy)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnrt.kernels.aligned import aligned_copy
+
+_OUT_BLOCK_BYTES = 256 << 10  # a task's output block: it is re-read per reduction chunk
+_MIN_TASKS = 8
+
+
+def panel_blocks(m: int, lanes: int) -> int:
+    """Channel blocks per panel (microkernel.BLOCKED_TILES) for M output channels: the tile
+    computing the fewest blocks past M, 4 on a tie (M = 16, 32, 96, 160, 208: 1, 2, 2, 2, 2;
+    the 8x2 and 4x4 tiles load as much per FMA, and where both fit M the 4x4 tile measured
+    about as fast)."""
+    blocks = -(-m // lanes)
+    if blocks == 1:
+        return 1
+    return min((4, 2), key=lambda nv: (-(-blocks // nv) * nv, -nv))
+
+
+def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: int = 4) -> tuple[int, int]:
+    """(panels per task, output pixels per task): a task is a block of one image's pixels
+    (a multiple of the tile's bmr) for a group of weight panels.
+
+    Whichever stream is bigger is read once: late layers (weights bigger than the input)
+    get one panel per task and all pixels, so each weight panel crosses memory once; early
+    layers get all panels and blocks of pixels. The output block a task re-reads per
+    reduction chunk stays under _OUT_BLOCK_BYTES."""
+    panels = -(-spec.m // nr)
+    npix = spec.oh * spec.ow
+    pg = 1 if w_bytes >= in_bytes else panels
+    px_bytes = nr * itemsize * pg
+
+    def fit(pixels):
+        return npix if pixels >= npix else max(bmr, pixels // bmr * bmr)
+
+    pxb = fit(_OUT_BLOCK_BYTES // px_bytes)
+
+    def tasks():
+        return -(-panels // pg) * spec.n * -(-npix // pxb)
+
+    while tasks() < _MIN_TASKS and pxb > 4 * bmr:
+        pxb = fit(-(-pxb // 2))
+    while tasks() < _MIN_TASKS and pg > 1:
+        pg = -(-pg // 2)
+    return pg, pxb
+
+
+def pack_weights(w: np.ndarray, nr: int, kstep: int) -> np.ndarray:
+    """(M, C, kh, kw) -> (panels, C/kstep, kh, kw, kstep, nr): per panel of nr output
+    channels (the last zero padded), the taps in the order of the tap table, each kstep input
+    channels of nr weights."""
+    m, c, kh, kw = w.shape
+    panels = -(-m // nr)
+    wpad = np.zeros((panels * nr, c, kh, kw), w.dtype)
+    wpad[:m] = w
+    w6 = wpad.reshape(panels, nr, c // kstep, kstep, kh, kw)
+    return aligned_copy(np.ascontiguousarray(w6.transpose(0, 2, 4, 5, 3, 1)))
+
+
+class Geometry:
+    """How one conv's input is addressed: padded copy or in place, tap table, strides."""
+
+    def __init__(self, spec, blocked_input: bool, lanes: int):
+        s = spec
+        self.padded = any((s.pt, s.pl, s.pb, s.pr))  # read through a zero-bordered copy
+        # pixels a row of taps reaches: enough for every output row and column
+        hp = max(s.h + s.pt + s.pb, (s.oh - 1) * s.sh + (s.kh - 1) * s.dh + 1)
+        wp = max(s.w + s.pl + s.pr, (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1)
+        if not self.padded:
+            hp, wp = s.h, s.w
+        self.hp, self.wp = hp, wp
+        self.layout_lanes = lanes if blocked_input else 1  # elements per pixel in a plane
+        self.planes = s.c // lanes if blocked_input else s.c
+        self.plane = hp * wp * self.layout_lanes
+        self.kstep = lanes if blocked_input else s.c
+        self.a_ks = 1 if blocked_input else self.plane
+        self.a_rs = s.sw * self.layout_lanes
+        self.a_row = s.sh * wp * self.layout_lanes
+        per_block = self.plane if blocked_input else 0
+        taps = [
+            cb * per_block + (i * s.dh * wp + j * s.dw) * self.layout_lanes
+            for cb in range(s.c // self.kstep)
+            for i in range(s.kh)
+            for j in range(s.kw)
+        ]
+        self.taps = np.array(taps, np.int64)
+        self.per_n = self.planes * self.plane

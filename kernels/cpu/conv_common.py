@@ -1,0 +1,86 @@
+"""What the CPU convolution kernels share: read-only constants, the block width of the
+channel-blocked layout, index ranges of taps, the register tile's epilogue flags, and the
+epilogue pass over an output for the algorithms that do not fuse it."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from cnnrt.core.ops import ACTIVATIONS
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.cpu import microkernel as mk
+from cnnrt.kernels.cpu.activation import act_row
+
+
+def readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view. Constants reach the jitted kernels read-only (the frontend's arrays
+    are), and Numba compiles read-only and writable arrays separately: passing every constant
+    and dummy this way keeps one signature per kernel."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def opt_input(ins, i):
+    """Input ``i`` of a step, None when omitted."""
+    return ins[i] if i < len(ins) else None
+
+
+def block_size(dtype) -> int:
+    """Channels per block of the blocked layout for ``dtype``: one vector (16 float32 with AVX-512)."""
+    return mk.VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+@njit(inline="always")
+def valid_range(off, s, size, out_count):
+    """[lo, hi): the outputs o whose input index o*s + off lies in [0, size)."""
+    lo = 0 if off >= 0 else (s - 1 - off) // s
+    hi = (size - 1 - off) // s + 1 if size - 1 - off >= 0 else 0
+    hi = min(hi, out_count)
+    return min(lo, hi), hi
+
+
+@pjit
+def _epilogue(out, bias, res, has_res, kind, alpha, beta):
+    """out[p, s] = act(out[p, s] + bias[p % M] (+ res[p, s])); rows p = n*M + m in parallel."""
+    p_count, s_count = out.shape
+    m_count = bias.shape[0]
+    for p in prange(p_count):
+        if has_res:
+            act_row(out[p], bias[p % m_count], res[p], True, kind, alpha, beta)
+        else:
+            act_row(out[p], bias[p % m_count], res[0], False, kind, alpha, beta)
+
+
+_epilogue_serial = serial_twin(_epilogue)
+
+
+def epilogue_fn(spec, bias_const):
+    """run_epilogue(out4d, bias_in, res_in), or None when there is nothing to do: one parallel
+    pass over the output for the algorithms that do not fuse the epilogue into their tiles."""
+    if not spec.has_epilogue:
+        return None
+    dt = np.dtype(spec.dtype)
+    zeros = readonly(np.zeros(spec.m, dt))
+    dummy_res = np.zeros((1, 1), dt)  # writable, like the arena arrays real residuals come in
+    alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
+    rows, cols = spec.n * spec.m, spec.oh * spec.ow
+
+    def run_epilogue(out, bias, res):
+        b = bias_const if bias_const is not None else (zeros if bias is None else readonly(bias))
+        r = dummy_res if res is None else res.reshape(rows, cols)
+        kern = pick(_epilogue, _epilogue_serial, rows * cols, num_threads())
+        kern(out.reshape(rows, cols), b, r, res is not None, spec.act, alpha, beta)
+
+    return run_epilogue
+
+
+def tile_flags(spec) -> int:
+    """The epilogue flags for the register tile (microkernel.py) of a conv with ``spec``."""
+    f = (mk.BIAS if spec.has_bias else 0) | (mk.RESIDUAL if spec.has_res else 0)
+    if spec.act == ACTIVATIONS["Relu"]:
+        f |= mk.ACT_RELU << mk.ACT_SHIFT
+    elif spec.act == ACTIVATIONS["Clip"]:
+        f |= mk.ACT_CLIP << mk.ACT_SHIFT
+    return f
