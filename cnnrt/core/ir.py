@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnrt.core.layout import is_blocked
 from cnnrt.core.ops import OPS, infer
 from cnnrt.errors import GraphError
 
@@ -140,8 +141,9 @@ class Graph:
         Checks: unique node names, one definition per value, nodes in topological order
         (which also rules out cycles), every input defined, every used value has a Value
         entry, constants agree with their Value's shape and dtype, outputs defined, and every
-        node is an IR op with the ports and attributes its definition requires and output
-        shapes that agree with its shape inference (cnnrt.core.ops).
+        node is an IR op with the ports and attributes its definition requires, reads
+        channel-blocked values only if its definition allows, and has output shapes that agree
+        with its shape inference (cnnrt.core.ops).
         """
         defined: set[str] = set(self.inputs) | set(self.constants)
         if len(set(self.inputs) & set(self.constants)):
@@ -166,6 +168,14 @@ class Graph:
             seen_names.add(n.name)
             if n.op not in OPS:
                 raise GraphError(f"node {n.name!r} has op {n.op!r}, which is not an IR op (cnnrt.core.ops.OPS)")
+            d = OPS[n.op]
+            if not (d.blocked or d.view):  # blocked values are read only where the table allows
+                for i in n.inputs:
+                    if i in self.values and is_blocked(self.values[i]):
+                        raise GraphError(
+                            f"node {n.name!r} ({n.op}) reads {i!r} in layout {self.values[i].layout}, "
+                            "but the op table does not declare it blocked-capable"
+                        )
             for i in n.inputs:
                 if i and i not in defined:
                     raise GraphError(

@@ -150,3 +150,15 @@ def test_verify_rejects_unknown_ops_and_wrong_arity():
         _one_node(Node("Mystery", ("x",), ("y",), {}, "m"), {"x": (2,), "y": (2,)}).verify()
     with pytest.raises(GraphError, match=r"'a' \(Add\) has 1 inputs, expected A, B"):
         _one_node(Node("Add", ("x",), ("y",), {}, "a"), {"x": (2,), "y": (2,)}).verify()
+
+
+def test_verify_allows_blocked_inputs_only_where_the_table_does():
+    shapes = {"x": (1, 1, 2, 2, 16), "y": (1, 1, 2, 2, 16)}
+
+    def graph(op, **attrs):
+        values = {k: Value(k, s, layout="nchw16c", logical=k[0] + "_plain") for k, s in shapes.items()}
+        return Graph([Node(op, ("x",), ("y",), attrs, "n")], values, {}, ["x"], ["y"])
+
+    graph("Relu").verify()
+    with pytest.raises(GraphError, match=r"'n' \(LRN\) reads 'x' in layout nchw16c"):
+        graph("LRN", size=3).verify()
