@@ -4,6 +4,32 @@ A kernel *builder* takes a node and its graph at plan-build time (shapes known, 
 available for prepacking) and returns ``run(ins, outs)``, which reads the input arrays and
 writes into the preallocated output arrays. Missing kernels are found when the plan is
 built, never halfway through a run.
+
+An op family registers in the same-named module on both backends (kernels/cpu/ and
+kernels/cuda/), so the two implementations of an op sit side by side:
+
+    elementwise.py     Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Elu,
+                       Add, Sub, Mul, Div, Sum, Max, Min, PRelu, Cast
+    norm.py            BatchNormalization, ChannelAffine, LRN
+    reduce.py          Softmax (and LogSoftmax), ReduceMean, GlobalAveragePool, GlobalMaxPool
+    pool.py            MaxPool, AveragePool
+    gemm.py            Gemm, MatMul
+    conv.py            Conv (conv_algorithm.py on both: which algorithm a conv runs)
+    conv_transpose.py  ConvTranspose
+    resize.py          Resize
+    tensor.py          Reshape, Identity, Dropout, Concat, Split, Slice, Transpose, Gather,
+                       Shape, ConstantOfShape, Pad
+
+The activation formulas themselves are kernels/activation.py's, and a convolution's shape
+facts kernels/conv_spec.py's, one definition for both backends. CPU-only modules have no
+CUDA twin: activation.py (the fused activation epilogue helpers), blocked.py and
+blocked_window.py (the channel-blocked NCHWc layout, its Blocked* ops and their window
+kernel), the conv algorithms conv.py runs (conv_gemm.py, conv_gather.py, conv_direct.py,
+conv_blocked.py, conv_blocked_plan.py, winograd.py, winograd_transforms.py, depthwise.py,
+depthwise_3x3.py, and conv_common.py they share), microkernel.py (register tiles),
+vector_ir.py and llvm_ir.py (explicit-vector LLVM IR), blas.py (the BLAS gemm binding and
+task helpers). CUDA-only: common.py (launch, index and epilogue helpers), config.py (launch
+geometry), device.py (device arrays, the simulator).
 """
 
 from __future__ import annotations

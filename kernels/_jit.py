@@ -12,7 +12,7 @@ import sys
 # fastmath is off: it lets LLVM reassociate reductions and drop NaN/Inf semantics, and
 # results must propagate NaN/Inf as onnxruntime does. error_model="numpy": a float division
 # by zero gives inf/NaN as IEEE says (Numba's default raises ZeroDivisionError), and without
-# that check per division LLVM vectorises loops that divide (tanh, AveragePool: 3-10x).
+# that check per division LLVM vectorises loops that divide (tanh, AveragePool).
 JIT_FLAGS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
 PARALLEL_FLAGS = dict(JIT_FLAGS, parallel=True)
 
@@ -34,14 +34,13 @@ def configure_env_defaults() -> None:
     """Defaults that must precede the first numba / BLAS import; the user's settings win.
 
     Numba's OpenMP layer and OpenBLAS both spin after a parallel region; on 2 cores they
-    fight (FIELD-NOTES: 3-8x slowdowns). Passive waiting removes the fight.
+    fight (several-fold slowdowns). Passive waiting removes the fight.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
     # ...but a short spin (libgomp: iterations before sleeping; GOMP_SPINCOUNT wins over the
-    # wait policy) keeps the worker awake across back-to-back layers: MobileNetV2 at 2 threads
-    # 11.5 -> 9.7 ms (spin 0 -> 1000; 7.7 at 20000) on an idle machine, while with another
-    # process on one core 20000 made it 12.5 -> 20.6 ms and 1000 only -> 14.9 (resnet18 equal).
+    # wait policy) keeps the worker awake across back-to-back layers; a long spin would steal
+    # the core from another process on a shared machine, so the default is a short one.
     # BLAS is single-threaded under cnnrt (cnnrt/threads.py), so no second pool spins.
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
     if "NUMBA_CACHE_DIR" not in os.environ:
@@ -74,8 +73,8 @@ def kernel_cache_dir() -> str:
 def serial_twin(dispatcher):
     """The same kernel compiled without ``parallel``: its prange loops run in the calling
     thread, with no parallel region at all. Tiny layers (LeNet's, late 7x7 ones) and 1-thread
-    sessions use it: waking a second thread for a few microseconds of work cost more than the
-    work (LeNet-5 at 2 threads: 0.25 ms vs 0.12 at 1).
+    sessions use it: waking a second thread for a few microseconds of work costs more than the
+    work.
 
     The twin is a copy of the Python function under another qualified name, so Numba's
     on-disk cache (keyed by name and signature, not by the parallel flag) keeps them apart.
@@ -98,7 +97,7 @@ def pick(parallel, serial, work: float, nthreads: int):
     return parallel if nthreads > 1 and work >= SERIAL_BELOW else serial
 
 
-SERIAL_BELOW = 1 << 19  # ~5-20 us of work on one core: a parallel region's wake-up costs as much
+SERIAL_BELOW = 1 << 19  # about as much work as a parallel region's wake-up costs
 
 
 _get_num_threads = None
@@ -106,8 +105,7 @@ _get_num_threads = None
 
 def num_threads() -> int:
     """``numba.get_num_threads()`` (this thread's count) without its per-call pool-launch lock:
-    0.68 -> 0.10 us. Every step's wrapper asks once, so on LeNet (7 steps, ~0.1 ms a run) the
-    lock was a measurable share of the run."""
+    every step's wrapper asks once, so on a small net the lock is a measurable share of the run."""
     global _get_num_threads
     if _get_num_threads is None:
         import numba

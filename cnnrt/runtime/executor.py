@@ -1,21 +1,28 @@
-"""Executor: a plan built once (kernel per step, buffers resolved), and a tiny run loop.
+"""Executors: a plan built once (kernel per step, buffers resolved), and a tiny run loop.
 
-Every value's array is made once from the memory plan: a root is a typed view of its arena
-bytes, an alias is its base reshaped (never a copy), a slice is a numpy view of a range of
-its container (strided when the axes in front of the slice are not all 1). Nodes the plan
-marks as no-ops (views, in-place Concat) get no step. With ``poison=True`` a step after the
-last reader of a region fills it with NaN (integers: their max, bool: True), so reading a
-dead or wrongly shared region shows up as a wrong answer.
+:class:`BaseExecutor` holds what every backend shares: each value's array is made once from
+the memory plan (a root is a typed view of its arena bytes, an alias is its base without a
+copy, a Concat slice is a view of a range of its container), nodes the plan marks as no-ops
+(views, in-place Concat) get no step, every other node gets the kernel its backend registered,
+and a failing build or run is re-raised naming the node, its ONNX origin and its input shapes.
+With ``poison=True`` a step after the last reader of a region fills it with NaN (integers:
+their max, bool: True), so reading a dead or wrongly shared region shows up as a wrong answer.
+
+A subclass says what differs: the arena (host or device memory), how constants are bound,
+how the three place kinds become arrays, how a region is filled, and how feeds and outputs
+cross into and out of the arena. :class:`Executor` is the CPU one (numpy views shaped like
+the values); the CUDA one is in cuda_executor.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from cnnrt.core.ir import Graph, Node
+from cnnrt.core.ir import Graph, Node, Value
 from cnnrt.errors import CnnrtError, KernelError, UnsupportedOpError
 from cnnrt.kernels import get_builder
 from cnnrt.kernels.aligned import aligned_empty
@@ -30,37 +37,32 @@ class Step:
     outs: list
 
 
-class Executor:
+class BaseExecutor:
     """Binds every value of ``graph`` to an array (arena view or constant) and a kernel per node."""
 
-    def __init__(self, graph: Graph, plan: MemoryPlan, backend: str = "cpu", poison: bool = False) -> None:
+    backend: str
+    where = ""  # said after the node in error messages (" on cuda")
+
+    def __init__(self, graph: Graph, plan: MemoryPlan, poison: bool = False) -> None:
         self.graph = graph
         self.plan = plan
-        self.backend = backend
         self.poison = poison
-        live_nodes = [n for n in graph.nodes if n.name not in plan.noop_nodes]
-        missing = [n for n in live_nodes if get_builder(n.op, backend) is None]
+        live_nodes = [n for n in graph.nodes if not self._is_noop(n)]
+        missing = [n for n in live_nodes if get_builder(n.op, self.backend) is None]
         if missing:
             raise UnsupportedOpError(
-                f"no {backend} kernel for {len(missing)} node(s): " + "; ".join(f"{n.name} ({n.op})" for n in missing)
+                f"no {self.backend} kernel for {len(missing)} node(s): "
+                + "; ".join(f"{n.name} ({n.op})" for n in missing)
             )
-        self.arena = aligned_empty(plan.arena_bytes, np.uint8)
-        self.arrays: dict[str, np.ndarray] = dict(graph.constants)
+        self.arena = self._new_arena(plan.arena_bytes)
+        self.arrays: dict[str, Any] = self._bind_constants(live_nodes)
         for name in plan.places:
             self._array(name)
         dying = plan.dying_after() if poison else [[] for _ in graph.nodes]
         self.steps: list[Step] = []
         for i, node in enumerate(graph.nodes):
-            if node.name not in plan.noop_nodes:
-                try:
-                    run = get_builder(node.op, backend)(node, graph)
-                except CnnrtError:
-                    raise
-                except Exception as e:
-                    raise KernelError(_describe(node, graph, f"kernel build failed: {type(e).__name__}: {e}")) from e
-                ins = [self.arrays[i] if i else None for i in node.inputs]
-                outs = [self.arrays[o] if o else None for o in node.outputs]
-                self.steps.append(Step(node, run, ins, outs))
+            if not self._is_noop(node):
+                self.steps.append(self._step(node))
             for root in dying[i]:
                 self.steps.append(self._poison_step(node, root))
         self.input_arrays = [self.arrays[i] for i in graph.inputs]
@@ -68,43 +70,65 @@ class Executor:
         # what the hot loop touches: no attribute lookups per step
         self._calls = [(s.run, s.ins, s.outs) for s in self.steps]
 
-    def _array(self, name: str) -> np.ndarray:
+    # what a backend provides
+    def _new_arena(self, nbytes: int) -> Any:
+        raise NotImplementedError
+
+    def _bind_constants(self, live_nodes: list[Node]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _root(self, name: str, v: Value, offset: int) -> Any:
+        raise NotImplementedError
+
+    def _alias(self, name: str, v: Value, base_name: str) -> Any:
+        raise NotImplementedError
+
+    def _slice(self, name: str, v: Value, place) -> Any:
+        raise NotImplementedError
+
+    def _filler(self, region: Any, value) -> object:
+        raise NotImplementedError
+
+    def _is_noop(self, node: Node) -> bool:
+        return node.name in self.plan.noop_nodes
+
+    # shared machinery
+    def _array(self, name: str) -> Any:
+        """The array of an arena value, following the plan's places (made once, then cached)."""
         arr = self.arrays.get(name)
         if arr is not None:
             return arr
         v = self.graph.values[name]
         place = self.plan.places[name]
         if place.kind == "buffer":
-            buf = self.plan.buffers[name]
-            arr = self.arena[buf.offset : buf.offset + v.nbytes].view(v.dtype).reshape(v.shape)
+            arr = self._root(name, v, self.plan.buffers[name].offset)
         elif place.kind == "alias":
-            arr = self._array(place.base).view()
-            arr.shape = v.shape  # raises instead of copying
+            arr = self._alias(name, v, place.base)
         else:
-            base = self._array(place.base)
-            index = [slice(None)] * base.ndim
-            index[place.axis] = slice(place.start, place.start + v.shape[place.axis])
-            arr = base[tuple(index)]
-        assert arr.dtype == np.dtype(v.dtype) and arr.shape == v.shape
+            arr = self._slice(name, v, place)
         self.arrays[name] = arr
         return arr
 
+    def _step(self, node: Node) -> Step:
+        try:
+            run = get_builder(node.op, self.backend)(node, self.graph)
+        except CnnrtError:
+            raise
+        except Exception as e:
+            raise KernelError(self._describe(node, f"kernel build failed: {type(e).__name__}: {e}")) from e
+        ins = [self.arrays[i] if i else None for i in node.inputs]
+        outs = [self.arrays[o] if o else None for o in node.outputs]
+        return Step(node, run, ins, outs)
+
     def _poison_step(self, node: Node, root: str) -> Step:
-        buf = self.plan.buffers[root]
-        v = self.graph.values[root]
-        region = self.arena[buf.offset : buf.offset + v.nbytes].view(v.dtype)
-        dt = region.dtype
-        value = np.nan if dt.kind in "fc" else True if dt.kind == "b" else np.iinfo(dt).max
+        """After ``node``, fill the dead region of ``root`` with NaN (ints: max, bool: True)."""
+        region = self.arrays[root]
+        dt = np.dtype(region.dtype)
+        value = dt.type(np.nan if dt.kind in "fc" else True if dt.kind == "b" else np.iinfo(dt).max)
+        return Step(node.replace(name=f"{node.name}/poison:{root}", op="Poison"), self._filler(region, value), [], [])
 
-        def fill(ins, outs):
-            region.fill(value)
-
-        return Step(node.replace(name=f"{node.name}/poison:{root}", op="Poison"), fill, [], [])
-
-    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Copy feeds in, run every step, return copies of the outputs (the arena is reused)."""
-        for dst, src in zip(self.input_arrays, feeds):
-            np.copyto(dst, src)
+    def _run_steps(self) -> None:
+        """Every step in order; a failure is re-raised naming the step's node."""
         i = 0
         try:
             for i, (run, ins, outs) in enumerate(self._calls):  # noqa: B007  (i names the failing step)
@@ -112,10 +136,55 @@ class Executor:
         except CnnrtError:
             raise
         except Exception as e:
-            raise KernelError(_describe(self.steps[i].node, self.graph, f"{type(e).__name__}: {e}")) from e
+            raise KernelError(self._describe(self.steps[i].node, f"{type(e).__name__}: {e}")) from e
+
+    def _describe(self, node: Node, what: str) -> str:
+        shapes = ", ".join(f"{i}{list(self.graph.values[i].shape)}" for i in node.inputs if i)
+        return f"node {node.name!r} ({node.op}, from ONNX {list(node.origin)}){self.where} with inputs {shapes}: {what}"
+
+
+class Executor(BaseExecutor):
+    """The CPU executor: values are numpy views of one aligned host arena, shaped like the values."""
+
+    def __init__(self, graph: Graph, plan: MemoryPlan, backend: str = "cpu", poison: bool = False) -> None:
+        self.backend = backend
+        super().__init__(graph, plan, poison)
+
+    def _new_arena(self, nbytes: int) -> np.ndarray:
+        return aligned_empty(nbytes, np.uint8)
+
+    def _bind_constants(self, live_nodes: list[Node]) -> dict[str, Any]:
+        return dict(self.graph.constants)
+
+    def _root(self, name: str, v: Value, offset: int) -> np.ndarray:
+        return self._checked(v, self.arena[offset : offset + v.nbytes].view(v.dtype).reshape(v.shape))
+
+    def _alias(self, name: str, v: Value, base_name: str) -> np.ndarray:
+        arr = self._array(base_name).view()
+        arr.shape = v.shape  # raises instead of copying
+        return self._checked(v, arr)
+
+    def _slice(self, name: str, v: Value, place) -> np.ndarray:
+        """A numpy view of a range of the container: strided when the axes in front are not all 1."""
+        base = self._array(place.base)
+        index = [slice(None)] * base.ndim
+        index[place.axis] = slice(place.start, place.start + v.shape[place.axis])
+        return self._checked(v, base[tuple(index)])
+
+    @staticmethod
+    def _checked(v: Value, arr: np.ndarray) -> np.ndarray:
+        assert arr.dtype == np.dtype(v.dtype) and arr.shape == v.shape
+        return arr
+
+    def _filler(self, region: np.ndarray, value) -> object:
+        def fill(ins, outs):
+            region.fill(value)
+
+        return fill
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Copy feeds in, run every step, return copies of the outputs (the arena is reused)."""
+        for dst, src in zip(self.input_arrays, feeds):
+            np.copyto(dst, src)
+        self._run_steps()
         return [np.array(o, copy=True) for o in self.output_arrays]
-
-
-def _describe(node: Node, graph: Graph, what: str) -> str:
-    shapes = ", ".join(f"{i}{list(graph.values[i].shape)}" for i in node.inputs if i)
-    return f"node {node.name!r} ({node.op}, from ONNX {list(node.origin)}) with inputs {shapes}: {what}"

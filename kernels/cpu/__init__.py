@@ -10,6 +10,7 @@ from . import (
     gemm,  # noqa: F401,E402
     norm,  # noqa: F401,E402
     pool,  # noqa: F401,E402
+    reduce,  # noqa: F401,E402
     resize,  # noqa: F401,E402
     tensor,  # noqa: F401,E402
 )

@@ -1,23 +1,18 @@
-"""Elementwise activations, standalone and as the fused epilogue other kernels call.
+"""The activations as the fused epilogue other CPU kernels call (the ops are elementwise.py's).
 
-``act_scalar`` is the single definition of every activation's formula; fused kernels
-(Conv, Gemm, ChannelAffine, ...) call it per element while the value is in a register.
+``act_scalar`` is the CPU instance of kernels/activation.py's formulas (shared with the CUDA
+kernels); fused kernels (Conv, Gemm, ChannelAffine, ...) call it per element while the value
+is in a register, and the row helpers dispatch the kind once per row so the common ones vectorise.
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-from numba import prange, types
+from numba import types
 from numba.extending import overload
 
-from cnnrt.core.ops import ACTIVATIONS, activation_params
-from cnnrt.kernels import register
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit
+from cnnrt.kernels.activation import CLIP, NONE, RELU, TANH, activation_formula
 from cnnrt.kernels.cpu.vector_ir import TANH_CLAMP, TANH_P, TANH_Q, TANH_SMALL, fma, tanh_run
-
-_CHUNK = 1 << 14
 
 
 @njit(inline="always")
@@ -46,8 +41,8 @@ def tanh_rational(v):
 
 def tanh_inplace(o):
     """o[:] = tanh_rational(o[:]). Jitted callers get :func:`_tanh_inplace`'s choice:
-    vector_ir.tanh_run on contiguous arrays (LLVM leaves the scalar loop scalar: 1 ns per
-    element, LeNet's largest epilogue cost), else the loop; from Python, the loop."""
+    vector_ir.tanh_run on contiguous arrays (LLVM leaves the scalar loop scalar), else the
+    loop; from Python, the loop."""
     for q in range(o.shape[0]):
         o[q] = tanh_rational(o[q])
 
@@ -64,42 +59,8 @@ def _tanh_inplace(o):
     return loop
 
 
-@njit(inline="always")
-def act_scalar(v, kind, alpha, beta):
-    """Apply activation ``kind`` (see cnnrt.core.ops.ACTIVATIONS) to one value."""
-    if kind == 0:
-        return v
-    if kind == 1:  # Relu (NaN stays NaN, as onnxruntime's max(x, 0) keeps it; -Inf gives 0)
-        return v if not v < 0 else 0.0
-    if kind == 2:  # LeakyRelu
-        return v if v >= 0 else v * alpha
-    if kind == 3:  # Clip(min=alpha, max=beta); NaN propagates
-        if v < alpha:
-            return alpha
-        if v > beta:
-            return beta
-        return v
-    if kind == 4:  # Sigmoid, computed without overflow for large |v|
-        if v >= 0:
-            return 1.0 / (1.0 + math.exp(-v))
-        e = math.exp(v)
-        return e / (1.0 + e)
-    if kind == 5:  # HardSigmoid; min/max would turn NaN into a bound
-        if v != v:
-            return v
-        return max(0.0, min(1.0, alpha * v + beta))
-    if kind == 6:  # HardSwish: x * max(0, min(1, x/6 + 1/2))
-        return v * max(0.0, min(1.0, v / 6.0 + 0.5))
-    if kind == 7:
-        return tanh_rational(v)
-    if kind == 8:  # Elu
-        return v if v >= 0 else alpha * (math.exp(v) - 1.0)
-    if kind == 9:  # SiLU = x * sigmoid(x)
-        if v >= 0:
-            return v / (1.0 + math.exp(-v))
-        e = math.exp(v)
-        return v * e / (1.0 + e)
-    return v
+# one value; the formulas are kernels/activation.py's, with Python-float constants
+act_scalar = activation_formula(0.0, 1.0, 6.0, 0.5, tanh_rational)
 
 
 @njit
@@ -120,58 +81,19 @@ def act_row(o, b, r, has_res, kind, alpha, beta):
 def act_inplace(o, kind, alpha, beta):
     """o[q] = act(o[q]) along a row; the kind is dispatched once, the common ones vectorise."""
     n = o.shape[0]
-    if kind == 0:
+    if kind == NONE:
         return
-    if kind == 1:
+    if kind == RELU:
         for q in range(n):
             v = o[q]
             o[q] = v if not v < 0 else 0.0  # not 0 * v: Relu(-Inf) is 0, not NaN
-    elif kind == 3:  # Clip (ReLU6): selects, NaN propagates
+    elif kind == CLIP:  # Clip (ReLU6): selects, NaN propagates
         for q in range(n):
             v = o[q]
             v = alpha if v < alpha else v
             o[q] = beta if v > beta else v
-    elif kind == 7:
+    elif kind == TANH:
         tanh_inplace(o)
     else:
         for q in range(n):
             o[q] = act_scalar(o[q], kind, alpha, beta)
-
-
-@pjit
-def activate_flat(x, out, kind, alpha, beta):
-    """out[i] = act(x[i]) over flat arrays, split in chunks across threads."""
-    n = x.size
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for c in prange(nchunks):
-        lo = c * _CHUNK
-        hi = min(n, lo + _CHUNK)
-        for i in range(lo, hi):
-            out[i] = act_scalar(x[i], kind, alpha, beta)
-
-
-_activate_flat_serial = serial_twin(activate_flat)
-
-
-@register("Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu")
-def build_activation(node, graph):
-    kind = ACTIVATIONS[node.op]
-    alpha, beta = activation_params(node.op, node.attrs)
-    dtype = np.dtype(graph.values[node.inputs[0]].dtype)
-    if dtype.kind != "f":
-        # Relu/Clip on integer tensors (rare: shape arithmetic) go through numpy.
-        if node.op == "Relu":
-            return lambda ins, outs: np.maximum(ins[0], 0, out=outs[0])
-        if node.op == "Clip":
-            lo, hi = node.attrs["min"], node.attrs["max"]
-            return lambda ins, outs: np.clip(
-                ins[0], max(lo, np.iinfo(dtype).min), min(hi, np.iinfo(dtype).max), out=outs[0]
-            )
-        raise TypeError(f"{node.op} needs a floating-point input, got {dtype}")
-    a, b = dtype.type(alpha), dtype.type(beta)
-
-    def run(ins, outs):
-        x = ins[0].reshape(-1)
-        pick(activate_flat, _activate_flat_serial, x.size, num_threads())(x, outs[0].reshape(-1), kind, a, b)
-
-    return run

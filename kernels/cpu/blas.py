@@ -4,7 +4,7 @@ cnnrt's own register tile, microkernel.py), plus the two intrinsics every task k
 cnnrt draws all its parallelism from ONE pool, Numba's: BLAS is kept single-threaded
 (:func:`cnnrt.runtime.threads.apply_threads`) and kernels split a GEMM into tasks themselves, each
 task calling the BLAS of numpy (its bundled OpenBLAS) on a block. Two pools on two cores
-fought (FIELD-NOTES), and OpenBLAS splits a GEMM statically, so one descheduled thread
+fight (each spins while the other wants the core), and OpenBLAS splits a GEMM statically, so one descheduled thread
 stalls the whole call; tasks claimed from a shared counter (:func:`claim`) do not wait for
 a late thread: whoever is running takes the next block.
 
@@ -25,6 +25,8 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
+
+from cnnrt.kernels._jit import njit
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
@@ -162,6 +164,14 @@ def claim(typingctx, counter):
         return builder.atomic_rmw("add", a.data, ir.Constant(ir.IntType(64), 1), "monotonic")
 
     return types.int64(counter), codegen
+
+
+@njit(inline="always")
+def split_index(t, n):
+    """(t // n, t % n) of a non-negative task index, with one division: a task kernel's flat
+    prange index split into its coordinates."""
+    q = t // n
+    return q, t - q * n
 
 
 # ----------------------------------------------------------------------------- gemm

@@ -1,7 +1,8 @@
-"""Broadcasting arithmetic, PRelu, Cast, Softmax/LogSoftmax and ReduceMean.
+"""Elementwise ops: the activations, broadcasting arithmetic, Sum/Max/Min, Cast, PRelu.
 
 Broadcasting arithmetic is numpy ufuncs writing into the output buffer (``out=``): it is
-memory-bound data movement numpy already does well. Softmax and PRelu are Numba loops.
+memory-bound data movement numpy already does well. The activations (their formulas are
+kernels/activation.py's) and PRelu are Numba loops.
 """
 
 from __future__ import annotations
@@ -11,26 +12,29 @@ import math
 import numpy as np
 from numba import prange
 
+from cnnrt.core.ops import ACTIVATIONS, activation_params
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.cpu.activation import act_scalar
+from cnnrt.kernels.cpu.blas import split_index
 
 _UFUNCS = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 _VARIADIC = {"Sum": np.add, "Max": np.maximum, "Min": np.minimum}
 _CHUNK = 1 << 14
 
 
-def _dtype(graph, name: str) -> np.dtype:
+def dtype_of(graph, name: str) -> np.dtype:
     return np.dtype(graph.values[name].dtype)
 
 
-def _require_float(node, dtype: np.dtype) -> None:
+def require_float(node, dtype: np.dtype) -> None:
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"{node.op} kernel supports float32 and float64, got {dtype}")
 
 
 @register("Add", "Sub", "Mul", "Div")
 def build_binary(node, graph):
-    if node.op == "Div" and _dtype(graph, node.outputs[0]).kind in "iu":
+    if node.op == "Div" and dtype_of(graph, node.outputs[0]).kind in "iu":
         return _int_div
     f = _UFUNCS[node.op]
 
@@ -82,8 +86,7 @@ def prelu_blocks(x, slope, out):
     """x, out: (outer, n, inner); slope: (n,). out = x if x >= 0 else x * slope[j]."""
     outer, n, inner = x.shape
     for t in prange(outer * n):
-        o = t // n
-        j = t - o * n
+        o, j = split_index(t, n)
         s = slope[j]
         for k in range(inner):
             v = x[o, j, k]
@@ -110,7 +113,7 @@ def _slope_block(xshape: tuple[int, ...], sshape: tuple[int, ...]) -> tuple[int,
 def build_prelu(node, graph):
     xshape = graph.values[node.inputs[0]].shape
     sshape = graph.values[node.inputs[1]].shape
-    _require_float(node, _dtype(graph, node.inputs[0]))
+    require_float(node, dtype_of(graph, node.inputs[0]))
     block = _slope_block(xshape, sshape)
     if block is None:  # slope varies along non-adjacent axes: numpy, rare
 
@@ -127,74 +130,43 @@ def build_prelu(node, graph):
     return run
 
 
-# ---------------------------------------------------------------------------- Softmax
+# ---------------------------------------------------------------------------- activations
 
 
 @pjit
-def softmax_3d(x, out, log):
-    """Softmax along axis 1 of (outer, n, inner) arrays; one (outer, inner) pair per task."""
-    outer, n, inner = x.shape
-    for t in prange(outer * inner):
-        o = t // inner
-        j = t - o * inner
-        m = -np.inf
-        for k in range(n):
-            v = x[o, k, j]
-            if v > m:
-                m = v
-        s = 0.0
-        if log:
-            for k in range(n):
-                s += math.exp(x[o, k, j] - m)
-            c = m + math.log(s)
-            for k in range(n):
-                out[o, k, j] = x[o, k, j] - c
-        else:
-            # each exp once, kept in out (rounded once more: <= 1 ulp): exp is a libm call per
-            # element and was most of the time (8x1000: 94 -> 52 us)
-            for k in range(n):
-                e = math.exp(x[o, k, j] - m)
-                out[o, k, j] = e
-                s += e
-            r = 1.0 / s
-            for k in range(n):
-                out[o, k, j] = out[o, k, j] * r
+def activate_flat(x, out, kind, alpha, beta):
+    """out[i] = act(x[i]) over flat arrays, split in chunks across threads."""
+    n = x.size
+    nchunks = (n + _CHUNK - 1) // _CHUNK
+    for c in prange(nchunks):
+        lo = c * _CHUNK
+        hi = min(n, lo + _CHUNK)
+        for i in range(lo, hi):
+            out[i] = act_scalar(x[i], kind, alpha, beta)
 
 
-_softmax_3d_serial = serial_twin(softmax_3d)
+_activate_flat_serial = serial_twin(activate_flat)
 
 
-@register("Softmax")
-def build_softmax(node, graph):
-    shape = graph.values[node.inputs[0]].shape
-    _require_float(node, _dtype(graph, node.inputs[0]))
-    axis, log = node.attrs["axis"], bool(node.attrs["log"])
-    if node.attrs["coerce_2d"]:
-        shape3 = (math.prod(shape[:axis]), math.prod(shape[axis:]), 1)
-    else:
-        shape3 = (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))
-
-    # the serial twin below ~2^19 element-ops: a parallel region made a 1x1000 softmax 39 us
-    # (now 8; onnxruntime's whole run 6, its exp is vectorised, math.exp here is not)
-    work = 8 * math.prod(shape)
+@register("Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu")
+def build_activation(node, graph):
+    kind = ACTIVATIONS[node.op]
+    alpha, beta = activation_params(node.op, node.attrs)
+    dtype = np.dtype(graph.values[node.inputs[0]].dtype)
+    if dtype.kind != "f":
+        # Relu/Clip on integer tensors (rare: shape arithmetic) go through numpy.
+        if node.op == "Relu":
+            return lambda ins, outs: np.maximum(ins[0], 0, out=outs[0])
+        if node.op == "Clip":
+            lo, hi = node.attrs["min"], node.attrs["max"]
+            return lambda ins, outs: np.clip(
+                ins[0], max(lo, np.iinfo(dtype).min), min(hi, np.iinfo(dtype).max), out=outs[0]
+            )
+        raise TypeError(f"{node.op} needs a floating-point input, got {dtype}")
+    a, b = dtype.type(alpha), dtype.type(beta)
 
     def run(ins, outs):
-        kern = pick(softmax_3d, _softmax_3d_serial, work, num_threads())
-        kern(ins[0].reshape(shape3), outs[0].reshape(shape3), log)
-
-    return run
-
-
-# ---------------------------------------------------------------------------- ReduceMean
-
-
-@register("ReduceMean")
-def build_reduce_mean(node, graph):
-    shape = graph.values[node.inputs[0]].shape
-    axes = tuple(node.attrs["axes"])
-    kept = tuple(1 if i in axes else d for i, d in enumerate(shape))
-
-    def run(ins, outs):
-        np.mean(ins[0], axis=axes, keepdims=True, out=outs[0].reshape(kept))
+        x = ins[0].reshape(-1)
+        pick(activate_flat, _activate_flat_serial, x.size, num_threads())(x, outs[0].reshape(-1), kind, a, b)
 
     return run

@@ -73,17 +73,15 @@ def _gemm_runner(b_stored, transb: bool, m: int, n: int, k: int):
 
     b_c = readonly(np.ascontiguousarray(b_stored))
     # With few rows (batch-1 fully connected layers) the product is a stream through B, not
-    # arithmetic: each element of B costs about what 16 MACs do. Counting only MACs gave
-    # DenseNet's 1x1024 @ 1024x1000 one task (one thread): 0.63 ms at 2 threads; 16 tasks:
-    # 0.21 ms (onnxruntime 0.20). The serial/parallel choice stays on MACs (LeNet's 400x120
-    # layer is cheaper than a parallel region).
+    # arithmetic: each element of B costs about what 16 MACs do (counting only MACs gave
+    # DenseNet's 1x1024 @ 1024x1000 one task). The serial/parallel choice stays on MACs
+    # (LeNet's 400x120 layer is cheaper than a parallel region).
     work = n * k * max(m, 16)
     # blocks of >= 16 columns and ~_MIN_TASK_MACS each, at most 16 tasks
     nb = max(16, blas.split(n, max(1, min(16, work // _MIN_TASK_MACS)), 16))
     if transb and m * k * 16 <= _SMALL_BLAS_MNK:
         # OpenBLAS (SkylakeX) has a no-packing kernel for small products, m * nb * k up to about
-        # 1e6: ResNet-50's 8x2048 @ 2048x1000 in 16 blocks of 64 columns took 1.3-1.4 ms, in
-        # blocks of 32 0.54 (onnxruntime 0.46); m = 16 with blocks of 16: 1.8 -> 1.06 ms.
+        # 1e6: blocks as narrow as keep each product under that run it.
         nb = min(nb, _SMALL_BLAS_MNK // (m * k) // 16 * 16)
     counter = np.zeros(1, np.int64)
     max_threads = numba.config.NUMBA_NUM_THREADS

@@ -30,14 +30,14 @@ makes the same tile for the channel-blocked layout (pixels as rows, channels as 
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from cnnrt.kernels._jit import njit
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.vector_ir import VECTOR_BYTES, vector_run
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, lanes_of
+from cnnrt.kernels.cpu.vector_ir import vector_run
 
 ACCUMULATE, BIAS, RESIDUAL = 1, 2, 4
 VECTORS_SHIFT = 5  # tile_blocked only: flags >> 5 = vectors of a row to store (0: all)
@@ -116,7 +116,7 @@ def _tile_codegen(dt, blocked, mr_max, nv):
     """Codegen of the register tile. Plain (``blocked`` False): tap t reads A at a_ts * t and
     B at taps[t]; C row i vector v at i*ldc + v*lanes; bias per row. Blocked: tap t reads A
     at taps[t] and B at b_ts * t; vector v of C row i at i*ldc + v*c_vs; bias per column."""
-    lanes = VECTOR_BYTES // (4 if dt == types.float32 else 8)
+    lanes = lanes_of(dt)
 
     def codegen(context, builder, sig, args):
         if blocked:
@@ -173,28 +173,8 @@ def _tile_codegen(dt, blocked, mr_max, nv):
                 hi_v,
             ) = args
             a_ty, b_ty, taps_ty, c_ty, bias_ty, res_ty = (sig.args[i] for i in (0, 5, 8, 11, 16, 18))
-        fty = ir.FloatType() if dt == types.float32 else ir.DoubleType()
-        i32 = ir.IntType(32)
-        i64 = ir.IntType(64)
-        vty = ir.VectorType(fty, lanes)
-        vptr = vty.as_pointer()
-        zero_v = ir.Constant(vty, [0.0] * lanes)
-        splat_mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-        fma_name = f"llvm.fma.v{lanes}{'f32' if dt == types.float32 else 'f64'}"
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), fma_name)
-
-        def splat(x):
-            v = builder.insert_element(ir.Constant(vty, ir.Undefined), x, ir.Constant(i32, 0))
-            return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined), splat_mask)
-
-        def vload(p):
-            ld = builder.load(builder.bitcast(p, vptr))
-            ld.align = 4
-            return ld
-
-        def vstore(v, p):
-            st = builder.store(v, builder.bitcast(p, vptr))
-            st.align = 4
+        vec = Vectors(builder, dt, align=4)
+        splat, vload, vstore, zero_v = vec.splat, vec.load, vec.store, vec.zero
 
         pa0 = _ptr(context, builder, a_ty, a_v, a_off_v)
         pb0 = _ptr(context, builder, b_ty, b_v, b_off_v)
@@ -205,9 +185,9 @@ def _tile_codegen(dt, blocked, mr_max, nv):
 
         if blocked:  # each pixel row's own input offset (a tile may cross output rows)
             ppix = _ptr(context, builder, pix_ty, pix_v, pix_off_v)
-            arow = [builder.load(builder.gep(ppix, [ir.Constant(i64, i)])) for i in range(mr_max)]
+            arow = [builder.load(builder.gep(ppix, [c64(i)])) for i in range(mr_max)]
         else:
-            arow = [builder.mul(ir.Constant(i64, i), a_rs_v) for i in range(mr_max)]
+            arow = [builder.mul(c64(i), a_rs_v) for i in range(mr_max)]
         accs = [[cgutils.alloca_once_value(builder, zero_v) for _ in range(nv)] for _ in range(mr_max)]
         with cgutils.for_range(builder, ntaps_v) as tap_loop:
             tp = tap_loop.index
@@ -220,54 +200,49 @@ def _tile_codegen(dt, blocked, mr_max, nv):
                 pb = builder.gep(pb0, [tap])
             with cgutils.for_range(builder, k_v) as loop:
                 kk = loop.index
-                bvec = [
-                    vload(builder.gep(pb, [builder.add(builder.mul(kk, ldb_v), ir.Constant(i64, v * lanes))]))
-                    for v in range(nv)
-                ]
+                bvec = [vload(pb, builder.add(builder.mul(kk, ldb_v), c64(v * lanes))) for v in range(nv)]
                 abase = builder.mul(kk, a_ks_v)
                 for i in range(mr_max):
                     av = splat(builder.load(builder.gep(pa, [builder.add(abase, arow[i])])))
                     for v in range(nv):
-                        builder.store(builder.call(fma, [av, bvec[v], builder.load(accs[i][v])]), accs[i][v])
+                        builder.store(vec.fma(av, bvec[v], builder.load(accs[i][v])), accs[i][v])
 
         def flag(bit):
-            return builder.icmp_unsigned("!=", builder.and_(flags_v, ir.Constant(i64, bit)), ir.Constant(i64, 0))
+            return builder.icmp_unsigned("!=", builder.and_(flags_v, c64(bit)), c64(0))
 
         acc_on, bias_on, res_on = flag(ACCUMULATE), flag(BIAS), flag(RESIDUAL)
-        nstore = builder.lshr(flags_v, ir.Constant(i64, VECTORS_SHIFT))
-        nstore = builder.select(builder.icmp_unsigned("==", nstore, ir.Constant(i64, 0)), ir.Constant(i64, nv), nstore)
-        act = builder.and_(builder.lshr(flags_v, ir.Constant(i64, ACT_SHIFT)), ir.Constant(i64, 3))
-        relu_on = builder.icmp_unsigned("==", act, ir.Constant(i64, ACT_RELU))
-        clip_on = builder.icmp_unsigned("==", act, ir.Constant(i64, ACT_CLIP))
+        nstore = builder.lshr(flags_v, c64(VECTORS_SHIFT))
+        nstore = builder.select(builder.icmp_unsigned("==", nstore, c64(0)), c64(nv), nstore)
+        act = builder.and_(builder.lshr(flags_v, c64(ACT_SHIFT)), c64(3))
+        relu_on = builder.icmp_unsigned("==", act, c64(ACT_RELU))
+        clip_on = builder.icmp_unsigned("==", act, c64(ACT_CLIP))
         lo_s, hi_s = splat(lo_v), splat(hi_v)
         for i in range(mr_max):
-            with cgutils.if_likely(builder, builder.icmp_signed("<", ir.Constant(i64, i), mr_v)):
-                row = builder.mul(ir.Constant(i64, i), ldc_v)
+            with cgutils.if_likely(builder, builder.icmp_signed("<", c64(i), mr_v)):
+                row = builder.mul(c64(i), ldc_v)
                 for v in range(nv):
                     if blocked:
-                        off = builder.add(row, builder.mul(ir.Constant(i64, v), c_vs_v))
+                        off = builder.add(row, builder.mul(c64(v), c_vs_v))
                     else:
-                        off = builder.add(row, ir.Constant(i64, v * lanes))
+                        off = builder.add(row, c64(v * lanes))
                     cp = builder.gep(pc, [off])
                     slot = accs[i][v]
-                    pred = builder.icmp_signed("<", ir.Constant(i64, v), nstore)
+                    pred = builder.icmp_signed("<", c64(v), nstore)
                     with builder.if_then(pred):
                         with cgutils.if_unlikely(builder, acc_on):
                             builder.store(builder.fadd(builder.load(slot), vload(cp)), slot)
                         with builder.if_then(bias_on):
                             if blocked:
-                                bval = vload(builder.gep(pbias, [ir.Constant(i64, v * lanes)]))
+                                bval = vload(pbias, c64(v * lanes))
                             else:
-                                bval = splat(builder.load(builder.gep(pbias, [ir.Constant(i64, i)])))
+                                bval = splat(builder.load(builder.gep(pbias, [c64(i)])))
                             builder.store(builder.fadd(builder.load(slot), bval), slot)
                         with builder.if_then(res_on):
-                            builder.store(builder.fadd(builder.load(slot), vload(builder.gep(pres, [off]))), slot)
+                            builder.store(builder.fadd(builder.load(slot), vload(pres, off)), slot)
                         x = builder.load(slot)
                         relu = builder.select(builder.fcmp_ordered("<", x, zero_v), zero_v, x)
                         x = builder.select(relu_on, relu, x)
-                        clipped = builder.select(builder.fcmp_ordered("<", x, lo_s), lo_s, x)
-                        clipped = builder.select(builder.fcmp_ordered(">", clipped, hi_s), hi_s, clipped)
-                        x = builder.select(clip_on, clipped, x)
+                        x = builder.select(clip_on, vec.clamp(x, lo_s, hi_s), x)
                         vstore(x, cp)
         return context.get_dummy_value()
 

@@ -27,10 +27,8 @@ def _affine(x, s, t, out, kind, alpha, beta):
 
     Rows indexed in place (unsigned offsets) and Relu (DenseNet's pre-activation) inlined: a row
     slice and an act_inplace call per row cost as much as a 7x7 row's work. The rarer
-    activations still go through act_inplace, once per row.
-    Measured (2 threads, side by side): 1x1024x7x7 15 -> 7 us (serial twin 37 -> 8), 8x256x56x56
-    1.29 -> 1.16 ms; DenseNet-121's 62 BatchNorm+Relu steps 5.1 -> 3.4 ms at batch 1, 42.8 -> 33.3
-    ms at batch 8 (onnxruntime runs BatchNormalization and Relu as two passes)."""
+    activations still go through act_inplace, once per row (onnxruntime runs BatchNormalization
+    and Relu as two passes)."""
     r_count, s_count = x.shape
     c_count = s.shape[0]
     per_elem = s.shape[1] > 1
@@ -80,8 +78,8 @@ def _lrn(x, out, lo, hi, alpha_over_size, beta, bias):
         if beta == 0.75:
             for i in range(s_count):
                 # base in float64, rounded once; the roots and the division in the data's
-                # float32 (float64 sqrt and division ran at 1/4 the rate: 1.5 vs 0.37 ms for
-                # GoogLeNet's 192 x 56 x 56 LRN); relative error +5u over the sum's, see the test
+                # float32 (float64 sqrt and division run at 1/4 the rate); relative error +5u over
+                # the sum's, see the test
                 base = xc.dtype.type(bias + alpha_over_size * orow[i])
                 r = np.sqrt(base)
                 orow[i] = xc[i] / (r * np.sqrt(r))

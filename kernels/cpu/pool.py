@@ -1,4 +1,4 @@
-"""Pooling (NCHW): MaxPool (+ Indices), AveragePool, GlobalAveragePool, GlobalMaxPool.
+"""Pooling (NCHW): MaxPool (+ Indices) and AveragePool (the global pools are reduce.py's).
 
 Every kernel runs over the N*C planes in parallel. The output size comes from the output
 Value (the frontend resolved auto_pad and ceil_mode), so a window may hang past the padded
@@ -11,16 +11,9 @@ input when ceil_mode was set; the loops clip every window to the real input.
   window order, as onnxruntime does, flattened over the whole input:
   ``(n*C + c)*H*W + h*W + w`` (storage_order 0) or ``(n*C + c)*H*W + w*H + h`` (1).
 - AveragePool is the same separable kernel with sums, divided by a per-pixel count fixed at
-  build time: the window's taps inside the
-  real input (count_include_pad=0) or inside the padded input ``[-pad_begin, size + pad_end)``
-  (count_include_pad=1), the part of a ceil_mode window hanging past that excluded.
-
-The separable kernel replaced per-tap passes over a padded copy of each plane. Measured side
-by side on 2 threads (step medians, a shared machine; onnxruntime one-node models with
-spinning off in brackets): SqueezeNet's 3 MaxPools 0.98 -> 0.67 ms at batch 1, 6.06 -> 3.86 at
-batch 8; GoogLeNet's 13: 3.65 -> 2.37 and 27.2 -> 17.1 ms; 8x832x7x7 3x3/s1/p1 2.08 -> 0.32
-(0.39); 8x512x14x14 1.88 -> 0.43 (0.64); 1x64x111x111 3x3/s2 0.39 -> 0.30 (0.39); DenseNet's
-3 AveragePools 0.81 -> 0.45 ms at batch 1; LeNet's 2: 22 -> 12 us, 127 -> 53 us at batch 8.
+  build time: the window's taps inside the real input (count_include_pad=0) or inside the
+  padded input ``[-pad_begin, size + pad_end)`` (count_include_pad=1), the part of a ceil_mode
+  window hanging past that excluded.
 """
 
 from __future__ import annotations
@@ -35,17 +28,17 @@ from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.conv_common import valid_range as _valid_range
+from cnnrt.kernels.cpu.reduce import _global_pool, _global_pool_serial
 
 # Every helper below takes flat arrays and element offsets, never slices: a slice (or an array
 # passed to a non-inlined function) costs a reference-count update, and once per short row
-# that was most of the time on GoogLeNet's 7x7 planes (3.8 ns per output for the vertical pass
-# alone with two row slices per plane, vs ~0.6 ns on 28x28).
+# that was most of the time on small planes such as GoogLeNet's 7x7.
 
 
 @njit(inline="always")
 def _tap(d, do, s, so, n, is_max):
     """d[do : do+n] = max(d, s[so : so+n]) (a NaN-skipping select) or d + s. The branch is
-    outside the loops: one per element kept LLVM from vectorising them (2-3x)."""
+    outside the loops: one per element kept LLVM from vectorising them."""
     do, so = np.uint64(do), np.uint64(so)  # unsigned: no wraparound test, the loops vectorise
     if is_max:
         for q in range(n):
@@ -218,35 +211,13 @@ def _pool(x, out, h, w, kh, kw, sh, sw, pt, pl, dh, dw, is_max, init, count, vbu
     n_tasks = (p_count + chunk - 1) // chunk
     for t in prange(nthreads):
         vb = vbuf[t]
-        while True:
-            task = blas.claim(counter)
-            if task >= n_tasks:
-                break
+        task = blas.claim(counter)
+        while task < n_tasks:
             p0 = task * chunk
             npl = min(p_count, p0 + chunk) - p0
-            _pool_planes(
-                x,
-                p0 * h * w,
-                out,
-                p0 * oh * ow,
-                vb,
-                npl,
-                h,
-                w,
-                oh,
-                ow,
-                kh,
-                kw,
-                sh,
-                sw,
-                pt,
-                pl,
-                dh,
-                dw,
-                is_max,
-                init,
-                count,
-            )
+            xo, oo = p0 * h * w, p0 * oh * ow
+            _pool_planes(x, xo, out, oo, vb, npl, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, is_max, init, count)
+            task = blas.claim(counter)
 
 
 @pjit
@@ -257,9 +228,7 @@ def _max_pool_indices(x, out, idx, kh, kw, sh, sw, pt, pl, dh, dw, storage_order
     for p in prange(p_count):
         for oh in range(oh_count):
             for ow in range(ow_count):
-                best = -np.inf
-                bh = -1
-                bw = -1
+                best, bh, bw = -np.inf, -1, -1
                 for i in range(kh):
                     ih = oh * sh + i * dh - pt
                     if ih < 0 or ih >= h:
@@ -278,45 +247,6 @@ def _max_pool_indices(x, out, idx, kh, kw, sh, sw, pt, pl, dh, dw, storage_order
                     idx[p, oh, ow] = p * h * w + bh * w + bw
                 else:
                     idx[p, oh, ow] = p * h * w + bw * h + bh
-
-
-@pjit
-def _global_pool(x, out, is_max, lanes):
-    """x (P, S) -> out (P,): mean (accumulated in float64) or max of each row.
-
-    The mean sums in ``lanes`` (a power of 2, 16) float64 lanes (element s into lane s % lanes),
-    the lanes then added pairwise: one running sum is a chain of dependent adds that LLVM may
-    not reorder without fastmath; lanes are a vector add. ``lanes`` is an argument so the lane
-    loop is not unrolled (unrolled, it was not vectorised: an alias check is needed).
-    SqueezeNet's 1000x13x13 on one thread: 74 -> 38 us."""
-    p_count, s_count = x.shape
-    nb = s_count // lanes
-    n_chunks = (p_count + 63) // 64
-    for ch in prange(n_chunks):
-        acc = np.empty(lanes)
-        for p in range(ch * 64, min(p_count, ch * 64 + 64)):
-            if is_max:
-                best = -np.inf
-                for s in range(s_count):
-                    v = x[p, s]
-                    best = v if v > best else best  # NaN skipped, as in MaxPool
-                out[p] = best
-                continue
-            for k in range(lanes):
-                acc[k] = 0.0
-            for j in range(nb):
-                base = np.uint64(j * lanes)
-                for k in range(lanes):  # a runtime trip count: vectorised with an alias check
-                    acc[np.uint64(k)] += x[p, base + np.uint64(k)]
-            tail = 0.0
-            for s in range(nb * lanes, s_count):
-                tail += x[p, s]
-            w = lanes
-            while w > 1:
-                w //= 2
-                for k in range(w):
-                    acc[k] += acc[k + w]
-            out[p] = (acc[0] + tail) / s_count
 
 
 @pjit
@@ -348,7 +278,6 @@ def _pool2x2(x, out, count, h, w, is_max, init):
 
 _pool_serial = serial_twin(_pool)
 _pool2x2_serial = serial_twin(_pool2x2)
-_global_pool_serial = serial_twin(_global_pool)
 
 
 class _Pooler:
@@ -447,20 +376,5 @@ def build_average_pool(node, graph):
 
     def run(ins, outs):
         pooler(ins[0], outs[0])
-
-    return run
-
-
-@register("GlobalAveragePool", "GlobalMaxPool")
-def build_global_pool(node, graph):
-    shape = graph.values[node.inputs[0]].shape
-    if len(shape) < 3:
-        raise ValueError(f"{node.op} needs rank >= 3, got {list(shape)}")
-    p = shape[0] * shape[1]
-    is_max = node.op == "GlobalMaxPool"
-
-    def run(ins, outs):
-        x = ins[0].reshape(p, -1)
-        pick(_global_pool, _global_pool_serial, x.size, num_threads())(x, outs[0].reshape(p), is_max, 16)
 
     return run

@@ -16,6 +16,7 @@ from numba import prange
 
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import pjit
+from cnnrt.kernels.cpu.blas import split_index
 
 
 def source_coords(n_in: int, n_out: int, scale: float, coord: str) -> np.ndarray:
@@ -81,8 +82,7 @@ def _identity(n_in: int, n_out: int, scale: float) -> bool:
 def resize2d_nearest(x, out, iy, ix):
     p_, oh, ow = out.shape
     for t in prange(p_ * oh):
-        p = t // oh
-        i = t - p * oh
+        p, i = split_index(t, oh)
         r = iy[i]
         for j in range(ow):
             out[p, i, j] = x[p, r, ix[j]]
@@ -92,8 +92,7 @@ def resize2d_nearest(x, out, iy, ix):
 def resize2d_linear(x, out, y0, y1, wy0, wy1, x0, x1, wx0, wx1):
     p_, oh, ow = out.shape
     for t in prange(p_ * oh):
-        p = t // oh
-        i = t - p * oh
+        p, i = split_index(t, oh)
         r0, r1, a0, a1 = y0[i], y1[i], wy0[i], wy1[i]
         for j in range(ow):
             c0, c1 = x0[j], x1[j]
@@ -107,8 +106,7 @@ def resize_axis_nearest(x, out, idx):
     """Along axis 1 of (outer, n, inner) -> (outer, m, inner)."""
     outer, m, inner = out.shape
     for t in prange(outer * m):
-        o = t // m
-        k = t - o * m
+        o, k = split_index(t, m)
         src = idx[k]
         for j in range(inner):
             out[o, k, j] = x[o, src, j]
@@ -118,8 +116,7 @@ def resize_axis_nearest(x, out, idx):
 def resize_axis_linear(x, out, i0, i1, w0, w1):
     outer, m, inner = out.shape
     for t in prange(outer * m):
-        o = t // m
-        k = t - o * m
+        o, k = split_index(t, m)
         a, b, wa, wb = i0[k], i1[k], w0[k], w1[k]
         for j in range(inner):
             out[o, k, j] = wa * x[o, a, j] + wb * x[o, b, j]

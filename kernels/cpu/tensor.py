@@ -14,6 +14,7 @@ from numba import prange
 from cnnrt.core.const_eval import pad_widths, slice_index
 from cnnrt.kernels import register
 from cnnrt.kernels._jit import pjit
+from cnnrt.kernels.cpu.blas import split_index
 
 
 @register("Reshape", "Identity", "Dropout")
@@ -126,8 +127,7 @@ def pad_gather_4d(x, out, i0, i1, i2, i3, value):
     """out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]], or ``value`` where an index is -1."""
     n0, n1, n2, n3 = out.shape
     for t in prange(n0 * n1):
-        a = t // n1
-        b = t - a * n1
+        a, b = split_index(t, n1)
         ia, ib = i0[a], i1[b]
         for c in range(n2):
             ic = i2[c]

@@ -18,6 +18,7 @@ from numba import cuda
 
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.errors import UnsupportedOpError
+from cnnrt.kernels.activation import activation_formula
 
 from . import config
 from .device import is_simulator, upload_flat
@@ -41,6 +42,84 @@ def dmax(a, b):
     return a if a > b else b
 
 
+@cuda.jit(device=True, inline=True)
+def split_index(i, n):
+    """(i // n, i % n) of a non-negative index, with one division."""
+    q = i // n
+    return q, i - q * n
+
+
+@cuda.jit(device=True, inline=True)
+def plane_index(i, H, W):
+    """(plane, h, w) of flat index ``i`` of a (planes, H, W) tensor."""
+    q, w = split_index(i, W)
+    p, h = split_index(q, H)
+    return p, h, w
+
+
+@cuda.jit(device=True, inline=True)
+def nchw_index(i, C, H, W):
+    """(n, c, h, w) of flat index ``i`` of an (N, C, H, W) tensor."""
+    p, h, w = plane_index(i, H, W)
+    n, c = split_index(p, C)
+    return n, c, h, w
+
+
+@cuda.jit(device=True, inline=True)
+def tile_origin(t, per_batch, tiles_n, tile):
+    """Tile ``t`` of a batch of problems, each ``per_batch`` tiles in rows of ``tiles_n``:
+    (problem, first row, first column), tiles ``tile`` square."""
+    b, rem = split_index(t, per_batch)
+    r, c = split_index(rem, tiles_n)
+    return b, r * tile, c * tile
+
+
+@cuda.jit(device=True, inline=True)
+def strided_offset(i, rank, shape, strides):
+    """Where row-major index ``i`` of ``shape`` lies in an array with element ``strides``."""
+    off = 0
+    for d in range(rank - 1, -1, -1):
+        i, j = split_index(i, shape[d])
+        off += j * strides[d]
+    return off
+
+
+@cuda.jit(device=True, inline=True)
+def valid_taps(o, s, pad, d, k, size):
+    """Taps [t0, t1) of output ``o``'s window (start o*s - pad, step d, k taps) inside [0, size)."""
+    start = o * s - pad
+    t0 = 0 if start >= 0 else (d - 1 - start) // d
+    t1 = k if start + (k - 1) * d < size else (size - 1 - start) // d + 1
+    return t0, dmax(t0, t1)
+
+
+@cuda.jit(device=True, inline=True)
+def stage_tile(dst, src, off, x0, nx, sx, k0, nk, sk, first, step, bx, bk, k_fast, zero):
+    """One thread's share (elements first, first + step, ...) of staging a bk x bx block of a
+    GEMM operand in shared memory: dst[kk, xx] = src[off + x*sx + k*sk] at x = x0 + xx,
+    k = k0 + kk, zero past nx or nk. ``k_fast``: consecutive threads take consecutive k (when
+    that is the operand's contiguous axis), else consecutive x: coalesced loads either way."""
+    for e in range(first, bx * bk, step):
+        if k_fast:
+            xx, kk = split_index(e, bk)
+        else:
+            kk, xx = split_index(e, bx)
+        x = x0 + xx
+        k = k0 + kk
+        dst[kk, xx] = src[off + x * sx + k * sk] if (x < nx and k < nk) else zero
+
+
+@cuda.jit(device=True, inline=True)
+def tile_products(acc, sa, sb, bk, micro, tb, tx, ty):
+    """acc[i, j] += sum over the staged k of sa[k, ty + i*tb] * sb[k, tx + j*tb]: a thread's
+    micro x micro outputs, strided by the tb x tb thread block so neighbours read neighbours."""
+    for kk in range(bk):
+        for i in range(micro):
+            av = sa[kk, ty + i * tb]
+            for j in range(micro):
+                acc[i, j] += av * sb[kk, tx + j * tb]
+
+
 def configure(kernel, blocks, threads):
     """``kernel[blocks, threads]``: every launch is configured here (the PTX check hooks it).
 
@@ -53,42 +132,8 @@ def configure(kernel, blocks, threads):
     return kernel[blocks, threads]
 
 
-@cuda.jit(device=True, inline=True)
-def act(v, kind, alpha, beta):
-    """Activation ``kind`` (cnnrt.core.ops.ACTIVATIONS) of one value; mirrors the CPU act_scalar."""
-    if kind == 0:
-        return v
-    if kind == 1:  # Relu; NaN stays NaN
-        return v if not v < F0 else F0
-    if kind == 2:  # LeakyRelu
-        return v if v >= F0 else v * alpha
-    if kind == 3:  # Clip(min=alpha, max=beta); NaN propagates
-        if v < alpha:
-            return alpha
-        if v > beta:
-            return beta
-        return v
-    if kind == 4:  # Sigmoid without overflow for large |v|
-        if v >= F0:
-            return F1 / (F1 + math.exp(-v))
-        e = math.exp(v)
-        return e / (F1 + e)
-    if kind == 5:  # HardSigmoid; NaN stays NaN
-        if v != v:
-            return v
-        return dmax(F0, dmin(F1, alpha * v + beta))
-    if kind == 6:  # HardSwish
-        return v * dmax(F0, dmin(F1, v / F6 + HALF))
-    if kind == 7:
-        return math.tanh(v)
-    if kind == 8:  # Elu
-        return v if v >= F0 else alpha * (math.exp(v) - F1)
-    if kind == 9:  # SiLU
-        if v >= F0:
-            return v / (F1 + math.exp(-v))
-        e = math.exp(v)
-        return v * e / (F1 + e)
-    return v
+# Activation ``kind`` of one value: kernels/activation.py's formulas with float32 constants
+act = activation_formula(F0, F1, F6, HALF, math.tanh)
 
 
 def epilogue_params(node, dtype) -> tuple[int, object, object]:

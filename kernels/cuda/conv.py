@@ -26,7 +26,17 @@ from cnnrt.kernels import register
 from cnnrt.kernels.conv_spec import spec_from_node
 
 from . import config, conv_algorithm
-from .common import act, epilogue_params, launcher_1d, launcher_tiles, require_float, shape_of
+from .common import (
+    act,
+    epilogue_params,
+    launcher_1d,
+    launcher_tiles,
+    nchw_index,
+    require_float,
+    shape_of,
+    tile_origin,
+    tile_products,
+)
 from .device import placeholder, upload_flat
 
 
@@ -84,10 +94,7 @@ def implicit_gemm_kernel(tb: int, micro: int, bk: int, dtype: str, pointwise: bo
         tiles_n = (P + bm - 1) // bm
         per_group = tiles_m * tiles_n
         for t in range(cuda.blockIdx.x, groups * per_group, cuda.gridDim.x):
-            g = t // per_group
-            rem = t - g * per_group
-            m0 = (rem // tiles_n) * bm
-            p0 = (rem % tiles_n) * bm
+            g, m0, p0 = tile_origin(t, per_group, tiles_n, bm)
             for i in range(micro):
                 for j in range(micro):
                     acc[i, j] = zero
@@ -121,11 +128,7 @@ def implicit_gemm_kernel(tb: int, micro: int, bk: int, dtype: str, pointwise: bo
                                 v = X[((n * C + g * ICg + ic) * H + ih) * W + iw]
                     sb[kk, pp] = v
                 cuda.syncthreads()
-                for kk in range(bk):
-                    for i in range(micro):
-                        av = sa[kk, ty + i * tb]
-                        for j in range(micro):
-                            acc[i, j] += av * sb[kk, tx + j * tb]
+                tile_products(acc, sa, sb, bk, micro, tb, tx, ty)
                 cuda.syncthreads()
             for i in range(micro):
                 m = m0 + ty + i * tb
@@ -151,10 +154,7 @@ def _conv_direct(
     X, Wt, Bias, R, Y, total, C, H, W, OC, OH, OW, ICg, OCg, KH, KW, sh, sw, pt, pl, dh, dw, has_res, kind, aa, ab
 ):
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = i % OW
-        oh = (i // OW) % OH
-        oc = (i // (OW * OH)) % OC
-        n = i // (OW * OH * OC)
+        n, oc, oh, ow = nchw_index(i, OC, OH, OW)
         g = oc // OCg
         acc = Bias[oc]  # the builder passes zeros when the conv has no bias
         for icl in range(ICg):

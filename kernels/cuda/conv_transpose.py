@@ -15,17 +15,14 @@ from numba import cuda
 from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels import register
 
-from .common import act, epilogue_params, launcher_1d, require_float, shape_of
+from .common import act, epilogue_params, launcher_1d, nchw_index, require_float, shape_of
 from .device import upload_flat
 
 
 @cuda.jit
 def _conv_transpose(X, Wt, Bias, Y, total, C, H, W, OC, OH, OW, ICg, OCg, KH, KW, sh, sw, pt, pl, dh, dw, kind, aa, ab):
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = i % OW
-        oh = (i // OW) % OH
-        oc = (i // (OW * OH)) % OC
-        n = i // (OW * OH * OC)
+        n, oc, oh, ow = nchw_index(i, OC, OH, OW)
         g = oc // OCg
         ocl = oc - g * OCg
         acc = Bias[oc]

@@ -1,4 +1,4 @@
-"""Elementwise CUDA kernels: activations, broadcasting arithmetic, PRelu, Cast, per-channel affine.
+"""Elementwise CUDA kernels: activations, broadcasting arithmetic, Sum/Max/Min, PRelu, Cast.
 
 Broadcasting is resolved at build time: each input gets strides in the output's index
 space (0 along broadcast axes); an input shaped like the output skips the index
@@ -7,8 +7,6 @@ arithmetic. Variadic Sum/Max/Min run as a chain of binary launches into the outp
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import cuda
 
@@ -16,8 +14,7 @@ from cnnrt.core.ops import ACTIVATIONS, BINARY_OPS, UNARY_ACTIVATION_OPS, VARIAD
 from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels import register
 
-from .common import F0, act, c_strides, epilogue_params, int_array, launcher_1d, require_float, shape_of, size_of
-from .device import upload_flat
+from .common import act, c_strides, int_array, launcher_1d, shape_of, size_of
 
 OP_CODES = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Max": 4, "Min": 5, "PRelu": 6, "Sum": 0}
 
@@ -75,20 +72,6 @@ def _binary(a, b, y, n, op, rank, oshape, astr, bstr, a_direct, b_direct):
             y[i] = u if (u <= w or u != u) else w
         else:  # PRelu
             y[i] = u if u >= 0 else u * w
-
-
-@cuda.jit
-def _affine(x, scale, shift, y, n, inner, period, kind, alpha, beta):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        c = (i // inner) % period
-        y[i] = act(x[i] * scale[c] + shift[c], kind, alpha, beta)
-
-
-@cuda.jit
-def _batchnorm(x, scale, bias, mean, var, y, n, inner, period, eps):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        c = (i // inner) % period
-        y[i] = (x[i] - mean[c]) / math.sqrt(var[c] + eps) * scale[c] + bias[c]
 
 
 def broadcast_plan(in_shape, out_shape) -> tuple[list[int], bool]:
@@ -175,48 +158,3 @@ def build_cast(node, graph):
     to_bool = np.dtype(graph.values[node.outputs[0]].dtype) == np.bool_
     launch = launcher_1d(_cast_to_bool if to_bool else _copy, n)
     return lambda ins, outs: launch(ins[0], outs[0], n)
-
-
-def _channel_layout(node, graph, param: str) -> tuple[int, int]:
-    """(inner, period) so that a flat index i of X uses parameter (i // inner) % period."""
-    xshape = shape_of(graph, node.inputs[0])
-    psize = size_of(graph, param)
-    inner_all = int(np.prod(xshape[2:], dtype=np.int64))
-    if len(xshape) >= 2 and psize == xshape[1]:
-        return inner_all, xshape[1]
-    per_act = int(np.prod(xshape[1:], dtype=np.int64))
-    if psize == per_act:
-        return 1, per_act
-    if psize == 1:
-        return 1, 1
-    raise UnsupportedOpError(
-        f"node {node.name!r} ({node.op}): parameter {param!r} of size {psize} fits no axis of X{list(xshape)}"
-    )
-
-
-@register("ChannelAffine", backend="cuda")
-def build_channel_affine(node, graph):
-    dtype = require_float(node, graph, *node.inputs[:3])
-    inner, period = _channel_layout(node, graph, node.inputs[1])
-    kind, alpha, beta = epilogue_params(node, dtype)
-    n = size_of(graph, node.outputs[0])
-    launch = launcher_1d(_affine, n)
-    return lambda ins, outs: launch(ins[0], ins[1], ins[2], outs[0], n, inner, period, kind, alpha, beta)
-
-
-@register("BatchNormalization", backend="cuda")
-def build_batchnorm(node, graph):
-    dtype = require_float(node, graph, *node.inputs[:5])
-    inner, period = _channel_layout(node, graph, node.inputs[1])
-    eps = float(node.attrs.get("epsilon", 1e-5))
-    n = size_of(graph, node.outputs[0])
-    if all(graph.is_constant(p) for p in node.inputs[1:5]):
-        # Prepack once: y = x * s + t with s = scale / sqrt(var + eps), t = B - mean * s.
-        scale, bias, mean, var = (graph.constants[p].astype(np.float64).reshape(-1) for p in node.inputs[1:5])
-        s = scale / np.sqrt(var + eps)
-        s_dev, t_dev = upload_flat(s.astype(dtype)), upload_flat((bias - mean * s).astype(dtype))
-        launch = launcher_1d(_affine, n)
-        return lambda ins, outs: launch(ins[0], s_dev, t_dev, outs[0], n, inner, period, 0, F0, F0)
-    launch = launcher_1d(_batchnorm, n)
-    e = dtype.type(eps)
-    return lambda ins, outs: launch(ins[0], ins[1], ins[2], ins[3], ins[4], outs[0], n, inner, period, e)

@@ -23,7 +23,17 @@ from cnnrt.errors import ShapeError
 from cnnrt.kernels import register
 
 from . import config
-from .common import act, epilogue_params, int_array, launcher_tiles, require_float, shape_of
+from .common import (
+    act,
+    epilogue_params,
+    int_array,
+    launcher_tiles,
+    require_float,
+    shape_of,
+    stage_tile,
+    tile_origin,
+    tile_products,
+)
 from .device import placeholder
 
 
@@ -50,43 +60,18 @@ def gemm_kernel(tb: int, micro: int, bk: int, dtype: str):
         tiles_n = (N + bm - 1) // bm
         per_batch = tiles_m * tiles_n
         for t in range(cuda.blockIdx.x, nbatch * per_batch, cuda.gridDim.x):
-            bt = t // per_batch
-            rem = t - bt * per_batch
-            m0 = (rem // tiles_n) * bm
-            n0 = (rem % tiles_n) * bm
+            bt, m0, n0 = tile_origin(t, per_batch, tiles_n, bm)
             aoff = aoffs[bt]
             boff = boffs[bt]
             for i in range(micro):
                 for j in range(micro):
                     acc[i, j] = zero
             for k0 in range(0, K, bk):
-                # Stage A[m0:m0+bm, k0:k0+bk] as sa[k, m]; walk memory-contiguous first.
-                for e in range(tid, bm * bk, nthreads):
-                    if sak == 1:
-                        mm = e // bk
-                        kk = e - mm * bk
-                    else:
-                        kk = e // bm
-                        mm = e - kk * bm
-                    m = m0 + mm
-                    k = k0 + kk
-                    sa[kk, mm] = A[aoff + m * sam + k * sak] if (m < M and k < K) else zero
-                for e in range(tid, bk * bm, nthreads):
-                    if sbn == 1:
-                        kk = e // bm
-                        nn = e - kk * bm
-                    else:
-                        nn = e // bk
-                        kk = e - nn * bk
-                    n = n0 + nn
-                    k = k0 + kk
-                    sb[kk, nn] = B[boff + k * sbk + n * sbn] if (n < N and k < K) else zero
+                # A[m0:m0+bm, k0:k0+bk] as sa[k, m], B[k0:k0+bk, n0:n0+bm] as sb[k, n]
+                stage_tile(sa, A, aoff, m0, M, sam, k0, K, sak, tid, nthreads, bm, bk, sak == 1, zero)
+                stage_tile(sb, B, boff, n0, N, sbn, k0, K, sbk, tid, nthreads, bm, bk, sbn != 1, zero)
                 cuda.syncthreads()
-                for kk in range(bk):
-                    for i in range(micro):
-                        av = sa[kk, ty + i * tb]
-                        for j in range(micro):
-                            acc[i, j] += av * sb[kk, tx + j * tb]
+                tile_products(acc, sa, sb, bk, micro, tb, tx, ty)
                 cuda.syncthreads()
             yoff = yoffs[bt]
             for i in range(micro):

@@ -1,4 +1,4 @@
-"""Pooling and LRN on CUDA: one thread per output in grid-stride loops.
+"""MaxPool and AveragePool on CUDA: one thread per output in grid-stride loops.
 
 MaxPool may also write Indices (int64, flat over the whole input, row-major or, with
 ``storage_order=1``, column-major within each H x W plane, as onnxruntime does).
@@ -12,33 +12,26 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels import register
 
-from .common import F0, NEG_INF, dmax, dmin, launcher_1d, require_float, shape_of, size_of
+from .common import F0, NEG_INF, launcher_1d, plane_index, require_float, shape_of, valid_taps
 from .device import placeholder
 
 
 @cuda.jit
 def _max_pool(X, Y, Idx, total, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, want_idx, col_major):
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = i % OW
-        oh = (i // OW) % OH
-        nc = i // (OW * OH)
-        best = NEG_INF
-        bh = -1
-        bw = -1
-        for kh in range(KH):
+        nc, oh, ow = plane_index(i, OH, OW)
+        best, bh, bw = NEG_INF, -1, -1
+        kh0, kh1 = valid_taps(oh, sh, pt, dh, KH, H)
+        kw0, kw1 = valid_taps(ow, sw, pl, dw, KW, W)
+        for kh in range(kh0, kh1):  # row-major window order: the first maximum wins
             ih = oh * sh - pt + kh * dh
-            if 0 <= ih < H:
-                for kw in range(KW):
-                    iw = ow * sw - pl + kw * dw
-                    if 0 <= iw < W:
-                        v = X[(nc * H + ih) * W + iw]
-                        if v > best or bh < 0:
-                            best = v
-                            bh = ih
-                            bw = iw
+            for kw in range(kw0, kw1):
+                iw = ow * sw - pl + kw * dw
+                v = X[(nc * H + ih) * W + iw]
+                if v > best or bh < 0:
+                    best, bh, bw = v, ih, iw
         Y[i] = best
         if want_idx:
             Idx[i] = nc * H * W + (bw * H + bh if col_major else bh * W + bw)
@@ -47,9 +40,7 @@ def _max_pool(X, Y, Idx, total, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, wa
 @cuda.jit
 def _avg_pool(X, Y, total, H, W, OH, OW, KH, KW, sh, sw, pt, pl, pb, pr, dh, dw, include_pad):
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = i % OW
-        oh = (i // OW) % OH
-        nc = i // (OW * OH)
+        nc, oh, ow = plane_index(i, OH, OW)
         acc = F0
         count = 0
         for kh in range(KH):
@@ -64,35 +55,6 @@ def _avg_pool(X, Y, total, H, W, OH, OW, KH, KW, sh, sw, pt, pl, pb, pr, dh, dw,
                 elif include_pad and h_pad and -pl <= iw < W + pr:
                     count += 1
         Y[i] = acc / np.float32(count) if count > 0 else acc
-
-
-@cuda.jit
-def _global_pool(X, Y, rows, hw, is_max):
-    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
-        base = r * hw
-        acc = X[base]
-        for j in range(1, hw):
-            v = X[base + j]
-            if is_max:
-                if v > acc or v != v:
-                    acc = v
-            else:
-                acc += v
-        Y[r] = acc if is_max else acc / np.float32(hw)
-
-
-@cuda.jit
-def _lrn(X, Y, total, C, inner, size, alpha_over_size, beta, bias):
-    for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        c = (i // inner) % C
-        base = i - c * inner
-        lo = dmax(0, c - (size - 1) // 2)
-        hi = dmin(C - 1, c + size // 2)
-        s = F0
-        for j in range(lo, hi + 1):
-            v = X[base + j * inner]
-            s += v * v
-        Y[i] = X[i] / (bias + alpha_over_size * s) ** beta
 
 
 def _window(node, graph):
@@ -129,36 +91,3 @@ def build_average_pool(node, graph):
     include = 1 if node.attrs.get("count_include_pad", False) else 0
     launch = launcher_1d(_avg_pool, total)
     return lambda ins, outs: launch(ins[0], outs[0], total, *geo, *pads, *dil, include)
-
-
-@register("GlobalAveragePool", "GlobalMaxPool", backend="cuda")
-def build_global_pool(node, graph):
-    require_float(node, graph)
-    shape = shape_of(graph, node.inputs[0])
-    rows = shape[0] * shape[1]
-    hw = int(np.prod(shape[2:], dtype=np.int64))
-    if hw < 1:
-        raise UnsupportedOpError(f"node {node.name!r} ({node.op}): empty spatial extent {list(shape)}")
-    is_max = 1 if node.op == "GlobalMaxPool" else 0
-    launch = launcher_1d(_global_pool, rows)
-    return lambda ins, outs: launch(ins[0], outs[0], rows, hw, is_max)
-
-
-@register("LRN", backend="cuda")
-def build_lrn(node, graph):
-    dtype = require_float(node, graph)
-    shape = shape_of(graph, node.inputs[0])
-    total = size_of(graph, node.inputs[0])
-    inner = int(np.prod(shape[2:], dtype=np.int64))
-    size = int(node.attrs["size"])
-    t = dtype.type
-    args = (
-        shape[1],
-        inner,
-        size,
-        t(float(node.attrs.get("alpha", 1e-4)) / size),
-        t(node.attrs.get("beta", 0.75)),
-        t(node.attrs.get("bias", 1.0)),
-    )
-    launch = launcher_1d(_lrn, total)
-    return lambda ins, outs: launch(ins[0], outs[0], total, *args)

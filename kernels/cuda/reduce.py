@@ -1,4 +1,4 @@
-"""Reductions on CUDA: Softmax / LogSoftmax and ReduceMean, one thread per reduced row.
+"""Reductions on CUDA: Softmax / LogSoftmax, ReduceMean and the global pools, one thread per reduced row.
 
 Softmax over ``axis`` sees X as [outer, length, inner] and reduces over ``length``;
 with ``coerce_2d`` (opset < 13 semantics) X is [prod(shape[:axis]), prod(shape[axis:])].
@@ -12,9 +12,10 @@ import math
 import numpy as np
 from numba import cuda
 
+from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels import register
 
-from .common import F0, c_strides, int_array, launcher_1d, require_float, shape_of, size_of
+from .common import F0, c_strides, int_array, launcher_1d, require_float, shape_of, size_of, strided_offset
 
 
 @cuda.jit
@@ -42,22 +43,26 @@ def _softmax(X, Y, rows, length, inner, log):
 @cuda.jit
 def _reduce_mean(X, Y, nout, nred, krank, kshape, kstr, rrank, rshape, rstr):
     for o in range(cuda.grid(1), nout, cuda.gridsize(1)):
-        rem = o
-        base = 0
-        for d in range(krank - 1, -1, -1):
-            dim = kshape[d]
-            base += (rem % dim) * kstr[d]
-            rem = rem // dim
+        base = strided_offset(o, krank, kshape, kstr)
         acc = F0
         for r in range(nred):
-            rem = r
-            off = base
-            for d in range(rrank - 1, -1, -1):
-                dim = rshape[d]
-                off += (rem % dim) * rstr[d]
-                rem = rem // dim
-            acc += X[off]
+            acc += X[base + strided_offset(r, rrank, rshape, rstr)]
         Y[o] = acc / np.float32(nred)
+
+
+@cuda.jit
+def _global_pool(X, Y, rows, hw, is_max):
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        base = r * hw
+        acc = X[base]
+        for j in range(1, hw):
+            v = X[base + j]
+            if is_max:
+                if v > acc or v != v:
+                    acc = v
+            else:
+                acc += v
+        Y[r] = acc if is_max else acc / np.float32(hw)
 
 
 @register("Softmax", backend="cuda")
@@ -104,3 +109,16 @@ def build_reduce_mean(node, graph):
     )
     launch = launcher_1d(_reduce_mean, nout)
     return lambda ins, outs: launch(ins[0], outs[0], nout, nred, *tables)
+
+
+@register("GlobalAveragePool", "GlobalMaxPool", backend="cuda")
+def build_global_pool(node, graph):
+    require_float(node, graph)
+    shape = shape_of(graph, node.inputs[0])
+    rows = shape[0] * shape[1]
+    hw = int(np.prod(shape[2:], dtype=np.int64))
+    if hw < 1:
+        raise UnsupportedOpError(f"node {node.name!r} ({node.op}): empty spatial extent {list(shape)}")
+    is_max = 1 if node.op == "GlobalMaxPool" else 0
+    launch = launcher_1d(_global_pool, rows)
+    return lambda ins, outs: launch(ins[0], outs[0], rows, hw, is_max)

@@ -15,7 +15,7 @@ from numba import cuda
 from cnnrt.errors import ShapeError, UnsupportedOpError
 from cnnrt.kernels import register
 
-from .common import c_strides, int_array, launcher_1d, shape_of, size_of
+from .common import c_strides, int_array, launcher_1d, shape_of, size_of, split_index, strided_offset
 from .device import upload_flat
 from .elementwise import _copy
 
@@ -25,21 +25,14 @@ PAD_MODES = {"constant": 0, "reflect": 1, "edge": 2}
 @cuda.jit
 def _copy_rows(src, dst, n, row, src_row, src_off, dst_row, dst_off):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        r = i // row
-        c = i - r * row
+        r, c = split_index(i, row)
         dst[dst_off + r * dst_row + c] = src[src_off + r * src_row + c]
 
 
 @cuda.jit
 def _gather_strided(x, y, n, rank, oshape, istr, base):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        rem = i
-        ix = base
-        for d in range(rank - 1, -1, -1):
-            dim = oshape[d]
-            ix += (rem % dim) * istr[d]
-            rem = rem // dim
-        y[i] = x[ix]
+        y[i] = x[base + strided_offset(i, rank, oshape, istr)]
 
 
 @cuda.jit
@@ -105,22 +98,27 @@ def _axis(node, rank: int) -> int:
     return axis % max(rank, 1)
 
 
+def _row_copies(shape, axis: int, parts) -> list[tuple]:
+    """Concat/Split as row copies: the tensor ``shape`` is ``outer`` rows of its ``axis`` times the
+    inner size, part k of ``parts`` ((size along axis, present?)) a column range of them; per
+    present non-empty part (k, launch, elements, row length, element offset in the row)."""
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
+    steps, off = [], 0
+    for k, (d, present) in enumerate(parts):
+        row = d * inner
+        if present and row:
+            steps.append((k, launcher_1d(_copy_rows, outer * row), outer * row, row, off * inner))
+        off += d
+    return steps
+
+
 @register("Concat", backend="cuda")
 def build_concat(node, graph):
     out = shape_of(graph, node.outputs[0])
     axis = _axis(node, len(out))
-    outer = int(np.prod(out[:axis], dtype=np.int64))
-    inner = int(np.prod(out[axis + 1 :], dtype=np.int64))
-    steps, off = [], 0
-    for k, name in enumerate(node.inputs):
-        if not name:
-            continue
-        d = shape_of(graph, name)[axis]
-        row = d * inner
-        if row:
-            steps.append((k, launcher_1d(_copy_rows, outer * row), outer * row, row, off * inner))
-        off += d
-    dst_row = out[axis] * inner
+    parts = [(shape_of(graph, name)[axis] if name else 0, bool(name)) for name in node.inputs]
+    steps, dst_row = _row_copies(out, axis, parts), int(np.prod(out[axis:], dtype=np.int64))
 
     def run(ins, outs):
         for k, launch, n, row, dst_off in steps:
@@ -133,16 +131,11 @@ def build_concat(node, graph):
 def build_split(node, graph):
     shape = shape_of(graph, node.inputs[0])
     axis = _axis(node, len(shape))
-    outer = int(np.prod(shape[:axis], dtype=np.int64))
-    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
-    src_row = shape[axis] * inner
-    steps, off = [], 0
-    for k, name in enumerate(node.outputs):
-        d = shape_of(graph, name)[axis] if name else int(node.attrs["sizes"][k])
-        row = d * inner
-        if name and row:
-            steps.append((k, launcher_1d(_copy_rows, outer * row), outer * row, row, off * inner))
-        off += d
+    sizes = [
+        shape_of(graph, name)[axis] if name else int(node.attrs["sizes"][k]) for k, name in enumerate(node.outputs)
+    ]
+    steps = _row_copies(shape, axis, [(d, bool(name)) for d, name in zip(sizes, node.outputs)])
+    src_row = int(np.prod(shape[axis:], dtype=np.int64))
 
     def run(ins, outs):
         for k, launch, n, row, src_off in steps:

@@ -19,6 +19,7 @@ import types as pytypes
 import numba
 import numpy as np
 import pytest
+from cuda_sim_helpers import conv_attrs
 from cuda_test_env import SIMULATOR, real_gpu
 
 pytestmark = pytest.mark.skipif(SIMULATOR, reason="compiles for the real CUDA target; the simulator has no compiler")
@@ -37,16 +38,7 @@ def _nvvm_missing() -> str | None:
 
 F = "float32"
 I64 = "int64"
-CONV = dict(
-    strides=(1, 1),
-    pads=(1, 1, 1, 1),
-    dilations=(1, 1),
-    group=1,
-    kernel=(3, 3),
-    activation="Relu",
-    act_alpha=0.0,
-    act_beta=0.0,
-)
+CONV = conv_attrs((3, 3), pads=(1, 1, 1, 1), activation="Relu")
 GEMM = dict(alpha=1.0, beta=1.0, trans_a=0, trans_b=1, activation="HardSwish", act_alpha=0.0, act_beta=0.0)
 POOL = dict(kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), dilations=(1, 1))
 
@@ -193,7 +185,7 @@ def dry_run(monkeypatch):
 
 
 def test_every_kernel_compiles_to_ptx(dry_run):
-    from cnnrt.kernels.cuda import conv, conv_transpose, elementwise, gemm, pool, reduce, resize, tensor
+    from cnnrt.kernels.cuda import conv, conv_transpose, elementwise, gemm, norm, pool, reduce, resize, tensor
     from cnnrt.runtime.cuda_executor import CudaExecutor
     from cnnrt.runtime.plan import plan_memory
 
@@ -208,7 +200,7 @@ def test_every_kernel_compiles_to_ptx(dry_run):
     names = {f.__qualname__.split(".<locals>")[0] for f, _ in compiled}
     kernels = {
         name
-        for mod in (conv, conv_transpose, elementwise, gemm, pool, reduce, resize, tensor)
+        for mod in (conv, conv_transpose, elementwise, gemm, norm, pool, reduce, resize, tensor)
         for name, obj in vars(mod).items()
         if hasattr(obj, "py_func")
         and not getattr(obj, "targetoptions", {}).get("device", False)

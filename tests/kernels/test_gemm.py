@@ -7,8 +7,7 @@ import pytest
 from kernel_helpers import act_params, assert_within, run_node, sum_bound  # noqa: E402
 from onnx import helper
 from reference import activation_ref, gemm_reference  # noqa: E402
-
-import cnnrt  # noqa: E402
+from vs_onnxruntime import run_both  # noqa: E402
 
 M, K, N = 5, 7, 6
 C_SHAPES = {"none": None, "scalar": (), "one": (1,), "row": (N,), "row2d": (1, N), "col": (M, 1), "full": (M, N)}
@@ -115,16 +114,6 @@ def test_matmul_int64():
 # ----------------------------------------------------------------------------- vs onnxruntime
 
 
-def _both(model, feeds):
-    from helpers import ort_run
-
-    got = cnnrt.InferenceSession(model, opt_level=0).run(None, feeds)
-    want = ort_run(model, feeds)
-    for g, w in zip(got, want):
-        assert g.shape == w.shape and g.dtype == w.dtype, (g.shape, w.shape, g.dtype, w.dtype)
-    return got, want
-
-
 @pytest.mark.parametrize(
     "opset,ta,tb,cname,alpha,beta",
     [
@@ -152,7 +141,7 @@ def test_gemm_vs_onnxruntime(opset, ta, tb, cname, alpha, beta, b_init):
         inputs.append(("b", list(b.shape), np.float32))
     model = make_model([node], inputs, [("y", None, np.float32)], inits, opset=opset)
     feeds = {"a": a} if b_init else {"a": a, "b": b}
-    (got,), (want,) = _both(model, feeds)
+    (got,), (want,) = run_both(model, feeds)
     _, bound = _gemm_expected(a, b, c, alpha, beta, ta, tb)
     assert_within(got, want.astype(np.float64), 2 * bound, f"opset {opset}")
 
@@ -168,6 +157,6 @@ def test_matmul_vs_onnxruntime(ashape, bshape):
     model = make_model(
         [node], [("a", list(ashape), np.float32), ("b", list(bshape), np.float32)], [("y", None, np.float32)]
     )
-    (got,), (want,) = _both(model, {"a": a, "b": b})
+    (got,), (want,) = run_both(model, {"a": a, "b": b})
     mag = np.matmul(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64))
     assert_within(got, want.astype(np.float64), 2 * sum_bound(K, mag, want), f"{ashape} x {bshape}")

@@ -7,6 +7,7 @@ import pytest
 from kernel_helpers import U32, act_params, assert_within, run_node, sum_bound  # noqa: E402
 from onnx import helper
 from reference import activation_ref, batchnorm_reference, lrn_reference  # noqa: E402
+from vs_onnxruntime import run_both  # noqa: E402
 
 import cnnrt  # noqa: E402
 from cnnrt.core.ops import ACTIVATIONS  # noqa: E402
@@ -116,16 +117,6 @@ def test_lrn_window_is_asymmetric_for_even_size():
 # ----------------------------------------------------------------------------- vs onnxruntime
 
 
-def _both(model, feeds):
-    from helpers import ort_run
-
-    got = cnnrt.InferenceSession(model, opt_level=0).run(None, feeds)
-    want = ort_run(model, feeds)
-    for g, w in zip(got, want):
-        assert g.shape == w.shape and g.dtype == w.dtype, (g.shape, w.shape, g.dtype, w.dtype)
-    return got, want
-
-
 @pytest.mark.parametrize(
     "opset,spatial,xshape",
     [
@@ -154,7 +145,7 @@ def test_batch_norm_vs_onnxruntime(opset, spatial, xshape, as_inputs):
         inputs += [(k, list(pshape), np.float32) for k in params]
     model = make_model([node], inputs, [("y", None, np.float32)], None if as_inputs else params, opset=opset)
     feeds = {"x": x, **(params if as_inputs else {})}
-    (got,), (want,) = _both(model, feeds)
+    (got,), (want,) = run_both(model, feeds)
     assert_within(got, want.astype(np.float64), 2 * _bn_bound(x, *params.values(), 1e-4), f"opset {opset}")
 
 
@@ -169,7 +160,7 @@ def test_lrn_vs_onnxruntime(size):
     node = helper.make_node("LRN", ["x"], ["y"], size=size, alpha=0.3, beta=0.75, bias=1.5)
     model = make_model([node], [("x", list(xshape), np.float32)], [("y", None, np.float32)])
     if size % 2:
-        (got,), (want,) = _both(model, {"x": x})
+        (got,), (want,) = run_both(model, {"x": x})
     else:
         (got,) = cnnrt.InferenceSession(model, opt_level=0).run(None, {"x": x})
         want = lrn_reference(x, size, 0.3, 0.75, 1.5)

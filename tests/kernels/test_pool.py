@@ -7,8 +7,7 @@ import pytest
 from kernel_helpers import U32, assert_within, run_node  # noqa: E402
 from onnx import helper
 from reference import pool_reference  # noqa: E402
-
-import cnnrt  # noqa: E402
+from vs_onnxruntime import run_both  # noqa: E402
 
 
 def pool_out(size, k, s, d, pb, pe, ceil_mode):
@@ -158,16 +157,6 @@ def _model(op, xshape, attrs, n_out=1, opset=17):
     return make_model([node], [("x", list(xshape), np.float32)], outs, opset=opset)
 
 
-def _both(model, x):
-    from helpers import ort_run
-
-    got = cnnrt.InferenceSession(model, opt_level=0).run(None, {"x": x})
-    want = ort_run(model, {"x": x})
-    for g, w in zip(got, want):
-        assert g.shape == w.shape and g.dtype == w.dtype, (g.shape, w.shape, g.dtype, w.dtype)
-    return got, want
-
-
 ORT_POOL = [
     ("k3s2_p1", (2, 3, 9, 9), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
     ("ceil_p1", (1, 2, 8, 8), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)),
@@ -186,7 +175,7 @@ ORT_POOL = [
 @pytest.mark.parametrize("xshape,attrs", [c[1:] for c in ORT_POOL], ids=[c[0] for c in ORT_POOL])
 def test_max_pool_vs_onnxruntime(xshape, attrs):
     x = np.random.default_rng(3).standard_normal(xshape).astype(np.float32)
-    (got,), (want,) = _both(_model("MaxPool", xshape, attrs), x)
+    (got,), (want,) = run_both(_model("MaxPool", xshape, attrs), {"x": x})
     np.testing.assert_array_equal(got, want)
 
 
@@ -197,7 +186,9 @@ def test_max_pool_indices_vs_onnxruntime(xshape, attrs, storage_order, ties):
     """With ties (values from {0, 1, 2}) the index of the first maximum in window order wins."""
     rng = np.random.default_rng(4)
     x = (rng.integers(0, 3, xshape) if ties else rng.standard_normal(xshape)).astype(np.float32)
-    (got, gi), (want, wi) = _both(_model("MaxPool", xshape, dict(attrs, storage_order=storage_order), n_out=2), x)
+    (got, gi), (want, wi) = run_both(
+        _model("MaxPool", xshape, dict(attrs, storage_order=storage_order), n_out=2), {"x": x}
+    )
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(gi, wi)
 
@@ -211,9 +202,13 @@ ORT_AVG_DILATED = [c for c in ORT_POOL if "dilations" in c[2]]
 @pytest.mark.parametrize("xshape,attrs", [c[1:] for c in ORT_AVG], ids=[c[0] for c in ORT_AVG])
 def test_average_pool_vs_onnxruntime(xshape, attrs, count_include_pad):
     x = np.random.default_rng(5).standard_normal(xshape).astype(np.float32)
-    (got,), (want,) = _both(_model("AveragePool", xshape, dict(attrs, count_include_pad=count_include_pad)), x)
+    (got,), (want,) = run_both(
+        _model("AveragePool", xshape, dict(attrs, count_include_pad=count_include_pad)), {"x": x}
+    )
     k = attrs["kernel_shape"][0] * attrs["kernel_shape"][1]
-    (mag,), _ = _both(_model("AveragePool", xshape, dict(attrs, count_include_pad=count_include_pad)), np.abs(x))
+    (mag,), _ = run_both(
+        _model("AveragePool", xshape, dict(attrs, count_include_pad=count_include_pad)), {"x": np.abs(x)}
+    )
     assert_within(got, want.astype(np.float64), 4 * (k + 2) * U32 * mag + 1e-30, str(attrs))
 
 
@@ -222,8 +217,8 @@ def test_average_pool_vs_onnxruntime(xshape, attrs, count_include_pad):
 def test_average_pool_dilated_opset19_vs_onnxruntime(xshape, attrs, count_include_pad):
     x = np.random.default_rng(6).standard_normal(xshape).astype(np.float32)
     model = _model("AveragePool", xshape, dict(attrs, count_include_pad=count_include_pad), opset=19)
-    (got,), (want,) = _both(model, x)
-    (mag,), _ = _both(model, np.abs(x))
+    (got,), (want,) = run_both(model, {"x": x})
+    (mag,), _ = run_both(model, {"x": np.abs(x)})
     k = attrs["kernel_shape"][0] * attrs["kernel_shape"][1]
     assert_within(got, want.astype(np.float64), 4 * (k + 2) * U32 * mag + 1e-30, str(attrs))
 
@@ -232,7 +227,7 @@ def test_average_pool_dilated_opset19_vs_onnxruntime(xshape, attrs, count_includ
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
 def test_global_pool_vs_onnxruntime(xshape, op):
     x = np.random.default_rng(7).standard_normal(xshape).astype(np.float32)
-    (got,), (want,) = _both(_model(op, xshape, {}), x)
+    (got,), (want,) = run_both(_model(op, xshape, {}), {"x": x})
     s = int(np.prod(xshape[2:]))
     mag = np.abs(x).astype(np.float64).mean(axis=tuple(range(2, len(xshape))), keepdims=True)
     assert_within(got, want.astype(np.float64), 2 * (s + 2) * U32 * mag + 1e-30, op)

@@ -1,14 +1,21 @@
 """vector_ir's explicit-vector loops: whole vectors plus one masked vector, at every count
-around the vector width (the masked rest must neither drop nor touch elements past it)."""
+around the vector width (the masked rest must neither drop nor touch elements past it); and
+that microkernel's register tile really is vector FMAs."""
 
 from __future__ import annotations
 
+import platform
+import re
+
+import numba
 import numpy as np
 import pytest
 from numba import njit
 
+from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace, tanh_rational
-from cnnrt.kernels.cpu.vector_ir import VECTOR_BYTES, vector_run
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
+from cnnrt.kernels.cpu.vector_ir import vector_run
 
 COUNTS = [0, 1, 7, 15, 16, 17, 28, 31, 32, 33, 100]
 
@@ -94,3 +101,34 @@ def test_tanh_inplace_from_python_computes_too():
 
 def test_vector_width_is_a_power_of_two_of_at_least_16_bytes():
     assert VECTOR_BYTES in (32, 64)
+
+
+_MR, _NR, _TILE = mk.MR, mk.nr(np.float32), mk.tile
+
+
+@njit
+def _one_tile(a, b, c, bias, res, k):
+    _TILE(a, 0, 1, _MR, b, 0, _NR, k, c, 0, _NR, _MR, 0, bias, 0, res, 0, np.float32(0), np.float32(0))
+
+
+def test_register_tile_is_vector_fmas():
+    """The float32 tile is MR x NV vectors of fused multiply-adds per reduction step (microkernel's
+    doc: 8 x 32 = 16 <16 x float> FMAs with AVX-512, 6 x 16 = 12 <8 x float> with AVX2), each
+    A element broadcast once: a change that scalarises the tile fails here."""
+    f32 = numba.float32[::1]
+    _one_tile.compile((f32, f32, f32, f32, f32, numba.int64))
+    sig = _one_tile.signatures[0]
+    ir, lanes = _one_tile.inspect_llvm(sig), VECTOR_BYTES // 4
+    assert _NR == mk.NV * lanes
+    vector_fmas = len(re.findall(rf"call <{lanes} x float> @llvm\.fma\.v{lanes}f32\(", ir))
+    per_step = mk.MR * mk.NV
+    # LLVM may unroll or version the reduction loop: whole copies of the step, never a part
+    assert vector_fmas >= per_step and vector_fmas % per_step == 0, (vector_fmas, per_step)
+    assert not re.search(r"@llvm\.fma\.f32\(", ir), "scalar fma in the register tile"
+    if platform.machine() in ("x86_64", "AMD64"):
+        asm = _one_tile.inspect_asm(sig)
+        reg = "zmm" if VECTOR_BYTES == 64 else "ymm"
+        packed = re.findall(rf"vfmadd\w+ps\s+%?{reg}", asm) or re.findall(rf"vfmadd\w+ps\s+[^\n]*{reg}", asm)
+        assert len(packed) == vector_fmas, (len(packed), vector_fmas)
+        assert not re.search(r"vfmadd\w+ss", asm), "scalar FMA instructions in the register tile"
+        assert len(re.findall(r"vbroadcastss", asm)) * mk.NV == len(packed)  # one broadcast per A element

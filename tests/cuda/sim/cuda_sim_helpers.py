@@ -18,20 +18,12 @@ def run_op(
     """Run one ``op`` node on CUDA. ``outputs``: list of shapes or (shape, dtype); ``const``:
     indices of inputs bound as graph constants (the rest are fed). Returns numpy outputs
     (and the executor when ``executor=True``)."""
-    names, values, consts, feeds, feed_names = [], {}, {}, [], []
-    for k, a in enumerate(inputs):
-        if a is None:
-            names.append("")
-            continue
-        name = f"in{k}"
-        names.append(name)
-        a = np.asarray(a)
-        values[name] = Value(name, tuple(a.shape), str(a.dtype))
-        if k in const:
-            consts[name] = a
-        else:
-            feeds.append(a)
-            feed_names.append(name)
+    names = [f"in{k}" if a is not None else "" for k, a in enumerate(inputs)]
+    arrays = {name: np.asarray(a) for name, a in zip(names, inputs) if name}
+    values = {name: Value(name, tuple(a.shape), str(a.dtype)) for name, a in arrays.items()}
+    consts = {name: arrays[name] for k, name in enumerate(names) if name and k in const}
+    feed_names = [name for name in arrays if name not in consts]
+    feeds = [arrays[name] for name in feed_names]
     out_names = []
     for k, o in enumerate(outputs):
         shape, dtype = o if (isinstance(o, tuple) and len(o) == 2 and isinstance(o[1], str)) else (o, "float32")
@@ -43,6 +35,22 @@ def run_op(
     ex = CudaExecutor(graph, plan_memory(graph))
     outs = ex.run(feeds)
     return (outs, ex) if executor else outs
+
+
+def conv_attrs(
+    kernel, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1, activation="none", alpha=0.0, beta=0.0
+):
+    """The attributes of an IR Conv / ConvTranspose node (as the frontend writes them)."""
+    return dict(
+        strides=tuple(strides),
+        pads=tuple(pads),
+        dilations=tuple(dilations),
+        group=group,
+        kernel=tuple(kernel),
+        activation=activation,
+        act_alpha=alpha,
+        act_beta=beta,
+    )
 
 
 def rand(rng, *shape, lo=-1.0, hi=1.0):

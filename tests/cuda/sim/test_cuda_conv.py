@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from cuda_sim_helpers import assert_close, rand, run_op, tol_for
+from cuda_sim_helpers import assert_close, conv_attrs, rand, run_op, tol_for
 from reference import (
     activation_ref,
     conv2d_reference,
@@ -51,16 +51,7 @@ def _conv_case(rng, case):
     out_shape = (xs[0], ws[0], oh, ow)
     r = rand(rng, *out_shape) if has_r else None
     alpha, beta = ACTS[act]
-    attrs = dict(
-        strides=strides,
-        pads=pads,
-        dilations=dil,
-        group=group,
-        kernel=ws[2:],
-        activation=act,
-        act_alpha=alpha,
-        act_beta=beta,
-    )
+    attrs = conv_attrs(ws[2:], strides, pads, dil, group, act, alpha, beta)
     ref = conv2d_reference(x, w, b, strides, pads, dil, group)
     if r is not None:
         ref = ref + r
@@ -155,16 +146,7 @@ def test_conv_transpose_matches_reference(case):
     ref = activation_ref(
         conv_transpose2d_reference(x, w, b, strides, pads, dil, group, output_padding=opad), act, alpha, beta
     )
-    attrs = dict(
-        strides=strides,
-        pads=pads,
-        dilations=dil,
-        group=group,
-        kernel=ws[2:],
-        activation=act,
-        act_alpha=alpha,
-        act_beta=beta,
-    )
+    attrs = conv_attrs(ws[2:], strides, pads, dil, group, act, alpha, beta)
     [y] = run_op("ConvTranspose", [x, w, b], [ref.shape], attrs, const=(1, 2))
     assert_close(y, ref, tol_for(ws[0] * ws[2] * ws[3]))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cuda_sim_helpers import assert_close, rand
+from cuda_sim_helpers import assert_close, conv_attrs, rand
 from numba import cuda
 from reference import activation_ref, conv2d_reference
 
@@ -13,16 +13,7 @@ from cnnrt.errors import InputError, UnsupportedOpError
 from cnnrt.runtime.cuda_executor import CudaExecutor
 from cnnrt.runtime.plan import plan_memory
 
-CONV = dict(
-    strides=(1, 1),
-    pads=(1, 1, 1, 1),
-    dilations=(1, 1),
-    group=1,
-    kernel=(3, 3),
-    activation="none",
-    act_alpha=0.0,
-    act_beta=0.0,
-)
+CONV = conv_attrs((3, 3), pads=(1, 1, 1, 1))
 
 
 def _graph(batch=1, concat_in_place=False):

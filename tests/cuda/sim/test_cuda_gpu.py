@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from cuda_sim_helpers import assert_close, rand, run_op, tol_for
+from cuda_sim_helpers import assert_close, conv_attrs, rand, run_op, tol_for
 from helpers import ort_run
 from reference import conv2d_reference
 from test_cuda_end_to_end import mixed
@@ -23,16 +23,7 @@ pytestmark = pytest.mark.gpu
 def test_large_conv_on_gpu():
     rng = np.random.default_rng(0)
     x, w, b = rand(rng, 4, 64, 56, 56), rand(rng, 128, 32, 3, 3), rand(rng, 128)
-    attrs = dict(
-        strides=(1, 1),
-        pads=(1, 1, 1, 1),
-        dilations=(1, 1),
-        group=2,
-        kernel=(3, 3),
-        activation="none",
-        act_alpha=0.0,
-        act_beta=0.0,
-    )
+    attrs = conv_attrs((3, 3), pads=(1, 1, 1, 1), group=2)
     [y] = run_op("Conv", [x, w, b], [(4, 128, 56, 56)], attrs, const=(1, 2))
     assert_close(y, conv2d_reference(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), 2), tol_for(32 * 9))
 

@@ -1,0 +1,70 @@
+"""The activation formulas, once for both backends, keyed by ``cnnrt.core.ops.ACTIVATIONS``.
+
+:func:`activation_formula` returns a Numba function ``act(v, kind, alpha, beta)``; the CPU
+kernels (kernels/cpu/activation.py's ``act_scalar``) and the CUDA kernels
+(kernels/cuda/common.py's ``act``) are two instances of it. numba's CUDA target compiles a
+``@njit`` function it is called with, so the same Python source runs on both. What differs is
+passed in: the constants' type (the CPU evaluates float32 tensors' Sigmoid/Elu in float64
+with Python floats; the CUDA kernels keep float32 arithmetic with numpy float32 constants,
+a GPU's float64 unit being many times slower) and tanh (the CPU's rational approximation,
+the GPU's ``math.tanh``). Min/max are written as selects: the CUDA target cannot compile the
+builtin ``min``/``max``, and a select states what happens to NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+from cnnrt.core.ops import ACTIVATIONS
+from cnnrt.kernels._jit import njit
+
+NONE, RELU, LEAKY_RELU, CLIP, SIGMOID, HARD_SIGMOID, HARD_SWISH, TANH, ELU, SILU = (
+    ACTIVATIONS[k]
+    for k in ("none", "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "SiLU")
+)
+
+
+def activation_formula(zero, one, six, half, tanh):
+    """``act(v, kind, alpha, beta)`` with these constants (their type sets the arithmetic's) and tanh."""
+
+    @njit(inline="always", cache=False)  # a closure: its constants live in the cells, not the source
+    def act(v, kind, alpha, beta):
+        if kind == NONE:
+            return v
+        if kind == RELU:  # NaN stays NaN (as onnxruntime's max(x, 0) keeps it); -Inf gives 0
+            return v if not v < zero else zero
+        if kind == LEAKY_RELU:
+            return v if v >= zero else v * alpha
+        if kind == CLIP:  # Clip(min=alpha, max=beta); NaN propagates
+            if v < alpha:
+                return alpha
+            if v > beta:
+                return beta
+            return v
+        if kind == SIGMOID:  # computed without overflow for large |v|
+            if v >= zero:
+                return one / (one + math.exp(-v))
+            e = math.exp(v)
+            return e / (one + e)
+        if kind == HARD_SIGMOID:  # NaN stays NaN (a clamp by min/max would turn it into a bound)
+            if v != v:
+                return v
+            y = alpha * v + beta
+            y = one if y > one else y
+            return zero if y < zero else y
+        if kind == HARD_SWISH:  # x * max(0, min(1, x/6 + 1/2))
+            y = v / six + half
+            y = one if y > one else y
+            return v * (zero if y < zero else y)
+        if kind == TANH:
+            return tanh(v)
+        if kind == ELU:
+            return v if v >= zero else alpha * (math.exp(v) - one)
+        if kind == SILU:  # x * sigmoid(x)
+            if v >= zero:
+                return v / (one + math.exp(-v))
+            e = math.exp(v)
+            return v * e / (one + e)
+        return v
+
+    return act
