@@ -37,20 +37,17 @@ import numpy as np
 
 from cnnrt.core import layout
 from cnnrt.core.ir import Graph, Node, Value
-from cnnrt.core.ops import BINARY_OPS, UNARY_ACTIVATION_OPS, VARIADIC_OPS
+from cnnrt.core.ops import OPS, op_def
 from cnnrt.kernels.conv_spec import spec_from_node
 
 from . import PassResult
 
 RULE = "NCHW -> channel-blocked"
-BLOCKED_FORMS = {
-    "MaxPool": "BlockedMaxPool",
-    "AveragePool": "BlockedAveragePool",
-    "GlobalAveragePool": "BlockedGlobalAveragePool",
-    "GlobalMaxPool": "BlockedGlobalMaxPool",
-    "ChannelAffine": "BlockedChannelAffine",
-}
-ELEMENTWISE = (*UNARY_ACTIVATION_OPS, *BINARY_OPS, *VARIADIC_OPS)
+# What may run on blocked values is the op table's (cnnrt.core.ops): an op it does not
+# declare blocked-capable reads NCHW, and the rewrite logs why its input was reordered.
+BLOCKED_FORMS = {op: d.blocked_form for op, d in OPS.items() if d.blocked_form}
+ELEMENTWISE = tuple(op for op, d in OPS.items() if d.blocked == "elementwise")
+CHANNEL_CONCAT = tuple(op for op, d in OPS.items() if d.blocked == "channel_concat")
 # A lone blocked conv pays two reorders and extra steps for one layer (LeNet-5's middle conv,
 # a small model where each step counts): the whole graph stays NCHW below this many.
 MIN_BLOCKED_CONVS = 2
@@ -129,6 +126,13 @@ class _Rewriter:
         outs = tuple(self.twin(o) if o else o for o in node.outputs)
         self.nodes.append(node.replace(op=op, inputs=tuple(inputs), outputs=outs))
         self.fired.append((f"{node.op} -> {op}" if op != node.op else f"{op} on blocked values", node.name))
+
+    def refuse(self, node: Node) -> None:
+        """Log a node with a blocked input whose op the table does not declare blocked-capable
+        (the rules above log their own guards)."""
+        d = op_def(node.op)  # an op outside the table is an error, not an NCHW reader
+        if any(i in self.blocked for i in node.inputs) and not (d.blocked or d.blocked_form or node.op == "Conv"):
+            self.declined.append((RULE, node.name, f"{node.op} is not blocked-capable in the op table: it reads NCHW"))
 
     def plain_node(self, node: Node) -> None:
         self.nodes.append(node.replace(inputs=tuple(self.to_plain(i) for i in node.inputs)))
@@ -225,9 +229,10 @@ class _Rewriter:
                 done = self.follows(node)
             elif node.op in ELEMENTWISE:
                 done = self.elementwise(node)
-            elif node.op == "Concat":
+            elif node.op in CHANNEL_CONCAT:
                 done = self.concat(node)
             if not done:
+                self.refuse(node)
                 self.plain_node(node)
         for o in self.graph.outputs:
             self.to_plain(o)

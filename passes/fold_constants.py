@@ -1,8 +1,8 @@
 """fold_constants: evaluate nodes whose inputs are all constants; resolve Shape from shapes.
 
 Requires: a verified graph with concrete shapes (the importer guarantees both).
-Guarantees: every node whose inputs are all constants and whose op has a numpy evaluator
-in :mod:`cnnrt.core.const_eval` is gone; its outputs are constants under the same value names
+Guarantees: every node whose inputs are all constants and whose op the op table gives a
+numpy evaluator (cnnrt.core.ops, field ``evaluate``) is gone; its outputs are constants under the same value names
 (so graph outputs keep their names). ``Shape`` nodes become constants whatever their
 input, since every shape is concrete. Heavy ops (Conv, pools...) are never evaluated here:
 passes do not call kernels, so those stay and are logged as declined. Folding that would
@@ -16,6 +16,7 @@ import numpy as np
 
 from cnnrt.core.const_eval import can_evaluate, evaluate_node
 from cnnrt.core.ir import Graph
+from cnnrt.core.ops import attr
 from cnnrt.errors import GraphError
 
 from . import PassResult
@@ -35,8 +36,7 @@ def fold_constants(graph: Graph) -> PassResult:
         outs = [o for o in node.outputs if o]
         if node.op == "Shape" and node.inputs[0] not in g.constants:
             shape = g.values[node.inputs[0]].shape
-            a = node.attrs
-            arr = np.array(shape[a.get("start", 0) : a.get("end")], dtype=np.int64)
+            arr = np.array(shape[attr(node, "start") : attr(node, "end")], dtype=np.int64)
             if arr.shape != g.values[outs[0]].shape:
                 raise GraphError(
                     f"Shape node {node.name!r}: its Value says {g.values[outs[0]].shape}, the input gives {arr.shape}"
@@ -62,10 +62,6 @@ def fold_constants(graph: Graph) -> PassResult:
             continue
         ins = [g.constants[i] if i else None for i in node.inputs]
         results = evaluate_node(node, ins, [g.values[o] for o in node.outputs if o])
-        if results is None:
-            declined.append((RULE, node.name, f"no numpy evaluator for {node.op}"))
-            kept.append(node)
-            continue
         for o, arr in zip(outs, results):
             g.constants[o] = arr
         fired.append((RULE, node.name))

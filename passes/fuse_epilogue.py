@@ -9,8 +9,9 @@ Rules (each anchored at the node that disappears):
   the output's shape and dtype becomes Conv's 4th input R. If other is defined after the
   Conv, the fused node moves to the Add's position (safe: the Conv's only reader was the Add).
   Of two Conv candidates the one needing no move wins.
-- ``X + <activation> -> X(activation)`` for X in Conv, ConvTranspose, Gemm, ChannelAffine and
-  every unary activation; ``X + Mul(x, Sigmoid(x)) -> X(SiLU)`` and
+- ``X + <activation> -> X(activation)`` for every X the op table (cnnrt.core.ops) gives an
+  epilogue (Conv, ConvTranspose, Gemm, ChannelAffine; the blocked forms come later) and every
+  unary activation; ``X + Mul(x, Sigmoid(x)) -> X(SiLU)`` and
   ``X + Mul(x, HardSigmoid(x; 1/6, 1/2)) -> X(HardSwish)``.
 
 Requires: a verified graph; BN already folded (fold_batchnorm) so Conv+BN+Relu chains
@@ -28,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnrt.core.ir import Graph, Node
-from cnnrt.core.ops import ACTIVATIONS, UNARY_ACTIVATION_OPS, activation_params
+from cnnrt.core.ops import ACTIVATIONS, OPS, UNARY_ACTIVATION_OPS, activation_params, attr
 
 from . import PassResult
 from .rewrite import (
@@ -43,7 +44,8 @@ from .rewrite import (
     unique_node_name,
 )
 
-ACT_HOSTS = ("Conv", "ConvTranspose", "Gemm", "ChannelAffine")
+# block_layout runs after the fusion passes: only NCHW ops are hosts here
+ACT_HOSTS = tuple(op for op, d in OPS.items() if d.epilogue and d.blocked != "native")
 HARDSWISH_GATE = (1.0 / 6.0, 0.5)
 
 
@@ -61,7 +63,7 @@ def _host_ready(ctx: Ctx, host: Node, value: str, reader: Node) -> str | None:
     why = sole_use(ctx, value, reader)
     if why:
         return why
-    if host.attrs.get("activation", "none") != "none":
+    if OPS[host.op].epilogue and attr(host, "activation") != "none":
         return f"{host.op} {host.name!r} already has activation {host.attrs['activation']}"
     return None
 
@@ -117,7 +119,7 @@ def _rewrite_gated(ctx: Ctx, m) -> Replacement | str:
     readers = {n.name for n in ctx.users(x)}
     if len(ctx.users(x)) != 2 or readers != {gate.name, mul.name}:
         return f"{host.op} output {x!r} has {len(ctx.users(x))} consumers besides the {kind} pattern"
-    if host.attrs.get("activation", "none") != "none":
+    if attr(host, "activation") != "none":
         return f"{host.op} {host.name!r} already has activation {host.attrs['activation']}"
     if ctx.value(mul.outputs[0]).shape != ctx.value(x).shape or not is_float(ctx, x):
         return "Mul broadcasts or is not floating point"
@@ -184,7 +186,7 @@ def _rewrite_bias(ctx: Ctx, m) -> Replacement | str:
         op="Gemm",
         outputs=add.outputs,
         inputs=(host.inputs[0], b_name, cname),
-        attrs=dict(alpha=1.0, beta=1.0, trans_a=0, trans_b=0, activation="none", act_alpha=0.0, act_beta=0.0),
+        attrs=dict(OPS["Gemm"].attrs),  # alpha = beta = 1, no transposes, no activation
     )
     node = node.replace(name=unique_node_name(ctx, node.name, ignore=[host.name, add.name]))
     return Replacement(remove=[host, add], add=[node], anchor=host)
@@ -200,7 +202,7 @@ def _absorb_bias(ctx: Ctx, host: Node, add: Node, extra: np.ndarray, kind: str) 
         new = extra if old is None else old.astype(np.float64) + extra
         attrs = dict(host.attrs)
     else:  # Gemm: y = alpha*AB + beta*C + extra -> C' = beta*C + extra, beta' = 1
-        beta = float(host.attrs.get("beta", 1.0))
+        beta = float(attr(host, "beta"))
         new = extra if old is None or beta == 0.0 else old.astype(np.float64) * beta + extra
         if new.ndim > 2:
             return "Gemm bias would have rank > 2"

@@ -3,68 +3,61 @@
 Used by the frontend to resolve shape arithmetic (Shape -> Gather -> Concat -> Reshape) at
 import time, and by constant folding. Heavy ops (Conv, pools, ...) are not evaluated here:
 ``evaluate_node`` returns None and the node stays in the graph.
+Each evaluator takes the node's attributes with defaults filled, the input arrays and the
+output Values; the op table (cnnrt.core.ops, field ``evaluate``) says which op uses which.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cnnrt.core.ir import Node, Value
-
-_EVAL: dict[str, Callable[[Node, list[np.ndarray], list[Value]], list[np.ndarray]]] = {}
-
-
-def _ev(*ops: str):
-    def deco(fn):
-        for op in ops:
-            _EVAL[op] = fn
-        return fn
-
-    return deco
+if TYPE_CHECKING:
+    from cnnrt.core.ir import Node, Value
 
 
 def can_evaluate(op: str) -> bool:
-    return op in _EVAL
+    """Whether the op table (cnnrt.core.ops) gives ``op`` an evaluator here."""
+    from cnnrt.core.ops import OPS  # the table imports this module's evaluators
+
+    return op in OPS and OPS[op].evaluate is not None
 
 
 def evaluate_node(node: Node, inputs: Sequence[np.ndarray | None], outs: Sequence[Value]) -> list[np.ndarray] | None:
     """Outputs of ``node`` for these input values, or None when not evaluable here."""
-    fn = _EVAL.get(node.op)
-    if fn is None:
+    from cnnrt.core.ops import OPS, op_attrs
+
+    d = OPS.get(node.op)
+    if d is None or d.evaluate is None:
         return None
     with np.errstate(all="ignore"):
-        res = fn(node, list(inputs), list(outs))
+        res = d.evaluate(op_attrs(node), list(inputs), list(outs))
     # np.asarray(order="C"), not ascontiguousarray: the latter turns 0-d results into shape (1,)
     return [
         np.asarray(np.asarray(r).astype(v.dtype, copy=False).reshape(v.shape), order="C") for r, v in zip(res, outs)
     ]
 
 
-@_ev("Identity", "Dropout", "Reshape")
-def _view(node, x, outs):
+def view(a, x, outs):
     return [x[0].reshape(outs[0].shape)]
 
 
-@_ev("Shape")
-def _shape(node, x, outs):
-    return [np.array(x[0].shape[node.attrs.get("start", 0) : node.attrs.get("end")], dtype=np.int64)]
+def shape(a, x, outs):
+    return [np.array(x[0].shape[a["start"] : a["end"]], dtype=np.int64)]
 
 
-@_ev("Gather")
-def _gather(node, x, outs):
-    return [np.take(x[0], x[1].astype(np.int64), axis=node.attrs["axis"])]
+def gather(a, x, outs):
+    return [np.take(x[0], x[1].astype(np.int64), axis=a["axis"])]
 
 
-@_ev("Cast")
-def _cast(node, x, outs):
-    return [x[0].astype(node.attrs["to"])]
+def cast(a, x, outs):
+    return [x[0].astype(a["to"])]
 
 
-@_ev("Concat")
-def _concat(node, x, outs):
-    return [np.concatenate([a for a in x], axis=node.attrs["axis"])]
+def concat(a, x, outs):
+    return [np.concatenate(x, axis=a["axis"])]
 
 
 def slice_index(starts: Sequence[int], ends: Sequence[int], steps: Sequence[int]) -> tuple[slice, ...]:
@@ -72,9 +65,7 @@ def slice_index(starts: Sequence[int], ends: Sequence[int], steps: Sequence[int]
     return tuple(slice(s, None if e < 0 else e, st) for s, e, st in zip(starts, ends, steps))
 
 
-@_ev("Slice")
-def _slice(node, x, outs):
-    a = node.attrs
+def slice_(a, x, outs):
     return [x[0][slice_index(a["starts"], a["ends"], a["steps"])]]
 
 
@@ -84,61 +75,59 @@ def pad_widths(pads: Sequence[int]) -> list[tuple[int, int]]:
     return [(int(pads[i]), int(pads[i + n])) for i in range(n)]
 
 
-@_ev("Pad")
-def _pad(node, x, outs):
-    a = node.attrs
+def pad(a, x, outs):
     if a["mode"] == "constant":
         return [np.pad(x[0], pad_widths(a["pads"]), mode="constant", constant_values=a["value"])]
     return [np.pad(x[0], pad_widths(a["pads"]), mode=a["mode"])]
 
 
-@_ev("Transpose")
-def _transpose(node, x, outs):
-    return [np.transpose(x[0], node.attrs["perm"])]
+def transpose(a, x, outs):
+    return [np.transpose(x[0], a["perm"])]
 
 
-@_ev("ConstantOfShape")
-def _cos(node, x, outs):
-    return [np.full(outs[0].shape, node.attrs["value"], dtype=outs[0].dtype)]
+def constant_of_shape(a, x, outs):
+    return [np.full(outs[0].shape, a["value"], dtype=outs[0].dtype)]
 
 
-_BIN = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Max": np.maximum, "Min": np.minimum, "Sum": np.add}
+def _fold(f):
+    """A variadic (or binary) op as a left fold of the numpy ufunc ``f``."""
+
+    def run(a, x, outs):
+        acc = x[0]
+        for b in x[1:]:
+            acc = f(acc, b)
+        return [acc]
+
+    return run
 
 
-@_ev("Add", "Sub", "Mul", "Sum", "Max", "Min")
-def _binary(node, x, outs):
-    f = _BIN[node.op]
-    acc = x[0]
-    for b in x[1:]:
-        acc = f(acc, b)
-    return [acc]
+add = sum_ = _fold(np.add)
+sub = _fold(np.subtract)
+mul = _fold(np.multiply)
+maximum = _fold(np.maximum)
+minimum = _fold(np.minimum)
 
 
-@_ev("Div")
-def _div(node, x, outs):
-    a, b = x
-    if np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer):
-        # ONNX integer Div truncates toward zero; a - fmod(a, b) divides exactly (no float detour).
-        return [(a - np.fmod(a, b)) // b]
-    return [a / b]
+def div(a, x, outs):
+    n, d = x
+    if np.issubdtype(n.dtype, np.integer) and np.issubdtype(d.dtype, np.integer):
+        # ONNX integer Div truncates toward zero; n - fmod(n, d) divides exactly (no float detour).
+        return [(n - np.fmod(n, d)) // d]
+    return [n / d]
 
 
-@_ev("Split")
-def _split(node, x, outs):
-    cuts = np.cumsum(node.attrs["sizes"])[:-1]
-    return np.split(x[0], cuts, axis=node.attrs["axis"])
+def split(a, x, outs):
+    cuts = np.cumsum(a["sizes"])[:-1]
+    return np.split(x[0], cuts, axis=a["axis"])
 
 
-@_ev("Relu")
-def _relu(node, x, outs):
+def relu(a, x, outs):
     return [np.maximum(x[0], 0)]
 
 
-@_ev("Clip")
-def _clip(node, x, outs):
-    return [np.clip(x[0], node.attrs["min"], node.attrs["max"])]
+def clip(a, x, outs):
+    return [np.clip(x[0], a["min"], a["max"])]
 
 
-@_ev("ReduceMean")
-def _reduce_mean(node, x, outs):
-    return [np.mean(x[0], axis=tuple(node.attrs["axes"]), keepdims=bool(node.attrs["keepdims"]))]
+def reduce_mean(a, x, outs):
+    return [np.mean(x[0], axis=tuple(a["axes"]), keepdims=bool(a["keepdims"]))]

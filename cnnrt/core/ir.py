@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnrt.core.layout import is_blocked
+from cnnrt.core.ops import OPS, infer
 from cnnrt.errors import GraphError
 
 Shape = tuple[int, ...]
@@ -138,7 +140,10 @@ class Graph:
 
         Checks: unique node names, one definition per value, nodes in topological order
         (which also rules out cycles), every input defined, every used value has a Value
-        entry, constants agree with their Value's shape and dtype, outputs defined.
+        entry, constants agree with their Value's shape and dtype, outputs defined, and every
+        node is an IR op with the ports and attributes its definition requires, reads
+        channel-blocked values only if its definition allows, and has output shapes that agree
+        with its shape inference (cnnrt.core.ops).
         """
         defined: set[str] = set(self.inputs) | set(self.constants)
         if len(set(self.inputs) & set(self.constants)):
@@ -161,6 +166,16 @@ class Graph:
             if n.name in seen_names:
                 raise GraphError(f"two nodes are named {n.name!r}")
             seen_names.add(n.name)
+            if n.op not in OPS:
+                raise GraphError(f"node {n.name!r} has op {n.op!r}, which is not an IR op (cnnrt.core.ops.OPS)")
+            d = OPS[n.op]
+            if not (d.blocked or d.view):  # blocked values are read only where the table allows
+                for i in n.inputs:
+                    if i in self.values and is_blocked(self.values[i]):
+                        raise GraphError(
+                            f"node {n.name!r} ({n.op}) reads {i!r} in layout {self.values[i].layout}, "
+                            "but the op table does not declare it blocked-capable"
+                        )
             for i in n.inputs:
                 if i and i not in defined:
                     raise GraphError(
@@ -175,9 +190,22 @@ class Graph:
                 if o not in self.values:
                     raise GraphError(f"node {n.name!r} output {o!r} has no Value entry")
                 defined.add(o)
+            self._check_shapes(n, infer(n, [self.values[i] if i else None for i in n.inputs]))
         for o in self.outputs:
             if o not in defined:
                 raise GraphError(f"graph output {o!r} is never defined")
+
+    def _check_shapes(self, node: Node, inferred: list) -> None:
+        for o, want in zip(node.outputs, inferred):
+            if not o or want is None:
+                continue
+            have = self.values[o].shape
+            if len(have) != len(want) or any(w is not None and h != w for h, w in zip(have, want)):
+                shown = ["?" if w is None else w for w in want]
+                raise GraphError(
+                    f"node {node.name!r} ({node.op}) output {o!r} has shape {list(have)}, "
+                    f"but its inputs and attributes give {shown}"
+                )
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {len(self.nodes)} nodes, inputs={self.inputs}, outputs={self.outputs})"

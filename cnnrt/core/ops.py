@@ -1,73 +1,44 @@
-"""The IR op set: what each op's inputs and attributes mean once imported.
+"""The IR op set: one :class:`OpDef` per op in :data:`OPS`, the one place that says what an op is.
 
 The frontend normalises every ONNX op into one of these forms with *concrete* attributes
-(auto_pad, ceil_mode, output_shape, Clip bounds, Slice/Pad/Resize parameters given as
-inputs are all resolved at import), so kernels and passes never see ONNX versions. ONNX Constant and Shape nodes become graph
-constants under their output names (shapes are concrete), so no node is emitted for them.
+(auto_pad, ceil_mode, output_shape, Clip bounds, Slice/Pad/Resize parameters given as inputs
+are resolved at import), so kernels and passes never see ONNX versions.
 
-Spatial ops work on NCHW. ``pads`` are ``(top, left, bottom, right)``.
+Spatial ops work on NCHW; ``pads`` are ``(top, left, bottom, right)`` for convolutions and
+pools, ``(begin.., end..)`` for Pad. Channel-blocked ops are made by passes/block_layout.py
+(CPU only): a blocked value stores logical NCHW with C a multiple of B as (N, C/B, H, W, B).
 
-=================  ===============================  ==================================================
-op                 inputs                           attributes
-=================  ===============================  ==================================================
-Conv               X, W, [B], [R]                   strides, pads, dilations, group, activation,
-                                                    act_alpha, act_beta; R (residual) is added before
-                                                    the activation
-ConvTranspose      X, W, [B]                        strides, pads, dilations, group, activation...
-BatchNormalization X, scale, B, mean, var           epsilon (mean/var shaped (C,) or per-activation)
-ChannelAffine      X, scale, shift                  activation, act_alpha, act_beta: y = act(x*s + t)
-LRN                X                                size, alpha, beta, bias
-MaxPool            X                                kernel, strides, pads, dilations
-AveragePool        X                                kernel, strides, pads, dilations, count_include_pad
-GlobalAveragePool  X                                -
-GlobalMaxPool      X                                -
-Gemm               A, B, [C]                        alpha, beta, trans_a, trans_b, activation...
-MatMul             A, B                             -
-<activation>       X                                Relu, LeakyRelu(alpha), Elu(alpha), Sigmoid, Tanh,
-                                                    HardSigmoid(alpha, beta), HardSwish, Clip(min, max)
-PRelu              X, slope                         -
-Add Sub Mul Div    A, B                             numpy broadcasting
-Sum Max Min        X1..Xn                           numpy broadcasting
-Softmax            X                                axis, coerce_2d (pre-13 semantics), log
-Concat             X1..Xn                           axis
-Split              X                                axis, sizes
-Slice              X                                starts, ends, steps (one per axis, normalised; with a
-                                                    negative step, end == -1 means "through index 0")
-Reshape            X                                shape (concrete; Flatten/Squeeze/Unsqueeze too)
-Transpose          X                                perm
-Pad                X                                mode (constant|reflect|edge), pads (begin.., end..),
-                                                    value
-Resize             X                                mode (nearest|linear), coord_mode, nearest_mode
-                                                    (incl. "simple", opset 10's rule), scales (per axis)
-Identity/Dropout   X                                -  (views)
-Shape              X                                start, end -> int64
-ConstantOfShape    [shape]                          value (0-d array); output shape is the Value's
-Gather             data, indices                    axis
-Cast               X                                to (numpy dtype name)
-ReduceMean         X                                axes, keepdims
-=================  ===============================  ==================================================
-
-Channel-blocked ops (CPU; made by passes/block_layout.py, never imported from ONNX). A blocked
-value stores logical NCHW with C a multiple of B as (N, C/B, H, W, B); elementwise ops and
-Concat(axis=1) also run on blocked values unchanged.
-
-========================  ==========================  ===========================================
-op                        inputs                      attributes
-========================  ==========================  ===========================================
-ReorderToBlocked          X (NCHW)                    block
-ReorderFromBlocked        X (blocked)                 -
-BlockedConv               X (blocked, or NCHW when C  as Conv; output blocked
-                          is not whole blocks), W,
-                          [B], [R (blocked)]
-BlockedMaxPool            X                           as MaxPool
-BlockedAveragePool        X                           as AveragePool
-BlockedGlobalAveragePool  X                           - (output (N, C/B, 1, 1, B))
-BlockedGlobalMaxPool      X                           -
-BlockedChannelAffine      X, scale (C,), shift (C,)   as ChannelAffine
-========================  ==========================  ===========================================
+Per op the table gives its ports (``?`` optional, ``*`` one or more), attribute defaults
+(:data:`REQUIRED` when the IR always carries one; read through :func:`op_attrs` / :func:`attr`),
+shape inference (op_shapes, checked by ``Graph.verify``), in-place and view facts (the
+planner), numerics (MACs, accumulation length, transcendental: op_costs; no default, so a new
+op says what it costs), blocked-layout and epilogue facts (passes),
+its constant evaluator (const_eval), its origin, and why a backend needs no kernel.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from cnnrt.core import const_eval as ev
+from cnnrt.core import op_costs as cost
+from cnnrt.core import op_shapes as shp
+from cnnrt.core.op_schema import (
+    AVERAGE_POOL_ATTRS,
+    CONV_ATTRS,
+    EPILOGUE,
+    MAX_POOL_ATTRS,
+    NO_CUDA_BLOCKED,
+    REQUIRED,
+    OpDef,
+    activation_op,
+    binary_op,
+    blocked_op,
+    data_op,
+    variadic_op,
+    view_op,
+)
+from cnnrt.errors import GraphError, UnsupportedOpError
 
 # Activation kinds fused into Conv/ConvTranspose/Gemm/ChannelAffine, as small integers so
 # Numba kernels can branch on them cheaply. Order is part of the kernel ABI.
@@ -84,23 +55,305 @@ ACTIVATIONS = {
     "SiLU": 9,
 }
 
-UNARY_ACTIVATION_OPS = ("Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu")
 
-BINARY_OPS = ("Add", "Sub", "Mul", "Div")
-VARIADIC_OPS = ("Sum", "Max", "Min")
+_CONV = OpDef(
+    ("X", "W", "B?", "R?"),
+    ("Y",),
+    shp.conv,
+    "conv",
+    "W (M, C/group, kh, kw); R (residual, fused by fuse_epilogue) is added before the activation",
+    CONV_ATTRS,
+    numerics=cost.CONV,
+    epilogue=True,
+    onnx=("Conv",),
+)
+_MAX_POOL = OpDef(
+    ("X",),
+    ("Y", "Indices?"),
+    shp.pool,
+    "pool",
+    attrs=MAX_POOL_ATTRS,
+    blocked_form="BlockedMaxPool",
+    onnx=("MaxPool",),
+    numerics=cost.NO_SUMS,
+)
+_AVERAGE_POOL = OpDef(
+    ("X",),
+    ("Y",),
+    shp.pool,
+    "pool",
+    attrs=AVERAGE_POOL_ATTRS,
+    numerics=cost.AVERAGE_POOL,
+    blocked_form="BlockedAveragePool",
+    onnx=("AveragePool",),
+)
+_GLOBAL_AVERAGE_POOL = OpDef(
+    ("X",),
+    ("Y",),
+    shp.global_pool,
+    "pool",
+    numerics=cost.GLOBAL_AVERAGE_POOL,
+    blocked_form="BlockedGlobalAveragePool",
+    onnx=("GlobalAveragePool",),
+)
+_GLOBAL_MAX_POOL = OpDef(
+    ("X",),
+    ("Y",),
+    shp.global_pool,
+    "pool",
+    blocked_form="BlockedGlobalMaxPool",
+    onnx=("GlobalMaxPool",),
+    numerics=cost.NO_SUMS,
+)
+_CHANNEL_AFFINE = OpDef(
+    ("X", "scale", "shift"),
+    ("Y",),
+    shp.same,
+    "norm",
+    "y = act(x * scale + shift); scale/shift per channel (C,) or per activation (C, H, W)",
+    EPILOGUE,
+    in_place=True,
+    numerics=cost.AFFINE,
+    blocked_form="BlockedChannelAffine",
+    epilogue=True,
+    made_by="fold_batchnorm",
+)
 
-# Ops whose output is the input's bytes reinterpreted: the planner aliases them.
-VIEW_OPS = ("Reshape", "Identity", "Dropout")
+OPS: dict[str, OpDef] = {
+    "Conv": _CONV,
+    "ConvTranspose": OpDef(
+        ("X", "W", "B?", "R?"),
+        ("Y",),
+        shp.conv_transpose,
+        "conv",
+        "W (C, M/group, kh, kw); R as Conv's; output_padding is what the output shape adds past the pads",
+        CONV_ATTRS,
+        numerics=cost.CONV_TRANSPOSE,
+        epilogue=True,
+        onnx=("ConvTranspose",),
+    ),
+    "BatchNormalization": OpDef(
+        ("X", "scale", "B", "mean", "var"),
+        ("Y",),
+        shp.same,
+        "norm",
+        "mean/var shaped (C,) or per activation; folded into ChannelAffine or a Conv by fold_batchnorm",
+        {"epsilon": 1e-5},
+        numerics=cost.AFFINE,
+        onnx=("BatchNormalization",),
+    ),
+    "ChannelAffine": _CHANNEL_AFFINE,
+    "LRN": OpDef(
+        ("X",),
+        ("Y",),
+        shp.same,
+        "norm",
+        attrs={"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0},
+        numerics=cost.LRN,
+        onnx=("LRN",),
+    ),
+    "MaxPool": _MAX_POOL,
+    "AveragePool": _AVERAGE_POOL,
+    "GlobalAveragePool": _GLOBAL_AVERAGE_POOL,
+    "GlobalMaxPool": _GLOBAL_MAX_POOL,
+    "Gemm": OpDef(
+        ("A", "B", "C?"),
+        ("Y",),
+        shp.gemm,
+        "linear",
+        "y = act(alpha * A' B' + beta * C); MatMul + Add(constant) becomes Gemm in fuse_epilogue",
+        {"alpha": 1.0, "beta": 1.0, "trans_a": 0, "trans_b": 0, **EPILOGUE},
+        numerics=cost.GEMM,
+        epilogue=True,
+        onnx=("Gemm",),
+    ),
+    "MatMul": OpDef(
+        ("A", "B"),
+        ("Y",),
+        shp.matmul,
+        "linear",
+        "numpy matmul (batched, 1-D operands promoted)",
+        numerics=cost.MATMUL,
+        onnx=("MatMul",),
+    ),
+    "Relu": activation_op("Relu", evaluate=ev.relu),
+    "LeakyRelu": activation_op("LeakyRelu", ("alpha",), {"alpha": 0.01}),
+    "Clip": activation_op("Clip", ("min", "max"), {"min": REQUIRED, "max": REQUIRED}, evaluate=ev.clip),
+    "Sigmoid": activation_op("Sigmoid", numerics=cost.TRANSCENDENTAL),
+    "HardSigmoid": activation_op("HardSigmoid", ("alpha", "beta"), {"alpha": 0.2, "beta": 0.5}),
+    "HardSwish": activation_op("HardSwish"),
+    "Tanh": activation_op("Tanh", numerics=cost.TRANSCENDENTAL),
+    "Elu": activation_op("Elu", ("alpha",), {"alpha": 1.0}, numerics=cost.TRANSCENDENTAL),
+    "PRelu": OpDef(
+        ("X", "slope"), ("Y",), shp.same, "activation", "slope broadcasts to X", onnx=("PRelu",), numerics=cost.NO_SUMS
+    ),
+    "Add": binary_op("Add", ev.add),
+    "Sub": binary_op("Sub", ev.sub),
+    "Mul": binary_op("Mul", ev.mul),
+    "Div": binary_op("Div", ev.div),
+    "Sum": variadic_op("Sum", ev.sum_),
+    "Max": variadic_op("Max", ev.maximum),
+    "Min": variadic_op("Min", ev.minimum),
+    "Softmax": OpDef(
+        ("X",),
+        ("Y",),
+        shp.same,
+        "norm",
+        "coerce_2d: pre-13 semantics (flatten from axis on); log: LogSoftmax",
+        {"axis": -1, "coerce_2d": False, "log": False},
+        numerics=cost.SOFTMAX,
+        onnx=("Softmax", "LogSoftmax"),
+    ),
+    "Concat": OpDef(
+        ("X*",),
+        ("Y",),
+        shp.concat,
+        "tensor",
+        "in_place (set by concat_in_place): the inputs are written inside the output, the step does nothing",
+        {"axis": REQUIRED, "in_place": False},
+        blocked="channel_concat",
+        evaluate=ev.concat,
+        onnx=("Concat",),
+        numerics=cost.NO_SUMS,
+    ),
+    "Split": data_op(shp.split, "", {"axis": REQUIRED, "sizes": REQUIRED}, ev.split, ("Split",), outputs=("Y*",)),
+    "Slice": data_op(
+        shp.slice_,
+        "one start/end/step per axis, normalised; with a negative step, end == -1 means through index 0",
+        {"starts": REQUIRED, "ends": REQUIRED, "steps": REQUIRED},
+        ev.slice_,
+        ("Slice",),
+    ),
+    "Reshape": view_op(
+        ("Reshape", "Flatten", "Squeeze", "Unsqueeze"),
+        "shape is concrete; block_layout also unblocks (N, C/B, 1, 1, B) values with it",
+        attrs={"shape": REQUIRED},
+        infer=shp.reshape,
+    ),
+    "Identity": view_op(("Identity",), "ReduceMean with noop_with_empty_axes imports as Identity too"),
+    "Dropout": view_op(("Dropout",), "inference: the identity; a mask output is all ones", outputs=("Y", "mask?")),
+    "Transpose": data_op(shp.transpose, "", {"perm": REQUIRED}, ev.transpose, ("Transpose",)),
+    "Pad": data_op(
+        shp.pad,
+        "mode constant|reflect|edge; negative ONNX pads import as a Slice first",
+        {"mode": "constant", "pads": REQUIRED, "value": 0.0},
+        ev.pad,
+        ("Pad",),
+    ),
+    "Resize": OpDef(
+        ("X",),
+        ("Y",),
+        shp.resize,
+        "tensor",
+        "mode nearest|linear; nearest_mode includes 'simple' (opset 10's rule); scales per axis",
+        {"mode": REQUIRED, "coord_mode": REQUIRED, "nearest_mode": "round_prefer_floor", "scales": REQUIRED},
+        numerics=cost.TRANSCENDENTAL,
+        onnx=("Resize", "Upsample"),
+    ),
+    "Shape": data_op(shp.shape, "int64 dims [start:end]", {"start": 0, "end": None}, ev.shape, ("Shape",)),
+    "ConstantOfShape": data_op(
+        shp.unknown,
+        "value is a 0-d array; the output shape is the Value's (also Dropout's mask)",
+        {"value": REQUIRED},
+        ev.constant_of_shape,
+        ("ConstantOfShape", "Dropout"),
+        inputs=("shape?",),
+    ),
+    "Gather": data_op(shp.gather, "", {"axis": REQUIRED}, ev.gather, ("Gather",), inputs=("data", "indices")),
+    "Cast": data_op(shp.same, "to: a numpy dtype name", {"to": REQUIRED}, ev.cast, ("Cast",)),
+    "ReduceMean": OpDef(
+        ("X",),
+        ("Y",),
+        shp.reduce_mean,
+        "norm",
+        "axes sorted and non-negative",
+        {"axes": REQUIRED, "keepdims": True},
+        numerics=cost.REDUCE_MEAN,
+        evaluate=ev.reduce_mean,
+        onnx=("ReduceMean",),
+    ),
+    # -- channel-blocked (CPU): made by passes/block_layout.py, never imported
+    "ReorderToBlocked": OpDef(
+        ("X",),
+        ("Y",),
+        shp.reorder_to_blocked,
+        "blocked",
+        "NCHW -> (N, C/block, H, W, block)",
+        {"block": REQUIRED},
+        blocked="native",
+        made_by="block_layout",
+        no_cuda_kernel=NO_CUDA_BLOCKED,
+        numerics=cost.NO_SUMS,
+    ),
+    "ReorderFromBlocked": OpDef(
+        ("X",),
+        ("Y",),
+        shp.reorder_from_blocked,
+        "blocked",
+        "blocked -> NCHW, cropped to the output's channels",
+        blocked="native",
+        made_by="block_layout",
+        no_cuda_kernel=NO_CUDA_BLOCKED,
+        numerics=cost.NO_SUMS,
+    ),
+    "BlockedConv": blocked_op(
+        _CONV, shp.blocked_conv, "as Conv; X blocked (or NCHW when C is not whole blocks), R blocked; output blocked"
+    ),
+    "BlockedMaxPool": blocked_op(_MAX_POOL, shp.blocked_pool, "as MaxPool"),
+    "BlockedAveragePool": blocked_op(_AVERAGE_POOL, shp.blocked_pool, "as AveragePool"),
+    "BlockedGlobalAveragePool": blocked_op(_GLOBAL_AVERAGE_POOL, shp.blocked_global_pool, "output (N, C/B, 1, 1, B)"),
+    "BlockedGlobalMaxPool": blocked_op(_GLOBAL_MAX_POOL, shp.blocked_global_pool, "output (N, C/B, 1, 1, B)"),
+    "BlockedChannelAffine": blocked_op(_CHANNEL_AFFINE, shp.same, "as ChannelAffine; scale/shift per channel (C,)"),
+}
+
+
+UNARY_ACTIVATION_OPS = tuple(k for k in ACTIVATIONS if k in OPS)  # in kernel-ABI order
+BINARY_OPS = tuple(op for op, d in OPS.items() if d.category == "binary")
+VARIADIC_OPS = tuple(op for op, d in OPS.items() if d.category == "variadic")
+VIEW_OPS = tuple(op for op, d in OPS.items() if d.view)
+# Fused activation kinds that evaluate exp/tanh: the transcendental activation ops, and SiLU
+# (x * Sigmoid(x), a kind that is no op of its own).
+TRANSCENDENTAL_ACTIVATIONS = frozenset((*(k for k in UNARY_ACTIVATION_OPS if OPS[k].numerics.transcendental), "SiLU"))
+
+
+def op_def(op: str) -> OpDef:
+    """The definition of IR op ``op``; UnsupportedOpError for a name that is not one."""
+    d = OPS.get(op)
+    if d is None:
+        raise UnsupportedOpError(f"{op!r} is not an IR op (cnnrt.core.ops.OPS)")
+    return d
+
+
+def op_attrs(node) -> dict[str, Any]:
+    """``node``'s attributes with the table's defaults filled in; GraphError for a missing required one."""
+    return op_def(node.op).filled_attrs(node)
+
+
+def attr(node, name: str) -> Any:
+    """One attribute of ``node``, its default when absent (see :func:`op_attrs`)."""
+    if name in node.attrs:
+        return node.attrs[name]
+    a = op_attrs(node)
+    if name not in a:
+        raise GraphError(f"node {node.name!r} ({node.op}) has no attribute {name!r}, nor a default for it")
+    return a[name]
 
 
 def activation_params(op: str, attrs) -> tuple[float, float]:
-    """(alpha, beta) for an activation op as the fused kernels take them."""
-    if op == "LeakyRelu":
-        return float(attrs.get("alpha", 0.01)), 0.0
-    if op == "Elu":
-        return float(attrs.get("alpha", 1.0)), 0.0
-    if op == "HardSigmoid":
-        return float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
-    if op == "Clip":
-        return float(attrs["min"]), float(attrs["max"])
-    return 0.0, 0.0
+    """(alpha, beta) for an activation op as the fused kernels take them (0 for the kinds
+    that are not ops, SiLU and none)."""
+    d = OPS.get(op)
+    names = d.fused_params if d is not None else ()
+    values = [float(attrs.get(k, d.attrs.get(k))) for k in names]
+    alpha, beta = (*values, 0.0, 0.0)[:2]
+    return alpha, beta
+
+
+def infer(node, in_values) -> list:
+    """Output shapes of ``node`` from its input Values (None for an omitted optional input);
+    a shape or dimension the IR does not determine is None. GraphError when the node has the
+    wrong number of inputs or outputs or lacks a required attribute."""
+    d = op_def(node.op)
+    d.check_ports(node)
+    shapes = [None if v is None else v.shape for v in in_values]
+    return d.infer(d.filled_attrs(node), shapes, len(node.outputs))

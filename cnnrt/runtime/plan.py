@@ -3,9 +3,9 @@
 Each non-constant value gets a :class:`Place`:
 
 - ``buffer``: it owns an arena region (a *root*);
-- ``alias``: it is another value's bytes under a new shape. View ops (Reshape, Identity,
-  Dropout) are aliases, and so is the output of an op in :data:`IN_PLACE_OPS` when its
-  input's region dies at that op (same bytes, same dtype, shapes equal);
+- ``alias``: it is another value's bytes under a new shape. The outputs of view ops are
+  aliases, and so is the output of an in-place op when its input's region dies at that op
+  (same bytes, same dtype, shapes equal); both facts are the op table's (cnnrt.core.ops);
 - ``slice``: it is a range along one axis of a bigger value: the inputs of a Concat marked
   ``in_place`` by the concat_in_place pass live inside the Concat's output, so their
   producers write straight into it and the Concat step does nothing.
@@ -26,15 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnnrt.core.ir import Graph, Node
-from cnnrt.core.ops import UNARY_ACTIVATION_OPS, VIEW_OPS
+from cnnrt.core.ops import OPS
 
 ALIGN = 64
-
-# Ops whose kernel may write its output over its (first or any equal-shaped) input: the
-# kernel reads element i before writing element i and nothing else. Binary ops only when
-# both inputs already have the output's shape (numpy ufuncs handle exact overlap).
-IN_PLACE_OPS = frozenset((*UNARY_ACTIVATION_OPS, "ChannelAffine", "Add", "Sub", "Mul", "Div"))
-_BINARY = ("Add", "Sub", "Mul", "Div")
 
 
 def _align(n: int) -> int:
@@ -246,11 +240,14 @@ def plan_memory(graph: Graph, in_place: bool = True) -> MemoryPlan:
         if not out or out in sliced:
             continue
         x = node.inputs[0] if node.inputs else ""
-        if node.op in VIEW_OPS and x in places and resolve(x)[1]:
+        # an op outside the table owns its output; it has no kernel either, and the executor
+        # reports it with every other node it cannot run
+        d = OPS.get(node.op)
+        if d is not None and d.view and x in places and resolve(x)[1]:
             places[out] = Place("alias", x)
             if not any(node.outputs[1:]):  # a Dropout mask output still has to be written
                 noop.add(node.name)
-        elif in_place and node.op in IN_PLACE_OPS:
+        elif in_place and d is not None and d.in_place:
             cand = _in_place_input(graph, node, places, find, sliced, dies_at, i)
             if cand:
                 places[out] = Place("alias", cand)
@@ -280,10 +277,15 @@ def plan_memory(graph: Graph, in_place: bool = True) -> MemoryPlan:
 
 
 def _in_place_input(graph, node, places, find, sliced, dies_at, step) -> str | None:
-    """An input of ``node`` whose whole region dies here and whose bytes the output can take."""
+    """An input of ``node`` whose whole region dies here and whose bytes the output can take.
+
+    The kernel reads element i before writing element i and nothing else; an op that
+    broadcasts may take any input's bytes, but only when no input broadcasts (numpy ufuncs
+    handle exact overlap)."""
     out = graph.values[node.outputs[0]]
-    cands = node.inputs[:1] if node.op not in _BINARY else node.inputs
-    if node.op in _BINARY and any(graph.values[i].shape != out.shape for i in node.inputs if i):
+    broadcasts = OPS[node.op].broadcasts
+    cands = node.inputs if broadcasts else node.inputs[:1]
+    if broadcasts and any(graph.values[i].shape != out.shape for i in node.inputs if i):
         return None
     for x in cands:
         if not x or x not in places or x in sliced:

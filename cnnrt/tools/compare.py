@@ -13,8 +13,8 @@ at ``opt_level=0`` (no passes).
 Tolerances, when not given, come from the computation. Let eps = 2**-23 (float32 machine
 epsilon), K(n) the accumulation length of node n (see :func:`cnnrt.tools.costs.accumulation_length`:
 Cin/group*kh*kw (+bias, +residual) for Conv, K for Gemm/MatMul, the window for pools) and
-T(n) = 16 if n evaluates a transcendental function (Tanh, Sigmoid, Elu, Softmax, LRN, ...,
-or fuses one), else 0. Then, along the graph in execution order:
+T(n) = 16 if n evaluates a transcendental function (the op table's ``numerics.transcendental``:
+Tanh, Sigmoid, Elu, Softmax, LRN, Resize; or fuses one), else 0. Then, along the graph in execution order:
 
     rtol(v) = max(rtol(u) for u in the inputs of n) + 8 * eps * (sqrt(K(n)) + T(n))
     atol(v) = 1e-3 * rtol(v)
@@ -37,7 +37,7 @@ import numpy as np
 
 from cnnrt.core.ir import Graph, Node
 from cnnrt.core.layout import unblock
-from cnnrt.core.ops import ACTIVATIONS
+from cnnrt.core.ops import ACTIVATIONS, TRANSCENDENTAL_ACTIVATIONS, op_def
 from cnnrt.errors import CnnrtError
 from cnnrt.tools.costs import accumulation_length
 
@@ -45,36 +45,17 @@ EPS32 = float(np.finfo(np.float32).eps)
 SAFETY = 8.0
 TRANSCENDENTAL_TERM = 16.0
 ATOL_FRACTION = 1e-3
-_TRANSCENDENTAL_OPS = {
-    "Tanh",
-    "Sigmoid",
-    "Elu",
-    "Softmax",
-    "LogSoftmax",
-    "LRN",
-    "SiLU",
-    "Exp",
-    "Log",
-    "Pow",
-    "Sqrt",
-    "Erf",
-    "Gelu",
-    "Softplus",
-    "Selu",
-    "Mish",
-    "Resize",
-}
-_TRANSCENDENTAL_ACTS = {"Tanh", "Sigmoid", "Elu", "SiLU"}
 _ACT_NAMES = {v: k for k, v in ACTIVATIONS.items()}
 
 
 def _is_transcendental(node: Node) -> bool:
-    if node.op in _TRANSCENDENTAL_OPS:
+    """The op evaluates exp/tanh/pow/interpolation weights, or fuses an activation that does."""
+    if op_def(node.op).numerics.transcendental:
         return True
     act = node.attrs.get("activation")
     if isinstance(act, (int, np.integer)):
         act = _ACT_NAMES.get(int(act))
-    return act in _TRANSCENDENTAL_ACTS
+    return act in TRANSCENDENTAL_ACTIVATIONS
 
 
 def local_rtol(node: Node, graph: Graph) -> float:

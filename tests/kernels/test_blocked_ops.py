@@ -10,16 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reference import (  # noqa: E402
-    ACT_LIPSCHITZ,
-    act_params,
-    activation_ref,
-    assert_within,
-    conv2d_reference,
-    conv_out,
-    pool_reference,
-    run_node,
-)
+from kernel_helpers import ACT_LIPSCHITZ, act_params, assert_within, run_node  # noqa: E402
+from reference import activation_ref, conv2d_reference, conv_out, pool_reference  # noqa: E402
 
 from cnnrt.core.layout import block as to_blocked  # noqa: E402
 from cnnrt.core.layout import unblock as from_blocked  # noqa: E402

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from kernel_helpers import act_params, assert_within, run_node, sum_bound  # noqa: E402
 from onnx import helper
-from reference import (  # noqa: E402
-    act_params,
-    activation_ref,
-    assert_within,
-    conv2d_reference,
-    conv_out,
-    conv_transpose2d_reference,
-    run_node,
-    sum_bound,
-)
+from reference import activation_ref, conv2d_reference, conv_out, conv_transpose2d_reference  # noqa: E402
 
 import cnnrt  # noqa: E402
 from cnnrt.core.ops import ACTIVATIONS  # noqa: E402

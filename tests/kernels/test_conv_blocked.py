@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reference import U32, activation_ref, assert_within, conv2d_reference, conv_out, sum_bound  # noqa: E402
+from kernel_helpers import U32, assert_within, sum_bound  # noqa: E402
+from reference import activation_ref, conv2d_reference, conv_out  # noqa: E402
 
 from cnnrt.core.layout import block as to_blocked  # noqa: E402
 from cnnrt.core.layout import unblock as from_blocked  # noqa: E402

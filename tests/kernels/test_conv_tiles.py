@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from kernel_helpers import assert_within, sum_bound  # noqa: E402
 from numba import njit
-from reference import activation_ref, assert_within, conv2d_reference, conv_out, sum_bound  # noqa: E402
+from reference import activation_ref, conv2d_reference, conv_out  # noqa: E402
 
 from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from kernel_helpers import act_params, assert_within, run_node, sum_bound  # noqa: E402
 from onnx import helper
-from reference import act_params, activation_ref, assert_within, gemm_reference, run_node, sum_bound  # noqa: E402
+from reference import activation_ref, gemm_reference  # noqa: E402
 from vs_onnxruntime import run_both  # noqa: E402
 
 M, K, N = 5, 7, 6

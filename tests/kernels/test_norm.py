@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from kernel_helpers import U32, act_params, assert_within, run_node, sum_bound  # noqa: E402
 from onnx import helper
-from reference import (  # noqa: E402
-    U32,
-    act_params,
-    activation_ref,
-    assert_within,
-    batchnorm_reference,
-    lrn_reference,
-    run_node,
-    sum_bound,
-)
+from reference import activation_ref, batchnorm_reference, lrn_reference  # noqa: E402
 from vs_onnxruntime import run_both  # noqa: E402
 
 import cnnrt  # noqa: E402

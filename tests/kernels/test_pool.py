@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from kernel_helpers import U32, assert_within, run_node  # noqa: E402
 from onnx import helper
-from reference import U32, assert_within, pool_reference, run_node  # noqa: E402
+from reference import pool_reference  # noqa: E402
 from vs_onnxruntime import run_both  # noqa: E402
 
 

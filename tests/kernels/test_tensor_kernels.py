@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from reference import U32, assert_within, run_node
+from kernel_helpers import U32, assert_within, run_node
 
 from cnnrt.core.ir import Graph, Node, Value
 from cnnrt.kernels import get_builder

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reference import U32, conv2d_reference, conv_out  # noqa: E402
+from kernel_helpers import U32  # noqa: E402
+from reference import conv2d_reference, conv_out  # noqa: E402
 
 from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402

@@ -1,52 +1,29 @@
-"""A slow, obviously-correct numpy interpreter for IR graphs, used to check that a pass
-keeps a graph's meaning (before vs after) without depending on the kernels."""
+"""A slow, obviously-correct numpy interpreter for IR graphs, used to check that a pass keeps a
+graph's meaning (before vs after) without depending on the kernels.
+
+:data:`INTERPRET` has one entry per op of the op table (tests/core/test_op_table.py checks it);
+each takes the node, its attributes with the table's defaults filled, the input arrays and the
+output shapes, and computes in float64 with tests/reference.py's formulas.
+"""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from reference_ops import act_ref, conv_ref, conv_transpose_ref
+from reference import (
+    activation_ref,
+    batchnorm_reference,
+    conv2d_reference,
+    conv_transpose2d_reference,
+    gemm_reference,
+    lrn_reference,
+    pool_reference,
+    resize_reference,
+    softmax_reference,
+)
 
 from cnnrt.core.ir import Graph, Node
 from cnnrt.core.layout import block, unblock
-
-
-def _unary_params(node: Node) -> tuple[float, float]:
-    from cnnrt.core.ops import activation_params
-
-    return activation_params(node.op, node.attrs)
-
-
-def _windows(x: np.ndarray, kernel, strides, pads, dilations, fill: float, out_hw) -> np.ndarray:
-    """(N, C, OH, OW, kh, kw) patches of x padded with ``fill``."""
-    t, left, b, r = pads
-    xp = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)), constant_values=fill)
-    oh, ow = out_hw
-    kh, kw = kernel
-    n, c = x.shape[:2]
-    out = np.full((n, c, oh, ow, kh, kw), fill, dtype=np.float64)
-    for i in range(kh):
-        for j in range(kw):
-            rows = i * dilations[0] + strides[0] * np.arange(oh)
-            cols = j * dilations[1] + strides[1] * np.arange(ow)
-            ok_r, ok_c = rows < xp.shape[2], cols < xp.shape[3]
-            sub = np.full((n, c, oh, ow), fill)
-            sub[:, :, ok_r[:, None] & ok_c[None, :]] = xp[:, :, rows[ok_r]][:, :, :, cols[ok_c]].reshape(n, c, -1)
-            out[..., i, j] = sub
-    return out
-
-
-def _conv(x, w, b, attrs):
-    return conv_ref(x, w, b, attrs["strides"], attrs["pads"], attrs["dilations"], attrs["group"])
-
-
-def _conv_transpose(x, w, b, attrs, out_shape):
-    """The IR keeps no output_padding: it is whatever the output shape adds past the pads."""
-    s, d, p = attrs["strides"], attrs["dilations"], attrs["pads"]
-    natural = [s[i] * (x.shape[2 + i] - 1) + d[i] * (w.shape[2 + i] - 1) + 1 for i in range(2)]
-    extra = [out_shape[2 + i] + p[i] + p[i + 2] - natural[i] for i in range(2)]
-    return conv_transpose_ref(x, w, b, s, p, d, attrs["group"], extra)
+from cnnrt.core.ops import OPS, UNARY_ACTIVATION_OPS, activation_params, op_attrs
 
 
 def evaluate(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -56,7 +33,7 @@ def evaluate(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     for node in graph.nodes:
         ins = [env[i] if i else None for i in node.inputs]
         outs = [graph.values[o] for o in node.outputs if o]
-        res = _run(node, ins, [o.shape for o in outs])
+        res = run_node(node, ins, [o.shape for o in outs])
         for v, r in zip(outs, res):
             r = np.asarray(r)
             assert r.shape == v.shape, (node.name, r.shape, v.shape)
@@ -64,9 +41,89 @@ def evaluate(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     return [env[o] for o in graph.outputs]
 
 
-def _unblock(x):
-    """(N, C/B, H, W, B) -> NCHW; other ranks as they are."""
-    return x if x is None or x.ndim != 5 else unblock(x)
+def run_node(node: Node, x, shapes) -> list:
+    """The outputs of one node from its input arrays (None for an omitted optional input)."""
+    return INTERPRET[node.op](node, op_attrs(node), x, shapes)
+
+
+def _epilogue(a) -> tuple:
+    return a["activation"], a["act_alpha"], a["act_beta"]
+
+
+def _opt(x, i):
+    return x[i] if len(x) > i else None
+
+
+def _residual_epilogue(y, a, x):
+    if _opt(x, 3) is not None:
+        y = y + x[3]  # the residual, before the activation
+    return [activation_ref(y, *_epilogue(a))]
+
+
+def _conv(node, a, x, shapes):
+    y = conv2d_reference(x[0], x[1], _opt(x, 2), a["strides"], a["pads"], a["dilations"], a["group"])
+    return _residual_epilogue(y, a, x)
+
+
+def _conv_transpose(node, a, x, shapes):
+    y = conv_transpose2d_reference(
+        x[0], x[1], _opt(x, 2), a["strides"], a["pads"], a["dilations"], a["group"], shapes[0][2:]
+    )
+    return _residual_epilogue(y, a, x)
+
+
+def _channel_affine(node, a, x, shapes):
+    c = x[0].shape[1]
+    # per channel (C,) or per activation (C, H, W) (BN's spatial=0 form)
+    shp = (1, -1) + (1,) * (x[0].ndim - 2) if x[1].size == c else (1, *x[0].shape[1:])
+    y = x[0] * x[1].astype(np.float64).reshape(shp) + x[2].astype(np.float64).reshape(shp)
+    return [activation_ref(y, *_epilogue(a))]
+
+
+def _gemm(node, a, x, shapes):
+    y = gemm_reference(x[0], x[1], _opt(x, 2), a["alpha"], a["beta"], a["trans_a"], a["trans_b"])
+    return [activation_ref(y, *_epilogue(a))]
+
+
+def _pool(mode):
+    def run(node, a, x, shapes):
+        extra = (
+            {"count_include_pad": a["count_include_pad"]} if mode == "avg" else {"storage_order": a["storage_order"]}
+        )
+        res = pool_reference(x[0], a["kernel"], a["strides"], a["pads"], a["dilations"], shapes[0][2:], mode, **extra)
+        if mode == "avg":
+            return [res]
+        y, idx = res
+        return [y, idx][: len(shapes)]
+
+    return run
+
+
+def _fold(f):
+    def run(node, a, x, shapes):
+        acc = np.asarray(x[0], np.float64)
+        for b in x[1:]:
+            acc = f(acc, b)
+        return [acc]
+
+    return run
+
+
+def _slice(node, a, x, shapes):
+    index = tuple(slice(s, None if e < 0 else e, st) for s, e, st in zip(a["starts"], a["ends"], a["steps"]))
+    return [x[0][index]]
+
+
+def _split(node, a, x, shapes):
+    return np.split(x[0], np.cumsum(a["sizes"])[:-1], axis=a["axis"])
+
+
+def _pad(node, a, x, shapes):
+    n = len(a["pads"]) // 2
+    widths = [(a["pads"][i], a["pads"][i + n]) for i in range(n)]
+    if a["mode"] == "constant":
+        return [np.pad(x[0].astype(np.float64), widths, constant_values=a["value"])]
+    return [np.pad(x[0], widths, mode=a["mode"])]
 
 
 def _block(y, shape):
@@ -77,88 +134,61 @@ def _block(y, shape):
     return block(y, b)
 
 
-def _run(node: Node, x, shapes):
-    op, a = node.op, node.attrs
-    if op == "ReorderToBlocked":
-        return [_block(x[0], shapes[0])]
-    if op == "ReorderFromBlocked":
-        return [_unblock(x[0])[:, : shapes[0][1]]]
-    if op.startswith("Blocked"):  # the NCHW op on unblocked inputs, its output blocked again
-        plain = node.replace(op=op.removeprefix("Blocked"))
-        n, cb, h, w, b = shapes[0]
-        c = x[1].shape[0] if op == "BlockedConv" else cb * b  # a conv's channels: its weights'
-        y = _run(plain, [_unblock(v) for v in x], [(n, c, h, w)])[0]
-        return [_block(np.asarray(y), shapes[0])]
-    ep = (a.get("activation", "none"), a.get("act_alpha", 0.0), a.get("act_beta", 0.0))
-    if op == "Conv":
-        y = _conv(x[0], x[1], x[2] if len(x) > 2 else None, a)
-        if len(x) > 3 and x[3] is not None:
-            y = y + x[3]
-        return [act_ref(y, *ep)]
-    if op == "ConvTranspose":
-        return [act_ref(_conv_transpose(x[0], x[1], x[2] if len(x) > 2 else None, a, shapes[0]), *ep)]
-    if op == "BatchNormalization":
-        c = x[0].shape[1]
-        shp = (1, c) + (1,) * (x[0].ndim - 2)
-        s, b, m, v = (p.astype(np.float64).reshape(shp) for p in x[1:5])
-        return [(x[0] - m) / np.sqrt(v + a["epsilon"]) * s + b]
-    if op == "ChannelAffine":
-        c = x[0].shape[1]
-        # per channel (C,) or per activation (C, H, W) (BN's spatial=0 form)
-        shp = (1, -1) + (1,) * (x[0].ndim - 2) if x[1].size == c else (1, *x[0].shape[1:])
-        return [act_ref(x[0] * x[1].astype(np.float64).reshape(shp) + x[2].astype(np.float64).reshape(shp), *ep)]
-    if op == "Gemm":
-        A = x[0].T if a.get("trans_a") else x[0]
-        B = x[1].T if a.get("trans_b") else x[1]
-        y = a.get("alpha", 1.0) * (A.astype(np.float64) @ B.astype(np.float64))
-        if len(x) > 2 and x[2] is not None:
-            y = y + a.get("beta", 1.0) * x[2]
-        return [act_ref(y, *ep)]
-    if op == "MatMul":
-        return [x[0].astype(np.float64) @ x[1]]
-    if op in ("Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu"):
-        return [act_ref(x[0], op, *_unary_params(node))]
-    if op in ("Add", "Sub", "Mul", "Div"):
-        f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[op]
-        return [f(x[0].astype(np.float64), x[1])]
-    if op == "Sum":
-        return [sum(v.astype(np.float64) for v in x)]
-    if op in ("Identity", "Dropout"):
-        return [x[0]] + [np.ones(s, bool) for s in shapes[1:]]
-    if op == "Reshape":
-        return [x[0].reshape(shapes[0])]
-    if op == "Transpose":
-        return [np.transpose(x[0], a["perm"])]
-    if op == "Concat":
-        return [np.concatenate(x, axis=a["axis"])]
-    if op == "Pad":
-        n = len(a["pads"]) // 2
-        widths = [(a["pads"][i], a["pads"][i + n]) for i in range(n)]
-        if a.get("mode", "constant") == "constant":
-            return [np.pad(x[0].astype(np.float64), widths, constant_values=a.get("value", 0.0))]
-        return [np.pad(x[0], widths, mode=a["mode"])]
-    if op == "MaxPool":
-        pat = _windows(
-            x[0].astype(np.float64), a["kernel"], a["strides"], a["pads"], a["dilations"], -math.inf, shapes[0][2:]
-        )
-        return [pat.max(axis=(4, 5))]
-    if op == "AveragePool":
-        pat = _windows(
-            x[0].astype(np.float64), a["kernel"], a["strides"], a["pads"], a["dilations"], np.nan, shapes[0][2:]
-        )
-        if a.get("count_include_pad"):
-            t, left, b, r = a["pads"]
-            inner = np.pad(np.ones(x[0].shape[2:]), ((t, b), (left, r)), constant_values=0.0)
-            ones = _windows(
-                inner[None, None], a["kernel"], a["strides"], (0, 0, 0, 0), a["dilations"], np.nan, shapes[0][2:]
-            )
-            count = np.sum(~np.isnan(ones), axis=(4, 5))
-            return [np.nansum(pat, axis=(4, 5)) / count]
-        return [np.nanmean(pat, axis=(4, 5))]
-    if op == "GlobalAveragePool":
-        return [x[0].mean(axis=(2, 3), keepdims=True)]
-    if op == "Shape":
-        return [np.array(x[0].shape[a.get("start", 0) : a.get("end")], dtype=np.int64)]
-    if op == "Gather":
-        return [np.take(x[0], x[1], axis=a["axis"])]
-    raise NotImplementedError(op)
+def _unblock(x):
+    """(N, C/B, H, W, B) -> NCHW; other ranks as they are."""
+    return x if x is None or x.ndim != 5 else unblock(x)
+
+
+def _blocked(node, a, x, shapes):
+    """The NCHW op on unblocked inputs, its output blocked again."""
+    plain = node.replace(op=node.op.removeprefix("Blocked"))
+    n, cb, h, w, b = shapes[0]
+    c = x[1].shape[0] if node.op == "BlockedConv" else cb * b  # a conv's channels: its weights'
+    y = run_node(plain, [_unblock(v) for v in x], [(n, c, h, w)])[0]
+    return [_block(np.asarray(y), shapes[0])]
+
+
+def _unary(node, a, x, shapes):
+    return [activation_ref(x[0], node.op, *activation_params(node.op, a))]
+
+
+INTERPRET = {
+    "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
+    "BatchNormalization": lambda n, a, x, s: [batchnorm_reference(*x[:5], a["epsilon"])],
+    "ChannelAffine": _channel_affine,
+    "LRN": lambda n, a, x, s: [lrn_reference(x[0], a["size"], a["alpha"], a["beta"], a["bias"])],
+    "MaxPool": _pool("max"),
+    "AveragePool": _pool("avg"),
+    "GlobalAveragePool": lambda n, a, x, s: [x[0].astype(np.float64).mean(axis=(2, 3), keepdims=True)],
+    "GlobalMaxPool": lambda n, a, x, s: [x[0].max(axis=(2, 3), keepdims=True)],
+    "Gemm": _gemm,
+    "MatMul": lambda n, a, x, s: [x[0].astype(np.float64) @ x[1]],
+    **{op: _unary for op in UNARY_ACTIVATION_OPS},
+    "PRelu": lambda n, a, x, s: [np.where(x[0] >= 0, x[0], x[0].astype(np.float64) * x[1])],
+    "Add": _fold(np.add),
+    "Sub": _fold(np.subtract),
+    "Mul": _fold(np.multiply),
+    "Div": _fold(np.divide),
+    "Sum": _fold(np.add),
+    "Max": _fold(np.maximum),
+    "Min": _fold(np.minimum),
+    "Softmax": lambda n, a, x, s: [softmax_reference(x[0], a["axis"], a["coerce_2d"], a["log"])],
+    "Concat": lambda n, a, x, s: [np.concatenate(x, axis=a["axis"])],
+    "Split": _split,
+    "Slice": _slice,
+    "Reshape": lambda n, a, x, s: [x[0].reshape(s[0])],
+    "Identity": lambda n, a, x, s: [x[0]],
+    "Dropout": lambda n, a, x, s: [x[0]] + [np.ones(shape, bool) for shape in s[1:]],
+    "Transpose": lambda n, a, x, s: [np.transpose(x[0], a["perm"])],
+    "Pad": _pad,
+    "Resize": lambda n, a, x, s: [resize_reference(x[0], a["scales"], a["mode"], a["coord_mode"], a["nearest_mode"])],
+    "Shape": lambda n, a, x, s: [np.array(x[0].shape[a["start"] : a["end"]], dtype=np.int64)],
+    "ConstantOfShape": lambda n, a, x, s: [np.full(s[0], a["value"])],
+    "Gather": lambda n, a, x, s: [np.take(x[0], x[1], axis=a["axis"])],
+    "Cast": lambda n, a, x, s: [x[0].astype(a["to"])],
+    "ReduceMean": lambda n, a, x, s: [x[0].astype(np.float64).mean(axis=tuple(a["axes"]), keepdims=a["keepdims"])],
+    "ReorderToBlocked": lambda n, a, x, s: [_block(x[0], s[0])],
+    "ReorderFromBlocked": lambda n, a, x, s: [_unblock(x[0])[:, : s[0][1]]],
+    **{op: _blocked for op in OPS if OPS[op].category == "blocked" and op.startswith("Blocked")},
+}

@@ -7,7 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 from cuda_sim_helpers import assert_close, conv_attrs, rand, run_op, tol_for
-from reference_ops import act_ref, conv_out, conv_ref, conv_transpose_ref
+from reference import (
+    activation_ref,
+    conv2d_reference,
+    conv_out,
+    conv_transpose2d_reference,
+)
 
 from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels.conv_spec import ConvSpec
@@ -47,10 +52,10 @@ def _conv_case(rng, case):
     r = rand(rng, *out_shape) if has_r else None
     alpha, beta = ACTS[act]
     attrs = conv_attrs(ws[2:], strides, pads, dil, group, act, alpha, beta)
-    ref = conv_ref(x, w, b, strides, pads, dil, group)
+    ref = conv2d_reference(x, w, b, strides, pads, dil, group)
     if r is not None:
         ref = ref + r
-    return x, w, b, r, out_shape, attrs, act_ref(ref, act, alpha, beta), ws[1] * ws[2] * ws[3]
+    return x, w, b, r, out_shape, attrs, activation_ref(ref, act, alpha, beta), ws[1] * ws[2] * ws[3]
 
 
 def _paths(ws, strides, pads):
@@ -138,7 +143,9 @@ def test_conv_transpose_matches_reference(case):
     x, w = rand(rng, *xs), rand(rng, *ws)
     b = rand(rng, ws[1] * group) if has_b else None
     alpha, beta = ACTS[act]
-    ref = act_ref(conv_transpose_ref(x, w, b, strides, pads, dil, group, opad), act, alpha, beta)
+    ref = activation_ref(
+        conv_transpose2d_reference(x, w, b, strides, pads, dil, group, output_padding=opad), act, alpha, beta
+    )
     attrs = conv_attrs(ws[2:], strides, pads, dil, group, act, alpha, beta)
     [y] = run_op("ConvTranspose", [x, w, b], [ref.shape], attrs, const=(1, 2))
     assert_close(y, ref, tol_for(ws[0] * ws[2] * ws[3]))
@@ -162,4 +169,4 @@ def test_conv_transpose_reference_agrees_with_onnxruntime():
             output_padding=opad,
         )
         [y] = ort_run(make_model([node], [("x", list(xs), np.float32)], [("y", None, np.float32)], {"w": w}), {"x": x})
-        assert_close(y, conv_transpose_ref(x, w, None, strides, pads, dil, group, opad), 1e-5)
+        assert_close(y, conv_transpose2d_reference(x, w, None, strides, pads, dil, group, output_padding=opad), 1e-5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cuda_sim_helpers import assert_close, rand, run_op
-from reference_ops import act_ref
+from reference import activation_ref
 
 from cnnrt.core.ops import UNARY_ACTIVATION_OPS
 
@@ -25,7 +25,7 @@ def test_activation(op):
     a = attrs.get("alpha", attrs.get("min", 0.0))
     b = attrs.get("beta", attrs.get("max", 0.0))
     [y] = run_op(op, [x], [x.shape], attrs)
-    assert_close(y, act_ref(x, op, a, b), 1e-6)
+    assert_close(y, activation_ref(x, op, a, b), 1e-6)
 
 
 def test_relu_keeps_nan_and_clip_on_int64():
@@ -101,7 +101,7 @@ def test_channel_affine_with_activation(per):
     pshape = (3,) if per == "channel" else (3, 2, 5)
     s, t = rand(rng, *pshape), rand(rng, *pshape)
     bshape = (1, 3, 1, 1) if per == "channel" else (1, 3, 2, 5)
-    ref = act_ref(x * s.reshape(bshape).astype(np.float64) + t.reshape(bshape), "LeakyRelu", 0.1)
+    ref = activation_ref(x * s.reshape(bshape).astype(np.float64) + t.reshape(bshape), "LeakyRelu", 0.1)
     [y] = run_op(
         "ChannelAffine", [x, s, t], [x.shape], dict(activation="LeakyRelu", act_alpha=0.1, act_beta=0.0), const=(1, 2)
     )

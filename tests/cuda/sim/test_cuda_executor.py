@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from cuda_sim_helpers import assert_close, conv_attrs, rand
 from numba import cuda
-from reference_ops import act_ref, conv_ref
+from reference import activation_ref, conv2d_reference
 
 from cnnrt.core.ir import Graph, Node, Value
 from cnnrt.errors import InputError, UnsupportedOpError
@@ -45,9 +45,9 @@ def _graph(batch=1, concat_in_place=False):
     g.verify()
 
     def ref(x):
-        r1 = np.maximum(conv_ref(x, w1, None, (1, 1), (1, 1, 1, 1)), 0)
-        a = conv_ref(r1, w2, None, (1, 1), (1, 1, 1, 1))
-        b = np.tanh(conv_ref(r1, w3, None, (1, 1), (1, 1, 1, 1)))
+        r1 = np.maximum(conv2d_reference(x, w1, None, (1, 1), (1, 1, 1, 1)), 0)
+        a = conv2d_reference(r1, w2, None, (1, 1), (1, 1, 1, 1))
+        b = np.tanh(conv2d_reference(r1, w3, None, (1, 1), (1, 1, 1, 1)))
         return [np.concatenate([a, b], 1).reshape(batch, -1), r1]
 
     return g, ref
@@ -126,4 +126,4 @@ def test_in_place_activation_alias():
     assert plan.places["s"].kind == "alias"
     x = rand(rng, 1, 3, 4, 4)
     [y] = CudaExecutor(g, plan).run([x])
-    assert_close(y, act_ref(conv_ref(x, w, None, (1, 1), (1, 1, 1, 1)), "Sigmoid") + x, 1e-5)
+    assert_close(y, activation_ref(conv2d_reference(x, w, None, (1, 1), (1, 1, 1, 1)), "Sigmoid") + x, 1e-5)

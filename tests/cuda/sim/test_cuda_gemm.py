@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 from cuda_sim_helpers import assert_close, rand, run_op, tol_for
-from reference_ops import act_ref
+from reference import activation_ref
 
 from cnnrt.kernels.cuda import config
 
@@ -41,7 +41,7 @@ def test_gemm_fused_activation(act, alpha, beta):
     a, b, c = rand(rng, 5, 13), rand(rng, 6, 13), rand(rng, 6)
     attrs = dict(alpha=1.0, beta=1.0, trans_a=0, trans_b=1, activation=act, act_alpha=alpha, act_beta=beta)
     [y] = run_op("Gemm", [a, b, c], [(5, 6)], attrs, const=(1, 2))
-    assert_close(y, act_ref(a.astype(np.float64) @ b.T + c, act, alpha, beta), tol_for(13))
+    assert_close(y, activation_ref(a.astype(np.float64) @ b.T + c, act, alpha, beta), tol_for(13))
 
 
 @pytest.mark.parametrize(
@@ -76,4 +76,4 @@ def test_gemm_other_geometries(geometry):
     attrs = dict(alpha=1.0, beta=1.0, trans_a=0, trans_b=1, activation="Relu", act_alpha=0.0, act_beta=0.0)
     with config.override(**geometry):
         [y] = run_op("Gemm", [a, b, c], [(m, n)], attrs, const=(1, 2))
-    assert_close(y, act_ref(a.astype(np.float64) @ b.T + c, "Relu"), tol_for(k))
+    assert_close(y, activation_ref(a.astype(np.float64) @ b.T + c, "Relu"), tol_for(k))

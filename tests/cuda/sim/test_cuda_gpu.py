@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from cuda_sim_helpers import assert_close, conv_attrs, rand, run_op, tol_for
 from helpers import ort_run
-from reference_ops import conv_ref
+from reference import conv2d_reference
 from test_cuda_end_to_end import mixed
 
 import cnnrt
@@ -25,7 +25,7 @@ def test_large_conv_on_gpu():
     x, w, b = rand(rng, 4, 64, 56, 56), rand(rng, 128, 32, 3, 3), rand(rng, 128)
     attrs = conv_attrs((3, 3), pads=(1, 1, 1, 1), group=2)
     [y] = run_op("Conv", [x, w, b], [(4, 128, 56, 56)], attrs, const=(1, 2))
-    assert_close(y, conv_ref(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), 2), tol_for(32 * 9))
+    assert_close(y, conv2d_reference(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), 2), tol_for(32 * 9))
 
 
 def test_model_on_gpu_matches_onnxruntime_and_keeps_data_on_device():

@@ -1,11 +1,9 @@
-"""Naive float64 references for the CPU kernels, error bounds, and a one-node kernel runner.
+"""Naive float64 references for the IR ops, shared by every test suite: the kernel tests
+(tests/kernels), the CUDA tests (tests/cuda) and the pass interpreter (tests/passes/ir_reference.py).
 
-The references are written for obviousness, not speed: explicit loops over kernel taps or
-output pixels, numpy only, everything in float64. They share no code with the kernels.
-
-Error bounds follow from the computation: a float32 sum of K products has error at most
-about ``K * u * sum|terms|`` with ``u = 2**-24`` (unit roundoff), so each check computes the
-same expression on absolute values (the "magnitude") and allows a small multiple of that.
+Written for obviousness, not speed: explicit loops over kernel taps or output pixels, numpy
+only, everything in float64. They share no code with the kernels. Resize is checked against
+onnx's own reference implementation (onnx.reference), one resized axis at a time.
 """
 
 from __future__ import annotations
@@ -13,113 +11,34 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from reference_ops import act_ref
-
-from cnnrt.core.ir import Graph, Node, Value
-from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels import get_builder
-
-U32 = 2.0**-24  # float32 unit roundoff
-
-
-# ----------------------------------------------------------------------------- running a node
-
-
-def run_node(op: str, inputs, attrs: dict, out_shapes, out_dtypes=None, const=()):
-    """Build ``op`` on a one-node Graph and run it once; returns the output arrays.
-
-    ``inputs``: list of arrays (None for an omitted optional input); ``const``: indices of
-    inputs that are graph constants (the builder sees and may prepack them).
-    """
-    values, constants, names, graph_inputs = {}, {}, [], []
-    for i, arr in enumerate(inputs):
-        if arr is None:
-            names.append("")
-            continue
-        name = f"in{i}"
-        names.append(name)
-        values[name] = Value(name, tuple(arr.shape), str(arr.dtype))
-        if i in const:
-            # read-only, as the frontend's constants are: kernels must not write them, and
-            # Numba types read-only arrays apart (the tests then compile what sessions use)
-            arr = arr.copy()
-            arr.flags.writeable = False
-            constants[name] = arr
-        else:
-            graph_inputs.append(name)
-    while names and names[-1] == "":
-        names.pop()
-    out_dtypes = out_dtypes or ["float32"] * len(out_shapes)
-    outs = [f"out{i}" for i in range(len(out_shapes))]
-    for o, s, d in zip(outs, out_shapes, out_dtypes):
-        values[o] = Value(o, tuple(s), d)
-    node = Node(op, tuple(names), tuple(outs), dict(attrs), name="n0", origin=("n0",))
-    graph = Graph([node], values, constants, graph_inputs, outs)
-    graph.verify()
-    run = get_builder(op)(node, graph)
-    out_arrays = [
-        np.full(s, np.nan if np.dtype(d).kind == "f" else -7, dtype=d) for s, d in zip(out_shapes, out_dtypes)
-    ]
-    # like the executor: one entry per node input slot, None for an omitted one
-    ins = [
-        None if a is None else (constants[n] if n in constants else np.ascontiguousarray(a))
-        for a, n in zip(inputs, names)
-    ]
-    run(ins, out_arrays)
-    return out_arrays
-
-
-def assert_within(got, ref, bound, what=""):
-    """|got - ref| <= bound elementwise (bound broadcastable), with a readable failure."""
-    got64 = np.asarray(got, np.float64)
-    assert got64.shape == np.shape(ref), (got64.shape, np.shape(ref))
-    err = np.abs(got64 - ref)
-    bad = ~(err <= bound)  # NaN in got fails too
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, err, -1)), err.shape)
-        b = np.broadcast_to(bound, err.shape)
-        raise AssertionError(
-            f"{what}: {bad.sum()} of {err.size} elements out of bound; worst at {i}: got {got64[i]!r}, "
-            f"ref {ref[i]!r}, err {err[i]:.3e} > bound {b[i]:.3e}"
-        )
-
 
 # ----------------------------------------------------------------------------- activations
 
 
-def activation_ref(v, kind: str, alpha=0.0, beta=0.0):
-    """The ONNX formulas in float64 (one definition for every test suite: tests/reference_ops.py)."""
-    return act_ref(np.asarray(v), kind, alpha, beta)
-
-
-# largest slope of each activation: input errors grow at most by this factor
-ACT_LIPSCHITZ = {
-    "none": 1,
-    "Relu": 1,
-    "LeakyRelu": 1,
-    "Clip": 1,
-    "Sigmoid": 0.25,
-    "HardSigmoid": 1,
-    "HardSwish": 1.5,
-    "Tanh": 1,
-    "Elu": 1,
-    "SiLU": 1.1,
-}
-assert set(ACT_LIPSCHITZ) == set(ACTIVATIONS)
-
-
-def act_params(kind: str) -> tuple[float, float]:
-    """(alpha, beta) test values for an activation (HardSigmoid's alpha also scales its slope)."""
-    return {"LeakyRelu": (0.1, 0.0), "Clip": (-0.5, 0.8), "HardSigmoid": (0.2, 0.5), "Elu": (0.7, 0.0)}.get(
-        kind, (0.0, 0.0)
-    )
-
-
-def sum_bound(k: int, magnitude, result, act: str = "none", alpha: float = 0.0):
-    """Bound for ``act(sum of k float32 terms)``: accumulation ``(k+1) u mag`` times the
-    activation's slope, plus a few ulps for evaluating the activation itself."""
-    slope = max(ACT_LIPSCHITZ[act], abs(alpha) if act in ("HardSigmoid", "Elu") else 0)
-    return 2 * (k + 1) * U32 * np.asarray(magnitude) * slope + 4 * U32 * np.abs(result) + 1e-30
+def activation_ref(x, name="none", alpha=0.0, beta=0.0) -> np.ndarray:
+    """The fused-activation formulas (kind names as in ``cnnrt.core.ops``), in float64."""
+    x = np.asarray(x, np.float64)
+    if name == "none":
+        return x
+    if name == "Relu":
+        return np.maximum(x, 0)
+    if name == "LeakyRelu":
+        return np.where(x >= 0, x, x * alpha)
+    if name == "Clip":
+        return np.clip(x, alpha, beta)
+    if name == "Sigmoid":
+        return 1 / (1 + np.exp(-x))
+    if name == "HardSigmoid":
+        return np.clip(alpha * x + beta, 0, 1)
+    if name == "HardSwish":
+        return x * np.clip(x / 6 + 0.5, 0, 1)
+    if name == "Tanh":
+        return np.tanh(x)
+    if name == "Elu":
+        return np.where(x >= 0, x, alpha * (np.exp(x) - 1))
+    if name == "SiLU":
+        return x / (1 + np.exp(-x))
+    raise ValueError(name)
 
 
 # ----------------------------------------------------------------------------- convolution
@@ -129,7 +48,7 @@ def conv_out(size, k, s, d, pb, pe):
     return (size + pb + pe - (k - 1) * d - 1) // s + 1
 
 
-def conv2d_reference(x, w, b, strides, pads, dilations, group):
+def conv2d_reference(x, w, b=None, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1):
     """Naive grouped 2-D convolution in float64: one einsum per (group, kernel tap)."""
     n, c, h, wd = x.shape
     m, cg, kh, kw = w.shape
@@ -156,13 +75,23 @@ def conv2d_reference(x, w, b, strides, pads, dilations, group):
     return out
 
 
-def conv_transpose2d_reference(x, w, b, strides, pads, dilations, group, out_hw):
-    """Naive transposed convolution: scatter every input pixel times every tap, then crop."""
+def conv_transpose2d_reference(
+    x, w, b, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1, out_hw=None, output_padding=(0, 0)
+):
+    """Naive transposed convolution: scatter every input pixel times every tap, then crop to
+    ``out_hw`` (default: the full output plus ``output_padding`` minus the pads)."""
     n, c, h, wd = x.shape
     _, mg, kh, kw = w.shape
     sh, sw = strides
     pt, pl = pads[0], pads[1]
     dh, dw = dilations
+    if out_hw is None:
+        out_hw = [
+            (size - 1) * s + (k - 1) * d + 1 + op - p0 - p1
+            for size, s, k, d, op, p0, p1 in zip(
+                (h, wd), strides, (kh, kw), dilations, output_padding, pads[:2], pads[2:]
+            )
+        ]
     oh, ow = out_hw
     cg = c // group
     x64, w64 = np.asarray(x, np.float64), np.asarray(w, np.float64)
@@ -225,7 +154,74 @@ def pool_reference(x, kernel, strides, pads, dilations, out_hw, mode, count_incl
     return (y, idx) if mode == "max" else y
 
 
-# ----------------------------------------------------------------------------- normalisation
+def pool_windows(x, kernel, strides, pads, dilations, out_hw, fill):
+    """(windows [n, c, oh, ow, kh*kw], in_input mask, in_padded mask) for pooling refs."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = kernel, strides, pads, dilations
+    oh, ow = out_hw
+    win = np.full((n, c, oh, ow, kh * kw), fill, np.float64)
+    inside = np.zeros((oh, ow, kh * kw), bool)
+    padded = np.zeros((oh, ow, kh * kw), bool)
+    index = np.full((n, c, oh, ow, kh * kw), -1, np.int64)
+    for a in range(oh):
+        for bcol in range(ow):
+            for i in range(kh):
+                for j in range(kw):
+                    ih, iw = a * sh - pt + i * dh, bcol * sw - pl + j * dw
+                    t = i * kw + j
+                    padded[a, bcol, t] = -pt <= ih < h + pb and -pl <= iw < w + pr
+                    if 0 <= ih < h and 0 <= iw < w:
+                        inside[a, bcol, t] = True
+                        win[:, :, a, bcol, t] = x[:, :, ih, iw]
+                        index[:, :, a, bcol, t] = ih * w + iw
+    return win, inside, padded, index
+
+
+def pool_out(size, k, s, d, p0, p1, ceil_mode):
+    span = (k - 1) * d + 1
+    avail = size + p0 + p1 - span
+    out = (-(-avail // s) if ceil_mode else avail // s) + 1
+    if ceil_mode and (out - 1) * s >= size + p0:
+        out -= 1
+    return out
+
+
+# ----------------------------------------------------------------------------- normalisation, linear, tensor
+
+
+def softmax_reference(x, axis=-1, coerce_2d=False, log=False):
+    """Softmax over ``axis`` (over all axes from ``axis`` on with ``coerce_2d``, ONNX before 13)."""
+    x64 = np.asarray(x, np.float64)
+    axes = tuple(range(axis % x.ndim, x.ndim)) if coerce_2d else (axis,)
+    z = x64 - x64.max(axis=axes, keepdims=True)
+    lse = np.log(np.exp(z).sum(axis=axes, keepdims=True))
+    return z - lse if log else np.exp(z - lse)
+
+
+def resize_reference(x, scales, mode, coord_mode, nearest_mode):
+    """onnx.reference's Resize applied one resized axis at a time (interpolation is separable,
+    so this is exact); opset 10's "simple" nearest rule is ceil when shrinking, else floor."""
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    y = np.asarray(x, np.float64)
+    for axis, s in enumerate(scales):
+        if s == 1.0:
+            continue
+        nearest = ("ceil" if s < 1 else "floor") if nearest_mode == "simple" else nearest_mode
+        per_axis = np.ones(y.ndim, np.float32)
+        per_axis[axis] = s
+        node = helper.make_node(
+            "Resize", ["X", "", "S"], ["Y"], mode=mode, coordinate_transformation_mode=coord_mode, nearest_mode=nearest
+        )
+        io = [helper.make_tensor_value_info(n, TensorProto.DOUBLE, None) for n in ("X", "Y")]
+        scale_init = helper.make_tensor("S", TensorProto.FLOAT, [y.ndim], per_axis)
+        model = helper.make_model(
+            helper.make_graph([node], "resize", io[:1], io[1:], [scale_init]),
+            opset_imports=[helper.make_opsetid("", 19)],
+        )
+        y = ReferenceEvaluator(model).run(None, {"X": y})[0]
+    return y
 
 
 def batchnorm_reference(x, scale, bias, mean, var, eps):

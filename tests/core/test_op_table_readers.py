@@ -1,0 +1,40 @@
+"""Modules that read the op table act on what it declares, for ops they do not name themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+from pass_helpers import GB, assert_same_outputs, ops
+
+from cnnrt.core.ops import OPS
+from cnnrt.passes.block_layout import block_layout
+from cnnrt.tools.costs import accumulation_length, node_macs
+
+
+def test_block_layout_logs_an_op_that_is_not_blocked_capable():
+    b = GB()
+    x = b.input("x", (1, 16, 6, 6))
+    y = b.conv(x, 16, name="c1")
+    y = b.act("LRN", y, name="lrn", size=3, alpha=1e-4, beta=0.75, bias=1.0)
+    y = b.conv(y, 16, name="c2")
+    y = b.conv(y, 16, name="c3")
+    before = b.build([y])
+    assert not OPS["LRN"].blocked and not OPS["LRN"].blocked_form
+    res = block_layout(before, vector_bytes=64)
+    seq = ops(res.graph)
+    assert seq[seq.index("LRN") - 1 : seq.index("LRN") + 1] == ["ReorderFromBlocked", "LRN"]
+    assert any(name == "lrn" and "LRN is not blocked-capable in the op table" in why for _, name, why in res.declined)
+    assert_same_outputs(before, res.graph)
+
+
+def test_blocked_forms_cost_what_their_plain_ops_do():
+    b = GB()
+    x = b.input("x", (1, 16, 6, 6))
+    y = b.conv(x, 32, name="c1")
+    y = b.conv(y, 32, name="c2")
+    plain = b.build([y])
+    blocked = block_layout(plain, vector_bytes=64).graph
+    conv = blocked.node("c2")
+    assert conv.op == "BlockedConv"
+    assert node_macs(conv, blocked) == node_macs(plain.node("c2"), plain) == 36 * 32 * 32 * 9
+    assert accumulation_length(conv, blocked) == 32 * 9 + 1
+    assert np.prod(blocked.values[conv.outputs[0]].shape) == 32 * 36
