@@ -14,8 +14,8 @@ from typing import Protocol
 import numpy as np
 import onnx
 
-from cnnrt.core.const_eval import evaluate_node
 from cnnrt.core.ir import Graph, Node, Value
+from cnnrt.core.ops import evaluate_node
 from cnnrt.errors import CnnrtError, ModelLoadError
 
 from .context import ConvertContext

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnrt.core.const_eval import can_evaluate, evaluate_node
 from cnnrt.core.ir import Graph
-from cnnrt.core.ops import attr
+from cnnrt.core.ops import attr, can_evaluate, evaluate_node
 from cnnrt.errors import GraphError
 
 from . import PassResult

@@ -1,43 +1,17 @@
 """numpy evaluation of cheap IR ops on known values.
 
 Used by the frontend to resolve shape arithmetic (Shape -> Gather -> Concat -> Reshape) at
-import time, and by constant folding. Heavy ops (Conv, pools, ...) are not evaluated here:
-``evaluate_node`` returns None and the node stays in the graph.
-Each evaluator takes the node's attributes with defaults filled, the input arrays and the
-output Values; the op table (cnnrt.core.ops, field ``evaluate``) says which op uses which.
+import time, and by constant folding. Heavy ops (Conv, pools, ...) have no evaluator
+and stay in the graph. Each evaluator takes the node's attributes with defaults filled, the
+input arrays and the output Values; the op table (cnnrt.core.ops, field ``evaluate``) says
+which op uses which, and ``cnnrt.core.ops.evaluate_node`` runs them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from cnnrt.core.ir import Node, Value
-
-
-def can_evaluate(op: str) -> bool:
-    """Whether the op table (cnnrt.core.ops) gives ``op`` an evaluator here."""
-    from cnnrt.core.ops import OPS  # the table imports this module's evaluators
-
-    return op in OPS and OPS[op].evaluate is not None
-
-
-def evaluate_node(node: Node, inputs: Sequence[np.ndarray | None], outs: Sequence[Value]) -> list[np.ndarray] | None:
-    """Outputs of ``node`` for these input values, or None when not evaluable here."""
-    from cnnrt.core.ops import OPS, op_attrs
-
-    d = OPS.get(node.op)
-    if d is None or d.evaluate is None:
-        return None
-    with np.errstate(all="ignore"):
-        res = d.evaluate(op_attrs(node), list(inputs), list(outs))
-    # np.asarray(order="C"), not ascontiguousarray: the latter turns 0-d results into shape (1,)
-    return [
-        np.asarray(np.asarray(r).astype(v.dtype, copy=False).reshape(v.shape), order="C") for r, v in zip(res, outs)
-    ]
 
 
 def view(a, x, outs):

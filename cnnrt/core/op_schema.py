@@ -28,7 +28,7 @@ CONV_ATTRS = {
     "dilations": (1, 1),
     "group": 1,
     "kernel": None,  # (kh, kw); None: read from W's shape
-    "algorithm": None,  # CPU algorithm override (kernels/cpu/conv.py); None: chosen by shape
+    "algorithm": None,  # written by passes/select_algorithm.py; set before it: an override
     **EPILOGUE,
 }
 POOL_ATTRS = {"kernel": REQUIRED, "strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1)}

@@ -18,7 +18,10 @@ its constant evaluator (const_eval), its origin, and why a backend needs no kern
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from cnnrt.core import const_eval as ev
 from cnnrt.core import op_costs as cost
@@ -118,6 +121,9 @@ _CHANNEL_AFFINE = OpDef(
     epilogue=True,
     made_by="fold_batchnorm",
 )
+
+# ONNX op types the importer turns into graph constants rather than nodes: no IR op stands for them.
+IMPORTED_AS_CONSTANTS = ("Constant",)
 
 OPS: dict[str, OpDef] = {
     "Conv": _CONV,
@@ -357,3 +363,21 @@ def infer(node, in_values) -> list:
     d.check_ports(node)
     shapes = [None if v is None else v.shape for v in in_values]
     return d.infer(d.filled_attrs(node), shapes, len(node.outputs))
+
+
+def can_evaluate(op: str) -> bool:
+    """Whether the table gives ``op`` a numpy evaluator (constant folding, import-time shape arithmetic)."""
+    return op in OPS and OPS[op].evaluate is not None
+
+
+def evaluate_node(node, inputs: Sequence[np.ndarray | None], outs: Sequence) -> list[np.ndarray] | None:
+    """Outputs of ``node`` for these input values, or None when not evaluable here."""
+    d = OPS.get(node.op)
+    if d is None or d.evaluate is None:
+        return None
+    with np.errstate(all="ignore"):
+        res = d.evaluate(op_attrs(node), list(inputs), list(outs))
+    # np.asarray(order="C"), not ascontiguousarray: the latter turns 0-d results into shape (1,)
+    return [
+        np.asarray(np.asarray(r).astype(v.dtype, copy=False).reshape(v.shape), order="C") for r, v in zip(res, outs)
+    ]

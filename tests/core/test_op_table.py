@@ -2,8 +2,9 @@
 
 For every op: the required definition fields, a CPU kernel (or a declared reason it needs
 none), a CUDA kernel (or a declared reason), an entry in the IR interpreter the pass tests use
-(tests/passes/ir_reference.py), and shape inference; conversely every op a kernel registers
-is in the table. ``table_problems`` takes the table as an argument so the last tests can show
+(tests/passes/ir_reference.py), shape inference, and for an op imported from ONNX a converter
+for each ONNX op type it names; conversely every op a kernel registers and every ONNX op type a
+converter handles is in the table. ``table_problems`` takes the table as an argument so the last tests can show
 it reports a broken entry, on a copy of the table.
 """
 
@@ -18,8 +19,9 @@ from ir_reference import INTERPRET
 from cnnrt.core import op_shapes
 from cnnrt.core.ir import Graph, Node, Value
 from cnnrt.core.op_costs import NO_SUMS, Numerics
-from cnnrt.core.ops import ACTIVATIONS, OPS, REQUIRED, OpDef, op_attrs
+from cnnrt.core.ops import ACTIVATIONS, IMPORTED_AS_CONSTANTS, OPS, REQUIRED, OpDef, op_attrs
 from cnnrt.errors import GraphError
+from cnnrt.frontends.registry import onnx_op_types
 from cnnrt.kernels import get_builder, supported
 
 CATEGORIES = {"activation", "binary", "variadic", "conv", "pool", "norm", "linear", "tensor", "blocked"}
@@ -36,8 +38,9 @@ def _port_problems(d: OpDef) -> list[str]:
     return out
 
 
-def table_problems(ops, interpret, builder=get_builder) -> list[str]:
+def table_problems(ops, interpret, builder=get_builder, converted=None) -> list[str]:
     """One line per missing piece, naming the op and what it lacks."""
+    converted = set(onnx_op_types() if converted is None else converted)
     problems = []
     for op, d in ops.items():
         lacks = _port_problems(d)
@@ -56,6 +59,9 @@ def table_problems(ops, interpret, builder=get_builder) -> list[str]:
             lacks.append("a CUDA kernel (kernels.get_builder(op, 'cuda')) or a no_cuda_kernel reason")
         if has_cuda and d.no_cuda_kernel:
             lacks.append(f"an up-to-date no_cuda_kernel: a CUDA kernel exists, yet it says {d.no_cuda_kernel!r}")
+        for onnx_type in d.onnx:
+            if onnx_type not in converted:
+                lacks.append(f"a converter for ONNX {onnx_type} (frontends/ops_*.py, @onnx_op)")
         if op not in interpret:
             lacks.append("an IR-interpreter entry (tests/passes/ir_reference.py INTERPRET)")
         if d.blocked not in BLOCKED_KINDS:
@@ -71,6 +77,8 @@ def table_problems(ops, interpret, builder=get_builder) -> list[str]:
     for backend in ("cpu", "cuda"):
         problems += [f"{op}: has a {backend} kernel but no table entry" for op in supported(backend) if op not in ops]
     problems += [f"{op}: has an IR-interpreter entry but no table entry" for op in interpret if op not in ops]
+    named = {t for d in ops.values() for t in d.onnx} | set(IMPORTED_AS_CONSTANTS)
+    problems += [f"ONNX {t}: has a converter but no table op names it (onnx=...)" for t in sorted(converted - named)]
     return problems
 
 
@@ -95,15 +103,17 @@ def test_an_op_without_kernels_or_interpreter_entry_is_reported():
     assert any("CPU kernel" in p for p in problems)
     assert any("CUDA kernel" in p for p in problems)
     assert any("IR-interpreter entry" in p for p in problems)
+    assert any("a converter for ONNX Fake" in p for p in problems)
     assert OPS.keys() == {k for k in ops if k != "FakeOp"}  # the real table is untouched
 
 
 def test_a_declared_reason_exempts_and_a_stale_one_is_reported():
     ops = {"FakeOp": _fake(no_cpu_kernel="x", no_cuda_kernel="y"), "Relu": _fake(no_cuda_kernel="stale")}
-    problems = table_problems(ops, {"FakeOp": None, "Relu": None})
+    problems = table_problems(ops, {"FakeOp": None, "Relu": None}, converted={"Fake", "Conv"})
     assert not any(p.startswith("FakeOp:") for p in problems)
     assert any(p.startswith("Relu: lacks an up-to-date no_cuda_kernel") for p in problems)
     assert any(p == "Conv: has a cpu kernel but no table entry" for p in problems)
+    assert "ONNX Conv: has a converter but no table op names it (onnx=...)" in problems
 
 
 def test_missing_fields_are_named():
