@@ -1,7 +1,7 @@
 """concat_in_place: let a Concat's producers write straight into its output (zero-copy Concat).
 
 A Concat marked ``in_place=True`` is a no-op step: the planner places each input as a
-slice of the output along the concat axis (see :func:`cnnrt.runtime.plan.concat_layout`), and the
+slice of the output along the concat axis (see :func:`cnnrt.core.placement.concat_layout`), and the
 executor hands each producer a numpy view of that slice. Concats that feed a bigger Concat
 (DenseNet's growing feature maps) nest: the smaller one becomes a slice of the bigger one.
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from cnnrt.core.ir import Graph
 from cnnrt.core.ops import VIEW_OPS
-from cnnrt.runtime.plan import concat_axis, concat_layout
+from cnnrt.core.placement import concat_axis, concat_layout
 
 from . import PassResult
 

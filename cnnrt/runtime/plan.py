@@ -20,13 +20,14 @@ lower bound on any arena for these lifetimes.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnnrt.core.ir import Graph, Node
+from cnnrt.core.ir import Graph
 from cnnrt.core.ops import OPS
+from cnnrt.core.placement import Place, concat_layout
 
 ALIGN = 64
 
@@ -44,17 +45,6 @@ class Buffer:
     nbytes: int
     first: int  # step that writes it (-1: a graph input, written before step 0)
     last: int  # last step that reads it (len(nodes): a graph output)
-
-
-@dataclass(frozen=True)
-class Place:
-    """How a value's array is made: its own ``buffer``, an ``alias`` of ``base``, or a ``slice``
-    ``[start, start + len)`` of ``base`` along ``axis``."""
-
-    kind: str
-    base: str = ""
-    axis: int = 0
-    start: int = 0
 
 
 @dataclass
@@ -79,107 +69,6 @@ class MemoryPlan:
             if 0 <= b.last < self.steps:
                 out[b.last].append(b.root)
         return out
-
-
-# ---------------------------------------------------------------------------- concat layout
-
-
-def concat_axis(graph: Graph, node: Node) -> int:
-    return int(node.attrs["axis"]) % len(graph.values[node.outputs[0]].shape)
-
-
-def concat_layout(graph: Graph, concats: Sequence[Node]) -> tuple[dict[str, Place], dict[str, str]]:
-    """Nest the inputs of ``concats`` inside their outputs, latest Concat first.
-
-    Returns the ``slice`` places (member value -> its container) and, per Concat that cannot
-    be laid out consistently, the reason. A value can sit in only one place, so a value read
-    by several Concats (DenseNet) works only when those Concats nest: then the smaller
-    Concat's output is itself placed as a slice of the bigger one, at the same offset as
-    its inputs. Values written by real kernels never overlap.
-    """
-    parent: dict[str, Place] = {}
-    rejected: dict[str, str] = {}
-    noop_outputs: set[str] = set()
-
-    def resolve(v: str) -> tuple[str, int, int | None]:
-        axis = None
-        start = 0
-        while v in parent:
-            p = parent[v]
-            if axis is not None and p.axis != axis:
-                return v, -1, None
-            axis, start, v = p.axis, start + p.start, p.base
-        return v, start, axis
-
-    for node in reversed(concats):
-        snapshot = dict(parent)
-        why = _place_concat(graph, node, parent, resolve)
-        if why is None:
-            noop_outputs.add(node.outputs[0])
-            why = _check_disjoint(graph, parent, noop_outputs, resolve)
-            if why is not None:
-                noop_outputs.discard(node.outputs[0])
-        if why is not None:
-            parent.clear()
-            parent.update(snapshot)
-            rejected[node.name] = why
-    return parent, rejected
-
-
-def _place_concat(graph: Graph, node: Node, parent: dict[str, Place], resolve) -> str | None:
-    out = node.outputs[0]
-    axis = concat_axis(graph, node)
-    shape = graph.values[out].shape
-    if len(set(node.inputs)) != len(node.inputs):
-        return "an input appears twice"
-    offsets = np.concatenate([[0], np.cumsum([graph.values[i].shape[axis] for i in node.inputs])]).tolist()
-    for x, o in zip(node.inputs, offsets):
-        xr, xs, xa = resolve(x)
-        cr, cs, ca = resolve(out)
-        if x not in parent:
-            if xr == cr:
-                return f"{x!r} already contains the Concat output"
-            parent[x] = Place("slice", out, axis, int(o))
-            continue
-        if xa is not None and xa != axis:
-            return f"{x!r} is already a slice along axis {xa}"
-        if xr == cr:
-            if xs != cs + o:
-                return f"{x!r} already sits at offset {xs} of {xr!r}, the Concat needs {cs + o}"
-            continue
-        if out in parent:
-            return f"{x!r} is already placed inside {xr!r}, the Concat output inside {cr!r}"
-        # move the whole Concat (not yet placed anywhere) inside x's container
-        start = xs - o
-        if start < 0 or start + shape[axis] > graph.values[xr].shape[axis] or _other_dims(graph, xr, out, axis):
-            return f"{x!r} is already placed inside {xr!r} where the Concat does not fit"
-        parent[out] = Place("slice", xr, axis, int(start))
-    return None
-
-
-def _other_dims(graph: Graph, a: str, b: str, axis: int) -> bool:
-    sa, sb = graph.values[a].shape, graph.values[b].shape
-    return len(sa) != len(sb) or any(x != y for i, (x, y) in enumerate(zip(sa, sb)) if i != axis)
-
-
-def _check_disjoint(graph: Graph, parent: dict[str, Place], noop_outputs: set[str], resolve) -> str | None:
-    """Values that some kernel writes must not overlap inside one root."""
-    spans: dict[str, list[tuple[int, int, str]]] = {}
-    members = set(parent) | {p.base for p in parent.values()}
-    for v in members:
-        if v in noop_outputs:
-            continue
-        r, s, a = resolve(v)
-        if a is None and v != r:
-            return f"{v!r} is nested along different axes"
-        axis = a if a is not None else 0
-        spans.setdefault(r, []).append((s, s + graph.values[v].shape[axis] if v != r else 0, v))
-    for r, lst in spans.items():
-        lst = sorted(x for x in lst if x[1] > x[0])
-        for (_, e0, v0), (s1, _, v1) in zip(lst, lst[1:]):
-            if s1 < e0:
-                return f"{v0!r} and {v1!r} would overlap inside {r!r}"
-    return None
 
 
 # ---------------------------------------------------------------------------- planning

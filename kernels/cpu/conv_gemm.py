@@ -40,10 +40,9 @@ def plan_blocks(n: int, g: int, mg: int, k: int, p: int, itemsize: int, nr: int)
     Columns are the output pixels of all images, (n, p) flattened. Blocks stay inside an
     image when images are big; small images at batch > 1 (late layers, LeNet) are folded
     together, a block spanning images going through per-thread scratch, so the GEMMs get
-    enough columns (49 columns fill two 32-wide tiles 77%; OpenBLAS, before the register
-    tile, ran at ~90 GFLOP/s on 49 columns, ~125 on 392). Few tasks are made up by splitting
-    rows (output channels) into tall blocks first (OpenBLAS on 64 / 128 / 256-row blocks of
-    49 columns: 72 / 85 / 94 GFLOP/s), columns second. Blocks are whole tiles (nr columns,
+    enough columns (49 columns fill two 32-wide tiles 77%; a GEMM's rate grows with its
+    column count). Few tasks are made up by splitting rows (output channels) into tall blocks
+    first (taller row blocks run faster), columns second. Blocks are whole tiles (nr columns,
     MR rows)."""
     want = max(4 * nr, min(2048, _COL_BUDGET // max(1, k * itemsize)))
     total = n * p
