@@ -22,12 +22,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = REPO / "pyproject.toml"
 
-# Import cycles that exist today, each confined to one package; a cycle anywhere else fails the test.
-KNOWN_CYCLIC_PACKAGES = {
-    # kernels/__init__ imports every kernel module to register it; they import `register` back from it
-    "cnnrt.kernels": "kernel registration",
-}
-
 
 @pytest.fixture(scope="module")
 def staged_package(tmp_path_factory) -> Path:
@@ -78,11 +72,7 @@ def test_no_import_cycles(staged_package):
     assert any(m == "cnnrt.frontends.onnx" for m, _ in edges)  # the mapped folders are in the graph
     graph = nx.DiGraph((m, imported) for m, imports in edges for imported in imports)
     cycles = [sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1]
-
-    def known(cycle: list[str]) -> bool:
-        return any(all(m == p or m.startswith(p + ".") for m in cycle) for p in KNOWN_CYCLIC_PACKAGES)
-
-    assert [c for c in cycles if not known(c)] == []
+    assert cycles == []
 
 
 def test_inference_loads_no_reference_or_plotting_library(tmp_path):

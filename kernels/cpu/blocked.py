@@ -12,7 +12,6 @@ import numpy as np
 from numba import config, prange
 
 from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels import KernelFn, register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.conv_spec import ConvSpec
 from cnnrt.kernels.cpu.blocked_window import FMA, MAX, SUM, Windows
@@ -21,6 +20,7 @@ from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.kernels.cpu.pool import _taps_inside, _window
 from cnnrt.kernels.cpu.vector_ir import pixel_reduce
+from cnnrt.kernels.registry import KernelFn, register
 
 
 @pjit

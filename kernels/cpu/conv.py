@@ -22,7 +22,6 @@ import numpy as np
 from numba import prange
 
 from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit
 from cnnrt.kernels.conv_spec import ConvSpec, check_shapes, conv_out_size, spec_from_node
 from cnnrt.kernels.cpu import conv_algorithm
@@ -32,6 +31,7 @@ from cnnrt.kernels.cpu.conv_gemm import build_tasks
 from cnnrt.kernels.cpu.depthwise import build_flat
 from cnnrt.kernels.cpu.gemm import _gemm_epilogue, _gemm_epilogue_serial, _gemm_runner
 from cnnrt.kernels.cpu.winograd import build_winograd
+from cnnrt.kernels.registry import register
 
 # im2col block: output rows per block are chosen so one block of columns is about this big
 # (fits in L2 beside the GEMM's packed panels).

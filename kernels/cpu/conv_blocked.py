@@ -26,7 +26,6 @@ from numba import prange
 
 from cnnrt.core.layout import is_blocked
 from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.conv_spec import spec_from_node
@@ -38,6 +37,7 @@ from cnnrt.kernels.cpu.conv_blocked_plan import Geometry, pack_weights, panel_bl
 from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
 from cnnrt.kernels.cpu.winograd import build_winograd
+from cnnrt.kernels.registry import register
 
 _B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by every pixel
 

@@ -19,10 +19,10 @@ import numpy as np
 from numba import prange
 
 from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels import register
 from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.conv_spec import ConvSpec
 from cnnrt.kernels.cpu.conv_common import epilogue_fn, readonly, valid_range
+from cnnrt.kernels.registry import register
 
 
 @pjit

@@ -13,10 +13,10 @@ import numpy as np
 from numba import prange
 
 from cnnrt.core.ops import ACTIVATIONS, activation_params
-from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_scalar
 from cnnrt.kernels.cpu.blas import split_index
+from cnnrt.kernels.registry import register
 
 _UFUNCS = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 _VARIADIC = {"Sum": np.add, "Max": np.maximum, "Min": np.minimum}

@@ -14,12 +14,12 @@ import numpy as np
 from numba import prange
 
 from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_scalar
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.conv_gemm import _MIN_TASK_MACS
+from cnnrt.kernels.registry import register
 
 
 @pjit

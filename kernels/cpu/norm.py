@@ -15,10 +15,10 @@ import numpy as np
 from numba import prange
 
 from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly
+from cnnrt.kernels.registry import register
 
 
 @pjit

@@ -22,13 +22,13 @@ import numba
 import numpy as np
 from numba import prange
 
-from cnnrt.kernels import register
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.conv_common import valid_range as _valid_range
 from cnnrt.kernels.cpu.reduce import _global_pool, _global_pool_serial
+from cnnrt.kernels.registry import register
 
 # Every helper below takes flat arrays and element offsets, never slices: a slice (or an array
 # passed to a non-inlined function) costs a reference-count update, and once per short row

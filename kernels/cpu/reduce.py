@@ -7,10 +7,10 @@ import math
 import numpy as np
 from numba import prange
 
-from cnnrt.kernels import register
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.blas import split_index
 from cnnrt.kernels.cpu.elementwise import dtype_of, require_float
+from cnnrt.kernels.registry import register
 
 # ---------------------------------------------------------------------------- Softmax
 

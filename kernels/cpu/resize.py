@@ -14,9 +14,9 @@ import math
 import numpy as np
 from numba import prange
 
-from cnnrt.kernels import register
 from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.cpu.blas import split_index
+from cnnrt.kernels.registry import register
 
 
 def source_coords(n_in: int, n_out: int, scale: float, coord: str) -> np.ndarray:

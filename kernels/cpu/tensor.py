@@ -12,9 +12,9 @@ import numpy as np
 from numba import prange
 
 from cnnrt.core.const_eval import pad_widths, slice_index
-from cnnrt.kernels import register
 from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.cpu.blas import split_index
+from cnnrt.kernels.registry import register
 
 
 @register("Reshape", "Identity", "Dropout")

@@ -22,8 +22,8 @@ import numpy as np
 from numba import cuda
 
 from cnnrt.errors import UnsupportedOpError
-from cnnrt.kernels import register
 from cnnrt.kernels.conv_spec import spec_from_node
+from cnnrt.kernels.registry import register
 
 from . import config, conv_algorithm
 from .common import (

@@ -13,7 +13,7 @@ import numpy as np
 from numba import cuda
 
 from cnnrt.errors import UnsupportedOpError
-from cnnrt.kernels import register
+from cnnrt.kernels.registry import register
 
 from .common import act, epilogue_params, launcher_1d, nchw_index, require_float, shape_of
 from .device import upload_flat

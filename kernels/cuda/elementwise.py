@@ -12,7 +12,7 @@ from numba import cuda
 
 from cnnrt.core.ops import ACTIVATIONS, BINARY_OPS, UNARY_ACTIVATION_OPS, VARIADIC_OPS, activation_params
 from cnnrt.errors import UnsupportedOpError
-from cnnrt.kernels import register
+from cnnrt.kernels.registry import register
 
 from .common import act, c_strides, int_array, launcher_1d, shape_of, size_of
 

@@ -20,7 +20,7 @@ import numpy as np
 from numba import cuda
 
 from cnnrt.errors import ShapeError
-from cnnrt.kernels import register
+from cnnrt.kernels.registry import register
 
 from . import config
 from .common import (

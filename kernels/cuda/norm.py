@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda
 
 from cnnrt.errors import UnsupportedOpError
-from cnnrt.kernels import register
+from cnnrt.kernels.registry import register
 
 from .common import F0, act, dmax, dmin, epilogue_params, launcher_1d, require_float, shape_of, size_of
 from .device import upload_flat

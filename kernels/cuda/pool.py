@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from cnnrt.kernels import register
+from cnnrt.kernels.registry import register
 
 from .common import F0, NEG_INF, launcher_1d, plane_index, require_float, shape_of, valid_taps
 from .device import placeholder

@@ -13,7 +13,7 @@ import numpy as np
 from numba import cuda
 
 from cnnrt.errors import UnsupportedOpError
-from cnnrt.kernels import register
+from cnnrt.kernels.registry import register
 
 from .common import F0, c_strides, int_array, launcher_1d, require_float, shape_of, size_of, strided_offset
 

@@ -13,7 +13,7 @@ import numpy as np
 from numba import cuda
 
 from cnnrt.errors import ShapeError, UnsupportedOpError
-from cnnrt.kernels import register
+from cnnrt.kernels.registry import register
 
 from .common import c_strides, int_array, launcher_1d, shape_of, size_of, split_index, strided_offset
 from .device import upload_flat

@@ -1,0 +1,44 @@
+"""The kernel registry: which builder computes an op on a backend.
+
+A leaf module: the kernel modules import :func:`register` from here, and ``cnnrt.kernels``
+loads them by name on first use, so registering never imports back into a package that is
+still being imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+KernelFn = Callable[[list[Any], list[Any]], None]
+Builder = Callable[..., KernelFn]
+
+_BUILDERS: dict[tuple[str, str], Builder] = {}
+BACKENDS = ("cpu", "cuda")
+
+
+def register(*ops: str, backend: str = "cpu") -> Callable[[Builder], Builder]:
+    """Decorator: ``builder(node, graph) -> run(ins, outs)`` for each op in ``ops``."""
+
+    def deco(fn: Builder) -> Builder:
+        for op in ops:
+            _BUILDERS[(op, backend)] = fn
+        return fn
+
+    return deco
+
+
+def _load(backend: str) -> None:
+    if backend in BACKENDS:
+        importlib.import_module(f"cnnrt.kernels.{backend}")  # importing the package registers its kernels
+
+
+def get_builder(op: str, backend: str = "cpu") -> Builder | None:
+    _load(backend)
+    return _BUILDERS.get((op, backend))
+
+
+def supported(backend: str = "cpu") -> list[str]:
+    _load(backend)
+    return sorted(op for op, b in _BUILDERS if b == backend)
