@@ -1,4 +1,5 @@
-"""Kernel registry keyed by (op, backend).
+"""Numba kernels for the CPU (cpu/) and numba.cuda kernels (cuda/), found through the registry
+(registry.py) keyed by (op, backend).
 
 A kernel *builder* takes a node and its graph at plan-build time (shapes known, constants
 available for prepacking) and returns ``run(ins, outs)``, which reads the input arrays and
