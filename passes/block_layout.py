@@ -55,7 +55,7 @@ MIN_BLOCKED_CONVS = 2
 
 def twin_name(name: str, block: int) -> str:
     """The name of logical value ``name``'s blocked twin."""
-    return f"{name}/nchw{block}c"
+    return f"{name}/{layout.blocked(block)}"
 
 
 class _Rewriter:

@@ -63,7 +63,7 @@ def _vector_bytes(backend: str) -> int | None:
     """The CPU's vector width for the layout pass (None: not a CPU session)."""
     if backend != "cpu":
         return None
-    from cnnrt.kernels.cpu.microkernel import VECTOR_BYTES
+    from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 
     return VECTOR_BYTES
 
