@@ -6,28 +6,58 @@ from cnnrt.cli import options
 
 HELP = "show the optimised graph, the pass log and the memory plan"
 EPILOG = (
-    "examples:\n  cnnrt inspect resnet50\n  cnnrt inspect resnet50 --format json -o resnet50.json\n"
-    "  cnnrt inspect googlenet --format svg -o googlenet.svg --memory-plot googlenet-mem.png"
+    "examples:\n  cnnrt inspect resnet50\n  cnnrt inspect resnet50 -o resnet50.html --profile\n"
+    "  cnnrt inspect resnet50 --format json -o resnet50.json\n"
+    "  cnnrt inspect googlenet -o googlenet.svg --memory-plot googlenet-mem.png\n"
+    "without --format, -o's suffix names the format (.txt .json .dot .gv .svg .png .html)"
 )
 
 
 def add_arguments(p) -> None:
+    from cnnrt.tools.inspect import FORMATS
+
     options.add_model(p)
-    p.add_argument("--opt-level", type=int, default=2, choices=(0, 1, 2))
+    p.add_argument("--opt-level", type=int, default=2, choices=(0, 1, 2), help="0: as imported (default 2: all)")
     p.add_argument("--disable", action="append", default=[], metavar="PASS", help="disable a pass (repeatable)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--format", choices=("text", "json", "dot", "svg", "png"), default="text")
-    p.add_argument("-o", "--output", help="write here instead of stdout (required for svg/png)")
+    p.add_argument("--batch", type=int, default=1, help="batch size the graph is built for (default 1)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="text (default), json, dot (graphviz), svg/png (the graph drawn), html (the interactive inspector)",
+    )
+    p.add_argument("-o", "--output", help="write here instead of stdout (required for svg, png and html)")
     p.add_argument("--json", metavar="PATH", help="also write the JSON report here")
-    p.add_argument("--memory-plot", metavar="PATH", help="draw the memory plan (PNG or SVG)")
+    p.add_argument("--memory-plot", metavar="PATH", help="draw the memory plan (.png, .svg or .pdf)")
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        type=int,
+        const=10,
+        default=None,
+        metavar="RUNS",
+        help="html: time every node on random inputs (median of RUNS runs, default 10) and colour the graph by it",
+    )
 
 
 def run(args) -> int:
     import cnnrt
     from cnnrt.errors import CnnrtError
-    from cnnrt.tools.inspect import draw_graph, draw_memory, report, to_dot, to_json, to_text
+    from cnnrt.tools.inspect import check_writable, output_format, report, to_dot, to_json, to_text
     from cnnrt.tools.modelsource import resolve_model
 
+    fmt = output_format(args.format, args.output)
+    if args.batch < 1:
+        raise CnnrtError(f"--batch must be at least 1, not {args.batch}")
+    if args.profile is not None and (fmt != "html" or args.profile < 1):
+        raise CnnrtError("--profile RUNS needs --format html (or an -o *.html) and RUNS >= 1")
+    if args.memory_plot:
+        from cnnrt.tools.plots import check_picture_path
+
+        check_picture_path(args.memory_plot, "--memory-plot")
+    for option, path in (("-o", args.output), ("--json", args.json), ("--memory-plot", args.memory_plot)):
+        if path:
+            check_writable(path, option)
     path = resolve_model(args.model)
     sess = cnnrt.InferenceSession(path, opt_level=args.opt_level, disabled_passes=args.disable)
     if args.batch != 1:
@@ -37,18 +67,24 @@ def run(args) -> int:
         with open(args.json, "w") as f:
             f.write(to_json(rep))
     if args.memory_plot:
-        draw_memory(rep, args.memory_plot)
-    if args.format in ("svg", "png"):
+        from cnnrt.tools.plots import memory_chart
+
+        memory_chart(rep["memory"], args.memory_plot)
+    if fmt in ("svg", "png"):
+        from cnnrt.tools.inspect import fused_ids, graph_view
+        from cnnrt.tools.plots import graph_chart
+
+        graph_chart(*graph_view(rep), args.output, fused_ids(rep))
+    elif fmt == "html":
+        from cnnrt.tools.inspect_html import write_html
+
+        write_html(sess, rep, args.output, args.model, profile_runs=args.profile)
+    else:
+        text = {"text": to_text, "json": to_json, "dot": to_dot}[fmt](rep)
         if not args.output:
-            raise CnnrtError(f"--format {args.format} needs -o PATH")
-        draw_graph(sess, args.output)
-        print(f"wrote {args.output}")
-        return 0
-    text = {"text": to_text, "json": to_json, "dot": to_dot}[args.format](rep)
-    if args.output:
+            print(text)
+            return 0
         with open(args.output, "w") as f:
             f.write(text + "\n")
-        print(f"wrote {args.output}")
-    else:
-        print(text)
+    print(f"wrote {args.output}")
     return 0

@@ -1,20 +1,66 @@
 """What ``cnnrt inspect`` shows: the optimised graph, the pass log and the memory plan.
 
-One ``report(session)`` dict feeds every format: text for the terminal, JSON for tools,
-DOT for graphviz, and pictures (graph and memory plan) drawn with matplotlib so no system
-graphviz is needed.
+One ``report(session)`` dict feeds every format: text for the terminal, JSON for tools, DOT
+for graphviz, the pictures (cnnrt.tools.plots) and the HTML inspector (cnnrt.tools.inspect_html).
+``graph_view`` turns it into the boxes and labelled edges every drawing shows, graph inputs
+and outputs included.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from cnnrt.core.ir import Graph, Node
+from cnnrt.errors import CnnrtError
 from cnnrt.tools.costs import node_macs
+
+# what an output file's suffix says it holds (``cnnrt inspect -o`` without ``--format``)
+FORMAT_OF_SUFFIX = {
+    ".txt": "text",
+    ".json": "json",
+    ".dot": "dot",
+    ".gv": "dot",
+    ".svg": "svg",
+    ".png": "png",
+    ".html": "html",
+    ".htm": "html",
+}
+FORMATS = ("text", "json", "dot", "svg", "png", "html")
+_NEEDS_FILE = ("svg", "png", "html")
 
 # shown in their own columns, not among the attributes
 _SHOWN_KEYS = ("activation", "act_alpha", "act_beta", "algorithm", "algorithm_reason")
+
+
+def output_format(fmt: str | None, path: str | None) -> str:
+    """The format ``cnnrt inspect`` writes: ``fmt`` if given, else the one ``path``'s suffix names
+    (text on stdout without either). A suffix that names another format than ``fmt`` is an
+    error, so a picture's name never receives text."""
+    suffix = Path(path).suffix.lower() if path else ""
+    implied = FORMAT_OF_SUFFIX.get(suffix)
+    known = ", ".join(FORMAT_OF_SUFFIX)
+    if fmt is None:
+        if path is None:
+            return "text"
+        if implied is None:
+            raise CnnrtError(f"-o {path!r}: cannot tell the format from the suffix; use one of {known} or --format")
+        return implied
+    if fmt not in FORMATS:
+        raise CnnrtError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if path is None and fmt in _NEEDS_FILE:
+        raise CnnrtError(f"--format {fmt} needs -o PATH")
+    if implied is not None and implied != fmt:
+        raise CnnrtError(f"--format {fmt} does not match -o {path!r}, a {implied} file name")
+    return fmt
+
+
+def check_writable(path: str, option: str) -> None:
+    """Fail before any work when ``path`` cannot be created (its folder is missing or is a file)."""
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise CnnrtError(f"{option} {path!r}: the folder {str(folder)!r} does not exist")
 
 
 def epilogue(node: Node) -> str:
@@ -45,12 +91,57 @@ def _node_record(node: Node, graph: Graph, step: int) -> dict[str, Any]:
             for i in node.inputs
             if i
         ],
-        "outputs": [
-            {"name": o, "shape": list(graph.values[o].shape), "dtype": graph.values[o].dtype} for o in node.outputs if o
-        ],
+        "outputs": [_value_record(graph, o) for o in node.outputs if o],
         "macs": node_macs(node, graph),
         "attrs": {k: _jsonable(v) for k, v in node.attrs.items() if k not in _SHOWN_KEYS},
     }
+
+
+def _value_record(graph: Graph, name: str) -> dict[str, Any]:
+    v = graph.values[name]
+    return {"name": name, "shape": list(v.shape), "dtype": v.dtype, "layout": v.layout, "logical": v.logical}
+
+
+def _log_tokens(entry: str) -> list[str]:
+    """The node names a pass-log entry mentions ('a + b -> a+B' names three)."""
+    return [t for part in entry.split(" -> ") for t in part.split(" + ") if t]
+
+
+def log_by_node(log, graph: Graph) -> dict[str, list[dict[str, str]]]:
+    """Each pass-log entry under the optimised nodes it concerns.
+
+    Entries name nodes as they were when the pass ran: a name that is (the start of) an
+    optimised node's name belongs to that node; a name that no longer exists belongs to the
+    nodes whose origin holds it (an Add fused into a conv). Entries about no surviving node
+    (a removed constant) are under no node.
+    """
+    out: dict[str, list[dict[str, str]]] = {n.name: [] for n in graph.nodes}
+    by_origin: dict[str, list[str]] = {}
+    for n in graph.nodes:
+        for o in n.origin:
+            by_origin.setdefault(o, []).append(n.name)
+
+    def owners(token: str) -> list[str]:
+        named = [n.name for n in graph.nodes if n.name == token or n.name.startswith(token + "+")]
+        return named or by_origin.get(token, [])
+
+    entries = [(p, "fired", rule, node, "") for p, v in log.fired.items() for rule, node in v]
+    entries += [(p, "declined", rule, node, why) for p, v in log.declined.items() for rule, node, why in v]
+    for pass_name, kind, rule, node, why in entries:
+        hit = dict.fromkeys(o for t in _log_tokens(node) for o in owners(t))
+        for name in hit:
+            out[name].append({"pass": pass_name, "kind": kind, "rule": rule, "at": node, "reason": why})
+    return out
+
+
+def _live_bytes(buffers: list[dict[str, Any]], steps: int) -> list[int]:
+    """Bytes of arena regions live at each step (the planner's lower bound is their maximum)."""
+    live = [0] * max(steps, 1)
+    for b in buffers:
+        if not b["alias"]:
+            for s in range(max(b["first_step"], 0), min(b["last_step"], steps - 1) + 1):
+                live[s] += b["region_bytes"]
+    return live
 
 
 def _jsonable(v):
@@ -66,12 +157,16 @@ def _jsonable(v):
 def report(session) -> dict[str, Any]:
     """Everything inspect prints, as plain data."""
     graph, plan, log = session.graph, session.plan, session.pass_log
+    producer = {o: n for n in graph.nodes for o in n.outputs if o}
     buffers = []
     for value, root in plan.alias_of.items():
         b = plan.buffers[root]
+        made_by = producer.get(value)
         buffers.append(
             {
                 "tensor": value,
+                "producer": made_by.name if made_by else None,
+                "producer_op": made_by.op if made_by else "graph input",
                 "root": root,
                 "offset": b.offset,
                 "bytes": graph.values[value].nbytes,
@@ -82,10 +177,17 @@ def report(session) -> dict[str, Any]:
             }
         )
     buffers.sort(key=lambda r: (r["offset"], r["first_step"]))
+    nodes = [_node_record(n, graph, i) for i, n in enumerate(graph.nodes)]
+    entries = log_by_node(log, graph)
+    for rec in nodes:
+        rec["passes"] = entries[rec["name"]]
     return {
         "model": graph.name,
         "opt_level": session.opt_level,
-        "nodes": [_node_record(n, graph, i) for i, n in enumerate(graph.nodes)],
+        "backend": session.backend,
+        "inputs": [_value_record(graph, i) for i in graph.inputs],
+        "outputs": [_value_record(graph, o) for o in graph.outputs],
+        "nodes": nodes,
         "op_counts": graph.op_counts(),
         "total_macs": sum(node_macs(n, graph) for n in graph.nodes),
         "passes": {
@@ -99,6 +201,7 @@ def report(session) -> dict[str, Any]:
             "naive_bytes": plan.naive_bytes,
             "constant_bytes": int(sum(a.nbytes for a in graph.constants.values())),
             "buffers": buffers,
+            "live_bytes": _live_bytes(buffers, len(graph.nodes)),
         },
     }
 
@@ -158,102 +261,82 @@ def to_text(rep: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _dot_id(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def shape_text(shape: list[int]) -> str:
+    return "x".join(map(str, shape)) or "scalar"
+
+
+def short_name(name: str, width: int = 30) -> str:
+    """A node name cut to ``width`` characters, keeping its end (the distinguishing part)."""
+    base = name.split("+")[0] if "+" in name else name
+    return base if len(base) <= width else "…" + base[-(width - 1) :]
+
+
+def graph_view(rep: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Boxes (graph inputs, nodes, graph outputs, in topological order) and edges (one per
+    tensor read, labelled with its shape as stored) that every drawing of the graph shows.
+
+    A box: id, kind ("input" | "node" | "output"), name (node or tensor), lines of text, and
+    for nodes the step.
+    An edge: src, dst (box ids), tensor, label.
+    """
+    boxes: list[dict[str, Any]] = []
+    edges: list[dict[str, Any]] = []
+    source: dict[str, str] = {}
+    shapes: dict[str, str] = {}
+    for v in rep["inputs"]:
+        box = f"in:{v['name']}"
+        boxes.append(
+            {"id": box, "kind": "input", "name": v["name"], "lines": ["input " + v["name"], shape_text(v["shape"])]}
+        )
+        source[v["name"]], shapes[v["name"]] = box, shape_text(v["shape"])
+    for n in rep["nodes"]:
+        box = f"n:{n['step']}"
+        op = n["op"] + (f"/{n['algorithm']}" if n.get("algorithm") else "")
+        lines = [op, short_name(n["name"])] + ([n["epilogue"]] if n["epilogue"] else [])
+        boxes.append({"id": box, "kind": "node", "name": n["name"], "lines": lines, "step": n["step"]})
+        for i in n["inputs"]:
+            if i["name"] in source:
+                edges.append({"src": source[i["name"]], "dst": box, "tensor": i["name"], "label": shapes[i["name"]]})
+        for o in n["outputs"]:
+            source[o["name"]], shapes[o["name"]] = box, shape_text(o["shape"])
+    for v in rep["outputs"]:
+        box = f"out:{v['name']}"
+        boxes.append(
+            {"id": box, "kind": "output", "name": v["name"], "lines": ["output " + v["name"], shape_text(v["shape"])]}
+        )
+        if v["name"] in source:
+            edges.append({"src": source[v["name"]], "dst": box, "tensor": v["name"], "label": shapes[v["name"]]})
+    return boxes, edges
+
+
+def fused_ids(rep: dict[str, Any]) -> set[str]:
+    """graph_view ids of the nodes that stand for several ONNX nodes (drawn shaded)."""
+    return {f"n:{n['step']}" for n in rep["nodes"] if len(n["origin"]) > 1}
+
+
+def _dot_str(s: str) -> str:
+    """A DOT quoted string; line breaks become DOT's own \\n escape (written once)."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def to_dot(rep: dict[str, Any]) -> str:
-    """Graphviz DOT: one box per node (op, epilogue, output shape), edges labelled by tensor."""
-    out = ["digraph cnnrt {", "  rankdir=TB; node [shape=box, fontname=Helvetica, fontsize=10];"]
-    producer = {}
-    for n in rep["nodes"]:
-        for o in n["outputs"]:
-            producer[o["name"]] = n["name"]
-        label = n["op"] + (f"\\n{n['epilogue']}" if n["epilogue"] else "")
-        if n["outputs"]:
-            label += "\\n" + "x".join(map(str, n["outputs"][0]["shape"]))
-        color = "lightblue" if n["epilogue"] else "white"
-        out.append(f"  {_dot_id(n['name'])} [label={_dot_id(label)}, style=filled, fillcolor={color}];")
-    for n in rep["nodes"]:
-        for i in n["inputs"]:
-            if i["name"] in producer:
-                out.append(f"  {_dot_id(producer[i['name']])} -> {_dot_id(n['name'])};")
+    """Graphviz DOT: a box per node (op, name, epilogue), ellipses for the graph inputs and
+    outputs, every edge labelled with its tensor's shape."""
+    style = {
+        "input": 'shape=ellipse, style=filled, fillcolor="#e8f4e8"',
+        "output": 'shape=ellipse, style=filled, fillcolor="#f4e8e8"',
+        "node": "shape=box, style=filled",
+    }
+    out = [
+        f"digraph {_dot_str(rep['model'])} {{",
+        "  rankdir=TB; node [fontname=Helvetica, fontsize=10]; edge [fontname=Helvetica, fontsize=8];",
+    ]
+    boxes, edges = graph_view(rep)
+    fused = fused_ids(rep)
+    for b in boxes:
+        fill = ', fillcolor="#cde"' if b["id"] in fused else (', fillcolor="white"' if b["kind"] == "node" else "")
+        out.append(f"  {_dot_str(b['id'])} [label={_dot_str(chr(10).join(b['lines']))}, {style[b['kind']]}{fill}];")
+    for e in edges:
+        out.append(f"  {_dot_str(e['src'])} -> {_dot_str(e['dst'])} [label={_dot_str(e['label'])}];")
     out.append("}")
     return "\n".join(out)
-
-
-def draw_graph(session, path: str) -> None:
-    """Picture of the graph (layered top to bottom), PNG or SVG by extension."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import networkx as nx
-
-    g = session.graph.to_networkx()
-    layers = list(nx.topological_generations(g)) if len(g) else []
-    pos = {}
-    for depth, layer in enumerate(layers):
-        for k, name in enumerate(sorted(layer)):
-            pos[name] = (k - (len(layer) - 1) / 2, -depth)
-    width = max((len(layer) for layer in layers), default=1)
-    fig, ax = plt.subplots(figsize=(max(4, 2.2 * width), max(4, 0.55 * len(layers))))
-    ops = nx.get_node_attributes(g, "op")
-    by_name = {n.name: n for n in session.graph.nodes}
-    labels = {k: ops[k] + ("\n" + epilogue(by_name[k]) if epilogue(by_name[k]) else "") for k in g}
-    nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=8, edge_color="#888")
-    for k, (x, y) in pos.items():
-        ax.text(
-            x,
-            y,
-            labels[k],
-            ha="center",
-            va="center",
-            fontsize=7,
-            bbox=dict(boxstyle="round", fc="#cde" if epilogue(by_name[k]) else "white", ec="#333"),
-        )
-    ax.set_axis_off()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def draw_memory(rep: dict[str, Any], path: str) -> None:
-    """Memory plan picture: each tensor a rectangle on the step (x) × arena offset (y) plane."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    m = rep["memory"]
-    fig, ax = plt.subplots(figsize=(10, 5))
-    roots = {}
-    for b in m["buffers"]:
-        if not b["alias"]:
-            roots[b["root"]] = b
-    cmap = plt.get_cmap("tab20")
-    for k, b in enumerate(roots.values()):
-        ax.add_patch(
-            Rectangle(
-                (b["first_step"] - 0.5, b["offset"] / 2**20),
-                b["last_step"] - b["first_step"] + 1,
-                b["region_bytes"] / 2**20,
-                fc=cmap(k % 20),
-                ec="black",
-                lw=0.3,
-            )
-        )
-    steps = max((b["last_step"] for b in roots.values()), default=1)
-    ax.set_xlim(-1.5, steps + 1.5)
-    ax.set_ylim(0, max(m["arena_bytes"], 1) / 2**20 * 1.05)
-    ax.axhline(m["peak_live_bytes"] / 2**20, color="red", ls="--", lw=0.8, label="peak live")
-    ax.set_xlabel("step")
-    ax.set_ylabel("arena offset (MiB)")
-    ax.set_title(
-        f"memory plan: arena {m['arena_bytes'] / 2**20:.2f} MiB, peak live {m['peak_live_bytes'] / 2**20:.2f} MiB"
-    )
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
