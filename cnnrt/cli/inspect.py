@@ -41,6 +41,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     import cnnrt
     from cnnrt.errors import CnnrtError
     from cnnrt.tools.inspect import check_writable, output_format, report, to_dot, to_json, to_text
@@ -78,7 +80,7 @@ def run(args) -> int:
     elif fmt == "html":
         from cnnrt.tools.inspect_html import write_html
 
-        write_html(sess, rep, args.output, args.model, profile_runs=args.profile)
+        write_html(sess, rep, args.output, Path(args.model).name, profile_runs=args.profile)
     else:
         text = {"text": to_text, "json": to_json, "dot": to_dot}[fmt](rep)
         if not args.output:

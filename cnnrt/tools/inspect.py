@@ -52,7 +52,7 @@ def output_format(fmt: str | None, path: str | None) -> str:
     if path is None and fmt in _NEEDS_FILE:
         raise CnnrtError(f"--format {fmt} needs -o PATH")
     if implied is not None and implied != fmt:
-        raise CnnrtError(f"--format {fmt} does not match -o {path!r}, a {implied} file name")
+        raise CnnrtError(f"--format {fmt} does not match -o {path!r} (its suffix means {implied})")
     return fmt
 
 

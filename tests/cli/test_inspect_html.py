@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -120,5 +119,7 @@ def test_inspector_in_headless_chromium(small_path, tmp_path):
         problems = [e for e in b.console() if e.get("level") in ("SEVERE", "WARNING")]
         assert problems == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    if os.environ.get("CNNRT_UPDATE_SCREENSHOT") == "1":
-        shutil.copyfile(shot, SCREENSHOT)
+    if os.environ.get("CNNRT_UPDATE_SCREENSHOT") == "1":  # 128 colours keep the README's picture small
+        from PIL import Image
+
+        Image.open(shot).convert("RGB").quantize(128, method=Image.Quantize.FASTOCTREE).save(SCREENSHOT, optimize=True)
