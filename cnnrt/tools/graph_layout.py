@@ -12,6 +12,7 @@ pixels of an 11 px monospace font (``CHAR_W`` per character), y grows downwards.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 CHAR_W = 6.6  # advance of an 11 px monospace character (DejaVu Sans Mono: 0.602 em)
@@ -58,10 +59,10 @@ def _layers(ids: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
 
 def _topological(ids, preds, succs) -> list[str]:
     indeg = {i: len(preds[i]) for i in ids}
-    ready = [i for i in ids if indeg[i] == 0]
+    ready = deque(i for i in ids if indeg[i] == 0)
     out = []
     while ready:
-        v = ready.pop(0)
+        v = ready.popleft()
         out.append(v)
         for s in succs[v]:
             indeg[s] -= 1
@@ -136,7 +137,10 @@ def _place_row(row: list[str], want: dict[str, float], width: dict[str, float]) 
 
 
 def layered_layout(sizes: dict[str, tuple[float, float]], edges: list[tuple[str, str]]) -> Layout:
-    """Lay out the DAG whose boxes are ``sizes`` (id -> width, height, in topological order) and ``edges``."""
+    """Lay out the DAG whose boxes are ``sizes`` (id -> width, height) joined by ``edges`` (source, target).
+
+    The insertion order of ``sizes`` is the first order of every layer, so a graph given in
+    execution order starts from a sensible drawing."""
     ids = list(sizes)
     layer = _layers(ids, edges)
     width = {v: sizes[v][0] for v in ids}

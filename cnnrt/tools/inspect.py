@@ -61,6 +61,8 @@ def check_writable(path: str, option: str) -> None:
     folder = Path(path).resolve().parent
     if not folder.is_dir():
         raise CnnrtError(f"{option} {path!r}: the folder {str(folder)!r} does not exist")
+    if Path(path).is_dir():
+        raise CnnrtError(f"{option} {path!r} is a folder, not a file name")
 
 
 def epilogue(node: Node) -> str:

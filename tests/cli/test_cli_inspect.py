@@ -143,6 +143,7 @@ def test_memory_plot_is_labelled(small, tmp_path, capsys):
         (["--format", "png"], "--format png needs -o PATH"),
         (["--memory-plot", "m.txt"], "--memory-plot 'm.txt': use a .png, .svg or .pdf file name"),
         (["-o", "nope/g.svg"], "does not exist"),
+        (["--json", "."], "'.' is a folder, not a file name"),
         (["--profile", "3"], "--profile RUNS needs --format html"),
     ],
 )
@@ -151,7 +152,7 @@ def test_bad_outputs_fail_in_one_line_before_any_work(tmp_path, monkeypatch, cap
     assert main(["inspect", "no-such-model.onnx", *args]) == 1  # checked before the model is even looked for
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_output_format_follows_the_suffix_or_the_flag():

@@ -268,7 +268,9 @@ if (D.profile) {
     svgEl("title", {}, opt.elems.get(id)).textContent = `${n.name}: ${(D.profile.ms[n.name] || 0).toFixed(3)} ms`;
   }
   document.getElementById("profile-legend").innerHTML = `time per node, median of ${D.profile.runs} runs: ` +
-    `<span style="background:hsl(50,95%,92%)">&nbsp;0&nbsp;</span> to <span style="background:hsl(0,95%,65%)">&nbsp;${max.toFixed(3)} ms&nbsp;</span> (total ${D.profile.total_ms.toFixed(3)} ms)`;
+    `<span style="background:hsl(50,95%,92%)">&nbsp;0&nbsp;</span> to ` +
+    `<span style="background:hsl(0,95%,65%)">&nbsp;${max.toFixed(3)} ms&nbsp;</span> ` +
+    `(total ${D.profile.total_ms.toFixed(3)} ms)`;
 }
 
 // -- memory plan: regions over steps (x) and arena offset (y); live bytes against the arena --
@@ -280,7 +282,8 @@ const ops = [...new Set(regions.map((b) => b.producer_op))];
 const colour = new Map(ops.map((op, k) => [op, PALETTE[k % PALETTE.length]]));
 const tooltip = document.getElementById("tooltip");
 document.getElementById("memory-summary").textContent = `arena ${mib(M.arena_bytes)}, peak of live bytes ` +
-  `${mib(M.peak_live_bytes)}, unplanned ${mib(M.naive_bytes)}, weights ${mib(M.constant_bytes)}; colour: producer op; hover a region for its tensor`;
+  `${mib(M.peak_live_bytes)}, unplanned ${mib(M.naive_bytes)}, weights ${mib(M.constant_bytes)}; ` +
+  "colour: producer op; hover a region for its tensor";
 
 function drawMemory() {
   const svg = document.getElementById("mem-svg");
@@ -356,7 +359,9 @@ function drawMemory() {
 
 function highlightRegions(tensors) {
   const roots = new Set(M.buffers.filter((b) => tensors.includes(b.tensor)).map((b) => b.root));
-  for (const el of document.querySelectorAll("#mem-svg .region")) el.classList.toggle("sel", roots.has(el.dataset.tensor));
+  for (const el of document.querySelectorAll("#mem-svg .region")) {
+    el.classList.toggle("sel", roots.has(el.dataset.tensor));
+  }
 }
 
 // -- page --
