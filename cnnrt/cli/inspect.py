@@ -31,13 +31,10 @@ def add_arguments(p) -> None:
     p.add_argument("--memory-plot", metavar="PATH", help="draw the memory plan (.png, .svg or .pdf)")
     p.add_argument(
         "--profile",
-        nargs="?",
-        type=int,
-        const=10,
-        default=None,
-        metavar="RUNS",
-        help="html: time every node on random inputs (median of RUNS runs, default 10) and colour the graph by it",
+        action="store_true",
+        help="html: time every node on random inputs and colour the graph by its median time",
     )
+    p.add_argument("--runs", type=int, default=10, help="profiled runs for --profile (default 10)")
 
 
 def run(args) -> int:
@@ -51,8 +48,10 @@ def run(args) -> int:
     fmt = output_format(args.format, args.output)
     if args.batch < 1:
         raise CnnrtError(f"--batch must be at least 1, not {args.batch}")
-    if args.profile is not None and (fmt != "html" or args.profile < 1):
-        raise CnnrtError("--profile RUNS needs --format html (or an -o *.html) and RUNS >= 1")
+    if args.profile and fmt != "html":
+        raise CnnrtError("--profile colours the html inspector: give -o PAGE.html (or --format html)")
+    if args.runs < 1:
+        raise CnnrtError(f"--runs must be at least 1, not {args.runs}")
     if args.memory_plot:
         from cnnrt.tools.plots import check_picture_path
 
@@ -80,7 +79,7 @@ def run(args) -> int:
     elif fmt == "html":
         from cnnrt.tools.inspect_html import write_html
 
-        write_html(sess, rep, args.output, Path(args.model).name, profile_runs=args.profile)
+        write_html(sess, rep, args.output, Path(args.model).name, profile_runs=args.runs if args.profile else None)
     else:
         text = {"text": to_text, "json": to_json, "dot": to_dot}[fmt](rep)
         if not args.output:

@@ -144,7 +144,8 @@ def test_memory_plot_is_labelled(small, tmp_path, capsys):
         (["--memory-plot", "m.txt"], "--memory-plot 'm.txt': use a .png, .svg or .pdf file name"),
         (["-o", "nope/g.svg"], "does not exist"),
         (["--json", "."], "'.' is a folder, not a file name"),
-        (["--profile", "3"], "--profile RUNS needs --format html"),
+        (["--profile"], "--profile colours the html inspector"),
+        (["-o", "p.html", "--profile", "--runs", "0"], "--runs must be at least 1, not 0"),
     ],
 )
 def test_bad_outputs_fail_in_one_line_before_any_work(tmp_path, monkeypatch, capsys, args, message):

@@ -85,7 +85,7 @@ def test_script_cannot_be_closed_by_a_name_and_unnamed_nodes_get_the_importers_n
 @pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
 def test_inspector_in_headless_chromium(small_path, tmp_path):
     out = tmp_path / "inspect.html"
-    assert main(["inspect", str(small_path), "--format", "html", "-o", str(out), "--profile", "3"]) == 0
+    assert main(["inspect", str(small_path), "--format", "html", "-o", str(out), "--profile", "--runs", "3"]) == 0
     with Browser() as b:
         b.open(out.as_uri())
         assert b.script("return document.body.dataset.ready") == "1"
