@@ -29,7 +29,8 @@ def _check_ext(path: str | Path) -> None:
 
 
 def bench_chart(records: list[dict], path: str | Path) -> None:
-    """Grouped bars: median ms per (model, batch, threads), one bar per backend, log scale.
+    """Grouped bars: median ms per (model, batch, threads), one bar per backend, log scale, with
+    p10-p90 error bars.
 
     WRONG / skipped / failed results have no bar; a hatched marker at the axis says why.
     """
@@ -45,7 +46,13 @@ def bench_chart(records: list[dict], path: str | Path) -> None:
         if not timed:
             continue
         xs = [i + (j - (len(backends) - 1) / 2) * width for i, _ in timed]
-        ax.bar(xs, [r["median_ms"] for _, r in timed], width, label=be, color=f"C{j % 10}")
+        med = [r["median_ms"] for _, r in timed]
+        # whiskers from p10 to p90 (a record without them gets none)
+        err = [
+            [m - (r.get("p10_ms") or m) for m, (_, r) in zip(med, timed)],
+            [(r.get("p90_ms") or m) - m for m, (_, r) in zip(med, timed)],
+        ]
+        ax.bar(xs, med, width, label=be, color=f"C{j % 10}", yerr=err, capsize=2, error_kw={"elinewidth": 0.8})
         for x, (_, r) in zip(xs, timed):
             if r.get("ratio_vs_onnxruntime") is not None and be != "onnxruntime":
                 ax.annotate(
@@ -69,7 +76,7 @@ def bench_chart(records: list[dict], path: str | Path) -> None:
     ax.set_xticklabels([f"{m}\nb{b} t{t}" for m, b, t in cases], fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("median latency (ms, log scale)")
-    ax.set_title("cnnrt bench (labels: ratio of medians to onnxruntime)")
+    ax.set_title("cnnrt bench (bars: median, whiskers: p10-p90; labels: ratio of medians to onnxruntime)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
