@@ -56,12 +56,7 @@ def add_arguments(p) -> None:
         help="N concurrent requests, each on its own session and thread (a cnnrt session runs one request "
         "at a time); the table then shows request latencies and the inferences per second of all N (default 1)",
     )
-    p.add_argument(
-        "--max-seconds",
-        type=options.positive_float,
-        default=None,
-        help="stop timing a case after this long (>=3 runs)",
-    )
+    p.add_argument("--max-seconds", type=options.positive_float, help="stop timing a case after this long (>=3 runs)")
     options.add_rtol(p)
     options.add_seed(p)
     options.add_json(p, "the records (a list)")
