@@ -100,7 +100,7 @@ def run(args) -> int:
     for model in args.models:
         path = resolve_model(model)
         shapes = options.check_shapes(args.shape, path, batches[0] if args.batch else None)
-        first = next(iter(options.model_inputs(path)), None)
+        first = next(iter(options.model_inputs(path)), None) if shapes else None
         prepared[model] = path, shapes, shapes[first][0] if first in shapes else None
     threads_list = args.threads or [max(1, cpu_count() // args.concurrency)]
     records: list[dict] = []

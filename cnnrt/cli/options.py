@@ -158,7 +158,10 @@ def model_inputs(path) -> dict[str, list]:
     """Graph inputs (not initializers) of an ONNX file and their dims (int, or str when symbolic)."""
     import onnx
 
-    g = onnx.load(str(path), load_external_data=False).graph
+    try:
+        g = onnx.load(str(path), load_external_data=False).graph
+    except Exception as e:  # noqa: BLE001  (protobuf's DecodeError and friends)
+        raise ModelLoadError(f"cannot read {str(path)!r} as an ONNX model: {type(e).__name__}: {e}") from e
     inits = {t.name for t in g.initializer}
     return {
         i.name: [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in i.type.tensor_type.shape.dim]
@@ -170,6 +173,8 @@ def model_inputs(path) -> dict[str, list]:
 def check_shapes(specs: list[tuple[str, tuple[int, ...]]], path, batch: int | None = None) -> dict[str, tuple]:
     """``--shape`` values against the model's inputs: known names, right rank, fixed dims kept, and a
     batch dimension that agrees with ``--batch`` when both are given. Returns name -> shape."""
+    if not specs:
+        return {}
     inputs = model_inputs(path)
     shapes: dict[str, tuple] = {}
     for name, dims in specs:

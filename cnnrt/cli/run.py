@@ -25,7 +25,7 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--output",
         "-o",
-        type=options.output_path,
+        type=lambda s: options.output_path(s, (".npz",)),
         default=None,
         metavar="OUT.npz",
         help="save outputs (keyed by output name)",

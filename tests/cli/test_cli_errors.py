@@ -47,6 +47,7 @@ def one_line_error(r, rc: int, *fragments: str) -> str:
         (["run", "M", "--rtol", "nan"], ["--rtol", "positive number"]),
         (["run", "M", "--shape", "x:2xax8"], ["--shape", "NAME:DIMS"]),
         (["run", "M", "-o", "/proc/nope/out.npz"], ["-o", "'/proc/nope' does not exist"]),
+        (["run", "M", "-o", "out.txt"], ["-o", "use a .npz file name"]),
         (["bench", "M", "--csv", "no/such/dir/b.csv"], ["--csv", "does not exist"]),
         (["zoo", "export", "lenet5", "--batch", "0"], ["--batch", "positive integer"]),
     ],
