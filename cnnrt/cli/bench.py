@@ -37,13 +37,17 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--backends",
         default=None,
+        metavar="LIST",
         help=f"comma-separated, from {', '.join(BACKENDS)} (default {','.join(DEFAULT_BACKENDS)})",
     )
-    p.add_argument("--batch", type=options.int_list, default=None, help="comma-separated batch sizes (default 1)")
+    p.add_argument(
+        "--batch", type=options.int_list, default=None, metavar="LIST", help="comma-separated batch sizes (default 1)"
+    )
     p.add_argument(
         "--threads",
         type=options.int_list,
         default=None,
+        metavar="LIST",
         help="comma-separated thread counts of each session (default: all cores / concurrency)",
     )
     options.add_shape(p)
@@ -56,7 +60,9 @@ def add_arguments(p) -> None:
         help="N concurrent requests, each on its own session and thread (a cnnrt session runs one request "
         "at a time); the table then shows request latencies and the inferences per second of all N (default 1)",
     )
-    p.add_argument("--max-seconds", type=options.positive_float, help="stop timing a case after this long (>=3 runs)")
+    p.add_argument(
+        "--max-seconds", type=options.positive_float, metavar="S", help="stop timing a case after this long (>=3 runs)"
+    )
     options.add_rtol(p)
     options.add_seed(p)
     options.add_json(p, "the records (a list)")

@@ -279,6 +279,8 @@ def add_plot(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_runs(p: argparse.ArgumentParser, runs: int, what: str, warmup: int | None = 2) -> None:
-    p.add_argument("--runs", type=positive_int, default=runs, help=f"{what} (default {runs})")
+    p.add_argument("--runs", type=positive_int, default=runs, metavar="N", help=f"{what} (default {runs})")
     if warmup is not None:
-        p.add_argument("--warmup", type=nonnegative_int, default=warmup, help=f"untimed runs first (default {warmup})")
+        p.add_argument(
+            "--warmup", type=nonnegative_int, default=warmup, metavar="N", help=f"untimed runs first (default {warmup})"
+        )

@@ -36,11 +36,7 @@ def add_arguments(p) -> None:
     p.add_argument("--refresh-peak", action="store_true", help="re-measure the peak instead of using the cache")
     options.add_json(p, "the report")
     p.add_argument(
-        "--chrome-trace",
-        type=options.output_path,
-        default=None,
-        metavar="PATH",
-        help="write a Chrome trace-event JSON (Perfetto)",
+        "--chrome-trace", type=options.output_path, metavar="PATH", help="write a Chrome trace JSON (Perfetto)"
     )
     options.add_plot(p, "bar chart of the 30 slowest steps")
 
