@@ -92,11 +92,11 @@ def input_spec(s: str) -> str:
     """``NAME=FILE`` or ``FILE``: the file must exist and hold arrays, not an image."""
     file = Path(s.split("=", 1)[1] if "=" in s else s)
     if not file.is_file():
-        raise argparse.ArgumentTypeError(f"{s!r}: no file {str(file)!r}")
+        raise argparse.ArgumentTypeError(f"no file {str(file)!r}")
     kind = image_kind(file)
     if kind:
         raise argparse.ArgumentTypeError(
-            f"{s!r}: {str(file)!r} is a {kind} image, not a .npy/.npz array; "
+            f"{str(file)!r} is a {kind} image, not a .npy/.npz array; "
             "give images with `cnnrt run MODEL --image FILE` (resized, centre-cropped and normalised)"
         )
     return s
