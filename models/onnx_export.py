@@ -19,6 +19,8 @@ from pathlib import Path
 import onnx
 import torch
 
+from cnnrt.errors import UnsupportedOpError
+
 from .factory import build
 from .registry import entry, sample_input
 
@@ -61,9 +63,26 @@ def export_module(
     return buf.getvalue()
 
 
+def opset_range() -> tuple[int, int]:
+    """(lowest, highest) opset a zoo export may use: one torch's TorchScript exporter supports and
+    cnnrt's ONNX frontend loads."""
+    from torch.onnx import _constants
+
+    from cnnrt.frontends.schema_checks import MAX_OPSET, MIN_OPSET
+
+    lo = max(MIN_OPSET, getattr(_constants, "ONNX_MIN_OPSET", MIN_OPSET))
+    hi = min(MAX_OPSET, getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", MAX_OPSET))
+    return lo, hi
+
+
 def _export_bytes(name: str, opset: int, batch: int | None, model: torch.nn.Module | None = None) -> bytes:
     if batch is not None and (not isinstance(batch, int) or batch < 1):
         raise ValueError(f"batch must be a positive int or None, got {batch!r}")
+    lo, hi = opset_range()
+    if not lo <= opset <= hi:
+        raise UnsupportedOpError(
+            f"opset {opset}: zoo models export to opsets {lo} to {hi} (what both torch and cnnrt support)"
+        )
     model = build(name) if model is None else model
     x = torch.from_numpy(sample_input(name, batch or 1))
     return export_module(model, x, opset=opset, dynamic_batch=batch is None)
@@ -95,10 +114,17 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make the export private
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def source_hash() -> str:

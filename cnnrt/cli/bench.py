@@ -3,32 +3,28 @@ settings, after checking that every backend's answer agrees with onnxruntime's.
 
 A backend whose outputs differ from onnxruntime's by more than --rtol (max|x-ort|/max(1,|ort|))
 shows WRONG instead of a time, and the exit code is 1. Backends are timed alternately in one
-process; the table gives min / median / p90 in ms and the ratio of medians to onnxruntime
-(below 1 is faster). onnxruntime always runs: it is the reference for answers and times."""
+process; the table gives min / p50 / p90 / p99 in ms, the ratio of medians (p50) to onnxruntime
+(below 1 is faster) and inferences (batch items) per second. With --concurrency N, N requests
+run at once, each stream on its own session and thread: the percentiles are the requests'
+latencies and inf/s the throughput of all N. onnxruntime always runs: it is the reference for
+answers and times. Every model is found (zoo models exported) and every option checked before
+the first timing."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from cnnrt.cli import options
+from cnnrt.errors import CnnrtError
 
 EPILOG = """examples:
   cnnrt bench lenet5 resnet18 --batch 1,8 --threads 1,2 --runs 20
-  cnnrt bench model.onnx --backends cnnrt,onnxruntime --json bench.json --plot bench.png
+  cnnrt bench model.onnx --backends cnnrt,onnxruntime --json bench.json --csv bench.csv --plot bench.png
+  cnnrt bench resnet18 --concurrency 2 --threads 1      # throughput: 2 concurrent requests, 1 thread each
+  cnnrt bench model.onnx --shape input:1x3x160x160
   cnnrt bench resnet18 --backends cnnrt,cnnrt-cuda,onnxruntime,onnxruntime-cuda,torch
   cnnrt bench resnet50 --backends cnnrt,onnxruntime,onnxruntime-nchw   # ort without NCHWc"""
-
-
-def _int_list(s: str) -> list[int]:
-    try:
-        vals = [int(x) for x in s.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
-    if not vals or any(v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {s!r}")
-    return vals
 
 
 HELP = "time cnnrt vs onnxruntime (and torch) after checking their answers agree"
@@ -40,22 +36,43 @@ def add_arguments(p) -> None:
     options.add_model(p, many=True)
     p.add_argument(
         "--backends",
-        default=",".join(DEFAULT_BACKENDS),
+        default=None,
+        metavar="LIST",
         help=f"comma-separated, from {', '.join(BACKENDS)} (default {','.join(DEFAULT_BACKENDS)})",
     )
-    p.add_argument("--batch", type=_int_list, default=[1], help="comma-separated batch sizes (default 1)")
-    p.add_argument("--threads", type=_int_list, default=None, help="comma-separated thread counts (default: all cores)")
-    p.add_argument("--runs", type=int, default=20, help="timed runs per backend (default 20)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs per backend first (default 2)")
-    p.add_argument("--max-seconds", type=float, default=None, help="stop timing a case after this long (>=3 runs)")
+    p.add_argument(
+        "--batch", type=options.int_list, default=None, metavar="LIST", help="comma-separated batch sizes (default 1)"
+    )
+    p.add_argument(
+        "--threads",
+        type=options.int_list,
+        default=None,
+        metavar="LIST",
+        help="comma-separated thread counts of each session (default: all cores / concurrency)",
+    )
+    options.add_shape(p)
+    options.add_runs(p, 20, "timed runs per backend (per concurrent request stream with --concurrency)")
+    p.add_argument(
+        "--concurrency",
+        type=options.positive_int,
+        default=1,
+        metavar="N",
+        help="N concurrent requests, each on its own session and thread (a cnnrt session runs one request "
+        "at a time); the table then shows request latencies and the inferences per second of all N (default 1)",
+    )
+    p.add_argument(
+        "--max-seconds", type=options.positive_float, metavar="S", help="stop timing a case after this long (>=3 runs)"
+    )
     options.add_rtol(p)
     options.add_seed(p)
     options.add_json(p, "the records (a list)")
-    p.add_argument("--plot", default=None, metavar="PATH", help="bar chart of medians (.png or .svg)")
+    p.add_argument(
+        "--csv", type=options.output_path, default=None, metavar="PATH", help="write the records as CSV (one row each)"
+    )
+    options.add_plot(p, "bar chart of medians with p10-p90 error bars")
 
 
 def run(args) -> int:
-    from cnnrt.errors import CnnrtError
     from cnnrt.tools.bench import (
         BACKENDS,
         DEFAULT_BACKENDS,
@@ -64,34 +81,48 @@ def run(args) -> int:
         format_rows,
         geomean_summary,
         records_for,
+        write_csv,
     )
     from cnnrt.tools.modelsource import is_zoo_name, resolve_model
     from cnnrt.tools.progress import Progress
     from cnnrt.tools.timing import cpu_count
 
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    backends = [b.strip() for b in (args.backends or ",".join(DEFAULT_BACKENDS)).split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
-    if unknown:
+    if unknown or not backends:
         raise CnnrtError(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
-    explicit = set() if args.backends == ",".join(DEFAULT_BACKENDS) else set(backends)
+    explicit = set(backends) if args.backends else set()
     if REFERENCE not in backends:
         print(f"note: {REFERENCE} added: it is the reference for answers and ratios", file=sys.stderr)
     backends = [REFERENCE] + [b for b in dict.fromkeys(backends) if b != REFERENCE]
-    threads_list = args.threads or [cpu_count()]
+    for b in backends:
+        if options.simulator_note(b):
+            print(f"note: {b} runs on{options.simulator_note(b)}", file=sys.stderr)
+    batches = args.batch or [1]
+    # every model is found (zoo ones exported) and every --shape checked before the first is timed
+    if args.shape and len(batches) > 1:
+        raise CnnrtError("--shape fixes the input shapes: give one --batch value with it, or none")
+    prepared = {}
+    for model in args.models:
+        path = resolve_model(model)
+        shapes = options.check_shapes(args.shape, path, batches[0] if args.batch else None)
+        first = next(iter(options.model_inputs(path)), None) if shapes else None
+        prepared[model] = path, shapes, shapes[first][0] if first in shapes else None
+    threads_list = args.threads or [max(1, cpu_count() // args.concurrency)]
     records: list[dict] = []
     failed = False
-    total = len(args.models) * len(threads_list) * len(args.batch)
+    total = len(args.models) * len(threads_list) * len(batches)
     print(HEADER, flush=True)
     with Progress(total, "bench") as bar:
         for model in args.models:
             zoo = model if is_zoo_name(model) else None
-            path = resolve_model(model)
+            path, shapes, shape_batch = prepared[model]
             for threads in threads_list:
-                cache: dict = {}  # sessions reused across batch sizes
-                for batch in args.batch:
+                caches: list[dict] = [{} for _ in range(args.concurrency)]  # sessions reused across batch sizes
+                for batch in [shape_batch] if shape_batch else batches:
                     bar.set_note(f"{model} batch {batch} threads {threads}")
-                    results = _bench_setting(args, backends, path, zoo, batch, threads, cache)
-                    recs = records_for(model, batch, threads, results)
+                    results = _bench_setting(args, backends, path, zoo, batch, threads, caches, shapes)
+                    recs = records_for(model, batch, threads, results, args.concurrency)
                     records.extend(recs)
                     for r in recs:
                         if r["status"] in ("WRONG", "error") or (r["status"] == "skipped" and r["backend"] in explicit):
@@ -119,6 +150,8 @@ def run(args) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
+    if args.csv:
+        write_csv(records, args.csv)
     if args.plot:
         from cnnrt.tools.plots import bench_chart
 
@@ -127,14 +160,18 @@ def run(args) -> int:
     return 1 if failed else 0
 
 
-def _bench_setting(args, backends, path, zoo, batch, threads, cache) -> dict:
-    """Results per backend for one model at one (batch, threads); never raises for a backend."""
+def _bench_setting(args, backends, path, zoo, batch, threads, caches, shapes) -> dict:
+    """Results per backend for one model at one (batch, threads); never raises for a backend.
+
+    ``caches`` holds one session cache per concurrent request stream; the first one's runners
+    are checked against onnxruntime."""
     from cnnrt.tools.bench import REFERENCE, BackendResult, Skip, bench_case, make_runner
     from cnnrt.tools.modelsource import fixed_batch, random_feeds
 
     def all_(status, note):
         return {b: BackendResult(b, status, note=note) for b in backends}
 
+    cache = caches[0]
     try:
         make_runner(REFERENCE, path, zoo, {}, threads, cache)  # builds the onnxruntime session
     except Exception as e:  # noqa: BLE001
@@ -145,11 +182,12 @@ def _bench_setting(args, backends, path, zoo, batch, threads, cache) -> dict:
     fb = fixed_batch(ref_sess)
     if fb is not None and fb != batch:
         return all_("skipped", f"the model fixes batch {fb}")
-    feeds = random_feeds(ref_sess, batch=batch, seed=args.seed)
-    runners, other = {}, {}
+    feeds = random_feeds(ref_sess, batch=batch, seed=args.seed, shapes=shapes)
+    runners, other, copies = {}, {}, {}
     for b in backends:
         try:
-            runners[b] = make_runner(b, path, zoo, feeds, threads, cache)
+            copies[b] = [make_runner(b, path, zoo, feeds, threads, c) for c in caches]
+            runners[b] = copies[b][0]
         except Skip as e:
             other[b] = BackendResult(b, "skipped", note=str(e))
         except Exception as e:  # noqa: BLE001
@@ -157,7 +195,13 @@ def _bench_setting(args, backends, path, zoo, batch, threads, cache) -> dict:
                 raise
             other[b] = BackendResult(b, "error", note=f"{type(e).__name__}: {e}".splitlines()[0])
     results = bench_case(
-        runners, REFERENCE, runs=args.runs, warmup=args.warmup, rtol=args.rtol, max_seconds=args.max_seconds
+        runners,
+        REFERENCE,
+        runs=args.runs,
+        warmup=args.warmup,
+        rtol=args.rtol,
+        max_seconds=args.max_seconds,
+        copies=copies if len(caches) > 1 else None,
     )
     results.update(other)
     return {b: results[b] for b in backends if b in results}

@@ -26,11 +26,19 @@ HELP = "compare every intermediate tensor with onnxruntime (or unoptimized cnnrt
 def add_arguments(p) -> None:
     options.add_model(p, note="the model cnnrt runs")
     p.add_argument("--reference-model", default=None, metavar="PATH", help="model the reference runs (default MODEL)")
-    p.add_argument("--against", choices=["onnxruntime", "unoptimized"], default="onnxruntime")
-    p.add_argument("--rtol", type=float, default=None, help="relative tolerance (of max|ref|) for every tensor")
-    p.add_argument("--atol", type=float, default=None, help="absolute tolerance for every tensor")
+    p.add_argument(
+        "--against",
+        choices=["onnxruntime", "unoptimized"],
+        default="onnxruntime",
+        help="the reference: onnxruntime, or cnnrt itself at opt_level 0 (default onnxruntime)",
+    )
+    p.add_argument(
+        "--rtol", type=options.nonnegative_float, default=None, help="relative tolerance (of max|ref|) for every tensor"
+    )
+    p.add_argument("--atol", type=options.nonnegative_float, default=None, help="absolute tolerance for every tensor")
     p.add_argument("--bisect-passes", action="store_true", help="on divergence, find the pass that introduces it")
     options.add_batch(p)
+    options.add_shape(p)
     options.add_inputs(p)
     options.add_seed(p)
     options.add_threads(p)
@@ -59,12 +67,15 @@ def run(args) -> int:
     from cnnrt.tools.modelsource import load_feeds, random_feeds, resolve_model
     from cnnrt.tools.progress import Spinner
 
+    if args.reference_model:
+        options.check_model(args.reference_model)
     path = resolve_model(args.model)
     ref_path = resolve_model(args.reference_model) if args.reference_model else path
+    shapes = options.check_shapes(args.shape, path, args.batch)
     with Spinner(f"building {args.model}"):
         sess = cnnrt.InferenceSession(path, threads=args.threads)
     given, notes = load_feeds(args.input, sess)
-    feeds = random_feeds(sess, batch=args.batch, seed=args.seed)
+    feeds = random_feeds(sess, batch=args.batch, seed=args.seed, shapes=shapes)
     feeds.update(given)
     for n in notes:
         print(f"note: {n}")

@@ -15,8 +15,8 @@ EPILOG = "example: cnnrt demo resnet18 --batch 1 --runs 20"
 
 def add_arguments(p) -> None:
     p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"{options.MODEL_HELP} (default {DEFAULT_MODEL})")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--batch", type=options.positive_int, default=1, help="batch size of the random input (default 1)")
+    options.add_runs(p, 20, "timed runs of each, alternating", warmup=None)
     options.add_threads(p)
 
 

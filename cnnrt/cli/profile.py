@@ -25,33 +25,35 @@ HELP = "per-step time, MACs, GFLOP/s and %% of peak of the executed plan"
 
 def add_arguments(p) -> None:
     options.add_model(p)
-    p.add_argument("--runs", type=int, default=20, help="profiled runs; medians are reported (default 20)")
-    p.add_argument("--warmup", type=int, default=2)
+    options.add_runs(p, 20, "profiled runs; medians are reported")
     options.add_batch(p)
+    options.add_shape(p)
     options.add_threads(p)
-    p.add_argument("--top", type=int, default=0, help="print only the N slowest steps (default: all, in order)")
+    p.add_argument(
+        "--top", type=options.nonnegative_int, default=0, help="print only the N slowest steps (default: all, in order)"
+    )
     p.add_argument("--no-peak", action="store_true", help="skip the machine-peak probe")
     p.add_argument("--refresh-peak", action="store_true", help="re-measure the peak instead of using the cache")
     options.add_json(p, "the report")
-    p.add_argument("--chrome-trace", default=None, metavar="PATH", help="write a Chrome trace-event JSON (Perfetto)")
-    p.add_argument("--plot", default=None, metavar="PATH", help="bar chart of the 30 slowest steps (.png/.svg)")
+    p.add_argument(
+        "--chrome-trace", type=options.output_path, metavar="PATH", help="write a Chrome trace JSON (Perfetto)"
+    )
+    options.add_plot(p, "bar chart of the 30 slowest steps")
 
 
 def run(args) -> int:
     import cnnrt
-    from cnnrt.errors import CnnrtError
     from cnnrt.tools.modelsource import random_feeds, resolve_model
     from cnnrt.tools.profile import AGREEMENT, chrome_trace, profile_session
     from cnnrt.tools.progress import Spinner
     from cnnrt.tools.timing import cpu_count, peak_gflops
 
-    if args.runs < 1:
-        raise CnnrtError("--runs must be at least 1")
     path = resolve_model(args.model)
+    shapes = options.check_shapes(args.shape, path, args.batch)
     with Spinner(f"building {args.model}"):
         sess = cnnrt.InferenceSession(path, threads=args.threads)
     build = dict(sess.build_timings)
-    feeds = random_feeds(sess, batch=args.batch)
+    feeds = random_feeds(sess, batch=args.batch, shapes=shapes)
     t0 = time.perf_counter()
     with Spinner("first run (JIT)"):
         sess.run(None, feeds)

@@ -12,7 +12,8 @@ from cnnrt.cli import options
 EPILOG = """examples:
   cnnrt run lenet5 --check
   cnnrt run model.onnx --input input=x.npy --output y.npz --json run.json
-  cnnrt run resnet18 --batch 4 --input inputs.npz --check --rtol 1e-4"""
+  cnnrt run resnet18 --batch 4 --input inputs.npz --check --rtol 1e-4
+  cnnrt run model.onnx --shape input:2x3x160x160"""
 
 
 HELP = "run a model on .npy/.npz (or random) inputs, save outputs, optionally check against onnxruntime"
@@ -21,9 +22,22 @@ HELP = "run a model on .npy/.npz (or random) inputs, save outputs, optionally ch
 def add_arguments(p) -> None:
     options.add_model(p)
     options.add_inputs(p)
-    p.add_argument("--output", "-o", default=None, metavar="OUT.npz", help="save outputs (keyed by output name)")
-    p.add_argument("--backend", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument(
+        "--output",
+        "-o",
+        type=lambda s: options.output_path(s, (".npz",)),
+        default=None,
+        metavar="OUT.npz",
+        help="save outputs (keyed by output name)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="cpu (Numba kernels) or cuda (numba.cuda kernels; the CUDA simulator without a GPU) (default cpu)",
+    )
     options.add_batch(p)
+    options.add_shape(p)
     options.add_threads(p, "threads for cnnrt and the onnxruntime check (default: all cores)")
     options.add_seed(p)
     p.add_argument("--check", action="store_true", help="compare with onnxruntime; exit 1 on mismatch")
@@ -46,20 +60,22 @@ def run(args) -> int:
     import numpy as np
 
     import cnnrt
+    from cnnrt.errors import CnnrtError
     from cnnrt.tools.modelsource import load_feeds, random_feeds, resolve_model
     from cnnrt.tools.progress import Spinner
     from cnnrt.tools.timing import max_rel_error, ort_session
 
     path = resolve_model(args.model)
+    shapes = options.check_shapes(args.shape, path, args.batch)
     t0 = time.perf_counter()
     with Spinner(f"building {args.model}"):
         sess = cnnrt.InferenceSession(path, backend=args.backend, threads=args.threads)
     build_s = time.perf_counter() - t0
     given, notes = load_feeds(args.input, sess)
     batch = args.batch
-    if batch is None:  # random inputs beside given ones take the given batch size
-        batch = next((a.shape[0] for a in given.values() if a.ndim), None)
-    feeds = random_feeds(sess, batch=batch, seed=args.seed)
+    if batch is None:  # random inputs beside given (or --shape) ones take their batch size
+        batch = next((d[0] for d in [*(a.shape for a in given.values()), *shapes.values()] if d), None)
+    feeds = random_feeds(sess, batch=batch, seed=args.seed, shapes=shapes)
     sources = {n: "random" for n in feeds}
     for n, a in given.items():
         feeds[n] = a
@@ -87,7 +103,7 @@ def run(args) -> int:
         "output_file": args.output,
         "check": None,
     }
-    print(f"model   {args.model} ({path})  backend {args.backend}")
+    print(f"model   {args.model} ({path})  backend {args.backend}{options.simulator_note(args.backend)}")
     for n, a in feeds.items():
         print(f"input   {n} {a.dtype}{list(a.shape)} ({sources[n]})")
     for n, a in zip(out_names, outs):
@@ -100,7 +116,10 @@ def run(args) -> int:
         print(f"wrote   {args.output}")
     ok = True
     if args.check:
-        ref = ort_session(path, threads=args.threads).run(None, feeds)
+        try:
+            ref = ort_session(path, threads=args.threads).run(None, feeds)
+        except Exception as e:  # noqa: BLE001  (onnxruntime's own errors: one line, as every error)
+            raise CnnrtError(f"--check: onnxruntime cannot run {path}: {type(e).__name__}: {e}") from e
         errs = {n: max_rel_error(a, b) for n, a, b in zip(out_names, outs, ref)}
         ok = all(e <= args.rtol for e in errs.values())
         report["check"] = {"against": "onnxruntime", "rtol": args.rtol, "errors": errs, "ok": ok}

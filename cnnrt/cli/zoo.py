@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from cnnrt.cli import options
+
 HELP = "list or export the built-in classic CNNs"
 EPILOG = "example: cnnrt zoo export resnet50 -o resnet50.onnx --opset 13 --batch 1"
+DEFAULT_OPSET = 17
 
 
 def add_arguments(p) -> None:
@@ -13,10 +16,23 @@ def add_arguments(p) -> None:
     ex = zs.add_parser(
         "export", help="export a zoo model to ONNX", epilog="example: cnnrt zoo export lenet5 -o lenet5.onnx"
     )
-    ex.add_argument("name")
-    ex.add_argument("-o", "--output", default=None, help="output path (default NAME.onnx)")
-    ex.add_argument("--opset", type=int, default=17)
-    ex.add_argument("--batch", type=int, default=None, help="fixed batch size (default: symbolic 'batch')")
+    ex.add_argument("name", help="zoo model name (see `cnnrt zoo list`)")
+    ex.add_argument(
+        "-o",
+        "--output",
+        type=options.output_path,
+        default=None,
+        help="output path; its directory must exist (default NAME.onnx)",
+    )
+    ex.add_argument(
+        "--opset",
+        type=options.positive_int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset to export to (default {DEFAULT_OPSET}; the range both torch and cnnrt support)",
+    )
+    ex.add_argument(
+        "--batch", type=options.positive_int, default=None, help="fixed batch size (default: symbolic 'batch')"
+    )
     ex.set_defaults(func=_export)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -43,7 +59,7 @@ def _export(args) -> int:
 
     models = _models()
     if args.name not in models.names():
-        raise CnnrtError(f"unknown zoo model {args.name!r}; choose from: {', '.join(models.names())}")
+        raise CnnrtError(f"unknown zoo model {args.name!r}{options.did_you_mean(args.name, models.names())}")
     out = args.output or f"{args.name}.onnx"
     models.export(args.name, out, opset=args.opset, batch=args.batch)
     print(f"wrote {out}")

@@ -3,8 +3,11 @@
 For every model and (batch, threads) setting each backend's outputs are first checked
 against onnxruntime's; a backend that disagrees is marked ``WRONG`` and never timed (a fast
 wrong answer is not a result). The rest are warmed up and timed alternately
-(:func:`cnnrt.tools.timing.time_alternating`), and reported as min / median / p90 and the ratio
-of medians to onnxruntime.
+(:func:`cnnrt.tools.timing.time_alternating`), and reported as min / p50 / p90 / p99, the ratio
+of medians to onnxruntime and the throughput (inferences, i.e. batch items, per second). With a
+concurrency N, each backend runs N sessions from N threads at once
+(:func:`cnnrt.tools.timing.time_concurrent`): the percentiles are those of the requests, and the
+throughput is what N concurrent clients get.
 """
 
 from __future__ import annotations
@@ -16,7 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from cnnrt.tools.timing import geomean, max_rel_error, ort_providers, ort_session, stats_ms, time_alternating
+from cnnrt.tools.timing import (
+    STAT_KEYS,
+    geomean,
+    max_rel_error,
+    ort_providers,
+    ort_session,
+    stats_ms,
+    time_alternating,
+    time_concurrent,
+)
 
 REFERENCE = "onnxruntime"
 # onnxruntime-nchw: onnxruntime without its layout optimisations (ORT_ENABLE_EXTENDED), i.e.
@@ -40,6 +52,7 @@ class BackendResult:
     max_rel_error: float | None = None
     times: list[float] = field(default_factory=list)
     note: str = ""
+    wall_s: float = 0.0  # wall time of the timed runs (their sum, unless requests ran concurrently)
 
 
 def _as_numpy_list(out: Any) -> list[np.ndarray]:
@@ -57,11 +70,13 @@ def bench_case(
     warmup: int = 2,
     rtol: float = 1e-3,
     max_seconds: float | None = None,
+    copies: dict[str, list[Runner]] | None = None,
 ) -> dict[str, BackendResult]:
     """Check every runner against ``runners[reference]``, then time those that agree.
 
     Agreement is :func:`cnnrt.tools.timing.max_rel_error` <= ``rtol`` on every output. A runner
-    that raises is an ``error``; one that disagrees is ``WRONG``; neither is timed.
+    that raises is an ``error``; one that disagrees is ``WRONG``; neither is timed. ``copies``
+    (per backend, N independent runners, the checked one first) times N concurrent requests.
     """
     if reference not in runners:
         raise ValueError(f"the reference backend {reference!r} is not among {list(runners)}")
@@ -83,14 +98,20 @@ def bench_case(
             continue
         results[name] = BackendResult(name, "ok", err)
         ok[name] = fn
-    times = time_alternating(ok, runs=runs, warmup=warmup, max_seconds=max_seconds)
-    for name, ts in times.items():
-        results[name].times = ts
+    if copies is None:
+        for name, ts in time_alternating(ok, runs=runs, warmup=warmup, max_seconds=max_seconds).items():
+            results[name].times, results[name].wall_s = ts, sum(ts)
+    elif ok:
+        timed = time_concurrent({k: copies[k] for k in ok}, runs=runs, warmup=warmup, max_seconds=max_seconds)
+        for name, (ts, wall) in timed.items():
+            results[name].times, results[name].wall_s = ts, wall
     return results
 
 
-def records_for(model: str, batch: int, threads: int, results: dict[str, BackendResult]) -> list[dict]:
-    """JSON-ready records, one per backend, with the ratio of medians to onnxruntime."""
+def records_for(
+    model: str, batch: int, threads: int, results: dict[str, BackendResult], concurrency: int = 1
+) -> list[dict]:
+    """JSON-ready records, one per backend, with the ratio of medians to onnxruntime and the throughput."""
     ref = results.get(REFERENCE)
     ref_med = stats_ms(ref.times)["median_ms"] if ref is not None and ref.times else None
     out = []
@@ -100,17 +121,18 @@ def records_for(model: str, batch: int, threads: int, results: dict[str, Backend
             "backend": name,
             "batch": batch,
             "threads": threads,
+            "concurrency": concurrency,
             "status": r.status,
-            "min_ms": None,
-            "median_ms": None,
-            "p90_ms": None,
+            **dict.fromkeys(STAT_KEYS),
             "ratio_vs_onnxruntime": None,
+            "inferences_per_s": None,
             "max_rel_error": None if r.max_rel_error is None or not math.isfinite(r.max_rel_error) else r.max_rel_error,
             "runs": len(r.times),
             "note": r.note,
         }
         if r.status == "ok" and r.times:
             rec.update(stats_ms(r.times))
+            rec["inferences_per_s"] = len(r.times) * batch / r.wall_s if r.wall_s > 0 else None
             if ref_med:
                 rec["ratio_vs_onnxruntime"] = rec["median_ms"] / ref_med
         out.append(rec)
@@ -199,19 +221,24 @@ def _fmt(x: float | None, spec: str = ".3f") -> str:
     return "-" if x is None else format(x, spec)
 
 
-HEADER = f"{'model':16s} {'batch':>5s} {'thr':>3s} {'backend':16s} {'min ms':>9s} {'median ms':>9s} {'p90 ms':>9s} {'vs ort':>7s}"
+# the table's time columns: record key -> heading
+_TIME_COLUMNS = {"min_ms": "min ms", "median_ms": "p50 ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms"}
+HEADER = (
+    f"{'model':16s} {'batch':>5s} {'thr':>3s} {'conc':>4s} {'backend':16s} "
+    + " ".join(f"{h:>9s}" for h in _TIME_COLUMNS.values())
+    + f" {'vs ort':>7s} {'inf/s':>9s}"
+)
 
 
 def format_rows(records: list[dict]) -> list[str]:
     """Table rows (see HEADER); WRONG / skipped / error rows show no time, only the reason."""
     rows = []
     for r in records:
-        head = f"{r['model'][:16]:16s} {r['batch']:5d} {r['threads']:3d} {r['backend']:16s}"
+        head = f"{r['model'][:16]:16s} {r['batch']:5d} {r['threads']:3d} {r['concurrency']:4d} {r['backend']:16s}"
         if r["status"] == "ok":
             ratio = "-" if r["ratio_vs_onnxruntime"] is None else f"{r['ratio_vs_onnxruntime']:.2f}x"
-            rows.append(
-                f"{head} {_fmt(r['min_ms']):>9s} {_fmt(r['median_ms']):>9s} {_fmt(r['p90_ms']):>9s} {ratio:>7s}"
-            )
+            times = " ".join(f"{_fmt(r[k]):>9s}" for k in _TIME_COLUMNS)
+            rows.append(f"{head} {times} {ratio:>7s} {_fmt(r['inferences_per_s'], '.1f'):>9s}")
         else:
             label = r["status"] if r["status"] != "skipped" else "skip"
             rows.append(f"{head} {label:>9s}  {r['note']}")
@@ -229,3 +256,14 @@ def geomean_summary(records: list[dict]) -> list[dict]:
         {"batch": b, "threads": t, "backend": be, "geomean_ratio_vs_onnxruntime": geomean(v), "models": len(v)}
         for (b, t, be), v in sorted(groups.items())
     ]
+
+
+def write_csv(records: list[dict], path) -> None:
+    """The records as CSV, one row each, the JSON keys as columns (empty where a value is null)."""
+    import csv
+
+    fields = list(dict.fromkeys(k for r in records for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(records)

@@ -47,8 +47,9 @@ _ORT_TYPE_TO_NUMPY = {
 }
 
 
-def random_feeds(session, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic random inputs matching the session's inputs (symbolic dims -> batch or 1).
+def random_feeds(session, batch: int | None = None, seed: int = 0, shapes: dict | None = None) -> dict[str, np.ndarray]:
+    """Deterministic random inputs matching the session's inputs (symbolic dims -> batch or 1;
+    ``shapes`` gives whole shapes by input name).
 
     ``session`` is a cnnrt or an onnxruntime session (both describe inputs as NodeArgs with
     onnxruntime type strings), so the same seed gives the same feeds for either.
@@ -62,6 +63,8 @@ def random_feeds(session, batch: int | None = None, seed: int = 0) -> dict[str, 
                 shape.append(d)
             else:
                 shape.append(batch if (batch and axis == 0) else 1)
+        if shapes and arg.name in shapes:
+            shape = list(shapes[arg.name])
         dtype = _ORT_TYPE_TO_NUMPY.get(arg.type)
         if dtype is None:
             raise CnnrtError(f"cannot make random data for input {arg.name!r} of type {arg.type}")

@@ -34,7 +34,8 @@ def check_picture_path(path: str | Path, option: str = "--plot") -> None:
 
 
 def bench_chart(records: list[dict], path: str | Path) -> None:
-    """Grouped bars: median ms per (model, batch, threads), one bar per backend, log scale.
+    """Grouped bars: median ms per (model, batch, threads), one bar per backend, log scale, with
+    p10-p90 error bars.
 
     WRONG / skipped / failed results have no bar; a hatched marker at the axis says why.
     """
@@ -50,11 +51,21 @@ def bench_chart(records: list[dict], path: str | Path) -> None:
         if not timed:
             continue
         xs = [i + (j - (len(backends) - 1) / 2) * width for i, _ in timed]
-        ax.bar(xs, [r["median_ms"] for _, r in timed], width, label=be, color=f"C{j % 10}")
+        med = [r["median_ms"] for _, r in timed]
+        # whiskers from p10 to p90 (a record without them gets none)
+        err = [
+            [m - (r.get("p10_ms") or m) for m, (_, r) in zip(med, timed)],
+            [(r.get("p90_ms") or m) - m for m, (_, r) in zip(med, timed)],
+        ]
+        ax.bar(xs, med, width, label=be, color=f"C{j % 10}", yerr=err, capsize=2, error_kw={"elinewidth": 0.8})
         for x, (_, r) in zip(xs, timed):
             if r.get("ratio_vs_onnxruntime") is not None and be != "onnxruntime":
                 ax.annotate(
-                    f"{r['ratio_vs_onnxruntime']:.2f}x", (x, r["median_ms"]), ha="center", va="bottom", fontsize=7
+                    f"{r['ratio_vs_onnxruntime']:.2f}x",
+                    (x, max(r["median_ms"], r.get("p90_ms") or 0)),  # above the whisker
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
                 )
     for i, c in enumerate(cases):
         for j, be in enumerate(backends):
@@ -74,7 +85,7 @@ def bench_chart(records: list[dict], path: str | Path) -> None:
     ax.set_xticklabels([f"{m}\nb{b} t{t}" for m, b, t in cases], fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("median latency (ms, log scale)")
-    ax.set_title("cnnrt bench (labels: ratio of medians to onnxruntime)")
+    ax.set_title("cnnrt bench: median, p10-p90 whiskers, ratio of medians to onnxruntime", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)

@@ -1,9 +1,11 @@
-"""Timing helpers: backends timed alternately in one process, medians of many runs."""
+"""Timing helpers: backends timed alternately in one process (one request at a time, or N
+concurrent requests for throughput), percentiles of many runs."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -31,9 +33,90 @@ def time_alternating(
     return times
 
 
+def time_concurrent(
+    fns: Mapping[str, Sequence[Callable[[], object]]],
+    runs: int = 20,
+    warmup: int = 2,
+    max_seconds: float | None = None,
+    rounds: int = 5,
+) -> dict[str, tuple[list[float], float]]:
+    """Throughput: each name's N callables are called from N threads at once, each thread making
+    ``runs`` requests back to back (a closed loop); the requests are split into ``rounds`` and the
+    names alternate round by round, as in :func:`time_alternating`.
+
+    Returns per name the latency of every request (seconds) and the summed wall time of its
+    rounds, so completed requests / wall time is its throughput. The N callables of a name must be
+    independent (one session each): a cnnrt session runs one request at a time.
+    """
+    n = len(next(iter(fns.values()), ()))
+    if n < 1 or any(len(v) != n for v in fns.values()):
+        raise ValueError("time_concurrent needs the same number (>= 1) of callables for every name")
+    per_round = -(-runs // max(1, min(rounds, runs)))
+    barrier = threading.Barrier(n + 1)
+    task: list = [None, 0]  # (name, requests per thread) of the round; name None ends the threads
+    took: list[list[float]] = [[] for _ in range(n)]
+    failed: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        while True:
+            barrier.wait()  # a round starts
+            name, count = task
+            if name is None:
+                return
+            took[i] = []
+            try:
+                for _ in range(count):
+                    t0 = time.perf_counter()
+                    fns[name][i]()
+                    took[i].append(time.perf_counter() - t0)
+            except BaseException as e:  # noqa: BLE001  (re-raised by the main thread after the round)
+                failed.append(e)
+            barrier.wait()  # the round ends
+
+    def one_round(name: str, count: int) -> tuple[float, list[float]]:
+        task[:] = [name, count]
+        t0 = time.perf_counter()
+        barrier.wait()
+        barrier.wait()
+        wall = time.perf_counter() - t0
+        if failed:
+            raise failed[0]
+        return wall, [t for ts in took for t in ts]
+
+    workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
+    for w in workers:
+        w.start()
+    out: dict[str, tuple[list[float], float]] = {k: ([], 0.0) for k in fns}
+    try:
+        for name in fns:
+            if warmup:
+                one_round(name, warmup)
+        start, done = time.perf_counter(), 0
+        while done < runs:
+            count = min(per_round, runs - done)
+            for name in fns:
+                wall, lat = one_round(name, count)
+                out[name] = (out[name][0] + lat, out[name][1] + wall)
+            done += count
+            if max_seconds is not None and time.perf_counter() - start > max_seconds and done >= 3:
+                break
+    finally:
+        task[:] = [None, 0]
+        barrier.wait()
+        for w in workers:
+            w.join()
+    return out
+
+
+PERCENTILES = {"p10_ms": 10, "median_ms": 50, "p90_ms": 90, "p99_ms": 99}
+STAT_KEYS = ("min_ms", *PERCENTILES)
+
+
 def stats_ms(samples: list[float]) -> dict[str, float]:
+    """:data:`STAT_KEYS`: min and percentiles in ms (with fewer than 100 samples, p99 lies near the maximum)."""
     a = np.asarray(samples) * 1e3
-    return {"min_ms": float(a.min()), "median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90))}
+    pcts = np.percentile(a, list(PERCENTILES.values()))
+    return {"min_ms": float(a.min()), **{k: float(v) for k, v in zip(PERCENTILES, pcts)}}
 
 
 def ort_session(model_path_or_bytes, threads: int | None = None, optimize: bool | str = True):

@@ -74,3 +74,37 @@ def lenet5_path(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("zoo") / "lenet5.onnx"
     out.write_bytes(Path(models.export_cached("lenet5", opset=17, batch=None)).read_bytes())
     return out
+
+
+@pytest.fixture
+def cnnrt_main(tmp_path, monkeypatch, capsys):
+    """``cnnrt_main("run", ...)`` calls ``cnnrt.cli.main`` in this process (in ``tmp_path``): fast, for
+    the errors that stop a command before its work (a SystemExit gives its code)."""
+    from cnnrt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args) -> Result:
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as e:
+            rc = e.code
+        out, err = capsys.readouterr()
+        return Result(rc, out, err)
+
+    return run
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fails the test if a command gets as far as loading a model or building a session."""
+
+    def refuse(*a, **k):
+        raise AssertionError("the command started work before rejecting its arguments")
+
+    import cnnrt
+    import cnnrt.tools.modelsource as modelsource
+
+    monkeypatch.setattr(cnnrt, "InferenceSession", refuse)
+    monkeypatch.setattr(modelsource, "resolve_model", refuse)
+    monkeypatch.setattr(modelsource, "random_feeds", refuse)
