@@ -19,7 +19,9 @@ def add_arguments(p) -> None:
     options.add_model(p)
     p.add_argument("--opt-level", type=int, default=2, choices=(0, 1, 2), help="0: as imported (default 2: all)")
     p.add_argument("--disable", action="append", default=[], metavar="PASS", help="disable a pass (repeatable)")
-    p.add_argument("--batch", type=int, default=1, help="batch size the graph is built for (default 1)")
+    p.add_argument(
+        "--batch", type=options.positive_int, default=1, help="batch size the graph is built for (default 1)"
+    )
     p.add_argument(
         "--format",
         choices=FORMATS,
@@ -34,7 +36,7 @@ def add_arguments(p) -> None:
         action="store_true",
         help="html: time every node on random inputs and colour the graph by its median time",
     )
-    p.add_argument("--runs", type=int, default=10, help="profiled runs for --profile (default 10)")
+    p.add_argument("--runs", type=options.positive_int, default=10, help="profiled runs for --profile (default 10)")
 
 
 def run(args) -> int:

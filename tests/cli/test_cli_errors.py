@@ -150,8 +150,7 @@ def _options(parser: argparse.ArgumentParser, prog: str):
             yield prog, action
 
 
-# inspect's options are described in cnnrt/cli/inspect.py, outside this check
-@pytest.mark.parametrize("command", ["demo", "run", "zoo", "bench", "compare", "profile", "compile"])
+@pytest.mark.parametrize("command", ["demo", "run", "zoo", "bench", "inspect", "compare", "profile", "compile"])
 def test_every_option_has_help(command):
     from cnnrt.cli import build_parser
 
