@@ -144,9 +144,9 @@ EXCLUDE = {
     r"^test_(reshape_allowzero_reordered|split_zero_size_splits_opset\d+)_": "zero-size tensors (the session rejects empty dimensions)",
     r"^test_batchnorm_.*_training_mode_": "BatchNormalization in training mode (inference only)",
     r"^test_resize_.*(cubic|antialias|tf_crop_and_resize)": "cubic, antialias and tf_crop_and_resize Resize are not supported",
-    r"^test_(averagepool|maxpool)_(1d|3d)_": "1-D/3-D pooling is not supported (2-D NCHW only)",
-    r"^test_convtranspose_(1d|3d)_": "1-D/3-D ConvTranspose is not supported (2-D NCHW only)",
-    r"^test_(Conv1d|Conv3d|AvgPool3d|MaxPool1d|MaxPool3d|operator_maxpool)": "1-D/3-D convolution and pooling are not supported",
+    r"^test_(averagepool|maxpool)_3d_": "3-D pooling is not supported (1-D imports as 2-D, 3-D does not)",
+    r"^test_convtranspose_3d_": "3-D ConvTranspose is not supported (1-D imports as 2-D, 3-D does not)",
+    r"^test_(Conv3d|AvgPool3d|MaxPool3d|operator_maxpool)": "3-D convolution and pooling are not supported",
 }
 
 
