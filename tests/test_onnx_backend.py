@@ -27,6 +27,8 @@ _TEST_PREFIXES = {
     "BatchNormalization": ("batchnorm",),
     "Pad": ("constant_pad", "edge_pad", "reflect_pad"),
     "ReduceMean": ("reduce_mean",),
+    "InstanceNormalization": ("instancenorm",),
+    "GroupNormalization": ("group_normalization",),
 }
 _NODE_OPS = tuple(
     sorted({"constant"} | {p for d in OPS.values() for t in d.onnx for p in _TEST_PREFIXES.get(t, (t.lower(),))})

@@ -256,6 +256,31 @@ OPS: dict[str, OpDef] = {
         numerics=cost.TRANSCENDENTAL,
         onnx=("Resize", "Upsample"),
     ),
+    "GroupNormalization": OpDef(
+        ("X", "scale", "B"),
+        ("Y",),
+        shp.same,
+        "norm",
+        "mean and variance per (n, group of C/num_groups channels); scale/B per channel (C,); "
+        "InstanceNormalization is num_groups = C",
+        {"num_groups": REQUIRED, "epsilon": 1e-5},
+        numerics=cost.GROUP_NORM,
+        onnx=("GroupNormalization", "InstanceNormalization"),
+    ),
+    "DepthToSpace": data_op(
+        shp.depth_to_space,
+        "mode DCR|CRD; op_shapes.block_rearrangement gives the element order",
+        {"blocksize": REQUIRED, "mode": "DCR"},
+        None,
+        ("DepthToSpace",),
+    ),
+    "SpaceToDepth": data_op(
+        shp.space_to_depth,
+        "mode DCR|CRD; op_shapes.block_rearrangement gives the element order",
+        {"blocksize": REQUIRED, "mode": "DCR"},
+        None,
+        ("SpaceToDepth",),
+    ),
     "Shape": data_op(shp.shape, "int64 dims [start:end]", {"start": 0, "end": None}, ev.shape, ("Shape",)),
     "ConstantOfShape": data_op(
         shp.unknown,
