@@ -198,7 +198,7 @@ def softmax_reference(x, axis=-1, coerce_2d=False, log=False):
     return z - lse if log else np.exp(z - lse)
 
 
-def resize_reference(x, scales, mode, coord_mode, nearest_mode):
+def resize_reference(x, scales, mode, coord_mode, nearest_mode, cubic_coeff_a=-0.75, exclude_outside=False):
     """onnx.reference's Resize applied one resized axis at a time (interpolation is separable,
     so this is exact); opset 10's "simple" nearest rule is ceil when shrinking, else floor."""
     from onnx import TensorProto, helper
@@ -212,7 +212,14 @@ def resize_reference(x, scales, mode, coord_mode, nearest_mode):
         per_axis = np.ones(y.ndim, np.float32)
         per_axis[axis] = s
         node = helper.make_node(
-            "Resize", ["X", "", "S"], ["Y"], mode=mode, coordinate_transformation_mode=coord_mode, nearest_mode=nearest
+            "Resize",
+            ["X", "", "S"],
+            ["Y"],
+            mode=mode,
+            coordinate_transformation_mode=coord_mode,
+            nearest_mode=nearest,
+            cubic_coeff_a=cubic_coeff_a,
+            exclude_outside=int(exclude_outside),
         )
         io = [helper.make_tensor_value_info(n, TensorProto.DOUBLE, None) for n in ("X", "Y")]
         scale_init = helper.make_tensor("S", TensorProto.FLOAT, [y.ndim], per_axis)

@@ -145,7 +145,7 @@ EXCLUDE = {
     r"^test_identity_(opt|sequence)_": "optional and sequence values are not tensors",
     r"^test_(reshape_allowzero_reordered|split_zero_size_splits_opset\d+)_": "zero-size tensors (the session rejects empty dimensions)",
     r"^test_batchnorm_.*_training_mode_": "BatchNormalization in training mode (inference only)",
-    r"^test_resize_.*(cubic|antialias|tf_crop_and_resize)": "cubic, antialias and tf_crop_and_resize Resize are not supported",
+    r"^test_resize_.*(antialias|tf_crop_and_resize)": "antialias and tf_crop_and_resize Resize are not supported",
     r"^test_(averagepool|maxpool)_3d_": "3-D pooling is not supported (1-D imports as 2-D, 3-D does not)",
     r"^test_convtranspose_3d_": "3-D ConvTranspose is not supported (1-D imports as 2-D, 3-D does not)",
     r"^test_(Conv3d|AvgPool3d|MaxPool3d|operator_maxpool)": "3-D convolution and pooling are not supported",

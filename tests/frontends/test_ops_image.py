@@ -1,5 +1,6 @@
 """InstanceNormalization, GroupNormalization (opsets 18 and 21), DepthToSpace and SpaceToDepth
-(frontends/ops_image.py) end to end against onnxruntime, and their import errors."""
+(frontends/ops_image.py) and cubic Resize (frontends/ops_resize.py) end to end against
+onnxruntime, and their import errors."""
 
 from __future__ import annotations
 
@@ -97,3 +98,26 @@ def test_block_errors_name_the_node():
         cnnrt.InferenceSession(_block_model("DepthToSpace", 2))
     with pytest.raises(ShapeError, match=r"'n' \(SpaceToDepth.*height 5 and width 4 must be multiples of blocksize 2"):
         cnnrt.InferenceSession(_block_model("SpaceToDepth", 2))
+
+
+@pytest.mark.parametrize(
+    "coord", ["half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel", "half_pixel_symmetric"]
+)
+@pytest.mark.parametrize("a, exclude", [(-0.75, 0), (-0.5, 1)])
+@pytest.mark.parametrize("scales", [[1, 1, 2.0, 1.5], [1, 1, 0.6, 0.5]])  # whole output lengths: see below
+def test_cubic_resize(coord, a, exclude, scales):
+    """Scales giving whole output lengths: otherwise align_corners differs by design (cnnrt
+    divides by the real-valued output length minus 1, as the ONNX formula does, onnxruntime
+    by the rounded one; test_ops_tensor.py shows it for linear)."""
+    attrs = dict(mode="cubic", coordinate_transformation_mode=coord, cubic_coeff_a=a, exclude_outside=exclude)
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], **attrs)
+    model = make_model(
+        [node], [("x", np.float32, X.shape)], ["y"], [("scales", np.array(scales, np.float32))], opset=19
+    )
+    check(model, {"x": X}, rtol=1e-5, atol=1e-5)
+
+
+def test_cubic_resize_from_sizes():
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="cubic")
+    model = make_model([node], [("x", np.float32, X.shape)], ["y"], [("sizes", np.array([2, 6, 9, 7]))], opset=13)
+    check(model, {"x": X}, rtol=1e-5, atol=1e-5)

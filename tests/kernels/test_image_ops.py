@@ -1,12 +1,13 @@
-"""GroupNormalization (instance norm as one group per channel), DepthToSpace and SpaceToDepth
-CPU kernels against the naive references (tests/reference.py)."""
+"""GroupNormalization (instance norm as one group per channel), DepthToSpace, SpaceToDepth and
+cubic Resize CPU kernels against the naive references (tests/reference.py; cubic Resize's is
+onnx's reference implementation)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from kernel_helpers import U32, assert_within, run_node
-from reference import depth_to_space_reference, group_norm_reference, space_to_depth_reference
+from reference import depth_to_space_reference, group_norm_reference, resize_reference, space_to_depth_reference
 
 
 @pytest.mark.parametrize(
@@ -60,3 +61,25 @@ def test_rearrangement_of_integers():
     x = np.arange(2 * 8 * 2 * 2, dtype=np.int64).reshape(2, 8, 2, 2)
     (y,) = run_node("SpaceToDepth", [x], dict(blocksize=2, mode="DCR"), [(2, 32, 1, 1)], out_dtypes=["int64"])
     np.testing.assert_array_equal(y, space_to_depth_reference(x, 2, "DCR"))
+
+
+CUBIC_CASES = [
+    # (input shape, scales, coord, a, exclude_outside): the first three resize the last two
+    # axes (the fused 2-D kernel), the last two other axes too (one pass per axis)
+    ((1, 2, 5, 4), (1, 1, 2.0, 1.5), "half_pixel", -0.75, False),
+    ((2, 1, 6, 7), (1, 1, 0.5, 0.6), "align_corners", -0.5, True),
+    ((1, 3, 4, 4), (1, 1, 1.7, 3.0), "asymmetric", -0.75, True),
+    ((2, 3, 4, 5), (1, 2.0, 1.5, 1), "pytorch_half_pixel", -0.5, False),
+    ((3, 4, 5), (2.0, 1, 0.8), "half_pixel_symmetric", -0.75, True),
+]
+
+
+@pytest.mark.parametrize("shape, scales, coord, a, exclude", CUBIC_CASES)
+def test_cubic_resize_vs_onnx_reference(shape, scales, coord, a, exclude):
+    x = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
+    out_shape = tuple(int(np.floor(np.float32(d) * np.float32(s))) for d, s in zip(shape, scales))
+    attrs = dict(mode="cubic", coord_mode=coord, scales=scales, cubic_coeff_a=a, exclude_outside=exclude)
+    (got,) = run_node("Resize", [x], attrs, [out_shape])
+    want = resize_reference(x, scales, "cubic", coord, "round_prefer_floor", a, exclude)
+    # 16 taps whose weights sum to 1 in magnitude at most ~1.6 per axis: a few ulps of max|x|
+    assert_within(got, want, 64 * U32 * np.max(np.abs(x)), f"cubic {coord} {shape}->{out_shape}")

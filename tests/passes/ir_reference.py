@@ -185,7 +185,11 @@ INTERPRET = {
     "Dropout": lambda n, a, x, s: [x[0]] + [np.ones(shape, bool) for shape in s[1:]],
     "Transpose": lambda n, a, x, s: [np.transpose(x[0], a["perm"])],
     "Pad": _pad,
-    "Resize": lambda n, a, x, s: [resize_reference(x[0], a["scales"], a["mode"], a["coord_mode"], a["nearest_mode"])],
+    "Resize": lambda n, a, x, s: [
+        resize_reference(
+            x[0], a["scales"], a["mode"], a["coord_mode"], a["nearest_mode"], a["cubic_coeff_a"], a["exclude_outside"]
+        )
+    ],
     "GroupNormalization": lambda n, a, x, s: [group_norm_reference(*x[:3], a["num_groups"], a["epsilon"])],
     "DepthToSpace": lambda n, a, x, s: [depth_to_space_reference(x[0], a["blocksize"], a["mode"])],
     "SpaceToDepth": lambda n, a, x, s: [space_to_depth_reference(x[0], a["blocksize"], a["mode"])],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cuda_sim_helpers import assert_close, rand, run_op
-from reference import depth_to_space_reference, group_norm_reference, space_to_depth_reference
+from reference import depth_to_space_reference, group_norm_reference, resize_reference, space_to_depth_reference
 
 
 @pytest.mark.parametrize("xshape, groups", [((2, 6, 3, 4), 3), ((1, 4, 5), 4)])
@@ -26,3 +26,20 @@ def test_depth_to_space_and_back(mode):
     np.testing.assert_array_equal(y, depth_to_space_reference(x, 2, mode))
     [back] = run_op("SpaceToDepth", [y], [x.shape], dict(blocksize=2, mode=mode))
     np.testing.assert_array_equal(back, space_to_depth_reference(y, 2, mode))
+
+
+@pytest.mark.parametrize(
+    "coord, a, exclude, scales",
+    [
+        ("half_pixel", -0.75, False, (1, 1, 2.0, 1.5)),
+        ("align_corners", -0.5, False, (1, 1, 0.6, 2.0)),
+        ("asymmetric", -0.75, True, (1, 1, 1.7, 0.5)),
+        ("pytorch_half_pixel", -0.5, True, (1, 1, 3.0, 1.0)),
+    ],
+)
+def test_cubic_resize(coord, a, exclude, scales):
+    x = rand(np.random.default_rng(2), 1, 2, 5, 4)
+    out_shape = tuple(int(np.floor(d * s)) for d, s in zip(x.shape, scales))
+    attrs = dict(mode="cubic", coord_mode=coord, scales=scales, cubic_coeff_a=a, exclude_outside=exclude)
+    [y] = run_op("Resize", [x], [out_shape], attrs)
+    assert_close(y, resize_reference(x, scales, "cubic", coord, "round_prefer_floor", a, exclude), 1e-5)
