@@ -43,3 +43,41 @@ def test_cubic_resize(coord, a, exclude, scales):
     attrs = dict(mode="cubic", coord_mode=coord, scales=scales, cubic_coeff_a=a, exclude_outside=exclude)
     [y] = run_op("Resize", [x], [out_shape], attrs)
     assert_close(y, resize_reference(x, scales, "cubic", coord, "round_prefer_floor", a, exclude), 1e-5)
+
+
+def test_image_net_end_to_end_vs_onnxruntime():
+    """A 1-D conv (imported as 2-D), InstanceNorm, cubic upsampling and DepthToSpace through
+    InferenceSession(backend="cuda"), against onnxruntime."""
+    from helpers import make_model, ort_run
+    from onnx import helper
+
+    import cnnrt
+
+    rng = np.random.default_rng(3)
+    inits = {
+        "w": rand(rng, 4, 2, 3),
+        "s": rand(rng, 4, lo=0.5, hi=1.5),
+        "b": rand(rng, 4),
+        "scales": np.array([1, 1, 2.0, 1.5], np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1]),  # (N, 4, 6)
+        helper.make_node("Unsqueeze", ["c", "axes"], ["c4"]),  # (N, 4, 1, 6)
+        helper.make_node("InstanceNormalization", ["c4", "s", "b"], ["n"]),
+        helper.make_node("Resize", ["n", "", "scales"], ["r"], mode="cubic"),  # (N, 4, 2, 9)
+        helper.make_node(
+            "DepthToSpace",
+            [
+                "r",
+            ],
+            ["y"],
+            blocksize=2,
+            mode="CRD",
+        ),  # (N, 1, 4, 18)
+    ]
+    inits["axes"] = np.array([2], np.int64)
+    model = make_model(nodes, [("x", [2, 2, 6], np.float32)], [("y", None, np.float32)], inits, opset=13)
+    x = rand(rng, 2, 2, 6)
+    [got] = cnnrt.InferenceSession(model, backend="cuda").run(None, {"x": x})
+    [want] = ort_run(model, {"x": x})
+    assert_close(got, want, 1e-5)
