@@ -101,9 +101,16 @@ def test_block_errors_name_the_node():
 
 
 @pytest.mark.parametrize(
-    "coord", ["half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel", "half_pixel_symmetric"]
+    "coord, a, exclude",
+    [
+        ("half_pixel", -0.75, 0),
+        ("half_pixel", -0.5, 1),
+        ("align_corners", -0.75, 1),
+        ("asymmetric", -0.5, 0),
+        ("pytorch_half_pixel", -0.75, 1),
+        ("half_pixel_symmetric", -0.5, 0),
+    ],
 )
-@pytest.mark.parametrize("a, exclude", [(-0.75, 0), (-0.5, 1)])
 @pytest.mark.parametrize("scales", [[1, 1, 2.0, 1.5], [1, 1, 0.6, 0.5]])  # whole output lengths: see below
 def test_cubic_resize(coord, a, exclude, scales):
     """Scales giving whole output lengths: otherwise align_corners differs by design (cnnrt
