@@ -75,15 +75,16 @@ _LEAD_ONE = ("kernel_shape", "strides", "dilations", "output_shape")
 _LEAD_ZERO = ("output_padding",)
 
 
-def _height_one_attrs(attrs: dict) -> dict:
-    """``attrs`` of a 1-D conv or pool as the 2-D op's with height 1 (other lengths kept, so the
-    2-D converter reports them)."""
-    out = dict(attrs)
-    for k, lead in [(k, 1) for k in _LEAD_ONE] + [(k, 0) for k in _LEAD_ZERO]:
-        if k in attrs and len(attrs[k]) == 1:
-            out[k] = [lead, *attrs[k]]
-    if "pads" in attrs and len(attrs["pads"]) == 2:
-        out["pads"] = [0, attrs["pads"][0], 0, attrs["pads"][1]]
+def _height_one_attrs(ctx: ConvertContext) -> dict:
+    """The attributes of a 1-D conv or pool as the 2-D op's with height 1."""
+    out = dict(ctx.attrs)
+    for k, lead in [(k, 1) for k in _LEAD_ONE] + [(k, 0) for k in _LEAD_ZERO] + [("pads", None)]:
+        if k not in out:
+            continue
+        v = list(out[k])
+        if len(v) != (2 if k == "pads" else 1):
+            raise ctx.fail(f"{k} {v} must have {2 if k == 'pads' else 1} entries for a 1-D input")
+        out[k] = [0, v[0], 0, v[1]] if k == "pads" else [lead, *v]
     return out
 
 
@@ -106,7 +107,7 @@ def _one_d_as_2d(convert):
         lifted = copy.copy(ctx)
         lifted.inputs = ins + ctx.inputs[len(ins) :]
         lifted.outputs = [ctx.fresh("out2d") if o else "" for o in ctx.outputs]
-        lifted.attrs = _height_one_attrs(ctx.attrs)
+        lifted.attrs = _height_one_attrs(ctx)
         try:
             convert(lifted)
         except CnnrtError as e:  # its message names the 2-D forms: say where they come from

@@ -90,3 +90,16 @@ def test_bad_1d_attributes_name_the_node():
         ShapeError, match=r"'n' \(Conv.*kernel_shape \[1, 5\] does not match .* imported as its 2-D form with height 1"
     ):
         cnnrt.InferenceSession(_model("Conv", {"kernel_shape": [5]}, w))
+
+
+@pytest.mark.parametrize(
+    "attrs, match",
+    [
+        ({"strides": [1, 1]}, r"strides \[1, 1\] must have 1 entries"),
+        ({"pads": [1]}, r"pads \[1\] must have 2 entries"),
+    ],
+)
+def test_attributes_of_another_rank_are_refused(attrs, match):
+    w = rng.standard_normal((6, 4, 3)).astype(np.float32)
+    with pytest.raises(ShapeError, match=rf"'n' \(Conv.*{match} for a 1-D input"):
+        cnnrt.InferenceSession(_model("Conv", attrs, w))
