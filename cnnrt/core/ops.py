@@ -269,9 +269,10 @@ OPS: dict[str, OpDef] = {
         shp.same,
         "norm",
         "mean and variance per (n, group of C/num_groups channels); scale/B per channel (C,); "
-        "InstanceNormalization is num_groups = C",
-        {"num_groups": REQUIRED, "epsilon": 1e-5},
+        "InstanceNormalization is num_groups = C; + fused activation (style-transfer nets' Relu)",
+        {"num_groups": REQUIRED, "epsilon": 1e-5, **EPILOGUE},
         numerics=cost.GROUP_NORM,
+        epilogue=True,
         onnx=("GroupNormalization", "InstanceNormalization"),
     ),
     "DepthToSpace": data_op(

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import prange
 
-from cnnrt.core.ops import ACTIVATIONS
+from cnnrt.core.ops import ACTIVATIONS, op_attrs
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly
@@ -188,10 +188,10 @@ def build_lrn(node, graph):
 
 
 @pjit
-def _group_norm(x, scale, bias, out, groups, eps):
+def _group_norm(x, scale, bias, out, groups, eps, kind, alpha, beta):
     """Rows r = n*groups + g of (N*groups, S): mean and variance of the row (two passes in
     float64, so a large mean does not cancel the variance), then per channel of the group
-    ``y = x * a + b`` with ``a = scale * rstd``, ``b = bias - mean * a``."""
+    ``y = act(x * a + b)`` with ``a = scale * rstd``, ``b = bias - mean * a``."""
     rows, size = x.shape
     per_group = scale.shape[0] // groups
     inner = size // per_group
@@ -212,6 +212,8 @@ def _group_norm(x, scale, bias, out, groups, eps):
             b = bias[ch] - mean * a
             for i in range(k * inner, (k + 1) * inner):
                 out[r, i] = x[r, i] * a + b
+        if kind != 0:
+            act_inplace(out[r], kind, alpha, beta)
 
 
 _group_norm_serial = serial_twin(_group_norm)
@@ -222,10 +224,13 @@ def build_group_norm(node, graph):
     xshape = graph.values[node.inputs[0]].shape
     groups = int(node.attrs["num_groups"])
     rows = (xshape[0] * groups, int(np.prod(xshape[1:], dtype=np.int64)) // groups)
-    eps = float(node.attrs.get("epsilon", 1e-5))
+    a = op_attrs(node)
+    dt = np.dtype(graph.values[node.inputs[0]].dtype)
+    act = ACTIVATIONS[a["activation"]], dt.type(a["act_alpha"]), dt.type(a["act_beta"])
+    eps = float(a["epsilon"])
     kernel = pick(_group_norm, _group_norm_serial, rows[0] * rows[1], num_threads())
 
     def run(ins, outs):
-        kernel(ins[0].reshape(rows), readonly(ins[1]), readonly(ins[2]), outs[0].reshape(rows), groups, eps)
+        kernel(ins[0].reshape(rows), readonly(ins[1]), readonly(ins[2]), outs[0].reshape(rows), groups, eps, *act)
 
     return run

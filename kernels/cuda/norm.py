@@ -7,7 +7,7 @@ per activation (BN's spatial=0 form), or one for all. BatchNormalization with co
 parameters is prepacked to the affine kernel (``s = scale / sqrt(var + eps)``, ``t = B - mean * s``
 in float64, then rounded). GroupNormalization takes two launches, as the reductions do: one
 thread per (n, group) computes its mean and 1/std into a small device buffer, then one thread
-per element normalises, scales and shifts.
+per element normalises, scales, shifts and applies the fused activation.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from cnnrt.core.ops import op_attrs
 from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels.registry import register
 
@@ -134,11 +135,11 @@ def _group_stats(X, stats, rows, size, eps):
 
 
 @cuda.jit
-def _group_apply(X, scale, bias, stats, Y, n, size, inner, channels):
+def _group_apply(X, scale, bias, stats, Y, n, size, inner, channels, kind, alpha, beta):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         r = i // size
         c = (i // inner) % channels
-        Y[i] = (X[i] - stats[2 * r]) * stats[2 * r + 1] * scale[c] + bias[c]
+        Y[i] = act((X[i] - stats[2 * r]) * stats[2 * r + 1] * scale[c] + bias[c], kind, alpha, beta)
 
 
 @register("GroupNormalization", backend="cuda")
@@ -150,12 +151,13 @@ def build_group_norm(node, graph):
     rows = shape[0] * groups
     size = n // rows
     inner = int(np.prod(shape[2:], dtype=np.int64))
-    eps = dtype.type(node.attrs.get("epsilon", 1e-5))
+    eps = dtype.type(op_attrs(node)["epsilon"])
+    epilogue = epilogue_params(node, dtype)
     stats = device_array((2 * rows,), dtype)
     stat_launch, apply_launch = launcher_1d(_group_stats, rows), launcher_1d(_group_apply, n)
 
     def run(ins, outs):
         stat_launch(ins[0], stats, rows, size, eps)
-        apply_launch(ins[0], ins[1], ins[2], stats, outs[0], n, size, inner, shape[1])
+        apply_launch(ins[0], ins[1], ins[2], stats, outs[0], n, size, inner, shape[1], *epilogue)
 
     return run

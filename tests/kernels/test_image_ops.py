@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from kernel_helpers import U32, assert_within, run_node
-from reference import depth_to_space_reference, group_norm_reference, resize_reference, space_to_depth_reference
+from kernel_helpers import ACT_LIPSCHITZ, U32, act_params, assert_within, run_node
+from reference import (
+    activation_ref,
+    depth_to_space_reference,
+    group_norm_reference,
+    resize_reference,
+    space_to_depth_reference,
+)
 
 
 @pytest.mark.parametrize(
@@ -34,6 +40,19 @@ def test_group_norm_vs_reference(xshape, groups, const):
     )
     bound = 8 * U32 * (np.abs(want) + np.abs(normalised * scale.reshape((1, c) + (1,) * (len(xshape) - 2)))) + 1e-6
     assert_within(got, want, bound, f"{xshape} groups={groups}")
+
+
+@pytest.mark.parametrize("act", ["Relu", "LeakyRelu", "Clip", "HardSwish", "Elu"])
+def test_group_norm_fused_activation(act):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 4, 3, 5)).astype(np.float32)
+    scale, bias = rng.standard_normal(4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    alpha, beta = act_params(act)
+    attrs = dict(num_groups=2, epsilon=1e-5, activation=act, act_alpha=alpha, act_beta=beta)
+    (got,) = run_node("GroupNormalization", [x, scale, bias], attrs, [x.shape], const=(1, 2))
+    pre = group_norm_reference(x, scale, bias, 2, 1e-5)
+    want = activation_ref(pre, act, alpha, beta)
+    assert_within(got, want, 16 * U32 * (np.abs(pre) + 1) * ACT_LIPSCHITZ[act], act)
 
 
 def test_group_norm_constant_group_is_the_bias():

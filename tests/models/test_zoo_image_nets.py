@@ -30,6 +30,9 @@ def test_style_transfer_exports_instance_norm_reflection_pads_and_nearest_resize
     norms = [n for n in graph.nodes if n.op == "GroupNormalization"]
     assert len(norms) == 15
     assert all(n.attrs["num_groups"] == graph.values[n.inputs[0]].shape[1] for n in norms)  # one group per channel
+    # optimised, each InstanceNorm + Relu is one step (fuse_epilogue)
+    fused = cnnrt.InferenceSession(path).graph.op_counts()
+    assert "Relu" not in fused and fused["GroupNormalization"] == 15
 
 
 def test_espcn_pixel_shuffle_is_depth_to_space_crd():

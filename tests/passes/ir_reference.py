@@ -190,7 +190,9 @@ INTERPRET = {
             x[0], a["scales"], a["mode"], a["coord_mode"], a["nearest_mode"], a["cubic_coeff_a"], a["exclude_outside"]
         )
     ],
-    "GroupNormalization": lambda n, a, x, s: [group_norm_reference(*x[:3], a["num_groups"], a["epsilon"])],
+    "GroupNormalization": lambda n, a, x, s: [
+        activation_ref(group_norm_reference(*x[:3], a["num_groups"], a["epsilon"]), *_epilogue(a))
+    ],
     "DepthToSpace": lambda n, a, x, s: [depth_to_space_reference(x[0], a["blocksize"], a["mode"])],
     "SpaceToDepth": lambda n, a, x, s: [space_to_depth_reference(x[0], a["blocksize"], a["mode"])],
     "Shape": lambda n, a, x, s: [np.array(x[0].shape[a["start"] : a["end"]], dtype=np.int64)],

@@ -6,17 +6,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cuda_sim_helpers import assert_close, rand, run_op
-from reference import depth_to_space_reference, group_norm_reference, resize_reference, space_to_depth_reference
+from reference import (
+    activation_ref,
+    depth_to_space_reference,
+    group_norm_reference,
+    resize_reference,
+    space_to_depth_reference,
+)
 
 
-@pytest.mark.parametrize("xshape, groups", [((2, 6, 3, 4), 3), ((1, 4, 5), 4)])
-def test_group_norm(xshape, groups):
+@pytest.mark.parametrize("xshape, groups, act", [((2, 6, 3, 4), 3, "none"), ((1, 4, 5), 4, "Relu")])
+def test_group_norm(xshape, groups, act):
     rng = np.random.default_rng(0)
     x = rand(rng, *xshape) * 3 + 2
     c = xshape[1]
     s, b = rand(rng, c), rand(rng, c)
-    [y] = run_op("GroupNormalization", [x, s, b], [xshape], dict(num_groups=groups, epsilon=1e-4), const=(1,))
-    assert_close(y, group_norm_reference(x, s, b, groups, 1e-4), 2e-5)
+    attrs = dict(num_groups=groups, epsilon=1e-4, activation=act)
+    [y] = run_op("GroupNormalization", [x, s, b], [xshape], attrs, const=(1,))
+    assert_close(y, activation_ref(group_norm_reference(x, s, b, groups, 1e-4), act), 2e-5)
 
 
 @pytest.mark.parametrize("mode", ["DCR", "CRD"])
