@@ -1,12 +1,21 @@
-"""Converters for the neural-network ops: convolutions, normalisation, pooling, Gemm/MatMul."""
+"""Converters for the neural-network ops: convolutions, normalisation, pooling, Gemm/MatMul.
+
+1-D convolutions and pools (input (N, C, L)) import as their 2-D forms on (N, C, 1, L): a
+Reshape view in, the 2-D node with height-1 kernels, strides and pads, a Reshape view out.
+The kernels, passes and memory plan then see only 2-D ops, and the views cost nothing.
+"""
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
 
+from cnnrt.errors import CnnrtError
+
 from .context import ConvertContext
+from .convert_helpers import reshape_input
 from .registry import onnx_op
 
 
@@ -60,6 +69,61 @@ def out_size(ctx: ConvertContext, size: int, k: int, s: int, d: int, pb: int, pe
     return n
 
 
+# 1-D attribute forms and their height-1 2-D equivalents: per-axis lists gain a leading 1
+# (kernel, stride, dilation) or 0 (output padding); pads (begin, end) become (0, begin, 0, end).
+_LEAD_ONE = ("kernel_shape", "strides", "dilations", "output_shape")
+_LEAD_ZERO = ("output_padding",)
+
+
+def _height_one_attrs(ctx: ConvertContext) -> dict:
+    """The attributes of a 1-D conv or pool as the 2-D op's with height 1."""
+    out = dict(ctx.attrs)
+    for k, lead in [(k, 1) for k in _LEAD_ONE] + [(k, 0) for k in _LEAD_ZERO] + [("pads", None)]:
+        if k not in out:
+            continue
+        v = list(out[k])
+        if len(v) != (2 if k == "pads" else 1):
+            raise ctx.fail(f"{k} {v} must have {2 if k == 'pads' else 1} entries for a 1-D input")
+        out[k] = [0, v[0], 0, v[1]] if k == "pads" else [lead, *v]
+    return out
+
+
+def _one_d_as_2d(convert):
+    """``convert`` (a 2-D conv or pool converter) also for rank-3 inputs, as height 1."""
+
+    @functools.wraps(convert)
+    def run(ctx: ConvertContext) -> None:
+        shape = ctx.shape(0)
+        if len(shape) != 3:
+            return convert(ctx)
+        ins = [reshape_input(ctx, 0, (shape[0], shape[1], 1, shape[2]), "as2d")]
+        if ctx.has_input(1) and len(ctx.shape(1)) == 3:  # a weight (M, C/group, k) or (C, M/group, k)
+            w = ctx.shape(1)
+            w2d = (w[0], w[1], 1, w[2])
+            known = ctx.known(1)  # a constant weight becomes a 4-D constant, not a node
+            ins.append(
+                reshape_input(ctx, 1, w2d, "w2d") if known is None else ctx.add_constant("w2d", known.reshape(w2d))
+            )
+        lifted = copy.copy(ctx)
+        lifted.inputs = ins + ctx.inputs[len(ins) :]
+        lifted.outputs = [ctx.fresh("out2d") if o else "" for o in ctx.outputs]
+        lifted.attrs = _height_one_attrs(ctx)
+        try:
+            convert(lifted)
+        except CnnrtError as e:  # its message names the 2-D forms: say where they come from
+            raise type(e)(f"{e} (the 1-D node is imported as its 2-D form with height 1)") from None
+        # the 2-D outputs, seen as the inputs of their reshapes back to 1-D
+        back = copy.copy(ctx)
+        back.inputs = lifted.outputs
+        for k, out in enumerate(ctx.outputs):
+            if out:
+                v = back.value(k)
+                one_d = v.shape[:2] + v.shape[3:]
+                ctx.emit("Reshape", [lifted.outputs[k]], [ctx.out(k, one_d, v.dtype)], dict(shape=one_d), "/as1d")
+
+    return run
+
+
 def _reject_pads_beside_auto_pad(ctx: ConvertContext) -> None:
     """Conv and ConvTranspose refuse ``pads`` (even all zeros) beside an ``auto_pad`` other than
     NOTSET, as onnxruntime does; pools keep auto_pad and ignore pads, as onnxruntime does too."""
@@ -101,6 +165,7 @@ def _conv_operands(ctx: ConvertContext, weight: str, layout: str):
 
 
 @onnx_op("Conv", since=1)
+@_one_d_as_2d
 def conv(ctx: ConvertContext) -> None:
     (n, c, h, w), wshape, group = _conv_operands(ctx, f"weight {ctx.inputs[1]!r}", "M, C/group, kH, kW")
     m = wshape[0]
@@ -131,6 +196,7 @@ def _emit_conv(ctx: ConvertContext, op: str, out_shape, bias: str, geometry: dic
 
 
 @onnx_op("ConvTranspose", since=1)
+@_one_d_as_2d
 def conv_transpose(ctx: ConvertContext) -> None:
     (n, c, h, w), wshape, group = _conv_operands(ctx, "weight", "C, M/group, kH, kW")
     if group < 1 or c % group or wshape[0] != c:
@@ -250,7 +316,7 @@ def _global_pool(ctx: ConvertContext, op: str) -> None:
 
 
 for _op in ("MaxPool", "AveragePool"):
-    onnx_op(_op, since=1)(functools.partial(_pool, op=_op))
+    onnx_op(_op, since=1)(_one_d_as_2d(functools.partial(_pool, op=_op)))
 for _op in ("GlobalAveragePool", "GlobalMaxPool"):
     onnx_op(_op, since=1)(functools.partial(_global_pool, op=_op))
 

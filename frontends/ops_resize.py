@@ -2,8 +2,8 @@
 shape and per-axis scales, so scales/sizes must be known at import time.
 
 Upsample-7/9 and Resize-10 are Resize with fixed coordinate and rounding modes; Resize-11+
-adds coordinate_transformation_mode, nearest_mode, sizes, and (opset 18) axes and
-keep_aspect_ratio_policy.
+adds coordinate_transformation_mode, nearest_mode, sizes, cubic mode (with cubic_coeff_a and
+exclude_outside), and (opset 18) axes and keep_aspect_ratio_policy.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ _NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
 def _emit_resize(
-    ctx: ConvertContext, mode: str, coord: str, nearest: str, scales, sizes, axes=None, policy="stretch"
+    ctx: ConvertContext, mode: str, coord: str, nearest: str, scales, sizes, axes=None, policy="stretch", cubic=None
 ) -> None:
     """Resolve scales/sizes (per ``axes``) to an output shape and per-axis scales."""
     v = ctx.value(0)
@@ -52,26 +52,25 @@ def _emit_resize(
             raise ctx.fail(f"unknown keep_aspect_ratio_policy {policy!r}")
     if min(out) < 1:
         raise ctx.fail(f"the output shape {out} would be empty")
-    attrs = dict(mode=mode, coord_mode=coord, nearest_mode=nearest, scales=tuple(sc))
+    attrs = dict(mode=mode, coord_mode=coord, nearest_mode=nearest, scales=tuple(sc), **(cubic or {}))
     ctx.emit("Resize", [ctx.inputs[0]], [ctx.out(0, out, v.dtype)], attrs)
 
 
-def _resize_mode(ctx: ConvertContext, mode: str) -> str:
+def _resize_mode(ctx: ConvertContext, mode: str, modes=("nearest", "linear")) -> str:
     mode = {"bilinear": "linear"}.get(mode, mode)
-    if mode == "cubic":
-        raise ctx.unsupported("cubic interpolation is not supported (nearest, linear)")
-    if mode not in ("nearest", "linear"):
-        raise ctx.fail(f"unknown mode {mode!r}")
+    if mode not in modes:
+        raise ctx.fail(f"unknown mode {mode!r} (expected {', '.join(modes)})")
     return mode
 
 
 @onnx_op("Resize", since=10)
 def resize(ctx: ConvertContext) -> None:
-    mode = _resize_mode(ctx, ctx.attr("mode", "nearest"))
     if ctx.opset < 11:
+        mode = _resize_mode(ctx, ctx.attr("mode", "nearest"))
         # Resize-10 is Upsample with downsampling: asymmetric coordinates, and nearest
         # rounding as onnxruntime does it ("simple": ceil when shrinking an axis, else floor).
         return _emit_resize(ctx, mode, "asymmetric", "simple", known_floats(ctx, 1, "scales"), None)
+    mode = _resize_mode(ctx, ctx.attr("mode", "nearest"), ("nearest", "linear", "cubic"))
     coord = ctx.attr("coordinate_transformation_mode", "half_pixel")
     if coord == "tf_crop_and_resize":
         raise ctx.unsupported("coordinate_transformation_mode 'tf_crop_and_resize' is not supported")
@@ -82,16 +81,22 @@ def resize(ctx: ConvertContext) -> None:
         raise ctx.fail(f"unknown nearest_mode {nearest!r}")
     if int(ctx.attr("antialias", 0)):
         raise ctx.unsupported("antialias=1 is not supported")
-    if int(ctx.attr("exclude_outside", 0)) and mode == "nearest":
+    exclude = bool(int(ctx.attr("exclude_outside", 0)))
+    if exclude and mode == "nearest":
         # For linear it changes nothing (out-of-range neighbours get the edge value either way).
         raise ctx.unsupported("exclude_outside=1 with nearest mode is not supported")
+    cubic = (
+        dict(cubic_coeff_a=float(ctx.attr("cubic_coeff_a", -0.75)), exclude_outside=exclude)
+        if mode == "cubic"
+        else None
+    )
     scales = known_floats(ctx, 2, "scales") if ctx.has_input(2) else None
     sizes = known_ints(ctx, 3, "sizes") if ctx.has_input(3) else None
     if sizes is not None and not sizes:
         sizes = None
     axes = ctx.attr("axes") if ctx.opset >= 18 else None
     policy = ctx.attr("keep_aspect_ratio_policy", "stretch") if ctx.opset >= 18 else "stretch"
-    _emit_resize(ctx, mode, coord, nearest, scales, sizes, axes, policy)
+    _emit_resize(ctx, mode, coord, nearest, scales, sizes, axes, policy, cubic)
 
 
 @onnx_op("Upsample", since=7)

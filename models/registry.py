@@ -49,6 +49,8 @@ _ENTRIES = [
     ZooEntry("xception", "xception", "xception", (3, 299, 299), "Xception, middle flow 4x"),
     ZooEntry("efficientnet_b0", "efficientnet", "efficientnet_b0", _IMAGENET, "EfficientNet-B0"),
     ZooEntry("segnet", "segnet", "segnet", (3, 128, 128), "encoder-decoder, 21-class logits"),
+    ZooEntry("style_transfer", "style_transfer", "style_transfer", (3, 64, 64), "fast style transfer, InstanceNorm"),
+    ZooEntry("espcn", "espcn", "espcn", (1, 64, 64), "ESPCN 3x super-resolution, PixelShuffle"),
 ]
 
 ZOO: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}

@@ -10,7 +10,7 @@ Rules (each anchored at the node that disappears):
   Conv, the fused node moves to the Add's position (safe: the Conv's only reader was the Add).
   Of two Conv candidates the one needing no move wins.
 - ``X + <activation> -> X(activation)`` for every X the op table (cnnrt.core.ops) gives an
-  epilogue (Conv, ConvTranspose, Gemm, ChannelAffine; the blocked forms come later) and every
+  epilogue (Conv, ConvTranspose, Gemm, ChannelAffine, GroupNormalization; the blocked forms come later) and every
   unary activation; ``X + Mul(x, Sigmoid(x)) -> X(SiLU)`` and
   ``X + Mul(x, HardSigmoid(x; 1/6, 1/2)) -> X(HardSwish)``.
 

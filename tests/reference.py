@@ -198,7 +198,7 @@ def softmax_reference(x, axis=-1, coerce_2d=False, log=False):
     return z - lse if log else np.exp(z - lse)
 
 
-def resize_reference(x, scales, mode, coord_mode, nearest_mode):
+def resize_reference(x, scales, mode, coord_mode, nearest_mode, cubic_coeff_a=-0.75, exclude_outside=False):
     """onnx.reference's Resize applied one resized axis at a time (interpolation is separable,
     so this is exact); opset 10's "simple" nearest rule is ceil when shrinking, else floor."""
     from onnx import TensorProto, helper
@@ -212,7 +212,14 @@ def resize_reference(x, scales, mode, coord_mode, nearest_mode):
         per_axis = np.ones(y.ndim, np.float32)
         per_axis[axis] = s
         node = helper.make_node(
-            "Resize", ["X", "", "S"], ["Y"], mode=mode, coordinate_transformation_mode=coord_mode, nearest_mode=nearest
+            "Resize",
+            ["X", "", "S"],
+            ["Y"],
+            mode=mode,
+            coordinate_transformation_mode=coord_mode,
+            nearest_mode=nearest,
+            cubic_coeff_a=cubic_coeff_a,
+            exclude_outside=int(exclude_outside),
         )
         io = [helper.make_tensor_value_info(n, TensorProto.DOUBLE, None) for n in ("X", "Y")]
         scale_init = helper.make_tensor("S", TensorProto.FLOAT, [y.ndim], per_axis)
@@ -221,6 +228,43 @@ def resize_reference(x, scales, mode, coord_mode, nearest_mode):
             opset_imports=[helper.make_opsetid("", 19)],
         )
         y = ReferenceEvaluator(model).run(None, {"X": y})[0]
+    return y
+
+
+def group_norm_reference(x, scale, bias, groups, eps):
+    """(x - mean) / sqrt(var + eps) * scale + bias, statistics per (n, group of channels)."""
+    x64 = np.asarray(x, np.float64)
+    xg = x64.reshape(x.shape[0], groups, -1)
+    y = ((xg - xg.mean(-1, keepdims=True)) / np.sqrt(xg.var(-1, keepdims=True) + eps)).reshape(x.shape)
+    per_channel = (1, -1) + (1,) * (x.ndim - 2)
+    return y * np.asarray(scale, np.float64).reshape(per_channel) + np.asarray(bias, np.float64).reshape(per_channel)
+
+
+def _block_channel(i, j, ch, b, channels, mode):
+    """The deep-side channel of pixel (i, j) of a b x b block of channel ``ch`` (of ``channels``)."""
+    return (i * b + j) * channels + ch if mode == "DCR" else ch * b * b + i * b + j
+
+
+def depth_to_space_reference(x, b, mode):
+    """Channel ``_block_channel(i, j, ch)`` becomes pixels (i::b, j::b) of output channel ch."""
+    n, c, h, w = x.shape
+    oc = c // (b * b)
+    y = np.empty((n, oc, h * b, w * b), x.dtype)
+    for ch in range(oc):
+        for i in range(b):
+            for j in range(b):
+                y[:, ch, i::b, j::b] = x[:, _block_channel(i, j, ch, b, oc, mode)]
+    return y
+
+
+def space_to_depth_reference(x, b, mode):
+    """The inverse of depth_to_space_reference."""
+    n, c, h, w = x.shape
+    y = np.empty((n, c * b * b, h // b, w // b), x.dtype)
+    for ch in range(c):
+        for i in range(b):
+            for j in range(b):
+                y[:, _block_channel(i, j, ch, b, c, mode)] = x[:, ch, i::b, j::b]
     return y
 
 

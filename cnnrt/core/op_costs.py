@@ -13,6 +13,7 @@ ChannelAffine
 AveragePool           out elements * kh * kw (additions, counted as MACs)
 GlobalAveragePool     input elements
 LRN                   out elements * size (the windowed sum of squares)
+GroupNormalization    one per output element (the scale and shift after the statistics)
 everything else       0 (elementwise ops, comparisons, data movement)
 ====================  ======================================================================
 
@@ -137,6 +138,10 @@ def reduce_mean_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
     return _prod(shape[i] for i in (a["axes"] or range(len(shape))))
 
 
+def group_norm_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
+    return _prod(ins[0][1:]) // int(a["num_groups"])  # the mean and variance of one group
+
+
 def inputs_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
     """Sum/Max/Min: one term per input."""
     return _present(ins, 0)
@@ -176,4 +181,5 @@ GLOBAL_AVERAGE_POOL = Numerics(global_average_pool_macs, global_pool_accumulatio
 LRN = Numerics(lrn_macs, lrn_accumulation, True)
 SOFTMAX = Numerics(zero, softmax_accumulation, True)
 REDUCE_MEAN = Numerics(zero, reduce_mean_accumulation)
+GROUP_NORM = Numerics(per_output_macs, group_norm_accumulation)
 VARIADIC = Numerics(zero, inputs_accumulation)

@@ -108,6 +108,31 @@ def resize(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
     return [tuple(d if s == 1.0 else None for d, s in zip(x[0], a["scales"]))]
 
 
+def depth_to_space(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
+    n, c, h, w = x[0]
+    b = int(a["blocksize"])
+    return [(n, c // (b * b), h * b, w * b)]
+
+
+def space_to_depth(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
+    n, c, h, w = x[0]
+    b = int(a["blocksize"])
+    return [(n, c * b * b, h // b, w // b)]
+
+
+def block_rearrangement(op: str, blocksize: int, mode: str, shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """DepthToSpace / SpaceToDepth as (6-D view of the input, transposition): the output is
+    ``x.reshape(view).transpose(perm)`` in row-major order (ONNX's definitions of both modes)."""
+    n, c, h, w = (int(d) for d in shape)
+    b = int(blocksize)
+    if op == "DepthToSpace":
+        if mode == "DCR":
+            return (n, b, b, c // (b * b), h, w), (0, 3, 4, 1, 5, 2)
+        return (n, c // (b * b), b, b, h, w), (0, 1, 4, 2, 5, 3)
+    split = (n, c, h // b, b, w // b, b)
+    return split, ((0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4))
+
+
 def shape(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
     return [(len(range(len(x[0]))[a["start"] : a["end"]]),)]
 

@@ -1,4 +1,5 @@
-"""Normalisation: BatchNormalization, ChannelAffine (BN after folding, + activation), LRN.
+"""Normalisation: BatchNormalization, ChannelAffine (BN after folding, + activation), LRN,
+GroupNormalization (and InstanceNormalization, imported as one group per channel).
 
 BatchNormalization and ChannelAffine share one kernel, ``y = act(x * s + t)`` with ``s``/``t``
 per channel ``(C, 1)`` or per activation ``(C, S)`` (BN's spatial=0 form, parameters shaped
@@ -14,7 +15,7 @@ import math
 import numpy as np
 from numba import prange
 
-from cnnrt.core.ops import ACTIVATIONS
+from cnnrt.core.ops import ACTIVATIONS, op_attrs
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly
@@ -182,5 +183,54 @@ def build_lrn(node, graph):
 
     def run(ins, outs):
         _lrn(ins[0].reshape(rows), outs[0].reshape(rows), lo, hi, a, beta, bias)
+
+    return run
+
+
+@pjit
+def _group_norm(x, scale, bias, out, groups, eps, kind, alpha, beta):
+    """Rows r = n*groups + g of (N*groups, S): mean and variance of the row (two passes in
+    float64, so a large mean does not cancel the variance), then per channel of the group
+    ``y = act(x * a + b)`` with ``a = scale * rstd``, ``b = bias - mean * a``."""
+    rows, size = x.shape
+    per_group = scale.shape[0] // groups
+    inner = size // per_group
+    for r in prange(rows):
+        g = r % groups
+        total = 0.0
+        for i in range(size):
+            total += x[r, i]
+        mean = total / size
+        sq = 0.0
+        for i in range(size):
+            d = x[r, i] - mean
+            sq += d * d
+        rstd = 1.0 / math.sqrt(sq / size + eps)
+        for k in range(per_group):
+            ch = g * per_group + k
+            a = scale[ch] * rstd
+            b = bias[ch] - mean * a
+            for i in range(k * inner, (k + 1) * inner):
+                out[r, i] = x[r, i] * a + b
+        if kind != 0:
+            act_inplace(out[r], kind, alpha, beta)
+
+
+_group_norm_serial = serial_twin(_group_norm)
+
+
+@register("GroupNormalization")
+def build_group_norm(node, graph):
+    xshape = graph.values[node.inputs[0]].shape
+    groups = int(node.attrs["num_groups"])
+    rows = (xshape[0] * groups, int(np.prod(xshape[1:], dtype=np.int64)) // groups)
+    a = op_attrs(node)
+    dt = np.dtype(graph.values[node.inputs[0]].dtype)
+    act = ACTIVATIONS[a["activation"]], dt.type(a["act_alpha"]), dt.type(a["act_beta"])
+    eps = float(a["epsilon"])
+    kernel = pick(_group_norm, _group_norm_serial, rows[0] * rows[1], num_threads())
+
+    def run(ins, outs):
+        kernel(ins[0].reshape(rows), readonly(ins[1]), readonly(ins[2]), outs[0].reshape(rows), groups, eps, *act)
 
     return run

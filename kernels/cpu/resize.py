@@ -1,7 +1,7 @@
-"""Resize (nearest / linear) for every coordinate transformation mode in cnnrt.core.ops.
+"""Resize (nearest / linear / cubic) for every coordinate transformation mode in cnnrt.core.ops.
 
 Interpolation is separable, so each axis gets a table at build time: the source index
-(nearest) or the two source indices and weights (linear) of every output position, computed
+(nearest), the two source indices and weights (linear) or the four (cubic) of every output position, computed
 from the coordinate mode with the ONNX formulas (in float32, as onnxruntime evaluates them). The common case, only the
 last two axes resized (NCHW images), runs as one fused 2-D Numba kernel; anything else runs
 one 1-D pass per resized axis through scratch buffers.
@@ -14,6 +14,7 @@ import math
 import numpy as np
 from numba import prange
 
+from cnnrt.core.ops import op_attrs
 from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.cpu.blas import split_index
 from cnnrt.kernels.registry import register
@@ -74,6 +75,27 @@ def linear_table(n_in: int, n_out: int, scale: float, coord: str):
     return i0, i1, 1.0 - w1, w1
 
 
+def cubic_weight(t: np.ndarray, a: float) -> np.ndarray:
+    """Keys' cubic convolution kernel with coefficient ``a`` at distance ``t`` (ONNX's cubic_coeff_a)."""
+    t = np.abs(t)
+    inner = ((a + 2) * t - (a + 3)) * t * t + 1
+    outer = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return np.where(t <= 1, inner, np.where(t < 2, outer, 0.0))
+
+
+def cubic_table(n_in: int, n_out: int, scale: float, coord: str, a: float, exclude_outside: bool):
+    """(idx, w), each (n_out, 4): out[k] = sum_t w[k, t] * x[idx[k, t]] over the taps
+    floor(x) - 1 .. floor(x) + 2, indices clamped (edge); with ``exclude_outside`` the taps
+    outside the input get weight 0 and the rest are renormalised to sum to 1."""
+    x = source_coords(n_in, n_out, scale, coord)
+    taps = np.floor(x)[:, None] + np.arange(-1, 3)[None, :]
+    w = cubic_weight(x[:, None] - taps, a)
+    if exclude_outside:
+        w = np.where((taps >= 0) & (taps <= n_in - 1), w, 0.0)
+        w = w / w.sum(axis=1, keepdims=True)
+    return np.clip(taps, 0, n_in - 1).astype(np.int64), w
+
+
 def _identity(n_in: int, n_out: int, scale: float) -> bool:
     return n_in == n_out and math.isclose(scale, 1.0)
 
@@ -102,6 +124,39 @@ def resize2d_linear(x, out, y0, y1, wy0, wy1, x0, x1, wx0, wx1):
 
 
 @pjit
+def resize2d_cubic(x, out, iy, wy, ix, wx):
+    """4 x 4 taps per output: the row interpolation of four source rows, then the column one."""
+    p_, oh, ow = out.shape
+    for t in prange(p_ * oh):
+        p, i = split_index(t, oh)
+        for j in range(ow):
+            acc = 0.0
+            for u in range(4):
+                row = 0.0
+                r = iy[i, u]
+                for v in range(4):
+                    row += wx[j, v] * x[p, r, ix[j, v]]
+                acc += wy[i, u] * row
+            out[p, i, j] = acc
+
+
+@pjit
+def resize_axis_cubic(x, out, idx, w):
+    """Along axis 1 of (outer, n, inner): each output row is four weighted source rows, added
+    row by row (contiguous, vectorised inner loops)."""
+    outer, m, inner = out.shape
+    for t in prange(outer * m):
+        o, k = split_index(t, m)
+        dst = out[o, k]
+        dst[:] = 0
+        for u in range(4):
+            src = x[o, idx[k, u]]
+            wu = w[k, u]
+            for j in range(inner):
+                dst[j] += wu * src[j]
+
+
+@pjit
 def resize_axis_nearest(x, out, idx):
     """Along axis 1 of (outer, n, inner) -> (outer, m, inner)."""
     outer, m, inner = out.shape
@@ -125,12 +180,18 @@ def resize_axis_linear(x, out, i0, i1, w0, w1):
 def _tables(n_in, n_out, scale, attrs):
     if attrs["mode"] == "nearest":
         return (nearest_table(n_in, n_out, scale, attrs["coord_mode"], attrs["nearest_mode"]),)
+    if attrs["mode"] == "cubic":
+        return cubic_table(n_in, n_out, scale, attrs["coord_mode"], attrs["cubic_coeff_a"], attrs["exclude_outside"])
     return linear_table(n_in, n_out, scale, attrs["coord_mode"])
+
+
+_KERNELS_2D = {"nearest": resize2d_nearest, "linear": resize2d_linear, "cubic": resize2d_cubic}
+_KERNELS_AXIS = {"nearest": resize_axis_nearest, "linear": resize_axis_linear, "cubic": resize_axis_cubic}
 
 
 @register("Resize")
 def build_resize(node, graph):
-    attrs = node.attrs
+    attrs = op_attrs(node)
     xv, ov = graph.values[node.inputs[0]], graph.values[node.outputs[0]]
     if np.dtype(xv.dtype) not in (np.float32, np.float64):
         raise TypeError(f"Resize kernel supports float32 and float64, got {xv.dtype}")
@@ -141,13 +202,12 @@ def build_resize(node, graph):
         raise ValueError(f"output shape {list(oshape)} does not follow from scales {list(scales)}")
     if not resized:
         return lambda ins, outs: np.copyto(outs[0], ins[0])
-    nearest = attrs["mode"] == "nearest"
     if rank >= 2 and min(resized) >= rank - 2:
         lead = math.prod(ishape[:-2])
         xs3, os3 = (lead,) + tuple(ishape[-2:]), (lead,) + tuple(oshape[-2:])
         ty = _tables(ishape[-2], oshape[-2], scales[-2], attrs)
         tx = _tables(ishape[-1], oshape[-1], scales[-1], attrs)
-        kernel = resize2d_nearest if nearest else resize2d_linear
+        kernel = _KERNELS_2D[attrs["mode"]]
 
         def run2d(ins, outs):
             kernel(ins[0].reshape(xs3), outs[0].reshape(os3), *ty, *tx)
@@ -161,7 +221,7 @@ def build_resize(node, graph):
         s_out = (s_in[0], oshape[a], s_in[2])
         passes.append((s_in, s_out, _tables(ishape[a], oshape[a], scales[a], attrs)))
     scratch = [np.empty(math.prod(p[1]), dtype=xv.dtype) for p in passes[:-1]]
-    kernel = resize_axis_nearest if nearest else resize_axis_linear
+    kernel = _KERNELS_AXIS[attrs["mode"]]
 
     def run(ins, outs):
         src = ins[0]

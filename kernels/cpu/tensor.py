@@ -1,4 +1,5 @@
-"""Data-movement kernels: views, Concat, Split, Slice, Transpose, Pad, Gather, Shape, ConstantOfShape.
+"""Data-movement kernels: views, Concat, Split, Slice, Transpose, Pad, Gather, Shape, ConstantOfShape,
+DepthToSpace and SpaceToDepth (a transposition of a 6-D view of the input).
 
 Pure data movement goes through numpy with the output preallocated; Pad is a Numba gather
 through per-axis index tables (one kernel for constant, edge and reflect).
@@ -12,6 +13,7 @@ import numpy as np
 from numba import prange
 
 from cnnrt.core.const_eval import pad_widths, slice_index
+from cnnrt.core.op_shapes import block_rearrangement
 from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.cpu.blas import split_index
 from cnnrt.kernels.registry import register
@@ -83,6 +85,19 @@ def build_transpose(node, graph):
 
     def run(ins, outs):
         np.copyto(outs[0], ins[0].transpose(perm))
+
+    return run
+
+
+@register("DepthToSpace", "SpaceToDepth")
+def build_block_rearrangement(node, graph):
+    view, perm = block_rearrangement(
+        node.op, node.attrs["blocksize"], node.attrs.get("mode", "DCR"), graph.values[node.inputs[0]].shape
+    )
+    out_view = tuple(view[p] for p in perm)
+
+    def run(ins, outs):
+        np.copyto(outs[0].reshape(out_view), ins[0].reshape(view).transpose(perm))
 
     return run
 

@@ -1,10 +1,13 @@
-"""Normalisation on CUDA: BatchNormalization, ChannelAffine (BN after folding, + activation), LRN.
+"""Normalisation on CUDA: BatchNormalization, ChannelAffine (BN after folding, + activation), LRN,
+GroupNormalization (and InstanceNormalization, one group per channel).
 
 One thread per output element in grid-stride loops. A per-channel parameter of a flat
 index i is number ``(i // inner) % period`` (:func:`_channel_layout`): per channel of NCHW,
 per activation (BN's spatial=0 form), or one for all. BatchNormalization with constant
 parameters is prepacked to the affine kernel (``s = scale / sqrt(var + eps)``, ``t = B - mean * s``
-in float64, then rounded).
+in float64, then rounded). GroupNormalization takes two launches, as the reductions do: one
+thread per (n, group) computes its mean and 1/std into a small device buffer, then one thread
+per element normalises, scales, shifts and applies the fused activation.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import math
 import numpy as np
 from numba import cuda
 
+from cnnrt.core.ops import op_attrs
 from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels.registry import register
 
-from .common import F0, act, dmax, dmin, epilogue_params, launcher_1d, require_float, shape_of, size_of
-from .device import upload_flat
+from .common import F0, F1, act, dmax, dmin, epilogue_params, launcher_1d, require_float, shape_of, size_of
+from .device import device_array, upload_flat
 
 
 @cuda.jit
@@ -112,3 +116,48 @@ def build_lrn(node, graph):
     )
     launch = launcher_1d(_lrn, total)
     return lambda ins, outs: launch(ins[0], outs[0], total, *args)
+
+
+@cuda.jit
+def _group_stats(X, stats, rows, size, eps):
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        base = r * size
+        total = F0
+        for i in range(size):
+            total += X[base + i]
+        mean = total / np.float32(size)
+        sq = F0
+        for i in range(size):
+            d = X[base + i] - mean
+            sq += d * d
+        stats[2 * r] = mean
+        stats[2 * r + 1] = F1 / math.sqrt(sq / np.float32(size) + eps)
+
+
+@cuda.jit
+def _group_apply(X, scale, bias, stats, Y, n, size, inner, channels, kind, alpha, beta):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        r = i // size
+        c = (i // inner) % channels
+        Y[i] = act((X[i] - stats[2 * r]) * stats[2 * r + 1] * scale[c] + bias[c], kind, alpha, beta)
+
+
+@register("GroupNormalization", backend="cuda")
+def build_group_norm(node, graph):
+    dtype = require_float(node, graph, *node.inputs[:3])
+    shape = shape_of(graph, node.inputs[0])
+    groups = int(node.attrs["num_groups"])
+    n = size_of(graph, node.inputs[0])
+    rows = shape[0] * groups
+    size = n // rows
+    inner = int(np.prod(shape[2:], dtype=np.int64))
+    eps = dtype.type(op_attrs(node)["epsilon"])
+    epilogue = epilogue_params(node, dtype)
+    stats = device_array((2 * rows,), dtype)
+    stat_launch, apply_launch = launcher_1d(_group_stats, rows), launcher_1d(_group_apply, n)
+
+    def run(ins, outs):
+        stat_launch(ins[0], stats, rows, size, eps)
+        apply_launch(ins[0], ins[1], ins[2], stats, outs[0], n, size, inner, shape[1], *epilogue)
+
+    return run

@@ -1,8 +1,11 @@
-"""Resize on CUDA: nearest (any axes) and linear (the last two axes), with ONNX coordinate modes.
+"""Resize on CUDA: nearest (any axes), linear and cubic (the last two axes), with ONNX coordinate modes.
 
 Coordinates are computed in float32 like onnxruntime's CPU kernel, so the nearest-pixel
 choice at exact half-way points agrees with it. Linear mode clamps the source coordinate
 into [0, len - 1] before interpolating (onnxruntime's behaviour outside tf_crop_and_resize).
+Cubic mode takes the taps floor(x) - 1 .. floor(x) + 2 of the unclamped coordinate with
+indices clamped to the edge; with exclude_outside the taps outside the input get weight 0
+and the others are renormalised (per axis, as the interpolation is separable).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from cnnrt.core.ops import op_attrs
 from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels.registry import register
 
@@ -94,6 +98,56 @@ def _resize_bilinear(X, Y, total, H, W, OH, OW, sh, sw, coord):
         Y[i] = (F1 - wy) * top + wy * bottom
 
 
+@cuda.jit(device=True, inline=True)
+def _cubic_weight(t, a):
+    """Keys' cubic kernel with coefficient ``a`` at distance ``t`` >= 0."""
+    if t <= F1:
+        return ((a + np.float32(2)) * t - (a + np.float32(3))) * t * t + F1
+    if t < np.float32(2):
+        return ((a * t - np.float32(5) * a) * t + np.float32(8) * a) * t - np.float32(4) * a
+    return F0
+
+
+@cuda.jit(device=True, inline=True)
+def _cubic_taps(x, length, a, exclude, w, idx):
+    """The four taps of coordinate ``x`` along an axis of ``length``: weights into ``w``,
+    clamped indices into ``idx``."""
+    x0 = int(math.floor(x))
+    total = F0
+    for t in range(4):
+        j = x0 - 1 + t
+        wt = _cubic_weight(abs(x - np.float32(j)), a)
+        if exclude and (j < 0 or j > length - 1):
+            wt = F0
+        w[t] = wt
+        total += wt
+        idx[t] = dmin(dmax(j, 0), length - 1)
+    if exclude:
+        for t in range(4):
+            w[t] = w[t] / total
+
+
+@cuda.jit
+def _resize_bicubic(X, Y, total, H, W, OH, OW, sh, sw, coord, a, exclude):
+    wy = cuda.local.array(4, np.float32)
+    wx = cuda.local.array(4, np.float32)
+    iy = cuda.local.array(4, np.int64)
+    ix = cuda.local.array(4, np.int64)
+    for i in range(cuda.grid(1), total, cuda.gridsize(1)):
+        ow = i % OW
+        oh = (i // OW) % OH
+        base = (i // (OW * OH)) * H * W
+        _cubic_taps(_source_coord(oh, sh, H, OH, coord), H, a, exclude, wy, iy)
+        _cubic_taps(_source_coord(ow, sw, W, OW, coord), W, a, exclude, wx, ix)
+        acc = F0
+        for u in range(4):
+            row = F0
+            for v in range(4):
+                row += wx[v] * X[base + iy[u] * W + ix[v]]
+            acc += wy[u] * row
+        Y[i] = acc
+
+
 @register("Resize", backend="cuda")
 def build_resize(node, graph):
     require_float(node, graph)
@@ -120,14 +174,19 @@ def build_resize(node, graph):
         rank = len(ishape)
         launch = launcher_1d(_resize_nearest, total)
         return lambda ins, outs: launch(ins[0], outs[0], total, rank, *tables, d_scales, coord, nearest)
-    if mode != "linear":
+    if mode not in ("linear", "cubic"):
         raise UnsupportedOpError(f"node {node.name!r} (Resize): mode {mode!r} is not supported on CUDA")
     if len(ishape) < 2 or ishape[:-2] != oshape[:-2]:
         raise UnsupportedOpError(
-            f"node {node.name!r} (Resize): linear mode resizes only the last two axes, {list(ishape)} -> {list(oshape)}"
+            f"node {node.name!r} (Resize): {mode} mode resizes only the last two axes, {list(ishape)} -> {list(oshape)}"
         )
     h, w = ishape[-2:]
     oh, ow = oshape[-2:]
     sh, sw = np.float32(scales[-2]), np.float32(scales[-1])
+    if mode == "cubic":
+        a = op_attrs(node)
+        cubic = (np.float32(a["cubic_coeff_a"]), bool(a["exclude_outside"]))
+        launch = launcher_1d(_resize_bicubic, total)
+        return lambda ins, outs: launch(ins[0], outs[0], total, h, w, oh, ow, sh, sw, coord, *cubic)
     launch = launcher_1d(_resize_bilinear, total)
     return lambda ins, outs: launch(ins[0], outs[0], total, h, w, oh, ow, sh, sw, coord)

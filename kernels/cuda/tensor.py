@@ -1,8 +1,10 @@
-"""Data-movement CUDA kernels: Concat, Split, Slice, Transpose, Pad, Gather, views and shape ops.
+"""Data-movement CUDA kernels: Concat, Split, Slice, Transpose, Pad, Gather, views and shape ops,
+DepthToSpace and SpaceToDepth.
 
 Concat and Split are one strided row copy per input/output. Slice and Transpose are one
 strided gather: each output index maps to ``base + sum(coord[d] * istride[d])`` with the
-strides worked out on the host (Transpose permutes them, Slice scales them by the step).
+strides worked out on the host (Transpose permutes them, Slice scales them by the step,
+DepthToSpace/SpaceToDepth permute those of a 6-D view of the input).
 Reshape/Identity/Dropout are views: the executor skips them when the plan aliased their
 output to their input; otherwise (a constant input) they copy.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from cnnrt.core.op_shapes import block_rearrangement
 from cnnrt.errors import ShapeError, UnsupportedOpError
 from cnnrt.kernels.registry import register
 
@@ -159,6 +162,15 @@ def build_transpose(node, graph):
     perm = list(range(len(ishape)))[::-1] if perm is None else [int(p) % len(ishape) for p in perm]
     st = c_strides(ishape)
     return _strided_gather(graph, node, [ishape[p] for p in perm], [st[p] for p in perm], 0)
+
+
+@register("DepthToSpace", "SpaceToDepth", backend="cuda")
+def build_block_rearrangement(node, graph):
+    view, perm = block_rearrangement(
+        node.op, node.attrs["blocksize"], node.attrs.get("mode", "DCR"), shape_of(graph, node.inputs[0])
+    )
+    st = c_strides(view)
+    return _strided_gather(graph, node, [view[p] for p in perm], [st[p] for p in perm], 0)
 
 
 @register("Slice", backend="cuda")

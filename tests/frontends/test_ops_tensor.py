@@ -339,7 +339,6 @@ def test_resize_align_corners_uses_the_real_valued_length():
 @pytest.mark.parametrize(
     "attrs,match",
     [
-        ({"mode": "cubic"}, "cubic"),
         ({"mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize"}, "tf_crop_and_resize"),
         ({"mode": "linear", "antialias": 1}, "antialias"),
     ],

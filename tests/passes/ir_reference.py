@@ -14,11 +14,14 @@ from reference import (
     batchnorm_reference,
     conv2d_reference,
     conv_transpose2d_reference,
+    depth_to_space_reference,
     gemm_reference,
+    group_norm_reference,
     lrn_reference,
     pool_reference,
     resize_reference,
     softmax_reference,
+    space_to_depth_reference,
 )
 
 from cnnrt.core.ir import Graph, Node
@@ -182,7 +185,16 @@ INTERPRET = {
     "Dropout": lambda n, a, x, s: [x[0]] + [np.ones(shape, bool) for shape in s[1:]],
     "Transpose": lambda n, a, x, s: [np.transpose(x[0], a["perm"])],
     "Pad": _pad,
-    "Resize": lambda n, a, x, s: [resize_reference(x[0], a["scales"], a["mode"], a["coord_mode"], a["nearest_mode"])],
+    "Resize": lambda n, a, x, s: [
+        resize_reference(
+            x[0], a["scales"], a["mode"], a["coord_mode"], a["nearest_mode"], a["cubic_coeff_a"], a["exclude_outside"]
+        )
+    ],
+    "GroupNormalization": lambda n, a, x, s: [
+        activation_ref(group_norm_reference(*x[:3], a["num_groups"], a["epsilon"]), *_epilogue(a))
+    ],
+    "DepthToSpace": lambda n, a, x, s: [depth_to_space_reference(x[0], a["blocksize"], a["mode"])],
+    "SpaceToDepth": lambda n, a, x, s: [space_to_depth_reference(x[0], a["blocksize"], a["mode"])],
     "Shape": lambda n, a, x, s: [np.array(x[0].shape[a["start"] : a["end"]], dtype=np.int64)],
     "ConstantOfShape": lambda n, a, x, s: [np.full(s[0], a["value"])],
     "Gather": lambda n, a, x, s: [np.take(x[0], x[1], axis=a["axis"])],
