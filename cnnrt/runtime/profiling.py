@@ -10,7 +10,6 @@ build their traces from :func:`phase_events` and :func:`step_events`.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -116,9 +115,10 @@ class SessionProfiler:
         self.events.append(span_event("model_run", "Session", self._us(start), (end - start) * 1e6, 1))
         self.runs += 1
 
-    def write(self, folder: str | os.PathLike = ".") -> str:
-        """Write the profile as ``<prefix>_<start date and time>.json`` in ``folder``; returns its path."""
-        path = os.path.join(folder, f"{self.prefix}_{time.strftime('%Y-%m-%d_%H-%M-%S', self.started)}.json")
+    def write(self) -> str:
+        """Write the profile as ``<prefix>_<start date and time>.json`` (relative to the working
+        directory, as onnxruntime names it); returns that path."""
+        path = f"{self.prefix}_{time.strftime('%Y-%m-%d_%H-%M-%S', self.started)}.json"
         try:
             with open(path, "w") as f:
                 json.dump(self.events, f)

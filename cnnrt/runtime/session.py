@@ -145,7 +145,7 @@ class InferenceSession:
             self.opt_level = 0
         self._lock = threading.Lock()
         self._closed = False
-        self._written = False
+        self._first_plan = True  # the model's load is profiled, and its graph saved, with the first plan
         self._build_options = BuildOptions(
             self.backend, self.opt_level, self.disabled_passes, self.poison, self.memory_limit
         )
@@ -263,15 +263,15 @@ class InferenceSession:
             logid,
         )
         if self._profiler is not None:
-            phases = {"model_loading": self._import_s} if not self._profiler.runs and not self._written else {}
+            phases = {"model_loading": self._import_s} if self._first_plan else {}
             phases["session_initialization"] = sum(timings.values()) - self._import_s
             self._profiler.phases(phases, time.perf_counter())
-        if self._config.optimized_model_filepath and not self._written:
+        if self._config.optimized_model_filepath and self._first_plan:
             save_optimised(compiled.graph, self.model, self._config.optimized_model_filepath)
             self._log.emit(
                 INFO, f"wrote the optimised graph to {self._config.optimized_model_filepath}", log_threshold, logid
             )
-        self._written = True
+        self._first_plan = False
 
     def prepare(self, input_shapes: Mapping[str, Sequence[int]] | None = None, batch: int | None = None) -> None:
         """Build (or reuse) the plan for these input shapes and make it current.

@@ -223,8 +223,10 @@ def _read_session_options(so: Any, cfg: SessionConfig) -> dict[str, Any]:
     level = _int_field(so, "graph_optimization_level", GraphOptimizationLevel.ORT_ENABLE_ALL)
     if level not in set(GraphOptimizationLevel):
         raise CnnrtError(f"sess_options.graph_optimization_level {level} is not a GraphOptimizationLevel")
-    # ENABLE_EXTENDED is onnxruntime's "everything but layout changes": cnnrt's level 2 without block_layout
-    out["opt_level"] = min(level, 2)
+    # ENABLE_EXTENDED is onnxruntime's "everything but layout changes": cnnrt's level 2 without
+    # block_layout. The default (ENABLE_ALL) leaves an explicit opt_level keyword in charge.
+    if level != GraphOptimizationLevel.ORT_ENABLE_ALL:
+        out["opt_level"] = min(level, 2)
     if level == GraphOptimizationLevel.ORT_ENABLE_EXTENDED:
         out["disabled_passes"] = ("block_layout",)
     cfg.optimized_model_filepath = str(_field(so, "optimized_model_filepath", "") or "")
@@ -273,9 +275,10 @@ def _pick_provider(providers: Any, provider_options: Any, cfg: SessionConfig, cu
         if not why:
             cfg.provider_options = {k: str(v) for k, v in opts.items()}
             return backend
-        # onnxruntime, too, falls back to the next provider listed, with a warning
-        cfg.notes.append((WARNING, f"{name} is not available ({why}); trying the next provider listed"))
-    raise BackendUnavailableError(f"none of the providers {[n for n, _ in entries]} can run here: {cfg.notes[-1][1]}")
+        # as onnxruntime: on to the next provider listed, and the CPU when none is left, with a warning
+        cfg.notes.append((WARNING, f"{name} is not available ({why}); trying the next provider"))
+    cfg.notes.append((WARNING, "no provider listed can run here: falling back to CPUExecutionProvider"))
+    return "cpu"
 
 
 def resolve_session(
