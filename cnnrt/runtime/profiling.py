@@ -79,11 +79,12 @@ class SessionProfiler:
     """A session's profile (``enable_profiling``): its build phases and every run with its steps,
     written by :meth:`write` as onnxruntime writes its profile (a JSON list of events)."""
 
-    def __init__(self, prefix: str, model_name: str, provider: str) -> None:
+    def __init__(self, prefix: str, model_name: str, provider: str, t0: float) -> None:
+        """``t0``: the perf_counter time profiling started (the model's load)."""
         self.prefix = prefix
         self.provider = provider
-        self.t0 = time.perf_counter()
-        self.start_ns = time.time_ns()
+        self.t0 = t0
+        self.start_ns = time.time_ns() - int((time.perf_counter() - t0) * 1e9)
         self.started = time.localtime()
         self.events = metadata_events(f"cnnrt {model_name}", {1: "session", 2: "steps"})
         self.runs = 0

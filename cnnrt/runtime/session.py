@@ -130,14 +130,14 @@ class InferenceSession:
         self.disabled_passes = cfg.disabled_passes
         self.memory_limit = memory_limit if memory_limit is not None else default_memory_limit()
         self.poison = bool(int(os.environ.get("CNNRT_POISON", "0"))) if poison is None else poison
-        self._profiler = (
-            SessionProfiler(cfg.profile_file_prefix, "model", provider_name(self.backend))
-            if cfg.enable_profiling
-            else None
-        )
         t0 = time.perf_counter()
         self.model = OnnxModel(path_or_bytes)
         self._import_s = time.perf_counter() - t0
+        self._profiler = (
+            SessionProfiler(cfg.profile_file_prefix, self.model.proto.graph.name, provider_name(self.backend), t0)
+            if cfg.enable_profiling
+            else None
+        )
         self._apply_free_dims(cfg.free_dims)
         self.opt_level = cfg.opt_level
         if self.model.optimised is not None and self.opt_level:
