@@ -74,14 +74,12 @@ def export_module(
     return buf.getvalue()
 
 
-def _export_bytes(
-    name: str, opset: int, batch: int | None, model: torch.nn.Module | None = None, dynamic_spatial: bool = False
-) -> bytes:
+def _export_bytes(name: str, opset: int, batch: int | None, model: torch.nn.Module | None = None) -> bytes:
     if batch is not None and (not isinstance(batch, int) or batch < 1):
         raise ValueError(f"batch must be a positive int or None, got {batch!r}")
     model = build(name) if model is None else model
     x = torch.from_numpy(sample_input(name, batch or 1))
-    return export_module(model, x, opset=opset, dynamic_batch=batch is None, dynamic_spatial=dynamic_spatial)
+    return export_module(model, x, opset=opset, dynamic_batch=batch is None)
 
 
 def export(
@@ -151,5 +149,13 @@ def export_cached(
     tag = ("dyn" if batch is None else f"b{batch}") + ("-hw" if dynamic_spatial else "")
     path = root / f"{name}-op{opset}-{tag}-{source_hash()}.onnx"
     if not path.exists():
-        _write_atomic(path, _export_bytes(name, opset, batch, model, dynamic_spatial))
+        export = _export_dynamic_spatial if dynamic_spatial else _export_bytes
+        _write_atomic(path, export(name, opset, batch, model))
     return path
+
+
+def _export_dynamic_spatial(name: str, opset: int, batch: int | None, model: torch.nn.Module | None) -> bytes:
+    """The export of ``name`` with symbolic height and width (and batch unless ``batch`` fixes it)."""
+    model = build(name) if model is None else model
+    x = torch.from_numpy(sample_input(name, batch or 1))
+    return export_module(model, x, opset=opset, dynamic_batch=batch is None, dynamic_spatial=True)
