@@ -20,6 +20,7 @@ from cnnrt.core.ir import Graph
 from cnnrt.errors import ModelLoadError, UnsupportedOpError
 
 from .graph_builder import GraphBuilder
+from .ir_onnx import graph_from_onnx, is_cnnrt_ir
 from .loader import InputSpec, input_spec, load_model, tensor_to_array
 from .registry import converter_for, onnx_op_types
 from .schema_checks import check_signatures, opset_of
@@ -32,11 +33,16 @@ class OnnxModel:
         self.proto, self.folder = load_model(model)
         g = self.proto.graph
         self.opset = opset_of(self.proto)
+        self._output_specs: list[InputSpec] | None = None
         self.initializers: dict[str, np.ndarray] = {}
         for t in g.initializer:
             if t.name in self.initializers:
                 raise ModelLoadError(f"initializer {t.name!r} appears twice")
             self.initializers[t.name] = tensor_to_array(t, self.folder)
+        # a file cnnrt wrote with its optimised graph (frontends/ir_onnx.py): that graph, as it was
+        self.optimised: Graph | None = (
+            graph_from_onnx(self.proto, self.initializers) if is_cnnrt_ir(self.proto) else None
+        )
         self.inputs: list[InputSpec] = []
         # IR-3 models list initializers as inputs too: they stay constants unless fed.
         self.overridable: list[InputSpec] = []
@@ -52,8 +58,9 @@ class OnnxModel:
             raise ModelLoadError(f"graph outputs repeat a name: {self.outputs}")
         if not self.outputs:
             raise ModelLoadError("the graph declares no outputs")
-        self._check_supported()
-        check_signatures(g, self.opset)
+        if self.optimised is None:
+            self._check_supported()
+            check_signatures(g, self.opset)
 
     def _check_supported(self) -> None:
         """Scan every node first, then raise once listing all that cannot be imported."""
@@ -75,19 +82,53 @@ class OnnxModel:
                 + ", ".join(supported)
             )
 
-    def bind_shapes(self, feeds_shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, tuple[int, ...]]:
-        """Concrete shape for each real input: given shapes, else symbolic dims as 1."""
-        feeds_shapes = feeds_shapes or {}
-        out = {}
-        for spec in self.inputs:
-            if spec.name in feeds_shapes:
-                out[spec.name] = tuple(int(d) for d in feeds_shapes[spec.name])
-            else:
-                out[spec.name] = tuple(d if isinstance(d, int) else 1 for d in spec.shape)
-        return out
+    def output_specs(self) -> list[InputSpec]:
+        """Each graph output's name, dims and dtype as onnxruntime reports them.
+
+        ONNX shape inference merged with the declared shapes: a dimension keeps its declared
+        value or name, else the inferred one (a symbolic name flows from the inputs), else None
+        (onnxruntime's answer for a dim nothing names; inference's own ``unk__N`` names count as
+        unnamed). Computed once, on first use: inference copies the whole model.
+        """
+        if self._output_specs is None:
+            declared = [input_spec(vi) for vi in self.proto.graph.output]
+            try:
+                inferred = onnx.shape_inference.infer_shapes(self.proto).graph.output
+                specs = [input_spec(vi) for vi in inferred]
+            except Exception:  # inference cannot follow the graph: the declared shapes are all there is
+                specs = declared
+            named = _dim_params(self.proto.graph)
+            self._output_specs = [
+                InputSpec(s.name, tuple(None if isinstance(d, str) and d not in named else d for d in s.shape), s.dtype)
+                for s in specs
+            ]
+        return self._output_specs
+
+    def symbolic_beyond_batch(self) -> dict[str, list[int | str | None]]:
+        """Inputs with a symbolic (or unknown) dimension after the first, by name: those
+        cannot be planned until concrete shapes arrive."""
+        return {s.name: list(s.shape) for s in self.inputs if any(not isinstance(d, int) for d in s.shape[1:])}
+
+    def default_shapes(self, batch: int = 1) -> dict[str, tuple[int, ...]]:
+        """Concrete shape for each real input with ``batch`` for a symbolic first dimension
+        (callers check :meth:`symbolic_beyond_batch` first: other symbolic dims have no default)."""
+        return {s.name: tuple(d if isinstance(d, int) else batch for d in s.shape) for s in self.inputs}
 
     def to_graph(
         self, input_shapes: Mapping[str, tuple[int, ...]], fed_initializers: frozenset[str] = frozenset()
     ) -> Graph:
         """Import the graph for these concrete input shapes."""
+        if self.optimised is not None:  # its inputs are declared concrete: the feed checks saw these shapes
+            return self.optimised.copy()
         return GraphBuilder(self, input_shapes, fed_initializers).build()
+
+
+def _dim_params(g: onnx.GraphProto) -> set[str]:
+    """Every symbolic dimension name the graph itself declares (inputs, outputs, value_info)."""
+    return {
+        d.dim_param
+        for vi in (*g.input, *g.output, *g.value_info)
+        if vi.type.HasField("tensor_type")
+        for d in vi.type.tensor_type.shape.dim
+        if d.HasField("dim_param")
+    }

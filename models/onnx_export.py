@@ -27,6 +27,7 @@ from .registry import entry, sample_input
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 BATCH_DIM = "batch"
+SPATIAL_DIMS = {2: "height", 3: "width"}
 
 
 def export_module(
@@ -35,13 +36,25 @@ def export_module(
     *,
     opset: int = 17,
     dynamic_batch: bool = True,
+    dynamic_spatial: bool = False,
 ) -> bytes:
-    """Serialise an eval-mode ``model`` traced on ``x``; returns the ModelProto bytes."""
+    """Serialise an eval-mode ``model`` traced on ``x``; returns the ModelProto bytes.
+
+    ``dynamic_spatial`` makes the input's height and width symbolic ("height", "width"), and the
+    output's too when it is an image (a segmentation map) of the input's size."""
     if model.training:
         raise ValueError("export_module expects a model in eval mode")
     dynamic_axes = None
-    if dynamic_batch:
-        dynamic_axes = {INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}}
+    if dynamic_batch or dynamic_spatial:
+        ins: dict[int, str] = {0: BATCH_DIM} if dynamic_batch else {}
+        outs = dict(ins)
+        if dynamic_spatial:
+            ins.update(SPATIAL_DIMS)
+            with torch.no_grad():
+                y = model(x)
+            if y.dim() == 4 and y.shape[2:] == x.shape[2:]:
+                outs.update(SPATIAL_DIMS)
+        dynamic_axes = {INPUT_NAME: ins, OUTPUT_NAME: outs}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # Expected and harmless here: the legacy-exporter deprecation notice, the
@@ -148,18 +161,27 @@ def export_cached(
     batch: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     model: torch.nn.Module | None = None,
+    dynamic_spatial: bool = False,
 ) -> Path:
     """Path of the exported model, exporting only if the cache lacks this version.
 
     Files are keyed by name, opset, batch and :func:`source_hash`, so editing any zoo
     module (or upgrading torch) invalidates old entries; stale files are not removed.
     ``model``, if given, must be ``build(name)`` already built by the caller: a miss exports
-    it instead of building the net again.
+    it instead of building the net again. ``dynamic_spatial`` exports symbolic height and width.
     """
     entry(name)  # unknown names fail before touching the disk
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    tag = "dyn" if batch is None else f"b{batch}"
+    tag = ("dyn" if batch is None else f"b{batch}") + ("-hw" if dynamic_spatial else "")
     path = root / f"{name}-op{opset}-{tag}-{source_hash()}.onnx"
     if not path.exists():
-        _write_atomic(path, _export_bytes(name, opset, batch, model))
+        export = _export_dynamic_spatial if dynamic_spatial else _export_bytes
+        _write_atomic(path, export(name, opset, batch, model))
     return path
+
+
+def _export_dynamic_spatial(name: str, opset: int, batch: int | None, model: torch.nn.Module | None) -> bytes:
+    """The export of ``name`` with symbolic height and width (and batch unless ``batch`` fixes it)."""
+    model = build(name) if model is None else model
+    x = torch.from_numpy(sample_input(name, batch or 1))
+    return export_module(model, x, opset=opset, dynamic_batch=batch is None, dynamic_spatial=True)

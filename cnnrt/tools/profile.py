@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cnnrt.errors import CnnrtError
+from cnnrt.runtime.profiling import metadata_events, phase_events, run_stepwise, step_events
 from cnnrt.tools.costs import node_macs
 
 AGREEMENT = 0.10  # per-step sum and end-to-end must agree within this fraction
@@ -26,21 +27,6 @@ def _executor(sess):
     if ex is None or not hasattr(ex, "steps"):
         raise CnnrtError("this session's executor exposes no steps to profile (profile runs on the cpu backend)")
     return ex
-
-
-def run_stepwise(
-    executor, feeds_list: list[np.ndarray], clock=time.perf_counter
-) -> tuple[float, list[tuple[float, float]]]:
-    """One run of the plan, step by step: (start time, [(step start, step seconds), ...])."""
-    for dst, src in zip(executor.input_arrays, feeds_list):
-        np.copyto(dst, src)
-    start = clock()
-    spans = []
-    for step in executor.steps:
-        t0 = clock()
-        step.run(step.ins, step.outs)
-        spans.append((t0, clock() - t0))
-    return start, spans
 
 
 def profile_session(
@@ -120,33 +106,12 @@ def chrome_trace(report: dict, max_runs: int = 20) -> dict:
     Build phases come first on their own track, then each profiled run laid out on the
     "steps" track with its real per-step timestamps; step events carry op, origin and MACs.
     """
-    events: list[dict] = [
-        {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": f"cnnrt {report.get('model', '')}"}},
-        {"ph": "M", "pid": 1, "tid": 1, "name": "thread_name", "args": {"name": "build"}},
-        {"ph": "M", "pid": 1, "tid": 2, "name": "thread_name", "args": {"name": "steps"}},
-    ]
-    t = 0.0
-    for phase, secs in (report.get("build") or {}).items():
-        if isinstance(secs, (int, float)) and secs > 0:
-            events.append({"ph": "X", "pid": 1, "tid": 1, "name": phase, "cat": "build", "ts": t, "dur": secs * 1e6})
-            t += secs * 1e6
+    events = metadata_events(f"cnnrt {report.get('model', '')}", {1: "build", 2: "steps"})
+    build, t = phase_events(report.get("build") or {}, 0.0, 1, "build")
+    events += build
     t += 1000.0
-    by_index = report["steps"]
     for r, spans in enumerate(report.get("_traces", [])[:max_runs]):
-        run_len = 0.0
-        for (off, dur), s in zip(spans, by_index):
-            events.append(
-                {
-                    "ph": "X",
-                    "pid": 1,
-                    "tid": 2,
-                    "name": s["name"],
-                    "cat": s["op"],
-                    "ts": t + off * 1e6,
-                    "dur": dur * 1e6,
-                    "args": {"op": s["op"], "origin": s["origin"], "macs": s["macs"], "run": r},
-                }
-            )
-            run_len = off + dur
-        t += run_len * 1e6 + 50.0
+        run, end = step_events(report["steps"], spans, t, r, 2)
+        events += run
+        t = end + 50.0
     return {"traceEvents": events, "displayTimeUnit": "ms"}

@@ -240,7 +240,6 @@ def test_prepare_validates_shapes(sess, good, kwargs, match):
         ({"threads": 1.5}, "threads must be"),
         ({"opt_level": 3}, "opt_level"),
         ({"backend": "tpu"}, "unknown backend"),
-        ({"backend": None}, "unknown backend"),
         ({"disabled_passes": ["no_such_pass"]}, r"unknown pass name\(s\) \['no_such_pass'\]"),
         ({"disabled_passes": 5}, "disabled_passes must be a list"),
     ],
