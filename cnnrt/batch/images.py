@@ -141,3 +141,29 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, scores.shape[-1])
     order = np.argsort(-scores, axis=-1, kind="stable")[..., :k]
     return order.astype(np.int32), np.take_along_axis(scores, order, axis=-1)
+
+
+def image_feed(session, path: str, resize: int | None = None, mean=None, std=None) -> dict[str, np.ndarray]:
+    """``{input name: (1, C, H, W) tensor}`` of one image file for ``session``'s image input (the first
+    input of shape (N, C, H, W))."""
+    inputs = [a for a in session.get_inputs() if len(a.shape) == 4]
+    if not inputs:
+        raise InputError("--image needs a model with an (N, C, H, W) input")
+    arg = inputs[0]
+    pre = preprocess_for(tuple(arg.shape[1:]), resize, mean, std)
+    return {arg.name: read_image(path, pre)[None]}
+
+
+def topk_lines(output: np.ndarray, k: int) -> list[str]:
+    """``k`` lines "rank class probability name" for a classifier output of one item (N = 1)."""
+    if k < 1:
+        return []
+    logits = np.asarray(output)
+    if logits.ndim != 2 or logits.shape[0] != 1:
+        raise InputError(f"--topk needs a classifier output of shape (1, classes), not {list(logits.shape)}")
+    names = class_names(logits.shape[1])
+    classes, scores = top_k(softmax(logits), k)
+    return [
+        f"top{rank + 1:<3} class {c:<5d} p {s:.4f}{'  ' + names[c] if names else ''}"
+        for rank, (c, s) in enumerate(zip(classes[0].tolist(), scores[0].tolist()))
+    ]

@@ -31,16 +31,23 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _positive(text: str) -> int:
-    import argparse
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        import argparse
 
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return v
+        try:
+            v = int(text)
+        except ValueError:
+            v = low - 1
+        if v < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return v
+
+    return parse
+
+
+_positive = _at_least(1)
+nonnegative = _at_least(0)  # also cnnrt run's --topk
 
 
 def add_arguments(p) -> None:
@@ -50,7 +57,9 @@ def add_arguments(p) -> None:
     p.add_argument("--engine", choices=["local", "ray"], default="local", help="where to run (default: local)")
     p.add_argument("--batch-size", type=_positive, default=32, help="items per inference call (default 32)")
     p.add_argument("--shard-size", type=_positive, default=1024, help="items per output shard (default 1024)")
-    p.add_argument("--topk", type=int, default=5, help="classes kept per item (default 5; 0: raw output tensors)")
+    p.add_argument(
+        "--topk", type=nonnegative, default=5, help="classes kept per item (default 5; 0: raw output tensors)"
+    )
     p.add_argument("--no-softmax", action="store_true", help="scores are the raw outputs, not softmax probabilities")
     p.add_argument(
         "--resize", type=_positive, default=None, help="shorter side before the centre crop (default crop/0.875)"

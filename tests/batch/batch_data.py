@@ -59,3 +59,22 @@ def make_image_folder(root: Path, n: int, corrupt: tuple[int, ...] = (), seed: i
             bad.append(path.relative_to(root).as_posix())
         path.write_bytes(data)
     return bad
+
+
+def read_rows(folder: Path) -> list[dict]:
+    """The output rows of a batch run, in item order."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(folder).to_pylist()
+
+
+def assert_same_rows(got: list[dict], want: list[dict], atol: float = 1e-5) -> None:
+    """Same ids, errors and classes; scores within ``atol``."""
+    assert [r["id"] for r in got] == [r["id"] for r in want]
+    for g, w in zip(got, want):
+        assert g["error"] == w["error"], g["id"]
+        assert g["classes"] == w["classes"], g["id"]
+        if w["scores"] is None:
+            assert g["scores"] is None
+        else:
+            np.testing.assert_allclose(g["scores"], w["scores"], atol=atol, err_msg=g["id"])

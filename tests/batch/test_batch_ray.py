@@ -1,0 +1,57 @@
+"""cnnrt.batch with the Ray engine on a local 2-CPU Ray cluster started here: the same rows and error rows as
+the local engine, from a resumed run that computes only the missing shards."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from batch_data import assert_same_rows, read_rows
+from conftest import BATCH, CORRUPT, N_IMAGES, SHARD
+
+import cnnrt.batch
+from cnnrt.batch.ray_engine import plan_cluster
+from cnnrt.batch.shards import META
+
+ray = pytest.importorskip("ray", reason="the [ray] extra (part of [dev]) is not installed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+def test_ray_engine_resumes_to_the_local_rows(dataset, cluster, tmp_path):
+    """One Ray run (Ray's start-up dominates its time): it resumes an output holding two shards, as a run
+    interrupted out of order leaves it, and computes the other six, which hold all the corrupt images; every
+    row then equals the local engine's."""
+    out = tmp_path / "resumed"
+    out.mkdir()
+    for name in (META, "part-00001.parquet", "part-00005.parquet"):
+        shutil.copy(dataset["local"] / name, out / name)
+    plans = []
+    summary = cnnrt.batch.run(
+        str(dataset["model"]),
+        str(dataset["images"]),
+        str(out),
+        engine="ray",
+        shard_size=SHARD,
+        batch_size=BATCH,
+        topk=3,
+        on_plan=plans.append,
+    )
+    assert (plans[0].actors, plans[0].threads_per_actor, plans[0].cpus) == (1, 1, 2)
+    assert (summary.computed, summary.resumed_shards) == (N_IMAGES - 2 * SHARD, 2)
+    assert summary.errors == len(CORRUPT)
+    assert_same_rows(read_rows(out), read_rows(dataset["local"]))
+
+
+def test_cluster_plan_splits_each_node_between_loading_and_actors():
+    assert plan_cluster([2]) == plan_cluster([2], None, None)
+    p = plan_cluster([16, 16])
+    assert (p.threads_per_actor, p.actors, p.nodes, p.cpus) == (4, 6, 2, 32)  # 12 CPUs a node for 3 actors of 4
+    p = plan_cluster([8])
+    assert (p.threads_per_actor, p.actors) == (4, 1)
+    assert plan_cluster([8], actors=3, threads=2).actors == 3
