@@ -11,10 +11,15 @@ from onnx import helper
 
 SIZE = 32
 CLASSES = 10
+# the shared dataset (tests/batch/conftest.py): images, the corrupt ones, items per shard and per batch
+N_IMAGES = 240
+CORRUPT = (5, 40, 41, 130, 200, 233)
+SHARD = 32
+BATCH = 16
 
 
-def tiny_classifier(seed: int = 0) -> bytes:
-    """Conv 3->8 (3x3, stride 2) -> Relu -> GlobalAveragePool -> Flatten -> Gemm 8->10, batch symbolic."""
+def tiny_classifier(seed: int = 0, classes: int = CLASSES) -> bytes:
+    """Conv 3->8 (3x3, stride 2) -> Relu -> GlobalAveragePool -> Flatten -> Gemm 8->classes, batch symbolic."""
     rng = np.random.default_rng(seed)
     nodes = [
         helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
@@ -26,10 +31,10 @@ def tiny_classifier(seed: int = 0) -> bytes:
     init = {
         "w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32),
         "b": rng.standard_normal(8).astype(np.float32),
-        "fw": rng.standard_normal((CLASSES, 8)).astype(np.float32) * 2,
-        "fb": np.zeros(CLASSES, np.float32),
+        "fw": rng.standard_normal((classes, 8)).astype(np.float32) * 2,
+        "fb": np.zeros(classes, np.float32),
     }
-    model = make_model(nodes, [("x", ["N", 3, SIZE, SIZE])], [("y", ["N", CLASSES])], init)
+    model = make_model(nodes, [("x", ["N", 3, SIZE, SIZE])], [("y", ["N", classes])], init)
     return model.SerializeToString()
 
 

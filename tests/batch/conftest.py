@@ -4,14 +4,9 @@ them, shared by the local and the Ray tests."""
 from __future__ import annotations
 
 import pytest
-from batch_data import make_image_folder, tiny_classifier
+from batch_data import BATCH, CORRUPT, N_IMAGES, SHARD, make_image_folder, tiny_classifier
 
 import cnnrt.batch
-
-N_IMAGES = 240
-CORRUPT = (5, 40, 41, 130, 200, 233)
-SHARD = 32
-BATCH = 16
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,7 @@ import onnx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from batch_data import assert_same_rows, read_rows
-from conftest import BATCH, CORRUPT, N_IMAGES, SHARD
+from batch_data import BATCH, CORRUPT, N_IMAGES, SHARD, assert_same_rows, read_rows
 from helpers import ort_run
 
 import cnnrt.batch
@@ -170,3 +169,17 @@ def test_progress_reports_rate_and_eta():
     assert bar.done == 30 and bar.total == 100
     rate_s = float(bar.note.split()[0])
     assert 9.0 < rate_s <= 10.0 and bar.note.endswith(f"ETA {70 / rate_s:.0f}s")
+
+
+def test_imagenet_classifiers_get_label_names(dataset, tmp_path):
+    from batch_data import tiny_classifier
+
+    from cnnrt.batch.images import imagenet_classes
+
+    model = tmp_path / "imagenet.onnx"
+    model.write_bytes(tiny_classifier(classes=1000))
+    images = sorted(dataset["images"].glob("d0/*.jpg"))[:4]
+    out = tmp_path / "out"
+    cnnrt.batch.run(str(model), str(images[0].parent), str(out), topk=2)
+    rows = read_rows(out)
+    assert all(r["labels"] == [imagenet_classes()[c] for c in r["classes"]] for r in rows if r["error"] is None)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from batch_data import assert_same_rows, read_rows
-from conftest import BATCH, CORRUPT, N_IMAGES, SHARD
+from batch_data import BATCH, CORRUPT, N_IMAGES, SHARD, assert_same_rows, read_rows
 
 import cnnrt.batch
 from cnnrt.batch.ray_engine import plan_cluster
