@@ -2,15 +2,16 @@
 through an actor pool, each actor holding one cnnrt session.
 
 The model bytes go into the object store once (``ray.put``) and every actor fetches them from there when it
-starts. The cluster's CPUs are split per node: about a quarter (at least one) for the loading tasks
-(decode + preprocess cost about as much as a small model's inference), the rest for actors of up to 4
-threads each (cnnrt's kernels scale well to a few threads; more actors beat one wide one on many cores).
+starts. The cluster's CPUs are split per node (:func:`plan_cluster`): a quarter for the loading tasks
+(decoding costs about as much as a small model's inference), the rest for actors of up to 4 threads each
+(cnnrt's kernels scale well to a few threads; more actors beat one wide one on many cores).
 Result batches come back to the driver in any order; the shard writer files them by item index.
 Ray is imported only here: it is the ``[ray]`` extra.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -29,18 +30,27 @@ LOAD_CPUS = 0.5
 class ClusterPlan:
     actors: int
     threads_per_actor: int
+    cpus_per_actor: float  # the actors' CPU request: a fraction left over by the loading tasks counts too
     nodes: int
     cpus: int
 
 
 def plan_cluster(node_cpus: list[int], actors: int | None = None, threads: int | None = None) -> ClusterPlan:
-    """Actors and threads per actor for nodes with ``node_cpus`` CPUs each (given values win)."""
+    """Actors and threads per actor for nodes with ``node_cpus`` CPUs each (given values win).
+
+    Per node a quarter of the CPUs (at least one loading task's share) stays with the loading tasks; the rest
+    goes to actors of at most MAX_THREADS_PER_ACTOR threads, each thread on a CPU of its own except for the
+    rounding up of a fractional share (2 CPUs: one actor of 2 threads beside a loading task, as the local
+    engine runs its session beside a decode thread)."""
     if not node_cpus:
         raise CnnrtError("the Ray cluster has no node with CPUs")
-    infer = [max(1, c - max(1, c // 4)) for c in node_cpus]  # per node, what the loading tasks leave
-    t = threads or min(MAX_THREADS_PER_ACTOR, min(infer))
-    n = actors or sum(max(1, i // t) for i in infer)
-    return ClusterPlan(actors=n, threads_per_actor=t, nodes=len(node_cpus), cpus=sum(node_cpus))
+    infer = [c - max(LOAD_CPUS, c / 4) for c in node_cpus]
+    per_actor = min(i / math.ceil(i / MAX_THREADS_PER_ACTOR) for i in infer) if threads is None else float(threads)
+    t = threads or math.ceil(per_actor)
+    n = actors or sum(max(1, int(i / per_actor + 1e-9)) for i in infer)
+    return ClusterPlan(
+        actors=n, threads_per_actor=t, cpus_per_actor=per_actor, nodes=len(node_cpus), cpus=sum(node_cpus)
+    )
 
 
 class _Predictor:
@@ -105,7 +115,7 @@ def run_ray(
             _Predictor,
             fn_constructor_args=([model_ref], spec, plan.threads_per_actor),
             compute=ray.data.ActorPoolStrategy(size=plan.actors),
-            num_cpus=plan.threads_per_actor,
+            num_cpus=plan.cpus_per_actor,
             batch_size=batch_size,
             batch_format="numpy",
         )

@@ -86,13 +86,23 @@ def test_other_settings_are_refused_on_resume(dataset):
         cnnrt.batch.run(str(dataset["model"]), str(dataset["images"]), str(dataset["local"]), shard_size=SHARD, topk=2)
 
 
-def test_npy_folder_with_bad_files(dataset, tmp_path):
-    rng = np.random.default_rng(1)
-    folder = tmp_path / "npy"
+def _run(dataset, source, out, **kw) -> Path:
+    cnnrt.batch.run(str(dataset["model"]), str(source), str(out), batch_size=5, shard_size=7, **{"topk": 3, **kw})
+    return out
+
+
+def _npy_folder(folder: Path, n: int, seed: int) -> np.ndarray:
+    """``n`` random items saved as t00.npy, t01.npy, ... (every other one with a batch axis of 1)."""
+    tensors = np.random.default_rng(seed).standard_normal((n, 3, 32, 32)).astype(np.float32)
     folder.mkdir()
-    tensors = rng.standard_normal((12, 3, 32, 32)).astype(np.float32)
     for i, t in enumerate(tensors):
-        np.save(folder / f"t{i:02d}.npy", t if i % 2 else t[None])  # with and without the batch axis
+        np.save(folder / f"t{i:02d}.npy", t if i % 2 else t[None])
+    return tensors
+
+
+def test_npy_folder_with_bad_files(dataset, tmp_path):
+    folder = tmp_path / "npy"
+    tensors = _npy_folder(folder, 12, seed=1)
     np.save(folder / "wrong.npy", tensors[0, :, :16])
     (folder / "garbage.npy").write_bytes(b"\x93NUMPY broken")
     rows = read_rows(_run(dataset, folder, tmp_path / "out"))
@@ -100,11 +110,6 @@ def test_npy_folder_with_bad_files(dataset, tmp_path):
     assert set(errors) == {"wrong.npy", "garbage.npy"}
     assert "[3, 16, 32]" in errors["wrong.npy"] and "not a readable .npy" in errors["garbage.npy"]
     _check_against(rows, {f"t{i:02d}.npy": p for i, p in enumerate(_ort_probs(dataset["model"], tensors))})
-
-
-def _run(dataset, source, out, **kw) -> Path:
-    cnnrt.batch.run(str(dataset["model"]), str(source), str(out), batch_size=5, shard_size=7, **{"topk": 3, **kw})
-    return out
 
 
 def test_parquet_image_bytes_and_tensor_columns(dataset, tmp_path):
@@ -134,13 +139,8 @@ def test_parquet_image_bytes_and_tensor_columns(dataset, tmp_path):
 
 
 def test_raw_outputs(dataset, tmp_path):
-    rng = np.random.default_rng(3)
-    folder = tmp_path / "npy"
-    folder.mkdir()
-    tensors = rng.standard_normal((6, 3, 32, 32)).astype(np.float32)
-    for i, t in enumerate(tensors):
-        np.save(folder / f"{i}.npy", t)
-    rows = read_rows(_run(dataset, folder, tmp_path / "out", topk=0))
+    tensors = _npy_folder(tmp_path / "npy", 6, seed=3)
+    rows = read_rows(_run(dataset, tmp_path / "npy", tmp_path / "out", topk=0))
     (want,) = ort_run(onnx.load_model_from_string(dataset["model"].read_bytes()), {"x": tensors})
     np.testing.assert_allclose(np.array([r["output:y"] for r in rows]), want, rtol=1e-4, atol=1e-4)
 

@@ -41,16 +41,17 @@ def test_ray_engine_resumes_to_the_local_rows(dataset, cluster, tmp_path):
         topk=3,
         on_plan=plans.append,
     )
-    assert (plans[0].actors, plans[0].threads_per_actor, plans[0].cpus) == (1, 1, 2)
+    assert (plans[0].actors, plans[0].threads_per_actor, plans[0].cpus) == (1, 2, 2)
     assert (summary.computed, summary.resumed_shards) == (N_IMAGES - 2 * SHARD, 2)
     assert summary.errors == len(CORRUPT)
     assert_same_rows(read_rows(out), read_rows(dataset["local"]))
 
 
 def test_cluster_plan_splits_each_node_between_loading_and_actors():
-    assert plan_cluster([2]) == plan_cluster([2], None, None)
-    p = plan_cluster([16, 16])
-    assert (p.threads_per_actor, p.actors, p.nodes, p.cpus) == (4, 6, 2, 32)  # 12 CPUs a node for 3 actors of 4
-    p = plan_cluster([8])
-    assert (p.threads_per_actor, p.actors) == (4, 1)
-    assert plan_cluster([8], actors=3, threads=2).actors == 3
+    def shape(p):
+        return p.actors, p.threads_per_actor, p.cpus_per_actor
+
+    assert shape(plan_cluster([2])) == (1, 2, 1.5)  # a loading task's half CPU beside one actor
+    assert shape(plan_cluster([8])) == (2, 3, 3.0)  # 2 CPUs for loading, 6 for two actors
+    assert shape(plan_cluster([16, 16])) == (6, 4, 4.0)  # 4 CPUs a node for loading, 12 for three actors
+    assert shape(plan_cluster([8], actors=3, threads=2)) == (3, 2, 2.0)
