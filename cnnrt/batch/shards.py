@@ -46,7 +46,7 @@ class ShardWriter:
         self.shards = (self.n + shard_size - 1) // shard_size
         self._check_folder()
         self.done = {k for k in range(self.shards) if (self.folder / shard_name(k)).is_file()}
-        self._rows: dict[int, list[dict]] = {}
+        self._parts: dict[int, list[dict]] = {}  # the result columns of each shard not yet complete
 
     def _check_folder(self) -> None:
         meta_path = self.folder / META
@@ -78,28 +78,30 @@ class ShardWriter:
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
         """Take a result batch; write the shards it completes."""
-        keys = [c for c in batch if c != "index"]
-        for i, index in enumerate(np.asarray(batch["index"]).tolist()):
-            k = index // self.shard_size
-            rows = self._rows.setdefault(k, [])
-            rows.append({"index": index, **{c: batch[c][i] for c in keys}})
-            if len(rows) == len(self.item_range(k)):
-                self._write(k, sorted(self._rows.pop(k), key=lambda r: r["index"]))
+        index = np.asarray(batch["index"], np.int64)
+        shard = index // self.shard_size
+        for k in np.unique(shard).tolist():
+            sel = shard == k
+            parts = self._parts.setdefault(k, [])
+            parts.append({c: np.asarray(v)[sel] for c, v in batch.items()})
+            if sum(len(p["index"]) for p in parts) == len(self.item_range(k)):
+                self._write(k, self._parts.pop(k))
 
-    def _write(self, k: int, rows: list[dict]) -> None:
+    def _write(self, k: int, parts: list[dict]) -> None:
         import pyarrow as pa
 
-        ok = [r["error"] == "" for r in rows]
-        table = {"id": pa.array([str(r["id"]) for r in rows], pa.string())}
-        for c in rows[0]:
+        order = np.argsort(np.concatenate([p["index"] for p in parts]), kind="stable")
+        errors = np.concatenate([p["error"] for p in parts])[order]
+        ok = errors == ""
+        table = {"id": pa.array([str(i) for i in np.concatenate([p["id"] for p in parts])[order]], pa.string())}
+        for c in parts[0]:
             if c in ("index", "id", "error"):
                 continue
-            typ = pa.list_(pa.int32() if c == "classes" else pa.float32())
-            table[c] = pa.array([np.asarray(r[c]).tolist() if good else None for r, good in zip(rows, ok)], typ)
+            values = _stack([p[c] for p in parts])[order]
+            table[c] = _lists(values, ok, pa.int32() if c == "classes" else pa.float32())
             if c == "classes" and self.labels:
-                names = [[self.labels[j] for j in r[c]] if good else None for r, good in zip(rows, ok)]
-                table["labels"] = pa.array(names, pa.list_(pa.string()))
-        table["error"] = pa.array([None if good else str(r["error"]) for r, good in zip(rows, ok)], pa.string())
+                table["labels"] = _lists(np.asarray(self.labels, dtype=object)[np.maximum(values, 0)], ok, pa.string())
+        table["error"] = pa.array([None if good else str(e) for e, good in zip(errors, ok)], pa.string())
         tmp = self.folder / f".{shard_name(k)}.tmp"
         self.pq.write_table(pa.table(table), tmp)
         os.replace(tmp, self.folder / shard_name(k))
@@ -107,6 +109,22 @@ class ShardWriter:
 
     def close(self) -> None:
         """Check that every shard was written (a lost batch would otherwise pass silently)."""
-        if self._rows or len(self.done) != self.shards:
+        if self._parts or len(self.done) != self.shards:
             missing = sorted(set(range(self.shards)) - self.done)
             raise CnnrtError(f"batch run ended with shards {missing[:5]} incomplete: rows were lost")
+
+
+def _stack(parts: list[np.ndarray]) -> np.ndarray:
+    """Concatenate (n_i, width) result columns; a batch of error rows only has width 0 and gets the others'."""
+    width = max(p.shape[1] for p in parts)
+    return np.concatenate([p if p.shape[1] == width else np.zeros((len(p), width), p.dtype) for p in parts])
+
+
+def _lists(values: np.ndarray, ok: np.ndarray, typ):
+    """A list column from the rows of ``values``, null where ``ok`` is false."""
+    import pyarrow as pa
+
+    offsets = np.zeros(len(values) + 1, np.int32)
+    np.cumsum(np.where(ok, values.shape[1], 0), out=offsets[1:])
+    flat = pa.array(values[ok].ravel(), typ)
+    return pa.ListArray.from_arrays(pa.array(offsets), flat, mask=pa.array(~ok))
