@@ -77,7 +77,8 @@ def run(
     job = Job.create(model, topk=topk, use_softmax=use_softmax, resize=resize, mean=mean, std=std)
     refs = list_items(source, column, id_column)
     writer = ShardWriter(output, [r.id for r in refs], shard_size, job.fingerprint(), labels=job.labels())
-    todo = [r for k in writer.pending() for r in (refs[i] for i in writer.item_range(k))]
+    pending = writer.pending()
+    todo = [refs[i] for k in pending for i in writer.item_range(k)]
     done, errors = len(refs) - len(todo), 0
     if progress:
         progress(done, len(refs))
@@ -106,6 +107,6 @@ def run(
         errors=errors,
         seconds=time.perf_counter() - start,
         shards=writer.shards,
-        resumed_shards=writer.shards - len({i // shard_size for i in (r.index for r in todo)}),
+        resumed_shards=writer.shards - len(pending),
         output=str(output),
     )

@@ -101,7 +101,7 @@ def load_batch(batch: dict[str, np.ndarray], job: Job) -> dict[str, np.ndarray]:
     tensor = np.zeros((n, *job.item_shape), np.float32)
     errors = np.full(n, "", dtype=object)
     for i in range(n):
-        ref = Ref(**{c: batch[c][i].item() if hasattr(batch[c][i], "item") else batch[c][i] for c in REF_COLUMNS})
+        ref = Ref(**{c: _plain(batch[c][i]) for c in REF_COLUMNS})
         try:
             tensor[i] = loader(ref)
         except InputError as e:
@@ -112,6 +112,11 @@ def load_batch(batch: dict[str, np.ndarray], job: Job) -> dict[str, np.ndarray]:
         "error": errors,
         "tensor": tensor,
     }
+
+
+def _plain(value):
+    """A Python int/str from a column cell (Ray hands over numpy scalars, the local engine Python objects)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def refs_to_columns(refs: list[Ref]) -> dict[str, np.ndarray]:

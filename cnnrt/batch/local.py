@@ -8,7 +8,7 @@ loaded in order with a bounded look-ahead, so memory stays a few batches whateve
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from cnnrt.batch.job import Job, infer_batch, load_batch, refs_to_columns
 from cnnrt.batch.sources import Ref
@@ -30,7 +30,10 @@ def run_local(
     from concurrent.futures import ThreadPoolExecutor
 
     chunks = (refs[i : i + batch_size] for i in range(0, len(refs), batch_size))
-    load: Callable = lambda chunk: load_batch(refs_to_columns(chunk), job)  # noqa: E731
+
+    def load(chunk: list[Ref]) -> dict:
+        return load_batch(refs_to_columns(chunk), job)
+
     with job.session(threads) as sess, ThreadPoolExecutor(workers, thread_name_prefix="cnnrt-decode") as pool:
         ahead: deque = deque(pool.submit(load, c) for _, c in zip(range(workers + 1), chunks))
         while ahead:

@@ -18,8 +18,9 @@ SHARD = 32
 BATCH = 16
 
 
-def tiny_classifier(seed: int = 0, classes: int = CLASSES) -> bytes:
-    """Conv 3->8 (3x3, stride 2) -> Relu -> GlobalAveragePool -> Flatten -> Gemm 8->classes, batch symbolic."""
+def tiny_classifier(seed: int = 0, classes: int = CLASSES, batch: int | str = "N") -> bytes:
+    """Conv 3->8 (3x3, stride 2) -> Relu -> GlobalAveragePool -> Flatten -> Gemm 8->classes (batch symbolic
+    unless given)."""
     rng = np.random.default_rng(seed)
     nodes = [
         helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
@@ -34,7 +35,7 @@ def tiny_classifier(seed: int = 0, classes: int = CLASSES) -> bytes:
         "fw": rng.standard_normal((classes, 8)).astype(np.float32) * 2,
         "fb": np.zeros(classes, np.float32),
     }
-    model = make_model(nodes, [("x", ["N", 3, SIZE, SIZE])], [("y", ["N", classes])], init)
+    model = make_model(nodes, [("x", [batch, 3, SIZE, SIZE])], [("y", [batch, classes])], init)
     return model.SerializeToString()
 
 

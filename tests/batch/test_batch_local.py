@@ -138,6 +138,18 @@ def test_parquet_image_bytes_and_tensor_columns(dataset, tmp_path):
     _check_against(rows, {r["id"]: p for r, p in zip(rows, probs)})
 
 
+def test_fixed_batch_models_run_in_padded_chunks(dataset, tmp_path):
+    from batch_data import tiny_classifier
+
+    model = tmp_path / "fixed.onnx"
+    model.write_bytes(tiny_classifier(batch=4))
+    tensors = _npy_folder(tmp_path / "npy", 7, seed=5)  # batches of 5: one chunk of 4, one of 1 padded to 4
+    cnnrt.batch.run(str(model), str(tmp_path / "npy"), str(tmp_path / "out"), batch_size=5, topk=3)
+    rows = read_rows(tmp_path / "out")
+    assert len(rows) == 7 and not any(r["error"] for r in rows)
+    _check_against(rows, {f"t{i:02d}.npy": p for i, p in enumerate(_ort_probs(dataset["model"], tensors))})
+
+
 def test_raw_outputs(dataset, tmp_path):
     tensors = _npy_folder(tmp_path / "npy", 6, seed=3)
     rows = read_rows(_run(dataset, tmp_path / "npy", tmp_path / "out", topk=0))
