@@ -8,6 +8,7 @@ import sys
 import time
 
 from cnnrt.cli import options
+from cnnrt.cli.batch import nonnegative
 
 EPILOG = """examples:
   cnnrt run lenet5 --check
@@ -43,6 +44,15 @@ def add_arguments(p) -> None:
     p.add_argument("--check", action="store_true", help="compare with onnxruntime; exit 1 on mismatch")
     options.add_rtol(p, when="with --check: ")
     options.add_json(p, "a report")
+    p.add_argument(
+        "--image",
+        default=None,
+        metavar="FILE",
+        help="an image (JPEG/PNG) as the input, preprocessed as by `cnnrt batch`",
+    )
+    p.add_argument(
+        "--topk", type=nonnegative, default=0, metavar="K", help="print the K best classes (ImageNet names for 1000)"
+    )
 
 
 def _describe(a) -> dict:
@@ -72,6 +82,10 @@ def run(args) -> int:
         sess = cnnrt.InferenceSession(path, backend=args.backend, threads=args.threads)
     build_s = time.perf_counter() - t0
     given, notes = load_feeds(args.input, sess)
+    if args.image:
+        from cnnrt.batch.images import image_feed
+
+        given.update(image_feed(sess, args.image))
     batch = args.batch
     if batch is None:  # random inputs beside given (or --shape) ones take their batch size
         batch = next((d[0] for d in [*(a.shape for a in given.values()), *shapes.values()] if d), None)
@@ -111,6 +125,11 @@ def run(args) -> int:
         extra = f"  min {d['min']:.4g} max {d['max']:.4g} mean {d['mean']:.4g}" if "min" in d else ""
         print(f"output  {n} {a.dtype}{list(a.shape)}{extra}")
     print(f"time    build {build_s:.2f} s, first run (JIT) {first_s:.2f} s, run {run_ms:.3f} ms")
+    if args.topk:
+        from cnnrt.batch.images import topk_lines
+
+        for line in topk_lines(outs[0], args.topk):
+            print(line)
     if args.output:
         np.savez(args.output, **dict(zip(out_names, outs)))
         print(f"wrote   {args.output}")
