@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "run", "zoo", "bench", "inspect", "compare", "profile", "compile"]
+COMMANDS = ["demo", "run", "zoo", "bench", "inspect", "compare", "profile", "compile", "cache"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,6 +52,9 @@ def add_arguments(p) -> None:
     options.add_seed(p)
     options.add_json(p, "the records (a list)")
     p.add_argument("--plot", default=None, metavar="PATH", help="bar chart of medians (.png or .svg)")
+    p.add_argument(
+        "--cold", action="store_true", help="time start-up instead: a cold and a warm start in fresh processes"
+    )
 
 
 def run(args) -> int:
@@ -69,6 +72,10 @@ def run(args) -> int:
     from cnnrt.tools.progress import Progress
     from cnnrt.tools.timing import cpu_count
 
+    if args.cold:
+        from cnnrt.tools.coldstart import bench_cold
+
+        return bench_cold(args.models, args.batch, args.threads or [cpu_count()], args.json)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:

@@ -47,7 +47,7 @@ def run(args) -> int:
 
     import cnnrt
     from cnnrt.tools.modelsource import load_feeds, random_feeds, resolve_model
-    from cnnrt.tools.progress import Spinner
+    from cnnrt.tools.progress import CompileProgress, Spinner
     from cnnrt.tools.timing import max_rel_error, ort_session
 
     path = resolve_model(args.model)
@@ -67,7 +67,7 @@ def run(args) -> int:
     for note in notes:
         print(f"note: {note}")
     t0 = time.perf_counter()
-    with Spinner("first run (JIT)"):
+    with CompileProgress("first run"):
         outs = sess.run(None, feeds)
     first_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -94,7 +94,9 @@ def run(args) -> int:
         d = report["outputs"][n]
         extra = f"  min {d['min']:.4g} max {d['max']:.4g} mean {d['mean']:.4g}" if "min" in d else ""
         print(f"output  {n} {a.dtype}{list(a.shape)}{extra}")
-    print(f"time    build {build_s:.2f} s, first run (JIT) {first_s:.2f} s, run {run_ms:.3f} ms")
+    tm = sess.build_timings
+    jit = f" ({tm['compiled']} kernels compiled in {tm['compile']:.2f} s)" if tm.get("compiled") else ""
+    print(f"time    build {build_s:.2f} s, first run {first_s:.2f} s{jit}, run {run_ms:.3f} ms")
     if args.output:
         np.savez(args.output, **dict(zip(out_names, outs)))
         print(f"wrote   {args.output}")

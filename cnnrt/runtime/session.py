@@ -16,6 +16,7 @@ from cnnrt.errors import BackendUnavailableError, CnnrtError, InputError, Sessio
 from cnnrt.runtime.build import BuildOptions, Compiled, PlanCache, build, default_memory_limit, shape_key
 from cnnrt.runtime.feeds import check_feeds, checked_shape
 from cnnrt.runtime.threads import apply_threads, default_threads
+from cnnrt.runtime.tiered import run_plan
 
 _ORT_TYPES = {
     "float32": "tensor(float)",
@@ -149,7 +150,9 @@ class InferenceSession:
 
     @property
     def build_timings(self) -> dict[str, float]:
-        """Seconds spent in import, passes, planning and kernel build for the current plan."""
+        """Seconds spent in import, passes, planning and kernel build for the current plan; after its
+        first run also that run ("first_run") and the Numba compiling for it ("compile", seconds;
+        "compiled", kernels; see runtime/tiered.py)."""
         return dict(self._now().timings)
 
     # -- building --
@@ -228,7 +231,7 @@ class InferenceSession:
             # warnings filters of the caller say: no FloatingPointError, no RuntimeWarning.
             with np.errstate(all="ignore"):
                 ins = [feeds[n] for n in compiled.graph.inputs]
-                outs = compiled.executor.run(ins, return_device=True) if return_device else compiled.executor.run(ins)
+                outs = run_plan(compiled, ins, return_device)
         if output_names is None:
             return outs
         return [outs[names.index(n)] for n in output_names]
