@@ -2,13 +2,14 @@
 which one is compiling now (for progress lines).
 
 Numba announces each real compilation (a cache miss; loading from the on-disk cache is not
-one) with a ``numba:compile`` event; nested compilations (helpers a kernel calls) are counted
-in their outermost kernel. The listener is global to the process: compiling holds Numba's
-compiler lock, so one thread compiles at a time, and a watch sees whichever thread that is.
+one) with a ``numba:compile`` event, in the thread that compiles; nested compilations (helpers
+a kernel calls) are counted in their outermost kernel. A watch counts the compilations of the
+thread that entered it only (a tiered start compiles in a thread of its own, beside runs).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -36,8 +37,11 @@ class CompileWatch:
         self._depth = 0
         self._t0 = 0.0
         self._listener = None
+        self._thread = threading.get_ident()
 
     def _start(self, event) -> None:
+        if threading.get_ident() != self._thread:
+            return
         self._depth += 1
         if self._depth == 1:
             self._t0 = time.perf_counter()
@@ -46,6 +50,8 @@ class CompileWatch:
                 self.on_event("start", self.current, 0.0)
 
     def _end(self, event) -> None:
+        if threading.get_ident() != self._thread:
+            return
         self._depth -= 1
         if self._depth == 0:
             dt = time.perf_counter() - self._t0
@@ -61,6 +67,7 @@ class CompileWatch:
         from numba.core import event as ev
 
         watch = self
+        self._thread = threading.get_ident()
 
         class _Listener(ev.Listener):
             def on_start(self, event):

@@ -15,7 +15,15 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from cnnrt.core.ops import ACTIVATIONS, attr, can_evaluate, evaluate_node, op_attrs
+from cnnrt.core.ops import (
+    ACTIVATIONS,
+    UNARY_ACTIVATION_OPS,
+    activation_params,
+    attr,
+    can_evaluate,
+    evaluate_node,
+    op_attrs,
+)
 from cnnrt.kernels.conv_spec import spec_from_node
 
 _KIND = {v: k for k, v in ACTIVATIONS.items()}
@@ -207,7 +215,47 @@ def lrn(node, graph, x):
     return (x / (a["bias"] + a["alpha"] / size * window) ** a["beta"]).astype(x.dtype)
 
 
+def batch_normalization(node, graph, x, scale, bias, mean, var):
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    inv = scale / np.sqrt(var + np.float32(attr(node, "epsilon")))
+    return ((x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
+
+
+def matmul(node, graph, a_, b_):
+    return np.matmul(a_, b_)
+
+
+def prelu(node, graph, x, slope):
+    return np.where(x >= 0, x, x * slope).astype(x.dtype)
+
+
+def softmax(node, graph, x):
+    a = op_attrs(node)
+    axis = a["axis"] % x.ndim
+    v = x.reshape(int(np.prod(x.shape[:axis])), -1) if a["coerce_2d"] else x
+    ax = -1 if a["coerce_2d"] else axis
+    shifted = v - v.max(axis=ax, keepdims=True)
+    if a["log"]:
+        y = shifted - np.log(np.exp(shifted).sum(axis=ax, keepdims=True))
+    else:
+        e = np.exp(shifted)
+        y = e / e.sum(axis=ax, keepdims=True)
+    return y.reshape(x.shape).astype(x.dtype)
+
+
+def _activation_op(op: str):
+    def run(node, graph, x):
+        return activate(x.copy(), ACTIVATIONS[op], *activation_params(op, op_attrs(node)))
+
+    return run
+
+
 OPS: dict[str, Callable] = {
+    **{op: _activation_op(op) for op in UNARY_ACTIVATION_OPS},
+    "BatchNormalization": batch_normalization,
+    "MatMul": matmul,
+    "PRelu": prelu,
+    "Softmax": softmax,
     "Conv": conv,
     "ConvTranspose": conv_transpose,
     "MaxPool": max_pool,
