@@ -55,8 +55,9 @@ def _child(model: str, batch: int, threads: int) -> None:
     print(json.dumps({"compile_s": tm.get("compile", 0.0), "compiled": tm.get("compiled", 0)}), flush=True)
 
 
-def measure(model: str, batch: int, threads: int, kernel_dir: str) -> dict:
-    """One fresh process building ``model`` and running it once on kernels cached in ``kernel_dir``."""
+def measure(model: str, batch: int, threads: int, kernel_dir: str, finish: bool = True) -> dict:
+    """One fresh process building ``model`` and running it once on kernels cached in ``kernel_dir``;
+    ``finish=False`` stops it at its first result (a tiered start's compiling is cut short)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=kernel_dir)
     env.setdefault("CNNRT_TIERED", "1")
     cmd = [sys.executable, "-m", "cnnrt.tools.coldstart", CHILD_FLAG, model, str(batch), str(threads)]
@@ -64,7 +65,15 @@ def measure(model: str, batch: int, threads: int, kernel_dir: str) -> dict:
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = p.stdout.readline()
     wall_first = time.perf_counter() - t0
-    rest, err = p.communicate()
+    if not finish and first.strip():
+        p.kill()
+        p.communicate()
+        rep = json.loads(first)
+        rep.update(wall_to_first_result_s=wall_first, wall_s=None, compile_s=None, compiled=None)
+        return rep
+    rest = p.stdout.read()  # not communicate(): readline may have buffered more than one line
+    err = p.stderr.read()
+    p.wait()
     wall = time.perf_counter() - t0
     if p.returncode != 0 or not first.strip():
         from cnnrt.errors import CnnrtError
