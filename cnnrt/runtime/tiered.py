@@ -113,7 +113,11 @@ class Tier:
         env = dict(self.graph.constants)
         env.update(zip(self.native_graph.inputs, ins))
         for node in self.graph.nodes:
-            outs = numpy_tier.run_node(node, self.graph, [env[i] if i else None for i in node.inputs])
+            try:
+                outs = numpy_tier.run_node(node, self.graph, [env[i] if i else None for i in node.inputs])
+            except Exception as e:  # the native kernels answer instead (and name a real error)
+                self.unsupported = [f"{node.name} ({node.op}): {type(e).__name__}: {e}"]
+                return None
             for name, arr in zip(node.outputs, outs):
                 if name:
                     env[name] = arr
