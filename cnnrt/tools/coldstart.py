@@ -86,8 +86,11 @@ def measure(model: str, batch: int, threads: int, kernel_dir: str, finish: bool 
     return rep
 
 
-def bench_cold(models: list[str], batches: list[int], threads_list: list[int], json_path: str | None) -> int:
-    """``cnnrt bench --cold``: a cold and a warm start per model, batch and thread count."""
+def bench_cold(
+    models: list[str], batches: list[int], threads_list: list[int], json_path: str | None, warm: bool = True
+) -> int:
+    """``cnnrt bench --cold``: a cold and a warm start per model, batch and thread count
+    (``warm=False``: only the cold one, stopped at its first result)."""
     from cnnrt.tools.modelsource import resolve_model
 
     records = []
@@ -102,15 +105,16 @@ def bench_cold(models: list[str], batches: list[int], threads_list: list[int], j
             for threads in threads_list:
                 kdir = tempfile.mkdtemp(prefix="cnnrt-coldstart-")
                 try:
-                    for start in ("cold", "warm"):
-                        rep = measure(model, batch, threads, kdir)
+                    for start in ("cold", "warm") if warm else ("cold",):
+                        rep = measure(model, batch, threads, kdir, finish=warm)
                         rep.update(model=model, batch=batch, threads=threads, start=start)
                         records.append(rep)
                         print(
                             f"{model:16s} {batch:5d} {threads:3d} {start:5s} {rep['wall_to_first_result_s']:14.2f} "
                             f"{rep['import_s']:6.2f} {rep['build_s']:6.2f} {rep['first_run_s']:7.2f} "
-                            f"{rep['cpu_s']:6.2f} {rep['compiled']:8d} {rep['compile_s']:9.2f} {rep['wall_s']:9.2f} "
-                            f"{rep['load_average']:5.1f}" + ("  (numpy tier)" if rep["tiered"] else ""),
+                            f"{rep['cpu_s']:6.2f} {_num(rep['compiled'], 8, 0)} {_num(rep['compile_s'], 9, 2)} "
+                            f"{_num(rep['wall_s'], 9, 2)} {rep['load_average']:5.1f}"
+                            + ("  (numpy tier)" if rep["tiered"] else ""),
                             flush=True,
                         )
                 finally:
@@ -121,5 +125,13 @@ def bench_cold(models: list[str], batches: list[int], threads_list: list[int], j
     return 0
 
 
+def _num(v, width: int, digits: int) -> str:
+    return f"{'-':>{width}s}" if v is None else f"{v:{width}.{digits}f}"
+
+
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == CHILD_FLAG:
     _child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+elif __name__ == "__main__":  # python -m cnnrt.tools.coldstart [MODEL ...]: every zoo model's cold first result
+    from cnnrt.models import names
+
+    bench_cold(sys.argv[1:] or names(), [1], [2], None, warm=False)
