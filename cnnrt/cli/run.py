@@ -59,8 +59,7 @@ def run(args) -> int:
     from cnnrt.tools.timing import max_rel_error, ort_session
 
     path = resolve_model(args.model)
-    if not (args.check or args.no_tier):
-        os.environ.setdefault(tiered.ENV, "1")
+    os.environ[tiered.ENV] = "0" if args.check or args.no_tier else "1"
     t0 = time.perf_counter()
     with Spinner(f"building {args.model}"):
         sess = cnnrt.InferenceSession(path, backend=args.backend, threads=args.threads)
