@@ -30,7 +30,10 @@ conv_blocked.py, conv_blocked_plan.py, winograd.py, winograd_transforms.py, dept
 depthwise_3x3.py, and conv_common.py they share), microkernel.py (register tiles),
 vector_ir.py and llvm_ir.py (explicit-vector LLVM IR), blas.py (the BLAS gemm binding and
 task helpers). CUDA-only: common.py (launch, index and epilogue helpers), config.py (launch
-geometry), device.py (device arrays, the simulator).
+geometry), device.py (device arrays, the simulator). Beside the backends: cache_dir.py (where
+compiled kernels are cached, and pruning the stale caches), jit_watch.py (counting and timing
+Numba compilations) and numpy_tier.py (the numpy/BLAS ops a tiered start answers with while the
+native kernels compile, runtime/tiered.py).
 """
 
 from __future__ import annotations

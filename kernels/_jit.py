@@ -44,30 +44,15 @@ def configure_env_defaults() -> None:
     # BLAS is single-threaded under cnnrt (cnnrt/threads.py), so no second pool spins.
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
     if "NUMBA_CACHE_DIR" not in os.environ:
-        os.environ["NUMBA_CACHE_DIR"] = kernel_cache_dir()
+        from cnnrt.kernels import cache_dir
+
+        current = cache_dir.kernel_cache_dir()
+        cache_dir.mark_used(current)
+        cache_dir.prune_stale_kernel_caches(current)
+        os.environ["NUMBA_CACHE_DIR"] = str(current)
         numba_config = sys.modules.get("numba.core.config")
         if numba_config is not None:  # numba was imported first: it read its config already
             numba_config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
-
-
-def kernel_cache_dir() -> str:
-    """Numba's on-disk cache, in a folder named by a hash of every kernel source file.
-
-    Numba keys a cached function by its own file's timestamp only: a kernel inlining a helper
-    from another module (act_row, blas.gemm, ...) kept running the helper's OLD code from the
-    cache after that module changed. A new folder per kernel-source state rules that out;
-    unchanged sources (a second process, the next session) reuse the cache.
-    """
-    import hashlib
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        h.update(str(f.relative_to(root)).encode())
-        h.update(f.read_bytes())
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "cnnrt", f"numba-{h.hexdigest()[:16]}")
 
 
 def serial_twin(dispatcher):

@@ -9,7 +9,6 @@ GlobalAveragePool, so it is not used.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tempfile
@@ -22,7 +21,8 @@ import torch
 from cnnrt.errors import UnsupportedOpError
 
 from .factory import build
-from .registry import entry, sample_input
+from .registry import sample_input
+from .zoo_cache import cached_path, find_cached, prune_stale
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -140,21 +140,6 @@ def _umask() -> int:
     return mask
 
 
-def source_hash() -> str:
-    """Hash of the zoo's source files and the torch version: the cache key's salt."""
-    h = hashlib.sha256(torch.__version__.encode())
-    for f in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def default_cache_dir() -> Path:
-    """``$CNNRT_ZOO_CACHE`` if set, else ``~/.cache/cnnrt/zoo``."""
-    env = os.environ.get("CNNRT_ZOO_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "cnnrt" / "zoo"
-
-
 def export_cached(
     name: str,
     opset: int = 17,
@@ -165,18 +150,19 @@ def export_cached(
 ) -> Path:
     """Path of the exported model, exporting only if the cache lacks this version.
 
-    Files are keyed by name, opset, batch and :func:`source_hash`, so editing any zoo
-    module (or upgrading torch) invalidates old entries; stale files are not removed.
+    Files are keyed by name, opset, batch and :func:`zoo_cache.source_hash`, so editing any zoo
+    module (or upgrading torch) invalidates old entries; an export deletes the stale ones that
+    went unused for a day (zoo_cache.prune_stale).
     ``model``, if given, must be ``build(name)`` already built by the caller: a miss exports
     it instead of building the net again. ``dynamic_spatial`` exports symbolic height and width.
     """
-    entry(name)  # unknown names fail before touching the disk
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    tag = ("dyn" if batch is None else f"b{batch}") + ("-hw" if dynamic_spatial else "")
-    path = root / f"{name}-op{opset}-{tag}-{source_hash()}.onnx"
-    if not path.exists():
-        export = _export_dynamic_spatial if dynamic_spatial else _export_bytes
-        _write_atomic(path, export(name, opset, batch, model))
+    hit = find_cached(name, opset, batch, cache_dir, dynamic_spatial)  # unknown names fail before touching the disk
+    if hit is not None:
+        return hit
+    path = cached_path(name, opset, batch, cache_dir, dynamic_spatial)
+    export = _export_dynamic_spatial if dynamic_spatial else _export_bytes
+    _write_atomic(path, export(name, opset, batch, model))
+    prune_stale(path.parent)
     return path
 
 

@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "run", "zoo", "bench", "inspect", "compare", "profile", "compile", "batch"]
+COMMANDS = ["demo", "run", "zoo", "bench", "inspect", "compare", "profile", "compile", "batch", "cache"]
 
 
 def build_parser() -> argparse.ArgumentParser:

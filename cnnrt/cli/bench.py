@@ -70,6 +70,9 @@ def add_arguments(p) -> None:
         "--csv", type=options.output_path, default=None, metavar="PATH", help="write the records as CSV (one row each)"
     )
     options.add_plot(p, "bar chart of medians with p10-p90 error bars")
+    p.add_argument(
+        "--cold", action="store_true", help="time start-up instead: a cold and a warm start in fresh processes"
+    )
 
 
 def run(args) -> int:
@@ -87,6 +90,10 @@ def run(args) -> int:
     from cnnrt.tools.progress import Progress
     from cnnrt.tools.timing import cpu_count
 
+    if args.cold:
+        from cnnrt.tools.coldstart import bench_cold
+
+        return bench_cold(args.models, args.batch, args.threads or [cpu_count()], args.json)
     backends = [b.strip() for b in (args.backends or ",".join(DEFAULT_BACKENDS)).split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:

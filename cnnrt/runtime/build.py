@@ -12,6 +12,7 @@ import numpy as np
 
 from cnnrt.core.ir import Graph
 from cnnrt.errors import CnnrtError, ResourceLimitError
+from cnnrt.runtime import tiered
 from cnnrt.runtime.executor import Executor
 from cnnrt.runtime.plan import MemoryPlan, plan_memory
 
@@ -25,6 +26,7 @@ class Compiled:
     executor: Executor
     pass_log: Any
     timings: dict[str, float]
+    tier: Any = None  # runtime/tiered.py's Tier while the native kernels compile
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ def build(model, shapes: dict[str, tuple[int, ...]], fed: frozenset[str], opts: 
         raise CnnrtError(f"building the {opts.backend} executor failed: {type(e).__name__}: {e}") from e
     t4 = time.perf_counter()
     timings = {"import": t1 - t0, "passes": t2 - t1, "planning": t3 - t2, "kernels": t4 - t3}
-    return Compiled(graph, plan, executor, log, timings)
+    return Compiled(graph, plan, executor, log, timings, tiered.start(model, shapes, fed, opts, graph, executor))
 
 
 def shape_key(shapes: dict[str, tuple[int, ...]], fed: frozenset[str]) -> tuple:

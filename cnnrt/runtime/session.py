@@ -28,6 +28,7 @@ from cnnrt.runtime.session_options import (
     resolve_session,
 )
 from cnnrt.runtime.threads import apply_threads, default_threads
+from cnnrt.runtime.tiered import run_plan
 
 # Numba's "workqueue" threading layer (the fallback without OpenMP or TBB) aborts the whole
 # process when two threads enter parallel regions at once, so with it, runs of *different*
@@ -232,7 +233,9 @@ class InferenceSession:
 
     @property
     def build_timings(self) -> dict[str, float]:
-        """Seconds spent in import, passes, planning and kernel build for the current plan."""
+        """Seconds spent in import, passes, planning and kernel build for the current plan; after its
+        first run also that run ("first_run") and the Numba compiling for it ("compile", seconds;
+        "compiled", kernels; see runtime/tiered.py)."""
         return dict(self._now().timings)
 
     # -- building --
@@ -340,14 +343,15 @@ class InferenceSession:
             # warnings filters of the caller say: no FloatingPointError, no RuntimeWarning.
             with np.errstate(all="ignore"):
                 ins = [feeds[n] for n in compiled.graph.inputs]
-                outs = self._execute(compiled.executor, ins, return_device)
+                outs = self._execute(compiled, ins, return_device)
         if output_names is None:
             return outs
         return [outs[names.index(n)] for n in output_names]
 
-    def _execute(self, executor, ins: list, return_device: bool) -> list:
+    def _execute(self, compiled: Compiled, ins: list, return_device: bool) -> list:
         if self._profiler is None:
-            return executor.run(ins, return_device=True) if return_device else executor.run(ins)
+            return run_plan(compiled, ins, return_device)
+        executor = compiled.executor
         if self.backend == "cpu":
             return self._profiler.run(executor, ins)
         start = time.perf_counter()  # CUDA steps are asynchronous: the run is timed as a whole

@@ -20,19 +20,27 @@ def is_zoo_name(arg: str) -> bool:
 
 
 def resolve_model(arg: str, batch: int | None = None, opset: int = 17) -> Path:
-    """A path as given, or a zoo model exported (cached) with a symbolic batch dimension."""
+    """A path as given, or a zoo model exported (cached) with a symbolic batch dimension.
+
+    A zoo export already on disk is used as it is: torch is imported only to export."""
     p = Path(arg)
     if p.exists():
         return p
-    try:
-        from cnnrt import models
-    except ImportError as e:
-        raise CnnrtError(f"{arg!r} is not a file, and the zoo needs torch (pip install -e '.[zoo]'): {e}") from None
+    from cnnrt import models
+    from cnnrt.models.zoo_cache import find_cached
+
     if arg not in models.names():
         raise ModelLoadError(
             f"{arg!r} is neither a model file nor a zoo model; zoo models: {', '.join(models.names())}"
         )
-    return Path(models.export_cached(arg, opset=opset, batch=batch))
+    hit = find_cached(arg, opset=opset, batch=batch)
+    if hit is not None:
+        return hit
+    try:
+        export_cached = models.export_cached
+    except ImportError as e:
+        raise CnnrtError(f"exporting zoo model {arg!r} needs torch (pip install -e '.[zoo]'): {e}") from None
+    return Path(export_cached(arg, opset=opset, batch=batch))
 
 
 _ORT_TYPE_TO_NUMPY = {

@@ -178,10 +178,9 @@ def ort_providers() -> list[str]:
 
 
 def _cache_dir():
-    import os
-    from pathlib import Path
+    from cnnrt.kernels.cache_dir import cache_root
 
-    return Path(os.environ.get("CNNRT_CACHE_DIR") or Path.home() / ".cache" / "cnnrt")
+    return cache_root()
 
 
 def _machine_key(threads: int) -> str:

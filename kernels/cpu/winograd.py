@@ -79,10 +79,13 @@ _MIN_TILES = 16
 
 def transform_weights(w: np.ndarray, dtype) -> np.ndarray:
     """(M, C, 3, 3) -> U (36, C, M) = G g G^T per (m, c), computed in float64, rounded once."""
-    # two tensordots (BLAS) rather than one einsum: an order of magnitude faster at build
-    t = np.tensordot(G, np.asarray(w, np.float64), axes=(1, 2))  # (a, m, c, j)
-    u = np.tensordot(t, G, axes=(3, 1)).transpose(0, 3, 2, 1)  # (a, b, c, m)
-    return np.ascontiguousarray(u.reshape(ALPHA * ALPHA, w.shape[1], w.shape[0]), dtype=dtype)
+    # two tensordots (BLAS) rather than one einsum: an order of magnitude faster at build; the
+    # taps go first, so that the result needs only its two small leading axes swapped (moving
+    # (c, m) inward afterwards was most of a VGG's session build)
+    wt = np.asarray(w, np.float64).transpose(2, 3, 1, 0)  # (i, j, c, m)
+    t = np.tensordot(G, wt, axes=(1, 0))  # (a, j, c, m)
+    u = np.tensordot(G, t, axes=(1, 1))  # (b, a, c, m)
+    return np.ascontiguousarray(u.transpose(1, 0, 2, 3), dtype=dtype).reshape(ALPHA * ALPHA, w.shape[1], w.shape[0])
 
 
 def pack_u(u: np.ndarray, nr: int) -> np.ndarray:

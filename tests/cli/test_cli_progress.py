@@ -35,3 +35,55 @@ def test_spinner_silent_when_not_a_tty_and_draws_when_forced():
     with Spinner("building", stream=buf, enabled=True, interval=0.01):
         time.sleep(0.1)
     assert "building" in buf.getvalue()
+
+
+def _fresh_kernel():
+    """A Numba function no cache holds: calling it compiles once."""
+    import numba
+
+    @numba.njit(cache=False)
+    def add_one(x):
+        return x + 1
+
+    return add_one
+
+
+def test_compile_progress_counts_and_summarises_off_a_tty():
+    from cnnrt.tools.progress import CompileProgress
+
+    buf = io.StringIO()
+    f = _fresh_kernel()
+    with CompileProgress("first run", stream=buf) as p:
+        f(1)
+        f(2)  # compiled already: not counted again
+    assert p.watch.count == 1 and p.watch.seconds > 0 and p.watch.kernels[0][0].endswith("add_one")
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 1 and "compiled 1 kernel(s)" in lines[0] and "\r" not in buf.getvalue()
+    buf = io.StringIO()
+    with CompileProgress("second", stream=buf):
+        f(3)
+    assert buf.getvalue() == ""  # nothing compiled, nothing said
+
+
+def test_compile_progress_names_the_kernel_on_a_tty():
+    import threading
+
+    from cnnrt.tools.progress import CompileProgress
+
+    buf = io.StringIO()
+    f = _fresh_kernel()
+    with CompileProgress("first run", stream=buf, enabled=True, interval=0.005) as p:
+        drawn = threading.Event()
+        orig = p.watch.on_event
+
+        def slow(kind, name, seconds):  # hold the compile open until a frame names it
+            if kind == "start":
+                deadline = time.perf_counter() + 5
+                while "compiling" not in buf.getvalue() and time.perf_counter() < deadline:
+                    time.sleep(0.005)
+                drawn.set()
+
+        p.watch.on_event = slow
+        f(1)
+        p.watch.on_event = orig
+    assert drawn.is_set() and "compiling" in buf.getvalue() and "add_one" in buf.getvalue()

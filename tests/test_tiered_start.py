@@ -1,0 +1,110 @@
+"""The tiered start: the numpy tier computes what onnxruntime does, and a tiered session answers
+from it while its native kernels compile, then switches to them."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from helpers import make_model, ort_run
+from onnx import helper
+
+import cnnrt
+from cnnrt.runtime import tiered
+
+RNG = np.random.default_rng(7)
+
+
+def _w(*shape):
+    return (RNG.standard_normal(shape) * 0.3).astype(np.float32)
+
+
+def _model_many_ops():
+    """Every op family the numpy tier computes itself, in awkward settings (groups, dilation,
+    stride, asymmetric and ceil-mode pooling, depthwise with a multiplier, a BN that cannot fold)."""
+    nodes = [
+        helper.make_node(
+            "Conv", ["x", "W1", "B1"], ["c1"], group=2, pads=[1, 2, 1, 0], strides=[1, 2], dilations=[2, 1]
+        ),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+        helper.make_node("Conv", ["p1", "W2"], ["c2"], group=4, pads=[1, 1, 1, 1]),  # depthwise, 2 outputs per channel
+        helper.make_node("Clip", ["c2", "lo", "hi"], ["r2"]),
+        helper.make_node("AveragePool", ["r2"], ["p2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=0),
+        helper.make_node("LRN", ["p2"], ["l"], size=3, alpha=1e-2, beta=0.75, bias=1.0),
+        helper.make_node("Concat", ["l", "p2"], ["cat"], axis=1),
+        helper.make_node("BatchNormalization", ["cat", "s", "b", "m", "v"], ["bn"]),
+        helper.make_node("ConvTranspose", ["bn", "WT", "BT"], ["ct"], strides=[2, 2], pads=[1, 1, 0, 0]),
+        helper.make_node("Sigmoid", ["ct"], ["sg"]),
+        helper.make_node("GlobalAveragePool", ["sg"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "WG", "BG"], ["y"], transB=1),
+    ]
+    init = {
+        "W1": _w(4, 2, 3, 3), "B1": _w(4), "W2": _w(8, 1, 3, 3), "lo": np.float32(0), "hi": np.float32(6),
+        "s": _w(16) + 1, "b": _w(16), "m": _w(16), "v": np.abs(_w(16)) + 0.5,
+        "WT": _w(16, 3, 3, 3), "BT": _w(3), "WG": _w(5, 3), "BG": _w(5),
+    }  # fmt: skip
+    return make_model(nodes, [("x", [2, 4, 11, 13], np.float32)], [("y", [2, 5], np.float32)], init)
+
+
+def _hold_compiles(monkeypatch):
+    """Keep every tier's compile thread waiting until the returned event is set."""
+    go = threading.Event()
+    compile_ = tiered.Tier._compile
+
+    def held(self):
+        go.wait(60)
+        compile_(self)
+
+    monkeypatch.setattr(tiered.Tier, "_compile", held)
+    monkeypatch.setattr(tiered, "is_warm", lambda graph: False)
+    monkeypatch.setenv(tiered.ENV, "1")
+    return go
+
+
+def test_tiered_session_answers_from_numpy_then_switches_to_native(monkeypatch):
+    go = _hold_compiles(monkeypatch)
+    model = _model_many_ops()
+    x = RNG.standard_normal((2, 4, 11, 13)).astype(np.float32)
+    [ref] = ort_run(model, {"x": x})
+    sess = cnnrt.InferenceSession(model.SerializeToString(), threads=1)
+    try:
+        [first] = sess.run(None, {"x": x})
+        assert sess.build_timings["numpy_tier_runs"] == 1  # the native kernels were still "compiling"
+        np.testing.assert_allclose(first, ref, rtol=1e-4, atol=1e-5)
+    finally:
+        go.set()
+    tiered.wait_for_compiles()
+    [native] = sess.run(None, {"x": x})
+    tm = sess.build_timings
+    assert tm["numpy_tier_runs"] == 1 and "compile" in tm and "compiled" in tm
+    np.testing.assert_allclose(native, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_untiered_and_warm_plans_start_native(monkeypatch):
+    model = _model_many_ops().SerializeToString()
+    x = RNG.standard_normal((2, 4, 11, 13)).astype(np.float32)
+    monkeypatch.delenv(tiered.ENV, raising=False)
+    sess = cnnrt.InferenceSession(model, threads=1)
+    sess.run(None, {"x": x})
+    tm = sess.build_timings
+    assert "numpy_tier_runs" not in tm and tm["first_run"] > 0 and tm["compiled"] >= 0
+    assert tiered.is_warm(sess.graph)  # the first native run marked the plan warm
+    monkeypatch.setenv(tiered.ENV, "1")
+    again = cnnrt.InferenceSession(model, threads=1)
+    again.run(None, {"x": x})
+    assert "numpy_tier_runs" not in again.build_timings
+
+
+def test_a_graph_the_tier_cannot_compute_runs_native(monkeypatch):
+    go = _hold_compiles(monkeypatch)
+    nodes = [helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="nearest")]
+    init = {"sc": np.array([1, 1, 2, 2], np.float32)}
+    model = make_model(nodes, [("x", [1, 2, 3, 3], np.float32)], [("y", [1, 2, 6, 6], np.float32)], init)
+    x = RNG.standard_normal((1, 2, 3, 3)).astype(np.float32)
+    sess = cnnrt.InferenceSession(model.SerializeToString(), threads=1)
+    go.set()
+    [y] = sess.run(None, {"x": x})  # waits for the native kernels instead of a tier answer
+    assert "numpy_tier_runs" not in sess.build_timings
+    np.testing.assert_array_equal(y, x.repeat(2, axis=2).repeat(2, axis=3))
