@@ -91,13 +91,11 @@ def _jit_counts() -> dict[str, dict]:
 
 def run(args) -> int:
     import cnnrt
-    from cnnrt.runtime import tiered
     from cnnrt.runtime.threads import default_threads
     from cnnrt.tools.compile_workers import compile_in_workers
     from cnnrt.tools.modelsource import fixed_batch, random_feeds, resolve_model
     from cnnrt.tools.progress import CompileProgress, Spinner
 
-    os.environ[tiered.ENV] = "0"  # compile everything now, workers included: no numpy tier
     threads = args.threads or default_threads()
     reports = []
     t_all = time.perf_counter()
@@ -105,7 +103,7 @@ def run(args) -> int:
         path = resolve_model(model)
         t0 = time.perf_counter()
         with Spinner(f"building {model}"):
-            sess = cnnrt.InferenceSession(path, threads=args.threads)
+            sess = cnnrt.InferenceSession(path, threads=args.threads, tiered=False)  # compile all now
         build_s = time.perf_counter() - t0
         fixed = fixed_batch(sess)
         batches = [fixed] if fixed else args.batch or DEFAULT_BATCHES

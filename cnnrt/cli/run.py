@@ -4,7 +4,6 @@ check them against onnxruntime."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
@@ -85,10 +84,11 @@ def run(args) -> int:
 
     path = resolve_model(args.model)
     shapes = options.check_shapes(args.shape, path, args.batch)
-    os.environ[tiered.ENV] = "0" if args.check or args.no_tier else "1"
     t0 = time.perf_counter()
     with Spinner(f"building {args.model}"):
-        sess = cnnrt.InferenceSession(path, backend=args.backend, threads=args.threads)
+        sess = cnnrt.InferenceSession(
+            path, backend=args.backend, threads=args.threads, tiered=not (args.check or args.no_tier)
+        )
     build_s = time.perf_counter() - t0
     given, notes = load_feeds(args.input, sess)
     if args.image:

@@ -38,6 +38,7 @@ class BuildOptions:
     disabled_passes: tuple[str, ...]
     poison: bool
     memory_limit: int
+    tiered: bool = False  # answer a cold plan's first runs from numpy/BLAS while its kernels compile
 
 
 def default_memory_limit() -> int:

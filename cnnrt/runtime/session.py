@@ -28,6 +28,7 @@ from cnnrt.runtime.session_options import (
     resolve_session,
 )
 from cnnrt.runtime.threads import apply_threads, default_threads
+from cnnrt.runtime.tiered import from_env as tiered_from_env
 from cnnrt.runtime.tiered import run_plan
 
 # Numba's "workqueue" threading layer (the fallback without OpenMP or TBB) aborts the whole
@@ -90,6 +91,7 @@ class InferenceSession:
         disabled_passes: Iterable[str] | None = None,
         poison: bool | None = None,
         memory_limit: int | None = None,
+        tiered: bool | None = None,
     ) -> None:
         from cnnrt.frontends.onnx import OnnxModel
 
@@ -131,6 +133,7 @@ class InferenceSession:
         self.disabled_passes = cfg.disabled_passes
         self.memory_limit = memory_limit if memory_limit is not None else default_memory_limit()
         self.poison = bool(int(os.environ.get("CNNRT_POISON", "0"))) if poison is None else poison
+        self.tiered = tiered_from_env() if tiered is None else bool(tiered)
         t0 = time.perf_counter()
         self.model = OnnxModel(path_or_bytes)
         self._import_s = time.perf_counter() - t0
@@ -148,7 +151,7 @@ class InferenceSession:
         self._closed = False
         self._first_plan = True  # the model's load is profiled, and its graph saved, with the first plan
         self._build_options = BuildOptions(
-            self.backend, self.opt_level, self.disabled_passes, self.poison, self.memory_limit
+            self.backend, self.opt_level, self.disabled_passes, self.poison, self.memory_limit, self.tiered
         )
         self._plans = PlanCache(self.MAX_PLANS, self.memory_limit)
         # feed signatures (name, type, dtype, shape per feed) that passed _check_feeds: a run

@@ -29,7 +29,8 @@ ENV = "CNNRT_TIERED"
 _TIERS: weakref.WeakSet = weakref.WeakSet()  # the tiers whose thread may still be compiling
 
 
-def enabled() -> bool:
+def from_env() -> bool:
+    """The default of a session's ``tiered`` option: ``CNNRT_TIERED=1`` turns tiering on."""
     return os.environ.get(ENV, "0") not in ("", "0")
 
 
@@ -145,7 +146,7 @@ def wait_for_compiles() -> None:
 
 def start(model, shapes, fed, opts, graph, executor) -> Tier | None:
     """A Tier for this freshly built CPU plan when tiering is on and its kernels are not cached."""
-    if opts.backend != "cpu" or not enabled() or is_warm(graph):
+    if opts.backend != "cpu" or not opts.tiered or is_warm(graph):
         return None
     return Tier(model, shapes, fed, opts, graph, executor)
 

@@ -44,7 +44,7 @@ def _worker(path: str, batch: int, threads: int, k: int, n: int) -> None:
 
     import cnnrt
 
-    sess = cnnrt.InferenceSession(path, threads=threads)
+    sess = cnnrt.InferenceSession(path, threads=threads, tiered=False)
     sess.prepare(batch=batch)
     from cnnrt.runtime.threads import apply_threads
 
