@@ -18,10 +18,13 @@ import math
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import njit
 
-NONE, RELU, LEAKY_RELU, CLIP, SIGMOID, HARD_SIGMOID, HARD_SWISH, TANH, ELU, SILU = (
+NONE, RELU, LEAKY_RELU, CLIP, SIGMOID, HARD_SIGMOID, HARD_SWISH, TANH, ELU, SILU, GELU = (
     ACTIVATIONS[k]
-    for k in ("none", "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "SiLU")
+    for k in ("none", "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "SiLU", "Gelu")
 )
+# tanh-approximated Gelu: sqrt(2/pi) and the cubic's coefficient
+GELU_TANH_K = 0.7978845608028654
+GELU_TANH_C = 0.044715
 
 
 def activation_formula(zero, one, six, half, tanh):
@@ -65,6 +68,10 @@ def activation_formula(zero, one, six, half, tanh):
                 return v / (one + math.exp(-v))
             e = math.exp(v)
             return v * e / (one + e)
+        if kind == GELU:  # alpha = 1: the tanh approximation (its constants are float64 literals)
+            if alpha != zero:
+                return half * v * (one + tanh(GELU_TANH_K * (v + GELU_TANH_C * v * v * v)))
+            return half * v * (one + math.erf(v * math.sqrt(half)))
         return v
 
     return act

@@ -13,6 +13,7 @@ ChannelAffine
 AveragePool           out elements * kh * kw (additions, counted as MACs)
 GlobalAveragePool     input elements
 LRN                   out elements * size (the windowed sum of squares)
+LayerNormalization    one per output element (a scale and shift)
 everything else       0 (elementwise ops, comparisons, data movement)
 ====================  ======================================================================
 
@@ -137,6 +138,10 @@ def reduce_mean_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
     return _prod(shape[i] for i in (a["axes"] or range(len(shape))))
 
 
+def layer_norm_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
+    return _prod(ins[0][int(a["axis"]) :])  # the mean and variance sum every normalised element
+
+
 def inputs_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
     """Sum/Max/Min: one term per input."""
     return _present(ins, 0)
@@ -177,3 +182,5 @@ LRN = Numerics(lrn_macs, lrn_accumulation, True)
 SOFTMAX = Numerics(zero, softmax_accumulation, True)
 REDUCE_MEAN = Numerics(zero, reduce_mean_accumulation)
 VARIADIC = Numerics(zero, inputs_accumulation)
+REDUCE_L2 = Numerics(zero, reduce_mean_accumulation, True)
+LAYER_NORM = Numerics(per_output_macs, layer_norm_accumulation, True)
