@@ -93,6 +93,8 @@ def test_pass_order_is_the_documented_one():
         "fold_constants",
         "fold_batchnorm",
         "fold_pad",
+        "fuse_layernorm",
+        "fuse_gelu",
         "fuse_epilogue",
         "eliminate_dead_nodes",
         "concat_in_place",
