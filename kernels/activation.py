@@ -68,10 +68,14 @@ def activation_formula(zero, one, six, half, tanh):
                 return v / (one + math.exp(-v))
             e = math.exp(v)
             return v * e / (one + e)
-        if kind == GELU:  # alpha = 1: the tanh approximation (its constants are float64 literals)
+        if kind == GELU:
+            # ½v(1 + erf(v/√2)) as ½v·erfc(-v/√2), and the tanh approximation ½v(1 + tanh(z)) as
+            # v·sigmoid(2z): 1 + erf and 1 + tanh cancel for negative v, losing all precision.
+            # alpha = 1 selects the tanh approximation (its constants are float64 literals).
             if alpha != zero:
-                return half * v * (one + tanh(GELU_TANH_K * (v + GELU_TANH_C * v * v * v)))
-            return half * v * (one + math.erf(v * math.sqrt(half)))
+                z = GELU_TANH_K * (v + GELU_TANH_C * v * v * v)
+                return v / (one + math.exp(-(z + z)))
+            return half * v * math.erfc(-v * math.sqrt(half))
         return v
 
     return act

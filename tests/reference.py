@@ -260,11 +260,15 @@ def gemm_reference(a, b, c, alpha, beta, trans_a, trans_b):
 
 
 def gelu_reference(x, tanh_approx=0.0):
-    """x * Phi(x) with Phi the normal CDF (its erf written out per element), or the tanh approximation."""
+    """x * Phi(x) with Phi(x) = erfc(-x/√2)/2 the normal CDF, or the tanh approximation
+    x * (1 + tanh(z))/2 = x / (1 + e^-2z). Neither form subtracts nearly equal numbers for
+    negative x, as 1 + erf and 1 + tanh would."""
     x64 = np.asarray(x, np.float64)
     if tanh_approx:
-        return 0.5 * x64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64**3)))
-    return 0.5 * x64 * (1 + erf_reference(x64 / math.sqrt(2)))
+        z = math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64**3)
+        with np.errstate(over="ignore"):  # e^-2z = inf: the quotient is 0
+            return x64 / (1 + np.exp(-2 * z))
+    return 0.5 * x64 * np.vectorize(math.erfc, otypes=[np.float64])(-x64 / math.sqrt(2))
 
 
 def erf_reference(x):
