@@ -6,8 +6,8 @@ kernels (kernels/cpu/activation.py's ``act_scalar``) and the CUDA kernels
 ``@njit`` function it is called with, so the same Python source runs on both. What differs is
 passed in: the constants' type (the CPU evaluates float32 tensors' Sigmoid/Elu in float64
 with Python floats; the CUDA kernels keep float32 arithmetic with numpy float32 constants,
-a GPU's float64 unit being many times slower) and tanh (the CPU's rational approximation,
-the GPU's ``math.tanh``). Min/max are written as selects: the CUDA target cannot compile the
+a GPU's float64 unit being many times slower), tanh and erf (the CPU's rational
+approximations, the GPU's ``math.tanh`` and ``math.erf``). Min/max are written as selects: the CUDA target cannot compile the
 builtin ``min``/``max``, and a select states what happens to NaN.
 """
 
@@ -27,8 +27,8 @@ GELU_TANH_K = 0.7978845608028654
 GELU_TANH_C = 0.044715
 
 
-def activation_formula(zero, one, six, half, tanh):
-    """``act(v, kind, alpha, beta)`` with these constants (their type sets the arithmetic's) and tanh."""
+def activation_formula(zero, one, six, half, tanh, erf=math.erf):
+    """``act(v, kind, alpha, beta)`` with these constants (their type sets the arithmetic's), tanh and erf."""
 
     @njit(inline="always", cache=False)  # a closure: its constants live in the cells, not the source
     def act(v, kind, alpha, beta):
@@ -69,13 +69,13 @@ def activation_formula(zero, one, six, half, tanh):
             e = math.exp(v)
             return v * e / (one + e)
         if kind == GELU:
-            # ½v(1 + erf(v/√2)) as ½v·erfc(-v/√2), and the tanh approximation ½v(1 + tanh(z)) as
-            # v·sigmoid(2z): 1 + erf and 1 + tanh cancel for negative v, losing all precision.
-            # alpha = 1 selects the tanh approximation (its constants are float64 literals).
+            # ½v(1 + erf(v/√2)); for negative v, 1 + erf cancels to an absolute error of about
+            # |v| times erf's (as in onnxruntime's float32 Gelu). alpha = 1 selects the tanh
+            # approximation ½v(1 + tanh(z)), as v·sigmoid(2z) (its constants are float64 literals).
             if alpha != zero:
                 z = GELU_TANH_K * (v + GELU_TANH_C * v * v * v)
                 return v / (one + math.exp(-(z + z)))
-            return half * v * math.erfc(-v * math.sqrt(half))
+            return half * v * (one + erf(v * math.sqrt(half)))
         return v
 
     return act

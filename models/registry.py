@@ -49,6 +49,8 @@ _ENTRIES = [
     ZooEntry("xception", "xception", "xception", (3, 299, 299), "Xception, middle flow 4x"),
     ZooEntry("efficientnet_b0", "efficientnet", "efficientnet_b0", _IMAGENET, "EfficientNet-B0"),
     ZooEntry("segnet", "segnet", "segnet", (3, 128, 128), "encoder-decoder, 21-class logits"),
+    ZooEntry("convnext_tiny", "convnext", "convnext_tiny", _IMAGENET, "ConvNeXt-T, LayerNorm, GELU, layer scale"),
+    ZooEntry("eca_resnet18", "eca_resnet", "eca_resnet18", _IMAGENET, "ResNet-18 with efficient channel attention"),
 ]
 
 ZOO: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}

@@ -3,8 +3,8 @@ the math, comparison and selection ops (Sqrt ... Ceil, Pow, Equal/Less/Greater, 
 
 Broadcasting arithmetic, the one-input math ops and comparisons are numpy ufuncs writing
 into the output buffer (``out=``): memory-bound data movement numpy already does well. The
-activations (their formulas are kernels/activation.py's), Erf (no numpy ufunc) and PRelu are
-Numba loops.
+activations (their formulas are kernels/activation.py's), Erf (no numpy ufunc; the
+activations' rational erf) and PRelu are Numba loops.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from numba import prange
 
 from cnnrt.core.ops import ACTIVATIONS, activation_params
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.cpu.activation import act_scalar
+from cnnrt.kernels.cpu.activation import act_scalar, erf_rational
 from cnnrt.kernels.cpu.blas import split_index
 from cnnrt.kernels.registry import register
 
@@ -216,7 +216,7 @@ def erf_flat(x, out):
     n = x.size
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         for i in range(c * _CHUNK, min(n, c * _CHUNK + _CHUNK)):
-            out[i] = math.erf(x[i])
+            out[i] = erf_rational(x[i])
 
 
 _erf_flat_serial = serial_twin(erf_flat)

@@ -1,0 +1,48 @@
+"""ConvNeXt as torch exports it, scaled down (the zoo's convnext_tiny runs once at full size in
+tests/test_zoo_vs_onnxruntime.py): it loads with no unsupported node at the opsets that write
+LayerNorm as LayerNormalization (17) and as its decomposition (13); the passes fuse the
+decomposition and the erf GELU back; each pass disabled in turn (poison mode) still matches
+onnxruntime, at batch 1 and 4."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import assert_close_to
+
+import cnnrt
+from cnnrt.passes.pipeline import pass_names
+from cnnrt.tools.timing import ort_session
+
+torch = pytest.importorskip("torch", reason="the zoo needs torch (pip install -e '.[zoo]')")
+from cnnrt.models.convnext import _convnext  # noqa: E402
+from cnnrt.models.factory import init_weights  # noqa: E402
+from cnnrt.models.onnx_export import export_module  # noqa: E402
+
+SHAPE = (3, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def small_convnext():
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        model = _convnext((1, 1, 2, 1), (16, 24, 32, 48), num_classes=10)
+        init_weights(model)
+    return model.eval()
+
+
+@pytest.mark.parametrize("opset", [17, 13])
+def test_small_convnext_fuses_and_matches_onnxruntime_with_each_pass_disabled(small_convnext, opset):
+    data = export_module(small_convnext, torch.zeros(1, *SHAPE), opset=opset)
+    sess = cnnrt.InferenceSession(data)
+    ops = sess.graph.op_counts()
+    assert ops["LayerNormalization"] == 1 + 3 + 5 + 1 and ops.get("Gelu", 0) == 5  # stem, downsamples, blocks, head
+    assert not {"Erf", "Pow", "Sqrt", "ReduceMean", "Div"} & set(ops), ops
+    ort = ort_session(data)
+    xs = {b: np.random.default_rng(b).standard_normal((b, *SHAPE), dtype=np.float32) for b in (1, 4)}
+    refs = {b: ort.run(None, {"input": x})[0] for b, x in xs.items()}
+    for b in (1, 4):
+        assert_close_to(sess.run(None, {"input": xs[b]})[0], refs[b])
+    for disabled in pass_names():
+        [got] = cnnrt.InferenceSession(data, disabled_passes=[disabled], poison=True).run(None, {"input": xs[1]})
+        assert_close_to(got, refs[1])
