@@ -1,5 +1,4 @@
-"""Converters for the reductions other than ReduceMean (ReduceSum/Max/Min/L2, ArgMax/ArgMin) and
-LayerNormalization.
+"""Converters for the reductions (ReduceMean/Sum/Max/Min/L2, ArgMax/ArgMin) and LayerNormalization.
 
 Reduction axes are an attribute before opset 18 (ReduceSum: 13) and an input from then on,
 which must be known at import; the IR carries them sorted and non-negative. The schema
@@ -13,12 +12,14 @@ import functools
 import numpy as np
 
 from .context import ConvertContext
-from .convert_helpers import attr_or_input, float_input, known_ints, normalize_axes, normalize_axis
+from .convert_helpers import FLOAT_DTYPES, attr_or_input, float_input, known_ints, normalize_axes, normalize_axis
 from .registry import onnx_op
 
 
 def _reduce(ctx: ConvertContext, op: str, axes_input_since: int) -> None:
     v = ctx.value(0)
+    if op in ("ReduceMean", "ReduceL2") and v.dtype not in FLOAT_DTYPES:
+        raise ctx.unsupported(f"{op} of {v.dtype} tensors is not supported (floating point only)")
     axes = attr_or_input(ctx, "axes", axes_input_since, 1, known_ints)
     rank = len(v.shape)
     keepdims = bool(int(ctx.attr("keepdims", 1)))
@@ -35,7 +36,7 @@ def _reduce(ctx: ConvertContext, op: str, axes_input_since: int) -> None:
 
 
 onnx_op("ReduceSum", since=1)(functools.partial(_reduce, op="ReduceSum", axes_input_since=13))
-for _op in ("ReduceMax", "ReduceMin", "ReduceL2"):
+for _op in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceL2"):
     onnx_op(_op, since=1)(functools.partial(_reduce, op=_op, axes_input_since=18))
 
 

@@ -389,17 +389,7 @@ OPS: dict[str, OpDef] = {
     ),
     "Gather": data_op(shp.gather, "", {"axis": REQUIRED}, ev.gather, ("Gather",), inputs=("data", "indices")),
     "Cast": data_op(shp.same, "to: a numpy dtype name", {"to": REQUIRED}, ev.cast, ("Cast",)),
-    "ReduceMean": OpDef(
-        ("X",),
-        ("Y",),
-        shp.reduce_mean,
-        "norm",
-        "axes sorted and non-negative",
-        {"axes": REQUIRED, "keepdims": True},
-        numerics=cost.REDUCE_MEAN,
-        evaluate=ev.reduce_mean,
-        onnx=("ReduceMean",),
-    ),
+    "ReduceMean": _reduce("ReduceMean", ev.reduce_mean, cost.REDUCE_MEAN),
     # -- channel-blocked (CPU): made by passes/block_layout.py, never imported
     "ReorderToBlocked": OpDef(
         ("X",),
