@@ -20,6 +20,8 @@ from reference import (
 )
 
 import cnnrt
+from cnnrt.core.ir import Graph, Node, Value
+from cnnrt.errors import GraphError
 
 rng = np.random.default_rng(0)
 X = (rng.standard_normal((2, 3, 4, 5)) * 2).astype(np.float32)
@@ -138,3 +140,10 @@ def test_bool_and_int64_values_are_planned_at_their_own_size():
     neg = sess.graph.values["neg"]
     assert neg.dtype == "bool" and neg.nbytes == 2 * 7 * 3 * 3
     assert sess.graph.values["idx"].nbytes == 8 * 2 * 3 * 3
+
+
+def test_verify_rejects_an_output_of_another_dtype_than_the_op_gives():
+    values = {n: Value(n, (3,), "float32") for n in ("a", "b", "c")}
+    graph = Graph([Node("Less", ("a", "b"), ("c",), {}, "less")], values, {}, ["a", "b"], ["c"])
+    with pytest.raises(GraphError, match="'less' \\(Less\\) output 'c' is float32, but Less gives bool"):
+        graph.verify()
