@@ -27,7 +27,7 @@ import numpy as np
 from cnnrt.core.ir import Graph, Node
 
 from . import PassResult
-from .fuse_gelu import other_operand, scalar_const, reader_of
+from .fuse_gelu import other_operand, reader_of, scalar_const
 from .rewrite import Ctx, Replacement, Rule, apply_rules, fresh_value_name, fused_node, is_float, unique_node_name
 
 

@@ -11,7 +11,7 @@ from numba import types
 from numba.extending import overload
 
 from cnnrt.kernels._jit import njit
-from cnnrt.kernels.activation import CLIP, NONE, RELU, TANH, activation_formula
+from cnnrt.kernels.activation import CLIP, GELU, NONE, RELU, TANH, activation_formula
 from cnnrt.kernels.cpu.vector_ir import TANH_CLAMP, TANH_P, TANH_Q, TANH_SMALL, fma, tanh_run
 
 
@@ -91,13 +91,12 @@ def horner(x, coeffs):
 def erf_rational(v):
     """erf as a 13/8 odd/even rational function, evaluated in float64: absolute error below
     7e-8 (2M points over [-6, 6] and 1e-30..3 geometric), where libm's erf is a call per
-    element that cost Gelu most of its time. NaN stays NaN."""
-    x = min(max(v, -4.0), 4.0)
+    element. The clamp is written as selects (min/max kept LLVM from vectorising a loop of
+    these); NaN fails both comparisons and stays NaN."""
+    x = 4.0 if v > 4.0 else v
+    x = -4.0 if x < -4.0 else x
     x2 = x * x
-    p = horner(x2, ERF_P)
-    q = horner(x2, ERF_Q)
-    r = x * p / q
-    return r if v == v else v
+    return x * horner(x2, ERF_P) / horner(x2, ERF_Q)
 
 
 # one value; the formulas are kernels/activation.py's, with Python-float constants
@@ -135,6 +134,9 @@ def act_inplace(o, kind, alpha, beta):
             o[q] = beta if v > beta else v
     elif kind == TANH:
         tanh_inplace(o)
+    elif kind == GELU:  # the kind a constant: the loop inlines the formula alone and vectorises
+        for q in range(n):
+            o[q] = act_scalar(o[q], GELU, alpha, beta)
     else:
         for q in range(n):
             o[q] = act_scalar(o[q], kind, alpha, beta)

@@ -16,7 +16,7 @@ from numba import prange
 
 from cnnrt.core.ops import ACTIVATIONS, activation_params
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.cpu.activation import act_scalar, erf_rational
+from cnnrt.kernels.cpu.activation import act_inplace, erf_rational
 from cnnrt.kernels.cpu.blas import split_index
 from cnnrt.kernels.registry import register
 
@@ -154,8 +154,9 @@ def activate_flat(x, out, kind, alpha, beta):
     for c in prange(nchunks):
         lo = c * _CHUNK
         hi = min(n, lo + _CHUNK)
-        for i in range(lo, hi):
-            out[i] = act_scalar(x[i], kind, alpha, beta)
+        o = out[lo:hi]
+        o[:] = x[lo:hi]
+        act_inplace(o, kind, alpha, beta)  # the kind dispatched once per chunk, as in the fused epilogues
 
 
 _activate_flat_serial = serial_twin(activate_flat)

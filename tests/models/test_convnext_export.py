@@ -1,7 +1,8 @@
 """ConvNeXt as torch exports it, scaled down (the zoo's convnext_tiny runs once at full size in
 tests/test_zoo_vs_onnxruntime.py): it loads with no unsupported node at the opsets that write
 LayerNorm as LayerNormalization (17) and as its decomposition (13); the passes fuse the
-decomposition and the erf GELU back; each pass disabled in turn (poison mode) still matches
+decomposition and the erf GELU back, and the channels-last Linears become Gemms with the
+GELU as their epilogue; each pass disabled in turn (poison mode) still matches
 onnxruntime, at batch 1 and 4."""
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ def test_small_convnext_fuses_and_matches_onnxruntime_with_each_pass_disabled(sm
     data = export_module(small_convnext, torch.zeros(1, *SHAPE), opset=opset)
     sess = cnnrt.InferenceSession(data)
     ops = sess.graph.op_counts()
-    assert ops["LayerNormalization"] == 1 + 3 + 5 + 1 and ops.get("Gelu", 0) == 5  # stem, downsamples, blocks, head
-    assert not {"Erf", "Pow", "Sqrt", "ReduceMean", "Div"} & set(ops), ops
+    assert ops["LayerNormalization"] == 1 + 3 + 5 + 1  # stem, downsamples, blocks, head
+    # each block's Linear, GELU, Linear: two Gemms (flatten_matmul), the GELU their epilogue
+    gelu_gemms = [n for n in sess.graph.nodes if n.op == "Gemm" and n.attrs["activation"] == "Gelu"]
+    assert len(gelu_gemms) == 5 and ops["Gemm"] == 2 * 5 + 1
+    assert not {"Erf", "Pow", "Sqrt", "ReduceMean", "Div", "MatMul", "Gelu"} & set(ops), ops
     ort = ort_session(data)
     xs = {b: np.random.default_rng(b).standard_normal((b, *SHAPE), dtype=np.float32) for b in (1, 4)}
     refs = {b: ort.run(None, {"input": x})[0] for b, x in xs.items()}

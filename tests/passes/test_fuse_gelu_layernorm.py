@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pass_helpers import GB, ops, run_pass
 
+from cnnrt.passes.flatten_matmul import flatten_matmul
 from cnnrt.passes.fuse_epilogue import fuse_epilogue
 from cnnrt.passes.fuse_gelu import fuse_gelu
 from cnnrt.passes.fuse_layernorm import fuse_layernorm
@@ -114,3 +115,33 @@ def test_layernorm_declines_channels_first_and_outside_readers():
     res = run_pass(fuse_layernorm, b.build([y, mean_out]))
     assert "LayerNormalization" not in ops(res.graph)
     assert any("outside the pattern" in why for _, _, why in res.declined)
+
+
+@pytest.mark.parametrize("tail", ["", "Add", "Add+Gelu", "Relu"])
+def test_nd_matmul_by_a_constant_becomes_a_gemm(tail):
+    b = GB()
+    x = b.input("x", (2, 3, 4, 6))
+    y = b.node("MatMul", [x, b.rand(6, 5)], (2, 3, 4, 5))
+    if tail.startswith("Add"):
+        y = b.node("Add", [b.rand(5), y], (2, 3, 4, 5))
+    if tail.endswith(("Gelu", "Relu")):
+        y = b.act(tail.split("+")[-1], y)
+    g = run_pass(flatten_matmul, b.build([y])).graph
+    act = [tail.split("+")[-1]] if tail.endswith(("Gelu", "Relu")) else []
+    assert ops(g) == ["Reshape", "Gemm", *act, "Reshape"] and g.outputs == [y]
+    assert len(g.nodes[1].inputs) == (3 if tail.startswith("Add") else 2)
+    fused = run_pass(fuse_epilogue, g).graph
+    assert ops(fused) == ["Reshape", "Gemm", "Reshape"]
+
+
+def test_matmul_flattening_leaves_an_add_reading_a_graph_output_and_a_runtime_weight():
+    b = GB()
+    x = b.input("x", (2, 4, 6))
+    p = b.node("MatMul", [x, b.rand(6, 5)], (2, 4, 5))
+    y = b.node("Add", [p, b.rand(5)], (2, 4, 5))
+    res = run_pass(flatten_matmul, b.build([y, p]))
+    assert ops(res.graph) == ["Reshape", "Gemm", "Reshape", "Add"] and res.graph.outputs == [y, p]
+    b = GB()
+    x, w = b.input("x", (2, 4, 6)), b.input("w", (6, 5))
+    y = b.node("MatMul", [x, w], (2, 4, 5))
+    assert ops(run_pass(flatten_matmul, b.build([y])).graph) == ["MatMul"]

@@ -95,6 +95,7 @@ def test_pass_order_is_the_documented_one():
         "fold_pad",
         "fuse_layernorm",
         "fuse_gelu",
+        "flatten_matmul",
         "fuse_epilogue",
         "eliminate_dead_nodes",
         "concat_in_place",
