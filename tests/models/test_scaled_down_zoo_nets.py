@@ -1,9 +1,9 @@
-"""ConvNeXt as torch exports it, scaled down (the zoo's convnext_tiny runs once at full size in
-tests/test_zoo_vs_onnxruntime.py): it loads with no unsupported node at the opsets that write
-LayerNorm as LayerNormalization (17) and as its decomposition (13); the passes fuse the
-decomposition and the erf GELU back, and the channels-last Linears become Gemms with the
-GELU as their epilogue; each pass disabled in turn (poison mode) still matches
-onnxruntime, at batch 1 and 4."""
+"""ConvNeXt and ECA blocks as torch exports them, scaled down (the zoo's convnext_tiny and
+eca_resnet18 run once at full size in tests/test_zoo_vs_onnxruntime.py) so that every pass can
+be disabled in turn (poison mode) and still match onnxruntime. ConvNeXt loads with no
+unsupported node at the opsets that write LayerNorm as LayerNormalization (17) and as its
+decomposition (13); the passes fuse the decomposition and the erf GELU back, and the
+channels-last Linears become Gemms with the GELU as their epilogue."""
 
 from __future__ import annotations
 
@@ -17,10 +17,17 @@ from cnnrt.tools.timing import ort_session
 
 torch = pytest.importorskip("torch", reason="the zoo needs torch (pip install -e '.[zoo]')")
 from cnnrt.models.convnext import _convnext  # noqa: E402
+from cnnrt.models.eca_resnet import ECABasicBlock  # noqa: E402
 from cnnrt.models.factory import init_weights  # noqa: E402
 from cnnrt.models.onnx_export import export_module  # noqa: E402
 
 SHAPE = (3, 32, 32)
+
+
+def _matches_with_each_pass_disabled(data: bytes, x: np.ndarray, ref: np.ndarray) -> None:
+    for disabled in pass_names():
+        [got] = cnnrt.InferenceSession(data, disabled_passes=[disabled], poison=True).run(None, {"input": x})
+        assert_close_to(got, ref)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +54,20 @@ def test_small_convnext_fuses_and_matches_onnxruntime_with_each_pass_disabled(sm
     refs = {b: ort.run(None, {"input": x})[0] for b, x in xs.items()}
     for b in (1, 4):
         assert_close_to(sess.run(None, {"input": xs[b]})[0], refs[b])
-    for disabled in pass_names():
-        [got] = cnnrt.InferenceSession(data, disabled_passes=[disabled], poison=True).run(None, {"input": xs[1]})
-        assert_close_to(got, refs[1])
+    _matches_with_each_pass_disabled(data, xs[1], refs[1])
+
+
+def test_small_eca_blocks_match_onnxruntime_with_each_pass_disabled():
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 3, padding=1), ECABasicBlock(16, 16), ECABasicBlock(16, 32, 2)
+        )
+        init_weights(model)
+    data = export_module(model.eval(), torch.zeros(1, *SHAPE))
+    sess = cnnrt.InferenceSession(data)
+    assert sess.graph.op_counts()["Expand"] == 2  # the gate, broadcast to the block's output
+    x = np.random.default_rng(2).standard_normal((2, *SHAPE), dtype=np.float32)
+    [ref] = ort_session(data).run(None, {"input": x})
+    assert_close_to(sess.run(None, {"input": x})[0], ref)
+    _matches_with_each_pass_disabled(data, x, ref)
