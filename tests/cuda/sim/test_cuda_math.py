@@ -6,7 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cuda_sim_helpers import assert_close, rand, run_op
+from helpers import make_model, ort_run
+from onnx import helper
 from reference import MATH_REFERENCES, arg_reduce_reference, layer_norm_reference, reduce_reference
+
+import cnnrt
 
 EDGES = np.array([-2.5, -0.5, 0.5, 1.5, 2.0, 3e9, -3e9, np.inf, -np.inf], np.float32)
 
@@ -74,3 +78,43 @@ def test_layer_norm_with_statistics():
     assert_close(y, ref, 1e-5)
     assert_close(m, mean, 1e-6)
     assert_close(i, inv, 1e-5)
+
+
+def test_fused_layernorm_gelu_linear_block_matches_onnxruntime():
+    """A channels-last block as exported before opset 17 (LayerNorm decomposition, Linear, erf
+    GELU): on CUDA the passes leave LayerNormalization and a Gemm with a Gelu epilogue."""
+    rng = np.random.default_rng(5)
+    c = {
+        "two": np.array(2.0, np.float32),
+        "eps": np.array(1e-6, np.float32),
+        "gamma": rand(rng, 8),
+        "w": rand(rng, 8, 6),
+        "b": rand(rng, 6),
+        "sqrt2": np.array(np.sqrt(2), np.float32),
+        "one": np.array(1.0, np.float32),
+        "half": np.array(0.5, np.float32),
+    }
+    n = helper.make_node
+    nodes = [
+        n("ReduceMean", ["x"], ["mean"], axes=[-1]),
+        n("Sub", ["x", "mean"], ["d"]),
+        n("Pow", ["d", "two"], ["sq"]),
+        n("ReduceMean", ["sq"], ["var"], axes=[-1]),
+        n("Add", ["var", "eps"], ["ve"]),
+        n("Sqrt", ["ve"], ["std"]),
+        n("Div", ["d", "std"], ["normed"]),
+        n("Mul", ["normed", "gamma"], ["ln"]),
+        n("MatMul", ["ln", "w"], ["p"]),
+        n("Add", ["p", "b"], ["h"]),
+        n("Div", ["h", "sqrt2"], ["t"]),
+        n("Erf", ["t"], ["e"]),
+        n("Add", ["e", "one"], ["a"]),
+        n("Mul", ["h", "a"], ["m"]),
+        n("Mul", ["m", "half"], ["y"]),
+    ]
+    model = make_model(nodes, [("x", [2, 3, 4, 8], np.float32)], [("y", [2, 3, 4, 6], np.float32)], c, opset=13)
+    sess = cnnrt.InferenceSession(model, backend="cuda")
+    assert sess.graph.op_counts() == {"LayerNormalization": 1, "Reshape": 2, "Gemm": 1}
+    x = rand(rng, 2, 3, 4, 8) * 3 + 1
+    [got] = sess.run(None, {"x": x})
+    assert_close(got, ort_run(model, {"x": x})[0], 1e-5)
