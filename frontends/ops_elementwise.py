@@ -1,4 +1,5 @@
-"""Converters for elementwise ops: activations, arithmetic, Softmax, Cast, Identity/Dropout.
+"""Converters for elementwise ops: activations, arithmetic, the math ops (Erf, Sqrt, Pow, ...),
+comparisons, Not, Where, Expand, Softmax, Cast, Identity/Dropout.
 
 Every converter produces exactly the IR form in :mod:`cnnrt.core.ops`: attributes given as inputs
 (Clip bounds, Dropout's training_mode) are resolved at import and must be known then.
@@ -12,7 +13,7 @@ import numpy as np
 import onnx
 
 from .context import ConvertContext
-from .convert_helpers import FLOAT_DTYPES, float_input, known_scalar, require_all_inputs, reshape_input
+from .convert_helpers import FLOAT_DTYPES, float_input, known_ints, known_scalar, require_all_inputs, reshape_input
 from .loader import ONNX_DTYPES, SUPPORTED_DTYPES
 from .registry import onnx_op
 
@@ -104,6 +105,70 @@ def prelu(ctx: ConvertContext) -> None:
         raise ctx.fail(f"slope {list(ctx.shape(1))} does not broadcast to the input {list(x)}")
     s = reshape_input(ctx, 1, slope, "slope")
     ctx.emit("PRelu", [ctx.inputs[0], s], [ctx.out(0, x, dtype)])
+
+
+# ---------------------------------------------------------------------------- math
+
+
+for _op in ("Erf", "Sqrt", "Reciprocal", "Exp", "Log", "Floor", "Ceil"):
+    onnx_op(_op, since=1)(functools.partial(_unary, op=_op))
+for _op in ("Abs", "Neg"):  # integer tensors too
+    onnx_op(_op, since=1)(functools.partial(_unary, op=_op, ints_ok=True))
+
+
+@onnx_op("Gelu", since=20)
+def gelu(ctx: ConvertContext) -> None:
+    approximate = ctx.attr("approximate", "none")
+    if approximate not in ("none", "tanh"):
+        raise ctx.fail(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    _unary(ctx, "Gelu", dict(tanh_approx=float(approximate == "tanh")))
+
+
+@onnx_op("Pow", since=1)
+def pow_(ctx: ConvertContext) -> None:
+    """The exponent is cast to the base's dtype (ONNX allows another numeric type from opset 12)."""
+    base, exp = ctx.value(0), ctx.value(1)
+    exponent = ctx.inputs[1]
+    if exp.dtype != base.dtype:
+        exponent = ctx.fresh("exponent")
+        ctx.emit("Cast", [ctx.inputs[1]], [(exponent, exp.shape, base.dtype)], dict(to=base.dtype), suffix="/cast")
+    shape = _broadcast(ctx, (base.shape, exp.shape), f"{list(base.shape)} and {list(exp.shape)}")
+    ctx.emit("Pow", [ctx.inputs[0], exponent], [ctx.out(0, shape, base.dtype)])
+
+
+# ---------------------------------------------------------------------------- comparisons, Not, Where, Expand
+# (the schema checks have made sure of the dtypes: bool conditions, equal operand types)
+
+
+def _compare(ctx: ConvertContext, op: str) -> None:
+    a, b = ctx.value(0), ctx.value(1)
+    shape = _broadcast(ctx, (a.shape, b.shape), f"{list(a.shape)} and {list(b.shape)}")
+    ctx.emit(op, [ctx.inputs[0], ctx.inputs[1]], [ctx.out(0, shape, "bool")])
+
+
+for _op in ("Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"):
+    onnx_op(_op, since=1)(functools.partial(_compare, op=_op))
+
+
+@onnx_op("Not", since=1)
+def not_(ctx: ConvertContext) -> None:
+    v = ctx.value(0)
+    ctx.emit("Not", [ctx.inputs[0]], [ctx.out(0, v.shape, "bool")])
+
+
+@onnx_op("Where", since=9)
+def where(ctx: ConvertContext) -> None:
+    c, x, y = (ctx.value(i) for i in range(3))
+    shape = _broadcast(ctx, (c.shape, x.shape, y.shape), f"{[list(c.shape), list(x.shape), list(y.shape)]}")
+    ctx.emit("Where", list(ctx.inputs[:3]), [ctx.out(0, shape, x.dtype)])
+
+
+@onnx_op("Expand", since=8)
+def expand(ctx: ConvertContext) -> None:
+    v = ctx.value(0)
+    target = known_ints(ctx, 1, "shape")
+    shape = _broadcast(ctx, (v.shape, tuple(target)), f"{list(v.shape)} and {target}")
+    ctx.emit("Expand", [ctx.inputs[0]], [ctx.out(0, shape, v.dtype)], dict(shape=tuple(int(d) for d in shape)))
 
 
 # ---------------------------------------------------------------------------- Softmax

@@ -1,10 +1,10 @@
-"""Converters for tensor ops: data movement, shape arithmetic, Pad, ReduceMean.
+"""Converters for tensor ops: data movement, shape arithmetic, Pad.
 
 Everything an op takes as an input tensor in newer opsets (Reshape's shape, Slice bounds,
 Pad amounts, Split sizes, axes) must be known at import time and is turned into concrete
 IR attributes (see :mod:`cnnrt.core.ops`). Flatten, Squeeze and Unsqueeze become IR
 ``Reshape``; Shape and Constant become graph constants, since shapes are concrete for
-every import. Resize and Upsample live in :mod:`ops_resize`.
+every import. Resize and Upsample live in :mod:`ops_resize`, the reductions in :mod:`ops_reduce`.
 """
 
 from __future__ import annotations
@@ -360,24 +360,3 @@ def pad_v11(ctx: ConvertContext) -> None:
         value = known_scalar(ctx, 2, "constant_value").item()
     axes = known_ints(ctx, 3, "axes") if ctx.opset >= 18 and ctx.has_input(3) else None
     _emit_pad(ctx, pads, ctx.attr("mode", "constant"), value, axes)
-
-
-# ---------------------------------------------------------------------------- ReduceMean
-
-
-@onnx_op("ReduceMean", since=1)
-def reduce_mean(ctx: ConvertContext) -> None:
-    axes = attr_or_input(ctx, "axes", 18, 1, known_ints)
-    v = ctx.value(0)
-    if v.dtype not in FLOAT_DTYPES:
-        raise ctx.unsupported(f"ReduceMean of {v.dtype} tensors is not supported (floating point only)")
-    rank = len(v.shape)
-    keepdims = bool(int(ctx.attr("keepdims", 1)))
-    if not axes:
-        if int(ctx.attr("noop_with_empty_axes", 0)):
-            ctx.emit("Identity", [ctx.inputs[0]], [ctx.out(0, v.shape, v.dtype)])
-            return
-        axes = range(rank)
-    axes = tuple(sorted(normalize_axes(ctx, axes, rank)))
-    shape = [1 if i in axes else d for i, d in enumerate(v.shape) if keepdims or i not in axes]
-    ctx.emit("ReduceMean", [ctx.inputs[0]], [ctx.out(0, shape, v.dtype)], dict(axes=axes, keepdims=keepdims))

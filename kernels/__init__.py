@@ -9,10 +9,14 @@ built, never halfway through a run.
 An op family registers in the same-named module on both backends (kernels/cpu/ and
 kernels/cuda/), so the two implementations of an op sit side by side:
 
-    elementwise.py     Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Elu,
-                       Add, Sub, Mul, Div, Sum, Max, Min, PRelu, Cast
+    elementwise.py     Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Elu, Gelu,
+                       Add, Sub, Mul, Div, Pow, Sum, Max, Min, PRelu, Cast, Erf, Sqrt,
+                       Reciprocal, Exp, Log, Abs, Neg, Floor, Ceil, Not, Equal, Less(OrEqual),
+                       Greater(OrEqual), Where, Expand
     norm.py            BatchNormalization, ChannelAffine, LRN
-    reduce.py          Softmax (and LogSoftmax), ReduceMean, GlobalAveragePool, GlobalMaxPool
+    layernorm.py       LayerNormalization
+    reduce.py          Softmax (and LogSoftmax), ReduceMean/Sum/Max/Min/L2, ArgMax, ArgMin,
+                       GlobalAveragePool, GlobalMaxPool
     pool.py            MaxPool, AveragePool
     gemm.py            Gemm, MatMul
     conv.py            Conv (conv_algorithm.py on both: which algorithm a conv runs)

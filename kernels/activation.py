@@ -6,8 +6,8 @@ kernels (kernels/cpu/activation.py's ``act_scalar``) and the CUDA kernels
 ``@njit`` function it is called with, so the same Python source runs on both. What differs is
 passed in: the constants' type (the CPU evaluates float32 tensors' Sigmoid/Elu in float64
 with Python floats; the CUDA kernels keep float32 arithmetic with numpy float32 constants,
-a GPU's float64 unit being many times slower) and tanh (the CPU's rational approximation,
-the GPU's ``math.tanh``). Min/max are written as selects: the CUDA target cannot compile the
+a GPU's float64 unit being many times slower), tanh and erf (the CPU's rational
+approximations, the GPU's ``math.tanh`` and ``math.erf``). Min/max are written as selects: the CUDA target cannot compile the
 builtin ``min``/``max``, and a select states what happens to NaN.
 """
 
@@ -18,14 +18,17 @@ import math
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import njit
 
-NONE, RELU, LEAKY_RELU, CLIP, SIGMOID, HARD_SIGMOID, HARD_SWISH, TANH, ELU, SILU = (
+NONE, RELU, LEAKY_RELU, CLIP, SIGMOID, HARD_SIGMOID, HARD_SWISH, TANH, ELU, SILU, GELU = (
     ACTIVATIONS[k]
-    for k in ("none", "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "SiLU")
+    for k in ("none", "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "SiLU", "Gelu")
 )
+# tanh-approximated Gelu: sqrt(2/pi) and the cubic's coefficient
+GELU_TANH_K = 0.7978845608028654
+GELU_TANH_C = 0.044715
 
 
-def activation_formula(zero, one, six, half, tanh):
-    """``act(v, kind, alpha, beta)`` with these constants (their type sets the arithmetic's) and tanh."""
+def activation_formula(zero, one, six, half, tanh, erf=math.erf):
+    """``act(v, kind, alpha, beta)`` with these constants (their type sets the arithmetic's), tanh and erf."""
 
     @njit(inline="always", cache=False)  # a closure: its constants live in the cells, not the source
     def act(v, kind, alpha, beta):
@@ -65,6 +68,14 @@ def activation_formula(zero, one, six, half, tanh):
                 return v / (one + math.exp(-v))
             e = math.exp(v)
             return v * e / (one + e)
+        if kind == GELU:
+            # ½v(1 + erf(v/√2)); for negative v, 1 + erf cancels to an absolute error of about
+            # |v| times erf's (as in onnxruntime's float32 Gelu). alpha = 1 selects the tanh
+            # approximation ½v(1 + tanh(z)), as v·sigmoid(2z) (its constants are float64 literals).
+            if alpha != zero:
+                z = GELU_TANH_K * (v + GELU_TANH_C * v * v * v)
+                return v / (one + math.exp(-(z + z)))
+            return half * v * (one + erf(v * math.sqrt(half)))
         return v
 
     return act

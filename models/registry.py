@@ -51,6 +51,8 @@ _ENTRIES = [
     ZooEntry("segnet", "segnet", "segnet", (3, 128, 128), "encoder-decoder, 21-class logits"),
     ZooEntry("style_transfer", "style_transfer", "style_transfer", (3, 64, 64), "fast style transfer, InstanceNorm"),
     ZooEntry("espcn", "espcn", "espcn", (1, 64, 64), "ESPCN 3x super-resolution, PixelShuffle"),
+    ZooEntry("convnext_tiny", "convnext", "convnext_tiny", _IMAGENET, "ConvNeXt-T, LayerNorm, GELU, layer scale"),
+    ZooEntry("eca_resnet18", "eca_resnet", "eca_resnet18", _IMAGENET, "ResNet-18 with efficient channel attention"),
 ]
 
 ZOO: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}

@@ -18,10 +18,13 @@ from . import PassResult
 from .block_layout import block_layout
 from .concat_in_place import concat_in_place
 from .eliminate_dead_nodes import eliminate_dead_nodes
+from .flatten_matmul import flatten_matmul
 from .fold_batchnorm import fold_batchnorm
 from .fold_constants import fold_constants
 from .fold_pad import fold_pad
 from .fuse_epilogue import fuse_epilogue
+from .fuse_gelu import fuse_gelu
+from .fuse_layernorm import fuse_layernorm
 from .remove_identity import remove_identity
 from .select_algorithm import select_algorithm
 
@@ -34,6 +37,9 @@ PASSES: list[tuple[str, PassFn, int]] = [
     ("fold_constants", fold_constants, 1),
     ("fold_batchnorm", fold_batchnorm, 2),
     ("fold_pad", fold_pad, 2),
+    ("fuse_layernorm", fuse_layernorm, 2),
+    ("fuse_gelu", fuse_gelu, 2),  # before fuse_epilogue, which takes Gelu as an activation
+    ("flatten_matmul", flatten_matmul, 2),  # before fuse_epilogue, which fuses the Gemm's activation
     ("fuse_epilogue", fuse_epilogue, 2),
     ("eliminate_dead_nodes", eliminate_dead_nodes, 1),
     ("concat_in_place", concat_in_place, 2),

@@ -38,6 +38,8 @@ def activation_ref(x, name="none", alpha=0.0, beta=0.0) -> np.ndarray:
         return np.where(x >= 0, x, alpha * (np.exp(x) - 1))
     if name == "SiLU":
         return x / (1 + np.exp(-x))
+    if name == "Gelu":
+        return gelu_reference(x, alpha)
     raise ValueError(name)
 
 
@@ -296,3 +298,86 @@ def gemm_reference(a, b, c, alpha, beta, trans_a, trans_b):
     if c is not None:
         y = y + beta * np.asarray(c, np.float64)
     return y
+
+
+# ----------------------------------------------------------------------------- math, reductions, LayerNormalization
+
+
+def gelu_reference(x, tanh_approx=0.0):
+    """x * Phi(x) with Phi(x) = erfc(-x/√2)/2 the normal CDF, or the tanh approximation
+    x * (1 + tanh(z))/2 = x / (1 + e^-2z). Neither form subtracts nearly equal numbers for
+    negative x, as 1 + erf and 1 + tanh would."""
+    x64 = np.asarray(x, np.float64)
+    if tanh_approx:
+        z = math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64**3)
+        with np.errstate(over="ignore"):  # e^-2z = inf: the quotient is 0
+            return x64 / (1 + np.exp(-2 * z))
+    return 0.5 * x64 * np.vectorize(math.erfc, otypes=[np.float64])(-x64 / math.sqrt(2))
+
+
+def erf_reference(x):
+    return np.vectorize(math.erf, otypes=[np.float64])(np.asarray(x, np.float64))
+
+
+# float64 formulas of the one-input math ops (x a float64 array)
+MATH_REFERENCES = {
+    "Erf": erf_reference,
+    "Sqrt": lambda x: x**0.5,
+    "Reciprocal": lambda x: 1.0 / x,
+    "Exp": lambda x: np.e**x,
+    "Log": np.log,
+    "Abs": lambda x: np.where(x < 0, -x, x),
+    "Neg": lambda x: -x,
+    "Floor": np.floor,
+    "Ceil": lambda x: -np.floor(-x),
+}
+
+
+def reduce_reference(x, op, axes, keepdims):
+    """ReduceSum/Max/Min/L2/Mean by looping over the kept positions, each reduced in float64."""
+    x64 = np.asarray(x, np.float64)
+    axes = tuple(axes) if axes else tuple(range(x.ndim))
+    moved = np.moveaxis(x64, axes, tuple(range(x.ndim - len(axes), x.ndim)))
+    kept_shape = moved.shape[: x.ndim - len(axes)]
+    flat = moved.reshape(*kept_shape, -1)
+    out = np.empty(kept_shape)
+    for idx in np.ndindex(*kept_shape):
+        row = flat[idx]
+        out[idx] = {
+            "ReduceSum": lambda r: math.fsum(r),
+            "ReduceMean": lambda r: math.fsum(r) / len(r),
+            "ReduceMax": max,
+            "ReduceMin": min,
+            "ReduceL2": lambda r: math.sqrt(math.fsum(v * v for v in r)),
+        }[op](list(row))
+    if keepdims:
+        out = out.reshape([1 if i in axes else d for i, d in enumerate(x.shape)])
+    return out
+
+
+def arg_reduce_reference(x, op, axis, keepdims, select_last_index=False):
+    """Index of the first (or last) maximum / minimum along ``axis``, by scanning."""
+    moved = np.moveaxis(np.asarray(x), axis, -1)
+    out = np.empty(moved.shape[:-1], np.int64)
+    better = (lambda a, b: a > b) if op == "ArgMax" else (lambda a, b: a < b)
+    for idx in np.ndindex(*moved.shape[:-1]):
+        row = moved[idx]
+        best = 0
+        for k in range(1, len(row)):
+            if better(row[k], row[best]) or (select_last_index and row[k] == row[best]):
+                best = k
+        out[idx] = best
+    return np.expand_dims(out, axis) if keepdims else out
+
+
+def layer_norm_reference(x, scale, bias, axis, epsilon):
+    """(Y, Mean, InvStdDev) over the axes from ``axis`` on, in float64."""
+    x64 = np.asarray(x, np.float64)
+    axes = tuple(range(axis, x.ndim))
+    mean = x64.mean(axis=axes, keepdims=True)
+    var = ((x64 - mean) ** 2).mean(axis=axes, keepdims=True)
+    inv = 1 / np.sqrt(var + epsilon)
+    y = (x64 - mean) * inv * np.asarray(scale, np.float64)
+    if bias is not None:
+        y = y + np.asarray(bias, np.float64)
+    return y, mean, inv

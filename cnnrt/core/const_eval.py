@@ -105,3 +105,45 @@ def clip(a, x, outs):
 
 def reduce_mean(a, x, outs):
     return [np.mean(x[0], axis=tuple(a["axes"]), keepdims=bool(a["keepdims"]))]
+
+
+# -- math, comparison and reduction ops (cnnrt.core.ops.MODERN_OPS)
+
+
+def unary(f):
+    """An elementwise one-input op as the numpy ufunc ``f``."""
+    return lambda a, x, outs: [f(x[0])]
+
+
+def binary(f):
+    return lambda a, x, outs: [f(x[0], x[1])]
+
+
+def where(a, x, outs):
+    return [np.where(x[0], x[1], x[2])]
+
+
+def expand(a, x, outs):
+    return [np.broadcast_to(x[0], outs[0].shape)]
+
+
+def reduction(f):
+    """A Reduce* op as the numpy reduction ``f`` over the node's axes."""
+    return lambda a, x, outs: [f(x[0], axis=tuple(a["axes"]), keepdims=bool(a["keepdims"]))]
+
+
+def arg_reduce(f):
+    """ArgMax/ArgMin as ``f`` (np.argmax/np.argmin); the last extreme index with select_last_index."""
+
+    def run(a, x, outs):
+        axis, keep = int(a["axis"]), bool(a["keepdims"])
+        if not a["select_last_index"]:
+            return [f(x[0], axis=axis, keepdims=keep).astype(np.int64)]
+        flipped = f(np.flip(x[0], axis), axis=axis, keepdims=keep)
+        return [(x[0].shape[axis] - 1 - flipped).astype(np.int64)]
+
+    return run
+
+
+def reduce_l2(a, x, outs):
+    return [np.sqrt(np.sum(np.square(x[0]), axis=tuple(a["axes"]), keepdims=bool(a["keepdims"])))]

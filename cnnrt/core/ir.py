@@ -141,7 +141,8 @@ class Graph:
         Checks: unique node names, one definition per value, nodes in topological order
         (which also rules out cycles), every input defined, every used value has a Value
         entry, constants agree with their Value's shape and dtype, outputs defined, and every
-        node is an IR op with the ports and attributes its definition requires, reads
+        node is an IR op with the ports and attributes its definition requires, outputs the
+        dtype its definition fixes (comparisons bool, ArgMax int64), reads
         channel-blocked values only if its definition allows, and has output shapes that agree
         with its shape inference (cnnrt.core.ops).
         """
@@ -189,6 +190,10 @@ class Graph:
                     raise GraphError(f"value {o!r} is defined twice (again by node {n.name!r})")
                 if o not in self.values:
                     raise GraphError(f"node {n.name!r} output {o!r} has no Value entry")
+                if d.output_dtype and self.values[o].dtype != d.output_dtype:
+                    raise GraphError(
+                        f"node {n.name!r} ({n.op}) output {o!r} is {self.values[o].dtype}, but {n.op} gives {d.output_dtype}"
+                    )
                 defined.add(o)
             self._check_shapes(n, infer(n, [self.values[i] if i else None for i in n.inputs]))
         for o in self.outputs:

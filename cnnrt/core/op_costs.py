@@ -14,6 +14,7 @@ AveragePool           out elements * kh * kw (additions, counted as MACs)
 GlobalAveragePool     input elements
 LRN                   out elements * size (the windowed sum of squares)
 GroupNormalization    one per output element (the scale and shift after the statistics)
+LayerNormalization    one per output element (a scale and shift)
 everything else       0 (elementwise ops, comparisons, data movement)
 ====================  ======================================================================
 
@@ -142,6 +143,10 @@ def group_norm_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
     return _prod(ins[0][1:]) // int(a["num_groups"])  # the mean and variance of one group
 
 
+def layer_norm_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
+    return _prod(ins[0][int(a["axis"]) :])  # the mean and variance sum every normalised element
+
+
 def inputs_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
     """Sum/Max/Min: one term per input."""
     return _present(ins, 0)
@@ -183,3 +188,5 @@ SOFTMAX = Numerics(zero, softmax_accumulation, True)
 REDUCE_MEAN = Numerics(zero, reduce_mean_accumulation)
 GROUP_NORM = Numerics(per_output_macs, group_norm_accumulation)
 VARIADIC = Numerics(zero, inputs_accumulation)
+REDUCE_L2 = Numerics(zero, reduce_mean_accumulation, True)
+LAYER_NORM = Numerics(per_output_macs, layer_norm_accumulation, True)

@@ -60,6 +60,7 @@ class OpDef:
     made_by: str = ""  # the pass that makes it (ops never imported)
     no_cpu_kernel: str = ""  # why the CPU backend needs no kernel ("" : one must exist)
     no_cuda_kernel: str = ""  # why the CUDA backend has no kernel ("" : one must exist)
+    output_dtype: str = ""  # the dtype of every output, when the op fixes it (bool, int64); Graph.verify checks
     numerics: cost.Numerics = field(kw_only=True)  # MACs, accumulation, transcendental: no default
 
     def filled_attrs(self, node) -> dict[str, Any]:

@@ -183,3 +183,18 @@ def blocked_pool(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
 
 def blocked_global_pool(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
     return [(*x[0][:2], 1, 1, x[0][4])]
+
+
+# -- ops of cnnrt.core.ops.MODERN_OPS
+
+
+def arg_reduce(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
+    axis = int(a["axis"]) % len(x[0])
+    return [tuple(1 if i == axis else d for i, d in enumerate(x[0]) if a["keepdims"] or i != axis)]
+
+
+def layer_norm(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
+    """Y as X; Mean and InvStdDev keep X's leading axes, the normalised ones as 1."""
+    axis = int(a["axis"]) % len(x[0])
+    stats = tuple(x[0][:axis]) + (1,) * (len(x[0]) - axis)
+    return [tuple(x[0]), stats, stats][:nout]

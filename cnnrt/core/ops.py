@@ -56,6 +56,7 @@ ACTIVATIONS = {
     "Tanh": 7,
     "Elu": 8,
     "SiLU": 9,
+    "Gelu": 10,
 }
 
 
@@ -121,6 +122,128 @@ _CHANNEL_AFFINE = OpDef(
     epilogue=True,
     made_by="fold_batchnorm",
 )
+
+# -- the math, comparison and reduction ops of modern CNNs (ConvNeXt, attention blocks)
+
+
+def _unary(onnx: str, evaluate=None, numerics=cost.NO_SUMS) -> OpDef:
+    """An elementwise one-input op that is no fused activation kind (float tensors only)."""
+    return activation_op(onnx, numerics=numerics, evaluate=None if evaluate is None else ev.unary(evaluate))
+
+
+def _compare(onnx: str, evaluate) -> OpDef:
+    """A broadcasting comparison: a bool output (so never in place over its float inputs, nor blocked)."""
+    return OpDef(
+        ("A", "B"),
+        ("C",),
+        shp.broadcast,
+        "binary",
+        broadcasts=True,
+        evaluate=ev.binary(evaluate),
+        output_dtype="bool",
+        onnx=(onnx,),
+        numerics=cost.NO_SUMS,
+    )
+
+
+def _reduce(onnx: str, evaluate, numerics=cost.NO_SUMS) -> OpDef:
+    return OpDef(
+        ("X",),
+        ("Y",),
+        shp.reduce_mean,
+        "norm",
+        "axes sorted and non-negative",
+        {"axes": REQUIRED, "keepdims": True},
+        numerics=numerics,
+        evaluate=evaluate,
+        onnx=(onnx,),
+    )
+
+
+def _arg_reduce(onnx: str, f) -> OpDef:
+    return OpDef(
+        ("X",),
+        ("Y",),
+        shp.arg_reduce,
+        "norm",
+        "the first extreme index unless select_last_index",
+        {"axis": REQUIRED, "keepdims": True, "select_last_index": False},
+        numerics=cost.NO_SUMS,
+        output_dtype="int64",
+        evaluate=ev.arg_reduce(f),
+        onnx=(onnx,),
+    )
+
+
+MODERN_OPS: dict[str, OpDef] = {
+    "Gelu": activation_op("Gelu", ("tanh_approx",), {"tanh_approx": 0.0}, numerics=cost.TRANSCENDENTAL),
+    "Erf": _unary("Erf", numerics=cost.TRANSCENDENTAL),
+    "Sqrt": _unary("Sqrt", np.sqrt, cost.TRANSCENDENTAL),
+    "Reciprocal": _unary("Reciprocal", np.reciprocal),
+    "Exp": _unary("Exp", np.exp, cost.TRANSCENDENTAL),
+    "Log": _unary("Log", np.log, cost.TRANSCENDENTAL),
+    "Abs": _unary("Abs", np.abs),
+    "Neg": _unary("Neg", np.negative),
+    "Floor": _unary("Floor", np.floor),
+    "Ceil": _unary("Ceil", np.ceil),
+    "Not": OpDef(
+        ("X",),
+        ("Y",),
+        shp.same,
+        "tensor",
+        in_place=True,
+        evaluate=ev.unary(np.logical_not),
+        output_dtype="bool",
+        onnx=("Not",),
+        numerics=cost.NO_SUMS,
+    ),
+    "Pow": OpDef(
+        ("A", "B"),
+        ("C",),
+        shp.broadcast,
+        "binary",
+        "B has A's dtype (the importer casts it)",
+        in_place=True,
+        broadcasts=True,
+        evaluate=ev.binary(np.power),
+        onnx=("Pow",),
+        numerics=cost.TRANSCENDENTAL,
+    ),
+    "Equal": _compare("Equal", np.equal),
+    "Less": _compare("Less", np.less),
+    "LessOrEqual": _compare("LessOrEqual", np.less_equal),
+    "Greater": _compare("Greater", np.greater),
+    "GreaterOrEqual": _compare("GreaterOrEqual", np.greater_equal),
+    "Where": OpDef(
+        ("condition", "X", "Y"),
+        ("Z",),
+        shp.broadcast,
+        "tensor",
+        "condition bool; X and Y share the output's dtype",
+        broadcasts=True,
+        evaluate=ev.where,
+        onnx=("Where",),
+        numerics=cost.NO_SUMS,
+    ),
+    "Expand": data_op(shp.reshape, "shape: the broadcast output shape", {"shape": REQUIRED}, ev.expand, ("Expand",)),
+    "ReduceSum": _reduce("ReduceSum", ev.reduction(np.sum), cost.REDUCE_MEAN),
+    "ReduceMax": _reduce("ReduceMax", ev.reduction(np.max)),
+    "ReduceMin": _reduce("ReduceMin", ev.reduction(np.min)),
+    "ReduceL2": _reduce("ReduceL2", ev.reduce_l2, cost.REDUCE_L2),
+    "ArgMax": _arg_reduce("ArgMax", np.argmax),
+    "ArgMin": _arg_reduce("ArgMin", np.argmin),
+    "LayerNormalization": OpDef(
+        ("X", "Scale", "B?"),
+        ("Y", "Mean?", "InvStdDev?"),
+        shp.layer_norm,
+        "norm",
+        "normalises over axes axis.. (non-negative); Scale and B have exactly those axes' shape; "
+        "Mean and InvStdDev float32, the normalised axes kept as 1",
+        {"axis": REQUIRED, "epsilon": 1e-5},
+        numerics=cost.LAYER_NORM,
+        onnx=("LayerNormalization",),
+    ),
+}
 
 # ONNX op types the importer turns into graph constants rather than nodes: no IR op stands for them.
 IMPORTED_AS_CONSTANTS = ("Constant",)
@@ -300,17 +423,7 @@ OPS: dict[str, OpDef] = {
     ),
     "Gather": data_op(shp.gather, "", {"axis": REQUIRED}, ev.gather, ("Gather",), inputs=("data", "indices")),
     "Cast": data_op(shp.same, "to: a numpy dtype name", {"to": REQUIRED}, ev.cast, ("Cast",)),
-    "ReduceMean": OpDef(
-        ("X",),
-        ("Y",),
-        shp.reduce_mean,
-        "norm",
-        "axes sorted and non-negative",
-        {"axes": REQUIRED, "keepdims": True},
-        numerics=cost.REDUCE_MEAN,
-        evaluate=ev.reduce_mean,
-        onnx=("ReduceMean",),
-    ),
+    "ReduceMean": _reduce("ReduceMean", ev.reduce_mean, cost.REDUCE_MEAN),
     # -- channel-blocked (CPU): made by passes/block_layout.py, never imported
     "ReorderToBlocked": OpDef(
         ("X",),
@@ -343,6 +456,7 @@ OPS: dict[str, OpDef] = {
     "BlockedGlobalAveragePool": blocked_op(_GLOBAL_AVERAGE_POOL, shp.blocked_global_pool, "output (N, C/B, 1, 1, B)"),
     "BlockedGlobalMaxPool": blocked_op(_GLOBAL_MAX_POOL, shp.blocked_global_pool, "output (N, C/B, 1, 1, B)"),
     "BlockedChannelAffine": blocked_op(_CHANNEL_AFFINE, shp.same, "as ChannelAffine; scale/shift per channel (C,)"),
+    **MODERN_OPS,
 }
 
 

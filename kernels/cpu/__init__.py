@@ -8,6 +8,7 @@ from . import (
     conv_transpose,  # noqa: F401,E402
     elementwise,  # noqa: F401,E402
     gemm,  # noqa: F401,E402
+    layernorm,  # noqa: F401,E402
     norm,  # noqa: F401,E402
     pool,  # noqa: F401,E402
     reduce,  # noqa: F401,E402

@@ -1,8 +1,10 @@
-"""Elementwise ops: the activations, broadcasting arithmetic, Sum/Max/Min, Cast, PRelu.
+"""Elementwise ops: the activations, broadcasting arithmetic, Sum/Max/Min, Cast, PRelu, and
+the math, comparison and selection ops (Sqrt ... Ceil, Pow, Equal/Less/Greater, Not, Where, Expand).
 
-Broadcasting arithmetic is numpy ufuncs writing into the output buffer (``out=``): it is
-memory-bound data movement numpy already does well. The activations (their formulas are
-kernels/activation.py's) and PRelu are Numba loops.
+Broadcasting arithmetic, the one-input math ops and comparisons are numpy ufuncs writing
+into the output buffer (``out=``): memory-bound data movement numpy already does well. The
+activations (their formulas are kernels/activation.py's), Erf (no numpy ufunc; the
+activations' rational erf) and PRelu are Numba loops.
 """
 
 from __future__ import annotations
@@ -14,11 +16,22 @@ from numba import prange
 
 from cnnrt.core.ops import ACTIVATIONS, activation_params
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.cpu.activation import act_scalar
+from cnnrt.kernels.cpu.activation import act_inplace, erf_rational
 from cnnrt.kernels.cpu.blas import split_index
 from cnnrt.kernels.registry import register
 
-_UFUNCS = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
+_UFUNCS = {
+    "Add": np.add,
+    "Sub": np.subtract,
+    "Mul": np.multiply,
+    "Div": np.divide,
+    "Pow": np.power,
+    "Equal": np.equal,
+    "Less": np.less,
+    "LessOrEqual": np.less_equal,
+    "Greater": np.greater,
+    "GreaterOrEqual": np.greater_equal,
+}
 _VARIADIC = {"Sum": np.add, "Max": np.maximum, "Min": np.minimum}
 _CHUNK = 1 << 14
 
@@ -32,7 +45,7 @@ def require_float(node, dtype: np.dtype) -> None:
         raise TypeError(f"{node.op} kernel supports float32 and float64, got {dtype}")
 
 
-@register("Add", "Sub", "Mul", "Div")
+@register(*_UFUNCS)
 def build_binary(node, graph):
     if node.op == "Div" and dtype_of(graph, node.outputs[0]).kind in "iu":
         return _int_div
@@ -141,14 +154,15 @@ def activate_flat(x, out, kind, alpha, beta):
     for c in prange(nchunks):
         lo = c * _CHUNK
         hi = min(n, lo + _CHUNK)
-        for i in range(lo, hi):
-            out[i] = act_scalar(x[i], kind, alpha, beta)
+        o = out[lo:hi]
+        o[:] = x[lo:hi]
+        act_inplace(o, kind, alpha, beta)  # the kind dispatched once per chunk, as in the fused epilogues
 
 
 _activate_flat_serial = serial_twin(activate_flat)
 
 
-@register("Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu")
+@register("Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Gelu")
 def build_activation(node, graph):
     kind = ACTIVATIONS[node.op]
     alpha, beta = activation_params(node.op, node.attrs)
@@ -168,5 +182,69 @@ def build_activation(node, graph):
     def run(ins, outs):
         x = ins[0].reshape(-1)
         pick(activate_flat, _activate_flat_serial, x.size, num_threads())(x, outs[0].reshape(-1), kind, a, b)
+
+    return run
+
+
+# ---------------------------------------------------------------------------- math, comparisons, selection
+
+_MATH = {
+    "Sqrt": np.sqrt,
+    "Reciprocal": np.reciprocal,
+    "Exp": np.exp,
+    "Log": np.log,
+    "Abs": np.abs,
+    "Neg": np.negative,
+    "Floor": np.floor,
+    "Ceil": np.ceil,
+    "Not": np.logical_not,
+}
+
+
+@register(*_MATH)
+def build_math(node, graph):
+    f = _MATH[node.op]
+
+    def run(ins, outs):
+        with np.errstate(all="ignore"):  # sqrt/log of negatives and 1/0 give NaN/Inf, as ONNX says
+            f(ins[0], out=outs[0])
+
+    return run
+
+
+@pjit
+def erf_flat(x, out):
+    n = x.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, c * _CHUNK + _CHUNK)):
+            out[i] = erf_rational(x[i])
+
+
+_erf_flat_serial = serial_twin(erf_flat)
+
+
+@register("Erf")
+def build_erf(node, graph):
+    require_float(node, dtype_of(graph, node.inputs[0]))
+
+    def run(ins, outs):
+        x = ins[0].reshape(-1)
+        pick(erf_flat, _erf_flat_serial, 8 * x.size, num_threads())(x, outs[0].reshape(-1))
+
+    return run
+
+
+@register("Where")
+def build_where(node, graph):
+    def run(ins, outs):
+        np.copyto(outs[0], np.where(ins[0], ins[1], ins[2]))
+
+    return run
+
+
+@register("Expand")
+def build_expand(node, graph):
+    def run(ins, outs):
+        np.copyto(outs[0], ins[0])  # copyto broadcasts the input to the output's shape
 
     return run

@@ -1,4 +1,5 @@
-"""Reductions: Softmax/LogSoftmax, ReduceMean, GlobalAveragePool and GlobalMaxPool."""
+"""Reductions: Softmax/LogSoftmax, ReduceMean/Sum/Max/Min/L2, ArgMax/ArgMin, GlobalAveragePool
+and GlobalMaxPool. The Reduce* and Arg* ops are numpy reductions writing into the output."""
 
 from __future__ import annotations
 
@@ -79,6 +80,50 @@ def build_reduce_mean(node, graph):
 
     def run(ins, outs):
         np.mean(ins[0], axis=axes, keepdims=True, out=outs[0].reshape(kept))
+
+    return run
+
+
+_REDUCTIONS = {"ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min}
+
+
+@register("ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2")
+def build_reduce(node, graph):
+    shape = graph.values[node.inputs[0]].shape
+    axes = tuple(node.attrs["axes"])
+    kept = tuple(1 if i in axes else d for i, d in enumerate(shape))
+    if node.op == "ReduceL2":
+
+        def run_l2(ins, outs):
+            out = outs[0].reshape(kept)
+            np.sum(np.square(ins[0]), axis=axes, keepdims=True, out=out)
+            np.sqrt(out, out=out)
+
+        return run_l2
+    f = _REDUCTIONS[node.op]
+
+    def run(ins, outs):
+        f(ins[0], axis=axes, keepdims=True, out=outs[0].reshape(kept))
+
+    return run
+
+
+@register("ArgMax", "ArgMin")
+def build_arg_reduce(node, graph):
+    shape = graph.values[node.inputs[0]].shape
+    axis = int(node.attrs["axis"])
+    last = bool(node.attrs.get("select_last_index", False))
+    f = np.argmax if node.op == "ArgMax" else np.argmin
+    kept = tuple(1 if i == axis else d for i, d in enumerate(shape))
+
+    def run(ins, outs):
+        out = outs[0].reshape(kept)
+        if not last:
+            f(ins[0], axis=axis, keepdims=True, out=out)
+            return
+        # the last extreme is the first one of the reversed axis
+        f(np.flip(ins[0], axis), axis=axis, keepdims=True, out=out)
+        np.subtract(shape[axis] - 1, out, out=out)
 
     return run
 

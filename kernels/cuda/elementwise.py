@@ -1,4 +1,5 @@
-"""Elementwise CUDA kernels: activations, broadcasting arithmetic, Sum/Max/Min, PRelu, Cast.
+"""Elementwise CUDA kernels: activations, broadcasting arithmetic, comparisons and Pow,
+Sum/Max/Min, PRelu, Cast, the one-input math ops (Erf, Sqrt, ..., Not), Where and Expand.
 
 Broadcasting is resolved at build time: each input gets strides in the output's index
 space (0 along broadcast axes); an input shaped like the output skips the index
@@ -7,6 +8,8 @@ arithmetic. Variadic Sum/Max/Min run as a chain of binary launches into the outp
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import cuda
 
@@ -14,9 +17,38 @@ from cnnrt.core.ops import ACTIVATIONS, BINARY_OPS, UNARY_ACTIVATION_OPS, VARIAD
 from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels.registry import register
 
-from .common import act, c_strides, int_array, launcher_1d, shape_of, size_of
+from .common import F1, act, c_strides, int_array, launcher_1d, shape_of, size_of, strided_offset
 
-OP_CODES = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Max": 4, "Min": 5, "PRelu": 6, "Sum": 0}
+OP_CODES = {
+    "Add": 0,
+    "Sub": 1,
+    "Mul": 2,
+    "Div": 3,
+    "Max": 4,
+    "Min": 5,
+    "PRelu": 6,
+    "Sum": 0,
+    "Pow": 7,
+    "Equal": 8,
+    "Less": 9,
+    "LessOrEqual": 10,
+    "Greater": 11,
+    "GreaterOrEqual": 12,
+}
+MATH_CODES = {
+    "Erf": 0,
+    "Sqrt": 1,
+    "Reciprocal": 2,
+    "Exp": 3,
+    "Log": 4,
+    "Abs": 5,
+    "Neg": 6,
+    "Floor": 7,
+    "Ceil": 8,
+}
+# From 2**52 on every float is an integer (float32's from 2**23, far below): Floor/Ceil
+# return such values (and Inf, NaN) as they are.
+_WHOLE = 4503599627370496.0
 
 
 @cuda.jit
@@ -70,8 +102,20 @@ def _binary(a, b, y, n, op, rank, oshape, astr, bstr, a_direct, b_direct):
             y[i] = u if (u >= w or u != u) else w
         elif op == 5:
             y[i] = u if (u <= w or u != u) else w
-        else:  # PRelu
+        elif op == 6:  # PRelu
             y[i] = u if u >= 0 else u * w
+        elif op == 7:
+            y[i] = u**w
+        elif op == 8:
+            y[i] = u == w
+        elif op == 9:
+            y[i] = u < w
+        elif op == 10:
+            y[i] = u <= w
+        elif op == 11:
+            y[i] = u > w
+        else:
+            y[i] = u >= w
 
 
 def broadcast_plan(in_shape, out_shape) -> tuple[list[int], bool]:
@@ -158,3 +202,98 @@ def build_cast(node, graph):
     to_bool = np.dtype(graph.values[node.outputs[0]].dtype) == np.bool_
     launch = launcher_1d(_cast_to_bool if to_bool else _copy, n)
     return lambda ins, outs: launch(ins[0], outs[0], n)
+
+
+# ---------------------------------------------------------------------------- math, Where, Expand
+
+
+@cuda.jit(device=True, inline=True)
+def _floor_or_ceil(v, ceil):
+    """floor(v) (ceil(v) when ``ceil``) in v's type: v - fmod(v, 1) is v truncated, exactly."""
+    if not abs(v) < _WHOLE:
+        return v
+    r = math.fmod(v, F1)
+    t = v - r
+    if ceil:
+        return t + F1 if r > 0 else t
+    return t - F1 if r < 0 else t
+
+
+@cuda.jit
+def _unary_math(x, y, n, op):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        v = x[i]
+        if op == 0:
+            y[i] = math.erf(v)
+        elif op == 1:
+            y[i] = math.sqrt(v)
+        elif op == 2:
+            y[i] = F1 / v
+        elif op == 3:
+            y[i] = math.exp(v)
+        elif op == 4:
+            y[i] = math.log(v)
+        elif op == 5:
+            y[i] = abs(v)
+        elif op == 6:
+            y[i] = -v
+        else:
+            y[i] = _floor_or_ceil(v, op == 8)
+
+
+@cuda.jit
+def _not(x, y, n):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        y[i] = not x[i]
+
+
+@cuda.jit
+def _where(c, a, b, y, n, rank, oshape, cstr, astr, bstr):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        if c[strided_offset(i, rank, oshape, cstr)]:
+            y[i] = a[strided_offset(i, rank, oshape, astr)]
+        else:
+            y[i] = b[strided_offset(i, rank, oshape, bstr)]
+
+
+@cuda.jit
+def _expand(x, y, n, rank, oshape, xstr):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        y[i] = x[strided_offset(i, rank, oshape, xstr)]
+
+
+@register(*MATH_CODES, "Not", backend="cuda")
+def build_math(node, graph):
+    dtype = np.dtype(graph.values[node.inputs[0]].dtype)
+    n = size_of(graph, node.outputs[0])
+    if node.op == "Not":
+        launch_not = launcher_1d(_not, n)
+        return lambda ins, outs: launch_not(ins[0], outs[0], n)
+    if dtype.kind != "f" and not (node.op in ("Abs", "Neg") and dtype.kind in "iu"):
+        raise UnsupportedOpError(f"node {node.name!r}: {node.op} on {dtype} has no CUDA kernel")
+    launch = launcher_1d(_unary_math, n)
+    code = MATH_CODES[node.op]
+    return lambda ins, outs: launch(ins[0], outs[0], n, code)
+
+
+def _strides_in(graph, names, out):
+    """Each input's strides in the output's index space (uploaded), and the output's rank and shape."""
+    oshape = shape_of(graph, out) or (1,)  # a 0-d output indexes as shape (1,)
+    tables = [int_array(broadcast_plan(shape_of(graph, name), oshape)[0]) for name in names]
+    return tables, len(oshape), int_array(oshape)
+
+
+@register("Where", backend="cuda")
+def build_where(node, graph):
+    n = size_of(graph, node.outputs[0])
+    (cs, xs, ys), rank, oshape = _strides_in(graph, node.inputs[:3], node.outputs[0])
+    launch = launcher_1d(_where, n)
+    return lambda ins, outs: launch(ins[0], ins[1], ins[2], outs[0], n, rank, oshape, cs, xs, ys)
+
+
+@register("Expand", backend="cuda")
+def build_expand(node, graph):
+    n = size_of(graph, node.outputs[0])
+    (xs,), rank, oshape = _strides_in(graph, node.inputs[:1], node.outputs[0])
+    launch = launcher_1d(_expand, n)
+    return lambda ins, outs: launch(ins[0], outs[0], n, rank, oshape, xs)

@@ -1,4 +1,5 @@
-"""Reductions on CUDA: Softmax / LogSoftmax, ReduceMean and the global pools, one thread per reduced row.
+"""Reductions on CUDA: Softmax / LogSoftmax, ReduceMean/Sum/Max/Min/L2, ArgMax/ArgMin and the
+global pools, one thread per reduced row.
 
 Softmax over ``axis`` sees X as [outer, length, inner] and reduces over ``length``;
 with ``coerce_2d`` (opset < 13 semantics) X is [prod(shape[:axis]), prod(shape[axis:])].
@@ -40,14 +41,48 @@ def _softmax(X, Y, rows, length, inner, log):
                 Y[base + j * inner] = math.exp(X[base + j * inner] - m) / s
 
 
+REDUCE_CODES = {"ReduceMean": 0, "ReduceSum": 1, "ReduceMax": 2, "ReduceMin": 3, "ReduceL2": 4}
+
+
 @cuda.jit
-def _reduce_mean(X, Y, nout, nred, krank, kshape, kstr, rrank, rshape, rstr):
+def _reduce(X, Y, nout, nred, op, krank, kshape, kstr, rrank, rshape, rstr):
     for o in range(cuda.grid(1), nout, cuda.gridsize(1)):
         base = strided_offset(o, krank, kshape, kstr)
+        if op == 2 or op == 3:  # max / min, NaN propagates
+            acc = X[base]
+            for r in range(1, nred):
+                v = X[base + strided_offset(r, rrank, rshape, rstr)]
+                if (v > acc if op == 2 else v < acc) or v != v:
+                    acc = v
+            Y[o] = acc
+            continue
         acc = F0
         for r in range(nred):
-            acc += X[base + strided_offset(r, rrank, rshape, rstr)]
-        Y[o] = acc / np.float32(nred)
+            v = X[base + strided_offset(r, rrank, rshape, rstr)]
+            acc += v * v if op == 4 else v
+        if op == 0:
+            Y[o] = acc / np.float32(nred)
+        elif op == 4:
+            Y[o] = math.sqrt(acc)
+        else:
+            Y[o] = acc
+
+
+@cuda.jit
+def _arg_reduce(X, Y, rows, length, inner, is_max, last):
+    """Index of the first (``last``: the last) extreme of each (outer, inner) row; NaN is skipped."""
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        o = r // inner
+        base = o * length * inner + (r - o * inner)
+        best = 0
+        m = X[base]
+        for j in range(1, length):
+            v = X[base + j * inner]
+            better = v > m if is_max else v < m
+            if better or (last and v == m) or m != m:
+                m = v
+                best = j
+        Y[r] = best
 
 
 @cuda.jit
@@ -89,8 +124,8 @@ def build_softmax(node, graph):
     return lambda ins, outs: launch(ins[0], outs[0], rows, length, inner, log)
 
 
-@register("ReduceMean", backend="cuda")
-def build_reduce_mean(node, graph):
+@register(*REDUCE_CODES, backend="cuda")
+def build_reduce(node, graph):
     require_float(node, graph)
     shape = shape_of(graph, node.inputs[0])
     axes = node.attrs.get("axes")
@@ -107,8 +142,23 @@ def build_reduce_mean(node, graph):
         int_array([shape[d] for d in red]),
         int_array([st[d] for d in red]),
     )
-    launch = launcher_1d(_reduce_mean, nout)
-    return lambda ins, outs: launch(ins[0], outs[0], nout, nred, *tables)
+    launch = launcher_1d(_reduce, nout)
+    op = REDUCE_CODES[node.op]
+    return lambda ins, outs: launch(ins[0], outs[0], nout, nred, op, *tables)
+
+
+@register("ArgMax", "ArgMin", backend="cuda")
+def build_arg_reduce(node, graph):
+    require_float(node, graph)
+    shape = shape_of(graph, node.inputs[0])
+    axis = int(node.attrs["axis"])
+    outer, length = int(np.prod(shape[:axis], dtype=np.int64)), shape[axis]
+    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
+    rows = outer * inner
+    is_max = 1 if node.op == "ArgMax" else 0
+    last = 1 if node.attrs.get("select_last_index", False) else 0
+    launch = launcher_1d(_arg_reduce, rows)
+    return lambda ins, outs: launch(ins[0], outs[0], rows, length, inner, is_max, last)
 
 
 @register("GlobalAveragePool", "GlobalMaxPool", backend="cuda")

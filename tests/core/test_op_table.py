@@ -88,7 +88,7 @@ def test_every_op_is_complete():
 
 def test_activation_codes_are_the_kernel_abi():
     """The integers are compiled into the kernels: reordering them would silently change activations."""
-    names = "none Relu LeakyRelu Clip Sigmoid HardSigmoid HardSwish Tanh Elu SiLU".split()
+    names = "none Relu LeakyRelu Clip Sigmoid HardSigmoid HardSwish Tanh Elu SiLU Gelu".split()
     assert list(ACTIVATIONS.items()) == list(zip(names, range(len(names))))
 
 

@@ -88,6 +88,7 @@ ACT_LIPSCHITZ = {
     "Tanh": 1,
     "Elu": 1,
     "SiLU": 1.1,
+    "Gelu": 1.13,
 }
 assert set(ACT_LIPSCHITZ) == set(ACTIVATIONS)
 

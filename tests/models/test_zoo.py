@@ -290,7 +290,7 @@ def test_sample_input() -> None:
 
 def test_names_and_unknown_name() -> None:
     names = zoo.names()
-    assert names == sorted(set(names)) and len(names) == 24
+    assert names == sorted(set(names)) and len(names) == 26
     for fn in (zoo.input_shape, zoo.sample_input, zoo.build, zoo.export_cached):
         with pytest.raises(KeyError, match="resnet18"):  # the message lists known names
             fn("resnet17")
@@ -326,6 +326,7 @@ PUBLISHED_PARAMS = {
     "mobilenet_v1": 4_231_976,
     "mobilenet_v2": 3_504_872,
     "efficientnet_b0": 5_288_548,
+    "convnext_tiny": 28_589_128,
 }
 
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 from reference import (
+    MATH_REFERENCES,
     activation_ref,
+    arg_reduce_reference,
     batchnorm_reference,
     conv2d_reference,
     conv_transpose2d_reference,
     depth_to_space_reference,
     gemm_reference,
     group_norm_reference,
+    layer_norm_reference,
     lrn_reference,
     pool_reference,
+    reduce_reference,
     resize_reference,
     softmax_reference,
     space_to_depth_reference,
@@ -47,6 +51,15 @@ def evaluate(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 def run_node(node: Node, x, shapes) -> list:
     """The outputs of one node from its input arrays (None for an omitted optional input)."""
     return INTERPRET[node.op](node, op_attrs(node), x, shapes)
+
+
+_COMPARE = {
+    "Equal": np.equal,
+    "Less": np.less,
+    "LessOrEqual": np.less_equal,
+    "Greater": np.greater,
+    "GreaterOrEqual": np.greater_equal,
+}
 
 
 def _epilogue(a) -> tuple:
@@ -203,4 +216,22 @@ INTERPRET = {
     "ReorderToBlocked": lambda n, a, x, s: [_block(x[0], s[0])],
     "ReorderFromBlocked": lambda n, a, x, s: [_unblock(x[0])[:, : s[0][1]]],
     **{op: _blocked for op in OPS if OPS[op].category == "blocked" and op.startswith("Blocked")},
+    # math, comparisons, reductions, LayerNormalization
+    **{op: lambda n, a, x, s: [MATH_REFERENCES[n.op](x[0].astype(np.float64))] for op in MATH_REFERENCES},
+    "Pow": lambda n, a, x, s: [np.power(x[0].astype(np.float64), x[1])],
+    **{op: lambda n, a, x, s: [_COMPARE[n.op](x[0], x[1])] for op in _COMPARE},
+    "Not": lambda n, a, x, s: [np.logical_not(x[0])],
+    "Where": lambda n, a, x, s: [np.where(x[0], x[1], x[2])],
+    "Expand": lambda n, a, x, s: [np.broadcast_to(x[0], s[0])],
+    **{
+        op: lambda n, a, x, s: [reduce_reference(x[0], n.op, a["axes"], a["keepdims"])]
+        for op in ("ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2")
+    },
+    **{
+        op: lambda n, a, x, s: [arg_reduce_reference(x[0], n.op, a["axis"], a["keepdims"], a["select_last_index"])]
+        for op in ("ArgMax", "ArgMin")
+    },
+    "LayerNormalization": lambda n, a, x, s: list(
+        layer_norm_reference(x[0], x[1], _opt(x, 2), a["axis"], a["epsilon"])
+    )[: len(s)],
 }
