@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import onnx
+if TYPE_CHECKING:  # onnx is loaded with the model, not with `import cnnrt`
+    import onnx
 
 _ORT_TYPES = {
     "float32": "tensor(float)",

@@ -16,7 +16,6 @@ from cnnrt.errors import BackendUnavailableError, CnnrtError, InputError, Sessio
 from cnnrt.runtime.build import BuildOptions, Compiled, PlanCache, build, default_memory_limit, shape_key
 from cnnrt.runtime.feeds import check_feeds, checked_shape
 from cnnrt.runtime.model_info import ModelMetadata, NodeArg, model_metadata, node_args
-from cnnrt.runtime.optimised_model import save_optimised
 from cnnrt.runtime.profiling import SessionProfiler
 from cnnrt.runtime.session_options import (
     INFO,
@@ -273,6 +272,8 @@ class InferenceSession:
             phases["session_initialization"] = sum(timings.values()) - self._import_s
             self._profiler.phases(phases, time.perf_counter())
         if self._config.optimized_model_filepath and self._first_plan:
+            from cnnrt.runtime.optimised_model import save_optimised  # loads onnx: only when asked for
+
             save_optimised(compiled.graph, self.model, self._config.optimized_model_filepath)
             self._log.emit(
                 INFO, f"wrote the optimised graph to {self._config.optimized_model_filepath}", log_threshold, logid
