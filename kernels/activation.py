@@ -29,6 +29,8 @@ GELU_TANH_C = 0.044715
 
 def activation_formula(zero, one, six, half, tanh, erf=math.erf):
     """``act(v, kind, alpha, beta)`` with these constants (their type sets the arithmetic's), tanh and erf."""
+    real = type(one)  # every constant in the formulas has the type of the ones passed in
+    gelu_k, gelu_c, sqrt_half = real(GELU_TANH_K), real(GELU_TANH_C), real(math.sqrt(0.5))
 
     @njit(inline="always", cache=False)  # a closure: its constants live in the cells, not the source
     def act(v, kind, alpha, beta):
@@ -71,11 +73,11 @@ def activation_formula(zero, one, six, half, tanh, erf=math.erf):
         if kind == GELU:
             # ½v(1 + erf(v/√2)); for negative v, 1 + erf cancels to an absolute error of about
             # |v| times erf's (as in onnxruntime's float32 Gelu). alpha = 1 selects the tanh
-            # approximation ½v(1 + tanh(z)), as v·sigmoid(2z) (its constants are float64 literals).
+            # approximation ½v(1 + tanh(z)), as v·sigmoid(2z).
             if alpha != zero:
-                z = GELU_TANH_K * (v + GELU_TANH_C * v * v * v)
+                z = gelu_k * (v + gelu_c * v * v * v)
                 return v / (one + math.exp(-(z + z)))
-            return half * v * (one + erf(v * math.sqrt(half)))
+            return half * v * (one + erf(v * sqrt_half))
         return v
 
     return act

@@ -15,18 +15,19 @@ from .device import placeholder
 
 
 @cuda.jit
-def _layer_norm(X, scale, bias, has_bias, eps, Y, mean_out, inv_out, stats, rows, n):
+def _layer_norm(X, scale, bias, has_bias, eps, Y, mean_out, inv_out, stats, rows, n, nf):
+    # nf: n in the tensor's float type, so the means are not computed in float64
     for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
         base = r * n
         s = F0
         for k in range(n):
             s += X[base + k]
-        m = s / n
+        m = s / nf
         v = F0
         for k in range(n):
             d = X[base + k] - m
             v += d * d
-        inv = F1 / math.sqrt(v / n + eps)
+        inv = F1 / math.sqrt(v / nf + eps)
         for k in range(n):
             y = (X[base + k] - m) * inv * scale[k]
             Y[base + k] = y + bias[k] if has_bias else y
@@ -53,6 +54,6 @@ def build_layer_norm(node, graph):
         bias = ins[2] if has_bias else no_bias
         mean_out = outs[1] if 1 in wanted else no_stat
         inv_out = outs[2] if 2 in wanted else no_stat
-        launch(ins[0], ins[1], bias, has_bias, eps, outs[0], mean_out, inv_out, stats, rows, n)
+        launch(ins[0], ins[1], bias, has_bias, eps, outs[0], mean_out, inv_out, stats, rows, n, dtype.type(n))
 
     return run

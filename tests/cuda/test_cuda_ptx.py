@@ -111,6 +111,20 @@ CASES = [
         [((1, 1, 6, 6), F)],
         dict(mode="linear", coord_mode="half_pixel", scales=(1, 1, 2, 2)),
     ),
+    (
+        "Resize",
+        [((1, 1, 3, 3), F, 0)],
+        [((1, 1, 6, 6), F)],
+        dict(mode="cubic", coord_mode="half_pixel", scales=(1, 1, 2, 2)),
+    ),
+    ("GroupNormalization", [((1, 4, 3, 3), F, 0), ((4,), F, 1), ((4,), F, 1)], [((1, 4, 3, 3), F)], dict(num_groups=2)),
+    ("LayerNormalization", [((2, 3, 4), F, 0), ((4,), F, 1), ((4,), F, 1)], [((2, 3, 4), F)], dict(axis=-1)),
+    ("Sqrt", [((2, 3), F, 0)], [((2, 3), F)], {}),
+    ("Equal", [((2, 3), F, 0), ((2, 3), F, 0)], [((2, 3), "bool")], {}),
+    ("Not", [((2, 3), "bool", 0)], [((2, 3), "bool")], {}),
+    ("Where", [((2, 3), "bool", 0), ((2, 3), F, 0), ((2, 3), F, 0)], [((2, 3), F)], {}),
+    ("Expand", [((1, 3), F, 0)], [((2, 3), F)], dict(shape=(2, 3))),
+    ("ArgMax", [((2, 3, 4), F, 0)], [((2, 1, 4), I64)], dict(axis=1)),
 ]
 
 
@@ -185,7 +199,18 @@ def dry_run(monkeypatch):
 
 
 def test_every_kernel_compiles_to_ptx(dry_run):
-    from cnnrt.kernels.cuda import conv, conv_transpose, elementwise, gemm, norm, pool, reduce, resize, tensor
+    from cnnrt.kernels.cuda import (
+        conv,
+        conv_transpose,
+        elementwise,
+        gemm,
+        layernorm,
+        norm,
+        pool,
+        reduce,
+        resize,
+        tensor,
+    )
     from cnnrt.runtime.cuda_executor import CudaExecutor
     from cnnrt.runtime.plan import plan_memory
 
@@ -200,7 +225,7 @@ def test_every_kernel_compiles_to_ptx(dry_run):
     names = {f.__qualname__.split(".<locals>")[0] for f, _ in compiled}
     kernels = {
         name
-        for mod in (conv, conv_transpose, elementwise, gemm, norm, pool, reduce, resize, tensor)
+        for mod in (conv, conv_transpose, elementwise, gemm, layernorm, norm, pool, reduce, resize, tensor)
         for name, obj in vars(mod).items()
         if hasattr(obj, "py_func")
         and not getattr(obj, "targetoptions", {}).get("device", False)
