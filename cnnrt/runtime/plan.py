@@ -53,8 +53,21 @@ class Buffer:
     last: int  # last step that reads it (len(nodes): a graph output)
 
 
+def fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
 @dataclass
 class MemoryPlan:
+    """The arena layout, and every byte a built session holds for it, as the memory limit counts them.
+
+    ``constant_bytes``: the model's initializers the graph uses; ``folded_bytes``: constants the
+    import and the passes made (folded subgraphs, BatchNorm folded into weights, merged biases);
+    ``prepacked_bytes`` and ``winograd_bytes``: weights the kernels repacked (Winograd's
+    transformed ones apart); ``scratch_bytes``: kernel scratch. The last three are filled in
+    when the executor is built.
+    """
+
     buffers: dict[str, Buffer]  # root value -> region
     alias_of: dict[str, str]  # every arena value -> its root value
     places: dict[str, Place]  # every arena value -> how its array is built
@@ -64,6 +77,23 @@ class MemoryPlan:
     naive_bytes: int
     steps: int
     notes: list[str] = field(default_factory=list)
+    constant_bytes: int = 0
+    folded_bytes: int = 0
+    prepacked_bytes: int = 0
+    winograd_bytes: int = 0
+    scratch_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        """Everything the memory limit counts: arena, constants, repacked weights and scratch."""
+        return (
+            self.arena_bytes
+            + self.constant_bytes
+            + self.folded_bytes
+            + self.prepacked_bytes
+            + self.winograd_bytes
+            + self.scratch_bytes
+        )
 
     def region(self, value: str) -> Buffer:
         return self.buffers[self.alias_of[value]]
