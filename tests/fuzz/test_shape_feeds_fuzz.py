@@ -8,14 +8,13 @@ outcome print with -s).
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 
 import numpy as np
 import pytest
-from fuzz_lib import compare
-from hypothesis import HealthCheck, given, settings
+from fuzz_lib import compare, fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from robust_models import IR_VERSION, ort_session
@@ -23,18 +22,7 @@ from robust_models import IR_VERSION, ort_session
 import cnnrt
 from cnnrt.errors import CnnrtError
 
-SCALE = float(os.environ.get("CNNRT_FUZZ_EXAMPLES", "1"))
 OUTCOMES: Counter = Counter()
-
-
-def _settings(n: int):
-    return settings(
-        max_examples=max(1, int(n * SCALE)),
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-        derandomize=os.environ.get("CNNRT_FUZZ_RANDOM") is None,
-        database=None,
-    )
 
 
 def _model(nodes, inputs, inits):
@@ -73,7 +61,7 @@ def _outcome(model, feeds) -> str:
 
 
 @given(st.data())
-@_settings(60)
+@fuzz_settings(60)
 def test_initializers_fed_at_any_shape(data):
     """Conv (weight and bias overridable) then Gemm (weight overridable), fed at drawn shapes."""
     d = data.draw
@@ -103,7 +91,7 @@ def test_initializers_fed_at_any_shape(data):
 
 
 @given(st.data())
-@_settings(60)
+@fuzz_settings(60)
 def test_empty_slices_flow_through_the_graph(data):
     """x[:, a:b] (possibly empty, along channels, rows or columns) through a drawn chain of ops."""
     d = data.draw
