@@ -152,17 +152,6 @@ class BaseExecutor:
         except Exception as e:
             raise KernelError(self._describe(self.steps[i].node, f"{type(e).__name__}: {e}")) from e
 
-    def _copy_feeds(self, feeds: Sequence[Any], copy) -> None:
-        """``copy(dst, src)`` for each graph input; a feed that does not fit is an InputError."""
-        for name, dst, src in zip(self.graph.inputs, self.input_arrays, feeds):
-            try:
-                copy(dst, src)
-            except (ValueError, TypeError) as e:
-                raise InputError(
-                    f"input {name!r} of shape {list(np.shape(src))} does not fit the graph input of shape "
-                    f"{list(self.graph.values[name].shape)}: {e}"
-                ) from None
-
     def _describe(self, node: Node, what: str) -> str:
         shapes = ", ".join(f"{i}{list(self.graph.values[i].shape)}" for i in node.inputs if i)
         return f"node {node.name!r} ({node.op}, from ONNX {list(node.origin)}){self.where} with inputs {shapes}: {what}"
@@ -216,7 +205,14 @@ class Executor(BaseExecutor):
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Copy feeds in, run every step, return copies of the outputs (the arena is reused)."""
-        self._copy_feeds(feeds, np.copyto)
+        for name, dst, src in zip(self.graph.inputs, self.input_arrays, feeds):
+            try:
+                np.copyto(dst, src)
+            except (ValueError, TypeError) as e:  # a feed the graph was not built for
+                raise InputError(
+                    f"input {name!r} of shape {list(np.shape(src))} does not fit the graph input of shape "
+                    f"{list(self.graph.values[name].shape)}: {e}"
+                ) from None
         self._run_steps()
         try:
             return [np.array(o, copy=True) for o in self.output_arrays]
