@@ -76,6 +76,43 @@ def test_conv_with_zero_output_channels_gives_an_empty_tensor_like_onnxruntime()
     assert got.shape == want.shape == (1, 0, 6, 6)
 
 
+def test_empty_channels_next_to_blocked_convs_match_onnxruntime():
+    """16-channel convs run channel-blocked; an empty channel slice of their output and a conv
+    to 0 channels from it must stay out of the blocked layout (no kernel takes 0 blocks)."""
+    rng = np.random.default_rng(4)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
+        helper.make_node("Slice", ["c", "s", "e", "a"], ["z"]),
+        helper.make_node("Conv", ["z", "wz", "bz"], ["y1"], kernel_shape=[1, 1]),
+        helper.make_node("Conv", ["c", "w0", "b0"], ["y2"], kernel_shape=[1, 1]),
+    ]
+    inits = {
+        "w": rng.standard_normal((16, 16, 1, 1)).astype(np.float32),
+        "s": np.array([3], np.int64),
+        "e": np.array([3], np.int64),
+        "a": np.array([1], np.int64),
+        "wz": np.zeros((16, 0, 1, 1), np.float32),
+        "bz": rng.standard_normal(16).astype(np.float32),
+        "w0": np.zeros((0, 16, 1, 1), np.float32),
+        "b0": np.zeros(0, np.float32),
+    }
+    graph = helper.make_graph(
+        nodes,
+        "m",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 4, 4])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y1", "y2")],
+        initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = IR_VERSION
+    x = rng.standard_normal((1, 16, 4, 4)).astype(np.float32)
+    want = ort_session(m).run(None, {"x": x})
+    got = cnnrt.InferenceSession(m).run(None, {"x": x})
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
+
+
 # ---------------------------------------------------------------------------- overridable initializers
 
 
