@@ -58,9 +58,23 @@ def residual_ladder(n: int):
     return make_model(nodes, [("x", [1, C, 4, 4], np.float32)], [("y", None, np.float32)], inits)
 
 
+def concat_pairs(n: int):
+    """``n // 2`` Relus concatenated in pairs, each Concat a graph output (concat_in_place and the
+    planner nest every pair: each check must stay within its own Concat)."""
+    k = n // 2
+    nodes = [helper.make_node("Relu", ["x"], [f"r{i}"], name=f"relu{i}") for i in range(k)]
+    nodes += [
+        helper.make_node("Concat", [f"r{i}", f"r{i + 1}"], [f"c{i}"], name=f"concat{i}", axis=1)
+        for i in range(0, k - 1, 2)
+    ]
+    outs = [(f"c{i}", None, np.float32) for i in range(0, k - 1, 2)]
+    return make_model(nodes, [("x", [1, C, 2, 2], np.float32)], outs)
+
+
 SHAPES = {
     "identity_chain": identity_chain,
     "conv_relu_chain": conv_relu_chain,
     "wide_fanout": wide_fanout,
     "residual_ladder": residual_ladder,
+    "concat_pairs": concat_pairs,
 }

@@ -2,11 +2,12 @@
 
 Each graph shape stresses another part of the build: a chain of Identity (remove_identity and
 the rewrite engine), Conv+Relu and residual chains (fuse_epilogue, the planner on short
-lifetimes) and a wide graph whose outputs all live to the end (the planner when every
-lifetime overlaps every other). A quadratic step shows as 16x. The bound is on the ratio of
-the best of a few builds taken in alternation, in CPU time (other processes on a loaded
-machine do not count); the garbage collector is paused while timing (its full collections scan every object the
-test process holds, which is not the build's cost).
+lifetimes), a wide graph whose outputs all live to the end (the planner when every lifetime
+overlaps every other) and many in-place Concats (their nesting checks). A quadratic step
+shows as 16x. The bound is on the ratio of the best of a few builds taken in alternation, in
+CPU time (other processes on a loaded machine do not count); the garbage collector is paused
+while timing (its full collections scan every object the test process holds, which is not
+the build's cost).
 """
 
 from __future__ import annotations
