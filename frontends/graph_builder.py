@@ -55,10 +55,11 @@ class GraphBuilder:
             shape = tuple(input_shapes[spec.name])
             self.values[spec.name] = Value(spec.name, shape, spec.dtype)
             self.inputs.append(spec.name)
+        overridable = {s.name: s for s in model.overridable}
         for name, arr in model.initializers.items():
-            if name in fed:
-                spec = next(s for s in model.overridable if s.name == name)
-                self.values[name] = Value(name, arr.shape, spec.dtype)
+            if name in fed:  # the feed's shape, which may differ from the initializer's
+                shape = tuple(input_shapes.get(name, arr.shape))
+                self.values[name] = Value(name, shape, overridable[name].dtype)
                 self.inputs.append(name)
             else:
                 self.values[name] = Value(name, arr.shape, str(arr.dtype))
@@ -111,7 +112,7 @@ class GraphBuilder:
             try:
                 ctx = ConvertContext(self, n, name, self.model.opset, self.model.folder)
                 conv(ctx)
-            except CnnrtError:
+            except (CnnrtError, MemoryError):  # the build names what was being allocated
                 raise
             except Exception as e:
                 # Safety net: a converter that trips over a malformed node (a bad attribute

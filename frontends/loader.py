@@ -15,7 +15,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from cnnrt.errors import ModelLoadError, UnsupportedOpError
+from cnnrt.errors import ModelLoadError, ResourceLimitError, UnsupportedOpError
+
+# protobuf cannot encode a message of 2 GiB or more (larger weights go in external data files)
+MAX_PROTOBUF_BYTES = 2**31 - 1
 
 ONNX_DTYPES = {
     onnx.TensorProto.FLOAT: "float32",
@@ -41,6 +44,7 @@ def load_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> tuple[onnx
         _check_proto(model)
         return model, None
     if isinstance(model, (bytes, bytearray, memoryview)):
+        _check_size(len(model), "model bytes")
         data, folder = bytes(model), None
     elif isinstance(model, (str, os.PathLike)):
         path = Path(model)
@@ -48,10 +52,14 @@ def load_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> tuple[onnx
             # O_NONBLOCK + a regular-file check: a FIFO or /dev/zero must not hang the load.
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
             with os.fdopen(fd, "rb") as f:
-                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
                     raise ModelLoadError(f"model path {str(path)!r} is not a regular file")
+                _check_size(st.st_size, f"model file {str(path)!r}")  # before reading a byte of it
                 data = f.read()
             folder = path.resolve().parent
+        except MemoryError:
+            raise ResourceLimitError(f"out of memory reading model file {str(path)!r}") from None
         except (OSError, ValueError) as e:
             raise ModelLoadError(f"cannot read model file {str(path)!r}: {getattr(e, 'strerror', None) or e}") from None
     else:
@@ -61,10 +69,20 @@ def load_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> tuple[onnx
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
+    except MemoryError:
+        raise ResourceLimitError(f"out of memory parsing the model's protobuf ({len(data)} bytes)") from None
     except Exception as e:  # protobuf raises DecodeError, RuntimeWarning-ish errors
         raise ModelLoadError(f"not a valid ONNX protobuf ({len(data)} bytes): {e}") from None
     _check_proto(proto)
     return proto, folder
+
+
+def _check_size(nbytes: int, what: str) -> None:
+    if nbytes > MAX_PROTOBUF_BYTES:
+        raise ModelLoadError(
+            f"{what} is {nbytes} bytes: not a valid ONNX protobuf, which cannot reach 2 GiB "
+            "(larger models keep their weights in external data files)"
+        )
 
 
 def _check_proto(proto: onnx.ModelProto) -> None:
@@ -136,6 +154,8 @@ def _external_bytes(tensor: onnx.TensorProto, folder: Path | None) -> bytes:
                 )
             f.seek(offset)
             return f.read(length if length is not None else size - offset)
+    except MemoryError:
+        raise ResourceLimitError(f"initializer {tensor.name!r}: out of memory reading external data {loc!r}") from None
     except (OSError, ValueError) as e:
         why = getattr(e, "strerror", None) or e
         raise ModelLoadError(f"initializer {tensor.name!r}: cannot read external data {loc!r}: {why}") from None
@@ -163,6 +183,9 @@ def tensor_to_array(tensor: onnx.TensorProto, folder: Path | None = None, where:
         tensor = t
     try:
         arr = numpy_helper.to_array(tensor)
+    except MemoryError:
+        shape = list(tensor.dims)
+        raise ResourceLimitError(f"out of memory decoding tensor {tensor.name or where!r} of shape {shape}") from None
     except Exception as e:
         raise ModelLoadError(f"tensor {tensor.name or where!r} cannot be decoded: {e}") from None
     return np.asarray(arr, order="C")  # not ascontiguousarray: it turns 0-d arrays into shape (1,)

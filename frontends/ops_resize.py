@@ -31,6 +31,8 @@ def _emit_resize(
         raise ctx.fail("exactly one of scales and sizes must be given")
     out, sc = list(v.shape), [1.0] * rank
     if scales is not None:
+        if not np.isfinite(scales).all():
+            raise ctx.fail(f"scales {list(scales)} must be finite numbers (NaN or Inf given)")
         if len(scales) != len(axes) or min(scales) <= 0:
             raise ctx.fail(f"scales {list(scales)} must be {len(axes)} positive numbers")
         for a, s in zip(axes, scales):

@@ -76,7 +76,7 @@ class _Rewriter:
         if len(v.shape) != 4 or v.dtype not in ("float32", "float64"):
             return None
         b = self.vector_bytes // np.dtype(v.dtype).itemsize
-        return b if v.shape[1] % b == 0 else None
+        return b if v.shape[1] % b == 0 and v.shape[1] > 0 else None  # no kernel takes 0 blocks
 
     def _name(self, base: str) -> str:
         name, i = base, 1
@@ -145,7 +145,7 @@ class _Rewriter:
         y = node.outputs[0]
         group = int(node.attrs.get("group", 1))
         xv, wv = self.values[x], self.values[w]
-        if len(xv.shape) != 4 or len(wv.shape) != 4:
+        if len(xv.shape) != 4 or len(wv.shape) != 4 or xv.shape[1] == 0:  # no input channels: bias only
             return False
         if spec_from_node(node, self.graph).covers_input:
             return False  # one output pixel: a Gemm ("fc") does it better
@@ -176,7 +176,7 @@ class _Rewriter:
         v = self.values[y]
         if x not in self.blocked or int(node.attrs.get("group", 1)) != 1 or "algorithm" in node.attrs:
             return False
-        if (len(node.inputs) > 3 and node.inputs[3]) or len(v.shape) != 4:
+        if (len(node.inputs) > 3 and node.inputs[3]) or len(v.shape) != 4 or v.shape[1] == 0:
             return False
         b = layout.block_of(self.values[self.blocked[x]].layout)
         n, m, h, w = v.shape

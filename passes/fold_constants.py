@@ -6,11 +6,16 @@ numpy evaluator (cnnrt.core.ops, field ``evaluate``) is gone; its outputs are co
 (so graph outputs keep their names). ``Shape`` nodes become constants whatever their
 input, since every shape is concrete. Heavy ops (Conv, pools...) are never evaluated here:
 passes do not call kernels, so those stay and are logged as declined. Folding that would
-materialise more than ``MAX_FOLDED_BYTES`` of new constant data is declined too.
+materialise more than ``MAX_FOLDED_BYTES`` of new constant data is declined too, and so is
+folding that would take the graph's constants past ``FOLD_LIMIT`` (a share of the session's
+memory limit, set around the pipeline by the build): the op then runs at run time, where its output
+is an arena tensor that the same limit refuses before anything is allocated.
 Run before: nothing; it is cheap and exposes constants to the other passes.
 """
 
 from __future__ import annotations
+
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -23,6 +28,7 @@ from . import PassResult
 RULE = "all-constant node -> constant"
 SHAPE_RULE = "Shape -> constant"
 MAX_FOLDED_BYTES = 64 << 20
+FOLD_LIMIT: ContextVar[int | None] = ContextVar("cnnrt_fold_limit", default=None)
 
 
 def fold_constants(graph: Graph) -> PassResult:
@@ -31,6 +37,8 @@ def fold_constants(graph: Graph) -> PassResult:
     fired: list[tuple[str, str]] = []
     declined: list[tuple[str, str, str]] = []
     kept = []
+    limit = FOLD_LIMIT.get()
+    total = sum(a.nbytes for a in g.constants.values())
     for node in g.nodes:
         outs = [o for o in node.outputs if o]
         if node.op == "Shape" and node.inputs[0] not in g.constants:
@@ -59,6 +67,12 @@ def fold_constants(graph: Graph) -> PassResult:
             declined.append((RULE, node.name, f"result would be {new_bytes} bytes of new constants"))
             kept.append(node)
             continue
+        if limit is not None and total + new_bytes > limit:
+            why = f"result would take the constants to {total + new_bytes} bytes, past the memory limit of {limit}"
+            declined.append((RULE, node.name, why))
+            kept.append(node)
+            continue
+        total += new_bytes
         ins = [g.constants[i] if i else None for i in node.inputs]
         results = evaluate_node(node, ins, [g.values[o] for o in node.outputs if o])
         for o, arr in zip(outs, results):

@@ -116,9 +116,9 @@ def _rewrite_gated(ctx: Ctx, m) -> Replacement | str:
         return why
     if x in ctx.outputs:
         return f"{host.op} output {x!r} is a graph output"
-    readers = {n.name for n in ctx.users(x)}
-    if len(ctx.users(x)) != 2 or readers != {gate.name, mul.name}:
-        return f"{host.op} output {x!r} has {len(ctx.users(x))} consumers besides the {kind} pattern"
+    count = ctx.use_count(x)
+    if count != 2 or {n.name for n in ctx.users(x)} != {gate.name, mul.name}:
+        return f"{host.op} output {x!r} has {count} consumers besides the {kind} pattern"
     if attr(host, "activation") != "none":
         return f"{host.op} {host.name!r} already has activation {host.attrs['activation']}"
     if ctx.value(mul.outputs[0]).shape != ctx.value(x).shape or not is_float(ctx, x):

@@ -124,6 +124,8 @@ def _run_one(graph: Graph, name: str, fn: PassFn, log: PipelineLog, where: str) 
     try:
         res = fn(graph)
         res.graph.verify()
+    except MemoryError:
+        raise  # the build says what was being allocated
     except Exception as e:
         what = str(e) if isinstance(e, CnnrtError) else f"{type(e).__name__}: {e}"
         raise PassError(f"pass {name!r} failed {where}: {what}") from e

@@ -24,7 +24,7 @@ def _match(ctx: Ctx, node: Node):
 
 def _rewrite(ctx: Ctx, node: Node) -> Replacement | str:
     x, y = node.inputs[0], node.outputs[0]
-    if any(o and (o in ctx.outputs or ctx.users(o)) for o in node.outputs[1:]):
+    if any(o and (o in ctx.outputs or ctx.use_count(o)) for o in node.outputs[1:]):
         return f"{node.op} mask output {node.outputs[1]!r} is used"
     if ctx.graph.values[x].shape != ctx.graph.values[y].shape or ctx.graph.values[x].dtype != ctx.graph.values[y].dtype:
         return f"{x!r} and {y!r} differ in shape or dtype"
@@ -32,7 +32,7 @@ def _rewrite(ctx: Ctx, node: Node) -> Replacement | str:
         return Replacement(remove=[node], add=[], anchor=node, rename={y: x})
     if x in ctx.graph.constants:
         return "output is a graph output and its input a constant (left to fold_constants)"
-    if x in ctx.graph.inputs:
+    if x in ctx.inputs:
         return "output is a graph output and its input a graph input"
     if x in ctx.outputs:
         return "output and input are both graph outputs"

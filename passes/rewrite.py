@@ -7,11 +7,15 @@ rules over a graph until none fires and turns the result into a :class:`PassResu
 
 Rewrites never mutate a Node, a constant array or the input graph: the driver works on a
 shallow copy and swaps whole nodes.
+
+An edit costs time in proportion to what it touches (the removed and added nodes and the
+readers of renamed values), never to the size of the graph: the use/def maps and the node
+order are updated in place, so a pass over a graph of n nodes stays near-linear in n.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,28 +26,45 @@ from cnnrt.core.ir import Graph, Node, Value
 from . import PassResult
 
 MAX_SCANS = 64
+_BEFORE_ALL = (float("-inf"),)  # order key of graph inputs and constants
 
 
 class Ctx:
-    """A graph being rewritten plus its use/def maps, rebuilt after every edit."""
+    """A graph being rewritten plus its use/def maps and node order, kept current by every edit.
+
+    The order is a linked list of node names; ``position`` gives each node an order key
+    (a tuple: comparable, not an index) so that "is defined before" stays a dict lookup while
+    nodes come and go. ``graph.nodes`` is written back by :meth:`finish`.
+    """
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.refresh()
+        self.outputs = set(graph.outputs)
+        self.inputs = set(graph.inputs)
+        self.producers: dict[str, Node] = {}
+        self._readers: dict[str, dict[str, int]] = {}  # value -> {reader node name: input slots}
+        self.by_name: dict[str, Node] = {}
+        self.position: dict[str, tuple] = {}
+        self._prev: dict[str, str | None] = {}
+        self._next: dict[str, str | None] = {}
+        self._head: str | None = None
+        self._inserts = 0
+        last = None
+        for i, n in enumerate(graph.nodes):
+            self._link(n, (i,), last)
+            last = n.name
 
-    def refresh(self) -> None:
-        g = self.graph
-        self.producers = g.producers()
-        self.consumers = g.consumers()
-        self.by_name = {n.name: n for n in g.nodes}
-        self.position = {n.name: i for i, n in enumerate(g.nodes)}
-        self.outputs = set(g.outputs)
+    # -- queries --
 
     def producer(self, value: str) -> Node | None:
         return self.producers.get(value)
 
     def users(self, value: str) -> list[Node]:
-        return self.consumers.get(value, [])
+        """Nodes reading ``value``, one entry per input slot."""
+        return [self.by_name[r] for r, k in self._readers.get(value, {}).items() for _ in range(k)]
+
+    def use_count(self, value: str) -> int:
+        return sum(self._readers.get(value, {}).values())
 
     def value(self, name: str) -> Value:
         return self.graph.values[name]
@@ -51,10 +72,85 @@ class Ctx:
     def const(self, name: str) -> np.ndarray | None:
         return self.graph.constants.get(name) if name else None
 
-    def defined_at(self, value: str) -> int:
-        """Step index that defines ``value``; -1 for graph inputs and constants."""
+    def defined_at(self, value: str) -> tuple:
+        """Order key of the node that defines ``value`` (before every node for inputs and constants)."""
         p = self.producers.get(value)
-        return -1 if p is None else self.position[p.name]
+        return _BEFORE_ALL if p is None else self.position[p.name]
+
+    def names(self) -> list[str]:
+        """Node names in execution order."""
+        out, n = [], self._head
+        while n is not None:
+            out.append(n)
+            n = self._next[n]
+        return out
+
+    def finish(self) -> Graph:
+        self.graph.nodes = [self.by_name[n] for n in self.names()]
+        return self.graph
+
+    # -- edits (the maps and the order follow every one) --
+
+    def _link(self, node: Node, key: tuple, after: str | None) -> None:
+        """Add ``node`` right after node ``after`` (None: first) with order key ``key``."""
+        name = node.name
+        nxt = self._head if after is None else self._next[after]
+        self._prev[name], self._next[name] = after, nxt
+        if after is None:
+            self._head = name
+        else:
+            self._next[after] = name
+        if nxt is not None:
+            self._prev[nxt] = name
+        self.position[name] = key
+        self._index(node)
+
+    def _index(self, node: Node) -> None:
+        self.by_name[node.name] = node
+        for o in node.outputs:
+            if o:
+                self.producers[o] = node
+        for i in node.inputs:
+            if i:
+                r = self._readers.setdefault(i, {})
+                r[node.name] = r.get(node.name, 0) + 1
+
+    def _unindex(self, node: Node) -> None:
+        for o in node.outputs:
+            if o and self.producers.get(o) is node:
+                del self.producers[o]
+        for i in node.inputs:
+            r = self._readers.get(i) if i else None
+            if r is not None and node.name in r:
+                del r[node.name]
+                if not r:
+                    del self._readers[i]
+
+    def _unlink(self, node: Node) -> None:
+        name = node.name
+        self._unindex(node)
+        prev, nxt = self._prev.pop(name), self._next.pop(name)
+        if prev is None:
+            self._head = nxt
+        else:
+            self._next[prev] = nxt
+        if nxt is not None:
+            self._prev[nxt] = prev
+        del self.by_name[name], self.position[name]
+
+    def _swap(self, old: Node, new: Node) -> None:
+        """Replace ``old`` by ``new`` (same name) in place."""
+        self._unindex(old)
+        self._index(new)
+
+    def _key_after(self, after: str | None) -> tuple:
+        """An order key between ``after`` (None: the start) and every node now following it.
+
+        Later insertions right after the same node come first, so each takes a smaller last
+        component: keys extending ``after``'s key sort after it and before anything that
+        followed it."""
+        self._inserts += 1
+        return (*(() if after is None else self.position[after]), -self._inserts)
 
 
 @dataclass
@@ -95,11 +191,12 @@ def apply_rules(graph: Graph, rules: Sequence[Rule]) -> PassResult:
     declined: dict[tuple[str, str, str], None] = {}
     fired_at: set[tuple[str, str]] = set()
     swallowed: set[str] = set()
+    anchored = {op for rule in rules for op in rule.ops}
     for _ in range(MAX_SCANS):
         progress = False
-        for name in [n.name for n in ctx.graph.nodes]:
+        for name in ctx.names():
             node = ctx.by_name.get(name)
-            if node is None:
+            if node is None or node.op not in anchored:
                 continue
             for rule in rules:
                 if node.op not in rule.ops:
@@ -122,40 +219,51 @@ def apply_rules(graph: Graph, rules: Sequence[Rule]) -> PassResult:
         if not progress:
             break
     kept = [d for d in declined if (d[0], d[1]) not in fired_at and d[1] not in swallowed]
-    return PassResult(ctx.graph, bool(fired), fired, kept)
+    return PassResult(ctx.finish(), bool(fired), fired, kept)
 
 
 def apply_replacement(ctx: Ctx, r: Replacement) -> None:
-    """Edit ``ctx.graph`` in place (it is the driver's private copy) and refresh the maps."""
+    """Edit ``ctx.graph`` (the driver's private copy) and its maps in place."""
     g = ctx.graph
     gone = {n.name for n in r.remove}
-    anchor_pos = ctx.position[r.anchor.name]
-    kept = [n for n in g.nodes if n.name not in gone]
+    after = ctx._prev[r.anchor.name]  # the slot: after the last node before the anchor that stays
+    while after is not None and after in gone:
+        after = ctx._prev[after]
+    anchor_key = ctx.position[r.anchor.name]
+    for n in r.remove:
+        ctx._unlink(n)
     if r.rename:
-        kept = [_rename_node(n, r.rename) for n in kept]
-        g.outputs = [r.rename.get(o, o) for o in g.outputs]
+        touched = {p.name for p in (ctx.producers.get(v) for v in r.rename) if p is not None}
+        touched.update(u for v in r.rename for u in ctx._readers.get(v, ()))
+        for name in touched:
+            node = ctx.by_name[name]
+            ctx._swap(node, _rename_node(node, r.rename))
+        if any(o in ctx.outputs for o in r.rename):
+            g.outputs = [r.rename.get(o, o) for o in g.outputs]
+            ctx.outputs = set(g.outputs)
     for name, arr in r.constants.items():
         g.constants[name] = arr
         g.values[name] = Value(name, tuple(arr.shape), str(arr.dtype))
-    # index in `kept` of the anchor's slot, pushed later past the producers of new inputs
-    at = sum(1 for n in g.nodes[:anchor_pos] if n.name not in gone)
-    produced = {o: i for i, n in enumerate(kept) for o in n.outputs if o}
+    pushed = False  # past the producers of the new nodes' inputs, if they come later
     for n in r.add:
         for i in n.inputs:
-            if i in produced:
-                at = max(at, produced[i] + 1)
+            p = ctx.producers.get(i)
+            if p is not None and (after is None or ctx.position[p.name] > ctx.position[after]):
+                after, pushed = p.name, True
+    # the anchor's key lies between its kept neighbours: reusing it keeps keys short
+    key = anchor_key if r.anchor.name in gone and not pushed else ctx._key_after(after)
+    for n in r.add:
+        ctx._link(n, key, after)
+        after = n.name
+        key = ctx._key_after(after)
     new_outputs = {o for n in r.add for o in n.outputs}
-    kept[at:at] = list(r.add)
-    g.nodes = kept
-    used = {i for n in kept for i in n.inputs} | set(g.outputs)
     for n in r.remove:
         for o in n.outputs:
-            if o and o not in new_outputs and o not in used:
+            if o and o not in new_outputs and not ctx.use_count(o) and o not in ctx.outputs:
                 g.values.pop(o, None)
     for old in r.rename:
-        if old not in used and old not in g.inputs and old not in g.constants:
+        if not ctx.use_count(old) and old not in ctx.outputs and old not in ctx.inputs and old not in g.constants:
             g.values.pop(old, None)
-    ctx.refresh()
 
 
 def _rename_node(n: Node, rename: dict[str, str]) -> Node:
@@ -181,24 +289,26 @@ def fused_node(anchor: Node, absorbed: Iterable[Node], label: Sequence[str] | No
     return anchor.replace(name=name, origin=tuple(origin), **changes)
 
 
-def _untaken(base: str, taken: Container[str]) -> str:
-    """``base``, else the first of ``base_2``, ``base_3``... not in ``taken``."""
-    if base not in taken:
+def _untaken(base: str, taken: Callable[[str], bool]) -> str:
+    """``base``, else the first of ``base_2``, ``base_3``... for which ``taken`` is false."""
+    if not taken(base):
         return base
     k = 2
-    while f"{base}_{k}" in taken:
+    while taken(f"{base}_{k}"):
         k += 1
     return f"{base}_{k}"
 
 
 def unique_node_name(ctx: Ctx, name: str, ignore: Iterable[str] = ()) -> str:
     """``name`` or ``name_2``, ``name_3``... not used by another node (``ignore`` is being removed)."""
-    return _untaken(name, set(ctx.by_name) - set(ignore))
+    ignore = set(ignore)
+    return _untaken(name, lambda s: s in ctx.by_name and s not in ignore)
 
 
 def fresh_value_name(ctx: Ctx, base: str, reserved: Iterable[str] = ()) -> str:
     """A value name not yet in the graph (nor in ``reserved``)."""
-    return _untaken(base, ctx.graph.values.keys() | set(reserved))
+    reserved = set(reserved)
+    return _untaken(base, lambda s: s in ctx.graph.values or s in reserved)
 
 
 def sole_use(ctx: Ctx, value: str, reader: Node | None = None) -> str | None:
@@ -208,11 +318,12 @@ def sole_use(ctx: Ctx, value: str, reader: Node | None = None) -> str | None:
     what = f"{p.op} output {value!r}" if p is not None else repr(value)
     if value in ctx.outputs:
         return f"{what} is a graph output"
-    users = ctx.users(value)
-    if len(users) != 1:
-        return f"{what} has {len(users)} consumers"
-    if reader is not None and users[0].name != reader.name:
-        return f"{what} is read by {users[0].name!r}, not {reader.name!r}"
+    count = ctx.use_count(value)
+    if count != 1:
+        return f"{what} has {count} consumers"
+    user = ctx.users(value)[0]
+    if reader is not None and user.name != reader.name:
+        return f"{what} is read by {user.name!r}, not {reader.name!r}"
     return None
 
 

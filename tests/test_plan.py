@@ -268,3 +268,26 @@ def test_graph_input_as_concat_member_is_fed_into_the_slice():
     ex, (out,) = run_executor(g, feeds)
     assert np.shares_memory(ex.input_arrays[0], ex.arrays[g.node("cat").outputs[0]])
     np.testing.assert_allclose(out, evaluate(g, feeds)[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sweep_placement_is_valid_on_random_graphs(seed, monkeypatch):
+    """The one-sweep placement (used when too many lifetimes overlap) keeps every invariant."""
+    import cnnrt.runtime.plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "MAX_OVERLAP_PAIRS", -(10**9))  # always sweep
+    rng = np.random.default_rng(100 + seed)
+    b = GB(seed)
+    vals = [b.input("x", (1, 2, 3, 3))]
+    for _ in range(int(rng.integers(10, 30))):
+        src = vals[int(rng.integers(0, len(vals)))]
+        v = b.node("Transpose", [src], b.shape(src), perm=(0, 1, 2, 3)) if rng.random() < 0.5 else b.act("Tanh", src)
+        vals.append(v)
+    outs = [vals[i] for i in sorted(set(rng.integers(1, len(vals), 4).tolist()))]
+    g = b.build(outs)
+    plan = plan_memory(g)
+    check_plan_invariants(g, plan)
+    feeds = feeds_for(g)
+    _, got = run_executor(g, feeds)
+    for w, o in zip(evaluate(g, feeds), got):
+        np.testing.assert_allclose(o, w, rtol=1e-5, atol=1e-6)

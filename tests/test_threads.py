@@ -7,6 +7,8 @@ with 1 and 2 threads, and repeated runs, must agree bit for bit (a race would br
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numba
 import numpy as np
 import pytest
@@ -160,3 +162,58 @@ def test_serial_twins_give_identical_answers(feeds, monkeypatch):
     (y_serial,) = cnnrt.InferenceSession(_model(), threads=2).run(None, feeds)
     np.testing.assert_array_equal(y_parallel, y_default)
     np.testing.assert_array_equal(y_serial, y_default)
+
+
+_PARENT: dict[str, cnnrt.InferenceSession] = {}
+
+
+def _run_in_child(conn, model_bytes: bytes, feeds) -> None:
+    """In a child process: run the parent's session (forked children have it), then a new one."""
+    try:
+        outs = []
+        if "sess" in _PARENT:
+            outs.append(_PARENT["sess"].run(None, feeds)[0])
+        outs.append(cnnrt.InferenceSession(model_bytes, threads=2).run(None, feeds)[0])
+        conn.send(outs)
+    except BaseException as e:  # the test shows what went wrong in the child
+        conn.send(f"{type(e).__name__}: {e}")
+    conn.close()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_sessions_work_in_child_processes(feeds, method):
+    """A session built and run in the parent (its pool running) works in a forked child, and
+    children started by spawn and forkserver build and run their own."""
+    model = _model()
+    sess = cnnrt.InferenceSession(model, threads=2)
+    want = sess.run(None, feeds)[0]
+    _PARENT["sess"] = sess
+    ctx = multiprocessing.get_context(method)
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_run_in_child, args=(send, model.SerializeToString(), feeds))
+    try:
+        proc.start()
+        send.close()
+        try:
+            got = recv.recv() if recv.poll(180) else "no answer within 180 s"
+        except EOFError:
+            got = "the child died without an answer"
+        proc.join(60)
+    finally:
+        _PARENT.clear()
+        if proc.is_alive():
+            proc.kill()
+    assert isinstance(got, list) and proc.exitcode == 0, (proc.exitcode, got)
+    assert len(got) == (2 if method == "fork" else 1)
+    for y in got:
+        np.testing.assert_array_equal(y, want)
+
+
+def test_a_child_forked_from_a_gnu_openmp_pool_gets_a_clear_error(monkeypatch):
+    """A user-chosen GNU OpenMP pool cannot be used after fork(): run raises instead of the
+    child being killed."""
+    from cnnrt.runtime import threads
+
+    monkeypatch.setattr(threads, "_forked_from_gnu_omp", True)
+    with pytest.raises(cnnrt.errors.BackendUnavailableError, match="forked from one whose Numba pool runs on GNU"):
+        apply_threads(1)

@@ -40,7 +40,7 @@ def concat_layout(graph: Graph, concats: Sequence[Node]) -> tuple[dict[str, Plac
     Concat's output is itself placed as a slice of the bigger one, at the same offset as
     its inputs. Values written by real kernels never overlap.
     """
-    parent: dict[str, Place] = {}
+    parent = _Nesting()
     rejected: dict[str, str] = {}
     noop_outputs: set[str] = set()
 
@@ -55,18 +55,62 @@ def concat_layout(graph: Graph, concats: Sequence[Node]) -> tuple[dict[str, Plac
         return v, start, axis
 
     for node in reversed(concats):
-        snapshot = dict(parent)
+        mark = len(parent.log)
         why = _place_concat(graph, node, parent, resolve)
         if why is None:
             noop_outputs.add(node.outputs[0])
-            why = _check_disjoint(graph, parent, noop_outputs, resolve)
+            # only the root now holding this Concat changed: the others were checked before
+            why = _check_disjoint(graph, parent, noop_outputs, resolve, resolve(node.outputs[0])[0])
             if why is not None:
                 noop_outputs.discard(node.outputs[0])
         if why is not None:
-            parent.clear()
-            parent.update(snapshot)
+            parent.rollback(mark)
             rejected[node.name] = why
-    return parent, rejected
+    return dict(parent), rejected
+
+
+_MISSING = Place("")
+
+
+class _Nesting(dict):
+    """value -> its Place in a container, with an undo log and each container's direct members, so
+    that trying a Concat and checking its root cost time in that root's members, not in the
+    whole graph's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[str, Place]] = []
+        self.members: dict[str, set[str]] = {}
+
+    def __setitem__(self, key: str, place: Place) -> None:
+        old = self.get(key, _MISSING)
+        self.log.append((key, old))
+        self._move(key, old, place)
+        super().__setitem__(key, place)
+
+    def rollback(self, mark: int) -> None:
+        while len(self.log) > mark:
+            key, old = self.log.pop()
+            self._move(key, self[key], old)
+            if old is _MISSING:
+                super().__delitem__(key)
+            else:
+                super().__setitem__(key, old)
+
+    def _move(self, key: str, old: Place, new: Place) -> None:
+        if old is not _MISSING:
+            self.members[old.base].discard(key)
+        if new is not _MISSING:
+            self.members.setdefault(new.base, set()).add(key)
+
+    def under(self, root: str) -> list[str]:
+        """``root`` and every value nested in it, at any depth."""
+        out, todo = [], [root]
+        while todo:
+            v = todo.pop()
+            out.append(v)
+            todo.extend(self.members.get(v, ()))
+        return out
 
 
 def _place_concat(graph: Graph, node: Node, parent: dict[str, Place], resolve) -> str | None:
@@ -105,11 +149,10 @@ def _other_dims(graph: Graph, a: str, b: str, axis: int) -> bool:
     return len(sa) != len(sb) or any(x != y for i, (x, y) in enumerate(zip(sa, sb)) if i != axis)
 
 
-def _check_disjoint(graph: Graph, parent: dict[str, Place], noop_outputs: set[str], resolve) -> str | None:
-    """Values that some kernel writes must not overlap inside one root."""
+def _check_disjoint(graph: Graph, parent: _Nesting, noop_outputs: set[str], resolve, root: str) -> str | None:
+    """Values that some kernel writes must not overlap inside ``root``."""
     spans: dict[str, list[tuple[int, int, str]]] = {}
-    members = set(parent) | {p.base for p in parent.values()}
-    for v in members:
+    for v in parent.under(root):
         if v in noop_outputs:
             continue
         r, s, a = resolve(v)

@@ -3,6 +3,7 @@ pass pipeline, the memory plan and the backend's executor; and the cache that ke
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from cnnrt.core.ir import Graph
 from cnnrt.errors import CnnrtError, ResourceLimitError
 from cnnrt.runtime import tiered
 from cnnrt.runtime.executor import Executor
-from cnnrt.runtime.plan import MemoryPlan, plan_memory
+from cnnrt.runtime.plan import MemoryPlan, fmt_bytes, plan_memory
 
 
 @dataclass
@@ -58,8 +59,16 @@ def default_memory_limit() -> int:
         return 8 << 30
 
 
-def fmt_bytes(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+_RAISE_IT = "(InferenceSession(memory_limit=...) or CNNRT_MEMORY_LIMIT bytes raise it)"
+
+
+@contextlib.contextmanager
+def out_of_memory_is(what: str):
+    """A MemoryError inside becomes a ResourceLimitError saying ``what`` was being allocated."""
+    try:
+        yield
+    except MemoryError:
+        raise ResourceLimitError(f"out of memory {what}") from None
 
 
 def _vector_bytes(backend: str) -> int | None:
@@ -76,7 +85,33 @@ def _make_executor(graph: Graph, plan: MemoryPlan, opts: BuildOptions):
         from cnnrt.runtime.cuda_executor import CudaExecutor
 
         return CudaExecutor(graph, plan, poison=opts.poison)
-    return Executor(graph, plan, opts.backend, poison=opts.poison)
+    return Executor(graph, plan, opts.backend, poison=opts.poison, memory_limit=opts.memory_limit)
+
+
+def _count_constants(plan: MemoryPlan, graph: Graph, model) -> None:
+    """Split the graph's constants into the model's initializers and the arrays import and passes made."""
+    initializers = {id(a) for a in model.initializers.values()}
+    for a in graph.constants.values():
+        if id(a) in initializers:
+            plan.constant_bytes += a.nbytes
+        else:
+            plan.folded_bytes += a.nbytes
+
+
+def _check_limit(plan: MemoryPlan, shapes, limit: int) -> None:
+    """Refuse, before anything is allocated, a plan whose arena and constants pass ``limit``."""
+    if plan.arena_bytes > limit:
+        raise ResourceLimitError(
+            f"the activations for input shapes {shapes} need a {fmt_bytes(plan.arena_bytes)} arena, "
+            f"above the memory limit of {fmt_bytes(limit)} {_RAISE_IT}"
+        )
+    total = plan.arena_bytes + plan.constant_bytes + plan.folded_bytes
+    if total > limit:
+        raise ResourceLimitError(
+            f"for input shapes {shapes} the {fmt_bytes(plan.arena_bytes)} arena, {fmt_bytes(plan.constant_bytes)} "
+            f"of initializers and {fmt_bytes(plan.folded_bytes)} of folded constants need {fmt_bytes(total)}, "
+            f"above the memory limit of {fmt_bytes(limit)} {_RAISE_IT}"
+        )
 
 
 def build(model, shapes: dict[str, tuple[int, ...]], fed: frozenset[str], opts: BuildOptions) -> Compiled:
@@ -85,28 +120,34 @@ def build(model, shapes: dict[str, tuple[int, ...]], fed: frozenset[str], opts: 
     ``fed`` names the initializers the caller feeds (they stay graph inputs). The timings' "import" is the
     graph construction only; the session adds its model load to it.
     """
+    from cnnrt.passes.fold_constants import FOLD_LIMIT
     from cnnrt.passes.pipeline import run_pipeline
 
     t0 = time.perf_counter()
-    graph = model.to_graph(shapes, fed)
+    with out_of_memory_is(f"importing the graph for input shapes {shapes}"):
+        graph = model.to_graph(shapes, fed)
     t1 = time.perf_counter()
-    with np.errstate(all="ignore"):  # folding Inf/NaN weights must not trip np.seterr(all="raise")
-        graph, log = run_pipeline(
-            graph, opts.opt_level, opts.disabled_passes, _vector_bytes(opts.backend), opts.backend
-        )
+    # folded constants may take half the limit: the arena and the kernels' buffers need the rest
+    token = FOLD_LIMIT.set(opts.memory_limit // 2)
+    try:
+        # folding Inf/NaN weights must not trip np.seterr(all="raise")
+        with np.errstate(all="ignore"), out_of_memory_is("optimising the graph (folded constants and weights)"):
+            graph, log = run_pipeline(
+                graph, opts.opt_level, opts.disabled_passes, _vector_bytes(opts.backend), opts.backend
+            )
+    finally:
+        FOLD_LIMIT.reset(token)
     t2 = time.perf_counter()
     try:
         plan = plan_memory(graph)
     except CnnrtError:
         raise
+    except MemoryError:
+        raise ResourceLimitError(f"out of memory planning the arena of graph {graph.name!r}") from None
     except Exception as e:
         raise CnnrtError(f"memory planning failed for graph {graph.name!r}: {type(e).__name__}: {e}") from e
-    if plan.arena_bytes > opts.memory_limit:
-        raise ResourceLimitError(
-            f"the activations for input shapes {shapes} need a {fmt_bytes(plan.arena_bytes)} arena, "
-            f"above the memory limit of {fmt_bytes(opts.memory_limit)} "
-            "(InferenceSession(memory_limit=...) or CNNRT_MEMORY_LIMIT bytes raise it)"
-        )
+    _count_constants(plan, graph, model)
+    _check_limit(plan, shapes, opts.memory_limit)
     t3 = time.perf_counter()
     try:
         executor = _make_executor(graph, plan, opts)
@@ -128,8 +169,9 @@ def shape_key(shapes: dict[str, tuple[int, ...]], fed: frozenset[str]) -> tuple:
 
 
 class PlanCache:
-    """Compiled plans by input shapes, the oldest dropped beyond ``max_plans`` or while their arenas together
-    pass ``memory_limit``: a stream of new input shapes would otherwise keep one arena per shape forever."""
+    """Compiled plans by input shapes, the oldest dropped beyond ``max_plans`` or while together they hold
+    more than ``memory_limit`` (MemoryPlan.total_bytes): a stream of new input shapes would otherwise keep
+    one arena (and its folded constants and repacked weights) per shape forever."""
 
     def __init__(self, max_plans: int, memory_limit: int) -> None:
         self.max_plans = max_plans
@@ -148,7 +190,7 @@ class PlanCache:
     def add(self, key: tuple, compiled: Compiled) -> None:
         """Keep ``compiled`` (the caller makes it current right away), evicting others as needed."""
         self._plans[key] = compiled
-        total = sum(c.plan.arena_bytes for c in self._plans.values())
+        total = sum(c.plan.total_bytes for c in self._plans.values())
         for k in list(self._plans):
             if len(self._plans) <= self.max_plans and total <= self.memory_limit:
                 break
@@ -156,7 +198,7 @@ class PlanCache:
             if c is compiled:  # the old current plan may go, the new one stays
                 continue
             del self._plans[k]
-            total -= c.plan.arena_bytes
+            total -= c.plan.total_bytes
 
     def clear(self) -> None:
         self._plans.clear()

@@ -16,6 +16,7 @@ the values); the CUDA one is in cuda_executor.py.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from cnnrt.core.ir import Graph, Node, Value
-from cnnrt.errors import CnnrtError, KernelError, UnsupportedOpError
+from cnnrt.errors import CnnrtError, InputError, KernelError, ResourceLimitError, UnsupportedOpError
 from cnnrt.kernels import get_builder
-from cnnrt.kernels.aligned import aligned_empty
-from cnnrt.runtime.plan import MemoryPlan
+from cnnrt.kernels.aligned import SharedScratch, aligned_empty
+from cnnrt.runtime.plan import MemoryPlan, fmt_bytes
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class BaseExecutor:
     backend: str
     where = ""  # said after the node in error messages (" on cuda")
 
-    def __init__(self, graph: Graph, plan: MemoryPlan, poison: bool = False) -> None:
+    def __init__(self, graph: Graph, plan: MemoryPlan, poison: bool = False, memory_limit: int | None = None) -> None:
         self.graph = graph
         self.plan = plan
         self.poison = poison
@@ -54,6 +55,13 @@ class BaseExecutor:
                 f"no {self.backend} kernel for {len(missing)} node(s): "
                 + "; ".join(f"{n.name} ({n.op})" for n in missing)
             )
+        # kernels first: what they hold (repacked weights, scratch) is counted before the arena exists
+        held = KernelMemory(graph, plan, memory_limit)
+        runs = {}
+        for node in live_nodes:
+            runs[node.name] = self._kernel(node)
+            held.add(node, runs[node.name])
+        held.report()
         self.arena = self._new_arena(plan.arena_bytes)
         self.arrays: dict[str, Any] = self._bind_constants(live_nodes)
         for name in plan.places:
@@ -62,7 +70,7 @@ class BaseExecutor:
         self.steps: list[Step] = []
         for i, node in enumerate(graph.nodes):
             if not self._is_noop(node):
-                self.steps.append(self._step(node))
+                self.steps.append(self._step(node, runs[node.name]))
             for root in dying[i]:
                 self.steps.append(self._poison_step(node, root))
         self.input_arrays = [self.arrays[i] for i in graph.inputs]
@@ -109,13 +117,17 @@ class BaseExecutor:
         self.arrays[name] = arr
         return arr
 
-    def _step(self, node: Node) -> Step:
+    def _kernel(self, node: Node):
         try:
-            run = get_builder(node.op, self.backend)(node, self.graph)
+            return get_builder(node.op, self.backend)(node, self.graph)
         except CnnrtError:
             raise
+        except MemoryError:
+            raise ResourceLimitError(self._describe(node, "out of memory building its kernel")) from None
         except Exception as e:
             raise KernelError(self._describe(node, f"kernel build failed: {type(e).__name__}: {e}")) from e
+
+    def _step(self, node: Node, run) -> Step:
         ins = [self.arrays[i] if i else None for i in node.inputs]
         outs = [self.arrays[o] if o else None for o in node.outputs]
         return Step(node, run, ins, outs)
@@ -135,6 +147,8 @@ class BaseExecutor:
                 run(ins, outs)
         except CnnrtError:
             raise
+        except MemoryError:
+            raise ResourceLimitError(self._describe(self.steps[i].node, "out of memory in its kernel")) from None
         except Exception as e:
             raise KernelError(self._describe(self.steps[i].node, f"{type(e).__name__}: {e}")) from e
 
@@ -146,9 +160,16 @@ class BaseExecutor:
 class Executor(BaseExecutor):
     """The CPU executor: values are numpy views of one aligned host arena, shaped like the values."""
 
-    def __init__(self, graph: Graph, plan: MemoryPlan, backend: str = "cpu", poison: bool = False) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        plan: MemoryPlan,
+        backend: str = "cpu",
+        poison: bool = False,
+        memory_limit: int | None = None,
+    ) -> None:
         self.backend = backend
-        super().__init__(graph, plan, poison)
+        super().__init__(graph, plan, poison, memory_limit)
 
     def _new_arena(self, nbytes: int) -> np.ndarray:
         return aligned_empty(nbytes, np.uint8)
@@ -184,7 +205,88 @@ class Executor(BaseExecutor):
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Copy feeds in, run every step, return copies of the outputs (the arena is reused)."""
-        for dst, src in zip(self.input_arrays, feeds):
-            np.copyto(dst, src)
+        for name, dst, src in zip(self.graph.inputs, self.input_arrays, feeds):
+            try:
+                np.copyto(dst, src)
+            except (ValueError, TypeError) as e:  # a feed the graph was not built for
+                raise InputError(
+                    f"input {name!r} of shape {list(np.shape(src))} does not fit the graph input of shape "
+                    f"{list(self.graph.values[name].shape)}: {e}"
+                ) from None
         self._run_steps()
-        return [np.array(o, copy=True) for o in self.output_arrays]
+        try:
+            return [np.array(o, copy=True) for o in self.output_arrays]
+        except MemoryError:
+            nbytes = sum(o.nbytes for o in self.output_arrays)
+            raise ResourceLimitError(f"out of memory copying the outputs ({fmt_bytes(nbytes)})") from None
+
+
+class KernelMemory:
+    """What the kernels of a graph hold besides the arena and the graph's constants, found by
+    walking each kernel's closure: repacked weights (Winograd's transformed weights apart) and
+    scratch. Each buffer counts once, however many kernels share it; with ``memory_limit`` the
+    build is refused at the first kernel that takes the total (arena, constants, kernels) past it.
+    """
+
+    def __init__(self, graph: Graph, plan: MemoryPlan, memory_limit: int | None) -> None:
+        self.plan = plan
+        self.limit = memory_limit
+        self.seen: set[int] = {id(_base(a)) for a in graph.constants.values()}
+        self.bytes = {"winograd": 0, "prepacked": 0, "scratch": 0}
+        self.total = plan.arena_bytes + plan.constant_bytes + plan.folded_bytes
+
+    def add(self, node: Node, run: Any) -> None:
+        kind = "winograd" if node.attrs.get("algorithm") == "winograd" else "prepacked"
+        for arr, is_scratch in _held_arrays(run):
+            b = _base(arr)
+            if id(b) in self.seen:
+                continue
+            self.seen.add(id(b))
+            self.bytes["scratch" if is_scratch else kind] += b.nbytes
+            self.total += b.nbytes
+        if self.limit is not None and self.total > self.limit:
+            raise ResourceLimitError(
+                f"node {node.name!r} ({node.op}): its kernel's buffers take the session to {fmt_bytes(self.total)} "
+                f"(arena, constants, repacked weights and scratch), above the memory limit of "
+                f"{fmt_bytes(self.limit)} (InferenceSession(memory_limit=...) or CNNRT_MEMORY_LIMIT bytes raise it)"
+            )
+
+    def report(self) -> None:
+        self.plan.winograd_bytes = self.bytes["winograd"]
+        self.plan.prepacked_bytes = self.bytes["prepacked"]
+        self.plan.scratch_bytes = self.bytes["scratch"]
+
+
+def _base(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _held_arrays(obj: Any, depth: int = 0):
+    """(array, is shared scratch) for every numpy array a kernel closure reaches through
+    closures, defaults, bound methods and containers."""
+    if depth > 8:
+        return
+    if isinstance(obj, np.ndarray):
+        yield obj, False
+    elif isinstance(obj, SharedScratch):
+        yield obj.array, True
+    elif isinstance(obj, types.FunctionType):
+        for cell in obj.__closure__ or ():
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            yield from _held_arrays(contents, depth + 1)
+        for d in obj.__defaults__ or ():
+            yield from _held_arrays(d, depth + 1)
+    elif isinstance(obj, types.MethodType):
+        yield from _held_arrays(obj.__func__, depth + 1)
+        yield from _held_arrays(obj.__self__, depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _held_arrays(x, depth + 1)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            yield from _held_arrays(x, depth + 1)

@@ -43,8 +43,9 @@ def checked_shape(spec, shape) -> tuple[int, ...]:
 
 
 def check_feeds(model, backend: str, input_feed: Mapping[str, Any]):
-    """(feeds, shapes of the model inputs, names of fed initializers) for a valid ``input_feed`` of ``model``
-    (a frontends.onnx.OnnxModel); InputError naming the input otherwise."""
+    """(feeds, shapes, names of fed initializers) for a valid ``input_feed`` of ``model`` (a
+    frontends.onnx.OnnxModel); InputError naming the input otherwise. ``shapes`` holds every fed
+    array's shape, fed initializers' too: the graph is built from them and plans are cached by them."""
     known = {s.name: s for s in model.inputs}
     overridable = {s.name: s for s in model.overridable}
     unknown = [k for k in input_feed if k not in known and k not in overridable]
@@ -71,7 +72,6 @@ def check_feeds(model, backend: str, input_feed: Mapping[str, Any]):
             if isinstance(want, str) and bound.setdefault(want, got) != got:
                 raise InputError(f"symbolic dimension {want!r} is {bound[want]} in one input but {got} in {name!r}")
         feeds[name] = x
-        if name in known:
-            shapes[name] = tuple(x.shape)
+        shapes[name] = tuple(x.shape)
     fed = frozenset(n for n in input_feed if n in overridable)
     return feeds, shapes, fed

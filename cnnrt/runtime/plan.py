@@ -13,12 +13,17 @@ Each non-constant value gets a :class:`Place`:
 A root's lifetime runs from the first step that writes any value placed in it to the last
 step that reads any of them (graph outputs: to the end). Offsets are found by several
 greedy orderings (by size, by lifetime, by start) with first-fit and best-fit gap choice;
-the smallest arena wins. ``peak_live_bytes`` (the most bytes live at any one step) is a
-lower bound on any arena for these lifetimes.
+the smallest arena wins. Those orderings cost time in the number of pairs of roots whose
+lifetimes overlap, which grows with the square of the graph when many values live at once
+(a wide graph with thousands of outputs); past ``MAX_OVERLAP_PAIRS`` per root the planner
+places roots in one sweep over time instead (free regions reused first-fit, as an allocator
+would), whose cost grows with the number of roots. ``peak_live_bytes`` (the most bytes live
+at any one step) is a lower bound on any arena for these lifetimes.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +35,7 @@ from cnnrt.core.ops import OPS
 from cnnrt.core.placement import Place, concat_layout
 
 ALIGN = 64
+MAX_OVERLAP_PAIRS = 32  # per root (plus a floor): beyond it, plan in one sweep
 
 
 def _align(n: int) -> int:
@@ -47,8 +53,21 @@ class Buffer:
     last: int  # last step that reads it (len(nodes): a graph output)
 
 
+def fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
 @dataclass
 class MemoryPlan:
+    """The arena layout, and every byte a built session holds for it, as the memory limit counts them.
+
+    ``constant_bytes``: the model's initializers the graph uses; ``folded_bytes``: constants the
+    import and the passes made (folded subgraphs, BatchNorm folded into weights, merged biases);
+    ``prepacked_bytes`` and ``winograd_bytes``: weights the kernels repacked (Winograd's
+    transformed ones apart); ``scratch_bytes``: kernel scratch. The last three are filled in
+    when the executor is built.
+    """
+
     buffers: dict[str, Buffer]  # root value -> region
     alias_of: dict[str, str]  # every arena value -> its root value
     places: dict[str, Place]  # every arena value -> how its array is built
@@ -58,6 +77,23 @@ class MemoryPlan:
     naive_bytes: int
     steps: int
     notes: list[str] = field(default_factory=list)
+    constant_bytes: int = 0
+    folded_bytes: int = 0
+    prepacked_bytes: int = 0
+    winograd_bytes: int = 0
+    scratch_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        """Everything the memory limit counts: arena, constants, repacked weights and scratch."""
+        return (
+            self.arena_bytes
+            + self.constant_bytes
+            + self.folded_bytes
+            + self.prepacked_bytes
+            + self.winograd_bytes
+            + self.scratch_bytes
+        )
 
     def region(self, value: str) -> Buffer:
         return self.buffers[self.alias_of[value]]
@@ -211,6 +247,8 @@ def _place_best(sizes, first, last) -> tuple[dict[str, int], int]:
         lambda r: (first[r], -sizes[r], r),
         lambda r: (-sizes[r] * (last[r] - first[r] + 1), r),
     ]
+    if _overlap_pairs(first, last) > MAX_OVERLAP_PAIRS * len(first) + 4096:
+        return _place_sweep(sizes, first, last)
     overlaps = _overlaps(first, last)
     best: tuple[dict[str, int], int] | None = None
     for key in orders:
@@ -219,6 +257,59 @@ def _place_best(sizes, first, last) -> tuple[dict[str, int], int]:
             if best is None or res[1] < best[1]:
                 best = res
     return best if best is not None else ({}, 0)
+
+
+def _overlap_pairs(first: dict[str, int], last: dict[str, int]) -> int:
+    """How many pairs of roots have intersecting lifetimes (counted, not listed)."""
+    ends: list[int] = []
+    pairs = 0
+    for r in sorted(first, key=first.__getitem__):
+        while ends and ends[0] < first[r]:
+            heapq.heappop(ends)
+        pairs += len(ends)
+        heapq.heappush(ends, last[r])
+    return pairs
+
+
+def _place_sweep(sizes, first, last) -> tuple[dict[str, int], int]:
+    """Place roots in order of their first step, each in the lowest free gap that fits (the
+    arena grows at its end otherwise); a root's region is free again after its last step."""
+    offsets: dict[str, int] = {}
+    gaps: list[tuple[int, int]] = []  # free (offset, end) inside the arena, sorted, never adjacent
+    ends: list[tuple[int, str]] = []
+    arena = 0
+    for r in sorted(sizes, key=lambda r: (first[r], -sizes[r], r)):
+        while ends and ends[0][0] < first[r]:
+            q = heapq.heappop(ends)[1]
+            _free(gaps, offsets[q], offsets[q] + sizes[q])
+        size = sizes[r]
+        at = next((i for i, (lo, hi) in enumerate(gaps) if hi - lo >= size), None)
+        if at is None:
+            if gaps and gaps[-1][1] == arena:  # grow the last gap at the arena's end
+                offsets[r] = gaps.pop()[0]
+            else:
+                offsets[r] = arena
+            arena = offsets[r] + size
+        else:
+            lo, hi = gaps[at]
+            offsets[r] = lo
+            if hi - lo == size:
+                del gaps[at]
+            else:
+                gaps[at] = (lo + size, hi)
+        heapq.heappush(ends, (last[r], r))
+    return offsets, arena
+
+
+def _free(gaps: list[tuple[int, int]], lo: int, hi: int) -> None:
+    """Return [lo, hi) to ``gaps``, merged with its neighbours."""
+    i = bisect.bisect_left(gaps, (lo, hi))
+    if i > 0 and gaps[i - 1][1] == lo:
+        i -= 1
+        lo = gaps.pop(i)[0]
+    if i < len(gaps) and gaps[i][0] == hi:
+        hi = gaps.pop(i)[1]
+    gaps.insert(i, (lo, hi))
 
 
 def _overlaps(first: dict[str, int], last: dict[str, int]) -> dict[str, list[str]]:

@@ -10,12 +10,25 @@ OpenBLAS's static split of a GEMM makes a single descheduled thread stall every 
 Without a CBLAS the kernels can call (``blas.HAVE_BLAS`` False), Gemm/MatMul go through np.matmul
 and BLAS gets ``n`` threads instead. Both settings are checked on every run (cheaply), so a user
 who changed them in between gets them back.
+
+Fork: Numba's pool runs on a threading layer. The GNU OpenMP one ("omp" with libgomp) cannot
+survive fork(): a forked child that enters a parallel region is killed. So unless the user
+chose a layer (NUMBA_THREADING_LAYER, or numba.config.THREADING_LAYER before the pool
+started), cnnrt asks Numba for a fork-safe one ("forksafe": TBB when it loads, else the
+built-in workqueue), which makes sessions work in children made by fork (multiprocessing's
+default on Linux, gunicorn --preload, data-loader workers), spawn and forkserver alike. The
+workqueue layer lets one thread at a time into a parallel region; the session serialises runs
+for it (session._parallel_guard). A child forked from a process whose pool runs on GNU
+OpenMP (the user's choice) gets a BackendUnavailableError from ``run`` instead of being killed.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
+
+from cnnrt.errors import BackendUnavailableError
 
 _lock = threading.Lock()
 _blas_threads: int | None = None
@@ -47,6 +60,46 @@ def _modules():
 _mods = None
 
 
+def choose_threading_layer() -> None:
+    """Ask Numba for a fork-safe threading layer unless the user chose one (see the module docstring)."""
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        return
+    numba_config = sys.modules.get("numba.core.config")
+    if numba_config is None:  # numba not imported yet: it reads the environment when it is
+        os.environ["NUMBA_THREADING_LAYER"] = "forksafe"
+    elif numba_config.THREADING_LAYER == "default":
+        numba_config.THREADING_LAYER = "forksafe"  # read when the pool starts
+
+
+_forked_from_gnu_omp = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_from_gnu_omp
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if parallel is None or not getattr(parallel, "_is_initialized", False):
+        return  # no pool was running: the child starts its own
+    if parallel.threading_layer() == "omp":
+        from numba.np.ufunc import omppool
+
+        _forked_from_gnu_omp = getattr(omppool, "openmp_vendor", "") == "GNU"
+
+
+def check_forked_pool() -> None:
+    """BackendUnavailableError in a child forked from a process whose pool runs GNU OpenMP."""
+    if _forked_from_gnu_omp:
+        raise BackendUnavailableError(
+            "this process was forked from one whose Numba pool runs on GNU OpenMP, which cannot be used "
+            "after fork(); use multiprocessing's 'spawn' or 'forkserver' start method, or leave "
+            "NUMBA_THREADING_LAYER unset so that cnnrt picks a fork-safe layer"
+        )
+
+
+choose_threading_layer()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def blas_threads_for(n: int) -> int:
     """The BLAS thread count cnnrt uses when it runs with ``n`` threads."""
     return 1 if _modules()[2].HAVE_BLAS else n
@@ -57,6 +110,7 @@ def apply_threads(n: int) -> int:
 
     Returns the Numba thread count applied (``n`` clipped to the pool's size)."""
     global _blas_threads, _controller
+    check_forked_pool()
     numba, num_threads, blas = _modules()
     n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
     if num_threads() != n:  # not numba.get_num_threads(): it takes the pool-launch lock on every run

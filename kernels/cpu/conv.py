@@ -230,6 +230,8 @@ def build_conv_spec(spec: ConvSpec, w_const, b_const, algorithm: str | None = No
     callers without a resolved node: conv2d and kernel tests)."""
     if spec.dtype not in ("float32", "float64"):
         raise TypeError(f"Conv supports float32/float64, got {spec.dtype}")
+    if spec.c == 0 or spec.m == 0:  # a sum over no channels, or no output: the epilogue alone
+        return _no_channels(spec, b_const)
     algorithm = algorithm or conv_algorithm.choose(spec)[0]
     conv_algorithm.check(spec, algorithm, node)
     dt = np.dtype(spec.dtype)
@@ -238,6 +240,18 @@ def build_conv_spec(spec: ConvSpec, w_const, b_const, algorithm: str | None = No
     if b_const is not None:
         b_const = readonly(np.ascontiguousarray(b_const, dtype=dt))
     return ALGORITHMS[algorithm](spec, w_const, b_const)
+
+
+def _no_channels(spec: ConvSpec, b_const):
+    """Zero input channels: the output is act(bias + residual), as ONNX (and onnxruntime) say."""
+    epi = epilogue_fn(spec, b_const)
+
+    def run(ins, outs):
+        outs[0].fill(0)
+        if epi is not None and outs[0].size:
+            epi(outs[0], opt_input(ins, 2), opt_input(ins, 3))
+
+    return run
 
 
 @register("Conv")

@@ -34,6 +34,20 @@ FUZZ_MEMORY_LIMIT = 16 << 20
 SAFETY_NET_MARKERS = ("cannot be imported: ", "executor failed: ", "memory planning failed", "kernel build failed: ")
 
 
+def fuzz_settings(n: int):
+    """hypothesis settings for ``n`` examples (times $CNNRT_FUZZ_EXAMPLES), reproducible unless
+    $CNNRT_FUZZ_RANDOM is set."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=max(1, int(n * float(os.environ.get("CNNRT_FUZZ_EXAMPLES", "1")))),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        derandomize=os.environ.get("CNNRT_FUZZ_RANDOM") is None,  # reproducible in CI
+        database=None,
+    )
+
+
 class OracleFailure(AssertionError):
     """cnnrt crashed with a non-CnnrtError, or disagreed with onnxruntime."""
 

@@ -11,28 +11,16 @@ minute or two; CNNRT_FUZZ_EXAMPLES scales the example counts for a longer local 
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 
 import pytest
-from fuzz_lib import BASE_MODELS, base_model, check, fuzz_one
+from fuzz_lib import BASE_MODELS, base_model, check, fuzz_one, fuzz_settings
 from fuzz_mutators import HypothesisChooser, mutate_bytes
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-SCALE = float(os.environ.get("CNNRT_FUZZ_EXAMPLES", "1"))
 OUTCOMES: Counter = Counter()
-
-
-def _settings(n: int):
-    return settings(
-        max_examples=max(1, int(n * SCALE)),
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        derandomize=os.environ.get("CNNRT_FUZZ_RANDOM") is None,  # reproducible in CI
-        database=None,
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +33,7 @@ def _quiet():
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("base", sorted(BASE_MODELS))
 def test_mutated_models_load_and_agree_or_raise_cnnrt_error(base):
-    @_settings(2500)
+    @fuzz_settings(2500)
     @given(st.data())
     def prop(data):
         outcome, _detail, log = fuzz_one(HypothesisChooser(data), base_names=[base])
@@ -62,7 +50,7 @@ def test_mutated_models_load_and_agree_or_raise_cnnrt_error(base):
 def test_truncated_and_bit_flipped_models(base):
     data = base_model(base).SerializeToString()
 
-    @_settings(1000)
+    @fuzz_settings(1000)
     @given(st.data())
     def prop(hd):
         blob, _ = mutate_bytes(HypothesisChooser(hd), data)
@@ -74,7 +62,7 @@ def test_truncated_and_bit_flipped_models(base):
 
 @pytest.mark.timeout(60)
 @given(st.binary(max_size=2048))
-@_settings(1500)
+@fuzz_settings(1500)
 def test_arbitrary_bytes(blob):
     outcome, _ = check(blob, compare_ort=False)
     assert outcome.startswith("load-error") or outcome in ("ok", "huge-input") or outcome.startswith("run-error")

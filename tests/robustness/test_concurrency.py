@@ -121,11 +121,11 @@ def test_new_shapes_do_not_keep_a_plan_each_forever():
 
 def test_cached_plans_stay_within_the_memory_limit():
     m = conv_net(batch="N")
-    one = cnnrt.InferenceSession(m).plan.arena_bytes
+    one = cnnrt.InferenceSession(m).plan.total_bytes
     sess = cnnrt.InferenceSession(m, memory_limit=40 * one)
     for b in (8, 16, 24, 32, 8, 16):
         sess.run(None, input_for(m, batch=b))
-        assert sum(c.plan.arena_bytes for c in sess._plans.plans()) <= 40 * one
+        assert sum(c.plan.total_bytes for c in sess._plans.plans()) <= 40 * one
 
 
 def test_close_frees_the_arena_and_run_after_close_raises():

@@ -45,7 +45,7 @@ def test_memory_limit_argument_is_validated(bad):
 def test_memory_limit_for_a_bigger_batch_at_run_time_keeps_the_session_usable():
     m = conv_net(batch="N")
     s = _load(m)
-    one = s.plan.arena_bytes
+    one = s.plan.total_bytes
     s = _load(m, memory_limit=one * 4)
     x = input_for(m)["x"]
     [y1] = s.run(None, {"x": x})
