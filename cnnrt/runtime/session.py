@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -26,27 +25,9 @@ from cnnrt.runtime.session_options import (
     read_run_options,
     resolve_session,
 )
-from cnnrt.runtime.threads import apply_threads, default_threads
+from cnnrt.runtime.threads import apply_threads, default_threads, parallel_guard
 from cnnrt.runtime.tiered import from_env as tiered_from_env
 from cnnrt.runtime.tiered import run_plan
-
-# Numba's "workqueue" threading layer (the fallback without OpenMP or TBB) aborts the whole
-# process when two threads enter parallel regions at once, so with it, runs of *different*
-# sessions are serialised too. Unknown until the first parallel region has run: guard till then.
-_PROCESS_LOCK = threading.RLock()
-_layer_is_safe: bool | None = None
-
-
-def _parallel_guard():
-    global _layer_is_safe
-    if _layer_is_safe is None:
-        import numba
-
-        try:
-            _layer_is_safe = numba.threading_layer() != "workqueue"
-        except ValueError:  # no parallel region has run yet
-            return _PROCESS_LOCK
-    return contextlib.nullcontext() if _layer_is_safe else _PROCESS_LOCK
 
 
 def _current(field: str, doc: str) -> property:
@@ -162,8 +143,7 @@ class InferenceSession:
         if deferred:
             self._log.emit(INFO, f"inputs with symbolic dims {deferred} are planned on the first run's shapes")
         else:
-            with _parallel_guard():
-                self._current = self._compile(self.model.default_shapes(), frozenset())
+            self._current = self._compile(self.model.default_shapes(), frozenset())
 
     def _apply_free_dims(self, free_dims: Mapping[str, int]) -> None:
         """SessionOptions' free dimension overrides: those symbolic dims become fixed."""
@@ -249,7 +229,8 @@ class InferenceSession:
         key = shape_key(shapes, fed)
         compiled = self._plans.get(key)
         if compiled is None:
-            compiled = build(self.model, shapes, fed, self._build_options)
+            with parallel_guard():  # building runs kernels (weight packing)
+                compiled = build(self.model, shapes, fed, self._build_options)
             compiled.timings["import"] += self._import_s
             self._plans.add(key, compiled)
             self._built(compiled, shapes, log_threshold, logid)
@@ -302,7 +283,7 @@ class InferenceSession:
             )
         shapes = self.model.default_shapes(batch or 1)
         shapes.update({name: checked_shape(known[name], shape) for name, shape in input_shapes.items()})
-        with self._lock, _parallel_guard():
+        with self._lock:
             self._live()
             self._current = self._compile(shapes, frozenset())
 
@@ -337,7 +318,7 @@ class InferenceSession:
             if unknown:
                 raise InputError(f"unknown output name(s) {unknown}; the model's outputs are {names}")
         feeds, shapes, fed = self._check_feeds(input_feed)
-        with self._lock, _parallel_guard():
+        with self._lock:
             self._live()
             if self.backend == "cpu":
                 apply_threads(self.threads)
@@ -357,9 +338,11 @@ class InferenceSession:
             return run_plan(compiled, ins, return_device)
         executor = compiled.executor
         if self.backend == "cpu":
-            return self._profiler.run(executor, ins)
+            with parallel_guard():
+                return self._profiler.run(executor, ins)
         start = time.perf_counter()  # CUDA steps are asynchronous: the run is timed as a whole
-        outs = executor.run(ins, return_device=return_device)
+        with parallel_guard():
+            outs = executor.run(ins, return_device=return_device)
         self._profiler.record_run(start, time.perf_counter())
         return outs
 

@@ -24,6 +24,7 @@ OpenMP (the user's choice) gets a BackendUnavailableError from ``run`` instead o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -127,3 +128,25 @@ def apply_threads(n: int) -> int:
             _controller.limit(limits=want, user_api="blas")
             _blas_threads = want
     return n
+
+
+# Numba's "workqueue" threading layer (the fork-safe fallback without TBB) aborts the whole
+# process when two threads enter parallel regions at once, so with it every native run, kernel
+# build and background compile in the process is serialised. Which layer runs is unknown until
+# the first parallel region has run: guard till then.
+_PROCESS_LOCK = threading.RLock()
+_layer_is_safe: bool | None = None
+
+
+def parallel_guard():
+    """A context manager to hold while running native kernels: the process lock under the
+    workqueue layer (or before the layer is known), else nothing."""
+    global _layer_is_safe
+    if _layer_is_safe is None:
+        import numba
+
+        try:
+            _layer_is_safe = numba.threading_layer() != "workqueue"
+        except ValueError:  # no parallel region has run yet
+            return _PROCESS_LOCK
+    return contextlib.nullcontext() if _layer_is_safe else _PROCESS_LOCK

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnrt.runtime.threads import parallel_guard
+
 ENV = "CNNRT_TIERED"
 _TIERS: weakref.WeakSet = weakref.WeakSet()  # the tiers whose thread may still be compiling
 
@@ -88,7 +90,7 @@ class Tier:
 
         zeros = [np.zeros(a.shape, a.dtype) for a in self.executor.input_arrays]
         try:
-            with CompileWatch() as w, np.errstate(all="ignore"):
+            with parallel_guard(), CompileWatch() as w, np.errstate(all="ignore"):
                 self.executor.run(zeros)
         except BaseException as e:  # the real run on the native kernels raises it again, named
             self.error = e
@@ -169,11 +171,12 @@ def run_plan(compiled, ins, return_device: bool = False):
         compiled.timings.update(compile=tier.compile_s, compiled=tier.compiled)
     ex = compiled.executor
     if "first_run" in compiled.timings:
-        return ex.run(ins, return_device=True) if return_device else ex.run(ins)
+        with parallel_guard():
+            return ex.run(ins, return_device=True) if return_device else ex.run(ins)
     from cnnrt.kernels.jit_watch import CompileWatch
 
     t0 = time.perf_counter()
-    with CompileWatch() as w:
+    with parallel_guard(), CompileWatch() as w:
         outs = ex.run(ins, return_device=True) if return_device else ex.run(ins)
     compiled.timings.update(first_run=time.perf_counter() - t0, compile=w.seconds, compiled=w.count)
     if compiled.executor.backend == "cpu":
