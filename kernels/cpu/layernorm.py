@@ -14,6 +14,7 @@ from numba import prange
 
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.elementwise import dtype_of, require_float
+from cnnrt.kernels.cpu.norm import row_mean_rstd
 from cnnrt.kernels.registry import register
 
 
@@ -23,15 +24,7 @@ def layer_norm_rows(x, scale, bias, eps, out, mean_out, inv_out):
     (arrays of length 0 when not wanted); bias of length 0 when absent."""
     rows, n = x.shape
     for r in prange(rows):
-        s = 0.0
-        for k in range(n):
-            s += x[r, k]
-        m = s / n
-        v = 0.0
-        for k in range(n):
-            d = x[r, k] - m
-            v += d * d
-        inv = 1.0 / math.sqrt(v / n + eps)
+        m, inv = row_mean_rstd(x, r, eps)
         if bias.size:
             for k in range(n):
                 out[r, k] = (x[r, k] - m) * inv * scale[k] + bias[k]

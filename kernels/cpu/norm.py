@@ -16,7 +16,7 @@ import numpy as np
 from numba import prange
 
 from cnnrt.core.ops import ACTIVATIONS, op_attrs
-from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.registry import register
@@ -187,6 +187,22 @@ def build_lrn(node, graph):
     return run
 
 
+@njit(inline="always")
+def row_mean_rstd(x, r, eps):
+    """Mean and 1/std of row ``r`` of a 2-D ``x``: two passes with float64 sums, so a large
+    mean does not cancel the variance (a one-pass E[x²] - E[x]² would)."""
+    n = x.shape[1]
+    total = 0.0
+    for i in range(n):
+        total += x[r, i]
+    mean = total / n
+    sq = 0.0
+    for i in range(n):
+        d = x[r, i] - mean
+        sq += d * d
+    return mean, 1.0 / math.sqrt(sq / n + eps)
+
+
 @pjit
 def _group_norm(x, scale, bias, out, groups, eps, kind, alpha, beta):
     """Rows r = n*groups + g of (N*groups, S): mean and variance of the row (two passes in
@@ -197,15 +213,7 @@ def _group_norm(x, scale, bias, out, groups, eps, kind, alpha, beta):
     inner = size // per_group
     for r in prange(rows):
         g = r % groups
-        total = 0.0
-        for i in range(size):
-            total += x[r, i]
-        mean = total / size
-        sq = 0.0
-        for i in range(size):
-            d = x[r, i] - mean
-            sq += d * d
-        rstd = 1.0 / math.sqrt(sq / size + eps)
+        mean, rstd = row_mean_rstd(x, r, eps)
         for k in range(per_group):
             ch = g * per_group + k
             a = scale[ch] * rstd
