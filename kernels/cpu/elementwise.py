@@ -14,7 +14,7 @@ from numba import prange
 
 from cnnrt.core.ops import ACTIVATIONS, activation_params
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.cpu.activation import act_scalar
+from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.blas import split_index
 from cnnrt.kernels.registry import register
 
@@ -141,8 +141,8 @@ def activate_flat(x, out, kind, alpha, beta):
     for c in prange(nchunks):
         lo = c * _CHUNK
         hi = min(n, lo + _CHUNK)
-        for i in range(lo, hi):
-            out[i] = act_scalar(x[i], kind, alpha, beta)
+        out[lo:hi] = x[lo:hi]
+        act_inplace(out[lo:hi], kind, alpha, beta)
 
 
 _activate_flat_serial = serial_twin(activate_flat)
