@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnrt.tools import peers
 from cnnrt.tools.timing import geomean, max_rel_error, ort_providers, ort_session, stats_ms, time_alternating
 
 REFERENCE = "onnxruntime"
@@ -23,6 +24,7 @@ REFERENCE = "onnxruntime"
 # its convs on plain NCHW tensors as cnnrt's are; the reference stays the fully optimised one
 BACKENDS = ("cnnrt", "cnnrt-cuda", "onnxruntime", "onnxruntime-nchw", "onnxruntime-cuda", "torch")
 DEFAULT_BACKENDS = ("cnnrt", "onnxruntime", "torch")
+BACKENDS += peers.BACKENDS  # openvino (float32 forced), openvino-bf16, openvino-f16
 
 Runner = Callable[[], Sequence[np.ndarray]]
 
@@ -168,6 +170,8 @@ def make_runner(
             sess = cache.get(backend) or ort_session(path, threads=threads, optimize=optimize)
         cache[backend] = sess
         return lambda: sess.run(None, feeds)
+    if backend in peers.BACKENDS:
+        return peers.openvino_runner(backend, path, feeds, threads, cache)
     if backend == "torch":
         if zoo_name is None:
             raise Skip("torch runs zoo models only (it needs the PyTorch definition)")
