@@ -171,7 +171,10 @@ def make_runner(
         cache[backend] = sess
         return lambda: sess.run(None, feeds)
     if backend in peers.BACKENDS:
-        return peers.openvino_runner(backend, path, feeds, threads, cache)
+        try:
+            return peers.openvino_runner(backend, path, feeds, threads, cache)
+        except peers.PeerMissing as e:
+            raise Skip(str(e)) from None
     if backend == "torch":
         if zoo_name is None:
             raise Skip("torch runs zoo models only (it needs the PyTorch definition)")

@@ -326,6 +326,12 @@ PUBLISHED_PARAMS = {
     "mobilenet_v1": 4_231_976,
     "mobilenet_v2": 3_504_872,
     "efficientnet_b0": 5_288_548,
+    "mobilenet_v3_small": 2_542_856,
+    "mobilenet_v3_large": 5_483_032,
+    "shufflenet_v2": 2_278_604,
+    "mnasnet1_0": 4_383_312,
+    "regnet_y_400mf": 4_344_144,
+    "lraspp_mobilenet_v3": 3_221_538,
 }
 
 
