@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import conv_bn
+from .layers import SqueezeExcite, conv_bn
 
 RE, HS = nn.ReLU, nn.Hardswish
 # (kernel, expanded channels, output channels, squeeze-and-excite, activation, stride)
@@ -54,23 +54,6 @@ def divisible8(v: float) -> int:
     return r + 8 if r < 0.9 * v else r
 
 
-class HardSqueezeExcite(nn.Module):
-    """x * hardsigmoid(W2 relu(W1 mean_hw(x))): GlobalAveragePool, two 1x1 convs, Mul."""
-
-    def __init__(self, channels: int, squeezed: int):
-        super().__init__()
-        self.gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(channels, squeezed, 1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(squeezed, channels, 1),
-            nn.Hardsigmoid(),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-
 class V3Block(nn.Module):
     """1x1 expand (unless already that wide) -> kxk depthwise (dilated when ``dilation`` > 1,
     stride then 1) -> [SE] -> linear 1x1 projection, plus the input when shapes allow."""
@@ -87,7 +70,7 @@ class V3Block(nn.Module):
         if dilation > 1:
             layers[-1][0].dilation = (dilation, dilation)
         if se:
-            layers.append(HardSqueezeExcite(hidden, divisible8(hidden // 4)))
+            layers.append(SqueezeExcite(hidden, divisible8(hidden // 4), nn.ReLU, nn.Hardsigmoid))
         layers.append(conv_bn(hidden, cout, 1, act=None, branch_end=self.residual))
         self.body = nn.Sequential(*layers)
 

@@ -11,26 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import conv_bn
+from .layers import SqueezeExcite, conv_bn
 
 _DEPTHS, _WIDTHS, _GROUP_WIDTH = (1, 3, 6, 6), (48, 104, 208, 440), 8
-
-
-class SqueezeExciteReLU(nn.Module):
-    """x * sigmoid(W2 relu(W1 mean_hw(x)))."""
-
-    def __init__(self, channels: int, squeezed: int):
-        super().__init__()
-        self.gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(channels, squeezed, 1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(squeezed, channels, 1),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
 
 
 class YBlock(nn.Module):
@@ -39,7 +22,7 @@ class YBlock(nn.Module):
         self.body = nn.Sequential(
             conv_bn(cin, cout, 1),
             conv_bn(cout, cout, 3, stride, groups=cout // _GROUP_WIDTH),
-            SqueezeExciteReLU(cout, round(0.25 * cin)),
+            SqueezeExcite(cout, round(0.25 * cin), nn.ReLU),
             conv_bn(cout, cout, 1, act=None, branch_end=True),
         )
         self.proj = conv_bn(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else None
