@@ -92,16 +92,19 @@ def conv_bn(
 
 
 class SqueezeExcite(nn.Module):
-    """x * sigmoid(W2 silu(W1 mean_hw(x))): GlobalAveragePool, two 1x1 convs, Mul."""
+    """x * gate(W2 act(W1 mean_hw(x))): GlobalAveragePool, two 1x1 convs, Mul. EfficientNet's
+    act and gate are SiLU and sigmoid (the defaults), MobileNet v3's ReLU and hard-sigmoid."""
 
-    def __init__(self, channels: int, squeezed: int):
+    def __init__(
+        self, channels: int, squeezed: int, act: type[nn.Module] = nn.SiLU, gate: type[nn.Module] = nn.Sigmoid
+    ):
         super().__init__()
         self.gate = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),
             nn.Conv2d(channels, squeezed, 1),
-            nn.SiLU(inplace=True),
+            act(inplace=True),
             nn.Conv2d(squeezed, channels, 1),
-            nn.Sigmoid(),
+            gate(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

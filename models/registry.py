@@ -53,6 +53,13 @@ _ENTRIES = [
     ZooEntry("espcn", "espcn", "espcn", (1, 64, 64), "ESPCN 3x super-resolution, PixelShuffle"),
     ZooEntry("convnext_tiny", "convnext", "convnext_tiny", _IMAGENET, "ConvNeXt-T, LayerNorm, GELU, layer scale"),
     ZooEntry("eca_resnet18", "eca_resnet", "eca_resnet18", _IMAGENET, "ResNet-18 with efficient channel attention"),
+    ZooEntry("mobilenet_v3_small", "mobilenet_v3", "mobilenet_v3_small", _IMAGENET, "MobileNet v3 small, SE"),
+    ZooEntry("mobilenet_v3_large", "mobilenet_v3", "mobilenet_v3_large", _IMAGENET, "MobileNet v3 large, SE"),
+    ZooEntry("shufflenet_v2", "shufflenet_v2", "shufflenet_v2_x1_0", _IMAGENET, "ShuffleNet v2 1.0x, split + shuffle"),
+    ZooEntry("mnasnet1_0", "mnasnet", "mnasnet1_0", _IMAGENET, "MnasNet-A 1.0, 3x3/5x5 inverted residuals"),
+    ZooEntry("regnet_y_400mf", "regnet", "regnet_y_400mf", _IMAGENET, "RegNetY-400MF, group convs, SE"),
+    ZooEntry("mixnet_s", "mixnet", "mixnet_s", _IMAGENET, "MixNet-S-style, mixed depthwise kernels, SiLU, SE"),
+    ZooEntry("lraspp_mobilenet_v3", "lraspp", "lraspp_mobilenet_v3_large", _IMAGENET, "LR-ASPP on MobileNet v3 large"),
 ]
 
 ZOO: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}

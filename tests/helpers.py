@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 # zoo nets that only repeat another's layer types at more cost (vgg11_bn and resnet50 stand
 # for them): skipped unless CNNRT_ZOO_FULL=1
 ZOO_FULL = os.environ.get("CNNRT_ZOO_FULL") == "1"
-ZOO_HEAVY = {"vgg11", "vgg16", "vgg19", "vgg16_bn", "vgg19_bn", "resnet101"}
+ZOO_HEAVY = {"vgg11", "vgg16", "vgg19", "vgg16_bn", "vgg19_bn", "resnet101", "mobilenet_v3_large", "mnasnet1_0"}
 # zoo nets checked against onnxruntime at full size once (tests/test_zoo_vs_onnxruntime.py) but
 # left out of the per-pass loop (tests/test_zoo_passes.py, a session per pass): a scaled-down
 # twin runs that loop instead (tests/models/test_scaled_down_zoo_nets.py)

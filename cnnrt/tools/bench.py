@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnrt.tools import peers
 from cnnrt.tools.timing import (
     STAT_KEYS,
     geomean,
@@ -35,6 +36,7 @@ REFERENCE = "onnxruntime"
 # its convs on plain NCHW tensors as cnnrt's are; the reference stays the fully optimised one
 BACKENDS = ("cnnrt", "cnnrt-cuda", "onnxruntime", "onnxruntime-nchw", "onnxruntime-cuda", "torch")
 DEFAULT_BACKENDS = ("cnnrt", "onnxruntime", "torch")
+BACKENDS += peers.BACKENDS  # openvino (float32 forced), openvino-bf16, openvino-f16
 
 Runner = Callable[[], Sequence[np.ndarray]]
 
@@ -190,6 +192,11 @@ def make_runner(
             sess = cache.get(backend) or ort_session(path, threads=threads, optimize=optimize)
         cache[backend] = sess
         return lambda: sess.run(None, feeds)
+    if backend in peers.BACKENDS:
+        try:
+            return peers.openvino_runner(backend, path, feeds, threads, cache)
+        except peers.PeerMissing as e:
+            raise Skip(str(e)) from None
     if backend == "torch":
         if zoo_name is None:
             raise Skip("torch runs zoo models only (it needs the PyTorch definition)")

@@ -1,8 +1,10 @@
 """The activations as the fused epilogue other CPU kernels call (the ops are elementwise.py's).
 
 ``act_scalar`` is the CPU instance of kernels/activation.py's formulas (shared with the CUDA
-kernels); fused kernels (Conv, Gemm, ChannelAffine, ...) call it per element while the value
-is in a register, and the row helpers dispatch the kind once per row so the common ones vectorise.
+kernels). Fused kernels (Conv, Gemm, ChannelAffine, ...) apply the activation to a finished
+row with ``act_inplace``, which dispatches the kind once per row: ReLU and Clip as loops LLVM
+vectorises, tanh and (on float32) the exp-based and piecewise kinds as explicit vectors
+(vector_ir.tanh_run, vector_act.act_run); float64 rows of the latter keep ``act_scalar``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from numba.extending import overload
 
 from cnnrt.kernels._jit import njit
 from cnnrt.kernels.activation import CLIP, GELU, NONE, RELU, TANH, activation_formula
+from cnnrt.kernels.cpu.vector_act import act_run
 from cnnrt.kernels.cpu.vector_ir import TANH_CLAMP, TANH_P, TANH_Q, TANH_SMALL, fma, tanh_run
 
 
@@ -138,5 +141,23 @@ def act_inplace(o, kind, alpha, beta):
         for q in range(n):
             o[q] = act_scalar(o[q], GELU, alpha, beta)
     else:
-        for q in range(n):
+        other_inplace(o, kind, alpha, beta)
+
+
+def other_inplace(o, kind, alpha, beta):
+    """o[:] = act_scalar(o[:]) for the kinds act_inplace does not write out. Jitted callers get
+    :func:`_other_inplace`'s choice: vector_act.act_run on contiguous float32, else the loop."""
+    for q in range(o.shape[0]):
+        o[q] = act_scalar(o[q], kind, alpha, beta)
+
+
+@overload(other_inplace)
+def _other_inplace(o, kind, alpha, beta):
+    if isinstance(o, types.Array) and o.layout == "C" and o.dtype == types.float32:
+        return lambda o, kind, alpha, beta: act_run(o, 0, o.shape[0], kind, alpha, beta)
+
+    def loop(o, kind, alpha, beta):
+        for q in range(o.shape[0]):
             o[q] = act_scalar(o[q], kind, alpha, beta)
+
+    return loop

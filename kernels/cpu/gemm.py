@@ -16,7 +16,7 @@ from numba import prange
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import blas
-from cnnrt.kernels.cpu.activation import act_scalar
+from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.conv_gemm import _MIN_TASK_MACS
 from cnnrt.kernels.registry import register
@@ -31,11 +31,12 @@ def _gemm_epilogue(out, c, alpha, beta_c, kind, a, b):
         ci = i % cm  # cm is 1 or M (a conditional here would unify the index with float64)
         if cn > 1:
             for j in range(n_count):
-                out[i, j] = act_scalar(alpha * out[i, j] + beta_c * c[ci, j], kind, a, b)
+                out[i, j] = alpha * out[i, j] + beta_c * c[ci, j]
         else:
             cv = beta_c * c[ci, 0]
             for j in range(n_count):
-                out[i, j] = act_scalar(alpha * out[i, j] + cv, kind, a, b)
+                out[i, j] = alpha * out[i, j] + cv
+        act_inplace(out[i], kind, a, b)
 
 
 @pjit

@@ -290,7 +290,7 @@ def test_sample_input() -> None:
 
 def test_names_and_unknown_name() -> None:
     names = zoo.names()
-    assert names == sorted(set(names)) and len(names) == 26
+    assert names == sorted(set(names)) and len(names) == 33
     for fn in (zoo.input_shape, zoo.sample_input, zoo.build, zoo.export_cached):
         with pytest.raises(KeyError, match="resnet18"):  # the message lists known names
             fn("resnet17")
@@ -327,6 +327,12 @@ PUBLISHED_PARAMS = {
     "mobilenet_v2": 3_504_872,
     "efficientnet_b0": 5_288_548,
     "convnext_tiny": 28_589_128,
+    "mobilenet_v3_small": 2_542_856,
+    "mobilenet_v3_large": 5_483_032,
+    "shufflenet_v2": 2_278_604,
+    "mnasnet1_0": 4_383_312,
+    "regnet_y_400mf": 4_344_144,
+    "lraspp_mobilenet_v3": 3_221_538,
 }
 
 

@@ -1,0 +1,142 @@
+"""The exp-based and piecewise activations on explicit float32 vectors (a Numba intrinsic).
+
+A fused epilogue called ``math.exp`` per element behind a branch, so LLVM left Sigmoid, SiLU
+and Elu scalar: in a 1x1 conv with SiLU the epilogue cost several times the conv. Here they
+run as whole vectors plus one masked vector (llvm_ir.Vectors.over), with exp as Cephes' expf:
+n = round(t * log2(e)), r = t - n * ln 2 in two parts, exp(r) - 1 = r + r^2 * P(r) (degree 5),
+then the scale 2^n applied in two halves so results down to the smallest subnormal are
+right. Sigmoid and SiLU evaluate exp(-|x|) only (it cannot overflow) and apply the last half
+of the scale after the division, so their subnormal results keep their precision; Elu uses
+exp(r) - 1 directly (no cancellation near 0). The piecewise ones (HardSigmoid, HardSwish,
+LeakyRelu) are selects, so NaN passes. Float64 arrays keep the scalar formulas
+(activation.act_scalar): this polynomial is float32-accurate only.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from cnnrt.kernels.activation import ELU, HARD_SIGMOID, HARD_SWISH, LEAKY_RELU, SIGMOID, SILU
+from cnnrt.kernels.cpu.llvm_ir import Vectors, data_pointers
+
+VECTOR_KINDS = (SIGMOID, SILU, ELU, HARD_SIGMOID, HARD_SWISH, LEAKY_RELU)
+
+LOG2E = 1.44269504088896341
+LN2_HI, LN2_LO = 0.693359375, -2.12194440e-4  # ln 2 = LN2_HI + LN2_LO, LN2_HI exact in 9 bits
+EXPM1_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+T_MIN = -110.0  # exp(t < -110) is 0 in float32 (below half the smallest subnormal); keeps n small
+
+
+class _Exp:
+    """exp(t) for t <= 0 on float32 vectors, as (m, s2, p, s): exp(t) = m * s2, m = (1 + p) * s1
+    a normal float, p = exp(r) - 1, s = s1 * s2 = 2^n."""
+
+    def __init__(self, builder, vec: Vectors):
+        self.b, self.vec = builder, vec
+        self.ity = ir.VectorType(ir.IntType(32), vec.lanes)
+
+    def _pow2(self, k):
+        b = self.b
+        bits = b.shl(
+            b.add(k, ir.Constant(self.ity, [127] * self.vec.lanes)), ir.Constant(self.ity, [23] * self.vec.lanes)
+        )
+        return b.bitcast(bits, self.vec.vty)
+
+    def __call__(self, t):
+        b, vec = self.b, self.vec
+        under = b.fcmp_ordered("<", t, vec.const(T_MIN))
+        t = b.select(under, vec.const(T_MIN), t)
+        n = vec.unary("rint", b.fmul(t, vec.const(LOG2E)))
+        r = vec.fma(n, vec.const(-LN2_HI), t)
+        r = vec.fma(n, vec.const(-LN2_LO), r)
+        p = vec.const(EXPM1_P[0])
+        for c in EXPM1_P[1:]:
+            p = vec.fma(p, r, vec.const(c))
+        p = vec.fma(b.fmul(r, r), p, r)  # exp(r) - 1
+        k = b.fptosi(n, self.ity)
+        k1 = b.ashr(k, ir.Constant(self.ity, [1] * vec.lanes))
+        s1, s2 = self._pow2(k1), self._pow2(b.sub(k, k1))
+        s2 = b.select(under, vec.const(0.0), s2)  # exp(t) is 0 in float32 below T_MIN (-Inf too)
+        m = b.fmul(b.fadd(p, vec.const(1.0)), s1)
+        return m, s2, p, b.fmul(s1, s2)
+
+
+def _bodies(builder, vec: Vectors, a, bt):
+    """kind -> value -> activated value (float32 vectors); a, bt: alpha and beta splats."""
+    b = builder
+    exp = _Exp(builder, vec)
+    one, zero = vec.const(1.0), vec.const(0.0)
+
+    def sigmoid_parts(x):
+        # num / d * sc = sigmoid(x): 1 / (1 + e) for x >= 0, e / (1 + e) below, e = exp(-|x|)
+        m, s2, _, _ = exp(b.fsub(zero, vec.unary("fabs", x)))
+        d = b.fadd(one, b.fmul(m, s2))
+        pos = b.fcmp_ordered(">=", x, zero)
+        return b.select(pos, one, m), d, b.select(pos, one, s2)
+
+    def sigmoid(x):
+        num, d, sc = sigmoid_parts(x)
+        return b.fmul(b.fdiv(num, d), sc)
+
+    def silu(x):
+        num, d, sc = sigmoid_parts(x)
+        return b.fmul(b.fdiv(b.fmul(x, num), d), sc)  # at -Inf: -Inf * 0 = NaN, as x * sigmoid(x)
+
+    def elu(x):
+        _, _, p, s = exp(x)
+        em1 = vec.fma(s, p, b.fsub(s, one))  # exp(x) - 1 = 2^n (exp(r) - 1) + (2^n - 1)
+        return b.select(b.fcmp_ordered(">=", x, zero), x, b.fmul(a, em1))
+
+    def hard_sigmoid(x):
+        return vec.clamp(vec.fma(a, x, bt), zero, one)
+
+    def hard_swish(x):  # x * clamp(x / 6 + 1/2, 0, 1), the division as in activation_formula
+        return b.fmul(x, vec.clamp(b.fadd(b.fdiv(x, vec.const(6.0)), vec.const(0.5)), zero, one))
+
+    def leaky_relu(x):
+        return b.select(b.fcmp_ordered(">=", x, zero), x, b.fmul(x, a))
+
+    return {
+        SIGMOID: sigmoid,
+        SILU: silu,
+        ELU: elu,
+        HARD_SIGMOID: hard_sigmoid,
+        HARD_SWISH: hard_swish,
+        LEAKY_RELU: leaky_relu,
+    }
+
+
+@intrinsic
+def act_run(typingctx, o, start, count, kind, alpha, beta):
+    """o[start + q] = act(o[start + q]) for q < count, in place, for a kind of VECTOR_KINDS
+    (other kinds: nothing happens); float32 contiguous arrays only (the module doc)."""
+    if not (isinstance(o, types.Array) and o.dtype == types.float32 and o.layout == "C"):
+        return None
+    if not (isinstance(kind, types.Integer) and isinstance(alpha, types.Number) and isinstance(beta, types.Number)):
+        return None
+    sig = types.void(o, start, count, kind, alpha, beta)
+
+    def codegen(context, builder, sig, args):
+        _, start_v, n_v, kind_v, alpha_v, beta_v = args
+        start_v = context.cast(builder, start_v, sig.args[1], types.int64)
+        n_v = context.cast(builder, n_v, sig.args[2], types.int64)
+        kind_v = context.cast(builder, kind_v, sig.args[3], types.int64)
+        (po,) = data_pointers(context, builder, sig, args, 0)
+        vec = Vectors(builder, types.float32)
+        a = vec.splat(context.cast(builder, alpha_v, sig.args[4], types.float32))
+        bt = vec.splat(context.cast(builder, beta_v, sig.args[5], types.float32))
+        for k, fn in _bodies(builder, vec, a, bt).items():
+            with builder.if_then(builder.icmp_signed("==", kind_v, ir.Constant(ir.IntType(64), k))):
+
+                def body(off, mask, fn=fn):
+                    x = vec.load(po, builder.add(start_v, off), mask)
+                    y = fn(x)
+                    y = builder.select(builder.fcmp_ordered("==", x, x), y, x)  # NaN stays NaN
+                    vec.store(y, po, builder.add(start_v, off), mask)
+
+                vec.over(n_v, body)
+        return context.get_dummy_value()
+
+    return sig, codegen
