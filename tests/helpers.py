@@ -15,8 +15,10 @@ ZOO_FULL = os.environ.get("CNNRT_ZOO_FULL") == "1"
 ZOO_HEAVY = {"vgg11", "vgg16", "vgg19", "vgg16_bn", "vgg19_bn", "resnet101", "mobilenet_v3_large", "mnasnet1_0"}
 # zoo nets checked against onnxruntime at full size once (tests/test_zoo_vs_onnxruntime.py) but
 # left out of the per-pass loop (tests/test_zoo_passes.py, a session per pass): a scaled-down
-# twin runs that loop instead (tests/models/test_scaled_down_zoo_nets.py)
-ZOO_ONCE = {"convnext_tiny", "eca_resnet18"}
+# twin runs that loop instead (tests/models/test_scaled_down_zoo_nets.py), or nets whose blocks
+# the loop meets elsewhere (mixnet_s: efficientnet_b0's SiLU/SE blocks and shufflenet_v2's
+# Split/Concat; lraspp_mobilenet_v3: mobilenet_v3_small's blocks and segnet's Resize)
+ZOO_ONCE = {"convnext_tiny", "eca_resnet18", "mixnet_s", "lraspp_mobilenet_v3"}
 
 
 def zoo_params(names: list[str]) -> list:
