@@ -2,7 +2,7 @@
 settings, after checking that every backend's answer agrees with onnxruntime's.
 
 A backend whose outputs differ from onnxruntime's by more than --rtol (max|x-ort|/max(1,|ort|))
-shows WRONG instead of a time, and the exit code is 1. Backends are timed alternately in one
+shows WRONG instead of a time, and the exit code is 1. Backends are timed in rotating blocks (5 runs of one, then the next) in one
 process; the table gives min / p50 / p90 / p99 in ms, the ratio of medians (p50) to onnxruntime
 (below 1 is faster) and inferences (batch items) per second. With --concurrency N, N requests
 run at once, each stream on its own session and thread: the percentiles are the requests'

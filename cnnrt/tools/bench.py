@@ -2,7 +2,7 @@
 
 For every model and (batch, threads) setting each backend's outputs are first checked
 against onnxruntime's; a backend that disagrees is marked ``WRONG`` and never timed (a fast
-wrong answer is not a result). The rest are warmed up and timed alternately
+wrong answer is not a result). The rest are warmed up and timed in rotating blocks
 (:func:`cnnrt.tools.timing.time_alternating`), and reported as min / p50 / p90 / p99, the ratio
 of medians to onnxruntime and the throughput (inferences, i.e. batch items, per second). With a
 concurrency N, each backend runs N sessions from N threads at once

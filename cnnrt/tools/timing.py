@@ -11,24 +11,34 @@ import numpy as np
 
 
 def time_alternating(
-    fns: Mapping[str, Callable[[], object]], runs: int = 20, warmup: int = 2, max_seconds: float | None = None
+    fns: Mapping[str, Callable[[], object]],
+    runs: int = 20,
+    warmup: int = 2,
+    max_seconds: float | None = None,
+    block: int = 5,
 ) -> dict[str, list[float]]:
-    """Call each function ``warmup`` times, then alternate them ``runs`` times; seconds per call.
+    """Call each function ``warmup`` times, then ``runs`` times in rotating blocks of ``block``
+    consecutive calls (a×5, b×5, a×5, ...); seconds per call.
 
-    Alternating (a, b, a, b, ...) instead of timing one backend then the other keeps a noisy,
-    shared machine's drift from favouring whichever ran during a quiet moment.
+    Rotating instead of timing one backend then the other keeps a noisy, shared machine's drift
+    from favouring whichever ran during a quiet moment; blocks instead of single calls keep one
+    engine's thread pool (onnxruntime's spins after each run) from taxing the next engine's call.
     """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     start = time.perf_counter()
-    for _ in range(runs):
+    done = 0
+    while done < runs:
+        n = min(block, runs - done)
         for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-        if max_seconds is not None and time.perf_counter() - start > max_seconds and len(times[k]) >= 3:
+            for _ in range(n):
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+        done += n
+        if max_seconds is not None and time.perf_counter() - start > max_seconds and done >= 3:
             break
     return times
 
