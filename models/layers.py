@@ -156,11 +156,15 @@ def inverted_residual_net(
             squeezed = max(1, cin // 4) if squeeze else None
             layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand, kernel, act, squeezed))
             cin = cout
-    layers += [
-        conv_bn(cin, 1280, 1, act=act),
+    return nn.Sequential(*layers, *classifier_head(cin, 1280, num_classes, act))
+
+
+def classifier_head(cin: int, width: int, num_classes: int, act: type[nn.Module] = nn.ReLU) -> list[nn.Module]:
+    """The mobile nets' head: 1x1 conv to ``width`` (+ BN, activation), global pool, dropout, linear."""
+    return [
+        conv_bn(cin, width, 1, act=act),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Dropout(0.2),
-        nn.Linear(1280, num_classes),
+        nn.Linear(width, num_classes),
     ]
-    return nn.Sequential(*layers)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import SqueezeExcite, conv_bn
+from .layers import SqueezeExcite, classifier_head, conv_bn
 
 # (expansion, kernels, first stride, output channels, repeats, SE ratio or 0, activation)
 _STAGES = [
@@ -78,11 +78,4 @@ def mixnet_s(num_classes: int = 1000) -> nn.Module:
         for i in range(repeats):
             layers.append(MixBlock(cin, cout, stride if i == 0 else 1, expand, kernels, se, act))
             cin = cout
-    layers += [
-        conv_bn(cin, 1536, 1),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(0.2),
-        nn.Linear(1536, num_classes),
-    ]
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers, *classifier_head(cin, 1536, num_classes))

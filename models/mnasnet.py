@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .layers import InvertedResidual, conv_bn
+from .layers import InvertedResidual, classifier_head, conv_bn
 
 # (output channels, kernel, first stride, expansion, repeats)
 _STACKS = [(24, 3, 2, 3, 3), (40, 5, 2, 3, 3), (80, 5, 2, 6, 3), (96, 3, 1, 6, 2), (192, 5, 2, 6, 4), (320, 3, 1, 6, 1)]
@@ -27,11 +27,4 @@ def mnasnet1_0(num_classes: int = 1000) -> nn.Module:
         for i in range(repeats):
             layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand, kernel, nn.ReLU))
             cin = cout
-    layers += [
-        conv_bn(cin, 1280, 1),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(0.2),
-        nn.Linear(1280, num_classes),
-    ]
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers, *classifier_head(cin, 1280, num_classes))
