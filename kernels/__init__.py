@@ -22,6 +22,7 @@ kernels/cuda/), so the two implementations of an op sit side by side:
     conv.py            Conv (conv_algorithm.py on both: which algorithm a conv runs)
     conv_transpose.py  ConvTranspose
     resize.py          Resize
+    squeeze_excite.py  SqueezeExcite (on the CPU also BlockedSqueezeExcite), made by passes/fuse_se.py
     tensor.py          Reshape, Identity, Dropout, Concat, Split, Slice, Transpose, Gather,
                        Shape, ConstantOfShape, Pad
 

@@ -25,6 +25,7 @@ from .fold_pad import fold_pad
 from .fuse_epilogue import fuse_epilogue
 from .fuse_gelu import fuse_gelu
 from .fuse_layernorm import fuse_layernorm
+from .fuse_se import fuse_se
 from .remove_identity import remove_identity
 from .select_algorithm import select_algorithm
 
@@ -41,6 +42,7 @@ PASSES: list[tuple[str, PassFn, int]] = [
     ("fuse_gelu", fuse_gelu, 2),  # before fuse_epilogue, which takes Gelu as an activation
     ("flatten_matmul", flatten_matmul, 2),  # before fuse_epilogue, which fuses the Gemm's activation
     ("fuse_epilogue", fuse_epilogue, 2),
+    ("fuse_se", fuse_se, 2),  # after fuse_epilogue: the SE convs carry their activations
     ("eliminate_dead_nodes", eliminate_dead_nodes, 1),
     ("concat_in_place", concat_in_place, 2),
 ]

@@ -381,3 +381,18 @@ def layer_norm_reference(x, scale, bias, axis, epsilon):
     if bias is not None:
         y = y + np.asarray(bias, np.float64)
     return y, mean, inv
+
+
+def squeeze_excite_reference(x, w1, b1, w2, b2, squeeze, gate) -> np.ndarray:
+    """x (N, C, H, W) scaled per (n, c) by gate(W2 squeeze(W1 mean_hw(x) + b1) + b2);
+    squeeze and gate are (kind, alpha, beta) as activation_ref takes them; W1 (R, C), W2 (C, R)."""
+    x = np.asarray(x, np.float64)
+    n, c = x.shape[:2]
+    y = np.empty_like(x)
+    for i in range(n):
+        pooled = np.array([x[i, k].sum() / x[i, k].size for k in range(c)])
+        hidden = activation_ref(np.asarray(w1, np.float64) @ pooled + b1, *squeeze)
+        g = activation_ref(np.asarray(w2, np.float64) @ hidden + b2, *gate)
+        for k in range(c):
+            y[i, k] = x[i, k] * g[k]
+    return y

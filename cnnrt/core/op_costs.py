@@ -12,6 +12,7 @@ BatchNormalization,   one per output element (a scale and shift)
 ChannelAffine
 AveragePool           out elements * kh * kw (additions, counted as MACs)
 GlobalAveragePool     input elements
+SqueezeExcite         2 * input elements (pool, scale) + 2 * N * R * C (the two matvecs)
 LRN                   out elements * size (the windowed sum of squares)
 GroupNormalization    one per output element (the scale and shift after the statistics)
 LayerNormalization    one per output element (a scale and shift)
@@ -156,6 +157,16 @@ def affine_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
     return 2  # a scale and a shift
 
 
+def squeeze_excite_macs(a: Attrs, ins: Shapes, outs: Shapes) -> int:
+    """The pooled sum, the two matvecs per image and the scaling multiply."""
+    return 2 * _prod(ins[0]) + 2 * ins[0][0] * _prod(ins[1])
+
+
+def squeeze_excite_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
+    """The chain behind one gate: H*W pixels pooled, C then R terms, two biases."""
+    return _prod(ins[0][2:4]) + ins[1][1] + ins[1][0] + 2
+
+
 def zero(a: Attrs, ins: Shapes, outs: Shapes) -> int:
     return 0
 
@@ -190,3 +201,4 @@ GROUP_NORM = Numerics(per_output_macs, group_norm_accumulation)
 VARIADIC = Numerics(zero, inputs_accumulation)
 REDUCE_L2 = Numerics(zero, reduce_mean_accumulation, True)
 LAYER_NORM = Numerics(per_output_macs, layer_norm_accumulation, True)
+SQUEEZE_EXCITE = Numerics(squeeze_excite_macs, squeeze_excite_accumulation, True)

@@ -18,6 +18,7 @@ its constant evaluator (const_eval), its origin, and why a backend needs no kern
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -108,6 +109,26 @@ _GLOBAL_MAX_POOL = OpDef(
     blocked_form="BlockedGlobalMaxPool",
     onnx=("GlobalMaxPool",),
     numerics=cost.NO_SUMS,
+)
+_SQUEEZE_EXCITE = OpDef(
+    ("X", "W1", "B1", "W2", "B2"),
+    ("Y",),
+    shp.same,
+    "norm",
+    "y = x * gate(W2 squeeze(W1 mean_hw(x) + B1) + B2) per (n, c); W1 (R, C), B1 (R,), W2 (C, R), B2 (C,); "
+    "squeeze and gate name activation kinds, their alpha/beta as a fused epilogue's",
+    {
+        "squeeze": REQUIRED,
+        "squeeze_alpha": 0.0,
+        "squeeze_beta": 0.0,
+        "gate": REQUIRED,
+        "gate_alpha": 0.0,
+        "gate_beta": 0.0,
+    },
+    in_place=True,  # the kernel pools x before it scales it
+    numerics=cost.SQUEEZE_EXCITE,
+    blocked_form="BlockedSqueezeExcite",
+    made_by="fuse_se",
 )
 _CHANNEL_AFFINE = OpDef(
     ("X", "scale", "shift"),
@@ -456,6 +477,13 @@ OPS: dict[str, OpDef] = {
     "BlockedGlobalAveragePool": blocked_op(_GLOBAL_AVERAGE_POOL, shp.blocked_global_pool, "output (N, C/B, 1, 1, B)"),
     "BlockedGlobalMaxPool": blocked_op(_GLOBAL_MAX_POOL, shp.blocked_global_pool, "output (N, C/B, 1, 1, B)"),
     "BlockedChannelAffine": blocked_op(_CHANNEL_AFFINE, shp.same, "as ChannelAffine; scale/shift per channel (C,)"),
+    "SqueezeExcite": _SQUEEZE_EXCITE,
+    "BlockedSqueezeExcite": dataclasses.replace(
+        blocked_op(
+            _SQUEEZE_EXCITE, shp.same, "as SqueezeExcite; C from W1, lanes past C in the last block zero in and out"
+        ),
+        in_place=True,
+    ),
     **MODERN_OPS,
 }
 

@@ -13,5 +13,6 @@ from . import (
     pool,  # noqa: F401,E402
     reduce,  # noqa: F401,E402
     resize,  # noqa: F401,E402
+    squeeze_excite,  # noqa: F401,E402
     tensor,  # noqa: F401,E402
 )

@@ -10,7 +10,7 @@ numba reads NUMBA_ENABLE_CUDASIM when it is first imported: set it before import
 (or cnnrt) to run these kernels without a GPU.
 """
 
-from . import conv, conv_transpose, elementwise, gemm, layernorm, norm, pool, reduce, resize, tensor  # noqa: F401
+from . import conv, conv_transpose, elementwise, gemm, layernorm, norm, pool, reduce, resize, squeeze_excite, tensor  # noqa: F401
 from .device import patch_simulator_shared_arrays
 
 patch_simulator_shared_arrays()  # a simulator race would otherwise corrupt tiled kernels

@@ -26,6 +26,7 @@ from reference import (
     resize_reference,
     softmax_reference,
     space_to_depth_reference,
+    squeeze_excite_reference,
 )
 
 from cnnrt.core.ir import Graph, Node
@@ -164,6 +165,17 @@ def _blocked(node, a, x, shapes):
     return [_block(np.asarray(y), shapes[0])]
 
 
+def _se_acts(a) -> tuple:
+    return (a["squeeze"], a["squeeze_alpha"], a["squeeze_beta"]), (a["gate"], a["gate_alpha"], a["gate_beta"])
+
+
+def _blocked_squeeze_excite(node, a, x, shapes):
+    """Blocked: C from W1; the lanes past C are zero in and zero out."""
+    c = x[1].shape[1]
+    y = squeeze_excite_reference(_unblock(x[0])[:, :c], *x[1:5], *_se_acts(a))
+    return [_block(y, shapes[0])]
+
+
 def _unary(node, a, x, shapes):
     return [activation_ref(x[0], node.op, *activation_params(node.op, a))]
 
@@ -231,6 +243,8 @@ INTERPRET = {
         op: lambda n, a, x, s: [arg_reduce_reference(x[0], n.op, a["axis"], a["keepdims"], a["select_last_index"])]
         for op in ("ArgMax", "ArgMin")
     },
+    "SqueezeExcite": lambda n, a, x, s: [squeeze_excite_reference(*x[:5], *_se_acts(a))],
+    "BlockedSqueezeExcite": _blocked_squeeze_excite,
     "LayerNormalization": lambda n, a, x, s: list(
         layer_norm_reference(x[0], x[1], _opt(x, 2), a["axis"], a["epsilon"])
     )[: len(s)],

@@ -97,6 +97,7 @@ def test_pass_order_is_the_documented_one():
         "fuse_gelu",
         "flatten_matmul",
         "fuse_epilogue",
+        "fuse_se",
         "eliminate_dead_nodes",
         "concat_in_place",
         "block_layout",  # once, after the fixed point, for a CPU target

@@ -1,0 +1,156 @@
+"""SqueezeExcite and BlockedSqueezeExcite: a squeeze-and-excitation block as one step.
+
+y[n, c] = x[n, c] * gate(W2 squeeze(W1 mean_hw(x[n]) + B1) + B2)[c] (passes/fuse_se.py makes
+the op from GlobalAveragePool -> 1x1 Conv -> 1x1 Conv -> Mul). One jitted call does it all:
+the pooled means (one task per channel plane or block), the two matvecs and the activations
+(serial: at most a few hundred thousand MACs), then the scaling (tasks over channel planes or
+blocks and pixel chunks). That is two parallel regions where the unfused block had a pool, two
+convs, a Mul and the reorders around it, each its own step.
+
+NCHW is the blocked layout with one lane, so both forms share the kernel: x is (N, CB, HW, B)
+flat, B = 1 for NCHW. In the blocked form C comes from W1, not from CB*B: the lanes of a last
+block past C hold zeros and get a zero gate, so they stay zero.
+
+The matvecs run as axpys over transposed weights (rows of W1ᵀ and W2ᵀ added into float64
+accumulators), so the inner loops vectorise without reassociating a sum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from cnnrt.core.ops import ACTIVATIONS, op_attrs
+from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.cpu.activation import act_scalar
+from cnnrt.kernels.cpu.conv_common import readonly
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
+from cnnrt.kernels.cpu.vector_ir import pixel_reduce
+from cnnrt.kernels.registry import KernelFn, register
+
+LANES = 16  # float64 partial sums per NCHW plane (one running sum is a chain LLVM may not reorder)
+CHUNK = 1024  # elements of one scaling task
+
+
+@pjit
+def _squeeze_excite(x, y, w1t, b1, w2t, b2, pooled, sums, hidden, acc, gate, dims, acts):
+    """x, y flat (N, CB, HW, B); w1t (C, R), w2t (R, C); pooled (N*CB*B,) of x's dtype; sums
+    (N*CB, LANES), hidden (R,), acc (CB*B,) float64 scratch; gate (N*CB*B,) of x's dtype. dims = (N, CB, HW,
+    B, C, R); acts = (squeeze kind, alpha, beta, gate kind, alpha, beta)."""
+    n_img, cb, hw, b, c, r = dims
+    planes = n_img * cb
+    # 1. the means, one task per plane (NCHW: a channel; blocked: a block of B channels)
+    if b * x.itemsize == VECTOR_BYTES:
+        for p in prange(planes):
+            pixel_reduce(x, p * hw * b, hw, pooled, p * b, False)
+    else:
+        for p in prange(planes):
+            base = p * hw * b
+            part = sums[p]
+            for lane in range(b):
+                for k in range(LANES):
+                    part[k] = 0.0
+                nb = hw // LANES
+                for j in range(nb):
+                    o = base + (j * LANES) * b + lane
+                    for k in range(LANES):
+                        part[k] += x[o + k * b]
+                tail = 0.0
+                for s in range(nb * LANES, hw):
+                    tail += x[base + s * b + lane]
+                w = LANES
+                while w > 1:
+                    w //= 2
+                    for k in range(w):
+                        part[k] += part[k + w]
+                pooled[p * b + lane] = (part[0] + tail) / hw
+    # 2. the gates: squeeze matvec + activation, excite matvec + activation (serial, tiny)
+    k1, a1, be1, k2, a2, be2 = acts
+    ks, kg = np.int64(k1), np.int64(k2)
+    width = cb * b
+    for n in range(n_img):
+        for j in range(r):
+            hidden[j] = b1[j]
+        for ch in range(c):
+            v = np.float64(pooled[n * width + ch])
+            for j in range(r):
+                hidden[j] += w1t[ch, j] * v
+        for j in range(r):
+            hidden[j] = act_scalar(hidden[j], ks, a1, be1)
+        for ch in range(c):
+            acc[ch] = b2[ch]
+        for j in range(r):
+            h = hidden[j]
+            for ch in range(c):
+                acc[ch] += w2t[j, ch] * h
+        for ch in range(c):
+            gate[n * width + ch] = act_scalar(acc[ch], kg, a2, be2)
+        for ch in range(c, width):
+            gate[n * width + ch] = 0.0
+    # 3. the scaling, tasks over planes and chunks of pixels
+    per = max(1, CHUNK // b)
+    chunks = (hw + per - 1) // per
+    for t in prange(planes * chunks):
+        p = t // chunks
+        s0 = (t - p * chunks) * per
+        s1 = min(hw, s0 + per)
+        base = p * hw * b
+        if b == 1:
+            gv = gate[p]
+            for s in range(base + s0, base + s1):
+                y[s] = x[s] * gv
+        else:
+            gb = p * b
+            for s in range(s0, s1):
+                o = base + s * b
+                for lane in range(b):
+                    y[o + lane] = x[o + lane] * gate[gb + lane]
+
+
+_squeeze_excite_serial = serial_twin(_squeeze_excite)
+
+
+@register("SqueezeExcite", "BlockedSqueezeExcite")
+def build_squeeze_excite(node, graph) -> KernelFn:
+    """X (N, C, H, W) or blocked (N, CB, H, W, B) -> Y of X's shape; W1 (R, C), B1 (R,),
+    W2 (C, R), B2 (C,), constant (fuse_se makes them so)."""
+    xs = tuple(graph.values[node.inputs[0]].shape)
+    dt = np.dtype(graph.values[node.inputs[0]].dtype)
+    ws = [graph.constants.get(i) for i in node.inputs[1:5]]
+    if any(w is None for w in ws):
+        raise ValueError(f"{node.op} {node.name!r}: W1, B1, W2, B2 must be constants")
+    w1, b1, w2, b2 = (np.asarray(w, np.float64) for w in ws)
+    r, c = w1.shape
+    if node.op == "BlockedSqueezeExcite":
+        if len(xs) != 5 or not (xs[1] - 1) * xs[4] < c <= xs[1] * xs[4]:
+            raise ValueError(f"{node.op} {node.name!r}: X {list(xs)} does not hold {c} channels in blocks")
+        n, cb, h, w, b = xs
+    else:
+        if len(xs) != 4 or xs[1] != c:
+            raise ValueError(f"{node.op} {node.name!r}: X {list(xs)} does not have W1's {c} channels")
+        n, cb, h, w, b = (*xs, 1)
+    if w2.shape != (c, r) or b1.shape != (r,) or b2.shape != (c,):
+        raise ValueError(f"{node.op} {node.name!r}: weights {[a.shape for a in (w1, b1, w2, b2)]} for C={c}, R={r}")
+    a = op_attrs(node)
+    acts = []
+    for kind in ("squeeze", "gate"):
+        if a[kind] not in ACTIVATIONS:
+            raise ValueError(f"{node.op} {node.name!r}: unknown {kind} activation {a[kind]!r}")
+        acts += [float(ACTIVATIONS[a[kind]]), float(a[f"{kind}_alpha"]), float(a[f"{kind}_beta"])]
+    w1t = readonly(np.ascontiguousarray(w1.T.astype(dt)))
+    w2t = readonly(np.ascontiguousarray(w2.T.astype(dt)))
+    b1c, b2c = readonly(b1.astype(dt)), readonly(b2.astype(dt))
+    pooled = np.zeros(n * cb * b, dt)
+    gate = np.zeros(n * cb * b, dt)
+    sums = np.zeros((n * cb, LANES))
+    hidden, acc = np.zeros(r), np.zeros(cb * b)
+    dims = np.array([n, cb, h * w, b, c, r], np.int64)
+    acts_arr = np.array(acts)
+    size = n * cb * h * w * b
+
+    def run(ins, outs):
+        kern = pick(_squeeze_excite, _squeeze_excite_serial, 2 * size, num_threads())
+        x = ins[0].reshape(-1)
+        kern(x, outs[0].reshape(-1), w1t, b1c, w2t, b2c, pooled, sums, hidden, acc, gate, dims, acts_arr)
+
+    return run
