@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cuda_sim_helpers import assert_close, rand, run_op
-from reference import pool_out, pool_windows
+from reference import pool_out, pool_windows, squeeze_excite_reference
 
 # (x shape, kernel, strides, pads, dilations, ceil_mode)
 POOL_CASES = [
@@ -106,6 +106,17 @@ def test_global_pools(op):
     ref = (x.mean if op == "GlobalAveragePool" else x.max)(axis=(2, 3), keepdims=True)
     [y] = run_op(op, [x], [ref.shape])
     assert_close(y, ref, 1e-6)
+
+
+@pytest.mark.parametrize("acts", [("Relu", "HardSigmoid"), ("SiLU", "Sigmoid")])
+def test_squeeze_excite(acts):
+    rng = np.random.default_rng(3)
+    x, w1, b1, w2, b2 = rand(rng, 2, 6, 3, 4), rand(rng, 2, 6), rand(rng, 2), rand(rng, 6, 2), rand(rng, 6)
+    gate = (acts[1], 1 / 6, 0.5) if acts[1] == "HardSigmoid" else (acts[1], 0.0, 0.0)
+    ref = squeeze_excite_reference(x, w1, b1, w2, b2, (acts[0], 0.0, 0.0), gate)
+    attrs = dict(squeeze=acts[0], gate=gate[0], gate_alpha=gate[1], gate_beta=gate[2])
+    [y] = run_op("SqueezeExcite", [x, w1, b1, w2, b2], [x.shape], attrs, const=(1, 2, 3, 4))
+    assert_close(y, ref, 1e-5)
 
 
 @pytest.mark.parametrize("size", [1, 3, 4])
