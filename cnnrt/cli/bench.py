@@ -4,7 +4,9 @@ settings, after checking that every backend's answer agrees with onnxruntime's.
 A backend whose outputs differ from onnxruntime's by more than --rtol (max|x-ort|/max(1,|ort|))
 shows WRONG instead of a time, and the exit code is 1. Backends are timed in rotating blocks (5 runs of one, then the next) in one
 process; the table gives min / p50 / p90 / p99 in ms, the ratio of medians (p50) to onnxruntime
-(below 1 is faster) and inferences (batch items) per second. With --concurrency N, N requests
+(below 1 is faster), inferences (batch items) per second and the ratio of medians to the
+fastest other float32 engine of the row ("vs peer": onnxruntime, OpenVINO f32, torch), with its
+geometric mean over the rows when several models are benched. With --concurrency N, N requests
 run at once, each stream on its own session and thread: the percentiles are the requests'
 latencies and inf/s the throughput of all N. onnxruntime always runs: it is the reference for
 answers and times. Every model is found (zoo models exported) and every option checked before
@@ -83,6 +85,7 @@ def run(args) -> int:
         REFERENCE,
         format_rows,
         geomean_summary,
+        peer_geomean_summary,
         records_for,
         write_csv,
     )
@@ -147,6 +150,7 @@ def run(args) -> int:
                 f"  batch {s['batch']:3d} threads {s['threads']:2d}  {s['backend']:16s} "
                 f"{s['geomean_ratio_vs_onnxruntime']:.2f}x  ({s['models']} model{'s' if s['models'] != 1 else ''})"
             )
+    _print_peer_summary(records, peer_geomean_summary(records))
     wrong = [r for r in records if r["status"] == "WRONG"]
     if wrong:
         print(
@@ -165,6 +169,22 @@ def run(args) -> int:
         bench_chart(records, args.plot)
         print(f"wrote {args.plot}")
     return 1 if failed else 0
+
+
+def _print_peer_summary(records: list[dict], summary: list[dict]) -> None:
+    """The geometric means of the ratio to the fastest peer, when several models were benched:
+    per setting, and over all rows when there were several settings."""
+    if len({r["model"] for r in records}) < 2 or not summary:
+        return
+    settings = {(r["batch"], r["threads"]) for r in records}
+    print()
+    print("geometric mean of median ratios vs the fastest float32 peer (below 1 is faster):")
+    for s in summary:
+        if s["batch"] is None and len(settings) < 2:
+            continue
+        where = "all rows" if s["batch"] is None else f"batch {s['batch']:3d} threads {s['threads']:2d}"
+        ratio = s["geomean_ratio_vs_fastest_peer"]
+        print(f"  {where:22s} {s['backend']:16s} {ratio:.2f}x  ({s['rows']} row{'s' if s['rows'] != 1 else ''})")
 
 
 def _bench_setting(args, backends, path, zoo, batch, threads, caches, shapes) -> dict:

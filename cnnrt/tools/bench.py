@@ -4,7 +4,8 @@ For every model and (batch, threads) setting each backend's outputs are first ch
 against onnxruntime's; a backend that disagrees is marked ``WRONG`` and never timed (a fast
 wrong answer is not a result). The rest are warmed up and timed in rotating blocks
 (:func:`cnnrt.tools.timing.time_alternating`), and reported as min / p50 / p90 / p99, the ratio
-of medians to onnxruntime and the throughput (inferences, i.e. batch items, per second). With a
+of medians to onnxruntime, the ratio of medians to the fastest float32 peer (see
+:func:`is_float32_peer`) and the throughput (inferences, i.e. batch items, per second). With a
 concurrency N, each backend runs N sessions from N threads at once
 (:func:`cnnrt.tools.timing.time_concurrent`): the percentiles are those of the requests, and the
 throughput is what N concurrent clients get.
@@ -110,10 +111,28 @@ def bench_case(
     return results
 
 
+def is_float32_peer(backend: str) -> bool:
+    """Whether ``backend`` is another engine computing in float32, which cnnrt is measured
+    against: not one of cnnrt's own backends, and not a reduced-precision OpenVINO."""
+    return not backend.startswith("cnnrt") and peers.OPENVINO_PRECISIONS.get(backend, "f32") == "f32"
+
+
+def _fastest_peers(records: list[dict]) -> None:
+    """Fill each timed record's ratio of medians to the fastest float32 peer of its row other than itself."""
+    timed = [r for r in records if r["median_ms"] is not None and is_float32_peer(r["backend"])]
+    for rec in records:
+        others = [r for r in timed if r["backend"] != rec["backend"]]
+        if rec["median_ms"] is not None and others:
+            best = min(others, key=lambda r: r["median_ms"])
+            rec["ratio_vs_fastest_peer"] = rec["median_ms"] / best["median_ms"]
+            rec["fastest_peer"] = best["backend"]
+
+
 def records_for(
     model: str, batch: int, threads: int, results: dict[str, BackendResult], concurrency: int = 1
 ) -> list[dict]:
-    """JSON-ready records, one per backend, with the ratio of medians to onnxruntime and the throughput."""
+    """JSON-ready records, one per backend, with the ratios of medians to onnxruntime and to the
+    fastest float32 peer, and the throughput."""
     ref = results.get(REFERENCE)
     ref_med = stats_ms(ref.times)["median_ms"] if ref is not None and ref.times else None
     out = []
@@ -131,6 +150,8 @@ def records_for(
             "max_rel_error": None if r.max_rel_error is None or not math.isfinite(r.max_rel_error) else r.max_rel_error,
             "runs": len(r.times),
             "note": r.note,
+            "ratio_vs_fastest_peer": None,
+            "fastest_peer": None,
         }
         if r.status == "ok" and r.times:
             rec.update(stats_ms(r.times))
@@ -138,6 +159,7 @@ def records_for(
             if ref_med:
                 rec["ratio_vs_onnxruntime"] = rec["median_ms"] / ref_med
         out.append(rec)
+    _fastest_peers(out)
     return out
 
 
@@ -233,7 +255,7 @@ _TIME_COLUMNS = {"min_ms": "min ms", "median_ms": "p50 ms", "p90_ms": "p90 ms", 
 HEADER = (
     f"{'model':16s} {'batch':>5s} {'thr':>3s} {'conc':>4s} {'backend':16s} "
     + " ".join(f"{h:>9s}" for h in _TIME_COLUMNS.values())
-    + f" {'vs ort':>7s} {'inf/s':>9s}"
+    + f" {'vs ort':>7s} {'inf/s':>9s} {'vs peer':>8s}"
 )
 
 
@@ -245,7 +267,9 @@ def format_rows(records: list[dict]) -> list[str]:
         if r["status"] == "ok":
             ratio = "-" if r["ratio_vs_onnxruntime"] is None else f"{r['ratio_vs_onnxruntime']:.2f}x"
             times = " ".join(f"{_fmt(r[k]):>9s}" for k in _TIME_COLUMNS)
-            rows.append(f"{head} {times} {ratio:>7s} {_fmt(r['inferences_per_s'], '.1f'):>9s}")
+            peer = r.get("ratio_vs_fastest_peer")
+            peer = "-" if peer is None else f"{peer:.2f}x"
+            rows.append(f"{head} {times} {ratio:>7s} {_fmt(r['inferences_per_s'], '.1f'):>9s} {peer:>8s}")
         else:
             label = r["status"] if r["status"] != "skipped" else "skip"
             rows.append(f"{head} {label:>9s}  {r['note']}")
@@ -262,6 +286,22 @@ def geomean_summary(records: list[dict]) -> list[dict]:
     return [
         {"batch": b, "threads": t, "backend": be, "geomean_ratio_vs_onnxruntime": geomean(v), "models": len(v)}
         for (b, t, be), v in sorted(groups.items())
+    ]
+
+
+def peer_geomean_summary(records: list[dict]) -> list[dict]:
+    """Per backend: geometric mean of the ratio to the fastest float32 peer, over every timed
+    row (model, batch, threads) of that backend, and per (batch, threads) setting. A setting
+    is None in the ``batch``/``threads`` of the all-rows entry."""
+    groups: dict[tuple, list[float]] = {}
+    for r in records:
+        if r.get("ratio_vs_fastest_peer") is None:
+            continue
+        for key in ((r["batch"], r["threads"], r["backend"]), (None, None, r["backend"])):
+            groups.setdefault(key, []).append(r["ratio_vs_fastest_peer"])
+    return [
+        {"batch": b, "threads": t, "backend": be, "geomean_ratio_vs_fastest_peer": geomean(v), "rows": len(v)}
+        for (b, t, be), v in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][0] is None, kv[0][:2]))
     ]
 
 

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from cnnrt.tools.bench import bench_case, format_rows, geomean_summary, records_for
+from cnnrt.tools.bench import (
+    BackendResult,
+    bench_case,
+    format_rows,
+    geomean_summary,
+    peer_geomean_summary,
+    records_for,
+)
 
 REQUIRED = {"model", "backend", "batch", "threads", "min_ms", "median_ms", "p90_ms", "ratio_vs_onnxruntime", "status"}
 
@@ -56,6 +63,32 @@ def test_geomean_summary():
     assert s["backend"] == "cnnrt" and s["geomean_ratio_vs_onnxruntime"] == pytest.approx(4.0) and s["models"] == 2
 
 
+def _timed(name, ms):
+    return BackendResult(name, "ok", 0.0, [ms / 1e3] * 3, wall_s=3 * ms / 1e3)
+
+
+def test_ratio_to_the_fastest_float32_peer_of_the_row():
+    res = {
+        "onnxruntime": _timed("onnxruntime", 4.0),
+        "openvino": _timed("openvino", 2.0),
+        "openvino-bf16": _timed("openvino-bf16", 0.5),  # reduced precision: no peer
+        "cnnrt": _timed("cnnrt", 3.0),
+        "cnnrt-cuda": _timed("cnnrt-cuda", 1.0),  # cnnrt's own: no peer
+        "torch": BackendResult("torch", "WRONG", 1.0),
+    }
+    recs = {r["backend"]: r for r in records_for("m", 1, 2, res)}
+    assert recs["cnnrt"]["ratio_vs_fastest_peer"] == pytest.approx(1.5) and recs["cnnrt"]["fastest_peer"] == "openvino"
+    assert recs["openvino"]["ratio_vs_fastest_peer"] == pytest.approx(0.5)  # vs onnxruntime, not itself
+    assert recs["onnxruntime"]["fastest_peer"] == "openvino" and recs["torch"]["ratio_vs_fastest_peer"] is None
+    row = next(r for r in format_rows(list(recs.values())) if r.split()[4] == "cnnrt")
+    assert row.split()[-1] == "1.50x" and row.split()[-3] == "0.75x"  # vs peer last, vs ort where it was
+    more = records_for("n", 8, 2, {k: _timed(k, ms) for k, ms in (("onnxruntime", 2.0), ("cnnrt", 6.0))})
+    summary = {(s["backend"], s["batch"]): s for s in peer_geomean_summary(list(recs.values()) + more)}
+    assert summary[("cnnrt", 1)]["geomean_ratio_vs_fastest_peer"] == pytest.approx(1.5)
+    assert summary[("cnnrt", None)]["geomean_ratio_vs_fastest_peer"] == pytest.approx(math.sqrt(1.5 * 3.0))
+    assert summary[("cnnrt", None)]["rows"] == 2
+
+
 def test_bench_lenet5_all_backends(cnnrt_cli, tmp_path):
     r = cnnrt_cli(
         "bench",
@@ -74,7 +107,11 @@ def test_bench_lenet5_all_backends(cnnrt_cli, tmp_path):
             rec["ratio_vs_onnxruntime"],
             rec["median_ms"] / next(x["median_ms"] for x in recs if x["backend"] == "onnxruntime"),
         )
-    assert "geometric mean" in r.out
+    assert "geometric mean" in r.out and "vs peer" in r.out.splitlines()[0]
+    cn = next(x for x in recs if x["backend"] == "cnnrt")
+    fastest = min((x for x in recs if x["backend"] != "cnnrt"), key=lambda x: x["median_ms"])
+    assert cn["fastest_peer"] == fastest["backend"]
+    assert cn["ratio_vs_fastest_peer"] == pytest.approx(cn["median_ms"] / fastest["median_ms"])
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
