@@ -25,17 +25,19 @@ from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_scalar
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
+from cnnrt.kernels.cpu.reduce import _global_pool_serial as _row_means
 from cnnrt.kernels.cpu.vector_ir import pixel_reduce
 from cnnrt.kernels.registry import KernelFn, register
 
-LANES = 16  # float64 partial sums per NCHW plane (one running sum is a chain LLVM may not reorder)
+LANES = 16  # float64 partial sums per NCHW plane (an argument: reduce.py says why)
+PLANES = 8  # NCHW planes per pooling task
 CHUNK = 1024  # elements of one scaling task
 
 
 @pjit
-def _squeeze_excite(x, y, w1t, b1, w2t, b2, pooled, sums, hidden, acc, gate, dims, acts):
-    """x, y flat (N, CB, HW, B); w1t (C, R), w2t (R, C); pooled (N*CB*B,) of x's dtype; sums
-    (N*CB, LANES), hidden (R,), acc (CB*B,) float64 scratch; gate (N*CB*B,) of x's dtype. dims = (N, CB, HW,
+def _squeeze_excite(x, y, w1t, b1, w2t, b2, pooled, lanes, hidden, acc, gate, dims, acts):
+    """x, y flat (N, CB, HW, B); w1t (C, R), w2t (R, C); pooled (N*CB*B,) of x's dtype; lanes:
+    LANES; hidden (R,), acc (CB*B,) float64 scratch; gate (N*CB*B,) of x's dtype. dims = (N, CB, HW,
     B, C, R); acts = (squeeze kind, alpha, beta, gate kind, alpha, beta)."""
     n_img, cb, hw, b, c, r = dims
     planes = n_img * cb
@@ -43,27 +45,20 @@ def _squeeze_excite(x, y, w1t, b1, w2t, b2, pooled, sums, hidden, acc, gate, dim
     if b * x.itemsize == VECTOR_BYTES:
         for p in prange(planes):
             pixel_reduce(x, p * hw * b, hw, pooled, p * b, False)
-    else:
+    elif b == 1:  # NCHW: reduce.py's row means, on chunks of planes
+        x2 = x.reshape((planes, hw))
+        for t in prange((planes + PLANES - 1) // PLANES):
+            p0 = t * PLANES
+            p1 = min(planes, p0 + PLANES)
+            _row_means(x2[p0:p1], pooled[p0:p1], False, lanes)
+    else:  # blocked, B not the vector width (float64 on AVX2): lane by lane
         for p in prange(planes):
             base = p * hw * b
-            part = sums[p]
             for lane in range(b):
-                for k in range(LANES):
-                    part[k] = 0.0
-                nb = hw // LANES
-                for j in range(nb):
-                    o = base + (j * LANES) * b + lane
-                    for k in range(LANES):
-                        part[k] += x[o + k * b]
-                tail = 0.0
-                for s in range(nb * LANES, hw):
-                    tail += x[base + s * b + lane]
-                w = LANES
-                while w > 1:
-                    w //= 2
-                    for k in range(w):
-                        part[k] += part[k + w]
-                pooled[p * b + lane] = (part[0] + tail) / hw
+                total = 0.0
+                for s in range(hw):
+                    total += x[base + s * b + lane]
+                pooled[p * b + lane] = total / hw
     # 2. the gates: squeeze matvec + activation, excite matvec + activation (serial, tiny)
     k1, a1, be1, k2, a2, be2 = acts
     ks, kg = np.int64(k1), np.int64(k2)
@@ -94,17 +89,19 @@ def _squeeze_excite(x, y, w1t, b1, w2t, b2, pooled, sums, hidden, acc, gate, dim
         p = t // chunks
         s0 = (t - p * chunks) * per
         s1 = min(hw, s0 + per)
-        base = p * hw * b
+        # views and unsigned offsets: with int64 ones into the flat arrays LLVM left these scalar
+        xs = x[(p * hw + s0) * b : (p * hw + s1) * b]
+        ys = y[(p * hw + s0) * b : (p * hw + s1) * b]
         if b == 1:
             gv = gate[p]
-            for s in range(base + s0, base + s1):
-                y[s] = x[s] * gv
+            for s in range(s1 - s0):
+                ys[s] = xs[s] * gv
         else:
-            gb = p * b
-            for s in range(s0, s1):
-                o = base + s * b
+            gl = gate[p * b : (p + 1) * b]
+            for s in range(s1 - s0):
+                o = np.uint64(s * b)
                 for lane in range(b):
-                    y[o + lane] = x[o + lane] * gate[gb + lane]
+                    ys[o + np.uint64(lane)] = xs[o + np.uint64(lane)] * gl[lane]
 
 
 _squeeze_excite_serial = serial_twin(_squeeze_excite)
@@ -142,15 +139,16 @@ def build_squeeze_excite(node, graph) -> KernelFn:
     b1c, b2c = readonly(b1.astype(dt)), readonly(b2.astype(dt))
     pooled = np.zeros(n * cb * b, dt)
     gate = np.zeros(n * cb * b, dt)
-    sums = np.zeros((n * cb, LANES))
     hidden, acc = np.zeros(r), np.zeros(cb * b)
     dims = np.array([n, cb, h * w, b, c, r], np.int64)
     acts_arr = np.array(acts)
     size = n * cb * h * w * b
 
     def run(ins, outs):
-        kern = pick(_squeeze_excite, _squeeze_excite_serial, 2 * size, num_threads())
+        # the work of one pass over x, as the GlobalAveragePool and the Mul it replaces counted
+        # theirs: its two parallel regions cost as much as theirs would have
+        kern = pick(_squeeze_excite, _squeeze_excite_serial, size, num_threads())
         x = ins[0].reshape(-1)
-        kern(x, outs[0].reshape(-1), w1t, b1c, w2t, b2c, pooled, sums, hidden, acc, gate, dims, acts_arr)
+        kern(x, outs[0].reshape(-1), w1t, b1c, w2t, b2c, pooled, LANES, hidden, acc, gate, dims, acts_arr)
 
     return run
