@@ -1,0 +1,85 @@
+"""QConv on the CPU: the integer convolution of QLinearConv / ConvInteger and of the
+DequantizeLinear -> Conv -> QuantizeLinear groups passes/fuse_qdq.py makes.
+
+The accumulator is ``sum((x - x_zp) * (w - w_zp)) + bias`` in int32, requantized as onnxruntime's
+MLAS does (cnnrt.core.quantization.requantize), so the bytes match its QLinearConv.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnrt.core import quantization as qnt
+from cnnrt.core.ops import op_attrs
+from cnnrt.kernels.cpu.quant import param, scalar
+from cnnrt.kernels.registry import register
+
+
+def conv_plan(node, graph) -> dict:
+    """Everything a QConv kernel needs, from the node and its constants."""
+    a = op_attrs(node)
+    w = np.asarray(graph.constants[node.inputs[3]])
+    m = w.shape[0]
+    y = graph.values[node.outputs[0]]
+    plan = dict(
+        w=w,
+        x_zp=scalar(graph, node, 2),
+        w_zp=np.broadcast_to(param(graph, node, 5).astype(np.int32).reshape(-1), (m,)),
+        bias=param(graph, node, 8, np.zeros(m, np.int32)).astype(np.int32).reshape(-1),
+        group=int(a["group"]),
+        strides=tuple(a["strides"]),
+        pads=tuple(a["pads"]),
+        dilations=tuple(a["dilations"]),
+        out_dtype=y.dtype,
+        out_shape=y.shape,
+    )
+    if y.dtype != "int32":
+        plan["multiplier"] = np.broadcast_to(
+            qnt.requant_multiplier(param(graph, node, 1), param(graph, node, 4), param(graph, node, 6)), (m,)
+        )
+        plan["y_zp"] = scalar(graph, node, 7)
+        plan["lo"], plan["hi"] = a["out_lo"], a["out_hi"]
+    return plan
+
+
+def accumulate(x: np.ndarray, p: dict) -> np.ndarray:
+    """The int32 accumulator (N, M, OH, OW) by im2col and a float64 GEMM, exact for every
+    accumulator int32 holds (each product below 2**16, far fewer than 2**37 of them)."""
+    w = p["w"]
+    m, cg, kh, kw = w.shape
+    n, _, oh, ow = p["out_shape"]
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = p["strides"], p["dilations"], p["pads"]
+    xf = np.pad(x.astype(np.float64) - p["x_zp"], ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    wf = (w.astype(np.float64) - p["w_zp"].reshape(m, 1, 1, 1)).reshape(p["group"], m // p["group"], cg * kh * kw)
+    acc = np.empty((n, m, oh * ow), np.float64)
+    for g in range(p["group"]):
+        taps = [
+            xf[
+                :,
+                g * cg : (g + 1) * cg,
+                i * dh : i * dh + sh * (oh - 1) + 1 : sh,
+                j * dw : j * dw + sw * (ow - 1) + 1 : sw,
+            ]
+            for i in range(kh)
+            for j in range(kw)
+        ]
+        cols = np.stack(taps, axis=2).reshape(n, cg * kh * kw, oh * ow)
+        mg = m // p["group"]
+        acc[:, g * mg : (g + 1) * mg] = np.matmul(wf[g], cols)
+    return acc.reshape(n, m, oh, ow).astype(np.int32) + p["bias"].reshape(1, m, 1, 1)
+
+
+def requantize(acc: np.ndarray, p: dict) -> np.ndarray:
+    if p["out_dtype"] == "int32":
+        return acc
+    return qnt.requantize(acc, p["multiplier"], p["y_zp"], p["out_dtype"], p["lo"], p["hi"])
+
+
+@register("QConv")
+def build_qconv(node, graph):
+    p = conv_plan(node, graph)
+
+    def run(ins, outs):
+        outs[0][...] = requantize(accumulate(ins[0], p), p)
+
+    return run
