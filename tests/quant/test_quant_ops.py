@@ -25,6 +25,7 @@ GEOMETRIES = {
     "depthwise": (16, 16, 16, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
     "pointwise": (72, 40, 1, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),
     "7x7-stem": (3, 16, 1, (7, 7), (2, 2), (3, 3, 3, 3), (1, 1)),
+    "deep-reduction": (144, 8, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # K = 1296: float32 GEMMs in stretches
 }
 # (x dtype, W dtype, per-channel, symmetric)
 QUANTS = {
