@@ -33,6 +33,11 @@ def conv_plan(node, graph) -> dict:
         out_dtype=y.dtype,
         out_shape=y.shape,
     )
+    # weights prepared once: zero point taken out, float32, one (M/group, K) matrix per group
+    plan["wf"] = (w.astype(np.float32) - plan["w_zp"].reshape(m, 1, 1, 1)).reshape(
+        plan["group"], m // plan["group"], -1
+    )
+    plan["chunk"] = exact_chunk(graph.values[node.inputs[0]].dtype, plan["x_zp"], w, plan["w_zp"])
     if y.dtype != "int32":
         plan["multiplier"] = np.broadcast_to(
             qnt.requant_multiplier(param(graph, node, 1), param(graph, node, 4), param(graph, node, 6)), (m,)
@@ -59,8 +64,7 @@ def accumulate(x: np.ndarray, p: dict) -> np.ndarray:
     n, _, oh, ow = p["out_shape"]
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = p["strides"], p["dilations"], p["pads"]
     xf = np.pad(x.astype(np.float32) - np.float32(p["x_zp"]), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    wf = (w.astype(np.float32) - p["w_zp"].reshape(m, 1, 1, 1)).reshape(p["group"], m // p["group"], cg * kh * kw)
-    chunk = exact_chunk(str(x.dtype), p["x_zp"], w, p["w_zp"])
+    wf, chunk = p["wf"], p["chunk"]
     acc = np.zeros((n, m, oh * ow), np.int32)
     mg = m // p["group"]
     for g in range(p["group"]):
