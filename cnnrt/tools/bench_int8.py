@@ -33,8 +33,11 @@ def output_step(path) -> float:
     return step * float(np.abs(w).sum(axis=1).max())
 
 
-def int8_runners(name: str, batch: int, threads: int) -> tuple[dict, dict[str, np.ndarray], float]:
-    """({engine: zero-argument run}, feeds, output step) for zoo model ``name``."""
+def int8_runners(
+    name: str, batch: int, threads: int, openvino: bool = True
+) -> tuple[dict, dict[str, np.ndarray], float]:
+    """({engine: zero-argument run}, feeds, output step) for zoo model ``name`` (OpenVINO left out
+    when ``openvino`` is false)."""
     import cnnrt
     from cnnrt.models import sample_input
     from cnnrt.models.onnx_export import export_cached
@@ -51,6 +54,7 @@ def int8_runners(name: str, batch: int, threads: int) -> tuple[dict, dict[str, n
         "cnnrt-f32": lambda: c32.run(None, feeds),
         "cnnrt-int8": lambda: c8.run(None, feeds),
         "onnxruntime-int8": lambda: o8.run(None, feeds),
-        "openvino-int8": openvino_runner("openvino", q8, feeds, threads, {}),
     }
+    if openvino:
+        runners["openvino-int8"] = openvino_runner("openvino", q8, feeds, threads, {})
     return runners, feeds, output_step(q8)
