@@ -88,8 +88,14 @@ def _clamp(ctx: Ctx, conv: Node, act: Node | None, q: Node) -> tuple[int | None,
     return qnt.clamp_range(kind, alpha, beta, scale, zp, dtype)
 
 
+def _made_by_dq(ctx: Ctx, value: str) -> bool:
+    p = ctx.producer(value)
+    return p is not None and p.op == "DequantizeLinear"
+
+
 def _match_conv(ctx: Ctx, conv: Node):
-    return conv if len(conv.inputs) >= 2 and ctx.producer(conv.inputs[0]) is not None else None
+    """Structure only: a Conv whose input is dequantized (float Convs are no news in the log)."""
+    return conv if len(conv.inputs) >= 2 and _made_by_dq(ctx, conv.inputs[0]) else None
 
 
 def _rewrite_conv(ctx: Ctx, conv: Node) -> Replacement | str:
@@ -138,7 +144,7 @@ def _rewrite_conv(ctx: Ctx, conv: Node) -> Replacement | str:
 
 
 def _match_add(ctx: Ctx, add: Node):
-    return add if all(ctx.producer(i) is not None for i in add.inputs) else None
+    return add if any(_made_by_dq(ctx, i) for i in add.inputs) else None
 
 
 def _rewrite_add(ctx: Ctx, add: Node) -> Replacement | str:
