@@ -65,6 +65,8 @@ def accumulate(x: np.ndarray, p: dict) -> np.ndarray:
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = p["strides"], p["dilations"], p["pads"]
     xf = np.pad(x.astype(np.float32) - np.float32(p["x_zp"]), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     wf, chunk = p["wf"], p["chunk"]
+    if p["group"] == m and cg == 1 and kh * kw <= chunk:
+        return _depthwise(xf, wf.reshape(m, kh * kw), p) + p["bias"].reshape(1, m, 1, 1)
     acc = np.zeros((n, m, oh * ow), np.int32)
     mg = m // p["group"]
     for g in range(p["group"]):
@@ -83,6 +85,21 @@ def accumulate(x: np.ndarray, p: dict) -> np.ndarray:
             part = np.matmul(wf[g, :, k0 : k0 + chunk], cols[:, k0 : k0 + chunk])
             acc[:, g * mg : (g + 1) * mg] += part.astype(np.int32)
     return acc.reshape(n, m, oh, ow) + p["bias"].reshape(1, m, 1, 1)
+
+
+def _depthwise(xf: np.ndarray, wf: np.ndarray, p: dict) -> np.ndarray:
+    """One channel per group: the taps summed over whole (N, C, OH, OW) planes at once (float32,
+    exact: the kernel's taps are fewer than the exact stretch)."""
+    m = wf.shape[0]
+    kh, kw = p["w"].shape[2:]
+    n, _, oh, ow = p["out_shape"]
+    (sh, sw), (dh, dw) = p["strides"], p["dilations"]
+    acc = np.zeros((n, m, oh, ow), np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            tap = xf[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+            acc += tap * wf[:, i * kw + j].reshape(1, m, 1, 1)
+    return acc.astype(np.int32)
 
 
 def requantize(acc: np.ndarray, p: dict) -> np.ndarray:
