@@ -250,7 +250,7 @@ MODERN_OPS: dict[str, OpDef] = {
 IMPORTED_AS_CONSTANTS = ("Constant",)
 
 # -- int8 (QDQ and QLinear models): the arithmetic is cnnrt.core.quantization's; CPU kernels only
-NO_CUDA_INT8 = "the integer kernels are CPU-only (AVX-512 VNNI); a quantized model runs on the CPU backend"
+NO_CUDA_INT8 = "the integer kernels are CPU-only; a quantized model runs on the CPU backend"
 QCONV_PORTS = ("X", "x_scale?", "x_zero_point?", "W", "w_scale?", "w_zero_point?", "y_scale?", "y_zero_point?", "B?")
 QMATMUL_PORTS = ("A", "a_scale?", "a_zero_point?", "B", "b_scale?", "b_zero_point?", "y_scale?", "y_zero_point?")
 
