@@ -99,10 +99,12 @@ def _depthwise(xf: np.ndarray, wf: np.ndarray, p: dict) -> np.ndarray:
     n, _, oh, ow = p["out_shape"]
     (sh, sw), (dh, dw) = p["strides"], p["dilations"]
     acc = np.zeros((n, m, oh, ow), np.float32)
+    prod = np.empty_like(acc)  # one scratch plane set, not a temporary per tap
     for i in range(kh):
         for j in range(kw):
             tap = xf[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
-            acc += tap * wf[:, i * kw + j].reshape(1, m, 1, 1)
+            np.multiply(tap, wf[:, i * kw + j].reshape(1, m, 1, 1), out=prod)
+            acc += prod
     return acc.astype(np.int32)
 
 
