@@ -58,3 +58,44 @@ def int8_runners(
     if openvino:
         runners["openvino-int8"] = openvino_runner("openvino", q8, feeds, threads, {})
     return runners, feeds, output_step(q8)
+
+
+ZOO_SET = ("resnet18", "resnet50", "mobilenet_v2", "googlenet", "densenet121", "squeezenet1_1", "efficientnet_b0")
+
+
+def bench_row(name: str, batch: int, threads: int = 2, runs: int = 10, openvino: bool = True) -> dict:
+    """One model's medians (ms, rotating blocks), ratios, int8 speed-up over cnnrt float32 and
+    each int8 engine's distance from onnxruntime in output steps."""
+    from cnnrt.tools.timing import time_alternating
+
+    runners, _, step = int8_runners(name, batch, threads, openvino)
+    outs = {k: np.asarray(f()[0]) for k, f in runners.items()}
+    ref = outs["onnxruntime-int8"]
+    med = {k: float(np.median(v)) * 1e3 for k, v in time_alternating(runners, runs=runs, warmup=1).items()}
+    row = dict(model=name, batch=batch, **{f"{k}_ms": round(v, 2) for k, v in med.items()})
+    row["int8_speedup_over_f32"] = round(med["cnnrt-f32"] / med["cnnrt-int8"], 2)
+    for k in [k for k in runners if k.endswith("int8") and k != "onnxruntime-int8"]:
+        row[f"{k}_vs_onnxruntime"] = round(med[k] / med["onnxruntime-int8"], 2)
+        row[f"{k}_steps"] = round(float(np.abs(outs[k] - ref).max()) / step, 2)
+    row["top1_agrees"] = bool((outs["cnnrt-int8"].argmax(-1) == ref.argmax(-1)).all())
+    return row
+
+
+def main(argv=None) -> int:
+    """``python -m cnnrt.tools.bench_int8 [NAME ...] [--batch N] [--runs N] [--skip-openvino]``: one JSON line per model."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("names", nargs="*", default=list(ZOO_SET))
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--skip-openvino", action="store_true", help="OpenVINO 2026.4 segfaults on densenet121's QDQ file")
+    a = p.parse_args(argv)
+    for name in a.names:
+        print(json.dumps(bench_row(name, a.batch, runs=a.runs, openvino=not a.skip_openvino)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,7 +11,7 @@ import cnnrt
 from cnnrt.cli import main
 from cnnrt.models import sample_input
 from cnnrt.models.quantize import quantized_path
-from cnnrt.tools.bench_int8 import output_step
+from cnnrt.tools.bench_int8 import bench_row, output_step
 
 
 def test_zoo_export_quantize_writes_a_cached_qdq_model_cnnrt_runs_in_int8(tmp_path):
@@ -25,3 +25,9 @@ def test_zoo_export_quantize_writes_a_cached_qdq_model_cnnrt_runs_in_int8(tmp_pa
     x = sample_input("lenet5", 2, seed=5)
     got, want = sess.run(None, {"input": x})[0], ort_optimized(onnx.load(out), {"input": x})[0]
     assert np.abs(got - want).max() <= output_step(out)  # the bench's int8 agreement: one step
+
+
+def test_the_int8_bench_row_compares_the_engines_on_the_qdq_file():
+    row = bench_row("lenet5", 1, runs=1)
+    assert row["cnnrt-int8_steps"] <= 1.0 and row["top1_agrees"]
+    assert row["openvino-int8_ms"] > 0 and row["int8_speedup_over_f32"] > 0
