@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 Converter = Callable[["ConvertContext"], None]
 
-_CONVERTER_MODULES = ("ops_elementwise", "ops_image", "ops_nn", "ops_reduce", "ops_resize", "ops_tensor")
+_CONVERTER_MODULES = ("ops_elementwise", "ops_image", "ops_nn", "ops_quant", "ops_reduce", "ops_resize", "ops_tensor")
 _REGISTRY: dict[str, list[tuple[int, Converter]]] = {}
 
 

@@ -25,6 +25,7 @@ from .fold_pad import fold_pad
 from .fuse_epilogue import fuse_epilogue
 from .fuse_gelu import fuse_gelu
 from .fuse_layernorm import fuse_layernorm
+from .fuse_qdq import fuse_qdq
 from .fuse_se import fuse_se
 from .remove_identity import remove_identity
 from .select_algorithm import select_algorithm
@@ -35,6 +36,7 @@ PassFn = Callable[[Graph], PassResult]
 # before the epilogue fusion sees Conv+Relu, and concat_in_place looks at final producers.
 PASSES: list[tuple[str, PassFn, int]] = [
     ("remove_identity", remove_identity, 1),
+    ("fuse_qdq", fuse_qdq, 2),  # before fold_constants, which would dequantize the weights
     ("fold_constants", fold_constants, 1),
     ("fold_batchnorm", fold_batchnorm, 2),
     ("fold_pad", fold_pad, 2),

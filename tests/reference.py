@@ -396,3 +396,56 @@ def squeeze_excite_reference(x, w1, b1, w2, b2, squeeze, gate) -> np.ndarray:
         for k in range(c):
             y[i, k] = x[i, k] * g[k]
     return y
+
+
+# ---------------------------------------------------------------------------- int8 (QDQ / QLinear)
+
+QUANT_RANGE = {"uint8": (0, 255), "int8": (-128, 127), "int32": (-(2**31), 2**31 - 1)}
+
+
+def _per_axis(v, axis, ndim):
+    v = np.asarray(v).reshape(-1)
+    if v.size == 1:
+        return v[0]
+    shape = [1] * ndim
+    shape[axis] = v.size
+    return v.reshape(shape)
+
+
+def quantize_reference(x, scale, zp, dtype, axis=1):
+    """ONNX QuantizeLinear: round(x / scale) half to even (float32 division), + zp, saturated."""
+    s = _per_axis(np.float32(scale) if np.ndim(scale) == 0 else np.asarray(scale, np.float32), axis, np.ndim(x))
+    z = _per_axis(0 if zp is None else zp, axis, np.ndim(x))
+    lo, hi = QUANT_RANGE[dtype]
+    q = np.round((np.asarray(x, np.float32) / s).astype(np.float32)).astype(np.int64) + np.asarray(z, np.int64)
+    return np.clip(q, lo, hi).astype(dtype)
+
+
+def dequantize_reference(q, scale, zp, axis=1):
+    """ONNX DequantizeLinear: (q - zp) * scale, in float32 as onnxruntime computes it."""
+    s = _per_axis(np.asarray(scale, np.float32), axis, np.ndim(q))
+    z = _per_axis(0 if zp is None else zp, axis, np.ndim(q))
+    return ((np.asarray(q, np.int64) - np.asarray(z, np.int64)).astype(np.float32) * s).astype(np.float32)
+
+
+def requantize_reference(acc, x_scale, w_scale, y_scale, y_zp, dtype, lo=None, hi=None):
+    """onnxruntime's (MLAS) requantization of an int32 accumulator (N, M, ...): float32
+    multiplier x_scale * w_scale[m] / y_scale, float32 product, clamp, round half to even, + zp."""
+    qlo, qhi = QUANT_RANGE[dtype]
+    lo, hi = (qlo if lo is None else max(lo, qlo)), (qhi if hi is None else min(hi, qhi))
+    mult = (np.float32(x_scale) * np.asarray(w_scale, np.float32).reshape(-1)) / np.float32(y_scale)
+    mult = mult.astype(np.float32).reshape((1, -1) + (1,) * (np.ndim(acc) - 2))
+    f = (np.asarray(acc).astype(np.float32) * mult).astype(np.float32)
+    f = np.minimum(np.maximum(f, np.float32(lo - y_zp)), np.float32(hi - y_zp))
+    return (np.round(f).astype(np.int64) + y_zp).astype(dtype)
+
+
+def qconv_accumulator_reference(x, x_zp, w, w_zp, b=None, **geometry):
+    """The exact int32 accumulator of an integer conv: sum((x - x_zp)(w - w_zp)) + b."""
+    m = np.shape(w)[0]
+    wz = np.broadcast_to(np.asarray(0 if w_zp is None else w_zp, np.int64).reshape(-1), (m,)).reshape(m, 1, 1, 1)
+    xs = np.asarray(x, np.int64) - (0 if x_zp is None else int(np.asarray(x_zp).reshape(-1)[0]))
+    acc = np.rint(conv2d_reference(xs, np.asarray(w, np.int64) - wz, None, **geometry)).astype(np.int64)
+    if b is not None:
+        acc += np.asarray(b, np.int64).reshape(1, -1, 1, 1)
+    return acc.astype(np.int32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cnnrt.cli import options
 
 HELP = "list or export the built-in classic CNNs"
-EPILOG = "example: cnnrt zoo export resnet50 -o resnet50.onnx --opset 13 --batch 1"
+EPILOG = "example: cnnrt zoo export resnet50 -o resnet50.onnx --opset 13 --batch 1 [--quantize int8]"
 DEFAULT_OPSET = 17
 
 
@@ -32,6 +32,18 @@ def add_arguments(p) -> None:
     )
     ex.add_argument(
         "--batch", type=options.positive_int, default=None, help="fixed batch size (default: symbolic 'batch')"
+    )
+    ex.add_argument(
+        "--quantize",
+        choices=("int8",),
+        default=None,
+        help="write the static int8 QDQ model (onnxruntime's quantize_static on random calibration data; "
+        "cached next to the float32 export)",
+    )
+    ex.add_argument(
+        "--per-tensor",
+        action="store_true",
+        help="with --quantize: one weight scale per tensor instead of per output channel",
     )
     ex.set_defaults(func=_export)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
@@ -60,7 +72,14 @@ def _export(args) -> int:
     models = _models()
     if args.name not in models.names():
         raise CnnrtError(f"unknown zoo model {args.name!r}{options.did_you_mean(args.name, models.names())}")
-    out = args.output or f"{args.name}.onnx"
-    models.export(args.name, out, opset=args.opset, batch=args.batch)
+    out = args.output or f"{args.name}{'-' + args.quantize if args.quantize else ''}.onnx"
+    if args.quantize:
+        import shutil
+
+        from cnnrt.models.quantize import quantize_cached
+
+        shutil.copyfile(quantize_cached(args.name, args.opset, args.batch, per_channel=not args.per_tensor), out)
+    else:
+        models.export(args.name, out, opset=args.opset, batch=args.batch)
     print(f"wrote {out}")
     return 0

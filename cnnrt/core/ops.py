@@ -27,6 +27,7 @@ import numpy as np
 from cnnrt.core import const_eval as ev
 from cnnrt.core import op_costs as cost
 from cnnrt.core import op_shapes as shp
+from cnnrt.core import quantization as qnt
 from cnnrt.core.op_schema import (
     AVERAGE_POOL_ATTRS,
     CONV_ATTRS,
@@ -269,6 +270,83 @@ MODERN_OPS: dict[str, OpDef] = {
 # ONNX op types the importer turns into graph constants rather than nodes: no IR op stands for them.
 IMPORTED_AS_CONSTANTS = ("Constant",)
 
+# -- int8 (QDQ and QLinear models): the arithmetic is cnnrt.core.quantization's; CPU kernels only
+NO_CUDA_INT8 = "the integer kernels are CPU-only; a quantized model runs on the CPU backend"
+QCONV_PORTS = ("X", "x_scale?", "x_zero_point?", "W", "w_scale?", "w_zero_point?", "y_scale?", "y_zero_point?", "B?")
+QMATMUL_PORTS = ("A", "a_scale?", "a_zero_point?", "B", "b_scale?", "b_zero_point?", "y_scale?", "y_zero_point?")
+
+
+def _quant_eval(fn):
+    return lambda a, x, outs: [fn(a, x, outs[0].dtype)]
+
+
+def _ports(*index: int):
+    """Shape inference / costs of the float op on the inputs at ``index`` (X and W, A and B)."""
+    return lambda f: lambda a, x, *rest: f(a, [x[i] for i in index], *rest)
+
+
+QUANT_OPS: dict[str, OpDef] = {
+    "QuantizeLinear": OpDef(
+        ("X", "y_scale", "y_zero_point?"),
+        ("Y",),
+        shp.same,
+        "tensor",
+        "float -> uint8/int8 (the zero point's dtype); scale/zero point per tensor or along axis",
+        {"axis": 1},
+        evaluate=_quant_eval(lambda a, x, dt: qnt.quantize(x[0], x[1], x[2] if len(x) > 2 else None, dt, a["axis"])),
+        onnx=("QuantizeLinear",),
+        no_cuda_kernel=NO_CUDA_INT8,
+        numerics=cost.NO_SUMS,
+    ),
+    "DequantizeLinear": OpDef(
+        ("X", "x_scale", "x_zero_point?"),
+        ("Y",),
+        shp.same,
+        "tensor",
+        "uint8/int8/int32 -> float32; scale/zero point per tensor or along axis",
+        {"axis": 1},
+        evaluate=_quant_eval(lambda a, x, dt: qnt.dequantize(x[0], x[1], x[2] if len(x) > 2 else None, a["axis"])),
+        onnx=("DequantizeLinear",),
+        no_cuda_kernel=NO_CUDA_INT8,
+        numerics=cost.NO_SUMS,
+    ),
+    "QConv": OpDef(
+        QCONV_PORTS,
+        ("Y",),
+        _ports(0, 3)(shp.conv),
+        "conv",
+        "integer conv (QLinearConv; ConvInteger without y_scale gives the int32 accumulator); W (M, C/group, "
+        "kh, kw) int8/uint8, B int32; requantized as cnnrt.core.quantization.requantize, clamped to [out_lo, out_hi]",
+        {**CONV_ATTRS, "out_lo": None, "out_hi": None},
+        numerics=cost.Numerics(_ports(0, 3)(cost.conv_macs), _ports(0, 3)(cost.conv_accumulation)),
+        onnx=("QLinearConv", "ConvInteger"),
+        no_cuda_kernel=NO_CUDA_INT8,
+    ),
+    "QMatMul": OpDef(
+        QMATMUL_PORTS,
+        ("Y",),
+        _ports(0, 3)(shp.matmul),
+        "linear",
+        "integer MatMul (QLinearMatMul; MatMulInteger without y_scale gives the int32 accumulator)",
+        numerics=cost.Numerics(_ports(0, 3)(cost.matmul_macs), _ports(0, 3)(cost.matmul_accumulation)),
+        onnx=("QLinearMatMul", "MatMulInteger"),
+        no_cuda_kernel=NO_CUDA_INT8,
+    ),
+    "QAdd": OpDef(
+        ("A", "a_scale", "a_zero_point?", "B", "b_scale", "b_zero_point?", "y_scale", "y_zero_point?"),
+        ("C",),
+        _ports(0, 3)(shp.broadcast),
+        "tensor",
+        "DequantizeLinear(A) + DequantizeLinear(B) -> QuantizeLinear, per-tensor parameters, same shapes; "
+        "clamped to [out_lo, out_hi] (a fused Relu)",
+        {"out_lo": None, "out_hi": None},
+        made_by="fuse_qdq",
+        no_cuda_kernel=NO_CUDA_INT8,
+        numerics=cost.NO_SUMS,
+    ),
+}
+
+
 OPS: dict[str, OpDef] = {
     "Conv": _CONV,
     "ConvTranspose": OpDef(
@@ -485,6 +563,7 @@ OPS: dict[str, OpDef] = {
         in_place=True,
     ),
     **MODERN_OPS,
+    **QUANT_OPS,
 }
 
 

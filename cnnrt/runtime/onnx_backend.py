@@ -27,6 +27,12 @@ _IR_VERSION = 10  # what run_node's wrapper model declares (onnxruntime 1.31 rea
 # fed values as initializers (one per distinct set of values).
 PARAMETER_SLOTS = {
     "Clip": (1, 2),
+    "ConvInteger": (1, 2, 3),
+    "DequantizeLinear": (1, 2),
+    "MatMulInteger": (2, 3),
+    "QLinearConv": (1, 2, 3, 4, 5, 6, 7, 8),
+    "QLinearMatMul": (1, 2, 4, 5, 6, 7),
+    "QuantizeLinear": (1, 2),
     "ConstantOfShape": (0,),
     "Dropout": (1, 2),
     "Expand": (1,),

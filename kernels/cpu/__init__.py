@@ -11,6 +11,8 @@ from . import (
     layernorm,  # noqa: F401,E402
     norm,  # noqa: F401,E402
     pool,  # noqa: F401,E402
+    qconv,  # noqa: F401,E402
+    quant,  # noqa: F401,E402
     reduce,  # noqa: F401,E402
     resize,  # noqa: F401,E402
     squeeze_excite,  # noqa: F401,E402

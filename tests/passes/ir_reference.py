@@ -11,18 +11,23 @@ from __future__ import annotations
 import numpy as np
 from reference import (
     MATH_REFERENCES,
+    QUANT_RANGE,
     activation_ref,
     arg_reduce_reference,
     batchnorm_reference,
     conv2d_reference,
     conv_transpose2d_reference,
     depth_to_space_reference,
+    dequantize_reference,
     gemm_reference,
     group_norm_reference,
     layer_norm_reference,
     lrn_reference,
     pool_reference,
+    qconv_accumulator_reference,
+    quantize_reference,
     reduce_reference,
+    requantize_reference,
     resize_reference,
     softmax_reference,
     space_to_depth_reference,
@@ -180,6 +185,40 @@ def _unary(node, a, x, shapes):
     return [activation_ref(x[0], node.op, *activation_params(node.op, a))]
 
 
+def _qtype(zero_point) -> str:
+    return "uint8" if zero_point is None else str(zero_point.dtype)
+
+
+def _zp(v) -> int:
+    return 0 if v is None else int(np.asarray(v).reshape(-1)[0])
+
+
+def _qconv(a, x):
+    geometry = dict(strides=a["strides"], pads=a["pads"], dilations=a["dilations"], group=a["group"])
+    acc = qconv_accumulator_reference(x[0], _opt(x, 2), x[3], _opt(x, 5), _opt(x, 8), **geometry)
+    if _opt(x, 6) is None:
+        return acc
+    return requantize_reference(acc, x[1], x[4], x[6], _zp(_opt(x, 7)), _qtype(_opt(x, 7)), a["out_lo"], a["out_hi"])
+
+
+def _qmatmul(x):
+    bz = np.asarray(0 if _opt(x, 5) is None else x[5], np.int64).reshape(-1)
+    acc = (np.asarray(x[0], np.int64) - _zp(_opt(x, 2))) @ (np.asarray(x[3], np.int64) - bz)
+    if _opt(x, 6) is None:
+        return acc.astype(np.int32)
+    acc = np.moveaxis(acc, -1, 1) if acc.ndim > 1 else acc
+    y = requantize_reference(acc, x[1], x[4], x[6], _zp(_opt(x, 7)), _qtype(_opt(x, 7)))
+    return np.moveaxis(y, 1, -1) if y.ndim > 1 else y
+
+
+def _qadd(a, x):
+    f = dequantize_reference(x[0], x[1], _opt(x, 2)) + dequantize_reference(x[3], x[4], _opt(x, 5))
+    y = quantize_reference(f, x[6], _opt(x, 7), "int32")
+    lo, hi = (None if a["out_lo"] is None else a["out_lo"]), a["out_hi"]
+    qlo, qhi = QUANT_RANGE[_qtype(_opt(x, 7))]
+    return np.clip(y, qlo if lo is None else lo, qhi if hi is None else hi).astype(_qtype(_opt(x, 7)))
+
+
 INTERPRET = {
     "Conv": _conv,
     "ConvTranspose": _conv_transpose,
@@ -245,6 +284,11 @@ INTERPRET = {
     },
     "SqueezeExcite": lambda n, a, x, s: [squeeze_excite_reference(*x[:5], *_se_acts(a))],
     "BlockedSqueezeExcite": _blocked_squeeze_excite,
+    "QuantizeLinear": lambda n, a, x, s: [quantize_reference(x[0], x[1], _opt(x, 2), _qtype(_opt(x, 2)), a["axis"])],
+    "DequantizeLinear": lambda n, a, x, s: [dequantize_reference(x[0], x[1], _opt(x, 2), a["axis"])],
+    "QConv": lambda n, a, x, s: [_qconv(a, x)],
+    "QMatMul": lambda n, a, x, s: [_qmatmul(x)],
+    "QAdd": lambda n, a, x, s: [_qadd(a, x)],
     "LayerNormalization": lambda n, a, x, s: list(
         layer_norm_reference(x[0], x[1], _opt(x, 2), a["axis"], a["epsilon"])
     )[: len(s)],

@@ -90,6 +90,7 @@ def test_failure_names_the_pass_and_those_before(monkeypatch):
 def test_pass_order_is_the_documented_one():
     assert pass_names() == [
         "remove_identity",
+        "fuse_qdq",  # before fold_constants turns the weights' DequantizeLinear into float constants
         "fold_constants",
         "fold_batchnorm",
         "fold_pad",

@@ -1,0 +1,101 @@
+"""int8 in the bench: cnnrt, onnxruntime and OpenVINO on the same QDQ file (the zoo's
+``--quantize int8`` export), with cnnrt float32 on the float file beside them.
+
+Agreement is judged in quantization steps, not float32's rtol: the step is the scale of the
+last QuantizeLinear before the graph output (the classifier's input), and an engine agrees
+when max|diff| against onnxruntime stays within ``INT8_STEPS`` of them, propagated through the
+float head as ``step * max_row |W|_1`` (a one-step change of every input moves an output by at
+most that much).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+INT8_STEPS = 1.0
+
+
+def output_step(path) -> float:
+    """The bound one quantization step of the head's input puts on an output (see the module doc)."""
+    m = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    q = [n for n in m.graph.node if n.op_type == "QuantizeLinear"][-1]
+    step = float(np.asarray(inits[q.input[1]]).reshape(-1)[0])
+    weights = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    head = weights[-1] if weights else None
+    if head is None or inits[head.input[0]].ndim != 2:
+        return step
+    zp = inits.get(head.input[2], 0) if len(head.input) > 2 else 0
+    w = inits[head.input[0]].astype(np.float64) - np.asarray(zp, np.float64).reshape(-1, 1)
+    w = w * np.asarray(inits[head.input[1]], np.float64).reshape(-1, 1)
+    return step * float(np.abs(w).sum(axis=1).max())
+
+
+def int8_runners(
+    name: str, batch: int, threads: int, openvino: bool = True
+) -> tuple[dict, dict[str, np.ndarray], float]:
+    """({engine: zero-argument run}, feeds, output step) for zoo model ``name`` (OpenVINO left out
+    when ``openvino`` is false)."""
+    import cnnrt
+    from cnnrt.models import sample_input
+    from cnnrt.models.onnx_export import export_cached
+    from cnnrt.models.quantize import quantize_cached
+    from cnnrt.tools.peers import openvino_runner
+    from cnnrt.tools.timing import ort_session
+
+    f32, q8 = export_cached(name, batch=batch), quantize_cached(name, batch=batch)
+    feeds = {"input": sample_input(name, batch, seed=11)}
+    c32 = cnnrt.InferenceSession(str(f32), threads=threads)
+    c8 = cnnrt.InferenceSession(str(q8), threads=threads)
+    o8 = ort_session(q8, threads)
+    runners = {
+        "cnnrt-f32": lambda: c32.run(None, feeds),
+        "cnnrt-int8": lambda: c8.run(None, feeds),
+        "onnxruntime-int8": lambda: o8.run(None, feeds),
+    }
+    if openvino:
+        runners["openvino-int8"] = openvino_runner("openvino", q8, feeds, threads, {})
+    return runners, feeds, output_step(q8)
+
+
+ZOO_SET = ("resnet18", "resnet50", "mobilenet_v2", "googlenet", "densenet121", "squeezenet1_1", "efficientnet_b0")
+
+
+def bench_row(name: str, batch: int, threads: int = 2, runs: int = 10, openvino: bool = True) -> dict:
+    """One model's medians (ms, rotating blocks), ratios, int8 speed-up over cnnrt float32 and
+    each int8 engine's distance from onnxruntime in output steps."""
+    from cnnrt.tools.timing import time_alternating
+
+    runners, _, step = int8_runners(name, batch, threads, openvino)
+    outs = {k: np.asarray(f()[0]) for k, f in runners.items()}
+    ref = outs["onnxruntime-int8"]
+    med = {k: float(np.median(v)) * 1e3 for k, v in time_alternating(runners, runs=runs, warmup=1).items()}
+    row = dict(model=name, batch=batch, **{f"{k}_ms": round(v, 2) for k, v in med.items()})
+    row["int8_speedup_over_f32"] = round(med["cnnrt-f32"] / med["cnnrt-int8"], 2)
+    for k in [k for k in runners if k.endswith("int8") and k != "onnxruntime-int8"]:
+        row[f"{k}_vs_onnxruntime"] = round(med[k] / med["onnxruntime-int8"], 2)
+        row[f"{k}_steps"] = round(float(np.abs(outs[k] - ref).max()) / step, 2)
+    row["top1_agrees"] = bool((outs["cnnrt-int8"].argmax(-1) == ref.argmax(-1)).all())
+    return row
+
+
+def main(argv=None) -> int:
+    """``python -m cnnrt.tools.bench_int8 [NAME ...] [--batch N] [--runs N] [--skip-openvino]``: one JSON line per model."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("names", nargs="*", default=list(ZOO_SET))
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--skip-openvino", action="store_true", help="OpenVINO 2026.4 segfaults on densenet121's QDQ file")
+    a = p.parse_args(argv)
+    for name in a.names:
+        print(json.dumps(bench_row(name, a.batch, runs=a.runs, openvino=not a.skip_openvino)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

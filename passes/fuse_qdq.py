@@ -1,0 +1,178 @@
+"""fuse_qdq: the QDQ groups of a statically quantized model become integer ops.
+
+``DequantizeLinear(x) , DequantizeLinear(W) [, DequantizeLinear(bias)] -> Conv -> QuantizeLinear``
+becomes one QConv reading the quantized x and W, with the requantization (and a Conv's fused
+Relu/Clip as a narrower output range) in its epilogue; ``DequantizeLinear(a) +
+DequantizeLinear(b) -> QuantizeLinear`` becomes one QAdd. This is the grouping onnxruntime's
+own QDQ transformer makes (QLinearConv, QLinearAdd), so the integer arithmetic and its
+rounding points are the ones onnxruntime runs. Both carry ``precision="int8"``.
+
+Requires: a verified NCHW graph, run before fold_constants (which would turn the weight's
+DequantizeLinear into a float constant). The DequantizeLinear nodes are left to
+eliminate_dead_nodes when nothing else reads them; an unfused QuantizeLinear/DequantizeLinear
+still runs as its own op.
+Guards (logged): x and the output quantized per tensor with constant parameters; W and bias
+constants behind their DequantizeLinear, W per tensor or per output channel; the bias's scale
+equal to x_scale * w_scale (how quantizers write it) or the bias a float constant (quantized
+here with that scale); the Conv's output read only by the QuantizeLinear, or by one Relu/Clip read only by it, its
+own fused activation none, Relu or Clip; QAdd's operands of one shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnrt.core import quantization as qnt
+from cnnrt.core.ir import Graph, Node
+
+from . import PassResult
+from .rewrite import Ctx, Replacement, Rule, apply_rules, fresh_value_name, fused_node, sole_use
+
+PRECISION = "int8"
+
+
+def _dequantized(ctx: Ctx, value: str, const: bool, channels: int = 1):
+    """(quantized value, scale name, zero-point name, why-not) for a value made by DequantizeLinear."""
+    dq = ctx.producer(value)
+    if dq is None or dq.op != "DequantizeLinear":
+        return None, None, None, f"{value!r} is not made by DequantizeLinear"
+    params = [dq.inputs[i] if i < len(dq.inputs) else "" for i in (1, 2)]
+    for p in params:
+        if p and ctx.const(p) is None:
+            return None, None, None, f"{dq.name!r} has a runtime scale or zero point"
+    size = np.asarray(ctx.const(params[0])).size
+    if size not in (1, channels) or (size > 1 and int(dq.attrs.get("axis", 1)) != 0):
+        return None, None, None, f"{dq.name!r} is quantized per axis {dq.attrs.get('axis', 1)}, not per tensor"
+    if const != (ctx.const(dq.inputs[0]) is not None):
+        return None, None, None, f"{dq.name!r} reads a {'runtime value' if const else 'constant'}"
+    return dq.inputs[0], params[0], params[1], None
+
+
+def _quantized_output(ctx: Ctx, node: Node, through_act: bool = False):
+    """(QuantizeLinear, activation node or None, why-not): the QuantizeLinear that alone reads
+    ``node``'s output, optionally through one Relu/Clip."""
+    why = sole_use(ctx, node.outputs[0])
+    if why:
+        return None, None, why
+    q, act = ctx.users(node.outputs[0])[0], None
+    if through_act and q.op in ("Relu", "Clip"):
+        why = sole_use(ctx, q.outputs[0])
+        if why:
+            return None, None, why
+        act, q = q, ctx.users(q.outputs[0])[0]
+    if q.op != "QuantizeLinear":
+        return None, None, f"{node.op} output is read by {q.op}, not QuantizeLinear"
+    params = [q.inputs[i] if i < len(q.inputs) else "" for i in (1, 2)]
+    if any(p and ctx.const(p) is None for p in params) or np.asarray(ctx.const(params[0])).size != 1:
+        return None, None, f"{q.name!r} does not quantize per tensor with constant parameters"
+    return q, act, None
+
+
+def _zero_point(ctx: Ctx, name: str) -> int:
+    return int(np.asarray(ctx.const(name)).reshape(-1)[0]) if name else 0
+
+
+def _clamp(ctx: Ctx, conv: Node, act: Node | None, q: Node) -> tuple[int | None, int | None]:
+    """The quantized output range a fused (or following) Relu/Clip leaves."""
+    if act is not None:
+        kind, alpha, beta = act.op, act.attrs.get("min", -np.inf), act.attrs.get("max", np.inf)
+    else:
+        kind, alpha, beta = (
+            conv.attrs.get(k, d) for k, d in (("activation", "none"), ("act_alpha", 0), ("act_beta", 0))
+        )
+    if kind == "none":
+        return None, None
+    dtype = ctx.value(q.outputs[0]).dtype
+    scale = float(np.asarray(ctx.const(q.inputs[1])).reshape(-1)[0])
+    zp = _zero_point(ctx, q.inputs[2] if len(q.inputs) > 2 else "")
+    return qnt.clamp_range(kind, alpha, beta, scale, zp, dtype)
+
+
+def _made_by_dq(ctx: Ctx, value: str) -> bool:
+    p = ctx.producer(value)
+    return p is not None and p.op == "DequantizeLinear"
+
+
+def _match_conv(ctx: Ctx, conv: Node):
+    """Structure only: a Conv whose input is dequantized (float Convs are no news in the log)."""
+    return conv if len(conv.inputs) >= 2 and _made_by_dq(ctx, conv.inputs[0]) else None
+
+
+def _rewrite_conv(ctx: Ctx, conv: Node) -> Replacement | str:
+    if len(conv.inputs) > 3 and conv.inputs[3]:
+        return "the Conv has a fused residual input"
+    if conv.attrs.get("activation", "none") not in ("none", "Relu", "Clip"):
+        return f"the Conv's fused activation {conv.attrs['activation']} has no integer form"
+    m = ctx.value(conv.inputs[1]).shape[0]
+    xq, xs, xz, why = _dequantized(ctx, conv.inputs[0], const=False)
+    if why:
+        return why
+    wq, ws, wz, why = _dequantized(ctx, conv.inputs[1], const=True, channels=m)
+    if why:
+        return why
+    q, act, why = _quantized_output(ctx, conv, through_act=conv.attrs.get("activation", "none") == "none")
+    if why:
+        return why
+    constants = {}
+    bias = conv.inputs[2] if len(conv.inputs) > 2 else ""
+    if bias:
+        expected = np.float32(ctx.const(xs).reshape(-1)[0]) * np.asarray(ctx.const(ws), np.float32).reshape(-1)
+        bq, bs, bz, why = _dequantized(ctx, bias, const=True, channels=m)
+        if bq is not None and ctx.value(bq).dtype == "int32" and not _zero_point(ctx, bz):
+            if not np.allclose(np.asarray(ctx.const(bs), np.float32).reshape(-1), expected, rtol=1e-6, atol=0):
+                return f"the bias scale of {ctx.producer(bias).name!r} is not x_scale * w_scale"
+            bias = bq
+        elif ctx.const(bias) is not None and ctx.value(bias).dtype == "float32":
+            name = fresh_value_name(ctx, bias + "_int32")
+            constants[name] = qnt.quantize(ctx.const(bias), expected, None, "int32", axis=0)
+            bias = name
+        else:
+            return why or f"the bias {bias!r} is neither a constant nor an int32 DequantizeLinear"
+    ys, yz = q.inputs[1], q.inputs[2] if len(q.inputs) > 2 else ""
+    lo, hi = _clamp(ctx, conv, act, q)
+    attrs = {k: v for k, v in conv.attrs.items() if k not in ("activation", "act_alpha", "act_beta")}
+    node = fused_node(
+        conv,
+        [n for n in (act, q) if n is not None],
+        op="QConv",
+        inputs=(xq, xs, xz or "", wq, ws, wz or "", ys, yz, bias),
+        outputs=q.outputs,
+        attrs={**attrs, "out_lo": lo, "out_hi": hi, "precision": PRECISION},
+    )
+    removed = [n for n in (conv, act, q) if n is not None]
+    return Replacement(remove=removed, add=[node], anchor=conv, constants=constants)
+
+
+def _match_add(ctx: Ctx, add: Node):
+    return add if any(_made_by_dq(ctx, i) for i in add.inputs) else None
+
+
+def _rewrite_add(ctx: Ctx, add: Node) -> Replacement | str:
+    if ctx.value(add.inputs[0]).shape != ctx.value(add.inputs[1]).shape:
+        return "the operands broadcast"
+    operands = []
+    for v in add.inputs:
+        vq, vs, vz, why = _dequantized(ctx, v, const=False)
+        if why:
+            return why
+        if np.asarray(ctx.const(vs)).size != 1:
+            return f"{v!r} is quantized per channel"
+        operands += [vq, vs, vz or ""]
+    q, _, why = _quantized_output(ctx, add)
+    if why:
+        return why
+    ins = (*operands, q.inputs[1], q.inputs[2] if len(q.inputs) > 2 else "")
+    attrs = {"out_lo": None, "out_hi": None, "precision": PRECISION}
+    node = fused_node(add, [q], op="QAdd", inputs=ins, outputs=q.outputs, attrs=attrs)
+    return Replacement(remove=[add, q], add=[node], anchor=add)
+
+
+RULES = [
+    Rule("DequantizeLinear -> Conv -> QuantizeLinear -> QConv", ("Conv",), _match_conv, _rewrite_conv),
+    Rule("DequantizeLinear -> Add -> QuantizeLinear -> QAdd", ("Add",), _match_add, _rewrite_add),
+]
+
+
+def fuse_qdq(graph: Graph) -> PassResult:
+    """Fuse the QDQ groups into QConv / QAdd; see the module docstring."""
+    return apply_rules(graph, RULES)

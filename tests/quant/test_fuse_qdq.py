@@ -1,0 +1,102 @@
+"""passes/fuse_qdq.py: QDQ groups become QConv / QAdd, matching onnxruntime (which runs the same
+groups as QLinearConv / QLinearAdd) and the IR interpreter of the unfused graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ir_reference import evaluate
+from onnx import helper
+from quant.qdq_models import model, ort_optimized
+
+import cnnrt
+from cnnrt.frontends.onnx import OnnxModel
+from cnnrt.passes.fuse_qdq import fuse_qdq
+
+C, M = 8, 8
+
+
+def _qdq_block(x_dtype="uint8", per_channel=True, float_bias=False, conv_act=None, seed=0):
+    """x -> Q -> DQ -> Conv(DQ(W), DQ(b)) [-> act] -> Q -> DQ -> + DQ(Q(x)) -> Q -> DQ -> y."""
+    rng = np.random.default_rng(seed)
+    zx = np.array(128 if x_dtype == "uint8" else 0, x_dtype)
+    w = rng.integers(-127, 128, (M, C, 3, 3)).astype(np.int8)
+    ws = rng.uniform(0.002, 0.01, M if per_channel else 1).astype(np.float32).reshape((M,) if per_channel else ())
+    bq = rng.integers(-2000, 2000, M).astype(np.int32)
+    bs = (np.float32(0.03) * ws).astype(np.float32) * np.ones(M, np.float32)
+    inits = dict(xs=np.float32(0.03), xz=zx, w=w, ws=ws, wz=np.zeros(ws.shape, np.int8), bs=bs, b=bq)
+    inits.update(cs=np.float32(0.05), cz=np.array(128 if x_dtype == "uint8" else 0, x_dtype))
+    inits.update(ys=np.float32(0.06), yz=inits["cz"])
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd2"]),
+        helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
+    ]
+    if float_bias:
+        inits["bf"] = (bq * bs).astype(np.float32)
+        bias = "bf"
+    else:
+        nodes.append(helper.make_node("DequantizeLinear", ["b", "bs"], ["bd"], axis=0))
+        bias = "bd"
+    conv_out = "c" if conv_act is None else "c0"
+    nodes.append(helper.make_node("Conv", ["xd", "wd", bias], [conv_out], pads=[1, 1, 1, 1]))
+    if conv_act is not None:
+        nodes.append(helper.make_node(conv_act, ["c0"], ["c"]))
+    nodes += [
+        helper.make_node("QuantizeLinear", ["c", "cs", "cz"], ["cq"]),
+        helper.make_node("DequantizeLinear", ["cq", "cs", "cz"], ["cd"]),
+        helper.make_node("Add", ["cd", "xd2"], ["s"]),
+        helper.make_node("QuantizeLinear", ["s", "ys", "yz"], ["sq"]),
+        helper.make_node("DequantizeLinear", ["sq", "ys", "yz"], ["y"]),
+    ]
+    return model(nodes, [("x", "float32", (1, C, 9, 9))], [("y", "float32", None)], inits)
+
+
+def _feeds(seed=1):
+    return {"x": (np.random.default_rng(seed).standard_normal((1, C, 9, 9)) * 2).astype(np.float32)}
+
+
+CASES = {
+    "u8-per-channel": {},
+    "u8-per-tensor": dict(per_channel=False),
+    "s8-symmetric": dict(x_dtype="int8"),
+    "float-bias-relu": dict(float_bias=True, conv_act="Relu"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fused_qdq_matches_onnxruntime_within_one_step(case):
+    mdl, feeds = _qdq_block(**CASES[case]), _feeds()
+    sess = cnnrt.InferenceSession(mdl)
+    assert [n.op for n in sess.graph.nodes if n.attrs.get("precision") == "int8"] == ["QConv", "QAdd"]
+    got = sess.run(None, feeds)[0]
+    want = ort_optimized(mdl, feeds)[0]
+    steps = np.abs(got - want) / 0.06
+    assert steps.max() <= 1.0 + 1e-4 and (steps > 0.5).mean() < 0.05, (steps.max(), (steps > 0.5).mean())
+    unfused = cnnrt.InferenceSession(mdl, disabled_passes=["fuse_qdq"]).run(None, feeds)[0]
+    assert np.abs(unfused - want).max() / 0.06 <= 1.0 + 1e-4
+
+
+def test_the_pass_keeps_the_meaning_within_one_quantization_step():
+    mdl, feeds = _qdq_block(), _feeds()
+    graph = OnnxModel(mdl).to_graph({"x": (1, C, 9, 9)})
+    res = fuse_qdq(graph)
+    res.graph.verify()
+    assert {n.op for n in res.graph.nodes} >= {"QConv", "QAdd"}
+    assert [r for r, _ in res.fired] == [
+        "DequantizeLinear -> Conv -> QuantizeLinear -> QConv",
+        "DequantizeLinear -> Add -> QuantizeLinear -> QAdd",
+    ]
+    before, after = evaluate(graph, feeds)[0], evaluate(res.graph, feeds)[0]
+    assert np.abs(before - after).max() / 0.06 <= 1.0 + 1e-4
+
+
+def test_a_conv_output_read_twice_is_declined_with_the_reason():
+    mdl = _qdq_block()
+    extra = helper.make_node("Relu", ["c"], ["r"])
+    mdl.graph.node.append(extra)
+    mdl.graph.output.append(helper.make_tensor_value_info("r", 1, None))
+    res = fuse_qdq(OnnxModel(mdl).to_graph({"x": (1, C, 9, 9)}))
+    assert any("has 2 consumers" in why for _, _, why in res.declined)
+    assert "QConv" not in {n.op for n in res.graph.nodes}
