@@ -6,7 +6,7 @@ as rows and output channels as columns: each reduction step broadcasts one input
 pixel and loads nv vectors of packed weights (nv channel blocks: 4, 2 or 1, whichever
 computes the fewest blocks past M, conv_blocked_plan.panel_blocks), so an output tile is a few
 pixels x nv blocks, stored straight into the output at its final place, with bias, residual
-and Relu/Clip applied in registers. A tile's pixels are consecutive output pixels of one image, across
+and the activation applied by the tile while it is in L1 (microkernel.tile_act). A tile's pixels are consecutive output pixels of one image, across
 row ends; stride and dilation only change where each reads its input (a per-pixel offset
 table), so strided and 7x7 convs run the same tile as 3x3 and 1x1 ones.
 
@@ -25,7 +25,6 @@ import numpy as np
 from numba import prange
 
 from cnnrt.core.layout import is_blocked
-from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.conv_spec import spec_from_node
@@ -285,7 +284,7 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
     bias_runtime = readonly(bias_pad)  # read-only like constants: one compiled signature
     dummy_res = np.zeros(1, dt)
     tflags = tile_flags(spec)
-    kind = 0 if spec.act in (0, ACTIVATIONS["Relu"], ACTIVATIONS["Clip"]) else spec.act
+    kind = 0 if mk.tile_act(spec.act, dt) else spec.act  # an activation the tile lacks
     geom = np.zeros(G_LEN, np.int64)
     values = {
         G_PER_N_IN: geo.per_n,

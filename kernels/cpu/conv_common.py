@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_row
@@ -77,10 +76,7 @@ def epilogue_fn(spec, bias_const):
 
 
 def tile_flags(spec) -> int:
-    """The epilogue flags for the register tile (microkernel.py) of a conv with ``spec``."""
+    """The epilogue flags for the register tile (microkernel.py) of a conv with ``spec``: bias,
+    residual and the activation when the tile applies it (microkernel.tile_act)."""
     f = (mk.BIAS if spec.has_bias else 0) | (mk.RESIDUAL if spec.has_res else 0)
-    if spec.act == ACTIVATIONS["Relu"]:
-        f |= mk.ACT_RELU << mk.ACT_SHIFT
-    elif spec.act == ACTIVATIONS["Clip"]:
-        f |= mk.ACT_CLIP << mk.ACT_SHIFT
-    return f
+    return f | mk.tile_act(spec.act, spec.dtype) << mk.ACT_SHIFT

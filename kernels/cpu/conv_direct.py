@@ -21,7 +21,6 @@ import numba
 import numpy as np
 from numba import prange
 
-from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, aligned_zeros, per_thread
 from cnnrt.kernels.cpu import blas
@@ -255,8 +254,8 @@ def build_direct(spec, w_const, b_const):
     zeros = readonly(np.zeros(spec.m, dt))
     dummy_res = np.zeros(1, dt)
     oshape = (spec.n, spec.m, spec.oh, spec.ow)
-    tflags = tile_flags(spec) & ~mk.RESIDUAL  # 0 activation bits for kinds the tile lacks
-    if spec.act not in (0, ACTIVATIONS["Relu"], ACTIVATIONS["Clip"]):
+    tflags = tile_flags(spec) & ~mk.RESIDUAL
+    if spec.act != 0 and mk.tile_act(spec.act, dt) == 0:  # the copy-out applies bias and activation
         tflags = 0
     max_threads = numba.config.NUMBA_NUM_THREADS
     obuf = per_thread(max_threads, -(-mb // MR) * MR * vb, dt)

@@ -1,7 +1,7 @@
 """Convolution as GEMM tasks on one pool: 1x1 convs read the input in place, other kernels
 (strided or padded 1x1 by default; any, on request) gather im2col blocks; the product runs on
 cnnrt's register tile (microkernel.py) with the weights packed at build and the epilogue
-(bias, residual, Relu/Clip) applied in registers.
+(bias, residual, activation) applied by the tile while it is in L1 (microkernel.tile_act).
 
 One parallel region per layer. The output of image ``n``, group ``g`` is the GEMM
 ``W[g] (Mg x K) @ B (K x P)`` with P = OH*OW; it is cut into tasks (n, g, pixel block,
@@ -141,7 +141,7 @@ def _conv_tasks(
     n_pb = n_count * per_img if pb <= p_count else (total + pb - 1) // pb
     n_mb = (mg + mb - 1) // mb
     ntasks = g_count * n_pb * n_mb
-    post = kind != 0 and flags >> mk.ACT_SHIFT == 0  # an activation the tile does not apply
+    post = kind != 0 and (flags >> mk.ACT_SHIFT) & mk.ACT_MASK == 0  # an activation the tile lacks
     tile_flags = flags if not post else flags & (mk.BIAS | mk.RESIDUAL)
     zero = bias[0] * 0
     for t in prange(nthreads):

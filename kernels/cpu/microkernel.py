@@ -21,10 +21,15 @@ Operands (float32, flat offsets in elements):
   panel hanging past M), all NR columns (callers pass a scratch tile for a ragged column edge).
 
 ``flags``: bit 0 accumulate into C (a later K block), bit 1 add ``bias[bias_off + i]`` per
-row, bit 2 add the residual ``res[res_off + i*ldc + j]``, bits 3-4 the activation applied last:
-1 = Relu (``x < 0 ? 0 : x``: NaN stays NaN as in onnxruntime), 2 = Clip(lo, hi) (selects, so
-NaN stays NaN). Other activations are applied by the caller afterwards. :func:`_blocked_tile`
-makes the same tile for the channel-blocked layout (pixels as rows, channels as columns).
+row, bit 2 add the residual ``res[res_off + i*ldc + j]``, bits 3-6 the activation applied last
+(its kind, cnnrt.core.ops.ACTIVATIONS; :func:`tile_act` says which the tile computes): Relu
+(``x < 0 ? 0 : x``: NaN stays NaN as in onnxruntime) and Clip(lo, hi) (selects, so NaN stays
+NaN) on the accumulators before the store; on float32, Sigmoid, SiLU, Elu, HardSigmoid,
+HardSwish, LeakyRelu (alpha, beta = lo, hi) and Tanh (vector_act.py) over the stored tile,
+read back from L1 right away (with the accumulators as registers, the activation's code would
+be repeated for each of them). Other activations are applied by the caller afterwards.
+:func:`_blocked_tile` makes the same tile for the channel-blocked layout (pixels as rows,
+channels as columns).
 """
 
 from __future__ import annotations
@@ -35,13 +40,24 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from cnnrt.kernels._jit import njit
+from cnnrt.kernels.activation import CLIP, RELU, TANH
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, lanes_of
+from cnnrt.kernels.cpu.vector_act import VECTOR_KINDS, activations, by_kind
 from cnnrt.kernels.cpu.vector_ir import vector_run
 
 ACCUMULATE, BIAS, RESIDUAL = 1, 2, 4
-VECTORS_SHIFT = 5  # tile_blocked only: flags >> 5 = vectors of a row to store (0: all)
-ACT_SHIFT, ACT_RELU, ACT_CLIP = 3, 1, 2
+ACT_SHIFT, ACT_MASK = 3, 15  # the activation's kind: (flags >> ACT_SHIFT) & ACT_MASK
+VECTORS_SHIFT = 7  # tile_blocked only: flags >> 7 = vectors of a row to store (0: all)
+STORED_KINDS = (*VECTOR_KINDS, TANH)  # float32: applied to the stored tile
+
+
+def tile_act(kind: int, dtype) -> int:
+    """``kind`` when the register tile applies that activation to ``dtype`` results, else 0
+    (the caller applies it)."""
+    if kind in (RELU, CLIP) or (np.dtype(dtype) == np.float32 and kind in STORED_KINDS):
+        return kind
+    return 0
 
 
 NV = 2  # vectors per tile row
@@ -213,9 +229,9 @@ def _tile_codegen(dt, blocked, mr_max, nv):
         acc_on, bias_on, res_on = flag(ACCUMULATE), flag(BIAS), flag(RESIDUAL)
         nstore = builder.lshr(flags_v, c64(VECTORS_SHIFT))
         nstore = builder.select(builder.icmp_unsigned("==", nstore, c64(0)), c64(nv), nstore)
-        act = builder.and_(builder.lshr(flags_v, c64(ACT_SHIFT)), c64(3))
-        relu_on = builder.icmp_unsigned("==", act, c64(ACT_RELU))
-        clip_on = builder.icmp_unsigned("==", act, c64(ACT_CLIP))
+        act = builder.and_(builder.lshr(flags_v, c64(ACT_SHIFT)), c64(ACT_MASK))
+        relu_on = builder.icmp_unsigned("==", act, c64(RELU))
+        clip_on = builder.icmp_unsigned("==", act, c64(CLIP))
         lo_s, hi_s = splat(lo_v), splat(hi_v)
         for i in range(mr_max):
             with cgutils.if_likely(builder, builder.icmp_signed("<", c64(i), mr_v)):
@@ -244,6 +260,16 @@ def _tile_codegen(dt, blocked, mr_max, nv):
                         x = builder.select(relu_on, relu, x)
                         x = builder.select(clip_on, vec.clamp(x, lo_s, hi_s), x)
                         vstore(x, cp)
+        if dt == types.float32:  # the other activations over the tile just stored
+
+            def over_tile(fn):  # vectors outer, rows inner: a blocked tile's rows lie contiguous
+                with cgutils.for_range(builder, nstore) as vecs:
+                    col = builder.mul(vecs.index, c_vs_v if blocked else c64(lanes))
+                    with cgutils.for_range(builder, mr_v) as rows:
+                        cp = builder.gep(pc, [builder.add(col, builder.mul(rows.index, ldc_v))])
+                        vstore(fn(vload(cp)), cp)
+
+            by_kind(builder, act, activations(builder, vec, lo_s, hi_s, STORED_KINDS), over_tile)
         return context.get_dummy_value()
 
     return codegen

@@ -10,6 +10,9 @@ of the scale after the division, so their subnormal results keep their precision
 exp(r) - 1 directly (no cancellation near 0). The piecewise ones (HardSigmoid, HardSwish,
 LeakyRelu) are selects, so NaN passes. Float64 arrays keep the scalar formulas
 (activation.act_scalar): this polynomial is float32-accurate only.
+
+:func:`activations` and :func:`by_kind` are the IR pieces: act_run loops them over a row, and
+the register tile (microkernel.py) over the tile it just stored, while it is in L1.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from cnnrt.kernels.activation import ELU, HARD_SIGMOID, HARD_SWISH, LEAKY_RELU, SIGMOID, SILU
-from cnnrt.kernels.cpu.llvm_ir import Vectors, data_pointers
+from cnnrt.kernels.activation import ELU, HARD_SIGMOID, HARD_SWISH, LEAKY_RELU, SIGMOID, SILU, TANH
+from cnnrt.kernels.cpu.llvm_ir import I64, Vectors, data_pointers
+from cnnrt.kernels.cpu.vector_ir import tanh_vector
 
 VECTOR_KINDS = (SIGMOID, SILU, ELU, HARD_SIGMOID, HARD_SWISH, LEAKY_RELU)
 
@@ -61,6 +65,26 @@ class _Exp:
         s2 = b.select(under, vec.const(0.0), s2)  # exp(t) is 0 in float32 below T_MIN (-Inf too)
         m = b.fmul(b.fadd(p, vec.const(1.0)), s1)
         return m, s2, p, b.fmul(s1, s2)
+
+
+def activations(builder, vec: Vectors, a, bt, kinds=VECTOR_KINDS):
+    """kind -> (x -> act(x)) on float32 vectors for ``kinds`` (of VECTOR_KINDS and TANH), NaN
+    passing through; a, bt: alpha and beta splats."""
+    bodies = _bodies(builder, vec, a, bt)
+    bodies[TANH] = lambda x: tanh_vector(builder, vec, x)
+
+    def nan_passes(fn):
+        return lambda x: builder.select(builder.fcmp_ordered("==", x, x), fn(x), x)
+
+    return {k: nan_passes(bodies[k]) for k in kinds}
+
+
+def by_kind(builder, kind_v, fns, emit):
+    """emit(fn) under ``if kind_v == k`` for each kind k of ``fns`` (an i64 ``kind_v``): the
+    kind is tested once, outside whatever loops ``emit`` makes."""
+    for k, fn in fns.items():
+        with builder.if_then(builder.icmp_signed("==", kind_v, ir.Constant(I64, k))):
+            emit(fn)
 
 
 def _bodies(builder, vec: Vectors, a, bt):
@@ -127,16 +151,15 @@ def act_run(typingctx, o, start, count, kind, alpha, beta):
         vec = Vectors(builder, types.float32)
         a = vec.splat(context.cast(builder, alpha_v, sig.args[4], types.float32))
         bt = vec.splat(context.cast(builder, beta_v, sig.args[5], types.float32))
-        for k, fn in _bodies(builder, vec, a, bt).items():
-            with builder.if_then(builder.icmp_signed("==", kind_v, ir.Constant(ir.IntType(64), k))):
 
-                def body(off, mask, fn=fn):
-                    x = vec.load(po, builder.add(start_v, off), mask)
-                    y = fn(x)
-                    y = builder.select(builder.fcmp_ordered("==", x, x), y, x)  # NaN stays NaN
-                    vec.store(y, po, builder.add(start_v, off), mask)
+        def emit(fn):
+            def body(off, mask):
+                at = builder.add(start_v, off)
+                vec.store(fn(vec.load(po, at, mask)), po, at, mask)
 
-                vec.over(n_v, body)
+            vec.over(n_v, body)
+
+        by_kind(builder, kind_v, activations(builder, vec, a, bt), emit)
         return context.get_dummy_value()
 
     return sig, codegen

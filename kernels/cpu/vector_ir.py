@@ -72,10 +72,31 @@ def vector_run(typingctx, src, s, dst, d, count, b, res, add_bias, add_res):
     return sig, codegen
 
 
+def tanh_vector(builder, vec: Vectors, v):
+    """tanh of the vector ``v`` (``vec``'s dtype): activation.tanh_rational on vectors, float32
+    widened to float64 for the evaluation, as there; NaN stays NaN."""
+    f64 = ir.DoubleType()
+    fma = vec.fma
+    w = builder.fpext(v, ir.VectorType(f64, vec.lanes)) if vec.dt == types.float32 else v
+    hi, lo = vec.const(TANH_CLAMP, f64), vec.const(-TANH_CLAMP, f64)
+    x = builder.select(builder.fcmp_ordered("<", w, hi), w, hi)
+    x = builder.select(builder.fcmp_ordered(">", x, lo), x, lo)
+    x2 = builder.fmul(x, x)
+    p = fma(x2, vec.const(TANH_P[0], f64), vec.const(TANH_P[1], f64))
+    for c in TANH_P[2:]:
+        p = fma(p, x2, vec.const(c, f64))
+    q = fma(x2, vec.const(TANH_Q[0], f64), vec.const(TANH_Q[1], f64))
+    for c in TANH_Q[2:]:
+        q = fma(q, x2, vec.const(c, f64))
+    r = builder.fdiv(builder.fmul(p, x), q)
+    r = builder.select(builder.fcmp_ordered("<", vec.unary("fabs", w), vec.const(TANH_SMALL, f64)), w, r)
+    r = builder.select(builder.fcmp_ordered("==", w, w), r, w)  # NaN stays NaN
+    return builder.fptrunc(r, vec.vty) if vec.dt == types.float32 else r
+
+
 @intrinsic
 def tanh_run(typingctx, o, start, count):
-    """o[start + q] = tanh(o[start + q]) for q < count, in place: activation.tanh_rational on
-    vectors (float32 widened to float64 for the evaluation, as there)."""
+    """o[start + q] = tanh(o[start + q]) for q < count, in place (:func:`tanh_vector`)."""
     if not floats(o):
         return None
     sig = types.void(o, types.int64, types.int64)
@@ -85,27 +106,10 @@ def tanh_run(typingctx, o, start, count):
         _, start_v, n_v = args
         (po,) = data_pointers(context, builder, sig, args, 0)
         vec = Vectors(builder, dt)
-        f64 = ir.DoubleType()
-        fma = vec.fma
 
         def body(off, mask):
             v = vec.load(po, builder.add(start_v, off), mask)
-            w = builder.fpext(v, ir.VectorType(f64, vec.lanes)) if dt == types.float32 else v
-            hi, lo = vec.const(TANH_CLAMP, f64), vec.const(-TANH_CLAMP, f64)
-            x = builder.select(builder.fcmp_ordered("<", w, hi), w, hi)
-            x = builder.select(builder.fcmp_ordered(">", x, lo), x, lo)
-            x2 = builder.fmul(x, x)
-            p = fma(x2, vec.const(TANH_P[0], f64), vec.const(TANH_P[1], f64))
-            for c in TANH_P[2:]:
-                p = fma(p, x2, vec.const(c, f64))
-            q = fma(x2, vec.const(TANH_Q[0], f64), vec.const(TANH_Q[1], f64))
-            for c in TANH_Q[2:]:
-                q = fma(q, x2, vec.const(c, f64))
-            r = builder.fdiv(builder.fmul(p, x), q)
-            r = builder.select(builder.fcmp_ordered("<", vec.unary("fabs", w), vec.const(TANH_SMALL, f64)), w, r)
-            r = builder.select(builder.fcmp_ordered("==", w, w), r, w)  # NaN stays NaN
-            out = builder.fptrunc(r, vec.vty) if dt == types.float32 else r
-            vec.store(out, po, builder.add(start_v, off), mask)
+            vec.store(tanh_vector(builder, vec, v), po, builder.add(start_v, off), mask)
 
         vec.over(n_v, body)
         return context.get_dummy_value()

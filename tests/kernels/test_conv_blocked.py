@@ -99,7 +99,7 @@ def _check(x, wt, b, r, s, p, d, act, alpha, beta, got):
     assert_within(got, ref, bound, act)
 
 
-@pytest.mark.parametrize("act", ["none", "Relu", "Clip", "Sigmoid"])
+@pytest.mark.parametrize("act", ["none", "Relu", "Clip", "Sigmoid", "SiLU", "HardSwish"])
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_blocked_conv(name, residual, act):

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from kernel_helpers import assert_within, sum_bound  # noqa: E402
+from kernel_helpers import act_params, assert_within, sum_bound  # noqa: E402
 from numba import njit
 from reference import activation_ref, conv2d_reference, conv_out  # noqa: E402
 
+from cnnrt.core.ops import ACTIVATIONS  # noqa: E402
+from cnnrt.kernels.activation import CLIP, RELU  # noqa: E402
 from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu import conv as conv_mod  # noqa: E402
 from cnnrt.kernels.cpu import conv_direct  # noqa: E402
@@ -52,8 +54,8 @@ def test_tile_products_and_epilogue(dtype, mr, k):
         (0, prod),
         (mk.ACCUMULATE, prod + old[:, :nr]),
         (mk.BIAS | mk.RESIDUAL, prod + bias[:, None] + res[:, :nr]),
-        (mk.BIAS | mk.ACT_RELU << mk.ACT_SHIFT, np.maximum(prod + bias[:, None], 0)),
-        (mk.ACT_CLIP << mk.ACT_SHIFT, np.clip(prod, -0.5, 0.75)),
+        (mk.BIAS | RELU << mk.ACT_SHIFT, np.maximum(prod + bias[:, None], 0)),
+        (CLIP << mk.ACT_SHIFT, np.clip(prod, -0.5, 0.75)),
     ]:
         c = old.astype(dtype)
         _one_tile(
@@ -81,13 +83,55 @@ def test_tile_products_and_epilogue(dtype, mr, k):
         assert np.array_equal(c[:, nr:], old[:, nr:].astype(dtype)), "columns past the tile were written"
 
 
+@pytest.mark.parametrize("mr", [mk.MR, 3])
+def test_tile_applies_the_stored_kinds(mr):
+    """Float32: the activations the tile applies to its stored results (Sigmoid, SiLU, Elu,
+    HardSigmoid, HardSwish, LeakyRelu, Tanh), after bias and residual; rows past ``mr`` and
+    columns past the tile untouched. Float64 tiles leave them to the caller (tile_act 0)."""
+    nr = mk.nr(np.float32)
+    rng = np.random.default_rng(mr)
+    k = 5
+    a, b = rng.standard_normal((mk.MR, k)), rng.standard_normal((k, nr))
+    bias, res = rng.standard_normal(mk.MR), rng.standard_normal((mk.MR, nr + 3))
+    old = rng.standard_normal((mk.MR, nr + 3)).astype(np.float32)
+    pre = a @ b + bias[:, None] + res[:, :nr]
+    mag = np.abs(a) @ np.abs(b) + np.abs(bias)[:, None] + np.abs(res[:, :nr])
+    for name in ("Sigmoid", "SiLU", "Elu", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh"):
+        kind = ACTIVATIONS[name]
+        assert mk.tile_act(kind, np.float32) == kind and mk.tile_act(kind, np.float64) == 0
+        alpha, beta = act_params(name)
+        c = old.copy()
+        _one_tile(
+            mk.pack_a(a.astype(np.float32)),
+            0,
+            1,
+            mk.MR,
+            b.astype(np.float32).ravel(),
+            0,
+            nr,
+            k,
+            c.ravel(),
+            0,
+            nr + 3,
+            mr,
+            mk.BIAS | mk.RESIDUAL | kind << mk.ACT_SHIFT,
+            bias.astype(np.float32),
+            res.astype(np.float32).ravel(),
+            np.float32(alpha),
+            np.float32(beta),
+        )
+        want = activation_ref(pre, name, alpha, beta)
+        assert_within(c[:mr, :nr], want[:mr], sum_bound(k + 2, mag[:mr], want[:mr], name, alpha), name)
+        assert np.array_equal(c[mr:], old[mr:]) and np.array_equal(c[:, nr:], old[:, nr:]), name
+
+
 def test_tile_activation_keeps_nan_and_maps_minus_inf():
     """Relu: NaN stays NaN, -Inf -> 0; Clip: NaN stays NaN (as onnxruntime)."""
     nr = mk.nr(np.float32)
     a = mk.pack_a(np.ones((mk.MR, 1), np.float32))
     b = np.zeros((1, nr), np.float32)
     b[0, :3] = [np.nan, -np.inf, np.inf]
-    for act, want in [(mk.ACT_RELU, [np.nan, 0, np.inf]), (mk.ACT_CLIP, [np.nan, 0, 6])]:
+    for act, want in [(RELU, [np.nan, 0, np.inf]), (CLIP, [np.nan, 0, 6])]:
         c = np.zeros((mk.MR, nr), np.float32)
         _one_tile(
             a,
@@ -186,7 +230,7 @@ MEDIUM_RUNS = [
 
 
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
-@pytest.mark.parametrize("act", ["Relu", "Clip", "Sigmoid"])
+@pytest.mark.parametrize("act", ["Relu", "Clip", "Sigmoid", "SiLU", "HardSwish"])
 @pytest.mark.parametrize("name,algorithm", MEDIUM_RUNS)
 def test_medium_convs(name, algorithm, act, residual, monkeypatch):
     case = MEDIUM[name]
