@@ -5,7 +5,10 @@ is the float32 accumulation, held to reference.sum_bound as the float32 tile is.
 
 from __future__ import annotations
 
+import re
+
 import ml_dtypes
+import numba
 import numpy as np
 import pytest
 from kernel_helpers import assert_within, sum_bound
@@ -13,8 +16,9 @@ from reference import activation_ref, conv2d_reference
 from test_conv_blocked import CASES, _data, run_blocked
 
 from cnnrt.errors import BackendUnavailableError
+from cnnrt.kernels._jit import njit
 from cnnrt.kernels.cpu import conv_blocked_bf16
-from cnnrt.kernels.cpu.microkernel_bf16 import from_bf16, to_bf16
+from cnnrt.kernels.cpu.microkernel_bf16 import from_bf16, tile_blocked4, to_bf16
 
 pytestmark = pytest.mark.skipif(bool(conv_blocked_bf16.bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
 
@@ -55,3 +59,20 @@ def test_bf16_refused_without_the_instructions(monkeypatch):
     monkeypatch.setattr(conv_blocked_bf16, "bf16_unsupported_reason", lambda: "the CPU lacks AVX-512 BF16 (test)")
     with pytest.raises(BackendUnavailableError, match="bf16"):
         conv_blocked_bf16.check_bf16_cpu()
+
+
+_TAPS = np.zeros(1, np.int64)
+
+
+@njit
+def _one_bf16_tile(a, pix, b, c, bias):
+    tile_blocked4(a, 0, pix, 0, 1, _TAPS, 1, b, 0, 0, 64, 16, c, 0, 16, 64, 4, 0, bias, 0, c, 0, 0.0, 0.0)
+
+
+def test_bf16_tile_is_vdpbf16ps():
+    """The 4 x 4 bf16 tile: 16 vdpbf16ps per step pair, nothing scalarised or emulated."""
+    u16, f32 = numba.uint16[::1], numba.float32[::1]
+    _one_bf16_tile.compile((u16, numba.int64[::1], u16, f32, f32))
+    asm = _one_bf16_tile.inspect_asm(_one_bf16_tile.signatures[0])
+    dots = len(re.findall(r"vdpbf16ps\s+[^\n]*zmm", asm))
+    assert dots >= 16 and dots % 16 == 0, dots
