@@ -12,11 +12,11 @@ import numba
 import numpy as np
 import pytest
 from kernel_helpers import assert_within, sum_bound
+from numba import njit
 from reference import activation_ref, conv2d_reference
 from test_conv_blocked import CASES, _data, run_blocked
 
 from cnnrt.errors import BackendUnavailableError
-from cnnrt.kernels._jit import njit
 from cnnrt.kernels.cpu import conv_blocked_bf16
 from cnnrt.kernels.cpu.microkernel_bf16 import from_bf16, tile_blocked4, to_bf16
 
