@@ -27,6 +27,7 @@ from .fuse_gelu import fuse_gelu
 from .fuse_layernorm import fuse_layernorm
 from .fuse_qdq import fuse_qdq
 from .fuse_se import fuse_se
+from .precision import mark_precision
 from .remove_identity import remove_identity
 from .select_algorithm import select_algorithm
 
@@ -92,11 +93,13 @@ def run_pipeline(
     disabled: Iterable[str] = (),
     vector_bytes: int | None = None,
     backend: str | None = None,
+    precision: str = "f32",
 ) -> tuple[Graph, PipelineLog]:
     """Run the enabled passes in order, repeating until nothing changes (at most MAX_ROUNDS);
     then, for a CPU target (``vector_bytes`` given), the layout passes once; then, for a
     ``backend``, select_algorithm (not a rewrite: the kernels need it, so it cannot be
-    disabled, and an override it rejects raises its UnsupportedOpError unwrapped)."""
+    disabled, and an override it rejects raises its UnsupportedOpError unwrapped); then, for
+    a reduced ``precision``, the precision pass (it reads the algorithms)."""
     disabled = set(disabled)
     unknown = disabled - set(pass_names())
     if unknown:
@@ -106,6 +109,7 @@ def run_pipeline(
     if vector_bytes is not None:
         layout = [(n, lvl) for n, lvl in LAYOUT_PASSES if lvl <= opt_level and n not in disabled]
     select = ["select_algorithm"] if backend is not None else []
+    select += ["precision"] if backend is not None and precision != "f32" else []
     log = PipelineLog(order=[n for n, _ in active] + [n for n, _ in layout] + select)
     for rnd in range(MAX_ROUNDS if active else 0):
         log.rounds = rnd + 1
@@ -121,6 +125,7 @@ def run_pipeline(
             graph, _ = _run_one(graph, "concat_in_place", concat_in_place, log, "(after block_layout)")
     if backend is not None:
         graph = _record(select_algorithm(graph, backend), "select_algorithm", log).graph
+        graph = _record(mark_precision(graph, precision), "precision", log).graph
     return graph, log
 
 

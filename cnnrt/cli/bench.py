@@ -26,7 +26,8 @@ EPILOG = """examples:
   cnnrt bench resnet18 --concurrency 2 --threads 1      # throughput: 2 concurrent requests, 1 thread each
   cnnrt bench model.onnx --shape input:1x3x160x160
   cnnrt bench resnet18 --backends cnnrt,cnnrt-cuda,onnxruntime,onnxruntime-cuda,torch
-  cnnrt bench resnet50 --backends cnnrt,onnxruntime,onnxruntime-nchw   # ort without NCHWc"""
+  cnnrt bench resnet50 --backends cnnrt,onnxruntime,onnxruntime-nchw   # ort without NCHWc
+  cnnrt bench resnet50 --precision f32,bf16 --batch 1,8 --threads 2   # + cnnrt-bf16, openvino-bf16"""
 
 
 HELP = "time cnnrt vs onnxruntime (and torch) after checking their answers agree"
@@ -65,7 +66,8 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--max-seconds", type=options.positive_float, metavar="S", help="stop timing a case after this long (>=3 runs)"
     )
-    options.add_rtol(p)
+    options.add_precision(p, many=True)
+    options.add_rtol(p, per_precision=True)
     options.add_seed(p)
     options.add_json(p, "the records (a list)")
     p.add_argument(
@@ -87,6 +89,7 @@ def run(args) -> int:
         geomean_summary,
         peer_geomean_summary,
         records_for,
+        with_precisions,
         write_csv,
     )
     from cnnrt.tools.modelsource import is_zoo_name, resolve_model
@@ -105,6 +108,7 @@ def run(args) -> int:
     if REFERENCE not in backends:
         print(f"note: {REFERENCE} added: it is the reference for answers and ratios", file=sys.stderr)
     backends = [REFERENCE] + [b for b in dict.fromkeys(backends) if b != REFERENCE]
+    backends = with_precisions(backends, args.precision, bool(args.backends))
     for b in backends:
         if options.simulator_note(b):
             print(f"note: {b} runs on{options.simulator_note(b)}", file=sys.stderr)
@@ -153,9 +157,10 @@ def run(args) -> int:
     _print_peer_summary(records, peer_geomean_summary(records))
     wrong = [r for r in records if r["status"] == "WRONG"]
     if wrong:
+        bound = "their precision's bound" if args.rtol is None else f"{args.rtol:g}"
         print(
             f"cnnrt: error: {len(wrong)} result(s) WRONG (outputs disagree with onnxruntime beyond "
-            f"{args.rtol:g}); their times are not reported",
+            f"{bound}); their times are not reported",
             file=sys.stderr,
         )
     if args.json:

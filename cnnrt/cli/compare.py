@@ -42,6 +42,7 @@ def add_arguments(p) -> None:
     options.add_inputs(p)
     options.add_seed(p)
     options.add_threads(p)
+    options.add_precision(p)
     p.add_argument("--all", action="store_true", help="also list nodes that have no reference tensor")
     options.add_json(p, "the comparison")
 
@@ -73,7 +74,7 @@ def run(args) -> int:
     ref_path = resolve_model(args.reference_model) if args.reference_model else path
     shapes = options.check_shapes(args.shape, path, args.batch)
     with Spinner(f"building {args.model}"):
-        sess = cnnrt.InferenceSession(path, threads=args.threads)
+        sess = cnnrt.InferenceSession(path, threads=args.threads, precision=args.precision)
     given, notes = load_feeds(args.input, sess)
     feeds = random_feeds(sess, batch=args.batch, seed=args.seed, shapes=shapes)
     feeds.update(given)
@@ -93,7 +94,10 @@ def run(args) -> int:
     fd = first_divergence(rows, producer)
     compared = sum(1 for r in rows if r.tensors)
 
-    print(f"model      {args.model} ({path}), cnnrt opt_level 2, {len(rows)} steps, {compared} with a reference tensor")
+    print(
+        f"model      {args.model} ({path}), cnnrt opt_level 2, precision {args.precision}, {len(rows)} steps, "
+        f"{compared} with a reference tensor"
+    )
     print(f"reference  {ref_label}")
     tol = "derived per tensor" if args.rtol is None and args.atol is None else f"rtol {args.rtol}, atol {args.atol}"
     print(f"tolerance  {tol}")
@@ -139,7 +143,7 @@ def run(args) -> int:
         )
         if args.bisect_passes:
             report["bisect"] = bisect_passes(
-                path, feeds, ref, args.rtol, args.atol, producer, threads=args.threads, log=print
+                path, feeds, ref, args.rtol, args.atol, producer, args.threads, print, args.precision
             )
             print(f"bisect     {report['bisect']['conclusion']}")
     if args.bisect_passes and fd is None:

@@ -28,6 +28,7 @@ def add_arguments(p) -> None:
         default=None,
         help="text (default), json, dot (graphviz), svg/png (the graph drawn), html (the interactive inspector)",
     )
+    options.add_precision(p)
     p.add_argument("-o", "--output", help="write here instead of stdout (required for svg, png and html)")
     p.add_argument("--json", metavar="PATH", help="also write the JSON report here")
     p.add_argument("--memory-plot", metavar="PATH", help="draw the memory plan (.png, .svg or .pdf)")
@@ -62,7 +63,9 @@ def run(args) -> int:
         if path:
             check_writable(path, option)
     path = resolve_model(args.model)
-    sess = cnnrt.InferenceSession(path, opt_level=args.opt_level, disabled_passes=args.disable)
+    sess = cnnrt.InferenceSession(
+        path, opt_level=args.opt_level, disabled_passes=args.disable, precision=args.precision
+    )
     if args.batch != 1:
         sess.prepare(batch=args.batch)
     rep = report(sess)

@@ -259,15 +259,58 @@ def add_inputs(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_rtol(p: argparse.ArgumentParser, when: str = "") -> None:
+def add_rtol(p: argparse.ArgumentParser, when: str = "", per_precision: bool = False) -> None:
     """The agreement bound with onnxruntime, the project's one measure of a right answer (``when``: the option
-    that turns the check on, if one does)."""
+    that turns the check on, if one does). ``per_precision``: left None when not given, for
+    :func:`check_rtol` to pick the bound of the run's precision."""
+    default = "1e-3; 2e-1 for bf16" if per_precision else "1e-3"
     p.add_argument(
         "--rtol",
         type=positive_float,
-        default=1e-3,
-        help=f"{when}agreement bound with onnxruntime on max|x-ort|/max(1,max|ort|) (default 1e-3)",
+        default=None if per_precision else 1e-3,
+        help=f"{when}agreement bound with onnxruntime on max|x-ort|/max(1,max|ort|) (default {default})",
     )
+
+
+def precision_list(s: str) -> list[str]:
+    """Comma-separated precisions, each one cnnrt offers (``f32,bf16``)."""
+    from cnnrt.runtime.session_options import PRECISIONS
+
+    items = [x.strip() for x in s.split(",") if x.strip()]
+    bad = [x for x in items if x not in PRECISIONS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"precision {','.join(bad) or s!r} is not one of {', '.join(PRECISIONS)}")
+    return list(dict.fromkeys(items))
+
+
+def add_precision(p: argparse.ArgumentParser, many: bool = False) -> None:
+    """``--precision``: what cnnrt computes convolutions in (``many``: a list, each one run)."""
+    from cnnrt.runtime.session_options import PRECISIONS
+
+    choices = "|".join(PRECISIONS)
+    p.add_argument(
+        "--precision",
+        type=precision_list if many else _one_precision,
+        default=["f32"] if many else "f32",
+        metavar="LIST" if many else choices,
+        help=("comma-separated, from " if many else "")
+        + f"{choices}: bf16 runs convolutions on bfloat16 dot products (AVX-512 BF16) with float32 sums "
+        "(default f32)",
+    )
+
+
+def _one_precision(s: str) -> str:
+    items = precision_list(s)
+    if len(items) != 1:
+        raise argparse.ArgumentTypeError(f"one precision, not {s!r}")
+    return items[0]
+
+
+def check_rtol(rtol: float | None, precision: str) -> float:
+    """--rtol as given, else the bound of ``precision`` (1e-3 for float32)."""
+    from cnnrt.runtime.session_options import PRECISION_RTOL
+
+    return rtol if rtol is not None else PRECISION_RTOL.get(precision, 1e-3)
 
 
 def add_json(p: argparse.ArgumentParser, what: str) -> None:

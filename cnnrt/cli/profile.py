@@ -29,6 +29,7 @@ def add_arguments(p) -> None:
     options.add_batch(p)
     options.add_shape(p)
     options.add_threads(p)
+    options.add_precision(p)
     p.add_argument(
         "--top", type=options.nonnegative_int, default=0, help="print only the N slowest steps (default: all, in order)"
     )
@@ -51,7 +52,7 @@ def run(args) -> int:
     path = resolve_model(args.model)
     shapes = options.check_shapes(args.shape, path, args.batch)
     with Spinner(f"building {args.model}"):
-        sess = cnnrt.InferenceSession(path, threads=args.threads)
+        sess = cnnrt.InferenceSession(path, threads=args.threads, precision=args.precision)
     build = dict(sess.build_timings)
     feeds = random_feeds(sess, batch=args.batch, shapes=shapes)
     t0 = time.perf_counter()
@@ -71,6 +72,7 @@ def run(args) -> int:
         "path": str(path),
         "batch": next(iter(feeds.values())).shape[0] if feeds else None,
         "threads": threads,
+        "precision": args.precision,
         "build": build,
         **rep,
     }
@@ -105,6 +107,7 @@ def _print(rep: dict, top: int, cached: bool) -> None:
     b = rep["build"]
     print(
         f"model    {rep['model']} ({rep['path']}), batch {rep['batch']}, {rep['threads']} threads, {rep['runs']} runs"
+        + (f", precision {rep['precision']}" if rep.get("precision", "f32") != "f32" else "")
     )
     print(
         f"build    import {b['import']:.2f} s, passes {b['passes']:.2f} s, planning {b['planning']:.2f} s, "

@@ -48,7 +48,8 @@ def add_arguments(p) -> None:
         help="wait for the native kernels to compile (a cold start otherwise answers from numpy/BLAS first; "
         "--check always checks the native kernels)",
     )
-    options.add_rtol(p, when="with --check: ")
+    options.add_precision(p)
+    options.add_rtol(p, when="with --check: ", per_precision=True)
     options.add_json(p, "a report")
     p.add_argument(
         "--image",
@@ -87,7 +88,11 @@ def run(args) -> int:
     t0 = time.perf_counter()
     with Spinner(f"building {args.model}"):
         sess = cnnrt.InferenceSession(
-            path, backend=args.backend, threads=args.threads, tiered=not (args.check or args.no_tier)
+            path,
+            backend=args.backend,
+            threads=args.threads,
+            tiered=not (args.check or args.no_tier),
+            precision=args.precision,
         )
     build_s = time.perf_counter() - t0
     given, notes = load_feeds(args.input, sess)
@@ -117,6 +122,7 @@ def run(args) -> int:
         "model": args.model,
         "path": str(path),
         "backend": args.backend,
+        "precision": args.precision,
         "inputs": {n: {**_describe(a), "source": sources[n]} for n, a in feeds.items()},
         "outputs": {n: _describe(a) for n, a in zip(out_names, outs)},
         "build_s": build_s,
@@ -126,7 +132,8 @@ def run(args) -> int:
         "output_file": args.output,
         "check": None,
     }
-    print(f"model   {args.model} ({path})  backend {args.backend}{options.simulator_note(args.backend)}")
+    precision = f"  precision {args.precision}" if args.precision != "f32" else ""
+    print(f"model   {args.model} ({path})  backend {args.backend}{options.simulator_note(args.backend)}{precision}")
     for n, a in feeds.items():
         print(f"input   {n} {a.dtype}{list(a.shape)} ({sources[n]})")
     for n, a in zip(out_names, outs):
@@ -146,16 +153,17 @@ def run(args) -> int:
         np.savez(args.output, **dict(zip(out_names, outs)))
         print(f"wrote   {args.output}")
     ok = True
+    rtol = options.check_rtol(args.rtol, args.precision)
     if args.check:
         try:
             ref = ort_session(path, threads=args.threads).run(None, feeds)
         except Exception as e:  # noqa: BLE001  (onnxruntime's own errors: one line, as every error)
             raise CnnrtError(f"--check: onnxruntime cannot run {path}: {type(e).__name__}: {e}") from e
         errs = {n: max_rel_error(a, b) for n, a, b in zip(out_names, outs, ref)}
-        ok = all(e <= args.rtol for e in errs.values())
-        report["check"] = {"against": "onnxruntime", "rtol": args.rtol, "errors": errs, "ok": ok}
+        ok = all(e <= rtol for e in errs.values())
+        report["check"] = {"against": "onnxruntime", "rtol": rtol, "errors": errs, "ok": ok}
         for n, e in errs.items():
-            print(f"check   {n}: max|cnnrt-ort|/max(1,|ort|) = {e:.2e}  {'OK' if e <= args.rtol else 'MISMATCH'}")
+            print(f"check   {n}: max|cnnrt-ort|/max(1,|ort|) = {e:.2e}  {'OK' if e <= rtol else 'MISMATCH'}")
     if tier:  # finish the native kernels now, so that the next start is a warm one
         with Spinner("compiling the native kernels for the next start"):
             tiered.wait_for_compiles()
@@ -171,6 +179,6 @@ def run(args) -> int:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
     if not ok:
-        print(f"cnnrt: error: outputs differ from onnxruntime by more than {args.rtol:g}", file=sys.stderr)
+        print(f"cnnrt: error: outputs differ from onnxruntime by more than {rtol:g}", file=sys.stderr)
         return 1
     return 0

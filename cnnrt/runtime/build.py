@@ -40,6 +40,7 @@ class BuildOptions:
     poison: bool
     memory_limit: int
     tiered: bool = False  # answer a cold plan's first runs from numpy/BLAS while its kernels compile
+    precision: str = "f32"  # "bf16": passes/precision.py marks the convs that run bfloat16
 
 
 def default_memory_limit() -> int:
@@ -133,7 +134,7 @@ def build(model, shapes: dict[str, tuple[int, ...]], fed: frozenset[str], opts: 
         # folding Inf/NaN weights must not trip np.seterr(all="raise")
         with np.errstate(all="ignore"), out_of_memory_is("optimising the graph (folded constants and weights)"):
             graph, log = run_pipeline(
-                graph, opts.opt_level, opts.disabled_passes, _vector_bytes(opts.backend), opts.backend
+                graph, opts.opt_level, opts.disabled_passes, _vector_bytes(opts.backend), opts.backend, opts.precision
             )
     finally:
         FOLD_LIMIT.reset(token)

@@ -49,7 +49,8 @@ class InferenceSession:
     onnxruntime's SessionOptions), ``providers`` and ``provider_options`` are onnxruntime's
     (cnnrt/runtime/session_options.py says how each field is honoured); cnnrt's own options are
     keywords: ``backend`` ("cpu" | "cuda"), ``threads`` (None: every core), ``opt_level``
-    (0, 1, 2), ``disabled_passes``, ``poison``, ``memory_limit``. A setting given both ways must agree.
+    (0, 1, 2), ``disabled_passes``, ``poison``, ``memory_limit``, ``precision`` ("f32" | "bf16":
+    convolutions on bfloat16 dot products, passes/precision.py). A setting given both ways must agree.
     Inputs with symbolic dims beyond the first are planned on the first run (or ``prepare``) with
     concrete shapes; others are planned here with batch 1. A session may be used from several
     threads: runs are serialised by a lock, because all runs share one arena. ``close()`` (or
@@ -72,6 +73,7 @@ class InferenceSession:
         poison: bool | None = None,
         memory_limit: int | None = None,
         tiered: bool | None = None,
+        precision: str | None = None,
     ) -> None:
         from cnnrt.frontends.onnx import OnnxModel
 
@@ -89,6 +91,7 @@ class InferenceSession:
         if backend is not None and backend not in ("cpu", "cuda"):
             raise BackendUnavailableError(f"unknown backend {backend!r}; choose 'cpu' or 'cuda'")
         given = {"backend": backend, "threads": threads, "opt_level": opt_level, "disabled_passes": disabled_passes}
+        given["precision"] = precision
         explicit = {k: tuple(v) if k == "disabled_passes" else v for k, v in given.items() if v is not None}
         cfg = resolve_session(sess_options, providers, provider_options, explicit, _cuda_missing)
         if cfg.backend == "cuda" and (why := _cuda_missing()):
@@ -111,6 +114,7 @@ class InferenceSession:
         self.backend = cfg.backend
         self.threads = t if t is not None else default_threads()
         self.disabled_passes = cfg.disabled_passes
+        self.precision = cfg.precision
         self.memory_limit = memory_limit if memory_limit is not None else default_memory_limit()
         self.poison = bool(int(os.environ.get("CNNRT_POISON", "0"))) if poison is None else poison
         self.tiered = tiered_from_env() if tiered is None else bool(tiered)
@@ -131,7 +135,13 @@ class InferenceSession:
         self._closed = False
         self._first_plan = True  # the model's load is profiled, and its graph saved, with the first plan
         self._build_options = BuildOptions(
-            self.backend, self.opt_level, self.disabled_passes, self.poison, self.memory_limit, self.tiered
+            self.backend,
+            self.opt_level,
+            self.disabled_passes,
+            self.poison,
+            self.memory_limit,
+            self.tiered,
+            cfg.precision,
         )
         self._plans = PlanCache(self.MAX_PLANS, self.memory_limit)
         # feed signatures (name, type, dtype, shape per feed) that passed _check_feeds: a run

@@ -151,6 +151,7 @@ class SessionConfig:
     threads: int | None = None
     opt_level: int = 2
     disabled_passes: tuple[str, ...] = ()
+    precision: str = "f32"
     provider_options: dict[str, str] = field(default_factory=dict)
     optimized_model_filepath: str = ""
     enable_profiling: bool = False
@@ -301,9 +302,31 @@ def resolve_session(
     cfg.backend = merged.get("backend", "cpu")
     cfg.threads = merged.get("threads")
     cfg.opt_level = merged.get("opt_level", 2)
+    cfg.precision = check_precision(merged.get("precision", "f32"), cfg.backend)
     both = (*explicit.get("disabled_passes", ()), *from_options.get("disabled_passes", ()))
     cfg.disabled_passes = tuple(dict.fromkeys(both))
     return cfg
+
+
+PRECISIONS = ("f32", "bf16")  # what ``precision`` may ask for; passes/precision.py marks the nodes
+# Agreement bound with float32 onnxruntime (max|x-ort|/max(1,max|ort|)) of a reduced precision:
+# bf16 rounds every conv's inputs and weights to 8 mantissa bits, and over a deep net the
+# error grows to several 1e-2 on random inputs (OpenVINO's default bf16 passes 1e-1 on
+# GoogLeNet), so the bound is 2e-1; float32 keeps 1e-3.
+PRECISION_RTOL = {"bf16": 2e-1}
+
+
+def check_precision(precision: Any, backend: str) -> str:
+    """``precision`` if this backend and CPU can run it, else a CnnrtError naming the option."""
+    if precision not in PRECISIONS:
+        raise CnnrtError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "bf16":
+        if backend != "cpu":
+            raise BackendUnavailableError(f'precision="bf16" runs on the CPU backend only, not {backend!r}')
+        from cnnrt.kernels.cpu.conv_blocked_bf16 import check_bf16_cpu
+
+        check_bf16_cpu()
+    return precision
 
 
 def read_run_options(run_options: Any) -> tuple[int | None, str]:

@@ -39,7 +39,33 @@ BACKENDS = ("cnnrt", "cnnrt-cuda", "onnxruntime", "onnxruntime-nchw", "onnxrunti
 DEFAULT_BACKENDS = ("cnnrt", "onnxruntime", "torch")
 BACKENDS += peers.BACKENDS  # openvino (float32 forced), openvino-bf16, openvino-f16
 
+# --precision: per reduced precision, the backend that computes it for each float32 one; a
+# precision adds its variants of the backends asked for (and, with the default backends,
+# every variant it has). Each variant is held to its precision's agreement bound.
+PRECISION_VARIANTS: dict[str, dict[str, str]] = {"bf16": {"cnnrt": "cnnrt-bf16", "openvino": "openvino-bf16"}}
+BACKEND_PRECISION = {v: p for p, variants in PRECISION_VARIANTS.items() for v in variants.values()}
+BACKENDS += tuple(v for v in BACKEND_PRECISION if v not in BACKENDS)
+
 Runner = Callable[[], Sequence[np.ndarray]]
+
+
+def with_precisions(backends: list[str], precisions: list[str], explicit: bool) -> list[str]:
+    """``backends`` and, after each, its variant for every reduced precision in ``precisions``;
+    with the default backends (``explicit`` False) a precision adds all of its variants."""
+    out = []
+    for b in backends:
+        out.append(b)
+        out += [PRECISION_VARIANTS[p][b] for p in precisions if b in PRECISION_VARIANTS.get(p, {})]
+    if not explicit:
+        out += [v for p in precisions for v in PRECISION_VARIANTS.get(p, {}).values()]
+    return list(dict.fromkeys(out))
+
+
+def tolerance(backend: str, rtol: float | None) -> float:
+    """The agreement bound of ``backend``: ``rtol`` if given, else its precision's (1e-3 float32)."""
+    from cnnrt.runtime.session_options import PRECISION_RTOL
+
+    return rtol if rtol is not None else PRECISION_RTOL.get(BACKEND_PRECISION.get(backend, "f32"), 1e-3)
 
 
 class Skip(Exception):
@@ -71,13 +97,14 @@ def bench_case(
     reference: str = REFERENCE,
     runs: int = 20,
     warmup: int = 2,
-    rtol: float = 1e-3,
+    rtol: float | None = None,
     max_seconds: float | None = None,
     copies: dict[str, list[Runner]] | None = None,
 ) -> dict[str, BackendResult]:
     """Check every runner against ``runners[reference]``, then time those that agree.
 
-    Agreement is :func:`cnnrt.tools.timing.max_rel_error` <= ``rtol`` on every output. A runner
+    Agreement is :func:`cnnrt.tools.timing.max_rel_error` <= ``rtol`` on every output (None:
+    each backend's precision's bound, :func:`tolerance`). A runner
     that raises is an ``error``; one that disagrees is ``WRONG``; neither is timed. ``copies``
     (per backend, N independent runners, the checked one first) times N concurrent requests.
     """
@@ -96,8 +123,9 @@ def bench_case(
             results[name] = BackendResult(name, "WRONG", math.inf, note=f"{len(got)} outputs, reference has {len(ref)}")
             continue
         err = max((max_rel_error(np.asarray(g), r) for g, r in zip(got, ref)), default=0.0)
-        if not err <= rtol:
-            results[name] = BackendResult(name, "WRONG", err, note=f"max rel error {err:.2e} > {rtol:g}")
+        bound = tolerance(name, rtol)
+        if not err <= bound:
+            results[name] = BackendResult(name, "WRONG", err, note=f"max rel error {err:.2e} > {bound:g}")
             continue
         results[name] = BackendResult(name, "ok", err)
         ok[name] = fn
@@ -177,6 +205,18 @@ def _cuda_reason() -> str | None:
         return f"cannot probe CUDA ({type(e).__name__}: {e})"
 
 
+def _precision_reason(precision: str) -> str:
+    """Why cnnrt cannot compute ``precision`` here ("" if it can)."""
+    from cnnrt.errors import CnnrtError
+    from cnnrt.runtime.session_options import check_precision
+
+    try:
+        check_precision(precision, "cpu")
+    except CnnrtError as e:
+        return str(e)
+    return ""
+
+
 def make_runner(
     backend: str, path, zoo_name: str | None, feeds: dict[str, np.ndarray], threads: int, cache: dict | None = None
 ) -> Runner:
@@ -186,16 +226,18 @@ def make_runner(
     thread count, since cnnrt and onnxruntime both accept a new batch without a rebuild.
     """
     cache = {} if cache is None else cache
-    if backend in ("cnnrt", "cnnrt-cuda"):
+    if backend in ("cnnrt", "cnnrt-cuda", "cnnrt-bf16"):
         import cnnrt
 
-        dev = "cpu"
+        dev, precision = "cpu", BACKEND_PRECISION.get(backend, "f32")
         if backend == "cnnrt-cuda":
             why = _cuda_reason()
             if why:
                 raise Skip(why)
             dev = "cuda"
-        sess = cache.get(backend) or cnnrt.InferenceSession(path, backend=dev, threads=threads)
+        if precision != "f32" and (why := _precision_reason(precision)):
+            raise Skip(why)
+        sess = cache.get(backend) or cnnrt.InferenceSession(path, backend=dev, threads=threads, precision=precision)
         cache[backend] = sess
         return lambda: sess.run(None, feeds)
     if backend in ("onnxruntime", "onnxruntime-nchw", "onnxruntime-cuda"):

@@ -19,7 +19,12 @@ Tanh, Sigmoid, Elu, Softmax, LRN, Resize; or fuses one), else 0. Then, along the
     rtol(v) = max(rtol(u) for u in the inputs of n) + 8 * eps * (sqrt(K(n)) + T(n))
     atol(v) = 1e-3 * rtol(v)
 
-so the bound grows with the depth of the path that produced v. A float tensor passes when
+so the bound grows with the depth of the path that produced v. A node computed in bfloat16
+(``precision="bf16"``, passes/precision.py) adds ``BF16_SAFETY * eps_bf16`` (eps_bf16 = 2**-8:
+bf16 keeps 8 significand bits) for the rounding of its inputs and weights: each of the K
+products is off by up to eps_bf16 relative, independently, so their errors add up like the
+terms themselves (as sqrt(K)) and the output's relative error stays near eps_bf16 whatever K;
+K still enters through the float32 accumulation term. A float tensor passes when
 ``max|x - ref| <= atol + rtol * max|ref|``; integer and bool tensors must match exactly;
 NaN must sit where the reference has NaN. ``sqrt(K)`` is the typical (not worst-case)
 growth of rounding error of a K-term float32 sum whose order differs between
@@ -45,6 +50,8 @@ EPS32 = float(np.finfo(np.float32).eps)
 SAFETY = 8.0
 TRANSCENDENTAL_TERM = 16.0
 ATOL_FRACTION = 1e-3
+EPS_BF16 = 2.0**-8
+BF16_SAFETY = 4.0  # the max over a tensor of near-independent per-element errors, ~4 sigma
 _ACT_NAMES = {v: k for k, v in ACTIVATIONS.items()}
 
 
@@ -61,7 +68,8 @@ def _is_transcendental(node: Node) -> bool:
 def local_rtol(node: Node, graph: Graph) -> float:
     """The rounding error one node adds, relative to its output's largest magnitude."""
     k = max(accumulation_length(node, graph), 1)
-    return SAFETY * EPS32 * (math.sqrt(k) + (TRANSCENDENTAL_TERM if _is_transcendental(node) else 0.0))
+    reduced = BF16_SAFETY * EPS_BF16 if node.attrs.get("precision") == "bf16" else 0.0
+    return SAFETY * EPS32 * (math.sqrt(k) + (TRANSCENDENTAL_TERM if _is_transcendental(node) else 0.0)) + reduced
 
 
 def derive_tolerances(graph: Graph) -> dict[str, float]:
@@ -299,7 +307,9 @@ def run_compare(model, feeds, ref, rtol=None, atol=None, producer=None, **sessio
     return rows, first_divergence(rows, producer)
 
 
-def bisect_passes(model, feeds, ref, rtol=None, atol=None, producer=None, threads=None, log=print) -> dict[str, Any]:
+def bisect_passes(
+    model, feeds, ref, rtol=None, atol=None, producer=None, threads=None, log=print, precision="f32"
+) -> dict[str, Any]:
     """Name the pass that introduces a divergence.
 
     First each pass is disabled alone: a pass whose absence removes the divergence is a
@@ -315,7 +325,9 @@ def bisect_passes(model, feeds, ref, rtol=None, atol=None, producer=None, thread
         return {"culprits": [], "method": None, "trials": [], "conclusion": "no passes are registered"}
     culprits = []
     for p in names:
-        _, fd = run_compare(model, feeds, ref, rtol, atol, producer, threads=threads, disabled_passes=[p])
+        _, fd = run_compare(
+            model, feeds, ref, rtol, atol, producer, threads=threads, precision=precision, disabled_passes=[p]
+        )
         trials.append({"disabled": [p], "first_divergence": fd})
         log(f"bisect     without {p:28s} {'diverges at ' + fd['node'] if fd else 'no divergence'}")
         if fd is None:
@@ -327,7 +339,9 @@ def bisect_passes(model, feeds, ref, rtol=None, atol=None, producer=None, thread
             "trials": trials,
             "conclusion": f"disabling {' or '.join(culprits)} removes the divergence",
         }
-    _, fd = run_compare(model, feeds, ref, rtol, atol, producer, threads=threads, disabled_passes=names)
+    _, fd = run_compare(
+        model, feeds, ref, rtol, atol, producer, threads=threads, precision=precision, disabled_passes=names
+    )
     trials.append({"disabled": list(names), "first_divergence": fd})
     log(f"bisect     without all passes {'diverges at ' + fd['node'] if fd else 'no divergence'}")
     if fd is not None:
@@ -339,7 +353,9 @@ def bisect_passes(model, feeds, ref, rtol=None, atol=None, producer=None, thread
         }
     for i in range(len(names)):
         disabled = names[i + 1 :]
-        _, fd = run_compare(model, feeds, ref, rtol, atol, producer, threads=threads, disabled_passes=disabled)
+        _, fd = run_compare(
+            model, feeds, ref, rtol, atol, producer, threads=threads, precision=precision, disabled_passes=disabled
+        )
         trials.append({"disabled": list(disabled), "first_divergence": fd})
         log(f"bisect     with passes up to {names[i]:24s} {'diverges at ' + fd['node'] if fd else 'no divergence'}")
         if fd is not None:

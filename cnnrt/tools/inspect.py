@@ -31,7 +31,7 @@ FORMATS = ("text", "json", "dot", "svg", "png", "html")
 _NEEDS_FILE = ("svg", "png", "html")
 
 # shown in their own columns, not among the attributes
-_SHOWN_KEYS = ("activation", "act_alpha", "act_beta", "algorithm", "algorithm_reason")
+_SHOWN_KEYS = ("activation", "act_alpha", "act_beta", "algorithm", "algorithm_reason", "precision")
 
 
 def output_format(fmt: str | None, path: str | None) -> str:
@@ -86,6 +86,8 @@ def _node_record(node: Node, graph: Graph, step: int) -> dict[str, Any]:
         # written by passes/select_algorithm.py for the session's backend
         "algorithm": node.attrs.get("algorithm"),
         "algorithm_reason": node.attrs.get("algorithm_reason"),
+        # "bf16" / "int8" where a pass made the node compute in reduced precision (passes/precision.py)
+        "precision": node.attrs.get("precision", "f32"),
         "epilogue": epilogue(node),
         "origin": list(node.origin),
         "inputs": [
@@ -97,6 +99,13 @@ def _node_record(node: Node, graph: Graph, step: int) -> dict[str, Any]:
         "macs": node_macs(node, graph),
         "attrs": {k: _jsonable(v) for k, v in node.attrs.items() if k not in _SHOWN_KEYS},
     }
+
+
+def op_label(n: dict[str, Any]) -> str:
+    """A node record's op as the tables and drawings show it: op/algorithm, and its precision
+    when reduced ("BlockedConv/direct bf16")."""
+    op = n["op"] + (f"/{n['algorithm']}" if n.get("algorithm") else "")
+    return op + (f" {n['precision']}" if n.get("precision", "f32") != "f32" else "")
 
 
 def _value_record(graph: Graph, name: str) -> dict[str, Any]:
@@ -218,14 +227,21 @@ def to_text(rep: dict[str, Any]) -> str:
         f"{rep['total_macs'] / 1e6:.1f} MMACs"
     ]
     lines.append("ops: " + ", ".join(f"{k}×{v}" for k, v in sorted(rep["op_counts"].items())))
+    reduced: dict[str, int] = {}
+    for n in rep["nodes"]:
+        if n.get("precision", "f32") != "f32":
+            reduced[n["precision"]] = reduced.get(n["precision"], 0) + 1
+    if reduced:
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(reduced.items()))
+        lines.append(f"precision: {counts} node(s) ({len(rep['nodes']) - sum(reduced.values())} float32)")
     lines.append("")
-    lines.append(f"{'#':>4} {'node':32s} {'op':22s} {'epilogue':22s} {'output shape':20s} {'MMACs':>9}  origin")
+    lines.append(f"{'#':>4} {'node':32s} {'op':27s} {'epilogue':22s} {'output shape':20s} {'MMACs':>9}  origin")
     for n in rep["nodes"]:
         shape = "x".join(str(d) for d in n["outputs"][0]["shape"]) if n["outputs"] else ""
         origin = ", ".join(n["origin"])
-        op = n["op"] + (f"/{n['algorithm']}" if n.get("algorithm") else "")
+        op = op_label(n)
         lines.append(
-            f"{n['step']:>4} {n['name'][:32]:32s} {op[:22]:22s} {n['epilogue'][:22]:22s} {shape:20s} "
+            f"{n['step']:>4} {n['name'][:32]:32s} {op[:27]:27s} {n['epilogue'][:22]:22s} {shape:20s} "
             f"{n['macs'] / 1e6:9.2f}  {origin}"
         )
     chosen = [n for n in rep["nodes"] if n.get("algorithm")]
@@ -233,7 +249,8 @@ def to_text(rep: dict[str, Any]) -> str:
         lines.append("")
         lines.append("algorithms:")
         for n in chosen:
-            lines.append(f"  {n['name'][:32]:32s} {n['algorithm']}: {n['algorithm_reason']}")
+            prec = f" ({n['precision']})" if n.get("precision", "f32") != "f32" else ""
+            lines.append(f"  {n['name'][:32]:32s} {n['algorithm']}{prec}: {n['algorithm_reason']}")
     lines.append("")
     lines.append(f"passes ({rep['passes']['rounds']} rounds):")
     for name, fired in rep["passes"]["fired"].items():
@@ -293,8 +310,7 @@ def graph_view(rep: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str
         source[v["name"]], shapes[v["name"]] = box, shape_text(v["shape"])
     for n in rep["nodes"]:
         box = f"n:{n['step']}"
-        op = n["op"] + (f"/{n['algorithm']}" if n.get("algorithm") else "")
-        lines = [op, short_name(n["name"])] + ([n["epilogue"]] if n["epilogue"] else [])
+        lines = [op_label(n), short_name(n["name"])] + ([n["epilogue"]] if n["epilogue"] else [])
         boxes.append({"id": box, "kind": "node", "name": n["name"], "lines": lines, "step": n["step"]})
         for i in n["inputs"]:
             if i["name"] in source:

@@ -4,8 +4,8 @@ OpenVINO's CPU plugin is the engine a CPU user would pick besides onnxruntime. O
 bfloat16 or float16 arithmetic it computes in that precision by default, which is not the
 comparison cnnrt (float32 throughout) asks for, so the plain ``openvino`` backend forces
 ``INFERENCE_PRECISION_HINT=f32``; ``openvino-bf16`` / ``openvino-f16`` ask for the reduced
-precision instead (and are checked against onnxruntime with the bench's tolerance like any
-backend, so a too-coarse answer shows as WRONG). Apart from precision and
+precision instead (and are checked against onnxruntime with the bound of that precision,
+tools/bench.py's ``tolerance``, so a too-coarse answer shows as WRONG). Apart from precision and
 ``INFERENCE_NUM_THREADS`` (set like the other peers' thread counts) every setting is
 OpenVINO's default. The package is imported only when one of these backends is asked for.
 """

@@ -30,8 +30,10 @@ from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.conv_spec import spec_from_node
 from cnnrt.kernels.cpu import blas, conv_algorithm
 from cnnrt.kernels.cpu import microkernel as mk
+from cnnrt.kernels.cpu import microkernel_bf16 as mk_bf16
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.blocked import build_blocked_depthwise
+from cnnrt.kernels.cpu.conv_blocked_bf16 import Bf16Operands
 from cnnrt.kernels.cpu.conv_blocked_plan import Geometry, pack_weights, panel_blocks, plan_tasks
 from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
@@ -159,7 +161,7 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
                         c_off = cbase + q * lanes
                         mr = min(bmr, q1 - q)
                         if nv == 4:
-                            mk.tile_blocked4(
+                            mk_bf16.tile_blocked4(
                                 xp,
                                 abase,
                                 pix,
@@ -186,7 +188,7 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
                                 beta,
                             )
                         elif nv == 2:
-                            mk.tile_blocked2(
+                            mk_bf16.tile_blocked2(
                                 xp,
                                 abase,
                                 pix,
@@ -213,7 +215,7 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
                                 beta,
                             )
                         else:
-                            mk.tile_blocked1(
+                            mk_bf16.tile_blocked1(
                                 xp,
                                 abase,
                                 pix,
@@ -252,12 +254,13 @@ _blocked_tasks_serial = serial_twin(_blocked_tasks)
 _pad_planes_serial = serial_twin(_pad_planes)
 
 
-def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
+def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None, precision: str = "f32"):
     """run(ins, outs) for ungrouped ``spec`` with a blocked output (N, ceil(M/B), OH, OW, B):
     when M is not whole blocks, the channels past it are computed from zero weights and bias
     (passes/block_layout.py crops them off right after). The input blocked (N, C/B, H, W, B)
     or, with ``blocked_input`` False, NCHW. ``owner`` (the graph) shares the padded-input
-    scratch among its convs (aligned.shared_scratch)."""
+    scratch among its convs (aligned.shared_scratch). ``precision`` "bf16": input and weights
+    in bf16 on the same tiles (conv_blocked_bf16.py)."""
     if spec.group != 1:
         raise ValueError(f"blocked conv needs group 1 (or depthwise), got group {spec.group}")
     dt = np.dtype(spec.dtype)
@@ -274,8 +277,11 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
     in_bytes = spec.n * spec.c * spec.h * spec.w * dt.itemsize
     pg, pxb = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes, bmr)
     xp_len = spec.n * geo.per_n
-    xp = shared_scratch(owner, "conv_blocked.padded", (xp_len,), dt) if geo.padded else None
     wp_const = None if w_const is None else readonly(pack_weights(np.asarray(w_const, dt), nr, geo.kstep))
+    bf16 = Bf16Operands(spec, geo, wp_const, nr, owner) if precision == "bf16" else None
+    wp_const = wp_const if bf16 is None else bf16.weights
+    padded = geo.padded and bf16 is None
+    xp = shared_scratch(owner, "conv_blocked.padded", (xp_len,), dt) if padded else None
     zeros = readonly(np.zeros(m_pad, dt))
     bias_pad = np.zeros(m_pad, dt)  # the tile reads bias vectors of whole blocks
     if b_const is not None:
@@ -325,7 +331,9 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         nthreads = min(num_threads(), max_threads)
         x = ins[0]
-        if xp is not None:
+        if bf16 is not None:
+            src = bf16.input(x, nthreads)
+        elif xp is not None:
             prep = pick(_pad_planes, _pad_planes_serial, x.size * 8, nthreads)
             src = xp.view((xp_len,), dt)
             prep(
@@ -379,4 +387,4 @@ def build_blocked_conv_node(node, graph):
         return build_blocked_depthwise(spec, w_const, b_const, block_size(dt))
     if algorithm == "winograd":
         return build_winograd(spec, w_const, b_const, block_size(dt), owner=graph)
-    return build_blocked_conv(spec, w_const, b_const, blocked_input, owner=graph)
+    return build_blocked_conv(spec, w_const, b_const, blocked_input, graph, node.attrs.get("precision", "f32"))

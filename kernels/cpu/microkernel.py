@@ -190,7 +190,7 @@ def _tile_codegen(dt, blocked, mr_max, nv):
             ) = args
             a_ty, b_ty, taps_ty, c_ty, bias_ty, res_ty = (sig.args[i] for i in (0, 5, 8, 11, 16, 18))
         vec = Vectors(builder, dt, align=4)
-        splat, vload, vstore, zero_v = vec.splat, vec.load, vec.store, vec.zero
+        splat, vload, zero_v = vec.splat, vec.load, vec.zero
 
         pa0 = _ptr(context, builder, a_ty, a_v, a_off_v)
         pb0 = _ptr(context, builder, b_ty, b_v, b_off_v)
@@ -223,56 +223,83 @@ def _tile_codegen(dt, blocked, mr_max, nv):
                     for v in range(nv):
                         builder.store(vec.fma(av, bvec[v], builder.load(accs[i][v])), accs[i][v])
 
-        def flag(bit):
-            return builder.icmp_unsigned("!=", builder.and_(flags_v, c64(bit)), c64(0))
-
-        acc_on, bias_on, res_on = flag(ACCUMULATE), flag(BIAS), flag(RESIDUAL)
-        nstore = builder.lshr(flags_v, c64(VECTORS_SHIFT))
-        nstore = builder.select(builder.icmp_unsigned("==", nstore, c64(0)), c64(nv), nstore)
-        act = builder.and_(builder.lshr(flags_v, c64(ACT_SHIFT)), c64(ACT_MASK))
-        relu_on = builder.icmp_unsigned("==", act, c64(RELU))
-        clip_on = builder.icmp_unsigned("==", act, c64(CLIP))
-        lo_s, hi_s = splat(lo_v), splat(hi_v)
-        for i in range(mr_max):
-            with cgutils.if_likely(builder, builder.icmp_signed("<", c64(i), mr_v)):
-                row = builder.mul(c64(i), ldc_v)
-                for v in range(nv):
-                    if blocked:
-                        off = builder.add(row, builder.mul(c64(v), c_vs_v))
-                    else:
-                        off = builder.add(row, c64(v * lanes))
-                    cp = builder.gep(pc, [off])
-                    slot = accs[i][v]
-                    pred = builder.icmp_signed("<", c64(v), nstore)
-                    with builder.if_then(pred):
-                        with cgutils.if_unlikely(builder, acc_on):
-                            builder.store(builder.fadd(builder.load(slot), vload(cp)), slot)
-                        with builder.if_then(bias_on):
-                            if blocked:
-                                bval = vload(pbias, c64(v * lanes))
-                            else:
-                                bval = splat(builder.load(builder.gep(pbias, [c64(i)])))
-                            builder.store(builder.fadd(builder.load(slot), bval), slot)
-                        with builder.if_then(res_on):
-                            builder.store(builder.fadd(builder.load(slot), vload(pres, off)), slot)
-                        x = builder.load(slot)
-                        relu = builder.select(builder.fcmp_ordered("<", x, zero_v), zero_v, x)
-                        x = builder.select(relu_on, relu, x)
-                        x = builder.select(clip_on, vec.clamp(x, lo_s, hi_s), x)
-                        vstore(x, cp)
-        if dt == types.float32:  # the other activations over the tile just stored
-
-            def over_tile(fn):  # vectors outer, rows inner: a blocked tile's rows lie contiguous
-                with cgutils.for_range(builder, nstore) as vecs:
-                    col = builder.mul(vecs.index, c_vs_v if blocked else c64(lanes))
-                    with cgutils.for_range(builder, mr_v) as rows:
-                        cp = builder.gep(pc, [builder.add(col, builder.mul(rows.index, ldc_v))])
-                        vstore(fn(vload(cp)), cp)
-
-            by_kind(builder, act, activations(builder, vec, lo_s, hi_s, STORED_KINDS), over_tile)
+        epilogue(
+            builder,
+            vec,
+            dt,
+            blocked,
+            accs,
+            pc,
+            pbias,
+            pres,
+            ldc_v,
+            c_vs_v if blocked else None,
+            mr_v,
+            flags_v,
+            lo_v,
+            hi_v,
+        )
         return context.get_dummy_value()
 
     return codegen
+
+
+def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr_v, flags_v, lo_v, hi_v):
+    """The tile's epilogue on its accumulators ``accs[row][vector]``: accumulate into C, bias
+    (per column when ``blocked``, else per row), residual, Relu/Clip before the store, then the
+    other float32 activations over the tile just stored (while it is in L1). One emitter for
+    every tile, whatever its reduction (float32 FMAs or bf16 dot products)."""
+    mr_max, nv = len(accs), len(accs[0])
+    lanes = lanes_of(dt)
+    splat, vload, vstore, zero_v = vec.splat, vec.load, vec.store, vec.zero
+
+    def flag(bit):
+        return builder.icmp_unsigned("!=", builder.and_(flags_v, c64(bit)), c64(0))
+
+    acc_on, bias_on, res_on = flag(ACCUMULATE), flag(BIAS), flag(RESIDUAL)
+    nstore = builder.lshr(flags_v, c64(VECTORS_SHIFT))
+    nstore = builder.select(builder.icmp_unsigned("==", nstore, c64(0)), c64(nv), nstore)
+    act = builder.and_(builder.lshr(flags_v, c64(ACT_SHIFT)), c64(ACT_MASK))
+    relu_on = builder.icmp_unsigned("==", act, c64(RELU))
+    clip_on = builder.icmp_unsigned("==", act, c64(CLIP))
+    lo_s, hi_s = splat(lo_v), splat(hi_v)
+    for i in range(mr_max):
+        with cgutils.if_likely(builder, builder.icmp_signed("<", c64(i), mr_v)):
+            row = builder.mul(c64(i), ldc_v)
+            for v in range(nv):
+                if blocked:
+                    off = builder.add(row, builder.mul(c64(v), c_vs_v))
+                else:
+                    off = builder.add(row, c64(v * lanes))
+                cp = builder.gep(pc, [off])
+                slot = accs[i][v]
+                pred = builder.icmp_signed("<", c64(v), nstore)
+                with builder.if_then(pred):
+                    with cgutils.if_unlikely(builder, acc_on):
+                        builder.store(builder.fadd(builder.load(slot), vload(cp)), slot)
+                    with builder.if_then(bias_on):
+                        if blocked:
+                            bval = vload(pbias, c64(v * lanes))
+                        else:
+                            bval = splat(builder.load(builder.gep(pbias, [c64(i)])))
+                        builder.store(builder.fadd(builder.load(slot), bval), slot)
+                    with builder.if_then(res_on):
+                        builder.store(builder.fadd(builder.load(slot), vload(pres, off)), slot)
+                    x = builder.load(slot)
+                    relu = builder.select(builder.fcmp_ordered("<", x, zero_v), zero_v, x)
+                    x = builder.select(relu_on, relu, x)
+                    x = builder.select(clip_on, vec.clamp(x, lo_s, hi_s), x)
+                    vstore(x, cp)
+    if dt == types.float32:  # the other activations over the tile just stored
+
+        def over_tile(fn):  # vectors outer, rows inner: a blocked tile's rows lie contiguous
+            with cgutils.for_range(builder, nstore) as vecs:
+                col = builder.mul(vecs.index, c_vs_v if blocked else c64(lanes))
+                with cgutils.for_range(builder, mr_v) as rows:
+                    cp = builder.gep(pc, [builder.add(col, builder.mul(rows.index, ldc_v))])
+                    vstore(fn(vload(cp)), cp)
+
+        by_kind(builder, act, activations(builder, vec, lo_s, hi_s, STORED_KINDS), over_tile)
 
 
 @intrinsic

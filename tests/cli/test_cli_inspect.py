@@ -39,7 +39,7 @@ def test_report_shows_blocked_convs_with_their_algorithm_and_epilogue():
     assert len(convs) == 20 and not [n for n in rep["nodes"] if n["op"] == "Conv"]
     assert {n["algorithm"] for n in convs} == {"direct", "winograd"}
     assert {n["epilogue"] for n in convs} >= {"+bias Relu", "+bias +residual Relu"}
-    assert "BlockedConv/winograd   +bias +residual Relu" in insp.to_text(rep)
+    assert "BlockedConv/winograd        +bias +residual Relu" in insp.to_text(rep)
 
 
 def test_report_reads_the_algorithm_and_reason_from_the_node():

@@ -19,7 +19,9 @@ from cnnrt.kernels.cpu import conv_blocked_plan as plan  # noqa: E402
 from cnnrt.kernels.cpu.conv_common import block_size  # noqa: E402
 
 
-def run_blocked(x, wt, b, r, s, p, d, act="none", alpha=0.0, beta=0.0, blocked_input=True, winograd=False):
+def run_blocked(
+    x, wt, b, r, s, p, d, act="none", alpha=0.0, beta=0.0, blocked_input=True, winograd=False, precision="f32"
+):
     n, c, h, w = x.shape
     m, _, kh, kw = wt.shape
     lanes = block_size(x.dtype)
@@ -55,7 +57,7 @@ def run_blocked(x, wt, b, r, s, p, d, act="none", alpha=0.0, beta=0.0, blocked_i
 
         run = build_winograd(spec, wt, b, lanes)
     else:
-        run = cb.build_blocked_conv(spec, wt, b, blocked_input)
+        run = cb.build_blocked_conv(spec, wt, b, blocked_input, precision=precision)
     xin = to_blocked(x, lanes) if blocked_input else x
     out = np.full((n, m // lanes, oh, ow, lanes), np.nan, x.dtype)
     run([xin, wt, b, None if r is None else to_blocked(r, lanes)], [out])

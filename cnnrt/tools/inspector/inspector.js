@@ -214,6 +214,7 @@ function select(id) {
   details(`<h3 id="detail-name">${esc(n.name)}</h3><table>` +
     row("step", n.step) + row("op", `<b>${esc(n.op)}</b>`) + row("epilogue", esc(n.epilogue) || "none") +
     row("algorithm", n.algorithm ? `<b>${esc(n.algorithm)}</b>: ${esc(n.algorithm_reason || "")}` : "") +
+    row("precision", n.precision && n.precision !== "f32" ? `<b>${esc(n.precision)}</b>` : "float32") +
     row("layout", esc([...new Set(n.outputs.map((o) => o.layout))].join(", "))) +
     row("inputs", valueList(n.inputs)) + row("outputs", valueList(n.outputs)) +
     row("MACs", n.macs ? `${(n.macs / 1e6).toFixed(2)} M` : "0") +

@@ -1,0 +1,154 @@
+"""The bfloat16 register tile of the channel-blocked conv: ``vdpbf16ps`` dot products, float32 sums.
+
+bfloat16 keeps float32's exponent and 8 bits of its mantissa, so converting is dropping the
+low 16 bits with round-to-nearest-even (:func:`to_bf16`, as ``vcvtne2ps2bf16``). One
+``vdpbf16ps`` multiplies 32 bf16 pairs and adds each pair's two products into one of 16
+float32 lanes: with input channels c, c+1 adjacent in memory (the blocked layout stores
+them so, and :func:`pack_bf16` lays the weights out the same way) a reduction step covers two
+channels in one instruction, twice the float32 tile's work per instruction, and the
+accumulators stay float32.
+
+The tile has the float32 blocked tile's operands and offsets (microkernel._blocked_tile), so
+conv_blocked.py's task loop runs both: A (the input) and B (the packed weights) are uint16
+arrays of bf16 bits in the same element positions their float32 forms would take, ``k``
+counts float32 steps (even: one instruction per two) and the reduction reads A pairs as one
+32-bit broadcast. C, bias and residual are float32 and the epilogue is the float32 tile's
+(flags alike). :data:`tile_blocked4` (2, 1) take either dtype: float32 operands compile to
+the float32 tile.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from cnnrt.kernels.cpu import microkernel as mk
+from cnnrt.kernels.cpu.llvm_ir import I32, Vectors, c64, declare
+
+_DPBF16 = "llvm.x86.avx512bf16.dpbf16ps.512"
+LANES = 16  # float32 accumulator lanes of one vdpbf16ps (512 bits)
+
+
+def to_bf16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bf16 bits (uint16) by round-to-nearest-even; NaN stays a (quiet) NaN."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    r = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
+    nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    return np.where(nan, ((u >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16), r)
+
+
+def from_bf16(b: np.ndarray) -> np.ndarray:
+    """bf16 bits -> float32 (exact)."""
+    return (np.asarray(b, np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def pack_bf16(wp: np.ndarray, kstep: int, nr: int) -> np.ndarray:
+    """Weights packed for the float32 tile ((..., kstep, nr) innermost) as bf16 pairs: per
+    step pair, column j holds steps 2p and 2p+1 side by side ((..., kstep/2, nr, 2)), the
+    operand vdpbf16ps multiplies with a broadcast input pair."""
+    pairs = wp.reshape(-1, kstep // 2, 2, nr).swapaxes(-1, -2)
+    return to_bf16(np.ascontiguousarray(pairs)).reshape(wp.shape)
+
+
+def _bf16_codegen(mr_max: int, nv: int):
+    """The blocked tile's codegen (microkernel._tile_codegen, blocked) on bf16 A and B."""
+
+    def codegen(context, builder, sig, args):
+        (a_v, a_off_v, pix_v, pix_off_v, a_ks_v, taps_v, ntaps_v, b_v, b_off_v, b_ts_v, ldb_v, k_v) = args[:12]
+        (c_v, c_off_v, ldc_v, c_vs_v, mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args[12:]
+
+        def ptr(i, arr, off):
+            return builder.gep(context.make_array(sig.args[i])(context, builder, arr).data, [off])
+
+        vec = Vectors(builder, types.float32, align=4)
+        ivty = ir.VectorType(I32, LANES)
+        i32p = I32.as_pointer()
+        dp = declare(builder, _DPBF16, vec.vty, [vec.vty, ivty, ivty])
+        pa0, pix, pb0 = ptr(0, a_v, a_off_v), ptr(2, pix_v, pix_off_v), ptr(7, b_v, b_off_v)
+        ptaps = ptr(5, taps_v, c64(0))
+        pc, pbias, pres = ptr(12, c_v, c_off_v), ptr(18, bias_v, bias_off_v), ptr(20, res_v, res_off_v)
+        arow = [builder.load(builder.gep(pix, [c64(i)])) for i in range(mr_max)]
+        accs = [[cgutils.alloca_once_value(builder, vec.zero) for _ in range(nv)] for _ in range(mr_max)]
+        a_pair, b_pair = builder.mul(a_ks_v, c64(2)), builder.mul(ldb_v, c64(2))
+        with cgutils.for_range(builder, ntaps_v) as tap_loop:
+            tp = tap_loop.index
+            pa = builder.gep(pa0, [builder.load(builder.gep(ptaps, [tp]))])
+            pb = builder.gep(pb0, [builder.mul(tp, b_ts_v)])
+            with cgutils.for_range(builder, builder.sdiv(k_v, c64(2))) as loop:
+                kp = loop.index
+                bbase = builder.mul(kp, b_pair)
+                bvec = []
+                for v in range(nv):
+                    p = builder.bitcast(builder.gep(pb, [builder.add(bbase, c64(v * 2 * LANES))]), ivty.as_pointer())
+                    ld = builder.load(p)
+                    ld.align = 4
+                    bvec.append(ld)
+                abase = builder.mul(kp, a_pair)
+                for i in range(mr_max):
+                    p = builder.bitcast(builder.gep(pa, [builder.add(abase, arow[i])]), i32p)
+                    ld = builder.load(p)
+                    ld.align = 4
+                    av = vec.splat(ld, ivty)
+                    for v in range(nv):
+                        builder.store(builder.call(dp, [builder.load(accs[i][v]), av, bvec[v]]), accs[i][v])
+        mk.epilogue(builder, vec, types.float32, True, accs, pc, pbias, pres, ldc_v, c_vs_v, mr_v, flags_v, lo_v, hi_v)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _either_tile(mr_max: int, nv: int, f32_tile):
+    """A blocked tile of ``mr_max`` pixels x ``nv`` blocks: bf16 (uint16 A and B, float32
+    C) or, for float32 operands, ``f32_tile`` (microkernel.tile_blocked*)."""
+
+    @intrinsic
+    def tile_blocked(
+        typingctx,
+        a,
+        a_off,
+        pix,
+        pix_off,
+        a_ks,
+        taps,
+        ntaps,
+        b,
+        b_off,
+        b_ts,
+        ldb,
+        k,
+        c,
+        c_off,
+        ldc,
+        c_vs,
+        mr,
+        flags,
+        bias,
+        bias_off,
+        res,
+        res_off,
+        lo,
+        hi,
+    ):
+        args = (a, a_off, pix, pix_off, a_ks, taps, ntaps, b, b_off, b_ts, ldb, k)
+        args += (c, c_off, ldc, c_vs, mr, flags, bias, bias_off, res, res_off, lo, hi)
+        if not (isinstance(a, types.Array) and a.dtype == types.uint16):
+            return f32_tile._defn(typingctx, *args)
+        if not all(isinstance(x, types.Array) for x in (b, c, bias, res, pix, taps)) or b.dtype != types.uint16:
+            return None
+        if any(x.dtype != types.float32 for x in (c, bias, res)):
+            return None
+        i64, f32 = types.int64, types.float32
+        sig = types.void(
+            a, i64, pix, i64, i64, taps, i64, b, *(i64,) * 4, c, *(i64,) * 5, bias, i64, res, i64, f32, f32
+        )
+        return sig, _bf16_codegen(mr_max, nv)
+
+    return tile_blocked
+
+
+tile_blocked4 = _either_tile(*mk.BLOCKED_TILES[4], mk.tile_blocked4)
+tile_blocked2 = _either_tile(*mk.BLOCKED_TILES[2], mk.tile_blocked2)
+tile_blocked1 = _either_tile(*mk.BLOCKED_TILES[1], mk.tile_blocked1)

@@ -1,0 +1,62 @@
+"""precision: mark the nodes that run in bfloat16 when a session asks for ``precision="bf16"``.
+
+A marked node carries ``precision="bf16"`` (absent: float32), which its kernel reads and
+``cnnrt inspect`` shows. The arena stays float32: a bf16 conv converts its input to bf16 in
+the copy it makes of it anyway (kernels/cpu/conv_blocked_bf16.py) and writes float32, so
+the nodes around it need no conversion node.
+
+Marked: channel-blocked convs on the register tile (``BlockedConv`` with algorithm
+``direct``) with a blocked input and constant weights, where the FLOPs are (3x3, 1x1,
+strided). A ``winograd`` one becomes ``direct``: the Winograd transforms scale values by up
+to 10x before the products, so with an 8-bit mantissa its error is several times the direct
+conv's. Left in float32, each logged with the reason: depthwise convs (memory-bound, a few
+percent of a net's MACs), stems reading NCHW (3 input channels: the channel pairs a bf16
+dot product takes lie a plane apart) and every other op.
+
+Requires: select_algorithm has run (it reads ``algorithm``). Guarantees: nodes and values
+unchanged but for the ``precision`` attribute and Winograd -> direct; numerics change by the
+bf16 rounding of the marked convs' inputs and weights (the point of the option).
+"""
+
+from __future__ import annotations
+
+from cnnrt.core.ir import Graph
+from cnnrt.core.layout import is_blocked
+
+from . import PassResult
+
+WINOGRAD_DECLINED = "bf16: Winograd's transforms amplify the 8-bit-mantissa rounding; the direct register tile"
+
+
+def _why_f32(node, graph: Graph) -> str | None:
+    """Why ``node`` stays float32 under bf16 (None: it runs bf16)."""
+    if node.op != "BlockedConv":
+        return None if node.op not in ("Conv", "Gemm", "MatMul") else "no bf16 kernel for this op (NCHW)"
+    if node.attrs.get("algorithm") == "depthwise":
+        return "depthwise: memory-bound, no dot products to pair"
+    if not is_blocked(graph.values[node.inputs[0]]):
+        return "input not channel-blocked (stem): channel pairs lie a plane apart"
+    if node.inputs[1] not in graph.constants:
+        return "weights are not constant (bf16 weights are packed at build)"
+    return ""
+
+
+def mark_precision(graph: Graph, precision: str) -> PassResult:
+    """Mark bf16 nodes for ``precision`` ("f32": nothing to do); see the module docstring."""
+    if precision == "f32":
+        return PassResult(graph, False)
+    nodes, fired, declined = [], [], []
+    for node in graph.nodes:
+        why = _why_f32(node, graph)
+        if why:
+            declined.append(("bf16", node.name, why))
+        if why != "":
+            nodes.append(node)
+            continue
+        changes = {"precision": precision}
+        if node.attrs.get("algorithm") == "winograd":
+            changes.update(algorithm="direct", algorithm_reason=WINOGRAD_DECLINED)
+        nodes.append(node.with_attrs(**changes))
+        fired.append((f"{node.op} -> {precision}", node.name))
+    new = Graph(nodes, graph.values, graph.constants, graph.inputs, graph.outputs, graph.name)
+    return PassResult(new, bool(fired), fired, declined)

@@ -1,0 +1,78 @@
+"""The bf16 blocked conv (conv_blocked_bf16.py, microkernel_bf16.py) against float64 numpy on
+inputs and weights rounded to bf16 first (ml_dtypes' round-to-nearest-even, as
+vcvtne2ps2bf16): the products of bf16 values are exact in float32, so the only error left
+is the float32 accumulation, held to reference.sum_bound as the float32 tile is."""
+
+from __future__ import annotations
+
+import re
+
+import ml_dtypes
+import numba
+import numpy as np
+import pytest
+from kernel_helpers import assert_within, sum_bound
+from numba import njit
+from reference import activation_ref, conv2d_reference
+from test_conv_blocked import CASES, _data, run_blocked
+
+from cnnrt.errors import BackendUnavailableError
+from cnnrt.kernels.cpu import conv_blocked_bf16
+from cnnrt.kernels.cpu.microkernel_bf16 import from_bf16, tile_blocked4, to_bf16
+
+pytestmark = pytest.mark.skipif(bool(conv_blocked_bf16.bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+
+
+def _bf16(a):
+    return np.asarray(a, np.float32).astype(ml_dtypes.bfloat16).astype(np.float64)
+
+
+def test_rounding_matches_round_to_nearest_even():
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
+    bits[:6] = [0x3F808000, 0x3F818000, 0x7F7FFFFF, 0xFF800000, 0x7FC00001, 0x00008000]  # ties, max, -inf, NaN
+    x = bits.view(np.float32)
+    with np.errstate(invalid="ignore"):  # NaN bit patterns among the random ones
+        got, want = from_bf16(to_bf16(x)), x.astype(ml_dtypes.bfloat16).astype(np.float32)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
+
+
+@pytest.mark.parametrize("act", ["Relu", "Sigmoid"])
+@pytest.mark.parametrize("name", ["3x3", "3x3_long_k", "3x3_s2", "1x1", "3x3_7x7_batch"])
+def test_bf16_blocked_conv(name, act):
+    n, c, h, w, m, k, s, p, d = CASES[name]
+    x, wt, b, r = _data(CASES[name], np.float32, seed=len(name))
+    r = r if act == "Relu" else None  # the residual with one epilogue is enough
+    got = run_blocked(x, wt, b, r, s, p, d, act, precision="bf16")
+    xb, wb = _bf16(x), _bf16(wt)
+    pre = conv2d_reference(xb, wb, b, (s, s), (p,) * 4, (d, d), 1)
+    mag = conv2d_reference(np.abs(xb), np.abs(wb), np.abs(b), (s, s), (p,) * 4, (d, d), 1)
+    if r is not None:
+        pre, mag = pre + r, mag + np.abs(r)
+    ref = activation_ref(pre, act)
+    assert_within(got, ref, sum_bound(c * k * k + 2, mag, ref, act), f"bf16 {name} {act}")
+
+
+def test_bf16_refused_without_the_instructions(monkeypatch):
+    monkeypatch.setattr(conv_blocked_bf16, "bf16_unsupported_reason", lambda: "the CPU lacks AVX-512 BF16 (test)")
+    with pytest.raises(BackendUnavailableError, match="bf16"):
+        conv_blocked_bf16.check_bf16_cpu()
+
+
+_TAPS = np.zeros(1, np.int64)
+
+
+@njit
+def _one_bf16_tile(a, pix, b, c, bias):
+    tile_blocked4(a, 0, pix, 0, 1, _TAPS, 1, b, 0, 0, 64, 16, c, 0, 16, 64, 4, 0, bias, 0, c, 0, 0.0, 0.0)
+
+
+def test_bf16_tile_is_vdpbf16ps():
+    """The 4 x 4 bf16 tile: 16 vdpbf16ps per step pair, nothing scalarised or emulated."""
+    u16, f32 = numba.uint16[::1], numba.float32[::1]
+    _one_bf16_tile.compile((u16, numba.int64[::1], u16, f32, f32))
+    asm = _one_bf16_tile.inspect_asm(_one_bf16_tile.signatures[0])
+    dots = len(re.findall(r"vdpbf16ps\s+[^\n]*zmm", asm))
+    assert dots >= 16 and dots % 16 == 0, dots

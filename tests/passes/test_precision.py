@@ -1,0 +1,49 @@
+"""precision: under bf16 the blocked register-tile convs (Winograd ones become direct) are
+marked and run bf16, every other node stays float32 with its reason logged; float32 marks
+nothing. Numerics: within the bf16 rounding of the float32 result, and not equal to it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pass_helpers import feeds_for
+from test_select_algorithm import _zoo_like
+
+from cnnrt.kernels.cpu.conv_blocked_bf16 import bf16_unsupported_reason
+from cnnrt.passes.pipeline import run_pipeline
+from cnnrt.passes.precision import WINOGRAD_DECLINED
+from cnnrt.runtime.executor import Executor
+from cnnrt.runtime.plan import plan_memory
+
+BF16_CONVS = {"conv_a", "conv_b", "shortcut", "pw"}  # blocked input, constant weights, on the tile
+
+
+def _run(g):
+    feeds = feeds_for(g)
+    return Executor(g, plan_memory(g)).run([feeds[i] for i in g.inputs])[0]
+
+
+def test_bf16_marks_the_tile_convs_and_logs_the_rest():
+    g, log = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
+    marked = {n.name for n in g.nodes if n.attrs.get("precision") == "bf16"}
+    assert marked == BF16_CONVS
+    conv_a = next(n for n in g.nodes if n.name == "conv_a")
+    assert (conv_a.attrs["algorithm"], conv_a.attrs["algorithm_reason"]) == ("direct", WINOGRAD_DECLINED)
+    declined = {node: why for _, node, why in log.declined["precision"]}
+    assert "stem" in declined and "dw" in declined and "head" in declined
+    assert "precision" in log.order
+
+
+def test_f32_marks_nothing():
+    g, log = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu")
+    assert not any("precision" in n.attrs for n in g.nodes) and "precision" not in log.order
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+def test_bf16_runs_within_bf16_rounding_of_f32():
+    f32, _ = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu")
+    bf16, _ = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
+    want, got = _run(f32), _run(bf16)
+    rel = np.abs(got - want).max() / np.abs(want).max()
+    # 4 bf16 convs in a chain, each rounding inputs and weights to 8 bits (2^-9 relative)
+    assert 1e-5 < rel < 4 * 2 * 2.0**-8, rel
