@@ -1,7 +1,8 @@
 """block_layout: run the convolution chains in the channel-blocked layout (NCHWc).
 
-A blocked value stores a logical NCHW tensor whose C is a multiple of the block B (one CPU
-vector of channels: 16 float32 with AVX-512) as (N, C/B, H, W, B). Convs in that layout read
+A blocked value stores a logical NCHW tensor in blocks of B channels (one CPU vector of
+channels: 16 float32 with AVX-512) as (N, ceil(C/B), H, W, B), the lanes of a last partial
+block zero (cnnrt.core.layout states the invariant and who keeps it). Convs in that layout read
 and write whole channel vectors (kernels/cpu/conv_blocked.py): no copy-out, strides and
 padding free, and pools, BN affines, residual adds and channel Concats stay in it between
 them, so the reorders are paid once at the chain's edges — onnxruntime's NCHWc transformer
@@ -10,21 +11,33 @@ is the model (the layout is what its convs were measured 1.2-2x faster with).
 Rules, in topological order (each value's blocked twin is named ``<value>/nchw<B>c``; its
 Value carries the layout and the logical value it stores, cnnrt.core.layout):
 
-- ``Conv`` -> ``BlockedConv`` when ungrouped (or depthwise) with M a multiple of B and no
-  algorithm override; its input is the blocked twin, or a ``ReorderToBlocked`` of it when C
-  is a multiple of B, else the NCHW value itself (stems: 3 input channels). A residual input
-  is reordered to blocked if it is not already.
-- A conv with M not a multiple of B on a blocked input becomes a ``BlockedConv`` writing
-  whole blocks (zero weights past M) read only by a ``ReorderFromBlocked`` that crops.
+- A value is blockable when rank 4, float, and its padding lanes are at most MAX_PAD_FRACTION
+  of its channels (24 -> 32 channels is; a 3-channel image is not: stems read NCHW).
+- ``Conv`` -> ``BlockedConv`` when ungrouped (or depthwise) with a blockable output and no
+  algorithm override; its input is the blocked twin, or a ``ReorderToBlocked`` of it when
+  blockable, else the NCHW value itself (stems: 3 input channels). A residual input is
+  reordered to blocked if it is not already. Where input or output has padding lanes the
+  weights and bias (constants) get zero rows and columns for them, so every conv kernel sees
+  whole blocks (a depthwise conv's group grows with its channels) and writes act(0) = 0
+  there; a fused activation with act(0) != 0 (Sigmoid, HardSigmoid) on a padded output is
+  cropped as below, grouped convs that are not depthwise stay NCHW (logged).
+- A conv whose output is not blockable (a 1000-class head) or whose padding lanes would not
+  stay zero, on a blocked input, becomes a ``BlockedConv`` writing whole blocks (zero
+  weights past M) read only by a ``ReorderFromBlocked`` that crops.
 - ``MaxPool``, ``AveragePool``, ``GlobalAveragePool``, ``GlobalMaxPool``, per-channel
-  ``ChannelAffine`` -> their ``Blocked`` form when the input is blocked already.
+  ``ChannelAffine`` -> their ``Blocked`` form when the input is blocked already (an affine's
+  parameters zero padded: constants only when padded; its activation must keep 0 at 0).
 - Elementwise ops (activations, Add/Sub/Mul/Div, Sum/Max/Min) whose inputs all have the
-  output's shape, and channel Concats of whole blocks, stay the same op on blocked values
-  when at least one input is blocked (the others get reordered).
+  output's shape (N, C, H, W) or (N, C, 1, 1) (a squeeze-and-excitation gate: its blocked
+  (N, C/B, 1, 1, B) broadcasts over the pixels as numpy does) stay the same op on blocked
+  values when an input of the output's shape is blocked (the others get reordered, a
+  (N, C, 1, 1) of whole blocks by a Reshape view); on padded values only when they map zeros to zero (not Sigmoid,
+  nor Div: 0/0). Channel Concats too, when every input but the last is whole blocks (a
+  padded input inside the output would put its padding lanes among real channels).
 - Graphs where fewer than MIN_BLOCKED_CONVS convs could be blocked stay as they are.
 - Any other reader of a blocked value gets its NCHW version from one ``ReorderFromBlocked``
-  (a Reshape view when H = W = 1: (N, C/B, 1, 1, B) and (N, C, 1, 1) are the same bytes),
-  and so do graph outputs.
+  (a Reshape view when H = W = 1 and C is whole blocks: (N, C/B, 1, 1, B) and (N, C, 1, 1)
+  are the same bytes), and so do graph outputs.
 
 Requires: the fusion passes done (it runs once, after the pipeline's fixed point: the
 rewrite rules match NCHW ops). Guarantees: every logical value keeps its name and shape
@@ -37,7 +50,7 @@ import numpy as np
 
 from cnnrt.core import layout
 from cnnrt.core.ir import Graph, Node, Value
-from cnnrt.core.ops import OPS, op_def
+from cnnrt.core.ops import OPS, evaluate_node, op_attrs, op_def
 from cnnrt.kernels.conv_spec import spec_from_node
 
 from . import PassResult
@@ -51,6 +64,37 @@ CHANNEL_CONCAT = tuple(op for op, d in OPS.items() if d.blocked == "channel_conc
 # A lone blocked conv pays two reorders and extra steps for one layer (LeNet-5's middle conv,
 # a small model where each step counts): the whole graph stays NCHW below this many.
 MIN_BLOCKED_CONVS = 2
+# Padding lanes a value may carry, as a fraction of its channels: 24 -> 32 (a third more
+# bytes and MACs) keeps a chain blocked; 8 -> 16 or a 3-channel image would double or
+# quintuple the work, where the NCHW kernels or a reorder cost less.
+MAX_PAD_FRACTION = 0.5
+# Fused activations (cnnrt.core.ops.ACTIVATIONS) whose value at 0 is 0, so a padding lane
+# stays zero through them (checked against the reference formulas in the tests); Clip when
+# its bounds hold 0, HardSigmoid when its beta is not positive. Sigmoid gives 0.5 there.
+ZERO_AT_ZERO = frozenset({"none", "Relu", "LeakyRelu", "HardSwish", "Tanh", "Elu", "SiLU", "Gelu"})
+
+
+def keeps_zero(activation: str, alpha: float = 0.0, beta: float = 0.0) -> bool:
+    """Whether the fused ``activation`` (alpha, beta as the epilogue's) maps 0 to 0."""
+    if activation == "HardSigmoid":  # clamp(alpha * 0 + beta, 0, 1)
+        return beta <= 0.0
+    return activation in ZERO_AT_ZERO or (activation == "Clip" and alpha <= 0.0 <= beta)
+
+
+def node_keeps_zero(node: Node) -> bool:
+    """Whether ``node`` maps all-zero inputs to zero: its fused activation, or the op itself
+    (an activation op by the formula, any other by the op table's evaluator; an op with
+    neither is assumed not to)."""
+    if "activation" in node.attrs:
+        return keeps_zero(node.attrs["activation"], node.attrs.get("act_alpha", 0.0), node.attrs.get("act_beta", 0.0))
+    if node.op in ZERO_AT_ZERO:
+        return True
+    if node.op == "Clip":
+        a = op_attrs(node)
+        return keeps_zero("Clip", float(a["min"]), float(a["max"]))
+    ins = [np.zeros(1, np.float32) for _ in node.inputs]
+    res = evaluate_node(node, ins, [Value(o, (1,)) for o in node.outputs if o])
+    return res is not None and all(not np.any(r) for r in res)
 
 
 def twin_name(name: str, block: int) -> str:
@@ -63,6 +107,8 @@ class _Rewriter:
         self.graph = graph
         self.vector_bytes = vector_bytes
         self.values = dict(graph.values)
+        self.constants = dict(graph.constants)
+        self.replaced: set[str] = set()  # constants given a zero-padded copy
         self.nodes: list[Node] = []
         self.blocked: dict[str, str] = {}  # logical value -> blocked twin
         self.plain: set[str] = set(graph.inputs) | set(graph.constants)  # NCHW form exists
@@ -71,12 +117,18 @@ class _Rewriter:
         self.declined: list[tuple[str, str, str]] = []
 
     def block(self, name: str) -> int | None:
-        """B for a value that can be blocked (rank 4, float, C a multiple of B), else None."""
+        """B for a value that can be blocked (rank 4, float, padding within MAX_PAD_FRACTION), else None."""
         v = self.values[name]
         if len(v.shape) != 4 or v.dtype not in ("float32", "float64"):
             return None
         b = self.vector_bytes // np.dtype(v.dtype).itemsize
-        return b if v.shape[1] % b == 0 and v.shape[1] > 0 else None  # no kernel takes 0 blocks
+        c = v.shape[1]  # no kernel takes 0 blocks
+        return b if c > 0 and layout.blocks(c, b) * b - c <= MAX_PAD_FRACTION * c else None
+
+    def padded(self, name: str) -> bool:
+        """Whether logical value ``name``'s blocked twin has padding lanes."""
+        twin = self.values[self.blocked[name]]
+        return twin.shape[1] * twin.shape[4] != self.values[name].shape[1]
 
     def _name(self, base: str) -> str:
         name, i = base, 1
@@ -92,7 +144,7 @@ class _Rewriter:
         b = self.block(name)
         n, c, h, w = v.shape
         twin = twin_name(name, b)
-        self.values[twin] = Value(twin, (n, c // b, h, w, b), v.dtype, layout.blocked(b), name)
+        self.values[twin] = Value(twin, (n, layout.blocks(c, b), h, w, b), v.dtype, layout.blocked(b), name)
         self.blocked[name] = twin
         return twin
 
@@ -101,9 +153,13 @@ class _Rewriter:
             return self.blocked[name]
         twin = self.twin(name)
         b = layout.block_of(self.values[twin].layout)
-        self.nodes.append(
-            Node("ReorderToBlocked", (name,), (twin,), {"block": b}, self._name(f"{twin}/reorder"), origin)
-        )
+        if self.values[name].shape[2:] == (1, 1) and not self.padded(name):  # the same bytes: a view
+            node = Node(
+                "Reshape", (name,), (twin,), {"shape": self.values[twin].shape}, self._name(f"{twin}/view"), origin
+            )
+        else:
+            node = Node("ReorderToBlocked", (name,), (twin,), {"block": b}, self._name(f"{twin}/reorder"), origin)
+        self.nodes.append(node)
         return twin
 
     def to_plain(self, name: str) -> str:
@@ -113,7 +169,7 @@ class _Rewriter:
         v = self.values[name]
         producer = next((n for n in reversed(self.nodes) if twin in n.outputs), None)
         origin = producer.origin if producer is not None else ()
-        if v.shape[2:] == (1, 1):  # the same bytes: a view, no step
+        if v.shape[2:] == (1, 1) and not self.padded(name):  # the same bytes: a view, no step
             node = Node("Reshape", (twin,), (name,), {"shape": v.shape}, self._name(f"{name}/unblock"), origin)
         else:
             node = Node("ReorderFromBlocked", (twin,), (name,), {}, self._name(f"{name}/unblock"), origin)
@@ -161,12 +217,56 @@ class _Rewriter:
             return False
         if depthwise and self.block(x) is None:
             return False
-        xin = self.to_blocked(x, node.origin) if (x in self.blocked or self.block(x)) else x
-        ins = [xin, *node.inputs[1:3]]
+        if wv.shape[0] % self.block(y) and not node_keeps_zero(node):
+            if not depthwise and x in self.blocked:
+                return self.conv_cropped(node)  # only the cropping reorder reads its padding lanes
+            why = f"activation {node.attrs.get('activation')} is not 0 at 0: padding lanes of {y!r} would not stay zero"
+            self.declined.append((RULE, node.name, why))
+            return False
+        blocked_in = x in self.blocked or bool(self.block(x))
+        params = self.padded_params(node, blocked_in, pad_out=True)
+        if params is None:
+            return False
+        xin = self.to_blocked(x, node.origin) if blocked_in else x
+        ins = [xin, *params[0]]
         if len(node.inputs) > 3 and node.inputs[3]:
             ins.append(self.to_blocked(node.inputs[3], node.origin))
-        self.emit(node, "BlockedConv", ins)
+        self.emit(node.with_attrs(**params[1]), "BlockedConv", ins)
         return True
+
+    def pad_constant(self, name: str, shape: tuple[int, ...]) -> str:
+        """A copy of constant ``name`` grown to ``shape`` with zeros (once per name and shape)."""
+        new = f"{name}/pad{'x'.join(map(str, shape))}"
+        if new not in self.constants:
+            src = self.constants[name]
+            pad = np.zeros(shape, src.dtype)
+            pad[tuple(slice(0, k) for k in src.shape)] = src
+            self.constants[new] = pad
+            self.values[new] = Value(new, shape, self.values[name].dtype)
+            self.replaced.add(name)
+        return new
+
+    def padded_params(self, node: Node, blocked_in: bool, pad_out: bool):
+        """((W, B), attribute changes) of conv ``node`` with zero weights and bias for padding
+        lanes: input channels when it reads a blocked input with them, output channels when
+        ``pad_out`` (a depthwise conv's are both, and its group with them). None (logged) when
+        there are padding lanes and W or B is not a constant."""
+        x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        bias = node.inputs[2] if len(node.inputs) > 2 else ""
+        wc = self.graph.values[w].shape
+        m, cg = wc[0], wc[1]
+        depthwise = int(node.attrs.get("group", 1)) > 1
+        b = self.block(y) or layout.block_of(self.values[self.blocked[x]].layout)
+        cin = self.values[x].shape[1]
+        mp = layout.blocks(m, b) * b if pad_out or depthwise else m
+        cp = 1 if depthwise else (layout.blocks(cin, b) * b if blocked_in else cin)
+        if (mp, cp) == (m, cg):
+            return (w, bias), {}
+        if w not in self.constants or (bias and bias not in self.constants):
+            self.declined.append((RULE, node.name, "runtime weights or bias cannot be padded to whole blocks"))
+            return None
+        padded = (self.pad_constant(w, (mp, cp, *wc[2:])), self.pad_constant(bias, (mp,)) if bias else bias)
+        return padded, ({"group": mp} if depthwise else {})
 
     def conv_cropped(self, node: Node) -> bool:
         """A conv with M not whole blocks on a blocked input (SqueezeNet's 1000-class 1x1): it
@@ -178,11 +278,14 @@ class _Rewriter:
             return False
         if (len(node.inputs) > 3 and node.inputs[3]) or len(v.shape) != 4 or v.shape[1] == 0:
             return False
+        params = self.padded_params(node, True, pad_out=False)
+        if params is None:
+            return False
         b = layout.block_of(self.values[self.blocked[x]].layout)
         n, m, h, w = v.shape
         twin = twin_name(y, b)
-        self.values[twin] = Value(twin, (n, -(-m // b), h, w, b), v.dtype, layout.blocked(b), y)
-        self.nodes.append(node.replace(op="BlockedConv", inputs=(self.blocked[x], *node.inputs[1:]), outputs=(twin,)))
+        self.values[twin] = Value(twin, (n, layout.blocks(m, b), h, w, b), v.dtype, layout.blocked(b), y)
+        self.nodes.append(node.replace(op="BlockedConv", inputs=(self.blocked[x], *params[0]), outputs=(twin,)))
         self.nodes.append(Node("ReorderFromBlocked", (twin,), (y,), {}, self._name(f"{y}/unblock"), node.origin))
         self.plain.add(y)
         self.fired.append(("Conv -> BlockedConv (cropped to its channels)", node.name))
@@ -194,17 +297,45 @@ class _Rewriter:
         if x not in self.blocked or len(self.values[x].shape) != 4 or len([o for o in node.outputs if o]) != 1:
             return False  # (MaxPool's Indices output has no blocked form)
         c = self.values[x].shape[1]
-        if node.op == "ChannelAffine" and any(self.values[i].size != c for i in node.inputs[1:3]):
-            return False  # per-activation parameters (BN's spatial=0 form)
-        self.emit(node, BLOCKED_FORMS[node.op], [self.blocked[x], *node.inputs[1:]])
+        params = list(node.inputs[1:])
+        if node.op == "ChannelAffine":
+            if any(self.values[i].size != c for i in params[:2]):
+                return False  # per-activation parameters (BN's spatial=0 form)
+            if self.padded(x):
+                params = self.padded_affine(node)
+                if params is None:
+                    return False
+        self.emit(node, BLOCKED_FORMS[node.op], [self.blocked[x], *params])
         return True
+
+    def padded_affine(self, node: Node) -> list[str] | None:
+        """A ChannelAffine's scale and shift zero padded to its blocks, or None (logged)."""
+        why = None
+        if not node_keeps_zero(node):
+            why = f"activation {node.attrs.get('activation')} is not 0 at 0: padding lanes would not stay zero"
+        elif any(i not in self.constants for i in node.inputs[1:3]):
+            why = "runtime scale or shift cannot be padded to whole blocks"
+        if why:
+            self.declined.append((RULE, node.name, why))
+            return None
+        twin = self.values[self.blocked[node.inputs[0]]]
+        cp = twin.shape[1] * twin.shape[4]
+        return [self.pad_constant(i, (cp,)) for i in node.inputs[1:3]]
 
     def elementwise(self, node: Node) -> bool:
         shape = self.values[node.outputs[0]].shape
         ins = [i for i in node.inputs if i]
-        if not any(i in self.blocked for i in ins) or self.block(node.outputs[0]) is None:
+        if (
+            not any(i in self.blocked and self.values[i].shape == shape for i in ins)
+            or self.block(node.outputs[0]) is None
+        ):
             return False
-        if any(i in self.graph.constants or self.values[i].shape != shape for i in ins):
+        per_channel = (*shape[:2], 1, 1)  # a squeeze-and-excitation gate: (N, C/B, 1, 1, B) broadcasts the same
+        if any(i in self.graph.constants or self.values[i].shape not in (shape, per_channel) for i in ins):
+            return False
+        b = self.block(node.outputs[0])
+        if shape[1] % b and not node_keeps_zero(node):
+            self.declined.append((RULE, node.name, f"{node.op} is not 0 at 0: padding lanes would not stay zero"))
             return False
         self.emit(node, node.op, [self.to_blocked(i, node.origin) for i in ins])
         return True
@@ -216,6 +347,11 @@ class _Rewriter:
         if not any(i in self.blocked for i in node.inputs):
             return False
         if any(i in self.graph.constants or self.block(i) is None for i in node.inputs):
+            return False
+        b = self.block(out)
+        if any(self.values[i].shape[1] % b for i in node.inputs[:-1]):
+            why = "an input before the last is not whole blocks: its padding lanes would sit among real channels"
+            self.declined.append((RULE, node.name, why))
             return False
         self.emit(node, "Concat", [self.to_blocked(i, node.origin) for i in node.inputs])
         return True
@@ -238,8 +374,12 @@ class _Rewriter:
             self.to_plain(o)
         used = {i for n in self.nodes for i in n.inputs} | set(self.graph.outputs) | set(self.graph.inputs)
         used |= {o for n in self.nodes for o in n.outputs}
-        values = {k: v for k, v in self.values.items() if k in used or k in self.graph.constants}
-        return Graph(self.nodes, values, self.graph.constants, self.graph.inputs, self.graph.outputs, self.graph.name)
+        # a padded constant replaces its source; the logical values of twins stay declared
+        # (cnnrt compare crops a twin to its logical channels)
+        consts = {k: v for k, v in self.constants.items() if k in used or k not in self.replaced}
+        used |= {self.values[k].logical for k in used if k in self.values and self.values[k].logical}
+        values = {k: v for k, v in self.values.items() if k in used or k in consts}
+        return Graph(self.nodes, values, consts, self.graph.inputs, self.graph.outputs, self.graph.name)
 
 
 def block_layout(graph: Graph, vector_bytes: int = 64) -> PassResult:

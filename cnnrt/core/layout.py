@@ -1,9 +1,16 @@
 """Tensor layouts: plain NCHW and the channel-blocked NCHWc.
 
-A blocked value stores a logical NCHW tensor whose channels come in blocks of B (one CPU
-vector of channels) as (N, C/B, H, W, B); its :class:`~cnnrt.core.ir.Value` carries the
-layout (``"nchw<B>c"``) and the name of the NCHW value it stores (``Value.logical``), so
-passes, kernels and tools read both from the Value instead of from its name.
+A blocked value stores a logical NCHW tensor in blocks of B channels (one CPU vector of
+channels) as (N, ceil(C/B), H, W, B); its :class:`~cnnrt.core.ir.Value` carries the layout
+(``"nchw<B>c"``) and the name of the NCHW value it stores (``Value.logical``), so passes,
+kernels and tools read both from the Value instead of from its name.
+
+When C is not a multiple of B the last block is partly used: its lanes past C (the padding
+lanes) hold zeros. Every kernel that writes a blocked value keeps them zero, because every
+blocked op maps zeros to zero there (passes/block_layout.py pads weights, biases and affine
+parameters with zeros and keeps ops whose result at 0 is not 0 off padded values), and no
+kernel moves a padding lane into a real channel (a conv's weights for padding input channels
+are zero, the other ops are per channel, reorders crop).
 """
 
 from __future__ import annotations
@@ -32,6 +39,11 @@ def is_blocked(value) -> bool:
     return block_of(value.layout) > 0
 
 
+def blocks(channels: int, block: int) -> int:
+    """Blocks of ``block`` lanes that hold ``channels`` channels (the last one partly used)."""
+    return -(-channels // block)
+
+
 def logical_shape(shape, channels: int | None = None) -> tuple[int, ...]:
     """NCHW shape of a stored one: (N, C/B, H, W, B) -> (N, C, H, W), C = ``channels`` when
     they fill the last block partly (a cropped conv's output), else all; 4-D as it is."""
@@ -42,13 +54,17 @@ def logical_shape(shape, channels: int | None = None) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def unblock(a: np.ndarray) -> np.ndarray:
-    """(N, C/B, H, W, B) -> the NCHW array it stores."""
+def unblock(a: np.ndarray, channels: int | None = None) -> np.ndarray:
+    """(N, CB, H, W, B) -> the NCHW array it stores, its first ``channels`` (default all)."""
     n, cb, h, w, b = a.shape
-    return np.ascontiguousarray(a.transpose(0, 1, 4, 2, 3).reshape(n, cb * b, h, w))
+    return np.ascontiguousarray(a.transpose(0, 1, 4, 2, 3).reshape(n, cb * b, h, w)[:, :channels])
 
 
 def block(a: np.ndarray, lanes: int) -> np.ndarray:
-    """NCHW -> (N, C/lanes, H, W, lanes) (numpy; the kernel is ReorderToBlocked's)."""
+    """NCHW -> (N, ceil(C/lanes), H, W, lanes), padding lanes zero (numpy; the kernel is
+    ReorderToBlocked's)."""
     n, c, h, w = a.shape
-    return np.ascontiguousarray(a.reshape(n, c // lanes, lanes, h, w).transpose(0, 1, 3, 4, 2))
+    cb = blocks(c, lanes)
+    padded = np.zeros((n, cb * lanes, h, w), a.dtype)
+    padded[:, :c] = a
+    return np.ascontiguousarray(padded.reshape(n, cb, lanes, h, w).transpose(0, 1, 3, 4, 2))

@@ -159,7 +159,7 @@ def reduce_mean(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
 def reorder_to_blocked(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
     n, c, h, w = x[0]
     b = int(a["block"])
-    return [(n, c // b, h, w, b)]
+    return [(n, -(-c // b), h, w, b)]  # the last block zero padded
 
 
 def reorder_from_blocked(a: Attrs, x: Sequence, nout: int) -> list[Shape]:

@@ -1,7 +1,7 @@
 """Kernels on the channel-blocked layout NCHWc: reorders, pools, ChannelAffine, depthwise conv.
 
-A logical NCHW tensor with C % B == 0 is stored (N, C/B, H, W, B): element [n, cb, h, w, l] is
-logical [n, cb*B + l, h, w]. B is the vector width in elements: a pixel of a channel block is
+A logical NCHW tensor is stored (N, ceil(C/B), H, W, B): element [n, cb, h, w, l] is logical
+[n, cb*B + l, h, w], the lanes past C zero (cnnrt.core.layout). B is the vector width in elements: a pixel of a channel block is
 one vector, a window tap one vector operation over B channels. The pools, ChannelAffine and
 the depthwise conv run blocked_window.py's window kernel; the reorders and global pools are here.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import config, prange
 
+from cnnrt.core.layout import blocks
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.conv_spec import ConvSpec
@@ -24,14 +25,15 @@ from cnnrt.kernels.registry import KernelFn, register
 
 
 @pjit
-def _reorder(x, y, hw, b, chunk, to_blocked, cbk, c):
+def _reorder(x, y, planes, hw, b, chunk, to_blocked, cbk, c):
     """(P, B, HW) <-> (P, HW, B), flat, over tasks (plane, chunk of pixels). The inner loop runs
     over the B lanes of a pixel: B input rows read at once, the blocked side contiguous.
-    Planes p = n*cbk + block; the NCHW side has ``c`` <= cbk*B channels per image (from
-    blocked: the lanes past c are dropped, a conv's output cropped to its channels)."""
+    Planes p = n*cbk + block; the NCHW side has ``c`` <= cbk*B channels per image: to blocked,
+    the lanes past c are written zero (cnnrt.core.layout's padding lanes); from blocked, they
+    are dropped."""
     nch = (hw + chunk - 1) // chunk
     ub, uhw = np.uint64(b), np.uint64(hw)
-    for t in prange(x.size // (hw * b) * nch):
+    for t in prange(planes * nch):
         p = t // nch
         s0 = (t - p * nch) * chunk
         base = np.uint64(p * hw * b)
@@ -42,8 +44,10 @@ def _reorder(x, y, hw, b, chunk, to_blocked, cbk, c):
         for s in range(s0, min(hw, s0 + chunk)):
             us = np.uint64(s)
             if to_blocked:
-                for lane in range(b):
+                for lane in range(nl):
                     y[base + us * ub + np.uint64(lane)] = x[plain + np.uint64(lane) * uhw + us]
+                for lane in range(nl, b):  # the padding lanes of a last partial block
+                    y[base + us * ub + np.uint64(lane)] = 0
             else:
                 for lane in range(nl):
                     y[plain + np.uint64(lane) * uhw + us] = x[base + us * ub + np.uint64(lane)]
@@ -93,19 +97,20 @@ def _reorder_run(planes, hw, b, to_blocked, cbk, c):
     def run(ins, outs):
         x = ins[0].reshape(-1)
         kern = pick(_reorder, _reorder_serial, x.size, num_threads())
-        kern(x, outs[0].reshape(-1), hw, b, chunk, to_blocked, cbk, c)
+        kern(x, outs[0].reshape(-1), planes, hw, b, chunk, to_blocked, cbk, c)
 
     return run
 
 
 @register("ReorderToBlocked")
 def build_reorder_to_blocked(node, graph) -> KernelFn:
-    """X (N, C, H, W) -> Y (N, C/B, H, W, B), B = attr ``block``."""
+    """X (N, C, H, W) -> Y (N, ceil(C/B), H, W, B), B = attr ``block``, padding lanes zero."""
     (n, c, h, w), ys, _ = _shapes(graph, node, 4, 5)
     b = int(node.attrs["block"])
-    if c % b or ys != (n, c // b, h, w, b):
+    cb = blocks(c, b)
+    if ys != (n, cb, h, w, b):
         raise ValueError(f"ReorderToBlocked: {[n, c, h, w]} with block {b} cannot give {list(ys)}")
-    return _reorder_run(n * c // b, h * w, b, True, c // b, c)
+    return _reorder_run(n * cb, h * w, b, True, cb, c)
 
 
 @register("ReorderFromBlocked")

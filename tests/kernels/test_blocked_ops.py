@@ -16,6 +16,7 @@ from reference import activation_ref, conv2d_reference, conv_out, pool_reference
 from cnnrt.core.layout import block as to_blocked  # noqa: E402
 from cnnrt.core.layout import unblock as from_blocked  # noqa: E402
 from cnnrt.core.ops import ACTIVATIONS  # noqa: E402
+from cnnrt.errors import GraphError  # noqa: E402
 from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu.blocked import build_blocked_depthwise  # noqa: E402
 from cnnrt.kernels.cpu.conv_common import block_size as lanes  # noqa: E402
@@ -67,9 +68,20 @@ def test_reorder_from_blocked_crops_to_the_channel_count(c):
         run_node("ReorderFromBlocked", [x], {}, [(2, c, 3, 5)], ["float32"])
 
 
-def test_reorder_rejects_a_channel_count_off_the_block():
-    with pytest.raises(ValueError, match="block"):
-        run_node("ReorderToBlocked", [np.zeros((1, 12, 2, 2), F32)], dict(block=8), [(1, 1, 2, 2, 8)])
+@pytest.mark.parametrize("c", [1, 8, 17, 24, 40])
+def test_reorder_pads_a_last_partial_block_with_zeros_and_crops_it_back(c):
+    """C not whole blocks: ReorderToBlocked writes the padding lanes zero (the layout's
+    invariant, cnnrt.core.layout), ReorderFromBlocked drops them."""
+    x = np.random.default_rng(c).standard_normal((2, c, 3, 5)).astype(F32)
+    cb = -(-c // 16)
+    (y,) = run_node("ReorderToBlocked", [x], dict(block=16), [(2, cb, 3, 5, 16)], ["float32"])
+    lanes_out = y.transpose(0, 1, 4, 2, 3).reshape(2, cb * 16, 3, 5)
+    np.testing.assert_array_equal(lanes_out[:, :c], x)
+    assert not np.any(lanes_out[:, c:])
+    (back,) = run_node("ReorderFromBlocked", [y], {}, [x.shape], ["float32"])
+    np.testing.assert_array_equal(back, x)
+    with pytest.raises(GraphError, match="give"):
+        run_node("ReorderToBlocked", [x], dict(block=16), [(2, cb + 1, 3, 5, 16)], ["float32"])
 
 
 # ----------------------------------------------------------------------------- pools
