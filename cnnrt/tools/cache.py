@@ -8,7 +8,6 @@ others are pruned once unused for a day), the zoo's ONNX exports (``zoo/``) and
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -17,12 +16,6 @@ from cnnrt.errors import CnnrtError
 from cnnrt.kernels import cache_dir
 
 WHAT = ("stale", "kernels", "zoo", "all")
-
-
-def active_kernel_dir() -> Path:
-    """The folder Numba caches kernels in for this process (NUMBA_CACHE_DIR, set on import)."""
-    env = os.environ.get("NUMBA_CACHE_DIR")
-    return Path(env) if env else cache_dir.kernel_cache_dir()
 
 
 def _zoo_dir() -> Path:
@@ -37,7 +30,7 @@ def info() -> dict:
 
     root = cache_dir.cache_root()
     current = cache_dir.kernel_cache_dir()
-    active = active_kernel_dir()
+    active = cache_dir.active_kernel_dir()
     now = time.time()
     kernels = []
     folders = cache_dir.kernel_caches(root)

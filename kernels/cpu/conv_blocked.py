@@ -37,6 +37,7 @@ from cnnrt.kernels.cpu.conv_blocked_plan import Geometry, pack_weights, panel_bl
 from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
 from cnnrt.kernels.cpu.winograd import build_winograd
+from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import register
 
 _B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by every pixel
@@ -276,7 +277,15 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None):
     pg, pxb = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes, bmr)
     xp_len = spec.n * geo.per_n
     xp = shared_scratch(owner, "conv_blocked.padded", (xp_len,), dt) if geo.padded else None
-    wp_const = None if w_const is None else readonly(pack_weights(np.asarray(w_const, dt), nr, geo.kstep))
+    wp_const = (
+        None
+        if w_const is None
+        else readonly(
+            prepacked(
+                w_const, ("blocked", dt.str, nr, geo.kstep), lambda w: pack_weights(np.asarray(w, dt), nr, geo.kstep)
+            )
+        )
+    )
     zeros = readonly(np.zeros(m_pad, dt))
     bias_pad = np.zeros(m_pad, dt)  # the tile reads bias vectors of whole blocks
     if b_const is not None:
