@@ -84,7 +84,7 @@ def test_a_changed_file_option_or_shape_misses(cache):
 @pytest.mark.parametrize("damage", ["truncate", "flip", "manifest"])
 def test_a_damaged_entry_is_rebuilt(cache, damage):
     [ref] = _session(cache).run(None, {"x": X})
-    [entry] = [p for p in plan_cache.plans_dir().iterdir() if p.is_dir()]
+    [entry] = [p for p in plan_cache.plans_dir().iterdir() if p.is_dir() and p.name != "files"]
     if damage == "truncate":
         os.truncate(entry / "arrays.bin", 100)
     elif damage == "flip":

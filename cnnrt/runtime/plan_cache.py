@@ -8,10 +8,11 @@ interface (inputs, outputs) from the cache and, per set of input shapes, the gra
 onnx nor the passes run. Anything else a session may ask of the model (its metadata, the
 declared output shapes, an import for new shapes) parses the file then, on first use.
 
-Keys. A model is known by a fingerprint of its file and of every external-data file it
-reads: path, size, modification and status-change times (nanoseconds), inode, and a hash of
-sixteen 64 KiB samples spread over the content (a rewrite keeps neither the status-change
-time nor, in practice, the samples). A plan adds the session's build options (backend, opt
+Keys. A model is known by a hash of its whole content (SHA-1), remembered in ``files/`` by
+the file's fingerprint: path, size, modification and status-change times (nanoseconds), inode,
+and a hash of sixteen 64 KiB samples spread over the content; any write, touch or copy changes
+the fingerprint, and the file is hashed again. Its external-data files are known by their
+fingerprints. A plan adds the session's build options (backend, opt
 level, disabled passes, poison, memory limit; not ``tiered``), the input shapes, the fed
 initializers and the CPU's vector width. Both include a hash of the source files that shape
 a graph (core, frontends, passes, kernels), cnnrt's, Python's and numpy's versions.
@@ -95,6 +96,20 @@ def file_fingerprint(path: Path) -> list:
             f.seek(k * step)
             h.update(f.read(SAMPLE_BYTES))
     return [str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, h.hexdigest()]
+
+
+def content_hash(path: Path, fingerprint: list, folder: Path) -> str:
+    """A hash of the whole file, remembered by its fingerprint in ``folder/files/``: computed again
+    only when the file's state changes (a touch, a copy, a rewrite)."""
+    index = folder / "files" / _digest(fingerprint)
+    with contextlib.suppress(OSError):
+        return index.read_text()
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha1").hexdigest()
+    with contextlib.suppress(OSError):
+        index.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(index, digest.encode())
+    return digest
 
 
 def _digest(*parts: Any) -> str:
@@ -276,7 +291,8 @@ def open_model(source: Any, enabled: bool):
     if enabled and from_file:
         try:
             path = Path(source).resolve()
-            entry = ModelEntry(_digest(source_hash(), file_fingerprint(path)), plans_dir())
+            folder = plans_dir()
+            entry = ModelEntry(_digest(source_hash(), content_hash(path, file_fingerprint(path), folder)), folder)
         except OSError:  # the parse below says what is wrong with the file
             entry = None
         info = entry.read_info() if entry is not None else None
