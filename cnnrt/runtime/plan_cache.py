@@ -98,14 +98,22 @@ def file_fingerprint(path: Path) -> list:
     return [str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, h.hexdigest()]
 
 
-def content_hash(path: Path, fingerprint: list, folder: Path) -> str:
-    """A hash of the whole file, remembered by its fingerprint in ``folder/files/``: computed again
-    only when the file's state changes (a touch, a copy, a rewrite)."""
+def known_hash(fingerprint: list, folder: Path) -> str | None:
+    """The content hash remembered in ``folder/files/`` for a file in this state, if any."""
+    try:
+        return (folder / "files" / _digest(fingerprint)).read_text()
+    except OSError:
+        return None
+
+
+def hash_file(path: Path, fingerprint: list, folder: Path) -> str | None:
+    """A hash of the whole file, remembered by its fingerprint (None when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha1").hexdigest()
+    except OSError:
+        return None
     index = folder / "files" / _digest(fingerprint)
-    with contextlib.suppress(OSError):
-        return index.read_text()
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha1").hexdigest()
     with contextlib.suppress(OSError):
         index.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(index, digest.encode())
@@ -285,23 +293,36 @@ class ModelEntry:
 
 def open_model(source: Any, enabled: bool):
     """``(model, entry)``: the model of ``source`` (a path, bytes or ModelProto) and its plan-cache
-    entry (None when the cache is off, the model is not a file or is a graph cnnrt optimised)."""
-    from_file = isinstance(source, (str, os.PathLike))
-    entry = None
-    if enabled and from_file:
+    entry (None when the cache is off, the model is not a file or is a graph cnnrt optimised).
+
+    A file in a state not seen before is hashed in a thread while it is parsed (hashlib and the
+    file reads release the GIL), so a cold start does not wait for the hash."""
+    hashing: list = []
+    if enabled and isinstance(source, (str, os.PathLike)):
         try:
             path = Path(source).resolve()
             folder = plans_dir()
-            entry = ModelEntry(_digest(source_hash(), content_hash(path, file_fingerprint(path), folder)), folder)
+            fingerprint = file_fingerprint(path)
         except OSError:  # the parse below says what is wrong with the file
-            entry = None
-        info = entry.read_info() if entry is not None else None
-        if info is not None:
-            return CachedModel(path, info), entry
+            path = None
+        digest = known_hash(fingerprint, folder) if path is not None else None
+        if digest is not None:
+            entry = ModelEntry(_digest(source_hash(), digest), folder)
+            info = entry.read_info()
+            if info is not None:
+                return CachedModel(path, info), entry
+            hashing.append(digest)
+        elif path is not None:
+            t = threading.Thread(target=lambda: hashing.append(hash_file(path, fingerprint, folder)))
+            t.start()
+            hashing.append(t)
     from cnnrt.frontends.onnx import OnnxModel
 
     model = OnnxModel(source)
-    if entry is not None and model.optimised is None:
+    if hashing and isinstance(hashing[0], threading.Thread):
+        hashing.pop(0).join()
+    if hashing and hashing[0] is not None and model.optimised is None:
+        entry = ModelEntry(_digest(source_hash(), hashing[0]), folder)
         entry.write_info(model)
         return model, entry
     return model, None
