@@ -8,11 +8,11 @@ interface (inputs, outputs) from the cache and, per set of input shapes, the gra
 onnx nor the passes run. Anything else a session may ask of the model (its metadata, the
 declared output shapes, an import for new shapes) parses the file then, on first use.
 
-Keys. A model is known by a hash of its whole content (SHA-1), remembered in ``files/`` by
-the file's fingerprint: path, size, modification and status-change times (nanoseconds), inode,
-and a hash of sixteen 64 KiB samples spread over the content; any write, touch or copy changes
-the fingerprint, and the file is hashed again. Its external-data files are known by their
-fingerprints. A plan adds the session's build options (backend, opt
+Keys. A model is known by a fingerprint of its file: path, size, modification and
+status-change times (nanoseconds), inode, and a hash of sixteen 64 KiB samples spread over the
+content (any write or touch changes the status-change time; a copy is a new file, built
+again). Hashing the whole file instead would slow every cold start of a large model by
+a good part of its parse. Its external-data files are known by their fingerprints. A plan adds the session's build options (backend, opt
 level, disabled passes, poison, memory limit; not ``tiered``), the input shapes, the fed
 initializers and the CPU's vector width. Both include a hash of the source files that shape
 a graph (core, frontends, passes, kernels), cnnrt's, Python's and numpy's versions.
@@ -96,28 +96,6 @@ def file_fingerprint(path: Path) -> list:
             f.seek(k * step)
             h.update(f.read(SAMPLE_BYTES))
     return [str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, h.hexdigest()]
-
-
-def known_hash(fingerprint: list, folder: Path) -> str | None:
-    """The content hash remembered in ``folder/files/`` for a file in this state, if any."""
-    try:
-        return (folder / "files" / _digest(fingerprint)).read_text()
-    except OSError:
-        return None
-
-
-def hash_file(path: Path, fingerprint: list, folder: Path) -> str | None:
-    """A hash of the whole file, remembered by its fingerprint (None when it cannot be read)."""
-    try:
-        with open(path, "rb") as f:
-            digest = hashlib.file_digest(f, "sha1").hexdigest()
-    except OSError:
-        return None
-    index = folder / "files" / _digest(fingerprint)
-    with contextlib.suppress(OSError):
-        index.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(index, digest.encode())
-    return digest
 
 
 def _digest(*parts: Any) -> str:
@@ -293,36 +271,21 @@ class ModelEntry:
 
 def open_model(source: Any, enabled: bool):
     """``(model, entry)``: the model of ``source`` (a path, bytes or ModelProto) and its plan-cache
-    entry (None when the cache is off, the model is not a file or is a graph cnnrt optimised).
-
-    A file in a state not seen before is hashed in a thread while it is parsed (hashlib and the
-    file reads release the GIL), so a cold start does not wait for the hash."""
-    hashing: list = []
+    entry (None when the cache is off, the model is not a file or is a graph cnnrt optimised)."""
+    entry = None
     if enabled and isinstance(source, (str, os.PathLike)):
         try:
             path = Path(source).resolve()
-            folder = plans_dir()
-            fingerprint = file_fingerprint(path)
+            entry = ModelEntry(_digest(source_hash(), file_fingerprint(path)), plans_dir())
         except OSError:  # the parse below says what is wrong with the file
-            path = None
-        digest = known_hash(fingerprint, folder) if path is not None else None
-        if digest is not None:
-            entry = ModelEntry(_digest(source_hash(), digest), folder)
-            info = entry.read_info()
-            if info is not None:
-                return CachedModel(path, info), entry
-            hashing.append(digest)
-        elif path is not None:
-            t = threading.Thread(target=lambda: hashing.append(hash_file(path, fingerprint, folder)))
-            t.start()
-            hashing.append(t)
+            entry = None
+        info = entry.read_info() if entry is not None else None
+        if info is not None:
+            return CachedModel(path, info), entry
     from cnnrt.frontends.onnx import OnnxModel
 
     model = OnnxModel(source)
-    if hashing and isinstance(hashing[0], threading.Thread):
-        hashing.pop(0).join()
-    if hashing and hashing[0] is not None and model.optimised is None:
-        entry = ModelEntry(_digest(source_hash(), hashing[0]), folder)
+    if entry is not None and model.optimised is None:
         entry.write_info(model)
         return model, entry
     return model, None
