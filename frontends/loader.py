@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,8 @@ import onnx
 from onnx import numpy_helper
 
 from cnnrt.errors import ModelLoadError, ResourceLimitError, UnsupportedOpError
+
+from .specs import InputSpec
 
 # protobuf cannot encode a message of 2 GiB or more (larger weights go in external data files)
 MAX_PROTOBUF_BYTES = 2**31 - 1
@@ -189,15 +190,6 @@ def tensor_to_array(tensor: onnx.TensorProto, folder: Path | None = None, where:
     except Exception as e:
         raise ModelLoadError(f"tensor {tensor.name or where!r} cannot be decoded: {e}") from None
     return np.asarray(arr, order="C")  # not ascontiguousarray: it turns 0-d arrays into shape (1,)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """A graph input as users see it: dims are ints or symbolic names (str) or None."""
-
-    name: str
-    shape: tuple[int | str | None, ...]
-    dtype: str
 
 
 def input_spec(vi: onnx.ValueInfoProto) -> InputSpec:

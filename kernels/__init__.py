@@ -37,8 +37,9 @@ vector_ir.py and llvm_ir.py (explicit-vector LLVM IR), blas.py (the BLAS gemm bi
 task helpers). CUDA-only: common.py (launch, index and epilogue helpers), config.py (launch
 geometry), device.py (device arrays, the simulator). Beside the backends: cache_dir.py (where
 compiled kernels are cached, and pruning the stale caches), jit_watch.py (counting and timing
-Numba compilations) and numpy_tier.py (the numpy/BLAS ops a tiered start answers with while the
-native kernels compile, runtime/tiered.py).
+Numba compilations), prepacked.py (weights packed at build, recorded for and served from a
+cached plan, runtime/plan_cache.py) and numpy_tier.py (the numpy/BLAS ops a tiered start
+answers with while the native kernels compile, runtime/tiered.py).
 """
 
 from __future__ import annotations

@@ -100,3 +100,11 @@ def folder_size(path: Path) -> tuple[int, int]:
             except OSError:
                 pass
     return total, files
+
+
+def active_kernel_dir() -> Path:
+    """The folder this process's kernels are cached in: ``NUMBA_CACHE_DIR`` when set (cnnrt sets it
+    on import unless the user did), else :func:`kernel_cache_dir`. What belongs to the compiled
+    kernels (warm-plan markers, cached plans) lives in it, so it goes when they go."""
+    env = os.environ.get("NUMBA_CACHE_DIR")
+    return Path(env) if env else kernel_cache_dir()

@@ -10,6 +10,7 @@ Ops the table gives a numpy evaluator (Reshape, Concat, Transpose, Mul, ...) use
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -24,7 +25,9 @@ from cnnrt.core.ops import (
     evaluate_node,
     op_attrs,
 )
+from cnnrt.kernels.activation import GELU_TANH_C, GELU_TANH_K
 from cnnrt.kernels.conv_spec import spec_from_node
+from cnnrt.kernels.cpu.activation import ERF_P, ERF_Q
 
 _KIND = {v: k for k, v in ACTIVATIONS.items()}
 
@@ -52,7 +55,20 @@ def activate(y: np.ndarray, kind: int, alpha: float, beta: float) -> np.ndarray:
         return np.where(y >= 0, y, alpha * np.expm1(y))
     if name == "SiLU":
         return y / (1 + np.exp(-y))
+    if name == "Gelu":  # alpha = 1: the tanh approximation, as x·sigmoid(2z)
+        if alpha:
+            z = GELU_TANH_K * (y + GELU_TANH_C * y * y * y)
+            return y / (1 + np.exp(-2 * z))
+        y64 = y.astype(np.float64)  # one rounding, at the end
+        return (0.5 * y64 * (1 + erf(y64 * math.sqrt(0.5)))).astype(y.dtype)
     raise ValueError(f"unknown activation kind {kind}")
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """erf with the native kernels' rational function (kernels/cpu/activation.py), in float64."""
+    t = np.clip(np.asarray(x, np.float64), -4.0, 4.0)
+    t2 = t * t
+    return (t * np.polyval(ERF_P, t2) / np.polyval(ERF_Q, t2)).astype(x.dtype)
 
 
 def _epilogue(node, y, bias, res):
@@ -265,6 +281,7 @@ OPS: dict[str, Callable] = {
     "ChannelAffine": channel_affine,
     "Gemm": gemm,
     "LRN": lrn,
+    "Erf": lambda node, graph, x: erf(x),
 }
 
 

@@ -18,6 +18,7 @@ from cnnrt.kernels.cache_dir import STALE_AFTER_S, cache_root
 from .registry import entry
 
 SUFFIX = ".onnx"
+TOUCH_EVERY_S = 3600.0  # far below the day after which unused exports are pruned
 
 
 def torch_version() -> str:
@@ -60,10 +61,12 @@ def cached_path(
 def find_cached(
     name: str, opset: int = 17, batch: int | None = None, cache_dir=None, dynamic_spatial: bool = False
 ) -> Path | None:
-    """The cached export if it is on disk (marked as used now), else None."""
+    """The cached export if it is on disk (marked as used, at most once an hour: a touch changes the
+    file's fingerprint, which the plan cache then hashes again), else None."""
     path = cached_path(name, opset, batch, cache_dir, dynamic_spatial)
     try:
-        os.utime(path)
+        if time.time() - path.stat().st_mtime > TOUCH_EVERY_S:
+            os.utime(path)
     except OSError:
         return None if not path.exists() else path
     return path

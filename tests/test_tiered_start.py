@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 from helpers import make_model, ort_run
 from onnx import helper
 
@@ -108,3 +109,18 @@ def test_a_graph_the_tier_cannot_compute_runs_native(monkeypatch):
     [y] = sess.run(None, {"x": x})  # waits for the native kernels instead of a tier answer
     assert "numpy_tier_runs" not in sess.build_timings
     np.testing.assert_array_equal(y, x.repeat(2, axis=2).repeat(2, axis=3))
+
+
+@pytest.mark.parametrize("approximate", [0.0, 1.0])
+def test_numpy_tier_gelu_and_erf_match_the_references(approximate):
+    from reference import erf_reference, gelu_reference
+
+    from cnnrt.core.ops import ACTIVATIONS
+    from cnnrt.kernels import numpy_tier
+
+    x = np.concatenate([np.linspace(-7, 7, 2001), RNG.standard_normal(500) * 3]).astype(np.float32)
+    y = numpy_tier.activate(x.copy(), ACTIVATIONS["Gelu"], approximate, 0.0)
+    assert y.dtype == np.float32
+    # the rational erf's absolute error (< 7e-8) times ½|x| (<= 3.5): 1 + erf cancels for x < 0
+    np.testing.assert_allclose(y, gelu_reference(x, approximate), rtol=1e-6, atol=2.5e-7)
+    np.testing.assert_allclose(numpy_tier.erf(x), erf_reference(x), rtol=0, atol=2e-7)

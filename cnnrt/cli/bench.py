@@ -99,7 +99,7 @@ def run(args) -> int:
     if args.cold:
         from cnnrt.tools.coldstart import bench_cold
 
-        return bench_cold(args.models, args.batch, args.threads or [cpu_count()], args.json)
+        return bench_cold(args.models, args.batch or [1], args.threads or [cpu_count()], args.json)
     backends = [b.strip() for b in (args.backends or ",".join(DEFAULT_BACKENDS)).split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:

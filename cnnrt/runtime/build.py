@@ -13,6 +13,7 @@ import numpy as np
 
 from cnnrt.core.ir import Graph
 from cnnrt.errors import CnnrtError, ResourceLimitError
+from cnnrt.kernels.prepacked import PackStore
 from cnnrt.runtime import tiered
 from cnnrt.runtime.executor import Executor
 from cnnrt.runtime.plan import MemoryPlan, fmt_bytes, plan_memory
@@ -28,6 +29,7 @@ class Compiled:
     pass_log: Any
     timings: dict[str, float]
     tier: Any = None  # runtime/tiered.py's Tier while the native kernels compile
+    cached: bool = False  # the optimised graph came from the plan cache (runtime/plan_cache.py)
 
 
 @dataclass(frozen=True)
@@ -115,16 +117,65 @@ def _check_limit(plan: MemoryPlan, shapes, limit: int) -> None:
         )
 
 
-def build(model, shapes: dict[str, tuple[int, ...]], fed: frozenset[str], opts: BuildOptions) -> Compiled:
+def build(model, shapes: dict[str, tuple[int, ...]], fed: frozenset[str], opts: BuildOptions, cache=None) -> Compiled:
     """Import ``model`` (a frontends.onnx.OnnxModel) at ``shapes``, optimise, plan and bind an executor.
 
     ``fed`` names the initializers the caller feeds (they stay graph inputs). The timings' "import" is the
-    graph construction only; the session adds its model load to it.
+    graph construction only; the session adds its model load to it. ``cache`` (a runtime.plan_cache
+    ModelEntry) gives the optimised graph when it holds one for these shapes and options, and keeps
+    the one built here otherwise.
     """
+    t0 = time.perf_counter()
+    key = cache.plan_key(shapes, fed, opts, _vector_bytes(opts.backend)) if cache is not None else None
+    cached = cache.load_plan(key) if cache is not None else None
+    if cached is not None:
+        graph, log = cached["graph"], cached["log"]
+        t1 = t2 = time.perf_counter()
+    else:
+        graph, log, t1 = _optimised(model, shapes, fed, opts)
+        t2 = time.perf_counter()
+    try:
+        plan = plan_memory(graph)
+    except CnnrtError:
+        raise
+    except MemoryError:
+        raise ResourceLimitError(f"out of memory planning the arena of graph {graph.name!r}") from None
+    except Exception as e:
+        raise CnnrtError(f"memory planning failed for graph {graph.name!r}: {type(e).__name__}: {e}") from e
+    if cached is not None:
+        plan.constant_bytes, plan.folded_bytes = cached["constant_bytes"], cached["folded_bytes"]
+    else:
+        _count_constants(plan, graph, model)
+    _check_limit(plan, shapes, opts.memory_limit)
+    t3 = time.perf_counter()
+    # the weights the kernels repack: from the plan cache, else recorded for it
+    packs = PackStore(graph.constants, cached["packed"] if cached is not None else ())
+    try:
+        with packs.active() if cache is not None else contextlib.nullcontext():
+            executor = _make_executor(graph, plan, opts)
+    except CnnrtError:
+        raise
+    except MemoryError:
+        raise ResourceLimitError(
+            f"cannot allocate the {fmt_bytes(plan.arena_bytes)} arena for input shapes {shapes}"
+        ) from None
+    except Exception as e:  # safety net: binding arrays or building a kernel tripped
+        raise CnnrtError(f"building the {opts.backend} executor failed: {type(e).__name__}: {e}") from e
+    t4 = time.perf_counter()
+    timings = {"import": t1 - t0, "passes": t2 - t1, "planning": t3 - t2, "kernels": t4 - t3}
+    tier = tiered.start(model, shapes, fed, opts, graph, executor)
+    if cache is not None and cached is None:
+        counts = {"constant_bytes": plan.constant_bytes, "folded_bytes": plan.folded_bytes}
+        parts = {"graph": graph, "log": log, "packed": packs.records(), **counts}
+        cache.store_plan(key, parts, after=tier.thread if tier else None)
+    return Compiled(graph, plan, executor, log, timings, tier, cached=cached is not None)
+
+
+def _optimised(model, shapes, fed: frozenset[str], opts: BuildOptions):
+    """(graph, pass log, the time import ended): ``model`` imported at ``shapes`` and run through the passes."""
     from cnnrt.passes.fold_constants import FOLD_LIMIT
     from cnnrt.passes.pipeline import run_pipeline
 
-    t0 = time.perf_counter()
     with out_of_memory_is(f"importing the graph for input shapes {shapes}"):
         graph = model.to_graph(shapes, fed)
     t1 = time.perf_counter()
@@ -138,31 +189,7 @@ def build(model, shapes: dict[str, tuple[int, ...]], fed: frozenset[str], opts: 
             )
     finally:
         FOLD_LIMIT.reset(token)
-    t2 = time.perf_counter()
-    try:
-        plan = plan_memory(graph)
-    except CnnrtError:
-        raise
-    except MemoryError:
-        raise ResourceLimitError(f"out of memory planning the arena of graph {graph.name!r}") from None
-    except Exception as e:
-        raise CnnrtError(f"memory planning failed for graph {graph.name!r}: {type(e).__name__}: {e}") from e
-    _count_constants(plan, graph, model)
-    _check_limit(plan, shapes, opts.memory_limit)
-    t3 = time.perf_counter()
-    try:
-        executor = _make_executor(graph, plan, opts)
-    except CnnrtError:
-        raise
-    except MemoryError:
-        raise ResourceLimitError(
-            f"cannot allocate the {fmt_bytes(plan.arena_bytes)} arena for input shapes {shapes}"
-        ) from None
-    except Exception as e:  # safety net: binding arrays or building a kernel tripped
-        raise CnnrtError(f"building the {opts.backend} executor failed: {type(e).__name__}: {e}") from e
-    t4 = time.perf_counter()
-    timings = {"import": t1 - t0, "passes": t2 - t1, "planning": t3 - t2, "kernels": t4 - t3}
-    return Compiled(graph, plan, executor, log, timings, tiered.start(model, shapes, fed, opts, graph, executor))
+    return graph, log, t1
 
 
 def shape_key(shapes: dict[str, tuple[int, ...]], fed: frozenset[str]) -> tuple:

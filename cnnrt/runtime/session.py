@@ -15,6 +15,7 @@ from cnnrt.errors import BackendUnavailableError, CnnrtError, InputError, Sessio
 from cnnrt.runtime.build import BuildOptions, Compiled, PlanCache, build, default_memory_limit, shape_key
 from cnnrt.runtime.feeds import check_feeds, checked_shape
 from cnnrt.runtime.model_info import ModelMetadata, NodeArg, model_metadata, node_args
+from cnnrt.runtime.plan_cache import from_env, open_model
 from cnnrt.runtime.profiling import SessionProfiler
 from cnnrt.runtime.session_options import (
     INFO,
@@ -49,7 +50,8 @@ class InferenceSession:
     onnxruntime's SessionOptions), ``providers`` and ``provider_options`` are onnxruntime's
     (cnnrt/runtime/session_options.py says how each field is honoured); cnnrt's own options are
     keywords: ``backend`` ("cpu" | "cuda"), ``threads`` (None: every core), ``opt_level``
-    (0, 1, 2), ``disabled_passes``, ``poison``, ``memory_limit``, ``precision`` ("f32" | "bf16":
+    (0, 1, 2), ``disabled_passes``, ``poison``, ``memory_limit``, ``tiered``, ``plan_cache`` (keep the
+    optimised graph on disk for the next session: runtime/plan_cache.py), ``precision`` ("f32" | "bf16":
     convolutions on bfloat16 dot products, passes/precision.py). A setting given both ways must agree.
     Inputs with symbolic dims beyond the first are planned on the first run (or ``prepare``) with
     concrete shapes; others are planned here with batch 1. A session may be used from several
@@ -74,9 +76,8 @@ class InferenceSession:
         memory_limit: int | None = None,
         tiered: bool | None = None,
         precision: str | None = None,
+        plan_cache: bool | None = None,
     ) -> None:
-        from cnnrt.frontends.onnx import OnnxModel
-
         if sess_options is not None and not all(
             hasattr(sess_options, f) for f in ("graph_optimization_level", "intra_op_num_threads")
         ):
@@ -119,7 +120,8 @@ class InferenceSession:
         self.poison = bool(int(os.environ.get("CNNRT_POISON", "0"))) if poison is None else poison
         self.tiered = tiered_from_env() if tiered is None else bool(tiered)
         t0 = time.perf_counter()
-        self.model = OnnxModel(path_or_bytes)
+        # the plan cache knows a model file it built before: then onnx is not even imported
+        self.model, self._plan_entry = open_model(path_or_bytes, from_env() if plan_cache is None else plan_cache)
         self._import_s = time.perf_counter() - t0
         self._profiler = (
             SessionProfiler(cfg.profile_file_prefix, self.model.proto.graph.name, provider_name(self.backend), t0)
@@ -240,7 +242,7 @@ class InferenceSession:
         compiled = self._plans.get(key)
         if compiled is None:
             with parallel_guard():  # building runs kernels (weight packing)
-                compiled = build(self.model, shapes, fed, self._build_options)
+                compiled = build(self.model, shapes, fed, self._build_options, self._plan_entry)
             compiled.timings["import"] += self._import_s
             self._plans.add(key, compiled)
             self._built(compiled, shapes, log_threshold, logid)

@@ -48,10 +48,9 @@ def plan_key(graph) -> str:
 
 
 def _marker(graph) -> Path:
-    from cnnrt.kernels.cache_dir import kernel_cache_dir
+    from cnnrt.kernels.cache_dir import active_kernel_dir
 
-    root = os.environ.get("NUMBA_CACHE_DIR")
-    return (Path(root) if root else kernel_cache_dir()) / "warm" / plan_key(graph)
+    return active_kernel_dir() / "warm" / plan_key(graph)
 
 
 def is_warm(graph) -> bool:
@@ -81,8 +80,8 @@ class Tier:
         self.compile_s = 0.0
         self.compiled = 0
         self.runs = 0
-        self._thread = threading.Thread(target=self._compile, name="cnnrt-compile")
-        self._thread.start()
+        self.thread = threading.Thread(target=self._compile, name="cnnrt-compile")
+        self.thread.start()
         _TIERS.add(self)
 
     def _compile(self) -> None:
@@ -100,10 +99,10 @@ class Tier:
 
     def ready(self) -> bool:
         """Whether the native kernels are compiled (or failed to: the native run says why)."""
-        return not self._thread.is_alive()
+        return not self.thread.is_alive()
 
     def wait(self) -> None:
-        self._thread.join()
+        self.thread.join()
 
     def run(self, ins: list[np.ndarray]) -> list[np.ndarray] | None:
         """The outputs computed by the numpy tier, or None when it cannot compute this graph."""

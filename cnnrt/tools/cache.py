@@ -8,7 +8,6 @@ others are pruned once unused for a day), the zoo's ONNX exports (``zoo/``) and
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -16,13 +15,7 @@ from pathlib import Path
 from cnnrt.errors import CnnrtError
 from cnnrt.kernels import cache_dir
 
-WHAT = ("stale", "kernels", "zoo", "all")
-
-
-def active_kernel_dir() -> Path:
-    """The folder Numba caches kernels in for this process (NUMBA_CACHE_DIR, set on import)."""
-    env = os.environ.get("NUMBA_CACHE_DIR")
-    return Path(env) if env else cache_dir.kernel_cache_dir()
+WHAT = ("stale", "kernels", "zoo", "plans", "all")
 
 
 def _zoo_dir() -> Path:
@@ -37,7 +30,7 @@ def info() -> dict:
 
     root = cache_dir.cache_root()
     current = cache_dir.kernel_cache_dir()
-    active = active_kernel_dir()
+    active = cache_dir.active_kernel_dir()
     now = time.time()
     kernels = []
     folders = cache_dir.kernel_caches(root)
@@ -65,7 +58,11 @@ def info() -> dict:
         if root.is_dir()
         else []
     )
+    from cnnrt.runtime.plan_cache import entries, plans_dir
+
     return {
+        "plans_dir": str(plans_dir()),
+        "plans": entries(),
         "root": str(root),
         "kernel_source_hash": cache_dir.kernel_source_hash(),
         "kernel_dir": str(active),
@@ -78,10 +75,11 @@ def info() -> dict:
 
 
 def clear(what: str = "stale") -> list[tuple[str, int]]:
-    """Delete the kernel caches and/or zoo exports; returns (path, bytes) of what went.
+    """Delete the kernel caches, zoo exports and/or cached plans; returns (path, bytes) of what went.
 
-    ``stale``: kernel caches of other kernel sources and exports of other zoo sources (whatever
-    their age); ``kernels`` / ``zoo``: all of that kind; ``all``: both, and the files beside them.
+    ``stale``: kernel caches of other kernel sources (their plans with them) and exports of other zoo
+    sources (whatever their age); ``kernels`` / ``zoo`` / ``plans``: all of that kind (the plans live
+    in the kernel folder); ``all``: everything, and the files beside them.
     """
     if what not in WHAT:
         raise CnnrtError(f"cache clear: what must be one of {', '.join(WHAT)}, not {what!r}")
@@ -91,6 +89,11 @@ def clear(what: str = "stale") -> list[tuple[str, int]]:
         if what in ("kernels", "all") or (what == "stale" and not k["current"]):
             shutil.rmtree(k["path"], ignore_errors=True)
             gone.append((k["path"], k["bytes"]))
+    if what == "plans":
+        for e in rep["plans"]:
+            p = Path(e["path"])
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            gone.append((e["path"], e["bytes"]))
     for z in rep["zoo"]:
         if what in ("zoo", "all") or (what == "stale" and not z["current"]):
             Path(z["path"]).unlink(missing_ok=True)

@@ -38,6 +38,7 @@ from cnnrt.kernels.cpu.conv_blocked_plan import Geometry, pack_weights, panel_bl
 from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
 from cnnrt.kernels.cpu.winograd import build_winograd
+from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import register
 
 _B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by every pixel
@@ -277,7 +278,15 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None, 
     in_bytes = spec.n * spec.c * spec.h * spec.w * dt.itemsize
     pg, pxb = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes, bmr)
     xp_len = spec.n * geo.per_n
-    wp_const = None if w_const is None else readonly(pack_weights(np.asarray(w_const, dt), nr, geo.kstep))
+    wp_const = (
+        None
+        if w_const is None
+        else readonly(
+            prepacked(
+                w_const, ("blocked", dt.str, nr, geo.kstep), lambda w: pack_weights(np.asarray(w, dt), nr, geo.kstep)
+            )
+        )
+    )
     bf16 = Bf16Operands(spec, geo, wp_const, nr, owner) if precision == "bf16" else None
     wp_const = wp_const if bf16 is None else bf16.weights
     padded = geo.padded and bf16 is None

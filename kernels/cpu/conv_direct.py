@@ -28,6 +28,7 @@ from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import MR
+from cnnrt.kernels.prepacked import prepacked
 
 _BLOCK_BUDGET = 512 << 10  # bytes of the per-thread block of virtual outputs (mb x vb)
 _MIN_TASKS = 8
@@ -249,7 +250,7 @@ def build_direct(spec, w_const, b_const):
         w5 = np.asarray(w, dt).reshape(g, mg, cg, ntaps).transpose(0, 1, 3, 2).reshape(g, mg, ntaps * cg)
         return readonly(aligned_copy(np.stack([mk.pack_a(w5[i]) for i in range(g)])))
 
-    ap_const = None if w_const is None else pack(w_const)
+    ap_const = None if w_const is None else prepacked(w_const, ("direct", dt.str, spec.group), pack)
     taps = readonly(geo.tap_offsets)
     zeros = readonly(np.zeros(spec.m, dt))
     dummy_res = np.zeros(1, dt)

@@ -27,6 +27,7 @@ from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.conv_common import readonly, tile_flags
 from cnnrt.kernels.cpu.conv_gather import gather_block
 from cnnrt.kernels.cpu.microkernel import MR
+from cnnrt.kernels.prepacked import prepacked
 
 _COL_BUDGET = 1 << 20  # bytes of im2col scratch per task (L2 is 2 MB)
 _MIN_TASKS = 8  # pixel blocks are halved (down to 64) until there are this many tasks
@@ -298,7 +299,7 @@ def build_tasks(spec, w_const, b_const, direct: bool):
         w3 = np.asarray(w, dt).reshape(g, mg, k)
         return readonly(aligned_copy(np.stack([mk.pack_a(w3[i]) for i in range(g)])))
 
-    ap_const = None if w_const is None else pack(w_const)
+    ap_const = None if w_const is None else prepacked(w_const, ("gemm", dt.str, spec.group), pack)
     zeros = readonly(np.zeros(spec.m, dt))
     dummy_res = np.zeros(1, dt)
     max_threads = numba.config.NUMBA_NUM_THREADS

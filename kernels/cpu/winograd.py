@@ -37,6 +37,7 @@ from cnnrt.kernels.cpu.winograd_transforms import (
     output_scatter_blocked,
     output_stage,
 )
+from cnnrt.kernels.prepacked import prepacked
 
 # the transforms, for the reference implementation and the tests (the kernels inline them)
 BT = np.array(
@@ -248,7 +249,11 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None):
     th, tw = -(-spec.oh // 4), -(-spec.ow // 4)
     nr = mk.nr(dt)
     rows, mb = plan_blocks(spec.n, spec.c, spec.m, th, tw, dt.itemsize, nr)
-    u_const = None if w_const is None else readonly(pack_u(transform_weights(w_const, dt), nr))
+    u_const = (
+        None
+        if w_const is None
+        else readonly(prepacked(w_const, ("winograd", dt.str, nr), lambda w: pack_u(transform_weights(w, dt), nr)))
+    )
     zeros = readonly(np.zeros(spec.m, dt))
     dummy_res = np.zeros((1, 1, 1, max(1, lanes)), dt)
     b_in = max(1, lanes)

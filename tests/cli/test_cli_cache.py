@@ -115,3 +115,18 @@ def test_cached_zoo_model_runs_without_torch(tmp_path, lenet5_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "no torch" in r.stdout and "output  output float32[1, 10]" in r.stdout
+
+
+def test_cache_info_and_clear_plans(root):
+    plans = root / cache_dir.kernel_cache_dir().name / "plans"
+    (plans / "0123abcd").mkdir(parents=True)
+    (plans / "0123abcd" / "arrays.bin").write_bytes(b"\0" * 40)
+    (plans / "model-0123.pkl").write_bytes(b"\0" * 2)
+    r = _cli(root, "info", "--json", str(root / "info.json"))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((root / "info.json").read_text())
+    assert sorted((Path(e["path"]).name, e["bytes"]) for e in rep["plans"]) == [("0123abcd", 40), ("model-0123.pkl", 2)]
+    assert "plans" in r.stdout and "2 entries" in r.stdout
+    r = _cli(root, "clear", "--plans")
+    assert r.returncode == 0, r.stderr
+    assert not list(plans.iterdir()) and cache_dir.kernel_cache_dir().name in {p.name for p in root.iterdir()}

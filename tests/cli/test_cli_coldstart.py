@@ -17,3 +17,14 @@ def test_measure_a_fresh_process_on_a_warm_cache(tiny_path, monkeypatch):
     assert rep["compiled"] >= 0 and rep["compile_s"] >= 0 and rep["cpu_s"] > 0
     cut = measure(str(tiny_path), 2, 1, kernels, finish=False)  # stopped at its first result
     assert cut["wall_s"] is None and cut["to_first_result_s"] > 0
+
+
+def test_bench_cold_defaults_to_batch_1(cnnrt_main, monkeypatch):
+    import cnnrt.tools.coldstart as coldstart
+
+    seen = {}
+    monkeypatch.setattr(
+        coldstart, "bench_cold", lambda models, batches, threads, json_path: seen.update(b=batches) or 0
+    )
+    assert cnnrt_main("bench", "--cold", "lenet5", "--threads", "2").rc == 0
+    assert seen["b"] == [1]
