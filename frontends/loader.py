@@ -140,7 +140,9 @@ def _first_non_utf8(msg: Any, path: str) -> str | None:
 
 def _external_bytes(tensor: onnx.TensorProto, folder: Path | None) -> memoryview | bytes:
     """The tensor's bytes in its external data file, mapped read-only (no copy: the page cache
-    serves them when the weights are first touched)."""
+    serves them when the weights are first touched). The mapping lives as long as the arrays, so
+    a data file is replaced by renaming a new one over it, never truncated in place while a
+    session uses it (reading past a truncated end of a mapping kills the process)."""
     info = {e.key: e.value for e in tensor.external_data}
     loc = info.get("location")
     if not loc:
