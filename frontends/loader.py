@@ -5,6 +5,7 @@ from inside the model's folder), and graph inputs as :class:`InputSpec`.
 
 from __future__ import annotations
 
+import mmap
 import os
 import stat
 from pathlib import Path
@@ -78,6 +79,19 @@ def load_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> tuple[onnx
     return proto, folder
 
 
+def model_bytes(path: str | os.PathLike) -> bytes:
+    """The model file at ``path`` as one self-contained protobuf, its external data read in (with
+    the same checks as a load), for consumers that ship a model as bytes."""
+    proto, folder = load_model(path)
+    for t in proto.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            t.raw_data = bytes(_external_bytes(t, folder))
+            t.data_location = onnx.TensorProto.DEFAULT
+            del t.external_data[:]
+    _check_size(proto.ByteSize(), f"model {str(path)!r} with its external data")
+    return proto.SerializeToString()
+
+
 def _check_size(nbytes: int, what: str) -> None:
     if nbytes > MAX_PROTOBUF_BYTES:
         raise ModelLoadError(
@@ -95,10 +109,24 @@ def _check_proto(proto: onnx.ModelProto) -> None:
 
 
 def _first_non_utf8(msg: Any, path: str) -> str | None:
-    """Path of the first string field that protobuf could not decode (it hands back bytes)."""
-    for fd, value in msg.ListFields():
+    """Path of the first string field that protobuf could not decode (it hands back bytes).
+
+    Bytes fields are never read: ``ListFields`` would copy every tensor's ``raw_data`` into a
+    Python object (hundreds of MB for a VGG) only to skip it."""
+    for fd in msg.DESCRIPTOR.fields:
+        if fd.type == fd.TYPE_BYTES:
+            continue
         repeated = fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED
-        items = value if repeated else [value]
+        if repeated:
+            items = getattr(msg, fd.name)
+            if not items:
+                continue
+        elif fd.type == fd.TYPE_MESSAGE or fd.type == fd.TYPE_STRING:
+            if not msg.HasField(fd.name):
+                continue
+            items = [getattr(msg, fd.name)]
+        else:
+            continue
         if fd.type == fd.TYPE_MESSAGE:
             for k, item in enumerate(items):
                 label = getattr(item, "name", "") if isinstance(getattr(item, "name", None), str) else ""
@@ -110,7 +138,11 @@ def _first_non_utf8(msg: Any, path: str) -> str | None:
     return None
 
 
-def _external_bytes(tensor: onnx.TensorProto, folder: Path | None) -> bytes:
+def _external_bytes(tensor: onnx.TensorProto, folder: Path | None) -> memoryview | bytes:
+    """The tensor's bytes in its external data file, mapped read-only (no copy: the page cache
+    serves them when the weights are first touched). The mapping lives as long as the arrays, so
+    a data file is replaced by renaming a new one over it, never truncated in place while a
+    session uses it (reading past a truncated end of a mapping kills the process)."""
     info = {e.key: e.value for e in tensor.external_data}
     loc = info.get("location")
     if not loc:
@@ -153,8 +185,11 @@ def _external_bytes(tensor: onnx.TensorProto, folder: Path | None) -> bytes:
                     f"initializer {tensor.name!r}: external data range offset={offset} length={length} "
                     f"exceeds {loc!r} ({size} bytes)"
                 )
-            f.seek(offset)
-            return f.read(length if length is not None else size - offset)
+            n = length if length is not None else size - offset
+            if n == 0:
+                return b""
+            # the whole file is mapped (an mmap offset must be page-aligned); the slice keeps it open
+            return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))[offset : offset + n]
     except MemoryError:
         raise ResourceLimitError(f"initializer {tensor.name!r}: out of memory reading external data {loc!r}") from None
     except (OSError, ValueError) as e:
@@ -175,21 +210,36 @@ def tensor_to_array(tensor: onnx.TensorProto, folder: Path | None = None, where:
         raise UnsupportedOpError(
             f"tensor {tensor.name or where!r} has dtype {dtype_name(tensor.data_type)}; supported: " + SUPPORTED_DTYPES
         )
+    raw: memoryview | bytes | None = None
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
-        t = onnx.TensorProto()
-        t.CopyFrom(tensor)
-        t.raw_data = _external_bytes(tensor, folder)
-        t.data_location = onnx.TensorProto.DEFAULT
-        del t.external_data[:]
-        tensor = t
+        raw = _external_bytes(tensor, folder)
+    elif tensor.HasField("raw_data"):
+        raw = tensor.raw_data
     try:
-        arr = numpy_helper.to_array(tensor)
+        arr = numpy_helper.to_array(tensor) if raw is None else _from_raw(tensor, raw, where)
     except MemoryError:
         shape = list(tensor.dims)
         raise ResourceLimitError(f"out of memory decoding tensor {tensor.name or where!r} of shape {shape}") from None
+    except ModelLoadError:
+        raise
     except Exception as e:
         raise ModelLoadError(f"tensor {tensor.name or where!r} cannot be decoded: {e}") from None
     return np.asarray(arr, order="C")  # not ascontiguousarray: it turns 0-d arrays into shape (1,)
+
+
+def _from_raw(tensor: onnx.TensorProto, raw: memoryview | bytes, where: str) -> np.ndarray:
+    """A read-only view of little-endian ``raw_data`` (or mapped external data) in the tensor's
+    shape: no copy, so a VGG's half gigabyte of weights is not duplicated while it loads."""
+    dtype = np.dtype(ONNX_DTYPES[tensor.data_type]).newbyteorder("<")
+    shape = tuple(int(d) for d in tensor.dims)
+    count = int(np.prod(shape, dtype=np.int64))
+    if len(raw) != count * dtype.itemsize:
+        raise ModelLoadError(
+            f"tensor {tensor.name or where!r} cannot be decoded: shape {list(shape)} of {dtype.name} "
+            f"needs {count * dtype.itemsize} bytes, its data has {len(raw)}"
+        )
+    arr = np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+    return arr if dtype.isnative else arr.astype(dtype.newbyteorder("="))
 
 
 def input_spec(vi: onnx.ValueInfoProto) -> InputSpec:

@@ -22,7 +22,7 @@ from cnnrt.errors import UnsupportedOpError
 
 from .factory import build
 from .registry import sample_input
-from .zoo_cache import cached_path, find_cached, prune_stale
+from .zoo_cache import DATA_ALIGN, EXTERNAL_MIN_BYTES, cached_path, data_path, find_cached, prune_stale
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -161,9 +161,36 @@ def export_cached(
         return hit
     path = cached_path(name, opset, batch, cache_dir, dynamic_spatial)
     export = _export_dynamic_spatial if dynamic_spatial else _export_bytes
-    _write_atomic(path, export(name, opset, batch, model))
+    write_with_external_data(path, onnx.load_model_from_string(export(name, opset, batch, model)))
     prune_stale(path.parent)
     return path
+
+
+def write_with_external_data(path: Path, proto: onnx.ModelProto) -> None:
+    """Write ``proto`` to ``path`` with every initializer of at least ``EXTERNAL_MIN_BYTES`` in one
+    external data file beside it (:func:`zoo_cache.data_path`), each at a multiple of
+    ``DATA_ALIGN`` bytes. The protobuf left is small, so a load parses kilobytes and maps the
+    weights instead of parsing and copying them (a VGG's are 550 MB). The data file is in
+    place before the model that names it, so a concurrent reader never finds one without it."""
+    data_file = data_path(path)
+    chunks: list[bytes] = []
+    offset = 0
+    for t in proto.graph.initializer:
+        if not t.HasField("raw_data") or len(t.raw_data) < EXTERNAL_MIN_BYTES:
+            continue
+        raw = t.raw_data
+        pad = -offset % DATA_ALIGN
+        chunks += [b"\0" * pad, raw]
+        offset += pad
+        del t.external_data[:]
+        for key, value in (("location", data_file.name), ("offset", str(offset)), ("length", str(len(raw)))):
+            e = t.external_data.add()
+            e.key, e.value = key, value
+        t.data_location = onnx.TensorProto.EXTERNAL
+        t.ClearField("raw_data")
+        offset += len(raw)
+    _write_atomic(data_file, b"".join(chunks))
+    _write_atomic(path, proto.SerializeToString())
 
 
 def _export_dynamic_spatial(name: str, opset: int, batch: int | None, model: torch.nn.Module | None) -> bytes:

@@ -34,6 +34,7 @@ def quantize_file(src: Path, dst: Path, name: str, batch: int | None = None, per
     The model is pre-processed first (onnxruntime's ``quant_pre_process``: shape inference and
     graph optimisation fold BatchNorm leftovers), as onnxruntime's documentation asks.
     """
+    import onnx
     import onnxruntime.quantization as q
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -46,8 +47,12 @@ def quantize_file(src: Path, dst: Path, name: str, batch: int | None = None, per
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        # one self-contained copy: the pre-processing moves the model to a folder of its own,
+        # without the external data file a zoo export keeps its weights in
+        whole = Path(tmp) / "f32.onnx"
+        onnx.save_model(onnx.load_model(str(src)), str(whole))
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quant_pre_process(str(whole), str(pre), skip_symbolic_shape=True)
         out = Path(tmp) / "q.onnx"
         q.quantize_static(
             str(pre),

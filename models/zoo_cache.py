@@ -18,6 +18,12 @@ from cnnrt.kernels.cache_dir import STALE_AFTER_S, cache_root
 from .registry import entry
 
 SUFFIX = ".onnx"
+# Exports keep their weights in one external data file beside the model (models/onnx_export.py);
+# the format is part of the cache key, so an export in another layout is never taken for one.
+DATA_SUFFIX = ".data"
+DATA_ALIGN = 64  # each tensor's offset: a cache line, and the alignment the kernels' copies want
+EXTERNAL_MIN_BYTES = 1024  # smaller initializers stay in the protobuf
+EXPORT_FORMAT = f"external{DATA_SUFFIX}-align{DATA_ALIGN}-min{EXTERNAL_MIN_BYTES}"
 TOUCH_EVERY_S = 3600.0  # far below the day after which unused exports are pruned
 
 
@@ -31,7 +37,7 @@ def torch_version() -> str:
 
 def source_hash() -> str:
     """Hash of the zoo's source files and the torch version: the cache key's salt."""
-    h = hashlib.sha256(torch_version().encode())
+    h = hashlib.sha256(torch_version().encode() + EXPORT_FORMAT.encode())
     for f in sorted(Path(__file__).parent.glob("*.py")):
         h.update(f.name.encode())
         h.update(f.read_bytes())
@@ -58,6 +64,11 @@ def cached_path(
     return root / f"{name}-op{opset}-{tag}-{source_hash()}{SUFFIX}"
 
 
+def data_path(path: Path) -> Path:
+    """The external data file of the export at ``path``."""
+    return path.with_name(path.name + DATA_SUFFIX)
+
+
 def find_cached(
     name: str, opset: int = 17, batch: int | None = None, cache_dir=None, dynamic_spatial: bool = False
 ) -> Path | None:
@@ -78,7 +89,8 @@ def is_current(path: Path) -> bool:
 
 
 def prune_stale(root: Path, stale_after_s: float = STALE_AFTER_S) -> list[Path]:
-    """Delete exports of other zoo sources (or torch versions) unused for ``stale_after_s`` s."""
+    """Delete exports of other zoo sources (or torch versions) unused for ``stale_after_s`` s, with
+    their data files, and data files whose model is gone."""
     now = time.time()
     gone = []
     for p in sorted(root.glob(f"*{SUFFIX}")):
@@ -86,7 +98,16 @@ def prune_stale(root: Path, stale_after_s: float = STALE_AFTER_S) -> list[Path]:
             if is_current(p) or now - p.stat().st_mtime < stale_after_s:
                 continue
             p.unlink()
+            data_path(p).unlink(missing_ok=True)
         except OSError:
             continue
         gone.append(p)
+    for d in sorted(root.glob(f"*{SUFFIX}{DATA_SUFFIX}")):
+        model = d.with_name(d.name[: -len(DATA_SUFFIX)])
+        try:
+            if model.exists() or now - d.stat().st_mtime < stale_after_s:
+                continue
+            d.unlink()
+        except OSError:
+            continue
     return gone

@@ -16,7 +16,7 @@ from pathlib import Path
 from cnnrt.batch.job import Job
 from cnnrt.batch.shards import ShardWriter
 from cnnrt.batch.sources import list_items
-from cnnrt.errors import CnnrtError, ModelLoadError
+from cnnrt.errors import CnnrtError
 
 ENGINES = ("local", "ray")
 
@@ -70,10 +70,9 @@ def run(
     if batch_size < 1:
         raise CnnrtError(f"--batch-size must be >= 1, got {batch_size}")
     if isinstance(model, str | Path):
-        try:
-            model = Path(model).read_bytes()
-        except OSError as e:
-            raise ModelLoadError(f"cannot read model {str(model)!r}: {e.strerror}") from None
+        from cnnrt.frontends.loader import model_bytes
+
+        model = model_bytes(model)  # external data read in: the job ships the model as bytes
     job = Job.create(model, topk=topk, use_softmax=use_softmax, resize=resize, mean=mean, std=std)
     refs = list_items(source, column, id_column)
     writer = ShardWriter(output, [r.id for r in refs], shard_size, job.fingerprint(), labels=job.labels())

@@ -72,7 +72,9 @@ def lenet5_path(tmp_path_factory) -> Path:
     models = pytest.importorskip("cnnrt.models")
     pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("zoo") / "lenet5.onnx"
-    out.write_bytes(Path(models.export_cached("lenet5", opset=17, batch=None)).read_bytes())
+    from cnnrt.frontends.loader import model_bytes
+
+    out.write_bytes(model_bytes(models.export_cached("lenet5", opset=17, batch=None)))  # one self-contained file
     return out
 
 

@@ -86,7 +86,15 @@ def test_stale_kernel_caches_and_exports_are_pruned_after_a_day(root):
     assert gone == [root / "numba-0123456789abcdef"] and recent.exists() and current.exists()
     old_export = _old(root / "zoo" / "lenet5-op17-dyn-0000000000000000.onnx", 2 * cache_dir.STALE_AFTER_S)
     _old(zoo_cache.cached_path("lenet5"), 2 * cache_dir.STALE_AFTER_S)
+    # data files go with their model, or when their model is gone and they are unused for a day
+    datas = [zoo_cache.data_path(p) for p in (old_export, zoo_cache.cached_path("lenet5"))]
+    orphans = [root / "zoo" / f"vgg19-op17-dyn-{h}.onnx.data" for h in ("0" * 16, "1" * 16)]
+    for d in datas + orphans:
+        d.write_bytes(b"d")
+    _old(datas[1], 2 * cache_dir.STALE_AFTER_S)
+    _old(orphans[0], 2 * cache_dir.STALE_AFTER_S)
     assert zoo_cache.prune_stale(root / "zoo") == [old_export]
+    assert [d.exists() for d in datas + orphans] == [False, True, False, True]
     # a new process prunes on import, and marks its own cache as used
     env = dict(os.environ, CNNRT_CACHE_DIR=str(root))
     env.pop("NUMBA_CACHE_DIR", None)

@@ -110,9 +110,9 @@ def _attrs(node: onnx.NodeProto) -> dict:
 def test_onnxruntime_matches_torch(name: str, graphs: dict[str, onnx.ModelProto]) -> None:
     model = zoo.build(name)
     # the default export (traced at batch 1, symbolic batch dimension) that the engine's zoo tests read too
-    data = zoo.export_cached(name, model=model).read_bytes()
-    graphs[name] = graph = _skeleton_graph(data)
-    sess = _session(data)
+    path = zoo.export_cached(name, model=model)  # its weights are in an external data file beside it
+    graphs[name] = graph = _skeleton_graph(path.read_bytes())
+    sess = _session(path)
 
     (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
     assert (inp.name, out.name) == ("input", "output")
@@ -259,6 +259,34 @@ def test_export_cached_reuses_and_keys(tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setenv("CNNRT_ZOO_CACHE", str(tmp_path / "env"))
     assert zoo.export_cached("lenet5").parent == tmp_path / "env"
+
+
+def test_export_cached_keeps_weights_in_aligned_external_data(tmp_path: Path) -> None:
+    import cnnrt
+    from cnnrt.frontends.loader import load_model, tensor_to_array
+    from cnnrt.models import zoo_cache
+
+    path = zoo.export_cached("lenet5", cache_dir=tmp_path)
+    data = zoo_cache.data_path(path)
+    proto = onnx.load(str(path), load_external_data=False)
+    ext = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert ext and all(len(t.raw_data) < zoo_cache.EXTERNAL_MIN_BYTES for t in proto.graph.initializer)
+    assert path.stat().st_size < 8192 < data.stat().st_size
+    for t in ext:
+        info = {e.key: e.value for e in t.external_data}
+        assert info["location"] == data.name and int(info["offset"]) % zoo_cache.DATA_ALIGN == 0
+    # the weights are views of the mapped data file, not copies, and equal what onnx reads
+    loaded, folder = load_model(path)
+    full = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    for t in loaded.graph.initializer:
+        arr = tensor_to_array(t, folder)
+        np.testing.assert_array_equal(arr, full[t.name])
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            assert not arr.flags.writeable and not arr.flags.owndata
+    x = zoo.sample_input("lenet5", 2)
+    (want,) = _session(path).run(None, {"input": x})
+    (got,) = cnnrt.InferenceSession(path, threads=1).run(None, {"input": x})
+    _assert_matches(got, want)
 
 
 def test_build_is_deterministic_and_leaves_global_rng_alone() -> None:
