@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from cnnrt.core.op_shapes import block_rearrangement
 from cnnrt.core.ops import (
     ACTIVATIONS,
     UNARY_ACTIVATION_OPS,
@@ -259,6 +260,66 @@ def softmax(node, graph, x):
     return y.reshape(x.shape).astype(x.dtype)
 
 
+def squeeze_excite(node, graph, x, w1, b1, w2, b2):
+    a = op_attrs(node)
+    pooled = x.mean(axis=(2, 3), dtype=np.float64)  # (N, C)
+    hidden = activate(
+        pooled @ w1.T.astype(np.float64) + b1, ACTIVATIONS[a["squeeze"]], a["squeeze_alpha"], a["squeeze_beta"]
+    )
+    gate = activate(hidden @ w2.T.astype(np.float64) + b2, ACTIVATIONS[a["gate"]], a["gate_alpha"], a["gate_beta"])
+    return x * gate.astype(x.dtype)[:, :, None, None]
+
+
+def layer_normalization(node, graph, x, scale, bias=None):
+    a = op_attrs(node)
+    axes = tuple(range(int(a["axis"]) % x.ndim, x.ndim))
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=axes, keepdims=True)
+    y = (x64 - mean) / np.sqrt(((x64 - mean) ** 2).mean(axis=axes, keepdims=True) + a["epsilon"]) * scale
+    return (y if bias is None else y + bias).astype(x.dtype)
+
+
+def group_normalization(node, graph, x, scale, bias):
+    a = op_attrs(node)
+    n, c = x.shape[:2]
+    g = x.reshape(n, int(a["num_groups"]), -1).astype(np.float64)
+    mean = g.mean(axis=2, keepdims=True)
+    y = ((g - mean) / np.sqrt(((g - mean) ** 2).mean(axis=2, keepdims=True) + a["epsilon"])).reshape(x.shape)
+    per_c = (1, c) + (1,) * (x.ndim - 2)
+    y = (y * scale.reshape(per_c) + bias.reshape(per_c)).astype(x.dtype)
+    return _epilogue(node, y, None, None)
+
+
+def _block_rearrange(node, graph, x):
+    a = op_attrs(node)
+    view, perm = block_rearrangement(node.op, a["blocksize"], a["mode"], x.shape)
+    return np.ascontiguousarray(x.reshape(view).transpose(perm)).reshape(graph.values[node.outputs[0]].shape)
+
+
+def resize(node, graph, x):
+    """One pass per resized axis with the native kernel's tables (kernels/cpu/resize.py): the
+    same source indices and weights, applied with numpy takes."""
+    from cnnrt.kernels.cpu.resize import axis_tables, unchanged_axis
+
+    a = op_attrs(node)
+    oshape = graph.values[node.outputs[0]].shape
+    y = x
+    for axis in range(x.ndim):
+        if unchanged_axis(x.shape[axis], oshape[axis], a["scales"][axis]):
+            continue
+        tab = axis_tables(x.shape[axis], oshape[axis], a["scales"][axis], a)
+        bcast = (1,) * axis + (-1,) + (1,) * (x.ndim - axis - 1)
+        if a["mode"] == "nearest":
+            y = np.take(y, tab[0], axis=axis)
+        elif a["mode"] == "linear":
+            i0, i1, w0, w1 = tab
+            y = np.take(y, i0, axis=axis) * w0.reshape(bcast) + np.take(y, i1, axis=axis) * w1.reshape(bcast)
+        else:
+            idx, w = tab
+            y = sum(np.take(y, idx[:, t], axis=axis) * w[:, t].reshape(bcast) for t in range(4))
+    return np.ascontiguousarray(y, dtype=x.dtype)
+
+
 def _activation_op(op: str):
     def run(node, graph, x):
         return activate(x.copy(), ACTIVATIONS[op], *activation_params(op, op_attrs(node)))
@@ -282,6 +343,12 @@ OPS: dict[str, Callable] = {
     "Gemm": gemm,
     "LRN": lrn,
     "Erf": lambda node, graph, x: erf(x),
+    "SqueezeExcite": squeeze_excite,
+    "LayerNormalization": layer_normalization,
+    "GroupNormalization": group_normalization,
+    "DepthToSpace": _block_rearrange,
+    "SpaceToDepth": _block_rearrange,
+    "Resize": resize,
 }
 
 
@@ -291,8 +358,8 @@ def missing(graph) -> list[str]:
 
 
 def _computes(node) -> bool:
-    if node.op == "MaxPool":  # its optional Indices output is not computed here
-        return len(node.outputs) < 2 or not node.outputs[1]
+    if node.op in ("MaxPool", "LayerNormalization"):  # their optional extra outputs are not computed here
+        return not any(node.outputs[1:])
     return node.op in OPS or can_evaluate(node.op)
 
 

@@ -100,15 +100,19 @@ def test_untiered_and_warm_plans_start_native(monkeypatch):
 
 def test_a_graph_the_tier_cannot_compute_runs_native(monkeypatch):
     go = _hold_compiles(monkeypatch)
-    nodes = [helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="nearest")]
-    init = {"sc": np.array([1, 1, 2, 2], np.float32)}
-    model = make_model(nodes, [("x", [1, 2, 3, 3], np.float32)], [("y", [1, 2, 6, 6], np.float32)], init)
-    x = RNG.standard_normal((1, 2, 3, 3)).astype(np.float32)
+    # MaxPool's Indices output is not computed by the tier
+    nodes = [helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], strides=[2, 2])]
+    model = make_model(
+        nodes, [("x", [1, 2, 4, 4], np.float32)], [("y", [1, 2, 2, 2], np.float32), ("i", [1, 2, 2, 2], np.int64)]
+    )
+    x = RNG.standard_normal((1, 2, 4, 4)).astype(np.float32)
+    ref = ort_run(model, {"x": x})
     sess = cnnrt.InferenceSession(model.SerializeToString(), threads=1)
     go.set()
-    [y] = sess.run(None, {"x": x})  # waits for the native kernels instead of a tier answer
+    got = sess.run(None, {"x": x})  # waits for the native kernels instead of a tier answer
     assert "numpy_tier_runs" not in sess.build_timings
-    np.testing.assert_array_equal(y, x.repeat(2, axis=2).repeat(2, axis=3))
+    for g, r in zip(got, ref):
+        np.testing.assert_array_equal(g, r)
 
 
 @pytest.mark.parametrize("approximate", [0.0, 1.0])
@@ -124,3 +128,38 @@ def test_numpy_tier_gelu_and_erf_match_the_references(approximate):
     # the rational erf's absolute error (< 7e-8) times ½|x| (<= 3.5): 1 + erf cancels for x < 0
     np.testing.assert_allclose(y, gelu_reference(x, approximate), rtol=1e-6, atol=2.5e-7)
     np.testing.assert_allclose(numpy_tier.erf(x), erf_reference(x), rtol=0, atol=2e-7)
+
+
+def test_the_tier_computes_squeeze_excite_norms_and_block_rearrangements(monkeypatch):
+    """The ops the mobile, segmentation, style-transfer, super-resolution and ConvNeXt zoo nets
+    need besides convs: a squeeze-and-excitation block (fused to one SqueezeExcite by the
+    passes), InstanceNormalization + Relu, DepthToSpace, LayerNormalization, SpaceToDepth, Resize."""
+    go = _hold_compiles(monkeypatch)
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+        helper.make_node("Conv", ["p", "Ws", "Bs"], ["s"]),
+        helper.make_node("Relu", ["s"], ["sr"]),
+        helper.make_node("Conv", ["sr", "We", "Be"], ["e"]),
+        helper.make_node("HardSigmoid", ["e"], ["gate"]),
+        helper.make_node("Mul", ["x", "gate"], ["se"]),
+        helper.make_node("InstanceNormalization", ["se", "g", "b"], ["inorm"]),
+        helper.make_node("Relu", ["inorm"], ["ir"]),
+        helper.make_node("DepthToSpace", ["ir"], ["d2s"], blocksize=2, mode="CRD"),
+        helper.make_node("LayerNormalization", ["d2s", "ls", "lb"], ["ln"], axis=-1),
+        helper.make_node("SpaceToDepth", ["ln"], ["s2d"], blocksize=2),
+        helper.make_node("Resize", ["s2d", "", "sc"], ["y"], mode="linear"),
+    ]
+    init = {"Ws": _w(4, 8, 1, 1), "Bs": _w(4), "We": _w(8, 4, 1, 1), "Be": _w(8), "g": _w(8) + 1, "b": _w(8),
+            "ls": _w(12) + 1, "lb": _w(12), "sc": np.array([1, 1, 2, 1.5], np.float32)}  # fmt: skip
+    model = make_model(nodes, [("x", [2, 8, 6, 6], np.float32)], [("y", [2, 8, 12, 9], np.float32)], init)
+    x = RNG.standard_normal((2, 8, 6, 6)).astype(np.float32)
+    [ref] = ort_run(model, {"x": x})
+    sess = cnnrt.InferenceSession(model.SerializeToString(), threads=1)
+    try:
+        assert "SqueezeExcite" in {n.op for n in sess.graph.nodes}
+        [first] = sess.run(None, {"x": x})
+        assert sess.build_timings["numpy_tier_runs"] == 1
+        np.testing.assert_allclose(first, ref, rtol=1e-4, atol=1e-4)
+    finally:
+        go.set()
+    tiered.wait_for_compiles()

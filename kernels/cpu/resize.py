@@ -96,7 +96,7 @@ def cubic_table(n_in: int, n_out: int, scale: float, coord: str, a: float, exclu
     return np.clip(taps, 0, n_in - 1).astype(np.int64), w
 
 
-def _identity(n_in: int, n_out: int, scale: float) -> bool:
+def unchanged_axis(n_in: int, n_out: int, scale: float) -> bool:
     return n_in == n_out and math.isclose(scale, 1.0)
 
 
@@ -177,7 +177,7 @@ def resize_axis_linear(x, out, i0, i1, w0, w1):
             out[o, k, j] = wa * x[o, a, j] + wb * x[o, b, j]
 
 
-def _tables(n_in, n_out, scale, attrs):
+def axis_tables(n_in, n_out, scale, attrs):
     if attrs["mode"] == "nearest":
         return (nearest_table(n_in, n_out, scale, attrs["coord_mode"], attrs["nearest_mode"]),)
     if attrs["mode"] == "cubic":
@@ -197,7 +197,7 @@ def build_resize(node, graph):
         raise TypeError(f"Resize kernel supports float32 and float64, got {xv.dtype}")
     ishape, oshape, scales = xv.shape, ov.shape, attrs["scales"]
     rank = len(ishape)
-    resized = [a for a in range(rank) if not _identity(ishape[a], oshape[a], scales[a])]
+    resized = [a for a in range(rank) if not unchanged_axis(ishape[a], oshape[a], scales[a])]
     if any(ishape[a] != oshape[a] for a in range(rank) if a not in resized):
         raise ValueError(f"output shape {list(oshape)} does not follow from scales {list(scales)}")
     if not resized:
@@ -205,8 +205,8 @@ def build_resize(node, graph):
     if rank >= 2 and min(resized) >= rank - 2:
         lead = math.prod(ishape[:-2])
         xs3, os3 = (lead,) + tuple(ishape[-2:]), (lead,) + tuple(oshape[-2:])
-        ty = _tables(ishape[-2], oshape[-2], scales[-2], attrs)
-        tx = _tables(ishape[-1], oshape[-1], scales[-1], attrs)
+        ty = axis_tables(ishape[-2], oshape[-2], scales[-2], attrs)
+        tx = axis_tables(ishape[-1], oshape[-1], scales[-1], attrs)
         kernel = _KERNELS_2D[attrs["mode"]]
 
         def run2d(ins, outs):
@@ -219,7 +219,7 @@ def build_resize(node, graph):
         s_in = (math.prod(shape[:a]), shape[a], math.prod(shape[a + 1 :]))
         shape[a] = oshape[a]
         s_out = (s_in[0], oshape[a], s_in[2])
-        passes.append((s_in, s_out, _tables(ishape[a], oshape[a], scales[a], attrs)))
+        passes.append((s_in, s_out, axis_tables(ishape[a], oshape[a], scales[a], attrs)))
     scratch = [np.empty(math.prod(p[1]), dtype=xv.dtype) for p in passes[:-1]]
     kernel = _KERNELS_AXIS[attrs["mode"]]
 
