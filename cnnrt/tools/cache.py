@@ -24,9 +24,13 @@ def _zoo_dir() -> Path:
     return default_cache_dir()
 
 
+def _size(p: Path) -> int:
+    return p.stat().st_size if p.is_file() else 0
+
+
 def info() -> dict:
     """Every cache folder and file with its size, and which are current."""
-    from cnnrt.models.zoo_cache import is_current
+    from cnnrt.models.zoo_cache import data_path, is_current
 
     root = cache_dir.cache_root()
     current = cache_dir.kernel_cache_dir()
@@ -49,10 +53,10 @@ def info() -> dict:
         )
     zoo_dir = _zoo_dir()
     zoo = [
-        {"path": str(p), "current": is_current(p), "bytes": p.stat().st_size}
+        {"path": str(p), "current": is_current(p), "bytes": p.stat().st_size + _size(data_path(p))}
         for p in sorted(zoo_dir.glob("*.onnx"))
         if p.is_file()
-    ]
+    ]  # an export's bytes include its external data file
     others = (
         [{"path": str(p), "bytes": p.stat().st_size} for p in sorted(root.glob("*")) if p.is_file()]
         if root.is_dir()
@@ -96,7 +100,10 @@ def clear(what: str = "stale") -> list[tuple[str, int]]:
             gone.append((e["path"], e["bytes"]))
     for z in rep["zoo"]:
         if what in ("zoo", "all") or (what == "stale" and not z["current"]):
+            from cnnrt.models.zoo_cache import data_path
+
             Path(z["path"]).unlink(missing_ok=True)
+            data_path(Path(z["path"])).unlink(missing_ok=True)
             gone.append((z["path"], z["bytes"]))
     if what == "all":
         for f in rep["files"]:

@@ -23,7 +23,8 @@ def _old(path: Path, age_s: float) -> Path:
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
-    """A private cache root holding a current and a stale kernel cache and zoo export each."""
+    """A private cache root holding a current and a stale kernel cache and zoo export each (the
+    stale export with its external data file)."""
     monkeypatch.setenv("CNNRT_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("CNNRT_ZOO_CACHE", raising=False)
     current = cache_dir.kernel_cache_dir()
@@ -36,6 +37,7 @@ def root(tmp_path, monkeypatch):
     zoo.mkdir()
     zoo_cache.cached_path("lenet5").write_bytes(b"z" * 50)
     (zoo / "lenet5-op17-dyn-0000000000000000.onnx").write_bytes(b"w" * 70)
+    zoo_cache.data_path(zoo / "lenet5-op17-dyn-0000000000000000.onnx").write_bytes(b"d" * 30)  # its weights
     return tmp_path
 
 
@@ -59,7 +61,7 @@ def test_cache_info_lists_current_and_stale(root):
         and kernels[cache_dir.kernel_cache_dir().name]["bytes"] == 100
     )
     assert not kernels["numba-0123456789abcdef"]["current"] and kernels["numba-0123456789abcdef"]["bytes"] == 300
-    assert sorted((z["current"], z["bytes"]) for z in rep["zoo"]) == [(False, 70), (True, 50)]
+    assert sorted((z["current"], z["bytes"]) for z in rep["zoo"]) == [(False, 100), (True, 50)]
     assert "stale" in r.stdout and cache_dir.kernel_source_hash() in r.stdout
 
 
@@ -68,7 +70,7 @@ def test_cache_clear_stale_then_kernels_then_all(root):
     assert r.returncode == 0, r.stderr
     assert not (root / "numba-0123456789abcdef").exists() and cache_dir.kernel_cache_dir().exists()
     assert [p.name for p in (root / "zoo").iterdir()] == [zoo_cache.cached_path("lenet5").name]
-    assert "freed    370 B in 2 entries" in r.stdout
+    assert "freed    400 B in 2 entries" in r.stdout
     assert _cli(root, "clear", "--kernels").returncode == 0
     assert not cache_dir.kernel_caches(root) and zoo_cache.cached_path("lenet5").exists()
     (root / "peak.json").write_text("{}")
