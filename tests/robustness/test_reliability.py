@@ -252,7 +252,13 @@ def _raise_memory_error(*a, **k):
 @pytest.mark.parametrize(
     "target, match",
     [
-        (lambda mp: mp.setattr(loader.numpy_helper, "to_array", _raise_memory_error), r"decoding tensor 'w'"),
+        (
+            lambda mp: (
+                mp.setattr(loader.numpy_helper, "to_array", _raise_memory_error),
+                mp.setattr(loader, "_from_raw", _raise_memory_error),
+            ),
+            r"decoding tensor 'w'",
+        ),
         (
             lambda mp: mp.setattr("cnnrt.frontends.graph_builder.GraphBuilder.build", _raise_memory_error),
             r"importing the graph for input shapes",
