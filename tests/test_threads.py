@@ -217,3 +217,29 @@ def test_a_child_forked_from_a_gnu_openmp_pool_gets_a_clear_error(monkeypatch):
     monkeypatch.setattr(threads, "_forked_from_gnu_omp", True)
     with pytest.raises(cnnrt.errors.BackendUnavailableError, match="forked from one whose Numba pool runs on GNU"):
         apply_threads(1)
+
+
+def test_the_default_layer_is_tbb_when_its_package_is_installed():
+    """pip's tbb wheel puts libtbb outside the loader's path; without cnnrt's preload Numba falls
+    back to its workqueue, whose parallel regions start ~15x slower (50–60 µs, not 2–4 µs)."""
+    import os
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    try:
+        metadata.distribution("tbb")
+    except metadata.PackageNotFoundError:
+        pytest.skip("the tbb package is not installed")
+    code = (
+        "import numpy as np, numba, cnnrt; from helpers import make_model\n"
+        "from onnx import helper\n"
+        "m = make_model([helper.make_node('Relu', ['x'], ['y'])], [('x', [1, 4])], [('y', [1, 4])])\n"
+        "cnnrt.InferenceSession(m).run(None, {'x': np.ones((1, 4), np.float32)})\n"
+        "print(numba.threading_layer())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), env.get("PYTHONPATH", "")])
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "tbb"
