@@ -19,8 +19,8 @@ built-in workqueue), which makes sessions work in children made by fork (multipr
 default on Linux, gunicorn --preload, data-loader workers), spawn and forkserver alike.
 TBB (the ``tbb`` dependency, loaded by :func:`preload_tbb`) starts a parallel region in
 2–4 µs on this project's machine, the workqueue in 50–60 µs: a mobile net runs 50–200 steps,
-each at least one region, so the layer alone moves MobileNetV3-small at batch 1 from 5.4 to
-1.6 ms. The workqueue layer also lets one thread at a time into a parallel region; runs are
+each at least one region, so the layer alone moves MobileNetV3-small at batch 1 from 5.8 to
+2.1 ms (medians, 2 threads). The workqueue layer also lets one thread at a time into a parallel region; runs are
 serialised for it (:func:`parallel_guard`). A child forked from a process whose pool runs on GNU
 OpenMP (the user's choice) gets a BackendUnavailableError from ``run`` instead of being killed.
 """
