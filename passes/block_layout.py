@@ -13,14 +13,15 @@ Value carries the layout and the logical value it stores, cnnrt.core.layout):
 
 - A value is blockable when rank 4, float, and its padding lanes are at most MAX_PAD_FRACTION
   of its channels (24 -> 32 channels is; a 3-channel image is not: stems read NCHW).
-- ``Conv`` -> ``BlockedConv`` when ungrouped (or depthwise) with a blockable output and no
+- ``Conv`` -> ``BlockedConv`` when ungrouped, depthwise, or grouped with groups that tile the
+  channel blocks (conv_blocked_plan.grouped_span: RegNet's 8 per group) with a blockable output and no
   algorithm override; its input is the blocked twin, or a ``ReorderToBlocked`` of it when
   blockable, else the NCHW value itself (stems: 3 input channels). A residual input is
   reordered to blocked if it is not already. Where input or output has padding lanes the
   weights and bias (constants) get zero rows and columns for them, so every conv kernel sees
-  whole blocks (a depthwise conv's group grows with its channels) and writes act(0) = 0
+  whole blocks (a depthwise or grouped conv's group count grows with its channels) and writes act(0) = 0
   there; a fused activation with act(0) != 0 (Sigmoid, HardSigmoid) on a padded output is
-  cropped as below, grouped convs that are not depthwise stay NCHW (logged).
+  cropped as below, other grouped convs stay NCHW (logged).
 - A conv whose output is not blockable (a 1000-class head) or whose padding lanes would not
   stay zero, on a blocked input, becomes a ``BlockedConv`` writing whole blocks (zero
   weights past M) read only by a ``ReorderFromBlocked`` that crops.
@@ -52,6 +53,7 @@ from cnnrt.core import layout
 from cnnrt.core.ir import Graph, Node, Value
 from cnnrt.core.ops import OPS, evaluate_node, op_attrs, op_def
 from cnnrt.kernels.conv_spec import spec_from_node
+from cnnrt.kernels.cpu.conv_blocked_plan import grouped_span
 
 from . import PassResult
 
@@ -212,10 +214,12 @@ class _Rewriter:
             return False
         c = xv.shape[1]
         depthwise = group > 1 and group == c == wv.shape[0]
-        if group != 1 and not depthwise:
-            self.declined.append((RULE, node.name, f"grouped conv (group {group}) has no blocked kernel"))
+        grouped = group > 1 and not depthwise
+        if grouped and grouped_span(wv.shape[1], wv.shape[0] // group, group, self.block(x) or 0) is None:
+            why = f"grouped conv (group {group}): its groups do not tile blocked channels, no blocked kernel"
+            self.declined.append((RULE, node.name, why))
             return False
-        if depthwise and self.block(x) is None:
+        if (depthwise or grouped) and self.block(x) is None:
             return False
         if wv.shape[0] % self.block(y) and not node_keeps_zero(node):
             if not depthwise and x in self.blocked:
@@ -255,18 +259,18 @@ class _Rewriter:
         bias = node.inputs[2] if len(node.inputs) > 2 else ""
         wc = self.graph.values[w].shape
         m, cg = wc[0], wc[1]
-        depthwise = int(node.attrs.get("group", 1)) > 1
+        grouped = int(node.attrs.get("group", 1)) > 1  # depthwise or groups of cg channels
         b = self.block(y) or layout.block_of(self.values[self.blocked[x]].layout)
         cin = self.values[x].shape[1]
-        mp = layout.blocks(m, b) * b if pad_out or depthwise else m
-        cp = 1 if depthwise else (layout.blocks(cin, b) * b if blocked_in else cin)
+        mp = layout.blocks(m, b) * b if pad_out or grouped else m
+        cp = cg if grouped else (layout.blocks(cin, b) * b if blocked_in else cin)
         if (mp, cp) == (m, cg):
             return (w, bias), {}
         if w not in self.constants or (bias and bias not in self.constants):
             self.declined.append((RULE, node.name, "runtime weights or bias cannot be padded to whole blocks"))
             return None
         padded = (self.pad_constant(w, (mp, cp, *wc[2:])), self.pad_constant(bias, (mp,)) if bias else bias)
-        return padded, ({"group": mp} if depthwise else {})
+        return padded, ({"group": mp // cg} if grouped else {})
 
     def conv_cropped(self, node: Node) -> bool:
         """A conv with M not whole blocks on a blocked input (SqueezeNet's 1000-class 1x1): it

@@ -34,6 +34,8 @@ def _why_f32(node, graph: Graph) -> str | None:
         return None if node.op not in ("Conv", "Gemm", "MatMul") else "no bf16 kernel for this op (NCHW)"
     if node.attrs.get("algorithm") == "depthwise":
         return "depthwise: memory-bound, no dot products to pair"
+    if node.attrs.get("algorithm") == "grouped":
+        return "grouped: no bf16 kernel for block-diagonal weights"
     if not is_blocked(graph.values[node.inputs[0]]):
         return "input not channel-blocked (stem): channel pairs lie a plane apart"
     if node.inputs[1] not in graph.constants:

@@ -17,7 +17,9 @@ writes the result on every conv node; the kernels read it.
   a second, independent reference for the tests.
 
 ``BlockedConv`` (channel-blocked output, kernels/cpu/conv_blocked.py): ``depthwise``,
-``winograd`` (blocked input, where the NCHW rule picks it) or ``direct`` (the register tile).
+``winograd`` (blocked input, where the NCHW rule picks it), ``direct`` (the register tile) or
+``grouped`` (the register tile on block-diagonal weights, for groups that tile the channel
+blocks: conv_blocked_plan.grouped_span).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import numpy as np
 
 from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels.conv_spec import ConvSpec
+from cnnrt.kernels.cpu.conv_blocked_plan import grouped_span
+from cnnrt.kernels.cpu.conv_common import block_size
 
 ALGORITHMS = {
     "Conv": ("winograd", "pointwise", "depthwise", "im2col", "direct", "fc", "pointwise_numpy", "im2col_numpy"),
-    "BlockedConv": ("depthwise", "winograd", "direct"),
+    "BlockedConv": ("depthwise", "winograd", "direct", "grouped"),
 }
 
 # Winograd wins over the direct algorithm once the transforms, paid per channel, are spread
@@ -67,8 +71,10 @@ def choose(spec: ConvSpec, op: str = "Conv", blocked_input: bool = False) -> tup
     """(algorithm, reason) for a layer from its shape alone; ``op`` "BlockedConv" picks among
     the blocked kernels (``blocked_input``: the input is blocked too)."""
     if op == "BlockedConv":
-        if spec.group > 1:
+        if spec.group > 1 and spec.group == spec.c:
             return "depthwise", "one input channel per group"
+        if spec.group > 1:
+            return "grouped", "groups tiling the channel blocks: block-diagonal weights on the register tile"
         if blocked_input and choose(spec)[0] == "winograd":
             return "winograd", "3x3 stride 1 with enough channels and tiles, blocked input"
         return "direct", "the blocked register tile computes any ungrouped conv"
@@ -96,6 +102,9 @@ def computes(spec: ConvSpec, algorithm: str, op: str = "Conv", blocked_input: bo
         return False
     if algorithm == "depthwise":
         return spec.group == spec.c and (op == "Conv" or spec.group > 1)
+    if algorithm == "grouped":
+        lanes = block_size(np.dtype(spec.dtype))
+        return blocked_input and spec.group != spec.c and grouped_span(spec.cg, spec.mg, spec.group, lanes) is not None
     if op == "BlockedConv":
         return spec.group == 1 and (algorithm == "direct" or (blocked_input and spec.winograd_shape))
     if algorithm in ("pointwise", "pointwise_numpy"):

@@ -34,7 +34,14 @@ from cnnrt.kernels.cpu import microkernel_bf16 as mk_bf16
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.blocked import build_blocked_depthwise
 from cnnrt.kernels.cpu.conv_blocked_bf16 import Bf16Operands
-from cnnrt.kernels.cpu.conv_blocked_plan import Geometry, pack_weights, panel_blocks, plan_tasks
+from cnnrt.kernels.cpu.conv_blocked_plan import (
+    Geometry,
+    dense_group_weights,
+    grouped_span,
+    pack_weights,
+    panel_blocks,
+    plan_tasks,
+)
 from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
 from cnnrt.kernels.cpu.winograd import build_winograd
@@ -98,7 +105,7 @@ def _pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
 
 
 @pjit
-def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, beta):
+def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, alpha, beta):
     """Every task: out[a block of one image's pixels, channels of its panels] by tiles of
     pixels x nv blocks (microkernel.BLOCKED_TILES), the reduction (taps x kstep) cut into
     chunks whose weights stay in L1. An image's output pixels are one run (OH x OW of a
@@ -106,7 +113,8 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
     offset from a table made once per task, and the tile's rows past the task's last pixel
     re-read that pixel (no read past the input, no tile wasted on a row's ragged end: 7x7 is
     13 tiles of 4, not 7 x 2). A last block past M (M not whole blocks) is computed from zero
-    weights and bias and stored: the output has whole blocks."""
+    weights and bias and stored: the output has whole blocks. Panel p's reduction starts
+    ``pin[p]`` elements into the image (0 but for grouped convs: their block's input)."""
     nthreads, per_n_in, a_row, a_rs, a_ks = g[G_THREADS], g[G_PER_N_IN], g[G_A_ROW], g[G_A_RS], g[G_A_KS]
     kstep, ntaps, tchunk, oh, ow, m = g[G_KSTEP], g[G_NTAPS], g[G_TCHUNK], g[G_OH], g[G_OW], g[G_M]
     lanes, n_panels, pg, images, pxb, per_n_out = (
@@ -164,7 +172,7 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
                         if nv == 4:
                             mk_bf16.tile_blocked4(
                                 xp,
-                                abase,
+                                abase + pin[p],
                                 pix,
                                 q - q0,
                                 a_ks,
@@ -191,7 +199,7 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
                         elif nv == 2:
                             mk_bf16.tile_blocked2(
                                 xp,
-                                abase,
+                                abase + pin[p],
                                 pix,
                                 q - q0,
                                 a_ks,
@@ -218,7 +226,7 @@ def _blocked_tasks(xp, wp, taps, bias, rf, of, counter, g, tflags, kind, alpha, 
                         else:
                             mk_bf16.tile_blocked1(
                                 xp,
-                                abase,
+                                abase + pin[p],
                                 pix,
                                 q - q0,
                                 a_ks,
@@ -256,36 +264,51 @@ _pad_planes_serial = serial_twin(_pad_planes)
 
 
 def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None, precision: str = "f32"):
-    """run(ins, outs) for ungrouped ``spec`` with a blocked output (N, ceil(M/B), OH, OW, B):
+    """run(ins, outs) for ``spec`` (ungrouped, or grouped with groups tiling the channel
+    blocks, conv_blocked_plan.grouped_span) with a blocked output (N, ceil(M/B), OH, OW, B):
     when M is not whole blocks, the channels past it are computed from zero weights and bias
     (passes/block_layout.py crops them off right after). The input blocked (N, C/B, H, W, B)
     or, with ``blocked_input`` False, NCHW. ``owner`` (the graph) shares the padded-input
     scratch among its convs (aligned.shared_scratch). ``precision`` "bf16": input and weights
     in bf16 on the same tiles (conv_blocked_bf16.py)."""
-    if spec.group != 1:
-        raise ValueError(f"blocked conv needs group 1 (or depthwise), got group {spec.group}")
     dt = np.dtype(spec.dtype)
     lanes = block_size(dt)
-    nv = panel_blocks(spec.m, lanes)
+    span = spec.c
+    if spec.group != 1:
+        span = grouped_span(spec.cg, spec.mg, spec.group, lanes) if blocked_input else None
+        if span is None:
+            raise ValueError(
+                f"blocked conv needs group 1, or groups tiling blocks of {lanes} on a blocked input: "
+                f"group {spec.group}, {spec.cg} input and {spec.mg} output channels per group"
+            )
+        if precision != "f32":
+            raise ValueError(f"grouped blocked conv runs float32 only, asked for {precision}")
+    nv = 1 if spec.group != 1 else panel_blocks(spec.m, lanes)  # grouped: a panel is one block
     bmr = BLOCKED_TILES[nv][0]
     nr = nv * lanes
     m_pad = -(-spec.m // lanes) * lanes
     if blocked_input and spec.c % lanes:
         raise ValueError(f"blocked conv needs input channels in whole blocks of {lanes}: C={spec.c}")
-    geo = Geometry(spec, blocked_input, lanes)
+    geo = Geometry(spec, blocked_input, lanes, span)
     ntaps = len(geo.taps)
-    w_bytes = spec.m * spec.c * spec.kh * spec.kw * dt.itemsize
+    w_bytes = spec.m * span * spec.kh * spec.kw * dt.itemsize
     in_bytes = spec.n * spec.c * spec.h * spec.w * dt.itemsize
     pg, pxb = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes, bmr)
     xp_len = spec.n * geo.per_n
+    group, panels = spec.group, -(-spec.m // nr)
+    # each panel's first input block (grouped: the span its groups read; else block 0)
+    pin = readonly(
+        np.array([(p * nr // span) * (span // lanes) * geo.plane if group > 1 else 0 for p in range(panels)], np.int64)
+    )
+
+    def pack(w):
+        w = np.asarray(w, dt)
+        return pack_weights(dense_group_weights(w, group, span) if group > 1 else w, nr, geo.kstep)
+
     wp_const = (
         None
         if w_const is None
-        else readonly(
-            prepacked(
-                w_const, ("blocked", dt.str, nr, geo.kstep), lambda w: pack_weights(np.asarray(w, dt), nr, geo.kstep)
-            )
-        )
+        else readonly(prepacked(w_const, ("blocked", dt.str, nr, geo.kstep) + ((group,) if group > 1 else ()), pack))
     )
     bf16 = Bf16Operands(spec, geo, wp_const, nr, owner) if precision == "bf16" else None
     wp_const = wp_const if bf16 is None else bf16.weights
@@ -327,12 +350,12 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None, 
     counter = np.zeros(1, np.int64)
     alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
     ntasks = -(-values[G_PANELS] // pg) * spec.n * -(-spec.oh * spec.ow // pxb)
-    work = spec.n * spec.m * spec.oh * spec.ow * spec.c * spec.kh * spec.kw if ntasks > 1 else 0
+    work = spec.n * spec.m * spec.oh * spec.ow * span * spec.kh * spec.kw if ntasks > 1 else 0
     lead = spec.n * geo.planes
     s = spec
 
     def run(ins, outs):
-        wp = wp_const if wp_const is not None else readonly(pack_weights(ins[1], nr, geo.kstep))
+        wp = wp_const if wp_const is not None else readonly(pack(ins[1]))
         b = b_const if b_const is not None else zeros
         if b_const is None and len(ins) > 2 and ins[2] is not None:
             bias_pad[: s.m] = ins[2]
@@ -364,6 +387,7 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None, 
             src,
             wp,
             geo.taps,
+            pin,
             b,
             dummy_res if r is None else r.reshape(-1),
             outs[0].reshape(-1),
@@ -381,7 +405,7 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None, 
 @register("BlockedConv")
 def build_blocked_conv_node(node, graph):
     """Conv with a blocked output (passes/block_layout.py) by the node's ``algorithm``:
-    ungrouped on the register tile or by Winograd, depthwise by blocked.py."""
+    ungrouped or grouped on the register tile, ungrouped by Winograd, depthwise by blocked.py."""
     spec = spec_from_node(node, graph)
     dt = np.dtype(spec.dtype)
     ins = list(node.inputs) + [""] * 4

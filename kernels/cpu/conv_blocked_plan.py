@@ -1,5 +1,11 @@
 """How a blocked conv (conv_blocked.py) is laid out: channel blocks per weight panel, the
-task split, the packed weights and the input addressing (tap table, strides, padded copy)."""
+task split, the packed weights and the input addressing (tap table, strides, padded copy).
+
+Grouped convs (not depthwise) whose groups tile the channel blocks (cg == mg and cg divides
+B or B divides cg: RegNet's 8 channels per group, ResNeXt's 32 or more) run the same tile
+on block-diagonal weights: output block p reads only the ``span`` = max(cg, B) input
+channels its groups cover, with zero weights across groups (:func:`dense_group_weights`),
+so each panel is one output block and its reduction starts at its own input block."""
 
 from __future__ import annotations
 
@@ -20,6 +26,27 @@ def panel_blocks(m: int, lanes: int) -> int:
     if blocks == 1:
         return 1
     return min((4, 2), key=lambda nv: (-(-blocks // nv) * nv, -nv))
+
+
+def grouped_span(cg: int, mg: int, group: int, lanes: int) -> int | None:
+    """Input channels one output block of a grouped conv reads (a whole number of blocks), or
+    None when its groups do not tile the channel blocks (then it has no blocked kernel)."""
+    if group <= 1 or cg != mg or (lanes % cg and cg % lanes):
+        return None
+    return max(cg, lanes)
+
+
+def dense_group_weights(w: np.ndarray, group: int, span: int) -> np.ndarray:
+    """(M, cg, kh, kw) grouped weights -> (M, span, kh, kw): output channel o's weights over
+    the ``span`` input channels its block reads (from (o // span) * span), zero outside its
+    group. With cg < span some FMAs multiply zeros (cg = 8, B = 16: half), the price of
+    whole-vector tiles."""
+    m, cg, kh, kw = w.shape
+    dense = np.zeros((m, span, kh, kw), w.dtype)
+    for o in range(m):
+        first = (o // cg) * cg - (o // span) * span  # the group's first input channel in the span
+        dense[o, first : first + cg] = w[o]
+    return dense
 
 
 def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: int = 4) -> tuple[int, int]:
@@ -65,7 +92,9 @@ def pack_weights(w: np.ndarray, nr: int, kstep: int) -> np.ndarray:
 class Geometry:
     """How one conv's input is addressed: padded copy or in place, tap table, strides."""
 
-    def __init__(self, spec, blocked_input: bool, lanes: int):
+    def __init__(self, spec, blocked_input: bool, lanes: int, reduce_channels: int | None = None):
+        """``reduce_channels``: input channels one output panel reads (a grouped conv's span;
+        default all C)."""
         s = spec
         self.padded = any((s.pt, s.pl, s.pb, s.pr))  # read through a zero-bordered copy
         # pixels a row of taps reaches: enough for every output row and column
@@ -84,7 +113,7 @@ class Geometry:
         per_block = self.plane if blocked_input else 0
         taps = [
             cb * per_block + (i * s.dh * wp + j * s.dw) * self.layout_lanes
-            for cb in range(s.c // self.kstep)
+            for cb in range((reduce_channels or s.c) // self.kstep)
             for i in range(s.kh)
             for j in range(s.kw)
         ]

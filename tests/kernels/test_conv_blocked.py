@@ -200,3 +200,43 @@ def test_plan_tasks_reads_the_bigger_stream_once():
     pointwise = ConvSpec(1, 256, 56, 56, 64, 56, 56, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
     pg, pxb = plan.plan_tasks(pointwise, 4, 64, 256 * 64 * 4, 256 * 3136 * 4, 4)
     assert -(-3136 // pxb) >= plan._MIN_TASKS and pxb % 4 == 0
+
+
+# (N, C = M, H, W, group, kh, stride, pad): groups of 8 (two per block: RegNet), of 16 (one
+# per block) and of 32 (two blocks per group: ResNeXt)
+GROUPED = {
+    "g8_3x3": (1, 48, 7, 9, 6, 3, 1, 1),
+    "g8_3x3_s2": (2, 32, 9, 8, 4, 3, 2, 1),
+    "g16_1x1": (1, 32, 5, 6, 2, 1, 1, 0),
+    "g32_3x3": (1, 64, 6, 5, 2, 3, 1, 1),
+}
+
+
+@pytest.mark.parametrize("act", ["Relu", "SiLU"])
+@pytest.mark.parametrize("name", list(GROUPED))
+def test_blocked_grouped_conv(name, act):
+    """Grouped convs on the register tile with block-diagonal weights: every output block
+    reads only its groups' input block(s), against the naive grouped conv in float64."""
+    n, c, h, w, g, k, s, p = GROUPED[name]
+    lanes = block_size(np.float32)
+    rng = np.random.default_rng(g * 7 + k)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((c, c // g, k, k)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    oh, ow = conv_out(h, k, s, 1, p, p), conv_out(w, k, s, 1, p, p)
+    r = rng.standard_normal((n, c, oh, ow)).astype(np.float32)
+    spec = ConvSpec(n, c, h, w, c, oh, ow, k, k, s, s, p, p, p, p, 1, 1, g, "float32", True, True, ACTIVATIONS[act])
+    out = np.full((n, c // lanes, oh, ow, lanes), np.nan, np.float32)
+    cb.build_blocked_conv(spec, wt, b, True)([to_blocked(x, lanes), wt, b, to_blocked(r, lanes)], [out])
+    got = from_blocked(out)
+    pre = conv2d_reference(x, wt, b, (s, s), (p,) * 4, (1, 1), g) + r
+    mag = conv2d_reference(np.abs(x), np.abs(wt), np.abs(b), (s, s), (p,) * 4, (1, 1), g) + np.abs(r)
+    ref = activation_ref(pre, act)
+    assert_within(got, ref, sum_bound(c // g * k * k + 2, mag, ref, act, 0.0), act)
+
+
+def test_blocked_conv_rejects_groups_across_blocks():
+    """Groups of 6 straddle blocks of 16: no blocked kernel (the layout pass keeps them NCHW)."""
+    spec = ConvSpec(1, 48, 4, 4, 48, 4, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 8)
+    with pytest.raises(ValueError, match="groups tiling"):
+        cb.build_blocked_conv(spec, np.zeros((48, 6, 1, 1), np.float32), None, True)

@@ -106,7 +106,7 @@ def test_guards_keep_convs_nchw(case, reason, one_conv_suffices):
     if case == "odd_channels":
         y = b.conv(x, 20, name="conv")  # 20 output channels: not whole blocks
     elif case == "grouped":
-        y = b.conv(x, 32, group=2, name="conv")
+        y = b.conv(x, 64, group=2, name="conv")  # 16 in, 32 out per group: no blocked kernel
     else:
         y = b.conv(x, 32, name="conv", algorithm="im2col")
     g = b.build([y])

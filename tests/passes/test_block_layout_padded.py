@@ -118,15 +118,37 @@ def test_concat_with_a_padded_input_before_the_last_is_declined(monkeypatch):
 
 
 def test_three_channel_and_grouped_convs_stay_nchw(monkeypatch):
-    """Padding 3 channels to 16 costs more than it saves; groups of 8 have no blocked kernel."""
+    """Padding 3 channels to 16 costs more than it saves; groups of 6 straddle blocks of 16:
+    no blocked kernel."""
     monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
     b = GB()
     x = b.input("x", (1, 3, 8, 8))
     s = b.conv(x, 24, name="stem")
-    gconv = b.conv(s, 24, group=3, name="grouped")
+    gconv = b.conv(s, 24, group=4, name="grouped")
     g = b.build([b.conv(gconv, 3, k=1, name="rgb")])
     res = block_layout(g, vector_bytes=64)
     assert res.graph.node("stem").op == "BlockedConv"
     assert res.graph.node("grouped").op == "Conv" and res.graph.node("rgb").op == "Conv"
-    assert any(node == "grouped" and "group 3" in why for _, node, why in res.declined)
+    assert any(node == "grouped" and "group 4" in why for _, node, why in res.declined)
     assert_same_outputs(g, res.graph)
+
+
+def test_grouped_conv_grows_its_groups_with_the_padding(monkeypatch):
+    """Groups of 8 (RegNet) on 24 channels padded to 32: the blocked conv gets a fourth group
+    of zero weights, and the graph computes what it did."""
+    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    b = GB()
+    x = b.input("x", (1, 24, 7, 7))
+    e = b.conv(x, 24, k=1, name="expand", activation="Relu")
+    gconv = b.conv(e, 24, group=3, name="grouped", activation="Relu")
+    g = b.build([b.conv(gconv, 32, k=1, name="project")])
+    res = block_layout(g, vector_bytes=64)
+    node = res.graph.node("grouped")
+    assert node.op == "BlockedConv" and node.attrs["group"] == 4
+    assert res.graph.values[node.inputs[1]].shape == (32, 8, 3, 3)
+    assert_same_outputs(g, res.graph)
+    feeds = feeds_for(g)
+    got, padded = _run_checking_padding(res.graph, feeds)  # the kernels keep padding lanes zero
+    assert padded > 0
+    want = Executor(g, plan_memory(g)).run([feeds[i] for i in g.inputs])
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5)
