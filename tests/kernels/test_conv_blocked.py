@@ -207,6 +207,7 @@ def test_plan_tasks_reads_the_bigger_stream_once():
 GROUPED = {
     "g8_3x3": (1, 48, 7, 9, 6, 3, 1, 1),
     "g8_3x3_s2": (2, 32, 9, 8, 4, 3, 2, 1),
+    "g8_1x1": (2, 32, 5, 7, 4, 1, 1, 0),  # no padding: read in place
     "g16_1x1": (1, 32, 5, 6, 2, 1, 1, 0),
     "g32_3x3": (1, 64, 6, 5, 2, 3, 1, 1),
 }
