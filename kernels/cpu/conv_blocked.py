@@ -48,7 +48,11 @@ from cnnrt.kernels.cpu.winograd import build_winograd
 from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import register
 
-_B_CHUNK_BYTES = 24 << 10  # weights per reduction chunk: half of L1, reused by every pixel
+# weights per reduction chunk, re-read by every tile of a task: they stream from L2 at full
+# speed, while each chunk boundary costs every tile a pass over its outputs (load, add, store);
+# 96 KB chunks measured 2-6% faster per layer and ~2.4% per model (ResNet-50, DenseNet-121,
+# EfficientNet-B0) than L1-sized ones (24 KB)
+_B_CHUNK_BYTES = 96 << 10
 
 # the int64 geometry vector handed to the task kernel (one array instead of ~18 scalars:
 # Numba's dispatcher unboxes every argument, a cost per argument on every call)

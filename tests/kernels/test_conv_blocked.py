@@ -67,7 +67,7 @@ def run_blocked(
 # (N, C, H, W, M, kh, stride, pad, dilation)
 CASES = {
     "3x3": (1, 32, 9, 11, 48, 3, 1, 1, 1),  # ragged rows (11 = 8 + 3), odd last block
-    "3x3_long_k": (2, 48, 6, 7, 32, 3, 1, 1, 1),  # 27 taps: > one reduction chunk
+    "3x3_long_k": (2, 48, 6, 7, 32, 3, 1, 1, 1),  # 27 taps: several chunks in test_reduction_in_chunks
     "3x3_s2": (1, 16, 12, 13, 32, 3, 2, 1, 1),
     "5x5_d2": (1, 16, 13, 12, 16, 5, 1, 4, 2),
     "1x1": (3, 64, 5, 6, 96, 1, 1, 0, 1),  # in place, an image's pixels as one row
@@ -121,6 +121,20 @@ def test_blocked_conv_from_nchw_input(name):
     x, wt, b, r = _data(CASES[name], np.float32, seed=3, nchw_c=3)
     got = run_blocked(x, wt, b, None, s, p, d, "Relu", blocked_input=False)
     _check(x, wt, b, None, s, p, d, "Relu", 0.0, 0.0, got)
+
+
+@pytest.mark.parametrize("act", ["none", "SiLU"])
+def test_reduction_in_chunks(monkeypatch, act):
+    """A reduction longer than a chunk of weights (chunks made small here: 2 and 4 taps of
+    the 27): later chunks accumulate into the stored tile, the bias, residual and activation
+    once, after the last."""
+    name = "3x3_long_k"
+    n, c, h, w, m, k, s, p, d = CASES[name]
+    x, wt, b, r = _data(CASES[name], np.float32, seed=21)
+    for taps in (2, 4):
+        monkeypatch.setattr(cb, "_B_CHUNK_BYTES", taps * 16 * 32 * 4)  # kstep 16, 2 blocks of 16
+        got = run_blocked(x, wt, b, r, s, p, d, act)
+        _check(x, wt, b, r, s, p, d, act, 0.0, 0.0, got)
 
 
 def test_blocked_conv_float64_and_no_bias():
