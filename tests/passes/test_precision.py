@@ -47,3 +47,22 @@ def test_bf16_runs_within_bf16_rounding_of_f32():
     rel = np.abs(got - want).max() / np.abs(want).max()
     # 4 bf16 convs in a chain, each rounding inputs and weights to 8 bits (2^-9 relative)
     assert 1e-5 < rel < 4 * 2 * 2.0**-8, rel
+
+
+def test_grouped_convs_stay_float32_under_bf16(monkeypatch):
+    """Grouped blocked convs (groups of 8) have no bf16 kernel: logged, run float32."""
+    from pass_helpers import GB
+
+    from cnnrt.passes import block_layout as bl
+
+    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    b = GB()
+    x = b.input("x", (1, 32, 6, 6))
+    e = b.conv(x, 32, k=1, name="expand", activation="Relu")
+    g = b.build([b.conv(e, 32, group=4, name="grouped", activation="Relu")])
+    f32, _ = run_pipeline(g, 2, vector_bytes=64, backend="cpu")
+    low, log = run_pipeline(g, 2, vector_bytes=64, backend="cpu", precision="bf16")
+    node = next(n for n in low.nodes if n.name == "grouped")
+    assert node.attrs["algorithm"] == "grouped" and "precision" not in node.attrs
+    assert "grouped" in {node: why for _, node, why in log.declined["precision"]}["grouped"]
+    np.testing.assert_allclose(_run(low), _run(f32), rtol=0.05, atol=0.05)
