@@ -10,8 +10,9 @@ Marked: channel-blocked convs on the register tile (``BlockedConv`` with algorit
 strided). A ``winograd`` one becomes ``direct``: the Winograd transforms scale values by up
 to 10x before the products, so with an 8-bit mantissa its error is several times the direct
 conv's. Left in float32, each logged with the reason: depthwise convs (memory-bound, a few
-percent of a net's MACs), grouped convs (block-diagonal weights: no bf16 tile), stems reading NCHW (3 input channels: the channel pairs a bf16
-dot product takes lie a plane apart) and every other op.
+percent of a net's MACs), grouped convs (block-diagonal weights: no bf16 tile), stems
+reading NCHW (3 input channels: the channel pairs a bf16 dot product takes lie a plane
+apart) and every other op.
 
 Requires: select_algorithm has run (it reads ``algorithm``). Guarantees: nodes and values
 unchanged but for the ``precision`` attribute and Winograd -> direct; numerics change by the
