@@ -32,7 +32,8 @@ Value carries the layout and the logical value it stores, cnnrt.core.layout):
   (N, C/B, 1, 1, B) broadcasts over the pixels as numpy does) stay the same op on blocked
   values when an input of the output's shape is blocked (the others get reordered, a
   (N, C, 1, 1) of whole blocks by a Reshape view); on padded values only when they map zeros to zero (not Sigmoid,
-  nor Div: 0/0). Channel Concats too, when every input but the last is whole blocks (a
+  nor Div: 0/0). A channel ``Split`` of a blocked value -> ``BlockedSplit`` (each piece
+  blocked with zero padding lanes) when every piece is blockable. Channel Concats too, when every input but the last is whole blocks (a
   padded input inside the output would put its padding lanes among real channels).
 - Graphs where fewer than MIN_BLOCKED_CONVS convs could be blocked stay as they are.
 - Any other reader of a blocked value gets its NCHW version from one ``ReorderFromBlocked``
@@ -356,11 +357,24 @@ class _Rewriter:
         self.emit(node, "Concat", [self.to_blocked(i, node.origin) for i in node.inputs])
         return True
 
+    def split(self, node: Node) -> bool:
+        """A channel Split of a blocked value: every piece blocked (BlockedSplit)."""
+        x = node.inputs[0]
+        if x not in self.blocked or len(self.values[x].shape) != 4 or int(node.attrs["axis"]) % 4 != 1:
+            return False
+        if any(o and self.block(o) is None for o in node.outputs):
+            self.declined.append((RULE, node.name, "a piece has too few channels for whole blocks"))
+            return False
+        self.emit(node, "BlockedSplit", [self.blocked[x]])
+        return True
+
     def run(self) -> Graph:
         for node in self.graph.nodes:
             done = False
             if node.op == "Conv":
                 done = self.conv(node)
+            elif node.op == "Split":
+                done = self.split(node)
             elif node.op in BLOCKED_FORMS:
                 done = self.follows(node)
             elif node.op in ELEMENTWISE:

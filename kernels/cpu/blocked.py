@@ -15,6 +15,7 @@ from cnnrt.core.layout import blocks
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.conv_spec import ConvSpec
+from cnnrt.kernels.cpu.blas import split_index
 from cnnrt.kernels.cpu.blocked_window import FMA, MAX, SUM, Windows
 from cnnrt.kernels.cpu.conv_common import opt_input as _opt
 from cnnrt.kernels.cpu.conv_common import readonly
@@ -111,6 +112,60 @@ def build_reorder_to_blocked(node, graph) -> KernelFn:
     if ys != (n, cb, h, w, b):
         raise ValueError(f"ReorderToBlocked: {[n, c, h, w]} with block {b} cannot give {list(ys)}")
     return _reorder_run(n * cb, h * w, b, True, cb, c)
+
+
+@pjit
+def _channel_range(x, out, c0, c):
+    """out (N, CBo, HW, B) = channels c0 .. c0 + c of x (N, CBi, HW, B), lanes past c zero.
+    Where c0 is a whole number of blocks a block is one contiguous copy; otherwise each output
+    lane reads lane (l + c0 % B) of its block or the next one."""
+    n_, cbo, hw, b = out.shape
+    for t in prange(n_ * cbo):
+        n, ob = split_index(t, cbo)
+        first = c0 + ob * b
+        ib = first // b
+        shift = first - ib * b
+        valid = min(b, c - ob * b)
+        dst = out[n, ob]
+        if shift == 0 and valid == b:
+            dst[:, :] = x[n, ib]
+            continue
+        for p in range(hw):
+            for lane in range(b):
+                q = shift + lane
+                if lane >= valid:
+                    dst[p, lane] = 0
+                elif q < b:
+                    dst[p, lane] = x[n, ib, p, q]
+                else:
+                    dst[p, lane] = x[n, ib + 1, p, q - b]
+
+
+@register("BlockedSplit")
+def build_blocked_split(node, graph) -> KernelFn:
+    """Split along the channels of a blocked value into blocked pieces: one pass over the
+    input instead of a reorder to NCHW, the Split and a reorder back per piece."""
+    xs = graph.values[node.inputs[0]].shape
+    sizes = [int(c) for c in node.attrs["sizes"]]
+    n, cbi, h, w, b = xs
+    if int(node.attrs["axis"]) % 4 != 1 or sum(sizes) > cbi * b:
+        raise ValueError(f"BlockedSplit: {list(xs)} cannot split into channels {sizes} along axis {node.attrs['axis']}")
+    pieces, c0 = [], 0
+    for i, (o, c) in enumerate(zip(node.outputs, sizes)):
+        if o:
+            ys = graph.values[o].shape
+            if ys != (n, blocks(c, b), h, w, b):
+                raise ValueError(f"BlockedSplit: a piece of {c} channels of {list(xs)} cannot be {list(ys)}")
+            pieces.append((i, ys[1], c0, c))
+        c0 += c
+    x4 = (n, cbi, h * w, b)
+
+    def run(ins, outs):
+        x = ins[0].reshape(x4)
+        for i, cbo, start, c in pieces:
+            _channel_range(x, outs[i].reshape(n, cbo, h * w, b), start, c)
+
+    return run
 
 
 @register("ReorderFromBlocked")

@@ -378,3 +378,20 @@ def test_blocked_depthwise_rejects_multiplier_and_off_block_channels():
         build_blocked_depthwise(_dw_spec(DW_CASES["s1_8x8"], F32, mult=2), None, None, 16)
     with pytest.raises(ValueError, match="multiple of the block"):
         build_blocked_depthwise(_dw_spec(DW_CASES["s1_8x8"], F32), None, None, 64)
+
+
+# ----------------------------------------------------------------------------- BlockedSplit
+
+
+@pytest.mark.parametrize("sizes", [(48, 48, 48), (58, 58), (24, 21, 31)])
+def test_blocked_split_vs_numpy(sizes):
+    """Whole-block and shifted pieces (58 = 3 blocks + 10: the second piece starts mid-block),
+    each blocked with zero padding lanes, against numpy's split of the logical channels."""
+    b = 16
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, sum(sizes), 3, 5)).astype(np.float32)
+    shapes = [to_blocked(x[:, :c], b).shape for c in sizes]
+    got = run_node("BlockedSplit", [to_blocked(x, b)], {"axis": 1, "sizes": list(sizes)}, shapes)
+    bounds = np.cumsum([0, *sizes])
+    for k, piece in enumerate(got):
+        np.testing.assert_array_equal(piece, to_blocked(x[:, bounds[k] : bounds[k + 1]], b))
