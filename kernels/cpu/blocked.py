@@ -168,6 +168,58 @@ def build_blocked_split(node, graph) -> KernelFn:
     return run
 
 
+@pjit
+def _place_channels(x, out, c0, c):
+    """Channels 0 .. c of x (N, CBi, HW, B) into channels c0 .. c0 + c of out (N, CBo, HW, B);
+    the other lanes of out untouched."""
+    n_, cbi, hw, b = x.shape
+    for t in prange(n_ * cbi):
+        n, ib = split_index(t, cbi)
+        valid = min(b, c - ib * b)
+        first = c0 + ib * b
+        ob = first // b
+        shift = first - ob * b
+        src = x[n, ib]
+        for p in range(hw):
+            for lane in range(valid):
+                q = shift + lane
+                if q < b:
+                    out[n, ob, p, q] = src[p, lane]
+                else:
+                    out[n, ob + 1, p, q - b] = src[p, lane]
+
+
+@register("BlockedConcat")
+def build_blocked_concat(node, graph) -> KernelFn:
+    """Concat along the channels of blocked inputs, any channel counts: each input's channels
+    placed at their offset (one pass per input), the output's padding lanes zeroed. The plain
+    Concat (whole-block inputs) is a copy or nothing at all (passes/concat_in_place.py)."""
+    ys = graph.values[node.outputs[0]].shape
+    sizes = [int(c) for c in node.attrs["sizes"]]
+    n, cbo, h, w, b = ys
+    if int(node.attrs["axis"]) % 4 != 1 or blocks(sum(sizes), b) != cbo or len(sizes) != len(node.inputs):
+        raise ValueError(
+            f"BlockedConcat: inputs of {sizes} channels along axis {node.attrs['axis']} cannot give {list(ys)}"
+        )
+    places, c0 = [], 0
+    for name, c in zip(node.inputs, sizes):
+        xs = graph.values[name].shape
+        if xs != (n, blocks(c, b), h, w, b):
+            raise ValueError(f"BlockedConcat: input {name!r} {list(xs)} does not hold {c} channels in blocks of {b}")
+        places.append(((n, xs[1], h * w, b), c0, c))
+        c0 += c
+    tail = c0 - (cbo - 1) * b  # real lanes of the last output block
+
+    def run(ins, outs):
+        out = outs[0].reshape(n, cbo, h * w, b)
+        if tail < b:
+            out[:, cbo - 1, :, tail:] = 0
+        for x, (x4, start, c) in zip(ins, places):
+            _place_channels(x.reshape(x4), out, start, c)
+
+    return run
+
+
 @register("ReorderFromBlocked")
 def build_reorder_from_blocked(node, graph) -> KernelFn:
     """X (N, CB, H, W, B) -> Y (N, C, H, W) with C <= CB*B: the first C channels (a conv's

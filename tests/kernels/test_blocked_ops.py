@@ -395,3 +395,15 @@ def test_blocked_split_vs_numpy(sizes):
     bounds = np.cumsum([0, *sizes])
     for k, piece in enumerate(got):
         np.testing.assert_array_equal(piece, to_blocked(x[:, bounds[k] : bounds[k + 1]], b))
+
+
+@pytest.mark.parametrize("sizes", [(58, 58), (24, 16, 31)])
+def test_blocked_concat_vs_numpy(sizes):
+    """Inputs that are not whole blocks placed lane by lane; the output's padding lanes zero
+    even where the output array held garbage (run_node fills it with NaN)."""
+    b = 16
+    rng = np.random.default_rng(6)
+    xs = [rng.standard_normal((2, c, 3, 5)).astype(np.float32) for c in sizes]
+    want = to_blocked(np.concatenate(xs, axis=1), b)
+    (got,) = run_node("BlockedConcat", [to_blocked(x, b) for x in xs], {"axis": 1, "sizes": list(sizes)}, [want.shape])
+    np.testing.assert_array_equal(got, want)

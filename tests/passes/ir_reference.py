@@ -292,6 +292,9 @@ INTERPRET = {
     "SqueezeExcite": lambda n, a, x, s: [squeeze_excite_reference(*x[:5], *_se_acts(a))],
     "BlockedSqueezeExcite": _blocked_squeeze_excite,
     "BlockedSplit": _blocked_split,
+    "BlockedConcat": lambda n, a, x, s: [
+        _block(np.concatenate([_unblock(v)[:, :c] for v, c in zip(x, a["sizes"])], axis=1), s[0])
+    ],
     "QuantizeLinear": lambda n, a, x, s: [quantize_reference(x[0], x[1], _opt(x, 2), _qtype(_opt(x, 2)), a["axis"])],
     "DequantizeLinear": lambda n, a, x, s: [dequantize_reference(x[0], x[1], _opt(x, 2), a["axis"])],
     "QConv": lambda n, a, x, s: [_qconv(a, x)],

@@ -236,3 +236,29 @@ def test_channel_split_of_a_blocked_value_stays_blocked():
     got = _run_kernels(after, feeds_for(before))
     # sums of ~1e3 that cancel: the tolerance scales with the output's magnitude
     np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5 * np.abs(want[0]).max())
+
+
+def test_channel_concat_of_padded_inputs_stays_blocked():
+    """120 + 120 (MixNet's mixed kernels): BlockedConcat, then a blocked affine; same outputs."""
+    b = GB()
+    x = b.input("x", (1, 16, 5, 5))
+    y = b.conv(x, 32, k=1, name="expand", activation="Relu")
+    parts = [b.conv(y, c, k=3, pads=(1, 1, 1, 1), name=f"mix{c}") for c in (24, 40)]
+    cat = b.concat(parts, name="cat")
+    before = b.build([b.conv(cat, 16, k=1, name="project")])
+    after = block_layout(before, vector_bytes=64).graph
+    after.verify()
+    assert ops(after) == [
+        "ReorderToBlocked",
+        "BlockedConv",
+        "BlockedConv",
+        "BlockedConv",
+        "BlockedConcat",
+        "BlockedConv",
+        "ReorderFromBlocked",
+    ]
+    assert after.node("cat").attrs["sizes"] == [24, 40]
+    assert_same_outputs(before, after)
+    want = _run_kernels(before, feeds_for(before))
+    got = _run_kernels(after, feeds_for(before))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5 * np.abs(want[0]).max())
