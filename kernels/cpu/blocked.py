@@ -118,7 +118,8 @@ def build_reorder_to_blocked(node, graph) -> KernelFn:
 def _channel_range(x, out, c0, c):
     """out (N, CBo, HW, B) = channels c0 .. c0 + c of x (N, CBi, HW, B), lanes past c zero.
     Where c0 is a whole number of blocks a block is one contiguous copy; otherwise each output
-    lane reads lane (l + c0 % B) of its block or the next one."""
+    lane reads lane (l + c0 % B) of its block or the next one: with B = 16 (AVX-512 float32)
+    one 16-lane loop of selects the compiler turns into vector permutes, else lane by lane."""
     n_, cbo, hw, b = out.shape
     for t in prange(n_ * cbo):
         n, ob = split_index(t, cbo)
@@ -130,15 +131,23 @@ def _channel_range(x, out, c0, c):
         if shift == 0 and valid == b:
             dst[:, :] = x[n, ib]
             continue
+        head = min(valid, b - shift)  # lanes from block ib; then from ib + 1, then zeros
+        cur = x[n, ib]
+        nxt = x[n, min(ib + 1, x.shape[1] - 1)]  # read only for lanes past head
+        if b == 16:
+            for p in range(hw):
+                for lane in range(16):
+                    r = (shift + lane) & 15
+                    v = cur[p, r] if lane < head else nxt[p, r]
+                    dst[p, lane] = v if lane < valid else 0
+            continue
         for p in range(hw):
-            for lane in range(b):
-                q = shift + lane
-                if lane >= valid:
-                    dst[p, lane] = 0
-                elif q < b:
-                    dst[p, lane] = x[n, ib, p, q]
-                else:
-                    dst[p, lane] = x[n, ib + 1, p, q - b]
+            for lane in range(head):
+                dst[p, lane] = cur[p, shift + lane]
+            for lane in range(head, valid):
+                dst[p, lane] = nxt[p, shift + lane - b]
+            for lane in range(valid, b):
+                dst[p, lane] = 0
 
 
 @register("BlockedSplit")
@@ -169,24 +178,41 @@ def build_blocked_split(node, graph) -> KernelFn:
 
 
 @pjit
-def _place_channels(x, out, c0, c):
-    """Channels 0 .. c of x (N, CBi, HW, B) into channels c0 .. c0 + c of out (N, CBo, HW, B);
-    the other lanes of out untouched."""
+def _place_channels(x, out, c0, c, chunk):
+    """Channels 0 .. c of x (N, CBi, HW, B) into channels c0 .. c0 + c of out (N, CBo, HW, B),
+    the other lanes of out kept. Tasks are chunks of pixels (two input blocks may share an
+    output block, so blocks cannot be split between threads); with B = 16 each output vector
+    is one 16-lane loop of selects (vector permute and blend), else lane by lane."""
     n_, cbi, hw, b = x.shape
-    for t in prange(n_ * cbi):
-        n, ib = split_index(t, cbi)
-        valid = min(b, c - ib * b)
-        first = c0 + ib * b
-        ob = first // b
-        shift = first - ob * b
-        src = x[n, ib]
-        for p in range(hw):
-            for lane in range(valid):
-                q = shift + lane
-                if q < b:
-                    out[n, ob, p, q] = src[p, lane]
-                else:
-                    out[n, ob + 1, p, q - b] = src[p, lane]
+    nch = (hw + chunk - 1) // chunk
+    for t in prange(n_ * nch):
+        n, k = split_index(t, nch)
+        p0 = k * chunk
+        p1 = min(hw, p0 + chunk)
+        for ib in range(cbi):
+            valid = min(b, c - ib * b)
+            first = c0 + ib * b
+            ob = first // b
+            shift = first - ob * b
+            head = min(valid, b - shift)  # lanes that land in block ob; the rest in ob + 1
+            src = x[n, ib]
+            lo = out[n, ob]
+            hi = out[n, min(ob + 1, out.shape[1] - 1)]  # written only when valid > head
+            if b == 16:
+                for p in range(p0, p1):
+                    for lane in range(16):
+                        inside = shift <= lane < shift + head
+                        lo[p, lane] = src[p, (lane - shift) & 15] if inside else lo[p, lane]
+                if valid > head:
+                    for p in range(p0, p1):
+                        for lane in range(16):
+                            hi[p, lane] = src[p, (lane + head) & 15] if lane < valid - head else hi[p, lane]
+                continue
+            for p in range(p0, p1):
+                for lane in range(head):
+                    lo[p, shift + lane] = src[p, lane]
+                for lane in range(head, valid):
+                    hi[p, lane - head] = src[p, lane]
 
 
 @register("BlockedConcat")
@@ -209,13 +235,14 @@ def build_blocked_concat(node, graph) -> KernelFn:
         places.append(((n, xs[1], h * w, b), c0, c))
         c0 += c
     tail = c0 - (cbo - 1) * b  # real lanes of the last output block
+    chunk = max(64, -(-h * w // (4 * config.NUMBA_NUM_THREADS)))  # ~4 pixel chunks per thread
 
     def run(ins, outs):
         out = outs[0].reshape(n, cbo, h * w, b)
         if tail < b:
             out[:, cbo - 1, :, tail:] = 0
         for x, (x4, start, c) in zip(ins, places):
-            _place_channels(x.reshape(x4), out, start, c)
+            _place_channels(x.reshape(x4), out, start, c, chunk)
 
     return run
 
