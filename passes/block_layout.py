@@ -33,8 +33,10 @@ Value carries the layout and the logical value it stores, cnnrt.core.layout):
   (N, C/B, 1, 1, B) broadcasts over the pixels as numpy does) stay the same op on blocked
   values when an input of the output's shape is blocked (the others get reordered, a
   (N, C, 1, 1) of whole blocks by a Reshape view); on padded values only when they map zeros to zero (not Sigmoid,
-  nor Div: 0/0). Channel Concats too, when every input but the last is whole blocks (a
-  padded input inside the output would put its padding lanes among real channels).
+  nor Div: 0/0). A channel ``Split`` of a blocked value -> ``BlockedSplit`` (each piece
+  blocked with zero padding lanes) when every piece is blockable. Channel Concats too: as
+  ``Concat`` when every input but the last is whole blocks (the blocked tensors concatenate
+  as they are), else as ``BlockedConcat``, which places each input's channels by lane.
 - Graphs where fewer than MIN_BLOCKED_CONVS convs could be blocked stay as they are.
 - Any other reader of a blocked value gets its NCHW version from one ``ReorderFromBlocked``
   (a Reshape view when H = W = 1 and C is whole blocks: (N, C/B, 1, 1, B) and (N, C, 1, 1)
@@ -353,11 +355,24 @@ class _Rewriter:
         if any(i in self.graph.constants or self.block(i) is None for i in node.inputs):
             return False
         b = self.block(out)
+        ins = [self.to_blocked(i, node.origin) for i in node.inputs]
         if any(self.values[i].shape[1] % b for i in node.inputs[:-1]):
-            why = "an input before the last is not whole blocks: its padding lanes would sit among real channels"
-            self.declined.append((RULE, node.name, why))
+            # padding lanes of an input would sit among real channels: each is placed by lane
+            sizes = [self.values[i].shape[1] for i in node.inputs]
+            self.emit(node.with_attrs(sizes=sizes), "BlockedConcat", ins)
+        else:
+            self.emit(node, "Concat", ins)
+        return True
+
+    def split(self, node: Node) -> bool:
+        """A channel Split of a blocked value: every piece blocked (BlockedSplit)."""
+        x = node.inputs[0]
+        if x not in self.blocked or len(self.values[x].shape) != 4 or int(node.attrs["axis"]) % 4 != 1:
             return False
-        self.emit(node, "Concat", [self.to_blocked(i, node.origin) for i in node.inputs])
+        if any(o and self.block(o) is None for o in node.outputs):
+            self.declined.append((RULE, node.name, "a piece has too few channels for whole blocks"))
+            return False
+        self.emit(node, "BlockedSplit", [self.blocked[x]])
         return True
 
     def run(self) -> Graph:
@@ -365,6 +380,8 @@ class _Rewriter:
             done = False
             if node.op == "Conv":
                 done = self.conv(node)
+            elif node.op == "Split":
+                done = self.split(node)
             elif node.op in BLOCKED_FORMS:
                 done = self.follows(node)
             elif node.op in ELEMENTWISE:

@@ -162,6 +162,18 @@ def reorder_to_blocked(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
     return [(n, -(-c // b), h, w, b)]  # the last block zero padded
 
 
+def blocked_split(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
+    """Each piece of ``sizes`` channels in whole blocks of the input's B."""
+    n, _, h, w, b = x[0]
+    return [(n, -(-int(c) // b), h, w, b) for c in a["sizes"]]
+
+
+def blocked_concat(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
+    """The ``sizes`` channels of the inputs, one after another, in whole blocks of B."""
+    n, _, h, w, b = x[0]
+    return [(n, -(-sum(int(c) for c in a["sizes"]) // b), h, w, b)]
+
+
 def reorder_from_blocked(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
     """C is at most the blocks' channels: a cropping reorder drops a conv's padding channels."""
     n, _, h, w, _ = x[0]

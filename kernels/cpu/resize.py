@@ -124,6 +124,16 @@ def resize2d_linear(x, out, y0, y1, wy0, wy1, x0, x1, wx0, wx1):
 
 
 @pjit
+def resize_last_linear(x, out, x0, x1, wx0, wx1):
+    """Along the last axis of (rows, n) -> (rows, m): the horizontal half of a separable 2-D
+    linear resize, run on the input rows only (each is then reused by the vertical blend)."""
+    rows, ow = out.shape
+    for r in prange(rows):
+        for j in range(ow):
+            out[r, j] = wx0[j] * x[r, x0[j]] + wx1[j] * x[r, x1[j]]
+
+
+@pjit
 def resize2d_cubic(x, out, iy, wy, ix, wx):
     """4 x 4 taps per output: the row interpolation of four source rows, then the column one."""
     p_, oh, ow = out.shape
@@ -185,6 +195,22 @@ def axis_tables(n_in, n_out, scale, attrs):
     return linear_table(n_in, n_out, scale, attrs["coord_mode"])
 
 
+def _upsample2d_linear(ty, tx, xs3, os3, dtype):
+    """A 2-D linear resize that does not shrink the rows, as two passes: each input row
+    interpolated along the width once (the gathers), then each output row a blend of two of
+    those rows (contiguous, vectorised). The fused 2-D kernel gathers four inputs for every
+    output instead; both compute a0 * (row r0) + a1 * (row r1) with the same row sums."""
+    lead, ih, _ = xs3
+    ow = os3[2]
+    rows = np.empty((lead, ih, ow), dtype=dtype)
+
+    def run(ins, outs):
+        resize_last_linear(ins[0].reshape(lead * ih, xs3[2]), rows.reshape(lead * ih, ow), *tx)
+        resize_axis_linear(rows, outs[0].reshape(os3), *ty)
+
+    return run
+
+
 _KERNELS_2D = {"nearest": resize2d_nearest, "linear": resize2d_linear, "cubic": resize2d_cubic}
 _KERNELS_AXIS = {"nearest": resize_axis_nearest, "linear": resize_axis_linear, "cubic": resize_axis_cubic}
 
@@ -207,6 +233,8 @@ def build_resize(node, graph):
         xs3, os3 = (lead,) + tuple(ishape[-2:]), (lead,) + tuple(oshape[-2:])
         ty = axis_tables(ishape[-2], oshape[-2], scales[-2], attrs)
         tx = axis_tables(ishape[-1], oshape[-1], scales[-1], attrs)
+        if attrs["mode"] == "linear" and oshape[-2] >= ishape[-2]:
+            return _upsample2d_linear(ty, tx, xs3, os3, xv.dtype)
         kernel = _KERNELS_2D[attrs["mode"]]
 
         def run2d(ins, outs):

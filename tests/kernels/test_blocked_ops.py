@@ -378,3 +378,33 @@ def test_blocked_depthwise_rejects_multiplier_and_off_block_channels():
         build_blocked_depthwise(_dw_spec(DW_CASES["s1_8x8"], F32, mult=2), None, None, 16)
     with pytest.raises(ValueError, match="multiple of the block"):
         build_blocked_depthwise(_dw_spec(DW_CASES["s1_8x8"], F32), None, None, 64)
+
+
+# ----------------------------------------------------------------------------- BlockedSplit
+
+
+@pytest.mark.parametrize("b", [16, 8])
+@pytest.mark.parametrize("sizes", [(48, 48, 48), (58, 58), (24, 21, 31)])
+def test_blocked_split_vs_numpy(sizes, b):
+    """Whole-block and shifted pieces (58 = 3 blocks + 10: the second piece starts mid-block),
+    each blocked with zero padding lanes, against numpy's split of the logical channels; B = 16
+    takes the 16-lane select loop, B = 8 the lane-by-lane one."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, sum(sizes), 3, 5)).astype(np.float32)
+    shapes = [to_blocked(x[:, :c], b).shape for c in sizes]
+    got = run_node("BlockedSplit", [to_blocked(x, b)], {"axis": 1, "sizes": list(sizes)}, shapes)
+    bounds = np.cumsum([0, *sizes])
+    for k, piece in enumerate(got):
+        np.testing.assert_array_equal(piece, to_blocked(x[:, bounds[k] : bounds[k + 1]], b))
+
+
+@pytest.mark.parametrize("b", [16, 8])
+@pytest.mark.parametrize("sizes", [(58, 58), (24, 16, 31)])
+def test_blocked_concat_vs_numpy(sizes, b):
+    """Inputs that are not whole blocks placed lane by lane; the output's padding lanes zero
+    even where the output array held garbage (run_node fills it with NaN)."""
+    rng = np.random.default_rng(6)
+    xs = [rng.standard_normal((2, c, 3, 5)).astype(np.float32) for c in sizes]
+    want = to_blocked(np.concatenate(xs, axis=1), b)
+    (got,) = run_node("BlockedConcat", [to_blocked(x, b) for x in xs], {"axis": 1, "sizes": list(sizes)}, [want.shape])
+    np.testing.assert_array_equal(got, want)

@@ -170,6 +170,13 @@ def _blocked(node, a, x, shapes):
     return [_block(np.asarray(y), shapes[0])]
 
 
+def _blocked_split(node, a, x, shapes):
+    """Each piece of the logical channels, blocked with its padding lanes zero."""
+    bounds = np.cumsum([0, *a["sizes"]])
+    y = _unblock(x[0])
+    return [_block(y[:, bounds[k] : bounds[k + 1]], s) for k, s in enumerate(shapes)]
+
+
 def _se_acts(a) -> tuple:
     return (a["squeeze"], a["squeeze_alpha"], a["squeeze_beta"]), (a["gate"], a["gate_alpha"], a["gate_beta"])
 
@@ -284,6 +291,10 @@ INTERPRET = {
     },
     "SqueezeExcite": lambda n, a, x, s: [squeeze_excite_reference(*x[:5], *_se_acts(a))],
     "BlockedSqueezeExcite": _blocked_squeeze_excite,
+    "BlockedSplit": _blocked_split,
+    "BlockedConcat": lambda n, a, x, s: [
+        _block(np.concatenate([_unblock(v)[:, :c] for v, c in zip(x, a["sizes"])], axis=1), s[0])
+    ],
     "QuantizeLinear": lambda n, a, x, s: [quantize_reference(x[0], x[1], _opt(x, 2), _qtype(_opt(x, 2)), a["axis"])],
     "DequantizeLinear": lambda n, a, x, s: [dequantize_reference(x[0], x[1], _opt(x, 2), a["axis"])],
     "QConv": lambda n, a, x, s: [_qconv(a, x)],

@@ -209,3 +209,56 @@ def test_the_layout_is_read_from_the_value_not_its_name():
     feeds = feeds_for(g)
     want = _run_kernels(block_layout(_resnetish(), vector_bytes=64).graph, feeds)
     np.testing.assert_array_equal(_run_kernels(g, feeds)[0], want[0])
+
+
+def test_channel_split_of_a_blocked_value_stays_blocked():
+    """ShuffleNet's 58 + 58 and MixNet's 16 + 32 pieces: one BlockedSplit, no reorders, the
+    same outputs as the NCHW graph (by the IR reference and by the kernels)."""
+    b = GB()
+    x = b.input("x", (1, 8, 6, 6))
+    for sizes in ((58, 58), (16, 32)):
+        y = b.conv(x, sum(sizes), k=1, name=f"expand{sizes[0]}", activation="Relu")
+        pieces = b.node(
+            "Split", [y], [(1, c, 6, 6) for c in sizes], name=f"split{sizes[0]}", n_out=2, axis=1, sizes=sizes
+        )
+        outs = [b.conv(p, 16, k=3, pads=(1, 1, 1, 1), name=f"c{sizes[0]}_{k}") for k, p in enumerate(pieces)]
+        x = b.node("Add", outs, (1, 16, 6, 6), name=f"add{sizes[0]}")
+        x = b.conv(x, 16, k=1, name=f"squeeze{sizes[0]}")
+    before = b.build([x])
+    after = block_layout(before, vector_bytes=64).graph
+    after.verify()
+    assert ops(after).count("BlockedSplit") == 2 and "Split" not in ops(after)
+    # the 8-channel input is read NCHW by the first conv; only the graph output is reordered
+    assert "ReorderToBlocked" not in ops(after) and ops(after).count("ReorderFromBlocked") == 1
+    assert after.values[after.node("split58").outputs[1]].shape == (1, 4, 6, 6, 16)
+    assert_same_outputs(before, after)
+    want = _run_kernels(before, feeds_for(before))
+    got = _run_kernels(after, feeds_for(before))
+    # sums of ~1e3 that cancel: the tolerance scales with the output's magnitude
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5 * np.abs(want[0]).max())
+
+
+def test_channel_concat_of_padded_inputs_stays_blocked():
+    """120 + 120 (MixNet's mixed kernels): BlockedConcat, then a blocked affine; same outputs."""
+    b = GB()
+    x = b.input("x", (1, 16, 5, 5))
+    y = b.conv(x, 32, k=1, name="expand", activation="Relu")
+    parts = [b.conv(y, c, k=3, pads=(1, 1, 1, 1), name=f"mix{c}") for c in (24, 40)]
+    cat = b.concat(parts, name="cat")
+    before = b.build([b.conv(cat, 16, k=1, name="project")])
+    after = block_layout(before, vector_bytes=64).graph
+    after.verify()
+    assert ops(after) == [
+        "ReorderToBlocked",
+        "BlockedConv",
+        "BlockedConv",
+        "BlockedConv",
+        "BlockedConcat",
+        "BlockedConv",
+        "ReorderFromBlocked",
+    ]
+    assert after.node("cat").attrs["sizes"] == [24, 40]
+    assert_same_outputs(before, after)
+    want = _run_kernels(before, feeds_for(before))
+    got = _run_kernels(after, feeds_for(before))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5 * np.abs(want[0]).max())
