@@ -378,3 +378,50 @@ def test_blocked_depthwise_rejects_multiplier_and_off_block_channels():
         build_blocked_depthwise(_dw_spec(DW_CASES["s1_8x8"], F32, mult=2), None, None, 16)
     with pytest.raises(ValueError, match="multiple of the block"):
         build_blocked_depthwise(_dw_spec(DW_CASES["s1_8x8"], F32), None, None, 64)
+
+
+@pytest.mark.parametrize(
+    "c,hw,k,stride,dil,act",
+    [(32, 24, 5, 2, 1, "HardSwish"), (16, 21, 3, 1, 2, "Relu"), (32, 9, 7, 1, 1, "HardSwish")],
+    ids=["k5_s2_wide", "k3_dil2_wide", "k7_narrow"],
+)
+def test_blocked_depthwise_in_a_session_vs_onnxruntime(c, hw, k, stride, dil, act):
+    """1x1 conv -> depthwise conv -> activation -> 1x1 conv through a full session: the
+    depthwise conv runs blocked (the row-blocked kernel when B is one vector) and the result
+    matches onnxruntime's."""
+    from helpers import make_model, ort_run
+    from onnx import helper
+
+    import cnnrt
+
+    rng = np.random.default_rng(11)
+    pad = dil * (k - 1) // 2
+    x = rng.standard_normal((1, c, hw, hw)).astype(F32)
+    inits = {
+        "w1": (rng.standard_normal((c, c, 1, 1)) / np.sqrt(c)).astype(F32),
+        "wd": rng.standard_normal((c, 1, k, k)).astype(F32) / k,
+        "bd": rng.standard_normal(c).astype(F32),
+        "w2": (rng.standard_normal((c, c, 1, 1)) / np.sqrt(c)).astype(F32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"]),
+        helper.make_node(
+            "Conv",
+            ["a", "wd", "bd"],
+            ["d"],
+            group=c,
+            kernel_shape=[k, k],
+            pads=[pad] * 4,
+            strides=[stride] * 2,
+            dilations=[dil] * 2,
+        ),
+        helper.make_node(act, ["d"], ["e"]),
+        helper.make_node("Conv", ["e", "w2"], ["y"]),
+    ]
+    model = make_model(nodes, [("x", list(x.shape), np.float32)], [("y", None, np.float32)], inits)
+    sess = cnnrt.InferenceSession(model)
+    assert any(n.op == "BlockedConv" and int(n.attrs.get("group", 1)) > 1 for n in sess.graph.nodes)
+    (got,) = sess.run(None, {"x": x})
+    (want,) = ort_run(model, {"x": x})
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
