@@ -209,7 +209,7 @@ def build_blocked_depthwise(
     w_ro = readonly(w_buf.reshape(-1))
     bias = readonly(np.ascontiguousarray(b_const if b_const is not None else np.zeros(s.m), dt))
     window = (s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw)
-    if depthwise_blocked.applies(block, dt):  # the block is one vector: the row-blocked kernel
+    if depthwise_blocked.applies(s, block):  # the block is one vector: the row-blocked kernel
         win = depthwise_blocked.RowBlockedDepthwise(s, block)
     else:
         win = Windows((s.n, cb, s.h, s.w, block), s.oh, s.ow, window, dt, FMA, s.act, s.alpha, s.beta)

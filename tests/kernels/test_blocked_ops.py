@@ -425,3 +425,30 @@ def test_blocked_depthwise_in_a_session_vs_onnxruntime(c, hw, k, stride, dil, ac
     (want,) = ort_run(model, {"x": x})
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+DW_CASES_S2_WIDE = (1, 16, 9, 44, 3, (2, 2), (1, 1, 1, 1), (1, 1))  # 22-wide output: split rows
+
+
+@pytest.mark.parametrize("name", ["s2_8x8", "s2_odd", "k5_s2", "s3_s21", "dil23_s2_asym", "s2_wide"])
+def test_row_blocked_depthwise_strided_vs_reference(name):
+    """The row-blocked kernel called directly on the strided cases build_blocked_depthwise gives
+    the window kernel when rows are narrow (depthwise_blocked.applies): both its paths stay right."""
+    from cnnrt.kernels.cpu.depthwise_blocked import RowBlockedDepthwise
+
+    case = DW_CASES_S2_WIDE if name == "s2_wide" else DW_CASES[name]
+    spec = _dw_spec(case, F32, "HardSwish", True)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(case[:4]).astype(F32)
+    w = rng.standard_normal((spec.m, 1, spec.kh, spec.kw)).astype(F32)
+    bv = rng.standard_normal(spec.m).astype(F32)
+    r = rng.standard_normal((spec.n, spec.m, spec.oh, spec.ow)).astype(F32)
+    b = 16
+    wp = np.ascontiguousarray(w.reshape(spec.m // b, b, -1).transpose(0, 2, 1)).reshape(-1)
+    y = np.full((spec.n, spec.m // b, spec.oh, spec.ow, b), np.nan, F32)
+    RowBlockedDepthwise(spec, b)(to_blocked(x, b), y, wp, bv, to_blocked(r, b))
+    pads = (spec.pt, spec.pl, spec.pb, spec.pr)
+    pre = conv2d_reference(x, w, bv, (spec.sh, spec.sw), pads, (spec.dh, spec.dw), spec.c) + r
+    mag = conv2d_reference(np.abs(x), np.abs(w), np.abs(bv), (spec.sh, spec.sw), pads, (spec.dh, spec.dw), spec.c)
+    want = activation_ref(pre, "HardSwish", spec.alpha, spec.beta)
+    assert_within(from_blocked(y), want, bound(spec.kh * spec.kw + 2, mag + np.abs(r), want, F32, "HardSwish"), name)
