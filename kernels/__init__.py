@@ -30,7 +30,7 @@ The activation formulas themselves are kernels/activation.py's, and a convolutio
 facts kernels/conv_spec.py's, one definition for both backends. CPU-only modules have no
 CUDA twin: activation.py (the fused activation epilogue helpers), blocked.py and
 blocked_window.py (the channel-blocked NCHWc layout, its Blocked* ops and their window
-kernel), the conv algorithms conv.py runs (conv_gemm.py, conv_gather.py, conv_direct.py,
+kernel), depthwise_blocked.py (its row-blocked depthwise conv), the conv algorithms conv.py runs (conv_gemm.py, conv_gather.py, conv_direct.py,
 conv_blocked.py, conv_blocked_plan.py, winograd.py, winograd_transforms.py, depthwise.py,
 depthwise_3x3.py, and conv_common.py they share), microkernel.py (register tiles),
 vector_ir.py and llvm_ir.py (explicit-vector LLVM IR), blas.py (the BLAS gemm binding and

@@ -3,7 +3,8 @@
 A logical NCHW tensor is stored (N, ceil(C/B), H, W, B): element [n, cb, h, w, l] is logical
 [n, cb*B + l, h, w], the lanes past C zero (cnnrt.core.layout). B is the vector width in elements: a pixel of a channel block is
 one vector, a window tap one vector operation over B channels. The pools, ChannelAffine and
-the depthwise conv run blocked_window.py's window kernel; the reorders and global pools are here.
+the depthwise conv run blocked_window.py's window kernel (a depthwise conv whose block is one
+vector: depthwise_blocked.py's row-blocked kernel); the reorders and global pools are here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from cnnrt.core.layout import blocks
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.conv_spec import ConvSpec
+from cnnrt.kernels.cpu import depthwise_blocked
 from cnnrt.kernels.cpu.blas import split_index
 from cnnrt.kernels.cpu.blocked_window import FMA, MAX, SUM, Windows
 from cnnrt.kernels.cpu.conv_common import opt_input as _opt
@@ -341,7 +343,10 @@ def build_blocked_depthwise(
     w_ro = readonly(w_buf.reshape(-1))
     bias = readonly(np.ascontiguousarray(b_const if b_const is not None else np.zeros(s.m), dt))
     window = (s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw)
-    win = Windows((s.n, cb, s.h, s.w, block), s.oh, s.ow, window, dt, FMA, s.act, s.alpha, s.beta)
+    if depthwise_blocked.applies(s, block):  # the block is one vector: the row-blocked kernel
+        win = depthwise_blocked.RowBlockedDepthwise(s, block)
+    else:
+        win = Windows((s.n, cb, s.h, s.w, block), s.oh, s.ow, window, dt, FMA, s.act, s.alpha, s.beta)
 
     def run(ins, outs):
         if w_const is None:

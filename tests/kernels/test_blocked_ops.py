@@ -408,3 +408,77 @@ def test_blocked_concat_vs_numpy(sizes, b):
     want = to_blocked(np.concatenate(xs, axis=1), b)
     (got,) = run_node("BlockedConcat", [to_blocked(x, b) for x in xs], {"axis": 1, "sizes": list(sizes)}, [want.shape])
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "c,hw,k,stride,dil,act",
+    [(32, 24, 5, 2, 1, "HardSwish"), (16, 21, 3, 1, 2, "Relu"), (32, 9, 7, 1, 1, "HardSwish")],
+    ids=["k5_s2_wide", "k3_dil2_wide", "k7_narrow"],
+)
+def test_blocked_depthwise_in_a_session_vs_onnxruntime(c, hw, k, stride, dil, act):
+    """1x1 conv -> depthwise conv -> activation -> 1x1 conv through a full session: the
+    depthwise conv runs blocked (the row-blocked kernel when B is one vector) and the result
+    matches onnxruntime's."""
+    from helpers import make_model, ort_run
+    from onnx import helper
+
+    import cnnrt
+
+    rng = np.random.default_rng(11)
+    pad = dil * (k - 1) // 2
+    x = rng.standard_normal((1, c, hw, hw)).astype(F32)
+    inits = {
+        "w1": (rng.standard_normal((c, c, 1, 1)) / np.sqrt(c)).astype(F32),
+        "wd": rng.standard_normal((c, 1, k, k)).astype(F32) / k,
+        "bd": rng.standard_normal(c).astype(F32),
+        "w2": (rng.standard_normal((c, c, 1, 1)) / np.sqrt(c)).astype(F32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"]),
+        helper.make_node(
+            "Conv",
+            ["a", "wd", "bd"],
+            ["d"],
+            group=c,
+            kernel_shape=[k, k],
+            pads=[pad] * 4,
+            strides=[stride] * 2,
+            dilations=[dil] * 2,
+        ),
+        helper.make_node(act, ["d"], ["e"]),
+        helper.make_node("Conv", ["e", "w2"], ["y"]),
+    ]
+    model = make_model(nodes, [("x", list(x.shape), np.float32)], [("y", None, np.float32)], inits)
+    sess = cnnrt.InferenceSession(model)
+    assert any(n.op == "BlockedConv" and int(n.attrs.get("group", 1)) > 1 for n in sess.graph.nodes)
+    (got,) = sess.run(None, {"x": x})
+    (want,) = ort_run(model, {"x": x})
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+DW_CASES_S2_WIDE = (1, 16, 9, 44, 3, (2, 2), (1, 1, 1, 1), (1, 1))  # 22-wide output: split rows
+
+
+@pytest.mark.parametrize("name", ["s2_8x8", "s2_odd", "k5_s2", "s3_s21", "dil23_s2_asym", "s2_wide"])
+def test_row_blocked_depthwise_strided_vs_reference(name):
+    """The row-blocked kernel called directly on the strided cases build_blocked_depthwise gives
+    the window kernel when rows are narrow (depthwise_blocked.applies): both its paths stay right."""
+    from cnnrt.kernels.cpu.depthwise_blocked import RowBlockedDepthwise
+
+    case = DW_CASES_S2_WIDE if name == "s2_wide" else DW_CASES[name]
+    spec = _dw_spec(case, F32, "HardSwish", True)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(case[:4]).astype(F32)
+    w = rng.standard_normal((spec.m, 1, spec.kh, spec.kw)).astype(F32)
+    bv = rng.standard_normal(spec.m).astype(F32)
+    r = rng.standard_normal((spec.n, spec.m, spec.oh, spec.ow)).astype(F32)
+    b = 16
+    wp = np.ascontiguousarray(w.reshape(spec.m // b, b, -1).transpose(0, 2, 1)).reshape(-1)
+    y = np.full((spec.n, spec.m // b, spec.oh, spec.ow, b), np.nan, F32)
+    RowBlockedDepthwise(spec, b)(to_blocked(x, b), y, wp, bv, to_blocked(r, b))
+    pads = (spec.pt, spec.pl, spec.pb, spec.pr)
+    pre = conv2d_reference(x, w, bv, (spec.sh, spec.sw), pads, (spec.dh, spec.dw), spec.c) + r
+    mag = conv2d_reference(np.abs(x), np.abs(w), np.abs(bv), (spec.sh, spec.sw), pads, (spec.dh, spec.dw), spec.c)
+    want = activation_ref(pre, "HardSwish", spec.alpha, spec.beta)
+    assert_within(from_blocked(y), want, bound(spec.kh * spec.kw + 2, mag + np.abs(r), want, F32, "HardSwish"), name)

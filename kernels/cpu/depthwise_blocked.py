@@ -1,0 +1,315 @@
+"""Depthwise conv in the channel-blocked layout NCHWc when the block is one vector (B = 16
+float32 / 8 float64 with AVX-512): register-blocked along the output row.
+
+A task is (plane, band of output rows). Wide rows (OW >= SPLIT_ROWS_FROM) read their interior
+pixels straight from the input; the few pixels whose window crosses the left or right edge,
+and whole rows whose window crosses the top or bottom, read a per-thread scratch holding those
+window rows with the padding written as zeros. Narrow rows (7-14 wide planes) copy the band's
+input rows, padded, into the scratch once and run every row from there, as one run of pixels:
+split at the edges, a 7-wide row left runs of 1 and 5 pixels, too short to hide the FMA
+latency. Either way every pixel has all kh*kw taps: no row classes or column segments, whose
+short runs left the window kernel (blocked_window.py) latency-bound at 15-35 GFLOP/s.
+
+:func:`_dw_row` (LLVM IR with explicit vectors, as microkernel.py) computes one output row in
+groups of 8, 4, 2, 1 pixels: per kernel row it loads each input vector of the group's span
+once and reuses it for every (pixel, tap) pair that reads it (with stride 1 and kw = 3, 10
+loads feed 24 FMAs, where one load per tap gave 24), the accumulators held in registers,
+then the residual and the Relu/Clip clamp before the store. The reuse needs the column offsets
+as constants, so the common (kw, stride, dilation) are emitted specialised (``SPECIAL``) and
+any other runs a generic form with one load per tap. Other activations run over the band's
+output afterwards while it is in cache (act_inplace: vector_act's float32 forms).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.activation import CLIP, NONE, RELU
+from cnnrt.kernels.aligned import per_thread
+from cnnrt.kernels.cpu import blas
+from cnnrt.kernels.cpu.activation import act_inplace
+from cnnrt.kernels.cpu.conv_common import block_size
+from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers
+
+# (kw, stride along the row, dilation along the row) emitted with input reuse: MobileNet,
+# EfficientNet, MixNet (3..11) and the dilated LR-ASPP backbone layers
+SPECIAL = tuple((k, s, 1) for k in (3, 5, 7, 9, 11) for s in (1, 2)) + ((3, 1, 2), (5, 1, 2))
+GROUPS = (8, 4, 2, 1)  # pixels per register block: 8 accumulators + the span's inputs fit 32 zmm
+GENERIC_GROUPS = (4, 1)
+SPLIT_ROWS_FROM = 20  # output rows at least this wide read their interior straight from the input
+TASK_ELEMS = 8192  # output elements per task at least: bands of a few rows on 56-112 wide planes
+
+
+@intrinsic
+def _dw_row(typingctx, x, xo, xrs, w, wo, bias, bo, res, out, oo, ow, kh, kw, sw, dh, dw, has_res, lo, hi):
+    """out[oo + g*B] = clamp(bias[bo:] + sum_ij w[wo + (i*kw + j)*B] * x[xo + i*dh*xrs +
+    (g*sw + j*dw)*B] (+ res[oo + g*B]), lo, hi) for pixels g < ow; B the vector width, every
+    offset in elements, arrays of one float dtype."""
+    floats = (x, w, bias, res, out)
+    if not all(isinstance(a, types.Array) and a.dtype in (types.float32, types.float64) for a in floats):
+        return None
+    if len({a.dtype for a in floats}) != 1:
+        return None
+    dt, i64 = x.dtype, types.int64
+    sig = types.void(x, i64, i64, w, i64, bias, i64, res, out, *[i64] * 7, types.boolean, dt, dt)
+
+    def codegen(context, builder, sig, args):
+        xo_v, xrs_v, wo_v, bo_v, oo_v, ow_v, kh_v, kw_v, sw_v, dh_v, dw_v = (
+            args[i] for i in (1, 2, 4, 6, 9, *range(10, 16))
+        )
+        res_on, lo_v, hi_v = args[16:]
+        px, pw, pb, pres, pout = data_pointers(context, builder, sig, args, 0, 3, 5, 7, 8)
+        vec = Vectors(builder, dt)
+        lanes = vec.lanes
+        init = vec.load(pb, bo_v)
+        lo_s, hi_s = vec.splat(lo_v), vec.splat(hi_v)
+        pos = cgutils.alloca_once_value(builder, c64(0))
+        mul, add = builder.mul, builder.add
+
+        def group(size, cfg):
+            g0 = builder.load(pos)
+            xg = add(xo_v, mul(mul(g0, sw_v), c64(lanes)))
+            accs = [cgutils.alloca_once_value(builder, init) for _ in range(size)]
+            with cgutils.for_range(builder, kh_v) as rows:
+                xrow = add(xg, mul(mul(rows.index, dh_v), xrs_v))
+                wrow = add(wo_v, mul(mul(rows.index, kw_v), c64(lanes)))
+                acc = [builder.load(a) for a in accs]
+                if cfg is not None:
+                    k, s, d = cfg
+                    loaded = {}
+                    for j in range(k):
+                        wv = vec.load(pw, add(wrow, c64(j * lanes)))
+                        for g in range(size):
+                            col = g * s + j * d
+                            if col not in loaded:
+                                loaded[col] = vec.load(px, add(xrow, c64(col * lanes)))
+                            acc[g] = vec.fma(wv, loaded[col], acc[g])
+                    for a, v in zip(accs, acc):
+                        builder.store(v, a)
+                else:
+                    for a, v in zip(accs, acc):
+                        builder.store(v, a)
+                    with cgutils.for_range(builder, kw_v) as taps:
+                        wv = vec.load(pw, add(wrow, mul(taps.index, c64(lanes))))
+                        xt = add(xrow, mul(mul(taps.index, dw_v), c64(lanes)))
+                        for g, a in enumerate(accs):
+                            xq = add(xt, mul(mul(c64(g), sw_v), c64(lanes)))
+                            builder.store(vec.fma(wv, vec.load(px, xq), builder.load(a)), a)
+            for g, a in enumerate(accs):
+                o = add(oo_v, mul(add(g0, c64(g)), c64(lanes)))
+                with builder.if_then(res_on):
+                    builder.store(builder.fadd(builder.load(a), vec.load(pres, o)), a)
+                vec.store(vec.clamp(builder.load(a), lo_s, hi_s), pout, o)
+            builder.store(add(g0, c64(size)), pos)
+
+        def whole_row(cfg):
+            builder.store(c64(0), pos)
+            for size in GROUPS if cfg is not None else GENERIC_GROUPS:
+                count = builder.sdiv(builder.sub(ow_v, builder.load(pos)), c64(size))
+                with cgutils.for_range(builder, count):
+                    group(size, cfg)
+
+        done = cgutils.alloca_once_value(builder, cgutils.false_bit)
+        for cfg in SPECIAL:
+            k, s, d = cfg
+            hit = builder.and_(
+                builder.icmp_signed("==", kw_v, c64(k)),
+                builder.and_(builder.icmp_signed("==", sw_v, c64(s)), builder.icmp_signed("==", dw_v, c64(d))),
+            )
+            with builder.if_then(hit):
+                whole_row(cfg)
+                builder.store(cgutils.true_bit, done)
+        with builder.if_then(builder.not_(builder.load(done))):
+            whole_row(None)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit
+def _row(x, xo, xrs, w, wo, bias, bo, res, out, oo, ow, kh, kw, sw, dh, dw, has_res, lo, hi):
+    """_dw_row behind one call site: the driver calls it from five places, and five inlined
+    copies of its specialised bodies made LLVM's compile of the driver take minutes."""
+    _dw_row(x, xo, xrs, w, wo, bias, bo, res, out, oo, ow, kh, kw, sw, dh, dw, has_res, lo, hi)
+
+
+@njit(inline="always")
+def _fill(xs, x, plane_base, top, nrows, step, h, wd, b, pl, c0, ncols):
+    """xs[(i*ncols + cc)*b + lane] = input row top + i*step, column c0 + cc - pl (zero outside
+    the plane), for i < nrows: rows of output windows, padded, one after the other."""
+    rowlen = ncols * b
+    for i in range(nrows):
+        src = top + i * step
+        dst = np.uint64(i * rowlen)
+        if src < 0 or src >= h:
+            for q in range(rowlen):
+                xs[dst + np.uint64(q)] = 0
+            continue
+        lo = min(ncols, max(0, pl - c0))  # padded columns before the plane
+        hi = max(lo, min(ncols, wd + pl - c0))  # and where the plane ends
+        for q in range(lo * b):
+            xs[dst + np.uint64(q)] = 0
+        s0 = np.uint64(plane_base + (src * wd + c0 + lo - pl) * b)
+        d0 = dst + np.uint64(lo * b)
+        for q in range((hi - lo) * b):
+            xs[d0 + np.uint64(q)] = x[s0 + np.uint64(q)]
+        for q in range(hi * b, rowlen):
+            xs[dst + np.uint64(q)] = 0
+
+
+@pjit
+def _dw_blocked(x, w, bias, res, out, geo, has_res, lo, hi, kind, alpha, beta, scratch, counter, nthreads):
+    """Blocked x (planes, H, W, B) -> out (planes, OH, OW, B), flat, B the vector width: w
+    (CB, kh*kw, B), bias (CB*B,), res like out; tasks (plane, band of output rows) claimed from
+    ``counter`` by ``nthreads`` workers, each with its scratch row (module doc)."""
+    h, wd, oh_n, ow_n, kh, kw, sh, sw, pt, pl, dh, dw, b, band, wp, cb_n, gl, gr = geo
+    planes = out.size // (oh_n * ow_n * b)
+    nb = (oh_n + band - 1) // band
+    n_tasks = planes * nb
+    span = (kw - 1) * dw + 1
+    wl = (gl - 1) * sw + span  # padded columns the left border pixels read
+    c_r = gr * sw  # first padded column of the right border pixels
+    wr = (ow_n - 1 - gr) * sw + span
+    for t in prange(nthreads):
+        xs = scratch[t]
+        while True:
+            task = blas.claim(counter)
+            if task >= n_tasks:
+                break
+            p = task // nb
+            r0 = (task - p * nb) * band
+            r1 = min(oh_n, r0 + band)
+            wo, bo = (p % cb_n) * kh * kw * b, (p % cb_n) * b
+            pbase = p * h * wd * b
+            if gr <= gl:  # narrow rows: the band's input rows padded once, every row from there
+                _fill(xs, x, pbase, r0 * sh - pt, (r1 - 1 - r0) * sh + (kh - 1) * dh + 1, 1, h, wd, b, pl, 0, wp)
+                for r in range(r0, r1):
+                    oo = (p * oh_n + r) * ow_n * b
+                    xo = (r - r0) * sh * wp * b
+                    _row(xs, xo, wp * b, w, wo, bias, bo, res, out, oo, ow_n, kh, kw, sw, dh, dw, has_res, lo, hi)
+            for r in range(r0, r1 if gl < gr else r0):
+                oo = (p * oh_n + r) * ow_n * b
+                top = r * sh - pt
+                if top < 0 or top + (kh - 1) * dh >= h:  # a border row: its window rows padded
+                    _fill(xs, x, pbase, top, kh, dh, h, wd, b, pl, 0, wp)
+                    _row(xs, 0, wp * b, w, wo, bias, bo, res, out, oo, ow_n, kh, kw, sw, 1, dw, has_res, lo, hi)
+                    continue
+                if gl > 0:
+                    _fill(xs, x, pbase, top, kh, dh, h, wd, b, pl, 0, wl)
+                    _row(xs, 0, wl * b, w, wo, bias, bo, res, out, oo, gl, kh, kw, sw, 1, dw, has_res, lo, hi)
+                xo = pbase + (top * wd + gl * sw - pl) * b
+                _row(
+                    x,
+                    xo,
+                    dh * wd * b,
+                    w,
+                    wo,
+                    bias,
+                    bo,
+                    res,
+                    out,
+                    oo + gl * b,
+                    gr - gl,
+                    kh,
+                    kw,
+                    sw,
+                    1,
+                    dw,
+                    has_res,
+                    lo,
+                    hi,
+                )
+                if gr < ow_n:
+                    _fill(xs, x, pbase, top, kh, dh, h, wd, b, pl, c_r, wr)
+                    _row(
+                        xs,
+                        0,
+                        wr * b,
+                        w,
+                        wo,
+                        bias,
+                        bo,
+                        res,
+                        out,
+                        oo + gr * b,
+                        ow_n - gr,
+                        kh,
+                        kw,
+                        sw,
+                        1,
+                        dw,
+                        has_res,
+                        lo,
+                        hi,
+                    )
+            if kind != NONE and kind != RELU and kind != CLIP:
+                act_inplace(out[(p * oh_n + r0) * ow_n * b : (p * oh_n + r1) * ow_n * b], kind, alpha, beta)
+
+
+_dw_blocked_serial = serial_twin(_dw_blocked)
+
+
+def applies(spec, block: int) -> bool:
+    """True when the block is one vector of the spec's dtype (_dw_row's loads are whole blocks),
+    unless the output rows are narrow and strided: there (14 -> 7, 28 -> 14 with stride 2) the
+    band copy reads twice the rows it writes, and the window kernel measured 1.0-1.4x faster."""
+    if block != block_size(spec.dtype):
+        return False
+    return spec.ow >= SPLIT_ROWS_FROM or spec.sw == 1
+
+
+class RowBlockedDepthwise:
+    """The kernel fixed at build for one depthwise ConvSpec (group == C == M) and block B: band
+    size, scratch, clamp bounds."""
+
+    def __init__(self, spec, block: int):
+        s = spec
+        dt = np.dtype(s.dtype)
+        band = max(1, min(s.oh, -(-TASK_ELEMS // (s.ow * block))))
+        wp = (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1  # padded columns a whole output row reads
+        gl = min(s.ow, -(-s.pl // s.sw))  # pixels whose window starts left of the plane
+        # and from where windows end right of it
+        gr = min(s.ow, max(gl, -(-(s.w + s.pl - (s.kw - 1) * s.dw) // s.sw)))
+        if s.ow < SPLIT_ROWS_FROM:  # narrow rows: one register-blocked run beats three short ones
+            gl = gr = 0
+        cb = s.c // block
+        self.geo = tuple(
+            int(v)
+            for v in (s.h, s.w, s.oh, s.ow, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw, block, band, wp, cb, gl, gr)
+        )
+        self.threads = numba.config.NUMBA_NUM_THREADS
+        rows = max(s.kh, (band - 1) * s.sh + (s.kh - 1) * s.dh + 1)
+        self.scratch = per_thread(self.threads, rows * wp * block, dt)
+        self.counter = np.zeros(1, np.int64)
+        lo, hi = {RELU: (0.0, np.inf), CLIP: (s.alpha, s.beta)}.get(s.act, (-np.inf, np.inf))
+        self.scalars = (dt.type(lo), dt.type(hi), s.act, dt.type(s.alpha), dt.type(s.beta))
+        self.work = s.n * s.c * s.oh * s.ow * s.kh * s.kw
+        self.no_res = np.zeros(1, dt)  # writable, as the arena arrays residuals come in
+
+    def __call__(self, x, out, w, bias, res=None):
+        nthreads = min(num_threads(), self.threads)
+        kern = pick(_dw_blocked, _dw_blocked_serial, self.work, nthreads)
+        self.counter[0] = 0
+        lo, hi, kind, alpha, beta = self.scalars
+        kern(
+            x.reshape(-1),
+            w,
+            bias,
+            self.no_res if res is None else res.reshape(-1),
+            out.reshape(-1),
+            self.geo,
+            res is not None,
+            lo,
+            hi,
+            kind,
+            alpha,
+            beta,
+            self.scratch,
+            self.counter,
+            nthreads,
+        )
