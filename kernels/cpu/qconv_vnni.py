@@ -1,0 +1,165 @@
+"""The int8 convolution on the VNNI register tile (microkernel_int8): u8 activations x s8 weights.
+
+The input (N, C, H, W) is packed per image as (K/4, P, 4) bytes, K = C*KH*KW in the weights'
+(c, kh, kw) order and P = OH*OW output pixels: each 32-bit word holds the four inputs one
+output pixel meets at four consecutive reduction steps (an im2col whose rows come in fours,
+read from a border-padded copy filled with the input's zero point). 1x1, strided and 7x7
+convs are the same packing with other offsets. Steps past K read any valid byte: their
+weights are zero.
+
+``vpdpbusd`` multiplies the activation bytes as unsigned; an int8 input is turned into uint8
+by flipping each byte's top bit (x + 128), its zero point moved by the same 128. The zero
+point is then taken out of the sums once per output channel: ``sum((x - xz) * w) = sum(x * w)
+- xz * sum(w)``, folded with the bias into one int32 per channel at build time.
+
+The epilogue requantizes each tile as MLAS does (cnnrt.core.quantization.requantize:
+float32 product, clamp, round half to even, zero point) while the int32 sums are in L1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import binding as ll
+from numba import prange
+
+from cnnrt.core import quantization as qnt
+from cnnrt.kernels._jit import pjit
+from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, tile_u8s8
+from cnnrt.kernels.prepacked import prepacked
+
+PX = NV * LANES  # output pixels of one tile
+_ROUND = np.float32(12582912.0)  # 1.5 * 2**23: (f + _ROUND) - _ROUND rounds |f| < 2**22 half to even
+
+
+def host_has_vnni() -> bool:
+    try:
+        return bool(ll.get_host_cpu_features().get("avx512vnni", False))
+    except RuntimeError:
+        return False
+
+
+def pack_weights(w: np.ndarray) -> np.ndarray:
+    """s8 weights (M, C, KH, KW) as the tile's operand: (M/MR, K/4, MR) int32 words of four
+    consecutive reduction steps, M and K zero-padded, flattened."""
+    m = w.shape[0]
+    w2 = w.reshape(m, -1)
+    mb, kq = -(-m // MR), -(-w2.shape[1] // 4)
+    full = np.zeros((mb * MR, kq * 4), np.int8)
+    full[:m, : w2.shape[1]] = w2
+    return np.ascontiguousarray(full.reshape(mb, MR, kq, 4).transpose(0, 2, 1, 3)).view(np.int32).reshape(-1)
+
+
+def eligible(x_dtype: str, w: np.ndarray, w_zp: np.ndarray, group: int, out_dtype: str) -> bool:
+    """Whether the tile runs this QConv: s8 weights with zero points 0, one group, u8/s8 in
+    and out, on a CPU with VNNI."""
+    return (
+        group == 1
+        and w.dtype == np.int8
+        and not np.any(w_zp)
+        and x_dtype in ("uint8", "int8")
+        and out_dtype in ("uint8", "int8")
+        and host_has_vnni()
+    )
+
+
+@pjit
+def _pack(xp, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
+    """apk (N, K/4, Ppad) uint32 from the padded input xp (N, C, Hp, Wp) uint8 (see the module doc)."""
+    n_len, kq = apk.shape[0], apk.shape[1]
+    khw = kh_len * kw_len
+    for t in prange(n_len * kq):
+        n = t // kq
+        g = t - n * kq
+        cs = np.zeros(4, np.int64)
+        rs = np.zeros(4, np.int64)
+        os = np.zeros(4, np.int64)
+        for j in range(4):
+            k = g * 4 + j
+            if k < k_len:
+                c = k // khw
+                r = k - c * khw
+                cs[j] = c
+                rs[j] = (r // kw_len) * dh
+                os[j] = (r - (r // kw_len) * kw_len) * dw
+        for oh in range(oh_len):
+            r0, r1, r2, r3 = oh * sh + rs[0], oh * sh + rs[1], oh * sh + rs[2], oh * sh + rs[3]
+            x0 = xp[n, cs[0], r0]
+            x1 = xp[n, cs[1], r1]
+            x2 = xp[n, cs[2], r2]
+            x3 = xp[n, cs[3], r3]
+            base = oh * ow_len
+            for ow in range(ow_len):
+                col = ow * sw
+                v = (
+                    np.uint32(x0[col + os[0]])
+                    | (np.uint32(x1[col + os[1]]) << np.uint32(8))
+                    | (np.uint32(x2[col + os[2]]) << np.uint32(16))
+                    | (np.uint32(x3[col + os[3]]) << np.uint32(24))
+                )
+                apk[n, g, base + ow] = v ^ flip
+
+
+@pjit
+def _tiles(apk, bpk, biasc, mult, out, m_len, flo, fhi, zp):
+    """out (N, M, P) from the packed operands, requantized (see the module doc)."""
+    n_len, kq, ppad = apk.shape
+    p_len = out.shape[2]
+    mb_len, pb_len = -(-m_len // MR), ppad // PX
+    a_flat = apk.reshape(-1)
+    for t in prange(n_len * pb_len * mb_len):
+        mb = t % mb_len
+        q = t // mb_len
+        pb = q % pb_len
+        n = q // pb_len
+        acc = np.empty(MR * PX, np.int32)
+        tile_u8s8(a_flat, (n * kq) * ppad + pb * PX, ppad, bpk, mb * kq * MR, kq, acc, 0)
+        p0 = pb * PX
+        jn = min(PX, p_len - p0)
+        for r in range(min(MR, m_len - mb * MR)):
+            m = mb * MR + r
+            bc, s = biasc[m], mult[m]
+            row = out[n, m]
+            for j in range(jn):
+                f = np.float32(acc[r * PX + j] + bc) * s
+                f = min(max(f, flo), fhi)
+                f = (f + _ROUND) - _ROUND
+                row[p0 + j] = np.int32(f) + zp
+
+
+def build(p: dict, x_dtype: str):
+    """The run function of one QConv plan (qconv.conv_plan) on the tile."""
+    w = p["w"]
+    m, c, kh, kw = w.shape
+    n, _, oh, ow = p["out_shape"]
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = p["strides"], p["dilations"], p["pads"]
+    k_len = c * kh * kw
+    kq = -(-k_len // 4)
+    bpk = prepacked(w, ("vnni", MR), pack_weights)
+    shift = 128 if x_dtype == "int8" else 0
+    wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
+    biasc = (p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum).astype(np.int32)
+    mult = np.ascontiguousarray(p["multiplier"], np.float32)
+    zp = int(p["y_zp"])
+    qlo, qhi = qnt.QRANGE[p["out_dtype"]]
+    lo = qlo if p["lo"] is None else max(qlo, p["lo"])
+    hi = qhi if p["hi"] is None else min(qhi, p["hi"])
+    flo, fhi = np.float32(lo - zp), np.float32(hi - zp)
+    flip = np.uint32(0x80808080 if shift else 0)
+    npix = oh * ow
+    ppad = -(-npix // PX) * PX
+    padded = pt or pl or pb or pr
+    pad_value = np.array(p["x_zp"]).astype(x_dtype).view(np.uint8)
+
+    def run(ins, outs):
+        x = ins[0].view(np.uint8)
+        if padded:
+            xp = np.full((x.shape[0], c, x.shape[2] + pt + pb, x.shape[3] + pl + pr), pad_value, np.uint8)
+            xp[:, :, pt : pt + x.shape[2], pl : pl + x.shape[3]] = x
+        else:
+            xp = np.ascontiguousarray(x)
+        apk = np.empty((x.shape[0], kq, ppad), np.uint32)
+        _pack(xp, apk, k_len, kh, kw, sh, sw, dh, dw, oh, ow, flip)
+        y = outs[0].reshape(n, m, npix)
+        _tiles(apk, bpk, biasc, mult, y, m, flo, fhi, zp)
+
+    return run
