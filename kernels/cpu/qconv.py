@@ -5,9 +5,10 @@ The accumulator is ``sum((x - x_zp) * (w - w_zp)) + bias`` in int32, requantized
 MLAS does (cnnrt.core.quantization.requantize), so the bytes match its QLinearConv.
 
 Ungrouped convs with s8 weights run on the VNNI register tile (kernels/cpu/qconv_vnni.py) when
-the CPU has it. The rest (grouped and depthwise convs, u8 weights, weight zero points, int32
-outputs, CPUs without VNNI) sum on float32 arithmetic kept exact (im2col + BLAS over short
-stretches of the reduction; depthwise taps over whole planes).
+the CPU has it, depthwise ones on int32 row sums (kernels/cpu/qconv_depthwise.py). The rest
+(grouped convs, u8 weights, weight zero points, int32 outputs, CPUs without VNNI) sum on
+float32 arithmetic kept exact (im2col + BLAS over short stretches of the reduction; depthwise
+taps over whole planes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from cnnrt.core import quantization as qnt
 from cnnrt.core.ops import op_attrs
-from cnnrt.kernels.cpu import qconv_vnni
+from cnnrt.kernels.cpu import qconv_depthwise, qconv_vnni
 from cnnrt.kernels.cpu.quant import param, scalar
 from cnnrt.kernels.registry import register
 
@@ -122,6 +123,9 @@ def build_qconv(node, graph):
     x_dtype = graph.values[node.inputs[0]].dtype
     if qconv_vnni.eligible(x_dtype, p["w"], p["w_zp"], p["group"], p["out_dtype"]):
         return qconv_vnni.build(p, x_dtype)
+    channels, taps = graph.values[node.inputs[0]].shape[1], p["w"][0].size
+    if qconv_depthwise.eligible(x_dtype, channels, p["w"].shape[0], p["group"], taps, p["out_dtype"]):
+        return qconv_depthwise.build(p, x_dtype, qconv_vnni.requant_params(p))
 
     def run(ins, outs):
         outs[0][...] = requantize(accumulate(ins[0], p), p)

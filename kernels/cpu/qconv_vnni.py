@@ -126,6 +126,17 @@ def _tiles(apk, bpk, biasc, mult, out, m_len, flo, fhi, zp):
                 row[p0 + j] = np.int32(f) + zp
 
 
+def requant_params(p: dict) -> tuple:
+    """(per-channel float32 multipliers, float32 clamp bounds less the zero point, zero point,
+    the rounding constant) of a QConv plan's requantization (cnnrt.core.quantization.requantize)."""
+    zp = int(p["y_zp"])
+    qlo, qhi = qnt.QRANGE[p["out_dtype"]]
+    lo = qlo if p["lo"] is None else max(qlo, p["lo"])
+    hi = qhi if p["hi"] is None else min(qhi, p["hi"])
+    mult = np.ascontiguousarray(p["multiplier"], np.float32)
+    return mult, np.float32(lo - zp), np.float32(hi - zp), zp, _ROUND
+
+
 def build(p: dict, x_dtype: str):
     """The run function of one QConv plan (qconv.conv_plan) on the tile."""
     w = p["w"]
@@ -138,12 +149,7 @@ def build(p: dict, x_dtype: str):
     shift = 128 if x_dtype == "int8" else 0
     wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
     biasc = (p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum).astype(np.int32)
-    mult = np.ascontiguousarray(p["multiplier"], np.float32)
-    zp = int(p["y_zp"])
-    qlo, qhi = qnt.QRANGE[p["out_dtype"]]
-    lo = qlo if p["lo"] is None else max(qlo, p["lo"])
-    hi = qhi if p["hi"] is None else min(qhi, p["hi"])
-    flo, fhi = np.float32(lo - zp), np.float32(hi - zp)
+    mult, flo, fhi, zp, _ = requant_params(p)
     flip = np.uint32(0x80808080 if shift else 0)
     npix = oh * ow
     ppad = -(-npix // PX) * PX
