@@ -6,9 +6,11 @@ convolutions, where the time goes, are kernels/cpu/qconv.py's).
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from cnnrt.core import quantization as qnt
 from cnnrt.core.ops import attr
+from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.registry import register
 
 
@@ -46,6 +48,23 @@ def build_dequantize(node, graph):
     return run
 
 
+@pjit
+def _qadd(a, b, out, sa, za, sb, zb, sy, zy, lo, hi):
+    """out = clip(rint((float32(a - za) * sa + float32(b - zb) * sb) / sy) + zy, lo, hi), in the
+    float32 steps of the numpy formulas; the quotient is clamped to one past the output range
+    first, which leaves the result alone and keeps the rounding trick's operand small."""
+    n = a.size
+    chunk = 16384
+    vlo, vhi = np.float32(lo - zy - 1), np.float32(hi - zy + 1)
+    rnd = np.float32(12582912.0)  # 1.5 * 2**23: (v + rnd) - rnd rounds |v| < 2**22 half to even
+    for c in prange((n + chunk - 1) // chunk):
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            f = np.float32(np.int32(a[i]) - za) * sa + np.float32(np.int32(b[i]) - zb) * sb
+            v = min(max(f / sy, vlo), vhi)
+            q = np.int32((v + rnd) - rnd) + zy
+            out[i] = min(max(q, lo), hi)
+
+
 @register("QAdd")
 def build_qadd(node, graph):
     sa, za, sb, zb, sy, zy = (param(graph, node, i) for i in (1, 2, 4, 5, 6, 7))
@@ -53,6 +72,15 @@ def build_qadd(node, graph):
     lo, hi = node.attrs.get("out_lo"), node.attrs.get("out_hi")
     qlo, qhi = qnt.QRANGE[dtype]
     lo, hi = qlo if lo is None else lo, qhi if hi is None else hi
+    if all(v.size == 1 for v in (sa, za, sb, zb, sy, zy)) and dtype in ("uint8", "int8"):
+        f32 = [np.float32(v.reshape(-1)[0]) for v in (sa, sb, sy)]
+        i32 = [int(v.reshape(-1)[0]) for v in (za, zb, zy)]
+
+        def run_fused(ins, outs):
+            a, b, y = np.ascontiguousarray(ins[0]), np.ascontiguousarray(ins[3]), outs[0]
+            _qadd(a.reshape(-1), b.reshape(-1), y.reshape(-1), f32[0], i32[0], f32[1], i32[1], f32[2], i32[2], lo, hi)
+
+        return run_fused
 
     def run(ins, outs):
         f = qnt.dequantize(ins[0], sa, za) + qnt.dequantize(ins[3], sb, zb)
