@@ -15,6 +15,7 @@ import numpy as np
 from numba import prange
 
 from cnnrt.kernels._jit import pjit
+from cnnrt.kernels.aligned import shared_scratch
 
 MAX_TAPS = 255  # taps * 2**16 < 2**24: float32 sums of u8/s8 products stay exact
 
@@ -56,9 +57,10 @@ def _depthwise(xp, w, biasc, mult, out, sh, sw, dh, dw, flo, fhi, zp, rnd):
                 y[ow] = np.int32(f) + zp
 
 
-def build(p: dict, x_dtype: str, requant: tuple):
-    """The run function of one depthwise QConv plan (qconv.conv_plan); ``requant`` is
-    qconv_vnni.requant_params(p)."""
+def build(p: dict, x_dtype: str, requant: tuple, x_shape: tuple, owner):
+    """The run function of one depthwise QConv plan (qconv.conv_plan) for an input of
+    ``x_shape``; ``requant`` is qconv_vnni.requant_params(p); the padded input lives in
+    scratch shared by ``owner``'s kernels (kernels/aligned.shared_scratch)."""
     w = p["w"]
     m, _, kh, kw = w.shape
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = p["strides"], p["dilations"], p["pads"]
@@ -66,13 +68,17 @@ def build(p: dict, x_dtype: str, requant: tuple):
     wf = wi.astype(np.float32)
     biasc = (p["bias"].astype(np.int64) - p["x_zp"] * wi.reshape(m, -1).astype(np.int64).sum(axis=1)).astype(np.int32)
     mult, flo, fhi, zp, rnd = requant
-    pad_value = np.array(p["x_zp"]).astype(x_dtype)
+    pad_value = np.array(p["x_zp"]).astype(x_dtype)[()]
+
+    n, c, h, wd = x_shape
+    xshape = (n, c, h + pt + pb, wd + pl + pr)
+    xp_scratch = shared_scratch(owner, "qconv.padded", xshape, np.uint8) if pt or pl or pb or pr else None
 
     def run(ins, outs):
         x = ins[0]
-        if pt or pl or pb or pr:
-            n, c, h, wd = x.shape
-            xp = np.full((n, c, h + pt + pb, wd + pl + pr), pad_value, x.dtype)
+        if xp_scratch is not None:
+            xp = xp_scratch.view(xshape, x.dtype)
+            xp.fill(pad_value)
             xp[:, :, pt : pt + h, pl : pl + wd] = x
         else:
             xp = np.ascontiguousarray(x)

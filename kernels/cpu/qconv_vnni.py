@@ -24,6 +24,7 @@ from numba import prange
 
 from cnnrt.core import quantization as qnt
 from cnnrt.kernels._jit import pjit
+from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, tile_u8s8
 from cnnrt.kernels.prepacked import prepacked
 
@@ -81,22 +82,35 @@ def _pack(xp, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
                 cs[j] = c
                 rs[j] = (r // kw_len) * dh
                 os[j] = (r - (r // kw_len) * kw_len) * dw
+        c0, c1, c2, c3 = cs[0], cs[1], cs[2], cs[3]
+        o0, o1, o2, o3 = os[0], os[1], os[2], os[3]
+        q0, q1, q2, q3 = rs[0], rs[1], rs[2], rs[3]
+        dst = apk[n, g]
         for oh in range(oh_len):
-            r0, r1, r2, r3 = oh * sh + rs[0], oh * sh + rs[1], oh * sh + rs[2], oh * sh + rs[3]
-            x0 = xp[n, cs[0], r0]
-            x1 = xp[n, cs[1], r1]
-            x2 = xp[n, cs[2], r2]
-            x3 = xp[n, cs[3], r3]
+            x0 = xp[n, c0, oh * sh + q0]
+            x1 = xp[n, c1, oh * sh + q1]
+            x2 = xp[n, c2, oh * sh + q2]
+            x3 = xp[n, c3, oh * sh + q3]
             base = oh * ow_len
-            for ow in range(ow_len):
-                col = ow * sw
-                v = (
-                    np.uint32(x0[col + os[0]])
-                    | (np.uint32(x1[col + os[1]]) << np.uint32(8))
-                    | (np.uint32(x2[col + os[2]]) << np.uint32(16))
-                    | (np.uint32(x3[col + os[3]]) << np.uint32(24))
-                )
-                apk[n, g, base + ow] = v ^ flip
+            if sw == 1:
+                s0, s1, s2, s3 = x0[o0 : o0 + ow_len], x1[o1 : o1 + ow_len], x2[o2 : o2 + ow_len], x3[o3 : o3 + ow_len]
+                d = dst[base : base + ow_len]
+                for ow in range(ow_len):
+                    d[ow] = (
+                        np.uint32(s0[ow])
+                        | (np.uint32(s1[ow]) << np.uint32(8))
+                        | (np.uint32(s2[ow]) << np.uint32(16))
+                        | (np.uint32(s3[ow]) << np.uint32(24))
+                    ) ^ flip
+            else:
+                for ow in range(ow_len):
+                    col = ow * sw
+                    dst[base + ow] = (
+                        np.uint32(x0[col + o0])
+                        | (np.uint32(x1[col + o1]) << np.uint32(8))
+                        | (np.uint32(x2[col + o2]) << np.uint32(16))
+                        | (np.uint32(x3[col + o3]) << np.uint32(24))
+                    ) ^ flip
 
 
 @pjit
@@ -137,11 +151,14 @@ def requant_params(p: dict) -> tuple:
     return mult, np.float32(lo - zp), np.float32(hi - zp), zp, _ROUND
 
 
-def build(p: dict, x_dtype: str):
-    """The run function of one QConv plan (qconv.conv_plan) on the tile."""
+def build(p: dict, x_dtype: str, x_shape: tuple, owner):
+    """The run function of one QConv plan (qconv.conv_plan) on the tile, for an input of
+    ``x_shape``; its padded and packed inputs live in scratch shared by ``owner``'s kernels
+    (kernels/aligned.shared_scratch: steps run one at a time)."""
     w = p["w"]
     m, c, kh, kw = w.shape
     n, _, oh, ow = p["out_shape"]
+    h, wd = x_shape[2], x_shape[3]
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = p["strides"], p["dilations"], p["pads"]
     k_len = c * kh * kw
     kq = -(-k_len // 4)
@@ -154,18 +171,28 @@ def build(p: dict, x_dtype: str):
     npix = oh * ow
     ppad = -(-npix // PX) * PX
     padded = pt or pl or pb or pr
-    pad_value = np.array(p["x_zp"]).astype(x_dtype).view(np.uint8)
+    pad_value = np.array(p["x_zp"]).astype(x_dtype).view(np.uint8)[()]
+
+    xshape = (n, c, h + pt + pb, wd + pl + pr)
+    xp_scratch = shared_scratch(owner, "qconv.padded", xshape, np.uint8) if padded else None
+    apk_scratch = shared_scratch(owner, "qconv.packed", (n, kq, ppad), np.uint32)
 
     def run(ins, outs):
         x = ins[0].view(np.uint8)
         if padded:
-            xp = np.full((x.shape[0], c, x.shape[2] + pt + pb, x.shape[3] + pl + pr), pad_value, np.uint8)
-            xp[:, :, pt : pt + x.shape[2], pl : pl + x.shape[3]] = x
+            xp = xp_scratch.view(xshape, np.uint8)
+            xp.fill(pad_value)
+            xp[:, :, pt : pt + h, pl : pl + wd] = x
         else:
             xp = np.ascontiguousarray(x)
-        apk = np.empty((x.shape[0], kq, ppad), np.uint32)
+        apk = apk_scratch.view((n, kq, ppad), np.uint32)
         _pack(xp, apk, k_len, kh, kw, sh, sw, dh, dw, oh, ow, flip)
-        y = outs[0].reshape(n, m, npix)
-        _tiles(apk, bpk, biasc, mult, y, m, flo, fhi, zp)
+        y = outs[0]
+        if y.flags.c_contiguous:
+            _tiles(apk, bpk, biasc, mult, y.reshape(n, m, npix), m, flo, fhi, zp)
+        else:  # a view into a bigger buffer (a concat's slice): the tiles write whole (N, M, P) rows
+            rows = np.empty((n, m, npix), y.dtype)
+            _tiles(apk, bpk, biasc, mult, rows, m, flo, fhi, zp)
+            y[...] = rows.reshape(y.shape)
 
     return run
