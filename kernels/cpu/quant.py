@@ -26,10 +26,50 @@ def scalar(graph, node, i: int) -> int:
     return int(param(graph, node, i).reshape(-1)[0])
 
 
+_CHUNK = 16384  # elements per parallel task of the elementwise loops
+_ROUND = np.float32(12582912.0)  # 1.5 * 2**23: (v + _ROUND) - _ROUND rounds |v| < 2**22 half to even
+
+
+@pjit
+def _quantize(x, out, s, z, lo, hi):
+    """out = clip(rint(x / s) + z, lo, hi) in float32; the quotient is clamped to one past the
+    output range first, which leaves the result alone and keeps the rounding trick's operand small."""
+    n = x.size
+    vlo, vhi = np.float32(lo - z - 1), np.float32(hi - z + 1)
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            v = min(max(x[i] / s, vlo), vhi)
+            out[i] = min(max(np.int32((v + _ROUND) - _ROUND) + z, lo), hi)
+
+
+@pjit
+def _dequantize(q, out, s, z):
+    n = q.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            out[i] = np.float32(np.int32(q[i]) - z) * s
+
+
+def _per_tensor(scale, zp) -> bool:
+    return np.asarray(scale).size == 1 and np.asarray(zp).size == 1
+
+
 @register("QuantizeLinear")
 def build_quantize(node, graph):
     axis, dtype = attr(node, "axis"), graph.values[node.outputs[0]].dtype
     scale, zp = param(graph, node, 1), param(graph, node, 2)
+    if _per_tensor(scale, zp) and dtype in ("uint8", "int8") and graph.values[node.inputs[0]].dtype == "float32":
+        s, z = np.float32(scale.reshape(-1)[0]), int(zp.reshape(-1)[0])
+        lo, hi = qnt.QRANGE[dtype]
+
+        def run_flat(ins, outs):
+            x = np.ascontiguousarray(ins[0]).reshape(-1)
+            if outs[0].flags.c_contiguous:
+                _quantize(x, outs[0].reshape(-1), s, z, lo, hi)
+            else:
+                outs[0][...] = qnt.quantize(ins[0], scale, zp, dtype, axis)
+
+        return run_flat
 
     def run(ins, outs):
         outs[0][...] = qnt.quantize(ins[0], scale, zp, dtype, axis)
@@ -41,6 +81,17 @@ def build_quantize(node, graph):
 def build_dequantize(node, graph):
     axis = attr(node, "axis")
     scale, zp = param(graph, node, 1), param(graph, node, 2)
+    if _per_tensor(scale, zp) and graph.values[node.inputs[0]].dtype in ("uint8", "int8"):
+        s, z = np.float32(scale.reshape(-1)[0]), int(zp.reshape(-1)[0])
+
+        def run_flat(ins, outs):
+            q = np.ascontiguousarray(ins[0]).reshape(-1)
+            if outs[0].flags.c_contiguous:
+                _dequantize(q, outs[0].reshape(-1), s, z)
+            else:
+                outs[0][...] = qnt.dequantize(ins[0], scale, zp, axis)
+
+        return run_flat
 
     def run(ins, outs):
         outs[0][...] = qnt.dequantize(ins[0], scale, zp, axis)
@@ -51,17 +102,14 @@ def build_dequantize(node, graph):
 @pjit
 def _qadd(a, b, out, sa, za, sb, zb, sy, zy, lo, hi):
     """out = clip(rint((float32(a - za) * sa + float32(b - zb) * sb) / sy) + zy, lo, hi), in the
-    float32 steps of the numpy formulas; the quotient is clamped to one past the output range
-    first, which leaves the result alone and keeps the rounding trick's operand small."""
+    float32 steps of the numpy formulas, the quotient clamped as in :func:`_quantize`."""
     n = a.size
-    chunk = 16384
     vlo, vhi = np.float32(lo - zy - 1), np.float32(hi - zy + 1)
-    rnd = np.float32(12582912.0)  # 1.5 * 2**23: (v + rnd) - rnd rounds |v| < 2**22 half to even
-    for c in prange((n + chunk - 1) // chunk):
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
             f = np.float32(np.int32(a[i]) - za) * sa + np.float32(np.int32(b[i]) - zb) * sb
             v = min(max(f / sy, vlo), vhi)
-            q = np.int32((v + rnd) - rnd) + zy
+            q = np.int32((v + _ROUND) - _ROUND) + zy
             out[i] = min(max(q, lo), hi)
 
 
