@@ -33,21 +33,25 @@ _ROUND = np.float32(12582912.0)  # 1.5 * 2**23: (v + _ROUND) - _ROUND rounds |v|
 @pjit
 def _quantize(x, out, s, z, lo, hi):
     """out = clip(rint(x / s) + z, lo, hi) in float32; the quotient is clamped to one past the
-    output range first, which leaves the result alone and keeps the rounding trick's operand small."""
+    output range first, which leaves the result alone and keeps the rounding trick's operand
+    small. All steps stay float32 (the integers involved are exact in it), so LLVM vectorises."""
     n = x.size
-    vlo, vhi = np.float32(lo - z - 1), np.float32(hi - z + 1)
+    zf, flo, fhi = np.float32(z), np.float32(lo), np.float32(hi)
+    vlo, vhi = flo - zf - np.float32(1), fhi - zf + np.float32(1)
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
             v = min(max(x[i] / s, vlo), vhi)
-            out[i] = min(max(np.int32((v + _ROUND) - _ROUND) + z, lo), hi)
+            out[i] = np.int32(min(max(((v + _ROUND) - _ROUND) + zf, flo), fhi))
 
 
 @pjit
 def _dequantize(q, out, s, z):
+    """out = float32(q - z) * s; q - z is exact in float32."""
     n = q.size
+    zf = np.float32(z)
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            out[i] = np.float32(np.int32(q[i]) - z) * s
+            out[i] = (np.float32(q[i]) - zf) * s
 
 
 def _per_tensor(scale, zp) -> bool:
