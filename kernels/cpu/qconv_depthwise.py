@@ -33,6 +33,8 @@ def _depthwise(xp, w, biasc, mult, out, sh, sw, dh, dw, flo, fhi, zp, rnd):
         n = t // c_len
         c = t - n * c_len
         acc = np.empty(ow_len, np.float32)
+        ev = np.empty(xp.shape[3] // 2 + 1, np.float32)
+        od = np.empty(xp.shape[3] // 2 + 1, np.float32)
         s = mult[c]
         bc = biasc[c]
         for oh in range(oh_len):
@@ -46,6 +48,19 @@ def _depthwise(xp, w, biasc, mult, out, sh, sw, dh, dw, flo, fhi, zp, rnd):
                         seg = row[off : off + ow_len]
                         for ow in range(ow_len):
                             acc[ow] += np.float32(seg[ow]) * wv
+                    elif sw == 2:
+                        # the row's even and odd columns, each contiguous: the tap's loop vectorises
+                        if j == 0:
+                            half = (row.shape[0] + 1) // 2
+                            for k in range(row.shape[0] // 2):
+                                ev[k] = np.float32(row[2 * k])
+                                od[k] = np.float32(row[2 * k + 1])
+                            if row.shape[0] % 2:
+                                ev[half - 1] = np.float32(row[row.shape[0] - 1])
+                        src = ev if off % 2 == 0 else od
+                        seg = src[off // 2 : off // 2 + ow_len]
+                        for ow in range(ow_len):
+                            acc[ow] += seg[ow] * wv
                     else:
                         for ow in range(ow_len):
                             acc[ow] += np.float32(row[off + ow * sw]) * wv
