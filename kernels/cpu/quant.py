@@ -10,7 +10,7 @@ from numba import prange
 
 from cnnrt.core import quantization as qnt
 from cnnrt.core.ops import attr
-from cnnrt.kernels._jit import pjit
+from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.registry import register
 
 
@@ -54,6 +54,9 @@ def _dequantize(q, out, s, z):
             out[i] = (np.float32(q[i]) - zf) * s
 
 
+_quantize_serial, _dequantize_serial = serial_twin(_quantize), serial_twin(_dequantize)
+
+
 def _per_tensor(scale, zp) -> bool:
     return np.asarray(scale).size == 1 and np.asarray(zp).size == 1
 
@@ -69,7 +72,8 @@ def build_quantize(node, graph):
         def run_flat(ins, outs):
             x = np.ascontiguousarray(ins[0]).reshape(-1)
             if outs[0].flags.c_contiguous:
-                _quantize(x, outs[0].reshape(-1), s, z, lo, hi)
+                kernel = pick(_quantize, _quantize_serial, x.size * 8, num_threads())
+                kernel(x, outs[0].reshape(-1), s, z, lo, hi)
             else:
                 outs[0][...] = qnt.quantize(ins[0], scale, zp, dtype, axis)
 
@@ -91,7 +95,8 @@ def build_dequantize(node, graph):
         def run_flat(ins, outs):
             q = np.ascontiguousarray(ins[0]).reshape(-1)
             if outs[0].flags.c_contiguous:
-                _dequantize(q, outs[0].reshape(-1), s, z)
+                kernel = pick(_dequantize, _dequantize_serial, q.size * 4, num_threads())
+                kernel(q, outs[0].reshape(-1), s, z)
             else:
                 outs[0][...] = qnt.dequantize(ins[0], scale, zp, axis)
 
@@ -117,6 +122,9 @@ def _qadd(a, b, out, sa, za, sb, zb, sy, zy, lo, hi):
             out[i] = min(max(q, lo), hi)
 
 
+_qadd_serial = serial_twin(_qadd)
+
+
 @register("QAdd")
 def build_qadd(node, graph):
     sa, za, sb, zb, sy, zy = (param(graph, node, i) for i in (1, 2, 4, 5, 6, 7))
@@ -130,7 +138,8 @@ def build_qadd(node, graph):
 
         def run_fused(ins, outs):
             a, b, y = np.ascontiguousarray(ins[0]), np.ascontiguousarray(ins[3]), outs[0]
-            _qadd(a.reshape(-1), b.reshape(-1), y.reshape(-1), f32[0], i32[0], f32[1], i32[1], f32[2], i32[2], lo, hi)
+            kernel = pick(_qadd, _qadd_serial, a.size * 8, num_threads())
+            kernel(a.reshape(-1), b.reshape(-1), y.reshape(-1), f32[0], i32[0], f32[1], i32[1], f32[2], i32[2], lo, hi)
 
         return run_fused
 
