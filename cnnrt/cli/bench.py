@@ -14,6 +14,7 @@ the first timing."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 
@@ -27,7 +28,8 @@ EPILOG = """examples:
   cnnrt bench model.onnx --shape input:1x3x160x160
   cnnrt bench resnet18 --backends cnnrt,cnnrt-cuda,onnxruntime,onnxruntime-cuda,torch
   cnnrt bench resnet50 --backends cnnrt,onnxruntime,onnxruntime-nchw   # ort without NCHWc
-  cnnrt bench resnet50 --precision f32,bf16 --batch 1,8 --threads 2   # + cnnrt-bf16, openvino-bf16"""
+  cnnrt bench resnet50 --precision f32,bf16 --batch 1,8 --threads 2   # + cnnrt-bf16, openvino-bf16
+  cnnrt bench resnet50 --precision int8 --batch 1,8 --threads 2   # int8 QDQ: cnnrt vs onnxruntime, OpenVINO"""
 
 
 HELP = "time cnnrt vs onnxruntime (and torch) after checking their answers agree"
@@ -66,7 +68,15 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--max-seconds", type=options.positive_float, metavar="S", help="stop timing a case after this long (>=3 runs)"
     )
-    options.add_precision(p, many=True)
+    p.add_argument(
+        "--precision",
+        type=_bench_precisions,
+        default=["f32"],
+        metavar="LIST",
+        help="comma-separated, from f32|bf16|int8: bf16 adds cnnrt-bf16 and openvino-bf16 (convolutions on "
+        "bfloat16 dot products); int8 benches a zoo model's int8 QDQ export (zoo export --quantize int8) on "
+        "cnnrt, onnxruntime and OpenVINO beside cnnrt float32 (default f32)",
+    )
     options.add_rtol(p, per_precision=True)
     options.add_seed(p)
     options.add_json(p, "the records (a list)")
@@ -77,6 +87,13 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--cold", action="store_true", help="time start-up instead: a cold and a warm start in fresh processes"
     )
+
+
+def _bench_precisions(s: str) -> list[str]:
+    """--precision of bench: the session precisions (options.precision_list) and ``int8``."""
+    items = [x.strip() for x in s.split(",") if x.strip()]
+    rest = [x for x in items if x != "int8"]
+    return (options.precision_list(",".join(rest)) if rest else []) + (["int8"] if "int8" in items else [])
 
 
 def run(args) -> int:
@@ -100,6 +117,16 @@ def run(args) -> int:
         from cnnrt.tools.coldstart import bench_cold
 
         return bench_cold(args.models, args.batch or [1], args.threads or [cpu_count()], args.json)
+    int8 = "int8" in args.precision
+    args.precision = [p for p in args.precision if p != "int8"]
+    if int8:
+        from cnnrt.tools.modelsource import is_zoo_name
+
+        not_zoo = [m for m in args.models if not is_zoo_name(m)]
+        if not_zoo:
+            raise CnnrtError(f"--precision int8 benches the zoo's int8 QDQ exports; {not_zoo} are not zoo models")
+        if not args.precision:
+            return _bench_int8(args)
     backends = [b.strip() for b in (args.backends or ",".join(DEFAULT_BACKENDS)).split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
@@ -173,6 +200,38 @@ def run(args) -> int:
 
         bench_chart(records, args.plot)
         print(f"wrote {args.plot}")
+    if int8:
+        print()
+        failed = _bench_int8(args) != 0 or failed
+    return 1 if failed else 0
+
+
+def _bench_int8(args) -> int:
+    """The int8 table: per zoo model, batch and threads, cnnrt int8 beside onnxruntime int8 and
+    OpenVINO int8 on one QDQ file and cnnrt float32 (bench_int8.bench_row), then the geometric
+    means; exit code 1 when cnnrt int8 is more than bench_int8.INT8_STEPS steps from onnxruntime."""
+    from cnnrt.tools import bench_int8
+    from cnnrt.tools.timing import cpu_count
+
+    openvino = importlib.util.find_spec("openvino") is not None
+    if not openvino:
+        print("note: openvino is not installed: no OpenVINO int8 column", file=sys.stderr)
+    rows, failed = [], False
+    print(bench_int8.ROW_HEADER, flush=True)
+    for model in args.models:
+        for threads in args.threads or [cpu_count()]:
+            for batch in args.batch or [1]:
+                ov = openvino and model not in bench_int8.OPENVINO_CRASHES
+                row = bench_int8.bench_row(model, batch, threads, runs=args.runs, openvino=ov)
+                rows.append(row)
+                failed = failed or not row["cnnrt-int8_steps"] <= bench_int8.INT8_STEPS
+                print(bench_int8.format_row(row), flush=True)
+    means = bench_int8.geomeans(rows)
+    if means:
+        print("geometric means: " + ", ".join(f"{k} {v:.2f}x" for k, v in means.items()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
     return 1 if failed else 0
 
 

@@ -15,6 +15,8 @@ import onnx
 from onnx import numpy_helper
 
 INT8_STEPS = 1.0
+# zoo models whose int8 QDQ file OpenVINO 2026.4 crashes the process on (a segfault)
+OPENVINO_CRASHES = frozenset({"densenet121"})
 
 
 def output_step(path) -> float:
@@ -73,12 +75,46 @@ def bench_row(name: str, batch: int, threads: int = 2, runs: int = 10, openvino:
     ref = outs["onnxruntime-int8"]
     med = {k: float(np.median(v)) * 1e3 for k, v in time_alternating(runners, runs=runs, warmup=1).items()}
     row = dict(model=name, batch=batch, **{f"{k}_ms": round(v, 2) for k, v in med.items()})
+    row["threads"] = threads
     row["int8_speedup_over_f32"] = round(med["cnnrt-f32"] / med["cnnrt-int8"], 2)
+    if "openvino-int8" in med:
+        row["cnnrt-int8_vs_openvino"] = round(med["cnnrt-int8"] / med["openvino-int8"], 2)
     for k in [k for k in runners if k.endswith("int8") and k != "onnxruntime-int8"]:
         row[f"{k}_vs_onnxruntime"] = round(med[k] / med["onnxruntime-int8"], 2)
         row[f"{k}_steps"] = round(float(np.abs(outs[k] - ref).max()) / step, 2)
     row["top1_agrees"] = bool((outs["cnnrt-int8"].argmax(-1) == ref.argmax(-1)).all())
     return row
+
+
+ROW_HEADER = (
+    f"{'model':16s} {'batch':>5s} {'thr':>3s} {'cnnrt-f32':>10s} {'cnnrt-int8':>10s} {'ort-int8':>9s} "
+    f"{'ov-int8':>9s} {'vs ort':>7s} {'vs ov':>7s} {'vs f32':>7s} {'steps':>6s}"
+)
+
+
+def format_row(r: dict) -> str:
+    """One bench_row as a table line: medians (ms), cnnrt int8's ratio to each int8 peer (below 1
+    is faster), its speed-up over cnnrt float32 and its distance from onnxruntime in steps."""
+
+    def f(key, spec=".2f"):
+        v = r.get(key)
+        return "-" if v is None else format(v, spec)
+
+    return (
+        f"{r['model']:16s} {r['batch']:5d} {r['threads']:3d} {f('cnnrt-f32_ms'):>10s} {f('cnnrt-int8_ms'):>10s} "
+        f"{f('onnxruntime-int8_ms'):>9s} {f('openvino-int8_ms'):>9s} {f('cnnrt-int8_vs_onnxruntime'):>6s}x "
+        f"{f('cnnrt-int8_vs_openvino'):>6s}x {f('int8_speedup_over_f32'):>6s}x {f('cnnrt-int8_steps'):>6s}"
+    )
+
+
+def geomeans(rows: list[dict]) -> dict[str, float]:
+    """Geometric means over ``rows`` of cnnrt int8's ratio to each peer and its speed-up over float32."""
+    out = {}
+    for key in ("cnnrt-int8_vs_onnxruntime", "cnnrt-int8_vs_openvino", "int8_speedup_over_f32"):
+        vals = [r[key] for r in rows if r.get(key)]
+        if vals:
+            out[key] = float(np.exp(np.mean(np.log(vals))))
+    return out
 
 
 def main(argv=None) -> int:

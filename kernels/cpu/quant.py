@@ -6,9 +6,11 @@ convolutions, where the time goes, are kernels/cpu/qconv.py's).
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from cnnrt.core import quantization as qnt
 from cnnrt.core.ops import attr
+from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.registry import register
 
 
@@ -24,10 +26,58 @@ def scalar(graph, node, i: int) -> int:
     return int(param(graph, node, i).reshape(-1)[0])
 
 
+_CHUNK = 16384  # elements per parallel task of the elementwise loops
+_ROUND = np.float32(12582912.0)  # 1.5 * 2**23: (v + _ROUND) - _ROUND rounds |v| < 2**22 half to even
+
+
+@pjit
+def _quantize(x, out, s, z, lo, hi):
+    """out = clip(rint(x / s) + z, lo, hi) in float32; the quotient is clamped to one past the
+    output range first, which leaves the result alone and keeps the rounding trick's operand
+    small. All steps stay float32 (the integers involved are exact in it), so LLVM vectorises."""
+    n = x.size
+    zf, flo, fhi = np.float32(z), np.float32(lo), np.float32(hi)
+    vlo, vhi = flo - zf - np.float32(1), fhi - zf + np.float32(1)
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            v = min(max(x[i] / s, vlo), vhi)
+            out[i] = np.int32(min(max(((v + _ROUND) - _ROUND) + zf, flo), fhi))
+
+
+@pjit
+def _dequantize(q, out, s, z):
+    """out = float32(q - z) * s; q - z is exact in float32."""
+    n = q.size
+    zf = np.float32(z)
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            out[i] = (np.float32(q[i]) - zf) * s
+
+
+_quantize_serial, _dequantize_serial = serial_twin(_quantize), serial_twin(_dequantize)
+
+
+def _per_tensor(scale, zp) -> bool:
+    return np.asarray(scale).size == 1 and np.asarray(zp).size == 1
+
+
 @register("QuantizeLinear")
 def build_quantize(node, graph):
     axis, dtype = attr(node, "axis"), graph.values[node.outputs[0]].dtype
     scale, zp = param(graph, node, 1), param(graph, node, 2)
+    if _per_tensor(scale, zp) and dtype in ("uint8", "int8") and graph.values[node.inputs[0]].dtype == "float32":
+        s, z = np.float32(scale.reshape(-1)[0]), int(zp.reshape(-1)[0])
+        lo, hi = qnt.QRANGE[dtype]
+
+        def run_flat(ins, outs):
+            x = np.ascontiguousarray(ins[0]).reshape(-1)
+            if outs[0].flags.c_contiguous:
+                kernel = pick(_quantize, _quantize_serial, x.size * 8, num_threads())
+                kernel(x, outs[0].reshape(-1), s, z, lo, hi)
+            else:
+                outs[0][...] = qnt.quantize(ins[0], scale, zp, dtype, axis)
+
+        return run_flat
 
     def run(ins, outs):
         outs[0][...] = qnt.quantize(ins[0], scale, zp, dtype, axis)
@@ -39,11 +89,40 @@ def build_quantize(node, graph):
 def build_dequantize(node, graph):
     axis = attr(node, "axis")
     scale, zp = param(graph, node, 1), param(graph, node, 2)
+    if _per_tensor(scale, zp) and graph.values[node.inputs[0]].dtype in ("uint8", "int8"):
+        s, z = np.float32(scale.reshape(-1)[0]), int(zp.reshape(-1)[0])
+
+        def run_flat(ins, outs):
+            q = np.ascontiguousarray(ins[0]).reshape(-1)
+            if outs[0].flags.c_contiguous:
+                kernel = pick(_dequantize, _dequantize_serial, q.size * 4, num_threads())
+                kernel(q, outs[0].reshape(-1), s, z)
+            else:
+                outs[0][...] = qnt.dequantize(ins[0], scale, zp, axis)
+
+        return run_flat
 
     def run(ins, outs):
         outs[0][...] = qnt.dequantize(ins[0], scale, zp, axis)
 
     return run
+
+
+@pjit
+def _qadd(a, b, out, sa, za, sb, zb, sy, zy, lo, hi):
+    """out = clip(rint((float32(a - za) * sa + float32(b - zb) * sb) / sy) + zy, lo, hi), in the
+    float32 steps of the numpy formulas, the quotient clamped as in :func:`_quantize`."""
+    n = a.size
+    vlo, vhi = np.float32(lo - zy - 1), np.float32(hi - zy + 1)
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            f = np.float32(np.int32(a[i]) - za) * sa + np.float32(np.int32(b[i]) - zb) * sb
+            v = min(max(f / sy, vlo), vhi)
+            q = np.int32((v + _ROUND) - _ROUND) + zy
+            out[i] = min(max(q, lo), hi)
+
+
+_qadd_serial = serial_twin(_qadd)
 
 
 @register("QAdd")
@@ -53,6 +132,16 @@ def build_qadd(node, graph):
     lo, hi = node.attrs.get("out_lo"), node.attrs.get("out_hi")
     qlo, qhi = qnt.QRANGE[dtype]
     lo, hi = qlo if lo is None else lo, qhi if hi is None else hi
+    if all(v.size == 1 for v in (sa, za, sb, zb, sy, zy)) and dtype in ("uint8", "int8"):
+        f32 = [np.float32(v.reshape(-1)[0]) for v in (sa, sb, sy)]
+        i32 = [int(v.reshape(-1)[0]) for v in (za, zb, zy)]
+
+        def run_fused(ins, outs):
+            a, b, y = np.ascontiguousarray(ins[0]), np.ascontiguousarray(ins[3]), outs[0]
+            kernel = pick(_qadd, _qadd_serial, a.size * 8, num_threads())
+            kernel(a.reshape(-1), b.reshape(-1), y.reshape(-1), f32[0], i32[0], f32[1], i32[1], f32[2], i32[2], lo, hi)
+
+        return run_fused
 
     def run(ins, outs):
         f = qnt.dequantize(ins[0], sa, za) + qnt.dequantize(ins[3], sb, zb)

@@ -129,3 +129,28 @@ def test_microsoft_domain_qlinear_ops_are_refused_by_name():
     mdl.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     with pytest.raises(UnsupportedOpError, match="QLinearAdd"):
         cnnrt.InferenceSession(mdl)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_qdq_add_is_the_dequantized_sum_requantized(dtype):
+    rng = np.random.default_rng(4)
+    a, b = random_q(rng, (1, 3, 41, 37), dtype), random_q(rng, (1, 3, 41, 37), dtype)
+    zs = (7, -3, 5) if dtype == "int8" else (120, 131, 128)
+    inits = dict(sa=np.float32(0.07), za=np.array(zs[0], dtype), sb=np.float32(0.05), zb=np.array(zs[1], dtype))
+    inits.update(sy=np.float32(0.09), zy=np.array(zs[2], dtype))
+    nodes = [
+        helper.make_node("DequantizeLinear", ["a", "sa", "za"], ["fa"]),
+        helper.make_node("DequantizeLinear", ["b", "sb", "zb"], ["fb"]),
+        helper.make_node("Add", ["fa", "fb"], ["f"]),
+        helper.make_node("QuantizeLinear", ["f", "sy", "zy"], ["y"]),
+    ]
+    mdl = model(nodes, [("a", dtype, a.shape), ("b", dtype, b.shape)], [("y", dtype, None)], inits)
+    sess = cnnrt.InferenceSession(mdl)
+    assert [n.op for n in sess.graph.nodes] == ["QAdd"]
+    got = sess.run(None, {"a": a, "b": b})[0]
+    f = dequantize_reference(a, inits["sa"], inits["za"]) + dequantize_reference(b, inits["sb"], inits["zb"])
+    np.testing.assert_array_equal(got, quantize_reference(f, inits["sy"], inits["zy"], dtype))
+    lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+    assert (got == lo).mean() < 0.2 and (got == hi).mean() < 0.2, "the case saturates: it would test little"
+    want = ort_optimized(mdl, {"a": a, "b": b})[0]
+    assert np.abs(got.astype(np.int32) - want).max() <= 1

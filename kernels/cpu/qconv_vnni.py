@@ -1,0 +1,198 @@
+"""The int8 convolution on the VNNI register tile (microkernel_int8): u8 activations x s8 weights.
+
+The input (N, C, H, W) is packed per image as (K/4, P, 4) bytes, K = C*KH*KW in the weights'
+(c, kh, kw) order and P = OH*OW output pixels: each 32-bit word holds the four inputs one
+output pixel meets at four consecutive reduction steps (an im2col whose rows come in fours,
+read from a border-padded copy filled with the input's zero point). 1x1, strided and 7x7
+convs are the same packing with other offsets. Steps past K read any valid byte: their
+weights are zero.
+
+``vpdpbusd`` multiplies the activation bytes as unsigned; an int8 input is turned into uint8
+by flipping each byte's top bit (x + 128), its zero point moved by the same 128. The zero
+point is then taken out of the sums once per output channel: ``sum((x - xz) * w) = sum(x * w)
+- xz * sum(w)``, folded with the bias into one int32 per channel at build time.
+
+The epilogue requantizes each tile as MLAS does (cnnrt.core.quantization.requantize:
+float32 product, clamp, round half to even, zero point) while the int32 sums are in L1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import binding as ll
+from numba import prange
+
+from cnnrt.core import quantization as qnt
+from cnnrt.kernels._jit import pjit
+from cnnrt.kernels.aligned import shared_scratch
+from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, tile_u8s8
+from cnnrt.kernels.prepacked import prepacked
+
+PX = NV * LANES  # output pixels of one tile
+_ROUND = np.float32(12582912.0)  # 1.5 * 2**23: (f + _ROUND) - _ROUND rounds |f| < 2**22 half to even
+
+
+def host_has_vnni() -> bool:
+    try:
+        return bool(ll.get_host_cpu_features().get("avx512vnni", False))
+    except RuntimeError:
+        return False
+
+
+def pack_weights(w: np.ndarray) -> np.ndarray:
+    """s8 weights (M, C, KH, KW) as the tile's operand: (M/MR, K/4, MR) int32 words of four
+    consecutive reduction steps, M and K zero-padded, flattened."""
+    m = w.shape[0]
+    w2 = w.reshape(m, -1)
+    mb, kq = -(-m // MR), -(-w2.shape[1] // 4)
+    full = np.zeros((mb * MR, kq * 4), np.int8)
+    full[:m, : w2.shape[1]] = w2
+    return np.ascontiguousarray(full.reshape(mb, MR, kq, 4).transpose(0, 2, 1, 3)).view(np.int32).reshape(-1)
+
+
+def eligible(x_dtype: str, w: np.ndarray, w_zp: np.ndarray, group: int, out_dtype: str) -> bool:
+    """Whether the tile runs this QConv: s8 weights with zero points 0, one group, u8/s8 in
+    and out, on a CPU with VNNI."""
+    return (
+        group == 1
+        and w.dtype == np.int8
+        and not np.any(w_zp)
+        and x_dtype in ("uint8", "int8")
+        and out_dtype in ("uint8", "int8")
+        and host_has_vnni()
+    )
+
+
+@pjit
+def _pack(xp, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
+    """apk (N, K/4, Ppad) uint32 from the padded input xp (N, C, Hp, Wp) uint8 (see the module doc)."""
+    n_len, kq = apk.shape[0], apk.shape[1]
+    khw = kh_len * kw_len
+    for t in prange(n_len * kq):
+        n = t // kq
+        g = t - n * kq
+        cs = np.zeros(4, np.int64)
+        rs = np.zeros(4, np.int64)
+        os = np.zeros(4, np.int64)
+        for j in range(4):
+            k = g * 4 + j
+            if k < k_len:
+                c = k // khw
+                r = k - c * khw
+                cs[j] = c
+                rs[j] = (r // kw_len) * dh
+                os[j] = (r - (r // kw_len) * kw_len) * dw
+        c0, c1, c2, c3 = cs[0], cs[1], cs[2], cs[3]
+        o0, o1, o2, o3 = os[0], os[1], os[2], os[3]
+        q0, q1, q2, q3 = rs[0], rs[1], rs[2], rs[3]
+        dst = apk[n, g]
+        for oh in range(oh_len):
+            x0 = xp[n, c0, oh * sh + q0]
+            x1 = xp[n, c1, oh * sh + q1]
+            x2 = xp[n, c2, oh * sh + q2]
+            x3 = xp[n, c3, oh * sh + q3]
+            base = oh * ow_len
+            if sw == 1:
+                s0, s1, s2, s3 = x0[o0 : o0 + ow_len], x1[o1 : o1 + ow_len], x2[o2 : o2 + ow_len], x3[o3 : o3 + ow_len]
+                d = dst[base : base + ow_len]
+                for ow in range(ow_len):
+                    d[ow] = (
+                        np.uint32(s0[ow])
+                        | (np.uint32(s1[ow]) << np.uint32(8))
+                        | (np.uint32(s2[ow]) << np.uint32(16))
+                        | (np.uint32(s3[ow]) << np.uint32(24))
+                    ) ^ flip
+            else:
+                for ow in range(ow_len):
+                    col = ow * sw
+                    dst[base + ow] = (
+                        np.uint32(x0[col + o0])
+                        | (np.uint32(x1[col + o1]) << np.uint32(8))
+                        | (np.uint32(x2[col + o2]) << np.uint32(16))
+                        | (np.uint32(x3[col + o3]) << np.uint32(24))
+                    ) ^ flip
+
+
+@pjit
+def _tiles(apk, bpk, biasc, mult, out, m_len, flo, fhi, zp):
+    """out (N, M, P) from the packed operands, requantized (see the module doc)."""
+    n_len, kq, ppad = apk.shape
+    p_len = out.shape[2]
+    mb_len, pb_len = -(-m_len // MR), ppad // PX
+    a_flat = apk.reshape(-1)
+    for t in prange(n_len * pb_len * mb_len):
+        mb = t % mb_len
+        q = t // mb_len
+        pb = q % pb_len
+        n = q // pb_len
+        acc = np.empty(MR * PX, np.int32)
+        tile_u8s8(a_flat, (n * kq) * ppad + pb * PX, ppad, bpk, mb * kq * MR, kq, acc, 0)
+        p0 = pb * PX
+        jn = min(PX, p_len - p0)
+        for r in range(min(MR, m_len - mb * MR)):
+            m = mb * MR + r
+            bc, s = biasc[m], mult[m]
+            row = out[n, m]
+            for j in range(jn):
+                f = np.float32(acc[r * PX + j] + bc) * s
+                f = min(max(f, flo), fhi)
+                f = (f + _ROUND) - _ROUND
+                row[p0 + j] = np.int32(f) + zp
+
+
+def requant_params(p: dict) -> tuple:
+    """(per-channel float32 multipliers, float32 clamp bounds less the zero point, zero point,
+    the rounding constant) of a QConv plan's requantization (cnnrt.core.quantization.requantize)."""
+    zp = int(p["y_zp"])
+    qlo, qhi = qnt.QRANGE[p["out_dtype"]]
+    lo = qlo if p["lo"] is None else max(qlo, p["lo"])
+    hi = qhi if p["hi"] is None else min(qhi, p["hi"])
+    mult = np.ascontiguousarray(p["multiplier"], np.float32)
+    return mult, np.float32(lo - zp), np.float32(hi - zp), zp, _ROUND
+
+
+def build(p: dict, x_dtype: str, x_shape: tuple, owner):
+    """The run function of one QConv plan (qconv.conv_plan) on the tile, for an input of
+    ``x_shape``; its padded and packed inputs live in scratch shared by ``owner``'s kernels
+    (kernels/aligned.shared_scratch: steps run one at a time)."""
+    w = p["w"]
+    m, c, kh, kw = w.shape
+    n, _, oh, ow = p["out_shape"]
+    h, wd = x_shape[2], x_shape[3]
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = p["strides"], p["dilations"], p["pads"]
+    k_len = c * kh * kw
+    kq = -(-k_len // 4)
+    bpk = prepacked(w, ("vnni", MR), pack_weights)
+    shift = 128 if x_dtype == "int8" else 0
+    wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
+    biasc = (p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum).astype(np.int32)
+    mult, flo, fhi, zp, _ = requant_params(p)
+    flip = np.uint32(0x80808080 if shift else 0)
+    npix = oh * ow
+    ppad = -(-npix // PX) * PX
+    padded = pt or pl or pb or pr
+    pad_value = np.array(p["x_zp"]).astype(x_dtype).view(np.uint8)[()]
+
+    xshape = (n, c, h + pt + pb, wd + pl + pr)
+    xp_scratch = shared_scratch(owner, "qconv.padded", xshape, np.uint8) if padded else None
+    apk_scratch = shared_scratch(owner, "qconv.packed", (n, kq, ppad), np.uint32)
+
+    def run(ins, outs):
+        x = ins[0].view(np.uint8)
+        if padded:
+            xp = xp_scratch.view(xshape, np.uint8)
+            xp.fill(pad_value)
+            xp[:, :, pt : pt + h, pl : pl + wd] = x
+        else:
+            xp = np.ascontiguousarray(x)
+        apk = apk_scratch.view((n, kq, ppad), np.uint32)
+        _pack(xp, apk, k_len, kh, kw, sh, sw, dh, dw, oh, ow, flip)
+        y = outs[0]
+        if y.flags.c_contiguous:
+            _tiles(apk, bpk, biasc, mult, y.reshape(n, m, npix), m, flo, fhi, zp)
+        else:  # a view into a bigger buffer (a concat's slice): the tiles write whole (N, M, P) rows
+            rows = np.empty((n, m, npix), y.dtype)
+            _tiles(apk, bpk, biasc, mult, rows, m, flo, fhi, zp)
+            y[...] = rows.reshape(y.shape)
+
+    return run

@@ -1,0 +1,51 @@
+"""The VNNI int8 conv (kernels/cpu/qconv_vnni.py) against the naive reference and onnxruntime,
+on shapes that leave every edge of the tile partly filled: channels not a multiple of the
+tile's rows, pixels not a multiple of its vectors, a reduction not a multiple of four, a
+fused ReLU range and int8 activations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+from quant.qdq_models import conv_params, model, ort_optimized, random_q
+from reference import qconv_accumulator_reference, requantize_reference
+
+import cnnrt
+from cnnrt.kernels.cpu import qconv_vnni
+from cnnrt.kernels.cpu.microkernel_int8 import MR
+
+pytestmark = pytest.mark.skipif(not qconv_vnni.host_has_vnni(), reason="the CPU has no AVX-512 VNNI")
+
+# (c, m, kernel, strides, pads, (h, w))
+CASES = {
+    "1x1-odd": (13, MR + 5, (1, 1), (1, 1), (0, 0, 0, 0), (7, 5)),
+    "3x3-s2": (7, 2 * MR + 1, (3, 3), (2, 2), (1, 0, 1, 2), (13, 11)),
+    "7x7-stem": (3, 9, (7, 7), (2, 2), (3, 3, 3, 3), (19, 17)),
+}
+
+
+@pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
+@pytest.mark.parametrize("case", CASES)
+def test_vnni_qconv_matches_reference_and_onnxruntime(case, x_dtype):
+    c, m, k, strides, pads, hw = CASES[case]
+    rng = np.random.default_rng(5)
+    xz, xs, w, ws, wz, bias, ys, yz = conv_params(rng, c, m, 1, k, x_dtype, "int8", True, True)
+    assert qconv_vnni.eligible(x_dtype, w, wz, 1, x_dtype), "the case must run on the tile"
+    inits = dict(xs=xs, xz=xz, w=w, ws=ws, wz=wz, ys=ys, yz=yz, b=bias)
+    attrs = dict(kernel_shape=list(k), strides=list(strides), pads=list(pads), group=1)
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"], **attrs)
+    x = random_q(rng, (2, c, *hw), x_dtype)
+    mdl = model([node], [("x", x_dtype, x.shape)], [("y", x_dtype, None)], inits)
+    got = cnnrt.InferenceSession(mdl).run(None, {"x": x})[0]
+    acc = qconv_accumulator_reference(x, xz, w, wz, bias, strides=strides, pads=pads, dilations=(1, 1), group=1)
+    np.testing.assert_array_equal(got, requantize_reference(acc, xs, ws, ys, int(yz), x_dtype))
+    np.testing.assert_array_equal(got, ort_optimized(mdl, {"x": x})[0])
+
+
+def test_packed_weights_hold_four_steps_of_one_channel_per_word():
+    w = np.random.default_rng(0).integers(-128, 128, (MR + 1, 3, 1, 3), dtype=np.int8)  # K = 9: padded to 12
+    packed = qconv_vnni.pack_weights(w).view(np.int8).reshape(2, 3, MR, 4)
+    assert packed[1, 0, 0].tolist() == w[MR, 0, 0, :3].tolist() + [w[MR, 1, 0, 0]]
+    assert packed[0, 2, 5].tolist() == [w[5, 2, 0, 2], 0, 0, 0]
+    assert not packed[1, :, 1:].any(), "rows past M are zero"
