@@ -152,6 +152,22 @@ def view_op(onnx: tuple[str, ...], doc: str, outputs=("Y",), attrs=None, infer=s
     )
 
 
+def blocked_channel_copy(inputs, outputs, infer, doc: str) -> OpDef:
+    """A channel Split or Concat that block_layout keeps blocked (``sizes`` in logical channels)."""
+    return OpDef(
+        inputs,
+        outputs,
+        infer,
+        "blocked",
+        doc,
+        {"axis": REQUIRED, "sizes": REQUIRED},
+        blocked="native",
+        made_by="block_layout",
+        no_cuda_kernel=NO_CUDA_BLOCKED,
+        numerics=cost.NO_SUMS,
+    )
+
+
 def blocked_op(plain: OpDef, infer, doc: str) -> OpDef:
     """The channel-blocked form of ``plain``: same attributes and costs, CPU only."""
     return OpDef(

@@ -38,6 +38,7 @@ from cnnrt.core.op_schema import (
     OpDef,
     activation_op,
     binary_op,
+    blocked_channel_copy,
     blocked_op,
     data_op,
     variadic_op,
@@ -547,31 +548,19 @@ OPS: dict[str, OpDef] = {
         no_cuda_kernel=NO_CUDA_BLOCKED,
         numerics=cost.NO_SUMS,
     ),
-    "BlockedSplit": OpDef(
+    "BlockedSplit": blocked_channel_copy(
         ("X",),
         ("Y*",),
         shp.blocked_split,
-        "blocked",
         "as Split along the channels (axis 1 of the logical NCHW, sizes in channels); every piece blocked, "
         "its lanes past its channels zero",
-        {"axis": REQUIRED, "sizes": REQUIRED},
-        blocked="native",
-        made_by="block_layout",
-        no_cuda_kernel=NO_CUDA_BLOCKED,
-        numerics=cost.NO_SUMS,
     ),
-    "BlockedConcat": OpDef(
+    "BlockedConcat": blocked_channel_copy(
         ("X*",),
         ("Y",),
         shp.blocked_concat,
-        "blocked",
         "as Concat along the channels of blocked inputs that are not whole blocks (sizes: each input's "
         "channels); the output's lanes past its channels zero",
-        {"axis": REQUIRED, "sizes": REQUIRED},
-        blocked="native",
-        made_by="block_layout",
-        no_cuda_kernel=NO_CUDA_BLOCKED,
-        numerics=cost.NO_SUMS,
     ),
     "BlockedConv": blocked_op(
         _CONV, shp.blocked_conv, "as Conv; X blocked (or NCHW when C is not whole blocks), R blocked; output blocked"

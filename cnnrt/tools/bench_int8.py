@@ -109,11 +109,13 @@ def format_row(r: dict) -> str:
 
 def geomeans(rows: list[dict]) -> dict[str, float]:
     """Geometric means over ``rows`` of cnnrt int8's ratio to each peer and its speed-up over float32."""
+    from cnnrt.tools.timing import geomean
+
     out = {}
     for key in ("cnnrt-int8_vs_onnxruntime", "cnnrt-int8_vs_openvino", "int8_speedup_over_f32"):
         vals = [r[key] for r in rows if r.get(key)]
         if vals:
-            out[key] = float(np.exp(np.mean(np.log(vals))))
+            out[key] = geomean(vals)
     return out
 
 
