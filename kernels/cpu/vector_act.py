@@ -37,8 +37,8 @@ T_MIN = -110.0  # exp(t < -110) is 0 in float32 (below half the smallest subnorm
 
 
 class _Exp:
-    """exp(t) for t <= 0 on float32 vectors. :meth:`split` gives (m, n): exp(t) = m * 2^n, m =
-    exp(r) in [0.7, 1.5], n integral; :meth:`scale` applies 2^n with one rounding; ``__call__``
+    """exp(t) for t <= 0 on float32 vectors. :meth:`split` gives m and n with exp(t) = m * 2^n,
+    m = exp(r) in [0.7, 1.5], n integral; :meth:`scale` applies 2^n with one rounding; ``__call__``
     gives (m, s2, p, s) for Elu: exp(t) = m * s2, m = (1 + p) * s1 a normal float, p = exp(r) - 1,
     s = s1 * s2 = 2^n."""
 
