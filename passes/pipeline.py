@@ -19,6 +19,7 @@ from .block_layout import block_layout
 from .concat_in_place import concat_in_place
 from .eliminate_dead_nodes import eliminate_dead_nodes
 from .flatten_matmul import flatten_matmul
+from .fold_affine_concat import fold_affine_concat
 from .fold_batchnorm import fold_batchnorm
 from .fold_constants import fold_constants
 from .fold_pad import fold_pad
@@ -45,6 +46,7 @@ PASSES: list[tuple[str, PassFn, int]] = [
     ("fuse_gelu", fuse_gelu, 2),  # before fuse_epilogue, which takes Gelu as an activation
     ("flatten_matmul", flatten_matmul, 2),  # before fuse_epilogue, which fuses the Gemm's activation
     ("fuse_epilogue", fuse_epilogue, 2),
+    ("fold_affine_concat", fold_affine_concat, 2),  # after fuse_epilogue: the affine carries its activation
     ("fuse_se", fuse_se, 2),  # after fuse_epilogue: the SE convs carry their activations
     ("eliminate_dead_nodes", eliminate_dead_nodes, 1),
     ("concat_in_place", concat_in_place, 2),

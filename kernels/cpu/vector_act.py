@@ -4,10 +4,12 @@ A fused epilogue called ``math.exp`` per element behind a branch, so LLVM left S
 and Elu scalar: in a 1x1 conv with SiLU the epilogue cost several times the conv. Here they
 run as whole vectors plus one masked vector (llvm_ir.Vectors.over), with exp as Cephes' expf:
 n = round(t * log2(e)), r = t - n * ln 2 in two parts, exp(r) - 1 = r + r^2 * P(r) (degree 5),
-then the scale 2^n applied in two halves so results down to the smallest subnormal are
-right. Sigmoid and SiLU evaluate exp(-|x|) only (it cannot overflow) and apply the last half
-of the scale after the division, so their subnormal results keep their precision; Elu uses
-exp(r) - 1 directly (no cancellation near 0). The piecewise ones (HardSigmoid, HardSwish,
+then the scale 2^n applied with one rounding (AVX-512's vscalefps, else two multiplications
+by normal powers of two) so results down to the smallest subnormal are right. Sigmoid and
+SiLU evaluate exp(-|x|) only (it cannot overflow) and, below 0, divide the unscaled m = exp(r)
+and apply 2^n after the division, so their subnormal results keep their precision; a NaN
+flows through their compares and selects unchanged. Elu uses exp(r) - 1 directly (no
+cancellation near 0). The piecewise ones (HardSigmoid, HardSwish,
 LeakyRelu) are selects, so NaN passes. Float64 arrays keep the scalar formulas
 (activation.act_scalar): this polynomial is float32-accurate only.
 
@@ -22,7 +24,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from cnnrt.kernels.activation import ELU, HARD_SIGMOID, HARD_SWISH, LEAKY_RELU, SIGMOID, SILU, TANH
-from cnnrt.kernels.cpu.llvm_ir import I64, Vectors, data_pointers
+from cnnrt.kernels.cpu.llvm_ir import I32, I64, VECTOR_BYTES, Vectors, data_pointers, declare
 from cnnrt.kernels.cpu.vector_ir import tanh_vector
 
 VECTOR_KINDS = (SIGMOID, SILU, ELU, HARD_SIGMOID, HARD_SWISH, LEAKY_RELU)
@@ -30,16 +32,20 @@ VECTOR_KINDS = (SIGMOID, SILU, ELU, HARD_SIGMOID, HARD_SWISH, LEAKY_RELU)
 LOG2E = 1.44269504088896341
 LN2_HI, LN2_LO = 0.693359375, -2.12194440e-4  # ln 2 = LN2_HI + LN2_LO, LN2_HI exact in 9 bits
 EXPM1_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+SCALEF = VECTOR_BYTES == 64  # 2^n by vscalefps (AVX-512); read when a kernel is compiled
 T_MIN = -110.0  # exp(t < -110) is 0 in float32 (below half the smallest subnormal); keeps n small
 
 
 class _Exp:
-    """exp(t) for t <= 0 on float32 vectors, as (m, s2, p, s): exp(t) = m * s2, m = (1 + p) * s1
-    a normal float, p = exp(r) - 1, s = s1 * s2 = 2^n."""
+    """exp(t) for t <= 0 on float32 vectors. :meth:`split` gives m and n with exp(t) = m * 2^n,
+    m = exp(r) in [0.7, 1.5], n integral; :meth:`scale` applies 2^n with one rounding; ``__call__``
+    gives (m, s2, p, s) for Elu: exp(t) = m * s2, m = (1 + p) * s1 a normal float, p = exp(r) - 1,
+    s = s1 * s2 = 2^n."""
 
     def __init__(self, builder, vec: Vectors):
         self.b, self.vec = builder, vec
         self.ity = ir.VectorType(ir.IntType(32), vec.lanes)
+        self.scalef = SCALEF and vec.lanes == 16 and isinstance(vec.vty.element, ir.FloatType)
 
     def _pow2(self, k):
         b = self.b
@@ -48,7 +54,15 @@ class _Exp:
         )
         return b.bitcast(bits, self.vec.vty)
 
-    def __call__(self, t):
+    def _halves(self, n):
+        """2^n as two normal factors s1 * s2 (n >= -159: down to exp(T_MIN))."""
+        b = self.b
+        k = b.fptosi(n, self.ity)
+        k1 = b.ashr(k, ir.Constant(self.ity, [1] * self.vec.lanes))
+        return self._pow2(k1), self._pow2(b.sub(k, k1))
+
+    def split(self, t):
+        """(m, n, p, under): exp(max(t, T_MIN)) = m * 2^n, p = m - 1, under = t < T_MIN."""
         b, vec = self.b, self.vec
         under = b.fcmp_ordered("<", t, vec.const(T_MIN))
         t = b.select(under, vec.const(T_MIN), t)
@@ -59,12 +73,25 @@ class _Exp:
         for c in EXPM1_P[1:]:
             p = vec.fma(p, r, vec.const(c))
         p = vec.fma(b.fmul(r, r), p, r)  # exp(r) - 1
-        k = b.fptosi(n, self.ity)
-        k1 = b.ashr(k, ir.Constant(self.ity, [1] * vec.lanes))
-        s1, s2 = self._pow2(k1), self._pow2(b.sub(k, k1))
+        return b.fadd(p, vec.const(1.0)), n, p, under
+
+    def scale(self, v, n):
+        """v * 2^n rounded once, subnormal results included (normal v, integral n >= -159): one
+        vscalefps with AVX-512, else two multiplications by normal powers of two."""
+        b, vec = self.b, self.vec
+        if self.scalef:
+            i16 = ir.IntType(16)
+            fn = declare(b, "llvm.x86.avx512.mask.scalef.ps.512", vec.vty, [vec.vty, vec.vty, vec.vty, i16, I32])
+            return b.call(fn, [v, n, vec.const(0.0), ir.Constant(i16, -1), ir.Constant(I32, 4)])
+        s1, s2 = self._halves(n)
+        return b.fmul(b.fmul(v, s1), s2)
+
+    def __call__(self, t):
+        b, vec = self.b, self.vec
+        m1, n, p, under = self.split(t)
+        s1, s2 = self._halves(n)
         s2 = b.select(under, vec.const(0.0), s2)  # exp(t) is 0 in float32 below T_MIN (-Inf too)
-        m = b.fmul(b.fadd(p, vec.const(1.0)), s1)
-        return m, s2, p, b.fmul(s1, s2)
+        return b.fmul(m1, s1), s2, p, b.fmul(s1, s2)
 
 
 def activations(builder, vec: Vectors, a, bt, kinds=VECTOR_KINDS):
@@ -76,7 +103,8 @@ def activations(builder, vec: Vectors, a, bt, kinds=VECTOR_KINDS):
     def nan_passes(fn):
         return lambda x: builder.select(builder.fcmp_ordered("==", x, x), fn(x), x)
 
-    return {k: nan_passes(bodies[k]) for k in kinds}
+    # Sigmoid and SiLU carry a NaN through every step (unordered compares select the NaN's side)
+    return {k: bodies[k] if k in (SIGMOID, SILU) else nan_passes(bodies[k]) for k in kinds}
 
 
 def by_kind(builder, kind_v, fns, emit):
@@ -94,19 +122,25 @@ def _bodies(builder, vec: Vectors, a, bt):
     one, zero = vec.const(1.0), vec.const(0.0)
 
     def sigmoid_parts(x):
-        # num / d * sc = sigmoid(x): 1 / (1 + e) for x >= 0, e / (1 + e) below, e = exp(-|x|)
-        m, s2, _, _ = exp(b.fsub(zero, vec.unary("fabs", x)))
-        d = b.fadd(one, b.fmul(m, s2))
+        # sigmoid(x) = num / d * 2^(n if x < 0 else 0): 1 / (1 + e) for x >= 0, e / (1 + e) below,
+        # e = exp(-|x|) = m * 2^n (0 below T_MIN); the scale comes last, so subnormal results
+        # keep their precision
+        m, n, _, _ = exp.split(b.fsub(zero, vec.unary("fabs", x)))
+        d = b.fadd(one, exp.scale(m, n))
         pos = b.fcmp_ordered(">=", x, zero)
-        return b.select(pos, one, m), d, b.select(pos, one, s2)
+        return pos, b.select(pos, one, m), d, n
 
     def sigmoid(x):
-        num, d, sc = sigmoid_parts(x)
-        return b.fmul(b.fdiv(num, d), sc)
+        pos, num, d, n = sigmoid_parts(x)
+        q = b.fdiv(num, d)
+        return b.select(pos, q, exp.scale(q, n))
 
     def silu(x):
-        num, d, sc = sigmoid_parts(x)
-        return b.fmul(b.fdiv(b.fmul(x, num), d), sc)  # at -Inf: -Inf * 0 = NaN, as x * sigmoid(x)
+        pos, num, d, n = sigmoid_parts(x)
+        q = b.fdiv(b.fmul(x, num), d)
+        y = b.select(pos, q, exp.scale(q, n))
+        # below T_MIN the result is below half the smallest subnormal: x * 0 (NaN at -Inf, as x * sigmoid(x))
+        return b.select(b.fcmp_ordered("<", x, vec.const(T_MIN)), b.fmul(x, zero), y)
 
     def elu(x):
         _, _, p, s = exp(x)
@@ -116,8 +150,8 @@ def _bodies(builder, vec: Vectors, a, bt):
     def hard_sigmoid(x):
         return vec.clamp(vec.fma(a, x, bt), zero, one)
 
-    def hard_swish(x):  # x * clamp(x / 6 + 1/2, 0, 1), the division as in activation_formula
-        return b.fmul(x, vec.clamp(b.fadd(b.fdiv(x, vec.const(6.0)), vec.const(0.5)), zero, one))
+    def hard_swish(x):  # x * clamp(x * (1/6) + 1/2, 0, 1): one fma in place of a division and an add
+        return b.fmul(x, vec.clamp(vec.fma(x, vec.const(1.0 / 6.0), vec.const(0.5)), zero, one))
 
     def leaky_relu(x):
         return b.select(b.fcmp_ordered(">=", x, zero), x, b.fmul(x, a))

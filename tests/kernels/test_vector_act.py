@@ -71,6 +71,38 @@ def test_every_count_around_the_vector_width(kind):
         np.testing.assert_allclose(whole, _ref(kind, want[3 : 3 + count]), rtol=1e-6, atol=1e-7)
 
 
+def _compiled_with(monkeypatch, scalef: bool):
+    """act_run in a function of its own, compiled now with vector_act.SCALEF = ``scalef`` (the
+    shared act_inplace is left alone: it may be cached on disk)."""
+    from numba import njit
+
+    from cnnrt.kernels.cpu import vector_act
+
+    monkeypatch.setattr(vector_act, "SCALEF", scalef)
+
+    @njit
+    def run(o, kind, alpha, beta):
+        vector_act.act_run(o, 0, o.size, kind, alpha, beta)
+
+    run(np.zeros(1, np.float32), SIGMOID, 0.0, 0.0)
+    return run
+
+
+def test_scale_by_two_multiplications_matches_vscalefps(monkeypatch):
+    """Without AVX-512, 2^n is applied as two normal powers of two: the same single rounding,
+    so the same bits (on an AVX-512 host this compares the two forms)."""
+    from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
+
+    fast = _compiled_with(monkeypatch, VECTOR_BYTES == 64)
+    halves = _compiled_with(monkeypatch, False)
+    for kind in (SIGMOID, SILU, ELU):
+        alpha, beta, _ = KINDS[kind]
+        got, want = X64.copy(), X64.copy()
+        halves(got, kind, alpha, beta)
+        fast(want, kind, alpha, beta)
+        np.testing.assert_array_equal(got, want)
+
+
 def test_float64_keeps_the_scalar_formula():
     x = np.linspace(-30, 30, 1001)
     got = x.copy()

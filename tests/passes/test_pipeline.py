@@ -98,6 +98,7 @@ def test_pass_order_is_the_documented_one():
         "fuse_gelu",
         "flatten_matmul",
         "fuse_epilogue",
+        "fold_affine_concat",
         "fuse_se",
         "eliminate_dead_nodes",
         "concat_in_place",
