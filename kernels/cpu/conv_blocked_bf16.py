@@ -16,7 +16,7 @@ from cnnrt.errors import BackendUnavailableError
 from cnnrt.kernels._jit import pick, pjit, serial_twin
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.cpu.conv_common import readonly
-from cnnrt.kernels.cpu.microkernel_bf16 import pack_bf16
+from cnnrt.kernels.cpu.microkernel_bf16 import LANES, bf16_vectors, pack_bf16
 
 PRECISIONS = ("f32", "bf16")
 
@@ -43,11 +43,11 @@ def check_bf16_cpu() -> None:
 
 @pjit
 def _to_bf16_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
-    """xp (bf16 bits) from x (the float32 input's bits, (N, P, H, W*lanes)): each plane of
-    per_plane elements (per_n per image) holds x's rounded to nearest even at row pt, column
-    pl*lanes, zeros around; NaN stays NaN. Every element is written (the buffer is shared)."""
+    """xp (bf16 bits) from x (the float32 input's bits, (N, P, H, W*lanes), rows of whole
+    vectors): each plane of per_plane elements (per_n per image) holds x's rounded to nearest
+    even (microkernel_bf16.bf16_vectors) at row pt, column pl*lanes, zeros around. Every
+    element is written (the buffer is shared)."""
     n_count, p_count, h, wl = x.shape
-    half, one, nan_at = np.uint32(0x7FFF), np.uint32(1), np.uint32(0x7F800000)
     for q in prange(n_count * p_count):
         n = q // p_count
         p = q - n * p_count
@@ -55,16 +55,11 @@ def _to_bf16_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
         top = plane + pt * wp_l
         xp[plane:top] = 0
         left = pl * lanes
+        src = x[n, p].reshape(h * wl)
         for ih in range(h):
             row = top + ih * wp_l
             xp[row : row + left] = 0
-            srow = x[n, p, ih]
-            dst = xp[row + left : row + left + wl]
-            for k in range(wl):
-                u = srow[k]
-                hi = u >> np.uint32(16)
-                r = (u + half + (hi & one)) >> np.uint32(16)
-                dst[k] = np.uint16(hi | np.uint32(0x40)) if (u & np.uint32(0x7FFFFFFF)) > nan_at else np.uint16(r)
+            bf16_vectors(src, ih * wl, xp, row + left, wl)
             xp[row + left + wl : row + wp_l] = 0
         xp[top + h * wp_l : plane + per_plane] = 0
 
@@ -79,8 +74,8 @@ class Bf16Operands:
         check_bf16_cpu()
         if wp_f32 is None:
             raise ValueError("a bf16 blocked conv needs constant weights (they are packed bf16 at build)")
-        if geo.layout_lanes == 1 or geo.kstep % 2:
-            raise ValueError("a bf16 blocked conv needs a blocked input (channel pairs side by side)")
+        if geo.layout_lanes % LANES or geo.kstep % 2:
+            raise ValueError("a bf16 blocked conv needs a blocked input (channel pairs side by side, rows of whole vectors)")
         self.weights = readonly(pack_bf16(wp_f32, geo.kstep, nr))
         self.length = spec.n * geo.per_n
         self.xp = shared_scratch(owner, "conv_blocked.bf16_input", (self.length,), np.uint16)

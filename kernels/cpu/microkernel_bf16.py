@@ -45,6 +45,43 @@ def from_bf16(b: np.ndarray) -> np.ndarray:
     return (np.asarray(b, np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
+@intrinsic
+def bf16_vectors(typingctx, src, s, dst, d, count):
+    """dst[d + q] = the bf16 bits of src[s + q] (float32 bits, uint32) for q < count, a whole
+    number of vectors of :data:`LANES`, as :func:`to_bf16` rounds (the same integer steps on
+    <16 x i32>: Numba widens uint32 arithmetic to 64 bits, halving a vector loop's lanes)."""
+    arrays = (src, dst)
+    if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
+        return None
+    if src.dtype != types.uint32 or dst.dtype != types.uint16:
+        return None
+    i64 = types.int64
+    sig = types.void(src, i64, dst, i64, i64)
+
+    def codegen(context, builder, sig, args):
+        _, s_v, _, d_v, n_v = args
+        psrc = context.make_array(sig.args[0])(context, builder, args[0]).data
+        pdst = context.make_array(sig.args[2])(context, builder, args[2]).data
+        vty, hty = ir.VectorType(I32, LANES), ir.VectorType(ir.IntType(16), LANES)
+
+        def splat(v):
+            return ir.Constant(vty, [v] * LANES)
+
+        with cgutils.for_range(builder, builder.sdiv(n_v, c64(LANES))) as loop:
+            off = builder.mul(loop.index, c64(LANES))
+            ld = builder.load(builder.bitcast(builder.gep(psrc, [builder.add(s_v, off)]), vty.as_pointer()))
+            ld.align = 4
+            hi = builder.lshr(ld, splat(16))
+            r = builder.lshr(builder.add(builder.add(ld, splat(0x7FFF)), builder.and_(hi, splat(1))), splat(16))
+            nan = builder.icmp_unsigned(">", builder.and_(ld, splat(0x7FFFFFFF)), splat(0x7F800000))
+            bits = builder.trunc(builder.select(nan, builder.or_(hi, splat(0x40)), r), hty)
+            st = builder.store(bits, builder.bitcast(builder.gep(pdst, [builder.add(d_v, off)]), hty.as_pointer()))
+            st.align = 2
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 def pack_bf16(wp: np.ndarray, kstep: int, nr: int) -> np.ndarray:
     """Weights packed for the float32 tile ((..., kstep, nr) innermost) as bf16 pairs: per
     step pair, column j holds steps 2p and 2p+1 side by side ((..., kstep/2, nr, 2)), the

@@ -18,7 +18,7 @@ from test_conv_blocked import CASES, _data, run_blocked
 
 from cnnrt.errors import BackendUnavailableError
 from cnnrt.kernels.cpu import conv_blocked_bf16
-from cnnrt.kernels.cpu.microkernel_bf16 import from_bf16, tile_blocked4, to_bf16
+from cnnrt.kernels.cpu.microkernel_bf16 import bf16_vectors, from_bf16, tile_blocked4, to_bf16
 
 pytestmark = pytest.mark.skipif(bool(conv_blocked_bf16.bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
 
@@ -27,13 +27,27 @@ def _bf16(a):
     return np.asarray(a, np.float32).astype(ml_dtypes.bfloat16).astype(np.float64)
 
 
-def test_rounding_matches_round_to_nearest_even():
+@njit
+def _vectors_to_bf16(bits, out, start, count):
+    bf16_vectors(bits, start, out, start, count)
+
+
+@pytest.mark.parametrize("convert", ["numpy", "vectors"])
+def test_rounding_matches_round_to_nearest_even(convert):
+    """to_bf16 (weights) and bf16_vectors (the conv input's copy) round as ml_dtypes does."""
     rng = np.random.default_rng(0)
     bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
     bits[:6] = [0x3F808000, 0x3F818000, 0x7F7FFFFF, 0xFF800000, 0x7FC00001, 0x00008000]  # ties, max, -inf, NaN
     x = bits.view(np.float32)
+    if convert == "numpy":
+        b16 = to_bf16(x)
+    else:  # whole vectors (200_000 = 12_500 x 16); the elements past them stay as they were
+        out = np.full(bits.size + 16, 0x1234, np.uint16)
+        _vectors_to_bf16(np.append(bits, bits[:16]), out, 0, bits.size)
+        assert (out[bits.size :] == 0x1234).all()
+        b16 = out[: bits.size]
     with np.errstate(invalid="ignore"):  # NaN bit patterns among the random ones
-        got, want = from_bf16(to_bf16(x)), x.astype(ml_dtypes.bfloat16).astype(np.float32)
+        got, want = from_bf16(b16), x.astype(ml_dtypes.bfloat16).astype(np.float32)
     nan = np.isnan(want)
     assert np.array_equal(np.isnan(got), nan)
     assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
