@@ -6,13 +6,14 @@ the copy it makes of it anyway (kernels/cpu/conv_blocked_bf16.py) and writes flo
 the nodes around it need no conversion node.
 
 Marked: channel-blocked convs on the register tile (``BlockedConv`` with algorithm
-``direct``) with a blocked input and constant weights, where the FLOPs are (3x3, 1x1,
-strided). A ``winograd`` one becomes ``direct``: the Winograd transforms scale values by up
-to 10x before the products, so with an 8-bit mantissa its error is several times the direct
+``direct``) with constant weights, where the FLOPs are (3x3, 1x1, strided, and the stems
+reading NCHW with 5x5 taps or more, whose bf16 copy pairs channels:
+conv_blocked_bf16.PairedStem). A
+``winograd`` one becomes ``direct``: the Winograd transforms scale values by up to 10x
+before the products, so with an 8-bit mantissa its error is several times the direct
 conv's. Left in float32, each logged with the reason: depthwise convs (memory-bound, a few
-percent of a net's MACs), grouped convs (block-diagonal weights: no bf16 tile), stems
-reading NCHW (3 input channels: the channel pairs a bf16 dot product takes lie a plane
-apart) and every other op.
+percent of a net's MACs), grouped convs (block-diagonal weights: no bf16 tile), 3x3
+stems (:data:`MIN_STEM_TAPS`) and every other op.
 
 Requires: select_algorithm has run (it reads ``algorithm``). Guarantees: nodes and values
 unchanged but for the ``precision`` attribute and Winograd -> direct; numerics change by the
@@ -21,10 +22,16 @@ bf16 rounding of the marked convs' inputs and weights (the point of the option).
 
 from __future__ import annotations
 
+import numpy as np
+
 from cnnrt.core.ir import Graph
 from cnnrt.core.layout import is_blocked
 
 from . import PassResult
+
+# an NCHW stem runs bf16 from 5x5 taps on: ResNet's 7x7 stem measured 0.6-0.75x float32's
+# time on the bf16 tile, a 3x3 one (MobileNetV2's, SqueezeNet's) no faster, for more rounding
+MIN_STEM_TAPS = 25
 
 WINOGRAD_DECLINED = "bf16: Winograd's transforms amplify the 8-bit-mantissa rounding; the direct register tile"
 
@@ -37,10 +44,11 @@ def _why_f32(node, graph: Graph) -> str | None:
         return "depthwise: memory-bound, no dot products to pair"
     if node.attrs.get("algorithm") == "grouped":
         return "grouped: no bf16 kernel for block-diagonal weights"
-    if not is_blocked(graph.values[node.inputs[0]]):
-        return "input not channel-blocked (stem): channel pairs lie a plane apart"
     if node.inputs[1] not in graph.constants:
         return "weights are not constant (bf16 weights are packed at build)"
+    taps = int(np.prod(graph.constants[node.inputs[1]].shape[2:]))
+    if not is_blocked(graph.values[node.inputs[0]]) and taps < MIN_STEM_TAPS:
+        return f"stem with {taps} taps: the bf16 tile measured no faster than float32 below {MIN_STEM_TAPS}"
     return ""
 
 

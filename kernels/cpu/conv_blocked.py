@@ -314,8 +314,10 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None, 
         if w_const is None
         else readonly(prepacked(w_const, ("blocked", dt.str, nr, geo.kstep) + ((group,) if group > 1 else ()), pack))
     )
-    bf16 = Bf16Operands(spec, geo, wp_const, nr, owner) if precision == "bf16" else None
-    wp_const = wp_const if bf16 is None else bf16.weights
+    bf16 = Bf16Operands(spec, geo, wp_const, w_const, nr, owner) if precision == "bf16" else None
+    if bf16 is not None:
+        wp_const, geo = bf16.weights, bf16.geo
+        ntaps = len(geo.taps)
     padded = geo.padded and bf16 is None
     xp = shared_scratch(owner, "conv_blocked.padded", (xp_len,), dt) if padded else None
     zeros = readonly(np.zeros(m_pad, dt))

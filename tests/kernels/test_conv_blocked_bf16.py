@@ -18,7 +18,7 @@ from test_conv_blocked import CASES, _data, run_blocked
 
 from cnnrt.errors import BackendUnavailableError
 from cnnrt.kernels.cpu import conv_blocked_bf16
-from cnnrt.kernels.cpu.microkernel_bf16 import bf16_vectors, from_bf16, tile_blocked4, to_bf16
+from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run, from_bf16, tile_blocked4, to_bf16
 
 pytestmark = pytest.mark.skipif(bool(conv_blocked_bf16.bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
 
@@ -29,23 +29,24 @@ def _bf16(a):
 
 @njit
 def _vectors_to_bf16(bits, out, start, count):
-    bf16_vectors(bits, start, out, start, count)
+    bf16_run(bits, start, out, start, count)
 
 
 @pytest.mark.parametrize("convert", ["numpy", "vectors"])
 def test_rounding_matches_round_to_nearest_even(convert):
-    """to_bf16 (weights) and bf16_vectors (the conv input's copy) round as ml_dtypes does."""
+    """to_bf16 (weights) and bf16_run (the conv input's copy) round as ml_dtypes does."""
     rng = np.random.default_rng(0)
-    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
-    bits[:6] = [0x3F808000, 0x3F818000, 0x7F7FFFFF, 0xFF800000, 0x7FC00001, 0x00008000]  # ties, max, -inf, NaN
-    x = bits.view(np.float32)
+    bits = rng.integers(0, 2**32, 200_001, dtype=np.uint64).astype(np.uint32)
+    bits[1:7] = [0x3F808000, 0x3F818000, 0x7F7FFFFF, 0xFF800000, 0x7FC00001, 0x00008000]  # ties, max, -inf, NaN
+    x = bits[1:].view(np.float32)
     if convert == "numpy":
         b16 = to_bf16(x)
-    else:  # whole vectors (200_000 = 12_500 x 16); the elements past them stay as they were
+    else:  # from element 1 on: whole vectors, then a masked one of 15 lanes; nothing else written
         out = np.full(bits.size + 16, 0x1234, np.uint16)
-        _vectors_to_bf16(np.append(bits, bits[:16]), out, 0, bits.size)
-        assert (out[bits.size :] == 0x1234).all()
-        b16 = out[: bits.size]
+        _vectors_to_bf16(bits, out, 1, x.size - 1)
+        assert out[0] == 0x1234 and (out[x.size :] == 0x1234).all()
+        b16 = out[1 : x.size]
+        x = x[:-1]
     with np.errstate(invalid="ignore"):  # NaN bit patterns among the random ones
         got, want = from_bf16(b16), x.astype(ml_dtypes.bfloat16).astype(np.float32)
     nan = np.isnan(want)
@@ -54,12 +55,16 @@ def test_rounding_matches_round_to_nearest_even(convert):
 
 
 @pytest.mark.parametrize("act", ["Relu", "Sigmoid"])
-@pytest.mark.parametrize("name", ["3x3", "3x3_long_k", "3x3_s2", "1x1", "3x3_7x7_batch"])
+@pytest.mark.parametrize("name", ["3x3", "3x3_long_k", "3x3_s2", "1x1", "3x3_7x7_batch", "7x7_s2_stem"])
 def test_bf16_blocked_conv(name, act):
-    n, c, h, w, m, k, s, p, d = CASES[name]
-    x, wt, b, r = _data(CASES[name], np.float32, seed=len(name))
+    """Blocked inputs, and a 3-channel NCHW stem (channel pairs, a zero fourth channel)."""
+    stem = name.endswith("_stem")
+    case = CASES[name.removesuffix("_stem")]
+    x, wt, b, r = _data(case, np.float32, seed=len(name), nchw_c=3 if stem else None)
+    n, c, h, w, m, k, s, p, d = case
+    c = x.shape[1]
     r = r if act == "Relu" else None  # the residual with one epilogue is enough
-    got = run_blocked(x, wt, b, r, s, p, d, act, precision="bf16")
+    got = run_blocked(x, wt, b, r, s, p, d, act, blocked_input=not stem, precision="bf16")
     xb, wb = _bf16(x), _bf16(wt)
     pre = conv2d_reference(xb, wb, b, (s, s), (p,) * 4, (d, d), 1)
     mag = conv2d_reference(np.abs(xb), np.abs(wb), np.abs(b), (s, s), (p,) * 4, (d, d), 1)
@@ -67,6 +72,20 @@ def test_bf16_blocked_conv(name, act):
         pre, mag = pre + r, mag + np.abs(r)
     ref = activation_ref(pre, act)
     assert_within(got, ref, sum_bound(c * k * k + 2, mag, ref, act), f"bf16 {name} {act}")
+
+
+def test_bf16_stem_non_finite_inputs_stay_where_float32_has_them():
+    """An Inf pixel makes NaN or Inf exactly the outputs whose window holds it: the stem's
+    zero channel multiplies zeros, never the Inf."""
+    case = CASES["7x7_s2"]
+    x, wt, b, _ = _data(case, np.float32, seed=5, nchw_c=3)
+    x[0, 2, 9, 9] = np.inf
+    _, _, _, _, _, _, s, p, d = case
+    got = run_blocked(x, wt, b, None, s, p, d, blocked_input=False, precision="bf16")
+    with np.errstate(invalid="ignore"):
+        ref = conv2d_reference(_bf16(x), _bf16(wt), b, (s, s), (p,) * 4, (d, d), 1)
+    assert np.isfinite(ref).sum() > 0 and not np.isfinite(ref).all()
+    assert np.array_equal(np.isfinite(got), np.isfinite(ref))
 
 
 def test_bf16_refused_without_the_instructions(monkeypatch):
