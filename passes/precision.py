@@ -8,7 +8,8 @@ the nodes around it need no conversion node.
 Marked: channel-blocked convs on the register tile (``BlockedConv`` with algorithm
 ``direct``) with constant weights, where the FLOPs are (3x3, 1x1, strided, and the stems
 reading NCHW with 5x5 taps or more, whose bf16 copy pairs channels:
-conv_blocked_bf16.PairedStem). A
+conv_blocked_bf16.PairedStem), and Gemms with a constant B (fully connected heads: a
+stream through B, halved in bf16; kernels/cpu/gemm_bf16.py). A
 ``winograd`` one becomes ``direct``: the Winograd transforms scale values by up to 10x
 before the products, so with an 8-bit mantissa its error is several times the direct
 conv's. Left in float32, each logged with the reason: depthwise convs (memory-bound, a few
@@ -26,6 +27,7 @@ import numpy as np
 
 from cnnrt.core.ir import Graph
 from cnnrt.core.layout import is_blocked
+from cnnrt.kernels.cpu.gemm_bf16 import bf16_gemm_reason
 
 from . import PassResult
 
@@ -38,8 +40,14 @@ WINOGRAD_DECLINED = "bf16: Winograd's transforms amplify the 8-bit-mantissa roun
 
 def _why_f32(node, graph: Graph) -> str | None:
     """Why ``node`` stays float32 under bf16 (None: it runs bf16)."""
+    if node.op == "Gemm":
+        if node.inputs[1] not in graph.constants:
+            return "Gemm: B is not constant (bf16 weights are packed at build)"
+        a = graph.values[node.inputs[0]]
+        k = a.shape[0] if node.attrs.get("trans_a", 0) else a.shape[1]
+        return bf16_gemm_reason(k, bool(node.attrs.get("trans_a", 0)), a.dtype)
     if node.op != "BlockedConv":
-        return None if node.op not in ("Conv", "Gemm", "MatMul") else "no bf16 kernel for this op (NCHW)"
+        return None if node.op not in ("Conv", "MatMul") else "no bf16 kernel for this op (NCHW)"
     if node.attrs.get("algorithm") == "depthwise":
         return "depthwise: memory-bound, no dot products to pair"
     if node.attrs.get("algorithm") == "grouped":
