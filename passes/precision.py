@@ -60,6 +60,39 @@ def _why_f32(node, graph: Graph) -> str | None:
     return ""
 
 
+def _copy_key(node, graph: Graph) -> tuple | None:
+    """What fixes the bf16 copy of a bf16 conv's input (conv_blocked_bf16): the value and,
+    when padded, the padding and window (they size the zero border); None for a bf16 node
+    whose copy is laid out otherwise (a stem's channel pairs, a Gemm's rows)."""
+    if node.op != "BlockedConv" or not is_blocked(graph.values[node.inputs[0]]):
+        return None
+    pads = tuple(node.attrs.get("pads", (0, 0, 0, 0)))
+    if not any(pads):
+        return (node.inputs[0],)
+    window = tuple(graph.constants[node.inputs[1]].shape[2:])
+    return (node.inputs[0], pads, window, tuple(node.attrs.get("strides", (1, 1))), tuple(node.attrs.get("dilations", (1, 1))))
+
+
+def _share_copies(nodes: list, graph: Graph, fired: list) -> list:
+    """Every bf16 node writes its input's bf16 copy into one scratch buffer per graph, in
+    node order (the executor's). A bf16 conv whose copy would equal the one in the buffer
+    (the same value, copied alike, no other bf16 node between) is marked ``bf16_copied`` and
+    reads it instead of converting again: GoogLeNet's branch convs on one input, ResNet's
+    first conv and downsample of a block. A value's contents do not change while it is live."""
+    out, current = [], None  # current: the copy key of what the scratch holds
+    for node in nodes:
+        if node.attrs.get("precision") != "bf16":
+            out.append(node)
+            continue
+        key = _copy_key(node, graph)
+        if key is not None and key == current:
+            node = node.with_attrs(bf16_copied=True)
+            fired.append(("bf16 input copy shared", node.name))
+        current = key
+        out.append(node)
+    return out
+
+
 def mark_precision(graph: Graph, precision: str) -> PassResult:
     """Mark bf16 nodes for ``precision`` ("f32": nothing to do); see the module docstring."""
     if precision == "f32":
@@ -77,5 +110,6 @@ def mark_precision(graph: Graph, precision: str) -> PassResult:
             changes.update(algorithm="direct", algorithm_reason=WINOGRAD_DECLINED)
         nodes.append(node.with_attrs(**changes))
         fired.append((f"{node.op} -> {precision}", node.name))
+    nodes = _share_copies(nodes, graph, fired)
     new = Graph(nodes, graph.values, graph.constants, graph.inputs, graph.outputs, graph.name)
     return PassResult(new, bool(fired), fired, declined)

@@ -139,9 +139,11 @@ class PairedStem:
 class Bf16Operands:
     """A bf16 blocked conv's packed weights and the maker of its bf16 input copy."""
 
-    def __init__(self, spec, geo, wp_f32, w_const, nr: int, owner) -> None:
+    def __init__(self, spec, geo, wp_f32, w_const, nr: int, owner, copied: bool = False) -> None:
         """``geo``: the float32 conv's addressing; a blocked input keeps it (channel pairs lie
-        side by side in a block), an NCHW one gets :class:`PairedStem`'s (:attr:`geo`)."""
+        side by side in a block), an NCHW one gets :class:`PairedStem`'s (:attr:`geo`).
+        ``copied``: the shared buffer holds this input's copy already, made by the bf16 conv
+        before this one on the same value (passes/precision.py), so :meth:`input` only reads it."""
         check_bf16_cpu()
         if wp_f32 is None:
             raise ValueError("a bf16 blocked conv needs constant weights (they are packed bf16 at build)")
@@ -156,11 +158,14 @@ class Bf16Operands:
         self.length = spec.n * geo.per_n
         self.xp = shared_scratch(owner, "conv_blocked.bf16_input", (self.length,), np.uint16)
         self.spec, self.geo = spec, geo
+        self.copied = copied
 
     def input(self, x: np.ndarray, nthreads: int) -> np.ndarray:
         """The bf16 (padded) copy of the float32 input ``x`` (blocked, or NCHW for a stem), flat."""
         s, g = self.spec, self.geo
         dst = self.xp.view((self.length,), np.uint16)
+        if self.copied:
+            return dst
         if self.stem:
             kern = pick(_to_bf16_pairs, _to_bf16_pairs_serial, x.size * 8, nthreads)
             kern(x.reshape(s.n, s.c, s.h, s.w).view(np.uint32), dst, s.pt, s.pl, g.wp, g.plane, g.per_n)

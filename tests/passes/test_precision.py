@@ -87,3 +87,34 @@ def test_a_7x7_stem_runs_bf16(monkeypatch):
     want, got = _run(f32), _run(low)
     rel = np.abs(got - want).max() / np.abs(want).max()
     assert 1e-5 < rel < 2 * 2.0**-8, rel
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+def test_bf16_convs_on_one_value_share_its_copy(monkeypatch):
+    """Of four convs reading one value, the second 1x1 reads the first's bf16 copy; the 3x3
+    (another zero border) copies again, and the last 1x1 cannot share across it. The result
+    is the same, bit for bit, as with every conv copying its own input."""
+    from pass_helpers import GB
+
+    from cnnrt.passes import block_layout as bl
+    from cnnrt.passes import precision as pp
+
+    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    b = GB()
+    x = b.input("x", (2, 32, 7, 6))
+    a = b.conv(x, 32, k=1, name="a", activation="Relu")
+    outs = [b.conv(a, 32, k=1, name="one"), b.conv(a, 48, k=1, name="two")]
+    outs += [b.conv(a, 32, k=3, name="three"), b.conv(a, 32, k=1, name="four")]
+    g = b.build(outs)
+    low, log = run_pipeline(g, 2, vector_bytes=64, backend="cpu", precision="bf16")
+    shared = {n.name for n in low.nodes if n.attrs.get("bf16_copied")}
+    assert shared == {"two"}, shared
+    assert ("bf16 input copy shared", "two") in log.fired["precision"]
+    feeds = feeds_for(low)
+    got = Executor(low, plan_memory(low)).run([feeds[i] for i in low.inputs])
+    monkeypatch.setattr(pp, "_share_copies", lambda nodes, graph, fired: nodes)
+    own, _ = run_pipeline(g, 2, vector_bytes=64, backend="cpu", precision="bf16")
+    assert not any(n.attrs.get("bf16_copied") for n in own.nodes)
+    want = Executor(own, plan_memory(own)).run([feeds[i] for i in own.inputs])
+    for gv, wv in zip(got, want):
+        assert np.array_equal(gv, wv)
