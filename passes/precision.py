@@ -70,7 +70,8 @@ def _copy_key(node, graph: Graph) -> tuple | None:
     if not any(pads):
         return (node.inputs[0],)
     window = tuple(graph.constants[node.inputs[1]].shape[2:])
-    return (node.inputs[0], pads, window, tuple(node.attrs.get("strides", (1, 1))), tuple(node.attrs.get("dilations", (1, 1))))
+    strides, dilations = tuple(node.attrs.get("strides", (1, 1))), tuple(node.attrs.get("dilations", (1, 1)))
+    return (node.inputs[0], pads, window, strides, dilations)
 
 
 def _share_copies(nodes: list, graph: Graph, fired: list) -> list:

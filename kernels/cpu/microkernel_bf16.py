@@ -94,7 +94,8 @@ def bf16_run(typingctx, src, s, dst, d, count):
         rest = builder.sub(n_v, off)
         with builder.if_then(builder.icmp_signed(">", rest, c64(0))):
             lane_ids = ir.Constant(ir.VectorType(I64, LANES), list(range(LANES)))
-            rest_v = builder.insert_element(ir.Constant(ir.VectorType(I64, LANES), ir.Undefined), rest, ir.Constant(I32, 0))
+            i64v = ir.VectorType(I64, LANES)
+            rest_v = builder.insert_element(ir.Constant(i64v, ir.Undefined), rest, ir.Constant(I32, 0))
             rest_v = builder.shuffle_vector(rest_v, rest_v, ir.Constant(ir.VectorType(I32, LANES), [0] * LANES))
             body(off, builder.icmp_signed("<", lane_ids, rest_v))
         return context.get_dummy_value()
