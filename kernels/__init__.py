@@ -34,7 +34,8 @@ kernel), depthwise_blocked.py (its row-blocked depthwise conv), the conv algorit
 conv_blocked.py, conv_blocked_plan.py, winograd.py, winograd_transforms.py, depthwise.py,
 depthwise_3x3.py, and conv_common.py they share), microkernel.py (register tiles),
 vector_ir.py and llvm_ir.py (explicit-vector LLVM IR), blas.py (the BLAS gemm binding and
-task helpers). CUDA-only: common.py (launch, index and epilogue helpers), config.py (launch
+task helpers), conv_blocked_bf16.py, microkernel_bf16.py and gemm_bf16.py (precision="bf16":
+the bf16 input copies, the vdpbf16ps tile, Gemm on it). CUDA-only: common.py (launch, index and epilogue helpers), config.py (launch
 geometry), device.py (device arrays, the simulator). Beside the backends: cache_dir.py (where
 compiled kernels are cached, and pruning the stale caches), jit_watch.py (counting and timing
 Numba compilations), prepacked.py (weights packed at build, recorded for and served from a

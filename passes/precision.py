@@ -6,13 +6,15 @@ the copy it makes of it anyway (kernels/cpu/conv_blocked_bf16.py) and writes flo
 the nodes around it need no conversion node.
 
 Marked: channel-blocked convs on the register tile (``BlockedConv`` with algorithm
-``direct``) with a blocked input and constant weights, where the FLOPs are (3x3, 1x1,
-strided). A ``winograd`` one becomes ``direct``: the Winograd transforms scale values by up
-to 10x before the products, so with an 8-bit mantissa its error is several times the direct
+``direct``) with constant weights, where the FLOPs are (3x3, 1x1, strided, and the stems
+reading NCHW with 5x5 taps or more, whose bf16 copy pairs channels:
+conv_blocked_bf16.PairedStem), and Gemms with a constant B (fully connected heads: a
+stream through B, halved in bf16; kernels/cpu/gemm_bf16.py). A
+``winograd`` one becomes ``direct``: the Winograd transforms scale values by up to 10x
+before the products, so with an 8-bit mantissa its error is several times the direct
 conv's. Left in float32, each logged with the reason: depthwise convs (memory-bound, a few
-percent of a net's MACs), grouped convs (block-diagonal weights: no bf16 tile), stems
-reading NCHW (3 input channels: the channel pairs a bf16 dot product takes lie a plane
-apart) and every other op.
+percent of a net's MACs), grouped convs (block-diagonal weights: no bf16 tile), 3x3
+stems (:data:`MIN_STEM_TAPS`) and every other op.
 
 Requires: select_algorithm has run (it reads ``algorithm``). Guarantees: nodes and values
 unchanged but for the ``precision`` attribute and Winograd -> direct; numerics change by the
@@ -21,27 +23,75 @@ bf16 rounding of the marked convs' inputs and weights (the point of the option).
 
 from __future__ import annotations
 
+import numpy as np
+
 from cnnrt.core.ir import Graph
 from cnnrt.core.layout import is_blocked
+from cnnrt.kernels.cpu.gemm_bf16 import bf16_gemm_reason
 
 from . import PassResult
+
+# an NCHW stem runs bf16 from 5x5 taps on: ResNet's 7x7 stem measured 0.6-0.75x float32's
+# time on the bf16 tile, a 3x3 one (MobileNetV2's, SqueezeNet's) no faster, for more rounding
+MIN_STEM_TAPS = 25
 
 WINOGRAD_DECLINED = "bf16: Winograd's transforms amplify the 8-bit-mantissa rounding; the direct register tile"
 
 
 def _why_f32(node, graph: Graph) -> str | None:
     """Why ``node`` stays float32 under bf16 (None: it runs bf16)."""
+    if node.op == "Gemm":
+        if node.inputs[1] not in graph.constants:
+            return "Gemm: B is not constant (bf16 weights are packed at build)"
+        a = graph.values[node.inputs[0]]
+        k = a.shape[0] if node.attrs.get("trans_a", 0) else a.shape[1]
+        return bf16_gemm_reason(k, bool(node.attrs.get("trans_a", 0)), a.dtype)
     if node.op != "BlockedConv":
-        return None if node.op not in ("Conv", "Gemm", "MatMul") else "no bf16 kernel for this op (NCHW)"
+        return None if node.op not in ("Conv", "MatMul") else "no bf16 kernel for this op (NCHW)"
     if node.attrs.get("algorithm") == "depthwise":
         return "depthwise: memory-bound, no dot products to pair"
     if node.attrs.get("algorithm") == "grouped":
         return "grouped: no bf16 kernel for block-diagonal weights"
-    if not is_blocked(graph.values[node.inputs[0]]):
-        return "input not channel-blocked (stem): channel pairs lie a plane apart"
     if node.inputs[1] not in graph.constants:
         return "weights are not constant (bf16 weights are packed at build)"
+    taps = int(np.prod(graph.constants[node.inputs[1]].shape[2:]))
+    if not is_blocked(graph.values[node.inputs[0]]) and taps < MIN_STEM_TAPS:
+        return f"stem with {taps} taps: the bf16 tile measured no faster than float32 below {MIN_STEM_TAPS}"
     return ""
+
+
+def _copy_key(node, graph: Graph) -> tuple | None:
+    """What fixes the bf16 copy of a bf16 conv's input (conv_blocked_bf16): the value and,
+    when padded, the padding and window (they size the zero border); None for a bf16 node
+    whose copy is laid out otherwise (a stem's channel pairs, a Gemm's rows)."""
+    if node.op != "BlockedConv" or not is_blocked(graph.values[node.inputs[0]]):
+        return None
+    pads = tuple(node.attrs.get("pads", (0, 0, 0, 0)))
+    if not any(pads):
+        return (node.inputs[0],)
+    window = tuple(graph.constants[node.inputs[1]].shape[2:])
+    strides, dilations = tuple(node.attrs.get("strides", (1, 1))), tuple(node.attrs.get("dilations", (1, 1)))
+    return (node.inputs[0], pads, window, strides, dilations)
+
+
+def _share_copies(nodes: list, graph: Graph, fired: list) -> list:
+    """Every bf16 node writes its input's bf16 copy into one scratch buffer per graph, in
+    node order (the executor's). A bf16 conv whose copy would equal the one in the buffer
+    (the same value, copied alike, no other bf16 node between) is marked ``bf16_copied`` and
+    reads it instead of converting again: GoogLeNet's branch convs on one input, ResNet's
+    first conv and downsample of a block. A value's contents do not change while it is live."""
+    out, current = [], None  # current: the copy key of what the scratch holds
+    for node in nodes:
+        if node.attrs.get("precision") != "bf16":
+            out.append(node)
+            continue
+        key = _copy_key(node, graph)
+        if key is not None and key == current:
+            node = node.with_attrs(bf16_copied=True)
+            fired.append(("bf16 input copy shared", node.name))
+        current = key
+        out.append(node)
+    return out
 
 
 def mark_precision(graph: Graph, precision: str) -> PassResult:
@@ -61,5 +111,6 @@ def mark_precision(graph: Graph, precision: str) -> PassResult:
             changes.update(algorithm="direct", algorithm_reason=WINOGRAD_DECLINED)
         nodes.append(node.with_attrs(**changes))
         fired.append((f"{node.op} -> {precision}", node.name))
+    nodes = _share_copies(nodes, graph, fired)
     new = Graph(nodes, graph.values, graph.constants, graph.inputs, graph.outputs, graph.name)
     return PassResult(new, bool(fired), fired, declined)

@@ -267,14 +267,17 @@ _blocked_tasks_serial = serial_twin(_blocked_tasks)
 _pad_planes_serial = serial_twin(_pad_planes)
 
 
-def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None, precision: str = "f32"):
+def build_blocked_conv(
+    spec, w_const, b_const, blocked_input: bool, owner=None, precision: str = "f32", bf16_copied: bool = False
+):
     """run(ins, outs) for ``spec`` (ungrouped, or grouped with groups tiling the channel
     blocks, conv_blocked_plan.grouped_span) with a blocked output (N, ceil(M/B), OH, OW, B):
     when M is not whole blocks, the channels past it are computed from zero weights and bias
     (passes/block_layout.py crops them off right after). The input blocked (N, C/B, H, W, B)
     or, with ``blocked_input`` False, NCHW. ``owner`` (the graph) shares the padded-input
     scratch among its convs (aligned.shared_scratch). ``precision`` "bf16": input and weights
-    in bf16 on the same tiles (conv_blocked_bf16.py)."""
+    in bf16 on the same tiles (conv_blocked_bf16.py); ``bf16_copied``: the shared bf16 copy
+    holds this conv's input already (passes/precision.py)."""
     dt = np.dtype(spec.dtype)
     lanes = block_size(dt)
     span = spec.c
@@ -314,8 +317,10 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None, 
         if w_const is None
         else readonly(prepacked(w_const, ("blocked", dt.str, nr, geo.kstep) + ((group,) if group > 1 else ()), pack))
     )
-    bf16 = Bf16Operands(spec, geo, wp_const, nr, owner) if precision == "bf16" else None
-    wp_const = wp_const if bf16 is None else bf16.weights
+    bf16 = Bf16Operands(spec, geo, wp_const, w_const, nr, owner, bf16_copied) if precision == "bf16" else None
+    if bf16 is not None:
+        wp_const, geo = bf16.weights, bf16.geo
+        ntaps = len(geo.taps)
     padded = geo.padded and bf16 is None
     xp = shared_scratch(owner, "conv_blocked.padded", (xp_len,), dt) if padded else None
     zeros = readonly(np.zeros(m_pad, dt))
@@ -424,4 +429,5 @@ def build_blocked_conv_node(node, graph):
         return build_blocked_depthwise(spec, w_const, b_const, block_size(dt))
     if algorithm == "winograd":
         return build_winograd(spec, w_const, b_const, block_size(dt), owner=graph)
-    return build_blocked_conv(spec, w_const, b_const, blocked_input, graph, node.attrs.get("precision", "f32"))
+    precision, copied = node.attrs.get("precision", "f32"), bool(node.attrs.get("bf16_copied", False))
+    return build_blocked_conv(spec, w_const, b_const, blocked_input, graph, precision, copied)

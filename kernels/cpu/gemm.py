@@ -19,6 +19,7 @@ from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.conv_gemm import _MIN_TASK_MACS
+from cnnrt.kernels.cpu.gemm_bf16 import bf16_gemm_runner
 from cnnrt.kernels.registry import register
 
 
@@ -129,7 +130,10 @@ def build_gemm(node, graph):
     mm = None
     if b_const is not None:
         b_fixed = np.ascontiguousarray(b_const, dt)
-        mm = None if ta else _gemm_runner(b_fixed, bool(tb), m, n, k)
+        if a.get("precision") == "bf16":
+            mm = bf16_gemm_runner(b_fixed if tb else b_fixed.T, m, n, k, graph)
+        else:
+            mm = None if ta else _gemm_runner(b_fixed, bool(tb), m, n, k)
         b_fixed = b_fixed.T if tb else b_fixed
     epilogue = has_c or kind != 0 or alpha != 1.0
     alpha_t, beta_t = dt.type(alpha), dt.type(beta if has_c else 0.0)

@@ -26,7 +26,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from cnnrt.kernels.cpu import microkernel as mk
-from cnnrt.kernels.cpu.llvm_ir import I32, Vectors, c64, declare
+from cnnrt.kernels.cpu.llvm_ir import I32, I64, Vectors, c64, declare
 
 _DPBF16 = "llvm.x86.avx512bf16.dpbf16ps.512"
 LANES = 16  # float32 accumulator lanes of one vdpbf16ps (512 bits)
@@ -43,6 +43,64 @@ def to_bf16(x: np.ndarray) -> np.ndarray:
 def from_bf16(b: np.ndarray) -> np.ndarray:
     """bf16 bits -> float32 (exact)."""
     return (np.asarray(b, np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+@intrinsic
+def bf16_run(typingctx, src, s, dst, d, count):
+    """dst[d + q] = the bf16 bits of src[s + q] (float32 bits, uint32) for q < count, as
+    :func:`to_bf16` rounds: the same integer steps on <16 x i32> (Numba widens uint32
+    arithmetic to 64 bits, halving a vector loop's lanes), whole vectors then one masked."""
+    arrays = (src, dst)
+    if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
+        return None
+    if src.dtype != types.uint32 or dst.dtype != types.uint16:
+        return None
+    i64 = types.int64
+    sig = types.void(src, i64, dst, i64, i64)
+
+    def codegen(context, builder, sig, args):
+        _, s_v, _, d_v, n_v = args
+        psrc = context.make_array(sig.args[0])(context, builder, args[0]).data
+        pdst = context.make_array(sig.args[2])(context, builder, args[2]).data
+        vty, hty = ir.VectorType(I32, LANES), ir.VectorType(ir.IntType(16), LANES)
+        mty = ir.VectorType(ir.IntType(1), LANES)
+        mload = declare(builder, "llvm.masked.load.v16i32.p0", vty, [vty.as_pointer(), I32, mty, vty])
+        mstore = declare(builder, "llvm.masked.store.v16i16.p0", ir.VoidType(), [hty, hty.as_pointer(), I32, mty])
+
+        def splat(v):
+            return ir.Constant(vty, [v] * LANES)
+
+        def body(off, mask):
+            psv = builder.bitcast(builder.gep(psrc, [builder.add(s_v, off)]), vty.as_pointer())
+            pdv = builder.bitcast(builder.gep(pdst, [builder.add(d_v, off)]), hty.as_pointer())
+            if mask is None:
+                u = builder.load(psv)
+                u.align = 4
+            else:
+                u = builder.call(mload, [psv, ir.Constant(I32, 4), mask, ir.Constant(vty, ir.Undefined)])
+            hi = builder.lshr(u, splat(16))
+            r = builder.lshr(builder.add(builder.add(u, splat(0x7FFF)), builder.and_(hi, splat(1))), splat(16))
+            nan = builder.icmp_unsigned(">", builder.and_(u, splat(0x7FFFFFFF)), splat(0x7F800000))
+            bits = builder.trunc(builder.select(nan, builder.or_(hi, splat(0x40)), r), hty)
+            if mask is None:
+                builder.store(bits, pdv).align = 2
+            else:
+                builder.call(mstore, [bits, pdv, ir.Constant(I32, 2), mask])
+
+        full = builder.sdiv(n_v, c64(LANES))
+        with cgutils.for_range(builder, full) as loop:
+            body(builder.mul(loop.index, c64(LANES)), None)
+        off = builder.mul(full, c64(LANES))
+        rest = builder.sub(n_v, off)
+        with builder.if_then(builder.icmp_signed(">", rest, c64(0))):
+            lane_ids = ir.Constant(ir.VectorType(I64, LANES), list(range(LANES)))
+            i64v = ir.VectorType(I64, LANES)
+            rest_v = builder.insert_element(ir.Constant(i64v, ir.Undefined), rest, ir.Constant(I32, 0))
+            rest_v = builder.shuffle_vector(rest_v, rest_v, ir.Constant(ir.VectorType(I32, LANES), [0] * LANES))
+            body(off, builder.icmp_signed("<", lane_ids, rest_v))
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 def pack_bf16(wp: np.ndarray, kstep: int, nr: int) -> np.ndarray:

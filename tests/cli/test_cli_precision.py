@@ -59,7 +59,7 @@ def test_run_and_inspect_show_bf16(cnnrt_main, resnet_path):
     assert "precision bf16" in r.out and "OK" in r.out
     r = cnnrt_main("inspect", resnet_path, "--precision", "bf16")
     assert r.rc == 0, r.err
-    assert "BlockedConv/direct bf16" in r.out and "precision: 2 bf16 node(s)" in r.out
+    assert "BlockedConv/direct bf16" in r.out and "precision: 3 bf16 node(s)" in r.out  # 2 convs, the Gemm
     assert "[precision] declined bf16 at stem" in r.out  # 3 input channels: float32, and why
     assert "bf16" not in cnnrt_main("inspect", resnet_path).out
 

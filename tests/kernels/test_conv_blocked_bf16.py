@@ -18,7 +18,7 @@ from test_conv_blocked import CASES, _data, run_blocked
 
 from cnnrt.errors import BackendUnavailableError
 from cnnrt.kernels.cpu import conv_blocked_bf16
-from cnnrt.kernels.cpu.microkernel_bf16 import from_bf16, tile_blocked4, to_bf16
+from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run, from_bf16, tile_blocked4, to_bf16
 
 pytestmark = pytest.mark.skipif(bool(conv_blocked_bf16.bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
 
@@ -27,25 +27,44 @@ def _bf16(a):
     return np.asarray(a, np.float32).astype(ml_dtypes.bfloat16).astype(np.float64)
 
 
-def test_rounding_matches_round_to_nearest_even():
+@njit
+def _vectors_to_bf16(bits, out, start, count):
+    bf16_run(bits, start, out, start, count)
+
+
+@pytest.mark.parametrize("convert", ["numpy", "vectors"])
+def test_rounding_matches_round_to_nearest_even(convert):
+    """to_bf16 (weights) and bf16_run (the conv input's copy) round as ml_dtypes does."""
     rng = np.random.default_rng(0)
-    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
-    bits[:6] = [0x3F808000, 0x3F818000, 0x7F7FFFFF, 0xFF800000, 0x7FC00001, 0x00008000]  # ties, max, -inf, NaN
-    x = bits.view(np.float32)
+    bits = rng.integers(0, 2**32, 200_001, dtype=np.uint64).astype(np.uint32)
+    bits[1:7] = [0x3F808000, 0x3F818000, 0x7F7FFFFF, 0xFF800000, 0x7FC00001, 0x00008000]  # ties, max, -inf, NaN
+    x = bits[1:].view(np.float32)
+    if convert == "numpy":
+        b16 = to_bf16(x)
+    else:  # from element 1 on: whole vectors, then a masked one of 15 lanes; nothing else written
+        out = np.full(bits.size + 16, 0x1234, np.uint16)
+        _vectors_to_bf16(bits, out, 1, x.size - 1)
+        assert out[0] == 0x1234 and (out[x.size :] == 0x1234).all()
+        b16 = out[1 : x.size]
+        x = x[:-1]
     with np.errstate(invalid="ignore"):  # NaN bit patterns among the random ones
-        got, want = from_bf16(to_bf16(x)), x.astype(ml_dtypes.bfloat16).astype(np.float32)
+        got, want = from_bf16(b16), x.astype(ml_dtypes.bfloat16).astype(np.float32)
     nan = np.isnan(want)
     assert np.array_equal(np.isnan(got), nan)
     assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
 
 
 @pytest.mark.parametrize("act", ["Relu", "Sigmoid"])
-@pytest.mark.parametrize("name", ["3x3", "3x3_long_k", "3x3_s2", "1x1", "3x3_7x7_batch"])
+@pytest.mark.parametrize("name", ["3x3", "3x3_long_k", "3x3_s2", "1x1", "3x3_7x7_batch", "7x7_s2_stem"])
 def test_bf16_blocked_conv(name, act):
-    n, c, h, w, m, k, s, p, d = CASES[name]
-    x, wt, b, r = _data(CASES[name], np.float32, seed=len(name))
+    """Blocked inputs, and a 3-channel NCHW stem (channel pairs, a zero fourth channel)."""
+    stem = name.endswith("_stem")
+    case = CASES[name.removesuffix("_stem")]
+    x, wt, b, r = _data(case, np.float32, seed=len(name), nchw_c=3 if stem else None)
+    n, c, h, w, m, k, s, p, d = case
+    c = x.shape[1]
     r = r if act == "Relu" else None  # the residual with one epilogue is enough
-    got = run_blocked(x, wt, b, r, s, p, d, act, precision="bf16")
+    got = run_blocked(x, wt, b, r, s, p, d, act, blocked_input=not stem, precision="bf16")
     xb, wb = _bf16(x), _bf16(wt)
     pre = conv2d_reference(xb, wb, b, (s, s), (p,) * 4, (d, d), 1)
     mag = conv2d_reference(np.abs(xb), np.abs(wb), np.abs(b), (s, s), (p,) * 4, (d, d), 1)
@@ -53,6 +72,20 @@ def test_bf16_blocked_conv(name, act):
         pre, mag = pre + r, mag + np.abs(r)
     ref = activation_ref(pre, act)
     assert_within(got, ref, sum_bound(c * k * k + 2, mag, ref, act), f"bf16 {name} {act}")
+
+
+def test_bf16_stem_non_finite_inputs_stay_where_float32_has_them():
+    """An Inf pixel makes NaN or Inf exactly the outputs whose window holds it: the stem's
+    zero channel multiplies zeros, never the Inf."""
+    case = CASES["7x7_s2"]
+    x, wt, b, _ = _data(case, np.float32, seed=5, nchw_c=3)
+    x[0, 2, 9, 9] = np.inf
+    _, _, _, _, _, _, s, p, d = case
+    got = run_blocked(x, wt, b, None, s, p, d, blocked_input=False, precision="bf16")
+    with np.errstate(invalid="ignore"):
+        ref = conv2d_reference(_bf16(x), _bf16(wt), b, (s, s), (p,) * 4, (d, d), 1)
+    assert np.isfinite(ref).sum() > 0 and not np.isfinite(ref).all()
+    assert np.array_equal(np.isfinite(got), np.isfinite(ref))
 
 
 def test_bf16_refused_without_the_instructions(monkeypatch):
@@ -76,3 +109,25 @@ def test_bf16_tile_is_vdpbf16ps():
     asm = _one_bf16_tile.inspect_asm(_one_bf16_tile.signatures[0])
     dots = len(re.findall(r"vdpbf16ps\s+[^\n]*zmm", asm))
     assert dots >= 16 and dots % 16 == 0, dots
+
+
+@pytest.mark.parametrize("m,tb", [(1, 1), (3, 0)])
+def test_bf16_gemm(m, tb):
+    """A Gemm with constant B on the bf16 conv (gemm_bf16.py): rows as pixels, N = 37 not whole
+    blocks, with alpha, a C row and an activation (its float32 epilogue)."""
+    from kernel_helpers import run_node
+    from reference import gemm_reference
+
+    k, n = 48, 37
+    rng = np.random.default_rng(m)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    c = rng.standard_normal(n).astype(np.float32)
+    attrs = dict(alpha=0.5, beta=1.0, trans_a=0, trans_b=tb, activation="Relu", act_alpha=0.0, act_beta=0.0)
+    (got,) = run_node("Gemm", [a, b, c], {**attrs, "precision": "bf16"}, [(m, n)], const=(1, 2))
+    pre = gemm_reference(_bf16(a), _bf16(b), c, 0.5, 1.0, 0, tb)
+    mag = gemm_reference(np.abs(_bf16(a)), np.abs(_bf16(b)), np.abs(c), 0.5, 1.0, 0, tb)
+    want = activation_ref(pre, "Relu")
+    assert_within(got, want, sum_bound(k + 2, mag, want, "Relu"), f"bf16 gemm m={m} tb={tb}")
+    f32 = gemm_reference(a, b, c, 0.5, 1.0, 0, tb)
+    assert not np.allclose(got, activation_ref(f32, "Relu"), rtol=0, atol=1e-6)  # the bf16 product ran

@@ -30,7 +30,7 @@ def test_bf16_marks_the_tile_convs_and_logs_the_rest():
     conv_a = next(n for n in g.nodes if n.name == "conv_a")
     assert (conv_a.attrs["algorithm"], conv_a.attrs["algorithm_reason"]) == ("direct", WINOGRAD_DECLINED)
     declined = {node: why for _, node, why in log.declined["precision"]}
-    assert "stem" in declined and "dw" in declined and "head" in declined
+    assert "stem" in declined and "dw" in declined and "head" in declined  # a 3x3 stem: float32
     assert "precision" in log.order
 
 
@@ -66,3 +66,55 @@ def test_grouped_convs_stay_float32_under_bf16(monkeypatch):
     assert node.attrs["algorithm"] == "grouped" and "precision" not in node.attrs
     assert "grouped" in {node: why for _, node, why in log.declined["precision"]}["grouped"]
     np.testing.assert_allclose(_run(low), _run(f32), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+def test_a_7x7_stem_runs_bf16(monkeypatch):
+    """A 7x7 stem on its NCHW input is marked (its bf16 copy pairs channels) and runs within
+    the bf16 rounding of float32; a 3x3 one stays float32 (test_bf16_marks_...)."""
+    from pass_helpers import GB
+
+    from cnnrt.passes import block_layout as bl
+
+    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    b = GB()
+    x = b.input("x", (1, 3, 15, 14))
+    g = b.build([b.conv(x, 32, k=7, stride=2, pad=3, name="stem7", activation="Relu")])
+    f32, _ = run_pipeline(g, 2, vector_bytes=64, backend="cpu")
+    low, _ = run_pipeline(g, 2, vector_bytes=64, backend="cpu", precision="bf16")
+    node = next(n for n in low.nodes if n.name == "stem7")
+    assert node.op == "BlockedConv" and node.attrs["precision"] == "bf16"
+    want, got = _run(f32), _run(low)
+    rel = np.abs(got - want).max() / np.abs(want).max()
+    assert 1e-5 < rel < 2 * 2.0**-8, rel
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+def test_bf16_convs_on_one_value_share_its_copy(monkeypatch):
+    """Of four convs reading one value, the second 1x1 reads the first's bf16 copy; the 3x3
+    (another zero border) copies again, and the last 1x1 cannot share across it. The result
+    is the same, bit for bit, as with every conv copying its own input."""
+    from pass_helpers import GB
+
+    from cnnrt.passes import block_layout as bl
+    from cnnrt.passes import precision as pp
+
+    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    b = GB()
+    x = b.input("x", (2, 32, 7, 6))
+    a = b.conv(x, 32, k=1, name="a", activation="Relu")
+    outs = [b.conv(a, 32, k=1, name="one"), b.conv(a, 48, k=1, name="two")]
+    outs += [b.conv(a, 32, k=3, name="three"), b.conv(a, 32, k=1, name="four")]
+    g = b.build(outs)
+    low, log = run_pipeline(g, 2, vector_bytes=64, backend="cpu", precision="bf16")
+    shared = {n.name for n in low.nodes if n.attrs.get("bf16_copied")}
+    assert shared == {"two"}, shared
+    assert ("bf16 input copy shared", "two") in log.fired["precision"]
+    feeds = feeds_for(low)
+    got = Executor(low, plan_memory(low)).run([feeds[i] for i in low.inputs])
+    monkeypatch.setattr(pp, "_share_copies", lambda nodes, graph, fired: nodes)
+    own, _ = run_pipeline(g, 2, vector_bytes=64, backend="cpu", precision="bf16")
+    assert not any(n.attrs.get("bf16_copied") for n in own.nodes)
+    want = Executor(own, plan_memory(own)).run([feeds[i] for i in own.inputs])
+    for gv, wv in zip(got, want):
+        assert np.array_equal(gv, wv)
