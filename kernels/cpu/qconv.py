@@ -125,8 +125,7 @@ def build_qconv(node, graph):
         return qconv_vnni.build(p, x_dtype, graph.values[node.inputs[0]].shape, graph)
     channels, taps = graph.values[node.inputs[0]].shape[1], p["w"][0].size
     if qconv_depthwise.eligible(x_dtype, channels, p["w"].shape[0], p["group"], taps, p["out_dtype"]):
-        x_shape = graph.values[node.inputs[0]].shape
-        return qconv_depthwise.build(p, x_dtype, qconv_vnni.requant_params(p), x_shape, graph)
+        return qconv_depthwise.build(p, x_dtype, qconv_vnni.requant_params(p))
 
     def run(ins, outs):
         outs[0][...] = requantize(accumulate(ins[0], p), p)
