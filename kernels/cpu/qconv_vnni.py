@@ -132,12 +132,12 @@ def _tiles(apk, bpk, biasc, mult, out, m_len, flo, fhi, zp):
         for r in range(min(MR, m_len - mb * MR)):
             m = mb * MR + r
             bc, s = biasc[m], mult[m]
-            row = out[n, m]
+            src, dst = acc[r * PX : r * PX + jn], out[n, m, p0 : p0 + jn]  # slices from 0: the loop vectorises
             for j in range(jn):
-                f = np.float32(acc[r * PX + j] + bc) * s
+                f = np.float32(src[j] + bc) * s
                 f = min(max(f, flo), fhi)
                 f = (f + _ROUND) - _ROUND
-                row[p0 + j] = np.int32(f) + zp
+                dst[j] = np.int32(f) + zp
 
 
 def requant_params(p: dict) -> tuple:
