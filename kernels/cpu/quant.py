@@ -161,6 +161,36 @@ def build_qadd(node, graph):
     return run
 
 
+@pjit
+def _lookup(table, x, out):
+    """out = table[x] over flat uint8 codes (the 256-entry tables of passes/fuse_qdq)."""
+    n = x.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        xs, ys = _chunk(x, c), _chunk(out, c)
+        for i in range(xs.size):
+            ys[i] = table[xs[i]]
+
+
+_lookup_serial = serial_twin(_lookup)
+
+
+def lookup_run(table: np.ndarray):
+    """The run function of a Gather of a constant 256-entry table by 8-bit codes: x's bits read
+    as uint8 index the table (how fuse_qdq lays out an int8 input's table)."""
+    table = np.ascontiguousarray(table)
+
+    def run(ins, outs):
+        x = np.ascontiguousarray(ins[1]).view(np.uint8).reshape(-1)
+        y = outs[0]
+        if not y.flags.c_contiguous:
+            y[...] = table[x].reshape(y.shape)
+            return
+        kernel = pick(_lookup, _lookup_serial, x.size * 2, num_threads())
+        kernel(table, x, y.reshape(-1))
+
+    return run
+
+
 @register("QMatMul")
 def build_qmatmul(node, graph):
     za, zb = param(graph, node, 2), param(graph, node, 5)

@@ -100,3 +100,45 @@ def test_a_conv_output_read_twice_is_declined_with_the_reason():
     res = fuse_qdq(OnnxModel(mdl).to_graph({"x": (1, C, 9, 9)}))
     assert any("has 2 consumers" in why for _, _, why in res.declined)
     assert "QConv" not in {n.op for n in res.graph.nodes}
+
+
+def _qdq_silu(x_dtype: str):
+    """x -> Q -> DQ -> x * Sigmoid(x) (the sigmoid quantized on its own) -> Q -> DQ, then a Mul by
+    a per-channel constant (declined: a table holds one value per code, not per channel) -> Q -> DQ -> y."""
+    z = np.array(128 if x_dtype == "uint8" else 0, x_dtype)
+    inits = dict(xs=np.float32(0.04), xz=z, ss=np.float32(1 / 255), sz=np.array(0, "uint8"))
+    inits.update(ms=np.float32(0.03), mz=z, g=np.linspace(0.5, 1.5, C, dtype=np.float32).reshape(1, C, 1, 1))
+    inits.update(gs=np.float32(0.05), gz=z)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("Sigmoid", ["xd"], ["sg"]),
+        helper.make_node("QuantizeLinear", ["sg", "ss", "sz"], ["sq"]),
+        helper.make_node("DequantizeLinear", ["sq", "ss", "sz"], ["sd"]),
+        helper.make_node("Mul", ["xd", "sd"], ["m"]),
+        helper.make_node("QuantizeLinear", ["m", "ms", "mz"], ["mq"]),
+        helper.make_node("DequantizeLinear", ["mq", "ms", "mz"], ["md"]),
+        helper.make_node("Mul", ["md", "g"], ["gm"]),
+        helper.make_node("QuantizeLinear", ["gm", "gs", "gz"], ["gq"]),
+        helper.make_node("DequantizeLinear", ["gq", "gs", "gz"], ["y"]),
+    ]
+    return model(nodes, [("x", "float32", (1, C, 9, 9))], [("y", "float32", None)], inits)
+
+
+@pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
+def test_an_elementwise_island_becomes_one_table_within_one_step_of_onnxruntime(x_dtype):
+    mdl, feeds = _qdq_silu(x_dtype), _feeds()
+    graph = OnnxModel(mdl).to_graph({"x": (1, C, 9, 9)})
+    res = fuse_qdq(graph)
+    res.graph.verify()
+    assert "DequantizeLinear -> elementwise -> QuantizeLinear -> table" in {r for r, _ in res.fired}
+    assert any("non-scalar constant 'g'" in why for _, _, why in res.declined)
+    # the table against the unfused graph, value for value (both in numpy float32)
+    before, after = evaluate(graph, feeds)[0], evaluate(res.graph, feeds)[0]
+    assert np.abs(before - after).max() / 0.05 <= 1.0 + 1e-4
+    sess = cnnrt.InferenceSession(mdl)
+    ops = [n.op for n in sess.graph.nodes]
+    assert ops.count("Gather") == 1 and "Sigmoid" not in ops and ops.count("Mul") == 1  # SiLU: one table
+    got, want = sess.run(None, feeds)[0], ort_optimized(mdl, feeds)[0]
+    assert np.abs(got - want).max() / 0.05 <= 1.0 + 1e-4
+    assert len(np.unique(got)) > 20, "the case saturates: it would test little"
