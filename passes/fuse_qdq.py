@@ -7,6 +7,14 @@ DequantizeLinear(b) -> QuantizeLinear`` becomes one QAdd. This is the grouping o
 own QDQ transformer makes (QLinearConv, QLinearAdd), so the integer arithmetic and its
 rounding points are the ones onnxruntime runs. Both carry ``precision="int8"``.
 
+``DequantizeLinear(x) -> MaxPool -> QuantizeLinear`` with one per-tensor scale (> 0) and zero
+point on both ends is MaxPool of x's codes: dequantization is increasing and q(dq(x)) == x, so
+the max commutes with it exactly (what onnxruntime runs too: it drops such Q/DQ pairs).
+
+``DequantizeLinear(x_i) -> Concat -> QuantizeLinear`` is the Concat of each input's codes
+requantized to the output's parameters, ``q(dq_i(x_i))`` elementwise: x_i itself when the
+parameters agree, else a 256-entry table of x_i (a Gather, below), as the QDQ graph rounds.
+
 A QuantizeLinear whose input is an island of elementwise float ops (Sigmoid, Mul, Add,
 inner QuantizeLinear -> DequantizeLinear pairs...) over the DequantizeLinear of one 8-bit value
 x, every value of the island of x's shape, is a function of x's byte alone: it becomes a
@@ -37,7 +45,7 @@ from cnnrt.core.ir import Graph, Node, Value
 from cnnrt.core.ops import can_evaluate, evaluate_node
 
 from . import PassResult
-from .rewrite import Ctx, Replacement, Rule, apply_rules, fresh_value_name, fused_node, sole_use
+from .rewrite import Ctx, Replacement, Rule, apply_rules, fresh_value_name, fused_node, sole_use, unique_node_name
 
 PRECISION = "int8"
 
@@ -261,9 +269,73 @@ def _rewrite_table(ctx: Ctx, q: Node) -> Replacement | str:
     return Replacement(remove=[q], add=[node], anchor=q, constants={name: env[q.outputs[0]]})
 
 
+def _match_max_pool(ctx: Ctx, pool: Node):
+    return pool if len(pool.outputs) == 1 and _made_by_dq(ctx, pool.inputs[0]) else None
+
+
+def _same_params(ctx: Ctx, dq: Node, q: Node) -> bool:
+    """Whether q quantizes with dq's per-tensor scale and zero point (q(dq(x)) == x)."""
+    if not (_per_tensor_q(ctx, dq) and _per_tensor_q(ctx, q)) or len(dq.inputs) < 2 or len(q.inputs) < 2:
+        return False
+    zd = _zero_point(ctx, dq.inputs[2] if len(dq.inputs) > 2 else "")
+    zq = _zero_point(ctx, q.inputs[2] if len(q.inputs) > 2 else "")
+    sd, sq = (float(np.asarray(ctx.const(n.inputs[1])).reshape(-1)[0]) for n in (dq, q))
+    return sd == sq > 0 and zd == zq
+
+
+def _rewrite_max_pool(ctx: Ctx, pool: Node) -> Replacement | str:
+    dq = ctx.producer(pool.inputs[0])
+    q, _, why = _quantized_output(ctx, pool)
+    if why:
+        return why
+    if ctx.value(dq.inputs[0]).dtype != ctx.value(q.outputs[0]).dtype or not _same_params(ctx, dq, q):
+        return f"{q.name!r} does not quantize with {dq.name!r}'s scale, zero point and type"
+    node = fused_node(pool, [q], inputs=(dq.inputs[0],), outputs=q.outputs, attrs={**pool.attrs, "precision": PRECISION})
+    return Replacement(remove=[pool, q], add=[node], anchor=pool)
+
+
+def _match_concat(ctx: Ctx, concat: Node):
+    return concat if all(_made_by_dq(ctx, i) for i in concat.inputs) else None
+
+
+def _rewrite_concat(ctx: Ctx, concat: Node) -> Replacement | str:
+    q, _, why = _quantized_output(ctx, concat)
+    if why:
+        return why
+    dtype = ctx.value(q.outputs[0]).dtype
+    if dtype not in ("uint8", "int8"):
+        return f"{q.name!r} quantizes to {dtype}"
+    scale = np.asarray(ctx.const(q.inputs[1]), np.float32).reshape(())
+    zp = np.asarray(ctx.const(q.inputs[2]) if len(q.inputs) > 2 and q.inputs[2] else 0).astype(dtype).reshape(())
+    inputs, tables, constants = [], [], {}
+    for v in concat.inputs:
+        dq = ctx.producer(v)
+        x = dq.inputs[0]
+        if not _per_tensor_q(ctx, dq) or ctx.value(x).dtype not in ("uint8", "int8"):
+            return f"{dq.name!r} does not dequantize 8 bits per tensor with constant parameters"
+        if ctx.value(x).dtype == dtype and _same_params(ctx, dq, q):
+            inputs.append(x)  # q(dq(x)) == x
+            continue
+        codes = np.arange(TABLE, dtype=np.uint8).view(ctx.value(x).dtype)
+        zx = ctx.const(dq.inputs[2]) if len(dq.inputs) > 2 and dq.inputs[2] else None
+        table = qnt.quantize(qnt.dequantize(codes, ctx.const(dq.inputs[1]), zx), scale, zp, dtype)
+        name = fresh_value_name(ctx, x + "_requantized", constants)
+        tname = fresh_value_name(ctx, name + "_table", [*constants, name])
+        constants[tname] = np.asarray(table, dtype)
+        ctx.graph.values[name] = Value(name, ctx.value(x).shape, dtype)
+        attrs = {"axis": 0, "precision": PRECISION}
+        origin = (*dq.origin, *concat.origin) or (dq.name, concat.name)
+        tables.append(Node("Gather", (tname, x), (name,), attrs, name=unique_node_name(ctx, name), origin=origin))
+        inputs.append(name)
+    node = fused_node(concat, [q], inputs=tuple(inputs), outputs=q.outputs, attrs={**concat.attrs, "precision": PRECISION})
+    return Replacement(remove=[concat, q], add=[*tables, node], anchor=concat, constants=constants)
+
+
 RULES = [
     Rule("DequantizeLinear -> Conv -> QuantizeLinear -> QConv", ("Conv",), _match_conv, _rewrite_conv),
+    Rule("DequantizeLinear -> Concat -> QuantizeLinear -> Concat of the codes", ("Concat",), _match_concat, _rewrite_concat),
     Rule("DequantizeLinear -> Add -> QuantizeLinear -> QAdd", ("Add",), _match_add, _rewrite_add),
+    Rule("DequantizeLinear -> MaxPool -> QuantizeLinear -> MaxPool of the codes", ("MaxPool",), _match_max_pool, _rewrite_max_pool),
     Rule("DequantizeLinear -> elementwise -> QuantizeLinear -> table", ("QuantizeLinear",), _match_table, _rewrite_table),
 ]
 
