@@ -264,7 +264,13 @@ def _rewrite_table(ctx: Ctx, q: Node) -> Replacement | str:
         env.update(zip(n.outputs, evaluate_node(n, ins, outs)))
     name = fresh_value_name(ctx, q.outputs[0] + "_table")
     node = fused_node(
-        q, island, ["table"], op="Gather", inputs=(name, x), outputs=q.outputs, attrs={"axis": 0, "precision": PRECISION}
+        q,
+        island,
+        ["table"],
+        op="Gather",
+        inputs=(name, x),
+        outputs=q.outputs,
+        attrs={"axis": 0, "precision": PRECISION},
     )
     return Replacement(remove=[q], add=[node], anchor=q, constants={name: env[q.outputs[0]]})
 
@@ -290,7 +296,9 @@ def _rewrite_max_pool(ctx: Ctx, pool: Node) -> Replacement | str:
         return why
     if ctx.value(dq.inputs[0]).dtype != ctx.value(q.outputs[0]).dtype or not _same_params(ctx, dq, q):
         return f"{q.name!r} does not quantize with {dq.name!r}'s scale, zero point and type"
-    node = fused_node(pool, [q], inputs=(dq.inputs[0],), outputs=q.outputs, attrs={**pool.attrs, "precision": PRECISION})
+    node = fused_node(
+        pool, [q], inputs=(dq.inputs[0],), outputs=q.outputs, attrs={**pool.attrs, "precision": PRECISION}
+    )
     return Replacement(remove=[pool, q], add=[node], anchor=pool)
 
 
@@ -327,16 +335,30 @@ def _rewrite_concat(ctx: Ctx, concat: Node) -> Replacement | str:
         origin = (*dq.origin, *concat.origin) or (dq.name, concat.name)
         tables.append(Node("Gather", (tname, x), (name,), attrs, name=unique_node_name(ctx, name), origin=origin))
         inputs.append(name)
-    node = fused_node(concat, [q], inputs=tuple(inputs), outputs=q.outputs, attrs={**concat.attrs, "precision": PRECISION})
+    node = fused_node(
+        concat, [q], inputs=tuple(inputs), outputs=q.outputs, attrs={**concat.attrs, "precision": PRECISION}
+    )
     return Replacement(remove=[concat, q], add=[*tables, node], anchor=concat, constants=constants)
 
 
 RULES = [
     Rule("DequantizeLinear -> Conv -> QuantizeLinear -> QConv", ("Conv",), _match_conv, _rewrite_conv),
-    Rule("DequantizeLinear -> Concat -> QuantizeLinear -> Concat of the codes", ("Concat",), _match_concat, _rewrite_concat),
+    Rule(
+        "DequantizeLinear -> Concat -> QuantizeLinear -> Concat of the codes",
+        ("Concat",),
+        _match_concat,
+        _rewrite_concat,
+    ),
     Rule("DequantizeLinear -> Add -> QuantizeLinear -> QAdd", ("Add",), _match_add, _rewrite_add),
-    Rule("DequantizeLinear -> MaxPool -> QuantizeLinear -> MaxPool of the codes", ("MaxPool",), _match_max_pool, _rewrite_max_pool),
-    Rule("DequantizeLinear -> elementwise -> QuantizeLinear -> table", ("QuantizeLinear",), _match_table, _rewrite_table),
+    Rule(
+        "DequantizeLinear -> MaxPool -> QuantizeLinear -> MaxPool of the codes",
+        ("MaxPool",),
+        _match_max_pool,
+        _rewrite_max_pool,
+    ),
+    Rule(
+        "DequantizeLinear -> elementwise -> QuantizeLinear -> table", ("QuantizeLinear",), _match_table, _rewrite_table
+    ),
 ]
 
 

@@ -39,6 +39,7 @@ def _codegen(mr: int, nv: int, accumulate: bool):
         pa0, pb0, pc = ptr(0, a_v, a_off), ptr(3, b_v, b_off), ptr(6, c_v, c_off)
         zero = ir.Constant(vty, [0] * LANES)
         splat_mask = ir.Constant(vty, [0] * LANES)
+
         def start(r, v):
             if not accumulate:
                 return zero

@@ -23,7 +23,7 @@ from numba import prange
 from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.cpu.microkernel_int8 import MR, tile_u8s8, tile_u8s8_acc
-from cnnrt.kernels.cpu.qconv_vnni import PX, _ROUND, requant_params
+from cnnrt.kernels.cpu.qconv_vnni import PX, requant_params
 from cnnrt.kernels.prepacked import prepacked
 
 MIN_GROUPS = 2  # channel groups of four per tap below which the im2col path (longer k loop) wins
@@ -76,7 +76,7 @@ def _interleave(x, xw, pt, pl, wp, xz, flip):
 
 
 @pjit
-def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wp, ow_len, flo, fhi, zp):
+def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wp, ow_len, flo, fhi, zp, rnd):
     """out (N, M, OH*OW) from the interleaved input and the tap-major packed weights."""
     n_len, c4, lda = xw.shape
     p_len = out.shape[2]
@@ -115,7 +115,7 @@ def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wp, ow_len, flo, fhi, zp):
                 for j in range(ln):
                     f = np.float32(src[j] + bc) * s
                     f = min(max(f, flo), fhi)
-                    f = (f + _ROUND) - _ROUND
+                    f = (f + rnd) - rnd
                     dst[j] = np.int32(f) + zp
             qs += ln
 
@@ -136,7 +136,7 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
     shift = 128 if x_dtype == "int8" else 0
     wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
     biasc = (p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum).astype(np.int32)
-    mult, flo, fhi, zp, _ = requant_params(p)
+    mult, flo, fhi, zp, rnd = requant_params(p)
     flip = np.uint32(0x80808080 if shift else 0)
     xz_raw = int(np.array(p["x_zp"]).astype(x_dtype).view(np.uint8)[()])  # the border's stored byte
     scratch = shared_scratch(owner, "qconv.packed", (n, c4, lda), np.uint32)
@@ -147,10 +147,10 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
         _interleave(x, xw, pt, pl, wp, xz_raw, flip)
         y = outs[0]
         if y.flags.c_contiguous:
-            _tiles(xw, bpk, offs, biasc, mult, y.reshape(n, m, oh * ow), m, wp, ow, flo, fhi, zp)
+            _tiles(xw, bpk, offs, biasc, mult, y.reshape(n, m, oh * ow), m, wp, ow, flo, fhi, zp, rnd)
         else:  # a view into a bigger buffer (a concat's slice): the tiles write whole (N, M, P) rows
             rows = np.empty((n, m, oh * ow), y.dtype)
-            _tiles(xw, bpk, offs, biasc, mult, rows, m, wp, ow, flo, fhi, zp)
+            _tiles(xw, bpk, offs, biasc, mult, rows, m, wp, ow, flo, fhi, zp, rnd)
             y[...] = rows.reshape(y.shape)
 
     return run
