@@ -31,6 +31,7 @@ from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, tile_u8s8
 from cnnrt.kernels.prepacked import prepacked
 
 PX = NV * LANES  # output pixels of one tile
+TASK_CHUNKS = 256  # parallel tasks of tiles: many per thread for balance, each allocating its sums once
 _ROUND = np.float32(12582912.0)  # 1.5 * 2**23: (f + _ROUND) - _ROUND rounds |f| < 2**22 half to even
 
 
@@ -138,24 +139,27 @@ def _tiles(apk, bpk, biasc, mult, out, m_len, flo, fhi, zp):
     p_len = out.shape[2]
     mb_len, pb_len = -(-m_len // MR), ppad // PX
     a_flat = apk.reshape(-1)
-    for t in prange(n_len * pb_len * mb_len):
-        mb = t % mb_len
-        q = t // mb_len
-        pb = q % pb_len
-        n = q // pb_len
-        acc = np.empty(MR * PX, np.int32)
-        tile_u8s8(a_flat, (n * kq) * ppad + pb * PX, ppad, bpk, mb * kq * MR, kq, acc, 0)
-        p0 = pb * PX
-        jn = min(PX, p_len - p0)
-        for r in range(min(MR, m_len - mb * MR)):
-            m = mb * MR + r
-            bc, s = biasc[m], mult[m]
-            src, dst = acc[r * PX : r * PX + jn], out[n, m, p0 : p0 + jn]  # slices from 0: the loop vectorises
-            for j in range(jn):
-                f = np.float32(src[j] + bc) * s
-                f = min(max(f, flo), fhi)
-                f = (f + _ROUND) - _ROUND
-                dst[j] = np.int32(f) + zp
+    tasks = n_len * pb_len * mb_len
+    chunks = min(tasks, TASK_CHUNKS)
+    for ch in prange(chunks):
+        acc = np.empty(MR * PX, np.int32)  # once per chunk of tiles, not per tile
+        for t in range(ch * tasks // chunks, (ch + 1) * tasks // chunks):
+            mb = t % mb_len
+            q = t // mb_len
+            pb = q % pb_len
+            n = q // pb_len
+            tile_u8s8(a_flat, (n * kq) * ppad + pb * PX, ppad, bpk, mb * kq * MR, kq, acc, 0)
+            p0 = pb * PX
+            jn = min(PX, p_len - p0)
+            for r in range(min(MR, m_len - mb * MR)):
+                m = mb * MR + r
+                bc, s = biasc[m], mult[m]
+                src, dst = acc[r * PX : r * PX + jn], out[n, m, p0 : p0 + jn]  # slices from 0: the loop vectorises
+                for j in range(jn):
+                    f = np.float32(src[j] + bc) * s
+                    f = min(max(f, flo), fhi)
+                    f = (f + _ROUND) - _ROUND
+                    dst[j] = np.int32(f) + zp
 
 
 def requant_params(p: dict) -> tuple:

@@ -23,7 +23,7 @@ from numba import prange
 from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.cpu.microkernel_int8 import MR, tile_u8s8, tile_u8s8_acc
-from cnnrt.kernels.cpu.qconv_vnni import PX, requant_params
+from cnnrt.kernels.cpu.qconv_vnni import PX, TASK_CHUNKS, requant_params
 from cnnrt.kernels.prepacked import prepacked
 
 MIN_GROUPS = 2  # channel groups of four per tap below which the im2col path (longer k loop) wins
@@ -85,39 +85,42 @@ def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wp, ow_len, flo, fhi, zp, rnd
     mb_len, pb_len = -(-m_len // MR), -(-span // PX)
     x_flat = xw.reshape(-1)
     tap_words = mb_len * c4 * MR
-    for t in prange(n_len * pb_len * mb_len):
-        mb = t % mb_len
-        q = t // mb_len
-        pb = q % pb_len
-        n = q // pb_len
-        acc = np.empty(MR * PX, np.int32)
-        a0 = n * c4 * lda + pb * PX
-        b0 = mb * c4 * MR
-        tile_u8s8(x_flat, a0 + offs[0], lda, bpk, b0, c4, acc, 0)
-        for tap in range(1, offs.size):
-            tile_u8s8_acc(x_flat, a0 + offs[tap], lda, bpk, tap * tap_words + b0, c4, acc, 0)
-        q0 = pb * PX
-        q1 = min(span, q0 + PX)
-        rows = min(MR, m_len - mb * MR)
-        qs = q0
-        while qs < q1:  # one stretch of a padded output row at a time
-            oh = qs // wp
-            ow = qs - oh * wp
-            if ow >= ow_len:
-                qs = (oh + 1) * wp
-                continue
-            ln = min(q1, oh * wp + ow_len) - qs
-            for r in range(rows):
-                m = mb * MR + r
-                bc, s = biasc[m], mult[m]
-                src = acc[r * PX + qs - q0 : r * PX + qs - q0 + ln]
-                dst = out[n, m, oh * ow_len + ow : oh * ow_len + ow + ln]
-                for j in range(ln):
-                    f = np.float32(src[j] + bc) * s
-                    f = min(max(f, flo), fhi)
-                    f = (f + rnd) - rnd
-                    dst[j] = np.int32(f) + zp
-            qs += ln
+    tasks = n_len * pb_len * mb_len
+    chunks = min(tasks, TASK_CHUNKS)
+    for ch in prange(chunks):
+        acc = np.empty(MR * PX, np.int32)  # once per chunk of tiles, not per tile
+        for t in range(ch * tasks // chunks, (ch + 1) * tasks // chunks):
+            mb = t % mb_len
+            q = t // mb_len
+            pb = q % pb_len
+            n = q // pb_len
+            a0 = n * c4 * lda + pb * PX
+            b0 = mb * c4 * MR
+            tile_u8s8(x_flat, a0 + offs[0], lda, bpk, b0, c4, acc, 0)
+            for tap in range(1, offs.size):
+                tile_u8s8_acc(x_flat, a0 + offs[tap], lda, bpk, tap * tap_words + b0, c4, acc, 0)
+            q0 = pb * PX
+            q1 = min(span, q0 + PX)
+            rows = min(MR, m_len - mb * MR)
+            qs = q0
+            while qs < q1:  # one stretch of a padded output row at a time
+                oh = qs // wp
+                ow = qs - oh * wp
+                if ow >= ow_len:
+                    qs = (oh + 1) * wp
+                    continue
+                ln = min(q1, oh * wp + ow_len) - qs
+                for r in range(rows):
+                    m = mb * MR + r
+                    bc, s = biasc[m], mult[m]
+                    src = acc[r * PX + qs - q0 : r * PX + qs - q0 + ln]
+                    dst = out[n, m, oh * ow_len + ow : oh * ow_len + ow + ln]
+                    for j in range(ln):
+                        f = np.float32(src[j] + bc) * s
+                        f = min(max(f, flo), fhi)
+                        f = (f + rnd) - rnd
+                        dst[j] = np.int32(f) + zp
+                qs += ln
 
 
 def build(p: dict, x_dtype: str, x_shape: tuple, owner):
