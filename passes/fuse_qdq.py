@@ -7,6 +7,23 @@ DequantizeLinear(b) -> QuantizeLinear`` becomes one QAdd. This is the grouping o
 own QDQ transformer makes (QLinearConv, QLinearAdd), so the integer arithmetic and its
 rounding points are the ones onnxruntime runs. Both carry ``precision="int8"``.
 
+``DequantizeLinear(x) -> MaxPool -> QuantizeLinear`` with one per-tensor scale (> 0) and zero
+point on both ends is MaxPool of x's codes: dequantization is increasing and q(dq(x)) == x, so
+the max commutes with it exactly (what onnxruntime runs too: it drops such Q/DQ pairs).
+
+``DequantizeLinear(x_i) -> Concat -> QuantizeLinear`` is the Concat of each input's codes
+requantized to the output's parameters, ``q(dq_i(x_i))`` elementwise: x_i itself when the
+parameters agree, else a 256-entry table of x_i (a Gather, below), as the QDQ graph rounds.
+
+A QuantizeLinear whose input is an island of elementwise float ops (Sigmoid, Mul, Add,
+inner QuantizeLinear -> DequantizeLinear pairs...) over the DequantizeLinear of one 8-bit value
+x, every value of the island of x's shape, is a function of x's byte alone: it becomes a
+``Gather`` of a 256-entry table by x (the table indexed by x's bits read as uint8), the table
+evaluated once here on all 256 codes with the ops' numpy evaluators. A SiLU (x * Sigmoid(x))
+with its inner Q/DQ pair is one table: where onnxruntime runs QLinearSigmoid's and
+QLinearMul's tables and arithmetic, this rounds once per QuantizeLinear of the island, as the
+QDQ graph says.
+
 Requires: a verified NCHW graph, run before fold_constants (which would turn the weight's
 DequantizeLinear into a float constant). The DequantizeLinear nodes are left to
 eliminate_dead_nodes when nothing else reads them; an unfused QuantizeLinear/DequantizeLinear
@@ -15,7 +32,8 @@ Guards (logged): x and the output quantized per tensor with constant parameters;
 constants behind their DequantizeLinear, W per tensor or per output channel; the bias's scale
 equal to x_scale * w_scale (how quantizers write it) or the bias a float constant (quantized
 here with that scale); the Conv's output read only by the QuantizeLinear, or by one Relu/Clip read only by it, its
-own fused activation none, Relu or Clip; QAdd's operands of one shape.
+own fused activation none, Relu or Clip; QAdd's operands of one shape; a table's island
+of one quantized input, scalar constants and no broadcasting, its Q/DQ per tensor.
 """
 
 from __future__ import annotations
@@ -23,10 +41,11 @@ from __future__ import annotations
 import numpy as np
 
 from cnnrt.core import quantization as qnt
-from cnnrt.core.ir import Graph, Node
+from cnnrt.core.ir import Graph, Node, Value
+from cnnrt.core.ops import can_evaluate, evaluate_node
 
 from . import PassResult
-from .rewrite import Ctx, Replacement, Rule, apply_rules, fresh_value_name, fused_node, sole_use
+from .rewrite import Ctx, Replacement, Rule, apply_rules, fresh_value_name, fused_node, sole_use, unique_node_name
 
 PRECISION = "int8"
 
@@ -167,9 +186,179 @@ def _rewrite_add(ctx: Ctx, add: Node) -> Replacement | str:
     return Replacement(remove=[add, q], add=[node], anchor=add)
 
 
+TABLE = 256  # codes of an 8-bit value
+ELEMENTWISE = frozenset({"Sigmoid", "Relu", "Clip", "Exp", "Neg", "Abs", "Sqrt", "Mul", "Add", "Sub", "Div"})
+
+
+def _is_table(ctx: Ctx, node: Node | None) -> bool:
+    """A Gather of a constant 256-entry table by an 8-bit value (what the table rule makes)."""
+    if node is None or node.op != "Gather" or int(node.attrs.get("axis", 0)) != 0:
+        return False
+    data = ctx.const(node.inputs[0])
+    return data is not None and data.shape == (TABLE,) and ctx.value(node.inputs[1]).dtype in ("uint8", "int8")
+
+
+def _per_tensor_q(ctx: Ctx, node: Node) -> bool:
+    params = [node.inputs[i] if i < len(node.inputs) else "" for i in (1, 2)]
+    return all(not p or (ctx.const(p) is not None and np.asarray(ctx.const(p)).size == 1) for p in params)
+
+
+def _match_table(ctx: Ctx, q: Node):
+    """Structure only: a QuantizeLinear of an elementwise op's, a DequantizeLinear's or a table's output."""
+    p = ctx.producer(q.inputs[0])
+    return q if p is not None and (p.op in ELEMENTWISE or p.op == "DequantizeLinear") else None
+
+
+def _island(ctx: Ctx, q: Node):
+    """(the quantized input x, the island's nodes in graph order) or why not (see the module doc)."""
+    shape = ctx.value(q.inputs[0]).shape
+    nodes: dict[str, Node] = {}
+    leaves: set[str] = set()
+    stack, seen = [q.inputs[0]], set()
+    while stack:
+        v = stack.pop()
+        if not v or v in seen:
+            continue
+        seen.add(v)
+        if ctx.const(v) is not None:
+            if np.asarray(ctx.const(v)).size != 1:
+                return f"the island reads the non-scalar constant {v!r}"
+            continue
+        if ctx.value(v).shape != shape:
+            return f"{v!r} has shape {ctx.value(v).shape}, not {shape} (a broadcast)"
+        p = ctx.producer(v)
+        if p is None:
+            return f"the island reads the graph input {v!r}"
+        nodes[p.name] = p
+        if p.op == "DequantizeLinear" or _is_table(ctx, p):
+            if p.op == "DequantizeLinear" and not _per_tensor_q(ctx, p):
+                return f"{p.name!r} is not per tensor with constant parameters"
+            src = p.inputs[0] if p.op == "DequantizeLinear" else p.inputs[1]
+            if _is_table(ctx, ctx.producer(src)):
+                stack.append(src)
+            else:
+                leaves.add(src)
+        elif p.op == "QuantizeLinear" and _per_tensor_q(ctx, p) or p.op in ELEMENTWISE and can_evaluate(p.op):
+            stack.extend(p.inputs)
+        else:
+            return f"{p.op} {p.name!r} is not elementwise"
+    if len(leaves) != 1:
+        return f"the island reads {len(leaves)} quantized values"
+    (x,) = leaves
+    if ctx.value(x).dtype not in ("uint8", "int8"):
+        return f"{x!r} is {ctx.value(x).dtype}, not 8-bit"
+    return x, sorted(nodes.values(), key=lambda n: ctx.position[n.name])
+
+
+def _rewrite_table(ctx: Ctx, q: Node) -> Replacement | str:
+    if not _per_tensor_q(ctx, q) or ctx.value(q.outputs[0]).dtype not in ("uint8", "int8"):
+        return f"{q.name!r} does not quantize per tensor to 8 bits"
+    found = _island(ctx, q)
+    if isinstance(found, str):
+        return found
+    x, island = found
+    env = {x: np.arange(TABLE, dtype=np.uint8).view(ctx.value(x).dtype)}  # code i at entry i: x's bits as uint8
+    for n in [*island, q]:
+        ins = [env[i] if i in env else (ctx.const(i) if i else None) for i in n.inputs]
+        outs = [Value(o, (TABLE,), ctx.value(o).dtype) for o in n.outputs]
+        env.update(zip(n.outputs, evaluate_node(n, ins, outs)))
+    name = fresh_value_name(ctx, q.outputs[0] + "_table")
+    node = fused_node(
+        q,
+        island,
+        ["table"],
+        op="Gather",
+        inputs=(name, x),
+        outputs=q.outputs,
+        attrs={"axis": 0, "precision": PRECISION},
+    )
+    return Replacement(remove=[q], add=[node], anchor=q, constants={name: env[q.outputs[0]]})
+
+
+def _match_max_pool(ctx: Ctx, pool: Node):
+    return pool if len(pool.outputs) == 1 and _made_by_dq(ctx, pool.inputs[0]) else None
+
+
+def _same_params(ctx: Ctx, dq: Node, q: Node) -> bool:
+    """Whether q quantizes with dq's per-tensor scale and zero point (q(dq(x)) == x)."""
+    if not (_per_tensor_q(ctx, dq) and _per_tensor_q(ctx, q)) or len(dq.inputs) < 2 or len(q.inputs) < 2:
+        return False
+    zd = _zero_point(ctx, dq.inputs[2] if len(dq.inputs) > 2 else "")
+    zq = _zero_point(ctx, q.inputs[2] if len(q.inputs) > 2 else "")
+    sd, sq = (float(np.asarray(ctx.const(n.inputs[1])).reshape(-1)[0]) for n in (dq, q))
+    return sd == sq > 0 and zd == zq
+
+
+def _rewrite_max_pool(ctx: Ctx, pool: Node) -> Replacement | str:
+    dq = ctx.producer(pool.inputs[0])
+    q, _, why = _quantized_output(ctx, pool)
+    if why:
+        return why
+    if ctx.value(dq.inputs[0]).dtype != ctx.value(q.outputs[0]).dtype or not _same_params(ctx, dq, q):
+        return f"{q.name!r} does not quantize with {dq.name!r}'s scale, zero point and type"
+    node = fused_node(
+        pool, [q], inputs=(dq.inputs[0],), outputs=q.outputs, attrs={**pool.attrs, "precision": PRECISION}
+    )
+    return Replacement(remove=[pool, q], add=[node], anchor=pool)
+
+
+def _match_concat(ctx: Ctx, concat: Node):
+    return concat if all(_made_by_dq(ctx, i) for i in concat.inputs) else None
+
+
+def _rewrite_concat(ctx: Ctx, concat: Node) -> Replacement | str:
+    q, _, why = _quantized_output(ctx, concat)
+    if why:
+        return why
+    dtype = ctx.value(q.outputs[0]).dtype
+    if dtype not in ("uint8", "int8"):
+        return f"{q.name!r} quantizes to {dtype}"
+    scale = np.asarray(ctx.const(q.inputs[1]), np.float32).reshape(())
+    zp = np.asarray(ctx.const(q.inputs[2]) if len(q.inputs) > 2 and q.inputs[2] else 0).astype(dtype).reshape(())
+    inputs, tables, constants = [], [], {}
+    for v in concat.inputs:
+        dq = ctx.producer(v)
+        x = dq.inputs[0]
+        if not _per_tensor_q(ctx, dq) or ctx.value(x).dtype not in ("uint8", "int8"):
+            return f"{dq.name!r} does not dequantize 8 bits per tensor with constant parameters"
+        if ctx.value(x).dtype == dtype and _same_params(ctx, dq, q):
+            inputs.append(x)  # q(dq(x)) == x
+            continue
+        codes = np.arange(TABLE, dtype=np.uint8).view(ctx.value(x).dtype)
+        zx = ctx.const(dq.inputs[2]) if len(dq.inputs) > 2 and dq.inputs[2] else None
+        table = qnt.quantize(qnt.dequantize(codes, ctx.const(dq.inputs[1]), zx), scale, zp, dtype)
+        name = fresh_value_name(ctx, x + "_requantized", constants)
+        tname = fresh_value_name(ctx, name + "_table", [*constants, name])
+        constants[tname] = np.asarray(table, dtype)
+        ctx.graph.values[name] = Value(name, ctx.value(x).shape, dtype)
+        attrs = {"axis": 0, "precision": PRECISION}
+        origin = (*dq.origin, *concat.origin) or (dq.name, concat.name)
+        tables.append(Node("Gather", (tname, x), (name,), attrs, name=unique_node_name(ctx, name), origin=origin))
+        inputs.append(name)
+    node = fused_node(
+        concat, [q], inputs=tuple(inputs), outputs=q.outputs, attrs={**concat.attrs, "precision": PRECISION}
+    )
+    return Replacement(remove=[concat, q], add=[*tables, node], anchor=concat, constants=constants)
+
+
 RULES = [
     Rule("DequantizeLinear -> Conv -> QuantizeLinear -> QConv", ("Conv",), _match_conv, _rewrite_conv),
+    Rule(
+        "DequantizeLinear -> Concat -> QuantizeLinear -> Concat of the codes",
+        ("Concat",),
+        _match_concat,
+        _rewrite_concat,
+    ),
     Rule("DequantizeLinear -> Add -> QuantizeLinear -> QAdd", ("Add",), _match_add, _rewrite_add),
+    Rule(
+        "DequantizeLinear -> MaxPool -> QuantizeLinear -> MaxPool of the codes",
+        ("MaxPool",),
+        _match_max_pool,
+        _rewrite_max_pool,
+    ),
+    Rule(
+        "DequantizeLinear -> elementwise -> QuantizeLinear -> table", ("QuantizeLinear",), _match_table, _rewrite_table
+    ),
 ]
 
 

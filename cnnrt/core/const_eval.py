@@ -99,6 +99,12 @@ def relu(a, x, outs):
     return [np.maximum(x[0], 0)]
 
 
+def sigmoid(a, x, outs):
+    """1 / (1 + exp(-x)) in x's dtype (exp overflowing to inf gives 0, the limit)."""
+    one = np.ones((), x[0].dtype)
+    return [one / (one + np.exp(-x[0]))]
+
+
 def clip(a, x, outs):
     return [np.clip(x[0], a["min"], a["max"])]
 

@@ -408,7 +408,7 @@ OPS: dict[str, OpDef] = {
     "Relu": activation_op("Relu", evaluate=ev.relu),
     "LeakyRelu": activation_op("LeakyRelu", ("alpha",), {"alpha": 0.01}),
     "Clip": activation_op("Clip", ("min", "max"), {"min": REQUIRED, "max": REQUIRED}, evaluate=ev.clip),
-    "Sigmoid": activation_op("Sigmoid", numerics=cost.TRANSCENDENTAL),
+    "Sigmoid": activation_op("Sigmoid", numerics=cost.TRANSCENDENTAL, evaluate=ev.sigmoid),
     "HardSigmoid": activation_op("HardSigmoid", ("alpha", "beta"), {"alpha": 0.2, "beta": 0.5}),
     "HardSwish": activation_op("HardSwish"),
     "Tanh": activation_op("Tanh", numerics=cost.TRANSCENDENTAL),

@@ -27,7 +27,7 @@ LANES = 16  # int32 lanes of one vpdpbusd (512 bits)
 MR, NV = 12, 2  # channels x pixel vectors of the tile: 24 accumulators of the 32 zmm registers
 
 
-def _codegen(mr: int, nv: int):
+def _codegen(mr: int, nv: int, accumulate: bool):
     def codegen(context, builder, sig, args):
         a_v, a_off, lda, b_v, b_off, kq, c_v, c_off = args
 
@@ -39,7 +39,16 @@ def _codegen(mr: int, nv: int):
         pa0, pb0, pc = ptr(0, a_v, a_off), ptr(3, b_v, b_off), ptr(6, c_v, c_off)
         zero = ir.Constant(vty, [0] * LANES)
         splat_mask = ir.Constant(vty, [0] * LANES)
-        accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(nv)] for _ in range(mr)]
+
+        def start(r, v):
+            if not accumulate:
+                return zero
+            p = builder.bitcast(builder.gep(pc, [c64(r * nv * LANES + v * LANES)]), vty.as_pointer())
+            ld = builder.load(p)
+            ld.align = 4
+            return ld
+
+        accs = [[cgutils.alloca_once_value(builder, start(r, v)) for v in range(nv)] for r in range(mr)]
         with cgutils.for_range(builder, kq) as loop:
             k = loop.index
             pa = builder.gep(pa0, [builder.mul(k, lda)])
@@ -65,10 +74,11 @@ def _codegen(mr: int, nv: int):
     return codegen
 
 
-def _tile(mr: int, nv: int):
+def _tile(mr: int, nv: int, accumulate: bool = False):
     """``tile(a, a_off, lda, b, b_off, kq, c, c_off)``: c[c_off + r*nv*16 + j] (r < mr, j < nv*16)
     = sum over kq groups g of the four-byte dot products of a[a_off + g*lda + j] (uint32 words of
-    four u8) and b[b_off + g*mr + r] (int32 words of four s8)."""
+    four u8) and b[b_off + g*mr + r] (int32 words of four s8); with ``accumulate`` the sums are
+    added to what c holds."""
 
     @intrinsic
     def tile(typingctx, a, a_off, lda, b, b_off, kq, c, c_off):
@@ -78,9 +88,10 @@ def _tile(mr: int, nv: int):
         if a.dtype != types.uint32 or b.dtype != types.int32 or c.dtype != types.int32:
             return None
         i64 = types.int64
-        return types.void(a, i64, i64, b, i64, i64, c, i64), _codegen(mr, nv)
+        return types.void(a, i64, i64, b, i64, i64, c, i64), _codegen(mr, nv, accumulate)
 
     return tile
 
 
 tile_u8s8 = _tile(MR, NV)
+tile_u8s8_acc = _tile(MR, NV, accumulate=True)

@@ -4,8 +4,9 @@ DequantizeLinear -> Conv -> QuantizeLinear groups passes/fuse_qdq.py makes.
 The accumulator is ``sum((x - x_zp) * (w - w_zp)) + bias`` in int32, requantized as onnxruntime's
 MLAS does (cnnrt.core.quantization.requantize), so the bytes match its QLinearConv.
 
-Ungrouped convs with s8 weights run on the VNNI register tile (kernels/cpu/qconv_vnni.py) when
-the CPU has it, depthwise ones on int32 row sums (kernels/cpu/qconv_depthwise.py). The rest
+Ungrouped convs with s8 weights run on the VNNI register tile when the CPU has it (at stride 1
+with taps as offsets into the input, kernels/cpu/qconv_vnni_taps.py; else on an im2col,
+kernels/cpu/qconv_vnni.py), depthwise ones on int32 row sums (kernels/cpu/qconv_depthwise.py). The rest
 (grouped convs, u8 weights, weight zero points, int32 outputs, CPUs without VNNI) sum on
 float32 arithmetic kept exact (im2col + BLAS over short stretches of the reduction; depthwise
 taps over whole planes).
@@ -17,7 +18,7 @@ import numpy as np
 
 from cnnrt.core import quantization as qnt
 from cnnrt.core.ops import op_attrs
-from cnnrt.kernels.cpu import qconv_depthwise, qconv_vnni
+from cnnrt.kernels.cpu import qconv_depthwise, qconv_vnni, qconv_vnni_taps
 from cnnrt.kernels.cpu.quant import param, scalar
 from cnnrt.kernels.registry import register
 
@@ -122,11 +123,13 @@ def build_qconv(node, graph):
     p = conv_plan(node, graph)
     x_dtype = graph.values[node.inputs[0]].dtype
     if qconv_vnni.eligible(x_dtype, p["w"], p["w_zp"], p["group"], p["out_dtype"]):
-        return qconv_vnni.build(p, x_dtype, graph.values[node.inputs[0]].shape, graph)
+        x_shape = graph.values[node.inputs[0]].shape
+        if qconv_vnni_taps.eligible(x_shape[1], p["w"].shape[2:], p["strides"]):
+            return qconv_vnni_taps.build(p, x_dtype, x_shape, graph)
+        return qconv_vnni.build(p, x_dtype, x_shape, graph)
     channels, taps = graph.values[node.inputs[0]].shape[1], p["w"][0].size
     if qconv_depthwise.eligible(x_dtype, channels, p["w"].shape[0], p["group"], taps, p["out_dtype"]):
-        x_shape = graph.values[node.inputs[0]].shape
-        return qconv_depthwise.build(p, x_dtype, qconv_vnni.requant_params(p), x_shape, graph)
+        return qconv_depthwise.build(p, x_dtype, qconv_vnni.requant_params(p))
 
     def run(ins, outs):
         outs[0][...] = requantize(accumulate(ins[0], p), p)

@@ -1,12 +1,22 @@
-"""The depthwise int8 conv (one channel per group): int32 sums over each output row, requantized.
+"""The depthwise int8 conv (one channel per group): int32 sums per (image, channel) plane, requantized.
 
 A depthwise conv does KH*KW multiply-adds per output, too few to pay for packing its input
-for a dot-product tile, so each (image, channel) plane is one task: per output row the taps
-add ``x * (w - wz)`` into a float32 row LLVM vectorises, exact because a tap sum stays far
-below 2**24 (|product| < 2**16, a few dozen taps; :func:`eligible` bounds them), then the
-row gets the int32 bias and is requantized as MLAS does. Zero points come out as in qconv_vnni: the weight's is subtracted
-at build, the input's folded with the bias into ``bias - xz * sum(w - wz)`` per channel (the
-border is filled with xz, so padded taps add exactly that).
+for a dot-product tile, so each (image, channel) plane is one task. The task copies its
+plane into a float32 border-padded plane filled with the input's zero point, split by the
+stride into phase planes (padded rows ``a mod SH``, columns ``b mod SW``; one plane at stride
+1), each ``Wq`` columns wide. Output pixel ``(oh, ow)`` of tap ``(i, j)`` then reads phase
+``(i*DH mod SH, j*DW mod SW)`` at ``(oh + i*DH // SH) * Wq + ow + j*DW // SW``: every tap is one
+multiply-add over a contiguous stretch of ``OH * Wq`` values, so LLVM vectorises across whole
+planes however narrow the image is (7x7 planes are one 63-long stretch, not seven of 7); three
+taps of a kernel row share one pass over the sums, which keeps loads and stores of them few. The
+``Wq - OW`` columns past each output row are computed and dropped; the plane carries a slack
+tail so the last stretch stays in bounds.
+
+Sums are float32, exact because a tap sum stays far below 2**24 (|product| < 2**16, a few
+dozen taps; :func:`eligible` bounds them); each output gets its int32 bias and is requantized
+as MLAS does. Zero points come out as in qconv_vnni: the weight's is subtracted at build, the
+input's folded with the bias into ``bias - xz * sum(w - wz)`` per channel (the border holds
+xz, so padded taps add exactly that).
 """
 
 from __future__ import annotations
@@ -15,7 +25,6 @@ import numpy as np
 from numba import prange
 
 from cnnrt.kernels._jit import pjit
-from cnnrt.kernels.aligned import shared_scratch
 
 MAX_TAPS = 255  # taps * 2**16 < 2**24: float32 sums of u8/s8 products stay exact
 
@@ -26,56 +35,74 @@ def eligible(x_dtype: str, c: int, m: int, group: int, taps: int, out_dtype: str
 
 
 @pjit
-def _depthwise(xp, w, biasc, mult, out, sh, sw, dh, dw, flo, fhi, zp, rnd):
-    n_len, c_len, oh_len, ow_len = out.shape
+def _depthwise(x, w, biasc, mult, out, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, fhi, zp, rnd):
+    n_len, c_len, h_len, w_len = x.shape
+    oh_len, ow_len = out.shape[2], out.shape[3]
     kh_len, kw_len = w.shape[1], w.shape[2]
+    hp, wp = h_len + pt + pb, w_len + pl + pr
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    phase = hq * wq
+    slack = (kw_len - 1) * dw // sw + 1
+    span = oh_len * wq
+    fz = np.float32(xz)
     for t in prange(n_len * c_len):
         n = t // c_len
         c = t - n * c_len
-        acc = np.empty(ow_len, np.float32)
-        ev = np.empty(xp.shape[3] // 2 + 1, np.float32)
-        od = np.empty(xp.shape[3] // 2 + 1, np.float32)
+        plane = np.empty(sh * sw * phase + slack, np.float32)
+        plane[:] = fz
+        row = np.empty(wq * sw, np.float32)  # one padded input row, before its split by columns
+        row[:] = fz
+        for r in range(h_len):
+            rp = r + pt
+            src = x[n, c, r]
+            base = (rp % sh) * sw * phase + (rp // sh) * wq
+            if sw == 1:
+                dst = plane[base + pl : base + pl + w_len]
+                for col in range(w_len):
+                    dst[col] = np.float32(src[col])
+            else:
+                mid = row[pl : pl + w_len]
+                for col in range(w_len):
+                    mid[col] = np.float32(src[col])
+                for b in range(sw):
+                    dst = plane[base + b * phase : base + b * phase + wq]
+                    for k in range(wq):
+                        dst[k] = row[k * sw + b]
+        acc = np.zeros(span, np.float32)
+        for i in range(kh_len):
+            a, ro = (i * dh) % sh, (i * dh) // sh
+            j = 0
+            while j < kw_len:
+                o0 = (a * sw + (j * dw) % sw) * phase + ro * wq + (j * dw) // sw
+                if j + 3 <= kw_len:  # three taps of the row in one pass over acc
+                    o1 = (a * sw + ((j + 1) * dw) % sw) * phase + ro * wq + ((j + 1) * dw) // sw
+                    o2 = (a * sw + ((j + 2) * dw) % sw) * phase + ro * wq + ((j + 2) * dw) // sw
+                    w0, w1, w2 = w[c, i, j], w[c, i, j + 1], w[c, i, j + 2]
+                    s0, s1, s2 = plane[o0 : o0 + span], plane[o1 : o1 + span], plane[o2 : o2 + span]
+                    for q in range(span):
+                        acc[q] += s0[q] * w0 + s1[q] * w1 + s2[q] * w2
+                    j += 3
+                else:
+                    w0 = w[c, i, j]
+                    s0 = plane[o0 : o0 + span]
+                    for q in range(span):
+                        acc[q] += s0[q] * w0
+                    j += 1
         s = mult[c]
         bc = biasc[c]
         for oh in range(oh_len):
-            acc[:] = 0
-            for i in range(kh_len):
-                row = xp[n, c, oh * sh + i * dh]
-                for j in range(kw_len):
-                    wv = w[c, i, j]
-                    off = j * dw
-                    if sw == 1:
-                        seg = row[off : off + ow_len]
-                        for ow in range(ow_len):
-                            acc[ow] += np.float32(seg[ow]) * wv
-                    elif sw == 2:
-                        # the row's even and odd columns, each contiguous: the tap's loop vectorises
-                        if j == 0:
-                            half = (row.shape[0] + 1) // 2
-                            for k in range(row.shape[0] // 2):
-                                ev[k] = np.float32(row[2 * k])
-                                od[k] = np.float32(row[2 * k + 1])
-                            if row.shape[0] % 2:
-                                ev[half - 1] = np.float32(row[row.shape[0] - 1])
-                        src = ev if off % 2 == 0 else od
-                        seg = src[off // 2 : off // 2 + ow_len]
-                        for ow in range(ow_len):
-                            acc[ow] += seg[ow] * wv
-                    else:
-                        for ow in range(ow_len):
-                            acc[ow] += np.float32(row[off + ow * sw]) * wv
             y = out[n, c, oh]
+            row = acc[oh * wq : oh * wq + ow_len]
             for ow in range(ow_len):
-                f = np.float32(np.int32(acc[ow]) + bc) * s
+                f = np.float32(np.int32(row[ow]) + bc) * s
                 f = min(max(f, flo), fhi)
                 f = (f + rnd) - rnd
                 y[ow] = np.int32(f) + zp
 
 
-def build(p: dict, x_dtype: str, requant: tuple, x_shape: tuple, owner):
-    """The run function of one depthwise QConv plan (qconv.conv_plan) for an input of
-    ``x_shape``; ``requant`` is qconv_vnni.requant_params(p); the padded input lives in
-    scratch shared by ``owner``'s kernels (kernels/aligned.shared_scratch)."""
+def build(p: dict, x_dtype: str, requant: tuple):
+    """The run function of one depthwise QConv plan (qconv.conv_plan); ``requant`` is
+    qconv_vnni.requant_params(p)."""
     w = p["w"]
     m, _, kh, kw = w.shape
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = p["strides"], p["dilations"], p["pads"]
@@ -83,20 +110,10 @@ def build(p: dict, x_dtype: str, requant: tuple, x_shape: tuple, owner):
     wf = wi.astype(np.float32)
     biasc = (p["bias"].astype(np.int64) - p["x_zp"] * wi.reshape(m, -1).astype(np.int64).sum(axis=1)).astype(np.int32)
     mult, flo, fhi, zp, rnd = requant
-    pad_value = np.array(p["x_zp"]).astype(x_dtype)[()]
-
-    n, c, h, wd = x_shape
-    xshape = (n, c, h + pt + pb, wd + pl + pr)
-    xp_scratch = shared_scratch(owner, "qconv.padded", xshape, np.uint8) if pt or pl or pb or pr else None
+    xz = int(p["x_zp"])
 
     def run(ins, outs):
-        x = ins[0]
-        if xp_scratch is not None:
-            xp = xp_scratch.view(xshape, x.dtype)
-            xp.fill(pad_value)
-            xp[:, :, pt : pt + h, pl : pl + wd] = x
-        else:
-            xp = np.ascontiguousarray(x)
-        _depthwise(xp, wf, biasc, mult, outs[0], sh, sw, dh, dw, flo, fhi, zp, rnd)
+        x = np.ascontiguousarray(ins[0])
+        _depthwise(x, wf, biasc, mult, outs[0], sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, fhi, zp, rnd)
 
     return run

@@ -3,7 +3,9 @@
 The input (N, C, H, W) is packed per image as (K/4, P, 4) bytes, K = C*KH*KW in the weights'
 (c, kh, kw) order and P = OH*OW output pixels: each 32-bit word holds the four inputs one
 output pixel meets at four consecutive reduction steps (an im2col whose rows come in fours,
-read from a border-padded copy filled with the input's zero point). 1x1, strided and 7x7
+read from a border-padded copy filled with the input's zero point). A strided conv's copy is
+split by columns into the stride's phases, so each output row of every tap is a contiguous
+stretch of one phase row and the packing loop vectorises at any stride. 1x1, strided and 7x7
 convs are the same packing with other offsets. Steps past K read any valid byte: their
 weights are zero.
 
@@ -29,6 +31,7 @@ from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, tile_u8s8
 from cnnrt.kernels.prepacked import prepacked
 
 PX = NV * LANES  # output pixels of one tile
+TASK_CHUNKS = 256  # parallel tasks of tiles: many per thread for balance, each allocating its sums once
 _ROUND = np.float32(12582912.0)  # 1.5 * 2**23: (f + _ROUND) - _ROUND rounds |f| < 2**22 half to even
 
 
@@ -64,8 +67,31 @@ def eligible(x_dtype: str, w: np.ndarray, w_zp: np.ndarray, group: int, out_dtyp
 
 
 @pjit
-def _pack(xp, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
-    """apk (N, K/4, Ppad) uint32 from the padded input xp (N, C, Hp, Wp) uint8 (see the module doc)."""
+def _phases(x, xq, pt, pl, pad_value):
+    """xq (N, C, Hp, SW, Wq): the input x (N, C, H, W) border-padded with ``pad_value`` and
+    split by columns into the stride's phases (padded column ``k*SW + b`` at ``[.., b, k]``),
+    so every tap of a strided conv reads a contiguous stretch of one phase row."""
+    n_len, c_len, h_len, w_len = x.shape
+    sw, wq = xq.shape[3], xq.shape[4]
+    for t in prange(n_len * c_len):
+        n = t // c_len
+        c = t - n * c_len
+        xq[n, c] = pad_value
+        for r in range(h_len):
+            src = x[n, c, r]
+            for b in range(sw):
+                # phase column k holds padded column k*sw + b, input column k*sw + b - pl
+                k0 = max(0, -(-(pl - b) // sw))
+                k1 = min(wq, (pl + w_len - 1 - b) // sw + 1)
+                dst = xq[n, c, r + pt, b]
+                for k in range(k0, k1):
+                    dst[k] = src[k * sw + b - pl]
+
+
+@pjit
+def _pack(xq, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
+    """apk (N, K/4, Ppad) uint32 from the padded input xq (N, C, Hp, SW, Wq) uint8 split into
+    column phases (:func:`_phases`; one phase at stride 1): see the module doc."""
     n_len, kq = apk.shape[0], apk.shape[1]
     khw = kh_len * kw_len
     for t in prange(n_len * kq):
@@ -73,6 +99,7 @@ def _pack(xp, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
         g = t - n * kq
         cs = np.zeros(4, np.int64)
         rs = np.zeros(4, np.int64)
+        bs = np.zeros(4, np.int64)
         os = np.zeros(4, np.int64)
         for j in range(4):
             k = g * 4 + j
@@ -81,36 +108,28 @@ def _pack(xp, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
                 r = k - c * khw
                 cs[j] = c
                 rs[j] = (r // kw_len) * dh
-                os[j] = (r - (r // kw_len) * kw_len) * dw
+                col = (r - (r // kw_len) * kw_len) * dw
+                bs[j] = col % sw
+                os[j] = col // sw
         c0, c1, c2, c3 = cs[0], cs[1], cs[2], cs[3]
+        b0, b1, b2, b3 = bs[0], bs[1], bs[2], bs[3]
         o0, o1, o2, o3 = os[0], os[1], os[2], os[3]
         q0, q1, q2, q3 = rs[0], rs[1], rs[2], rs[3]
         dst = apk[n, g]
         for oh in range(oh_len):
-            x0 = xp[n, c0, oh * sh + q0]
-            x1 = xp[n, c1, oh * sh + q1]
-            x2 = xp[n, c2, oh * sh + q2]
-            x3 = xp[n, c3, oh * sh + q3]
+            s0 = xq[n, c0, oh * sh + q0, b0, o0 : o0 + ow_len]
+            s1 = xq[n, c1, oh * sh + q1, b1, o1 : o1 + ow_len]
+            s2 = xq[n, c2, oh * sh + q2, b2, o2 : o2 + ow_len]
+            s3 = xq[n, c3, oh * sh + q3, b3, o3 : o3 + ow_len]
             base = oh * ow_len
-            if sw == 1:
-                s0, s1, s2, s3 = x0[o0 : o0 + ow_len], x1[o1 : o1 + ow_len], x2[o2 : o2 + ow_len], x3[o3 : o3 + ow_len]
-                d = dst[base : base + ow_len]
-                for ow in range(ow_len):
-                    d[ow] = (
-                        np.uint32(s0[ow])
-                        | (np.uint32(s1[ow]) << np.uint32(8))
-                        | (np.uint32(s2[ow]) << np.uint32(16))
-                        | (np.uint32(s3[ow]) << np.uint32(24))
-                    ) ^ flip
-            else:
-                for ow in range(ow_len):
-                    col = ow * sw
-                    dst[base + ow] = (
-                        np.uint32(x0[col + o0])
-                        | (np.uint32(x1[col + o1]) << np.uint32(8))
-                        | (np.uint32(x2[col + o2]) << np.uint32(16))
-                        | (np.uint32(x3[col + o3]) << np.uint32(24))
-                    ) ^ flip
+            d = dst[base : base + ow_len]
+            for ow in range(ow_len):
+                d[ow] = (
+                    np.uint32(s0[ow])
+                    | (np.uint32(s1[ow]) << np.uint32(8))
+                    | (np.uint32(s2[ow]) << np.uint32(16))
+                    | (np.uint32(s3[ow]) << np.uint32(24))
+                ) ^ flip
 
 
 @pjit
@@ -120,24 +139,27 @@ def _tiles(apk, bpk, biasc, mult, out, m_len, flo, fhi, zp):
     p_len = out.shape[2]
     mb_len, pb_len = -(-m_len // MR), ppad // PX
     a_flat = apk.reshape(-1)
-    for t in prange(n_len * pb_len * mb_len):
-        mb = t % mb_len
-        q = t // mb_len
-        pb = q % pb_len
-        n = q // pb_len
-        acc = np.empty(MR * PX, np.int32)
-        tile_u8s8(a_flat, (n * kq) * ppad + pb * PX, ppad, bpk, mb * kq * MR, kq, acc, 0)
-        p0 = pb * PX
-        jn = min(PX, p_len - p0)
-        for r in range(min(MR, m_len - mb * MR)):
-            m = mb * MR + r
-            bc, s = biasc[m], mult[m]
-            row = out[n, m]
-            for j in range(jn):
-                f = np.float32(acc[r * PX + j] + bc) * s
-                f = min(max(f, flo), fhi)
-                f = (f + _ROUND) - _ROUND
-                row[p0 + j] = np.int32(f) + zp
+    tasks = n_len * pb_len * mb_len
+    chunks = min(tasks, TASK_CHUNKS)
+    for ch in prange(chunks):
+        acc = np.empty(MR * PX, np.int32)  # once per chunk of tiles, not per tile
+        for t in range(ch * tasks // chunks, (ch + 1) * tasks // chunks):
+            mb = t % mb_len
+            q = t // mb_len
+            pb = q % pb_len
+            n = q // pb_len
+            tile_u8s8(a_flat, (n * kq) * ppad + pb * PX, ppad, bpk, mb * kq * MR, kq, acc, 0)
+            p0 = pb * PX
+            jn = min(PX, p_len - p0)
+            for r in range(min(MR, m_len - mb * MR)):
+                m = mb * MR + r
+                bc, s = biasc[m], mult[m]
+                src, dst = acc[r * PX : r * PX + jn], out[n, m, p0 : p0 + jn]  # slices from 0: the loop vectorises
+                for j in range(jn):
+                    f = np.float32(src[j] + bc) * s
+                    f = min(max(f, flo), fhi)
+                    f = (f + _ROUND) - _ROUND
+                    dst[j] = np.int32(f) + zp
 
 
 def requant_params(p: dict) -> tuple:
@@ -173,20 +195,24 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
     padded = pt or pl or pb or pr
     pad_value = np.array(p["x_zp"]).astype(x_dtype).view(np.uint8)[()]
 
-    xshape = (n, c, h + pt + pb, wd + pl + pr)
-    xp_scratch = shared_scratch(owner, "qconv.padded", xshape, np.uint8) if padded else None
+    hp, wq = h + pt + pb, -(-(wd + pl + pr) // sw)
+    qshape = (n, c, hp, sw, wq)
+    xq_scratch = shared_scratch(owner, "qconv.padded", qshape, np.uint8) if padded or sw > 1 else None
     apk_scratch = shared_scratch(owner, "qconv.packed", (n, kq, ppad), np.uint32)
 
     def run(ins, outs):
         x = ins[0].view(np.uint8)
-        if padded:
-            xp = xp_scratch.view(xshape, np.uint8)
-            xp.fill(pad_value)
-            xp[:, :, pt : pt + h, pl : pl + wd] = x
+        if sw > 1:
+            xq = xq_scratch.view(qshape, np.uint8)
+            _phases(np.ascontiguousarray(x), xq, pt, pl, pad_value)
+        elif padded:
+            xq = xq_scratch.view(qshape, np.uint8)
+            xq.fill(pad_value)
+            xq[:, :, pt : pt + h, 0, pl : pl + wd] = x
         else:
-            xp = np.ascontiguousarray(x)
+            xq = np.ascontiguousarray(x).reshape(qshape)
         apk = apk_scratch.view((n, kq, ppad), np.uint32)
-        _pack(xp, apk, k_len, kh, kw, sh, sw, dh, dw, oh, ow, flip)
+        _pack(xq, apk, k_len, kh, kw, sh, sw, dh, dw, oh, ow, flip)
         y = outs[0]
         if y.flags.c_contiguous:
             _tiles(apk, bpk, biasc, mult, y.reshape(n, m, npix), m, flo, fhi, zp)

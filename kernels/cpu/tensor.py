@@ -16,6 +16,7 @@ from cnnrt.core.const_eval import pad_widths, slice_index
 from cnnrt.core.op_shapes import block_rearrangement
 from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.cpu.blas import split_index
+from cnnrt.kernels.cpu.quant import lookup_run
 from cnnrt.kernels.registry import register
 
 
@@ -105,6 +106,9 @@ def build_block_rearrangement(node, graph):
 @register("Gather")
 def build_gather(node, graph):
     axis = node.attrs["axis"]
+    table = graph.constants.get(node.inputs[0])
+    if table is not None and table.shape == (256,) and graph.values[node.inputs[1]].dtype in ("uint8", "int8"):
+        return lookup_run(table)  # an 8-bit lookup table (passes/fuse_qdq)
 
     def run(ins, outs):
         # mode="raise": an index outside [-n, n) is an error (re-raised naming the node).

@@ -100,3 +100,84 @@ def test_a_conv_output_read_twice_is_declined_with_the_reason():
     res = fuse_qdq(OnnxModel(mdl).to_graph({"x": (1, C, 9, 9)}))
     assert any("has 2 consumers" in why for _, _, why in res.declined)
     assert "QConv" not in {n.op for n in res.graph.nodes}
+
+
+def _qdq_silu(x_dtype: str):
+    """x -> Q -> DQ -> x * Sigmoid(x) (the sigmoid quantized on its own) -> Q -> DQ, then a Mul by
+    a per-channel constant (declined: a table holds one value per code, not per channel) -> Q -> DQ -> y."""
+    z = np.array(128 if x_dtype == "uint8" else 0, x_dtype)
+    inits = dict(xs=np.float32(0.04), xz=z, ss=np.float32(1 / 255), sz=np.array(0, "uint8"))
+    inits.update(ms=np.float32(0.03), mz=z, g=np.linspace(0.5, 1.5, C, dtype=np.float32).reshape(1, C, 1, 1))
+    inits.update(gs=np.float32(0.05), gz=z)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("Sigmoid", ["xd"], ["sg"]),
+        helper.make_node("QuantizeLinear", ["sg", "ss", "sz"], ["sq"]),
+        helper.make_node("DequantizeLinear", ["sq", "ss", "sz"], ["sd"]),
+        helper.make_node("Mul", ["xd", "sd"], ["m"]),
+        helper.make_node("QuantizeLinear", ["m", "ms", "mz"], ["mq"]),
+        helper.make_node("DequantizeLinear", ["mq", "ms", "mz"], ["md"]),
+        helper.make_node("Mul", ["md", "g"], ["gm"]),
+        helper.make_node("QuantizeLinear", ["gm", "gs", "gz"], ["gq"]),
+        helper.make_node("DequantizeLinear", ["gq", "gs", "gz"], ["y"]),
+    ]
+    return model(nodes, [("x", "float32", (1, C, 9, 9))], [("y", "float32", None)], inits)
+
+
+@pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
+def test_an_elementwise_island_becomes_one_table_within_one_step_of_onnxruntime(x_dtype):
+    mdl, feeds = _qdq_silu(x_dtype), _feeds()
+    graph = OnnxModel(mdl).to_graph({"x": (1, C, 9, 9)})
+    res = fuse_qdq(graph)
+    res.graph.verify()
+    assert "DequantizeLinear -> elementwise -> QuantizeLinear -> table" in {r for r, _ in res.fired}
+    assert any("non-scalar constant 'g'" in why for _, _, why in res.declined)
+    # the table against the unfused graph, value for value (both in numpy float32)
+    before, after = evaluate(graph, feeds)[0], evaluate(res.graph, feeds)[0]
+    assert np.abs(before - after).max() / 0.05 <= 1.0 + 1e-4
+    sess = cnnrt.InferenceSession(mdl)
+    ops = [n.op for n in sess.graph.nodes]
+    assert ops.count("Gather") == 1 and "Sigmoid" not in ops and ops.count("Mul") == 1  # SiLU: one table
+    got, want = sess.run(None, feeds)[0], ort_optimized(mdl, feeds)[0]
+    assert np.abs(got - want).max() / 0.05 <= 1.0 + 1e-4
+    assert len(np.unique(got)) > 20, "the case saturates: it would test little"
+
+
+def _qdq_pool_concat():
+    """x -> Q -> DQ -> MaxPool -> Q (same parameters) -> DQ, concatenated with a second copy of x
+    quantized at another scale and zero point -> Q -> DQ -> y."""
+    inits = dict(xs=np.float32(0.04), xz=np.array(128, "uint8"), bs=np.float32(0.03), bz=np.array(100, "uint8"))
+    inits.update(cs=np.float32(0.05), cz=np.array(120, "uint8"))
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("MaxPool", ["xd"], ["p"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("QuantizeLinear", ["p", "xs", "xz"], ["pq"]),
+        helper.make_node("DequantizeLinear", ["pq", "xs", "xz"], ["pd"]),
+        helper.make_node("QuantizeLinear", ["x", "bs", "bz"], ["bq"]),
+        helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bd"]),
+        helper.make_node("Concat", ["pd", "bd"], ["c"], axis=1),
+        helper.make_node("QuantizeLinear", ["c", "cs", "cz"], ["cq"]),
+        helper.make_node("DequantizeLinear", ["cq", "cs", "cz"], ["y"]),
+    ]
+    return model(nodes, [("x", "float32", (1, C, 9, 9))], [("y", "float32", None)], inits)
+
+
+def test_max_pool_and_concat_run_on_the_codes_within_one_step_of_onnxruntime():
+    mdl, feeds = _qdq_pool_concat(), _feeds()
+    graph = OnnxModel(mdl).to_graph({"x": (1, C, 9, 9)})
+    res = fuse_qdq(graph)
+    res.graph.verify()
+    assert {r for r, _ in res.fired} >= {
+        "DequantizeLinear -> MaxPool -> QuantizeLinear -> MaxPool of the codes",
+        "DequantizeLinear -> Concat -> QuantizeLinear -> Concat of the codes",
+    }
+    ops = [n.op for n in res.graph.nodes]
+    assert ops.count("Gather") == 2  # both concat inputs requantized by a table (scales differ)
+    assert res.graph.values[next(n for n in res.graph.nodes if n.op == "MaxPool").outputs[0]].dtype == "uint8"
+    before, after = evaluate(graph, feeds)[0], evaluate(res.graph, feeds)[0]
+    np.testing.assert_array_equal(before, after)  # the same roundings in the same order
+    got, want = cnnrt.InferenceSession(mdl).run(None, feeds)[0], ort_optimized(mdl, feeds)[0]
+    assert np.abs(got - want).max() / 0.05 <= 1.0 + 1e-4
+    assert len(np.unique(got)) > 20, "the case saturates: it would test little"

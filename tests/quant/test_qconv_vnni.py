@@ -17,28 +17,30 @@ from cnnrt.kernels.cpu.microkernel_int8 import MR
 
 pytestmark = pytest.mark.skipif(not qconv_vnni.host_has_vnni(), reason="the CPU has no AVX-512 VNNI")
 
-# (c, m, kernel, strides, pads, (h, w))
+# (c, m, kernel, strides, pads, (h, w), dilations)
 CASES = {
-    "1x1-odd": (13, MR + 5, (1, 1), (1, 1), (0, 0, 0, 0), (7, 5)),
-    "3x3-s2": (7, 2 * MR + 1, (3, 3), (2, 2), (1, 0, 1, 2), (13, 11)),
-    "7x7-stem": (3, 9, (7, 7), (2, 2), (3, 3, 3, 3), (19, 17)),
+    "1x1-odd": (13, MR + 5, (1, 1), (1, 1), (0, 0, 0, 0), (7, 5), (1, 1)),
+    "3x3-s1": (13, MR + 5, (3, 3), (1, 1), (1, 1, 1, 1), (7, 5), (1, 1)),  # taps as offsets (qconv_vnni_taps)
+    "3x3-s2": (7, 2 * MR + 1, (3, 3), (2, 2), (1, 0, 1, 2), (13, 11), (1, 1)),
+    "7x7-stem": (3, 9, (7, 7), (2, 2), (3, 3, 3, 3), (19, 17), (1, 1)),
+    "3x5-s1-dilated": (10, MR + 3, (3, 5), (1, 1), (2, 1, 1, 3), (9, 6), (2, 1)),
 }
 
 
 @pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
 @pytest.mark.parametrize("case", CASES)
 def test_vnni_qconv_matches_reference_and_onnxruntime(case, x_dtype):
-    c, m, k, strides, pads, hw = CASES[case]
+    c, m, k, strides, pads, hw, dil = CASES[case]
     rng = np.random.default_rng(5)
     xz, xs, w, ws, wz, bias, ys, yz = conv_params(rng, c, m, 1, k, x_dtype, "int8", True, True)
     assert qconv_vnni.eligible(x_dtype, w, wz, 1, x_dtype), "the case must run on the tile"
     inits = dict(xs=xs, xz=xz, w=w, ws=ws, wz=wz, ys=ys, yz=yz, b=bias)
-    attrs = dict(kernel_shape=list(k), strides=list(strides), pads=list(pads), group=1)
+    attrs = dict(kernel_shape=list(k), strides=list(strides), pads=list(pads), dilations=list(dil), group=1)
     node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"], **attrs)
     x = random_q(rng, (2, c, *hw), x_dtype)
     mdl = model([node], [("x", x_dtype, x.shape)], [("y", x_dtype, None)], inits)
     got = cnnrt.InferenceSession(mdl).run(None, {"x": x})[0]
-    acc = qconv_accumulator_reference(x, xz, w, wz, bias, strides=strides, pads=pads, dilations=(1, 1), group=1)
+    acc = qconv_accumulator_reference(x, xz, w, wz, bias, strides=strides, pads=pads, dilations=dil, group=1)
     np.testing.assert_array_equal(got, requantize_reference(acc, xs, ws, ys, int(yz), x_dtype))
     np.testing.assert_array_equal(got, ort_optimized(mdl, {"x": x})[0])
 

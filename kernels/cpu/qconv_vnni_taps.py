@@ -1,0 +1,159 @@
+"""The stride-1 int8 convolution on the VNNI tile without an im2col: each tap is an offset.
+
+The input (N, C, H, W) is copied once into words of four consecutive channels, (N, C/4, Hp*Wp
++ slack) uint32, border-padded with the input's zero point (channels past C: zero-point bytes
+too; their weights are zero). Output pixel ``(oh, ow)`` of tap ``(i, j)`` reads word
+``(oh + i*DH) * Wp + ow + j*DW`` of every channel group, so the tile (microkernel_int8: pixels
+in the lanes) runs over the output as ``OH`` rows of ``Wp`` pixels, a tap at a time, on the
+same copy: the tap's offset moves the tile's start, and the tap's weights are their own
+packed block (taps outermost). The ``Wp - OW`` pixels past each output row are computed and
+dropped by the epilogue; the slack keeps the last tile's reads inside the copy. Against
+qconv_vnni's im2col this writes the input once instead of KH*KW times; it needs at least two
+channel groups per tap to keep the tile's k loop long (the stem, C = 3, stays on qconv_vnni).
+
+The input's zero point and the requantization are qconv_vnni's (bias - xz * sum(w) per
+channel, MLAS's rounding in the epilogue).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from cnnrt.kernels._jit import pjit
+from cnnrt.kernels.aligned import shared_scratch
+from cnnrt.kernels.cpu.microkernel_int8 import MR, tile_u8s8, tile_u8s8_acc
+from cnnrt.kernels.cpu.qconv_vnni import PX, TASK_CHUNKS, requant_params
+from cnnrt.kernels.prepacked import prepacked
+
+MIN_GROUPS = 2  # channel groups of four per tap below which the im2col path (longer k loop) wins
+
+
+def eligible(c: int, kernel: tuple, strides: tuple) -> bool:
+    """Stride 1, more than one tap and enough channels (the rest of the tile's conditions:
+    qconv_vnni.eligible). A 1x1 conv's im2col is this same copy, and its single stretch per
+    tile keeps the epilogue shorter than the padded rows' stretches here."""
+    return tuple(strides) == (1, 1) and kernel[0] * kernel[1] > 1 and -(-c // 4) >= MIN_GROUPS
+
+
+def pack_weights(w: np.ndarray) -> np.ndarray:
+    """s8 weights (M, C, KH, KW) as (KH*KW, M/MR, C/4, MR) int32 words of four consecutive
+    channels, M and C zero-padded, flattened."""
+    m, c, kh, kw = w.shape
+    mb, c4 = -(-m // MR), -(-c // 4)
+    full = np.zeros((kh * kw, mb * MR, c4 * 4), np.int8)
+    full[:, :m, :c] = w.transpose(2, 3, 0, 1).reshape(kh * kw, m, c)
+    words = full.reshape(kh * kw, mb, MR, c4, 4).transpose(0, 1, 3, 2, 4)
+    return np.ascontiguousarray(words).view(np.int32).reshape(-1)
+
+
+@pjit
+def _interleave(x, xw, pt, pl, wp, xz, flip):
+    """xw (N, C/4, L) uint32 from x (N, C, H, W) uint8: see the module doc."""
+    n_len, c_len, h_len, w_len = x.shape
+    c4 = xw.shape[1]
+    pad_word = np.uint32(xz) * np.uint32(0x01010101) ^ flip
+    zrow = np.full(w_len, np.uint8(xz))
+    for t in prange(n_len * c4):
+        n = t // c4
+        g = t - n * c4
+        dst = xw[n, g]
+        dst[:] = pad_word
+        c0 = 4 * g
+        for r in range(h_len):
+            s0 = x[n, c0, r]
+            s1 = x[n, c0 + 1, r] if c0 + 1 < c_len else zrow
+            s2 = x[n, c0 + 2, r] if c0 + 2 < c_len else zrow
+            s3 = x[n, c0 + 3, r] if c0 + 3 < c_len else zrow
+            d = dst[(r + pt) * wp + pl : (r + pt) * wp + pl + w_len]
+            for k in range(w_len):
+                d[k] = (
+                    np.uint32(s0[k])
+                    | (np.uint32(s1[k]) << np.uint32(8))
+                    | (np.uint32(s2[k]) << np.uint32(16))
+                    | (np.uint32(s3[k]) << np.uint32(24))
+                ) ^ flip
+
+
+@pjit
+def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wp, ow_len, flo, fhi, zp, rnd):
+    """out (N, M, OH*OW) from the interleaved input and the tap-major packed weights."""
+    n_len, c4, lda = xw.shape
+    p_len = out.shape[2]
+    oh_len = p_len // ow_len
+    span = oh_len * wp
+    mb_len, pb_len = -(-m_len // MR), -(-span // PX)
+    x_flat = xw.reshape(-1)
+    tap_words = mb_len * c4 * MR
+    tasks = n_len * pb_len * mb_len
+    chunks = min(tasks, TASK_CHUNKS)
+    for ch in prange(chunks):
+        acc = np.empty(MR * PX, np.int32)  # once per chunk of tiles, not per tile
+        for t in range(ch * tasks // chunks, (ch + 1) * tasks // chunks):
+            mb = t % mb_len
+            q = t // mb_len
+            pb = q % pb_len
+            n = q // pb_len
+            a0 = n * c4 * lda + pb * PX
+            b0 = mb * c4 * MR
+            tile_u8s8(x_flat, a0 + offs[0], lda, bpk, b0, c4, acc, 0)
+            for tap in range(1, offs.size):
+                tile_u8s8_acc(x_flat, a0 + offs[tap], lda, bpk, tap * tap_words + b0, c4, acc, 0)
+            q0 = pb * PX
+            q1 = min(span, q0 + PX)
+            rows = min(MR, m_len - mb * MR)
+            qs = q0
+            while qs < q1:  # one stretch of a padded output row at a time
+                oh = qs // wp
+                ow = qs - oh * wp
+                if ow >= ow_len:
+                    qs = (oh + 1) * wp
+                    continue
+                ln = min(q1, oh * wp + ow_len) - qs
+                for r in range(rows):
+                    m = mb * MR + r
+                    bc, s = biasc[m], mult[m]
+                    src = acc[r * PX + qs - q0 : r * PX + qs - q0 + ln]
+                    dst = out[n, m, oh * ow_len + ow : oh * ow_len + ow + ln]
+                    for j in range(ln):
+                        f = np.float32(src[j] + bc) * s
+                        f = min(max(f, flo), fhi)
+                        f = (f + rnd) - rnd
+                        dst[j] = np.int32(f) + zp
+                qs += ln
+
+
+def build(p: dict, x_dtype: str, x_shape: tuple, owner):
+    """The run function of one stride-1 QConv plan (qconv.conv_plan) for an input of
+    ``x_shape``; the interleaved input lives in scratch shared by ``owner``'s kernels."""
+    w = p["w"]
+    m, c, kh, kw = w.shape
+    n, _, oh, ow = p["out_shape"]
+    h, wd = x_shape[2], x_shape[3]
+    (dh, dw), (pt, pl, pb, pr) = p["dilations"], p["pads"]
+    hp, wp = h + pt + pb, wd + pl + pr
+    c4 = -(-c // 4)
+    lda = hp * wp + PX + (kw - 1) * dw
+    offs = np.array([i * dh * wp + j * dw for i in range(kh) for j in range(kw)], np.int64)
+    bpk = prepacked(w, ("vnni-taps", MR), pack_weights)
+    shift = 128 if x_dtype == "int8" else 0
+    wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
+    biasc = (p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum).astype(np.int32)
+    mult, flo, fhi, zp, rnd = requant_params(p)
+    flip = np.uint32(0x80808080 if shift else 0)
+    xz_raw = int(np.array(p["x_zp"]).astype(x_dtype).view(np.uint8)[()])  # the border's stored byte
+    scratch = shared_scratch(owner, "qconv.packed", (n, c4, lda), np.uint32)
+
+    def run(ins, outs):
+        x = np.ascontiguousarray(ins[0].view(np.uint8))
+        xw = scratch.view((n, c4, lda), np.uint32)
+        _interleave(x, xw, pt, pl, wp, xz_raw, flip)
+        y = outs[0]
+        if y.flags.c_contiguous:
+            _tiles(xw, bpk, offs, biasc, mult, y.reshape(n, m, oh * ow), m, wp, ow, flo, fhi, zp, rnd)
+        else:  # a view into a bigger buffer (a concat's slice): the tiles write whole (N, M, P) rows
+            rows = np.empty((n, m, oh * ow), y.dtype)
+            _tiles(xw, bpk, offs, biasc, mult, rows, m, wp, ow, flo, fhi, zp, rnd)
+            y[...] = rows.reshape(y.shape)
+
+    return run
