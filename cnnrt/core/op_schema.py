@@ -152,15 +152,16 @@ def view_op(onnx: tuple[str, ...], doc: str, outputs=("Y",), attrs=None, infer=s
     )
 
 
-def blocked_channel_copy(inputs, outputs, infer, doc: str) -> OpDef:
-    """A channel Split or Concat that block_layout keeps blocked (``sizes`` in logical channels)."""
+def blocked_channel_copy(inputs, outputs, infer, doc: str, attrs=None) -> OpDef:
+    """A channel Split, Concat or permutation that block_layout keeps blocked (``sizes`` in
+    logical channels)."""
     return OpDef(
         inputs,
         outputs,
         infer,
         "blocked",
         doc,
-        {"axis": REQUIRED, "sizes": REQUIRED},
+        attrs or {"axis": REQUIRED, "sizes": REQUIRED},
         blocked="native",
         made_by="block_layout",
         no_cuda_kernel=NO_CUDA_BLOCKED,

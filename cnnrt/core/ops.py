@@ -562,6 +562,16 @@ OPS: dict[str, OpDef] = {
         "as Concat along the channels of blocked inputs that are not whole blocks (sizes: each input's "
         "channels); the output's lanes past its channels zero",
     ),
+    "BlockedChannelShuffle": blocked_channel_copy(
+        ("X*",),
+        ("Y*",),
+        shp.blocked_channel_shuffle,
+        "Concat of the blocked inputs (sizes: each input's channels), then ShuffleNet's channel shuffle "
+        "in ``groups`` (Reshape (N, G, C/G, H, W) -> Transpose (0, 2, 1, 3, 4) -> Reshape: channel i*G + g "
+        "is input channel g*C/G + i), then Split into pieces of ``splits`` channels; every piece blocked, "
+        "its lanes past its channels zero",
+        {"sizes": REQUIRED, "groups": REQUIRED, "splits": REQUIRED},
+    ),
     "BlockedConv": blocked_op(
         _CONV, shp.blocked_conv, "as Conv; X blocked (or NCHW when C is not whole blocks), R blocked; output blocked"
     ),

@@ -249,6 +249,118 @@ def build_blocked_concat(node, graph) -> KernelFn:
     return run
 
 
+def shuffle_sources(sizes, groups: int, splits, b: int, hw: int):
+    """The lane copies of BlockedChannelShuffle as (rows, offsets, masks): output block r is
+    block rows[r, 1] of piece rows[r, 0]; its lane l reads input k at flat offset
+    offsets[r, k, l] + pixel * B of the image (block * HW * B + lane) where masks[r, k, l],
+    and is zero where no input's mask is set (a padding lane). The pieces' channels in order
+    are the shuffle of the inputs' concatenation: channel i*G + g is concatenated channel
+    g*C/G + i."""
+    c = sum(sizes)
+    starts = np.cumsum([0, *sizes])
+    nrows = sum(blocks(piece, b) for piece in splits)
+    rows = np.zeros((nrows, 2), np.int64)
+    offsets = np.zeros((nrows, len(sizes), b), np.uint64)
+    masks = np.zeros((nrows, len(sizes), b), np.bool_)
+    r, o0 = 0, 0
+    for i, piece in enumerate(splits):
+        for ob in range(blocks(piece, b)):
+            rows[r] = (i, ob)
+            for lane in range(min(b, piece - ob * b)):
+                oc = o0 + ob * b + lane
+                sc = (oc % groups) * (c // groups) + oc // groups
+                k = int(np.searchsorted(starts, sc, side="right")) - 1
+                lc = int(sc - starts[k])
+                offsets[r, k, lane] = (lc // b) * hw * b + lc % b
+                masks[r, k, lane] = True
+            r += 1
+        o0 += piece
+    return rows, offsets, masks
+
+
+@pjit
+def _copy_lanes(xs, ys, n_, hw, rows, offsets, masks, chunk):
+    """The lane copies of shuffle_sources between flat blocked images: xs and ys are tuples
+    of the inputs and pieces, (N, CB, HW, B) flat. Tasks are (image, output block, chunk of
+    pixels); each output vector is, per input it reads, one 16-lane loop of a gather and a
+    select (B = 16: AVX-512 float32), else lane by lane."""
+    nr, nk, b = offsets.shape
+    nch = (hw + chunk - 1) // chunk
+    ub = np.uint64(b)
+    for t in prange(n_ * nr * nch):
+        n, rest = split_index(t, nr * nch)
+        r, q = split_index(rest, nch)
+        p0 = q * chunk
+        p1 = min(hw, p0 + chunk)
+        y = ys[rows[r, 0]]
+        cbo = y.size // (n_ * hw * b)
+        dst = np.uint64((n * cbo + rows[r, 1]) * hw * b)
+        first = True  # the first input read writes the lanes no input fills (padding) zero
+        for k in range(nk):
+            x = xs[k]
+            off = offsets[r, k]
+            m = masks[r, k]
+            if not m.any():
+                continue
+            src = np.uint64(n * (x.size // n_))
+            for p in range(p0, p1):
+                up = np.uint64(p) * ub
+                if b == 16:
+                    for lane in range(16):
+                        v = x[src + off[lane] + up]
+                        old = np.float32(0) if first else y[dst + up + np.uint64(lane)]
+                        y[dst + up + np.uint64(lane)] = v if m[lane] else old
+                else:
+                    for lane in range(b):
+                        if m[lane]:
+                            y[dst + up + np.uint64(lane)] = x[src + off[lane] + up]
+                        elif first:
+                            y[dst + up + np.uint64(lane)] = 0
+            first = False
+
+
+_copy_lanes_serial = serial_twin(_copy_lanes)
+
+
+@register("BlockedChannelShuffle")
+def build_blocked_channel_shuffle(node, graph) -> KernelFn:
+    """Concat + channel shuffle + Split (ShuffleNet's unit boundary) as one pass of lane copies
+    between blocked tensors: the NCHW steps and their reorders become one step."""
+    sizes = [int(c) for c in node.attrs["sizes"]]
+    splits = [int(c) for c in node.attrs["splits"]]
+    groups = int(node.attrs["groups"])
+    n, _, h, w, b = graph.values[node.inputs[0]].shape
+    c = sum(sizes)
+    if len(sizes) != len(node.inputs) or len(splits) != len(node.outputs) or sum(splits) != c:
+        raise ValueError(f"BlockedChannelShuffle: inputs of {sizes} channels cannot give pieces of {splits}")
+    if groups < 1 or c % groups:
+        raise ValueError(f"BlockedChannelShuffle: {c} channels do not split into {groups} groups")
+    for name, ci in zip(node.inputs, sizes):
+        xs = graph.values[name].shape
+        if xs != (n, blocks(ci, b), h, w, b):
+            raise ValueError(f"BlockedChannelShuffle: input {name!r} {list(xs)} does not hold {ci} channels in blocks of {b}")
+    outs = []
+    for i, (o, piece) in enumerate(zip(node.outputs, splits)):
+        ys = graph.values[o].shape if o else None
+        if o and ys != (n, blocks(piece, b), h, w, b):
+            raise ValueError(f"BlockedChannelShuffle: a piece of {piece} channels cannot be {list(ys)}")
+        outs.append(o)
+    rows, offsets, masks = shuffle_sources(sizes, groups, splits, b, h * w)
+    keep = np.array([bool(outs[i]) for i in rows[:, 0]], bool)  # blocks of omitted pieces: no work
+    rows, offsets, masks = rows[keep], offsets[keep], masks[keep]
+    chunk = max(32, -(-h * w // (2 * config.NUMBA_NUM_THREADS)))
+    work = n * c * h * w * 8  # a lane copy costs about what 8 MACs do
+
+    def run(ins, outs_):
+        if not len(rows):
+            return
+        xs = tuple(x.reshape(-1) for x in ins)
+        ys = tuple(y.reshape(-1) if y is not None else xs[0][:0] for y in outs_)
+        kern = pick(_copy_lanes, _copy_lanes_serial, work, num_threads())
+        kern(xs, ys, n, h * w, rows, offsets, masks, chunk)
+
+    return run
+
 @register("ReorderFromBlocked")
 def build_reorder_from_blocked(node, graph) -> KernelFn:
     """X (N, CB, H, W, B) -> Y (N, C, H, W) with C <= CB*B: the first C channels (a conv's
