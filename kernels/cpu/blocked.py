@@ -14,7 +14,7 @@ from numba import config, prange
 
 from cnnrt.core.layout import blocks
 from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.conv_spec import ConvSpec
 from cnnrt.kernels.cpu import depthwise_blocked
 from cnnrt.kernels.cpu.blas import split_index
@@ -23,7 +23,7 @@ from cnnrt.kernels.cpu.conv_common import opt_input as _opt
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.kernels.cpu.pool import _taps_inside, _window
-from cnnrt.kernels.cpu.vector_ir import pixel_reduce
+from cnnrt.kernels.cpu.vector_ir import PERMUTE2_LANES, permute2_run, pixel_reduce
 from cnnrt.kernels.registry import KernelFn, register
 
 
@@ -249,87 +249,124 @@ def build_blocked_concat(node, graph) -> KernelFn:
     return run
 
 
-def shuffle_sources(sizes, groups: int, splits, b: int, hw: int):
-    """The lane copies of BlockedChannelShuffle as (rows, offsets, masks): output block r is
-    block rows[r, 1] of piece rows[r, 0]; its lane l reads input k at flat offset
-    offsets[r, k, l] + pixel * B of the image (block * HW * B + lane) where masks[r, k, l],
-    and is zero where no input's mask is set (a padding lane). The pieces' channels in order
-    are the shuffle of the inputs' concatenation: channel i*G + g is concatenated channel
-    g*C/G + i."""
+def shuffle_sources(sizes, groups: int, splits, b: int):
+    """(rows, src) of BlockedChannelShuffle: output block r is block rows[r, 1] of piece
+    rows[r, 0]; its lane l copies lane src[r, l, 2] of block src[r, l, 1] of input
+    src[r, l, 0], or is a padding lane (input -1: zero). The pieces' channels in order are the
+    shuffle of the inputs' concatenation: channel i*G + g is concatenated channel g*C/G + i."""
     c = sum(sizes)
     starts = np.cumsum([0, *sizes])
-    nrows = sum(blocks(piece, b) for piece in splits)
-    rows = np.zeros((nrows, 2), np.int64)
-    offsets = np.zeros((nrows, len(sizes), b), np.uint64)
-    masks = np.zeros((nrows, len(sizes), b), np.bool_)
-    r, o0 = 0, 0
+    rows, src, o0 = [], [], 0
     for i, piece in enumerate(splits):
         for ob in range(blocks(piece, b)):
-            rows[r] = (i, ob)
+            t = np.full((b, 3), -1, np.int64)
             for lane in range(min(b, piece - ob * b)):
                 oc = o0 + ob * b + lane
                 sc = (oc % groups) * (c // groups) + oc // groups
                 k = int(np.searchsorted(starts, sc, side="right")) - 1
                 lc = int(sc - starts[k])
-                offsets[r, k, lane] = (lc // b) * hw * b + lc % b
-                masks[r, k, lane] = True
-            r += 1
+                t[lane] = (k, lc // b, lc % b)
+            rows.append((i, ob))
+            src.append(t)
         o0 += piece
-    return rows, offsets, masks
+    return np.array(rows, np.int64).reshape(-1, 2), np.array(src, np.int64).reshape(-1, b, 3)
+
+
+def permute_pairs(src, hw: int):
+    """The lane copies of shuffle_sources as permutes of two source vectors (B = 16):
+    output block r runs ops start[r] .. start[r + 1]; op o permutes input blocks
+    (ops[o, 0], block offset ops[o, 1]) ++ (ops[o, 2], ops[o, 3]) (offsets in elements of
+    an image) by idx[o] into the lanes where mask[o] (vector_ir.permute2_run)."""
+    b = src.shape[1]
+    start, ops, idx, mask = [0], [], [], []
+    for t in src:
+        blocks_read = sorted({(int(k), int(ib)) for k, ib, _ in t if k >= 0})
+        for j in range(0, len(blocks_read), 2):
+            pair = blocks_read[j : j + 2]
+            first, second = pair[0], pair[-1]
+            ix, m = np.zeros(b, np.int32), np.zeros(b, np.int32)
+            for lane, (k, ib, il) in enumerate(t):
+                if (k, ib) in pair:
+                    ix[lane] = il + (b if (k, ib) == second and second != first else 0)
+                    m[lane] = 1
+            ops.append((first[0], first[1] * hw * b, second[0], second[1] * hw * b))
+            idx.append(ix)
+            mask.append(m)
+        start.append(len(ops))
+    return (
+        np.array(start, np.int64),
+        np.array(ops, np.int64).reshape(-1, 4),
+        np.array(idx, np.int32).reshape(-1, b),
+        np.array(mask, np.int32).reshape(-1, b),
+    )
+
+
+def _task(t, nr, nch, hw, chunk):
+    """Image, output block and pixel range of task t."""
+    n, rest = split_index(t, nr * nch)
+    r, q = split_index(rest, nch)
+    return n, r, q * chunk, min(hw, q * chunk + chunk)
+
+
+_task = njit(inline="always")(_task)
 
 
 @pjit
-def _copy_lanes(xs, ys, n_, hw, rows, offsets, masks, chunk):
-    """The lane copies of shuffle_sources between flat blocked images: xs and ys are tuples
-    of the inputs and pieces, (N, CB, HW, B) flat. Tasks are (image, output block, chunk of
-    pixels); each output vector is, per input it reads, one 16-lane loop of a gather and a
-    select (B = 16: AVX-512 float32), else lane by lane."""
-    nr, nk, b = offsets.shape
+def _permute_lanes(xs, ys, n_, hw, rows, start, ops, idx, mask, chunk):
+    """BlockedChannelShuffle with B = 16 on flat (N, CB, HW, 16) images (xs and ys: tuples
+    of the inputs and pieces): per task (image, output block, chunk of pixels) the output
+    block's permute ops (permute_pairs), each one vpermi2ps and a blend per pixel."""
+    nr = rows.shape[0]
     nch = (hw + chunk - 1) // chunk
-    ub = np.uint64(b)
     for t in prange(n_ * nr * nch):
-        n, rest = split_index(t, nr * nch)
-        r, q = split_index(rest, nch)
-        p0 = q * chunk
-        p1 = min(hw, p0 + chunk)
+        n, r, p0, p1 = _task(t, nr, nch, hw, chunk)
         y = ys[rows[r, 0]]
-        cbo = y.size // (n_ * hw * b)
-        dst = np.uint64((n * cbo + rows[r, 1]) * hw * b)
-        first = True  # the first input read writes the lanes no input fills (padding) zero
-        for k in range(nk):
-            x = xs[k]
-            off = offsets[r, k]
-            m = masks[r, k]
-            if not m.any():
+        dst = n * (y.size // n_) + (rows[r, 1] * hw + p0) * 16
+        for o in range(start[r], start[r + 1]):
+            xa = xs[ops[o, 0]]
+            xb = xs[ops[o, 2]]
+            a0 = n * (xa.size // n_) + ops[o, 1] + p0 * 16
+            b0 = n * (xb.size // n_) + ops[o, 3] + p0 * 16
+            permute2_run(xa, a0, xb, b0, y, dst, p1 - p0, idx[o], mask[o], o > start[r])
+
+
+@pjit
+def _copy_lanes(xs, ys, n_, hw, rows, src, chunk):
+    """BlockedChannelShuffle for any B, lane by lane (shuffle_sources' tables) on flat
+    (N, CB, HW, B) images; tasks as _permute_lanes'."""
+    nr, b = src.shape[0], src.shape[1]
+    nch = (hw + chunk - 1) // chunk
+    for t in prange(n_ * nr * nch):
+        n, r, p0, p1 = _task(t, nr, nch, hw, chunk)
+        y = ys[rows[r, 0]]
+        dst = n * (y.size // n_) + rows[r, 1] * hw * b
+        for lane in range(b):
+            k = src[r, lane, 0]
+            if k < 0:
+                for p in range(p0, p1):
+                    y[dst + p * b + lane] = 0
                 continue
-            src = np.uint64(n * (x.size // n_))
+            x = xs[k]
+            s0 = n * (x.size // n_) + src[r, lane, 1] * hw * b + src[r, lane, 2]
             for p in range(p0, p1):
-                up = np.uint64(p) * ub
-                if b == 16:
-                    for lane in range(16):
-                        v = x[src + off[lane] + up]
-                        old = np.float32(0) if first else y[dst + up + np.uint64(lane)]
-                        y[dst + up + np.uint64(lane)] = v if m[lane] else old
-                else:
-                    for lane in range(b):
-                        if m[lane]:
-                            y[dst + up + np.uint64(lane)] = x[src + off[lane] + up]
-                        elif first:
-                            y[dst + up + np.uint64(lane)] = 0
-            first = False
+                y[dst + p * b + lane] = x[s0 + p * b]
 
 
+_permute_lanes_serial = serial_twin(_permute_lanes)
 _copy_lanes_serial = serial_twin(_copy_lanes)
 
 
 @register("BlockedChannelShuffle")
 def build_blocked_channel_shuffle(node, graph) -> KernelFn:
-    """Concat + channel shuffle + Split (ShuffleNet's unit boundary) as one pass of lane copies
-    between blocked tensors: the NCHW steps and their reorders become one step."""
+    """Concat + channel shuffle + Split (ShuffleNet's unit boundary) as one pass between
+    blocked tensors: the NCHW steps and their reorders become one step. With B = 16 float32
+    (AVX-512) each output vector is one or two vector permutes of input vectors, else lane
+    by lane."""
     sizes = [int(c) for c in node.attrs["sizes"]]
     splits = [int(c) for c in node.attrs["splits"]]
     groups = int(node.attrs["groups"])
     n, _, h, w, b = graph.values[node.inputs[0]].shape
+    dt = np.dtype(graph.values[node.inputs[0]].dtype)
     c = sum(sizes)
     if len(sizes) != len(node.inputs) or len(splits) != len(node.outputs) or sum(splits) != c:
         raise ValueError(f"BlockedChannelShuffle: inputs of {sizes} channels cannot give pieces of {splits}")
@@ -339,25 +376,29 @@ def build_blocked_channel_shuffle(node, graph) -> KernelFn:
         xs = graph.values[name].shape
         if xs != (n, blocks(ci, b), h, w, b):
             raise ValueError(f"BlockedChannelShuffle: input {name!r} {list(xs)} does not hold {ci} channels in blocks of {b}")
-    outs = []
-    for i, (o, piece) in enumerate(zip(node.outputs, splits)):
-        ys = graph.values[o].shape if o else None
-        if o and ys != (n, blocks(piece, b), h, w, b):
-            raise ValueError(f"BlockedChannelShuffle: a piece of {piece} channels cannot be {list(ys)}")
-        outs.append(o)
-    rows, offsets, masks = shuffle_sources(sizes, groups, splits, b, h * w)
-    keep = np.array([bool(outs[i]) for i in rows[:, 0]], bool)  # blocks of omitted pieces: no work
-    rows, offsets, masks = rows[keep], offsets[keep], masks[keep]
-    chunk = max(32, -(-h * w // (2 * config.NUMBA_NUM_THREADS)))
-    work = n * c * h * w * 8  # a lane copy costs about what 8 MACs do
+    for o, piece in zip(node.outputs, splits):
+        if o and graph.values[o].shape != (n, blocks(piece, b), h, w, b):
+            raise ValueError(f"BlockedChannelShuffle: a piece of {piece} channels cannot be {list(graph.values[o].shape)}")
+    rows, src = shuffle_sources(sizes, groups, splits, b)
+    keep = np.array([bool(node.outputs[i]) for i in rows[:, 0]], bool)  # omitted pieces: no work
+    rows, src = rows[keep], src[keep]
+    hw = h * w
+    chunk = max(32, -(-hw // (2 * config.NUMBA_NUM_THREADS)))
+    work = n * c * hw * 2  # about a MAC's cost per element moved
+    if b == PERMUTE2_LANES and dt == np.float32 and VECTOR_BYTES == 64:
+        tables = permute_pairs(src, hw)
+        kernels = (_permute_lanes, _permute_lanes_serial)
+    else:
+        tables = (src,)
+        kernels = (_copy_lanes, _copy_lanes_serial)
 
-    def run(ins, outs_):
+    def run(ins, outs):
         if not len(rows):
             return
         xs = tuple(x.reshape(-1) for x in ins)
-        ys = tuple(y.reshape(-1) if y is not None else xs[0][:0] for y in outs_)
-        kern = pick(_copy_lanes, _copy_lanes_serial, work, num_threads())
-        kern(xs, ys, n, h * w, rows, offsets, masks, chunk)
+        ys = tuple(y.reshape(-1) if y is not None else xs[0][:0] for y in outs)
+        kern = pick(*kernels, work, num_threads())
+        kern(xs, ys, n, hw, rows, *tables, chunk)
 
     return run
 
