@@ -451,11 +451,9 @@ class _Rewriter:
         for node in self.graph.nodes:
             if node.name in self.absorbed:
                 continue
-            done = False
-            if node.op in (*CHANNEL_CONCAT, "Reshape"):
-                done = self.shuffle(node)
-            if done:
+            if node.op in (*CHANNEL_CONCAT, "Reshape") and self.shuffle(node):
                 continue
+            done = False
             if node.op == "Conv":
                 done = self.conv(node)
             elif node.op == "Split":
