@@ -16,14 +16,16 @@ from cnnrt.core.layout import blocks
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.conv_spec import ConvSpec
+from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.cpu import depthwise_blocked
+from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.blas import split_index
 from cnnrt.kernels.cpu.blocked_window import FMA, MAX, SUM, Windows
 from cnnrt.kernels.cpu.conv_common import opt_input as _opt
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.kernels.cpu.pool import _taps_inside, _window
-from cnnrt.kernels.cpu.vector_ir import PERMUTE2_LANES, permute2_run, pixel_reduce
+from cnnrt.kernels.cpu.vector_ir import PERMUTE2_LANES, affine_run, fma, permute2_run, pixel_reduce
 from cnnrt.kernels.registry import KernelFn, register
 
 
@@ -450,24 +452,61 @@ def build_blocked_global_pool(node, graph) -> KernelFn:
     return run
 
 
+@pjit
+def _affine(x, out, s, t, n_, cb, hw, b, chunk, lo, hi, kind, alpha, beta):
+    """out = act(x * s + t) per channel over flat (N, CB, HW, B) x and out; tasks (plane,
+    chunk of pixels). With B the vector width each chunk is one vector_ir.affine_run (Relu
+    and Clip its clamp), else lane by lane; other activations run over the chunk after."""
+    nch = (hw + chunk - 1) // chunk
+    vector = b * x.itemsize == VECTOR_BYTES
+    for task in prange(n_ * cb * nch):
+        plane, q = split_index(task, nch)
+        blk = plane % cb
+        p0 = q * chunk
+        p1 = min(hw, p0 + chunk)
+        base = plane * hw * b
+        if vector:
+            affine_run(x, base + p0 * b, out, base + p0 * b, p1 - p0, s, t, blk * b, lo, hi)
+        else:
+            for p in range(p0, p1):
+                for lane in range(b):
+                    v = fma(x[base + p * b + lane], s[blk * b + lane], t[blk * b + lane])
+                    v = lo if v < lo else v
+                    out[base + p * b + lane] = hi if v > hi else v
+        if kind != 0:
+            act_inplace(out[base + p0 * b : base + p1 * b], kind, alpha, beta)
+
+
+_affine_serial = serial_twin(_affine)
+
+
 @register("BlockedChannelAffine")
 def build_blocked_channel_affine(node, graph) -> KernelFn:
     """y = act(x * scale[c] + shift[c]) on X (N, CB, H, W, B); scale, shift (C,), constant or not.
-    One fused multiply-add (one rounding; ChannelAffine rounds the product too)."""
+    One fused multiply-add (one rounding; ChannelAffine rounds the product too), scale and
+    shift held in registers over each plane's pixels."""
     xs, ys, dt = _shapes(graph, node, 5, 5)
     n, cb, h, w, b = xs
     if ys != xs or any(tuple(graph.values[i].shape) != (cb * b,) for i in node.inputs[1:3]):
         raise ValueError(f"BlockedChannelAffine: {list(xs)} -> {list(ys)} with parameters not ({cb * b},)")
     act = ACTIVATIONS[node.attrs.get("activation", "none")]
     alpha, beta = float(node.attrs.get("act_alpha", 0.0)), float(node.attrs.get("act_beta", 0.0))
-    win = Windows(xs, h, w, (1, 1, 1, 1, 0, 0, 1, 1), dt, FMA, act, alpha, beta)
+    # Identity, Relu and Clip are the clamp to [lo, hi] (NaN passes); others run after it
+    lo, hi = {RELU: (0.0, np.inf), CLIP: (alpha, beta)}.get(act, (-np.inf, np.inf))
+    kind = 0 if act in (NONE, RELU, CLIP) else act
+    scalars = (dt.type(lo), dt.type(hi), kind, dt.type(alpha), dt.type(beta))
     fixed = [graph.constants.get(i) for i in node.inputs[1:3]]
     fixed = [None if f is None else readonly(np.ascontiguousarray(f, dt).reshape(-1)) for f in fixed]
+    hw = h * w
+    per_plane = -(-4 * config.NUMBA_NUM_THREADS // (n * cb))  # ~4 tasks per thread if planes are few
+    chunk = max(min(hw, 64), -(-hw // per_plane))
+    work = n * cb * hw * b * 2  # memory-bound: about two MACs' cost per element
 
     def run(ins, outs):
-        s = fixed[0] if fixed[0] is not None else readonly(ins[1].reshape(-1))
-        t = fixed[1] if fixed[1] is not None else readonly(ins[2].reshape(-1))
-        win(ins[0], outs[0], s, t)
+        s = fixed[0] if fixed[0] is not None else readonly(np.ascontiguousarray(ins[1], dt).reshape(-1))
+        t = fixed[1] if fixed[1] is not None else readonly(np.ascontiguousarray(ins[2], dt).reshape(-1))
+        kern = pick(_affine, _affine_serial, work, num_threads())
+        kern(ins[0].reshape(-1), outs[0].reshape(-1), s, t, n, cb, hw, b, chunk, *scalars)
 
     return run
 

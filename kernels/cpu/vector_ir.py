@@ -151,6 +151,31 @@ def pixel_reduce(typingctx, x, base, count, out, o, is_max):
     return sig, codegen
 
 
+@intrinsic
+def affine_run(typingctx, x, xo, out, oo, count, s, t, so, lo, hi):
+    """One channel block's pixels: out[oo + q*B + lane] = clamp(fma(x[xo + q*B + lane],
+    s[so + lane], t[so + lane]), lo, hi) for q < count, B = the vector width in elements;
+    the clamp is selects (NaN passes), so lo = 0, hi = inf is Relu. The scale and shift
+    vectors stay in registers over the pixels (a blocked ChannelAffine's plane)."""
+    if not floats(x, out, s, t):
+        return None
+    dt, i64 = x.dtype, types.int64
+    sig = types.void(x, i64, out, i64, i64, s, t, i64, dt, dt)
+
+    def codegen(context, builder, sig, args):
+        _, xo_v, _, oo_v, n_v, _, _, so_v, lo_v, hi_v = args
+        px, pout, ps, pt = data_pointers(context, builder, sig, args, 0, 2, 5, 6)
+        vec = Vectors(builder, dt)
+        sv, tv = vec.load(ps, so_v), vec.load(pt, so_v)
+        lo, hi = vec.splat(lo_v), vec.splat(hi_v)
+        with cgutils.for_range(builder, n_v) as loop:
+            q = builder.mul(loop.index, c64(vec.lanes))
+            v = vec.fma(vec.load(px, builder.add(xo_v, q)), sv, tv)
+            vec.store(vec.clamp(v, lo, hi), pout, builder.add(oo_v, q))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
 PERMUTE2_LANES = 16  # llvm.x86.avx512.vpermi2var.ps.512: 16 float32 lanes from two vectors
 
 
