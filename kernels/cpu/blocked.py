@@ -1,10 +1,12 @@
-"""Kernels on the channel-blocked layout NCHWc: reorders, pools, ChannelAffine, depthwise conv.
+"""Kernels on the channel-blocked layout NCHWc: reorders, pools, ChannelAffine, depthwise conv,
+channel Split, Concat and shuffle.
 
 A logical NCHW tensor is stored (N, ceil(C/B), H, W, B): element [n, cb, h, w, l] is logical
 [n, cb*B + l, h, w], the lanes past C zero (cnnrt.core.layout). B is the vector width in elements: a pixel of a channel block is
-one vector, a window tap one vector operation over B channels. The pools, ChannelAffine and
-the depthwise conv run blocked_window.py's window kernel (a depthwise conv whose block is one
-vector: depthwise_blocked.py's row-blocked kernel); the reorders and global pools are here.
+one vector, a window tap one vector operation over B channels. The pools and the depthwise
+conv run blocked_window.py's window kernel (a depthwise conv whose block is one vector:
+depthwise_blocked.py's row-blocked kernel); ChannelAffine is one vector loop per plane
+(vector_ir.affine_run); the reorders, global pools and channel copies are here.
 """
 
 from __future__ import annotations
