@@ -17,8 +17,8 @@ from numba import config, prange
 from cnnrt.core.layout import blocks
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.conv_spec import ConvSpec
 from cnnrt.kernels.activation import CLIP, NONE, RELU
+from cnnrt.kernels.conv_spec import ConvSpec
 from cnnrt.kernels.cpu import depthwise_blocked
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.blas import split_index
@@ -379,10 +379,14 @@ def build_blocked_channel_shuffle(node, graph) -> KernelFn:
     for name, ci in zip(node.inputs, sizes):
         xs = graph.values[name].shape
         if xs != (n, blocks(ci, b), h, w, b):
-            raise ValueError(f"BlockedChannelShuffle: input {name!r} {list(xs)} does not hold {ci} channels in blocks of {b}")
+            raise ValueError(
+                f"BlockedChannelShuffle: input {name!r} {list(xs)} does not hold {ci} channels in blocks of {b}"
+            )
     for o, piece in zip(node.outputs, splits):
         if o and graph.values[o].shape != (n, blocks(piece, b), h, w, b):
-            raise ValueError(f"BlockedChannelShuffle: a piece of {piece} channels cannot be {list(graph.values[o].shape)}")
+            raise ValueError(
+                f"BlockedChannelShuffle: a piece of {piece} channels cannot be {list(graph.values[o].shape)}"
+            )
     rows, src = shuffle_sources(sizes, groups, splits, b)
     keep = np.array([bool(node.outputs[i]) for i in rows[:, 0]], bool)  # omitted pieces: no work
     rows, src = rows[keep], src[keep]
@@ -405,6 +409,7 @@ def build_blocked_channel_shuffle(node, graph) -> KernelFn:
         kern(xs, ys, n, hw, rows, *tables, chunk)
 
     return run
+
 
 @register("ReorderFromBlocked")
 def build_reorder_from_blocked(node, graph) -> KernelFn:

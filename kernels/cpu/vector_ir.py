@@ -176,6 +176,7 @@ def affine_run(typingctx, x, xo, out, oo, count, s, t, so, lo, hi):
 
     return sig, codegen
 
+
 PERMUTE2_LANES = 16  # llvm.x86.avx512.vpermi2var.ps.512: 16 float32 lanes from two vectors
 
 

@@ -410,7 +410,6 @@ def test_blocked_concat_vs_numpy(sizes, b):
     np.testing.assert_array_equal(got, want)
 
 
-
 def _shuffle_reference(xs, groups, splits):
     """torchvision's channel_shuffle of the concatenation, split: by numpy reshapes."""
     x = np.concatenate(xs, axis=1)
@@ -441,6 +440,7 @@ def test_blocked_channel_shuffle_rejects_bad_groups():
     x = to_blocked(np.zeros((1, 10, 2, 2), np.float32), 16)
     with pytest.raises(ValueError, match="groups"):
         run_node("BlockedChannelShuffle", [x], {"sizes": [10], "groups": 3, "splits": [10]}, [x.shape])
+
 
 @pytest.mark.parametrize(
     "c,hw,k,stride,dil,act",

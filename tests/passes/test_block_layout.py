@@ -257,7 +257,9 @@ def test_channel_shuffle_between_blocked_convs_is_one_step():
     p0, p1 = b.node("Split", [y], [(1, 58, 6, 6)] * 2, name="split", n_out=2, axis=1, sizes=(58, 58))
     q = b.conv(p1, 58, k=1, name="branch", activation="Relu")
     y = _shuffle(b, b.concat([p0, q], name="cat2"), 2, "s2")
-    out = b.node("Add", [b.conv(y, 16, k=1, name="h1"), b.conv(y, 16, k=3, pads=(1, 1, 1, 1), name="h2")], (1, 16, 6, 6))
+    out = b.node(
+        "Add", [b.conv(y, 16, k=1, name="h1"), b.conv(y, 16, k=3, pads=(1, 1, 1, 1), name="h2")], (1, 16, 6, 6)
+    )
     before = b.build([out])
     after = block_layout(before, vector_bytes=64).graph
     after.verify()
@@ -269,6 +271,7 @@ def test_channel_shuffle_between_blocked_convs_is_one_step():
     want = _run_kernels(before, feeds_for(before))
     got = _run_kernels(after, feeds_for(before))
     np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5 * np.abs(want[0]).max())
+
 
 def test_channel_concat_of_padded_inputs_stays_blocked():
     """120 + 120 (MixNet's mixed kernels): BlockedConcat, then a blocked affine; same outputs."""
