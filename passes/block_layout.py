@@ -38,9 +38,9 @@ Value carries the layout and the logical value it stores, cnnrt.core.layout):
   ``Concat`` when every input but the last is whole blocks (the blocked tensors concatenate
   as they are), else as ``BlockedConcat``, which places each input's channels by lane.
 - A channel shuffle (Reshape (N, G, C/G, H, W) -> Transpose (0, 2, 1, 3, 4) -> Reshape) of a
-  channel Concat with a blocked input (or of a blocked value), with the channel Split that
-  alone reads it, -> one ``BlockedChannelShuffle`` from the blocked inputs to the blocked
-  pieces (ShuffleNet's unit boundary), when each intermediate has that one reader.
+  channel Concat with a blocked input, with the channel Split that alone reads it, -> one
+  ``BlockedChannelShuffle`` from the blocked inputs to the blocked pieces (ShuffleNet's unit
+  boundary), when each intermediate has that one reader.
 - Graphs where fewer than MIN_BLOCKED_CONVS convs could be blocked stay as they are.
 - Any other reader of a blocked value gets its NCHW version from one ``ReorderFromBlocked``
   (a Reshape view when H = W = 1 and C is whole blocks: (N, C/B, 1, 1, B) and (N, C, 1, 1)
@@ -414,21 +414,17 @@ class _Rewriter:
         return s1[1], chain
 
     def shuffle(self, node: Node) -> bool:
-        """A channel Concat (or a blocked value's Reshape) that starts a channel shuffle, with the
-        Split after it: one BlockedChannelShuffle of the blocked inputs into blocked pieces
-        (ShuffleNet's unit boundary: one step instead of five and their reorders)."""
-        if node.op in CHANNEL_CONCAT:
-            if int(node.attrs["axis"]) % 4 != 1:
-                return False
-            ins, start = list(node.inputs), node.outputs[0]
-        else:
-            ins, start = [node.inputs[0]], node.inputs[0]
+        """A channel Concat that starts a channel shuffle, with the Split after it: one
+        BlockedChannelShuffle of the blocked inputs into blocked pieces (ShuffleNet's unit
+        boundary: one step instead of five and their reorders)."""
+        if int(node.attrs["axis"]) % 4 != 1:
+            return False
+        ins, start = list(node.inputs), node.outputs[0]
         found = self.match_shuffle(start)
         if found is None or not any(i in self.blocked for i in ins):
             return False
         groups, chain = found
-        if node.op != "Reshape":
-            chain.insert(0, node)
+        chain.insert(0, node)
         outs = chain[-1].outputs
         dtypes = {self.values[v].dtype for v in [*ins, *outs] if v}
         if len(dtypes) != 1 or any(i in self.graph.constants or self.block(i) is None for i in ins):
@@ -451,7 +447,7 @@ class _Rewriter:
         for node in self.graph.nodes:
             if node.name in self.absorbed:
                 continue
-            if node.op in (*CHANNEL_CONCAT, "Reshape") and self.shuffle(node):
+            if node.op in CHANNEL_CONCAT and self.shuffle(node):
                 continue
             done = False
             if node.op == "Conv":
