@@ -10,8 +10,8 @@ pools, ``(begin.., end..)`` for Pad. Channel-blocked ops are made by passes/bloc
 
 Per op the table gives its ports (``?`` optional, ``*`` one or more), attribute defaults
 (:data:`REQUIRED` when the IR always carries one; read through :func:`op_attrs` / :func:`attr`),
-shape inference (op_shapes, checked by ``Graph.verify``), in-place and view facts (the
-planner), numerics (MACs, accumulation length, transcendental: op_costs; no default, so a new
+shape inference (op_shapes, checked by ``Graph.verify``), in-place, view and strided-output
+facts (the planner, concat_in_place), numerics (MACs, accumulation length, transcendental: op_costs; no default, so a new
 op says what it costs), blocked-layout and epilogue facts (passes),
 its constant evaluator (const_eval), its origin, and why a backend needs no kernel.
 """
@@ -572,8 +572,13 @@ OPS: dict[str, OpDef] = {
         "its lanes past its channels zero",
         {"sizes": REQUIRED, "groups": REQUIRED, "splits": REQUIRED},
     ),
-    "BlockedConv": blocked_op(
-        _CONV, shp.blocked_conv, "as Conv; X blocked (or NCHW when C is not whole blocks), R blocked; output blocked"
+    "BlockedConv": dataclasses.replace(
+        blocked_op(
+            _CONV,
+            shp.blocked_conv,
+            "as Conv; X blocked (or NCHW when C is not whole blocks), R blocked; output blocked",
+        ),
+        strided_output=True,
     ),
     "BlockedMaxPool": blocked_op(_MAX_POOL, shp.blocked_pool, "as MaxPool"),
     "BlockedAveragePool": blocked_op(_AVERAGE_POOL, shp.blocked_pool, "as AveragePool"),
