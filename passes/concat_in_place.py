@@ -8,8 +8,8 @@ executor hands each producer a numpy view of that slice. Concats that feed a big
 The slice of a value along ``axis`` is contiguous only when every axis in front of it has
 size 1 (NCHW channel slices at batch 1). A strided slice (batch > 1) is taken only where the
 producer's kernel writes such outputs (the op table's ``strided_output``: each image a
-contiguous run, the runs apart by the buffer's image stride) and the Concat alone reads the
-value, so no other kernel reads it strided; the rest are declined with the reason.
+contiguous run, the runs apart by the buffer's image stride; for a BlockedConv, the register
+tile's algorithms) and the Concat alone reads the value, so no other kernel reads it strided; the rest are declined with the reason.
 
 Requires: a verified graph; run after the fusion passes (it looks at final producers) and
 after remove_identity. It re-decides every Concat on each run, so later rewrites cannot
@@ -26,19 +26,35 @@ from __future__ import annotations
 import numpy as np
 
 from cnnrt.core.ir import Graph
+from cnnrt.core.layout import is_blocked
 from cnnrt.core.ops import VIEW_OPS, op_def
 from cnnrt.core.placement import concat_axis, concat_layout
+from cnnrt.kernels.conv_spec import spec_from_node
+from cnnrt.kernels.cpu.conv_algorithm import choose
 
 from . import PassResult
 
 RULE = "Concat -> in-place Concat (producers write into slices)"
 
 
+def _writes_strided(graph: Graph, p) -> bool:
+    """Whether ``p``'s CPU kernel writes a strided output itself: the op table says so, and for a
+    BlockedConv its algorithm (the override, else the one select_algorithm will choose) is the
+    register tile's; Winograd and depthwise kernels would go through a scratch copy."""
+    if not op_def(p.op).strided_output:
+        return False
+    if p.op != "BlockedConv":
+        return True
+    spec = spec_from_node(p, graph)
+    algorithm = p.attrs.get("algorithm") or choose(spec, p.op, is_blocked(graph.values[p.inputs[0]]))[0]
+    return algorithm in ("direct", "grouped")
+
+
 def _strided_reason(graph: Graph, node, producers, readers) -> str | None:
     """Why an input of ``node`` cannot be a strided slice (None: each can)."""
     for x in node.inputs:
         p = producers.get(x)
-        if p is None or not op_def(p.op).strided_output:
+        if p is None or not _writes_strided(graph, p):
             return f"{x!r} would be a strided slice, and its producer's kernel writes contiguous outputs only"
         if readers.get(x, 0) != 1 or x in graph.outputs:
             return f"{x!r} would be a strided slice, and more than the Concat reads it"
