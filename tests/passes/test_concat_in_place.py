@@ -60,14 +60,14 @@ def test_guard_batch_two_is_strided():
     assert "strided" in res.declined[0][2]
 
 
-def _blocked_fire(batch: int, residual: bool = False, extra_reader: bool = False):
-    """SqueezeNet's fire module at ``batch``, blocked: a 1x1 and a 3x3 conv (one of three
-    algorithms) concatenated, read by a 1x1 conv."""
+def _blocked_fire(batch: int, residual: bool = False, extra_reader: bool = False, c: int = 32, hw: int = 6):
+    """SqueezeNet's fire module at ``batch``, blocked: a 1x1 and a 3x3 conv concatenated,
+    read by a 1x1 conv; ``c`` squeeze channels on ``hw`` x ``hw`` pixels."""
     b = GB()
-    x = b.input("x", (batch, 16, 6, 6))
-    s = b.conv(x, 32, k=1, name="squeeze", activation="Relu")
-    e1 = b.conv(s, 32, k=1, name="expand1", activation="Relu", residual=s if residual else None)
-    e3 = b.conv(s, 16, k=3, pads=(1, 1, 1, 1), name="expand3", activation="Relu")
+    x = b.input("x", (batch, 16, hw, hw))
+    s = b.conv(x, c, k=1, name="squeeze", activation="Relu")
+    e1 = b.conv(s, c, k=1, name="expand1", activation="Relu", residual=s if residual else None)
+    e3 = b.conv(s, 16 if c < 64 else c, k=3, pads=(1, 1, 1, 1), name="expand3", activation="Relu")
     outs = [b.conv(b.concat([e1, e3], name="cat"), 16, k=1, name="head")]
     if extra_reader:
         outs.append(b.act("Relu", e3))
@@ -97,6 +97,13 @@ def test_blocked_convs_write_strided_slices_at_batch_two(algorithm, residual):
 
 def test_guard_strided_slice_read_by_another_node():
     _, after = _blocked_fire(2, extra_reader=True)
+    assert not _marked(after)
+
+
+def test_guard_strided_slice_from_a_winograd_conv():
+    """64 channels on 16x16 pixels: expand3 runs Winograd, which writes contiguous outputs."""
+    _, after = _blocked_fire(2, c=64, hw=16)
+    assert after.node("expand3").attrs["algorithm"] == "winograd"
     assert not _marked(after)
 
 
