@@ -10,7 +10,8 @@ Requires: a verified NCHW graph, after fuse_epilogue (a fused activation or resi
 conv declines the rewrite). Guarantees: the pool reads the conv's input, the conv the pool's
 output and writes the pool's output value; numerics change only in summation order.
 Guards (logged): the conv output has one reader (the pool) and is not a graph output; the
-conv is 1x1, stride 1, unpadded, without activation or residual; the pool has no padding.
+conv is 1x1, stride 1, unpadded, without activation or residual; the pool has no padding,
+and no window past the input that counts those positions (ceil mode with count_include_pad).
 """
 
 from __future__ import annotations
@@ -41,7 +42,18 @@ def _declined(ctx: Ctx, conv, pool) -> str | None:
         return "the conv has a fused activation or residual"
     if any(pool.attrs.get("pads", (0, 0, 0, 0))):
         return "the pool is padded (padding zeros are not the conv's value at 0)"
+    if pool.attrs.get("count_include_pad", False) and _overhangs(ctx, pool):
+        return "ceil-mode windows that count the positions past the input (weights summing below 1)"
     return None
+
+
+def _overhangs(ctx: Ctx, pool) -> bool:
+    """Whether a window of ``pool`` (ceil mode) reaches past its input."""
+    h, w = ctx.value(pool.inputs[0]).shape[2:]
+    oh, ow = ctx.value(pool.outputs[0]).shape[2:]
+    k, s = pool.attrs["kernel"], pool.attrs.get("strides", (1, 1))
+    d = pool.attrs.get("dilations", (1, 1))
+    return any(o != (n - (kk - 1) * dd - 1) // ss + 1 for o, n, kk, ss, dd in zip((oh, ow), (h, w), k, s, d))
 
 
 def _rewrite(ctx: Ctx, m) -> Replacement | str:

@@ -49,3 +49,15 @@ def test_transition_pools_before_its_conv():
 def test_guards(conv_kw, pool_kw, extra_reader, reason):
     res = run_pass(pool_before_pointwise, _transition(conv_kw, pool_kw, extra_reader))
     assert not res.fired and reason in res.declined[0][2]
+
+
+def test_guard_ceil_mode_windows_counting_positions_past_the_input():
+    """7x7 pooled 2x2 stride 2 in ceil mode (4x4 out): with count_include_pad the last
+    windows divide by 4 over fewer pixels, so the bias would not pass through unchanged."""
+    b = GB()
+    x = b.input("x", (1, 8, 7, 7))
+    y = b.conv(x, 4, k=1, name="conv")
+    attrs = dict(kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), dilations=(1, 1), count_include_pad=True)
+    p = b.node("AveragePool", [y], (1, 4, 4, 4), name="pool", **attrs)
+    res = run_pass(pool_before_pointwise, b.build([p]))
+    assert not res.fired and "ceil-mode" in res.declined[0][2]
