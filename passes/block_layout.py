@@ -37,6 +37,10 @@ Value carries the layout and the logical value it stores, cnnrt.core.layout):
   blocked with zero padding lanes) when every piece is blockable. Channel Concats too: as
   ``Concat`` when every input but the last is whole blocks (the blocked tensors concatenate
   as they are), else as ``BlockedConcat``, which places each input's channels by lane.
+- A channel shuffle (Reshape (N, G, C/G, H, W) -> Transpose (0, 2, 1, 3, 4) -> Reshape) of a
+  channel Concat with a blocked input, with the channel Split that alone reads it, -> one
+  ``BlockedChannelShuffle`` from the blocked inputs to the blocked pieces (ShuffleNet's unit
+  boundary), when each intermediate has that one reader.
 - Graphs where fewer than MIN_BLOCKED_CONVS convs could be blocked stay as they are.
 - Any other reader of a blocked value gets its NCHW version from one ``ReorderFromBlocked``
   (a Reshape view when H = W = 1 and C is whole blocks: (N, C/B, 1, 1, B) and (N, C, 1, 1)
@@ -119,6 +123,11 @@ class _Rewriter:
         self.taken = {n.name for n in graph.nodes}
         self.fired: list[tuple[str, str]] = []
         self.declined: list[tuple[str, str, str]] = []
+        self.readers: dict[str, list[Node]] = {}
+        for n in graph.nodes:
+            for i in set(n.inputs):
+                self.readers.setdefault(i, []).append(n)
+        self.absorbed: set[str] = set()  # nodes a fused blocked op computes already
 
     def block(self, name: str) -> int | None:
         """B for a value that can be blocked (rank 4, float, padding within MAX_PAD_FRACTION), else None."""
@@ -375,8 +384,71 @@ class _Rewriter:
         self.emit(node, "BlockedSplit", [self.blocked[x]])
         return True
 
+    def sole_reader(self, name: str) -> Node | None:
+        """The one node reading ``name`` when nothing else (no graph output) does."""
+        readers = self.readers.get(name, [])
+        return readers[0] if len(readers) == 1 and name not in self.graph.outputs else None
+
+    def match_shuffle(self, x: str):
+        """(groups, [Reshape, Transpose, Reshape, Split?]) when ``x`` (N, C, H, W) is read only by
+        a channel shuffle, Reshape (N, G, C/G, H, W) -> Transpose (0, 2, 1, 3, 4) -> Reshape
+        (N, C, H, W), itself read only by a channel Split or by anything (no Split); else None."""
+        shape = self.values[x].shape
+        r1 = self.sole_reader(x)
+        if len(shape) != 4 or r1 is None or r1.op != "Reshape":
+            return None
+        n, c, h, w = shape
+        s1 = self.values[r1.outputs[0]].shape
+        if len(s1) != 5 or s1[1] < 2 or (s1[0], s1[1] * s1[2], *s1[3:]) != (n, c, h, w):
+            return None
+        t = self.sole_reader(r1.outputs[0])
+        if t is None or t.op != "Transpose" or tuple(t.attrs["perm"]) != (0, 2, 1, 3, 4):
+            return None
+        r2 = self.sole_reader(t.outputs[0])
+        if r2 is None or r2.op != "Reshape" or self.values[r2.outputs[0]].shape != shape:
+            return None
+        chain = [r1, t, r2]
+        sp = self.sole_reader(r2.outputs[0])
+        if sp is not None and sp.op == "Split" and int(sp.attrs["axis"]) % 4 == 1:
+            chain.append(sp)
+        return s1[1], chain
+
+    def shuffle(self, node: Node) -> bool:
+        """A channel Concat that starts a channel shuffle, with the Split after it: one
+        BlockedChannelShuffle of the blocked inputs into blocked pieces (ShuffleNet's unit
+        boundary: one step instead of five and their reorders)."""
+        if int(node.attrs["axis"]) % 4 != 1:
+            return False
+        ins, start = list(node.inputs), node.outputs[0]
+        found = self.match_shuffle(start)
+        if found is None or not any(i in self.blocked for i in ins):
+            return False
+        groups, chain = found
+        chain.insert(0, node)
+        outs = chain[-1].outputs
+        dtypes = {self.values[v].dtype for v in [*ins, *outs] if v}
+        if len(dtypes) != 1 or any(i in self.graph.constants or self.block(i) is None for i in ins):
+            return False
+        if any(o and self.block(o) is None for o in outs):
+            self.declined.append((RULE, node.name, "a shuffled piece has too few channels for whole blocks"))
+            return False
+        splits = chain[-1].attrs["sizes"] if chain[-1].op == "Split" else [self.values[start].shape[1]]
+        attrs = {"sizes": [self.values[i].shape[1] for i in ins], "groups": groups, "splits": list(splits)}
+        xs = [self.to_blocked(i, node.origin) for i in ins]
+        ys = tuple(self.twin(o) if o else o for o in outs)
+        origin = tuple(o for n in chain for o in n.origin)
+        name = next(n.name for n in chain if n.op == "Transpose")
+        self.nodes.append(Node("BlockedChannelShuffle", tuple(xs), ys, attrs, name, origin))
+        self.absorbed.update(n.name for n in chain)
+        self.fired.append((" + ".join(n.op for n in chain) + " -> BlockedChannelShuffle", name))
+        return True
+
     def run(self) -> Graph:
         for node in self.graph.nodes:
+            if node.name in self.absorbed:
+                continue
+            if node.op in CHANNEL_CONCAT and self.shuffle(node):
+                continue
             done = False
             if node.op == "Conv":
                 done = self.conv(node)

@@ -6,16 +6,18 @@ executor hands each producer a numpy view of that slice. Concats that feed a big
 (DenseNet's growing feature maps) nest: the smaller one becomes a slice of the bigger one.
 
 The slice of a value along ``axis`` is contiguous only when every axis in front of it has
-size 1 (NCHW channel slices at batch 1). Strided slices need kernels that accept strided
-outputs; the kernels are not known to, so this pass only marks contiguous cases for now
-(``ALLOW_STRIDED``), and declines the rest with the reason.
+size 1 (NCHW channel slices at batch 1). A strided slice (batch > 1) is taken only where the
+producer's kernel writes such outputs (the op table's ``strided_output``: each image a
+contiguous run, the runs apart by the buffer's image stride; for a BlockedConv, the register
+tile's algorithms) and the Concat alone reads the value, so no other kernel reads it strided; the rest are declined with the reason.
 
 Requires: a verified graph; run after the fusion passes (it looks at final producers) and
 after remove_identity. It re-decides every Concat on each run, so later rewrites cannot
 leave a stale mark.
 Guarantees: ``in_place`` is True exactly on Concats the planner can lay out: every input is
 produced by a node or fed as a graph input (not a constant, not a view op output), no input
-appears twice, the slices are contiguous, and nesting with other marked Concats is
+appears twice, the slices are contiguous or channel ranges written by kernels that take
+strided outputs, and nesting with other marked Concats is
 consistent (a value can sit in one place only).
 """
 
@@ -24,21 +26,49 @@ from __future__ import annotations
 import numpy as np
 
 from cnnrt.core.ir import Graph
-from cnnrt.core.ops import VIEW_OPS
+from cnnrt.core.layout import is_blocked
+from cnnrt.core.ops import VIEW_OPS, op_def
 from cnnrt.core.placement import concat_axis, concat_layout
+from cnnrt.kernels.conv_spec import spec_from_node
+from cnnrt.kernels.cpu.conv_algorithm import choose
 
 from . import PassResult
 
 RULE = "Concat -> in-place Concat (producers write into slices)"
-ALLOW_STRIDED = False
 
 
-def _local_reason(graph: Graph, node, producers) -> str | None:
+def _writes_strided(graph: Graph, p) -> bool:
+    """Whether ``p``'s CPU kernel writes a strided output itself: the op table says so, and for a
+    BlockedConv its algorithm (the override, else the one select_algorithm will choose) is the
+    register tile's; Winograd and depthwise kernels would go through a scratch copy."""
+    if not op_def(p.op).strided_output:
+        return False
+    if p.op != "BlockedConv":
+        return True
+    spec = spec_from_node(p, graph)
+    algorithm = p.attrs.get("algorithm") or choose(spec, p.op, is_blocked(graph.values[p.inputs[0]]))[0]
+    return algorithm in ("direct", "grouped")
+
+
+def _strided_reason(graph: Graph, node, producers, readers) -> str | None:
+    """Why an input of ``node`` cannot be a strided slice (None: each can)."""
+    for x in node.inputs:
+        p = producers.get(x)
+        if p is None or not _writes_strided(graph, p):
+            return f"{x!r} would be a strided slice, and its producer's kernel writes contiguous outputs only"
+        if readers.get(x, 0) != 1 or x in graph.outputs:
+            return f"{x!r} would be a strided slice, and more than the Concat reads it"
+    return None
+
+
+def _local_reason(graph: Graph, node, producers, readers) -> str | None:
     axis = concat_axis(graph, node)
     shape = graph.values[node.outputs[0]].shape
     lead = int(np.prod(shape[:axis]))
-    if lead != 1 and not ALLOW_STRIDED:
-        return f"slices along axis {axis} of {list(shape)} are strided (kernels write contiguous outputs only)"
+    if lead != 1 and axis != 1:
+        return f"slices along axis {axis} of {list(shape)} are strided apart within each image"
+    if lead != 1 and (why := _strided_reason(graph, node, producers, readers)):
+        return why
     if len(set(node.inputs)) != len(node.inputs):
         return "an input appears twice"
     for x in node.inputs:
@@ -55,12 +85,16 @@ def _local_reason(graph: Graph, node, producers) -> str | None:
 def concat_in_place(graph: Graph) -> PassResult:
     """Mark the Concats whose inputs can be written in place; see the module docstring."""
     producers = graph.producers()
+    readers: dict[str, int] = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            readers[i] = readers.get(i, 0) + 1
     declined: list[tuple[str, str, str]] = []
     candidates = []
     for node in graph.nodes:
         if node.op != "Concat":
             continue
-        why = _local_reason(graph, node, producers)
+        why = _local_reason(graph, node, producers, readers)
         if why:
             declined.append((RULE, node.name, why))
         else:

@@ -28,6 +28,7 @@ from .fuse_gelu import fuse_gelu
 from .fuse_layernorm import fuse_layernorm
 from .fuse_qdq import fuse_qdq
 from .fuse_se import fuse_se
+from .pool_before_pointwise import pool_before_pointwise
 from .precision import mark_precision
 from .remove_identity import remove_identity
 from .select_algorithm import select_algorithm
@@ -48,6 +49,7 @@ PASSES: list[tuple[str, PassFn, int]] = [
     ("fuse_epilogue", fuse_epilogue, 2),
     ("fold_affine_concat", fold_affine_concat, 2),  # after fuse_epilogue: the affine carries its activation
     ("fuse_se", fuse_se, 2),  # after fuse_epilogue: the SE convs carry their activations
+    ("pool_before_pointwise", pool_before_pointwise, 2),  # after fuse_epilogue: an activation stops it
     ("eliminate_dead_nodes", eliminate_dead_nodes, 1),
     ("concat_in_place", concat_in_place, 2),
 ]

@@ -51,6 +51,9 @@ class OpDef:
     in_place: bool = False  # the kernel may write its output over its first input
     broadcasts: bool = False  # numpy broadcasting of the inputs (in place only when none broadcasts)
     view: bool = False  # the output is the input's bytes under a new shape
+    # its CPU kernel writes an output whose images lie apart in a bigger buffer (a channel range
+    # of a Concat's output at batch > 1): concat_in_place may place it there
+    strided_output: bool = False
     blocked: str = ""  # "elementwise" | "channel_concat": runs on blocked values; "native": is blocked
     blocked_form: str = ""  # the op it becomes when its input is blocked
     epilogue: bool = False  # carries a fused activation (activation, act_alpha, act_beta)
@@ -152,15 +155,16 @@ def view_op(onnx: tuple[str, ...], doc: str, outputs=("Y",), attrs=None, infer=s
     )
 
 
-def blocked_channel_copy(inputs, outputs, infer, doc: str) -> OpDef:
-    """A channel Split or Concat that block_layout keeps blocked (``sizes`` in logical channels)."""
+def blocked_channel_copy(inputs, outputs, infer, doc: str, attrs=None) -> OpDef:
+    """A channel Split, Concat or permutation that block_layout keeps blocked (``sizes`` in
+    logical channels)."""
     return OpDef(
         inputs,
         outputs,
         infer,
         "blocked",
         doc,
-        {"axis": REQUIRED, "sizes": REQUIRED},
+        attrs or {"axis": REQUIRED, "sizes": REQUIRED},
         blocked="native",
         made_by="block_layout",
         no_cuda_kernel=NO_CUDA_BLOCKED,

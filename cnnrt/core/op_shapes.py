@@ -174,6 +174,12 @@ def blocked_concat(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
     return [(n, -(-sum(int(c) for c in a["sizes"]) // b), h, w, b)]
 
 
+def blocked_channel_shuffle(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
+    """Each piece of ``splits`` channels in whole blocks of the first input's B."""
+    n, _, h, w, b = x[0]
+    return [(n, -(-int(c) // b), h, w, b) for c in a["splits"]]
+
+
 def reorder_from_blocked(a: Attrs, x: Sequence, nout: int) -> list[Shape]:
     """C is at most the blocks' channels: a cropping reorder drops a conv's padding channels."""
     n, _, h, w, _ = x[0]

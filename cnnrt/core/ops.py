@@ -10,8 +10,8 @@ pools, ``(begin.., end..)`` for Pad. Channel-blocked ops are made by passes/bloc
 
 Per op the table gives its ports (``?`` optional, ``*`` one or more), attribute defaults
 (:data:`REQUIRED` when the IR always carries one; read through :func:`op_attrs` / :func:`attr`),
-shape inference (op_shapes, checked by ``Graph.verify``), in-place and view facts (the
-planner), numerics (MACs, accumulation length, transcendental: op_costs; no default, so a new
+shape inference (op_shapes, checked by ``Graph.verify``), in-place, view and strided-output
+facts (the planner, concat_in_place), numerics (MACs, accumulation length, transcendental: op_costs; no default, so a new
 op says what it costs), blocked-layout and epilogue facts (passes),
 its constant evaluator (const_eval), its origin, and why a backend needs no kernel.
 """
@@ -562,8 +562,23 @@ OPS: dict[str, OpDef] = {
         "as Concat along the channels of blocked inputs that are not whole blocks (sizes: each input's "
         "channels); the output's lanes past its channels zero",
     ),
-    "BlockedConv": blocked_op(
-        _CONV, shp.blocked_conv, "as Conv; X blocked (or NCHW when C is not whole blocks), R blocked; output blocked"
+    "BlockedChannelShuffle": blocked_channel_copy(
+        ("X*",),
+        ("Y*",),
+        shp.blocked_channel_shuffle,
+        "Concat of the blocked inputs (sizes: each input's channels), then ShuffleNet's channel shuffle "
+        "in ``groups`` (Reshape (N, G, C/G, H, W) -> Transpose (0, 2, 1, 3, 4) -> Reshape: channel i*G + g "
+        "is input channel g*C/G + i), then Split into pieces of ``splits`` channels; every piece blocked, "
+        "its lanes past its channels zero",
+        {"sizes": REQUIRED, "groups": REQUIRED, "splits": REQUIRED},
+    ),
+    "BlockedConv": dataclasses.replace(
+        blocked_op(
+            _CONV,
+            shp.blocked_conv,
+            "as Conv; X blocked (or NCHW when C is not whole blocks), R blocked; output blocked",
+        ),
+        strided_output=True,
     ),
     "BlockedMaxPool": blocked_op(_MAX_POOL, shp.blocked_pool, "as MaxPool"),
     "BlockedAveragePool": blocked_op(_AVERAGE_POOL, shp.blocked_pool, "as AveragePool"),

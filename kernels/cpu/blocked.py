@@ -1,10 +1,12 @@
-"""Kernels on the channel-blocked layout NCHWc: reorders, pools, ChannelAffine, depthwise conv.
+"""Kernels on the channel-blocked layout NCHWc: reorders, pools, ChannelAffine, depthwise conv,
+channel Split, Concat and shuffle.
 
 A logical NCHW tensor is stored (N, ceil(C/B), H, W, B): element [n, cb, h, w, l] is logical
 [n, cb*B + l, h, w], the lanes past C zero (cnnrt.core.layout). B is the vector width in elements: a pixel of a channel block is
-one vector, a window tap one vector operation over B channels. The pools, ChannelAffine and
-the depthwise conv run blocked_window.py's window kernel (a depthwise conv whose block is one
-vector: depthwise_blocked.py's row-blocked kernel); the reorders and global pools are here.
+one vector, a window tap one vector operation over B channels. The pools and the depthwise
+conv run blocked_window.py's window kernel (a depthwise conv whose block is one vector:
+depthwise_blocked.py's row-blocked kernel); ChannelAffine is one vector loop per plane
+(vector_ir.affine_run); the reorders, global pools and channel copies are here.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from numba import config, prange
 
 from cnnrt.core.layout import blocks
 from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.conv_spec import ConvSpec
 from cnnrt.kernels.cpu import depthwise_blocked
+from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.blas import split_index
 from cnnrt.kernels.cpu.blocked_window import FMA, MAX, SUM, Windows
 from cnnrt.kernels.cpu.conv_common import opt_input as _opt
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.kernels.cpu.pool import _taps_inside, _window
-from cnnrt.kernels.cpu.vector_ir import pixel_reduce
+from cnnrt.kernels.cpu.vector_ir import PERMUTE2_LANES, affine_run, fma, permute2_run, pixel_reduce
 from cnnrt.kernels.registry import KernelFn, register
 
 
@@ -249,6 +253,164 @@ def build_blocked_concat(node, graph) -> KernelFn:
     return run
 
 
+def shuffle_sources(sizes, groups: int, splits, b: int):
+    """(rows, src) of BlockedChannelShuffle: output block r is block rows[r, 1] of piece
+    rows[r, 0]; its lane l copies lane src[r, l, 2] of block src[r, l, 1] of input
+    src[r, l, 0], or is a padding lane (input -1: zero). The pieces' channels in order are the
+    shuffle of the inputs' concatenation: channel i*G + g is concatenated channel g*C/G + i."""
+    c = sum(sizes)
+    starts = np.cumsum([0, *sizes])
+    rows, src, o0 = [], [], 0
+    for i, piece in enumerate(splits):
+        for ob in range(blocks(piece, b)):
+            t = np.full((b, 3), -1, np.int64)
+            for lane in range(min(b, piece - ob * b)):
+                oc = o0 + ob * b + lane
+                sc = (oc % groups) * (c // groups) + oc // groups
+                k = int(np.searchsorted(starts, sc, side="right")) - 1
+                lc = int(sc - starts[k])
+                t[lane] = (k, lc // b, lc % b)
+            rows.append((i, ob))
+            src.append(t)
+        o0 += piece
+    return np.array(rows, np.int64).reshape(-1, 2), np.array(src, np.int64).reshape(-1, b, 3)
+
+
+def permute_pairs(src, hw: int):
+    """The lane copies of shuffle_sources as permutes of two source vectors (B = 16):
+    output block r runs ops start[r] .. start[r + 1]; op o permutes input blocks
+    (ops[o, 0], block offset ops[o, 1]) ++ (ops[o, 2], ops[o, 3]) (offsets in elements of
+    an image) by idx[o] into the lanes where mask[o] (vector_ir.permute2_run)."""
+    b = src.shape[1]
+    start, ops, idx, mask = [0], [], [], []
+    for t in src:
+        blocks_read = sorted({(int(k), int(ib)) for k, ib, _ in t if k >= 0})
+        for j in range(0, len(blocks_read), 2):
+            pair = blocks_read[j : j + 2]
+            first, second = pair[0], pair[-1]
+            ix, m = np.zeros(b, np.int32), np.zeros(b, np.int32)
+            for lane, (k, ib, il) in enumerate(t):
+                if (k, ib) in pair:
+                    ix[lane] = il + (b if (k, ib) == second and second != first else 0)
+                    m[lane] = 1
+            ops.append((first[0], first[1] * hw * b, second[0], second[1] * hw * b))
+            idx.append(ix)
+            mask.append(m)
+        start.append(len(ops))
+    return (
+        np.array(start, np.int64),
+        np.array(ops, np.int64).reshape(-1, 4),
+        np.array(idx, np.int32).reshape(-1, b),
+        np.array(mask, np.int32).reshape(-1, b),
+    )
+
+
+def _task(t, nr, nch, hw, chunk):
+    """Image, output block and pixel range of task t."""
+    n, rest = split_index(t, nr * nch)
+    r, q = split_index(rest, nch)
+    return n, r, q * chunk, min(hw, q * chunk + chunk)
+
+
+_task = njit(inline="always")(_task)
+
+
+@pjit
+def _permute_lanes(xs, ys, n_, hw, rows, start, ops, idx, mask, chunk):
+    """BlockedChannelShuffle with B = 16 on flat (N, CB, HW, 16) images (xs and ys: tuples
+    of the inputs and pieces): per task (image, output block, chunk of pixels) the output
+    block's permute ops (permute_pairs), each one vpermi2ps and a blend per pixel."""
+    nr = rows.shape[0]
+    nch = (hw + chunk - 1) // chunk
+    for t in prange(n_ * nr * nch):
+        n, r, p0, p1 = _task(t, nr, nch, hw, chunk)
+        y = ys[rows[r, 0]]
+        dst = n * (y.size // n_) + (rows[r, 1] * hw + p0) * 16
+        for o in range(start[r], start[r + 1]):
+            xa = xs[ops[o, 0]]
+            xb = xs[ops[o, 2]]
+            a0 = n * (xa.size // n_) + ops[o, 1] + p0 * 16
+            b0 = n * (xb.size // n_) + ops[o, 3] + p0 * 16
+            permute2_run(xa, a0, xb, b0, y, dst, p1 - p0, idx[o], mask[o], o > start[r])
+
+
+@pjit
+def _copy_lanes(xs, ys, n_, hw, rows, src, chunk):
+    """BlockedChannelShuffle for any B, lane by lane (shuffle_sources' tables) on flat
+    (N, CB, HW, B) images; tasks as _permute_lanes'."""
+    nr, b = src.shape[0], src.shape[1]
+    nch = (hw + chunk - 1) // chunk
+    for t in prange(n_ * nr * nch):
+        n, r, p0, p1 = _task(t, nr, nch, hw, chunk)
+        y = ys[rows[r, 0]]
+        dst = n * (y.size // n_) + rows[r, 1] * hw * b
+        for lane in range(b):
+            k = src[r, lane, 0]
+            if k < 0:
+                for p in range(p0, p1):
+                    y[dst + p * b + lane] = 0
+                continue
+            x = xs[k]
+            s0 = n * (x.size // n_) + src[r, lane, 1] * hw * b + src[r, lane, 2]
+            for p in range(p0, p1):
+                y[dst + p * b + lane] = x[s0 + p * b]
+
+
+_permute_lanes_serial = serial_twin(_permute_lanes)
+_copy_lanes_serial = serial_twin(_copy_lanes)
+
+
+@register("BlockedChannelShuffle")
+def build_blocked_channel_shuffle(node, graph) -> KernelFn:
+    """Concat + channel shuffle + Split (ShuffleNet's unit boundary) as one pass between
+    blocked tensors: the NCHW steps and their reorders become one step. With B = 16 float32
+    (AVX-512) each output vector is one or two vector permutes of input vectors, else lane
+    by lane."""
+    sizes = [int(c) for c in node.attrs["sizes"]]
+    splits = [int(c) for c in node.attrs["splits"]]
+    groups = int(node.attrs["groups"])
+    n, _, h, w, b = graph.values[node.inputs[0]].shape
+    dt = np.dtype(graph.values[node.inputs[0]].dtype)
+    c = sum(sizes)
+    if len(sizes) != len(node.inputs) or len(splits) != len(node.outputs) or sum(splits) != c:
+        raise ValueError(f"BlockedChannelShuffle: inputs of {sizes} channels cannot give pieces of {splits}")
+    if groups < 1 or c % groups:
+        raise ValueError(f"BlockedChannelShuffle: {c} channels do not split into {groups} groups")
+    for name, ci in zip(node.inputs, sizes):
+        xs = graph.values[name].shape
+        if xs != (n, blocks(ci, b), h, w, b):
+            raise ValueError(
+                f"BlockedChannelShuffle: input {name!r} {list(xs)} does not hold {ci} channels in blocks of {b}"
+            )
+    for o, piece in zip(node.outputs, splits):
+        if o and graph.values[o].shape != (n, blocks(piece, b), h, w, b):
+            raise ValueError(
+                f"BlockedChannelShuffle: a piece of {piece} channels cannot be {list(graph.values[o].shape)}"
+            )
+    rows, src = shuffle_sources(sizes, groups, splits, b)
+    keep = np.array([bool(node.outputs[i]) for i in rows[:, 0]], bool)  # omitted pieces: no work
+    rows, src = rows[keep], src[keep]
+    hw = h * w
+    chunk = max(32, -(-hw // (2 * config.NUMBA_NUM_THREADS)))
+    work = n * c * hw * 2  # about a MAC's cost per element moved
+    if b == PERMUTE2_LANES and dt == np.float32 and VECTOR_BYTES == 64:
+        tables = permute_pairs(src, hw)
+        kernels = (_permute_lanes, _permute_lanes_serial)
+    else:
+        tables = (src,)
+        kernels = (_copy_lanes, _copy_lanes_serial)
+
+    def run(ins, outs):
+        if not len(rows):
+            return
+        xs = tuple(x.reshape(-1) for x in ins)
+        ys = tuple(y.reshape(-1) if y is not None else xs[0][:0] for y in outs)
+        kern = pick(*kernels, work, num_threads())
+        kern(xs, ys, n, hw, rows, *tables, chunk)
+
+    return run
+
+
 @register("ReorderFromBlocked")
 def build_reorder_from_blocked(node, graph) -> KernelFn:
     """X (N, CB, H, W, B) -> Y (N, C, H, W) with C <= CB*B: the first C channels (a conv's
@@ -297,24 +459,61 @@ def build_blocked_global_pool(node, graph) -> KernelFn:
     return run
 
 
+@pjit
+def _affine(x, out, s, t, n_, cb, hw, b, chunk, lo, hi, kind, alpha, beta):
+    """out = act(x * s + t) per channel over flat (N, CB, HW, B) x and out; tasks (plane,
+    chunk of pixels). With B the vector width each chunk is one vector_ir.affine_run (Relu
+    and Clip its clamp), else lane by lane; other activations run over the chunk after."""
+    nch = (hw + chunk - 1) // chunk
+    vector = b * x.itemsize == VECTOR_BYTES
+    for task in prange(n_ * cb * nch):
+        plane, q = split_index(task, nch)
+        blk = plane % cb
+        p0 = q * chunk
+        p1 = min(hw, p0 + chunk)
+        base = plane * hw * b
+        if vector:
+            affine_run(x, base + p0 * b, out, base + p0 * b, p1 - p0, s, t, blk * b, lo, hi)
+        else:
+            for p in range(p0, p1):
+                for lane in range(b):
+                    v = fma(x[base + p * b + lane], s[blk * b + lane], t[blk * b + lane])
+                    v = lo if v < lo else v
+                    out[base + p * b + lane] = hi if v > hi else v
+        if kind != 0:
+            act_inplace(out[base + p0 * b : base + p1 * b], kind, alpha, beta)
+
+
+_affine_serial = serial_twin(_affine)
+
+
 @register("BlockedChannelAffine")
 def build_blocked_channel_affine(node, graph) -> KernelFn:
     """y = act(x * scale[c] + shift[c]) on X (N, CB, H, W, B); scale, shift (C,), constant or not.
-    One fused multiply-add (one rounding; ChannelAffine rounds the product too)."""
+    One fused multiply-add (one rounding; ChannelAffine rounds the product too), scale and
+    shift held in registers over each plane's pixels."""
     xs, ys, dt = _shapes(graph, node, 5, 5)
     n, cb, h, w, b = xs
     if ys != xs or any(tuple(graph.values[i].shape) != (cb * b,) for i in node.inputs[1:3]):
         raise ValueError(f"BlockedChannelAffine: {list(xs)} -> {list(ys)} with parameters not ({cb * b},)")
     act = ACTIVATIONS[node.attrs.get("activation", "none")]
     alpha, beta = float(node.attrs.get("act_alpha", 0.0)), float(node.attrs.get("act_beta", 0.0))
-    win = Windows(xs, h, w, (1, 1, 1, 1, 0, 0, 1, 1), dt, FMA, act, alpha, beta)
+    # Identity, Relu and Clip are the clamp to [lo, hi] (NaN passes); others run after it
+    lo, hi = {RELU: (0.0, np.inf), CLIP: (alpha, beta)}.get(act, (-np.inf, np.inf))
+    kind = 0 if act in (NONE, RELU, CLIP) else act
+    scalars = (dt.type(lo), dt.type(hi), kind, dt.type(alpha), dt.type(beta))
     fixed = [graph.constants.get(i) for i in node.inputs[1:3]]
     fixed = [None if f is None else readonly(np.ascontiguousarray(f, dt).reshape(-1)) for f in fixed]
+    hw = h * w
+    per_plane = -(-4 * config.NUMBA_NUM_THREADS // (n * cb))  # ~4 tasks per thread if planes are few
+    chunk = max(min(hw, 64), -(-hw // per_plane))
+    work = n * cb * hw * b * 2  # memory-bound: about two MACs' cost per element
 
     def run(ins, outs):
-        s = fixed[0] if fixed[0] is not None else readonly(ins[1].reshape(-1))
-        t = fixed[1] if fixed[1] is not None else readonly(ins[2].reshape(-1))
-        win(ins[0], outs[0], s, t)
+        s = fixed[0] if fixed[0] is not None else readonly(np.ascontiguousarray(ins[1], dt).reshape(-1))
+        t = fixed[1] if fixed[1] is not None else readonly(np.ascontiguousarray(ins[2], dt).reshape(-1))
+        kern = pick(_affine, _affine_serial, work, num_threads())
+        kern(ins[0].reshape(-1), outs[0].reshape(-1), s, t, n, cb, hw, b, chunk, *scalars)
 
     return run
 

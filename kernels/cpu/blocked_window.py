@@ -1,8 +1,8 @@
-"""The window kernel of the channel-blocked layout NCHWc (blocked.py): pools, ChannelAffine, depthwise conv.
+"""The window kernel of the channel-blocked layout NCHWc (blocked.py): pools, depthwise conv.
 
 In the blocked layout (N, C/B, H, W, B) a pixel of a channel block is one vector of B
-channels, and a window tap one vector operation. Pools, ChannelAffine (a 1x1 depthwise conv:
-scale as weights, shift as bias) and the depthwise conv are one kernel, :func:`_windows`. At
+channels, and a window tap one vector operation. Pools and the depthwise conv are one
+kernel, :func:`_windows`. At
 build, output rows are put in classes by their valid kernel rows and columns in segments by
 their valid kernel columns, with one tap list per (class, segment): padding is handled by the
 lists, never by a test per element. A run of rows of one class times a segment is one call of

@@ -358,6 +358,7 @@ def build_blocked_conv(
     max_threads = numba.config.NUMBA_NUM_THREADS
     counter = np.zeros(1, np.int64)
     alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
+    per_n_out = values[G_PER_N_OUT]
     ntasks = -(-values[G_PANELS] // pg) * spec.n * -(-spec.oh * spec.ow // pxb)
     work = spec.n * spec.m * spec.oh * spec.ow * span * spec.kh * spec.kw if ntasks > 1 else 0
     lead = spec.n * geo.planes
@@ -370,6 +371,14 @@ def build_blocked_conv(
             bias_pad[: s.m] = ins[2]
             b = bias_runtime
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
+        out = outs[0]
+        if out.flags.c_contiguous:
+            of, geom[G_PER_N_OUT] = out.reshape(-1), per_n_out
+        elif r is None:
+            of, geom[G_PER_N_OUT] = image_strided(out)
+        else:  # the residual is read at the output's offsets: both need the same image stride
+            via_scratch(ins, outs)
+            return
         nthreads = min(num_threads(), max_threads)
         x = ins[0]
         if bf16 is not None:
@@ -399,7 +408,7 @@ def build_blocked_conv(
             pin,
             b,
             dummy_res if r is None else r.reshape(-1),
-            outs[0].reshape(-1),
+            of,
             counter,
             geom,
             tflags,
@@ -408,7 +417,40 @@ def build_blocked_conv(
             beta,
         )
 
+    via_scratch = contiguous_output(run)
     return run
+
+
+def image_strided(out: np.ndarray) -> tuple[np.ndarray, int]:
+    """(flat, image stride) of an output (N, ...) whose images are each contiguous but lie
+    apart in a bigger buffer (a channel range of an in-place Concat's output at batch > 1,
+    passes/concat_in_place.py): ``flat`` starts at its first element and ends with its last
+    image, the stride is in elements."""
+    size = out.itemsize
+    if not out[0].flags.c_contiguous or out.strides[0] % size or out.strides[0] < out[0].nbytes:
+        raise ValueError(f"an output with strides {out.strides} does not hold whole images apart")
+    step = out.strides[0] // size
+    span = (out.shape[0] - 1) * step + out[0].size
+    return np.lib.stride_tricks.as_strided(out, shape=(span,), strides=(size,)), step
+
+
+def contiguous_output(run):
+    """``run`` for kernels that write contiguous outputs only: a strided output (an in-place
+    Concat's channel range at batch > 1) is computed into a scratch array, then copied."""
+    scratch: dict[tuple, np.ndarray] = {}
+
+    def wrapped(ins, outs):
+        out = outs[0]
+        if out.flags.c_contiguous:
+            run(ins, outs)
+            return
+        tmp = scratch.get(out.shape)
+        if tmp is None:
+            tmp = scratch[out.shape] = np.empty(out.shape, out.dtype)
+        run(ins, [tmp, *outs[1:]])
+        out[...] = tmp
+
+    return wrapped
 
 
 @register("BlockedConv")
@@ -426,8 +468,8 @@ def build_blocked_conv_node(node, graph):
     algorithm = node.attrs.get("algorithm") or conv_algorithm.choose(spec, node.op, blocked_input)[0]
     conv_algorithm.check(spec, algorithm, node.name, node.op, blocked_input)
     if algorithm == "depthwise":
-        return build_blocked_depthwise(spec, w_const, b_const, block_size(dt))
+        return contiguous_output(build_blocked_depthwise(spec, w_const, b_const, block_size(dt)))
     if algorithm == "winograd":
-        return build_winograd(spec, w_const, b_const, block_size(dt), owner=graph)
+        return contiguous_output(build_winograd(spec, w_const, b_const, block_size(dt), owner=graph))
     precision, copied = node.attrs.get("precision", "f32"), bool(node.attrs.get("bf16_copied", False))
     return build_blocked_conv(spec, w_const, b_const, blocked_input, graph, precision, copied)

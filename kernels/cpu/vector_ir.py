@@ -14,7 +14,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, floats
+from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, declare, floats
 
 # Eigen's float rational approximation of tanh (activation.tanh_rational is the scalar twin:
 # the same operations in the same order, so both give the same bits)
@@ -146,6 +146,72 @@ def pixel_reduce(typingctx, x, base, count, out, o, is_max):
         mean = builder.fdiv(a, vec.splat(builder.sitofp(n_v, f64), v64))
         r = builder.select(max_on, a, mean)
         vec.store(builder.fptrunc(r, vec.vty) if dt == types.float32 else r, pout, o_v)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def affine_run(typingctx, x, xo, out, oo, count, s, t, so, lo, hi):
+    """One channel block's pixels: out[oo + q*B + lane] = clamp(fma(x[xo + q*B + lane],
+    s[so + lane], t[so + lane]), lo, hi) for q < count, B = the vector width in elements;
+    the clamp is selects (NaN passes), so lo = 0, hi = inf is Relu. The scale and shift
+    vectors stay in registers over the pixels (a blocked ChannelAffine's plane)."""
+    if not floats(x, out, s, t):
+        return None
+    dt, i64 = x.dtype, types.int64
+    sig = types.void(x, i64, out, i64, i64, s, t, i64, dt, dt)
+
+    def codegen(context, builder, sig, args):
+        _, xo_v, _, oo_v, n_v, _, _, so_v, lo_v, hi_v = args
+        px, pout, ps, pt = data_pointers(context, builder, sig, args, 0, 2, 5, 6)
+        vec = Vectors(builder, dt)
+        sv, tv = vec.load(ps, so_v), vec.load(pt, so_v)
+        lo, hi = vec.splat(lo_v), vec.splat(hi_v)
+        with cgutils.for_range(builder, n_v) as loop:
+            q = builder.mul(loop.index, c64(vec.lanes))
+            v = vec.fma(vec.load(px, builder.add(xo_v, q)), sv, tv)
+            vec.store(vec.clamp(v, lo, hi), pout, builder.add(oo_v, q))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+PERMUTE2_LANES = 16  # llvm.x86.avx512.vpermi2var.ps.512: 16 float32 lanes from two vectors
+
+
+@intrinsic
+def permute2_run(typingctx, a, a_off, b, b_off, y, y_off, count, idx, mask, keep):
+    """For q < count pixels of 16 float32 lanes: lane l of y[y_off + 16q ...] becomes lane
+    idx[l] of the 32 lanes a[a_off + 16q ...] ++ b[b_off + 16q ...] (one vpermi2ps) where
+    mask[l] != 0, else stays (keep) or is zero. A channel permutation between blocked tensors
+    (kernels/cpu/blocked.py's BlockedChannelShuffle): each output vector is one or a few of
+    these. AVX-512 only: callers check VECTOR_BYTES == 64."""
+    if not (floats(a, b, y) and a.dtype == types.float32):
+        return None
+    if not all(isinstance(t, types.Array) and t.dtype == types.int32 and t.layout == "C" for t in (idx, mask)):
+        return None
+    i64 = types.int64
+    sig = types.void(a, i64, b, i64, y, i64, i64, idx, mask, types.boolean)
+
+    def codegen(context, builder, sig, args):
+        _, a_v, _, b_v, _, y_v, n_v, _, _, keep_v = args
+        pa, pb, py, pidx, pmask = data_pointers(context, builder, sig, args, 0, 2, 4, 7, 8)
+        vec = Vectors(builder, types.float32)
+        ity = ir.VectorType(ir.IntType(32), PERMUTE2_LANES)
+        iv = builder.load(builder.bitcast(pidx, ity.as_pointer()))
+        mv = builder.load(builder.bitcast(pmask, ity.as_pointer()))
+        iv.align = mv.align = 4  # numpy rows: element-aligned only
+        on = builder.icmp_signed("!=", mv, ir.Constant(ity, [0] * PERMUTE2_LANES))
+        perm = declare(builder, "llvm.x86.avx512.vpermi2var.ps.512", vec.vty, [vec.vty, ity, vec.vty])
+        with cgutils.for_range(builder, n_v) as loop:
+            q = builder.mul(loop.index, c64(PERMUTE2_LANES))
+            va = vec.load(pa, builder.add(a_v, q))
+            vb = vec.load(pb, builder.add(b_v, q))
+            t = builder.call(perm, [va, iv, vb])
+            dst = builder.add(y_v, q)
+            old = builder.select(keep_v, vec.load(py, dst), vec.zero)
+            vec.store(builder.select(on, t, old), py, dst)
         return context.get_dummy_value()
 
     return sig, codegen

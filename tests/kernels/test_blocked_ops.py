@@ -410,6 +410,38 @@ def test_blocked_concat_vs_numpy(sizes, b):
     np.testing.assert_array_equal(got, want)
 
 
+def _shuffle_reference(xs, groups, splits):
+    """torchvision's channel_shuffle of the concatenation, split: by numpy reshapes."""
+    x = np.concatenate(xs, axis=1)
+    n, c, h, w = x.shape
+    y = x.reshape(n, groups, c // groups, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
+    return np.split(y, np.cumsum(splits)[:-1], axis=1)
+
+
+@pytest.mark.parametrize("b", [16, 8])
+@pytest.mark.parametrize(
+    "sizes,groups,splits",
+    [((58, 58), 2, (58, 58)), ((24, 24), 2, (48,)), ((20, 13, 15), 3, (17, 31))],
+)
+def test_blocked_channel_shuffle_vs_numpy(sizes, groups, splits, b):
+    """ShuffleNet's unit boundary (58 + 58 -> shuffle -> 58 + 58: pieces that start mid-block),
+    a stage's last shuffle without a Split, and three inputs in three groups: each piece
+    blocked with its padding lanes zero (run_node fills outputs with NaN first)."""
+    rng = np.random.default_rng(7)
+    xs = [rng.standard_normal((2, c, 3, 5)).astype(np.float32) for c in sizes]
+    want = [to_blocked(y, b) for y in _shuffle_reference(xs, groups, splits)]
+    attrs = {"sizes": list(sizes), "groups": groups, "splits": list(splits)}
+    got = run_node("BlockedChannelShuffle", [to_blocked(x, b) for x in xs], attrs, [y.shape for y in want])
+    for g, y in zip(got, want):
+        np.testing.assert_array_equal(g, y)
+
+
+def test_blocked_channel_shuffle_rejects_bad_groups():
+    x = to_blocked(np.zeros((1, 10, 2, 2), np.float32), 16)
+    with pytest.raises(ValueError, match="groups"):
+        run_node("BlockedChannelShuffle", [x], {"sizes": [10], "groups": 3, "splits": [10]}, [x.shape])
+
+
 @pytest.mark.parametrize(
     "c,hw,k,stride,dil,act",
     [(32, 24, 5, 2, 1, "HardSwish"), (16, 21, 3, 1, 2, "Relu"), (32, 9, 7, 1, 1, "HardSwish")],

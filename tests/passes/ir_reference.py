@@ -177,6 +177,16 @@ def _blocked_split(node, a, x, shapes):
     return [_block(y[:, bounds[k] : bounds[k + 1]], s) for k, s in enumerate(shapes)]
 
 
+def _blocked_channel_shuffle(node, a, x, shapes):
+    """The logical channels concatenated, shuffled in ``groups`` and split, each piece blocked."""
+    y = np.concatenate([_unblock(v)[:, :c] for v, c in zip(x, a["sizes"])], axis=1)
+    n, c, h, w = y.shape
+    g = a["groups"]
+    y = y.reshape(n, g, c // g, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
+    bounds = np.cumsum([0, *a["splits"]])
+    return [_block(y[:, bounds[k] : bounds[k + 1]], s) for k, s in enumerate(shapes)]
+
+
 def _se_acts(a) -> tuple:
     return (a["squeeze"], a["squeeze_alpha"], a["squeeze_beta"]), (a["gate"], a["gate_alpha"], a["gate_beta"])
 
@@ -292,6 +302,7 @@ INTERPRET = {
     "SqueezeExcite": lambda n, a, x, s: [squeeze_excite_reference(*x[:5], *_se_acts(a))],
     "BlockedSqueezeExcite": _blocked_squeeze_excite,
     "BlockedSplit": _blocked_split,
+    "BlockedChannelShuffle": _blocked_channel_shuffle,
     "BlockedConcat": lambda n, a, x, s: [
         _block(np.concatenate([_unblock(v)[:, :c] for v, c in zip(x, a["sizes"])], axis=1), s[0])
     ],

@@ -238,6 +238,41 @@ def test_channel_split_of_a_blocked_value_stays_blocked():
     np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5 * np.abs(want[0]).max())
 
 
+def _shuffle(b, x, groups, name):
+    n, c, h, w = 1, 58 * 2, 6, 6
+    r = b.node("Reshape", [x], (n, groups, c // groups, h, w), name=f"{name}/r1", shape=(n, groups, c // groups, h, w))
+    t = b.node("Transpose", [r], (n, c // groups, groups, h, w), name=f"{name}/t", perm=(0, 2, 1, 3, 4))
+    return b.node("Reshape", [t], (n, c, h, w), name=f"{name}/r2", shape=(n, c, h, w))
+
+
+def test_channel_shuffle_between_blocked_convs_is_one_step():
+    """ShuffleNet's units: Concat -> shuffle -> Split becomes one BlockedChannelShuffle (no
+    reorders, no Transpose), a shuffle read by two convs one without a Split; the graph
+    computes what the NCHW one does (by the IR reference and by the kernels)."""
+    b = GB()
+    x = b.input("x", (1, 8, 6, 6))
+    left = b.conv(x, 58, k=1, name="left", activation="Relu")
+    right = b.conv(x, 58, k=3, pads=(1, 1, 1, 1), name="right", activation="Relu")
+    y = _shuffle(b, b.concat([left, right], name="cat1"), 2, "s1")
+    p0, p1 = b.node("Split", [y], [(1, 58, 6, 6)] * 2, name="split", n_out=2, axis=1, sizes=(58, 58))
+    q = b.conv(p1, 58, k=1, name="branch", activation="Relu")
+    y = _shuffle(b, b.concat([p0, q], name="cat2"), 2, "s2")
+    out = b.node(
+        "Add", [b.conv(y, 16, k=1, name="h1"), b.conv(y, 16, k=3, pads=(1, 1, 1, 1), name="h2")], (1, 16, 6, 6)
+    )
+    before = b.build([out])
+    after = block_layout(before, vector_bytes=64).graph
+    after.verify()
+    assert ops(after).count("BlockedChannelShuffle") == 2
+    assert not {"Transpose", "Reshape", "Split", "Concat", "BlockedConcat", "ReorderToBlocked"} & set(ops(after))
+    assert after.node("s1/t").attrs == {"sizes": [58, 58], "groups": 2, "splits": [58, 58]}
+    assert after.node("s2/t").attrs["splits"] == [116]
+    assert_same_outputs(before, after)
+    want = _run_kernels(before, feeds_for(before))
+    got = _run_kernels(after, feeds_for(before))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5 * np.abs(want[0]).max())
+
+
 def test_channel_concat_of_padded_inputs_stays_blocked():
     """120 + 120 (MixNet's mixed kernels): BlockedConcat, then a blocked affine; same outputs."""
     b = GB()

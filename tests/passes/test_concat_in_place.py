@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from pass_helpers import GB, run_pass
+from ir_reference import evaluate
+from pass_helpers import GB, feeds_for, run_pass
 
+from cnnrt.passes.block_layout import block_layout
 from cnnrt.passes.concat_in_place import concat_in_place
+from cnnrt.passes.select_algorithm import select_algorithm
+from cnnrt.runtime.executor import Executor
 from cnnrt.runtime.plan import plan_memory
 
 
@@ -53,6 +58,53 @@ def test_guard_batch_two_is_strided():
     res = run_pass(concat_in_place, b.build([y]))
     assert not _marked(res.graph)
     assert "strided" in res.declined[0][2]
+
+
+def _blocked_fire(batch: int, residual: bool = False, extra_reader: bool = False, c: int = 32, hw: int = 6):
+    """SqueezeNet's fire module at ``batch``, blocked: a 1x1 and a 3x3 conv concatenated,
+    read by a 1x1 conv; ``c`` squeeze channels on ``hw`` x ``hw`` pixels."""
+    b = GB()
+    x = b.input("x", (batch, 16, hw, hw))
+    s = b.conv(x, c, k=1, name="squeeze", activation="Relu")
+    e1 = b.conv(s, c, k=1, name="expand1", activation="Relu", residual=s if residual else None)
+    e3 = b.conv(s, 16 if c < 64 else c, k=3, pads=(1, 1, 1, 1), name="expand3", activation="Relu")
+    outs = [b.conv(b.concat([e1, e3], name="cat"), 16, k=1, name="head")]
+    if extra_reader:
+        outs.append(b.act("Relu", e3))
+    before = b.build(outs)
+    return before, select_algorithm(concat_in_place(block_layout(before, vector_bytes=64).graph).graph, "cpu").graph
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "winograd"])
+@pytest.mark.parametrize("residual", [False, True])
+def test_blocked_convs_write_strided_slices_at_batch_two(algorithm, residual):
+    """At batch 2 a blocked conv's slice of the Concat is strided (its images lie apart): the
+    direct tile writes it in place, Winograd and a conv with a residual (read at the output's
+    offsets) through a scratch copy; the Concat is a no-op step and the outputs match the
+    NCHW graph's."""
+    before, after = _blocked_fire(2, residual)
+    after = after.copy()
+    after.nodes = [n.with_attrs(algorithm=algorithm) if n.name == "expand3" else n for n in after.nodes]
+    assert _marked(after) == {"cat"}
+    plan = plan_memory(after)
+    assert "cat" in plan.noop_nodes
+    feeds = feeds_for(before)
+    want = evaluate(before, feeds)
+    got = Executor(after, plan).run([feeds[i] for i in after.inputs])
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
+
+
+def test_guard_strided_slice_read_by_another_node():
+    _, after = _blocked_fire(2, extra_reader=True)
+    assert not _marked(after)
+
+
+def test_guard_strided_slice_from_a_winograd_conv():
+    """64 channels on 16x16 pixels: expand3 runs Winograd, which writes contiguous outputs."""
+    _, after = _blocked_fire(2, c=64, hw=16)
+    assert after.node("expand3").attrs["algorithm"] == "winograd"
+    assert not _marked(after)
 
 
 def test_spatial_axis_at_batch_one_channel_one_is_contiguous():

@@ -100,6 +100,7 @@ def test_pass_order_is_the_documented_one():
         "fuse_epilogue",
         "fold_affine_concat",
         "fuse_se",
+        "pool_before_pointwise",
         "eliminate_dead_nodes",
         "concat_in_place",
         "block_layout",  # once, after the fixed point, for a CPU target
