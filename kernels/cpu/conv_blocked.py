@@ -409,7 +409,8 @@ def build_blocked_conv(spec, w_const, b_const, blocked_input: bool, owner=None, 
 @register("BlockedConv")
 def build_blocked_conv_node(node, graph):
     """Conv with a blocked output (passes/block_layout.py) by the node's ``algorithm``:
-    ungrouped or grouped on the register tile, ungrouped by Winograd, depthwise by blocked.py."""
+    ungrouped or grouped on the register tile, ungrouped by Winograd, 3-channel stems by
+    conv_stem.py, depthwise by blocked.py."""
     spec = spec_from_node(node, graph)
     dt = np.dtype(spec.dtype)
     ins = list(node.inputs) + [""] * 4
@@ -424,4 +425,8 @@ def build_blocked_conv_node(node, graph):
         return build_blocked_depthwise(spec, w_const, b_const, block_size(dt))
     if algorithm == "winograd":
         return build_winograd(spec, w_const, b_const, block_size(dt), owner=graph)
+    if algorithm == "stem":
+        from cnnrt.kernels.cpu.conv_stem import build_stem_conv  # it imports this module's padding
+
+        return build_stem_conv(spec, w_const, b_const, graph)
     return build_blocked_conv(spec, w_const, b_const, blocked_input, graph, node.attrs.get("precision", "f32"))
