@@ -43,6 +43,7 @@ from cnnrt.kernels.cpu.conv_blocked_plan import (
     plan_tasks,
 )
 from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
+from cnnrt.kernels.cpu.conv_stem import build_stem_conv
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
 from cnnrt.kernels.cpu.winograd import build_winograd
 from cnnrt.kernels.prepacked import prepacked
@@ -426,7 +427,5 @@ def build_blocked_conv_node(node, graph):
     if algorithm == "winograd":
         return build_winograd(spec, w_const, b_const, block_size(dt), owner=graph)
     if algorithm == "stem":
-        from cnnrt.kernels.cpu.conv_stem import build_stem_conv  # it imports this module's padding
-
-        return build_stem_conv(spec, w_const, b_const, graph)
+        return build_stem_conv(spec, w_const, b_const)
     return build_blocked_conv(spec, w_const, b_const, blocked_input, graph, node.attrs.get("precision", "f32"))

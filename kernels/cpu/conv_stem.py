@@ -12,10 +12,13 @@ starts per output row). The group's accumulators go through the register tile's 
 (vector_act.py) run once over the finished row while it is in L1, which keeps their code out
 of the pixel loop, where it would push the weights out of the registers.
 
-The input is read through the same zero-bordered copy as conv_blocked.py when the conv pads,
-so every tap is a valid read; a last group past the row's end re-reads its last pixel and
-stores only the row's pixels. Rows (image, output row, channel block) are the tasks, split
-evenly across threads.
+Each output row's 9 input rows are copied into a zero-bordered row buffer of the thread
+(rows above or below the image all zeros), once for all of the row's channel blocks: every
+tap is a valid read, the buffer stays in L1, and the image is read straight from NCHW, with
+no padded copy of the whole input (which measured 0.89x-0.75x of the stem step with a
+padded plane copy per run). A last group past the row's end re-reads its last pixel and stores
+only the row's pixels. Rows (image, output row, channel block) are the tasks, split evenly
+across threads.
 """
 
 from __future__ import annotations
@@ -28,12 +31,10 @@ from numba.extending import intrinsic
 
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.activation import CLIP, RELU
-from cnnrt.kernels.aligned import aligned_copy, shared_scratch
+from cnnrt.kernels.aligned import aligned_copy
 from cnnrt.kernels.cpu import conv_algorithm
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv_blocked import _pad_planes, _pad_planes_serial
-from cnnrt.kernels.cpu.conv_blocked_plan import Geometry
 from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
 from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, lanes_of
 from cnnrt.kernels.cpu.vector_act import activations, by_kind
@@ -145,48 +146,43 @@ stem_row_3x3 = _stem_row(STEM_ROWS, STEM_KW)
 
 @pjit
 def _stem_rows(
-    xp,
-    per_n,
-    plane,
-    wp_row,
-    sh,
-    dh,
-    kh,
-    sw,
-    dw,
-    oh,
-    ow,
-    wpk,
-    of,
-    m_blocks,
-    per_n_out,
-    flags,
-    bias,
-    rf,
-    kind,
-    lo,
-    hi,
-    nthreads,
+    x, pt, pl, wp_row, sh, dh, sw, dw, oh, ow, wpk, of, m_blocks, per_n_out, flags, bias, rf, kind, lo, hi, nthreads
 ):
-    """Every (image, output row, channel block) row by stem_row_3x3, split evenly over ``nthreads``."""
+    """Every (image, output row, channel block) row by stem_row_3x3, split evenly over
+    ``nthreads``; each output row's 9 input rows copied into a zero-bordered row buffer of
+    the thread (once for all of the row's channel blocks)."""
     lanes = wpk.shape[2]
-    images = of.size // per_n_out
-    ntasks = images * oh * m_blocks
+    n_img, c, h, w = x.shape
+    kh = STEM_ROWS // c
+    ntasks = n_img * oh * m_blocks
     plane_out = oh * ow * lanes
     for t in prange(nthreads):
         rows = np.empty(STEM_ROWS, np.int64)
+        buf = np.zeros(STEM_ROWS * wp_row, x.dtype)
+        for r in range(STEM_ROWS):
+            rows[r] = r * wp_row
+        held = -1
         for i in range(t * ntasks // nthreads, (t + 1) * ntasks // nthreads):
             blk = i % m_blocks
             rest = i // m_blocks
             y = rest % oh
             n = rest // oh
-            for r in range(STEM_ROWS):
-                ch = r // kh
-                rows[r] = ch * plane + (y * sh + (r - ch * kh) * dh) * wp_row
+            if rest != held:
+                held = rest
+                for r in range(STEM_ROWS):
+                    ch = r // kh
+                    ih = y * sh + (r - ch * kh) * dh - pt
+                    dst = buf[r * wp_row + pl : r * wp_row + pl + w]
+                    if 0 <= ih < h:
+                        src = x[n, ch, ih]
+                        for k in range(w):
+                            dst[k] = src[k]
+                    else:
+                        dst[:] = 0
             c_off = n * per_n_out + blk * plane_out + y * ow * lanes
             stem_row_3x3(
-                xp,
-                n * per_n,
+                buf,
+                0,
                 rows,
                 sw,
                 dw,
@@ -219,7 +215,7 @@ def pack_weights(w: np.ndarray, lanes: int) -> np.ndarray:
     return aligned_copy(np.ascontiguousarray(wpad.reshape(blocks, lanes, -1).transpose(0, 2, 1)))
 
 
-def build_stem_conv(spec, w_const, b_const, owner=None):
+def build_stem_conv(spec, w_const, b_const):
     """run(ins, outs) for an ungrouped conv of an NCHW input of 3 channels x 3x3, writing
     the blocked output (N, ceil(M/B), OH, OW, B); channels past M computed from zero weights
     and bias (as conv_blocked.build_blocked_conv)."""
@@ -228,7 +224,7 @@ def build_stem_conv(spec, w_const, b_const, owner=None):
     lanes = block_size(dt)
     if not conv_algorithm.stem_shape(s):
         raise ValueError(f"stem conv needs group 1, float32, 3 channels x 3x3 on NCHW: {s}")
-    geo = Geometry(s, False, lanes)
+    wp = max(s.w + s.pl + s.pr, (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1)  # a buffer row: every tap
     m_blocks = -(-s.m // lanes)
     m_pad = m_blocks * lanes
 
@@ -236,7 +232,6 @@ def build_stem_conv(spec, w_const, b_const, owner=None):
         return pack_weights(np.asarray(w, dt), lanes)
 
     wpk_const = None if w_const is None else readonly(prepacked(w_const, ("stem", dt.str, lanes), pack))
-    xp = shared_scratch(owner, "conv_blocked.padded", (s.n * geo.per_n,), dt) if geo.padded else None
     bias_pad = np.zeros(m_pad, dt)
     if b_const is not None:
         bias_pad[: s.m] = b_const
@@ -256,22 +251,14 @@ def build_stem_conv(spec, w_const, b_const, owner=None):
             b = readonly(bias_pad)
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         nthreads = min(num_threads(), max_threads)
-        x = ins[0]
-        if xp is not None:
-            prep = pick(_pad_planes, _pad_planes_serial, x.size * 8, nthreads)
-            src = xp.view((s.n * geo.per_n,), dt)
-            prep(x.reshape(s.n, s.c, s.h, s.w), src, s.pt, s.pl, 1, geo.wp, geo.plane, geo.per_n)
-        else:
-            src = x.reshape(-1)
         kern = pick(_stem_rows, _stem_rows_serial, work, nthreads)
         kern(
-            src,
-            geo.per_n,
-            geo.plane,
-            geo.wp,
+            ins[0],
+            s.pt,
+            s.pl,
+            wp,
             s.sh,
             s.dh,
-            s.kh,
             s.sw,
             s.dw,
             s.oh,
