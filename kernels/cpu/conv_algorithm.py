@@ -54,9 +54,9 @@ WINOGRAD_L2_BYTES = 2 << 20
 # reading s*s phase planes; on small outputs (14x14 and below) the direct algorithm wins.
 IM2COL_MIN_CHANNELS = 64
 IM2COL_MIN_OUTPUTS = 400
-# The stem kernel keeps one channel block's 27 weight vectors in registers and reads the input
-# once per block: measured for the mobile nets' 16-32 outputs; wider stems keep the register
-# tile, which loads each input value once for 4 blocks.
+# The stem kernel keeps one channel block's 27 weight vectors in registers and runs the blocks
+# one after the other: measured on the mobile nets' 16-32 outputs; wider stems (not measured)
+# keep the register tile, which broadcasts each input value once for 4 blocks.
 STEM_MAX_OUTPUTS = 32
 
 

@@ -15,8 +15,8 @@ of the pixel loop, where it would push the weights out of the registers.
 Each output row's 9 input rows are copied into a zero-bordered row buffer of the thread
 (rows above or below the image all zeros), once for all of the row's channel blocks: every
 tap is a valid read, the buffer stays in L1, and the image is read straight from NCHW, with
-no padded copy of the whole input (which measured 0.89x-0.75x of the stem step with a
-padded plane copy per run). A last group past the row's end re-reads its last pixel and stores
+no padded copy of the whole input (the same kernel reading such a copy took 1.13-1.18x as
+long). A last group past the row's end re-reads its last pixel and stores
 only the row's pixels. Rows (image, output row, channel block) are the tasks, split evenly
 across threads.
 """
