@@ -18,8 +18,8 @@ writes the result on every conv node; the kernels read it.
 
 ``BlockedConv`` (channel-blocked output, kernels/cpu/conv_blocked.py): ``depthwise``,
 ``winograd`` (blocked input, where the NCHW rule picks it), ``stem`` (conv_stem.py: a float32
-3-channel 3x3 conv of an NCHW image into at most STEM_MAX_OUTPUTS channels, weights held in
-registers), ``direct`` (the register tile) or ``grouped`` (the register tile on
+3-channel 3x3 conv of an NCHW image into one block of channels, STEM_MAX_OUTPUTS, weights held
+in registers), ``direct`` (the register tile) or ``grouped`` (the register tile on
 block-diagonal weights, for groups that tile the channel blocks:
 conv_blocked_plan.grouped_span).
 """
@@ -55,9 +55,10 @@ WINOGRAD_L2_BYTES = 2 << 20
 IM2COL_MIN_CHANNELS = 64
 IM2COL_MIN_OUTPUTS = 400
 # The stem kernel keeps one channel block's 27 weight vectors in registers and runs the blocks
-# one after the other: measured on the mobile nets' 16-32 outputs; wider stems (not measured)
-# keep the register tile, which broadcasts each input value once for 4 blocks.
-STEM_MAX_OUTPUTS = 32
+# one after the other: 0.84x the register tile's time for 16 outputs (MobileNetV3), but
+# 1.02-1.05x for 32 (MobileNetV2, batch 1 and 8), where the tile broadcasts each input value
+# once for both blocks.
+STEM_MAX_OUTPUTS = 16
 
 
 def stem_shape(spec: ConvSpec) -> bool:
