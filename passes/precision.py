@@ -52,6 +52,8 @@ def _why_f32(node, graph: Graph) -> str | None:
         return "depthwise: memory-bound, no dot products to pair"
     if node.attrs.get("algorithm") == "grouped":
         return "grouped: no bf16 kernel for block-diagonal weights"
+    if node.attrs.get("algorithm") == "stem":
+        return "stem: the 3-channel stem kernel is float32 only"
     if node.inputs[1] not in graph.constants:
         return "weights are not constant (bf16 weights are packed at build)"
     taps = int(np.prod(graph.constants[node.inputs[1]].shape[2:]))

@@ -17,9 +17,11 @@ writes the result on every conv node; the kernels read it.
   a second, independent reference for the tests.
 
 ``BlockedConv`` (channel-blocked output, kernels/cpu/conv_blocked.py): ``depthwise``,
-``winograd`` (blocked input, where the NCHW rule picks it), ``direct`` (the register tile) or
-``grouped`` (the register tile on block-diagonal weights, for groups that tile the channel
-blocks: conv_blocked_plan.grouped_span).
+``winograd`` (blocked input, where the NCHW rule picks it), ``stem`` (conv_stem.py: a float32
+3-channel 3x3 conv of an NCHW image into one block of channels, STEM_MAX_OUTPUTS, weights held
+in registers), ``direct`` (the register tile) or ``grouped`` (the register tile on
+block-diagonal weights, for groups that tile the channel blocks:
+conv_blocked_plan.grouped_span).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from cnnrt.kernels.cpu.conv_common import block_size
 
 ALGORITHMS = {
     "Conv": ("winograd", "pointwise", "depthwise", "im2col", "direct", "fc", "pointwise_numpy", "im2col_numpy"),
-    "BlockedConv": ("depthwise", "winograd", "direct", "grouped"),
+    "BlockedConv": ("depthwise", "winograd", "direct", "grouped", "stem"),
 }
 
 # Winograd wins over the direct algorithm once the transforms, paid per channel, are spread
@@ -52,6 +54,17 @@ WINOGRAD_L2_BYTES = 2 << 20
 # reading s*s phase planes; on small outputs (14x14 and below) the direct algorithm wins.
 IM2COL_MIN_CHANNELS = 64
 IM2COL_MIN_OUTPUTS = 400
+# The stem kernel keeps one channel block's 27 weight vectors in registers and runs the blocks
+# one after the other: 0.84x the register tile's time for 16 outputs (MobileNetV3), but
+# 1.02-1.05x for 32 (MobileNetV2, batch 1 and 8), where the tile broadcasts each input value
+# once for both blocks.
+STEM_MAX_OUTPUTS = 16
+
+
+def stem_shape(spec: ConvSpec) -> bool:
+    """Whether conv_stem.py computes ``spec`` (its input NCHW): ungrouped float32, 3 input
+    channels (C*kh = 9 input rows) of 3 taps per row."""
+    return spec.group == 1 and np.dtype(spec.dtype) == np.float32 and spec.c * spec.kh == 9 and spec.kw == 3
 
 
 def _winograd_declined(spec: ConvSpec) -> str | None:
@@ -77,6 +90,8 @@ def choose(spec: ConvSpec, op: str = "Conv", blocked_input: bool = False) -> tup
             return "grouped", "groups tiling the channel blocks: block-diagonal weights on the register tile"
         if blocked_input and choose(spec)[0] == "winograd":
             return "winograd", "3x3 stride 1 with enough channels and tiles, blocked input"
+        if not blocked_input and stem_shape(spec) and spec.m <= STEM_MAX_OUTPUTS:
+            return "stem", "3-channel 3x3 from NCHW: 27-value reduction, weights in registers"
         return "direct", "the blocked register tile computes any ungrouped conv"
     if spec.group == spec.c and spec.group > 1:
         return "depthwise", "one input channel per group"
@@ -105,6 +120,8 @@ def computes(spec: ConvSpec, algorithm: str, op: str = "Conv", blocked_input: bo
     if algorithm == "grouped":
         lanes = block_size(np.dtype(spec.dtype))
         return blocked_input and spec.group != spec.c and grouped_span(spec.cg, spec.mg, spec.group, lanes) is not None
+    if algorithm == "stem":
+        return op == "BlockedConv" and not blocked_input and stem_shape(spec)
     if op == "BlockedConv":
         return spec.group == 1 and (algorithm == "direct" or (blocked_input and spec.winograd_shape))
     if algorithm in ("pointwise", "pointwise_numpy"):

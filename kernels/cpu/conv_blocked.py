@@ -43,6 +43,7 @@ from cnnrt.kernels.cpu.conv_blocked_plan import (
     plan_tasks,
 )
 from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
+from cnnrt.kernels.cpu.conv_stem import build_stem_conv
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
 from cnnrt.kernels.cpu.winograd import build_winograd
 from cnnrt.kernels.prepacked import prepacked
@@ -456,7 +457,8 @@ def contiguous_output(run):
 @register("BlockedConv")
 def build_blocked_conv_node(node, graph):
     """Conv with a blocked output (passes/block_layout.py) by the node's ``algorithm``:
-    ungrouped or grouped on the register tile, ungrouped by Winograd, depthwise by blocked.py."""
+    ungrouped or grouped on the register tile, ungrouped by Winograd, 3-channel stems by
+    conv_stem.py, depthwise by blocked.py."""
     spec = spec_from_node(node, graph)
     dt = np.dtype(spec.dtype)
     ins = list(node.inputs) + [""] * 4
@@ -471,5 +473,7 @@ def build_blocked_conv_node(node, graph):
         return contiguous_output(build_blocked_depthwise(spec, w_const, b_const, block_size(dt)))
     if algorithm == "winograd":
         return contiguous_output(build_winograd(spec, w_const, b_const, block_size(dt), owner=graph))
+    if algorithm == "stem":
+        return contiguous_output(build_stem_conv(spec, w_const, b_const))
     precision, copied = node.attrs.get("precision", "f32"), bool(node.attrs.get("bf16_copied", False))
     return build_blocked_conv(spec, w_const, b_const, blocked_input, graph, precision, copied)

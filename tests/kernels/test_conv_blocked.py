@@ -16,11 +16,26 @@ from cnnrt.core.ops import ACTIVATIONS  # noqa: E402
 from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu import conv_blocked as cb  # noqa: E402
 from cnnrt.kernels.cpu import conv_blocked_plan as plan  # noqa: E402
+from cnnrt.kernels.cpu.conv_algorithm import choose  # noqa: E402
 from cnnrt.kernels.cpu.conv_common import block_size  # noqa: E402
+from cnnrt.kernels.cpu.conv_stem import build_stem_conv  # noqa: E402
 
 
 def run_blocked(
-    x, wt, b, r, s, p, d, act="none", alpha=0.0, beta=0.0, blocked_input=True, winograd=False, precision="f32"
+    x,
+    wt,
+    b,
+    r,
+    s,
+    p,
+    d,
+    act="none",
+    alpha=0.0,
+    beta=0.0,
+    blocked_input=True,
+    winograd=False,
+    precision="f32",
+    stem=False,
 ):
     n, c, h, w = x.shape
     m, _, kh, kw = wt.shape
@@ -56,10 +71,12 @@ def run_blocked(
         from cnnrt.kernels.cpu.winograd import build_winograd
 
         run = build_winograd(spec, wt, b, lanes)
+    elif stem:
+        run = build_stem_conv(spec, wt, b)
     else:
         run = cb.build_blocked_conv(spec, wt, b, blocked_input, precision=precision)
     xin = to_blocked(x, lanes) if blocked_input else x
-    out = np.full((n, m // lanes, oh, ow, lanes), np.nan, x.dtype)
+    out = np.full((n, -(-m // lanes), oh, ow, lanes), np.nan, x.dtype)
     run([xin, wt, b, None if r is None else to_blocked(r, lanes)], [out])
     return from_blocked(out)
 
@@ -135,6 +152,42 @@ def test_reduction_in_chunks(monkeypatch, act):
         monkeypatch.setattr(cb, "_B_CHUNK_BYTES", taps * 16 * 32 * 4)  # kstep 16, 2 blocks of 16
         got = run_blocked(x, wt, b, r, s, p, d, act)
         _check(x, wt, b, r, s, p, d, act, 0.0, 0.0, got)
+
+
+# 3-channel 3x3 stems (conv_stem.py): (N, C, H, W, M, kh, stride, pad, dilation)
+STEMS = {
+    "s2_p1": (1, 3, 16, 18, 16, 3, 2, 1, 1),  # the mobile nets' stem, 8x9 outputs
+    "s2_p1_odd_batch": (2, 3, 17, 13, 24, 3, 2, 1, 1),  # 7 output columns: a ragged group; M past 16
+    "s1_p0": (1, 3, 9, 11, 32, 3, 1, 0, 1),  # read in place, two channel blocks
+    "s1_p2_d2": (1, 3, 10, 9, 16, 3, 1, 2, 2),  # dilation
+    "s3_p1": (1, 3, 20, 22, 16, 3, 3, 1, 1),
+}
+
+
+@pytest.mark.parametrize("act", ["none", "Relu", "Clip", "HardSwish", "SiLU", "Sigmoid"])
+@pytest.mark.parametrize("name", list(STEMS))
+def test_stem_conv(name, act):
+    """The stem kernel against float64 numpy, also for two blocks of outputs (an override: the
+    choice stops at one); channels past M (24 -> 32) are the zero-weight conv: 0 after every
+    activation that keeps 0 (block_layout keeps the others off padding)."""
+    case = STEMS[name]
+    n, c, h, w, m, k, s, p, d = case
+    x, wt, b, r = _data(case, np.float32, seed=len(name) + 40)
+    r = r if act in ("none", "HardSwish") else None  # residual with an in-register and a stored activation
+    alpha, beta = {"Clip": (-0.5, 0.5)}.get(act, (0.0, 0.0))
+    got = run_blocked(x, wt, b, r, s, p, d, act, alpha, beta, blocked_input=False, stem=True)
+    _check(x, wt, b, r, s, p, d, act, alpha, beta, got[:, :m])
+    if act != "Sigmoid":
+        assert (got[:, m:] == 0).all()
+
+
+def test_stem_is_chosen_for_mobile_stems_only():
+    def algo(c=3, k=3, m=16, blocked=False, dtype="float32"):
+        spec = ConvSpec(1, c, 224, 224, m, 112, 112, k, k, 2, 2, 1, 1, 1, 1, 1, 1, 1, dtype)
+        return choose(spec, "BlockedConv", blocked_input=blocked)[0]
+
+    assert algo() == algo(m=8) == "stem"
+    assert algo(m=24) == algo(m=32) == algo(k=7) == algo(c=16, blocked=True) == algo(dtype="float64") == "direct"
 
 
 def test_blocked_conv_float64_and_no_bias():

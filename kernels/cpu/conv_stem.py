@@ -1,0 +1,279 @@
+"""The stem conv: 3 input channels x 3x3 read from NCHW into a channel-blocked output.
+
+A mobile net's first conv (3 channels, 3x3, stride 2, 16-32 outputs at 112x112) reduces over
+only 27 values, so the register tile of conv_blocked.py pays per 16-pixel tile for its tap
+and pixel tables, a 3-step reduction loop per tap and one weight load per 16 FMAs, and its
+stored-tile activation once per tile. This kernel specialises on the reduction instead: one
+output row of one channel block per call (:func:`stem_row`), the 27 weight vectors loaded
+into registers once per row, and per group of :data:`PIXELS` output pixels one accumulator
+each, fed by 27 broadcasts at constant offsets from the 9 input rows (a table of the rows'
+starts per output row). The group's accumulators go through the register tile's epilogue
+(microkernel.epilogue: bias, residual, Relu/Clip); the other float32 activations
+(vector_act.py) run once over the finished row while it is in L1, which keeps their code out
+of the pixel loop, where it would push the weights out of the registers.
+
+Each output row's 9 input rows are copied into a zero-bordered row buffer of the thread
+(rows above or below the image all zeros), once for all of the row's channel blocks: every
+tap is a valid read, the buffer stays in L1, and the image is read straight from NCHW, with
+no padded copy of the whole input (the same kernel reading such a copy took 1.13-1.18x as
+long). A last group past the row's end re-reads its last pixel and stores
+only the row's pixels. Rows (image, output row, channel block) are the tasks, split evenly
+across threads.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.activation import CLIP, RELU
+from cnnrt.kernels.aligned import aligned_copy
+from cnnrt.kernels.cpu import conv_algorithm
+from cnnrt.kernels.cpu import microkernel as mk
+from cnnrt.kernels.cpu.activation import act_inplace
+from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
+from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, lanes_of
+from cnnrt.kernels.cpu.vector_act import activations, by_kind
+from cnnrt.kernels.prepacked import prepacked
+
+PIXELS = 4  # output pixels per group (2 and 8 measured the same)
+
+
+def _stem_row(rows_n: int, kw: int):
+    """stem_row for ``rows_n`` input rows (C*kh) of ``kw`` taps each."""
+
+    @intrinsic
+    def stem_row(typingctx, x, x_off, rows, sw, dw, ow, w, w_off, c, c_off, flags, bias, bias_off, res, lo, hi):
+        dt = x.dtype
+        if not all(isinstance(a, types.Array) and a.dtype == dt for a in (x, w, c, bias, res)):
+            return None
+        if not isinstance(rows, types.Array) or rows.dtype != types.int64:
+            return None
+        i64 = types.int64
+        sig = types.void(x, i64, rows, i64, i64, i64, w, i64, c, i64, i64, bias, i64, res, dt, dt)
+        lanes = lanes_of(dt)
+
+        def codegen(context, builder, sig, args):
+            x_v, x_off_v, rows_v, sw_v, dw_v, ow_v, w_v, w_off_v, c_v, c_off_v, flags_v = args[:11]
+            bias_v, bias_off_v, res_v, lo_v, hi_v = args[11:]
+            vec = Vectors(builder, dt, align=4)
+
+            def ptr(i, arr, off):
+                data = context.make_array(sig.args[i])(context, builder, arr).data
+                return builder.gep(data, [off])
+
+            px = ptr(0, x_v, x_off_v)
+            prows = context.make_array(sig.args[2])(context, builder, rows_v).data
+            starts = [builder.gep(px, [builder.load(builder.gep(prows, [c64(r)]))]) for r in range(rows_n)]
+            pw = ptr(6, w_v, w_off_v)
+            weights = [vec.load(pw, c64(t * lanes)) for t in range(rows_n * kw)]
+            pc0 = ptr(8, c_v, c_off_v)
+            pbias = ptr(11, bias_v, bias_off_v)
+            pres0 = ptr(13, res_v, c_off_v)
+            last = builder.sub(ow_v, c64(1))
+            groups = builder.sdiv(builder.add(ow_v, c64(PIXELS - 1)), c64(PIXELS))
+            accs = [[cgutils.alloca_once_value(builder, vec.zero)] for _ in range(PIXELS)]
+            # activations over stored values run once over the whole row (in L1) after its
+            # pixels, so the pixel loop stays FMAs with the weights in registers
+            act = builder.and_(builder.lshr(flags_v, c64(mk.ACT_SHIFT)), c64(mk.ACT_MASK))
+            on_accs = builder.or_(
+                builder.icmp_unsigned("==", act, c64(RELU)), builder.icmp_unsigned("==", act, c64(CLIP))
+            )
+            act_bits = builder.shl(c64(mk.ACT_MASK), c64(mk.ACT_SHIFT))
+            tile_flags_v = builder.select(on_accs, flags_v, builder.and_(flags_v, builder.not_(act_bits)))
+            with cgutils.for_range(builder, groups) as loop:
+                q0 = builder.mul(loop.index, c64(PIXELS))
+                cols = []
+                for i in range(PIXELS):  # pixels past the row re-read its last one
+                    q = builder.add(q0, c64(i))
+                    q = builder.select(builder.icmp_signed("<", q, ow_v), q, last)
+                    cols.append(builder.mul(q, sw_v))
+                for i in range(PIXELS):
+                    acc = vec.zero
+                    for r in range(rows_n):
+                        for j in range(kw):
+                            off = builder.add(cols[i], builder.mul(c64(j), dw_v))
+                            xv = vec.splat(builder.load(builder.gep(starts[r], [off])))
+                            acc = vec.fma(xv, weights[r * kw + j], acc)
+                    builder.store(acc, accs[i][0])
+                off = builder.mul(q0, c64(lanes))
+                mr = builder.sub(ow_v, q0)
+                mr = builder.select(builder.icmp_signed("<", mr, c64(PIXELS)), mr, c64(PIXELS))
+                mk.epilogue(
+                    builder,
+                    vec,
+                    dt,
+                    True,
+                    accs,
+                    builder.gep(pc0, [off]),
+                    pbias,
+                    builder.gep(pres0, [off]),
+                    c64(lanes),
+                    c64(0),
+                    mr,
+                    tile_flags_v,
+                    lo_v,
+                    hi_v,
+                )
+
+            def over_row(fn):
+                with cgutils.for_range(builder, ow_v) as q:
+                    cp = builder.gep(pc0, [builder.mul(q.index, c64(lanes))])
+                    vec.store(fn(vec.load(cp)), cp)
+
+            lo_s, hi_s = vec.splat(lo_v), vec.splat(hi_v)
+            by_kind(builder, act, activations(builder, vec, lo_s, hi_s, mk.STORED_KINDS), over_row)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    stem_row.__doc__ = f"""One output row of one channel block, {rows_n} input rows x {kw} taps: output
+    pixel q (< ``ow``) of ``c[c_off + q*lanes:]`` = sum over input row r and tap j of
+    ``x[x_off + rows[r] + q*sw + j*dw]`` times the weight vector ``w[w_off + (r*{kw} + j)*lanes:]``,
+    then microkernel.epilogue by ``flags`` (residual read at the same offsets of ``res``)."""
+    return stem_row
+
+
+# the one reduction shape compiled (conv_algorithm.stem_shape): 3 channels x 3x3, C*kh = 9
+# input rows of 3 taps; a module-level kernel, so Numba's disk cache keys it by name
+STEM_ROWS, STEM_KW = 9, 3
+stem_row_3x3 = _stem_row(STEM_ROWS, STEM_KW)
+
+
+@pjit
+def _stem_rows(
+    x, pt, pl, wp_row, sh, dh, sw, dw, oh, ow, wpk, of, m_blocks, per_n_out, flags, bias, rf, kind, lo, hi, nthreads
+):
+    """Every (image, output row, channel block) row by stem_row_3x3, split evenly over
+    ``nthreads``; each output row's 9 input rows copied into a zero-bordered row buffer of
+    the thread (once for all of the row's channel blocks)."""
+    lanes = wpk.shape[2]
+    n_img, c, h, w = x.shape
+    kh = STEM_ROWS // c
+    ntasks = n_img * oh * m_blocks
+    plane_out = oh * ow * lanes
+    for t in prange(nthreads):
+        rows = np.empty(STEM_ROWS, np.int64)
+        buf = np.zeros(STEM_ROWS * wp_row, x.dtype)
+        for r in range(STEM_ROWS):
+            rows[r] = r * wp_row
+        held = -1
+        for i in range(t * ntasks // nthreads, (t + 1) * ntasks // nthreads):
+            blk = i % m_blocks
+            rest = i // m_blocks
+            y = rest % oh
+            n = rest // oh
+            if rest != held:
+                held = rest
+                for r in range(STEM_ROWS):
+                    ch = r // kh
+                    ih = y * sh + (r - ch * kh) * dh - pt
+                    dst = buf[r * wp_row + pl : r * wp_row + pl + w]
+                    if 0 <= ih < h:
+                        src = x[n, ch, ih]
+                        for k in range(w):
+                            dst[k] = src[k]
+                    else:
+                        dst[:] = 0
+            c_off = n * per_n_out + blk * plane_out + y * ow * lanes
+            stem_row_3x3(
+                buf,
+                0,
+                rows,
+                sw,
+                dw,
+                ow,
+                wpk,
+                blk * wpk.shape[1] * lanes,
+                of,
+                c_off,
+                flags,
+                bias,
+                blk * lanes,
+                rf,
+                lo,
+                hi,
+            )
+            if kind != 0:
+                act_inplace(of[c_off : c_off + ow * lanes], kind, lo, hi)
+
+
+_stem_rows_serial = serial_twin(_stem_rows)
+
+
+def pack_weights(w: np.ndarray, lanes: int) -> np.ndarray:
+    """(M, C, kh, kw) -> (blocks, C*kh*kw, lanes): per channel block, one vector per tap, the
+    channels past M zero."""
+    m, c, kh, kw = w.shape
+    blocks = -(-m // lanes)
+    wpad = np.zeros((blocks * lanes, c * kh * kw), w.dtype)
+    wpad[:m] = w.reshape(m, -1)
+    return aligned_copy(np.ascontiguousarray(wpad.reshape(blocks, lanes, -1).transpose(0, 2, 1)))
+
+
+def build_stem_conv(spec, w_const, b_const):
+    """run(ins, outs) for an ungrouped conv of an NCHW input of 3 channels x 3x3, writing
+    the blocked output (N, ceil(M/B), OH, OW, B); channels past M computed from zero weights
+    and bias (as conv_blocked.build_blocked_conv)."""
+    s = spec
+    dt = np.dtype(s.dtype)
+    lanes = block_size(dt)
+    if not conv_algorithm.stem_shape(s):
+        raise ValueError(f"stem conv needs group 1, float32, 3 channels x 3x3 on NCHW: {s}")
+    wp = max(s.w + s.pl + s.pr, (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1)  # a buffer row: every tap
+    m_blocks = -(-s.m // lanes)
+    m_pad = m_blocks * lanes
+
+    def pack(w):
+        return pack_weights(np.asarray(w, dt), lanes)
+
+    wpk_const = None if w_const is None else readonly(prepacked(w_const, ("stem", dt.str, lanes), pack))
+    bias_pad = np.zeros(m_pad, dt)
+    if b_const is not None:
+        bias_pad[: s.m] = b_const
+    bias_const = readonly(bias_pad.copy())
+    dummy_res = np.zeros(1, dt)
+    tflags = tile_flags(s)
+    kind = 0 if mk.tile_act(s.act, dt) else s.act
+    work = s.n * s.m * s.oh * s.ow * s.c * s.kh * s.kw
+    alpha, beta = dt.type(s.alpha), dt.type(s.beta)
+    max_threads = numba.config.NUMBA_NUM_THREADS
+
+    def run(ins, outs):
+        wpk = wpk_const if wpk_const is not None else readonly(pack(ins[1]))
+        b = bias_const
+        if b_const is None and len(ins) > 2 and ins[2] is not None:
+            bias_pad[: s.m] = ins[2]
+            b = readonly(bias_pad)
+        r = ins[3] if len(ins) > 3 and ins[3] is not None else None
+        nthreads = min(num_threads(), max_threads)
+        kern = pick(_stem_rows, _stem_rows_serial, work, nthreads)
+        kern(
+            ins[0],
+            s.pt,
+            s.pl,
+            wp,
+            s.sh,
+            s.dh,
+            s.sw,
+            s.dw,
+            s.oh,
+            s.ow,
+            wpk,
+            outs[0].reshape(-1),
+            m_blocks,
+            m_pad * s.oh * s.ow,
+            tflags,
+            b,
+            dummy_res if r is None else r.reshape(-1),
+            kind,
+            alpha,
+            beta,
+            nthreads,
+        )
+
+    return run
