@@ -32,7 +32,7 @@ from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, tile_u8s8_rq
 from cnnrt.kernels.prepacked import prepacked
 
 PX = NV * LANES  # output pixels of one tile
-TASK_CHUNKS = 256  # parallel tasks of tiles: many per thread for balance (qconv_vnni_taps: each allocating its sums once)
+TASK_CHUNKS = 256  # parallel tasks of tiles: many per thread for balance, each allocating any scratch once
 _ROUND = np.float32(12582912.0)  # 1.5 * 2**23: (f + _ROUND) - _ROUND rounds |f| < 2**22 half to even
 
 
