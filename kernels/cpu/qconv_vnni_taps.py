@@ -9,8 +9,9 @@ same copy: the tap's offset moves the tile's start, and the tap's weights are th
 packed block (taps outermost). The ``Wp - OW`` pixels past each output row are computed and
 dropped: the last tap requantizes in the tile and stores it by segments, one per padded
 output row the tile's 32 pixels meet, each a lane-masked store of that row's valid stretch.
-The slack keeps the last tile's reads inside the copy. Against qconv_vnni's im2col this writes the input once instead of KH*KW times; it needs at least two
-channel groups per tap to keep the tile's k loop long (the stem, C = 3, stays on qconv_vnni).
+The slack keeps the last tile's reads inside the copy. Against qconv_vnni's im2col this writes
+the input once instead of KH*KW times; it needs at least two channel groups per tap to keep
+the tile's k loop long (the stem, C = 3, stays on qconv_vnni).
 
 The input's zero point and the requantization are qconv_vnni's (bias - xz * sum(w) per
 channel, MLAS's rounding in the tile).
