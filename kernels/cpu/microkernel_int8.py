@@ -162,7 +162,9 @@ def _requantize(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores):
     """Rows r < ``rows`` of ``sums`` requantized to bytes (the module doc), handed to ``stores(r, vectors)``."""
     fty = ir.VectorType(ir.FloatType(), LANES)
     lo, hi, zpv = _splat(builder, flo, fty), _splat(builder, fhi, fty), _splat(builder, builder.trunc(zp, I32), vty)
-    rnd = ir.Constant(fty, [12582912.0] * LANES)  # 1.5 * 2**23: (f + rnd) - rnd rounds |f| < 2**22 half to even
+    # vcvtps2dq in the current rounding mode (MXCSR's default: to nearest, half to even)
+    cvt = declare(builder, "llvm.x86.avx512.mask.cvtps2dq.512", vty, [fty, vty, ir.IntType(16), I32])
+    cvt_args = [ir.Constant(vty, ir.Undefined), ir.Constant(ir.IntType(16), 0xFFFF), ir.Constant(I32, 4)]
     for r, row in enumerate(sums):
         with builder.if_then(builder.icmp_signed("<", c64(r), rows)):
             bias = _splat(builder, builder.load(builder.gep(pbias, [c64(r)])), vty)
@@ -172,8 +174,7 @@ def _requantize(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores):
                 f = builder.fmul(builder.sitofp(builder.add(acc, bias), fty), mult)
                 f = builder.select(builder.fcmp_ordered("<", f, lo), lo, f)
                 f = builder.select(builder.fcmp_ordered(">", f, hi), hi, f)
-                f = builder.fsub(builder.fadd(f, rnd), rnd)
-                qs.append(builder.trunc(builder.add(builder.fptosi(f, vty), zpv), _BYTES))
+                qs.append(builder.trunc(builder.add(builder.call(cvt, [f, *cvt_args]), zpv), _BYTES))
             stores(r, qs)
 
 
