@@ -64,6 +64,8 @@ def _codegen(mr: int, nv: int, accumulate: bool, requantize: str = ""):
         splat_mask = ir.Constant(vty, [0] * LANES)
 
         def start(r, v):
+            if requantize == "edge":  # the sums start from the channel's bias (padded to MR rows)
+                return _splat(builder, builder.load(builder.gep(ptr(6, bias_v, m0), [c64(r)])), vty)
             if not accumulate:
                 return zero
             p = builder.bitcast(builder.gep(ps, [c64(r * nv * LANES + v * LANES)]), vty.as_pointer())
@@ -96,7 +98,7 @@ def _codegen(mr: int, nv: int, accumulate: bool, requantize: str = ""):
             else:
                 stores = _segment_stores(builder, pc, ldc, ptr(15, seg_v, c64(0)), nseg)
                 pbias, pmult = ptr(8, bias_v, m0), ptr(9, mult_v, m0)
-            _requantize(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores)
+            _requantize(builder, vty, sums, None if requantize == "edge" else pbias, pmult, rows, flo, fhi, zp, stores)
             return context.get_dummy_value()
         for r in range(mr):
             for v in range(nv):
@@ -159,6 +161,7 @@ def _segment_stores(builder, pc, ldc, pseg, nseg):
 
 
 def _requantize(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores):
+    # pbias None: the sums hold the bias already
     """Rows r < ``rows`` of ``sums`` requantized to bytes (the module doc), handed to ``stores(r, vectors)``."""
     fty = ir.VectorType(ir.FloatType(), LANES)
     lo, hi, zpv = _splat(builder, flo, fty), _splat(builder, fhi, fty), _splat(builder, builder.trunc(zp, I32), vty)
@@ -167,11 +170,11 @@ def _requantize(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores):
     cvt_args = [ir.Constant(vty, ir.Undefined), ir.Constant(ir.IntType(16), 0xFFFF), ir.Constant(I32, 4)]
     for r, row in enumerate(sums):
         with builder.if_then(builder.icmp_signed("<", c64(r), rows)):
-            bias = _splat(builder, builder.load(builder.gep(pbias, [c64(r)])), vty)
+            bias = None if pbias is None else _splat(builder, builder.load(builder.gep(pbias, [c64(r)])), vty)
             mult = _splat(builder, builder.load(builder.gep(pmult, [c64(r)])), fty)
             qs = []
             for acc in row:
-                f = builder.fmul(builder.sitofp(builder.add(acc, bias), fty), mult)
+                f = builder.fmul(builder.sitofp(acc if bias is None else builder.add(acc, bias), fty), mult)
                 f = builder.select(builder.fcmp_ordered("<", f, lo), lo, f)
                 f = builder.select(builder.fcmp_ordered(">", f, hi), hi, f)
                 qs.append(builder.trunc(builder.add(builder.call(cvt, [f, *cvt_args]), zpv), _BYTES))
@@ -201,7 +204,9 @@ def _tile_rq(mr: int, nv: int):
     """``tile_rq(a, a_off, lda, b, b_off, kq, bias, mult, m0, rows, c, c_off, ldc, jn, flo, fhi, zp)``:
     the sums of ``tile`` for rows r < ``rows`` and pixels j < ``jn``, requantized (see the module
     doc) with channel ``m0 + r``'s int32 ``bias`` and float32 ``mult``, clamped to [flo, fhi]
-    (bounds less the zero point), stored as bytes at c[c_off + r*ldc + j] (c uint8 or int8)."""
+    (bounds less the zero point), stored as bytes at c[c_off + r*ldc + j] (c uint8 or int8). The
+    sums start from the bias, so ``bias`` holds all ``mr`` rows from ``m0`` (zeros past the last
+    channel)."""
 
     @intrinsic
     def tile_rq(typingctx, a, a_off, lda, b, b_off, kq, bias, mult, m0, rows, c, c_off, ldc, jn, flo, fhi, zp):

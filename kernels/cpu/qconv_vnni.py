@@ -181,7 +181,8 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
     bpk = prepacked(w, ("vnni", MR), pack_weights)
     shift = 128 if x_dtype == "int8" else 0
     wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
-    biasc = (p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum).astype(np.int32)
+    biasc = np.zeros(-(-m // MR) * MR, np.int32)  # whole tiles of rows: the tile starts every row's sums from it
+    biasc[:m] = p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum
     mult, flo, fhi, zp, _ = requant_params(p)
     flip = np.uint32(0x80808080 if shift else 0)
     npix = oh * ow
