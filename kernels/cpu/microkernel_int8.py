@@ -6,11 +6,21 @@ output *pixels* in the lanes and output *channels* in the rows: the activations 
 (K/4, P, 4) (:mod:`kernels.cpu.qconv_vnni`: four consecutive reduction steps of one pixel in
 one 32-bit lane, so 16 pixels are one 64-byte load) and the weights (M/MR, K/4, MR, 4), so a
 channel's four weights are one 32-bit broadcast. Pixels in lanes make each accumulator row an
-NCHW output row, which the requantizing epilogue writes without a transpose.
+NCHW output row, which the tile requantizes and stores without a transpose.
 
 A tile is MR channels x NV vectors of 16 pixels; per group of four reduction steps it loads
-NV activation vectors, broadcasts MR weight words and issues MR x NV ``vpdpbusd``. The int32
-sums go to a small scratch (MR, NV*16) that the caller requantizes while it is in L1.
+NV activation vectors, broadcasts MR weight words and issues MR x NV ``vpdpbusd``.
+
+``tile_u8s8``/``tile_u8s8_acc`` store the int32 sums to a small scratch (MR, NV*16): the
+taps of a conv but the last (qconv_vnni_taps) sum there. The last step of every conv,
+``tile_u8s8_rq`` (im2col, qconv_vnni) or ``tile_u8s8_acc_rq`` (the last tap, starting from the
+scratch), requantizes the sums while they are in registers and stores bytes: per channel
+``float32(sum + bias) * multiplier``, clamped, rounded half to even, plus the zero point (MLAS's
+order and rounding, cnnrt.core.quantization.requantize), each vector narrowed to 16 bytes
+(``vpmovdb``) and stored under a lane mask, so a tile at the output's edge, or one spanning
+several padded output rows, writes only its valid pixels. A separate epilogue would store,
+reload and convert the int32 sums, which costs more than the multiplications in a layer with a
+short reduction (a 1x1 conv over 16 channels).
 """
 
 from __future__ import annotations
@@ -20,30 +30,45 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels.cpu.llvm_ir import I32, c64, declare
+from cnnrt.kernels.cpu.llvm_ir import I32, I64, c64, declare
 
 _DPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 LANES = 16  # int32 lanes of one vpdpbusd (512 bits)
 MR, NV = 12, 2  # channels x pixel vectors of the tile: 24 accumulators of the 32 zmm registers
 
 
-def _codegen(mr: int, nv: int, accumulate: bool):
+def _codegen(mr: int, nv: int, accumulate: bool, requantize: str = ""):
     def codegen(context, builder, sig, args):
-        a_v, a_off, lda, b_v, b_off, kq, c_v, c_off = args
+        if requantize == "edge":
+            a_v, a_off, lda, b_v, b_off, kq, bias_v, mult_v, m0, rows, c_v, c_off, ldc, jn, flo, fhi, zp = args
+            s_v = s_off = None
+        elif requantize == "segments":
+            a_v, a_off, lda, b_v, b_off, kq, s_v, s_off, bias_v, mult_v, m0, rows = args[:12]
+            c_v, c_off, ldc, seg_v, nseg, flo, fhi, zp = args[12:]
+        else:
+            a_v, a_off, lda, b_v, b_off, kq, c_v, c_off = args
 
         def ptr(i, arr, off):
             return builder.gep(context.make_array(sig.args[i])(context, builder, arr).data, [off])
 
         vty = ir.VectorType(I32, LANES)
         dp = declare(builder, _DPBUSD, vty, [vty, vty, vty])
-        pa0, pb0, pc = ptr(0, a_v, a_off), ptr(3, b_v, b_off), ptr(6, c_v, c_off)
+        pa0, pb0 = ptr(0, a_v, a_off), ptr(3, b_v, b_off)
+        if requantize == "edge":
+            pc = ptr(10, c_v, c_off)
+        elif requantize == "segments":
+            pc, ps = ptr(12, c_v, c_off), ptr(6, s_v, s_off)
+        else:
+            pc = ps = ptr(6, c_v, c_off)
         zero = ir.Constant(vty, [0] * LANES)
         splat_mask = ir.Constant(vty, [0] * LANES)
 
         def start(r, v):
+            if requantize == "edge":  # the sums start from the channel's bias (padded to MR rows)
+                return _splat(builder, builder.load(builder.gep(ptr(6, bias_v, m0), [c64(r)])), vty)
             if not accumulate:
                 return zero
-            p = builder.bitcast(builder.gep(pc, [c64(r * nv * LANES + v * LANES)]), vty.as_pointer())
+            p = builder.bitcast(builder.gep(ps, [c64(r * nv * LANES + v * LANES)]), vty.as_pointer())
             ld = builder.load(p)
             ld.align = 4
             return ld
@@ -65,6 +90,16 @@ def _codegen(mr: int, nv: int, accumulate: bool):
                 wv = builder.shuffle_vector(ins, ir.Constant(vty, ir.Undefined), splat_mask)
                 for v in range(nv):
                     builder.store(builder.call(dp, [builder.load(accs[r][v]), avec[v], wv]), accs[r][v])
+        if requantize:
+            sums = [[builder.load(a) for a in row] for row in accs]
+            if requantize == "edge":
+                stores = _edge_stores(builder, pc, ldc, jn, nv)
+                pbias, pmult = ptr(6, bias_v, m0), ptr(7, mult_v, m0)
+            else:
+                stores = _segment_stores(builder, pc, ldc, ptr(15, seg_v, c64(0)), nseg)
+                pbias, pmult = ptr(8, bias_v, m0), ptr(9, mult_v, m0)
+            _requantize(builder, vty, sums, None if requantize == "edge" else pbias, pmult, rows, flo, fhi, zp, stores)
+            return context.get_dummy_value()
         for r in range(mr):
             for v in range(nv):
                 p = builder.bitcast(builder.gep(pc, [c64(r * nv * LANES + v * LANES)]), vty.as_pointer())
@@ -72,6 +107,78 @@ def _codegen(mr: int, nv: int, accumulate: bool):
         return context.get_dummy_value()
 
     return codegen
+
+
+_BYTES = ir.VectorType(ir.IntType(8), LANES)
+_MASK = ir.VectorType(ir.IntType(1), LANES)
+_LANE_IDS = ir.Constant(ir.VectorType(I64, LANES), list(range(LANES)))
+_SPLAT0 = ir.Constant(ir.VectorType(I32, LANES), [0] * LANES)
+
+
+def _splat(builder, x, ty):
+    v = builder.insert_element(ir.Constant(ty, ir.Undefined), x, ir.Constant(I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(ty, ir.Undefined), _SPLAT0)
+
+
+def _masked_store(builder, q, p, mask):
+    fn = declare(builder, f"llvm.masked.store.v{LANES}i8.p0", ir.VoidType(), [_BYTES, _BYTES.as_pointer(), I32, _MASK])
+    builder.call(fn, [q, builder.bitcast(p, _BYTES.as_pointer()), ir.Constant(I32, 1), mask])
+
+
+def _edge_stores(builder, pc, ldc, jn, nv):
+    """Row r's bytes to pc[r*ldc + j] for lanes j < ``jn``: a tile at the edge of the output
+    writes only its valid pixels."""
+    i64v = ir.VectorType(I64, LANES)
+    ends = [_splat(builder, builder.sub(jn, c64(v * LANES)), i64v) for v in range(nv)]
+    masks = [builder.icmp_signed("<", _LANE_IDS, end) for end in ends]
+
+    def stores(r, qs):
+        prow = builder.gep(pc, [builder.mul(c64(r), ldc)])
+        for v, q in enumerate(qs):
+            _masked_store(builder, q, builder.gep(prow, [c64(v * LANES)]), masks[v])
+
+    return stores
+
+
+def _segment_stores(builder, pc, ldc, pseg, nseg):
+    """Row r's bytes by segments: segment i (``pseg[3i : 3i+3]`` = first lane, end lane, offset)
+    puts lane j of [first, end) at pc[r*ldc + offset + j] (a tile over several output rows)."""
+    i64v = ir.VectorType(I64, LANES)
+
+    def stores(r, qs):
+        prow = builder.gep(pc, [builder.mul(c64(r), ldc)])
+        with cgutils.for_range(builder, nseg) as loop:
+            sp = builder.gep(pseg, [builder.mul(loop.index, c64(3))])
+            first, end, off = (builder.load(builder.gep(sp, [c64(i)])) for i in range(3))
+            pseg_row = builder.gep(prow, [off])
+            for v, q in enumerate(qs):
+                lanes = builder.add(_LANE_IDS, ir.Constant(i64v, [v * LANES] * LANES))
+                lo_ok = builder.icmp_signed(">=", lanes, _splat(builder, first, i64v))
+                hi_ok = builder.icmp_signed("<", lanes, _splat(builder, end, i64v))
+                _masked_store(builder, q, builder.gep(pseg_row, [c64(v * LANES)]), builder.and_(lo_ok, hi_ok))
+
+    return stores
+
+
+def _requantize(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores):
+    # pbias None: the sums hold the bias already
+    """Rows r < ``rows`` of ``sums`` requantized to bytes (the module doc), handed to ``stores(r, vectors)``."""
+    fty = ir.VectorType(ir.FloatType(), LANES)
+    lo, hi, zpv = _splat(builder, flo, fty), _splat(builder, fhi, fty), _splat(builder, builder.trunc(zp, I32), vty)
+    # vcvtps2dq in the current rounding mode (MXCSR's default: to nearest, half to even)
+    cvt = declare(builder, "llvm.x86.avx512.mask.cvtps2dq.512", vty, [fty, vty, ir.IntType(16), I32])
+    cvt_args = [ir.Constant(vty, ir.Undefined), ir.Constant(ir.IntType(16), 0xFFFF), ir.Constant(I32, 4)]
+    for r, row in enumerate(sums):
+        with builder.if_then(builder.icmp_signed("<", c64(r), rows)):
+            bias = None if pbias is None else _splat(builder, builder.load(builder.gep(pbias, [c64(r)])), vty)
+            mult = _splat(builder, builder.load(builder.gep(pmult, [c64(r)])), fty)
+            qs = []
+            for acc in row:
+                f = builder.fmul(builder.sitofp(acc if bias is None else builder.add(acc, bias), fty), mult)
+                f = builder.select(builder.fcmp_ordered("<", f, lo), lo, f)
+                f = builder.select(builder.fcmp_ordered(">", f, hi), hi, f)
+                qs.append(builder.trunc(builder.add(builder.call(cvt, [f, *cvt_args]), zpv), _BYTES))
+            stores(r, qs)
 
 
 def _tile(mr: int, nv: int, accumulate: bool = False):
@@ -93,5 +200,55 @@ def _tile(mr: int, nv: int, accumulate: bool = False):
     return tile
 
 
+def _tile_rq(mr: int, nv: int):
+    """``tile_rq(a, a_off, lda, b, b_off, kq, bias, mult, m0, rows, c, c_off, ldc, jn, flo, fhi, zp)``:
+    the sums of ``tile`` for rows r < ``rows`` and pixels j < ``jn``, requantized (see the module
+    doc) with channel ``m0 + r``'s int32 ``bias`` and float32 ``mult``, clamped to [flo, fhi]
+    (bounds less the zero point), stored as bytes at c[c_off + r*ldc + j] (c uint8 or int8). The
+    sums start from the bias, so ``bias`` holds all ``mr`` rows from ``m0`` (zeros past the last
+    channel)."""
+
+    @intrinsic
+    def tile_rq(typingctx, a, a_off, lda, b, b_off, kq, bias, mult, m0, rows, c, c_off, ldc, jn, flo, fhi, zp):
+        arrays = (a, b, bias, mult, c)
+        if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 1 for x in arrays):
+            return None
+        if a.dtype != types.uint32 or b.dtype != types.int32 or bias.dtype != types.int32:
+            return None
+        if mult.dtype != types.float32 or c.dtype not in (types.uint8, types.int8):
+            return None
+        i64, f32 = types.int64, types.float32
+        sig = types.void(a, i64, i64, b, i64, i64, bias, mult, i64, i64, c, i64, i64, i64, f32, f32, i64)
+        return sig, _codegen(mr, nv, False, requantize="edge")
+
+    return tile_rq
+
+
+def _tile_acc_rq(mr: int, nv: int):
+    """``tile_acc_rq(a, a_off, lda, b, b_off, kq, s, s_off, bias, mult, m0, rows, c, c_off, ldc, seg,
+    nseg, flo, fhi, zp)``: ``tile_rq`` whose sums start from the int32 s[s_off + r*nv*16 + j] (the
+    other taps of a conv), stored by segments: segment i, seg[3i : 3i+3] = (first lane, end lane,
+    offset), puts lane j of [first, end) of row r at c[c_off + r*ldc + offset + j]."""
+
+    @intrinsic
+    def tile_acc_rq(
+        typingctx, a, a_off, lda, b, b_off, kq, s, s_off, bias, mult, m0, rows, c, c_off, ldc, seg, nseg, flo, fhi, zp
+    ):
+        arrays = (a, b, s, bias, mult, c, seg)
+        if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 1 for x in arrays):
+            return None
+        if a.dtype != types.uint32 or b.dtype != types.int32 or s.dtype != types.int32 or bias.dtype != types.int32:
+            return None
+        if mult.dtype != types.float32 or c.dtype not in (types.uint8, types.int8) or seg.dtype != types.int64:
+            return None
+        i64, f32 = types.int64, types.float32
+        sig = types.void(a, i64, i64, b, i64, i64, s, i64, bias, mult, i64, i64, c, i64, i64, seg, i64, f32, f32, i64)
+        return sig, _codegen(mr, nv, True, requantize="segments")
+
+    return tile_acc_rq
+
+
 tile_u8s8 = _tile(MR, NV)
 tile_u8s8_acc = _tile(MR, NV, accumulate=True)
+tile_u8s8_rq = _tile_rq(MR, NV)
+tile_u8s8_acc_rq = _tile_acc_rq(MR, NV)

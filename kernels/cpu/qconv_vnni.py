@@ -14,8 +14,9 @@ by flipping each byte's top bit (x + 128), its zero point moved by the same 128.
 point is then taken out of the sums once per output channel: ``sum((x - xz) * w) = sum(x * w)
 - xz * sum(w)``, folded with the bias into one int32 per channel at build time.
 
-The epilogue requantizes each tile as MLAS does (cnnrt.core.quantization.requantize:
-float32 product, clamp, round half to even, zero point) while the int32 sums are in L1.
+Each tile requantizes its sums as MLAS does (cnnrt.core.quantization.requantize: float32
+product, clamp, round half to even, zero point) while they are in registers and stores bytes
+(microkernel_int8.tile_u8s8_rq): the int32 sums never go to memory.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from numba import prange
 from cnnrt.core import quantization as qnt
 from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.aligned import shared_scratch
-from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, tile_u8s8
+from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, tile_u8s8_rq
 from cnnrt.kernels.prepacked import prepacked
 
 PX = NV * LANES  # output pixels of one tile
-TASK_CHUNKS = 256  # parallel tasks of tiles: many per thread for balance, each allocating its sums once
+TASK_CHUNKS = 256  # parallel tasks of tiles: many per thread for balance, each allocating any scratch once
 _ROUND = np.float32(12582912.0)  # 1.5 * 2**23: (f + _ROUND) - _ROUND rounds |f| < 2**22 half to even
 
 
@@ -134,32 +135,25 @@ def _pack(xq, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
 
 @pjit
 def _tiles(apk, bpk, biasc, mult, out, m_len, flo, fhi, zp):
-    """out (N, M, P) from the packed operands, requantized (see the module doc)."""
+    """out (N, M, P) from the packed operands, requantized in the tile (see the module doc)."""
     n_len, kq, ppad = apk.shape
     p_len = out.shape[2]
     mb_len, pb_len = -(-m_len // MR), ppad // PX
     a_flat = apk.reshape(-1)
+    o_flat = out.reshape(-1)
     tasks = n_len * pb_len * mb_len
     chunks = min(tasks, TASK_CHUNKS)
     for ch in prange(chunks):
-        acc = np.empty(MR * PX, np.int32)  # once per chunk of tiles, not per tile
         for t in range(ch * tasks // chunks, (ch + 1) * tasks // chunks):
             mb = t % mb_len
             q = t // mb_len
             pb = q % pb_len
             n = q // pb_len
-            tile_u8s8(a_flat, (n * kq) * ppad + pb * PX, ppad, bpk, mb * kq * MR, kq, acc, 0)
-            p0 = pb * PX
-            jn = min(PX, p_len - p0)
-            for r in range(min(MR, m_len - mb * MR)):
-                m = mb * MR + r
-                bc, s = biasc[m], mult[m]
-                src, dst = acc[r * PX : r * PX + jn], out[n, m, p0 : p0 + jn]  # slices from 0: the loop vectorises
-                for j in range(jn):
-                    f = np.float32(src[j] + bc) * s
-                    f = min(max(f, flo), fhi)
-                    f = (f + _ROUND) - _ROUND
-                    dst[j] = np.int32(f) + zp
+            m0, p0 = mb * MR, pb * PX
+            rows, jn = min(MR, m_len - m0), min(PX, p_len - p0)
+            a0, c0 = (n * kq) * ppad + p0, (n * m_len + m0) * p_len + p0
+            b0 = mb * kq * MR
+            tile_u8s8_rq(a_flat, a0, ppad, bpk, b0, kq, biasc, mult, m0, rows, o_flat, c0, p_len, jn, flo, fhi, zp)
 
 
 def requant_params(p: dict) -> tuple:
@@ -187,7 +181,8 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
     bpk = prepacked(w, ("vnni", MR), pack_weights)
     shift = 128 if x_dtype == "int8" else 0
     wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
-    biasc = (p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum).astype(np.int32)
+    biasc = np.zeros(-(-m // MR) * MR, np.int32)  # whole tiles of rows: the tile starts every row's sums from it
+    biasc[:m] = p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum
     mult, flo, fhi, zp, _ = requant_params(p)
     flip = np.uint32(0x80808080 if shift else 0)
     npix = oh * ow

@@ -7,12 +7,14 @@ too; their weights are zero). Output pixel ``(oh, ow)`` of tap ``(i, j)`` reads 
 in the lanes) runs over the output as ``OH`` rows of ``Wp`` pixels, a tap at a time, on the
 same copy: the tap's offset moves the tile's start, and the tap's weights are their own
 packed block (taps outermost). The ``Wp - OW`` pixels past each output row are computed and
-dropped by the epilogue; the slack keeps the last tile's reads inside the copy. Against
-qconv_vnni's im2col this writes the input once instead of KH*KW times; it needs at least two
-channel groups per tap to keep the tile's k loop long (the stem, C = 3, stays on qconv_vnni).
+dropped: the last tap requantizes in the tile and stores it by segments, one per padded
+output row the tile's 32 pixels meet, each a lane-masked store of that row's valid stretch.
+The slack keeps the last tile's reads inside the copy. Against qconv_vnni's im2col this writes
+the input once instead of KH*KW times; it needs at least two channel groups per tap to keep
+the tile's k loop long (the stem, C = 3, stays on qconv_vnni).
 
 The input's zero point and the requantization are qconv_vnni's (bias - xz * sum(w) per
-channel, MLAS's rounding in the epilogue).
+channel, MLAS's rounding in the tile).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from numba import prange
 
 from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.aligned import shared_scratch
-from cnnrt.kernels.cpu.microkernel_int8 import MR, tile_u8s8, tile_u8s8_acc
+from cnnrt.kernels.cpu.microkernel_int8 import MR, tile_u8s8, tile_u8s8_acc, tile_u8s8_acc_rq
 from cnnrt.kernels.cpu.qconv_vnni import PX, TASK_CHUNKS, requant_params
 from cnnrt.kernels.prepacked import prepacked
 
@@ -76,7 +78,7 @@ def _interleave(x, xw, pt, pl, wp, xz, flip):
 
 
 @pjit
-def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wp, ow_len, flo, fhi, zp, rnd):
+def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wp, ow_len, flo, fhi, zp):
     """out (N, M, OH*OW) from the interleaved input and the tap-major packed weights."""
     n_len, c4, lda = xw.shape
     p_len = out.shape[2]
@@ -84,11 +86,13 @@ def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wp, ow_len, flo, fhi, zp, rnd
     span = oh_len * wp
     mb_len, pb_len = -(-m_len // MR), -(-span // PX)
     x_flat = xw.reshape(-1)
+    o_flat = out.reshape(-1)
     tap_words = mb_len * c4 * MR
     tasks = n_len * pb_len * mb_len
     chunks = min(tasks, TASK_CHUNKS)
     for ch in prange(chunks):
         acc = np.empty(MR * PX, np.int32)  # once per chunk of tiles, not per tile
+        segs = np.empty(3 * (PX + 1), np.int64)
         for t in range(ch * tasks // chunks, (ch + 1) * tasks // chunks):
             mb = t % mb_len
             q = t // mb_len
@@ -96,31 +100,25 @@ def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wp, ow_len, flo, fhi, zp, rnd
             n = q // pb_len
             a0 = n * c4 * lda + pb * PX
             b0 = mb * c4 * MR
+            taps = offs.size
             tile_u8s8(x_flat, a0 + offs[0], lda, bpk, b0, c4, acc, 0)
-            for tap in range(1, offs.size):
+            for tap in range(1, taps - 1):
                 tile_u8s8_acc(x_flat, a0 + offs[tap], lda, bpk, tap * tap_words + b0, c4, acc, 0)
             q0 = pb * PX
             q1 = min(span, q0 + PX)
-            rows = min(MR, m_len - mb * MR)
-            qs = q0
-            while qs < q1:  # one stretch of a padded output row at a time
-                oh = qs // wp
-                ow = qs - oh * wp
-                if ow >= ow_len:
-                    qs = (oh + 1) * wp
-                    continue
-                ln = min(q1, oh * wp + ow_len) - qs
-                for r in range(rows):
-                    m = mb * MR + r
-                    bc, s = biasc[m], mult[m]
-                    src = acc[r * PX + qs - q0 : r * PX + qs - q0 + ln]
-                    dst = out[n, m, oh * ow_len + ow : oh * ow_len + ow + ln]
-                    for j in range(ln):
-                        f = np.float32(src[j] + bc) * s
-                        f = min(max(f, flo), fhi)
-                        f = (f + rnd) - rnd
-                        dst[j] = np.int32(f) + zp
-                qs += ln
+            nseg = 0
+            for oh in range(q0 // wp, (q1 - 1) // wp + 1):  # the tile's stretch of each padded output row
+                first, end = max(q0, oh * wp) - q0, min(q1, oh * wp + ow_len) - q0
+                if end > first:
+                    segs[3 * nseg], segs[3 * nseg + 1], segs[3 * nseg + 2] = first, end, oh * (ow_len - wp) + q0
+                    nseg += 1
+            m0 = mb * MR
+            bl = (taps - 1) * tap_words + b0
+            rows, c0 = min(MR, m_len - m0), (n * m_len + m0) * p_len
+            tile_u8s8_acc_rq(
+                x_flat, a0 + offs[taps - 1], lda, bpk, bl, c4, acc, 0, biasc, mult, m0, rows, o_flat, c0, p_len, segs,
+                nseg, flo, fhi, zp,
+            )
 
 
 def build(p: dict, x_dtype: str, x_shape: tuple, owner):
@@ -139,7 +137,7 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
     shift = 128 if x_dtype == "int8" else 0
     wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
     biasc = (p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum).astype(np.int32)
-    mult, flo, fhi, zp, rnd = requant_params(p)
+    mult, flo, fhi, zp, _ = requant_params(p)
     flip = np.uint32(0x80808080 if shift else 0)
     xz_raw = int(np.array(p["x_zp"]).astype(x_dtype).view(np.uint8)[()])  # the border's stored byte
     scratch = shared_scratch(owner, "qconv.packed", (n, c4, lda), np.uint32)
@@ -150,10 +148,10 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
         _interleave(x, xw, pt, pl, wp, xz_raw, flip)
         y = outs[0]
         if y.flags.c_contiguous:
-            _tiles(xw, bpk, offs, biasc, mult, y.reshape(n, m, oh * ow), m, wp, ow, flo, fhi, zp, rnd)
+            _tiles(xw, bpk, offs, biasc, mult, y.reshape(n, m, oh * ow), m, wp, ow, flo, fhi, zp)
         else:  # a view into a bigger buffer (a concat's slice): the tiles write whole (N, M, P) rows
             rows = np.empty((n, m, oh * ow), y.dtype)
-            _tiles(xw, bpk, offs, biasc, mult, rows, m, wp, ow, flo, fhi, zp, rnd)
+            _tiles(xw, bpk, offs, biasc, mult, rows, m, wp, ow, flo, fhi, zp)
             y[...] = rows.reshape(y.shape)
 
     return run

@@ -51,3 +51,28 @@ def test_packed_weights_hold_four_steps_of_one_channel_per_word():
     assert packed[1, 0, 0].tolist() == w[MR, 0, 0, :3].tolist() + [w[MR, 1, 0, 0]]
     assert packed[0, 2, 5].tolist() == [w[5, 2, 0, 2], 0, 0, 0]
     assert not packed[1, :, 1:].any(), "rows past M are zero"
+
+
+@pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
+@pytest.mark.parametrize("k", [(1, 1), (3, 3)])  # the im2col tile (qconv_vnni) and the taps' last tap
+def test_vnni_qconv_rounds_ties_half_to_even(k, x_dtype):
+    """Multipliers 1/2, 1/4, 1/8 make many products exact halves: each must round to the even
+    neighbour, as MLAS does, in the tile's own rounding."""
+    rng = np.random.default_rng(7)
+    c, m, pad = 8, MR + 3, k[0] // 2
+    xz = np.array(-3 if x_dtype == "int8" else 125, x_dtype)
+    w = rng.integers(-2, 3, (m, c, *k)).astype(np.int8)
+    ws = np.array([0.5, 0.25, 0.125] * (m // 3), np.float32)  # x_scale 1, y_scale 1: the multiplier is ws
+    wz, bias = np.zeros(m, np.int8), rng.integers(-40, 41, m).astype(np.int32)
+    xs, ys, yz = np.float32(1.0), np.float32(1.0), np.array(0 if x_dtype == "int8" else 128, x_dtype)
+    inits = dict(xs=xs, xz=xz, w=w, ws=ws, wz=wz, ys=ys, yz=yz, b=bias)
+    attrs = dict(kernel_shape=list(k), pads=[pad] * 4)
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"], **attrs)
+    x = (int(xz) + rng.integers(-12, 13, (1, c, 9, 37))).astype(x_dtype)
+    mdl = model([node], [("x", x_dtype, x.shape)], [("y", x_dtype, None)], inits)
+    got = cnnrt.InferenceSession(mdl).run(None, {"x": x})[0]
+    acc = qconv_accumulator_reference(x, xz, w, wz, bias, strides=(1, 1), pads=(pad,) * 4, dilations=(1, 1), group=1)
+    f = acc * ws.reshape(1, -1, 1, 1)
+    assert np.count_nonzero(f - np.floor(f) == 0.5) > 100, "the case must hold many ties"
+    np.testing.assert_array_equal(got, requantize_reference(acc, xs, ws, ys, int(yz), x_dtype))
+    np.testing.assert_array_equal(got, ort_optimized(mdl, {"x": x})[0])
