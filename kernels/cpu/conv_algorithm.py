@@ -56,8 +56,9 @@ IM2COL_MIN_CHANNELS = 64
 IM2COL_MIN_OUTPUTS = 400
 # The stem kernel keeps one channel block's 27 weight vectors in registers and runs the blocks
 # one after the other: 0.84x the register tile's time for 16 outputs (MobileNetV3), but
-# 1.02-1.05x for 32 (MobileNetV2, batch 1 and 8), where the tile broadcasts each input value
-# once for both blocks.
+# 1.02-1.05x for 32 (MobileNetV2, batch 1 and 8). Reading each input value once for two blocks
+# (7 pixels x 2 blocks of accumulators, the 2 weight vectors loaded per tap) took 0.96-1.04x
+# the one-block-at-a-time time: the FMAs bound the stem, not its input loads.
 STEM_MAX_OUTPUTS = 16
 
 
