@@ -120,112 +120,29 @@ def build_reorder_to_blocked(node, graph) -> KernelFn:
     return _reorder_run(n * cb, h * w, b, True, cb, c)
 
 
-@pjit
-def _channel_range(x, out, c0, c):
-    """out (N, CBo, HW, B) = channels c0 .. c0 + c of x (N, CBi, HW, B), lanes past c zero.
-    Where c0 is a whole number of blocks a block is one contiguous copy; otherwise each output
-    lane reads lane (l + c0 % B) of its block or the next one: with B = 16 (AVX-512 float32)
-    one 16-lane loop of selects the compiler turns into vector permutes, else lane by lane."""
-    n_, cbo, hw, b = out.shape
-    for t in prange(n_ * cbo):
-        n, ob = split_index(t, cbo)
-        first = c0 + ob * b
-        ib = first // b
-        shift = first - ib * b
-        valid = min(b, c - ob * b)
-        dst = out[n, ob]
-        if shift == 0 and valid == b:
-            dst[:, :] = x[n, ib]
-            continue
-        head = min(valid, b - shift)  # lanes from block ib; then from ib + 1, then zeros
-        cur = x[n, ib]
-        nxt = x[n, min(ib + 1, x.shape[1] - 1)]  # read only for lanes past head
-        if b == 16:
-            for p in range(hw):
-                for lane in range(16):
-                    r = (shift + lane) & 15
-                    v = cur[p, r] if lane < head else nxt[p, r]
-                    dst[p, lane] = v if lane < valid else 0
-            continue
-        for p in range(hw):
-            for lane in range(head):
-                dst[p, lane] = cur[p, shift + lane]
-            for lane in range(head, valid):
-                dst[p, lane] = nxt[p, shift + lane - b]
-            for lane in range(valid, b):
-                dst[p, lane] = 0
-
-
 @register("BlockedSplit")
 def build_blocked_split(node, graph) -> KernelFn:
     """Split along the channels of a blocked value into blocked pieces: one pass over the
-    input instead of a reorder to NCHW, the Split and a reorder back per piece."""
+    input instead of a reorder to NCHW, the Split and a reorder back per piece. A piece that
+    starts mid-block is a lane permutation of two input vectors (channel_permutation)."""
     xs = graph.values[node.inputs[0]].shape
     sizes = [int(c) for c in node.attrs["sizes"]]
     n, cbi, h, w, b = xs
-    if int(node.attrs["axis"]) % 4 != 1 or sum(sizes) > cbi * b:
+    if int(node.attrs["axis"]) % 4 != 1 or blocks(sum(sizes), b) != cbi:
         raise ValueError(f"BlockedSplit: {list(xs)} cannot split into channels {sizes} along axis {node.attrs['axis']}")
-    pieces, c0 = [], 0
-    for i, (o, c) in enumerate(zip(node.outputs, sizes)):
-        if o:
-            ys = graph.values[o].shape
-            if ys != (n, blocks(c, b), h, w, b):
-                raise ValueError(f"BlockedSplit: a piece of {c} channels of {list(xs)} cannot be {list(ys)}")
-            pieces.append((i, ys[1], c0, c))
-        c0 += c
-    x4 = (n, cbi, h * w, b)
-
-    def run(ins, outs):
-        x = ins[0].reshape(x4)
-        for i, cbo, start, c in pieces:
-            _channel_range(x, outs[i].reshape(n, cbo, h * w, b), start, c)
-
-    return run
-
-
-@pjit
-def _place_channels(x, out, c0, c, chunk):
-    """Channels 0 .. c of x (N, CBi, HW, B) into channels c0 .. c0 + c of out (N, CBo, HW, B),
-    the other lanes of out kept. Tasks are chunks of pixels (two input blocks may share an
-    output block, so blocks cannot be split between threads); with B = 16 each output vector
-    is one 16-lane loop of selects (vector permute and blend), else lane by lane."""
-    n_, cbi, hw, b = x.shape
-    nch = (hw + chunk - 1) // chunk
-    for t in prange(n_ * nch):
-        n, k = split_index(t, nch)
-        p0 = k * chunk
-        p1 = min(hw, p0 + chunk)
-        for ib in range(cbi):
-            valid = min(b, c - ib * b)
-            first = c0 + ib * b
-            ob = first // b
-            shift = first - ob * b
-            head = min(valid, b - shift)  # lanes that land in block ob; the rest in ob + 1
-            src = x[n, ib]
-            lo = out[n, ob]
-            hi = out[n, min(ob + 1, out.shape[1] - 1)]  # written only when valid > head
-            if b == 16:
-                for p in range(p0, p1):
-                    for lane in range(16):
-                        inside = shift <= lane < shift + head
-                        lo[p, lane] = src[p, (lane - shift) & 15] if inside else lo[p, lane]
-                if valid > head:
-                    for p in range(p0, p1):
-                        for lane in range(16):
-                            hi[p, lane] = src[p, (lane + head) & 15] if lane < valid - head else hi[p, lane]
-                continue
-            for p in range(p0, p1):
-                for lane in range(head):
-                    lo[p, shift + lane] = src[p, lane]
-                for lane in range(head, valid):
-                    hi[p, lane - head] = src[p, lane]
+    for o, c in zip(node.outputs, sizes):
+        if o and graph.values[o].shape != (n, blocks(c, b), h, w, b):
+            raise ValueError(f"BlockedSplit: a piece of {c} channels of {list(xs)} cannot be {list(graph.values[o].shape)}")
+    dt = np.dtype(graph.values[node.inputs[0]].dtype)
+    return channel_permutation([sum(sizes)], 1, sizes, [bool(o) for o in node.outputs], (n, h, w, b), dt)
 
 
 @register("BlockedConcat")
 def build_blocked_concat(node, graph) -> KernelFn:
-    """Concat along the channels of blocked inputs, any channel counts: each input's channels
-    placed at their offset (one pass per input), the output's padding lanes zeroed. The plain
-    Concat (whole-block inputs) is a copy or nothing at all (passes/concat_in_place.py)."""
+    """Concat along the channels of blocked inputs, any channel counts: each output block a
+    lane permutation of the input vectors its channels come from (channel_permutation), its
+    padding lanes zero. The plain Concat (whole-block inputs) is a copy or nothing at all
+    (passes/concat_in_place.py)."""
     ys = graph.values[node.outputs[0]].shape
     sizes = [int(c) for c in node.attrs["sizes"]]
     n, cbo, h, w, b = ys
@@ -233,24 +150,12 @@ def build_blocked_concat(node, graph) -> KernelFn:
         raise ValueError(
             f"BlockedConcat: inputs of {sizes} channels along axis {node.attrs['axis']} cannot give {list(ys)}"
         )
-    places, c0 = [], 0
     for name, c in zip(node.inputs, sizes):
         xs = graph.values[name].shape
         if xs != (n, blocks(c, b), h, w, b):
             raise ValueError(f"BlockedConcat: input {name!r} {list(xs)} does not hold {c} channels in blocks of {b}")
-        places.append(((n, xs[1], h * w, b), c0, c))
-        c0 += c
-    tail = c0 - (cbo - 1) * b  # real lanes of the last output block
-    chunk = max(64, -(-h * w // (4 * config.NUMBA_NUM_THREADS)))  # ~4 pixel chunks per thread
-
-    def run(ins, outs):
-        out = outs[0].reshape(n, cbo, h * w, b)
-        if tail < b:
-            out[:, cbo - 1, :, tail:] = 0
-        for x, (x4, start, c) in zip(ins, places):
-            _place_channels(x.reshape(x4), out, start, c, chunk)
-
-    return run
+    dt = np.dtype(graph.values[node.outputs[0]].dtype)
+    return channel_permutation(sizes, 1, [sum(sizes)], [True], (n, h, w, b), dt)
 
 
 def shuffle_sources(sizes, groups: int, splits, b: int):
@@ -387,12 +292,22 @@ def build_blocked_channel_shuffle(node, graph) -> KernelFn:
             raise ValueError(
                 f"BlockedChannelShuffle: a piece of {piece} channels cannot be {list(graph.values[o].shape)}"
             )
+    return channel_permutation(sizes, groups, splits, [bool(o) for o in node.outputs], (n, h, w, b), dt)
+
+
+def channel_permutation(sizes, groups: int, splits, present, dims, dt) -> KernelFn:
+    """The kernel moving the channels of blocked inputs of ``sizes`` channels, concatenated and
+    shuffled in ``groups`` (1: no shuffle), into blocked pieces of ``splits`` channels
+    (shuffle_sources); pieces not ``present`` are not computed. dims = (N, H, W, B). With
+    B = 16 float32 (AVX-512) each output vector is one or two vector permutes of input
+    vectors (a whole block one permute: a copy), else lane by lane."""
+    n, h, w, b = dims
     rows, src = shuffle_sources(sizes, groups, splits, b)
-    keep = np.array([bool(node.outputs[i]) for i in rows[:, 0]], bool)  # omitted pieces: no work
+    keep = np.array([present[i] for i in rows[:, 0]], bool)  # omitted pieces: no work
     rows, src = rows[keep], src[keep]
     hw = h * w
     chunk = max(32, -(-hw // (2 * config.NUMBA_NUM_THREADS)))
-    work = n * c * hw * 2  # about a MAC's cost per element moved
+    work = n * sum(sizes) * hw * 2  # about a MAC's cost per element moved
     if b == PERMUTE2_LANES and dt == np.float32 and VECTOR_BYTES == 64:
         tables = permute_pairs(src, hw)
         kernels = (_permute_lanes, _permute_lanes_serial)
