@@ -132,7 +132,9 @@ def build_blocked_split(node, graph) -> KernelFn:
         raise ValueError(f"BlockedSplit: {list(xs)} cannot split into channels {sizes} along axis {node.attrs['axis']}")
     for o, c in zip(node.outputs, sizes):
         if o and graph.values[o].shape != (n, blocks(c, b), h, w, b):
-            raise ValueError(f"BlockedSplit: a piece of {c} channels of {list(xs)} cannot be {list(graph.values[o].shape)}")
+            raise ValueError(
+                f"BlockedSplit: a piece of {c} channels of {list(xs)} cannot be {list(graph.values[o].shape)}"
+            )
     dt = np.dtype(graph.values[node.inputs[0]].dtype)
     return channel_permutation([sum(sizes)], 1, sizes, [bool(o) for o in node.outputs], (n, h, w, b), dt)
 
