@@ -26,7 +26,7 @@ from llvmlite import binding as ll
 from numba import prange
 
 from cnnrt.core import quantization as qnt
-from cnnrt.kernels._jit import pjit
+from cnnrt.kernels._jit import njit, pjit
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, tile_u8s8_rq
 from cnnrt.kernels.prepacked import prepacked
@@ -89,6 +89,20 @@ def _phases(x, xq, pt, pl, pad_value):
                     dst[k] = src[k * sw + b - pl]
 
 
+@njit(inline="always")
+def pack_words(d, s0, s1, s2, s3, flip):
+    """d[k] = bytes s0[k], s1[k], s2[k], s3[k] as one little-endian word (four reduction steps
+    of one pixel, as vpdpbusd reads them), xor ``flip`` (an int8 input's top bits flipped to
+    make it uint8)."""
+    for k in range(d.size):
+        d[k] = (
+            np.uint32(s0[k])
+            | (np.uint32(s1[k]) << np.uint32(8))
+            | (np.uint32(s2[k]) << np.uint32(16))
+            | (np.uint32(s3[k]) << np.uint32(24))
+        ) ^ flip
+
+
 @pjit
 def _pack(xq, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
     """apk (N, K/4, Ppad) uint32 from the padded input xq (N, C, Hp, SW, Wq) uint8 split into
@@ -123,14 +137,7 @@ def _pack(xq, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
             s2 = xq[n, c2, oh * sh + q2, b2, o2 : o2 + ow_len]
             s3 = xq[n, c3, oh * sh + q3, b3, o3 : o3 + ow_len]
             base = oh * ow_len
-            d = dst[base : base + ow_len]
-            for ow in range(ow_len):
-                d[ow] = (
-                    np.uint32(s0[ow])
-                    | (np.uint32(s1[ow]) << np.uint32(8))
-                    | (np.uint32(s2[ow]) << np.uint32(16))
-                    | (np.uint32(s3[ow]) << np.uint32(24))
-                ) ^ flip
+            pack_words(dst[base : base + ow_len], s0, s1, s2, s3, flip)
 
 
 @pjit

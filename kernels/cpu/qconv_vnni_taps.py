@@ -25,7 +25,7 @@ from numba import prange
 from cnnrt.kernels._jit import pjit
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.cpu.microkernel_int8 import MR, tile_u8s8, tile_u8s8_acc, tile_u8s8_acc_rq
-from cnnrt.kernels.cpu.qconv_vnni import PX, TASK_CHUNKS, requant_params
+from cnnrt.kernels.cpu.qconv_vnni import PX, TASK_CHUNKS, pack_words, requant_params
 from cnnrt.kernels.prepacked import prepacked
 
 MIN_GROUPS = 2  # channel groups of four per tap below which the im2col path (longer k loop) wins
@@ -67,14 +67,7 @@ def _interleave(x, xw, pt, pl, wp, xz, flip):
             s1 = x[n, c0 + 1, r] if c0 + 1 < c_len else zrow
             s2 = x[n, c0 + 2, r] if c0 + 2 < c_len else zrow
             s3 = x[n, c0 + 3, r] if c0 + 3 < c_len else zrow
-            d = dst[(r + pt) * wp + pl : (r + pt) * wp + pl + w_len]
-            for k in range(w_len):
-                d[k] = (
-                    np.uint32(s0[k])
-                    | (np.uint32(s1[k]) << np.uint32(8))
-                    | (np.uint32(s2[k]) << np.uint32(16))
-                    | (np.uint32(s3[k]) << np.uint32(24))
-                ) ^ flip
+            pack_words(dst[(r + pt) * wp + pl : (r + pt) * wp + pl + w_len], s0, s1, s2, s3, flip)
 
 
 @pjit
@@ -116,8 +109,26 @@ def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wp, ow_len, flo, fhi, zp):
             bl = (taps - 1) * tap_words + b0
             rows, c0 = min(MR, m_len - m0), (n * m_len + m0) * p_len
             tile_u8s8_acc_rq(
-                x_flat, a0 + offs[taps - 1], lda, bpk, bl, c4, acc, 0, biasc, mult, m0, rows, o_flat, c0, p_len, segs,
-                nseg, flo, fhi, zp,
+                x_flat,
+                a0 + offs[taps - 1],
+                lda,
+                bpk,
+                bl,
+                c4,
+                acc,
+                0,
+                biasc,
+                mult,
+                m0,
+                rows,
+                o_flat,
+                c0,
+                p_len,
+                segs,
+                nseg,
+                flo,
+                fhi,
+                zp,
             )
 
 
