@@ -12,20 +12,22 @@ from __future__ import annotations
 import numpy as np
 
 from cnnrt.kernels.aligned import aligned_copy
+from cnnrt.kernels.cpu.microkernel import PANEL_CHOICES
 
 _OUT_BLOCK_BYTES = 256 << 10  # a task's output block: it is re-read per reduction chunk
 _MIN_TASKS = 8
 
 
-def panel_blocks(m: int, lanes: int) -> int:
-    """Channel blocks per panel (microkernel.BLOCKED_TILES) for M output channels: the tile
-    computing the fewest blocks past M, 4 on a tie (M = 16, 32, 96, 160, 208: 1, 2, 2, 2, 2;
-    the 8x2 and 4x4 tiles load as much per FMA, and where both fit M the 4x4 tile measured
-    about as fast)."""
+def panel_blocks(m: int, lanes: int, choices: tuple[int, ...] = PANEL_CHOICES) -> int:
+    """Channel blocks per panel (microkernel.BLOCKED_TILES) for M output channels: of the
+    target's ``choices``, the tile computing the fewest blocks past M, the widest on a tie
+    (AVX-512, M = 16, 32, 96, 160, 208: 1, 2, 2, 2, 2; the 8x2 and 4x4 tiles load as much per
+    FMA, and where both fit M the 4x4 tile measured about as fast). One block alone takes the
+    one-block tile."""
     blocks = -(-m // lanes)
     if blocks == 1:
         return 1
-    return min((4, 2), key=lambda nv: (-(-blocks // nv) * nv, -nv))
+    return min(choices, key=lambda nv: (-(-blocks // nv) * nv, -nv))
 
 
 def grouped_span(cg: int, mg: int, group: int, lanes: int) -> int | None:

@@ -417,10 +417,19 @@ def _blocked_tile(mr_max: int, nv: int):
     return tile_blocked
 
 
-# (pixels, channel blocks) of the blocked tiles, by blocks per panel: 4 blocks (16
-# accumulators: 4 weight loads and 4 broadcasts per 16 FMAs) for wide layers; 16-32 channel
-# layers (SqueezeNet's squeezes, GoogLeNet's reduces) would waste half or 3/4 of it.
-BLOCKED_TILES = {4: (4, 4), 2: (8, 2), 1: (16, 1)}
+# (pixels, channel blocks) of the blocked tiles, by blocks per panel. AVX-512 (32 zmm): 4
+# blocks (16 accumulators: 4 weight loads and 4 broadcasts per 16 FMAs) for wide layers; 16-32
+# channel layers (SqueezeNet's squeezes, GoogLeNet's reduces) would waste half or 3/4 of it.
+# AVX2 (16 ymm): 12 accumulators at most leave room for the B vectors and a broadcast; 3 x 4
+# spilled an accumulator every step and 2 x 4 (8 accumulators) cannot hide the FMA latency, so
+# panels are 2 blocks (6 x 2) or 1 (12 x 1): 6 x 2 took 0.82-0.92x of 2 x 4's time on 1x1
+# convs of 16-256 channels (tests of panel_blocks say which panels each target picks).
+if VECTOR_BYTES == 64:
+    BLOCKED_TILES = {4: (4, 4), 2: (8, 2), 1: (16, 1)}
+    PANEL_CHOICES = (4, 2)
+else:
+    BLOCKED_TILES = {4: (2, 4), 2: (6, 2), 1: (12, 1)}
+    PANEL_CHOICES = (2,)
 tile_blocked4 = _blocked_tile(*BLOCKED_TILES[4])
 tile_blocked2 = _blocked_tile(*BLOCKED_TILES[2])
 tile_blocked1 = _blocked_tile(*BLOCKED_TILES[1])

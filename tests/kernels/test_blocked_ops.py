@@ -505,7 +505,7 @@ def test_row_blocked_depthwise_strided_vs_reference(name):
     w = rng.standard_normal((spec.m, 1, spec.kh, spec.kw)).astype(F32)
     bv = rng.standard_normal(spec.m).astype(F32)
     r = rng.standard_normal((spec.n, spec.m, spec.oh, spec.ow)).astype(F32)
-    b = 16
+    b = lanes(F32)  # the kernel's block is one vector
     wp = np.ascontiguousarray(w.reshape(spec.m // b, b, -1).transpose(0, 2, 1)).reshape(-1)
     y = np.full((spec.n, spec.m // b, spec.oh, spec.ow, b), np.nan, F32)
     RowBlockedDepthwise(spec, b)(to_blocked(x, b), y, wp, bv, to_blocked(r, b))

@@ -253,7 +253,10 @@ def test_blocked_conv_output_channels_past_whole_blocks(m):
 
 def test_panel_blocks_fit_the_channel_count():
     # 48: 4 blocks either way; 160 and 208 (10 and 13 blocks): 2-block panels compute 10 and 14
-    assert [plan.panel_blocks(m, 16) for m in (16, 32, 48, 64, 96, 128, 160, 208, 1000)] == [1, 2, 4, 4, 2, 4, 2, 2, 4]
+    ms = (16, 32, 48, 64, 96, 128, 160, 208, 1000)
+    assert [plan.panel_blocks(m, 16, (4, 2)) for m in ms] == [1, 2, 4, 4, 2, 4, 2, 2, 4]
+    # AVX2 (blocks of 8): the 6x2 tile for all but a single block
+    assert [plan.panel_blocks(m, 8, (2,)) for m in (8, 16, 24, 40, 64, 1000)] == [1, 2, 2, 2, 2, 2]
 
 
 def test_plan_tasks_reads_the_bigger_stream_once():
