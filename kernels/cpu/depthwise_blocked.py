@@ -1,16 +1,15 @@
 """Depthwise conv in the channel-blocked layout NCHWc when the block is one vector (B = 16
-float32 / 8 float64 with AVX-512): register-blocked along the output row.
+float32 / 8 float64 with AVX-512, 8 / 4 with AVX2): register-blocked along the output row.
 
-A task is (plane, band of output rows). Wide rows (OW >= SPLIT_ROWS_FROM) read their interior
-pixels straight from the input; the few pixels whose window crosses the left or right edge,
-and whole rows whose window crosses the top or bottom, read a per-thread scratch holding those
-window rows with the padding written as zeros. Narrow rows (7-14 wide planes) copy the band's
-input rows, padded, into the scratch once and run every row from there, as one run of pixels:
-split at the edges, a 7-wide row left runs of 1 and 5 pixels, too short to hide the FMA
-latency. Either way every pixel has all kh*kw taps: no row classes or column segments, whose
-short runs left the window kernel (blocked_window.py) latency-bound at 15-35 GFLOP/s.
+A task is (plane, band of output rows). It copies the band's input rows, padded with zeros,
+into a per-thread scratch and runs all its rows in one call of the row kernel, every pixel
+with all kh*kw taps: no row classes or column segments, whose short runs left the window
+kernel (blocked_window.py) latency-bound at 15-35 GFLOP/s. Reading the interior of wide rows
+straight from the input instead (and only the border pixels from padded copies) took three
+calls per output row; against one call per band it measured 1.0-2.9x slower on 28-112 wide
+planes with AVX2, the copy costing less than the calls.
 
-:func:`_dw_row` (LLVM IR with explicit vectors, as microkernel.py) computes one output row in
+:func:`_dw_row` (LLVM IR with explicit vectors, as microkernel.py) computes each output row in
 groups of 8, 4, 2, 1 pixels: per kernel row it loads each input vector of the group's span
 once and reuses it for every (pixel, tap) pair that reads it (with stride 1 and kw = 3, 10
 loads feed 24 FMAs, where one load per tap gave 24), the accumulators held in registers,
@@ -41,28 +40,33 @@ from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers
 SPECIAL = tuple((k, s, 1) for k in (3, 5, 7, 9, 11) for s in (1, 2)) + ((3, 1, 2), (5, 1, 2))
 GROUPS = (8, 4, 2, 1)  # pixels per register block: 8 accumulators + the span's inputs fit 32 zmm
 GENERIC_GROUPS = (4, 1)
-SPLIT_ROWS_FROM = 20  # output rows at least this wide read their interior straight from the input
+WINDOW_BELOW = 20  # strided output rows narrower than this run the window kernel (applies)
 TASK_ELEMS = 8192  # output elements per task at least: bands of a few rows on 56-112 wide planes
 
 
 @intrinsic
-def _dw_row(typingctx, x, xo, xrs, w, wo, bias, bo, res, out, oo, ow, kh, kw, sw, dh, dw, has_res, lo, hi):
+def _dw_row(
+    typingctx, x, xo, xrs, w, wo, bias, bo, res, out, oo, ow, kh, kw, sw, dh, dw, has_res, lo, hi, nrows, xstep, ostep
+):
     """out[oo + g*B] = clamp(bias[bo:] + sum_ij w[wo + (i*kw + j)*B] * x[xo + i*dh*xrs +
     (g*sw + j*dw)*B] (+ res[oo + g*B]), lo, hi) for pixels g < ow; B the vector width, every
-    offset in elements, arrays of one float dtype."""
+    offset in elements, arrays of one float dtype. ``nrows`` such rows, row r at ``xo +
+    r*xstep`` and ``oo + r*ostep``: a narrow plane's band is one call, as a call per 7- or
+    14-pixel row cost more than the row's FMAs."""
     floats = (x, w, bias, res, out)
     if not all(isinstance(a, types.Array) and a.dtype in (types.float32, types.float64) for a in floats):
         return None
     if len({a.dtype for a in floats}) != 1:
         return None
     dt, i64 = x.dtype, types.int64
-    sig = types.void(x, i64, i64, w, i64, bias, i64, res, out, *[i64] * 7, types.boolean, dt, dt)
+    sig = types.void(x, i64, i64, w, i64, bias, i64, res, out, *[i64] * 7, types.boolean, dt, dt, i64, i64, i64)
 
     def codegen(context, builder, sig, args):
-        xo_v, xrs_v, wo_v, bo_v, oo_v, ow_v, kh_v, kw_v, sw_v, dh_v, dw_v = (
+        xo0_v, xrs_v, wo_v, bo_v, oo0_v, ow_v, kh_v, kw_v, sw_v, dh_v, dw_v = (
             args[i] for i in (1, 2, 4, 6, 9, *range(10, 16))
         )
-        res_on, lo_v, hi_v = args[16:]
+        res_on, lo_v, hi_v, nrows_v, xstep_v, ostep_v = args[16:]
+        row_at = {}  # the current row's input and output offsets
         px, pw, pb, pres, pout = data_pointers(context, builder, sig, args, 0, 3, 5, 7, 8)
         vec = Vectors(builder, dt)
         lanes = vec.lanes
@@ -72,6 +76,7 @@ def _dw_row(typingctx, x, xo, xrs, w, wo, bias, bo, res, out, oo, ow, kh, kw, sw
         mul, add = builder.mul, builder.add
 
         def group(size, cfg):
+            xo_v, oo_v = row_at["x"], row_at["o"]
             g0 = builder.load(pos)
             xg = add(xo_v, mul(mul(g0, sw_v), c64(lanes)))
             accs = [cgutils.alloca_once_value(builder, init) for _ in range(size)]
@@ -108,11 +113,14 @@ def _dw_row(typingctx, x, xo, xrs, w, wo, bias, bo, res, out, oo, ow, kh, kw, sw
             builder.store(add(g0, c64(size)), pos)
 
         def whole_row(cfg):
-            builder.store(c64(0), pos)
-            for size in GROUPS if cfg is not None else GENERIC_GROUPS:
-                count = builder.sdiv(builder.sub(ow_v, builder.load(pos)), c64(size))
-                with cgutils.for_range(builder, count):
-                    group(size, cfg)
+            with cgutils.for_range(builder, nrows_v) as rows:
+                row_at["x"] = add(xo0_v, mul(rows.index, xstep_v))
+                row_at["o"] = add(oo0_v, mul(rows.index, ostep_v))
+                builder.store(c64(0), pos)
+                for size in GROUPS if cfg is not None else GENERIC_GROUPS:
+                    count = builder.sdiv(builder.sub(ow_v, builder.load(pos)), c64(size))
+                    with cgutils.for_range(builder, count):
+                        group(size, cfg)
 
         done = cgutils.alloca_once_value(builder, cgutils.false_bit)
         for cfg in SPECIAL:
@@ -131,30 +139,23 @@ def _dw_row(typingctx, x, xo, xrs, w, wo, bias, bo, res, out, oo, ow, kh, kw, sw
     return sig, codegen
 
 
-@njit
-def _row(x, xo, xrs, w, wo, bias, bo, res, out, oo, ow, kh, kw, sw, dh, dw, has_res, lo, hi):
-    """_dw_row behind one call site: the driver calls it from five places, and five inlined
-    copies of its specialised bodies made LLVM's compile of the driver take minutes."""
-    _dw_row(x, xo, xrs, w, wo, bias, bo, res, out, oo, ow, kh, kw, sw, dh, dw, has_res, lo, hi)
-
-
 @njit(inline="always")
-def _fill(xs, x, plane_base, top, nrows, step, h, wd, b, pl, c0, ncols):
-    """xs[(i*ncols + cc)*b + lane] = input row top + i*step, column c0 + cc - pl (zero outside
-    the plane), for i < nrows: rows of output windows, padded, one after the other."""
+def _fill(xs, x, plane_base, top, nrows, h, wd, b, pl, ncols):
+    """xs[(i*ncols + cc)*b + lane] = input row top + i, column cc - pl (zero outside the
+    plane), for i < nrows: the band's window rows, padded, one after the other."""
     rowlen = ncols * b
     for i in range(nrows):
-        src = top + i * step
+        src = top + i
         dst = np.uint64(i * rowlen)
         if src < 0 or src >= h:
             for q in range(rowlen):
                 xs[dst + np.uint64(q)] = 0
             continue
-        lo = min(ncols, max(0, pl - c0))  # padded columns before the plane
-        hi = max(lo, min(ncols, wd + pl - c0))  # and where the plane ends
+        lo = min(ncols, pl)  # padded columns before the plane
+        hi = max(lo, min(ncols, wd + pl))  # and where the plane ends
         for q in range(lo * b):
             xs[dst + np.uint64(q)] = 0
-        s0 = np.uint64(plane_base + (src * wd + c0 + lo - pl) * b)
+        s0 = np.uint64(plane_base + (src * wd + lo - pl) * b)
         d0 = dst + np.uint64(lo * b)
         for q in range((hi - lo) * b):
             xs[d0 + np.uint64(q)] = x[s0 + np.uint64(q)]
@@ -167,14 +168,11 @@ def _dw_blocked(x, w, bias, res, out, geo, has_res, lo, hi, kind, alpha, beta, s
     """Blocked x (planes, H, W, B) -> out (planes, OH, OW, B), flat, B the vector width: w
     (CB, kh*kw, B), bias (CB*B,), res like out; tasks (plane, band of output rows) claimed from
     ``counter`` by ``nthreads`` workers, each with its scratch row (module doc)."""
-    h, wd, oh_n, ow_n, kh, kw, sh, sw, pt, pl, dh, dw, b, band, wp, cb_n, gl, gr = geo
+    h, wd, oh_n, ow_n, kh, kw, sh, sw, pt, pl, dh, dw, b, band, wp, cb_n = geo
     planes = out.size // (oh_n * ow_n * b)
     nb = (oh_n + band - 1) // band
     n_tasks = planes * nb
-    span = (kw - 1) * dw + 1
-    wl = (gl - 1) * sw + span  # padded columns the left border pixels read
-    c_r = gr * sw  # first padded column of the right border pixels
-    wr = (ow_n - 1 - gr) * sw + span
+    xrs = wp * b  # a padded scratch row
     for t in prange(nthreads):
         xs = scratch[t]
         while True:
@@ -185,68 +183,32 @@ def _dw_blocked(x, w, bias, res, out, geo, has_res, lo, hi, kind, alpha, beta, s
             r0 = (task - p * nb) * band
             r1 = min(oh_n, r0 + band)
             wo, bo = (p % cb_n) * kh * kw * b, (p % cb_n) * b
-            pbase = p * h * wd * b
-            if gr <= gl:  # narrow rows: the band's input rows padded once, every row from there
-                _fill(xs, x, pbase, r0 * sh - pt, (r1 - 1 - r0) * sh + (kh - 1) * dh + 1, 1, h, wd, b, pl, 0, wp)
-                for r in range(r0, r1):
-                    oo = (p * oh_n + r) * ow_n * b
-                    xo = (r - r0) * sh * wp * b
-                    _row(xs, xo, wp * b, w, wo, bias, bo, res, out, oo, ow_n, kh, kw, sw, dh, dw, has_res, lo, hi)
-            for r in range(r0, r1 if gl < gr else r0):
-                oo = (p * oh_n + r) * ow_n * b
-                top = r * sh - pt
-                if top < 0 or top + (kh - 1) * dh >= h:  # a border row: its window rows padded
-                    _fill(xs, x, pbase, top, kh, dh, h, wd, b, pl, 0, wp)
-                    _row(xs, 0, wp * b, w, wo, bias, bo, res, out, oo, ow_n, kh, kw, sw, 1, dw, has_res, lo, hi)
-                    continue
-                if gl > 0:
-                    _fill(xs, x, pbase, top, kh, dh, h, wd, b, pl, 0, wl)
-                    _row(xs, 0, wl * b, w, wo, bias, bo, res, out, oo, gl, kh, kw, sw, 1, dw, has_res, lo, hi)
-                xo = pbase + (top * wd + gl * sw - pl) * b
-                _row(
-                    x,
-                    xo,
-                    dh * wd * b,
-                    w,
-                    wo,
-                    bias,
-                    bo,
-                    res,
-                    out,
-                    oo + gl * b,
-                    gr - gl,
-                    kh,
-                    kw,
-                    sw,
-                    1,
-                    dw,
-                    has_res,
-                    lo,
-                    hi,
-                )
-                if gr < ow_n:
-                    _fill(xs, x, pbase, top, kh, dh, h, wd, b, pl, c_r, wr)
-                    _row(
-                        xs,
-                        0,
-                        wr * b,
-                        w,
-                        wo,
-                        bias,
-                        bo,
-                        res,
-                        out,
-                        oo + gr * b,
-                        ow_n - gr,
-                        kh,
-                        kw,
-                        sw,
-                        1,
-                        dw,
-                        has_res,
-                        lo,
-                        hi,
-                    )
+            _fill(xs, x, p * h * wd * b, r0 * sh - pt, (r1 - 1 - r0) * sh + (kh - 1) * dh + 1, h, wd, b, pl, wp)
+            oo = (p * oh_n + r0) * ow_n * b
+            _dw_row(
+                xs,
+                0,
+                xrs,
+                w,
+                wo,
+                bias,
+                bo,
+                res,
+                out,
+                oo,
+                ow_n,
+                kh,
+                kw,
+                sw,
+                dh,
+                dw,
+                has_res,
+                lo,
+                hi,
+                r1 - r0,
+                sh * xrs,
+                ow_n * b,
+            )
             if kind != NONE and kind != RELU and kind != CLIP:
                 act_inplace(out[(p * oh_n + r0) * ow_n * b : (p * oh_n + r1) * ow_n * b], kind, alpha, beta)
 
@@ -260,7 +222,7 @@ def applies(spec, block: int) -> bool:
     band copy reads twice the rows it writes, and the window kernel measured 1.0-1.4x faster."""
     if block != block_size(spec.dtype):
         return False
-    return spec.ow >= SPLIT_ROWS_FROM or spec.sw == 1
+    return spec.ow >= WINDOW_BELOW or spec.sw == 1
 
 
 class RowBlockedDepthwise:
@@ -272,15 +234,9 @@ class RowBlockedDepthwise:
         dt = np.dtype(s.dtype)
         band = max(1, min(s.oh, -(-TASK_ELEMS // (s.ow * block))))
         wp = (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1  # padded columns a whole output row reads
-        gl = min(s.ow, -(-s.pl // s.sw))  # pixels whose window starts left of the plane
-        # and from where windows end right of it
-        gr = min(s.ow, max(gl, -(-(s.w + s.pl - (s.kw - 1) * s.dw) // s.sw)))
-        if s.ow < SPLIT_ROWS_FROM:  # narrow rows: one register-blocked run beats three short ones
-            gl = gr = 0
         cb = s.c // block
         self.geo = tuple(
-            int(v)
-            for v in (s.h, s.w, s.oh, s.ow, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw, block, band, wp, cb, gl, gr)
+            int(v) for v in (s.h, s.w, s.oh, s.ow, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw, block, band, wp, cb)
         )
         self.threads = numba.config.NUMBA_NUM_THREADS
         rows = max(s.kh, (band - 1) * s.sh + (s.kh - 1) * s.dh + 1)
