@@ -184,7 +184,7 @@ def shuffle_sources(sizes, groups: int, splits, b: int):
 
 
 def permute_pairs(src, hw: int):
-    """The lane copies of shuffle_sources as permutes of two source vectors (B = 16):
+    """The lane copies of shuffle_sources as permutes of two source vectors (B lanes each):
     output block r runs ops start[r] .. start[r + 1]; op o permutes input blocks
     (ops[o, 0], block offset ops[o, 1]) ++ (ops[o, 2], ops[o, 3]) (offsets in elements of
     an image) by idx[o] into the lanes where mask[o] (vector_ir.permute2_run)."""
@@ -224,20 +224,21 @@ _task = njit(inline="always")(_task)
 
 @pjit
 def _permute_lanes(xs, ys, n_, hw, rows, start, ops, idx, mask, chunk):
-    """BlockedChannelShuffle with B = 16 on flat (N, CB, HW, 16) images (xs and ys: tuples
-    of the inputs and pieces): per task (image, output block, chunk of pixels) the output
-    block's permute ops (permute_pairs), each one vpermi2ps and a blend per pixel."""
-    nr = rows.shape[0]
+    """BlockedChannelShuffle with B = PERMUTE2_LANES on flat (N, CB, HW, B) images (xs and ys:
+    tuples of the inputs and pieces): per task (image, output block, chunk of pixels) the
+    output block's permute ops (permute_pairs), each a permute of two vectors and a blend per
+    pixel."""
+    nr, b = rows.shape[0], idx.shape[1]
     nch = (hw + chunk - 1) // chunk
     for t in prange(n_ * nr * nch):
         n, r, p0, p1 = _task(t, nr, nch, hw, chunk)
         y = ys[rows[r, 0]]
-        dst = n * (y.size // n_) + (rows[r, 1] * hw + p0) * 16
+        dst = n * (y.size // n_) + (rows[r, 1] * hw + p0) * b
         for o in range(start[r], start[r + 1]):
             xa = xs[ops[o, 0]]
             xb = xs[ops[o, 2]]
-            a0 = n * (xa.size // n_) + ops[o, 1] + p0 * 16
-            b0 = n * (xb.size // n_) + ops[o, 3] + p0 * 16
+            a0 = n * (xa.size // n_) + ops[o, 1] + p0 * b
+            b0 = n * (xb.size // n_) + ops[o, 3] + p0 * b
             permute2_run(xa, a0, xb, b0, y, dst, p1 - p0, idx[o], mask[o], o > start[r])
 
 
@@ -270,9 +271,7 @@ _copy_lanes_serial = serial_twin(_copy_lanes)
 @register("BlockedChannelShuffle")
 def build_blocked_channel_shuffle(node, graph) -> KernelFn:
     """Concat + channel shuffle + Split (ShuffleNet's unit boundary) as one pass between
-    blocked tensors: the NCHW steps and their reorders become one step. With B = 16 float32
-    (AVX-512) each output vector is one or two vector permutes of input vectors, else lane
-    by lane."""
+    blocked tensors: the NCHW steps and their reorders become one step (channel_permutation)."""
     sizes = [int(c) for c in node.attrs["sizes"]]
     splits = [int(c) for c in node.attrs["splits"]]
     groups = int(node.attrs["groups"])
@@ -300,9 +299,10 @@ def build_blocked_channel_shuffle(node, graph) -> KernelFn:
 def channel_permutation(sizes, groups: int, splits, present, dims, dt) -> KernelFn:
     """The kernel moving the channels of blocked inputs of ``sizes`` channels, concatenated and
     shuffled in ``groups`` (1: no shuffle), into blocked pieces of ``splits`` channels
-    (shuffle_sources); pieces not ``present`` are not computed. dims = (N, H, W, B). With
-    B = 16 float32 (AVX-512) each output vector is one or two vector permutes of input
-    vectors (a whole block one permute: a copy), else lane by lane."""
+    (shuffle_sources); pieces not ``present`` are not computed. dims = (N, H, W, B). When a
+    float32 block is one vector (B = 16 with AVX-512, 8 with AVX2) each output vector is one
+    or two vector permutes of input vectors (vector_ir.permute2_run; a whole block one
+    permute: a copy), else lane by lane."""
     n, h, w, b = dims
     rows, src = shuffle_sources(sizes, groups, splits, b)
     keep = np.array([present[i] for i in rows[:, 0]], bool)  # omitted pieces: no work
@@ -310,7 +310,7 @@ def channel_permutation(sizes, groups: int, splits, present, dims, dt) -> Kernel
     hw = h * w
     chunk = max(32, -(-hw // (2 * config.NUMBA_NUM_THREADS)))
     work = n * sum(sizes) * hw * 2  # about a MAC's cost per element moved
-    if b == PERMUTE2_LANES and dt == np.float32 and VECTOR_BYTES == 64:
+    if b == PERMUTE2_LANES and dt == np.float32:
         tables = permute_pairs(src, hw)
         kernels = (_permute_lanes, _permute_lanes_serial)
     else:

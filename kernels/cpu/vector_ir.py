@@ -14,7 +14,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, declare, floats
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, data_pointers, declare, floats
 
 # Eigen's float rational approximation of tanh (activation.tanh_rational is the scalar twin:
 # the same operations in the same order, so both give the same bits)
@@ -177,16 +177,19 @@ def affine_run(typingctx, x, xo, out, oo, count, s, t, so, lo, hi):
     return sig, codegen
 
 
-PERMUTE2_LANES = 16  # llvm.x86.avx512.vpermi2var.ps.512: 16 float32 lanes from two vectors
+# float32 lanes of one vector: vpermi2ps picks 16 from two vectors (AVX-512); with AVX2 two
+# vpermps and a blend pick 8
+PERMUTE2_LANES = VECTOR_BYTES // 4
 
 
 @intrinsic
 def permute2_run(typingctx, a, a_off, b, b_off, y, y_off, count, idx, mask, keep):
-    """For q < count pixels of 16 float32 lanes: lane l of y[y_off + 16q ...] becomes lane
-    idx[l] of the 32 lanes a[a_off + 16q ...] ++ b[b_off + 16q ...] (one vpermi2ps) where
-    mask[l] != 0, else stays (keep) or is zero. A channel permutation between blocked tensors
-    (kernels/cpu/blocked.py's BlockedChannelShuffle): each output vector is one or a few of
-    these. AVX-512 only: callers check VECTOR_BYTES == 64."""
+    """For q < count pixels of L = PERMUTE2_LANES float32 lanes: lane l of y[y_off + Lq ...]
+    becomes lane idx[l] of the 2L lanes a[a_off + Lq ...] ++ b[b_off + Lq ...] where mask[l]
+    != 0, else stays (keep) or is zero: one vpermi2ps with AVX-512, two vpermps (which read
+    the index's low 3 bits) and a blend on bit 3 with AVX2. A channel permutation between
+    blocked tensors (kernels/cpu/blocked.py's BlockedChannelShuffle): each output vector is
+    one or a few of these."""
     if not (floats(a, b, y) and a.dtype == types.float32):
         return None
     if not all(isinstance(t, types.Array) and t.dtype == types.int32 and t.layout == "C" for t in (idx, mask)):
@@ -203,12 +206,27 @@ def permute2_run(typingctx, a, a_off, b, b_off, y, y_off, count, idx, mask, keep
         mv = builder.load(builder.bitcast(pmask, ity.as_pointer()))
         iv.align = mv.align = 4  # numpy rows: element-aligned only
         on = builder.icmp_signed("!=", mv, ir.Constant(ity, [0] * PERMUTE2_LANES))
-        perm = declare(builder, "llvm.x86.avx512.vpermi2var.ps.512", vec.vty, [vec.vty, ity, vec.vty])
+        if PERMUTE2_LANES == 16:
+            perm2 = declare(builder, "llvm.x86.avx512.vpermi2var.ps.512", vec.vty, [vec.vty, ity, vec.vty])
+
+            def permute(va, vb):
+                return builder.call(perm2, [va, iv, vb])
+        else:
+            perm = declare(builder, "llvm.x86.avx2.permps", vec.vty, [vec.vty, ity])
+            from_b = builder.icmp_signed(
+                "!=",
+                builder.and_(iv, ir.Constant(ity, [PERMUTE2_LANES] * PERMUTE2_LANES)),
+                ir.Constant(ity, [0] * PERMUTE2_LANES),
+            )
+
+            def permute(va, vb):
+                return builder.select(from_b, builder.call(perm, [vb, iv]), builder.call(perm, [va, iv]))
+
         with cgutils.for_range(builder, n_v) as loop:
             q = builder.mul(loop.index, c64(PERMUTE2_LANES))
             va = vec.load(pa, builder.add(a_v, q))
             vb = vec.load(pb, builder.add(b_v, q))
-            t = builder.call(perm, [va, iv, vb])
+            t = permute(va, vb)
             dst = builder.add(y_v, q)
             old = builder.select(keep_v, vec.load(py, dst), vec.zero)
             vec.store(builder.select(on, t, old), py, dst)

@@ -387,8 +387,9 @@ def test_blocked_depthwise_rejects_multiplier_and_off_block_channels():
 @pytest.mark.parametrize("sizes", [(48, 48, 48), (58, 58), (24, 21, 31)])
 def test_blocked_split_vs_numpy(sizes, b):
     """Whole-block and shifted pieces (58 = 3 blocks + 10: the second piece starts mid-block),
-    each blocked with zero padding lanes, against numpy's split of the logical channels; B = 16
-    takes the vector permutes, B = 8 the lane-by-lane copy."""
+    each blocked with zero padding lanes, against numpy's split of the logical channels; the
+    block of one vector (16 with AVX-512, 8 with AVX2) takes the vector permutes, the other
+    the lane-by-lane copy."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, sum(sizes), 3, 5)).astype(np.float32)
     shapes = [to_blocked(x[:, :c], b).shape for c in sizes]
