@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import llvmlite.binding as ll
 import numpy as np
 import onnxruntime as ort
 from helpers import IR_VERSION
@@ -35,6 +36,34 @@ def ort_optimized(m, feeds: dict) -> list[np.ndarray]:
     so.log_severity_level = 3
     so.intra_op_num_threads = 1
     return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def ort_unfused(m, feeds: dict) -> list[np.ndarray]:
+    """onnxruntime with its graph optimisations off: every QuantizeLinear / DequantizeLinear and
+    the float op between them run as written (the file's meaning, no int8 kernel)."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def mlas_u8s8_saturates() -> bool:
+    """Whether onnxruntime's uint8 x int8 GEMMs on this CPU sum pairs of products in saturating
+    int16 (vpmaddubsw: x86 with AVX2 but neither AVX-512 VNNI nor AVX-VNNI; see
+    reference.mlas_u8s8_matmul_reference), so its QLinearConv / QLinearMatMul / MatMulInteger
+    are not the exact accumulator."""
+    try:
+        f = ll.get_host_cpu_features()
+    except RuntimeError:
+        return False
+    return bool(f.get("avx2", False)) and not (f.get("avx512vnni", False) or f.get("avxvnni", False))
+
+
+MLAS_SATURATES_REASON = (
+    "this CPU has no VNNI: onnxruntime's u8 x s8 kernels (MLAS, vpmaddubsw) saturate pairwise int16 sums, "
+    "so its int8 output is not the exact one (tests/quant/test_quant_ops.py checks it against a model of that arithmetic)"
+)
 
 
 def random_q(rng, shape, dtype: str) -> np.ndarray:
