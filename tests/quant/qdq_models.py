@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import llvmlite.binding as ll
 import numpy as np
 import onnxruntime as ort
 from helpers import IR_VERSION
@@ -48,18 +47,7 @@ def ort_unfused(m, feeds: dict) -> list[np.ndarray]:
     return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
-def mlas_u8s8_saturates() -> bool:
-    """Whether onnxruntime's uint8 x int8 GEMMs on this CPU sum pairs of products in saturating
-    int16 (vpmaddubsw: x86 with AVX2 but neither AVX-512 VNNI nor AVX-VNNI; see
-    reference.mlas_u8s8_matmul_reference), so its QLinearConv / QLinearMatMul / MatMulInteger
-    are not the exact accumulator."""
-    try:
-        f = ll.get_host_cpu_features()
-    except RuntimeError:
-        return False
-    return bool(f.get("avx2", False)) and not (f.get("avx512vnni", False) or f.get("avxvnni", False))
-
-
+# why a comparison with onnxruntime's int8 kernels skips (cnnrt.tools.bench_int8.onnxruntime_u8s8_saturates)
 MLAS_SATURATES_REASON = (
     "this CPU has no VNNI: onnxruntime's u8 x s8 kernels (MLAS, vpmaddubsw) saturate pairwise int16 sums, "
     "so its int8 output is not the exact one (tests/quant/test_quant_ops.py checks it against a model of that arithmetic)"

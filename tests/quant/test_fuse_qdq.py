@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from ir_reference import evaluate
 from onnx import helper
-from quant.qdq_models import MLAS_SATURATES_REASON, mlas_u8s8_saturates, model, ort_optimized, ort_unfused
+from quant.qdq_models import MLAS_SATURATES_REASON, model, ort_optimized, ort_unfused
 
 import cnnrt
 from cnnrt.frontends.onnx import OnnxModel
 from cnnrt.passes.fuse_qdq import fuse_qdq
+from cnnrt.tools.bench_int8 import onnxruntime_u8s8_saturates
 
 C, M = 8, 8
 
@@ -97,7 +98,9 @@ def test_fused_qdq_is_within_one_step_of_onnxruntime_running_the_graph_as_writte
 @pytest.mark.parametrize(
     "case",
     [
-        pytest.param(c, marks=pytest.mark.skipif(c in U8S8 and mlas_u8s8_saturates(), reason=MLAS_SATURATES_REASON))
+        pytest.param(
+            c, marks=pytest.mark.skipif(c in U8S8 and onnxruntime_u8s8_saturates(), reason=MLAS_SATURATES_REASON)
+        )
         for c in CASES
     ],
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import helper
-from quant.qdq_models import conv_params, mlas_u8s8_saturates, model, ort_optimized, random_q
+from quant.qdq_models import conv_params, model, ort_optimized, random_q
 from reference import (
     dequantize_reference,
     mlas_u8s8_conv_accumulator_reference,
@@ -22,6 +22,7 @@ from reference import (
 
 import cnnrt
 from cnnrt.errors import UnsupportedOpError
+from cnnrt.tools.bench_int8 import onnxruntime_u8s8_saturates
 
 # (c, m, group, kernel, strides, pads, dilations)
 GEOMETRIES = {
@@ -63,7 +64,7 @@ def _onnxruntimes_accumulator(x, p, geo, exact):
     non-depthwise convs on CPUs where MLAS saturates pairwise int16 sums."""
     w = p["w"]
     depthwise = geo["group"] == w.shape[0] and w.shape[1] == 1
-    if x.dtype == np.uint8 and w.dtype == np.int8 and not depthwise and mlas_u8s8_saturates():
+    if x.dtype == np.uint8 and w.dtype == np.int8 and not depthwise and onnxruntime_u8s8_saturates():
         return mlas_u8s8_conv_accumulator_reference(x, p["xz"], w, p["wz"], p["b"], **geo)
     return exact
 
@@ -119,7 +120,7 @@ def test_qlinear_matmul_and_matmul_integer_are_exact_and_match_onnxruntimes_arit
     acc = (a.astype(np.int64) - 120) @ b.astype(np.int64)
     np.testing.assert_array_equal(got[1], acc.astype(np.int32))
     # onnxruntime's accumulator: exact, or with MLAS's int16 pair saturation on CPUs without VNNI
-    ort_acc = mlas_u8s8_matmul_reference(a, 120, b, bz) if mlas_u8s8_saturates() else acc
+    ort_acc = mlas_u8s8_matmul_reference(a, 120, b, bz) if onnxruntime_u8s8_saturates() else acc
     np.testing.assert_array_equal(want[1], ort_acc.astype(np.int32))
     for accumulator, out in ((acc, got[0]), (ort_acc, want[0])):  # requantize_reference: columns on axis 1
         y = requantize_reference(np.moveaxis(accumulator, -1, 1), inits["as_"], bs, inits["ys"], 100, "uint8")
