@@ -10,8 +10,9 @@ at most that much).
 The reference is onnxruntime int8 (its QDQ fusions: QLinearConv and friends) where its int8
 arithmetic is exact. On x86 CPUs without VNNI it is not: MLAS's uint8 x int8 GEMMs multiply
 with vpmaddubsw, which adds two products in int16 with saturation (255 * -128 * 2 does not fit),
-so onnxruntime's convolutions there lose up to thousands in an accumulator and its outputs move
-by several steps (tests/quant/test_quant_ops.py checks it against a model of that arithmetic).
+so onnxruntime's convolution accumulators there can be off by up to ~10^5 on random codes and
+its outputs move by steps (tests/quant/test_quant_ops.py checks it against a model of that
+arithmetic).
 There the reference is onnxruntime running the QDQ file as written (optimisations off: every
 Q/DQ and float op evaluated as the ONNX graph says). Both distances are in every row.
 """
