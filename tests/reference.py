@@ -449,3 +449,64 @@ def qconv_accumulator_reference(x, x_zp, w, w_zp, b=None, **geometry):
     if b is not None:
         acc += np.asarray(b, np.int64).reshape(1, -1, 1, 1)
     return acc.astype(np.int32)
+
+
+# onnxruntime's u8 x s8 products on CPUs without VNNI. MLAS's u8s8 GEMM kernels for AVX2 and
+# AVX-512BW multiply the raw codes with vpmaddubsw, which adds the products of reduction steps
+# 2i and 2i+1 in int16 with saturation (255 * -128 * 2 = -65280 does not fit), then widens and
+# sums the pairs exactly; zero points come out afterwards through row and column sums. So
+# QLinearConv (non-depthwise), QLinearMatMul and MatMulInteger with uint8 inputs and int8
+# weights are not the exact accumulator there. With VNNI (vpdpbusd) MLAS sums in int32 and is
+# exact, as are its u8u8 and s8s8 kernels and its depthwise and ConvInteger paths.
+
+
+def mlas_u8s8_matmul_reference(a, a_zp, b, b_zp=0):
+    """``sum_k (a - a_zp)(b - b_zp)`` over the last axis of ``a`` (..., K) and the first of ``b``
+    (K, J) as MLAS's vpmaddubsw kernels form it: the raw products summed pairwise in int16 with
+    saturation, then ``- a_zp * sum_k b - b_zp * sum_k a + K * a_zp * b_zp``."""
+    a64, b64 = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    k = a64.shape[-1]
+    if k % 2:  # the packed reduction is zero-padded: the last step pairs with a zero
+        a64 = np.concatenate([a64, np.zeros(a64.shape[:-1] + (1,), np.int64)], axis=-1)
+        b64 = np.concatenate([b64, np.zeros((1,) + b64.shape[1:], np.int64)], axis=0)
+    pairs = a64[..., 0::2, None] * b64[0::2] + a64[..., 1::2, None] * b64[1::2]  # (..., K/2, J)
+    raw = np.clip(pairs, -(2**15), 2**15 - 1).sum(axis=-2)
+    az, bz = int(np.asarray(a_zp).reshape(-1)[0]), np.asarray(b_zp, np.int64).reshape(-1)
+    return raw - az * b64.sum(axis=0) - bz * a64.sum(axis=-1, keepdims=True) + k * az * bz
+
+
+def mlas_u8s8_conv_accumulator_reference(
+    x, x_zp, w, w_zp, b=None, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1
+):
+    """QLinearConv's int32 accumulator as onnxruntime forms it for uint8 x, int8 W with MLAS's
+    vpmaddubsw kernels: per group, an im2col of the channels-last input (reduction order kernel
+    row, kernel column, channel; padding filled with ``x_zp``) times W in that order, as
+    :func:`mlas_u8s8_matmul_reference`. Not for depthwise convs (MLAS's depthwise kernel is exact)."""
+    x64, w64 = np.asarray(x, np.int64), np.asarray(w, np.int64)
+    n, _, h, wd = x64.shape
+    m, cg, kh, kw = w64.shape
+    (sh, sw), (pt, pl, pb, pr), (dh, dw) = strides, pads, dilations
+    oh, ow = conv_out(h, kh, sh, dh, pt, pb), conv_out(wd, kw, sw, dw, pl, pr)
+    xz = int(np.asarray(x_zp).reshape(-1)[0])
+    wz = np.broadcast_to(np.asarray(w_zp, np.int64).reshape(-1), (m,))
+    xp = np.pad(x64, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=xz)
+    mg = m // group
+    acc = np.zeros((n, oh * ow, m), np.int64)
+    for g in range(group):
+        taps = [
+            xp[
+                :,
+                g * cg : (g + 1) * cg,
+                i * dh : i * dh + (oh - 1) * sh + 1 : sh,
+                j * dw : j * dw + (ow - 1) * sw + 1 : sw,
+            ]
+            for i in range(kh)
+            for j in range(kw)
+        ]
+        cols = np.stack(taps, axis=1).reshape(n, kh * kw * cg, oh * ow).transpose(0, 2, 1)  # (N, P, K)
+        wg = w64[g * mg : (g + 1) * mg].transpose(2, 3, 1, 0).reshape(kh * kw * cg, mg)  # (K, Mg)
+        acc[..., g * mg : (g + 1) * mg] = mlas_u8s8_matmul_reference(cols, xz, wg, wz[g * mg : (g + 1) * mg])
+    acc = acc.transpose(0, 2, 1).reshape(n, m, oh, ow)
+    if b is not None:
+        acc += np.asarray(b, np.int64).reshape(1, -1, 1, 1)
+    return acc.astype(np.int32)

@@ -4,11 +4,12 @@ folding, the CPU kernels, the fusion pass).
 ``q = saturate(round_half_even(x / scale) + zero_point)`` and ``x = (q - zero_point) * scale``,
 per tensor (scale of shape ``()``/``(1,)``) or per ``axis`` (scale of shape ``(C,)``).
 
-Requantizing an int32 accumulator follows onnxruntime's MLAS (``MlasRequantizeOutput``), so an
-int8 conv here gives the same bytes as its QLinearConv: the float32 multiplier
+Requantizing an int32 accumulator follows onnxruntime's MLAS (``MlasRequantizeOutput``), so the
+same accumulator gives the same bytes as its QLinearConv: the float32 multiplier
 ``x_scale * w_scale / y_scale`` (in that order, in float32), the accumulator converted to
 float32 and multiplied by it, clamped to ``[qmin - zp, qmax - zp]`` in float32, rounded half to
-even, then ``zp`` added.
+even, then ``zp`` added. (cnnrt's accumulators are exact; onnxruntime's uint8 x int8 ones are
+not on x86 CPUs without VNNI, kernels/cpu/qconv.py says why.)
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
 """QConv on the CPU: the integer convolution of QLinearConv / ConvInteger and of the
 DequantizeLinear -> Conv -> QuantizeLinear groups passes/fuse_qdq.py makes.
 
-The accumulator is ``sum((x - x_zp) * (w - w_zp)) + bias`` in int32, requantized as onnxruntime's
-MLAS does (cnnrt.core.quantization.requantize), so the bytes match its QLinearConv.
+The accumulator is ``sum((x - x_zp) * (w - w_zp)) + bias`` in int32, exact on every CPU,
+requantized as onnxruntime's MLAS does (cnnrt.core.quantization.requantize), so the bytes match
+its QLinearConv wherever MLAS's accumulator is exact too. It is not for uint8 x int8 on x86
+CPUs without VNNI: there MLAS multiplies with vpmaddubsw, which adds pairs of products in
+saturating int16, so onnxruntime's bytes differ from the exact ones (tests/reference.py models
+that arithmetic).
 
 Ungrouped convs with s8 weights run on the VNNI register tile when the CPU has it (at stride 1
 with taps as offsets into the input, kernels/cpu/qconv_vnni_taps.py; else on an im2col,

@@ -37,6 +37,23 @@ def ort_optimized(m, feeds: dict) -> list[np.ndarray]:
     return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
+def ort_unfused(m, feeds: dict) -> list[np.ndarray]:
+    """onnxruntime with its graph optimisations off: every QuantizeLinear / DequantizeLinear and
+    the float op between them run as written (the file's meaning, no int8 kernel)."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+# why a comparison with onnxruntime's int8 kernels skips (cnnrt.tools.bench_int8.onnxruntime_u8s8_saturates)
+MLAS_SATURATES_REASON = (
+    "this CPU has no VNNI: onnxruntime's u8 x s8 kernels (MLAS, vpmaddubsw) saturate pairwise int16 sums, "
+    "so its int8 output is not the exact one (tests/quant/test_quant_ops.py checks it against a model of that arithmetic)"
+)
+
+
 def random_q(rng, shape, dtype: str) -> np.ndarray:
     lo, hi = RANGE[dtype]
     return rng.integers(lo, hi + 1, size=shape).astype(dtype)

@@ -15,7 +15,9 @@ import cnnrt
 from cnnrt.kernels.cpu import qconv_vnni
 from cnnrt.kernels.cpu.microkernel_int8 import MR
 
-pytestmark = pytest.mark.skipif(not qconv_vnni.host_has_vnni(), reason="the CPU has no AVX-512 VNNI")
+needs_vnni = pytest.mark.skipif(
+    not qconv_vnni.host_has_vnni(), reason="the CPU has no AVX-512 VNNI: the tile cannot run"
+)
 
 # (c, m, kernel, strides, pads, (h, w), dilations)
 CASES = {
@@ -27,6 +29,7 @@ CASES = {
 }
 
 
+@needs_vnni
 @pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
 @pytest.mark.parametrize("case", CASES)
 def test_vnni_qconv_matches_reference_and_onnxruntime(case, x_dtype):
@@ -53,6 +56,7 @@ def test_packed_weights_hold_four_steps_of_one_channel_per_word():
     assert not packed[1, :, 1:].any(), "rows past M are zero"
 
 
+@needs_vnni
 @pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
 @pytest.mark.parametrize("k", [(1, 1), (3, 3)])  # the im2col tile (qconv_vnni) and the taps' last tap
 def test_vnni_qconv_rounds_ties_half_to_even(k, x_dtype):
