@@ -32,6 +32,7 @@ from cnnrt.errors import UnsupportedOpError
 from cnnrt.kernels.conv_spec import ConvSpec
 from cnnrt.kernels.cpu.conv_blocked_plan import grouped_span
 from cnnrt.kernels.cpu.conv_common import block_size
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 
 ALGORITHMS = {
     "Conv": ("winograd", "pointwise", "depthwise", "im2col", "direct", "fc", "pointwise_numpy", "im2col_numpy"),
@@ -58,8 +59,10 @@ IM2COL_MIN_OUTPUTS = 400
 # one after the other: 0.84x the register tile's time for 16 outputs (MobileNetV3), but
 # 1.02-1.05x for 32 (MobileNetV2, batch 1 and 8). Reading each input value once for two blocks
 # (7 pixels x 2 blocks of accumulators, the 2 weight vectors loaded per tap) took 0.96-1.04x
-# the one-block-at-a-time time: the FMAs bound the stem, not its input loads.
-STEM_MAX_OUTPUTS = 16
+# the one-block-at-a-time time: the FMAs bound the stem, not its input loads. With AVX2's 16
+# registers the 27 weight vectors do not fit: the stem took 1.3x the register tile's time
+# (MobileNetV3-Small's 16-output stem), so it is not used there.
+STEM_MAX_OUTPUTS = 16 if VECTOR_BYTES == 64 else 0
 
 
 def stem_shape(spec: ConvSpec) -> bool:

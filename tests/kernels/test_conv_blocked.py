@@ -19,6 +19,7 @@ from cnnrt.kernels.cpu import conv_blocked_plan as plan  # noqa: E402
 from cnnrt.kernels.cpu.conv_algorithm import choose  # noqa: E402
 from cnnrt.kernels.cpu.conv_common import block_size  # noqa: E402
 from cnnrt.kernels.cpu.conv_stem import build_stem_conv  # noqa: E402
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES  # noqa: E402
 
 
 def run_blocked(
@@ -186,7 +187,8 @@ def test_stem_is_chosen_for_mobile_stems_only():
         spec = ConvSpec(1, c, 224, 224, m, 112, 112, k, k, 2, 2, 1, 1, 1, 1, 1, 1, 1, dtype)
         return choose(spec, "BlockedConv", blocked_input=blocked)[0]
 
-    assert algo() == algo(m=8) == "stem"
+    # AVX2's 16 registers do not hold the 27 weight vectors: no stem there
+    assert algo() == algo(m=8) == ("stem" if VECTOR_BYTES == 64 else "direct")
     assert algo(m=24) == algo(m=32) == algo(k=7) == algo(c=16, blocked=True) == algo(dtype="float64") == "direct"
 
 
