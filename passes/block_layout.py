@@ -20,8 +20,9 @@ Value carries the layout and the logical value it stores, cnnrt.core.layout):
   reordered to blocked if it is not already. Where input or output has padding lanes the
   weights and bias (constants) get zero rows and columns for them, so every conv kernel sees
   whole blocks (a depthwise or grouped conv's group count grows with its channels) and writes act(0) = 0
-  there; a fused activation with act(0) != 0 (Sigmoid, HardSigmoid) on a padded output is
-  cropped as below, other grouped convs stay NCHW (logged).
+  there (the dense kernels store 0 past the output's logical channels: Inf inputs would make
+  0 x Inf = NaN); a fused activation with act(0) != 0 (Sigmoid, HardSigmoid) on a padded
+  output is cropped as below, other grouped convs stay NCHW (logged).
 - A conv whose output is not blockable (a 1000-class head) or whose padding lanes would not
   stay zero, on a blocked input, becomes a ``BlockedConv`` writing whole blocks (zero
   weights past M) read only by a ``ReorderFromBlocked`` that crops.

@@ -157,6 +157,25 @@ def test_optimized_model_file_is_valid_onnx_and_loads_back(tmp_path):
     assert again.get_modelmeta().custom_metadata_map["author"] == "cnnrt tests"
 
 
+def test_optimized_model_file_of_another_vector_width_is_refused(tmp_path):
+    """A file optimised where CPU vectors are wider or narrower (blocks of 16 float32 lanes
+    with AVX-512, 8 with AVX2) holds blocked values this CPU's kernels would read at the
+    wrong width: loading it fails with a typed error that says so, not inside a kernel."""
+    from cnnrt.frontends.onnx import OnnxModel
+    from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
+    from cnnrt.passes.pipeline import run_pipeline
+    from cnnrt.runtime.optimised_model import save_optimised
+
+    other = 32 if VECTOR_BYTES == 64 else 64
+    model = OnnxModel(_tiny())
+    graph, _ = run_pipeline(model.to_graph({"x": (1, 3, 8, 8)}), 2, vector_bytes=other, backend="cpu")
+    path = tmp_path / "opt.onnx"
+    save_optimised(graph, model, path)  # what a session there writes as optimized_model_filepath
+    assert any(v.layout == f"nchw{other // 4}c" for v in graph.values.values())
+    with pytest.raises(BackendUnavailableError, match=f"nchw{other // 4}c .*blocks are {VECTOR_BYTES // 4} lanes"):
+        cnnrt.InferenceSession(str(path))
+
+
 def test_profile_is_a_chrome_trace_of_every_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     so = cnnrt.SessionOptions()

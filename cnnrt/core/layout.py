@@ -6,11 +6,14 @@ channels) as (N, ceil(C/B), H, W, B); its :class:`~cnnrt.core.ir.Value` carries 
 kernels and tools read both from the Value instead of from its name.
 
 When C is not a multiple of B the last block is partly used: its lanes past C (the padding
-lanes) hold zeros. Every kernel that writes a blocked value keeps them zero, because every
-blocked op maps zeros to zero there (passes/block_layout.py pads weights, biases and affine
-parameters with zeros and keeps ops whose result at 0 is not 0 off padded values), and no
-kernel moves a padding lane into a real channel (a conv's weights for padding input channels
-are zero, the other ops are per channel, reorders crop).
+lanes) hold zeros, whatever the inputs. Every kernel that writes a blocked value keeps them
+zero: the per-channel ops because they map zeros to zero there (passes/block_layout.py pads
+weights, biases and affine parameters with zeros and keeps ops whose result at 0 is not 0
+off padded values), the dense convs by storing 0 there (their zero weights for a padding
+channel still meet every input channel, and 0 x Inf is NaN). No kernel moves a padding lane
+into a real channel (a conv's weights for padding input channels are zero, the other ops
+are per channel, reorders crop), so a NaN there would reach every real channel of the next
+conv.
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ everything else       0 (elementwise ops, comparisons, data movement)
 ====================  ======================================================================
 
 Bias, residual and fused activations are elementwise epilogues and add nothing. A
-channel-blocked op costs what its NCHW form does (same output size, same weights).
+channel-blocked op costs what its NCHW form does: its shapes are read as those of the
+logical values (cnnrt.tools.costs), and a conv's zero weights for padding lanes are not
+counted (the input's channels bound its C / group).
 
 The accumulation length is the K of the longest sum that forms one output element, which
 is what float32 rounding error grows with (``cnnrt compare`` derives tolerances from it).
@@ -54,8 +56,15 @@ def _present(ins: Shapes, start: int) -> int:
 # ---------------------------------------------------------------------------- MACs
 
 
+def _conv_k(ins: Shapes) -> int:
+    """Multiply-adds per conv output element: W's input channels (C / group) times its taps,
+    or the input's channels when fewer (a blocked conv's weights have zero columns for the
+    padding lanes of its input)."""
+    return min(ins[1][1], ins[0][1]) * _prod(ins[1][2:])
+
+
 def conv_macs(a: Attrs, ins: Shapes, outs: Shapes) -> int:
-    return _prod(outs[0]) * _prod(ins[1][1:])
+    return _prod(outs[0]) * _conv_k(ins)
 
 
 def conv_transpose_macs(a: Attrs, ins: Shapes, outs: Shapes) -> int:
@@ -98,7 +107,7 @@ def lrn_macs(a: Attrs, ins: Shapes, outs: Shapes) -> int:
 
 
 def conv_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:
-    return _prod(ins[1][1:]) + _present(ins, 2)  # + bias, + residual
+    return _conv_k(ins) + _present(ins, 2)  # + bias, + residual
 
 
 def conv_transpose_accumulation(a: Attrs, ins: Shapes, outs: Shapes) -> int:

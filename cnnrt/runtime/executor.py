@@ -23,8 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from cnnrt.core import layout
 from cnnrt.core.ir import Graph, Node, Value
-from cnnrt.errors import CnnrtError, InputError, KernelError, ResourceLimitError, UnsupportedOpError
+from cnnrt.errors import (
+    BackendUnavailableError,
+    CnnrtError,
+    InputError,
+    KernelError,
+    ResourceLimitError,
+    UnsupportedOpError,
+)
 from cnnrt.kernels import get_builder
 from cnnrt.kernels.aligned import SharedScratch, aligned_empty
 from cnnrt.runtime.plan import MemoryPlan, fmt_bytes
@@ -157,6 +165,29 @@ class BaseExecutor:
         return f"node {node.name!r} ({node.op}, from ONNX {list(node.origin)}){self.where} with inputs {shapes}: {what}"
 
 
+def check_block_widths(graph: Graph) -> None:
+    """Raise BackendUnavailableError when a channel-blocked value of ``graph`` has blocks of
+    another width than this CPU's vectors (kernels/cpu/conv_common.block_size): the CPU
+    kernels take one vector of channels per block, so a graph optimised where vectors differ
+    (an optimized_model_filepath file written with AVX-512, 16 float32 lanes per block, run
+    with AVX2, 8) would have its blocks read at the wrong width."""
+    from cnnrt.kernels.cpu.conv_common import block_size
+
+    wrong = sorted(
+        {
+            (v.layout, v.dtype, block_size(v.dtype))
+            for v in graph.values.values()
+            if layout.is_blocked(v) and layout.block_of(v.layout) != block_size(v.dtype)
+        }
+    )
+    if wrong:
+        found = ", ".join(f"{lay} ({dt}: this CPU's blocks are {b} lanes)" for lay, dt, b in wrong)
+        raise BackendUnavailableError(
+            f"graph {graph.name!r} was optimised for another CPU's vector width: its channel-blocked values are "
+            f"{found}; optimise the model again on this machine (from its ONNX source)"
+        )
+
+
 class Executor(BaseExecutor):
     """The CPU executor: values are numpy views of one aligned host arena, shaped like the values."""
 
@@ -169,6 +200,8 @@ class Executor(BaseExecutor):
         memory_limit: int | None = None,
     ) -> None:
         self.backend = backend
+        if backend == "cpu":
+            check_block_widths(graph)
         super().__init__(graph, plan, poison, memory_limit)
 
     def _new_arena(self, nbytes: int) -> np.ndarray:

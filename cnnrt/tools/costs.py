@@ -10,8 +10,16 @@ from cnnrt.core.ir import Graph, Node
 from cnnrt.core.ops import op_attrs, op_def
 
 
+def _shape(graph: Graph, name: str) -> tuple[int, ...]:
+    """A value's shape; a channel-blocked one's is its logical value's (N, C, H, W): padding
+    lanes are not work the model asks for."""
+    v = graph.values[name]
+    logical = graph.values.get(v.logical) if v.logical else None
+    return tuple((logical or v).shape)
+
+
 def _shapes(graph: Graph, names) -> list[tuple[int, ...] | None]:
-    return [tuple(graph.values[n].shape) if n else None for n in names]
+    return [_shape(graph, n) if n else None for n in names]
 
 
 def node_macs(node: Node, graph: Graph) -> int:

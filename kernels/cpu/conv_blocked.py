@@ -42,7 +42,7 @@ from cnnrt.kernels.cpu.conv_blocked_plan import (
     panel_blocks,
     plan_tasks,
 )
-from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
+from cnnrt.kernels.cpu.conv_common import block_size, live_lanes, readonly, tile_flags
 from cnnrt.kernels.cpu.conv_stem import build_stem_conv
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
 from cnnrt.kernels.cpu.winograd import build_winograd
@@ -77,8 +77,9 @@ _B_CHUNK_BYTES = 96 << 10
     G_PER_N_OUT,
     G_NV,
     G_BMR,
+    G_LIVE,
     G_LEN,
-) = range(20)
+) = range(21)
 
 
 @pjit
@@ -118,7 +119,9 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
     offset from a table made once per task, and the tile's rows past the task's last pixel
     re-read that pixel (no read past the input, no tile wasted on a row's ragged end: 7x7 is
     13 tiles of 4, not 7 x 2). A last block past M (M not whole blocks) is computed from zero
-    weights and bias and stored: the output has whole blocks. Panel p's reduction starts
+    weights and bias and stored: the output has whole blocks; the last panel's tiles store 0
+    in its lanes past the real channels (``G_LIVE`` of them in the last block, 0: all real),
+    which the zero weights leave NaN where an input is Inf or NaN. Panel p's reduction starts
     ``pin[p]`` elements into the image (0 but for grouped convs: their block's input)."""
     nthreads, per_n_in, a_row, a_rs, a_ks = g[G_THREADS], g[G_PER_N_IN], g[G_A_ROW], g[G_A_RS], g[G_A_KS]
     kstep, ntaps, tchunk, oh, ow, m = g[G_KSTEP], g[G_NTAPS], g[G_TCHUNK], g[G_OH], g[G_OW], g[G_M]
@@ -131,6 +134,7 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
         g[G_PER_N_OUT],
     )
     nv, bmr = g[G_NV], g[G_BMR]  # the tile: bmr pixels x nv blocks (BLOCKED_TILES)
+    live = g[G_LIVE] << mk.LANES_SHIFT
     nr = nv * lanes
     npix = oh * ow
     plane = npix * lanes
@@ -169,6 +173,8 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
                 tv = taps[t0 : t0 + tn]
                 for p in range(p0, p1):
                     f = fl | min(nv, (m - p * nr + lanes - 1) // lanes) << mk.VECTORS_SHIFT
+                    if p == n_panels - 1:
+                        f |= live
                     b_off = (p * ntaps + t0) * kstep * nr
                     cbase = obase + nv * p * plane
                     for q in range(q0, q1, bmr):
@@ -269,7 +275,14 @@ _pad_planes_serial = serial_twin(_pad_planes)
 
 
 def build_blocked_conv(
-    spec, w_const, b_const, blocked_input: bool, owner=None, precision: str = "f32", bf16_copied: bool = False
+    spec,
+    w_const,
+    b_const,
+    blocked_input: bool,
+    owner=None,
+    precision: str = "f32",
+    bf16_copied: bool = False,
+    channels: int | None = None,
 ):
     """run(ins, outs) for ``spec`` (ungrouped, or grouped with groups tiling the channel
     blocks, conv_blocked_plan.grouped_span) with a blocked output (N, ceil(M/B), OH, OW, B):
@@ -278,9 +291,12 @@ def build_blocked_conv(
     or, with ``blocked_input`` False, NCHW. ``owner`` (the graph) shares the padded-input
     scratch among its convs (aligned.shared_scratch). ``precision`` "bf16": input and weights
     in bf16 on the same tiles (conv_blocked_bf16.py); ``bf16_copied``: the shared bf16 copy
-    holds this conv's input already (passes/precision.py)."""
+    holds this conv's input already (passes/precision.py). ``channels``: the real output
+    channels (default M; fewer when the layout pass padded the weights to whole blocks): the
+    lanes past them are stored as 0 (:func:`live_lanes`)."""
     dt = np.dtype(spec.dtype)
     lanes = block_size(dt)
+    live = live_lanes(spec.m, channels, lanes)
     span = spec.c
     if spec.group != 1:
         span = grouped_span(spec.cg, spec.mg, spec.group, lanes) if blocked_input else None
@@ -353,6 +369,7 @@ def build_blocked_conv(
         G_PER_N_OUT: m_pad * spec.oh * spec.ow,
         G_NV: nv,
         G_BMR: bmr,
+        G_LIVE: live,
     }
     for k, v in values.items():
         geom[k] = v
@@ -458,7 +475,9 @@ def contiguous_output(run):
 def build_blocked_conv_node(node, graph):
     """Conv with a blocked output (passes/block_layout.py) by the node's ``algorithm``:
     ungrouped or grouped on the register tile, ungrouped by Winograd, 3-channel stems by
-    conv_stem.py, depthwise by blocked.py."""
+    conv_stem.py, depthwise by blocked.py. The output's logical value gives its real channels;
+    the dense kernels store 0 past them (a depthwise conv's padding lanes are its zero
+    weights times the input's, 0 already)."""
     spec = spec_from_node(node, graph)
     dt = np.dtype(spec.dtype)
     ins = list(node.inputs) + [""] * 4
@@ -467,13 +486,15 @@ def build_blocked_conv_node(node, graph):
     w_const = None if w_const is None else readonly(np.ascontiguousarray(w_const, dt))
     b_const = None if b_const is None else readonly(np.ascontiguousarray(b_const, dt))
     blocked_input = is_blocked(graph.values[ins[0]])
+    logical = graph.values[node.outputs[0]].logical
+    channels = graph.values[logical].shape[1] if logical in graph.values else None
     algorithm = node.attrs.get("algorithm") or conv_algorithm.choose(spec, node.op, blocked_input)[0]
     conv_algorithm.check(spec, algorithm, node.name, node.op, blocked_input)
     if algorithm == "depthwise":
         return contiguous_output(build_blocked_depthwise(spec, w_const, b_const, block_size(dt)))
     if algorithm == "winograd":
-        return contiguous_output(build_winograd(spec, w_const, b_const, block_size(dt), owner=graph))
+        return contiguous_output(build_winograd(spec, w_const, b_const, block_size(dt), graph, channels))
     if algorithm == "stem":
-        return contiguous_output(build_stem_conv(spec, w_const, b_const))
+        return contiguous_output(build_stem_conv(spec, w_const, b_const, channels))
     precision, copied = node.attrs.get("precision", "f32"), bool(node.attrs.get("bf16_copied", False))
-    return build_blocked_conv(spec, w_const, b_const, blocked_input, graph, precision, copied)
+    return build_blocked_conv(spec, w_const, b_const, blocked_input, graph, precision, copied, channels)

@@ -31,6 +31,17 @@ def block_size(dtype) -> int:
     return mk.VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
+def live_lanes(m: int, channels: int | None, lanes: int) -> int:
+    """The real lanes of the last block of a blocked conv output of ``m`` channels (weights
+    padded or not) holding ``channels`` real ones (default ``m``), 0 when that block is all
+    real. The kernels store 0 in the lanes past them: computed from zero weights, they would
+    hold 0 x Inf = NaN where an input is infinite (cnnrt.core.layout's invariant)."""
+    channels = m if channels is None else channels
+    if not -(-m // lanes) * lanes - lanes < channels <= m:
+        raise ValueError(f"{channels} real channels are not the first of the last block of {m} in blocks of {lanes}")
+    return channels % lanes
+
+
 @njit(inline="always")
 def valid_range(off, s, size, out_count):
     """[lo, hi): the outputs o whose input index o*s + off lies in [0, size)."""

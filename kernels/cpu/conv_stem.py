@@ -35,7 +35,7 @@ from cnnrt.kernels.aligned import aligned_copy
 from cnnrt.kernels.cpu import conv_algorithm
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv_common import block_size, readonly, tile_flags
+from cnnrt.kernels.cpu.conv_common import block_size, live_lanes, readonly, tile_flags
 from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, lanes_of
 from cnnrt.kernels.cpu.vector_act import activations, by_kind
 from cnnrt.kernels.prepacked import prepacked
@@ -146,11 +146,34 @@ stem_row_3x3 = _stem_row(STEM_ROWS, STEM_KW)
 
 @pjit
 def _stem_rows(
-    x, pt, pl, wp_row, sh, dh, sw, dw, oh, ow, wpk, of, m_blocks, per_n_out, flags, bias, rf, kind, lo, hi, nthreads
+    x,
+    pt,
+    pl,
+    wp_row,
+    sh,
+    dh,
+    sw,
+    dw,
+    oh,
+    ow,
+    wpk,
+    of,
+    m_blocks,
+    per_n_out,
+    flags,
+    live,
+    bias,
+    rf,
+    kind,
+    lo,
+    hi,
+    nthreads,
 ):
     """Every (image, output row, channel block) row by stem_row_3x3, split evenly over
     ``nthreads``; each output row's 9 input rows copied into a zero-bordered row buffer of
-    the thread (once for all of the row's channel blocks)."""
+    the thread (once for all of the row's channel blocks). The last block's rows store 0 in
+    its lanes past the ``live`` real ones (0: all real; microkernel.LANES_SHIFT)."""
+    last = flags | live << mk.LANES_SHIFT
     lanes = wpk.shape[2]
     n_img, c, h, w = x.shape
     kh = STEM_ROWS // c
@@ -191,7 +214,7 @@ def _stem_rows(
                 blk * wpk.shape[1] * lanes,
                 of,
                 c_off,
-                flags,
+                last if blk == m_blocks - 1 else flags,
                 bias,
                 blk * lanes,
                 rf,
@@ -215,10 +238,11 @@ def pack_weights(w: np.ndarray, lanes: int) -> np.ndarray:
     return aligned_copy(np.ascontiguousarray(wpad.reshape(blocks, lanes, -1).transpose(0, 2, 1)))
 
 
-def build_stem_conv(spec, w_const, b_const):
+def build_stem_conv(spec, w_const, b_const, channels: int | None = None):
     """run(ins, outs) for an ungrouped conv of an NCHW input of 3 channels x 3x3, writing
     the blocked output (N, ceil(M/B), OH, OW, B); channels past M computed from zero weights
-    and bias (as conv_blocked.build_blocked_conv)."""
+    and bias, and the lanes past the real ``channels`` (default M) stored as 0 (as
+    conv_blocked.build_blocked_conv)."""
     s = spec
     dt = np.dtype(s.dtype)
     lanes = block_size(dt)
@@ -227,6 +251,7 @@ def build_stem_conv(spec, w_const, b_const):
     wp = max(s.w + s.pl + s.pr, (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1)  # a buffer row: every tap
     m_blocks = -(-s.m // lanes)
     m_pad = m_blocks * lanes
+    live = live_lanes(s.m, channels, lanes)
 
     def pack(w):
         return pack_weights(np.asarray(w, dt), lanes)
@@ -268,6 +293,7 @@ def build_stem_conv(spec, w_const, b_const):
             m_blocks,
             m_pad * s.oh * s.ow,
             tflags,
+            live,
             b,
             dummy_res if r is None else r.reshape(-1),
             kind,

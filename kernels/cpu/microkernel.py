@@ -35,6 +35,7 @@ channels as columns).
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -48,7 +49,10 @@ from cnnrt.kernels.cpu.vector_ir import vector_run
 
 ACCUMULATE, BIAS, RESIDUAL = 1, 2, 4
 ACT_SHIFT, ACT_MASK = 3, 15  # the activation's kind: (flags >> ACT_SHIFT) & ACT_MASK
-VECTORS_SHIFT = 7  # tile_blocked only: flags >> 7 = vectors of a row to store (0: all)
+VECTORS_SHIFT, VECTORS_MASK = 7, 7  # tile_blocked only: vectors of a row to store (0: all)
+# tile_blocked only: flags >> LANES_SHIFT = the real lanes of the last stored vector, whose
+# lanes past them (a blocked output's padding lanes) are stored as 0 (0: every lane is real)
+LANES_SHIFT = 10
 STORED_KINDS = (*VECTOR_KINDS, TANH)  # float32: applied to the stored tile
 
 
@@ -257,7 +261,7 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
         return builder.icmp_unsigned("!=", builder.and_(flags_v, c64(bit)), c64(0))
 
     acc_on, bias_on, res_on = flag(ACCUMULATE), flag(BIAS), flag(RESIDUAL)
-    nstore = builder.lshr(flags_v, c64(VECTORS_SHIFT))
+    nstore = builder.and_(builder.lshr(flags_v, c64(VECTORS_SHIFT)), c64(VECTORS_MASK))
     nstore = builder.select(builder.icmp_unsigned("==", nstore, c64(0)), c64(nv), nstore)
     act = builder.and_(builder.lshr(flags_v, c64(ACT_SHIFT)), c64(ACT_MASK))
     relu_on = builder.icmp_unsigned("==", act, c64(RELU))
@@ -300,6 +304,23 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
                     vstore(fn(vload(cp)), cp)
 
         by_kind(builder, act, activations(builder, vec, lo_s, hi_s, STORED_KINDS), over_tile)
+    if blocked:
+        _zero_padding_lanes(builder, vec, pc, ldc_v, c_vs_v, mr_v, nstore, builder.lshr(flags_v, c64(LANES_SHIFT)))
+
+
+def _zero_padding_lanes(builder, vec, pc, ldc_v, c_vs_v, mr_v, nstore, live):
+    """Store 0 in the lanes from ``live`` on of each row's last stored vector, when ``live`` >
+    0: a blocked output's padding lanes. They come from zero weights, so they hold 0 but where
+    an input is Inf or NaN (0 x Inf = NaN); the next conv's zero weights for them would spread
+    that NaN to every real channel (cnnrt.core.layout: padding lanes are 0 whatever the input).
+    Last in the epilogue, after every activation; one branch per tile when there are none."""
+    with cgutils.if_unlikely(builder, builder.icmp_unsigned("!=", live, c64(0))):
+        ity = ir.VectorType(ir.IntType(64), vec.lanes)
+        lane_ids = ir.Constant(ity, list(range(vec.lanes)))
+        pad = builder.icmp_signed(">=", lane_ids, vec.splat(live, ity))
+        col = builder.mul(builder.sub(nstore, c64(1)), c_vs_v)
+        with cgutils.for_range(builder, mr_v) as rows:
+            vec.store(vec.zero, builder.gep(pc, [builder.add(col, builder.mul(rows.index, ldc_v))]), mask=pad)
 
 
 @intrinsic
@@ -413,7 +434,8 @@ def _blocked_tile(mr_max: int, nv: int):
     row), columns output channels (B: the packed weights, ``b[b_off + t*b_ts + kk*ldb +
     j]``). Vector v of C row i (one channel block of one pixel) lies at ``c_off + i*ldc +
     v*c_vs``, the residual alike; BIAS adds ``bias[bias_off + j]`` per column; ``flags >>
-    VECTORS_SHIFT`` > 0 stores only that many vectors of a row (a last panel of fewer blocks)."""
+    VECTORS_SHIFT`` > 0 stores only that many vectors of a row (a last panel of fewer blocks),
+    ``flags >> LANES_SHIFT`` > 0 zeroes the last one's lanes past that many (padding lanes)."""
     return tile_blocked
 
 

@@ -29,7 +29,7 @@ from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, per_thread_shape, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
-from cnnrt.kernels.cpu.conv_common import readonly
+from cnnrt.kernels.cpu.conv_common import live_lanes, readonly
 from cnnrt.kernels.cpu.microkernel import MR
 from cnnrt.kernels.cpu.winograd_transforms import (
     input_transform,
@@ -144,6 +144,7 @@ def _winograd_tasks(
     alpha,
     beta,
     lanes,
+    channels,
 ):
     """out = act(conv3x3(x, g) + bias (+ res)) with up = pack_u(transform_weights(g)); see module doc.
 
@@ -152,7 +153,8 @@ def _winograd_tasks(
     tbuf (6*(TW*4+2)*C) with nt = rows*TW tiles.
 
     ``lanes`` > 0: x, out and res are channel-blocked (N, C/lanes, H, W, lanes), passed as
-    4-D views (N, C/lanes, H, W*lanes)."""
+    4-D views (N, C/lanes, H, W*lanes), bias of whole blocks; out's lanes past the real
+    ``channels`` are stored as 0."""
     b_in = max(1, lanes)
     n_count, c_count = x.shape[0], x.shape[1] * b_in
     m_count, oh, ow = out.shape[1] * b_in, out.shape[2], out.shape[3] // b_in
@@ -231,7 +233,7 @@ def _winograd_tasks(
                 seg = (n, m0, ty0, ty1, tw, (g - g0) * tw)
                 if lanes > 0:
                     output_scatter_blocked(
-                        ys, ldm * nt, ldm, mm, out, res, has_res, bias, seg, kind, alpha, beta, lanes
+                        ys, ldm * nt, ldm, mm, out, res, has_res, bias, seg, kind, alpha, beta, lanes, channels
                     )
                 else:
                     output_scatter(ys, ldm * nt, ldm, mm, out, res, has_res, bias, seg, kind, alpha, beta)
@@ -241,22 +243,36 @@ def _winograd_tasks(
 _winograd_tasks_serial = serial_twin(_winograd_tasks)
 
 
-def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None):
+def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None, channels: int | None = None):
     """run(ins, outs) for a 3x3 stride-1 ungrouped conv via F(4x4, 3x3) tasks; ``lanes`` > 0:
-    input, output and residual in the channel-blocked layout (conv_blocked.py). ``owner``:
-    the graph whose Winograd layers share scratch."""
+    input, output and residual in the channel-blocked layout (conv_blocked.py), the output's
+    lanes past the real ``channels`` (default M) stored as 0. ``owner``: the graph whose
+    Winograd layers share scratch."""
     dt = np.dtype(spec.dtype)
     th, tw = -(-spec.oh // 4), -(-spec.ow // 4)
     nr = mk.nr(dt)
-    rows, mb = plan_blocks(spec.n, spec.c, spec.m, th, tw, dt.itemsize, nr)
+    b_in = max(1, lanes)
+    m_out = -(-spec.m // b_in) * b_in  # the output's channels: whole blocks when blocked
+    rows, mb = plan_blocks(spec.n, spec.c, m_out, th, tw, dt.itemsize, nr)
     u_const = (
         None
         if w_const is None
         else readonly(prepacked(w_const, ("winograd", dt.str, nr), lambda w: pack_u(transform_weights(w, dt), nr)))
     )
-    zeros = readonly(np.zeros(spec.m, dt))
-    dummy_res = np.zeros((1, 1, 1, max(1, lanes)), dt)
-    b_in = max(1, lanes)
+    real = spec.m if channels is None else channels  # the output's real channels
+    if lanes:
+        live_lanes(spec.m, real, lanes)  # checks that only the last block has lanes past them
+
+    def whole_blocks(bias):  # the bias the kernel reads: one value per output channel
+        if bias.shape[0] == m_out:
+            return readonly(bias)
+        padded = np.zeros(m_out, dt)
+        padded[: spec.m] = bias
+        return readonly(padded)
+
+    zeros = readonly(np.zeros(m_out, dt))
+    b_const = None if b_const is None else whole_blocks(b_const)
+    dummy_res = np.zeros((1, 1, 1, b_in), dt)
 
     def view(a):  # blocked (N, C/B, H, W, B) as the 4-D (N, C/B, H, W*B) the kernel takes
         return a if lanes == 0 else a.reshape(a.shape[0], a.shape[1], a.shape[2], a.shape[3] * b_in)
@@ -278,12 +294,12 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None):
     counter = np.zeros(1, np.int64)
     alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
     s = spec
-    ntasks = -(-(spec.n * th) // rows) * -(-spec.m // mb)
+    ntasks = -(-(spec.n * th) // rows) * -(-m_out // mb)
     work = 36 * spec.n * th * tw * spec.c * spec.m if ntasks > 1 else 0  # multiply-adds of the GEMMs
 
     def run(ins, outs):
         u = u_const if u_const is not None else readonly(pack_u(transform_weights(ins[1], dt), nr))
-        b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
+        b = b_const if b_const is not None else (whole_blocks(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         counter[0] = 0
         nthreads = min(num_threads(), max_threads)
@@ -307,6 +323,7 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None):
             alpha,
             beta,
             lanes,
+            real,
         )
 
     run.blocks = (rows, mb)

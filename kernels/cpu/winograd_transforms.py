@@ -160,9 +160,11 @@ def output_scatter(ys, ln, ld, mm, out, res, has_res, bias, seg, kind, alpha, be
 
 
 @njit
-def output_scatter_blocked(ys, ln, ld, mm, out, res, has_res, bias, seg, kind, alpha, beta, lanes):
+def output_scatter_blocked(ys, ln, ld, mm, out, res, has_res, bias, seg, kind, alpha, beta, lanes, channels):
     """output_scatter for a blocked output (the 4-D view of _winograd_tasks): per output row
-    of each channel block, every pixel's lanes are one contiguous vector of ys (tile, m)."""
+    of each channel block, every pixel's lanes are one contiguous vector of ys (tile, m). The
+    lanes past the real ``channels`` (padding lanes) are stored as 0: their zero weights give
+    0 x Inf = NaN where an input is infinite (cnnrt.core.layout's invariant)."""
     n, m0, ty0, ty1, tw, j0 = seg
     oh, ow = out.shape[2], out.shape[3] // lanes
     for k in range(mm // lanes):
@@ -188,3 +190,7 @@ def output_scatter_blocked(ys, ln, ld, mm, out, res, has_res, bias, seg, kind, a
                             d[v] = y[v] + bv[v]
                 if kind != 0:
                     act_inplace(orow, kind, alpha, beta)
+                live = channels - ob * lanes
+                if live < lanes:
+                    for q in range(ow):
+                        orow[q * lanes + live : (q + 1) * lanes] = 0

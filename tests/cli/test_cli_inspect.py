@@ -14,19 +14,22 @@ from inspect_models import small_resnet
 
 import cnnrt
 from cnnrt.cli import main
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.models import export_cached
 from cnnrt.tools import inspect as insp
 
 FUSED = "block.b/Conv+BatchNormalization+residual+Relu"
+STEM_OUT = f"stem.out/nchw{VECTOR_BYTES // 4}c"  # the stem's blocked output, blocks of this host's vectors
 
 
 def test_report_names_the_conv_algorithm_per_layer():
     sess = cnnrt.InferenceSession(str(export_cached("lenet5")), threads=1)
     rep = insp.report(sess)
-    convs = [n["algorithm"] for n in rep["nodes"] if n["op"] == "Conv"]
-    # 1->6 and 6->16 5x5 convs: direct; 16x5x5 -> 120 covers its whole input: a Gemm
+    convs = [n["algorithm"] for n in rep["nodes"] if n["op"] in ("Conv", "BlockedConv")]
+    # 1->6 and 6->16 5x5 convs: direct (blocked where 6 channels are most of a block: 8 with
+    # AVX2, not 16); 16x5x5 -> 120 covers its whole input: a Gemm
     assert convs == ["direct", "direct", "fc"]
-    assert all(n["algorithm"] is None for n in rep["nodes"] if n["op"] != "Conv")
+    assert all(n["algorithm"] is None for n in rep["nodes"] if n["op"] not in ("Conv", "BlockedConv"))
     assert "Conv/fc" in insp.to_text(rep)
 
 
@@ -91,14 +94,14 @@ def test_memory_report_names_producers_and_peaks_where_the_planner_says(small):
     assert max(m["live_bytes"]) == sess.plan.peak_live_bytes
     made = {b["tensor"]: (b["producer"], b["producer_op"]) for b in m["buffers"]}
     assert made["x"] == (None, "graph input")
-    assert made["stem.out/nchw16c"] == ("stem/Conv+BatchNormalization+Relu", "BlockedConv")
+    assert made[STEM_OUT] == ("stem/Conv+BatchNormalization+Relu", "BlockedConv")
 
 
 def test_dot_escapes_once_and_labels_edges_with_shapes(small):
     _, _, rep = small
     dot = insp.to_dot(rep)
     assert "\\\\n" not in dot  # the old double escape
-    # a 3-channel 3x3 conv to one block of 16 runs the stem kernel (conv_algorithm.choose)
+    # a 3-channel 3x3 conv to 16 channels runs the stem kernel (conv_algorithm.choose)
     assert '"BlockedConv/stem\\nstem/Conv\\n+bias Relu"' in dot
     assert '[label="input x\\n1x3x16x16", shape=ellipse' in dot and '"output logits\\n1x10"' in dot
     edges = [line for line in dot.splitlines() if " -> " in line]
@@ -127,7 +130,7 @@ def test_memory_plot_is_labelled(small, tmp_path, capsys):
     assert main(["inspect", str(path), "--memory-plot", str(out), "-o", str(tmp_path / "r.json")]) == 0
     root = ElementTree.parse(out).getroot()
     texts = " | ".join("".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text"))
-    for want in ("made by BlockedConv", "made by graph input", "stem.out/nchw16c", "peak live", "arena", "live bytes"):
+    for want in ("made by BlockedConv", "made by graph input", STEM_OUT, "peak live", "arena", "live bytes"):
         assert want in texts, want
     colours = {
         e.get("style") for e in root.iter("{http://www.w3.org/2000/svg}path") if "fill: #" in (e.get("style") or "")

@@ -38,3 +38,18 @@ def test_blocked_forms_cost_what_their_plain_ops_do():
     assert node_macs(conv, blocked) == node_macs(plain.node("c2"), plain) == 36 * 32 * 32 * 9
     assert accumulation_length(conv, blocked) == 32 * 9 + 1
     assert np.prod(blocked.values[conv.outputs[0]].shape) == 32 * 36
+
+
+def test_padding_lanes_cost_nothing():
+    """24 -> 40 channels blocked by 16: the padded weights (48, 32, 3, 3) and output
+    (N, 3, H, W, 16) hold zero lanes, not work; the MACs and sums are the NCHW conv's."""
+    b = GB()
+    x = b.input("x", (1, 16, 6, 6))
+    y = b.conv(x, 24, name="c1")
+    y = b.conv(y, 40, name="c2")
+    plain = b.build([y])
+    blocked = block_layout(plain, vector_bytes=64).graph
+    conv = blocked.node("c2")
+    assert conv.op == "BlockedConv" and blocked.values[conv.inputs[1]].shape == (48, 32, 3, 3)
+    assert node_macs(conv, blocked) == node_macs(plain.node("c2"), plain) == 36 * 40 * 24 * 9
+    assert accumulation_length(conv, blocked) == accumulation_length(plain.node("c2"), plain) == 24 * 9 + 1

@@ -15,11 +15,13 @@ from cnnrt.core.layout import unblock as from_blocked  # noqa: E402
 from cnnrt.core.ops import ACTIVATIONS  # noqa: E402
 from cnnrt.kernels.conv_spec import ConvSpec  # noqa: E402
 from cnnrt.kernels.cpu import conv_blocked as cb  # noqa: E402
+from cnnrt.kernels.cpu import conv_blocked_bf16  # noqa: E402
 from cnnrt.kernels.cpu import conv_blocked_plan as plan  # noqa: E402
 from cnnrt.kernels.cpu.conv_algorithm import choose  # noqa: E402
 from cnnrt.kernels.cpu.conv_common import block_size  # noqa: E402
 from cnnrt.kernels.cpu.conv_stem import build_stem_conv  # noqa: E402
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES  # noqa: E402
+from cnnrt.kernels.cpu.winograd import build_winograd  # noqa: E402
 
 
 def run_blocked(
@@ -213,15 +215,19 @@ def test_blocked_conv_keeps_nan_through_relu():
 
 
 @pytest.mark.parametrize("act", ["Relu", "Sigmoid"])
-@pytest.mark.parametrize("shape", [(2, 32, 9, 11, 48), (1, 16, 8, 8, 32)])
+@pytest.mark.parametrize("shape", [(2, 32, 9, 11, 48), (1, 16, 8, 8, 32), (1, 16, 8, 8, 36)])
 def test_blocked_winograd(shape, act):
     """Winograd F(4x4, 3x3) on blocked tensors (winograd.py with lanes): tiles hanging past
-    the output, residual; its error bound is test_winograd.py's (transform magnitudes)."""
+    the output, residual, M not whole blocks (a cropped conv's: the last block's real lanes
+    computed too, its padding lanes 0); its error bound is test_winograd.py's (transform
+    magnitudes)."""
     from test_winograd import _gamma, winograd_reference
 
     n, c, h, w, m = shape
     x, wt, b, r = _data((n, c, h, w, m, 3, 1, 1, 1), np.float32, seed=11)
     got = run_blocked(x, wt, b, r, 1, 1, 1, act, winograd=True)
+    assert (got[:, m:] == 0).all()
+    got = got[:, :m]
     pre = conv2d_reference(x, wt, b, (1, 1), (1,) * 4, (1, 1), 1) + r
     ref = activation_ref(pre, act)
     mag = winograd_reference(x, wt, (1,) * 4, absolute=True) + np.abs(b)[None, :, None, None] + np.abs(r)
@@ -313,3 +319,79 @@ def test_blocked_conv_rejects_groups_across_blocks():
     spec = ConvSpec(1, 48, 4, 4, 48, 4, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 8)
     with pytest.raises(ValueError, match="groups tiling"):
         cb.build_blocked_conv(spec, np.zeros((48, 6, 1, 1), np.float32), None, True)
+
+
+def _padding_case(algorithm, form, lanes):
+    """(x, weights as the kernel gets them, bias, group, real output channels, groups of the
+    real conv) of a 3x3 conv whose output is not whole blocks: the kernel pads M itself
+    ("kernel") or gets weights and bias zero padded to whole blocks as passes/block_layout.py
+    makes them ("layout"; a grouped conv's padding lanes then form groups of their own)."""
+    rng = np.random.default_rng(lanes)
+    groups = 1
+    if algorithm == "stem":
+        c, m = 3, 6
+    elif algorithm == "nchw_input":
+        c, m = 3, lanes + 3
+    elif algorithm == "grouped":
+        c = m = lanes + lanes // 2  # groups of lanes // 2: a block holds two of them
+        groups = 3
+    else:
+        c, m = 2 * lanes, lanes + 3
+    x = rng.standard_normal((2, c, 9, 10)).astype(np.float32)
+    wt = rng.standard_normal((m, c // groups, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    group = groups
+    if form == "layout":
+        mp = -(-m // lanes) * lanes
+        wt = np.concatenate([wt, np.zeros((mp - m, *wt.shape[1:]), np.float32)])
+        b = np.concatenate([b, np.zeros(mp - m, np.float32)])
+        group = mp // wt.shape[1] if groups > 1 else 1
+    return x, wt, b, group, m, groups
+
+
+@pytest.mark.parametrize(("special", "act"), [(np.inf, "none"), (-np.inf, "Relu"), (np.nan, "SiLU")])
+@pytest.mark.parametrize(
+    ("algorithm", "form"),
+    [(a, f) for a in ("direct", "nchw_input", "winograd", "stem", "bf16") for f in ("kernel", "layout")]
+    + [("grouped", "layout")],
+)
+def test_padding_lanes_stay_zero_when_inputs_are_not_finite(algorithm, form, special, act):
+    """A blocked output's padding lanes come from zero weights: 0 x Inf = NaN where an input
+    is infinite or NaN, unless the kernel stores 0 there. It must (cnnrt.core.layout): the
+    next conv's zero weights for those lanes would turn the NaN into NaN in every real
+    channel. The real channels keep their Inf and NaN where the float64 conv has them."""
+    if algorithm == "bf16" and conv_blocked_bf16.bf16_unsupported_reason():
+        pytest.skip("the CPU lacks AVX-512 BF16")
+    lanes = block_size(np.float32)
+    x, wt, b, group, m, groups = _padding_case(algorithm, form, lanes)
+    x[1, 1, 4, 5] = special
+    n, c, h, w = x.shape
+    cin = group * wt.shape[1]  # a grouped conv's input padded with its groups
+    spec = ConvSpec(
+        n, cin, h, w, wt.shape[0], h, w, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, group, "float32", True, False, ACTIVATIONS[act]
+    )
+    channels = {"channels": m} if form == "layout" else {}
+    blocked_input = algorithm not in ("nchw_input", "stem")
+    if algorithm == "winograd":
+        run = build_winograd(spec, wt, b, lanes, **channels)
+    elif algorithm == "stem":
+        run = build_stem_conv(spec, wt, b, **channels)
+    else:
+        precision = "bf16" if algorithm == "bf16" else "f32"
+        run = cb.build_blocked_conv(spec, wt, b, blocked_input, precision=precision, **channels)
+    xin = to_blocked(x, lanes) if blocked_input else x
+    out = np.full((n, -(-m // lanes), h, w, lanes), 7.0, np.float32)
+    run([xin, wt, b, None], [out])
+    got = from_blocked(out)
+    assert (got[:, m:] == 0).all(), f"padding lanes hold {np.unique(got[:, m:])}"
+    if algorithm in ("winograd", "bf16", "grouped"):
+        # Winograd's transforms mix a tile's inputs, bf16 rounds them, and the grouped tile's
+        # block-diagonal weights multiply other groups' inputs by 0: only the padding is checked
+        return
+    real = got[:, :m]
+    ref = activation_ref(conv2d_reference(x, wt[:m], b[:m], (1, 1), (1,) * 4, (1, 1), groups), act)
+    np.testing.assert_array_equal(np.isnan(real), np.isnan(ref))
+    np.testing.assert_array_equal(np.isposinf(real), np.isposinf(ref))
+    np.testing.assert_array_equal(np.isneginf(real), np.isneginf(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(real[fin], ref[fin], rtol=1e-4, atol=1e-4)

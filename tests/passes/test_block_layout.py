@@ -12,12 +12,16 @@ from pass_helpers import GB, assert_same_outputs, feeds_for, ops
 
 from cnnrt.core import layout
 from cnnrt.core.ir import Graph
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.passes import block_layout as bl
 from cnnrt.passes.block_layout import block_layout
 from cnnrt.passes.pipeline import run_pipeline
 from cnnrt.runtime.executor import Executor
 from cnnrt.runtime.plan import plan_memory
 from cnnrt.tools.compare import derive_tolerances
+
+# tests that run the kernels block for this host (16 float32 lanes with AVX-512, 8 with AVX2)
+LANES = VECTOR_BYTES // 4
 
 
 def _resnetish(c=32):
@@ -39,7 +43,7 @@ def _run_kernels(graph, feeds):
 
 def test_conv_chain_is_blocked_between_reorders_at_its_edges():
     before = _resnetish()
-    res = block_layout(before, vector_bytes=64)
+    res = block_layout(before, vector_bytes=VECTOR_BYTES)
     after = res.graph
     after.verify()
     assert res.changed
@@ -53,12 +57,12 @@ def test_conv_chain_is_blocked_between_reorders_at_its_edges():
         "Reshape",
         "Gemm",
     ]
-    # the stem reads the NCHW input (3 channels), everything else blocked (N, C/16, H, W, 16)
+    # the stem reads the NCHW input (3 channels), everything else blocked (N, C/B, H, W, B)
     stem = after.node("stem")
     assert after.values[stem.inputs[0]].shape == (2, 3, 12, 12)
-    assert after.values[stem.outputs[0]].shape == (2, 2, 6, 6, 16)
+    assert after.values[stem.outputs[0]].shape == (2, 32 // LANES, 6, 6, LANES)
     conv_b = after.node("conv_b")
-    assert after.values[conv_b.inputs[3]].shape == (2, 2, 3, 3, 16)  # the residual is the pool's blocked output
+    assert after.values[conv_b.inputs[3]].shape == (2, 32 // LANES, 3, 3, LANES)  # the pool's blocked output
     # the GAP's blocked (N, C/B, 1, 1, B) output is the NCHW (N, C, 1, 1) value as a view
     unblock = after.nodes[5]
     assert unblock.outputs[0] == "gap_out" and after.values["gap_out"].shape == (2, 32, 1, 1)
@@ -117,16 +121,17 @@ def test_guards_keep_convs_nchw(case, reason, one_conv_suffices):
 
 
 def test_conv_with_channels_past_whole_blocks_is_cropped_back(one_conv_suffices):
+    classes = LANES + LANES // 4  # 20 with blocks of 16: not whole blocks, too much padding to stay blocked
     b = GB()
     x = b.input("x", (1, 32, 5, 5))
     a = b.conv(x, 32, name="conv")
-    y = b.conv(a, 20, k=1, name="head", activation="Relu")  # 20 classes: not whole blocks
-    g = b.build([b.node("GlobalAveragePool", [y], (1, 20, 1, 1), name="gap")])
-    after = block_layout(g, vector_bytes=64).graph
+    y = b.conv(a, classes, k=1, name="head", activation="Relu")
+    g = b.build([b.node("GlobalAveragePool", [y], (1, classes, 1, 1), name="gap")])
+    after = block_layout(g, vector_bytes=VECTOR_BYTES).graph
     assert ops(after) == ["ReorderToBlocked", "BlockedConv", "BlockedConv", "ReorderFromBlocked", "GlobalAveragePool"]
     head = after.node("head")
-    assert after.values[head.outputs[0]].shape == (1, 2, 5, 5, 16)  # whole blocks
-    assert after.values["head_out"].shape == (1, 20, 5, 5)  # the reorder crops
+    assert after.values[head.outputs[0]].shape == (1, 2, 5, 5, LANES)  # whole blocks
+    assert after.values["head_out"].shape == (1, classes, 5, 5)  # the reorder crops
     assert_same_outputs(g, after)
     np.testing.assert_allclose(
         _run_kernels(after, feeds_for(g))[0], _run_kernels(g, feeds_for(g))[0], rtol=1e-4, atol=1e-5
@@ -189,7 +194,7 @@ def test_blocked_values_carry_their_layout_and_logical_value():
 def test_the_layout_is_read_from_the_value_not_its_name():
     """Twins renamed to names without any layout in them still run blocked and still map to
     their logical values (cnnrt compare's tolerances)."""
-    g = block_layout(_resnetish(), vector_bytes=64).graph
+    g = block_layout(_resnetish(), vector_bytes=VECTOR_BYTES).graph
     renamed = {v: f"t{k}" for k, v in enumerate(n for n in g.values if g.values[n].logical)}
     g = Graph(
         [
@@ -207,7 +212,7 @@ def test_the_layout_is_read_from_the_value_not_its_name():
     rtol = derive_tolerances(g)
     assert "stem_out" in rtol and "conv_b_out" in rtol
     feeds = feeds_for(g)
-    want = _run_kernels(block_layout(_resnetish(), vector_bytes=64).graph, feeds)
+    want = _run_kernels(block_layout(_resnetish(), vector_bytes=VECTOR_BYTES).graph, feeds)
     np.testing.assert_array_equal(_run_kernels(g, feeds)[0], want[0])
 
 
@@ -215,7 +220,7 @@ def test_channel_split_of_a_blocked_value_stays_blocked():
     """ShuffleNet's 58 + 58 and MixNet's 16 + 32 pieces: one BlockedSplit, no reorders, the
     same outputs as the NCHW graph (by the IR reference and by the kernels)."""
     b = GB()
-    x = b.input("x", (1, 8, 6, 6))
+    x = b.input("x", (1, LANES // 2, 6, 6))  # half a block: too much padding, read NCHW
     for sizes in ((58, 58), (16, 32)):
         y = b.conv(x, sum(sizes), k=1, name=f"expand{sizes[0]}", activation="Relu")
         pieces = b.node(
@@ -225,12 +230,12 @@ def test_channel_split_of_a_blocked_value_stays_blocked():
         x = b.node("Add", outs, (1, 16, 6, 6), name=f"add{sizes[0]}")
         x = b.conv(x, 16, k=1, name=f"squeeze{sizes[0]}")
     before = b.build([x])
-    after = block_layout(before, vector_bytes=64).graph
+    after = block_layout(before, vector_bytes=VECTOR_BYTES).graph
     after.verify()
     assert ops(after).count("BlockedSplit") == 2 and "Split" not in ops(after)
-    # the 8-channel input is read NCHW by the first conv; only the graph output is reordered
+    # the half-block input is read NCHW by the first conv; only the graph output is reordered
     assert "ReorderToBlocked" not in ops(after) and ops(after).count("ReorderFromBlocked") == 1
-    assert after.values[after.node("split58").outputs[1]].shape == (1, 4, 6, 6, 16)
+    assert after.values[after.node("split58").outputs[1]].shape == (1, -(-58 // LANES), 6, 6, LANES)
     assert_same_outputs(before, after)
     want = _run_kernels(before, feeds_for(before))
     got = _run_kernels(after, feeds_for(before))
@@ -250,7 +255,7 @@ def test_channel_shuffle_between_blocked_convs_is_one_step():
     reorders, no Transpose), a shuffle read by two convs one without a Split; the graph
     computes what the NCHW one does (by the IR reference and by the kernels)."""
     b = GB()
-    x = b.input("x", (1, 8, 6, 6))
+    x = b.input("x", (1, LANES // 2, 6, 6))  # half a block: read NCHW, no reorder
     left = b.conv(x, 58, k=1, name="left", activation="Relu")
     right = b.conv(x, 58, k=3, pads=(1, 1, 1, 1), name="right", activation="Relu")
     y = _shuffle(b, b.concat([left, right], name="cat1"), 2, "s1")
@@ -261,7 +266,7 @@ def test_channel_shuffle_between_blocked_convs_is_one_step():
         "Add", [b.conv(y, 16, k=1, name="h1"), b.conv(y, 16, k=3, pads=(1, 1, 1, 1), name="h2")], (1, 16, 6, 6)
     )
     before = b.build([out])
-    after = block_layout(before, vector_bytes=64).graph
+    after = block_layout(before, vector_bytes=VECTOR_BYTES).graph
     after.verify()
     assert ops(after).count("BlockedChannelShuffle") == 2
     assert not {"Transpose", "Reshape", "Split", "Concat", "BlockedConcat", "ReorderToBlocked"} & set(ops(after))
@@ -274,14 +279,16 @@ def test_channel_shuffle_between_blocked_convs_is_one_step():
 
 
 def test_channel_concat_of_padded_inputs_stays_blocked():
-    """120 + 120 (MixNet's mixed kernels): BlockedConcat, then a blocked affine; same outputs."""
+    """Mixed kernels (MixNet) of a block and a half and of two and a half (24 and 40 with
+    blocks of 16): BlockedConcat, the first input's padding lanes dropped; same outputs."""
+    sizes = [LANES + LANES // 2, 2 * LANES + LANES // 2]
     b = GB()
     x = b.input("x", (1, 16, 5, 5))
     y = b.conv(x, 32, k=1, name="expand", activation="Relu")
-    parts = [b.conv(y, c, k=3, pads=(1, 1, 1, 1), name=f"mix{c}") for c in (24, 40)]
+    parts = [b.conv(y, c, k=3, pads=(1, 1, 1, 1), name=f"mix{c}") for c in sizes]
     cat = b.concat(parts, name="cat")
     before = b.build([b.conv(cat, 16, k=1, name="project")])
-    after = block_layout(before, vector_bytes=64).graph
+    after = block_layout(before, vector_bytes=VECTOR_BYTES).graph
     after.verify()
     assert ops(after) == [
         "ReorderToBlocked",
@@ -292,7 +299,7 @@ def test_channel_concat_of_padded_inputs_stays_blocked():
         "BlockedConv",
         "ReorderFromBlocked",
     ]
-    assert after.node("cat").attrs["sizes"] == [24, 40]
+    assert after.node("cat").attrs["sizes"] == sizes
     assert_same_outputs(before, after)
     want = _run_kernels(before, feeds_for(before))
     got = _run_kernels(after, feeds_for(before))

@@ -12,10 +12,22 @@ from reference import activation_ref
 
 from cnnrt.core import layout
 from cnnrt.core.ops import ACTIVATIONS
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.passes import block_layout as bl
 from cnnrt.passes.block_layout import block_layout
 from cnnrt.runtime.executor import Executor
 from cnnrt.runtime.plan import plan_memory
+
+# the host's block: the kernels the tests run have its width (16 float32 with AVX-512, 8 with AVX2)
+LANES = VECTOR_BYTES // 4
+# channel counts by their place against the block (16 lanes: 8, 17, 24, 40): less than one
+# block, one channel past a block, half a block past one, and past two
+CHANNELS = {
+    "half": LANES // 2,
+    "one_past": LANES + 1,
+    "one_and_half": LANES + LANES // 2,
+    "two_and_half": 2 * LANES + LANES // 2,
+}
 
 ACTS = {  # the fused activation and its (alpha, beta)
     "Relu": (0.0, 0.0),
@@ -64,18 +76,19 @@ def _run_checking_padding(graph, feeds):
     return [np.array(ex._array(o)) for o in graph.outputs], padded
 
 
-@pytest.mark.parametrize("c", [8, 17, 24, 40])
+@pytest.mark.parametrize("channels", list(CHANNELS))
 @pytest.mark.parametrize("act", list(ACTS))
-def test_padded_chain_matches_and_keeps_padding_zero(c, act, monkeypatch):
-    monkeypatch.setattr(bl, "MAX_PAD_FRACTION", 2.0)  # 8 and 17 channels too (the kernels' cases)
+def test_padded_chain_matches_and_keeps_padding_zero(channels, act, monkeypatch):
+    monkeypatch.setattr(bl, "MAX_PAD_FRACTION", 2.0)  # half a block and one past one too (the kernels' cases)
+    c = CHANNELS[channels]
     before = _net(c, act, *ACTS[act])
-    res = block_layout(before, vector_bytes=64)
+    res = block_layout(before, vector_bytes=VECTOR_BYTES)
     after = res.graph
     after.verify()
     blocked = {n.name for n in after.nodes if n.op.startswith("Blocked")}
     assert {"dw", "project", "pool", "avg", "head"} <= blocked
-    assert after.values[after.node("dw").outputs[0]].shape == (2, -(-c // 16), 7, 7, 16)
-    assert after.node("dw").attrs["group"] == -(-c // 16) * 16  # depthwise grows with its padding
+    assert after.values[after.node("dw").outputs[0]].shape == (2, -(-c // LANES), 7, 7, LANES)
+    assert after.node("dw").attrs["group"] == -(-c // LANES) * LANES  # depthwise grows with its padding
     if bl.keeps_zero(act, *ACTS[act]):
         assert "expand" in blocked
     else:  # act(0) != 0 on a padded output: not blocked (its input is the NCHW graph input)
@@ -131,18 +144,20 @@ def test_three_channel_and_grouped_convs_stay_nchw(monkeypatch):
 
 
 def test_grouped_conv_grows_its_groups_with_the_padding(monkeypatch):
-    """Groups of 8 (RegNet) on 24 channels padded to 32: the blocked conv gets a fourth group
-    of zero weights, and the graph computes what it did."""
+    """Groups of half a block (16 lanes: RegNet's 8) on a block and a half of channels, padded
+    to two blocks: the blocked conv gets a fourth group of zero weights, and the graph computes
+    what it did."""
     monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    c, cg = LANES + LANES // 2, LANES // 2
     b = GB()
-    x = b.input("x", (1, 24, 7, 7))
-    e = b.conv(x, 24, k=1, name="expand", activation="Relu")
-    gconv = b.conv(e, 24, group=3, name="grouped", activation="Relu")
-    g = b.build([b.conv(gconv, 32, k=1, name="project")])
-    res = block_layout(g, vector_bytes=64)
+    x = b.input("x", (1, c, 7, 7))
+    e = b.conv(x, c, k=1, name="expand", activation="Relu")
+    gconv = b.conv(e, c, group=3, name="grouped", activation="Relu")
+    g = b.build([b.conv(gconv, 2 * LANES, k=1, name="project")])
+    res = block_layout(g, vector_bytes=VECTOR_BYTES)
     node = res.graph.node("grouped")
     assert node.op == "BlockedConv" and node.attrs["group"] == 4
-    assert res.graph.values[node.inputs[1]].shape == (32, 8, 3, 3)
+    assert res.graph.values[node.inputs[1]].shape == (2 * LANES, cg, 3, 3)
     assert_same_outputs(g, res.graph)
     feeds = feeds_for(g)
     got, padded = _run_checking_padding(res.graph, feeds)  # the kernels keep padding lanes zero

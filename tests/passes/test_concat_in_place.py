@@ -7,6 +7,7 @@ import pytest
 from ir_reference import evaluate
 from pass_helpers import GB, feeds_for, run_pass
 
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.passes.block_layout import block_layout
 from cnnrt.passes.concat_in_place import concat_in_place
 from cnnrt.passes.select_algorithm import select_algorithm
@@ -62,7 +63,8 @@ def test_guard_batch_two_is_strided():
 
 def _blocked_fire(batch: int, residual: bool = False, extra_reader: bool = False, c: int = 32, hw: int = 6):
     """SqueezeNet's fire module at ``batch``, blocked: a 1x1 and a 3x3 conv concatenated,
-    read by a 1x1 conv; ``c`` squeeze channels on ``hw`` x ``hw`` pixels."""
+    read by a 1x1 conv; ``c`` squeeze channels on ``hw`` x ``hw`` pixels. Blocked for this
+    host's vectors: the kernels run it."""
     b = GB()
     x = b.input("x", (batch, 16, hw, hw))
     s = b.conv(x, c, k=1, name="squeeze", activation="Relu")
@@ -72,7 +74,9 @@ def _blocked_fire(batch: int, residual: bool = False, extra_reader: bool = False
     if extra_reader:
         outs.append(b.act("Relu", e3))
     before = b.build(outs)
-    return before, select_algorithm(concat_in_place(block_layout(before, vector_bytes=64).graph).graph, "cpu").graph
+    return before, select_algorithm(
+        concat_in_place(block_layout(before, vector_bytes=VECTOR_BYTES).graph).graph, "cpu"
+    ).graph
 
 
 @pytest.mark.parametrize("algorithm", ["direct", "winograd"])

@@ -10,12 +10,14 @@ from pass_helpers import feeds_for
 from test_select_algorithm import _zoo_like
 
 from cnnrt.kernels.cpu.conv_blocked_bf16 import bf16_unsupported_reason
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.passes.pipeline import run_pipeline
 from cnnrt.passes.precision import WINOGRAD_DECLINED
 from cnnrt.runtime.executor import Executor
 from cnnrt.runtime.plan import plan_memory
 
 BF16_CONVS = {"conv_a", "conv_b", "shortcut", "pw"}  # blocked input, constant weights, on the tile
+# the tests that run the kernels block for this host's vectors (the others: AVX-512's)
 
 
 def _run(g):
@@ -41,16 +43,16 @@ def test_f32_marks_nothing():
 
 @pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
 def test_bf16_runs_within_bf16_rounding_of_f32():
-    f32, _ = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu")
-    bf16, _ = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
+    f32, _ = run_pipeline(_zoo_like(), 2, vector_bytes=VECTOR_BYTES, backend="cpu")
+    bf16, _ = run_pipeline(_zoo_like(), 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
     want, got = _run(f32), _run(bf16)
     rel = np.abs(got - want).max() / np.abs(want).max()
     # 4 bf16 convs in a chain, each rounding inputs and weights to 8 bits (2^-9 relative)
     assert 1e-5 < rel < 4 * 2 * 2.0**-8, rel
 
 
-def test_grouped_convs_stay_float32_under_bf16(monkeypatch):
-    """Grouped blocked convs (groups of 8) have no bf16 kernel: logged, run float32."""
+def _grouped(monkeypatch):
+    """A 1x1 conv, then a grouped conv of groups of 8, both blocked, as f32 and bf16 graphs."""
     from pass_helpers import GB
 
     from cnnrt.passes import block_layout as bl
@@ -60,11 +62,24 @@ def test_grouped_convs_stay_float32_under_bf16(monkeypatch):
     x = b.input("x", (1, 32, 6, 6))
     e = b.conv(x, 32, k=1, name="expand", activation="Relu")
     g = b.build([b.conv(e, 32, group=4, name="grouped", activation="Relu")])
-    f32, _ = run_pipeline(g, 2, vector_bytes=64, backend="cpu")
-    low, log = run_pipeline(g, 2, vector_bytes=64, backend="cpu", precision="bf16")
+    f32, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu")
+    low, log = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
+    return f32, low, log
+
+
+def test_grouped_convs_stay_float32_under_bf16(monkeypatch):
+    """Grouped blocked convs (groups of 8) have no bf16 kernel: logged, left float32."""
+    _, low, log = _grouped(monkeypatch)
     node = next(n for n in low.nodes if n.name == "grouped")
     assert node.attrs["algorithm"] == "grouped" and "precision" not in node.attrs
     assert "grouped" in {node: why for _, node, why in log.declined["precision"]}["grouped"]
+    assert next(n for n in low.nodes if n.name == "expand").attrs["precision"] == "bf16"
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+def test_grouped_conv_after_a_bf16_conv_runs_within_its_rounding(monkeypatch):
+    """The grouped conv runs float32 on the bf16 conv's float32 output."""
+    f32, low, _ = _grouped(monkeypatch)
     np.testing.assert_allclose(_run(low), _run(f32), rtol=0.05, atol=0.05)
 
 
@@ -80,8 +95,8 @@ def test_a_7x7_stem_runs_bf16(monkeypatch):
     b = GB()
     x = b.input("x", (1, 3, 15, 14))
     g = b.build([b.conv(x, 32, k=7, stride=2, pad=3, name="stem7", activation="Relu")])
-    f32, _ = run_pipeline(g, 2, vector_bytes=64, backend="cpu")
-    low, _ = run_pipeline(g, 2, vector_bytes=64, backend="cpu", precision="bf16")
+    f32, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu")
+    low, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
     node = next(n for n in low.nodes if n.name == "stem7")
     assert node.op == "BlockedConv" and node.attrs["precision"] == "bf16"
     want, got = _run(f32), _run(low)
@@ -106,14 +121,14 @@ def test_bf16_convs_on_one_value_share_its_copy(monkeypatch):
     outs = [b.conv(a, 32, k=1, name="one"), b.conv(a, 48, k=1, name="two")]
     outs += [b.conv(a, 32, k=3, name="three"), b.conv(a, 32, k=1, name="four")]
     g = b.build(outs)
-    low, log = run_pipeline(g, 2, vector_bytes=64, backend="cpu", precision="bf16")
+    low, log = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
     shared = {n.name for n in low.nodes if n.attrs.get("bf16_copied")}
     assert shared == {"two"}, shared
     assert ("bf16 input copy shared", "two") in log.fired["precision"]
     feeds = feeds_for(low)
     got = Executor(low, plan_memory(low)).run([feeds[i] for i in low.inputs])
     monkeypatch.setattr(pp, "_share_copies", lambda nodes, graph, fired: nodes)
-    own, _ = run_pipeline(g, 2, vector_bytes=64, backend="cpu", precision="bf16")
+    own, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
     assert not any(n.attrs.get("bf16_copied") for n in own.nodes)
     want = Executor(own, plan_memory(own)).run([feeds[i] for i in own.inputs])
     for gv, wv in zip(got, want):
