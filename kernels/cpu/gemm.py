@@ -1,9 +1,11 @@
 """Gemm (``Y = act(alpha * A' @ B' + beta * C)``) and MatMul (numpy matmul semantics).
 
-With a constant B the product is cut into column blocks that Numba's threads claim, each a
-single-threaded BLAS call (one pool: see cnnrt/threads.py); otherwise it goes to BLAS through
-``np.matmul(..., out=)``. Transposes stay views (BLAS takes them as flags), so B is not copied — for batch-1 fully connected layers the weight
-is the whole cost and a copy would double its memory. One Numba pass applies alpha, beta*C
+With a constant B the product is cut into column blocks that Numba's threads claim: for one
+row of A with B stored (N, K) (a batch-1 classifier, where streaming B is the whole cost) each
+block a stream through B repacked at build into contiguous column blocks (:func:`_gemv_tasks`),
+else each a single-threaded BLAS call (one pool: see cnnrt/threads.py) on B as it is, its
+transposes views (BLAS takes them as flags). Otherwise the product goes to BLAS through
+``np.matmul(..., out=)``. One Numba pass applies alpha, beta*C
 (C reshaped to (1|M, 1|N), broadcast by indexing) and the activation, skipped when all are
 trivial.
 """
@@ -20,6 +22,7 @@ from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.conv_gemm import _MIN_TASK_MACS
 from cnnrt.kernels.cpu.gemm_bf16 import bf16_gemm_runner
+from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import register
 
 
@@ -65,6 +68,63 @@ _gemm_epilogue_serial = serial_twin(_gemm_epilogue)
 
 
 _SMALL_BLAS_MNK = 1 << 19
+GEMV_COLS = 64  # output columns per task of the batch-1 kernel (8 AVX2 / 4 AVX-512 vectors)
+
+
+@pjit
+def _gemv_tasks(x, wp, out, n, counter, nthreads):
+    """out[0, j] = sum_k x[0, k] * w[j, k] for a batch-1 fully connected layer, ``wp`` holding W
+    as (blocks, K, GEMV_COLS) column blocks packed at build: a task streams one contiguous
+    block, and its inner loop over the block's columns vectorises as it is (a multiply-add per
+    column, the sum over k in order), where a dot product per column would not."""
+    nblk, k, cols = wp.shape
+    for _t in prange(nthreads):
+        acc = np.empty(cols, wp.dtype)
+        while True:
+            i = blas.claim(counter)
+            if i >= nblk:
+                break
+            acc[:] = 0
+            for kk in range(k):
+                xv = x[0, kk]
+                for c in range(cols):
+                    acc[c] += xv * wp[i, kk, c]
+            j0 = i * cols
+            for c in range(min(cols, n - j0)):
+                out[0, j0 + c] = acc[c]
+
+
+_gemv_tasks_serial = serial_twin(_gemv_tasks)
+
+
+def _pack_gemv(w: np.ndarray) -> np.ndarray:
+    """W (N, K) -> (ceil(N / GEMV_COLS), K, GEMV_COLS) column blocks, zero past N."""
+    n, k = w.shape
+    blocks = -(-n // GEMV_COLS)
+    wp = np.zeros((blocks * GEMV_COLS, k), w.dtype)
+    wp[:n] = w
+    return np.ascontiguousarray(wp.reshape(blocks, GEMV_COLS, k).transpose(0, 2, 1))
+
+
+def _gemv_runner(w_nk: np.ndarray, n: int, k: int):
+    """mm(x, out) for one row x: out = x @ w_nk.T by _gemv_tasks. OpenBLAS's sgemm with one row
+    packs each column block of W before its kernel reads it; on a Zen 2 a classifier head
+    (1 x 1024 @ 1024 x 1280) took 2-4x onnxruntime's time that way, a stream through W."""
+    wp = readonly(prepacked(w_nk, ("gemv", w_nk.dtype.str, GEMV_COLS), _pack_gemv))
+    counter = np.zeros(1, np.int64)
+    import numba
+
+    max_threads = numba.config.NUMBA_NUM_THREADS
+
+    def mm(x, out):
+        if x.dtype != wp.dtype or not x.flags.c_contiguous or not out.flags.c_contiguous:
+            np.matmul(x, w_nk.T, out=out)
+            return
+        counter[0] = 0
+        nthreads = min(num_threads(), max_threads)
+        pick(_gemv_tasks, _gemv_tasks_serial, n * k * 16, nthreads)(x, wp, out, n, counter, nthreads)
+
+    return mm
 
 
 def _gemm_runner(b_stored, transb: bool, m: int, n: int, k: int):
@@ -132,8 +192,10 @@ def build_gemm(node, graph):
         b_fixed = np.ascontiguousarray(b_const, dt)
         if a.get("precision") == "bf16":
             mm = bf16_gemm_runner(b_fixed if tb else b_fixed.T, m, n, k, graph)
-        else:
-            mm = None if ta else _gemm_runner(b_fixed, bool(tb), m, n, k)
+        elif tb and not ta and m == 1 and dt.kind == "f":  # a batch-1 fully connected layer
+            mm = _gemv_runner(b_fixed, n, k)
+        elif not ta:
+            mm = _gemm_runner(b_fixed, bool(tb), m, n, k)
         b_fixed = b_fixed.T if tb else b_fixed
     epilogue = has_c or kind != 0 or alpha != 1.0
     alpha_t, beta_t = dt.type(alpha), dt.type(beta if has_c else 0.0)

@@ -60,6 +60,23 @@ def test_gemm_few_rows_split_in_column_tasks(m, k, n, tb):
     assert_within(got, want, sum_bound(k + 2, mag, want, "Relu", 0.0), f"m={m} tb={tb}")
 
 
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("k,n", [(16, 10), (300, 64), (1024, 1000)])
+def test_gemm_one_row_streams_packed_column_blocks(k, n, dt):
+    """A batch-1 classifier (one row, B stored (N, K)): column blocks of B packed at build,
+    fewer columns than one block, exactly one, and a partial last block (serial and threaded)."""
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((1, k)).astype(dt)
+    b = rng.standard_normal((n, k)).astype(dt)
+    c = rng.standard_normal((n,)).astype(dt)
+    attrs = dict(alpha=1.0, beta=1.0, trans_a=0, trans_b=1, activation="none", act_alpha=0.0, act_beta=0.0)
+    (got,) = run_node("Gemm", [a, b, c], attrs, [(1, n)], [np.dtype(dt).name], const=(1, 2))
+    want = gemm_reference(a, b, c, 1.0, 1.0, 0, 1)
+    mag = gemm_reference(np.abs(a), np.abs(b), np.abs(c), 1.0, 1.0, 0, 1)
+    assert got.dtype == dt
+    assert_within(got, want, sum_bound(k + 2, mag, want), f"k={k} n={n}")  # float64 held to float32's bound
+
+
 @pytest.mark.parametrize("act", ["Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSwish", "SiLU"])
 def test_gemm_fused_activation(act):
     a, b, c = _gemm_case(0, 1, "row", seed=1)
