@@ -29,7 +29,7 @@ from cnnrt.kernels.cpu.conv_common import epilogue_fn, opt_input, readonly, vali
 from cnnrt.kernels.cpu.conv_direct import build_direct
 from cnnrt.kernels.cpu.conv_gemm import build_tasks
 from cnnrt.kernels.cpu.depthwise import build_flat
-from cnnrt.kernels.cpu.gemm import _gemm_epilogue, _gemm_epilogue_serial, _gemm_runner
+from cnnrt.kernels.cpu.gemm import _gemm_epilogue, _gemm_epilogue_serial, weights_runner
 from cnnrt.kernels.cpu.winograd import build_winograd
 from cnnrt.kernels.registry import register
 
@@ -185,12 +185,12 @@ def build_depthwise(spec: ConvSpec, w_const, b_const):
 
 def build_fc(spec: ConvSpec, w_const, b_const):
     """A conv that covers its input (ConvSpec.covers_input) is a fully connected layer:
-    (N, K) @ W^T (K = C*kh*kw) by the Gemm kernel's column tasks and epilogue; as a GEMM tile
+    (N, K) @ W^T (K = C*kh*kw) by the Gemm kernels (gemm.weights_runner) and epilogue; as a GEMM tile
     its single output pixel would fill 1 of 32 columns."""
     dt = np.dtype(spec.dtype)
     n, m, k = spec.n, spec.m, spec.k
     w2 = None if w_const is None else np.ascontiguousarray(w_const.reshape(m, k))
-    mm = None if w2 is None else _gemm_runner(w2, True, n, m, k)
+    mm = None if w2 is None else weights_runner(w2, n, m, k)
     zeros = readonly(np.zeros((1, m), dt))
     one = dt.type(1.0)
     alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)

@@ -159,6 +159,14 @@ def _gemm_runner(b_stored, transb: bool, m: int, n: int, k: int):
     return mm
 
 
+def weights_runner(w_nk: np.ndarray, m: int, n: int, k: int):
+    """mm(x, out): out = x (M, K) @ w_nk.T for a constant (N, K) weight (Gemm with trans_b, a
+    conv covering its input): the packed stream for one row, else column-task BLAS."""
+    if m == 1 and w_nk.dtype.kind == "f":
+        return _gemv_runner(w_nk, n, k)
+    return _gemm_runner(w_nk, True, m, n, k)
+
+
 def _c_shape(shape, m: int, n: int) -> tuple[int, int]:
     """C's shape as (1|M, 1|N); C broadcasts unidirectionally to (M, N)."""
     if len(shape) > 2 or np.broadcast_shapes(tuple(shape), (m, n)) != (m, n):
@@ -192,10 +200,8 @@ def build_gemm(node, graph):
         b_fixed = np.ascontiguousarray(b_const, dt)
         if a.get("precision") == "bf16":
             mm = bf16_gemm_runner(b_fixed if tb else b_fixed.T, m, n, k, graph)
-        elif tb and not ta and m == 1 and dt.kind == "f":  # a batch-1 fully connected layer
-            mm = _gemv_runner(b_fixed, n, k)
         elif not ta:
-            mm = _gemm_runner(b_fixed, bool(tb), m, n, k)
+            mm = weights_runner(b_fixed, m, n, k) if tb else _gemm_runner(b_fixed, False, m, n, k)
         b_fixed = b_fixed.T if tb else b_fixed
     epilogue = has_c or kind != 0 or alpha != 1.0
     alpha_t, beta_t = dt.type(alpha), dt.type(beta if has_c else 0.0)
