@@ -13,6 +13,11 @@ import onnx
 from helpers import make_model
 from onnx import helper
 
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
+
+# small_resnet's stem output in the blocked layout: blocks of this host's vector width
+STEM_OUT = f"stem.out/nchw{VECTOR_BYTES // 4}c"
+
 
 def small_resnet() -> onnx.ModelProto:
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ from xml.etree import ElementTree
 
 import onnx
 import pytest
-from inspect_models import small_resnet
+from inspect_models import STEM_OUT, small_resnet
 
 import cnnrt
 from cnnrt.cli import main
@@ -19,7 +19,6 @@ from cnnrt.models import export_cached
 from cnnrt.tools import inspect as insp
 
 FUSED = "block.b/Conv+BatchNormalization+residual+Relu"
-STEM_OUT = f"stem.out/nchw{VECTOR_BYTES // 4}c"  # the stem's blocked output, blocks of this host's vectors
 
 
 def test_report_names_the_conv_algorithm_per_layer():

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import pytest
 from helpers import make_model
-from inspect_models import small_resnet
+from inspect_models import STEM_OUT, small_resnet
 from onnx import helper
 from webdriver import Browser, browser_missing
 
@@ -111,9 +111,9 @@ def test_inspector_in_headless_chromium(small_path, tmp_path):
             == 8
         )
         # the memory plan: hovering a region names its tensor and producer
-        b.hover(b.find('#mem-svg .region[data-tensor="stem.out/nchw16c"]'))
+        b.hover(b.find(f'#mem-svg .region[data-tensor="{STEM_OUT}"]'))
         tip = b.text(b.find("#tooltip"))
-        assert tip.startswith("stem.out/nchw16c\nmade by stem/Conv+BatchNormalization+Relu (BlockedConv)")
+        assert tip.startswith(f"{STEM_OUT}\nmade by stem/Conv+BatchNormalization+Relu (BlockedConv)")
         shot = tmp_path / "inspector.png"
         b.screenshot(shot)
         problems = [e for e in b.console() if e.get("level") in ("SEVERE", "WARNING")]
