@@ -22,6 +22,7 @@ from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.conv_gemm import _MIN_TASK_MACS
 from cnnrt.kernels.cpu.gemm_bf16 import bf16_gemm_runner
+from cnnrt.kernels.cpu.microkernel import pack_a
 from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import register
 
@@ -97,20 +98,11 @@ def _gemv_tasks(x, wp, out, n, counter, nthreads):
 _gemv_tasks_serial = serial_twin(_gemv_tasks)
 
 
-def _pack_gemv(w: np.ndarray) -> np.ndarray:
-    """W (N, K) -> (ceil(N / GEMV_COLS), K, GEMV_COLS) column blocks, zero past N."""
-    n, k = w.shape
-    blocks = -(-n // GEMV_COLS)
-    wp = np.zeros((blocks * GEMV_COLS, k), w.dtype)
-    wp[:n] = w
-    return np.ascontiguousarray(wp.reshape(blocks, GEMV_COLS, k).transpose(0, 2, 1))
-
-
 def _gemv_runner(w_nk: np.ndarray, n: int, k: int):
     """mm(x, out) for one row x: out = x @ w_nk.T by _gemv_tasks. OpenBLAS's sgemm with one row
     packs each column block of W before its kernel reads it; on a Zen 2 a classifier head
     (1 x 1024 @ 1024 x 1280) took 2-4x onnxruntime's time that way, a stream through W."""
-    wp = readonly(prepacked(w_nk, ("gemv", w_nk.dtype.str, GEMV_COLS), _pack_gemv))
+    wp = readonly(prepacked(w_nk, ("gemv", w_nk.dtype.str, GEMV_COLS), lambda w: pack_a(w, GEMV_COLS)))
     counter = np.zeros(1, np.int64)
     import numba
 

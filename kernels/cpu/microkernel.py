@@ -78,13 +78,14 @@ def k_block(dtype) -> int:
     return (24 << 10) // (nr(dtype) * np.dtype(dtype).itemsize)
 
 
-def pack_a(w: np.ndarray) -> np.ndarray:
-    """(M, K) -> panels (ceil(M/MR), K, MR): panel p, step k holds rows p*MR.. of column k."""
+def pack_a(w: np.ndarray, rows: int = MR) -> np.ndarray:
+    """(M, K) -> panels (ceil(M/rows), K, rows): panel p, step k holds rows p*rows.. of column
+    k, zero past M (the tile's A panels; gemm.py's column blocks of a batch-1 head)."""
     m, k = w.shape
-    panels = -(-m // MR)
-    a = np.zeros((panels * MR, k), w.dtype)
+    panels = -(-m // rows)
+    a = np.zeros((panels * rows, k), w.dtype)
     a[:m] = w
-    return np.ascontiguousarray(a.reshape(panels, MR, k).transpose(0, 2, 1))
+    return np.ascontiguousarray(a.reshape(panels, rows, k).transpose(0, 2, 1))
 
 
 def _ptr(context, builder, arrty, arr, off):

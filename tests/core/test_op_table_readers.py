@@ -26,14 +26,20 @@ def test_block_layout_logs_an_op_that_is_not_blocked_capable():
     assert_same_outputs(before, res.graph)
 
 
-def test_blocked_forms_cost_what_their_plain_ops_do():
+def _two_convs(m1: int, m2: int):
+    """(plain graph, its blocked form by 16 lanes, the blocked second conv) of 16 -> m1 -> m2
+    channel 3x3 convs on 6x6."""
     b = GB()
     x = b.input("x", (1, 16, 6, 6))
-    y = b.conv(x, 32, name="c1")
-    y = b.conv(y, 32, name="c2")
+    y = b.conv(x, m1, name="c1")
+    y = b.conv(y, m2, name="c2")
     plain = b.build([y])
     blocked = block_layout(plain, vector_bytes=64).graph
-    conv = blocked.node("c2")
+    return plain, blocked, blocked.node("c2")
+
+
+def test_blocked_forms_cost_what_their_plain_ops_do():
+    plain, blocked, conv = _two_convs(32, 32)
     assert conv.op == "BlockedConv"
     assert node_macs(conv, blocked) == node_macs(plain.node("c2"), plain) == 36 * 32 * 32 * 9
     assert accumulation_length(conv, blocked) == 32 * 9 + 1
@@ -43,13 +49,7 @@ def test_blocked_forms_cost_what_their_plain_ops_do():
 def test_padding_lanes_cost_nothing():
     """24 -> 40 channels blocked by 16: the padded weights (48, 32, 3, 3) and output
     (N, 3, H, W, 16) hold zero lanes, not work; the MACs and sums are the NCHW conv's."""
-    b = GB()
-    x = b.input("x", (1, 16, 6, 6))
-    y = b.conv(x, 24, name="c1")
-    y = b.conv(y, 40, name="c2")
-    plain = b.build([y])
-    blocked = block_layout(plain, vector_bytes=64).graph
-    conv = blocked.node("c2")
+    plain, blocked, conv = _two_convs(24, 40)
     assert conv.op == "BlockedConv" and blocked.values[conv.inputs[1]].shape == (48, 32, 3, 3)
     assert node_macs(conv, blocked) == node_macs(plain.node("c2"), plain) == 36 * 40 * 24 * 9
     assert accumulation_length(conv, blocked) == accumulation_length(plain.node("c2"), plain) == 24 * 9 + 1
