@@ -256,7 +256,7 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
     every tile, whatever its reduction (float32 FMAs or bf16 dot products)."""
     mr_max, nv = len(accs), len(accs[0])
     lanes = lanes_of(dt)
-    splat, vload, vstore, zero_v = vec.splat, vec.load, vec.store, vec.zero
+    splat, vload, vstore = vec.splat, vec.load, vec.store
 
     def flag(bit):
         return builder.icmp_unsigned("!=", builder.and_(flags_v, c64(bit)), c64(0))
@@ -268,33 +268,44 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
     relu_on = builder.icmp_unsigned("==", act, c64(RELU))
     clip_on = builder.icmp_unsigned("==", act, c64(CLIP))
     lo_s, hi_s = splat(lo_v), splat(hi_v)
-    for i in range(mr_max):
-        with cgutils.if_likely(builder, builder.icmp_signed("<", c64(i), mr_v)):
-            row = builder.mul(c64(i), ldc_v)
-            for v in range(nv):
-                if blocked:
-                    off = builder.add(row, builder.mul(c64(v), c_vs_v))
-                else:
-                    off = builder.add(row, c64(v * lanes))
-                cp = builder.gep(pc, [off])
-                slot = accs[i][v]
-                pred = builder.icmp_signed("<", c64(v), nstore)
-                with builder.if_then(pred):
-                    with cgutils.if_unlikely(builder, acc_on):
-                        builder.store(builder.fadd(builder.load(slot), vload(cp)), slot)
-                    with builder.if_then(bias_on):
-                        if blocked:
-                            bval = vload(pbias, c64(v * lanes))
-                        else:
-                            bval = splat(builder.load(builder.gep(pbias, [c64(i)])))
-                        builder.store(builder.fadd(builder.load(slot), bval), slot)
-                    with builder.if_then(res_on):
-                        builder.store(builder.fadd(builder.load(slot), vload(pres, off)), slot)
-                    x = builder.load(slot)
-                    relu = builder.select(builder.fcmp_ordered("<", x, zero_v), zero_v, x)
-                    x = builder.select(relu_on, relu, x)
-                    x = builder.select(clip_on, vec.clamp(x, lo_s, hi_s), x)
-                    vstore(x, cp)
+
+    def offset(i, v):
+        row = builder.mul(c64(i), ldc_v)
+        return builder.add(row, builder.mul(c64(v), c_vs_v) if blocked else c64(v * lanes))
+
+    def bias_at(i, v):  # per column (blocked) or per row
+        if blocked:
+            return vload(pbias, c64(v * lanes))
+        return splat(builder.load(builder.gep(pbias, [c64(i)])))
+
+    whole = builder.and_(
+        builder.not_(acc_on),
+        builder.and_(builder.icmp_unsigned("==", nstore, c64(nv)), builder.icmp_signed("==", mr_v, c64(mr_max))),
+    )
+    with builder.if_else(whole, likely=True) as (straight, general):
+        with straight:
+            _straight_epilogue(
+                builder, vec, accs, offset, pc, bias_at, pres, bias_on, res_on, relu_on, clip_on, lo_s, hi_s
+            )
+        with general:
+            _general_epilogue(
+                builder,
+                vec,
+                accs,
+                offset,
+                pc,
+                bias_at,
+                pres,
+                mr_v,
+                nstore,
+                acc_on,
+                bias_on,
+                res_on,
+                relu_on,
+                clip_on,
+                lo_s,
+                hi_s,
+            )
     if dt == types.float32:  # the other activations over the tile just stored
 
         def over_tile(fn):  # vectors outer, rows inner: a blocked tile's rows lie contiguous
@@ -307,6 +318,62 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
         by_kind(builder, act, activations(builder, vec, lo_s, hi_s, STORED_KINDS), over_tile)
     if blocked:
         _zero_padding_lanes(builder, vec, pc, ldc_v, c_vs_v, mr_v, nstore, builder.lshr(flags_v, c64(LANES_SHIFT)))
+
+
+def _general_epilogue(
+    builder, vec, accs, offset, pc, bias_at, pres, mr_v, nstore, acc_on, bias_on, res_on, relu_on, clip_on, lo_s, hi_s
+):
+    """Any tile: rows up to ``mr``, vectors up to ``nstore``, each step under its flag."""
+    for i in range(len(accs)):
+        with cgutils.if_likely(builder, builder.icmp_signed("<", c64(i), mr_v)):
+            for v in range(len(accs[0])):
+                off = offset(i, v)
+                cp = builder.gep(pc, [off])
+                slot = accs[i][v]
+                with builder.if_then(builder.icmp_signed("<", c64(v), nstore)):
+                    with cgutils.if_unlikely(builder, acc_on):
+                        builder.store(builder.fadd(builder.load(slot), vec.load(cp)), slot)
+                    with builder.if_then(bias_on):
+                        builder.store(builder.fadd(builder.load(slot), bias_at(i, v)), slot)
+                    with builder.if_then(res_on):
+                        builder.store(builder.fadd(builder.load(slot), vec.load(pres, off)), slot)
+                    x = builder.load(slot)
+                    relu = builder.select(builder.fcmp_ordered("<", x, vec.zero), vec.zero, x)
+                    x = builder.select(relu_on, relu, x)
+                    x = builder.select(clip_on, vec.clamp(x, lo_s, hi_s), x)
+                    vec.store(x, cp)
+
+
+def _straight_epilogue(builder, vec, accs, offset, pc, bias_at, pres, bias_on, res_on, relu_on, clip_on, lo_s, hi_s):
+    """A whole tile written fresh (no accumulation, every row and vector stored): the flags
+    are tested once, not per vector, and the tile is stored by straight-line code: bias
+    (or zeros) and the residual added, Relu and Clip as one clamp (Relu: [0, inf), none:
+    (-inf, inf); selects, so NaN passes as in the general path). On 1x1 convs of 8-32 input
+    channels the per-vector branches took a fifth of the tile's time."""
+    mr, nv = len(accs), len(accs[0])
+    inf = vec.const(float("inf"))
+    lo = builder.select(relu_on, vec.zero, builder.select(clip_on, lo_s, builder.fneg(inf)))
+    hi = builder.select(clip_on, hi_s, inf)
+    bias = [[cgutils.alloca_once_value(builder, vec.zero) for _ in range(nv)] for _ in range(mr)]
+    with builder.if_then(bias_on):
+        for i in range(mr):
+            for v in range(nv):
+                builder.store(bias_at(i, v), bias[i][v])
+
+    def store_all(with_res):
+        for i in range(mr):
+            for v in range(nv):
+                off = offset(i, v)
+                x = builder.fadd(builder.load(accs[i][v]), builder.load(bias[i][v]))
+                if with_res:
+                    x = builder.fadd(x, vec.load(pres, off))
+                vec.store(vec.clamp(x, lo, hi), builder.gep(pc, [off]))
+
+    with builder.if_else(res_on) as (res, plain):
+        with res:
+            store_all(True)
+        with plain:
+            store_all(False)
 
 
 def _zero_padding_lanes(builder, vec, pc, ldc_v, c_vs_v, mr_v, nstore, live):
