@@ -120,6 +120,12 @@ class Vectors:
         """An elementwise ``llvm.<name>`` intrinsic (fabs, ...) on ``x``'s vector type."""
         return self.b.call(declare(self.b, f"llvm.{name}.{_suffix(x.type)}", x.type, [x.type]), [x])
 
+    def any(self, mask):
+        """Whether any lane of the i1 vector ``mask`` is set (llvm.vector.reduce.or)."""
+        mty = ir.VectorType(ir.IntType(1), self.lanes)
+        fn = declare(self.b, f"llvm.vector.reduce.or.v{self.lanes}i1", ir.IntType(1), [mty])
+        return self.b.call(fn, [mask])
+
     def clamp(self, x, lo, hi):
         """lo if x < lo, hi if x > hi, else x: selects, so NaN passes."""
         x = self.b.select(self.b.fcmp_ordered("<", x, lo), lo, x)

@@ -26,7 +26,7 @@ from cnnrt.kernels.cpu.activation import act_scalar
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.kernels.cpu.reduce import _global_pool_serial as _row_means
-from cnnrt.kernels.cpu.vector_ir import pixel_reduce
+from cnnrt.kernels.cpu.vector_ir import affine_run, pixel_reduce
 from cnnrt.kernels.registry import KernelFn, register
 
 LANES = 16  # float64 partial sums per NCHW plane (an argument: reduce.py says why)
@@ -35,10 +35,11 @@ CHUNK = 1024  # elements of one scaling task
 
 
 @pjit
-def _squeeze_excite(x, y, w1t, b1, w2t, b2, pooled, lanes, hidden, acc, gate, dims, acts):
+def _squeeze_excite(x, y, w1t, b1, w2t, b2, pooled, lanes, hidden, acc, gate, neg_zero, dims, acts):
     """x, y flat (N, CB, HW, B); w1t (C, R), w2t (R, C); pooled (N*CB*B,) of x's dtype; lanes:
-    LANES; hidden (R,), acc (CB*B,) float64 scratch; gate (N*CB*B,) of x's dtype. dims = (N, CB, HW,
-    B, C, R); acts = (squeeze kind, alpha, beta, gate kind, alpha, beta)."""
+    LANES; hidden (R,), acc (CB*B,) float64 scratch; gate, neg_zero (N*CB*B,) of x's dtype, the
+    latter all -0.0. dims = (N, CB, HW, B, C, R); acts = (squeeze kind, alpha, beta, gate kind,
+    alpha, beta)."""
     n_img, cb, hw, b, c, r = dims
     planes = n_img * cb
     # 1. the means, one task per plane (NCHW: a channel; blocked: a block of B channels)
@@ -90,6 +91,12 @@ def _squeeze_excite(x, y, w1t, b1, w2t, b2, pooled, lanes, hidden, acc, gate, di
         s0 = (t - p * chunks) * per
         s1 = min(hw, s0 + per)
         # views and unsigned offsets: with int64 ones into the flat arrays LLVM left these scalar
+        if b * x.itemsize == VECTOR_BYTES:
+            # explicit vectors: y is x (the plan runs the block in place), and with the two the
+            # same LLVM's overlap check sent its vectorised loop to the scalar one
+            # (x * g + -0.0 is x * g, signed zeros included)
+            affine_run(x, (p * hw + s0) * b, y, (p * hw + s0) * b, s1 - s0, gate, neg_zero, p * b, -np.inf, np.inf)
+            continue
         xs = x[(p * hw + s0) * b : (p * hw + s1) * b]
         ys = y[(p * hw + s0) * b : (p * hw + s1) * b]
         if b == 1:
@@ -139,6 +146,7 @@ def build_squeeze_excite(node, graph) -> KernelFn:
     b1c, b2c = readonly(b1.astype(dt)), readonly(b2.astype(dt))
     pooled = np.zeros(n * cb * b, dt)
     gate = np.zeros(n * cb * b, dt)
+    neg_zero = readonly(np.full(n * cb * b, -0.0, dt))
     hidden, acc = np.zeros(r), np.zeros(cb * b)
     dims = np.array([n, cb, h * w, b, c, r], np.int64)
     acts_arr = np.array(acts)
@@ -149,6 +157,6 @@ def build_squeeze_excite(node, graph) -> KernelFn:
         # theirs: its two parallel regions cost as much as theirs would have
         kern = pick(_squeeze_excite, _squeeze_excite_serial, size, num_threads())
         x = ins[0].reshape(-1)
-        kern(x, outs[0].reshape(-1), w1t, b1c, w2t, b2c, pooled, LANES, hidden, acc, gate, dims, acts_arr)
+        kern(x, outs[0].reshape(-1), w1t, b1c, w2t, b2c, pooled, LANES, hidden, acc, gate, neg_zero, dims, acts_arr)
 
     return run

@@ -79,8 +79,7 @@ def tanh_vector(builder, vec: Vectors, v):
     fma = vec.fma
     w = builder.fpext(v, ir.VectorType(f64, vec.lanes)) if vec.dt == types.float32 else v
     hi, lo = vec.const(TANH_CLAMP, f64), vec.const(-TANH_CLAMP, f64)
-    x = builder.select(builder.fcmp_ordered("<", w, hi), w, hi)
-    x = builder.select(builder.fcmp_ordered(">", x, lo), x, lo)
+    x = vec.clamp(w, lo, hi)  # NaN passes, and flows through to r
     x2 = builder.fmul(x, x)
     p = fma(x2, vec.const(TANH_P[0], f64), vec.const(TANH_P[1], f64))
     for c in TANH_P[2:]:
@@ -90,7 +89,6 @@ def tanh_vector(builder, vec: Vectors, v):
         q = fma(q, x2, vec.const(c, f64))
     r = builder.fdiv(builder.fmul(p, x), q)
     r = builder.select(builder.fcmp_ordered("<", vec.unary("fabs", w), vec.const(TANH_SMALL, f64)), w, r)
-    r = builder.select(builder.fcmp_ordered("==", w, w), r, w)  # NaN stays NaN
     return builder.fptrunc(r, vec.vty) if vec.dt == types.float32 else r
 
 
