@@ -60,9 +60,10 @@ IM2COL_MIN_OUTPUTS = 400
 # 1.02-1.05x for 32 (MobileNetV2, batch 1 and 8). Reading each input value once for two blocks
 # (7 pixels x 2 blocks of accumulators, the 2 weight vectors loaded per tap) took 0.96-1.04x
 # the one-block-at-a-time time: the FMAs bound the stem, not its input loads. With AVX2's 16
-# registers the 27 weight vectors do not fit: the stem took 1.3x the register tile's time
-# (MobileNetV3-Small's 16-output stem), so it is not used there.
-STEM_MAX_OUTPUTS = 16 if VECTOR_BYTES == 64 else 0
+# registers the stem runs two blocks per call and loads the weights per pixel group: alone,
+# 0.55-0.7x the register tile's time on the 16- and 32-output mobile stems (0.12 vs 0.21 ms
+# MobileNetV3-Small, 0.17 vs 0.28 MobileNetV2, 2 threads) and 0.9x on VGG's 64-output one.
+STEM_MAX_OUTPUTS = 16 if VECTOR_BYTES == 64 else 64
 
 
 def stem_shape(spec: ConvSpec) -> bool:

@@ -4,10 +4,11 @@ A mobile net's first conv (3 channels, 3x3, stride 2, 16-32 outputs at 112x112) 
 only 27 values, so the register tile of conv_blocked.py pays per 16-pixel tile for its tap
 and pixel tables, a 3-step reduction loop per tap and one weight load per 16 FMAs, and its
 stored-tile activation once per tile. This kernel specialises on the reduction instead: one
-output row of one channel block per call (:func:`stem_row`), the 27 weight vectors loaded
-into registers once per row, and per group of :data:`PIXELS` output pixels one accumulator
-each, fed by 27 broadcasts at constant offsets from the 9 input rows (a table of the rows'
-starts per output row). The group's accumulators go through the register tile's epilogue
+output row of :data:`BLOCKS` channel blocks per call (:func:`stem_row`) and per group of
+:data:`PIXELS` output pixels one accumulator per block, fed by 27 broadcasts at constant
+offsets from the 9 input rows (a table of the rows' starts per output row). With AVX-512 the
+one block's 27 weight vectors are loaded into registers once per row; with AVX2 two blocks
+share each broadcast and the weights are loaded per group. The group's accumulators go through the register tile's epilogue
 (microkernel.epilogue: bias, residual, Relu/Clip); the other float32 activations
 (vector_act.py) run once over the finished row while it is in L1, which keeps their code out
 of the pixel loop, where it would push the weights out of the registers.
@@ -17,7 +18,7 @@ Each output row's 9 input rows are copied into a zero-bordered row buffer of the
 tap is a valid read, the buffer stays in L1, and the image is read straight from NCHW, with
 no padded copy of the whole input (the same kernel reading such a copy took 1.13-1.18x as
 long). A last group past the row's end re-reads its last pixel and stores
-only the row's pixels. Rows (image, output row, channel block) are the tasks, split evenly
+only the row's pixels. Rows (image, output row, group of blocks) are the tasks, split evenly
 across threads.
 """
 
@@ -36,30 +37,36 @@ from cnnrt.kernels.cpu import conv_algorithm
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size, live_lanes, readonly, tile_flags
-from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, lanes_of
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, lanes_of
 from cnnrt.kernels.cpu.vector_act import activations, by_kind
 from cnnrt.kernels.prepacked import prepacked
 
-PIXELS = 4  # output pixels per group (2 and 8 measured the same)
+# AVX-512: one channel block per call, its 27 weight vectors held in 32 registers, groups of
+# 4 pixels (2 and 8 measured the same). AVX2's 16 registers do not hold them: two blocks per
+# call, 6 pixels x 2 vectors of accumulators, and each tap's two weight vectors loaded per
+# group (FMAs 12 per 8 loads, so the FMAs still bound it).
+PIXELS, BLOCKS = (4, 1) if VECTOR_BYTES == 64 else (6, 2)
 
 
-def _stem_row(rows_n: int, kw: int):
-    """stem_row for ``rows_n`` input rows (C*kh) of ``kw`` taps each."""
+def _stem_row(rows_n: int, kw: int, pixels: int, nblocks: int):
+    """stem_row for ``rows_n`` input rows (C*kh) of ``kw`` taps each, groups of ``pixels``
+    output pixels, ``nblocks`` channel blocks per call."""
+    taps = rows_n * kw
 
     @intrinsic
-    def stem_row(typingctx, x, x_off, rows, sw, dw, ow, w, w_off, c, c_off, flags, bias, bias_off, res, lo, hi):
+    def stem_row(typingctx, x, x_off, rows, sw, dw, ow, w, w_off, c, c_off, c_vs, flags, bias, bias_off, res, lo, hi):
         dt = x.dtype
         if not all(isinstance(a, types.Array) and a.dtype == dt for a in (x, w, c, bias, res)):
             return None
         if not isinstance(rows, types.Array) or rows.dtype != types.int64:
             return None
         i64 = types.int64
-        sig = types.void(x, i64, rows, i64, i64, i64, w, i64, c, i64, i64, bias, i64, res, dt, dt)
+        sig = types.void(x, i64, rows, i64, i64, i64, w, i64, c, i64, i64, i64, bias, i64, res, dt, dt)
         lanes = lanes_of(dt)
 
         def codegen(context, builder, sig, args):
-            x_v, x_off_v, rows_v, sw_v, dw_v, ow_v, w_v, w_off_v, c_v, c_off_v, flags_v = args[:11]
-            bias_v, bias_off_v, res_v, lo_v, hi_v = args[11:]
+            x_v, x_off_v, rows_v, sw_v, dw_v, ow_v, w_v, w_off_v, c_v, c_off_v, c_vs_v, flags_v = args[:12]
+            bias_v, bias_off_v, res_v, lo_v, hi_v = args[12:]
             vec = Vectors(builder, dt, align=4)
 
             def ptr(i, arr, off):
@@ -70,13 +77,17 @@ def _stem_row(rows_n: int, kw: int):
             prows = context.make_array(sig.args[2])(context, builder, rows_v).data
             starts = [builder.gep(px, [builder.load(builder.gep(prows, [c64(r)]))]) for r in range(rows_n)]
             pw = ptr(6, w_v, w_off_v)
-            weights = [vec.load(pw, c64(t * lanes)) for t in range(rows_n * kw)]
+
+            def weight(t, v):
+                return vec.load(pw, c64((v * taps + t) * lanes))
+
+            held = [[weight(t, v) for v in range(nblocks)] for t in range(taps)] if nblocks == 1 else None
             pc0 = ptr(8, c_v, c_off_v)
-            pbias = ptr(11, bias_v, bias_off_v)
-            pres0 = ptr(13, res_v, c_off_v)
+            pbias = ptr(12, bias_v, bias_off_v)
+            pres0 = ptr(14, res_v, c_off_v)
             last = builder.sub(ow_v, c64(1))
-            groups = builder.sdiv(builder.add(ow_v, c64(PIXELS - 1)), c64(PIXELS))
-            accs = [[cgutils.alloca_once_value(builder, vec.zero)] for _ in range(PIXELS)]
+            groups = builder.sdiv(builder.add(ow_v, c64(pixels - 1)), c64(pixels))
+            accs = [[cgutils.alloca_once_value(builder, vec.zero) for _ in range(nblocks)] for _ in range(pixels)]
             # activations over stored values run once over the whole row (in L1) after its
             # pixels, so the pixel loop stays FMAs with the weights in registers
             act = builder.and_(builder.lshr(flags_v, c64(mk.ACT_SHIFT)), c64(mk.ACT_MASK))
@@ -86,23 +97,27 @@ def _stem_row(rows_n: int, kw: int):
             act_bits = builder.shl(c64(mk.ACT_MASK), c64(mk.ACT_SHIFT))
             tile_flags_v = builder.select(on_accs, flags_v, builder.and_(flags_v, builder.not_(act_bits)))
             with cgutils.for_range(builder, groups) as loop:
-                q0 = builder.mul(loop.index, c64(PIXELS))
+                q0 = builder.mul(loop.index, c64(pixels))
                 cols = []
-                for i in range(PIXELS):  # pixels past the row re-read its last one
+                for i in range(pixels):  # pixels past the row re-read its last one
                     q = builder.add(q0, c64(i))
                     q = builder.select(builder.icmp_signed("<", q, ow_v), q, last)
                     cols.append(builder.mul(q, sw_v))
-                for i in range(PIXELS):
-                    acc = vec.zero
-                    for r in range(rows_n):
-                        for j in range(kw):
+                acc = [[vec.zero] * nblocks for _ in range(pixels)]
+                for r in range(rows_n):
+                    for j in range(kw):
+                        t = r * kw + j
+                        ws = held[t] if held else [weight(t, v) for v in range(nblocks)]
+                        for i in range(pixels):
                             off = builder.add(cols[i], builder.mul(c64(j), dw_v))
                             xv = vec.splat(builder.load(builder.gep(starts[r], [off])))
-                            acc = vec.fma(xv, weights[r * kw + j], acc)
-                    builder.store(acc, accs[i][0])
+                            acc[i] = [vec.fma(xv, wv, a) for wv, a in zip(ws, acc[i])]
+                for i in range(pixels):
+                    for v in range(nblocks):
+                        builder.store(acc[i][v], accs[i][v])
                 off = builder.mul(q0, c64(lanes))
                 mr = builder.sub(ow_v, q0)
-                mr = builder.select(builder.icmp_signed("<", mr, c64(PIXELS)), mr, c64(PIXELS))
+                mr = builder.select(builder.icmp_signed("<", mr, c64(pixels)), mr, c64(pixels))
                 mk.epilogue(
                     builder,
                     vec,
@@ -113,7 +128,7 @@ def _stem_row(rows_n: int, kw: int):
                     pbias,
                     builder.gep(pres0, [off]),
                     c64(lanes),
-                    c64(0),
+                    c_vs_v,
                     mr,
                     tile_flags_v,
                     lo_v,
@@ -121,9 +136,11 @@ def _stem_row(rows_n: int, kw: int):
                 )
 
             def over_row(fn):
-                with cgutils.for_range(builder, ow_v) as q:
-                    cp = builder.gep(pc0, [builder.mul(q.index, c64(lanes))])
-                    vec.store(fn(vec.load(cp)), cp)
+                for v in range(nblocks):
+                    with cgutils.for_range(builder, ow_v) as q:
+                        at = builder.add(builder.mul(c64(v), c_vs_v), builder.mul(q.index, c64(lanes)))
+                        cp = builder.gep(pc0, [at])
+                        vec.store(fn(vec.load(cp)), cp)
 
             lo_s, hi_s = vec.splat(lo_v), vec.splat(hi_v)
             by_kind(builder, act, activations(builder, vec, lo_s, hi_s, mk.STORED_KINDS), over_row)
@@ -131,17 +148,19 @@ def _stem_row(rows_n: int, kw: int):
 
         return sig, codegen
 
-    stem_row.__doc__ = f"""One output row of one channel block, {rows_n} input rows x {kw} taps: output
-    pixel q (< ``ow``) of ``c[c_off + q*lanes:]`` = sum over input row r and tap j of
-    ``x[x_off + rows[r] + q*sw + j*dw]`` times the weight vector ``w[w_off + (r*{kw} + j)*lanes:]``,
-    then microkernel.epilogue by ``flags`` (residual read at the same offsets of ``res``)."""
+    stem_row.__doc__ = f"""One output row of {nblocks} channel block(s), {rows_n} input rows x {kw} taps:
+    output pixel q (< ``ow``) of block v at ``c[c_off + v*c_vs + q*lanes:]`` = sum over input
+    row r and tap j of ``x[x_off + rows[r] + q*sw + j*dw]`` times the weight vector
+    ``w[w_off + (v*{taps} + r*{kw} + j)*lanes:]``, then microkernel.epilogue by ``flags``
+    (residual read at the same offsets of ``res``)."""
     return stem_row
 
 
 # the one reduction shape compiled (conv_algorithm.stem_shape): 3 channels x 3x3, C*kh = 9
 # input rows of 3 taps; a module-level kernel, so Numba's disk cache keys it by name
 STEM_ROWS, STEM_KW = 9, 3
-stem_row_3x3 = _stem_row(STEM_ROWS, STEM_KW)
+stem_row_3x3 = _stem_row(STEM_ROWS, STEM_KW, PIXELS, BLOCKS)
+stem_row_3x3_one = _stem_row(STEM_ROWS, STEM_KW, PIXELS, 1)  # a last odd block when BLOCKS = 2
 
 
 @pjit
@@ -169,15 +188,17 @@ def _stem_rows(
     hi,
     nthreads,
 ):
-    """Every (image, output row, channel block) row by stem_row_3x3, split evenly over
-    ``nthreads``; each output row's 9 input rows copied into a zero-bordered row buffer of
-    the thread (once for all of the row's channel blocks). The last block's rows store 0 in
-    its lanes past the ``live`` real ones (0: all real; microkernel.LANES_SHIFT)."""
+    """Every (image, output row, group of BLOCKS channel blocks) row by stem_row_3x3 (a last
+    group of one block by stem_row_3x3_one), split evenly over ``nthreads``; each output row's
+    9 input rows copied into a zero-bordered row buffer of the thread (once for all of the
+    row's channel blocks). The last block's rows store 0 in its lanes past the ``live`` real
+    ones (0: all real; microkernel.LANES_SHIFT)."""
     last = flags | live << mk.LANES_SHIFT
     lanes = wpk.shape[2]
     n_img, c, h, w = x.shape
     kh = STEM_ROWS // c
-    ntasks = n_img * oh * m_blocks
+    groups = (m_blocks + BLOCKS - 1) // BLOCKS
+    ntasks = n_img * oh * groups
     plane_out = oh * ow * lanes
     for t in prange(nthreads):
         rows = np.empty(STEM_ROWS, np.int64)
@@ -186,8 +207,8 @@ def _stem_rows(
             rows[r] = r * wp_row
         held = -1
         for i in range(t * ntasks // nthreads, (t + 1) * ntasks // nthreads):
-            blk = i % m_blocks
-            rest = i // m_blocks
+            blk = i % groups * BLOCKS
+            rest = i // groups
             y = rest % oh
             n = rest // oh
             if rest != held:
@@ -203,26 +224,21 @@ def _stem_rows(
                     else:
                         dst[:] = 0
             c_off = n * per_n_out + blk * plane_out + y * ow * lanes
-            stem_row_3x3(
-                buf,
-                0,
-                rows,
-                sw,
-                dw,
-                ow,
-                wpk,
-                blk * wpk.shape[1] * lanes,
-                of,
-                c_off,
-                last if blk == m_blocks - 1 else flags,
-                bias,
-                blk * lanes,
-                rf,
-                lo,
-                hi,
-            )
+            nb = min(BLOCKS, m_blocks - blk)
+            fl = last if blk + nb == m_blocks else flags
+            w_off = blk * wpk.shape[1] * lanes
+            if nb == BLOCKS:
+                stem_row_3x3(
+                    buf, 0, rows, sw, dw, ow, wpk, w_off, of, c_off, plane_out, fl, bias, blk * lanes, rf, lo, hi
+                )
+            else:
+                stem_row_3x3_one(
+                    buf, 0, rows, sw, dw, ow, wpk, w_off, of, c_off, plane_out, fl, bias, blk * lanes, rf, lo, hi
+                )
             if kind != 0:
-                act_inplace(of[c_off : c_off + ow * lanes], kind, lo, hi)
+                for v in range(nb):
+                    start = c_off + v * plane_out
+                    act_inplace(of[start : start + ow * lanes], kind, lo, hi)
 
 
 _stem_rows_serial = serial_twin(_stem_rows)
