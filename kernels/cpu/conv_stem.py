@@ -8,8 +8,8 @@ output row of :data:`BLOCKS` channel blocks per call (:func:`stem_row`) and per 
 :data:`PIXELS` output pixels one accumulator per block, fed by 27 broadcasts at constant
 offsets from the 9 input rows (a table of the rows' starts per output row). With AVX-512 the
 one block's 27 weight vectors are loaded into registers once per row; with AVX2 two blocks
-share each broadcast and the weights are loaded per group. The group's accumulators go through the register tile's epilogue
-(microkernel.epilogue: bias, residual, Relu/Clip); the other float32 activations
+share each broadcast and the weights are loaded per group. The group's accumulators go
+through the register tile's epilogue (microkernel.epilogue: bias, residual, Relu/Clip); the other float32 activations
 (vector_act.py) run once over the finished row while it is in L1, which keeps their code out
 of the pixel loop, where it would push the weights out of the registers.
 

@@ -90,13 +90,13 @@ def _squeeze_excite(x, y, w1t, b1, w2t, b2, pooled, lanes, hidden, acc, gate, ne
         p = t // chunks
         s0 = (t - p * chunks) * per
         s1 = min(hw, s0 + per)
-        # views and unsigned offsets: with int64 ones into the flat arrays LLVM left these scalar
         if b * x.itemsize == VECTOR_BYTES:
             # explicit vectors: y is x (the plan runs the block in place), and with the two the
             # same LLVM's overlap check sent its vectorised loop to the scalar one
             # (x * g + -0.0 is x * g, signed zeros included)
             affine_run(x, (p * hw + s0) * b, y, (p * hw + s0) * b, s1 - s0, gate, neg_zero, p * b, -np.inf, np.inf)
             continue
+        # views and unsigned offsets: with int64 ones into the flat arrays LLVM left these scalar
         xs = x[(p * hw + s0) * b : (p * hw + s1) * b]
         ys = y[(p * hw + s0) * b : (p * hw + s1) * b]
         if b == 1:
