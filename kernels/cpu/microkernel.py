@@ -268,6 +268,10 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
     relu_on = builder.icmp_unsigned("==", act, c64(RELU))
     clip_on = builder.icmp_unsigned("==", act, c64(CLIP))
     lo_s, hi_s = splat(lo_v), splat(hi_v)
+    # Relu and Clip as one clamp (Relu: [0, inf), none: (-inf, inf)); selects, so NaN passes
+    inf = vec.const(float("inf"))
+    lo = builder.select(relu_on, vec.zero, builder.select(clip_on, lo_s, builder.fneg(inf)))
+    hi = builder.select(clip_on, hi_s, inf)
 
     def offset(i, v):
         row = builder.mul(c64(i), ldc_v)
@@ -284,9 +288,7 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
     )
     with builder.if_else(whole, likely=True) as (straight, general):
         with straight:
-            _straight_epilogue(
-                builder, vec, accs, offset, pc, bias_at, pres, bias_on, res_on, relu_on, clip_on, lo_s, hi_s
-            )
+            _straight_epilogue(builder, vec, accs, offset, pc, bias_at, pres, bias_on, res_on, lo, hi)
         with general:
             _general_epilogue(
                 builder,
@@ -301,10 +303,8 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
                 acc_on,
                 bias_on,
                 res_on,
-                relu_on,
-                clip_on,
-                lo_s,
-                hi_s,
+                lo,
+                hi,
             )
     if dt == types.float32:  # the other activations over the tile just stored
 
@@ -320,9 +320,7 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
         _zero_padding_lanes(builder, vec, pc, ldc_v, c_vs_v, mr_v, nstore, builder.lshr(flags_v, c64(LANES_SHIFT)))
 
 
-def _general_epilogue(
-    builder, vec, accs, offset, pc, bias_at, pres, mr_v, nstore, acc_on, bias_on, res_on, relu_on, clip_on, lo_s, hi_s
-):
+def _general_epilogue(builder, vec, accs, offset, pc, bias_at, pres, mr_v, nstore, acc_on, bias_on, res_on, lo, hi):
     """Any tile: rows up to ``mr``, vectors up to ``nstore``, each step under its flag."""
     for i in range(len(accs)):
         with cgutils.if_likely(builder, builder.icmp_signed("<", c64(i), mr_v)):
@@ -337,23 +335,15 @@ def _general_epilogue(
                         builder.store(builder.fadd(builder.load(slot), bias_at(i, v)), slot)
                     with builder.if_then(res_on):
                         builder.store(builder.fadd(builder.load(slot), vec.load(pres, off)), slot)
-                    x = builder.load(slot)
-                    relu = builder.select(builder.fcmp_ordered("<", x, vec.zero), vec.zero, x)
-                    x = builder.select(relu_on, relu, x)
-                    x = builder.select(clip_on, vec.clamp(x, lo_s, hi_s), x)
-                    vec.store(x, cp)
+                    vec.store(vec.clamp(builder.load(slot), lo, hi), cp)
 
 
-def _straight_epilogue(builder, vec, accs, offset, pc, bias_at, pres, bias_on, res_on, relu_on, clip_on, lo_s, hi_s):
+def _straight_epilogue(builder, vec, accs, offset, pc, bias_at, pres, bias_on, res_on, lo, hi):
     """A whole tile written fresh (no accumulation, every row and vector stored): the flags
     are tested once, not per vector, and the tile is stored by straight-line code: bias
-    (or zeros) and the residual added, Relu and Clip as one clamp (Relu: [0, inf), none:
-    (-inf, inf); selects, so NaN passes as in the general path). On 1x1 convs of 8-32 input
+    (or zeros) and the residual added, then the clamp. On 1x1 convs of 8-32 input
     channels the per-vector branches took a fifth of the tile's time."""
     mr, nv = len(accs), len(accs[0])
-    inf = vec.const(float("inf"))
-    lo = builder.select(relu_on, vec.zero, builder.select(clip_on, lo_s, builder.fneg(inf)))
-    hi = builder.select(clip_on, hi_s, inf)
     bias = [[cgutils.alloca_once_value(builder, vec.zero) for _ in range(nv)] for _ in range(mr)]
     with builder.if_then(bias_on):
         for i in range(mr):
