@@ -28,6 +28,7 @@ import numpy as np
 from cnnrt.core.ir import Graph
 from cnnrt.core.layout import is_blocked
 from cnnrt.kernels.cpu.gemm_bf16 import bf16_gemm_reason
+from cnnrt.kernels.cpu.microkernel_amx import amx_unsupported_reason
 
 from . import PassResult
 
@@ -35,7 +36,16 @@ from . import PassResult
 # time on the bf16 tile, a 3x3 one (MobileNetV2's, SqueezeNet's) no faster, for more rounding
 MIN_STEM_TAPS = 25
 
+STEM_ON_AMX = "bf16 on AMX: the stem's kw taps fold into the channels of one A tile row"
 WINOGRAD_DECLINED = "bf16: Winograd's transforms amplify the 8-bit-mantissa rounding; the direct register tile"
+
+
+def _on_amx(node, graph: Graph) -> bool:
+    """Whether a bf16 BlockedConv runs on the AMX tiles (kernels/cpu/conv_amx.py): the CPU
+    has them, and the conv is ungrouped; a stem (NCHW input) needs dilation 1 along the width."""
+    if node.op != "BlockedConv" or amx_unsupported_reason() or node.attrs.get("group", 1) != 1:
+        return False
+    return is_blocked(graph.values[node.inputs[0]]) or tuple(node.attrs.get("dilations", (1, 1)))[1] == 1
 
 
 def _why_f32(node, graph: Graph) -> str | None:
@@ -52,28 +62,30 @@ def _why_f32(node, graph: Graph) -> str | None:
         return "depthwise: memory-bound, no dot products to pair"
     if node.attrs.get("algorithm") == "grouped":
         return "grouped: no bf16 kernel for block-diagonal weights"
-    if node.attrs.get("algorithm") == "stem":
+    if node.attrs.get("algorithm") == "stem" and not _on_amx(node, graph):
         return "stem: the 3-channel stem kernel is float32 only"
     if node.inputs[1] not in graph.constants:
         return "weights are not constant (bf16 weights are packed at build)"
     taps = int(np.prod(graph.constants[node.inputs[1]].shape[2:]))
-    if not is_blocked(graph.values[node.inputs[0]]) and taps < MIN_STEM_TAPS:
+    if not is_blocked(graph.values[node.inputs[0]]) and taps < MIN_STEM_TAPS and not _on_amx(node, graph):
         return f"stem with {taps} taps: the bf16 tile measured no faster than float32 below {MIN_STEM_TAPS}"
     return ""
 
 
 def _copy_key(node, graph: Graph) -> tuple | None:
-    """What fixes the bf16 copy of a bf16 conv's input (conv_blocked_bf16): the value and,
-    when padded, the padding and window (they size the zero border); None for a bf16 node
+    """What fixes the bf16 copy of a bf16 conv's input: the value and, when padded, the
+    padding and window (they size the zero border: conv_blocked_bf16), always with the
+    strides for the AMX tile's copy (its stride phases: conv_amx); None for a bf16 node
     whose copy is laid out otherwise (a stem's channel pairs, a Gemm's rows)."""
     if node.op != "BlockedConv" or not is_blocked(graph.values[node.inputs[0]]):
         return None
     pads = tuple(node.attrs.get("pads", (0, 0, 0, 0)))
-    if not any(pads):
+    amx = node.attrs.get("bf16_tile") == "amx"
+    if not any(pads) and not amx:
         return (node.inputs[0],)
     window = tuple(graph.constants[node.inputs[1]].shape[2:])
     strides, dilations = tuple(node.attrs.get("strides", (1, 1))), tuple(node.attrs.get("dilations", (1, 1)))
-    return (node.inputs[0], pads, window, strides, dilations)
+    return (node.inputs[0], pads, window, strides, dilations, amx)
 
 
 def _share_copies(nodes: list, graph: Graph, fired: list) -> list:
@@ -109,8 +121,12 @@ def mark_precision(graph: Graph, precision: str) -> PassResult:
             nodes.append(node)
             continue
         changes = {"precision": precision}
+        if _on_amx(node, graph):
+            changes["bf16_tile"] = "amx"
         if node.attrs.get("algorithm") == "winograd":
             changes.update(algorithm="direct", algorithm_reason=WINOGRAD_DECLINED)
+        if node.attrs.get("algorithm") == "stem":
+            changes.update(algorithm="direct", algorithm_reason=STEM_ON_AMX)
         nodes.append(node.with_attrs(**changes))
         fired.append((f"{node.op} -> {precision}", node.name))
     nodes = _share_copies(nodes, graph, fired)

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from cnnrt.kernels.cache_dir import STALE_AFTER_S, active_kernel_dir
+from cnnrt.kernels.cpu.microkernel_amx import amx_unsupported_reason
 
 ENV = "CNNRT_PLAN_CACHE"
 FORMAT = 1
@@ -200,7 +201,8 @@ class ModelEntry:
 
     def plan_key(self, shapes: dict, fed: frozenset[str], opts, vector_bytes: int | None) -> str:
         options = repr(replace(opts, tiered=False))
-        return _digest(self.key, self.external, options, sorted(shapes.items()), sorted(fed), vector_bytes)
+        amx = not amx_unsupported_reason()  # bf16 plans mark convs for AMX tiles (passes/precision.py)
+        return _digest(self.key, self.external, options, sorted(shapes.items()), sorted(fed), vector_bytes, amx)
 
     def load_plan(self, key: str) -> dict | None:
         """A cached plan's parts ("graph", "log", counts, "arrays"), or None (absent or corrupt: deleted)."""

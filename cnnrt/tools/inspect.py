@@ -31,7 +31,7 @@ FORMATS = ("text", "json", "dot", "svg", "png", "html")
 _NEEDS_FILE = ("svg", "png", "html")
 
 # shown in their own columns, not among the attributes
-_SHOWN_KEYS = ("activation", "act_alpha", "act_beta", "algorithm", "algorithm_reason", "precision")
+_SHOWN_KEYS = ("activation", "act_alpha", "act_beta", "algorithm", "algorithm_reason", "precision", "bf16_tile")
 
 
 def output_format(fmt: str | None, path: str | None) -> str:
@@ -88,6 +88,8 @@ def _node_record(node: Node, graph: Graph, step: int) -> dict[str, Any]:
         "algorithm_reason": node.attrs.get("algorithm_reason"),
         # "bf16" / "int8" where a pass made the node compute in reduced precision (passes/precision.py)
         "precision": node.attrs.get("precision", "f32"),
+        # "amx" where a bf16 conv runs on AMX tiles (kernels/cpu/conv_amx.py)
+        "tile": node.attrs.get("bf16_tile"),
         "epilogue": epilogue(node),
         "origin": list(node.origin),
         "inputs": [
@@ -103,9 +105,11 @@ def _node_record(node: Node, graph: Graph, step: int) -> dict[str, Any]:
 
 def op_label(n: dict[str, Any]) -> str:
     """A node record's op as the tables and drawings show it: op/algorithm, and its precision
-    when reduced ("BlockedConv/direct bf16")."""
+    when reduced, with the tile that computes it when not the vector one ("BlockedConv/direct
+    bf16", "BlockedConv/direct bf16 amx")."""
     op = n["op"] + (f"/{n['algorithm']}" if n.get("algorithm") else "")
-    return op + (f" {n['precision']}" if n.get("precision", "f32") != "f32" else "")
+    op += f" {n['precision']}" if n.get("precision", "f32") != "f32" else ""
+    return op + (f" {n['tile']}" if n.get("tile") else "")
 
 
 def _value_record(graph: Graph, name: str) -> dict[str, Any]:

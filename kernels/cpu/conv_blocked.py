@@ -33,6 +33,7 @@ from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu import microkernel_bf16 as mk_bf16
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.blocked import build_blocked_depthwise
+from cnnrt.kernels.cpu.conv_amx import build_amx_conv
 from cnnrt.kernels.cpu.conv_blocked_bf16 import Bf16Operands
 from cnnrt.kernels.cpu.conv_blocked_plan import (
     Geometry,
@@ -497,4 +498,6 @@ def build_blocked_conv_node(node, graph):
     if algorithm == "stem":
         return contiguous_output(build_stem_conv(spec, w_const, b_const, channels))
     precision, copied = node.attrs.get("precision", "f32"), bool(node.attrs.get("bf16_copied", False))
+    if precision == "bf16" and node.attrs.get("bf16_tile") == "amx":
+        return contiguous_output(build_amx_conv(spec, w_const, b_const, blocked_input, graph, copied, channels))
     return build_blocked_conv(spec, w_const, b_const, blocked_input, graph, precision, copied, channels)

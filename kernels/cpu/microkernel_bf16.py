@@ -45,6 +45,20 @@ def from_bf16(b: np.ndarray) -> np.ndarray:
     return (np.asarray(b, np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
+def round_bf16(builder, u):
+    """<16 x i32> float32 bits -> <16 x i16> bf16 bits, as :func:`to_bf16` rounds (the
+    integer steps: llvmlite has no bfloat type for ``vcvtne2ps2bf16``'s result)."""
+    vty = ir.VectorType(I32, LANES)
+
+    def splat(v):
+        return ir.Constant(vty, [v] * LANES)
+
+    hi = builder.lshr(u, splat(16))
+    r = builder.lshr(builder.add(builder.add(u, splat(0x7FFF)), builder.and_(hi, splat(1))), splat(16))
+    nan = builder.icmp_unsigned(">", builder.and_(u, splat(0x7FFFFFFF)), splat(0x7F800000))
+    return builder.trunc(builder.select(nan, builder.or_(hi, splat(0x40)), r), ir.VectorType(ir.IntType(16), LANES))
+
+
 @intrinsic
 def bf16_run(typingctx, src, s, dst, d, count):
     """dst[d + q] = the bf16 bits of src[s + q] (float32 bits, uint32) for q < count, as
@@ -67,9 +81,6 @@ def bf16_run(typingctx, src, s, dst, d, count):
         mload = declare(builder, "llvm.masked.load.v16i32.p0", vty, [vty.as_pointer(), I32, mty, vty])
         mstore = declare(builder, "llvm.masked.store.v16i16.p0", ir.VoidType(), [hty, hty.as_pointer(), I32, mty])
 
-        def splat(v):
-            return ir.Constant(vty, [v] * LANES)
-
         def body(off, mask):
             psv = builder.bitcast(builder.gep(psrc, [builder.add(s_v, off)]), vty.as_pointer())
             pdv = builder.bitcast(builder.gep(pdst, [builder.add(d_v, off)]), hty.as_pointer())
@@ -78,10 +89,7 @@ def bf16_run(typingctx, src, s, dst, d, count):
                 u.align = 4
             else:
                 u = builder.call(mload, [psv, ir.Constant(I32, 4), mask, ir.Constant(vty, ir.Undefined)])
-            hi = builder.lshr(u, splat(16))
-            r = builder.lshr(builder.add(builder.add(u, splat(0x7FFF)), builder.and_(hi, splat(1))), splat(16))
-            nan = builder.icmp_unsigned(">", builder.and_(u, splat(0x7FFFFFFF)), splat(0x7F800000))
-            bits = builder.trunc(builder.select(nan, builder.or_(hi, splat(0x40)), r), hty)
+            bits = round_bf16(builder, u)
             if mask is None:
                 builder.store(bits, pdv).align = 2
             else:

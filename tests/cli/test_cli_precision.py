@@ -9,6 +9,7 @@ import pytest
 from inspect_models import small_resnet
 
 from cnnrt.kernels.cpu.conv_blocked_bf16 import bf16_unsupported_reason
+from cnnrt.kernels.cpu.microkernel_amx import amx_unsupported_reason
 from cnnrt.tools.bench import bench_case, tolerance, with_precisions
 
 needs_bf16 = pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
@@ -59,8 +60,11 @@ def test_run_and_inspect_show_bf16(cnnrt_main, resnet_path):
     assert "precision bf16" in r.out and "OK" in r.out
     r = cnnrt_main("inspect", resnet_path, "--precision", "bf16")
     assert r.rc == 0, r.err
-    assert "BlockedConv/direct bf16" in r.out and "precision: 3 bf16 node(s)" in r.out  # 2 convs, the Gemm
-    assert "[precision] declined bf16 at stem" in r.out  # 3 input channels: float32, and why
+    if amx_unsupported_reason():
+        assert "BlockedConv/direct bf16" in r.out and "precision: 3 bf16 node(s)" in r.out  # 2 convs, the Gemm
+        assert "[precision] declined bf16 at stem" in r.out  # 3 input channels: float32, and why
+    else:  # the stem too: its taps fold into channels on AMX
+        assert "BlockedConv/direct bf16 amx" in r.out and "precision: 4 bf16 node(s)" in r.out
     assert "bf16" not in cnnrt_main("inspect", resnet_path).out
 
 

@@ -39,6 +39,7 @@ def run_blocked(
     winograd=False,
     precision="f32",
     stem=False,
+    amx=False,
 ):
     n, c, h, w = x.shape
     m, _, kh, kw = wt.shape
@@ -76,6 +77,10 @@ def run_blocked(
         run = build_winograd(spec, wt, b, lanes)
     elif stem:
         run = build_stem_conv(spec, wt, b)
+    elif amx:
+        from cnnrt.kernels.cpu.conv_amx import build_amx_conv
+
+        run = build_amx_conv(spec, wt, b, blocked_input)
     else:
         run = cb.build_blocked_conv(spec, wt, b, blocked_input, precision=precision)
     xin = to_blocked(x, lanes) if blocked_input else x

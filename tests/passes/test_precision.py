@@ -11,6 +11,7 @@ from test_select_algorithm import _zoo_like
 
 from cnnrt.kernels.cpu.conv_blocked_bf16 import bf16_unsupported_reason
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
+from cnnrt.passes import precision as pp
 from cnnrt.passes.pipeline import run_pipeline
 from cnnrt.passes.precision import WINOGRAD_DECLINED
 from cnnrt.runtime.executor import Executor
@@ -25,7 +26,8 @@ def _run(g):
     return Executor(g, plan_memory(g)).run([feeds[i] for i in g.inputs])[0]
 
 
-def test_bf16_marks_the_tile_convs_and_logs_the_rest():
+def test_bf16_marks_the_tile_convs_and_logs_the_rest(monkeypatch):
+    monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "the CPU lacks AMX-BF16 (test)")
     g, log = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
     marked = {n.name for n in g.nodes if n.attrs.get("precision") == "bf16"}
     assert marked == BF16_CONVS
@@ -34,6 +36,20 @@ def test_bf16_marks_the_tile_convs_and_logs_the_rest():
     declined = {node: why for _, node, why in log.declined["precision"]}
     assert "stem" in declined and "dw" in declined and "head" in declined  # a 3x3 stem: float32
     assert "precision" in log.order
+    assert not any("bf16_tile" in n.attrs for n in g.nodes)
+
+
+def test_bf16_on_amx_runs_the_stem_and_the_tile_convs_there(monkeypatch):
+    """With AMX tiles every bf16 conv is marked for them, the 3x3 stem too (its kw taps
+    fold into channels, conv_amx.FoldedGeometry); depthwise and the head stay float32."""
+    monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "")
+    g, log = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
+    amx = {n.name for n in g.nodes if n.attrs.get("bf16_tile") == "amx"}
+    assert amx == BF16_CONVS | {"stem"}
+    stem = next(n for n in g.nodes if n.name == "stem")
+    assert (stem.attrs["precision"], stem.attrs["algorithm"]) == ("bf16", "direct")
+    declined = {node for _, node, _ in log.declined["precision"]}
+    assert "dw" in declined and "head" in declined and "stem" not in declined
 
 
 def test_f32_marks_nothing():
@@ -112,7 +128,6 @@ def test_bf16_convs_on_one_value_share_its_copy(monkeypatch):
     from pass_helpers import GB
 
     from cnnrt.passes import block_layout as bl
-    from cnnrt.passes import precision as pp
 
     monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
     b = GB()

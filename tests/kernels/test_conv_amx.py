@@ -1,0 +1,76 @@
+"""The AMX bf16 blocked conv (conv_amx.py, microkernel_amx.py) against float64 numpy on
+inputs and weights rounded to bf16 first: the products of bf16 values are exact in float32,
+so the only error left is the float32 accumulation, held to reference.sum_bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from kernel_helpers import assert_within, sum_bound
+from reference import activation_ref, conv2d_reference
+from test_conv_blocked import CASES, _data, run_blocked
+from test_conv_blocked_bf16 import _bf16
+
+from cnnrt.kernels.cpu.microkernel_amx import amx_unsupported_reason
+
+pytestmark = pytest.mark.skipif(bool(amx_unsupported_reason()), reason="the CPU lacks AMX-BF16")
+
+AMX_CASES = {
+    **CASES,
+    "3x3_wide": (2, 64, 20, 37, 96, 3, 1, 1, 1),  # several strips per row, two images
+    "1x1_c16_m40": (1, 16, 9, 10, 40, 1, 1, 0, 1),  # half of a 32-channel input block; M past 32
+    "3x3_s2_c48": (1, 48, 15, 14, 16, 3, 2, 1, 1),  # stride phases, one output block
+}
+
+
+def _check_bf16(x, wt, b, r, s, p, d, act, alpha, beta, got, name):
+    xb, wb = _bf16(x), _bf16(wt)
+    pre = conv2d_reference(xb, wb, b, (s, s), (p,) * 4, (d, d), 1)
+    mag = conv2d_reference(np.abs(xb), np.abs(wb), np.abs(b), (s, s), (p,) * 4, (d, d), 1)
+    if r is not None:
+        pre, mag = pre + r, mag + np.abs(r)
+    ref = activation_ref(pre, act, alpha, beta)
+    k = x.shape[1] * wt.shape[2] * wt.shape[3] + 2
+    assert_within(got, ref, sum_bound(k, mag, ref, act, alpha), f"amx {name} {act}")
+
+
+@pytest.mark.parametrize("act", ["none", "Relu", "Clip", "SiLU"])
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("name", [n for n in AMX_CASES if n not in ("1x1_column_blocks",)])
+def test_amx_conv(name, residual, act):
+    case = AMX_CASES[name]
+    n, c, h, w, m, k, s, p, d = case
+    x, wt, b, r = _data(case, np.float32, seed=len(name))
+    r = r if residual else None
+    alpha, beta = {"Clip": (-0.5, 0.5)}.get(act, (0.0, 0.0))
+    got = run_blocked(
+        x,
+        wt,
+        b,
+        r if r is None else np.pad(r, ((0, 0), (0, -m % 16), (0, 0), (0, 0))),
+        s,
+        p,
+        d,
+        act,
+        alpha,
+        beta,
+        amx=True,
+    )
+    assert (got[:, m:] == 0).all()  # the padding lanes of a last block
+    got = got[:, :m]
+    _check_bf16(x, wt, b, r, s, p, d, act, alpha, beta, got, name)
+
+
+@pytest.mark.parametrize("act", ["none", "Relu"])
+@pytest.mark.parametrize("name", ["3x3_s2", "7x7_s2", "1x1_s2", "3x3", "5x5_d2"])
+def test_amx_folded_stem(name, act):
+    """A 3-channel NCHW input: the kw taps fold into channels (conv_amx.FoldedGeometry)."""
+    case = AMX_CASES[name]
+    n, c, h, w, m, k, s, p, d = case
+    x, wt, b, _ = _data(case, np.float32, seed=7, nchw_c=3)
+    if d != 1:
+        with pytest.raises(ValueError, match="dilat"):
+            run_blocked(x, wt, b, None, s, p, d, act, blocked_input=False, amx=True)
+        return
+    got = run_blocked(x, wt, b, None, s, p, d, act, blocked_input=False, amx=True)
+    _check_bf16(x, wt, b, None, s, p, d, act, 0.0, 0.0, got, name)
