@@ -30,6 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from cnnrt.kernels.cpu import microkernel as mk
+from cnnrt.kernels.cpu import microkernel_int8 as mk_int8
 from cnnrt.kernels.cpu.llvm_ir import I32, I64, Vectors, c64, declare
 from cnnrt.kernels.cpu.microkernel_bf16 import round_bf16
 
@@ -46,17 +47,18 @@ _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA = 0x1023, 18
 
 
 @functools.cache
-def amx_unsupported_reason() -> str:
-    """Why this process cannot run the AMX tiles ("" when it can): the CPU needs AMX-BF16,
-    and Linux hands out the tile data state (8 KB per thread) only on request."""
+def amx_unsupported_reason(feature: str = "amx-bf16") -> str:
+    """Why this process cannot run the AMX tiles of ``feature`` ("amx-bf16", "amx-int8"; ""
+    when it can): the CPU needs it, and Linux hands out the tile data state (8 KB per
+    thread) only on request."""
     from llvmlite import binding as ll
 
     try:
         features = ll.get_host_cpu_features()
     except RuntimeError:
         return "the host CPU's features cannot be read"
-    if not (features.get("amx-tile", False) and features.get("amx-bf16", False)):
-        return "the CPU lacks AMX-BF16"
+    if not (features.get("amx-tile", False) and features.get(feature, False)):
+        return f"the CPU lacks {feature.upper()}"
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) != 0:
@@ -318,6 +320,95 @@ def fold_pixels(typingctx, rows, rl, c_count, kw, kb, sw, dst, d, count):
                 builder.store(builder.select(keep, ld, builder.load(acc)), acc)
             p = builder.gep(pdst, [builder.add(d_v, builder.mul(k, c64(PIXEL_CHANNELS)))])
             builder.store(builder.load(acc), builder.bitcast(p, hty.as_pointer())).align = 2
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def amx_int8_strip(typingctx, a, a_off, lda, taps, ntaps, kqb, w, w_off, w_block, scratch):
+    """The int8 strip of qconv_amx: scratch[(i*2 + j)*256 + r*16 + p] = the int32 sum over
+    taps t and k < 64*kqb of weight byte k % 64 of row r of A tile (t, k // 64) (s8: channel
+    16i + r; tiles of 16 channels x 64 bytes at w[w_off + i*w_block + (t*kqb + kb)*1024])
+    times activation byte k % 4 of word a[a_off + taps[t] + (k // 4)*lda + 16j + p] (u8:
+    pixel 16j + p), by ``tdpbsud``: two channel tiles (i) x two pixel tiles (j)."""
+    if not all(isinstance(x, types.Array) for x in (a, taps, w, scratch)):
+        return None
+    if a.dtype != types.uint32 or w.dtype != types.int8 or scratch.dtype != types.int32:
+        return None
+    i64 = types.int64
+    sig = types.void(a, i64, i64, taps, i64, i64, w, i64, i64, scratch)
+
+    def codegen(context, builder, sig, args):
+        a_v, a_off_v, lda_v, taps_v, ntaps_v, kqb_v, w_v, w_off_v, wblk_v, s_v = args
+        fn = _declare(builder)
+        dp = declare(builder, "llvm.x86.tdpbsud", _VOID, [_I8, _I8, _I8])
+        row_bytes = c64(64)
+        a_stride = builder.mul(lda_v, c64(4))  # bytes between reduction rows of the activations
+        ptaps = context.make_array(sig.args[3])(context, builder, taps_v).data
+        for t in range(4):
+            builder.call(fn["zero"], [_tile(t)])
+        with cgutils.for_range(builder, ntaps_v) as tap_loop:
+            tp = tap_loop.index
+            a_tap = builder.add(a_off_v, builder.load(builder.gep(ptaps, [tp])))
+            w_tap = builder.add(w_off_v, builder.mul(builder.mul(tp, kqb_v), c64(1024)))
+            with cgutils.for_range(builder, kqb_v) as loop:
+                kb = loop.index
+                for i in range(2):
+                    off = builder.add(w_tap, builder.add(builder.mul(c64(i), wblk_v), builder.mul(kb, c64(1024))))
+                    p = _byte_ptr(context, builder, sig.args[6], w_v, off)
+                    builder.call(fn["load"], [_tile(4 + i), p, row_bytes])
+                a_kb = builder.add(a_tap, builder.mul(builder.mul(kb, c64(16)), lda_v))
+                for j in range(2):
+                    p = _byte_ptr(context, builder, sig.args[0], a_v, builder.add(a_kb, c64(16 * j)))
+                    builder.call(fn["load"], [_tile(6 + j), p, a_stride])
+                for i in range(2):
+                    for j in range(2):
+                        builder.call(dp, [_tile(2 * i + j), _tile(4 + i), _tile(6 + j)])
+        for t in range(4):
+            p = _byte_ptr(context, builder, sig.args[9], s_v, c64(t * ROWS * OUT_LANES))
+            builder.call(fn["store"], [_tile(t), p, row_bytes])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def amx_int8_store(typingctx, scratch, s_off, bias, mult, m0, rows, c, c_off, ldc, segs, nseg, flo, fhi, zp):
+    """Requantize rows r < ``rows`` (channels m0 + r) of a channel tile's two pixel tiles at
+    scratch[s_off + j*256 + r*16] (microkernel_int8.requantize_rows: + bias, * mult, clamped to
+    [flo, fhi], rounded, + zp) and store them as bytes by segments (microkernel_int8.segment_stores:
+    segment i, segs[3i : 3i+3] = first pixel, end pixel, offset, puts pixel p of [first, end)
+    of row r at c[c_off + r*ldc + offset + p])."""
+    if not all(isinstance(x, types.Array) for x in (scratch, bias, mult, c, segs)):
+        return None
+    if scratch.dtype != types.int32 or bias.dtype != types.int32 or mult.dtype != types.float32:
+        return None
+    if c.dtype not in (types.uint8, types.int8) or segs.dtype != types.int64:
+        return None
+    i64, f32 = types.int64, types.float32
+    sig = types.void(scratch, i64, bias, mult, i64, i64, c, i64, i64, segs, i64, f32, f32, i64)
+
+    def codegen(context, builder, sig, args):
+        s_v, s_off_v, bias_v, mult_v, m0_v, rows_v, c_v, c_off_v, ldc_v, segs_v, nseg_v, flo_v, fhi_v, zp_v = args
+
+        def ptr(i, arr, off):
+            return builder.gep(context.make_array(sig.args[i])(context, builder, arr).data, [off])
+
+        vty = ir.VectorType(I32, OUT_LANES)
+        ps = ptr(0, s_v, s_off_v)
+        sums = []
+        for r in range(ROWS):
+            row = []
+            for j in range(2):
+                p = builder.bitcast(builder.gep(ps, [c64(j * ROWS * OUT_LANES + r * OUT_LANES)]), vty.as_pointer())
+                ld = builder.load(p)
+                ld.align = 4
+                row.append(ld)
+            sums.append(row)
+        stores = mk_int8.segment_stores(builder, ptr(6, c_v, c_off_v), ldc_v, ptr(9, segs_v, c64(0)), nseg_v)
+        pbias, pmult = ptr(2, bias_v, m0_v), ptr(3, mult_v, m0_v)
+        mk_int8.requantize_rows(builder, vty, sums, pbias, pmult, rows_v, flo_v, fhi_v, zp_v, stores)
         return context.get_dummy_value()
 
     return sig, codegen

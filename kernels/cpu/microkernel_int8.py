@@ -93,12 +93,14 @@ def _codegen(mr: int, nv: int, accumulate: bool, requantize: str = ""):
         if requantize:
             sums = [[builder.load(a) for a in row] for row in accs]
             if requantize == "edge":
-                stores = _edge_stores(builder, pc, ldc, jn, nv)
+                stores = edge_stores(builder, pc, ldc, jn, nv)
                 pbias, pmult = ptr(6, bias_v, m0), ptr(7, mult_v, m0)
             else:
-                stores = _segment_stores(builder, pc, ldc, ptr(15, seg_v, c64(0)), nseg)
+                stores = segment_stores(builder, pc, ldc, ptr(15, seg_v, c64(0)), nseg)
                 pbias, pmult = ptr(8, bias_v, m0), ptr(9, mult_v, m0)
-            _requantize(builder, vty, sums, None if requantize == "edge" else pbias, pmult, rows, flo, fhi, zp, stores)
+            requantize_rows(
+                builder, vty, sums, None if requantize == "edge" else pbias, pmult, rows, flo, fhi, zp, stores
+            )
             return context.get_dummy_value()
         for r in range(mr):
             for v in range(nv):
@@ -125,7 +127,7 @@ def _masked_store(builder, q, p, mask):
     builder.call(fn, [q, builder.bitcast(p, _BYTES.as_pointer()), ir.Constant(I32, 1), mask])
 
 
-def _edge_stores(builder, pc, ldc, jn, nv):
+def edge_stores(builder, pc, ldc, jn, nv):
     """Row r's bytes to pc[r*ldc + j] for lanes j < ``jn``: a tile at the edge of the output
     writes only its valid pixels."""
     i64v = ir.VectorType(I64, LANES)
@@ -140,7 +142,7 @@ def _edge_stores(builder, pc, ldc, jn, nv):
     return stores
 
 
-def _segment_stores(builder, pc, ldc, pseg, nseg):
+def segment_stores(builder, pc, ldc, pseg, nseg):
     """Row r's bytes by segments: segment i (``pseg[3i : 3i+3]`` = first lane, end lane, offset)
     puts lane j of [first, end) at pc[r*ldc + offset + j] (a tile over several output rows)."""
     i64v = ir.VectorType(I64, LANES)
@@ -160,9 +162,9 @@ def _segment_stores(builder, pc, ldc, pseg, nseg):
     return stores
 
 
-def _requantize(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores):
-    # pbias None: the sums hold the bias already
-    """Rows r < ``rows`` of ``sums`` requantized to bytes (the module doc), handed to ``stores(r, vectors)``."""
+def requantize_rows(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores):
+    """Rows r < ``rows`` of ``sums`` requantized to bytes (the module doc), handed to
+    ``stores(r, vectors)``; ``pbias`` None: the sums hold the bias already."""
     fty = ir.VectorType(ir.FloatType(), LANES)
     lo, hi, zpv = _splat(builder, flo, fty), _splat(builder, fhi, fty), _splat(builder, builder.trunc(zp, I32), vty)
     # vcvtps2dq in the current rounding mode (MXCSR's default: to nearest, half to even)

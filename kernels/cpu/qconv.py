@@ -22,7 +22,7 @@ import numpy as np
 
 from cnnrt.core import quantization as qnt
 from cnnrt.core.ops import op_attrs
-from cnnrt.kernels.cpu import qconv_depthwise, qconv_vnni, qconv_vnni_taps
+from cnnrt.kernels.cpu import qconv_amx, qconv_depthwise, qconv_vnni, qconv_vnni_taps
 from cnnrt.kernels.cpu.quant import param, scalar
 from cnnrt.kernels.registry import register
 
@@ -128,6 +128,8 @@ def build_qconv(node, graph):
     x_dtype = graph.values[node.inputs[0]].dtype
     if qconv_vnni.eligible(x_dtype, p["w"], p["w_zp"], p["group"], p["out_dtype"]):
         x_shape = graph.values[node.inputs[0]].shape
+        if not qconv_amx.amx_int8_reason():
+            return qconv_amx.build(p, x_dtype, x_shape, graph)
         if qconv_vnni_taps.eligible(x_shape[1], p["w"].shape[2:], p["strides"]):
             return qconv_vnni_taps.build(p, x_dtype, x_shape, graph)
         return qconv_vnni.build(p, x_dtype, x_shape, graph)

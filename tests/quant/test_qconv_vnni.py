@@ -1,7 +1,8 @@
-"""The VNNI int8 conv (kernels/cpu/qconv_vnni.py) against the naive reference and onnxruntime,
-on shapes that leave every edge of the tile partly filled: channels not a multiple of the
-tile's rows, pixels not a multiple of its vectors, a reduction not a multiple of four, a
-fused ReLU range and int8 activations."""
+"""The int8 conv tiles, VNNI (kernels/cpu/qconv_vnni.py, qconv_vnni_taps.py) and AMX
+(kernels/cpu/qconv_amx.py), against the naive reference and onnxruntime, on shapes that leave
+every edge of the tile partly filled: channels not a multiple of the tile's rows, pixels not a
+multiple of its vectors, a reduction not a multiple of four, a fused ReLU range and int8
+activations. Each test runs on both tiles where the CPU has them."""
 
 from __future__ import annotations
 
@@ -12,12 +13,29 @@ from quant.qdq_models import conv_params, model, ort_optimized, random_q
 from reference import qconv_accumulator_reference, requantize_reference
 
 import cnnrt
-from cnnrt.kernels.cpu import qconv_vnni
+from cnnrt.kernels.cpu import qconv_amx, qconv_vnni
 from cnnrt.kernels.cpu.microkernel_int8 import MR
 
 needs_vnni = pytest.mark.skipif(
     not qconv_vnni.host_has_vnni(), reason="the CPU has no AVX-512 VNNI: the tile cannot run"
 )
+
+
+@pytest.fixture(params=["vnni", "amx"])
+def tile(request, monkeypatch):
+    """Which tile the QConvs build on: AMX where the CPU has it (asserted built), else VNNI."""
+    if request.param == "vnni":
+        monkeypatch.setattr(qconv_amx, "amx_int8_reason", lambda: "VNNI asked for (test)")
+        yield request.param
+        return
+    if qconv_amx.amx_int8_reason():
+        pytest.skip("the CPU has no AMX-INT8")
+    built = []
+    build = qconv_amx.build
+    monkeypatch.setattr(qconv_amx, "build", lambda *a: built.append(1) or build(*a))
+    yield request.param
+    assert built, "no QConv ran on the AMX tile"
+
 
 # (c, m, kernel, strides, pads, (h, w), dilations)
 CASES = {
@@ -32,7 +50,7 @@ CASES = {
 @needs_vnni
 @pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
 @pytest.mark.parametrize("case", CASES)
-def test_vnni_qconv_matches_reference_and_onnxruntime(case, x_dtype):
+def test_int8_tile_matches_reference_and_onnxruntime(case, x_dtype, tile):
     c, m, k, strides, pads, hw, dil = CASES[case]
     rng = np.random.default_rng(5)
     xz, xs, w, ws, wz, bias, ys, yz = conv_params(rng, c, m, 1, k, x_dtype, "int8", True, True)
@@ -48,6 +66,14 @@ def test_vnni_qconv_matches_reference_and_onnxruntime(case, x_dtype):
     np.testing.assert_array_equal(got, ort_optimized(mdl, {"x": x})[0])
 
 
+def test_amx_weight_tiles_hold_64_reduction_bytes_of_16_channels():
+    w = np.random.default_rng(1).integers(-128, 128, (2, 17, 70), dtype=np.int8)  # 2 taps, M 17, K 70
+    tiles = qconv_amx.pack_amx_int8(w).reshape(2, 2, 2, 16, 64)  # (M/16, taps, K/64, 16, 64)
+    assert tiles[1, 0, 1, 0, :6].tolist() == w[0, 16, 64:].tolist() and not tiles[1, 0, 1, 0, 6:].any()
+    assert tiles[0, 1, 0, 3].tolist() == w[1, 3, :64].tolist()
+    assert not tiles[1, :, :, 1:].any(), "channels past M are zero"
+
+
 def test_packed_weights_hold_four_steps_of_one_channel_per_word():
     w = np.random.default_rng(0).integers(-128, 128, (MR + 1, 3, 1, 3), dtype=np.int8)  # K = 9: padded to 12
     packed = qconv_vnni.pack_weights(w).view(np.int8).reshape(2, 3, MR, 4)
@@ -59,7 +85,7 @@ def test_packed_weights_hold_four_steps_of_one_channel_per_word():
 @needs_vnni
 @pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
 @pytest.mark.parametrize("k", [(1, 1), (3, 3)])  # the im2col tile (qconv_vnni) and the taps' last tap
-def test_vnni_qconv_rounds_ties_half_to_even(k, x_dtype):
+def test_int8_tile_rounds_ties_half_to_even(k, x_dtype, tile):
     """Multipliers 1/2, 1/4, 1/8 make many products exact halves: each must round to the even
     neighbour, as MLAS does, in the tile's own rounding."""
     rng = np.random.default_rng(7)
