@@ -26,6 +26,7 @@ from numba import prange
 
 from cnnrt.kernels._jit import pjit
 
+VEC = 16  # float32 lanes of an AVX-512 vector
 MAX_TAPS = 255  # taps * 2**16 < 2**24: float32 sums of u8/s8 products stay exact
 
 
@@ -44,11 +45,12 @@ def _depthwise(x, w, biasc, mult, out, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, 
     phase = hq * wq
     slack = (kw_len - 1) * dw // sw + 1
     span = oh_len * wq
+    spanv = -(-span // VEC) * VEC  # whole vectors: no scalar remainder loop on a short plane
     fz = np.float32(xz)
     for t in prange(n_len * c_len):
         n = t // c_len
         c = t - n * c_len
-        plane = np.empty(sh * sw * phase + slack, np.float32)
+        plane = np.empty(sh * sw * phase + slack + spanv - span, np.float32)
         plane[:] = fz
         row = np.empty(wq * sw, np.float32)  # one padded input row, before its split by columns
         row[:] = fz
@@ -68,7 +70,7 @@ def _depthwise(x, w, biasc, mult, out, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, 
                     dst = plane[base + b * phase : base + b * phase + wq]
                     for k in range(wq):
                         dst[k] = row[k * sw + b]
-        acc = np.zeros(span, np.float32)
+        acc = np.zeros(spanv, np.float32)
         for i in range(kh_len):
             a, ro = (i * dh) % sh, (i * dh) // sh
             j = 0
@@ -78,26 +80,29 @@ def _depthwise(x, w, biasc, mult, out, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, 
                     o1 = (a * sw + ((j + 1) * dw) % sw) * phase + ro * wq + ((j + 1) * dw) // sw
                     o2 = (a * sw + ((j + 2) * dw) % sw) * phase + ro * wq + ((j + 2) * dw) // sw
                     w0, w1, w2 = w[c, i, j], w[c, i, j + 1], w[c, i, j + 2]
-                    s0, s1, s2 = plane[o0 : o0 + span], plane[o1 : o1 + span], plane[o2 : o2 + span]
-                    for q in range(span):
+                    s0, s1, s2 = plane[o0 : o0 + spanv], plane[o1 : o1 + spanv], plane[o2 : o2 + spanv]
+                    for q in range(spanv):
                         acc[q] += s0[q] * w0 + s1[q] * w1 + s2[q] * w2
                     j += 3
                 else:
                     w0 = w[c, i, j]
-                    s0 = plane[o0 : o0 + span]
-                    for q in range(span):
+                    s0 = plane[o0 : o0 + spanv]
+                    for q in range(spanv):
                         acc[q] += s0[q] * w0
                     j += 1
         s = mult[c]
         bc = biasc[c]
+        q8 = np.empty(spanv, np.int32)  # requantized over whole vectors, then each row's stretch stored
+        for q in range(spanv):
+            f = np.float32(np.int32(acc[q]) + bc) * s
+            f = min(max(f, flo), fhi)
+            f = (f + rnd) - rnd
+            q8[q] = np.int32(f) + zp
         for oh in range(oh_len):
             y = out[n, c, oh]
-            row = acc[oh * wq : oh * wq + ow_len]
+            stretch = q8[oh * wq : oh * wq + ow_len]
             for ow in range(ow_len):
-                f = np.float32(np.int32(row[ow]) + bc) * s
-                f = min(max(f, flo), fhi)
-                f = (f + rnd) - rnd
-                y[ow] = np.int32(f) + zp
+                y[ow] = stretch[ow]
 
 
 def build(p: dict, x_dtype: str, requant: tuple):
