@@ -128,7 +128,7 @@ def build_qconv(node, graph):
     x_dtype = graph.values[node.inputs[0]].dtype
     if qconv_vnni.eligible(x_dtype, p["w"], p["w_zp"], p["group"], p["out_dtype"]):
         x_shape = graph.values[node.inputs[0]].shape
-        if not qconv_amx.amx_int8_reason():
+        if not qconv_amx.amx_int8_reason(p["w"][0].size):
             return qconv_amx.build(p, x_dtype, x_shape, graph)
         if qconv_vnni_taps.eligible(x_shape[1], p["w"].shape[2:], p["strides"]):
             return qconv_vnni_taps.build(p, x_dtype, x_shape, graph)

@@ -25,11 +25,12 @@ needs_vnni = pytest.mark.skipif(
 def tile(request, monkeypatch):
     """Which tile the QConvs build on: AMX where the CPU has it (asserted built), else VNNI."""
     if request.param == "vnni":
-        monkeypatch.setattr(qconv_amx, "amx_int8_reason", lambda: "VNNI asked for (test)")
+        monkeypatch.setattr(qconv_amx, "amx_int8_reason", lambda k_len=0: "VNNI asked for (test)")
         yield request.param
         return
     if qconv_amx.amx_int8_reason():
         pytest.skip("the CPU has no AMX-INT8")
+    monkeypatch.setattr(qconv_amx, "MIN_REDUCTION", 1)  # the short reductions of these cases too
     built = []
     build = qconv_amx.build
     monkeypatch.setattr(qconv_amx, "build", lambda *a: built.append(1) or build(*a))
@@ -106,3 +107,8 @@ def test_int8_tile_rounds_ties_half_to_even(k, x_dtype, tile):
     assert np.count_nonzero(f - np.floor(f) == 0.5) > 100, "the case must hold many ties"
     np.testing.assert_array_equal(got, requantize_reference(acc, xs, ws, ys, int(yz), x_dtype))
     np.testing.assert_array_equal(got, ort_optimized(mdl, {"x": x})[0])
+
+
+def test_short_reductions_stay_on_the_vnni_tile():
+    """Below MIN_REDUCTION bytes the AMX tile's scratch round trip costs more than it saves."""
+    assert "VNNI tile is faster" in qconv_amx.amx_int8_reason(qconv_amx.MIN_REDUCTION - 1)
