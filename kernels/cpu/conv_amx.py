@@ -32,7 +32,7 @@ from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu import microkernel_amx as amx
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_blocked_plan import plan_tasks
-from cnnrt.kernels.cpu.conv_common import live_lanes, readonly, tile_flags
+from cnnrt.kernels.cpu.conv_common import contiguous_output, image_strided, live_lanes, readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel_amx import bf16_pixels, fold_pixels
 from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run, to_bf16
 from cnnrt.kernels.prepacked import prepacked
@@ -351,8 +351,14 @@ def build_amx_conv(
 
     def run(ins, outs):
         out = outs[0]
-        if not out.flags.c_contiguous:
-            raise ValueError("the AMX bf16 conv writes contiguous outputs (wrap it in contiguous_output)")
+        r = ins[3] if len(ins) > 3 and ins[3] is not None else None
+        if out.flags.c_contiguous:
+            of, g[G_PER_N_OUT] = out.reshape(-1), per_n_out
+        elif r is None:  # each image contiguous, apart by the buffer's stride (an in-place Concat's slice)
+            of, g[G_PER_N_OUT] = image_strided(out)
+        else:  # the residual is read at the output's offsets: both need the same image stride
+            via_scratch(ins, outs)
+            return
         nthreads = min(num_threads(), max_threads)
         src = xp.view((geo.length,), np.uint16)
         if not blocked_input:
@@ -369,7 +375,6 @@ def build_amx_conv(
             b = _runtime_bias(ins[2], blocks)
         else:
             b = zeros
-        r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         g[G_THREADS] = nthreads
         counter[0] = 0
         kern = pick(_amx_tasks, _amx_tasks_serial, work, nthreads)
@@ -380,7 +385,7 @@ def build_amx_conv(
             cfg,
             b,
             dummy_res if r is None else r.reshape(-1),
-            out.reshape(-1),
+            of,
             counter,
             g,
             tflags,
@@ -389,6 +394,7 @@ def build_amx_conv(
             beta,
         )
 
+    via_scratch = contiguous_output(run)
     return run
 
 

@@ -43,7 +43,14 @@ from cnnrt.kernels.cpu.conv_blocked_plan import (
     panel_blocks,
     plan_tasks,
 )
-from cnnrt.kernels.cpu.conv_common import block_size, live_lanes, readonly, tile_flags
+from cnnrt.kernels.cpu.conv_common import (
+    block_size,
+    contiguous_output,
+    image_strided,
+    live_lanes,
+    readonly,
+    tile_flags,
+)
 from cnnrt.kernels.cpu.conv_stem import build_stem_conv
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
 from cnnrt.kernels.cpu.winograd import build_winograd
@@ -440,38 +447,6 @@ def build_blocked_conv(
     return run
 
 
-def image_strided(out: np.ndarray) -> tuple[np.ndarray, int]:
-    """(flat, image stride) of an output (N, ...) whose images are each contiguous but lie
-    apart in a bigger buffer (a channel range of an in-place Concat's output at batch > 1,
-    passes/concat_in_place.py): ``flat`` starts at its first element and ends with its last
-    image, the stride is in elements."""
-    size = out.itemsize
-    if not out[0].flags.c_contiguous or out.strides[0] % size or out.strides[0] < out[0].nbytes:
-        raise ValueError(f"an output with strides {out.strides} does not hold whole images apart")
-    step = out.strides[0] // size
-    span = (out.shape[0] - 1) * step + out[0].size
-    return np.lib.stride_tricks.as_strided(out, shape=(span,), strides=(size,)), step
-
-
-def contiguous_output(run):
-    """``run`` for kernels that write contiguous outputs only: a strided output (an in-place
-    Concat's channel range at batch > 1) is computed into a scratch array, then copied."""
-    scratch: dict[tuple, np.ndarray] = {}
-
-    def wrapped(ins, outs):
-        out = outs[0]
-        if out.flags.c_contiguous:
-            run(ins, outs)
-            return
-        tmp = scratch.get(out.shape)
-        if tmp is None:
-            tmp = scratch[out.shape] = np.empty(out.shape, out.dtype)
-        run(ins, [tmp, *outs[1:]])
-        out[...] = tmp
-
-    return wrapped
-
-
 @register("BlockedConv")
 def build_blocked_conv_node(node, graph):
     """Conv with a blocked output (passes/block_layout.py) by the node's ``algorithm``:
@@ -499,5 +474,5 @@ def build_blocked_conv_node(node, graph):
         return contiguous_output(build_stem_conv(spec, w_const, b_const, channels))
     precision, copied = node.attrs.get("precision", "f32"), bool(node.attrs.get("bf16_copied", False))
     if precision == "bf16" and node.attrs.get("bf16_tile") == "amx":
-        return contiguous_output(build_amx_conv(spec, w_const, b_const, blocked_input, graph, copied, channels))
+        return build_amx_conv(spec, w_const, b_const, blocked_input, graph, copied, channels)
     return build_blocked_conv(spec, w_const, b_const, blocked_input, graph, precision, copied, channels)

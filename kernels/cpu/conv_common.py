@@ -91,3 +91,35 @@ def tile_flags(spec) -> int:
     residual and the activation when the tile applies it (microkernel.tile_act)."""
     f = (mk.BIAS if spec.has_bias else 0) | (mk.RESIDUAL if spec.has_res else 0)
     return f | mk.tile_act(spec.act, spec.dtype) << mk.ACT_SHIFT
+
+
+def image_strided(out: np.ndarray) -> tuple[np.ndarray, int]:
+    """(flat, image stride) of an output (N, ...) whose images are each contiguous but lie
+    apart in a bigger buffer (a channel range of an in-place Concat's output at batch > 1,
+    passes/concat_in_place.py): ``flat`` starts at its first element and ends with its last
+    image, the stride is in elements."""
+    size = out.itemsize
+    if not out[0].flags.c_contiguous or out.strides[0] % size or out.strides[0] < out[0].nbytes:
+        raise ValueError(f"an output with strides {out.strides} does not hold whole images apart")
+    step = out.strides[0] // size
+    span = (out.shape[0] - 1) * step + out[0].size
+    return np.lib.stride_tricks.as_strided(out, shape=(span,), strides=(size,)), step
+
+
+def contiguous_output(run):
+    """``run`` for kernels that write contiguous outputs only: a strided output (an in-place
+    Concat's channel range at batch > 1) is computed into a scratch array, then copied."""
+    scratch: dict[tuple, np.ndarray] = {}
+
+    def wrapped(ins, outs):
+        out = outs[0]
+        if out.flags.c_contiguous:
+            run(ins, outs)
+            return
+        tmp = scratch.get(out.shape)
+        if tmp is None:
+            tmp = scratch[out.shape] = np.empty(out.shape, out.dtype)
+        run(ins, [tmp, *outs[1:]])
+        out[...] = tmp
+
+    return wrapped

@@ -74,3 +74,30 @@ def test_amx_folded_stem(name, act):
         return
     got = run_blocked(x, wt, b, None, s, p, d, act, blocked_input=False, amx=True)
     _check_bf16(x, wt, b, None, s, p, d, act, 0.0, 0.0, got, name)
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+def test_amx_conv_writes_a_channel_range_of_a_bigger_buffer(residual):
+    """At batch > 1 an in-place Concat hands its producers channel ranges whose images lie apart
+    (passes/concat_in_place.py): written in place, or through a scratch when a residual is read
+    at the output's offsets; the same values as a contiguous output, nothing else touched."""
+    from cnnrt.core.ops import ACTIVATIONS
+    from cnnrt.kernels.conv_spec import ConvSpec
+    from cnnrt.kernels.cpu.conv_amx import build_amx_conv
+
+    n, c, h, w, m = 2, 32, 9, 10, 32
+    spec = ConvSpec(
+        n, c, h, w, m, h, w, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, "float32", True, residual, ACTIVATIONS["Relu"], 0.0, 0.0
+    )
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c // 16, h, w, 16)).astype(np.float32)
+    wt = rng.standard_normal((m, c, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    r = rng.standard_normal((n, m // 16, h, w, 16)).astype(np.float32) if residual else None
+    run = build_amx_conv(spec, wt, b)
+    want = np.empty((n, m // 16, h, w, 16), np.float32)
+    run([x, wt, b, r], [want])
+    big = np.full((n, 5, h, w, 16), 7.0, np.float32)
+    run([x, wt, b, r], [big[:, 1:3]])
+    np.testing.assert_array_equal(big[:, 1:3], want)
+    assert (big[:, 0] == 7).all() and (big[:, 3:] == 7).all()
