@@ -164,11 +164,23 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
         pad_value = np.array(p["x_zp"]).astype(x_dtype).view(np.uint8)[()]
         hp, wq = h + pt + pb, -(-(wd + pl + pr) // sw)
         qshape = (n, c, hp, sw, wq)
-        xq_scratch = shared_scratch(owner, "qconv.padded", qshape, np.uint8) if padded or sw > 1 else None
+        pointwise = kh == kw == 1 and not padded and (sh > 1 or sw > 1)
+        xq_scratch = (
+            shared_scratch(owner, "qconv.padded", qshape, np.uint8) if (padded or sw > 1) and not pointwise else None
+        )
         words = shared_scratch(owner, "qconv.packed", (n, kq, ppad), np.uint32)
         span, grid = npix, npix
 
+        sub_shape = (n, c, oh, 1, ow)
+        sub_scratch = shared_scratch(owner, "qconv.padded", sub_shape, np.uint8) if pointwise else None
+
         def prepare(x):
+            if pointwise:  # a strided 1x1 conv reads one pixel in sh*sw: subsampled, then packed at stride 1
+                xq = sub_scratch.view(sub_shape, np.uint8)
+                np.copyto(xq[:, :, :, 0], x[:, :, : oh * sh : sh, : ow * sw : sw])
+                apk = words.view((n, kq, ppad), np.uint32)
+                _pack(xq, apk, k_len, 1, 1, 1, 1, 1, 1, oh, ow, flip)
+                return apk
             if sw > 1:
                 xq = xq_scratch.view(qshape, np.uint8)
                 _phases(np.ascontiguousarray(x), xq, pt, pl, pad_value)

@@ -41,6 +41,7 @@ def tile(request, monkeypatch):
 # (c, m, kernel, strides, pads, (h, w), dilations)
 CASES = {
     "1x1-odd": (13, MR + 5, (1, 1), (1, 1), (0, 0, 0, 0), (7, 5), (1, 1)),
+    "1x1-s2": (40, MR + 5, (1, 1), (2, 3), (0, 0, 0, 0), (9, 11), (1, 1)),  # subsampled, then packed
     "3x3-s1": (13, MR + 5, (3, 3), (1, 1), (1, 1, 1, 1), (7, 5), (1, 1)),  # taps as offsets (qconv_vnni_taps)
     "3x3-s2": (7, 2 * MR + 1, (3, 3), (2, 2), (1, 0, 1, 2), (13, 11), (1, 1)),
     "7x7-stem": (3, 9, (7, 7), (2, 2), (3, 3, 3, 3), (19, 17), (1, 1)),
