@@ -1,5 +1,5 @@
-"""The bf16 blocked conv on AMX tiles (microkernel_amx.py): a blocked input, any stride,
-dilation or padding, ungrouped.
+"""The bf16 blocked conv on AMX tiles (microkernel_amx.py), ungrouped: a blocked input at any
+stride, dilation or padding, or an NCHW stem whose kw taps fold into channels (:class:`FoldedGeometry`).
 
 The input is converted into a bf16 copy laid out for A tiles: 32 channels per pixel (two
 float32 blocks side by side, 64 bytes), and, for a stride s, split into s x s phase planes
@@ -31,7 +31,7 @@ from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu import microkernel_amx as amx
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv_blocked_plan import plan_tasks
+from cnnrt.kernels.cpu.conv_blocked_plan import plan_tasks, task_span
 from cnnrt.kernels.cpu.conv_common import contiguous_output, image_strided, live_lanes, readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel_amx import bf16_pixels, fold_pixels
 from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run, to_bf16
@@ -208,12 +208,7 @@ def _amx_tasks(xp, wp, taps, cfg, bias, rf, of, counter, g, tflags, kind, alpha,
             i = blas.claim(counter)
             if i >= ntasks:
                 break
-            p0 = (i % n_pgroups) * pg
-            p1 = min(n_panels, p0 + pg)
-            rest = i // n_pgroups
-            q0 = (rest % n_pblocks) * pxb
-            q1 = min(vq, q0 + pxb)
-            n = rest // n_pblocks
+            p0, p1, q0, q1, n = task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, vq)
             abase = n * per_n
             obase = n * per_n_out
             for p in range(p0, p1):
@@ -316,7 +311,7 @@ def build_amx_conv(
     panels = -(-blocks // 2)
     w_bytes = s.m * s.c * s.kh * s.kw * 2
     in_bytes = s.n * s.c * s.h * s.w * 2
-    shape = SimpleNamespace(m=s.m, oh=1, ow=geo.vq, n=s.n)
+    shape = SimpleNamespace(m=s.m, oh=1, ow=geo.vq, n=s.n)  # the strip grid, as one row of pixels
     pg, pxb = plan_tasks(shape, 4, 2 * LANES, w_bytes, in_bytes, amx.STRIP)
     per_n_out = blocks * LANES * s.oh * s.ow
     g = np.zeros(G_LEN, np.int64)

@@ -42,6 +42,7 @@ from cnnrt.kernels.cpu.conv_blocked_plan import (
     pack_weights,
     panel_blocks,
     plan_tasks,
+    task_span,
 )
 from cnnrt.kernels.cpu.conv_common import (
     block_size,
@@ -155,12 +156,7 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
             i = blas.claim(counter)
             if i >= ntasks:
                 break
-            p0 = (i % n_pgroups) * pg
-            p1 = min(n_panels, p0 + pg)
-            rest = i // n_pgroups
-            q0 = (rest % n_pblocks) * pxb
-            q1 = min(npix, q0 + pxb)
-            n = rest // n_pblocks
+            p0, p1, q0, q1, n = task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix)
             y = q0 // ow
             x = q0 - y * ow
             for j in range(q1 - q0):

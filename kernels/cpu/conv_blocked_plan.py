@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnrt.kernels._jit import njit
 from cnnrt.kernels.aligned import aligned_copy
 from cnnrt.kernels.cpu.microkernel import PANEL_CHOICES
 
@@ -77,6 +78,17 @@ def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: i
     while tasks() < _MIN_TASKS and pg > 1:
         pg = -(-pg // 2)
     return pg, pxb
+
+
+@njit(inline="always")
+def task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix):
+    """Task ``i`` of :func:`plan_tasks`' split as (first panel, end panel, first pixel, end
+    pixel, image): groups of ``pg`` panels vary fastest, then blocks of ``pxb`` pixels, then
+    images."""
+    p0 = (i % n_pgroups) * pg
+    rest = i // n_pgroups
+    q0 = (rest % n_pblocks) * pxb
+    return p0, min(n_panels, p0 + pg), q0, min(npix, q0 + pxb), rest // n_pblocks
 
 
 def pack_weights(w: np.ndarray, nr: int, kstep: int) -> np.ndarray:

@@ -1,21 +1,27 @@
-"""The AMX register tiles of the bf16 blocked conv: ``tdpbf16ps`` on 16 x 16 float32 tiles.
+"""The AMX tiles of the reduced-precision convs: ``tdpbf16ps`` (bf16, conv_amx.py) and
+``tdpbsud`` (int8, qconv_amx.py) on 16 x 16 tiles of 32-bit sums.
 
-An AMX unit (Intel Sapphire Rapids and later: ``amx-tile``, ``amx-bf16``) has eight tile
-registers of up to 16 rows x 64 bytes. ``tdpbf16ps C, A, B`` adds A (16 rows x 32 bf16) times
-B (16 rows of 16 bf16 pairs: the 32 x 16 matrix with each two reduction rows interleaved) into
-C (16 x 16 float32): 8192 multiply-adds per instruction, where one AVX-512 ``vdpbf16ps``
-does 32. A conv maps onto it with pixels as A's rows and 32 input channels as its columns
-(conv_amx.py lays the bf16 input copy out so, 64 bytes per pixel), B the packed weights of
-one output block, and C one output tile: 16 pixels x 16 channels, the blocked layout's own
-shape.
+An AMX unit (Intel Xeon from Sapphire Rapids on: ``amx-tile``, ``amx-bf16``, ``amx-int8``) has
+eight tile registers of up to 16 rows x 64 bytes. ``tdpbf16ps C, A, B`` adds A (16 rows x 32
+bf16) times B (16 rows of 16 bf16 pairs: the 32 x 16 matrix with each two reduction rows
+interleaved) into C (16 x 16 float32): 8192 multiply-adds per instruction, where one AVX-512
+``vdpbf16ps`` does 32. ``tdpbsud`` does the same with 64 signed x unsigned bytes per row and
+int32 sums. Every tile here is 16 rows x 64 bytes (:func:`tile_config`).
 
-:func:`amx_strip` computes a strip of 32 pixels x ``NT`` output blocks (tiles 0-3: C; 4-5:
-A; 6-7: B) over every tap and input block, then stores C to a per-thread scratch;
-:func:`amx_store` runs the float32 tile's epilogue (microkernel.epilogue: bias, residual,
-activation, zeroed padding lanes) on chosen scratch rows and writes them to the output.
-Tile registers need the tile configuration loaded in the thread (:func:`amx_begin`) and,
-in Linux, the process's permission for the tile data state (:func:`amx_unsupported_reason`
-asks for it once).
+bf16: pixels are A's rows and 32 input channels its columns (conv_amx.py lays the bf16 input
+copy out so, 64 bytes per pixel: :func:`bf16_pixels`, and :func:`fold_pixels` for a stem), B
+the packed weights of one output block, and C one output tile, 16 pixels x 16 channels: the
+blocked layout's own shape. :func:`amx_strip` computes a strip of 32 pixels x NT output blocks
+(tiles 0-3: C; 4-5: A; 6-7: B) over every tap and input block and stores C to a per-thread
+scratch; :func:`amx_store` runs the float32 tile's epilogue (microkernel.epilogue: bias,
+residual, activation, zeroed padding lanes) on chosen scratch rows into the output.
+
+int8: the weights are A (16 channels x 64 reduction bytes), the activations B (the VNNI
+kernels' words of four reduction bytes of one pixel), so C is 16 channels x 16 pixels, NCHW
+rows: :func:`amx_int8_strip` and :func:`amx_int8_store` (microkernel_int8's requantization).
+
+Tile registers need the configuration loaded in the thread (:func:`amx_begin`) and, on Linux,
+the process's permission for the tile data state (:func:`amx_unsupported_reason` asks once).
 """
 
 from __future__ import annotations

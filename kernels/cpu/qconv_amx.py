@@ -24,8 +24,8 @@ from cnnrt.kernels._jit import num_threads, pjit
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.cpu import blas, qconv_vnni_taps
 from cnnrt.kernels.cpu import microkernel_amx as amx
-from cnnrt.kernels.cpu.qconv_vnni import PX, _pack, _phases, requant_params
-from cnnrt.kernels.cpu.qconv_vnni_taps import _interleave
+from cnnrt.kernels.cpu.qconv_vnni import PX, im2col_packer, requant_params
+from cnnrt.kernels.cpu.qconv_vnni_taps import _interleave, row_segments
 from cnnrt.kernels.prepacked import prepacked
 
 KQ_TILE = amx.ROWS  # reduction words of four bytes per tile
@@ -87,12 +87,7 @@ def _amx_tiles(xw, wpk, taps, kqb, bias, mult, out, m_len, span, wp, ow, flo, fh
             amx.amx_int8_strip(
                 a_flat, n * kq * lda + q0, lda, taps, ntaps, kqb, wpk, 2 * mb * w_block, w_block, scratch
             )
-            nseg = 0
-            for oh in range(q0 // wp, (q1 - 1) // wp + 1):  # the strip's stretch of each padded output row
-                first, end = max(q0, oh * wp) - q0, min(q1, oh * wp + ow) - q0
-                if end > first:
-                    segs[3 * nseg], segs[3 * nseg + 1], segs[3 * nseg + 2] = first, end, oh * (ow - wp) + q0
-                    nseg += 1
+            nseg = row_segments(segs, q0, q1, wp, ow)
             for i in range(2):
                 rows = min(amx.ROWS, m_len - m0 - i * amx.ROWS)
                 if rows <= 0:
@@ -125,7 +120,7 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
     m, c, kh, kw = w.shape
     n, _, oh, ow = p["out_shape"]
     h, wd = x_shape[2], x_shape[3]
-    (sh, sw), (dh, dw), (pt, pl, pb, pr) = p["strides"], p["dilations"], p["pads"]
+    (dh, dw), (pt, pl, pb, pr) = p["dilations"], p["pads"]
     taps_path = qconv_vnni_taps.eligible(c, (kh, kw), p["strides"])
     shift = 128 if x_dtype == "int8" else 0
     wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
@@ -157,42 +152,10 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
     else:  # im2col words, one tap
         k_len = c * kh * kw
         kq = -(-k_len // (4 * KQ_TILE)) * KQ_TILE
-        ppad = -(-npix // PX) * PX
         taps = _ONE_TAP
         wpk = prepacked(w, ("amx-int8",), lambda w: pack_amx_int8(w.reshape(1, m, k_len)))
-        padded = pt or pl or pb or pr
-        pad_value = np.array(p["x_zp"]).astype(x_dtype).view(np.uint8)[()]
-        hp, wq = h + pt + pb, -(-(wd + pl + pr) // sw)
-        qshape = (n, c, hp, sw, wq)
-        pointwise = kh == kw == 1 and not padded and (sh > 1 or sw > 1)
-        xq_scratch = (
-            shared_scratch(owner, "qconv.padded", qshape, np.uint8) if (padded or sw > 1) and not pointwise else None
-        )
-        words = shared_scratch(owner, "qconv.packed", (n, kq, ppad), np.uint32)
+        prepare = im2col_packer(p, x_dtype, x_shape, owner, kq)
         span, grid = npix, npix
-
-        sub_shape = (n, c, oh, 1, ow)
-        sub_scratch = shared_scratch(owner, "qconv.padded", sub_shape, np.uint8) if pointwise else None
-
-        def prepare(x):
-            if pointwise:  # a strided 1x1 conv reads one pixel in sh*sw: subsampled, then packed at stride 1
-                xq = sub_scratch.view(sub_shape, np.uint8)
-                np.copyto(xq[:, :, :, 0], x[:, :, : oh * sh : sh, : ow * sw : sw])
-                apk = words.view((n, kq, ppad), np.uint32)
-                _pack(xq, apk, k_len, 1, 1, 1, 1, 1, 1, oh, ow, flip)
-                return apk
-            if sw > 1:
-                xq = xq_scratch.view(qshape, np.uint8)
-                _phases(np.ascontiguousarray(x), xq, pt, pl, pad_value)
-            elif padded:
-                xq = xq_scratch.view(qshape, np.uint8)
-                xq.fill(pad_value)
-                xq[:, :, pt : pt + h, 0, pl : pl + wd] = x
-            else:
-                xq = np.ascontiguousarray(x).reshape(qshape)
-            apk = words.view((n, kq, ppad), np.uint32)
-            _pack(xq, apk, k_len, kh, kw, sh, sw, dh, dw, oh, ow, flip)
-            return apk
 
     kqb = kq // KQ_TILE
 

@@ -174,36 +174,36 @@ def requant_params(p: dict) -> tuple:
     return mult, np.float32(lo - zp), np.float32(hi - zp), zp, _ROUND
 
 
-def build(p: dict, x_dtype: str, x_shape: tuple, owner):
-    """The run function of one QConv plan (qconv.conv_plan) on the tile, for an input of
-    ``x_shape``; its padded and packed inputs live in scratch shared by ``owner``'s kernels
-    (kernels/aligned.shared_scratch: steps run one at a time)."""
+def im2col_packer(p: dict, x_dtype: str, x_shape: tuple, owner, kq: int):
+    """``pack(x) -> (N, kq, Ppad) uint32``: the im2col words of a QConv plan's input (the module
+    doc), ``kq`` >= K/4 rows (rows past K/4 hold any valid words: their weights are zero), Ppad
+    the output pixels in whole tiles. A strided 1x1 conv reads one pixel in SH*SW: its input is
+    subsampled, then packed at stride 1; other strided convs are split into column phases first,
+    padded ones border-padded with the input's zero point. The copies live in scratch shared
+    by ``owner``'s kernels (kernels/aligned.shared_scratch: steps run one at a time)."""
     w = p["w"]
-    m, c, kh, kw = w.shape
+    _, c, kh, kw = w.shape
     n, _, oh, ow = p["out_shape"]
     h, wd = x_shape[2], x_shape[3]
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = p["strides"], p["dilations"], p["pads"]
     k_len = c * kh * kw
-    kq = -(-k_len // 4)
-    bpk = prepacked(w, ("vnni", MR), pack_weights)
-    shift = 128 if x_dtype == "int8" else 0
-    wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
-    biasc = np.zeros(-(-m // MR) * MR, np.int32)  # whole tiles of rows: the tile starts every row's sums from it
-    biasc[:m] = p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum
-    mult, flo, fhi, zp, _ = requant_params(p)
-    flip = np.uint32(0x80808080 if shift else 0)
-    npix = oh * ow
-    ppad = -(-npix // PX) * PX
+    flip = np.uint32(0x80808080 if x_dtype == "int8" else 0)
+    ppad = -(-(oh * ow) // PX) * PX
     padded = pt or pl or pb or pr
     pad_value = np.array(p["x_zp"]).astype(x_dtype).view(np.uint8)[()]
-
+    pointwise = kh == kw == 1 and not padded and (sh > 1 or sw > 1)
     hp, wq = h + pt + pb, -(-(wd + pl + pr) // sw)
-    qshape = (n, c, hp, sw, wq)
-    xq_scratch = shared_scratch(owner, "qconv.padded", qshape, np.uint8) if padded or sw > 1 else None
+    qshape = (n, c, oh, 1, ow) if pointwise else (n, c, hp, sw, wq)
+    xq_scratch = shared_scratch(owner, "qconv.padded", qshape, np.uint8) if padded or sw > 1 or pointwise else None
     apk_scratch = shared_scratch(owner, "qconv.packed", (n, kq, ppad), np.uint32)
 
-    def run(ins, outs):
-        x = ins[0].view(np.uint8)
+    def pack(x):
+        apk = apk_scratch.view((n, kq, ppad), np.uint32)
+        if pointwise:
+            xq = xq_scratch.view(qshape, np.uint8)
+            np.copyto(xq[:, :, :, 0], x[:, :, : oh * sh : sh, : ow * sw : sw])
+            _pack(xq, apk, k_len, 1, 1, 1, 1, 1, 1, oh, ow, flip)
+            return apk
         if sw > 1:
             xq = xq_scratch.view(qshape, np.uint8)
             _phases(np.ascontiguousarray(x), xq, pt, pl, pad_value)
@@ -213,8 +213,30 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
             xq[:, :, pt : pt + h, 0, pl : pl + wd] = x
         else:
             xq = np.ascontiguousarray(x).reshape(qshape)
-        apk = apk_scratch.view((n, kq, ppad), np.uint32)
         _pack(xq, apk, k_len, kh, kw, sh, sw, dh, dw, oh, ow, flip)
+        return apk
+
+    return pack
+
+
+def build(p: dict, x_dtype: str, x_shape: tuple, owner):
+    """The run function of one QConv plan (qconv.conv_plan) on the tile, for an input of
+    ``x_shape``; its im2col (:func:`im2col_packer`) lives in scratch shared by ``owner``'s kernels."""
+    w = p["w"]
+    m, c, kh, kw = w.shape
+    n, _, oh, ow = p["out_shape"]
+    kq = -(-(c * kh * kw) // 4)
+    bpk = prepacked(w, ("vnni", MR), pack_weights)
+    shift = 128 if x_dtype == "int8" else 0
+    wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
+    biasc = np.zeros(-(-m // MR) * MR, np.int32)  # whole tiles of rows: the tile starts every row's sums from it
+    biasc[:m] = p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum
+    mult, flo, fhi, zp, _ = requant_params(p)
+    npix = oh * ow
+    pack = im2col_packer(p, x_dtype, x_shape, owner, kq)
+
+    def run(ins, outs):
+        apk = pack(ins[0].view(np.uint8))
         y = outs[0]
         if y.flags.c_contiguous:
             _tiles(apk, bpk, biasc, mult, y.reshape(n, m, npix), m, flo, fhi, zp)

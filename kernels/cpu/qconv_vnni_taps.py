@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from cnnrt.kernels._jit import pjit
+from cnnrt.kernels._jit import njit, pjit
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.cpu.microkernel_int8 import MR, tile_u8s8, tile_u8s8_acc, tile_u8s8_acc_rq
 from cnnrt.kernels.cpu.qconv_vnni import PX, TASK_CHUNKS, pack_words, requant_params
@@ -70,6 +70,20 @@ def _interleave(x, xw, pt, pl, wp, xz, flip):
             pack_words(dst[(r + pt) * wp + pl : (r + pt) * wp + pl + w_len], s0, s1, s2, s3, flip)
 
 
+@njit(inline="always")
+def row_segments(segs, q0, q1, wp, ow):
+    """The stretches of padded output rows (``wp`` pixels, the first ``ow`` real) that a tile of
+    pixels [q0, q1) meets, as microkernel_int8.segment_stores takes them: segs[3i : 3i+3] =
+    first lane, end lane, offset from the tile's pixel to the output's; returns their count."""
+    nseg = 0
+    for oh in range(q0 // wp, (q1 - 1) // wp + 1):
+        first, end = max(q0, oh * wp) - q0, min(q1, oh * wp + ow) - q0
+        if end > first:
+            segs[3 * nseg], segs[3 * nseg + 1], segs[3 * nseg + 2] = first, end, oh * (ow - wp) + q0
+            nseg += 1
+    return nseg
+
+
 @pjit
 def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wp, ow_len, flo, fhi, zp):
     """out (N, M, OH*OW) from the interleaved input and the tap-major packed weights."""
@@ -99,12 +113,7 @@ def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wp, ow_len, flo, fhi, zp):
                 tile_u8s8_acc(x_flat, a0 + offs[tap], lda, bpk, tap * tap_words + b0, c4, acc, 0)
             q0 = pb * PX
             q1 = min(span, q0 + PX)
-            nseg = 0
-            for oh in range(q0 // wp, (q1 - 1) // wp + 1):  # the tile's stretch of each padded output row
-                first, end = max(q0, oh * wp) - q0, min(q1, oh * wp + ow_len) - q0
-                if end > first:
-                    segs[3 * nseg], segs[3 * nseg + 1], segs[3 * nseg + 2] = first, end, oh * (ow_len - wp) + q0
-                    nseg += 1
+            nseg = row_segments(segs, q0, q1, wp, ow_len)
             m0 = mb * MR
             bl = (taps - 1) * tap_words + b0
             rows, c0 = min(MR, m_len - m0), (n * m_len + m0) * p_len
