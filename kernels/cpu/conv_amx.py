@@ -68,34 +68,46 @@ class PhaseGeometry:
 
 class FoldedGeometry:
     """Where each tap of a stem (an NCHW input of a few channels) reads in its folded AMX
-    copy: the kw taps of a row fold into the channels, a pixel of the copy holding
+    copy: the kw taps of a kernel row fold into the channels, a pixel of the copy holding
     x[c, r, ow*sw + j - pl] at channel c*kw + j (zero past C*kw, up to whole 32-channel
-    blocks), one pixel per output column; the kh taps stay taps, on sh row phases. So 7x7x3
-    is 7 taps of 21 channels where it would be 49 of 3."""
+    blocks), one pixel per output column, and the kh taps stay taps, on sh row phases: 7x7x3
+    is 7 taps of 21 channels where it would be 49 of 3. When the whole window fits one
+    32-channel block (C*kh*kw <= 32: a 3x3 stem) the kernel rows fold too, channel
+    (c*kh + i)*kw + j holding input row oh*sh + i*dh - pt: one tap of 27 channels, a copy
+    row per output row."""
 
     def __init__(self, spec) -> None:
         s = spec
         if s.dw != 1:
             raise ValueError(f"a folded stem needs dilation 1 along the width: {s.dw}")
-        hp = max(s.h + s.pt + s.pb, (s.oh - 1) * s.sh + (s.kh - 1) * s.dh + 1)
         self.wpad = max(s.w + s.pl + s.pr, (s.ow - 1) * s.sw + s.kw)  # padded input columns
-        self.fold = s.kw * s.c
-        self.ph, self.pw = -(-hp // s.sh), s.ow
-        self.kbn = -(-self.fold // PC)
+        self.full = s.c * s.kh * s.kw <= PC
+        self.fold_kh = s.kh if self.full else 1  # kernel rows folded into the channels
+        self.phases = 1 if self.full else s.sh
+        if self.full:
+            self.ph = s.oh
+        else:
+            hp = max(s.h + s.pt + s.pb, (s.oh - 1) * s.sh + (s.kh - 1) * s.dh + 1)
+            self.ph = -(-hp // s.sh)
+        self.pw = s.ow
+        self.kbn = -(-(s.c * self.fold_kh * s.kw) // PC)
         self.phase = self.ph * self.pw * PC
-        self.kb_stride = s.sh * self.phase
+        self.kb_stride = self.phases * self.phase
         self.per_n = self.kbn * self.kb_stride
-        rows = [i * s.dh for i in range(s.kh)]
-        self.used = np.zeros(s.sh, np.int64)
-        self.used[[r % s.sh for r in rows]] = 1
-        self.taps = np.array([((r % s.sh) * self.ph + r // s.sh) * self.pw * PC for r in rows], np.int64)
+        rows = [0] if self.full else [i * s.dh for i in range(s.kh)]
+        self.used = np.zeros(self.phases, np.int64)
+        self.used[[r % self.phases for r in rows]] = 1
+        taps = [((r % self.phases) * self.ph + r // self.phases) * self.pw * PC for r in rows]
+        self.taps = np.array(taps, np.int64)
         self.vq = s.oh * s.ow
         self.length = s.n * self.per_n + amx.STRIP * PC
 
-    @staticmethod
-    def fold_weights(w: np.ndarray) -> np.ndarray:
-        """(M, C, kh, kw) -> (M, C*kw, kh, 1): the folded conv's weights."""
+    def fold_weights(self, w: np.ndarray) -> np.ndarray:
+        """(M, C, kh, kw) -> the folded conv's weights: (M, C*kh*kw, 1, 1) when the whole
+        window folds, else (M, C*kw, kh, 1)."""
         m, c, kh, kw = w.shape
+        if self.full:
+            return np.ascontiguousarray(w.reshape(m, c * kh * kw, 1, 1))
         return np.ascontiguousarray(w.transpose(0, 1, 3, 2).reshape(m, c * kw, kh, 1))
 
 
@@ -154,28 +166,30 @@ _to_amx_copy_serial = serial_twin(_to_amx_copy)
 
 
 @pjit
-def _to_amx_folded(x, xp, pt, pl, sh, sw, ph, ow, kbn, per_n, kw, wpad, used):
+def _to_amx_folded(x, xp, pt, pl, sh, sw, dh, phases, ph, ow, kbn, per_n, kw, fold_kh, wpad, used):
     """xp (bf16 bits) from an NCHW stem input (x: the float32 bits, (N, C, H, W)): per image,
     32-channel block and row phase, ph rows of ``ow`` folded pixels (FoldedGeometry), every
-    element of the used phases written. Each input row is rounded to bf16 once, into a
-    zero-bordered row per channel (microkernel_amx.fold_pixels reads them)."""
+    element of the used phases written. Copy row i of phase a folds the ``fold_kh`` input rows
+    sh*i + a + r*dh - pt (r < fold_kh) of every channel, each rounded to bf16 once into a
+    zero-bordered row (microkernel_amx.fold_pixels reads them)."""
     n_count, c_count, h, w = x.shape
     rl = wpad + 2 * PC
     flat = x.reshape(-1)
-    for q in prange(n_count * sh * ph):
+    for q in prange(n_count * phases * ph):
         i = q % ph
-        a = (q // ph) % sh
-        n = q // (ph * sh)
+        a = (q // ph) % phases
+        n = q // (ph * phases)
         if used[a] == 0:
             continue
-        ih = sh * i + a - pt
-        rows = np.zeros(c_count * rl, np.uint16)
-        if 0 <= ih < h:
-            for c in range(c_count):
-                bf16_run(flat, ((n * c_count + c) * h + ih) * w, rows, c * rl + PC + pl, w)
+        rows = np.zeros(c_count * fold_kh * rl, np.uint16)
+        for c in range(c_count):
+            for r in range(fold_kh):
+                ih = sh * i + a + r * dh - pt
+                if 0 <= ih < h:
+                    bf16_run(flat, ((n * c_count + c) * h + ih) * w, rows, (c * fold_kh + r) * rl + PC + pl, w)
         for kb in range(kbn):
-            d = n * per_n + ((kb * sh + a) * ph + i) * ow * PC
-            fold_pixels(rows, rl, c_count, kw, kb, sw, xp, d, ow)
+            d = n * per_n + ((kb * phases + a) * ph + i) * ow * PC
+            fold_pixels(rows, rl, c_count * fold_kh, kw, kb, sw, xp, d, ow)
     xp[n_count * per_n :] = 0
 
 
@@ -299,7 +313,7 @@ def build_amx_conv(
         wp = readonly(prepacked(w_const, ("amx-bf16",), pack_amx))
     else:
         geo = FoldedGeometry(spec)
-        wp = readonly(prepacked(w_const, ("amx-bf16-folded",), lambda w: pack_amx(geo.fold_weights(w))))
+        wp = readonly(prepacked(w_const, ("amx-bf16-folded", geo.full), lambda w: pack_amx(geo.fold_weights(w))))
     blocks = -(-s.m // LANES)
     live = live_lanes(s.m, channels, LANES)
     bias_pad = np.zeros(blocks * LANES, np.float32)
@@ -342,7 +356,10 @@ def build_amx_conv(
     dummy_res = np.zeros(1, np.float32)
     max_threads = numba.config.NUMBA_NUM_THREADS
     work = s.n * s.m * s.oh * s.ow * s.c * s.kh * s.kw // 16  # AMX: ~16x the FMAs' rate
-    copy_work = s.n * s.c * s.h * s.w * 8
+    # the blocked copy is a stream: below ~2^19 elements one thread does it faster than two
+    # (64 x 56 x 56: 23 us alone, 26 us on two; 256 x 56 x 56: 150 us alone, 94 us on two);
+    # a stem's fold does ~30 operations per input element
+    copy_work = s.n * s.c * s.h * s.w * (1 if blocked_input else 32)
 
     def run(ins, outs):
         out = outs[0]
@@ -359,7 +376,24 @@ def build_amx_conv(
         if not blocked_input:
             conv = pick(_to_amx_folded, _to_amx_folded_serial, copy_work, nthreads)
             x = ins[0].reshape(s.n, s.c, s.h, s.w).view(np.uint32)
-            conv(x, src, s.pt, s.pl, s.sh, s.sw, geo.ph, s.ow, geo.kbn, geo.per_n, s.kw, geo.wpad, geo.used)
+            conv(
+                x,
+                src,
+                s.pt,
+                s.pl,
+                s.sh,
+                s.sw,
+                s.dh,
+                geo.phases,
+                geo.ph,
+                s.ow,
+                geo.kbn,
+                geo.per_n,
+                s.kw,
+                geo.fold_kh,
+                geo.wpad,
+                geo.used,
+            )
         elif not copied:
             x = ins[0].reshape(s.n, s.c // LANES, s.h, s.w * LANES).view(np.uint32)
             conv = pick(_to_amx_copy, _to_amx_copy_serial, copy_work, nthreads)
