@@ -25,6 +25,7 @@ import numpy as np
 from numba import prange
 
 from cnnrt.kernels._jit import pjit
+from cnnrt.kernels.cpu.vector_ir import deinterleave2_run
 
 VEC = 16  # float32 lanes of an AVX-512 vector
 MAX_TAPS = 255  # taps * 2**16 < 2**24: float32 sums of u8/s8 products stay exact
@@ -51,25 +52,37 @@ def _depthwise(x, w, biasc, mult, out, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, 
         n = t // c_len
         c = t - n * c_len
         plane = np.empty(sh * sw * phase + slack + spanv - span, np.float32)
-        plane[:] = fz
-        row = np.empty(wq * sw, np.float32)  # one padded input row, before its split by columns
-        row[:] = fz
-        for r in range(h_len):
-            rp = r + pt
-            src = x[n, c, r]
-            base = (rp % sh) * sw * phase + (rp // sh) * wq
-            if sw == 1:
-                dst = plane[base + pl : base + pl + w_len]
+        if sw == 1:  # the plane filled with the zero point, each input row converted into it
+            plane[:] = fz
+            for r in range(h_len):
+                rp = r + pt
+                src = x[n, c, r]
+                dst = plane[(rp % sh) * phase + (rp // sh) * wq + pl :]
                 for col in range(w_len):
                     dst[col] = np.float32(src[col])
-            else:
-                mid = row[pl : pl + w_len]
+        else:  # each input row padded, then split into its column phases whole (padding included)
+            plane[sh * sw * phase :] = fz
+            row = np.empty(wq * sw, np.float32)
+            row[:] = fz
+            for rp in range(hq * sh):  # the padded rows no input row fills
+                if rp < pt or rp >= pt + h_len:
+                    for b in range(sw):
+                        base = (rp % sh) * sw * phase + b * phase + (rp // sh) * wq
+                        plane[base : base + wq] = fz
+            mid = row[pl : pl + w_len]
+            for r in range(h_len):
+                rp = r + pt
+                src = x[n, c, r]
+                base = (rp % sh) * sw * phase + (rp // sh) * wq
                 for col in range(w_len):
                     mid[col] = np.float32(src[col])
-                for b in range(sw):
-                    dst = plane[base + b * phase : base + b * phase + wq]
-                    for k in range(wq):
-                        dst[k] = row[k * sw + b]
+                if sw == 2:
+                    deinterleave2_run(row, 0, plane, base, plane, base + phase, wq)
+                else:
+                    for b in range(sw):
+                        dst = plane[base + b * phase : base + b * phase + wq]
+                        for k in range(wq):
+                            dst[k] = row[k * sw + b]
         acc = np.zeros(spanv, np.float32)
         for i in range(kh_len):
             a, ro = (i * dh) % sh, (i * dh) // sh
