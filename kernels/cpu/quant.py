@@ -11,6 +11,7 @@ from numba import prange
 from cnnrt.core import quantization as qnt
 from cnnrt.core.ops import attr
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.cpu.vector_ir import byte_table_run, has_vbmi
 from cnnrt.kernels.registry import register
 
 
@@ -174,16 +175,35 @@ def _lookup(table, x, out):
 _lookup_serial = serial_twin(_lookup)
 
 
+@pjit
+def _lookup_bytes(table, x, out):
+    """:func:`_lookup` for a table of bytes, 64 codes per step (vector_ir.byte_table_run)."""
+    n = x.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        start = c * _CHUNK
+        byte_table_run(table, x, out, start, min(_CHUNK, n - start))
+
+
+_lookup_bytes_serial = serial_twin(_lookup_bytes)
+
+
 def lookup_run(table: np.ndarray):
     """The run function of a Gather of a constant 256-entry table by 8-bit codes: x's bits read
     as uint8 index the table (how fuse_qdq lays out an int8 input's table)."""
     table = np.ascontiguousarray(table)
+    bytewise = table.itemsize == 1 and has_vbmi()  # one-byte results: 64 lookups per vpermi2b pair
+    if bytewise:
+        table = table.view(np.uint8)
 
     def run(ins, outs):
         x = np.ascontiguousarray(ins[1]).view(np.uint8).reshape(-1)
         y = outs[0]
         if not y.flags.c_contiguous:
-            y[...] = table[x].reshape(y.shape)
+            y[...] = table[x].view(y.dtype).reshape(y.shape)
+            return
+        if bytewise:
+            kernel = pick(_lookup_bytes, _lookup_bytes_serial, x.size, num_threads())
+            kernel(table, x, y.reshape(-1).view(np.uint8))
             return
         kernel = pick(_lookup, _lookup_serial, x.size * 2, num_threads())
         kernel(table, x, y.reshape(-1))

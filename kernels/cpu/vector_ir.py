@@ -269,3 +269,76 @@ def deinterleave2_run(typingctx, src, s, even, e, odd, o, count):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def has_vbmi() -> bool:
+    """Whether the host has AVX-512 VBMI (``vpermi2b``: :func:`byte_table_run`)."""
+    from llvmlite import binding as ll
+
+    try:
+        return bool(ll.get_host_cpu_features().get("avx512vbmi", False))
+    except RuntimeError:
+        return False
+
+
+@intrinsic
+def byte_table_run(typingctx, table, x, out, start, count):
+    """out[start + i] = table[x[start + i]] for i < ``count`` (uint8 codes, a 256-byte table),
+    64 lookups per step: the table's four 64-byte quarters in registers, two ``vpermi2b``
+    (AVX-512 VBMI; bits 0-6 of a code pick from a half) and the code's top bit choosing
+    between them; the rest under a lane mask."""
+    arrays = (table, x, out)
+    if not all(isinstance(a, types.Array) and a.layout == "C" and a.dtype == types.uint8 for a in arrays):
+        return None
+    i64 = types.int64
+    sig = types.void(table, x, out, i64, i64)
+
+    def codegen(context, builder, sig, args):
+        pt, px, po = data_pointers(context, builder, sig, args, 0, 1, 2)
+        _, _, _, start_v, n_v = args
+        lanes = 64
+        bty = ir.VectorType(ir.IntType(8), lanes)
+        mty = ir.VectorType(ir.IntType(1), lanes)
+        perm = declare(builder, "llvm.x86.avx512.vpermi2var.qi.512", bty, [bty, bty, bty])
+        quarters = []
+        for k in range(4):
+            ld = builder.load(builder.bitcast(builder.gep(pt, [c64(k * lanes)]), bty.as_pointer()))
+            ld.align = 1
+            quarters.append(ld)
+        zero = ir.Constant(bty, [0] * lanes)
+
+        def lookup(codes):
+            lo = builder.call(perm, [quarters[0], codes, quarters[1]])
+            hi = builder.call(perm, [quarters[2], codes, quarters[3]])
+            return builder.select(builder.icmp_signed("<", codes, zero), hi, lo)
+
+        full = builder.sdiv(n_v, c64(lanes))
+        with cgutils.for_range(builder, full) as loop:
+            at = builder.add(start_v, builder.mul(loop.index, c64(lanes)))
+            ld = builder.load(builder.bitcast(builder.gep(px, [at]), bty.as_pointer()))
+            ld.align = 1
+            builder.store(lookup(ld), builder.bitcast(builder.gep(po, [at]), bty.as_pointer())).align = 1
+        done = builder.mul(full, c64(lanes))
+        rest = builder.sub(n_v, done)
+        with builder.if_then(builder.icmp_signed(">", rest, c64(0))):
+            i64v = ir.VectorType(ir.IntType(64), lanes)
+            ids = ir.Constant(i64v, list(range(lanes)))
+            rv = builder.insert_element(ir.Constant(i64v, ir.Undefined), rest, ir.Constant(ir.IntType(32), 0))
+            rv = builder.shuffle_vector(
+                rv, ir.Constant(i64v, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+            )
+            mask = builder.icmp_signed("<", ids, rv)
+            at = builder.add(start_v, done)
+            i32 = ir.IntType(32)
+            mload = declare(builder, "llvm.masked.load.v64i8.p0", bty, [bty.as_pointer(), i32, mty, bty])
+            mstore = declare(builder, "llvm.masked.store.v64i8.p0", ir.VoidType(), [bty, bty.as_pointer(), i32, mty])
+            codes = builder.call(
+                mload, [builder.bitcast(builder.gep(px, [at]), bty.as_pointer()), ir.Constant(i32, 1), mask, zero]
+            )
+            builder.call(
+                mstore,
+                [lookup(codes), builder.bitcast(builder.gep(po, [at]), bty.as_pointer()), ir.Constant(i32, 1), mask],
+            )
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -15,7 +15,7 @@ from numba import njit
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace, tanh_rational
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
-from cnnrt.kernels.cpu.vector_ir import deinterleave2_run, vector_run
+from cnnrt.kernels.cpu.vector_ir import byte_table_run, deinterleave2_run, has_vbmi, vector_run
 
 COUNTS = [0, 1, 7, 15, 16, 17, 28, 31, 32, 33, 100]
 
@@ -149,3 +149,22 @@ def test_deinterleave2_splits_a_row_into_its_column_phases(count):
     np.testing.assert_array_equal(odd[5 : 5 + count], src[4 : 4 + 2 * count : 2])
     assert (even[:2] == -1).all() and (even[2 + count :] == -1).all()
     assert (odd[:5] == -2).all() and (odd[5 + count :] == -2).all()
+
+
+@njit
+def _lookup(table, x, out, start, count):
+    byte_table_run(table, x, out, start, count)
+
+
+@pytest.mark.skipif(not has_vbmi(), reason="the CPU lacks AVX-512 VBMI (vpermi2b)")
+@pytest.mark.parametrize("count", [0, 1, 63, 64, 65, 200])
+def test_byte_table_lookup_reads_all_256_entries(count):
+    """Codes from both halves and both quarters of each half; a masked rest; nothing past it written."""
+    rng = np.random.default_rng(count)
+    table = rng.integers(0, 256, 256, dtype=np.uint8)
+    x = rng.integers(0, 256, count + 10, dtype=np.uint8)
+    x[3 : 3 + min(count, 4)] = [0, 127, 128, 255][: min(count, 4)]
+    out = np.full(count + 10, 7, np.uint8)
+    _lookup(table, x, out, 3, count)
+    np.testing.assert_array_equal(out[3 : 3 + count], table[x[3 : 3 + count]])
+    assert (out[:3] == 7).all() and (out[3 + count :] == 7).all()
