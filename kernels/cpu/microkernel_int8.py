@@ -254,3 +254,52 @@ tile_u8s8 = _tile(MR, NV)
 tile_u8s8_acc = _tile(MR, NV, accumulate=True)
 tile_u8s8_rq = _tile_rq(MR, NV)
 tile_u8s8_acc_rq = _tile_acc_rq(MR, NV)
+
+
+@intrinsic
+def depthwise_row_rq(typingctx, plane, base, taps, wts, wbase, count, bias, mult, ch, c, c_off, flo, fhi, zp):
+    """One output row of a depthwise int8 conv (qconv_depthwise), 16 pixels per step: pixel j's
+    float32 sum over taps t of plane[base + taps[t] + j] * wts[wbase + t] (exact: integers below
+    2^24), requantized as the tile's rows are (:func:`requantize_rows`, channel ``ch``'s int32
+    bias and multiplier) and stored as bytes at c[c_off + j] for j < ``count``, the last step
+    under a lane mask. No sums or codes go to memory between the taps and the store."""
+    arrays = (plane, taps, wts, bias, mult, c)
+    if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 1 for x in arrays):
+        return None
+    if plane.dtype != types.float32 or wts.dtype != types.float32 or taps.dtype != types.int64:
+        return None
+    if bias.dtype != types.int32 or mult.dtype != types.float32 or c.dtype not in (types.uint8, types.int8):
+        return None
+    i64, f32 = types.int64, types.float32
+    sig = types.void(plane, i64, taps, wts, i64, i64, bias, mult, i64, c, i64, f32, f32, i64)
+
+    def codegen(context, builder, sig, args):
+        plane_v, base_v, taps_v, wts_v, wbase_v, n_v, bias_v, mult_v, ch_v, c_v, c_off_v, flo, fhi, zp = args
+
+        def ptr(i, arr, off):
+            return builder.gep(context.make_array(sig.args[i])(context, builder, arr).data, [off])
+
+        vty = ir.VectorType(I32, LANES)
+        fty = ir.VectorType(ir.FloatType(), LANES)
+        fma = declare(builder, "llvm.fma.v16f32", fty, [fty, fty, fty])
+        pplane, ptaps, pw = ptr(0, plane_v, base_v), ptr(2, taps_v, c64(0)), ptr(3, wts_v, wbase_v)
+        ntaps = context.make_array(sig.args[2])(context, builder, taps_v).nitems
+        steps = builder.sdiv(builder.add(n_v, c64(LANES - 1)), c64(LANES))
+        with cgutils.for_range(builder, steps) as loop:
+            k0 = builder.mul(loop.index, c64(LANES))
+            acc = cgutils.alloca_once_value(builder, ir.Constant(fty, [0.0] * LANES))
+            with cgutils.for_range(builder, ntaps) as tap:
+                off = builder.add(builder.load(builder.gep(ptaps, [tap.index])), k0)
+                ld = builder.load(builder.bitcast(builder.gep(pplane, [off]), fty.as_pointer()))
+                ld.align = 4
+                wt = _splat(builder, builder.load(builder.gep(pw, [tap.index])), fty)
+                builder.store(builder.call(fma, [ld, wt, builder.load(acc)]), acc)
+            sums = [[builder.fptosi(builder.load(acc), vty)]]
+            pc = ptr(9, c_v, builder.add(c_off_v, k0))
+            stores = edge_stores(builder, pc, c64(0), builder.sub(n_v, k0), 1)
+            requantize_rows(
+                builder, vty, sums, ptr(6, bias_v, ch_v), ptr(7, mult_v, ch_v), c64(1), flo, fhi, zp, stores
+            )
+        return context.get_dummy_value()
+
+    return sig, codegen

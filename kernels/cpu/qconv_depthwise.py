@@ -5,12 +5,10 @@ for a dot-product tile, so each (image, channel) plane is one task. The task cop
 plane into a float32 border-padded plane filled with the input's zero point, split by the
 stride into phase planes (padded rows ``a mod SH``, columns ``b mod SW``; one plane at stride
 1), each ``Wq`` columns wide. Output pixel ``(oh, ow)`` of tap ``(i, j)`` then reads phase
-``(i*DH mod SH, j*DW mod SW)`` at ``(oh + i*DH // SH) * Wq + ow + j*DW // SW``: every tap is one
-multiply-add over a contiguous stretch of ``OH * Wq`` values, so LLVM vectorises across whole
-planes however narrow the image is (7x7 planes are one 63-long stretch, not seven of 7); three
-taps of a kernel row share one pass over the sums, which keeps loads and stores of them few. The
-``Wq - OW`` columns past each output row are computed and dropped; the plane carries a slack
-tail so the last stretch stays in bounds.
+``(i*DH mod SH, j*DW mod SW)`` at ``(oh + i*DH // SH) * Wq + ow + j*DW // SW``: each output row
+is 16 pixels at a time the taps' loads and multiply-adds, requantized and narrowed to bytes in
+registers (microkernel_int8.depthwise_row_rq); the plane carries a vector of slack so a row's
+last step stays in bounds.
 
 Sums are float32, exact because a tap sum stays far below 2**24 (|product| < 2**16, a few
 dozen taps; :func:`eligible` bounds them); each output gets its int32 bias and is requantized
@@ -25,9 +23,10 @@ import numpy as np
 from numba import prange
 
 from cnnrt.kernels._jit import pjit
+from cnnrt.kernels.cpu.microkernel_int8 import depthwise_row_rq
 from cnnrt.kernels.cpu.vector_ir import deinterleave2_run
 
-VEC = 16  # float32 lanes of an AVX-512 vector
+VEC = 16  # pixels per step of depthwise_row_rq
 MAX_TAPS = 255  # taps * 2**16 < 2**24: float32 sums of u8/s8 products stay exact
 
 
@@ -37,7 +36,7 @@ def eligible(x_dtype: str, c: int, m: int, group: int, taps: int, out_dtype: str
 
 
 @pjit
-def _depthwise(x, w, biasc, mult, out, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, fhi, zp, rnd):
+def _depthwise(x, w, biasc, mult, out, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, fhi, zp):
     n_len, c_len, h_len, w_len = x.shape
     oh_len, ow_len = out.shape[2], out.shape[3]
     kh_len, kw_len = w.shape[1], w.shape[2]
@@ -45,13 +44,18 @@ def _depthwise(x, w, biasc, mult, out, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, 
     hq, wq = -(-hp // sh), -(-wp // sw)
     phase = hq * wq
     slack = (kw_len - 1) * dw // sw + 1
-    span = oh_len * wq
-    spanv = -(-span // VEC) * VEC  # whole vectors: no scalar remainder loop on a short plane
+    ntaps = kh_len * kw_len
+    taps = np.empty(ntaps, np.int64)  # where each tap of an output row starts in the phase planes
+    for i in range(kh_len):
+        for j in range(kw_len):
+            a, b = (i * dh) % sh, (j * dw) % sw
+            taps[i * kw_len + j] = (a * sw + b) * phase + ((i * dh) // sh) * wq + (j * dw) // sw
+    wts = w.reshape(-1)
     fz = np.float32(xz)
     for t in prange(n_len * c_len):
         n = t // c_len
         c = t - n * c_len
-        plane = np.empty(sh * sw * phase + slack + spanv - span, np.float32)
+        plane = np.empty(sh * sw * phase + slack + VEC, np.float32)  # a row's last step reads a vector on
         if sw == 1:  # the plane filled with the zero point, each input row converted into it
             plane[:] = fz
             for r in range(h_len):
@@ -83,39 +87,9 @@ def _depthwise(x, w, biasc, mult, out, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, 
                         dst = plane[base + b * phase : base + b * phase + wq]
                         for k in range(wq):
                             dst[k] = row[k * sw + b]
-        acc = np.zeros(spanv, np.float32)
-        for i in range(kh_len):
-            a, ro = (i * dh) % sh, (i * dh) // sh
-            j = 0
-            while j < kw_len:
-                o0 = (a * sw + (j * dw) % sw) * phase + ro * wq + (j * dw) // sw
-                if j + 3 <= kw_len:  # three taps of the row in one pass over acc
-                    o1 = (a * sw + ((j + 1) * dw) % sw) * phase + ro * wq + ((j + 1) * dw) // sw
-                    o2 = (a * sw + ((j + 2) * dw) % sw) * phase + ro * wq + ((j + 2) * dw) // sw
-                    w0, w1, w2 = w[c, i, j], w[c, i, j + 1], w[c, i, j + 2]
-                    s0, s1, s2 = plane[o0 : o0 + spanv], plane[o1 : o1 + spanv], plane[o2 : o2 + spanv]
-                    for q in range(spanv):
-                        acc[q] += s0[q] * w0 + s1[q] * w1 + s2[q] * w2
-                    j += 3
-                else:
-                    w0 = w[c, i, j]
-                    s0 = plane[o0 : o0 + spanv]
-                    for q in range(spanv):
-                        acc[q] += s0[q] * w0
-                    j += 1
-        s = mult[c]
-        bc = biasc[c]
-        q8 = np.empty(spanv, np.int32)  # requantized over whole vectors, then each row's stretch stored
-        for q in range(spanv):
-            f = np.float32(np.int32(acc[q]) + bc) * s
-            f = min(max(f, flo), fhi)
-            f = (f + rnd) - rnd
-            q8[q] = np.int32(f) + zp
-        for oh in range(oh_len):
-            y = out[n, c, oh]
-            stretch = q8[oh * wq : oh * wq + ow_len]
-            for ow in range(ow_len):
-                y[ow] = stretch[ow]
+        y = out[n, c].reshape(-1)
+        for oh in range(oh_len):  # each output row: the taps' sums, requantized, stored as bytes
+            depthwise_row_rq(plane, oh * wq, taps, wts, c * ntaps, ow_len, biasc, mult, c, y, oh * ow_len, flo, fhi, zp)
 
 
 def build(p: dict, x_dtype: str, requant: tuple):
@@ -127,11 +101,15 @@ def build(p: dict, x_dtype: str, requant: tuple):
     wi = (w.astype(np.int32) - p["w_zp"].reshape(m, 1, 1, 1)).reshape(m, kh, kw)
     wf = wi.astype(np.float32)
     biasc = (p["bias"].astype(np.int64) - p["x_zp"] * wi.reshape(m, -1).astype(np.int64).sum(axis=1)).astype(np.int32)
-    mult, flo, fhi, zp, rnd = requant
+    mult, flo, fhi, zp, _ = requant
     xz = int(p["x_zp"])
 
     def run(ins, outs):
         x = np.ascontiguousarray(ins[0])
-        _depthwise(x, wf, biasc, mult, outs[0], sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, fhi, zp, rnd)
+        y = outs[0]
+        dst = y if y.flags.c_contiguous else np.empty(y.shape, y.dtype)  # a concat's slice: through a copy
+        _depthwise(x, wf, biasc, mult, dst, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, fhi, zp)
+        if dst is not y:
+            y[...] = dst
 
     return run
