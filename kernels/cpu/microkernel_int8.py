@@ -259,14 +259,14 @@ tile_u8s8_acc_rq = _tile_acc_rq(MR, NV)
 @intrinsic
 def depthwise_row_rq(typingctx, plane, base, taps, wts, wbase, count, bias, mult, ch, c, c_off, flo, fhi, zp):
     """One output row of a depthwise int8 conv (qconv_depthwise), 16 pixels per step: pixel j's
-    float32 sum over taps t of plane[base + taps[t] + j] * wts[wbase + t] (exact: integers below
-    2^24), requantized as the tile's rows are (:func:`requantize_rows`, channel ``ch``'s int32
+    float32 sum over taps t of plane[base + taps[t] + j] * wts[wbase + t] (the plane's codes, u8
+    or s8, widened as they are loaded; exact: integers below 2^24), requantized as the tile's rows are (:func:`requantize_rows`, channel ``ch``'s int32
     bias and multiplier) and stored as bytes at c[c_off + j] for j < ``count``, the last step
     under a lane mask. No sums or codes go to memory between the taps and the store."""
     arrays = (plane, taps, wts, bias, mult, c)
     if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 1 for x in arrays):
         return None
-    if plane.dtype != types.float32 or wts.dtype != types.float32 or taps.dtype != types.int64:
+    if plane.dtype not in (types.uint8, types.int8) or wts.dtype != types.float32 or taps.dtype != types.int64:
         return None
     if bias.dtype != types.int32 or mult.dtype != types.float32 or c.dtype not in (types.uint8, types.int8):
         return None
@@ -290,8 +290,10 @@ def depthwise_row_rq(typingctx, plane, base, taps, wts, wbase, count, bias, mult
             acc = cgutils.alloca_once_value(builder, ir.Constant(fty, [0.0] * LANES))
             with cgutils.for_range(builder, ntaps) as tap:
                 off = builder.add(builder.load(builder.gep(ptaps, [tap.index])), k0)
-                ld = builder.load(builder.bitcast(builder.gep(pplane, [off]), fty.as_pointer()))
-                ld.align = 4
+                ld = builder.load(builder.bitcast(builder.gep(pplane, [off]), _BYTES.as_pointer()))
+                ld.align = 1
+                wide = builder.zext(ld, vty) if sig.args[0].dtype == types.uint8 else builder.sext(ld, vty)
+                ld = builder.sitofp(wide, fty)
                 wt = _splat(builder, builder.load(builder.gep(pw, [tap.index])), fty)
                 builder.store(builder.call(fma, [ld, wt, builder.load(acc)]), acc)
             sums = [[builder.fptosi(builder.load(acc), vty)]]

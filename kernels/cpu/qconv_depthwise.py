@@ -2,7 +2,8 @@
 
 A depthwise conv does KH*KW multiply-adds per output, too few to pay for packing its input
 for a dot-product tile, so each (image, channel) plane is one task. The task copies its
-plane into a float32 border-padded plane filled with the input's zero point, split by the
+plane into a border-padded plane of its codes (widened to float32 as the taps load them) filled
+with the input's zero point, split by the
 stride into phase planes (padded rows ``a mod SH``, columns ``b mod SW``; one plane at stride
 1), each ``Wq`` columns wide. Output pixel ``(oh, ow)`` of tap ``(i, j)`` then reads phase
 ``(i*DH mod SH, j*DW mod SW)`` at ``(oh + i*DH // SH) * Wq + ow + j*DW // SW``: each output row
@@ -51,35 +52,34 @@ def _depthwise(x, w, biasc, mult, out, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, 
             a, b = (i * dh) % sh, (j * dw) % sw
             taps[i * kw_len + j] = (a * sw + b) * phase + ((i * dh) // sh) * wq + (j * dw) // sw
     wts = w.reshape(-1)
-    fz = np.float32(xz)
     for t in prange(n_len * c_len):
         n = t // c_len
         c = t - n * c_len
-        plane = np.empty(sh * sw * phase + slack + VEC, np.float32)  # a row's last step reads a vector on
-        if sw == 1:  # the plane filled with the zero point, each input row converted into it
-            plane[:] = fz
+        plane = np.empty(sh * sw * phase + slack + VEC, x.dtype)  # a row's last step reads a vector on
+        if sw == 1:  # the plane filled with the zero point, each input row copied into it
+            plane[:] = xz
             for r in range(h_len):
                 rp = r + pt
                 src = x[n, c, r]
                 dst = plane[(rp % sh) * phase + (rp // sh) * wq + pl :]
                 for col in range(w_len):
-                    dst[col] = np.float32(src[col])
+                    dst[col] = src[col]
         else:  # each input row padded, then split into its column phases whole (padding included)
-            plane[sh * sw * phase :] = fz
-            row = np.empty(wq * sw, np.float32)
-            row[:] = fz
+            plane[sh * sw * phase :] = xz
+            row = np.empty(wq * sw, x.dtype)
+            row[:] = xz
             for rp in range(hq * sh):  # the padded rows no input row fills
                 if rp < pt or rp >= pt + h_len:
                     for b in range(sw):
                         base = (rp % sh) * sw * phase + b * phase + (rp // sh) * wq
-                        plane[base : base + wq] = fz
+                        plane[base : base + wq] = xz
             mid = row[pl : pl + w_len]
             for r in range(h_len):
                 rp = r + pt
                 src = x[n, c, r]
                 base = (rp % sh) * sw * phase + (rp // sh) * wq
                 for col in range(w_len):
-                    mid[col] = np.float32(src[col])
+                    mid[col] = src[col]
                 if sw == 2:
                     deinterleave2_run(row, 0, plane, base, plane, base + phase, wq)
                 else:
