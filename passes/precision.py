@@ -16,8 +16,14 @@ conv's. Left in float32, each logged with the reason: depthwise convs (memory-bo
 percent of a net's MACs), grouped convs (block-diagonal weights: no bf16 tile), 3x3
 stems (:data:`MIN_STEM_TAPS`) and every other op.
 
+On a CPU with AMX tiles every marked ungrouped BlockedConv also gets ``bf16_tile="amx"``
+(kernels/cpu/conv_amx.py), the stems with 3x3 taps too (their taps fold into the tile's
+channels; a stem's ``stem`` algorithm becomes ``direct``); its input copy has another layout,
+so the copy-sharing key below tells the two apart.
+
 Requires: select_algorithm has run (it reads ``algorithm``). Guarantees: nodes and values
-unchanged but for the ``precision`` attribute and Winograd -> direct; numerics change by the
+unchanged but for the ``precision``, ``bf16_tile`` and ``bf16_copied`` attributes and Winograd
+(or, on AMX, stem) -> direct; numerics change by the
 bf16 rounding of the marked convs' inputs and weights (the point of the option).
 """
 
@@ -36,7 +42,7 @@ from . import PassResult
 # time on the bf16 tile, a 3x3 one (MobileNetV2's, SqueezeNet's) no faster, for more rounding
 MIN_STEM_TAPS = 25
 
-STEM_ON_AMX = "bf16 on AMX: the stem's kw taps fold into the channels of one A tile row"
+STEM_ON_AMX = "bf16 on AMX: the stem's taps fold into the channels of the tile's rows"
 WINOGRAD_DECLINED = "bf16: Winograd's transforms amplify the 8-bit-mantissa rounding; the direct register tile"
 
 
