@@ -94,3 +94,33 @@ def test_amx_conv_writes_a_channel_range_of_a_bigger_buffer(residual):
     run([x, wt, b, r], [big[:, 1:3]])
     np.testing.assert_array_equal(big[:, 1:3], want)
     assert (big[:, 0] == 7).all() and (big[:, 3:] == 7).all()
+
+
+@pytest.mark.parametrize("k,s,p", [(3, 2, 2), (7, 2, 3), (5, 1, 4)])
+def test_amx_folded_stem_dilated_in_height(k, s, p):
+    """Height dilation on a folded stem, whole (3x3x3) and by kernel rows (7x7, 5x5); the
+    lanes past M (24 of 32) stored as 0."""
+    from kernel_helpers import assert_within, sum_bound
+    from reference import conv2d_reference
+
+    from cnnrt.core.layout import unblock
+    from cnnrt.core.ops import ACTIVATIONS
+    from cnnrt.kernels.conv_spec import ConvSpec
+    from cnnrt.kernels.cpu.conv_amx import build_amx_conv
+
+    n, c, h, w, m, dh = 2, 3, 17, 15, 24, 2
+    oh, ow = (h + 2 * p - dh * (k - 1) - 1) // s + 1, (w + 2 * p - k) // s + 1
+    spec = ConvSpec(
+        n, c, h, w, m, oh, ow, k, k, s, s, p, p, p, p, dh, 1, 1, "float32", True, False, ACTIVATIONS["none"], 0.0, 0.0
+    )
+    rng = np.random.default_rng(k)
+    x, wt = rng.standard_normal((n, c, h, w)).astype(np.float32), rng.standard_normal((m, c, k, k)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    out = np.full((n, 2, oh, ow, 16), np.nan, np.float32)
+    build_amx_conv(spec, wt, b, False)([x, wt, b, None], [out])
+    got = unblock(out)
+    assert (got[:, m:] == 0).all()
+    xb, wb = _bf16(x), _bf16(wt)
+    ref = conv2d_reference(xb, wb, b, (s, s), (p,) * 4, (dh, 1), 1)
+    mag = conv2d_reference(np.abs(xb), np.abs(wb), np.abs(b), (s, s), (p,) * 4, (dh, 1), 1)
+    assert_within(got[:, :m], ref, sum_bound(c * k * k + 1, mag, ref, "none"), f"dilated stem {k}")
