@@ -45,14 +45,57 @@ def require_float(node, dtype: np.dtype) -> None:
         raise TypeError(f"{node.op} kernel supports float32 and float64, got {dtype}")
 
 
+@pjit
+def _per_channel(x, s, out, add):
+    """out[o, j] = x[o, j] * s[o or 0, j] (``add``: + s) over (outer, C, inner) rows: a
+    (N, C, H, W) tensor and a (N or 1, C, 1, 1) one, each row one scalar, a vector loop."""
+    outer, n, inner = x.shape
+    for t in prange(outer * n):
+        o, j = split_index(t, n)
+        v = s[o if s.shape[0] > 1 else 0, j]
+        row, dst = x[o, j], out[o, j]
+        if add:
+            for k in range(inner):
+                dst[k] = row[k] + v
+        else:
+            for k in range(inner):
+                dst[k] = row[k] * v
+
+
+_per_channel_serial = serial_twin(_per_channel)
+
+
+def _channel_operand(graph, node) -> int | None:
+    """Which input of a float Add/Mul is one value per (image, channel) of the other, an NCHW
+    tensor the shape of the output (a squeeze-excitation scale left unfused): its index, else None."""
+    if node.op not in ("Add", "Mul") or dtype_of(graph, node.outputs[0]) not in (np.float32, np.float64):
+        return None
+    out = tuple(graph.values[node.outputs[0]].shape)
+    if len(out) != 4 or out[2] * out[3] < 16:
+        return None
+    for i in (0, 1):
+        big, small = (tuple(graph.values[node.inputs[k]].shape) for k in (1 - i, i))
+        if big == out and small in ((out[0], out[1], 1, 1), (1, out[1], 1, 1)):
+            return i
+    return None
+
+
 @register(*_UFUNCS)
 def build_binary(node, graph):
     if node.op == "Div" and dtype_of(graph, node.outputs[0]).kind in "iu":
         return _int_div
     f = _UFUNCS[node.op]
+    ch = _channel_operand(graph, node)
 
     def run(ins, outs):
-        f(ins[0], ins[1], out=outs[0])
+        out = outs[0]
+        if ch is None or not (out.flags.c_contiguous and ins[1 - ch].flags.c_contiguous):
+            f(ins[0], ins[1], out=out)
+            return
+        n, c, h, w = out.shape
+        x, s = ins[1 - ch].reshape(n, c, h * w), np.ascontiguousarray(ins[ch]).reshape(-1, c)
+        kernel = pick(_per_channel, _per_channel_serial, out.size, num_threads())
+        kernel(x, s, out.reshape(n, c, h * w), node.op == "Add")
 
     return run
 

@@ -64,6 +64,19 @@ def test_pow_and_comparisons_broadcast():
         np.testing.assert_array_equal(y, f(c, c[:, :1]))
 
 
+@pytest.mark.parametrize("op", ["Mul", "Add"])
+@pytest.mark.parametrize("scale_shape", [(1, 24, 1, 1), (2, 24, 1, 1)])
+@pytest.mark.parametrize("scale_first", [False, True])
+def test_per_channel_scale_or_shift_is_numpys_broadcast(op, scale_shape, scale_first):
+    """A (N, C, 1, 1) or (1, C, 1, 1) operand of an NCHW one (a squeeze-excitation scale left
+    unfused) runs a loop of one scalar per row: the same float operation per element as numpy's."""
+    x = rng.standard_normal((2, 24, 7, 9)).astype(np.float32)
+    s = rng.standard_normal(scale_shape).astype(np.float32)
+    ins = [s, x] if scale_first else [x, s]
+    [y] = run_node(op, ins, {}, [x.shape])
+    np.testing.assert_array_equal(y, np.multiply(*ins) if op == "Mul" else np.add(*ins))
+
+
 def test_not_where_expand():
     cond = X > 0
     [y] = run_node("Not", [cond], {}, [X.shape], ["bool"])
