@@ -33,6 +33,8 @@ import numpy as np
 
 from cnnrt.core.ir import Graph
 from cnnrt.core.layout import is_blocked
+from cnnrt.kernels.conv_spec import spec_from_node
+from cnnrt.kernels.cpu.conv_amx import amx_shape_reason
 from cnnrt.kernels.cpu.gemm_bf16 import bf16_gemm_reason
 from cnnrt.kernels.cpu.microkernel_amx import amx_unsupported_reason
 
@@ -47,11 +49,11 @@ WINOGRAD_DECLINED = "bf16: Winograd's transforms amplify the 8-bit-mantissa roun
 
 
 def _on_amx(node, graph: Graph) -> bool:
-    """Whether a bf16 BlockedConv runs on the AMX tiles (kernels/cpu/conv_amx.py): the CPU
-    has them, and the conv is ungrouped; a stem (NCHW input) needs dilation 1 along the width."""
-    if node.op != "BlockedConv" or amx_unsupported_reason() or node.attrs.get("group", 1) != 1:
+    """Whether a bf16 BlockedConv runs on the AMX tiles: the CPU has them and
+    kernels/cpu/conv_amx.py has a kernel for the conv."""
+    if node.op != "BlockedConv" or amx_unsupported_reason():
         return False
-    return is_blocked(graph.values[node.inputs[0]]) or tuple(node.attrs.get("dilations", (1, 1)))[1] == 1
+    return not amx_shape_reason(spec_from_node(node, graph), is_blocked(graph.values[node.inputs[0]]))
 
 
 def _why_f32(node, graph: Graph) -> str | None:

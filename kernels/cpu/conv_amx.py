@@ -32,7 +32,7 @@ from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu import microkernel_amx as amx
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_blocked_plan import plan_tasks, task_span
-from cnnrt.kernels.cpu.conv_common import contiguous_output, image_strided, live_lanes, readonly, tile_flags
+from cnnrt.kernels.cpu.conv_common import contiguous_output, flat_output, live_lanes, readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel_amx import bf16_pixels, fold_pixels
 from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run, to_bf16
 from cnnrt.kernels.prepacked import prepacked
@@ -280,16 +280,18 @@ def _amx_tasks(xp, wp, taps, cfg, bias, rf, of, counter, g, tflags, kind, alpha,
 _amx_tasks_serial = serial_twin(_amx_tasks)
 
 
-def amx_reason(spec, blocked_input: bool) -> str:
-    """Why a bf16 conv with ``spec`` cannot run on the AMX tiles here ("" when it can)."""
-    why = amx.amx_unsupported_reason()
-    if why:
-        return why
+def amx_shape_reason(spec, blocked_input: bool) -> str:
+    """Why a bf16 conv with ``spec`` has no AMX kernel, whatever the CPU ("" when it has)."""
     if spec.group != 1:
         return "grouped"
     if not blocked_input and spec.dw != 1:
         return "an NCHW input (a stem) dilated along the width: its taps do not fold into channels"
     return ""
+
+
+def amx_reason(spec, blocked_input: bool) -> str:
+    """Why a bf16 conv with ``spec`` cannot run on the AMX tiles here ("" when it can)."""
+    return amx.amx_unsupported_reason() or amx_shape_reason(spec, blocked_input)
 
 
 def build_amx_conv(
@@ -319,8 +321,7 @@ def build_amx_conv(
     bias_pad = np.zeros(blocks * LANES, np.float32)
     if b_const is not None:
         bias_pad[: s.m] = b_const
-    bias = readonly(bias_pad)
-    zeros = readonly(np.zeros(blocks * LANES, np.float32))
+    bias = readonly(bias_pad)  # a bias given at run time is copied into bias_pad
     xp = shared_scratch(owner, "conv_amx.bf16_input", (geo.length,), np.uint16)
     panels = -(-blocks // 2)
     w_bytes = s.m * s.c * s.kh * s.kw * 2
@@ -364,13 +365,11 @@ def build_amx_conv(
     def run(ins, outs):
         out = outs[0]
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
-        if out.flags.c_contiguous:
-            of, g[G_PER_N_OUT] = out.reshape(-1), per_n_out
-        elif r is None:  # each image contiguous, apart by the buffer's stride (an in-place Concat's slice)
-            of, g[G_PER_N_OUT] = image_strided(out)
-        else:  # the residual is read at the output's offsets: both need the same image stride
+        target = flat_output(out, per_n_out, r is not None)
+        if target is None:
             via_scratch(ins, outs)
             return
+        of, g[G_PER_N_OUT] = target
         nthreads = min(num_threads(), max_threads)
         src = xp.view((geo.length,), np.uint16)
         if not blocked_input:
@@ -398,12 +397,8 @@ def build_amx_conv(
             x = ins[0].reshape(s.n, s.c // LANES, s.h, s.w * LANES).view(np.uint32)
             conv = pick(_to_amx_copy, _to_amx_copy_serial, copy_work, nthreads)
             conv(x, src, s.pt, s.pl, s.sh, s.sw, geo.ph, geo.pw, geo.kbn, geo.per_n, geo.used)
-        if b_const is not None:
-            b = bias
-        elif len(ins) > 2 and ins[2] is not None:
-            b = _runtime_bias(ins[2], blocks)
-        else:
-            b = zeros
+        if b_const is None and len(ins) > 2 and ins[2] is not None:
+            bias_pad[: s.m] = ins[2]
         g[G_THREADS] = nthreads
         counter[0] = 0
         kern = pick(_amx_tasks, _amx_tasks_serial, work, nthreads)
@@ -412,7 +407,7 @@ def build_amx_conv(
             wp,
             geo.taps,
             cfg,
-            b,
+            bias,
             dummy_res if r is None else r.reshape(-1),
             of,
             counter,
@@ -425,10 +420,3 @@ def build_amx_conv(
 
     via_scratch = contiguous_output(run)
     return run
-
-
-def _runtime_bias(b: np.ndarray, blocks: int) -> np.ndarray:
-    """A bias given at run time, padded to whole blocks."""
-    pad = np.zeros(blocks * LANES, np.float32)
-    pad[: b.shape[0]] = b
-    return pad

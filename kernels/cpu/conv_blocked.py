@@ -47,7 +47,7 @@ from cnnrt.kernels.cpu.conv_blocked_plan import (
 from cnnrt.kernels.cpu.conv_common import (
     block_size,
     contiguous_output,
-    image_strided,
+    flat_output,
     live_lanes,
     readonly,
     tile_flags,
@@ -394,13 +394,11 @@ def build_blocked_conv(
             b = bias_runtime
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         out = outs[0]
-        if out.flags.c_contiguous:
-            of, geom[G_PER_N_OUT] = out.reshape(-1), per_n_out
-        elif r is None:
-            of, geom[G_PER_N_OUT] = image_strided(out)
-        else:  # the residual is read at the output's offsets: both need the same image stride
+        target = flat_output(out, per_n_out, r is not None)
+        if target is None:
             via_scratch(ins, outs)
             return
+        of, geom[G_PER_N_OUT] = target
         nthreads = min(num_threads(), max_threads)
         x = ins[0]
         if bf16 is not None:

@@ -106,6 +106,17 @@ def image_strided(out: np.ndarray) -> tuple[np.ndarray, int]:
     return np.lib.stride_tricks.as_strided(out, shape=(span,), strides=(size,)), step
 
 
+def flat_output(out: np.ndarray, per_n: int, reads_residual: bool) -> tuple[np.ndarray, int] | None:
+    """(flat, image stride) a blocked conv kernel writes ``out`` through: contiguous, the
+    stride one image's ``per_n`` elements; images apart in a bigger buffer (an in-place Concat's
+    channel range), :func:`image_strided`; None when a residual would have to be read at such an
+    output's offsets (its own images lie otherwise): compute into a scratch
+    (:func:`contiguous_output`)."""
+    if out.flags.c_contiguous:
+        return out.reshape(-1), per_n
+    return None if reads_residual else image_strided(out)
+
+
 def contiguous_output(run):
     """``run`` for kernels that write contiguous outputs only: a strided output (an in-place
     Concat's channel range at batch > 1) is computed into a scratch array, then copied."""
