@@ -312,7 +312,7 @@ def build_blocked_conv(
         if precision != "f32":
             raise ValueError(f"grouped blocked conv runs float32 only, asked for {precision}")
     nv = 1 if spec.group != 1 else panel_blocks(spec.m, lanes)  # grouped: a panel is one block
-    bmr = BLOCKED_TILES[nv][0]
+    bmr = (mk_bf16.BF16_TILES if precision == "bf16" else BLOCKED_TILES)[nv][0]
     nr = nv * lanes
     m_pad = -(-spec.m // lanes) * lanes
     if blocked_input and spec.c % lanes:

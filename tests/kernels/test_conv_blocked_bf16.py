@@ -18,7 +18,7 @@ from test_conv_blocked import CASES, _data, run_blocked
 
 from cnnrt.errors import BackendUnavailableError
 from cnnrt.kernels.cpu import conv_blocked_bf16
-from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run, from_bf16, tile_blocked4, to_bf16
+from cnnrt.kernels.cpu.microkernel_bf16 import BF16_TILES, bf16_run, from_bf16, tile_blocked4, to_bf16
 
 pytestmark = pytest.mark.skipif(bool(conv_blocked_bf16.bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
 
@@ -95,20 +95,22 @@ def test_bf16_refused_without_the_instructions(monkeypatch):
 
 
 _TAPS = np.zeros(1, np.int64)
+_MR = BF16_TILES[4][0]  # every row stored, so none of the tile is dead code
 
 
 @njit
 def _one_bf16_tile(a, pix, b, c, bias):
-    tile_blocked4(a, 0, pix, 0, 1, _TAPS, 1, b, 0, 0, 64, 16, c, 0, 16, 64, 4, 0, bias, 0, c, 0, 0.0, 0.0)
+    tile_blocked4(a, 0, pix, 0, 1, _TAPS, 1, b, 0, 0, 64, 16, c, 0, 16, 64, _MR, 0, bias, 0, c, 0, 0.0, 0.0)
 
 
 def test_bf16_tile_is_vdpbf16ps():
-    """The 4 x 4 bf16 tile: 16 vdpbf16ps per step pair, nothing scalarised or emulated."""
+    """The bf16 tile of 4 blocks: pixels x 4 vdpbf16ps per step pair, nothing scalarised or emulated."""
     u16, f32 = numba.uint16[::1], numba.float32[::1]
     _one_bf16_tile.compile((u16, numba.int64[::1], u16, f32, f32))
     asm = _one_bf16_tile.inspect_asm(_one_bf16_tile.signatures[0])
     dots = len(re.findall(r"vdpbf16ps\s+[^\n]*zmm", asm))
-    assert dots >= 16 and dots % 16 == 0, dots
+    per_step = 4 * _MR
+    assert dots >= per_step and dots % per_step == 0, dots
 
 
 @pytest.mark.parametrize("m,tb", [(1, 1), (3, 0)])
