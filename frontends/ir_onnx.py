@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from cnnrt.core.ir import Graph, Node, Value
+from cnnrt.core.ir import BF16, Graph, Node, Value
 from cnnrt.errors import ModelLoadError
 
 from .loader import ONNX_DTYPES
@@ -28,7 +28,9 @@ from .loader import ONNX_DTYPES
 DOMAIN = "cnnrt"
 DOMAIN_VERSION = 1
 MARK = "cnnrt.ir"  # model metadata key of a file written here (its value: the IR format version)
-_ONNX_TYPE = {v: k for k, v in ONNX_DTYPES.items()}
+# the IR's dtypes: the loader's, and bf16 activations (passes/precision.py)
+_IR_DTYPES = {**ONNX_DTYPES, onnx.TensorProto.BFLOAT16: BF16}
+_ONNX_TYPE = {v: k for k, v in _IR_DTYPES.items()}
 _IR_VERSION = 10  # the first with node and value metadata
 
 
@@ -129,7 +131,7 @@ def graph_to_onnx(graph: Graph, opset: int, source: onnx.ModelProto | None = Non
 def _value(vi: onnx.ValueInfoProto) -> Value:
     tt = vi.type.tensor_type
     meta = {p.key: p.value for p in vi.metadata_props}
-    dtype = ONNX_DTYPES.get(tt.elem_type)
+    dtype = _IR_DTYPES.get(tt.elem_type)
     if dtype is None or not all(d.HasField("dim_value") for d in tt.shape.dim):
         raise ModelLoadError(f"value {vi.name!r} of a cnnrt IR file needs a supported dtype and concrete dims")
     shape = tuple(int(d.dim_value) for d in tt.shape.dim)

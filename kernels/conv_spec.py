@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cnnrt.core.ir import compute_dtype
 from cnnrt.core.layout import logical_shape
 from cnnrt.core.ops import ACTIVATIONS
 
@@ -114,7 +115,7 @@ def spec_from_node(node, graph) -> ConvSpec:
         *a.get("pads", (0, 0, 0, 0)),
         *a.get("dilations", (1, 1)),
         int(a.get("group", 1)),
-        xv.dtype,
+        compute_dtype(xv.dtype),
         bool(ins[2]),
         bool(ins[3]),
         ACTIVATIONS[a.get("activation", "none")],

@@ -1,9 +1,12 @@
 """precision: mark the nodes that run in bfloat16 when a session asks for ``precision="bf16"``.
 
 A marked node carries ``precision="bf16"`` (absent: float32), which its kernel reads and
-``cnnrt inspect`` shows. The arena stays float32: a bf16 conv converts its input to bf16 in
-the copy it makes of it anyway (kernels/cpu/conv_blocked_bf16.py) and writes float32, so
-the nodes around it need no conversion node.
+``cnnrt inspect`` shows. Activations stay float32 but between bf16 convs: a bf16 conv
+converts a float32 input to bf16 in the copy it makes of it anyway
+(kernels/cpu/conv_blocked_bf16.py) and writes float32, so the nodes around it need no
+conversion node; a bf16 conv's output that only bf16 convs read as their input is stored
+bf16 instead (dtype ir.BF16, :func:`_bf16_activations`): rounded once by its producer's
+epilogue, half the bytes through memory, read without a copy by an unpadded reader.
 
 Marked: channel-blocked convs on the register tile (``BlockedConv`` with algorithm
 ``direct``) with constant weights, where the FLOPs are (3x3, 1x1, strided, and the stems
@@ -21,17 +24,20 @@ On a CPU with AMX tiles every marked ungrouped BlockedConv also gets ``bf16_tile
 channels; a stem's ``stem`` algorithm becomes ``direct``); its input copy has another layout,
 so the copy-sharing key below tells the two apart.
 
-Requires: select_algorithm has run (it reads ``algorithm``). Guarantees: nodes and values
-unchanged but for the ``precision``, ``bf16_tile`` and ``bf16_copied`` attributes and Winograd
-(or, on AMX, stem) -> direct; numerics change by the
-bf16 rounding of the marked convs' inputs and weights (the point of the option).
+Requires: select_algorithm has run (it reads ``algorithm``). Guarantees: nodes unchanged
+but for the ``precision``, ``bf16_tile`` and ``bf16_copied`` attributes and Winograd (or, on
+AMX, stem) -> direct, values but for the dtype of the bf16 activations; numerics change by
+the bf16 rounding of the marked convs' inputs and weights (the point of the option), and by
+nothing else: a bf16 activation is the rounding its readers would make of the float32 one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from cnnrt.core.ir import Graph
+from cnnrt.core.ir import BF16, Graph
 from cnnrt.core.layout import is_blocked
 from cnnrt.kernels.conv_spec import spec_from_node
 from cnnrt.kernels.cpu.conv_amx import amx_shape_reason
@@ -80,15 +86,21 @@ def _why_f32(node, graph: Graph) -> str | None:
     return ""
 
 
+_NO_COPY = ("no copy",)  # a bf16 activation read as it lies: the shared buffer is left as it was
+
+
 def _copy_key(node, graph: Graph) -> tuple | None:
     """What fixes the bf16 copy of a bf16 conv's input: the value and, when padded, the
     padding and window (they size the zero border: conv_blocked_bf16), always with the
     strides for the AMX tile's copy (its stride phases: conv_amx); None for a bf16 node
-    whose copy is laid out otherwise (a stem's channel pairs, a Gemm's rows)."""
+    whose copy is laid out otherwise (a stem's channel pairs, a Gemm's rows);
+    :data:`_NO_COPY` for an unpadded conv reading a bf16 activation."""
     if node.op != "BlockedConv" or not is_blocked(graph.values[node.inputs[0]]):
         return None
     pads = tuple(node.attrs.get("pads", (0, 0, 0, 0)))
     amx = node.attrs.get("bf16_tile") == "amx"
+    if graph.values[node.inputs[0]].dtype == BF16 and not any(pads):
+        return _NO_COPY
     if not any(pads) and not amx:
         return (node.inputs[0],)
     window = tuple(graph.constants[node.inputs[1]].shape[2:])
@@ -108,12 +120,60 @@ def _share_copies(nodes: list, graph: Graph, fired: list) -> list:
             out.append(node)
             continue
         key = _copy_key(node, graph)
+        if key is _NO_COPY:
+            out.append(node)
+            continue
         if key is not None and key == current:
             node = node.with_attrs(bf16_copied=True)
             fired.append(("bf16 input copy shared", node.name))
         current = key
         out.append(node)
     return out
+
+
+# epilogues a bf16 output can end with (microkernel.epilogue's ``narrow``: a clamp, then the store)
+_NARROW_ACTIVATIONS = ("none", "Relu", "Clip")
+
+
+def _vector_bf16_conv(node) -> bool:
+    """A bf16 BlockedConv on the vector tile (conv_blocked.py) with a blocked input."""
+    return (
+        node.op == "BlockedConv"
+        and node.attrs.get("precision") == "bf16"
+        and node.attrs.get("bf16_tile") != "amx"
+        and node.attrs.get("algorithm") == "direct"
+    )
+
+
+def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
+    """The values that hold bf16 (ir.BF16) instead of float32: a bf16 conv's output read by
+    nothing but bf16 convs, each as its input (not a residual), so the producer rounds once
+    where its readers would each round their copy, and the activation crosses memory at half
+    the bytes (ResNet's 1x1 -> 3x3 -> 1x1 inside a bottleneck, GoogLeNet's reduce convs,
+    DenseNet's bottlenecks, SqueezeNet's squeezes). The producer's epilogue must end at a
+    clamp (:data:`_NARROW_ACTIVATIONS`) and its channels fill whole blocks (no padding lanes
+    to zero); a graph output, a Concat slice or anything else read by another op stays float32.
+    Returns the graph's values with those retyped."""
+    readers: dict[str, list] = {}
+    for node in nodes:
+        for i, v in enumerate(node.inputs):
+            if v:
+                readers.setdefault(v, []).append((node, i))
+    values = dict(graph.values)
+    for node in nodes:
+        if not _vector_bf16_conv(node) or node.attrs.get("activation", "none") not in _NARROW_ACTIVATIONS:
+            continue
+        out = node.outputs[0]
+        v = graph.values[out]
+        logical = graph.values.get(v.logical)
+        channels = logical.shape[1] if logical is not None else v.shape[1] * v.shape[-1]
+        if out in graph.outputs or not is_blocked(v) or channels % v.shape[-1]:
+            continue
+        uses = readers.get(out, [])
+        if uses and all(i == 0 and _vector_bf16_conv(r) and is_blocked(graph.values[r.inputs[0]]) for r, i in uses):
+            values[out] = dataclasses.replace(v, dtype=BF16)
+            fired.append(("bf16 activation", out))
+    return values
 
 
 def mark_precision(graph: Graph, precision: str) -> PassResult:
@@ -137,6 +197,8 @@ def mark_precision(graph: Graph, precision: str) -> PassResult:
             changes.update(algorithm="direct", algorithm_reason=STEM_ON_AMX)
         nodes.append(node.with_attrs(**changes))
         fired.append((f"{node.op} -> {precision}", node.name))
+    values = _bf16_activations(nodes, graph, fired)
+    graph = Graph(nodes, values, graph.constants, graph.inputs, graph.outputs, graph.name)
     nodes = _share_copies(nodes, graph, fired)
-    new = Graph(nodes, graph.values, graph.constants, graph.inputs, graph.outputs, graph.name)
+    new = Graph(nodes, values, graph.constants, graph.inputs, graph.outputs, graph.name)
     return PassResult(new, bool(fired), fired, declined)

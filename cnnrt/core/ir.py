@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import ml_dtypes  # noqa: F401  (registers numpy's "bfloat16", the dtype of BF16 values)
 import numpy as np
 
 from cnnrt.core.layout import is_blocked
@@ -20,6 +21,16 @@ from cnnrt.core.ops import OPS, infer
 from cnnrt.errors import GraphError
 
 Shape = tuple[int, ...]
+
+# The dtype of a value holding bfloat16 activations: a bf16 conv's output that only bf16
+# convs read (passes/precision.py). It stands for the float32 value rounded to bf16: the
+# layout, blocks and shape are the float32 value's, and the convs around it compute float32.
+BF16 = "bfloat16"
+
+
+def compute_dtype(dtype: str) -> str:
+    """The dtype a kernel computes a value of ``dtype`` in: float32 for :data:`BF16`."""
+    return "float32" if dtype == BF16 else dtype
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ so the bound grows with the depth of the path that produced v. A node computed i
 bf16 keeps 8 significand bits) for the rounding of its inputs and weights: each of the K
 products is off by up to eps_bf16 relative, independently, so their errors add up like the
 terms themselves (as sqrt(K)) and the output's relative error stays near eps_bf16 whatever K;
-K still enters through the float32 accumulation term. A float tensor passes when
+K still enters through the float32 accumulation term; a bf16 activation (stored bf16) adds
+eps_bf16 for its rounding. A float tensor passes when
 ``max|x - ref| <= atol + rtol * max|ref|``; integer and bool tensors must match exactly;
 NaN must sit where the reference has NaN. ``sqrt(K)`` is the typical (not worst-case)
 growth of rounding error of a K-term float32 sum whose order differs between
@@ -40,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnrt.core.ir import Graph, Node
+from cnnrt.core.ir import BF16, Graph, Node
 from cnnrt.core.layout import unblock
 from cnnrt.core.ops import ACTIVATIONS, TRANSCENDENTAL_ACTIVATIONS, op_def
 from cnnrt.errors import CnnrtError
@@ -66,9 +67,12 @@ def _is_transcendental(node: Node) -> bool:
 
 
 def local_rtol(node: Node, graph: Graph) -> float:
-    """The rounding error one node adds, relative to its output's largest magnitude."""
+    """The rounding error one node adds, relative to its output's largest magnitude (a bf16
+    output, ir.BF16, adds its own rounding: EPS_BF16)."""
     k = max(accumulation_length(node, graph), 1)
     reduced = BF16_SAFETY * EPS_BF16 if node.attrs.get("precision") == "bf16" else 0.0
+    if any(o and graph.values[o].dtype == BF16 for o in node.outputs):
+        reduced += EPS_BF16
     return SAFETY * EPS32 * (math.sqrt(k) + (TRANSCENDENTAL_TERM if _is_transcendental(node) else 0.0)) + reduced
 
 
@@ -113,6 +117,9 @@ def snapshot_steps(sess, feeds: dict[str, np.ndarray]) -> tuple[Graph, list[tupl
                 f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             ) from e
         outs = {o: np.array(a, copy=True) for o, a in zip(step.node.outputs, step.outs) if o}
+        for o, a in outs.items():  # a bf16 activation is compared as the float32 it stands for
+            if ex.graph.values[o].dtype == BF16:
+                outs[o] = a.astype(np.float32)
         for o in list(outs):  # a channel-blocked twin is its logical NCHW value for the comparison
             base = ex.graph.values[o].logical
             if base and outs[o].ndim == 5:  # (cropped to the channels it stands for)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cnnrt.core.ir import Graph, Node
+from cnnrt.core.ir import BF16, Graph, Node
 from cnnrt.errors import CnnrtError
 from cnnrt.tools.costs import node_macs
 
@@ -237,7 +237,9 @@ def to_text(rep: dict[str, Any]) -> str:
             reduced[n["precision"]] = reduced.get(n["precision"], 0) + 1
     if reduced:
         counts = ", ".join(f"{v} {k}" for k, v in sorted(reduced.items()))
-        lines.append(f"precision: {counts} node(s) ({len(rep['nodes']) - sum(reduced.values())} float32)")
+        bf16_values = sum(o["dtype"] == BF16 for n in rep["nodes"] for o in n["outputs"])
+        stored = f"; {bf16_values} output(s) stored bf16 (read by bf16 convs only)" if bf16_values else ""
+        lines.append(f"precision: {counts} node(s) ({len(rep['nodes']) - sum(reduced.values())} float32){stored}")
     lines.append("")
     lines.append(f"{'#':>4} {'node':32s} {'op':27s} {'epilogue':22s} {'output shape':20s} {'MMACs':>9}  origin")
     for n in rep["nodes"]:

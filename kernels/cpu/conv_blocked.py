@@ -24,8 +24,10 @@ import numba
 import numpy as np
 from numba import prange
 
+from cnnrt.core.ir import BF16
 from cnnrt.core.layout import is_blocked
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.conv_spec import spec_from_node
 from cnnrt.kernels.cpu import blas, conv_algorithm
@@ -49,6 +51,8 @@ from cnnrt.kernels.cpu.conv_common import (
     contiguous_output,
     flat_output,
     live_lanes,
+    pad_planes,
+    pad_planes_serial,
     readonly,
     tile_flags,
 )
@@ -89,34 +93,6 @@ _B_CHUNK_BYTES = 96 << 10
     G_LIVE,
     G_LEN,
 ) = range(21)
-
-
-@pjit
-def _pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
-    """xp's planes from x (N, P, H, W*lanes): each plane of per_plane elements (per_n per
-    image) holds x's at row pt, column pl*lanes, zeros around; every element written (the
-    buffer is shared with other layers)."""
-    n_count, p_count, h, wl = x.shape
-    for q in prange(n_count * p_count):
-        n = q // p_count
-        p = q - n * p_count
-        plane = n * per_n + p * per_plane
-        top = plane + pt * wp_l
-        xp[plane:top] = 0
-        src = x[n, p]
-        left = pl * lanes
-        # zero fills as slice assignments; the copy as an element loop over a view indexed from 0:
-        # an array-to-slice assignment checks the two for overlap and copies through a temporary
-        # (about 3x slower here), and its shape-mismatch error message costs seconds to compile
-        for ih in range(h):
-            row = top + ih * wp_l
-            xp[row : row + left] = 0
-            srow = src[ih]
-            dst = xp[row + left : row + left + wl]
-            for k in range(wl):
-                dst[k] = srow[k]
-            xp[row + left + wl : row + wp_l] = 0
-        xp[top + h * wp_l : plane + per_plane] = 0
 
 
 @pjit
@@ -275,7 +251,6 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
 
 
 _blocked_tasks_serial = serial_twin(_blocked_tasks)
-_pad_planes_serial = serial_twin(_pad_planes)
 
 
 def build_blocked_conv(
@@ -287,6 +262,8 @@ def build_blocked_conv(
     precision: str = "f32",
     bf16_copied: bool = False,
     channels: int | None = None,
+    bf16_in: bool = False,
+    bf16_out: bool = False,
 ):
     """run(ins, outs) for ``spec`` (ungrouped, or grouped with groups tiling the channel
     blocks, conv_blocked_plan.grouped_span) with a blocked output (N, ceil(M/B), OH, OW, B):
@@ -297,7 +274,11 @@ def build_blocked_conv(
     in bf16 on the same tiles (conv_blocked_bf16.py); ``bf16_copied``: the shared bf16 copy
     holds this conv's input already (passes/precision.py). ``channels``: the real output
     channels (default M; fewer when the layout pass padded the weights to whole blocks): the
-    lanes past them are stored as 0 (:func:`live_lanes`)."""
+    lanes past them are stored as 0 (:func:`live_lanes`). ``bf16_in`` / ``bf16_out``: the
+    input / output is a bf16 activation (ir.BF16, passes/precision.py). A bf16 output is
+    rounded once, from the whole reduction: its tasks do not cut the reduction into chunks
+    (the weights of a panel, 64 channels x C x taps in bf16, stay in L2 instead of L1), and
+    its epilogue ends at Relu/Clip with every channel real."""
     dt = np.dtype(spec.dtype)
     lanes = block_size(dt)
     live = live_lanes(spec.m, channels, lanes)
@@ -338,7 +319,14 @@ def build_blocked_conv(
         if w_const is None
         else readonly(prepacked(w_const, ("blocked", dt.str, nr, geo.kstep) + ((group,) if group > 1 else ()), pack))
     )
-    bf16 = Bf16Operands(spec, geo, wp_const, w_const, nr, owner, bf16_copied) if precision == "bf16" else None
+    if (bf16_in or bf16_out) and precision != "bf16":
+        raise ValueError("a bf16 activation is read and written by bf16 convs only")
+    if bf16_out and (live or spec.act not in (NONE, RELU, CLIP)):
+        raise ValueError(
+            "a bf16 output needs whole blocks of real channels and no activation past Relu/Clip: "
+            f"M={spec.m}, {live} real lanes in the last block, activation kind {spec.act}"
+        )
+    bf16 = Bf16Operands(spec, geo, wp_const, w_const, nr, owner, bf16_copied, bf16_in) if precision == "bf16" else None
     if bf16 is not None:
         wp_const, geo = bf16.weights, bf16.geo
         ntaps = len(geo.taps)
@@ -361,7 +349,7 @@ def build_blocked_conv(
         G_A_KS: geo.a_ks,
         G_KSTEP: geo.kstep,
         G_NTAPS: ntaps,
-        G_TCHUNK: max(1, _B_CHUNK_BYTES // (geo.kstep * nr * dt.itemsize)),
+        G_TCHUNK: ntaps if bf16_out else max(1, _B_CHUNK_BYTES // (geo.kstep * nr * dt.itemsize)),
         G_OH: spec.oh,
         G_OW: spec.ow,
         G_M: spec.m,
@@ -399,12 +387,14 @@ def build_blocked_conv(
             via_scratch(ins, outs)
             return
         of, geom[G_PER_N_OUT] = target
+        if bf16_out:
+            of = of.view(np.uint16)
         nthreads = min(num_threads(), max_threads)
         x = ins[0]
         if bf16 is not None:
             src = bf16.input(x, nthreads)
         elif xp is not None:
-            prep = pick(_pad_planes, _pad_planes_serial, x.size * 8, nthreads)
+            prep = pick(pad_planes, pad_planes_serial, x.size * 8, nthreads)
             src = xp.view((xp_len,), dt)
             prep(
                 x.reshape(s.n, geo.planes, s.h, s.w * geo.layout_lanes),
@@ -467,6 +457,11 @@ def build_blocked_conv_node(node, graph):
     if algorithm == "stem":
         return contiguous_output(build_stem_conv(spec, w_const, b_const, channels))
     precision, copied = node.attrs.get("precision", "f32"), bool(node.attrs.get("bf16_copied", False))
+    bf16_in, bf16_out = (graph.values[v].dtype == BF16 for v in (ins[0], node.outputs[0]))
     if precision == "bf16" and node.attrs.get("bf16_tile") == "amx":
+        if bf16_in or bf16_out:
+            raise ValueError("the AMX conv reads and writes float32 activations, not bf16 ones")
         return build_amx_conv(spec, w_const, b_const, blocked_input, graph, copied, channels)
-    return build_blocked_conv(spec, w_const, b_const, blocked_input, graph, precision, copied, channels)
+    return build_blocked_conv(
+        spec, w_const, b_const, blocked_input, graph, precision, copied, channels, bf16_in, bf16_out
+    )

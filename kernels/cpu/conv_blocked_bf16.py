@@ -1,10 +1,12 @@
 """The bf16 operands of a blocked conv (conv_blocked.py with ``precision="bf16"``).
 
-The arena stays float32: a bf16 conv converts its input into a bf16 copy laid out as the
-float32 padded copy would be (zero border included), in the same pass over the input that
-copy takes, so the conversion costs one streaming read of the input per conv and no extra
-node; the weights are packed bf16 once, at build (microkernel_bf16.pack_bf16). The register
-tile (microkernel_bf16) reads both and accumulates in float32. A blocked input holds its
+A float32 input is converted into a bf16 copy laid out as the float32 padded copy would be
+(zero border included), in the same pass over the input that copy takes, so the conversion
+costs one streaming read of the input per conv and no extra node; a bf16 activation
+(passes/precision.py: a bf16 conv's output only bf16 convs read) is that layout already,
+read as it lies or copied into the zero border. The weights are packed bf16 once, at build
+(microkernel_bf16.pack_bf16). The register tile (microkernel_bf16) reads both and
+accumulates in float32. A blocked input holds its
 channel pairs side by side already; an NCHW one (a 3-channel stem) is copied blocked by
 channel pairs (:class:`PairedStem`), so the stem runs the same tile.
 """
@@ -18,7 +20,7 @@ from cnnrt.errors import BackendUnavailableError
 from cnnrt.kernels._jit import pick, pjit, serial_twin
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.cpu.conv_blocked_plan import pack_weights
-from cnnrt.kernels.cpu.conv_common import readonly
+from cnnrt.kernels.cpu.conv_common import pad_planes, pad_planes_serial, readonly
 from cnnrt.kernels.cpu.microkernel_bf16 import LANES, bf16_run, pack_bf16
 
 PRECISIONS = ("f32", "bf16")
@@ -139,12 +141,16 @@ class PairedStem:
 class Bf16Operands:
     """A bf16 blocked conv's packed weights and the maker of its bf16 input copy."""
 
-    def __init__(self, spec, geo, wp_f32, w_const, nr: int, owner, copied: bool = False) -> None:
+    def __init__(self, spec, geo, wp_f32, w_const, nr: int, owner, copied: bool = False, bf16_in: bool = False) -> None:
         """``geo``: the float32 conv's addressing; a blocked input keeps it (channel pairs lie
         side by side in a block), an NCHW one gets :class:`PairedStem`'s (:attr:`geo`).
         ``copied``: the shared buffer holds this input's copy already, made by the bf16 conv
-        before this one on the same value (passes/precision.py), so :meth:`input` only reads it."""
+        before this one on the same value (passes/precision.py), so :meth:`input` only reads it.
+        ``bf16_in``: the input is a bf16 activation (blocked), read as it lies when the conv
+        has no padding, else copied into the zero border without conversion."""
         check_bf16_cpu()
+        if bf16_in and geo.layout_lanes == 1:
+            raise ValueError("a bf16 activation is channel-blocked; this conv reads NCHW")
         if wp_f32 is None:
             raise ValueError("a bf16 blocked conv needs constant weights (they are packed bf16 at build)")
         self.stem = geo.layout_lanes == 1
@@ -158,13 +164,21 @@ class Bf16Operands:
         self.length = spec.n * geo.per_n
         self.xp = shared_scratch(owner, "conv_blocked.bf16_input", (self.length,), np.uint16)
         self.spec, self.geo = spec, geo
-        self.copied = copied
+        self.copied, self.bf16_in = copied, bf16_in
 
     def input(self, x: np.ndarray, nthreads: int) -> np.ndarray:
-        """The bf16 (padded) copy of the float32 input ``x`` (blocked, or NCHW for a stem), flat."""
+        """The bf16 input the tile reads, flat: ``x`` itself when it is bf16 and needs no
+        border, else its (padded) bf16 copy (from float32 ``x``: blocked, or NCHW for a stem)."""
         s, g = self.spec, self.geo
+        if self.bf16_in and not g.padded:
+            return x.reshape(-1).view(np.uint16)
         dst = self.xp.view((self.length,), np.uint16)
         if self.copied:
+            return dst
+        if self.bf16_in:
+            kern = pick(pad_planes, pad_planes_serial, x.size * 4, nthreads)
+            src = x.view(np.uint16).reshape(s.n, g.planes, s.h, s.w * g.layout_lanes)
+            kern(src, dst, s.pt, s.pl, g.layout_lanes, g.wp * g.layout_lanes, g.plane, g.per_n)
             return dst
         if self.stem:
             kern = pick(_to_bf16_pairs, _to_bf16_pairs_serial, x.size * 8, nthreads)

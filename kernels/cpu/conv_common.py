@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from cnnrt.core.ir import compute_dtype
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_row
@@ -27,8 +28,9 @@ def opt_input(ins, i):
 
 
 def block_size(dtype) -> int:
-    """Channels per block of the blocked layout for ``dtype``: one vector (16 float32 with AVX-512)."""
-    return mk.VECTOR_BYTES // np.dtype(dtype).itemsize
+    """Channels per block of the blocked layout for ``dtype``: one vector (16 float32 with
+    AVX-512); a bf16 activation keeps its float32 value's blocks (ir.BF16)."""
+    return mk.VECTOR_BYTES // np.dtype(compute_dtype(str(np.dtype(dtype)))).itemsize
 
 
 def live_lanes(m: int, channels: int | None, lanes: int) -> int:
@@ -134,3 +136,35 @@ def contiguous_output(run):
         out[...] = tmp
 
     return wrapped
+
+
+@pjit
+def pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
+    """xp's planes from x (N, P, H, W*lanes): each plane of per_plane elements (per_n per
+    image) holds x's at row pt, column pl*lanes, zeros around; every element written (the
+    buffer is shared with other layers). Any dtype: a float32 input's padded copy, or a bf16
+    activation's (conv_blocked_bf16.py)."""
+    n_count, p_count, h, wl = x.shape
+    for q in prange(n_count * p_count):
+        n = q // p_count
+        p = q - n * p_count
+        plane = n * per_n + p * per_plane
+        top = plane + pt * wp_l
+        xp[plane:top] = 0
+        src = x[n, p]
+        left = pl * lanes
+        # zero fills as slice assignments; the copy as an element loop over a view indexed from 0:
+        # an array-to-slice assignment checks the two for overlap and copies through a temporary
+        # (about 3x slower here), and its shape-mismatch error message costs seconds to compile
+        for ih in range(h):
+            row = top + ih * wp_l
+            xp[row : row + left] = 0
+            srow = src[ih]
+            dst = xp[row + left : row + left + wl]
+            for k in range(wl):
+                dst[k] = srow[k]
+            xp[row + left + wl : row + wp_l] = 0
+        xp[top + h * wp_l : plane + per_plane] = 0
+
+
+pad_planes_serial = serial_twin(pad_planes)

@@ -249,29 +249,29 @@ def _tile_codegen(dt, blocked, mr_max, nv):
     return codegen
 
 
-def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr_v, flags_v, lo_v, hi_v):
+def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr_v, flags_v, lo_v, hi_v, narrow=None):
     """The tile's epilogue on its accumulators ``accs[row][vector]``: accumulate into C, bias
     (per column when ``blocked``, else per row), residual, Relu/Clip before the store, then the
     other float32 activations over the tile just stored (while it is in L1). One emitter for
-    every tile, whatever its reduction (float32 FMAs or bf16 dot products)."""
+    every tile, whatever its reduction (float32 FMAs or bf16 dot products).
+
+    ``narrow(x, off)``: C holds bf16 (microkernel_bf16's store of a rounded vector at C's
+    element ``off``), so the epilogue ends at the clamp: it neither accumulates into C nor
+    applies another activation nor zeroes padding lanes, and the kernel's flags ask for none
+    of them (conv_blocked.py checks)."""
     mr_max, nv = len(accs), len(accs[0])
     lanes = lanes_of(dt)
     splat, vload, vstore = vec.splat, vec.load, vec.store
+    f = EpilogueFlags(builder, vec, flags_v, nv, lo_v, hi_v)
+    acc_on, bias_on, res_on, nstore, act, lo, hi = f.acc_on, f.bias_on, f.res_on, f.nstore, f.act, f.lo, f.hi
+    lo_s, hi_s = f.lo_s, f.hi_s
+    if narrow is not None:
+        acc_on = ir.Constant(ir.IntType(1), 0)
+        put = narrow
+    else:
 
-    def flag(bit):
-        return builder.icmp_unsigned("!=", builder.and_(flags_v, c64(bit)), c64(0))
-
-    acc_on, bias_on, res_on = flag(ACCUMULATE), flag(BIAS), flag(RESIDUAL)
-    nstore = builder.and_(builder.lshr(flags_v, c64(VECTORS_SHIFT)), c64(VECTORS_MASK))
-    nstore = builder.select(builder.icmp_unsigned("==", nstore, c64(0)), c64(nv), nstore)
-    act = builder.and_(builder.lshr(flags_v, c64(ACT_SHIFT)), c64(ACT_MASK))
-    relu_on = builder.icmp_unsigned("==", act, c64(RELU))
-    clip_on = builder.icmp_unsigned("==", act, c64(CLIP))
-    lo_s, hi_s = splat(lo_v), splat(hi_v)
-    # Relu and Clip as one clamp (Relu: [0, inf), none: (-inf, inf)); selects, so NaN passes
-    inf = vec.const(float("inf"))
-    lo = builder.select(relu_on, vec.zero, builder.select(clip_on, lo_s, builder.fneg(inf)))
-    hi = builder.select(clip_on, hi_s, inf)
+        def put(x, off):
+            vstore(x, builder.gep(pc, [off]))
 
     def offset(i, v):
         row = builder.mul(c64(i), ldc_v)
@@ -288,7 +288,7 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
     )
     with builder.if_else(whole, likely=True) as (straight, general):
         with straight:
-            _straight_epilogue(builder, vec, accs, offset, pc, bias_at, pres, bias_on, res_on, lo, hi)
+            _straight_epilogue(builder, vec, accs, offset, put, bias_at, pres, bias_on, res_on, lo, hi)
         with general:
             _general_epilogue(
                 builder,
@@ -296,6 +296,7 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
                 accs,
                 offset,
                 pc,
+                put,
                 bias_at,
                 pres,
                 mr_v,
@@ -306,6 +307,8 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
                 lo,
                 hi,
             )
+    if narrow is not None:
+        return
     if dt == types.float32:  # the other activations over the tile just stored
 
         def over_tile(fn):  # vectors outer, rows inner: a blocked tile's rows lie contiguous
@@ -320,8 +323,33 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
         _zero_padding_lanes(builder, vec, pc, ldc_v, c_vs_v, mr_v, nstore, builder.lshr(flags_v, c64(LANES_SHIFT)))
 
 
-def _general_epilogue(builder, vec, accs, offset, pc, bias_at, pres, mr_v, nstore, acc_on, bias_on, res_on, lo, hi):
-    """Any tile: rows up to ``mr``, vectors up to ``nstore``, each step under its flag."""
+class EpilogueFlags:
+    """What a tile's ``flags`` ask of its epilogue, decoded in IR: ``acc_on``, ``bias_on``,
+    ``res_on`` (i1), ``nstore`` (vectors of a row to store: ``flags >> VECTORS_SHIFT``, 0 meaning
+    all ``nv``), ``act`` (the activation kind) and the clamp ``lo``/``hi`` vectors that apply
+    Relu and Clip (Relu: [0, inf), none: (-inf, inf); selects, so NaN passes)."""
+
+    def __init__(self, builder, vec, flags_v, nv: int, lo_v, hi_v) -> None:
+        def flag(bit):
+            return builder.icmp_unsigned("!=", builder.and_(flags_v, c64(bit)), c64(0))
+
+        self.acc_on, self.bias_on, self.res_on = flag(ACCUMULATE), flag(BIAS), flag(RESIDUAL)
+        nstore = builder.and_(builder.lshr(flags_v, c64(VECTORS_SHIFT)), c64(VECTORS_MASK))
+        self.nstore = builder.select(builder.icmp_unsigned("==", nstore, c64(0)), c64(nv), nstore)
+        self.act = builder.and_(builder.lshr(flags_v, c64(ACT_SHIFT)), c64(ACT_MASK))
+        relu_on = builder.icmp_unsigned("==", self.act, c64(RELU))
+        clip_on = builder.icmp_unsigned("==", self.act, c64(CLIP))
+        self.lo_s, self.hi_s = vec.splat(lo_v), vec.splat(hi_v)
+        inf = vec.const(float("inf"))
+        self.lo = builder.select(relu_on, vec.zero, builder.select(clip_on, self.lo_s, builder.fneg(inf)))
+        self.hi = builder.select(clip_on, self.hi_s, inf)
+
+
+def _general_epilogue(
+    builder, vec, accs, offset, pc, put, bias_at, pres, mr_v, nstore, acc_on, bias_on, res_on, lo, hi
+):
+    """Any tile: rows up to ``mr``, vectors up to ``nstore``, each step under its flag; ``put``
+    stores a result vector at an offset of C (read back when accumulating)."""
     for i in range(len(accs)):
         with cgutils.if_likely(builder, builder.icmp_signed("<", c64(i), mr_v)):
             for v in range(len(accs[0])):
@@ -335,10 +363,10 @@ def _general_epilogue(builder, vec, accs, offset, pc, bias_at, pres, mr_v, nstor
                         builder.store(builder.fadd(builder.load(slot), bias_at(i, v)), slot)
                     with builder.if_then(res_on):
                         builder.store(builder.fadd(builder.load(slot), vec.load(pres, off)), slot)
-                    vec.store(vec.clamp(builder.load(slot), lo, hi), cp)
+                    put(vec.clamp(builder.load(slot), lo, hi), off)
 
 
-def _straight_epilogue(builder, vec, accs, offset, pc, bias_at, pres, bias_on, res_on, lo, hi):
+def _straight_epilogue(builder, vec, accs, offset, put, bias_at, pres, bias_on, res_on, lo, hi):
     """A whole tile written fresh (no accumulation, every row and vector stored): the flags
     are tested once, not per vector, and the tile is stored by straight-line code: bias
     (or zeros) and the residual added, then the clamp. On 1x1 convs of 8-32 input
@@ -357,7 +385,7 @@ def _straight_epilogue(builder, vec, accs, offset, pc, bias_at, pres, bias_on, r
                 x = builder.fadd(builder.load(accs[i][v]), builder.load(bias[i][v]))
                 if with_res:
                     x = builder.fadd(x, vec.load(pres, off))
-                vec.store(vec.clamp(x, lo, hi), builder.gep(pc, [off]))
+                put(vec.clamp(x, lo, hi), off)
 
     with builder.if_else(res_on) as (res, plain):
         with res:

@@ -12,9 +12,10 @@ The tile has the float32 blocked tile's operands and offsets (microkernel._block
 conv_blocked.py's task loop runs both: A (the input) and B (the packed weights) are uint16
 arrays of bf16 bits in the same element positions their float32 forms would take, ``k``
 counts float32 steps (even: one instruction per two) and the reduction reads A pairs as one
-32-bit broadcast. C, bias and residual are float32 and the epilogue is the float32 tile's
-(flags alike). :data:`tile_blocked4` (2, 1) take either dtype: float32 operands compile to
-the float32 tile.
+32-bit broadcast. Bias and residual are float32 and the epilogue is the float32 tile's
+(flags alike); C is float32, or bf16 where the next conv reads it as bf16
+(passes/precision.py). :data:`tile_blocked4` (2, 1) take either dtype: float32 operands
+compile to the float32 tile.
 """
 
 from __future__ import annotations
@@ -160,15 +161,26 @@ def _bf16_codegen(mr_max: int, nv: int):
                     av = vec.splat(ld, ivty)
                     for v in range(nv):
                         builder.store(builder.call(dp, [builder.load(accs[i][v]), av, bvec[v]]), accs[i][v])
-        mk.epilogue(builder, vec, types.float32, True, accs, pc, pbias, pres, ldc_v, c_vs_v, mr_v, flags_v, lo_v, hi_v)
+        narrow = None
+        if sig.args[12].dtype == types.uint16:  # a bf16 output
+
+            def narrow(x, off):
+                h = round_bf16(builder, builder.bitcast(x, ivty))
+                builder.store(h, builder.bitcast(builder.gep(pc, [off]), h.type.as_pointer())).align = 2
+
+        mk.epilogue(
+            builder, vec, types.float32, True, accs, pc, pbias, pres, ldc_v, c_vs_v, mr_v, flags_v, lo_v, hi_v, narrow
+        )
         return context.get_dummy_value()
 
     return codegen
 
 
 def _either_tile(mr_max: int, nv: int, f32_tile):
-    """A blocked tile of ``mr_max`` pixels x ``nv`` blocks: bf16 (uint16 A and B, float32
-    C) or, for float32 operands, ``f32_tile`` (microkernel.tile_blocked*)."""
+    """A blocked tile of ``mr_max`` pixels x ``nv`` blocks: bf16 (uint16 A and B; C float32,
+    or uint16 for a bf16 output, rounded as :func:`to_bf16` after the clamp, with the flags
+    microkernel.epilogue's ``narrow`` allows) or, for float32 operands, ``f32_tile``
+    (microkernel.tile_blocked*)."""
 
     @intrinsic
     def tile_blocked(
@@ -204,7 +216,7 @@ def _either_tile(mr_max: int, nv: int, f32_tile):
             return f32_tile._defn(typingctx, *args)
         if not all(isinstance(x, types.Array) for x in (b, c, bias, res, pix, taps)) or b.dtype != types.uint16:
             return None
-        if any(x.dtype != types.float32 for x in (c, bias, res)):
+        if c.dtype not in (types.float32, types.uint16) or any(x.dtype != types.float32 for x in (bias, res)):
             return None
         i64, f32 = types.int64, types.float32
         sig = types.void(

@@ -5,6 +5,7 @@ a chunk, batch, every epilogue. Bounds from reference.sum_bound, not tuned."""
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 from kernel_helpers import U32, assert_within, sum_bound  # noqa: E402
@@ -40,7 +41,11 @@ def run_blocked(
     precision="f32",
     stem=False,
     amx=False,
+    bf16_in=False,
+    bf16_out=False,
 ):
+    """The blocked conv of x (NCHW float arrays in and out); ``bf16_in`` / ``bf16_out`` hand
+    it its input / take its output as a bf16 activation (ml_dtypes bfloat16, blocked)."""
     n, c, h, w = x.shape
     m, _, kh, kw = wt.shape
     lanes = block_size(x.dtype)
@@ -82,11 +87,13 @@ def run_blocked(
 
         run = build_amx_conv(spec, wt, b, blocked_input)
     else:
-        run = cb.build_blocked_conv(spec, wt, b, blocked_input, precision=precision)
+        run = cb.build_blocked_conv(spec, wt, b, blocked_input, precision=precision, bf16_in=bf16_in, bf16_out=bf16_out)
     xin = to_blocked(x, lanes) if blocked_input else x
-    out = np.full((n, -(-m // lanes), oh, ow, lanes), np.nan, x.dtype)
+    if bf16_in:
+        xin = xin.astype(ml_dtypes.bfloat16)
+    out = np.full((n, -(-m // lanes), oh, ow, lanes), np.nan, ml_dtypes.bfloat16 if bf16_out else x.dtype)
     run([xin, wt, b, None if r is None else to_blocked(r, lanes)], [out])
-    return from_blocked(out)
+    return from_blocked(out.astype(x.dtype))
 
 
 # (N, C, H, W, M, kh, stride, pad, dilation)

@@ -124,12 +124,14 @@ def test_a_7x7_stem_runs_bf16(monkeypatch):
 def test_bf16_convs_on_one_value_share_its_copy(monkeypatch):
     """Of four convs reading one value, the second 1x1 reads the first's bf16 copy; the 3x3
     (another zero border) copies again, and the last 1x1 cannot share across it. The result
-    is the same, bit for bit, as with every conv copying its own input."""
+    is the same, bit for bit, as with every conv copying its own input. (The value stays
+    float32 here: as a bf16 activation the 1x1s would read it as it lies, without a copy.)"""
     from pass_helpers import GB
 
     from cnnrt.passes import block_layout as bl
 
     monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    monkeypatch.setattr(pp, "_bf16_activations", lambda nodes, graph, fired: dict(graph.values))
     b = GB()
     x = b.input("x", (2, 32, 7, 6))
     a = b.conv(x, 32, k=1, name="a", activation="Relu")
@@ -148,3 +150,89 @@ def test_bf16_convs_on_one_value_share_its_copy(monkeypatch):
     want = Executor(own, plan_memory(own)).run([feeds[i] for i in own.inputs])
     for gv, wv in zip(got, want):
         assert np.array_equal(gv, wv)
+
+
+def _activation_chain():
+    """bf16 convs whose outputs are read in each of the ways that keep a value float32 or not."""
+    from pass_helpers import GB
+
+    b = GB()
+    x = b.input("x", (2, 32, 8, 8))
+    a = b.conv(x, 32, k=1, pad=0, name="a", activation="Relu")  # read by b only: bf16
+    y = b.conv(a, 32, k=3, name="b", activation="Clip", min=0.0, max=6.0)  # read by c and as d's residual
+    c = b.conv(y, 32, k=1, pad=0, name="c")  # read by d only: bf16
+    d = b.conv(c, 32, k=1, pad=0, name="d", residual=y, activation="Sigmoid")  # no clamp-only epilogue
+    e = b.conv(d, 40, k=1, pad=0, name="e", activation="Relu")  # 40 channels: padding lanes
+    f = b.conv(e, 32, k=3, name="f", activation="Relu")  # read by the MaxPool and g
+    pool = b.pool("MaxPool", f, k=2, stride=2)
+    g = b.conv(f, 32, k=1, pad=0, name="g", activation="Relu")  # a graph output
+    return b.build([pool, g])
+
+
+def _bf16_values(g) -> set[str]:
+    producers = {o: n.name for n in g.nodes for o in n.outputs}
+    return {producers[v] for v, val in g.values.items() if val.dtype == "bfloat16"}
+
+
+def test_bf16_activations_only_between_bf16_convs(monkeypatch):
+    """A bf16 conv's output is stored bf16 when every reader is a bf16 conv on the vector
+    tile reading it as its input, its epilogue ends at a clamp and its channels fill whole
+    blocks; never on AMX (that tile reads and writes float32)."""
+    from cnnrt.passes import block_layout as bl
+
+    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "the CPU lacks AMX-BF16 (test)")
+    low, log = run_pipeline(_activation_chain(), 2, vector_bytes=64, backend="cpu", precision="bf16")
+    assert _bf16_values(low) == {"a", "c"}
+    assert {v for what, v in log.fired["precision"] if what == "bf16 activation"} == {
+        n.outputs[0] for n in low.nodes if n.name in ("a", "c")
+    }
+    # the 3x3 reading a's bf16 copies it into its zero border; d reads c's as it lies
+    assert not any(n.attrs.get("bf16_copied") for n in low.nodes)
+    zoo, _ = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
+    assert _bf16_values(zoo) == {"conv_a", "conv_b"}  # their readers: conv_b, the shortcut
+    monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "")
+    amx, _ = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
+    assert not _bf16_values(amx)
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+@pytest.mark.skipif(VECTOR_BYTES != 64, reason="the graph is blocked for AVX-512")
+def test_bf16_activations_round_once_where_each_reader_would(monkeypatch):
+    """With bf16 activations the result is, bit for bit, the one of float32 activations that
+    every reader rounds to bf16: the producer rounds the same float32 sums (these reductions
+    are one chunk either way) to nearest even, as the reader's copy would."""
+    from cnnrt.passes import block_layout as bl
+
+    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "the CPU lacks AMX-BF16 (test)")
+    g = _activation_chain()
+    low, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
+    assert _bf16_values(low) == {"a", "c"}
+    feeds = feeds_for(low)
+    got = Executor(low, plan_memory(low)).run([feeds[i] for i in low.inputs])
+    monkeypatch.setattr(pp, "_bf16_activations", lambda nodes, graph, fired: dict(graph.values))
+    f32, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
+    assert not _bf16_values(f32)
+    want = Executor(f32, plan_memory(f32)).run([feeds[i] for i in f32.inputs])
+    for gv, wv in zip(got, want):
+        assert np.array_equal(gv, wv)
+
+
+def test_bf16_activations_survive_the_optimised_file(monkeypatch):
+    """An optimised graph written as ONNX (optimized_model_filepath) keeps its bf16
+    activations: their value infos say BFLOAT16, and read back they are bf16 again."""
+    import onnx
+    from onnx import numpy_helper
+
+    from cnnrt.frontends.ir_onnx import graph_from_onnx, graph_to_onnx
+    from cnnrt.passes import block_layout as bl
+
+    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "the CPU lacks AMX-BF16 (test)")
+    low, _ = run_pipeline(_activation_chain(), 2, vector_bytes=64, backend="cpu", precision="bf16")
+    proto = graph_to_onnx(low, 17)
+    stored = {vi.name for vi in proto.graph.value_info if vi.type.tensor_type.elem_type == onnx.TensorProto.BFLOAT16}
+    assert stored == {v for v, val in low.values.items() if val.dtype == "bfloat16"} != set()
+    back = graph_from_onnx(proto, {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer})
+    assert _bf16_values(back) == {"a", "c"}
