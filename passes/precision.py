@@ -41,6 +41,8 @@ from cnnrt.core.ir import BF16, Graph
 from cnnrt.core.layout import is_blocked
 from cnnrt.kernels.conv_spec import spec_from_node
 from cnnrt.kernels.cpu.conv_amx import amx_shape_reason
+from cnnrt.kernels.cpu.conv_common import block_size
+from cnnrt.kernels.cpu.depthwise_blocked import applies as depthwise_applies
 from cnnrt.kernels.cpu.gemm_bf16 import bf16_gemm_reason
 from cnnrt.kernels.cpu.microkernel_amx import amx_unsupported_reason
 
@@ -136,7 +138,7 @@ _NARROW_ACTIVATIONS = ("none", "Relu", "Clip")
 
 
 def _vector_bf16_conv(node) -> bool:
-    """A bf16 BlockedConv on the vector tile (conv_blocked.py) with a blocked input."""
+    """A bf16 BlockedConv on the vector tile (conv_blocked.py)."""
     return (
         node.op == "BlockedConv"
         and node.attrs.get("precision") == "bf16"
@@ -145,15 +147,34 @@ def _vector_bf16_conv(node) -> bool:
     )
 
 
+def _row_depthwise(node, graph: Graph) -> bool:
+    """A float32 depthwise BlockedConv on the row-blocked kernel (depthwise_blocked.py), which
+    widens a bf16 input into its float32 band copy and can round its stores to bf16."""
+    if node.op != "BlockedConv" or node.attrs.get("algorithm") != "depthwise":
+        return False
+    spec = spec_from_node(node, graph)
+    return spec.dtype == "float32" and depthwise_applies(spec, block_size(spec.dtype))
+
+
+def _reads_bf16(node, port: int, graph: Graph) -> bool:
+    """Whether ``node`` can read a bf16 activation at input ``port`` (a blocked conv input)."""
+    if port != 0 or not is_blocked(graph.values[node.inputs[0]]):
+        return False
+    return _vector_bf16_conv(node) or _row_depthwise(node, graph)
+
+
 def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
-    """The values that hold bf16 (ir.BF16) instead of float32: a bf16 conv's output read by
-    nothing but bf16 convs, each as its input (not a residual), so the producer rounds once
-    where its readers would each round their copy, and the activation crosses memory at half
-    the bytes (ResNet's 1x1 -> 3x3 -> 1x1 inside a bottleneck, GoogLeNet's reduce convs,
-    DenseNet's bottlenecks, SqueezeNet's squeezes). The producer's epilogue must end at a
+    """The values that hold bf16 (ir.BF16) instead of float32: a conv's output read by
+    nothing but convs that read bf16, each as its input (not a residual), so the producer
+    rounds once where its readers would each round their copy, and the activation crosses
+    memory at half the bytes (ResNet's 1x1 -> 3x3 -> 1x1 inside a bottleneck, GoogLeNet's
+    reduce convs, DenseNet's bottlenecks, SqueezeNet's squeezes, MobileNetV2's expanded
+    tensors). Writers and readers: bf16 convs on the vector tile, and the row-blocked
+    depthwise conv (float32 sums between a bf16 input and output: its output's rounding is
+    the one the next bf16 conv's copy would make). The producer's epilogue must end at a
     clamp (:data:`_NARROW_ACTIVATIONS`) and its channels fill whole blocks (no padding lanes
-    to zero); a graph output, a Concat slice or anything else read by another op stays float32.
-    Returns the graph's values with those retyped."""
+    to zero); a graph output, a Concat slice or anything else read by another op stays
+    float32. Returns the graph's values with those retyped."""
     readers: dict[str, list] = {}
     for node in nodes:
         for i, v in enumerate(node.inputs):
@@ -161,7 +182,9 @@ def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
                 readers.setdefault(v, []).append((node, i))
     values = dict(graph.values)
     for node in nodes:
-        if not _vector_bf16_conv(node) or node.attrs.get("activation", "none") not in _NARROW_ACTIVATIONS:
+        if node.attrs.get("activation", "none") not in _NARROW_ACTIVATIONS:
+            continue
+        if not (_vector_bf16_conv(node) or _row_depthwise(node, graph)):
             continue
         out = node.outputs[0]
         v = graph.values[out]
@@ -170,7 +193,7 @@ def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
         if out in graph.outputs or not is_blocked(v) or channels % v.shape[-1]:
             continue
         uses = readers.get(out, [])
-        if uses and all(i == 0 and _vector_bf16_conv(r) and is_blocked(graph.values[r.inputs[0]]) for r, i in uses):
+        if uses and all(_reads_bf16(r, i, graph) for r, i in uses):
             values[out] = dataclasses.replace(v, dtype=BF16)
             fired.append(("bf16 activation", out))
     return values

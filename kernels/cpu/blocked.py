@@ -436,13 +436,20 @@ def build_blocked_channel_affine(node, graph) -> KernelFn:
 
 
 def build_blocked_depthwise(
-    spec: ConvSpec, w_const: np.ndarray | None, b_const: np.ndarray | None, block: int
+    spec: ConvSpec,
+    w_const: np.ndarray | None,
+    b_const: np.ndarray | None,
+    block: int,
+    bf16_in: bool = False,
+    bf16_out: bool = False,
 ) -> KernelFn:
     """run(ins, outs) of a depthwise conv (group == C == M) in the blocked layout, block B.
 
     ins = [x (N, C/B, H, W, B), w (M, 1, kh, kw), bias (M,) or None, residual (N, M/B, OH, OW, B)
     or None], outs = [y (N, M/B, OH, OW, B)]; y = act(conv + bias + residual) as ``spec`` says.
-    Constant weights are packed here as (C/B, kh*kw, B), runtime ones at every run."""
+    Constant weights are packed here as (C/B, kh*kw, B), runtime ones at every run.
+    ``bf16_in`` / ``bf16_out``: x / y is a bf16 activation (the row-blocked kernel only:
+    depthwise_blocked.RowBlockedDepthwise)."""
     s = spec
     if s.m != s.c or s.group != s.c:
         raise ValueError(f"blocked depthwise needs group == C == M, got C={s.c}, M={s.m}, group={s.group}")
@@ -460,7 +467,9 @@ def build_blocked_depthwise(
     bias = readonly(np.ascontiguousarray(b_const if b_const is not None else np.zeros(s.m), dt))
     window = (s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw)
     if depthwise_blocked.applies(s, block):  # the block is one vector: the row-blocked kernel
-        win = depthwise_blocked.RowBlockedDepthwise(s, block)
+        win = depthwise_blocked.RowBlockedDepthwise(s, block, bf16_in, bf16_out)
+    elif bf16_in or bf16_out:
+        raise ValueError("a bf16 activation is read and written by the row-blocked depthwise kernel only")
     else:
         win = Windows((s.n, cb, s.h, s.w, block), s.oh, s.ow, window, dt, FMA, s.act, s.alpha, s.beta)
 

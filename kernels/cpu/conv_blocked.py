@@ -450,14 +450,16 @@ def build_blocked_conv_node(node, graph):
     channels = graph.values[logical].shape[1] if logical in graph.values else None
     algorithm = node.attrs.get("algorithm") or conv_algorithm.choose(spec, node.op, blocked_input)[0]
     conv_algorithm.check(spec, algorithm, node.name, node.op, blocked_input)
+    bf16_in, bf16_out = (graph.values[v].dtype == BF16 for v in (ins[0], node.outputs[0]))
     if algorithm == "depthwise":
-        return contiguous_output(build_blocked_depthwise(spec, w_const, b_const, block_size(dt)))
+        return contiguous_output(build_blocked_depthwise(spec, w_const, b_const, block_size(dt), bf16_in, bf16_out))
+    if (bf16_in or bf16_out) and algorithm in ("winograd", "stem"):
+        raise ValueError(f"the {algorithm} conv reads and writes float32 activations, not bf16 ones")
     if algorithm == "winograd":
         return contiguous_output(build_winograd(spec, w_const, b_const, block_size(dt), graph, channels))
     if algorithm == "stem":
         return contiguous_output(build_stem_conv(spec, w_const, b_const, channels))
     precision, copied = node.attrs.get("precision", "f32"), bool(node.attrs.get("bf16_copied", False))
-    bf16_in, bf16_out = (graph.values[v].dtype == BF16 for v in (ins[0], node.outputs[0]))
     if precision == "bf16" and node.attrs.get("bf16_tile") == "amx":
         if bf16_in or bf16_out:
             raise ValueError("the AMX conv reads and writes float32 activations, not bf16 ones")

@@ -17,12 +17,17 @@ then the residual and the Relu/Clip clamp before the store. The reuse needs the 
 as constants, so the common (kw, stride, dilation) are emitted specialised (``SPECIAL``) and
 any other runs a generic form with one load per tap. Other activations run over the band's
 output afterwards while it is in cache (act_inplace: vector_act's float32 forms).
+
+Under ``precision="bf16"`` the input and output may be bf16 activations (passes/precision.py):
+the band copy widens bf16 to float32 exactly, the sums stay float32 and each stored vector is
+rounded once (MobileNetV2's expanded tensors at half the bytes: 0.81-0.85x its bf16 time).
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -34,6 +39,7 @@ from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size
 from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers
+from cnnrt.kernels.cpu.microkernel_bf16 import round_bf16
 
 # (kw, stride along the row, dilation along the row) emitted with input reuse: MobileNet,
 # EfficientNet, MixNet (3..11) and the dilated LR-ASPP backbone layers
@@ -50,14 +56,17 @@ def _dw_row(
 ):
     """out[oo + g*B] = clamp(bias[bo:] + sum_ij w[wo + (i*kw + j)*B] * x[xo + i*dh*xrs +
     (g*sw + j*dw)*B] (+ res[oo + g*B]), lo, hi) for pixels g < ow; B the vector width, every
-    offset in elements, arrays of one float dtype. ``nrows`` such rows, row r at ``xo +
-    r*xstep`` and ``oo + r*ostep``: a narrow plane's band is one call, as a call per 7- or
-    14-pixel row cost more than the row's FMAs."""
-    floats = (x, w, bias, res, out)
-    if not all(isinstance(a, types.Array) and a.dtype in (types.float32, types.float64) for a in floats):
-        return None
+    offset in elements, arrays of one float dtype but ``out``, which may also be uint16 for
+    float32 ones: a bf16 output (ir.BF16), each vector rounded as microkernel_bf16.to_bf16.
+    ``nrows`` such rows, row r at ``xo + r*xstep`` and ``oo + r*ostep``: a narrow plane's band
+    is one call, as a call per 7- or 14-pixel row cost more than the row's FMAs."""
+    floats = (x, w, bias, res)
+    if not all(isinstance(a, types.Array) and a.dtype in (types.float32, types.float64) for a in (*floats, out)):
+        if not (isinstance(out, types.Array) and out.dtype == types.uint16 and x.dtype == types.float32):
+            return None
     if len({a.dtype for a in floats}) != 1:
         return None
+    narrow = out.dtype == types.uint16  # a bf16 output: each result rounded (microkernel_bf16.round_bf16)
     dt, i64 = x.dtype, types.int64
     sig = types.void(x, i64, i64, w, i64, bias, i64, res, out, *[i64] * 7, types.boolean, dt, dt, i64, i64, i64)
 
@@ -109,7 +118,12 @@ def _dw_row(
                 o = add(oo_v, mul(add(g0, c64(g)), c64(lanes)))
                 with builder.if_then(res_on):
                     builder.store(builder.fadd(builder.load(a), vec.load(pres, o)), a)
-                vec.store(vec.clamp(builder.load(a), lo_s, hi_s), pout, o)
+                y = vec.clamp(builder.load(a), lo_s, hi_s)
+                if narrow:
+                    h = round_bf16(builder, builder.bitcast(y, ir.VectorType(ir.IntType(32), lanes)))
+                    builder.store(h, builder.bitcast(builder.gep(pout, [o]), h.type.as_pointer())).align = 2
+                else:
+                    vec.store(y, pout, o)
             builder.store(add(g0, c64(size)), pos)
 
         def whole_row(cfg):
@@ -140,9 +154,11 @@ def _dw_row(
 
 
 @njit(inline="always")
-def _fill(xs, x, plane_base, top, nrows, h, wd, b, pl, ncols):
+def _fill(xs, x, shift, plane_base, top, nrows, h, wd, b, pl, ncols):
     """xs[(i*ncols + cc)*b + lane] = input row top + i, column cc - pl (zero outside the
-    plane), for i < nrows: the band's window rows, padded, one after the other."""
+    plane), for i < nrows: the band's window rows, padded, one after the other. Both arrays
+    hold their elements' bits (unsigned integers): a float input's are copied (``shift``
+    0), a bf16 input's widened to float32 ones (uint16 << 16: exact)."""
     rowlen = ncols * b
     for i in range(nrows):
         src = top + i
@@ -158,23 +174,25 @@ def _fill(xs, x, plane_base, top, nrows, h, wd, b, pl, ncols):
         s0 = np.uint64(plane_base + (src * wd + lo - pl) * b)
         d0 = dst + np.uint64(lo * b)
         for q in range((hi - lo) * b):
-            xs[d0 + np.uint64(q)] = x[s0 + np.uint64(q)]
+            xs[d0 + np.uint64(q)] = xs.dtype.type(x[s0 + np.uint64(q)]) << shift
         for q in range(hi * b, rowlen):
             xs[dst + np.uint64(q)] = 0
 
 
 @pjit
-def _dw_blocked(x, w, bias, res, out, geo, has_res, lo, hi, kind, alpha, beta, scratch, counter, nthreads):
+def _dw_blocked(x, shift, w, bias, res, out, geo, has_res, lo, hi, kind, alpha, beta, scratch, bits, counter, nthreads):
     """Blocked x (planes, H, W, B) -> out (planes, OH, OW, B), flat, B the vector width: w
     (CB, kh*kw, B), bias (CB*B,), res like out; tasks (plane, band of output rows) claimed from
-    ``counter`` by ``nthreads`` workers, each with its scratch row (module doc)."""
+    ``counter`` by ``nthreads`` workers, each with its scratch row (module doc). ``x`` is the
+    input's bits (:func:`_fill`: float bits, or bf16 ones with ``shift`` 16) and ``bits`` the
+    scratch's; ``out`` float, or uint16 for a bf16 output (:func:`_dw_row`)."""
     h, wd, oh_n, ow_n, kh, kw, sh, sw, pt, pl, dh, dw, b, band, wp, cb_n = geo
     planes = out.size // (oh_n * ow_n * b)
     nb = (oh_n + band - 1) // band
     n_tasks = planes * nb
     xrs = wp * b  # a padded scratch row
     for t in prange(nthreads):
-        xs = scratch[t]
+        xs, xbits = scratch[t], bits[t]
         while True:
             task = blas.claim(counter)
             if task >= n_tasks:
@@ -183,7 +201,9 @@ def _dw_blocked(x, w, bias, res, out, geo, has_res, lo, hi, kind, alpha, beta, s
             r0 = (task - p * nb) * band
             r1 = min(oh_n, r0 + band)
             wo, bo = (p % cb_n) * kh * kw * b, (p % cb_n) * b
-            _fill(xs, x, p * h * wd * b, r0 * sh - pt, (r1 - 1 - r0) * sh + (kh - 1) * dh + 1, h, wd, b, pl, wp)
+            _fill(
+                xbits, x, shift, p * h * wd * b, r0 * sh - pt, (r1 - 1 - r0) * sh + (kh - 1) * dh + 1, h, wd, b, pl, wp
+            )
             oo = (p * oh_n + r0) * ow_n * b
             _dw_row(
                 xs,
@@ -227,11 +247,22 @@ def applies(spec, block: int) -> bool:
 
 class RowBlockedDepthwise:
     """The kernel fixed at build for one depthwise ConvSpec (group == C == M) and block B: band
-    size, scratch, clamp bounds."""
+    size, scratch, clamp bounds. ``bf16_in`` / ``bf16_out``: the input / output is a bf16
+    activation (ir.BF16, passes/precision.py): widened exactly into the float32 scratch /
+    rounded once at the store, the sums float32 either way; a bf16 output's activation must
+    end at the clamp (Relu, Clip) and its channels fill whole blocks."""
 
-    def __init__(self, spec, block: int):
+    def __init__(self, spec, block: int, bf16_in: bool = False, bf16_out: bool = False):
         s = spec
         dt = np.dtype(s.dtype)
+        if (bf16_in or bf16_out) and dt != np.float32:
+            raise ValueError(f"a bf16 activation goes with a float32 depthwise conv, not {dt}")
+        if bf16_out and s.act not in (NONE, RELU, CLIP):
+            raise ValueError(f"a bf16 depthwise output ends at Relu/Clip: activation kind {s.act}")
+        self.bf16_in, self.bf16_out = bf16_in, bf16_out
+        ubits = np.dtype(f"u{dt.itemsize}")
+        self.shift = ubits.type(16 if bf16_in else 0)
+        self.in_bits = np.uint16 if bf16_in else ubits
         band = max(1, min(s.oh, -(-TASK_ELEMS // (s.ow * block))))
         wp = (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1  # padded columns a whole output row reads
         cb = s.c // block
@@ -241,6 +272,7 @@ class RowBlockedDepthwise:
         self.threads = numba.config.NUMBA_NUM_THREADS
         rows = max(s.kh, (band - 1) * s.sh + (s.kh - 1) * s.dh + 1)
         self.scratch = per_thread(self.threads, rows * wp * block, dt)
+        self.scratch_bits = self.scratch.view(ubits)
         self.counter = np.zeros(1, np.int64)
         lo, hi = {RELU: (0.0, np.inf), CLIP: (s.alpha, s.beta)}.get(s.act, (-np.inf, np.inf))
         self.scalars = (dt.type(lo), dt.type(hi), s.act, dt.type(s.alpha), dt.type(s.beta))
@@ -253,11 +285,12 @@ class RowBlockedDepthwise:
         self.counter[0] = 0
         lo, hi, kind, alpha, beta = self.scalars
         kern(
-            x.reshape(-1),
+            x.reshape(-1).view(self.in_bits),
+            self.shift,
             w,
             bias,
             self.no_res if res is None else res.reshape(-1),
-            out.reshape(-1),
+            out.reshape(-1).view(np.uint16) if self.bf16_out else out.reshape(-1),
             self.geo,
             res is not None,
             lo,
@@ -266,6 +299,7 @@ class RowBlockedDepthwise:
             alpha,
             beta,
             self.scratch,
+            self.scratch_bits,
             self.counter,
             nthreads,
         )

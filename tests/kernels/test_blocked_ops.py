@@ -515,3 +515,41 @@ def test_row_blocked_depthwise_strided_vs_reference(name):
     mag = conv2d_reference(np.abs(x), np.abs(w), np.abs(bv), (spec.sh, spec.sw), pads, (spec.dh, spec.dw), spec.c)
     want = activation_ref(pre, "HardSwish", spec.alpha, spec.beta)
     assert_within(from_blocked(y), want, bound(spec.kh * spec.kw + 2, mag + np.abs(r), want, F32, "HardSwish"), name)
+
+
+@pytest.mark.parametrize("act", ["Relu", "Clip"])
+@pytest.mark.parametrize("name", ["s1_8x8", "s1_asym", "k5_p2", "bands", "dil2"])
+def test_row_blocked_depthwise_bf16_activations(name, act):
+    """A bf16 input is widened exactly (the float32 input of the same values gives the same
+    result, bit for bit), a bf16 output is the float32 result rounded to nearest even, once;
+    the residual stays float32 (passes/precision.py: MobileNetV2's expanded tensors)."""
+    import ml_dtypes
+
+    case = DW_CASES[name]
+    b = lanes(F32)
+    spec = _dw_spec(case, F32, act, True)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(case[:4]).astype(ml_dtypes.bfloat16).astype(F32)
+    w = _readonly(rng.standard_normal((spec.m, 1, spec.kh, spec.kw)).astype(F32))
+    bv = _readonly(rng.standard_normal(spec.m).astype(F32))
+    r = to_blocked(rng.standard_normal((spec.n, spec.m, spec.oh, spec.ow)).astype(F32), b)
+    xb = to_blocked(x, b)
+    oshape = (spec.n, spec.m // b, spec.oh, spec.ow, b)
+    outs = {}
+    for bf16_in, bf16_out in [(False, False), (True, False), (False, True), (True, True)]:
+        run = build_blocked_depthwise(spec, w, bv, b, bf16_in, bf16_out)
+        y = np.full(oshape, np.nan, ml_dtypes.bfloat16 if bf16_out else F32)
+        run([xb.astype(ml_dtypes.bfloat16) if bf16_in else xb, w, bv, r], [y])
+        outs[bf16_in, bf16_out] = y
+    f32 = outs[False, False]
+    assert np.array_equal(outs[True, False], f32)
+    rounded = f32.astype(ml_dtypes.bfloat16)
+    assert np.array_equal(outs[False, True].view(np.uint16), rounded.view(np.uint16))
+    assert np.array_equal(outs[True, True].view(np.uint16), rounded.view(np.uint16))
+
+
+def test_depthwise_bf16_output_refuses_other_activations():
+    spec = _dw_spec(DW_CASES["s1_8x8"], F32, "HardSwish")
+    w = _readonly(np.ones((spec.m, 1, 3, 3), F32))
+    with pytest.raises(ValueError, match="Relu/Clip"):
+        build_blocked_depthwise(spec, w, None, lanes(F32), bf16_out=True)

@@ -176,8 +176,9 @@ def _bf16_values(g) -> set[str]:
 
 def test_bf16_activations_only_between_bf16_convs(monkeypatch):
     """A bf16 conv's output is stored bf16 when every reader is a bf16 conv on the vector
-    tile reading it as its input, its epilogue ends at a clamp and its channels fill whole
-    blocks; never on AMX (that tile reads and writes float32)."""
+    tile (or a row-blocked depthwise conv) reading it as its input, its epilogue ends at a
+    clamp and its channels fill whole blocks; never on AMX (that tile reads and writes
+    float32)."""
     from cnnrt.passes import block_layout as bl
 
     monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
@@ -190,7 +191,8 @@ def test_bf16_activations_only_between_bf16_convs(monkeypatch):
     # the 3x3 reading a's bf16 copies it into its zero border; d reads c's as it lies
     assert not any(n.attrs.get("bf16_copied") for n in low.nodes)
     zoo, _ = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
-    assert _bf16_values(zoo) == {"conv_a", "conv_b"}  # their readers: conv_b, the shortcut
+    # readers: conv_b, the shortcut, the depthwise conv (float32 sums, bf16 in and out), pw
+    assert _bf16_values(zoo) == {"conv_a", "conv_b", "shortcut", "dw"}
     monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "")
     amx, _ = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
     assert not _bf16_values(amx)
@@ -236,3 +238,39 @@ def test_bf16_activations_survive_the_optimised_file(monkeypatch):
     assert stored == {v for v, val in low.values.items() if val.dtype == "bfloat16"} != set()
     back = graph_from_onnx(proto, {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer})
     assert _bf16_values(back) == {"a", "c"}
+
+
+def _inverted_residual():
+    """MobileNetV2's block: 1x1 expand, 3x3 depthwise, 1x1 project (+ the block's input)."""
+    from pass_helpers import GB
+
+    b = GB()
+    x = b.input("x", (1, 32, 16, 16))
+    s = b.conv(x, 32, k=1, pad=0, name="s", activation="Relu")
+    e = b.conv(s, 96, k=1, pad=0, name="expand", activation="Clip", min=0.0, max=6.0)
+    d = b.conv(e, 96, group=96, name="dw", activation="Clip", min=0.0, max=6.0)
+    p = b.conv(d, 32, k=1, pad=0, name="project", residual=s)
+    return b.build([p])
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+@pytest.mark.skipif(VECTOR_BYTES != 64, reason="the graph is blocked for AVX-512")
+def test_depthwise_conv_reads_and_writes_bf16_activations(monkeypatch):
+    """The row-blocked depthwise conv (float32 sums) reads the expand conv's bf16 output and
+    writes bf16 for the project conv: the expanded tensors cross memory at half the bytes,
+    and the result is bit for bit the float32-activation one."""
+    from cnnrt.passes import block_layout as bl
+
+    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "the CPU lacks AMX-BF16 (test)")
+    g = _inverted_residual()
+    low, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
+    assert _bf16_values(low) == {"expand", "dw"}
+    dw = next(n for n in low.nodes if n.name == "dw")
+    assert dw.attrs["algorithm"] == "depthwise" and "precision" not in dw.attrs  # float32 sums
+    feeds = feeds_for(low)
+    got = Executor(low, plan_memory(low)).run([feeds[i] for i in low.inputs])
+    monkeypatch.setattr(pp, "_bf16_activations", lambda nodes, graph, fired: dict(graph.values))
+    f32, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
+    want = Executor(f32, plan_memory(f32)).run([feeds[i] for i in f32.inputs])
+    assert np.array_equal(got[0], want[0])
