@@ -16,13 +16,17 @@ def time_alternating(
     warmup: int = 2,
     max_seconds: float | None = None,
     block: int = 5,
+    settle: int = 1,
 ) -> dict[str, list[float]]:
     """Call each function ``warmup`` times, then ``runs`` times in rotating blocks of ``block``
     consecutive calls (a×5, b×5, a×5, ...); seconds per call.
 
     Rotating instead of timing one backend then the other keeps a noisy, shared machine's drift
     from favouring whichever ran during a quiet moment; blocks instead of single calls keep one
-    engine's thread pool (onnxruntime's spins after each run) from taxing the next engine's call.
+    engine's thread pool from taxing the next engine's calls, and each block starts with
+    ``settle`` untimed calls: OpenVINO's workers keep spinning after its last run of a block
+    and took a core from the next engine's first run (cnnrt's MobileNetV2 at batch 1: 2.8 ms
+    on the first run after an OpenVINO block against 2.0 alone, 2.2 over the whole block).
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -33,6 +37,8 @@ def time_alternating(
     while done < runs:
         n = min(block, runs - done)
         for k, fn in fns.items():
+            for _ in range(settle):
+                fn()
             for _ in range(n):
                 t0 = time.perf_counter()
                 fn()

@@ -9,13 +9,31 @@ import time
 
 import pytest
 
-from cnnrt.tools.timing import stats_ms, time_concurrent
+from cnnrt.tools.timing import stats_ms, time_alternating, time_concurrent
 
 
 def test_percentiles_of_one_to_hundred_ms():
     # linear interpolation at q/100 * (n - 1) over 1..100: p10 = 10.9, p50 = 50.5, p90 = 90.1, p99 = 99.01
     s = stats_ms([i / 1e3 for i in range(100, 0, -1)])
     assert s == pytest.approx({"min_ms": 1, "p10_ms": 10.9, "median_ms": 50.5, "p90_ms": 90.1, "p99_ms": 99.01})
+
+
+def test_time_alternating_rotates_blocks_each_after_an_untimed_call():
+    """a and b in blocks of 3 timed calls, each block after one untimed call (the previous
+    engine's pool may still spin), after one warm-up call each; only timed calls counted."""
+    calls = []
+
+    def fn(name):
+        def call():
+            calls.append(name)
+            time.sleep(0.002 if name == "b" else 0)
+
+        return call
+
+    times = time_alternating({"a": fn("a"), "b": fn("b")}, runs=6, warmup=1, block=3, settle=1)
+    assert "".join(calls) == "ab" + ("a" * 4 + "b" * 4) * 2
+    assert [len(times["a"]), len(times["b"])] == [6, 6]
+    assert min(times["b"]) >= 0.002 > max(times["a"])
 
 
 def test_time_concurrent_runs_streams_at_once_never_one_stream_twice():
