@@ -156,6 +156,11 @@ def _row_depthwise(node, graph: Graph) -> bool:
     return spec.dtype == "float32" and depthwise_applies(spec, block_size(spec.dtype))
 
 
+def _affine(node, graph: Graph) -> bool:
+    """A float32 BlockedChannelAffine (blocked.py), whose vector store can round to bf16."""
+    return node.op == "BlockedChannelAffine" and graph.values[node.inputs[0]].dtype == "float32"
+
+
 def _reads_bf16(node, port: int, graph: Graph) -> bool:
     """Whether ``node`` can read a bf16 activation at input ``port`` (a blocked conv input)."""
     if port != 0 or not is_blocked(graph.values[node.inputs[0]]):
@@ -164,17 +169,19 @@ def _reads_bf16(node, port: int, graph: Graph) -> bool:
 
 
 def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
-    """The values that hold bf16 (ir.BF16) instead of float32: a conv's output read by
-    nothing but convs that read bf16, each as its input (not a residual), so the producer
+    """The values that hold bf16 (ir.BF16) instead of float32: an output read by nothing
+    but convs that read bf16, each as its input (not a residual), so the producer
     rounds once where its readers would each round their copy, and the activation crosses
     memory at half the bytes (ResNet's 1x1 -> 3x3 -> 1x1 inside a bottleneck, GoogLeNet's
     reduce convs, DenseNet's bottlenecks, SqueezeNet's squeezes, MobileNetV2's expanded
     tensors). Writers and readers: bf16 convs on the vector tile, and the row-blocked
     depthwise conv (float32 sums between a bf16 input and output: its output's rounding is
-    the one the next bf16 conv's copy would make). The producer's epilogue must end at a
-    clamp (:data:`_NARROW_ACTIVATIONS`) and its channels fill whole blocks (no padding lanes
-    to zero); a graph output, a Concat slice or anything else read by another op stays
-    float32. Returns the graph's values with those retyped."""
+    the one the next bf16 conv's copy would make); writers also: a blocked ChannelAffine
+    (DenseNet's BN + ReLU before each bottleneck's 1x1 conv, which then reads it without
+    converting it). The producer's epilogue must end at a clamp (:data:`_NARROW_ACTIVATIONS`)
+    and its channels fill whole blocks (no padding lanes to zero); a graph output, a Concat
+    slice or anything else read by another op stays float32. Returns the graph's values with
+    those retyped."""
     readers: dict[str, list] = {}
     for node in nodes:
         for i, v in enumerate(node.inputs):
@@ -184,7 +191,7 @@ def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
     for node in nodes:
         if node.attrs.get("activation", "none") not in _NARROW_ACTIVATIONS:
             continue
-        if not (_vector_bf16_conv(node) or _row_depthwise(node, graph)):
+        if not (_vector_bf16_conv(node) or _row_depthwise(node, graph) or _affine(node, graph)):
             continue
         out = node.outputs[0]
         v = graph.values[out]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import config, prange
 
+from cnnrt.core.ir import BF16
 from cnnrt.core.layout import blocks
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
@@ -418,6 +419,11 @@ def build_blocked_channel_affine(node, graph) -> KernelFn:
     # Identity, Relu and Clip are the clamp to [lo, hi] (NaN passes); others run after it
     lo, hi = {RELU: (0.0, np.inf), CLIP: (alpha, beta)}.get(act, (-np.inf, np.inf))
     kind = 0 if act in (NONE, RELU, CLIP) else act
+    # a bf16 output (passes/precision.py: read by bf16 convs only, as DenseNet's BN + ReLU
+    # before each bottleneck): rounded by affine_run at the store, so vector blocks and the clamp only
+    bf16_out = graph.values[node.outputs[0]].dtype == BF16
+    if bf16_out and (kind or dt != np.float32 or b * dt.itemsize != VECTOR_BYTES):
+        raise ValueError("a bf16 ChannelAffine output needs float32 vector blocks and no activation past Relu/Clip")
     scalars = (dt.type(lo), dt.type(hi), kind, dt.type(alpha), dt.type(beta))
     fixed = [graph.constants.get(i) for i in node.inputs[1:3]]
     fixed = [None if f is None else readonly(np.ascontiguousarray(f, dt).reshape(-1)) for f in fixed]
@@ -430,7 +436,8 @@ def build_blocked_channel_affine(node, graph) -> KernelFn:
         s = fixed[0] if fixed[0] is not None else readonly(np.ascontiguousarray(ins[1], dt).reshape(-1))
         t = fixed[1] if fixed[1] is not None else readonly(np.ascontiguousarray(ins[2], dt).reshape(-1))
         kern = pick(_affine, _affine_serial, work, num_threads())
-        kern(ins[0].reshape(-1), outs[0].reshape(-1), s, t, n, cb, hw, b, chunk, *scalars)
+        out = outs[0].reshape(-1).view(np.uint16) if bf16_out else outs[0].reshape(-1)
+        kern(ins[0].reshape(-1), out, s, t, n, cb, hw, b, chunk, *scalars)
 
     return run
 

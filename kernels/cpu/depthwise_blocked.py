@@ -38,8 +38,7 @@ from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size
-from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers
-from cnnrt.kernels.cpu.microkernel_bf16 import round_bf16
+from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, round_bf16
 
 # (kw, stride along the row, dilation along the row) emitted with input reuse: MobileNet,
 # EfficientNet, MixNet (3..11) and the dilated LR-ASPP backbone layers
@@ -66,7 +65,7 @@ def _dw_row(
             return None
     if len({a.dtype for a in floats}) != 1:
         return None
-    narrow = out.dtype == types.uint16  # a bf16 output: each result rounded (microkernel_bf16.round_bf16)
+    narrow = out.dtype == types.uint16  # a bf16 output: each result rounded (llvm_ir.round_bf16)
     dt, i64 = x.dtype, types.int64
     sig = types.void(x, i64, i64, w, i64, bias, i64, res, out, *[i64] * 7, types.boolean, dt, dt, i64, i64, i64)
 

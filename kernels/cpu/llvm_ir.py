@@ -142,3 +142,19 @@ class Vectors:
         with self.b.if_then(self.b.icmp_signed(">", rest, c64(0))):
             lane_ids = ir.Constant(ir.VectorType(I64, self.lanes), list(range(self.lanes)))
             body(off, self.b.icmp_signed("<", lane_ids, self.splat(rest, ir.VectorType(I64, self.lanes))))
+
+
+def round_bf16(builder, u):
+    """<n x i32> float32 bits -> <n x i16> bf16 bits by round-to-nearest-even, NaN kept a
+    quiet NaN (microkernel_bf16.to_bf16 is the numpy form): the integer steps, as llvmlite
+    has no bfloat type for ``vcvtne2ps2bf16``'s result."""
+    lanes = u.type.count
+    vty = ir.VectorType(I32, lanes)
+
+    def splat(v):
+        return ir.Constant(vty, [v] * lanes)
+
+    hi = builder.lshr(u, splat(16))
+    r = builder.lshr(builder.add(builder.add(u, splat(0x7FFF)), builder.and_(hi, splat(1))), splat(16))
+    nan = builder.icmp_unsigned(">", builder.and_(u, splat(0x7FFFFFFF)), splat(0x7F800000))
+    return builder.trunc(builder.select(nan, builder.or_(hi, splat(0x40)), r), ir.VectorType(ir.IntType(16), lanes))

@@ -37,8 +37,7 @@ from numba.extending import intrinsic
 
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu import microkernel_int8 as mk_int8
-from cnnrt.kernels.cpu.llvm_ir import I32, I64, Vectors, c64, declare
-from cnnrt.kernels.cpu.microkernel_bf16 import round_bf16
+from cnnrt.kernels.cpu.llvm_ir import I32, I64, Vectors, c64, declare, round_bf16
 
 ROWS = 16  # pixels per tile (A's and C's rows)
 PIXEL_CHANNELS = 32  # bf16 input channels per A row: 64 bytes
@@ -238,7 +237,7 @@ amx_store1 = _store(1)
 def bf16_pixels(typingctx, src, s0, s1, step, dst, d, count):
     """``count`` pixels of the A copy: dst[d + 32k + c] = bf16(src[s0 + k*step + c]) and
     dst[d + 32k + 16 + c] = bf16(src[s1 + k*step + c]) for c < 16 (``s1`` < 0: zeros), ``src``
-    the float32 bits, rounded as microkernel_bf16.round_bf16."""
+    the float32 bits, rounded as llvm_ir.round_bf16."""
     if not (isinstance(src, types.Array) and isinstance(dst, types.Array)):
         return None
     if src.dtype != types.uint32 or dst.dtype != types.uint16:

@@ -27,7 +27,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from cnnrt.kernels.cpu import microkernel as mk
-from cnnrt.kernels.cpu.llvm_ir import I32, I64, Vectors, c64, declare
+from cnnrt.kernels.cpu.llvm_ir import I32, I64, Vectors, c64, declare, round_bf16
 
 _DPBF16 = "llvm.x86.avx512bf16.dpbf16ps.512"
 LANES = 16  # float32 accumulator lanes of one vdpbf16ps (512 bits)
@@ -44,20 +44,6 @@ def to_bf16(x: np.ndarray) -> np.ndarray:
 def from_bf16(b: np.ndarray) -> np.ndarray:
     """bf16 bits -> float32 (exact)."""
     return (np.asarray(b, np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
-
-
-def round_bf16(builder, u):
-    """<16 x i32> float32 bits -> <16 x i16> bf16 bits, as :func:`to_bf16` rounds (the
-    integer steps: llvmlite has no bfloat type for ``vcvtne2ps2bf16``'s result)."""
-    vty = ir.VectorType(I32, LANES)
-
-    def splat(v):
-        return ir.Constant(vty, [v] * LANES)
-
-    hi = builder.lshr(u, splat(16))
-    r = builder.lshr(builder.add(builder.add(u, splat(0x7FFF)), builder.and_(hi, splat(1))), splat(16))
-    nan = builder.icmp_unsigned(">", builder.and_(u, splat(0x7FFFFFFF)), splat(0x7F800000))
-    return builder.trunc(builder.select(nan, builder.or_(hi, splat(0x40)), r), ir.VectorType(ir.IntType(16), LANES))
 
 
 @intrinsic

@@ -14,7 +14,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, data_pointers, declare, floats
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, data_pointers, declare, floats, round_bf16
 
 # Eigen's float rational approximation of tanh (activation.tanh_rational is the scalar twin:
 # the same operations in the same order, so both give the same bits)
@@ -154,8 +154,11 @@ def affine_run(typingctx, x, xo, out, oo, count, s, t, so, lo, hi):
     """One channel block's pixels: out[oo + q*B + lane] = clamp(fma(x[xo + q*B + lane],
     s[so + lane], t[so + lane]), lo, hi) for q < count, B = the vector width in elements;
     the clamp is selects (NaN passes), so lo = 0, hi = inf is Relu. The scale and shift
-    vectors stay in registers over the pixels (a blocked ChannelAffine's plane)."""
-    if not floats(x, out, s, t):
+    vectors stay in registers over the pixels (a blocked ChannelAffine's plane). ``out`` may
+    be uint16 for float32 ones: a bf16 activation (ir.BF16), each vector rounded
+    (llvm_ir.round_bf16)."""
+    narrow = isinstance(out, types.Array) and out.dtype == types.uint16 and out.layout == "C"
+    if not (floats(x, s, t) and (floats(x, out) or (narrow and x.dtype == types.float32))):
         return None
     dt, i64 = x.dtype, types.int64
     sig = types.void(x, i64, out, i64, i64, s, t, i64, dt, dt)
@@ -168,8 +171,14 @@ def affine_run(typingctx, x, xo, out, oo, count, s, t, so, lo, hi):
         lo, hi = vec.splat(lo_v), vec.splat(hi_v)
         with cgutils.for_range(builder, n_v) as loop:
             q = builder.mul(loop.index, c64(vec.lanes))
-            v = vec.fma(vec.load(px, builder.add(xo_v, q)), sv, tv)
-            vec.store(vec.clamp(v, lo, hi), pout, builder.add(oo_v, q))
+            v = vec.clamp(vec.fma(vec.load(px, builder.add(xo_v, q)), sv, tv), lo, hi)
+            if narrow:
+                h = round_bf16(builder, builder.bitcast(v, ir.VectorType(ir.IntType(32), vec.lanes)))
+                builder.store(
+                    h, builder.bitcast(builder.gep(pout, [builder.add(oo_v, q)]), h.type.as_pointer())
+                ).align = 2
+            else:
+                vec.store(v, pout, builder.add(oo_v, q))
         return context.get_dummy_value()
 
     return sig, codegen

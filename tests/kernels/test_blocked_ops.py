@@ -553,3 +553,37 @@ def test_depthwise_bf16_output_refuses_other_activations():
     w = _readonly(np.ones((spec.m, 1, 3, 3), F32))
     with pytest.raises(ValueError, match="Relu/Clip"):
         build_blocked_depthwise(spec, w, None, lanes(F32), bf16_out=True)
+
+
+@pytest.mark.parametrize("act", ["none", "Relu", "Clip"])
+def test_blocked_channel_affine_bf16_output_is_the_float32_one_rounded(act):
+    """A bf16 output (passes/precision.py: DenseNet's BN + ReLU read by a bf16 conv): the
+    float32 result rounded to nearest even, bit for bit, NaN kept NaN."""
+    import ml_dtypes
+
+    x, s, t = _affine_data(F32)
+    x[0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
+    b = lanes(F32)
+    alpha, beta = act_params(act)
+    attrs = dict(activation=act, act_alpha=alpha, act_beta=beta)
+    args = ("BlockedChannelAffine", [to_blocked(x, b), s, t], attrs, [to_blocked(x, b).shape])
+    (f32,) = run_node(*args, ["float32"], const=(1, 2))
+    (got,) = run_node(*args, ["bfloat16"], const=(1, 2))
+    want = f32.astype(ml_dtypes.bfloat16)
+    nan = np.isnan(f32)
+    assert np.array_equal(np.isnan(got.astype(F32)), nan)
+    assert np.array_equal(got.view(np.uint16)[~nan], want.view(np.uint16)[~nan])
+
+
+def test_blocked_channel_affine_bf16_output_refuses_other_activations():
+    x, s, t = _affine_data(F32)
+    b = lanes(F32)
+    with pytest.raises(ValueError, match="Relu/Clip"):
+        run_node(
+            "BlockedChannelAffine",
+            [to_blocked(x, b), s, t],
+            dict(activation="Sigmoid"),
+            [to_blocked(x, b).shape],
+            ["bfloat16"],
+            const=(1, 2),
+        )

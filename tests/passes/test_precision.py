@@ -274,3 +274,39 @@ def test_depthwise_conv_reads_and_writes_bf16_activations(monkeypatch):
     f32, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
     want = Executor(f32, plan_memory(f32)).run([feeds[i] for i in f32.inputs])
     assert np.array_equal(got[0], want[0])
+
+
+def _dense_layer():
+    """DenseNet's layer: Concat -> BN -> ReLU -> 1x1 conv -> 3x3 conv, into the next Concat."""
+    from pass_helpers import GB
+
+    b = GB()
+    x = b.input("x", (1, 32, 12, 12))
+    a = b.conv(x, 32, k=3, name="a", activation="Relu")
+    cat = b.concat([x, a], name="cat")
+    r = b.act("Relu", b.bn(cat, name="norm"), name="relu")
+    y = b.conv(r, 64, k=1, pad=0, name="conv1", activation="Relu")
+    z = b.conv(y, 32, k=3, name="conv2")
+    return b.build([b.concat([cat, z], name="cat2")])
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+@pytest.mark.skipif(VECTOR_BYTES != 64, reason="the graph is blocked for AVX-512")
+def test_channel_affine_writes_bf16_for_the_conv_after_it(monkeypatch):
+    """The BN + ReLU before a bottleneck (a blocked ChannelAffine) stores bf16 when only bf16
+    convs read it: its store rounds what the 1x1 conv's copy would have rounded, bit for bit."""
+    from cnnrt.passes import block_layout as bl
+
+    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "the CPU lacks AMX-BF16 (test)")
+    g = _dense_layer()
+    low, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
+    affine = next(n for n in low.nodes if n.op == "BlockedChannelAffine")
+    assert low.values[affine.outputs[0]].dtype == "bfloat16"
+    assert _bf16_values(low) - {affine.name} == {"conv1"}  # a and conv2 write into Concats
+    feeds = feeds_for(low)
+    got = Executor(low, plan_memory(low)).run([feeds[i] for i in low.inputs])
+    monkeypatch.setattr(pp, "_bf16_activations", lambda nodes, graph, fired: dict(graph.values))
+    f32, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
+    want = Executor(f32, plan_memory(f32)).run([feeds[i] for i in f32.inputs])
+    assert np.array_equal(got[0], want[0])
