@@ -39,11 +39,13 @@ import numpy as np
 
 from cnnrt.core.ir import BF16, Graph
 from cnnrt.core.layout import is_blocked
+from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels.conv_spec import spec_from_node
 from cnnrt.kernels.cpu.conv_amx import amx_shape_reason
 from cnnrt.kernels.cpu.conv_common import block_size
 from cnnrt.kernels.cpu.depthwise_blocked import applies as depthwise_applies
 from cnnrt.kernels.cpu.gemm_bf16 import bf16_gemm_reason
+from cnnrt.kernels.cpu.microkernel import tile_act
 from cnnrt.kernels.cpu.microkernel_amx import amx_unsupported_reason
 
 from . import PassResult
@@ -133,7 +135,8 @@ def _share_copies(nodes: list, graph: Graph, fired: list) -> list:
     return out
 
 
-# epilogues a bf16 output can end with (microkernel.epilogue's ``narrow``: a clamp, then the store)
+# activations a bf16 output of the depthwise conv or the ChannelAffine can end with (a clamp,
+# then the rounding store); a bf16 conv's tile applies any of its own (microkernel.tile_act)
 _NARROW_ACTIVATIONS = ("none", "Relu", "Clip")
 
 
@@ -178,8 +181,10 @@ def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
     depthwise conv (float32 sums between a bf16 input and output: its output's rounding is
     the one the next bf16 conv's copy would make); writers also: a blocked ChannelAffine
     (DenseNet's BN + ReLU before each bottleneck's 1x1 conv, which then reads it without
-    converting it). The producer's epilogue must end at a clamp (:data:`_NARROW_ACTIVATIONS`)
-    and its channels fill whole blocks (no padding lanes to zero); a graph output, a Concat
+    converting it). The producer's activation must be one it applies before its rounding
+    store (a clamp, :data:`_NARROW_ACTIVATIONS`; any of the tile's for a bf16 conv: the SiLU of
+    EfficientNet's expand convs, the HardSwish of MobileNetV3's) and its channels fill whole
+    blocks (no padding lanes to zero); a graph output, a Concat
     slice or anything else read by another op stays float32. Returns the graph's values with
     those retyped."""
     readers: dict[str, list] = {}
@@ -189,9 +194,11 @@ def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
                 readers.setdefault(v, []).append((node, i))
     values = dict(graph.values)
     for node in nodes:
-        if node.attrs.get("activation", "none") not in _NARROW_ACTIVATIONS:
-            continue
-        if not (_vector_bf16_conv(node) or _row_depthwise(node, graph) or _affine(node, graph)):
+        act = node.attrs.get("activation", "none")
+        if _vector_bf16_conv(node):
+            if act != "none" and not tile_act(ACTIVATIONS[act], np.float32):
+                continue
+        elif not ((_row_depthwise(node, graph) or _affine(node, graph)) and act in _NARROW_ACTIVATIONS):
             continue
         out = node.outputs[0]
         v = graph.values[out]

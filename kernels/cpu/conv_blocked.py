@@ -27,7 +27,7 @@ from numba import prange
 from cnnrt.core.ir import BF16
 from cnnrt.core.layout import is_blocked
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.activation import CLIP, NONE, RELU
+from cnnrt.kernels.activation import NONE
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.conv_spec import spec_from_node
 from cnnrt.kernels.cpu import blas, conv_algorithm
@@ -277,8 +277,8 @@ def build_blocked_conv(
     lanes past them are stored as 0 (:func:`live_lanes`). ``bf16_in`` / ``bf16_out``: the
     input / output is a bf16 activation (ir.BF16, passes/precision.py). A bf16 output is
     rounded once, from the whole reduction: its tasks do not cut the reduction into chunks
-    (the weights of a panel, 64 channels x C x taps in bf16, stay in L2 instead of L1), and
-    its epilogue ends at Relu/Clip with every channel real."""
+    (the weights of a panel, 64 channels x C x taps in bf16, stay in L2 instead of L1), its
+    activation is one the tile applies (microkernel.tile_act) and every channel is real."""
     dt = np.dtype(spec.dtype)
     lanes = block_size(dt)
     live = live_lanes(spec.m, channels, lanes)
@@ -321,9 +321,9 @@ def build_blocked_conv(
     )
     if (bf16_in or bf16_out) and precision != "bf16":
         raise ValueError("a bf16 activation is read and written by bf16 convs only")
-    if bf16_out and (live or spec.act not in (NONE, RELU, CLIP)):
+    if bf16_out and (live or (spec.act != NONE and not mk.tile_act(spec.act, dt))):
         raise ValueError(
-            "a bf16 output needs whole blocks of real channels and no activation past Relu/Clip: "
+            "a bf16 output needs whole blocks of real channels and an activation the tile applies: "
             f"M={spec.m}, {live} real lanes in the last block, activation kind {spec.act}"
         )
     bf16 = Bf16Operands(spec, geo, wp_const, w_const, nr, owner, bf16_copied, bf16_in) if precision == "bf16" else None

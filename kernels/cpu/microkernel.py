@@ -256,9 +256,9 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
     every tile, whatever its reduction (float32 FMAs or bf16 dot products).
 
     ``narrow(x, off)``: C holds bf16 (microkernel_bf16's store of a rounded vector at C's
-    element ``off``), so the epilogue ends at the clamp: it neither accumulates into C nor
-    applies another activation nor zeroes padding lanes, and the kernel's flags ask for none
-    of them (conv_blocked.py checks)."""
+    element ``off``): the epilogue applies every activation before the rounding store, and
+    it neither accumulates into C nor zeroes padding lanes; the kernel's flags ask for
+    neither (conv_blocked.py checks)."""
     mr_max, nv = len(accs), len(accs[0])
     lanes = lanes_of(dt)
     splat, vload, vstore = vec.splat, vec.load, vec.store
@@ -267,15 +267,11 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
     lo_s, hi_s = f.lo_s, f.hi_s
     if narrow is not None:
         acc_on = ir.Constant(ir.IntType(1), 0)
-        put = narrow
-    else:
-
-        def put(x, off):
-            vstore(x, builder.gep(pc, [off]))
 
     def offset(i, v):
-        row = builder.mul(c64(i), ldc_v)
-        return builder.add(row, builder.mul(c64(v), c_vs_v) if blocked else c64(v * lanes))
+        row = builder.mul(c64(i) if isinstance(i, int) else i, ldc_v)
+        v = c64(v) if isinstance(v, int) else v
+        return builder.add(row, builder.mul(v, c_vs_v) if blocked else builder.mul(v, c64(lanes)))
 
     def bias_at(i, v):  # per column (blocked) or per row
         if blocked:
@@ -286,29 +282,53 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
         builder.not_(acc_on),
         builder.and_(builder.icmp_unsigned("==", nstore, c64(nv)), builder.icmp_signed("==", mr_v, c64(mr_max))),
     )
-    with builder.if_else(whole, likely=True) as (straight, general):
-        with straight:
-            _straight_epilogue(builder, vec, accs, offset, put, bias_at, pres, bias_on, res_on, lo, hi)
-        with general:
-            _general_epilogue(
-                builder,
-                vec,
-                accs,
-                offset,
-                pc,
-                put,
-                bias_at,
-                pres,
-                mr_v,
-                nstore,
-                acc_on,
-                bias_on,
-                res_on,
-                lo,
-                hi,
-            )
+
+    def emit(put):  # every result vector, clamped, to put(x, offset, slot): the whole tile or any
+        with builder.if_else(whole, likely=True) as (straight, general):
+            with straight:
+                _straight_epilogue(builder, vec, accs, offset, put, bias_at, pres, bias_on, res_on, lo, hi)
+            with general:
+                _general_epilogue(
+                    builder,
+                    vec,
+                    accs,
+                    offset,
+                    pc,
+                    put,
+                    bias_at,
+                    pres,
+                    mr_v,
+                    nstore,
+                    acc_on,
+                    bias_on,
+                    res_on,
+                    lo,
+                    hi,
+                )
+
     if narrow is not None:
+        # another float32 activation comes before the rounding: the tile's vectors wait in a
+        # stack array, then one loop per activation kind rounds and stores them
+        stash = cgutils.alloca_once(builder, vec.vty, size=ir.Constant(ir.IntType(64), mr_max * nv))
+        stored = builder.or_(*(builder.icmp_unsigned("==", act, c64(k)) for k in STORED_KINDS[:2]))
+        for k in STORED_KINDS[2:]:
+            stored = builder.or_(stored, builder.icmp_unsigned("==", act, c64(k)))
+
+        def finish(fn):
+            with cgutils.for_range(builder, mr_v) as rows:
+                with cgutils.for_range(builder, nstore) as vecs:
+                    slot = builder.add(builder.mul(rows.index, c64(nv)), vecs.index)
+                    narrow(fn(builder.load(builder.gep(stash, [slot]))), offset(rows.index, vecs.index))
+
+        with builder.if_else(stored, likely=False) as (later, now):
+            with later:
+                emit(lambda x, off, slot: builder.store(x, builder.gep(stash, [c64(slot)])))
+                by_kind(builder, act, activations(builder, vec, lo_s, hi_s, STORED_KINDS), finish)
+            with now:
+                emit(lambda x, off, slot: narrow(x, off))
         return
+
+    emit(lambda x, off, slot: vstore(x, builder.gep(pc, [off])))
     if dt == types.float32:  # the other activations over the tile just stored
 
         def over_tile(fn):  # vectors outer, rows inner: a blocked tile's rows lie contiguous
@@ -363,7 +383,7 @@ def _general_epilogue(
                         builder.store(builder.fadd(builder.load(slot), bias_at(i, v)), slot)
                     with builder.if_then(res_on):
                         builder.store(builder.fadd(builder.load(slot), vec.load(pres, off)), slot)
-                    put(vec.clamp(builder.load(slot), lo, hi), off)
+                    put(vec.clamp(builder.load(slot), lo, hi), off, i * len(accs[0]) + v)
 
 
 def _straight_epilogue(builder, vec, accs, offset, put, bias_at, pres, bias_on, res_on, lo, hi):
@@ -385,7 +405,7 @@ def _straight_epilogue(builder, vec, accs, offset, put, bias_at, pres, bias_on, 
                 x = builder.fadd(builder.load(accs[i][v]), builder.load(bias[i][v]))
                 if with_res:
                     x = builder.fadd(x, vec.load(pres, off))
-                put(vec.clamp(x, lo, hi), off)
+                put(vec.clamp(x, lo, hi), off, i * nv + v)
 
     with builder.if_else(res_on) as (res, plain):
         with res:

@@ -11,7 +11,7 @@ import ml_dtypes
 import numba
 import numpy as np
 import pytest
-from kernel_helpers import assert_within, sum_bound
+from kernel_helpers import act_params, assert_within, sum_bound
 from numba import njit
 from reference import activation_ref, conv2d_reference
 from test_conv_blocked import CASES, _data, run_blocked
@@ -87,32 +87,34 @@ def test_bf16_activation_input_is_read_as_the_float32_inputs_copy(name):
     assert np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("act", ["none", "Relu", "Clip"])
+@pytest.mark.parametrize("act", ["none", "Relu", "Clip", "Sigmoid", "SiLU", "HardSwish"])
 @pytest.mark.parametrize("name", ["3x3", "3x3_long_k", "1x1"])
 def test_bf16_output_is_the_float32_result_rounded(name, act):
     """A bf16 output: the whole reduction (never cut into chunks: 3x3_long_k's 27 taps are
-    several chunks in float32) with bias, residual and clamp, rounded once to nearest even."""
+    several chunks in float32) with bias, residual and activation, rounded once to nearest even."""
     case = CASES[name]
     x, wt, b, r = _data(case, np.float32, seed=4)
     n, c, h, w, m, k, s, p, d = case
-    alpha, beta = (0.0, 6.0) if act == "Clip" else (0.0, 0.0)
+    alpha, beta = act_params(act)
     got = run_blocked(x, wt, b, r, s, p, d, act, alpha, beta, precision="bf16", bf16_out=True)
     xb, wb = _bf16(x), _bf16(wt)
     pre = conv2d_reference(xb, wb, b, (s, s), (p,) * 4, (d, d), 1) + r
     mag = conv2d_reference(np.abs(xb), np.abs(wb), np.abs(b), (s, s), (p,) * 4, (d, d), 1) + np.abs(r)
     ref = activation_ref(pre, act, alpha, beta)
     assert np.array_equal(got, _bf16(got))  # stored as bf16
-    assert_within(got, ref, sum_bound(c * k * k + 2, mag, ref, act) + np.abs(ref) * 2.0**-8, f"bf16 out {name} {act}")
+    bound = sum_bound(c * k * k + 2, mag, ref, act, alpha) + np.abs(ref) * 2.0**-8
+    assert_within(got, ref, bound, f"bf16 out {name} {act}")
 
 
 def test_bf16_output_refuses_what_its_epilogue_cannot_do():
-    """Padding lanes to zero (M not whole blocks) or an activation past the clamp: a clear
-    error at build, not a float32 epilogue on bf16 memory."""
+    """Padding lanes to zero (M not whole blocks) or an activation the tile does not apply
+    (Gelu runs over a float32 output afterwards): a clear error at build, not a float32 pass
+    over bf16 memory."""
     x, wt, b, r = _data(CASES["3x3"], np.float32, seed=5)
     with pytest.raises(ValueError, match="whole blocks"):
         run_blocked(x, wt[:40], b[:40], None, 1, 1, 1, "Relu", precision="bf16", bf16_out=True)
     with pytest.raises(ValueError, match="activation"):
-        run_blocked(x, wt, b, None, 1, 1, 1, "Sigmoid", precision="bf16", bf16_out=True)
+        run_blocked(x, wt, b, None, 1, 1, 1, "Gelu", precision="bf16", bf16_out=True)
 
 
 def test_bf16_stem_non_finite_inputs_stay_where_float32_has_them():

@@ -161,7 +161,7 @@ def _activation_chain():
     a = b.conv(x, 32, k=1, pad=0, name="a", activation="Relu")  # read by b only: bf16
     y = b.conv(a, 32, k=3, name="b", activation="Clip", min=0.0, max=6.0)  # read by c and as d's residual
     c = b.conv(y, 32, k=1, pad=0, name="c")  # read by d only: bf16
-    d = b.conv(c, 32, k=1, pad=0, name="d", residual=y, activation="Sigmoid")  # no clamp-only epilogue
+    d = b.conv(c, 32, k=1, pad=0, name="d", residual=y, activation="Sigmoid")  # read by e only: bf16
     e = b.conv(d, 40, k=1, pad=0, name="e", activation="Relu")  # 40 channels: padding lanes
     f = b.conv(e, 32, k=3, name="f", activation="Relu")  # read by the MaxPool and g
     pool = b.pool("MaxPool", f, k=2, stride=2)
@@ -184,9 +184,9 @@ def test_bf16_activations_only_between_bf16_convs(monkeypatch):
     monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
     monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "the CPU lacks AMX-BF16 (test)")
     low, log = run_pipeline(_activation_chain(), 2, vector_bytes=64, backend="cpu", precision="bf16")
-    assert _bf16_values(low) == {"a", "c"}
+    assert _bf16_values(low) == {"a", "c", "d"}
     assert {v for what, v in log.fired["precision"] if what == "bf16 activation"} == {
-        n.outputs[0] for n in low.nodes if n.name in ("a", "c")
+        n.outputs[0] for n in low.nodes if n.name in ("a", "c", "d")
     }
     # the 3x3 reading a's bf16 copies it into its zero border; d reads c's as it lies
     assert not any(n.attrs.get("bf16_copied") for n in low.nodes)
@@ -210,7 +210,7 @@ def test_bf16_activations_round_once_where_each_reader_would(monkeypatch):
     monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "the CPU lacks AMX-BF16 (test)")
     g = _activation_chain()
     low, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
-    assert _bf16_values(low) == {"a", "c"}
+    assert _bf16_values(low) == {"a", "c", "d"}  # d's Sigmoid applied before its rounding store
     feeds = feeds_for(low)
     got = Executor(low, plan_memory(low)).run([feeds[i] for i in low.inputs])
     monkeypatch.setattr(pp, "_bf16_activations", lambda nodes, graph, fired: dict(graph.values))
@@ -237,7 +237,7 @@ def test_bf16_activations_survive_the_optimised_file(monkeypatch):
     stored = {vi.name for vi in proto.graph.value_info if vi.type.tensor_type.elem_type == onnx.TensorProto.BFLOAT16}
     assert stored == {v for v, val in low.values.items() if val.dtype == "bfloat16"} != set()
     back = graph_from_onnx(proto, {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer})
-    assert _bf16_values(back) == {"a", "c"}
+    assert _bf16_values(back) == {"a", "c", "d"}
 
 
 def _inverted_residual():
