@@ -26,7 +26,8 @@ Value carries the layout and the logical value it stores, cnnrt.core.layout):
 - A conv whose output is not blockable (a 1000-class head) or whose padding lanes would not
   stay zero, on a blocked input, becomes a ``BlockedConv`` writing whole blocks (zero
   weights past M) read only by a ``ReorderFromBlocked`` that crops.
-- ``MaxPool``, ``AveragePool``, ``GlobalAveragePool``, ``GlobalMaxPool``, per-channel
+- ``MaxPool``, ``AveragePool``, ``GlobalAveragePool``, ``GlobalMaxPool``, ``LRN`` (float32,
+  size <= 5: GoogLeNet's and AlexNet's; larger windows are logged and read NCHW), per-channel
   ``ChannelAffine`` -> their ``Blocked`` form when the input is blocked already (an affine's
   parameters zero padded: constants only when padded; its activation must keep 0 at 0).
 - Elementwise ops (activations, Add/Sub/Mul/Div, Sum/Max/Min) whose inputs all have the
@@ -61,6 +62,7 @@ from cnnrt.core.ir import Graph, Node, Value
 from cnnrt.core.ops import OPS, evaluate_node, op_attrs, op_def
 from cnnrt.kernels.conv_spec import spec_from_node
 from cnnrt.kernels.cpu.conv_blocked_plan import grouped_span
+from cnnrt.kernels.cpu.vector_ir import LRN_REACH
 
 from . import PassResult
 
@@ -308,12 +310,23 @@ class _Rewriter:
         return True
 
     def follows(self, node: Node) -> bool:
-        """Pools and per-channel affines on a blocked input."""
+        """Pools, per-channel affines and LRN (float32, size <= 5) on a blocked input."""
         x = node.inputs[0]
         if x not in self.blocked or len(self.values[x].shape) != 4 or len([o for o in node.outputs if o]) != 1:
             return False  # (MaxPool's Indices output has no blocked form)
         c = self.values[x].shape[1]
         params = list(node.inputs[1:])
+        if node.op == "LRN":
+            size = int(node.attrs["size"])
+            if self.values[x].dtype != "float32" or size > 2 * LRN_REACH + 1:
+                self.declined.append(
+                    (
+                        RULE,
+                        node.name,
+                        f"LRN of size {size} ({self.values[x].dtype}): the blocked kernel sums float32 windows of at most {2 * LRN_REACH + 1} channels",
+                    )
+                )
+                return False
         if node.op == "ChannelAffine":
             if any(self.values[i].size != c for i in params[:2]):
                 return False  # per-activation parameters (BN's spatial=0 form)

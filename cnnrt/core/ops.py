@@ -94,6 +94,16 @@ _AVERAGE_POOL = OpDef(
     blocked_form="BlockedAveragePool",
     onnx=("AveragePool",),
 )
+_LRN = OpDef(
+    ("X",),
+    ("Y",),
+    shp.same,
+    "norm",
+    attrs={"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0},
+    numerics=cost.LRN,
+    blocked_form="BlockedLRN",
+    onnx=("LRN",),
+)
 _GLOBAL_AVERAGE_POOL = OpDef(
     ("X",),
     ("Y",),
@@ -372,15 +382,7 @@ OPS: dict[str, OpDef] = {
         onnx=("BatchNormalization",),
     ),
     "ChannelAffine": _CHANNEL_AFFINE,
-    "LRN": OpDef(
-        ("X",),
-        ("Y",),
-        shp.same,
-        "norm",
-        attrs={"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0},
-        numerics=cost.LRN,
-        onnx=("LRN",),
-    ),
+    "LRN": _LRN,
     "MaxPool": _MAX_POOL,
     "AveragePool": _AVERAGE_POOL,
     "GlobalAveragePool": _GLOBAL_AVERAGE_POOL,
@@ -585,6 +587,7 @@ OPS: dict[str, OpDef] = {
     "BlockedGlobalAveragePool": blocked_op(_GLOBAL_AVERAGE_POOL, shp.blocked_global_pool, "output (N, C/B, 1, 1, B)"),
     "BlockedGlobalMaxPool": blocked_op(_GLOBAL_MAX_POOL, shp.blocked_global_pool, "output (N, C/B, 1, 1, B)"),
     "BlockedChannelAffine": blocked_op(_CHANNEL_AFFINE, shp.same, "as ChannelAffine; scale/shift per channel (C,)"),
+    "BlockedLRN": blocked_op(_LRN, shp.same, "as LRN, float32, size <= 5; lanes past C zero in and out"),
     "SqueezeExcite": _SQUEEZE_EXCITE,
     "BlockedSqueezeExcite": dataclasses.replace(
         blocked_op(

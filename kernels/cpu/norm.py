@@ -18,7 +18,8 @@ from numba import prange
 from cnnrt.core.ops import ACTIVATIONS, op_attrs
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv_common import readonly
+from cnnrt.kernels.cpu.conv_common import block_size, readonly
+from cnnrt.kernels.cpu.vector_ir import LRN_REACH, lrn_window_sums
 from cnnrt.kernels.registry import register
 
 
@@ -75,18 +76,48 @@ def _lrn(x, out, lo, hi, alpha_over_size, beta, bias):
             xr = x[n, cc]
             for i in range(s_count):
                 orow[i] += xr[i] * xr[i]
-        xc = x[n, c]
-        if beta == 0.75:
+        _lrn_scale(x[n, c], orow, alpha_over_size, beta, bias)
+
+
+@njit(inline="always")
+def _lrn_scale(xc, orow, alpha_over_size, beta, bias):
+    """orow (window sums of squares) -> xc / (bias + alpha_over_size * orow)^beta, in place."""
+    if beta == 0.75:
+        for i in range(orow.size):
+            # base in float64, rounded once; the roots and the division in the data's
+            # float32 (float64 sqrt and division run at 1/4 the rate); relative error +5u over
+            # the sum's, see the test
+            base = xc.dtype.type(bias + alpha_over_size * orow[i])
+            r = np.sqrt(base)
+            orow[i] = xc[i] / (r * np.sqrt(r))
+    else:
+        for i in range(orow.size):
+            orow[i] = xc[i] / math.pow(bias + alpha_over_size * orow[i], beta)
+
+
+@pjit
+def _lrn_blocked(x, out, cb_count, s_count, c_count, lo, hi, alpha_over_size, beta, bias):
+    """:func:`_lrn` on blocked float32 x, out (flat (N, CB, S, B), B the vector width) of
+    ``c_count`` real channels: per block, its window sums across its lanes and into the
+    neighbouring blocks (vector_ir.lrn_window_sums: :func:`_lrn`'s sums, bit for bit), then
+    :func:`_lrn_scale` over the block as one flat row. Lanes past ``c_count`` are written 0
+    (bias 0 would make them 0/0)."""
+    b = _LANES
+    per_block = s_count * b
+    for q in prange(out.size // per_block):
+        cb = q % cb_count
+        base = q * per_block
+        prev = base - per_block if cb > 0 else -1
+        nxt = base + per_block if cb + 1 < cb_count else -1
+        lrn_window_sums(x, base, prev, nxt, s_count, out, base, lo, hi)
+        _lrn_scale(x[base : base + per_block], out[base : base + per_block], alpha_over_size, beta, bias)
+        live = c_count - cb * b
+        if live < b:
             for i in range(s_count):
-                # base in float64, rounded once; the roots and the division in the data's
-                # float32 (float64 sqrt and division run at 1/4 the rate); relative error +5u over
-                # the sum's, see the test
-                base = xc.dtype.type(bias + alpha_over_size * orow[i])
-                r = np.sqrt(base)
-                orow[i] = xc[i] / (r * np.sqrt(r))
-        else:
-            for i in range(s_count):
-                orow[i] = xc[i] / math.pow(bias + alpha_over_size * orow[i], beta)
+                out[base + i * b + live : base + (i + 1) * b] = 0
+
+
+_LANES = block_size(np.float32)  # BlockedLRN's blocks: one float32 vector (lrn_window_sums)
 
 
 _affine_serial = serial_twin(_affine)
@@ -170,21 +201,47 @@ def build_channel_affine(node, graph):
     return run
 
 
+@register("BlockedLRN")
+def build_blocked_lrn(node, graph):
+    """LRN on a blocked float32 X (N, CB, H, W, B), B the vector width, of the logical value's
+    C channels; a window of at most vector_ir.LRN_REACH channels either side."""
+    xv = graph.values[node.inputs[0]]
+    lo, hi, a, beta, bias = _lrn_params(node)
+    if len(xv.shape) != 5 or xv.shape[4] != _LANES or xv.dtype != "float32" or max(lo, hi) > LRN_REACH:
+        raise ValueError(
+            f"BlockedLRN takes float32 (N, C/{_LANES}, H, W, {_LANES}) with size <= {2 * LRN_REACH + 1}: "
+            f"{xv.dtype} {list(xv.shape)}, size {node.attrs['size']}"
+        )
+    n, cb, h, w, _ = xv.shape
+    logical = graph.values.get(xv.logical)
+    c = logical.shape[1] if logical is not None else cb * _LANES
+
+    def run(ins, outs):
+        _lrn_blocked(ins[0].reshape(-1), outs[0].reshape(-1), cb, h * w, c, lo, hi, a, beta, bias)
+
+    return run
+
+
 @register("LRN")
 def build_lrn(node, graph):
     xshape = graph.values[node.inputs[0]].shape
     if len(xshape) < 3:
         raise ValueError(f"LRN needs rank >= 3, got {list(xshape)}")
     rows = xshape[0], xshape[1], int(np.prod(xshape[2:], dtype=np.int64))
+    params = _lrn_params(node)
+
+    def run(ins, outs):
+        _lrn(ins[0].reshape(rows), outs[0].reshape(rows), *params)
+
+    return run
+
+
+def _lrn_params(node) -> tuple[int, int, float, float, float]:
+    """(channels below, channels above, alpha/size, beta, bias) of an LRN node's window."""
     size = int(node.attrs["size"])
     lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2  # floor and ceil of (size-1)/2
     a = float(node.attrs.get("alpha", 1e-4)) / size
-    beta, bias = float(node.attrs.get("beta", 0.75)), float(node.attrs.get("bias", 1.0))
-
-    def run(ins, outs):
-        _lrn(ins[0].reshape(rows), outs[0].reshape(rows), lo, hi, a, beta, bias)
-
-    return run
+    return lo, hi, a, float(node.attrs.get("beta", 0.75)), float(node.attrs.get("bias", 1.0))
 
 
 @njit(inline="always")

@@ -149,6 +149,65 @@ def pixel_reduce(typingctx, x, base, count, out, o, is_max):
     return sig, codegen
 
 
+LRN_REACH = 2  # channels below and above a lane that lrn_window_sums reaches (LRN size 5)
+
+
+def _lanes_from(lanes: int, first: int):
+    """The shuffle mask picking ``lanes`` consecutive lanes of two vectors from ``first`` on."""
+    return ir.Constant(ir.VectorType(ir.IntType(32), lanes), list(range(first, first + lanes)))
+
+
+@intrinsic
+def lrn_window_sums(typingctx, x, cur, prev, nxt, count, out, o, lo, hi):
+    """One channel block's LRN window sums: out[o + q*B + l] = sum over d = -lo..hi, in that
+    order from 0, of the square of channel l + d of pixel q (B = the vector width, float32),
+    where channel l + d lies in the block at ``cur`` (element offset of its pixel 0), or past
+    its ends in the block at ``prev`` / ``nxt`` (-1: none, zeros), for q < count; lo, hi <=
+    LRN_REACH. Each term is two blocks' squares shuffled by d lanes (constant masks), added
+    whether in the window or not, as 0 when not: the sums of kernels/cpu/norm.py's NCHW LRN
+    in the same order, bit for bit (squares are not negative, so an added 0 changes nothing)."""
+    if not (floats(x, out) and x.dtype == types.float32):
+        return None
+    i64 = types.int64
+    sig = types.void(x, i64, i64, i64, i64, out, i64, i64, i64)
+
+    def codegen(context, builder, sig, args):
+        _, cur_v, prev_v, nxt_v, n_v, _, o_v, lo_v, hi_v = args
+        px, pout = data_pointers(context, builder, sig, args, 0, 5)
+        vec = Vectors(builder, types.float32)
+        lanes = vec.lanes
+        has_prev = builder.icmp_signed(">=", prev_v, c64(0))
+        has_next = builder.icmp_signed(">=", nxt_v, c64(0))
+        on = {
+            d: builder.icmp_signed("<=", c64(-d), lo_v) if d < 0 else builder.icmp_signed("<=", c64(d), hi_v)
+            for d in range(-LRN_REACH, LRN_REACH + 1)
+            if d
+        }
+        with cgutils.for_range(builder, n_v) as loop:
+            q = builder.mul(loop.index, c64(lanes))
+
+            def squares(base, present):
+                off = builder.select(present, builder.add(base, q), builder.add(cur_v, q))
+                v = vec.load(px, off)
+                return builder.select(present, builder.fmul(v, v), vec.zero)
+
+            sq = builder.fmul(vec.load(px, builder.add(cur_v, q)), vec.load(px, builder.add(cur_v, q)))
+            below, above = squares(prev_v, has_prev), squares(nxt_v, has_next)
+            acc = vec.zero
+            for d in range(-LRN_REACH, LRN_REACH + 1):
+                if d < 0:  # lanes of (below ++ sq) from lanes + d
+                    term = builder.shuffle_vector(below, sq, _lanes_from(lanes, lanes + d))
+                elif d > 0:  # lanes of (sq ++ above) from d
+                    term = builder.shuffle_vector(sq, above, _lanes_from(lanes, d))
+                else:
+                    term = sq
+                acc = builder.fadd(acc, term if d == 0 else builder.select(on[d], term, vec.zero))
+            vec.store(acc, pout, builder.add(o_v, q))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @intrinsic
 def affine_run(typingctx, x, xo, out, oo, count, s, t, so, lo, hi):
     """One channel block's pixels: out[oo + q*B + lane] = clamp(fma(x[xo + q*B + lane],

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from pass_helpers import GB, assert_same_outputs, ops
 
 from cnnrt.core.ops import OPS
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.passes.block_layout import block_layout
 from cnnrt.tools.costs import accumulation_length, node_macs
 
@@ -14,16 +16,39 @@ def test_block_layout_logs_an_op_that_is_not_blocked_capable():
     b = GB()
     x = b.input("x", (1, 16, 6, 6))
     y = b.conv(x, 16, name="c1")
-    y = b.act("LRN", y, name="lrn", size=3, alpha=1e-4, beta=0.75, bias=1.0)
+    y = b.act("Softmax", y, name="softmax", axis=1)
     y = b.conv(y, 16, name="c2")
     y = b.conv(y, 16, name="c3")
     before = b.build([y])
-    assert not OPS["LRN"].blocked and not OPS["LRN"].blocked_form
+    assert not OPS["Softmax"].blocked and not OPS["Softmax"].blocked_form
     res = block_layout(before, vector_bytes=64)
     seq = ops(res.graph)
-    assert seq[seq.index("LRN") - 1 : seq.index("LRN") + 1] == ["ReorderFromBlocked", "LRN"]
-    assert any(name == "lrn" and "LRN is not blocked-capable in the op table" in why for _, name, why in res.declined)
+    assert seq[seq.index("Softmax") - 1 : seq.index("Softmax") + 1] == ["ReorderFromBlocked", "Softmax"]
+    assert any(
+        name == "softmax" and "Softmax is not blocked-capable in the op table" in why for _, name, why in res.declined
+    )
     assert_same_outputs(before, res.graph)
+
+
+@pytest.mark.parametrize("size", [5, 7])
+def test_block_layout_keeps_lrn_blocked_up_to_size_5(size):
+    """GoogLeNet's and AlexNet's LRN (size 5) stays blocked between its convs; a wider window
+    reads NCHW, logged with the reason."""
+    b = GB()
+    x = b.input("x", (1, 16, 6, 6))
+    y = b.conv(x, 16, name="c1")
+    y = b.act("LRN", y, name="lrn", size=size, alpha=1e-4, beta=0.75, bias=1.0)
+    y = b.conv(y, 16, name="c2")
+    before = b.build([y])
+    res = block_layout(before, vector_bytes=64)
+    seq = ops(res.graph)
+    if size == 5:
+        assert "BlockedLRN" in seq and "LRN" not in seq and "ReorderFromBlocked" not in seq[: seq.index("BlockedLRN")]
+    else:
+        assert seq[seq.index("LRN") - 1 : seq.index("LRN") + 1] == ["ReorderFromBlocked", "LRN"]
+        assert any(name == "lrn" and "at most 5 channels" in why for _, name, why in res.declined)
+    if VECTOR_BYTES == 64:
+        assert_same_outputs(before, res.graph)
 
 
 def _two_convs(m1: int, m2: int):

@@ -165,3 +165,34 @@ def test_lrn_vs_onnxruntime(size):
         (got,) = cnnrt.InferenceSession(model, opt_level=0).run(None, {"x": x})
         want = lrn_reference(x, size, 0.3, 0.75, 1.5)
     assert_within(got, want.astype(np.float64), 2 * _lrn_bound(size, 0.75, want), f"size={size}")
+
+
+@pytest.mark.parametrize("size,beta,bias", [(5, 0.75, 1.5), (4, 0.6, 1.0), (3, 0.75, 0.0), (1, 0.75, 2.0)])
+def test_blocked_lrn_is_the_nchw_lrn(size, beta, bias):
+    """BlockedLRN (passes/block_layout.py keeps GoogLeNet's and AlexNet's LRN blocked) sums
+    across lanes and block ends as LRN sums across channels: bit for bit the NCHW kernel's
+    result, 40 channels in blocks of the vector width, padding lanes zero in and out (0/0
+    with bias 0), NaN and Inf in the windows they reach."""
+    from cnnrt.core.ir import Graph, Node, Value
+    from cnnrt.core.layout import block, unblock
+    from cnnrt.kernels.cpu.conv_common import block_size
+    from cnnrt.kernels.cpu.norm import build_blocked_lrn
+
+    lanes = block_size(np.float32)
+    x = np.random.default_rng(size).standard_normal((2, 40, 5, 7)).astype(np.float32)
+    x[1, 17, 2, 3], x[0, lanes - 1, 0, 0] = np.nan, np.inf
+    attrs = dict(size=size, alpha=0.3, beta=beta, bias=bias)
+    (want,) = run_node("LRN", [x], attrs, [x.shape])
+    xb = block(x, lanes)
+    values = {
+        "x": Value("x", x.shape),
+        "xb": Value("xb", xb.shape, layout=f"nchw{lanes}c", logical="x"),
+        "y": Value("y", x.shape),
+        "yb": Value("yb", xb.shape, layout=f"nchw{lanes}c", logical="y"),
+    }
+    node = Node("BlockedLRN", ("xb",), ("yb",), attrs, name="lrn")
+    got = np.full(xb.shape, np.nan, np.float32)
+    build_blocked_lrn(node, Graph([node], values, {}, ["xb"], ["yb"]))([xb], [got])
+    np.testing.assert_array_equal(unblock(got, 40), want)
+    if 40 % lanes:
+        assert not got[:, -1, ..., 40 % lanes :].any()
