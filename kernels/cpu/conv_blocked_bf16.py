@@ -47,32 +47,6 @@ def check_bf16_cpu() -> None:
 
 
 @pjit
-def _to_bf16_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
-    """xp (bf16 bits) from x (the float32 input's bits, (N, P, H, W*lanes), rows of whole
-    vectors): each plane of per_plane elements (per_n per image) holds x's rounded to nearest
-    even (microkernel_bf16.bf16_run) at row pt, column pl*lanes, zeros around. Every
-    element is written (the buffer is shared)."""
-    n_count, p_count, h, wl = x.shape
-    for q in prange(n_count * p_count):
-        n = q // p_count
-        p = q - n * p_count
-        plane = n * per_n + p * per_plane
-        top = plane + pt * wp_l
-        xp[plane:top] = 0
-        left = pl * lanes
-        src = x[n, p].reshape(h * wl)
-        for ih in range(h):
-            row = top + ih * wp_l
-            xp[row : row + left] = 0
-            bf16_run(src, ih * wl, xp, row + left, wl)
-            xp[row + left + wl : row + wp_l] = 0
-        xp[top + h * wp_l : plane + per_plane] = 0
-
-
-_to_bf16_planes_serial = serial_twin(_to_bf16_planes)
-
-
-@pjit
 def _to_bf16_pairs(x, xp, pt, pl, wp, per_plane, per_n):
     """xp (bf16 bits) from an NCHW input (x: the float32 bits, (N, C, H, W)): plane q of
     image n (per_plane elements, per_n per image) holds channels 2q and 2q+1 side by side
@@ -175,16 +149,21 @@ class Bf16Operands:
         dst = self.xp.view((self.length,), np.uint16)
         if self.copied:
             return dst
-        if self.bf16_in:
-            kern = pick(pad_planes, pad_planes_serial, x.size * 4, nthreads)
-            src = x.view(np.uint16).reshape(s.n, g.planes, s.h, s.w * g.layout_lanes)
-            kern(src, dst, s.pt, s.pl, g.layout_lanes, g.wp * g.layout_lanes, g.plane, g.per_n)
-            return dst
         if self.stem:
             kern = pick(_to_bf16_pairs, _to_bf16_pairs_serial, x.size * 8, nthreads)
             kern(x.reshape(s.n, s.c, s.h, s.w).view(np.uint32), dst, s.pt, s.pl, g.wp, g.plane, g.per_n)
             return dst
-        kern = pick(_to_bf16_planes, _to_bf16_planes_serial, x.size * 8, nthreads)
-        src = x.reshape(s.n, g.planes, s.h, s.w * g.layout_lanes).view(np.uint32)
-        kern(src, dst, s.pt, s.pl, g.layout_lanes, g.wp * g.layout_lanes, g.plane, g.per_n)
+        # a bf16 activation's bits copied into the border, a float32 input's rounded
+        kern = pick(pad_planes, pad_planes_serial, x.size * 8, nthreads)
+        bits = x.view(np.uint16 if self.bf16_in else np.uint32)
+        kern(
+            bits.reshape(s.n, g.planes, s.h, s.w * g.layout_lanes),
+            dst,
+            s.pt,
+            s.pl,
+            g.layout_lanes,
+            g.wp * g.layout_lanes,
+            g.plane,
+            g.per_n,
+        )
         return dst

@@ -5,12 +5,14 @@ epilogue pass over an output for the algorithms that do not fuse it."""
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from cnnrt.core.ir import compute_dtype
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_row
+from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run
 
 
 def readonly(a: np.ndarray) -> np.ndarray:
@@ -138,12 +140,36 @@ def contiguous_output(run):
     return wrapped
 
 
+def put_row(src, s, dst, d, count):
+    """dst[d + k] = src[s + k] for k < count: copied as they are, or, from float32 bits
+    (uint32) into bf16 bits (uint16), rounded to nearest even (microkernel_bf16.bf16_run)."""
+    raise NotImplementedError("put_row runs compiled only")
+
+
+@overload(put_row, inline="always")
+def _put_row(src, s, dst, d, count):
+    if src.dtype == types.uint32 and dst.dtype == types.uint16:
+
+        def to_bf16(src, s, dst, d, count):
+            bf16_run(src, s, dst, d, count)
+
+        return to_bf16
+
+    def copy(src, s, dst, d, count):  # an element loop over views indexed from 0: it vectorises
+        sv, dv = src[s : s + count], dst[d : d + count]  # (offsets in the loop ran 3-4x slower)
+        for k in range(count):
+            dv[k] = sv[k]
+
+    return copy
+
+
 @pjit
 def pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
     """xp's planes from x (N, P, H, W*lanes): each plane of per_plane elements (per_n per
     image) holds x's at row pt, column pl*lanes, zeros around; every element written (the
-    buffer is shared with other layers). Any dtype: a float32 input's padded copy, or a bf16
-    activation's (conv_blocked_bf16.py)."""
+    buffer is shared with other layers). The rows go through :func:`put_row`: a float32
+    input's padded copy, a bf16 activation's, or a float32 input's bf16 copy (from its bits,
+    conv_blocked_bf16.py)."""
     n_count, p_count, h, wl = x.shape
     for q in prange(n_count * p_count):
         n = q // p_count
@@ -151,18 +177,14 @@ def pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
         plane = n * per_n + p * per_plane
         top = plane + pt * wp_l
         xp[plane:top] = 0
-        src = x[n, p]
+        src = x[n, p].reshape(h * wl)
         left = pl * lanes
-        # zero fills as slice assignments; the copy as an element loop over a view indexed from 0:
-        # an array-to-slice assignment checks the two for overlap and copies through a temporary
-        # (about 3x slower here), and its shape-mismatch error message costs seconds to compile
+        # zero fills as slice assignments (an array-to-slice copy would check the two for
+        # overlap and go through a temporary, about 3x slower here)
         for ih in range(h):
             row = top + ih * wp_l
             xp[row : row + left] = 0
-            srow = src[ih]
-            dst = xp[row + left : row + left + wl]
-            for k in range(wl):
-                dst[k] = srow[k]
+            put_row(src, ih * wl, xp, row + left, wl)
             xp[row + left + wl : row + wp_l] = 0
         xp[top + h * wp_l : plane + per_plane] = 0
 

@@ -198,25 +198,31 @@ def test_bf16_activations_only_between_bf16_convs(monkeypatch):
     assert not _bf16_values(amx)
 
 
-@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
-@pytest.mark.skipif(VECTOR_BYTES != 64, reason="the graph is blocked for AVX-512")
-def test_bf16_activations_round_once_where_each_reader_would(monkeypatch):
-    """With bf16 activations the result is, bit for bit, the one of float32 activations that
-    every reader rounds to bf16: the producer rounds the same float32 sums (these reductions
-    are one chunk either way) to nearest even, as the reader's copy would."""
+def _with_and_without_bf16_activations(g, monkeypatch):
+    """(the bf16 graph, its outputs, the outputs of the same graph with every activation
+    float32) for the host's vectors, AMX left out (its convs read and write float32)."""
     from cnnrt.passes import block_layout as bl
 
     monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
     monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "the CPU lacks AMX-BF16 (test)")
-    g = _activation_chain()
     low, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
-    assert _bf16_values(low) == {"a", "c", "d"}  # d's Sigmoid applied before its rounding store
     feeds = feeds_for(low)
     got = Executor(low, plan_memory(low)).run([feeds[i] for i in low.inputs])
     monkeypatch.setattr(pp, "_bf16_activations", lambda nodes, graph, fired: dict(graph.values))
     f32, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
     assert not _bf16_values(f32)
     want = Executor(f32, plan_memory(f32)).run([feeds[i] for i in f32.inputs])
+    return low, got, want
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+@pytest.mark.skipif(VECTOR_BYTES != 64, reason="the graph is blocked for AVX-512")
+def test_bf16_activations_round_once_where_each_reader_would(monkeypatch):
+    """With bf16 activations the result is, bit for bit, the one of float32 activations that
+    every reader rounds to bf16: the producer rounds the same float32 sums (these reductions
+    are one chunk either way) to nearest even, as the reader's copy would."""
+    low, got, want = _with_and_without_bf16_activations(_activation_chain(), monkeypatch)
+    assert _bf16_values(low) == {"a", "c", "d"}  # d's Sigmoid applied before its rounding store
     for gv, wv in zip(got, want):
         assert np.array_equal(gv, wv)
 
@@ -259,20 +265,10 @@ def test_depthwise_conv_reads_and_writes_bf16_activations(monkeypatch):
     """The row-blocked depthwise conv (float32 sums) reads the expand conv's bf16 output and
     writes bf16 for the project conv: the expanded tensors cross memory at half the bytes,
     and the result is bit for bit the float32-activation one."""
-    from cnnrt.passes import block_layout as bl
-
-    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
-    monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "the CPU lacks AMX-BF16 (test)")
-    g = _inverted_residual()
-    low, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
+    low, got, want = _with_and_without_bf16_activations(_inverted_residual(), monkeypatch)
     assert _bf16_values(low) == {"expand", "dw"}
     dw = next(n for n in low.nodes if n.name == "dw")
     assert dw.attrs["algorithm"] == "depthwise" and "precision" not in dw.attrs  # float32 sums
-    feeds = feeds_for(low)
-    got = Executor(low, plan_memory(low)).run([feeds[i] for i in low.inputs])
-    monkeypatch.setattr(pp, "_bf16_activations", lambda nodes, graph, fired: dict(graph.values))
-    f32, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
-    want = Executor(f32, plan_memory(f32)).run([feeds[i] for i in f32.inputs])
     assert np.array_equal(got[0], want[0])
 
 
@@ -295,18 +291,8 @@ def _dense_layer():
 def test_channel_affine_writes_bf16_for_the_conv_after_it(monkeypatch):
     """The BN + ReLU before a bottleneck (a blocked ChannelAffine) stores bf16 when only bf16
     convs read it: its store rounds what the 1x1 conv's copy would have rounded, bit for bit."""
-    from cnnrt.passes import block_layout as bl
-
-    monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
-    monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "the CPU lacks AMX-BF16 (test)")
-    g = _dense_layer()
-    low, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
+    low, got, want = _with_and_without_bf16_activations(_dense_layer(), monkeypatch)
     affine = next(n for n in low.nodes if n.op == "BlockedChannelAffine")
     assert low.values[affine.outputs[0]].dtype == "bfloat16"
     assert _bf16_values(low) - {affine.name} == {"conv1"}  # a and conv2 write into Concats
-    feeds = feeds_for(low)
-    got = Executor(low, plan_memory(low)).run([feeds[i] for i in low.inputs])
-    monkeypatch.setattr(pp, "_bf16_activations", lambda nodes, graph, fired: dict(graph.values))
-    f32, _ = run_pipeline(g, 2, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
-    want = Executor(f32, plan_memory(f32)).run([feeds[i] for i in f32.inputs])
     assert np.array_equal(got[0], want[0])
