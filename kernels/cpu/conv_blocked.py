@@ -51,8 +51,7 @@ from cnnrt.kernels.cpu.conv_common import (
     contiguous_output,
     flat_output,
     live_lanes,
-    pad_planes,
-    pad_planes_serial,
+    pad_copy,
     readonly,
     tile_flags,
 )
@@ -394,18 +393,8 @@ def build_blocked_conv(
         if bf16 is not None:
             src = bf16.input(x, nthreads)
         elif xp is not None:
-            prep = pick(pad_planes, pad_planes_serial, x.size * 8, nthreads)
             src = xp.view((xp_len,), dt)
-            prep(
-                x.reshape(s.n, geo.planes, s.h, s.w * geo.layout_lanes),
-                src,
-                s.pt,
-                s.pl,
-                geo.layout_lanes,
-                geo.wp * geo.layout_lanes,
-                geo.plane,
-                geo.per_n,
-            )
+            pad_copy(x, src, s, geo, nthreads)
         else:
             src = x.reshape(lead * geo.plane)
         geom[G_THREADS] = nthreads

@@ -20,7 +20,7 @@ from cnnrt.errors import BackendUnavailableError
 from cnnrt.kernels._jit import pick, pjit, serial_twin
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.cpu.conv_blocked_plan import pack_weights
-from cnnrt.kernels.cpu.conv_common import pad_planes, pad_planes_serial, readonly
+from cnnrt.kernels.cpu.conv_common import pad_copy, readonly
 from cnnrt.kernels.cpu.microkernel_bf16 import LANES, bf16_run, pack_bf16
 
 PRECISIONS = ("f32", "bf16")
@@ -154,16 +154,5 @@ class Bf16Operands:
             kern(x.reshape(s.n, s.c, s.h, s.w).view(np.uint32), dst, s.pt, s.pl, g.wp, g.plane, g.per_n)
             return dst
         # a bf16 activation's bits copied into the border, a float32 input's rounded
-        kern = pick(pad_planes, pad_planes_serial, x.size * 8, nthreads)
-        bits = x.view(np.uint16 if self.bf16_in else np.uint32)
-        kern(
-            bits.reshape(s.n, g.planes, s.h, s.w * g.layout_lanes),
-            dst,
-            s.pt,
-            s.pl,
-            g.layout_lanes,
-            g.wp * g.layout_lanes,
-            g.plane,
-            g.per_n,
-        )
+        pad_copy(x.view(np.uint16 if self.bf16_in else np.uint32), dst, s, g, nthreads)
         return dst

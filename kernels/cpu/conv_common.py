@@ -190,3 +190,11 @@ def pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
 
 
 pad_planes_serial = serial_twin(pad_planes)
+
+
+def pad_copy(x: np.ndarray, dst: np.ndarray, spec, geo, nthreads: int) -> None:
+    """:func:`pad_planes` of a conv's input ``x`` (its planes as ``geo``, a
+    conv_blocked_plan.Geometry, lays them out) into the flat ``dst``, serial when small."""
+    kern = pick(pad_planes, pad_planes_serial, x.size * 8, nthreads)
+    planes = x.reshape(spec.n, geo.planes, spec.h, spec.w * geo.layout_lanes)
+    kern(planes, dst, spec.pt, spec.pl, geo.layout_lanes, geo.wp * geo.layout_lanes, geo.plane, geo.per_n)
