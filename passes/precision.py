@@ -4,9 +4,10 @@ A marked node carries ``precision="bf16"`` (absent: float32), which its kernel r
 ``cnnrt inspect`` shows. Activations stay float32 but between bf16 convs: a bf16 conv
 converts a float32 input to bf16 in the copy it makes of it anyway
 (kernels/cpu/conv_blocked_bf16.py) and writes float32, so the nodes around it need no
-conversion node; a bf16 conv's output that only bf16 convs read as their input is stored
-bf16 instead (dtype ir.BF16, :func:`_bf16_activations`): rounded once by its producer's
-epilogue, half the bytes through memory, read without a copy by an unpadded reader.
+conversion node. An output that only bf16-reading convs read as their input (bf16 convs,
+and float32 depthwise convs whose sums stay float32) is stored bf16 instead (dtype ir.BF16,
+:func:`_bf16_activations`): rounded once by its producer's store, half the bytes through
+memory, read without a copy by an unpadded reader.
 
 Marked: channel-blocked convs on the register tile (``BlockedConv`` with algorithm
 ``direct``) with constant weights, where the FLOPs are (3x3, 1x1, strided, and the stems
@@ -184,9 +185,8 @@ def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
     converting it). The producer's activation must be one it applies before its rounding
     store (a clamp, :data:`_NARROW_ACTIVATIONS`; any of the tile's for a bf16 conv: the SiLU of
     EfficientNet's expand convs, the HardSwish of MobileNetV3's) and its channels fill whole
-    blocks (no padding lanes to zero); a graph output, a Concat
-    slice or anything else read by another op stays float32. Returns the graph's values with
-    those retyped."""
+    blocks (no padding lanes to zero); a graph output, a Concat slice or anything else read
+    by another op stays float32. Returns the graph's values with those retyped."""
     readers: dict[str, list] = {}
     for node in nodes:
         for i, v in enumerate(node.inputs):

@@ -244,6 +244,7 @@ def to_text(rep: dict[str, Any]) -> str:
     lines.append(f"{'#':>4} {'node':32s} {'op':27s} {'epilogue':22s} {'output shape':20s} {'MMACs':>9}  origin")
     for n in rep["nodes"]:
         shape = "x".join(str(d) for d in n["outputs"][0]["shape"]) if n["outputs"] else ""
+        shape += " bf16" if n["outputs"] and n["outputs"][0]["dtype"] == BF16 else ""  # stored bf16
         origin = ", ".join(n["origin"])
         op = op_label(n)
         lines.append(

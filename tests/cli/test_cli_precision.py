@@ -62,6 +62,8 @@ def test_run_and_inspect_show_bf16(cnnrt_main, resnet_path):
     assert r.rc == 0, r.err
     if amx_unsupported_reason():
         assert "BlockedConv/direct bf16" in r.out and "precision: 3 bf16 node(s)" in r.out  # 2 convs, the Gemm
+        # block.a's output, read by block.b alone, is stored bf16 (passes/precision.py)
+        assert "1 output(s) stored bf16" in r.out and "1x1x16x16x16 bf16" in r.out
         assert "[precision] declined bf16 at stem" in r.out  # 3 input channels: float32, and why
     else:  # the stem too: its taps fold into channels on AMX
         assert "BlockedConv/direct bf16 amx" in r.out and "precision: 4 bf16 node(s)" in r.out
