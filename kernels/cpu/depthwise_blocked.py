@@ -30,7 +30,7 @@ import numpy as np
 from llvmlite import ir
 from numba import prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.activation import CLIP, NONE, RELU
@@ -152,12 +152,25 @@ def _dw_row(
     return sig, codegen
 
 
+def widened(v):
+    """A band element as the scratch holds it: a float as it is, a bf16 (uint16 bits) as the
+    bits of the float32 it stands for (exact)."""
+    raise NotImplementedError("widened runs compiled only")
+
+
+@overload(widened, inline="always")
+def _widened(v):
+    if v == types.uint16:
+        return lambda v: np.uint32(v) << np.uint32(16)
+    return lambda v: v
+
+
 @njit(inline="always")
-def _fill(xs, x, shift, plane_base, top, nrows, h, wd, b, pl, ncols):
+def _fill(xs, x, plane_base, top, nrows, h, wd, b, pl, ncols):
     """xs[(i*ncols + cc)*b + lane] = input row top + i, column cc - pl (zero outside the
-    plane), for i < nrows: the band's window rows, padded, one after the other. Both arrays
-    hold their elements' bits (unsigned integers): a float input's are copied (``shift``
-    0), a bf16 input's widened to float32 ones (uint16 << 16: exact)."""
+    plane), for i < nrows: the band's window rows, padded, one after the other. A float input
+    is copied into the float scratch; a bf16 one (uint16) into the scratch's uint32 view,
+    widened (:func:`widened`)."""
     rowlen = ncols * b
     for i in range(nrows):
         src = top + i
@@ -173,25 +186,26 @@ def _fill(xs, x, shift, plane_base, top, nrows, h, wd, b, pl, ncols):
         s0 = np.uint64(plane_base + (src * wd + lo - pl) * b)
         d0 = dst + np.uint64(lo * b)
         for q in range((hi - lo) * b):
-            xs[d0 + np.uint64(q)] = xs.dtype.type(x[s0 + np.uint64(q)]) << shift
+            xs[d0 + np.uint64(q)] = widened(x[s0 + np.uint64(q)])
         for q in range(hi * b, rowlen):
             xs[dst + np.uint64(q)] = 0
 
 
 @pjit
-def _dw_blocked(x, shift, w, bias, res, out, geo, has_res, lo, hi, kind, alpha, beta, scratch, bits, counter, nthreads):
+def _dw_blocked(x, w, bias, res, out, geo, has_res, lo, hi, kind, alpha, beta, scratch, fill, counter, nthreads):
     """Blocked x (planes, H, W, B) -> out (planes, OH, OW, B), flat, B the vector width: w
     (CB, kh*kw, B), bias (CB*B,), res like out; tasks (plane, band of output rows) claimed from
-    ``counter`` by ``nthreads`` workers, each with its scratch row (module doc). ``x`` is the
-    input's bits (:func:`_fill`: float bits, or bf16 ones with ``shift`` 16) and ``bits`` the
-    scratch's; ``out`` float, or uint16 for a bf16 output (:func:`_dw_row`)."""
+    ``counter`` by ``nthreads`` workers, each with its scratch row (module doc). ``x`` is
+    float, or uint16 for a bf16 input, which :func:`_fill` writes into ``fill`` (the scratch,
+    or for a bf16 input its uint32 view); ``out`` float, or uint16 for a bf16 output
+    (:func:`_dw_row`)."""
     h, wd, oh_n, ow_n, kh, kw, sh, sw, pt, pl, dh, dw, b, band, wp, cb_n = geo
     planes = out.size // (oh_n * ow_n * b)
     nb = (oh_n + band - 1) // band
     n_tasks = planes * nb
     xrs = wp * b  # a padded scratch row
     for t in prange(nthreads):
-        xs, xbits = scratch[t], bits[t]
+        xs, xfill = scratch[t], fill[t]
         while True:
             task = blas.claim(counter)
             if task >= n_tasks:
@@ -200,9 +214,7 @@ def _dw_blocked(x, shift, w, bias, res, out, geo, has_res, lo, hi, kind, alpha, 
             r0 = (task - p * nb) * band
             r1 = min(oh_n, r0 + band)
             wo, bo = (p % cb_n) * kh * kw * b, (p % cb_n) * b
-            _fill(
-                xbits, x, shift, p * h * wd * b, r0 * sh - pt, (r1 - 1 - r0) * sh + (kh - 1) * dh + 1, h, wd, b, pl, wp
-            )
+            _fill(xfill, x, p * h * wd * b, r0 * sh - pt, (r1 - 1 - r0) * sh + (kh - 1) * dh + 1, h, wd, b, pl, wp)
             oo = (p * oh_n + r0) * ow_n * b
             _dw_row(
                 xs,
@@ -259,9 +271,6 @@ class RowBlockedDepthwise:
         if bf16_out and s.act not in (NONE, RELU, CLIP):
             raise ValueError(f"a bf16 depthwise output ends at Relu/Clip: activation kind {s.act}")
         self.bf16_in, self.bf16_out = bf16_in, bf16_out
-        ubits = np.dtype(f"u{dt.itemsize}")
-        self.shift = ubits.type(16 if bf16_in else 0)
-        self.in_bits = np.uint16 if bf16_in else ubits
         band = max(1, min(s.oh, -(-TASK_ELEMS // (s.ow * block))))
         wp = (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1  # padded columns a whole output row reads
         cb = s.c // block
@@ -271,7 +280,7 @@ class RowBlockedDepthwise:
         self.threads = numba.config.NUMBA_NUM_THREADS
         rows = max(s.kh, (band - 1) * s.sh + (s.kh - 1) * s.dh + 1)
         self.scratch = per_thread(self.threads, rows * wp * block, dt)
-        self.scratch_bits = self.scratch.view(ubits)
+        self.fill = self.scratch.view(np.uint32) if bf16_in else self.scratch  # what _fill writes
         self.counter = np.zeros(1, np.int64)
         lo, hi = {RELU: (0.0, np.inf), CLIP: (s.alpha, s.beta)}.get(s.act, (-np.inf, np.inf))
         self.scalars = (dt.type(lo), dt.type(hi), s.act, dt.type(s.alpha), dt.type(s.beta))
@@ -284,8 +293,7 @@ class RowBlockedDepthwise:
         self.counter[0] = 0
         lo, hi, kind, alpha, beta = self.scalars
         kern(
-            x.reshape(-1).view(self.in_bits),
-            self.shift,
+            x.reshape(-1).view(np.uint16) if self.bf16_in else x.reshape(-1),
             w,
             bias,
             self.no_res if res is None else res.reshape(-1),
@@ -298,7 +306,7 @@ class RowBlockedDepthwise:
             alpha,
             beta,
             self.scratch,
-            self.scratch_bits,
+            self.fill,
             self.counter,
             nthreads,
         )

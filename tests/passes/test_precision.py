@@ -216,7 +216,6 @@ def _with_and_without_bf16_activations(g, monkeypatch):
 
 
 @pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
-@pytest.mark.skipif(VECTOR_BYTES != 64, reason="the graph is blocked for AVX-512")
 def test_bf16_activations_round_once_where_each_reader_would(monkeypatch):
     """With bf16 activations the result is, bit for bit, the one of float32 activations that
     every reader rounds to bf16: the producer rounds the same float32 sums (these reductions
@@ -260,7 +259,6 @@ def _inverted_residual():
 
 
 @pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
-@pytest.mark.skipif(VECTOR_BYTES != 64, reason="the graph is blocked for AVX-512")
 def test_depthwise_conv_reads_and_writes_bf16_activations(monkeypatch):
     """The row-blocked depthwise conv (float32 sums) reads the expand conv's bf16 output and
     writes bf16 for the project conv: the expanded tensors cross memory at half the bytes,
@@ -287,7 +285,6 @@ def _dense_layer():
 
 
 @pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
-@pytest.mark.skipif(VECTOR_BYTES != 64, reason="the graph is blocked for AVX-512")
 def test_channel_affine_writes_bf16_for_the_conv_after_it(monkeypatch):
     """The BN + ReLU before a bottleneck (a blocked ChannelAffine) stores bf16 when only bf16
     convs read it: its store rounds what the 1x1 conv's copy would have rounded, bit for bit."""
