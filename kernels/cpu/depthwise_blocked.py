@@ -1,26 +1,28 @@
 """Depthwise conv in the channel-blocked layout NCHWc when the block is one vector (B = 16
-float32 / 8 float64 with AVX-512, 8 / 4 with AVX2): register-blocked along the output row.
+float32 / 8 float64 with AVX-512, 8 / 4 with AVX2): register-blocked along the output row,
+read straight from the input.
 
-A task is (plane, band of output rows). It copies the band's input rows, padded with zeros,
-into a per-thread scratch and runs all its rows in one call of the row kernel, every pixel
-with all kh*kw taps: no row classes or column segments, whose short runs left the window
-kernel (blocked_window.py) latency-bound at 15-35 GFLOP/s. Reading the interior of wide rows
-straight from the input instead (and only the border pixels from padded copies) took three
-calls per output row; against one call per band it measured 1.0-2.9x slower on 28-112 wide
-planes with AVX2, the copy costing less than the calls.
+A task is a few whole planes (small planes) or one plane's band of output rows (large ones),
+at least ``TASK_ELEMS`` outputs, claimed from a shared counter; one call of :func:`_dw_rows`
+computes a plane's rows. Nothing is copied: the zero padding is where the taps stop. Each
+output row runs only the kernel rows that fall inside the plane, and only its edge pixels
+(those whose window crosses the left or right border: one per side for a 3x3 conv with pad 1)
+test their taps' columns; the pixels between read their whole window from the input. A
+padded copy of each band, the earlier form, cost 40% of the kernel's time on 56x56 planes and
+left the 7x7 ones at a third of the FMA rate.
 
-:func:`_dw_row` (LLVM IR with explicit vectors, as microkernel.py) computes each output row in
-groups of 8, 4, 2, 1 pixels: per kernel row it loads each input vector of the group's span
-once and reuses it for every (pixel, tap) pair that reads it (with stride 1 and kw = 3, 10
-loads feed 24 FMAs, where one load per tap gave 24), the accumulators held in registers,
-then the residual and the Relu/Clip clamp before the store. The reuse needs the column offsets
-as constants, so the common (kw, stride, dilation) are emitted specialised (``SPECIAL``) and
-any other runs a generic form with one load per tap. Other activations run over the band's
-output afterwards while it is in cache (act_inplace: vector_act's float32 forms).
+The interior pixels run in groups of 8, 4, 2, 1: per kernel row, each input vector of the
+group's span is loaded once and reused for every (pixel, tap) pair that reads it (with stride
+1 and kw = 3, 10 loads feed 24 FMAs, where one load per tap gave 24), the accumulators held
+in registers, then the residual and the Relu/Clip clamp before the store. The reuse needs the
+column offsets as constants, so the common (kw, stride, dilation) are emitted specialised
+(``SPECIAL``) and any other runs a generic form with one load per tap. Other activations run
+over the task's output afterwards while it is in cache (act_inplace: vector_act's float32
+forms).
 
 Under ``precision="bf16"`` the input and output may be bf16 activations (passes/precision.py):
-the band copy widens bf16 to float32 exactly, the sums stay float32 and each stored vector is
-rounded once (MobileNetV2's expanded tensors at half the bytes: 0.81-0.85x its bf16 time).
+each loaded bf16 vector is widened to float32 exactly, the sums stay float32 and each stored
+vector is rounded once (MobileNetV2's expanded tensors at half the bytes).
 """
 
 from __future__ import annotations
@@ -30,238 +32,253 @@ import numpy as np
 from llvmlite import ir
 from numba import prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.activation import CLIP, NONE, RELU
-from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size
-from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, round_bf16
+from cnnrt.kernels.cpu.llvm_ir import I32, Vectors, c64, data_pointers, masked_load, round_bf16
 
 # (kw, stride along the row, dilation along the row) emitted with input reuse: MobileNet,
 # EfficientNet, MixNet (3..11) and the dilated LR-ASPP backbone layers
 SPECIAL = tuple((k, s, 1) for k in (3, 5, 7, 9, 11) for s in (1, 2)) + ((3, 1, 2), (5, 1, 2))
-GROUPS = (8, 4, 2, 1)  # pixels per register block: 8 accumulators + the span's inputs fit 32 zmm
-GENERIC_GROUPS = (4, 1)
-WINDOW_BELOW = 20  # strided output rows narrower than this run the window kernel (applies)
+# pixels per register block: 8 accumulators and the span's inputs fit 32 zmm; a row's last
+# pixels are one smaller group, as 56 = 48 + 4 + 2 left two short latency-bound FMA chains
+GROUP = 8
+GENERIC_GROUP = 4
 TASK_ELEMS = 8192  # output elements per task at least: bands of a few rows on 56-112 wide planes
 
 
+def interior(w: int, ow: int, kw: int, sw: int, pl: int, dw: int) -> tuple[int, int]:
+    """[c0, c1): the output columns whose whole window lies inside an input row of ``w``."""
+    c0 = min(ow, -(-pl // sw))
+    last = w - 1 - (kw - 1) * dw + pl  # the rightmost window start, in padded columns
+    c1 = max(c0, min(ow, last // sw + 1)) if last >= 0 else c0
+    return c0, c1
+
+
 @intrinsic
-def _dw_row(
-    typingctx, x, xo, xrs, w, wo, bias, bo, res, out, oo, ow, kh, kw, sw, dh, dw, has_res, lo, hi, nrows, xstep, ostep
-):
-    """out[oo + g*B] = clamp(bias[bo:] + sum_ij w[wo + (i*kw + j)*B] * x[xo + i*dh*xrs +
-    (g*sw + j*dw)*B] (+ res[oo + g*B]), lo, hi) for pixels g < ow; B the vector width, every
-    offset in elements, arrays of one float dtype but ``out``, which may also be uint16 for
-    float32 ones: a bf16 output (ir.BF16), each vector rounded as microkernel_bf16.to_bf16.
-    ``nrows`` such rows, row r at ``xo + r*xstep`` and ``oo + r*ostep``: a narrow plane's band
-    is one call, as a call per 7- or 14-pixel row cost more than the row's FMAs."""
-    floats = (x, w, bias, res)
-    if not all(isinstance(a, types.Array) and a.dtype in (types.float32, types.float64) for a in (*floats, out)):
-        if not (isinstance(out, types.Array) and out.dtype == types.uint16 and x.dtype == types.float32):
-            return None
-    if len({a.dtype for a in floats}) != 1:
+def _dw_rows(typingctx, x, xo, w, wo, bias, bo, res, out, oo, geo, r0, r1, has_res, lo, hi, form):
+    """Output rows [r0, r1) of one plane: out[oo + (r*OW + c)*B] = clamp(bias[bo:] + sum_ij
+    w[wo + (i*kw + j)*B] * x[xo + ((r*sh - pt + i*dh)*W + c*sw - pl + j*dw)*B] (+ res at the
+    output's offset), lo, hi), taps outside the plane skipped; B the vector width, offsets in
+    elements, ``geo`` = (H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, c0, c1) with [c0, c1)
+    the interior columns (:func:`interior`). Arrays of one float dtype, but ``x`` may be uint16
+    for float32 ones (a bf16 input, widened exactly) and ``out`` uint16 (a bf16 output, each
+    vector rounded as microkernel_bf16.to_bf16). ``form`` says in its type which code to emit
+    (:func:`form_of`), so each form compiles only its own."""
+    if not (isinstance(form, types.UniTuple) and form.dtype == types.int64):
         return None
-    narrow = out.dtype == types.uint16  # a bf16 output: each result rounded (llvm_ir.round_bf16)
-    dt, i64 = x.dtype, types.int64
-    sig = types.void(x, i64, i64, w, i64, bias, i64, res, out, *[i64] * 7, types.boolean, dt, dt, i64, i64, i64)
+    cfg = SPECIAL[form.count - 2] if form.count > 1 else None
+    floats = (w, bias, res)
+    if not all(isinstance(a, types.Array) and a.dtype in (types.float32, types.float64) for a in floats):
+        return None
+    if len({a.dtype for a in floats}) != 1 or not isinstance(geo, types.UniTuple):
+        return None
+    dt = w.dtype
+    for a in (x, out):
+        if not (isinstance(a, types.Array) and (a.dtype == dt or (a.dtype == types.uint16 and dt == types.float32))):
+            return None
+    wide_in, narrow = x.dtype == types.uint16, out.dtype == types.uint16
+    i64 = types.int64
+    sig = types.void(x, i64, w, i64, bias, i64, res, out, i64, geo, i64, i64, types.boolean, dt, dt, form)
 
     def codegen(context, builder, sig, args):
-        xo0_v, xrs_v, wo_v, bo_v, oo0_v, ow_v, kh_v, kw_v, sw_v, dh_v, dw_v = (
-            args[i] for i in (1, 2, 4, 6, 9, *range(10, 16))
-        )
-        res_on, lo_v, hi_v, nrows_v, xstep_v, ostep_v = args[16:]
-        row_at = {}  # the current row's input and output offsets
-        px, pw, pb, pres, pout = data_pointers(context, builder, sig, args, 0, 3, 5, 7, 8)
+        xo_v, wo_v, bo_v, oo_v = args[1], args[3], args[5], args[8]
+        g = [builder.extract_value(args[9], i) for i in range(14)]
+        h_v, w_v, _, ow_v, kh_v, kw_v, sh_v, sw_v, pt_v, pl_v, dh_v, dw_v, c0_v, c1_v = g
+        r0_v, r1_v, res_on, lo_v, hi_v = args[10:15]
+        px, pw, pb, pres, pout = data_pointers(context, builder, sig, args, 0, 2, 4, 6, 7)
         vec = Vectors(builder, dt)
         lanes = vec.lanes
+        mul, add, sub = builder.mul, builder.add, builder.sub
+        B = c64(lanes)
         init = vec.load(pb, bo_v)
         lo_s, hi_s = vec.splat(lo_v), vec.splat(hi_v)
-        pos = cgutils.alloca_once_value(builder, c64(0))
-        mul, add = builder.mul, builder.add
+        xrs = mul(w_v, B)  # an input row
+        at = {}  # the current row: first input row offset (kernel row 0), kernel rows [ilo, ihi), output offset
 
-        def group(size, cfg):
-            xo_v, oo_v = row_at["x"], row_at["o"]
+        ity = ir.VectorType(ir.IntType(16), lanes)  # a bf16 input's vector
+
+        def load_x(off, inside=None):
+            """The input vector at ``off`` as floats; with ``inside`` (i1) false, zeros and no read."""
+            mask = None if inside is None else builder.insert_element(zero_mask, inside, ir.Constant(I32, 0))
+            mask = None if mask is None else builder.shuffle_vector(mask, zero_mask, splat0)
+            if not wide_in:
+                return vec.load(px, off) if mask is None else masked_load(builder, vec.ptr(px, off), mask, vec.align)
+            p = builder.bitcast(builder.gep(px, [off]), ity.as_pointer())
+            if mask is None:
+                ld = builder.load(p)
+                ld.align = 2
+            else:
+                ld = masked_load(builder, p, mask, 2)
+            shift = ir.Constant(ir.VectorType(I32, lanes), [16] * lanes)
+            return builder.bitcast(builder.shl(builder.zext(ld, ir.VectorType(I32, lanes)), shift), vec.vty)
+
+        zero_mask = ir.Constant(ir.VectorType(ir.IntType(1), lanes), [0] * lanes)
+        splat0 = ir.Constant(ir.VectorType(I32, lanes), [0] * lanes)
+
+        def finish(acc, col):
+            o = add(at["o"], mul(col, B))
+            with builder.if_then(res_on):
+                builder.store(builder.fadd(builder.load(acc), vec.load(pres, o)), acc)
+            y = vec.clamp(builder.load(acc), lo_s, hi_s)
+            if narrow:
+                h = round_bf16(builder, builder.bitcast(y, ir.VectorType(I32, lanes)))
+                builder.store(h, builder.bitcast(builder.gep(pout, [o]), h.type.as_pointer())).align = 2
+            else:
+                vec.store(y, pout, o)
+
+        pos = cgutils.alloca_once_value(builder, c64(0))
+
+        def group(size, cfg, checked):
+            """``size`` pixels from ``pos``; ``checked``: columns outside the row read as zeros."""
             g0 = builder.load(pos)
-            xg = add(xo_v, mul(mul(g0, sw_v), c64(lanes)))
+            ix0 = sub(mul(g0, sw_v), pl_v)  # the group's first input column
             accs = [cgutils.alloca_once_value(builder, init) for _ in range(size)]
-            with cgutils.for_range(builder, kh_v) as rows:
-                xrow = add(xg, mul(mul(rows.index, dh_v), xrs_v))
-                wrow = add(wo_v, mul(mul(rows.index, kw_v), c64(lanes)))
+
+            def x_at(xrow, col):
+                """The input vector ``col`` columns (a value) right of the group's first."""
+                if not checked:
+                    return load_x(add(xrow, mul(col, B)))
+                ix = add(ix0, col)
+                inside = builder.and_(builder.icmp_signed(">=", ix, c64(0)), builder.icmp_signed("<", ix, w_v))
+                return load_x(add(xrow, mul(col, B)), inside)
+
+            def kernel_row(i):
+                xrow = add(add(at["x"], mul(mul(i, at["dh"]), xrs)), mul(ix0, B))
+                wrow = add(wo_v, mul(mul(i, kw_v), B))
                 acc = [builder.load(a) for a in accs]
                 if cfg is not None:
                     k, s, d = cfg
                     loaded = {}
                     for j in range(k):
                         wv = vec.load(pw, add(wrow, c64(j * lanes)))
-                        for g in range(size):
-                            col = g * s + j * d
+                        for p in range(size):
+                            col = p * s + j * d
                             if col not in loaded:
-                                loaded[col] = vec.load(px, add(xrow, c64(col * lanes)))
-                            acc[g] = vec.fma(wv, loaded[col], acc[g])
+                                loaded[col] = x_at(xrow, c64(col))
+                            acc[p] = vec.fma(wv, loaded[col], acc[p])
                     for a, v in zip(accs, acc):
                         builder.store(v, a)
                 else:
                     for a, v in zip(accs, acc):
                         builder.store(v, a)
                     with cgutils.for_range(builder, kw_v) as taps:
-                        wv = vec.load(pw, add(wrow, mul(taps.index, c64(lanes))))
-                        xt = add(xrow, mul(mul(taps.index, dw_v), c64(lanes)))
-                        for g, a in enumerate(accs):
-                            xq = add(xt, mul(mul(c64(g), sw_v), c64(lanes)))
-                            builder.store(vec.fma(wv, vec.load(px, xq), builder.load(a)), a)
-            for g, a in enumerate(accs):
-                o = add(oo_v, mul(add(g0, c64(g)), c64(lanes)))
-                with builder.if_then(res_on):
-                    builder.store(builder.fadd(builder.load(a), vec.load(pres, o)), a)
-                y = vec.clamp(builder.load(a), lo_s, hi_s)
-                if narrow:
-                    h = round_bf16(builder, builder.bitcast(y, ir.VectorType(ir.IntType(32), lanes)))
-                    builder.store(h, builder.bitcast(builder.gep(pout, [o]), h.type.as_pointer())).align = 2
-                else:
-                    vec.store(y, pout, o)
+                        wv = vec.load(pw, add(wrow, mul(taps.index, B)))
+                        for p, a in enumerate(accs):
+                            col = add(mul(taps.index, dw_v), mul(c64(p), sw_v))
+                            builder.store(vec.fma(wv, x_at(xrow, col), builder.load(a)), a)
+
+            with cgutils.for_range_slice(builder, at["ilo"], at["ihi"], c64(1), inc=True) as (i, _):
+                kernel_row(i)
+            for p, a in enumerate(accs):
+                finish(a, add(g0, c64(p)))
             builder.store(add(g0, c64(size)), pos)
 
-        def whole_row(cfg):
-            with cgutils.for_range(builder, nrows_v) as rows:
-                row_at["x"] = add(xo0_v, mul(rows.index, xstep_v))
-                row_at["o"] = add(oo0_v, mul(rows.index, ostep_v))
+        def row(cfg):
+            big = GROUP if cfg is not None else GENERIC_GROUP
+            dh = dh_v if cfg is None else c64(cfg[2])  # a SPECIAL form's dilation is square
+            with cgutils.for_range_slice(builder, r0_v, r1_v, c64(1), inc=True) as (r, _):
+                iy0 = sub(mul(r, sh_v), pt_v)
+                neg = builder.icmp_signed("<", iy0, c64(0))
+                below = builder.sdiv(add(sub(c64(0), iy0), sub(dh, c64(1))), dh)
+                ilo = builder.select(neg, below, c64(0))
+                ihi = builder.sdiv(add(sub(h_v, iy0), sub(dh, c64(1))), dh)
+                ihi = builder.select(builder.icmp_signed("<", kh_v, ihi), kh_v, ihi)
+                ihi = builder.select(builder.icmp_signed("<", ihi, ilo), ilo, ihi)
+                at.update(dh=dh, x=add(xo_v, mul(iy0, xrs)), ilo=ilo, ihi=ihi, o=add(oo_v, mul(mul(r, ow_v), B)))
                 builder.store(c64(0), pos)
-                for size in GROUPS if cfg is not None else GENERIC_GROUPS:
-                    count = builder.sdiv(builder.sub(ow_v, builder.load(pos)), c64(size))
-                    with cgutils.for_range(builder, count):
-                        group(size, cfg)
 
-        done = cgutils.alloca_once_value(builder, cgutils.false_bit)
-        for cfg in SPECIAL:
-            k, s, d = cfg
-            hit = builder.and_(
-                builder.icmp_signed("==", kw_v, c64(k)),
-                builder.and_(builder.icmp_signed("==", sw_v, c64(s)), builder.icmp_signed("==", dw_v, c64(d))),
-            )
-            with builder.if_then(hit):
-                whole_row(cfg)
-                builder.store(cgutils.true_bit, done)
-        with builder.if_then(builder.not_(builder.load(done))):
-            whole_row(None)
+                def groups(count, checked):
+                    with cgutils.for_range(
+                        builder, builder.select(builder.icmp_signed(">", count, c64(0)), count, c64(0))
+                    ):
+                        group(big, cfg, checked)
+
+                # the left edge in checked groups until past c0 (as many as fit the row), the
+                # interior unchecked, the rest checked: whole groups, then one of the remainder
+                left = builder.sdiv(add(c0_v, c64(big - 1)), c64(big))
+                groups(
+                    builder.select(
+                        builder.icmp_signed("<", left, builder.sdiv(ow_v, c64(big))), left, builder.sdiv(ow_v, c64(big))
+                    ),
+                    True,
+                )
+                past = builder.icmp_signed(">=", builder.load(pos), c0_v)
+                groups(builder.select(past, builder.sdiv(sub(c1_v, builder.load(pos)), c64(big)), c64(0)), False)
+                groups(builder.sdiv(sub(ow_v, builder.load(pos)), c64(big)), True)
+                rest = sub(ow_v, builder.load(pos))
+                if cfg is None:
+                    with cgutils.for_range(builder, rest):
+                        group(1, cfg, True)
+                else:
+                    for size in range(1, big):
+                        with builder.if_then(builder.icmp_signed("==", rest, c64(size))):
+                            group(size, cfg, True)
+
+        row(cfg)
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-def widened(v):
-    """A band element as the scratch holds it: a float as it is, a bf16 (uint16 bits) as the
-    bits of the float32 it stands for (exact)."""
-    raise NotImplementedError("widened runs compiled only")
-
-
-@overload(widened, inline="always")
-def _widened(v):
-    if v == types.uint16:
-        return lambda v: np.uint32(v) << np.uint32(16)
-    return lambda v: v
-
-
-@njit(inline="always")
-def _fill(xs, x, plane_base, top, nrows, h, wd, b, pl, ncols):
-    """xs[(i*ncols + cc)*b + lane] = input row top + i, column cc - pl (zero outside the
-    plane), for i < nrows: the band's window rows, padded, one after the other. A float input
-    is copied into the float scratch; a bf16 one (uint16) into the scratch's uint32 view,
-    widened (:func:`widened`)."""
-    rowlen = ncols * b
-    for i in range(nrows):
-        src = top + i
-        dst = np.uint64(i * rowlen)
-        if src < 0 or src >= h:
-            for q in range(rowlen):
-                xs[dst + np.uint64(q)] = 0
-            continue
-        lo = min(ncols, pl)  # padded columns before the plane
-        hi = max(lo, min(ncols, wd + pl))  # and where the plane ends
-        for q in range(lo * b):
-            xs[dst + np.uint64(q)] = 0
-        s0 = np.uint64(plane_base + (src * wd + lo - pl) * b)
-        d0 = dst + np.uint64(lo * b)
-        for q in range((hi - lo) * b):
-            xs[d0 + np.uint64(q)] = widened(x[s0 + np.uint64(q)])
-        for q in range(hi * b, rowlen):
-            xs[dst + np.uint64(q)] = 0
-
-
 @pjit
-def _dw_blocked(x, w, bias, res, out, geo, has_res, lo, hi, kind, alpha, beta, scratch, fill, counter, nthreads):
+def _dw_blocked(x, w, bias, res, out, geo, task, has_res, lo, hi, kind, alpha, beta, counter, nthreads, form):
     """Blocked x (planes, H, W, B) -> out (planes, OH, OW, B), flat, B the vector width: w
-    (CB, kh*kw, B), bias (CB*B,), res like out; tasks (plane, band of output rows) claimed from
-    ``counter`` by ``nthreads`` workers, each with its scratch row (module doc). ``x`` is
-    float, or uint16 for a bf16 input, which :func:`_fill` writes into ``fill`` (the scratch,
-    or for a bf16 input its uint32 view); ``out`` float, or uint16 for a bf16 output
-    (:func:`_dw_row`)."""
-    h, wd, oh_n, ow_n, kh, kw, sh, sw, pt, pl, dh, dw, b, band, wp, cb_n = geo
-    planes = out.size // (oh_n * ow_n * b)
-    nb = (oh_n + band - 1) // band
-    n_tasks = planes * nb
-    xrs = wp * b  # a padded scratch row
-    for t in prange(nthreads):
-        xs, xfill = scratch[t], fill[t]
+    (CB, kh*kw, B), bias (CB*B,), res like out. ``task`` = (B, CB, planes per task, rows per
+    task): tasks are runs of whole planes or one plane's band of rows, claimed from
+    ``counter`` by ``nthreads`` workers. ``x`` is float, or uint16 for a bf16 input; ``out``
+    float, or uint16 for a bf16 output (:func:`_dw_rows`); ``form`` as :func:`form_of` gives it."""
+    h, wd, oh, ow, kh, kw = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+    b, cb_n, pp, band = task
+    planes = out.size // (oh * ow * b)
+    nb = (oh + band - 1) // band
+    n_tasks = (planes + pp - 1) // pp * nb
+    for _t in prange(nthreads):
         while True:
-            task = blas.claim(counter)
-            if task >= n_tasks:
+            t = blas.claim(counter)
+            if t >= n_tasks:
                 break
-            p = task // nb
-            r0 = (task - p * nb) * band
-            r1 = min(oh_n, r0 + band)
-            wo, bo = (p % cb_n) * kh * kw * b, (p % cb_n) * b
-            _fill(xfill, x, p * h * wd * b, r0 * sh - pt, (r1 - 1 - r0) * sh + (kh - 1) * dh + 1, h, wd, b, pl, wp)
-            oo = (p * oh_n + r0) * ow_n * b
-            _dw_row(
-                xs,
-                0,
-                xrs,
-                w,
-                wo,
-                bias,
-                bo,
-                res,
-                out,
-                oo,
-                ow_n,
-                kh,
-                kw,
-                sw,
-                dh,
-                dw,
-                has_res,
-                lo,
-                hi,
-                r1 - r0,
-                sh * xrs,
-                ow_n * b,
-            )
-            if kind != NONE and kind != RELU and kind != CLIP:
-                act_inplace(out[(p * oh_n + r0) * ow_n * b : (p * oh_n + r1) * ow_n * b], kind, alpha, beta)
+            q, k = blas.split_index(t, nb)
+            r0 = k * band
+            r1 = min(oh, r0 + band)
+            for p in range(q * pp, min(planes, q * pp + pp)):
+                c = p % cb_n
+                oo = p * oh * ow * b
+                _dw_rows(
+                    x, p * h * wd * b, w, c * kh * kw * b, bias, c * b, res, out, oo, geo, r0, r1, has_res, lo, hi, form
+                )
+                if kind != NONE and kind != RELU and kind != CLIP:
+                    act_inplace(out[oo + r0 * ow * b : oo + r1 * ow * b], kind, alpha, beta)
 
 
 _dw_blocked_serial = serial_twin(_dw_blocked)
 
 
+def form_of(spec) -> tuple:
+    """The code form of ``spec`` as an argument whose type tells it: zeros, as many as 2 + the
+    index in ``SPECIAL`` of the spec's (kw, sw, dw) (its dilation square), else one zero (the
+    generic form). A type, not a value, because the kernel is compiled once per form and
+    dispatched without the cost of a literal argument."""
+    key = (spec.kw, spec.sw, spec.dw)
+    n = SPECIAL.index(key) + 2 if key in SPECIAL and spec.dh == spec.dw else 1
+    return (0,) * n
+
+
 def applies(spec, block: int) -> bool:
-    """True when the block is one vector of the spec's dtype (_dw_row's loads are whole blocks),
-    unless the output rows are narrow and strided: there (14 -> 7, 28 -> 14 with stride 2) the
-    band copy reads twice the rows it writes, and the window kernel measured 1.0-1.4x faster."""
-    if block != block_size(spec.dtype):
-        return False
-    return spec.ow >= WINDOW_BELOW or spec.sw == 1
+    """True when the block is one vector of the spec's dtype (_dw_rows's loads are whole blocks)."""
+    return block == block_size(spec.dtype)
 
 
 class RowBlockedDepthwise:
-    """The kernel fixed at build for one depthwise ConvSpec (group == C == M) and block B: band
-    size, scratch, clamp bounds. ``bf16_in`` / ``bf16_out``: the input / output is a bf16
-    activation (ir.BF16, passes/precision.py): widened exactly into the float32 scratch /
-    rounded once at the store, the sums float32 either way; a bf16 output's activation must
-    end at the clamp (Relu, Clip) and its channels fill whole blocks."""
+    """The kernel fixed at build for one depthwise ConvSpec (group == C == M) and block B: task
+    shape, interior columns, clamp bounds. ``bf16_in`` / ``bf16_out``: the input / output is a
+    bf16 activation (ir.BF16, passes/precision.py): widened exactly as it is loaded / rounded
+    once at the store, the sums float32 either way; a bf16 output's activation must end at the
+    clamp (Relu, Clip) and its channels fill whole blocks."""
 
     def __init__(self, spec, block: int, bf16_in: bool = False, bf16_out: bool = False):
         s = spec
@@ -271,16 +288,14 @@ class RowBlockedDepthwise:
         if bf16_out and s.act not in (NONE, RELU, CLIP):
             raise ValueError(f"a bf16 depthwise output ends at Relu/Clip: activation kind {s.act}")
         self.bf16_in, self.bf16_out = bf16_in, bf16_out
+        plane = s.oh * s.ow * block
         band = max(1, min(s.oh, -(-TASK_ELEMS // (s.ow * block))))
-        wp = (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1  # padded columns a whole output row reads
-        cb = s.c // block
-        self.geo = tuple(
-            int(v) for v in (s.h, s.w, s.oh, s.ow, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw, block, band, wp, cb)
-        )
+        per_task = max(1, TASK_ELEMS // plane) if band == s.oh else 1
+        c0, c1 = interior(s.w, s.ow, s.kw, s.sw, s.pl, s.dw)
+        self.geo = tuple(int(v) for v in (s.h, s.w, s.oh, s.ow, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw, c0, c1))
+        self.task = tuple(int(v) for v in (block, s.c // block, per_task, band))
+        self.form = form_of(s)
         self.threads = numba.config.NUMBA_NUM_THREADS
-        rows = max(s.kh, (band - 1) * s.sh + (s.kh - 1) * s.dh + 1)
-        self.scratch = per_thread(self.threads, rows * wp * block, dt)
-        self.fill = self.scratch.view(np.uint32) if bf16_in else self.scratch  # what _fill writes
         self.counter = np.zeros(1, np.int64)
         lo, hi = {RELU: (0.0, np.inf), CLIP: (s.alpha, s.beta)}.get(s.act, (-np.inf, np.inf))
         self.scalars = (dt.type(lo), dt.type(hi), s.act, dt.type(s.alpha), dt.type(s.beta))
@@ -299,14 +314,14 @@ class RowBlockedDepthwise:
             self.no_res if res is None else res.reshape(-1),
             out.reshape(-1).view(np.uint16) if self.bf16_out else out.reshape(-1),
             self.geo,
+            self.task,
             res is not None,
             lo,
             hi,
             kind,
             alpha,
             beta,
-            self.scratch,
-            self.fill,
             self.counter,
             nthreads,
+            self.form,
         )

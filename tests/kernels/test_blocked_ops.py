@@ -271,6 +271,8 @@ DW_CASES = {
     "k1": (1, 16, 5, 5, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
     "pad_past_kernel": (1, 16, 4, 4, 3, (1, 1), (3, 3, 3, 3), (1, 1)),  # border windows: bias only
     "bands": (1, 16, 40, 40, 3, (1, 1), (1, 1, 1, 1), (1, 1)),  # several tasks per plane
+    "wide_pad": (1, 16, 5, 30, 3, (1, 1), (1, 11, 2, 10), (1, 1)),  # left edge past a group of 8
+    "small_planes": (1, 160, 7, 7, 3, (1, 1), (1, 1, 1, 1), (1, 1)),  # several planes per task
 }
 
 
@@ -290,8 +292,8 @@ def _readonly(a):
 
 
 def _dw(name, b, dt=F32, act="none", residual=False, const=True, bias=True, x=None, seed=0):
-    """(blocked result as NCHW, float64 reference, error bound)."""
-    case = DW_CASES[name]
+    """(blocked result as NCHW, float64 reference, error bound); ``name`` a DW_CASES key or a case."""
+    case = DW_CASES[name] if isinstance(name, str) else name
     spec = _dw_spec(case, dt, act, residual)
     rng = np.random.default_rng(seed)
     if x is None:
@@ -326,6 +328,17 @@ def _dw(name, b, dt=F32, act="none", residual=False, const=True, bias=True, x=No
 def test_blocked_depthwise_vs_reference(name, b):
     got, want, bnd = _dw(name, b)
     assert_within(got, want, bnd, name)
+
+
+@pytest.mark.parametrize("width", [*range(1, 18), 23, 56])
+@pytest.mark.parametrize("kernel", [(3, 1, 1), (5, 2, 2), (7, 1, 3)], ids=["k3", "k5_s2", "k7_p3"])
+def test_blocked_depthwise_row_widths(width, kernel):
+    """Every split of a row into the kernel's pixel groups: the left edge, the interior, whole
+    groups past it and one group of the remainder (1-7 pixels), the edges reading zeros."""
+    k, s, p = kernel
+    case = (1, 16, 6, width, k, (s, s), (p, p, p, p), (1, 1))
+    got, want, bnd = _dw(case, lanes(F32), act="Relu", residual=True, seed=width)
+    assert_within(got, want, bnd, f"w{width}/k{k}")
 
 
 @pytest.mark.parametrize("act", ["Relu", "Clip", "LeakyRelu", "HardSwish", "Sigmoid", "Tanh"])
@@ -495,8 +508,8 @@ DW_CASES_S2_WIDE = (1, 16, 9, 44, 3, (2, 2), (1, 1, 1, 1), (1, 1))  # 22-wide ou
 
 @pytest.mark.parametrize("name", ["s2_8x8", "s2_odd", "k5_s2", "s3_s21", "dil23_s2_asym", "s2_wide"])
 def test_row_blocked_depthwise_strided_vs_reference(name):
-    """The row-blocked kernel called directly on the strided cases build_blocked_depthwise gives
-    the window kernel when rows are narrow (depthwise_blocked.applies): both its paths stay right."""
+    """The row-blocked kernel called directly on strided cases, with a residual and an
+    activation it applies after the clamp."""
     from cnnrt.kernels.cpu.depthwise_blocked import RowBlockedDepthwise
 
     case = DW_CASES_S2_WIDE if name == "s2_wide" else DW_CASES[name]
@@ -518,7 +531,7 @@ def test_row_blocked_depthwise_strided_vs_reference(name):
 
 
 @pytest.mark.parametrize("act", ["Relu", "Clip"])
-@pytest.mark.parametrize("name", ["s1_8x8", "s1_asym", "k5_p2", "bands", "dil2"])
+@pytest.mark.parametrize("name", ["s1_8x8", "s1_asym", "k5_p2", "bands", "dil2", "wide_pad", "s2_odd"])
 def test_row_blocked_depthwise_bf16_activations(name, act):
     """A bf16 input is widened exactly (the float32 input of the same values gives the same
     result, bit for bit), a bf16 output is the float32 result rounded to nearest even, once;
