@@ -61,10 +61,11 @@ def test_gemm_few_rows_split_in_column_tasks(m, k, n, tb):
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
-@pytest.mark.parametrize("k,n", [(16, 10), (300, 64), (1024, 1000)])
+@pytest.mark.parametrize("k,n", [(16, 10), (301, 64), (1023, 1000)])
 def test_gemm_one_row_streams_packed_column_blocks(k, n, dt):
     """A batch-1 classifier (one row, B stored (N, K)): column blocks of B packed at build,
-    fewer columns than one block, exactly one, and a partial last block (serial and threaded)."""
+    fewer columns than one block, exactly one, and a partial last block (serial and threaded);
+    K not a multiple of the partial sums."""
     rng = np.random.default_rng(4)
     a = rng.standard_normal((1, k)).astype(dt)
     b = rng.standard_normal((n, k)).astype(dt)
