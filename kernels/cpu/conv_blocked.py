@@ -90,8 +90,10 @@ _B_CHUNK_BYTES = 96 << 10
     G_NV,
     G_BMR,
     G_LIVE,
+    G_TAIL_FROM,
+    G_K_TAIL,
     G_LEN,
-) = range(21)
+) = range(23)
 
 
 @pjit
@@ -106,7 +108,9 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
     weights and bias and stored: the output has whole blocks; the last panel's tiles store 0
     in its lanes past the real channels (``G_LIVE`` of them in the last block, 0: all real),
     which the zero weights leave NaN where an input is Inf or NaN. Panel p's reduction starts
-    ``pin[p]`` elements into the image (0 but for grouped convs: their block's input)."""
+    ``pin[p]`` elements into the image (0 but for grouped convs: their block's input). Taps
+    from ``G_TAIL_FROM`` on (the last input block's, when its real channels are fewer than a
+    block) reduce over ``G_K_TAIL`` steps, the rest over ``G_KSTEP``."""
     nthreads, per_n_in, a_row, a_rs, a_ks = g[G_THREADS], g[G_PER_N_IN], g[G_A_ROW], g[G_A_RS], g[G_A_KS]
     kstep, ntaps, tchunk, oh, ow, m = g[G_KSTEP], g[G_NTAPS], g[G_TCHUNK], g[G_OH], g[G_OW], g[G_M]
     lanes, n_panels, pg, images, pxb, per_n_out = (
@@ -119,6 +123,7 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
     )
     nv, bmr = g[G_NV], g[G_BMR]  # the tile: bmr pixels x nv blocks (BLOCKED_TILES)
     live = g[G_LIVE] << mk.LANES_SHIFT
+    tail_from, k_tail = g[G_TAIL_FROM], g[G_K_TAIL]
     nr = nv * lanes
     npix = oh * ow
     plane = npix * lanes
@@ -150,6 +155,7 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
                 if t0 + tn == ntaps:
                     fl |= tflags
                 tv = taps[t0 : t0 + tn]
+                tf = tail_from - t0
                 for p in range(p0, p1):
                     f = fl | min(nv, (m - p * nr + lanes - 1) // lanes) << mk.VECTORS_SHIFT
                     if p == n_panels - 1:
@@ -185,6 +191,8 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
                                 c_off,
                                 alpha,
                                 beta,
+                                tf,
+                                k_tail,
                             )
                         elif nv == 2:
                             mk_bf16.tile_blocked2(
@@ -212,6 +220,8 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
                                 c_off,
                                 alpha,
                                 beta,
+                                tf,
+                                k_tail,
                             )
                         else:
                             mk_bf16.tile_blocked1(
@@ -239,6 +249,8 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
                                 c_off,
                                 alpha,
                                 beta,
+                                tf,
+                                k_tail,
                             )
             if kind != 0:  # an activation the tile lacks, over the task's outputs block by block
                 for p in range(p0, p1):
@@ -263,6 +275,7 @@ def build_blocked_conv(
     channels: int | None = None,
     bf16_in: bool = False,
     bf16_out: bool = False,
+    in_channels: int | None = None,
 ):
     """run(ins, outs) for ``spec`` (ungrouped, or grouped with groups tiling the channel
     blocks, conv_blocked_plan.grouped_span) with a blocked output (N, ceil(M/B), OH, OW, B):
@@ -277,7 +290,10 @@ def build_blocked_conv(
     input / output is a bf16 activation (ir.BF16, passes/precision.py). A bf16 output is
     rounded once, from the whole reduction: its tasks do not cut the reduction into chunks
     (the weights of a panel, 64 channels x C x taps in bf16, stay in L2 instead of L1), its
-    activation is one the tile applies (microkernel.tile_act) and every channel is real."""
+    activation is one the tile applies (microkernel.tile_act) and every channel is real.
+    ``in_channels``: the real channels of a blocked input (default C): a float32 ungrouped
+    conv reduces over only those of the last block (the tile's ``k_tail``; 24 channels in
+    two blocks: 24 steps per pixel, not 32)."""
     dt = np.dtype(spec.dtype)
     lanes = block_size(dt)
     live = live_lanes(spec.m, channels, lanes)
@@ -361,7 +377,13 @@ def build_blocked_conv(
         G_NV: nv,
         G_BMR: bmr,
         G_LIVE: live,
+        G_TAIL_FROM: ntaps,
+        G_K_TAIL: geo.kstep,
     }
+    real_in = in_channels or spec.c
+    if blocked_input and bf16 is None and group == 1 and real_in % lanes and real_in > spec.c - lanes:
+        values[G_TAIL_FROM] = ntaps - spec.kh * spec.kw  # the taps of the last input block
+        values[G_K_TAIL] = real_in % lanes
     for k, v in values.items():
         geom[k] = v
     max_threads = numba.config.NUMBA_NUM_THREADS
@@ -435,8 +457,10 @@ def build_blocked_conv_node(node, graph):
     w_const = None if w_const is None else readonly(np.ascontiguousarray(w_const, dt))
     b_const = None if b_const is None else readonly(np.ascontiguousarray(b_const, dt))
     blocked_input = is_blocked(graph.values[ins[0]])
-    logical = graph.values[node.outputs[0]].logical
-    channels = graph.values[logical].shape[1] if logical in graph.values else None
+    channels, in_channels = (
+        graph.values[graph.values[v].logical].shape[1] if graph.values[v].logical in graph.values else None
+        for v in (node.outputs[0], ins[0])
+    )
     algorithm = node.attrs.get("algorithm") or conv_algorithm.choose(spec, node.op, blocked_input)[0]
     conv_algorithm.check(spec, algorithm, node.name, node.op, blocked_input)
     bf16_in, bf16_out = (graph.values[v].dtype == BF16 for v in (ins[0], node.outputs[0]))
@@ -454,5 +478,5 @@ def build_blocked_conv_node(node, graph):
             raise ValueError("the AMX conv reads and writes float32 activations, not bf16 ones")
         return build_amx_conv(spec, w_const, b_const, blocked_input, graph, copied, channels)
     return build_blocked_conv(
-        spec, w_const, b_const, blocked_input, graph, precision, copied, channels, bf16_in, bf16_out
+        spec, w_const, b_const, blocked_input, graph, precision, copied, channels, bf16_in, bf16_out, in_channels
     )

@@ -166,6 +166,8 @@ def _tile_codegen(dt, blocked, mr_max, nv):
                 res_off_v,
                 lo_v,
                 hi_v,
+                tail_from_v,
+                k_tail_v,
             ) = args
             a_ty, pix_ty, taps_ty, b_ty, c_ty, bias_ty, res_ty = (sig.args[i] for i in (0, 2, 5, 7, 12, 18, 20))
         else:
@@ -219,7 +221,8 @@ def _tile_codegen(dt, blocked, mr_max, nv):
             else:
                 pa = builder.gep(pa0, [builder.mul(tp, a_ts_v)])
                 pb = builder.gep(pb0, [tap])
-            with cgutils.for_range(builder, k_v) as loop:
+            k_tap = builder.select(builder.icmp_signed(">=", tp, tail_from_v), k_tail_v, k_v) if blocked else k_v
+            with cgutils.for_range(builder, k_tap) as loop:
                 kk = loop.index
                 bvec = [vload(pb, builder.add(builder.mul(kk, ldb_v), c64(v * lanes))) for v in range(nv)]
                 abase = builder.mul(kk, a_ks_v)
@@ -499,6 +502,8 @@ def _blocked_tile(mr_max: int, nv: int):
         res_off,
         lo,
         hi,
+        tail_from,
+        k_tail,
     ):
         if not _check_operands(a, b, c, bias, res, taps):
             return None
@@ -531,6 +536,8 @@ def _blocked_tile(mr_max: int, nv: int):
             i64,
             dt,
             dt,
+            i64,
+            i64,
         )
         return sig, _tile_codegen(dt, True, mr_max, nv)
 
@@ -539,7 +546,8 @@ def _blocked_tile(mr_max: int, nv: int):
     kk*a_ks]``: every pixel row has its own offset, so a tile runs across the end of an output
     row), columns output channels (B: the packed weights, ``b[b_off + t*b_ts + kk*ldb +
     j]``). Vector v of C row i (one channel block of one pixel) lies at ``c_off + i*ldc +
-    v*c_vs``, the residual alike; BIAS adds ``bias[bias_off + j]`` per column; ``flags >>
+    v*c_vs``, the residual alike; taps from ``tail_from`` on take ``k_tail`` steps (a last
+    input block of fewer real channels, its padding lanes skipped); BIAS adds ``bias[bias_off + j]`` per column; ``flags >>
     VECTORS_SHIFT`` > 0 stores only that many vectors of a row (a last panel of fewer blocks),
     ``flags >> LANES_SHIFT`` > 0 zeroes the last one's lanes past that many (padding lanes)."""
     return tile_blocked

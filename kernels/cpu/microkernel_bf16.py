@@ -111,7 +111,7 @@ def _bf16_codegen(mr_max: int, nv: int):
 
     def codegen(context, builder, sig, args):
         (a_v, a_off_v, pix_v, pix_off_v, a_ks_v, taps_v, ntaps_v, b_v, b_off_v, b_ts_v, ldb_v, k_v) = args[:12]
-        (c_v, c_off_v, ldc_v, c_vs_v, mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args[12:]
+        (c_v, c_off_v, ldc_v, c_vs_v, mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args[12:24]
 
         def ptr(i, arr, off):
             return builder.gep(context.make_array(sig.args[i])(context, builder, arr).data, [off])
@@ -166,7 +166,8 @@ def _either_tile(mr_max: int, nv: int, f32_tile):
     """A blocked tile of ``mr_max`` pixels x ``nv`` blocks: bf16 (uint16 A and B; C float32,
     or uint16 for a bf16 output, rounded as :func:`to_bf16` after the clamp, with the flags
     microkernel.epilogue's ``narrow`` allows) or, for float32 operands, ``f32_tile``
-    (microkernel.tile_blocked*)."""
+    (microkernel.tile_blocked*). The bf16 tile runs every tap's whole ``k``: its callers pass
+    ``tail_from`` = ``ntaps`` (a short last block is a float32 tile's saving only)."""
 
     @intrinsic
     def tile_blocked(
@@ -195,9 +196,11 @@ def _either_tile(mr_max: int, nv: int, f32_tile):
         res_off,
         lo,
         hi,
+        tail_from,
+        k_tail,
     ):
         args = (a, a_off, pix, pix_off, a_ks, taps, ntaps, b, b_off, b_ts, ldb, k)
-        args += (c, c_off, ldc, c_vs, mr, flags, bias, bias_off, res, res_off, lo, hi)
+        args += (c, c_off, ldc, c_vs, mr, flags, bias, bias_off, res, res_off, lo, hi, tail_from, k_tail)
         if not (isinstance(a, types.Array) and a.dtype == types.uint16):
             return f32_tile._defn(typingctx, *args)
         if not all(isinstance(x, types.Array) for x in (b, c, bias, res, pix, taps)) or b.dtype != types.uint16:
@@ -206,7 +209,7 @@ def _either_tile(mr_max: int, nv: int, f32_tile):
             return None
         i64, f32 = types.int64, types.float32
         sig = types.void(
-            a, i64, pix, i64, i64, taps, i64, b, *(i64,) * 4, c, *(i64,) * 5, bias, i64, res, i64, f32, f32
+            a, i64, pix, i64, i64, taps, i64, b, *(i64,) * 4, c, *(i64,) * 5, bias, i64, res, i64, f32, f32, i64, i64
         )
         return sig, _bf16_codegen(mr_max, nv)
 

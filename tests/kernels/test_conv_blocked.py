@@ -274,6 +274,28 @@ def test_blocked_conv_output_channels_past_whole_blocks(m):
     assert (got[:, m:] == 0).all()
 
 
+@pytest.mark.parametrize(("c", "k", "s", "p"), [(24, 1, 1, 0), (40, 3, 1, 1), (8, 3, 2, 1), (72, 1, 2, 0)])
+def test_blocked_conv_reduces_over_the_real_input_channels(c, k, s, p):
+    """A blocked input of C channels not whole blocks (24: two blocks, 8 lanes of padding):
+    the weights padded to whole blocks, the padding lanes hold NaN, and the conv told the real
+    C (``in_channels``) never reads them: the result is the conv over the C channels."""
+    lanes = block_size(np.float32)
+    cp = -(-c // lanes) * lanes
+    rng = np.random.default_rng(c)
+    x = rng.standard_normal((2, c, 7, 9)).astype(np.float32)
+    wt = rng.standard_normal((40, c, k, k)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    xp = np.full((2, cp, 7, 9), np.nan, np.float32)
+    xp[:, :c] = x
+    wp = np.zeros((40, cp, k, k), np.float32)
+    wp[:, :c] = wt
+    oh, ow = conv_out(7, k, s, 1, p, p), conv_out(9, k, s, 1, p, p)
+    spec = ConvSpec(2, cp, 7, 9, 40, oh, ow, k, k, s, s, p, p, p, p, 1, 1, 1, "float32", True, False)
+    out = np.full((2, -(-40 // lanes), oh, ow, lanes), np.nan, np.float32)
+    cb.build_blocked_conv(spec, wp, b, True, in_channels=c)([to_blocked(xp, lanes), wp, b, None], [out])
+    _check(x, wt, b, None, s, p, 1, "none", 0.0, 0.0, from_blocked(out)[:, :40])
+
+
 def test_panel_blocks_fit_the_channel_count():
     # 48: 4 blocks either way; 160 and 208 (10 and 13 blocks): 2-block panels compute 10 and 14
     ms = (16, 32, 48, 64, 96, 128, 160, 208, 1000)
