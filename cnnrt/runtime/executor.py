@@ -35,6 +35,7 @@ from cnnrt.errors import (
 )
 from cnnrt.kernels import get_builder
 from cnnrt.kernels.aligned import SharedScratch, aligned_empty
+from cnnrt.kernels.registry import bound
 from cnnrt.runtime.plan import MemoryPlan, fmt_bytes
 
 
@@ -83,8 +84,8 @@ class BaseExecutor:
                 self.steps.append(self._poison_step(node, root))
         self.input_arrays = [self.arrays[i] for i in graph.inputs]
         self.output_arrays = [self.arrays[o] for o in graph.outputs]
-        # what the hot loop touches: no attribute lookups per step
-        self._calls = [(s.run, s.ins, s.outs) for s in self.steps]
+        # what the hot loop touches: each step bound to its arrays (kernels.registry.bound)
+        self._calls = [bound(s.run, s.ins, s.outs) for s in self.steps]
 
     # what a backend provides
     def _new_arena(self, nbytes: int) -> Any:
@@ -151,8 +152,8 @@ class BaseExecutor:
         """Every step in order; a failure is re-raised naming the step's node."""
         i = 0
         try:
-            for i, (run, ins, outs) in enumerate(self._calls):  # noqa: B007  (i names the failing step)
-                run(ins, outs)
+            for i, call in enumerate(self._calls):  # noqa: B007  (i names the failing step)
+                call()
         except CnnrtError:
             raise
         except MemoryError:

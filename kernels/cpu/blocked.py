@@ -11,6 +11,8 @@ depthwise_blocked.py's row-blocked kernel); ChannelAffine is one vector loop per
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from numba import config, prange
 
@@ -489,4 +491,14 @@ def build_blocked_depthwise(
             res = np.array(res, dt)  # one compiled signature: C-contiguous and writable
         win(ins[0], outs[0], w_ro, b, res)
 
+    def bind(ins, outs):
+        """Constant weights and bias, a residual as it lies: the row-blocked kernel's call bound
+        to the arrays (kernels.registry.bound); anything else works its arguments out per run."""
+        res = _opt(ins, 3) if s.has_res else None
+        plain = res is None or (res.flags.c_contiguous and res.flags.writeable)
+        if w_const is None or _opt(ins, 2) is not None and b_const is None or not plain or not hasattr(win, "bind"):
+            return partial(run, ins, outs)
+        return win.bind(ins[0], outs[0], w_ro, bias, res)
+
+    run.bind = bind
     return run

@@ -395,49 +395,48 @@ def build_blocked_conv(
     lead = spec.n * geo.planes
     s = spec
 
-    def run(ins, outs):
-        wp = wp_const if wp_const is not None else readonly(pack(ins[1]))
-        b = b_const if b_const is not None else zeros
-        if b_const is None and len(ins) > 2 and ins[2] is not None:
-            bias_pad[: s.m] = ins[2]
-            b = bias_runtime
+    def bind(ins, outs):
+        """The step on these arrays as a call without arguments: what does not change between
+        runs (flat views, the output's image stride, the kernel's arguments) worked out once
+        (kernels.bound)."""
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
-        out = outs[0]
-        target = flat_output(out, per_n_out, r is not None)
+        target = flat_output(outs[0], per_n_out, r is not None)
         if target is None:
-            via_scratch(ins, outs)
-            return
-        of, geom[G_PER_N_OUT] = target
+            return lambda: via_scratch(ins, outs)
+        of, per_n = target
         if bf16_out:
             of = of.view(np.uint16)
-        nthreads = min(num_threads(), max_threads)
         x = ins[0]
-        if bf16 is not None:
-            src = bf16.input(x, nthreads)
-        elif xp is not None:
-            src = xp.view((xp_len,), dt)
-            pad_copy(x, src, s, geo, nthreads)
-        else:
-            src = x.reshape(lead * geo.plane)
-        geom[G_THREADS] = nthreads
-        counter[0] = 0
-        kern = pick(_blocked_tasks, _blocked_tasks_serial, work, nthreads)
-        kern(
-            src,
-            wp,
-            geo.taps,
-            pin,
-            b,
-            dummy_res if r is None else r.reshape(-1),
-            of,
-            counter,
-            geom,
-            tflags,
-            kind,
-            alpha,
-            beta,
-        )
+        copied = xp.view((xp_len,), dt) if xp is not None else None
+        src = x.reshape(lead * geo.plane) if bf16 is None and copied is None else None
+        runtime_bias = b_const is None and len(ins) > 2 and ins[2] is not None
+        res = dummy_res if r is None else r.reshape(-1)
 
+        def call():
+            wp = wp_const if wp_const is not None else readonly(pack(ins[1]))
+            b = b_const if b_const is not None else zeros
+            if runtime_bias:
+                bias_pad[: s.m] = ins[2]
+                b = bias_runtime
+            nthreads = min(num_threads(), max_threads)
+            a = src
+            if bf16 is not None:
+                a = bf16.input(x, nthreads)
+            elif copied is not None:
+                a = copied
+                pad_copy(x, a, s, geo, nthreads)
+            geom[G_PER_N_OUT] = per_n
+            geom[G_THREADS] = nthreads
+            counter[0] = 0
+            kern = pick(_blocked_tasks, _blocked_tasks_serial, work, nthreads)
+            kern(a, wp, geo.taps, pin, b, res, of, counter, geom, tflags, kind, alpha, beta)
+
+        return call
+
+    def run(ins, outs):
+        bind(ins, outs)()
+
+    run.bind = bind
     via_scratch = contiguous_output(run)
     return run
 

@@ -4,6 +4,8 @@ epilogue pass over an output for the algorithms that do not fuse it."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from numba import prange, types
 from numba.extending import overload
@@ -13,6 +15,7 @@ from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_row
 from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run
+from cnnrt.kernels.registry import bound
 
 
 def readonly(a: np.ndarray) -> np.ndarray:
@@ -137,6 +140,10 @@ def contiguous_output(run):
         run(ins, [tmp, *outs[1:]])
         out[...] = tmp
 
+    def bind(ins, outs):
+        return bound(run, ins, outs) if outs[0].flags.c_contiguous else partial(wrapped, ins, outs)
+
+    wrapped.bind = bind
     return wrapped
 
 

@@ -302,12 +302,10 @@ class RowBlockedDepthwise:
         self.work = s.n * s.c * s.oh * s.ow * s.kh * s.kw
         self.no_res = np.zeros(1, dt)  # writable, as the arena arrays residuals come in
 
-    def __call__(self, x, out, w, bias, res=None):
-        nthreads = min(num_threads(), self.threads)
-        kern = pick(_dw_blocked, _dw_blocked_serial, self.work, nthreads)
-        self.counter[0] = 0
+    def bind(self, x, out, w, bias, res=None):
+        """The conv of these arrays as a call without arguments (kernels.registry.bound)."""
         lo, hi, kind, alpha, beta = self.scalars
-        kern(
+        args = (
             x.reshape(-1).view(np.uint16) if self.bf16_in else x.reshape(-1),
             w,
             bias,
@@ -322,6 +320,15 @@ class RowBlockedDepthwise:
             alpha,
             beta,
             self.counter,
-            nthreads,
-            self.form,
         )
+        counter, threads, work, form = self.counter, self.threads, self.work, self.form
+
+        def call():
+            nthreads = min(num_threads(), threads)
+            counter[0] = 0
+            pick(_dw_blocked, _dw_blocked_serial, work, nthreads)(*args, nthreads, form)
+
+        return call
+
+    def __call__(self, x, out, w, bias, res=None):
+        self.bind(x, out, w, bias, res)()

@@ -23,6 +23,7 @@ from cnnrt.kernels.cpu.conv_common import block_size  # noqa: E402
 from cnnrt.kernels.cpu.conv_stem import build_stem_conv  # noqa: E402
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES  # noqa: E402
 from cnnrt.kernels.cpu.winograd import build_winograd  # noqa: E402
+from cnnrt.kernels.registry import bound  # noqa: E402
 
 
 def run_blocked(
@@ -432,3 +433,44 @@ def test_padding_lanes_stay_zero_when_inputs_are_not_finite(algorithm, form, spe
     np.testing.assert_array_equal(np.isneginf(real), np.isneginf(ref))
     fin = np.isfinite(ref)
     np.testing.assert_allclose(real[fin], ref[fin], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["3x3", "1x1"])
+def test_bound_conv_reads_its_arrays_at_each_call(name):
+    """run.bind(ins, outs) (kernels.registry.bound) fixes the arrays, not their values: new
+    input values written into the same array give that input's conv at the next call."""
+    n, c, h, w, m, k, s, p, d = CASES[name]
+    lanes = block_size(np.float32)
+    spec = ConvSpec(
+        n,
+        c,
+        h,
+        w,
+        m,
+        conv_out(h, k, s, d, p, p),
+        conv_out(w, k, s, d, p, p),
+        k,
+        k,
+        s,
+        s,
+        p,
+        p,
+        p,
+        p,
+        d,
+        d,
+        1,
+        "float32",
+        True,
+    )
+    x1, wt, b, _ = _data(CASES[name], np.float32, 5)
+    x2 = _data(CASES[name], np.float32, 6)[0]
+    run = cb.build_blocked_conv(spec, wt, b, True)
+    xin = to_blocked(x1, lanes)
+    out = np.full((n, -(-m // lanes), spec.oh, spec.ow, lanes), np.nan, np.float32)
+    call = bound(run, [xin, wt, b, None], [out])
+    call()
+    _check(x1, wt, b, None, s, p, d, "none", 0.0, 0.0, from_blocked(out)[:, :m])
+    xin[...] = to_blocked(x2, lanes)
+    call()
+    _check(x2, wt, b, None, s, p, d, "none", 0.0, 0.0, from_blocked(out)[:, :m])
