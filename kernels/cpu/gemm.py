@@ -148,7 +148,11 @@ _gemv_tasks_serial = serial_twin(_gemv_tasks)
 def _gemv_runner(w_nk: np.ndarray, n: int, k: int):
     """mm(x, out) for one row x: out = x @ w_nk.T by _gemv_tasks. OpenBLAS's sgemm with one row
     packs each column block of W before its kernel reads it; on a Zen 2 a classifier head
-    (1 x 1024 @ 1024 x 1280) took 2-4x onnxruntime's time that way, a stream through W."""
+    (1 x 1024 @ 1024 x 1280) took 2-4x onnxruntime's time that way, a stream through W. Threads
+    share the stream only from SERIAL_BELOW weights (2 MB of float32) on: below, the weights
+    come from cache, where one thread streams them as fast as two (AMD Zen 5: 1 x 1280 @
+    1280 x 1000 in 55 us on one thread, 61 on two) and the parallel region costs more than it
+    saves (LeNet-5's 400 x 120 layer: 4.4 us on two threads, 2.7 on one)."""
     wp = readonly(prepacked(w_nk, ("gemv", w_nk.dtype.str, GEMV_COLS), lambda w: pack_a(w, GEMV_COLS)))
     counter = np.zeros(1, np.int64)
     import numba
@@ -161,7 +165,7 @@ def _gemv_runner(w_nk: np.ndarray, n: int, k: int):
             return
         counter[0] = 0
         nthreads = min(num_threads(), max_threads)
-        pick(_gemv_tasks, _gemv_tasks_serial, n * k * 16, nthreads)(x, wp, out, n, counter, nthreads)
+        pick(_gemv_tasks, _gemv_tasks_serial, n * k, nthreads)(x, wp, out, n, counter, nthreads)
 
     return mm
 
