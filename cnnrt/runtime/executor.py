@@ -85,7 +85,7 @@ class BaseExecutor:
         self.input_arrays = [self.arrays[i] for i in graph.inputs]
         self.output_arrays = [self.arrays[o] for o in graph.outputs]
         # what the hot loop touches: each step bound to its arrays (kernels.registry.bound)
-        self._calls = [bound(s.run, s.ins, s.outs) for s in self.steps]
+        self.calls = [bound(s.run, s.ins, s.outs) for s in self.steps]
 
     # what a backend provides
     def _new_arena(self, nbytes: int) -> Any:
@@ -152,7 +152,7 @@ class BaseExecutor:
         """Every step in order; a failure is re-raised naming the step's node."""
         i = 0
         try:
-            for i, call in enumerate(self._calls):  # noqa: B007  (i names the failing step)
+            for i, call in enumerate(self.calls):  # noqa: B007  (i names the failing step)
                 call()
         except CnnrtError:
             raise

@@ -22,15 +22,16 @@ from cnnrt.errors import CnnrtError, KernelError
 def run_stepwise(
     executor, feeds_list: Sequence[np.ndarray], clock=time.perf_counter
 ) -> tuple[float, list[tuple[float, float]]]:
-    """One run of a CPU executor's plan, step by step: (start time, [(step start, step seconds), ...])."""
+    """One run of a CPU executor's plan, step by step: (start time, [(step start, step seconds), ...]).
+    Each step runs as the executor runs it, bound to its arrays (kernels.registry.bound)."""
     for dst, src in zip(executor.input_arrays, feeds_list):
         np.copyto(dst, src)
     start = clock()
     spans = []
-    for step in executor.steps:
+    for step, call in zip(executor.steps, executor.calls):
         t0 = clock()
         try:
-            step.run(step.ins, step.outs)
+            call()
         except CnnrtError:
             raise
         except Exception as e:  # as in the executor's own loop: the error names the node

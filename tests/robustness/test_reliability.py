@@ -282,7 +282,7 @@ def test_memory_error_while_loading_or_building_is_a_resource_limit_error(monkey
 def test_memory_error_while_running_is_a_resource_limit_error_naming_the_node():
     sess = cnnrt.InferenceSession(conv_net())
     step = sess.executor.steps[0]
-    sess.executor._calls[0] = partial(_raise_memory_error, step.ins, step.outs)
+    sess.executor.calls[0] = partial(_raise_memory_error, step.ins, step.outs)
     with pytest.raises(
         ResourceLimitError, match=rf"node {re.escape(repr(step.node.name))} .*out of memory in its kernel"
     ):
