@@ -22,7 +22,7 @@ from numba import prange
 
 from cnnrt.core.ops import ACTIVATIONS, op_attrs
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
-from cnnrt.kernels.cpu.activation import act_scalar
+from cnnrt.kernels.cpu.activation import act_inplace, act_scalar
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.kernels.cpu.reduce import _global_pool_serial as _row_means
@@ -80,7 +80,8 @@ def _squeeze_excite(x, y, w1t, b1, w2t, b2, pooled, lanes, hidden, acc, gate, ne
             for ch in range(c):
                 acc[ch] += w2t[j, ch] * h
         for ch in range(c):
-            gate[n * width + ch] = act_scalar(acc[ch], kg, a2, be2)
+            gate[n * width + ch] = acc[ch]
+        act_inplace(gate[n * width : n * width + c], kg, a2, be2)
         for ch in range(c, width):
             gate[n * width + ch] = 0.0
     # 3. the scaling, tasks over planes and chunks of pixels
