@@ -149,10 +149,9 @@ def _gemv_runner(w_nk: np.ndarray, n: int, k: int):
     """mm(x, out) for one row x: out = x @ w_nk.T by _gemv_tasks. OpenBLAS's sgemm with one row
     packs each column block of W before its kernel reads it; on a Zen 2 a classifier head
     (1 x 1024 @ 1024 x 1280) took 2-4x onnxruntime's time that way, a stream through W. Threads
-    share the stream only from SERIAL_BELOW weights (2 MB of float32) on: below, the weights
-    come from cache, where one thread streams them as fast as two (AMD Zen 5: 1 x 1280 @
-    1280 x 1000 in 55 us on one thread, 61 on two) and the parallel region costs more than it
-    saves (LeNet-5's 400 x 120 layer: 4.4 us on two threads, 2.7 on one)."""
+    share the stream only from SERIAL_BELOW weights (2 MB of float32) on: below, the parallel
+    region costs about what it saves (AMD Zen 5, the kernel alone: LeNet-5's 400 x 120 layer
+    1.7 us on one thread, 3.4 on two; 576 x 1024 20.7 and 16.7; 1280 x 1000 44.8 and 30.5)."""
     wp = readonly(prepacked(w_nk, ("gemv", w_nk.dtype.str, GEMV_COLS), lambda w: pack_a(w, GEMV_COLS)))
     counter = np.zeros(1, np.int64)
     import numba
