@@ -153,7 +153,7 @@ def _vector_bf16_conv(node) -> bool:
 
 def _row_depthwise(node, graph: Graph) -> bool:
     """A float32 depthwise BlockedConv on the row-blocked kernel (depthwise_blocked.py), which
-    widens a bf16 input into its float32 band copy and can round its stores to bf16."""
+    widens a bf16 input exactly as it loads it and can round its stores to bf16."""
     if node.op != "BlockedConv" or node.attrs.get("algorithm") != "depthwise":
         return False
     spec = spec_from_node(node, graph)

@@ -398,7 +398,7 @@ def build_blocked_conv(
     def bind(ins, outs):
         """The step on these arrays as a call without arguments: what does not change between
         runs (flat views, the output's image stride, the kernel's arguments) worked out once
-        (kernels.bound)."""
+        (kernels.registry.bound)."""
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         target = flat_output(outs[0], per_n_out, r is not None)
         if target is None:

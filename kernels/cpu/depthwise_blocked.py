@@ -5,20 +5,20 @@ read straight from the input.
 A task is a few whole planes (small planes) or one plane's band of output rows (large ones),
 at least ``TASK_ELEMS`` outputs, claimed from a shared counter; one call of :func:`_dw_rows`
 computes a plane's rows. Nothing is copied: the zero padding is where the taps stop. Each
-output row runs only the kernel rows that fall inside the plane, and only its edge pixels
-(those whose window crosses the left or right border: one per side for a 3x3 conv with pad 1)
-test their taps' columns; the pixels between read their whole window from the input. A
-padded copy of each band, the earlier form, cost 40% of the kernel's time on 56x56 planes and
-left the 7x7 ones at a third of the FMA rate.
+output row runs only the kernel rows that fall inside the plane, and only the pixel groups at
+its ends (those holding a pixel whose window crosses the left or right border) load their
+columns under a mask that reads zeros outside the row; the groups between read their whole
+window from the input. Copying each band into a zero-bordered scratch instead cost 40% of the
+kernel's time on 56x56 planes and left the 7x7 ones at a third of the FMA rate.
 
-The interior pixels run in groups of 8, 4, 2, 1: per kernel row, each input vector of the
-group's span is loaded once and reused for every (pixel, tap) pair that reads it (with stride
-1 and kw = 3, 10 loads feed 24 FMAs, where one load per tap gave 24), the accumulators held
-in registers, then the residual and the Relu/Clip clamp before the store. The reuse needs the
-column offsets as constants, so the common (kw, stride, dilation) are emitted specialised
-(``SPECIAL``) and any other runs a generic form with one load per tap. Other activations run
-over the task's output afterwards while it is in cache (act_inplace: vector_act's float32
-forms).
+A row runs in groups of 8 pixels and one group of the rest (1-7): per kernel row, each input
+vector of the group's span is loaded once and reused for every (pixel, tap) pair that reads it
+(with stride 1 and kw = 3, 10 loads feed 24 FMAs, where one load per tap gave 24), the
+accumulators held in registers, then the residual and the Relu/Clip clamp before the store.
+The reuse needs the column offsets as constants, so the common (kw, stride, dilation) are
+emitted specialised (``SPECIAL``), each compiled only where a model has it (:func:`form_of`),
+and any other runs a generic form with one load per tap. Other activations run over the
+task's output afterwards while it is in cache (act_inplace: vector_act's float32 forms).
 
 Under ``precision="bf16"`` the input and output may be bf16 activations (passes/precision.py):
 each loaded bf16 vector is widened to float32 exactly, the sums stay float32 and each stored
