@@ -359,7 +359,7 @@ def test_blocked_depthwise_runtime_weights(name, b, bias):
     assert_within(got, want, bnd, name)
 
 
-@pytest.mark.parametrize("name", ["s1_8x8", "s2_odd", "k5_s2", "pad_past_kernel"])
+@pytest.mark.parametrize("name", ["s1_8x8", "s2_odd", "k5_s2", "pad_past_kernel", "wide_pad", "small_planes"])
 @pytest.mark.parametrize("b", [8, 4])
 def test_blocked_depthwise_float64(name, b):
     got, want, bnd = _dw(name, b, dt=F64, act="Clip", residual=True, seed=3)
