@@ -496,7 +496,8 @@ def build_blocked_depthwise(
         to the arrays (kernels.registry.bound); anything else works its arguments out per run."""
         res = _opt(ins, 3) if s.has_res else None
         plain = res is None or (res.flags.c_contiguous and res.flags.writeable)
-        if w_const is None or _opt(ins, 2) is not None and b_const is None or not plain or not hasattr(win, "bind"):
+        runtime_bias = b_const is None and _opt(ins, 2) is not None
+        if w_const is None or runtime_bias or not plain or not hasattr(win, "bind"):
             return partial(run, ins, outs)
         return win.bind(ins[0], outs[0], w_ro, bias, res)
 

@@ -104,10 +104,9 @@ def _dw_rows(typingctx, x, xo, w, wo, bias, bo, res, out, oo, geo, r0, r1, has_r
 
         def load_x(off, inside=None):
             """The input vector at ``off`` as floats; with ``inside`` (i1) false, zeros and no read."""
-            mask = None if inside is None else builder.insert_element(zero_mask, inside, ir.Constant(I32, 0))
-            mask = None if mask is None else builder.shuffle_vector(mask, zero_mask, splat0)
+            mask = None if inside is None else vec.splat(inside, ir.VectorType(ir.IntType(1), lanes))
             if not wide_in:
-                return vec.load(px, off) if mask is None else masked_load(builder, vec.ptr(px, off), mask, vec.align)
+                return vec.load(px, off, mask)
             p = builder.bitcast(builder.gep(px, [off]), ity.as_pointer())
             if mask is None:
                 ld = builder.load(p)
@@ -116,9 +115,6 @@ def _dw_rows(typingctx, x, xo, w, wo, bias, bo, res, out, oo, geo, r0, r1, has_r
                 ld = masked_load(builder, p, mask, 2)
             shift = ir.Constant(ir.VectorType(I32, lanes), [16] * lanes)
             return builder.bitcast(builder.shl(builder.zext(ld, ir.VectorType(I32, lanes)), shift), vec.vty)
-
-        zero_mask = ir.Constant(ir.VectorType(ir.IntType(1), lanes), [0] * lanes)
-        splat0 = ir.Constant(ir.VectorType(I32, lanes), [0] * lanes)
 
         def finish(acc, col):
             o = add(at["o"], mul(col, B))

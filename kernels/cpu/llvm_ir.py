@@ -103,16 +103,12 @@ class Vectors:
         return ir.Constant(ir.VectorType(fty, self.lanes), [c] * self.lanes)
 
     def load(self, base, off=None, mask=None):
-        """The vector at ``base[off]``; with a lane ``mask``, llvm.masked.load (other lanes undefined)."""
+        """The vector at ``base[off]``; with a lane ``mask``, :func:`masked_load` (other lanes 0, not read)."""
         if mask is None:
             ld = self.b.load(self.ptr(base, off))
             ld.align = self.align
             return ld
-        mty = ir.VectorType(ir.IntType(1), self.lanes)
-        pty = self.vty.as_pointer()
-        fn = declare(self.b, f"llvm.masked.load.{_suffix(self.vty)}.p0", self.vty, [pty, I32, mty, self.vty])
-        args = [self.ptr(base, off), ir.Constant(I32, self.align), mask, ir.Constant(self.vty, ir.Undefined)]
-        return self.b.call(fn, args)
+        return masked_load(self.b, self.ptr(base, off), mask, self.align)
 
     def store(self, v, base, off=None, mask=None):
         """``v`` to ``base[off]``; with a lane ``mask``, llvm.masked.store (other lanes untouched)."""
