@@ -84,7 +84,7 @@ def _gemv_block(typingctx, x, wp, w_off, k, acc):
     packed block: the block's vectors of columns summed in registers, ``_GEMV_SUMS`` partial
     sums each (k steps kk = s mod _GEMV_SUMS into sum s), added at the end. Accumulating in
     memory instead chained every k step through a store and a load: one thread streamed W at
-    about 64 GB/s and two threads no faster."""
+    about 64 GB/s (AMD Zen 5, 1280 x 1000), against about 115 summed in registers."""
     if not floats(x, wp, acc):
         return None
     dt = wp.dtype
