@@ -216,12 +216,11 @@ def _either_tile(mr_max: int, nv: int, f32_tile):
     return tile_blocked
 
 
-# (pixels, channel blocks) of the bf16 tiles, by blocks per panel: 1.5x the float32 tile's
-# pixels (24 accumulators, 29 of the 32 zmm with the B vectors and a broadcast). Each weight
-# vector then serves 6 broadcasts instead of 4; on AMD Zen 5 (one conv alone, 2 threads,
-# ResNet-50's 1x1 and 3x3 layers) 6 x 4 ran 0.85-0.95x of 4 x 4's time, where the float32
-# tile, bound by its FMAs, measured the same either way; 8 x 4 (32 accumulators) spills.
-BF16_TILES = {nv: (mr * 3 // 2, nv) for nv, (mr, _) in mk.BLOCKED_TILES.items()}
+# (pixels, channel blocks) of the bf16 tiles, by blocks per panel (24 accumulators, 29 of
+# the 32 zmm with the B vectors and a broadcast). Each weight vector serves 6 broadcasts; on
+# AMD Zen 5 (one conv alone, 2 threads, ResNet-50's 1x1 and 3x3 layers) 6 x 4 ran 0.85-0.95x
+# of 4 x 4's time; 8 x 4 (32 accumulators) spills.
+BF16_TILES = {4: (6, 4), 2: (12, 2), 1: (24, 1)}
 tile_blocked4 = _either_tile(*BF16_TILES[4], mk.tile_blocked4)
 tile_blocked2 = _either_tile(*BF16_TILES[2], mk.tile_blocked2)
 tile_blocked1 = _either_tile(*BF16_TILES[1], mk.tile_blocked1)
