@@ -41,6 +41,7 @@ from cnnrt.kernels.cpu.conv_blocked_plan import (
     Geometry,
     dense_group_weights,
     grouped_span,
+    pack_interleaved,
     pack_weights,
     panel_blocks,
     plan_tasks,
@@ -97,7 +98,7 @@ _B_CHUNK_BYTES = 96 << 10
 
 
 @pjit
-def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, alpha, beta):
+def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, alpha, beta, form):
     """Every task: out[a block of one image's pixels, channels of its panels] by tiles of
     pixels x nv blocks (microkernel.BLOCKED_TILES), the reduction (taps x kstep) cut into
     chunks whose weights stay in L1. An image's output pixels are one run (OH x OW of a
@@ -110,7 +111,9 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
     which the zero weights leave NaN where an input is Inf or NaN. Panel p's reduction starts
     ``pin[p]`` elements into the image (0 but for grouped convs: their block's input). Taps
     from ``G_TAIL_FROM`` on (the last input block's, when its real channels are fewer than a
-    block) reduce over ``G_K_TAIL`` steps, the rest over ``G_KSTEP``."""
+    block) reduce over ``G_K_TAIL`` steps, the rest over ``G_KSTEP``. ``form``: () but for a
+    grouped conv of q groups per block, q zeros (microkernel.tile_grouped: the one-block tile
+    on its interleaved input and weights)."""
     nthreads, per_n_in, a_row, a_rs, a_ks = g[G_THREADS], g[G_PER_N_IN], g[G_A_ROW], g[G_A_RS], g[G_A_KS]
     kstep, ntaps, tchunk, oh, ow, m = g[G_KSTEP], g[G_NTAPS], g[G_TCHUNK], g[G_OH], g[G_OW], g[G_M]
     lanes, n_panels, pg, images, pxb, per_n_out = (
@@ -223,6 +226,36 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
                                 tf,
                                 k_tail,
                             )
+                        elif len(form) >= 2:
+                            mk.tile_grouped(
+                                xp,
+                                abase + pin[p],
+                                pix,
+                                q - q0,
+                                a_ks,
+                                tv,
+                                tn,
+                                wp,
+                                b_off,
+                                kstep * nr,
+                                nr,
+                                kstep,
+                                of,
+                                c_off,
+                                lanes,
+                                plane,
+                                mr,
+                                f,
+                                bias,
+                                p * nr,
+                                rf,
+                                c_off,
+                                alpha,
+                                beta,
+                                tf,
+                                k_tail,
+                                form,
+                            )
                         else:
                             mk_bf16.tile_blocked1(
                                 xp,
@@ -307,6 +340,11 @@ def build_blocked_conv(
             )
         if precision != "f32":
             raise ValueError(f"grouped blocked conv runs float32 only, asked for {precision}")
+    # a grouped conv whose block holds q groups reduces over one group's channels, its input
+    # and weights interleaved by group (microkernel.interleave_order), not over block-diagonal
+    # weights (half of whose FMAs, at q = 2, multiply zeros)
+    q = lanes // spec.cg if spec.group != 1 and spec.cg == spec.mg and span == lanes and spec.cg < lanes else 1
+    form = (0,) * q if q > 1 else ()
     nv = 1 if spec.group != 1 else panel_blocks(spec.m, lanes)  # grouped: a panel is one block
     bmr = (mk_bf16.BF16_TILES if precision == "bf16" else BLOCKED_TILES)[nv][0]
     nr = nv * lanes
@@ -314,6 +352,8 @@ def build_blocked_conv(
     if blocked_input and spec.c % lanes:
         raise ValueError(f"blocked conv needs input channels in whole blocks of {lanes}: C={spec.c}")
     geo = Geometry(spec, blocked_input, lanes, span)
+    if q > 1:  # each step reads q inputs (one per group) of a pixel's interleaved block
+        geo.kstep, geo.a_ks = spec.cg, q
     ntaps = len(geo.taps)
     w_bytes = spec.m * span * spec.kh * spec.kw * dt.itemsize
     in_bytes = spec.n * spec.c * spec.h * spec.w * dt.itemsize
@@ -327,12 +367,14 @@ def build_blocked_conv(
 
     def pack(w):
         w = np.asarray(w, dt)
+        if q > 1:
+            return pack_interleaved(w, lanes, q)
         return pack_weights(dense_group_weights(w, group, span) if group > 1 else w, nr, geo.kstep)
 
     wp_const = (
         None
         if w_const is None
-        else readonly(prepacked(w_const, ("blocked", dt.str, nr, geo.kstep) + ((group,) if group > 1 else ()), pack))
+        else readonly(prepacked(w_const, ("blocked", dt.str, nr, geo.kstep) + ((group, q) if group > 1 else ()), pack))
     )
     if (bf16_in or bf16_out) and precision != "bf16":
         raise ValueError("a bf16 activation is read and written by bf16 convs only")
@@ -345,7 +387,7 @@ def build_blocked_conv(
     if bf16 is not None:
         wp_const, geo = bf16.weights, bf16.geo
         ntaps = len(geo.taps)
-    padded = geo.padded and bf16 is None
+    padded = (geo.padded or q > 1) and bf16 is None  # an interleaved input is always a copy
     xp = shared_scratch(owner, "conv_blocked.padded", (xp_len,), dt) if padded else None
     zeros = readonly(np.zeros(m_pad, dt))
     bias_pad = np.zeros(m_pad, dt)  # the tile reads bias vectors of whole blocks
@@ -424,12 +466,12 @@ def build_blocked_conv(
                 a = bf16.input(x, nthreads)
             elif copied is not None:
                 a = copied
-                pad_copy(x, a, s, geo, nthreads)
+                pad_copy(x, a, s, geo, nthreads, form)
             geom[G_PER_N_OUT] = per_n
             geom[G_THREADS] = nthreads
             counter[0] = 0
             kern = pick(_blocked_tasks, _blocked_tasks_serial, work, nthreads)
-            kern(a, wp, geo.taps, pin, b, res, of, counter, geom, tflags, kind, alpha, beta)
+            kern(a, wp, geo.taps, pin, b, res, of, counter, geom, tflags, kind, alpha, beta, form)
 
         return call
 

@@ -2,10 +2,12 @@
 task split, the packed weights and the input addressing (tap table, strides, padded copy).
 
 Grouped convs (not depthwise) whose groups tile the channel blocks (cg == mg and cg divides
-B or B divides cg: RegNet's 8 channels per group, ResNeXt's 32 or more) run the same tile
-on block-diagonal weights: output block p reads only the ``span`` = max(cg, B) input
-channels its groups cover, with zero weights across groups (:func:`dense_group_weights`),
-so each panel is one output block and its reduction starts at its own input block."""
+B or B divides cg: RegNet's 8 channels per group, ResNeXt's 32 or more) run one output block
+per panel, whose reduction starts at its own input block and covers the ``span`` = max(cg, B)
+input channels its groups read. With cg >= B that is the same tile on block-diagonal weights
+(:func:`dense_group_weights`); with q = B/cg groups in a block, the block's input and weights
+are interleaved by group (:func:`pack_interleaved`), so each step's broadcast carries one
+input of every group and no FMA multiplies a zero weight across groups."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from cnnrt.kernels._jit import njit
 from cnnrt.kernels.aligned import aligned_copy
-from cnnrt.kernels.cpu.microkernel import PANEL_CHOICES
+from cnnrt.kernels.cpu.microkernel import PANEL_CHOICES, interleave_order
 
 _OUT_BLOCK_BYTES = 256 << 10  # a task's output block: it is re-read per reduction chunk
 _MIN_TASKS = 8
@@ -50,6 +52,19 @@ def dense_group_weights(w: np.ndarray, group: int, span: int) -> np.ndarray:
         first = (o // cg) * cg - (o // span) * span  # the group's first input channel in the span
         dense[o, first : first + cg] = w[o]
     return dense
+
+
+def pack_interleaved(w: np.ndarray, lanes: int, q: int) -> np.ndarray:
+    """(M, cg, kh, kw) grouped weights, q groups of cg = lanes/q channels per block ->
+    (blocks, kh, kw, cg, lanes): per block, tap and input channel k of a group, the vector
+    whose lane L holds output channel microkernel.interleave_order(lanes, q)[L]'s weight for
+    its group's channel k (the operand of microkernel.tile_grouped)."""
+    m, cg, kh, kw = w.shape
+    blocks = -(-m // lanes)
+    wpad = np.zeros((blocks * lanes, cg, kh, kw), w.dtype)
+    wpad[:m] = w
+    lanes_first = wpad.reshape(blocks, lanes, cg, kh, kw)[:, interleave_order(lanes, q)]
+    return aligned_copy(np.ascontiguousarray(lanes_first.transpose(0, 3, 4, 2, 1)))
 
 
 def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: int = 4) -> tuple[int, int]:

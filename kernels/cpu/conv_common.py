@@ -147,22 +147,31 @@ def contiguous_output(run):
     return wrapped
 
 
-def put_row(src, s, dst, d, count):
+def put_row(src, s, dst, d, count, form):
     """dst[d + k] = src[s + k] for k < count: copied as they are, or, from float32 bits
-    (uint32) into bf16 bits (uint16), rounded to nearest even (microkernel_bf16.bf16_run)."""
+    (uint32) into bf16 bits (uint16), rounded to nearest even (microkernel_bf16.bf16_run), or,
+    with ``form`` a tuple of q >= 2 elements, each pixel's channels interleaved by q groups
+    (microkernel.interleave_run: a grouped conv's input)."""
     raise NotImplementedError("put_row runs compiled only")
 
 
 @overload(put_row, inline="always")
-def _put_row(src, s, dst, d, count):
+def _put_row(src, s, dst, d, count, form):
+    if len(form) >= 2:
+
+        def interleaved(src, s, dst, d, count, form):
+            mk.interleave_run(src, s, dst, d, count, form)
+
+        return interleaved
+
     if src.dtype == types.uint32 and dst.dtype == types.uint16:
 
-        def to_bf16(src, s, dst, d, count):
+        def to_bf16(src, s, dst, d, count, form):
             bf16_run(src, s, dst, d, count)
 
         return to_bf16
 
-    def copy(src, s, dst, d, count):  # an element loop over views indexed from 0: it vectorises
+    def copy(src, s, dst, d, count, form):  # an element loop over views indexed from 0: it vectorises
         sv, dv = src[s : s + count], dst[d : d + count]  # (offsets in the loop ran 3-4x slower)
         for k in range(count):
             dv[k] = sv[k]
@@ -171,12 +180,12 @@ def _put_row(src, s, dst, d, count):
 
 
 @pjit
-def pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
+def pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n, form):
     """xp's planes from x (N, P, H, W*lanes): each plane of per_plane elements (per_n per
     image) holds x's at row pt, column pl*lanes, zeros around; every element written (the
     buffer is shared with other layers). The rows go through :func:`put_row`: a float32
-    input's padded copy, a bf16 activation's, or a float32 input's bf16 copy (from its bits,
-    conv_blocked_bf16.py)."""
+    input's padded copy, a bf16 activation's, a float32 input's bf16 copy (from its bits,
+    conv_blocked_bf16.py) or, by ``form``, a grouped conv's interleaved copy."""
     n_count, p_count, h, wl = x.shape
     for q in prange(n_count * p_count):
         n = q // p_count
@@ -191,7 +200,7 @@ def pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
         for ih in range(h):
             row = top + ih * wp_l
             xp[row : row + left] = 0
-            put_row(src, ih * wl, xp, row + left, wl)
+            put_row(src, ih * wl, xp, row + left, wl, form)
             xp[row + left + wl : row + wp_l] = 0
         xp[top + h * wp_l : plane + per_plane] = 0
 
@@ -199,9 +208,10 @@ def pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
 pad_planes_serial = serial_twin(pad_planes)
 
 
-def pad_copy(x: np.ndarray, dst: np.ndarray, spec, geo, nthreads: int) -> None:
+def pad_copy(x: np.ndarray, dst: np.ndarray, spec, geo, nthreads: int, form: tuple = ()) -> None:
     """:func:`pad_planes` of a conv's input ``x`` (its planes as ``geo``, a
-    conv_blocked_plan.Geometry, lays them out) into the flat ``dst``, serial when small."""
+    conv_blocked_plan.Geometry, lays them out) into the flat ``dst``, serial when small;
+    ``form`` (q zeros) interleaves each block's q groups (microkernel.interleave_order)."""
     kern = pick(pad_planes, pad_planes_serial, x.size * 8, nthreads)
     planes = x.reshape(spec.n, geo.planes, spec.h, spec.w * geo.layout_lanes)
-    kern(planes, dst, spec.pt, spec.pl, geo.layout_lanes, geo.wp * geo.layout_lanes, geo.plane, geo.per_n)
+    kern(planes, dst, spec.pt, spec.pl, geo.layout_lanes, geo.wp * geo.layout_lanes, geo.plane, geo.per_n, form)

@@ -43,7 +43,7 @@ from numba.extending import intrinsic
 from cnnrt.kernels._jit import njit
 from cnnrt.kernels.activation import CLIP, RELU, TANH
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, lanes_of
+from cnnrt.kernels.cpu.llvm_ir import I32, VECTOR_BYTES, Vectors, c64, lanes_of
 from cnnrt.kernels.cpu.vector_act import VECTOR_KINDS, activations, by_kind
 from cnnrt.kernels.cpu.vector_ir import vector_run
 
@@ -133,10 +133,14 @@ def _check_operands(a, b, c, bias, res, taps):
     return isinstance(taps, types.Array) and taps.dtype == types.int64
 
 
-def _tile_codegen(dt, blocked, mr_max, nv):
+def _tile_codegen(dt, blocked, mr_max, nv, q=1):
     """Codegen of the register tile. Plain (``blocked`` False): tap t reads A at a_ts * t and
     B at taps[t]; C row i vector v at i*ldc + v*lanes; bias per row. Blocked: tap t reads A
-    at taps[t] and B at b_ts * t; vector v of C row i at i*ldc + v*c_vs; bias per column."""
+    at taps[t] and B at b_ts * t; vector v of C row i at i*ldc + v*c_vs; bias per column.
+    ``q`` > 1 (blocked, one vector): a grouped conv's block of q groups of lanes/q channels
+    with its input and weights interleaved by group (:func:`interleave_order`): each step
+    broadcasts q inputs, one per group, so no lane multiplies another group's zero weight,
+    and the sums are put back in channel order before the epilogue."""
     lanes = lanes_of(dt)
 
     def codegen(context, builder, sig, args):
@@ -227,9 +231,21 @@ def _tile_codegen(dt, blocked, mr_max, nv):
                 bvec = [vload(pb, builder.add(builder.mul(kk, ldb_v), c64(v * lanes))) for v in range(nv)]
                 abase = builder.mul(kk, a_ks_v)
                 for i in range(mr_max):
-                    av = splat(builder.load(builder.gep(pa, [builder.add(abase, arow[i])])))
+                    pai = builder.gep(pa, [builder.add(abase, arow[i])])
+                    if q == 1:
+                        av = splat(builder.load(pai))
+                    else:  # q adjacent inputs, one per group, repeated across the vector
+                        qty = ir.VectorType(vec.fty, q)
+                        ld = builder.load(builder.bitcast(pai, qty.as_pointer()))
+                        ld.align = 4
+                        av = builder.shuffle_vector(ld, ir.Constant(qty, ir.Undefined), _repeat_mask(q, lanes))
                     for v in range(nv):
                         builder.store(vec.fma(av, bvec[v], builder.load(accs[i][v])), accs[i][v])
+        if q > 1:
+            back = ir.Constant(ir.VectorType(I32, lanes), [int(x) for x in np.argsort(interleave_order(lanes, q))])
+            for row in accs:
+                acc = builder.load(row[0])
+                builder.store(builder.shuffle_vector(acc, ir.Constant(acc.type, ir.Undefined), back), row[0])
 
         epilogue(
             builder,
@@ -472,6 +488,46 @@ def tile_taps(
     return sig, _tile_codegen(dt, False, MR, NV)
 
 
+def interleave_order(lanes: int, q: int) -> np.ndarray:
+    """The channel of a block that position L holds when its q groups (of lanes/q channels)
+    are interleaved: L = k*q + g holds channel k of group g. A grouped conv's input copy and
+    weights are laid out so (conv_blocked.py), its tile's sums come out so."""
+    lane = np.arange(lanes)
+    return (lane % q) * (lanes // q) + lane // q
+
+
+@intrinsic
+def interleave_run(typingctx, src, s, dst, d, count, form):
+    """dst[d + p*lanes + L] = src[s + p*lanes + interleave_order(lanes, q)[L]] for the
+    count / lanes pixels of a run (q = len(form)): a blocked row's channels interleaved by
+    group, one shuffle per pixel."""
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.dtype == dst.dtype):
+        return None
+    if not isinstance(form, types.BaseTuple) or len(form) < 2 or src.dtype not in (types.float32, types.float64):
+        return None
+    q = len(form)
+    i64 = types.int64
+    sig = types.void(src, i64, dst, i64, i64, form)
+
+    def codegen(context, builder, sig, args):
+        src_v, s_v, dst_v, d_v, n_v, _ = args
+        vec = Vectors(builder, sig.args[0].dtype, align=4)
+        psrc = context.make_array(sig.args[0])(context, builder, src_v).data
+        pdst = context.make_array(sig.args[2])(context, builder, dst_v).data
+        order = ir.Constant(ir.VectorType(I32, vec.lanes), [int(x) for x in interleave_order(vec.lanes, q)])
+        with cgutils.for_range(builder, builder.sdiv(n_v, c64(vec.lanes))) as loop:
+            off = builder.mul(loop.index, c64(vec.lanes))
+            x = vec.load(psrc, builder.add(s_v, off))
+            vec.store(builder.shuffle_vector(x, ir.Constant(x.type, ir.Undefined), order), pdst, builder.add(d_v, off))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _repeat_mask(q: int, lanes: int) -> ir.Constant:
+    return ir.Constant(ir.VectorType(I32, lanes), [i % q for i in range(lanes)])
+
+
 def _blocked_tile(mr_max: int, nv: int):
     """tile_blocked with ``mr_max`` pixel rows of ``nv`` channel-block vectors."""
 
@@ -574,6 +630,59 @@ else:
 tile_blocked4 = _blocked_tile(*BLOCKED_TILES[4])
 tile_blocked2 = _blocked_tile(*BLOCKED_TILES[2])
 tile_blocked1 = _blocked_tile(*BLOCKED_TILES[1])
+
+
+@intrinsic
+def tile_grouped(
+    typingctx,
+    a,
+    a_off,
+    pix,
+    pix_off,
+    a_ks,
+    taps,
+    ntaps,
+    b,
+    b_off,
+    b_ts,
+    ldb,
+    k,
+    c,
+    c_off,
+    ldc,
+    c_vs,
+    mr,
+    flags,
+    bias,
+    bias_off,
+    res,
+    res_off,
+    lo,
+    hi,
+    tail_from,
+    k_tail,
+    form,
+):
+    """:data:`tile_blocked1`'s pixels x one block for a grouped conv whose block holds q groups
+    (q = the length of the last argument, a tuple: one compiled tile per q, chosen by type),
+    on the interleaved input and weights of :func:`interleave_order`: its reduction is the
+    group's channels, q inputs broadcast per step. A tuple shorter than 2 (an ungrouped
+    conv's) compiles to nothing."""
+    operands = (a, a_off, pix, pix_off, a_ks, taps, ntaps, b, b_off, b_ts, ldb, k, c, c_off, ldc, c_vs, mr, flags)
+    operands += (bias, bias_off, res, res_off, lo, hi, tail_from, k_tail)
+    q = len(form) if isinstance(form, types.BaseTuple) else 0
+    if q < 2:
+        return types.void(*operands, form), lambda context, builder, sig, args: context.get_dummy_value()
+    sig_defn = tile_blocked1._defn(typingctx, *operands)
+    if sig_defn is None:
+        return None
+    sig, _ = sig_defn
+    tile = _tile_codegen(operands[0].dtype, True, BLOCKED_TILES[1][0], 1, q)
+
+    def codegen(context, builder, full_sig, llargs):
+        return tile(context, builder, sig, llargs[:-1])
+
+    return types.void(*sig.args, form), codegen
 
 
 @njit(inline="always")
