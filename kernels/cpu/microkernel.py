@@ -611,12 +611,12 @@ def _blocked_tile(mr_max: int, nv: int):
 
 # (pixels, channel blocks) of the blocked tiles, by blocks per panel. AVX-512 (32 zmm): 4
 # blocks for wide layers, 5 pixels (20 accumulators: 4 weight loads and 5 broadcasts per 20
-# FMAs). On AMD Zen 5, every blocked conv of six nets timed alone in one process (2 threads),
-# 5 x 4 took 0.94-0.98x of 4 x 4's time in total per net (MobileNetV2, MnasNet,
-# EfficientNet-B0, ResNet-50, RegNetY-400MF, GoogLeNet), 6 x 4 0.96-0.98x, and 7 x 4 (28
-# accumulators) spills: 1.7-2.9x. 16-32 channel layers (SqueezeNet's squeezes, GoogLeNet's
-# reduces) would waste half or 3/4 of a 4-block panel; their 8 x 2 stays: 12 x 2 took 1.14-1.39x
-# on MobileNetV2's stem and 24-channel projections.
+# FMAs). On AMD Zen 5, every blocked conv of six nets timed alone in one process (2 threads,
+# both tiles compiled in that process), 5 x 4 took 0.96-0.99x of 4 x 4's time in total per
+# net (MobileNetV2, MnasNet, EfficientNet-B0, DenseNet-121, GoogLeNet, ResNet-50), 6 x 4
+# 1.02x of 5 x 4's, and 7 x 4 (28 accumulators) spills. 16-32 channel layers (SqueezeNet's
+# squeezes, GoogLeNet's reduces) would waste half or 3/4 of a 4-block panel; their 8 x 2
+# stays: 12 x 2 took 1.14-1.39x on MobileNetV2's stem and 24-channel projections.
 # AVX2 (16 ymm): 12 accumulators at most leave room for the B vectors and a broadcast; 3 x 4
 # spilled an accumulator every step and 2 x 4 (8 accumulators) cannot hide the FMA latency, so
 # panels are 2 blocks (6 x 2) or 1 (12 x 1): 6 x 2 took 0.82-0.92x of 2 x 4's time on 1x1
