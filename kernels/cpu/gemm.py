@@ -13,6 +13,7 @@ trivial.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -26,6 +27,7 @@ from cnnrt.kernels.cpu.conv_gemm import _MIN_TASK_MACS
 from cnnrt.kernels.cpu.gemm_bf16 import bf16_gemm_runner
 from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, floats
 from cnnrt.kernels.cpu.microkernel import pack_a
+from cnnrt.kernels.cpu.microkernel_bf16 import to_bf16
 from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import register
 
@@ -84,10 +86,13 @@ def _gemv_block(typingctx, x, wp, w_off, k, acc):
     packed block: the block's vectors of columns summed in registers, ``_GEMV_SUMS`` partial
     sums each (k steps kk = s mod _GEMV_SUMS into sum s), added at the end. Accumulating in
     memory instead chained every k step through a store and a load: one thread streamed W at
-    about 64 GB/s (AMD Zen 5, 1280 x 1000), against about 115 summed in registers."""
-    if not floats(x, wp, acc):
+    about 64 GB/s (AMD Zen 5, 1280 x 1000), against about 115 summed in registers. ``wp``
+    float32 or float64 like x and acc, or (float32 x and acc) bf16 bits (uint16), widened
+    exactly as they are loaded: half the bytes streamed."""
+    bf16 = isinstance(wp, types.Array) and wp.dtype == types.uint16 and wp.layout == "C"
+    if not (floats(x, acc) and x.dtype == types.float32 if bf16 else floats(x, wp, acc)):
         return None
-    dt = wp.dtype
+    dt = x.dtype
     sig = types.void(x, wp, types.int64, types.int64, acc)
 
     def codegen(context, builder, sig, args):
@@ -96,12 +101,23 @@ def _gemv_block(typingctx, x, wp, w_off, k, acc):
         vec = Vectors(builder, dt)
         nvec = GEMV_COLS // vec.lanes
         sums = [[cgutils.alloca_once_value(builder, vec.zero) for _ in range(nvec)] for _ in range(_GEMV_SUMS)]
+        wide = ir.VectorType(ir.IntType(32), vec.lanes)
+
+        def weights(off):
+            if not bf16:
+                return vec.load(pw, off)
+            bits = builder.load(
+                builder.bitcast(builder.gep(pw, [off]), ir.VectorType(ir.IntType(16), vec.lanes).as_pointer())
+            )
+            bits.align = 2
+            shifted = builder.shl(builder.zext(bits, wide), ir.Constant(wide, [16] * vec.lanes))
+            return builder.bitcast(shifted, vec.vty)
 
         def step(kk, s):
             xv = vec.splat(builder.load(builder.gep(px, [kk])))
             base = builder.add(w_off, builder.mul(kk, c64(GEMV_COLS)))
             for v in range(nvec):
-                wv = vec.load(pw, builder.add(base, c64(v * vec.lanes)))
+                wv = weights(builder.add(base, c64(v * vec.lanes)))
                 builder.store(vec.fma(xv, wv, builder.load(sums[s][v])), sums[s][v])
 
         rounds = builder.sdiv(k_v, c64(_GEMV_SUMS))
@@ -131,7 +147,7 @@ def _gemv_tasks(x, wp, out, n, counter, nthreads):
     flat = wp.reshape(-1)
     xr = x.reshape(-1)
     for _t in prange(nthreads):
-        acc = np.empty(cols, wp.dtype)
+        acc = np.empty(cols, out.dtype)
         while True:
             i = blas.claim(counter)
             if i >= nblk:
@@ -145,26 +161,34 @@ def _gemv_tasks(x, wp, out, n, counter, nthreads):
 _gemv_tasks_serial = serial_twin(_gemv_tasks)
 
 
-def _gemv_runner(w_nk: np.ndarray, n: int, k: int):
+def _gemv_runner(w_nk: np.ndarray, n: int, k: int, bf16: bool = False):
     """mm(x, out) for one row x: out = x @ w_nk.T by _gemv_tasks. OpenBLAS's sgemm with one row
     packs each column block of W before its kernel reads it; on a Zen 2 a classifier head
     (1 x 1024 @ 1024 x 1280) took 2-4x onnxruntime's time that way, a stream through W. Threads
     share the stream only from SERIAL_BELOW weights (2 MB of float32) on: below, the parallel
     region costs about what it saves (AMD Zen 5, the kernel alone: LeNet-5's 400 x 120 layer
-    1.7 us on one thread, 3.4 on two; 576 x 1024 20.7 and 16.7; 1280 x 1000 44.8 and 30.5)."""
-    wp = readonly(prepacked(w_nk, ("gemv", w_nk.dtype.str, GEMV_COLS), lambda w: pack_a(w, GEMV_COLS)))
+    1.7 us on one thread, 3.4 on two; 576 x 1024 20.7 and 16.7; 1280 x 1000 44.8 and 30.5).
+    ``bf16``: W stored as bf16 (``precision="bf16"``), x and the sums float32."""
+
+    def pack(w):
+        packed = pack_a(w, GEMV_COLS)
+        return to_bf16(packed).reshape(packed.shape) if bf16 else packed
+
+    tag = "bf16" if bf16 else w_nk.dtype.str
+    wp = readonly(prepacked(w_nk, ("gemv", tag, GEMV_COLS), pack))
+    dt = w_nk.dtype
     counter = np.zeros(1, np.int64)
     import numba
 
     max_threads = numba.config.NUMBA_NUM_THREADS
 
     def mm(x, out):
-        if x.dtype != wp.dtype or not x.flags.c_contiguous or not out.flags.c_contiguous:
+        if x.dtype != dt or not x.flags.c_contiguous or not out.flags.c_contiguous:
             np.matmul(x, w_nk.T, out=out)
             return
         counter[0] = 0
         nthreads = min(num_threads(), max_threads)
-        pick(_gemv_tasks, _gemv_tasks_serial, n * k, nthreads)(x, wp, out, n, counter, nthreads)
+        pick(_gemv_tasks, _gemv_tasks_serial, n * k * wp.itemsize // 4, nthreads)(x, wp, out, n, counter, nthreads)
 
     return mm
 
@@ -241,7 +265,9 @@ def build_gemm(node, graph):
     if b_const is not None:
         b_fixed = np.ascontiguousarray(b_const, dt)
         if a.get("precision") == "bf16":
-            mm = bf16_gemm_runner(b_fixed if tb else b_fixed.T, m, n, k, graph)
+            b_nk = b_fixed if tb else np.ascontiguousarray(b_fixed.T)
+            # one row: a stream through B, whose bf16 bits are widened as they are read
+            mm = _gemv_runner(b_nk, n, k, bf16=True) if m == 1 and not ta else bf16_gemm_runner(b_nk, m, n, k, graph)
         elif not ta:
             mm = weights_runner(b_fixed, m, n, k) if tb else _gemm_runner(b_fixed, False, m, n, k)
         b_fixed = b_fixed.T if tb else b_fixed

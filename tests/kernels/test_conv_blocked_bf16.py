@@ -162,22 +162,24 @@ def test_bf16_tile_is_vdpbf16ps():
     assert dots >= per_step and dots % per_step == 0, dots
 
 
-@pytest.mark.parametrize("m,tb", [(1, 1), (3, 0)])
-def test_bf16_gemm(m, tb):
-    """A Gemm with constant B on the bf16 conv (gemm_bf16.py): rows as pixels, N = 37 not whole
-    blocks, with alpha, a C row and an activation (its float32 epilogue)."""
+@pytest.mark.parametrize("m,tb,k,n", [(1, 1, 48, 37), (1, 0, 1024, 1000), (3, 0, 48, 37), (3, 1, 48, 37)])
+def test_bf16_gemm(m, tb, k, n):
+    """A Gemm with constant B in bf16, with alpha, a C row and an activation (its float32
+    epilogue): several rows on the bf16 conv (gemm_bf16.py, rows as pixels, N = 37 not whole
+    blocks), one row as a stream through B's bf16 bits, widened as read (gemm._gemv_block: A
+    and the sums stay float32; 1024 x 1000 splits across threads)."""
     from kernel_helpers import run_node
     from reference import gemm_reference
 
-    k, n = 48, 37
-    rng = np.random.default_rng(m)
+    rng = np.random.default_rng(m + k)
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
     c = rng.standard_normal(n).astype(np.float32)
     attrs = dict(alpha=0.5, beta=1.0, trans_a=0, trans_b=tb, activation="Relu", act_alpha=0.0, act_beta=0.0)
     (got,) = run_node("Gemm", [a, b, c], {**attrs, "precision": "bf16"}, [(m, n)], const=(1, 2))
-    pre = gemm_reference(_bf16(a), _bf16(b), c, 0.5, 1.0, 0, tb)
-    mag = gemm_reference(np.abs(_bf16(a)), np.abs(_bf16(b)), np.abs(c), 0.5, 1.0, 0, tb)
+    a_used = a if m == 1 else _bf16(a)
+    pre = gemm_reference(a_used, _bf16(b), c, 0.5, 1.0, 0, tb)
+    mag = gemm_reference(np.abs(a_used), np.abs(_bf16(b)), np.abs(c), 0.5, 1.0, 0, tb)
     want = activation_ref(pre, "Relu")
     assert_within(got, want, sum_bound(k + 2, mag, want, "Relu"), f"bf16 gemm m={m} tb={tb}")
     f32 = gemm_reference(a, b, c, 0.5, 1.0, 0, tb)
