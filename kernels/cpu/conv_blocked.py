@@ -26,7 +26,7 @@ from numba import prange
 
 from cnnrt.core.ir import BF16
 from cnnrt.core.layout import is_blocked
-from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit
 from cnnrt.kernels.activation import NONE
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.conv_spec import spec_from_node
@@ -97,9 +97,10 @@ _B_CHUNK_BYTES = 96 << 10
 ) = range(23)
 
 
-@pjit
-def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, alpha, beta, form):
-    """Every task: out[a block of one image's pixels, channels of its panels] by tiles of
+@njit
+def _blocked_worker(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, alpha, beta, form):
+    """One thread's share of the conv: tasks claimed from ``counter`` until none is left. Every
+    task: out[a block of one image's pixels, channels of its panels] by tiles of
     pixels x nv blocks (microkernel.BLOCKED_TILES), the reduction (taps x kstep) cut into
     chunks whose weights stay in L1. An image's output pixels are one run (OH x OW of a
     block lie contiguous), so tiles run across output-row ends: every pixel gets its input
@@ -114,7 +115,7 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
     block) reduce over ``G_K_TAIL`` steps, the rest over ``G_KSTEP``. ``form``: () but for a
     grouped conv of q groups per block, q zeros (microkernel.tile_grouped: the one-block tile
     on its interleaved input and weights)."""
-    nthreads, per_n_in, a_row, a_rs, a_ks = g[G_THREADS], g[G_PER_N_IN], g[G_A_ROW], g[G_A_RS], g[G_A_KS]
+    per_n_in, a_row, a_rs, a_ks = g[G_PER_N_IN], g[G_A_ROW], g[G_A_RS], g[G_A_KS]
     kstep, ntaps, tchunk, oh, ow, m = g[G_KSTEP], g[G_NTAPS], g[G_TCHUNK], g[G_OH], g[G_OW], g[G_M]
     lanes, n_panels, pg, images, pxb, per_n_out = (
         g[G_LANES],
@@ -133,168 +134,179 @@ def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, al
     n_pgroups = (n_panels + pg - 1) // pg
     n_pblocks = (npix + pxb - 1) // pxb
     ntasks = n_pgroups * n_pblocks * images
-    for _t in prange(nthreads):
-        pix = np.empty(pxb + bmr, np.int64)
-        while True:
-            i = blas.claim(counter)
-            if i >= ntasks:
-                break
-            p0, p1, q0, q1, n = task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix)
-            y = q0 // ow
-            x = q0 - y * ow
-            for j in range(q1 - q0):
-                pix[j] = y * a_row + x * a_rs
-                x += 1
-                if x == ow:
-                    x = 0
-                    y += 1
-            for j in range(q1 - q0, q1 - q0 + bmr):
-                pix[j] = pix[q1 - q0 - 1]
-            abase = n * per_n_in
-            obase = n * per_n_out
-            for t0 in range(0, ntaps, tchunk):
-                tn = min(tchunk, ntaps - t0)
-                fl = mk.ACCUMULATE if t0 > 0 else 0
-                if t0 + tn == ntaps:
-                    fl |= tflags
-                tv = taps[t0 : t0 + tn]
-                tf = tail_from - t0
-                for p in range(p0, p1):
-                    f = fl | min(nv, (m - p * nr + lanes - 1) // lanes) << mk.VECTORS_SHIFT
-                    if p == n_panels - 1:
-                        f |= live
-                    b_off = (p * ntaps + t0) * kstep * nr
-                    cbase = obase + nv * p * plane
-                    for q in range(q0, q1, bmr):
-                        c_off = cbase + q * lanes
-                        mr = min(bmr, q1 - q)
-                        if nv == 4:
-                            mk_bf16.tile_blocked4(
-                                xp,
-                                abase + pin[p],
-                                pix,
-                                q - q0,
-                                a_ks,
-                                tv,
-                                tn,
-                                wp,
-                                b_off,
-                                kstep * nr,
-                                nr,
-                                kstep,
-                                of,
-                                c_off,
-                                lanes,
-                                plane,
-                                mr,
-                                f,
-                                bias,
-                                p * nr,
-                                rf,
-                                c_off,
-                                alpha,
-                                beta,
-                                tf,
-                                k_tail,
-                            )
-                        elif nv == 2:
-                            mk_bf16.tile_blocked2(
-                                xp,
-                                abase + pin[p],
-                                pix,
-                                q - q0,
-                                a_ks,
-                                tv,
-                                tn,
-                                wp,
-                                b_off,
-                                kstep * nr,
-                                nr,
-                                kstep,
-                                of,
-                                c_off,
-                                lanes,
-                                plane,
-                                mr,
-                                f,
-                                bias,
-                                p * nr,
-                                rf,
-                                c_off,
-                                alpha,
-                                beta,
-                                tf,
-                                k_tail,
-                            )
-                        elif len(form) >= 2:
-                            mk.tile_grouped(
-                                xp,
-                                abase + pin[p],
-                                pix,
-                                q - q0,
-                                a_ks,
-                                tv,
-                                tn,
-                                wp,
-                                b_off,
-                                kstep * nr,
-                                nr,
-                                kstep,
-                                of,
-                                c_off,
-                                lanes,
-                                plane,
-                                mr,
-                                f,
-                                bias,
-                                p * nr,
-                                rf,
-                                c_off,
-                                alpha,
-                                beta,
-                                tf,
-                                k_tail,
-                                form,
-                            )
-                        else:
-                            mk_bf16.tile_blocked1(
-                                xp,
-                                abase + pin[p],
-                                pix,
-                                q - q0,
-                                a_ks,
-                                tv,
-                                tn,
-                                wp,
-                                b_off,
-                                kstep * nr,
-                                nr,
-                                kstep,
-                                of,
-                                c_off,
-                                lanes,
-                                plane,
-                                mr,
-                                f,
-                                bias,
-                                p * nr,
-                                rf,
-                                c_off,
-                                alpha,
-                                beta,
-                                tf,
-                                k_tail,
-                            )
-            if kind != 0:  # an activation the tile lacks, over the task's outputs block by block
-                for p in range(p0, p1):
-                    for v in range(nv):
-                        if (nv * p + v) * lanes >= m:
-                            break
-                        base = obase + (nv * p + v) * plane
-                        act_inplace(of[base + q0 * lanes : base + q1 * lanes], kind, alpha, beta)
+    pix = np.empty(pxb + bmr, np.int64)
+    while True:
+        i = blas.claim(counter)
+        if i >= ntasks:
+            break
+        p0, p1, q0, q1, n = task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix)
+        y = q0 // ow
+        x = q0 - y * ow
+        for j in range(q1 - q0):
+            pix[j] = y * a_row + x * a_rs
+            x += 1
+            if x == ow:
+                x = 0
+                y += 1
+        for j in range(q1 - q0, q1 - q0 + bmr):
+            pix[j] = pix[q1 - q0 - 1]
+        abase = n * per_n_in
+        obase = n * per_n_out
+        for t0 in range(0, ntaps, tchunk):
+            tn = min(tchunk, ntaps - t0)
+            fl = mk.ACCUMULATE if t0 > 0 else 0
+            if t0 + tn == ntaps:
+                fl |= tflags
+            tv = taps[t0 : t0 + tn]
+            tf = tail_from - t0
+            for p in range(p0, p1):
+                f = fl | min(nv, (m - p * nr + lanes - 1) // lanes) << mk.VECTORS_SHIFT
+                if p == n_panels - 1:
+                    f |= live
+                b_off = (p * ntaps + t0) * kstep * nr
+                cbase = obase + nv * p * plane
+                for q in range(q0, q1, bmr):
+                    c_off = cbase + q * lanes
+                    mr = min(bmr, q1 - q)
+                    if nv == 4:
+                        mk_bf16.tile_blocked4(
+                            xp,
+                            abase + pin[p],
+                            pix,
+                            q - q0,
+                            a_ks,
+                            tv,
+                            tn,
+                            wp,
+                            b_off,
+                            kstep * nr,
+                            nr,
+                            kstep,
+                            of,
+                            c_off,
+                            lanes,
+                            plane,
+                            mr,
+                            f,
+                            bias,
+                            p * nr,
+                            rf,
+                            c_off,
+                            alpha,
+                            beta,
+                            tf,
+                            k_tail,
+                        )
+                    elif nv == 2:
+                        mk_bf16.tile_blocked2(
+                            xp,
+                            abase + pin[p],
+                            pix,
+                            q - q0,
+                            a_ks,
+                            tv,
+                            tn,
+                            wp,
+                            b_off,
+                            kstep * nr,
+                            nr,
+                            kstep,
+                            of,
+                            c_off,
+                            lanes,
+                            plane,
+                            mr,
+                            f,
+                            bias,
+                            p * nr,
+                            rf,
+                            c_off,
+                            alpha,
+                            beta,
+                            tf,
+                            k_tail,
+                        )
+                    elif len(form) >= 2:
+                        mk.tile_grouped(
+                            xp,
+                            abase + pin[p],
+                            pix,
+                            q - q0,
+                            a_ks,
+                            tv,
+                            tn,
+                            wp,
+                            b_off,
+                            kstep * nr,
+                            nr,
+                            kstep,
+                            of,
+                            c_off,
+                            lanes,
+                            plane,
+                            mr,
+                            f,
+                            bias,
+                            p * nr,
+                            rf,
+                            c_off,
+                            alpha,
+                            beta,
+                            tf,
+                            k_tail,
+                            form,
+                        )
+                    else:
+                        mk_bf16.tile_blocked1(
+                            xp,
+                            abase + pin[p],
+                            pix,
+                            q - q0,
+                            a_ks,
+                            tv,
+                            tn,
+                            wp,
+                            b_off,
+                            kstep * nr,
+                            nr,
+                            kstep,
+                            of,
+                            c_off,
+                            lanes,
+                            plane,
+                            mr,
+                            f,
+                            bias,
+                            p * nr,
+                            rf,
+                            c_off,
+                            alpha,
+                            beta,
+                            tf,
+                            k_tail,
+                        )
+        if kind != 0:  # an activation the tile lacks, over the task's outputs block by block
+            for p in range(p0, p1):
+                for v in range(nv):
+                    if (nv * p + v) * lanes >= m:
+                        break
+                    base = obase + (nv * p + v) * plane
+                    act_inplace(of[base + q0 * lanes : base + q1 * lanes], kind, alpha, beta)
 
 
-_blocked_tasks_serial = serial_twin(_blocked_tasks)
+
+@pjit
+def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, alpha, beta, form):
+    """:func:`_blocked_worker` on ``g[G_THREADS]`` threads at once. The worker is its own
+    function, not this loop's body: Numba optimizes a prange body again in each library that
+    links it, and its disk cache keeps that last copy, which spilled more (AMD Zen 5,
+    MobileNetV2's blocked convs alone: 1.08-1.09x the time of the kernel compiled in-process;
+    the worker called from here: 1.0x)."""
+    for _t in prange(g[G_THREADS]):
+        _blocked_worker(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, alpha, beta, form)
+
+
+_blocked_tasks_serial = _blocked_worker
 
 
 def build_blocked_conv(
