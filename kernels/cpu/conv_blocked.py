@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
 from cnnrt.core.ir import BF16
 from cnnrt.core.layout import is_blocked
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit
+from cnnrt.kernels._jit import njit, num_threads, pick, threaded
 from cnnrt.kernels.activation import NONE
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.conv_spec import spec_from_node
@@ -71,7 +70,6 @@ _B_CHUNK_BYTES = 96 << 10
 # the int64 geometry vector handed to the task kernel (one array instead of ~18 scalars:
 # Numba's dispatcher unboxes every argument, a cost per argument on every call)
 (
-    G_THREADS,
     G_PER_N_IN,
     G_A_ROW,
     G_A_RS,
@@ -94,14 +92,14 @@ _B_CHUNK_BYTES = 96 << 10
     G_TAIL_FROM,
     G_K_TAIL,
     G_LEN,
-) = range(23)
+) = range(22)
 
 
 @njit
-def _blocked_worker(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, alpha, beta, form):
-    """One thread's share of the conv: tasks claimed from ``counter`` until none is left. Every
-    task: out[a block of one image's pixels, channels of its panels] by tiles of
-    pixels x nv blocks (microkernel.BLOCKED_TILES), the reduction (taps x kstep) cut into
+def _blocked_worker(_t, _nthreads, form, xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, alpha, beta):
+    """One thread's share of the conv (kernels._jit.threaded): tasks claimed from ``counter``
+    until none is left. Every task: out[a block of one image's pixels, channels of its
+    panels] by tiles of pixels x nv blocks (microkernel.BLOCKED_TILES), the reduction (taps x kstep) cut into
     chunks whose weights stay in L1. An image's output pixels are one run (OH x OW of a
     block lie contiguous), so tiles run across output-row ends: every pixel gets its input
     offset from a table made once per task, and the tile's rows past the task's last pixel
@@ -294,19 +292,7 @@ def _blocked_worker(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, a
                     act_inplace(of[base + q0 * lanes : base + q1 * lanes], kind, alpha, beta)
 
 
-
-@pjit
-def _blocked_tasks(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, alpha, beta, form):
-    """:func:`_blocked_worker` on ``g[G_THREADS]`` threads at once. The worker is its own
-    function, not this loop's body: Numba optimizes a prange body again in each library that
-    links it, and its disk cache keeps that last copy, which spilled more (AMD Zen 5,
-    MobileNetV2's blocked convs alone: 1.08-1.09x the time of the kernel compiled in-process;
-    the worker called from here: 1.0x)."""
-    for _t in prange(g[G_THREADS]):
-        _blocked_worker(xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, alpha, beta, form)
-
-
-_blocked_tasks_serial = _blocked_worker
+_blocked_tasks, _blocked_tasks_serial = threaded(_blocked_worker)
 
 
 def build_blocked_conv(
@@ -480,10 +466,9 @@ def build_blocked_conv(
                 a = copied
                 pad_copy(x, a, s, geo, nthreads, form)
             geom[G_PER_N_OUT] = per_n
-            geom[G_THREADS] = nthreads
             counter[0] = 0
             kern = pick(_blocked_tasks, _blocked_tasks_serial, work, nthreads)
-            kern(a, wp, geo.taps, pin, b, res, of, counter, geom, tflags, kind, alpha, beta, form)
+            kern(nthreads, form, a, wp, geo.taps, pin, b, res, of, counter, geom, tflags, kind, alpha, beta)
 
         return call
 

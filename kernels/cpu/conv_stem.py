@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, threaded
 from cnnrt.kernels.activation import CLIP, RELU
 from cnnrt.kernels.aligned import aligned_copy
 from cnnrt.kernels.cpu import conv_algorithm
@@ -163,8 +163,11 @@ stem_row_3x3 = _stem_row(STEM_ROWS, STEM_KW, PIXELS, BLOCKS)
 stem_row_3x3_one = _stem_row(STEM_ROWS, STEM_KW, PIXELS, 1)  # a last odd block when BLOCKS = 2
 
 
-@pjit
-def _stem_rows(
+@njit
+def _stem_rows_worker(
+    t,
+    nthreads,
+    _form,
     x,
     pt,
     pl,
@@ -186,10 +189,10 @@ def _stem_rows(
     kind,
     lo,
     hi,
-    nthreads,
 ):
-    """Every (image, output row, group of BLOCKS channel blocks) row by stem_row_3x3 (a last
-    group of one block by stem_row_3x3_one), split evenly over ``nthreads``; each output row's
+    """Thread t's share (kernels._jit.threaded) of every (image, output row, group of BLOCKS
+    channel blocks) row by stem_row_3x3 (a last group of one block by stem_row_3x3_one), split
+    evenly over ``nthreads``; each output row's
     9 input rows copied into a zero-bordered row buffer of the thread (once for all of the
     row's channel blocks). The last block's rows store 0 in its lanes past the ``live`` real
     ones (0: all real; microkernel.LANES_SHIFT)."""
@@ -200,48 +203,45 @@ def _stem_rows(
     groups = (m_blocks + BLOCKS - 1) // BLOCKS
     ntasks = n_img * oh * groups
     plane_out = oh * ow * lanes
-    for t in prange(nthreads):
-        rows = np.empty(STEM_ROWS, np.int64)
-        buf = np.zeros(STEM_ROWS * wp_row, x.dtype)
-        for r in range(STEM_ROWS):
-            rows[r] = r * wp_row
-        held = -1
-        for i in range(t * ntasks // nthreads, (t + 1) * ntasks // nthreads):
-            blk = i % groups * BLOCKS
-            rest = i // groups
-            y = rest % oh
-            n = rest // oh
-            if rest != held:
-                held = rest
-                for r in range(STEM_ROWS):
-                    ch = r // kh
-                    ih = y * sh + (r - ch * kh) * dh - pt
-                    dst = buf[r * wp_row + pl : r * wp_row + pl + w]
-                    if 0 <= ih < h:
-                        src = x[n, ch, ih]
-                        for k in range(w):
-                            dst[k] = src[k]
-                    else:
-                        dst[:] = 0
-            c_off = n * per_n_out + blk * plane_out + y * ow * lanes
-            nb = min(BLOCKS, m_blocks - blk)
-            fl = last if blk + nb == m_blocks else flags
-            w_off = blk * wpk.shape[1] * lanes
-            if nb == BLOCKS:
-                stem_row_3x3(
-                    buf, 0, rows, sw, dw, ow, wpk, w_off, of, c_off, plane_out, fl, bias, blk * lanes, rf, lo, hi
-                )
-            else:
-                stem_row_3x3_one(
-                    buf, 0, rows, sw, dw, ow, wpk, w_off, of, c_off, plane_out, fl, bias, blk * lanes, rf, lo, hi
-                )
-            if kind != 0:
-                for v in range(nb):
-                    start = c_off + v * plane_out
-                    act_inplace(of[start : start + ow * lanes], kind, lo, hi)
+    rows = np.empty(STEM_ROWS, np.int64)
+    buf = np.zeros(STEM_ROWS * wp_row, x.dtype)
+    for r in range(STEM_ROWS):
+        rows[r] = r * wp_row
+    held = -1
+    for i in range(t * ntasks // nthreads, (t + 1) * ntasks // nthreads):
+        blk = i % groups * BLOCKS
+        rest = i // groups
+        y = rest % oh
+        n = rest // oh
+        if rest != held:
+            held = rest
+            for r in range(STEM_ROWS):
+                ch = r // kh
+                ih = y * sh + (r - ch * kh) * dh - pt
+                dst = buf[r * wp_row + pl : r * wp_row + pl + w]
+                if 0 <= ih < h:
+                    src = x[n, ch, ih]
+                    for k in range(w):
+                        dst[k] = src[k]
+                else:
+                    dst[:] = 0
+        c_off = n * per_n_out + blk * plane_out + y * ow * lanes
+        nb = min(BLOCKS, m_blocks - blk)
+        fl = last if blk + nb == m_blocks else flags
+        w_off = blk * wpk.shape[1] * lanes
+        if nb == BLOCKS:
+            stem_row_3x3(buf, 0, rows, sw, dw, ow, wpk, w_off, of, c_off, plane_out, fl, bias, blk * lanes, rf, lo, hi)
+        else:
+            stem_row_3x3_one(
+                buf, 0, rows, sw, dw, ow, wpk, w_off, of, c_off, plane_out, fl, bias, blk * lanes, rf, lo, hi
+            )
+        if kind != 0:
+            for v in range(nb):
+                start = c_off + v * plane_out
+                act_inplace(of[start : start + ow * lanes], kind, lo, hi)
 
 
-_stem_rows_serial = serial_twin(_stem_rows)
+_stem_rows, _stem_rows_serial = threaded(_stem_rows_worker)
 
 
 def pack_weights(w: np.ndarray, lanes: int) -> np.ndarray:
@@ -294,6 +294,8 @@ def build_stem_conv(spec, w_const, b_const, channels: int | None = None):
         nthreads = min(num_threads(), max_threads)
         kern = pick(_stem_rows, _stem_rows_serial, work, nthreads)
         kern(
+            nthreads,
+            (),
             ins[0],
             s.pt,
             s.pl,
@@ -315,7 +317,6 @@ def build_stem_conv(spec, w_const, b_const, channels: int | None = None):
             kind,
             alpha,
             beta,
-            nthreads,
         )
 
     return run

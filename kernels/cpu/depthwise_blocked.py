@@ -30,15 +30,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, threaded
 from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv_common import block_size
+from cnnrt.kernels.cpu.conv_common import block_size, readonly
 from cnnrt.kernels.cpu.llvm_ir import I32, Vectors, c64, data_pointers, masked_load, round_bf16
 
 # (kw, stride along the row, dilation along the row) emitted with input reuse: MobileNet,
@@ -221,37 +221,37 @@ def _dw_rows(typingctx, x, xo, w, wo, bias, bo, res, out, oo, geo, r0, r1, has_r
     return sig, codegen
 
 
-@pjit
-def _dw_blocked(x, w, bias, res, out, geo, task, has_res, lo, hi, kind, alpha, beta, counter, nthreads, form):
-    """Blocked x (planes, H, W, B) -> out (planes, OH, OW, B), flat, B the vector width: w
-    (CB, kh*kw, B), bias (CB*B,), res like out. ``task`` = (B, CB, planes per task, rows per
-    task): tasks are runs of whole planes or one plane's band of rows, claimed from
-    ``counter`` by ``nthreads`` workers. ``x`` is float, or uint16 for a bf16 input; ``out``
-    float, or uint16 for a bf16 output (:func:`_dw_rows`); ``form`` as :func:`form_of` gives it."""
+@njit
+def _dw_worker(_t, _nthreads, form, x, w, bias, res, out, geo, task, has_res, lo, hi, kind, alpha, beta, counter):
+    """One thread's share (kernels._jit.threaded) of blocked x (planes, H, W, B) -> out
+    (planes, OH, OW, B), flat, B the vector width: w (CB, kh*kw, B), bias (CB*B,), res like
+    out. ``task`` = (B, CB, planes per task, rows per task): tasks are runs of whole planes
+    or one plane's band of rows, claimed from ``counter`` by every thread. ``x`` is float, or
+    uint16 for a bf16 input; ``out`` float, or uint16 for a bf16 output (:func:`_dw_rows`);
+    ``form`` as :func:`form_of` gives it; ``geo`` :func:`_dw_rows`'s geometry as an int64
+    array (a parallel region's arguments hold no tuple)."""
     h, wd, oh, ow, kh, kw = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
-    b, cb_n, pp, band = task
+    g = (geo[0], geo[1], oh, ow, kh, kw, geo[6], geo[7], geo[8], geo[9], geo[10], geo[11], geo[12], geo[13])
+    b, cb_n, pp, band = task[0], task[1], task[2], task[3]
     planes = out.size // (oh * ow * b)
     nb = (oh + band - 1) // band
     n_tasks = (planes + pp - 1) // pp * nb
-    for _t in prange(nthreads):
-        while True:
-            t = blas.claim(counter)
-            if t >= n_tasks:
-                break
-            q, k = blas.split_index(t, nb)
-            r0 = k * band
-            r1 = min(oh, r0 + band)
-            for p in range(q * pp, min(planes, q * pp + pp)):
-                c = p % cb_n
-                oo = p * oh * ow * b
-                _dw_rows(
-                    x, p * h * wd * b, w, c * kh * kw * b, bias, c * b, res, out, oo, geo, r0, r1, has_res, lo, hi, form
-                )
-                if kind != NONE and kind != RELU and kind != CLIP:
-                    act_inplace(out[oo + r0 * ow * b : oo + r1 * ow * b], kind, alpha, beta)
+    while True:
+        t = blas.claim(counter)
+        if t >= n_tasks:
+            break
+        q, k = blas.split_index(t, nb)
+        r0 = k * band
+        r1 = min(oh, r0 + band)
+        for p in range(q * pp, min(planes, q * pp + pp)):
+            c = p % cb_n
+            oo = p * oh * ow * b
+            _dw_rows(x, p * h * wd * b, w, c * kh * kw * b, bias, c * b, res, out, oo, g, r0, r1, has_res, lo, hi, form)
+            if kind != NONE and kind != RELU and kind != CLIP:
+                act_inplace(out[oo + r0 * ow * b : oo + r1 * ow * b], kind, alpha, beta)
 
 
-_dw_blocked_serial = serial_twin(_dw_blocked)
+_dw_blocked, _dw_blocked_serial = threaded(_dw_worker)
 
 
 def form_of(spec) -> tuple:
@@ -288,8 +288,10 @@ class RowBlockedDepthwise:
         band = max(1, min(s.oh, -(-TASK_ELEMS // (s.ow * block))))
         per_task = max(1, TASK_ELEMS // plane) if band == s.oh else 1
         c0, c1 = interior(s.w, s.ow, s.kw, s.sw, s.pl, s.dw)
-        self.geo = tuple(int(v) for v in (s.h, s.w, s.oh, s.ow, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw, c0, c1))
-        self.task = tuple(int(v) for v in (block, s.c // block, per_task, band))
+        self.geo = readonly(
+            np.array((s.h, s.w, s.oh, s.ow, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw, c0, c1), np.int64)
+        )
+        self.task = readonly(np.array((block, s.c // block, per_task, band), np.int64))
         self.form = form_of(s)
         self.threads = numba.config.NUMBA_NUM_THREADS
         self.counter = np.zeros(1, np.int64)
@@ -322,7 +324,7 @@ class RowBlockedDepthwise:
         def call():
             nthreads = min(num_threads(), threads)
             counter[0] = 0
-            pick(_dw_blocked, _dw_blocked_serial, work, nthreads)(*args, nthreads, form)
+            pick(_dw_blocked, _dw_blocked_serial, work, nthreads)(nthreads, form, *args)
 
         return call
 

@@ -19,7 +19,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin, threaded
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly
@@ -138,27 +138,26 @@ def _gemv_block(typingctx, x, wp, w_off, k, acc):
     return sig, codegen
 
 
-@pjit
-def _gemv_tasks(x, wp, out, n, counter, nthreads):
-    """out[0, j] = sum_k x[0, k] * w[j, k] for a batch-1 fully connected layer, ``wp`` holding W
-    as (blocks, K, GEMV_COLS) column blocks packed at build: a task streams one contiguous
-    block through :func:`_gemv_block`."""
+@njit
+def _gemv_tasks_worker(_t, _nthreads, _form, x, wp, out, n, counter):
+    """One thread's share (kernels._jit.threaded) of out[0, j] = sum_k x[0, k] * w[j, k] for a
+    batch-1 fully connected layer, ``wp`` holding W as (blocks, K, GEMV_COLS) column blocks
+    packed at build: a task streams one contiguous block through :func:`_gemv_block`."""
     nblk, k, cols = wp.shape
     flat = wp.reshape(-1)
     xr = x.reshape(-1)
-    for _t in prange(nthreads):
-        acc = np.empty(cols, out.dtype)
-        while True:
-            i = blas.claim(counter)
-            if i >= nblk:
-                break
-            _gemv_block(xr, flat, i * k * cols, k, acc)
-            j0 = i * cols
-            for c in range(min(cols, n - j0)):
-                out[0, j0 + c] = acc[c]
+    acc = np.empty(cols, out.dtype)
+    while True:
+        i = blas.claim(counter)
+        if i >= nblk:
+            break
+        _gemv_block(xr, flat, i * k * cols, k, acc)
+        j0 = i * cols
+        for c in range(min(cols, n - j0)):
+            out[0, j0 + c] = acc[c]
 
 
-_gemv_tasks_serial = serial_twin(_gemv_tasks)
+_gemv_tasks, _gemv_tasks_serial = threaded(_gemv_tasks_worker)
 
 
 def _gemv_runner(w_nk: np.ndarray, n: int, k: int, bf16: bool = False):
@@ -188,7 +187,7 @@ def _gemv_runner(w_nk: np.ndarray, n: int, k: int, bf16: bool = False):
             return
         counter[0] = 0
         nthreads = min(num_threads(), max_threads)
-        pick(_gemv_tasks, _gemv_tasks_serial, n * k * wp.itemsize // 4, nthreads)(x, wp, out, n, counter, nthreads)
+        pick(_gemv_tasks, _gemv_tasks_serial, n * k * wp.itemsize // 4, nthreads)(nthreads, (), x, wp, out, n, counter)
 
     return mm
 

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
-from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, threaded
 from cnnrt.kernels.aligned import aligned_copy, per_thread_shape, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
@@ -121,8 +120,11 @@ def plan_blocks(n: int, c: int, m: int, th: int, tw: int, itemsize: int, nr: int
     return rows, mb
 
 
-@pjit
-def _winograd_tasks(
+@njit
+def _winograd_tasks_worker(
+    t,
+    nthreads,
+    _form,
     x,
     up,
     bias,
@@ -134,7 +136,6 @@ def _winograd_tasks(
     pbuf,
     tbuf,
     counter,
-    nthreads,
     pt,
     pl,
     rows,
@@ -146,7 +147,8 @@ def _winograd_tasks(
     lanes,
     channels,
 ):
-    """out = act(conv3x3(x, g) + bias (+ res)) with up = pack_u(transform_weights(g)); see module doc.
+    """Thread t's share (kernels._jit.threaded) of out = act(conv3x3(x, g) + bias (+ res)) with
+    up = pack_u(transform_weights(g)); see module doc.
 
     Per-thread scratch: vbuf (36*nt*C + MR*C), mbuf (36*mbp*nt), ybuf (16*mbp*nt) with mbp = mb
     rounded up to whole tile columns, pbuf ((rows*4+2)*(TW*4+2)*C),
@@ -166,81 +168,80 @@ def _winograd_tasks(
     ntasks = n_rb * n_mb
     u_panels, nr = up.shape[1], up.shape[3]
     zero = bias[0] * 0
-    for t in prange(nthreads):
-        vs = vbuf[t]
-        ms = mbuf[t]
-        ys = ybuf[t]
-        ph = pbuf[t]
-        tv = tbuf[t]
-        held = -1
-        while True:
-            i = blas.claim(counter)
-            if i >= ntasks:
-                break
-            blk = i // n_mb
-            mi = i - blk * n_mb
-            g0 = blk * rows
-            g1 = min(g_count, g0 + rows)
-            nt = (g1 - g0) * tw
-            if blk != held:
-                g = g0
-                while g < g1:  # one segment per image
-                    n = g // th
-                    ty0 = g - n * th
-                    ty1 = min(th, ty0 + g1 - g)
-                    input_transform(x, n, ty0, ty1, tw, pt, pl, ph, tv, vs, nt, (g - g0) * tw, lanes)
-                    g += ty1 - ty0
-                held = blk
-            m0 = mi * mb
-            m1 = min(m_count, m0 + mb)
-            mm = m1 - m0
-            n_q = (mm + nr - 1) // nr
-            ldm = n_q * nr  # Mo rows padded to whole column panels
-            for pos in range(36):  # Mo[pos] (tiles x mm) = V[pos] (tiles x C) @ U[pos][:, m0:m1]
-                for p in range((nt + MR - 1) // MR):  # MR tiles: rows of V read in place
-                    a_off = (pos * nt + p * MR) * c_count
-                    c_off = (pos * nt + p * MR) * ldm
-                    mr = min(MR, nt - p * MR)
-                    for q in range(n_q):
-                        b_off = ((pos * u_panels + m0 // nr + q) * c_count) * nr
-                        mk.tile(
-                            vs,
-                            a_off,
-                            c_count,
-                            1,
-                            up,
-                            b_off,
-                            nr,
-                            c_count,
-                            ms,
-                            c_off + q * nr,
-                            ldm,
-                            mr,
-                            0,
-                            bias,
-                            0,
-                            bias,
-                            0,
-                            zero,
-                            zero,
-                        )
-            output_stage(ms, ys, ldm * nt)
+    vs = vbuf[t]
+    ms = mbuf[t]
+    ys = ybuf[t]
+    ph = pbuf[t]
+    tv = tbuf[t]
+    held = -1
+    while True:
+        i = blas.claim(counter)
+        if i >= ntasks:
+            break
+        blk = i // n_mb
+        mi = i - blk * n_mb
+        g0 = blk * rows
+        g1 = min(g_count, g0 + rows)
+        nt = (g1 - g0) * tw
+        if blk != held:
             g = g0
-            while g < g1:
+            while g < g1:  # one segment per image
                 n = g // th
                 ty0 = g - n * th
                 ty1 = min(th, ty0 + g1 - g)
-                seg = (n, m0, ty0, ty1, tw, (g - g0) * tw)
-                if lanes > 0:
-                    output_scatter_blocked(
-                        ys, ldm * nt, ldm, mm, out, res, has_res, bias, seg, kind, alpha, beta, lanes, channels
-                    )
-                else:
-                    output_scatter(ys, ldm * nt, ldm, mm, out, res, has_res, bias, seg, kind, alpha, beta)
+                input_transform(x, n, ty0, ty1, tw, pt, pl, ph, tv, vs, nt, (g - g0) * tw, lanes)
                 g += ty1 - ty0
+            held = blk
+        m0 = mi * mb
+        m1 = min(m_count, m0 + mb)
+        mm = m1 - m0
+        n_q = (mm + nr - 1) // nr
+        ldm = n_q * nr  # Mo rows padded to whole column panels
+        for pos in range(36):  # Mo[pos] (tiles x mm) = V[pos] (tiles x C) @ U[pos][:, m0:m1]
+            for p in range((nt + MR - 1) // MR):  # MR tiles: rows of V read in place
+                a_off = (pos * nt + p * MR) * c_count
+                c_off = (pos * nt + p * MR) * ldm
+                mr = min(MR, nt - p * MR)
+                for q in range(n_q):
+                    b_off = ((pos * u_panels + m0 // nr + q) * c_count) * nr
+                    mk.tile(
+                        vs,
+                        a_off,
+                        c_count,
+                        1,
+                        up,
+                        b_off,
+                        nr,
+                        c_count,
+                        ms,
+                        c_off + q * nr,
+                        ldm,
+                        mr,
+                        0,
+                        bias,
+                        0,
+                        bias,
+                        0,
+                        zero,
+                        zero,
+                    )
+        output_stage(ms, ys, ldm * nt)
+        g = g0
+        while g < g1:
+            n = g // th
+            ty0 = g - n * th
+            ty1 = min(th, ty0 + g1 - g)
+            seg = (n, m0, ty0, ty1, tw, (g - g0) * tw)
+            if lanes > 0:
+                output_scatter_blocked(
+                    ys, ldm * nt, ldm, mm, out, res, has_res, bias, seg, kind, alpha, beta, lanes, channels
+                )
+            else:
+                output_scatter(ys, ldm * nt, ldm, mm, out, res, has_res, bias, seg, kind, alpha, beta)
+            g += ty1 - ty0
 
 
-_winograd_tasks_serial = serial_twin(_winograd_tasks)
+_winograd_tasks, _winograd_tasks_serial = threaded(_winograd_tasks_worker)
 
 
 def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None, channels: int | None = None):
@@ -306,6 +307,8 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None, channels:
         kern = pick(_winograd_tasks, _winograd_tasks_serial, work, nthreads)
         bufs = [scratch[k].view(shapes[k], dt) for k in "vmypt"]
         kern(
+            nthreads,
+            (),
             view(ins[0]),
             u,
             b,
@@ -313,7 +316,6 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None, channels:
             view(outs[0]),
             *bufs,
             counter,
-            nthreads,
             s.pt,
             s.pl,
             rows,

@@ -79,9 +79,12 @@ def test_bad_precision_stops_before_work(cnnrt_main, no_work, command):
 @needs_bf16
 def test_compare_derives_bf16_tolerances(resnet_path):
     """bf16 nodes get the bf16 rounding in their bound: within it, while float32's bounds
-    (the same graph without the precision marks) call the bf16 rounding a divergence."""
+    (the same graph without the precision marks and bf16 activations) call the bf16 rounding
+    a divergence, at the first bf16 conv."""
+    import dataclasses
+
     import cnnrt
-    from cnnrt.core.ir import Graph
+    from cnnrt.core.ir import BF16, Graph
     from cnnrt.tools.compare import compare_steps, first_divergence, ort_tensors, snapshot_steps
 
     sess = cnnrt.InferenceSession(resnet_path, precision="bf16", threads=1)
@@ -90,5 +93,7 @@ def test_compare_derives_bf16_tolerances(resnet_path):
     ref, _ = ort_tensors(resnet_path, feeds)
     assert first_divergence(compare_steps(graph, steps, ref, None, None)) is None
     plain = [n.replace(attrs={k: v for k, v in n.attrs.items() if k != "precision"}) for n in graph.nodes]
-    as_f32 = Graph(plain, graph.values, graph.constants, graph.inputs, graph.outputs, graph.name)
-    assert first_divergence(compare_steps(as_f32, steps, ref, None, None)) is not None
+    values = {k: dataclasses.replace(v, dtype="float32") if v.dtype == BF16 else v for k, v in graph.values.items()}
+    as_f32 = Graph(plain, values, graph.constants, graph.inputs, graph.outputs, graph.name)
+    first = first_divergence(compare_steps(as_f32, steps, ref, None, None))
+    assert first is not None and graph.node(first["node"]).attrs.get("precision") == "bf16"
