@@ -111,8 +111,8 @@ def _blocked_worker(_t, _nthreads, form, xp, wp, taps, pin, bias, rf, of, counte
     ``pin[p]`` elements into the image (0 but for grouped convs: their block's input). Taps
     from ``G_TAIL_FROM`` on (the last input block's, when its real channels are fewer than a
     block) reduce over ``G_K_TAIL`` steps, the rest over ``G_KSTEP``. ``form``: () but for a
-    grouped conv of q groups per block, q zeros (microkernel.tile_grouped: the one-block tile
-    on its interleaved input and weights)."""
+    grouped conv of q groups per block, q zeros (microkernel.tile_blocked1's form: the
+    one-block tile on its interleaved input and weights)."""
     per_n_in, a_row, a_rs, a_ks = g[G_PER_N_IN], g[G_A_ROW], g[G_A_RS], g[G_A_KS]
     kstep, ntaps, tchunk, oh, ow, m = g[G_KSTEP], g[G_NTAPS], g[G_TCHUNK], g[G_OH], g[G_OW], g[G_M]
     lanes, n_panels, pg, images, pxb, per_n_out = (
@@ -194,38 +194,10 @@ def _blocked_worker(_t, _nthreads, form, xp, wp, taps, pin, bias, rf, of, counte
                             beta,
                             tf,
                             k_tail,
+                            form,
                         )
                     elif nv == 2:
                         mk_bf16.tile_blocked2(
-                            xp,
-                            abase + pin[p],
-                            pix,
-                            q - q0,
-                            a_ks,
-                            tv,
-                            tn,
-                            wp,
-                            b_off,
-                            kstep * nr,
-                            nr,
-                            kstep,
-                            of,
-                            c_off,
-                            lanes,
-                            plane,
-                            mr,
-                            f,
-                            bias,
-                            p * nr,
-                            rf,
-                            c_off,
-                            alpha,
-                            beta,
-                            tf,
-                            k_tail,
-                        )
-                    elif len(form) >= 2:
-                        mk.tile_grouped(
                             xp,
                             abase + pin[p],
                             pix,
@@ -282,6 +254,7 @@ def _blocked_worker(_t, _nthreads, form, xp, wp, taps, pin, bias, rf, of, counte
                             beta,
                             tf,
                             k_tail,
+                            form,
                         )
         if kind != 0:  # an activation the tile lacks, over the task's outputs block by block
             for p in range(p0, p1):

@@ -58,7 +58,7 @@ def pack_interleaved(w: np.ndarray, lanes: int, q: int) -> np.ndarray:
     """(M, cg, kh, kw) grouped weights, q groups of cg = lanes/q channels per block ->
     (blocks, kh, kw, cg, lanes): per block, tap and input channel k of a group, the vector
     whose lane L holds output channel microkernel.interleave_order(lanes, q)[L]'s weight for
-    its group's channel k (the operand of microkernel.tile_grouped)."""
+    its group's channel k (the operand of microkernel.tile_blocked1 with a form of q)."""
     m, cg, kh, kw = w.shape
     blocks = -(-m // lanes)
     wpad = np.zeros((blocks * lanes, cg, kh, kw), w.dtype)

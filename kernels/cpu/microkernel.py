@@ -172,7 +172,7 @@ def _tile_codegen(dt, blocked, mr_max, nv, q=1):
                 hi_v,
                 tail_from_v,
                 k_tail_v,
-            ) = args
+            ) = args[:26]  # then the form (tile_blocked*), read at typing
             a_ty, pix_ty, taps_ty, b_ty, c_ty, bias_ty, res_ty = (sig.args[i] for i in (0, 2, 5, 7, 12, 18, 20))
         else:
             (
@@ -560,7 +560,10 @@ def _blocked_tile(mr_max: int, nv: int):
         hi,
         tail_from,
         k_tail,
+        form,
     ):
+        # a grouped conv's panels are one block: wider tiles compile as they are for any form
+        q = len(form) if isinstance(form, types.BaseTuple) and nv == 1 else 1
         if not _check_operands(a, b, c, bias, res, taps):
             return None
         if not isinstance(pix, types.Array) or pix.dtype != types.int64:
@@ -594,8 +597,9 @@ def _blocked_tile(mr_max: int, nv: int):
             dt,
             i64,
             i64,
+            form,
         )
-        return sig, _tile_codegen(dt, True, mr_max, nv)
+        return sig, _tile_codegen(dt, True, mr_max, nv, max(q, 1))
 
     tile_blocked.__doc__ = f"""The register tile for channel-blocked convs (conv_blocked.py), {mr_max} pixels x {nv}
     channel blocks: rows are output pixels (A: the input, ``a[a_off + pix[pix_off + i] + taps[t] +
@@ -603,7 +607,9 @@ def _blocked_tile(mr_max: int, nv: int):
     row), columns output channels (B: the packed weights, ``b[b_off + t*b_ts + kk*ldb +
     j]``). Vector v of C row i (one channel block of one pixel) lies at ``c_off + i*ldc +
     v*c_vs``, the residual alike; taps from ``tail_from`` on take ``k_tail`` steps (a last
-    input block of fewer real channels, its padding lanes skipped); BIAS adds ``bias[bias_off + j]`` per column; ``flags >>
+    input block of fewer real channels, its padding lanes skipped); ``form``, a tuple: () or,
+    for a one-block tile of a grouped conv whose block holds q groups, q zeros (one compiled
+    tile per q, chosen by type: the interleaved reduction of :func:`_tile_codegen`); BIAS adds ``bias[bias_off + j]`` per column; ``flags >>
     VECTORS_SHIFT`` > 0 stores only that many vectors of a row (a last panel of fewer blocks),
     ``flags >> LANES_SHIFT`` > 0 zeroes the last one's lanes past that many (padding lanes)."""
     return tile_blocked
@@ -630,59 +636,6 @@ else:
 tile_blocked4 = _blocked_tile(*BLOCKED_TILES[4])
 tile_blocked2 = _blocked_tile(*BLOCKED_TILES[2])
 tile_blocked1 = _blocked_tile(*BLOCKED_TILES[1])
-
-
-@intrinsic
-def tile_grouped(
-    typingctx,
-    a,
-    a_off,
-    pix,
-    pix_off,
-    a_ks,
-    taps,
-    ntaps,
-    b,
-    b_off,
-    b_ts,
-    ldb,
-    k,
-    c,
-    c_off,
-    ldc,
-    c_vs,
-    mr,
-    flags,
-    bias,
-    bias_off,
-    res,
-    res_off,
-    lo,
-    hi,
-    tail_from,
-    k_tail,
-    form,
-):
-    """:data:`tile_blocked1`'s pixels x one block for a grouped conv whose block holds q groups
-    (q = the length of the last argument, a tuple: one compiled tile per q, chosen by type),
-    on the interleaved input and weights of :func:`interleave_order`: its reduction is the
-    group's channels, q inputs broadcast per step. A tuple shorter than 2 (an ungrouped
-    conv's) compiles to nothing."""
-    operands = (a, a_off, pix, pix_off, a_ks, taps, ntaps, b, b_off, b_ts, ldb, k, c, c_off, ldc, c_vs, mr, flags)
-    operands += (bias, bias_off, res, res_off, lo, hi, tail_from, k_tail)
-    q = len(form) if isinstance(form, types.BaseTuple) else 0
-    if q < 2:
-        return types.void(*operands, form), lambda context, builder, sig, args: context.get_dummy_value()
-    sig_defn = tile_blocked1._defn(typingctx, *operands)
-    if sig_defn is None:
-        return None
-    sig, _ = sig_defn
-    tile = _tile_codegen(operands[0].dtype, True, BLOCKED_TILES[1][0], 1, q)
-
-    def codegen(context, builder, full_sig, llargs):
-        return tile(context, builder, sig, llargs[:-1])
-
-    return types.void(*sig.args, form), codegen
 
 
 @njit(inline="always")

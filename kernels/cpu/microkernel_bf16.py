@@ -166,7 +166,8 @@ def _either_tile(mr_max: int, nv: int, f32_tile):
     """A blocked tile of ``mr_max`` pixels x ``nv`` blocks: bf16 (uint16 A and B; C float32,
     or uint16 for a bf16 output, rounded as :func:`to_bf16` after the clamp, with the flags
     microkernel.epilogue's ``narrow`` allows) or, for float32 operands, ``f32_tile``
-    (microkernel.tile_blocked*). The bf16 tile runs every tap's whole ``k``: its callers pass
+    (microkernel.tile_blocked*, whose ``form`` selects a grouped conv's interleaved tile; the
+    bf16 tile takes ()). The bf16 tile runs every tap's whole ``k``: its callers pass
     ``tail_from`` = ``ntaps`` (a short last block is a float32 tile's saving only)."""
 
     @intrinsic
@@ -198,18 +199,40 @@ def _either_tile(mr_max: int, nv: int, f32_tile):
         hi,
         tail_from,
         k_tail,
+        form,
     ):
         args = (a, a_off, pix, pix_off, a_ks, taps, ntaps, b, b_off, b_ts, ldb, k)
-        args += (c, c_off, ldc, c_vs, mr, flags, bias, bias_off, res, res_off, lo, hi, tail_from, k_tail)
+        args += (c, c_off, ldc, c_vs, mr, flags, bias, bias_off, res, res_off, lo, hi, tail_from, k_tail, form)
         if not (isinstance(a, types.Array) and a.dtype == types.uint16):
             return f32_tile._defn(typingctx, *args)
         if not all(isinstance(x, types.Array) for x in (b, c, bias, res, pix, taps)) or b.dtype != types.uint16:
+            return None
+        if not isinstance(form, types.BaseTuple) or len(form) > 1:  # grouped convs run float32
             return None
         if c.dtype not in (types.float32, types.uint16) or any(x.dtype != types.float32 for x in (bias, res)):
             return None
         i64, f32 = types.int64, types.float32
         sig = types.void(
-            a, i64, pix, i64, i64, taps, i64, b, *(i64,) * 4, c, *(i64,) * 5, bias, i64, res, i64, f32, f32, i64, i64
+            a,
+            i64,
+            pix,
+            i64,
+            i64,
+            taps,
+            i64,
+            b,
+            *(i64,) * 4,
+            c,
+            *(i64,) * 5,
+            bias,
+            i64,
+            res,
+            i64,
+            f32,
+            f32,
+            i64,
+            i64,
+            form,
         )
         return sig, _bf16_codegen(mr_max, nv)
 

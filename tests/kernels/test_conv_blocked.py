@@ -320,7 +320,7 @@ def test_plan_tasks_reads_the_bigger_stream_once():
 
 # (N, C = M, H, W, group, kh, stride, pad): groups of 8 (two per block of 16: RegNet), of 4
 # and 2 (four and eight per block), of 16 (one per block) and of 32 (two blocks per group:
-# ResNeXt). Several groups per block run the interleaved tile (microkernel.tile_grouped).
+# ResNeXt). Several groups per block run the interleaved tile (microkernel.tile_blocked1's form).
 GROUPED = {
     "g8_3x3": (1, 48, 7, 9, 6, 3, 1, 1),
     "g8_3x3_s2": (2, 32, 9, 8, 4, 3, 2, 1),

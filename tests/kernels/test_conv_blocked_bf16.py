@@ -149,7 +149,7 @@ _MR = BF16_TILES[4][0]  # every row stored, so none of the tile is dead code
 
 @njit
 def _one_bf16_tile(a, pix, b, c, bias):
-    tile_blocked4(a, 0, pix, 0, 1, _TAPS, 1, b, 0, 0, 64, 16, c, 0, 16, 64, _MR, 0, bias, 0, c, 0, 0.0, 0.0, 1, 16)
+    tile_blocked4(a, 0, pix, 0, 1, _TAPS, 1, b, 0, 0, 64, 16, c, 0, 16, 64, _MR, 0, bias, 0, c, 0, 0.0, 0.0, 1, 16, ())
 
 
 def test_bf16_tile_is_vdpbf16ps():
