@@ -212,28 +212,8 @@ def _either_tile(mr_max: int, nv: int, f32_tile):
         if c.dtype not in (types.float32, types.uint16) or any(x.dtype != types.float32 for x in (bias, res)):
             return None
         i64, f32 = types.int64, types.float32
-        sig = types.void(
-            a,
-            i64,
-            pix,
-            i64,
-            i64,
-            taps,
-            i64,
-            b,
-            *(i64,) * 4,
-            c,
-            *(i64,) * 5,
-            bias,
-            i64,
-            res,
-            i64,
-            f32,
-            f32,
-            i64,
-            i64,
-            form,
-        )
+        head = (a, i64, pix, i64, i64, taps, i64, b, *(i64,) * 4, c, *(i64,) * 5)
+        sig = types.void(*head, bias, i64, res, i64, f32, f32, i64, i64, form)
         return sig, _bf16_codegen(mr_max, nv)
 
     return tile_blocked
