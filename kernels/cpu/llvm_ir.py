@@ -61,14 +61,15 @@ def _suffix(vty: ir.VectorType) -> str:
     return f"v{vty.count}f{32 if isinstance(vty.element, ir.FloatType) else 64}"
 
 
-def masked_load(builder, ptr, mask, align: int):
-    """The vector at ``ptr`` (a vector pointer) where ``mask`` (<n x i1>) is set, zeros elsewhere;
-    the masked-off lanes are not read (llvm.masked.load: no fault past an array's end)."""
+def masked_load(builder, ptr, mask, align: int, fill=None):
+    """The vector at ``ptr`` (a vector pointer) where ``mask`` (<n x i1>) is set, ``fill`` (a
+    vector; default zeros) elsewhere; the masked-off lanes are not read (llvm.masked.load: no
+    fault past an array's end)."""
     vty = ptr.type.pointee
     mty = ir.VectorType(ir.IntType(1), vty.count)
     fn = declare(builder, f"llvm.masked.load.{_suffix(vty)}.p0", vty, [ptr.type, I32, mty, vty])
-    zero = ir.Constant(vty, [0] * vty.count)
-    return builder.call(fn, [ptr, ir.Constant(I32, align), mask, zero])
+    fill = ir.Constant(vty, [0] * vty.count) if fill is None else fill
+    return builder.call(fn, [ptr, ir.Constant(I32, align), mask, fill])
 
 
 class Vectors:

@@ -30,7 +30,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels.cpu.llvm_ir import I32, I64, c64, declare
+from cnnrt.kernels.cpu.llvm_ir import I32, I64, c64, declare, masked_load
 
 _DPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 LANES = 16  # int32 lanes of one vpdpbusd (512 bits)
@@ -119,7 +119,8 @@ _SPLAT0 = ir.Constant(ir.VectorType(I32, LANES), [0] * LANES)
 
 def _splat(builder, x, ty):
     v = builder.insert_element(ir.Constant(ty, ir.Undefined), x, ir.Constant(I32, 0))
-    return builder.shuffle_vector(v, ir.Constant(ty, ir.Undefined), _SPLAT0)
+    mask = _SPLAT0 if ty.count == LANES else ir.Constant(ir.VectorType(I32, ty.count), [0] * ty.count)
+    return builder.shuffle_vector(v, ir.Constant(ty, ir.Undefined), mask)
 
 
 def _masked_store(builder, q, p, mask):
@@ -162,9 +163,11 @@ def segment_stores(builder, pc, ldc, pseg, nseg):
     return stores
 
 
-def requantize_rows(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores):
+def requantize_rows(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores, one_channel=False):
     """Rows r < ``rows`` of ``sums`` requantized to bytes (the module doc), handed to
-    ``stores(r, vectors)``; ``pbias`` None: the sums hold the bias already."""
+    ``stores(r, vectors)``; row r is channel r of ``pbias``/``pmult``, or with ``one_channel``
+    every row is channel 0 (rows of one depthwise plane); ``pbias`` None: the sums hold the
+    bias already."""
     fty = ir.VectorType(ir.FloatType(), LANES)
     lo, hi, zpv = _splat(builder, flo, fty), _splat(builder, fhi, fty), _splat(builder, builder.trunc(zp, I32), vty)
     # vcvtps2dq in the current rounding mode (MXCSR's default: to nearest, half to even)
@@ -172,8 +175,9 @@ def requantize_rows(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores
     cvt_args = [ir.Constant(vty, ir.Undefined), ir.Constant(ir.IntType(16), 0xFFFF), ir.Constant(I32, 4)]
     for r, row in enumerate(sums):
         with builder.if_then(builder.icmp_signed("<", c64(r), rows)):
-            bias = None if pbias is None else _splat(builder, builder.load(builder.gep(pbias, [c64(r)])), vty)
-            mult = _splat(builder, builder.load(builder.gep(pmult, [c64(r)])), fty)
+            ch = c64(0 if one_channel else r)
+            bias = None if pbias is None else _splat(builder, builder.load(builder.gep(pbias, [ch])), vty)
+            mult = _splat(builder, builder.load(builder.gep(pmult, [ch])), fty)
             qs = []
             for acc in row:
                 f = builder.fmul(builder.sitofp(acc if bias is None else builder.add(acc, bias), fty), mult)
@@ -257,24 +261,122 @@ tile_u8s8_acc_rq = _tile_acc_rq(MR, NV)
 
 
 @intrinsic
-def depthwise_row_rq(typingctx, plane, base, taps, wts, wbase, count, bias, mult, ch, c, c_off, flo, fhi, zp):
-    """One output row of a depthwise int8 conv (qconv_depthwise), 16 pixels per step: pixel j's
-    float32 sum over taps t of plane[base + taps[t] + j] * wts[wbase + t] (the plane's codes, u8
-    or s8, widened as they are loaded; exact: integers below 2^24), requantized as the tile's rows are (:func:`requantize_rows`, channel ``ch``'s int32
-    bias and multiplier) and stored as bytes at c[c_off + j] for j < ``count``, the last step
-    under a lane mask. No sums or codes go to memory between the taps and the store."""
-    arrays = (plane, taps, wts, bias, mult, c)
-    if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 1 for x in arrays):
+def stage_row(typingctx, x, xo, wd, inside, s, so, lq, rs, pl, fill, form):
+    """One input row of a depthwise int8 conv (qconv_depthwise) as float32 column phases: for
+    k < ``lq`` (a multiple of 16) and b < SW, s[so + b*rs + k] = x[xo + k*SW + b - pl] where
+    that column lies in [0, ``wd``) and the row is ``inside`` the plane, else ``fill`` (the
+    input's zero point, as a zero-point border would hold). ``form`` as :func:`depthwise_form`
+    gives it. Each step loads 16*SW bytes under a mask of the columns in the row, splits them into the SW
+    phases and widens each exactly."""
+    if not isinstance(form, types.UniTuple):
         return None
-    if plane.dtype not in (types.uint8, types.int8) or wts.dtype != types.float32 or taps.dtype != types.int64:
+    sw = _depthwise_config(form)[1]
+    if not all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == 1 for a in (x, s)):
         return None
-    if bias.dtype != types.int32 or mult.dtype != types.float32 or c.dtype not in (types.uint8, types.int8):
+    if x.dtype not in (types.uint8, types.int8) or s.dtype != types.float32:
         return None
-    i64, f32 = types.int64, types.float32
-    sig = types.void(plane, i64, taps, wts, i64, i64, bias, mult, i64, c, i64, f32, f32, i64)
+    i64 = types.int64
+    sig = types.void(x, i64, i64, types.boolean, s, i64, i64, i64, i64, i64, form)
+    signed = x.dtype == types.int8
 
     def codegen(context, builder, sig, args):
-        plane_v, base_v, taps_v, wts_v, wbase_v, n_v, bias_v, mult_v, ch_v, c_v, c_off_v, flo, fhi, zp = args
+        x_v, xo, wd, inside, s_v, so, lq, rs, pl, fill_v, _ = args
+        px = builder.gep(context.make_array(sig.args[0])(context, builder, x_v).data, [xo])
+        ps = builder.gep(context.make_array(sig.args[4])(context, builder, s_v).data, [so])
+        span = LANES * sw
+        bty = ir.VectorType(ir.IntType(8), span)
+        vty = ir.VectorType(I32, LANES)
+        fty = ir.VectorType(ir.FloatType(), LANES)
+        fill = _splat(builder, builder.trunc(fill_v, ir.IntType(8)), bty)
+        no_lanes = ir.Constant(ir.VectorType(ir.IntType(1), span), [0] * span)
+
+        def clamp(v):  # to [0, span]
+            v = builder.select(builder.icmp_signed("<", v, c64(0)), c64(0), v)
+            return builder.select(builder.icmp_signed(">", v, c64(span)), c64(span), v)
+
+        def low_bits(n):  # n <= span <= 32 low bits set
+            return builder.sub(builder.shl(c64(1), n), c64(1))
+
+        steps = builder.udiv(lq, c64(LANES))
+        with cgutils.for_range(builder, steps) as loop:
+            k0 = builder.mul(loop.index, c64(LANES))
+            c0 = builder.sub(builder.mul(k0, c64(sw)), pl)
+            lo, hi = clamp(builder.neg(c0)), clamp(builder.sub(wd, c0))
+            bits = builder.and_(low_bits(hi), builder.not_(low_bits(lo)))  # columns [lo, hi) lie in the row
+            mask = builder.select(
+                inside, builder.bitcast(builder.trunc(bits, ir.IntType(span)), no_lanes.type), no_lanes
+            )
+            v = masked_load(builder, builder.bitcast(builder.gep(px, [c0]), bty.as_pointer()), mask, 1, fill)
+            for b in range(sw):
+                vb = v if sw == 1 else builder.shuffle_vector(v, ir.Constant(bty, ir.Undefined), _every(sw, b))
+                wide = builder.sext(vb, vty) if signed else builder.zext(vb, vty)
+                p = builder.gep(ps, [builder.add(builder.mul(c64(b), rs), k0)])
+                builder.store(builder.sitofp(wide, fty), builder.bitcast(p, fty.as_pointer())).align = 4
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _every(step: int, first: int) -> ir.Constant:
+    return ir.Constant(ir.VectorType(I32, LANES), [first + k * step for k in range(LANES)])
+
+
+DW_ROWS = 8  # output rows of one depthwise call: as many independent sums in flight
+DW_ROW_STRIDE = 256  # floats between the staged phase rows of a specialised form
+# (kernel size, stride) of the square, undilated depthwise convs emitted with constant taps and
+# strides (MobileNet, EfficientNet, MixNet); any other runs a form with them at run time
+DW_SPECIAL = tuple((k, s) for k in (3, 5, 7, 9, 11) for s in (1, 2))
+
+
+def depthwise_form(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, lq: int) -> tuple:
+    """The code form of a depthwise conv for :func:`depthwise_rows_rq` and :func:`stage_row`: a
+    tuple of zeros whose length says it (1 or 2: the generic form of that row stride; 3 + i:
+    ``DW_SPECIAL[i]``, which also needs the staged phase rows ``lq`` to fit DW_ROW_STRIDE)."""
+    key = (kh, sh)
+    if kh == kw and sh == sw and dh == dw == 1 and key in DW_SPECIAL and lq <= DW_ROW_STRIDE:
+        return (0,) * (3 + DW_SPECIAL.index(key))
+    return (0,) * sw
+
+
+def _depthwise_config(form):
+    """(kernel size or None, stride along the row, stride between rows or None) of a form."""
+    if form.count <= 2:
+        return None, form.count, None
+    k, st = DW_SPECIAL[form.count - 3]
+    return k, st, st
+
+
+@intrinsic
+def depthwise_rows_rq(typingctx, s, so, geo, wts, wo, nrows, ow0, count, bias, mult, ch, c, co, flo, fhi, zp, form):
+    """Rows r < ``nrows`` (<= DW_ROWS), pixels [ow0, ow0 + ``count``) (``count`` <= 16) of a
+    band of one plane of a depthwise int8 conv (qconv_depthwise), from its codes staged as
+    float32: pixel (r, ow)'s sum over taps (i, j) of wts[wo + i*kw + j] * s[so + (r*SH +
+    i*DH)*SW*RS + b*RS + ow + (j*DW)//SW], b = (j*DW) % SW (each staged row split into SW
+    column phases, RS floats apart), requantized as the tile's rows are
+    (:func:`requantize_rows`, channel ``ch``'s int32 bias and multiplier) and stored as bytes
+    at c[co + r*OW + j]. ``geo`` = (kh, kw, SH, DH, DW, RS, OW); ``form`` as
+    :func:`depthwise_form` gives it: a specialised form has its taps, strides and RS
+    (DW_ROW_STRIDE) as constants, every address an offset from one pointer (at run time they
+    cost 3x: the taps' loops and the rows' pointers). The sums are exact (integers below 2**24:
+    qconv_depthwise bounds the taps) and stay in registers between the taps and the store."""
+    if not isinstance(form, types.UniTuple):
+        return None
+    arrays = (s, wts, bias, mult, c)
+    if not all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == 1 for a in arrays):
+        return None
+    if s.dtype != types.float32 or wts.dtype != types.float32 or bias.dtype != types.int32:
+        return None
+    if mult.dtype != types.float32 or c.dtype not in (types.uint8, types.int8):
+        return None
+    if not (isinstance(geo, types.UniTuple) and geo.count == 7 and geo.dtype == types.int64):
+        return None
+    i64, f32 = types.int64, types.float32
+    sig = types.void(s, i64, geo, wts, i64, i64, i64, i64, bias, mult, i64, c, i64, f32, f32, i64, form)
+    k_const, sw, sh_const = _depthwise_config(form)
+
+    def codegen(context, builder, sig, args):
+        s_v, so, geo_v, w_v, wo, nrows, ow0, count, bias_v, mult_v, ch, c_v, co, flo, fhi, zp, _ = args
+        kh, kw, sh, dh, dw, rs, ldc = (builder.extract_value(geo_v, i) for i in range(7))
 
         def ptr(i, arr, off):
             return builder.gep(context.make_array(sig.args[i])(context, builder, arr).data, [off])
@@ -282,26 +384,44 @@ def depthwise_row_rq(typingctx, plane, base, taps, wts, wbase, count, bias, mult
         vty = ir.VectorType(I32, LANES)
         fty = ir.VectorType(ir.FloatType(), LANES)
         fma = declare(builder, "llvm.fma.v16f32", fty, [fty, fty, fty])
-        pplane, ptaps, pw = ptr(0, plane_v, base_v), ptr(2, taps_v, c64(0)), ptr(3, wts_v, wbase_v)
-        ntaps = context.make_array(sig.args[2])(context, builder, taps_v).nitems
-        steps = builder.sdiv(builder.add(n_v, c64(LANES - 1)), c64(LANES))
-        with cgutils.for_range(builder, steps) as loop:
-            k0 = builder.mul(loop.index, c64(LANES))
-            acc = cgutils.alloca_once_value(builder, ir.Constant(fty, [0.0] * LANES))
-            with cgutils.for_range(builder, ntaps) as tap:
-                off = builder.add(builder.load(builder.gep(ptaps, [tap.index])), k0)
-                ld = builder.load(builder.bitcast(builder.gep(pplane, [off]), _BYTES.as_pointer()))
-                ld.align = 1
-                wide = builder.zext(ld, vty) if sig.args[0].dtype == types.uint8 else builder.sext(ld, vty)
-                ld = builder.sitofp(wide, fty)
-                wt = _splat(builder, builder.load(builder.gep(pw, [tap.index])), fty)
-                builder.store(builder.call(fma, [ld, wt, builder.load(acc)]), acc)
-            sums = [[builder.fptosi(builder.load(acc), vty)]]
-            pc = ptr(9, c_v, builder.add(c_off_v, k0))
-            stores = edge_stores(builder, pc, c64(0), builder.sub(n_v, k0), 1)
-            requantize_rows(
-                builder, vty, sums, ptr(6, bias_v, ch_v), ptr(7, mult_v, ch_v), c64(1), flo, fhi, zp, stores
-            )
+        ps, pw = ptr(0, s_v, builder.add(so, ow0)), ptr(3, w_v, wo)
+        accs = [ir.Constant(fty, [0.0] * LANES)] * DW_ROWS
+
+        def tap(accs, w_index, offset, row_step):
+            """every row's sum plus the tap at ``offset`` floats (rows ``row_step`` apart)"""
+            wt = _splat(builder, builder.load(builder.gep(pw, [w_index])), fty)
+            out = []
+            for r, acc in enumerate(accs):
+                p = builder.gep(ps, [builder.add(offset, builder.mul(c64(r), row_step))])
+                v = builder.load(builder.bitcast(p, fty.as_pointer()))
+                v.align = 4
+                out.append(builder.call(fma, [v, wt, acc]))
+            return out
+
+        if k_const is not None:  # taps, strides and the row stride as constants
+            for i in range(k_const):
+                for j in range(k_const):
+                    off = (i * sw + j % sw) * DW_ROW_STRIDE + j // sw
+                    accs = tap(accs, c64(i * k_const + j), c64(off), c64(sh_const * sw * DW_ROW_STRIDE))
+        else:
+            slots = [cgutils.alloca_once_value(builder, a) for a in accs]
+            row_step = builder.mul(builder.mul(sh, rs), c64(sw))
+            with cgutils.for_range(builder, kh) as li:
+                i = li.index
+                with cgutils.for_range(builder, kw) as lj:
+                    j = lj.index
+                    col = builder.mul(j, dw)
+                    phase, k0 = builder.urem(col, c64(sw)), builder.udiv(col, c64(sw))
+                    off = builder.add(builder.mul(builder.add(builder.mul(builder.mul(i, dh), c64(sw)), phase), rs), k0)
+                    new = tap([builder.load(a) for a in slots], builder.add(builder.mul(i, kw), j), off, row_step)
+                    for a, v in zip(slots, new):
+                        builder.store(v, a)
+            accs = [builder.load(a) for a in slots]
+        sums = [[builder.fptosi(a, vty)] for a in accs]
+        stores = edge_stores(builder, ptr(11, c_v, co), ldc, count, 1)
+        requantize_rows(
+            builder, vty, sums, ptr(8, bias_v, ch), ptr(9, mult_v, ch), nrows, flo, fhi, zp, stores, one_channel=True
+        )
         return context.get_dummy_value()
 
     return sig, codegen

@@ -10,7 +10,7 @@ that arithmetic).
 
 Ungrouped convs with s8 weights run on the VNNI register tile when the CPU has it (at stride 1
 with taps as offsets into the input, kernels/cpu/qconv_vnni_taps.py; else on an im2col,
-kernels/cpu/qconv_vnni.py), depthwise ones on int32 row sums (kernels/cpu/qconv_depthwise.py). The rest
+kernels/cpu/qconv_vnni.py), depthwise ones at row strides 1 and 2 read in place (kernels/cpu/qconv_depthwise.py). The rest
 (grouped convs, u8 weights, weight zero points, int32 outputs, CPUs without VNNI) sum on
 float32 arithmetic kept exact (im2col + BLAS over short stretches of the reduction; depthwise
 taps over whole planes).
@@ -133,9 +133,10 @@ def build_qconv(node, graph):
         if qconv_vnni_taps.eligible(x_shape[1], p["w"].shape[2:], p["strides"]):
             return qconv_vnni_taps.build(p, x_dtype, x_shape, graph)
         return qconv_vnni.build(p, x_dtype, x_shape, graph)
-    channels, taps = graph.values[node.inputs[0]].shape[1], p["w"][0].size
-    if qconv_depthwise.eligible(x_dtype, channels, p["w"].shape[0], p["group"], taps, p["out_dtype"]):
-        return qconv_depthwise.build(p, x_dtype, qconv_vnni.requant_params(p))
+    x_shape, taps = graph.values[node.inputs[0]].shape, p["w"][0].size
+    sw = p["strides"][1]
+    if qconv_depthwise.eligible(x_dtype, x_shape[1], p["w"].shape[0], p["group"], taps, p["out_dtype"], sw):
+        return qconv_depthwise.build(p, x_shape, qconv_vnni.requant_params(p))
 
     def run(ins, outs):
         outs[0][...] = requantize(accumulate(ins[0], p), p)

@@ -1,114 +1,132 @@
-"""The depthwise int8 conv (one channel per group): int32 sums per (image, channel) plane, requantized.
+"""The depthwise int8 conv (one channel per group), read straight from the NCHW input.
 
 A depthwise conv does KH*KW multiply-adds per output, too few to pay for packing its input
-for a dot-product tile, so each (image, channel) plane is one task. The task copies its
-plane into a border-padded plane of its codes (widened to float32 as the taps load them) filled
-with the input's zero point, split by the
-stride into phase planes (padded rows ``a mod SH``, columns ``b mod SW``; one plane at stride
-1), each ``Wq`` columns wide. Output pixel ``(oh, ow)`` of tap ``(i, j)`` then reads phase
-``(i*DH mod SH, j*DW mod SW)`` at ``(oh + i*DH // SH) * Wq + ow + j*DW // SW``: each output row
-is 16 pixels at a time the taps' loads and multiply-adds, requantized and narrowed to bytes in
-registers (microkernel_int8.depthwise_row_rq); the plane carries a vector of slack so a row's
-last step stays in bounds.
+for a dot-product tile. Each call of microkernel_int8.depthwise_rows_rq computes DW_ROWS
+output rows of one plane, 16 pixels of each, with one float32 sum per row held in registers
+(as many independent chains in flight): per tap it loads 16*SW bytes of each input row under a
+mask of the columns that lie inside the row, keeps every SW-th, widens them exactly and adds
+the product with the tap's weight. A tap outside the plane reads the input's zero point, as a
+zero-point border would: nothing is copied. Copying each plane into a zero-point-bordered
+scratch first (and, at stride 2, splitting it into column phases) took more time than the
+multiply-adds on every MobileNet shape (96 channels 112x112 at stride 2: 78 of 124 us).
+
+A task is a band of rows of one plane, or several whole small planes, at least
+``TASK_ELEMS`` outputs, claimed from a shared counter (kernels._jit.threaded).
 
 Sums are float32, exact because a tap sum stays far below 2**24 (|product| < 2**16, a few
 dozen taps; :func:`eligible` bounds them); each output gets its int32 bias and is requantized
 as MLAS does. Zero points come out as in qconv_vnni: the weight's is subtracted at build, the
-input's folded with the bias into ``bias - xz * sum(w - wz)`` per channel (the border holds
-xz, so padded taps add exactly that).
+input's folded with the bias into ``bias - xz * sum(w - wz)`` per channel (the taps outside
+the plane read xz, so they add exactly that).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-from numba import prange
 
-from cnnrt.kernels._jit import pjit
-from cnnrt.kernels.cpu.microkernel_int8 import depthwise_row_rq
-from cnnrt.kernels.cpu.vector_ir import deinterleave2_run
+from cnnrt.kernels._jit import njit, num_threads, pick, threaded
+from cnnrt.kernels.cpu import blas
+from cnnrt.kernels.cpu.conv_common import readonly
+from cnnrt.kernels.cpu.microkernel_int8 import (
+    DW_ROW_STRIDE,
+    DW_ROWS,
+    LANES,
+    depthwise_form,
+    depthwise_rows_rq,
+    stage_row,
+)
 
-VEC = 16  # pixels per step of depthwise_row_rq
 MAX_TAPS = 255  # taps * 2**16 < 2**24: float32 sums of u8/s8 products stay exact
+STRIDES = (1, 2)  # strides along the row that stage their column phases with vector loads
+TASK_ELEMS = 4096  # outputs per task at least
+STAGE_FLOATS = 8192  # a task's staged rows at most (32 KB: in L1 with the output rows)
 
 
-def eligible(x_dtype: str, c: int, m: int, group: int, taps: int, out_dtype: str) -> bool:
-    """One input and one output channel per group, u8/s8 in and out, at most ``MAX_TAPS`` taps."""
-    return group == c == m and taps <= MAX_TAPS and x_dtype in ("uint8", "int8") and out_dtype in ("uint8", "int8")
+def eligible(x_dtype: str, c: int, m: int, group: int, taps: int, out_dtype: str, sw: int) -> bool:
+    """One input and one output channel per group, u8/s8 in and out, at most ``MAX_TAPS`` taps,
+    a stride along the row in ``STRIDES``."""
+    dtypes = x_dtype in ("uint8", "int8") and out_dtype in ("uint8", "int8")
+    return group == c == m and taps <= MAX_TAPS and dtypes and sw in STRIDES
 
 
-@pjit
-def _depthwise(x, w, biasc, mult, out, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, fhi, zp):
-    n_len, c_len, h_len, w_len = x.shape
-    oh_len, ow_len = out.shape[2], out.shape[3]
-    kh_len, kw_len = w.shape[1], w.shape[2]
-    hp, wp = h_len + pt + pb, w_len + pl + pr
-    hq, wq = -(-hp // sh), -(-wp // sw)
-    phase = hq * wq
-    slack = (kw_len - 1) * dw // sw + 1
-    ntaps = kh_len * kw_len
-    taps = np.empty(ntaps, np.int64)  # where each tap of an output row starts in the phase planes
-    for i in range(kh_len):
-        for j in range(kw_len):
-            a, b = (i * dh) % sh, (j * dw) % sw
-            taps[i * kw_len + j] = (a * sw + b) * phase + ((i * dh) // sh) * wq + (j * dw) // sw
-    wts = w.reshape(-1)
-    for t in prange(n_len * c_len):
-        n = t // c_len
-        c = t - n * c_len
-        plane = np.empty(sh * sw * phase + slack + VEC, x.dtype)  # a row's last step reads a vector on
-        if sw == 1:  # the plane filled with the zero point, each input row copied into it
-            plane[:] = xz
-            for r in range(h_len):
-                rp = r + pt
-                src = x[n, c, r]
-                dst = plane[(rp % sh) * phase + (rp // sh) * wq + pl :]
-                for col in range(w_len):
-                    dst[col] = src[col]
-        else:  # each input row padded, then split into its column phases whole (padding included)
-            plane[sh * sw * phase :] = xz
-            row = np.empty(wq * sw, x.dtype)
-            row[:] = xz
-            for rp in range(hq * sh):  # the padded rows no input row fills
-                if rp < pt or rp >= pt + h_len:
-                    for b in range(sw):
-                        base = (rp % sh) * sw * phase + b * phase + (rp // sh) * wq
-                        plane[base : base + wq] = xz
-            mid = row[pl : pl + w_len]
-            for r in range(h_len):
-                rp = r + pt
-                src = x[n, c, r]
-                base = (rp % sh) * sw * phase + (rp // sh) * wq
-                for col in range(w_len):
-                    mid[col] = src[col]
-                if sw == 2:
-                    deinterleave2_run(row, 0, plane, base, plane, base + phase, wq)
-                else:
-                    for b in range(sw):
-                        dst = plane[base + b * phase : base + b * phase + wq]
-                        for k in range(wq):
-                            dst[k] = row[k * sw + b]
-        y = out[n, c].reshape(-1)
-        for oh in range(oh_len):  # each output row: the taps' sums, requantized, stored as bytes
-            depthwise_row_rq(plane, oh * wq, taps, wts, c * ntaps, ow_len, biasc, mult, c, y, oh * ow_len, flo, fhi, zp)
+@njit
+def _dw_worker(_t, _nthreads, form, x, w, biasc, mult, out, geo, task, xz, flo, fhi, zp, counter):
+    """One thread's share of x (N*C planes of H*W) -> out (N*C planes of OH*OW), flat:
+    ``geo`` = (H, W, kh, kw, SH, DH, DW, PT, PL, OW, OH, C, LQ, RS, SW), ``task`` = (planes per
+    task, rows per task); tasks are runs of whole planes or one plane's band of rows, claimed
+    from ``counter`` by every thread. Each band's input rows are staged as float32 column
+    phases of LQ, RS apart (microkernel_int8.stage_row), in a scratch of this thread."""
+    h, wd, kh, kw, sh, dh = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+    pt, pl, ow, oh, c_len, lq, rs, sw = geo[7], geo[8], geo[9], geo[10], geo[11], geo[12], geo[13], geo[14]
+    g = (kh, kw, sh, dh, geo[6], rs, ow)
+    pp, band = task[0], task[1]
+    # a band's staged rows and those the last call's rows past the band read (zeros: no
+    # subnormal or NaN operands to slow the multiply-adds whose sums are not stored)
+    s = np.zeros(((band + DW_ROWS - 2) * sh + (kh - 1) * dh + 1) * sw * rs, np.float32)
+    planes = out.size // (oh * ow)
+    nb = (oh + band - 1) // band
+    n_tasks = (planes + pp - 1) // pp * nb
+    ntaps = kh * kw
+    while True:
+        t = blas.claim(counter)
+        if t >= n_tasks:
+            break
+        q, k = blas.split_index(t, nb)
+        rb = k * band
+        r1 = min(oh, rb + band)
+        for p in range(q * pp, min(planes, q * pp + pp)):
+            c = p % c_len
+            ih0 = rb * sh - pt
+            for q in range((r1 - 1 - rb) * sh + (kh - 1) * dh + 1):  # the band's input rows
+                ih = ih0 + q
+                stage_row(x, p * h * wd + ih * wd, wd, 0 <= ih < h, s, q * sw * rs, lq, rs, pl, xz, form)
+            for r0 in range(rb, r1, DW_ROWS):
+                nrows = min(DW_ROWS, r1 - r0)
+                so = (r0 - rb) * sh * sw * rs
+                for ow0 in range(0, ow, LANES):
+                    oo = (p * oh + r0) * ow + ow0
+                    count = min(LANES, ow - ow0)
+                    depthwise_rows_rq(
+                        s, so, g, w, c * ntaps, nrows, ow0, count, biasc, mult, c, out, oo, flo, fhi, zp, form
+                    )
 
 
-def build(p: dict, x_dtype: str, requant: tuple):
-    """The run function of one depthwise QConv plan (qconv.conv_plan); ``requant`` is
-    qconv_vnni.requant_params(p)."""
+_dw_threads, _dw_in_turn = threaded(_dw_worker)
+
+
+def build(p: dict, x_shape: tuple, requant: tuple):
+    """The run function of one depthwise QConv plan (qconv.conv_plan) for an input of
+    ``x_shape``; ``requant`` is qconv_vnni.requant_params(p)."""
     w = p["w"]
     m, _, kh, kw = w.shape
-    (sh, sw), (dh, dw), (pt, pl, pb, pr) = p["strides"], p["dilations"], p["pads"]
-    wi = (w.astype(np.int32) - p["w_zp"].reshape(m, 1, 1, 1)).reshape(m, kh, kw)
-    wf = wi.astype(np.float32)
-    biasc = (p["bias"].astype(np.int64) - p["x_zp"] * wi.reshape(m, -1).astype(np.int64).sum(axis=1)).astype(np.int32)
+    n, _, oh, ow = p["out_shape"]
+    (sh, sw), (dh, dw), (pt, pl, _, _) = p["strides"], p["dilations"], p["pads"]
+    wi = (w.astype(np.int32) - p["w_zp"].reshape(m, 1, 1, 1)).reshape(m, kh * kw)
+    wf = readonly(np.ascontiguousarray(wi.reshape(-1), np.float32))
+    biasc = (p["bias"].astype(np.int64) - p["x_zp"] * wi.astype(np.int64).sum(axis=1)).astype(np.int32)
     mult, flo, fhi, zp, _ = requant
     xz = int(p["x_zp"])
+    lq = -(-(-(-ow // LANES) * LANES + (kw - 1) * dw // sw) // LANES) * LANES  # every tap's last vector in its phase
+    form = depthwise_form(kh, kw, sh, sw, dh, dw, lq)
+    rs = DW_ROW_STRIDE if len(form) > 2 else lq  # a specialised form has it as a constant
+    rows_fit = max(1, (STAGE_FLOATS // (sw * lq) - (kh - 1) * dh - 1) // sh + 1)
+    band = max(1, min(oh, -(-TASK_ELEMS // ow), rows_fit))
+    per_task = max(1, TASK_ELEMS // (oh * ow)) if band == oh else 1
+    threads = numba.config.NUMBA_NUM_THREADS
+    counter = np.zeros(1, np.int64)
+    work = 4 * n * m * oh * ow * kh * kw  # MACs, weighted by the staging and per-row cost
+    task = readonly(np.array((per_task, band), np.int64))
+    geo = readonly(np.array((x_shape[2], x_shape[3], kh, kw, sh, dh, dw, pt, pl, ow, oh, m, lq, rs, sw), np.int64))
 
     def run(ins, outs):
         x = np.ascontiguousarray(ins[0])
         y = outs[0]
         dst = y if y.flags.c_contiguous else np.empty(y.shape, y.dtype)  # a concat's slice: through a copy
-        _depthwise(x, wf, biasc, mult, dst, sh, sw, dh, dw, pt, pl, pb, pr, xz, flo, fhi, zp)
+        nthreads = min(num_threads(), threads)
+        counter[0] = 0
+        kern = pick(_dw_threads, _dw_in_turn, work, nthreads)
+        kern(nthreads, form, x.reshape(-1), wf, biasc, mult, dst.reshape(-1), geo, task, xz, flo, fhi, zp, counter)
         if dst is not y:
             y[...] = dst
 

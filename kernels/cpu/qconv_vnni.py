@@ -109,6 +109,7 @@ def _pack(xq, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
     column phases (:func:`_phases`; one phase at stride 1): see the module doc."""
     n_len, kq = apk.shape[0], apk.shape[1]
     khw = kh_len * kw_len
+    whole = khw == 1 and sh == 1 and xq.shape[2] == oh_len and xq.shape[3] == 1 and xq.shape[4] == ow_len
     for t in prange(n_len * kq):
         n = t // kq
         g = t - n * kq
@@ -131,6 +132,14 @@ def _pack(xq, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
         o0, o1, o2, o3 = os[0], os[1], os[2], os[3]
         q0, q1, q2, q3 = rs[0], rs[1], rs[2], rs[3]
         dst = apk[n, g]
+        if whole:  # each channel's plane is one run of the output's pixels
+            npix = oh_len * ow_len
+            s0 = xq[n, c0].reshape(-1)
+            s1 = xq[n, c1].reshape(-1)
+            s2 = xq[n, c2].reshape(-1)
+            s3 = xq[n, c3].reshape(-1)
+            pack_words(dst[:npix], s0, s1, s2, s3, flip)
+            continue
         for oh in range(oh_len):
             s0 = xq[n, c0, oh * sh + q0, b0, o0 : o0 + ow_len]
             s1 = xq[n, c1, oh * sh + q1, b1, o1 : o1 + ow_len]

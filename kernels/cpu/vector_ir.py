@@ -301,52 +301,6 @@ def permute2_run(typingctx, a, a_off, b, b_off, y, y_off, count, idx, mask, keep
     return sig, codegen
 
 
-@intrinsic
-def deinterleave2_run(typingctx, src, s, even, e, odd, o, count):
-    """even[e + k] = src[s + 2k], odd[o + k] = src[s + 2k + 1] for k < ``count`` (float32 or
-    bytes, one dtype): a stride-2 row split into its two column phases by shuffles of whole
-    vectors, then one element at a time for the rest (a strided copy stays scalar in LLVM's
-    vectoriser)."""
-    arrays = (src, even, odd)
-    if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
-        return None
-    if len({a.dtype for a in arrays}) != 1 or src.dtype not in (types.float32, types.uint8, types.int8):
-        return None
-    i64 = types.int64
-    sig = types.void(src, i64, even, i64, odd, i64, i64)
-
-    def codegen(context, builder, sig, args):
-        ps, pe, po = data_pointers(context, builder, sig, args, 0, 2, 4)
-        _, s_v, _, e_v, _, o_v, n_v = args
-        ety = ir.FloatType() if sig.args[0].dtype == types.float32 else ir.IntType(8)
-        lanes = VECTOR_BYTES // (4 if sig.args[0].dtype == types.float32 else 1)
-        vty, wide = ir.VectorType(ety, lanes), ir.VectorType(ety, 2 * lanes)
-        i32 = ir.IntType(32)
-        evens = ir.Constant(ir.VectorType(i32, lanes), [2 * k for k in range(lanes)])
-        odds = ir.Constant(ir.VectorType(i32, lanes), [2 * k + 1 for k in range(lanes)])
-        full = builder.sdiv(n_v, c64(lanes))
-
-        def store(v, base, at):
-            builder.store(v, builder.bitcast(builder.gep(base, [at]), vty.as_pointer())).align = 1
-
-        with cgutils.for_range(builder, full) as loop:
-            k0 = builder.mul(loop.index, c64(lanes))
-            p = builder.bitcast(builder.gep(ps, [builder.add(s_v, builder.mul(k0, c64(2)))]), wide.as_pointer())
-            v = builder.load(p)
-            v.align = 1
-            store(builder.shuffle_vector(v, ir.Constant(wide, ir.Undefined), evens), pe, builder.add(e_v, k0))
-            store(builder.shuffle_vector(v, ir.Constant(wide, ir.Undefined), odds), po, builder.add(o_v, k0))
-        with cgutils.for_range_slice(builder, builder.mul(full, c64(lanes)), n_v, c64(1)) as (k, _):
-            at = builder.add(s_v, builder.mul(k, c64(2)))
-            builder.store(builder.load(builder.gep(ps, [at])), builder.gep(pe, [builder.add(e_v, k)]))
-            builder.store(
-                builder.load(builder.gep(ps, [builder.add(at, c64(1))])), builder.gep(po, [builder.add(o_v, k)])
-            )
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 def has_vbmi() -> bool:
     """Whether the host has AVX-512 VBMI (``vpermi2b``: :func:`byte_table_run`)."""
     from llvmlite import binding as ll

@@ -15,7 +15,7 @@ from numba import njit
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace, tanh_rational
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
-from cnnrt.kernels.cpu.vector_ir import byte_table_run, deinterleave2_run, has_vbmi, vector_run
+from cnnrt.kernels.cpu.vector_ir import byte_table_run, has_vbmi, vector_run
 
 COUNTS = [0, 1, 7, 15, 16, 17, 28, 31, 32, 33, 100]
 
@@ -132,23 +132,6 @@ def test_register_tile_is_vector_fmas():
         assert len(packed) == vector_fmas, (len(packed), vector_fmas)
         assert not re.search(r"vfmadd\w+ss", asm), "scalar FMA instructions in the register tile"
         assert len(re.findall(r"vbroadcastss", asm)) * mk.NV == len(packed)  # one broadcast per A element
-
-
-@njit
-def _split(src, s, even, e, odd, o, count):
-    deinterleave2_run(src, s, even, e, odd, o, count)
-
-
-@pytest.mark.parametrize("count", COUNTS)
-def test_deinterleave2_splits_a_row_into_its_column_phases(count):
-    """Whole vectors by shuffles, the rest one element at a time; nothing past ``count`` written."""
-    src = np.arange(2 * count + 8, dtype=np.float32) + 0.5
-    even, odd = np.full(count + 10, -1.0, np.float32), np.full(count + 10, -2.0, np.float32)
-    _split(src, 3, even, 2, odd, 5, count)
-    np.testing.assert_array_equal(even[2 : 2 + count], src[3 : 3 + 2 * count : 2])
-    np.testing.assert_array_equal(odd[5 : 5 + count], src[4 : 4 + 2 * count : 2])
-    assert (even[:2] == -1).all() and (even[2 + count :] == -1).all()
-    assert (odd[:5] == -2).all() and (odd[5 + count :] == -2).all()
 
 
 @njit

@@ -45,15 +45,26 @@ QUANTS = {
 }
 
 
+# depthwise planes wider than a vector and taller than a call's rows, borders on every side:
+# microkernel_int8.depthwise_rows_rq's specialised forms ("-wide") and its generic one
+WIDE_DEPTHWISE = {
+    "3x3-s1-wide": (8, 8, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    "3x3-s2-wide": (8, 8, 8, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    "5x5-s2-asym-wide": (8, 8, 8, (5, 5), (2, 2), (2, 1, 2, 3), (1, 1)),
+    "3x3-dilated-generic": (8, 8, 8, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2)),
+}
+WIDE_INPUT = (2, 8, 21, 37)
+
+
 def _qlinear_conv(geometry: str, quant: str, seed: int = 0):
-    c, m, group, k, strides, pads, dil = GEOMETRIES[geometry]
+    c, m, group, k, strides, pads, dil = GEOMETRIES.get(geometry) or WIDE_DEPTHWISE[geometry]
     x_dtype, w_dtype, per_channel, sym = QUANTS[quant]
     rng = np.random.default_rng(seed)
     xz, xs, w, ws, wz, bias, ys, yz = conv_params(rng, c, m, group, k, x_dtype, w_dtype, per_channel, sym)
     inits = dict(xs=xs, xz=xz, w=w, ws=ws, wz=wz, ys=ys, yz=yz, b=bias)
     attrs = dict(kernel_shape=list(k), strides=list(strides), pads=list(pads), dilations=list(dil), group=group)
     node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"], **attrs)
-    x = random_q(rng, (2, c, 11, 10), x_dtype)
+    x = random_q(rng, WIDE_INPUT if geometry in WIDE_DEPTHWISE else (2, c, 11, 10), x_dtype)
     mdl = model([node], [("x", x_dtype, x.shape)], [("y", x_dtype, None)], inits)
     geo = dict(strides=strides, pads=pads, dilations=dil, group=group)
     return mdl, x, inits, geo
@@ -70,7 +81,7 @@ def _onnxruntimes_accumulator(x, p, geo, exact):
 
 
 @pytest.mark.parametrize("quant", QUANTS)
-@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("geometry", [*GEOMETRIES, *WIDE_DEPTHWISE])
 def test_qlinear_conv_is_bit_exact_with_the_reference_and_onnxruntimes_arithmetic(geometry, quant):
     """cnnrt gives the exact accumulator, requantized as MLAS does, on every CPU. onnxruntime is
     compared byte for byte with the same requantization of the accumulator it forms: the exact
