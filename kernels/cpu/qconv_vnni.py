@@ -21,13 +21,16 @@ product, clamp, round half to even, zero point) while they are in registers and 
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from llvmlite import binding as ll
 from numba import prange
 
 from cnnrt.core import quantization as qnt
-from cnnrt.kernels._jit import njit, pjit
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, threaded
 from cnnrt.kernels.aligned import shared_scratch
+from cnnrt.kernels.cpu import blas
+from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, tile_u8s8_rq
 from cnnrt.kernels.prepacked import prepacked
 
@@ -172,6 +175,47 @@ def _tiles(apk, bpk, biasc, mult, out, m_len, flo, fhi, zp):
             tile_u8s8_rq(a_flat, a0, ppad, bpk, b0, kq, biasc, mult, m0, rows, o_flat, c0, p_len, jn, flo, fhi, zp)
 
 
+@njit
+def _pointwise_worker(_t, _nthreads, _form, x, bpk, biasc, mult, out, geo, counter, flo, fhi, zp, flip):
+    """One thread's share (kernels._jit.threaded) of an unpadded stride-1 1x1 QConv, x (N, C,
+    P) bytes -> out (N, M, P), flat. A task is (image, tile of PX pixels, run of weight tiles),
+    claimed from ``counter``: it packs its pixels' words (the module doc) into a scratch of this
+    thread, which stays in L1, and runs its weight tiles over them. ``geo`` = (N, C, P, M, kq,
+    runs of weight tiles per pixel tile): a conv with few pixel tiles splits its weights into
+    runs, each packing the pixels again, so every thread has tasks."""
+    n_len, c_len, p_len, m_len, kq, runs = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+    mb_len, pb_len = -(-m_len // MR), -(-p_len // PX)
+    a = np.empty(kq * PX, np.uint32)  # lanes past a tile's pixels hold stale words, never stored
+    n_tasks = n_len * pb_len * runs
+    while True:
+        t = blas.claim(counter)
+        if t >= n_tasks:
+            break
+        q, r = blas.split_index(t, runs)
+        n, pb = blas.split_index(q, pb_len)
+        p0 = pb * PX
+        jn = min(PX, p_len - p0)
+        base = n * c_len * p_len + p0
+        for g in range(kq):  # channels past C read channel 0: their weights are zero
+            o0 = base + (4 * g if 4 * g < c_len else 0) * p_len
+            o1 = base + (4 * g + 1 if 4 * g + 1 < c_len else 0) * p_len
+            o2 = base + (4 * g + 2 if 4 * g + 2 < c_len else 0) * p_len
+            o3 = base + (4 * g + 3 if 4 * g + 3 < c_len else 0) * p_len
+            pack_words(
+                a[g * PX : g * PX + jn], x[o0 : o0 + jn], x[o1 : o1 + jn], x[o2 : o2 + jn], x[o3 : o3 + jn], flip
+            )
+        for mb in range(r * mb_len // runs, (r + 1) * mb_len // runs):
+            m0 = mb * MR
+            c0 = (n * m_len + m0) * p_len + p0
+            tile_u8s8_rq(
+                a, 0, PX, bpk, mb * kq * MR, kq, biasc, mult, m0, min(MR, m_len - m0), out, c0, p_len, jn, flo, fhi, zp
+            )
+
+
+_pointwise, _pointwise_serial = threaded(_pointwise_worker)
+TASKS_PER_THREAD = 4  # pointwise tasks per thread at least, where the weights allow
+
+
 def requant_params(p: dict) -> tuple:
     """(per-channel float32 multipliers, float32 clamp bounds less the zero point, zero point,
     the rounding constant) of a QConv plan's requantization (cnnrt.core.quantization.requantize)."""
@@ -242,6 +286,8 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
     biasc[:m] = p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum
     mult, flo, fhi, zp, _ = requant_params(p)
     npix = oh * ow
+    if kh == kw == 1 and not any(p["pads"]):
+        return _pointwise_run(p, x_dtype, owner, (bpk, biasc, mult, flo, fhi, zp), kq)
     pack = im2col_packer(p, x_dtype, x_shape, owner, kq)
 
     def run(ins, outs):
@@ -254,4 +300,53 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
             _tiles(apk, bpk, biasc, mult, rows, m, flo, fhi, zp)
             y[...] = rows.reshape(y.shape)
 
+    return run
+
+
+def _pointwise_run(p: dict, x_dtype: str, owner, operands: tuple, kq: int):
+    """The run function of an unpadded 1x1 QConv (:func:`_pointwise_worker`), with ``bind``
+    (kernels.registry.bound): its views and arguments worked out once, one kernel call per run.
+    A strided one reads one pixel in SH*SW: its input is subsampled into scratch shared by
+    ``owner``'s kernels first."""
+    bpk, biasc, mult, flo, fhi, zp = operands
+    m, c = p["w"].shape[:2]
+    n, _, oh, ow = p["out_shape"]
+    sh, sw = p["strides"]
+    npix = oh * ow
+    pb_len = n * -(-npix // PX)
+    threads = numba.config.NUMBA_NUM_THREADS
+    runs = max(1, min(-(-m // MR), -(-TASKS_PER_THREAD * threads // pb_len)))
+    geo = readonly(np.array((n, c, npix, m, kq, runs), np.int64))
+    flip = np.uint32(0x80808080 if x_dtype == "int8" else 0)
+    strided = sh > 1 or sw > 1
+    sub = shared_scratch(owner, "qconv.padded", (n, c, oh, ow), np.uint8) if strided else None
+    counter = np.zeros(1, np.int64)
+    work = n * m * c * npix // 4  # MACs at a quarter: four per vpdpbusd lane
+
+    def bind(ins, outs):
+        x, y = ins[0].view(np.uint8), outs[0]
+        direct = y.flags.c_contiguous  # else a concat's slice: the tiles write whole rows, copied
+        dst = y.reshape(-1) if direct else np.empty(y.size, y.dtype)
+        flat = x.reshape(-1) if x.flags.c_contiguous and not strided else None
+        args = (bpk, biasc, mult, dst, geo, counter, flo, fhi, zp, flip)
+
+        def call():
+            if strided:
+                xq = sub.view((n, c, oh, ow), np.uint8)
+                np.copyto(xq, x[:, :, : oh * sh : sh, : ow * sw : sw])
+                xs = xq.reshape(-1)
+            else:
+                xs = flat if flat is not None else np.ascontiguousarray(x).reshape(-1)
+            nthreads = min(num_threads(), threads)
+            counter[0] = 0
+            pick(_pointwise, _pointwise_serial, work, nthreads)(nthreads, (), xs, *args)
+            if not direct:
+                y[...] = dst.reshape(y.shape)
+
+        return call
+
+    def run(ins, outs):
+        bind(ins, outs)()
+
+    run.bind = bind
     return run
