@@ -261,6 +261,68 @@ tile_u8s8_acc_rq = _tile_acc_rq(MR, NV)
 
 
 @intrinsic
+def pack_words_run(typingctx, x, o0, o1, o2, o3, d, do, count, flip, form):
+    """d[do + k] = x[o0 + k*S] | x[o1 + k*S] << 8 | x[o2 + k*S] << 16 | x[o3 + k*S] << 24, xor
+    ``flip``, for k < ``count``: four channels' bytes of one pixel as the tile's activation word
+    (qconv_vnni_taps), every S-th column of the rows (a stride's column phase); ``form`` a
+    tuple of S zeros (S 1 or 2). 16 words a step: per row a 16*S-byte load, every S-th byte
+    kept, widened and shifted into place; the last step's loads and store under lane masks."""
+    if not (isinstance(form, types.UniTuple) and form.count in (1, 2)):
+        return None
+    step = form.count
+    if not all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == 1 for a in (x, d)):
+        return None
+    if x.dtype != types.uint8 or d.dtype != types.uint32 or flip != types.uint32:
+        return None
+    i64 = types.int64
+    sig = types.void(x, i64, i64, i64, i64, d, i64, i64, flip, form)
+
+    def codegen(context, builder, sig, args):
+        x_v, o0, o1, o2, o3, d_v, do, count, flip_v, _ = args
+        px = context.make_array(sig.args[0])(context, builder, x_v).data
+        pd = builder.gep(context.make_array(sig.args[5])(context, builder, d_v).data, [do])
+        span = LANES * step
+        bty = ir.VectorType(ir.IntType(8), span)
+        vty = ir.VectorType(I32, LANES)
+        bits = ir.IntType(span)
+        flips = _splat(builder, flip_v, vty)
+        rows = [builder.gep(px, [o]) for o in (o0, o1, o2, o3)]
+        steps = builder.sdiv(builder.add(count, c64(LANES - 1)), c64(LANES))
+        with cgutils.for_range(builder, steps) as loop:
+            k0 = builder.mul(loop.index, c64(LANES))
+            left = builder.sub(count, k0)  # words this step, all 16 but in the last
+            whole = builder.icmp_signed(">=", left, c64(LANES))
+            lanes = builder.select(whole, c64(LANES), left)
+            nbytes = builder.add(builder.mul(builder.sub(lanes, c64(1)), c64(step)), c64(1))  # to the last word's
+            load_mask = builder.bitcast(
+                builder.trunc(builder.sub(builder.shl(c64(1), nbytes), c64(1)), bits),
+                ir.VectorType(ir.IntType(1), span),
+            )
+            word = flips
+            for r, row in enumerate(rows):
+                p = builder.bitcast(builder.gep(row, [builder.mul(k0, c64(step))]), bty.as_pointer())
+                v = masked_load(builder, p, load_mask, 1)
+                if step > 1:
+                    v = builder.shuffle_vector(v, ir.Constant(bty, ir.Undefined), _every(step, 0))
+                wide = builder.zext(v, vty)
+                if r:
+                    wide = builder.shl(wide, ir.Constant(vty, [8 * r] * LANES))
+                word = builder.xor(word, wide)  # the bytes' bits do not overlap: xor is or
+            store_mask = builder.icmp_signed("<", _LANE_IDS, _splat(builder, lanes, ir.VectorType(I64, LANES)))
+            pst = builder.bitcast(builder.gep(pd, [k0]), vty.as_pointer())
+            fn = declare(
+                builder,
+                f"llvm.masked.store.v{LANES}i32.p0",
+                ir.VoidType(),
+                [vty, vty.as_pointer(), I32, store_mask.type],
+            )
+            builder.call(fn, [word, pst, ir.Constant(I32, 4), store_mask])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def stage_row(typingctx, x, xo, wd, inside, s, so, lq, rs, pl, fill, form):
     """One input row of a depthwise int8 conv (qconv_depthwise) as float32 column phases: for
     k < ``lq`` (a multiple of 16) and b < SW, s[so + b*rs + k] = x[xo + k*SW + b - pl] where

@@ -130,7 +130,7 @@ def build_qconv(node, graph):
         x_shape = graph.values[node.inputs[0]].shape
         if not qconv_amx.amx_int8_reason(p["w"][0].size):
             return qconv_amx.build(p, x_dtype, x_shape, graph)
-        if qconv_vnni_taps.eligible(x_shape[1], p["w"].shape[2:], p["strides"]):
+        if qconv_vnni_taps.eligible(x_shape[1], p["w"].shape[2:]):
             return qconv_vnni_taps.build(p, x_dtype, x_shape, graph)
         return qconv_vnni.build(p, x_dtype, x_shape, graph)
     x_shape, taps = graph.values[node.inputs[0]].shape, p["w"][0].size
