@@ -7,6 +7,12 @@ DequantizeLinear(b) -> QuantizeLinear`` becomes one QAdd. This is the grouping o
 own QDQ transformer makes (QLinearConv, QLinearAdd), so the integer arithmetic and its
 rounding points are the ones onnxruntime runs. Both carry ``precision="int8"``.
 
+A squeeze-excitation between Q/DQ pairs runs on the codes: ``DequantizeLinear(x) ->
+GlobalAveragePool -> QuantizeLinear`` becomes QGlobalAveragePool (each plane's exact integer
+sum requantized as onnxruntime's QLinearGlobalAveragePool does), and ``DequantizeLinear(x) *
+DequantizeLinear(gate) -> QuantizeLinear``, the gate one value per (image, channel), becomes
+QMul in the graph's own float32 steps; x's DequantizeLinear then has no reader left.
+
 ``DequantizeLinear(x) -> MaxPool -> QuantizeLinear`` with one per-tensor scale (> 0) and zero
 point on both ends is MaxPool of x's codes: dequantization is increasing and q(dq(x)) == x, so
 the max commutes with it exactly (what onnxruntime runs too: it drops such Q/DQ pairs).
@@ -186,6 +192,65 @@ def _rewrite_add(ctx: Ctx, add: Node) -> Replacement | str:
     return Replacement(remove=[add, q], add=[node], anchor=add)
 
 
+def _per_tensor_operand(ctx: Ctx, v: str):
+    """(quantized value, scale, zero point, why-not) of a value dequantized per tensor from 8 bits."""
+    vq, vs, vz, why = _dequantized(ctx, v, const=False)
+    if why:
+        return None, None, None, why
+    if np.asarray(ctx.const(vs)).size != 1:
+        return None, None, None, f"{v!r} is quantized per channel"
+    if ctx.value(vq).dtype not in ("uint8", "int8"):
+        return None, None, None, f"{vq!r} is not 8-bit"
+    return vq, vs, vz or "", None
+
+
+def _match_gate(ctx: Ctx, mul: Node):
+    return mul if len(mul.inputs) == 2 and all(_made_by_dq(ctx, i) for i in mul.inputs) else None
+
+
+def _rewrite_gate(ctx: Ctx, mul: Node) -> Replacement | str:
+    """A squeeze-excitation's Mul of a dequantized 4-D tensor by a dequantized value per
+    (image, channel): QMul on the codes."""
+    shapes = [ctx.value(v).shape for v in mul.inputs]
+    full = [k for k, sh in enumerate(shapes) if sh is not None and len(sh) == 4 and sh[2] * sh[3] > 1]
+    if len(full) != 1:
+        return "not one 4-D operand with a plane"
+    a, b = mul.inputs[full[0]], mul.inputs[1 - full[0]]
+    n, c = ctx.value(a).shape[:2]
+    if tuple(ctx.value(b).shape or ()) != (n, c, 1, 1):
+        return "the other operand is not one value per (image, channel)"
+    operands = []
+    for v in (a, b):
+        vq, vs, vz, why = _per_tensor_operand(ctx, v)
+        if why:
+            return why
+        operands += [vq, vs, vz]
+    q, _, why = _quantized_output(ctx, mul)
+    if why:
+        return why
+    ins = (*operands, q.inputs[1], q.inputs[2] if len(q.inputs) > 2 else "")
+    node = fused_node(mul, [q], op="QMul", inputs=ins, outputs=q.outputs, attrs={"precision": PRECISION})
+    return Replacement(remove=[mul, q], add=[node], anchor=mul)
+
+
+def _match_global_pool(ctx: Ctx, pool: Node):
+    return pool if _made_by_dq(ctx, pool.inputs[0]) else None
+
+
+def _rewrite_global_pool(ctx: Ctx, pool: Node) -> Replacement | str:
+    xq, xs, xz, why = _per_tensor_operand(ctx, pool.inputs[0])
+    if why:
+        return why
+    if len(ctx.value(xq).shape or ()) != 4:
+        return "not a 4-D input"
+    q, _, why = _quantized_output(ctx, pool)
+    if why:
+        return why
+    ins = (xq, xs, xz, q.inputs[1], q.inputs[2] if len(q.inputs) > 2 else "")
+    node = fused_node(pool, [q], op="QGlobalAveragePool", inputs=ins, outputs=q.outputs, attrs={"precision": PRECISION})
+    return Replacement(remove=[pool, q], add=[node], anchor=pool)
+
+
 TABLE = 256  # codes of an 8-bit value
 ELEMENTWISE = frozenset({"Sigmoid", "Relu", "Clip", "Exp", "Neg", "Abs", "Sqrt", "Mul", "Add", "Sub", "Div"})
 
@@ -350,6 +415,13 @@ RULES = [
         _rewrite_concat,
     ),
     Rule("DequantizeLinear -> Add -> QuantizeLinear -> QAdd", ("Add",), _match_add, _rewrite_add),
+    Rule("DequantizeLinear -> Mul by a channel gate -> QuantizeLinear -> QMul", ("Mul",), _match_gate, _rewrite_gate),
+    Rule(
+        "DequantizeLinear -> GlobalAveragePool -> QuantizeLinear -> QGlobalAveragePool",
+        ("GlobalAveragePool",),
+        _match_global_pool,
+        _rewrite_global_pool,
+    ),
     Rule(
         "DequantizeLinear -> MaxPool -> QuantizeLinear -> MaxPool of the codes",
         ("MaxPool",),

@@ -355,6 +355,28 @@ QUANT_OPS: dict[str, OpDef] = {
         no_cuda_kernel=NO_CUDA_INT8,
         numerics=cost.NO_SUMS,
     ),
+    "QMul": OpDef(
+        ("A", "a_scale", "a_zero_point?", "B", "b_scale", "b_zero_point?", "y_scale", "y_zero_point?"),
+        ("C",),
+        _ports(0, 3)(shp.broadcast),
+        "tensor",
+        "DequantizeLinear(A) * DequantizeLinear(B) -> QuantizeLinear in the QDQ graph's float32 steps, "
+        "per-tensor parameters, B one value per (image, channel) of A (a squeeze-excitation gate)",
+        made_by="fuse_qdq",
+        no_cuda_kernel=NO_CUDA_INT8,
+        numerics=cost.NO_SUMS,
+    ),
+    "QGlobalAveragePool": OpDef(
+        ("X", "x_scale", "x_zero_point?", "y_scale", "y_zero_point?"),
+        ("Y",),
+        _ports(0)(shp.global_pool),
+        "pool",
+        "DequantizeLinear -> GlobalAveragePool -> QuantizeLinear on the codes, per-tensor parameters: "
+        "each plane's exact integer sum requantized as onnxruntime's QLinearGlobalAveragePool (MLAS)",
+        made_by="fuse_qdq",
+        no_cuda_kernel=NO_CUDA_INT8,
+        numerics=cost.NO_SUMS,
+    ),
 }
 
 

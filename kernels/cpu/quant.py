@@ -1,4 +1,4 @@
-"""QuantizeLinear, DequantizeLinear, QAdd and QMatMul on the CPU: numpy over
+"""QuantizeLinear, DequantizeLinear, QAdd, QMul, QGlobalAveragePool and QMatMul on the CPU: numpy over
 cnnrt.core.quantization's formulas (memory-bound steps at a model's int8 edges; the integer
 convolutions, where the time goes, are kernels/cpu/qconv.py's).
 """
@@ -158,6 +158,87 @@ def build_qadd(node, graph):
     def run(ins, outs):
         f = qnt.dequantize(ins[0], sa, za) + qnt.dequantize(ins[3], sb, zb)
         np.clip(qnt.quantize(f, sy, zy, "int32"), lo, hi, out=outs[0], casting="unsafe")
+
+    return run
+
+
+@pjit
+def _qmul_gate(a, g, out, hw, sa, za, sb, zb, sy, zy, lo, hi):
+    """out = quantize(dequantize(a) * dequantize(g)) per (image, channel) plane of ``hw`` codes,
+    g one code per plane, in the float32 steps of DequantizeLinear, Mul and :func:`_quantize`
+    (so the bytes are the unfused graph's)."""
+    zf, flo, fhi = np.float32(zy), np.float32(lo), np.float32(hi)
+    vlo, vhi = flo - zf - np.float32(1), fhi - zf + np.float32(1)
+    for p in prange(g.size):
+        gate = np.float32(np.int32(g[p]) - zb) * sb
+        xs, ys = a[p * hw : (p + 1) * hw], out[p * hw : (p + 1) * hw]
+        for i in range(hw):
+            f = (np.float32(np.int32(xs[i]) - za) * sa) * gate
+            v = min(max(f / sy, vlo), vhi)
+            ys[i] = np.int32(min(max(((v + _ROUND) - _ROUND) + zf, flo), fhi))
+
+
+_qmul_gate_serial = serial_twin(_qmul_gate)
+
+
+@register("QMul")
+def build_qmul(node, graph):
+    sa, za, sb, zb, sy, zy = (param(graph, node, i) for i in (1, 2, 4, 5, 6, 7))
+    dtype = graph.values[node.outputs[0]].dtype
+    lo, hi = qnt.QRANGE[dtype]
+    n, c, h, w = graph.values[node.inputs[0]].shape
+    f32 = [np.float32(v.reshape(-1)[0]) for v in (sa, sb, sy)]
+    i32 = [int(v.reshape(-1)[0]) for v in (za, zb, zy)]
+
+    def run(ins, outs):
+        a, g, y = np.ascontiguousarray(ins[0]), np.ascontiguousarray(ins[3]), outs[0]
+        dst = y if y.flags.c_contiguous else np.empty(y.shape, y.dtype)
+        kernel = pick(_qmul_gate, _qmul_gate_serial, a.size * 8, num_threads())
+        kernel(
+            a.reshape(-1), g.reshape(-1), dst.reshape(-1), h * w, f32[0], i32[0], f32[1], i32[1], f32[2], i32[2], lo, hi
+        )
+        if dst is not y:
+            y[...] = dst
+
+    return run
+
+
+@pjit
+def _qglobal_average_pool(x, out, hw, xz, scale, flo, fhi, zy):
+    """out[p] = the requantized exact sum of plane p's ``hw`` codes less hw * xz: float32(sum) *
+    scale, clamped to [flo, fhi] (bounds less the zero point), rounded half to even, + zy (MLAS's
+    QLinearGlobalAveragePool)."""
+    for p in prange(out.size):
+        xs = x[p * hw : (p + 1) * hw]
+        total = 0
+        for i in range(hw):
+            total += np.int32(xs[i])
+        f = min(max(np.float32(total - hw * xz) * scale, flo), fhi)
+        out[p] = np.int32((f + _ROUND) - _ROUND) + zy
+
+
+_qglobal_average_pool_serial = serial_twin(_qglobal_average_pool)
+
+
+@register("QGlobalAveragePool")
+def build_qglobal_average_pool(node, graph):
+    xs, xz, ys, zy = (param(graph, node, i) for i in (1, 2, 3, 4))
+    dtype = graph.values[node.outputs[0]].dtype
+    n, c, h, w = graph.values[node.inputs[0]].shape
+    hw, zy = h * w, int(zy.reshape(-1)[0])
+    # MLAS's scale: ScaleInput / (ScaleOutput * ImageSize), in float32
+    scale = np.float32(xs.reshape(-1)[0]) / (np.float32(ys.reshape(-1)[0]) * np.float32(hw))
+    lo, hi = qnt.QRANGE[dtype]
+    flo, fhi = np.float32(lo - zy), np.float32(hi - zy)
+    xz = int(xz.reshape(-1)[0])
+
+    def run(ins, outs):
+        x, y = np.ascontiguousarray(ins[0]).reshape(-1), outs[0]
+        dst = np.empty(y.shape, y.dtype) if not y.flags.c_contiguous else y
+        kernel = pick(_qglobal_average_pool, _qglobal_average_pool_serial, x.size, num_threads())
+        kernel(x, dst.reshape(-1), hw, xz, scale, flo, fhi, zy)
+        if dst is not y:
+            y[...] = dst
 
     return run
 

@@ -236,6 +236,24 @@ def _qadd(a, x):
     return np.clip(y, qlo if lo is None else lo, qhi if hi is None else hi).astype(_qtype(_opt(x, 7)))
 
 
+def _qmul(x):
+    f = dequantize_reference(x[0], x[1], _opt(x, 2)) * dequantize_reference(x[3], x[4], _opt(x, 5))
+    return quantize_reference(f, x[6], _opt(x, 7), _qtype(_opt(x, 7)))
+
+
+def _qglobal_average_pool(x):
+    """MLAS's QLinearGlobalAveragePool: each plane's exact sum less hw * x_zp, times float32
+    x_scale / (y_scale * hw), clamped, rounded half to even, plus y_zp."""
+    q, zx, zy = x[0], int(np.asarray(_opt(x, 2)).reshape(-1)[0]), _opt(x, 4)
+    hw = q.shape[2] * q.shape[3]
+    acc = q.astype(np.int64).sum(axis=(2, 3), keepdims=True) - hw * zx
+    scale = np.float32(x[1]) / (np.float32(x[3]) * np.float32(hw))
+    z = int(np.asarray(zy).reshape(-1)[0])
+    lo, hi = QUANT_RANGE[_qtype(zy)]
+    f = np.clip(acc.astype(np.float32) * scale, np.float32(lo - z), np.float32(hi - z))
+    return (np.rint(f).astype(np.int64) + z).astype(_qtype(zy))
+
+
 INTERPRET = {
     "Conv": _conv,
     "ConvTranspose": _conv_transpose,
@@ -311,6 +329,8 @@ INTERPRET = {
     "QConv": lambda n, a, x, s: [_qconv(a, x)],
     "QMatMul": lambda n, a, x, s: [_qmatmul(x)],
     "QAdd": lambda n, a, x, s: [_qadd(a, x)],
+    "QMul": lambda n, a, x, s: [_qmul(x)],
+    "QGlobalAveragePool": lambda n, a, x, s: [_qglobal_average_pool(x)],
     "LayerNormalization": lambda n, a, x, s: list(
         layer_norm_reference(x[0], x[1], _opt(x, 2), a["axis"], a["epsilon"])
     )[: len(s)],

@@ -214,3 +214,54 @@ def test_max_pool_and_concat_run_on_the_codes_within_one_step_of_onnxruntime():
     got, want = cnnrt.InferenceSession(mdl).run(None, feeds)[0], ort_optimized(mdl, feeds)[0]
     assert np.abs(got - want).max() / 0.05 <= 1.0 + 1e-4
     assert len(np.unique(got)) > 20, "the case saturates: it would test little"
+
+
+def _qdq_squeeze_excite(x_dtype="uint8"):
+    """x -> Q -> DQ -> GlobalAveragePool -> Q -> DQ -> Sigmoid -> Q -> DQ (a gate per channel),
+    Mul(DQ(x), gate) -> Q -> DQ -> y: a squeeze-excitation as a static quantizer writes it."""
+    z = 128 if x_dtype == "uint8" else 0
+    inits = dict(xs=np.float32(0.04), xz=np.array(z - 3, x_dtype), gs=np.float32(0.011), gz=np.array(z + 5, x_dtype))
+    inits.update(ss=np.float32(1 / 255), sz=np.array(0 if x_dtype == "uint8" else -128, x_dtype))
+    inits.update(ms=np.float32(0.03), mz=np.array(z + 2, x_dtype))
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd2"]),
+        helper.make_node("GlobalAveragePool", ["xd"], ["g"]),
+        helper.make_node("QuantizeLinear", ["g", "gs", "gz"], ["gq"]),
+        helper.make_node("DequantizeLinear", ["gq", "gs", "gz"], ["gd"]),
+        helper.make_node("Sigmoid", ["gd"], ["sg"]),
+        helper.make_node("QuantizeLinear", ["sg", "ss", "sz"], ["sq"]),
+        helper.make_node("DequantizeLinear", ["sq", "ss", "sz"], ["sd"]),
+        helper.make_node("Mul", ["xd2", "sd"], ["m"]),
+        helper.make_node("QuantizeLinear", ["m", "ms", "mz"], ["mq"]),
+        helper.make_node("DequantizeLinear", ["mq", "ms", "mz"], ["y"]),
+    ]
+    return model(nodes, [("x", "float32", (2, C, 9, 13))], [("y", "float32", None)], inits)
+
+
+@pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
+def test_squeeze_excitation_runs_on_the_codes(x_dtype):
+    """The gate's GlobalAveragePool sums the codes exactly (onnxruntime's QLinearGlobalAveragePool
+    arithmetic), the gating Mul runs on the codes in the graph's float32 steps (the same bytes as
+    the unfused graph given the same gate), and the whole stays within one step of onnxruntime."""
+    mdl = _qdq_squeeze_excite(x_dtype)
+    feeds = {"x": (np.random.default_rng(4).standard_normal((2, C, 9, 13)) * 2 + 0.3).astype(np.float32)}
+    graph = OnnxModel(mdl).to_graph({"x": (2, C, 9, 13)})
+    res = fuse_qdq(graph)
+    res.graph.verify()
+    assert {r for r, _ in res.fired} >= {
+        "DequantizeLinear -> Mul by a channel gate -> QuantizeLinear -> QMul",
+        "DequantizeLinear -> GlobalAveragePool -> QuantizeLinear -> QGlobalAveragePool",
+    }
+    ops = [n.op for n in res.graph.nodes]
+    assert "GlobalAveragePool" not in ops and "Mul" not in ops
+    before, after = evaluate(graph, feeds)[0], evaluate(res.graph, feeds)[0]
+    assert np.abs(before - after).max() <= 0.03 + 1e-6  # the pooled sum rounds once: at most a step
+    sess = cnnrt.InferenceSession(mdl)
+    assert {"QMul", "QGlobalAveragePool"} <= {n.op for n in sess.graph.nodes}
+    got = sess.run(None, feeds)[0]
+    np.testing.assert_array_equal(got, after)  # the kernels compute what the IR says
+    want = ort_optimized(mdl, feeds)[0]
+    assert np.abs(got - want).max() / 0.03 <= 1.0 + 1e-4
+    assert len(np.unique(got)) > 20, "the case saturates: it would test little"
