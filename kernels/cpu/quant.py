@@ -124,14 +124,14 @@ def _qadd(a, b, out, sa, za, sb, zb, sy, zy, lo, hi):
     """out = clip(rint((float32(a - za) * sa + float32(b - zb) * sb) / sy) + zy, lo, hi), in the
     float32 steps of the numpy formulas, the quotient clamped as in :func:`_quantize`."""
     n = a.size
-    vlo, vhi = np.float32(lo - zy - 1), np.float32(hi - zy + 1)
+    zaf, zbf, zf, flo, fhi = np.float32(za), np.float32(zb), np.float32(zy), np.float32(lo), np.float32(hi)
+    vlo, vhi = flo - zf - np.float32(1), fhi - zf + np.float32(1)
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         as_, bs, ys = _chunk(a, c), _chunk(b, c), _chunk(out, c)
-        for i in range(as_.size):
-            f = np.float32(np.int32(as_[i]) - za) * sa + np.float32(np.int32(bs[i]) - zb) * sb
+        for i in range(as_.size):  # float32 throughout (every integer exact): 16 lanes a vector
+            f = (np.float32(as_[i]) - zaf) * sa + (np.float32(bs[i]) - zbf) * sb
             v = min(max(f / sy, vlo), vhi)
-            q = np.int32((v + _ROUND) - _ROUND) + zy
-            ys[i] = min(max(q, lo), hi)
+            ys[i] = np.int32(min(max(((v + _ROUND) - _ROUND) + zf, flo), fhi))
 
 
 _qadd_serial = serial_twin(_qadd)
@@ -167,13 +167,13 @@ def _qmul_gate(a, g, out, hw, sa, za, sb, zb, sy, zy, lo, hi):
     """out = quantize(dequantize(a) * dequantize(g)) per (image, channel) plane of ``hw`` codes,
     g one code per plane, in the float32 steps of DequantizeLinear, Mul and :func:`_quantize`
     (so the bytes are the unfused graph's)."""
-    zf, flo, fhi = np.float32(zy), np.float32(lo), np.float32(hi)
+    zaf, zf, flo, fhi = np.float32(za), np.float32(zy), np.float32(lo), np.float32(hi)
     vlo, vhi = flo - zf - np.float32(1), fhi - zf + np.float32(1)
     for p in prange(g.size):
-        gate = np.float32(np.int32(g[p]) - zb) * sb
+        gate = (np.float32(g[p]) - np.float32(zb)) * sb
         xs, ys = a[p * hw : (p + 1) * hw], out[p * hw : (p + 1) * hw]
-        for i in range(hw):
-            f = (np.float32(np.int32(xs[i]) - za) * sa) * gate
+        for i in range(hw):  # float32 throughout (every integer exact): 16 lanes a vector
+            f = ((np.float32(xs[i]) - zaf) * sa) * gate
             v = min(max(f / sy, vlo), vhi)
             ys[i] = np.int32(min(max(((v + _ROUND) - _ROUND) + zf, flo), fhi))
 
