@@ -93,7 +93,7 @@ def test_int8_tile_rounds_ties_half_to_even(k, x_dtype, tile):
     """Multipliers 1/2, 1/4, 1/8 make many products exact halves: each must round to the even
     neighbour, as MLAS does, in the tile's own rounding."""
     rng = np.random.default_rng(7)
-    c, m, pad = 8, MR + 3, k[0] // 2
+    c, m, pad = 8, 3 * (MR // 3 + 1), k[0] // 2  # rows past one tile, a multiple of the 3 multipliers
     xz = np.array(-3 if x_dtype == "int8" else 125, x_dtype)
     w = rng.integers(-2, 3, (m, c, *k)).astype(np.int8)
     ws = np.array([0.5, 0.25, 0.125] * (m // 3), np.float32)  # x_scale 1, y_scale 1: the multiplier is ws
