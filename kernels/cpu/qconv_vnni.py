@@ -188,44 +188,49 @@ def _pointwise_worker(_t, _nthreads, form, x, bpk, biasc, mult, out, geo, counte
     from ``counter``: it packs its pixels' words (the module doc) into a scratch of this thread,
     which stays in L1, a run of pixels at a time (each output row's, or the whole plane's at
     stride 1; microkernel_int8.pack_words_run, every SW-th column), and runs its weight tiles
-    over them. ``geo`` = (N, C, P, M, kq, runs of weight tiles per pixel tile, H, W, OW, SH, SW);
-    ``form`` a tuple of SW zeros. A conv with few pixel tiles splits its weights into runs,
-    each packing the pixels again, so every thread has tasks."""
+    over them. ``geo`` = (N, C, P, M, kq, runs of weight tiles per pixel tile, H, W, OW, SH, SW,
+    pixel tiles per task); ``form`` a tuple of SW zeros. A conv with few pixel tiles splits its
+    weights into runs, each packing the pixels again, so every thread has tasks; one with many
+    takes several consecutive pixel tiles a task, so a thread's output rows run on whole cache
+    lines (a tile's 32 bytes share a line with the next tile's: tasks of one tile claimed in
+    turn by both threads made 64->16 channels at 55x55 slower on two threads than on one)."""
     n_len, c_len, p_len, m_len, kq, runs = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
-    h_len, w_len, ow_len, sh, sw = geo[6], geo[7], geo[8], geo[9], geo[10]
+    h_len, w_len, ow_len, sh, sw, span = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
     hw = h_len * w_len
     run_len = p_len if sh == 1 and sw == 1 else ow_len  # output pixels one input stretch holds
     mb_len, pb_len = -(-m_len // MR), -(-p_len // PX)
+    groups = -(-pb_len // span)
     a = np.empty(kq * PX, np.uint32)  # lanes past a tile's pixels hold stale words, never stored
-    n_tasks = n_len * pb_len * runs
+    n_tasks = n_len * groups * runs
     while True:
         t = blas.claim(counter)
         if t >= n_tasks:
             break
         q, r = blas.split_index(t, runs)
-        n, pb = blas.split_index(q, pb_len)
-        p0 = pb * PX
-        jn = min(PX, p_len - p0)
-        k = p0
-        while k < p0 + jn:
-            oh, ow = blas.split_index(k, run_len)
-            count = min(run_len - ow, p0 + jn - k)
-            src = n * c_len * hw + oh * sh * w_len + ow * sw
-            for g in range(kq):  # channels past C read channel C-1: their weights are zero
-                o0, o1 = src + min(4 * g, c_len - 1) * hw, src + min(4 * g + 1, c_len - 1) * hw
-                o2, o3 = src + min(4 * g + 2, c_len - 1) * hw, src + min(4 * g + 3, c_len - 1) * hw
-                pack_words_run(x, o0, o1, o2, o3, a, g * PX + k - p0, count, flip, form)
-            k += count
-        for mb in range(r * mb_len // runs, (r + 1) * mb_len // runs):
-            m0 = mb * MR
-            c0 = (n * m_len + m0) * p_len + p0
-            tile_u8s8_rq(
-                a, 0, PX, bpk, mb * kq * MR, kq, biasc, mult, m0, min(MR, m_len - m0), out, c0, p_len, jn, flo, fhi, zp
-            )
+        n, grp = blas.split_index(q, groups)
+        for pb in range(grp * span, min(pb_len, grp * span + span)):
+            p0 = pb * PX
+            jn = min(PX, p_len - p0)
+            k = p0
+            while k < p0 + jn:
+                oh, ow = blas.split_index(k, run_len)
+                count = min(run_len - ow, p0 + jn - k)
+                src = n * c_len * hw + oh * sh * w_len + ow * sw
+                for g in range(kq):  # channels past C read channel C-1: their weights are zero
+                    o0, o1 = src + min(4 * g, c_len - 1) * hw, src + min(4 * g + 1, c_len - 1) * hw
+                    o2, o3 = src + min(4 * g + 2, c_len - 1) * hw, src + min(4 * g + 3, c_len - 1) * hw
+                    pack_words_run(x, o0, o1, o2, o3, a, g * PX + k - p0, count, flip, form)
+                k += count
+            for mb in range(r * mb_len // runs, (r + 1) * mb_len // runs):
+                m0 = mb * MR
+                c0 = (n * m_len + m0) * p_len + p0
+                rows = min(MR, m_len - m0)
+                tile_u8s8_rq(a, 0, PX, bpk, mb * kq * MR, kq, biasc, mult, m0, rows, out, c0, p_len, jn, flo, fhi, zp)
 
 
 _pointwise, _pointwise_serial = threaded(_pointwise_worker)
 TASKS_PER_THREAD = 4  # pointwise tasks per thread at least, where the weights allow
+TILES_PER_TASK = 4  # consecutive pixel tiles of a pointwise task at most
 
 
 def requant_params(p: dict) -> tuple:
@@ -328,9 +333,10 @@ def _pointwise_run(p: dict, x_dtype: str, x_shape: tuple, owner, operands: tuple
     pb_len = n * -(-npix // PX)
     threads = numba.config.NUMBA_NUM_THREADS
     runs = max(1, min(-(-m // MR), -(-TASKS_PER_THREAD * threads // pb_len)))
+    span = max(1, min(TILES_PER_TASK, pb_len // (TASKS_PER_THREAD * threads)))
     subsample = sw > 2  # pack_words_run keeps every first or second column
     plane = (oh, ow, ow, 1, 1) if subsample else (x_shape[2], x_shape[3], ow, sh, sw)
-    geo = readonly(np.array((n, c, npix, m, kq, runs, *plane), np.int64))
+    geo = readonly(np.array((n, c, npix, m, kq, runs, *plane, span), np.int64))
     form = (0,) * plane[4]
     flip = np.uint32(0x80808080 if x_dtype == "int8" else 0)
     sub = shared_scratch(owner, "qconv.padded", (n, c, oh, ow), np.uint8) if subsample else None
