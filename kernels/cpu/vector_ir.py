@@ -372,3 +372,80 @@ def byte_table_run(typingctx, table, x, out, start, count):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def max3_stride2_run(typingctx, src, s, dst, d, count, init):
+    """dst[d + q] = the NaN-skipping max of init, src[s + 2q], src[s + 2q + 1], src[s + 2q + 2]
+    for q < ``count``, in the generic pool loop's order of selects (kernels/cpu/pool.py: a 3-wide
+    window at stride 2, the stem pools of ResNet and SqueezeNet). A step is a vector of outputs:
+    two loads of twice as many inputs, one of them two elements on, split into their even and odd
+    lanes by shuffles, where the scalar loop's strided loads stayed one element at a time (on
+    8-bit codes, 64 outputs a step). The last step loads and stores under lane masks."""
+    if not all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == 1 for a in (src, dst)):
+        return None
+    dt = src.dtype
+    if dst.dtype != dt or not isinstance(dt, (types.Integer, types.Float)) or not isinstance(init, types.Number):
+        return None
+    i64 = types.int64
+    sig = types.void(src, i64, dst, i64, i64, init)
+
+    def codegen(context, builder, sig, args):
+        ps, pd = data_pointers(context, builder, sig, args, 0, 2)
+        _, s_v, _, d_v, n_v, init_v = args
+        ety = context.get_value_type(dt)
+        lanes = max(1, VECTOR_BYTES // (dt.bitwidth // 8))
+        wide, vty = ir.VectorType(ety, 2 * lanes), ir.VectorType(ety, lanes)
+        i32 = ir.IntType(32)
+        evens = ir.Constant(ir.VectorType(i32, lanes), [2 * k for k in range(lanes)])
+        odds = ir.Constant(ir.VectorType(i32, lanes), [2 * k + 1 for k in range(lanes)])
+        ids_w = ir.Constant(ir.VectorType(ir.IntType(64), 2 * lanes), list(range(2 * lanes)))
+        ids = ir.Constant(ir.VectorType(ir.IntType(64), lanes), list(range(lanes)))
+        init_v = context.cast(builder, init_v, sig.args[5], dt)
+        acc0 = builder.insert_element(ir.Constant(vty, ir.Undefined), init_v, ir.Constant(i32, 0))
+        acc0 = builder.shuffle_vector(
+            acc0, ir.Constant(vty, ir.Undefined), ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+        )
+
+        def greater(a, b):
+            if isinstance(dt, types.Float):
+                return builder.fcmp_ordered(">", a, b)
+            return builder.icmp_signed(">", a, b) if dt.signed else builder.icmp_unsigned(">", a, b)
+
+        def splat64(v, n):
+            t = ir.VectorType(ir.IntType(64), n)
+            x = builder.insert_element(ir.Constant(t, ir.Undefined), v, ir.Constant(i32, 0))
+            return builder.shuffle_vector(x, ir.Constant(t, ir.Undefined), ir.Constant(ir.VectorType(i32, n), [0] * n))
+
+        def masked(op, ptr, mask, value=None):
+            name = f"llvm.masked.{op}.v{2 * lanes if value is None else lanes}{'f' if isinstance(dt, types.Float) else 'i'}{dt.bitwidth}.p0"
+            if value is None:
+                fn = declare(builder, name, wide, [wide.as_pointer(), i32, mask.type, wide])
+                return builder.call(fn, [ptr, ir.Constant(i32, 1), mask, ir.Constant(wide, None)])
+            fn = declare(builder, name, ir.VoidType(), [vty, vty.as_pointer(), i32, mask.type])
+            return builder.call(fn, [value, ptr, ir.Constant(i32, 1), mask])
+
+        steps = builder.sdiv(builder.add(n_v, c64(lanes - 1)), c64(lanes))
+        with cgutils.for_range(builder, steps) as loop:
+            q0 = builder.mul(loop.index, c64(lanes))
+            n = builder.sub(n_v, q0)
+            n = builder.select(builder.icmp_signed(">", n, c64(lanes)), c64(lanes), n)
+            base = builder.add(s_v, builder.mul(q0, c64(2)))
+            two_n = splat64(builder.mul(n, c64(2)), 2 * lanes)
+            a_mask = builder.icmp_signed("<", ids_w, two_n)  # src[base : base + 2n]
+            b_mask = builder.icmp_signed("<", ids_w, builder.sub(two_n, splat64(c64(1), 2 * lanes)))
+            pa = builder.bitcast(builder.gep(ps, [base]), wide.as_pointer())
+            pb = builder.bitcast(builder.gep(ps, [builder.add(base, c64(2))]), wide.as_pointer())
+            va, vb = masked("load", pa, a_mask), masked("load", pb, b_mask)
+            acc = acc0
+            for v in (
+                builder.shuffle_vector(va, ir.Constant(wide, ir.Undefined), evens),
+                builder.shuffle_vector(va, ir.Constant(wide, ir.Undefined), odds),
+                builder.shuffle_vector(vb, ir.Constant(wide, ir.Undefined), evens),
+            ):
+                acc = builder.select(greater(v, acc), v, acc)
+            store_mask = builder.icmp_signed("<", ids, splat64(n, lanes))
+            masked("store", builder.bitcast(builder.gep(pd, [builder.add(d_v, q0)]), vty.as_pointer()), store_mask, acc)
+        return context.get_dummy_value()
+
+    return sig, codegen

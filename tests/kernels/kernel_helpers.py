@@ -50,7 +50,8 @@ def run_node(op: str, inputs, attrs: dict, out_shapes, out_dtypes=None, const=()
     graph.verify()
     run = get_builder(op)(node, graph)
     out_arrays = [
-        np.full(s, np.nan if np.dtype(d).kind == "f" else -7, dtype=d) for s, d in zip(out_shapes, out_dtypes)
+        np.full(s, np.nan if np.dtype(d).kind == "f" else (7 if np.dtype(d).kind == "u" else -7), dtype=d)
+        for s, d in zip(out_shapes, out_dtypes)
     ]
     # like the executor: one entry per node input slot, None for an omitted one
     ins = [

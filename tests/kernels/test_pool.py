@@ -231,3 +231,23 @@ def test_global_pool_vs_onnxruntime(xshape, op):
     s = int(np.prod(xshape[2:]))
     mag = np.abs(x).astype(np.float64).mean(axis=tuple(range(2, len(xshape))), keepdims=True)
     assert_within(got, want.astype(np.float64), 2 * (s + 2) * U32 * mag + 1e-30, op)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "float32", "float64"])
+@pytest.mark.parametrize("pads", [(0, 0, 0, 0), (1, 1, 1, 1)], ids=["valid", "p1"])
+def test_stride2_max_pool_rows_of_many_vectors(dtype, pads):
+    """The 3-wide stride-2 interior (vector_ir.max3_stride2_run): rows of several full vectors
+    and a masked last one, 8-bit codes compared unsigned or signed."""
+    rng = np.random.default_rng(12)
+    xshape = (1, 3, 7, 301)
+    if dtype in ("uint8", "int8"):
+        info = np.iinfo(dtype)
+        x = rng.integers(info.min, info.max + 1, xshape).astype(dtype)
+    else:
+        x = rng.standard_normal(xshape).astype(dtype)
+    oshape = (1, 3, pool_out(7, 3, 2, 1, pads[0], pads[2], False), pool_out(301, 3, 2, 1, pads[1], pads[3], False))
+    attrs = dict(kernel=(3, 3), strides=(2, 2), pads=pads, dilations=(1, 1))
+    (got,) = run_node("MaxPool", [x], attrs, [oshape], [dtype])
+    want, _ = pool_reference(x, (3, 3), (2, 2), pads, (1, 1), oshape[2:], "max")
+    assert got.dtype == x.dtype
+    np.testing.assert_array_equal(got, want.astype(dtype))
