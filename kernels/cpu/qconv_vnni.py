@@ -3,9 +3,11 @@
 The input (N, C, H, W) is packed per image as (K/4, P, 4) bytes, K = C*KH*KW in the weights'
 (c, kh, kw) order and P = OH*OW output pixels: each 32-bit word holds the four inputs one
 output pixel meets at four consecutive reduction steps (an im2col whose rows come in fours,
-read from a border-padded copy filled with the input's zero point). A strided conv's copy is
-split by columns into the stride's phases, so each output row of every tap is a contiguous
-stretch of one phase row and the packing loop vectorises at any stride. Strided and 7x7 convs
+read from a border-padded copy filled with the input's zero point), 16 words a step
+(microkernel_int8.pack_words_run: each step's four source rows read every SW-th byte at stride
+2, the 3-channel stems' 0.4-0.75x the time of a copy split into column phases first). Past
+stride 2 the copy is split by columns into the stride's phases, so each output row of every
+tap is a contiguous stretch of one phase row. Strided and 7x7 convs
 (those qconv_vnni_taps does not take: the 3-channel stems) are the same packing with other
 offsets. Steps past K read any valid byte: their weights are zero.
 
@@ -112,50 +114,44 @@ def pack_words(d, s0, s1, s2, s3, flip):
         ) ^ flip
 
 
+@njit(inline="always")
+def _source(k, k_len, khw, kw_len, dh, dw, phases, n, c_len, hp, row, wq):
+    """Where reduction step ``k`` of image n's im2col reads output pixel (0, 0) in the flat
+    padded input (a step past K reads step K-1's bytes: its weights are zero)."""
+    k = min(k, k_len - 1)
+    c = k // khw
+    r = k - c * khw
+    i = r // kw_len
+    col = (r - i * kw_len) * dw
+    return ((n * c_len + c) * hp + i * dh) * row + (col % phases) * wq + col // phases
+
+
 @pjit
-def _pack(xq, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip):
-    """apk (N, K/4, Ppad) uint32 from the padded input xq (N, C, Hp, SW, Wq) uint8 split into
-    column phases (:func:`_phases`; one phase at stride 1): see the module doc."""
-    n_len, kq = apk.shape[0], apk.shape[1]
+def _pack(xq, apk, k_len, kh_len, kw_len, sh, sw, dh, dw, oh_len, ow_len, flip, form):
+    """apk (N, K/4, Ppad) uint32 from the padded input xq (N, C, Hp, S, Wq) uint8: see the module
+    doc. S = SW: split into the stride's column phases (:func:`_phases`), each output row of a
+    tap a contiguous stretch of one phase row; S = 1: read every SW-th byte of the padded row
+    (``form`` a tuple of SW zeros, SW <= 2: microkernel_int8.pack_words_run)."""
+    n_len, kq, ppad = apk.shape
+    c_len, hp, phases, wq = xq.shape[1], xq.shape[2], xq.shape[3], xq.shape[4]
     khw = kh_len * kw_len
-    whole = khw == 1 and sh == 1 and xq.shape[2] == oh_len and xq.shape[3] == 1 and xq.shape[4] == ow_len
+    whole = khw == 1 and sh == 1 and hp == oh_len and phases == 1 and wq == ow_len
+    xf, af = xq.reshape(-1), apk.reshape(-1)
+    row = phases * wq  # one padded row, all its phases
     for t in prange(n_len * kq):
         n = t // kq
         g = t - n * kq
-        cs = np.zeros(4, np.int64)
-        rs = np.zeros(4, np.int64)
-        bs = np.zeros(4, np.int64)
-        os = np.zeros(4, np.int64)
-        for j in range(4):
-            k = g * 4 + j
-            if k < k_len:
-                c = k // khw
-                r = k - c * khw
-                cs[j] = c
-                rs[j] = (r // kw_len) * dh
-                col = (r - (r // kw_len) * kw_len) * dw
-                bs[j] = col % sw
-                os[j] = col // sw
-        c0, c1, c2, c3 = cs[0], cs[1], cs[2], cs[3]
-        b0, b1, b2, b3 = bs[0], bs[1], bs[2], bs[3]
-        o0, o1, o2, o3 = os[0], os[1], os[2], os[3]
-        q0, q1, q2, q3 = rs[0], rs[1], rs[2], rs[3]
-        dst = apk[n, g]
+        s0 = _source(4 * g, k_len, khw, kw_len, dh, dw, phases, n, c_len, hp, row, wq)
+        s1 = _source(4 * g + 1, k_len, khw, kw_len, dh, dw, phases, n, c_len, hp, row, wq)
+        s2 = _source(4 * g + 2, k_len, khw, kw_len, dh, dw, phases, n, c_len, hp, row, wq)
+        s3 = _source(4 * g + 3, k_len, khw, kw_len, dh, dw, phases, n, c_len, hp, row, wq)
+        d0 = (n * kq + g) * ppad
         if whole:  # each channel's plane is one run of the output's pixels
-            npix = oh_len * ow_len
-            s0 = xq[n, c0].reshape(-1)
-            s1 = xq[n, c1].reshape(-1)
-            s2 = xq[n, c2].reshape(-1)
-            s3 = xq[n, c3].reshape(-1)
-            pack_words(dst[:npix], s0, s1, s2, s3, flip)
+            pack_words_run(xf, s0, s1, s2, s3, af, d0, oh_len * ow_len, flip, form)
             continue
         for oh in range(oh_len):
-            s0 = xq[n, c0, oh * sh + q0, b0, o0 : o0 + ow_len]
-            s1 = xq[n, c1, oh * sh + q1, b1, o1 : o1 + ow_len]
-            s2 = xq[n, c2, oh * sh + q2, b2, o2 : o2 + ow_len]
-            s3 = xq[n, c3, oh * sh + q3, b3, o3 : o3 + ow_len]
-            base = oh * ow_len
-            pack_words(dst[base : base + ow_len], s0, s1, s2, s3, flip)
+            step = oh * sh * row
+            pack_words_run(xf, s0 + step, s1 + step, s2 + step, s3 + step, af, d0 + oh * ow_len, ow_len, flip, form)
 
 
 @pjit
@@ -262,8 +258,10 @@ def im2col_packer(p: dict, x_dtype: str, x_shape: tuple, owner, kq: int):
     padded = pt or pl or pb or pr
     pad_value = np.array(p["x_zp"]).astype(x_dtype).view(np.uint8)[()]
     pointwise = kh == kw == 1 and not padded and (sh > 1 or sw > 1)
-    hp, wq = h + pt + pb, -(-(wd + pl + pr) // sw)
-    qshape = (n, c, oh, 1, ow) if pointwise else (n, c, hp, sw, wq)
+    split = sw > 2  # column phases copied apart; at SW <= 2 the packing reads every SW-th byte
+    hp, wq = h + pt + pb, -(-(wd + pl + pr) // sw) if split else wd + pl + pr
+    qshape = (n, c, oh, 1, ow) if pointwise else (n, c, hp, sw if split else 1, wq)
+    form = (0,) if pointwise or split else (0,) * sw
     xq_scratch = shared_scratch(owner, "qconv.padded", qshape, np.uint8) if padded or sw > 1 or pointwise else None
     apk_scratch = shared_scratch(owner, "qconv.packed", (n, kq, ppad), np.uint32)
 
@@ -272,9 +270,9 @@ def im2col_packer(p: dict, x_dtype: str, x_shape: tuple, owner, kq: int):
         if pointwise:
             xq = xq_scratch.view(qshape, np.uint8)
             np.copyto(xq[:, :, :, 0], x[:, :, : oh * sh : sh, : ow * sw : sw])
-            _pack(xq, apk, k_len, 1, 1, 1, 1, 1, 1, oh, ow, flip)
+            _pack(xq, apk, k_len, 1, 1, 1, 1, 1, 1, oh, ow, flip, form)
             return apk
-        if sw > 1:
+        if split:
             xq = xq_scratch.view(qshape, np.uint8)
             _phases(np.ascontiguousarray(x), xq, pt, pl, pad_value)
         elif padded:
@@ -283,7 +281,7 @@ def im2col_packer(p: dict, x_dtype: str, x_shape: tuple, owner, kq: int):
             xq[:, :, pt : pt + h, 0, pl : pl + wd] = x
         else:
             xq = np.ascontiguousarray(x).reshape(qshape)
-        _pack(xq, apk, k_len, kh, kw, sh, sw, dh, dw, oh, ow, flip)
+        _pack(xq, apk, k_len, kh, kw, sh, sw, dh, dw, oh, ow, flip, form)
         return apk
 
     return pack
