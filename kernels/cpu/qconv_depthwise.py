@@ -119,15 +119,25 @@ def build(p: dict, x_shape: tuple, requant: tuple):
     task = readonly(np.array((per_task, band), np.int64))
     geo = readonly(np.array((x_shape[2], x_shape[3], kh, kw, sh, dh, dw, pt, pl, ow, oh, m, lq, rs, sw), np.int64))
 
-    def run(ins, outs):
-        x = np.ascontiguousarray(ins[0])
-        y = outs[0]
+    def bind(ins, outs):
+        """The step with its views and arguments worked out once (kernels.registry.bound)."""
+        x, y = ins[0], outs[0]
         dst = y if y.flags.c_contiguous else np.empty(y.shape, y.dtype)  # a concat's slice: through a copy
-        nthreads = min(num_threads(), threads)
-        counter[0] = 0
-        kern = pick(_dw_threads, _dw_in_turn, work, nthreads)
-        kern(nthreads, form, x.reshape(-1), wf, biasc, mult, dst.reshape(-1), geo, task, xz, flo, fhi, zp, counter)
-        if dst is not y:
-            y[...] = dst
+        flat = x.reshape(-1) if x.flags.c_contiguous else None
+        args = (wf, biasc, mult, dst.reshape(-1), geo, task, xz, flo, fhi, zp, counter)
 
+        def call():
+            nthreads = min(num_threads(), threads)
+            counter[0] = 0
+            xs = flat if flat is not None else np.ascontiguousarray(x).reshape(-1)
+            pick(_dw_threads, _dw_in_turn, work, nthreads)(nthreads, form, xs, *args)
+            if dst is not y:
+                y[...] = dst
+
+        return call
+
+    def run(ins, outs):
+        bind(ins, outs)()
+
+    run.bind = bind
     return run
