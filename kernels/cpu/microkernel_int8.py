@@ -327,13 +327,15 @@ def pack_words_run(typingctx, x, o0, o1, o2, o3, d, do, count, flip, form):
 
 
 @intrinsic
-def stage_row(typingctx, x, xo, wd, inside, s, so, lq, rs, pl, fill, form):
-    """One input row of a depthwise int8 conv (qconv_depthwise) as float32 column phases: for
-    k < ``lq`` (a multiple of 16) and b < SW, s[so + b*rs + k] = x[xo + k*SW + b - pl] where
-    that column lies in [0, ``wd``) and the row is ``inside`` the plane, else ``fill`` (the
-    input's zero point, as a zero-point border would hold). ``form`` as :func:`depthwise_form`
-    gives it. Each step loads 16*SW bytes under a mask of the columns in the row, splits them into the SW
-    phases and widens each exactly."""
+def stage_rows(typingctx, x, xo, h, wd, ih0, rows, s, so, lq, rs, pl, fill, form):
+    """Input rows [ih0, ih0 + ``rows``) of one plane of a depthwise int8 conv (qconv_depthwise,
+    the plane at x[xo:], ``h`` rows of ``wd``) as float32 column phases: for staged row q, k <
+    ``lq`` (a multiple of 16) and b < SW, s[so + (q*SW + b)*rs + k] = x[xo + ih*wd + k*SW + b -
+    pl], ih = ih0 + q, where that row and column lie in the plane, else ``fill`` (the input's
+    zero point, as a zero-point border would hold). ``form`` as :func:`depthwise_form` gives it.
+    Each step loads 16*SW bytes under a mask of the columns in the row, splits them into the SW
+    phases and widens each exactly; one call stages a band (a call per row cost a fifth of a
+    7x7 plane's time)."""
     if not isinstance(form, types.UniTuple):
         return None
     sw = _depthwise_config(form)[1]
@@ -342,13 +344,13 @@ def stage_row(typingctx, x, xo, wd, inside, s, so, lq, rs, pl, fill, form):
     if x.dtype not in (types.uint8, types.int8) or s.dtype != types.float32:
         return None
     i64 = types.int64
-    sig = types.void(x, i64, i64, types.boolean, s, i64, i64, i64, i64, i64, form)
+    sig = types.void(x, i64, i64, i64, i64, i64, s, i64, i64, i64, i64, i64, form)
     signed = x.dtype == types.int8
 
     def codegen(context, builder, sig, args):
-        x_v, xo, wd, inside, s_v, so, lq, rs, pl, fill_v, _ = args
+        x_v, xo, h, wd, ih0, rows, s_v, so, lq, rs, pl, fill_v, _ = args
         px = builder.gep(context.make_array(sig.args[0])(context, builder, x_v).data, [xo])
-        ps = builder.gep(context.make_array(sig.args[4])(context, builder, s_v).data, [so])
+        ps = builder.gep(context.make_array(sig.args[6])(context, builder, s_v).data, [so])
         span = LANES * sw
         bty = ir.VectorType(ir.IntType(8), span)
         vty = ir.VectorType(I32, LANES)
@@ -364,20 +366,24 @@ def stage_row(typingctx, x, xo, wd, inside, s, so, lq, rs, pl, fill, form):
             return builder.sub(builder.shl(c64(1), n), c64(1))
 
         steps = builder.udiv(lq, c64(LANES))
-        with cgutils.for_range(builder, steps) as loop:
-            k0 = builder.mul(loop.index, c64(LANES))
-            c0 = builder.sub(builder.mul(k0, c64(sw)), pl)
-            lo, hi = clamp(builder.neg(c0)), clamp(builder.sub(wd, c0))
-            bits = builder.and_(low_bits(hi), builder.not_(low_bits(lo)))  # columns [lo, hi) lie in the row
-            mask = builder.select(
-                inside, builder.bitcast(builder.trunc(bits, ir.IntType(span)), no_lanes.type), no_lanes
-            )
-            v = masked_load(builder, builder.bitcast(builder.gep(px, [c0]), bty.as_pointer()), mask, 1, fill)
-            for b in range(sw):
-                vb = v if sw == 1 else builder.shuffle_vector(v, ir.Constant(bty, ir.Undefined), _every(sw, b))
-                wide = builder.sext(vb, vty) if signed else builder.zext(vb, vty)
-                p = builder.gep(ps, [builder.add(builder.mul(c64(b), rs), k0)])
-                builder.store(builder.sitofp(wide, fty), builder.bitcast(p, fty.as_pointer())).align = 4
+        with cgutils.for_range(builder, rows) as row:  # rows outermost: each written in turn
+            ih = builder.add(ih0, row.index)
+            inside = builder.and_(builder.icmp_signed(">=", ih, c64(0)), builder.icmp_signed("<", ih, h))
+            with cgutils.for_range(builder, steps) as loop:
+                k0 = builder.mul(loop.index, c64(LANES))
+                c0 = builder.sub(builder.mul(k0, c64(sw)), pl)
+                lo, hi = clamp(builder.neg(c0)), clamp(builder.sub(wd, c0))
+                bits = builder.and_(low_bits(hi), builder.not_(low_bits(lo)))  # columns [lo, hi) lie in the row
+                cols = builder.bitcast(builder.trunc(bits, ir.IntType(span)), no_lanes.type)
+                mask = builder.select(inside, cols, no_lanes)
+                p = builder.gep(px, [builder.add(builder.mul(ih, wd), c0)])
+                v = masked_load(builder, builder.bitcast(p, bty.as_pointer()), mask, 1, fill)
+                pq = builder.gep(ps, [builder.add(builder.mul(builder.mul(row.index, c64(sw)), rs), k0)])
+                for b in range(sw):
+                    vb = v if sw == 1 else builder.shuffle_vector(v, ir.Constant(bty, ir.Undefined), _every(sw, b))
+                    wide = builder.sext(vb, vty) if signed else builder.zext(vb, vty)
+                    pb = builder.bitcast(builder.gep(pq, [builder.mul(c64(b), rs)]), fty.as_pointer())
+                    builder.store(builder.sitofp(wide, fty), pb).align = 4
         return context.get_dummy_value()
 
     return sig, codegen
@@ -395,7 +401,7 @@ DW_SPECIAL = tuple((k, s) for k in (3, 5, 7, 9, 11) for s in (1, 2))
 
 
 def depthwise_form(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, lq: int) -> tuple:
-    """The code form of a depthwise conv for :func:`depthwise_rows_rq` and :func:`stage_row`: a
+    """The code form of a depthwise conv for :func:`depthwise_rows_rq` and :func:`stage_rows`: a
     tuple of zeros whose length says it (1 or 2: the generic form of that row stride; 3 + i:
     ``DW_SPECIAL[i]``, which also needs the staged phase rows ``lq`` to fit DW_ROW_STRIDE)."""
     key = (kh, sh)

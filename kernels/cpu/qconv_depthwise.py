@@ -34,7 +34,7 @@ from cnnrt.kernels.cpu.microkernel_int8 import (
     LANES,
     depthwise_form,
     depthwise_rows_rq,
-    stage_row,
+    stage_rows,
 )
 
 MAX_TAPS = 255  # taps * 2**16 < 2**24: float32 sums of u8/s8 products stay exact
@@ -56,7 +56,7 @@ def _dw_worker(_t, _nthreads, form, x, w, biasc, mult, out, geo, task, xz, flo, 
     ``geo`` = (H, W, kh, kw, SH, DH, DW, PT, PL, OW, OH, C, LQ, RS, SW), ``task`` = (planes per
     task, rows per task); tasks are runs of whole planes or one plane's band of rows, claimed
     from ``counter`` by every thread. Each band's input rows are staged as float32 column
-    phases of LQ, RS apart (microkernel_int8.stage_row), in a scratch of this thread."""
+    phases of LQ, RS apart (microkernel_int8.stage_rows), in a scratch of this thread."""
     h, wd, kh, kw, sh, dh = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
     pt, pl, ow, oh, c_len, lq, rs, sw = geo[7], geo[8], geo[9], geo[10], geo[11], geo[12], geo[13], geo[14]
     g = (kh, kw, sh, dh, geo[6], rs, ow)
@@ -77,10 +77,8 @@ def _dw_worker(_t, _nthreads, form, x, w, biasc, mult, out, geo, task, xz, flo, 
         r1 = min(oh, rb + band)
         for p in range(q * pp, min(planes, q * pp + pp)):
             c = p % c_len
-            ih0 = rb * sh - pt
-            for q in range((r1 - 1 - rb) * sh + (kh - 1) * dh + 1):  # the band's input rows
-                ih = ih0 + q
-                stage_row(x, p * h * wd + ih * wd, wd, 0 <= ih < h, s, q * sw * rs, lq, rs, pl, xz, form)
+            staged = (r1 - 1 - rb) * sh + (kh - 1) * dh + 1  # the band's input rows
+            stage_rows(x, p * h * wd, h, wd, rb * sh - pt, staged, s, 0, lq, rs, pl, xz, form)
             for r0 in range(rb, r1, DW_ROWS):
                 nrows = min(DW_ROWS, r1 - r0)
                 so = (r0 - rb) * sh * sw * rs
