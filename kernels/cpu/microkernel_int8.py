@@ -11,10 +11,10 @@ NCHW output row, which the tile requantizes and stores without a transpose.
 A tile is MR channels x NV vectors of 16 pixels; per group of four reduction steps it loads
 NV activation vectors, broadcasts MR weight words and issues MR x NV ``vpdpbusd``.
 
-``tile_u8s8``/``tile_u8s8_acc`` store the int32 sums to a small scratch (MR, NV*16): the
-taps of a conv but the last (qconv_vnni_taps) sum there. The last step of every conv,
-``tile_u8s8_rq`` (im2col, qconv_vnni) or ``tile_u8s8_acc_rq`` (the last tap, starting from the
-scratch), requantizes the sums while they are in registers and stores bytes: per channel
+``tile_u8s8_rq`` (im2col, qconv_vnni) runs one k loop from the bias; ``tile_u8s8_taps_rq``
+(qconv_vnni_taps) runs a k loop per tap of a conv on the same sums, which stay in registers
+from the first tap to the store (a scratch round trip per tap measured 1.0-1.1x the time). Each
+requantizes the sums while they are in registers and stores bytes: per channel
 ``float32(sum + bias) * multiplier``, clamped, rounded half to even, plus the zero point (MLAS's
 order and rounding, cnnrt.core.quantization.requantize), each vector narrowed to 16 bytes
 (``vpmovdb``) and stored under a lane mask, so a tile at the output's edge, or one spanning
@@ -41,75 +41,62 @@ LANES = 16  # int32 lanes of one vpdpbusd (512 bits)
 MR, NV = 8, 2
 
 
-def _codegen(mr: int, nv: int, accumulate: bool, requantize: str = ""):
+def _codegen(mr: int, nv: int, taps: bool):
+    """The tile's IR: ``tile_u8s8_rq`` (one k loop, the sums from the bias, edge stores) or,
+    with ``taps``, ``tile_u8s8_taps_rq`` (a k loop per tap on the same sums, segment stores)."""
+
     def codegen(context, builder, sig, args):
-        if requantize == "edge":
-            a_v, a_off, lda, b_v, b_off, kq, bias_v, mult_v, m0, rows, c_v, c_off, ldc, jn, flo, fhi, zp = args
-            s_v = s_off = None
-        elif requantize == "segments":
-            a_v, a_off, lda, b_v, b_off, kq, s_v, s_off, bias_v, mult_v, m0, rows = args[:12]
+        if taps:
+            a_v, a_off, lda, offs_v, b_v, b_off, tap_words, kq, bias_v, mult_v, m0, rows = args[:12]
             c_v, c_off, ldc, seg_v, nseg, flo, fhi, zp = args[12:]
         else:
-            a_v, a_off, lda, b_v, b_off, kq, c_v, c_off = args
+            a_v, a_off, lda, b_v, b_off, kq, bias_v, mult_v, m0, rows, c_v, c_off, ldc, jn, flo, fhi, zp = args
 
         def ptr(i, arr, off):
             return builder.gep(context.make_array(sig.args[i])(context, builder, arr).data, [off])
 
         vty = ir.VectorType(I32, LANES)
         dp = declare(builder, _DPBUSD, vty, [vty, vty, vty])
-        pa0, pb0 = ptr(0, a_v, a_off), ptr(3, b_v, b_off)
-        if requantize == "edge":
-            pc = ptr(10, c_v, c_off)
-        elif requantize == "segments":
-            pc, ps = ptr(12, c_v, c_off), ptr(6, s_v, s_off)
-        else:
-            pc = ps = ptr(6, c_v, c_off)
-        zero = ir.Constant(vty, [0] * LANES)
         splat_mask = ir.Constant(vty, [0] * LANES)
+        pa0, pb0 = ptr(0, a_v, a_off), ptr(4 if taps else 3, b_v, b_off)
+        pbias, pmult = (ptr(8, bias_v, m0), ptr(9, mult_v, m0)) if taps else (ptr(6, bias_v, m0), ptr(7, mult_v, m0))
 
-        def start(r, v):
-            if requantize == "edge":  # the sums start from the channel's bias (padded to MR rows)
-                return _splat(builder, builder.load(builder.gep(ptr(6, bias_v, m0), [c64(r)])), vty)
-            if not accumulate:
-                return zero
-            p = builder.bitcast(builder.gep(ps, [c64(r * nv * LANES + v * LANES)]), vty.as_pointer())
-            ld = builder.load(p)
-            ld.align = 4
-            return ld
+        def start(r):
+            if taps:  # the bias joins the sums at the requantization
+                return ir.Constant(vty, [0] * LANES)
+            return _splat(builder, builder.load(builder.gep(pbias, [c64(r)])), vty)  # bias padded to MR rows
 
-        accs = [[cgutils.alloca_once_value(builder, start(r, v)) for v in range(nv)] for r in range(mr)]
-        with cgutils.for_range(builder, kq) as loop:
-            k = loop.index
-            pa = builder.gep(pa0, [builder.mul(k, lda)])
-            pb = builder.gep(pb0, [builder.mul(k, c64(mr))])
-            avec = []
-            for v in range(nv):
-                ld = builder.load(builder.bitcast(builder.gep(pa, [c64(v * LANES)]), vty.as_pointer()))
-                ld.align = 4
-                avec.append(ld)
-            for r in range(mr):
-                w = builder.load(builder.gep(pb, [c64(r)]))
-                w.align = 4
-                ins = builder.insert_element(ir.Constant(vty, ir.Undefined), w, ir.Constant(I32, 0))
-                wv = builder.shuffle_vector(ins, ir.Constant(vty, ir.Undefined), splat_mask)
+        accs = [[cgutils.alloca_once_value(builder, start(r)) for _ in range(nv)] for r in range(mr)]
+
+        def k_loop(pa0, pb0):
+            with cgutils.for_range(builder, kq) as loop:
+                k = loop.index
+                pa = builder.gep(pa0, [builder.mul(k, lda)])
+                pb = builder.gep(pb0, [builder.mul(k, c64(mr))])
+                avec = []
                 for v in range(nv):
-                    builder.store(builder.call(dp, [builder.load(accs[r][v]), avec[v], wv]), accs[r][v])
-        if requantize:
-            sums = [[builder.load(a) for a in row] for row in accs]
-            if requantize == "edge":
-                stores = edge_stores(builder, pc, ldc, jn, nv)
-                pbias, pmult = ptr(6, bias_v, m0), ptr(7, mult_v, m0)
-            else:
-                stores = segment_stores(builder, pc, ldc, ptr(15, seg_v, c64(0)), nseg)
-                pbias, pmult = ptr(8, bias_v, m0), ptr(9, mult_v, m0)
-            requantize_rows(
-                builder, vty, sums, None if requantize == "edge" else pbias, pmult, rows, flo, fhi, zp, stores
-            )
-            return context.get_dummy_value()
-        for r in range(mr):
-            for v in range(nv):
-                p = builder.bitcast(builder.gep(pc, [c64(r * nv * LANES + v * LANES)]), vty.as_pointer())
-                builder.store(builder.load(accs[r][v]), p).align = 4
+                    ld = builder.load(builder.bitcast(builder.gep(pa, [c64(v * LANES)]), vty.as_pointer()))
+                    ld.align = 4
+                    avec.append(ld)
+                for r in range(mr):
+                    w = builder.load(builder.gep(pb, [c64(r)]))
+                    w.align = 4
+                    ins = builder.insert_element(ir.Constant(vty, ir.Undefined), w, ir.Constant(I32, 0))
+                    wv = builder.shuffle_vector(ins, ir.Constant(vty, ir.Undefined), splat_mask)
+                    for v in range(nv):
+                        builder.store(builder.call(dp, [builder.load(accs[r][v]), avec[v], wv]), accs[r][v])
+
+        if taps:  # every tap's k loop on the same sums, from the tap's offset and weights
+            offs = context.make_array(sig.args[3])(context, builder, offs_v)
+            with cgutils.for_range(builder, offs.nitems) as tap:
+                off = builder.load(builder.gep(offs.data, [tap.index]))
+                k_loop(builder.gep(pa0, [off]), builder.gep(pb0, [builder.mul(tap.index, tap_words)]))
+            stores = segment_stores(builder, ptr(12, c_v, c_off), ldc, ptr(15, seg_v, c64(0)), nseg)
+        else:
+            k_loop(pa0, pb0)
+            stores = edge_stores(builder, ptr(10, c_v, c_off), ldc, jn, nv)
+        sums = [[builder.load(a) for a in row] for row in accs]
+        requantize_rows(builder, vty, sums, pbias if taps else None, pmult, rows, flo, fhi, zp, stores)
         return context.get_dummy_value()
 
     return codegen
@@ -191,32 +178,14 @@ def requantize_rows(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores
             stores(r, qs)
 
 
-def _tile(mr: int, nv: int, accumulate: bool = False):
-    """``tile(a, a_off, lda, b, b_off, kq, c, c_off)``: c[c_off + r*nv*16 + j] (r < mr, j < nv*16)
-    = sum over kq groups g of the four-byte dot products of a[a_off + g*lda + j] (uint32 words of
-    four u8) and b[b_off + g*mr + r] (int32 words of four s8); with ``accumulate`` the sums are
-    added to what c holds."""
-
-    @intrinsic
-    def tile(typingctx, a, a_off, lda, b, b_off, kq, c, c_off):
-        arrays = (a, b, c)
-        if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 1 for x in arrays):
-            return None
-        if a.dtype != types.uint32 or b.dtype != types.int32 or c.dtype != types.int32:
-            return None
-        i64 = types.int64
-        return types.void(a, i64, i64, b, i64, i64, c, i64), _codegen(mr, nv, accumulate)
-
-    return tile
-
-
 def _tile_rq(mr: int, nv: int):
     """``tile_rq(a, a_off, lda, b, b_off, kq, bias, mult, m0, rows, c, c_off, ldc, jn, flo, fhi, zp)``:
-    the sums of ``tile`` for rows r < ``rows`` and pixels j < ``jn``, requantized (see the module
-    doc) with channel ``m0 + r``'s int32 ``bias`` and float32 ``mult``, clamped to [flo, fhi]
-    (bounds less the zero point), stored as bytes at c[c_off + r*ldc + j] (c uint8 or int8). The
-    sums start from the bias, so ``bias`` holds all ``mr`` rows from ``m0`` (zeros past the last
-    channel)."""
+    c[c_off + r*ldc + j] for rows r < ``rows`` (of ``mr``) and pixels j < ``jn`` (of nv*16): the
+    sum over kq groups g of the four-byte dot products of a[a_off + g*lda + j] (uint32 words of
+    four u8) and b[b_off + g*mr + r] (int32 words of four s8), requantized (see the module doc)
+    with channel ``m0 + r``'s int32 ``bias`` and float32 ``mult``, clamped to [flo, fhi] (bounds
+    less the zero point) and stored as bytes (c uint8 or int8). The sums start from the bias, so
+    ``bias`` holds all ``mr`` rows from ``m0`` (zeros past the last channel)."""
 
     @intrinsic
     def tile_rq(typingctx, a, a_off, lda, b, b_off, kq, bias, mult, m0, rows, c, c_off, ldc, jn, flo, fhi, zp):
@@ -229,39 +198,64 @@ def _tile_rq(mr: int, nv: int):
             return None
         i64, f32 = types.int64, types.float32
         sig = types.void(a, i64, i64, b, i64, i64, bias, mult, i64, i64, c, i64, i64, i64, f32, f32, i64)
-        return sig, _codegen(mr, nv, False, requantize="edge")
+        return sig, _codegen(mr, nv, taps=False)
 
     return tile_rq
 
 
-def _tile_acc_rq(mr: int, nv: int):
-    """``tile_acc_rq(a, a_off, lda, b, b_off, kq, s, s_off, bias, mult, m0, rows, c, c_off, ldc, seg,
-    nseg, flo, fhi, zp)``: ``tile_rq`` whose sums start from the int32 s[s_off + r*nv*16 + j] (the
-    other taps of a conv), stored by segments: segment i, seg[3i : 3i+3] = (first lane, end lane,
-    offset), puts lane j of [first, end) of row r at c[c_off + r*ldc + offset + j]."""
+def _tile_taps_rq(mr: int, nv: int):
+    """``tile_taps_rq(a, a_off, lda, offs, b, b_off, tap_words, kq, bias, mult, m0, rows, c, c_off,
+    ldc, seg, nseg, flo, fhi, zp)``: ``tile_rq``'s sums over every tap t of ``offs`` (int64), held
+    in registers from the first tap to the store: tap t's activations from a[a_off + offs[t] +
+    g*lda + j], its weights from b[b_off + t*tap_words + g*mr + r]; the sums start from zero and
+    the bias (rows < ``rows`` read) joins them at the requantization. Stored by segments:
+    segment i, seg[3i : 3i+3] = (first lane, end lane, offset), puts lane j of [first, end) of
+    row r at c[c_off + r*ldc + offset + j]."""
 
     @intrinsic
-    def tile_acc_rq(
-        typingctx, a, a_off, lda, b, b_off, kq, s, s_off, bias, mult, m0, rows, c, c_off, ldc, seg, nseg, flo, fhi, zp
+    def tile_taps_rq(
+        typingctx,
+        a,
+        a_off,
+        lda,
+        offs,
+        b,
+        b_off,
+        tap_words,
+        kq,
+        bias,
+        mult,
+        m0,
+        rows,
+        c,
+        c_off,
+        ldc,
+        seg,
+        nseg,
+        flo,
+        fhi,
+        zp,
     ):
-        arrays = (a, b, s, bias, mult, c, seg)
+        arrays = (a, offs, b, bias, mult, c, seg)
         if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 1 for x in arrays):
             return None
-        if a.dtype != types.uint32 or b.dtype != types.int32 or s.dtype != types.int32 or bias.dtype != types.int32:
+        if a.dtype != types.uint32 or b.dtype != types.int32 or bias.dtype != types.int32:
             return None
-        if mult.dtype != types.float32 or c.dtype not in (types.uint8, types.int8) or seg.dtype != types.int64:
+        if offs.dtype != types.int64 or seg.dtype != types.int64:
+            return None
+        if mult.dtype != types.float32 or c.dtype not in (types.uint8, types.int8):
             return None
         i64, f32 = types.int64, types.float32
-        sig = types.void(a, i64, i64, b, i64, i64, s, i64, bias, mult, i64, i64, c, i64, i64, seg, i64, f32, f32, i64)
-        return sig, _codegen(mr, nv, True, requantize="segments")
+        sig = types.void(
+            a, i64, i64, offs, b, i64, i64, i64, bias, mult, i64, i64, c, i64, i64, seg, i64, f32, f32, i64
+        )
+        return sig, _codegen(mr, nv, taps=True)
 
-    return tile_acc_rq
+    return tile_taps_rq
 
 
-tile_u8s8 = _tile(MR, NV)
-tile_u8s8_acc = _tile(MR, NV, accumulate=True)
 tile_u8s8_rq = _tile_rq(MR, NV)
-tile_u8s8_acc_rq = _tile_acc_rq(MR, NV)
+tile_u8s8_taps_rq = _tile_taps_rq(MR, NV)
 
 
 @intrinsic

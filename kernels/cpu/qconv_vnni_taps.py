@@ -8,9 +8,10 @@ tap ``(i, j)`` then reads word ``(oh + i*DH // SH) * WQ + ow + j*DW // SW`` of t
 phase of every channel group, so the tile (microkernel_int8: pixels in the lanes) runs over
 the output as ``OH`` rows of ``WQ`` pixels, a tap at a time, on the same copy: the tap's
 offset moves the tile's start, and the tap's weights are their own packed block (taps
-outermost). The ``WQ - OW`` pixels past each output row are computed and dropped: the last tap
-requantizes in the tile and stores it by segments, one per output row the tile's 32 pixels
-meet, each a lane-masked store of that row's valid stretch. The copy's length keeps the last
+outermost), every tap's sums held in registers (microkernel_int8.tile_u8s8_taps_rq). The
+``WQ - OW`` pixels past each output row are computed and dropped: the tile requantizes and
+stores by segments, one per output row its 32 pixels meet, each a lane-masked store of that
+row's valid stretch. The copy's length keeps the last
 tile's reads inside it. Against qconv_vnni's im2col this writes the input once instead of
 KH*KW times (a stride-2 3x3 conv at 0.4-0.6x of the im2col's time); it needs at least two
 channel groups per tap to keep the tile's k loop long (the stem, C = 3, stays on qconv_vnni).
@@ -27,7 +28,7 @@ from numba import prange
 
 from cnnrt.kernels._jit import njit, pjit
 from cnnrt.kernels.aligned import shared_scratch
-from cnnrt.kernels.cpu.microkernel_int8 import MR, pack_words_run, tile_u8s8, tile_u8s8_acc, tile_u8s8_acc_rq
+from cnnrt.kernels.cpu.microkernel_int8 import MR, pack_words_run, tile_u8s8_taps_rq
 from cnnrt.kernels.cpu.qconv_vnni import PX, TASK_CHUNKS, pack_words, requant_params
 from cnnrt.kernels.prepacked import prepacked
 
@@ -118,7 +119,6 @@ def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wq, ow_len, flo, fhi, zp):
     tasks = n_len * pb_len * mb_len
     chunks = min(tasks, TASK_CHUNKS)
     for ch in prange(chunks):
-        acc = np.empty(MR * PX, np.int32)  # once per chunk of tiles, not per tile
         segs = np.empty(3 * (PX + 1), np.int64)
         for t in range(ch * tasks // chunks, (ch + 1) * tasks // chunks):
             mb = t % mb_len
@@ -127,25 +127,20 @@ def _tiles(xw, bpk, offs, biasc, mult, out, m_len, wq, ow_len, flo, fhi, zp):
             n = q // pb_len
             a0 = n * c4 * lda + pb * PX
             b0 = mb * c4 * MR
-            taps = offs.size
-            tile_u8s8(x_flat, a0 + offs[0], lda, bpk, b0, c4, acc, 0)
-            for tap in range(1, taps - 1):
-                tile_u8s8_acc(x_flat, a0 + offs[tap], lda, bpk, tap * tap_words + b0, c4, acc, 0)
             q0 = pb * PX
             q1 = min(span, q0 + PX)
             nseg = row_segments(segs, q0, q1, wq, ow_len)
             m0 = mb * MR
-            bl = (taps - 1) * tap_words + b0
             rows, c0 = min(MR, m_len - m0), (n * m_len + m0) * p_len
-            tile_u8s8_acc_rq(
+            tile_u8s8_taps_rq(
                 x_flat,
-                a0 + offs[taps - 1],
+                a0,
                 lda,
+                offs,
                 bpk,
-                bl,
+                b0,
+                tap_words,
                 c4,
-                acc,
-                0,
                 biasc,
                 mult,
                 m0,
