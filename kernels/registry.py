@@ -26,6 +26,17 @@ def bound(run: KernelFn, ins: list, outs: list) -> Callable[[], None]:
     return bind(ins, outs) if bind is not None else partial(run, ins, outs)
 
 
+def run_of(bind: Callable[[list, list], Callable[[], None]]) -> KernelFn:
+    """The step ``run(ins, outs)`` of a kernel built around ``bind(ins, outs) -> call`` (what
+    :func:`bound` asks for), the bind offered on it."""
+
+    def run(ins, outs):
+        bind(ins, outs)()
+
+    run.bind = bind
+    return run
+
+
 _BUILDERS: dict[tuple[str, str], Builder] = {}
 BACKENDS = ("cpu", "cuda")
 

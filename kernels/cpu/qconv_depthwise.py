@@ -36,6 +36,7 @@ from cnnrt.kernels.cpu.microkernel_int8 import (
     depthwise_rows_rq,
     stage_rows,
 )
+from cnnrt.kernels.registry import run_of
 
 MAX_TAPS = 255  # taps * 2**16 < 2**24: float32 sums of u8/s8 products stay exact
 STRIDES = (1, 2)  # strides along the row that stage their column phases with vector loads
@@ -134,8 +135,4 @@ def build(p: dict, x_shape: tuple, requant: tuple):
 
         return call
 
-    def run(ins, outs):
-        bind(ins, outs)()
-
-    run.bind = bind
-    return run
+    return run_of(bind)

@@ -41,6 +41,7 @@ from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, pack_words_run, tile_u8s8_rq
 from cnnrt.kernels.prepacked import prepacked
+from cnnrt.kernels.registry import run_of
 
 PX = NV * LANES  # output pixels of one tile
 TASK_CHUNKS = 256  # parallel tasks of tiles: many per thread for balance, each allocating any scratch once
@@ -363,8 +364,4 @@ def _pointwise_run(p: dict, x_dtype: str, x_shape: tuple, owner, operands: tuple
 
         return call
 
-    def run(ins, outs):
-        bind(ins, outs)()
-
-    run.bind = bind
-    return run
+    return run_of(bind)

@@ -31,6 +31,7 @@ from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.cpu.microkernel_int8 import MR, pack_words_run, tile_u8s8_taps_rq
 from cnnrt.kernels.cpu.qconv_vnni import PX, TASK_CHUNKS, pack_words, requant_params
 from cnnrt.kernels.prepacked import prepacked
+from cnnrt.kernels.registry import run_of
 
 MIN_GROUPS = 2  # channel groups of four per tap below which the im2col path (longer k loop) wins
 
@@ -203,8 +204,4 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
 
         return call
 
-    def run(ins, outs):
-        bind(ins, outs)()
-
-    run.bind = bind
-    return run
+    return run_of(bind)

@@ -32,6 +32,16 @@ _ROUND = np.float32(12582912.0)  # 1.5 * 2**23: (v + _ROUND) - _ROUND rounds |v|
 
 
 @njit(inline="always")
+def _to_code(f, s, zf, vlo, vhi, flo, fhi):
+    """QuantizeLinear of one float32 value: clip(rint(f / s) + z, lo, hi), all in float32 (every
+    integer in it exact, so the loops vectorise in float32 lanes); the quotient is clamped to
+    one past the output range first (vlo, vhi), which leaves the result alone and keeps the
+    rounding trick's operand small."""
+    v = min(max(f / s, vlo), vhi)
+    return np.int32(min(max(((v + _ROUND) - _ROUND) + zf, flo), fhi))
+
+
+@njit(inline="always")
 def _chunk(v, c):
     """Chunk ``c`` of the flat array ``v`` as its own slice: a loop over a slice from 0
     vectorises, one over ``range(c * _CHUNK, ...)`` of the whole array does not (LLVM keeps
@@ -41,17 +51,14 @@ def _chunk(v, c):
 
 @pjit
 def _quantize(x, out, s, z, lo, hi):
-    """out = clip(rint(x / s) + z, lo, hi) in float32; the quotient is clamped to one past the
-    output range first, which leaves the result alone and keeps the rounding trick's operand
-    small. All steps stay float32 (the integers involved are exact in it), so LLVM vectorises."""
+    """out = clip(rint(x / s) + z, lo, hi) (:func:`_to_code`)."""
     n = x.size
     zf, flo, fhi = np.float32(z), np.float32(lo), np.float32(hi)
     vlo, vhi = flo - zf - np.float32(1), fhi - zf + np.float32(1)
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         xs, ys = _chunk(x, c), _chunk(out, c)
         for i in range(xs.size):
-            v = min(max(xs[i] / s, vlo), vhi)
-            ys[i] = np.int32(min(max(((v + _ROUND) - _ROUND) + zf, flo), fhi))
+            ys[i] = _to_code(xs[i], s, zf, vlo, vhi, flo, fhi)
 
 
 @pjit
@@ -128,10 +135,9 @@ def _qadd(a, b, out, sa, za, sb, zb, sy, zy, lo, hi):
     vlo, vhi = flo - zf - np.float32(1), fhi - zf + np.float32(1)
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         as_, bs, ys = _chunk(a, c), _chunk(b, c), _chunk(out, c)
-        for i in range(as_.size):  # float32 throughout (every integer exact): 16 lanes a vector
+        for i in range(as_.size):
             f = (np.float32(as_[i]) - zaf) * sa + (np.float32(bs[i]) - zbf) * sb
-            v = min(max(f / sy, vlo), vhi)
-            ys[i] = np.int32(min(max(((v + _ROUND) - _ROUND) + zf, flo), fhi))
+            ys[i] = _to_code(f, sy, zf, vlo, vhi, flo, fhi)
 
 
 _qadd_serial = serial_twin(_qadd)
@@ -172,10 +178,8 @@ def _qmul_gate(a, g, out, hw, sa, za, sb, zb, sy, zy, lo, hi):
     for p in prange(g.size):
         gate = (np.float32(g[p]) - np.float32(zb)) * sb
         xs, ys = a[p * hw : (p + 1) * hw], out[p * hw : (p + 1) * hw]
-        for i in range(hw):  # float32 throughout (every integer exact): 16 lanes a vector
-            f = ((np.float32(xs[i]) - zaf) * sa) * gate
-            v = min(max(f / sy, vlo), vhi)
-            ys[i] = np.int32(min(max(((v + _ROUND) - _ROUND) + zf, flo), fhi))
+        for i in range(hw):
+            ys[i] = _to_code(((np.float32(xs[i]) - zaf) * sa) * gate, sy, zf, vlo, vhi, flo, fhi)
 
 
 _qmul_gate_serial = serial_twin(_qmul_gate)
