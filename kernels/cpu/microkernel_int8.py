@@ -328,8 +328,7 @@ def stage_rows(typingctx, x, xo, h, wd, ih0, rows, s, so, lq, rs, pl, fill, form
     pl], ih = ih0 + q, where that row and column lie in the plane, else ``fill`` (the input's
     zero point, as a zero-point border would hold). ``form`` as :func:`depthwise_form` gives it.
     Each step loads 16*SW bytes under a mask of the columns in the row, splits them into the SW
-    phases and widens each exactly; one call stages a band (a call per row cost a fifth of a
-    7x7 plane's time)."""
+    phases and widens each exactly."""
     if not isinstance(form, types.UniTuple):
         return None
     sw = _depthwise_config(form)[1]
