@@ -168,6 +168,19 @@ def _rewrite_conv(ctx: Ctx, conv: Node) -> Replacement | str:
     return Replacement(remove=removed, add=[node], anchor=conv, constants=constants)
 
 
+def _per_tensor_operand(ctx: Ctx, v: str, eight_bit: bool = False):
+    """(quantized value, scale, zero point, why-not) of a value dequantized per tensor (from 8
+    bits, with ``eight_bit``)."""
+    vq, vs, vz, why = _dequantized(ctx, v, const=False)
+    if why:
+        return None, None, None, why
+    if np.asarray(ctx.const(vs)).size != 1:
+        return None, None, None, f"{v!r} is quantized per channel"
+    if eight_bit and ctx.value(vq).dtype not in ("uint8", "int8"):
+        return None, None, None, f"{vq!r} is not 8-bit"
+    return vq, vs, vz or "", None
+
+
 def _match_add(ctx: Ctx, add: Node):
     return add if any(_made_by_dq(ctx, i) for i in add.inputs) else None
 
@@ -177,12 +190,10 @@ def _rewrite_add(ctx: Ctx, add: Node) -> Replacement | str:
         return "the operands broadcast"
     operands = []
     for v in add.inputs:
-        vq, vs, vz, why = _dequantized(ctx, v, const=False)
+        vq, vs, vz, why = _per_tensor_operand(ctx, v)
         if why:
             return why
-        if np.asarray(ctx.const(vs)).size != 1:
-            return f"{v!r} is quantized per channel"
-        operands += [vq, vs, vz or ""]
+        operands += [vq, vs, vz]
     q, _, why = _quantized_output(ctx, add)
     if why:
         return why
@@ -190,18 +201,6 @@ def _rewrite_add(ctx: Ctx, add: Node) -> Replacement | str:
     attrs = {"out_lo": None, "out_hi": None, "precision": PRECISION}
     node = fused_node(add, [q], op="QAdd", inputs=ins, outputs=q.outputs, attrs=attrs)
     return Replacement(remove=[add, q], add=[node], anchor=add)
-
-
-def _per_tensor_operand(ctx: Ctx, v: str):
-    """(quantized value, scale, zero point, why-not) of a value dequantized per tensor from 8 bits."""
-    vq, vs, vz, why = _dequantized(ctx, v, const=False)
-    if why:
-        return None, None, None, why
-    if np.asarray(ctx.const(vs)).size != 1:
-        return None, None, None, f"{v!r} is quantized per channel"
-    if ctx.value(vq).dtype not in ("uint8", "int8"):
-        return None, None, None, f"{vq!r} is not 8-bit"
-    return vq, vs, vz or "", None
 
 
 def _match_gate(ctx: Ctx, mul: Node):
@@ -221,7 +220,7 @@ def _rewrite_gate(ctx: Ctx, mul: Node) -> Replacement | str:
         return "the other operand is not one value per (image, channel)"
     operands = []
     for v in (a, b):
-        vq, vs, vz, why = _per_tensor_operand(ctx, v)
+        vq, vs, vz, why = _per_tensor_operand(ctx, v, eight_bit=True)
         if why:
             return why
         operands += [vq, vs, vz]
@@ -238,7 +237,7 @@ def _match_global_pool(ctx: Ctx, pool: Node):
 
 
 def _rewrite_global_pool(ctx: Ctx, pool: Node) -> Replacement | str:
-    xq, xs, xz, why = _per_tensor_operand(ctx, pool.inputs[0])
+    xq, xs, xz, why = _per_tensor_operand(ctx, pool.inputs[0], eight_bit=True)
     if why:
         return why
     if len(ctx.value(xq).shape or ()) != 4:

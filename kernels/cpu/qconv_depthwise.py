@@ -65,7 +65,8 @@ def _dw_worker(_t, _nthreads, form, x, w, biasc, mult, out, geo, task, xz, flo, 
     g = (kh, kw, sh, dh, geo[6], rs, ow)
     pp, band = task[0], task[1]
     # a band's staged rows and those the last call's rows past the band read (zeros: no
-    # subnormal or NaN operands to slow the multiply-adds whose sums are not stored)
+    # subnormal or NaN operands to slow the multiply-adds whose sums are not stored). Made
+    # afresh each call: a scratch kept per thread from build ran stride-2 planes 1.07-1.14x.
     s = np.zeros(((band + DW_ROWS - 2) * sh + (kh - 1) * dh + 1) * sw * rs, np.float32)
     planes = out.size // (oh * ow)
     nb = (oh + band - 1) // band

@@ -36,7 +36,7 @@ from numba import prange
 
 from cnnrt.core import quantization as qnt
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, threaded
-from cnnrt.kernels.aligned import shared_scratch
+from cnnrt.kernels.aligned import per_thread, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, pack_words_run, tile_u8s8_rq
@@ -179,7 +179,7 @@ def _tiles(apk, bpk, biasc, mult, out, m_len, flo, fhi, zp):
 
 
 @njit
-def _pointwise_worker(_t, _nthreads, form, x, bpk, biasc, mult, out, geo, counter, flo, fhi, zp, flip):
+def _pointwise_worker(t, _nthreads, form, x, bpk, biasc, mult, out, geo, counter, flo, fhi, zp, flip, scratch):
     """One thread's share (kernels._jit.threaded) of an unpadded 1x1 QConv, x (N, C, H, W) bytes
     -> out (N, M, P), flat. A task is (image, tile of PX pixels, run of weight tiles), claimed
     from ``counter``: it packs its pixels' words (the module doc) into a scratch of this thread,
@@ -197,13 +197,13 @@ def _pointwise_worker(_t, _nthreads, form, x, bpk, biasc, mult, out, geo, counte
     run_len = p_len if sh == 1 and sw == 1 else ow_len  # output pixels one input stretch holds
     mb_len, pb_len = -(-m_len // MR), -(-p_len // PX)
     groups = -(-pb_len // span)
-    a = np.empty(kq * PX, np.uint32)  # lanes past a tile's pixels hold stale words, never stored
+    a = scratch[t]  # this thread's tile of words; lanes past its pixels hold stale words, not stored
     n_tasks = n_len * groups * runs
     while True:
-        t = blas.claim(counter)
-        if t >= n_tasks:
+        task = blas.claim(counter)
+        if task >= n_tasks:
             break
-        q, r = blas.split_index(t, runs)
+        q, r = blas.split_index(task, runs)
         n, grp = blas.split_index(q, groups)
         for pb in range(grp * span, min(pb_len, grp * span + span)):
             p0 = pb * PX
@@ -340,6 +340,7 @@ def _pointwise_run(p: dict, x_dtype: str, x_shape: tuple, owner, operands: tuple
     flip = np.uint32(0x80808080 if x_dtype == "int8" else 0)
     sub = shared_scratch(owner, "qconv.padded", (n, c, oh, ow), np.uint8) if subsample else None
     counter = np.zeros(1, np.int64)
+    scratch = per_thread(threads, kq * PX, np.uint32)
     work = n * m * c * npix // 4  # MACs at a quarter: four per vpdpbusd lane
 
     def bind(ins, outs):
@@ -347,7 +348,7 @@ def _pointwise_run(p: dict, x_dtype: str, x_shape: tuple, owner, operands: tuple
         direct = y.flags.c_contiguous  # else a concat's slice: the tiles write whole rows, copied
         dst = y.reshape(-1) if direct else np.empty(y.size, y.dtype)
         flat = x.reshape(-1) if x.flags.c_contiguous and not subsample else None
-        args = (bpk, biasc, mult, dst, geo, counter, flo, fhi, zp, flip)
+        args = (bpk, biasc, mult, dst, geo, counter, flo, fhi, zp, flip, scratch)
 
         def call():
             if subsample:

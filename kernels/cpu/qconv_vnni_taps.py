@@ -11,10 +11,10 @@ offset moves the tile's start, and the tap's weights are their own packed block 
 outermost), every tap's sums held in registers (microkernel_int8.tile_u8s8_taps_rq). The
 ``WQ - OW`` pixels past each output row are computed and dropped: the tile requantizes and
 stores by segments, one per output row its 32 pixels meet, each a lane-masked store of that
-row's valid stretch. The copy's length keeps the last
-tile's reads inside it. Against qconv_vnni's im2col this writes the input once instead of
-KH*KW times (a stride-2 3x3 conv at 0.4-0.6x of the im2col's time); it needs at least two
-channel groups per tap to keep the tile's k loop long (the stem, C = 3, stays on qconv_vnni).
+row's valid stretch. The copy's length keeps the last tile's reads inside it. Against
+qconv_vnni's im2col this writes the input once instead of KH*KW times (a stride-2 3x3 conv at
+0.4-0.6x of the im2col's time); it needs at least two channel groups per tap to keep the
+tile's k loop long (the stem, C = 3, stays on qconv_vnni).
 The copy packs 16 words a step (microkernel_int8.pack_words_run, every SW-th column at SW <= 2).
 
 The input's zero point and the requantization are qconv_vnni's (bias - xz * sum(w) per
@@ -63,13 +63,13 @@ def _interleave(x, xw, pt, pl, sh, sw, hq, wq, xz, flip, form):
     n_len, c_len, h_len, w_len = x.shape
     c4 = xw.shape[1]
     pad_word = np.uint32(xz) * np.uint32(0x01010101) ^ flip
-    xf = x.reshape(-1)
+    xf, df = x.reshape(-1), xw.reshape(-1)
+    hw = h_len * w_len
     for t in prange(n_len * c4):
         n = t // c4
         g = t - n * c4
         dst = xw[n, g]
         dst[:] = pad_word
-        df = xw.reshape(-1)
         d0 = (n * c4 + g) * xw.shape[2]
         # channels past C read channel C-1's bytes: their weights are zero
         cs = (min(4 * g, c_len - 1), min(4 * g + 1, c_len - 1), min(4 * g + 2, c_len - 1), min(4 * g + 3, c_len - 1))
@@ -83,7 +83,6 @@ def _interleave(x, xw, pt, pl, sh, sw, hq, wq, xz, flip, form):
                 base = ((rp % sh * sw + b) * hq + rp // sh) * wq + (first + pl) // sw
                 o = (n * c_len * h_len + r) * w_len + first
                 if sw <= 2:
-                    hw = h_len * w_len
                     o0, o1, o2, o3 = o + cs[0] * hw, o + cs[1] * hw, o + cs[2] * hw, o + cs[3] * hw
                     pack_words_run(xf, o0, o1, o2, o3, df, d0 + base, count, flip, form)
                 else:

@@ -265,3 +265,39 @@ def test_squeeze_excitation_runs_on_the_codes(x_dtype):
     want = ort_optimized(mdl, feeds)[0]
     assert np.abs(got - want).max() / 0.03 <= 1.0 + 1e-4
     assert len(np.unique(got)) > 20, "the case saturates: it would test little"
+
+
+def test_a_mul_of_two_planes_and_a_per_channel_pool_input_are_declined_with_the_reason():
+    """QMul takes a gate of one value per (image, channel) only: a Mul of two dequantized planes
+    stays float (declined, logged); a GlobalAveragePool of a per-channel dequantized value stays
+    float too."""
+    xs = np.array([0.04] * C, np.float32)
+    inits = dict(xs=np.float32(0.04), xz=np.array(125, "uint8"), pcs=xs, pcz=np.full(C, 125, "uint8"))
+    inits.update(ms=np.float32(0.03), mz=np.array(130, "uint8"))
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["a"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["b"]),
+        helper.make_node("Mul", ["a", "b"], ["m"]),
+        helper.make_node("QuantizeLinear", ["m", "ms", "mz"], ["mq"]),
+        helper.make_node("DequantizeLinear", ["mq", "ms", "mz"], ["y"]),
+        helper.make_node("QuantizeLinear", ["x", "pcs", "pcz"], ["pq"], axis=1),
+        helper.make_node("DequantizeLinear", ["pq", "pcs", "pcz"], ["pd"], axis=1),
+        helper.make_node("GlobalAveragePool", ["pd"], ["g"]),
+        helper.make_node("QuantizeLinear", ["g", "ms", "mz"], ["gq"]),
+        helper.make_node("DequantizeLinear", ["gq", "ms", "mz"], ["z"]),
+    ]
+    mdl = model(nodes, [("x", "float32", (1, C, 9, 9))], [("y", "float32", None), ("z", "float32", None)], inits)
+    graph = OnnxModel(mdl).to_graph({"x": (1, C, 9, 9)})
+    res = fuse_qdq(graph)
+    res.graph.verify()
+    ops = [n.op for n in res.graph.nodes]
+    assert "QMul" not in ops and "QGlobalAveragePool" not in ops
+    assert "GlobalAveragePool" in ops
+    reasons = {(rule, why) for rule, _, why in res.declined}
+    gate = "DequantizeLinear -> Mul by a channel gate -> QuantizeLinear -> QMul"
+    pool = "DequantizeLinear -> GlobalAveragePool -> QuantizeLinear -> QGlobalAveragePool"
+    assert (gate, "not one 4-D operand with a plane") in reasons
+    assert any(rule == pool and "per" in why for rule, why in reasons), reasons  # not per tensor
+    feeds = _feeds()
+    np.testing.assert_array_equal(evaluate(graph, feeds)[0], evaluate(res.graph, feeds)[0])
