@@ -185,22 +185,27 @@ def _match_add(ctx: Ctx, add: Node):
     return add if any(_made_by_dq(ctx, i) for i in add.inputs) else None
 
 
-def _rewrite_add(ctx: Ctx, add: Node) -> Replacement | str:
-    if ctx.value(add.inputs[0]).shape != ctx.value(add.inputs[1]).shape:
-        return "the operands broadcast"
+def _binary_on_codes(ctx: Ctx, node: Node, pair, op: str, attrs: dict, eight_bit: bool) -> Replacement | str:
+    """``node``'s two dequantized operands ``pair`` and the QuantizeLinear after it as one
+    ``op`` on the codes: inputs (A, a_scale, a_zp, B, b_scale, b_zp, y_scale, y_zp)."""
     operands = []
-    for v in add.inputs:
-        vq, vs, vz, why = _per_tensor_operand(ctx, v)
+    for v in pair:
+        vq, vs, vz, why = _per_tensor_operand(ctx, v, eight_bit)
         if why:
             return why
         operands += [vq, vs, vz]
-    q, _, why = _quantized_output(ctx, add)
+    q, _, why = _quantized_output(ctx, node)
     if why:
         return why
     ins = (*operands, q.inputs[1], q.inputs[2] if len(q.inputs) > 2 else "")
-    attrs = {"out_lo": None, "out_hi": None, "precision": PRECISION}
-    node = fused_node(add, [q], op="QAdd", inputs=ins, outputs=q.outputs, attrs=attrs)
-    return Replacement(remove=[add, q], add=[node], anchor=add)
+    fused = fused_node(node, [q], op=op, inputs=ins, outputs=q.outputs, attrs={**attrs, "precision": PRECISION})
+    return Replacement(remove=[node, q], add=[fused], anchor=node)
+
+
+def _rewrite_add(ctx: Ctx, add: Node) -> Replacement | str:
+    if ctx.value(add.inputs[0]).shape != ctx.value(add.inputs[1]).shape:
+        return "the operands broadcast"
+    return _binary_on_codes(ctx, add, add.inputs, "QAdd", {"out_lo": None, "out_hi": None}, eight_bit=False)
 
 
 def _match_gate(ctx: Ctx, mul: Node):
@@ -218,18 +223,7 @@ def _rewrite_gate(ctx: Ctx, mul: Node) -> Replacement | str:
     n, c = ctx.value(a).shape[:2]
     if tuple(ctx.value(b).shape or ()) != (n, c, 1, 1):
         return "the other operand is not one value per (image, channel)"
-    operands = []
-    for v in (a, b):
-        vq, vs, vz, why = _per_tensor_operand(ctx, v, eight_bit=True)
-        if why:
-            return why
-        operands += [vq, vs, vz]
-    q, _, why = _quantized_output(ctx, mul)
-    if why:
-        return why
-    ins = (*operands, q.inputs[1], q.inputs[2] if len(q.inputs) > 2 else "")
-    node = fused_node(mul, [q], op="QMul", inputs=ins, outputs=q.outputs, attrs={"precision": PRECISION})
-    return Replacement(remove=[mul, q], add=[node], anchor=mul)
+    return _binary_on_codes(ctx, mul, (a, b), "QMul", {}, eight_bit=True)
 
 
 def _match_global_pool(ctx: Ctx, pool: Node):
