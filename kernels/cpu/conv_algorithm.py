@@ -51,6 +51,13 @@ WINOGRAD_MIN_TILE_USE = 0.75  # outputs / (tiles * 16)
 # (7x7 outputs: 4) that stream dominates, unless the transformed weights fit in L2.
 WINOGRAD_MIN_TILES = 16  # over the batch
 WINOGRAD_L2_BYTES = 2 << 20
+# With few tiles the 36 GEMMs have few rows, and only wide layers pay for the transforms. At
+# batch 1, 14x14 and 7x7 (16 and 4 tiles), 2 threads, the direct algorithm took 0.37-0.46x
+# Winograd's time on DenseNet-121's 128 -> 32 convs, 0.67-0.84x on GoogLeNet's 96..160 ->
+# 208..320, 0.9-1.0x on ResNet's 256 -> 256, and 1.32x on VGG-16's 512 -> 512; from 32 tiles
+# on (batch 8, 7x7; batch 2, 14x14) Winograd was ahead on all but DenseNet's (0.88x).
+WINOGRAD_FEW_TILES = 32  # over the batch
+WINOGRAD_WIDE_LAYER = 1 << 17  # input x output channels
 # Strided convs with many channels and a large output: the gathered im2col columns beat
 # reading s*s phase planes; on small outputs (14x14 and below) the direct algorithm wins.
 IM2COL_MIN_CHANNELS = 64
@@ -80,6 +87,8 @@ def _winograd_declined(spec: ConvSpec) -> str | None:
     u_bytes = 36 * spec.c * spec.m * np.dtype(spec.dtype).itemsize
     if spec.n * tiles < WINOGRAD_MIN_TILES and u_bytes > WINOGRAD_L2_BYTES:
         return "3x3 stride 1 with few tiles and transformed weights larger than L2"
+    if spec.n * tiles < WINOGRAD_FEW_TILES and spec.c * spec.m < WINOGRAD_WIDE_LAYER:
+        return f"3x3 stride 1 with fewer than {WINOGRAD_FEW_TILES} tiles and narrow channels"
     if spec.oh * spec.ow / (16 * tiles) < WINOGRAD_MIN_TILE_USE:
         return "3x3 stride 1 whose tiles hang far over the output"
     return None

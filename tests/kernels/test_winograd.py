@@ -159,14 +159,18 @@ def test_select_algorithm_winograd_rule():
     assert choose(spec(64, 56, 64))[0] == "winograd"
     assert choose(spec(512, 7, 512))[0] == "direct"  # 4 tiles, 38 MB of weights
     assert choose(spec(512, 7, 512, n=4))[0] == "winograd"  # 16 tiles
-    assert choose(spec(128, 7, 64))[0] == "winograd"  # 4 tiles, 1.2 MB of weights
+    assert choose(spec(128, 7, 64))[0] == "direct"  # 4 tiles, narrow
+    assert choose(spec(128, 14, 32))[0] == "direct"  # 16 tiles, narrow
+    assert choose(spec(128, 7, 32, n=8))[0] == "winograd"  # 32 tiles
+    assert choose(spec(512, 14, 512))[0] == "winograd"  # 16 tiles, wide
     assert choose(spec(64, 56, 64, s=2))[0] == "im2col"
     assert choose(spec(256, 14, 512, s=2))[0] == "direct"
     assert choose(spec(3, 224, 64, k=7, s=2))[0] == "direct"
     assert choose(spec(32, 56, 64))[0] == "direct"  # too few input channels
     assert choose(spec(128, 56, 16))[0] == "direct"  # too few output channels
     assert choose(spec(64, 13, 256))[0] == "direct"  # 16 tiles, a third of them unused
-    assert choose(spec(256, 14, 256))[0] == "winograd"  # 16 tiles
+    assert choose(spec(256, 14, 256))[0] == "direct"  # 16 tiles, 256 x 256 channels
+    assert choose(spec(256, 14, 256, n=2))[0] == "winograd"  # 32 tiles
     assert choose(spec(128, 28, 128))[0] == "winograd"
     assert choose(spec(64, 56, 64, g=2))[0] == "direct"
 
