@@ -126,27 +126,36 @@ def _bf16_codegen(mr_max: int, nv: int):
         arow = [builder.load(builder.gep(pix, [c64(i)])) for i in range(mr_max)]
         accs = [[cgutils.alloca_once_value(builder, vec.zero) for _ in range(nv)] for _ in range(mr_max)]
         a_pair, b_pair = builder.mul(a_ks_v, c64(2)), builder.mul(ldb_v, c64(2))
-        with cgutils.for_range(builder, ntaps_v) as tap_loop:
-            tp = tap_loop.index
-            pa = builder.gep(pa0, [builder.load(builder.gep(ptaps, [tp]))])
-            pb = builder.gep(pb0, [builder.mul(tp, b_ts_v)])
-            with cgutils.for_range(builder, builder.sdiv(k_v, c64(2))) as loop:
-                kp = loop.index
-                bbase = builder.mul(kp, b_pair)
-                bvec = []
-                for v in range(nv):
-                    p = builder.bitcast(builder.gep(pb, [builder.add(bbase, c64(v * 2 * LANES))]), ivty.as_pointer())
-                    ld = builder.load(p)
-                    ld.align = 4
-                    bvec.append(ld)
-                abase = builder.mul(kp, a_pair)
-                for i in range(mr_max):
-                    p = builder.bitcast(builder.gep(pa, [builder.add(abase, arow[i])]), i32p)
-                    ld = builder.load(p)
-                    ld.align = 4
-                    av = vec.splat(ld, ivty)
+
+        def reduce(rows):
+            with cgutils.for_range(builder, ntaps_v) as tap_loop:
+                tp = tap_loop.index
+                pa = builder.gep(pa0, [builder.load(builder.gep(ptaps, [tp]))])
+                pb = builder.gep(pb0, [builder.mul(tp, b_ts_v)])
+                with cgutils.for_range(builder, builder.sdiv(k_v, c64(2))) as loop:
+                    kp = loop.index
+                    bbase = builder.mul(kp, b_pair)
+                    bvec = []
                     for v in range(nv):
-                        builder.store(builder.call(dp, [builder.load(accs[i][v]), av, bvec[v]]), accs[i][v])
+                        p = builder.gep(pb, [builder.add(bbase, c64(v * 2 * LANES))])
+                        ld = builder.load(builder.bitcast(p, ivty.as_pointer()))
+                        ld.align = 4
+                        bvec.append(ld)
+                    abase = builder.mul(kp, a_pair)
+                    for i in range(mr_max):
+                        ld = builder.load(builder.bitcast(builder.gep(pa, [builder.add(abase, rows[i])]), i32p))
+                        ld.align = 4
+                        av = vec.splat(ld, ivty)
+                        for v in range(nv):
+                            builder.store(builder.call(dp, [builder.load(accs[i][v]), av, bvec[v]]), accs[i][v])
+
+        # pixels side by side: one pointer and constant displacements (mk.linear_rows)
+        linear, rows = mk.linear_rows(builder, arow, LANES)
+        with builder.if_else(linear) as (side_by_side, table):
+            with side_by_side:
+                reduce(rows)
+            with table:
+                reduce(arow)
         narrow = None
         if sig.args[12].dtype == types.uint16:  # a bf16 output
 

@@ -153,13 +153,15 @@ def _one_bf16_tile(a, pix, b, c, bias):
 
 
 def test_bf16_tile_is_vdpbf16ps():
-    """The bf16 tile of 4 blocks: pixels x 4 vdpbf16ps per step pair, nothing scalarised or emulated."""
+    """The bf16 tile of 4 blocks: pixels x 4 vdpbf16ps per step pair in each of its two
+    reductions (pixels side by side, pixels by the offset table), nothing scalarised or
+    emulated (LLVM unrolls the two differently, so the count is no multiple of a step's)."""
     u16, f32 = numba.uint16[::1], numba.float32[::1]
     _one_bf16_tile.compile((u16, numba.int64[::1], u16, f32, f32))
     asm = _one_bf16_tile.inspect_asm(_one_bf16_tile.signatures[0])
     dots = len(re.findall(r"vdpbf16ps\s+[^\n]*zmm", asm))
     per_step = 4 * _MR
-    assert dots >= per_step and dots % per_step == 0, dots
+    assert dots >= 2 * per_step, dots
 
 
 @pytest.mark.parametrize("m,tb,k,n", [(1, 1, 48, 37), (1, 0, 1024, 1000), (3, 0, 48, 37), (3, 1, 48, 37)])
