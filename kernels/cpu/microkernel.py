@@ -646,7 +646,8 @@ def _blocked_tile(mr_max: int, nv: int):
 # net (MobileNetV2, MnasNet, EfficientNet-B0, DenseNet-121, GoogLeNet, ResNet-50), 6 x 4
 # 1.02x of 5 x 4's, and 7 x 4 (28 accumulators) spills. 16-32 channel layers (SqueezeNet's
 # squeezes, GoogLeNet's reduces) would waste half or 3/4 of a 4-block panel; their 8 x 2
-# stays: 12 x 2 took 1.14-1.39x on MobileNetV2's stem and 24-channel projections.
+# stays: 12 x 2 took 1.14-1.39x on MobileNetV2's stem and 24-channel projections, and
+# 1.00-1.07x on 16-32 output layers once its rows were addressed side by side (linear_rows).
 # AVX2 (16 ymm): 12 accumulators at most leave room for the B vectors and a broadcast; 3 x 4
 # spilled an accumulator every step and 2 x 4 (8 accumulators) cannot hide the FMA latency, so
 # panels are 2 blocks (6 x 2) or 1 (12 x 1): 6 x 2 took 0.82-0.92x of 2 x 4's time on 1x1
