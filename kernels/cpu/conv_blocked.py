@@ -424,6 +424,10 @@ def build_blocked_conv(
         src = x.reshape(lead * geo.plane) if bf16 is None and copied is None else None
         runtime_bias = b_const is None and len(ins) > 2 and ins[2] is not None
         res = dummy_res if r is None else r.reshape(-1)
+        if r is not None and r.dtype != dt:  # a bf16 activation (passes/precision.py): its bits
+            if bf16 is None or r.dtype.itemsize != 2:
+                raise ValueError(f"a {r.dtype} residual is read by bf16 convs only")
+            res = res.view(np.uint16)
 
         def call():
             wp = wp_const if wp_const is not None else readonly(pack(ins[1]))

@@ -39,7 +39,7 @@ from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size, readonly
-from cnnrt.kernels.cpu.llvm_ir import I32, Vectors, c64, data_pointers, masked_load, round_bf16
+from cnnrt.kernels.cpu.llvm_ir import I32, Vectors, c64, data_pointers, masked_load, round_bf16, widen_bf16
 
 # (kw, stride along the row, dilation along the row) emitted with input reuse: MobileNet,
 # EfficientNet, MixNet (3..11) and the dilated LR-ASPP backbone layers
@@ -113,8 +113,7 @@ def _dw_rows(typingctx, x, xo, w, wo, bias, bo, res, out, oo, geo, r0, r1, has_r
                 ld.align = 2
             else:
                 ld = masked_load(builder, p, mask, 2)
-            shift = ir.Constant(ir.VectorType(I32, lanes), [16] * lanes)
-            return builder.bitcast(builder.shl(builder.zext(ld, ir.VectorType(I32, lanes)), shift), vec.vty)
+            return widen_bf16(builder, ld)
 
         def finish(acc, col):
             o = add(at["o"], mul(col, B))

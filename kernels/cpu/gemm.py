@@ -13,7 +13,6 @@ trivial.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -25,7 +24,7 @@ from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.conv_gemm import _MIN_TASK_MACS
 from cnnrt.kernels.cpu.gemm_bf16 import bf16_gemm_runner
-from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, floats
+from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, floats, load_bf16
 from cnnrt.kernels.cpu.microkernel import pack_a
 from cnnrt.kernels.cpu.microkernel_bf16 import to_bf16
 from cnnrt.kernels.prepacked import prepacked
@@ -101,17 +100,11 @@ def _gemv_block(typingctx, x, wp, w_off, k, acc):
         vec = Vectors(builder, dt)
         nvec = GEMV_COLS // vec.lanes
         sums = [[cgutils.alloca_once_value(builder, vec.zero) for _ in range(nvec)] for _ in range(_GEMV_SUMS)]
-        wide = ir.VectorType(ir.IntType(32), vec.lanes)
 
         def weights(off):
             if not bf16:
                 return vec.load(pw, off)
-            bits = builder.load(
-                builder.bitcast(builder.gep(pw, [off]), ir.VectorType(ir.IntType(16), vec.lanes).as_pointer())
-            )
-            bits.align = 2
-            shifted = builder.shl(builder.zext(bits, wide), ir.Constant(wide, [16] * vec.lanes))
-            return builder.bitcast(shifted, vec.vty)
+            return load_bf16(builder, pw, off, vec.lanes)
 
         def step(kk, s):
             xv = vec.splat(builder.load(builder.gep(px, [kk])))

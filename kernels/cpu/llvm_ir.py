@@ -177,6 +177,23 @@ def _has_bf16_convert() -> bool:
 NATIVE_BF16 = VECTOR_BYTES == 64 and _has_bf16_convert()  # vcvtneps2bf16 on 16 lanes
 
 
+def widen_bf16(builder, bits):
+    """<n x i16> bf16 bits -> <n x float>, exact: the bits become a float32's high half."""
+    lanes = bits.type.count
+    wide = builder.zext(bits, ir.VectorType(I32, lanes))
+    return builder.bitcast(
+        builder.shl(wide, ir.Constant(wide.type, [16] * lanes)), ir.VectorType(ir.FloatType(), lanes)
+    )
+
+
+def load_bf16(builder, base, off, lanes: int):
+    """<lanes x float> widened (:func:`widen_bf16`) from the bf16 bits at i16* ``base`` + ``off``."""
+    ptr = builder.bitcast(builder.gep(base, [off]), ir.VectorType(ir.IntType(16), lanes).as_pointer())
+    bits = builder.load(ptr)
+    bits.align = 2
+    return widen_bf16(builder, bits)
+
+
 def round_bf16(builder, u):
     """<n x i32> float32 bits -> <n x i16> bf16 bits by round-to-nearest-even, NaN kept a
     quiet NaN (microkernel_bf16.to_bf16 is the numpy form). With AVX-512 BF16 one

@@ -43,7 +43,7 @@ from numba.extending import intrinsic
 from cnnrt.kernels._jit import njit
 from cnnrt.kernels.activation import CLIP, RELU, TANH
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.llvm_ir import I32, VECTOR_BYTES, Vectors, c64, lanes_of
+from cnnrt.kernels.cpu.llvm_ir import I32, VECTOR_BYTES, Vectors, c64, lanes_of, load_bf16
 from cnnrt.kernels.cpu.vector_act import VECTOR_KINDS, activations, by_kind
 from cnnrt.kernels.cpu.vector_ir import vector_run
 
@@ -306,6 +306,16 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
     lanes = lanes_of(dt)
     splat, vload, vstore = vec.splat, vec.load, vec.store
     f = EpilogueFlags(builder, vec, flags_v, nv, lo_v, hi_v)
+    if pres.type.pointee == ir.IntType(16):  # a bf16 residual (passes/precision.py), widened exactly
+
+        def res_at(off):
+            return load_bf16(builder, pres, off, vec.lanes)
+
+    else:
+
+        def res_at(off):
+            return vload(pres, off)
+
     acc_on, bias_on, res_on, nstore, act, lo, hi = f.acc_on, f.bias_on, f.res_on, f.nstore, f.act, f.lo, f.hi
     lo_s, hi_s = f.lo_s, f.hi_s
     if narrow is not None:
@@ -329,7 +339,7 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
     def emit(put):  # every result vector, clamped, to put(x, offset, slot): the whole tile or any
         with builder.if_else(whole, likely=True) as (straight, general):
             with straight:
-                _straight_epilogue(builder, vec, accs, offset, put, bias_at, pres, bias_on, res_on, lo, hi)
+                _straight_epilogue(builder, vec, accs, offset, put, bias_at, res_at, bias_on, res_on, lo, hi)
             with general:
                 _general_epilogue(
                     builder,
@@ -339,7 +349,7 @@ def epilogue(builder, vec, dt, blocked, accs, pc, pbias, pres, ldc_v, c_vs_v, mr
                     pc,
                     put,
                     bias_at,
-                    pres,
+                    res_at,
                     mr_v,
                     nstore,
                     acc_on,
@@ -409,7 +419,7 @@ class EpilogueFlags:
 
 
 def _general_epilogue(
-    builder, vec, accs, offset, pc, put, bias_at, pres, mr_v, nstore, acc_on, bias_on, res_on, lo, hi
+    builder, vec, accs, offset, pc, put, bias_at, res_at, mr_v, nstore, acc_on, bias_on, res_on, lo, hi
 ):
     """Any tile: rows up to ``mr``, vectors up to ``nstore``, each step under its flag; ``put``
     stores a result vector at an offset of C (read back when accumulating)."""
@@ -425,11 +435,11 @@ def _general_epilogue(
                     with builder.if_then(bias_on):
                         builder.store(builder.fadd(builder.load(slot), bias_at(i, v)), slot)
                     with builder.if_then(res_on):
-                        builder.store(builder.fadd(builder.load(slot), vec.load(pres, off)), slot)
+                        builder.store(builder.fadd(builder.load(slot), res_at(off)), slot)
                     put(vec.clamp(builder.load(slot), lo, hi), off, i * len(accs[0]) + v)
 
 
-def _straight_epilogue(builder, vec, accs, offset, put, bias_at, pres, bias_on, res_on, lo, hi):
+def _straight_epilogue(builder, vec, accs, offset, put, bias_at, res_at, bias_on, res_on, lo, hi):
     """A whole tile written fresh (no accumulation, every row and vector stored): the flags
     are tested once, not per vector, and the tile is stored by straight-line code: bias
     (or zeros) and the residual added, then the clamp. On 1x1 convs of 8-32 input
@@ -447,7 +457,7 @@ def _straight_epilogue(builder, vec, accs, offset, put, bias_at, pres, bias_on, 
                 off = offset(i, v)
                 x = builder.fadd(builder.load(accs[i][v]), builder.load(bias[i][v]))
                 if with_res:
-                    x = builder.fadd(x, vec.load(pres, off))
+                    x = builder.fadd(x, res_at(off))
                 put(vec.clamp(x, lo, hi), off, i * nv + v)
 
     with builder.if_else(res_on) as (res, plain):

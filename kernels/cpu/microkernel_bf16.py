@@ -12,7 +12,8 @@ The tile has the float32 blocked tile's operands and offsets (microkernel._block
 conv_blocked.py's task loop runs both: A (the input) and B (the packed weights) are uint16
 arrays of bf16 bits in the same element positions their float32 forms would take, ``k``
 counts float32 steps (even: one instruction per two) and the reduction reads A pairs as one
-32-bit broadcast. Bias and residual are float32 and the epilogue is the float32 tile's
+32-bit broadcast. Bias is float32, the residual float32 or bf16 (a bf16 activation, widened
+as loaded), and the epilogue is the float32 tile's
 (flags alike); C is float32, or bf16 where the next conv reads it as bf16
 (passes/precision.py). :data:`tile_blocked4` (2, 1) take either dtype: float32 operands
 compile to the float32 tile.
@@ -218,7 +219,9 @@ def _either_tile(mr_max: int, nv: int, f32_tile):
             return None
         if not isinstance(form, types.BaseTuple) or len(form) > 1:  # grouped convs run float32
             return None
-        if c.dtype not in (types.float32, types.uint16) or any(x.dtype != types.float32 for x in (bias, res)):
+        if c.dtype not in (types.float32, types.uint16) or bias.dtype != types.float32:
+            return None
+        if res.dtype not in (types.float32, types.uint16):  # float32, or a bf16 activation's bits
             return None
         i64, f32 = types.int64, types.float32
         head = (a, i64, pix, i64, i64, taps, i64, b, *(i64,) * 4, c, *(i64,) * 5)

@@ -44,9 +44,11 @@ def run_blocked(
     amx=False,
     bf16_in=False,
     bf16_out=False,
+    bf16_res=False,
 ):
-    """The blocked conv of x (NCHW float arrays in and out); ``bf16_in`` / ``bf16_out`` hand
-    it its input / take its output as a bf16 activation (ml_dtypes bfloat16, blocked)."""
+    """The blocked conv of x (NCHW float arrays in and out); ``bf16_in`` / ``bf16_out`` /
+    ``bf16_res`` hand it its input / take its output / hand it its residual as a bf16
+    activation (ml_dtypes bfloat16, blocked)."""
     n, c, h, w = x.shape
     m, _, kh, kw = wt.shape
     lanes = block_size(x.dtype)
@@ -93,7 +95,10 @@ def run_blocked(
     if bf16_in:
         xin = xin.astype(ml_dtypes.bfloat16)
     out = np.full((n, -(-m // lanes), oh, ow, lanes), np.nan, ml_dtypes.bfloat16 if bf16_out else x.dtype)
-    run([xin, wt, b, None if r is None else to_blocked(r, lanes)], [out])
+    rin = None if r is None else to_blocked(r, lanes)
+    if bf16_res:
+        rin = rin.astype(ml_dtypes.bfloat16)
+    run([xin, wt, b, rin], [out])
     return from_blocked(out.astype(x.dtype))
 
 

@@ -93,6 +93,23 @@ def test_bf16_activation_input_is_read_as_the_float32_inputs_copy(name):
     assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("bf16_out", [False, True])
+@pytest.mark.parametrize("name", ["3x3", "3x3_long_k", "1x1", "1x1_s2"])
+def test_bf16_residual_is_read_as_the_float32_residual_it_holds(name, bf16_out):
+    """A bf16 residual (a bf16 activation read by the epilogue) gives, bit for bit, what the
+    float32 residual holding the same values gives: its bits are widened exactly as loaded,
+    into a float32 or a bf16 output. A float32 conv refuses it."""
+    case = CASES[name]
+    x, wt, b, r = _data(case, np.float32, seed=6)
+    r = _bf16(r).astype(np.float32)
+    n, c, h, w, m, k, s, p, d = case
+    want = run_blocked(x, wt, b, r, s, p, d, "Relu", precision="bf16", bf16_out=bf16_out)
+    got = run_blocked(x, wt, b, r, s, p, d, "Relu", precision="bf16", bf16_out=bf16_out, bf16_res=True)
+    assert np.array_equal(got, want)
+    with pytest.raises(ValueError, match="residual is read by bf16 convs only"):
+        run_blocked(x, wt, b, r, s, p, d, "Relu", bf16_res=True)
+
+
 @pytest.mark.parametrize("act", ["none", "Relu", "Clip", "Sigmoid", "SiLU", "HardSwish"])
 @pytest.mark.parametrize("name", ["3x3", "3x3_long_k", "1x1"])
 def test_bf16_output_is_the_float32_result_rounded(name, act):

@@ -159,7 +159,7 @@ def _activation_chain():
     b = GB()
     x = b.input("x", (2, 32, 8, 8))
     a = b.conv(x, 32, k=1, pad=0, name="a", activation="Relu")  # read by b only: bf16
-    y = b.conv(a, 32, k=3, name="b", activation="Clip", min=0.0, max=6.0)  # read by c and as d's residual
+    y = b.conv(a, 32, k=3, name="b", activation="Clip", min=0.0, max=6.0)  # read by c and as d's residual: bf16
     c = b.conv(y, 32, k=1, pad=0, name="c")  # read by d only: bf16
     d = b.conv(c, 32, k=1, pad=0, name="d", residual=y, activation="Sigmoid")  # read by e only: bf16
     e = b.conv(d, 40, k=1, pad=0, name="e", activation="Relu")  # 40 channels: padding lanes
@@ -176,17 +176,17 @@ def _bf16_values(g) -> set[str]:
 
 def test_bf16_activations_only_between_bf16_convs(monkeypatch):
     """A bf16 conv's output is stored bf16 when every reader is a bf16 conv on the vector
-    tile (or a row-blocked depthwise conv) reading it as its input, its epilogue ends at a
-    clamp and its channels fill whole blocks; never on AMX (that tile reads and writes
-    float32)."""
+    tile reading it as its input or its residual (or a row-blocked depthwise conv reading it
+    as its input), its epilogue ends at a clamp and its channels fill whole blocks; never on
+    AMX (that tile reads and writes float32)."""
     from cnnrt.passes import block_layout as bl
 
     monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
     monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "the CPU lacks AMX-BF16 (test)")
     low, log = run_pipeline(_activation_chain(), 2, vector_bytes=64, backend="cpu", precision="bf16")
-    assert _bf16_values(low) == {"a", "c", "d"}
+    assert _bf16_values(low) == {"a", "b", "c", "d"}
     assert {v for what, v in log.fired["precision"] if what == "bf16 activation"} == {
-        n.outputs[0] for n in low.nodes if n.name in ("a", "c", "d")
+        n.outputs[0] for n in low.nodes if n.name in ("a", "b", "c", "d")
     }
     # the 3x3 reading a's bf16 copies it into its zero border; d reads c's as it lies
     assert not any(n.attrs.get("bf16_copied") for n in low.nodes)
@@ -215,15 +215,46 @@ def _with_and_without_bf16_activations(g, monkeypatch):
     return low, got, want
 
 
+def _inputs_only(node, port, graph):
+    """pp._reads_bf16 without the residual port: every bf16 activation read as an input."""
+    return port != 3 and _READS_BF16(node, port, graph)
+
+
+_READS_BF16 = pp._reads_bf16
+
+
 @pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
 def test_bf16_activations_round_once_where_each_reader_would(monkeypatch):
-    """With bf16 activations the result is, bit for bit, the one of float32 activations that
-    every reader rounds to bf16: the producer rounds the same float32 sums (these reductions
-    are one chunk either way) to nearest even, as the reader's copy would."""
+    """With bf16 activations read as inputs the result is, bit for bit, the one of float32
+    activations that every reader rounds to bf16: the producer rounds the same float32 sums
+    (these reductions are one chunk either way) to nearest even, as the reader's copy would."""
+    monkeypatch.setattr(pp, "_reads_bf16", _inputs_only)
     low, got, want = _with_and_without_bf16_activations(_activation_chain(), monkeypatch)
     assert _bf16_values(low) == {"a", "c", "d"}  # d's Sigmoid applied before its rounding store
     for gv, wv in zip(got, want):
         assert np.array_equal(gv, wv)
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+def test_bf16_residual_adds_one_rounding(monkeypatch):
+    """A bf16 activation read as a residual (ResNet's and MobileNetV2's blocks: the residual
+    stream between bf16 convs) is the one value rounded where float32 activations would not
+    be: d's result moves by that rounding (at most 2**-9 of the residual), no further."""
+    from pass_helpers import GB
+
+    b = GB()
+    x = b.input("x", (2, 32, 8, 8))
+    a = b.conv(x, 32, k=1, pad=0, name="a", activation="Relu")
+    y = b.conv(a, 32, k=3, name="b")  # read by c as its input and by d as its residual
+    c = b.conv(y, 32, k=1, pad=0, name="c", activation="Relu")
+    d = b.conv(c, 32, k=1, pad=0, name="d", residual=y)  # a graph output: float32
+    low, got, want = _with_and_without_bf16_activations(b.build([d]), monkeypatch)
+    assert _bf16_values(low) == {"a", "b", "c"}
+    node = next(n for n in low.nodes if n.name == "d")
+    assert low.values[node.inputs[3]].dtype == "bfloat16"
+    # c reads y rounded either way; d's sums are the same, its residual moves by y's rounding
+    moved, scale = np.abs(got[0] - want[0]).max(), np.abs(want[0]).max()
+    assert 0 < moved <= 2.0**-7 * scale, (moved, scale)
 
 
 def test_bf16_activations_survive_the_optimised_file(monkeypatch):
@@ -242,7 +273,7 @@ def test_bf16_activations_survive_the_optimised_file(monkeypatch):
     stored = {vi.name for vi in proto.graph.value_info if vi.type.tensor_type.elem_type == onnx.TensorProto.BFLOAT16}
     assert stored == {v for v, val in low.values.items() if val.dtype == "bfloat16"} != set()
     back = graph_from_onnx(proto, {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer})
-    assert _bf16_values(back) == {"a", "c", "d"}
+    assert _bf16_values(back) == {"a", "b", "c", "d"}
 
 
 def _inverted_residual():
@@ -262,7 +293,9 @@ def _inverted_residual():
 def test_depthwise_conv_reads_and_writes_bf16_activations(monkeypatch):
     """The row-blocked depthwise conv (float32 sums) reads the expand conv's bf16 output and
     writes bf16 for the project conv: the expanded tensors cross memory at half the bytes,
-    and the result is bit for bit the float32-activation one."""
+    and the result is bit for bit the float32-activation one (s, read by the project conv as
+    its residual too, kept float32 here: test_bf16_residual_adds_one_rounding)."""
+    monkeypatch.setattr(pp, "_reads_bf16", _inputs_only)
     low, got, want = _with_and_without_bf16_activations(_inverted_residual(), monkeypatch)
     assert _bf16_values(low) == {"expand", "dw"}
     dw = next(n for n in low.nodes if n.name == "dw")
