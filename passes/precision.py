@@ -4,10 +4,12 @@ A marked node carries ``precision="bf16"`` (absent: float32), which its kernel r
 ``cnnrt inspect`` shows. Activations stay float32 but between bf16 convs: a bf16 conv
 converts a float32 input to bf16 in the copy it makes of it anyway
 (kernels/cpu/conv_blocked_bf16.py) and writes float32, so the nodes around it need no
-conversion node. An output that only bf16-reading convs read (bf16 convs, as their input
-or their residual, and float32 depthwise convs, whose sums stay float32, as their input) is
-stored bf16 instead (dtype ir.BF16, :func:`_bf16_activations`): rounded once by its
-producer's store, half the bytes through memory, read without a copy by an unpadded reader.
+conversion node. An output that only bf16 readers read (bf16 convs, as their input or
+their residual; float32 depthwise convs, whose sums stay float32, and MaxPools with a bf16
+output, as their input) is stored bf16 instead (dtype ir.BF16, :func:`_bf16_activations`):
+rounded once by its producer's store, half the bytes through memory, read without a copy by
+an unpadded reader. An in-place Concat of such outputs (GoogLeNet's modules, SqueezeNet's
+fires) is bf16 when its readers are: the branches write their slices rounded.
 
 Marked: channel-blocked convs on the register tile (``BlockedConv`` with algorithm
 ``direct``) with constant weights, where the FLOPs are (3x3, 1x1, strided, and the stems
@@ -165,59 +167,104 @@ def _row_depthwise(node, graph: Graph) -> bool:
     return spec.dtype == "float32" and depthwise_applies(spec, block_size(spec.dtype))
 
 
+def _pool(node, graph: Graph, ops=("BlockedMaxPool", "BlockedAveragePool")) -> bool:
+    """A float32 blocked pool of ``ops`` whose blocks are the vector lane kernel's
+    (blocked_window.py), which reads a bf16 input widened and can round its stores to bf16."""
+    if node.op not in ops or graph.values[node.inputs[0]].dtype not in ("float32", BF16):
+        return False
+    return graph.values[node.inputs[0]].shape[-1] == block_size(np.float32)
+
+
 def _affine(node, graph: Graph) -> bool:
     """A float32 BlockedChannelAffine (blocked.py), whose vector store can round to bf16."""
     return node.op == "BlockedChannelAffine" and graph.values[node.inputs[0]].dtype == "float32"
 
 
-def _reads_bf16(node, port: int, graph: Graph) -> bool:
+def _reads_bf16(node, port: int, graph: Graph, values: dict) -> bool:
     """Whether ``node`` can read a bf16 activation at input ``port``: a blocked conv's input,
-    or a bf16 conv's residual (its epilogue widens the residual's bits as it loads them)."""
+    a bf16 conv's residual (its epilogue widens the residual's bits as it loads them), or the
+    input of a MaxPool whose output is bf16 (``values``: the dtypes decided so far): the max
+    of rounded values is the rounded max, so the rounding moves from its output to its input."""
     if port == 3:
         return _vector_bf16_conv(node) and is_blocked(graph.values[node.inputs[3]])
     if port != 0 or not is_blocked(graph.values[node.inputs[0]]):
         return False
+    if _pool(node, graph, ("BlockedMaxPool",)):
+        return values[node.outputs[0]].dtype == BF16
     return _vector_bf16_conv(node) or _row_depthwise(node, graph)
 
 
 def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
     """The values that hold bf16 (ir.BF16) instead of float32: an output read by nothing
-    but convs that read bf16 (:func:`_reads_bf16`), so the producer rounds once where its
-    readers would each round their copy, and the activation crosses memory at half the bytes (ResNet's 1x1 -> 3x3 -> 1x1 inside a bottleneck, GoogLeNet's
+    but bf16 readers (:func:`_reads_bf16`), so the producer rounds once where its readers
+    would each round their copy, and the activation crosses memory at half the bytes
+    (ResNet's 1x1 -> 3x3 -> 1x1 inside a bottleneck and its residual stream, GoogLeNet's
     reduce convs, DenseNet's bottlenecks, SqueezeNet's squeezes, MobileNetV2's expanded
-    tensors). Writers and readers: bf16 convs on the vector tile, and the row-blocked
+    tensors). Writers (:func:`_writes_bf16`): bf16 convs on the vector tile, the row-blocked
     depthwise conv (float32 sums between a bf16 input and output: its output's rounding is
-    the one the next bf16 conv's copy would make); writers also: a blocked ChannelAffine
-    (DenseNet's BN + ReLU before each bottleneck's 1x1 conv, which then reads it without
-    converting it). The producer's activation must be one it applies before its rounding
-    store (a clamp, :data:`_NARROW_ACTIVATIONS`; any of the tile's for a bf16 conv: the SiLU of
-    EfficientNet's expand convs, the HardSwish of MobileNetV3's) and its channels fill whole
-    blocks (no padding lanes to zero); a graph output, a Concat slice or anything else read
-    by another op stays float32. Returns the graph's values with those retyped."""
+    the one the next bf16 conv's copy would make), a blocked ChannelAffine (DenseNet's BN +
+    ReLU before each bottleneck's 1x1 conv) and blocked pools. The producer's activation must
+    be one it applies before its rounding store and its channels fill whole blocks; a graph
+    output or anything else read by another op stays float32. Then each in-place Concat
+    whose pieces all come from writers and whose readers read bf16 is bf16 with its pieces
+    (a piece read besides the Concat by bf16 readers only). Returns the graph's values with
+    those retyped."""
     readers: dict[str, list] = {}
     for node in nodes:
         for i, v in enumerate(node.inputs):
             if v:
                 readers.setdefault(v, []).append((node, i))
     values = dict(graph.values)
-    for node in nodes:
-        act = node.attrs.get("activation", "none")
-        if _vector_bf16_conv(node):
-            if act != "none" and not tile_act(ACTIVATIONS[act], np.float32):
-                continue
-        elif not ((_row_depthwise(node, graph) or _affine(node, graph)) and act in _NARROW_ACTIVATIONS):
+
+    def reads_bf16(value: str, besides=None) -> bool:  # every reader but ``besides`` reads bf16
+        uses = [(r, i) for r, i in readers.get(value, []) if r is not besides]
+        return bool(uses) and all(_reads_bf16(r, i, graph, values) for r, i in uses)
+
+    def retype(value: str) -> None:
+        values[value] = dataclasses.replace(values[value], dtype=BF16)
+        fired.append(("bf16 activation", value))
+
+    writers = {node.outputs[0]: node for node in nodes if _writes_bf16(node, graph)}
+    for out in reversed(writers):  # readers first: a MaxPool reads bf16 once its output is bf16
+        if reads_bf16(out):
+            retype(out)
+    for node in nodes:  # an in-place Concat of bf16 writers' outputs that bf16 readers read
+        if node.op != "Concat" or not node.attrs.get("in_place") or not _whole_blocks(node.outputs[0], graph):
             continue
-        out = node.outputs[0]
-        v = graph.values[out]
-        logical = graph.values.get(v.logical)
-        channels = logical.shape[1] if logical is not None else v.shape[1] * v.shape[-1]
-        if out in graph.outputs or not is_blocked(v) or channels % v.shape[-1]:
+        pieces = node.inputs
+        if len(set(pieces)) < len(pieces) or not all(x in writers for x in pieces) or not reads_bf16(node.outputs[0]):
             continue
-        uses = readers.get(out, [])
-        if uses and all(_reads_bf16(r, i, graph) for r, i in uses):
-            values[out] = dataclasses.replace(v, dtype=BF16)
-            fired.append(("bf16 activation", out))
+        # a piece read besides the Concat: by bf16 readers only (it is one value, the slice)
+        if all(all(r is node for r, _ in readers[x]) or reads_bf16(x, node) for x in pieces):
+            for x in pieces:
+                retype(x)
+            retype(node.outputs[0])
     return values
+
+
+def _whole_blocks(value: str, graph: Graph) -> bool:
+    """A blocked value, not a graph output, whose channels fill whole blocks (no padding lanes)."""
+    v = graph.values[value]
+    if value in graph.outputs or not is_blocked(v):
+        return False
+    logical = graph.values.get(v.logical)
+    channels = logical.shape[1] if logical is not None else v.shape[1] * v.shape[-1]
+    return channels % v.shape[-1] == 0
+
+
+def _writes_bf16(node, graph: Graph) -> bool:
+    """Whether ``node`` can store its output as a bf16 activation: a bf16 conv on the vector
+    tile whose activation the tile applies, or a row-blocked depthwise conv, blocked
+    ChannelAffine or blocked pool ending at a clamp, into whole blocks."""
+    act = node.attrs.get("activation", "none")
+    if _vector_bf16_conv(node):
+        if act != "none" and not tile_act(ACTIVATIONS[act], np.float32):
+            return False
+    elif not (
+        (_row_depthwise(node, graph) or _affine(node, graph) or _pool(node, graph)) and act in _NARROW_ACTIVATIONS
+    ):
+        return False
+    return _whole_blocks(node.outputs[0], graph)
 
 
 def mark_precision(graph: Graph, precision: str) -> PassResult:

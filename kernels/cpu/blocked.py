@@ -346,8 +346,12 @@ def build_reorder_from_blocked(node, graph) -> KernelFn:
 
 @register("BlockedMaxPool", "BlockedAveragePool")
 def build_blocked_pool(node, graph) -> KernelFn:
-    """MaxPool / AveragePool (attributes as the IR's) on X (N, CB, H, W, B) -> Y (N, CB, OH, OW, B)."""
+    """MaxPool / AveragePool (attributes as the IR's) on X (N, CB, H, W, B) -> Y (N, CB, OH, OW, B);
+    X and Y float32, or bf16 activations (passes/precision.py) computed in float32."""
     xs, ys, dt = _shapes(graph, node, 5, 5)
+    bf16_in, bf16_out = (graph.values[v].dtype == BF16 for v in (node.inputs[0], node.outputs[0]))
+    if bf16_in or bf16_out:
+        dt = np.dtype(np.float32)
     if len(node.outputs) > 1 and node.outputs[1]:
         raise ValueError(f"{node.op} has no Indices output")
     if ys[:2] != xs[:2] or ys[4] != xs[4]:
@@ -361,7 +365,8 @@ def build_blocked_pool(node, graph) -> KernelFn:
         else:
             ch, cw = _taps_inside(oh, kh, sh, dh, pt, 0, h), _taps_inside(ow, kw, sw, dw, pl, 0, w)
         count = np.maximum(ch[:, None] * cw[None, :], 1)  # no tap inside: the sum 0 stays 0
-    win = Windows(xs, oh, ow, (kh, kw, sh, sw, pt, pl, dh, dw), dt, MAX if count is None else SUM, count=count)
+    mode = MAX if count is None else SUM
+    win = Windows(xs, oh, ow, (kh, kw, sh, sw, pt, pl, dh, dw), dt, mode, count=count, bf16=(bf16_in, bf16_out))
     return lambda ins, outs: win(ins[0], outs[0])
 
 

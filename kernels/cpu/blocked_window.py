@@ -21,20 +21,26 @@ over a task's rows afterwards (act_inplace).
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size, readonly  # block_size: the vector width _lane_taps runs on
-from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers
+from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, load_bf16, round_bf16
 from cnnrt.kernels.cpu.vector_ir import fma
 
 FMA, MAX, SUM = 0, 1, 2  # what a tap does to the accumulator (_lane_taps' mode)
 GROUP = 4  # pixels per register block of _lane_taps (6 or 8: no faster here)
 TASK_ELEMS = 4096  # output elements per task at least (a task is a band of rows of one plane)
+
+
+def _bf16_bits(a, w) -> bool:
+    """Whether array type ``a`` holds a bf16 activation's bits (uint16) beside float32 weights."""
+    return isinstance(a, types.Array) and a.dtype == types.uint16 and w.dtype == types.float32
 
 
 @intrinsic
@@ -70,14 +76,14 @@ def _lane_taps(
     v if v > acc else acc (NaN skipped), or acc + v, divided by init[o + io:] (SUM: the
     pixel's divisor in every lane); then acc (+ res[o]), clamped to [lo, hi] by selects (NaN
     passes). Arrays of one float dtype, tx/tw int64."""
-    floats = (x, w, init, res, out)
+    floats = tuple(a for a in (x, w, init, res, out) if not _bf16_bits(a, w))
     if not all(isinstance(a, types.Array) and a.dtype in (types.float32, types.float64) for a in floats):
         return None
     if len({a.dtype for a in floats}) != 1 or not all(isinstance(a, types.Array) for a in (tx, tw)):
         return None
     if tx.dtype != types.int64 or tw.dtype != types.int64:
         return None
-    dt, i64 = x.dtype, types.int64
+    dt, i64 = w.dtype, types.int64
     sig = types.void(x, i64, i64, i64, tx, tw, i64, i64, w, i64, init, i64, res, out, *[i64] * 6, types.boolean, dt, dt)
 
     def codegen(context, builder, sig, args):
@@ -88,6 +94,16 @@ def _lane_taps(
         vec = Vectors(builder, dt)
         vload, splat = vec.load, vec.splat
         lo_s, hi_s = splat(lo_v), splat(hi_v)
+
+        def xload(off):  # float32, or a bf16 activation's bits widened exactly
+            return load_bf16(builder, px, off, vec.lanes) if _bf16_bits(x, w) else vload(px, off)
+
+        def put(v, off):  # float32, or rounded to a bf16 activation's bits
+            if not _bf16_bits(out, w):
+                vec.store(v, pout, off)
+                return
+            h = round_bf16(builder, builder.bitcast(v, ir.VectorType(ir.IntType(32), vec.lanes)))
+            builder.store(h, builder.bitcast(builder.gep(pout, [off]), h.type.as_pointer())).align = 2
 
         def block(op, pos, nq):
             col, rx, ro = (builder.load(a) for a in pos)  # the next pixel: column, its row's offsets
@@ -108,7 +124,7 @@ def _lane_taps(
                 if op == FMA:
                     wv = vload(pw, builder.add(wo_v, builder.load(builder.gep(ptw, [loop.index]))))
                 for acc, xq in zip(accs, xs):
-                    v, a = vload(px, builder.add(xq, toff)), builder.load(acc)
+                    v, a = xload(builder.add(xq, toff)), builder.load(acc)
                     if op == FMA:
                         a = vec.fma(wv, v, a)
                     elif op == MAX:
@@ -121,7 +137,7 @@ def _lane_taps(
                     builder.store(builder.fdiv(builder.load(acc), vload(pinit, builder.add(o, io_v))), acc)
                 with builder.if_then(res_on):
                     builder.store(builder.fadd(builder.load(acc), vload(pres, o)), acc)
-                vec.store(vec.clamp(builder.load(acc), lo_s, hi_s), pout, o)
+                put(vec.clamp(builder.load(acc), lo_s, hi_s), o)
 
         def emit(op):
             pos = [cgutils.alloca_once_value(builder, v) for v in (c64(0), xo_v, oo_v)]
@@ -145,7 +161,6 @@ def _lane_taps(
     return sig, codegen
 
 
-@njit(inline="always")
 def _lane_taps_any(
     x,
     xo,
@@ -172,7 +187,108 @@ def _lane_taps_any(
     hi,
     width,
 ):
-    """_lane_taps for any vector width, in plain Numba: the same operations in the same order."""
+    """_lane_taps for any vector width, in plain Numba: the same operations in the same order
+    (float arrays; bf16 activations come in whole vector blocks only, :class:`Windows`)."""
+    raise NotImplementedError("_lane_taps_any runs compiled only")
+
+
+def _act_floats(out, kind, alpha, beta):
+    """act_inplace on a float output (a bf16 one ends at a clamp, :class:`Windows`)."""
+    raise NotImplementedError("_act_floats runs compiled only")
+
+
+@overload(_act_floats, inline="always")
+def _act_floats_impl(out, kind, alpha, beta):
+    if out.dtype == types.uint16:
+        return lambda out, kind, alpha, beta: None
+    return lambda out, kind, alpha, beta: act_inplace(out, kind, alpha, beta)
+
+
+@overload(_lane_taps_any, inline="always")
+def _lane_taps_any_impl(
+    x,
+    xo,
+    xstep,
+    xrstep,
+    tx,
+    tw,
+    t0,
+    nt,
+    w,
+    wo,
+    init,
+    io,
+    res,
+    out,
+    oo,
+    ostep,
+    orstep,
+    ncol,
+    count,
+    mode,
+    has_res,
+    lo,
+    hi,
+    width,
+):
+    return _no_lanes if x.dtype == types.uint16 or out.dtype == types.uint16 else _any_width
+
+
+def _no_lanes(
+    x,
+    xo,
+    xstep,
+    xrstep,
+    tx,
+    tw,
+    t0,
+    nt,
+    w,
+    wo,
+    init,
+    io,
+    res,
+    out,
+    oo,
+    ostep,
+    orstep,
+    ncol,
+    count,
+    mode,
+    has_res,
+    lo,
+    hi,
+    width,
+):
+    pass
+
+
+def _any_width(
+    x,
+    xo,
+    xstep,
+    xrstep,
+    tx,
+    tw,
+    t0,
+    nt,
+    w,
+    wo,
+    init,
+    io,
+    res,
+    out,
+    oo,
+    ostep,
+    orstep,
+    ncol,
+    count,
+    mode,
+    has_res,
+    lo,
+    hi,
+    width,
+):
     for q in range(count):
         r, c = q // ncol, q % ncol
         o, xq = oo + r * orstep + c * ostep, xo + r * xrstep + c * xstep
@@ -278,7 +394,7 @@ def _windows(x, w, init, res, out, geo, rows, segs, tx, tw, mode, has_res, lo, h
                     )
             e0 = e1
         if kind != NONE and kind != RELU and kind != CLIP:
-            act_inplace(out[(p * oh_n + r0) * ow_n * b : (p * oh_n + r1) * ow_n * b], kind, alpha, beta)
+            _act_floats(out[(p * oh_n + r0) * ow_n * b : (p * oh_n + r1) * ow_n * b], kind, alpha, beta)
 
 
 _windows_serial = serial_twin(_windows)
@@ -294,12 +410,19 @@ def _valid_taps(out_count, k, s, pad, d, size):
 class Windows:
     """A window op fixed at build: row classes, column segments, tap lists, task bands."""
 
-    def __init__(self, shape5, oh, ow, window, dtype, mode, act=0, alpha=0.0, beta=0.0, count=None):
+    def __init__(
+        self, shape5, oh, ow, window, dtype, mode, act=0, alpha=0.0, beta=0.0, count=None, bf16=(False, False)
+    ):
+        """``bf16``: (input, output) is a bf16 activation (its bits, read widened or stored
+        rounded by _lane_taps): float32 sums, whole vector blocks, an activation that is a clamp."""
         n, cb, h, w, b = shape5
         kh, kw, sh, sw, pt, pl, dh, dw = window
         dt = np.dtype(dtype)
         if dt.kind != "f":
             raise TypeError(f"blocked kernels take float32/float64, got {dt}")
+        if any(bf16) and (dt != np.float32 or b != block_size(dt) or act not in (NONE, RELU, CLIP)):
+            raise ValueError("bf16 activations in a window op need float32 vector blocks and a clamp for activation")
+        self.bf16 = bf16
         j0, j1 = _valid_taps(ow, kw, sw, pl, dw, w)
         cut = np.flatnonzero((np.diff(j0) != 0) | (np.diff(j1) != 0)) + 1
         starts, ends = np.r_[0, cut], np.r_[cut, ow]
@@ -329,12 +452,13 @@ class Windows:
 
     def __call__(self, x, out, w=None, init=None, res=None):
         kern = pick(_windows, _windows_serial, self.work, num_threads())
+        x, out = x.reshape(-1), out.reshape(-1)
         kern(
-            x.reshape(-1),
+            x.view(np.uint16) if self.bf16[0] else x,
             self.dummy if w is None else w,
             self.divisors if self.divisors is not None else self.dummy if init is None else init,
             self.no_res if res is None else res.reshape(-1),
-            out.reshape(-1),
+            out.view(np.uint16) if self.bf16[1] else out,
             self.geo,
             self.rows,
             self.segs,

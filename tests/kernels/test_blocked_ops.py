@@ -133,6 +133,33 @@ def test_blocked_max_pool_vs_reference(name, b):
     np.testing.assert_array_equal(got, want.astype(F32))  # a max is exact
 
 
+@pytest.mark.parametrize("op", ["BlockedMaxPool", "BlockedAveragePool"])
+@pytest.mark.parametrize("name", ["k3s2_p1_ceil", "k3s1_p1", "bands_k3s1_p1"])
+def test_blocked_pool_bf16_activations(name, op):
+    """bf16 activations in and out (passes/precision.py) in float32 lanes: a bf16 input gives,
+    bit for bit, what the float32 input holding the same values gives, and a bf16 output is
+    the float32 result rounded to nearest even (for MaxPool, one of the inputs: exact)."""
+    import ml_dtypes
+
+    n, h, w, kernel, strides, pads, dil, ceil = POOL_CASES[name]
+    oh = pool_out(h, kernel[0], strides[0], dil[0], pads[0], pads[2], ceil)
+    ow = pool_out(w, kernel[1], strides[1], dil[1], pads[1], pads[3], ceil)
+    b = lanes(F32)
+    x = np.random.default_rng(2).standard_normal((n, 32, h, w)).astype(ml_dtypes.bfloat16)
+    attrs = dict(kernel=kernel, strides=strides, pads=pads, dilations=dil)
+    shape = [(n, 32 // b, oh, ow, b)]
+    outs = {}
+    for bf16_in in (False, True):
+        xin = to_blocked(x.astype(F32), b)
+        for dtype in ("float32", "bfloat16"):
+            (outs[bf16_in, dtype],) = run_node(op, [xin.astype(x.dtype) if bf16_in else xin], attrs, shape, [dtype])
+    f32 = outs[False, "float32"]
+    assert np.array_equal(outs[True, "float32"], f32)
+    rounded = f32.astype(ml_dtypes.bfloat16).view(np.uint16)
+    for bf16_in in (False, True):
+        assert np.array_equal(outs[bf16_in, "bfloat16"].view(np.uint16), rounded)
+
+
 @pytest.mark.parametrize("name", list(POOL_CASES))
 @pytest.mark.parametrize("b", [16, 4])
 @pytest.mark.parametrize("count_include_pad", [False, True])

@@ -215,9 +215,9 @@ def _with_and_without_bf16_activations(g, monkeypatch):
     return low, got, want
 
 
-def _inputs_only(node, port, graph):
+def _inputs_only(node, port, graph, values):
     """pp._reads_bf16 without the residual port: every bf16 activation read as an input."""
-    return port != 3 and _READS_BF16(node, port, graph)
+    return port != 3 and _READS_BF16(node, port, graph, values)
 
 
 _READS_BF16 = pp._reads_bf16
@@ -325,4 +325,56 @@ def test_channel_affine_writes_bf16_for_the_conv_after_it(monkeypatch):
     affine = next(n for n in low.nodes if n.op == "BlockedChannelAffine")
     assert low.values[affine.outputs[0]].dtype == "bfloat16"
     assert _bf16_values(low) - {affine.name} == {"conv1"}  # a and conv2 write into Concats
+    assert np.array_equal(got[0], want[0])
+
+
+def _inception():
+    """GoogLeNet's module, twice: four branches (1x1, 1x1 -> 3x3, MaxPool -> 1x1) into a
+    Concat that the next module's convs and MaxPool read; the last Concat is the output."""
+    from pass_helpers import GB
+
+    b = GB()
+    x = b.input("x", (2, 32, 8, 8))
+    y = b.conv(x, 32, k=1, pad=0, name="stem", activation="Relu")
+    for m in ("m1", "m2"):
+        one = b.conv(y, 16, k=1, pad=0, name=f"{m}.one", activation="Relu")
+        red = b.conv(y, 16, k=1, pad=0, name=f"{m}.red", activation="Relu")
+        three = b.conv(red, 32, k=3, name=f"{m}.three", activation="Relu")
+        pool = b.pool("MaxPool", y, k=3, stride=1, pads=(1, 1, 1, 1), name=f"{m}.pool")
+        proj = b.conv(pool, 16, k=1, pad=0, name=f"{m}.proj", activation="Relu")
+        y = b.concat([one, three, proj], name=f"{m}.cat")
+    return b.build([y])
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+def test_concat_and_max_pool_of_bf16_activations(monkeypatch):
+    """An in-place Concat whose pieces bf16 convs write and whose readers read bf16 holds
+    bf16 (the branches write their slices rounded, the next module's 1x1 convs read it as it
+    lies); a MaxPool reads bf16 when its output is bf16 (a max of rounded values is the
+    rounded max). The stem's output, read by convs and a MaxPool, is bf16; the last Concat, a
+    graph output, and its pieces stay float32. The result is, bit for bit, the
+    float32-activation one."""
+    low, got, want = _with_and_without_bf16_activations(_inception(), monkeypatch)
+    cats = [n for n in low.nodes if n.op == "Concat"]
+    assert [n.attrs.get("in_place") for n in cats] == [True, True]
+    assert low.values[cats[0].outputs[0]].dtype == "bfloat16"  # read by m2's convs and MaxPool
+    assert low.values[cats[1].outputs[0]].dtype == "float32"  # the graph's output
+    bf16 = _bf16_values(low)
+    assert {"stem", "m1.pool", "m2.pool", "m1.one", "m1.three", "m1.proj"} <= bf16
+    assert not {"m2.one", "m2.three", "m2.proj"} & bf16  # pieces of the float32 Concat
+    assert np.array_equal(got[0], want[0])
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+def test_max_pool_keeps_float32_input_for_a_float32_output(monkeypatch):
+    """A MaxPool whose output stays float32 (a graph output here; DenseNet's stem pool, whose
+    output is a Concat's piece) reads float32: its input rounded would round its output too."""
+    from pass_helpers import GB
+
+    b = GB()
+    x = b.input("x", (1, 32, 8, 8))
+    y = b.conv(x, 32, k=1, pad=0, name="a", activation="Relu")
+    pool = b.pool("MaxPool", y, k=3, stride=2, pads=(1, 1, 1, 1), name="pool")
+    low, got, want = _with_and_without_bf16_activations(b.build([pool]), monkeypatch)
+    assert not _bf16_values(low)
     assert np.array_equal(got[0], want[0])
