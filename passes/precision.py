@@ -175,6 +175,12 @@ def _pool(node, graph: Graph, ops=("BlockedMaxPool", "BlockedAveragePool")) -> b
     return graph.values[node.inputs[0]].shape[-1] == block_size(np.float32)
 
 
+def _squeeze_excite(node, graph: Graph) -> bool:
+    """A float32 BlockedSqueezeExcite on vector blocks, whose scaling store can round to bf16."""
+    x = graph.values[node.inputs[0]]
+    return node.op == "BlockedSqueezeExcite" and x.dtype == "float32" and x.shape[-1] == block_size(np.float32)
+
+
 def _affine(node, graph: Graph) -> bool:
     """A float32 BlockedChannelAffine (blocked.py), whose vector store can round to bf16."""
     return node.op == "BlockedChannelAffine" and graph.values[node.inputs[0]].dtype == "float32"
@@ -203,7 +209,8 @@ def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
     tensors). Writers (:func:`_writes_bf16`): bf16 convs on the vector tile, the row-blocked
     depthwise conv (float32 sums between a bf16 input and output: its output's rounding is
     the one the next bf16 conv's copy would make), a blocked ChannelAffine (DenseNet's BN +
-    ReLU before each bottleneck's 1x1 conv) and blocked pools. The producer's activation must
+    ReLU before each bottleneck's 1x1 conv), blocked pools and squeeze-excitations (their
+    scaling's store rounds: EfficientNet's, before each project conv). The producer's activation must
     be one it applies before its rounding store and its channels fill whole blocks; a graph
     output or anything else read by another op stays float32. Then each in-place Concat
     whose pieces all come from writers and whose readers read bf16 is bf16 with its pieces
@@ -261,7 +268,8 @@ def _writes_bf16(node, graph: Graph) -> bool:
         if act != "none" and not tile_act(ACTIVATIONS[act], np.float32):
             return False
     elif not (
-        (_row_depthwise(node, graph) or _affine(node, graph) or _pool(node, graph)) and act in _NARROW_ACTIVATIONS
+        (_row_depthwise(node, graph) or _affine(node, graph) or _pool(node, graph) or _squeeze_excite(node, graph))
+        and act in _NARROW_ACTIVATIONS
     ):
         return False
     return _whole_blocks(node.outputs[0], graph)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from cnnrt.core.ir import BF16
 from cnnrt.core.ops import ACTIVATIONS, op_attrs
 from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace, act_scalar
@@ -117,8 +118,8 @@ _squeeze_excite_serial = serial_twin(_squeeze_excite)
 
 @register("SqueezeExcite", "BlockedSqueezeExcite")
 def build_squeeze_excite(node, graph) -> KernelFn:
-    """X (N, C, H, W) or blocked (N, CB, H, W, B) -> Y of X's shape; W1 (R, C), B1 (R,),
-    W2 (C, R), B2 (C,), constant (fuse_se makes them so)."""
+    """X (N, C, H, W) or blocked (N, CB, H, W, B) -> Y of X's shape (float32, or a bf16
+    activation); W1 (R, C), B1 (R,), W2 (C, R), B2 (C,), constant (fuse_se makes them so)."""
     xs = tuple(graph.values[node.inputs[0]].shape)
     dt = np.dtype(graph.values[node.inputs[0]].dtype)
     ws = [graph.constants.get(i) for i in node.inputs[1:5]]
@@ -153,11 +154,17 @@ def build_squeeze_excite(node, graph) -> KernelFn:
     acts_arr = np.array(acts)
     size = n * cb * h * w * b
 
+    # a bf16 output (passes/precision.py: read by bf16 convs only), rounded by affine_run's store
+    bf16_out = graph.values[node.outputs[0]].dtype == BF16
+    if bf16_out and (dt != np.float32 or b * dt.itemsize != VECTOR_BYTES):
+        raise ValueError(f"{node.op} {node.name!r}: a bf16 output needs float32 vector blocks")
+
     def run(ins, outs):
         # the work of one pass over x, as the GlobalAveragePool and the Mul it replaces counted
         # theirs: its two parallel regions cost as much as theirs would have
         kern = pick(_squeeze_excite, _squeeze_excite_serial, size, num_threads())
-        x = ins[0].reshape(-1)
-        kern(x, outs[0].reshape(-1), w1t, b1c, w2t, b2c, pooled, LANES, hidden, acc, gate, neg_zero, dims, acts_arr)
+        x, y = ins[0].reshape(-1), outs[0].reshape(-1)
+        y = y.view(np.uint16) if bf16_out else y
+        kern(x, y, w1t, b1c, w2t, b2c, pooled, LANES, hidden, acc, gate, neg_zero, dims, acts_arr)
 
     return run

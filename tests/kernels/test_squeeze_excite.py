@@ -84,3 +84,23 @@ def test_squeeze_excite_float64_and_a_large_plane(blocked):
     else:
         (y,) = run_node("SqueezeExcite", [x, *ws], _attrs(acts), [x.shape], ["float64"], const=(1, 2, 3, 4))
     assert_within(y, ref, bound, "float64")
+
+
+@pytest.mark.parametrize("acts", list(ACTS), ids="-".join)
+def test_blocked_squeeze_excite_bf16_output_is_the_float32_one_rounded(acts):
+    """A bf16 output (passes/precision.py: read by bf16 convs only): the float32 result rounded
+    to nearest even, bit for bit; a block that is not one float32 vector is refused."""
+    import ml_dtypes
+
+    from cnnrt.kernels.cpu.conv_common import block_size
+
+    b = block_size(np.float32)  # one float32 vector
+    x, *ws = _case(2, 32, (5, 7), seed=2)
+    xb = to_blocked(x, b)
+    args = ("BlockedSqueezeExcite", [xb, *ws], _attrs(acts), [xb.shape])
+    (f32,) = run_node(*args, ["float32"], const=(1, 2, 3, 4))
+    (got,) = run_node(*args, ["bfloat16"], const=(1, 2, 3, 4))
+    assert np.array_equal(got.view(np.uint16), f32.astype(ml_dtypes.bfloat16).view(np.uint16))
+    xh = to_blocked(x, b // 2)
+    with pytest.raises(ValueError, match="float32 vector blocks"):
+        run_node("BlockedSqueezeExcite", [xh, *ws], _attrs(acts), [xh.shape], ["bfloat16"], const=(1, 2, 3, 4))
