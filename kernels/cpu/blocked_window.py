@@ -161,35 +161,18 @@ def _lane_taps(
     return sig, codegen
 
 
-def _lane_taps_any(
-    x,
-    xo,
-    xstep,
-    xrstep,
-    tx,
-    tw,
-    t0,
-    nt,
-    w,
-    wo,
-    init,
-    io,
-    res,
-    out,
-    oo,
-    ostep,
-    orstep,
-    ncol,
-    count,
-    mode,
-    has_res,
-    lo,
-    hi,
-    width,
-):
-    """_lane_taps for any vector width, in plain Numba: the same operations in the same order
-    (float arrays; bf16 activations come in whole vector blocks only, :class:`Windows`)."""
+def _lane_taps_any(args):
+    """_lane_taps for any vector width, in plain Numba (:func:`_any_width`: the same operations
+    in the same order) on float arrays, its arguments as one tuple; bf16 activations come in
+    whole vector blocks only (:class:`Windows`), so for their bits it is empty."""
     raise NotImplementedError("_lane_taps_any runs compiled only")
+
+
+@overload(_lane_taps_any, inline="always")
+def _lane_taps_any_impl(args):
+    if any(isinstance(a, types.Array) and a.dtype == types.uint16 for a in args):
+        return lambda args: None
+    return _any_width
 
 
 def _act_floats(out, kind, alpha, beta):
@@ -204,91 +187,9 @@ def _act_floats_impl(out, kind, alpha, beta):
     return lambda out, kind, alpha, beta: act_inplace(out, kind, alpha, beta)
 
 
-@overload(_lane_taps_any, inline="always")
-def _lane_taps_any_impl(
-    x,
-    xo,
-    xstep,
-    xrstep,
-    tx,
-    tw,
-    t0,
-    nt,
-    w,
-    wo,
-    init,
-    io,
-    res,
-    out,
-    oo,
-    ostep,
-    orstep,
-    ncol,
-    count,
-    mode,
-    has_res,
-    lo,
-    hi,
-    width,
-):
-    return _no_lanes if x.dtype == types.uint16 or out.dtype == types.uint16 else _any_width
-
-
-def _no_lanes(
-    x,
-    xo,
-    xstep,
-    xrstep,
-    tx,
-    tw,
-    t0,
-    nt,
-    w,
-    wo,
-    init,
-    io,
-    res,
-    out,
-    oo,
-    ostep,
-    orstep,
-    ncol,
-    count,
-    mode,
-    has_res,
-    lo,
-    hi,
-    width,
-):
-    pass
-
-
-def _any_width(
-    x,
-    xo,
-    xstep,
-    xrstep,
-    tx,
-    tw,
-    t0,
-    nt,
-    w,
-    wo,
-    init,
-    io,
-    res,
-    out,
-    oo,
-    ostep,
-    orstep,
-    ncol,
-    count,
-    mode,
-    has_res,
-    lo,
-    hi,
-    width,
-):
+def _any_width(args):
+    x, xo, xstep, xrstep, tx, tw, t0, nt, w, wo, init, io, res, out, oo, ostep, orstep, ncol, count, mode = args[:20]
+    has_res, lo, hi, width = args[20:]
     for q in range(count):
         r, c = q // ncol, q % ncol
         o, xq = oo + r * orstep + c * ostep, xo + r * xrstep + c * xstep
@@ -366,32 +267,8 @@ def _windows(x, w, init, res, out, geo, rows, segs, tx, tw, mode, has_res, lo, h
                             hi,
                         )
                 else:
-                    _lane_taps_any(
-                        x,
-                        xo,
-                        sw * b,
-                        sh * wd * b,
-                        tx,
-                        tw,
-                        t0,
-                        nt,
-                        w,
-                        wo,
-                        init,
-                        io,
-                        res,
-                        out,
-                        oo,
-                        b,
-                        ow_n * b,
-                        o1 - o0,
-                        n_px,
-                        mode,
-                        has_res,
-                        lo,
-                        hi,
-                        b,
-                    )
+                    head = (x, xo, sw * b, sh * wd * b, tx, tw, t0, nt, w, wo, init, io, res, out, oo)
+                    _lane_taps_any(head + (b, ow_n * b, o1 - o0, n_px, mode, has_res, lo, hi, b))
             e0 = e1
         if kind != NONE and kind != RELU and kind != CLIP:
             _act_floats(out[(p * oh_n + r0) * ow_n * b : (p * oh_n + r1) * ow_n * b], kind, alpha, beta)
