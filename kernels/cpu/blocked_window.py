@@ -217,9 +217,10 @@ def _any_width(args):
 def _windows(x, w, init, res, out, geo, rows, segs, tx, tw, mode, has_res, lo, hi, kind, alpha, beta):
     """Blocked x (planes, H, W, B) -> out (planes, OH, OW, B), flat: a window op (module doc),
     over tasks (plane, band of output rows). w: (CB, kh*kw, B) weights (FMA); init: (CB, B)
-    bias (FMA) or (OH, OW, B) divisors, each pixel's in every lane (SUM); rows[oh]: the class of output row oh; segs[s]:
-    columns [o0, o1) of segment s, then per class r its tap count; its taps (x and w offsets)
-    are tx, tw[(r*S + s)*K :]."""
+    bias (FMA) or (OH, OW, B) divisors, each pixel's in every lane (SUM); rows[oh]: the class
+    of output row oh; segs[s]: columns [o0, o1) of segment s, then per class r its tap count;
+    its taps (x and w offsets) are tx, tw[(r*S + s)*K :]. x and out may hold bf16 bits
+    (uint16) where Windows says so."""
     h, wd, oh_n, ow_n, sh, sw, pt, pl, b, band, cb_n, kk, vl = geo
     nb = (oh_n + band - 1) // band
     n_seg = segs.shape[0]

@@ -133,16 +133,20 @@ def _check_operands(a, b, c, bias, res, taps):
     return isinstance(taps, types.Array) and taps.dtype == types.int64
 
 
-def linear_rows(builder, arow, step):
-    """(whether, offsets): whether every tile row's input offset is ``arow[0] + i*step`` (the
-    tile's pixels side by side in one row of a stride-1 conv, or anywhere in a 1x1 conv's
-    unpadded plane), and those offsets. A reduction on them addresses A by constant
-    displacements from one pointer; on the table's offsets it keeps a pointer per row, and
-    8-12 rows spill x86's 16 general registers inside the reduction."""
+def reduce_by_rows(builder, arow, step, reduce):
+    """``reduce(offsets)`` on the tile rows' input offsets: as ``arow[0] + i*step`` when every
+    row's offset is that (the tile's pixels side by side in one row of a stride-1 conv, or
+    anywhere in a 1x1 conv's unpadded plane), else as the table gave them (``arow``). The first
+    addresses A by constant displacements from one pointer; the table's keeps a pointer per
+    row, and 8-12 rows spill x86's 16 general registers inside the reduction."""
     same = ir.Constant(ir.IntType(1), 1)
     for i in range(1, len(arow)):
         same = builder.and_(same, builder.icmp_signed("==", builder.sub(arow[i], arow[0]), c64(i * step)))
-    return same, [builder.add(arow[0], c64(i * step)) for i in range(len(arow))]
+    with builder.if_else(same) as (side_by_side, table):
+        with side_by_side:
+            reduce([builder.add(arow[0], c64(i * step)) for i in range(len(arow))])
+        with table:
+            reduce(arow)
 
 
 def _tile_codegen(dt, blocked, mr_max, nv, q=1):
@@ -257,12 +261,7 @@ def _tile_codegen(dt, blocked, mr_max, nv, q=1):
                             builder.store(vec.fma(av, bvec[v], builder.load(accs[i][v])), accs[i][v])
 
         if blocked:
-            linear, rows = linear_rows(builder, arow, lanes)
-            with builder.if_else(linear) as (side_by_side, table):
-                with side_by_side:
-                    reduce(rows)
-                with table:
-                    reduce(arow)
+            reduce_by_rows(builder, arow, lanes, reduce)
         else:
             reduce(arow)
         if q > 1:
@@ -657,7 +656,7 @@ def _blocked_tile(mr_max: int, nv: int):
 # 1.02x of 5 x 4's, and 7 x 4 (28 accumulators) spills. 16-32 channel layers (SqueezeNet's
 # squeezes, GoogLeNet's reduces) would waste half or 3/4 of a 4-block panel; their 8 x 2
 # stays: 12 x 2 took 1.14-1.39x on MobileNetV2's stem and 24-channel projections, and
-# 1.00-1.07x on 16-32 output layers once its rows were addressed side by side (linear_rows).
+# 1.00-1.07x on 16-32 output layers once its rows were addressed side by side (reduce_by_rows).
 # AVX2 (16 ymm): 12 accumulators at most leave room for the B vectors and a broadcast; 3 x 4
 # spilled an accumulator every step and 2 x 4 (8 accumulators) cannot hide the FMA latency, so
 # panels are 2 blocks (6 x 2) or 1 (12 x 1): 6 x 2 took 0.82-0.92x of 2 x 4's time on 1x1

@@ -150,13 +150,7 @@ def _bf16_codegen(mr_max: int, nv: int):
                         for v in range(nv):
                             builder.store(builder.call(dp, [builder.load(accs[i][v]), av, bvec[v]]), accs[i][v])
 
-        # pixels side by side: one pointer and constant displacements (mk.linear_rows)
-        linear, rows = mk.linear_rows(builder, arow, LANES)
-        with builder.if_else(linear) as (side_by_side, table):
-            with side_by_side:
-                reduce(rows)
-            with table:
-                reduce(arow)
+        mk.reduce_by_rows(builder, arow, LANES, reduce)  # pixels side by side: constant displacements
         narrow = None
         if sig.args[12].dtype == types.uint16:  # a bf16 output
 
