@@ -34,9 +34,8 @@ the bf16 rounding of the marked convs' inputs and weights (the point of the opti
 the residuals they read: a bf16 activation read as an input is the rounding its readers would
 make of the float32 one; read as a residual (ResNet's and MobileNetV2's residual stream,
 which a bf16 conv's input copy had converted on every block) it adds one rounding, 2**-9 of
-the residual. Against float32 onnxruntime (precision_accuracy, Zen 5) ResNet-50 moved 1.10e-2
--> 1.09e-2, ResNet-18 4.9e-3 -> 5.1e-3, MobileNetV2 1.82e-2 -> 1.73e-2 (OpenVINO bf16:
-1.14e-2, 6.7e-3, 2.51e-2); batch 1, 2 threads: 0.95-0.97x the time.
+the residual. The error against float32 stays below OpenVINO bf16's (every activation bf16
+there) on average; the README's bfloat16 section has the figures.
 """
 
 from __future__ import annotations
@@ -262,7 +261,7 @@ def _whole_blocks(value: str, graph: Graph) -> bool:
 def _writes_bf16(node, graph: Graph) -> bool:
     """Whether ``node`` can store its output as a bf16 activation: a bf16 conv on the vector
     tile whose activation the tile applies, or a row-blocked depthwise conv, blocked
-    ChannelAffine or blocked pool ending at a clamp, into whole blocks."""
+    ChannelAffine, blocked pool or squeeze-excitation ending at a clamp, into whole blocks."""
     act = node.attrs.get("activation", "none")
     if _vector_bf16_conv(node):
         if act != "none" and not tile_act(ACTIVATIONS[act], np.float32):
