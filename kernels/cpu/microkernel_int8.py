@@ -154,6 +154,16 @@ def segment_stores(builder, pc, ldc, pseg, nseg):
     return stores
 
 
+def _flat(*arrays) -> bool:
+    """Whether every type is a 1-D C-contiguous array (the intrinsics' operands)."""
+    return all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == 1 for a in arrays)
+
+
+def _requant_operands(bias, mult, c) -> bool:
+    """int32 bias, float32 multipliers and 8-bit codes out: what :func:`requantize_rows` takes."""
+    return bias.dtype == types.int32 and mult.dtype == types.float32 and c.dtype in (types.uint8, types.int8)
+
+
 def requantize_rows(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores, one_channel=False):
     """Rows r < ``rows`` of ``sums`` requantized to bytes (the module doc), handed to
     ``stores(r, vectors)``; row r is channel r of ``pbias``/``pmult``, or with ``one_channel``
@@ -189,12 +199,9 @@ def _tile_rq(mr: int, nv: int):
 
     @intrinsic
     def tile_rq(typingctx, a, a_off, lda, b, b_off, kq, bias, mult, m0, rows, c, c_off, ldc, jn, flo, fhi, zp):
-        arrays = (a, b, bias, mult, c)
-        if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 1 for x in arrays):
+        if not (_flat(a, b, bias, mult, c) and _requant_operands(bias, mult, c)):
             return None
-        if a.dtype != types.uint32 or b.dtype != types.int32 or bias.dtype != types.int32:
-            return None
-        if mult.dtype != types.float32 or c.dtype not in (types.uint8, types.int8):
+        if a.dtype != types.uint32 or b.dtype != types.int32:
             return None
         i64, f32 = types.int64, types.float32
         sig = types.void(a, i64, i64, b, i64, i64, bias, mult, i64, i64, c, i64, i64, i64, f32, f32, i64)
@@ -236,14 +243,11 @@ def _tile_taps_rq(mr: int, nv: int):
         fhi,
         zp,
     ):
-        arrays = (a, offs, b, bias, mult, c, seg)
-        if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 1 for x in arrays):
+        if not (_flat(a, offs, b, bias, mult, c, seg) and _requant_operands(bias, mult, c)):
             return None
-        if a.dtype != types.uint32 or b.dtype != types.int32 or bias.dtype != types.int32:
+        if a.dtype != types.uint32 or b.dtype != types.int32:
             return None
         if offs.dtype != types.int64 or seg.dtype != types.int64:
-            return None
-        if mult.dtype != types.float32 or c.dtype not in (types.uint8, types.int8):
             return None
         i64, f32 = types.int64, types.float32
         sig = types.void(
@@ -268,7 +272,7 @@ def pack_words_run(typingctx, x, o0, o1, o2, o3, d, do, count, flip, form):
     if not (isinstance(form, types.UniTuple) and form.count in (1, 2)):
         return None
     step = form.count
-    if not all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == 1 for a in (x, d)):
+    if not _flat(x, d):
         return None
     if x.dtype != types.uint8 or d.dtype != types.uint32 or flip != types.uint32:
         return None
@@ -332,7 +336,7 @@ def stage_rows(typingctx, x, xo, h, wd, ih0, rows, s, so, lq, rs, pl, fill, form
     if not isinstance(form, types.UniTuple):
         return None
     sw = _depthwise_config(form)[1]
-    if not all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == 1 for a in (x, s)):
+    if not _flat(x, s):
         return None
     if x.dtype not in (types.uint8, types.int8) or s.dtype != types.float32:
         return None
@@ -426,12 +430,9 @@ def depthwise_rows_rq(typingctx, s, so, geo, wts, wo, nrows, ow0, count, bias, m
     qconv_depthwise bounds the taps) and stay in registers between the taps and the store."""
     if not isinstance(form, types.UniTuple):
         return None
-    arrays = (s, wts, bias, mult, c)
-    if not all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == 1 for a in arrays):
+    if not (_flat(s, wts, bias, mult, c) and _requant_operands(bias, mult, c)):
         return None
-    if s.dtype != types.float32 or wts.dtype != types.float32 or bias.dtype != types.int32:
-        return None
-    if mult.dtype != types.float32 or c.dtype not in (types.uint8, types.int8):
+    if s.dtype != types.float32 or wts.dtype != types.float32:
         return None
     if not (isinstance(geo, types.UniTuple) and geo.count == 7 and geo.dtype == types.int64):
         return None
