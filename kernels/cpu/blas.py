@@ -174,6 +174,16 @@ def split_index(t, n):
     return q, t - q * n
 
 
+@njit(inline="always")
+def band_span(t, bands, band, rows, per_task, planes):
+    """Task ``t`` of a split into runs of ``per_task`` whole planes or one plane's bands of
+    ``band`` output rows (``bands`` per plane, ``rows`` in all) as (first plane, end plane,
+    first row, end row): the depthwise kernels' tasks."""
+    q, k = split_index(t, bands)
+    r0 = k * band
+    return q * per_task, min(planes, q * per_task + per_task), r0, min(rows, r0 + band)
+
+
 # ----------------------------------------------------------------------------- gemm
 
 

@@ -239,10 +239,8 @@ def _dw_worker(_t, _nthreads, form, x, w, bias, res, out, geo, task, has_res, lo
         t = blas.claim(counter)
         if t >= n_tasks:
             break
-        q, k = blas.split_index(t, nb)
-        r0 = k * band
-        r1 = min(oh, r0 + band)
-        for p in range(q * pp, min(planes, q * pp + pp)):
+        p0, p1, r0, r1 = blas.band_span(t, nb, band, oh, pp, planes)
+        for p in range(p0, p1):
             c = p % cb_n
             oo = p * oh * ow * b
             _dw_rows(x, p * h * wd * b, w, c * kh * kw * b, bias, c * b, res, out, oo, g, r0, r1, has_res, lo, hi, form)

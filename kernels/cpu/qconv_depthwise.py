@@ -76,10 +76,8 @@ def _dw_worker(_t, _nthreads, form, x, w, biasc, mult, out, geo, task, xz, flo, 
         t = blas.claim(counter)
         if t >= n_tasks:
             break
-        q, k = blas.split_index(t, nb)
-        rb = k * band
-        r1 = min(oh, rb + band)
-        for p in range(q * pp, min(planes, q * pp + pp)):
+        p0, p1, rb, r1 = blas.band_span(t, nb, band, oh, pp, planes)
+        for p in range(p0, p1):
             c = p % c_len
             staged = (r1 - 1 - rb) * sh + (kh - 1) * dh + 1  # the band's input rows
             stage_rows(x, p * h * wd, h, wd, rb * sh - pt, staged, s, 0, lq, rs, pl, xz, form)
