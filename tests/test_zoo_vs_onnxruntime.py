@@ -1,7 +1,9 @@
 """Every zoo model, end to end, at batch 1 and batch 4: cnnrt must match onnxruntime.
 
 Bound: max|cnnrt - ort| <= 1e-3 * max(1, max|ort|). The same session serves both batch
-sizes, so re-planning for a new shape is exercised too.
+sizes, so re-planning for a new shape is exercised too. The run goes through the native plan
+(runs of steps as one compiled call); the same executor's Python loop must give the same
+bits, and no run of steps may have been left in Python because its segment failed to build.
 """
 
 from __future__ import annotations
@@ -28,3 +30,11 @@ def test_zoo_model_matches_onnxruntime(name):
         [ref] = ort.run(None, {"input": x})
         assert np.isfinite(ref).all()
         assert_close_to(got, ref)
+        ex = sess.executor
+        assert ex.native_declined == []
+        ex.native = False
+        try:
+            [python_loop] = sess.run(None, {"input": x})
+        finally:
+            ex.native = True
+        np.testing.assert_array_equal(got, python_loop)

@@ -142,3 +142,10 @@ def _print(rep: dict, top: int, cached: bool) -> None:
         + (f", {gf:.2f} GFLOP/s" if gf else "")
         + (f" = {100 * gf / peak:.1f}% of peak" if gf and peak else "")
     )
+    py = rep.get("python_loop_ms")
+    if py is not None:
+        saved = py - rep["executor_run_ms"]
+        print(
+            f"native   {len(rep['steps'])} steps in {rep['native_segments']} compiled segment(s): executor loop "
+            f"{rep['executor_run_ms']:.3f} ms, {py:.3f} ms as a Python loop ({saved * 1e3 / len(rep['steps']):.2f} us per step)"
+        )

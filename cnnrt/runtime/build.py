@@ -43,6 +43,7 @@ class BuildOptions:
     memory_limit: int
     tiered: bool = False  # answer a cold plan's first runs from numpy/BLAS while its kernels compile
     precision: str = "f32"  # "bf16": passes/precision.py marks the convs that run bfloat16
+    native_plan: bool = True  # CPU: runs of steps as one compiled call (runtime/native_plan.py)
 
 
 def default_memory_limit() -> int:
@@ -88,7 +89,9 @@ def _make_executor(graph: Graph, plan: MemoryPlan, opts: BuildOptions):
         from cnnrt.runtime.cuda_executor import CudaExecutor
 
         return CudaExecutor(graph, plan, poison=opts.poison)
-    return Executor(graph, plan, opts.backend, poison=opts.poison, memory_limit=opts.memory_limit)
+    return Executor(
+        graph, plan, opts.backend, poison=opts.poison, memory_limit=opts.memory_limit, native=opts.native_plan
+    )
 
 
 def _count_constants(plan: MemoryPlan, graph: Graph, model) -> None:

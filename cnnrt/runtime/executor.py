@@ -34,8 +34,10 @@ from cnnrt.errors import (
     UnsupportedOpError,
 )
 from cnnrt.kernels import get_builder
+from cnnrt.kernels._jit import num_threads
 from cnnrt.kernels.aligned import SharedScratch, aligned_empty
 from cnnrt.kernels.registry import bound
+from cnnrt.runtime.native_plan import Segment, schedule
 from cnnrt.runtime.plan import MemoryPlan, fmt_bytes
 
 
@@ -148,12 +150,21 @@ class BaseExecutor:
         value = dt.type(np.nan if dt.kind in "fc" else True if dt.kind == "b" else np.iinfo(dt).max)
         return Step(node.replace(name=f"{node.name}/poison:{root}", op="Poison"), self._filler(region, value), [], [])
 
+    def _schedule(self) -> list[tuple[int, Any]]:
+        """What a run calls: (index of the first step, callable) pairs; a callable is a step's
+        own call or a native plan's Segment over the steps from that index on."""
+        return list(enumerate(self.calls))
+
     def _run_steps(self) -> None:
         """Every step in order; a failure is re-raised naming the step's node."""
         i = 0
         try:
-            for i, call in enumerate(self.calls):  # noqa: B007  (i names the failing step)
-                call()
+            for i, call in self._schedule():  # noqa: B007  (i names the failing step)
+                failed = call()
+                if isinstance(call, Segment) and failed:  # one of its kernels raised: that step again, for its error
+                    i += failed - 1
+                    self.calls[i]()
+                    raise KernelError(self._describe(self.steps[i].node, "its kernel failed in the native plan"))
         except CnnrtError:
             raise
         except MemoryError:
@@ -199,11 +210,28 @@ class Executor(BaseExecutor):
         backend: str = "cpu",
         poison: bool = False,
         memory_limit: int | None = None,
+        native: bool = True,
     ) -> None:
         self.backend = backend
         if backend == "cpu":
             check_block_widths(graph)
         super().__init__(graph, plan, poison, memory_limit)
+        self.native = native
+        self._schedules: dict[int, list] = {}
+        self.native_declined: list[tuple[str, str]] = []  # (first node of a run left in Python, why)
+
+    def _schedule(self) -> list[tuple[int, Any]]:
+        """The native plan for this run's thread count (runtime/native_plan.py), made on the
+        first run with that count; the Python loop when the session asked for it."""
+        if not self.native:
+            return super()._schedule()
+        nthreads = num_threads()
+        parts = self._schedules.get(nthreads)
+        if parts is None:
+            parts, declined = schedule(self.calls, nthreads)
+            self.native_declined += [(self.steps[i].node.name, why) for i, why in declined]
+            self._schedules[nthreads] = parts
+        return parts
 
     def _new_arena(self, nbytes: int) -> np.ndarray:
         return aligned_empty(nbytes, np.uint8)

@@ -15,6 +15,7 @@ from cnnrt.errors import BackendUnavailableError, CnnrtError, InputError, Sessio
 from cnnrt.runtime.build import BuildOptions, Compiled, PlanCache, build, default_memory_limit, shape_key
 from cnnrt.runtime.feeds import check_feeds, checked_shape
 from cnnrt.runtime.model_info import ModelMetadata, NodeArg, model_metadata, node_args
+from cnnrt.runtime.native_plan import from_env as native_plan_from_env
 from cnnrt.runtime.plan_cache import from_env, open_model
 from cnnrt.runtime.profiling import SessionProfiler
 from cnnrt.runtime.session_options import (
@@ -52,7 +53,9 @@ class InferenceSession:
     keywords: ``backend`` ("cpu" | "cuda"), ``threads`` (None: every core), ``opt_level``
     (0, 1, 2), ``disabled_passes``, ``poison``, ``memory_limit``, ``tiered``, ``plan_cache`` (keep the
     optimised graph on disk for the next session: runtime/plan_cache.py), ``precision`` ("f32" | "bf16":
-    convolutions on bfloat16 dot products, passes/precision.py). A setting given both ways must agree.
+    convolutions on bfloat16 dot products, passes/precision.py), ``native_plan`` (CPU: run
+    consecutive kernels as one compiled call, runtime/native_plan.py; default on,
+    ``CNNRT_NATIVE_PLAN=0`` turns it off). A setting given both ways must agree.
     Inputs with symbolic dims beyond the first are planned on the first run (or ``prepare``) with
     concrete shapes; others are planned here with batch 1. A session may be used from several
     threads: runs are serialised by a lock, because all runs share one arena. ``close()`` (or
@@ -77,6 +80,7 @@ class InferenceSession:
         tiered: bool | None = None,
         precision: str | None = None,
         plan_cache: bool | None = None,
+        native_plan: bool | None = None,
     ) -> None:
         if sess_options is not None and not all(
             hasattr(sess_options, f) for f in ("graph_optimization_level", "intra_op_num_threads")
@@ -119,6 +123,7 @@ class InferenceSession:
         self.memory_limit = memory_limit if memory_limit is not None else default_memory_limit()
         self.poison = bool(int(os.environ.get("CNNRT_POISON", "0"))) if poison is None else poison
         self.tiered = tiered_from_env() if tiered is None else bool(tiered)
+        self.native_plan = native_plan_from_env() if native_plan is None else bool(native_plan)
         t0 = time.perf_counter()
         # the plan cache knows a model file it built before: then onnx is not even imported
         self.model, self._plan_entry = open_model(path_or_bytes, from_env() if plan_cache is None else plan_cache)
@@ -144,6 +149,7 @@ class InferenceSession:
             self.memory_limit,
             self.tiered,
             cfg.precision,
+            self.native_plan,
         )
         self._plans = PlanCache(self.MAX_PLANS, self.memory_limit)
         # feed signatures (name, type, dtype, shape per feed) that passed _check_feeds: a run

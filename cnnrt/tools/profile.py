@@ -5,7 +5,9 @@ Each step of the session's executor is timed individually (``perf_counter`` arou
 (``session.run``, which also validates feeds and copies inputs and outputs) and the bare
 executor loop (``Executor.run``: input copies, steps, output copies) are measured in separate
 runs interleaved with the stepwise ones, so drift on a shared machine hits all alike; the
-totals are reported side by side and a disagreement over 10% is flagged.
+totals are reported side by side and a disagreement over 10% is flagged. With a native plan
+(runtime/native_plan.py) the executor loop is also timed with it off: the difference, per
+step, is the Python loop's per-step cost that the plan removes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cnnrt.errors import CnnrtError
+from cnnrt.runtime.native_plan import Segment
 from cnnrt.runtime.profiling import metadata_events, phase_events, run_stepwise, step_events
 from cnnrt.tools.costs import node_macs
 
@@ -49,6 +52,8 @@ def profile_session(
     step_samples = np.empty((runs, len(ex.steps)))
     e2e = np.empty(runs)
     loop = np.empty(runs)
+    native = getattr(ex, "native", False)
+    python_loop = np.empty(runs)  # the executor loop with the native plan off: its per-step cost
     traces = []
     for r in range(runs):
         start, spans = run_stepwise(ex, feeds_list)
@@ -60,6 +65,14 @@ def profile_session(
         t0 = time.perf_counter()
         ex.run(feeds_list)
         loop[r] = time.perf_counter() - t0
+        if native:
+            ex.native = False
+            try:
+                t0 = time.perf_counter()
+                ex.run(feeds_list)
+                python_loop[r] = time.perf_counter() - t0
+            finally:
+                ex.native = True
     med = np.median(step_samples, axis=0) * 1e3 if runs else np.zeros(len(ex.steps))
     total_ms = float(med.sum())
     e2e_ms = float(np.median(e2e) * 1e3) if runs else 0.0
@@ -89,6 +102,8 @@ def profile_session(
         "total_ms": total_ms,
         "end_to_end_ms": e2e_ms,
         "executor_run_ms": float(np.median(loop) * 1e3) if runs else 0.0,
+        "python_loop_ms": float(np.median(python_loop) * 1e3) if runs and native else None,
+        "native_segments": sum(isinstance(part, Segment) for _, part in ex._schedule()) if native else 0,
         "steps_vs_end_to_end": gap,
         "agree": gap <= AGREEMENT,
         "runs": runs,

@@ -29,9 +29,10 @@ from cnnrt.kernels.cpu.blocked_window import FMA, MAX, SUM, Windows
 from cnnrt.kernels.cpu.conv_common import opt_input as _opt
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
+from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.cpu.pool import _taps_inside, _window
 from cnnrt.kernels.cpu.vector_ir import PERMUTE2_LANES, affine_run, fma, permute2_run, pixel_reduce
-from cnnrt.kernels.registry import KernelFn, register
+from cnnrt.kernels.registry import KernelFn, register, run_of
 
 
 @pjit
@@ -104,14 +105,14 @@ def _reorder_run(planes, hw, b, to_blocked, cbk, c):
     per_plane = -(-4 * config.NUMBA_NUM_THREADS // planes)  # ~4 tasks per thread if planes are few
     chunk = max(min(hw, 256), -(-hw // per_plane))
 
-    def run(ins, outs):
+    def bind(ins, outs):
         x = ins[0].reshape(-1)
+        args = (x, outs[0].reshape(-1), planes, hw, b, chunk, to_blocked, cbk, c)
         # a transposition, about 16 MACs' cost per element: alone, 2 threads, Zen 5, NCHW to
         # blocked 18.8K elements 4.3 us serial, 5.2 parallel; 47K 10.1 and 7.2; 150K 32 and 17
-        kern = pick(_reorder, _reorder_serial, x.size * 16, num_threads())
-        kern(x, outs[0].reshape(-1), planes, hw, b, chunk, to_blocked, cbk, c)
+        return native_call(_reorder, _reorder_serial, x.size * 16, lambda nthreads: args)
 
-    return run
+    return run_of(bind)
 
 
 @register("ReorderToBlocked")
@@ -322,15 +323,15 @@ def channel_permutation(sizes, groups: int, splits, present, dims, dt) -> Kernel
         tables = (src,)
         kernels = (_copy_lanes, _copy_lanes_serial)
 
-    def run(ins, outs):
+    def bind(ins, outs):
         if not len(rows):
-            return
+            return lambda: None
         xs = tuple(x.reshape(-1) for x in ins)
         ys = tuple(y.reshape(-1) if y is not None else xs[0][:0] for y in outs)
-        kern = pick(*kernels, work, num_threads())
-        kern(xs, ys, n, hw, rows, *tables, chunk)
+        args = (xs, ys, n, hw, rows, *tables, chunk)
+        return native_call(*kernels, work, lambda nthreads: args)
 
-    return run
+    return run_of(bind)
 
 
 @register("ReorderFromBlocked")
@@ -367,7 +368,7 @@ def build_blocked_pool(node, graph) -> KernelFn:
         count = np.maximum(ch[:, None] * cw[None, :], 1)  # no tap inside: the sum 0 stays 0
     mode = MAX if count is None else SUM
     win = Windows(xs, oh, ow, (kh, kw, sh, sw, pt, pl, dh, dw), dt, mode, count=count, bf16=(bf16_in, bf16_out))
-    return lambda ins, outs: win(ins[0], outs[0])
+    return run_of(lambda ins, outs: win.bind(ins[0], outs[0]))
 
 
 @register("BlockedGlobalAveragePool", "BlockedGlobalMaxPool")
@@ -379,11 +380,11 @@ def build_blocked_global_pool(node, graph) -> KernelFn:
     is_max = node.op == "BlockedGlobalMaxPool"
     acc = np.empty((n * cb, b))
 
-    def run(ins, outs):
-        x = ins[0].reshape(-1)
-        pick(_global, _global_serial, x.size, num_threads())(x, outs[0].reshape(-1), acc, h * w, b, is_max)
+    def bind(ins, outs):
+        args = (ins[0].reshape(-1), outs[0].reshape(-1), acc, h * w, b, is_max)
+        return native_call(_global, _global_serial, args[0].size, lambda nthreads: args)
 
-    return run
+    return run_of(bind)
 
 
 @pjit
@@ -443,14 +444,23 @@ def build_blocked_channel_affine(node, graph) -> KernelFn:
     # (60 blocks at 14x14) 13.6 us serial, 8.3 parallel; 75K 3.4 serial, 5.1 parallel
     work = n * cb * hw * b * 4
 
-    def run(ins, outs):
-        s = fixed[0] if fixed[0] is not None else readonly(np.ascontiguousarray(ins[1], dt).reshape(-1))
-        t = fixed[1] if fixed[1] is not None else readonly(np.ascontiguousarray(ins[2], dt).reshape(-1))
-        kern = pick(_affine, _affine_serial, work, num_threads())
+    def bind(ins, outs):
+        """Constant scale and shift are bound once (and the step offered to a native plan);
+        fed ones are read per run."""
         out = outs[0].reshape(-1).view(np.uint16) if bf16_out else outs[0].reshape(-1)
-        kern(ins[0].reshape(-1), out, s, t, n, cb, hw, b, chunk, *scalars)
+        x = ins[0].reshape(-1)
+        if fixed[0] is not None and fixed[1] is not None:
+            args = (x, out, fixed[0], fixed[1], n, cb, hw, b, chunk, *scalars)
+            return native_call(_affine, _affine_serial, work, lambda nthreads: args)
 
-    return run
+        def call():
+            s = fixed[0] if fixed[0] is not None else readonly(np.ascontiguousarray(ins[1], dt).reshape(-1))
+            t = fixed[1] if fixed[1] is not None else readonly(np.ascontiguousarray(ins[2], dt).reshape(-1))
+            pick(_affine, _affine_serial, work, num_threads())(x, out, s, t, n, cb, hw, b, chunk, *scalars)
+
+        return call
+
+    return run_of(bind)
 
 
 def build_blocked_depthwise(

@@ -31,6 +31,7 @@ from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size, readonly  # block_size: the vector width _lane_taps runs on
 from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, load_bf16, round_bf16
+from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.cpu.vector_ir import fma
 
 FMA, MAX, SUM = 0, 1, 2  # what a tap does to the accumulator (_lane_taps' mode)
@@ -328,10 +329,10 @@ class Windows:
         self.no_res = np.zeros(1, dt)  # writable, as the arena arrays residuals come in
         self.dummy = readonly(np.zeros(1, dt))
 
-    def __call__(self, x, out, w=None, init=None, res=None):
-        kern = pick(_windows, _windows_serial, self.work, num_threads())
+    def args(self, x, out, w=None, init=None, res=None) -> tuple:
+        """The lane kernel's arguments for these arrays."""
         x, out = x.reshape(-1), out.reshape(-1)
-        kern(
+        return (
             x.view(np.uint16) if self.bf16[0] else x,
             self.dummy if w is None else w,
             self.divisors if self.divisors is not None else self.dummy if init is None else init,
@@ -346,3 +347,11 @@ class Windows:
             res is not None,
             *self.scalars[1:],
         )
+
+    def bind(self, x, out, w=None, init=None, res=None):
+        """The op on these arrays as a call without arguments, offered to a native plan."""
+        args = self.args(x, out, w, init, res)
+        return native_call(_windows, _windows_serial, self.work, lambda nthreads: args)
+
+    def __call__(self, x, out, w=None, init=None, res=None):
+        pick(_windows, _windows_serial, self.work, num_threads())(*self.args(x, out, w, init, res))

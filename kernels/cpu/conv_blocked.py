@@ -52,11 +52,13 @@ from cnnrt.kernels.cpu.conv_common import (
     flat_output,
     live_lanes,
     pad_copy,
+    pad_copy_step,
     readonly,
     tile_flags,
 )
 from cnnrt.kernels.cpu.conv_stem import build_stem_conv
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
+from cnnrt.kernels.cpu.native_call import NativeStep
 from cnnrt.kernels.cpu.winograd import build_winograd
 from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import register
@@ -447,6 +449,34 @@ def build_blocked_conv(
             kern = pick(_blocked_tasks, _blocked_tasks_serial, work, nthreads)
             kern(nthreads, form, a, wp, geo.taps, pin, b, res, of, counter, geom, tflags, kind, alpha, beta)
 
+        if wp_const is not None and not runtime_bias and bf16 is None:
+
+            def native(nthreads):
+                nthreads = min(nthreads, max_threads)
+                first = () if copied is None else (pad_copy_step(x, copied, s, geo, nthreads, form),)
+                kern = pick(_blocked_tasks, _blocked_tasks_serial, work, nthreads)
+                b = b_const if b_const is not None else zeros
+                a = src if copied is None else copied
+                args = (
+                    nthreads,
+                    form,
+                    a,
+                    wp_const,
+                    geo.taps,
+                    pin,
+                    b,
+                    res,
+                    of,
+                    counter,
+                    geom,
+                    tflags,
+                    kind,
+                    alpha,
+                    beta,
+                )
+                return (*first, NativeStep(kern, args, ((geom, G_PER_N_OUT, per_n), (counter, 0, 0))))
+
+            call.native = native
         return call
 
     def run(ins, outs):

@@ -15,6 +15,7 @@ from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_row
 from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run
+from cnnrt.kernels.cpu.native_call import NativeStep
 from cnnrt.kernels.registry import bound
 
 
@@ -212,6 +213,13 @@ def pad_copy(x: np.ndarray, dst: np.ndarray, spec, geo, nthreads: int, form: tup
     """:func:`pad_planes` of a conv's input ``x`` (its planes as ``geo``, a
     conv_blocked_plan.Geometry, lays them out) into the flat ``dst``, serial when small;
     ``form`` (q zeros) interleaves each block's q groups (microkernel.interleave_order)."""
+    step = pad_copy_step(x, dst, spec, geo, nthreads, form)
+    step.kernel(*step.args)
+
+
+def pad_copy_step(x: np.ndarray, dst: np.ndarray, spec, geo, nthreads: int, form: tuple = ()) -> NativeStep:
+    """:func:`pad_copy` as the kernel call it makes (a native plan runs it before the conv)."""
     kern = pick(pad_planes, pad_planes_serial, x.size * 8, nthreads)
     planes = x.reshape(spec.n, geo.planes, spec.h, spec.w * geo.layout_lanes)
-    kern(planes, dst, spec.pt, spec.pl, geo.layout_lanes, geo.wp * geo.layout_lanes, geo.plane, geo.per_n, form)
+    args = (planes, dst, spec.pt, spec.pl, geo.layout_lanes, geo.wp * geo.layout_lanes, geo.plane, geo.per_n, form)
+    return NativeStep(kern, args)

@@ -24,6 +24,8 @@ across threads.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numba
 import numpy as np
 from numba import types
@@ -38,6 +40,7 @@ from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size, live_lanes, readonly, tile_flags
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, lanes_of
+from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.cpu.vector_act import activations, by_kind
 from cnnrt.kernels.prepacked import prepacked
 
@@ -284,39 +287,32 @@ def build_stem_conv(spec, w_const, b_const, channels: int | None = None):
     alpha, beta = dt.type(s.alpha), dt.type(s.beta)
     max_threads = numba.config.NUMBA_NUM_THREADS
 
+    def args_for(ins, outs, wpk, b, nthreads):
+        r = ins[3] if len(ins) > 3 and ins[3] is not None else None
+        res = dummy_res if r is None else r.reshape(-1)
+        geometry = (s.pt, s.pl, wp, s.sh, s.dh, s.sw, s.dw, s.oh, s.ow)
+        tail = (m_blocks, m_pad * s.oh * s.ow, tflags, live, b, res, kind, alpha, beta)
+        return (nthreads, (), ins[0], *geometry, wpk, outs[0].reshape(-1), *tail)
+
     def run(ins, outs):
         wpk = wpk_const if wpk_const is not None else readonly(pack(ins[1]))
         b = bias_const
         if b_const is None and len(ins) > 2 and ins[2] is not None:
             bias_pad[: s.m] = ins[2]
             b = readonly(bias_pad)
-        r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         nthreads = min(num_threads(), max_threads)
-        kern = pick(_stem_rows, _stem_rows_serial, work, nthreads)
-        kern(
-            nthreads,
-            (),
-            ins[0],
-            s.pt,
-            s.pl,
-            wp,
-            s.sh,
-            s.dh,
-            s.sw,
-            s.dw,
-            s.oh,
-            s.ow,
-            wpk,
-            outs[0].reshape(-1),
-            m_blocks,
-            m_pad * s.oh * s.ow,
-            tflags,
-            live,
-            b,
-            dummy_res if r is None else r.reshape(-1),
-            kind,
-            alpha,
-            beta,
+        pick(_stem_rows, _stem_rows_serial, work, nthreads)(*args_for(ins, outs, wpk, b, nthreads))
+
+    def bind(ins, outs):
+        """Constant weights and bias: the stem's kernel call offered to a native plan."""
+        if wpk_const is None or (b_const is None and len(ins) > 2 and ins[2] is not None):
+            return partial(run, ins, outs)
+        return native_call(
+            _stem_rows,
+            _stem_rows_serial,
+            work,
+            lambda nthreads: args_for(ins, outs, wpk_const, bias_const, min(nthreads, max_threads)),
         )
 
+    run.bind = bind
     return run

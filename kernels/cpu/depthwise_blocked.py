@@ -40,6 +40,7 @@ from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size, readonly
 from cnnrt.kernels.cpu.llvm_ir import I32, Vectors, c64, data_pointers, masked_load, round_bf16, widen_bf16
+from cnnrt.kernels.cpu.native_call import NativeStep
 
 # (kw, stride along the row, dilation along the row) emitted with input reuse: MobileNet,
 # EfficientNet, MixNet (3..11) and the dilated LR-ASPP backbone layers
@@ -323,6 +324,11 @@ class RowBlockedDepthwise:
             counter[0] = 0
             pick(_dw_blocked, _dw_blocked_serial, work, nthreads)(nthreads, form, *args)
 
+        def native(nthreads):
+            kern = pick(_dw_blocked, _dw_blocked_serial, work, nthreads)
+            return (NativeStep(kern, (min(nthreads, threads), form, *args), ((counter, 0, 0),)),)
+
+        call.native = native
         return call
 
     def __call__(self, x, out, w, bias, res=None):

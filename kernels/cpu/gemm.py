@@ -12,6 +12,8 @@ trivial.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from numba import prange, types
 from numba.core import cgutils
@@ -27,6 +29,7 @@ from cnnrt.kernels.cpu.gemm_bf16 import bf16_gemm_runner
 from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, floats, load_bf16
 from cnnrt.kernels.cpu.microkernel import pack_a
 from cnnrt.kernels.cpu.microkernel_bf16 import to_bf16
+from cnnrt.kernels.cpu.native_call import NativeStep
 from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import register
 
@@ -174,14 +177,30 @@ def _gemv_runner(w_nk: np.ndarray, n: int, k: int, bf16: bool = False):
 
     max_threads = numba.config.NUMBA_NUM_THREADS
 
-    def mm(x, out):
+    def step(x, out, nthreads):
         if x.dtype != dt or not x.flags.c_contiguous or not out.flags.c_contiguous:
-            np.matmul(x, w_nk.T, out=out)
-            return
-        counter[0] = 0
-        nthreads = min(num_threads(), max_threads)
-        pick(_gemv_tasks, _gemv_tasks_serial, n * k * wp.itemsize // 4, nthreads)(nthreads, (), x, wp, out, n, counter)
+            return None
+        nthreads = min(nthreads, max_threads)
+        kern = pick(_gemv_tasks, _gemv_tasks_serial, n * k * wp.itemsize // 4, nthreads)
+        return NativeStep(kern, (nthreads, (), x, wp, out, n, counter), ((counter, 0, 0),))
 
+    return _runner(step, lambda x, out: np.matmul(x, w_nk.T, out=out))
+
+
+def _runner(step, fallback):
+    """mm(x, out) that runs ``step(x, out, nthreads)`` (a NativeStep, or None for operands its
+    kernel does not take: then ``fallback``); the step offered as ``mm.step``."""
+
+    def mm(x, out):
+        ns = step(x, out, num_threads())
+        if ns is None:
+            fallback(x, out)
+            return
+        for arr, index, value in ns.sets:
+            arr[index] = value
+        ns.kernel(*ns.args)
+
+    mm.step = step
     return mm
 
 
@@ -206,15 +225,14 @@ def _gemm_runner(b_stored, transb: bool, m: int, n: int, k: int):
     counter = np.zeros(1, np.int64)
     max_threads = numba.config.NUMBA_NUM_THREADS
 
-    def mm(x, out):
+    def step(x, out, nthreads):
         if x.dtype != b_c.dtype or not x.flags.c_contiguous or not out.flags.c_contiguous:
-            np.matmul(x, b_c.T if transb else b_c, out=out)
-            return
-        counter[0] = 0
-        nthreads = min(num_threads(), max_threads)
-        pick(_gemm_tasks, _gemm_tasks_serial, m * n * k, nthreads)(x, b_c, out, transb, nb, counter, nthreads)
+            return None
+        nthreads = min(nthreads, max_threads)
+        kern = pick(_gemm_tasks, _gemm_tasks_serial, m * n * k, nthreads)
+        return NativeStep(kern, (x, b_c, out, transb, nb, counter, nthreads), ((counter, 0, 0),))
 
-    return mm
+    return _runner(step, lambda x, out: np.matmul(x, b_c.T if transb else b_c, out=out))
 
 
 def weights_runner(w_nk: np.ndarray, m: int, n: int, k: int):
@@ -279,6 +297,28 @@ def build_gemm(node, graph):
             kern = pick(_gemm_epilogue, _gemm_epilogue_serial, out.size, num_threads())
             kern(out, c, alpha_t, beta_t, kind, act_a, act_b)
 
+    def bind(ins, outs):
+        """The step on these arrays; with a constant B by cnnrt's kernels and a constant or no
+        C, offered to a native plan as the product's kernel call and the epilogue's."""
+        call = partial(run, ins, outs)
+        c = c_fixed if c_fixed is not None else (None if has_c else dummy_c)
+        if getattr(mm, "step", None) is None or ta or c is None:
+            return call
+        x, out = ins[0], outs[0]
+
+        def native(nthreads):
+            product = mm.step(x, out, nthreads)
+            if product is None:
+                return None
+            if not epilogue:
+                return (product,)
+            kern = pick(_gemm_epilogue, _gemm_epilogue_serial, out.size, nthreads)
+            return product, NativeStep(kern, (out, c, alpha_t, beta_t, kind, act_a, act_b))
+
+        call.native = native
+        return call
+
+    run.bind = bind
     return run
 
 

@@ -22,13 +22,14 @@ from numba import prange
 
 from cnnrt.core.ir import BF16
 from cnnrt.core.ops import ACTIVATIONS, op_attrs
-from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace, act_scalar
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
+from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.cpu.reduce import _global_pool_serial as _row_means
 from cnnrt.kernels.cpu.vector_ir import affine_run, pixel_reduce
-from cnnrt.kernels.registry import KernelFn, register
+from cnnrt.kernels.registry import KernelFn, register, run_of
 
 LANES = 16  # float64 partial sums per NCHW plane (an argument: reduce.py says why)
 PLANES = 8  # NCHW planes per pooling task
@@ -159,12 +160,12 @@ def build_squeeze_excite(node, graph) -> KernelFn:
     if bf16_out and (dt != np.float32 or b * dt.itemsize != VECTOR_BYTES):
         raise ValueError(f"{node.op} {node.name!r}: a bf16 output needs float32 vector blocks")
 
-    def run(ins, outs):
+    def bind(ins, outs):
         # the work of one pass over x, as the GlobalAveragePool and the Mul it replaces counted
         # theirs: its two parallel regions cost as much as theirs would have
-        kern = pick(_squeeze_excite, _squeeze_excite_serial, size, num_threads())
         x, y = ins[0].reshape(-1), outs[0].reshape(-1)
         y = y.view(np.uint16) if bf16_out else y
-        kern(x, y, w1t, b1c, w2t, b2c, pooled, LANES, hidden, acc, gate, neg_zero, dims, acts_arr)
+        args = (x, y, w1t, b1c, w2t, b2c, pooled, LANES, hidden, acc, gate, neg_zero, dims, acts_arr)
+        return native_call(_squeeze_excite, _squeeze_excite_serial, size, lambda nthreads: args)
 
-    return run
+    return run_of(bind)

@@ -21,6 +21,8 @@ tests/kernels/test_winograd.py for the bound that its transform magnitudes give.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numba
 import numpy as np
 
@@ -30,6 +32,7 @@ from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.conv_common import live_lanes, readonly
 from cnnrt.kernels.cpu.microkernel import MR
+from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.cpu.winograd_transforms import (
     input_transform,
     output_scatter,
@@ -298,35 +301,31 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None, channels:
     ntasks = -(-(spec.n * th) // rows) * -(-m_out // mb)
     work = 36 * spec.n * th * tw * spec.c * spec.m if ntasks > 1 else 0  # multiply-adds of the GEMMs
 
+    def args_for(ins, outs, u, b, nthreads):
+        r = ins[3] if len(ins) > 3 and ins[3] is not None else None
+        bufs = [scratch[k].view(shapes[k], dt) for k in "vmypt"]
+        res = dummy_res if r is None else view(r)
+        tail = (counter, s.pt, s.pl, rows, mb, r is not None, s.act, alpha, beta, lanes, real)
+        return (nthreads, (), view(ins[0]), u, b, res, view(outs[0]), *bufs, *tail)
+
     def run(ins, outs):
         u = u_const if u_const is not None else readonly(pack_u(transform_weights(ins[1], dt), nr))
         b = b_const if b_const is not None else (whole_blocks(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
-        r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         counter[0] = 0
         nthreads = min(num_threads(), max_threads)
-        kern = pick(_winograd_tasks, _winograd_tasks_serial, work, nthreads)
-        bufs = [scratch[k].view(shapes[k], dt) for k in "vmypt"]
-        kern(
-            nthreads,
-            (),
-            view(ins[0]),
-            u,
-            b,
-            dummy_res if r is None else view(r),
-            view(outs[0]),
-            *bufs,
-            counter,
-            s.pt,
-            s.pl,
-            rows,
-            mb,
-            r is not None,
-            s.act,
-            alpha,
-            beta,
-            lanes,
-            real,
-        )
+        pick(_winograd_tasks, _winograd_tasks_serial, work, nthreads)(*args_for(ins, outs, u, b, nthreads))
 
+    def bind(ins, outs):
+        """Constant weights and bias: the kernel call offered to a native plan."""
+        if u_const is None or (b_const is None and len(ins) > 2 and ins[2] is not None):
+            return partial(run, ins, outs)
+        b = b_const if b_const is not None else zeros
+
+        def args(nthreads):
+            return args_for(ins, outs, u_const, b, min(nthreads, max_threads))
+
+        return native_call(_winograd_tasks, _winograd_tasks_serial, work, args, ((counter, 0, 0),))
+
+    run.bind = bind
     run.blocks = (rows, mb)
     return run
