@@ -69,3 +69,18 @@ def assert_close_to(got: np.ndarray, ref: np.ndarray, rel: float = 1e-3) -> None
     scale = max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
     err = float(np.max(np.abs(got.astype(np.float64) - ref))) if ref.size else 0.0
     assert err <= rel * scale, f"max abs error {err:.3e} > {rel:g} * {scale:.3e}"
+
+
+def assert_native_plan_matches_python_loop(sess, feeds: dict, got: list[np.ndarray]) -> None:
+    """``got`` (``sess.run`` on ``feeds``, through the native plan: runtime/native_plan.py) must
+    be the bits the same executor's Python loop gives, and no run of steps may have stayed in
+    Python because its segment failed to build."""
+    ex = sess.executor
+    assert ex.native and ex.native_declined == []
+    ex.native = False
+    try:
+        python_loop = sess.run(None, feeds)
+    finally:
+        ex.native = True
+    for a, b in zip(got, python_loop, strict=True):
+        np.testing.assert_array_equal(a, b)

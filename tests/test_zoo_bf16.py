@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import assert_close_to
+from helpers import assert_close_to, assert_native_plan_matches_python_loop
 
 import cnnrt
 from cnnrt.kernels.cpu.conv_blocked_bf16 import bf16_unsupported_reason
@@ -31,3 +31,4 @@ def test_bf16_zoo_classifier_within_1e_1_of_float32(name):
     [ref] = ort_session(path).run(None, {"input": x})
     assert_close_to(got, ref, rel=1e-1)
     assert not np.allclose(got, ref, rtol=0, atol=1e-6)
+    assert_native_plan_matches_python_loop(sess, {"input": x}, [got])

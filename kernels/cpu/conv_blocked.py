@@ -51,7 +51,6 @@ from cnnrt.kernels.cpu.conv_common import (
     contiguous_output,
     flat_output,
     live_lanes,
-    pad_copy,
     pad_copy_step,
     readonly,
     tile_flags,
@@ -431,52 +430,31 @@ def build_blocked_conv(
                 raise ValueError(f"a {r.dtype} residual is read by bf16 convs only")
             res = res.view(np.uint16)
 
+        def steps(nthreads, wp, b):
+            """The kernel calls of a run on ``nthreads`` threads: the input's copy, if any, then the conv."""
+            nthreads = min(nthreads, max_threads)
+            if bf16 is not None:
+                a, first = bf16.input_steps(x, nthreads)
+            elif copied is not None:
+                a, first = copied, (pad_copy_step(x, copied, s, geo, nthreads, form),)
+            else:
+                a, first = src, ()
+            kern = pick(_blocked_tasks, _blocked_tasks_serial, work, nthreads)
+            args = (nthreads, form, a, wp, geo.taps, pin, b, res, of, counter, geom, tflags, kind, alpha, beta)
+            return (*first, NativeStep(kern, args, ((geom, G_PER_N_OUT, per_n), (counter, 0, 0))))
+
         def call():
             wp = wp_const if wp_const is not None else readonly(pack(ins[1]))
             b = b_const if b_const is not None else zeros
             if runtime_bias:
                 bias_pad[: s.m] = ins[2]
                 b = bias_runtime
-            nthreads = min(num_threads(), max_threads)
-            a = src
-            if bf16 is not None:
-                a = bf16.input(x, nthreads)
-            elif copied is not None:
-                a = copied
-                pad_copy(x, a, s, geo, nthreads, form)
-            geom[G_PER_N_OUT] = per_n
-            counter[0] = 0
-            kern = pick(_blocked_tasks, _blocked_tasks_serial, work, nthreads)
-            kern(nthreads, form, a, wp, geo.taps, pin, b, res, of, counter, geom, tflags, kind, alpha, beta)
+            for step in steps(num_threads(), wp, b):
+                step.run()
 
-        if wp_const is not None and not runtime_bias and bf16 is None:
-
-            def native(nthreads):
-                nthreads = min(nthreads, max_threads)
-                first = () if copied is None else (pad_copy_step(x, copied, s, geo, nthreads, form),)
-                kern = pick(_blocked_tasks, _blocked_tasks_serial, work, nthreads)
-                b = b_const if b_const is not None else zeros
-                a = src if copied is None else copied
-                args = (
-                    nthreads,
-                    form,
-                    a,
-                    wp_const,
-                    geo.taps,
-                    pin,
-                    b,
-                    res,
-                    of,
-                    counter,
-                    geom,
-                    tflags,
-                    kind,
-                    alpha,
-                    beta,
-                )
-                return (*first, NativeStep(kern, args, ((geom, G_PER_N_OUT, per_n), (counter, 0, 0))))
-
-            call.native = native
+        if wp_const is not None and not runtime_bias:
+            const_b = b_const if b_const is not None else zeros
+            call.native = lambda nthreads: steps(nthreads, wp_const, const_b)
         return call
 
     def run(ins, outs):

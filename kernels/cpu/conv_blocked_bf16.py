@@ -20,8 +20,9 @@ from cnnrt.errors import BackendUnavailableError
 from cnnrt.kernels._jit import pick, pjit, serial_twin
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.cpu.conv_blocked_plan import pack_weights
-from cnnrt.kernels.cpu.conv_common import pad_copy, readonly
+from cnnrt.kernels.cpu.conv_common import pad_copy_step, readonly
 from cnnrt.kernels.cpu.microkernel_bf16 import LANES, bf16_run, pack_bf16
+from cnnrt.kernels.cpu.native_call import NativeStep
 
 PRECISIONS = ("f32", "bf16")
 
@@ -143,16 +144,23 @@ class Bf16Operands:
     def input(self, x: np.ndarray, nthreads: int) -> np.ndarray:
         """The bf16 input the tile reads, flat: ``x`` itself when it is bf16 and needs no
         border, else its (padded) bf16 copy (from float32 ``x``: blocked, or NCHW for a stem)."""
+        dst, steps = self.input_steps(x, nthreads)
+        for step in steps:
+            step.run()
+        return dst
+
+    def input_steps(self, x: np.ndarray, nthreads: int) -> tuple[np.ndarray, tuple]:
+        """:meth:`input` as (the array, the kernel calls that fill it): a native plan makes
+        the calls before the conv's."""
         s, g = self.spec, self.geo
         if self.bf16_in and not g.padded:
-            return x.reshape(-1).view(np.uint16)
+            return x.reshape(-1).view(np.uint16), ()
         dst = self.xp.view((self.length,), np.uint16)
         if self.copied:
-            return dst
+            return dst, ()
         if self.stem:
             kern = pick(_to_bf16_pairs, _to_bf16_pairs_serial, x.size * 8, nthreads)
-            kern(x.reshape(s.n, s.c, s.h, s.w).view(np.uint32), dst, s.pt, s.pl, g.wp, g.plane, g.per_n)
-            return dst
+            args = (x.reshape(s.n, s.c, s.h, s.w).view(np.uint32), dst, s.pt, s.pl, g.wp, g.plane, g.per_n)
+            return dst, (NativeStep(kern, args),)
         # a bf16 activation's bits copied into the border, a float32 input's rounded
-        pad_copy(x.view(np.uint16 if self.bf16_in else np.uint32), dst, s, g, nthreads)
-        return dst
+        return dst, (pad_copy_step(x.view(np.uint16 if self.bf16_in else np.uint32), dst, s, g, nthreads),)

@@ -209,16 +209,10 @@ def pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n, form):
 pad_planes_serial = serial_twin(pad_planes)
 
 
-def pad_copy(x: np.ndarray, dst: np.ndarray, spec, geo, nthreads: int, form: tuple = ()) -> None:
-    """:func:`pad_planes` of a conv's input ``x`` (its planes as ``geo``, a
-    conv_blocked_plan.Geometry, lays them out) into the flat ``dst``, serial when small;
-    ``form`` (q zeros) interleaves each block's q groups (microkernel.interleave_order)."""
-    step = pad_copy_step(x, dst, spec, geo, nthreads, form)
-    step.kernel(*step.args)
-
-
 def pad_copy_step(x: np.ndarray, dst: np.ndarray, spec, geo, nthreads: int, form: tuple = ()) -> NativeStep:
-    """:func:`pad_copy` as the kernel call it makes (a native plan runs it before the conv)."""
+    """The call of :func:`pad_planes` that copies a conv's input ``x`` (its planes as ``geo``,
+    a conv_blocked_plan.Geometry, lays them out) into the flat ``dst``, serial when small;
+    ``form`` (q zeros) interleaves each block's q groups (microkernel.interleave_order)."""
     kern = pick(pad_planes, pad_planes_serial, x.size * 8, nthreads)
     planes = x.reshape(spec.n, geo.planes, spec.h, spec.w * geo.layout_lanes)
     args = (planes, dst, spec.pt, spec.pl, geo.layout_lanes, geo.wp * geo.layout_lanes, geo.plane, geo.per_n, form)

@@ -29,6 +29,12 @@ class NativeStep:
     args: tuple
     sets: tuple = ()
 
+    def run(self) -> None:
+        """The call from Python."""
+        for arr, index, value in self.sets:
+            arr[index] = value
+        self.kernel(*self.args)
+
 
 def native_call(parallel, serial, work: float, args_for, sets: tuple = ()):
     """A step's call without arguments: ``pick(parallel, serial, work, nthreads)`` run on
