@@ -146,6 +146,7 @@ def _print(rep: dict, top: int, cached: bool) -> None:
     if py is not None:
         saved = py - rep["executor_run_ms"]
         print(
-            f"native   {len(rep['steps'])} steps in {rep['native_segments']} compiled segment(s): executor loop "
+            f"native   {rep['native_steps']} of {len(rep['steps'])} steps in {rep['native_segments']} compiled "
+            f"segment(s): executor loop "
             f"{rep['executor_run_ms']:.3f} ms, {py:.3f} ms as a Python loop ({saved * 1e3 / len(rep['steps']):.2f} us per step)"
         )

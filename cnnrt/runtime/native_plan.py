@@ -37,6 +37,7 @@ class Segment:
     whose kernel raised (the steps after it did not run)."""
 
     def __init__(self, natives: list[tuple], first: int) -> None:
+        import llvmlite.binding as llvm
         from llvmlite import ir
         from numba.core.compiler_lock import global_compiler_lock
         from numba.core.registry import cpu_target
@@ -47,8 +48,7 @@ class Segment:
         self.count = len(natives)
         context = cpu_target.target_context
         name = f"cnnrt_segment_{next(_names)}"
-        library = context.codegen().create_library(name)
-        module = library.create_ir_module(name)
+        module = context.codegen()._create_empty_module(name)
         i64 = ir.IntType(64)
         fn = ir.Function(module, ir.FunctionType(i64, []), name)
         builder = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -65,12 +65,15 @@ class Segment:
                     builder.ret(i64(k + 1))
                 keep.append(ns)
         builder.ret(i64(0))
+        # Straight-line calls gain nothing from optimisation: compiled without it, by an engine
+        # of the segment's own (a 111-step segment: 15 ms, against 130 ms through Numba's O3)
         with global_compiler_lock:
-            library.add_ir_module(module)
-            library.finalize()
+            target = llvm.Target.from_default_triple().create_target_machine(opt=0, codemodel="jitdefault")
+            self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(str(module)), target)
+            self.engine.finalize_object()
+            address = self.engine.get_function_address(name)
         self.keep = keep
-        self.library = library
-        self.entry = ctypes.CFUNCTYPE(ctypes.c_int64)(library.get_pointer_to_function(name))
+        self.entry = ctypes.CFUNCTYPE(ctypes.c_int64)(address)
 
     def __call__(self) -> int:
         return self.entry()

@@ -73,6 +73,7 @@ def profile_session(
                 python_loop[r] = time.perf_counter() - t0
             finally:
                 ex.native = True
+    segments = [part for _, part in ex._schedule() if isinstance(part, Segment)] if native else []
     med = np.median(step_samples, axis=0) * 1e3 if runs else np.zeros(len(ex.steps))
     total_ms = float(med.sum())
     e2e_ms = float(np.median(e2e) * 1e3) if runs else 0.0
@@ -103,7 +104,8 @@ def profile_session(
         "end_to_end_ms": e2e_ms,
         "executor_run_ms": float(np.median(loop) * 1e3) if runs else 0.0,
         "python_loop_ms": float(np.median(python_loop) * 1e3) if runs and native else None,
-        "native_segments": sum(isinstance(part, Segment) for _, part in ex._schedule()) if native else 0,
+        "native_segments": len(segments),
+        "native_steps": sum(part.count for part in segments),
         "steps_vs_end_to_end": gap,
         "agree": gap <= AGREEMENT,
         "runs": runs,

@@ -12,6 +12,7 @@ types that function was compiled for.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +89,7 @@ def flat_arguments(context, ty, value) -> list:
     from llvmlite import ir
 
     if isinstance(ty, types.Array):
-        meminfo, parent, nitems, itemsize, data, *dims = _flatten(context.data_model_manager[ty].get_argument_type())
+        meminfo, parent, nitems, itemsize, data, *dims = _abi(context, (ty,))[0]
         return [
             ir.Constant(meminfo, None),
             ir.Constant(parent, None),
@@ -108,24 +109,24 @@ def flat_arguments(context, ty, value) -> list:
     raise TypeError(f"a native plan cannot pass {value!r} ({ty})")
 
 
-def _flatten(argtype):
-    if isinstance(argtype, tuple):
-        for t in argtype:
-            yield from _flatten(t)
-    else:
-        yield argtype
+@functools.lru_cache(maxsize=4096)
+def _abi(context, argtys: tuple) -> tuple[list, Any]:
+    """(the LLVM types the arguments of types ``argtys`` are flattened to, the LLVM type of a
+    function taking them and returning None): made once per signature, as one kernel serves
+    many steps."""
+    flat = list(context.get_arg_packer(argtys).argument_types)
+    return flat, context.call_conv.get_function_type(types.none, argtys)
 
 
 def emit_call(context, builder, fnaddr: int, typed: tuple):
     """Call the kernel at ``fnaddr`` (returning None) on ``typed`` ((type, value) pairs, from
     :func:`native_address`); the i1 that is true when it raised."""
-    argtys = [t for t, _ in typed]
+    argtys = tuple(t for t, _ in typed)
     args = [c for t, v in typed for c in flat_arguments(context, t, v)]
-    expected = list(context.get_arg_packer(argtys).argument_types)
+    expected, fnty = _abi(context, argtys)
     if [a.type for a in args] != expected:  # a mismatch would not raise: it would crash
         raise TypeError(f"arguments {[str(a.type) for a in args]} are not the ABI of {argtys}: {expected}")
     call_conv = context.call_conv
-    fnty = call_conv.get_function_type(types.none, argtys)
     callee = builder.inttoptr(context.get_constant(types.uintp, fnaddr), fnty.as_pointer())
     retptr = cgutils.alloca_once(builder, fnty.args[0].pointee)
     excinfo = cgutils.alloca_once(builder, fnty.args[1].pointee)

@@ -93,6 +93,10 @@ def test_profile_lenet5_macs_match_the_onnx_model(cnnrt_cli, lenet5_path, tmp_pa
     origins = [o for s in rep["steps"] for o in s["origin"]]
     conv_names = [n.name for n in onnx.load(str(lenet5_path)).graph.node if n.op_type == "Conv"]
     assert set(conv_names) <= set(origins)
+    # the executor loop timed both ways: native plan and Python loop
+    assert 0 <= rep["native_steps"] <= len(rep["steps"]) and rep["native_segments"] >= 0
+    assert rep["python_loop_ms"] > 0 and rep["executor_run_ms"] > 0
+    assert f"of {len(rep['steps'])} steps in {rep['native_segments']} compiled segment(s)" in r.out
 
 
 def test_peak_probe_is_cached(monkeypatch, tmp_path):
