@@ -196,9 +196,7 @@ def _runner(step, fallback):
         if ns is None:
             fallback(x, out)
             return
-        for arr, index, value in ns.sets:
-            arr[index] = value
-        ns.kernel(*ns.args)
+        ns.run()
 
     mm.step = step
     return mm
