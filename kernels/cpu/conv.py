@@ -17,6 +17,7 @@ one parallel Numba pass over the output (conv_common.epilogue_fn, also used by C
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 from numba import prange
@@ -30,6 +31,7 @@ from cnnrt.kernels.cpu.conv_direct import build_direct
 from cnnrt.kernels.cpu.conv_gemm import build_tasks
 from cnnrt.kernels.cpu.depthwise import build_flat
 from cnnrt.kernels.cpu.gemm import _gemm_epilogue, _gemm_epilogue_serial, weights_runner
+from cnnrt.kernels.cpu.native_call import NativeStep
 from cnnrt.kernels.cpu.winograd import build_winograd
 from cnnrt.kernels.registry import register
 
@@ -196,6 +198,14 @@ def build_fc(spec: ConvSpec, w_const, b_const):
     alpha, beta = dt.type(spec.alpha), dt.type(spec.beta)
     s = spec
 
+    def epilogue(out, b, nthreads):
+        """The bias and activation call, or None when there is neither."""
+        if b is None and s.act == 0:
+            return None
+        c = zeros if b is None else readonly(b.reshape(1, m))
+        kern = pick(_gemm_epilogue, _gemm_epilogue_serial, out.size, nthreads)
+        return NativeStep(kern, (out, c, one, one, s.act, alpha, beta))
+
     def run(ins, outs):
         x, out = ins[0].reshape(n, k), outs[0].reshape(n, m)
         if mm is not None:
@@ -205,11 +215,29 @@ def build_fc(spec: ConvSpec, w_const, b_const):
         b = b_const if b_const is not None else opt_input(ins, 2)
         if s.has_res:
             out += ins[3].reshape(n, m)
-        if b is not None or s.act != 0:
-            c = zeros if b is None else readonly(b.reshape(1, m))
-            kern = pick(_gemm_epilogue, _gemm_epilogue_serial, out.size, num_threads())
-            kern(out, c, one, one, s.act, alpha, beta)
+        epi = epilogue(out, b, num_threads())
+        if epi is not None:
+            epi.run()
 
+    def bind(ins, outs):
+        """Constant weights, a constant or no bias, no residual: the product's and the
+        epilogue's kernel calls offered to a native plan."""
+        call = partial(run, ins, outs)
+        if mm is None or s.has_res or (b_const is None and opt_input(ins, 2) is not None):
+            return call
+        x, out = ins[0].reshape(n, k), outs[0].reshape(n, m)
+
+        def native(nthreads):
+            product = mm.step(x, out, nthreads)
+            if product is None:
+                return None
+            epi = epilogue(out, b_const, nthreads)
+            return (product,) if epi is None else (product, epi)
+
+        call.native = native
+        return call
+
+    run.bind = bind
     return run
 
 

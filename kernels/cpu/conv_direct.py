@@ -17,6 +17,8 @@ output channels) are claimed from a shared counter, as in conv_gemm.py.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numba
 import numpy as np
 from numba import prange
@@ -28,6 +30,7 @@ from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import MR
+from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.prepacked import prepacked
 
 _BLOCK_BUDGET = 512 << 10  # bytes of the per-thread block of virtual outputs (mb x vb)
@@ -268,40 +271,31 @@ def build_direct(spec, w_const, b_const):
     work = spec.n * spec.m * geo.vcols * cg * ntaps if ntasks > 1 else 0
     s = spec
 
+    def args_for(ins, outs, ap, b, nthreads):
+        r = ins[3] if len(ins) > 3 and ins[3] is not None else None
+        res = dummy_res if r is None else r.reshape(-1)
+        shape = (oshape, obuf, counter, nthreads, per_n, per_c, geo.wq, vb, mb, kc)
+        tail = (r is not None, s.act, alpha, beta, 0 if r is not None else tflags, nr, pads, geo.hq)
+        return (ins[0], xph, ap, taps, b, res, outs[0].reshape(-1), *shape, *tail)
+
     def run(ins, outs):
         ap = ap_const if ap_const is not None else pack(ins[1])
         b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
-        r = ins[3] if len(ins) > 3 and ins[3] is not None else None
         nthreads = min(num_threads(), max_threads)
         counter[0] = 0
-        kern = pick(_direct_tasks, _direct_tasks_serial, work, nthreads)
-        kern(
-            ins[0],
-            xph,
-            ap,
-            taps,
-            b,
-            dummy_res if r is None else r.reshape(-1),
-            outs[0].reshape(-1),
-            oshape,
-            obuf,
-            counter,
-            nthreads,
-            per_n,
-            per_c,
-            geo.wq,
-            vb,
-            mb,
-            kc,
-            r is not None,
-            s.act,
-            alpha,
-            beta,
-            0 if r is not None else tflags,
-            nr,
-            pads,
-            geo.hq,
-        )
+        pick(_direct_tasks, _direct_tasks_serial, work, nthreads)(*args_for(ins, outs, ap, b, nthreads))
 
+    def bind(ins, outs):
+        """Constant weights and bias: the kernel call offered to a native plan."""
+        if ap_const is None or (b_const is None and len(ins) > 2 and ins[2] is not None):
+            return partial(run, ins, outs)
+        b = b_const if b_const is not None else zeros
+
+        def args(nthreads):
+            return args_for(ins, outs, ap_const, b, min(nthreads, max_threads))
+
+        return native_call(_direct_tasks, _direct_tasks_serial, work, args, ((counter, 0, 0),))
+
+    run.bind = bind
     run.blocks = (vb, mb)
     return run

@@ -30,9 +30,10 @@ from cnnrt.kernels.aligned import per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.conv_common import valid_range as _valid_range
+from cnnrt.kernels.cpu.native_call import NativeStep
 from cnnrt.kernels.cpu.reduce import _global_pool, _global_pool_serial
 from cnnrt.kernels.cpu.vector_ir import max3_stride2_run
-from cnnrt.kernels.registry import register
+from cnnrt.kernels.registry import register, run_of
 
 # Every helper below takes flat arrays and element offsets, never slices: a slice (or an array
 # passed to a non-inlined function) costs a reference-count update, and once per short row
@@ -307,14 +308,25 @@ class _Pooler:
         self.fast = whole_2x2 and (kh, kw, sh, sw, pt, pl, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1)
         self.fast_args = (count, h, w, is_max, init)
 
-    def __call__(self, x, y):
-        nthreads = min(num_threads(), self.vbuf.shape[0])
+    def step(self, x, y, nthreads: int) -> NativeStep:
+        """The kernel call on ``x`` and ``y``."""
+        nthreads = min(nthreads, self.vbuf.shape[0])
         if self.fast:
-            pick(_pool2x2, _pool2x2_serial, self.work, nthreads)(x.reshape(-1), y.reshape(-1), *self.fast_args)
-            return
-        self.counter[0] = 0
+            kern = pick(_pool2x2, _pool2x2_serial, self.work, nthreads)
+            return NativeStep(kern, (x.reshape(-1), y.reshape(-1), *self.fast_args))
         kern = pick(_pool, _pool_serial, self.work, nthreads)
-        kern(x.reshape(-1), y.reshape(-1), *self.args, self.vbuf, self.counter, nthreads, self.chunk)
+        args = (x.reshape(-1), y.reshape(-1), *self.args, self.vbuf, self.counter, nthreads, self.chunk)
+        return NativeStep(kern, args, ((self.counter, 0, 0),))
+
+    def bind(self, ins, outs):
+        """The step on these arrays as a call without arguments, offered to a native plan."""
+        x, y = ins[0], outs[0]
+
+        def call():
+            self.step(x, y, num_threads()).run()
+
+        call.native = lambda nthreads: (self.step(x, y, nthreads),)
+        return call
 
 
 def _taps_inside(out_count: int, k: int, s: int, d: int, pad: int, lo: int, hi: int) -> np.ndarray:
@@ -354,12 +366,7 @@ def build_max_pool(node, graph):
 
         return run_indices
     ones = readonly(np.ones((oh, ow), dtype))  # divisors: unused by max, they give the output shape
-    pooler = _Pooler(p, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, True, lowest, ones)
-
-    def run(ins, outs):
-        pooler(ins[0], outs[0])
-
-    return run
+    return run_of(_Pooler(p, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, True, lowest, ones).bind)
 
 
 @register("AveragePool")
@@ -382,9 +389,4 @@ def build_average_pool(node, graph):
             )
 
         return run_global
-    pooler = _Pooler(p, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, False, dt.type(0), count)
-
-    def run(ins, outs):
-        pooler(ins[0], outs[0])
-
-    return run
+    return run_of(_Pooler(p, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, False, dt.type(0), count).bind)
