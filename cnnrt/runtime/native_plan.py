@@ -9,7 +9,7 @@ milliseconds, so a plan is generated when a session first runs with a thread cou
 never cached. A step without a native form stays a Python call between the runs.
 
 Why: on a mobile net at batch 1 the Python loop's per-step cost (the step's wrapper, the
-dispatcher typing and unboxing 15 arguments, the loop) is 3-5 us against 5-30 us of work.
+dispatcher typing and unboxing 15 arguments, the loop) is 3-8 us against 5-30 us of work.
 """
 
 from __future__ import annotations
