@@ -150,3 +150,27 @@ def test_a_failing_kernel_in_a_segment_names_its_node_and_the_session_stays_usab
     ex._schedules.clear()
     [again] = sess.run(None, {"x": x})
     np.testing.assert_array_equal(again, want)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
+def test_each_thread_count_gets_its_own_plan():
+    sess = _small_session(threads=1)
+    x = np.random.default_rng(3).standard_normal((1, 16, 28, 28)).astype(np.float32)
+    [one] = sess.run(None, {"x": x})
+    sess.threads = 2
+    [two] = sess.run(None, {"x": x})
+    assert set(sess.executor._schedules) == {1, 2}
+    np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-6)
+    sess.threads = 1
+    [again] = sess.run(None, {"x": x})
+    np.testing.assert_array_equal(again, one)
+
+
+def test_the_environment_turns_the_plan_off(monkeypatch):
+    monkeypatch.setenv("CNNRT_NATIVE_PLAN", "0")
+    sess = _small_session()
+    assert not sess.native_plan
+    x = np.ones((1, 16, 28, 28), np.float32)
+    sess.run(None, {"x": x})
+    assert not sess.executor.native and not any(isinstance(p, Segment) for _, p in sess.executor._schedule())
+    assert _small_session(native_plan=True).native_plan  # the keyword wins over the environment
