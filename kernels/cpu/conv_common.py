@@ -15,7 +15,7 @@ from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_row
 from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run
-from cnnrt.kernels.cpu.native_call import NativeStep
+from cnnrt.kernels.cpu.native_call import NativeStep, native_call
 from cnnrt.kernels.registry import bound
 
 
@@ -217,3 +217,24 @@ def pad_copy_step(x: np.ndarray, dst: np.ndarray, spec, geo, nthreads: int, form
     planes = x.reshape(spec.n, geo.planes, spec.h, spec.w * geo.layout_lanes)
     args = (planes, dst, spec.pt, spec.pl, geo.layout_lanes, geo.wp * geo.layout_lanes, geo.plane, geo.per_n, form)
     return NativeStep(kern, args)
+
+
+def bind_constant_conv(
+    run, kernels: tuple, work: float, args_for, w, b, bias_fixed: bool, max_threads: int, counter=None
+):
+    """``run.bind`` for a conv kernel over packed weights: with constant weights ``w`` and a
+    constant bias (``bias_fixed``, or no bias input fed; ``b`` is what the kernel then reads),
+    the step is ``kernels`` (parallel, serial), picked for ``work``, on ``args_for(ins, outs,
+    w, b, nthreads)``, the task ``counter`` reset before each call, and offered to a native
+    plan; otherwise ``run`` on the arrays, which reads what is fed."""
+
+    def bind(ins, outs):
+        if w is None or (not bias_fixed and len(ins) > 2 and ins[2] is not None):
+            return partial(run, ins, outs)
+
+        def args(nthreads):
+            return args_for(ins, outs, w, b, min(nthreads, max_threads))
+
+        return native_call(*kernels, work, args, () if counter is None else ((counter, 0, 0),))
+
+    return bind

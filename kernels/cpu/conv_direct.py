@@ -17,8 +17,6 @@ output channels) are claimed from a shared counter, as in conv_gemm.py.
 
 from __future__ import annotations
 
-from functools import partial
-
 import numba
 import numpy as np
 from numba import prange
@@ -28,9 +26,8 @@ from cnnrt.kernels.aligned import aligned_copy, aligned_zeros, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv_common import readonly, tile_flags
+from cnnrt.kernels.cpu.conv_common import bind_constant_conv, readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import MR
-from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.prepacked import prepacked
 
 _BLOCK_BUDGET = 512 << 10  # bytes of the per-thread block of virtual outputs (mb x vb)
@@ -285,17 +282,10 @@ def build_direct(spec, w_const, b_const):
         counter[0] = 0
         pick(_direct_tasks, _direct_tasks_serial, work, nthreads)(*args_for(ins, outs, ap, b, nthreads))
 
-    def bind(ins, outs):
-        """Constant weights and bias: the kernel call offered to a native plan."""
-        if ap_const is None or (b_const is None and len(ins) > 2 and ins[2] is not None):
-            return partial(run, ins, outs)
-        b = b_const if b_const is not None else zeros
-
-        def args(nthreads):
-            return args_for(ins, outs, ap_const, b, min(nthreads, max_threads))
-
-        return native_call(_direct_tasks, _direct_tasks_serial, work, args, ((counter, 0, 0),))
-
-    run.bind = bind
+    kernels = (_direct_tasks, _direct_tasks_serial)
+    b_fixed = b_const if b_const is not None else zeros
+    run.bind = bind_constant_conv(
+        run, kernels, work, args_for, ap_const, b_fixed, b_const is not None, max_threads, counter
+    )
     run.blocks = (vb, mb)
     return run

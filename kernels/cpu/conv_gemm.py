@@ -24,7 +24,7 @@ from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
-from cnnrt.kernels.cpu.conv_common import readonly, tile_flags
+from cnnrt.kernels.cpu.conv_common import bind_constant_conv, readonly, tile_flags
 from cnnrt.kernels.cpu.conv_gather import gather_block
 from cnnrt.kernels.cpu.microkernel import MR
 from cnnrt.kernels.prepacked import prepacked
@@ -319,20 +319,17 @@ def build_tasks(spec, w_const, b_const, direct: bool):
     flags = tile_flags(spec)
     s = spec
 
-    def run(ins, outs):
-        ap = ap_const if ap_const is not None else pack(ins[1])
-        b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
+    def args_for(ins, outs, ap, b, nthreads):
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
-        counter[0] = 0
-        nthreads = min(num_threads(), max_threads)
-        kern = pick(_conv_tasks, _conv_tasks_serial, work, nthreads)
-        x = ins[0]
-        kern(
+        x, res = ins[0], dummy_res if r is None else r.reshape(-1)
+        window = (s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.dh, s.dw, s.ow)
+        tail = (pb, mb, r is not None, s.act, alpha, beta, flags)
+        return (
             x,
             x.reshape(-1),
             ap,
             b,
-            dummy_res if r is None else r.reshape(-1),
+            res,
             outs[0].reshape(-1),
             col,
             pbuf,
@@ -341,23 +338,21 @@ def build_tasks(spec, w_const, b_const, direct: bool):
             nthreads,
             direct,
             kc,
-            s.kh,
-            s.kw,
-            s.sh,
-            s.sw,
-            s.pt,
-            s.pl,
-            s.dh,
-            s.dw,
-            s.ow,
-            pb,
-            mb,
-            r is not None,
-            s.act,
-            alpha,
-            beta,
-            flags,
+            *window,
+            *tail,
         )
 
+    def run(ins, outs):
+        ap = ap_const if ap_const is not None else pack(ins[1])
+        b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
+        counter[0] = 0
+        nthreads = min(num_threads(), max_threads)
+        pick(_conv_tasks, _conv_tasks_serial, work, nthreads)(*args_for(ins, outs, ap, b, nthreads))
+
+    kernels = (_conv_tasks, _conv_tasks_serial)
+    b_fixed = b_const if b_const is not None else zeros
+    run.bind = bind_constant_conv(
+        run, kernels, work, args_for, ap_const, b_fixed, b_const is not None, max_threads, counter
+    )
     run.blocks = (pb, mb)
     return run

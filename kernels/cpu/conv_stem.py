@@ -24,8 +24,6 @@ across threads.
 
 from __future__ import annotations
 
-from functools import partial
-
 import numba
 import numpy as np
 from numba import types
@@ -38,9 +36,8 @@ from cnnrt.kernels.aligned import aligned_copy
 from cnnrt.kernels.cpu import conv_algorithm
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv_common import block_size, live_lanes, readonly, tile_flags
+from cnnrt.kernels.cpu.conv_common import bind_constant_conv, block_size, live_lanes, readonly, tile_flags
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, lanes_of
-from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.cpu.vector_act import activations, by_kind
 from cnnrt.kernels.prepacked import prepacked
 
@@ -303,16 +300,6 @@ def build_stem_conv(spec, w_const, b_const, channels: int | None = None):
         nthreads = min(num_threads(), max_threads)
         pick(_stem_rows, _stem_rows_serial, work, nthreads)(*args_for(ins, outs, wpk, b, nthreads))
 
-    def bind(ins, outs):
-        """Constant weights and bias: the stem's kernel call offered to a native plan."""
-        if wpk_const is None or (b_const is None and len(ins) > 2 and ins[2] is not None):
-            return partial(run, ins, outs)
-        return native_call(
-            _stem_rows,
-            _stem_rows_serial,
-            work,
-            lambda nthreads: args_for(ins, outs, wpk_const, bias_const, min(nthreads, max_threads)),
-        )
-
-    run.bind = bind
+    kernels = (_stem_rows, _stem_rows_serial)
+    run.bind = bind_constant_conv(run, kernels, work, args_for, wpk_const, bias_const, b_const is not None, max_threads)
     return run

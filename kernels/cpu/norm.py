@@ -19,8 +19,9 @@ from cnnrt.core.ops import ACTIVATIONS, op_attrs
 from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size, readonly
+from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.cpu.vector_ir import LRN_REACH, lrn_window_sums
-from cnnrt.kernels.registry import register
+from cnnrt.kernels.registry import register, run_of
 
 
 @pjit
@@ -216,10 +217,11 @@ def build_blocked_lrn(node, graph):
     logical = graph.values.get(xv.logical)
     c = logical.shape[1] if logical is not None else cb * _LANES
 
-    def run(ins, outs):
-        _lrn_blocked(ins[0].reshape(-1), outs[0].reshape(-1), cb, h * w, c, lo, hi, a, beta, bias)
+    def bind(ins, outs):
+        args = (ins[0].reshape(-1), outs[0].reshape(-1), cb, h * w, c, lo, hi, a, beta, bias)
+        return native_call(_lrn_blocked, _lrn_blocked, 0, lambda nthreads: args)
 
-    return run
+    return run_of(bind)
 
 
 @register("LRN")

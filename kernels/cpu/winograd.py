@@ -21,8 +21,6 @@ tests/kernels/test_winograd.py for the bound that its transform magnitudes give.
 
 from __future__ import annotations
 
-from functools import partial
-
 import numba
 import numpy as np
 
@@ -30,9 +28,8 @@ from cnnrt.kernels._jit import njit, num_threads, pick, threaded
 from cnnrt.kernels.aligned import aligned_copy, per_thread_shape, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
-from cnnrt.kernels.cpu.conv_common import live_lanes, readonly
+from cnnrt.kernels.cpu.conv_common import bind_constant_conv, live_lanes, readonly
 from cnnrt.kernels.cpu.microkernel import MR
-from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.cpu.winograd_transforms import (
     input_transform,
     output_scatter,
@@ -315,17 +312,10 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None, channels:
         nthreads = min(num_threads(), max_threads)
         pick(_winograd_tasks, _winograd_tasks_serial, work, nthreads)(*args_for(ins, outs, u, b, nthreads))
 
-    def bind(ins, outs):
-        """Constant weights and bias: the kernel call offered to a native plan."""
-        if u_const is None or (b_const is None and len(ins) > 2 and ins[2] is not None):
-            return partial(run, ins, outs)
-        b = b_const if b_const is not None else zeros
-
-        def args(nthreads):
-            return args_for(ins, outs, u_const, b, min(nthreads, max_threads))
-
-        return native_call(_winograd_tasks, _winograd_tasks_serial, work, args, ((counter, 0, 0),))
-
-    run.bind = bind
+    kernels = (_winograd_tasks, _winograd_tasks_serial)
+    b_fixed = b_const if b_const is not None else zeros
+    run.bind = bind_constant_conv(
+        run, kernels, work, args_for, u_const, b_fixed, b_const is not None, max_threads, counter
+    )
     run.blocks = (rows, mb)
     return run
