@@ -219,22 +219,37 @@ def pad_copy_step(x: np.ndarray, dst: np.ndarray, spec, geo, nthreads: int, form
     return NativeStep(kern, args)
 
 
-def bind_constant_conv(
-    run, kernels: tuple, work: float, args_for, w, b, bias_fixed: bool, max_threads: int, counter=None
-):
-    """``run.bind`` for a conv kernel over packed weights: with constant weights ``w`` and a
-    constant bias (``bias_fixed``, or no bias input fed; ``b`` is what the kernel then reads),
-    the step is ``kernels`` (parallel, serial), picked for ``work``, on ``args_for(ins, outs,
-    w, b, nthreads)``, the task ``counter`` reset before each call, and offered to a native
-    plan; otherwise ``run`` on the arrays, which reads what is fed."""
+def conv_run(kernels: tuple, work: float, args_for, max_threads: int, weights: tuple, bias: tuple, counter=None):
+    """run(ins, outs) of a conv kernel over packed weights: ``kernels`` (parallel, serial),
+    picked for ``work``, on ``args_for(ins, outs, w, b, nthreads)``, the task ``counter`` reset
+    first. ``weights``: (packed constant or None, pack: weights input -> packed); ``bias``:
+    (what the kernel reads for a constant bias or None, for no bias, fed: bias input -> what
+    it reads). ``run.bind`` binds the call once and, with constant weights and a constant or
+    no bias, offers it to a native plan."""
+    w_const, pack = weights
+    b_const, b_none, fed = bias
+
+    def bias_of(ins):
+        if b_const is not None:
+            return b_const
+        return fed(ins[2]) if len(ins) > 2 and ins[2] is not None else b_none
+
+    def run(ins, outs):
+        w = w_const if w_const is not None else pack(ins[1])
+        if counter is not None:
+            counter[0] = 0
+        nthreads = min(num_threads(), max_threads)
+        pick(*kernels, work, nthreads)(*args_for(ins, outs, w, bias_of(ins), nthreads))
 
     def bind(ins, outs):
-        if w is None or (not bias_fixed and len(ins) > 2 and ins[2] is not None):
+        if w_const is None or (b_const is None and len(ins) > 2 and ins[2] is not None):
             return partial(run, ins, outs)
+        b = bias_of(ins)
 
         def args(nthreads):
-            return args_for(ins, outs, w, b, min(nthreads, max_threads))
+            return args_for(ins, outs, w_const, b, min(nthreads, max_threads))
 
         return native_call(*kernels, work, args, () if counter is None else ((counter, 0, 0),))
 
-    return bind
+    run.bind = bind
+    return run

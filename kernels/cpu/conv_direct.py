@@ -21,12 +21,12 @@ import numba
 import numpy as np
 from numba import prange
 
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, pjit, serial_twin
 from cnnrt.kernels.aligned import aligned_copy, aligned_zeros, per_thread
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv_common import bind_constant_conv, readonly, tile_flags
+from cnnrt.kernels.cpu.conv_common import conv_run, readonly, tile_flags
 from cnnrt.kernels.cpu.microkernel import MR
 from cnnrt.kernels.prepacked import prepacked
 
@@ -275,17 +275,7 @@ def build_direct(spec, w_const, b_const):
         tail = (r is not None, s.act, alpha, beta, 0 if r is not None else tflags, nr, pads, geo.hq)
         return (ins[0], xph, ap, taps, b, res, outs[0].reshape(-1), *shape, *tail)
 
-    def run(ins, outs):
-        ap = ap_const if ap_const is not None else pack(ins[1])
-        b = b_const if b_const is not None else (readonly(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
-        nthreads = min(num_threads(), max_threads)
-        counter[0] = 0
-        pick(_direct_tasks, _direct_tasks_serial, work, nthreads)(*args_for(ins, outs, ap, b, nthreads))
-
     kernels = (_direct_tasks, _direct_tasks_serial)
-    b_fixed = b_const if b_const is not None else zeros
-    run.bind = bind_constant_conv(
-        run, kernels, work, args_for, ap_const, b_fixed, b_const is not None, max_threads, counter
-    )
+    run = conv_run(kernels, work, args_for, max_threads, (ap_const, pack), (b_const, zeros, readonly), counter)
     run.blocks = (vb, mb)
     return run

@@ -30,13 +30,13 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels._jit import njit, num_threads, pick, threaded
+from cnnrt.kernels._jit import njit, threaded
 from cnnrt.kernels.activation import CLIP, RELU
 from cnnrt.kernels.aligned import aligned_copy
 from cnnrt.kernels.cpu import conv_algorithm
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.conv_common import bind_constant_conv, block_size, live_lanes, readonly, tile_flags
+from cnnrt.kernels.cpu.conv_common import block_size, conv_run, live_lanes, readonly, tile_flags
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, lanes_of
 from cnnrt.kernels.cpu.vector_act import activations, by_kind
 from cnnrt.kernels.prepacked import prepacked
@@ -291,15 +291,18 @@ def build_stem_conv(spec, w_const, b_const, channels: int | None = None):
         tail = (m_blocks, m_pad * s.oh * s.ow, tflags, live, b, res, kind, alpha, beta)
         return (nthreads, (), ins[0], *geometry, wpk, outs[0].reshape(-1), *tail)
 
-    def run(ins, outs):
-        wpk = wpk_const if wpk_const is not None else readonly(pack(ins[1]))
-        b = bias_const
-        if b_const is None and len(ins) > 2 and ins[2] is not None:
-            bias_pad[: s.m] = ins[2]
-            b = readonly(bias_pad)
-        nthreads = min(num_threads(), max_threads)
-        pick(_stem_rows, _stem_rows_serial, work, nthreads)(*args_for(ins, outs, wpk, b, nthreads))
+    def fed_bias(b):
+        bias_pad[: s.m] = b
+        return readonly(bias_pad)
 
     kernels = (_stem_rows, _stem_rows_serial)
-    run.bind = bind_constant_conv(run, kernels, work, args_for, wpk_const, bias_const, b_const is not None, max_threads)
+    weights = (wpk_const, lambda w: readonly(pack(w)))
+    run = conv_run(
+        kernels,
+        work,
+        args_for,
+        max_threads,
+        weights,
+        (bias_const if b_const is not None else None, bias_const, fed_bias),
+    )
     return run

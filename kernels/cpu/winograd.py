@@ -24,11 +24,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from cnnrt.kernels._jit import njit, num_threads, pick, threaded
+from cnnrt.kernels._jit import njit, threaded
 from cnnrt.kernels.aligned import aligned_copy, per_thread_shape, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
-from cnnrt.kernels.cpu.conv_common import bind_constant_conv, live_lanes, readonly
+from cnnrt.kernels.cpu.conv_common import conv_run, live_lanes, readonly
 from cnnrt.kernels.cpu.microkernel import MR
 from cnnrt.kernels.cpu.winograd_transforms import (
     input_transform,
@@ -305,17 +305,12 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None, channels:
         tail = (counter, s.pt, s.pl, rows, mb, r is not None, s.act, alpha, beta, lanes, real)
         return (nthreads, (), view(ins[0]), u, b, res, view(outs[0]), *bufs, *tail)
 
-    def run(ins, outs):
-        u = u_const if u_const is not None else readonly(pack_u(transform_weights(ins[1], dt), nr))
-        b = b_const if b_const is not None else (whole_blocks(ins[2]) if len(ins) > 2 and ins[2] is not None else zeros)
-        counter[0] = 0
-        nthreads = min(num_threads(), max_threads)
-        pick(_winograd_tasks, _winograd_tasks_serial, work, nthreads)(*args_for(ins, outs, u, b, nthreads))
+    def pack_weights(w):
+        return readonly(pack_u(transform_weights(w, dt), nr))
 
     kernels = (_winograd_tasks, _winograd_tasks_serial)
-    b_fixed = b_const if b_const is not None else zeros
-    run.bind = bind_constant_conv(
-        run, kernels, work, args_for, u_const, b_fixed, b_const is not None, max_threads, counter
+    run = conv_run(
+        kernels, work, args_for, max_threads, (u_const, pack_weights), (b_const, zeros, whole_blocks), counter
     )
     run.blocks = (rows, mb)
     return run
