@@ -85,25 +85,18 @@ def schedule(calls: list, nthreads: int) -> tuple[list[tuple[int, object]], list
     (step index, reason) of each run that stayed in Python because its segment did not build."""
     parts: list[tuple[int, object]] = []
     declined: list[tuple[int, str]] = []
+    forms = [native(nthreads) if (native := getattr(call, "native", None)) else None for call in calls]
     i = 0
     while i < len(calls):
-        native = getattr(calls[i], "native", None)
-        forms = native(nthreads) if native is not None else None
-        if forms is None:
+        if forms[i] is None:
             parts.append((i, calls[i]))
             i += 1
             continue
-        run = [forms]
         j = i + 1
-        while j < len(calls):
-            native = getattr(calls[j], "native", None)
-            forms = native(nthreads) if native is not None else None
-            if forms is None:
-                break
-            run.append(forms)
+        while j < len(calls) and forms[j] is not None:
             j += 1
         try:
-            parts.append((i, Segment(run, i)))
+            parts.append((i, Segment(forms[i:j], i)))
         except Exception as e:  # noqa: BLE001  (the steps still run, as Python calls)
             declined.append((i, f"{type(e).__name__}: {e}"))
             parts.extend((k, calls[k]) for k in range(i, j))

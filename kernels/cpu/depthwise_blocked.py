@@ -34,13 +34,13 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels._jit import njit, num_threads, pick, threaded
+from cnnrt.kernels._jit import njit, threaded
 from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size, readonly
 from cnnrt.kernels.cpu.llvm_ir import I32, Vectors, c64, data_pointers, masked_load, round_bf16, widen_bf16
-from cnnrt.kernels.cpu.native_call import NativeStep
+from cnnrt.kernels.cpu.native_call import native_call
 
 # (kw, stride along the row, dilation along the row) emitted with input reuse: MobileNet,
 # EfficientNet, MixNet (3..11) and the dilated LR-ASPP backbone layers
@@ -317,19 +317,14 @@ class RowBlockedDepthwise:
             beta,
             self.counter,
         )
-        counter, threads, work, form = self.counter, self.threads, self.work, self.form
-
-        def call():
-            nthreads = min(num_threads(), threads)
-            counter[0] = 0
-            pick(_dw_blocked, _dw_blocked_serial, work, nthreads)(nthreads, form, *args)
-
-        def native(nthreads):
-            kern = pick(_dw_blocked, _dw_blocked_serial, work, nthreads)
-            return (NativeStep(kern, (min(nthreads, threads), form, *args), ((counter, 0, 0),)),)
-
-        call.native = native
-        return call
+        threads, form = self.threads, self.form
+        return native_call(
+            _dw_blocked,
+            _dw_blocked_serial,
+            self.work,
+            lambda nthreads: (min(nthreads, threads), form, *args),
+            ((self.counter, 0, 0),),
+        )
 
     def __call__(self, x, out, w, bias, res=None):
         self.bind(x, out, w, bias, res)()
