@@ -101,7 +101,9 @@ def threaded(worker):
     compiled in the process (AMD Zen 5, MobileNetV2's blocked convs alone). Called from a
     prange body instead, the worker is optimized once; loaded from the cache it runs as fast
     as compiled in-process. The two wrappers are copies of one template under the worker's
-    name, so the disk cache keeps each kernel's apart (as :func:`serial_twin`)."""
+    name, so the disk cache keeps each kernel's apart (as :func:`serial_twin`). Both carry
+    ``.worker``: a native plan's parallel region (runtime/native_plan.py) calls it per task
+    instead of opening a parallel region per kernel."""
     import types
 
     import numba
@@ -115,7 +117,9 @@ def threaded(worker):
         g.__doc__ = f.__doc__
         return numba.njit(**flags)(g)
 
-    return wrap(_on_threads, "_threads", PARALLEL_FLAGS), wrap(_in_turn, "_in_turn", JIT_FLAGS)
+    parallel, serial = wrap(_on_threads, "_threads", PARALLEL_FLAGS), wrap(_in_turn, "_in_turn", JIT_FLAGS)
+    parallel.worker = serial.worker = worker  # a native plan's region calls the worker itself
+    return parallel, serial
 
 
 def pick(parallel, serial, work: float, nthreads: int):

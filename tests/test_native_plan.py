@@ -10,6 +10,7 @@ import pytest
 
 import cnnrt
 from cnnrt.errors import KernelError
+from cnnrt.kernels._jit import threaded
 from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.runtime.native_plan import Segment, schedule
 
@@ -39,6 +40,25 @@ def _checked_copy(x, out):
     if x[0] < 0:
         raise ValueError("negative first element")
     out[:] = x
+
+
+@numba.njit
+def _doubled_worker(t, nthreads, form, x, out):
+    """Task t of nthreads: its share of out = 2x, raising on a negative element."""
+    n = x.shape[0]
+    for i in range(t * n // nthreads, (t + 1) * n // nthreads):
+        if x[i] < 0:
+            raise ValueError("negative element")
+        out[i] = 2 * x[i]
+
+
+_doubled, _doubled_in_turn = threaded(_doubled_worker)
+
+
+@numba.njit(parallel=True)
+def _tripled(x, out):
+    for i in numba.prange(x.shape[0]):
+        out[i] = 3 * x[i]
 
 
 def _step(kernel, *args, sets=()):
@@ -150,6 +170,30 @@ def test_a_failing_kernel_in_a_segment_names_its_node_and_the_session_stays_usab
     ex._schedules.clear()
     [again] = sess.run(None, {"x": x})
     np.testing.assert_array_equal(again, want)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
+def test_steps_between_kernels_with_their_own_region_share_one_parallel_region():
+    x = np.arange(1000, dtype=np.float64)
+    a, b, c, d = (np.zeros(1000) for _ in range(4))
+    counter = np.full(1, 7, np.int64)
+    big = 1 << 30  # work enough for the parallel kernels
+    calls = [
+        native_call(_doubled, _doubled_in_turn, big, lambda n: (n, (), x, a)),  # tasks
+        _step(_add, a, 1.0, b, sets=((counter, 0, 0),)),  # a serial kernel: one task
+        native_call(_tripled, _tripled, big, lambda n: (b, c)),  # its own parallel region
+        native_call(_doubled, _doubled_in_turn, big, lambda n: (n, (), c, d)),
+    ]
+    [(_, segment)], declined = schedule(calls, nthreads=2)
+    assert declined == [] and segment.regions == 2
+    assert segment() == 0
+    np.testing.assert_array_equal(d, 2 * 3 * (2 * x + 1))
+    assert counter[0] == 0
+    x[700] = -1.0  # in the second task of the first step
+    assert segment() == 1  # 1 + the failing step: the steps after it did not run
+    c[:] = 0
+    x[700] = 5.0
+    assert segment() == 0 and d[700] == 2 * 3 * (2 * 5 + 1)
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")

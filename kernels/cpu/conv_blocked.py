@@ -92,8 +92,9 @@ _B_CHUNK_BYTES = 96 << 10
     G_LIVE,
     G_TAIL_FROM,
     G_K_TAIL,
+    G_PANELS_OUTER,
     G_LEN,
-) = range(22)
+) = range(23)
 
 
 @njit
@@ -126,7 +127,7 @@ def _blocked_worker(_t, _nthreads, form, xp, wp, taps, pin, bias, rf, of, counte
     )
     nv, bmr = g[G_NV], g[G_BMR]  # the tile: bmr pixels x nv blocks (BLOCKED_TILES)
     live = g[G_LIVE] << mk.LANES_SHIFT
-    tail_from, k_tail = g[G_TAIL_FROM], g[G_K_TAIL]
+    tail_from, k_tail, outer = g[G_TAIL_FROM], g[G_K_TAIL], g[G_PANELS_OUTER]
     nr = nv * lanes
     npix = oh * ow
     plane = npix * lanes
@@ -138,7 +139,7 @@ def _blocked_worker(_t, _nthreads, form, xp, wp, taps, pin, bias, rf, of, counte
         i = blas.claim(counter)
         if i >= ntasks:
             break
-        p0, p1, q0, q1, n = task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix)
+        p0, p1, q0, q1, n = task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix, images, outer)
         y = q0 // ow
         x = q0 - y * ow
         for j in range(q1 - q0):
@@ -329,7 +330,7 @@ def build_blocked_conv(
     ntaps = len(geo.taps)
     w_bytes = spec.m * span * spec.kh * spec.kw * dt.itemsize
     in_bytes = spec.n * spec.c * spec.h * spec.w * dt.itemsize
-    pg, pxb = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes, bmr)
+    pg, pxb, outer = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes, bmr)
     xp_len = spec.n * geo.per_n
     group, panels = spec.group, -(-spec.m // nr)
     # each panel's first input block (grouped: the span its groups read; else block 0)
@@ -393,6 +394,7 @@ def build_blocked_conv(
         G_LIVE: live,
         G_TAIL_FROM: ntaps,
         G_K_TAIL: geo.kstep,
+        G_PANELS_OUTER: int(outer),
     }
     real_in = in_channels or spec.c
     if blocked_input and bf16 is None and group == 1 and real_in % lanes and real_in > spec.c - lanes:

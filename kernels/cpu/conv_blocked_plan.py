@@ -67,14 +67,15 @@ def pack_interleaved(w: np.ndarray, lanes: int, q: int) -> np.ndarray:
     return aligned_copy(np.ascontiguousarray(lanes_first.transpose(0, 3, 4, 2, 1)))
 
 
-def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: int = 4) -> tuple[int, int]:
-    """(panels per task, output pixels per task): a task is a block of one image's pixels
-    (a multiple of the tile's bmr) for a group of weight panels.
+def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: int = 4) -> tuple[int, int, bool]:
+    """(panels per task, output pixels per task, panels outermost): a task is a block of one
+    image's pixels (a multiple of the tile's bmr) for a group of weight panels.
 
     Whichever stream is bigger is read once: late layers (weights bigger than the input)
-    get one panel per task and all pixels, so each weight panel crosses memory once; early
-    layers get all panels and blocks of pixels. The output block a task re-reads per
-    reduction chunk stays under _OUT_BLOCK_BYTES."""
+    get one panel per task and all pixels, and a panel's tasks for every image run one after
+    the other (panels outermost), so each weight panel crosses memory once per batch, not once
+    per image; early layers get all panels and blocks of pixels. The output block a task
+    re-reads per reduction chunk stays under _OUT_BLOCK_BYTES."""
     panels = -(-spec.m // nr)
     npix = spec.oh * spec.ow
     pg = 1 if w_bytes >= in_bytes else panels
@@ -92,18 +93,27 @@ def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: i
         pxb = fit(-(-pxb // 2))
     while tasks() < _MIN_TASKS and pg > 1:
         pg = -(-pg // 2)
-    return pg, pxb
+    return pg, pxb, w_bytes >= in_bytes
 
 
 @njit(inline="always")
-def task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix):
+def task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix, images, panels_outer):
     """Task ``i`` of :func:`plan_tasks`' split as (first panel, end panel, first pixel, end
-    pixel, image): groups of ``pg`` panels vary fastest, then blocks of ``pxb`` pixels, then
+    pixel, image): blocks of ``pxb`` pixels vary fastest, then images, then groups of ``pg``
+    panels when ``panels_outer``; else groups of panels fastest, then pixel blocks, then
     images."""
-    p0 = (i % n_pgroups) * pg
-    rest = i // n_pgroups
-    q0 = (rest % n_pblocks) * pxb
-    return p0, min(n_panels, p0 + pg), q0, min(npix, q0 + pxb), rest // n_pblocks
+    if panels_outer:
+        q = i % n_pblocks
+        rest = i // n_pblocks
+        n = rest % images
+        p0 = (rest // images) * pg
+    else:
+        p0 = (i % n_pgroups) * pg
+        rest = i // n_pgroups
+        q = rest % n_pblocks
+        n = rest // n_pblocks
+    q0 = q * pxb
+    return p0, min(n_panels, p0 + pg), q0, min(npix, q0 + pxb), n
 
 
 def pack_weights(w: np.ndarray, nr: int, kstep: int) -> np.ndarray:

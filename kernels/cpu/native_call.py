@@ -16,7 +16,11 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from numba import prange
 from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+from cnnrt.kernels._jit import pjit
 
 
 @dataclass(frozen=True)
@@ -118,11 +122,15 @@ def _abi(context, argtys: tuple) -> tuple[list, Any]:
     return flat, context.call_conv.get_function_type(types.none, argtys)
 
 
-def emit_call(context, builder, fnaddr: int, typed: tuple):
+def emit_call(context, builder, fnaddr: int, typed: tuple, first=None):
     """Call the kernel at ``fnaddr`` (returning None) on ``typed`` ((type, value) pairs, from
-    :func:`native_address`); the i1 that is true when it raised."""
+    :func:`native_address`); the i1 that is true when it raised. ``first``: an LLVM value of
+    the first flattened argument's type passed in place of its constant (a run-time value: a
+    task index, a function's address)."""
     argtys = tuple(t for t, _ in typed)
     args = [c for t, v in typed for c in flat_arguments(context, t, v)]
+    if first is not None:
+        args[0] = first
     expected, fnty = _abi(context, argtys)
     if [a.type for a in args] != expected:  # a mismatch would not raise: it would crash
         raise TypeError(f"arguments {[str(a.type) for a in args]} are not the ABI of {argtys}: {expected}")
@@ -132,3 +140,30 @@ def emit_call(context, builder, fnaddr: int, typed: tuple):
     excinfo = cgutils.alloca_once(builder, fnty.args[1].pointee)
     code = builder.call(callee, [retptr, excinfo, *args])
     return call_conv._get_return_status(builder, code, builder.load(excinfo)).is_error
+
+
+@intrinsic
+def _call_region(typingctx, fnaddr, task):
+    """``fnaddr(task)``: a generated function ``i64 (i64)`` called by its address."""
+    sig = types.int64(types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        from llvmlite import ir
+
+        i64 = ir.IntType(64)
+        fn = builder.inttoptr(args[0], ir.FunctionType(i64, [i64]).as_pointer())
+        return builder.call(fn, [args[1]])
+
+    return sig, codegen
+
+
+@pjit
+def run_region(fnaddr, nthreads, status):
+    """One parallel region in which each of ``nthreads`` threads calls the generated function
+    at ``fnaddr`` with its index; ``status[0]``: what a nonzero return said (runtime/
+    native_plan.py: the failing step). Numba's pool may run two indices on one thread in
+    turn: the region's work is claimed, not assigned by index, so it completes either way."""
+    for t in prange(nthreads):
+        r = _call_region(fnaddr, t)
+        if r != 0:
+            status[0] = r

@@ -121,7 +121,8 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
     n, _, oh, ow = p["out_shape"]
     h, wd = x_shape[2], x_shape[3]
     (dh, dw), (pt, pl, pb, pr) = p["dilations"], p["pads"]
-    taps_path = qconv_vnni_taps.eligible(c, (kh, kw), p["strides"])
+    # the taps copy here is qconv_vnni_taps' stride-1 layout (no phase planes)
+    taps_path = tuple(p["strides"]) == (1, 1) and qconv_vnni_taps.eligible(c, (kh, kw))
     shift = 128 if x_dtype == "int8" else 0
     wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
     bias = np.zeros(-(-m // CH) * CH, np.int32)
@@ -146,7 +147,8 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
 
         def prepare(x):
             xw = words.view((n, kq, lda), np.uint32)
-            _interleave(np.ascontiguousarray(x), xw[:, :c4], pt, pl, wp, xz_raw, flip)
+            # every word group up to the tiles' kq, those past C/4 from channel C-1 (zero weights)
+            _interleave(np.ascontiguousarray(x), xw, pt, pl, 1, 1, hp, wp, xz_raw, flip, (0,))
             return xw
 
     else:  # im2col words, one tap

@@ -312,14 +312,14 @@ def test_panel_blocks_fit_the_channel_count():
 
 def test_plan_tasks_reads_the_bigger_stream_once():
     big_weights = ConvSpec(1, 512, 7, 7, 512, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-    pg, pxb = plan.plan_tasks(big_weights, 4, 64, 512 * 512 * 9 * 4, 512 * 49 * 4)
-    assert (pg, pxb) == (1, 49)  # one weight panel per task, all pixels
+    pg, pxb, outer = plan.plan_tasks(big_weights, 4, 64, 512 * 512 * 9 * 4, 512 * 49 * 4)
+    assert (pg, pxb, outer) == (1, 49, True)  # one weight panel per task, all pixels, panel by panel
     big_input = ConvSpec(1, 64, 56, 56, 64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-    pg, pxb = plan.plan_tasks(big_input, 4, 64, 64 * 64 * 9 * 4, 64 * 56 * 56 * 4)
-    assert pg == 1 and pxb < 3136 and pxb % 4 == 0  # all (one) panels, blocks of pixels
+    pg, pxb, outer = plan.plan_tasks(big_input, 4, 64, 64 * 64 * 9 * 4, 64 * 56 * 56 * 4)
+    assert pg == 1 and pxb < 3136 and pxb % 4 == 0 and not outer  # all (one) panels, blocks of pixels
     # a pointwise conv at batch 1: its 3136 pixels cut into at least _MIN_TASKS blocks
     pointwise = ConvSpec(1, 256, 56, 56, 64, 56, 56, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
-    pg, pxb = plan.plan_tasks(pointwise, 4, 64, 256 * 64 * 4, 256 * 3136 * 4, 4)
+    pg, pxb, _ = plan.plan_tasks(pointwise, 4, 64, 256 * 64 * 4, 256 * 3136 * 4, 4)
     assert -(-3136 // pxb) >= plan._MIN_TASKS and pxb % 4 == 0
 
 
