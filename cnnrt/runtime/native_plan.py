@@ -64,7 +64,7 @@ class Segment:
         builder = ir.IRBuilder(fn.append_basic_block("entry"))
         units = [(k, ns) for k, calls in enumerate(natives) for ns in calls]
         regions = nthreads > 1 and REGIONS
-        groups = _regions(units) if regions else [[u] for u in units]
+        groups = _regions(units) if regions else [(False, [u]) for u in units]
         # 64-byte lines: per unit (tasks claimed, tasks done), then the error word, then the
         # status word of kernels/cpu/native_call.run_region
         self.lines = np.zeros(8 * (len(units) + 2) + 8, np.int64)
@@ -74,8 +74,8 @@ class Segment:
         self.regions = 0
         self.pause = _pause(self.module) if regions else None
         unit_index = 0
-        for group in groups:
-            if not regions or (len(group) == 1 and _tasks(group[0][1]) is None):
+        for in_region, group in groups:
+            if not in_region:
                 k, ns = group[0]
                 self._sets(builder, ns)
                 fnaddr, typed = _address(ns)
@@ -189,27 +189,39 @@ def _tasks(ns):
     worker = getattr(ns.kernel, "worker", None)
     if worker is not None:
         return worker, int(ns.args[0])
-    if ns.kernel.targetoptions.get("parallel"):
+    if _parallel(ns.kernel):
         return None
     return ns.kernel, 1
 
 
-def _regions(units: list) -> list[list]:
-    """``units`` ((step, NativeStep) in order) cut into groups: a kernel with its own parallel
-    region alone; runs of the others together, but a run ends before a step that stores into
-    a word an earlier step of the run stores into (the stores happen before the region)."""
-    groups: list[list] = []
+def _regions(units: list) -> list[tuple[bool, list]]:
+    """``units`` ((step, NativeStep) in order) cut into (in a region, units) groups: a kernel
+    with its own parallel region alone, not in a region; runs of the others together, but a
+    run ends before a step that stores into a word an earlier step of the run stores into
+    (the stores happen before the region). A run of serial kernels only stays out of a region,
+    one unit per group: it would open a parallel region where there was none (LeNet-5)."""
+    runs: list[list] = []
     words: set = set()
     for u in units:
         own = _tasks(u[1]) is None
         keys = {arr.ctypes.data + int(i) * arr.strides[0] for arr, i, _ in u[1].sets}
-        if own or not groups or _tasks(groups[-1][0][1]) is None or keys & words:
-            groups.append([u])
+        if own or not runs or _tasks(runs[-1][0][1]) is None or keys & words:
+            runs.append([u])
             words = set()
         else:
-            groups[-1].append(u)
+            runs[-1].append(u)
         words |= keys
+    groups: list[tuple[bool, list]] = []
+    for run in runs:
+        if _tasks(run[0][1]) is not None and any(_parallel(ns.kernel) for _, ns in run):
+            groups.append((True, run))
+        else:
+            groups += [(False, [u]) for u in run]
     return groups
+
+
+def _parallel(kernel) -> bool:
+    return bool(kernel.targetoptions.get("parallel"))
 
 
 def _address(ns, kernel=None, args=None):

@@ -175,6 +175,13 @@ def split_index(t, n):
 
 
 @njit(inline="always")
+def share(part, parts, total):
+    """The tasks [first, end) of ``total`` that part ``part`` of ``parts`` runs: a threaded
+    worker's static share (kernels._jit.threaded)."""
+    return part * total // parts, (part + 1) * total // parts
+
+
+@njit(inline="always")
 def band_span(t, bands, band, rows, per_task, planes):
     """Task ``t`` of a split into runs of ``per_task`` whole planes or one plane's bands of
     ``band`` output rows (``bands`` per plane, ``rows`` in all) as (first plane, end plane,

@@ -19,12 +19,12 @@ from numba import config, prange
 from cnnrt.core.ir import BF16
 from cnnrt.core.layout import blocks
 from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin, threaded
 from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.conv_spec import ConvSpec
 from cnnrt.kernels.cpu import depthwise_blocked
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.blas import split_index
+from cnnrt.kernels.cpu.blas import share, split_index
 from cnnrt.kernels.cpu.blocked_window import FMA, MAX, SUM, Windows
 from cnnrt.kernels.cpu.conv_common import opt_input as _opt
 from cnnrt.kernels.cpu.conv_common import readonly
@@ -387,14 +387,16 @@ def build_blocked_global_pool(node, graph) -> KernelFn:
     return run_of(bind)
 
 
-@pjit
-def _affine(x, out, s, t, n_, cb, hw, b, chunk, lo, hi, kind, alpha, beta):
+@njit
+def _affine_worker(part, parts, _form, x, out, s, t, n_, cb, hw, b, chunk, lo, hi, kind, alpha, beta):
     """out = act(x * s + t) per channel over flat (N, CB, HW, B) x and out; tasks (plane,
-    chunk of pixels). With B the vector width each chunk is one vector_ir.affine_run (Relu
-    and Clip its clamp), else lane by lane; other activations run over the chunk after."""
+    chunk of pixels), this part's share of them (kernels._jit.threaded). With B the vector
+    width each chunk is one vector_ir.affine_run (Relu and Clip its clamp), else lane by lane;
+    other activations run over the chunk after."""
     nch = (hw + chunk - 1) // chunk
     vector = b * x.itemsize == VECTOR_BYTES
-    for task in prange(n_ * cb * nch):
+    first, end = share(part, parts, n_ * cb * nch)
+    for task in range(first, end):
         plane, q = split_index(task, nch)
         blk = plane % cb
         p0 = q * chunk
@@ -412,7 +414,7 @@ def _affine(x, out, s, t, n_, cb, hw, b, chunk, lo, hi, kind, alpha, beta):
             act_inplace(out[base + p0 * b : base + p1 * b], kind, alpha, beta)
 
 
-_affine_serial = serial_twin(_affine)
+_affine, _affine_serial = threaded(_affine_worker)
 
 
 @register("BlockedChannelAffine")
@@ -451,12 +453,13 @@ def build_blocked_channel_affine(node, graph) -> KernelFn:
         x = ins[0].reshape(-1)
         if fixed[0] is not None and fixed[1] is not None:
             args = (x, out, fixed[0], fixed[1], n, cb, hw, b, chunk, *scalars)
-            return native_call(_affine, _affine_serial, work, lambda nthreads: args)
+            return native_call(_affine, _affine_serial, work, lambda nthreads: (nthreads, (), *args))
 
         def call():
             s = fixed[0] if fixed[0] is not None else readonly(np.ascontiguousarray(ins[1], dt).reshape(-1))
             t = fixed[1] if fixed[1] is not None else readonly(np.ascontiguousarray(ins[2], dt).reshape(-1))
-            pick(_affine, _affine_serial, work, num_threads())(x, out, s, t, n, cb, hw, b, chunk, *scalars)
+            nthreads = num_threads()
+            pick(_affine, _affine_serial, work, nthreads)(nthreads, (), x, out, s, t, n, cb, hw, b, chunk, *scalars)
 
         return call
 

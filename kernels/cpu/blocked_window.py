@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from cnnrt.kernels._jit import num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, threaded
 from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.cpu.activation import act_inplace
+from cnnrt.kernels.cpu.blas import share
 from cnnrt.kernels.cpu.conv_common import block_size, readonly  # block_size: the vector width _lane_taps runs on
 from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, load_bf16, round_bf16
 from cnnrt.kernels.cpu.native_call import native_call
@@ -214,10 +215,13 @@ def _any_width(args):
             out[o + lane] = hi if a > hi else a
 
 
-@pjit
-def _windows(x, w, init, res, out, geo, rows, segs, tx, tw, mode, has_res, lo, hi, kind, alpha, beta):
+@njit
+def _windows_worker(
+    part, parts, geo, x, w, init, res, out, rows, segs, tx, tw, mode, has_res, lo, hi, kind, alpha, beta
+):
     """Blocked x (planes, H, W, B) -> out (planes, OH, OW, B), flat: a window op (module doc),
-    over tasks (plane, band of output rows). w: (CB, kh*kw, B) weights (FMA); init: (CB, B)
+    over tasks (plane, band of output rows), this part's share of them (kernels._jit.threaded;
+    ``geo`` its geometry tuple). w: (CB, kh*kw, B) weights (FMA); init: (CB, B)
     bias (FMA) or (OH, OW, B) divisors, each pixel's in every lane (SUM); rows[oh]: the class
     of output row oh; segs[s]: columns [o0, o1) of segment s, then per class r its tap count;
     its taps (x and w offsets) are tx, tw[(r*S + s)*K :]. x and out may hold bf16 bits
@@ -225,7 +229,8 @@ def _windows(x, w, init, res, out, geo, rows, segs, tx, tw, mode, has_res, lo, h
     h, wd, oh_n, ow_n, sh, sw, pt, pl, b, band, cb_n, kk, vl = geo
     nb = (oh_n + band - 1) // band
     n_seg = segs.shape[0]
-    for task in prange(out.size // (oh_n * ow_n * b) * nb):
+    first, end = share(part, parts, out.size // (oh_n * ow_n * b) * nb)
+    for task in range(first, end):
         p = task // nb
         r0 = (task - p * nb) * band
         r1 = min(oh_n, r0 + band)
@@ -276,7 +281,7 @@ def _windows(x, w, init, res, out, geo, rows, segs, tx, tw, mode, has_res, lo, h
             _act_floats(out[(p * oh_n + r0) * ow_n * b : (p * oh_n + r1) * ow_n * b], kind, alpha, beta)
 
 
-_windows_serial = serial_twin(_windows)
+_windows, _windows_serial = threaded(_windows_worker)
 
 
 def _valid_taps(out_count, k, s, pad, d, size):
@@ -333,12 +338,12 @@ class Windows:
         """The lane kernel's arguments for these arrays."""
         x, out = x.reshape(-1), out.reshape(-1)
         return (
+            self.geo,
             x.view(np.uint16) if self.bf16[0] else x,
             self.dummy if w is None else w,
             self.divisors if self.divisors is not None else self.dummy if init is None else init,
             self.no_res if res is None else res.reshape(-1),
             out.view(np.uint16) if self.bf16[1] else out,
-            self.geo,
             self.rows,
             self.segs,
             self.tx,
@@ -351,7 +356,8 @@ class Windows:
     def bind(self, x, out, w=None, init=None, res=None):
         """The op on these arrays as a call without arguments, offered to a native plan."""
         args = self.args(x, out, w, init, res)
-        return native_call(_windows, _windows_serial, self.work, lambda nthreads: args)
+        return native_call(_windows, _windows_serial, self.work, lambda nthreads: (nthreads, *args))
 
     def __call__(self, x, out, w=None, init=None, res=None):
-        pick(_windows, _windows_serial, self.work, num_threads())(*self.args(x, out, w, init, res))
+        nthreads = num_threads()
+        pick(_windows, _windows_serial, self.work, nthreads)(nthreads, *self.args(x, out, w, init, res))

@@ -11,9 +11,10 @@ from numba import prange, types
 from numba.extending import overload
 
 from cnnrt.core.ir import compute_dtype
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin, threaded
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_row
+from cnnrt.kernels.cpu.blas import share
 from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run
 from cnnrt.kernels.cpu.native_call import NativeStep, native_call
 from cnnrt.kernels.registry import bound
@@ -180,15 +181,17 @@ def _put_row(src, s, dst, d, count, form):
     return copy
 
 
-@pjit
-def pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n, form):
-    """xp's planes from x (N, P, H, W*lanes): each plane of per_plane elements (per_n per
-    image) holds x's at row pt, column pl*lanes, zeros around; every element written (the
-    buffer is shared with other layers). The rows go through :func:`put_row`: a float32
-    input's padded copy, a bf16 activation's, a float32 input's bf16 copy (from its bits,
-    conv_blocked_bf16.py) or, by ``form``, a grouped conv's interleaved copy."""
+@njit
+def _pad_planes_worker(part, parts, form, x, xp, pt, pl, lanes, wp_l, per_plane, per_n):
+    """xp's planes from x (N, P, H, W*lanes), this part's share of them (kernels._jit.
+    threaded): each plane of per_plane elements (per_n per image) holds x's at row pt, column
+    pl*lanes, zeros around; every element written (the buffer is shared with other layers).
+    The rows go through :func:`put_row`: a float32 input's padded copy, a bf16 activation's, a
+    float32 input's bf16 copy (from its bits, conv_blocked_bf16.py) or, by ``form``, a grouped
+    conv's interleaved copy."""
     n_count, p_count, h, wl = x.shape
-    for q in prange(n_count * p_count):
+    first, end = share(part, parts, n_count * p_count)
+    for q in range(first, end):
         n = q // p_count
         p = q - n * p_count
         plane = n * per_n + p * per_plane
@@ -206,7 +209,7 @@ def pad_planes(x, xp, pt, pl, lanes, wp_l, per_plane, per_n, form):
         xp[top + h * wp_l : plane + per_plane] = 0
 
 
-pad_planes_serial = serial_twin(pad_planes)
+pad_planes, pad_planes_serial = threaded(_pad_planes_worker)
 
 
 def pad_copy_step(x: np.ndarray, dst: np.ndarray, spec, geo, nthreads: int, form: tuple = ()) -> NativeStep:
@@ -215,7 +218,18 @@ def pad_copy_step(x: np.ndarray, dst: np.ndarray, spec, geo, nthreads: int, form
     ``form`` (q zeros) interleaves each block's q groups (microkernel.interleave_order)."""
     kern = pick(pad_planes, pad_planes_serial, x.size * 8, nthreads)
     planes = x.reshape(spec.n, geo.planes, spec.h, spec.w * geo.layout_lanes)
-    args = (planes, dst, spec.pt, spec.pl, geo.layout_lanes, geo.wp * geo.layout_lanes, geo.plane, geo.per_n, form)
+    args = (
+        nthreads,
+        form,
+        planes,
+        dst,
+        spec.pt,
+        spec.pl,
+        geo.layout_lanes,
+        geo.wp * geo.layout_lanes,
+        geo.plane,
+        geo.per_n,
+    )
     return NativeStep(kern, args)
 
 
