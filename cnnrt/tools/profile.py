@@ -7,7 +7,9 @@ executor loop (``Executor.run``: input copies, steps, output copies) are measure
 runs interleaved with the stepwise ones, so drift on a shared machine hits all alike; the
 totals are reported side by side and a disagreement over 10% is flagged. With a native plan
 (runtime/native_plan.py) the executor loop is also timed with it off: the difference, per
-step, is the Python loop's per-step cost that the plan removes.
+step, is the Python loop's per-step cost that the plan removes. A step timed alone opens its
+own parallel region and wakes the pool, which the plan's steps, sharing one region, do not:
+on a many-step net at batch 1 the steps add up to more than the run.
 """
 
 from __future__ import annotations
