@@ -1,11 +1,13 @@
 """SqueezeExcite and BlockedSqueezeExcite: a squeeze-and-excitation block as one step.
 
 y[n, c] = x[n, c] * gate(W2 squeeze(W1 mean_hw(x[n]) + B1) + B2)[c] (passes/fuse_se.py makes
-the op from GlobalAveragePool -> 1x1 Conv -> 1x1 Conv -> Mul). One jitted call does it all:
-the pooled means (one task per channel plane or block), the two matvecs and the activations
-(serial: at most a few hundred thousand MACs), then the scaling (tasks over channel planes or
-blocks and pixel chunks). That is two parallel regions where the unfused block had a pool, two
-convs, a Mul and the reorders around it, each its own step.
+the op from GlobalAveragePool -> 1x1 Conv -> 1x1 Conv -> Mul). One jitted call does it all,
+image by image: the pooled means, the two matvecs and the activations (at most a few hundred
+thousand MACs), then the scaling. The images are its tasks (kernels._jit.threaded), so the
+threads share a batch, a native plan's region runs it with the steps around it, and an image
+is one thread's: at batch 1 the block is one task, as its few hundred thousand elements cost
+less than waking a second thread. Where the unfused block had a pool, two convs, a Mul and
+the reorders around it, each its own step, this is one.
 
 NCHW is the blocked layout with one lane, so both forms share the kernel: x is (N, CB, HW, B)
 flat, B = 1 for NCHW. In the blocked form C comes from W1, not from CB*B: the lanes of a last
@@ -17,13 +19,14 @@ accumulators), so the inner loops vectorise without reassociating a sum.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-from numba import prange
 
 from cnnrt.core.ir import BF16
 from cnnrt.core.ops import ACTIVATIONS, op_attrs
-from cnnrt.kernels._jit import pjit, serial_twin
+from cnnrt.kernels._jit import njit, threaded
 from cnnrt.kernels.cpu.activation import act_inplace, act_scalar
+from cnnrt.kernels.cpu.blas import share
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.kernels.cpu.native_call import native_call
@@ -36,85 +39,88 @@ PLANES = 8  # NCHW planes per pooling task
 CHUNK = 1024  # elements of one scaling task
 
 
-@pjit
-def _squeeze_excite(x, y, w1t, b1, w2t, b2, pooled, lanes, hidden, acc, gate, neg_zero, dims, acts):
-    """x, y flat (N, CB, HW, B); w1t (C, R), w2t (R, C); pooled (N*CB*B,) of x's dtype; lanes:
-    LANES; hidden (R,), acc (CB*B,) float64 scratch; gate, neg_zero (N*CB*B,) of x's dtype, the
-    latter all -0.0. dims = (N, CB, HW, B, C, R); acts = (squeeze kind, alpha, beta, gate kind,
-    alpha, beta)."""
+@njit
+def _squeeze_excite_worker(
+    part, parts, _form, x, y, w1t, b1, w2t, b2, pooled, lanes, hidden, acc, gate, neg_zero, dims, acts
+):
+    """This part's share of the images (kernels._jit.threaded): per image, pool, gate and scale.
+    x, y flat (N, CB, HW, B); w1t (C, R), w2t (R, C); pooled (N*CB*B,) of x's dtype; lanes:
+    LANES; hidden (parts, R), acc (parts, CB*B) float64 scratch, a row per part; gate,
+    neg_zero (N*CB*B,) of x's dtype, the latter all -0.0. dims = (N, CB, HW, B, C, R); acts =
+    (squeeze kind, alpha, beta, gate kind, alpha, beta)."""
     n_img, cb, hw, b, c, r = dims
-    planes = n_img * cb
-    # 1. the means, one task per plane (NCHW: a channel; blocked: a block of B channels)
-    if b * x.itemsize == VECTOR_BYTES:
-        for p in prange(planes):
-            pixel_reduce(x, p * hw * b, hw, pooled, p * b, False)
-    elif b == 1:  # NCHW: reduce.py's row means, on chunks of planes
-        x2 = x.reshape((planes, hw))
-        for t in prange((planes + PLANES - 1) // PLANES):
-            p0 = t * PLANES
-            p1 = min(planes, p0 + PLANES)
-            _row_means(x2[p0:p1], pooled[p0:p1], False, lanes)
-    else:  # blocked, B not the vector width (float64 on AVX2): lane by lane
-        for p in prange(planes):
-            base = p * hw * b
-            for lane in range(b):
-                total = 0.0
-                for s in range(hw):
-                    total += x[base + s * b + lane]
-                pooled[p * b + lane] = total / hw
-    # 2. the gates: squeeze matvec + activation, excite matvec + activation (serial, tiny)
     k1, a1, be1, k2, a2, be2 = acts
     ks, kg = np.int64(k1), np.int64(k2)
     width = cb * b
-    for n in range(n_img):
+    hid, ac = hidden[part], acc[part]
+    per = max(1, CHUNK // b)
+    chunks = (hw + per - 1) // per
+    first, end = share(part, parts, n_img)
+    for n in range(first, end):
+        # 1. the means, per plane (NCHW: a channel; blocked: a block of B channels)
+        if b * x.itemsize == VECTOR_BYTES:
+            for p in range(n * cb, (n + 1) * cb):
+                pixel_reduce(x, p * hw * b, hw, pooled, p * b, False)
+        elif b == 1:  # NCHW: reduce.py's row means, on chunks of planes
+            x2 = x.reshape((n_img * cb, hw))
+            for p0 in range(n * cb, (n + 1) * cb, PLANES):
+                p1 = min((n + 1) * cb, p0 + PLANES)
+                _row_means(x2[p0:p1], pooled[p0:p1], False, lanes)
+        else:  # blocked, B not the vector width (float64 on AVX2): lane by lane
+            for p in range(n * cb, (n + 1) * cb):
+                base = p * hw * b
+                for lane in range(b):
+                    total = 0.0
+                    for q in range(hw):
+                        total += x[base + q * b + lane]
+                    pooled[p * b + lane] = total / hw
+        # 2. the gates: squeeze matvec + activation, excite matvec + activation
         for j in range(r):
-            hidden[j] = b1[j]
+            hid[j] = b1[j]
         for ch in range(c):
             v = np.float64(pooled[n * width + ch])
             for j in range(r):
-                hidden[j] += w1t[ch, j] * v
+                hid[j] += w1t[ch, j] * v
         for j in range(r):
-            hidden[j] = act_scalar(hidden[j], ks, a1, be1)
+            hid[j] = act_scalar(hid[j], ks, a1, be1)
         for ch in range(c):
-            acc[ch] = b2[ch]
+            ac[ch] = b2[ch]
         for j in range(r):
-            h = hidden[j]
+            h = hid[j]
             for ch in range(c):
-                acc[ch] += w2t[j, ch] * h
+                ac[ch] += w2t[j, ch] * h
         for ch in range(c):
-            gate[n * width + ch] = acc[ch]
+            gate[n * width + ch] = ac[ch]
         act_inplace(gate[n * width : n * width + c], kg, a2, be2)
         for ch in range(c, width):
             gate[n * width + ch] = 0.0
-    # 3. the scaling, tasks over planes and chunks of pixels
-    per = max(1, CHUNK // b)
-    chunks = (hw + per - 1) // per
-    for t in prange(planes * chunks):
-        p = t // chunks
-        s0 = (t - p * chunks) * per
-        s1 = min(hw, s0 + per)
-        if b * x.itemsize == VECTOR_BYTES:
-            # explicit vectors: y is x (the plan runs the block in place), and with the two the
-            # same LLVM's overlap check sent its vectorised loop to the scalar one
-            # (x * g + -0.0 is x * g, signed zeros included)
-            affine_run(x, (p * hw + s0) * b, y, (p * hw + s0) * b, s1 - s0, gate, neg_zero, p * b, -np.inf, np.inf)
-            continue
-        # views and unsigned offsets: with int64 ones into the flat arrays LLVM left these scalar
-        xs = x[(p * hw + s0) * b : (p * hw + s1) * b]
-        ys = y[(p * hw + s0) * b : (p * hw + s1) * b]
-        if b == 1:
-            gv = gate[p]
-            for s in range(s1 - s0):
-                ys[s] = xs[s] * gv
-        else:
-            gl = gate[p * b : (p + 1) * b]
-            for s in range(s1 - s0):
-                o = np.uint64(s * b)
-                for lane in range(b):
-                    ys[o + np.uint64(lane)] = xs[o + np.uint64(lane)] * gl[lane]
+        # 3. the scaling, plane by plane in chunks of pixels
+        for t in range(n * cb * chunks, (n + 1) * cb * chunks):
+            p = t // chunks
+            s0 = (t - p * chunks) * per
+            s1 = min(hw, s0 + per)
+            if b * x.itemsize == VECTOR_BYTES:
+                # explicit vectors: y is x (the plan runs the block in place), and with the two the
+                # same LLVM's overlap check sent its vectorised loop to the scalar one
+                # (x * g + -0.0 is x * g, signed zeros included)
+                affine_run(x, (p * hw + s0) * b, y, (p * hw + s0) * b, s1 - s0, gate, neg_zero, p * b, -np.inf, np.inf)
+                continue
+            # views and unsigned offsets: with int64 ones into the flat arrays LLVM left these scalar
+            xs = x[(p * hw + s0) * b : (p * hw + s1) * b]
+            ys = y[(p * hw + s0) * b : (p * hw + s1) * b]
+            if b == 1:
+                gv = gate[p]
+                for q in range(s1 - s0):
+                    ys[q] = xs[q] * gv
+            else:
+                gl = gate[p * b : (p + 1) * b]
+                for q in range(s1 - s0):
+                    o = np.uint64(q * b)
+                    for lane in range(b):
+                        ys[o + np.uint64(lane)] = xs[o + np.uint64(lane)] * gl[lane]
 
 
-_squeeze_excite_serial = serial_twin(_squeeze_excite)
+_squeeze_excite, _squeeze_excite_serial = threaded(_squeeze_excite_worker)
 
 
 @register("SqueezeExcite", "BlockedSqueezeExcite")
@@ -150,7 +156,8 @@ def build_squeeze_excite(node, graph) -> KernelFn:
     pooled = np.zeros(n * cb * b, dt)
     gate = np.zeros(n * cb * b, dt)
     neg_zero = readonly(np.full(n * cb * b, -0.0, dt))
-    hidden, acc = np.zeros(r), np.zeros(cb * b)
+    parts = numba.config.NUMBA_NUM_THREADS
+    hidden, acc = np.zeros((parts, r)), np.zeros((parts, cb * b))
     dims = np.array([n, cb, h * w, b, c, r], np.int64)
     acts_arr = np.array(acts)
     size = n * cb * h * w * b
@@ -162,10 +169,13 @@ def build_squeeze_excite(node, graph) -> KernelFn:
 
     def bind(ins, outs):
         # the work of one pass over x, as the GlobalAveragePool and the Mul it replaces counted
-        # theirs: its two parallel regions cost as much as theirs would have
+        # theirs; the tasks are images, so one image runs on one thread
         x, y = ins[0].reshape(-1), outs[0].reshape(-1)
         y = y.view(np.uint16) if bf16_out else y
         args = (x, y, w1t, b1c, w2t, b2c, pooled, LANES, hidden, acc, gate, neg_zero, dims, acts_arr)
-        return native_call(_squeeze_excite, _squeeze_excite_serial, size, lambda nthreads: args)
+        work = size if n > 1 else 0
+        return native_call(
+            _squeeze_excite, _squeeze_excite_serial, work, lambda nthreads: (min(nthreads, parts), (), *args)
+        )
 
     return run_of(bind)
