@@ -23,9 +23,10 @@ percent of a net's MACs), grouped convs (block-diagonal weights: no bf16 tile), 
 stems (:data:`MIN_STEM_TAPS`) and every other op.
 
 On a CPU with AMX tiles every marked ungrouped BlockedConv also gets ``bf16_tile="amx"``
-(kernels/cpu/conv_amx.py), the stems with 3x3 taps too (their taps fold into the tile's
-channels; a stem's ``stem`` algorithm becomes ``direct``); its input copy has another layout,
-so the copy-sharing key below tells the two apart.
+(kernels/cpu/conv_amx.py), the stems too (their taps fold into the tile's channels; a stem's
+``stem`` algorithm becomes ``direct``); its input copy has another layout, so the
+copy-sharing key below tells the two apart. There a conv smaller than
+:data:`AMX_MIN_REDUCTION` / :data:`AMX_MIN_OUTPUTS` stays float32 (a 3-channel 3x3 stem too).
 
 Requires: select_algorithm has run (it reads ``algorithm``). Guarantees: nodes unchanged
 but for the ``precision``, ``bf16_tile`` and ``bf16_copied`` attributes and Winograd (or, on
@@ -62,6 +63,14 @@ from . import PassResult
 MIN_STEM_TAPS = 25
 
 STEM_ON_AMX = "bf16 on AMX: the stem's taps fold into the channels of the tile's rows"
+
+# an AMX conv pays per output element an epilogue through the tile's scratch and per input
+# element the bf16 copy; it gains per MAC. Below a reduction (C x taps) of 64 or M x taps of 64
+# MobileNetV2's AMX convs took longer than float32 (2 threads, batch 1, each step timed by
+# `cnnrt profile`: 16 -> 96 at 112x112 0.40 against 0.28 ms, 24 -> 144 at 56x56 0.20 against
+# 0.15, 192 -> 32 at 28x28 0.088 against 0.068; 64 -> 384 and 192 -> 64 at 14x14 ran faster)
+AMX_MIN_REDUCTION = 64
+AMX_MIN_OUTPUTS = 64
 WINOGRAD_DECLINED = "bf16: Winograd's transforms amplify the 8-bit-mantissa rounding; the direct register tile"
 
 
@@ -91,9 +100,16 @@ def _why_f32(node, graph: Graph) -> str | None:
         return "stem: the 3-channel stem kernel is float32 only"
     if node.inputs[1] not in graph.constants:
         return "weights are not constant (bf16 weights are packed at build)"
+    m, cg = graph.constants[node.inputs[1]].shape[:2]
     taps = int(np.prod(graph.constants[node.inputs[1]].shape[2:]))
-    if not is_blocked(graph.values[node.inputs[0]]) and taps < MIN_STEM_TAPS and not _on_amx(node, graph):
+    on_amx = _on_amx(node, graph)
+    if not is_blocked(graph.values[node.inputs[0]]) and taps < MIN_STEM_TAPS and not on_amx:
         return f"stem with {taps} taps: the bf16 tile measured no faster than float32 below {MIN_STEM_TAPS}"
+    if on_amx and (cg * taps < AMX_MIN_REDUCTION or m * taps < AMX_MIN_OUTPUTS):
+        return (
+            f"small for AMX: a reduction of {cg * taps} and {m} outputs x {taps} taps (below {AMX_MIN_REDUCTION} "
+            "either way its copy and epilogue outweigh the tile's products)"
+        )
     return ""
 
 

@@ -65,8 +65,9 @@ def test_run_and_inspect_show_bf16(cnnrt_main, resnet_path):
         # block.a's output, read by block.b alone, is stored bf16 (passes/precision.py)
         assert "1 output(s) stored bf16" in r.out and "1x1x16x16x16 bf16" in r.out
         assert "[precision] declined bf16 at stem" in r.out  # 3 input channels: float32, and why
-    else:  # the stem too: its taps fold into channels on AMX
-        assert "BlockedConv/direct bf16 amx" in r.out and "precision: 4 bf16 node(s)" in r.out
+    else:  # the stem's reduction (3 x 9) is below AMX's size rule: float32, and why
+        assert "BlockedConv/direct bf16 amx" in r.out and "precision: 3 bf16 node(s)" in r.out
+        assert "[precision] declined bf16 at stem" in r.out and "small for AMX" in r.out
     assert "bf16" not in cnnrt_main("inspect", resnet_path).out
 
 

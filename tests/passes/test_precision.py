@@ -21,6 +21,13 @@ BF16_CONVS = {"conv_a", "conv_b", "shortcut", "pw"}  # blocked input, constant w
 # the tests that run the kernels block for this host's vectors (the others: AVX-512's)
 
 
+def _any_size_on_amx(monkeypatch):
+    """Lift AMX's size rule (precision.AMX_MIN_REDUCTION / AMX_MIN_OUTPUTS) for tests whose toy
+    convs are smaller than it and that test the marks or copies, not the rule."""
+    monkeypatch.setattr(pp, "AMX_MIN_REDUCTION", 0)
+    monkeypatch.setattr(pp, "AMX_MIN_OUTPUTS", 0)
+
+
 def _run(g):
     feeds = feeds_for(g)
     return Executor(g, plan_memory(g)).run([feeds[i] for i in g.inputs])[0]
@@ -43,6 +50,7 @@ def test_bf16_on_amx_runs_the_stem_and_the_tile_convs_there(monkeypatch):
     """With AMX tiles every bf16 conv is marked for them, the 3x3 stem too (its kw taps
     fold into channels, conv_amx.FoldedGeometry); depthwise and the head stay float32."""
     monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "")
+    _any_size_on_amx(monkeypatch)
     g, log = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
     amx = {n.name for n in g.nodes if n.attrs.get("bf16_tile") == "amx"}
     assert amx == BF16_CONVS | {"stem"}
@@ -50,6 +58,19 @@ def test_bf16_on_amx_runs_the_stem_and_the_tile_convs_there(monkeypatch):
     assert (stem.attrs["precision"], stem.attrs["algorithm"]) == ("bf16", "direct")
     declined = {node for _, node, _ in log.declined["precision"]}
     assert "dw" in declined and "head" in declined and "stem" not in declined
+
+
+def test_small_convs_stay_float32_on_amx(monkeypatch):
+    """On AMX a conv runs bf16 only from a reduction (C x taps) of 64 and M x taps of 64: the
+    3-channel 3x3 stem (27) and the 96 -> 40 pointwise conv (48 x 1: its weights padded to
+    whole blocks) stay float32 and say why;
+    the 64-channel 3x3s and the 64 -> 96 shortcut run on the tiles."""
+    monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "")
+    g, log = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
+    assert {n.name for n in g.nodes if n.attrs.get("bf16_tile") == "amx"} == {"conv_a", "conv_b", "shortcut"}
+    declined = {node: why for _, node, why in log.declined["precision"]}
+    assert "a reduction of 27 and 64 outputs x 9 taps" in declined["stem"]
+    assert "a reduction of 96 and 48 outputs x 1 taps" in declined["pw"]
 
 
 def test_f32_marks_nothing():
@@ -74,6 +95,7 @@ def _grouped(monkeypatch):
     from cnnrt.passes import block_layout as bl
 
     monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
+    _any_size_on_amx(monkeypatch)
     b = GB()
     x = b.input("x", (1, 32, 6, 6))
     e = b.conv(x, 32, k=1, name="expand", activation="Relu")
@@ -132,6 +154,7 @@ def test_bf16_convs_on_one_value_share_its_copy(monkeypatch):
 
     monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
     monkeypatch.setattr(pp, "_bf16_activations", lambda nodes, graph, fired: dict(graph.values))
+    _any_size_on_amx(monkeypatch)
     b = GB()
     x = b.input("x", (2, 32, 7, 6))
     a = b.conv(x, 32, k=1, name="a", activation="Relu")
