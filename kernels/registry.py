@@ -21,7 +21,9 @@ def bound(run: KernelFn, ins: list, outs: list) -> Callable[[], None]:
     stay the same from run to run. A kernel may offer ``run.bind(ins, outs)``: the same step
     with what depends only on the arrays (flat views, strides, its compiled kernel's argument
     list) worked out once; a batch-1 conv's Python wrapper cost 2-3 us per call, as much as
-    some of MobileNetV2's steps compute."""
+    some of MobileNetV2's steps compute. The bind must not hold ``run``: run -> bind -> run
+    is a reference cycle, and the kernel's packed weights would outlive a dropped session
+    until the cyclic collector's next full pass (:func:`run_of` builds run around bind)."""
     bind = getattr(run, "bind", None)
     return bind(ins, outs) if bind is not None else partial(run, ins, outs)
 

@@ -4,8 +4,6 @@ and BN and standalone epilogue ops are gone from the nets where they must fuse."
 
 from __future__ import annotations
 
-import gc
-
 import onnx
 import pytest
 from helpers import ZOO_ONCE, assert_close_to, zoo_params
@@ -27,9 +25,6 @@ def test_each_pass_disabled_in_turn_matches_onnxruntime_in_poison_mode(name):
     [ref] = ort_session(path).run(None, {"input": x})
     model = onnx.load(str(path))  # parsed once for the pass_names() + 1 sessions
     for disabled in [[]] + [[p] for p in pass_names()]:
-        # a dropped session's kernels hold its packed weights in closures that only the cyclic
-        # collector frees: collected here, 20 sessions of a VGG in a row held 11-19 GB
-        gc.collect()
         sess = cnnrt.InferenceSession(model, disabled_passes=disabled, poison=True)
         [got] = sess.run(None, {"input": x})
         assert_close_to(got, ref)

@@ -504,7 +504,7 @@ def build_blocked_depthwise(
     else:
         win = Windows((s.n, cb, s.h, s.w, block), s.oh, s.ow, window, dt, FMA, s.act, s.alpha, s.beta)
 
-    def run(ins, outs):
+    def compute(ins, outs):
         if w_const is None:
             np.copyto(w_buf, pack(ins[1]))
         b = bias if b_const is not None or _opt(ins, 2) is None else readonly(ins[2].reshape(-1))
@@ -520,8 +520,7 @@ def build_blocked_depthwise(
         plain = res is None or (res.flags.c_contiguous and res.flags.writeable)
         runtime_bias = b_const is None and _opt(ins, 2) is not None
         if w_const is None or runtime_bias or not plain or not hasattr(win, "bind"):
-            return partial(run, ins, outs)
+            return partial(compute, ins, outs)
         return win.bind(ins[0], outs[0], w_ro, bias, res)
 
-    run.bind = bind
-    return run
+    return run_of(bind)

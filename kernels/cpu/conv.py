@@ -33,7 +33,7 @@ from cnnrt.kernels.cpu.depthwise import build_flat
 from cnnrt.kernels.cpu.gemm import _gemm_epilogue, _gemm_epilogue_serial, weights_runner
 from cnnrt.kernels.cpu.native_call import NativeStep
 from cnnrt.kernels.cpu.winograd import build_winograd
-from cnnrt.kernels.registry import register
+from cnnrt.kernels.registry import register, run_of
 
 # im2col block: output rows per block are chosen so one block of columns is about this big
 # (fits in L2 beside the GEMM's packed panels).
@@ -206,7 +206,7 @@ def build_fc(spec: ConvSpec, w_const, b_const):
         kern = pick(_gemm_epilogue, _gemm_epilogue_serial, out.size, nthreads)
         return NativeStep(kern, (out, c, one, one, s.act, alpha, beta))
 
-    def run(ins, outs):
+    def compute(ins, outs):
         x, out = ins[0].reshape(n, k), outs[0].reshape(n, m)
         if mm is not None:
             mm(x, out)
@@ -222,7 +222,7 @@ def build_fc(spec: ConvSpec, w_const, b_const):
     def bind(ins, outs):
         """Constant weights, a constant or no bias, no residual: the product's and the
         epilogue's kernel calls offered to a native plan."""
-        call = partial(run, ins, outs)
+        call = partial(compute, ins, outs)
         if mm is None or s.has_res or (b_const is None and opt_input(ins, 2) is not None):
             return call
         x, out = ins[0].reshape(n, k), outs[0].reshape(n, m)
@@ -237,8 +237,7 @@ def build_fc(spec: ConvSpec, w_const, b_const):
         call.native = native
         return call
 
-    run.bind = bind
-    return run
+    return run_of(bind)
 
 
 ALGORITHMS = {

@@ -365,13 +365,8 @@ def build_amx_conv(
     copy_work = s.n * s.c * s.h * s.w * (1 if blocked_input else 32)
 
     def run(ins, outs):
-        out = outs[0]
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
-        target = flat_output(out, per_n_out, r is not None)
-        if target is None:
-            via_scratch(ins, outs)
-            return
-        of, g[G_PER_N_OUT] = target
+        of, g[G_PER_N_OUT] = flat_output(outs[0], per_n_out)
         nthreads = min(num_threads(), max_threads)
         src = xp.view((geo.length,), np.uint16)
         if not blocked_input:
@@ -420,5 +415,4 @@ def build_amx_conv(
             beta,
         )
 
-    via_scratch = contiguous_output(run)
-    return run
+    return contiguous_output(run, strided=True)

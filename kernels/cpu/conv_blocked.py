@@ -60,7 +60,7 @@ from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
 from cnnrt.kernels.cpu.native_call import NativeStep
 from cnnrt.kernels.cpu.winograd import build_winograd
 from cnnrt.kernels.prepacked import prepacked
-from cnnrt.kernels.registry import register
+from cnnrt.kernels.registry import register, run_of
 
 # weights per reduction chunk, re-read by every tile of a task: they stream from L2 at full
 # speed, while each chunk boundary costs every tile a pass over its outputs (load, add, store);
@@ -416,10 +416,7 @@ def build_blocked_conv(
         runs (flat views, the output's image stride, the kernel's arguments) worked out once
         (kernels.registry.bound)."""
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
-        target = flat_output(outs[0], per_n_out, r is not None)
-        if target is None:
-            return lambda: via_scratch(ins, outs)
-        of, per_n = target
+        of, per_n = flat_output(outs[0], per_n_out)
         if bf16_out:
             of = of.view(np.uint16)
         x = ins[0]
@@ -459,12 +456,7 @@ def build_blocked_conv(
             call.native = lambda nthreads: steps(nthreads, wp_const, const_b)
         return call
 
-    def run(ins, outs):
-        bind(ins, outs)()
-
-    run.bind = bind
-    via_scratch = contiguous_output(run)
-    return run
+    return contiguous_output(run_of(bind), strided=True)
 
 
 @register("BlockedConv")

@@ -17,7 +17,7 @@ from cnnrt.kernels.cpu.activation import act_row
 from cnnrt.kernels.cpu.blas import share
 from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run
 from cnnrt.kernels.cpu.native_call import NativeStep, native_call
-from cnnrt.kernels.registry import bound
+from cnnrt.kernels.registry import bound, run_of
 
 
 def readonly(a: np.ndarray) -> np.ndarray:
@@ -115,38 +115,56 @@ def image_strided(out: np.ndarray) -> tuple[np.ndarray, int]:
     return np.lib.stride_tricks.as_strided(out, shape=(span,), strides=(size,)), step
 
 
-def flat_output(out: np.ndarray, per_n: int, reads_residual: bool) -> tuple[np.ndarray, int] | None:
+def flat_output(out: np.ndarray, per_n: int) -> tuple[np.ndarray, int]:
     """(flat, image stride) a blocked conv kernel writes ``out`` through: contiguous, the
     stride one image's ``per_n`` elements; images apart in a bigger buffer (an in-place Concat's
-    channel range), :func:`image_strided`; None when a residual would have to be read at such an
-    output's offsets (its own images lie otherwise): compute into a scratch
-    (:func:`contiguous_output`)."""
+    channel range), :func:`image_strided`. A residual is read at its own images' offsets, not
+    at such an output's: :func:`contiguous_output` with ``strided`` computes that case into a
+    scratch."""
     if out.flags.c_contiguous:
         return out.reshape(-1), per_n
-    return None if reads_residual else image_strided(out)
+    return image_strided(out)
 
 
-def contiguous_output(run):
+def contiguous_output(run, strided: bool = False):
     """``run`` for kernels that write contiguous outputs only: a strided output (an in-place
-    Concat's channel range at batch > 1) is computed into a scratch array, then copied."""
+    Concat's channel range at batch > 1) is computed into a scratch array, then copied.
+    ``strided``: the kernel itself writes an output whose images lie apart in a bigger buffer
+    (:func:`flat_output`) unless it reads a residual (ins[3]), whose images lie otherwise. The
+    bind offered holds ``run`` and the scratch, not the function it is offered on
+    (kernels.registry.bound)."""
     scratch: dict[tuple, np.ndarray] = {}
 
     def wrapped(ins, outs):
-        out = outs[0]
-        if out.flags.c_contiguous:
+        if _writes_itself(ins, outs, strided):
             run(ins, outs)
-            return
-        tmp = scratch.get(out.shape)
-        if tmp is None:
-            tmp = scratch[out.shape] = np.empty(out.shape, out.dtype)
-        run(ins, [tmp, *outs[1:]])
-        out[...] = tmp
+        else:
+            _via_scratch(run, scratch, ins, outs)
 
-    def bind(ins, outs):
-        return bound(run, ins, outs) if outs[0].flags.c_contiguous else partial(wrapped, ins, outs)
-
-    wrapped.bind = bind
+    wrapped.bind = partial(_bind_output, run, scratch, strided)
     return wrapped
+
+
+def _writes_itself(ins, outs, strided: bool) -> bool:
+    """Whether a kernel of :func:`contiguous_output` writes ``outs[0]`` as it lies."""
+    return outs[0].flags.c_contiguous or (strided and (len(ins) < 4 or ins[3] is None))
+
+
+def _via_scratch(run, scratch: dict, ins, outs) -> None:
+    """``run`` into a contiguous scratch (one per output shape), copied into ``outs[0]``."""
+    out = outs[0]
+    tmp = scratch.get(out.shape)
+    if tmp is None:
+        tmp = scratch[out.shape] = np.empty(out.shape, out.dtype)
+    run(ins, [tmp, *outs[1:]])
+    out[...] = tmp
+
+
+def _bind_output(run, scratch: dict, strided: bool, ins, outs):
+    """The bind of :func:`contiguous_output`'s kernel."""
+    if _writes_itself(ins, outs, strided):
+        return bound(run, ins, outs)
+    return partial(_via_scratch, run, scratch, ins, outs)
 
 
 def put_row(src, s, dst, d, count, form):
@@ -256,7 +274,7 @@ def conv_run(kernels: tuple, work: float, args_for, max_threads: int, weights: t
             return b_const
         return fed(ins[2]) if len(ins) > 2 and ins[2] is not None else b_none
 
-    def run(ins, outs):
+    def compute(ins, outs):
         w = w_const if w_const is not None else pack(ins[1])
         if counter is not None:
             counter[0] = 0
@@ -265,7 +283,7 @@ def conv_run(kernels: tuple, work: float, args_for, max_threads: int, weights: t
 
     def bind(ins, outs):
         if w_const is None or (b_const is None and len(ins) > 2 and ins[2] is not None):
-            return partial(run, ins, outs)
+            return partial(compute, ins, outs)
         b = bias_of(ins)
 
         def args(nthreads):
@@ -273,5 +291,4 @@ def conv_run(kernels: tuple, work: float, args_for, max_threads: int, weights: t
 
         return native_call(*kernels, work, args, () if counter is None else ((counter, 0, 0),))
 
-    run.bind = bind
-    return run
+    return run_of(bind)

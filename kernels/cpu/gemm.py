@@ -31,7 +31,7 @@ from cnnrt.kernels.cpu.microkernel import pack_a
 from cnnrt.kernels.cpu.microkernel_bf16 import to_bf16
 from cnnrt.kernels.cpu.native_call import NativeStep
 from cnnrt.kernels.prepacked import prepacked
-from cnnrt.kernels.registry import register
+from cnnrt.kernels.registry import register, run_of
 
 
 @pjit
@@ -282,7 +282,7 @@ def build_gemm(node, graph):
     epilogue = has_c or kind != 0 or alpha != 1.0
     alpha_t, beta_t = dt.type(alpha), dt.type(beta if has_c else 0.0)
 
-    def run(ins, outs):
+    def compute(ins, outs):
         x = ins[0].T if ta else ins[0]
         w = b_fixed if b_fixed is not None else (ins[1].T if tb else ins[1])
         out = outs[0]
@@ -298,7 +298,7 @@ def build_gemm(node, graph):
     def bind(ins, outs):
         """The step on these arrays; with a constant B by cnnrt's kernels and a constant or no
         C, offered to a native plan as the product's kernel call and the epilogue's."""
-        call = partial(run, ins, outs)
+        call = partial(compute, ins, outs)
         c = c_fixed if c_fixed is not None else (None if has_c else dummy_c)
         if getattr(mm, "step", None) is None or ta or c is None:
             return call
@@ -316,8 +316,7 @@ def build_gemm(node, graph):
         call.native = native
         return call
 
-    run.bind = bind
-    return run
+    return run_of(bind)
 
 
 @register("MatMul")
