@@ -168,96 +168,18 @@ def _blocked_worker(_t, _nthreads, form, xp, wp, taps, pin, bias, rf, of, counte
                 for q in range(q0, q1, bmr):
                     c_off = cbase + q * lanes
                     mr = min(bmr, q1 - q)
+                    args = (
+                        *(xp, abase + pin[p], pix, q - q0, a_ks, tv, tn, wp, b_off, kstep * nr, nr, kstep, of),
+                        *(c_off, lanes, plane, mr, f, bias, p * nr, rf, c_off, alpha, beta, tf, k_tail, form),
+                    )
                     if nv == 4:
-                        mk_bf16.tile_blocked4(
-                            xp,
-                            abase + pin[p],
-                            pix,
-                            q - q0,
-                            a_ks,
-                            tv,
-                            tn,
-                            wp,
-                            b_off,
-                            kstep * nr,
-                            nr,
-                            kstep,
-                            of,
-                            c_off,
-                            lanes,
-                            plane,
-                            mr,
-                            f,
-                            bias,
-                            p * nr,
-                            rf,
-                            c_off,
-                            alpha,
-                            beta,
-                            tf,
-                            k_tail,
-                            form,
-                        )
+                        mk_bf16.tile_blocked4(*args)
+                    elif nv == 3:
+                        mk_bf16.tile_blocked3(*args)
                     elif nv == 2:
-                        mk_bf16.tile_blocked2(
-                            xp,
-                            abase + pin[p],
-                            pix,
-                            q - q0,
-                            a_ks,
-                            tv,
-                            tn,
-                            wp,
-                            b_off,
-                            kstep * nr,
-                            nr,
-                            kstep,
-                            of,
-                            c_off,
-                            lanes,
-                            plane,
-                            mr,
-                            f,
-                            bias,
-                            p * nr,
-                            rf,
-                            c_off,
-                            alpha,
-                            beta,
-                            tf,
-                            k_tail,
-                            form,
-                        )
+                        mk_bf16.tile_blocked2(*args)
                     else:
-                        mk_bf16.tile_blocked1(
-                            xp,
-                            abase + pin[p],
-                            pix,
-                            q - q0,
-                            a_ks,
-                            tv,
-                            tn,
-                            wp,
-                            b_off,
-                            kstep * nr,
-                            nr,
-                            kstep,
-                            of,
-                            c_off,
-                            lanes,
-                            plane,
-                            mr,
-                            f,
-                            bias,
-                            p * nr,
-                            rf,
-                            c_off,
-                            alpha,
-                            beta,
-                            tf,
-                            k_tail,
-                            form,
-                        )
+                        mk_bf16.tile_blocked1(*args)
         if kind != 0:  # an activation the tile lacks, over the task's outputs block by block
             for p in range(p0, p1):
                 for v in range(nv):
@@ -318,7 +240,12 @@ def build_blocked_conv(
     # weights (half of whose FMAs, at q = 2, multiply zeros)
     q = lanes // spec.cg if spec.group != 1 and spec.cg == spec.mg and span == lanes and spec.cg < lanes else 1
     form = (0,) * q if q > 1 else ()
-    nv = 1 if spec.group != 1 else panel_blocks(spec.m, lanes)  # grouped: a panel is one block
+    # grouped: a panel is one block
+    nv = (
+        1
+        if spec.group != 1
+        else panel_blocks(spec.m, lanes, *((mk_bf16.BF16_PANEL_CHOICES,) if precision == "bf16" else ()))
+    )
     bmr = (mk_bf16.BF16_TILES if precision == "bf16" else BLOCKED_TILES)[nv][0]
     nr = nv * lanes
     m_pad = -(-spec.m // lanes) * lanes

@@ -657,17 +657,23 @@ def _blocked_tile(mr_max: int, nv: int):
 # squeezes, GoogLeNet's reduces) would waste half or 3/4 of a 4-block panel; their 8 x 2
 # stays: 12 x 2 took 1.14-1.39x on MobileNetV2's stem and 24-channel projections, and
 # 1.00-1.07x on 16-32 output layers once its rows were addressed side by side (reduce_by_rows).
+# Layers of 3 blocks (40, 48 channels) or 3k blocks (96, 144) take 7 x 3 (21 accumulators: 3
+# weight loads and 7 broadcasts per 21 FMAs) instead of a 4-block panel with a zero block:
+# on AMD Zen 4 (in-process A/B of the panel choice, 2 threads) MnasNet's 16 -> 48 conv at
+# 112x112 and batch 8 went 1.25 -> 1.03 ms, its 40-channel projections 0.47 -> 0.36 ms, the
+# whole net 0.94x at batch 8, MobileNetV2, MobileNetV3-Large, RegNetY-400MF and SqueezeNet 0.97-1.0x.
 # AVX2 (16 ymm): 12 accumulators at most leave room for the B vectors and a broadcast; 3 x 4
 # spilled an accumulator every step and 2 x 4 (8 accumulators) cannot hide the FMA latency, so
 # panels are 2 blocks (6 x 2) or 1 (12 x 1): 6 x 2 took 0.82-0.92x of 2 x 4's time on 1x1
 # convs of 16-256 channels (tests of panel_blocks say which panels each target picks).
 if VECTOR_BYTES == 64:
-    BLOCKED_TILES = {4: (5, 4), 2: (8, 2), 1: (16, 1)}
-    PANEL_CHOICES = (4, 2)
-else:
-    BLOCKED_TILES = {4: (2, 4), 2: (6, 2), 1: (12, 1)}
+    BLOCKED_TILES = {4: (5, 4), 3: (7, 3), 2: (8, 2), 1: (16, 1)}
+    PANEL_CHOICES = (4, 3, 2)
+else:  # the 3-block tile is compiled for the worker's branch but never chosen
+    BLOCKED_TILES = {4: (2, 4), 3: (3, 3), 2: (6, 2), 1: (12, 1)}
     PANEL_CHOICES = (2,)
 tile_blocked4 = _blocked_tile(*BLOCKED_TILES[4])
+tile_blocked3 = _blocked_tile(*BLOCKED_TILES[3])
 tile_blocked2 = _blocked_tile(*BLOCKED_TILES[2])
 tile_blocked1 = _blocked_tile(*BLOCKED_TILES[1])
 

@@ -306,6 +306,10 @@ def test_panel_blocks_fit_the_channel_count():
     # 48: 4 blocks either way; 160 and 208 (10 and 13 blocks): 2-block panels compute 10 and 14
     ms = (16, 32, 48, 64, 96, 128, 160, 208, 1000)
     assert [plan.panel_blocks(m, 16, (4, 2)) for m in ms] == [1, 2, 4, 4, 2, 4, 2, 2, 4]
+    # with the 3-block tile (AVX-512 float32): 40-48, 96 and 144 channels (3, 6, 9 blocks) and
+    # 1000 (63) fill 3-block panels; 64 stays one 4-block panel, 160 and 208 2-block ones
+    ms3 = (16, 32, 40, 48, 64, 96, 144, 160, 208, 1000)
+    assert [plan.panel_blocks(m, 16, (4, 3, 2)) for m in ms3] == [1, 2, 3, 3, 4, 3, 3, 2, 2, 3]
     # AVX2 (blocks of 8): the 6x2 tile for all but a single block
     assert [plan.panel_blocks(m, 8, (2,)) for m in (8, 16, 24, 40, 64, 1000)] == [1, 2, 2, 2, 2, 2]
 
