@@ -263,10 +263,11 @@ def test_blocked_conv_rejects_partial_input_blocks():
         cb.build_blocked_conv(spec, np.zeros((lanes, lanes + 1, 1, 1), np.float32), None, True)
 
 
-@pytest.mark.parametrize("m", [8, 24, 40, 56, 1000 % 64])
+@pytest.mark.parametrize("m", [8, 24, 40, 56, 1000 % 64, 72, 104, 208])
 def test_blocked_conv_output_channels_past_whole_blocks(m):
     """M not whole blocks (SqueezeNet's 1000 classes): the last block's extra channels come
-    from zero weights and bias (0 after Relu); the first M are the conv."""
+    from zero weights and bias (0 after Relu); the first M are the conv. 72, 104 and 208 (5, 7
+    and 13 blocks) leave a last panel of fewer blocks than the others, run on its own tile."""
     lanes = block_size(np.float32)
     rng = np.random.default_rng(m)
     x = rng.standard_normal((2, 32, 5, 6)).astype(np.float32)
