@@ -661,7 +661,8 @@ def _blocked_tile(mr_max: int, nv: int):
 # weight loads and 7 broadcasts per 21 FMAs) instead of a 4-block panel with a zero block:
 # on AMD Zen 4 (in-process A/B of the panel choice, 2 threads) MnasNet's 16 -> 48 conv at
 # 112x112 and batch 8 went 1.25 -> 1.03 ms, its 40-channel projections 0.47 -> 0.36 ms, the
-# whole net 0.94x at batch 8, MobileNetV2, MobileNetV3-Large, RegNetY-400MF and SqueezeNet 0.97-1.0x.
+# whole net 0.94-1.0x at batch 8 (two runs), MobileNetV2, MobileNetV3-Large, RegNetY-400MF and
+# SqueezeNet 0.97-1.0x.
 # AVX2 (16 ymm): 12 accumulators at most leave room for the B vectors and a broadcast; 3 x 4
 # spilled an accumulator every step and 2 x 4 (8 accumulators) cannot hide the FMA latency, so
 # panels are 2 blocks (6 x 2) or 1 (12 x 1): 6 x 2 took 0.82-0.92x of 2 x 4's time on 1x1
