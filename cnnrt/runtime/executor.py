@@ -170,16 +170,17 @@ class BaseExecutor:
                     i += failed - 1
                     self.calls[i]()
                     raise KernelError(self._describe(self.steps[i].node, "its kernel failed in the native plan"))
-        except CnnrtError:
-            raise
         except Exception as e:
-            raise self._failure(i, e) from (None if isinstance(e, MemoryError) else e)
+            self._raise_failure(i, e)
 
-    def _failure(self, i: int, e: Exception) -> CnnrtError:
-        """The error naming step ``i``'s node for its kernel raising ``e``."""
+    def _raise_failure(self, i: int, e: Exception) -> None:
+        """Re-raise ``e``, raised by step ``i``'s kernel: a CnnrtError as it is, anything else
+        as one naming the step's node."""
+        if isinstance(e, CnnrtError):
+            raise e
         if isinstance(e, MemoryError):
-            return ResourceLimitError(self._describe(self.steps[i].node, "out of memory in its kernel"))
-        return KernelError(self._describe(self.steps[i].node, f"{type(e).__name__}: {e}"))
+            raise ResourceLimitError(self._describe(self.steps[i].node, "out of memory in its kernel")) from None
+        raise KernelError(self._describe(self.steps[i].node, f"{type(e).__name__}: {e}")) from e
 
     def _describe(self, node: Node, what: str) -> str:
         shapes = ", ".join(f"{i}{list(self.graph.values[i].shape)}" for i in node.inputs if i)
@@ -327,10 +328,8 @@ class Executor(BaseExecutor):
         step = self.steps[i]
         try:
             bound(step.run, step.ins, [out])()
-        except CnnrtError:
-            raise
         except Exception as e:
-            raise self._failure(i, e) from (None if isinstance(e, MemoryError) else e)
+            self._raise_failure(i, e)
 
 
 class KernelMemory:
