@@ -260,7 +260,7 @@ def _windows_worker(
                             w,
                             wo + c,
                             init,
-                            io + c,
+                            io if mode == SUM else io + c,  # SUM's divisors sit at out's offset + io
                             res,
                             out,
                             oo + c,

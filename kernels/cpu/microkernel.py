@@ -29,7 +29,11 @@ HardSwish, LeakyRelu (alpha, beta = lo, hi) and Tanh (vector_act.py) over the st
 read back from L1 right away (with the accumulators as registers, the activation's code would
 be repeated for each of them). Other activations are applied by the caller afterwards.
 :func:`_blocked_tile` makes the same tile for the channel-blocked layout (pixels as rows,
-channels as columns).
+channels as columns). With AVX2 its taps of a whole block (8 steps: every tap of a blocked
+input) run unrolled, the operand pointers advanced step by step: the loop inside each tap
+cost 1x1 convs 5-13% on AMD Zen 3 (alone, 2 threads: 256 -> 64 at 56x56 0.67 -> 0.60 ms,
+128 -> 128 at 28x28 and batch 8 1.26 -> 1.17, 96 -> 24 at 56x56 0.122 -> 0.113). With
+AVX-512 the 16-step loop stays (not measured unrolled).
 """
 
 from __future__ import annotations
@@ -244,12 +248,11 @@ def _tile_codegen(dt, blocked, mr_max, nv, q=1):
                     pa = builder.gep(pa0, [builder.mul(tp, a_ts_v)])
                     pb = builder.gep(pb0, [tap])
                 k_tap = builder.select(builder.icmp_signed(">=", tp, tail_from_v), k_tail_v, k_v) if blocked else k_v
-                with cgutils.for_range(builder, k_tap) as loop:
-                    kk = loop.index
-                    bvec = [vload(pb, builder.add(builder.mul(kk, ldb_v), c64(v * lanes))) for v in range(nv)]
-                    abase = builder.mul(kk, a_ks_v)
+
+                def step(pa_k, pb_k):  # one reduction step: A at pa_k + rows[i], B at pb_k
+                    bvec = [vload(pb_k, c64(v * lanes)) for v in range(nv)]
                     for i in range(mr_max):
-                        pai = builder.gep(pa, [builder.add(abase, rows[i])])
+                        pai = builder.gep(pa_k, [rows[i]])
                         if q == 1:
                             av = splat(builder.load(pai))
                         else:  # q adjacent inputs, one per group, repeated across the vector
@@ -259,6 +262,25 @@ def _tile_codegen(dt, blocked, mr_max, nv, q=1):
                             av = builder.shuffle_vector(ld, ir.Constant(qty, ir.Undefined), _repeat_mask(q, lanes))
                         for v in range(nv):
                             builder.store(vec.fma(av, bvec[v], builder.load(accs[i][v])), accs[i][v])
+
+                def looped():
+                    with cgutils.for_range(builder, k_tap) as loop:
+                        kk = loop.index
+                        step(builder.gep(pa, [builder.mul(kk, a_ks_v)]), builder.gep(pb, [builder.mul(kk, ldb_v)]))
+
+                if not (blocked and VECTOR_BYTES == 32):
+                    looped()
+                    return
+                # AVX2: a whole block of steps (every tap of a blocked input) unrolled, the
+                # pointers advanced by a_ks and ldb, no loop inside the tap (module doc)
+                with builder.if_else(builder.icmp_signed("==", k_tap, c64(lanes))) as (whole, part):
+                    with whole:
+                        pa_k, pb_k = pa, pb
+                        for _ in range(lanes):
+                            step(pa_k, pb_k)
+                            pa_k, pb_k = builder.gep(pa_k, [a_ks_v]), builder.gep(pb_k, [ldb_v])
+                    with part:
+                        looped()
 
         if blocked:
             reduce_by_rows(builder, arow, lanes, reduce)

@@ -30,7 +30,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels.cpu.llvm_ir import I32, I64, c64, declare, masked_load
+from cnnrt.kernels.cpu.llvm_ir import I32, I64, VECTOR_BYTES, c64, declare, masked_load
 
 _DPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 LANES = 16  # int32 lanes of one vpdpbusd (512 bits)
@@ -171,9 +171,21 @@ def requantize_rows(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores
     bias already."""
     fty = ir.VectorType(ir.FloatType(), LANES)
     lo, hi, zpv = _splat(builder, flo, fty), _splat(builder, fhi, fty), _splat(builder, builder.trunc(zp, I32), vty)
-    # vcvtps2dq in the current rounding mode (MXCSR's default: to nearest, half to even)
-    cvt = declare(builder, "llvm.x86.avx512.mask.cvtps2dq.512", vty, [fty, vty, ir.IntType(16), I32])
-    cvt_args = [ir.Constant(vty, ir.Undefined), ir.Constant(ir.IntType(16), 0xFFFF), ir.Constant(I32, 4)]
+    # rounded in the current rounding mode (MXCSR's default: to nearest, half to even): one
+    # vcvtps2dq with AVX-512; llvm.nearbyint (vroundps) then an exact conversion elsewhere
+    if VECTOR_BYTES == 64:
+        cvt_fn = declare(builder, "llvm.x86.avx512.mask.cvtps2dq.512", vty, [fty, vty, ir.IntType(16), I32])
+        cvt_args = [ir.Constant(vty, ir.Undefined), ir.Constant(ir.IntType(16), 0xFFFF), ir.Constant(I32, 4)]
+
+        def cvt(f):
+            return builder.call(cvt_fn, [f, *cvt_args])
+
+    else:
+        rint = declare(builder, f"llvm.nearbyint.v{LANES}f32", fty, [fty])
+
+        def cvt(f):
+            return builder.fptosi(builder.call(rint, [f]), vty)
+
     for r, row in enumerate(sums):
         with builder.if_then(builder.icmp_signed("<", c64(r), rows)):
             ch = c64(0 if one_channel else r)
@@ -184,7 +196,7 @@ def requantize_rows(builder, vty, sums, pbias, pmult, rows, flo, fhi, zp, stores
                 f = builder.fmul(builder.sitofp(acc if bias is None else builder.add(acc, bias), fty), mult)
                 f = builder.select(builder.fcmp_ordered("<", f, lo), lo, f)
                 f = builder.select(builder.fcmp_ordered(">", f, hi), hi, f)
-                qs.append(builder.trunc(builder.add(builder.call(cvt, [f, *cvt_args]), zpv), _BYTES))
+                qs.append(builder.trunc(builder.add(cvt(f), zpv), _BYTES))
             stores(r, qs)
 
 
