@@ -197,7 +197,7 @@ _to_amx_folded_serial = serial_twin(_to_amx_folded)
 
 # the int64 geometry vector of the task kernel
 (G_THREADS, G_PER_N, G_KBN, G_KB_STRIDE, G_OW, G_PW, G_VQ, G_M, G_PANELS, G_PG, G_PXB) = range(11)
-(G_IMAGES, G_PER_N_OUT, G_B_BLOCK, G_LIVE, G_NTAPS, G_PLANE, G_SWEEP, G_LEN) = range(11, 19)
+(G_IMAGES, G_PER_N_OUT, G_B_BLOCK, G_LIVE, G_NTAPS, G_PLANE, G_PANELS_OUTER, G_LEN) = range(11, 19)
 
 
 @pjit
@@ -209,7 +209,7 @@ def _amx_tasks(xp, wp, taps, cfg, bias, rf, of, counter, g, tflags, kind, alpha,
     nthreads, per_n, kbn, kb_stride, ow, pw = g[G_THREADS], g[G_PER_N], g[G_KBN], g[G_KB_STRIDE], g[G_OW], g[G_PW]
     vq, m, n_panels, pg, pxb, images = g[G_VQ], g[G_M], g[G_PANELS], g[G_PG], g[G_PXB], g[G_IMAGES]
     per_n_out, b_block, ntaps, plane = g[G_PER_N_OUT], g[G_B_BLOCK], g[G_NTAPS], g[G_PLANE]
-    sweep = g[G_SWEEP]
+    outer = g[G_PANELS_OUTER]
     live = g[G_LIVE] << mk.LANES_SHIFT
     blocks = (m + LANES - 1) // LANES
     n_pgroups = (n_panels + pg - 1) // pg
@@ -223,7 +223,7 @@ def _amx_tasks(xp, wp, taps, cfg, bias, rf, of, counter, g, tflags, kind, alpha,
             i = blas.claim(counter)
             if i >= ntasks:
                 break
-            p0, p1, q0, q1, n = task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, vq, images, sweep)
+            p0, p1, q0, q1, n = task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, vq, images, outer)
             abase = n * per_n
             obase = n * per_n_out
             for p in range(p0, p1):
@@ -328,7 +328,7 @@ def build_amx_conv(
     w_bytes = s.m * s.c * s.kh * s.kw * 2
     in_bytes = s.n * s.c * s.h * s.w * 2
     shape = SimpleNamespace(m=s.m, oh=1, ow=geo.vq, n=s.n)  # the strip grid, as one row of pixels
-    pg, pxb, sweep = plan_tasks(shape, 4, 2 * LANES, w_bytes, in_bytes, amx.STRIP)
+    pg, pxb, outer = plan_tasks(shape, 4, 2 * LANES, w_bytes, in_bytes, amx.STRIP)
     per_n_out = blocks * LANES * s.oh * s.ow
     g = np.zeros(G_LEN, np.int64)
     for k, v in {
@@ -348,7 +348,7 @@ def build_amx_conv(
         G_LIVE: live,
         G_NTAPS: len(geo.taps),
         G_PLANE: s.oh * s.ow * LANES,
-        G_SWEEP: sweep,
+        G_PANELS_OUTER: int(outer),
     }.items():
         g[k] = v
     cfg = readonly(amx.tile_config())

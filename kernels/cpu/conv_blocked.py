@@ -94,7 +94,7 @@ _B_CHUNK_BYTES = 96 << 10
     G_LIVE,
     G_TAIL_FROM,
     G_K_TAIL,
-    G_SWEEP,
+    G_PANELS_OUTER,
     G_NV_LAST,
     G_BMR_LAST,
     G_LEN,
@@ -132,7 +132,7 @@ def _blocked_worker(_t, _nthreads, form, xp, wp, taps, pin, bias, rf, of, counte
     nv, bmr = g[G_NV], g[G_BMR]  # the tile: bmr pixels x nv blocks (BLOCKED_TILES)
     nv_last, bmr_last = g[G_NV_LAST], g[G_BMR_LAST]  # the last panel's (fewer live blocks: its own tile)
     live = g[G_LIVE] << mk.LANES_SHIFT
-    tail_from, k_tail, sweep = g[G_TAIL_FROM], g[G_K_TAIL], g[G_SWEEP]
+    tail_from, k_tail, outer = g[G_TAIL_FROM], g[G_K_TAIL], g[G_PANELS_OUTER]
     nr = nv * lanes
     npix = oh * ow
     plane = npix * lanes
@@ -144,7 +144,7 @@ def _blocked_worker(_t, _nthreads, form, xp, wp, taps, pin, bias, rf, of, counte
         i = blas.claim(counter)
         if i >= ntasks:
             break
-        p0, p1, q0, q1, n = task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix, images, sweep)
+        p0, p1, q0, q1, n = task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix, images, outer)
         y = q0 // ow
         x = q0 - y * ow
         for j in range(q1 - q0):
@@ -263,7 +263,7 @@ def build_blocked_conv(
     ntaps = len(geo.taps)
     w_bytes = spec.m * span * spec.kh * spec.kw * dt.itemsize
     in_bytes = spec.n * spec.c * spec.h * spec.w * dt.itemsize
-    pg, pxb, sweep = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes, bmr)
+    pg, pxb, outer = plan_tasks(spec, dt.itemsize, nr, w_bytes, in_bytes, bmr)
     xp_len = spec.n * geo.per_n
     group, panels = spec.group, -(-spec.m // nr)
     # each panel's first input block (grouped: the span its groups read; else block 0)
@@ -327,7 +327,7 @@ def build_blocked_conv(
         G_LIVE: live,
         G_TAIL_FROM: ntaps,
         G_K_TAIL: geo.kstep,
-        G_SWEEP: sweep,
+        G_PANELS_OUTER: int(outer),
         G_NV_LAST: nv,
         G_BMR_LAST: bmr,
     }

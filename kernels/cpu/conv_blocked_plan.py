@@ -11,8 +11,6 @@ input of every group and no FMA multiplies a zero weight across groups."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from cnnrt.kernels._jit import njit
@@ -69,40 +67,18 @@ def pack_interleaved(w: np.ndarray, lanes: int, q: int) -> np.ndarray:
     return aligned_copy(np.ascontiguousarray(lanes_first.transpose(0, 3, 4, 2, 1)))
 
 
-def _l2_bytes() -> int:
-    """One core's L2 cache (Linux sysfs), 1 MiB where it cannot be read."""
-    base = Path("/sys/devices/system/cpu/cpu0/cache")
-    try:
-        for index in sorted(base.glob("index*")):
-            if (index / "level").read_text().strip() == "2":
-                size = (index / "size").read_text().strip().upper()
-                scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
-                return int(size.rstrip("KM")) * scale
-    except (OSError, ValueError):
-        pass
-    return 1 << 20
-
-
-L2_BYTES = _l2_bytes()
-
-
-def plan_tasks(
-    spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: int = 4, l2_bytes: int = L2_BYTES
-) -> tuple[int, int, int]:
-    """(panels per task, output pixels per task, images per sweep): a task is a block of one
+def plan_tasks(spec, itemsize: int, nr: int, w_bytes: int, in_bytes: int, bmr: int = 4) -> tuple[int, int, bool]:
+    """(panels per task, output pixels per task, panels outermost): a task is a block of one
     image's pixels (a multiple of the tile's bmr) for a group of weight panels.
 
     Whichever stream is bigger is read once: late layers (weights bigger than the input)
-    get one panel per task and all pixels, and run panels outermost in sweeps of the images
-    whose input fits in half the L2 (``images per sweep`` > 0): a sweep's tasks for one panel
-    run one after the other, so each weight panel crosses memory once per sweep while the
-    sweep's input stays in L2 across the panels. Early layers (images per sweep 0) get all
-    panels and blocks of pixels. The output block a task re-reads per reduction chunk stays
-    under _OUT_BLOCK_BYTES."""
+    get one panel per task and all pixels, and a panel's tasks for every image run one after
+    the other (panels outermost), so each weight panel crosses memory once per batch, not once
+    per image; early layers get all panels and blocks of pixels. The output block a task
+    re-reads per reduction chunk stays under _OUT_BLOCK_BYTES."""
     panels = -(-spec.m // nr)
     npix = spec.oh * spec.ow
-    weights_bigger = w_bytes >= in_bytes
-    pg = 1 if weights_bigger else panels
+    pg = 1 if w_bytes >= in_bytes else panels
     px_bytes = nr * itemsize * pg
 
     def fit(pixels):
@@ -117,25 +93,20 @@ def plan_tasks(
         pxb = fit(-(-pxb // 2))
     while tasks() < _MIN_TASKS and pg > 1:
         pg = -(-pg // 2)
-    sweep = min(spec.n, max(1, l2_bytes // 2 * spec.n // max(in_bytes, 1))) if weights_bigger else 0
-    return pg, pxb, sweep
+    return pg, pxb, w_bytes >= in_bytes
 
 
 @njit(inline="always")
-def task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix, images, sweep):
+def task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix, images, panels_outer):
     """Task ``i`` of :func:`plan_tasks`' split as (first panel, end panel, first pixel, end
-    pixel, image). ``sweep`` > 0 (panels outermost): blocks of ``pxb`` pixels vary fastest,
-    then the images of a sweep of ``sweep`` images, then groups of ``pg`` panels, then the
-    sweeps; ``sweep`` 0: groups of panels fastest, then pixel blocks, then images."""
-    if sweep > 0:
-        per_sweep = n_pblocks * sweep * n_pgroups
-        s = i // per_sweep
-        j = i - s * per_sweep
-        in_sweep = min(sweep, images - s * sweep)
-        q = j % n_pblocks
-        rest = j // n_pblocks
-        n = s * sweep + rest % in_sweep
-        p0 = (rest // in_sweep) * pg
+    pixel, image): blocks of ``pxb`` pixels vary fastest, then images, then groups of ``pg``
+    panels when ``panels_outer``; else groups of panels fastest, then pixel blocks, then
+    images."""
+    if panels_outer:
+        q = i % n_pblocks
+        rest = i // n_pblocks
+        n = rest % images
+        p0 = (rest // images) * pg
     else:
         p0 = (i % n_pgroups) * pg
         rest = i // n_pgroups

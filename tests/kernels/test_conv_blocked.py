@@ -317,48 +317,15 @@ def test_panel_blocks_fit_the_channel_count():
 
 def test_plan_tasks_reads_the_bigger_stream_once():
     big_weights = ConvSpec(1, 512, 7, 7, 512, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-    pg, pxb, sweep = plan.plan_tasks(big_weights, 4, 64, 512 * 512 * 9 * 4, 512 * 49 * 4)
-    assert (pg, pxb, sweep) == (1, 49, 1)  # one weight panel per task, all pixels, panel by panel
+    pg, pxb, outer = plan.plan_tasks(big_weights, 4, 64, 512 * 512 * 9 * 4, 512 * 49 * 4)
+    assert (pg, pxb, outer) == (1, 49, True)  # one weight panel per task, all pixels, panel by panel
     big_input = ConvSpec(1, 64, 56, 56, 64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-    pg, pxb, sweep = plan.plan_tasks(big_input, 4, 64, 64 * 64 * 9 * 4, 64 * 56 * 56 * 4)
-    assert pg == 1 and pxb < 3136 and pxb % 4 == 0 and sweep == 0  # all (one) panels, blocks of pixels
+    pg, pxb, outer = plan.plan_tasks(big_input, 4, 64, 64 * 64 * 9 * 4, 64 * 56 * 56 * 4)
+    assert pg == 1 and pxb < 3136 and pxb % 4 == 0 and not outer  # all (one) panels, blocks of pixels
     # a pointwise conv at batch 1: its 3136 pixels cut into at least _MIN_TASKS blocks
     pointwise = ConvSpec(1, 256, 56, 56, 64, 56, 56, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
     pg, pxb, _ = plan.plan_tasks(pointwise, 4, 64, 256 * 64 * 4, 256 * 3136 * 4, 4)
     assert -(-3136 // pxb) >= plan._MIN_TASKS and pxb % 4 == 0
-
-
-def test_plan_tasks_sweeps_the_images_whose_input_fits_half_the_l2():
-    # 440 -> 440 at 7x7, batch 8: 86 KB of input per image, 774 KB of weights
-    spec = ConvSpec(8, 440, 7, 7, 440, 7, 7, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1)
-    w_bytes, in_bytes = 440 * 440 * 4, 8 * 440 * 49 * 4
-    sweeps = [
-        plan.plan_tasks(spec, 4, 16, w_bytes, in_bytes, 2, l2)[2] for l2 in (128 << 10, 512 << 10, 1 << 20, 2 << 20)
-    ]
-    assert sweeps == [1, 3, 6, 8]
-
-
-@pytest.mark.parametrize("sweep", [0, 1, 3, 8])
-def test_task_span_covers_every_task_once(sweep):
-    """Every (panel group, pixel block, image) exactly once, for sweeps that divide the batch
-    and one that leaves a shorter last sweep; with sweeps, a sweep's images run before the
-    next panel group."""
-    n_panels, pg, npix, pxb, images = 5, 2, 49, 20, 8
-    n_pgroups, n_pblocks = 3, 3
-    spans = [
-        plan.task_span(i, n_pgroups, pg, n_panels, n_pblocks, pxb, npix, images, sweep)
-        for i in range(n_pgroups * n_pblocks * images)
-    ]
-    assert sorted(spans) == sorted(
-        (p0, min(n_panels, p0 + pg), q0, min(npix, q0 + pxb), n)
-        for p0 in range(0, n_panels, pg)
-        for q0 in range(0, npix, pxb)
-        for n in range(images)
-    )
-    if sweep:
-        first_sweep = spans[: n_pblocks * sweep * n_pgroups]
-        assert {n for *_, n in first_sweep} == set(range(sweep))
-        assert [p0 for p0, *_ in first_sweep[:: n_pblocks * sweep]] == [0, 2, 4]
 
 
 # (N, C = M, H, W, group, kh, stride, pad): groups of 8 (two per block of 16: RegNet), of 4
