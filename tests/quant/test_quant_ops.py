@@ -7,6 +7,8 @@ pairwise int16 sums saturate (reference.mlas_u8s8_matmul_reference)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from onnx import helper
@@ -98,6 +100,21 @@ def test_qlinear_conv_is_bit_exact_with_the_reference_and_onnxruntimes_arithmeti
     np.testing.assert_array_equal(want, requantize_reference(_onnxruntimes_accumulator(x, p, geo, acc), **requant))
     lo, hi = np.iinfo(got.dtype).min, np.iinfo(got.dtype).max
     assert (got == lo).mean() < 0.5 and (got == hi).mean() < 0.5, "the case saturates: it would test little"
+
+
+@pytest.mark.parametrize("vnni", [False, True])
+def test_a_cpu_without_vnni_says_int8_convs_run_slower_than_float32(monkeypatch, vnni):
+    """Without VNNI the exact float32 path is several times slower than the float32 model: a
+    RuntimeWarning says so when a session is built; with VNNI nothing is said."""
+    from cnnrt.kernels.cpu import qconv, qconv_vnni
+
+    monkeypatch.setattr(qconv_vnni, "host_has_vnni", lambda: vnni)
+    mdl, x, _, _ = _qlinear_conv("3x3", "u8s8-perchannel")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cnnrt.InferenceSession(mdl, tiered=False)
+    said = [w for w in caught if w.category is RuntimeWarning and str(w.message) == qconv.NO_VNNI]
+    assert len(said) == (0 if vnni else 1)
 
 
 @pytest.mark.parametrize("geometry", ["3x3", "depthwise"])
