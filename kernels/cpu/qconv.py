@@ -125,10 +125,10 @@ def requantize(acc: np.ndarray, p: dict) -> np.ndarray:
     return qnt.requantize(acc, p["multiplier"], p["y_zp"], p["out_dtype"], p["lo"], p["hi"])
 
 
-# said once per process (one message, so Python's default filter shows it once)
+# one message for every QConv, so Python's default filter shows it once per process
 NO_VNNI = (
-    "int8 convolutions on this CPU (no AVX-512 VNNI) sum exactly on float32 GEMMs: several times "
-    "slower than the float32 model (6-9x on AMD Zen 3 with AVX2), so run the float32 model for speed"
+    "int8 convolutions on this CPU (no AVX-512 VNNI) sum exactly on float32 GEMMs, several times "
+    "slower than the float32 model (README, int8): run the float32 model for speed"
 )
 
 
