@@ -76,52 +76,6 @@ def serial_twin(dispatcher):
     return numba.njit(**JIT_FLAGS)(g)
 
 
-def _on_threads(nthreads, form, *args):
-    for t in prange(nthreads):  # noqa: F821  (bound by :func:`threaded`)
-        _worker(t, nthreads, form, *args)  # noqa: F821
-
-
-def _in_turn(nthreads, form, *args):
-    for t in range(nthreads):
-        _worker(t, nthreads, form, *args)  # noqa: F821
-
-
-def threaded(worker):
-    """(parallel, serial) kernels ``k(nthreads, form, *args)`` that run ``worker(t, nthreads,
-    form, *args)`` for every thread t < nthreads: at once on Numba's pool, or in turn on the
-    calling thread. ``form``: a tuple whose type selects a compiled variant (() when the
-    kernel has none); it goes apart from ``args``, which hold no tuple: a parallel region
-    cannot take a tuple inside its arguments' tuple.
-
-    A heavy kernel keeps its per-thread work out of the prange body this way. Numba compiles a
-    prange body into a function that each wrapping library (three of them) optimizes again
-    after linking it, and its disk cache keeps the outermost copy: for the blocked conv that
-    copy had 23% more instructions and 70% more stack accesses than the one a fresh compile
-    runs, and the kernel loaded from the cache took 1.08-1.09x the time of the same kernel
-    compiled in the process (AMD Zen 5, MobileNetV2's blocked convs alone). Called from a
-    prange body instead, the worker is optimized once; loaded from the cache it runs as fast
-    as compiled in-process. The two wrappers are copies of one template under the worker's
-    name, so the disk cache keeps each kernel's apart (as :func:`serial_twin`). Both carry
-    ``.worker``: a native plan's parallel region (runtime/native_plan.py) calls it per task
-    instead of opening a parallel region per kernel."""
-    import types
-
-    import numba
-
-    f = worker.py_func
-
-    def wrap(template, suffix, flags):
-        g = types.FunctionType(template.__code__, {"_worker": worker, "prange": numba.prange}, f.__name__ + suffix)
-        g.__qualname__ = f.__qualname__ + suffix
-        g.__module__ = f.__module__
-        g.__doc__ = f.__doc__
-        return numba.njit(**flags)(g)
-
-    parallel, serial = wrap(_on_threads, "_threads", PARALLEL_FLAGS), wrap(_in_turn, "_in_turn", JIT_FLAGS)
-    parallel.worker = serial.worker = worker  # a native plan's region calls the worker itself
-    return parallel, serial
-
-
 def pick(parallel, serial, work: float, nthreads: int):
     """``parallel`` when there are threads to use and ``work`` (about MACs or element-ops) is
     worth a parallel region (>= SERIAL_BELOW), else ``serial``."""

@@ -5,7 +5,8 @@ the rewrite engine), Conv+Relu and residual chains (fuse_epilogue, the planner o
 lifetimes), a wide graph whose outputs all live to the end (the planner when every lifetime
 overlaps every other) and many in-place Concats (their nesting checks). A quadratic step
 shows as 16x. The bound is on the ratio of the best of a few builds taken in alternation, in
-CPU time (other processes on a loaded machine do not count); the garbage collector is paused
+the building thread's CPU time (other processes on a loaded machine, and an earlier test's
+kernels still compiling in the background, do not count); the garbage collector is paused
 while timing (its full collections scan every object the test process holds, which is not
 the build's cost).
 """
@@ -28,9 +29,9 @@ def _build_seconds(model) -> float:
     gc.collect()
     gc.disable()
     try:
-        t = time.process_time()
+        t = time.thread_time()
         cnnrt.InferenceSession(model, threads=1)
-        return time.process_time() - t
+        return time.thread_time() - t
     finally:
         gc.enable()
 

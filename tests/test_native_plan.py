@@ -10,8 +10,8 @@ import pytest
 
 import cnnrt
 from cnnrt.errors import KernelError
-from cnnrt.kernels._jit import threaded
 from cnnrt.kernels.cpu.native_call import native_call
+from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.runtime.native_plan import Segment, schedule
 
 

@@ -184,7 +184,7 @@ class Segment:
 
 def _tasks(ns):
     """(task worker, number of tasks) of a step whose kernel runs its work as tasks
-    (kernels._jit.threaded), None for a kernel with its own parallel region; a serial kernel:
+    (kernels.cpu.threaded), None for a kernel with its own parallel region; a serial kernel:
     (its kernel, 1)."""
     worker = getattr(ns.kernel, "worker", None)
     if worker is not None:

@@ -177,7 +177,7 @@ def split_index(t, n):
 @njit(inline="always")
 def share(part, parts, total):
     """The tasks [first, end) of ``total`` that part ``part`` of ``parts`` runs: a threaded
-    worker's static share (kernels._jit.threaded)."""
+    worker's static share (kernels.cpu.threaded)."""
     return part * total // parts, (part + 1) * total // parts
 
 

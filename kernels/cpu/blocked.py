@@ -19,7 +19,7 @@ from numba import config, prange
 from cnnrt.core.ir import BF16
 from cnnrt.core.layout import blocks
 from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin, threaded
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.conv_spec import ConvSpec
 from cnnrt.kernels.cpu import depthwise_blocked
@@ -31,6 +31,7 @@ from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.cpu.pool import _taps_inside, _window
+from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.cpu.vector_ir import PERMUTE2_LANES, affine_run, fma, permute2_run, pixel_reduce
 from cnnrt.kernels.registry import KernelFn, register, run_of
 
@@ -390,7 +391,7 @@ def build_blocked_global_pool(node, graph) -> KernelFn:
 @njit
 def _affine_worker(part, parts, _form, x, out, s, t, n_, cb, hw, b, chunk, lo, hi, kind, alpha, beta):
     """out = act(x * s + t) per channel over flat (N, CB, HW, B) x and out; tasks (plane,
-    chunk of pixels), this part's share of them (kernels._jit.threaded). With B the vector
+    chunk of pixels), this part's share of them (kernels.cpu.threaded). With B the vector
     width each chunk is one vector_ir.affine_run (Relu and Clip its clamp), else lane by lane;
     other activations run over the chunk after."""
     nch = (hw + chunk - 1) // chunk

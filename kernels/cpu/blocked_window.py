@@ -26,13 +26,14 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from cnnrt.kernels._jit import njit, num_threads, pick, threaded
+from cnnrt.kernels._jit import njit, num_threads, pick
 from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.blas import share
 from cnnrt.kernels.cpu.conv_common import block_size, readonly  # block_size: the vector width _lane_taps runs on
 from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, load_bf16, round_bf16
 from cnnrt.kernels.cpu.native_call import native_call
+from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.cpu.vector_ir import fma
 
 FMA, MAX, SUM = 0, 1, 2  # what a tap does to the accumulator (_lane_taps' mode)
@@ -220,7 +221,7 @@ def _windows_worker(
     part, parts, geo, x, w, init, res, out, rows, segs, tx, tw, mode, has_res, lo, hi, kind, alpha, beta
 ):
     """Blocked x (planes, H, W, B) -> out (planes, OH, OW, B), flat: a window op (module doc),
-    over tasks (plane, band of output rows), this part's share of them (kernels._jit.threaded;
+    over tasks (plane, band of output rows), this part's share of them (kernels.cpu.threaded;
     ``geo`` its geometry tuple). w: (CB, kh*kw, B) weights (FMA); init: (CB, B)
     bias (FMA) or (OH, OW, B) divisors, each pixel's in every lane (SUM); rows[oh]: the class
     of output row oh; segs[s]: columns [o0, o1) of segment s, then per class r its tap count;

@@ -27,7 +27,7 @@ import numpy as np
 
 from cnnrt.core.ir import BF16
 from cnnrt.core.layout import is_blocked
-from cnnrt.kernels._jit import njit, num_threads, pick, threaded
+from cnnrt.kernels._jit import njit, num_threads, pick
 from cnnrt.kernels.activation import NONE
 from cnnrt.kernels.aligned import shared_scratch
 from cnnrt.kernels.conv_spec import spec_from_node
@@ -60,6 +60,7 @@ from cnnrt.kernels.cpu.conv_common import (
 from cnnrt.kernels.cpu.conv_stem import build_stem_conv
 from cnnrt.kernels.cpu.microkernel import BLOCKED_TILES
 from cnnrt.kernels.cpu.native_call import NativeStep
+from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.cpu.winograd import build_winograd
 from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import register, run_of
@@ -103,7 +104,7 @@ _B_CHUNK_BYTES = 96 << 10
 
 @njit
 def _blocked_worker(_t, _nthreads, form, xp, wp, taps, pin, bias, rf, of, counter, g, tflags, kind, alpha, beta):
-    """One thread's share of the conv (kernels._jit.threaded): tasks claimed from ``counter``
+    """One thread's share of the conv (kernels.cpu.threaded): tasks claimed from ``counter``
     until none is left. Every task: out[a block of one image's pixels, channels of its
     panels] by tiles of pixels x nv blocks (microkernel.BLOCKED_TILES), the reduction (taps x kstep) cut into
     chunks whose weights stay in L1. An image's output pixels are one run (OH x OW of a

@@ -11,12 +11,13 @@ from numba import prange, types
 from numba.extending import overload
 
 from cnnrt.core.ir import compute_dtype
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin, threaded
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_row
 from cnnrt.kernels.cpu.blas import share
 from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run
 from cnnrt.kernels.cpu.native_call import NativeStep, native_call
+from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.registry import bound, run_of
 
 

@@ -30,7 +30,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels._jit import njit, threaded
+from cnnrt.kernels._jit import njit
 from cnnrt.kernels.activation import CLIP, RELU
 from cnnrt.kernels.aligned import aligned_copy
 from cnnrt.kernels.cpu import conv_algorithm
@@ -38,6 +38,7 @@ from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size, conv_run, live_lanes, readonly, tile_flags
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, lanes_of
+from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.cpu.vector_act import activations, by_kind
 from cnnrt.kernels.prepacked import prepacked
 
@@ -190,7 +191,7 @@ def _stem_rows_worker(
     lo,
     hi,
 ):
-    """Thread t's share (kernels._jit.threaded) of every (image, output row, group of BLOCKS
+    """Thread t's share (kernels.cpu.threaded) of every (image, output row, group of BLOCKS
     channel blocks) row by stem_row_3x3 (a last group of one block by stem_row_3x3_one), split
     evenly over ``nthreads``; each output row's
     9 input rows copied into a zero-bordered row buffer of the thread (once for all of the

@@ -34,13 +34,14 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels._jit import njit, threaded
+from cnnrt.kernels._jit import njit
 from cnnrt.kernels.activation import CLIP, NONE, RELU
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size, readonly
 from cnnrt.kernels.cpu.llvm_ir import I32, Vectors, c64, data_pointers, masked_load, round_bf16, widen_bf16
 from cnnrt.kernels.cpu.native_call import native_call
+from cnnrt.kernels.cpu.threaded import threaded
 
 # (kw, stride along the row, dilation along the row) emitted with input reuse: MobileNet,
 # EfficientNet, MixNet (3..11) and the dilated LR-ASPP backbone layers
@@ -223,7 +224,7 @@ def _dw_rows(typingctx, x, xo, w, wo, bias, bo, res, out, oo, geo, r0, r1, has_r
 
 @njit
 def _dw_worker(_t, _nthreads, form, x, w, bias, res, out, geo, task, has_res, lo, hi, kind, alpha, beta, counter):
-    """One thread's share (kernels._jit.threaded) of blocked x (planes, H, W, B) -> out
+    """One thread's share (kernels.cpu.threaded) of blocked x (planes, H, W, B) -> out
     (planes, OH, OW, B), flat, B the vector width: w (CB, kh*kw, B), bias (CB*B,), res like
     out. ``task`` = (B, CB, planes per task, rows per task): tasks are runs of whole planes
     or one plane's band of rows, claimed from ``counter`` by every thread. ``x`` is float, or

@@ -20,7 +20,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from cnnrt.core.ops import ACTIVATIONS
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin, threaded
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit, serial_twin
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import readonly
@@ -30,6 +30,7 @@ from cnnrt.kernels.cpu.llvm_ir import Vectors, c64, data_pointers, floats, load_
 from cnnrt.kernels.cpu.microkernel import pack_a
 from cnnrt.kernels.cpu.microkernel_bf16 import to_bf16
 from cnnrt.kernels.cpu.native_call import NativeStep
+from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import register, run_of
 
@@ -136,7 +137,7 @@ def _gemv_block(typingctx, x, wp, w_off, k, acc):
 
 @njit
 def _gemv_tasks_worker(_t, _nthreads, _form, x, wp, out, n, counter):
-    """One thread's share (kernels._jit.threaded) of out[0, j] = sum_k x[0, k] * w[j, k] for a
+    """One thread's share (kernels.cpu.threaded) of out[0, j] = sum_k x[0, k] * w[j, k] for a
     batch-1 fully connected layer, ``wp`` holding W as (blocks, K, GEMV_COLS) column blocks
     packed at build: a task streams one contiguous block through :func:`_gemv_block`."""
     nblk, k, cols = wp.shape

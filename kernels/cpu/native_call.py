@@ -68,6 +68,8 @@ def native_address(dispatcher, args: tuple) -> tuple[int, tuple]:
 
     import numba
 
+    if not hasattr(dispatcher, "overloads"):  # a kernels.cpu.threaded.Threaded: its wrapper's call
+        dispatcher, args = dispatcher.native(args)
     pysig, folded = dispatcher._compiler.fold_argument_types(tuple(numba.typeof(a) for a in args), {})
     folded = tuple(folded)
     cres = dispatcher.overloads.get(folded)
@@ -93,7 +95,7 @@ def flat_arguments(context, ty, value) -> list:
     from llvmlite import ir
 
     if isinstance(ty, types.Array):
-        meminfo, parent, nitems, itemsize, data, *dims = _abi(context, (ty,))[0]
+        meminfo, parent, nitems, itemsize, data, *dims = kernel_abi(context, (ty,))[0]
         return [
             ir.Constant(meminfo, None),
             ir.Constant(parent, None),
@@ -114,7 +116,7 @@ def flat_arguments(context, ty, value) -> list:
 
 
 @functools.lru_cache(maxsize=4096)
-def _abi(context, argtys: tuple) -> tuple[list, Any]:
+def kernel_abi(context, argtys: tuple) -> tuple[list, Any]:
     """(the LLVM types the arguments of types ``argtys`` are flattened to, the LLVM type of a
     function taking them and returning None): made once per signature, as one kernel serves
     many steps."""
@@ -131,7 +133,7 @@ def emit_call(context, builder, fnaddr: int, typed: tuple, first=None):
     args = [c for t, v in typed for c in flat_arguments(context, t, v)]
     if first is not None:
         args[0] = first
-    expected, fnty = _abi(context, argtys)
+    expected, fnty = kernel_abi(context, argtys)
     if [a.type for a in args] != expected:  # a mismatch would not raise: it would crash
         raise TypeError(f"arguments {[str(a.type) for a in args]} are not the ABI of {argtys}: {expected}")
     call_conv = context.call_conv

@@ -13,7 +13,7 @@ plane into a zero-point-bordered byte scratch first (with a per-plane allocation
 loops) took more time than the multiply-adds (96 channels 112x112 at stride 2: 78 of 124 us).
 
 A task is a band of rows of one plane, or several whole small planes, at least
-``TASK_ELEMS`` outputs, claimed from a shared counter (kernels._jit.threaded).
+``TASK_ELEMS`` outputs, claimed from a shared counter (kernels.cpu.threaded).
 
 Sums are float32, exact because a tap sum stays far below 2**24 (|product| < 2**16, a few
 dozen taps; :func:`eligible` bounds them); each output gets its int32 bias and is requantized
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from cnnrt.kernels._jit import njit, num_threads, pick, threaded
+from cnnrt.kernels._jit import njit, num_threads, pick
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.microkernel_int8 import (
@@ -38,6 +38,7 @@ from cnnrt.kernels.cpu.microkernel_int8 import (
     depthwise_rows_rq,
     stage_rows,
 )
+from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.registry import run_of
 
 MAX_TAPS = 255  # taps * 2**16 < 2**24: float32 sums of u8/s8 products stay exact

@@ -35,11 +35,12 @@ from llvmlite import binding as ll
 from numba import prange
 
 from cnnrt.core import quantization as qnt
-from cnnrt.kernels._jit import njit, num_threads, pick, pjit, threaded
+from cnnrt.kernels._jit import njit, num_threads, pick, pjit
 from cnnrt.kernels.aligned import per_thread, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, pack_words_run, tile_u8s8_rq
+from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import run_of
 
@@ -180,7 +181,7 @@ def _tiles(apk, bpk, biasc, mult, out, m_len, flo, fhi, zp):
 
 @njit
 def _pointwise_worker(t, _nthreads, form, x, bpk, biasc, mult, out, geo, counter, flo, fhi, zp, flip, scratch):
-    """One thread's share (kernels._jit.threaded) of an unpadded 1x1 QConv, x (N, C, H, W) bytes
+    """One thread's share (kernels.cpu.threaded) of an unpadded 1x1 QConv, x (N, C, H, W) bytes
     -> out (N, M, P), flat. A task is (image, tile of PX pixels, run of weight tiles), claimed
     from ``counter``: it packs its pixels' words (the module doc) into a scratch of this thread,
     which stays in L1, a run of pixels at a time (each output row's, or the whole plane's at

@@ -3,7 +3,7 @@
 y[n, c] = x[n, c] * gate(W2 squeeze(W1 mean_hw(x[n]) + B1) + B2)[c] (passes/fuse_se.py makes
 the op from GlobalAveragePool -> 1x1 Conv -> 1x1 Conv -> Mul). One jitted call does it all,
 image by image: the pooled means, the two matvecs and the activations (at most a few hundred
-thousand MACs), then the scaling. The images are its tasks (kernels._jit.threaded), so the
+thousand MACs), then the scaling. The images are its tasks (kernels.cpu.threaded), so the
 threads share a batch, a native plan's region runs it with the steps around it, and an image
 is one thread's: at batch 1 the block is one task, as its few hundred thousand elements cost
 less than waking a second thread. Where the unfused block had a pool, two convs, a Mul and
@@ -24,13 +24,14 @@ import numpy as np
 
 from cnnrt.core.ir import BF16
 from cnnrt.core.ops import ACTIVATIONS, op_attrs
-from cnnrt.kernels._jit import njit, threaded
+from cnnrt.kernels._jit import njit
 from cnnrt.kernels.cpu.activation import act_inplace, act_scalar
 from cnnrt.kernels.cpu.blas import share
 from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.cpu.reduce import _global_pool_serial as _row_means
+from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.cpu.vector_ir import affine_run, pixel_reduce
 from cnnrt.kernels.registry import KernelFn, register, run_of
 
@@ -43,7 +44,7 @@ CHUNK = 1024  # elements of one scaling task
 def _squeeze_excite_worker(
     part, parts, _form, x, y, w1t, b1, w2t, b2, pooled, lanes, hidden, acc, gate, neg_zero, dims, acts
 ):
-    """This part's share of the images (kernels._jit.threaded): per image, pool, gate and scale.
+    """This part's share of the images (kernels.cpu.threaded): per image, pool, gate and scale.
     x, y flat (N, CB, HW, B); w1t (C, R), w2t (R, C); pooled (N*CB*B,) of x's dtype; lanes:
     LANES; hidden (parts, R), acc (parts, CB*B) float64 scratch, a row per part; gate,
     neg_zero (N*CB*B,) of x's dtype, the latter all -0.0. dims = (N, CB, HW, B, C, R); acts =

@@ -24,12 +24,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from cnnrt.kernels._jit import njit, threaded
+from cnnrt.kernels._jit import njit
 from cnnrt.kernels.aligned import aligned_copy, per_thread_shape, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.conv_common import conv_run, live_lanes, readonly
 from cnnrt.kernels.cpu.microkernel import MR
+from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.cpu.winograd_transforms import (
     input_transform,
     output_scatter,
@@ -147,7 +148,7 @@ def _winograd_tasks_worker(
     lanes,
     channels,
 ):
-    """Thread t's share (kernels._jit.threaded) of out = act(conv3x3(x, g) + bias (+ res)) with
+    """Thread t's share (kernels.cpu.threaded) of out = act(conv3x3(x, g) + bias (+ res)) with
     up = pack_u(transform_weights(g)); see module doc.
 
     Per-thread scratch: vbuf (36*nt*C + MR*C), mbuf (36*mbp*nt), ybuf (16*mbp*nt) with mbp = mb

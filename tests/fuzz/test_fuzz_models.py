@@ -33,7 +33,7 @@ def _quiet():
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("base", sorted(BASE_MODELS))
 def test_mutated_models_load_and_agree_or_raise_cnnrt_error(base):
-    @fuzz_settings(2500)
+    @fuzz_settings(1200)
     @given(st.data())
     def prop(data):
         outcome, _detail, log = fuzz_one(HypothesisChooser(data), base_names=[base])
