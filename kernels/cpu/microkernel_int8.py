@@ -1,7 +1,12 @@
 """The int8 register tile: ``vpdpbusd`` (AVX-512 VNNI) dot products, int32 sums.
 
 One ``vpdpbusd`` multiplies 64 unsigned bytes by 64 signed bytes and adds each group of four
-products into one of 16 int32 lanes, without saturation (the sums are exact). The tile puts
+products into one of 16 int32 lanes, without saturation (the sums are exact). An AVX2 CPU
+does the same exactly with ``vpmaddwd`` on the bytes widened to int16 (:func:`_dot_words`):
+four instructions per 256 bits where VNNI takes one, on a 4 x 1 tile that fits AVX2's
+registers, with whole-vector loads and stores where AVX-512's masked byte ones would be split
+into a branch per byte (README, int8: 2-5x the speed of the float32 GEMM path it replaced on
+AMD Zen 3, still slower than the float32 model there). The tile puts
 output *pixels* in the lanes and output *channels* in the rows: the activations are packed
 (K/4, P, 4) (:mod:`kernels.cpu.qconv_vnni`: four consecutive reduction steps of one pixel in
 one 32-bit lane, so 16 pixels are one 64-byte load) and the weights (M/MR, K/4, MR, 4), so a
@@ -25,6 +30,7 @@ short reduction (a 1x1 conv over 16 channels).
 
 from __future__ import annotations
 
+from llvmlite import binding as ll
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -33,12 +39,26 @@ from numba.extending import intrinsic
 from cnnrt.kernels.cpu.llvm_ir import I32, I64, VECTOR_BYTES, c64, declare, masked_load
 
 _DPBUSD = "llvm.x86.avx512.vpdpbusd.512"
+_PMADDWD = "llvm.x86.avx2.pmadd.wd"
 LANES = 16  # int32 lanes of one vpdpbusd (512 bits)
+
+
+def _host_has(feature: str) -> bool:
+    try:
+        return bool(ll.get_host_cpu_features().get(feature, False))
+    except RuntimeError:
+        return False
+
+
+# Without VNNI (an AVX2 CPU) each vpdpbusd is done exactly with vpmaddwd (:func:`_dot_words`)
+VNNI = _host_has("avx512vnni")
 # channels x pixel vectors of the tile. Eight rows: CNN channel counts are multiples of 8, where
 # a 12-row tile computed 72 rows for 64 (64->64 3x3 at 56x56: 0.9x the time with 8, the other
 # ResNet and MobileNetV2 shapes 0.92-1.0x); its 16 accumulators keep two vpdpbusd a cycle in
-# flight as 24 did (the same rate in L1), and 8 x 3 measured slower on small planes.
-MR, NV = 8, 2
+# flight as 24 did (the same rate in L1), and 8 x 3 measured slower on small planes. AVX2's 16
+# registers hold 4 x 1 (8 accumulator halves, the activation's even and odd bytes, the weights').
+MR, NV = (8, 2) if VNNI else (4, 1)
+EXACT_TILE = VNNI or _host_has("avx2")  # the tile runs here, natively or on vpmaddwd
 
 
 def _codegen(mr: int, nv: int, taps: bool):
@@ -56,7 +76,7 @@ def _codegen(mr: int, nv: int, taps: bool):
             return builder.gep(context.make_array(sig.args[i])(context, builder, arr).data, [off])
 
         vty = ir.VectorType(I32, LANES)
-        dp = declare(builder, _DPBUSD, vty, [vty, vty, vty])
+        dp = _dot_words(builder, vty)
         splat_mask = ir.Constant(vty, [0] * LANES)
         pa0, pb0 = ptr(0, a_v, a_off), ptr(4 if taps else 3, b_v, b_off)
         pbias, pmult = (ptr(8, bias_v, m0), ptr(9, mult_v, m0)) if taps else (ptr(6, bias_v, m0), ptr(7, mult_v, m0))
@@ -84,7 +104,7 @@ def _codegen(mr: int, nv: int, taps: bool):
                     ins = builder.insert_element(ir.Constant(vty, ir.Undefined), w, ir.Constant(I32, 0))
                     wv = builder.shuffle_vector(ins, ir.Constant(vty, ir.Undefined), splat_mask)
                     for v in range(nv):
-                        builder.store(builder.call(dp, [builder.load(accs[r][v]), avec[v], wv]), accs[r][v])
+                        builder.store(dp(builder.load(accs[r][v]), avec[v], wv), accs[r][v])
 
         if taps:  # every tap's k loop on the same sums, from the tap's offset and weights
             offs = context.make_array(sig.args[3])(context, builder, offs_v)
@@ -102,6 +122,39 @@ def _codegen(mr: int, nv: int, taps: bool):
     return codegen
 
 
+def _dot_words(builder, vty):
+    """``dot(acc, a, w)``: acc plus, per int32 lane, the four products of a's unsigned bytes and
+    w's signed bytes, exact: one vpdpbusd with VNNI; else the even and the odd bytes widened to
+    int16 in place (a masked or shifted, w shifted with its sign) and multiplied and summed in
+    pairs by vpmaddwd, whose int32 sums of two products of 9-bit by 8-bit values cannot
+    overflow (vpmaddubsw, onnxruntime's u8s8 product on AVX2, saturates at int16)."""
+    if VNNI:
+        fn = declare(builder, _DPBUSD, vty, [vty, vty, vty])
+        return lambda acc, a, w: builder.call(fn, [acc, a, w])
+    h16 = ir.VectorType(ir.IntType(16), 16)
+    h32 = ir.VectorType(I32, 8)
+    pmadd = declare(builder, _PMADDWD, h32, [h16, h16])
+    wide = ir.VectorType(ir.IntType(16), 2 * vty.count)
+    eight = ir.Constant(wide, [8] * wide.count)
+    low_byte = ir.Constant(wide, [0xFF] * wide.count)
+    halves = [ir.Constant(ir.VectorType(I32, 16), list(range(k, k + 16))) for k in (0, 16)]
+    joined = ir.Constant(ir.VectorType(I32, vty.count), list(range(vty.count)))
+
+    def madd(x, y):  # vpmaddwd on each 256-bit half
+        parts = [
+            builder.call(pmadd, [builder.shuffle_vector(x, x, h), builder.shuffle_vector(y, y, h)]) for h in halves
+        ]
+        return builder.shuffle_vector(parts[0], parts[1], joined)
+
+    def dot(acc, a, w):
+        a16, w16 = builder.bitcast(a, wide), builder.bitcast(w, wide)
+        a_even, a_odd = builder.and_(a16, low_byte), builder.lshr(a16, eight)
+        w_even, w_odd = builder.ashr(builder.shl(w16, eight), eight), builder.ashr(w16, eight)
+        return builder.add(acc, builder.add(madd(a_even, w_even), madd(a_odd, w_odd)))
+
+    return dot
+
+
 _BYTES = ir.VectorType(ir.IntType(8), LANES)
 _MASK = ir.VectorType(ir.IntType(1), LANES)
 _LANE_IDS = ir.Constant(ir.VectorType(I64, LANES), list(range(LANES)))
@@ -114,9 +167,24 @@ def _splat(builder, x, ty):
     return builder.shuffle_vector(v, ir.Constant(ty, ir.Undefined), mask)
 
 
-def _masked_store(builder, q, p, mask):
+# AVX2 has no masked byte loads or stores: LLVM splits them into a branch per byte, so where
+# every lane is valid the AVX2 code loads or stores the vector whole
+_BYTE_MASKS = VECTOR_BYTES == 64
+
+
+def _masked_store(builder, q, p, mask, whole=None):
+    """q's bytes at p where ``mask`` is set; ``whole``, an i1 true when every lane is, stores
+    the vector plainly on AVX2."""
     fn = declare(builder, f"llvm.masked.store.v{LANES}i8.p0", ir.VoidType(), [_BYTES, _BYTES.as_pointer(), I32, _MASK])
-    builder.call(fn, [q, builder.bitcast(p, _BYTES.as_pointer()), ir.Constant(I32, 1), mask])
+    ptr = builder.bitcast(p, _BYTES.as_pointer())
+    if _BYTE_MASKS or whole is None:
+        builder.call(fn, [q, ptr, ir.Constant(I32, 1), mask])
+        return
+    with builder.if_else(whole, likely=True) as (plain, masked):
+        with plain:
+            builder.store(q, ptr).align = 1
+        with masked:
+            builder.call(fn, [q, ptr, ir.Constant(I32, 1), mask])
 
 
 def edge_stores(builder, pc, ldc, jn, nv):
@@ -125,11 +193,12 @@ def edge_stores(builder, pc, ldc, jn, nv):
     i64v = ir.VectorType(I64, LANES)
     ends = [_splat(builder, builder.sub(jn, c64(v * LANES)), i64v) for v in range(nv)]
     masks = [builder.icmp_signed("<", _LANE_IDS, end) for end in ends]
+    wholes = [builder.icmp_signed(">=", jn, c64((v + 1) * LANES)) for v in range(nv)]
 
     def stores(r, qs):
         prow = builder.gep(pc, [builder.mul(c64(r), ldc)])
         for v, q in enumerate(qs):
-            _masked_store(builder, q, builder.gep(prow, [c64(v * LANES)]), masks[v])
+            _masked_store(builder, q, builder.gep(prow, [c64(v * LANES)]), masks[v], wholes[v])
 
     return stores
 
@@ -149,7 +218,11 @@ def segment_stores(builder, pc, ldc, pseg, nseg):
                 lanes = builder.add(_LANE_IDS, ir.Constant(i64v, [v * LANES] * LANES))
                 lo_ok = builder.icmp_signed(">=", lanes, _splat(builder, first, i64v))
                 hi_ok = builder.icmp_signed("<", lanes, _splat(builder, end, i64v))
-                _masked_store(builder, q, builder.gep(pseg_row, [c64(v * LANES)]), builder.and_(lo_ok, hi_ok))
+                whole = builder.and_(
+                    builder.icmp_signed("<=", first, c64(v * LANES)),
+                    builder.icmp_signed(">=", end, c64((v + 1) * LANES)),
+                )
+                _masked_store(builder, q, builder.gep(pseg_row, [c64(v * LANES)]), builder.and_(lo_ok, hi_ok), whole)
 
     return stores
 
@@ -312,10 +385,26 @@ def pack_words_run(typingctx, x, o0, o1, o2, o3, d, do, count, flip, form):
                 builder.trunc(builder.sub(builder.shl(c64(1), nbytes), c64(1)), bits),
                 ir.VectorType(ir.IntType(1), span),
             )
+            ptrs = [builder.bitcast(builder.gep(row, [builder.mul(k0, c64(step))]), bty.as_pointer()) for row in rows]
+            if _BYTE_MASKS:
+                loaded = [masked_load(builder, p, load_mask, 1) for p in ptrs]
+            else:  # plain loads where all span bytes lie in the run (one more than the words need at stride 2)
+                plain_ok = builder.icmp_signed(">=", left, c64(LANES + step - 1))
+                with builder.if_else(plain_ok, likely=True) as (plain, masked):
+                    with plain:
+                        plain_vs = [builder.load(p, align=1) for p in ptrs]
+                        plain_end = builder.block
+                    with masked:
+                        masked_vs = [masked_load(builder, p, load_mask, 1) for p in ptrs]
+                        masked_end = builder.block
+                loaded = []
+                for a, b in zip(plain_vs, masked_vs):
+                    phi = builder.phi(bty)
+                    phi.add_incoming(a, plain_end)
+                    phi.add_incoming(b, masked_end)
+                    loaded.append(phi)
             word = flips
-            for r, row in enumerate(rows):
-                p = builder.bitcast(builder.gep(row, [builder.mul(k0, c64(step))]), bty.as_pointer())
-                v = masked_load(builder, p, load_mask, 1)
+            for r, v in enumerate(loaded):
                 if step > 1:
                     v = builder.shuffle_vector(v, ir.Constant(bty, ir.Undefined), _every(step, 0))
                 wide = builder.zext(v, vty)

@@ -8,13 +8,14 @@ CPUs without VNNI: there MLAS multiplies with vpmaddubsw, which adds pairs of pr
 saturating int16, so onnxruntime's bytes differ from the exact ones (tests/reference.py models
 that arithmetic).
 
-Ungrouped convs with s8 weights run on the VNNI register tile when the CPU has it (at stride 1
-with taps as offsets into the input, kernels/cpu/qconv_vnni_taps.py; else on an im2col,
-kernels/cpu/qconv_vnni.py), depthwise ones at row strides 1 and 2 read in place (kernels/cpu/qconv_depthwise.py). The rest
-(grouped convs, u8 weights, weight zero points, int32 outputs, CPUs without VNNI) sum on
-float32 arithmetic kept exact (im2col + BLAS over short stretches of the reduction; depthwise
-taps over whole planes). Without VNNI that path is several times slower than the float32
-model, which a session build says once (:data:`NO_VNNI`).
+Ungrouped convs with s8 weights run on the int8 register tile, on vpdpbusd with VNNI and on
+its exact vpmaddwd form with AVX2 (at stride 1 with taps as offsets into the input,
+kernels/cpu/qconv_vnni_taps.py; else on an im2col, kernels/cpu/qconv_vnni.py), depthwise ones
+at row strides 1 and 2 read in place (kernels/cpu/qconv_depthwise.py). The rest (grouped
+convs, u8 weights, weight zero points, int32 outputs, CPUs without AVX2) sum on float32
+arithmetic kept exact (im2col + BLAS over short stretches of the reduction; depthwise taps
+over whole planes). Without VNNI the int8 model runs slower than the float32 one, which a
+session build says once (:data:`NO_VNNI`).
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def requantize(acc: np.ndarray, p: dict) -> np.ndarray:
 
 # one message for every QConv, so Python's default filter shows it once per process
 NO_VNNI = (
-    "int8 convolutions on this CPU (no AVX-512 VNNI) sum exactly on float32 GEMMs, several times "
-    "slower than the float32 model (README, int8): run the float32 model for speed"
+    "int8 convolutions on this CPU (no AVX-512 VNNI) run slower than the float32 model "
+    "(README, int8): run the float32 model for speed"
 )
 
 

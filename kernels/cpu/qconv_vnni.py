@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from llvmlite import binding as ll
 from numba import prange
 
 from cnnrt.core import quantization as qnt
@@ -39,7 +38,7 @@ from cnnrt.kernels._jit import njit, num_threads, pick, pjit
 from cnnrt.kernels.aligned import per_thread, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.conv_common import readonly
-from cnnrt.kernels.cpu.microkernel_int8 import LANES, MR, NV, pack_words_run, tile_u8s8_rq
+from cnnrt.kernels.cpu.microkernel_int8 import EXACT_TILE, LANES, MR, NV, VNNI, pack_words_run, tile_u8s8_rq
 from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import run_of
@@ -50,10 +49,13 @@ _ROUND = np.float32(12582912.0)  # 1.5 * 2**23: (f + _ROUND) - _ROUND rounds |f|
 
 
 def host_has_vnni() -> bool:
-    try:
-        return bool(ll.get_host_cpu_features().get("avx512vnni", False))
-    except RuntimeError:
-        return False
+    return VNNI
+
+
+def tile_runs() -> bool:
+    """Whether the register tile runs on this CPU: on vpdpbusd with VNNI, on its exact vpmaddwd
+    form with AVX2 (microkernel_int8._dot_words)."""
+    return EXACT_TILE
 
 
 def pack_weights(w: np.ndarray) -> np.ndarray:
@@ -69,14 +71,14 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
 
 def eligible(x_dtype: str, w: np.ndarray, w_zp: np.ndarray, group: int, out_dtype: str) -> bool:
     """Whether the tile runs this QConv: s8 weights with zero points 0, one group, u8/s8 in
-    and out, on a CPU with VNNI."""
+    and out, on a CPU where it runs (:func:`tile_runs`)."""
     return (
         group == 1
         and w.dtype == np.int8
         and not np.any(w_zp)
         and x_dtype in ("uint8", "int8")
         and out_dtype in ("uint8", "int8")
-        and host_has_vnni()
+        and tile_runs()
     )
 
 

@@ -76,3 +76,16 @@ def conv_params(rng, c: int, m: int, group: int, k: tuple, x_dtype: str, w_dtype
     if not per_channel:
         ws, wz = ws.reshape(()), wz.reshape(())
     return xz, np.float32(0.05), w, ws, wz, bias, ys, yz
+
+
+def onnxruntimes_accumulator(x, x_zp, w, w_zp, bias, geo: dict, exact):
+    """The accumulator onnxruntime's QLinearConv forms: the ``exact`` one, except uint8 x int8
+    non-depthwise convs on CPUs where MLAS saturates pairwise int16 sums."""
+    from reference import mlas_u8s8_conv_accumulator_reference
+
+    from cnnrt.tools.bench_int8 import onnxruntime_u8s8_saturates
+
+    depthwise = geo["group"] == w.shape[0] and w.shape[1] == 1
+    if x.dtype == np.uint8 and w.dtype == np.int8 and not depthwise and onnxruntime_u8s8_saturates():
+        return mlas_u8s8_conv_accumulator_reference(x, x_zp, w, w_zp, bias, **geo)
+    return exact

@@ -12,10 +12,9 @@ import warnings
 import numpy as np
 import pytest
 from onnx import helper
-from quant.qdq_models import conv_params, model, ort_optimized, random_q
+from quant.qdq_models import conv_params, model, onnxruntimes_accumulator, ort_optimized, random_q
 from reference import (
     dequantize_reference,
-    mlas_u8s8_conv_accumulator_reference,
     mlas_u8s8_matmul_reference,
     qconv_accumulator_reference,
     quantize_reference,
@@ -73,16 +72,6 @@ def _qlinear_conv(geometry: str, quant: str, seed: int = 0):
     return mdl, x, inits, geo
 
 
-def _onnxruntimes_accumulator(x, p, geo, exact):
-    """The accumulator onnxruntime's QLinearConv forms: the exact one, except uint8 x int8
-    non-depthwise convs on CPUs where MLAS saturates pairwise int16 sums."""
-    w = p["w"]
-    depthwise = geo["group"] == w.shape[0] and w.shape[1] == 1
-    if x.dtype == np.uint8 and w.dtype == np.int8 and not depthwise and onnxruntime_u8s8_saturates():
-        return mlas_u8s8_conv_accumulator_reference(x, p["xz"], w, p["wz"], p["b"], **geo)
-    return exact
-
-
 @pytest.mark.parametrize("quant", QUANTS)
 @pytest.mark.parametrize("geometry", [*GEOMETRIES, *WIDE_DEPTHWISE])
 def test_qlinear_conv_is_bit_exact_with_the_reference_and_onnxruntimes_arithmetic(geometry, quant):
@@ -97,15 +86,18 @@ def test_qlinear_conv_is_bit_exact_with_the_reference_and_onnxruntimes_arithmeti
     ref = requantize_reference(acc, **requant)
     assert got.dtype == want.dtype == ref.dtype
     np.testing.assert_array_equal(got, ref)
-    np.testing.assert_array_equal(want, requantize_reference(_onnxruntimes_accumulator(x, p, geo, acc), **requant))
+    np.testing.assert_array_equal(
+        want, requantize_reference(onnxruntimes_accumulator(x, p["xz"], p["w"], p["wz"], p["b"], geo, acc), **requant)
+    )
     lo, hi = np.iinfo(got.dtype).min, np.iinfo(got.dtype).max
     assert (got == lo).mean() < 0.5 and (got == hi).mean() < 0.5, "the case saturates: it would test little"
 
 
 @pytest.mark.parametrize("vnni", [False, True])
 def test_a_cpu_without_vnni_says_int8_convs_run_slower_than_float32(monkeypatch, vnni):
-    """Without VNNI the exact float32 path is several times slower than the float32 model: a
-    RuntimeWarning says so when a session is built; with VNNI nothing is said."""
+    """Without VNNI an int8 model runs slower than the float32 one (on AVX2's vpmaddwd, or the
+    exact float32 path): a RuntimeWarning says so when a session is built; with VNNI nothing
+    is said."""
     from cnnrt.kernels.cpu import qconv, qconv_vnni
 
     monkeypatch.setattr(qconv_vnni, "host_has_vnni", lambda: vnni)
