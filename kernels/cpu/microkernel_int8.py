@@ -5,8 +5,8 @@ products into one of 16 int32 lanes, without saturation (the sums are exact). An
 does the same exactly with ``vpmaddwd`` on the bytes widened to int16 (:func:`_dot_words`):
 four instructions per 256 bits where VNNI takes one, on a 4 x 1 tile that fits AVX2's
 registers, with whole-vector loads and stores where AVX-512's masked byte ones would be split
-into a branch per byte (README, int8: 2-5x the speed of the float32 GEMM path it replaced on
-AMD Zen 3, still slower than the float32 model there). The tile puts
+into a branch per byte (README, int8: no faster than the float32 model on such a CPU). The
+tile puts
 output *pixels* in the lanes and output *channels* in the rows: the activations are packed
 (K/4, P, 4) (:mod:`kernels.cpu.qconv_vnni`: four consecutive reduction steps of one pixel in
 one 32-bit lane, so 16 pixels are one 64-byte load) and the weights (M/MR, K/4, MR, 4), so a
@@ -30,6 +30,7 @@ short reduction (a 1x1 conv over 16 channels).
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import binding as ll
 from llvmlite import ir
 from numba import types
@@ -59,6 +60,16 @@ VNNI = _host_has("avx512vnni")
 # registers hold 4 x 1 (8 accumulator halves, the activation's even and odd bytes, the weights').
 MR, NV = (8, 2) if VNNI else (4, 1)
 EXACT_TILE = VNNI or _host_has("avx2")  # the tile runs here, natively or on vpmaddwd
+WORDS = 1 if VNNI else 2  # int32 words of one channel's four weights (:func:`weight_words`)
+
+
+def weight_words(full: np.ndarray) -> np.ndarray:
+    """Weights (..., 4) int8, four reduction steps of one channel, as the tile reads them: one
+    int32 word of the four bytes with VNNI; else two words of int16 pairs, the even steps'
+    weights (0, 2) and the odd ones' (1, 3), widened with their sign at packing, not per use."""
+    if VNNI:
+        return np.ascontiguousarray(full).view(np.int32)
+    return np.ascontiguousarray(full.astype(np.int16)[..., [0, 2, 1, 3]]).view(np.int32)
 
 
 def _codegen(mr: int, nv: int, taps: bool):
@@ -78,7 +89,7 @@ def _codegen(mr: int, nv: int, taps: bool):
         vty = ir.VectorType(I32, LANES)
         dp = _dot_words(builder, vty)
         splat_mask = ir.Constant(vty, [0] * LANES)
-        pa0, pb0 = ptr(0, a_v, a_off), ptr(4 if taps else 3, b_v, b_off)
+        pa0, pb0 = ptr(0, a_v, a_off), ptr(4 if taps else 3, b_v, builder.mul(b_off, c64(WORDS)))
         pbias, pmult = (ptr(8, bias_v, m0), ptr(9, mult_v, m0)) if taps else (ptr(6, bias_v, m0), ptr(7, mult_v, m0))
 
         def start(r):
@@ -92,17 +103,19 @@ def _codegen(mr: int, nv: int, taps: bool):
             with cgutils.for_range(builder, kq) as loop:
                 k = loop.index
                 pa = builder.gep(pa0, [builder.mul(k, lda)])
-                pb = builder.gep(pb0, [builder.mul(k, c64(mr))])
+                pb = builder.gep(pb0, [builder.mul(k, c64(mr * WORDS))])
                 avec = []
                 for v in range(nv):
                     ld = builder.load(builder.bitcast(builder.gep(pa, [c64(v * LANES)]), vty.as_pointer()))
                     ld.align = 4
                     avec.append(ld)
                 for r in range(mr):
-                    w = builder.load(builder.gep(pb, [c64(r)]))
-                    w.align = 4
-                    ins = builder.insert_element(ir.Constant(vty, ir.Undefined), w, ir.Constant(I32, 0))
-                    wv = builder.shuffle_vector(ins, ir.Constant(vty, ir.Undefined), splat_mask)
+                    wv = []
+                    for j in range(WORDS):
+                        w = builder.load(builder.gep(pb, [c64(r * WORDS + j)]))
+                        w.align = 4
+                        ins = builder.insert_element(ir.Constant(vty, ir.Undefined), w, ir.Constant(I32, 0))
+                        wv.append(builder.shuffle_vector(ins, ir.Constant(vty, ir.Undefined), splat_mask))
                     for v in range(nv):
                         builder.store(dp(builder.load(accs[r][v]), avec[v], wv), accs[r][v])
 
@@ -110,7 +123,8 @@ def _codegen(mr: int, nv: int, taps: bool):
             offs = context.make_array(sig.args[3])(context, builder, offs_v)
             with cgutils.for_range(builder, offs.nitems) as tap:
                 off = builder.load(builder.gep(offs.data, [tap.index]))
-                k_loop(builder.gep(pa0, [off]), builder.gep(pb0, [builder.mul(tap.index, tap_words)]))
+                tap_b = builder.mul(builder.mul(tap.index, tap_words), c64(WORDS))
+                k_loop(builder.gep(pa0, [off]), builder.gep(pb0, [tap_b]))
             stores = segment_stores(builder, ptr(12, c_v, c_off), ldc, ptr(15, seg_v, c64(0)), nseg)
         else:
             k_loop(pa0, pb0)
@@ -123,14 +137,15 @@ def _codegen(mr: int, nv: int, taps: bool):
 
 
 def _dot_words(builder, vty):
-    """``dot(acc, a, w)``: acc plus, per int32 lane, the four products of a's unsigned bytes and
-    w's signed bytes, exact: one vpdpbusd with VNNI; else the even and the odd bytes widened to
-    int16 in place (a masked or shifted, w shifted with its sign) and multiplied and summed in
-    pairs by vpmaddwd, whose int32 sums of two products of 9-bit by 8-bit values cannot
-    overflow (vpmaddubsw, onnxruntime's u8s8 product on AVX2, saturates at int16)."""
+    """``dot(acc, a, ws)``: acc plus, per int32 lane, the four products of a's unsigned bytes
+    and a channel's four signed weights (``ws``, its :func:`weight_words` splat), exact: one
+    vpdpbusd with VNNI; else a's even and odd bytes widened to int16 in place (masked,
+    shifted) and multiplied by the widened weights and summed in pairs by vpmaddwd, whose int32
+    sums of two products of 9-bit by 8-bit values cannot overflow (vpmaddubsw, onnxruntime's
+    u8s8 product on AVX2, saturates at int16)."""
     if VNNI:
         fn = declare(builder, _DPBUSD, vty, [vty, vty, vty])
-        return lambda acc, a, w: builder.call(fn, [acc, a, w])
+        return lambda acc, a, ws: builder.call(fn, [acc, a, ws[0]])
     h16 = ir.VectorType(ir.IntType(16), 16)
     h32 = ir.VectorType(I32, 8)
     pmadd = declare(builder, _PMADDWD, h32, [h16, h16])
@@ -146,10 +161,10 @@ def _dot_words(builder, vty):
         ]
         return builder.shuffle_vector(parts[0], parts[1], joined)
 
-    def dot(acc, a, w):
-        a16, w16 = builder.bitcast(a, wide), builder.bitcast(w, wide)
+    def dot(acc, a, ws):
+        a16 = builder.bitcast(a, wide)
         a_even, a_odd = builder.and_(a16, low_byte), builder.lshr(a16, eight)
-        w_even, w_odd = builder.ashr(builder.shl(w16, eight), eight), builder.ashr(w16, eight)
+        w_even, w_odd = builder.bitcast(ws[0], wide), builder.bitcast(ws[1], wide)
         return builder.add(acc, builder.add(madd(a_even, w_even), madd(a_odd, w_odd)))
 
     return dot

@@ -14,7 +14,7 @@ kernels/cpu/qconv_vnni_taps.py; else on an im2col, kernels/cpu/qconv_vnni.py), d
 at row strides 1 and 2 read in place (kernels/cpu/qconv_depthwise.py). The rest (grouped
 convs, u8 weights, weight zero points, int32 outputs, CPUs without AVX2) sum on float32
 arithmetic kept exact (im2col + BLAS over short stretches of the reduction; depthwise taps
-over whole planes). Without VNNI the int8 model runs slower than the float32 one, which a
+over whole planes). Without VNNI the int8 model runs no faster than the float32 one, which a
 session build says once (:data:`NO_VNNI`).
 """
 
@@ -128,7 +128,7 @@ def requantize(acc: np.ndarray, p: dict) -> np.ndarray:
 
 # one message for every QConv, so Python's default filter shows it once per process
 NO_VNNI = (
-    "int8 convolutions on this CPU (no AVX-512 VNNI) run slower than the float32 model "
+    "int8 convolutions on this CPU (no AVX-512 VNNI) run no faster than the float32 model "
     "(README, int8): run the float32 model for speed"
 )
 

@@ -38,7 +38,17 @@ from cnnrt.kernels._jit import njit, num_threads, pick, pjit
 from cnnrt.kernels.aligned import per_thread, shared_scratch
 from cnnrt.kernels.cpu import blas
 from cnnrt.kernels.cpu.conv_common import readonly
-from cnnrt.kernels.cpu.microkernel_int8 import EXACT_TILE, LANES, MR, NV, VNNI, pack_words_run, tile_u8s8_rq
+from cnnrt.kernels.cpu.microkernel_int8 import (
+    EXACT_TILE,
+    LANES,
+    MR,
+    NV,
+    VNNI,
+    WORDS,
+    pack_words_run,
+    tile_u8s8_rq,
+    weight_words,
+)
 from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import run_of
@@ -59,14 +69,14 @@ def tile_runs() -> bool:
 
 
 def pack_weights(w: np.ndarray) -> np.ndarray:
-    """s8 weights (M, C, KH, KW) as the tile's operand: (M/MR, K/4, MR) int32 words of four
-    consecutive reduction steps, M and K zero-padded, flattened."""
+    """s8 weights (M, C, KH, KW) as the tile's operand: (M/MR, K/4, MR) groups of four
+    consecutive reduction steps (microkernel_int8.weight_words), M and K zero-padded, flattened."""
     m = w.shape[0]
     w2 = w.reshape(m, -1)
     mb, kq = -(-m // MR), -(-w2.shape[1] // 4)
     full = np.zeros((mb * MR, kq * 4), np.int8)
     full[:m, : w2.shape[1]] = w2
-    return np.ascontiguousarray(full.reshape(mb, MR, kq, 4).transpose(0, 2, 1, 3)).view(np.int32).reshape(-1)
+    return weight_words(full.reshape(mb, MR, kq, 4).transpose(0, 2, 1, 3)).reshape(-1)
 
 
 def eligible(x_dtype: str, w: np.ndarray, w_zp: np.ndarray, group: int, out_dtype: str) -> bool:
@@ -298,7 +308,7 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
     m, c, kh, kw = w.shape
     n, _, oh, ow = p["out_shape"]
     kq = -(-(c * kh * kw) // 4)
-    bpk = prepacked(w, ("vnni", MR), pack_weights)
+    bpk = prepacked(w, ("vnni", MR, WORDS), pack_weights)
     shift = 128 if x_dtype == "int8" else 0
     wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
     biasc = np.zeros(-(-m // MR) * MR, np.int32)  # whole tiles of rows: the tile starts every row's sums from it

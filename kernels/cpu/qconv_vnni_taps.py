@@ -28,7 +28,7 @@ from numba import prange
 
 from cnnrt.kernels._jit import njit, pjit
 from cnnrt.kernels.aligned import shared_scratch
-from cnnrt.kernels.cpu.microkernel_int8 import MR, pack_words_run, tile_u8s8_taps_rq
+from cnnrt.kernels.cpu.microkernel_int8 import MR, WORDS, pack_words_run, tile_u8s8_taps_rq, weight_words
 from cnnrt.kernels.cpu.qconv_vnni import PX, TASK_CHUNKS, pack_words, requant_params
 from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import run_of
@@ -44,14 +44,14 @@ def eligible(c: int, kernel: tuple) -> bool:
 
 
 def pack_weights(w: np.ndarray) -> np.ndarray:
-    """s8 weights (M, C, KH, KW) as (KH*KW, M/MR, C/4, MR) int32 words of four consecutive
-    channels, M and C zero-padded, flattened."""
+    """s8 weights (M, C, KH, KW) as (KH*KW, M/MR, C/4, MR) groups of four consecutive channels
+    (microkernel_int8.weight_words), M and C zero-padded, flattened."""
     m, c, kh, kw = w.shape
     mb, c4 = -(-m // MR), -(-c // 4)
     full = np.zeros((kh * kw, mb * MR, c4 * 4), np.int8)
     full[:, :m, :c] = w.transpose(2, 3, 0, 1).reshape(kh * kw, m, c)
     words = full.reshape(kh * kw, mb, MR, c4, 4).transpose(0, 1, 3, 2, 4)
-    return np.ascontiguousarray(words).view(np.int32).reshape(-1)
+    return weight_words(words).reshape(-1)
 
 
 @pjit
@@ -176,7 +176,7 @@ def build(p: dict, x_dtype: str, x_shape: tuple, owner):
     )
     lda = max(sh * sw * hq * wq, -(-(oh * wq) // PX) * PX + int(offs.max()))  # the last tile's reads
     form = (0,) * sw if sw <= 2 else (0,)
-    bpk = prepacked(w, ("vnni-taps", MR), pack_weights)
+    bpk = prepacked(w, ("vnni-taps", MR, WORDS), pack_weights)
     shift = 128 if x_dtype == "int8" else 0
     wsum = w.reshape(m, -1).astype(np.int64).sum(axis=1)
     biasc = (p["bias"].astype(np.int64) - (p["x_zp"] + shift) * wsum).astype(np.int32)

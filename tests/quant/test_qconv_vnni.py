@@ -14,7 +14,7 @@ from reference import qconv_accumulator_reference, requantize_reference
 
 import cnnrt
 from cnnrt.kernels.cpu import qconv_amx, qconv_vnni
-from cnnrt.kernels.cpu.microkernel_int8 import MR
+from cnnrt.kernels.cpu.microkernel_int8 import MR, WORDS
 
 needs_vnni = pytest.mark.skipif(
     not qconv_vnni.tile_runs(), reason="the CPU has neither AVX-512 VNNI nor AVX2: the tile cannot run"
@@ -84,7 +84,12 @@ def test_amx_weight_tiles_hold_64_reduction_bytes_of_16_channels():
 
 def test_packed_weights_hold_four_steps_of_one_channel_per_word():
     w = np.random.default_rng(0).integers(-128, 128, (MR + 1, 3, 1, 3), dtype=np.int8)  # K = 9: padded to 12
-    packed = qconv_vnni.pack_weights(w).view(np.int8).reshape(2, 3, MR, 4)
+    words = qconv_vnni.pack_weights(w)  # four int8 per word, or (AVX2) int16 pairs of steps 0, 2 and 1, 3
+    packed = (
+        words.view(np.int8).reshape(2, 3, MR, 4)
+        if WORDS == 1
+        else words.view(np.int16).reshape(2, 3, MR, 4)[..., [0, 2, 1, 3]]
+    )
     assert packed[1, 0, 0].tolist() == w[MR, 0, 0, :3].tolist() + [w[MR, 1, 0, 0]]
     assert packed[0, 2, MR - 1].tolist() == [w[MR - 1, 2, 0, 2], 0, 0, 0]
     assert not packed[1, :, 1:].any(), "rows past M are zero"
