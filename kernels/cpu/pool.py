@@ -32,6 +32,7 @@ from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.conv_common import valid_range as _valid_range
 from cnnrt.kernels.cpu.native_call import NativeStep
 from cnnrt.kernels.cpu.reduce import _global_pool, _global_pool_serial
+from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.cpu.vector_ir import max3_stride2_run
 from cnnrt.kernels.registry import register, run_of
 
@@ -211,24 +212,28 @@ def _pool_planes(x, xo, out, oo, vb, npl, h, w, oh, ow, kh, kw, sh, sw, pt, pl, 
                 out[d + np.uint64(e)] /= cflat[e]
 
 
-@pjit
-def _pool(x, out, h, w, kh, kw, sh, sw, pt, pl, dh, dw, is_max, init, count, vbuf, counter, nthreads, chunk):
-    """x (P*H*W,) -> out (P*OH*OW,) flat, max (is_max) or average pooling, any stride, dilation
-    and padding (taps outside the input are skipped; count holds the divisors). Threads claim
-    chunks of ``chunk`` planes from ``counter`` (as the GEMM kernels do); vbuf[t] is thread t's
-    vertical-pass scratch."""
+@njit
+def _pool_worker(
+    t, _nthreads, form, x, out, h, w, kh, kw, sh, sw, pt, pl, dh, dw, is_max, init, count, vbuf, counter, chunk
+):
+    """Thread t's share (kernels.cpu.threaded) of x (P*H*W,) -> out (P*OH*OW,) flat, max
+    (is_max) or average pooling, any stride, dilation and padding (taps outside the input are
+    skipped; count holds the divisors): chunks of ``chunk`` planes claimed from ``counter`` (as
+    the GEMM kernels do); vbuf[t] is thread t's vertical-pass scratch."""
     oh, ow = count.shape
     p_count = x.shape[0] // (h * w)
     n_tasks = (p_count + chunk - 1) // chunk
-    for t in prange(nthreads):
-        vb = vbuf[t]
+    vb = vbuf[t]
+    task = blas.claim(counter)
+    while task < n_tasks:
+        p0 = task * chunk
+        npl = min(p_count, p0 + chunk) - p0
+        xo, oo = p0 * h * w, p0 * oh * ow
+        _pool_planes(x, xo, out, oo, vb, npl, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, is_max, init, count)
         task = blas.claim(counter)
-        while task < n_tasks:
-            p0 = task * chunk
-            npl = min(p_count, p0 + chunk) - p0
-            xo, oo = p0 * h * w, p0 * oh * ow
-            _pool_planes(x, xo, out, oo, vb, npl, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, is_max, init, count)
-            task = blas.claim(counter)
+
+
+_pool, _pool_serial = threaded(_pool_worker)
 
 
 @pjit
@@ -287,7 +292,6 @@ def _pool2x2(x, out, count, h, w, is_max, init):
                     out[o + np.uint64(q)] = (init + (init + a0 + b0) + (init + a1 + b1)) / cflat[r * ow + q]
 
 
-_pool_serial = serial_twin(_pool)
 _pool2x2_serial = serial_twin(_pool2x2)
 
 
@@ -315,7 +319,7 @@ class _Pooler:
             kern = pick(_pool2x2, _pool2x2_serial, self.work, nthreads)
             return NativeStep(kern, (x.reshape(-1), y.reshape(-1), *self.fast_args))
         kern = pick(_pool, _pool_serial, self.work, nthreads)
-        args = (x.reshape(-1), y.reshape(-1), *self.args, self.vbuf, self.counter, nthreads, self.chunk)
+        args = (nthreads, (), x.reshape(-1), y.reshape(-1), *self.args, self.vbuf, self.counter, self.chunk)
         return NativeStep(kern, args, ((self.counter, 0, 0),))
 
     def bind(self, ins, outs):

@@ -1,4 +1,5 @@
-"""The int8 convolution on the VNNI register tile (microkernel_int8): u8 activations x s8 weights.
+"""The int8 convolution on the int8 register tile (microkernel_int8: vpdpbusd with VNNI, its
+exact vpmaddwd form on AVX2): u8 activations x s8 weights.
 
 The input (N, C, H, W) is packed per image as (K/4, P, 4) bytes, K = C*KH*KW in the weights'
 (c, kh, kw) order and P = OH*OW output pixels: each 32-bit word holds the four inputs one

@@ -1,5 +1,5 @@
-"""The int8 conv tiles, VNNI (kernels/cpu/qconv_vnni.py, qconv_vnni_taps.py) and AMX
-(kernels/cpu/qconv_amx.py), against the naive reference and onnxruntime, on shapes that leave
+"""The int8 conv tiles, VNNI or its AVX2 form (kernels/cpu/qconv_vnni.py, qconv_vnni_taps.py) and
+AMX (kernels/cpu/qconv_amx.py), against the naive reference and onnxruntime, on shapes that leave
 every edge of the tile partly filled: channels not a multiple of the tile's rows, pixels not a
 multiple of its vectors, a reduction not a multiple of four, a fused ReLU range and int8
 activations. Each test runs on both tiles where the CPU has them."""
@@ -16,7 +16,7 @@ import cnnrt
 from cnnrt.kernels.cpu import qconv_amx, qconv_vnni
 from cnnrt.kernels.cpu.microkernel_int8 import MR, WORDS
 
-needs_vnni = pytest.mark.skipif(
+needs_tile = pytest.mark.skipif(
     not qconv_vnni.tile_runs(), reason="the CPU has neither AVX-512 VNNI nor AVX2: the tile cannot run"
 )
 
@@ -51,7 +51,7 @@ CASES = {
 }
 
 
-@needs_vnni
+@needs_tile
 @pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
 @pytest.mark.parametrize("case", CASES)
 def test_int8_tile_matches_reference_and_onnxruntime(case, x_dtype, tile):
@@ -95,7 +95,7 @@ def test_packed_weights_hold_four_steps_of_one_channel_per_word():
     assert not packed[1, :, 1:].any(), "rows past M are zero"
 
 
-@needs_vnni
+@needs_tile
 @pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
 @pytest.mark.parametrize("k", [(1, 1), (3, 3)])  # the im2col tile (qconv_vnni) and the taps' last tap
 def test_int8_tile_rounds_ties_half_to_even(k, x_dtype, tile):
