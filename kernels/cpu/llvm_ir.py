@@ -16,15 +16,16 @@ from numba import types
 from numba.core import cgutils
 
 
-def _vector_bytes() -> int:
+def host_has(feature: str) -> bool:
+    """Whether the host CPU has ``feature`` (LLVM's name: "avx2", "avx512vnni", ...); False
+    where LLVM cannot tell."""
     try:
-        features = ll.get_host_cpu_features()
+        return bool(ll.get_host_cpu_features().get(feature, False))
     except RuntimeError:
-        return 32
-    return 64 if features.get("avx512f", False) else 32
+        return False
 
 
-VECTOR_BYTES = _vector_bytes()  # 64 with AVX-512, else 32 (AVX2)
+VECTOR_BYTES = 64 if host_has("avx512f") else 32  # 64 with AVX-512, else 32 (AVX2)
 I32, I64 = ir.IntType(32), ir.IntType(64)
 
 
@@ -167,14 +168,7 @@ class _BFloat(ir.types.Type):
         return hash("bfloat")
 
 
-def _has_bf16_convert() -> bool:
-    try:
-        return bool(ll.get_host_cpu_features().get("avx512bf16", False))
-    except RuntimeError:
-        return False
-
-
-NATIVE_BF16 = VECTOR_BYTES == 64 and _has_bf16_convert()  # vcvtneps2bf16 on 16 lanes
+NATIVE_BF16 = VECTOR_BYTES == 64 and host_has("avx512bf16")  # vcvtneps2bf16 on 16 lanes
 
 
 def widen_bf16(builder, bits):

@@ -31,35 +31,27 @@ short reduction (a 1x1 conv over 16 channels).
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import binding as ll
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels.cpu.llvm_ir import I32, I64, VECTOR_BYTES, c64, declare, masked_load
+from cnnrt.kernels.cpu.llvm_ir import I32, I64, VECTOR_BYTES, c64, declare, host_has, masked_load
 
 _DPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 _PMADDWD = "llvm.x86.avx2.pmadd.wd"
 LANES = 16  # int32 lanes of one vpdpbusd (512 bits)
 
 
-def _host_has(feature: str) -> bool:
-    try:
-        return bool(ll.get_host_cpu_features().get(feature, False))
-    except RuntimeError:
-        return False
-
-
 # Without VNNI (an AVX2 CPU) each vpdpbusd is done exactly with vpmaddwd (:func:`_dot_words`)
-VNNI = _host_has("avx512vnni")
+VNNI = host_has("avx512vnni")
 # channels x pixel vectors of the tile. Eight rows: CNN channel counts are multiples of 8, where
 # a 12-row tile computed 72 rows for 64 (64->64 3x3 at 56x56: 0.9x the time with 8, the other
 # ResNet and MobileNetV2 shapes 0.92-1.0x); its 16 accumulators keep two vpdpbusd a cycle in
 # flight as 24 did (the same rate in L1), and 8 x 3 measured slower on small planes. AVX2's 16
 # registers hold 4 x 1 (8 accumulator halves, the activation's even and odd bytes, the weights').
 MR, NV = (8, 2) if VNNI else (4, 1)
-EXACT_TILE = VNNI or _host_has("avx2")  # the tile runs here, natively or on vpmaddwd
+EXACT_TILE = VNNI or host_has("avx2")  # the tile runs here, natively or on vpmaddwd
 WORDS = 1 if VNNI else 2  # int32 words of one channel's four weights (:func:`weight_words`)
 
 
@@ -187,12 +179,12 @@ def _splat(builder, x, ty):
 _BYTE_MASKS = VECTOR_BYTES == 64
 
 
-def _masked_store(builder, q, p, mask, whole=None):
+def _masked_store(builder, q, p, mask, whole):
     """q's bytes at p where ``mask`` is set; ``whole``, an i1 true when every lane is, stores
     the vector plainly on AVX2."""
     fn = declare(builder, f"llvm.masked.store.v{LANES}i8.p0", ir.VoidType(), [_BYTES, _BYTES.as_pointer(), I32, _MASK])
     ptr = builder.bitcast(p, _BYTES.as_pointer())
-    if _BYTE_MASKS or whole is None:
+    if _BYTE_MASKS:
         builder.call(fn, [q, ptr, ir.Constant(I32, 1), mask])
         return
     with builder.if_else(whole, likely=True) as (plain, masked):

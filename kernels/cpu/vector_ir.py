@@ -14,7 +14,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, data_pointers, declare, floats, round_bf16
+from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, data_pointers, declare, floats, host_has, round_bf16
 
 # Eigen's float rational approximation of tanh (activation.tanh_rational is the scalar twin:
 # the same operations in the same order, so both give the same bits)
@@ -303,12 +303,7 @@ def permute2_run(typingctx, a, a_off, b, b_off, y, y_off, count, idx, mask, keep
 
 def has_vbmi() -> bool:
     """Whether the host has AVX-512 VBMI (``vpermi2b``: :func:`byte_table_run`)."""
-    from llvmlite import binding as ll
-
-    try:
-        return bool(ll.get_host_cpu_features().get("avx512vbmi", False))
-    except RuntimeError:
-        return False
+    return host_has("avx512vbmi")
 
 
 @intrinsic
