@@ -6,10 +6,11 @@ executor hands each producer a numpy view of that slice. Concats that feed a big
 (DenseNet's growing feature maps) nest: the smaller one becomes a slice of the bigger one.
 
 The slice of a value along ``axis`` is contiguous only when every axis in front of it has
-size 1 (NCHW channel slices at batch 1). A strided slice (batch > 1) is taken only where the
+size 1 (NCHW channel slices at batch 1). A strided slice (batch > 1) is taken only in blocked graphs, where the
 producer's kernel writes such outputs (the op table's ``strided_output``: each image a
 contiguous run, the runs apart by the buffer's image stride; for a BlockedConv, the register
-tile's algorithms) and the Concat alone reads the value, so no other kernel reads it strided; the rest are declined with the reason.
+tile's and Winograd's algorithms; a Concat, whose copies write any view) and every other reader's kernel reads them
+(``strided_input``: DenseNet's BN + ReLU reading the growing Concat); the rest are declined with the reason.
 
 Requires: a verified graph; run after the fusion passes (it looks at final producers) and
 after remove_identity. It re-decides every Concat on each run, so later rewrites cannot
@@ -40,24 +41,30 @@ RULE = "Concat -> in-place Concat (producers write into slices)"
 def _writes_strided(graph: Graph, p) -> bool:
     """Whether ``p``'s CPU kernel writes a strided output itself: the op table says so, and for a
     BlockedConv its algorithm (the override, else the one select_algorithm will choose) is the
-    register tile's; Winograd and depthwise kernels would go through a scratch copy."""
+    register tile's or Winograd's; the depthwise kernels would go through a scratch copy."""
     if not op_def(p.op).strided_output:
         return False
     if p.op != "BlockedConv":
         return True
     spec = spec_from_node(p, graph)
     algorithm = p.attrs.get("algorithm") or choose(spec, p.op, is_blocked(graph.values[p.inputs[0]]))[0]
-    return algorithm in ("direct", "grouped")
+    return algorithm in ("direct", "grouped", "winograd")
 
 
 def _strided_reason(graph: Graph, node, producers, readers) -> str | None:
-    """Why an input of ``node`` cannot be a strided slice (None: each can)."""
+    """Why an input of ``node`` cannot be a strided slice (None: each can). Strided slices are
+    taken in blocked graphs only (the CPU's kernels; the CUDA executor refuses them)."""
+    if not is_blocked(graph.values[node.outputs[0]]):
+        return "its slices would be strided, and only the channel-blocked kernels handle those"
     for x in node.inputs:
         p = producers.get(x)
         if p is None or not _writes_strided(graph, p):
             return f"{x!r} would be a strided slice, and its producer's kernel writes contiguous outputs only"
-        if readers.get(x, 0) != 1 or x in graph.outputs:
-            return f"{x!r} would be a strided slice, and more than the Concat reads it"
+        if x in graph.outputs:
+            return f"{x!r} would be a strided slice, and it is a graph output"
+        for r in readers.get(x, ()):
+            if r is not node and not op_def(r.op).strided_input:
+                return f"{x!r} would be a strided slice, and {r.name!r} ({r.op}) reads contiguous inputs only"
     return None
 
 
@@ -85,10 +92,10 @@ def _local_reason(graph: Graph, node, producers, readers) -> str | None:
 def concat_in_place(graph: Graph) -> PassResult:
     """Mark the Concats whose inputs can be written in place; see the module docstring."""
     producers = graph.producers()
-    readers: dict[str, int] = {}
+    readers: dict[str, list] = {}  # value -> the nodes reading it
     for n in graph.nodes:
         for i in n.inputs:
-            readers[i] = readers.get(i, 0) + 1
+            readers.setdefault(i, []).append(n)
     declined: list[tuple[str, str, str]] = []
     candidates = []
     for node in graph.nodes:

@@ -54,6 +54,10 @@ class OpDef:
     # its CPU kernel writes an output whose images lie apart in a bigger buffer (a channel range
     # of a Concat's output at batch > 1): concat_in_place may place it there
     strided_output: bool = False
+    # its CPU kernel reads tensor inputs whose images lie apart in a bigger buffer (such a
+    # channel range read by another op as well: DenseNet's growing Concat, read by each
+    # layer's BN + ReLU)
+    strided_input: bool = False
     blocked: str = ""  # "elementwise" | "channel_concat": runs on blocked values; "native": is blocked
     blocked_form: str = ""  # the op it becomes when its input is blocked
     epilogue: bool = False  # carries a fused activation (activation, act_alpha, act_beta)

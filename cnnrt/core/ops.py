@@ -464,6 +464,8 @@ OPS: dict[str, OpDef] = {
         "tensor",
         "in_place (set by concat_in_place): the inputs are written inside the output, the step does nothing",
         {"axis": REQUIRED, "in_place": False},
+        strided_output=True,  # numpy copies into and out of any view
+        strided_input=True,
         blocked="channel_concat",
         evaluate=ev.concat,
         onnx=("Concat",),
@@ -608,7 +610,9 @@ OPS: dict[str, OpDef] = {
     "BlockedAveragePool": blocked_op(_AVERAGE_POOL, shp.blocked_pool, "as AveragePool"),
     "BlockedGlobalAveragePool": blocked_op(_GLOBAL_AVERAGE_POOL, shp.blocked_global_pool, "output (N, C/B, 1, 1, B)"),
     "BlockedGlobalMaxPool": blocked_op(_GLOBAL_MAX_POOL, shp.blocked_global_pool, "output (N, C/B, 1, 1, B)"),
-    "BlockedChannelAffine": blocked_op(_CHANNEL_AFFINE, shp.same, "as ChannelAffine; scale/shift per channel (C,)"),
+    "BlockedChannelAffine": dataclasses.replace(
+        blocked_op(_CHANNEL_AFFINE, shp.same, "as ChannelAffine; scale/shift per channel (C,)"), strided_input=True
+    ),
     "BlockedLRN": blocked_op(_LRN, shp.same, "as LRN, float32, size <= 5; lanes past C zero in and out"),
     "SqueezeExcite": _SQUEEZE_EXCITE,
     "BlockedSqueezeExcite": dataclasses.replace(

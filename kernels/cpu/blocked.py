@@ -26,8 +26,8 @@ from cnnrt.kernels.cpu import depthwise_blocked
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.blas import share, split_index
 from cnnrt.kernels.cpu.blocked_window import FMA, MAX, SUM, Windows
+from cnnrt.kernels.cpu.conv_common import image_strided, readonly
 from cnnrt.kernels.cpu.conv_common import opt_input as _opt
-from cnnrt.kernels.cpu.conv_common import readonly
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.kernels.cpu.native_call import native_call
 from cnnrt.kernels.cpu.pool import _taps_inside, _window
@@ -389,11 +389,12 @@ def build_blocked_global_pool(node, graph) -> KernelFn:
 
 
 @njit
-def _affine_worker(part, parts, _form, x, out, s, t, n_, cb, hw, b, chunk, lo, hi, kind, alpha, beta):
-    """out = act(x * s + t) per channel over flat (N, CB, HW, B) x and out; tasks (plane,
-    chunk of pixels), this part's share of them (kernels.cpu.threaded). With B the vector
-    width each chunk is one vector_ir.affine_run (Relu and Clip its clamp), else lane by lane;
-    other activations run over the chunk after."""
+def _affine_worker(part, parts, _form, x, x_per_n, out, s, t, n_, cb, hw, b, chunk, lo, hi, kind, alpha, beta):
+    """out = act(x * s + t) per channel over flat (N, CB, HW, B) x and out, x's images
+    ``x_per_n`` elements apart (more than CB * HW * B when x is a channel range of a bigger
+    buffer); tasks (plane, chunk of pixels), this part's share of them (kernels.cpu.threaded).
+    With B the vector width each chunk is one vector_ir.affine_run (Relu and Clip its clamp),
+    else lane by lane; other activations run over the chunk after."""
     nch = (hw + chunk - 1) // chunk
     vector = b * x.itemsize == VECTOR_BYTES
     first, end = share(part, parts, n_ * cb * nch)
@@ -403,12 +404,13 @@ def _affine_worker(part, parts, _form, x, out, s, t, n_, cb, hw, b, chunk, lo, h
         p0 = q * chunk
         p1 = min(hw, p0 + chunk)
         base = plane * hw * b
+        xbase = (plane // cb) * x_per_n + blk * hw * b
         if vector:
-            affine_run(x, base + p0 * b, out, base + p0 * b, p1 - p0, s, t, blk * b, lo, hi)
+            affine_run(x, xbase + p0 * b, out, base + p0 * b, p1 - p0, s, t, blk * b, lo, hi)
         else:
             for p in range(p0, p1):
                 for lane in range(b):
-                    v = fma(x[base + p * b + lane], s[blk * b + lane], t[blk * b + lane])
+                    v = fma(x[xbase + p * b + lane], s[blk * b + lane], t[blk * b + lane])
                     v = lo if v < lo else v
                     out[base + p * b + lane] = hi if v > hi else v
         if kind != 0:
@@ -451,16 +453,20 @@ def build_blocked_channel_affine(node, graph) -> KernelFn:
         """Constant scale and shift are bound once (and the step offered to a native plan);
         fed ones are read per run."""
         out = outs[0].reshape(-1).view(np.uint16) if bf16_out else outs[0].reshape(-1)
-        x = ins[0].reshape(-1)
+        # x may be a channel range of a bigger buffer (passes/concat_in_place.py, ops'
+        # strided_input): its images each contiguous, apart by that buffer's image stride
+        x, x_per_n = (ins[0].reshape(-1), cb * hw * b) if ins[0].flags.c_contiguous else image_strided(ins[0])
         if fixed[0] is not None and fixed[1] is not None:
-            args = (x, out, fixed[0], fixed[1], n, cb, hw, b, chunk, *scalars)
+            args = (x, x_per_n, out, fixed[0], fixed[1], n, cb, hw, b, chunk, *scalars)
             return native_call(_affine, _affine_serial, work, lambda nthreads: (nthreads, (), *args))
 
         def call():
             s = fixed[0] if fixed[0] is not None else readonly(np.ascontiguousarray(ins[1], dt).reshape(-1))
             t = fixed[1] if fixed[1] is not None else readonly(np.ascontiguousarray(ins[2], dt).reshape(-1))
             nthreads = num_threads()
-            pick(_affine, _affine_serial, work, nthreads)(nthreads, (), x, out, s, t, n, cb, hw, b, chunk, *scalars)
+            pick(_affine, _affine_serial, work, nthreads)(
+                nthreads, (), x, x_per_n, out, s, t, n, cb, hw, b, chunk, *scalars
+            )
 
         return call
 

@@ -425,7 +425,8 @@ def build_blocked_conv_node(node, graph):
     if (bf16_in or bf16_out) and algorithm in ("winograd", "stem"):
         raise ValueError(f"the {algorithm} conv reads and writes float32 activations, not bf16 ones")
     if algorithm == "winograd":
-        return contiguous_output(build_winograd(spec, w_const, b_const, block_size(dt), graph, channels))
+        # indexed by strides: writes a strided output itself (passes/concat_in_place.py)
+        return contiguous_output(build_winograd(spec, w_const, b_const, block_size(dt), graph, channels), strided=True)
     if algorithm == "stem":
         return contiguous_output(build_stem_conv(spec, w_const, b_const, channels))
     precision, copied = node.attrs.get("precision", "f32"), bool(node.attrs.get("bf16_copied", False))

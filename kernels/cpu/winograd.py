@@ -276,8 +276,15 @@ def build_winograd(spec, w_const, b_const, lanes: int = 0, owner=None, channels:
     b_const = None if b_const is None else whole_blocks(b_const)
     dummy_res = np.zeros((1, 1, 1, b_in), dt)
 
-    def view(a):  # blocked (N, C/B, H, W, B) as the 4-D (N, C/B, H, W*B) the kernel takes
-        return a if lanes == 0 else a.reshape(a.shape[0], a.shape[1], a.shape[2], a.shape[3] * b_in)
+    def view(a):
+        """Blocked (N, C/B, H, W, B) as the 4-D (N, C/B, H, W*B) the kernel takes, a view
+        even of a channel range of a bigger buffer (an in-place Concat's slice at batch > 1,
+        whose images lie apart: the kernel indexes by the view's strides)."""
+        if lanes == 0:
+            return a
+        v = a.view()
+        v.shape = (a.shape[0], a.shape[1], a.shape[2], a.shape[3] * b_in)  # raises instead of copying
+        return v
 
     max_threads = numba.config.NUMBA_NUM_THREADS
     nt_max = rows * tw

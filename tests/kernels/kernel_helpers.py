@@ -13,6 +13,7 @@ import numpy as np
 from cnnrt.core.ir import Graph, Node, Value
 from cnnrt.core.ops import ACTIVATIONS
 from cnnrt.kernels import get_builder
+from cnnrt.kernels.registry import bound
 
 U32 = 2.0**-24  # float32 unit roundoff
 
@@ -23,6 +24,23 @@ def run_node(op: str, inputs, attrs: dict, out_shapes, out_dtypes=None, const=()
     ``inputs``: list of arrays (None for an omitted optional input); ``const``: indices of
     inputs that are graph constants (the builder sees and may prepack them).
     """
+    run, ins, outs = _built(
+        op, [None if a is None else np.ascontiguousarray(a) for a in inputs], attrs, out_shapes, out_dtypes, const
+    )
+    run(ins, outs)
+    return outs
+
+
+def bind_node(op: str, inputs, attrs: dict, out_shapes, out_dtypes=None, const=()):
+    """:func:`run_node`'s kernel bound to its arrays once, as an executor binds it
+    (kernels.registry.bound), the inputs as given (views included): (the call, the output
+    arrays). Each call reads the inputs' current contents."""
+    run, ins, outs = _built(op, inputs, attrs, out_shapes, out_dtypes, const)
+    return bound(run, ins, outs), outs
+
+
+def _built(op: str, inputs, attrs: dict, out_shapes, out_dtypes, const):
+    """(the kernel, its input list, its NaN-filled outputs) of ``op`` on a one-node Graph."""
     values, constants, names, graph_inputs = {}, {}, [], []
     for i, arr in enumerate(inputs):
         if arr is None:
@@ -54,12 +72,8 @@ def run_node(op: str, inputs, attrs: dict, out_shapes, out_dtypes=None, const=()
         for s, d in zip(out_shapes, out_dtypes)
     ]
     # like the executor: one entry per node input slot, None for an omitted one
-    ins = [
-        None if a is None else (constants[n] if n in constants else np.ascontiguousarray(a))
-        for a, n in zip(inputs, names)
-    ]
-    run(ins, out_arrays)
-    return out_arrays
+    ins = [None if a is None else (constants[n] if n in constants else a) for a, n in zip(inputs, names)]
+    return run, ins, out_arrays
 
 
 def assert_within(got, ref, bound, what=""):

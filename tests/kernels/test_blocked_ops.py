@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from kernel_helpers import ACT_LIPSCHITZ, act_params, assert_within, run_node  # noqa: E402
+from kernel_helpers import ACT_LIPSCHITZ, act_params, assert_within, bind_node, run_node  # noqa: E402
 from reference import activation_ref, conv2d_reference, conv_out, pool_reference  # noqa: E402
 
 from cnnrt.core.layout import block as to_blocked  # noqa: E402
@@ -275,6 +275,27 @@ def test_blocked_channel_affine_nan_and_inf(act, b):
     special = ~np.isfinite(want)
     np.testing.assert_array_equal(got[special], want[special].astype(F32))
     assert_within(got[~special], want[~special], bnd[~special], act)
+
+
+@pytest.mark.parametrize("b", [16, 4])  # vector blocks, lane by lane
+def test_blocked_channel_affine_reads_a_channel_range_of_a_bigger_buffer(b):
+    """x a channel range of a bigger blocked buffer at batch 3 (DenseNet's growing Concat, read
+    in place by the next layer's BN + ReLU): each image contiguous, the images a bigger
+    buffer's image apart; the channels around it (NaN) are not read. Bound once, the step
+    reads the buffer's current contents on every call (a copy made at binding would not)."""
+    attrs = dict(activation="Relu", act_alpha=0.0, act_beta=0.0)
+    _, s, t = _affine_data(F32, (3, 32, 5, 7))
+    first, cb = 48 // b, 32 // b  # x starts 48 channels into the buffer, 32 channels after it
+    big = np.full((3, first + cb + 32 // b, 5, 7, b), np.nan, F32)
+    view = big[:, first : first + cb]
+    assert not view.flags.c_contiguous
+    call, (got,) = bind_node("BlockedChannelAffine", [view, s, t], attrs, [view.shape], ["float32"], const=(1, 2))
+    for seed in (3, 4):
+        x = _affine_data(F32, (3, 32, 5, 7), seed=seed)[0]
+        view[...] = to_blocked(x, b)
+        call()
+        _, want, bnd = _affine(x, s, t, b, "Relu")
+        assert_within(from_blocked(got), want, bnd, f"seed {seed}")
 
 
 # ----------------------------------------------------------------------------- depthwise

@@ -10,6 +10,7 @@ from pass_helpers import GB, feeds_for, run_pass
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.passes.block_layout import block_layout
 from cnnrt.passes.concat_in_place import concat_in_place
+from cnnrt.passes.pipeline import run_pipeline
 from cnnrt.passes.select_algorithm import select_algorithm
 from cnnrt.runtime.executor import Executor
 from cnnrt.runtime.plan import plan_memory
@@ -79,24 +80,27 @@ def _blocked_fire(batch: int, residual: bool = False, extra_reader: bool = False
     ).graph
 
 
+def _executes_like_the_reference(before, after) -> None:
+    feeds = feeds_for(before)
+    want = evaluate(before, feeds)
+    got = Executor(after, plan_memory(after)).run([feeds[i] for i in after.inputs])
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
+
+
 @pytest.mark.parametrize("algorithm", ["direct", "winograd"])
 @pytest.mark.parametrize("residual", [False, True])
 def test_blocked_convs_write_strided_slices_at_batch_two(algorithm, residual):
     """At batch 2 a blocked conv's slice of the Concat is strided (its images lie apart): the
-    direct tile writes it in place, Winograd and a conv with a residual (read at the output's
-    offsets) through a scratch copy; the Concat is a no-op step and the outputs match the
-    NCHW graph's."""
+    direct tile and Winograd write it in place, a conv with a residual (the tile reads it at
+    the output's offsets) through a scratch copy; the Concat is a no-op step and the outputs
+    match the NCHW graph's."""
     before, after = _blocked_fire(2, residual)
     after = after.copy()
     after.nodes = [n.with_attrs(algorithm=algorithm) if n.name == "expand3" else n for n in after.nodes]
     assert _marked(after) == {"cat"}
-    plan = plan_memory(after)
-    assert "cat" in plan.noop_nodes
-    feeds = feeds_for(before)
-    want = evaluate(before, feeds)
-    got = Executor(after, plan).run([feeds[i] for i in after.inputs])
-    for w, g in zip(want, got):
-        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
+    assert "cat" in plan_memory(after).noop_nodes
+    _executes_like_the_reference(before, after)
 
 
 def test_guard_strided_slice_read_by_another_node():
@@ -104,11 +108,47 @@ def test_guard_strided_slice_read_by_another_node():
     assert not _marked(after)
 
 
-def test_guard_strided_slice_from_a_winograd_conv():
-    """64 channels on 16x16 pixels: expand3 runs Winograd, which writes contiguous outputs."""
-    _, after = _blocked_fire(2, c=64, hw=16)
+def test_winograd_conv_writes_its_strided_slice():
+    """64 channels on 16x16 pixels: expand3 runs Winograd, which indexes its output by strides."""
+    before, after = _blocked_fire(2, c=64, hw=16)
     assert after.node("expand3").attrs["algorithm"] == "winograd"
-    assert not _marked(after)
+    assert _marked(after) == {"cat"}
+    _executes_like_the_reference(before, after)
+
+
+def test_guard_strided_slice_from_a_depthwise_conv():
+    """A depthwise conv writes contiguous outputs only (through a scratch copy)."""
+    b = GB()
+    x = b.input("x", (2, 32, 6, 6))
+    y = b.concat([b.conv(x, 32, k=1, name="pw"), b.conv(x, 32, k=3, group=32, name="dw")], name="cat")
+    after = select_algorithm(concat_in_place(block_layout(b.build([y]), vector_bytes=VECTOR_BYTES).graph).graph, "cpu")
+    assert after.graph.node("dw").attrs["algorithm"] == "depthwise"
+    assert not _marked(after.graph)
+
+
+@pytest.mark.parametrize("hw", [6, 16])  # 3x3 convs direct, then Winograd
+def test_densenet_concats_nest_in_place_at_batch_two(hw):
+    """DenseNet's block at batch 2: each layer's BN + ReLU (a BlockedChannelAffine) reads the
+    growing Concat as a strided slice of the block's last one, so every Concat but the first
+    (whose pool input cannot be written strided: it copies, into its own slice) is a no-op
+    and the block lives in one buffer; the outputs match the unoptimised graph's."""
+    b = GB()
+    x = b.input("x", (2, 16, hw, hw))
+    feats = b.pool("MaxPool", b.conv(x, 32, k=1, activation="Relu"), k=3, pads=(1, 1, 1, 1), name="pool")
+    for i in range(3):
+        h = b.conv(b.act("Relu", b.bn(feats)), 64, k=1, activation="Relu", name=f"bottleneck{i}")
+        feats = b.concat([feats, b.conv(h, 32, name=f"conv{i}")], name=f"cat{i}")
+    before = b.build([b.conv(b.act("Relu", b.bn(feats)), 16, k=1, name="transition")])
+    after, log = run_pipeline(before, vector_bytes=VECTOR_BYTES, backend="cpu")
+    assert _marked(after) == {"cat1", "cat2"}
+    assert {after.node(f"conv{i}").attrs["algorithm"] for i in range(3)} == {"winograd" if hw == 16 else "direct"}
+    readers = {n.op for n in after.nodes if after.node("cat1").outputs[0] in n.inputs}
+    assert readers == {"Concat", "BlockedChannelAffine"}
+    plan = plan_memory(after)
+    cats = [after.node(f"cat{i}").outputs[0] for i in range(3)]
+    assert {plan.alias_of[c] for c in cats} == {cats[-1]}
+    assert any(n == "cat0" and "'pool_out" in why for _, n, why in log.declined["concat_in_place"])
+    _executes_like_the_reference(before, after)
 
 
 def test_spatial_axis_at_batch_one_channel_one_is_contiguous():
