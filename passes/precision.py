@@ -196,6 +196,13 @@ def _squeeze_excite(node, graph: Graph) -> bool:
     return node.op == "BlockedSqueezeExcite" and x.dtype == "float32" and x.shape[-1] == block_size(np.float32)
 
 
+def _f32_stem(node) -> bool:
+    """A float32 3-channel stem (conv_stem.py) without a residual, whose rows can be stored
+    rounded to bf16 after any activation (MobileNetV2's and SqueezeNet's 3x3 stems)."""
+    ins = node.inputs
+    return node.op == "BlockedConv" and node.attrs.get("algorithm") == "stem" and (len(ins) < 4 or not ins[3])
+
+
 def _affine(node, graph: Graph) -> bool:
     """A float32 BlockedChannelAffine (blocked.py), whose vector store can round to bf16."""
     return node.op == "BlockedChannelAffine" and graph.values[node.inputs[0]].dtype == "float32"
@@ -221,7 +228,8 @@ def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
     would each round their copy, and the activation crosses memory at half the bytes
     (ResNet's 1x1 -> 3x3 -> 1x1 inside a bottleneck and its residual stream, GoogLeNet's
     reduce convs, DenseNet's bottlenecks, SqueezeNet's squeezes, MobileNetV2's expanded
-    tensors). Writers (:func:`_writes_bf16`): bf16 convs on the vector tile, the row-blocked
+    tensors). Writers (:func:`_writes_bf16`): bf16 convs on the vector tile, the float32
+    3-channel stems (their rows rounded at the store: MobileNetV2's, SqueezeNet's), the row-blocked
     depthwise conv (float32 sums between a bf16 input and output: its output's rounding is
     the one the next bf16 conv's copy would make), a blocked ChannelAffine (DenseNet's BN +
     ReLU before each bottleneck's 1x1 conv), blocked pools and squeeze-excitations (their
@@ -276,12 +284,15 @@ def _whole_blocks(value: str, graph: Graph) -> bool:
 
 def _writes_bf16(node, graph: Graph) -> bool:
     """Whether ``node`` can store its output as a bf16 activation: a bf16 conv on the vector
-    tile whose activation the tile applies, or a row-blocked depthwise conv, blocked
-    ChannelAffine, blocked pool or squeeze-excitation ending at a clamp, into whole blocks."""
+    tile whose activation the tile applies, a float32 3-channel stem, or a row-blocked
+    depthwise conv, blocked ChannelAffine, blocked pool or squeeze-excitation ending at a
+    clamp, into whole blocks."""
     act = node.attrs.get("activation", "none")
     if _vector_bf16_conv(node):
         if act != "none" and not tile_act(ACTIVATIONS[act], np.float32):
             return False
+    elif _f32_stem(node):
+        pass  # any activation: it runs on the float32 rows before the rounding store
     elif not (
         (_row_depthwise(node, graph) or _affine(node, graph) or _pool(node, graph) or _squeeze_excite(node, graph))
         and act in _NARROW_ACTIVATIONS

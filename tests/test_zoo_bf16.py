@@ -19,9 +19,9 @@ from cnnrt import models  # noqa: E402
 pytestmark = pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
 
 
-@pytest.mark.parametrize(
-    "name", ["squeezenet1_1", "mobilenet_v2"]
-)  # mobilenet_v2: depthwise convs between bf16 activations
+# mobilenet_v2: depthwise convs between bf16 activations; mobilenet_v3_small: its 16-channel
+# stem (conv_stem.py) stores bf16 for the depthwise conv after it
+@pytest.mark.parametrize("name", ["squeezenet1_1", "mobilenet_v2", "mobilenet_v3_small"])
 def test_bf16_zoo_classifier_within_1e_1_of_float32(name):
     path = models.export_cached(name)
     sess = cnnrt.InferenceSession(path, precision="bf16")

@@ -333,8 +333,8 @@ def build_blocked_conv(
         G_BMR_LAST: bmr,
     }
     live_last = -(-spec.m // lanes) - (values[G_PANELS] - 1) * nv
-    if precision != "bf16" and live_last < nv:  # a last panel of fewer blocks takes their tile, not zero blocks
-        values[G_NV_LAST], values[G_BMR_LAST] = live_last, BLOCKED_TILES[live_last][0]
+    if live_last < nv:  # a last panel of fewer blocks takes their tile, not zero blocks
+        values[G_NV_LAST], values[G_BMR_LAST] = live_last, (mk_bf16.BF16_TILES if bf16 else BLOCKED_TILES)[live_last][0]
     real_in = in_channels or spec.c
     if blocked_input and bf16 is None and group == 1 and real_in % lanes and real_in > spec.c - lanes:
         values[G_TAIL_FROM] = ntaps - spec.kh * spec.kw  # the taps of the last input block
@@ -422,13 +422,13 @@ def build_blocked_conv_node(node, graph):
     bf16_in, bf16_out = (graph.values[v].dtype == BF16 for v in (ins[0], node.outputs[0]))
     if algorithm == "depthwise":
         return contiguous_output(build_blocked_depthwise(spec, w_const, b_const, block_size(dt), bf16_in, bf16_out))
-    if (bf16_in or bf16_out) and algorithm in ("winograd", "stem"):
-        raise ValueError(f"the {algorithm} conv reads and writes float32 activations, not bf16 ones")
+    if (bf16_in or bf16_out) and algorithm == "winograd" or bf16_in and algorithm == "stem":
+        raise ValueError(f"the {algorithm} conv reads float32 activations, not bf16 ones")
     if algorithm == "winograd":
         # indexed by strides: writes a strided output itself (passes/concat_in_place.py)
         return contiguous_output(build_winograd(spec, w_const, b_const, block_size(dt), graph, channels), strided=True)
     if algorithm == "stem":
-        return contiguous_output(build_stem_conv(spec, w_const, b_const, channels))
+        return contiguous_output(build_stem_conv(spec, w_const, b_const, channels, bf16_out))
     precision, copied = node.attrs.get("precision", "f32"), bool(node.attrs.get("bf16_copied", False))
     if precision == "bf16" and node.attrs.get("bf16_tile") == "amx":
         if bf16_in or bf16_out:

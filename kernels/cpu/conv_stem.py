@@ -20,6 +20,11 @@ no padded copy of the whole input (the same kernel reading such a copy took 1.13
 long). A last group past the row's end re-reads its last pixel and stores
 only the row's pixels. Rows (image, output row, group of blocks) are the tasks, split evenly
 across threads.
+
+A bf16 output (passes/precision.py: a stem whose readers all read bf16, MobileNetV2's depthwise
+conv, SqueezeNet's MaxPool) is computed as float32 into a row of the thread's, activation
+included, and stored rounded (microkernel_bf16.bf16_run): the stem writes half the bytes, and
+its readers read half.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from cnnrt.kernels.cpu import microkernel as mk
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.conv_common import block_size, conv_run, live_lanes, readonly, tile_flags
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES, Vectors, c64, lanes_of
+from cnnrt.kernels.cpu.microkernel_bf16 import bf16_run
 from cnnrt.kernels.cpu.threaded import threaded
 from cnnrt.kernels.cpu.vector_act import activations, by_kind
 from cnnrt.kernels.prepacked import prepacked
@@ -181,6 +187,9 @@ def _stem_rows_worker(
     ow,
     wpk,
     of,
+    of16,
+    row_f32,
+    row_bits,
     m_blocks,
     per_n_out,
     flags,
@@ -196,7 +205,9 @@ def _stem_rows_worker(
     evenly over ``nthreads``; each output row's
     9 input rows copied into a zero-bordered row buffer of the thread (once for all of the
     row's channel blocks). The last block's rows store 0 in its lanes past the ``live`` real
-    ones (0: all real; microkernel.LANES_SHIFT)."""
+    ones (0: all real; microkernel.LANES_SHIFT). The rows go into ``of`` (float32), or, when
+    ``of16`` (bf16 bits) holds the output, into the thread's ``row_f32`` (``row_bits``: its
+    float32 bits) and from there rounded into ``of16``."""
     last = flags | live << mk.LANES_SHIFT
     lanes = wpk.shape[2]
     n_img, c, h, w = x.shape
@@ -204,6 +215,7 @@ def _stem_rows_worker(
     groups = (m_blocks + BLOCKS - 1) // BLOCKS
     ntasks = n_img * oh * groups
     plane_out = oh * ow * lanes
+    rounded = of16.size > 1
     rows = np.empty(STEM_ROWS, np.int64)
     buf = np.zeros(STEM_ROWS * wp_row, x.dtype)
     for r in range(STEM_ROWS):
@@ -230,16 +242,18 @@ def _stem_rows_worker(
         nb = min(BLOCKS, m_blocks - blk)
         fl = last if blk + nb == m_blocks else flags
         w_off = blk * wpk.shape[1] * lanes
+        # where the float32 rows go: the output, or the thread's row for a bf16 output
+        dst, d_off, d_vs = (row_f32[t], 0, ow * lanes) if rounded else (of, c_off, plane_out)
         if nb == BLOCKS:
-            stem_row_3x3(buf, 0, rows, sw, dw, ow, wpk, w_off, of, c_off, plane_out, fl, bias, blk * lanes, rf, lo, hi)
+            stem_row_3x3(buf, 0, rows, sw, dw, ow, wpk, w_off, dst, d_off, d_vs, fl, bias, blk * lanes, rf, lo, hi)
         else:
-            stem_row_3x3_one(
-                buf, 0, rows, sw, dw, ow, wpk, w_off, of, c_off, plane_out, fl, bias, blk * lanes, rf, lo, hi
-            )
-        if kind != 0:
-            for v in range(nb):
-                start = c_off + v * plane_out
-                act_inplace(of[start : start + ow * lanes], kind, lo, hi)
+            stem_row_3x3_one(buf, 0, rows, sw, dw, ow, wpk, w_off, dst, d_off, d_vs, fl, bias, blk * lanes, rf, lo, hi)
+        for v in range(nb):
+            start = d_off + v * d_vs
+            if kind != 0:
+                act_inplace(dst[start : start + ow * lanes], kind, lo, hi)
+            if rounded:
+                bf16_run(row_bits[t], start, of16, c_off + v * plane_out, ow * lanes)
 
 
 _stem_rows, _stem_rows_serial = threaded(_stem_rows_worker)
@@ -255,11 +269,12 @@ def pack_weights(w: np.ndarray, lanes: int) -> np.ndarray:
     return aligned_copy(np.ascontiguousarray(wpad.reshape(blocks, lanes, -1).transpose(0, 2, 1)))
 
 
-def build_stem_conv(spec, w_const, b_const, channels: int | None = None):
+def build_stem_conv(spec, w_const, b_const, channels: int | None = None, bf16_out: bool = False):
     """run(ins, outs) for an ungrouped conv of an NCHW input of 3 channels x 3x3, writing
     the blocked output (N, ceil(M/B), OH, OW, B); channels past M computed from zero weights
     and bias, and the lanes past the real ``channels`` (default M) stored as 0 (as
-    conv_blocked.build_blocked_conv)."""
+    conv_blocked.build_blocked_conv). ``bf16_out``: the output is a bf16 activation (ir.BF16),
+    rounded from the float32 rows; no residual then (it would be read at the rows' offsets)."""
     s = spec
     dt = np.dtype(s.dtype)
     lanes = block_size(dt)
@@ -284,13 +299,23 @@ def build_stem_conv(spec, w_const, b_const, channels: int | None = None):
     work = s.n * s.m * s.oh * s.ow * s.c * s.kh * s.kw
     alpha, beta = dt.type(s.alpha), dt.type(s.beta)
     max_threads = numba.config.NUMBA_NUM_THREADS
+    if bf16_out and (dt != np.float32 or live):
+        raise ValueError(f"a bf16 stem output needs float32 and whole blocks of real channels: {s}, {live} real lanes")
+    # a bf16 output: each thread's float32 rows (BLOCKS blocks of a row) before their rounding store
+    row_f32 = np.zeros((max_threads, BLOCKS * s.ow * lanes) if bf16_out else (1, 1), dt)
+    row_bits = row_f32.view(np.uint32)
+    no_f32, no_bf16 = np.zeros(1, dt), np.zeros(1, np.uint16)
 
     def args_for(ins, outs, wpk, b, nthreads):
         r = ins[3] if len(ins) > 3 and ins[3] is not None else None
+        if r is not None and bf16_out:
+            raise ValueError("a bf16 stem output takes no residual")
         res = dummy_res if r is None else r.reshape(-1)
         geometry = (s.pt, s.pl, wp, s.sh, s.dh, s.sw, s.dw, s.oh, s.ow)
         tail = (m_blocks, m_pad * s.oh * s.ow, tflags, live, b, res, kind, alpha, beta)
-        return (nthreads, (), ins[0], *geometry, wpk, outs[0].reshape(-1), *tail)
+        out = outs[0].reshape(-1)
+        of, of16 = (no_f32, out.view(np.uint16)) if bf16_out else (out, no_bf16)
+        return (nthreads, (), ins[0], *geometry, wpk, of, of16, row_f32, row_bits, *tail)
 
     def fed_bias(b):
         bias_pad[: s.m] = b

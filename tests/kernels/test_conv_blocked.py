@@ -84,7 +84,7 @@ def run_blocked(
 
         run = build_winograd(spec, wt, b, lanes)
     elif stem:
-        run = build_stem_conv(spec, wt, b)
+        run = build_stem_conv(spec, wt, b, bf16_out=bf16_out)
     elif amx:
         from cnnrt.kernels.cpu.conv_amx import build_amx_conv
 
@@ -200,6 +200,34 @@ def test_stem_conv(name, act):
     _check(x, wt, b, r, s, p, d, act, alpha, beta, got[:, :m])
     if act != "Sigmoid":
         assert (got[:, m:] == 0).all()
+
+
+@pytest.mark.parametrize("act", ["none", "Clip", "HardSwish", "SiLU"])
+@pytest.mark.parametrize("name", ["s2_p1", "s1_p0", "s3_p1"])
+def test_stem_bf16_output_is_the_float32_one_rounded(name, act):
+    """A bf16 output (passes/precision.py: a stem read by bf16 readers only) is the float32
+    output, activation included, rounded to nearest even, bit for bit."""
+    case = STEMS[name]
+    n, c, h, w, m, k, s, p, d = case
+    x, wt, b, _ = _data(case, np.float32, seed=len(name) + 41)
+    alpha, beta = {"Clip": (0.0, 6.0)}.get(act, (0.0, 0.0))
+    f32 = run_blocked(x, wt, b, None, s, p, d, act, alpha, beta, blocked_input=False, stem=True)
+    got = run_blocked(x, wt, b, None, s, p, d, act, alpha, beta, blocked_input=False, stem=True, bf16_out=True)
+    want = f32.astype(ml_dtypes.bfloat16).astype(np.float32)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_stem_bf16_output_refuses_padding_lanes_and_residuals():
+    case = STEMS["s2_p1_odd_batch"]  # 24 channels: the last block has padding lanes
+    n, c, h, w, m, k, s, p, d = case
+    x, wt, b, r = _data(case, np.float32, seed=3)
+    with pytest.raises(ValueError, match="whole blocks"):
+        run_blocked(x, wt, b, None, s, p, d, blocked_input=False, stem=True, bf16_out=True)
+    case = STEMS["s2_p1"]
+    n, c, h, w, m, k, s, p, d = case
+    x, wt, b, r = _data(case, np.float32, seed=3)
+    with pytest.raises(ValueError, match="no residual"):
+        run_blocked(x, wt, b, r, s, p, d, blocked_input=False, stem=True, bf16_out=True)
 
 
 def test_stem_is_chosen_for_mobile_stems_only():

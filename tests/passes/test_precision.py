@@ -326,6 +326,25 @@ def test_depthwise_conv_reads_and_writes_bf16_activations(monkeypatch):
     assert np.array_equal(got[0], want[0])
 
 
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+def test_stem_writes_bf16_for_the_max_pool_after_it(monkeypatch):
+    """SqueezeNet's start: the float32 3x3 stem (conv_stem.py) stores its rows rounded when only
+    a MaxPool with a bf16 output reads them, and the MaxPool reads them as they lie: bit for
+    bit the float32-activation result (the max of rounded values is the rounded max)."""
+    from pass_helpers import GB
+
+    b = GB()
+    x = b.input("x", (2, 3, 18, 17))
+    stem = b.conv(x, 16, k=3, stride=2, name="stem", activation="Relu")
+    pool = b.pool("MaxPool", stem, k=3, stride=2, name="pool")
+    g = b.build([b.conv(pool, 32, k=1, pad=0, name="squeeze", activation="Relu")])
+    monkeypatch.setattr(pp, "_reads_bf16", _inputs_only)
+    low, got, want = _with_and_without_bf16_activations(g, monkeypatch)
+    assert next(n for n in low.nodes if n.name == "stem").attrs["algorithm"] == "stem"
+    assert {"stem", "pool"} <= _bf16_values(low)
+    assert np.array_equal(got[0], want[0])
+
+
 def _dense_layer():
     """DenseNet's layer: Concat -> BN -> ReLU -> 1x1 conv -> 3x3 conv, into the next Concat."""
     from pass_helpers import GB
