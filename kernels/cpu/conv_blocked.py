@@ -245,9 +245,9 @@ def build_blocked_conv(
     rounded once, from the whole reduction: its tasks do not cut the reduction into chunks
     (the weights of a panel, 64 channels x C x taps in bf16, stay in L2 instead of L1), its
     activation is one the tile applies (microkernel.tile_act) and every channel is real.
-    ``in_channels``: the real channels of a blocked input (default C): a float32 ungrouped
-    conv reduces over only those of the last block (the tile's ``k_tail``; 24 channels in
-    two blocks: 24 steps per pixel, not 32)."""
+    ``in_channels``: the real channels of a blocked input (default C): an ungrouped conv
+    reduces over only those of the last block (the tile's ``k_tail``; 24 channels in two
+    blocks: 24 steps per pixel, not 32; in bf16 12 pairs, not 16)."""
     dt = np.dtype(spec.dtype)
     lanes = block_size(dt)
     live = live_lanes(spec.m, channels, lanes)
@@ -355,7 +355,7 @@ def build_blocked_conv(
     if live_last < nv:  # a last panel of fewer blocks takes their tile, not zero blocks
         values[G_NV_LAST], values[G_BMR_LAST] = live_last, (mk_bf16.BF16_TILES if bf16 else BLOCKED_TILES)[live_last][0]
     real_in = in_channels or spec.c
-    if blocked_input and bf16 is None and group == 1 and real_in % lanes and real_in > spec.c - lanes:
+    if blocked_input and group == 1 and real_in % lanes and real_in > spec.c - lanes:
         values[G_TAIL_FROM] = ntaps - spec.kh * spec.kw  # the taps of the last input block
         values[G_K_TAIL] = real_in % lanes
     for k, v in values.items():

@@ -113,6 +113,7 @@ def _bf16_codegen(mr_max: int, nv: int):
     def codegen(context, builder, sig, args):
         (a_v, a_off_v, pix_v, pix_off_v, a_ks_v, taps_v, ntaps_v, b_v, b_off_v, b_ts_v, ldb_v, k_v) = args[:12]
         (c_v, c_off_v, ldc_v, c_vs_v, mr_v, flags_v, bias_v, bias_off_v, res_v, res_off_v, lo_v, hi_v) = args[12:24]
+        tail_from_v, k_tail_v = args[24], args[25]
 
         def ptr(i, arr, off):
             return builder.gep(context.make_array(sig.args[i])(context, builder, arr).data, [off])
@@ -133,7 +134,9 @@ def _bf16_codegen(mr_max: int, nv: int):
                 tp = tap_loop.index
                 pa = builder.gep(pa0, [builder.load(builder.gep(ptaps, [tp]))])
                 pb = builder.gep(pb0, [builder.mul(tp, b_ts_v)])
-                with cgutils.for_range(builder, builder.sdiv(k_v, c64(2))) as loop:
+                # the taps from tail_from on (a short last input block) reduce over k_tail steps
+                kk = builder.select(builder.icmp_signed(">=", tp, tail_from_v), k_tail_v, k_v)
+                with cgutils.for_range(builder, builder.sdiv(builder.add(kk, c64(1)), c64(2))) as loop:
                     kp = loop.index
                     bbase = builder.mul(kp, b_pair)
                     bvec = []
@@ -171,8 +174,9 @@ def _either_tile(mr_max: int, nv: int, f32_tile):
     or uint16 for a bf16 output, rounded as :func:`to_bf16` after the clamp, with the flags
     microkernel.epilogue's ``narrow`` allows) or, for float32 operands, ``f32_tile``
     (microkernel.tile_blocked*, whose ``form`` selects a grouped conv's interleaved tile; the
-    bf16 tile takes ()). The bf16 tile runs every tap's whole ``k``: its callers pass
-    ``tail_from`` = ``ntaps`` (a short last block is a float32 tile's saving only)."""
+    bf16 tile takes ()). Taps from ``tail_from`` on reduce over ``k_tail`` steps, rounded up to
+    whole pairs (a short last input block: 24 channels in two blocks of 16 reduce 12 pairs, not
+    16; its padding lanes are zeros times zero weights either way)."""
 
     @intrinsic
     def tile_blocked(

@@ -13,11 +13,16 @@ import numpy as np
 import pytest
 from kernel_helpers import act_params, assert_within, sum_bound
 from numba import njit
-from reference import activation_ref, conv2d_reference
+from reference import activation_ref, conv2d_reference, conv_out
 from test_conv_blocked import CASES, _data, run_blocked
 
+from cnnrt.core.layout import block as to_blocked
+from cnnrt.core.layout import unblock as from_blocked
 from cnnrt.errors import BackendUnavailableError
+from cnnrt.kernels.conv_spec import ConvSpec
+from cnnrt.kernels.cpu import conv_blocked as cb
 from cnnrt.kernels.cpu import conv_blocked_bf16
+from cnnrt.kernels.cpu.conv_common import block_size
 from cnnrt.kernels.cpu.llvm_ir import NATIVE_BF16
 from cnnrt.kernels.cpu.microkernel_bf16 import BF16_TILES, bf16_run, from_bf16, tile_blocked4, to_bf16
 
@@ -203,3 +208,31 @@ def test_bf16_gemm(m, tb, k, n):
     assert_within(got, want, sum_bound(k + 2, mag, want, "Relu"), f"bf16 gemm m={m} tb={tb}")
     f32 = gemm_reference(a, b, c, 0.5, 1.0, 0, tb)
     assert not np.allclose(got, activation_ref(f32, "Relu"), rtol=0, atol=1e-6)  # the bf16 product ran
+
+
+@pytest.mark.parametrize(("c", "k", "s", "p"), [(24, 1, 1, 0), (40, 3, 1, 1), (8, 3, 2, 1)])
+def test_bf16_conv_reduces_over_the_real_input_channels(c, k, s, p):
+    """A blocked input whose last block is short (24 channels in two blocks of 16, MobileNetV2's
+    narrow stages): told the real C, the bf16 tile reduces the last block's taps over its real
+    channel pairs only, never reading the padding lanes (NaN here); the result is, bit for bit,
+    the bf16 conv of the input with zero padding lanes, which reduces over all of them."""
+    lanes = block_size(np.float32)
+    cp = -(-c // lanes) * lanes
+    rng = np.random.default_rng(c)
+    x = np.zeros((2, cp, 7, 9), np.float32)
+    x[:, :c] = rng.standard_normal((2, c, 7, 9))
+    wp = np.zeros((40, cp, k, k), np.float32)
+    wp[:, :c] = rng.standard_normal((40, c, k, k))
+    b = rng.standard_normal(40).astype(np.float32)
+    oh, ow = conv_out(7, k, s, 1, p, p), conv_out(9, k, s, 1, p, p)
+    spec = ConvSpec(2, cp, 7, 9, 40, oh, ow, k, k, s, s, p, p, p, p, 1, 1, 1, "float32", True, False)
+    outs = []
+    for real, fill in ((cp, 0.0), (c, np.nan)):
+        xp = x.copy()
+        xp[:, c:] = fill
+        out = np.full((2, -(-40 // lanes), oh, ow, lanes), np.nan, np.float32)
+        run = cb.build_blocked_conv(spec, wp, b, True, precision="bf16", in_channels=real)
+        run([to_blocked(xp, lanes), wp, b, None], [out])
+        outs.append(from_blocked(out))
+    assert np.isfinite(outs[1]).all()
+    assert np.array_equal(outs[1], outs[0])
