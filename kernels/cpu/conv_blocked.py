@@ -4,9 +4,10 @@ A blocked tensor stores logical NCHW as (N, C/B, H, W, B) with B = one vector of
 (:func:`block_size`). The register tile (microkernel._blocked_tile) runs with output pixels
 as rows and output channels as columns: each reduction step broadcasts one input value per
 pixel and loads nv vectors of packed weights (nv channel blocks: 4, 3, 2 or 1, whichever
-computes the fewest blocks past M, conv_blocked_plan.panel_blocks; in float32 a last panel of
-fewer blocks runs the tile of its own width instead of computing zero blocks: RegNetY-400MF's
-208 and 104 channels, 13 and 7 blocks, took 0.95x at batch 1 and 8), so an output tile is a few
+computes the fewest blocks past M, and for bf16 fewest rows past a plane's pixels,
+conv_blocked_plan.panel_blocks; a last panel of fewer blocks runs the tile of its own width
+instead of computing zero blocks: in float32 RegNetY-400MF's 208 and 104 channels, 13 and 7
+blocks, took 0.95x at batch 1 and 8), so an output tile is a few
 pixels x nv blocks, stored straight into the output at its final place, with bias, residual
 and the activation applied by the tile while it is in L1 (microkernel.tile_act). A tile's pixels are consecutive output pixels of one image, across
 row ends; stride and dilation only change where each reads its input (a per-pixel offset
@@ -270,7 +271,9 @@ def build_blocked_conv(
     nv = (
         1
         if spec.group != 1
-        else panel_blocks(spec.m, lanes, *((mk_bf16.BF16_PANEL_CHOICES,) if precision == "bf16" else ()))
+        else panel_blocks(spec.m, lanes)
+        if precision != "bf16"
+        else panel_blocks(spec.m, lanes, mk_bf16.BF16_PANEL_CHOICES, mk_bf16.BF16_TILES, spec.oh * spec.ow)
     )
     bmr = (mk_bf16.BF16_TILES if precision == "bf16" else BLOCKED_TILES)[nv][0]
     nr = nv * lanes

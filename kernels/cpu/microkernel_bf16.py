@@ -230,11 +230,13 @@ def _either_tile(mr_max: int, nv: int, f32_tile):
 
 
 # (pixels, channel blocks) of the bf16 tiles, by blocks per panel (24 accumulators, 29 of
-# the 32 zmm with the B vectors and a broadcast). Each weight vector serves 6 broadcasts; on
-# AMD Zen 5 (one conv alone, 2 threads, ResNet-50's 1x1 and 3x3 layers) 6 x 4 ran 0.85-0.95x
-# of 4 x 4's time; 8 x 4 (32 accumulators) spills.
-BF16_TILES = {4: (6, 4), 3: (8, 3), 2: (12, 2), 1: (24, 1)}
-BF16_PANEL_CHOICES = (4, 2)  # the 3-block tile is compiled for the worker's branch, not chosen
+# the 32 zmm with the B vectors and a broadcast; 7 x 3 has 21). Each weight vector serves 6
+# broadcasts; on AMD Zen 5 (one conv alone, 2 threads, ResNet-50's 1x1 and 3x3 layers) 6 x 4
+# ran 0.85-0.95x of 4 x 4's time; 8 x 4 (32 accumulators) spills. The 7-pixel tile divides
+# every CNN plane of 7 x 2^k pixels: conv_blocked_plan.panel_blocks takes it where the 6-pixel
+# one would compute a tenth more rows (7x7), and where it fills panels better (13 blocks).
+BF16_TILES = {4: (6, 4), 3: (7, 3), 2: (12, 2), 1: (24, 1)}
+BF16_PANEL_CHOICES = (4, 3)
 tile_blocked4 = _either_tile(*BF16_TILES[4], mk.tile_blocked4)
 tile_blocked3 = _either_tile(*BF16_TILES[3], mk.tile_blocked3)
 tile_blocked2 = _either_tile(*BF16_TILES[2], mk.tile_blocked2)

@@ -341,6 +341,11 @@ def test_panel_blocks_fit_the_channel_count():
     assert [plan.panel_blocks(m, 16, (4, 3, 2)) for m in ms3] == [1, 2, 3, 3, 4, 3, 3, 2, 2, 3]
     # AVX2 (blocks of 8): the 6x2 tile for all but a single block
     assert [plan.panel_blocks(m, 8, (2,)) for m in (8, 16, 24, 40, 64, 1000)] == [1, 2, 2, 2, 2, 2]
+    # bf16 (6 x 4 and 7 x 3 tiles): 13 blocks fill 3-block panels; on a 7x7 plane the 6-pixel
+    # tile computes 54 rows for 49 (over plan.ROW_WASTE), so 7 x 3 takes it; 14x14 keeps 6 x 4
+    tiles = {4: (6, 4), 3: (7, 3), 2: (12, 2), 1: (24, 1)}
+    assert [plan.panel_blocks(m, 16, (4, 3), tiles, 196) for m in (64, 208, 256, 512)] == [4, 3, 4, 4]
+    assert [plan.panel_blocks(m, 16, (4, 3), tiles, 49) for m in (64, 208, 256, 512)] == [3, 3, 3, 3]
 
 
 def test_plan_tasks_reads_the_bigger_stream_once():
