@@ -196,9 +196,21 @@ def _squeeze_excite(node, graph: Graph) -> bool:
     return node.op == "BlockedSqueezeExcite" and x.dtype == "float32" and x.shape[-1] == block_size(np.float32)
 
 
+def _f32_tile_conv(node) -> bool:
+    """A float32 ungrouped BlockedConv on the register tile (a 3x3 stem of more than 16
+    channels: SqueezeNet's, MobileNetV2's, EfficientNet's), whose epilogue can round its
+    stores to bf16 as the bf16 tile's does."""
+    return (
+        node.op == "BlockedConv"
+        and node.attrs.get("algorithm") == "direct"
+        and node.attrs.get("precision") != "bf16"
+        and int(node.attrs.get("group", 1)) == 1
+    )
+
+
 def _f32_stem(node) -> bool:
     """A float32 3-channel stem (conv_stem.py) without a residual, whose rows can be stored
-    rounded to bf16 after any activation (MobileNetV2's and SqueezeNet's 3x3 stems)."""
+    rounded to bf16 after any activation (MobileNetV3's 16-channel stems)."""
     ins = node.inputs
     return node.op == "BlockedConv" and node.attrs.get("algorithm") == "stem" and (len(ins) < 4 or not ins[3])
 
@@ -228,8 +240,10 @@ def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
     would each round their copy, and the activation crosses memory at half the bytes
     (ResNet's 1x1 -> 3x3 -> 1x1 inside a bottleneck and its residual stream, GoogLeNet's
     reduce convs, DenseNet's bottlenecks, SqueezeNet's squeezes, MobileNetV2's expanded
-    tensors). Writers (:func:`_writes_bf16`): bf16 convs on the vector tile, the float32
-    3-channel stems (their rows rounded at the store: MobileNetV2's, SqueezeNet's), the row-blocked
+    tensors). Writers (:func:`_writes_bf16`): bf16 convs on the vector tile, float32 ones
+    where every reader would round the output anyway (a bf16 conv's input, a bf16 MaxPool:
+    SqueezeNet's 3x3 stem; MobileNetV2's, read by a depthwise conv, stays float32), the
+    3-channel stem kernel (MobileNetV3's), the row-blocked
     depthwise conv (float32 sums between a bf16 input and output: its output's rounding is
     the one the next bf16 conv's copy would make), a blocked ChannelAffine (DenseNet's BN +
     ReLU before each bottleneck's 1x1 conv), blocked pools and squeeze-excitations (their
@@ -254,9 +268,16 @@ def _bf16_activations(nodes: list, graph: Graph, fired: list) -> dict:
         values[value] = dataclasses.replace(values[value], dtype=BF16)
         fired.append(("bf16 activation", value))
 
+    def rounds_anyway(value: str) -> bool:  # every reader would round it: a bf16 conv's input copy, a bf16 MaxPool
+        return all(
+            i == 0 and (_vector_bf16_conv(r) or _pool(r, graph, ("BlockedMaxPool",))) for r, i in readers.get(value, [])
+        )
+
     writers = {node.outputs[0]: node for node in nodes if _writes_bf16(node, graph)}
     for out in reversed(writers):  # readers first: a MaxPool reads bf16 once its output is bf16
-        if reads_bf16(out):
+        # a float32 conv's output is rounded only where that moves a rounding its readers make
+        # anyway (a depthwise conv or a residual would read it rounded once more)
+        if reads_bf16(out) and (not _f32_tile_conv(writers[out]) or rounds_anyway(out)):
             retype(out)
     for node in nodes:  # an in-place Concat of bf16 writers' outputs that bf16 readers read
         if node.op != "Concat" or not node.attrs.get("in_place") or not _whole_blocks(node.outputs[0], graph):
@@ -283,12 +304,12 @@ def _whole_blocks(value: str, graph: Graph) -> bool:
 
 
 def _writes_bf16(node, graph: Graph) -> bool:
-    """Whether ``node`` can store its output as a bf16 activation: a bf16 conv on the vector
-    tile whose activation the tile applies, a float32 3-channel stem, or a row-blocked
+    """Whether ``node`` can store its output as a bf16 activation: a bf16 or float32 conv on
+    the vector tile whose activation the tile applies, a float32 3-channel stem, or a row-blocked
     depthwise conv, blocked ChannelAffine, blocked pool or squeeze-excitation ending at a
     clamp, into whole blocks."""
     act = node.attrs.get("activation", "none")
-    if _vector_bf16_conv(node):
+    if _vector_bf16_conv(node) or _f32_tile_conv(node):
         if act != "none" and not tile_act(ACTIVATIONS[act], np.float32):
             return False
     elif _f32_stem(node):

@@ -246,6 +246,8 @@ def build_blocked_conv(
     rounded once, from the whole reduction: its tasks do not cut the reduction into chunks
     (the weights of a panel, 64 channels x C x taps in bf16, stay in L2 instead of L1), its
     activation is one the tile applies (microkernel.tile_act) and every channel is real.
+    A float32 conv (SqueezeNet's 3x3 stem under bf16) may write a bf16 output too: its tile
+    rounds at the store, as the bf16 tile does.
     ``in_channels``: the real channels of a blocked input (default C): an ungrouped conv
     reduces over only those of the last block (the tile's ``k_tail``; 24 channels in two
     blocks: 24 steps per pixel, not 32; in bf16 12 pairs, not 16)."""
@@ -305,8 +307,10 @@ def build_blocked_conv(
         if w_const is None
         else readonly(prepacked(w_const, ("blocked", dt.str, nr, geo.kstep) + ((group, q) if group > 1 else ()), pack))
     )
-    if (bf16_in or bf16_out) and precision != "bf16":
-        raise ValueError("a bf16 activation is read and written by bf16 convs only")
+    if bf16_in and precision != "bf16":
+        raise ValueError("a bf16 activation is read by bf16 convs only")
+    if bf16_out and (dt != np.float32 or spec.group != 1):
+        raise ValueError(f"a bf16 output is written by ungrouped convs on float32 or bf16 operands: {spec}")
     if bf16_out and (live or (spec.act != NONE and not mk.tile_act(spec.act, dt))):
         raise ValueError(
             "a bf16 output needs whole blocks of real channels and an activation the tile applies: "

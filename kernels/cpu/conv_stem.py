@@ -21,8 +21,8 @@ long). A last group past the row's end re-reads its last pixel and stores
 only the row's pixels. Rows (image, output row, group of blocks) are the tasks, split evenly
 across threads.
 
-A bf16 output (passes/precision.py: a stem whose readers all read bf16, MobileNetV2's depthwise
-conv, SqueezeNet's MaxPool) is computed as float32 into a row of the thread's, activation
+A bf16 output (passes/precision.py: a stem whose readers all read bf16, MobileNetV3's depthwise
+conv) is computed as float32 into a row of the thread's, activation
 included, and stored rounded (microkernel_bf16.bf16_run): the stem writes half the bytes, and
 its readers read half.
 """

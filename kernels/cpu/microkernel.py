@@ -47,7 +47,7 @@ from numba.extending import intrinsic
 from cnnrt.kernels._jit import njit
 from cnnrt.kernels.activation import CLIP, RELU, TANH
 from cnnrt.kernels.cpu.activation import act_inplace
-from cnnrt.kernels.cpu.llvm_ir import I32, VECTOR_BYTES, Vectors, c64, lanes_of, load_bf16
+from cnnrt.kernels.cpu.llvm_ir import I32, VECTOR_BYTES, Vectors, c64, lanes_of, load_bf16, round_bf16
 from cnnrt.kernels.cpu.vector_act import VECTOR_KINDS, activations, by_kind
 from cnnrt.kernels.cpu.vector_ir import vector_run
 
@@ -129,12 +129,26 @@ def tile(a, a_off, a_rs, a_ks, b, b_off, ldb, k, c, c_off, ldc, mr, flags, bias,
     )
 
 
-def _check_operands(a, b, c, bias, res, taps):
+def _check_operands(a, b, c, bias, res, taps, bf16_c=False):
+    """The tiles' operand types: float32 or float64 throughout; with ``bf16_c`` (the blocked
+    tile) C may hold bf16 bits (uint16) for float32 operands."""
     if not isinstance(a, types.Array) or a.dtype not in (types.float32, types.float64):
         return False
-    if not all(isinstance(x, types.Array) and x.dtype == a.dtype for x in (b, c, bias, res)):
+    narrow = bf16_c and isinstance(c, types.Array) and c.dtype == types.uint16 and a.dtype == types.float32
+    if not all(isinstance(x, types.Array) and x.dtype == a.dtype for x in (b, bias, res) + (() if narrow else (c,))):
         return False
     return isinstance(taps, types.Array) and taps.dtype == types.int64
+
+
+def bf16_store(builder, pc):
+    """The epilogue's ``narrow`` for a C of bf16 bits at ``pc`` (i16*): a float32 vector
+    rounded to nearest even (llvm_ir.round_bf16) and stored at C's element ``off``."""
+
+    def narrow(x, off):
+        h = round_bf16(builder, builder.bitcast(x, ir.VectorType(I32, x.type.count)))
+        builder.store(h, builder.bitcast(builder.gep(pc, [off]), h.type.as_pointer())).align = 2
+
+    return narrow
 
 
 def reduce_by_rows(builder, arow, step, reduce):
@@ -307,6 +321,7 @@ def _tile_codegen(dt, blocked, mr_max, nv, q=1):
             flags_v,
             lo_v,
             hi_v,
+            bf16_store(builder, pc) if blocked and c_ty.dtype == types.uint16 else None,
         )
         return context.get_dummy_value()
 
@@ -619,7 +634,7 @@ def _blocked_tile(mr_max: int, nv: int):
     ):
         # a grouped conv's panels are one block: wider tiles compile as they are for any form
         q = len(form) if isinstance(form, types.BaseTuple) and nv == 1 else 1
-        if not _check_operands(a, b, c, bias, res, taps):
+        if not _check_operands(a, b, c, bias, res, taps, bf16_c=True):
             return None
         if not isinstance(pix, types.Array) or pix.dtype != types.int64:
             return None

@@ -154,13 +154,7 @@ def _bf16_codegen(mr_max: int, nv: int):
                             builder.store(builder.call(dp, [builder.load(accs[i][v]), av, bvec[v]]), accs[i][v])
 
         mk.reduce_by_rows(builder, arow, LANES, reduce)  # pixels side by side: constant displacements
-        narrow = None
-        if sig.args[12].dtype == types.uint16:  # a bf16 output
-
-            def narrow(x, off):
-                h = round_bf16(builder, builder.bitcast(x, ivty))
-                builder.store(h, builder.bitcast(builder.gep(pc, [off]), h.type.as_pointer())).align = 2
-
+        narrow = mk.bf16_store(builder, pc) if sig.args[12].dtype == types.uint16 else None  # a bf16 output
         mk.epilogue(
             builder, vec, types.float32, True, accs, pc, pbias, pres, ldc_v, c_vs_v, mr_v, flags_v, lo_v, hi_v, narrow
         )

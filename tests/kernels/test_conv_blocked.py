@@ -217,6 +217,23 @@ def test_stem_bf16_output_is_the_float32_one_rounded(name, act):
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
+@pytest.mark.parametrize("act", ["none", "Relu", "Clip", "SiLU"])
+@pytest.mark.parametrize("blocked_input", [False, True])
+def test_float32_tile_bf16_output_is_the_float32_one_rounded(blocked_input, act):
+    """The float32 register tile storing a bf16 output (passes/precision.py: SqueezeNet's and
+    MobileNetV2's 3x3 stems under bf16): the float32 output, activation included, rounded to
+    nearest even at the store, bit for bit."""
+    case = (2, 3 if not blocked_input else 16, 15, 14, 32, 3, 2, 1, 1)
+    n, c, h, w, m, k, s, p, d = case
+    x, wt, b, _ = _data(case, np.float32, seed=7)
+    alpha, beta = {"Clip": (0.0, 6.0)}.get(act, (0.0, 0.0))
+    args = (x, wt, b, None, s, p, d, act, alpha, beta, blocked_input)
+    f32 = run_blocked(*args)
+    got = run_blocked(*args, bf16_out=True)
+    want = f32.astype(ml_dtypes.bfloat16).astype(np.float32)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_stem_bf16_output_refuses_padding_lanes_and_residuals():
     case = STEMS["s2_p1_odd_batch"]  # 24 channels: the last block has padding lanes
     n, c, h, w, m, k, s, p, d = case

@@ -201,7 +201,8 @@ def test_bf16_activations_only_between_bf16_convs(monkeypatch):
     """A bf16 conv's output is stored bf16 when every reader is a bf16 conv on the vector
     tile reading it as its input or its residual (or a row-blocked depthwise conv reading it
     as its input), its epilogue ends at a clamp and its channels fill whole blocks; never on
-    AMX (that tile reads and writes float32)."""
+    AMX (that tile reads and writes float32). A float32 conv's only where its readers would
+    round it anyway (test_stem_writes_bf16_for_the_max_pool_after_it)."""
     from cnnrt.passes import block_layout as bl
 
     monkeypatch.setattr(bl, "MIN_BLOCKED_CONVS", 1)
@@ -214,7 +215,8 @@ def test_bf16_activations_only_between_bf16_convs(monkeypatch):
     # the 3x3 reading a's bf16 copies it into its zero border; d reads c's as it lies
     assert not any(n.attrs.get("bf16_copied") for n in low.nodes)
     zoo, _ = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
-    # readers: conv_b, the shortcut, the depthwise conv (float32 sums, bf16 in and out), pw
+    # readers: conv_b, the shortcut, the depthwise conv (float32 sums, bf16 in and out), pw;
+    # the float32 3x3 stem stays float32: conv_b reads it as its residual, which would add a rounding
     assert _bf16_values(zoo) == {"conv_a", "conv_b", "shortcut", "dw"}
     monkeypatch.setattr(pp, "amx_unsupported_reason", lambda: "")
     amx, _ = run_pipeline(_zoo_like(), 2, vector_bytes=64, backend="cpu", precision="bf16")
@@ -327,20 +329,22 @@ def test_depthwise_conv_reads_and_writes_bf16_activations(monkeypatch):
 
 
 @pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
-def test_stem_writes_bf16_for_the_max_pool_after_it(monkeypatch):
-    """SqueezeNet's start: the float32 3x3 stem (conv_stem.py) stores its rows rounded when only
-    a MaxPool with a bf16 output reads them, and the MaxPool reads them as they lie: bit for
-    bit the float32-activation result (the max of rounded values is the rounded max)."""
+@pytest.mark.parametrize(("channels", "algorithm"), [(16, "stem"), (64, "direct")])
+def test_stem_writes_bf16_for_the_max_pool_after_it(monkeypatch, channels, algorithm):
+    """SqueezeNet's start: a float32 3x3 stem (16 channels: conv_stem.py; 64: the register
+    tile) stores its output rounded when only a MaxPool with a bf16 output reads it, and the
+    MaxPool reads it as it lies: bit for bit the float32-activation result (the max of
+    rounded values is the rounded max)."""
     from pass_helpers import GB
 
     b = GB()
     x = b.input("x", (2, 3, 18, 17))
-    stem = b.conv(x, 16, k=3, stride=2, name="stem", activation="Relu")
+    stem = b.conv(x, channels, k=3, stride=2, name="stem", activation="Relu")
     pool = b.pool("MaxPool", stem, k=3, stride=2, name="pool")
     g = b.build([b.conv(pool, 32, k=1, pad=0, name="squeeze", activation="Relu")])
     monkeypatch.setattr(pp, "_reads_bf16", _inputs_only)
     low, got, want = _with_and_without_bf16_activations(g, monkeypatch)
-    assert next(n for n in low.nodes if n.name == "stem").attrs["algorithm"] == "stem"
+    assert next(n for n in low.nodes if n.name == "stem").attrs["algorithm"] == algorithm
     assert {"stem", "pool"} <= _bf16_values(low)
     assert np.array_equal(got[0], want[0])
 
