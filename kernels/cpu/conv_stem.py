@@ -21,10 +21,10 @@ long). A last group past the row's end re-reads its last pixel and stores
 only the row's pixels. Rows (image, output row, group of blocks) are the tasks, split evenly
 across threads.
 
-A bf16 output (passes/precision.py: a stem whose readers all read bf16, MobileNetV3's depthwise
-conv) is computed as float32 into a row of the thread's, activation
-included, and stored rounded (microkernel_bf16.bf16_run): the stem writes half the bytes, and
-its readers read half.
+A bf16 output (passes/precision.py: a stem whose readers all read bf16, MobileNetV3's
+depthwise conv) is computed as float32 into a row of the thread's, activation included, and
+stored rounded (microkernel_bf16.bf16_run): the stem writes half the bytes, and its readers
+read half.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def _stem_rows_worker(
     groups = (m_blocks + BLOCKS - 1) // BLOCKS
     ntasks = n_img * oh * groups
     plane_out = oh * ow * lanes
-    rounded = of16.size > 1
+    rounded = of16.size > 1  # the output is bf16 (a float32 one leaves a 1-element stand-in here)
     rows = np.empty(STEM_ROWS, np.int64)
     buf = np.zeros(STEM_ROWS * wp_row, x.dtype)
     for r in range(STEM_ROWS):
