@@ -69,14 +69,15 @@ from cnnrt.kernels.prepacked import prepacked
 from cnnrt.kernels.registry import register, run_of
 
 
-def _l2_bytes(default: int = 1 << 20) -> int:
-    """The L2 cache of the first CPU (Linux sysfs), or ``default`` where it cannot be read."""
+def l2_bytes(cache_dir: Path = Path("/sys/devices/system/cpu/cpu0/cache"), default: int = 1 << 20) -> int:
+    """The L2 cache of the first CPU (Linux sysfs ``cache_dir``), or ``default`` where it cannot
+    be read."""
     units = {"K": 1 << 10, "M": 1 << 20}
     try:
-        for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        for index in sorted(cache_dir.glob("index*")):
             if (index / "level").read_text().strip() == "2":
                 size = (index / "size").read_text().strip()
-                return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+                return int(size[:-1]) * units[size[-1]] if size[-1:] in units else int(size)
     except (OSError, ValueError):
         pass
     return default
@@ -89,7 +90,7 @@ def _l2_bytes(default: int = 1 << 20) -> int:
 # ran 3x3 and 1x1 layers of ResNet-50, ResNet-18 and DenseNet-121 in 0.88-1.0x of 96 KB's time
 # and ResNet-50 end to end in 0.96-0.98x (in-process A/B, both orders). 3/8 of the L2,
 # at most 384 KB (larger chunks were not measured).
-_B_CHUNK_BYTES = min(384 << 10, _l2_bytes() * 3 // 8)
+_B_CHUNK_BYTES = min(384 << 10, l2_bytes() * 3 // 8)
 
 # the int64 geometry vector handed to the task kernel (one array instead of ~18 scalars:
 # Numba's dispatcher unboxes every argument, a cost per argument on every call)

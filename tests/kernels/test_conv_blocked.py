@@ -348,6 +348,18 @@ def test_blocked_conv_reduces_over_the_real_input_channels(c, k, s, p):
     _check(x, wt, b, None, s, p, 1, "none", 0.0, 0.0, from_blocked(out)[:, :40])
 
 
+@pytest.mark.parametrize(("size", "want"), [("1024K", 1 << 20), ("2M", 2 << 20), ("524288", 1 << 19), ("", 7)])
+def test_l2_bytes_reads_the_level_2_cache_of_sysfs(tmp_path, size, want):
+    """The reduction chunk's L2 size: level 2 among sysfs's cache indexes (K, M or bytes); an
+    unreadable size, or no level 2 at all, gives the default."""
+    for index, level, text in (("index0", "1", "48K"), ("index1", "1", "32K"), ("index2", "2", size)):
+        (tmp_path / index).mkdir()
+        (tmp_path / index / "level").write_text(level + "\n")
+        (tmp_path / index / "size").write_text(text + "\n")
+    assert cb.l2_bytes(tmp_path, default=7) == want
+    assert cb.l2_bytes(tmp_path / "absent", default=7) == 7
+
+
 def test_panel_blocks_fit_the_channel_count():
     # 48: 4 blocks either way; 160 and 208 (10 and 13 blocks): 2-block panels compute 10 and 14
     ms = (16, 32, 48, 64, 96, 128, 160, 208, 1000)
