@@ -10,7 +10,7 @@ pools, ``(begin.., end..)`` for Pad. Channel-blocked ops are made by passes/bloc
 
 Per op the table gives its ports (``?`` optional, ``*`` one or more), attribute defaults
 (:data:`REQUIRED` when the IR always carries one; read through :func:`op_attrs` / :func:`attr`),
-shape inference (op_shapes, checked by ``Graph.verify``), in-place, view and strided-output
+shape inference (op_shapes, checked by ``Graph.verify``), in-place, view, strided-output and strided-input
 facts (the planner, concat_in_place), numerics (MACs, accumulation length, transcendental: op_costs; no default, so a new
 op says what it costs), blocked-layout and epilogue facts (passes),
 its constant evaluator (const_eval), its origin, and why a backend needs no kernel.
