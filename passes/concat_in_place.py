@@ -6,11 +6,12 @@ executor hands each producer a numpy view of that slice. Concats that feed a big
 (DenseNet's growing feature maps) nest: the smaller one becomes a slice of the bigger one.
 
 The slice of a value along ``axis`` is contiguous only when every axis in front of it has
-size 1 (NCHW channel slices at batch 1). A strided slice (batch > 1) is taken only in blocked graphs, where the
-producer's kernel writes such outputs (the op table's ``strided_output``: each image a
-contiguous run, the runs apart by the buffer's image stride; for a BlockedConv, the register
-tile's and Winograd's algorithms; a Concat, whose copies write any view) and every other reader's kernel reads them
-(``strided_input``: DenseNet's BN + ReLU reading the growing Concat); the rest are declined with the reason.
+size 1 (NCHW channel slices at batch 1). A strided slice (batch > 1) is taken only in
+blocked graphs, where the producer's kernel writes such outputs (the op table's
+``strided_output``: each image a contiguous run, the runs apart by the buffer's image stride;
+for a BlockedConv, the register tile's and Winograd's algorithms; a Concat, whose copies
+write any view) and every other reader's kernel reads them (``strided_input``: DenseNet's
+BN + ReLU reading the growing Concat); the rest are declined with the reason.
 
 Requires: a verified graph; run after the fusion passes (it looks at final producers) and
 after remove_identity. It re-decides every Concat on each run, so later rewrites cannot
