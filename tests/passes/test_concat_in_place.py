@@ -7,6 +7,7 @@ import pytest
 from ir_reference import evaluate
 from pass_helpers import GB, feeds_for, run_pass
 
+from cnnrt.kernels.cpu.conv_blocked_bf16 import bf16_unsupported_reason
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.passes.block_layout import block_layout
 from cnnrt.passes.concat_in_place import concat_in_place
@@ -126,19 +127,25 @@ def test_guard_strided_slice_from_a_depthwise_conv():
     assert not _marked(after.graph)
 
 
-@pytest.mark.parametrize("hw", [6, 16])  # 3x3 convs direct, then Winograd
-def test_densenet_concats_nest_in_place_at_batch_two(hw):
-    """DenseNet's block at batch 2: each layer's BN + ReLU (a BlockedChannelAffine) reads the
-    growing Concat as a strided slice of the block's last one, so every Concat but the first
-    (whose pool input cannot be written strided: it copies, into its own slice) is a no-op
-    and the block lives in one buffer; the outputs match the unoptimised graph's."""
+def _dense_block(hw: int):
+    """DenseNet's block at batch 2: a pool, three BN + ReLU -> 1x1 -> 3x3 layers, each
+    concatenating its 32 channels to the block so far, and a transition."""
     b = GB()
     x = b.input("x", (2, 16, hw, hw))
     feats = b.pool("MaxPool", b.conv(x, 32, k=1, activation="Relu"), k=3, pads=(1, 1, 1, 1), name="pool")
     for i in range(3):
         h = b.conv(b.act("Relu", b.bn(feats)), 64, k=1, activation="Relu", name=f"bottleneck{i}")
         feats = b.concat([feats, b.conv(h, 32, name=f"conv{i}")], name=f"cat{i}")
-    before = b.build([b.conv(b.act("Relu", b.bn(feats)), 16, k=1, name="transition")])
+    return b.build([b.conv(b.act("Relu", b.bn(feats)), 16, k=1, name="transition")])
+
+
+@pytest.mark.parametrize("hw", [6, 16])  # 3x3 convs direct, then Winograd
+def test_densenet_concats_nest_in_place_at_batch_two(hw):
+    """DenseNet's block at batch 2: each layer's BN + ReLU (a BlockedChannelAffine) reads the
+    growing Concat as a strided slice of the block's last one, so every Concat but the first
+    (whose pool input cannot be written strided: it copies, into its own slice) is a no-op
+    and the block lives in one buffer; the outputs match the unoptimised graph's."""
+    before = _dense_block(hw)
     after, log = run_pipeline(before, vector_bytes=VECTOR_BYTES, backend="cpu")
     assert _marked(after) == {"cat1", "cat2"}
     assert {after.node(f"conv{i}").attrs["algorithm"] for i in range(3)} == {"winograd" if hw == 16 else "direct"}
@@ -149,6 +156,23 @@ def test_densenet_concats_nest_in_place_at_batch_two(hw):
     assert {plan.alias_of[c] for c in cats} == {cats[-1]}
     assert any(n == "cat0" and "'pool_out" in why for _, n, why in log.declined["concat_in_place"])
     _executes_like_the_reference(before, after)
+
+
+@pytest.mark.skipif(bool(bf16_unsupported_reason()), reason="the CPU lacks AVX-512 BF16")
+def test_densenet_concats_in_place_under_bf16_give_the_copying_plans_bits():
+    """Under bf16 the dense layers' convs run on the bf16 tile and write their float32 outputs
+    into the strided slices: the in-place plan gives, bit for bit, what the plan that copies
+    every Concat gives."""
+    before = _dense_block(16)
+    feeds = feeds_for(before)
+    outs = []
+    for disabled in ((), ("concat_in_place",)):
+        g, _ = run_pipeline(before, disabled=disabled, vector_bytes=VECTOR_BYTES, backend="cpu", precision="bf16")
+        assert all(g.node(f"conv{i}").attrs.get("precision") == "bf16" for i in range(3))
+        assert _marked(g) == ({"cat1", "cat2"} if not disabled else set())
+        outs.append(Executor(g, plan_memory(g)).run([feeds[i] for i in g.inputs]))
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)
 
 
 def test_spatial_axis_at_batch_one_channel_one_is_contiguous():
