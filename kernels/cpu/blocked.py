@@ -26,7 +26,7 @@ from cnnrt.kernels.cpu import depthwise_blocked
 from cnnrt.kernels.cpu.activation import act_inplace
 from cnnrt.kernels.cpu.blas import share, split_index
 from cnnrt.kernels.cpu.blocked_window import FMA, MAX, SUM, Windows
-from cnnrt.kernels.cpu.conv_common import image_strided, readonly
+from cnnrt.kernels.cpu.conv_common import flat_output, readonly
 from cnnrt.kernels.cpu.conv_common import opt_input as _opt
 from cnnrt.kernels.cpu.llvm_ir import VECTOR_BYTES
 from cnnrt.kernels.cpu.native_call import native_call
@@ -455,7 +455,7 @@ def build_blocked_channel_affine(node, graph) -> KernelFn:
         out = outs[0].reshape(-1).view(np.uint16) if bf16_out else outs[0].reshape(-1)
         # x may be a channel range of a bigger buffer (passes/concat_in_place.py, ops'
         # strided_input): its images each contiguous, apart by that buffer's image stride
-        x, x_per_n = (ins[0].reshape(-1), cb * hw * b) if ins[0].flags.c_contiguous else image_strided(ins[0])
+        x, x_per_n = flat_output(ins[0], cb * hw * b)
         if fixed[0] is not None and fixed[1] is not None:
             args = (x, x_per_n, out, fixed[0], fixed[1], n, cb, hw, b, chunk, *scalars)
             return native_call(_affine, _affine_serial, work, lambda nthreads: (nthreads, (), *args))

@@ -270,14 +270,12 @@ def build_blocked_conv(
     # weights (half of whose FMAs, at q = 2, multiply zeros)
     q = lanes // spec.cg if spec.group != 1 and spec.cg == spec.mg and span == lanes and spec.cg < lanes else 1
     form = (0,) * q if q > 1 else ()
-    # grouped: a panel is one block
-    nv = (
-        1
-        if spec.group != 1
-        else panel_blocks(spec.m, lanes)
-        if precision != "bf16"
-        else panel_blocks(spec.m, lanes, mk_bf16.BF16_PANEL_CHOICES, mk_bf16.BF16_TILES, spec.oh * spec.ow)
-    )
+    if spec.group != 1:  # grouped: a panel is one block
+        nv = 1
+    elif precision == "bf16":
+        nv = panel_blocks(spec.m, lanes, mk_bf16.BF16_PANEL_CHOICES, mk_bf16.BF16_TILES, spec.oh * spec.ow)
+    else:
+        nv = panel_blocks(spec.m, lanes)
     bmr = (mk_bf16.BF16_TILES if precision == "bf16" else BLOCKED_TILES)[nv][0]
     nr = nv * lanes
     m_pad = -(-spec.m // lanes) * lanes

@@ -117,11 +117,11 @@ def image_strided(out: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def flat_output(out: np.ndarray, per_n: int) -> tuple[np.ndarray, int]:
-    """(flat, image stride) a blocked conv kernel writes ``out`` through: contiguous, the
-    stride one image's ``per_n`` elements; images apart in a bigger buffer (an in-place Concat's
-    channel range), :func:`image_strided`. A residual is read at its own images' offsets, not
-    at such an output's: :func:`contiguous_output` with ``strided`` computes that case into a
-    scratch."""
+    """(flat, image stride) a blocked kernel writes ``out`` through (or reads it through, for
+    a kernel taking strided inputs): contiguous, the stride one image's ``per_n`` elements;
+    images apart in a bigger buffer (an in-place Concat's channel range), :func:`image_strided`.
+    A conv's residual is read at its own images' offsets, not at such an output's:
+    :func:`contiguous_output` with ``strided`` computes that case into a scratch."""
     if out.flags.c_contiguous:
         return out.reshape(-1), per_n
     return image_strided(out)
